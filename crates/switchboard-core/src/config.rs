@@ -1,0 +1,516 @@
+//! What an administrator configures: tenant settings, skill-group routing policy, agents,
+//! customers, and automatic replies at the three levels of SPEC §4.
+//!
+//! Every type here is plain data with serde support and a `validate` that names the field to fix.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::ids::{AgentId, GroupId};
+use crate::queue::Priority;
+use crate::time::{days, hours, mins, secs};
+
+/// Most queue-reply rules one level may hold (SPEC §4.2).
+pub const MAX_QUEUE_RULES: usize = 5;
+/// Longest text of one configured reply, in bytes.
+pub const MAX_REPLY_TEXT: usize = 4096;
+/// Most texts one reply kind may send at once.
+pub const MAX_REPLY_TEXTS: usize = 20;
+/// Largest capacity an agent can be given.
+pub const MAX_CAPACITY: u32 = 1000;
+
+/// The texts a reply sends, in order; every text is one message and counts against budgets.
+pub type Texts = Vec<String>;
+
+/// One level of automatic-reply settings (tenant/channel, skill group or agent). A kind left
+/// `None` defers to the next, less specific level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplySettings {
+    pub auto_accept: Option<AutoAcceptReply>,
+    pub queue: Option<QueueReply>,
+    pub agent_no_response: Option<TimedReply>,
+    pub customer_no_response: Option<TimedReply>,
+    /// Idle auto-end: configuring it enables it.
+    pub idle_end: Option<TimedReply>,
+    /// Customer-no-response auto-end: configuring it enables it.
+    pub customer_no_response_end: Option<TimedReply>,
+    pub manual_end: Option<Texts>,
+    pub batch_end: Option<Texts>,
+    pub offline: Option<OfflineReply>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoAcceptReply {
+    pub texts: Texts,
+    /// Also send when the conversation reaches an agent after waiting in the queue.
+    pub also_from_queue: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueReply {
+    /// Up to five rules; the one with the largest threshold below the position applies.
+    pub rules: Vec<QueueRule>,
+    /// No two queue replies to the same conversation closer together than this.
+    #[serde(with = "duration_ms")]
+    pub min_interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueRule {
+    /// Fires when the position is strictly greater than this.
+    pub above: u32,
+    pub texts: Texts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimedReply {
+    #[serde(with = "duration_ms")]
+    pub after: Duration,
+    pub texts: Texts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfflineReply {
+    pub texts: Texts,
+    /// Zero sends on every customer message.
+    #[serde(with = "duration_ms")]
+    pub min_interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeywordRule {
+    /// Matches when the customer's message contains any of these, ignoring case.
+    pub keywords: Vec<String>,
+    pub texts: Texts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessageReceivedReply {
+    pub texts: Texts,
+    /// Also answer messages of conversations an agent is serving.
+    pub also_in_session: bool,
+}
+
+/// How the next agent is chosen among those who could take a conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Fewest conversations relative to capacity; ties go to the longest idle, then lowest id.
+    #[default]
+    LeastOccupied,
+    /// Longest since the agent last received work (or came online); ties go to lowest id.
+    LongestIdle,
+    /// Next agent after the last one chosen, in id order.
+    RoundRobin,
+}
+
+/// How a conversation reaches the chosen agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum OfferMode {
+    /// Assigned at once.
+    AutoAccept,
+    /// Reserved for the agent, who must accept within the timeout.
+    Offer {
+        #[serde(with = "duration_ms")]
+        timeout: Duration,
+    },
+    /// Nothing is pushed: agents pick from the unaccepted list of their groups.
+    Pull,
+}
+
+impl Default for OfferMode {
+    fn default() -> Self {
+        OfferMode::AutoAccept
+    }
+}
+
+impl OfferMode {
+    pub fn pushes(self) -> bool {
+        !matches!(self, OfferMode::Pull)
+    }
+}
+
+/// Routing policy of one skill group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupPolicy {
+    pub strategy: Strategy,
+    pub offer: OfferMode,
+    /// How long a conversation waits for its customer's dedicated agent (online but full, or
+    /// not taking pushed work) before falling back to the group.
+    #[serde(with = "duration_ms")]
+    pub dedicated_timeout: Duration,
+    /// The weaker preference for the last agent who served the customer: how long to wait for
+    /// them while they are online but full. `None` turns the preference off.
+    #[serde(with = "opt_duration_ms")]
+    pub last_agent_timeout: Option<Duration>,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        GroupPolicy {
+            strategy: Strategy::default(),
+            offer: OfferMode::default(),
+            dedicated_timeout: mins(5),
+            last_agent_timeout: Some(secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    pub name: String,
+    pub policy: GroupPolicy,
+    pub replies: ReplySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    pub nickname: String,
+    /// Most assigned + offered conversations at once; at least 1.
+    pub capacity: u32,
+    pub groups: Vec<GroupId>,
+    pub replies: ReplySettings,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            nickname: String::new(),
+            capacity: 5,
+            groups: Vec::new(),
+            replies: ReplySettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerSettings {
+    pub nickname: Option<String>,
+    /// Higher is served first (e.g. VIP customer groups).
+    pub priority: Priority,
+    /// Skill group this customer is routed to unless the integrator names one.
+    pub group: Option<GroupId>,
+    pub dedicated_agent: Option<AgentId>,
+}
+
+/// What happens to an agent's offers when it does not respond (decline or offer timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotRespondingPolicy {
+    /// Consecutive missed offers after which the agent's status changes; 0 disables.
+    pub after_misses: u32,
+    /// The status it changes to.
+    pub status: crate::router::AgentStatus,
+}
+
+impl Default for NotRespondingPolicy {
+    fn default() -> Self {
+        NotRespondingPolicy {
+            after_misses: 2,
+            status: crate::router::AgentStatus::Away,
+        }
+    }
+}
+
+/// Who gets credit for a rating (SPEC §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatingCredit {
+    #[default]
+    AllServed,
+    LastOnly,
+}
+
+/// Settings of one tenant: the least specific reply level plus the tenant-wide rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// New conversations start with the bot until the customer asks for a human.
+    pub transfer_to_human: bool,
+    pub replies: ReplySettings,
+    /// Channel-level replies sit at the tenant level: a kind configured for the channel wins
+    /// over the tenant's.
+    pub channel_replies: BTreeMap<Channel, ReplySettings>,
+    pub keywords: Vec<KeywordRule>,
+    pub message_received: Option<MessageReceivedReply>,
+    pub open_service: Option<Texts>,
+    /// Budget slots automatic replies must leave for human agents on limited channels.
+    pub human_reserve: u32,
+    /// Notify when a customer message stays unanswered this long.
+    #[serde(with = "opt_duration_ms")]
+    pub unreplied_alert: Option<Duration>,
+    #[serde(with = "duration_ms")]
+    pub retention_unaccepted: Duration,
+    #[serde(with = "duration_ms")]
+    pub retention_accepted: Duration,
+    /// An offline agent keeps its conversations this long before they are requeued at the
+    /// front of their groups.
+    #[serde(with = "duration_ms")]
+    pub offline_grace: Duration,
+    pub not_responding: NotRespondingPolicy,
+    pub rating_credit: RatingCredit,
+    /// Group used when neither the integrator, the customer nor the channel names one.
+    pub default_group: Option<GroupId>,
+    pub channel_groups: BTreeMap<Channel, GroupId>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            transfer_to_human: false,
+            replies: ReplySettings::default(),
+            channel_replies: BTreeMap::new(),
+            keywords: Vec::new(),
+            message_received: None,
+            open_service: None,
+            human_reserve: 1,
+            unreplied_alert: None,
+            retention_unaccepted: hours(48),
+            retention_accepted: days(60),
+            offline_grace: mins(2),
+            not_responding: NotRespondingPolicy::default(),
+            rating_credit: RatingCredit::default(),
+            default_group: None,
+            channel_groups: BTreeMap::new(),
+        }
+    }
+}
+
+fn check_texts(field: &str, texts: &[String]) -> Result<()> {
+    if texts.len() > MAX_REPLY_TEXTS {
+        return Err(Error::InvalidArgument(format!(
+            "{field}: at most {MAX_REPLY_TEXTS} texts, got {}",
+            texts.len()
+        )));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        if t.trim().is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{field}[{i}]: text is empty"
+            )));
+        }
+        if t.len() > MAX_REPLY_TEXT {
+            return Err(Error::InvalidArgument(format!(
+                "{field}[{i}]: text is {} bytes, the limit is {MAX_REPLY_TEXT}",
+                t.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_positive(field: &str, d: Duration) -> Result<()> {
+    if d.is_zero() {
+        return Err(Error::InvalidArgument(format!(
+            "{field}: must be greater than zero"
+        )));
+    }
+    Ok(())
+}
+
+impl ReplySettings {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = &self.auto_accept {
+            check_texts("auto_accept.texts", &r.texts)?;
+        }
+        if let Some(q) = &self.queue {
+            if q.rules.len() > MAX_QUEUE_RULES {
+                return Err(Error::InvalidArgument(format!(
+                    "queue.rules: at most {MAX_QUEUE_RULES} queue rules, got {}; remove one",
+                    q.rules.len()
+                )));
+            }
+            for (i, r) in q.rules.iter().enumerate() {
+                check_texts(&format!("queue.rules[{i}].texts"), &r.texts)?;
+                if q.rules[..i].iter().any(|o| o.above == r.above) {
+                    return Err(Error::InvalidArgument(format!(
+                        "queue.rules[{i}]: another rule already fires above {}",
+                        r.above
+                    )));
+                }
+            }
+        }
+        for (field, t) in [
+            ("agent_no_response", &self.agent_no_response),
+            ("customer_no_response", &self.customer_no_response),
+            ("idle_end", &self.idle_end),
+            ("customer_no_response_end", &self.customer_no_response_end),
+        ] {
+            if let Some(t) = t {
+                check_positive(&format!("{field}.after"), t.after)?;
+                check_texts(&format!("{field}.texts"), &t.texts)?;
+            }
+        }
+        for (field, t) in [
+            ("manual_end", &self.manual_end),
+            ("batch_end", &self.batch_end),
+        ] {
+            if let Some(t) = t {
+                check_texts(field, t)?;
+            }
+        }
+        if let Some(o) = &self.offline {
+            check_texts("offline.texts", &o.texts)?;
+        }
+        Ok(())
+    }
+}
+
+impl GroupSettings {
+    pub fn validate(&self) -> Result<()> {
+        if let OfferMode::Offer { timeout } = self.policy.offer {
+            check_positive("policy.offer.timeout", timeout)?;
+        }
+        self.replies.validate()
+    }
+}
+
+impl AgentSettings {
+    pub fn validate(&self) -> Result<()> {
+        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "capacity: must be between 1 and {MAX_CAPACITY}, got {}; set a busy status to stop new work",
+                self.capacity
+            )));
+        }
+        self.replies.validate()
+    }
+}
+
+impl TenantSettings {
+    pub fn validate(&self) -> Result<()> {
+        self.replies.validate()?;
+        for (channel, r) in &self.channel_replies {
+            r.validate()
+                .map_err(|e| Error::InvalidArgument(format!("channel_replies.{channel}: {e}")))?;
+        }
+        for (i, k) in self.keywords.iter().enumerate() {
+            if k.keywords.is_empty() || k.keywords.iter().any(|w| w.trim().is_empty()) {
+                return Err(Error::InvalidArgument(format!(
+                    "keywords[{i}].keywords: give at least one non-empty keyword"
+                )));
+            }
+            check_texts(&format!("keywords[{i}].texts"), &k.texts)?;
+        }
+        if let Some(m) = &self.message_received {
+            check_texts("message_received.texts", &m.texts)?;
+        }
+        if let Some(t) = &self.open_service {
+            check_texts("open_service", t)?;
+        }
+        if let Some(a) = self.unreplied_alert {
+            check_positive("unreplied_alert", a)?;
+        }
+        check_positive("retention_unaccepted", self.retention_unaccepted)?;
+        check_positive("retention_accepted", self.retention_accepted)?;
+        if self.not_responding.status == crate::router::AgentStatus::Online {
+            return Err(Error::InvalidArgument(
+                "not_responding.status: must take the agent out of routing (busy, away, invisible or offline)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Durations travel as whole milliseconds.
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+pub(crate) mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sixth_queue_rule_is_refused() {
+        let rule = |n| QueueRule {
+            above: n,
+            texts: vec!["wait".into()],
+        };
+        let mut r = ReplySettings {
+            queue: Some(QueueReply {
+                rules: (0..5).map(rule).collect(),
+                min_interval: secs(30),
+            }),
+            ..Default::default()
+        };
+        r.validate().unwrap();
+        r.queue.as_mut().unwrap().rules.push(rule(99));
+        let err = r.validate().unwrap_err();
+        assert!(err.to_string().contains("at most 5 queue rules"), "{err}");
+    }
+
+    #[test]
+    fn capacity_zero_is_refused() {
+        let a = AgentSettings {
+            capacity: 0,
+            ..Default::default()
+        };
+        assert!(a.validate().unwrap_err().to_string().contains("capacity"));
+    }
+
+    #[test]
+    fn empty_texts_are_refused() {
+        let r = ReplySettings {
+            manual_end: Some(vec![" ".into()]),
+            ..Default::default()
+        };
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("manual_end[0]")
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        TenantSettings::default().validate().unwrap();
+        GroupSettings::default().validate().unwrap();
+        AgentSettings::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,685 @@
+//! One tenant's routing domain: the router, the open conversations, the configuration, and
+//! every rule that joins them (lifecycle, automatic replies, budgets, timers).
+//!
+//! Each operation takes `now` and returns the [`Effect`]s to execute. Deadlines are state:
+//! [`Engine::next_deadline`] says when to call [`Engine::advance`], and rebuilding an engine
+//! from stored state re-arms every timer.
+
+pub mod customer_message;
+pub mod effect;
+mod service;
+mod timers;
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub use self::effect::{Effect, Event, Note, Sender, Target};
+use crate::channel::Channel;
+use crate::config::{AgentSettings, CustomerSettings, GroupSettings, TenantSettings, Texts};
+use crate::conversation::{Cause, Conversation, State};
+use crate::error::{Error, Result};
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::replies::{self, Levels, Placeholders, ReplyKind};
+use crate::router::{self, AgentStatus, Placement, Release, Router, Via};
+use crate::time::Timestamp;
+
+/// Longest customer or agent message text, in bytes.
+pub const MAX_MESSAGE_TEXT: usize = 8 * 1024;
+
+/// A customer and what the core remembers of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub settings: CustomerSettings,
+    /// The last agent who served the customer (SPEC §2, §3).
+    pub last_agent: Option<AgentId>,
+    pub open: Option<ConversationId>,
+}
+
+/// Who performs an operation, for the rules that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    Agent(AgentId),
+    Supervisor(AgentId),
+    /// The channel gateway or an integrator.
+    System,
+}
+
+/// Which assigned conversations a bot-hosting switch applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Conversations(Vec<ConversationId>),
+    AssignedTo(AgentId),
+    All,
+}
+
+/// The result of an operation that may open a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub conversation: ConversationId,
+    pub opened: bool,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    settings: TenantSettings,
+    groups: FxHashMap<GroupId, GroupSettings>,
+    agents: FxHashMap<AgentId, AgentSettings>,
+    customers: FxHashMap<CustomerId, Customer>,
+    conversations: FxHashMap<ConversationId, Conversation>,
+    router: Router,
+    /// Next deadline of every conversation that has one.
+    deadlines: BTreeSet<(Timestamp, ConversationId)>,
+    scheduled: FxHashMap<ConversationId, Timestamp>,
+}
+
+impl Engine {
+    pub fn new(settings: TenantSettings) -> Result<Self> {
+        settings.validate()?;
+        let router = Router::new(settings.offline_grace, settings.not_responding);
+        Ok(Engine {
+            settings,
+            router,
+            ..Default::default()
+        })
+    }
+
+    // ----- configuration -------------------------------------------------------------------
+
+    pub fn settings(&self) -> &TenantSettings {
+        &self.settings
+    }
+
+    pub fn set_settings(&mut self, settings: TenantSettings) -> Result<()> {
+        settings.validate()?;
+        self.router
+            .set_policies(settings.offline_grace, settings.not_responding);
+        self.settings = settings;
+        self.reschedule_where(|_| true);
+        Ok(())
+    }
+
+    pub fn upsert_group(
+        &mut self,
+        now: Timestamp,
+        id: GroupId,
+        settings: GroupSettings,
+    ) -> Result<Vec<Effect>> {
+        settings.validate()?;
+        let mut rout = Vec::new();
+        self.router
+            .upsert_group(now, id, settings.policy.clone(), &mut rout);
+        self.groups.insert(id, settings);
+        let mut out = Vec::new();
+        self.apply(now, rout, Cause::Routed, &mut out);
+        self.reschedule_where(|c| c.group == id);
+        Ok(out)
+    }
+
+    pub fn remove_group(&mut self, id: GroupId) -> Result<()> {
+        self.router.remove_group(id)?;
+        self.groups.remove(&id);
+        Ok(())
+    }
+
+    pub fn upsert_agent(
+        &mut self,
+        now: Timestamp,
+        id: AgentId,
+        settings: AgentSettings,
+    ) -> Result<Vec<Effect>> {
+        settings.validate()?;
+        if let Some(g) = settings
+            .groups
+            .iter()
+            .find(|g| !self.groups.contains_key(g))
+        {
+            return Err(Error::UnknownGroup(*g));
+        }
+        let mut rout = Vec::new();
+        self.router.upsert_agent(
+            now,
+            id,
+            settings.capacity,
+            settings.groups.clone(),
+            &mut rout,
+        )?;
+        self.agents.insert(id, settings);
+        let mut out = Vec::new();
+        self.apply(now, rout, Cause::Routed, &mut out);
+        self.reschedule_where(|c| c.agent == Some(id));
+        Ok(out)
+    }
+
+    /// Signs the agent out, requeues its conversations at the front, and forgets it.
+    pub fn remove_agent(&mut self, now: Timestamp, id: AgentId) -> Result<Vec<Effect>> {
+        let mut rout = Vec::new();
+        self.router.remove_agent(now, id, &mut rout)?;
+        self.agents.remove(&id);
+        let mut out = Vec::new();
+        self.apply(now, rout, Cause::AgentOffline, &mut out);
+        Ok(out)
+    }
+
+    pub fn upsert_customer(&mut self, id: CustomerId, settings: CustomerSettings) -> Result<()> {
+        if let Some(g) = settings.group.filter(|g| !self.groups.contains_key(g)) {
+            return Err(Error::UnknownGroup(g));
+        }
+        if let Some(a) = settings
+            .dedicated_agent
+            .filter(|a| !self.agents.contains_key(a))
+        {
+            return Err(Error::UnknownAgent(a));
+        }
+        self.customers.entry(id).or_default().settings = settings;
+        Ok(())
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
+        self.conversations.get(&id)
+    }
+
+    pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
+        self.conversations.values()
+    }
+
+    pub fn customer(&self, id: CustomerId) -> Option<&Customer> {
+        self.customers.get(&id)
+    }
+
+    pub fn agent_settings(&self, id: AgentId) -> Option<&AgentSettings> {
+        self.agents.get(&id)
+    }
+
+    pub fn group_settings(&self, id: GroupId) -> Option<&GroupSettings> {
+        self.groups.get(&id)
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Exact 1-based queue position of a waiting conversation.
+    pub fn position(&self, id: ConversationId) -> Option<usize> {
+        self.router.position(id)
+    }
+
+    /// A queue position as the customer sees it (`5000+` above 5000).
+    pub fn displayed_position(&self, id: ConversationId) -> Option<String> {
+        self.position(id).map(replies::display_position)
+    }
+
+    /// Up to which moment `viewer` may read the transcript (SPEC §7): the current agent and
+    /// supervisors see everything (`Some(None)`); an agent that served earlier sees up to when
+    /// it handed over; anyone else sees nothing (`None`).
+    pub fn visible_until(&self, id: ConversationId, viewer: Actor) -> Option<Option<Timestamp>> {
+        let c = self.conversations.get(&id)?;
+        match viewer {
+            Actor::Supervisor(_) | Actor::System => Some(None),
+            Actor::Agent(a) if c.agent == Some(a) && c.is_open() => Some(None),
+            Actor::Agent(a) => {
+                // The end of this agent's last stint.
+                let mut held = false;
+                let mut until = None;
+                for t in &c.transitions {
+                    if t.agent == Some(a) && t.to == State::Assigned {
+                        held = true;
+                    } else if held && t.agent != Some(a) {
+                        until = Some(t.at);
+                        held = false;
+                    }
+                }
+                if held { Some(None) } else { until.map(Some) }
+            }
+        }
+    }
+
+    /// Checks every invariant across router and conversations; used by property tests.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        self.router.check_invariants()?;
+        for c in self.conversations.values() {
+            let placement = self.router.placement(c.id);
+            let consistent = match (c.state, placement) {
+                (State::Bot | State::Ended, None) => true,
+                (State::Queued, Some(Placement::Queued { group, .. })) => *group == c.group,
+                (State::Offered, Some(Placement::Offered { agent, .. })) => c.agent == Some(*agent),
+                (State::Assigned, Some(Placement::Assigned { agent, .. })) => {
+                    c.agent == Some(*agent)
+                }
+                _ => false,
+            };
+            if !consistent {
+                return Err(format!(
+                    "{} is {:?} with agent {:?} but placed {placement:?}",
+                    c.id, c.state, c.agent
+                ));
+            }
+            if let Some(limit) = c.channel.reply_budget()
+                && c.consecutive_service > limit
+            {
+                return Err(format!(
+                    "{} sent {} service messages on a budget of {limit}",
+                    c.id, c.consecutive_service
+                ));
+            }
+            if c.is_open() && self.customers.get(&c.customer).and_then(|u| u.open) != Some(c.id) {
+                return Err(format!(
+                    "{} is open but its customer points elsewhere",
+                    c.id
+                ));
+            }
+            let want = c.next_deadline(&self.thresholds(c)).map(|(at, _)| at);
+            if self.scheduled.get(&c.id).copied() != want {
+                return Err(format!(
+                    "{} is scheduled at {:?}, its next deadline is {want:?}",
+                    c.id,
+                    self.scheduled.get(&c.id)
+                ));
+            }
+        }
+        for (id, u) in &self.customers {
+            if let Some(open) = u.open
+                && !self
+                    .conversations
+                    .get(&open)
+                    .is_some_and(|c| c.is_open() && c.customer == *id)
+            {
+                return Err(format!(
+                    "customer {id} points to {open}, which is not its open conversation"
+                ));
+            }
+        }
+        if self.deadlines.len() != self.scheduled.len() {
+            return Err("deadline index out of step".into());
+        }
+        Ok(())
+    }
+
+    // ----- shared internals ----------------------------------------------------------------
+
+    fn conv(&self, id: ConversationId) -> Result<&Conversation> {
+        self.conversations
+            .get(&id)
+            .ok_or(Error::UnknownConversation(id))
+    }
+
+    fn open_conv(&self, id: ConversationId) -> Result<&Conversation> {
+        let c = self.conv(id)?;
+        if c.is_open() {
+            Ok(c)
+        } else {
+            Err(Error::InvalidTransition {
+                conversation: id,
+                state: State::Ended,
+                action: "act on an ended conversation",
+            })
+        }
+    }
+
+    /// The reply levels for a conversation, with `agent` as the agent level.
+    fn levels(&self, c: &Conversation, agent: Option<AgentId>) -> Levels<'_> {
+        Levels {
+            agent: agent.and_then(|a| self.agents.get(&a)).map(|a| &a.replies),
+            group: self.groups.get(&c.group).map(|g| &g.replies),
+            channel: self.settings.channel_replies.get(&c.channel),
+            tenant: &self.settings.replies,
+        }
+    }
+
+    fn nickname(&self, agent: Option<AgentId>) -> Option<&str> {
+        agent
+            .and_then(|a| self.agents.get(&a))
+            .map(|a| a.nickname.as_str())
+    }
+
+    /// Sends an automatic reply, as far as the channel budget allows once the humans' reserve
+    /// is kept; texts that do not fit are reported as suppressed.
+    fn send_auto(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        kind: ReplyKind,
+        texts: &Texts,
+        staff: Option<AgentId>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.conversations.get(&id) else {
+            return;
+        };
+        let nick = self
+            .customers
+            .get(&c.customer)
+            .and_then(|u| u.settings.nickname.clone());
+        let placeholders = Placeholders {
+            nick_name: nick.as_deref(),
+            staff_name: self.nickname(staff),
+            queue_num: self.router.position(id),
+        };
+        let rendered: Vec<String> = texts
+            .iter()
+            .map(|t| replies::render(t, &placeholders))
+            .collect();
+        let (channel, reserve) = (c.channel, self.settings.human_reserve);
+        for text in rendered {
+            let c = self
+                .conversations
+                .get_mut(&id)
+                .expect("conversation exists");
+            if replies::auto_allowance(channel.reply_budget(), reserve, c.consecutive_service)
+                == Some(0)
+            {
+                out.push(Effect::ReplySuppressed {
+                    conversation: id,
+                    kind,
+                });
+                return;
+            }
+            c.record_auto_message(now);
+            out.push(Effect::Send {
+                conversation: id,
+                channel,
+                text,
+                from: Sender::Auto(kind),
+                tag: None,
+            });
+        }
+    }
+
+    /// Turns router effects into conversation transitions, notes, events and auto-accept
+    /// replies. `cause` names the operation for transitions whose router effect carries none.
+    fn apply(
+        &mut self,
+        now: Timestamp,
+        effects: Vec<router::Effect>,
+        cause: Cause,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
+        let mut touched = Vec::new();
+        for e in effects {
+            match e {
+                router::Effect::Queued {
+                    conversation,
+                    group,
+                    pinned_to,
+                } => {
+                    touched.push(conversation);
+                    let why = released.remove(&conversation).map_or(cause, release_cause);
+                    let Some(c) = self.conversations.get_mut(&conversation) else {
+                        continue;
+                    };
+                    let moved = c.state != State::Queued || c.group != group;
+                    c.group = group;
+                    if moved {
+                        c.transition(now, State::Queued, why, None);
+                        out.push(Effect::Event(Event::Queued {
+                            conversation,
+                            group,
+                            pinned_to,
+                        }));
+                    }
+                }
+                router::Effect::Offered {
+                    conversation,
+                    agent,
+                    expires,
+                } => {
+                    touched.push(conversation);
+                    let Some(c) = self.conversations.get_mut(&conversation) else {
+                        continue;
+                    };
+                    c.transition(now, State::Offered, Cause::Routed, Some(agent));
+                    out.push(Effect::Notify {
+                        agent,
+                        note: Note::Offered {
+                            conversation,
+                            expires,
+                        },
+                    });
+                    out.push(Effect::Event(Event::Offered {
+                        conversation,
+                        agent,
+                    }));
+                }
+                router::Effect::Assigned {
+                    conversation,
+                    agent,
+                    via,
+                } => {
+                    touched.push(conversation);
+                    released.remove(&conversation);
+                    self.on_assigned(now, conversation, agent, via, out);
+                }
+                router::Effect::Released {
+                    conversation,
+                    agent,
+                    reason,
+                    was_assigned,
+                } => {
+                    released.insert(conversation, reason);
+                    out.push(Effect::Notify {
+                        agent,
+                        note: Note::Released {
+                            conversation,
+                            reason,
+                        },
+                    });
+                    if !was_assigned && matches!(reason, Release::Declined | Release::TimedOut) {
+                        out.push(Effect::Event(Event::OfferMissed {
+                            conversation,
+                            agent,
+                            reason,
+                        }));
+                    }
+                }
+                router::Effect::StatusChanged {
+                    agent,
+                    from,
+                    to,
+                    cause,
+                } => {
+                    out.push(Effect::Notify {
+                        agent,
+                        note: Note::StatusChanged { status: to, cause },
+                    });
+                    out.push(Effect::Event(Event::AgentStatusChanged {
+                        agent,
+                        from,
+                        to,
+                        cause,
+                    }));
+                    // Offline replies and in-session thresholds depend on the status.
+                    if let Some(a) = self.router.agent(agent) {
+                        touched.extend(a.assigned.iter().chain(a.offered.iter()).copied());
+                    }
+                }
+            }
+        }
+        for id in touched {
+            self.reschedule(id);
+        }
+    }
+
+    fn on_assigned(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        agent: AgentId,
+        via: Via,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.conversations.get_mut(&id) else {
+            return;
+        };
+        let from_queue = c.waited_in_queue;
+        let entered = c
+            .transitions
+            .iter()
+            .rev()
+            .find(|t| t.to == State::Queued)
+            .map_or(c.opened_at, |t| t.at);
+        let cause = match via {
+            Via::Auto => Cause::Routed,
+            Via::Accepted => Cause::Accepted,
+            Via::Picked => Cause::Picked,
+            Via::Transferred => Cause::Transferred,
+        };
+        c.transition(now, State::Assigned, cause, Some(agent));
+        c.waited_in_queue = false;
+        let customer = c.customer;
+        self.customers.entry(customer).or_default().last_agent = Some(agent);
+        let waited_ms = if from_queue {
+            now.since(entered)
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        out.push(Effect::Notify {
+            agent,
+            note: Note::Assigned {
+                conversation: id,
+                via,
+            },
+        });
+        out.push(Effect::Event(Event::Assigned {
+            conversation: id,
+            agent,
+            via,
+            waited_ms,
+        }));
+        let c = &self.conversations[&id];
+        let reply = self
+            .levels(c, Some(agent))
+            .resolve(|r| r.auto_accept.as_ref())
+            .filter(|r| !from_queue || r.also_from_queue)
+            .map(|r| r.texts.clone());
+        if let Some(texts) = reply {
+            self.send_auto(now, id, ReplyKind::AutoAccept, &texts, Some(agent), out);
+        }
+    }
+
+    /// Ends a conversation: the end reply (only if it was being served), the router lets go,
+    /// the customer may open a new one.
+    fn finish(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        cause: Cause,
+        reply: Option<ReplyKind>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.conversations.get(&id).filter(|c| c.is_open()) else {
+            return;
+        };
+        let agent = c.agent;
+        if c.state == State::Assigned
+            && let Some(kind) = reply
+        {
+            let levels = self.levels(c, agent);
+            let texts = match kind {
+                ReplyKind::ManualEnd => levels.resolve(|r| r.manual_end.as_ref()).cloned(),
+                ReplyKind::BatchEnd => levels.resolve(|r| r.batch_end.as_ref()).cloned(),
+                ReplyKind::IdleEnd => levels
+                    .resolve(|r| r.idle_end.as_ref())
+                    .map(|r| r.texts.clone()),
+                ReplyKind::CustomerNoResponseEnd => levels
+                    .resolve(|r| r.customer_no_response_end.as_ref())
+                    .map(|r| r.texts.clone()),
+                _ => None,
+            };
+            if let Some(texts) = texts {
+                self.send_auto(now, id, kind, &texts, agent, out);
+            }
+        }
+        let c = self
+            .conversations
+            .get_mut(&id)
+            .expect("conversation exists");
+        c.transition(now, State::Ended, cause, None);
+        let customer = c.customer;
+        let last = c.served_by.last().copied();
+        if let Some(u) = self.customers.get_mut(&customer) {
+            u.open = None;
+            if last.is_some() {
+                u.last_agent = last;
+            }
+        }
+        out.push(Effect::Event(Event::Ended {
+            conversation: id,
+            cause,
+            agent,
+        }));
+        let mut rout = Vec::new();
+        self.router.remove(now, id, &mut rout);
+        self.apply(now, rout, Cause::Routed, out);
+        self.reschedule(id);
+    }
+}
+
+fn release_cause(r: Release) -> Cause {
+    match r {
+        Release::Declined => Cause::Declined,
+        Release::TimedOut => Cause::OfferTimedOut,
+        Release::AgentOffline => Cause::AgentOffline,
+        Release::Transferred | Release::Ended => Cause::Transferred,
+    }
+}
+
+/// The offline-reply condition of SPEC §4.5 for a conversation, and the agent whose settings
+/// come first.
+fn offline_condition(
+    router: &Router,
+    c: &Conversation,
+    dedicated: Option<AgentId>,
+) -> Option<Option<AgentId>> {
+    let offline = |a: AgentId| {
+        router
+            .agent(a)
+            .is_none_or(|a| a.status == AgentStatus::Offline)
+    };
+    match c.state {
+        State::Assigned | State::Offered => c.agent.filter(|a| offline(*a)).map(Some),
+        State::Queued => {
+            if let Some(d) = dedicated.filter(|d| offline(*d)) {
+                Some(Some(d))
+            } else if router.group_all_offline(c.group) || router.all_offline() {
+                Some(None)
+            } else {
+                None
+            }
+        }
+        State::Bot | State::Ended => None,
+    }
+}
+
+fn check_text(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::InvalidArgument("text: the message is empty".into()));
+    }
+    if text.len() > MAX_MESSAGE_TEXT {
+        return Err(Error::InvalidArgument(format!(
+            "text: the message is {} bytes, the limit is {MAX_MESSAGE_TEXT}; split it",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Which channel's default group applies.
+fn channel_group(settings: &TenantSettings, channel: Channel) -> Option<GroupId> {
+    settings
+        .channel_groups
+        .get(&channel)
+        .copied()
+        .or(settings.default_group)
+}
+
+#[cfg(test)]
+mod tests;

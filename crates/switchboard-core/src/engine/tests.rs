@@ -1,0 +1,958 @@
+//! Rules of SPEC §2, §4 and §5 through the engine, and the worked case of seed 001.
+
+use std::time::Duration;
+
+use super::*;
+use crate::channel::MessageTag;
+use crate::config::{
+    AutoAcceptReply, GroupPolicy, KeywordRule, MessageReceivedReply, OfferMode, OfflineReply,
+    QueueReply, QueueRule, RatingCredit, ReplySettings, TimedReply,
+};
+use crate::engine::customer_message::CustomerMessage;
+use crate::time::{days, hours, mins, secs};
+
+const G1: GroupId = GroupId(1);
+const G2: GroupId = GroupId(2);
+const A1: AgentId = AgentId(1);
+const A2: AgentId = AgentId(2);
+const U1: CustomerId = CustomerId(1);
+const U2: CustomerId = CustomerId(2);
+
+fn at(d: Duration) -> Timestamp {
+    Timestamp(0) + d
+}
+
+fn texts(t: &[&str]) -> Texts {
+    t.iter().map(|s| s.to_string()).collect()
+}
+
+/// A test bench: one engine, a conversation-id counter, and the clock.
+struct Bench {
+    e: Engine,
+    next: u64,
+}
+
+impl Bench {
+    fn new(settings: TenantSettings) -> Self {
+        let mut e = Engine::new(settings).unwrap();
+        for g in [G1, G2] {
+            e.upsert_group(Timestamp(0), g, GroupSettings::default())
+                .unwrap();
+        }
+        Bench { e, next: 0 }
+    }
+
+    fn agent(&mut self, id: AgentId, nickname: &str, capacity: u32, status: AgentStatus) {
+        let s = AgentSettings {
+            nickname: nickname.into(),
+            capacity,
+            groups: vec![G1],
+            replies: ReplySettings::default(),
+        };
+        self.e.upsert_agent(Timestamp(0), id, s).unwrap();
+        self.e
+            .set_agent_status(Timestamp(0), id, status, Actor::Agent(id))
+            .unwrap();
+        self.check();
+    }
+
+    fn customer(&mut self, id: CustomerId, nickname: &str) {
+        let s = CustomerSettings {
+            nickname: Some(nickname.into()),
+            ..Default::default()
+        };
+        self.e.upsert_customer(id, s).unwrap();
+    }
+
+    fn say(
+        &mut self,
+        now: Timestamp,
+        customer: CustomerId,
+        text: &str,
+    ) -> (ConversationId, Vec<Effect>) {
+        self.say_on(now, customer, Channel::Web, text)
+    }
+
+    fn say_on(
+        &mut self,
+        now: Timestamp,
+        customer: CustomerId,
+        channel: Channel,
+        text: &str,
+    ) -> (ConversationId, Vec<Effect>) {
+        let r = self.say_unchecked(now, customer, channel, text);
+        self.check();
+        r
+    }
+
+    /// For loops over thousands of messages, where checking every invariant each time would
+    /// be quadratic.
+    fn say_unchecked(
+        &mut self,
+        now: Timestamp,
+        customer: CustomerId,
+        channel: Channel,
+        text: &str,
+    ) -> (ConversationId, Vec<Effect>) {
+        self.next += 1;
+        let msg = CustomerMessage {
+            customer,
+            channel,
+            text: text.into(),
+            new_conversation: ConversationId(self.next),
+            group: None,
+            priority: None,
+        };
+        let o = self.e.customer_message(now, msg).unwrap();
+        (o.conversation, o.effects)
+    }
+
+    fn advance(&mut self, now: Timestamp) -> Vec<Effect> {
+        let out = self.e.advance(now);
+        self.check();
+        out
+    }
+
+    fn state(&self, c: ConversationId) -> State {
+        self.e.conversation(c).unwrap().state
+    }
+
+    fn check(&self) {
+        self.e.check_invariants().unwrap();
+    }
+}
+
+/// The kinds of automatic replies sent, one entry per text, in order.
+fn replies(effects: &[Effect]) -> Vec<ReplyKind> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                from: Sender::Auto(k),
+                ..
+            } => Some(*k),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent_texts(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn default_group() -> TenantSettings {
+    TenantSettings {
+        default_group: Some(G1),
+        offline_grace: secs(0),
+        ..Default::default()
+    }
+}
+
+/// The administrator's eight rules from seed 001.
+fn seed_001_settings() -> TenantSettings {
+    TenantSettings {
+        message_received: Some(MessageReceivedReply {
+            texts: texts(&["收到1", "收到2"]),
+            also_in_session: false,
+        }),
+        keywords: vec![KeywordRule {
+            keywords: texts(&["价格"]),
+            texts: texts(&["关键词1", "关键词2"]),
+        }],
+        open_service: Some(texts(&["欢迎"])),
+        replies: ReplySettings {
+            auto_accept: Some(AutoAcceptReply {
+                texts: texts(&["{{nick_name}},你好,客服{{staff_name}}负责接待您"]),
+                also_from_queue: false,
+            }),
+            queue: Some(QueueReply {
+                rules: vec![QueueRule {
+                    above: 0,
+                    texts: texts(&["{{nick_name}},当前还有{{queue_num}}人在排队中"]),
+                }],
+                min_interval: secs(60),
+            }),
+            agent_no_response: Some(TimedReply {
+                after: mins(2),
+                texts: texts(&["客服无响应"]),
+            }),
+            customer_no_response: Some(TimedReply {
+                after: mins(3),
+                texts: texts(&["访客无响应"]),
+            }),
+            customer_no_response_end: Some(TimedReply {
+                after: mins(10),
+                texts: texts(&["自动结束"]),
+            }),
+            manual_end: Some(texts(&["手动结束"])),
+            offline: Some(OfflineReply {
+                texts: texts(&["离线1", "离线2"]),
+                min_interval: secs(0),
+            }),
+            ..Default::default()
+        },
+        ..default_group()
+    }
+}
+
+/// Seed 001's worked case: eight configured rules and an 11-step conversation, checking
+/// exactly which replies fire at each step.
+#[test]
+fn seed_001_worked_case() {
+    use ReplyKind::*;
+    let mut b = Bench::new(seed_001_settings());
+    b.agent(A1, "张三", 1, AgentStatus::Online);
+    b.customer(U1, "小明");
+
+    // 1-2. The customer writes; the agent takes it automatically: the auto-accept reply, and
+    // no message-received reply since "also in session" is off.
+    let (c1, fx) = b.say(at(secs(10)), U1, "你好");
+    assert_eq!(b.state(c1), State::Assigned);
+    assert_eq!(replies(&fx), vec![AutoAccept]);
+    assert_eq!(sent_texts(&fx), vec!["小明,你好,客服张三负责接待您"]);
+
+    // 3. The agent does not respond: the agent-no-response reply.
+    assert_eq!(b.e.next_deadline(), Some(at(secs(10) + mins(2))));
+    assert!(replies(&b.advance(at(secs(10) + mins(2)) - secs(1))).is_empty());
+    assert_eq!(
+        replies(&b.advance(at(secs(10) + mins(2)))),
+        vec![AgentNoResponse]
+    );
+
+    // 4. The agent replies.
+    let fx =
+        b.e.agent_message(at(mins(3)), A1, c1, "您好,请问有什么可以帮您?", None)
+            .unwrap();
+    assert_eq!(fx.len(), 1);
+
+    // 5. The customer does not respond: the customer-no-response reply.
+    assert_eq!(replies(&b.advance(at(mins(6)))), vec![CustomerNoResponse]);
+
+    // 6. Auto-end conditions hold: the conversation ends with its reply.
+    assert_eq!(
+        replies(&b.advance(at(mins(13)))),
+        vec![CustomerNoResponseEnd]
+    );
+    assert_eq!(b.state(c1), State::Ended);
+    assert_eq!(
+        b.e.conversation(c1)
+            .unwrap()
+            .transitions
+            .last()
+            .unwrap()
+            .cause,
+        Cause::CustomerNoResponse
+    );
+
+    // 7. The customer writes again: a new conversation that remembers the last agent, and
+    // the auto-accept reply.
+    let (c2, fx) = b.say(at(mins(14)), U1, "还在吗");
+    assert_ne!(c2, c1);
+    assert_eq!(b.e.conversation(c2).unwrap().agent, Some(A1));
+    assert_eq!(replies(&fx), vec![AutoAccept]);
+
+    // 8. The agent does not respond: the agent-no-response reply.
+    assert_eq!(replies(&b.advance(at(mins(16)))), vec![AgentNoResponse]);
+
+    // 9. The agent ends the conversation: the manual-end reply.
+    let fx = b.e.end(at(mins(17)), c2, Actor::Agent(A1)).unwrap();
+    assert_eq!(replies(&fx), vec![ManualEnd]);
+    b.check();
+
+    // 10. The customer writes while the agent is offline: queued, with the message-received
+    // reply and the offline reply, which replaces the queue reply.
+    b.e.set_agent_status(at(mins(18)), A1, AgentStatus::Offline, Actor::Agent(A1))
+        .unwrap();
+    let (c3, fx) = b.say(at(mins(19)), U1, "在吗");
+    assert_eq!(b.state(c3), State::Queued);
+    assert_eq!(
+        replies(&fx),
+        vec![MessageReceived, MessageReceived, Offline, Offline]
+    );
+
+    // 11. The agent is online but full: a new customer queues and gets the queue reply with
+    // its live position.
+    b.e.set_agent_status(at(mins(20)), A1, AgentStatus::Online, Actor::Agent(A1))
+        .unwrap();
+    b.check();
+    assert_eq!(
+        b.state(c3),
+        State::Assigned,
+        "leaving the queue sends no auto-accept reply"
+    );
+    b.customer(U2, "小红");
+    let (c4, fx) = b.say(at(mins(21)), U2, "你好");
+    assert_eq!(b.state(c4), State::Queued);
+    assert_eq!(replies(&fx), vec![MessageReceived, MessageReceived, Queue]);
+    assert!(sent_texts(&fx).contains(&"小红,当前还有1人在排队中".to_string()));
+
+    // And a keyword: it replaces the message-received reply and silences the queue reply.
+    let (_, fx) = b.say(at(mins(23)), U2, "价格多少");
+    assert_eq!(replies(&fx), vec![Keyword, Keyword]);
+}
+
+#[test]
+fn before_transfer_to_human_only_keyword_received_and_open_service_fire() {
+    use ReplyKind::*;
+    let mut b = Bench::new(TenantSettings {
+        transfer_to_human: true,
+        ..seed_001_settings()
+    });
+    b.agent(A1, "张三", 1, AgentStatus::Offline);
+    b.next += 1;
+    let o =
+        b.e.open_service(at(secs(1)), U1, Channel::Web, ConversationId(b.next))
+            .unwrap();
+    assert_eq!(replies(&o.effects), vec![OpenService]);
+    let c = o.conversation;
+    assert_eq!(b.state(c), State::Bot);
+    let (_, fx) = b.say(at(secs(2)), U1, "hi");
+    assert_eq!(
+        replies(&fx),
+        vec![MessageReceived, MessageReceived],
+        "no offline reply in the bot stage"
+    );
+    let (_, fx) = b.say(at(secs(3)), U1, "价格");
+    assert_eq!(replies(&fx), vec![Keyword, Keyword]);
+    assert!(
+        replies(&b.advance(at(hours(1)))).is_empty(),
+        "no in-session replies with the bot"
+    );
+    let fx = b.e.request_human(at(hours(1)), c).unwrap();
+    b.check();
+    assert_eq!(b.state(c), State::Queued);
+    assert_eq!(
+        replies(&fx),
+        vec![Offline, Offline],
+        "after transfer the rules apply as without a bot"
+    );
+    assert_eq!(
+        b.e.conversation(c).unwrap().transitions[1].cause,
+        Cause::TransferToHuman
+    );
+    let fx = b.e.end(at(hours(2)), c, Actor::Supervisor(A1)).unwrap();
+    assert!(
+        replies(&fx).is_empty(),
+        "ended from the queue: no end reply"
+    );
+}
+
+#[test]
+fn message_received_in_session_needs_its_switch() {
+    let mut settings = seed_001_settings();
+    settings.message_received.as_mut().unwrap().also_in_session = true;
+    let mut b = Bench::new(settings);
+    b.agent(A1, "张三", 1, AgentStatus::Online);
+    let (_, fx) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(
+        replies(&fx),
+        vec![
+            ReplyKind::MessageReceived,
+            ReplyKind::MessageReceived,
+            ReplyKind::AutoAccept
+        ]
+    );
+}
+
+#[test]
+fn auto_accept_from_the_queue_needs_its_switch() {
+    let mut settings = seed_001_settings();
+    settings
+        .replies
+        .auto_accept
+        .as_mut()
+        .unwrap()
+        .also_from_queue = true;
+    let mut b = Bench::new(settings);
+    b.agent(A1, "张三", 1, AgentStatus::Online);
+    let (c1, _) = b.say(at(secs(1)), U1, "hi");
+    let (c2, _) = b.say(at(secs(2)), U2, "hi");
+    assert_eq!(b.state(c2), State::Queued);
+    let fx = b.e.end(at(secs(3)), c1, Actor::Agent(A1)).unwrap();
+    assert_eq!(b.state(c2), State::Assigned);
+    assert_eq!(
+        replies(&fx),
+        vec![ReplyKind::ManualEnd, ReplyKind::AutoAccept]
+    );
+}
+
+#[test]
+fn reply_levels_agent_over_group_over_channel_over_tenant() {
+    let offline = |t: &str| ReplySettings {
+        offline: Some(OfflineReply {
+            texts: texts(&[t]),
+            min_interval: secs(0),
+        }),
+        ..Default::default()
+    };
+    let mut settings = default_group();
+    settings.replies = offline("tenant");
+    settings
+        .channel_replies
+        .insert(Channel::App, offline("app"));
+    let mut b = Bench::new(settings);
+    let agent = AgentSettings {
+        nickname: "A".into(),
+        capacity: 1,
+        groups: vec![G1],
+        replies: offline("agent"),
+    };
+    b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
+    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1))
+        .unwrap();
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1))
+        .unwrap();
+    let (_, fx) = b.say(at(secs(3)), U1, "anyone?");
+    // Grace is zero: the conversation went back to the queue, where the group is all offline.
+    assert_eq!(b.state(c), State::Queued);
+    assert_eq!(sent_texts(&fx), vec!["tenant"]);
+    b.e.upsert_group(
+        at(secs(4)),
+        G1,
+        GroupSettings {
+            replies: offline("group"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (_, fx) = b.say(at(secs(5)), U1, "anyone?");
+    assert_eq!(sent_texts(&fx), vec!["group"]);
+    let (_, fx) = b.say_on(at(secs(6)), U2, Channel::App, "app user");
+    assert_eq!(sent_texts(&fx), vec!["group"], "group beats channel");
+    b.e.upsert_group(at(secs(7)), G1, GroupSettings::default())
+        .unwrap();
+    let (_, fx) = b.say_on(at(secs(8)), U2, Channel::App, "app user");
+    assert_eq!(sent_texts(&fx), vec!["app"], "channel beats tenant");
+}
+
+#[test]
+fn offline_reply_uses_the_assigned_agents_settings_during_grace_and_honours_its_interval() {
+    let mut settings = default_group();
+    settings.offline_grace = mins(10);
+    let mut b = Bench::new(settings);
+    let replies_of_agent = ReplySettings {
+        offline: Some(OfflineReply {
+            texts: texts(&["{{staff_name}} is away"]),
+            min_interval: mins(1),
+        }),
+        ..Default::default()
+    };
+    let agent = AgentSettings {
+        nickname: "Zhang".into(),
+        capacity: 1,
+        groups: vec![G1],
+        replies: replies_of_agent,
+    };
+    b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
+    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1))
+        .unwrap();
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1))
+        .unwrap();
+    assert_eq!(b.state(c), State::Assigned, "kept for the grace period");
+    let (_, fx) = b.say(at(secs(3)), U1, "hello?");
+    assert_eq!(sent_texts(&fx), vec!["Zhang is away"]);
+    let (_, fx) = b.say(at(secs(30)), U1, "hello??");
+    assert!(sent_texts(&fx).is_empty(), "within the minimum interval");
+    let (_, fx) = b.say(at(secs(64)), U1, "hello???");
+    assert_eq!(sent_texts(&fx).len(), 1);
+    assert!(
+        replies(&b.advance(at(mins(5)))).is_empty(),
+        "no agent-no-response after an offline reply"
+    );
+    b.advance(at(mins(11)));
+    assert_eq!(b.state(c), State::Queued, "requeued after the grace period");
+}
+
+#[test]
+fn offline_reply_for_a_queued_customer_whose_dedicated_agent_is_offline() {
+    let mut settings = default_group();
+    settings.replies.offline = Some(OfflineReply {
+        texts: texts(&["[{{staff_name}}] offline"]),
+        min_interval: secs(0),
+    });
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Offline);
+    b.e.upsert_customer(
+        U1,
+        CustomerSettings {
+            dedicated_agent: Some(A2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.e.upsert_customer(U2, CustomerSettings::default())
+        .unwrap();
+    let (_, _) = b.say(at(secs(1)), U2, "occupy A1");
+    let (c, fx) = b.say(at(secs(2)), U1, "hi");
+    assert_eq!(b.state(c), State::Queued);
+    assert_eq!(sent_texts(&fx), vec!["[Li] offline"]);
+    let (_, fx) = b.say(at(secs(3)), U2, "more");
+    assert!(sent_texts(&fx).is_empty(), "U2's agent is online");
+}
+
+#[test]
+fn queue_reply_rules_interval_and_5000_plus() {
+    let mut settings = default_group();
+    settings.replies.queue = Some(QueueReply {
+        rules: vec![
+            QueueRule {
+                above: 10,
+                texts: texts(&[">10: {{queue_num}}"]),
+            },
+            QueueRule {
+                above: 100,
+                texts: texts(&[">100: {{queue_num}}"]),
+            },
+        ],
+        min_interval: secs(30),
+    });
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let mut last = Vec::new();
+    for n in 0..5_002u64 {
+        let (_, fx) = b.say_unchecked(at(secs(1)), CustomerId(100 + n), Channel::Web, "hi");
+        last = sent_texts(&fx);
+        if n == 5 {
+            assert!(last.is_empty(), "position 5 is under every rule");
+        }
+        if n == 11 {
+            assert_eq!(last, vec![">10: 11"]);
+        }
+        if n == 101 {
+            assert_eq!(last, vec![">100: 101"]);
+        }
+    }
+    b.check();
+    assert_eq!(last, vec![">100: 5000+"], "position 5001 displays as 5000+");
+    let (c, fx) = b.say(at(secs(10)), CustomerId(100 + 5_001), "still there?");
+    assert!(sent_texts(&fx).is_empty(), "within the minimum interval");
+    assert_eq!(b.e.displayed_position(c).as_deref(), Some("5000+"));
+    let (_, fx) = b.say(at(secs(31)), CustomerId(100 + 5_001), "still there?");
+    assert_eq!(sent_texts(&fx).len(), 1);
+}
+
+#[test]
+fn mini_program_budget_keeps_the_reserve_for_humans() {
+    let mut settings = seed_001_settings();
+    settings.human_reserve = 1;
+    let mut b = Bench::new(settings);
+    b.agent(A1, "张三", 1, AgentStatus::Online);
+    b.agent(A2, "李四", 1, AgentStatus::Online);
+    // Keyword (2) + auto-accept (1) + agent-no-response (1) = 4 = 5 - reserve.
+    let (c, fx) = b.say_on(at(secs(1)), U1, Channel::MiniProgram, "价格");
+    assert_eq!(
+        replies(&fx),
+        vec![
+            ReplyKind::Keyword,
+            ReplyKind::Keyword,
+            ReplyKind::AutoAccept
+        ]
+    );
+    let fx = b.advance(at(mins(5)));
+    assert_eq!(replies(&fx), vec![]);
+    assert_eq!(
+        b.e.conversation(c).unwrap().consecutive_service,
+        3,
+        "keyword reply disarmed the timer"
+    );
+    // Transfer to another agent: its auto-accept takes the 4th slot, then nothing more.
+    b.e.transfer(at(mins(6)), c, Target::Agent(A2), Actor::Supervisor(A1))
+        .unwrap();
+    assert_eq!(b.e.conversation(c).unwrap().consecutive_service, 4);
+    let fx =
+        b.e.transfer(at(mins(7)), c, Target::Agent(A1), Actor::Supervisor(A2))
+            .unwrap();
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::ReplySuppressed {
+            kind: ReplyKind::AutoAccept,
+            ..
+        }
+    )));
+    // The human still has the last slot, and no more.
+    b.e.agent_message(at(mins(8)), A1, c, "hello", None)
+        .unwrap();
+    let err =
+        b.e.agent_message(at(mins(9)), A1, c, "again", None)
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetExhausted { limit: 5, .. }),
+        "{err}"
+    );
+    // A customer message resets the budget.
+    b.say_on(at(mins(10)), U1, Channel::MiniProgram, "ok");
+    b.e.agent_message(at(mins(11)), A1, c, "again", None)
+        .unwrap();
+    b.check();
+}
+
+#[test]
+fn end_replies_manual_batch_idle_and_none_from_the_queue() {
+    let mut settings = seed_001_settings();
+    settings.replies.batch_end = Some(texts(&["批量结束"]));
+    settings.replies.idle_end = Some(TimedReply {
+        after: mins(30),
+        texts: texts(&["超时结束"]),
+    });
+    settings.replies.agent_no_response = None;
+    settings.replies.customer_no_response = None;
+    settings.replies.customer_no_response_end = None;
+    settings.message_received = None;
+    let mut b = Bench::new(settings);
+    b.agent(A1, "张三", 2, AgentStatus::Online);
+    let (c1, _) = b.say(at(secs(1)), U1, "a");
+    let (c2, _) = b.say(at(secs(1)), U2, "b");
+    let (c3, _) = b.say(at(secs(1)), CustomerId(3), "c");
+    assert_eq!(b.state(c3), State::Queued);
+    let (results, fx) = b.e.end_batch(at(secs(5)), &[c3, c1, ConversationId(999)]);
+    b.check();
+    assert!(results[0].1.is_ok() && results[1].1.is_ok());
+    assert_eq!(
+        results[2].1,
+        Err(Error::UnknownConversation(ConversationId(999)))
+    );
+    assert_eq!(
+        replies(&fx),
+        vec![ReplyKind::BatchEnd],
+        "batch end reply for the assigned one only"
+    );
+    // Idle auto-end: no message from either side for 30 minutes.
+    b.e.agent_message(at(mins(10)), A1, c2, "hi", None).unwrap();
+    assert!(replies(&b.advance(at(mins(39)))).is_empty());
+    let fx = b.advance(at(mins(40)));
+    assert_eq!(replies(&fx), vec![ReplyKind::IdleEnd]);
+    assert_eq!(b.state(c2), State::Ended);
+}
+
+#[test]
+fn reply_window_ends_the_conversation_and_refuses_late_messages() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 2, AgentStatus::Online);
+    let (c, _) = b.say_on(at(secs(0)), U1, Channel::MiniProgram, "hi");
+    b.e.agent_message(at(hours(1)), A1, c, "hello", None)
+        .unwrap();
+    assert_eq!(b.e.next_deadline(), Some(at(hours(49))));
+    b.advance(at(hours(49)));
+    assert_eq!(b.state(c), State::Ended);
+    assert_eq!(
+        b.e.conversation(c)
+            .unwrap()
+            .transitions
+            .last()
+            .unwrap()
+            .cause,
+        Cause::ReplyWindowClosed
+    );
+    let err =
+        b.e.agent_message(at(hours(50)), A1, c, "late", None)
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidTransition {
+                state: State::Ended,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Messenger: past 7 days a reply needs a tag, and the conversation stays open.
+    let (m, _) = b.say_on(at(days(10)), U2, Channel::Messenger, "hi");
+    b.advance(at(days(18)));
+    assert_eq!(b.state(m), State::Assigned);
+    let err =
+        b.e.agent_message(at(days(18)), A1, m, "late", None)
+            .unwrap_err();
+    assert_eq!(err, Error::TagRequired(m));
+    b.e.agent_message(
+        at(days(18)),
+        A1,
+        m,
+        "your order shipped",
+        Some(MessageTag::PostPurchaseUpdate),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_unanswered_customer_past_the_window_cannot_be_answered() {
+    let mut b = Bench::new(TenantSettings {
+        retention_unaccepted: hours(1),
+        ..default_group()
+    });
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (c, _) = b.say_on(at(secs(0)), U1, Channel::Web, "hi");
+    let err =
+        b.e.agent_message(at(hours(48)), A1, c, "sorry", None)
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutsideReplyWindow {
+                channel: Channel::Web,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing can be sent any more, so the conversation ends when the window closes.
+    b.advance(at(hours(48)));
+    assert_eq!(b.state(c), State::Ended);
+}
+
+#[test]
+fn unreplied_alert_goes_to_the_agent_or_the_whole_group() {
+    let mut b = Bench::new(TenantSettings {
+        unreplied_alert: Some(mins(5)),
+        ..default_group()
+    });
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Busy);
+    let (c1, _) = b.say(at(secs(0)), U1, "hi");
+    let (c2, _) = b.say(at(secs(0)), U2, "hi");
+    let fx = b.advance(at(mins(5)));
+    let alerts: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event(Event::UnrepliedAlert {
+                conversation,
+                notify,
+            }) => Some((*conversation, notify.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts, vec![(c1, vec![A1]), (c2, vec![A1, A2])]);
+    assert!(
+        b.advance(at(mins(30))).is_empty(),
+        "once per unanswered message"
+    );
+}
+
+#[test]
+fn retention_purges_unaccepted_after_48_hours_and_accepted_after_60_days() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (served, _) = b.say(at(secs(0)), U1, "hi");
+    let (never, _) = b.say(at(secs(0)), U2, "hi");
+    b.e.channel_closed(at(secs(5)), never).unwrap();
+    b.e.end(at(secs(10)), served, Actor::Agent(A1)).unwrap();
+    b.advance(at(secs(10) + hours(48)));
+    assert!(b.e.conversation(never).is_none());
+    assert!(b.e.conversation(served).is_some());
+    let fx = b.advance(at(secs(10) + days(60)));
+    assert!(fx.contains(&Effect::Purge {
+        conversation: served
+    }));
+    assert!(b.e.conversation(served).is_none());
+}
+
+#[test]
+fn transitions_record_time_and_cause() {
+    let mut b = Bench::new(default_group());
+    b.e.upsert_group(
+        Timestamp(0),
+        G1,
+        GroupSettings {
+            policy: GroupPolicy {
+                offer: OfferMode::Offer { timeout: secs(20) },
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    b.e.decline(at(secs(2)), A1, c).unwrap();
+    b.e.accept(at(secs(3)), A2, c).unwrap();
+    b.e.transfer(
+        at(secs(4)),
+        c,
+        Target::Group {
+            group: G2,
+            keep_entry_time: true,
+        },
+        Actor::Agent(A2),
+    )
+    .unwrap();
+    b.e.end(at(secs(5)), c, Actor::Supervisor(A1)).unwrap();
+    b.check();
+    let got: Vec<_> =
+        b.e.conversation(c)
+            .unwrap()
+            .transitions
+            .iter()
+            .map(|t| (t.at, t.to, t.cause, t.agent))
+            .collect();
+    assert_eq!(
+        got,
+        vec![
+            (at(secs(1)), State::Bot, Cause::Opened, None),
+            (at(secs(1)), State::Offered, Cause::Routed, Some(A1)),
+            (at(secs(2)), State::Queued, Cause::Declined, None),
+            (at(secs(2)), State::Offered, Cause::Routed, Some(A2)),
+            (at(secs(3)), State::Assigned, Cause::Accepted, Some(A2)),
+            (at(secs(4)), State::Queued, Cause::Transferred, None),
+            (at(secs(5)), State::Ended, Cause::EndedBySupervisor, None),
+        ]
+    );
+}
+
+#[test]
+fn history_visibility_and_rating_credit() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.e.conversation(c).unwrap().agent, Some(A1));
+    b.e.transfer(at(secs(10)), c, Target::Agent(A2), Actor::Agent(A1))
+        .unwrap();
+    assert_eq!(
+        b.e.visible_until(c, Actor::Agent(A2)),
+        Some(None),
+        "the new agent sees everything"
+    );
+    assert_eq!(
+        b.e.visible_until(c, Actor::Agent(A1)),
+        Some(Some(at(secs(10)))),
+        "the earlier one sees up to the handover"
+    );
+    assert_eq!(b.e.visible_until(c, Actor::Agent(AgentId(9))), None);
+    let fx = b.e.rate(at(secs(20)), c, 5, "great").unwrap();
+    assert_eq!(
+        fx,
+        vec![Effect::Event(Event::Rated {
+            conversation: c,
+            score: 5,
+            credited: vec![A1, A2]
+        })]
+    );
+    b.e.set_settings(TenantSettings {
+        rating_credit: RatingCredit::LastOnly,
+        ..default_group()
+    })
+    .unwrap();
+    let fx = b.e.rate(at(secs(21)), c, 4, "").unwrap();
+    assert_eq!(
+        fx,
+        vec![Effect::Event(Event::Rated {
+            conversation: c,
+            score: 4,
+            credited: vec![A2]
+        })]
+    );
+    assert!(b.e.rate(at(secs(21)), c, 6, "").is_err());
+}
+
+#[test]
+fn bot_hosting_switches_for_one_some_or_all_assigned() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 2, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Online);
+    let (c1, _) = b.say(at(secs(1)), U1, "a");
+    let (c2, _) = b.say(at(secs(1)), U2, "b");
+    let (c3, _) = b.say(at(secs(1)), CustomerId(3), "c");
+    let (n, _) =
+        b.e.set_bot_hosting(at(secs(2)), &Selection::Conversations(vec![c1]), true);
+    assert_eq!(n, 1);
+    let (n, _) = b.e.set_bot_hosting(at(secs(2)), &Selection::All, true);
+    assert_eq!(n, 2);
+    let holder = b.e.conversation(c3).unwrap().agent.unwrap();
+    let (n, _) =
+        b.e.set_bot_hosting(at(secs(3)), &Selection::AssignedTo(holder), false);
+    assert_eq!(n, b.e.router().agent(holder).unwrap().assigned.len());
+    let (_, fx) = b.say(at(secs(4)), U1, "x");
+    let hosted = fx.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Notify {
+                note: Note::CustomerMessage {
+                    bot_hosting: true,
+                    ..
+                },
+                ..
+            }
+        )
+    });
+    assert_eq!(hosted, b.e.conversation(c1).unwrap().bot_hosting);
+    let _ = c2;
+}
+
+#[test]
+fn read_but_unreplied_marker() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    let fx = b.e.mark_read(at(secs(2)), A1, c).unwrap();
+    assert_eq!(
+        fx,
+        vec![Effect::Notify {
+            agent: A1,
+            note: Note::ReadUnreplied { conversation: c }
+        }]
+    );
+    b.e.agent_message(at(secs(3)), A1, c, "hello", None)
+        .unwrap();
+    assert!(b.e.mark_read(at(secs(4)), A1, c).unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let mut b = Bench::new(TenantSettings::default());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let msg = |text: &str| CustomerMessage {
+        customer: U1,
+        channel: Channel::Web,
+        text: text.into(),
+        new_conversation: ConversationId(1),
+        group: None,
+        priority: None,
+    };
+    let err = b.e.customer_message(at(secs(1)), msg("")).unwrap_err();
+    assert_eq!(err.code(), crate::Code::InvalidArgument);
+    let err =
+        b.e.customer_message(at(secs(1)), msg(&"x".repeat(MAX_MESSAGE_TEXT + 1)))
+            .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let err = b.e.customer_message(at(secs(1)), msg("hi")).unwrap_err();
+    assert!(err.to_string().contains("no skill group"), "{err}");
+    let err =
+        b.e.customer_message(
+            at(secs(1)),
+            CustomerMessage {
+                group: Some(GroupId(77)),
+                ..msg("hi")
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, Error::UnknownGroup(GroupId(77)));
+    let err = b.e.accept(at(secs(1)), A1, ConversationId(5)).unwrap_err();
+    assert_eq!(err.code(), crate::Code::NotFound);
+    let err =
+        b.e.upsert_agent(
+            at(secs(1)),
+            A2,
+            AgentSettings {
+                capacity: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), crate::Code::InvalidArgument);
+    let err =
+        b.e.set_agent_status(at(secs(1)), A1, AgentStatus::Busy, Actor::Agent(A2))
+            .unwrap_err();
+    assert_eq!(err.code(), crate::Code::InvalidArgument);
+    b.check();
+}

@@ -1,0 +1,107 @@
+//! The one error type of the core. Every variant says what to fix; the API layer maps
+//! [`Error::code`] onto a gRPC status once.
+
+use crate::channel::Channel;
+use crate::conversation::State;
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("conversation {0} does not exist")]
+    UnknownConversation(ConversationId),
+    #[error("agent {0} does not exist")]
+    UnknownAgent(AgentId),
+    #[error("skill group {0} does not exist")]
+    UnknownGroup(GroupId),
+    #[error("customer {0} has no open conversation")]
+    NoOpenConversation(CustomerId),
+    #[error("conversation {conversation} is {state:?}; cannot {action}")]
+    InvalidTransition {
+        conversation: ConversationId,
+        state: State,
+        action: &'static str,
+    },
+    #[error("conversation {conversation} is not offered to agent {agent}")]
+    NotOffered {
+        conversation: ConversationId,
+        agent: AgentId,
+    },
+    #[error("conversation {conversation} is not assigned to agent {agent}")]
+    NotAssigned {
+        conversation: ConversationId,
+        agent: AgentId,
+    },
+    #[error("conversation {conversation} is not in the unaccepted list of agent {agent}'s groups")]
+    NotPickable {
+        conversation: ConversationId,
+        agent: AgentId,
+    },
+    #[error("agent {agent} is at capacity ({capacity}); end or transfer a conversation first")]
+    AgentFull { agent: AgentId, capacity: u32 },
+    #[error("agent {0} is offline; it cannot take conversations")]
+    AgentOffline(AgentId),
+    #[error(
+        "agent {0} is offline; a supervisor cannot force an offline agent into another status, the agent must sign in"
+    )]
+    CannotForceOnline(AgentId),
+    #[error(
+        "the reply window of conversation {conversation} on {channel} has closed; no more messages can be sent"
+    )]
+    OutsideReplyWindow {
+        conversation: ConversationId,
+        channel: Channel,
+    },
+    #[error(
+        "the 7-day window of conversation {0} has passed; the message must carry a tag: confirmed_event_update, post_purchase_update or account_update"
+    )]
+    TagRequired(ConversationId),
+    #[error(
+        "conversation {conversation} on {channel} has received {limit} consecutive service messages; wait for the customer to write"
+    )]
+    BudgetExhausted {
+        conversation: ConversationId,
+        channel: Channel,
+        limit: u32,
+    },
+    #[error("skill group {0} still has members or waiting conversations; move them first")]
+    GroupInUse(GroupId),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+}
+
+/// The kind of an error, mapped once onto a transport status by the API layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidArgument,
+    NotFound,
+    FailedPrecondition,
+    ResourceExhausted,
+    AlreadyExists,
+}
+
+impl Error {
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::UnknownConversation(_)
+            | Error::UnknownAgent(_)
+            | Error::UnknownGroup(_)
+            | Error::NoOpenConversation(_) => Code::NotFound,
+            Error::InvalidTransition { .. }
+            | Error::NotOffered { .. }
+            | Error::NotAssigned { .. }
+            | Error::NotPickable { .. }
+            | Error::AgentOffline(_)
+            | Error::CannotForceOnline(_)
+            | Error::OutsideReplyWindow { .. }
+            | Error::TagRequired(_)
+            | Error::GroupInUse(_) => Code::FailedPrecondition,
+            Error::AgentFull { .. } | Error::BudgetExhausted { .. } => Code::ResourceExhausted,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

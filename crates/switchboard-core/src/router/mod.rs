@@ -1,0 +1,1349 @@
+//! The router of one tenant (SPEC §3): a queue per skill group, the agents' availability, and
+//! the matching between them.
+//!
+//! Every public mutation takes `now`, pushes [`Effect`]s into `out`, and ends by *settling*:
+//! every agent and group the mutation touched is dispatched until no agent that could take a
+//! waiting conversation stays idle (work conservation, the router's first rule). Deadlines
+//! (offer timeouts, affinity timeouts, offline grace) are state; [`Router::next_deadline`] says
+//! when to call [`Router::advance`].
+
+pub mod agent;
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub use self::agent::{Agent, AgentStatus};
+use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode, Strategy};
+use crate::error::{Error, Result};
+use crate::ids::{AgentId, ConversationId, GroupId};
+use crate::queue::{Priority, QueueKey, RankedQueue};
+use crate::time::Timestamp;
+
+/// Where to route a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRequest {
+    pub group: GroupId,
+    pub priority: Priority,
+    pub entered_at: Timestamp,
+    /// The customer's dedicated agent: waited for unless offline or the affinity timeout passes.
+    pub dedicated: Option<AgentId>,
+    /// The last agent who served the customer: a weaker preference, only while it is online.
+    pub last_agent: Option<AgentId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinKind {
+    Dedicated,
+    LastAgent,
+}
+
+/// A conversation waiting for one agent in particular.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub agent: AgentId,
+    pub until: Timestamp,
+    pub kind: PinKind,
+}
+
+/// The one place a routed conversation is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Waiting in its group's queue, or in an agent's pinned queue when `pin` is set.
+    Queued {
+        group: GroupId,
+        key: QueueKey,
+        pin: Option<Pin>,
+        declined: Vec<AgentId>,
+    },
+    /// Reserved for `agent` until it accepts or `expires`.
+    Offered {
+        agent: AgentId,
+        group: GroupId,
+        key: QueueKey,
+        expires: Timestamp,
+        declined: Vec<AgentId>,
+    },
+    Assigned {
+        agent: AgentId,
+        group: GroupId,
+        key: QueueKey,
+    },
+}
+
+impl Placement {
+    pub fn group(&self) -> GroupId {
+        match self {
+            Placement::Queued { group, .. }
+            | Placement::Offered { group, .. }
+            | Placement::Assigned { group, .. } => *group,
+        }
+    }
+
+    pub fn key(&self) -> QueueKey {
+        match self {
+            Placement::Queued { key, .. }
+            | Placement::Offered { key, .. }
+            | Placement::Assigned { key, .. } => *key,
+        }
+    }
+
+    /// The agent holding the conversation (offered or assigned).
+    pub fn agent(&self) -> Option<AgentId> {
+        match self {
+            Placement::Queued { .. } => None,
+            Placement::Offered { agent, .. } | Placement::Assigned { agent, .. } => Some(*agent),
+        }
+    }
+
+    fn declined(&self) -> &[AgentId] {
+        match self {
+            Placement::Queued { declined, .. } | Placement::Offered { declined, .. } => declined,
+            Placement::Assigned { .. } => &[],
+        }
+    }
+}
+
+/// How a conversation became assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Pushed by the router in auto-accept mode.
+    Auto,
+    /// The agent accepted an offer.
+    Accepted,
+    /// The agent picked it from the unaccepted list.
+    Picked,
+    /// Transferred directly to the agent.
+    Transferred,
+}
+
+/// Why a conversation left an agent (offer withdrawn or assignment released).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Release {
+    Declined,
+    TimedOut,
+    AgentOffline,
+    Transferred,
+    Ended,
+}
+
+/// Who changed an agent's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCause {
+    Agent,
+    Supervisor,
+    /// The not-responding policy, after missed offers.
+    NotResponding,
+}
+
+/// What the router did; the engine turns these into conversation transitions and events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Entered (or went back to) a queue: the group's, or `pinned_to`'s own.
+    Queued {
+        conversation: ConversationId,
+        group: GroupId,
+        pinned_to: Option<AgentId>,
+    },
+    Offered {
+        conversation: ConversationId,
+        agent: AgentId,
+        expires: Timestamp,
+    },
+    Assigned {
+        conversation: ConversationId,
+        agent: AgentId,
+        via: Via,
+    },
+    /// An offer ended without acceptance, or an assignment was released.
+    Released {
+        conversation: ConversationId,
+        agent: AgentId,
+        reason: Release,
+        was_assigned: bool,
+    },
+    StatusChanged {
+        agent: AgentId,
+        from: AgentStatus,
+        to: AgentStatus,
+        cause: StatusCause,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Offer(ConversationId),
+    Pin(ConversationId),
+    Grace(AgentId),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    policy: GroupPolicy,
+    queue: RankedQueue<ConversationId>,
+    members: BTreeSet<AgentId>,
+    /// Members that can take pushed work now.
+    available: BTreeSet<AgentId>,
+    /// Members not offline.
+    signed_in: usize,
+    /// Placements that name this group.
+    refs: usize,
+    round_robin_last: Option<AgentId>,
+}
+
+/// The router state of one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    groups: FxHashMap<GroupId, Group>,
+    agents: FxHashMap<AgentId, Agent>,
+    placements: FxHashMap<ConversationId, Placement>,
+    timers: BTreeSet<(Timestamp, Timer)>,
+    seq: u64,
+    signed_in: usize,
+    offline_grace: std::time::Duration,
+    not_responding: NotRespondingPolicy,
+    dirty_agents: BTreeSet<AgentId>,
+    dirty_groups: BTreeSet<GroupId>,
+}
+
+impl Router {
+    pub fn new(offline_grace: std::time::Duration, not_responding: NotRespondingPolicy) -> Self {
+        Router {
+            offline_grace,
+            not_responding,
+            ..Default::default()
+        }
+    }
+
+    pub fn set_policies(
+        &mut self,
+        offline_grace: std::time::Duration,
+        not_responding: NotRespondingPolicy,
+    ) {
+        self.offline_grace = offline_grace;
+        self.not_responding = not_responding;
+    }
+
+    // ----- configuration -------------------------------------------------------------------
+
+    /// Creates or updates a skill group's routing policy.
+    pub fn upsert_group(
+        &mut self,
+        now: Timestamp,
+        id: GroupId,
+        policy: GroupPolicy,
+        out: &mut Vec<Effect>,
+    ) {
+        match self.groups.get_mut(&id) {
+            Some(g) => g.policy = policy,
+            None => {
+                let mut g = Group {
+                    policy,
+                    queue: RankedQueue::new(),
+                    members: BTreeSet::new(),
+                    available: BTreeSet::new(),
+                    signed_in: 0,
+                    refs: 0,
+                    round_robin_last: None,
+                };
+                // Agents may name a group before it exists; adopt them.
+                for (aid, a) in &self.agents {
+                    if a.groups.contains(&id) {
+                        g.members.insert(*aid);
+                        if a.status != AgentStatus::Offline {
+                            g.signed_in += 1;
+                        }
+                        if a.can_push() {
+                            g.available.insert(*aid);
+                        }
+                    }
+                }
+                self.groups.insert(id, g);
+            }
+        }
+        self.dirty_groups.insert(id);
+        self.settle(now, out);
+    }
+
+    /// Removes an empty skill group.
+    pub fn remove_group(&mut self, id: GroupId) -> Result<()> {
+        let g = self.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+        if !g.members.is_empty() || g.refs > 0 {
+            return Err(Error::GroupInUse(id));
+        }
+        self.groups.remove(&id);
+        Ok(())
+    }
+
+    /// Creates (offline) or updates an agent's capacity and groups.
+    pub fn upsert_agent(
+        &mut self,
+        now: Timestamp,
+        id: AgentId,
+        capacity: u32,
+        groups: Vec<GroupId>,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        if capacity == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "agent {id}: capacity must be at least 1"
+            )));
+        }
+        let mut groups = groups;
+        groups.sort();
+        groups.dedup();
+        let old_groups = match self.agents.get_mut(&id) {
+            Some(a) => {
+                a.capacity = capacity;
+                std::mem::replace(&mut a.groups, groups.clone())
+            }
+            None => {
+                self.agents.insert(id, Agent::new(capacity, groups.clone()));
+                Vec::new()
+            }
+        };
+        let signed_in = self.agents[&id].status != AgentStatus::Offline;
+        for g in old_groups.iter().filter(|g| !groups.contains(g)) {
+            if let Some(g) = self.groups.get_mut(g) {
+                g.members.remove(&id);
+                g.available.remove(&id);
+                g.signed_in -= usize::from(signed_in);
+            }
+        }
+        for g in groups.iter().filter(|g| !old_groups.contains(g)) {
+            if let Some(g) = self.groups.get_mut(g) {
+                g.members.insert(id);
+                g.signed_in += usize::from(signed_in);
+            }
+        }
+        self.refresh(id);
+        self.dirty_agents.insert(id);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// Signs the agent out (its conversations requeued at once) and forgets it.
+    pub fn remove_agent(
+        &mut self,
+        now: Timestamp,
+        id: AgentId,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        if !self.agents.contains_key(&id) {
+            return Err(Error::UnknownAgent(id));
+        }
+        self.change_status(now, id, AgentStatus::Offline, StatusCause::Supervisor, out);
+        self.requeue_at_front(now, id, out);
+        let groups = self.agents[&id].groups.clone();
+        for g in groups {
+            if let Some(g) = self.groups.get_mut(&g) {
+                g.members.remove(&id);
+                g.available.remove(&id);
+            }
+        }
+        self.agents.remove(&id);
+        self.timers.retain(|(_, t)| *t != Timer::Grace(id));
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// Changes an agent's status. A supervisor can never take an agent out of `offline`.
+    pub fn set_status(
+        &mut self,
+        now: Timestamp,
+        id: AgentId,
+        status: AgentStatus,
+        cause: StatusCause,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        let a = self.agents.get(&id).ok_or(Error::UnknownAgent(id))?;
+        if cause == StatusCause::Supervisor
+            && a.status == AgentStatus::Offline
+            && status != AgentStatus::Offline
+        {
+            return Err(Error::CannotForceOnline(id));
+        }
+        self.change_status(now, id, status, cause, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    // ----- conversations -------------------------------------------------------------------
+
+    /// Routes a conversation that is not yet placed: to its dedicated or last agent when the
+    /// affinity rules allow, otherwise into its group's queue.
+    pub fn route(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        req: RouteRequest,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        if self.placements.contains_key(&conv) {
+            return Err(Error::InvalidArgument(format!(
+                "conversation {conv} is already routed"
+            )));
+        }
+        let policy = self
+            .groups
+            .get(&req.group)
+            .ok_or(Error::UnknownGroup(req.group))?
+            .policy
+            .clone();
+        let key = QueueKey::new(false, req.priority, req.entered_at, self.next_seq());
+        // Affinity: the dedicated agent while signed in, else the last agent while online.
+        let affinity = req
+            .dedicated
+            .filter(|a| {
+                self.agents
+                    .get(a)
+                    .is_some_and(|a| a.status != AgentStatus::Offline)
+            })
+            .map(|a| (a, PinKind::Dedicated, policy.dedicated_timeout))
+            .or_else(|| {
+                let timeout = policy.last_agent_timeout?;
+                req.last_agent
+                    .filter(|a| {
+                        self.agents
+                            .get(a)
+                            .is_some_and(|a| a.status == AgentStatus::Online)
+                    })
+                    .map(|a| (a, PinKind::LastAgent, timeout))
+            });
+        match affinity {
+            Some((agent, _, _)) if self.agents[&agent].can_push() && policy.offer.pushes() => {
+                self.push(now, conv, agent, req.group, key, Vec::new(), out);
+            }
+            Some((agent, kind, timeout)) if !timeout.is_zero() => {
+                let pin = Pin {
+                    agent,
+                    until: now + timeout,
+                    kind,
+                };
+                self.place_queued(conv, req.group, key, Some(pin), Vec::new(), out);
+            }
+            _ => self.place_or_push(now, conv, req.group, key, out),
+        }
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// The agent accepts an offer.
+    pub fn accept(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        conv: ConversationId,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        match self.placements.get(&conv) {
+            Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
+            Some(_) => {
+                return Err(Error::NotOffered {
+                    conversation: conv,
+                    agent,
+                });
+            }
+            None => return Err(Error::UnknownConversation(conv)),
+        }
+        let (group, key) = self.take(conv);
+        self.agents
+            .get_mut(&agent)
+            .expect("offered agent exists")
+            .misses = 0;
+        self.assign(now, conv, agent, group, key, Via::Accepted, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// The agent declines an offer: the conversation goes back to its place and the
+    /// not-responding policy applies.
+    pub fn decline(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        conv: ConversationId,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        match self.placements.get(&conv) {
+            Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
+            Some(_) => {
+                return Err(Error::NotOffered {
+                    conversation: conv,
+                    agent,
+                });
+            }
+            None => return Err(Error::UnknownConversation(conv)),
+        }
+        self.miss(now, conv, Release::Declined, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// The agent picks a waiting conversation from the unaccepted list of its groups (or one
+    /// waiting for it in particular).
+    pub fn pick(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        conv: ConversationId,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        let a = self.agents.get(&agent).ok_or(Error::UnknownAgent(agent))?;
+        let pickable = match self.placements.get(&conv) {
+            Some(Placement::Queued { group, pin, .. }) => match pin {
+                Some(p) => p.agent == agent || a.groups.contains(group),
+                None => a.groups.contains(group),
+            },
+            Some(_) => false,
+            None => return Err(Error::UnknownConversation(conv)),
+        };
+        if !pickable {
+            return Err(Error::NotPickable {
+                conversation: conv,
+                agent,
+            });
+        }
+        if a.status == AgentStatus::Offline {
+            return Err(Error::AgentOffline(agent));
+        }
+        if !a.has_room() {
+            return Err(Error::AgentFull {
+                agent,
+                capacity: a.capacity,
+            });
+        }
+        let (group, key) = self.take(conv);
+        self.assign(now, conv, agent, group, key, Via::Picked, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// Moves a queued, offered or assigned conversation straight to `agent`, which must be
+    /// signed in and under capacity.
+    pub fn transfer_to_agent(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        agent: AgentId,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        let placement = self
+            .placements
+            .get(&conv)
+            .ok_or(Error::UnknownConversation(conv))?;
+        let a = self.agents.get(&agent).ok_or(Error::UnknownAgent(agent))?;
+        if placement.agent() == Some(agent) && matches!(placement, Placement::Assigned { .. }) {
+            return Err(Error::InvalidArgument(format!(
+                "conversation {conv} is already assigned to agent {agent}"
+            )));
+        }
+        if a.status == AgentStatus::Offline {
+            return Err(Error::AgentOffline(agent));
+        }
+        // An offer to the target itself frees its slot when taken back.
+        let holds_offer = matches!(placement, Placement::Offered { agent: a, .. } if *a == agent);
+        if !a.has_room() && !holds_offer {
+            return Err(Error::AgentFull {
+                agent,
+                capacity: a.capacity,
+            });
+        }
+        self.release(conv, Release::Transferred, out);
+        let (group, key) = self.take(conv);
+        self.assign(now, conv, agent, group, key, Via::Transferred, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// Moves a conversation into `group`'s queue, keeping its original entry time unless
+    /// `keep_entry_time` is false.
+    pub fn transfer_to_group(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        group: GroupId,
+        keep_entry_time: bool,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        if !self.placements.contains_key(&conv) {
+            return Err(Error::UnknownConversation(conv));
+        }
+        if !self.groups.contains_key(&group) {
+            return Err(Error::UnknownGroup(group));
+        }
+        self.release(conv, Release::Transferred, out);
+        let (_, old) = self.take(conv);
+        let key = if keep_entry_time {
+            old.with_front(false)
+        } else {
+            QueueKey::new(false, old.priority(), now, self.next_seq())
+        };
+        self.place_or_push(now, conv, group, key, out);
+        self.settle(now, out);
+        Ok(())
+    }
+
+    /// Forgets a conversation (it ended), freeing its agent's slot.
+    pub fn remove(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        out: &mut Vec<Effect>,
+    ) -> Option<Placement> {
+        let placement = self.placements.get(&conv)?.clone();
+        self.release(conv, Release::Ended, out);
+        self.take(conv);
+        self.settle(now, out);
+        Some(placement)
+    }
+
+    // ----- time ----------------------------------------------------------------------------
+
+    /// The earliest pending deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Fires every deadline due at `now`.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::Offer(conv) => {
+                    if matches!(self.placements.get(&conv), Some(Placement::Offered { expires, .. }) if *expires == at)
+                    {
+                        self.miss(now, conv, Release::TimedOut, out);
+                    }
+                }
+                Timer::Pin(conv) => {
+                    if matches!(self.placements.get(&conv), Some(Placement::Queued { pin: Some(p), .. }) if p.until == at)
+                    {
+                        self.unpin(conv, out);
+                    }
+                }
+                Timer::Grace(agent) => {
+                    let due = self
+                        .agents
+                        .get(&agent)
+                        .and_then(|a| a.offline_since)
+                        .is_some_and(|t| t + self.offline_grace <= now);
+                    if due {
+                        self.requeue_at_front(now, agent, out);
+                    }
+                }
+            }
+            self.settle(now, out);
+        }
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    pub fn placement(&self, conv: ConversationId) -> Option<&Placement> {
+        self.placements.get(&conv)
+    }
+
+    /// 1-based position of a waiting conversation in the queue it waits in.
+    pub fn position(&self, conv: ConversationId) -> Option<usize> {
+        match self.placements.get(&conv)? {
+            Placement::Queued {
+                group, key, pin, ..
+            } => {
+                let rank = match pin {
+                    Some(p) => self.agents.get(&p.agent)?.pinned.rank(key)?,
+                    None => self.groups.get(group)?.queue.rank(key)?,
+                };
+                Some(rank + 1)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn agent(&self, id: AgentId) -> Option<&Agent> {
+        self.agents.get(&id)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = (AgentId, &Agent)> {
+        self.agents.iter().map(|(id, a)| (*id, a))
+    }
+
+    pub fn group_policy(&self, id: GroupId) -> Option<&GroupPolicy> {
+        self.groups.get(&id).map(|g| &g.policy)
+    }
+
+    pub fn group_members(&self, id: GroupId) -> impl Iterator<Item = AgentId> + '_ {
+        self.groups
+            .get(&id)
+            .into_iter()
+            .flat_map(|g| g.members.iter().copied())
+    }
+
+    /// Conversations waiting in the group's queue, best first, from rank `start`.
+    pub fn queue(
+        &self,
+        id: GroupId,
+        start: usize,
+    ) -> impl Iterator<Item = (QueueKey, ConversationId)> + '_ {
+        self.groups
+            .get(&id)
+            .into_iter()
+            .flat_map(move |g| g.queue.iter_from(start))
+    }
+
+    pub fn queue_len(&self, id: GroupId) -> usize {
+        self.groups.get(&id).map_or(0, |g| g.queue.len())
+    }
+
+    /// Every member of the group is offline (true for a group without members).
+    pub fn group_all_offline(&self, id: GroupId) -> bool {
+        self.groups.get(&id).is_none_or(|g| g.signed_in == 0)
+    }
+
+    /// Every agent of the tenant is offline.
+    pub fn all_offline(&self) -> bool {
+        self.signed_in == 0
+    }
+
+    /// The unaccepted list of an agent: conversations pinned to it, then those waiting in its
+    /// groups, each best first.
+    pub fn unaccepted(&self, agent: AgentId) -> Vec<ConversationId> {
+        let Some(a) = self.agents.get(&agent) else {
+            return Vec::new();
+        };
+        let mut list: Vec<ConversationId> = a.pinned.iter().map(|(_, c)| c).collect();
+        let mut waiting: Vec<(QueueKey, ConversationId)> = a
+            .groups
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .flat_map(|g| g.queue.iter())
+            .collect();
+        waiting.sort();
+        list.extend(waiting.into_iter().map(|(_, c)| c));
+        list
+    }
+
+    pub fn conversations(&self) -> usize {
+        self.placements.len()
+    }
+
+    /// Heap bytes of the queues and placement map (for the memory benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        let placements =
+            self.placements.capacity() * (std::mem::size_of::<(ConversationId, Placement)>() + 1);
+        placements
+            + self
+                .groups
+                .values()
+                .map(|g| g.queue.heap_bytes())
+                .sum::<usize>()
+            + self
+                .agents
+                .values()
+                .map(|a| a.pinned.heap_bytes())
+                .sum::<usize>()
+    }
+
+    /// Checks every structural invariant; used by property tests.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut counted = 0;
+        for (id, a) in &self.agents {
+            if a.load() > a.capacity {
+                return Err(format!(
+                    "agent {id} holds {} conversations over capacity {}",
+                    a.load(),
+                    a.capacity
+                ));
+            }
+            counted += a.assigned.len() + a.offered.len() + a.pinned.len();
+            for (key, c) in a.pinned.iter() {
+                match self.placements.get(&c) {
+                    Some(Placement::Queued {
+                        key: k,
+                        pin: Some(p),
+                        ..
+                    }) if *k == key && p.agent == *id => {}
+                    other => return Err(format!("{c} pinned to {id} but placed {other:?}")),
+                }
+            }
+            for c in &a.assigned {
+                if !matches!(self.placements.get(c), Some(Placement::Assigned { agent, .. }) if agent == id)
+                {
+                    return Err(format!(
+                        "{c} in {id}'s assigned set but placed {:?}",
+                        self.placements.get(c)
+                    ));
+                }
+            }
+            for c in &a.offered {
+                if !matches!(self.placements.get(c), Some(Placement::Offered { agent, .. }) if agent == id)
+                {
+                    return Err(format!(
+                        "{c} in {id}'s offered set but placed {:?}",
+                        self.placements.get(c)
+                    ));
+                }
+            }
+            for g in &a.groups {
+                if let Some(group) = self.groups.get(g) {
+                    if !group.members.contains(id) {
+                        return Err(format!("{id} names {g} but is not a member"));
+                    }
+                    if group.available.contains(id) != a.can_push() {
+                        return Err(format!("{id}'s availability in {g} is stale"));
+                    }
+                }
+            }
+            // Work conservation for conversations waiting for this agent in particular.
+            if a.can_push() {
+                for (_, c) in a.pinned.iter() {
+                    let p = &self.placements[&c];
+                    if self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(id) {
+                        return Err(format!(
+                            "{id} could take {c}, which waits for it, but is idle"
+                        ));
+                    }
+                }
+            }
+        }
+        let mut refs: FxHashMap<GroupId, usize> = FxHashMap::default();
+        for p in self.placements.values() {
+            *refs.entry(p.group()).or_default() += 1;
+        }
+        for (gid, g) in &self.groups {
+            if g.refs != refs.get(gid).copied().unwrap_or(0) {
+                return Err(format!(
+                    "group {gid} counts {} placements, has {:?}",
+                    g.refs,
+                    refs.get(gid)
+                ));
+            }
+            counted += g.queue.len();
+            let mut last: Option<QueueKey> = None;
+            for (key, c) in g.queue.iter() {
+                if last.is_some_and(|l| l >= key) {
+                    return Err(format!("queue of {gid} out of order at {c}"));
+                }
+                last = Some(key);
+                match self.placements.get(&c) {
+                    Some(Placement::Queued {
+                        group,
+                        key: k,
+                        pin: None,
+                        ..
+                    }) if group == gid && *k == key => {}
+                    other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
+                }
+                if g.policy.offer.pushes() {
+                    let declined = self.placements[&c].declined();
+                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
+                        return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
+                    }
+                }
+            }
+            let signed_in = g
+                .members
+                .iter()
+                .filter(|a| self.agents[a].status != AgentStatus::Offline)
+                .count();
+            if signed_in != g.signed_in {
+                return Err(format!(
+                    "group {gid} counts {} signed in, has {signed_in}",
+                    g.signed_in
+                ));
+            }
+        }
+        if counted != self.placements.len() {
+            return Err(format!(
+                "{} placements but {counted} conversations in places",
+                self.placements.len()
+            ));
+        }
+        let signed_in = self
+            .agents
+            .values()
+            .filter(|a| a.status != AgentStatus::Offline)
+            .count();
+        if signed_in != self.signed_in {
+            return Err(format!(
+                "router counts {} signed in, has {signed_in}",
+                self.signed_in
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- internals -----------------------------------------------------------------------
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Records availability of an agent in each of its groups.
+    fn refresh(&mut self, id: AgentId) {
+        let Some(a) = self.agents.get(&id) else {
+            return;
+        };
+        let push = a.can_push();
+        for g in &a.groups {
+            if let Some(g) = self.groups.get_mut(g) {
+                if push {
+                    g.available.insert(id);
+                } else {
+                    g.available.remove(&id);
+                }
+            }
+        }
+        if push {
+            self.dirty_agents.insert(id);
+        }
+    }
+
+    fn place_queued(
+        &mut self,
+        conv: ConversationId,
+        group: GroupId,
+        key: QueueKey,
+        pin: Option<Pin>,
+        declined: Vec<AgentId>,
+        out: &mut Vec<Effect>,
+    ) {
+        match pin {
+            Some(p) => {
+                let a = self.agents.get_mut(&p.agent).expect("pinned agent exists");
+                a.pinned.insert(key, conv);
+                self.timers.insert((p.until, Timer::Pin(conv)));
+                self.dirty_agents.insert(p.agent);
+            }
+            None => {
+                self.groups
+                    .get_mut(&group)
+                    .expect("group exists")
+                    .queue
+                    .insert(key, conv);
+                self.dirty_groups.insert(group);
+            }
+        }
+        self.set_placement(
+            conv,
+            Placement::Queued {
+                group,
+                key,
+                pin,
+                declined,
+            },
+        );
+        out.push(Effect::Queued {
+            conversation: conv,
+            group,
+            pinned_to: pin.map(|p| p.agent),
+        });
+    }
+
+    /// Hands a conversation entering a group straight to an available agent when there is
+    /// one, so it never shows as waiting; otherwise queues it. At rest every conversation
+    /// already waiting was declined by every available agent, so none is overtaken.
+    fn place_or_push(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        group: GroupId,
+        key: QueueKey,
+        out: &mut Vec<Effect>,
+    ) {
+        let g = &self.groups[&group];
+        let agent = if g.policy.offer.pushes() {
+            self.choose(g, &[])
+        } else {
+            None
+        };
+        match agent {
+            Some(agent) => {
+                self.groups
+                    .get_mut(&group)
+                    .expect("group exists")
+                    .round_robin_last = Some(agent);
+                self.push(now, conv, agent, group, key, Vec::new(), out);
+            }
+            None => self.place_queued(conv, group, key, None, Vec::new(), out),
+        }
+    }
+
+    fn set_placement(&mut self, conv: ConversationId, p: Placement) {
+        self.groups.get_mut(&p.group()).expect("group exists").refs += 1;
+        self.placements.insert(conv, p);
+    }
+
+    /// Removes a conversation from wherever it is (queue, pin, offer, assignment), without
+    /// effects, returning its group and key.
+    fn take(&mut self, conv: ConversationId) -> (GroupId, QueueKey) {
+        let p = self.placements.remove(&conv).expect("placement exists");
+        let (group, key) = (p.group(), p.key());
+        self.groups.get_mut(&group).expect("group exists").refs -= 1;
+        match p {
+            Placement::Queued { pin: Some(pin), .. } => {
+                self.agents
+                    .get_mut(&pin.agent)
+                    .expect("pinned agent exists")
+                    .pinned
+                    .remove(&key);
+                self.timers.remove(&(pin.until, Timer::Pin(conv)));
+            }
+            Placement::Queued { pin: None, .. } => {
+                self.groups
+                    .get_mut(&group)
+                    .expect("group exists")
+                    .queue
+                    .remove(&key);
+            }
+            Placement::Offered { agent, expires, .. } => {
+                self.agents
+                    .get_mut(&agent)
+                    .expect("offered agent exists")
+                    .offered
+                    .remove(&conv);
+                self.timers.remove(&(expires, Timer::Offer(conv)));
+                self.refresh(agent);
+            }
+            Placement::Assigned { agent, .. } => {
+                self.agents
+                    .get_mut(&agent)
+                    .expect("assigned agent exists")
+                    .assigned
+                    .remove(&conv);
+                self.refresh(agent);
+            }
+        }
+        (group, key)
+    }
+
+    /// Tells the holding agent (if any) that the conversation leaves it.
+    fn release(&mut self, conv: ConversationId, reason: Release, out: &mut Vec<Effect>) {
+        match self.placements.get(&conv) {
+            Some(Placement::Offered { agent, .. }) => out.push(Effect::Released {
+                conversation: conv,
+                agent: *agent,
+                reason,
+                was_assigned: false,
+            }),
+            Some(Placement::Assigned { agent, .. }) => out.push(Effect::Released {
+                conversation: conv,
+                agent: *agent,
+                reason,
+                was_assigned: true,
+            }),
+            _ => {}
+        }
+    }
+
+    fn assign(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        agent: AgentId,
+        group: GroupId,
+        key: QueueKey,
+        via: Via,
+        out: &mut Vec<Effect>,
+    ) {
+        let a = self.agents.get_mut(&agent).expect("agent exists");
+        a.assigned.insert(conv);
+        a.idle_since = now;
+        self.set_placement(conv, Placement::Assigned { agent, group, key });
+        self.refresh(agent);
+        out.push(Effect::Assigned {
+            conversation: conv,
+            agent,
+            via,
+        });
+    }
+
+    /// Hands a conversation to an agent the way its group's offer mode says.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        agent: AgentId,
+        group: GroupId,
+        key: QueueKey,
+        declined: Vec<AgentId>,
+        out: &mut Vec<Effect>,
+    ) {
+        match self.groups[&group].policy.offer {
+            OfferMode::Offer { timeout } => {
+                let expires = now + timeout;
+                let a = self.agents.get_mut(&agent).expect("agent exists");
+                a.offered.insert(conv);
+                a.idle_since = now;
+                self.timers.insert((expires, Timer::Offer(conv)));
+                self.set_placement(
+                    conv,
+                    Placement::Offered {
+                        agent,
+                        group,
+                        key,
+                        expires,
+                        declined,
+                    },
+                );
+                self.refresh(agent);
+                out.push(Effect::Offered {
+                    conversation: conv,
+                    agent,
+                    expires,
+                });
+            }
+            OfferMode::AutoAccept | OfferMode::Pull => {
+                self.assign(now, conv, agent, group, key, Via::Auto, out)
+            }
+        }
+    }
+
+    /// A declined or expired offer: back to its place in the group, and the policy applies.
+    fn miss(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        reason: Release,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(Placement::Offered {
+            agent, declined, ..
+        }) = self.placements.get(&conv).cloned()
+        else {
+            return;
+        };
+        self.release(conv, reason, out);
+        let (group, key) = self.take(conv);
+        let mut declined = declined;
+        declined.push(agent);
+        self.place_queued(conv, group, key, None, declined, out);
+        let a = self.agents.get_mut(&agent).expect("offered agent exists");
+        a.misses += 1;
+        let policy = self.not_responding;
+        if policy.after_misses > 0
+            && a.misses >= policy.after_misses
+            && a.status == AgentStatus::Online
+        {
+            self.change_status(now, agent, policy.status, StatusCause::NotResponding, out);
+        }
+    }
+
+    fn change_status(
+        &mut self,
+        now: Timestamp,
+        id: AgentId,
+        to: AgentStatus,
+        cause: StatusCause,
+        out: &mut Vec<Effect>,
+    ) {
+        let a = self.agents.get_mut(&id).expect("agent exists");
+        let from = a.status;
+        if from == to {
+            return;
+        }
+        a.status = to;
+        if to == AgentStatus::Online {
+            a.idle_since = now;
+            a.misses = 0;
+        }
+        let signed_in_delta = match (from, to) {
+            (AgentStatus::Offline, _) => 1isize,
+            (_, AgentStatus::Offline) => -1,
+            _ => 0,
+        };
+        if signed_in_delta != 0 {
+            self.signed_in = self.signed_in.wrapping_add_signed(signed_in_delta);
+            for g in self.agents[&id].groups.clone() {
+                if let Some(g) = self.groups.get_mut(&g) {
+                    g.signed_in = g.signed_in.wrapping_add_signed(signed_in_delta);
+                }
+            }
+        }
+        out.push(Effect::StatusChanged {
+            agent: id,
+            from,
+            to,
+            cause,
+        });
+        let a = self.agents.get_mut(&id).expect("agent exists");
+        if from == AgentStatus::Offline
+            && let Some(since) = a.offline_since.take()
+        {
+            self.timers
+                .remove(&(since + self.offline_grace, Timer::Grace(id)));
+        }
+        // Pins that no longer hold: last-agent pins need the agent online; dedicated pins
+        // only need it signed in.
+        let a = &self.agents[&id];
+        let unpin: Vec<ConversationId> = a
+            .pinned
+            .iter()
+            .filter(|(_, c)| match &self.placements[c] {
+                Placement::Queued { pin: Some(p), .. } => {
+                    to == AgentStatus::Offline
+                        || (to != AgentStatus::Online && p.kind == PinKind::LastAgent)
+                }
+                _ => false,
+            })
+            .map(|(_, c)| c)
+            .collect();
+        for c in unpin {
+            self.unpin(c, out);
+        }
+        if to == AgentStatus::Offline {
+            let offered: Vec<ConversationId> = self.agents[&id].offered.iter().copied().collect();
+            for c in offered {
+                self.release(c, Release::AgentOffline, out);
+                let declined = self.placements[&c].declined().to_vec();
+                let (group, key) = self.take(c);
+                self.place_queued(c, group, key, None, declined, out);
+            }
+            if !self.agents[&id].assigned.is_empty() {
+                if self.offline_grace.is_zero() {
+                    self.requeue_at_front(now, id, out);
+                } else {
+                    self.agents
+                        .get_mut(&id)
+                        .expect("agent exists")
+                        .offline_since = Some(now);
+                    self.timers
+                        .insert((now + self.offline_grace, Timer::Grace(id)));
+                }
+            }
+        }
+        self.refresh(id);
+    }
+
+    /// A pinned conversation falls back to its group, keeping its place by entry time.
+    fn unpin(&mut self, conv: ConversationId, out: &mut Vec<Effect>) {
+        let declined = self.placements[&conv].declined().to_vec();
+        let (group, key) = self.take(conv);
+        self.place_queued(conv, group, key, None, declined, out);
+    }
+
+    /// The offline policy after the grace period: every assigned conversation goes to the
+    /// front of its group's queue.
+    fn requeue_at_front(&mut self, _now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
+        let Some(a) = self.agents.get_mut(&id) else {
+            return;
+        };
+        a.offline_since = None;
+        let assigned: Vec<ConversationId> = a.assigned.iter().copied().collect();
+        for c in assigned {
+            self.release(c, Release::AgentOffline, out);
+            let (group, key) = self.take(c);
+            self.place_queued(c, group, key.with_front(true), None, Vec::new(), out);
+        }
+    }
+
+    /// Dispatches every touched agent and group until nothing more can move.
+    fn settle(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        loop {
+            if let Some(a) = self.dirty_agents.pop_first() {
+                self.dispatch_agent(now, a, out);
+            } else if let Some(g) = self.dirty_groups.pop_first() {
+                self.dispatch_group(now, g, out);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Feeds an agent with room: conversations waiting for it first, then the best waiting
+    /// conversation across its groups (priority, then longest wait).
+    fn dispatch_agent(&mut self, now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
+        loop {
+            let Some(a) = self.agents.get(&id) else {
+                return;
+            };
+            if !a.can_push() {
+                return;
+            }
+            let pinned = a.pinned.iter().find(|(_, c)| {
+                let p = &self.placements[c];
+                self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
+            });
+            let best = pinned.or_else(|| {
+                a.groups
+                    .iter()
+                    .filter_map(|g| self.groups.get(g))
+                    .filter(|g| g.policy.offer.pushes())
+                    .filter_map(|g| {
+                        g.queue
+                            .iter()
+                            .find(|(_, c)| !self.placements[c].declined().contains(&id))
+                    })
+                    .min()
+            });
+            let Some((_, conv)) = best else { return };
+            let declined = self.placements[&conv].declined().to_vec();
+            let (group, key) = self.take(conv);
+            self.push(now, conv, id, group, key, declined, out);
+        }
+    }
+
+    /// Feeds a group's waiting conversations to its available agents, chosen by strategy.
+    fn dispatch_group(&mut self, now: Timestamp, id: GroupId, out: &mut Vec<Effect>) {
+        loop {
+            let Some(g) = self.groups.get(&id) else {
+                return;
+            };
+            if g.available.is_empty() || !g.policy.offer.pushes() {
+                return;
+            }
+            let choice = g.queue.iter().find_map(|(_, c)| {
+                let declined = self.placements[&c].declined();
+                self.choose(g, declined).map(|a| (c, a))
+            });
+            let Some((conv, agent)) = choice else { return };
+            let declined = self.placements[&conv].declined().to_vec();
+            let (group, key) = self.take(conv);
+            self.groups
+                .get_mut(&id)
+                .expect("group exists")
+                .round_robin_last = Some(agent);
+            self.push(now, conv, agent, group, key, declined, out);
+        }
+    }
+
+    /// Picks among the group's available agents by its strategy; ties break deterministically.
+    fn choose(&self, g: &Group, declined: &[AgentId]) -> Option<AgentId> {
+        let candidates = g
+            .available
+            .iter()
+            .copied()
+            .filter(|a| !declined.contains(a));
+        match g.policy.strategy {
+            Strategy::LeastOccupied => candidates.min_by(|x, y| {
+                let (a, b) = (&self.agents[x], &self.agents[y]);
+                // load_a / cap_a vs load_b / cap_b, compared without division.
+                (u64::from(a.load()) * u64::from(b.capacity))
+                    .cmp(&(u64::from(b.load()) * u64::from(a.capacity)))
+                    .then(a.idle_since.cmp(&b.idle_since))
+                    .then(x.cmp(y))
+            }),
+            Strategy::LongestIdle => candidates.min_by_key(|a| (self.agents[a].idle_since, *a)),
+            Strategy::RoundRobin => {
+                let all: Vec<AgentId> = candidates.collect();
+                let after = g.round_robin_last;
+                all.iter()
+                    .copied()
+                    .find(|a| after.is_none_or(|l| *a > l))
+                    .or_else(|| all.first().copied())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

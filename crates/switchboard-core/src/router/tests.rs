@@ -1,0 +1,669 @@
+//! One test per routing rule of SPEC §3.
+
+use super::*;
+use crate::time::secs;
+
+const G1: GroupId = GroupId(1);
+const G2: GroupId = GroupId(2);
+const A1: AgentId = AgentId(1);
+const A2: AgentId = AgentId(2);
+const A3: AgentId = AgentId(3);
+
+fn t(s: u64) -> Timestamp {
+    Timestamp(s * 1000)
+}
+
+fn c(n: u64) -> ConversationId {
+    ConversationId(n)
+}
+
+struct Fixture {
+    r: Router,
+    out: Vec<Effect>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with(
+            secs(0),
+            NotRespondingPolicy {
+                after_misses: 0,
+                status: AgentStatus::Away,
+            },
+        )
+    }
+
+    fn with(grace: std::time::Duration, nr: NotRespondingPolicy) -> Self {
+        let mut f = Fixture {
+            r: Router::new(grace, nr),
+            out: Vec::new(),
+        };
+        f.group(G1, GroupPolicy::default());
+        f.group(G2, GroupPolicy::default());
+        f
+    }
+
+    fn group(&mut self, id: GroupId, policy: GroupPolicy) {
+        self.r.upsert_group(t(0), id, policy, &mut self.out);
+    }
+
+    fn agent(&mut self, id: AgentId, capacity: u32, groups: &[GroupId], status: AgentStatus) {
+        self.r
+            .upsert_agent(t(0), id, capacity, groups.to_vec(), &mut self.out)
+            .unwrap();
+        self.status(t(0), id, status);
+    }
+
+    fn status(&mut self, now: Timestamp, id: AgentId, status: AgentStatus) {
+        self.r
+            .set_status(now, id, status, StatusCause::Agent, &mut self.out)
+            .unwrap();
+        self.check();
+    }
+
+    fn route(&mut self, now: Timestamp, conv: u64, group: GroupId, priority: Priority) {
+        self.route_req(
+            now,
+            conv,
+            RouteRequest {
+                group,
+                priority,
+                entered_at: now,
+                dedicated: None,
+                last_agent: None,
+            },
+        );
+    }
+
+    fn route_req(&mut self, now: Timestamp, conv: u64, req: RouteRequest) {
+        self.r.route(now, c(conv), req, &mut self.out).unwrap();
+        self.check();
+    }
+
+    fn end(&mut self, now: Timestamp, conv: u64) {
+        self.r.remove(now, c(conv), &mut self.out).unwrap();
+        self.check();
+    }
+
+    fn holder(&self, conv: u64) -> Option<AgentId> {
+        self.r.placement(c(conv)).and_then(|p| p.agent())
+    }
+
+    fn assigned_to(&self, conv: u64) -> Option<AgentId> {
+        match self.r.placement(c(conv)) {
+            Some(Placement::Assigned { agent, .. }) => Some(*agent),
+            _ => None,
+        }
+    }
+
+    fn check(&self) {
+        self.r.check_invariants().unwrap();
+    }
+
+    fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+}
+
+#[test]
+fn queue_orders_by_priority_then_entry_time_without_limit() {
+    let mut f = Fixture::new();
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 5);
+    f.route(t(3), 3, G1, 0);
+    f.route(t(4), 4, G1, 5);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert_eq!(f.r.position(c(4)), Some(2));
+    assert_eq!(f.r.position(c(1)), Some(3));
+    assert_eq!(f.r.position(c(3)), Some(4));
+    for n in 5..2_000 {
+        f.route(t(5), n, G1, 0);
+    }
+    assert_eq!(f.r.queue_len(G1), 1_999);
+    assert_eq!(f.r.position(c(1_999)), Some(1_999));
+}
+
+#[test]
+fn positions_change_as_others_leave() {
+    let mut f = Fixture::new();
+    for n in 1..=5 {
+        f.route(t(n), n, G1, 0);
+    }
+    f.end(t(6), 2);
+    assert_eq!(f.r.position(c(5)), Some(4));
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    assert_eq!(f.assigned_to(1), Some(A1), "the head is served first");
+    assert_eq!(f.r.position(c(5)), Some(3));
+}
+
+#[test]
+fn an_agent_takes_the_best_waiting_across_its_groups() {
+    let mut f = Fixture::new();
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G2, 0);
+    f.route(t(3), 3, G2, 9);
+    f.agent(A1, 1, &[G1, G2], AgentStatus::Online);
+    assert_eq!(f.assigned_to(3), Some(A1), "priority first");
+    f.end(t(4), 3);
+    assert_eq!(
+        f.assigned_to(1),
+        Some(A1),
+        "then the longest wait across groups"
+    );
+    f.end(t(5), 1);
+    assert_eq!(f.assigned_to(2), Some(A1));
+}
+
+#[test]
+fn capacity_is_never_exceeded() {
+    let mut f = Fixture::new();
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    for n in 1..=5 {
+        f.route(t(n), n, G1, 0);
+    }
+    assert_eq!(f.r.agent(A1).unwrap().load(), 2);
+    assert_eq!(f.r.queue_len(G1), 3);
+    assert_eq!(f.r.position(c(3)), Some(1));
+}
+
+#[test]
+fn statuses_other_than_online_receive_no_pushed_work() {
+    for status in [
+        AgentStatus::Busy,
+        AgentStatus::Away,
+        AgentStatus::Invisible,
+        AgentStatus::Offline,
+    ] {
+        let mut f = Fixture::new();
+        f.agent(A1, 3, &[G1], status);
+        f.route(t(1), 1, G1, 0);
+        assert_eq!(f.holder(1), None, "{status} got pushed work");
+        f.status(t(2), A1, AgentStatus::Online);
+        assert_eq!(
+            f.assigned_to(1),
+            Some(A1),
+            "{status} -> online takes the waiting conversation"
+        );
+    }
+}
+
+#[test]
+fn busy_keeps_current_conversations() {
+    let mut f = Fixture::new();
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.status(t(2), A1, AgentStatus::Busy);
+    assert_eq!(f.assigned_to(1), Some(A1));
+}
+
+#[test]
+fn invisible_agents_pick_from_the_unaccepted_list() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Invisible);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    assert_eq!(f.r.unaccepted(A1), vec![c(1), c(2)]);
+    f.r.pick(t(3), A1, c(2), &mut f.out).unwrap();
+    assert_eq!(
+        f.assigned_to(2),
+        Some(A1),
+        "any conversation of the list, not only the head"
+    );
+    let err = f.r.pick(t(3), A1, c(1), &mut f.out).unwrap_err();
+    assert!(matches!(err, Error::AgentFull { .. }), "{err}");
+    f.agent(A2, 1, &[G2], AgentStatus::Invisible);
+    let err = f.r.pick(t(3), A2, c(1), &mut f.out).unwrap_err();
+    assert!(
+        matches!(err, Error::NotPickable { .. }),
+        "not in the picker's groups: {err}"
+    );
+    f.status(t(4), A1, AgentStatus::Offline);
+    f.check();
+}
+
+#[test]
+fn pull_mode_pushes_nothing() {
+    let mut f = Fixture::new();
+    f.group(
+        G1,
+        GroupPolicy {
+            offer: OfferMode::Pull,
+            ..Default::default()
+        },
+    );
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    assert_eq!(f.holder(1), None);
+    f.r.pick(t(2), A1, c(1), &mut f.out).unwrap();
+    assert_eq!(f.assigned_to(1), Some(A1));
+    assert!(f.take_effects().contains(&Effect::Assigned {
+        conversation: c(1),
+        agent: A1,
+        via: Via::Picked
+    }));
+}
+
+#[test]
+fn least_occupied_compares_load_to_capacity_and_breaks_ties_by_idle_then_id() {
+    let mut f = Fixture::new();
+    f.agent(A1, 4, &[G1], AgentStatus::Online);
+    f.agent(A2, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    // Both idle since t0, ties broken by id.
+    assert_eq!(f.assigned_to(1), Some(A1));
+    f.route(t(2), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A2), "A1 is at 1/4, A2 at 0/2");
+    f.route(t(3), 3, G1, 0);
+    assert_eq!(f.assigned_to(3), Some(A1), "A1 at 1/4 beats A2 at 1/2");
+}
+
+#[test]
+fn longest_idle_prefers_who_waited_longest_for_work() {
+    let mut f = Fixture::new();
+    f.group(
+        G1,
+        GroupPolicy {
+            strategy: Strategy::LongestIdle,
+            ..Default::default()
+        },
+    );
+    f.agent(A1, 5, &[G1], AgentStatus::Online);
+    f.agent(A2, 5, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    assert_eq!(f.assigned_to(1), Some(A1), "tie on idle time -> lowest id");
+    f.route(t(2), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A2));
+    f.route(t(3), 3, G1, 0);
+    assert_eq!(
+        f.assigned_to(3),
+        Some(A1),
+        "A1 received work at t1, A2 at t2"
+    );
+}
+
+#[test]
+fn round_robin_rotates_in_id_order() {
+    let mut f = Fixture::new();
+    f.group(
+        G1,
+        GroupPolicy {
+            strategy: Strategy::RoundRobin,
+            ..Default::default()
+        },
+    );
+    for a in [A1, A2, A3] {
+        f.agent(a, 5, &[G1], AgentStatus::Online);
+    }
+    let got: Vec<_> = (1..=5)
+        .map(|n| {
+            f.route(t(n), n, G1, 0);
+            f.assigned_to(n).unwrap()
+        })
+        .collect();
+    assert_eq!(got, vec![A1, A2, A3, A1, A2]);
+}
+
+#[test]
+fn offers_time_out_back_to_their_place_and_apply_the_not_responding_policy() {
+    let mut f = Fixture::with(
+        secs(0),
+        NotRespondingPolicy {
+            after_misses: 1,
+            status: AgentStatus::Away,
+        },
+    );
+    f.group(
+        G1,
+        GroupPolicy {
+            offer: OfferMode::Offer { timeout: secs(30) },
+            ..Default::default()
+        },
+    );
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    assert!(matches!(
+        f.r.placement(c(1)),
+        Some(Placement::Offered { agent: A1, .. })
+    ));
+    assert_eq!(f.r.next_deadline(), Some(t(30)));
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.r.position(c(1)), Some(1), "keeps its place");
+    assert_eq!(f.r.agent(A1).unwrap().status, AgentStatus::Away);
+    assert!(f.take_effects().iter().any(|e| matches!(
+        e,
+        Effect::StatusChanged {
+            agent: A1,
+            to: AgentStatus::Away,
+            cause: StatusCause::NotResponding,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_declined_offer_goes_to_another_agent_not_back_to_the_decliner() {
+    let mut f = Fixture::new();
+    f.group(
+        G1,
+        GroupPolicy {
+            offer: OfferMode::Offer { timeout: secs(30) },
+            ..Default::default()
+        },
+    );
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    f.r.decline(t(3), A1, c(1), &mut f.out).unwrap();
+    f.check();
+    assert!(
+        matches!(
+            f.r.placement(c(2)),
+            Some(Placement::Offered { agent: A1, .. })
+        ),
+        "A1 gets the next one"
+    );
+    assert_eq!(
+        f.r.position(c(1)),
+        Some(1),
+        "the declined one keeps its place"
+    );
+    f.agent(A2, 1, &[G1], AgentStatus::Online);
+    assert!(matches!(
+        f.r.placement(c(1)),
+        Some(Placement::Offered { agent: A2, .. })
+    ));
+    f.r.accept(t(4), A2, c(1), &mut f.out).unwrap();
+    assert_eq!(f.assigned_to(1), Some(A2));
+    let err = f.r.accept(t(4), A2, c(2), &mut f.out).unwrap_err();
+    assert!(matches!(err, Error::NotOffered { .. }));
+}
+
+#[test]
+fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.agent(A2, 1, &[G1], AgentStatus::Online);
+    f.route(t(0), 99, G2, 0); // occupy nobody: G2 has no members
+    f.route_req(
+        t(1),
+        1,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(1),
+            dedicated: Some(A2),
+            last_agent: None,
+        },
+    );
+    assert_eq!(
+        f.assigned_to(1),
+        Some(A2),
+        "dedicated agent free: goes straight there"
+    );
+    f.route_req(
+        t(2),
+        2,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(2),
+            dedicated: Some(A2),
+            last_agent: None,
+        },
+    );
+    assert_eq!(f.holder(2), None, "waits for A2 although A1 is free");
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert_eq!(f.r.unaccepted(A2), vec![c(2)]);
+    f.end(t(10), 1);
+    assert_eq!(
+        f.assigned_to(2),
+        Some(A2),
+        "A2 frees up and takes its customer"
+    );
+
+    f.route_req(
+        t(20),
+        3,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(20),
+            dedicated: Some(A2),
+            last_agent: None,
+        },
+    );
+    assert_eq!(f.holder(3), None);
+    let timeout = GroupPolicy::default().dedicated_timeout;
+    f.r.advance(t(20) + timeout, &mut f.out);
+    f.check();
+    assert_eq!(
+        f.assigned_to(3),
+        Some(A1),
+        "after the affinity timeout the group serves it"
+    );
+}
+
+#[test]
+fn an_offline_dedicated_agent_is_never_routed_to() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.agent(A2, 1, &[G1], AgentStatus::Offline);
+    f.route_req(
+        t(1),
+        1,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(1),
+            dedicated: Some(A2),
+            last_agent: Some(A2),
+        },
+    );
+    assert_eq!(f.assigned_to(1), Some(A1));
+    // A dedicated agent that signs out releases its waiting customers to the group.
+    f.status(t(2), A2, AgentStatus::Online);
+    f.route(t(2), 9, G2, 0);
+    f.r.upsert_agent(t(2), A2, 1, vec![G2], &mut f.out).unwrap();
+    f.route_req(
+        t(3),
+        2,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(3),
+            dedicated: Some(A2),
+            last_agent: None,
+        },
+    );
+    assert_eq!(f.holder(2), None, "waits: A2 is online but full");
+    f.status(t(4), A2, AgentStatus::Offline);
+    assert_eq!(f.r.position(c(2)), Some(1), "back in G1's queue");
+    f.end(t(5), 1);
+    assert_eq!(f.assigned_to(2), Some(A1));
+}
+
+#[test]
+fn last_agent_preference_is_weaker_than_dedicated() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.agent(A2, 1, &[G1], AgentStatus::Busy);
+    // Busy last agent: no waiting, the group serves.
+    f.route_req(
+        t(1),
+        1,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(1),
+            dedicated: None,
+            last_agent: Some(A2),
+        },
+    );
+    assert_eq!(f.assigned_to(1), Some(A1));
+    // Busy dedicated agent: the customer waits for it.
+    f.route_req(
+        t(2),
+        2,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(2),
+            dedicated: Some(A2),
+            last_agent: None,
+        },
+    );
+    assert_eq!(f.holder(2), None);
+    f.status(t(3), A2, AgentStatus::Online);
+    assert_eq!(f.assigned_to(2), Some(A2));
+    // Online but full last agent: waits up to the last-agent timeout.
+    f.route_req(
+        t(4),
+        3,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(4),
+            dedicated: None,
+            last_agent: Some(A2),
+        },
+    );
+    assert_eq!(f.holder(3), None);
+    f.end(t(5), 1); // A1 frees up but 3 waits for A2
+    assert_eq!(f.holder(3), None);
+    f.r.advance(
+        t(4) + GroupPolicy::default().last_agent_timeout.unwrap(),
+        &mut f.out,
+    );
+    f.check();
+    assert_eq!(f.assigned_to(3), Some(A1));
+}
+
+#[test]
+fn offline_policy_keeps_for_the_grace_period_then_requeues_at_the_front() {
+    let mut f = Fixture::with(
+        secs(60),
+        NotRespondingPolicy {
+            after_misses: 0,
+            status: AgentStatus::Away,
+        },
+    );
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 9);
+    f.status(t(10), A1, AgentStatus::Offline);
+    assert_eq!(f.assigned_to(1), Some(A1), "kept during the grace period");
+    f.status(t(20), A1, AgentStatus::Online);
+    f.status(t(30), A1, AgentStatus::Offline);
+    f.r.advance(t(80), &mut f.out);
+    assert_eq!(
+        f.assigned_to(1),
+        Some(A1),
+        "the grace period restarted at t30"
+    );
+    f.r.advance(t(90), &mut f.out);
+    f.check();
+    assert_eq!(
+        f.r.position(c(1)),
+        Some(1),
+        "front of the queue, ahead of a higher priority"
+    );
+    assert_eq!(f.r.position(c(2)), Some(2));
+}
+
+#[test]
+fn supervisors_cannot_force_an_offline_agent_online() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Offline);
+    let err =
+        f.r.set_status(
+            t(1),
+            A1,
+            AgentStatus::Online,
+            StatusCause::Supervisor,
+            &mut f.out,
+        )
+        .unwrap_err();
+    assert_eq!(err, Error::CannotForceOnline(A1));
+    f.status(t(1), A1, AgentStatus::Online);
+    f.r.set_status(
+        t(2),
+        A1,
+        AgentStatus::Busy,
+        StatusCause::Supervisor,
+        &mut f.out,
+    )
+    .unwrap();
+    assert_eq!(f.r.agent(A1).unwrap().status, AgentStatus::Busy);
+}
+
+#[test]
+fn transfer_to_a_group_keeps_the_entry_time_unless_told_otherwise() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(5), 2, G2, 0);
+    f.r.transfer_to_group(t(10), c(1), G2, true, &mut f.out)
+        .unwrap();
+    f.check();
+    assert_eq!(f.r.position(c(1)), Some(1), "entered at t1, ahead of t5");
+    f.r.transfer_to_group(t(11), c(1), G1, false, &mut f.out)
+        .unwrap();
+    f.r.transfer_to_group(t(12), c(1), G2, false, &mut f.out)
+        .unwrap();
+    f.check();
+    assert_eq!(f.r.position(c(1)), Some(2), "re-entered at t12, behind t5");
+}
+
+#[test]
+fn transfer_to_an_agent_needs_room_and_a_signed_in_agent() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.agent(A3, 1, &[G2], AgentStatus::Offline);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G2, 0);
+    assert!(matches!(
+        f.r.transfer_to_agent(t(3), c(1), A2, &mut f.out),
+        Err(Error::AgentFull { .. })
+    ));
+    assert!(matches!(
+        f.r.transfer_to_agent(t(3), c(1), A3, &mut f.out),
+        Err(Error::AgentOffline(_))
+    ));
+    f.end(t(4), 2);
+    f.r.transfer_to_agent(t(5), c(1), A2, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2));
+}
+
+#[test]
+fn work_is_conserved_when_capacity_or_groups_change() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    for n in 1..=3 {
+        f.route(t(n), n, G1, 0);
+        f.route(t(n), 10 + n, G2, 0);
+    }
+    f.r.upsert_agent(t(5), A1, 3, vec![G1], &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.agent(A1).unwrap().load(), 3);
+    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], &mut f.out)
+        .unwrap();
+    f.check();
+    assert_eq!(f.r.agent(A1).unwrap().load(), 6);
+    f.r.remove_agent(t(7), A1, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.queue_len(G1) + f.r.queue_len(G2), 6);
+}
+
+#[test]
+fn groups_in_use_cannot_be_removed() {
+    let mut f = Fixture::new();
+    f.route(t(1), 1, G1, 0);
+    assert_eq!(f.r.remove_group(G1), Err(Error::GroupInUse(G1)));
+    f.end(t(2), 1);
+    f.r.remove_group(G1).unwrap();
+    assert_eq!(f.r.remove_group(G1), Err(Error::UnknownGroup(G1)));
+}
