@@ -117,10 +117,11 @@ pub enum Strategy {
 }
 
 /// How a conversation reaches the chosen agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum OfferMode {
     /// Assigned at once.
+    #[default]
     AutoAccept,
     /// Reserved for the agent, who must accept within the timeout.
     Offer {
@@ -129,12 +130,6 @@ pub enum OfferMode {
     },
     /// Nothing is pushed: agents pick from the unaccepted list of their groups.
     Pull,
-}
-
-impl Default for OfferMode {
-    fn default() -> Self {
-        OfferMode::AutoAccept
-    }
 }
 
 impl OfferMode {

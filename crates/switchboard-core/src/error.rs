@@ -40,6 +40,10 @@ pub enum Error {
     },
     #[error("agent {agent} is at capacity ({capacity}); end or transfer a conversation first")]
     AgentFull { agent: AgentId, capacity: u32 },
+    #[error(
+        "agent {agent} is serving {assigned} conversations; set a capacity of at least {assigned}, or end or transfer some first"
+    )]
+    CapacityBelowLoad { agent: AgentId, assigned: usize },
     #[error("agent {0} is offline; it cannot take conversations")]
     AgentOffline(AgentId),
     #[error(
@@ -94,6 +98,7 @@ impl Error {
             | Error::NotAssigned { .. }
             | Error::NotPickable { .. }
             | Error::AgentOffline(_)
+            | Error::CapacityBelowLoad { .. }
             | Error::CannotForceOnline(_)
             | Error::OutsideReplyWindow { .. }
             | Error::TagRequired(_)

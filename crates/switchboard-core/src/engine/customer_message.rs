@@ -1,9 +1,7 @@
 //! The customer side: messages in, conversations opened, transfer to a human, channel close,
 //! and the automatic replies a customer message triggers (SPEC §2, §4).
 
-use super::{
-    Customer, Effect, Engine, Event, Note, Outcome, channel_group, check_text, offline_condition,
-};
+use super::{Effect, Engine, Event, Note, Outcome, channel_group, check_text, offline_condition};
 use crate::channel::Channel;
 use crate::conversation::{Cause, Conversation, State};
 use crate::error::{Error, Result};
@@ -175,10 +173,7 @@ impl Engine {
         msg: &CustomerMessage,
         out: &mut Vec<Effect>,
     ) -> Result<(ConversationId, bool)> {
-        let customer = self
-            .customers
-            .entry(msg.customer)
-            .or_insert_with(Customer::default);
+        let customer = self.customers.entry(msg.customer).or_default();
         if let Some(open) = customer.open {
             return Ok((open, false));
         }

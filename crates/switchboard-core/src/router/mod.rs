@@ -8,6 +8,9 @@
 //! when to call [`Router::advance`].
 
 pub mod agent;
+mod dispatch;
+mod invariants;
+mod status;
 
 use std::collections::BTreeSet;
 
@@ -15,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::agent::{Agent, AgentStatus};
-use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode, Strategy};
+use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::{Priority, QueueKey, RankedQueue};
@@ -294,9 +297,33 @@ impl Router {
                 "agent {id}: capacity must be at least 1"
             )));
         }
+        if let Some(a) = self.agents.get(&id)
+            && (capacity as usize) < a.assigned.len()
+        {
+            return Err(Error::CapacityBelowLoad {
+                agent: id,
+                assigned: a.assigned.len(),
+            });
+        }
         let mut groups = groups;
         groups.sort();
         groups.dedup();
+        // Pending offers beyond the new capacity go back to their place, newest first.
+        if let Some(a) = self.agents.get(&id) {
+            let excess = (a.load() as usize).saturating_sub(capacity as usize);
+            let mut offers: Vec<(Timestamp, ConversationId)> = a
+                .offered
+                .iter()
+                .map(|c| match &self.placements[c] {
+                    Placement::Offered { expires, .. } => (*expires, *c),
+                    _ => unreachable!("offered set holds offers"),
+                })
+                .collect();
+            offers.sort_unstable_by(|x, y| y.cmp(x));
+            for (_, c) in offers.into_iter().take(excess) {
+                self.withdraw(c, Release::Transferred, out);
+            }
+        }
         let old_groups = match self.agents.get_mut(&id) {
             Some(a) => {
                 a.capacity = capacity;
@@ -352,27 +379,6 @@ impl Router {
         Ok(())
     }
 
-    /// Changes an agent's status. A supervisor can never take an agent out of `offline`.
-    pub fn set_status(
-        &mut self,
-        now: Timestamp,
-        id: AgentId,
-        status: AgentStatus,
-        cause: StatusCause,
-        out: &mut Vec<Effect>,
-    ) -> Result<()> {
-        let a = self.agents.get(&id).ok_or(Error::UnknownAgent(id))?;
-        if cause == StatusCause::Supervisor
-            && a.status == AgentStatus::Offline
-            && status != AgentStatus::Offline
-        {
-            return Err(Error::CannotForceOnline(id));
-        }
-        self.change_status(now, id, status, cause, out);
-        self.settle(now, out);
-        Ok(())
-    }
-
     // ----- conversations -------------------------------------------------------------------
 
     /// Routes a conversation that is not yet placed: to its dedicated or last agent when the
@@ -417,7 +423,7 @@ impl Router {
             });
         match affinity {
             Some((agent, _, _)) if self.agents[&agent].can_push() && policy.offer.pushes() => {
-                self.push(now, conv, agent, req.group, key, Vec::new(), out);
+                self.push(now, conv, agent, (req.group, key), Vec::new(), out);
             }
             Some((agent, kind, timeout)) if !timeout.is_zero() => {
                 let pin = Pin {
@@ -456,7 +462,7 @@ impl Router {
             .get_mut(&agent)
             .expect("offered agent exists")
             .misses = 0;
-        self.assign(now, conv, agent, group, key, Via::Accepted, out);
+        self.assign(now, conv, agent, (group, key), Via::Accepted, out);
         self.settle(now, out);
         Ok(())
     }
@@ -519,7 +525,7 @@ impl Router {
             });
         }
         let (group, key) = self.take(conv);
-        self.assign(now, conv, agent, group, key, Via::Picked, out);
+        self.assign(now, conv, agent, (group, key), Via::Picked, out);
         self.settle(now, out);
         Ok(())
     }
@@ -556,7 +562,7 @@ impl Router {
         }
         self.release(conv, Release::Transferred, out);
         let (group, key) = self.take(conv);
-        self.assign(now, conv, agent, group, key, Via::Transferred, out);
+        self.assign(now, conv, agent, (group, key), Via::Transferred, out);
         self.settle(now, out);
         Ok(())
     }
@@ -751,135 +757,6 @@ impl Router {
                 .sum::<usize>()
     }
 
-    /// Checks every structural invariant; used by property tests.
-    pub fn check_invariants(&self) -> std::result::Result<(), String> {
-        let mut counted = 0;
-        for (id, a) in &self.agents {
-            if a.load() > a.capacity {
-                return Err(format!(
-                    "agent {id} holds {} conversations over capacity {}",
-                    a.load(),
-                    a.capacity
-                ));
-            }
-            counted += a.assigned.len() + a.offered.len() + a.pinned.len();
-            for (key, c) in a.pinned.iter() {
-                match self.placements.get(&c) {
-                    Some(Placement::Queued {
-                        key: k,
-                        pin: Some(p),
-                        ..
-                    }) if *k == key && p.agent == *id => {}
-                    other => return Err(format!("{c} pinned to {id} but placed {other:?}")),
-                }
-            }
-            for c in &a.assigned {
-                if !matches!(self.placements.get(c), Some(Placement::Assigned { agent, .. }) if agent == id)
-                {
-                    return Err(format!(
-                        "{c} in {id}'s assigned set but placed {:?}",
-                        self.placements.get(c)
-                    ));
-                }
-            }
-            for c in &a.offered {
-                if !matches!(self.placements.get(c), Some(Placement::Offered { agent, .. }) if agent == id)
-                {
-                    return Err(format!(
-                        "{c} in {id}'s offered set but placed {:?}",
-                        self.placements.get(c)
-                    ));
-                }
-            }
-            for g in &a.groups {
-                if let Some(group) = self.groups.get(g) {
-                    if !group.members.contains(id) {
-                        return Err(format!("{id} names {g} but is not a member"));
-                    }
-                    if group.available.contains(id) != a.can_push() {
-                        return Err(format!("{id}'s availability in {g} is stale"));
-                    }
-                }
-            }
-            // Work conservation for conversations waiting for this agent in particular.
-            if a.can_push() {
-                for (_, c) in a.pinned.iter() {
-                    let p = &self.placements[&c];
-                    if self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(id) {
-                        return Err(format!(
-                            "{id} could take {c}, which waits for it, but is idle"
-                        ));
-                    }
-                }
-            }
-        }
-        let mut refs: FxHashMap<GroupId, usize> = FxHashMap::default();
-        for p in self.placements.values() {
-            *refs.entry(p.group()).or_default() += 1;
-        }
-        for (gid, g) in &self.groups {
-            if g.refs != refs.get(gid).copied().unwrap_or(0) {
-                return Err(format!(
-                    "group {gid} counts {} placements, has {:?}",
-                    g.refs,
-                    refs.get(gid)
-                ));
-            }
-            counted += g.queue.len();
-            let mut last: Option<QueueKey> = None;
-            for (key, c) in g.queue.iter() {
-                if last.is_some_and(|l| l >= key) {
-                    return Err(format!("queue of {gid} out of order at {c}"));
-                }
-                last = Some(key);
-                match self.placements.get(&c) {
-                    Some(Placement::Queued {
-                        group,
-                        key: k,
-                        pin: None,
-                        ..
-                    }) if group == gid && *k == key => {}
-                    other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
-                }
-                if g.policy.offer.pushes() {
-                    let declined = self.placements[&c].declined();
-                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
-                        return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
-                    }
-                }
-            }
-            let signed_in = g
-                .members
-                .iter()
-                .filter(|a| self.agents[a].status != AgentStatus::Offline)
-                .count();
-            if signed_in != g.signed_in {
-                return Err(format!(
-                    "group {gid} counts {} signed in, has {signed_in}",
-                    g.signed_in
-                ));
-            }
-        }
-        if counted != self.placements.len() {
-            return Err(format!(
-                "{} placements but {counted} conversations in places",
-                self.placements.len()
-            ));
-        }
-        let signed_in = self
-            .agents
-            .values()
-            .filter(|a| a.status != AgentStatus::Offline)
-            .count();
-        if signed_in != self.signed_in {
-            return Err(format!(
-                "router counts {} signed in, has {signed_in}",
-                self.signed_in
-            ));
-        }
-        Ok(())
-    }
-
     // ----- internals -----------------------------------------------------------------------
 
     fn next_seq(&mut self) -> u64 {
@@ -946,35 +823,6 @@ impl Router {
             group,
             pinned_to: pin.map(|p| p.agent),
         });
-    }
-
-    /// Hands a conversation entering a group straight to an available agent when there is
-    /// one, so it never shows as waiting; otherwise queues it. At rest every conversation
-    /// already waiting was declined by every available agent, so none is overtaken.
-    fn place_or_push(
-        &mut self,
-        now: Timestamp,
-        conv: ConversationId,
-        group: GroupId,
-        key: QueueKey,
-        out: &mut Vec<Effect>,
-    ) {
-        let g = &self.groups[&group];
-        let agent = if g.policy.offer.pushes() {
-            self.choose(g, &[])
-        } else {
-            None
-        };
-        match agent {
-            Some(agent) => {
-                self.groups
-                    .get_mut(&group)
-                    .expect("group exists")
-                    .round_robin_last = Some(agent);
-                self.push(now, conv, agent, group, key, Vec::new(), out);
-            }
-            None => self.place_queued(conv, group, key, None, Vec::new(), out),
-        }
     }
 
     fn set_placement(&mut self, conv: ConversationId, p: Placement) {
@@ -1049,8 +897,7 @@ impl Router {
         now: Timestamp,
         conv: ConversationId,
         agent: AgentId,
-        group: GroupId,
-        key: QueueKey,
+        (group, key): (GroupId, QueueKey),
         via: Via,
         out: &mut Vec<Effect>,
     ) {
@@ -1067,14 +914,12 @@ impl Router {
     }
 
     /// Hands a conversation to an agent the way its group's offer mode says.
-    #[allow(clippy::too_many_arguments)]
-    fn push(
+    pub(super) fn push(
         &mut self,
         now: Timestamp,
         conv: ConversationId,
         agent: AgentId,
-        group: GroupId,
-        key: QueueKey,
+        (group, key): (GroupId, QueueKey),
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
@@ -1103,243 +948,7 @@ impl Router {
                 });
             }
             OfferMode::AutoAccept | OfferMode::Pull => {
-                self.assign(now, conv, agent, group, key, Via::Auto, out)
-            }
-        }
-    }
-
-    /// A declined or expired offer: back to its place in the group, and the policy applies.
-    fn miss(
-        &mut self,
-        now: Timestamp,
-        conv: ConversationId,
-        reason: Release,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(Placement::Offered {
-            agent, declined, ..
-        }) = self.placements.get(&conv).cloned()
-        else {
-            return;
-        };
-        self.release(conv, reason, out);
-        let (group, key) = self.take(conv);
-        let mut declined = declined;
-        declined.push(agent);
-        self.place_queued(conv, group, key, None, declined, out);
-        let a = self.agents.get_mut(&agent).expect("offered agent exists");
-        a.misses += 1;
-        let policy = self.not_responding;
-        if policy.after_misses > 0
-            && a.misses >= policy.after_misses
-            && a.status == AgentStatus::Online
-        {
-            self.change_status(now, agent, policy.status, StatusCause::NotResponding, out);
-        }
-    }
-
-    fn change_status(
-        &mut self,
-        now: Timestamp,
-        id: AgentId,
-        to: AgentStatus,
-        cause: StatusCause,
-        out: &mut Vec<Effect>,
-    ) {
-        let a = self.agents.get_mut(&id).expect("agent exists");
-        let from = a.status;
-        if from == to {
-            return;
-        }
-        a.status = to;
-        if to == AgentStatus::Online {
-            a.idle_since = now;
-            a.misses = 0;
-        }
-        let signed_in_delta = match (from, to) {
-            (AgentStatus::Offline, _) => 1isize,
-            (_, AgentStatus::Offline) => -1,
-            _ => 0,
-        };
-        if signed_in_delta != 0 {
-            self.signed_in = self.signed_in.wrapping_add_signed(signed_in_delta);
-            for g in self.agents[&id].groups.clone() {
-                if let Some(g) = self.groups.get_mut(&g) {
-                    g.signed_in = g.signed_in.wrapping_add_signed(signed_in_delta);
-                }
-            }
-        }
-        out.push(Effect::StatusChanged {
-            agent: id,
-            from,
-            to,
-            cause,
-        });
-        let a = self.agents.get_mut(&id).expect("agent exists");
-        if from == AgentStatus::Offline
-            && let Some(since) = a.offline_since.take()
-        {
-            self.timers
-                .remove(&(since + self.offline_grace, Timer::Grace(id)));
-        }
-        // Pins that no longer hold: last-agent pins need the agent online; dedicated pins
-        // only need it signed in.
-        let a = &self.agents[&id];
-        let unpin: Vec<ConversationId> = a
-            .pinned
-            .iter()
-            .filter(|(_, c)| match &self.placements[c] {
-                Placement::Queued { pin: Some(p), .. } => {
-                    to == AgentStatus::Offline
-                        || (to != AgentStatus::Online && p.kind == PinKind::LastAgent)
-                }
-                _ => false,
-            })
-            .map(|(_, c)| c)
-            .collect();
-        for c in unpin {
-            self.unpin(c, out);
-        }
-        if to == AgentStatus::Offline {
-            let offered: Vec<ConversationId> = self.agents[&id].offered.iter().copied().collect();
-            for c in offered {
-                self.release(c, Release::AgentOffline, out);
-                let declined = self.placements[&c].declined().to_vec();
-                let (group, key) = self.take(c);
-                self.place_queued(c, group, key, None, declined, out);
-            }
-            if !self.agents[&id].assigned.is_empty() {
-                if self.offline_grace.is_zero() {
-                    self.requeue_at_front(now, id, out);
-                } else {
-                    self.agents
-                        .get_mut(&id)
-                        .expect("agent exists")
-                        .offline_since = Some(now);
-                    self.timers
-                        .insert((now + self.offline_grace, Timer::Grace(id)));
-                }
-            }
-        }
-        self.refresh(id);
-    }
-
-    /// A pinned conversation falls back to its group, keeping its place by entry time.
-    fn unpin(&mut self, conv: ConversationId, out: &mut Vec<Effect>) {
-        let declined = self.placements[&conv].declined().to_vec();
-        let (group, key) = self.take(conv);
-        self.place_queued(conv, group, key, None, declined, out);
-    }
-
-    /// The offline policy after the grace period: every assigned conversation goes to the
-    /// front of its group's queue.
-    fn requeue_at_front(&mut self, _now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
-        let Some(a) = self.agents.get_mut(&id) else {
-            return;
-        };
-        a.offline_since = None;
-        let assigned: Vec<ConversationId> = a.assigned.iter().copied().collect();
-        for c in assigned {
-            self.release(c, Release::AgentOffline, out);
-            let (group, key) = self.take(c);
-            self.place_queued(c, group, key.with_front(true), None, Vec::new(), out);
-        }
-    }
-
-    /// Dispatches every touched agent and group until nothing more can move.
-    fn settle(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        loop {
-            if let Some(a) = self.dirty_agents.pop_first() {
-                self.dispatch_agent(now, a, out);
-            } else if let Some(g) = self.dirty_groups.pop_first() {
-                self.dispatch_group(now, g, out);
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Feeds an agent with room: conversations waiting for it first, then the best waiting
-    /// conversation across its groups (priority, then longest wait).
-    fn dispatch_agent(&mut self, now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
-        loop {
-            let Some(a) = self.agents.get(&id) else {
-                return;
-            };
-            if !a.can_push() {
-                return;
-            }
-            let pinned = a.pinned.iter().find(|(_, c)| {
-                let p = &self.placements[c];
-                self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
-            });
-            let best = pinned.or_else(|| {
-                a.groups
-                    .iter()
-                    .filter_map(|g| self.groups.get(g))
-                    .filter(|g| g.policy.offer.pushes())
-                    .filter_map(|g| {
-                        g.queue
-                            .iter()
-                            .find(|(_, c)| !self.placements[c].declined().contains(&id))
-                    })
-                    .min()
-            });
-            let Some((_, conv)) = best else { return };
-            let declined = self.placements[&conv].declined().to_vec();
-            let (group, key) = self.take(conv);
-            self.push(now, conv, id, group, key, declined, out);
-        }
-    }
-
-    /// Feeds a group's waiting conversations to its available agents, chosen by strategy.
-    fn dispatch_group(&mut self, now: Timestamp, id: GroupId, out: &mut Vec<Effect>) {
-        loop {
-            let Some(g) = self.groups.get(&id) else {
-                return;
-            };
-            if g.available.is_empty() || !g.policy.offer.pushes() {
-                return;
-            }
-            let choice = g.queue.iter().find_map(|(_, c)| {
-                let declined = self.placements[&c].declined();
-                self.choose(g, declined).map(|a| (c, a))
-            });
-            let Some((conv, agent)) = choice else { return };
-            let declined = self.placements[&conv].declined().to_vec();
-            let (group, key) = self.take(conv);
-            self.groups
-                .get_mut(&id)
-                .expect("group exists")
-                .round_robin_last = Some(agent);
-            self.push(now, conv, agent, group, key, declined, out);
-        }
-    }
-
-    /// Picks among the group's available agents by its strategy; ties break deterministically.
-    fn choose(&self, g: &Group, declined: &[AgentId]) -> Option<AgentId> {
-        let candidates = g
-            .available
-            .iter()
-            .copied()
-            .filter(|a| !declined.contains(a));
-        match g.policy.strategy {
-            Strategy::LeastOccupied => candidates.min_by(|x, y| {
-                let (a, b) = (&self.agents[x], &self.agents[y]);
-                // load_a / cap_a vs load_b / cap_b, compared without division.
-                (u64::from(a.load()) * u64::from(b.capacity))
-                    .cmp(&(u64::from(b.load()) * u64::from(a.capacity)))
-                    .then(a.idle_since.cmp(&b.idle_since))
-                    .then(x.cmp(y))
-            }),
-            Strategy::LongestIdle => candidates.min_by_key(|a| (self.agents[a].idle_since, *a)),
-            Strategy::RoundRobin => {
-                let all: Vec<AgentId> = candidates.collect();
-                let after = g.round_robin_last;
-                all.iter()
-                    .copied()
-                    .find(|a| after.is_none_or(|l| *a > l))
-                    .or_else(|| all.first().copied())
+                self.assign(now, conv, agent, (group, key), Via::Auto, out)
             }
         }
     }

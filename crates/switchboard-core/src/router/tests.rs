@@ -1,6 +1,7 @@
 //! One test per routing rule of SPEC §3.
 
 use super::*;
+use crate::config::Strategy;
 use crate::time::secs;
 
 const G1: GroupId = GroupId(1);

@@ -1,0 +1,139 @@
+//! Matching: who gets what, and when. Every mutation of the router marks the agents and
+//! groups it touched; `settle` dispatches them until nothing more can move, which is what
+//! keeps work conserved after every step.
+
+use super::{Group, Router};
+use crate::config::Strategy;
+use crate::ids::{AgentId, ConversationId, GroupId};
+use crate::queue::QueueKey;
+use crate::router::Effect;
+use crate::time::Timestamp;
+
+impl Router {
+    /// Hands a conversation entering a group straight to an available agent when there is
+    /// one, so it never shows as waiting; otherwise queues it. At rest every conversation
+    /// already waiting was declined by every available agent, so none is overtaken.
+    pub(super) fn place_or_push(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        group: GroupId,
+        key: QueueKey,
+        out: &mut Vec<Effect>,
+    ) {
+        let g = &self.groups[&group];
+        let agent = if g.policy.offer.pushes() {
+            self.choose(g, &[])
+        } else {
+            None
+        };
+        match agent {
+            Some(agent) => {
+                self.groups
+                    .get_mut(&group)
+                    .expect("group exists")
+                    .round_robin_last = Some(agent);
+                self.push(now, conv, agent, (group, key), Vec::new(), out);
+            }
+            None => self.place_queued(conv, group, key, None, Vec::new(), out),
+        }
+    }
+
+    /// Dispatches every touched agent and group until nothing more can move.
+    pub(super) fn settle(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        loop {
+            if let Some(a) = self.dirty_agents.pop_first() {
+                self.dispatch_agent(now, a, out);
+            } else if let Some(g) = self.dirty_groups.pop_first() {
+                self.dispatch_group(now, g, out);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Feeds an agent with room: conversations waiting for it first, then the best waiting
+    /// conversation across its groups (priority, then longest wait).
+    pub(super) fn dispatch_agent(&mut self, now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
+        loop {
+            let Some(a) = self.agents.get(&id) else {
+                return;
+            };
+            if !a.can_push() {
+                return;
+            }
+            let pinned = a.pinned.iter().find(|(_, c)| {
+                let p = &self.placements[c];
+                self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
+            });
+            let best = pinned.or_else(|| {
+                a.groups
+                    .iter()
+                    .filter_map(|g| self.groups.get(g))
+                    .filter(|g| g.policy.offer.pushes())
+                    .filter_map(|g| {
+                        g.queue
+                            .iter()
+                            .find(|(_, c)| !self.placements[c].declined().contains(&id))
+                    })
+                    .min()
+            });
+            let Some((_, conv)) = best else { return };
+            let declined = self.placements[&conv].declined().to_vec();
+            let (group, key) = self.take(conv);
+            self.push(now, conv, id, (group, key), declined, out);
+        }
+    }
+
+    /// Feeds a group's waiting conversations to its available agents, chosen by strategy.
+    pub(super) fn dispatch_group(&mut self, now: Timestamp, id: GroupId, out: &mut Vec<Effect>) {
+        loop {
+            let Some(g) = self.groups.get(&id) else {
+                return;
+            };
+            if g.available.is_empty() || !g.policy.offer.pushes() {
+                return;
+            }
+            let choice = g.queue.iter().find_map(|(_, c)| {
+                let declined = self.placements[&c].declined();
+                self.choose(g, declined).map(|a| (c, a))
+            });
+            let Some((conv, agent)) = choice else { return };
+            let declined = self.placements[&conv].declined().to_vec();
+            let (group, key) = self.take(conv);
+            self.groups
+                .get_mut(&id)
+                .expect("group exists")
+                .round_robin_last = Some(agent);
+            self.push(now, conv, agent, (group, key), declined, out);
+        }
+    }
+
+    /// Picks among the group's available agents by its strategy; ties break deterministically.
+    pub(super) fn choose(&self, g: &Group, declined: &[AgentId]) -> Option<AgentId> {
+        let candidates = g
+            .available
+            .iter()
+            .copied()
+            .filter(|a| !declined.contains(a));
+        match g.policy.strategy {
+            Strategy::LeastOccupied => candidates.min_by(|x, y| {
+                let (a, b) = (&self.agents[x], &self.agents[y]);
+                // load_a / cap_a vs load_b / cap_b, compared without division.
+                (u64::from(a.load()) * u64::from(b.capacity))
+                    .cmp(&(u64::from(b.load()) * u64::from(a.capacity)))
+                    .then(a.idle_since.cmp(&b.idle_since))
+                    .then(x.cmp(y))
+            }),
+            Strategy::LongestIdle => candidates.min_by_key(|a| (self.agents[a].idle_since, *a)),
+            Strategy::RoundRobin => {
+                let all: Vec<AgentId> = candidates.collect();
+                let after = g.round_robin_last;
+                all.iter()
+                    .copied()
+                    .find(|a| after.is_none_or(|l| *a > l))
+                    .or_else(|| all.first().copied())
+            }
+        }
+    }
+}

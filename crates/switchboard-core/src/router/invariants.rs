@@ -1,0 +1,138 @@
+//! The router's structural invariants, checked by unit and property tests.
+
+use rustc_hash::FxHashMap;
+
+use super::{AgentStatus, Placement, Router};
+use crate::ids::GroupId;
+use crate::queue::QueueKey;
+
+impl Router {
+    /// Checks every structural invariant; used by property tests.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut counted = 0;
+        for (id, a) in &self.agents {
+            if a.load() > a.capacity {
+                return Err(format!(
+                    "agent {id} holds {} conversations over capacity {}",
+                    a.load(),
+                    a.capacity
+                ));
+            }
+            counted += a.assigned.len() + a.offered.len() + a.pinned.len();
+            for (key, c) in a.pinned.iter() {
+                match self.placements.get(&c) {
+                    Some(Placement::Queued {
+                        key: k,
+                        pin: Some(p),
+                        ..
+                    }) if *k == key && p.agent == *id => {}
+                    other => return Err(format!("{c} pinned to {id} but placed {other:?}")),
+                }
+            }
+            for c in &a.assigned {
+                if !matches!(self.placements.get(c), Some(Placement::Assigned { agent, .. }) if agent == id)
+                {
+                    return Err(format!(
+                        "{c} in {id}'s assigned set but placed {:?}",
+                        self.placements.get(c)
+                    ));
+                }
+            }
+            for c in &a.offered {
+                if !matches!(self.placements.get(c), Some(Placement::Offered { agent, .. }) if agent == id)
+                {
+                    return Err(format!(
+                        "{c} in {id}'s offered set but placed {:?}",
+                        self.placements.get(c)
+                    ));
+                }
+            }
+            for g in &a.groups {
+                if let Some(group) = self.groups.get(g) {
+                    if !group.members.contains(id) {
+                        return Err(format!("{id} names {g} but is not a member"));
+                    }
+                    if group.available.contains(id) != a.can_push() {
+                        return Err(format!("{id}'s availability in {g} is stale"));
+                    }
+                }
+            }
+            // Work conservation for conversations waiting for this agent in particular.
+            if a.can_push() {
+                for (_, c) in a.pinned.iter() {
+                    let p = &self.placements[&c];
+                    if self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(id) {
+                        return Err(format!(
+                            "{id} could take {c}, which waits for it, but is idle"
+                        ));
+                    }
+                }
+            }
+        }
+        let mut refs: FxHashMap<GroupId, usize> = FxHashMap::default();
+        for p in self.placements.values() {
+            *refs.entry(p.group()).or_default() += 1;
+        }
+        for (gid, g) in &self.groups {
+            if g.refs != refs.get(gid).copied().unwrap_or(0) {
+                return Err(format!(
+                    "group {gid} counts {} placements, has {:?}",
+                    g.refs,
+                    refs.get(gid)
+                ));
+            }
+            counted += g.queue.len();
+            let mut last: Option<QueueKey> = None;
+            for (key, c) in g.queue.iter() {
+                if last.is_some_and(|l| l >= key) {
+                    return Err(format!("queue of {gid} out of order at {c}"));
+                }
+                last = Some(key);
+                match self.placements.get(&c) {
+                    Some(Placement::Queued {
+                        group,
+                        key: k,
+                        pin: None,
+                        ..
+                    }) if group == gid && *k == key => {}
+                    other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
+                }
+                if g.policy.offer.pushes() {
+                    let declined = self.placements[&c].declined();
+                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
+                        return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
+                    }
+                }
+            }
+            let signed_in = g
+                .members
+                .iter()
+                .filter(|a| self.agents[a].status != AgentStatus::Offline)
+                .count();
+            if signed_in != g.signed_in {
+                return Err(format!(
+                    "group {gid} counts {} signed in, has {signed_in}",
+                    g.signed_in
+                ));
+            }
+        }
+        if counted != self.placements.len() {
+            return Err(format!(
+                "{} placements but {counted} conversations in places",
+                self.placements.len()
+            ));
+        }
+        let signed_in = self
+            .agents
+            .values()
+            .filter(|a| a.status != AgentStatus::Offline)
+            .count();
+        if signed_in != self.signed_in {
+            return Err(format!(
+                "router counts {} signed in, has {signed_in}",
+                self.signed_in
+            ));
+        }
+        Ok(())
+    }
+}
