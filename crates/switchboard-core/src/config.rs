@@ -217,10 +217,7 @@ pub struct NotRespondingPolicy {
 
 impl Default for NotRespondingPolicy {
     fn default() -> Self {
-        NotRespondingPolicy {
-            after_misses: 2,
-            status: crate::router::AgentStatus::Away,
-        }
+        NotRespondingPolicy { after_misses: 2, status: crate::router::AgentStatus::Away }
     }
 }
 
@@ -297,9 +294,7 @@ fn check_texts(field: &str, texts: &[String]) -> Result<()> {
     }
     for (i, t) in texts.iter().enumerate() {
         if t.trim().is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{field}[{i}]: text is empty"
-            )));
+            return Err(Error::InvalidArgument(format!("{field}[{i}]: text is empty")));
         }
         if t.len() > MAX_REPLY_TEXT {
             return Err(Error::InvalidArgument(format!(
@@ -313,9 +308,7 @@ fn check_texts(field: &str, texts: &[String]) -> Result<()> {
 
 fn check_positive(field: &str, d: Duration) -> Result<()> {
     if d.is_zero() {
-        return Err(Error::InvalidArgument(format!(
-            "{field}: must be greater than zero"
-        )));
+        return Err(Error::InvalidArgument(format!("{field}: must be greater than zero")));
     }
     Ok(())
 }
@@ -353,10 +346,7 @@ impl ReplySettings {
                 check_texts(&format!("{field}.texts"), &t.texts)?;
             }
         }
-        for (field, t) in [
-            ("manual_end", &self.manual_end),
-            ("batch_end", &self.batch_end),
-        ] {
+        for (field, t) in [("manual_end", &self.manual_end), ("batch_end", &self.batch_end)] {
             if let Some(t) = t {
                 check_texts(field, t)?;
             }
@@ -462,15 +452,9 @@ mod tests {
 
     #[test]
     fn a_sixth_queue_rule_is_refused() {
-        let rule = |n| QueueRule {
-            above: n,
-            texts: vec!["wait".into()],
-        };
+        let rule = |n| QueueRule { above: n, texts: vec!["wait".into()] };
         let mut r = ReplySettings {
-            queue: Some(QueueReply {
-                rules: (0..5).map(rule).collect(),
-                min_interval: secs(30),
-            }),
+            queue: Some(QueueReply { rules: (0..5).map(rule).collect(), min_interval: secs(30) }),
             ..Default::default()
         };
         r.validate().unwrap();
@@ -481,25 +465,14 @@ mod tests {
 
     #[test]
     fn capacity_zero_is_refused() {
-        let a = AgentSettings {
-            capacity: 0,
-            ..Default::default()
-        };
+        let a = AgentSettings { capacity: 0, ..Default::default() };
         assert!(a.validate().unwrap_err().to_string().contains("capacity"));
     }
 
     #[test]
     fn empty_texts_are_refused() {
-        let r = ReplySettings {
-            manual_end: Some(vec![" ".into()]),
-            ..Default::default()
-        };
-        assert!(
-            r.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("manual_end[0]")
-        );
+        let r = ReplySettings { manual_end: Some(vec![" ".into()]), ..Default::default() };
+        assert!(r.validate().unwrap_err().to_string().contains("manual_end[0]"));
     }
 
     #[test]

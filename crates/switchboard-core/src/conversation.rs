@@ -182,13 +182,7 @@ impl Conversation {
     /// Records a transition; `agent` is where the conversation now is, if with an agent.
     pub fn transition(&mut self, at: Timestamp, to: State, cause: Cause, agent: Option<AgentId>) {
         let from = self.transitions.last().map(|t| t.to);
-        self.transitions.push(Transition {
-            at,
-            from,
-            to,
-            cause,
-            agent,
-        });
+        self.transitions.push(Transition { at, from, to, cause, agent });
         self.state = to;
         self.agent = agent;
         match to {
@@ -262,9 +256,8 @@ impl Conversation {
         t: &'a Thresholds,
     ) -> impl Iterator<Item = (Timestamp, Due)> + 'a {
         let assigned = self.state == State::Assigned;
-        let customer_silent_since_agent = self
-            .last_agent_at
-            .filter(|a| self.last_customer_at.is_none_or(|c| c < *a));
+        let customer_silent_since_agent =
+            self.last_agent_at.filter(|a| self.last_customer_at.is_none_or(|c| c < *a));
         let agent_no_response = t
             .agent_no_response
             .zip(self.agent_no_response_from)
@@ -289,15 +282,11 @@ impl Conversation {
             (last + d, Due::IdleEnd)
         });
         let reply_window = (self.is_open() && t.window_ends).then(|| {
-            let last = [
-                Some(self.opened_at),
-                self.last_customer_at,
-                self.last_service_at,
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(self.opened_at);
+            let last = [Some(self.opened_at), self.last_customer_at, self.last_service_at]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(self.opened_at);
             (last + t.reply_window, Due::ReplyWindow)
         });
         let waiting = matches!(self.state, State::Queued | State::Offered | State::Assigned);
@@ -307,11 +296,7 @@ impl Conversation {
             .filter(|_| waiting && !self.alert_sent)
             .map(|(d, from)| (from + d, Due::UnrepliedAlert));
         let purge = self.ended_at.map(|ended| {
-            let keep = if self.accepted() {
-                t.retention_accepted
-            } else {
-                t.retention_unaccepted
-            };
+            let keep = if self.accepted() { t.retention_accepted } else { t.retention_unaccepted };
             (ended + keep, Due::Purge)
         });
         [

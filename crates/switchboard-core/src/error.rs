@@ -18,26 +18,13 @@ pub enum Error {
     #[error("customer {0} has no open conversation")]
     NoOpenConversation(CustomerId),
     #[error("conversation {conversation} is {state:?}; cannot {action}")]
-    InvalidTransition {
-        conversation: ConversationId,
-        state: State,
-        action: &'static str,
-    },
+    InvalidTransition { conversation: ConversationId, state: State, action: &'static str },
     #[error("conversation {conversation} is not offered to agent {agent}")]
-    NotOffered {
-        conversation: ConversationId,
-        agent: AgentId,
-    },
+    NotOffered { conversation: ConversationId, agent: AgentId },
     #[error("conversation {conversation} is not assigned to agent {agent}")]
-    NotAssigned {
-        conversation: ConversationId,
-        agent: AgentId,
-    },
+    NotAssigned { conversation: ConversationId, agent: AgentId },
     #[error("conversation {conversation} is not in the unaccepted list of agent {agent}'s groups")]
-    NotPickable {
-        conversation: ConversationId,
-        agent: AgentId,
-    },
+    NotPickable { conversation: ConversationId, agent: AgentId },
     #[error("agent {agent} is at capacity ({capacity}); end or transfer a conversation first")]
     AgentFull { agent: AgentId, capacity: u32 },
     #[error(
@@ -53,10 +40,7 @@ pub enum Error {
     #[error(
         "the reply window of conversation {conversation} on {channel} has closed; no more messages can be sent"
     )]
-    OutsideReplyWindow {
-        conversation: ConversationId,
-        channel: Channel,
-    },
+    OutsideReplyWindow { conversation: ConversationId, channel: Channel },
     #[error(
         "the 7-day window of conversation {0} has passed; the message must carry a tag: confirmed_event_update, post_purchase_update or account_update"
     )]
@@ -64,11 +48,7 @@ pub enum Error {
     #[error(
         "conversation {conversation} on {channel} has received {limit} consecutive service messages; wait for the customer to write"
     )]
-    BudgetExhausted {
-        conversation: ConversationId,
-        channel: Channel,
-        limit: u32,
-    },
+    BudgetExhausted { conversation: ConversationId, channel: Channel, limit: u32 },
     #[error("skill group {0} still has members or waiting conversations; move them first")]
     GroupInUse(GroupId),
     #[error("{0} already exists")]

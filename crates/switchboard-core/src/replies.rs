@@ -84,19 +84,16 @@ impl<'a> Levels<'a> {
 
 /// The queue rule for a position: the one with the largest threshold the position exceeds.
 pub fn queue_rule(reply: &QueueReply, position: usize) -> Option<&QueueRule> {
-    reply
-        .rules
-        .iter()
-        .filter(|r| position > r.above as usize)
-        .max_by_key(|r| r.above)
+    reply.rules.iter().filter(|r| position > r.above as usize).max_by_key(|r| r.above)
 }
 
 /// The first keyword rule whose keyword the text contains, ignoring case.
 pub fn keyword_rule<'a>(rules: &'a [KeywordRule], text: &str) -> Option<&'a KeywordRule> {
+    if rules.is_empty() {
+        return None;
+    }
     let text = text.to_lowercase();
-    rules
-        .iter()
-        .find(|r| r.keywords.iter().any(|k| text.contains(&k.to_lowercase())))
+    rules.iter().find(|r| r.keywords.iter().any(|k| text.contains(&k.to_lowercase())))
 }
 
 /// A queue position as customers see it.
@@ -157,87 +154,47 @@ mod tests {
 
     #[test]
     fn placeholders_render_and_empty_cases() {
-        let p = Placeholders {
-            nick_name: Some("Li"),
-            staff_name: Some("Zhang"),
-            queue_num: Some(7),
-        };
+        let p =
+            Placeholders { nick_name: Some("Li"), staff_name: Some("Zhang"), queue_num: Some(7) };
         assert_eq!(
-            render(
-                "{{nick_name}}, agent {{staff_name}} here; {{queue_num}} ahead",
-                &p
-            ),
+            render("{{nick_name}}, agent {{staff_name}} here; {{queue_num}} ahead", &p),
             "Li, agent Zhang here; 7 ahead"
         );
         let empty = Placeholders::default();
         assert_eq!(render("hi {{nick_name}}!{{staff_name}}", &empty), "hi !");
         assert_eq!(
-            render(
-                "{{queue_num}}",
-                &Placeholders {
-                    queue_num: Some(5001),
-                    ..empty
-                }
-            ),
+            render("{{queue_num}}", &Placeholders { queue_num: Some(5001), ..empty }),
             "5000+"
         );
         assert_eq!(
-            render(
-                "{{queue_num}}",
-                &Placeholders {
-                    queue_num: Some(5000),
-                    ..empty
-                }
-            ),
+            render("{{queue_num}}", &Placeholders { queue_num: Some(5000), ..empty }),
             "5000"
         );
-        assert_eq!(
-            render("{{other}} {{ unclosed", &empty),
-            "{{other}} {{ unclosed"
-        );
+        assert_eq!(render("{{other}} {{ unclosed", &empty), "{{other}} {{ unclosed");
     }
 
     #[test]
     fn the_largest_exceeded_threshold_wins() {
-        let rule = |n: u32| QueueRule {
-            above: n,
-            texts: vec![format!("> {n}")],
-        };
-        let q = QueueReply {
-            rules: vec![rule(100), rule(0), rule(10)],
-            min_interval: secs(0),
-        };
+        let rule = |n: u32| QueueRule { above: n, texts: vec![format!("> {n}")] };
+        let q = QueueReply { rules: vec![rule(100), rule(0), rule(10)], min_interval: secs(0) };
         assert_eq!(queue_rule(&q, 1).unwrap().above, 0);
         assert_eq!(queue_rule(&q, 10).unwrap().above, 0);
         assert_eq!(queue_rule(&q, 11).unwrap().above, 10);
         assert_eq!(queue_rule(&q, 5000).unwrap().above, 100);
-        let q = QueueReply {
-            rules: vec![rule(10)],
-            min_interval: secs(0),
-        };
+        let q = QueueReply { rules: vec![rule(10)], min_interval: secs(0) };
         assert!(queue_rule(&q, 3).is_none());
     }
 
     #[test]
     fn agent_beats_group_beats_channel_beats_tenant() {
         let offline = |t: &str| ReplySettings {
-            offline: Some(OfflineReply {
-                texts: vec![t.into()],
-                min_interval: secs(0),
-            }),
+            offline: Some(OfflineReply { texts: vec![t.into()], min_interval: secs(0) }),
             ..Default::default()
         };
-        let (agent, group, channel, tenant) = (
-            offline("agent"),
-            offline("group"),
-            offline("channel"),
-            offline("tenant"),
-        );
+        let (agent, group, channel, tenant) =
+            (offline("agent"), offline("group"), offline("channel"), offline("tenant"));
         let none = ReplySettings::default();
-        let pick = |l: Levels<'_>| {
-            l.resolve(|r| r.offline.as_ref())
-                .map(|o| o.texts[0].clone())
-        };
+        let pick = |l: Levels<'_>| l.resolve(|r| r.offline.as_ref()).map(|o| o.texts[0].clone());
         let all = Levels {
             agent: Some(&agent),
             group: Some(&group),
@@ -245,39 +202,13 @@ mod tests {
             tenant: &tenant,
         };
         assert_eq!(pick(all).as_deref(), Some("agent"));
+        assert_eq!(pick(Levels { agent: Some(&none), ..all }).as_deref(), Some("group"));
+        assert_eq!(pick(Levels { agent: None, group: None, ..all }).as_deref(), Some("channel"));
         assert_eq!(
-            pick(Levels {
-                agent: Some(&none),
-                ..all
-            })
-            .as_deref(),
-            Some("group")
-        );
-        assert_eq!(
-            pick(Levels {
-                agent: None,
-                group: None,
-                ..all
-            })
-            .as_deref(),
-            Some("channel")
-        );
-        assert_eq!(
-            pick(Levels {
-                agent: None,
-                group: None,
-                channel: None,
-                ..all
-            })
-            .as_deref(),
+            pick(Levels { agent: None, group: None, channel: None, ..all }).as_deref(),
             Some("tenant")
         );
-        let nothing = Levels {
-            agent: None,
-            group: None,
-            channel: None,
-            tenant: &none,
-        };
+        let nothing = Levels { agent: None, group: None, channel: None, tenant: &none };
         let none: Option<&TimedReply> = nothing.resolve(|r| r.agent_no_response.as_ref());
         assert!(none.is_none());
     }

@@ -30,65 +30,21 @@ const CUSTOMERS: u64 = 8;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Message {
-        customer: u64,
-        channel: usize,
-        keyword: bool,
-        group: Option<u64>,
-    },
-    RequestHuman {
-        customer: u64,
-    },
-    Status {
-        agent: u64,
-        status: usize,
-        supervisor: bool,
-    },
-    Accept {
-        agent: u64,
-        pick: usize,
-    },
-    Decline {
-        agent: u64,
-        pick: usize,
-    },
-    Pick {
-        agent: u64,
-        pick: usize,
-    },
-    AgentMessage {
-        agent: u64,
-        pick: usize,
-    },
-    TransferToAgent {
-        pick: usize,
-        agent: u64,
-    },
-    TransferToGroup {
-        pick: usize,
-        group: u64,
-        keep: bool,
-    },
-    End {
-        pick: usize,
-        by_agent: bool,
-    },
-    EndBatch {
-        picks: Vec<usize>,
-    },
-    Hosting {
-        on: bool,
-    },
-    Capacity {
-        agent: u64,
-        capacity: u32,
-    },
-    ChannelClosed {
-        pick: usize,
-    },
-    Advance {
-        secs: u64,
-    },
+    Message { customer: u64, channel: usize, keyword: bool, group: Option<u64> },
+    RequestHuman { customer: u64 },
+    Status { agent: u64, status: usize, supervisor: bool },
+    Accept { agent: u64, pick: usize },
+    Decline { agent: u64, pick: usize },
+    Pick { agent: u64, pick: usize },
+    AgentMessage { agent: u64, pick: usize },
+    TransferToAgent { pick: usize, agent: u64 },
+    TransferToGroup { pick: usize, group: u64, keep: bool },
+    End { pick: usize, by_agent: bool },
+    EndBatch { picks: Vec<usize> },
+    Hosting { on: bool },
+    Capacity { agent: u64, capacity: u32 },
+    ChannelClosed { pick: usize },
+    Advance { secs: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -145,17 +101,9 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop_oneof![Just(0u64), Just(60)],
         0..3u32,
     )
-        .prop_map(
-            |(transfer_to_human, groups, agents, customers, reserve, grace, misses)| Setup {
-                transfer_to_human,
-                groups,
-                agents,
-                customers,
-                reserve,
-                grace,
-                misses,
-            },
-        )
+        .prop_map(|(transfer_to_human, groups, agents, customers, reserve, grace, misses)| {
+            Setup { transfer_to_human, groups, agents, customers, reserve, grace, misses }
+        })
 }
 
 fn texts(t: &str) -> Vec<String> {
@@ -169,10 +117,7 @@ fn replies() -> ReplySettings {
             also_from_queue: true,
         }),
         queue: Some(QueueReply {
-            rules: vec![QueueRule {
-                above: 0,
-                texts: texts("{{queue_num}} ahead"),
-            }],
+            rules: vec![QueueRule { above: 0, texts: texts("{{queue_num}} ahead") }],
             min_interval: Duration::from_secs(20),
         }),
         agent_no_response: Some(TimedReply {
@@ -187,10 +132,7 @@ fn replies() -> ReplySettings {
             after: Duration::from_secs(600),
             texts: texts("bye"),
         }),
-        idle_end: Some(TimedReply {
-            after: Duration::from_secs(900),
-            texts: texts("idle bye"),
-        }),
+        idle_end: Some(TimedReply { after: Duration::from_secs(900), texts: texts("idle bye") }),
         manual_end: Some(texts("thanks")),
         batch_end: Some(texts("closing")),
         offline: Some(OfflineReply {
@@ -216,10 +158,7 @@ fn build(s: &Setup) -> Engine {
         human_reserve: s.reserve,
         unreplied_alert: Some(Duration::from_secs(90)),
         offline_grace: Duration::from_secs(s.grace),
-        not_responding: NotRespondingPolicy {
-            after_misses: s.misses,
-            status: AgentStatus::Away,
-        },
+        not_responding: NotRespondingPolicy { after_misses: s.misses, status: AgentStatus::Away },
         default_group: Some(GroupId(0)),
         ..Default::default()
     };
@@ -230,23 +169,14 @@ fn build(s: &Setup) -> Engine {
             strategy: [Pick::LeastOccupied, Pick::LongestIdle, Pick::RoundRobin][*strategy],
             offer: [
                 OfferMode::AutoAccept,
-                OfferMode::Offer {
-                    timeout: Duration::from_secs(25),
-                },
+                OfferMode::Offer { timeout: Duration::from_secs(25) },
                 OfferMode::Pull,
             ][*offer],
             dedicated_timeout: Duration::from_secs(200),
             last_agent_timeout: last_agent.then_some(Duration::from_secs(45)),
         };
-        e.upsert_group(
-            t0,
-            GroupId(g as u64),
-            GroupSettings {
-                policy,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
+            .unwrap();
     }
     for (a, (capacity, groups)) in s.agents.iter().enumerate() {
         let settings = AgentSettings {
@@ -271,11 +201,8 @@ fn build(s: &Setup) -> Engine {
 
 /// Every open conversation, in id order, so `pick` indexes are stable.
 fn open(e: &Engine) -> Vec<ConversationId> {
-    let mut ids: Vec<ConversationId> = e
-        .conversations()
-        .filter(|c| c.is_open())
-        .map(|c| c.id)
-        .collect();
+    let mut ids: Vec<ConversationId> =
+        e.conversations().filter(|c| c.is_open()).map(|c| c.id).collect();
     ids.sort();
     ids
 }
@@ -290,9 +217,7 @@ fn held(e: &Engine, state: State, pick: usize) -> Option<(ConversationId, AgentI
     let ids: Vec<_> = open(e)
         .into_iter()
         .filter_map(|c| {
-            e.conversation(c)
-                .filter(|c| c.state == state)
-                .and_then(|c| Some((c.id, c.agent?)))
+            e.conversation(c).filter(|c| c.state == state).and_then(|c| Some((c.id, c.agent?)))
         })
         .collect();
     (!ids.is_empty()).then(|| ids[pick % ids.len()])
@@ -371,12 +296,7 @@ impl BudgetWatch {
 
     fn observe(&mut self, effects: &[Effect]) -> Result<(), String> {
         for e in effects {
-            if let Effect::Send {
-                conversation,
-                channel,
-                ..
-            } = e
-            {
+            if let Effect::Send { conversation, channel, .. } = e {
                 let n = self.since_customer.entry(*conversation).or_default();
                 *n += 1;
                 if channel.reply_budget().is_some_and(|limit| *n > limit) {
@@ -406,21 +326,12 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
         now = now + Duration::from_millis(250);
         // Errors are expected (random ops are often invalid); invariants must hold anyway.
         let effects: Vec<Effect> = match op {
-            Op::Message {
-                customer,
-                channel,
-                keyword,
-                group,
-            } => {
+            Op::Message { customer, channel, keyword, group } => {
                 next_conv += 1;
                 let msg = CustomerMessage {
                     customer: CustomerId(*customer),
                     channel: Channel::ALL[*channel],
-                    text: if *keyword {
-                        "what is the price?".into()
-                    } else {
-                        "hello".into()
-                    },
+                    text: if *keyword { "what is the price?".into() } else { "hello".into() },
                     new_conversation: ConversationId(next_conv),
                     group: group.map(GroupId),
                     priority: None,
@@ -439,18 +350,13 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     None => Vec::new(),
                 }
             }
-            Op::Status {
-                agent,
-                status,
-                supervisor,
-            } => {
+            Op::Status { agent, status, supervisor } => {
                 let by = if *supervisor {
                     Actor::Supervisor(AgentId(99))
                 } else {
                     Actor::Agent(AgentId(*agent))
                 };
-                e.set_agent_status(now, AgentId(*agent), statuses[*status], by)
-                    .unwrap_or_default()
+                e.set_agent_status(now, AgentId(*agent), statuses[*status], by).unwrap_or_default()
             }
             Op::Accept { agent, pick } => match held(&e, State::Offered, *pick) {
                 Some((c, holder)) => e
@@ -470,13 +376,8 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             Op::AgentMessage { agent, pick } => match held(&e, State::Assigned, *pick) {
                 // Mostly the holder; now and then someone else, who must be refused.
                 Some((c, holder)) => {
-                    let from = if *agent == 0 {
-                        AgentId((holder.0 + 1) % AGENTS)
-                    } else {
-                        holder
-                    };
-                    e.agent_message(now, from, c, "hello from the desk", None)
-                        .unwrap_or_default()
+                    let from = if *agent == 0 { AgentId((holder.0 + 1) % AGENTS) } else { holder };
+                    e.agent_message(now, from, c, "hello from the desk", None).unwrap_or_default()
                 }
                 None => Vec::new(),
             },
@@ -493,12 +394,8 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                 .unwrap_or_default(),
             Op::TransferToGroup { pick, group, keep } => nth(&e, *pick)
                 .map(|c| {
-                    let target = Target::Group {
-                        group: GroupId(*group),
-                        keep_entry_time: *keep,
-                    };
-                    e.transfer(now, c, target, Actor::Supervisor(AgentId(99)))
-                        .unwrap_or_default()
+                    let target = Target::Group { group: GroupId(*group), keep_entry_time: *keep };
+                    e.transfer(now, c, target, Actor::Supervisor(AgentId(99))).unwrap_or_default()
                 })
                 .unwrap_or_default(),
             Op::End { pick, by_agent } => nth(&e, *pick)
@@ -521,10 +418,8 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                 match e.upsert_agent(now, AgentId(*agent), s) {
                     Ok(fx) => fx,
                     Err(err) => {
-                        let held = e
-                            .router()
-                            .agent(AgentId(*agent))
-                            .map_or(0, |a| a.assigned.len());
+                        let held =
+                            e.router().agent(AgentId(*agent)).map_or(0, |a| a.assigned.len());
                         if held <= *capacity as usize {
                             return Err(format!(
                                 "capacity {capacity} refused with {held} assigned: {err}"

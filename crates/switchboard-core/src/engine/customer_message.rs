@@ -33,10 +33,7 @@ impl Engine {
         check_text(&msg.text)?;
         let mut out = Vec::new();
         let (id, opened) = self.ensure_open(now, &msg, &mut out)?;
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .expect("conversation exists");
+        let c = self.conversations.get_mut(&id).expect("conversation exists");
         c.record_customer_message(now);
 
         // Route a new conversation now, but emit the routing replies after the message's own.
@@ -59,14 +56,7 @@ impl Engine {
             .filter(|m| c.state != State::Assigned || m.also_in_session)
         {
             let texts = m.texts.clone();
-            self.send_auto(
-                now,
-                id,
-                ReplyKind::MessageReceived,
-                &texts,
-                c.agent,
-                &mut out,
-            );
+            self.send_auto(now, id, ReplyKind::MessageReceived, &texts, c.agent, &mut out);
         }
         out.append(&mut routed);
 
@@ -76,10 +66,7 @@ impl Engine {
             self.queue_reply(now, id, &mut out);
         }
 
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .expect("conversation exists");
+        let c = self.conversations.get_mut(&id).expect("conversation exists");
         // The agent-no-response timer counts from the first unanswered message, unless a
         // keyword or offline reply answered this one.
         if keyword_fired || offline_applies {
@@ -98,11 +85,7 @@ impl Engine {
             out.push(Effect::Notify { agent, note });
         }
         self.reschedule(id);
-        Ok(Outcome {
-            conversation: id,
-            opened,
-            effects: out,
-        })
+        Ok(Outcome { conversation: id, opened, effects: out })
     }
 
     /// The customer opened the service window: the open-service reply, opening a conversation
@@ -132,11 +115,7 @@ impl Engine {
             self.send_auto(now, id, ReplyKind::OpenService, &texts, agent, &mut out);
         }
         self.reschedule(id);
-        Ok(Outcome {
-            conversation: id,
-            opened,
-            effects: out,
-        })
+        Ok(Outcome { conversation: id, opened, effects: out })
     }
 
     /// The customer asks for a human: the bot stage ends and the conversation is routed.
@@ -178,10 +157,7 @@ impl Engine {
             return Ok((open, false));
         }
         if self.conversations.contains_key(&msg.new_conversation) {
-            return Err(Error::AlreadyExists(format!(
-                "conversation {}",
-                msg.new_conversation
-            )));
+            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
         }
         let group = msg
             .group
@@ -226,13 +202,13 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         let c = &self.conversations[&id];
-        let customer = self.customers.get(&c.customer).cloned().unwrap_or_default();
+        let customer = self.customers.get(&c.customer);
         let req = RouteRequest {
             group: c.group,
             priority: c.priority,
             entered_at: now,
-            dedicated: customer.settings.dedicated_agent,
-            last_agent: customer.last_agent,
+            dedicated: customer.and_then(|u| u.settings.dedicated_agent),
+            last_agent: customer.and_then(|u| u.last_agent),
         };
         let mut rout = Vec::new();
         self.router.route(now, id, req, &mut rout)?;
@@ -250,18 +226,11 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) -> bool {
         let c = &self.conversations[&id];
-        let dedicated = self
-            .customers
-            .get(&c.customer)
-            .and_then(|u| u.settings.dedicated_agent);
+        let dedicated = self.customers.get(&c.customer).and_then(|u| u.settings.dedicated_agent);
         let Some(agent) = offline_condition(&self.router, c, dedicated) else {
             return false;
         };
-        let Some(reply) = self
-            .levels(c, agent)
-            .resolve(|r| r.offline.as_ref())
-            .cloned()
-        else {
+        let Some(reply) = self.levels(c, agent).resolve(|r| r.offline.as_ref()).cloned() else {
             return false;
         };
         if keyword_fired {
@@ -272,10 +241,8 @@ impl Engine {
             .last_offline_reply_at
             .is_none_or(|t| reply.min_interval.is_zero() || now >= t + reply.min_interval);
         if due {
-            self.conversations
-                .get_mut(&id)
-                .expect("conversation exists")
-                .last_offline_reply_at = Some(now);
+            self.conversations.get_mut(&id).expect("conversation exists").last_offline_reply_at =
+                Some(now);
             let staff = agent.or(self.conversations[&id].agent);
             self.send_auto(now, id, ReplyKind::Offline, &reply.texts, staff, out);
         }
@@ -289,29 +256,18 @@ impl Engine {
         if c.state != State::Queued {
             return;
         }
-        let Some(position) = self.router.position(id) else {
-            return;
-        };
-        let dedicated = self
-            .customers
-            .get(&c.customer)
-            .and_then(|u| u.settings.dedicated_agent);
-        let Some(reply) = self.levels(c, None).resolve(|r| r.queue.as_ref()) else {
-            return;
-        };
-        if c.last_queue_reply_at
-            .is_some_and(|t| now < t + reply.min_interval)
-        {
+        let Some(reply) = self.levels(c, None).resolve(|r| r.queue.as_ref()) else { return };
+        if c.last_queue_reply_at.is_some_and(|t| now < t + reply.min_interval) {
             return;
         }
+        let Some(position) = self.router.position(id) else { return };
+        let dedicated = self.customers.get(&c.customer).and_then(|u| u.settings.dedicated_agent);
         let Some(rule) = replies::queue_rule(reply, position) else {
             return;
         };
         let texts = rule.texts.clone();
-        self.conversations
-            .get_mut(&id)
-            .expect("conversation exists")
-            .last_queue_reply_at = Some(now);
+        self.conversations.get_mut(&id).expect("conversation exists").last_queue_reply_at =
+            Some(now);
         self.send_auto(now, id, ReplyKind::Queue, &texts, dedicated, out);
     }
 }

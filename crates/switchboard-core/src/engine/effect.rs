@@ -22,10 +22,7 @@ pub enum Effect {
         tag: Option<MessageTag>,
     },
     /// An automatic reply was due but would have eaten the budget kept for humans.
-    ReplySuppressed {
-        conversation: ConversationId,
-        kind: ReplyKind,
-    },
+    ReplySuppressed { conversation: ConversationId, kind: ReplyKind },
     /// Push to one agent's desktop stream.
     Notify { agent: AgentId, note: Note },
     /// For integrators (SPEC §9) and metrics.
@@ -89,57 +86,16 @@ pub enum Note {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
-    Opened {
-        conversation: ConversationId,
-        customer: CustomerId,
-        channel: Channel,
-        group: GroupId,
-    },
-    Queued {
-        conversation: ConversationId,
-        group: GroupId,
-        pinned_to: Option<AgentId>,
-    },
-    Offered {
-        conversation: ConversationId,
-        agent: AgentId,
-    },
-    Assigned {
-        conversation: ConversationId,
-        agent: AgentId,
-        via: Via,
-        waited_ms: u64,
-    },
-    Transferred {
-        conversation: ConversationId,
-        from: Option<AgentId>,
-        to: Target,
-    },
-    Ended {
-        conversation: ConversationId,
-        cause: Cause,
-        agent: Option<AgentId>,
-    },
-    Rated {
-        conversation: ConversationId,
-        score: u8,
-        credited: Vec<AgentId>,
-    },
-    UnrepliedAlert {
-        conversation: ConversationId,
-        notify: Vec<AgentId>,
-    },
-    AgentStatusChanged {
-        agent: AgentId,
-        from: AgentStatus,
-        to: AgentStatus,
-        cause: StatusCause,
-    },
-    OfferMissed {
-        conversation: ConversationId,
-        agent: AgentId,
-        reason: Release,
-    },
+    Opened { conversation: ConversationId, customer: CustomerId, channel: Channel, group: GroupId },
+    Queued { conversation: ConversationId, group: GroupId, pinned_to: Option<AgentId> },
+    Offered { conversation: ConversationId, agent: AgentId },
+    Assigned { conversation: ConversationId, agent: AgentId, via: Via, waited_ms: u64 },
+    Transferred { conversation: ConversationId, from: Option<AgentId>, to: Target },
+    Ended { conversation: ConversationId, cause: Cause, agent: Option<AgentId> },
+    Rated { conversation: ConversationId, score: u8, credited: Vec<AgentId> },
+    UnrepliedAlert { conversation: ConversationId, notify: Vec<AgentId> },
+    AgentStatusChanged { agent: AgentId, from: AgentStatus, to: AgentStatus, cause: StatusCause },
+    OfferMissed { conversation: ConversationId, agent: AgentId, reason: Release },
 }
 
 /// Where a transfer or reassignment sends a conversation.
@@ -147,8 +103,5 @@ pub enum Event {
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     Agent(AgentId),
-    Group {
-        group: GroupId,
-        keep_entry_time: bool,
-    },
+    Group { group: GroupId, keep_entry_time: bool },
 }

@@ -80,11 +80,7 @@ impl Engine {
     pub fn new(settings: TenantSettings) -> Result<Self> {
         settings.validate()?;
         let router = Router::new(settings.offline_grace, settings.not_responding);
-        Ok(Engine {
-            settings,
-            router,
-            ..Default::default()
-        })
+        Ok(Engine { settings, router, ..Default::default() })
     }
 
     // ----- configuration -------------------------------------------------------------------
@@ -95,8 +91,7 @@ impl Engine {
 
     pub fn set_settings(&mut self, settings: TenantSettings) -> Result<()> {
         settings.validate()?;
-        self.router
-            .set_policies(settings.offline_grace, settings.not_responding);
+        self.router.set_policies(settings.offline_grace, settings.not_responding);
         self.settings = settings;
         self.reschedule_where(|_| true);
         Ok(())
@@ -110,8 +105,7 @@ impl Engine {
     ) -> Result<Vec<Effect>> {
         settings.validate()?;
         let mut rout = Vec::new();
-        self.router
-            .upsert_group(now, id, settings.policy.clone(), &mut rout);
+        self.router.upsert_group(now, id, settings.policy.clone(), &mut rout);
         self.groups.insert(id, settings);
         let mut out = Vec::new();
         self.apply(now, rout, Cause::Routed, &mut out);
@@ -132,21 +126,11 @@ impl Engine {
         settings: AgentSettings,
     ) -> Result<Vec<Effect>> {
         settings.validate()?;
-        if let Some(g) = settings
-            .groups
-            .iter()
-            .find(|g| !self.groups.contains_key(g))
-        {
+        if let Some(g) = settings.groups.iter().find(|g| !self.groups.contains_key(g)) {
             return Err(Error::UnknownGroup(*g));
         }
         let mut rout = Vec::new();
-        self.router.upsert_agent(
-            now,
-            id,
-            settings.capacity,
-            settings.groups.clone(),
-            &mut rout,
-        )?;
+        self.router.upsert_agent(now, id, settings.capacity, settings.groups.clone(), &mut rout)?;
         self.agents.insert(id, settings);
         let mut out = Vec::new();
         self.apply(now, rout, Cause::Routed, &mut out);
@@ -168,10 +152,7 @@ impl Engine {
         if let Some(g) = settings.group.filter(|g| !self.groups.contains_key(g)) {
             return Err(Error::UnknownGroup(g));
         }
-        if let Some(a) = settings
-            .dedicated_agent
-            .filter(|a| !self.agents.contains_key(a))
-        {
+        if let Some(a) = settings.dedicated_agent.filter(|a| !self.agents.contains_key(a)) {
             return Err(Error::UnknownAgent(a));
         }
         self.customers.entry(id).or_default().settings = settings;
@@ -268,10 +249,7 @@ impl Engine {
                 ));
             }
             if c.is_open() && self.customers.get(&c.customer).and_then(|u| u.open) != Some(c.id) {
-                return Err(format!(
-                    "{} is open but its customer points elsewhere",
-                    c.id
-                ));
+                return Err(format!("{} is open but its customer points elsewhere", c.id));
             }
             let want = c.next_deadline(&self.thresholds(c)).map(|(at, _)| at);
             if self.scheduled.get(&c.id).copied() != want {
@@ -284,10 +262,7 @@ impl Engine {
         }
         for (id, u) in &self.customers {
             if let Some(open) = u.open
-                && !self
-                    .conversations
-                    .get(&open)
-                    .is_some_and(|c| c.is_open() && c.customer == *id)
+                && !self.conversations.get(&open).is_some_and(|c| c.is_open() && c.customer == *id)
             {
                 return Err(format!(
                     "customer {id} points to {open}, which is not its open conversation"
@@ -303,9 +278,7 @@ impl Engine {
     // ----- shared internals ----------------------------------------------------------------
 
     fn conv(&self, id: ConversationId) -> Result<&Conversation> {
-        self.conversations
-            .get(&id)
-            .ok_or(Error::UnknownConversation(id))
+        self.conversations.get(&id).ok_or(Error::UnknownConversation(id))
     }
 
     fn open_conv(&self, id: ConversationId) -> Result<&Conversation> {
@@ -332,9 +305,7 @@ impl Engine {
     }
 
     fn nickname(&self, agent: Option<AgentId>) -> Option<&str> {
-        agent
-            .and_then(|a| self.agents.get(&a))
-            .map(|a| a.nickname.as_str())
+        agent.and_then(|a| self.agents.get(&a)).map(|a| a.nickname.as_str())
     }
 
     /// Sends an automatic reply, as far as the channel budget allows once the humans' reserve
@@ -351,32 +322,27 @@ impl Engine {
         let Some(c) = self.conversations.get(&id) else {
             return;
         };
-        let nick = self
-            .customers
-            .get(&c.customer)
-            .and_then(|u| u.settings.nickname.clone());
+        let nick = self.customers.get(&c.customer).and_then(|u| u.settings.nickname.clone());
+        // A rank costs a few cache misses at depth; only compute it when a text shows it.
+        let queue_num = if texts.iter().any(|t| t.contains("queue_num")) {
+            self.router.position(id)
+        } else {
+            None
+        };
         let placeholders = Placeholders {
             nick_name: nick.as_deref(),
             staff_name: self.nickname(staff),
-            queue_num: self.router.position(id),
+            queue_num,
         };
-        let rendered: Vec<String> = texts
-            .iter()
-            .map(|t| replies::render(t, &placeholders))
-            .collect();
+        let rendered: Vec<String> =
+            texts.iter().map(|t| replies::render(t, &placeholders)).collect();
         let (channel, reserve) = (c.channel, self.settings.human_reserve);
         for text in rendered {
-            let c = self
-                .conversations
-                .get_mut(&id)
-                .expect("conversation exists");
+            let c = self.conversations.get_mut(&id).expect("conversation exists");
             if replies::auto_allowance(channel.reply_budget(), reserve, c.consecutive_service)
                 == Some(0)
             {
-                out.push(Effect::ReplySuppressed {
-                    conversation: id,
-                    kind,
-                });
+                out.push(Effect::ReplySuppressed { conversation: id, kind });
                 return;
             }
             c.record_auto_message(now);
@@ -403,11 +369,7 @@ impl Engine {
         let mut touched = Vec::new();
         for e in effects {
             match e {
-                router::Effect::Queued {
-                    conversation,
-                    group,
-                    pinned_to,
-                } => {
+                router::Effect::Queued { conversation, group, pinned_to } => {
                     touched.push(conversation);
                     let why = released.remove(&conversation).map_or(cause, release_cause);
                     let Some(c) = self.conversations.get_mut(&conversation) else {
@@ -417,18 +379,10 @@ impl Engine {
                     c.group = group;
                     if moved {
                         c.transition(now, State::Queued, why, None);
-                        out.push(Effect::Event(Event::Queued {
-                            conversation,
-                            group,
-                            pinned_to,
-                        }));
+                        out.push(Effect::Event(Event::Queued { conversation, group, pinned_to }));
                     }
                 }
-                router::Effect::Offered {
-                    conversation,
-                    agent,
-                    expires,
-                } => {
+                router::Effect::Offered { conversation, agent, expires } => {
                     touched.push(conversation);
                     let Some(c) = self.conversations.get_mut(&conversation) else {
                         continue;
@@ -436,63 +390,31 @@ impl Engine {
                     c.transition(now, State::Offered, Cause::Routed, Some(agent));
                     out.push(Effect::Notify {
                         agent,
-                        note: Note::Offered {
-                            conversation,
-                            expires,
-                        },
+                        note: Note::Offered { conversation, expires },
                     });
-                    out.push(Effect::Event(Event::Offered {
-                        conversation,
-                        agent,
-                    }));
+                    out.push(Effect::Event(Event::Offered { conversation, agent }));
                 }
-                router::Effect::Assigned {
-                    conversation,
-                    agent,
-                    via,
-                } => {
+                router::Effect::Assigned { conversation, agent, via } => {
                     touched.push(conversation);
                     released.remove(&conversation);
                     self.on_assigned(now, conversation, agent, via, out);
                 }
-                router::Effect::Released {
-                    conversation,
-                    agent,
-                    reason,
-                    was_assigned,
-                } => {
+                router::Effect::Released { conversation, agent, reason, was_assigned } => {
                     released.insert(conversation, reason);
                     out.push(Effect::Notify {
                         agent,
-                        note: Note::Released {
-                            conversation,
-                            reason,
-                        },
+                        note: Note::Released { conversation, reason },
                     });
                     if !was_assigned && matches!(reason, Release::Declined | Release::TimedOut) {
-                        out.push(Effect::Event(Event::OfferMissed {
-                            conversation,
-                            agent,
-                            reason,
-                        }));
+                        out.push(Effect::Event(Event::OfferMissed { conversation, agent, reason }));
                     }
                 }
-                router::Effect::StatusChanged {
-                    agent,
-                    from,
-                    to,
-                    cause,
-                } => {
+                router::Effect::StatusChanged { agent, from, to, cause } => {
                     out.push(Effect::Notify {
                         agent,
                         note: Note::StatusChanged { status: to, cause },
                     });
-                    out.push(Effect::Event(Event::AgentStatusChanged {
-                        agent,
-                        from,
-                        to,
-                        cause,
-                    }));
+                    out.push(Effect::Event(Event::AgentStatusChanged { agent, from, to, cause }));
                     // Offline replies and in-session thresholds depend on the status.
                     if let Some(a) = self.router.agent(agent) {
                         touched.extend(a.assigned.iter().chain(a.offered.iter()).copied());
@@ -534,26 +456,12 @@ impl Engine {
         let customer = c.customer;
         self.customers.entry(customer).or_default().last_agent = Some(agent);
         let waited_ms = if from_queue {
-            now.since(entered)
-                .as_millis()
-                .try_into()
-                .unwrap_or(u64::MAX)
+            now.since(entered).as_millis().try_into().unwrap_or(u64::MAX)
         } else {
             0
         };
-        out.push(Effect::Notify {
-            agent,
-            note: Note::Assigned {
-                conversation: id,
-                via,
-            },
-        });
-        out.push(Effect::Event(Event::Assigned {
-            conversation: id,
-            agent,
-            via,
-            waited_ms,
-        }));
+        out.push(Effect::Notify { agent, note: Note::Assigned { conversation: id, via } });
+        out.push(Effect::Event(Event::Assigned { conversation: id, agent, via, waited_ms }));
         let c = &self.conversations[&id];
         let reply = self
             .levels(c, Some(agent))
@@ -586,22 +494,19 @@ impl Engine {
             let texts = match kind {
                 ReplyKind::ManualEnd => levels.resolve(|r| r.manual_end.as_ref()).cloned(),
                 ReplyKind::BatchEnd => levels.resolve(|r| r.batch_end.as_ref()).cloned(),
-                ReplyKind::IdleEnd => levels
-                    .resolve(|r| r.idle_end.as_ref())
-                    .map(|r| r.texts.clone()),
-                ReplyKind::CustomerNoResponseEnd => levels
-                    .resolve(|r| r.customer_no_response_end.as_ref())
-                    .map(|r| r.texts.clone()),
+                ReplyKind::IdleEnd => {
+                    levels.resolve(|r| r.idle_end.as_ref()).map(|r| r.texts.clone())
+                }
+                ReplyKind::CustomerNoResponseEnd => {
+                    levels.resolve(|r| r.customer_no_response_end.as_ref()).map(|r| r.texts.clone())
+                }
                 _ => None,
             };
             if let Some(texts) = texts {
                 self.send_auto(now, id, kind, &texts, agent, out);
             }
         }
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .expect("conversation exists");
+        let c = self.conversations.get_mut(&id).expect("conversation exists");
         c.transition(now, State::Ended, cause, None);
         let customer = c.customer;
         let last = c.served_by.last().copied();
@@ -611,11 +516,7 @@ impl Engine {
                 u.last_agent = last;
             }
         }
-        out.push(Effect::Event(Event::Ended {
-            conversation: id,
-            cause,
-            agent,
-        }));
+        out.push(Effect::Event(Event::Ended { conversation: id, cause, agent }));
         let mut rout = Vec::new();
         self.router.remove(now, id, &mut rout);
         self.apply(now, rout, Cause::Routed, out);
@@ -639,11 +540,7 @@ fn offline_condition(
     c: &Conversation,
     dedicated: Option<AgentId>,
 ) -> Option<Option<AgentId>> {
-    let offline = |a: AgentId| {
-        router
-            .agent(a)
-            .is_none_or(|a| a.status == AgentStatus::Offline)
-    };
+    let offline = |a: AgentId| router.agent(a).is_none_or(|a| a.status == AgentStatus::Offline);
     match c.state {
         State::Assigned | State::Offered => c.agent.filter(|a| offline(*a)).map(Some),
         State::Queued => {
@@ -674,11 +571,7 @@ fn check_text(text: &str) -> Result<()> {
 
 /// Which channel's default group applies.
 fn channel_group(settings: &TenantSettings, channel: Channel) -> Option<GroupId> {
-    settings
-        .channel_groups
-        .get(&channel)
-        .copied()
-        .or(settings.default_group)
+    settings.channel_groups.get(&channel).copied().or(settings.default_group)
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ impl Engine {
             Actor::Supervisor(_) | Actor::System => StatusCause::Supervisor,
         };
         let mut rout = Vec::new();
-        self.router
-            .set_status(now, agent, status, cause, &mut rout)?;
+        self.router.set_status(now, agent, status, cause, &mut rout)?;
         let mut out = Vec::new();
         self.apply(now, rout, Cause::AgentOffline, &mut out);
         Ok(out)
@@ -94,18 +93,12 @@ impl Engine {
         check_text(text)?;
         let c = self.open_conv(id)?;
         if c.state != State::Assigned || c.agent != Some(agent) {
-            return Err(Error::NotAssigned {
-                conversation: id,
-                agent,
-            });
+            return Err(Error::NotAssigned { conversation: id, agent });
         }
         let window_from = c.last_customer_at.unwrap_or(c.opened_at);
         if now >= window_from + c.channel.reply_window() {
             if !c.channel.window_allows_tags() {
-                return Err(Error::OutsideReplyWindow {
-                    conversation: id,
-                    channel: c.channel,
-                });
+                return Err(Error::OutsideReplyWindow { conversation: id, channel: c.channel });
             }
             if tag.is_none() {
                 return Err(Error::TagRequired(id));
@@ -114,17 +107,10 @@ impl Engine {
         if let Some(limit) = c.channel.reply_budget()
             && c.consecutive_service >= limit
         {
-            return Err(Error::BudgetExhausted {
-                conversation: id,
-                channel: c.channel,
-                limit,
-            });
+            return Err(Error::BudgetExhausted { conversation: id, channel: c.channel, limit });
         }
         let channel = c.channel;
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .expect("conversation exists");
+        let c = self.conversations.get_mut(&id).expect("conversation exists");
         c.record_agent_message(now);
         c.read_at = Some(now);
         self.reschedule(id);
@@ -156,11 +142,7 @@ impl Engine {
         };
         Ok(vec![Effect::Notify {
             agent,
-            note: Note::Whisper {
-                conversation: id,
-                from,
-                text: text.to_owned(),
-            },
+            note: Note::Whisper { conversation: id, from, text: text.to_owned() },
         }])
     }
 
@@ -173,21 +155,12 @@ impl Engine {
     ) -> Result<Vec<Effect>> {
         let c = self.open_conv(id)?;
         if c.agent != Some(agent) {
-            return Err(Error::NotAssigned {
-                conversation: id,
-                agent,
-            });
+            return Err(Error::NotAssigned { conversation: id, agent });
         }
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .expect("conversation exists");
+        let c = self.conversations.get_mut(&id).expect("conversation exists");
         c.read_at = Some(now);
         let out = if c.read_unreplied() {
-            vec![Effect::Notify {
-                agent,
-                note: Note::ReadUnreplied { conversation: id },
-            }]
+            vec![Effect::Notify { agent, note: Note::ReadUnreplied { conversation: id } }]
         } else {
             Vec::new()
         };
@@ -206,10 +179,7 @@ impl Engine {
         if let Actor::Agent(a) = by
             && c.agent != Some(a)
         {
-            return Err(Error::NotAssigned {
-                conversation: id,
-                agent: a,
-            });
+            return Err(Error::NotAssigned { conversation: id, agent: a });
         }
         if c.state == State::Bot {
             return Err(Error::InvalidTransition {
@@ -227,19 +197,12 @@ impl Engine {
                 }
                 self.router.transfer_to_agent(now, id, a, &mut rout)?;
             }
-            Target::Group {
-                group,
-                keep_entry_time,
-            } => {
-                self.router
-                    .transfer_to_group(now, id, group, keep_entry_time, &mut rout)?;
+            Target::Group { group, keep_entry_time } => {
+                self.router.transfer_to_group(now, id, group, keep_entry_time, &mut rout)?;
             }
         }
-        let mut out = vec![Effect::Event(Event::Transferred {
-            conversation: id,
-            from,
-            to: target,
-        })];
+        let mut out =
+            vec![Effect::Event(Event::Transferred { conversation: id, from, to: target })];
         self.apply(now, rout, Cause::Transferred, &mut out);
         Ok(out)
     }
@@ -256,9 +219,7 @@ impl Engine {
         let results = ids
             .iter()
             .map(|&id| {
-                let r = self
-                    .transfer(now, id, target, by)
-                    .map(|mut e| out.append(&mut e));
+                let r = self.transfer(now, id, target, by).map(|mut e| out.append(&mut e));
                 (id, r)
             })
             .collect();
@@ -271,10 +232,7 @@ impl Engine {
         let cause = match by {
             Actor::Agent(a) if c.agent == Some(a) => Cause::EndedByAgent,
             Actor::Agent(a) => {
-                return Err(Error::NotAssigned {
-                    conversation: id,
-                    agent: a,
-                });
+                return Err(Error::NotAssigned { conversation: id, agent: a });
             }
             Actor::Supervisor(_) | Actor::System => Cause::EndedBySupervisor,
         };
@@ -295,13 +253,7 @@ impl Engine {
             .map(|&id| {
                 let r = self.open_conv(id).map(|_| ());
                 if r.is_ok() {
-                    self.finish(
-                        now,
-                        id,
-                        Cause::EndedInBatch,
-                        Some(ReplyKind::BatchEnd),
-                        &mut out,
-                    );
+                    self.finish(now, id, Cause::EndedInBatch, Some(ReplyKind::BatchEnd), &mut out);
                 }
                 (id, r)
             })
@@ -344,13 +296,7 @@ impl Engine {
             }
             c.bot_hosting = on;
             if let Some(agent) = c.agent {
-                out.push(Effect::Notify {
-                    agent,
-                    note: Note::BotHosting {
-                        conversation: id,
-                        on,
-                    },
-                });
+                out.push(Effect::Notify { agent, note: Note::BotHosting { conversation: id, on } });
             }
         }
         let changed = out.len();
@@ -366,9 +312,7 @@ impl Engine {
         comment: &str,
     ) -> Result<Vec<Effect>> {
         if !(1..=5).contains(&score) {
-            return Err(Error::InvalidArgument(format!(
-                "score: must be 1 to 5, got {score}"
-            )));
+            return Err(Error::InvalidArgument(format!("score: must be 1 to 5, got {score}")));
         }
         if comment.len() > super::MAX_MESSAGE_TEXT {
             return Err(Error::InvalidArgument(format!(
@@ -377,10 +321,7 @@ impl Engine {
             )));
         }
         let credit = self.settings.rating_credit;
-        let c = self
-            .conversations
-            .get_mut(&id)
-            .ok_or(Error::UnknownConversation(id))?;
+        let c = self.conversations.get_mut(&id).ok_or(Error::UnknownConversation(id))?;
         if c.served_by.is_empty() {
             return Err(Error::InvalidTransition {
                 conversation: id,
@@ -397,15 +338,7 @@ impl Engine {
             }
             RatingCredit::LastOnly => c.served_by.last().copied().into_iter().collect(),
         };
-        c.rating = Some(Rating {
-            score,
-            comment: comment.to_owned(),
-            credited: credited.clone(),
-        });
-        Ok(vec![Effect::Event(Event::Rated {
-            conversation: id,
-            score,
-            credited,
-        })])
+        c.rating = Some(Rating { score, comment: comment.to_owned(), credited: credited.clone() });
+        Ok(vec![Effect::Event(Event::Rated { conversation: id, score, credited })])
     }
 }

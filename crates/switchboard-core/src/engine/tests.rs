@@ -36,8 +36,7 @@ impl Bench {
     fn new(settings: TenantSettings) -> Self {
         let mut e = Engine::new(settings).unwrap();
         for g in [G1, G2] {
-            e.upsert_group(Timestamp(0), g, GroupSettings::default())
-                .unwrap();
+            e.upsert_group(Timestamp(0), g, GroupSettings::default()).unwrap();
         }
         Bench { e, next: 0 }
     }
@@ -50,17 +49,12 @@ impl Bench {
             replies: ReplySettings::default(),
         };
         self.e.upsert_agent(Timestamp(0), id, s).unwrap();
-        self.e
-            .set_agent_status(Timestamp(0), id, status, Actor::Agent(id))
-            .unwrap();
+        self.e.set_agent_status(Timestamp(0), id, status, Actor::Agent(id)).unwrap();
         self.check();
     }
 
     fn customer(&mut self, id: CustomerId, nickname: &str) {
-        let s = CustomerSettings {
-            nickname: Some(nickname.into()),
-            ..Default::default()
-        };
+        let s = CustomerSettings { nickname: Some(nickname.into()), ..Default::default() };
         self.e.upsert_customer(id, s).unwrap();
     }
 
@@ -127,10 +121,7 @@ fn replies(effects: &[Effect]) -> Vec<ReplyKind> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Send {
-                from: Sender::Auto(k),
-                ..
-            } => Some(*k),
+            Effect::Send { from: Sender::Auto(k), .. } => Some(*k),
             _ => None,
         })
         .collect()
@@ -147,11 +138,7 @@ fn sent_texts(effects: &[Effect]) -> Vec<String> {
 }
 
 fn default_group() -> TenantSettings {
-    TenantSettings {
-        default_group: Some(G1),
-        offline_grace: secs(0),
-        ..Default::default()
-    }
+    TenantSettings { default_group: Some(G1), offline_grace: secs(0), ..Default::default() }
 }
 
 /// The administrator's eight rules from seed 001.
@@ -179,8 +166,7 @@ fn seed_001_settings() -> TenantSettings {
                 min_interval: secs(60),
             }),
             agent_no_response: Some(TimedReply {
-                after: mins(2),
-                texts: texts(&["客服无响应"]),
+                after: mins(2), texts: texts(&["客服无响应"])
             }),
             customer_no_response: Some(TimedReply {
                 after: mins(3),
@@ -220,33 +206,20 @@ fn seed_001_worked_case() {
     // 3. The agent does not respond: the agent-no-response reply.
     assert_eq!(b.e.next_deadline(), Some(at(secs(10) + mins(2))));
     assert!(replies(&b.advance(at(secs(10) + mins(2)) - secs(1))).is_empty());
-    assert_eq!(
-        replies(&b.advance(at(secs(10) + mins(2)))),
-        vec![AgentNoResponse]
-    );
+    assert_eq!(replies(&b.advance(at(secs(10) + mins(2)))), vec![AgentNoResponse]);
 
     // 4. The agent replies.
-    let fx =
-        b.e.agent_message(at(mins(3)), A1, c1, "您好,请问有什么可以帮您?", None)
-            .unwrap();
+    let fx = b.e.agent_message(at(mins(3)), A1, c1, "您好,请问有什么可以帮您?", None).unwrap();
     assert_eq!(fx.len(), 1);
 
     // 5. The customer does not respond: the customer-no-response reply.
     assert_eq!(replies(&b.advance(at(mins(6)))), vec![CustomerNoResponse]);
 
     // 6. Auto-end conditions hold: the conversation ends with its reply.
-    assert_eq!(
-        replies(&b.advance(at(mins(13)))),
-        vec![CustomerNoResponseEnd]
-    );
+    assert_eq!(replies(&b.advance(at(mins(13)))), vec![CustomerNoResponseEnd]);
     assert_eq!(b.state(c1), State::Ended);
     assert_eq!(
-        b.e.conversation(c1)
-            .unwrap()
-            .transitions
-            .last()
-            .unwrap()
-            .cause,
+        b.e.conversation(c1).unwrap().transitions.last().unwrap().cause,
         Cause::CustomerNoResponse
     );
 
@@ -267,25 +240,16 @@ fn seed_001_worked_case() {
 
     // 10. The customer writes while the agent is offline: queued, with the message-received
     // reply and the offline reply, which replaces the queue reply.
-    b.e.set_agent_status(at(mins(18)), A1, AgentStatus::Offline, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(at(mins(18)), A1, AgentStatus::Offline, Actor::Agent(A1)).unwrap();
     let (c3, fx) = b.say(at(mins(19)), U1, "在吗");
     assert_eq!(b.state(c3), State::Queued);
-    assert_eq!(
-        replies(&fx),
-        vec![MessageReceived, MessageReceived, Offline, Offline]
-    );
+    assert_eq!(replies(&fx), vec![MessageReceived, MessageReceived, Offline, Offline]);
 
     // 11. The agent is online but full: a new customer queues and gets the queue reply with
     // its live position.
-    b.e.set_agent_status(at(mins(20)), A1, AgentStatus::Online, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(at(mins(20)), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();
     b.check();
-    assert_eq!(
-        b.state(c3),
-        State::Assigned,
-        "leaving the queue sends no auto-accept reply"
-    );
+    assert_eq!(b.state(c3), State::Assigned, "leaving the queue sends no auto-accept reply");
     b.customer(U2, "小红");
     let (c4, fx) = b.say(at(mins(21)), U2, "你好");
     assert_eq!(b.state(c4), State::Queued);
@@ -300,15 +264,10 @@ fn seed_001_worked_case() {
 #[test]
 fn before_transfer_to_human_only_keyword_received_and_open_service_fire() {
     use ReplyKind::*;
-    let mut b = Bench::new(TenantSettings {
-        transfer_to_human: true,
-        ..seed_001_settings()
-    });
+    let mut b = Bench::new(TenantSettings { transfer_to_human: true, ..seed_001_settings() });
     b.agent(A1, "张三", 1, AgentStatus::Offline);
     b.next += 1;
-    let o =
-        b.e.open_service(at(secs(1)), U1, Channel::Web, ConversationId(b.next))
-            .unwrap();
+    let o = b.e.open_service(at(secs(1)), U1, Channel::Web, ConversationId(b.next)).unwrap();
     assert_eq!(replies(&o.effects), vec![OpenService]);
     let c = o.conversation;
     assert_eq!(b.state(c), State::Bot);
@@ -320,10 +279,7 @@ fn before_transfer_to_human_only_keyword_received_and_open_service_fire() {
     );
     let (_, fx) = b.say(at(secs(3)), U1, "价格");
     assert_eq!(replies(&fx), vec![Keyword, Keyword]);
-    assert!(
-        replies(&b.advance(at(hours(1)))).is_empty(),
-        "no in-session replies with the bot"
-    );
+    assert!(replies(&b.advance(at(hours(1)))).is_empty(), "no in-session replies with the bot");
     let fx = b.e.request_human(at(hours(1)), c).unwrap();
     b.check();
     assert_eq!(b.state(c), State::Queued);
@@ -332,15 +288,9 @@ fn before_transfer_to_human_only_keyword_received_and_open_service_fire() {
         vec![Offline, Offline],
         "after transfer the rules apply as without a bot"
     );
-    assert_eq!(
-        b.e.conversation(c).unwrap().transitions[1].cause,
-        Cause::TransferToHuman
-    );
+    assert_eq!(b.e.conversation(c).unwrap().transitions[1].cause, Cause::TransferToHuman);
     let fx = b.e.end(at(hours(2)), c, Actor::Supervisor(A1)).unwrap();
-    assert!(
-        replies(&fx).is_empty(),
-        "ended from the queue: no end reply"
-    );
+    assert!(replies(&fx).is_empty(), "ended from the queue: no end reply");
 }
 
 #[test]
@@ -352,23 +302,14 @@ fn message_received_in_session_needs_its_switch() {
     let (_, fx) = b.say(at(secs(1)), U1, "hi");
     assert_eq!(
         replies(&fx),
-        vec![
-            ReplyKind::MessageReceived,
-            ReplyKind::MessageReceived,
-            ReplyKind::AutoAccept
-        ]
+        vec![ReplyKind::MessageReceived, ReplyKind::MessageReceived, ReplyKind::AutoAccept]
     );
 }
 
 #[test]
 fn auto_accept_from_the_queue_needs_its_switch() {
     let mut settings = seed_001_settings();
-    settings
-        .replies
-        .auto_accept
-        .as_mut()
-        .unwrap()
-        .also_from_queue = true;
+    settings.replies.auto_accept.as_mut().unwrap().also_from_queue = true;
     let mut b = Bench::new(settings);
     b.agent(A1, "张三", 1, AgentStatus::Online);
     let (c1, _) = b.say(at(secs(1)), U1, "hi");
@@ -376,26 +317,18 @@ fn auto_accept_from_the_queue_needs_its_switch() {
     assert_eq!(b.state(c2), State::Queued);
     let fx = b.e.end(at(secs(3)), c1, Actor::Agent(A1)).unwrap();
     assert_eq!(b.state(c2), State::Assigned);
-    assert_eq!(
-        replies(&fx),
-        vec![ReplyKind::ManualEnd, ReplyKind::AutoAccept]
-    );
+    assert_eq!(replies(&fx), vec![ReplyKind::ManualEnd, ReplyKind::AutoAccept]);
 }
 
 #[test]
 fn reply_levels_agent_over_group_over_channel_over_tenant() {
     let offline = |t: &str| ReplySettings {
-        offline: Some(OfflineReply {
-            texts: texts(&[t]),
-            min_interval: secs(0),
-        }),
+        offline: Some(OfflineReply { texts: texts(&[t]), min_interval: secs(0) }),
         ..Default::default()
     };
     let mut settings = default_group();
     settings.replies = offline("tenant");
-    settings
-        .channel_replies
-        .insert(Channel::App, offline("app"));
+    settings.channel_replies.insert(Channel::App, offline("app"));
     let mut b = Bench::new(settings);
     let agent = AgentSettings {
         nickname: "A".into(),
@@ -404,11 +337,9 @@ fn reply_levels_agent_over_group_over_channel_over_tenant() {
         replies: offline("agent"),
     };
     b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
-    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();
     let (c, _) = b.say(at(secs(1)), U1, "hi");
-    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1)).unwrap();
     let (_, fx) = b.say(at(secs(3)), U1, "anyone?");
     // Grace is zero: the conversation went back to the queue, where the group is all offline.
     assert_eq!(b.state(c), State::Queued);
@@ -416,18 +347,14 @@ fn reply_levels_agent_over_group_over_channel_over_tenant() {
     b.e.upsert_group(
         at(secs(4)),
         G1,
-        GroupSettings {
-            replies: offline("group"),
-            ..Default::default()
-        },
+        GroupSettings { replies: offline("group"), ..Default::default() },
     )
     .unwrap();
     let (_, fx) = b.say(at(secs(5)), U1, "anyone?");
     assert_eq!(sent_texts(&fx), vec!["group"]);
     let (_, fx) = b.say_on(at(secs(6)), U2, Channel::App, "app user");
     assert_eq!(sent_texts(&fx), vec!["group"], "group beats channel");
-    b.e.upsert_group(at(secs(7)), G1, GroupSettings::default())
-        .unwrap();
+    b.e.upsert_group(at(secs(7)), G1, GroupSettings::default()).unwrap();
     let (_, fx) = b.say_on(at(secs(8)), U2, Channel::App, "app user");
     assert_eq!(sent_texts(&fx), vec!["app"], "channel beats tenant");
 }
@@ -451,11 +378,9 @@ fn offline_reply_uses_the_assigned_agents_settings_during_grace_and_honours_its_
         replies: replies_of_agent,
     };
     b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
-    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();
     let (c, _) = b.say(at(secs(1)), U1, "hi");
-    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1))
-        .unwrap();
+    b.e.set_agent_status(at(secs(2)), A1, AgentStatus::Offline, Actor::Agent(A1)).unwrap();
     assert_eq!(b.state(c), State::Assigned, "kept for the grace period");
     let (_, fx) = b.say(at(secs(3)), U1, "hello?");
     assert_eq!(sent_texts(&fx), vec!["Zhang is away"]);
@@ -474,23 +399,14 @@ fn offline_reply_uses_the_assigned_agents_settings_during_grace_and_honours_its_
 #[test]
 fn offline_reply_for_a_queued_customer_whose_dedicated_agent_is_offline() {
     let mut settings = default_group();
-    settings.replies.offline = Some(OfflineReply {
-        texts: texts(&["[{{staff_name}}] offline"]),
-        min_interval: secs(0),
-    });
+    settings.replies.offline =
+        Some(OfflineReply { texts: texts(&["[{{staff_name}}] offline"]), min_interval: secs(0) });
     let mut b = Bench::new(settings);
     b.agent(A1, "Zhang", 1, AgentStatus::Online);
     b.agent(A2, "Li", 1, AgentStatus::Offline);
-    b.e.upsert_customer(
-        U1,
-        CustomerSettings {
-            dedicated_agent: Some(A2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    b.e.upsert_customer(U2, CustomerSettings::default())
+    b.e.upsert_customer(U1, CustomerSettings { dedicated_agent: Some(A2), ..Default::default() })
         .unwrap();
+    b.e.upsert_customer(U2, CustomerSettings::default()).unwrap();
     let (_, _) = b.say(at(secs(1)), U2, "occupy A1");
     let (c, fx) = b.say(at(secs(2)), U1, "hi");
     assert_eq!(b.state(c), State::Queued);
@@ -504,14 +420,8 @@ fn queue_reply_rules_interval_and_5000_plus() {
     let mut settings = default_group();
     settings.replies.queue = Some(QueueReply {
         rules: vec![
-            QueueRule {
-                above: 10,
-                texts: texts(&[">10: {{queue_num}}"]),
-            },
-            QueueRule {
-                above: 100,
-                texts: texts(&[">100: {{queue_num}}"]),
-            },
+            QueueRule { above: 10, texts: texts(&[">10: {{queue_num}}"]) },
+            QueueRule { above: 100, texts: texts(&[">100: {{queue_num}}"]) },
         ],
         min_interval: secs(30),
     });
@@ -549,14 +459,7 @@ fn mini_program_budget_keeps_the_reserve_for_humans() {
     b.agent(A2, "李四", 1, AgentStatus::Online);
     // Keyword (2) + auto-accept (1) + agent-no-response (1) = 4 = 5 - reserve.
     let (c, fx) = b.say_on(at(secs(1)), U1, Channel::MiniProgram, "价格");
-    assert_eq!(
-        replies(&fx),
-        vec![
-            ReplyKind::Keyword,
-            ReplyKind::Keyword,
-            ReplyKind::AutoAccept
-        ]
-    );
+    assert_eq!(replies(&fx), vec![ReplyKind::Keyword, ReplyKind::Keyword, ReplyKind::AutoAccept]);
     let fx = b.advance(at(mins(5)));
     assert_eq!(replies(&fx), vec![]);
     assert_eq!(
@@ -565,33 +468,19 @@ fn mini_program_budget_keeps_the_reserve_for_humans() {
         "keyword reply disarmed the timer"
     );
     // Transfer to another agent: its auto-accept takes the 4th slot, then nothing more.
-    b.e.transfer(at(mins(6)), c, Target::Agent(A2), Actor::Supervisor(A1))
-        .unwrap();
+    b.e.transfer(at(mins(6)), c, Target::Agent(A2), Actor::Supervisor(A1)).unwrap();
     assert_eq!(b.e.conversation(c).unwrap().consecutive_service, 4);
-    let fx =
-        b.e.transfer(at(mins(7)), c, Target::Agent(A1), Actor::Supervisor(A2))
-            .unwrap();
-    assert!(fx.iter().any(|e| matches!(
-        e,
-        Effect::ReplySuppressed {
-            kind: ReplyKind::AutoAccept,
-            ..
-        }
-    )));
-    // The human still has the last slot, and no more.
-    b.e.agent_message(at(mins(8)), A1, c, "hello", None)
-        .unwrap();
-    let err =
-        b.e.agent_message(at(mins(9)), A1, c, "again", None)
-            .unwrap_err();
+    let fx = b.e.transfer(at(mins(7)), c, Target::Agent(A1), Actor::Supervisor(A2)).unwrap();
     assert!(
-        matches!(err, Error::BudgetExhausted { limit: 5, .. }),
-        "{err}"
+        fx.iter().any(|e| matches!(e, Effect::ReplySuppressed { kind: ReplyKind::AutoAccept, .. }))
     );
+    // The human still has the last slot, and no more.
+    b.e.agent_message(at(mins(8)), A1, c, "hello", None).unwrap();
+    let err = b.e.agent_message(at(mins(9)), A1, c, "again", None).unwrap_err();
+    assert!(matches!(err, Error::BudgetExhausted { limit: 5, .. }), "{err}");
     // A customer message resets the budget.
     b.say_on(at(mins(10)), U1, Channel::MiniProgram, "ok");
-    b.e.agent_message(at(mins(11)), A1, c, "again", None)
-        .unwrap();
+    b.e.agent_message(at(mins(11)), A1, c, "again", None).unwrap();
     b.check();
 }
 
@@ -599,10 +488,8 @@ fn mini_program_budget_keeps_the_reserve_for_humans() {
 fn end_replies_manual_batch_idle_and_none_from_the_queue() {
     let mut settings = seed_001_settings();
     settings.replies.batch_end = Some(texts(&["批量结束"]));
-    settings.replies.idle_end = Some(TimedReply {
-        after: mins(30),
-        texts: texts(&["超时结束"]),
-    });
+    settings.replies.idle_end =
+        Some(TimedReply { after: mins(30), texts: texts(&["超时结束"]) });
     settings.replies.agent_no_response = None;
     settings.replies.customer_no_response = None;
     settings.replies.customer_no_response_end = None;
@@ -616,10 +503,7 @@ fn end_replies_manual_batch_idle_and_none_from_the_queue() {
     let (results, fx) = b.e.end_batch(at(secs(5)), &[c3, c1, ConversationId(999)]);
     b.check();
     assert!(results[0].1.is_ok() && results[1].1.is_ok());
-    assert_eq!(
-        results[2].1,
-        Err(Error::UnknownConversation(ConversationId(999)))
-    );
+    assert_eq!(results[2].1, Err(Error::UnknownConversation(ConversationId(999))));
     assert_eq!(
         replies(&fx),
         vec![ReplyKind::BatchEnd],
@@ -638,41 +522,22 @@ fn reply_window_ends_the_conversation_and_refuses_late_messages() {
     let mut b = Bench::new(default_group());
     b.agent(A1, "Zhang", 2, AgentStatus::Online);
     let (c, _) = b.say_on(at(secs(0)), U1, Channel::MiniProgram, "hi");
-    b.e.agent_message(at(hours(1)), A1, c, "hello", None)
-        .unwrap();
+    b.e.agent_message(at(hours(1)), A1, c, "hello", None).unwrap();
     assert_eq!(b.e.next_deadline(), Some(at(hours(49))));
     b.advance(at(hours(49)));
     assert_eq!(b.state(c), State::Ended);
     assert_eq!(
-        b.e.conversation(c)
-            .unwrap()
-            .transitions
-            .last()
-            .unwrap()
-            .cause,
+        b.e.conversation(c).unwrap().transitions.last().unwrap().cause,
         Cause::ReplyWindowClosed
     );
-    let err =
-        b.e.agent_message(at(hours(50)), A1, c, "late", None)
-            .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidTransition {
-                state: State::Ended,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = b.e.agent_message(at(hours(50)), A1, c, "late", None).unwrap_err();
+    assert!(matches!(err, Error::InvalidTransition { state: State::Ended, .. }), "{err}");
 
     // Messenger: past 7 days a reply needs a tag, and the conversation stays open.
     let (m, _) = b.say_on(at(days(10)), U2, Channel::Messenger, "hi");
     b.advance(at(days(18)));
     assert_eq!(b.state(m), State::Assigned);
-    let err =
-        b.e.agent_message(at(days(18)), A1, m, "late", None)
-            .unwrap_err();
+    let err = b.e.agent_message(at(days(18)), A1, m, "late", None).unwrap_err();
     assert_eq!(err, Error::TagRequired(m));
     b.e.agent_message(
         at(days(18)),
@@ -686,25 +551,11 @@ fn reply_window_ends_the_conversation_and_refuses_late_messages() {
 
 #[test]
 fn an_unanswered_customer_past_the_window_cannot_be_answered() {
-    let mut b = Bench::new(TenantSettings {
-        retention_unaccepted: hours(1),
-        ..default_group()
-    });
+    let mut b = Bench::new(TenantSettings { retention_unaccepted: hours(1), ..default_group() });
     b.agent(A1, "Zhang", 1, AgentStatus::Online);
     let (c, _) = b.say_on(at(secs(0)), U1, Channel::Web, "hi");
-    let err =
-        b.e.agent_message(at(hours(48)), A1, c, "sorry", None)
-            .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::OutsideReplyWindow {
-                channel: Channel::Web,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = b.e.agent_message(at(hours(48)), A1, c, "sorry", None).unwrap_err();
+    assert!(matches!(err, Error::OutsideReplyWindow { channel: Channel::Web, .. }), "{err}");
     // Nothing can be sent any more, so the conversation ends when the window closes.
     b.advance(at(hours(48)));
     assert_eq!(b.state(c), State::Ended);
@@ -712,10 +563,7 @@ fn an_unanswered_customer_past_the_window_cannot_be_answered() {
 
 #[test]
 fn unreplied_alert_goes_to_the_agent_or_the_whole_group() {
-    let mut b = Bench::new(TenantSettings {
-        unreplied_alert: Some(mins(5)),
-        ..default_group()
-    });
+    let mut b = Bench::new(TenantSettings { unreplied_alert: Some(mins(5)), ..default_group() });
     b.agent(A1, "Zhang", 1, AgentStatus::Online);
     b.agent(A2, "Li", 1, AgentStatus::Busy);
     let (c1, _) = b.say(at(secs(0)), U1, "hi");
@@ -724,18 +572,14 @@ fn unreplied_alert_goes_to_the_agent_or_the_whole_group() {
     let alerts: Vec<_> = fx
         .iter()
         .filter_map(|e| match e {
-            Effect::Event(Event::UnrepliedAlert {
-                conversation,
-                notify,
-            }) => Some((*conversation, notify.clone())),
+            Effect::Event(Event::UnrepliedAlert { conversation, notify }) => {
+                Some((*conversation, notify.clone()))
+            }
             _ => None,
         })
         .collect();
     assert_eq!(alerts, vec![(c1, vec![A1]), (c2, vec![A1, A2])]);
-    assert!(
-        b.advance(at(mins(30))).is_empty(),
-        "once per unanswered message"
-    );
+    assert!(b.advance(at(mins(30))).is_empty(), "once per unanswered message");
 }
 
 #[test]
@@ -750,9 +594,7 @@ fn retention_purges_unaccepted_after_48_hours_and_accepted_after_60_days() {
     assert!(b.e.conversation(never).is_none());
     assert!(b.e.conversation(served).is_some());
     let fx = b.advance(at(secs(10) + days(60)));
-    assert!(fx.contains(&Effect::Purge {
-        conversation: served
-    }));
+    assert!(fx.contains(&Effect::Purge { conversation: served }));
     assert!(b.e.conversation(served).is_none());
 }
 
@@ -779,10 +621,7 @@ fn transitions_record_time_and_cause() {
     b.e.transfer(
         at(secs(4)),
         c,
-        Target::Group {
-            group: G2,
-            keep_entry_time: true,
-        },
+        Target::Group { group: G2, keep_entry_time: true },
         Actor::Agent(A2),
     )
     .unwrap();
@@ -816,13 +655,8 @@ fn history_visibility_and_rating_credit() {
     b.agent(A2, "Li", 1, AgentStatus::Online);
     let (c, _) = b.say(at(secs(1)), U1, "hi");
     assert_eq!(b.e.conversation(c).unwrap().agent, Some(A1));
-    b.e.transfer(at(secs(10)), c, Target::Agent(A2), Actor::Agent(A1))
-        .unwrap();
-    assert_eq!(
-        b.e.visible_until(c, Actor::Agent(A2)),
-        Some(None),
-        "the new agent sees everything"
-    );
+    b.e.transfer(at(secs(10)), c, Target::Agent(A2), Actor::Agent(A1)).unwrap();
+    assert_eq!(b.e.visible_until(c, Actor::Agent(A2)), Some(None), "the new agent sees everything");
     assert_eq!(
         b.e.visible_until(c, Actor::Agent(A1)),
         Some(Some(at(secs(10)))),
@@ -832,25 +666,14 @@ fn history_visibility_and_rating_credit() {
     let fx = b.e.rate(at(secs(20)), c, 5, "great").unwrap();
     assert_eq!(
         fx,
-        vec![Effect::Event(Event::Rated {
-            conversation: c,
-            score: 5,
-            credited: vec![A1, A2]
-        })]
+        vec![Effect::Event(Event::Rated { conversation: c, score: 5, credited: vec![A1, A2] })]
     );
-    b.e.set_settings(TenantSettings {
-        rating_credit: RatingCredit::LastOnly,
-        ..default_group()
-    })
-    .unwrap();
+    b.e.set_settings(TenantSettings { rating_credit: RatingCredit::LastOnly, ..default_group() })
+        .unwrap();
     let fx = b.e.rate(at(secs(21)), c, 4, "").unwrap();
     assert_eq!(
         fx,
-        vec![Effect::Event(Event::Rated {
-            conversation: c,
-            score: 4,
-            credited: vec![A2]
-        })]
+        vec![Effect::Event(Event::Rated { conversation: c, score: 4, credited: vec![A2] })]
     );
     assert!(b.e.rate(at(secs(21)), c, 6, "").is_err());
 }
@@ -863,27 +686,16 @@ fn bot_hosting_switches_for_one_some_or_all_assigned() {
     let (c1, _) = b.say(at(secs(1)), U1, "a");
     let (c2, _) = b.say(at(secs(1)), U2, "b");
     let (c3, _) = b.say(at(secs(1)), CustomerId(3), "c");
-    let (n, _) =
-        b.e.set_bot_hosting(at(secs(2)), &Selection::Conversations(vec![c1]), true);
+    let (n, _) = b.e.set_bot_hosting(at(secs(2)), &Selection::Conversations(vec![c1]), true);
     assert_eq!(n, 1);
     let (n, _) = b.e.set_bot_hosting(at(secs(2)), &Selection::All, true);
     assert_eq!(n, 2);
     let holder = b.e.conversation(c3).unwrap().agent.unwrap();
-    let (n, _) =
-        b.e.set_bot_hosting(at(secs(3)), &Selection::AssignedTo(holder), false);
+    let (n, _) = b.e.set_bot_hosting(at(secs(3)), &Selection::AssignedTo(holder), false);
     assert_eq!(n, b.e.router().agent(holder).unwrap().assigned.len());
     let (_, fx) = b.say(at(secs(4)), U1, "x");
     let hosted = fx.iter().any(|e| {
-        matches!(
-            e,
-            Effect::Notify {
-                note: Note::CustomerMessage {
-                    bot_hosting: true,
-                    ..
-                },
-                ..
-            }
-        )
+        matches!(e, Effect::Notify { note: Note::CustomerMessage { bot_hosting: true, .. }, .. })
     });
     assert_eq!(hosted, b.e.conversation(c1).unwrap().bot_hosting);
     let _ = c2;
@@ -897,13 +709,9 @@ fn read_but_unreplied_marker() {
     let fx = b.e.mark_read(at(secs(2)), A1, c).unwrap();
     assert_eq!(
         fx,
-        vec![Effect::Notify {
-            agent: A1,
-            note: Note::ReadUnreplied { conversation: c }
-        }]
+        vec![Effect::Notify { agent: A1, note: Note::ReadUnreplied { conversation: c } }]
     );
-    b.e.agent_message(at(secs(3)), A1, c, "hello", None)
-        .unwrap();
+    b.e.agent_message(at(secs(3)), A1, c, "hello", None).unwrap();
     assert!(b.e.mark_read(at(secs(4)), A1, c).unwrap().is_empty());
 }
 
@@ -922,37 +730,23 @@ fn bad_input_is_refused_with_a_reason() {
     let err = b.e.customer_message(at(secs(1)), msg("")).unwrap_err();
     assert_eq!(err.code(), crate::Code::InvalidArgument);
     let err =
-        b.e.customer_message(at(secs(1)), msg(&"x".repeat(MAX_MESSAGE_TEXT + 1)))
-            .unwrap_err();
+        b.e.customer_message(at(secs(1)), msg(&"x".repeat(MAX_MESSAGE_TEXT + 1))).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
     let err = b.e.customer_message(at(secs(1)), msg("hi")).unwrap_err();
     assert!(err.to_string().contains("no skill group"), "{err}");
-    let err =
-        b.e.customer_message(
-            at(secs(1)),
-            CustomerMessage {
-                group: Some(GroupId(77)),
-                ..msg("hi")
-            },
-        )
+    let err = b
+        .e
+        .customer_message(at(secs(1)), CustomerMessage { group: Some(GroupId(77)), ..msg("hi") })
         .unwrap_err();
     assert_eq!(err, Error::UnknownGroup(GroupId(77)));
     let err = b.e.accept(at(secs(1)), A1, ConversationId(5)).unwrap_err();
     assert_eq!(err.code(), crate::Code::NotFound);
     let err =
-        b.e.upsert_agent(
-            at(secs(1)),
-            A2,
-            AgentSettings {
-                capacity: 0,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        b.e.upsert_agent(at(secs(1)), A2, AgentSettings { capacity: 0, ..Default::default() })
+            .unwrap_err();
     assert_eq!(err.code(), crate::Code::InvalidArgument);
     let err =
-        b.e.set_agent_status(at(secs(1)), A1, AgentStatus::Busy, Actor::Agent(A2))
-            .unwrap_err();
+        b.e.set_agent_status(at(secs(1)), A1, AgentStatus::Busy, Actor::Agent(A2)).unwrap_err();
     assert_eq!(err.code(), crate::Code::InvalidArgument);
     b.check();
 }

@@ -40,9 +40,7 @@ impl Engine {
     pub fn thresholds(&self, c: &Conversation) -> Thresholds {
         let levels = self.levels(c, c.agent);
         Thresholds {
-            agent_no_response: levels
-                .resolve(|r| r.agent_no_response.as_ref())
-                .map(|r| r.after),
+            agent_no_response: levels.resolve(|r| r.agent_no_response.as_ref()).map(|r| r.after),
             customer_no_response: levels
                 .resolve(|r| r.customer_no_response.as_ref())
                 .map(|r| r.after),
@@ -74,12 +72,8 @@ impl Engine {
 
     /// Recomputes the deadlines of every conversation matching `pred` (after a settings change).
     pub(super) fn reschedule_where(&mut self, pred: impl Fn(&Conversation) -> bool) {
-        let ids: Vec<ConversationId> = self
-            .conversations
-            .values()
-            .filter(|c| pred(c))
-            .map(|c| c.id)
-            .collect();
+        let ids: Vec<ConversationId> =
+            self.conversations.values().filter(|c| pred(c)).map(|c| c.id).collect();
         for id in ids {
             self.reschedule(id);
         }
@@ -132,20 +126,14 @@ impl Engine {
                     Some(a) => vec![a],
                     None => self.router.group_members(group).collect(),
                 };
-                self.conversations
-                    .get_mut(&id)
-                    .expect("conversation exists")
-                    .alert_sent = true;
+                self.conversations.get_mut(&id).expect("conversation exists").alert_sent = true;
                 for &a in &notify {
                     out.push(Effect::Notify {
                         agent: a,
                         note: Note::UnrepliedAlert { conversation: id },
                     });
                 }
-                out.push(Effect::Event(Event::UnrepliedAlert {
-                    conversation: id,
-                    notify,
-                }));
+                out.push(Effect::Event(Event::UnrepliedAlert { conversation: id, notify }));
             }
             Due::CustomerNoResponseEnd => {
                 self.finish(

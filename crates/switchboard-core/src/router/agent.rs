@@ -68,6 +68,8 @@ pub struct Agent {
     pub misses: u32,
     /// Set while offline with conversations kept for the grace period.
     pub offline_since: Option<Timestamp>,
+    /// The rank it is listed under in its groups' availability indexes, when listed.
+    pub(super) listed: Option<(u64, Timestamp)>,
 }
 
 impl Agent {
@@ -82,6 +84,7 @@ impl Agent {
             idle_since: Timestamp::ZERO,
             misses: 0,
             offline_since: None,
+            listed: None,
         }
     }
 

@@ -3,7 +3,6 @@
 //! keeps work conserved after every step.
 
 use super::{Group, Router};
-use crate::config::Strategy;
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::QueueKey;
 use crate::router::Effect;
@@ -22,17 +21,10 @@ impl Router {
         out: &mut Vec<Effect>,
     ) {
         let g = &self.groups[&group];
-        let agent = if g.policy.offer.pushes() {
-            self.choose(g, &[])
-        } else {
-            None
-        };
+        let agent = if g.policy.offer.pushes() { self.choose(g, &[]) } else { None };
         match agent {
             Some(agent) => {
-                self.groups
-                    .get_mut(&group)
-                    .expect("group exists")
-                    .round_robin_last = Some(agent);
+                self.groups.get_mut(&group).expect("group exists").round_robin_last = Some(agent);
                 self.push(now, conv, agent, (group, key), Vec::new(), out);
             }
             None => self.place_queued(conv, group, key, None, Vec::new(), out),
@@ -72,9 +64,7 @@ impl Router {
                     .filter_map(|g| self.groups.get(g))
                     .filter(|g| g.policy.offer.pushes())
                     .filter_map(|g| {
-                        g.queue
-                            .iter()
-                            .find(|(_, c)| !self.placements[c].declined().contains(&id))
+                        g.queue.iter().find(|(_, c)| !self.placements[c].declined().contains(&id))
                     })
                     .min()
             });
@@ -101,39 +91,13 @@ impl Router {
             let Some((conv, agent)) = choice else { return };
             let declined = self.placements[&conv].declined().to_vec();
             let (group, key) = self.take(conv);
-            self.groups
-                .get_mut(&id)
-                .expect("group exists")
-                .round_robin_last = Some(agent);
+            self.groups.get_mut(&id).expect("group exists").round_robin_last = Some(agent);
             self.push(now, conv, agent, (group, key), declined, out);
         }
     }
 
     /// Picks among the group's available agents by its strategy; ties break deterministically.
     pub(super) fn choose(&self, g: &Group, declined: &[AgentId]) -> Option<AgentId> {
-        let candidates = g
-            .available
-            .iter()
-            .copied()
-            .filter(|a| !declined.contains(a));
-        match g.policy.strategy {
-            Strategy::LeastOccupied => candidates.min_by(|x, y| {
-                let (a, b) = (&self.agents[x], &self.agents[y]);
-                // load_a / cap_a vs load_b / cap_b, compared without division.
-                (u64::from(a.load()) * u64::from(b.capacity))
-                    .cmp(&(u64::from(b.load()) * u64::from(a.capacity)))
-                    .then(a.idle_since.cmp(&b.idle_since))
-                    .then(x.cmp(y))
-            }),
-            Strategy::LongestIdle => candidates.min_by_key(|a| (self.agents[a].idle_since, *a)),
-            Strategy::RoundRobin => {
-                let all: Vec<AgentId> = candidates.collect();
-                let after = g.round_robin_last;
-                all.iter()
-                    .copied()
-                    .find(|a| after.is_none_or(|l| *a > l))
-                    .or_else(|| all.first().copied())
-            }
-        }
+        g.available.best(g.policy.strategy, g.round_robin_last, declined)
     }
 }

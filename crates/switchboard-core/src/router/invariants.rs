@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{AgentStatus, Placement, Router};
+use super::{AgentStatus, Placement, Router, available};
 use crate::ids::GroupId;
 use crate::queue::QueueKey;
 
@@ -21,11 +21,8 @@ impl Router {
             counted += a.assigned.len() + a.offered.len() + a.pinned.len();
             for (key, c) in a.pinned.iter() {
                 match self.placements.get(&c) {
-                    Some(Placement::Queued {
-                        key: k,
-                        pin: Some(p),
-                        ..
-                    }) if *k == key && p.agent == *id => {}
+                    Some(Placement::Queued { key: k, pin: Some(p), .. })
+                        if *k == key && p.agent == *id => {}
                     other => return Err(format!("{c} pinned to {id} but placed {other:?}")),
                 }
             }
@@ -52,7 +49,7 @@ impl Router {
                     if !group.members.contains(id) {
                         return Err(format!("{id} names {g} but is not a member"));
                     }
-                    if group.available.contains(id) != a.can_push() {
+                    if group.available.contains(*id) != a.can_push() {
                         return Err(format!("{id}'s availability in {g} is stale"));
                     }
                 }
@@ -89,12 +86,8 @@ impl Router {
                 }
                 last = Some(key);
                 match self.placements.get(&c) {
-                    Some(Placement::Queued {
-                        group,
-                        key: k,
-                        pin: None,
-                        ..
-                    }) if group == gid && *k == key => {}
+                    Some(Placement::Queued { group, key: k, pin: None, .. })
+                        if group == gid && *k == key => {}
                     other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
                 }
                 if g.policy.offer.pushes() {
@@ -104,11 +97,17 @@ impl Router {
                     }
                 }
             }
-            let signed_in = g
+            let expected: Vec<_> = g
                 .members
                 .iter()
-                .filter(|a| self.agents[a].status != AgentStatus::Offline)
-                .count();
+                .filter(|a| self.agents[a].can_push())
+                .map(|a| (*a, available::rank(&self.agents[a])))
+                .collect();
+            if !g.available.holds_exactly(&expected) {
+                return Err(format!("availability index of {gid} is stale"));
+            }
+            let signed_in =
+                g.members.iter().filter(|a| self.agents[a].status != AgentStatus::Offline).count();
             if signed_in != g.signed_in {
                 return Err(format!(
                     "group {gid} counts {} signed in, has {signed_in}",
@@ -122,16 +121,9 @@ impl Router {
                 self.placements.len()
             ));
         }
-        let signed_in = self
-            .agents
-            .values()
-            .filter(|a| a.status != AgentStatus::Offline)
-            .count();
+        let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
-            return Err(format!(
-                "router counts {} signed in, has {signed_in}",
-                self.signed_in
-            ));
+            return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! when to call [`Router::advance`].
 
 pub mod agent;
+mod available;
 mod dispatch;
 mod invariants;
 mod status;
@@ -18,6 +19,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::agent::{Agent, AgentStatus};
+use self::available::Available;
 use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, GroupId};
@@ -191,7 +193,7 @@ struct Group {
     queue: RankedQueue<ConversationId>,
     members: BTreeSet<AgentId>,
     /// Members that can take pushed work now.
-    available: BTreeSet<AgentId>,
+    available: Available,
     /// Members not offline.
     signed_in: usize,
     /// Placements that name this group.
@@ -216,11 +218,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(offline_grace: std::time::Duration, not_responding: NotRespondingPolicy) -> Self {
-        Router {
-            offline_grace,
-            not_responding,
-            ..Default::default()
-        }
+        Router { offline_grace, not_responding, ..Default::default() }
     }
 
     pub fn set_policies(
@@ -249,7 +247,7 @@ impl Router {
                     policy,
                     queue: RankedQueue::new(),
                     members: BTreeSet::new(),
-                    available: BTreeSet::new(),
+                    available: Available::default(),
                     signed_in: 0,
                     refs: 0,
                     round_robin_last: None,
@@ -261,8 +259,8 @@ impl Router {
                         if a.status != AgentStatus::Offline {
                             g.signed_in += 1;
                         }
-                        if a.can_push() {
-                            g.available.insert(*aid);
+                        if let Some(rank) = a.listed {
+                            g.available.insert(*aid, rank);
                         }
                     }
                 }
@@ -293,17 +291,12 @@ impl Router {
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         if capacity == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "agent {id}: capacity must be at least 1"
-            )));
+            return Err(Error::InvalidArgument(format!("agent {id}: capacity must be at least 1")));
         }
         if let Some(a) = self.agents.get(&id)
             && (capacity as usize) < a.assigned.len()
         {
-            return Err(Error::CapacityBelowLoad {
-                agent: id,
-                assigned: a.assigned.len(),
-            });
+            return Err(Error::CapacityBelowLoad { agent: id, assigned: a.assigned.len() });
         }
         let mut groups = groups;
         groups.sort();
@@ -324,6 +317,8 @@ impl Router {
                 self.withdraw(c, Release::Transferred, out);
             }
         }
+        // Re-listed under its new groups and capacity by `refresh` below.
+        self.unlist(id);
         let old_groups = match self.agents.get_mut(&id) {
             Some(a) => {
                 a.capacity = capacity;
@@ -338,7 +333,6 @@ impl Router {
         for g in old_groups.iter().filter(|g| !groups.contains(g)) {
             if let Some(g) = self.groups.get_mut(g) {
                 g.members.remove(&id);
-                g.available.remove(&id);
                 g.signed_in -= usize::from(signed_in);
             }
         }
@@ -366,11 +360,11 @@ impl Router {
         }
         self.change_status(now, id, AgentStatus::Offline, StatusCause::Supervisor, out);
         self.requeue_at_front(now, id, out);
+        self.unlist(id);
         let groups = self.agents[&id].groups.clone();
         for g in groups {
             if let Some(g) = self.groups.get_mut(&g) {
                 g.members.remove(&id);
-                g.available.remove(&id);
             }
         }
         self.agents.remove(&id);
@@ -391,34 +385,20 @@ impl Router {
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         if self.placements.contains_key(&conv) {
-            return Err(Error::InvalidArgument(format!(
-                "conversation {conv} is already routed"
-            )));
+            return Err(Error::InvalidArgument(format!("conversation {conv} is already routed")));
         }
-        let policy = self
-            .groups
-            .get(&req.group)
-            .ok_or(Error::UnknownGroup(req.group))?
-            .policy
-            .clone();
+        let policy =
+            self.groups.get(&req.group).ok_or(Error::UnknownGroup(req.group))?.policy.clone();
         let key = QueueKey::new(false, req.priority, req.entered_at, self.next_seq());
         // Affinity: the dedicated agent while signed in, else the last agent while online.
         let affinity = req
             .dedicated
-            .filter(|a| {
-                self.agents
-                    .get(a)
-                    .is_some_and(|a| a.status != AgentStatus::Offline)
-            })
+            .filter(|a| self.agents.get(a).is_some_and(|a| a.status != AgentStatus::Offline))
             .map(|a| (a, PinKind::Dedicated, policy.dedicated_timeout))
             .or_else(|| {
                 let timeout = policy.last_agent_timeout?;
                 req.last_agent
-                    .filter(|a| {
-                        self.agents
-                            .get(a)
-                            .is_some_and(|a| a.status == AgentStatus::Online)
-                    })
+                    .filter(|a| self.agents.get(a).is_some_and(|a| a.status == AgentStatus::Online))
                     .map(|a| (a, PinKind::LastAgent, timeout))
             });
         match affinity {
@@ -426,11 +406,7 @@ impl Router {
                 self.push(now, conv, agent, (req.group, key), Vec::new(), out);
             }
             Some((agent, kind, timeout)) if !timeout.is_zero() => {
-                let pin = Pin {
-                    agent,
-                    until: now + timeout,
-                    kind,
-                };
+                let pin = Pin { agent, until: now + timeout, kind };
                 self.place_queued(conv, req.group, key, Some(pin), Vec::new(), out);
             }
             _ => self.place_or_push(now, conv, req.group, key, out),
@@ -450,18 +426,12 @@ impl Router {
         match self.placements.get(&conv) {
             Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
             Some(_) => {
-                return Err(Error::NotOffered {
-                    conversation: conv,
-                    agent,
-                });
+                return Err(Error::NotOffered { conversation: conv, agent });
             }
             None => return Err(Error::UnknownConversation(conv)),
         }
         let (group, key) = self.take(conv);
-        self.agents
-            .get_mut(&agent)
-            .expect("offered agent exists")
-            .misses = 0;
+        self.agents.get_mut(&agent).expect("offered agent exists").misses = 0;
         self.assign(now, conv, agent, (group, key), Via::Accepted, out);
         self.settle(now, out);
         Ok(())
@@ -479,10 +449,7 @@ impl Router {
         match self.placements.get(&conv) {
             Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
             Some(_) => {
-                return Err(Error::NotOffered {
-                    conversation: conv,
-                    agent,
-                });
+                return Err(Error::NotOffered { conversation: conv, agent });
             }
             None => return Err(Error::UnknownConversation(conv)),
         }
@@ -510,19 +477,13 @@ impl Router {
             None => return Err(Error::UnknownConversation(conv)),
         };
         if !pickable {
-            return Err(Error::NotPickable {
-                conversation: conv,
-                agent,
-            });
+            return Err(Error::NotPickable { conversation: conv, agent });
         }
         if a.status == AgentStatus::Offline {
             return Err(Error::AgentOffline(agent));
         }
         if !a.has_room() {
-            return Err(Error::AgentFull {
-                agent,
-                capacity: a.capacity,
-            });
+            return Err(Error::AgentFull { agent, capacity: a.capacity });
         }
         let (group, key) = self.take(conv);
         self.assign(now, conv, agent, (group, key), Via::Picked, out);
@@ -539,10 +500,7 @@ impl Router {
         agent: AgentId,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        let placement = self
-            .placements
-            .get(&conv)
-            .ok_or(Error::UnknownConversation(conv))?;
+        let placement = self.placements.get(&conv).ok_or(Error::UnknownConversation(conv))?;
         let a = self.agents.get(&agent).ok_or(Error::UnknownAgent(agent))?;
         if placement.agent() == Some(agent) && matches!(placement, Placement::Assigned { .. }) {
             return Err(Error::InvalidArgument(format!(
@@ -555,10 +513,7 @@ impl Router {
         // An offer to the target itself frees its slot when taken back.
         let holds_offer = matches!(placement, Placement::Offered { agent: a, .. } if *a == agent);
         if !a.has_room() && !holds_offer {
-            return Err(Error::AgentFull {
-                agent,
-                capacity: a.capacity,
-            });
+            return Err(Error::AgentFull { agent, capacity: a.capacity });
         }
         self.release(conv, Release::Transferred, out);
         let (group, key) = self.take(conv);
@@ -660,9 +615,7 @@ impl Router {
     /// 1-based position of a waiting conversation in the queue it waits in.
     pub fn position(&self, conv: ConversationId) -> Option<usize> {
         match self.placements.get(&conv)? {
-            Placement::Queued {
-                group, key, pin, ..
-            } => {
+            Placement::Queued { group, key, pin, .. } => {
                 let rank = match pin {
                     Some(p) => self.agents.get(&p.agent)?.pinned.rank(key)?,
                     None => self.groups.get(group)?.queue.rank(key)?,
@@ -686,10 +639,7 @@ impl Router {
     }
 
     pub fn group_members(&self, id: GroupId) -> impl Iterator<Item = AgentId> + '_ {
-        self.groups
-            .get(&id)
-            .into_iter()
-            .flat_map(|g| g.members.iter().copied())
+        self.groups.get(&id).into_iter().flat_map(|g| g.members.iter().copied())
     }
 
     /// Conversations waiting in the group's queue, best first, from rank `start`.
@@ -698,10 +648,7 @@ impl Router {
         id: GroupId,
         start: usize,
     ) -> impl Iterator<Item = (QueueKey, ConversationId)> + '_ {
-        self.groups
-            .get(&id)
-            .into_iter()
-            .flat_map(move |g| g.queue.iter_from(start))
+        self.groups.get(&id).into_iter().flat_map(move |g| g.queue.iter_from(start))
     }
 
     pub fn queue_len(&self, id: GroupId) -> usize {
@@ -745,16 +692,8 @@ impl Router {
         let placements =
             self.placements.capacity() * (std::mem::size_of::<(ConversationId, Placement)>() + 1);
         placements
-            + self
-                .groups
-                .values()
-                .map(|g| g.queue.heap_bytes())
-                .sum::<usize>()
-            + self
-                .agents
-                .values()
-                .map(|a| a.pinned.heap_bytes())
-                .sum::<usize>()
+            + self.groups.values().map(|g| g.queue.heap_bytes()).sum::<usize>()
+            + self.agents.values().map(|a| a.pinned.heap_bytes()).sum::<usize>()
     }
 
     // ----- internals -----------------------------------------------------------------------
@@ -764,23 +703,38 @@ impl Router {
         self.seq
     }
 
-    /// Records availability of an agent in each of its groups.
+    /// Lists the agent, under its current rank, in the availability index of each of its
+    /// groups when it can take pushed work, and marks it for dispatch.
     fn refresh(&mut self, id: AgentId) {
-        let Some(a) = self.agents.get(&id) else {
-            return;
-        };
-        let push = a.can_push();
-        for g in &a.groups {
-            if let Some(g) = self.groups.get_mut(g) {
-                if push {
-                    g.available.insert(id);
-                } else {
-                    g.available.remove(&id);
+        let Some(a) = self.agents.get_mut(&id) else { return };
+        let new = a.can_push().then(|| available::rank(a));
+        let old = std::mem::replace(&mut a.listed, new);
+        if old != new {
+            for g in &a.groups {
+                if let Some(g) = self.groups.get_mut(g) {
+                    if let Some(rank) = old {
+                        g.available.remove(id, rank);
+                    }
+                    if let Some(rank) = new {
+                        g.available.insert(id, rank);
+                    }
                 }
             }
         }
-        if push {
+        if new.is_some() {
             self.dirty_agents.insert(id);
+        }
+    }
+
+    /// Takes the agent out of every availability index (before its groups change).
+    fn unlist(&mut self, id: AgentId) {
+        let Some(a) = self.agents.get_mut(&id) else { return };
+        if let Some(rank) = a.listed.take() {
+            for g in &a.groups {
+                if let Some(g) = self.groups.get_mut(g) {
+                    g.available.remove(id, rank);
+                }
+            }
         }
     }
 
@@ -801,28 +755,12 @@ impl Router {
                 self.dirty_agents.insert(p.agent);
             }
             None => {
-                self.groups
-                    .get_mut(&group)
-                    .expect("group exists")
-                    .queue
-                    .insert(key, conv);
+                self.groups.get_mut(&group).expect("group exists").queue.insert(key, conv);
                 self.dirty_groups.insert(group);
             }
         }
-        self.set_placement(
-            conv,
-            Placement::Queued {
-                group,
-                key,
-                pin,
-                declined,
-            },
-        );
-        out.push(Effect::Queued {
-            conversation: conv,
-            group,
-            pinned_to: pin.map(|p| p.agent),
-        });
+        self.set_placement(conv, Placement::Queued { group, key, pin, declined });
+        out.push(Effect::Queued { conversation: conv, group, pinned_to: pin.map(|p| p.agent) });
     }
 
     fn set_placement(&mut self, conv: ConversationId, p: Placement) {
@@ -838,35 +776,19 @@ impl Router {
         self.groups.get_mut(&group).expect("group exists").refs -= 1;
         match p {
             Placement::Queued { pin: Some(pin), .. } => {
-                self.agents
-                    .get_mut(&pin.agent)
-                    .expect("pinned agent exists")
-                    .pinned
-                    .remove(&key);
+                self.agents.get_mut(&pin.agent).expect("pinned agent exists").pinned.remove(&key);
                 self.timers.remove(&(pin.until, Timer::Pin(conv)));
             }
             Placement::Queued { pin: None, .. } => {
-                self.groups
-                    .get_mut(&group)
-                    .expect("group exists")
-                    .queue
-                    .remove(&key);
+                self.groups.get_mut(&group).expect("group exists").queue.remove(&key);
             }
             Placement::Offered { agent, expires, .. } => {
-                self.agents
-                    .get_mut(&agent)
-                    .expect("offered agent exists")
-                    .offered
-                    .remove(&conv);
+                self.agents.get_mut(&agent).expect("offered agent exists").offered.remove(&conv);
                 self.timers.remove(&(expires, Timer::Offer(conv)));
                 self.refresh(agent);
             }
             Placement::Assigned { agent, .. } => {
-                self.agents
-                    .get_mut(&agent)
-                    .expect("assigned agent exists")
-                    .assigned
-                    .remove(&conv);
+                self.agents.get_mut(&agent).expect("assigned agent exists").assigned.remove(&conv);
                 self.refresh(agent);
             }
         }
@@ -906,11 +828,7 @@ impl Router {
         a.idle_since = now;
         self.set_placement(conv, Placement::Assigned { agent, group, key });
         self.refresh(agent);
-        out.push(Effect::Assigned {
-            conversation: conv,
-            agent,
-            via,
-        });
+        out.push(Effect::Assigned { conversation: conv, agent, via });
     }
 
     /// Hands a conversation to an agent the way its group's offer mode says.
@@ -932,20 +850,10 @@ impl Router {
                 self.timers.insert((expires, Timer::Offer(conv)));
                 self.set_placement(
                     conv,
-                    Placement::Offered {
-                        agent,
-                        group,
-                        key,
-                        expires,
-                        declined,
-                    },
+                    Placement::Offered { agent, group, key, expires, declined },
                 );
                 self.refresh(agent);
-                out.push(Effect::Offered {
-                    conversation: conv,
-                    agent,
-                    expires,
-                });
+                out.push(Effect::Offered { conversation: conv, agent, expires });
             }
             OfferMode::AutoAccept | OfferMode::Pull => {
                 self.assign(now, conv, agent, (group, key), Via::Auto, out)

@@ -37,9 +37,7 @@ impl Router {
         reason: Release,
         out: &mut Vec<Effect>,
     ) {
-        let Some(Placement::Offered {
-            agent, declined, ..
-        }) = self.placements.get(&conv).cloned()
+        let Some(Placement::Offered { agent, declined, .. }) = self.placements.get(&conv).cloned()
         else {
             return;
         };
@@ -90,18 +88,12 @@ impl Router {
                 }
             }
         }
-        out.push(Effect::StatusChanged {
-            agent: id,
-            from,
-            to,
-            cause,
-        });
+        out.push(Effect::StatusChanged { agent: id, from, to, cause });
         let a = self.agents.get_mut(&id).expect("agent exists");
         if from == AgentStatus::Offline
             && let Some(since) = a.offline_since.take()
         {
-            self.timers
-                .remove(&(since + self.offline_grace, Timer::Grace(id)));
+            self.timers.remove(&(since + self.offline_grace, Timer::Grace(id)));
         }
         // Pins that no longer hold: last-agent pins need the agent online; dedicated pins
         // only need it signed in.
@@ -130,12 +122,8 @@ impl Router {
                 if self.offline_grace.is_zero() {
                     self.requeue_at_front(now, id, out);
                 } else {
-                    self.agents
-                        .get_mut(&id)
-                        .expect("agent exists")
-                        .offline_since = Some(now);
-                    self.timers
-                        .insert((now + self.offline_grace, Timer::Grace(id)));
+                    self.agents.get_mut(&id).expect("agent exists").offline_since = Some(now);
+                    self.timers.insert((now + self.offline_grace, Timer::Grace(id)));
                 }
             }
         }

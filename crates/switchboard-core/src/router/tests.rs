@@ -25,20 +25,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Self::with(
-            secs(0),
-            NotRespondingPolicy {
-                after_misses: 0,
-                status: AgentStatus::Away,
-            },
-        )
+        Self::with(secs(0), NotRespondingPolicy { after_misses: 0, status: AgentStatus::Away })
     }
 
     fn with(grace: std::time::Duration, nr: NotRespondingPolicy) -> Self {
-        let mut f = Fixture {
-            r: Router::new(grace, nr),
-            out: Vec::new(),
-        };
+        let mut f = Fixture { r: Router::new(grace, nr), out: Vec::new() };
         f.group(G1, GroupPolicy::default());
         f.group(G2, GroupPolicy::default());
         f
@@ -49,16 +40,12 @@ impl Fixture {
     }
 
     fn agent(&mut self, id: AgentId, capacity: u32, groups: &[GroupId], status: AgentStatus) {
-        self.r
-            .upsert_agent(t(0), id, capacity, groups.to_vec(), &mut self.out)
-            .unwrap();
+        self.r.upsert_agent(t(0), id, capacity, groups.to_vec(), &mut self.out).unwrap();
         self.status(t(0), id, status);
     }
 
     fn status(&mut self, now: Timestamp, id: AgentId, status: AgentStatus) {
-        self.r
-            .set_status(now, id, status, StatusCause::Agent, &mut self.out)
-            .unwrap();
+        self.r.set_status(now, id, status, StatusCause::Agent, &mut self.out).unwrap();
         self.check();
     }
 
@@ -66,13 +53,7 @@ impl Fixture {
         self.route_req(
             now,
             conv,
-            RouteRequest {
-                group,
-                priority,
-                entered_at: now,
-                dedicated: None,
-                last_agent: None,
-            },
+            RouteRequest { group, priority, entered_at: now, dedicated: None, last_agent: None },
         );
     }
 
@@ -146,11 +127,7 @@ fn an_agent_takes_the_best_waiting_across_its_groups() {
     f.agent(A1, 1, &[G1, G2], AgentStatus::Online);
     assert_eq!(f.assigned_to(3), Some(A1), "priority first");
     f.end(t(4), 3);
-    assert_eq!(
-        f.assigned_to(1),
-        Some(A1),
-        "then the longest wait across groups"
-    );
+    assert_eq!(f.assigned_to(1), Some(A1), "then the longest wait across groups");
     f.end(t(5), 1);
     assert_eq!(f.assigned_to(2), Some(A1));
 }
@@ -169,22 +146,15 @@ fn capacity_is_never_exceeded() {
 
 #[test]
 fn statuses_other_than_online_receive_no_pushed_work() {
-    for status in [
-        AgentStatus::Busy,
-        AgentStatus::Away,
-        AgentStatus::Invisible,
-        AgentStatus::Offline,
-    ] {
+    for status in
+        [AgentStatus::Busy, AgentStatus::Away, AgentStatus::Invisible, AgentStatus::Offline]
+    {
         let mut f = Fixture::new();
         f.agent(A1, 3, &[G1], status);
         f.route(t(1), 1, G1, 0);
         assert_eq!(f.holder(1), None, "{status} got pushed work");
         f.status(t(2), A1, AgentStatus::Online);
-        assert_eq!(
-            f.assigned_to(1),
-            Some(A1),
-            "{status} -> online takes the waiting conversation"
-        );
+        assert_eq!(f.assigned_to(1), Some(A1), "{status} -> online takes the waiting conversation");
     }
 }
 
@@ -205,19 +175,12 @@ fn invisible_agents_pick_from_the_unaccepted_list() {
     f.route(t(2), 2, G1, 0);
     assert_eq!(f.r.unaccepted(A1), vec![c(1), c(2)]);
     f.r.pick(t(3), A1, c(2), &mut f.out).unwrap();
-    assert_eq!(
-        f.assigned_to(2),
-        Some(A1),
-        "any conversation of the list, not only the head"
-    );
+    assert_eq!(f.assigned_to(2), Some(A1), "any conversation of the list, not only the head");
     let err = f.r.pick(t(3), A1, c(1), &mut f.out).unwrap_err();
     assert!(matches!(err, Error::AgentFull { .. }), "{err}");
     f.agent(A2, 1, &[G2], AgentStatus::Invisible);
     let err = f.r.pick(t(3), A2, c(1), &mut f.out).unwrap_err();
-    assert!(
-        matches!(err, Error::NotPickable { .. }),
-        "not in the picker's groups: {err}"
-    );
+    assert!(matches!(err, Error::NotPickable { .. }), "not in the picker's groups: {err}");
     f.status(t(4), A1, AgentStatus::Offline);
     f.check();
 }
@@ -225,13 +188,7 @@ fn invisible_agents_pick_from_the_unaccepted_list() {
 #[test]
 fn pull_mode_pushes_nothing() {
     let mut f = Fixture::new();
-    f.group(
-        G1,
-        GroupPolicy {
-            offer: OfferMode::Pull,
-            ..Default::default()
-        },
-    );
+    f.group(G1, GroupPolicy { offer: OfferMode::Pull, ..Default::default() });
     f.agent(A1, 2, &[G1], AgentStatus::Online);
     f.route(t(1), 1, G1, 0);
     assert_eq!(f.holder(1), None);
@@ -261,13 +218,7 @@ fn least_occupied_compares_load_to_capacity_and_breaks_ties_by_idle_then_id() {
 #[test]
 fn longest_idle_prefers_who_waited_longest_for_work() {
     let mut f = Fixture::new();
-    f.group(
-        G1,
-        GroupPolicy {
-            strategy: Strategy::LongestIdle,
-            ..Default::default()
-        },
-    );
+    f.group(G1, GroupPolicy { strategy: Strategy::LongestIdle, ..Default::default() });
     f.agent(A1, 5, &[G1], AgentStatus::Online);
     f.agent(A2, 5, &[G1], AgentStatus::Online);
     f.route(t(1), 1, G1, 0);
@@ -275,23 +226,13 @@ fn longest_idle_prefers_who_waited_longest_for_work() {
     f.route(t(2), 2, G1, 0);
     assert_eq!(f.assigned_to(2), Some(A2));
     f.route(t(3), 3, G1, 0);
-    assert_eq!(
-        f.assigned_to(3),
-        Some(A1),
-        "A1 received work at t1, A2 at t2"
-    );
+    assert_eq!(f.assigned_to(3), Some(A1), "A1 received work at t1, A2 at t2");
 }
 
 #[test]
 fn round_robin_rotates_in_id_order() {
     let mut f = Fixture::new();
-    f.group(
-        G1,
-        GroupPolicy {
-            strategy: Strategy::RoundRobin,
-            ..Default::default()
-        },
-    );
+    f.group(G1, GroupPolicy { strategy: Strategy::RoundRobin, ..Default::default() });
     for a in [A1, A2, A3] {
         f.agent(a, 5, &[G1], AgentStatus::Online);
     }
@@ -306,27 +247,16 @@ fn round_robin_rotates_in_id_order() {
 
 #[test]
 fn offers_time_out_back_to_their_place_and_apply_the_not_responding_policy() {
-    let mut f = Fixture::with(
-        secs(0),
-        NotRespondingPolicy {
-            after_misses: 1,
-            status: AgentStatus::Away,
-        },
-    );
+    let mut f =
+        Fixture::with(secs(0), NotRespondingPolicy { after_misses: 1, status: AgentStatus::Away });
     f.group(
         G1,
-        GroupPolicy {
-            offer: OfferMode::Offer { timeout: secs(30) },
-            ..Default::default()
-        },
+        GroupPolicy { offer: OfferMode::Offer { timeout: secs(30) }, ..Default::default() },
     );
     f.route(t(1), 1, G1, 0);
     f.route(t(2), 2, G1, 0);
     f.agent(A1, 1, &[G1], AgentStatus::Online);
-    assert!(matches!(
-        f.r.placement(c(1)),
-        Some(Placement::Offered { agent: A1, .. })
-    ));
+    assert!(matches!(f.r.placement(c(1)), Some(Placement::Offered { agent: A1, .. })));
     assert_eq!(f.r.next_deadline(), Some(t(30)));
     f.r.advance(t(30), &mut f.out);
     f.check();
@@ -348,10 +278,7 @@ fn a_declined_offer_goes_to_another_agent_not_back_to_the_decliner() {
     let mut f = Fixture::new();
     f.group(
         G1,
-        GroupPolicy {
-            offer: OfferMode::Offer { timeout: secs(30) },
-            ..Default::default()
-        },
+        GroupPolicy { offer: OfferMode::Offer { timeout: secs(30) }, ..Default::default() },
     );
     f.agent(A1, 1, &[G1], AgentStatus::Online);
     f.route(t(1), 1, G1, 0);
@@ -359,22 +286,12 @@ fn a_declined_offer_goes_to_another_agent_not_back_to_the_decliner() {
     f.r.decline(t(3), A1, c(1), &mut f.out).unwrap();
     f.check();
     assert!(
-        matches!(
-            f.r.placement(c(2)),
-            Some(Placement::Offered { agent: A1, .. })
-        ),
+        matches!(f.r.placement(c(2)), Some(Placement::Offered { agent: A1, .. })),
         "A1 gets the next one"
     );
-    assert_eq!(
-        f.r.position(c(1)),
-        Some(1),
-        "the declined one keeps its place"
-    );
+    assert_eq!(f.r.position(c(1)), Some(1), "the declined one keeps its place");
     f.agent(A2, 1, &[G1], AgentStatus::Online);
-    assert!(matches!(
-        f.r.placement(c(1)),
-        Some(Placement::Offered { agent: A2, .. })
-    ));
+    assert!(matches!(f.r.placement(c(1)), Some(Placement::Offered { agent: A2, .. })));
     f.r.accept(t(4), A2, c(1), &mut f.out).unwrap();
     assert_eq!(f.assigned_to(1), Some(A2));
     let err = f.r.accept(t(4), A2, c(2), &mut f.out).unwrap_err();
@@ -398,11 +315,7 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
             last_agent: None,
         },
     );
-    assert_eq!(
-        f.assigned_to(1),
-        Some(A2),
-        "dedicated agent free: goes straight there"
-    );
+    assert_eq!(f.assigned_to(1), Some(A2), "dedicated agent free: goes straight there");
     f.route_req(
         t(2),
         2,
@@ -418,11 +331,7 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
     assert_eq!(f.r.position(c(2)), Some(1));
     assert_eq!(f.r.unaccepted(A2), vec![c(2)]);
     f.end(t(10), 1);
-    assert_eq!(
-        f.assigned_to(2),
-        Some(A2),
-        "A2 frees up and takes its customer"
-    );
+    assert_eq!(f.assigned_to(2), Some(A2), "A2 frees up and takes its customer");
 
     f.route_req(
         t(20),
@@ -439,11 +348,7 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
     let timeout = GroupPolicy::default().dedicated_timeout;
     f.r.advance(t(20) + timeout, &mut f.out);
     f.check();
-    assert_eq!(
-        f.assigned_to(3),
-        Some(A1),
-        "after the affinity timeout the group serves it"
-    );
+    assert_eq!(f.assigned_to(3), Some(A1), "after the affinity timeout the group serves it");
 }
 
 #[test]
@@ -533,23 +438,15 @@ fn last_agent_preference_is_weaker_than_dedicated() {
     assert_eq!(f.holder(3), None);
     f.end(t(5), 1); // A1 frees up but 3 waits for A2
     assert_eq!(f.holder(3), None);
-    f.r.advance(
-        t(4) + GroupPolicy::default().last_agent_timeout.unwrap(),
-        &mut f.out,
-    );
+    f.r.advance(t(4) + GroupPolicy::default().last_agent_timeout.unwrap(), &mut f.out);
     f.check();
     assert_eq!(f.assigned_to(3), Some(A1));
 }
 
 #[test]
 fn offline_policy_keeps_for_the_grace_period_then_requeues_at_the_front() {
-    let mut f = Fixture::with(
-        secs(60),
-        NotRespondingPolicy {
-            after_misses: 0,
-            status: AgentStatus::Away,
-        },
-    );
+    let mut f =
+        Fixture::with(secs(60), NotRespondingPolicy { after_misses: 0, status: AgentStatus::Away });
     f.agent(A1, 1, &[G1], AgentStatus::Online);
     f.route(t(1), 1, G1, 0);
     f.route(t(2), 2, G1, 9);
@@ -558,18 +455,10 @@ fn offline_policy_keeps_for_the_grace_period_then_requeues_at_the_front() {
     f.status(t(20), A1, AgentStatus::Online);
     f.status(t(30), A1, AgentStatus::Offline);
     f.r.advance(t(80), &mut f.out);
-    assert_eq!(
-        f.assigned_to(1),
-        Some(A1),
-        "the grace period restarted at t30"
-    );
+    assert_eq!(f.assigned_to(1), Some(A1), "the grace period restarted at t30");
     f.r.advance(t(90), &mut f.out);
     f.check();
-    assert_eq!(
-        f.r.position(c(1)),
-        Some(1),
-        "front of the queue, ahead of a higher priority"
-    );
+    assert_eq!(f.r.position(c(1)), Some(1), "front of the queue, ahead of a higher priority");
     assert_eq!(f.r.position(c(2)), Some(2));
 }
 
@@ -578,24 +467,11 @@ fn supervisors_cannot_force_an_offline_agent_online() {
     let mut f = Fixture::new();
     f.agent(A1, 1, &[G1], AgentStatus::Offline);
     let err =
-        f.r.set_status(
-            t(1),
-            A1,
-            AgentStatus::Online,
-            StatusCause::Supervisor,
-            &mut f.out,
-        )
-        .unwrap_err();
+        f.r.set_status(t(1), A1, AgentStatus::Online, StatusCause::Supervisor, &mut f.out)
+            .unwrap_err();
     assert_eq!(err, Error::CannotForceOnline(A1));
     f.status(t(1), A1, AgentStatus::Online);
-    f.r.set_status(
-        t(2),
-        A1,
-        AgentStatus::Busy,
-        StatusCause::Supervisor,
-        &mut f.out,
-    )
-    .unwrap();
+    f.r.set_status(t(2), A1, AgentStatus::Busy, StatusCause::Supervisor, &mut f.out).unwrap();
     assert_eq!(f.r.agent(A1).unwrap().status, AgentStatus::Busy);
 }
 
@@ -605,14 +481,11 @@ fn transfer_to_a_group_keeps_the_entry_time_unless_told_otherwise() {
     f.agent(A1, 1, &[G1], AgentStatus::Online);
     f.route(t(1), 1, G1, 0);
     f.route(t(5), 2, G2, 0);
-    f.r.transfer_to_group(t(10), c(1), G2, true, &mut f.out)
-        .unwrap();
+    f.r.transfer_to_group(t(10), c(1), G2, true, &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.position(c(1)), Some(1), "entered at t1, ahead of t5");
-    f.r.transfer_to_group(t(11), c(1), G1, false, &mut f.out)
-        .unwrap();
-    f.r.transfer_to_group(t(12), c(1), G2, false, &mut f.out)
-        .unwrap();
+    f.r.transfer_to_group(t(11), c(1), G1, false, &mut f.out).unwrap();
+    f.r.transfer_to_group(t(12), c(1), G2, false, &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.position(c(1)), Some(2), "re-entered at t12, behind t5");
 }
@@ -650,8 +523,7 @@ fn work_is_conserved_when_capacity_or_groups_change() {
     f.r.upsert_agent(t(5), A1, 3, vec![G1], &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 3);
-    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], &mut f.out)
-        .unwrap();
+    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 6);
     f.r.remove_agent(t(7), A1, &mut f.out).unwrap();

@@ -1,0 +1,85 @@
+//! The members of a group that can take pushed work now, indexed for every strategy so that
+//! choosing an agent is a first-entry lookup rather than a scan over a large team.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::Agent;
+use crate::config::Strategy;
+use crate::ids::AgentId;
+use crate::time::Timestamp;
+
+/// Where an agent sorts: its occupancy and when it last received work.
+pub(super) type Rank = (u64, Timestamp);
+
+/// Load relative to capacity as a fixed-point fraction. With capacities up to 1000, distinct
+/// ratios differ by more than 2^-32, so the order is exact.
+pub(super) fn rank(a: &Agent) -> Rank {
+    let occupancy = (u128::from(a.load()) << 32) / u128::from(a.capacity.max(1));
+    (u64::try_from(occupancy).unwrap_or(u64::MAX), a.idle_since)
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Available {
+    ids: BTreeSet<AgentId>,
+    by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,
+    by_idle: BTreeSet<(Timestamp, AgentId)>,
+}
+
+impl Available {
+    pub fn insert(&mut self, id: AgentId, (occupancy, idle): Rank) {
+        self.ids.insert(id);
+        self.by_occupancy.insert((occupancy, idle, id));
+        self.by_idle.insert((idle, id));
+    }
+
+    pub fn remove(&mut self, id: AgentId, (occupancy, idle): Rank) {
+        self.ids.remove(&id);
+        self.by_occupancy.remove(&(occupancy, idle, id));
+        self.by_idle.remove(&(idle, id));
+    }
+
+    pub fn contains(&self, id: AgentId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = AgentId> + '_ {
+        self.ids.iter().copied()
+    }
+
+    /// Whether the indexes hold exactly `expected` (agent and rank), for the invariant checks.
+    pub fn holds_exactly(&self, expected: &[(AgentId, Rank)]) -> bool {
+        self.ids.len() == expected.len()
+            && self.by_occupancy.len() == expected.len()
+            && self.by_idle.len() == expected.len()
+            && expected.iter().all(|&(id, (o, i))| {
+                self.ids.contains(&id)
+                    && self.by_occupancy.contains(&(o, i, id))
+                    && self.by_idle.contains(&(i, id))
+            })
+    }
+
+    /// The agent the strategy picks, skipping those that declined the conversation. Least
+    /// occupied ties go to the longest idle, then the lowest id; longest idle ties to the
+    /// lowest id; round robin takes the next id after the last one chosen.
+    pub fn best(
+        &self,
+        strategy: Strategy,
+        last: Option<AgentId>,
+        declined: &[AgentId],
+    ) -> Option<AgentId> {
+        let ok = |a: &AgentId| !declined.contains(a);
+        match strategy {
+            Strategy::LeastOccupied => self.by_occupancy.iter().map(|e| e.2).find(ok),
+            Strategy::LongestIdle => self.by_idle.iter().map(|e| e.1).find(ok),
+            Strategy::RoundRobin => {
+                let after = last.map_or(Bound::Unbounded, Bound::Excluded);
+                self.ids.range((after, Bound::Unbounded)).chain(self.ids.iter()).copied().find(ok)
+            }
+        }
+    }
+}
