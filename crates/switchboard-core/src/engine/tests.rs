@@ -750,3 +750,59 @@ fn bad_input_is_refused_with_a_reason() {
     assert_eq!(err.code(), crate::Code::InvalidArgument);
     b.check();
 }
+
+#[test]
+fn batch_reassign_moves_each_or_says_why_not() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 3, AgentStatus::Online);
+    b.agent(A2, "Li", 2, AgentStatus::Online);
+    let (c1, _) = b.say(at(secs(1)), U1, "a");
+    let (c2, _) = b.say(at(secs(2)), U2, "b");
+    let (c3, _) = b.say(at(secs(3)), CustomerId(3), "c");
+    let on_a1: Vec<_> = [c1, c2, c3]
+        .into_iter()
+        .filter(|c| b.e.conversation(*c).unwrap().agent == Some(A1))
+        .collect();
+    let (results, fx) =
+        b.e.reassign_batch(at(secs(4)), &[c1, c2, c3], Target::Agent(A2), Actor::Supervisor(A1));
+    b.check();
+    let moved = results.iter().filter(|(_, r)| r.is_ok()).count();
+    assert!(moved >= 1, "{results:?}");
+    for (c, r) in &results {
+        match r {
+            Ok(()) => assert_eq!(b.e.conversation(*c).unwrap().agent, Some(A2)),
+            Err(e) => {
+                assert!(matches!(e, Error::AgentFull { .. } | Error::InvalidArgument(_)), "{e}")
+            }
+        }
+    }
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Event(Event::Transferred { to: Target::Agent(A2), .. })))
+    );
+    assert!(!on_a1.is_empty());
+    // To a group: every one queues there, keeping its entry time.
+    let (results, _) = b.e.reassign_batch(
+        at(secs(5)),
+        &[c1, c2, c3],
+        Target::Group { group: G2, keep_entry_time: true },
+        Actor::Supervisor(A1),
+    );
+    b.check();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    assert_eq!(b.e.position(c1), Some(1));
+    assert_eq!(b.e.position(c3), Some(3));
+}
+
+#[test]
+fn staff_name_is_empty_without_an_assigned_or_dedicated_agent() {
+    let mut settings = default_group();
+    settings.replies.offline = Some(OfflineReply {
+        texts: texts(&["[{{staff_name}}][{{nick_name}}]"]),
+        min_interval: secs(0),
+    });
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 1, AgentStatus::Offline);
+    let (_, fx) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(sent_texts(&fx), vec!["[][]"], "no agent, no nickname known");
+}
