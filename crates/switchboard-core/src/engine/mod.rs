@@ -356,6 +356,20 @@ impl Engine {
         }
     }
 
+    /// Runs one router operation and applies what it did.
+    fn routed(
+        &mut self,
+        now: Timestamp,
+        cause: Cause,
+        op: impl FnOnce(&mut Router, &mut Vec<router::Effect>) -> Result<()>,
+    ) -> Result<Vec<Effect>> {
+        let mut rout = Vec::new();
+        op(&mut self.router, &mut rout)?;
+        let mut out = Vec::new();
+        self.apply(now, rout, cause, &mut out);
+        Ok(out)
+    }
+
     /// Turns router effects into conversation transitions, notes, events and auto-accept
     /// replies. `cause` names the operation for transitions whose router effect carries none.
     fn apply(

@@ -30,11 +30,7 @@ impl Engine {
             }
             Actor::Supervisor(_) | Actor::System => StatusCause::Supervisor,
         };
-        let mut rout = Vec::new();
-        self.router.set_status(now, agent, status, cause, &mut rout)?;
-        let mut out = Vec::new();
-        self.apply(now, rout, Cause::AgentOffline, &mut out);
-        Ok(out)
+        self.routed(now, Cause::AgentOffline, |r, out| r.set_status(now, agent, status, cause, out))
     }
 
     pub fn accept(
@@ -44,11 +40,7 @@ impl Engine {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        let mut rout = Vec::new();
-        self.router.accept(now, agent, id, &mut rout)?;
-        let mut out = Vec::new();
-        self.apply(now, rout, Cause::Accepted, &mut out);
-        Ok(out)
+        self.routed(now, Cause::Accepted, |r, out| r.accept(now, agent, id, out))
     }
 
     pub fn decline(
@@ -58,11 +50,7 @@ impl Engine {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        let mut rout = Vec::new();
-        self.router.decline(now, agent, id, &mut rout)?;
-        let mut out = Vec::new();
-        self.apply(now, rout, Cause::Declined, &mut out);
-        Ok(out)
+        self.routed(now, Cause::Declined, |r, out| r.decline(now, agent, id, out))
     }
 
     /// The agent picks a conversation from its unaccepted list.
@@ -73,11 +61,7 @@ impl Engine {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        let mut rout = Vec::new();
-        self.router.pick(now, agent, id, &mut rout)?;
-        let mut out = Vec::new();
-        self.apply(now, rout, Cause::Picked, &mut out);
-        Ok(out)
+        self.routed(now, Cause::Picked, |r, out| r.pick(now, agent, id, out))
     }
 
     /// A message from the conversation's agent to the customer, within the channel's reply

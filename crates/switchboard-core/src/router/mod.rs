@@ -423,13 +423,7 @@ impl Router {
         conv: ConversationId,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        match self.placements.get(&conv) {
-            Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
-            Some(_) => {
-                return Err(Error::NotOffered { conversation: conv, agent });
-            }
-            None => return Err(Error::UnknownConversation(conv)),
-        }
+        self.offered_to(conv, agent)?;
         let (group, key) = self.take(conv);
         self.agents.get_mut(&agent).expect("offered agent exists").misses = 0;
         self.assign(now, conv, agent, (group, key), Via::Accepted, out);
@@ -446,13 +440,7 @@ impl Router {
         conv: ConversationId,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        match self.placements.get(&conv) {
-            Some(Placement::Offered { agent: a, .. }) if *a == agent => {}
-            Some(_) => {
-                return Err(Error::NotOffered { conversation: conv, agent });
-            }
-            None => return Err(Error::UnknownConversation(conv)),
-        }
+        self.offered_to(conv, agent)?;
         self.miss(now, conv, Release::Declined, out);
         self.settle(now, out);
         Ok(())
@@ -697,6 +685,14 @@ impl Router {
     }
 
     // ----- internals -----------------------------------------------------------------------
+
+    fn offered_to(&self, conv: ConversationId, agent: AgentId) -> Result<()> {
+        match self.placements.get(&conv) {
+            Some(Placement::Offered { agent: a, .. }) if *a == agent => Ok(()),
+            Some(_) => Err(Error::NotOffered { conversation: conv, agent }),
+            None => Err(Error::UnknownConversation(conv)),
+        }
+    }
 
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
