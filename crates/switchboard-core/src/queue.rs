@@ -94,6 +94,24 @@ impl<V> Default for RankedQueue<V> {
     }
 }
 
+/// Serialized as the ordered list of entries; blocks and the Fenwick tree are rebuilt.
+impl<V: Serialize + Copy> Serialize for RankedQueue<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de, V: Deserialize<'de> + Copy> Deserialize<'de> for RankedQueue<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = Vec::<(QueueKey, V)>::deserialize(d)?;
+        let mut q = RankedQueue::new();
+        for (k, v) in entries {
+            q.insert(k, v);
+        }
+        Ok(q)
+    }
+}
+
 impl<V: fmt::Debug + Copy> fmt::Debug for RankedQueue<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()

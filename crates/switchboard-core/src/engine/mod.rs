@@ -63,7 +63,8 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Serializable: a snapshot plus the commands after it rebuild the same engine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Engine {
     settings: TenantSettings,
     groups: FxHashMap<GroupId, GroupSettings>,

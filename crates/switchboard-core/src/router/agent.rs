@@ -53,7 +53,7 @@ impl fmt::Display for AgentStatus {
 }
 
 /// Routing state of one agent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Agent {
     pub status: AgentStatus,
     pub capacity: u32,

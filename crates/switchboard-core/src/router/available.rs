@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
+use serde::{Deserialize, Serialize};
+
 use super::Agent;
 use crate::config::Strategy;
 use crate::ids::AgentId;
@@ -19,7 +21,7 @@ pub(super) fn rank(a: &Agent) -> Rank {
     (u64::try_from(occupancy).unwrap_or(u64::MAX), a.idle_since)
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct Available {
     ids: BTreeSet<AgentId>,
     by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,

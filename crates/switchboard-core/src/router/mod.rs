@@ -46,7 +46,7 @@ pub enum PinKind {
 }
 
 /// A conversation waiting for one agent in particular.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
     pub agent: AgentId,
     pub until: Timestamp,
@@ -54,7 +54,7 @@ pub struct Pin {
 }
 
 /// The one place a routed conversation is in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placement {
     /// Waiting in its group's queue, or in an agent's pinned queue when `pin` is set.
     Queued {
@@ -180,14 +180,14 @@ pub enum Effect {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Timer {
     Offer(ConversationId),
     Pin(ConversationId),
     Grace(AgentId),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
     policy: GroupPolicy,
     queue: RankedQueue<ConversationId>,
@@ -201,8 +201,8 @@ struct Group {
     round_robin_last: Option<AgentId>,
 }
 
-/// The router state of one tenant.
-#[derive(Debug, Clone, Default)]
+/// The router state of one tenant. Serializable so a shell can snapshot it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Router {
     groups: FxHashMap<GroupId, Group>,
     agents: FxHashMap<AgentId, Agent>,
@@ -210,9 +210,13 @@ pub struct Router {
     timers: BTreeSet<(Timestamp, Timer)>,
     seq: u64,
     signed_in: usize,
+    #[serde(with = "crate::config::duration_ms")]
     offline_grace: std::time::Duration,
     not_responding: NotRespondingPolicy,
+    /// Touched during one operation, empty at rest.
+    #[serde(skip)]
     dirty_agents: BTreeSet<AgentId>,
+    #[serde(skip)]
     dirty_groups: BTreeSet<GroupId>,
 }
 
