@@ -261,6 +261,9 @@ pub struct TenantSettings {
     /// Group used when neither the integrator, the customer nor the channel names one.
     pub default_group: Option<GroupId>,
     pub channel_groups: BTreeMap<Channel, GroupId>,
+    /// Reply windows that differ from the platform's (48 h; Messenger 7 days).
+    #[serde(with = "duration_map_ms")]
+    pub reply_windows: BTreeMap<Channel, Duration>,
 }
 
 impl Default for TenantSettings {
@@ -281,6 +284,7 @@ impl Default for TenantSettings {
             rating_credit: RatingCredit::default(),
             default_group: None,
             channel_groups: BTreeMap::new(),
+            reply_windows: BTreeMap::new(),
         }
     }
 }
@@ -380,6 +384,11 @@ impl AgentSettings {
 }
 
 impl TenantSettings {
+    /// The reply window in force for a channel.
+    pub fn reply_window(&self, channel: Channel) -> Duration {
+        self.reply_windows.get(&channel).copied().unwrap_or_else(|| channel.reply_window())
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.replies.validate()?;
         for (channel, r) in &self.channel_replies {
@@ -405,6 +414,9 @@ impl TenantSettings {
         }
         check_positive("retention_unaccepted", self.retention_unaccepted)?;
         check_positive("retention_accepted", self.retention_accepted)?;
+        for (channel, w) in &self.reply_windows {
+            check_positive(&format!("reply_windows.{channel}"), *w)?;
+        }
         if self.not_responding.status == crate::router::AgentStatus::Online {
             return Err(Error::InvalidArgument(
                 "not_responding.status: must take the agent out of routing (busy, away, invisible or offline)".into(),
@@ -426,6 +438,31 @@ pub(crate) mod duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+pub(crate) mod duration_map_ms {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::channel::Channel;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<Channel, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let ms: BTreeMap<Channel, u64> =
+            m.iter().map(|(c, d)| (*c, u64::try_from(d.as_millis()).unwrap_or(u64::MAX))).collect();
+        ms.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Channel, Duration>, D::Error> {
+        let ms = BTreeMap::<Channel, u64>::deserialize(d)?;
+        Ok(ms.into_iter().map(|(c, v)| (c, Duration::from_millis(v))).collect())
     }
 }
 

@@ -152,8 +152,9 @@ impl Engine {
         msg: &CustomerMessage,
         out: &mut Vec<Effect>,
     ) -> Result<(ConversationId, bool)> {
-        let customer = self.customers.entry(msg.customer).or_default();
-        if let Some(open) = customer.open {
+        // Validate before touching state: a refused message must change nothing.
+        let known = self.customers.get(&msg.customer);
+        if let Some(open) = known.and_then(|u| u.open) {
             return Ok((open, false));
         }
         if self.conversations.contains_key(&msg.new_conversation) {
@@ -161,7 +162,7 @@ impl Engine {
         }
         let group = msg
             .group
-            .or(customer.settings.group)
+            .or(known.and_then(|u| u.settings.group))
             .or_else(|| channel_group(&self.settings, msg.channel))
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -172,6 +173,7 @@ impl Engine {
         if !self.groups.contains_key(&group) {
             return Err(Error::UnknownGroup(group));
         }
+        let customer = self.customers.entry(msg.customer).or_default();
         let priority = msg.priority.unwrap_or(0).max(customer.settings.priority);
         customer.open = Some(msg.new_conversation);
         let mut c = Conversation::open(

@@ -80,7 +80,7 @@ impl Engine {
             return Err(Error::NotAssigned { conversation: id, agent });
         }
         let window_from = c.last_customer_at.unwrap_or(c.opened_at);
-        if now >= window_from + c.channel.reply_window() {
+        if now >= window_from + self.settings.reply_window(c.channel) {
             if !c.channel.window_allows_tags() {
                 return Err(Error::OutsideReplyWindow { conversation: id, channel: c.channel });
             }

@@ -806,3 +806,16 @@ fn staff_name_is_empty_without_an_assigned_or_dedicated_agent() {
     let (_, fx) = b.say(at(secs(1)), U1, "hi");
     assert_eq!(sent_texts(&fx), vec!["[][]"], "no agent, no nickname known");
 }
+
+#[test]
+fn reply_windows_can_be_configured_per_channel() {
+    let mut settings = default_group();
+    settings.reply_windows.insert(Channel::Web, mins(30));
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(0)), U1, "hi");
+    let err = b.e.agent_message(at(mins(30)), A1, c, "late", None).unwrap_err();
+    assert!(matches!(err, Error::OutsideReplyWindow { .. }), "{err}");
+    b.advance(at(mins(30)));
+    assert_eq!(b.state(c), State::Ended);
+}

@@ -49,7 +49,7 @@ impl Engine {
                 .resolve(|r| r.customer_no_response_end.as_ref())
                 .map(|r| r.after),
             unreplied_alert: self.settings.unreplied_alert,
-            reply_window: c.channel.reply_window(),
+            reply_window: self.settings.reply_window(c.channel),
             window_ends: !c.channel.window_allows_tags(),
             retention_unaccepted: self.settings.retention_unaccepted,
             retention_accepted: self.settings.retention_accepted,

@@ -1,0 +1,17 @@
+//! Generates the v1 API from `proto/` with protoc (installed by `scripts/setup`), plus the
+//! file descriptor set that server reflection serves.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let mut files: Vec<_> = ["common", "admin", "channel", "agent", "supervisor", "events"]
+        .iter()
+        .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
+        .collect();
+    files.push(root.join("switchboard/internal/v1/log.proto"));
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("switchboard_v1_descriptor.bin"))
+        .compile_protos(&files, std::slice::from_ref(&root))?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The crate's one error type.
+
+use std::sync::Arc;
+
+/// Why a store operation failed.
+///
+/// Errors that concern one batch (a duplicate, a stale snapshot, a value out of range) refuse
+/// that batch alone; the others committed with it are unaffected. An IO or database failure
+/// fails every batch of the commit it hit, as [`Error::Commit`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database said no: IO, corruption, a locked file, a malformed query.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The commit carrying the batch failed, so nothing of it is durable. Shared by every batch
+    /// of that commit, hence the `Arc`.
+    #[error("commit failed: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
+
+    /// A log record with this sequence number is already stored: the caller replayed or
+    /// double-appended a command.
+    #[error("tenant {tenant:?}: log record {seq} is already stored")]
+    DuplicateLogRecord { tenant: String, seq: u64 },
+
+    /// A stream entry with this sequence number is already stored.
+    #[error("tenant {tenant:?}: stream {stream:?} entry {seq} is already stored")]
+    DuplicateStreamEntry { tenant: String, stream: String, seq: u64 },
+
+    /// A transcript message with this sequence number is already stored.
+    #[error("tenant {tenant:?}: conversation {conversation} message {seq} is already stored")]
+    DuplicateMessage { tenant: String, conversation: u64, seq: u64 },
+
+    /// A batch of the same tenant queued earlier in the same commit was refused; this one is
+    /// refused too so that a tenant's log never has a hole in the middle.
+    #[error("tenant {tenant:?}: an earlier batch in the same commit was refused")]
+    EarlierBatchFailed { tenant: String },
+
+    /// Storing this snapshot would replace a newer one, whose log records are already gone.
+    #[error("tenant {tenant:?}: snapshot at {seq} is older than the stored one at {stored}")]
+    StaleSnapshot { tenant: String, seq: u64, stored: u64 },
+
+    /// Sequence numbers and times are stored as signed 64-bit integers (SQLite and
+    /// PostgreSQL alike).
+    #[error("{what} {value} does not fit a signed 64-bit column")]
+    OutOfRange { what: &'static str, value: u64 },
+
+    /// The database was written by a newer build; refusing to guess at its layout.
+    #[error("database schema version {found} is newer than this build understands ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+
+    /// The file system refused WAL mode (some network file systems do); without it readers
+    /// would block the writer.
+    #[error("could not switch the database to WAL mode (journal_mode is {0:?})")]
+    NotWal(String),
+
+    /// The writer has stopped (the store was closed, or its thread died).
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

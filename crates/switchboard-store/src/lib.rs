@@ -1,0 +1,173 @@
+//! Switchboard's durable state.
+//!
+//! A node keeps each tenant's routing state in memory (`switchboard-core`'s `Engine`). This
+//! crate is what makes that state survive the node: every accepted mutating command goes into
+//! the tenant's **command log**; now and then the node stores a **snapshot** of the whole state,
+//! which replaces the log records before it. On start-up the node [`loads`](Store::load) the
+//! snapshot and replays the records after it.
+//!
+//! In the same atomic [`Batch`] as the log record go the command's visible consequences:
+//! entries appended to **streams** (ordered per-tenant event lists that clients read from a
+//! resume cursor, such as `agent/alice`, `outbox`, `events`), **transcript** messages, and the
+//! deletion of transcripts whose retention has passed. A gRPC call is acknowledged only when
+//! its batch is durable (synced to disk), so an acknowledged write survives a crash or a power
+//! cut.
+//!
+//! Syncing once per call would cap a node at the disk's sync rate, so writes are **group
+//! committed**: batches from concurrent callers that queue while one commit syncs all go into
+//! the next commit, and share its sync.
+//!
+//! [`SqliteStore`] is the embedded default (one file in the node's data directory). A
+//! PostgreSQL store for clusters will implement the same [`Store`] trait.
+//!
+//! ```no_run
+//! # async fn demo() -> switchboard_store::Result<()> {
+//! use switchboard_store::{Batch, LogRecord, SqliteOptions, SqliteStore, Store};
+//!
+//! let store = SqliteStore::open("/var/lib/switchboard".as_ref(), SqliteOptions::default())?;
+//! let record = LogRecord {
+//!     seq: 1,
+//!     at_ms: 1_700_000_000_000,
+//!     request_id: Some("req-1".into()),
+//!     command: b"...".to_vec(),
+//!     response: b"...".to_vec(),
+//! };
+//! store.append(Batch { tenant: "acme".into(), log: vec![record], ..Batch::default() }).await?;
+//! let loaded = store.load("acme")?;
+//! assert_eq!(loaded.log.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod schema;
+mod sqlite;
+mod writer;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use error::{Error, Result};
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::{DB_FILE, SqliteOptions, SqliteStore, Stats};
+
+/// One durable append for one tenant: all of it or none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub tenant: String,
+    /// The fencing token of the node that wrote the batch. Not checked yet: cluster fencing
+    /// will refuse batches whose epoch is older than the tenant's current one (the check goes
+    /// at the top of `writer::apply_batch`). The single node writes 0.
+    pub epoch: u64,
+    /// Usually zero or one record.
+    pub log: Vec<LogRecord>,
+    /// Entries appended to streams.
+    pub streams: Vec<StreamEntry>,
+    /// Transcript rows.
+    pub messages: Vec<Message>,
+    /// Conversations whose transcript rows are deleted, and nothing else of them. Applied after
+    /// `messages`, so a conversation named here has no rows once the batch is durable.
+    pub purge_conversations: Vec<u64>,
+}
+
+/// One accepted mutating command and what the node answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Position in the tenant's log; unique per tenant.
+    pub seq: u64,
+    pub at_ms: u64,
+    /// The caller's idempotency key; its response is kept for [`Store::find_response`].
+    pub request_id: Option<String>,
+    pub command: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+/// One entry of a tenant's stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub stream: String,
+    /// Position in the stream; unique per (tenant, stream). Readers resume after it.
+    pub seq: u64,
+    pub at_ms: u64,
+    pub payload: Vec<u8>,
+}
+
+/// One transcript row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    pub conversation: u64,
+    /// Position in the conversation; unique per (tenant, conversation).
+    pub seq: u64,
+    pub at_ms: u64,
+    pub sender: String,
+    pub text: String,
+    pub kind: String,
+}
+
+/// What a tenant restarts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The latest snapshot: its sequence number and bytes.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Log records after the snapshot, ascending by `seq`.
+    pub log: Vec<LogRecord>,
+}
+
+/// A write in flight. It is queued when the method that returns it returns (so writes are
+/// committed in call order even if the futures are awaited later), and resolves once it is
+/// durable or refused. Dropping it does not cancel the write.
+pub type Pending = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// Durable state of every tenant on a node. Object safe: hold it as `Arc<dyn Store>`.
+///
+/// Writes return [`Pending`]; reads are short and synchronous (call them from
+/// `spawn_blocking` if a read may be large).
+///
+/// After any write error the caller must treat the tenant's in-memory state as suspect and
+/// reload it with [`Store::load`]; later writes of the tenant may already be queued and
+/// would otherwise leave a gap in its log.
+pub trait Store: Send + Sync + 'static {
+    /// Appends a batch. Resolves `Ok` only once it is durable; group-committed with concurrent
+    /// appends. A duplicate (tenant, seq) in the log, a stream or a transcript refuses the
+    /// whole batch.
+    fn append(&self, batch: Batch) -> Pending;
+
+    /// Stores the tenant's snapshot taken after log record `seq`, and deletes the log records
+    /// up to and including `seq`, atomically. Also prunes idempotency entries older than the
+    /// retention window. Refuses a snapshot older than the stored one.
+    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending;
+
+    /// Deletes all but the newest `keep_last` entries of a stream, to bound its size.
+    fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending;
+
+    /// Tenants that have a log record or a snapshot, sorted.
+    fn tenants(&self) -> Result<Vec<String>>;
+
+    /// The latest snapshot and the log records after it, read consistently.
+    fn load(&self, tenant: &str) -> Result<Loaded>;
+
+    /// Up to `limit` entries of a stream with `seq > after_seq`, ascending.
+    fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEntry>>;
+
+    /// The highest stored `seq` of a stream, if it has any entry left.
+    fn last_stream_seq(&self, tenant: &str, stream: &str) -> Result<Option<u64>>;
+
+    /// Up to `limit` transcript rows of a conversation with `seq > after_seq`, ascending.
+    fn messages(
+        &self,
+        tenant: &str,
+        conversation: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// The response stored with the log record that carried `request_id`, if it is still
+    /// within the retention window (entries past it may or may not have been pruned yet).
+    fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>>;
+}

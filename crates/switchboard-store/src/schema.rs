@@ -1,0 +1,150 @@
+//! The SQLite schema, connection settings, and how Rust values map onto columns.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// The schema this build writes. Bump it and add a step to [`migrate`] when the layout changes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for a lock held by another connection before giving up. Only
+/// a checkpoint or a second process opening the same directory holds one for long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tables of version 1. Plain rowid tables rather than WITHOUT ROWID: rows carry blobs of
+/// arbitrary size, which SQLite keeps better out of the primary-key b-tree.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+-- The command log: replayed after the snapshot on start-up.
+CREATE TABLE IF NOT EXISTS log (
+    tenant     TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    request_id TEXT,
+    command    BLOB    NOT NULL,
+    response   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, seq)
+);
+-- The latest snapshot of each tenant; older ones are useless once the log before them is gone.
+CREATE TABLE IF NOT EXISTS snapshots (
+    tenant TEXT    NOT NULL PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    bytes  BLOB    NOT NULL
+);
+-- Idempotency: outlives the log records that snapshots delete.
+CREATE TABLE IF NOT EXISTS requests (
+    tenant     TEXT    NOT NULL,
+    request_id TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    response   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_by_age ON requests (tenant, at_ms);
+CREATE TABLE IF NOT EXISTS streams (
+    tenant  TEXT    NOT NULL,
+    stream  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    at_ms   INTEGER NOT NULL,
+    payload BLOB    NOT NULL,
+    PRIMARY KEY (tenant, stream, seq)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    tenant       TEXT    NOT NULL,
+    conversation INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    sender       TEXT    NOT NULL,
+    text         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    PRIMARY KEY (tenant, conversation, seq)
+);
+";
+
+/// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
+/// brings the schema up to date.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer nor see a half-written commit.
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::NotWal(mode));
+    }
+    durable(&conn)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a database the writer has already set up.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    // No CREATE: the writer made the file; a reader finding none is a bug worth an error.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Read-write flags because WAL readers need to write the shared-memory index; query_only
+    // keeps this connection from ever writing rows behind the writer's back.
+    conn.pragma_update(None, "query_only", true)?;
+    durable(&conn)?;
+    Ok(conn)
+}
+
+/// `synchronous` is per connection. FULL syncs the WAL on every commit, so an acknowledged
+/// commit survives power loss, not only a killed process (NORMAL would survive only the latter).
+fn durable(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Creates the tables if missing and checks the version. Later versions add their steps here,
+/// each in the same transaction as the version bump.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA_V1)?;
+    let found: Option<i64> =
+        tx.query_row("SELECT MAX(version) FROM schema_version", [], |row| row.get(0))?;
+    match found {
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])?;
+        }
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        Some(_) => {}
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A sequence number or time for an ordered column. Refused above `i64::MAX` rather than
+/// wrapped, which would sort it before zero.
+pub(crate) fn ordered(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::OutOfRange { what, value })
+}
+
+/// A bound in a query: anything above `i64::MAX` is past every stored value.
+pub(crate) fn bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A count in a query (`LIMIT`, `OFFSET`).
+pub(crate) fn count(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// An identifier only ever compared for equality (a conversation id): every `u64` maps to
+/// one `i64` and back.
+pub(crate) fn id(value: u64) -> i64 {
+    value.cast_signed()
+}
+
+/// Reads back what [`ordered`] or [`id`] stored.
+pub(crate) fn unsigned(value: i64) -> u64 {
+    value.cast_unsigned()
+}

@@ -1,0 +1,308 @@
+//! The embedded store: one SQLite file, one writer thread, a few read connections.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::schema::{self, bound, count, id, unsigned};
+use crate::writer::{self, Counters, Job, Limits};
+use crate::{Batch, Error, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "switchboard.db";
+
+/// Tuning of a [`SqliteStore`]. The defaults suit a node; tests may shrink them.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// At most this many writes go into one commit.
+    pub max_batches_per_commit: usize,
+    /// A commit stops taking writes once they add up to this many bytes (roughly).
+    pub max_bytes_per_commit: usize,
+    /// Idempotency entries older than this (before the tenant's newest one) are pruned when
+    /// the tenant is snapshotted.
+    pub request_retention: Duration,
+    /// Connections for reads, used concurrently.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            max_batches_per_commit: 1024,
+            max_bytes_per_commit: 8 << 20,
+            request_retention: Duration::from_secs(24 * 60 * 60),
+            read_connections: 4,
+        }
+    }
+}
+
+/// What the writer has done since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions committed (each one sync).
+    pub commits: u64,
+    /// Appended batches made durable. `batches / commits` is the group-commit factor.
+    pub batches: u64,
+    /// Writes refused on their own (duplicate, stale snapshot, ...).
+    pub rejected_batches: u64,
+    /// Commits that failed, failing every write in them.
+    pub failed_commits: u64,
+}
+
+/// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with
+/// `synchronous=FULL`.
+///
+/// Dropping it (or [`SqliteStore::close`]) lets the writer finish every queued write, then
+/// stops it; that blocks the dropping thread for as long as those writes take.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// `None` only while closing.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Readers,
+    stats: Arc<Counters>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the store in `dir`.
+    pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(DB_FILE);
+        let conn = schema::open_writer(&path)?;
+        let readers = Readers::open(&path, options.read_connections.max(1))?;
+        let limits = Limits {
+            max_jobs: options.max_batches_per_commit.max(1),
+            max_bytes: options.max_bytes_per_commit,
+            request_retention_ms: i64::try_from(options.request_retention.as_millis())
+                .unwrap_or(i64::MAX),
+        };
+        let stats = Arc::new(Counters::default());
+        let (jobs, queue) = mpsc::channel();
+        let writer = {
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer::run(conn, queue, limits, &stats))?
+        };
+        Ok(SqliteStore { path, jobs: Some(jobs), writer: Some(writer), readers, stats })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> Stats {
+        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            commits: get(&self.stats.commits),
+            batches: get(&self.stats.batches),
+            rejected_batches: get(&self.stats.rejected_batches),
+            failed_commits: get(&self.stats.failed_commits),
+        }
+    }
+
+    /// Finishes every queued write and stops the writer. Same as dropping, but says so.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Queues a job now, so that jobs are written in call order.
+    fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
+        let (ack, done) = oneshot::channel();
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
+        if !sent {
+            return Box::pin(std::future::ready(Err(Error::Closed)));
+        }
+        // A dropped ack means the writer died without answering: not durable.
+        Box::pin(async move { done.await.unwrap_or(Err(Error::Closed)) })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The writer drains the queue, then sees the channel closed and returns.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            // A panicked writer has already failed its callers (their acks were dropped).
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&self, batch: Batch) -> Pending {
+        self.submit(|ack| Job::Append { batch, ack })
+    }
+
+    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
+        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+    }
+
+    fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
+        self.submit(|ack| Job::TrimStream {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+            keep_last,
+            ack,
+        })
+    }
+
+    fn tenants(&self) -> Result<Vec<String>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant FROM log UNION SELECT tenant FROM snapshots ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([], |row| row.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn load(&self, tenant: &str) -> Result<Loaded> {
+        self.readers.with(|conn| {
+            // One read transaction: a snapshot committed between the two queries would
+            // otherwise hide the log records it deleted.
+            let tx = conn.transaction()?;
+            let snapshot = tx
+                .prepare_cached("SELECT seq, bytes FROM snapshots WHERE tenant = ?1")?
+                .query_row([tenant], |row| Ok((unsigned(row.get(0)?), row.get(1)?)))
+                .optional()?;
+            let after = snapshot.as_ref().map_or(-1, |&(seq, _)| bound(seq));
+            let log = tx
+                .prepare_cached(
+                    "SELECT seq, at_ms, request_id, command, response FROM log
+                     WHERE tenant = ?1 AND seq > ?2 ORDER BY seq",
+                )?
+                .query_map(params![tenant, after], |row| {
+                    Ok(LogRecord {
+                        seq: unsigned(row.get(0)?),
+                        at_ms: unsigned(row.get(1)?),
+                        request_id: row.get(2)?,
+                        command: row.get(3)?,
+                        response: row.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.finish()?;
+            Ok(Loaded { snapshot, log })
+        })
+    }
+
+    fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at_ms, payload FROM streams
+                 WHERE tenant = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows =
+                stmt.query_map(params![tenant, stream, bound(after_seq), count(limit)], |row| {
+                    Ok(StreamEntry {
+                        stream: stream.to_owned(),
+                        seq: unsigned(row.get(0)?),
+                        at_ms: unsigned(row.get(1)?),
+                        payload: row.get(2)?,
+                    })
+                })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn last_stream_seq(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
+        self.readers.with(|conn| {
+            let last: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM streams WHERE tenant = ?1 AND stream = ?2")?
+                .query_row([tenant, stream], |row| row.get(0))?;
+            Ok(last.map(unsigned))
+        })
+    }
+
+    fn messages(
+        &self,
+        tenant: &str,
+        conversation: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at_ms, sender, text, kind FROM messages
+                 WHERE tenant = ?1 AND conversation = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![tenant, id(conversation), bound(after_seq), count(limit)],
+                |row| {
+                    Ok(Message {
+                        conversation,
+                        seq: unsigned(row.get(0)?),
+                        at_ms: unsigned(row.get(1)?),
+                        sender: row.get(2)?,
+                        text: row.get(3)?,
+                        kind: row.get(4)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT response FROM requests WHERE tenant = ?1 AND request_id = ?2",
+                )?
+                .query_row([tenant, request_id], |row| row.get(0))
+                .optional()?)
+        })
+    }
+}
+
+/// A few read connections; a read takes whichever is free.
+struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn open(path: &Path, n: usize) -> Result<Readers> {
+        let conns =
+            (0..n).map(|_| schema::open_reader(path).map(Mutex::new)).collect::<Result<_>>()?;
+        Ok(Readers { conns, next: AtomicUsize::new(0) })
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.conns.len();
+        let free = (0..n).find_map(|i| match self.conns[(start + i) % n].try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        // All busy: wait for one. A panic mid-read leaves nothing half-done (reads only, and
+        // an open transaction rolls back when dropped), so a poisoned lock is fine to reuse.
+        let mut conn: MutexGuard<'_, Connection> = match free {
+            Some(conn) => conn,
+            None => self.conns[start % n].lock().unwrap_or_else(PoisonError::into_inner),
+        };
+        read(&mut conn)
+    }
+}

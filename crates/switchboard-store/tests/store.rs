@@ -1,0 +1,318 @@
+//! The store's contract, against real SQLite in a temporary directory.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{command, entry, message, open, record};
+use switchboard_store::{Batch, Error, LogRecord, SqliteOptions, SqliteStore, Store};
+
+#[tokio::test]
+async fn append_then_read_everything_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch = Batch {
+        tenant: "acme".into(),
+        log: vec![record(1)],
+        streams: vec![entry("agent/alice", 1), entry("agent/alice", 2), entry("outbox", 7)],
+        messages: vec![message(42, 1), message(42, 2), message(43, 1)],
+        ..Batch::default()
+    };
+    store.append(batch.clone()).await.unwrap();
+
+    let loaded = store.load("acme").unwrap();
+    assert_eq!(loaded.snapshot, None);
+    assert_eq!(loaded.log, vec![record(1)]);
+    assert_eq!(store.tenants().unwrap(), vec!["acme".to_string()]);
+
+    let alice = store.read_stream("acme", "agent/alice", 0, 100).unwrap();
+    assert_eq!(alice, vec![entry("agent/alice", 1), entry("agent/alice", 2)]);
+    assert_eq!(
+        store.read_stream("acme", "agent/alice", 1, 100).unwrap(),
+        vec![entry("agent/alice", 2)]
+    );
+    assert_eq!(
+        store.read_stream("acme", "agent/alice", 0, 1).unwrap(),
+        vec![entry("agent/alice", 1)]
+    );
+    assert_eq!(store.read_stream("acme", "outbox", 0, 100).unwrap(), vec![entry("outbox", 7)]);
+    assert_eq!(store.last_stream_seq("acme", "agent/alice").unwrap(), Some(2));
+    assert_eq!(store.last_stream_seq("acme", "nobody").unwrap(), None);
+
+    assert_eq!(store.messages("acme", 42, 0, 100).unwrap(), vec![message(42, 1), message(42, 2)]);
+    assert_eq!(store.messages("acme", 42, 1, 100).unwrap(), vec![message(42, 2)]);
+    assert_eq!(store.messages("acme", 43, 0, 100).unwrap(), vec![message(43, 1)]);
+
+    assert_eq!(store.find_response("acme", "req-1").unwrap(), Some(b"response 1".to_vec()));
+    assert_eq!(store.find_response("acme", "req-2").unwrap(), None);
+
+    // Tenants never see each other's rows.
+    assert_eq!(store.load("other").unwrap().log, vec![]);
+    assert_eq!(store.read_stream("other", "agent/alice", 0, 100).unwrap(), vec![]);
+    assert_eq!(store.messages("other", 42, 0, 100).unwrap(), vec![]);
+    assert_eq!(store.find_response("other", "req-1").unwrap(), None);
+}
+
+#[tokio::test]
+async fn usable_as_a_trait_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(open(dir.path()));
+    let task = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.append(command("acme", 1)).await })
+    };
+    task.await.unwrap().unwrap();
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1)]);
+}
+
+#[tokio::test]
+async fn snapshot_replaces_the_log_records_up_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for seq in 1..=5 {
+        store.append(command("acme", seq)).await.unwrap();
+    }
+    store.snapshot("acme", 3, b"state at 3".to_vec()).await.unwrap();
+
+    let loaded = store.load("acme").unwrap();
+    assert_eq!(loaded.snapshot, Some((3, b"state at 3".to_vec())));
+    assert_eq!(loaded.log, vec![record(4), record(5)]);
+    // Idempotency outlives the deleted log records; streams and transcripts are untouched.
+    assert_eq!(store.find_response("acme", "req-2").unwrap(), Some(b"response 2".to_vec()));
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap().len(), 5);
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap().len(), 5);
+
+    // A newer snapshot replaces it; an older one is refused and changes nothing.
+    store.snapshot("acme", 5, b"state at 5".to_vec()).await.unwrap();
+    let stale = store.snapshot("acme", 4, b"state at 4".to_vec()).await;
+    assert!(matches!(stale, Err(Error::StaleSnapshot { seq: 4, stored: 5, .. })), "{stale:?}");
+    let loaded = store.load("acme").unwrap();
+    assert_eq!(loaded.snapshot, Some((5, b"state at 5".to_vec())));
+    assert_eq!(loaded.log, vec![]);
+
+    // A tenant with only a snapshot is still a tenant.
+    store.snapshot("quiet", 0, b"empty".to_vec()).await.unwrap();
+    assert_eq!(store.tenants().unwrap(), vec!["acme".to_string(), "quiet".to_string()]);
+}
+
+#[tokio::test]
+async fn snapshot_prunes_responses_older_than_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        request_retention: Duration::from_millis(1_000),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(dir.path(), options).unwrap();
+    let at = |seq: u64, at_ms: u64| Batch {
+        tenant: "acme".into(),
+        log: vec![LogRecord { at_ms, ..record(seq) }],
+        ..Batch::default()
+    };
+    store.append(at(1, 10_000)).await.unwrap();
+    store.append(at(2, 10_500)).await.unwrap();
+    store.append(at(3, 11_200)).await.unwrap();
+    // Before a snapshot nothing is pruned.
+    assert!(store.find_response("acme", "req-1").unwrap().is_some());
+
+    store.snapshot("acme", 3, vec![]).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-1").unwrap(), None, "1.2 s older than the newest");
+    assert!(store.find_response("acme", "req-2").unwrap().is_some(), "0.7 s: inside the window");
+    assert!(store.find_response("acme", "req-3").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn purge_deletes_transcripts_of_those_conversations_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch = |tenant: &str| Batch {
+        tenant: tenant.into(),
+        log: vec![record(1)],
+        streams: vec![entry("events", 1)],
+        messages: vec![message(1, 1), message(1, 2), message(2, 1), message(3, 1)],
+        ..Batch::default()
+    };
+    store.append(batch("acme")).await.unwrap();
+    store.append(batch("other")).await.unwrap();
+
+    let purge =
+        Batch { tenant: "acme".into(), purge_conversations: vec![1, 3], ..Batch::default() };
+    store.append(purge).await.unwrap();
+
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap(), vec![]);
+    assert_eq!(store.messages("acme", 3, 0, 100).unwrap(), vec![]);
+    assert_eq!(store.messages("acme", 2, 0, 100).unwrap(), vec![message(2, 1)]);
+    assert_eq!(
+        store.messages("other", 1, 0, 100).unwrap().len(),
+        2,
+        "another tenant's conversation 1"
+    );
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1)]);
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap(), vec![entry("events", 1)]);
+}
+
+#[tokio::test]
+async fn purge_in_the_same_batch_wins_over_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch = Batch {
+        tenant: "acme".into(),
+        messages: vec![message(1, 1)],
+        purge_conversations: vec![1],
+        ..Batch::default()
+    };
+    store.append(batch).await.unwrap();
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+
+    // Hold the write lock from another connection so that the writer is stuck in its first
+    // commit while every append queues: what shares a commit then does not depend on timing.
+    let lock = rusqlite::Connection::open(store.path()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let (queued_tx, mut queued) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let queued_tx = queued_tx.clone();
+            tokio::spawn(async move {
+                let pending = store.append(command(&format!("tenant-{}", i % 7), i));
+                queued_tx.send(()).unwrap();
+                pending.await
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        queued.recv().await.unwrap();
+    }
+    lock.execute_batch("ROLLBACK").unwrap();
+
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.batches, 200);
+    // The writer's first commit took what was queued when it started, the second all the rest.
+    assert!(stats.commits <= 2, "{stats:?}");
+    let stored: usize =
+        store.tenants().unwrap().iter().map(|t| store.load(t).unwrap().log.len()).sum();
+    assert_eq!(stored, 200);
+}
+
+#[tokio::test]
+async fn everything_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for seq in 1..=10 {
+        store.append(command("acme", seq)).await.unwrap();
+    }
+    store.snapshot("acme", 4, b"four".to_vec()).await.unwrap();
+    // Queued but not awaited: closing finishes it.
+    let last = store.append(command("acme", 11));
+    drop(store);
+    last.await.unwrap();
+
+    let store = open(dir.path());
+    let loaded = store.load("acme").unwrap();
+    assert_eq!(loaded.snapshot, Some((4, b"four".to_vec())));
+    assert_eq!(loaded.log, (5..=11).map(record).collect::<Vec<_>>());
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap().len(), 11);
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap().len(), 11);
+    assert_eq!(store.find_response("acme", "req-11").unwrap(), Some(b"response 11".to_vec()));
+}
+
+#[tokio::test]
+async fn a_duplicate_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append(command("acme", 1)).await.unwrap();
+
+    // Same log seq, new stream entry and message: none of it may land.
+    let mut again = command("acme", 1);
+    again.streams = vec![entry("events", 2)];
+    again.messages = vec![message(1, 2)];
+    let refused = store.append(again).await;
+    assert!(matches!(refused, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{refused:?}");
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap(), vec![entry("events", 1)]);
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap(), vec![message(1, 1)]);
+
+    let mut stream_dup = command("acme", 2);
+    stream_dup.streams = vec![entry("events", 1)];
+    let refused = store.append(stream_dup).await;
+    assert!(matches!(refused, Err(Error::DuplicateStreamEntry { seq: 1, .. })), "{refused:?}");
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1)], "its log record rolled back");
+
+    let mut message_dup = command("acme", 2);
+    message_dup.messages = vec![message(1, 1)];
+    let refused = store.append(message_dup).await;
+    assert!(matches!(refused, Err(Error::DuplicateMessage { seq: 1, .. })), "{refused:?}");
+
+    // The store carries on.
+    store.append(command("acme", 2)).await.unwrap();
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1), record(2)]);
+    assert_eq!(store.stats().rejected_batches, 3);
+}
+
+#[tokio::test]
+async fn trim_keeps_the_newest_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch = Batch {
+        tenant: "acme".into(),
+        streams: (1..=10).map(|seq| entry("outbox", seq)).chain([entry("events", 1)]).collect(),
+        ..Batch::default()
+    };
+    store.append(batch).await.unwrap();
+
+    store.trim_stream("acme", "outbox", 3).await.unwrap();
+    let left: Vec<u64> =
+        store.read_stream("acme", "outbox", 0, 100).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, vec![8, 9, 10]);
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap().len(), 1, "other streams kept");
+
+    store.trim_stream("acme", "outbox", 100).await.unwrap();
+    assert_eq!(store.read_stream("acme", "outbox", 0, 100).unwrap().len(), 3);
+    store.trim_stream("acme", "outbox", 0).await.unwrap();
+    assert_eq!(store.last_stream_seq("acme", "outbox").unwrap(), None);
+}
+
+#[tokio::test]
+async fn ids_use_the_whole_u64_range_and_sequences_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let big = Batch {
+        tenant: "acme".into(),
+        messages: vec![message(u64::MAX, 1), message(1 << 63, 1)],
+        ..Batch::default()
+    };
+    store.append(big).await.unwrap();
+    assert_eq!(store.messages("acme", u64::MAX, 0, 10).unwrap(), vec![message(u64::MAX, 1)]);
+    assert_eq!(store.messages("acme", 1 << 63, 0, 10).unwrap(), vec![message(1 << 63, 1)]);
+    assert_eq!(store.messages("acme", 1, u64::MAX, 10).unwrap(), vec![]);
+
+    let too_far = Batch {
+        tenant: "acme".into(),
+        log: vec![LogRecord { seq: u64::MAX, ..record(1) }],
+        ..Batch::default()
+    };
+    let refused = store.append(too_far).await;
+    assert!(matches!(refused, Err(Error::OutOfRange { .. })), "{refused:?}");
+}
+
+#[test]
+fn two_stores_on_one_directory_serialise_their_writes() {
+    // Not a supported setup, but it must not corrupt anything: the second writer waits for
+    // SQLite's lock and then sees the first one's rows.
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let second = open(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(first.append(command("acme", 1))).unwrap();
+    let duplicate = runtime.block_on(second.append(command("acme", 1)));
+    assert!(matches!(duplicate, Err(Error::DuplicateLogRecord { .. })), "{duplicate:?}");
+}
