@@ -1,0 +1,671 @@
+//! Administrator commands: the tenant, skill groups, agents, customers, shared quick replies.
+//!
+//! Each handler checks every field first and mutates only after the engine accepted the
+//! change: a refusal is not logged, so anything it touched would differ after a replay. Ids
+//! are interned only once the engine holds the new group or agent (`Ids::peek` gives the
+//! number it will get).
+
+use switchboard_core::config::{AgentSettings, CustomerSettings, GroupSettings};
+use switchboard_core::{AgentId, CustomerId, Engine, GroupId, Timestamp};
+use switchboard_proto::internal::v1::response;
+use switchboard_proto::v1 as pb;
+
+use super::{Output, emit};
+use crate::convert::{resources, settings};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::TenantState;
+
+/// Longest display name of a tenant or group, and longest customer nickname, in bytes.
+const MAX_DISPLAY_NAME: usize = 256;
+/// Longest agent nickname, in bytes (it is shown to customers as `{{staff_name}}`).
+const MAX_NICKNAME: usize = 64;
+/// Customer groups one customer may be in, and the longest name of one.
+const MAX_CUSTOMER_GROUPS: usize = 50;
+const MAX_CUSTOMER_GROUP: usize = 64;
+/// Longest language tag (BCP 47 tags stay well below this).
+const MAX_LANGUAGE: usize = 35;
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::field(field, format!("{} bytes; the limit is {max}", value.len())));
+    }
+    Ok(())
+}
+
+/// `tenants/{t}` naming this tenant.
+fn check_tenant(state: &TenantState, field: &str, name: &str) -> Result<()> {
+    if names::tenant(field, name)? != state.id {
+        return Err(Error::field(field, format!("{name:?} is not tenant {}", state.id)));
+    }
+    Ok(())
+}
+
+/// `tenants/{t}/{kind}/{id}` within this tenant → id.
+fn child_id(state: &TenantState, field: &str, name: &str, kind: &str) -> Result<String> {
+    let (t, id) = names::child(field, name, kind)?;
+    if t != state.id {
+        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
+    }
+    Ok(id)
+}
+
+/// `state` is a fresh `TenantState`. Groups do not exist yet, so the settings may not name
+/// any: set `default_group` and channel groups with UpdateTenant after PutGroup.
+pub(super) fn create_tenant(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::CreateTenantRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    if !state.id.is_empty() {
+        return Err(Error::AlreadyExists(format!("tenant {}", state.id)));
+    }
+    names::check_id("tenant_id", &r.tenant_id)?;
+    check_len("display_name", &r.display_name, MAX_DISPLAY_NAME)?;
+    let pb_settings = r.settings.clone().unwrap_or_default();
+    let no_groups_yet = "no skill group exists before the tenant does: create the tenant without \
+                         it, PutGroup, then set it with UpdateTenant";
+    if !pb_settings.default_group.is_empty() {
+        return Err(Error::field("settings.default_group", no_groups_yet));
+    }
+    if let Some(i) = pb_settings.channels.iter().position(|c| !c.group.is_empty()) {
+        return Err(Error::field(&format!("settings.channels[{i}].group"), no_groups_yet));
+    }
+    let engine = Engine::new(settings::tenant_settings(state, &pb_settings)?)?;
+    state.id = r.tenant_id.clone();
+    state.display_name = r.display_name.clone();
+    state.created_at = now;
+    state.engine = engine;
+    Ok(response::Result::Tenant(resources::tenant(state)))
+}
+
+/// Replaces the settings when given, and the display name when not empty: the request has no
+/// field mask, and an empty name or missing settings are never what an operator means to set.
+pub(super) fn update_tenant(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::UpdateTenantRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    check_tenant(state, "name", &r.name)?;
+    check_len("display_name", &r.display_name, MAX_DISPLAY_NAME)?;
+    if let Some(s) = &r.settings {
+        let s = settings::tenant_settings(state, s)?;
+        state.engine.set_settings(s)?;
+    }
+    if !r.display_name.is_empty() {
+        state.display_name = r.display_name.clone();
+    }
+    Ok(response::Result::Tenant(resources::tenant(state)))
+}
+
+pub(super) fn put_group(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::PutGroupRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let id = child_id(state, "name", &r.name, "groups")?;
+    check_len("display_name", &r.display_name, MAX_DISPLAY_NAME)?;
+    let group_settings = GroupSettings {
+        name: r.display_name.clone(),
+        policy: settings::routing_policy("policy", r.policy.as_ref())?,
+        replies: settings::reply_settings("replies", r.replies.as_ref())?,
+    };
+    let g = GroupId(state.groups.peek(&id));
+    let effects = state.engine.upsert_group(now, g, group_settings)?;
+    state.groups.intern(&id);
+    state.group_names.insert(g, r.display_name.clone());
+    emit(state, now, effects, out);
+    Ok(response::Result::Group(resources::group(state, g)))
+}
+
+/// Refused while anything still leads to the group: members and waiting conversations (the
+/// engine checks those), the tenant's default and channel groups, customers routed to it.
+pub(super) fn delete_group(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::DeleteGroupRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    let id = child_id(state, "name", &r.name, "groups")?;
+    let g = state.group("name", &id)?;
+    let s = state.engine.settings();
+    if s.default_group == Some(g) {
+        return Err(Error::FailedPrecondition(format!(
+            "skill group {id:?} is the tenant's default group; name another with UpdateTenant first"
+        )));
+    }
+    if let Some(c) = s.channel_groups.iter().find_map(|(c, cg)| (*cg == g).then_some(*c)) {
+        return Err(Error::FailedPrecondition(format!(
+            "skill group {id:?} is the group of channel {}; change it with UpdateTenant first",
+            c.as_str()
+        )));
+    }
+    let routed_here = state.customers.names_after("").find(|(_, u)| {
+        state.engine.customer(CustomerId(*u)).is_some_and(|c| c.settings.group == Some(g))
+    });
+    if let Some((name, _)) = routed_here {
+        return Err(Error::FailedPrecondition(format!(
+            "customer {name:?} is routed to skill group {id:?}; change it with PutCustomer first"
+        )));
+    }
+    state.engine.remove_group(g)?;
+    state.groups.remove(&id);
+    state.group_names.remove(&g);
+    Ok(response::Result::Empty(Default::default()))
+}
+
+pub(super) fn put_agent(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::PutAgentRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let id = child_id(state, "name", &r.name, "agents")?;
+    check_len("nickname", &r.nickname, MAX_NICKNAME)?;
+    let max = switchboard_core::config::MAX_CAPACITY;
+    if r.capacity == 0 || r.capacity > max {
+        return Err(Error::field(
+            "capacity",
+            format!("must be 1 to {max}, got {}; set a busy status to stop new work", r.capacity),
+        ));
+    }
+    let mut groups = Vec::with_capacity(r.groups.len());
+    for (i, name) in r.groups.iter().enumerate() {
+        let g = state.group(&format!("groups[{i}]"), name)?;
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let agent_settings = AgentSettings {
+        nickname: r.nickname.clone(),
+        capacity: r.capacity,
+        groups,
+        replies: settings::reply_settings("replies", r.replies.as_ref())?,
+    };
+    let a = AgentId(state.agents.peek(&id));
+    let effects = state.engine.upsert_agent(now, a, agent_settings)?;
+    state.agents.intern(&id);
+    state.agent_extra.entry(a).or_default().supervisor = r.supervisor;
+    emit(state, now, effects, out);
+    Ok(response::Result::Agent(resources::agent(state, a)))
+}
+
+/// Signs the agent out (its conversations go to the front of their groups), forgets it, and
+/// releases the customers it was dedicated to so they route to their group instead of
+/// waiting for (and getting offline replies on behalf of) someone who no longer exists.
+pub(super) fn delete_agent(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::DeleteAgentRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let id = child_id(state, "name", &r.name, "agents")?;
+    let a = state.agent("name", &id)?;
+    let dedicated: Vec<(CustomerId, CustomerSettings)> = state
+        .customers
+        .names_after("")
+        .filter_map(|(_, u)| {
+            let u = CustomerId(u);
+            let c = state.engine.customer(u)?;
+            (c.settings.dedicated_agent == Some(a))
+                .then(|| (u, CustomerSettings { dedicated_agent: None, ..c.settings.clone() }))
+        })
+        .collect();
+    let effects = state.engine.remove_agent(now, a)?;
+    for (u, s) in dedicated {
+        // Cannot fail: the customer's group exists (groups in use are never deleted) and
+        // it names no agent any more.
+        state.engine.upsert_customer(u, s)?;
+    }
+    // The effects notify the agent's own stream, which is named after it: emit before
+    // forgetting the name.
+    emit(state, now, effects, out);
+    state.agents.remove(&id);
+    state.agent_extra.remove(&a);
+    Ok(response::Result::Empty(Default::default()))
+}
+
+/// Creates or replaces what an administrator sets on a customer. The nickname the channel
+/// reported is kept when the request leaves it empty; contact data agents edit is untouched.
+pub(super) fn put_customer(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::PutCustomerRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    let id = child_id(state, "name", &r.name, "customers")?;
+    check_len("nickname", &r.nickname, MAX_DISPLAY_NAME)?;
+    let priority = u8::try_from(r.priority)
+        .map_err(|_| Error::field("priority", format!("must be 0 to 255, got {}", r.priority)))?;
+    let group = if r.group.is_empty() { None } else { Some(state.group("group", &r.group)?) };
+    let dedicated_agent = if r.dedicated_agent.is_empty() {
+        None
+    } else {
+        Some(state.agent("dedicated_agent", &r.dedicated_agent)?)
+    };
+    if r.customer_groups.len() > MAX_CUSTOMER_GROUPS {
+        return Err(Error::field(
+            "customer_groups",
+            format!("at most {MAX_CUSTOMER_GROUPS}, got {}", r.customer_groups.len()),
+        ));
+    }
+    for (i, g) in r.customer_groups.iter().enumerate() {
+        if g.trim().is_empty() || g.len() > MAX_CUSTOMER_GROUP {
+            return Err(Error::field(
+                &format!("customer_groups[{i}]"),
+                format!("must be 1 to {MAX_CUSTOMER_GROUP} bytes"),
+            ));
+        }
+    }
+    check_len("language", &r.language, MAX_LANGUAGE)?;
+
+    let u = CustomerId(state.customers.peek(&id));
+    let known_nickname = state.engine.customer(u).and_then(|c| c.settings.nickname.clone());
+    let nickname = if r.nickname.is_empty() { known_nickname } else { Some(r.nickname.clone()) };
+    state
+        .engine
+        .upsert_customer(u, CustomerSettings { nickname, priority, group, dedicated_agent })?;
+    state.customers.intern(&id);
+    let profile = state.profiles.entry(u).or_default();
+    profile.customer_groups = r.customer_groups.clone();
+    profile.language = r.language.clone();
+    Ok(response::Result::Customer(resources::customer(state, u)))
+}
+
+pub(super) fn put_shared_quick_replies(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::PutSharedQuickRepliesRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    check_tenant(state, "tenant", &r.tenant)?;
+    state.shared_quick_replies = resources::check_quick_replies("replies", &r.replies)?;
+    Ok(response::Result::QuickReplies(resources::quick_replies(state, None)))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use switchboard_proto::internal::v1::{Command, command::Op};
+
+    use super::*;
+    use crate::apply::apply;
+
+    pub(in crate::apply) const T: &str = "tenants/acme";
+
+    /// Applies one command at `at_ms`, returning its response variant.
+    pub(in crate::apply) fn run(
+        state: &mut TenantState,
+        at_ms: u64,
+        op: Op,
+    ) -> Result<(response::Result, Output)> {
+        let (response, out) = apply(state, &Command { at_ms, op: Some(op) })?;
+        Ok((response.result.expect("a response"), out))
+    }
+
+    /// Runs a command that must be refused, and checks it changed nothing.
+    pub(in crate::apply) fn refused(state: &mut TenantState, op: Op) -> Error {
+        let before = rmp_serde::to_vec_named(&*state).unwrap();
+        let e = run(state, 9_000, op).expect_err("refused");
+        assert_eq!(rmp_serde::to_vec_named(&*state).unwrap(), before, "{e} changed the state");
+        e
+    }
+
+    pub(in crate::apply) fn group_op(id: &str) -> Op {
+        Op::PutGroup(pb::PutGroupRequest {
+            name: format!("{T}/groups/{id}"),
+            display_name: id.to_uppercase(),
+            ..Default::default()
+        })
+    }
+
+    pub(in crate::apply) fn agent_op(id: &str, groups: &[&str], supervisor: bool) -> Op {
+        Op::PutAgent(pb::PutAgentRequest {
+            name: format!("{T}/agents/{id}"),
+            nickname: id.to_uppercase(),
+            capacity: 2,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            supervisor,
+            ..Default::default()
+        })
+    }
+
+    /// A tenant with group `sales` as its default.
+    pub(in crate::apply) fn tenant() -> TenantState {
+        let mut state = TenantState::default();
+        let create = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            display_name: "Acme".into(),
+            ..Default::default()
+        };
+        run(&mut state, 1_000, Op::CreateTenant(create)).unwrap();
+        run(&mut state, 1_000, group_op("sales")).unwrap();
+        let settings = pb::TenantSettings { default_group: "sales".into(), ..Default::default() };
+        let update = pb::UpdateTenantRequest {
+            name: T.into(),
+            settings: Some(settings),
+            ..Default::default()
+        };
+        run(&mut state, 1_000, Op::UpdateTenant(update)).unwrap();
+        state
+    }
+
+    fn field(e: &Error) -> &str {
+        match e {
+            Error::Field { field, .. } => field,
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[test]
+    fn create_tenant_sets_identity_and_default_settings() {
+        let mut state = TenantState::default();
+        let create = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            display_name: "Acme".into(),
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 1_000, Op::CreateTenant(create.clone())).unwrap();
+        let response::Result::Tenant(t) = r else { panic!("{r:?}") };
+        assert_eq!((t.name.as_str(), t.display_name.as_str()), ("tenants/acme", "Acme"));
+        assert_eq!(state.created_at, Timestamp(1_000));
+        let s = t.settings.unwrap();
+        assert_eq!(s.human_reserve, Some(1));
+        assert_eq!(s.not_responding_after, Some(2));
+        assert_eq!(s.not_responding_status, pb::AgentStatus::Away as i32);
+        assert_eq!(s.offline_grace, Some(prost_types::Duration { seconds: 120, nanos: 0 }));
+        // Once created, a second create is refused.
+        assert!(matches!(refused(&mut state, Op::CreateTenant(create)), Error::AlreadyExists(_)));
+    }
+
+    #[test]
+    fn create_tenant_refuses_groups_and_bad_ids() {
+        let mut state = TenantState::default();
+        let with_group = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            settings: Some(pb::TenantSettings {
+                default_group: "sales".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = refused(&mut state, Op::CreateTenant(with_group));
+        assert_eq!(field(&e), "settings.default_group");
+        let bad_id = pb::CreateTenantRequest { tenant_id: "Acme!".into(), ..Default::default() };
+        assert_eq!(field(&refused(&mut state, Op::CreateTenant(bad_id))), "tenant_id");
+    }
+
+    #[test]
+    fn put_group_interns_once_and_replaces() {
+        let mut state = tenant();
+        let (r, _) = run(&mut state, 2_000, group_op("support")).unwrap();
+        let response::Result::Group(g) = r else { panic!("{r:?}") };
+        assert_eq!(g.name, "tenants/acme/groups/support");
+        assert_eq!(g.display_name, "SUPPORT");
+        assert_eq!(
+            g.policy.unwrap().last_agent_timeout,
+            Some(prost_types::Duration { seconds: 60, nanos: 0 })
+        );
+        let id = state.groups.get("support").unwrap();
+        let renamed = pb::PutGroupRequest {
+            name: format!("{T}/groups/support"),
+            display_name: "Support desk".into(),
+            policy: Some(pb::RoutingPolicy {
+                strategy: pb::Strategy::RoundRobin as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        run(&mut state, 3_000, Op::PutGroup(renamed)).unwrap();
+        assert_eq!(state.groups.get("support"), Some(id));
+        assert_eq!(state.group_names[&GroupId(id)], "Support desk");
+    }
+
+    #[test]
+    fn put_agent_checks_fields_then_creates_offline() {
+        let mut state = tenant();
+        let e = refused(&mut state, agent_op("alice", &["nope"], false));
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+        let Op::PutAgent(mut zero) = agent_op("alice", &["sales"], false) else { unreachable!() };
+        zero.capacity = 0;
+        assert_eq!(field(&refused(&mut state, Op::PutAgent(zero))), "capacity");
+        let Op::PutAgent(mut long) = agent_op("alice", &["sales"], false) else { unreachable!() };
+        long.nickname = "x".repeat(65);
+        assert_eq!(field(&refused(&mut state, Op::PutAgent(long))), "nickname");
+        let Op::PutAgent(mut bad) = agent_op("alice", &["sales"], false) else { unreachable!() };
+        bad.replies = Some(pb::ReplySettings {
+            manual_end: Some(pb::Texts { texts: vec![String::new()] }),
+            ..Default::default()
+        });
+        assert_eq!(field(&refused(&mut state, Op::PutAgent(bad))), "replies.manual_end.texts[0]");
+
+        let (r, _) = run(&mut state, 2_000, agent_op("alice", &["sales", "sales"], true)).unwrap();
+        let response::Result::Agent(a) = r else { panic!("{r:?}") };
+        assert_eq!(a.groups, vec!["sales"]);
+        assert_eq!(a.status, pb::AgentStatus::Offline as i32);
+        assert!(a.supervisor);
+        let a = AgentId(state.agents.get("alice").unwrap());
+        assert!(state.is_supervisor(a));
+        let sales = GroupId(state.groups.get("sales").unwrap());
+        assert_eq!(resources::group(&state, sales).members, vec!["tenants/acme/agents/alice"]);
+    }
+
+    #[test]
+    fn update_tenant_sets_replies_channels_and_keeps_the_name() {
+        let mut state = tenant();
+        run(&mut state, 2_000, group_op("vip")).unwrap();
+        let replies = pb::ReplySettings {
+            queue: Some(pb::QueueReply {
+                rules: vec![pb::QueueRule {
+                    above: 10,
+                    texts: vec!["You are {{queue_num}}".into()],
+                }],
+                min_interval: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+            }),
+            ..Default::default()
+        };
+        let settings = pb::TenantSettings {
+            default_group: "sales".into(),
+            replies: Some(replies.clone()),
+            channels: vec![pb::ChannelSettings {
+                channel: pb::Channel::MiniProgram as i32,
+                group: "vip".into(),
+                replies: Some(pb::ReplySettings {
+                    manual_end: Some(pb::Texts { texts: vec!["bye".into()] }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            human_reserve: Some(2),
+            ..Default::default()
+        };
+        let update = pb::UpdateTenantRequest {
+            name: T.into(),
+            settings: Some(settings),
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 3_000, Op::UpdateTenant(update)).unwrap();
+        let response::Result::Tenant(t) = r else { panic!("{r:?}") };
+        assert_eq!(t.display_name, "Acme", "an empty display name keeps the old one");
+        let s = t.settings.unwrap();
+        assert_eq!(s.replies, Some(replies));
+        assert_eq!(s.channels[0].group, "vip");
+        assert_eq!(s.human_reserve, Some(2));
+        let core = state.engine.settings();
+        assert_eq!(
+            core.channel_groups[&switchboard_core::Channel::MiniProgram].0,
+            state.groups.get("vip").unwrap()
+        );
+        assert!(core.channel_replies[&switchboard_core::Channel::MiniProgram].manual_end.is_some());
+
+        // Settings left out stay as they are.
+        let rename = pb::UpdateTenantRequest {
+            name: T.into(),
+            display_name: "Acme Inc".into(),
+            ..Default::default()
+        };
+        run(&mut state, 4_000, Op::UpdateTenant(rename)).unwrap();
+        assert_eq!(state.display_name, "Acme Inc");
+        assert_eq!(state.engine.settings().human_reserve, 2);
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut state = tenant();
+        run(&mut state, 2_000, agent_op("alice", &["sales"], false)).unwrap();
+        let bad_replies = pb::TenantSettings {
+            channels: vec![pb::ChannelSettings {
+                channel: pb::Channel::Web as i32,
+                replies: Some(pb::ReplySettings {
+                    queue: Some(pb::QueueReply {
+                        rules: (0..6)
+                            .map(|n| pb::QueueRule { above: n, texts: vec!["wait".into()] })
+                            .collect(),
+                        min_interval: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let update = pb::UpdateTenantRequest {
+            name: T.into(),
+            settings: Some(bad_replies),
+            ..Default::default()
+        };
+        assert_eq!(
+            field(&refused(&mut state, Op::UpdateTenant(update))),
+            "settings.channels[0].replies.queue.rules"
+        );
+        let other_tenant =
+            pb::UpdateTenantRequest { name: "tenants/other".into(), ..Default::default() };
+        assert_eq!(field(&refused(&mut state, Op::UpdateTenant(other_tenant))), "name");
+        // A group whose policy is refused takes no id.
+        let bad_group = pb::PutGroupRequest {
+            name: format!("{T}/groups/new"),
+            policy: Some(pb::RoutingPolicy { offer_mode: 9, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(field(&refused(&mut state, Op::PutGroup(bad_group))), "policy.offer_mode");
+        // In use: members, and the tenant's default.
+        let delete = |g: &str| {
+            Op::DeleteGroup(pb::DeleteGroupRequest {
+                name: format!("{T}/groups/{g}"),
+                ..Default::default()
+            })
+        };
+        assert!(matches!(refused(&mut state, delete("sales")), Error::FailedPrecondition(_)));
+        assert!(matches!(refused(&mut state, delete("none")), Error::NotFound(_)));
+        let customer = pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            priority: 256,
+            ..Default::default()
+        };
+        assert_eq!(field(&refused(&mut state, Op::PutCustomer(customer))), "priority");
+        let replies = pb::PutSharedQuickRepliesRequest {
+            tenant: T.into(),
+            replies: vec![pb::QuickReply { title: "t".into(), text: String::new() }],
+            ..Default::default()
+        };
+        assert_eq!(
+            field(&refused(&mut state, Op::PutSharedQuickReplies(replies))),
+            "replies[0].text"
+        );
+    }
+
+    #[test]
+    fn delete_group_once_nothing_leads_to_it() {
+        let mut state = tenant();
+        run(&mut state, 2_000, group_op("vip")).unwrap();
+        run(&mut state, 2_000, agent_op("alice", &["vip"], false)).unwrap();
+        let customer = pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            group: "vip".into(),
+            ..Default::default()
+        };
+        run(&mut state, 2_000, Op::PutCustomer(customer)).unwrap();
+        let delete = Op::DeleteGroup(pb::DeleteGroupRequest {
+            name: format!("{T}/groups/vip"),
+            ..Default::default()
+        });
+        let e = refused(&mut state, delete.clone());
+        assert!(e.to_string().contains("customer \"u1\""), "{e}");
+        let customer =
+            pb::PutCustomerRequest { name: format!("{T}/customers/u1"), ..Default::default() };
+        run(&mut state, 3_000, Op::PutCustomer(customer)).unwrap();
+        let e = refused(&mut state, delete.clone());
+        assert!(e.to_string().contains("members"), "{e}");
+        run(&mut state, 4_000, agent_op("alice", &[], false)).unwrap();
+        let vip = GroupId(state.groups.get("vip").unwrap());
+        let (r, _) = run(&mut state, 5_000, delete).unwrap();
+        assert!(matches!(r, response::Result::Empty(_)));
+        assert_eq!(state.groups.get("vip"), None);
+        assert!(
+            state.engine.group_settings(vip).is_none() && !state.group_names.contains_key(&vip)
+        );
+    }
+
+    #[test]
+    fn customers_and_deleting_their_dedicated_agent() {
+        let mut state = tenant();
+        run(&mut state, 2_000, agent_op("alice", &["sales"], false)).unwrap();
+        let put = pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            nickname: "Lee".into(),
+            priority: 7,
+            dedicated_agent: "alice".into(),
+            customer_groups: vec!["vip".into()],
+            language: "zh-CN".into(),
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 3_000, Op::PutCustomer(put)).unwrap();
+        let response::Result::Customer(c) = r else { panic!("{r:?}") };
+        assert_eq!(
+            (c.nickname.as_str(), c.priority, c.dedicated_agent.as_str()),
+            ("Lee", 7, "alice")
+        );
+        assert_eq!((c.customer_groups, c.language.as_str()), (vec!["vip".to_owned()], "zh-CN"));
+        // An empty nickname keeps the one known.
+        let again = pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            dedicated_agent: "alice".into(),
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 3_500, Op::PutCustomer(again)).unwrap();
+        let response::Result::Customer(c) = r else { panic!("{r:?}") };
+        assert_eq!((c.nickname.as_str(), c.priority), ("Lee", 0));
+
+        let delete = Op::DeleteAgent(pb::DeleteAgentRequest {
+            name: format!("{T}/agents/alice"),
+            ..Default::default()
+        });
+        run(&mut state, 4_000, delete.clone()).unwrap();
+        assert_eq!(state.agents.get("alice"), None);
+        let u = CustomerId(state.customers.get("u1").unwrap());
+        assert_eq!(state.engine.customer(u).unwrap().settings.dedicated_agent, None);
+        assert!(matches!(refused(&mut state, delete), Error::NotFound(_)));
+    }
+
+    #[test]
+    fn shared_quick_replies_replace_the_list() {
+        let mut state = tenant();
+        let put = pb::PutSharedQuickRepliesRequest {
+            tenant: T.into(),
+            replies: vec![pb::QuickReply {
+                title: "hello".into(),
+                text: "Hello, how can I help?".into(),
+            }],
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 2_000, Op::PutSharedQuickReplies(put)).unwrap();
+        let response::Result::QuickReplies(q) = r else { panic!("{r:?}") };
+        assert_eq!((q.shared.len(), q.personal.len()), (1, 0));
+        assert_eq!(
+            state.shared_quick_replies,
+            vec![("hello".to_owned(), "Hello, how can I help?".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Agent desktop commands. `agent` in each request is the acting agent.
+
+use switchboard_core::engine::{Actor, Effect, Selection, Sender, Target};
+use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
+use switchboard_proto::internal::v1::response;
+use switchboard_proto::v1 as pb;
+
+use super::channel::{check_text, conversation};
+use super::{Output, emit};
+use crate::convert::{self, resources, views};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::TenantState;
+
+/// Text of the rating invitation sent to the customer.
+pub const RATING_INVITATION: &str = "How did we do? Please rate this conversation from 1 to 5.";
+/// Longest note and tag a conversation or customer may carry.
+const MAX_NOTE: usize = 4096;
+const MAX_TAG: usize = 64;
+const MAX_TAGS: usize = 50;
+
+/// The acting agent of a request, checked to belong to this tenant.
+pub(super) fn acting(state: &TenantState, field: &str, name: &str) -> Result<AgentId> {
+    let (t, id) = names::child(field, name, "agents")?;
+    if t != state.id {
+        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
+    }
+    state.agent(field, &id)
+}
+
+/// How the acting agent acts: supervisors may act on any conversation.
+fn actor(state: &TenantState, a: AgentId) -> Actor {
+    if state.is_supervisor(a) { Actor::Supervisor(a) } else { Actor::Agent(a) }
+}
+
+fn conversation_response(state: &TenantState, c: ConversationId) -> response::Result {
+    response::Result::Conversation(views::conversation(state, c))
+}
+
+/// Records today's first sign-in when an agent leaves `offline`.
+pub(super) fn note_login(
+    state: &mut TenantState,
+    now: Timestamp,
+    a: AgentId,
+    from: AgentStatus,
+    to: AgentStatus,
+) {
+    if from == AgentStatus::Offline && to != AgentStatus::Offline {
+        let day = now.as_millis() / 86_400_000;
+        let extra = state.agent_extra.entry(a).or_default();
+        if extra.first_login.is_none_or(|(d, _)| d != day) {
+            extra.first_login = Some((day, now));
+        }
+    }
+}
+
+pub(super) fn set_status(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::SetStatusRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let status = convert::status("status", r.status)?;
+    let from = state.engine.router().agent(a).map_or(AgentStatus::Offline, |x| x.status);
+    let effects = state.engine.set_agent_status(now, a, status, Actor::Agent(a))?;
+    note_login(state, now, a, from, status);
+    emit(state, now, effects, out);
+    Ok(response::Result::Agent(resources::agent(state, a)))
+}
+
+pub(super) fn accept(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.accept(now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn decline(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.decline(now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn pick(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.pick(now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn send_message(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::SendMessageRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    check_text("text", &r.text)?;
+    let tag = convert::tag("tag", r.tag)?;
+    let effects = state.engine.agent_message(now, a, c, &r.text, tag)?;
+    emit(state, now, effects, out);
+    let message = out.transcript.last().map(|row| row.message.clone());
+    Ok(response::Result::SendMessage(pb::SendMessageResponse { message }))
+}
+
+pub(super) fn mark_read(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.mark_read(now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+/// Where a transfer goes, from the request's oneof.
+pub(super) fn target(
+    state: &TenantState,
+    to_agent: Option<&str>,
+    to_group: Option<&str>,
+    reset: bool,
+) -> Result<Target> {
+    match (to_agent, to_group) {
+        (Some(name), None) => Ok(Target::Agent(acting(state, "to_agent", name)?)),
+        (None, Some(name)) => {
+            let (t, id) = names::child("to_group", name, "groups")?;
+            if t != state.id {
+                return Err(Error::field(
+                    "to_group",
+                    format!("{name:?} is not in tenant {}", state.id),
+                ));
+            }
+            Ok(Target::Group { group: state.group("to_group", &id)?, keep_entry_time: !reset })
+        }
+        _ => Err(Error::field("to", "name exactly one of to_agent or to_group")),
+    }
+}
+
+pub(super) fn transfer(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::TransferRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    use pb::transfer_request::To;
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let (to_agent, to_group) = match &r.to {
+        Some(To::ToAgent(n)) => (Some(n.as_str()), None),
+        Some(To::ToGroup(n)) => (None, Some(n.as_str())),
+        None => (None, None),
+    };
+    let target = target(state, to_agent, to_group, r.reset_entry_time)?;
+    let effects = state.engine.transfer(now, c, target, actor(state, a))?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn end(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.end(now, c, actor(state, a))?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn bot_hosting(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentBotHostingRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let holder = state.engine.conversation(c).and_then(|x| x.agent);
+    if holder != Some(a) && !state.is_supervisor(a) {
+        return Err(switchboard_core::Error::NotAssigned { conversation: c, agent: a }.into());
+    }
+    let (_, effects) = state.engine.set_bot_hosting(now, &Selection::Conversations(vec![c]), r.on);
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
+/// Sends the rating invitation through the agent's own message path, so it counts against
+/// the channel budget and the reply window like any service message.
+pub(super) fn invite_rating(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.agent_message(now, a, c, RATING_INVITATION, None)?;
+    let before = out.items.len();
+    emit(state, now, effects.clone(), out);
+    // Mark what went out as the invitation rather than an agent's words.
+    for (_, _, item) in &mut out.items[before..] {
+        if let Some(switchboard_proto::internal::v1::stream_item::Item::Outbound(m)) =
+            &mut item.item
+        {
+            m.reply_kind = pb::ReplyKind::RatingInvitation as i32;
+        }
+    }
+    if let Some(row) = out.transcript.last_mut()
+        && effects.iter().any(|e| matches!(e, Effect::Send { from: Sender::Agent(_), .. }))
+    {
+        row.message.reply_kind = pb::ReplyKind::RatingInvitation as i32;
+    }
+    Ok(conversation_response(state, c))
+}
+
+fn check_tags(field: &str, tags: &[String]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::field(field, format!("at most {MAX_TAGS} tags")));
+    }
+    if let Some(t) = tags.iter().find(|t| t.trim().is_empty() || t.len() > MAX_TAG) {
+        return Err(Error::field(field, format!("tag {t:?} must be 1 to {MAX_TAG} bytes")));
+    }
+    Ok(())
+}
+
+pub(super) fn update_conversation(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::UpdateConversationRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    check_tags("tags", &r.tags)?;
+    if r.note.len() > MAX_NOTE {
+        return Err(Error::field("note", format!("longer than {MAX_NOTE} bytes")));
+    }
+    let extra = state.conversation_extra.entry(c).or_default();
+    extra.tags = r.tags.clone();
+    extra.note = r.note.clone();
+    Ok(conversation_response(state, c))
+}
+
+pub(super) fn update_customer_profile(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::UpdateCustomerProfileRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    acting(state, "agent", &r.agent)?;
+    let (t, id) = names::child("customer", &r.customer, "customers")?;
+    if t != state.id {
+        return Err(Error::field(
+            "customer",
+            format!("{:?} is not in tenant {}", r.customer, state.id),
+        ));
+    }
+    let u = state.customers.get(&id).ok_or_else(|| Error::NotFound(format!("customer {id:?}")))?;
+    check_tags("tags", &r.tags)?;
+    for (field, v) in [("remark_name", &r.remark_name), ("phone", &r.phone), ("email", &r.email)] {
+        if v.len() > 256 {
+            return Err(Error::field(field, "longer than 256 bytes"));
+        }
+    }
+    if !r.email.is_empty() && !r.email.contains('@') {
+        return Err(Error::field("email", format!("{:?} is not an e-mail address", r.email)));
+    }
+    let profile = state.profiles.entry(switchboard_core::CustomerId(u)).or_default();
+    profile.remark_name = r.remark_name.clone();
+    profile.phone = r.phone.clone();
+    profile.email = r.email.clone();
+    profile.tags = r.tags.clone();
+    Ok(response::Result::Customer(resources::customer(state, switchboard_core::CustomerId(u))))
+}
+
+pub(super) fn put_quick_replies(
+    state: &mut TenantState,
+    _now: Timestamp,
+    r: &pb::PutPersonalQuickRepliesRequest,
+    _out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let replies = resources::check_quick_replies("replies", &r.replies)?;
+    state.agent_extra.entry(a).or_default().quick_replies = replies;
+    Ok(response::Result::QuickReplies(resources::quick_replies(state, Some(a))))
+}

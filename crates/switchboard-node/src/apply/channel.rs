@@ -1,0 +1,186 @@
+//! Channel gateway commands: customer messages, open service, transfer to a human, close,
+//! rating.
+
+use switchboard_core::engine::MAX_MESSAGE_TEXT;
+use switchboard_core::{ConversationId, CustomerId, CustomerMessage, Timestamp};
+use switchboard_proto::internal::v1::response;
+use switchboard_proto::v1 as pb;
+
+use super::{Output, emit, transcript};
+use crate::convert::{self, views};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::TenantState;
+
+fn check_tenant(state: &TenantState, field: &str, name: &str) -> Result<()> {
+    let t = names::tenant(field, name)?;
+    if t != state.id {
+        return Err(Error::field(field, format!("{name:?} is not this tenant")));
+    }
+    Ok(())
+}
+
+/// The conversation a request names, checked to belong to this tenant.
+pub(super) fn conversation(state: &TenantState, field: &str, name: &str) -> Result<ConversationId> {
+    let (t, n) = names::conversation(field, name)?;
+    if t != state.id {
+        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
+    }
+    state.conversation(n)
+}
+
+pub(super) fn check_text(field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::field(field, "the message is empty"));
+    }
+    if text.len() > MAX_MESSAGE_TEXT {
+        return Err(Error::field(
+            field,
+            format!(
+                "the message is {} bytes; the limit is {MAX_MESSAGE_TEXT}, split it",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+struct Opening {
+    customer: CustomerId,
+    new_conversation: ConversationId,
+}
+
+/// Validates the customer and the ids a new conversation would take, without allocating.
+fn opening(state: &TenantState, customer_field: &str, customer: &str) -> Result<Opening> {
+    names::check_id(customer_field, customer)?;
+    Ok(Opening {
+        customer: CustomerId(state.customers.peek(customer)),
+        new_conversation: ConversationId(state.next_conversation + 1),
+    })
+}
+
+/// Commits the ids once the core accepted the operation.
+fn opened(state: &mut TenantState, customer: &str, opened: bool) {
+    state.customers.intern(customer);
+    if opened {
+        state.next_conversation += 1;
+    }
+}
+
+pub(super) fn post_message(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::PostMessageRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    check_tenant(state, "tenant", &r.tenant)?;
+    let o = opening(state, "customer", &r.customer)?;
+    let channel = convert::channel("channel", r.channel)?;
+    check_text("text", &r.text)?;
+    let group = if r.group.is_empty() { None } else { Some(state.group("group", &r.group)?) };
+    let priority = u8::try_from(r.priority).map_err(|_| {
+        Error::field("priority", format!("{} is above the highest priority, 255", r.priority))
+    })?;
+    if r.nickname.len() > 256 {
+        return Err(Error::field("nickname", "longer than 256 bytes"));
+    }
+    // The nickname the channel knows goes in before the message, so its replies can greet.
+    let mut settings =
+        state.engine.customer(o.customer).map(|u| u.settings.clone()).unwrap_or_default();
+    let renamed =
+        !r.nickname.is_empty() && settings.nickname.as_deref() != Some(r.nickname.as_str());
+    let msg = CustomerMessage {
+        customer: o.customer,
+        channel,
+        text: r.text.clone(),
+        new_conversation: o.new_conversation,
+        group,
+        priority: (priority > 0).then_some(priority),
+    };
+    let outcome = if renamed {
+        let previous = settings.clone();
+        settings.nickname = Some(r.nickname.clone());
+        state.engine.upsert_customer(o.customer, settings)?;
+        match state.engine.customer_message(now, msg) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                state.engine.upsert_customer(o.customer, previous)?;
+                return Err(e.into());
+            }
+        }
+    } else {
+        state.engine.customer_message(now, msg)?
+    };
+    opened(state, &r.customer, outcome.opened);
+    transcript(
+        state,
+        now,
+        outcome.conversation,
+        "customer",
+        "",
+        pb::ReplyKind::Unspecified,
+        &r.text,
+        0,
+        out,
+    );
+    emit(state, now, outcome.effects, out);
+    Ok(response::Result::PostMessage(pb::PostMessageResponse {
+        conversation: Some(views::conversation(state, outcome.conversation)),
+        opened: outcome.opened,
+    }))
+}
+
+pub(super) fn open_service(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::OpenServiceRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    check_tenant(state, "tenant", &r.tenant)?;
+    let o = opening(state, "customer", &r.customer)?;
+    let channel = convert::channel("channel", r.channel)?;
+    let outcome = state.engine.open_service(now, o.customer, channel, o.new_conversation)?;
+    opened(state, &r.customer, outcome.opened);
+    emit(state, now, outcome.effects, out);
+    Ok(response::Result::PostMessage(pb::PostMessageResponse {
+        conversation: Some(views::conversation(state, outcome.conversation)),
+        opened: outcome.opened,
+    }))
+}
+
+pub(super) fn request_human(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::ConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.request_human(now, c)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Conversation(views::conversation(state, c)))
+}
+
+pub(super) fn close(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::ConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = state.engine.channel_closed(now, c)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Conversation(views::conversation(state, c)))
+}
+
+pub(super) fn rate(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::RateConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let score = u8::try_from(r.score).map_err(|_| Error::field("score", "must be 1 to 5"))?;
+    let effects = state.engine.rate(now, c, score, &r.comment)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Conversation(views::conversation(state, c)))
+}

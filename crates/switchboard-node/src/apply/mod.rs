@@ -1,0 +1,284 @@
+//! Applying one logged command to a tenant: the boundary where proto requests become core
+//! calls, and core effects become durable stream items and transcript rows.
+//!
+//! `apply` is deterministic: the same command on the same state at the same `at_ms` gives the
+//! same state, response and output. That is what lets a tenant be rebuilt by replaying its
+//! log. A handler that returns an error must leave the state untouched (refusals are not
+//! logged, so a change they made would not survive a restart).
+
+mod admin;
+mod agent;
+mod channel;
+mod supervisor;
+
+use switchboard_core::engine::{Effect, Event, Note, Sender};
+use switchboard_core::{AgentId, ConversationId, ReplyKind, Timestamp};
+use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
+use switchboard_proto::v1 as pb;
+
+use crate::convert;
+use crate::error::{Error, Result};
+use crate::state::{EVENTS, OUTBOX, TenantState, agent_stream};
+
+/// A transcript row to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptRow {
+    pub conversation: u64,
+    pub message: pb::Message,
+}
+
+/// What applying a command produced besides its response.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// (stream, sequence number, item), in order.
+    pub items: Vec<(String, u64, StreamItem)>,
+    pub transcript: Vec<TranscriptRow>,
+    pub purges: Vec<u64>,
+    /// Automatic replies withheld to keep the humans' budget (for metrics).
+    pub suppressed: Vec<ReplyKind>,
+    /// Core events, for metrics.
+    pub events: Vec<Event>,
+}
+
+/// Applies a logged command.
+pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)> {
+    let now = Timestamp(cmd.at_ms);
+    let mut out = Output::default();
+    let op = cmd.op.as_ref().ok_or_else(|| Error::field("op", "empty command"))?;
+    let result = match op {
+        Op::CreateTenant(r) => admin::create_tenant(state, now, r, &mut out)?,
+        Op::UpdateTenant(r) => admin::update_tenant(state, now, r, &mut out)?,
+        Op::PutGroup(r) => admin::put_group(state, now, r, &mut out)?,
+        Op::DeleteGroup(r) => admin::delete_group(state, now, r, &mut out)?,
+        Op::PutAgent(r) => admin::put_agent(state, now, r, &mut out)?,
+        Op::DeleteAgent(r) => admin::delete_agent(state, now, r, &mut out)?,
+        Op::PutCustomer(r) => admin::put_customer(state, now, r, &mut out)?,
+        Op::PutSharedQuickReplies(r) => admin::put_shared_quick_replies(state, now, r, &mut out)?,
+
+        Op::PostMessage(r) => channel::post_message(state, now, r, &mut out)?,
+        Op::OpenService(r) => channel::open_service(state, now, r, &mut out)?,
+        Op::RequestHuman(r) => channel::request_human(state, now, r, &mut out)?,
+        Op::CloseConversation(r) => channel::close(state, now, r, &mut out)?,
+        Op::RateConversation(r) => channel::rate(state, now, r, &mut out)?,
+
+        Op::SetStatus(r) => agent::set_status(state, now, r, &mut out)?,
+        Op::Accept(r) => agent::accept(state, now, r, &mut out)?,
+        Op::Decline(r) => agent::decline(state, now, r, &mut out)?,
+        Op::Pick(r) => agent::pick(state, now, r, &mut out)?,
+        Op::SendMessage(r) => agent::send_message(state, now, r, &mut out)?,
+        Op::MarkRead(r) => agent::mark_read(state, now, r, &mut out)?,
+        Op::Transfer(r) => agent::transfer(state, now, r, &mut out)?,
+        Op::EndConversation(r) => agent::end(state, now, r, &mut out)?,
+        Op::AgentBotHosting(r) => agent::bot_hosting(state, now, r, &mut out)?,
+        Op::InviteRating(r) => agent::invite_rating(state, now, r, &mut out)?,
+        Op::UpdateConversation(r) => agent::update_conversation(state, now, r, &mut out)?,
+        Op::UpdateCustomerProfile(r) => agent::update_customer_profile(state, now, r, &mut out)?,
+        Op::PutPersonalQuickReplies(r) => agent::put_quick_replies(state, now, r, &mut out)?,
+
+        Op::Whisper(r) => supervisor::whisper(state, now, r, &mut out)?,
+        Op::SupervisorSetStatus(r) => supervisor::set_status(state, now, r, &mut out)?,
+        Op::ReassignBatch(r) => supervisor::reassign_batch(state, now, r, &mut out)?,
+        Op::EndBatch(r) => supervisor::end_batch(state, now, r, &mut out)?,
+        Op::SetBotHosting(r) => supervisor::set_bot_hosting(state, now, r, &mut out)?,
+
+        Op::Advance(_) => {
+            let effects = state.engine.advance(now);
+            emit(state, now, effects, &mut out);
+            response::Result::Empty(Default::default())
+        }
+    };
+    Ok((Response { result: Some(result) }, out))
+}
+
+/// Translates core effects into stream items and transcript rows.
+pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: &mut Output) {
+    for effect in effects {
+        match effect {
+            Effect::Send { conversation, channel, text, from, tag } => {
+                let (agent, reply_kind) = match from {
+                    Sender::Agent(a) => (state.agent_name(a), pb::ReplyKind::Unspecified),
+                    Sender::Auto(k) => (String::new(), convert::reply_kind(k)),
+                };
+                let customer = state
+                    .engine
+                    .conversation(conversation)
+                    .map(|c| state.customer_name(c.customer))
+                    .unwrap_or_default();
+                let message = pb::OutboundMessage {
+                    cursor: 0,
+                    at: Some(convert::timestamp(now)),
+                    conversation: state.conversation_name(conversation),
+                    customer,
+                    channel: convert::channel_to_pb(channel) as i32,
+                    text: text.clone(),
+                    agent: agent.clone(),
+                    reply_kind: reply_kind as i32,
+                    tag: tag.map_or(pb::MessageTag::Unspecified, convert::tag_to_pb) as i32,
+                };
+                let sender = if matches!(from, Sender::Agent(_)) { "agent" } else { "automatic" };
+                transcript(
+                    state,
+                    now,
+                    conversation,
+                    sender,
+                    &agent,
+                    reply_kind,
+                    &text,
+                    message.tag,
+                    out,
+                );
+                push(
+                    state,
+                    out,
+                    OUTBOX,
+                    StreamItem { item: Some(stream_item::Item::Outbound(message)) },
+                );
+            }
+            Effect::ReplySuppressed { kind, .. } => out.suppressed.push(kind),
+            Effect::Notify { agent, note } => {
+                let event = agent_event(state, now, note);
+                let stream = agent_stream(state.agents.name(agent.0));
+                push(
+                    state,
+                    out,
+                    &stream,
+                    StreamItem { item: Some(stream_item::Item::AgentEvent(event)) },
+                );
+            }
+            Effect::Event(event) => {
+                let pb_event = integrator_event(state, now, &event);
+                push(
+                    state,
+                    out,
+                    EVENTS,
+                    StreamItem { item: Some(stream_item::Item::Event(pb_event)) },
+                );
+                out.events.push(event);
+            }
+            Effect::Purge { conversation } => {
+                state.conversation_extra.remove(&conversation);
+                out.purges.push(conversation.0);
+            }
+        }
+    }
+}
+
+use switchboard_proto::internal::v1::stream_item;
+
+/// Appends an item to a stream, numbering it.
+fn push(state: &mut TenantState, out: &mut Output, stream: &str, mut item: StreamItem) {
+    let seq = state.next_stream_seq(stream);
+    match &mut item.item {
+        Some(stream_item::Item::Outbound(m)) => m.cursor = seq,
+        Some(stream_item::Item::AgentEvent(e)) => e.cursor = seq,
+        Some(stream_item::Item::Event(e)) => e.cursor = seq,
+        None => {}
+    }
+    out.items.push((stream.to_owned(), seq, item));
+}
+
+/// Records a transcript row.
+#[allow(clippy::too_many_arguments)]
+pub fn transcript(
+    state: &mut TenantState,
+    now: Timestamp,
+    conversation: ConversationId,
+    sender: &str,
+    agent: &str,
+    reply_kind: pb::ReplyKind,
+    text: &str,
+    tag: i32,
+    out: &mut Output,
+) {
+    let extra = state.conversation_extra.entry(conversation).or_default();
+    extra.transcript_seq += 1;
+    out.transcript.push(TranscriptRow {
+        conversation: conversation.0,
+        message: pb::Message {
+            seq: extra.transcript_seq,
+            at: Some(convert::timestamp(now)),
+            sender: sender.to_owned(),
+            agent: agent.to_owned(),
+            reply_kind: reply_kind as i32,
+            text: text.to_owned(),
+            tag,
+        },
+    });
+}
+
+fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEvent {
+    use pb::agent_event::{self as ev, Event as E};
+    let (conversation, event) = match note {
+        Note::Offered { conversation, expires } => (
+            Some(conversation),
+            E::Offered(ev::Offered { expires: Some(convert::timestamp(expires)) }),
+        ),
+        Note::Assigned { conversation, via } => {
+            (Some(conversation), E::Assigned(ev::Assigned { via: convert::snake(&via) }))
+        }
+        Note::Released { conversation, reason } => {
+            (Some(conversation), E::Released(ev::Released { reason: convert::snake(&reason) }))
+        }
+        Note::CustomerMessage { conversation, text, bot_hosting } => {
+            (Some(conversation), E::CustomerMessage(ev::CustomerMessage { text, bot_hosting }))
+        }
+        Note::Whisper { conversation, from, text } => {
+            (Some(conversation), E::Whisper(ev::Whisper { from: state.agent_name(from), text }))
+        }
+        Note::ReadUnreplied { conversation } => {
+            (Some(conversation), E::ReadUnreplied(ev::ReadUnreplied {}))
+        }
+        Note::BotHosting { conversation, on } => {
+            (Some(conversation), E::BotHosting(ev::BotHosting { on }))
+        }
+        Note::UnrepliedAlert { conversation } => {
+            (Some(conversation), E::UnrepliedAlert(ev::UnrepliedAlert {}))
+        }
+        Note::StatusChanged { status, cause } => (
+            None,
+            E::StatusChanged(ev::StatusChanged {
+                status: convert::status_to_pb(status) as i32,
+                cause: convert::snake(&cause),
+            }),
+        ),
+    };
+    pb::AgentEvent {
+        cursor: 0,
+        at: Some(convert::timestamp(now)),
+        conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
+        event: Some(event),
+    }
+}
+
+fn integrator_event(state: &TenantState, now: Timestamp, event: &Event) -> pb::Event {
+    let (kind, conversation, agent): (&str, Option<ConversationId>, Option<AgentId>) = match event {
+        Event::Opened { conversation, .. } => ("opened", Some(*conversation), None),
+        Event::Queued { conversation, pinned_to, .. } => {
+            ("queued", Some(*conversation), *pinned_to)
+        }
+        Event::Offered { conversation, agent } => ("offered", Some(*conversation), Some(*agent)),
+        Event::Assigned { conversation, agent, .. } => {
+            ("assigned", Some(*conversation), Some(*agent))
+        }
+        Event::Transferred { conversation, from, .. } => {
+            ("transferred", Some(*conversation), *from)
+        }
+        Event::Ended { conversation, agent, .. } => ("ended", Some(*conversation), *agent),
+        Event::Rated { conversation, .. } => ("rated", Some(*conversation), None),
+        Event::UnrepliedAlert { conversation, .. } => {
+            ("unreplied_alert", Some(*conversation), None)
+        }
+        Event::AgentStatusChanged { agent, .. } => ("agent_status_changed", None, Some(*agent)),
+        Event::OfferMissed { conversation, agent, .. } => {
+            ("offer_missed", Some(*conversation), Some(*agent))
+        }
+    };
+    pb::Event {
+        cursor: 0,
+        at: Some(convert::timestamp(now)),
+        r#type: kind.to_owned(),
+        conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
+        agent: agent.map(|a| state.agent_name(a)).unwrap_or_default(),
+        detail_json: serde_json::to_string(event).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,54 @@
+//! The conversation as the API shows it.
+
+use switchboard_core::{ConversationId, State};
+use switchboard_proto::v1 as pb;
+
+use super::{duration, state_to_pb, timestamp};
+use crate::state::TenantState;
+
+pub fn conversation(state: &TenantState, id: ConversationId) -> pb::Conversation {
+    let Some(c) = state.engine.conversation(id) else {
+        return pb::Conversation { name: state.conversation_name(id), ..Default::default() };
+    };
+    let position = state.engine.position(id);
+    let extra = state.conversation_extra.get(&id);
+    pb::Conversation {
+        name: state.conversation_name(id),
+        customer: state.customer_name(c.customer),
+        channel: super::channel_to_pb(c.channel) as i32,
+        group: state.group_name(c.group),
+        state: state_to_pb(c.state) as i32,
+        agent: c.agent.map(|a| state.agent_name(a)).unwrap_or_default(),
+        position: position.unwrap_or(0) as u64,
+        position_display: position
+            .map(switchboard_core::replies::display_position)
+            .unwrap_or_default(),
+        bot_hosting: c.bot_hosting,
+        priority: u32::from(c.priority),
+        opened_at: Some(timestamp(c.opened_at)),
+        ended_at: c.ended_at.map(timestamp),
+        customer_messages: c.customer_messages,
+        agent_messages: c.agent_messages,
+        automatic_messages: c.auto_messages,
+        first_response: c.first_response_at.map(|t| duration(t.since(c.opened_at))),
+        served_by: c.served_by.iter().map(|a| state.agent_name(*a)).collect(),
+        transitions: c
+            .transitions
+            .iter()
+            .map(|t| pb::Transition {
+                at: Some(timestamp(t.at)),
+                to: state_to_pb(t.to) as i32,
+                cause: super::snake(&t.cause),
+                agent: t.agent.map(|a| state.agent_name(a)).unwrap_or_default(),
+            })
+            .collect(),
+        rating: c.rating.as_ref().map(|r| pb::Rating {
+            score: u32::from(r.score),
+            comment: r.comment.clone(),
+            credited_agents: r.credited.iter().map(|a| state.agent_name(*a)).collect(),
+        }),
+        read_unreplied: c.state != State::Ended && c.read_unreplied(),
+        tags: extra.map(|x| x.tags.clone()).unwrap_or_default(),
+        note: extra.map(|x| x.note.clone()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,135 @@
+//! The node's one error type and its single mapping onto gRPC statuses, with
+//! `google.rpc.ErrorInfo` (and `BadRequest` for field errors) in the details.
+
+use switchboard_core::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Domain of every `ErrorInfo` this node sends.
+pub const ERROR_DOMAIN: &str = "switchboard.dev";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A rule of the routing core refused the operation.
+    #[error(transparent)]
+    Core(#[from] switchboard_core::Error),
+    /// A request field is malformed.
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Durable storage failed; the tenant reloads from the store.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::Field { field: field.to_owned(), message: message.into() }
+    }
+
+    /// A short machine-readable reason for `ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Core(e) => match e {
+                switchboard_core::Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+                switchboard_core::Error::UnknownConversation(_) => "CONVERSATION_NOT_FOUND",
+                switchboard_core::Error::UnknownAgent(_) => "AGENT_NOT_FOUND",
+                switchboard_core::Error::UnknownGroup(_) => "GROUP_NOT_FOUND",
+                switchboard_core::Error::NoOpenConversation(_) => "NO_OPEN_CONVERSATION",
+                switchboard_core::Error::InvalidTransition { .. } => "INVALID_TRANSITION",
+                switchboard_core::Error::NotOffered { .. } => "NOT_OFFERED",
+                switchboard_core::Error::NotAssigned { .. } => "NOT_ASSIGNED",
+                switchboard_core::Error::NotPickable { .. } => "NOT_PICKABLE",
+                switchboard_core::Error::AgentFull { .. } => "AGENT_AT_CAPACITY",
+                switchboard_core::Error::CapacityBelowLoad { .. } => "CAPACITY_BELOW_LOAD",
+                switchboard_core::Error::AgentOffline(_) => "AGENT_OFFLINE",
+                switchboard_core::Error::CannotForceOnline(_) => "CANNOT_FORCE_ONLINE",
+                switchboard_core::Error::OutsideReplyWindow { .. } => "OUTSIDE_REPLY_WINDOW",
+                switchboard_core::Error::TagRequired(_) => "MESSAGE_TAG_REQUIRED",
+                switchboard_core::Error::BudgetExhausted { .. } => "REPLY_BUDGET_EXHAUSTED",
+                switchboard_core::Error::GroupInUse(_) => "GROUP_IN_USE",
+                switchboard_core::Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            },
+            Error::Field { .. } => "INVALID_FIELD",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Error::PermissionDenied(_) => "PERMISSION_DENIED",
+            Error::Unavailable(_) => "UNAVAILABLE",
+            Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            Error::Core(e) => match e.code() {
+                Code::InvalidArgument => tonic::Code::InvalidArgument,
+                Code::NotFound => tonic::Code::NotFound,
+                Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+                Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+                Code::AlreadyExists => tonic::Code::AlreadyExists,
+            },
+            Error::Field { .. } => tonic::Code::InvalidArgument,
+            Error::NotFound(_) => tonic::Code::NotFound,
+            Error::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            Error::Unavailable(_) => tonic::Code::Unavailable,
+            Error::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
+            Error::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// Rebuilds an error from a stored refusal (idempotent retries).
+    pub fn from_refusal(code: i32, message: String, reason: String) -> tonic::Status {
+        status(tonic::Code::from_i32(code), message, &reason, None)
+    }
+}
+
+fn status(
+    code: tonic::Code,
+    message: String,
+    reason: &str,
+    field: Option<(&str, &str)>,
+) -> tonic::Status {
+    let mut details =
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+    if let Some((field, why)) = field {
+        details.add_bad_request_violation(field, why);
+    }
+    tonic::Status::with_error_details(code, message, details)
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let field = match &e {
+            Error::Field { field, message } => Some((field.clone(), message.clone())),
+            _ => None,
+        };
+        status(
+            e.code(),
+            e.to_string(),
+            e.reason(),
+            field.as_ref().map(|(f, m)| (f.as_str(), m.as_str())),
+        )
+    }
+}
+
+impl From<switchboard_store::Error> for Error {
+    fn from(e: switchboard_store::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,72 @@
+//! Live fan-out of durable stream items to connected clients. Items are published only after
+//! they are durable, in commit order; a subscriber that falls behind (or joins late) reads the
+//! gap from the store, so the hub never needs to hold more than a short buffer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchboard_proto::internal::v1::StreamItem;
+use tokio::sync::broadcast;
+
+/// Items buffered per stream for live subscribers before they must catch up from the store.
+const BUFFER: usize = 1024;
+
+pub type Live = Arc<(u64, StreamItem)>;
+
+/// Live senders by (tenant, stream).
+type Senders = HashMap<(String, String), broadcast::Sender<Live>>;
+
+#[derive(Clone)]
+pub struct Hub {
+    streams: Arc<Mutex<Senders>>,
+    /// Set when the node shuts down: live streams end so the server can drain.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { streams: Arc::default(), closing: Arc::new(tokio::sync::watch::channel(false).0) }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub fn subscribe(&self, tenant: &str, stream: &str) -> broadcast::Receiver<Live> {
+        let mut streams = self.streams.lock().expect("hub lock");
+        streams
+            .entry((tenant.to_owned(), stream.to_owned()))
+            .or_insert_with(|| broadcast::channel(BUFFER).0)
+            .subscribe()
+    }
+
+    /// Ends every live stream (clients resume from their cursor on another node).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the node is shutting down.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Publishes to live subscribers, if any; forgets streams nobody listens to.
+    pub fn publish(&self, tenant: &str, stream: &str, seq: u64, item: StreamItem) {
+        let mut streams = self.streams.lock().expect("hub lock");
+        let key = (tenant.to_owned(), stream.to_owned());
+        if let Some(tx) = streams.get(&key) {
+            if tx.receiver_count() == 0 {
+                streams.remove(&key);
+            } else {
+                let _ = tx.send(Arc::new((seq, item)));
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! One Switchboard node.
+//!
+//! The routing rules live in `switchboard-core`; this crate is the shell around them: a tenant
+//! actor per tenant owns the state and applies commands in order, a durable store (SQLite by
+//! default) makes every acknowledged command survive a crash, and gRPC services expose the
+//! public API of `proto/switchboard/v1` with health checking and reflection.
+//!
+//! - [`tenant`]: the actor and its in-order durability pipeline.
+//! - [`registry`]: loading tenants (snapshot + replay) and routing calls to them.
+//! - [`apply`]: one logged command applied to a tenant's state (the proto → core boundary).
+//! - [`service`]: the gRPC services; [`server`] assembles them.
+
+pub mod apply;
+pub mod clock;
+pub mod convert;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod names;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod tenant;
+
+pub use error::{Error, Result};
+pub use server::{NodeConfig, serve};

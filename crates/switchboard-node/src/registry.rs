@@ -1,0 +1,269 @@
+//! The tenants of this node: loads each from the store (snapshot + replay of the log after
+//! it), spawns its actor, and routes calls to it.
+//!
+//! Restart policy: a tenant actor that stopped (a failed durable write) is reloaded from the
+//! store on the next call, so nothing acknowledged is lost and nothing unacknowledged is kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message as _;
+use ractor::{Actor, ActorRef, ActorStatus};
+use switchboard_proto::internal::v1::{Command, command::Op, response};
+use switchboard_proto::v1 as pb;
+use switchboard_store::Store;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::apply;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::state::TenantState;
+use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Commands between snapshots of a tenant.
+    pub snapshot_every: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { snapshot_every: 10_000 }
+    }
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    options: Options,
+    tenants: Mutex<BTreeMap<String, ActorRef<TenantMsg>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("options", &self.inner.options).finish_non_exhaustive()
+    }
+}
+
+type Status = tonic::Status;
+
+impl Registry {
+    /// Loads every tenant the store knows.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        options: Options,
+    ) -> Result<Registry, Error> {
+        let registry =
+            Registry { inner: Arc::new(Inner { store, hub, options, tenants: Mutex::default() }) };
+        let names = registry.inner.store.tenants()?;
+        let mut tenants = registry.inner.tenants.lock().await;
+        for name in names {
+            let actor = registry.spawn(&name).await?;
+            tenants.insert(name, actor);
+        }
+        drop(tenants);
+        Ok(registry)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Rebuilds a tenant from its snapshot and the log after it, and starts its actor.
+    async fn spawn(&self, tenant: &str) -> Result<ActorRef<TenantMsg>, Error> {
+        let store = self.inner.store.clone();
+        let name = tenant.to_owned();
+        let (state, log_seq) = tokio::task::spawn_blocking(move || replay(store.as_ref(), &name))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let args = TenantArgs {
+            tenant: tenant.to_owned(),
+            state,
+            log_seq,
+            store: self.inner.store.clone(),
+            hub: self.inner.hub.clone(),
+            snapshot_every: self.inner.options.snapshot_every,
+        };
+        let (actor, _) = Actor::spawn(None, TenantActor, args)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(actor)
+    }
+
+    /// The running actor of a tenant, reloading it if it stopped.
+    async fn actor(&self, tenant: &str) -> Result<ActorRef<TenantMsg>, Status> {
+        let mut tenants = self.inner.tenants.lock().await;
+        let Some(actor) = tenants.get(tenant) else {
+            return Err(Error::NotFound(format!("tenant {tenant:?}")).into());
+        };
+        if matches!(
+            actor.get_status(),
+            ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+        ) {
+            return Ok(actor.clone());
+        }
+        warn!(tenant, "tenant actor stopped; reloading from the store");
+        let actor = self.spawn(tenant).await?;
+        tenants.insert(tenant.to_owned(), actor.clone());
+        Ok(actor)
+    }
+
+    /// A mutating command; resolves once durable.
+    pub async fn command(
+        &self,
+        tenant: &str,
+        op: Op,
+        request_id: &str,
+    ) -> Result<response::Result, Status> {
+        check_request_id(request_id)?;
+        let actor = self.actor(tenant).await?;
+        let request_id = request_id.to_owned();
+        let result =
+            actor
+                .call(|reply| TenantMsg::Command { op, request_id, reply }, None)
+                .await
+                .map_err(|e| Status::unavailable(format!("tenant {tenant} is restarting: {e}")))?;
+        match result {
+            ractor::rpc::CallResult::Success(r) => r,
+            _ => Err(Status::unavailable(format!(
+                "tenant {tenant} is restarting; retry with the same request_id"
+            ))),
+        }
+    }
+
+    /// Creates a tenant: its first log record is the `CreateTenant` command.
+    pub async fn create_tenant(
+        &self,
+        req: pb::CreateTenantRequest,
+    ) -> Result<response::Result, Status> {
+        crate::names::check_id("tenant_id", &req.tenant_id)?;
+        check_request_id(&req.request_id)?;
+        let mut tenants = self.inner.tenants.lock().await;
+        let id = req.tenant_id.clone();
+        if let Some(actor) = tenants.get(&id) {
+            // A retry of the creation answers as the creation did.
+            if !req.request_id.is_empty()
+                && let Ok(Some(bytes)) = self.inner.store.find_response(&id, &req.request_id)
+                && let Ok(resp) =
+                    switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
+                && let Some(result) = resp.result
+            {
+                return Ok(result);
+            }
+            let _ = actor;
+            return Err(Error::AlreadyExists(format!("tenant {id:?}")).into());
+        }
+        let args = TenantArgs {
+            tenant: id.clone(),
+            state: TenantState::default(),
+            log_seq: 0,
+            store: self.inner.store.clone(),
+            hub: self.inner.hub.clone(),
+            snapshot_every: self.inner.options.snapshot_every,
+        };
+        let (actor, _) = Actor::spawn(None, TenantActor, args)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let request_id = req.request_id.clone();
+        let op = Op::CreateTenant(req);
+        let result = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None).await;
+        match result {
+            Ok(ractor::rpc::CallResult::Success(Ok(r))) => {
+                info!(tenant = %id, "tenant created");
+                tenants.insert(id, actor);
+                Ok(r)
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(status))) => {
+                actor.stop(None);
+                Err(status)
+            }
+            _ => {
+                actor.stop(None);
+                Err(Status::unavailable(
+                    "tenant creation interrupted; retry with the same request_id",
+                ))
+            }
+        }
+    }
+
+    /// Runs `f` on the tenant's current state, on its actor.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&TenantState) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let actor = self.actor(tenant).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actor
+            .cast(TenantMsg::Read(Box::new(move |state| {
+                let _ = tx.send(f(state));
+            })))
+            .map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))?;
+        rx.await.map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))
+    }
+
+    pub async fn tenants(&self) -> Vec<String> {
+        self.inner.tenants.lock().await.keys().cloned().collect()
+    }
+
+    /// Snapshots every tenant and stops its actor (graceful shutdown).
+    pub async fn shutdown(&self) {
+        let tenants: Vec<_> =
+            std::mem::take(&mut *self.inner.tenants.lock().await).into_iter().collect();
+        for (name, actor) in tenants {
+            match actor.call(TenantMsg::Snapshot, Some(std::time::Duration::from_secs(30))).await {
+                Ok(ractor::rpc::CallResult::Success(())) => {}
+                other => {
+                    warn!(tenant = %name, result = ?other.map(|_| ()), "no snapshot at shutdown")
+                }
+            }
+            actor.stop(None);
+        }
+    }
+}
+
+/// Longest request id.
+const MAX_REQUEST_ID: usize = 128;
+
+fn check_request_id(id: &str) -> Result<(), Error> {
+    if id.len() > MAX_REQUEST_ID {
+        return Err(Error::field("request_id", format!("longer than {MAX_REQUEST_ID} bytes")));
+    }
+    Ok(())
+}
+
+/// The snapshot plus every command after it, applied in order.
+fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> {
+    let loaded = store.load(tenant)?;
+    let (mut state, mut seq) = match loaded.snapshot {
+        Some((seq, bytes)) => {
+            let state: TenantState = rmp_serde::from_slice(&bytes)
+                .map_err(|e| Error::Internal(format!("snapshot of {tenant} at {seq}: {e}")))?;
+            (state, seq)
+        }
+        None => (TenantState::default(), 0),
+    };
+    let records = loaded.log.len();
+    for record in loaded.log {
+        let cmd = Command::decode(record.command.as_slice())
+            .map_err(|e| Error::Internal(format!("log record {} of {tenant}: {e}", record.seq)))?;
+        if let Err(e) = apply::apply(&mut state, &cmd) {
+            // Only accepted commands are logged, so this means the rules changed under the log.
+            warn!(tenant, seq = record.seq, error = %e, "a logged command was refused on replay");
+        }
+        seq = record.seq;
+    }
+    info!(tenant, records, seq, "tenant loaded");
+    Ok((state, seq))
+}

@@ -1,0 +1,311 @@
+//! `AdminService`: mutations go through the tenant's command log (`Registry::command`),
+//! reads run on the tenant's current state (`Registry::read`) with the views of
+//! `convert::resources`.
+
+use switchboard_core::{AgentId, CustomerId, GroupId};
+use switchboard_proto::internal::v1::{command::Op, response};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::admin_service_server::AdminService;
+use tonic::{Request, Response, Status};
+
+use crate::convert::resources;
+use crate::error::Error;
+use crate::names;
+use crate::registry::Registry;
+use crate::state::{Ids, TenantState};
+
+/// Page size when the request gives none, and the largest one served.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+#[derive(Debug)]
+pub struct Admin {
+    pub registry: Registry,
+}
+
+/// Unwraps the response variant a command answers with. Any other variant is a bug in the
+/// apply layer, except a stored refusal, which is the caller's error.
+macro_rules! variant {
+    ($result:expr, $variant:ident) => {
+        match $result {
+            switchboard_proto::internal::v1::response::Result::$variant(v) => Ok(v),
+            other => Err($crate::service::admin::unexpected(other)),
+        }
+    };
+}
+pub(super) use variant;
+
+pub(super) fn unexpected(other: response::Result) -> Status {
+    match other {
+        response::Result::Refusal(r) => Error::from_refusal(r.code, r.message, r.reason),
+        other => Status::internal(format!("unexpected command response {other:?}")),
+    }
+}
+
+/// Page size and the token (the last id of the previous page; empty for the first).
+pub(super) fn page(p: Option<&pb::PageRequest>) -> (usize, String) {
+    let p = p.cloned().unwrap_or_default();
+    let size = match p.page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    };
+    (size, p.page_token)
+}
+
+/// One page of the ids after `token` that `view` shows (ids whose resource is gone show
+/// nothing), and the next token: empty when nothing follows.
+fn page_of<T>(
+    ids: &Ids,
+    (size, token): (usize, String),
+    mut view: impl FnMut(u64) -> Option<T>,
+) -> (Vec<T>, String) {
+    let mut items = Vec::new();
+    let mut last = String::new();
+    for (name, n) in ids.names_after(&token) {
+        let Some(item) = view(n) else { continue };
+        if items.len() == size {
+            return (items, last);
+        }
+        items.push(item);
+        last = name.clone();
+    }
+    (items, String::new())
+}
+
+fn status(e: Error) -> Status {
+    Status::from(e)
+}
+
+#[tonic::async_trait]
+impl AdminService for Admin {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let r = request.into_inner();
+        names::check_id("tenant_id", &r.tenant_id).map_err(status)?;
+        let result = self.registry.create_tenant(r).await?;
+        Ok(Response::new(variant!(result, Tenant)?))
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let t = names::tenant("name", &request.get_ref().name).map_err(status)?;
+        Ok(Response::new(self.registry.read(&t, resources::tenant).await?))
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let (size, token) = page(request.get_ref().page.as_ref());
+        let mut tenants = Vec::new();
+        let mut last = String::new();
+        let mut next_page_token = String::new();
+        for t in self.registry.tenants().await.into_iter().filter(|t| *t > token) {
+            if tenants.len() == size {
+                next_page_token = last;
+                break;
+            }
+            match self.registry.read(&t, resources::tenant).await {
+                Ok(tenant) => tenants.push(tenant),
+                // Deleted or moved between listing and reading: not part of this page.
+                Err(s) if s.code() == tonic::Code::NotFound => continue,
+                Err(s) => return Err(s),
+            }
+            last = t;
+        }
+        Ok(Response::new(pb::ListTenantsResponse { tenants, next_page_token }))
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("name", &r.name).map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::UpdateTenant(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Tenant)?))
+    }
+
+    async fn put_group(
+        &self,
+        request: Request<pb::PutGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let r = request.into_inner();
+        let (t, _) = names::child("name", &r.name, "groups").map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::PutGroup(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Group)?))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let (t, id) = names::child("name", &request.get_ref().name, "groups").map_err(status)?;
+        let group = self
+            .registry
+            .read(&t, move |s| s.group("name", &id).map(|g| resources::group(s, g)))
+            .await?
+            .map_err(status)?;
+        Ok(Response::new(group))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let page = page(r.page.as_ref());
+        let (groups, next_page_token) = self
+            .registry
+            .read(&t, move |s: &TenantState| {
+                page_of(&s.groups, page, |n| {
+                    let g = GroupId(n);
+                    s.engine.group_settings(g).map(|_| resources::group(s, g))
+                })
+            })
+            .await?;
+        Ok(Response::new(pb::ListGroupsResponse { groups, next_page_token }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let r = request.into_inner();
+        let (t, _) = names::child("name", &r.name, "groups").map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::DeleteGroup(r), &request_id).await?;
+        variant!(result, Empty)?;
+        Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
+
+    async fn put_agent(
+        &self,
+        request: Request<pb::PutAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let r = request.into_inner();
+        let (t, _) = names::child("name", &r.name, "agents").map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::PutAgent(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Agent)?))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let (t, id) = names::child("name", &request.get_ref().name, "agents").map_err(status)?;
+        let now = crate::clock::now();
+        let agent = self
+            .registry
+            .read(&t, move |s| s.agent("name", &id).map(|a| resources::agent_on(s, a, now)))
+            .await?
+            .map_err(status)?;
+        Ok(Response::new(agent))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let page = page(r.page.as_ref());
+        let now = crate::clock::now();
+        let (agents, next_page_token) = self
+            .registry
+            .read(&t, move |s: &TenantState| {
+                page_of(&s.agents, page, |n| {
+                    let a = AgentId(n);
+                    s.engine.agent_settings(a).map(|_| resources::agent_on(s, a, now))
+                })
+            })
+            .await?;
+        Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
+    }
+
+    async fn delete_agent(
+        &self,
+        request: Request<pb::DeleteAgentRequest>,
+    ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
+        let r = request.into_inner();
+        let (t, _) = names::child("name", &r.name, "agents").map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::DeleteAgent(r), &request_id).await?;
+        variant!(result, Empty)?;
+        Ok(Response::new(pb::DeleteAgentResponse {}))
+    }
+
+    async fn put_customer(
+        &self,
+        request: Request<pb::PutCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let r = request.into_inner();
+        let (t, _) = names::child("name", &r.name, "customers").map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::PutCustomer(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Customer)?))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let (t, id) = names::child("name", &request.get_ref().name, "customers").map_err(status)?;
+        let customer = self
+            .registry
+            .read(&t, move |s| {
+                let u = s.customers.get(&id).ok_or_else(|| {
+                    Error::NotFound(format!("name: customer {id:?} of tenant {}", s.id))
+                })?;
+                Ok::<_, Error>(resources::customer(s, CustomerId(u)))
+            })
+            .await?
+            .map_err(status)?;
+        Ok(Response::new(customer))
+    }
+
+    async fn put_shared_quick_replies(
+        &self,
+        request: Request<pb::PutSharedQuickRepliesRequest>,
+    ) -> Result<Response<pb::QuickReplies>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::PutSharedQuickReplies(r), &request_id).await?;
+        Ok(Response::new(variant!(result, QuickReplies)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_and_clamp() {
+        assert_eq!(page(None).0, DEFAULT_PAGE_SIZE);
+        let p = pb::PageRequest { page_size: 5000, page_token: "b".into() };
+        assert_eq!(page(Some(&p)), (MAX_PAGE_SIZE, "b".to_owned()));
+    }
+
+    #[test]
+    fn pages_resume_after_the_token_and_end_empty() {
+        let mut ids = Ids::default();
+        for n in ["a", "b", "c", "d", "e"] {
+            ids.intern(n);
+        }
+        // "c" no longer exists: skipped without taking a slot.
+        let view = |n: u64| (n != 3).then_some(n);
+        let (first, token) = page_of(&ids, (2, String::new()), view);
+        assert_eq!((first, token.as_str()), (vec![1, 2], "b"));
+        let (second, token) = page_of(&ids, (2, token), view);
+        assert_eq!((second, token.as_str()), (vec![4, 5], ""));
+    }
+}

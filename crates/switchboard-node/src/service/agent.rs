@@ -1,0 +1,323 @@
+//! AgentService: what agent desktops call.
+
+use switchboard_core::engine::Actor;
+use switchboard_proto::internal::v1::{command::Op, response::Result as R, stream_item::Item};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::agent_service_server::AgentService;
+use tonic::{Request, Response, Status};
+
+use super::{ItemStream, page_size, serve_stream, transcript_message, unexpected};
+use crate::convert::{resources, views};
+use crate::error::Error;
+use crate::names;
+use crate::registry::Registry;
+use crate::state::{TenantState, agent_stream};
+
+#[derive(Debug, Clone)]
+pub struct Agents {
+    pub registry: Registry,
+}
+
+/// (tenant, agent id) of an acting agent's name.
+fn agent_name(name: &str) -> Result<(String, String), Status> {
+    Ok(names::child("agent", name, "agents")?)
+}
+
+impl Agents {
+    async fn run(&self, agent: &str, op: Op, request_id: &str) -> Result<R, Status> {
+        let (tenant, _) = agent_name(agent)?;
+        self.registry.command(&tenant, op, request_id).await
+    }
+
+    async fn conversation(
+        &self,
+        agent: &str,
+        op: Op,
+        request_id: &str,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        match self.run(agent, op, request_id).await? {
+            R::Conversation(c) => Ok(Response::new(c)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list(
+        &self,
+        r: pb::ListAgentConversationsRequest,
+        which: fn(&TenantState, switchboard_core::AgentId) -> Vec<switchboard_core::ConversationId>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let (tenant, id) = agent_name(&r.agent)?;
+        let size = page_size(r.page.as_ref());
+        let start: usize = match r.page.as_ref().map(|p| p.page_token.as_str()).unwrap_or("") {
+            "" => 0,
+            t => t
+                .parse()
+                .map_err(|_| Error::field("page.page_token", "not a token this call returned"))?,
+        };
+        let page = self
+            .registry
+            .read(&tenant, move |state| -> Result<_, Error> {
+                let a = state.agent("agent", &id)?;
+                let all = which(state, a);
+                let end = (start + size).min(all.len());
+                let conversations = all
+                    .get(start..end)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| views::conversation(state, *c))
+                    .collect();
+                let next = if end < all.len() { end.to_string() } else { String::new() };
+                Ok(pb::ListConversationsResponse { conversations, next_page_token: next })
+            })
+            .await??;
+        Ok(Response::new(page))
+    }
+}
+
+macro_rules! request_fields {
+    ($r:ident) => {
+        ($r.agent.clone(), $r.request_id.clone())
+    };
+}
+
+#[tonic::async_trait]
+impl AgentService for Agents {
+    async fn set_status(
+        &self,
+        req: Request<pb::SetStatusRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        match self.run(&agent, Op::SetStatus(r), &request_id).await? {
+            R::Agent(a) => Ok(Response::new(a)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    type StreamEventsStream = ItemStream<pb::AgentEvent>;
+
+    async fn stream_events(
+        &self,
+        req: Request<pb::StreamAgentEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let r = req.into_inner();
+        let (tenant, id) = agent_name(&r.agent)?;
+        let check = id.clone();
+        self.registry
+            .read(&tenant, move |state| state.agent("agent", &check).map(|_| ()))
+            .await??;
+        let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
+            Some(Item::AgentEvent(e)) => Some(e),
+            _ => None,
+        };
+        Ok(Response::new(serve_stream(
+            &self.registry,
+            tenant,
+            agent_stream(&id),
+            r.after_cursor,
+            pick,
+        )))
+    }
+
+    async fn accept(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::Accept(r), &request_id).await
+    }
+
+    async fn decline(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::Decline(r), &request_id).await
+    }
+
+    async fn pick(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::Pick(r), &request_id).await
+    }
+
+    async fn list_unaccepted(
+        &self,
+        req: Request<pb::ListAgentConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        self.list(req.into_inner(), |state, a| state.engine.router().unaccepted(a)).await
+    }
+
+    async fn list_assigned(
+        &self,
+        req: Request<pb::ListAgentConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        self.list(req.into_inner(), |state, a| {
+            state
+                .engine
+                .router()
+                .agent(a)
+                .map(|x| x.offered.iter().chain(x.assigned.iter()).copied().collect())
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        match self.run(&agent, Op::SendMessage(r), &request_id).await? {
+            R::SendMessage(m) => Ok(Response::new(m)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn mark_read(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::MarkRead(r), &request_id).await
+    }
+
+    async fn transfer(
+        &self,
+        req: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::Transfer(r), &request_id).await
+    }
+
+    async fn end_conversation(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::EndConversation(r), &request_id).await
+    }
+
+    async fn set_bot_hosting(
+        &self,
+        req: Request<pb::AgentBotHostingRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::AgentBotHosting(r), &request_id).await
+    }
+
+    async fn invite_rating(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::InviteRating(r), &request_id).await
+    }
+
+    async fn get_history(
+        &self,
+        req: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let r = req.into_inner();
+        let (tenant, id) = agent_name(&r.agent)?;
+        let (t, n) = names::conversation("conversation", &r.conversation)?;
+        if t != tenant {
+            return Err(Error::field("conversation", "is in another tenant than the agent").into());
+        }
+        // What this agent may see (SPEC §7): everything, up to its handover, or nothing.
+        let cutoff = self
+            .registry
+            .read(&tenant, move |state| -> Result<Option<switchboard_core::Timestamp>, Error> {
+                let a = state.agent("agent", &id)?;
+                let c = state.conversation(n)?;
+                let viewer = if state.is_supervisor(a) { Actor::Supervisor(a) } else { Actor::Agent(a) };
+                state.engine.visible_until(c, viewer).ok_or_else(|| {
+                    Error::PermissionDenied(format!(
+                        "agent {} never served conversation {n}; only its agents and supervisors can read it",
+                        state.agents.name(a.0)
+                    ))
+                })
+            })
+            .await??;
+        let size = page_size(r.page.as_ref());
+        let after: u64 = match r.page.as_ref().map(|p| p.page_token.as_str()).unwrap_or("") {
+            "" => 0,
+            tok => tok
+                .parse()
+                .map_err(|_| Error::field("page.page_token", "not a token this call returned"))?,
+        };
+        let rows =
+            self.registry.store().messages(&tenant, n, after, size + 1).map_err(Error::from)?;
+        let mut messages: Vec<pb::Message> = rows
+            .iter()
+            .filter(|row| cutoff.is_none_or(|until| row.at_ms <= until.as_millis()))
+            .map(transcript_message)
+            .collect();
+        let more = messages.len() > size;
+        messages.truncate(size);
+        let next_page_token = if more {
+            messages.last().map(|m| m.seq.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::GetHistoryResponse { messages, next_page_token }))
+    }
+
+    async fn update_conversation(
+        &self,
+        req: Request<pb::UpdateConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        self.conversation(&agent, Op::UpdateConversation(r), &request_id).await
+    }
+
+    async fn update_customer_profile(
+        &self,
+        req: Request<pb::UpdateCustomerProfileRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        match self.run(&agent, Op::UpdateCustomerProfile(r), &request_id).await? {
+            R::Customer(c) => Ok(Response::new(c)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list_quick_replies(
+        &self,
+        req: Request<pb::ListQuickRepliesRequest>,
+    ) -> Result<Response<pb::QuickReplies>, Status> {
+        let (tenant, id) = agent_name(&req.get_ref().agent)?;
+        let replies = self
+            .registry
+            .read(&tenant, move |state| {
+                state.agent("agent", &id).map(|a| resources::quick_replies(state, Some(a)))
+            })
+            .await??;
+        Ok(Response::new(replies))
+    }
+
+    async fn put_personal_quick_replies(
+        &self,
+        req: Request<pb::PutPersonalQuickRepliesRequest>,
+    ) -> Result<Response<pb::QuickReplies>, Status> {
+        let r = req.into_inner();
+        let (agent, request_id) = request_fields!(r);
+        match self.run(&agent, Op::PutPersonalQuickReplies(r), &request_id).await? {
+            R::QuickReplies(q) => Ok(Response::new(q)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

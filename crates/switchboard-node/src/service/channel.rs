@@ -1,0 +1,127 @@
+//! ChannelService: what channel gateways call.
+
+use switchboard_proto::internal::v1::{command::Op, response::Result as R, stream_item::Item};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::channel_service_server::ChannelService;
+use tonic::{Request, Response, Status};
+
+use super::{ItemStream, serve_stream, unexpected};
+use crate::convert::views;
+use crate::names;
+use crate::registry::Registry;
+use crate::state::OUTBOX;
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub registry: Registry,
+}
+
+fn conversation_tenant(name: &str) -> Result<String, Status> {
+    Ok(names::conversation("conversation", name)?.0)
+}
+
+impl Channel {
+    async fn conversation_op(
+        &self,
+        name: &str,
+        op: Op,
+        request_id: &str,
+    ) -> Result<pb::Conversation, Status> {
+        let tenant = conversation_tenant(name)?;
+        match self.registry.command(&tenant, op, request_id).await? {
+            R::Conversation(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn post(
+        &self,
+        tenant: &str,
+        op: Op,
+        request_id: &str,
+    ) -> Result<pb::PostMessageResponse, Status> {
+        let tenant = names::tenant("tenant", tenant)?;
+        match self.registry.command(&tenant, op, request_id).await? {
+            R::PostMessage(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ChannelService for Channel {
+    async fn post_message(
+        &self,
+        req: Request<pb::PostMessageRequest>,
+    ) -> Result<Response<pb::PostMessageResponse>, Status> {
+        let r = req.into_inner();
+        let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
+        Ok(Response::new(self.post(&tenant, Op::PostMessage(r), &request_id).await?))
+    }
+
+    async fn open_service(
+        &self,
+        req: Request<pb::OpenServiceRequest>,
+    ) -> Result<Response<pb::PostMessageResponse>, Status> {
+        let r = req.into_inner();
+        let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
+        Ok(Response::new(self.post(&tenant, Op::OpenService(r), &request_id).await?))
+    }
+
+    async fn request_human(
+        &self,
+        req: Request<pb::ConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
+        Ok(Response::new(self.conversation_op(&name, Op::RequestHuman(r), &request_id).await?))
+    }
+
+    async fn close_conversation(
+        &self,
+        req: Request<pb::ConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
+        Ok(Response::new(self.conversation_op(&name, Op::CloseConversation(r), &request_id).await?))
+    }
+
+    async fn rate_conversation(
+        &self,
+        req: Request<pb::RateConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let r = req.into_inner();
+        let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
+        Ok(Response::new(self.conversation_op(&name, Op::RateConversation(r), &request_id).await?))
+    }
+
+    async fn get_conversation(
+        &self,
+        req: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let (tenant, n) = names::conversation("conversation", &req.get_ref().conversation)?;
+        let found = self
+            .registry
+            .read(&tenant, move |state| {
+                state.conversation(n).map(|c| views::conversation(state, c))
+            })
+            .await?;
+        Ok(Response::new(found?))
+    }
+
+    type StreamOutboundStream = ItemStream<pb::OutboundMessage>;
+
+    async fn stream_outbound(
+        &self,
+        req: Request<pb::StreamOutboundRequest>,
+    ) -> Result<Response<Self::StreamOutboundStream>, Status> {
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        self.registry.read(&tenant, |_| ()).await?; // the tenant exists
+        let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
+            Some(Item::Outbound(m)) => Some(m),
+            _ => None,
+        };
+        Ok(Response::new(serve_stream(&self.registry, tenant, OUTBOX.into(), r.after_cursor, pick)))
+    }
+}

@@ -1,0 +1,35 @@
+//! EventService: the integrators' stream of SPEC §9.
+
+use switchboard_proto::internal::v1::stream_item::Item;
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::event_service_server::EventService;
+use tonic::{Request, Response, Status};
+
+use super::{ItemStream, serve_stream};
+use crate::names;
+use crate::registry::Registry;
+use crate::state::EVENTS;
+
+#[derive(Debug, Clone)]
+pub struct Events {
+    pub registry: Registry,
+}
+
+#[tonic::async_trait]
+impl EventService for Events {
+    type StreamEventsStream = ItemStream<pb::Event>;
+
+    async fn stream_events(
+        &self,
+        req: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        self.registry.read(&tenant, |_| ()).await?;
+        let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
+            Some(Item::Event(e)) => Some(e),
+            _ => None,
+        };
+        Ok(Response::new(serve_stream(&self.registry, tenant, EVENTS.into(), r.after_cursor, pick)))
+    }
+}

@@ -1,0 +1,302 @@
+//! `SupervisorService`: commands through the tenant's log (the apply layer checks the
+//! supervisor flag), and the three boards of SPEC §8 computed from the tenant's state.
+
+use std::time::Duration;
+
+use switchboard_core::{AgentId, Conversation, State, Timestamp};
+use switchboard_proto::internal::v1::command::Op;
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::supervisor_service_server::SupervisorService;
+use tonic::{Request, Response, Status};
+
+use super::admin::{page, variant};
+use crate::convert::{self, resources};
+use crate::error::Error;
+use crate::names;
+use crate::registry::Registry;
+use crate::state::TenantState;
+
+/// Queue statistics: waits longer than this count unless the request says otherwise.
+pub const DEFAULT_QUEUE_THRESHOLD: Duration = Duration::from_secs(60);
+/// Queue statistics: the window of queue entries unless the request says otherwise.
+pub const DEFAULT_QUEUE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+/// Most waits listed in one `QueueStats` (the count covers them all): keeps the answer well
+/// under gRPC's default message limit.
+pub const MAX_QUEUE_WAITS: usize = 10_000;
+
+#[derive(Debug)]
+pub struct Supervisor {
+    pub registry: Registry,
+}
+
+fn status(e: Error) -> Status {
+    Status::from(e)
+}
+
+/// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`).
+fn tenant_of(supervisor: &str) -> Result<String, Status> {
+    Ok(names::child("supervisor", supervisor, "agents").map_err(status)?.0)
+}
+
+fn live_conversation(s: &TenantState, c: &Conversation) -> pb::LiveConversation {
+    pb::LiveConversation {
+        conversation: s.conversation_name(c.id),
+        state: convert::state_to_pb(c.state) as i32,
+        agent: c.agent.map(|a| s.agent_name(a)).unwrap_or_default(),
+        messages: c.customer_messages + c.agent_messages + c.auto_messages,
+        customer_messages: c.customer_messages,
+        agent_messages: c.agent_messages,
+        first_response: c.first_response_at.map(|t| convert::duration(t.since(c.opened_at))),
+    }
+}
+
+/// Conversations by id, after the token; totals over all of them.
+fn live_board(s: &TenantState, size: usize, after: u64) -> pb::LiveBoard {
+    let (mut in_progress, mut ended) = (0, 0);
+    let mut rest = Vec::new();
+    for c in s.engine.conversations() {
+        if c.is_open() {
+            in_progress += 1;
+        } else {
+            ended += 1;
+        }
+        if c.id.0 > after {
+            rest.push(c);
+        }
+    }
+    // Only the page needs sorting.
+    let more = rest.len() > size;
+    if more {
+        rest.select_nth_unstable_by_key(size, |c| c.id);
+        rest.truncate(size);
+    }
+    rest.sort_unstable_by_key(|c| c.id);
+    let next_page_token = match rest.last() {
+        Some(c) if more => c.id.0.to_string(),
+        _ => String::new(),
+    };
+    pb::LiveBoard {
+        in_progress,
+        ended,
+        total: in_progress + ended,
+        conversations: rest.into_iter().map(|c| live_conversation(s, c)).collect(),
+        next_page_token,
+    }
+}
+
+/// Every wait of a conversation in a queue: (entered, waited). A wait runs from a
+/// transition into `queued` to the next transition out of it (a move between queues is one
+/// wait), or until `now` while it still waits.
+fn waits(c: &Conversation, now: Timestamp) -> Vec<(Timestamp, Duration)> {
+    let mut out = Vec::new();
+    let mut entered = None;
+    for t in &c.transitions {
+        match (entered, t.to == State::Queued) {
+            (None, true) => entered = Some(t.at),
+            (Some(e), false) => {
+                out.push((e, t.at.since(e)));
+                entered = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = entered {
+        out.push((e, now.since(e)));
+    }
+    out
+}
+
+/// Waits that entered within `[from, to]` and lasted longer than `threshold`, oldest first.
+fn queue_stats(
+    s: &TenantState,
+    now: Timestamp,
+    from: Timestamp,
+    to: Timestamp,
+    threshold: Duration,
+) -> pb::QueueStats {
+    let mut long: Vec<(Timestamp, &Conversation, Duration)> = s
+        .engine
+        .conversations()
+        .flat_map(|c| waits(c, now).into_iter().map(move |(at, waited)| (at, c, waited)))
+        .filter(|(at, _, waited)| (from..=to).contains(at) && *waited > threshold)
+        .collect();
+    long.sort_unstable_by_key(|(at, c, _)| (*at, c.id));
+    let count = long.len() as u64;
+    long.truncate(MAX_QUEUE_WAITS);
+    pb::QueueStats {
+        count,
+        waits: long
+            .into_iter()
+            .map(|(at, c, waited)| pb::QueuedWait {
+                conversation: s.conversation_name(c.id),
+                // Transitions do not record the group; a wait shows the conversation's
+                // current one.
+                group: s.group_name(c.group),
+                entered: Some(convert::timestamp(at)),
+                waited: Some(convert::duration(waited)),
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl SupervisorService for Supervisor {
+    async fn whisper(
+        &self,
+        request: Request<pb::WhisperRequest>,
+    ) -> Result<Response<pb::WhisperResponse>, Status> {
+        let r = request.into_inner();
+        let t = tenant_of(&r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::Whisper(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Whisper)?))
+    }
+
+    async fn set_agent_status(
+        &self,
+        request: Request<pb::SupervisorSetStatusRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let r = request.into_inner();
+        let t = tenant_of(&r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::SupervisorSetStatus(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Agent)?))
+    }
+
+    async fn reassign_batch(
+        &self,
+        request: Request<pb::ReassignBatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let r = request.into_inner();
+        let t = tenant_of(&r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::ReassignBatch(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Batch)?))
+    }
+
+    async fn end_batch(
+        &self,
+        request: Request<pb::EndBatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let r = request.into_inner();
+        let t = tenant_of(&r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::EndBatch(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Batch)?))
+    }
+
+    async fn set_bot_hosting(
+        &self,
+        request: Request<pb::SetBotHostingRequest>,
+    ) -> Result<Response<pb::SetBotHostingResponse>, Status> {
+        let r = request.into_inner();
+        let t = tenant_of(&r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::SetBotHosting(r), &request_id).await?;
+        Ok(Response::new(variant!(result, BotHosting)?))
+    }
+
+    async fn get_live_board(
+        &self,
+        request: Request<pb::GetLiveBoardRequest>,
+    ) -> Result<Response<pb::LiveBoard>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let (size, token) = page(r.page.as_ref());
+        let after = match token.as_str() {
+            "" => 0,
+            token => token.parse::<u64>().map_err(|_| {
+                status(Error::field("page.page_token", "not a token this board returned"))
+            })?,
+        };
+        let board = self.registry.read(&t, move |s| live_board(s, size, after)).await?;
+        Ok(Response::new(board))
+    }
+
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::GetQueueStatsRequest>,
+    ) -> Result<Response<pb::QueueStats>, Status> {
+        let r = request.into_inner();
+        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let threshold = match &r.threshold {
+            Some(d) => convert::from_duration("threshold", d).map_err(status)?,
+            None => DEFAULT_QUEUE_THRESHOLD,
+        };
+        let now = crate::clock::now();
+        let to = r.to.as_ref().map_or(now, convert::from_timestamp);
+        let from = r.from.as_ref().map_or(to - DEFAULT_QUEUE_WINDOW, convert::from_timestamp);
+        if from > to {
+            return Err(status(Error::field("from", "must not be after `to`")));
+        }
+        let stats =
+            self.registry.read(&t, move |s| queue_stats(s, now, from, to, threshold)).await?;
+        Ok(Response::new(stats))
+    }
+
+    async fn get_agent_board(
+        &self,
+        request: Request<pb::GetAgentBoardRequest>,
+    ) -> Result<Response<pb::AgentBoard>, Status> {
+        let t = names::tenant("tenant", &request.get_ref().tenant).map_err(status)?;
+        let now = crate::clock::now();
+        let agents = self
+            .registry
+            .read(&t, move |s: &TenantState| {
+                s.agents
+                    .names_after("")
+                    .map(|(_, n)| AgentId(n))
+                    .filter(|a| s.engine.agent_settings(*a).is_some())
+                    .map(|a| resources::agent_on(s, a, now))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::AgentBoard { agents }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_core::{AgentId, Cause, ConversationId, CustomerId, GroupId};
+
+    use super::*;
+
+    fn conversation(transitions: &[(u64, State)]) -> Conversation {
+        let mut c = Conversation::open(
+            ConversationId(1),
+            CustomerId(1),
+            switchboard_core::Channel::Web,
+            GroupId(1),
+            0,
+            Timestamp(0),
+        );
+        for &(at, to) in transitions {
+            let agent = matches!(to, State::Offered | State::Assigned).then_some(AgentId(1));
+            c.transition(Timestamp(at), to, Cause::Routed, agent);
+        }
+        c
+    }
+
+    #[test]
+    fn a_wait_runs_from_entering_the_queue_to_leaving_it() {
+        let c = conversation(&[
+            (0, State::Queued),
+            (5_000, State::Offered),
+            (7_000, State::Queued),
+            (8_000, State::Queued),
+            (20_000, State::Assigned),
+        ]);
+        assert_eq!(
+            waits(&c, Timestamp(99_000)),
+            vec![
+                (Timestamp(0), Duration::from_secs(5)),
+                (Timestamp(7_000), Duration::from_secs(13))
+            ]
+        );
+        let still = conversation(&[(1_000, State::Bot), (2_000, State::Queued)]);
+        assert_eq!(
+            waits(&still, Timestamp(62_000)),
+            vec![(Timestamp(2_000), Duration::from_secs(60))]
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Everything a tenant actor holds: the pure routing engine plus the data around it that is
+//! not a routing rule (ids, contact fields, tags, quick replies, stream cursors). Serializable
+//! as one snapshot; rebuilt by replaying the command log after it.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use switchboard_core::{AgentId, ConversationId, CustomerId, Engine, GroupId, Timestamp};
+
+use crate::error::{Error, Result};
+
+/// Caller-chosen ids of one kind, mapped onto the core's numbers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ids {
+    by_name: BTreeMap<String, u64>,
+    by_num: FxHashMap<u64, String>,
+    next: u64,
+}
+
+impl Ids {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The number of `name`, allocating one the first time.
+    pub fn intern(&mut self, name: &str) -> u64 {
+        if let Some(n) = self.by_name.get(name) {
+            return *n;
+        }
+        self.next += 1;
+        self.by_name.insert(name.to_owned(), self.next);
+        self.by_num.insert(self.next, name.to_owned());
+        self.next
+    }
+
+    /// The number `name` has or would get, without allocating it (handlers allocate only
+    /// once the command has succeeded, so refusals change nothing).
+    pub fn peek(&self, name: &str) -> u64 {
+        self.get(name).unwrap_or(self.next + 1)
+    }
+
+    pub fn name(&self, n: u64) -> &str {
+        self.by_num.get(&n).map_or("", String::as_str)
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Some(n) = self.by_name.remove(name) {
+            self.by_num.remove(&n);
+        }
+    }
+
+    /// Names in order, from after `after`.
+    pub fn names_after<'a>(
+        &'a self,
+        after: &'a str,
+    ) -> impl Iterator<Item = (&'a String, u64)> + 'a {
+        self.by_name
+            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map(|(k, v)| (k, *v))
+    }
+}
+
+/// Contact data of a customer (SPEC §6): edited by agents, shown in every view.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Profile {
+    pub remark_name: String,
+    pub phone: String,
+    pub email: String,
+    pub tags: Vec<String>,
+    pub customer_groups: Vec<String>,
+    pub language: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentExtra {
+    pub supervisor: bool,
+    /// Day (days since the epoch, UTC) and time of the first sign-in that day.
+    pub first_login: Option<(u64, Timestamp)>,
+    pub quick_replies: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConversationExtra {
+    pub tags: Vec<String>,
+    pub note: String,
+    /// Last transcript sequence number.
+    pub transcript_seq: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantState {
+    pub id: String,
+    pub display_name: String,
+    pub created_at: Timestamp,
+    pub engine: Engine,
+    pub groups: Ids,
+    pub agents: Ids,
+    pub customers: Ids,
+    pub group_names: FxHashMap<GroupId, String>,
+    pub profiles: FxHashMap<CustomerId, Profile>,
+    pub agent_extra: FxHashMap<AgentId, AgentExtra>,
+    pub conversation_extra: FxHashMap<ConversationId, ConversationExtra>,
+    pub shared_quick_replies: Vec<(String, String)>,
+    pub next_conversation: u64,
+    /// Last sequence number of every stream.
+    pub stream_seq: BTreeMap<String, u64>,
+}
+
+impl TenantState {
+    pub fn group(&self, field: &str, id: &str) -> Result<GroupId> {
+        self.groups
+            .get(id)
+            .map(GroupId)
+            .filter(|g| self.engine.group_settings(*g).is_some())
+            .ok_or_else(|| {
+                Error::NotFound(format!("{field}: skill group {id:?} of tenant {}", self.id))
+            })
+    }
+
+    pub fn agent(&self, field: &str, id: &str) -> Result<AgentId> {
+        self.agents
+            .get(id)
+            .map(AgentId)
+            .filter(|a| self.engine.agent_settings(*a).is_some())
+            .ok_or_else(|| Error::NotFound(format!("{field}: agent {id:?} of tenant {}", self.id)))
+    }
+
+    pub fn conversation(&self, n: u64) -> Result<ConversationId> {
+        let c = ConversationId(n);
+        if self.engine.conversation(c).is_some() {
+            Ok(c)
+        } else {
+            Err(Error::NotFound(format!("conversation {n} of tenant {}", self.id)))
+        }
+    }
+
+    pub fn group_name(&self, g: GroupId) -> String {
+        crate::names::child_name(&self.id, "groups", self.groups.name(g.0))
+    }
+
+    pub fn agent_name(&self, a: AgentId) -> String {
+        crate::names::child_name(&self.id, "agents", self.agents.name(a.0))
+    }
+
+    pub fn customer_name(&self, u: CustomerId) -> String {
+        crate::names::child_name(&self.id, "customers", self.customers.name(u.0))
+    }
+
+    pub fn conversation_name(&self, c: ConversationId) -> String {
+        crate::names::child_name(&self.id, "conversations", &c.0.to_string())
+    }
+
+    /// The next sequence number of a stream.
+    pub fn next_stream_seq(&mut self, stream: &str) -> u64 {
+        let seq = self.stream_seq.entry(stream.to_owned()).or_default();
+        *seq += 1;
+        *seq
+    }
+
+    pub fn is_supervisor(&self, a: AgentId) -> bool {
+        self.agent_extra.get(&a).is_some_and(|x| x.supervisor)
+    }
+}
+
+/// Stream of one agent's desktop events.
+pub fn agent_stream(agent_id: &str) -> String {
+    format!("agent/{agent_id}")
+}
+
+/// Stream of messages for channel gateways to deliver.
+pub const OUTBOX: &str = "outbox";
+/// Stream of integrator events.
+pub const EVENTS: &str = "events";

@@ -1,0 +1,420 @@
+//! The tenant actor: one per tenant, the router of DESIGN.md. It owns the tenant's state,
+//! applies commands in order, and makes each one durable before anybody hears of it.
+//!
+//! Pipeline: a command is applied to the in-memory state at once (so the next one sees it),
+//! its batch (log record, stream items, transcript rows) is queued on the store in log order,
+//! and a per-tenant committer task awaits durability batch by batch, in order, before it
+//! answers the caller and publishes to live subscribers. Several commands are therefore in
+//! flight at once and share group commits.
+//!
+//! Backpressure: the mailbox is unbounded (ractor); admission is bounded at the gRPC edge.
+//! Failure: if a write fails, the state is suspect (later commands were applied on top of
+//! it), so the actor stops; the registry reloads the tenant from the store on next use.
+//! Timers: the actor arms one wake-up at the engine's next deadline and logs an `Advance`
+//! command when it fires, so timers survive restarts as state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustc_hash::FxHashMap;
+use switchboard_core::Timestamp;
+use switchboard_proto::internal::v1::{Advance, Command, Response, command::Op, response};
+use switchboard_store::{Batch, LogRecord, Message, Pending, Store, StreamEntry};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::apply::{self, Output};
+use crate::clock;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::metrics as m;
+use crate::state::TenantState;
+
+pub type Reply = RpcReplyPort<Result<response::Result, tonic::Status>>;
+
+pub enum TenantMsg {
+    /// A mutating command; answered once durable. `request_id` dedupes retries.
+    Command { op: Op, request_id: String, reply: Reply },
+    /// A read of the current state.
+    Read(Box<dyn FnOnce(&TenantState) + Send>),
+    /// A deadline may be due.
+    Tick,
+    /// Store a snapshot now (graceful shutdown), answered once durable.
+    Snapshot(RpcReplyPort<()>),
+}
+
+pub struct TenantArgs {
+    /// The tenant's id (a tenant being created starts from an empty state).
+    pub tenant: String,
+    pub state: TenantState,
+    pub log_seq: u64,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    /// Commands between snapshots.
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug)]
+pub struct TenantActor;
+
+impl std::fmt::Debug for TenantMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TenantMsg::Command { request_id, .. } => write!(f, "Command({request_id})"),
+            TenantMsg::Read(_) => f.write_str("Read"),
+            TenantMsg::Tick => f.write_str("Tick"),
+            TenantMsg::Snapshot(_) => f.write_str("Snapshot"),
+        }
+    }
+}
+
+impl std::fmt::Debug for TenantArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantArgs")
+            .field("tenant", &self.tenant)
+            .field("log_seq", &self.log_seq)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("tenant", &self.state.id)
+            .field("log_seq", &self.log_seq)
+            .finish()
+    }
+}
+
+pub struct Running {
+    state: TenantState,
+    log_seq: u64,
+    since_snapshot: u64,
+    snapshot_every: u64,
+    store: Arc<dyn Store>,
+    committer: mpsc::UnboundedSender<Job>,
+    /// Responses of recent request ids (also in the store for older ones).
+    recent: FxHashMap<String, Vec<u8>>,
+    last_now: Timestamp,
+    armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
+}
+
+/// One durable step for the committer: wait for `pending`, then answer and publish.
+struct Job {
+    pending: Pending,
+    reply: Option<Reply>,
+    result: Option<response::Result>,
+    live: Vec<(String, u64, switchboard_proto::internal::v1::StreamItem)>,
+    /// Told once the step is durable (snapshots on shutdown).
+    ack: Option<RpcReplyPort<()>>,
+}
+
+impl Job {
+    fn new(pending: Pending) -> Self {
+        Job { pending, reply: None, result: None, live: Vec::new(), ack: None }
+    }
+}
+
+/// How many request ids to remember in memory before relying on the store.
+const RECENT: usize = 100_000;
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = Running;
+    type Arguments = TenantArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        args: TenantArgs,
+    ) -> Result<Running, ActorProcessingErr> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(commit_in_order(args.tenant.clone(), rx, args.hub.clone(), myself.clone()));
+        let mut running = Running {
+            last_now: Timestamp::ZERO,
+            state: args.state,
+            log_seq: args.log_seq,
+            since_snapshot: 0,
+            snapshot_every: args.snapshot_every.max(1),
+            store: args.store,
+            committer: tx,
+            recent: FxHashMap::default(),
+            armed: None,
+        };
+        running.arm(&myself);
+        Ok(running)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TenantMsg>,
+        running: &mut Running,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, timer)) = running.armed.take() {
+            timer.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        msg: TenantMsg,
+        running: &mut Running,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TenantMsg::Command { op, request_id, reply } => {
+                running.command(op, request_id, Some(reply))
+            }
+            TenantMsg::Read(f) => f(&running.state),
+            TenantMsg::Tick => {
+                running.armed = None;
+                let now = running.now();
+                if running.state.engine.next_deadline().is_some_and(|at| at <= now) {
+                    running.command(Op::Advance(Advance {}), String::new(), None);
+                }
+            }
+            TenantMsg::Snapshot(reply) => {
+                let pending = running.snapshot();
+                running.enqueue(Job { ack: Some(reply), ..Job::new(pending) });
+            }
+        }
+        running.arm(&myself);
+        Ok(())
+    }
+}
+
+impl Running {
+    /// Time only moves forward within a tenant, whatever the wall clock does.
+    fn now(&mut self) -> Timestamp {
+        self.last_now = self.last_now.max(clock::now());
+        self.last_now
+    }
+
+    fn command(&mut self, op: Op, request_id: String, reply: Option<Reply>) {
+        if !request_id.is_empty()
+            && let Some(found) = self.previous_answer(&request_id)
+        {
+            // Answered after the original is durable: it may still be in flight.
+            self.enqueue(Job {
+                reply,
+                result: Some(found),
+                ..Job::new(Box::pin(async { Ok(()) }))
+            });
+            return;
+        }
+        let now = self.now();
+        let cmd = Command { at_ms: now.as_millis(), op: Some(op) };
+        let kind = op_kind(&cmd);
+        let started = tokio::time::Instant::now();
+        match apply::apply(&mut self.state, &cmd) {
+            Err(e) => {
+                m::refused(&self.state.id, kind, e.reason());
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+            Ok((response, output)) => {
+                m::applied(&self.state.id, kind, started.elapsed(), &output);
+                self.log_seq += 1;
+                let response_bytes = response.encode_to_vec();
+                if !request_id.is_empty() {
+                    if self.recent.len() >= RECENT {
+                        self.recent.clear();
+                    }
+                    self.recent.insert(request_id.clone(), response_bytes.clone());
+                }
+                let batch =
+                    batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output);
+                let pending = self.store.append(batch);
+                let live = output.items;
+                self.enqueue(Job { reply, result: response.result, live, ..Job::new(pending) });
+                self.since_snapshot += 1;
+                if self.since_snapshot >= self.snapshot_every {
+                    let pending = self.snapshot();
+                    self.enqueue(Job::new(pending));
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
+        // The committer lives as long as the actor; a closed channel means we are stopping.
+        let _ = self.committer.send(job);
+    }
+
+    fn previous_answer(&self, request_id: &str) -> Option<response::Result> {
+        let bytes = match self.recent.get(request_id) {
+            Some(b) => b.clone(),
+            None => match self.store.find_response(&self.state.id, request_id) {
+                Ok(Some(b)) => b,
+                Ok(None) => return None,
+                Err(e) => {
+                    warn!(tenant = %self.state.id, error = %e, "idempotency lookup failed");
+                    return None;
+                }
+            },
+        };
+        Response::decode(bytes.as_slice()).ok().and_then(|r| r.result)
+    }
+
+    fn snapshot(&mut self) -> Pending {
+        self.since_snapshot = 0;
+        match rmp_serde::to_vec_named(&self.state) {
+            Ok(bytes) => {
+                m::snapshot(&self.state.id, bytes.len());
+                self.store.snapshot(&self.state.id, self.log_seq, bytes)
+            }
+            Err(e) => {
+                error!(tenant = %self.state.id, error = %e, "snapshot encoding failed");
+                Box::pin(async { Ok(()) })
+            }
+        }
+    }
+
+    /// Keeps exactly one wake-up armed at the engine's next deadline.
+    fn arm(&mut self, myself: &ActorRef<TenantMsg>) {
+        let next = self.state.engine.next_deadline();
+        if self.armed.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, timer)) = self.armed.take() {
+            timer.abort();
+        }
+        if let Some(at) = next {
+            let wait =
+                Duration::from_millis(at.as_millis().saturating_sub(clock::now().as_millis()));
+            let me = myself.clone();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = me.cast(TenantMsg::Tick);
+            });
+            self.armed = Some((at, timer));
+        }
+    }
+}
+
+fn batch(
+    tenant: &str,
+    seq: u64,
+    cmd: &Command,
+    request_id: String,
+    response: Vec<u8>,
+    out: &Output,
+) -> Batch {
+    Batch {
+        tenant: tenant.to_owned(),
+        epoch: 0,
+        log: vec![LogRecord {
+            seq,
+            at_ms: cmd.at_ms,
+            request_id: (!request_id.is_empty()).then_some(request_id),
+            command: cmd.encode_to_vec(),
+            response,
+        }],
+        streams: out
+            .items
+            .iter()
+            .map(|(stream, seq, item)| StreamEntry {
+                stream: stream.clone(),
+                seq: *seq,
+                at_ms: cmd.at_ms,
+                payload: item.encode_to_vec(),
+            })
+            .collect(),
+        messages: out
+            .transcript
+            .iter()
+            .map(|row| Message {
+                conversation: row.conversation,
+                seq: row.message.seq,
+                at_ms: cmd.at_ms,
+                sender: row.message.sender.clone(),
+                text: row.message.text.clone(),
+                kind: crate::service::transcript_kind(&row.message),
+            })
+            .collect(),
+        purge_conversations: out.purges.clone(),
+    }
+}
+
+/// A short name of the command, for metrics and logs.
+pub fn op_kind(cmd: &Command) -> &'static str {
+    match &cmd.op {
+        Some(Op::CreateTenant(_)) => "create_tenant",
+        Some(Op::UpdateTenant(_)) => "update_tenant",
+        Some(Op::PutGroup(_)) => "put_group",
+        Some(Op::DeleteGroup(_)) => "delete_group",
+        Some(Op::PutAgent(_)) => "put_agent",
+        Some(Op::DeleteAgent(_)) => "delete_agent",
+        Some(Op::PutCustomer(_)) => "put_customer",
+        Some(Op::PutSharedQuickReplies(_)) => "put_shared_quick_replies",
+        Some(Op::PostMessage(_)) => "post_message",
+        Some(Op::OpenService(_)) => "open_service",
+        Some(Op::RequestHuman(_)) => "request_human",
+        Some(Op::CloseConversation(_)) => "close_conversation",
+        Some(Op::RateConversation(_)) => "rate_conversation",
+        Some(Op::SetStatus(_)) => "set_status",
+        Some(Op::Accept(_)) => "accept",
+        Some(Op::Decline(_)) => "decline",
+        Some(Op::Pick(_)) => "pick",
+        Some(Op::SendMessage(_)) => "send_message",
+        Some(Op::MarkRead(_)) => "mark_read",
+        Some(Op::Transfer(_)) => "transfer",
+        Some(Op::EndConversation(_)) => "end_conversation",
+        Some(Op::AgentBotHosting(_)) => "agent_bot_hosting",
+        Some(Op::InviteRating(_)) => "invite_rating",
+        Some(Op::UpdateConversation(_)) => "update_conversation",
+        Some(Op::UpdateCustomerProfile(_)) => "update_customer_profile",
+        Some(Op::PutPersonalQuickReplies(_)) => "put_personal_quick_replies",
+        Some(Op::Whisper(_)) => "whisper",
+        Some(Op::SupervisorSetStatus(_)) => "supervisor_set_status",
+        Some(Op::ReassignBatch(_)) => "reassign_batch",
+        Some(Op::EndBatch(_)) => "end_batch",
+        Some(Op::SetBotHosting(_)) => "set_bot_hosting",
+        Some(Op::Advance(_)) => "advance",
+        None => "empty",
+    }
+}
+
+/// Awaits each batch in order; answers and publishes only what is durable. On a write
+/// failure every later answer fails too and the actor stops, so the tenant reloads.
+async fn commit_in_order(
+    tenant: String,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    hub: Hub,
+    actor: ActorRef<TenantMsg>,
+) {
+    let mut failed: Option<String> = None;
+    while let Some(job) = rx.recv().await {
+        let result = match &failed {
+            Some(why) => Err(why.clone()),
+            None => job.pending.await.map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                for (stream, seq, item) in job.live {
+                    hub.publish(&tenant, &stream, seq, item);
+                }
+                if let (Some(reply), Some(result)) = (job.reply, job.result) {
+                    let _ = reply.send(Ok(result));
+                }
+                if let Some(ack) = job.ack {
+                    let _ = ack.send(());
+                }
+            }
+            Err(why) => {
+                if failed.is_none() {
+                    error!(tenant = %tenant, error = %why, "durable write failed; reloading the tenant");
+                    actor.stop(Some(format!("store write failed: {why}")));
+                }
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(Err(Error::Unavailable(why.clone()).into()));
+                }
+                failed = Some(why);
+            }
+        }
+    }
+}

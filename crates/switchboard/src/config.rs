@@ -1,0 +1,439 @@
+//! The node's configuration: one serde tree, layered defaults → TOML file → `SWITCHBOARD_`
+//! environment → command-line flags, then validated.
+//!
+//! The environment is passed in as a list of pairs (the binary passes `std::env::vars()`), so
+//! tests inject it instead of mutating the process environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every configuration variable.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+/// Separates nesting levels in a variable name: `SWITCHBOARD_GRPC__ADDR` is `grpc.addr`.
+pub const ENV_SEPARATOR: &str = "__";
+/// Names a TOML file to load when `--config` is not given.
+pub const ENV_CONFIG_FILE: &str = "SWITCHBOARD_CONFIG";
+/// The conventional Rust log filter variable; read as `log.filter` when
+/// `SWITCHBOARD_LOG__FILTER` is not set.
+pub const ENV_RUST_LOG: &str = "RUST_LOG";
+
+/// Everything `switchboard serve` reads. Every field has a default; see [`Config::default`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub grpc: Grpc,
+    pub metrics: Metrics,
+    pub store: Store,
+    pub log: Log,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grpc {
+    /// Where the gRPC API listens; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Requests in flight per connection.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Grpc {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            max_request_bytes: 64 * 1024,
+            concurrency_per_connection: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// Where Prometheus scrapes `/metrics`, or `off`.
+    pub addr: Listen,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { addr: Listen::On(SocketAddr::from(([127, 0, 0, 1], 9400))) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    /// Where the node keeps its durable state; relative paths are relative to the working
+    /// directory.
+    pub data_dir: PathBuf,
+    /// Commands between snapshots of a tenant.
+    pub snapshot_every: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { data_dir: PathBuf::from("./switchboard-data"), snapshot_every: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shutdown {
+    /// After SIGTERM or Ctrl-C, how long open connections (agents' live streams included) may
+    /// take to finish before the process exits anyway, with status 1 and without the final
+    /// snapshot (the command log replays on the next start). Keep it below the orchestrator's
+    /// grace period (Kubernetes: 30 s).
+    pub drain_seconds: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { drain_seconds: 20 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A `RUST_LOG`-style filter, e.g. `info` or `info,switchboard_node=debug`.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { filter: "info".to_owned(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A listening address that can be switched off (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("{s:?} is neither `off` nor an address like 127.0.0.1:9400"))
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(addr) => addr.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The command-line layer: each flag given overrides every other source.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// TOML file to load [env: SWITCHBOARD_CONFIG]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// gRPC listening address (grpc.addr; port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Prometheus listening address, or `off` (metrics.addr)
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_addr: Option<Listen>,
+    /// Directory of the durable state (store.data_dir)
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter in RUST_LOG syntax, e.g. `info,switchboard_node=debug` (log.filter)
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Log line format (log.format)
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Layers the sources and validates the result. `env` is the process environment (or a
+    /// test's map); only `SWITCHBOARD_<SECTION>__<KEY>` variables, `SWITCHBOARD_CONFIG` and
+    /// `RUST_LOG` (as `log.filter`, below `SWITCHBOARD_LOG__FILTER`) are read from it.
+    pub fn load<I, K, V>(flags: &Flags, env: I) -> anyhow::Result<Config>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env: Vec<(String, String)> =
+            env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let file = flags.config.clone().or_else(|| {
+            env.iter()
+                .find(|(k, v)| k == ENV_CONFIG_FILE && !v.is_empty())
+                .map(|(_, v)| PathBuf::from(v))
+        });
+
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            check_file(path)?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(EnvVars::new(env));
+        figment = merge_flags(figment, flags);
+
+        let config: Config =
+            figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses values the node cannot run with, naming the key to fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.grpc.max_request_bytes == 0 {
+            bail!("grpc.max_request_bytes must be at least 1");
+        }
+        if self.grpc.concurrency_per_connection == 0 {
+            bail!("grpc.concurrency_per_connection must be at least 1");
+        }
+        if self.store.snapshot_every == 0 {
+            bail!("store.snapshot_every must be at least 1");
+        }
+        if self.shutdown.drain_seconds == 0 {
+            bail!("shutdown.drain_seconds must be at least 1");
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            bail!("store.data_dir must not be empty");
+        }
+        if let Listen::On(metrics) = self.metrics.addr
+            && metrics.port() != 0
+            && metrics == self.grpc.addr
+        {
+            bail!("metrics.addr and grpc.addr are both {metrics}; give them different ports");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .with_context(|| format!("log.filter {:?} is not a valid filter", self.log.filter))?;
+        Ok(())
+    }
+
+    /// What is allowed but probably a mistake, to log loudly at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.grpc.addr.ip().is_loopback() {
+            warnings.push(format!(
+                "grpc.addr {} is not a loopback address and this node has no authentication yet: \
+                 anyone who can reach it can read and change every tenant",
+                self.grpc.addr
+            ));
+        }
+        warnings
+    }
+
+    /// The effective configuration as TOML (what `--dump-config` prints).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("the configuration cannot be written as TOML")
+    }
+
+    /// What the node library needs.
+    pub fn node(&self) -> switchboard_node::NodeConfig {
+        switchboard_node::NodeConfig {
+            data_dir: self.store.data_dir.clone(),
+            snapshot_every: self.store.snapshot_every,
+            max_request_bytes: self.grpc.max_request_bytes,
+            concurrency_per_connection: self.grpc.concurrency_per_connection,
+        }
+    }
+}
+
+/// A named file that is missing is an error, not an empty layer.
+fn check_file(path: &Path) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("config file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("config file {}: not a file", path.display());
+    }
+    Ok(())
+}
+
+fn merge_flags(mut figment: Figment, flags: &Flags) -> Figment {
+    if let Some(addr) = flags.grpc_addr {
+        figment = figment.merge(Serialized::default("grpc.addr", addr));
+    }
+    if let Some(addr) = flags.metrics_addr {
+        figment = figment.merge(Serialized::default("metrics.addr", addr));
+    }
+    if let Some(dir) = &flags.data_dir {
+        figment = figment.merge(Serialized::default("store.data_dir", dir));
+    }
+    if let Some(filter) = &flags.log {
+        figment = figment.merge(Serialized::default("log.filter", filter));
+    }
+    if let Some(format) = flags.log_format {
+        figment = figment.merge(Serialized::default("log.format", format));
+    }
+    figment
+}
+
+/// The environment layer: reads variables the way figment's
+/// `Env::prefixed("SWITCHBOARD_").split("__")` does (prefix stripped case-insensitively, `__`
+/// nests, keys lowercased, values parsed like figment parses them), but from a given list
+/// instead of the process environment.
+///
+/// Only nested names (`SWITCHBOARD_<SECTION>__<KEY>`) are read: every setting lives in a
+/// section, and this keeps out variables that merely share the prefix, such as
+/// `SWITCHBOARD_CONFIG`, ctl's `SWITCHBOARD_ADDR`, or the `SWITCHBOARD_SERVICE_HOST` and
+/// `SWITCHBOARD_PORT_…` that Kubernetes injects for a Service named `switchboard`. A misspelt
+/// nested name is still refused as an unknown field. `RUST_LOG` is read as
+/// `SWITCHBOARD_LOG__FILTER` when that is not set, as Rust operators expect.
+#[derive(Debug, Clone)]
+struct EnvVars {
+    vars: Vec<(Vec<String>, String)>,
+}
+
+impl EnvVars {
+    fn new(env: Vec<(String, String)>) -> Self {
+        let rust_log =
+            env.iter().find(|(k, v)| k == ENV_RUST_LOG && !v.is_empty()).map(|(_, v)| v.clone());
+        let mut vars: Vec<_> =
+            env.into_iter().filter_map(|(k, v)| Some((env_key(&k)?, v))).collect();
+        let log_filter = ["log".to_owned(), "filter".to_owned()];
+        if let Some(filter) = rust_log
+            && !vars.iter().any(|(path, _)| path[..] == log_filter[..])
+        {
+            vars.push((log_filter.to_vec(), filter));
+        }
+        vars.sort();
+        EnvVars { vars }
+    }
+}
+
+/// `SWITCHBOARD_GRPC__ADDR` → `["grpc", "addr"]`; `None` for variables that are not settings.
+fn env_key(name: &str) -> Option<Vec<String>> {
+    let prefix = name.get(..ENV_PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
+        return None;
+    }
+    let rest = name[ENV_PREFIX.len()..].trim();
+    let path: Vec<String> = rest.split(ENV_SEPARATOR).map(str::to_ascii_lowercase).collect();
+    if path.len() < 2 || path.iter().any(|p| p.is_empty() || p.contains('.')) {
+        return None;
+    }
+    Some(path)
+}
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("`{ENV_PREFIX}` environment variable(s)")).interpolater(
+            |_, path| {
+                let path: Vec<String> = path.iter().map(|k| k.to_ascii_uppercase()).collect();
+                format!("{ENV_PREFIX}{}", path.join(ENV_SEPARATOR))
+            },
+        )
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (path, value) in &self.vars {
+            let value: Value = value.parse().unwrap_or_else(|never| match never {});
+            insert(&mut dict, path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict.entry(first.clone()).or_insert_with(|| Dict::new().into());
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Dict::new().into();
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_map_to_nested_keys() {
+        assert_eq!(env_key("SWITCHBOARD_GRPC__ADDR"), Some(vec!["grpc".into(), "addr".into()]));
+        assert_eq!(
+            env_key("switchboard_store__data_dir"),
+            Some(vec!["store".into(), "data_dir".into()])
+        );
+        assert_eq!(env_key("SWITCHBOARD_CONFIG"), None);
+        assert_eq!(env_key("SWITCHBOARD_ADDR"), None);
+        assert_eq!(env_key("SWITCHBOARD_PORT_7400_TCP_ADDR"), None);
+        assert_eq!(env_key("SWITCHBOARD_GRPC__"), None);
+        assert_eq!(env_key("OTHER_GRPC__ADDR"), None);
+        assert_eq!(env_key("SWITCH"), None);
+    }
+
+    #[test]
+    fn listen_parses_off_and_addresses_and_prints_back() {
+        assert_eq!("off".parse::<Listen>().unwrap(), Listen::Off);
+        assert_eq!("OFF".parse::<Listen>().unwrap(), Listen::Off);
+        let on: Listen = "127.0.0.1:9400".parse().unwrap();
+        assert_eq!(on.to_string(), "127.0.0.1:9400");
+        assert!("nowhere".parse::<Listen>().unwrap_err().contains("off"));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert!(config.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_public_grpc_address_warns_about_authentication() {
+        let mut config = Config::default();
+        config.grpc.addr = "0.0.0.0:7400".parse().unwrap();
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("no authentication"), "{}", warnings[0]);
+    }
+}

@@ -1,0 +1,399 @@
+//! `switchboard ctl`: a small client of the public API for the quick start and for operators.
+//! Responses print as the messages' pretty `Debug` form; gRPC errors print their code and
+//! message and make the command fail.
+
+use std::fmt::Debug;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::admin_service_client::AdminServiceClient;
+use switchboard_proto::v1::agent_service_client::AgentServiceClient;
+use switchboard_proto::v1::channel_service_client::ChannelServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Default address of `--addr`, the node's default gRPC address.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
+
+#[derive(Debug, Args)]
+pub struct Ctl {
+    /// The node's gRPC address
+    #[arg(long, global = true, env = "SWITCHBOARD_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tenants
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Skill groups
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Agents: settings, status, live events, replies
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Customer messages, as a channel gateway posts them
+    #[command(subcommand)]
+    Message(MessageCmd),
+    /// Conversations
+    #[command(subcommand)]
+    Conversation(ConversationCmd),
+    /// Messages going out to customers, as a channel gateway receives them
+    #[command(subcommand)]
+    Outbound(OutboundCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant
+    Create {
+        id: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create or replace a skill group
+    Put {
+        tenant: String,
+        group: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// How conversations reach agents (default: the server's)
+        #[arg(long)]
+        offer_mode: Option<OfferMode>,
+        /// Which agent gets the next conversation (default: the server's)
+        #[arg(long)]
+        strategy: Option<Strategy>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Create (offline) or update an agent
+    Put {
+        tenant: String,
+        agent: String,
+        /// Skill group id; repeat for several
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// Conversations at once, 1 to 1000
+        #[arg(long, default_value_t = 5)]
+        capacity: u32,
+        #[arg(long, default_value = "")]
+        nickname: String,
+        #[arg(long)]
+        supervisor: bool,
+    },
+    /// Set an agent's status
+    Status { tenant: String, agent: String, status: Status },
+    /// Stream the agent's live events until Ctrl-C
+    Watch {
+        tenant: String,
+        agent: String,
+        /// Resume after this cursor
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Send the customer a message in a conversation the agent serves
+    Reply { tenant: String, agent: String, conversation: u64, text: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessageCmd {
+    /// Post a customer message; opens a conversation when the customer has none open
+    Post {
+        tenant: String,
+        customer: String,
+        text: String,
+        #[arg(long, value_enum, default_value_t = ChannelKind::Web)]
+        channel: ChannelKind,
+        /// Skill group id to route to
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationCmd {
+    /// Show a conversation
+    Get { tenant: String, number: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboundCmd {
+    /// Stream the tenant's messages to customers until Ctrl-C
+    Watch {
+        tenant: String,
+        /// Resume after this cursor (0: the oldest kept)
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OfferMode {
+    Auto,
+    Offer,
+    Pull,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Strategy {
+    LeastOccupied,
+    LongestIdle,
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Status {
+    Online,
+    Busy,
+    Away,
+    Invisible,
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelKind {
+    Web,
+    MiniProgram,
+    OfficialAccount,
+    Messenger,
+    Email,
+    App,
+}
+
+impl From<OfferMode> for pb::OfferMode {
+    fn from(m: OfferMode) -> Self {
+        match m {
+            OfferMode::Auto => pb::OfferMode::AutoAccept,
+            OfferMode::Offer => pb::OfferMode::Offer,
+            OfferMode::Pull => pb::OfferMode::Pull,
+        }
+    }
+}
+
+impl From<Strategy> for pb::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::LeastOccupied => pb::Strategy::LeastOccupied,
+            Strategy::LongestIdle => pb::Strategy::LongestIdle,
+            Strategy::RoundRobin => pb::Strategy::RoundRobin,
+        }
+    }
+}
+
+impl From<Status> for pb::AgentStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Online => pb::AgentStatus::Online,
+            Status::Busy => pb::AgentStatus::Busy,
+            Status::Away => pb::AgentStatus::Away,
+            Status::Invisible => pb::AgentStatus::Invisible,
+            Status::Offline => pb::AgentStatus::Offline,
+        }
+    }
+}
+
+impl From<ChannelKind> for pb::Channel {
+    fn from(c: ChannelKind) -> Self {
+        match c {
+            ChannelKind::Web => pb::Channel::Web,
+            ChannelKind::MiniProgram => pb::Channel::MiniProgram,
+            ChannelKind::OfficialAccount => pb::Channel::OfficialAccount,
+            ChannelKind::Messenger => pb::Channel::Messenger,
+            ChannelKind::Email => pb::Channel::Email,
+            ChannelKind::App => pb::Channel::App,
+        }
+    }
+}
+
+/// Runs one ctl command.
+pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
+    let channel = connect(&ctl.addr).await?;
+    let mut admin = AdminServiceClient::new(channel.clone());
+    let mut agents = AgentServiceClient::new(channel.clone());
+    let mut channels = ChannelServiceClient::new(channel);
+    match ctl.command {
+        Command::Tenant(TenantCmd::Create { id, display_name }) => {
+            let req = pb::CreateTenantRequest {
+                tenant_id: id,
+                display_name,
+                settings: None,
+                request_id: request_id(),
+            };
+            print(&call(admin.create_tenant(req).await)?)
+        }
+        Command::Group(GroupCmd::Put { tenant, group, display_name, offer_mode, strategy }) => {
+            let policy = (offer_mode.is_some() || strategy.is_some()).then(|| pb::RoutingPolicy {
+                strategy: strategy.map_or(pb::Strategy::Unspecified, Into::into).into(),
+                offer_mode: offer_mode.map_or(pb::OfferMode::Unspecified, Into::into).into(),
+                ..Default::default()
+            });
+            let req = pb::PutGroupRequest {
+                name: format!("tenants/{tenant}/groups/{group}"),
+                display_name,
+                policy,
+                replies: None,
+                request_id: request_id(),
+            };
+            print(&call(admin.put_group(req).await)?)
+        }
+        Command::Agent(AgentCmd::Put { tenant, agent, groups, capacity, nickname, supervisor }) => {
+            let req = pb::PutAgentRequest {
+                name: agent_name(&tenant, &agent),
+                nickname,
+                capacity,
+                groups,
+                replies: None,
+                supervisor,
+                request_id: request_id(),
+            };
+            print(&call(admin.put_agent(req).await)?)
+        }
+        Command::Agent(AgentCmd::Status { tenant, agent, status }) => {
+            let req = pb::SetStatusRequest {
+                agent: agent_name(&tenant, &agent),
+                status: pb::AgentStatus::from(status).into(),
+                request_id: request_id(),
+            };
+            print(&call(agents.set_status(req).await)?)
+        }
+        Command::Agent(AgentCmd::Watch { tenant, agent, after }) => {
+            let req = pb::StreamAgentEventsRequest {
+                agent: agent_name(&tenant, &agent),
+                after_cursor: after,
+            };
+            let stream = call(agents.stream_events(req).await)?;
+            watch(stream).await
+        }
+        Command::Agent(AgentCmd::Reply { tenant, agent, conversation, text }) => {
+            let req = pb::SendMessageRequest {
+                agent: agent_name(&tenant, &agent),
+                conversation: conversation_name(&tenant, conversation),
+                text,
+                tag: pb::MessageTag::Unspecified.into(),
+                request_id: request_id(),
+            };
+            print(&call(agents.send_message(req).await)?)
+        }
+        Command::Message(MessageCmd::Post { tenant, customer, text, channel, group }) => {
+            let req = pb::PostMessageRequest {
+                tenant: tenant_name(&tenant),
+                customer,
+                channel: pb::Channel::from(channel).into(),
+                text,
+                group: group.unwrap_or_default(),
+                priority: 0,
+                nickname: String::new(),
+                request_id: request_id(),
+            };
+            print(&call(channels.post_message(req).await)?)
+        }
+        Command::Conversation(ConversationCmd::Get { tenant, number }) => {
+            let req =
+                pb::GetConversationRequest { conversation: conversation_name(&tenant, number) };
+            print(&call(channels.get_conversation(req).await)?)
+        }
+        Command::Outbound(OutboundCmd::Watch { tenant, after }) => {
+            let req =
+                pb::StreamOutboundRequest { tenant: tenant_name(&tenant), after_cursor: after };
+            let stream = call(channels.stream_outbound(req).await)?;
+            watch(stream).await
+        }
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("--addr {addr:?} is not a valid address"))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to switchboard at {uri}"))
+}
+
+/// Prints each message of a server stream as it arrives, until the stream ends or Ctrl-C.
+async fn watch<T: Debug>(mut stream: tonic::Streaming<T>) -> anyhow::Result<()> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            next = stream.message() => match next {
+                Ok(Some(message)) => print(&message)?,
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(status_error(status)),
+            },
+            _ = &mut ctrl_c => return Ok(()),
+        }
+    }
+}
+
+fn call<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    result.map(tonic::Response::into_inner).map_err(status_error)
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{:?} ({}): {}", status.code(), status.code() as i32, status.message())
+}
+
+/// Writes one response to stdout, flushed so watchers see each event at once.
+fn print<T: Debug>(message: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{message:#?}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn tenant_name(tenant: &str) -> String {
+    format!("tenants/{tenant}")
+}
+
+fn agent_name(tenant: &str, agent: &str) -> String {
+    format!("tenants/{tenant}/agents/{agent}")
+}
+
+fn conversation_name(tenant: &str, number: u64) -> String {
+    format!("tenants/{tenant}/conversations/{number}")
+}
+
+/// A fresh idempotency key per mutating call: wall-clock time, process id and a counter, so
+/// two ctl runs never share one.
+fn request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The clock only makes the key unique across runs; nothing is decided on it.
+    #[allow(clippy::disallowed_methods)]
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("ctl-{nanos:x}-{:x}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_fresh_and_short() {
+        let a = request_id();
+        let b = request_id();
+        assert_ne!(a, b);
+        assert!(a.len() <= 64, "{a}");
+    }
+
+    #[test]
+    fn names_follow_the_api() {
+        assert_eq!(tenant_name("acme"), "tenants/acme");
+        assert_eq!(agent_name("acme", "alice"), "tenants/acme/agents/alice");
+        assert_eq!(conversation_name("acme", 7), "tenants/acme/conversations/7");
+    }
+}

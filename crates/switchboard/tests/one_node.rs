@@ -1,0 +1,738 @@
+//! One node end to end, over real gRPC against a real `switchboard serve` process: seed 001's
+//! worked case, crash survival with a pending timer, idempotent retries, tenant isolation, and
+//! bad input answered with the right status. Waits are bounded; nothing asserts on time.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Clients, Node, next, rid, until};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn dur(ms: u64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    })
+}
+
+fn texts(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn tenant(t: &str) -> String {
+    format!("tenants/{t}")
+}
+
+fn agent(t: &str, a: &str) -> String {
+    format!("tenants/{t}/agents/{a}")
+}
+
+/// Creates a tenant with one skill group "support" and the given agents (capacity each),
+/// then applies `settings` (with "support" as the default group).
+async fn setup(
+    c: &mut Clients,
+    t: &str,
+    settings: pb::TenantSettings,
+    agents: &[(&str, &str, u32)],
+) {
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: t.into(),
+            display_name: format!("{t} inc"),
+            settings: None,
+            request_id: rid("create"),
+        })
+        .await
+        .expect("create tenant");
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: format!("tenants/{t}/groups/support"),
+            display_name: "Support".into(),
+            policy: None,
+            replies: None,
+            request_id: rid("group"),
+        })
+        .await
+        .expect("put group");
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: tenant(t),
+            settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
+            display_name: format!("{t} inc"),
+            request_id: rid("settings"),
+        })
+        .await
+        .expect("update tenant");
+    for (id, nickname, capacity) in agents {
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: agent(t, id),
+                nickname: (*nickname).into(),
+                capacity: *capacity,
+                groups: vec!["support".into()],
+                replies: None,
+                supervisor: false,
+                request_id: rid("agent"),
+            })
+            .await
+            .expect("put agent");
+    }
+}
+
+async fn status(c: &mut Clients, t: &str, a: &str, s: pb::AgentStatus) {
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: agent(t, a),
+            status: s as i32,
+            request_id: rid("status"),
+        })
+        .await
+        .expect("set status");
+}
+
+async fn post(
+    c: &mut Clients,
+    t: &str,
+    customer: &str,
+    nickname: &str,
+    text: &str,
+) -> pb::Conversation {
+    post_with(c, t, customer, nickname, text, &rid("post")).await.expect("post message")
+}
+
+async fn post_with(
+    c: &mut Clients,
+    t: &str,
+    customer: &str,
+    nickname: &str,
+    text: &str,
+    request_id: &str,
+) -> Result<pb::Conversation, tonic::Status> {
+    let r = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: tenant(t),
+            customer: customer.into(),
+            channel: pb::Channel::Web as i32,
+            text: text.into(),
+            group: String::new(),
+            priority: 0,
+            nickname: nickname.into(),
+            request_id: request_id.into(),
+        })
+        .await?;
+    Ok(r.into_inner().conversation.expect("conversation"))
+}
+
+async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
+    c.channel
+        .get_conversation(pb::GetConversationRequest { conversation: name.into() })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
+async fn outbound(c: &mut Clients, t: &str) -> tonic::Streaming<pb::OutboundMessage> {
+    c.channel
+        .stream_outbound(pb::StreamOutboundRequest { tenant: tenant(t), after_cursor: 0 })
+        .await
+        .expect("outbound stream")
+        .into_inner()
+}
+
+/// The next `n` outbound messages as (reply kind, text).
+async fn replies(
+    s: &mut tonic::Streaming<pb::OutboundMessage>,
+    n: usize,
+) -> Vec<(pb::ReplyKind, String)> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let m = next(s).await;
+        got.push((
+            pb::ReplyKind::try_from(m.reply_kind).unwrap_or(pb::ReplyKind::Unspecified),
+            m.text,
+        ));
+    }
+    got
+}
+
+fn kinds(r: &[(pb::ReplyKind, String)]) -> Vec<pb::ReplyKind> {
+    r.iter().map(|(k, _)| *k).collect()
+}
+
+/// The eight rules of seed 001, with timers short enough for a test.
+fn seed_001_settings() -> pb::TenantSettings {
+    pb::TenantSettings {
+        message_received: Some(pb::MessageReceivedReply {
+            texts: texts(&["收到1", "收到2"]),
+            also_in_session: false,
+        }),
+        keywords: vec![pb::KeywordRule {
+            keywords: texts(&["价格"]),
+            texts: texts(&["关键词1", "关键词2"]),
+        }],
+        open_service: Some(pb::Texts { texts: texts(&["欢迎"]) }),
+        replies: Some(pb::ReplySettings {
+            auto_accept: Some(pb::AutoAcceptReply {
+                texts: texts(&["{{nick_name}},你好,客服{{staff_name}}负责接待您"]),
+                also_from_queue: false,
+            }),
+            queue: Some(pb::QueueReply {
+                rules: vec![pb::QueueRule {
+                    above: 0,
+                    texts: texts(&["{{nick_name}},当前还有{{queue_num}}人在排队中"]),
+                }],
+                min_interval: dur(60_000),
+            }),
+            agent_no_response: Some(pb::TimedReply {
+                after: dur(1_000),
+                texts: texts(&["客服无响应"]),
+            }),
+            customer_no_response: Some(pb::TimedReply {
+                after: dur(2_000),
+                texts: texts(&["访客无响应"]),
+            }),
+            customer_no_response_end: Some(pb::TimedReply {
+                after: dur(4_000),
+                texts: texts(&["自动结束"]),
+            }),
+            manual_end: Some(pb::Texts { texts: texts(&["手动结束"]) }),
+            offline: Some(pb::OfflineReply {
+                texts: texts(&["离线1", "离线2"]),
+                min_interval: dur(0),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_worked_case_end_to_end() {
+    use pb::ReplyKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", seed_001_settings(), &[("zhang", "张三", 1)]).await;
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    let mut out = outbound(&mut c, "acme").await;
+    let mut desk = c
+        .agent
+        .stream_events(pb::StreamAgentEventsRequest {
+            agent: agent("acme", "zhang"),
+            after_cursor: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // 1-2. The customer writes; the agent takes it: the auto-accept reply only.
+    let c1 = post(&mut c, "acme", "xiaoming", "小明", "你好").await;
+    assert_eq!(c1.state, pb::ConversationState::Assigned as i32);
+    assert_eq!(
+        replies(&mut out, 1).await,
+        vec![(AutoAccept, "小明,你好,客服张三负责接待您".to_string())]
+    );
+    // The message reaches the agent's desktop stream.
+    let seen =
+        until(&mut desk, |e| matches!(e.event, Some(pb::agent_event::Event::CustomerMessage(_))))
+            .await;
+    assert!(seen.iter().any(|e| matches!(e.event, Some(pb::agent_event::Event::Assigned(_)))));
+
+    // 3. The agent does not respond.
+    assert_eq!(kinds(&replies(&mut out, 1).await), vec![AgentNoResponse]);
+    // 4. The agent replies.
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c1.name.clone(),
+            text: "您好".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(replies(&mut out, 1).await, vec![(Unspecified, "您好".to_string())]);
+    // 5-6. The customer does not respond; then the conversation ends automatically.
+    assert_eq!(kinds(&replies(&mut out, 2).await), vec![CustomerNoResponse, CustomerNoResponseEnd]);
+    assert_eq!(get(&mut c, &c1.name).await.state, pb::ConversationState::Ended as i32);
+
+    // 7. A new message opens a new conversation with the last agent: auto-accept again.
+    let c2 = post(&mut c, "acme", "xiaoming", "小明", "还在吗").await;
+    assert_ne!(c2.name, c1.name);
+    assert_eq!(c2.agent, agent("acme", "zhang"));
+    assert_eq!(kinds(&replies(&mut out, 1).await), vec![AutoAccept]);
+    // 8. The agent does not respond.
+    assert_eq!(kinds(&replies(&mut out, 1).await), vec![AgentNoResponse]);
+    // 9. The agent ends it: the manual-end reply.
+    c.agent
+        .end_conversation(pb::AgentConversationRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c2.name.clone(),
+            request_id: rid("end"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(kinds(&replies(&mut out, 1).await), vec![ManualEnd]);
+
+    // 10. The agent is offline: queued, message-received and the offline reply (no queue reply).
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Offline).await;
+    let c3 = post(&mut c, "acme", "xiaoming", "小明", "在吗").await;
+    assert_eq!(c3.state, pb::ConversationState::Queued as i32);
+    assert_eq!(
+        kinds(&replies(&mut out, 4).await),
+        vec![MessageReceived, MessageReceived, Offline, Offline]
+    );
+
+    // 11. Online but full: another customer queues and gets the queue reply with its position.
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    assert_eq!(get(&mut c, &c3.name).await.state, pb::ConversationState::Assigned as i32);
+    let c4 = post(&mut c, "acme", "xiaohong", "小红", "你好").await;
+    assert_eq!(c4.position, 1);
+    assert_eq!(
+        replies(&mut out, 3).await,
+        vec![
+            (MessageReceived, "收到1".to_string()),
+            (MessageReceived, "收到2".to_string()),
+            (Queue, "小红,当前还有1人在排队中".to_string()),
+        ]
+    );
+    // A keyword replaces the message-received reply and silences the queue reply.
+    post(&mut c, "acme", "xiaohong", "小红", "价格多少").await;
+    assert_eq!(kinds(&replies(&mut out, 2).await), vec![Keyword, Keyword]);
+    // Nothing else went out in between: the next message is the one we send now.
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c3.name.clone(),
+            text: "marker".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(replies(&mut out, 1).await, vec![(Unspecified, "marker".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_pending_timers_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let settings = pb::TenantSettings {
+        replies: Some(pb::ReplySettings {
+            agent_no_response: Some(pb::TimedReply {
+                after: dur(10_000),
+                texts: texts(&["one moment please"]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    setup(&mut c, "acme", settings, &[("zhang", "Zhang", 1)]).await;
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    let c1 = post(&mut c, "acme", "u1", "", "first").await;
+    let c2 = post(&mut c, "acme", "u2", "", "second").await;
+    let c3 = post(&mut c, "acme", "u3", "", "third").await;
+    assert_eq!((c2.position, c3.position), (1, 2));
+    // A group in offer mode, with a pending offer to Li.
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: "tenants/acme/groups/sales".into(),
+            display_name: "Sales".into(),
+            policy: Some(pb::RoutingPolicy {
+                offer_mode: pb::OfferMode::Offer as i32,
+                offer_timeout: dur(600_000),
+                ..Default::default()
+            }),
+            replies: None,
+            request_id: rid("group"),
+        })
+        .await
+        .unwrap();
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: agent("acme", "li"),
+            nickname: "Li".into(),
+            capacity: 1,
+            groups: vec!["sales".into()],
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    status(&mut c, "acme", "li", pb::AgentStatus::Online).await;
+    let offered = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: tenant("acme"),
+            customer: "u4".into(),
+            channel: pb::Channel::Web as i32,
+            text: "quote please".into(),
+            group: "sales".into(),
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap();
+    assert_eq!(offered.state, pb::ConversationState::Offered as i32);
+
+    // Crash with the agent-no-response timer of c1 pending.
+    node.kill9();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let (r1, r2, r3) =
+        (get(&mut c, &c1.name).await, get(&mut c, &c2.name).await, get(&mut c, &c3.name).await);
+    assert_eq!(r1.state, pb::ConversationState::Assigned as i32);
+    assert_eq!(r1.agent, agent("acme", "zhang"));
+    assert_eq!((r2.position, r3.position), (1, 2), "queue order survives");
+    let o = get(&mut c, &offered.name).await;
+    assert_eq!(
+        (o.state, o.agent.as_str()),
+        (pb::ConversationState::Offered as i32, agent("acme", "li").as_str())
+    );
+    let accepted = c
+        .agent
+        .accept(pb::AgentConversationRequest {
+            agent: agent("acme", "li"),
+            conversation: offered.name.clone(),
+            request_id: rid("a"),
+        })
+        .await
+        .expect("the offer survived and can be accepted")
+        .into_inner();
+    assert_eq!(accepted.state, pb::ConversationState::Assigned as i32);
+    let history = c
+        .agent
+        .get_history(pb::GetHistoryRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c1.name.clone(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), vec!["first"]);
+    let t = c
+        .admin
+        .get_tenant(pb::GetTenantRequest { name: tenant("acme") })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        t.settings.and_then(|s| s.replies).and_then(|r| r.agent_no_response).is_some(),
+        "configuration survives"
+    );
+
+    // The pending timer fires after the restart, exactly once.
+    let mut out = outbound(&mut c, "acme").await;
+    let seen = until(&mut out, |m| m.reply_kind == pb::ReplyKind::AgentNoResponse as i32).await;
+    assert_eq!(seen.last().unwrap().conversation, c1.name);
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c1.name.clone(),
+            text: "marker".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .unwrap();
+    let rest = until(&mut out, |m| m.text == "marker").await;
+    assert!(
+        rest.iter().all(|m| m.reply_kind != pb::ReplyKind::AgentNoResponse as i32),
+        "the timer fired twice"
+    );
+
+    // A graceful stop snapshots; the next start loads the snapshot.
+    assert!(node.terminate(), "SIGTERM ends the node cleanly");
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    assert_eq!(get(&mut c, &c3.name).await.position, 2);
+    assert_eq!(get(&mut c, &c1.name).await.agent_messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_the_same_request_id_act_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 1)]).await;
+    let first = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
+    let again = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
+    assert_eq!(first.name, again.name);
+    assert_eq!(get(&mut c, &first.name).await.customer_messages, 1);
+    // Also after a crash.
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let after = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
+    assert_eq!(after.name, first.name);
+    assert_eq!(get(&mut c, &first.name).await.customer_messages, 1);
+    // A new id acts again.
+    post_with(&mut c, "acme", "u1", "", "hello", "retry-2").await.unwrap();
+    assert_eq!(get(&mut c, &first.name).await.customer_messages, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 2)]).await;
+    setup(&mut c, "globex", pb::TenantSettings::default(), &[("li", "Li", 2)]).await;
+    for (t, a) in [("acme", "zhang"), ("globex", "li")] {
+        status(&mut c, t, a, pb::AgentStatus::Online).await;
+    }
+    let secret = post(&mut c, "acme", "u1", "", "my card number is 1234").await;
+    let theirs = post(&mut c, "globex", "u1", "", "hello").await;
+    assert!(theirs.name.starts_with("tenants/globex/"));
+
+    // Globex's agent cannot reach acme's conversation in any way.
+    let err = c
+        .agent
+        .get_history(pb::GetHistoryRequest {
+            agent: agent("globex", "li"),
+            conversation: secret.name.clone(),
+            page: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = c
+        .agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("globex", "li"),
+            conversation: secret.name.clone(),
+            text: "hi".into(),
+            tag: 0,
+            request_id: rid("x"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = c
+        .agent
+        .transfer(pb::TransferRequest {
+            agent: agent("acme", "zhang"),
+            conversation: secret.name.clone(),
+            to: Some(pb::transfer_request::To::ToAgent(agent("globex", "li"))),
+            reset_entry_time: false,
+            request_id: rid("x"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Globex's streams carry only globex.
+    let mut out = outbound(&mut c, "globex").await;
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("globex", "li"),
+            conversation: theirs.name.clone(),
+            text: "marker".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .unwrap();
+    let seen = until(&mut out, |m| m.text == "marker").await;
+    assert!(seen.iter().all(|m| m.conversation.starts_with("tenants/globex/")));
+    let mut events = c
+        .events
+        .stream_events(pb::StreamEventsRequest { tenant: tenant("globex"), after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = until(&mut events, |e| e.r#type == "assigned").await;
+    assert!(
+        seen.iter().all(
+            |e| !e.conversation.starts_with("tenants/acme/") && !e.detail_json.contains("1234")
+        )
+    );
+}
+
+/// The `ErrorInfo` reason of a status.
+fn reason(s: &tonic::Status) -> String {
+    s.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_status_and_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let mut settings = pb::TenantSettings::default();
+    settings.channels.push(pb::ChannelSettings {
+        channel: pb::Channel::Web as i32,
+        group: String::new(),
+        replies: None,
+        reply_window: dur(1_000),
+    });
+    setup(&mut c, "acme", settings, &[("zhang", "Zhang", 1)]).await;
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+
+    // Unknown and malformed ids.
+    let err = post_with(&mut c, "nope", "u1", "", "hi", "").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: "acme".into(),
+            customer: "u1".into(),
+            channel: 1,
+            text: "hi".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("tenants/{tenant}"), "{}", err.message());
+    assert_eq!(
+        c.channel
+            .post_message(pb::PostMessageRequest {
+                tenant: tenant("acme"),
+                customer: "Bad Id!".into(),
+                channel: 1,
+                text: "hi".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let err = c
+        .channel
+        .get_conversation(pb::GetConversationRequest {
+            conversation: "tenants/acme/conversations/abc".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.get_details_bad_request().is_some(), "field errors carry BadRequest details");
+    let err = c
+        .channel
+        .get_conversation(pb::GetConversationRequest {
+            conversation: "tenants/acme/conversations/999".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Empty and oversize text; no channel.
+    let err = post_with(&mut c, "acme", "u1", "", "   ", "").await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "INVALID_FIELD"));
+    let err = post_with(&mut c, "acme", "u1", "", &"x".repeat(9_000), "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("8192"), "says the limit: {}", err.message());
+    let err = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: tenant("acme"),
+            customer: "u1".into(),
+            text: "hi".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("channel"), "{}", err.message());
+
+    // Invalid transitions.
+    let conv = post(&mut c, "acme", "u1", "", "hi").await;
+    let err = c
+        .agent
+        .accept(pb::AgentConversationRequest {
+            agent: agent("acme", "zhang"),
+            conversation: conv.name.clone(),
+            request_id: rid("a"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "NOT_OFFERED"));
+    let err = c
+        .channel
+        .request_human(pb::ConversationRequest {
+            conversation: conv.name.clone(),
+            request_id: rid("h"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "INVALID_TRANSITION")
+    );
+
+    // A sixth queue rule; capacity 0.
+    let rule = |n| pb::QueueRule { above: n, texts: texts(&["wait"]) };
+    let err = c
+        .admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: tenant("acme"),
+            settings: Some(pb::TenantSettings {
+                default_group: "support".into(),
+                replies: Some(pb::ReplySettings {
+                    queue: Some(pb::QueueReply {
+                        rules: (0..6).map(rule).collect(),
+                        min_interval: dur(0),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            display_name: String::new(),
+            request_id: rid("t"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at most 5"), "{}", err.message());
+    let err = c
+        .admin
+        .put_agent(pb::PutAgentRequest {
+            name: agent("acme", "li"),
+            capacity: 0,
+            groups: vec!["support".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("capacity"), "{}", err.message());
+
+    // A reply outside the reply window (1 s for web here): refused, the conversation closes.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let err = c
+        .agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("acme", "zhang"),
+            conversation: conv.name.clone(),
+            text: "late".into(),
+            tag: 0,
+            request_id: rid("late"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        ["OUTSIDE_REPLY_WINDOW", "INVALID_TRANSITION"].contains(&reason(&err).as_str()),
+        "refused for the window: {err:?}"
+    );
+
+    // The node never fell over.
+    assert!(node.alive(), "the node survived every bad request");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap(),
+    );
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}

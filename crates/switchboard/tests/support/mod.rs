@@ -1,0 +1,156 @@
+//! Test harness: real `switchboard serve` processes on ephemeral loopback ports, each with its
+//! own data directory, stopped by PID (never by name) when the test ends.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use switchboard_proto::v1::{
+    admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
+    channel_service_client::ChannelServiceClient, event_service_client::EventServiceClient,
+    supervisor_service_client::SupervisorServiceClient,
+};
+use tonic::transport::Channel;
+
+/// How long a node may take to start (a debug build replaying its log): a bound, not a
+/// timed assertion.
+const START: Duration = Duration::from_secs(120);
+
+pub struct Node {
+    child: Option<Child>,
+    pub grpc: String,
+    pub metrics: String,
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Starts a node on `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard serve");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let line = rx.recv_timeout(START).expect("node did not report its addresses");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
+                .to_owned()
+        };
+        Node {
+            grpc: format!("http://{}", field("grpc")),
+            metrics: field("metrics"),
+            child: Some(child),
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no shutdown, no flush, no snapshot.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Whether the process is still running (it did not panic or exit).
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub async fn clients(&self) -> Clients {
+        let channel =
+            Channel::from_shared(self.grpc.clone()).expect("uri").connect().await.expect("connect");
+        Clients {
+            admin: AdminServiceClient::new(channel.clone()),
+            channel: ChannelServiceClient::new(channel.clone()),
+            agent: AgentServiceClient::new(channel.clone()),
+            supervisor: SupervisorServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Clone)]
+pub struct Clients {
+    pub admin: AdminServiceClient<Channel>,
+    pub channel: ChannelServiceClient<Channel>,
+    pub agent: AgentServiceClient<Channel>,
+    pub supervisor: SupervisorServiceClient<Channel>,
+    pub events: EventServiceClient<Channel>,
+}
+
+/// Waits (bounded) for the next item of a stream.
+pub async fn next<T>(stream: &mut tonic::Streaming<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("nothing arrived on the stream within a minute")
+        .expect("stream error")
+        .expect("stream ended")
+}
+
+/// Reads items until `want` says stop; returns everything read. Bounded wait per item.
+pub async fn until<T>(
+    stream: &mut tonic::Streaming<T>,
+    mut want: impl FnMut(&T) -> bool,
+) -> Vec<T> {
+    let mut seen = Vec::new();
+    loop {
+        let item = next(stream).await;
+        let done = want(&item);
+        seen.push(item);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Unique request ids for one test.
+pub fn rid(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
