@@ -92,6 +92,7 @@ pub struct Running {
     state: TenantState,
     log_seq: u64,
     since_snapshot: u64,
+    last_snapshot: Timestamp,
     snapshot_every: u64,
     store: Arc<dyn Store>,
     committer: mpsc::UnboundedSender<Job>,
@@ -119,6 +120,10 @@ impl Job {
 
 /// How many request ids to remember in memory before relying on the store.
 const RECENT: usize = 100_000;
+/// Snapshot at least this often.
+const SNAPSHOT_AGE: Duration = Duration::from_secs(3600);
+/// Entries kept per stream.
+const STREAM_KEEP: usize = 100_000;
 
 impl Actor for TenantActor {
     type Msg = TenantMsg;
@@ -137,6 +142,7 @@ impl Actor for TenantActor {
             state: args.state,
             log_seq: args.log_seq,
             since_snapshot: 0,
+            last_snapshot: clock::now(),
             snapshot_every: args.snapshot_every.max(1),
             store: args.store,
             committer: tx,
@@ -232,9 +238,14 @@ impl Running {
                 let live = output.items;
                 self.enqueue(Job { reply, result: response.result, live, ..Job::new(pending) });
                 self.since_snapshot += 1;
-                if self.since_snapshot >= self.snapshot_every {
+                // By count, and at least hourly so the log (which holds message texts) never
+                // outlives transcript retention by much.
+                if self.since_snapshot >= self.snapshot_every
+                    || now >= self.last_snapshot + SNAPSHOT_AGE
+                {
                     let pending = self.snapshot();
                     self.enqueue(Job::new(pending));
+                    self.trim_streams();
                 }
             }
         }
@@ -260,8 +271,18 @@ impl Running {
         Response::decode(bytes.as_slice()).ok().and_then(|r| r.result)
     }
 
+    /// Bounds every stream of the tenant; readers behind the kept window resume from the
+    /// oldest entry kept.
+    fn trim_streams(&self) {
+        for stream in self.state.stream_seq.keys() {
+            let pending = self.store.trim_stream(&self.state.id, stream, STREAM_KEEP);
+            self.enqueue(Job::new(pending));
+        }
+    }
+
     fn snapshot(&mut self) -> Pending {
         self.since_snapshot = 0;
+        self.last_snapshot = self.last_now;
         match rmp_serde::to_vec_named(&self.state) {
             Ok(bytes) => {
                 m::snapshot(&self.state.id, bytes.len());

@@ -736,3 +736,48 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
         .into_inner();
     assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
+
+/// The services a reflection endpoint lists.
+macro_rules! reflected_services {
+    ($pb:path, $channel:expr) => {{
+        use $pb as r;
+        let mut client = r::server_reflection_client::ServerReflectionClient::new($channel);
+        let request = r::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut replies = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        match next(&mut replies).await.message_response {
+            Some(r::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
+                l.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("unexpected reflection reply {other:?}"),
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_on_v1_and_v1alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let channel =
+        tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap();
+    for services in [
+        reflected_services!(tonic_reflection::pb::v1, channel.clone()),
+        reflected_services!(tonic_reflection::pb::v1alpha, channel.clone()),
+    ] {
+        for want in [
+            "switchboard.v1.ChannelService",
+            "switchboard.v1.AgentService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(services.iter().any(|s| s == want), "{want} missing from {services:?}");
+        }
+    }
+}

@@ -37,6 +37,26 @@ fn conversation_response(state: &TenantState, c: ConversationId) -> response::Re
     response::Result::Conversation(views::conversation(state, c))
 }
 
+/// The acting agent does `op` on the named conversation; answers with the conversation.
+fn on_conversation(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::AgentConversationRequest,
+    out: &mut Output,
+    op: fn(
+        &mut switchboard_core::Engine,
+        Timestamp,
+        AgentId,
+        ConversationId,
+    ) -> switchboard_core::Result<Vec<Effect>>,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let effects = op(&mut state.engine, now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(conversation_response(state, c))
+}
+
 /// Records today's first sign-in when an agent leaves `offline`.
 pub(super) fn note_login(
     state: &mut TenantState,
@@ -75,11 +95,7 @@ pub(super) fn accept(
     r: &pb::AgentConversationRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    let a = acting(state, "agent", &r.agent)?;
-    let c = conversation(state, "conversation", &r.conversation)?;
-    let effects = state.engine.accept(now, a, c)?;
-    emit(state, now, effects, out);
-    Ok(conversation_response(state, c))
+    on_conversation(state, now, r, out, switchboard_core::Engine::accept)
 }
 
 pub(super) fn decline(
@@ -88,11 +104,7 @@ pub(super) fn decline(
     r: &pb::AgentConversationRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    let a = acting(state, "agent", &r.agent)?;
-    let c = conversation(state, "conversation", &r.conversation)?;
-    let effects = state.engine.decline(now, a, c)?;
-    emit(state, now, effects, out);
-    Ok(conversation_response(state, c))
+    on_conversation(state, now, r, out, switchboard_core::Engine::decline)
 }
 
 pub(super) fn pick(
@@ -101,11 +113,7 @@ pub(super) fn pick(
     r: &pb::AgentConversationRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    let a = acting(state, "agent", &r.agent)?;
-    let c = conversation(state, "conversation", &r.conversation)?;
-    let effects = state.engine.pick(now, a, c)?;
-    emit(state, now, effects, out);
-    Ok(conversation_response(state, c))
+    on_conversation(state, now, r, out, switchboard_core::Engine::pick)
 }
 
 pub(super) fn send_message(
@@ -130,11 +138,7 @@ pub(super) fn mark_read(
     r: &pb::AgentConversationRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    let a = acting(state, "agent", &r.agent)?;
-    let c = conversation(state, "conversation", &r.conversation)?;
-    let effects = state.engine.mark_read(now, a, c)?;
-    emit(state, now, effects, out);
-    Ok(conversation_response(state, c))
+    on_conversation(state, now, r, out, switchboard_core::Engine::mark_read)
 }
 
 /// Where a transfer goes, from the request's oneof.

@@ -184,3 +184,68 @@ pub(super) fn rate(
     emit(state, now, effects, out);
     Ok(response::Result::Conversation(views::conversation(state, c)))
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_proto::internal::v1::{Advance, Command, command::Op};
+    use switchboard_proto::v1 as pb;
+
+    use crate::apply::apply;
+    use crate::state::TenantState;
+
+    const HOUR: u64 = 3_600_000;
+
+    fn run(state: &mut TenantState, at_ms: u64, op: Op) -> crate::apply::Output {
+        apply(state, &Command { at_ms, op: Some(op) }).expect("accepted").1
+    }
+
+    /// Retention runs as a timer of the core; its purge reaches the store batch on schedule.
+    #[test]
+    fn transcripts_are_purged_when_retention_ends() {
+        let mut s = TenantState::default();
+        let t0 = 1_700_000_000_000;
+        run(
+            &mut s,
+            t0,
+            Op::CreateTenant(pb::CreateTenantRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            }),
+        );
+        run(
+            &mut s,
+            t0,
+            Op::PutGroup(pb::PutGroupRequest {
+                name: "tenants/acme/groups/g".into(),
+                ..Default::default()
+            }),
+        );
+        let out = run(
+            &mut s,
+            t0,
+            Op::PostMessage(pb::PostMessageRequest {
+                tenant: "tenants/acme".into(),
+                customer: "u1".into(),
+                channel: pb::Channel::Web as i32,
+                text: "hello".into(),
+                group: "g".into(),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(out.transcript.len(), 1, "the customer's message is kept");
+        run(
+            &mut s,
+            t0 + 1000,
+            Op::CloseConversation(pb::ConversationRequest {
+                conversation: "tenants/acme/conversations/1".into(),
+                ..Default::default()
+            }),
+        );
+        // Never accepted: kept 48 hours after it ended.
+        let early = run(&mut s, t0 + 1000 + 48 * HOUR - 1, Op::Advance(Advance {}));
+        assert!(early.purges.is_empty());
+        let due = run(&mut s, t0 + 1000 + 48 * HOUR, Op::Advance(Advance {}));
+        assert_eq!(due.purges, vec![1]);
+        assert!(s.engine.conversation(switchboard_core::ConversationId(1)).is_none());
+    }
+}
