@@ -781,3 +781,172 @@ async fn reflection_answers_on_v1_and_v1alpha() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_whisper_move_end_and_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 2), ("li", "Li", 2)])
+        .await;
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: agent("acme", "boss"),
+            nickname: "Boss".into(),
+            capacity: 1,
+            groups: vec!["support".into()],
+            supervisor: true,
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    let c1 = post(&mut c, "acme", "u1", "", "first").await;
+    let c2 = post(&mut c, "acme", "u2", "", "second").await;
+    let mut desk = c
+        .agent
+        .stream_events(pb::StreamAgentEventsRequest {
+            agent: agent("acme", "zhang"),
+            after_cursor: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = outbound(&mut c, "acme").await;
+
+    // A whisper reaches the agent, never the customer.
+    c.supervisor
+        .whisper(pb::WhisperRequest {
+            supervisor: agent("acme", "boss"),
+            conversation: c1.name.clone(),
+            text: "offer the discount".into(),
+            request_id: rid("w"),
+        })
+        .await
+        .unwrap();
+    let seen =
+        until(&mut desk, |e| matches!(e.event, Some(pb::agent_event::Event::Whisper(_)))).await;
+    assert_eq!(seen.last().unwrap().conversation, c1.name);
+    let err = c
+        .supervisor
+        .whisper(pb::WhisperRequest {
+            supervisor: agent("acme", "li"),
+            conversation: c1.name.clone(),
+            text: "x".into(),
+            request_id: rid("w"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "only supervisors whisper: {err:?}");
+
+    // Supervisors change statuses but never sign an offline agent in.
+    let err = c
+        .supervisor
+        .set_agent_status(pb::SupervisorSetStatusRequest {
+            supervisor: agent("acme", "boss"),
+            agent: agent("acme", "li"),
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("s"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "CANNOT_FORCE_ONLINE")
+    );
+
+    // A handover: the earlier agent sees the transcript only up to it (SPEC §7).
+    let say = |who: &'static str, conv: String, text: &'static str| pb::SendMessageRequest {
+        agent: agent("acme", who),
+        conversation: conv,
+        text: text.into(),
+        tag: 0,
+        request_id: rid("m"),
+    };
+    c.agent.send_message(say("zhang", c1.name.clone(), "before handover")).await.unwrap();
+    status(&mut c, "acme", "li", pb::AgentStatus::Online).await;
+    c.agent
+        .transfer(pb::TransferRequest {
+            agent: agent("acme", "zhang"),
+            conversation: c1.name.clone(),
+            to: Some(pb::transfer_request::To::ToAgent(agent("acme", "li"))),
+            reset_entry_time: false,
+            request_id: rid("t"),
+        })
+        .await
+        .unwrap();
+    c.agent.send_message(say("li", c1.name.clone(), "after handover")).await.unwrap();
+    let history = |who: &'static str| pb::GetHistoryRequest {
+        agent: agent("acme", who),
+        conversation: c1.name.clone(),
+        page: None,
+    };
+    let texts_of =
+        |h: pb::GetHistoryResponse| h.messages.into_iter().map(|m| m.text).collect::<Vec<_>>();
+    let li = texts_of(c.agent.get_history(history("li")).await.unwrap().into_inner());
+    let zhang = texts_of(c.agent.get_history(history("zhang")).await.unwrap().into_inner());
+    assert!(
+        li.contains(&"before handover".to_string()) && li.contains(&"after handover".to_string()),
+        "{li:?}"
+    );
+    assert!(
+        zhang.contains(&"before handover".to_string())
+            && !zhang.contains(&"after handover".to_string()),
+        "{zhang:?}"
+    );
+    // The customer got both agent messages and nothing of the whisper.
+    let sent = until(&mut out, |m| m.text == "after handover").await;
+    assert!(sent.iter().all(|m| !m.text.contains("discount")));
+
+    // Bot hosting for all assigned conversations, then a batch end.
+    let changed = c
+        .supervisor
+        .set_bot_hosting(pb::SetBotHostingRequest {
+            supervisor: agent("acme", "boss"),
+            selection: Some(pb::set_bot_hosting_request::Selection::All(true)),
+            on: true,
+            request_id: rid("b"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .changed;
+    assert_eq!(changed, 2);
+    let results = c
+        .supervisor
+        .end_batch(pb::EndBatchRequest {
+            supervisor: agent("acme", "boss"),
+            conversations: vec![
+                c1.name.clone(),
+                c2.name.clone(),
+                "tenants/acme/conversations/77".into(),
+            ],
+            request_id: rid("e"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(results.iter().map(|r| r.ok).collect::<Vec<_>>(), vec![true, true, false]);
+
+    // Boards.
+    let board = c
+        .supervisor
+        .get_live_board(pb::GetLiveBoardRequest { tenant: tenant("acme"), page: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((board.in_progress, board.ended, board.total), (0, 2, 2));
+    let agents = c
+        .supervisor
+        .get_agent_board(pb::GetAgentBoardRequest { tenant: tenant("acme") })
+        .await
+        .unwrap()
+        .into_inner()
+        .agents;
+    let zhang =
+        agents.iter().find(|a| a.name == agent("acme", "zhang")).expect("zhang on the board");
+    assert!(zhang.first_login_today.is_some(), "today's first login is shown");
+    assert_eq!(zhang.status, pb::AgentStatus::Online as i32);
+}
