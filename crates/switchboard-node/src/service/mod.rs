@@ -48,6 +48,19 @@ pub fn serve_stream<T: Send + 'static>(
                         return;
                     }
                 };
+                // Entries were trimmed past this cursor: say so rather than skip them silently.
+                if let Some(first) = backlog.first()
+                    && first.seq > cursor + 1
+                    && cursor > 0
+                {
+                    let status = Status::out_of_range(format!(
+                        "cursor {cursor} of {stream} is older than the oldest entry kept ({}); resume after {} to continue, accepting the gap",
+                        first.seq,
+                        first.seq - 1
+                    ));
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
                 let full = backlog.len() == CATCH_UP;
                 tracing::debug!(%tenant, %stream, cursor, read = backlog.len(), "stream backlog");
                 for entry in backlog {
@@ -131,5 +144,63 @@ pub fn page_size(page: Option<&pb::PageRequest>) -> usize {
     match page.map_or(0, |p| p.page_size) {
         0 => 100,
         n => (n as usize).min(1000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message as _;
+    use switchboard_proto::internal::v1::{StreamItem, stream_item::Item};
+    use switchboard_proto::v1 as pb;
+    use switchboard_store::{Batch, SqliteOptions, SqliteStore, Store, StreamEntry};
+    use tokio_stream::StreamExt;
+
+    use super::serve_stream;
+    use crate::hub::Hub;
+    use crate::registry::{Options, Registry};
+
+    fn entry(seq: u64) -> StreamEntry {
+        let item =
+            StreamItem { item: Some(Item::Event(pb::Event { cursor: seq, ..Default::default() })) };
+        StreamEntry { stream: "events".into(), seq, at_ms: seq, payload: item.encode_to_vec() }
+    }
+
+    fn pick(item: StreamItem) -> Option<pb::Event> {
+        match item.item {
+            Some(Item::Event(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A reader resuming behind the kept window is told, instead of silently skipping.
+    #[tokio::test]
+    async fn a_cursor_older_than_the_kept_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+        let batch = Batch {
+            tenant: "acme".into(),
+            streams: (1..=10).map(entry).collect(),
+            ..Batch::default()
+        };
+        store.append(batch).await.unwrap();
+        store.trim_stream("acme", "events", 3).await.unwrap();
+        let registry = Registry::load(store, Hub::default(), Options::default()).await.unwrap();
+
+        let mut stale = serve_stream(&registry, "acme".into(), "events".into(), 2, pick);
+        let err = stale.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange);
+        assert!(err.message().contains("resume after 7"), "{}", err.message());
+
+        let mut fresh = serve_stream(&registry, "acme".into(), "events".into(), 0, pick);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(fresh.next().await.unwrap().unwrap().cursor);
+        }
+        assert_eq!(got, vec![8, 9, 10]);
+        let mut current = serve_stream(&registry, "acme".into(), "events".into(), 8, pick);
+        assert_eq!(current.next().await.unwrap().unwrap().cursor, 9);
     }
 }
