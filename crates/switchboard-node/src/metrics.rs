@@ -1,17 +1,62 @@
-//! Metric names of the node (labels bounded: tenant, command kind, reason, reply kind).
+//! Metric names of the node and how they are fed (SPEC §10). Labels are bounded: tenant,
+//! skill group, channel, and small enums — never a conversation, customer or agent id.
+//!
+//! Counters and histograms follow the core's events as commands are applied; gauges (queue
+//! length, oldest wait, agents by status, occupancy) are sampled from each tenant's state on
+//! a short interval, so a command never pays for a scan.
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use switchboard_core::engine::Event;
+use switchboard_core::{AgentStatus, GroupId, State, Timestamp};
 
 use crate::apply::Output;
+use crate::state::TenantState;
 
 pub const COMMANDS: &str = "switchboard_commands_total";
 pub const COMMANDS_REFUSED: &str = "switchboard_commands_refused_total";
 pub const APPLY_SECONDS: &str = "switchboard_command_apply_seconds";
+pub const CONVERSATIONS_OPENED: &str = "switchboard_conversations_opened_total";
+pub const CONVERSATIONS_ENDED: &str = "switchboard_conversations_ended_total";
+pub const CONVERSATIONS_ACTIVE: &str = "switchboard_conversations_active";
+pub const QUEUE_WAITING: &str = "switchboard_queue_waiting";
+pub const QUEUE_OLDEST_WAIT: &str = "switchboard_queue_oldest_wait_seconds";
+pub const QUEUE_WAIT: &str = "switchboard_queue_wait_seconds";
+pub const ABANDONED: &str = "switchboard_abandoned_total";
+pub const FIRST_RESPONSE: &str = "switchboard_first_response_seconds";
+pub const ASSIGNMENTS: &str = "switchboard_assignments_total";
+pub const REASSIGNMENTS: &str = "switchboard_reassignments_total";
+pub const OFFERS: &str = "switchboard_offers_total";
+pub const AUTOMATIC_REPLIES: &str = "switchboard_automatic_replies_total";
 pub const AUTOMATIC_REPLIES_SUPPRESSED: &str = "switchboard_automatic_replies_suppressed_total";
+pub const AGENTS: &str = "switchboard_agents";
+pub const AGENT_CAPACITY: &str = "switchboard_agent_capacity_slots";
+pub const AGENT_USED: &str = "switchboard_agent_used_slots";
 pub const EVENTS: &str = "switchboard_events_total";
 pub const SNAPSHOT_BYTES: &str = "switchboard_snapshot_bytes";
+
+/// Bucket bounds (seconds) of every wait-like histogram; the service-level thresholds
+/// (20 s, 30 s, 60 s) are bounds, so service level is read straight off the buckets.
+pub const WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Bucket bounds (seconds) of command apply time.
+pub const APPLY_BUCKETS: &[f64] =
+    &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1];
+/// Bucket bounds (bytes) of snapshot sizes.
+pub const SIZE_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// Every histogram with its buckets, for the exporter (histograms, never summaries).
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (QUEUE_WAIT, WAIT_BUCKETS),
+    (FIRST_RESPONSE, WAIT_BUCKETS),
+    (APPLY_SECONDS, APPLY_BUCKETS),
+    (SNAPSHOT_BYTES, SIZE_BUCKETS),
+];
+
+/// How often each tenant samples its gauges.
+pub const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn describe() {
     describe_counter!(COMMANDS, "Commands applied and logged, by tenant and kind.");
@@ -21,24 +66,173 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time to apply one command to a tenant's state."
     );
+    describe_counter!(CONVERSATIONS_OPENED, "Conversations opened, by tenant, group and channel.");
+    describe_counter!(CONVERSATIONS_ENDED, "Conversations ended, by tenant, group and cause.");
+    describe_gauge!(CONVERSATIONS_ACTIVE, "Open conversations, by tenant and state.");
+    describe_gauge!(QUEUE_WAITING, "Conversations waiting in a group's queue.");
+    describe_gauge!(
+        QUEUE_OLDEST_WAIT,
+        metrics::Unit::Seconds,
+        "Wait of the oldest conversation in a group's queue."
+    );
+    describe_histogram!(
+        QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time in the queue, by tenant, group and outcome (assigned, abandoned, ended)."
+    );
+    describe_counter!(ABANDONED, "Conversations the customer left while queued.");
+    describe_histogram!(
+        FIRST_RESPONSE,
+        metrics::Unit::Seconds,
+        "Time to the first human answer, from opening or from assignment (label from)."
+    );
+    describe_counter!(
+        ASSIGNMENTS,
+        "Assignments, by tenant, group and how (auto, accepted, picked, transferred)."
+    );
+    describe_counter!(
+        REASSIGNMENTS,
+        "Transfers and reassignments, by tenant and target (agent, group)."
+    );
+    describe_counter!(OFFERS, "Offers made, declined and timed out.");
+    describe_counter!(AUTOMATIC_REPLIES, "Automatic replies sent, by tenant and kind.");
     describe_counter!(
         AUTOMATIC_REPLIES_SUPPRESSED,
         "Automatic replies withheld to keep the channel budget's reserve for humans."
     );
+    describe_gauge!(AGENTS, "Agents by status.");
+    describe_gauge!(AGENT_CAPACITY, "Capacity of signed-in agents, in conversations.");
+    describe_gauge!(AGENT_USED, "Conversations held (assigned + offered) by agents.");
     describe_counter!(EVENTS, "Integrator events emitted, by tenant and type.");
     describe_histogram!(SNAPSHOT_BYTES, metrics::Unit::Bytes, "Size of tenant snapshots.");
 }
 
-pub fn applied(tenant: &str, kind: &'static str, took: Duration, out: &Output) {
-    counter!(COMMANDS, "tenant" => tenant.to_owned(), "kind" => kind).increment(1);
+fn group_label(state: &TenantState, g: GroupId) -> String {
+    state.groups.name(g.0).to_owned()
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Counters and histograms of one applied command.
+pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Output) {
+    let tenant = state.id.clone();
+    counter!(COMMANDS, "tenant" => tenant.clone(), "kind" => kind).increment(1);
     histogram!(APPLY_SECONDS, "kind" => kind).record(took.as_secs_f64());
     for k in &out.suppressed {
-        counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.to_owned(), "kind" => k.as_str())
+        counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
             .increment(1);
     }
+    for k in &out.replies {
+        counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
+    }
     for e in &out.events {
-        let kind = crate::convert::snake_tag(e);
-        counter!(EVENTS, "tenant" => tenant.to_owned(), "type" => kind).increment(1);
+        counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
+            .increment(1);
+        match e {
+            Event::Opened { group, channel, .. } => {
+                let labels = [
+                    ("tenant", tenant.clone()),
+                    ("group", group_label(state, *group)),
+                    ("channel", channel.to_string()),
+                ];
+                counter!(CONVERSATIONS_OPENED, &labels).increment(1);
+            }
+            Event::Assigned { group, via, waited_ms, .. } => {
+                let g = group_label(state, *group);
+                let via = crate::convert::snake(via);
+                counter!(ASSIGNMENTS, "tenant" => tenant.clone(), "group" => g.clone(), "via" => via).increment(1);
+                histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "assigned")
+                    .record(seconds(*waited_ms));
+            }
+            Event::Ended { group, cause, from, waited_ms, .. } => {
+                let g = group_label(state, *group);
+                let cause_label = crate::convert::snake(cause);
+                counter!(CONVERSATIONS_ENDED, "tenant" => tenant.clone(), "group" => g.clone(), "cause" => cause_label)
+                    .increment(1);
+                if *from == State::Queued {
+                    // The customer's channel closing a waiting conversation is an abandonment.
+                    let abandoned = *cause == switchboard_core::Cause::ChannelClosed;
+                    let outcome = if abandoned { "abandoned" } else { "ended" };
+                    if abandoned {
+                        counter!(ABANDONED, "tenant" => tenant.clone(), "group" => g.clone())
+                            .increment(1);
+                    }
+                    if let Some(ms) = waited_ms {
+                        histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => outcome)
+                            .record(seconds(*ms));
+                    }
+                }
+            }
+            Event::FirstResponse { group, since_opened_ms, since_assigned_ms, .. } => {
+                let g = group_label(state, *group);
+                histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g.clone(), "from" => "opened")
+                    .record(seconds(*since_opened_ms));
+                histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
+                    .record(seconds(*since_assigned_ms));
+            }
+            Event::Transferred { to, .. } => {
+                let target = match to {
+                    switchboard_core::engine::Target::Agent(_) => "agent",
+                    switchboard_core::engine::Target::Group { .. } => "group",
+                };
+                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target)
+                    .increment(1);
+            }
+            Event::Offered { .. } => {
+                counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "made").increment(1)
+            }
+            Event::OfferMissed { reason, .. } => {
+                counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => crate::convert::snake(reason)).increment(1);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Samples the gauges of one tenant.
+pub fn gauges(state: &TenantState, now: Timestamp) {
+    let tenant = state.id.clone();
+    let router = state.engine.router();
+    for (name, number) in state.groups.names_after("") {
+        let group = GroupId(number);
+        if state.engine.group_settings(group).is_none() {
+            continue;
+        }
+        gauge!(QUEUE_WAITING, "tenant" => tenant.clone(), "group" => name.clone())
+            .set(router.queue_len(group) as f64);
+        // The oldest by entry time, which is not always the head (priorities come first).
+        let oldest = router.queue(group, 0).map(|(k, _)| k.entered_at()).min();
+        let wait = oldest.map_or(0.0, |t| now.since(t).as_secs_f64());
+        gauge!(QUEUE_OLDEST_WAIT, "tenant" => tenant.clone(), "group" => name.clone()).set(wait);
+    }
+    let mut by_status = [0u32; 5];
+    let (mut capacity, mut used) = (0u64, 0u64);
+    for (_, a) in router.agents() {
+        by_status[AgentStatus::ALL.iter().position(|s| *s == a.status).unwrap_or(4)] += 1;
+        if a.status != AgentStatus::Offline {
+            capacity += u64::from(a.capacity);
+        }
+        used += u64::from(a.load());
+    }
+    for (status, n) in AgentStatus::ALL.iter().zip(by_status) {
+        gauge!(AGENTS, "tenant" => tenant.clone(), "status" => status.as_str()).set(f64::from(n));
+    }
+    gauge!(AGENT_CAPACITY, "tenant" => tenant.clone()).set(capacity as f64);
+    gauge!(AGENT_USED, "tenant" => tenant.clone()).set(used as f64);
+    let mut by_state = [0u64; 4];
+    for c in state.engine.conversations() {
+        match c.state {
+            State::Bot => by_state[0] += 1,
+            State::Queued => by_state[1] += 1,
+            State::Offered => by_state[2] += 1,
+            State::Assigned => by_state[3] += 1,
+            State::Ended => {}
+        }
+    }
+    for (s, n) in ["bot", "queued", "offered", "assigned"].iter().zip(by_state) {
+        gauge!(CONVERSATIONS_ACTIVE, "tenant" => tenant.clone(), "state" => *s).set(n as f64);
     }
 }
 

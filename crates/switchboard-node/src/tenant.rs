@@ -43,6 +43,8 @@ pub enum TenantMsg {
     Tick,
     /// Store a snapshot now (graceful shutdown), answered once durable.
     Snapshot(RpcReplyPort<()>),
+    /// Sample the tenant's gauges.
+    Gauges,
 }
 
 pub struct TenantArgs {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for TenantMsg {
             TenantMsg::Read(_) => f.write_str("Read"),
             TenantMsg::Tick => f.write_str("Tick"),
             TenantMsg::Snapshot(_) => f.write_str("Snapshot"),
+            TenantMsg::Gauges => f.write_str("Gauges"),
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct Running {
     recent: FxHashMap<String, Vec<u8>>,
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 /// One durable step for the committer: wait for `pending`, then answer and publish.
@@ -137,7 +141,18 @@ impl Actor for TenantActor {
     ) -> Result<Running, ActorProcessingErr> {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(commit_in_order(args.tenant.clone(), rx, args.hub.clone(), myself.clone()));
+        let me = myself.clone();
+        let sampler = tokio::spawn(async move {
+            let mut every = tokio::time::interval(m::GAUGE_INTERVAL);
+            loop {
+                every.tick().await;
+                if me.cast(TenantMsg::Gauges).is_err() {
+                    return;
+                }
+            }
+        });
         let mut running = Running {
+            sampler,
             last_now: Timestamp::ZERO,
             state: args.state,
             log_seq: args.log_seq,
@@ -161,6 +176,7 @@ impl Actor for TenantActor {
         if let Some((_, timer)) = running.armed.take() {
             timer.abort();
         }
+        running.sampler.abort();
         Ok(())
     }
 
@@ -181,6 +197,10 @@ impl Actor for TenantActor {
                 if running.state.engine.next_deadline().is_some_and(|at| at <= now) {
                     running.command(Op::Advance(Advance {}), String::new(), None);
                 }
+            }
+            TenantMsg::Gauges => {
+                let now = running.now();
+                m::gauges(&running.state, now);
             }
             TenantMsg::Snapshot(reply) => {
                 let pending = running.snapshot();
@@ -223,7 +243,7 @@ impl Running {
                 }
             }
             Ok((response, output)) => {
-                m::applied(&self.state.id, kind, started.elapsed(), &output);
+                m::applied(&self.state, kind, started.elapsed(), &output);
                 self.log_seq += 1;
                 let response_bytes = response.encode_to_vec();
                 if !request_id.is_empty() {
@@ -239,10 +259,11 @@ impl Running {
                 self.enqueue(Job { reply, result: response.result, live, ..Job::new(pending) });
                 self.since_snapshot += 1;
                 // By count, and at least hourly so the log (which holds message texts) never
-                // outlives transcript retention by much.
-                if self.since_snapshot >= self.snapshot_every
-                    || now >= self.last_snapshot + SNAPSHOT_AGE
-                {
+                // outlives transcript retention by much. A snapshot costs in proportion to the
+                // tenant's size, so a big tenant waits for at least as many commands as it holds
+                // conversations: snapshot work stays proportional to the log it replaces.
+                let due = self.snapshot_every.max(self.state.engine.conversation_count() as u64);
+                if self.since_snapshot >= due || now >= self.last_snapshot + SNAPSHOT_AGE {
                     let pending = self.snapshot();
                     self.enqueue(Job::new(pending));
                     self.trim_streams();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -97,7 +97,14 @@ fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         } else {
             addr
         };
-        match PrometheusBuilder::new().with_http_listener(concrete).install() {
+        let mut builder = PrometheusBuilder::new().with_http_listener(concrete);
+        // Histograms with explicit buckets (never summaries), service-level bounds included.
+        for (name, buckets) in switchboard_node::metrics::HISTOGRAMS {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+                .with_context(|| format!("buckets of {name}"))?;
+        }
+        match builder.install() {
             Ok(()) => return Ok(concrete),
             Err(BuildError::FailedToCreateHTTPListener(e))
                 if addr.port() == 0 && attempt < ATTEMPTS =>

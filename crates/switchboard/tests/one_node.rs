@@ -315,6 +315,20 @@ async fn seed_001_worked_case_end_to_end() {
         .await
         .unwrap();
     assert_eq!(replies(&mut out, 1).await, vec![(Unspecified, "marker".to_string())]);
+
+    // What happened shows in the operators' metrics, with bounded labels.
+    let metrics = support::scrape(&node.metrics);
+    for want in [
+        r#"switchboard_queue_wait_seconds_bucket{tenant="acme",group="support",outcome="assigned",le="20"}"#,
+        r#"switchboard_first_response_seconds_bucket{tenant="acme",group="support",from="assigned",le="30"}"#,
+        r#"switchboard_automatic_replies_total{tenant="acme",kind="auto_accept"} 2"#,
+        r#"switchboard_automatic_replies_total{tenant="acme",kind="offline"} 2"#,
+        r#"switchboard_conversations_ended_total{tenant="acme",group="support",cause="customer_no_response"} 1"#,
+        r#"switchboard_assignments_total{tenant="acme",group="support",via="auto"}"#,
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
+    assert!(!metrics.contains("conversations/"), "no conversation ids in labels");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

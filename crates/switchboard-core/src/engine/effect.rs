@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, MessageTag};
-use crate::conversation::Cause;
+use crate::conversation::{Cause, State};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::ReplyKind;
 use crate::router::{AgentStatus, Release, StatusCause, Via};
@@ -86,16 +86,71 @@ pub enum Note {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
-    Opened { conversation: ConversationId, customer: CustomerId, channel: Channel, group: GroupId },
-    Queued { conversation: ConversationId, group: GroupId, pinned_to: Option<AgentId> },
-    Offered { conversation: ConversationId, agent: AgentId },
-    Assigned { conversation: ConversationId, agent: AgentId, via: Via, waited_ms: u64 },
-    Transferred { conversation: ConversationId, from: Option<AgentId>, to: Target },
-    Ended { conversation: ConversationId, cause: Cause, agent: Option<AgentId> },
-    Rated { conversation: ConversationId, score: u8, credited: Vec<AgentId> },
-    UnrepliedAlert { conversation: ConversationId, notify: Vec<AgentId> },
-    AgentStatusChanged { agent: AgentId, from: AgentStatus, to: AgentStatus, cause: StatusCause },
-    OfferMissed { conversation: ConversationId, agent: AgentId, reason: Release },
+    Opened {
+        conversation: ConversationId,
+        customer: CustomerId,
+        channel: Channel,
+        group: GroupId,
+    },
+    Queued {
+        conversation: ConversationId,
+        group: GroupId,
+        pinned_to: Option<AgentId>,
+    },
+    Offered {
+        conversation: ConversationId,
+        agent: AgentId,
+    },
+    Assigned {
+        conversation: ConversationId,
+        agent: AgentId,
+        group: GroupId,
+        via: Via,
+        waited_ms: u64,
+    },
+    Transferred {
+        conversation: ConversationId,
+        from: Option<AgentId>,
+        to: Target,
+    },
+    /// `from` is the state it ended in; `waited_ms` how long it had waited if it ended queued
+    /// (an abandonment when the customer's channel closed it).
+    Ended {
+        conversation: ConversationId,
+        group: GroupId,
+        cause: Cause,
+        agent: Option<AgentId>,
+        from: State,
+        waited_ms: Option<u64>,
+    },
+    /// The first answer from a human agent.
+    FirstResponse {
+        conversation: ConversationId,
+        agent: AgentId,
+        group: GroupId,
+        since_opened_ms: u64,
+        since_assigned_ms: u64,
+    },
+    Rated {
+        conversation: ConversationId,
+        score: u8,
+        credited: Vec<AgentId>,
+    },
+    UnrepliedAlert {
+        conversation: ConversationId,
+        notify: Vec<AgentId>,
+    },
+    AgentStatusChanged {
+        agent: AgentId,
+        from: AgentStatus,
+        to: AgentStatus,
+        cause: StatusCause,
+    },
+    OfferMissed {
+        conversation: ConversationId,
+        agent: AgentId,
+        reason: Release,
+    },
 }
 
 /// Where a transfer or reassignment sends a conversation.

@@ -170,6 +170,11 @@ impl Engine {
         self.conversations.values()
     }
 
+    /// How many conversations the engine holds (open, and ended within retention).
+    pub fn conversation_count(&self) -> usize {
+        self.conversations.len()
+    }
+
     pub fn customer(&self, id: CustomerId) -> Option<&Customer> {
         self.customers.get(&id)
     }
@@ -476,7 +481,8 @@ impl Engine {
             0
         };
         out.push(Effect::Notify { agent, note: Note::Assigned { conversation: id, via } });
-        out.push(Effect::Event(Event::Assigned { conversation: id, agent, via, waited_ms }));
+        let group = self.conversations[&id].group;
+        out.push(Effect::Event(Event::Assigned { conversation: id, agent, group, via, waited_ms }));
         let c = &self.conversations[&id];
         let reply = self
             .levels(c, Some(agent))
@@ -522,6 +528,20 @@ impl Engine {
             }
         }
         let c = self.conversations.get_mut(&id).expect("conversation exists");
+        let (from, group) = (c.state, c.group);
+        // A wait runs from the first of the trailing `queued` transitions (moves between
+        // queues keep waiting).
+        let waited_ms = (from == State::Queued)
+            .then(|| {
+                c.transitions
+                    .iter()
+                    .rev()
+                    .take_while(|t| t.to == State::Queued)
+                    .last()
+                    .map(|t| t.at)
+            })
+            .flatten()
+            .map(|since| millis(now.since(since)));
         c.transition(now, State::Ended, cause, None);
         let customer = c.customer;
         let last = c.served_by.last().copied();
@@ -531,12 +551,23 @@ impl Engine {
                 u.last_agent = last;
             }
         }
-        out.push(Effect::Event(Event::Ended { conversation: id, cause, agent }));
+        out.push(Effect::Event(Event::Ended {
+            conversation: id,
+            group,
+            cause,
+            agent,
+            from,
+            waited_ms,
+        }));
         let mut rout = Vec::new();
         self.router.remove(now, id, &mut rout);
         self.apply(now, rout, Cause::Routed, out);
         self.reschedule(id);
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn release_cause(r: Release) -> Cause {

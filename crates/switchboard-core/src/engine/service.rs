@@ -95,16 +95,28 @@ impl Engine {
         }
         let channel = c.channel;
         let c = self.conversations.get_mut(&id).expect("conversation exists");
+        let first = c.first_response_at.is_none();
         c.record_agent_message(now);
+        let mut out = Vec::new();
+        if first {
+            out.push(Effect::Event(Event::FirstResponse {
+                conversation: id,
+                agent,
+                group: c.group,
+                since_opened_ms: super::millis(now.since(c.opened_at)),
+                since_assigned_ms: super::millis(now.since(c.assigned_at.unwrap_or(c.opened_at))),
+            }));
+        }
         c.read_at = Some(now);
         self.reschedule(id);
-        Ok(vec![Effect::Send {
+        out.push(Effect::Send {
             conversation: id,
             channel,
             text: text.to_owned(),
             from: Sender::Agent(agent),
             tag,
-        }])
+        });
+        Ok(out)
     }
 
     /// A supervisor's guidance, visible to the agent side only.

@@ -210,7 +210,7 @@ fn seed_001_worked_case() {
 
     // 4. The agent replies.
     let fx = b.e.agent_message(at(mins(3)), A1, c1, "您好,请问有什么可以帮您?", None).unwrap();
-    assert_eq!(fx.len(), 1);
+    assert_eq!(sent_texts(&fx), vec!["您好,请问有什么可以帮您?"]);
 
     // 5. The customer does not respond: the customer-no-response reply.
     assert_eq!(replies(&b.advance(at(mins(6)))), vec![CustomerNoResponse]);
@@ -818,4 +818,45 @@ fn reply_windows_can_be_configured_per_channel() {
     assert!(matches!(err, Error::OutsideReplyWindow { .. }), "{err}");
     b.advance(at(mins(30)));
     assert_eq!(b.state(c), State::Ended);
+}
+
+#[test]
+fn events_carry_abandonment_waits_and_the_first_response() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (served, _) = b.say(at(secs(0)), U1, "hi");
+    let (waiting, _) = b.say(at(secs(5)), U2, "hi");
+    b.e.transfer(
+        at(secs(8)),
+        waiting,
+        Target::Group { group: G2, keep_entry_time: true },
+        Actor::Supervisor(A1),
+    )
+    .unwrap();
+    let fx = b.e.channel_closed(at(secs(20)), waiting).unwrap();
+    let ended = fx.iter().find_map(|e| match e {
+        Effect::Event(Event::Ended { from, waited_ms, cause, group, .. }) => {
+            Some((*from, *waited_ms, *cause, *group))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        ended,
+        Some((State::Queued, Some(15_000), Cause::ChannelClosed, G2)),
+        "waited since it first queued"
+    );
+    let first = |fx: &[Effect]| {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Event(Event::FirstResponse {
+                    since_opened_ms, since_assigned_ms, ..
+                }) => Some((*since_opened_ms, *since_assigned_ms)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let fx = b.e.agent_message(at(secs(30)), A1, served, "hello", None).unwrap();
+    assert_eq!(first(&fx), vec![(30_000, 30_000)]);
+    let fx = b.e.agent_message(at(secs(31)), A1, served, "again", None).unwrap();
+    assert!(first(&fx).is_empty(), "only the first answer counts");
 }

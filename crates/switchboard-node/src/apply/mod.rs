@@ -36,6 +36,8 @@ pub struct Output {
     pub purges: Vec<u64>,
     /// Automatic replies withheld to keep the humans' budget (for metrics).
     pub suppressed: Vec<ReplyKind>,
+    /// Automatic replies sent (for metrics).
+    pub replies: Vec<ReplyKind>,
     /// Core events, for metrics.
     pub events: Vec<Event>,
 }
@@ -97,7 +99,10 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
             Effect::Send { conversation, channel, text, from, tag } => {
                 let (agent, reply_kind) = match from {
                     Sender::Agent(a) => (state.agent_name(a), pb::ReplyKind::Unspecified),
-                    Sender::Auto(k) => (String::new(), convert::reply_kind(k)),
+                    Sender::Auto(k) => {
+                        out.replies.push(k);
+                        (String::new(), convert::reply_kind(k))
+                    }
                 };
                 let customer = state
                     .engine
@@ -271,6 +276,9 @@ fn integrator_event(state: &TenantState, now: Timestamp, event: &Event) -> pb::E
         Event::AgentStatusChanged { agent, .. } => ("agent_status_changed", None, Some(*agent)),
         Event::OfferMissed { conversation, agent, .. } => {
             ("offer_missed", Some(*conversation), Some(*agent))
+        }
+        Event::FirstResponse { conversation, agent, .. } => {
+            ("first_response", Some(*conversation), Some(*agent))
         }
     };
     pb::Event {

@@ -154,3 +154,13 @@ pub fn rid(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// GET /metrics over plain HTTP.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
