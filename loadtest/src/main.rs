@@ -13,6 +13,9 @@
 //!
 //! Runs are bounded by `--seconds`. Only loopback targets are allowed unless
 //! `--allow-remote` is given.
+//!
+//! `loadtest run --mode open|closed …` drives a node; `loadtest sim erlang|day|trace …` drives
+//! the routing engine itself in virtual time (see `sim`).
 
 #![allow(clippy::print_stdout)] // a load generator reports on stdout
 
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use switchboard_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
@@ -31,6 +34,8 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+mod sim;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Open,
@@ -38,7 +43,21 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Drive a Switchboard node with customer messages and measure it")]
+#[command(about = "Measure Switchboard: load a live node, or simulate the routing engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive a Switchboard node with customer messages and measure it.
+    Run(Args),
+    /// Drive the routing engine (switchboard-core) in virtual time and report queue figures.
+    Sim(sim::SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:7400")]
     addr: String,
@@ -66,7 +85,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = match Cli::parse().command {
+        Command::Run(args) => args,
+        Command::Sim(args) => return sim::run(&args),
+    };
     check_target(&args)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {

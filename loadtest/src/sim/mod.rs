@@ -1,0 +1,363 @@
+//! `loadtest sim`: the routing engine driven straight through `switchboard-core` in virtual
+//! time — no node, no network, no clock. Scenarios:
+//!
+//! - `erlang`: an M/M/N center checked against Erlang C ([`erlang`]).
+//! - `day`: a day of a large center under Poisson load, to show the speed.
+//! - `trace`: a month of a real call center replayed with its real staffing ([`trace`]).
+
+mod driver;
+pub mod erlang;
+mod report;
+mod rng;
+mod scenario;
+mod trace;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use tokio::time::Instant;
+
+use self::report::{Est, Figures};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Single skill, FIFO, Poisson arrivals, exponential handle times: simulation vs Erlang C.
+    Erlang(ErlangArgs),
+    /// A day of a large single-skill center (default 1,000 agents), timed.
+    Day(DayArgs),
+    /// Replay the anonymous bank's August 1999 calls with the real staffing.
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ErlangArgs {
+    /// Staffing levels to compare.
+    #[arg(long, value_delimiter = ',', default_value = "11,12,13,14")]
+    pub agents: Vec<u32>,
+    /// Contacts per 30 minutes.
+    #[arg(long, default_value_t = 100.0)]
+    pub per_30_min: f64,
+    /// Mean handle time, seconds.
+    #[arg(long, default_value_t = 180.0)]
+    pub aht: f64,
+    /// Service-level target, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub target: f64,
+    /// Simulated days per staffing level (after one hour of warm-up).
+    #[arg(long, default_value_t = 84.0)]
+    pub days: f64,
+    /// Batches for the batch-means standard errors.
+    #[arg(long, default_value_t = 28)]
+    pub batches: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DayArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub agents: u32,
+    /// Offered load in erlangs (arrival rate × mean handle time).
+    #[arg(long, default_value_t = 950.0)]
+    pub load: f64,
+    /// Mean handle time, seconds.
+    #[arg(long, default_value_t = 180.0)]
+    pub aht: f64,
+    /// Mean patience, seconds (exponential); 0: nobody abandons.
+    #[arg(long, default_value_t = 300.0)]
+    pub patience: f64,
+    #[arg(long, default_value_t = 24.0)]
+    pub hours: f64,
+    #[arg(long, default_value_t = 20.0)]
+    pub target: f64,
+    #[arg(long, default_value_t = 24)]
+    pub batches: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// The call records (default: `../shared/data/…` from the workspace root).
+    #[arg(long, default_value_os_t = default_csv())]
+    pub csv: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    pub target: u64,
+    /// Replay these days of the month only.
+    #[arg(long, default_value_t = 1)]
+    pub first_day: u32,
+    #[arg(long, default_value_t = 31)]
+    pub last_day: u32,
+    /// Seed for the handle times of calls that hung up in the real data but are answered in
+    /// the simulation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub fn default_csv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/anonymous-bank-1999-08.csv")
+}
+
+pub fn run(args: &SimArgs) -> anyhow::Result<()> {
+    match &args.scenario {
+        Scenario::Erlang(a) => erlang(a).map(drop),
+        Scenario::Day(a) => day(a).map(drop),
+        Scenario::Trace(a) => trace(a).map(drop),
+    }
+}
+
+fn pct(e: Est) -> String {
+    match e.se {
+        Some(se) => format!("{:.4} ±{:.4}", e.value, se),
+        None => format!("{:.4}", e.value),
+    }
+}
+
+fn secs(e: Est) -> String {
+    match e.se {
+        Some(se) => format!("{:.1} ±{:.1}", e.value, se),
+        None => format!("{:.1}", e.value),
+    }
+}
+
+pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
+    let traffic = a.per_30_min / 1800.0 * a.aht;
+    println!(
+        "erlang: {} contacts/30 min, AHT {} s (A = {traffic:.2} erlangs), target {} s; {} simulated days per N, ±: standard error over {} batches",
+        a.per_30_min, a.aht, a.target, a.days, a.batches
+    );
+    println!(
+        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
+        "N",
+        "P(wait)",
+        "simulated",
+        "SL",
+        "simulated",
+        "ASA s",
+        "simulated",
+        "occ",
+        "sim",
+        "contacts",
+        "wall s"
+    );
+    let mut rows = Vec::new();
+    for &n in &a.agents {
+        let started = Instant::now();
+        let c = scenario::compare(n, a.per_30_min, a.aht, a.target, a.days, a.batches, a.seed)?;
+        let (p, s) = (c.predicted, c.simulated);
+        println!(
+            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
+            c.n,
+            p.p_wait,
+            pct(s.p_wait),
+            p.service_level,
+            pct(s.service_level),
+            p.mean_wait,
+            secs(s.mean_wait),
+            p.occupancy,
+            c.occupancy,
+            s.offered,
+            started.elapsed().as_secs_f64()
+        );
+        rows.push(c);
+    }
+    Ok(rows)
+}
+
+fn print_figures(name: &str, f: &Figures) {
+    println!(
+        "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({:.4})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
+        f.offered,
+        f.served,
+        f.abandoned,
+        f.abandon_rate(),
+        f.unserved,
+        pct(f.service_level),
+        secs(f.mean_wait),
+        pct(f.p_wait)
+    );
+}
+
+pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
+    let length = (a.hours * 3_600_000.0) as u64;
+    let single = scenario::Single {
+        agents: a.agents,
+        rate: a.load / a.aht,
+        aht: a.aht,
+        patience: (a.patience > 0.0).then_some(a.patience),
+        length,
+        warmup: (length / 24).min(3_600_000),
+        seed: a.seed,
+    };
+    let started = Instant::now();
+    let run = single.run()?;
+    let wall = started.elapsed().as_secs_f64();
+    let f = report::figures(&run, None, single.window(), (a.target * 1000.0) as u64, a.batches);
+    let p = erlang::predict(a.agents, a.load, a.aht, a.target);
+    println!(
+        "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
+        a.agents,
+        a.load,
+        a.aht,
+        a.patience,
+        a.hours,
+        run.tracks.len(),
+        run.engine_calls,
+        run.engine_calls as f64 / wall,
+        a.hours * 3600.0 / wall
+    );
+    print_figures("all", &f);
+    println!(
+        "  occupancy {:.4}; Erlang C without abandonment: P(wait) {:.4}  SL {:.4}  mean wait {:.1} s",
+        report::occupancy(&run),
+        p.p_wait,
+        p.service_level,
+        p.mean_wait
+    );
+    Ok(f)
+}
+
+/// Per group (and `None` for all): simulated figures beside the real ones.
+pub type TraceRows = Vec<(Option<u32>, Figures, trace::Real)>;
+
+pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
+    let started = Instant::now();
+    let calls = trace::read(&a.csv, a.first_day..=a.last_day)?;
+    let staffing = trace::staffing(&calls, a.first_day);
+    let arrivals = trace::arrivals(&calls, a.first_day, a.seed);
+    let end = u64::from(a.last_day + 1 - a.first_day) * 86_400_000;
+    let center = driver::Center {
+        groups: trace::TYPES.len(),
+        agents: staffing.agents.clone(),
+        transfer_to_human: true,
+        window: (0, end),
+    };
+    let run = driver::run(&center, arrivals, &staffing.shifts)?;
+    let wall = started.elapsed().as_secs_f64();
+    let peak = staffing.per_hour.iter().max().copied().unwrap_or(0);
+    let days = a.last_day + 1 - a.first_day;
+    println!(
+        "trace: {} days 1999-08-{:02}..{:02}, {} calls (PHANTOM skipped), {} agents (at most {peak} in one hour), {} engine calls in {wall:.2} s; ±: standard error over days",
+        days,
+        a.first_day,
+        a.last_day,
+        calls.len(),
+        staffing.agents.len(),
+        run.engine_calls
+    );
+    println!(
+        "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7}",
+        "group",
+        "",
+        "offered",
+        "served",
+        "aband.",
+        "in bot",
+        "SL",
+        "mean wait s",
+        "P(wait>0)",
+        "aband.%"
+    );
+    let mut rows = Vec::new();
+    let groups = (0..trace::TYPES.len() as u32).map(Some).chain([None]);
+    for g in groups {
+        let name = g.map_or("all", |g| trace::TYPES[g as usize]);
+        let f = report::figures(&run, g, center.window, a.target * 1000, days);
+        let r = trace::real(&calls, g, a.target);
+        println!(
+            "{name:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16.4} {:>14.1} {:>16.4} | {:>7.4}",
+            "real",
+            r.offered,
+            r.served,
+            r.abandoned,
+            r.left_in_bot,
+            r.service_level,
+            r.mean_wait,
+            r.p_wait,
+            if r.offered == 0 { 0.0 } else { r.abandoned as f64 / r.offered as f64 }
+        );
+        println!(
+            "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7.4}",
+            "",
+            "sim",
+            f.offered,
+            f.served,
+            f.abandoned,
+            report::left_in_bot(&run, g),
+            pct(f.service_level),
+            secs(f.mean_wait),
+            pct(f.p_wait),
+            f.abandon_rate()
+        );
+        rows.push((g, f, r));
+    }
+    println!("  simulated occupancy {:.4} (busy / online agent-time)", report::occupancy(&run));
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sane(f: &Figures) {
+        assert!(f.offered > 0 && f.served > 0, "{f:?}");
+        assert!(f.served + f.abandoned + f.unserved == f.offered, "{f:?}");
+        for r in [f.service_level.value, f.p_wait.value, f.abandon_rate()] {
+            assert!((0.0..=1.0).contains(&r), "{f:?}");
+        }
+        assert!(f.mean_wait.value >= 0.0 && f.mean_wait.value.is_finite(), "{f:?}");
+    }
+
+    #[test]
+    fn erlang_scenario_completes() {
+        let args = ErlangArgs {
+            agents: vec![11, 14],
+            per_30_min: 100.0,
+            aht: 180.0,
+            target: 20.0,
+            days: 0.5,
+            batches: 4,
+            seed: 3,
+        };
+        let rows = erlang(&args).unwrap();
+        assert_eq!(rows.len(), 2);
+        for c in &rows {
+            sane(&c.simulated);
+            assert!((0.0..=1.0).contains(&c.occupancy));
+        }
+    }
+
+    #[test]
+    fn day_scenario_completes() {
+        let args = DayArgs {
+            agents: 100,
+            load: 95.0,
+            aht: 180.0,
+            patience: 60.0,
+            hours: 2.0,
+            target: 20.0,
+            batches: 4,
+            seed: 5,
+        };
+        let f = day(&args).unwrap();
+        sane(&f);
+        assert!(f.abandoned > 0, "short patience at 95% load makes some leave: {f:?}");
+    }
+
+    #[test]
+    fn trace_scenario_completes() {
+        let args = TraceArgs { csv: default_csv(), target: 20, first_day: 1, last_day: 3, seed: 1 };
+        let rows = trace(&args).unwrap();
+        assert_eq!(rows.len(), trace::TYPES.len() + 1);
+        let (_, all, real) = rows.last().unwrap();
+        sane(all);
+        assert_eq!(all.offered, real.offered, "the replay offers exactly the real calls");
+        assert!(real.offered > 0 && (0.0..=1.0).contains(&real.service_level));
+    }
+}
