@@ -14,6 +14,7 @@ pub mod apply;
 pub mod clock;
 pub mod convert;
 pub mod error;
+pub mod grpc_metrics;
 pub mod hub;
 pub mod metrics;
 pub mod names;

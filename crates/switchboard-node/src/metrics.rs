@@ -53,12 +53,14 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (FIRST_RESPONSE, WAIT_BUCKETS),
     (APPLY_SECONDS, APPLY_BUCKETS),
     (SNAPSHOT_BYTES, SIZE_BUCKETS),
+    (crate::grpc_metrics::HANDLING_SECONDS, crate::grpc_metrics::HANDLING_BUCKETS),
 ];
 
 /// How often each tenant samples its gauges.
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn describe() {
+    crate::grpc_metrics::describe();
     describe_counter!(COMMANDS, "Commands applied and logged, by tenant and kind.");
     describe_counter!(COMMANDS_REFUSED, "Commands refused, by tenant, kind and reason.");
     describe_histogram!(

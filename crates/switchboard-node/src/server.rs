@@ -84,6 +84,7 @@ pub async fn serve(
     info!(%addr, data_dir = %config.data_dir.display(), "serving gRPC");
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
+        .layer(crate::grpc_metrics::GrpcMetricsLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -749,6 +749,18 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
         .unwrap()
         .into_inner();
     assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    // Every call is counted by service, method and status code.
+    let metrics = support::scrape(&node.metrics);
+    for want in [
+        r#"grpc_server_handled_total{grpc_service="switchboard.v1.ChannelService",grpc_method="PostMessage",grpc_type="unary",grpc_code="InvalidArgument"}"#,
+        r#"grpc_server_handled_total{grpc_service="switchboard.v1.ChannelService",grpc_method="PostMessage",grpc_type="unary",grpc_code="NotFound"}"#,
+        r#"grpc_server_handled_total{grpc_service="switchboard.v1.ChannelService",grpc_method="PostMessage",grpc_type="unary",grpc_code="OK"}"#,
+        r#"grpc_server_handled_total{grpc_service="switchboard.v1.AgentService",grpc_method="Accept",grpc_type="unary",grpc_code="FailedPrecondition"}"#,
+        r#"grpc_server_handling_seconds_bucket{grpc_service="switchboard.v1.AdminService",grpc_method="CreateTenant",grpc_type="unary",le="0.5"}"#,
+    ] {
+        assert!(metrics.contains(want), "missing {want}");
+    }
 }
 
 /// The services a reflection endpoint lists.
