@@ -13,14 +13,19 @@ pub enum Error {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// The PostgreSQL server said no, or the connection to it failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+
     /// The data directory could not be created.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
 
     /// The commit carrying the batch failed, so nothing of it is durable. Shared by every batch
     /// of that commit, hence the `Arc`.
+    /// The inner error is the database's (`rusqlite::Error` or `postgres::Error`).
     #[error("commit failed: {0}")]
-    Commit(#[source] Arc<rusqlite::Error>),
+    Commit(#[source] Arc<dyn std::error::Error + Send + Sync>),
 
     /// A log record with this sequence number is already stored: the caller replayed or
     /// double-appended a command.

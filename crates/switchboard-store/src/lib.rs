@@ -17,8 +17,9 @@
 //! committed**: batches from concurrent callers that queue while one commit syncs all go into
 //! the next commit, and share its sync.
 //!
-//! [`SqliteStore`] is the embedded default (one file in the node's data directory). A
-//! PostgreSQL store for clusters will implement the same [`Store`] trait.
+//! [`SqliteStore`] is the embedded default (one file in the node's data directory).
+//! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a
+//! PostgreSQL database that every node reaches. Both run the same test suite.
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -40,14 +41,19 @@
 //! ```
 
 mod error;
+mod pg_writer;
+mod postgres;
 mod schema;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{Error, Result};
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{DB_FILE, SqliteOptions, SqliteStore, Stats};
 

@@ -106,13 +106,7 @@ impl SqliteStore {
 
     /// What the writer has done so far.
     pub fn stats(&self) -> Stats {
-        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        Stats {
-            commits: get(&self.stats.commits),
-            batches: get(&self.stats.batches),
-            rejected_batches: get(&self.stats.rejected_batches),
-            failed_commits: get(&self.stats.failed_commits),
-        }
+        self.stats.stats()
     }
 
     /// Finishes every queued write and stops the writer. Same as dropping, but says so.

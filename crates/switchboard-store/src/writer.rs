@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::schema::{bound, count, id, ordered, unsigned};
-use crate::{Batch, Error, Result};
+use crate::{Batch, Error, Result, Stats};
 
 /// Where a job's outcome goes.
 pub(crate) type Ack = oneshot::Sender<Result<()>>;
@@ -28,7 +28,7 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         match self {
             Job::Append { batch, .. } => &batch.tenant,
             Job::Snapshot { tenant, .. } | Job::TrimStream { tenant, .. } => tenant,
@@ -36,7 +36,7 @@ impl Job {
     }
 
     /// Roughly the bytes the job writes, to bound a commit's size.
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             Job::Append { batch, .. } => {
                 let log: usize =
@@ -50,7 +50,7 @@ impl Job {
         }
     }
 
-    fn ack(self, result: Result<()>) {
+    pub(crate) fn ack(self, result: Result<()>) {
         let (Job::Append { ack, .. } | Job::Snapshot { ack, .. } | Job::TrimStream { ack, .. }) =
             self;
         // The caller may have dropped its future; the write stands either way.
@@ -58,13 +58,38 @@ impl Job {
     }
 }
 
-/// Counters the writer keeps; read through `SqliteStore::stats`.
+/// Counters the writer keeps; read through `SqliteStore::stats` and `PostgresStore::stats`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub commits: AtomicU64,
     pub batches: AtomicU64,
     pub rejected_batches: AtomicU64,
     pub failed_commits: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn stats(&self) -> Stats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            commits: get(&self.commits),
+            batches: get(&self.batches),
+            rejected_batches: get(&self.rejected_batches),
+            failed_commits: get(&self.failed_commits),
+        }
+    }
+
+    /// Counts a commit that went through, given each job's outcome.
+    pub(crate) fn committed(&self, group: &[Job], results: &[Result<()>]) {
+        let appended = group
+            .iter()
+            .zip(results)
+            .filter(|(job, result)| matches!(job, Job::Append { .. }) && result.is_ok())
+            .count();
+        let rejected = results.iter().filter(|r| r.is_err()).count();
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.batches.fetch_add(appended as u64, Ordering::Relaxed);
+        self.rejected_batches.fetch_add(rejected as u64, Ordering::Relaxed);
+    }
 }
 
 /// How the writer bounds a commit and prunes.
@@ -78,6 +103,12 @@ pub(crate) struct Limits {
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
+    drain(&jobs, limits, |group| commit(&mut conn, group, limits, stats));
+}
+
+/// Hands `commit` everything queued (up to the limits) each time, until every sender is gone
+/// and the queue is empty. Shared by the SQLite and PostgreSQL writers.
+pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut(Vec<Job>)) {
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
         let mut group = vec![first];
@@ -86,7 +117,7 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, sta
             bytes += job.size();
             group.push(job);
         }
-        commit(&mut conn, group, limits, stats);
+        commit(group);
     }
 }
 
@@ -95,22 +126,14 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, sta
 fn commit(conn: &mut Connection, group: Vec<Job>, limits: Limits, stats: &Counters) {
     match write_group(conn, &group, limits) {
         Ok(results) => {
-            let appended = group
-                .iter()
-                .zip(&results)
-                .filter(|(job, result)| matches!(job, Job::Append { .. }) && result.is_ok())
-                .count();
-            let rejected = results.iter().filter(|r| r.is_err()).count();
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.batches.fetch_add(appended as u64, Ordering::Relaxed);
-            stats.rejected_batches.fetch_add(rejected as u64, Ordering::Relaxed);
+            stats.committed(&group, &results);
             for (job, result) in group.into_iter().zip(results) {
                 job.ack(result);
             }
         }
         Err(error) => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-            let error = Arc::new(error);
+            let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
             for job in group {
                 job.ack(Err(Error::Commit(Arc::clone(&error))));
             }

@@ -2,12 +2,139 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::any::Any;
+use std::ops::Deref;
 use std::path::Path;
+use std::sync::{Arc, Weak, mpsc};
+use std::time::Duration;
 
-use switchboard_store::{Batch, LogRecord, Message, SqliteOptions, SqliteStore, StreamEntry};
+use switchboard_store::testing::{PgServer, off_runtime};
+use switchboard_store::{
+    Batch, DB_FILE, LogRecord, Message, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore,
+    Stats, Store, StreamEntry,
+};
 
 pub fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir, SqliteOptions::default()).expect("open store")
+}
+
+/// A fresh PostgreSQL database on this test binary's server, and a store on it.
+pub fn open_pg(url: &str) -> PostgresStore {
+    PostgresStore::open(url, PostgresOptions::default()).expect("open store")
+}
+
+/// An open store of either backend, used through the trait, plus its writer's counters.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    stats: Box<dyn Fn() -> Stats + Send + Sync>,
+}
+
+impl Opened {
+    fn new<S: Store>(store: S, stats: fn(&S) -> Stats) -> Opened {
+        let store = Arc::new(store);
+        let weak: Weak<S> = Arc::downgrade(&store);
+        let stats = Box::new(move || weak.upgrade().map(|s| stats(&s)).unwrap_or_default());
+        Opened { store, stats }
+    }
+
+    pub fn stats(&self) -> Stats {
+        (self.stats)()
+    }
+}
+
+impl Deref for Opened {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.store
+    }
+}
+
+/// What the store suite needs of a backend; `tests/store.rs` runs every test on each.
+pub trait Backend {
+    /// Where a store keeps its data: a temporary directory, a fresh database.
+    type Place;
+    fn place() -> Self::Place;
+    fn open_with(place: &Self::Place, request_retention: Duration) -> Opened;
+    fn open(place: &Self::Place) -> Opened {
+        Self::open_with(place, SqliteOptions::default().request_retention)
+    }
+    /// Blocks the store's writer in its next commit, from another connection, until the
+    /// returned guard is dropped.
+    fn hold_writes(place: &Self::Place) -> Box<dyn Any>;
+}
+
+pub struct Sqlite;
+
+impl Backend for Sqlite {
+    type Place = tempfile::TempDir;
+
+    fn place() -> Self::Place {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn open_with(place: &Self::Place, request_retention: Duration) -> Opened {
+        let options = SqliteOptions { request_retention, ..SqliteOptions::default() };
+        Opened::new(SqliteStore::open(place.path(), options).unwrap(), SqliteStore::stats)
+    }
+
+    fn hold_writes(place: &Self::Place) -> Box<dyn Any> {
+        // The writer's BEGIN IMMEDIATE waits for this lock (up to its busy timeout).
+        let lock = rusqlite::Connection::open(place.path().join(DB_FILE)).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        Box::new(lock) // closing the connection rolls back
+    }
+}
+
+pub struct Postgres;
+
+impl Backend for Postgres {
+    /// The database's URL.
+    type Place = String;
+
+    fn place() -> Self::Place {
+        PgServer::shared().database()
+    }
+
+    fn open_with(place: &Self::Place, request_retention: Duration) -> Opened {
+        let options = PostgresOptions { request_retention, ..PostgresOptions::default() };
+        Opened::new(PostgresStore::open(place, options).unwrap(), PostgresStore::stats)
+    }
+
+    fn hold_writes(place: &Self::Place) -> Box<dyn Any> {
+        // The writer's first INSERT waits for this lock (no lock timeout by default). The
+        // client lives on a thread of its own: it must not run on an async test's thread.
+        let url = place.clone();
+        let (locked_tx, locked) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            client.batch_execute("BEGIN; LOCK TABLE log IN ACCESS EXCLUSIVE MODE").unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            client.batch_execute("ROLLBACK").unwrap();
+        });
+        locked.recv().expect("the lock holder panicked");
+        Box::new(Held { release: Some(release), holder: Some(holder) })
+    }
+}
+
+struct Held {
+    release: Option<mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(holder) = self.holder.take() {
+            holder.join().unwrap();
+        }
+    }
+}
+
+/// Runs `f` where a `postgres::Client` may be used.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    off_runtime(f)
 }
 
 pub fn record(seq: u64) -> LogRecord {

@@ -1,0 +1,303 @@
+//! The PostgreSQL writer thread: the same group commit as [`crate::writer`], over one
+//! connection.
+//!
+//! Everything queued goes into one transaction with a SAVEPOINT per job, then one COMMIT
+//! (which PostgreSQL makes durable before it returns, `synchronous_commit=on`), then every
+//! job is answered. A refused job (a duplicate, a stale snapshot) is rolled back to its
+//! savepoint alone, and later jobs of the same tenant in the group are refused too.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use postgres::error::SqlState;
+use postgres::{Client, Statement, Transaction};
+
+use crate::postgres::connect;
+use crate::schema::{bound, count, id, ordered, unsigned};
+use crate::writer::{self, Counters, Job, Limits};
+use crate::{Batch, Error, Result};
+
+/// Every statement the writer runs, prepared once per connection.
+struct Statements {
+    insert_log: Statement,
+    upsert_request: Statement,
+    insert_stream: Statement,
+    insert_message: Statement,
+    purge: Statement,
+    trim: Statement,
+    stored_snapshot: Statement,
+    upsert_snapshot: Statement,
+    delete_log: Statement,
+    prune_requests: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
+        Ok(Statements {
+            insert_log: client.prepare(
+                "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )?,
+            // Upsert: an id reused after the retention window but before pruning must not fail.
+            upsert_request: client.prepare(
+                "INSERT INTO requests (tenant, request_id, seq, at_ms, response)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant, request_id) DO UPDATE SET
+                    seq = excluded.seq, at_ms = excluded.at_ms, response = excluded.response",
+            )?,
+            insert_stream: client.prepare(
+                "INSERT INTO streams (tenant, stream, seq, at_ms, payload)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )?,
+            insert_message: client.prepare(
+                "INSERT INTO messages (tenant, conversation, seq, at_ms, sender, text, kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )?,
+            purge: client
+                .prepare("DELETE FROM messages WHERE tenant = $1 AND conversation = $2")?,
+            trim: client.prepare(
+                "DELETE FROM streams WHERE tenant = $1 AND stream = $2 AND seq <= (
+                    SELECT seq FROM streams WHERE tenant = $1 AND stream = $2
+                    ORDER BY seq DESC LIMIT 1 OFFSET $3)",
+            )?,
+            // FOR UPDATE: two writers on one database (a cluster during failover, before
+            // fencing) check and replace the snapshot one at a time.
+            stored_snapshot: client
+                .prepare("SELECT seq FROM snapshots WHERE tenant = $1 FOR UPDATE")?,
+            upsert_snapshot: client.prepare(
+                "INSERT INTO snapshots (tenant, seq, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes",
+            )?,
+            delete_log: client.prepare("DELETE FROM log WHERE tenant = $1 AND seq <= $2")?,
+            // at_ms >= 0 and retention <= i64::MAX, so the subtraction cannot overflow.
+            prune_requests: client.prepare(
+                "DELETE FROM requests WHERE tenant = $1
+                 AND at_ms < (SELECT MAX(at_ms) FROM requests WHERE tenant = $1) - $2",
+            )?,
+        })
+    }
+}
+
+/// The writer's connection, re-established after the server went away (a restart, a
+/// failover of the database): the group that hit the failure fails, the next one reconnects.
+struct Conn {
+    url: String,
+    live: Option<(Client, Statements)>,
+}
+
+impl Conn {
+    fn get(&mut self) -> Result<&mut (Client, Statements), postgres::Error> {
+        if self.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let mut client = connect(&self.url)?;
+            let statements = Statements::prepare(&mut client)?;
+            self.live = Some((client, statements));
+        }
+        Ok(self.live.as_mut().expect("connected just above"))
+    }
+}
+
+/// The writer thread's body: runs until every sender is gone and the queue is empty, so
+/// closing the store finishes what was queued. `client` is the connection `open` used to set
+/// up the schema.
+pub(crate) fn run(
+    url: String,
+    mut client: Client,
+    jobs: Receiver<Job>,
+    limits: Limits,
+    stats: &Counters,
+) {
+    let live = Statements::prepare(&mut client).ok().map(|statements| (client, statements));
+    let mut conn = Conn { url, live };
+    writer::drain(&jobs, limits, |group| commit(&mut conn, group, limits, stats));
+}
+
+/// Writes one group and answers every job in it. Nothing is acknowledged before COMMIT
+/// returned, and if anything but a refusal fails, every job in the group gets the error.
+fn commit(conn: &mut Conn, group: Vec<Job>, limits: Limits, stats: &Counters) {
+    let written =
+        conn.get().and_then(|(client, statements)| write_group(client, statements, &group, limits));
+    match written {
+        Ok(results) => {
+            stats.committed(&group, &results);
+            for (job, result) in group.into_iter().zip(results) {
+                job.ack(result);
+            }
+        }
+        Err(error) => {
+            stats.failed_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A failed COMMIT's outcome is unknown to us (the server may have committed
+            // before the connection broke); the callers reload, which sees what landed.
+            if conn.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+                conn.live = None;
+            }
+            let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
+            for job in group {
+                job.ack(Err(Error::Commit(Arc::clone(&error))));
+            }
+        }
+    }
+}
+
+/// One transaction for the group, one savepoint per job so that a refused job is undone
+/// alone. Returns each job's outcome, or the error that sank the whole group.
+fn write_group(
+    client: &mut Client,
+    statements: &Statements,
+    group: &[Job],
+    limits: Limits,
+) -> Result<Vec<Result<()>>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    let mut refused: HashSet<&str> = HashSet::new();
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        let tenant = job.tenant();
+        if refused.contains(tenant) {
+            results.push(Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() }));
+            continue;
+        }
+        let mut sp = tx.savepoint("job")?;
+        match apply(&mut sp, statements, job, limits) {
+            Ok(()) => {
+                sp.commit()?;
+                results.push(Ok(()));
+            }
+            // The connection, the disk, the server: nothing in this transaction can be trusted.
+            // Except a data exception (class 22: a NUL character in a text, which SQLite would
+            // have taken): that is this job's own fault, and it is refused alone.
+            Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
+            Err(refusal) => {
+                sp.rollback()?;
+                refused.insert(tenant);
+                results.push(Err(refusal));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    job: &Job,
+    limits: Limits,
+) -> Result<()> {
+    match job {
+        Job::Append { batch, .. } => apply_batch(tx, statements, batch),
+        Job::Snapshot { tenant, seq, bytes, .. } => {
+            apply_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
+        }
+        Job::TrimStream { tenant, stream, keep_last, .. } => {
+            tx.execute(&statements.trim, &[tenant, stream, &count(*keep_last)])?;
+            Ok(())
+        }
+    }
+}
+
+fn is_data_exception(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| code.code().starts_with("22"))
+}
+
+/// Turns a primary-key violation into the caller's error; anything else stays a database error.
+fn duplicate(error: postgres::Error, refusal: impl FnOnce() -> Error) -> Error {
+    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        refusal()
+    } else {
+        Error::Postgres(error)
+    }
+}
+
+fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch) -> Result<()> {
+    // Fencing goes here (not enforced yet): `SELECT epoch FROM fences WHERE tenant = $1 FOR
+    // UPDATE`, refuse the batch if `batch.epoch` is older, and raise the stored epoch if it is
+    // newer, all inside this savepoint so that the check and the writes commit together.
+    let tenant = &batch.tenant;
+    for record in &batch.log {
+        let seq = ordered("log seq", record.seq)?;
+        let at_ms = ordered("log at_ms", record.at_ms)?;
+        tx.execute(
+            &statements.insert_log,
+            &[tenant, &seq, &at_ms, &record.request_id, &record.command, &record.response],
+        )
+        .map_err(|e| {
+            duplicate(e, || Error::DuplicateLogRecord { tenant: tenant.clone(), seq: record.seq })
+        })?;
+        if let Some(request_id) = &record.request_id {
+            tx.execute(
+                &statements.upsert_request,
+                &[tenant, request_id, &seq, &at_ms, &record.response],
+            )?;
+        }
+    }
+    for entry in &batch.streams {
+        let seq = ordered("stream seq", entry.seq)?;
+        let at_ms = ordered("stream at_ms", entry.at_ms)?;
+        tx.execute(
+            &statements.insert_stream,
+            &[tenant, &entry.stream, &seq, &at_ms, &entry.payload],
+        )
+        .map_err(|e| {
+            duplicate(e, || Error::DuplicateStreamEntry {
+                tenant: tenant.clone(),
+                stream: entry.stream.clone(),
+                seq: entry.seq,
+            })
+        })?;
+    }
+    for message in &batch.messages {
+        let seq = ordered("message seq", message.seq)?;
+        let at_ms = ordered("message at_ms", message.at_ms)?;
+        tx.execute(
+            &statements.insert_message,
+            &[
+                tenant,
+                &id(message.conversation),
+                &seq,
+                &at_ms,
+                &message.sender,
+                &message.text,
+                &message.kind,
+            ],
+        )
+        .map_err(|e| {
+            duplicate(e, || Error::DuplicateMessage {
+                tenant: tenant.clone(),
+                conversation: message.conversation,
+                seq: message.seq,
+            })
+        })?;
+    }
+    for &conversation in &batch.purge_conversations {
+        tx.execute(&statements.purge, &[tenant, &id(conversation)])?;
+    }
+    Ok(())
+}
+
+fn apply_snapshot(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &String,
+    seq: u64,
+    bytes: &Vec<u8>,
+    retention_ms: i64,
+) -> Result<()> {
+    let seq_sql = ordered("snapshot seq", seq)?;
+    let stored: Option<i64> =
+        tx.query_opt(&statements.stored_snapshot, &[tenant])?.map(|row| row.get(0));
+    if let Some(stored) = stored.filter(|&stored| stored > seq_sql) {
+        return Err(Error::StaleSnapshot {
+            tenant: tenant.to_owned(),
+            seq,
+            stored: unsigned(stored),
+        });
+    }
+    tx.execute(&statements.upsert_snapshot, &[tenant, &seq_sql, bytes])?;
+    tx.execute(&statements.delete_log, &[tenant, &bound(seq)])?;
+    // Pruning rides on snapshots, with the tenant's newest request as "now", as in SQLite.
+    tx.execute(&statements.prune_requests, &[tenant, &retention_ms])?;
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! The cluster store: PostgreSQL, one writer thread, a few read connections.
+//!
+//! The same tables and columns as SQLite's ([`crate::schema`]): TEXT for strings, BIGINT for
+//! `u64` values (the same `i64` range rule), BYTEA for blobs. One extra table, `fences`, is
+//! ready for cluster fencing and not used yet.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use postgres::{Client, IsolationLevel, NoTls, Statement};
+use tokio::sync::oneshot;
+
+use crate::schema::{SCHEMA_VERSION, bound, count, id, unsigned};
+use crate::writer::{self, Counters, Job, Limits};
+use crate::{
+    Error, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
+};
+
+/// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    tenant     TEXT   NOT NULL,
+    seq        BIGINT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    request_id TEXT,
+    command    BYTEA  NOT NULL,
+    response   BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, seq)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    tenant TEXT   NOT NULL PRIMARY KEY,
+    seq    BIGINT NOT NULL,
+    bytes  BYTEA  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    tenant     TEXT   NOT NULL,
+    request_id TEXT   NOT NULL,
+    seq        BIGINT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    response   BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_by_age ON requests (tenant, at_ms);
+CREATE TABLE IF NOT EXISTS streams (
+    tenant  TEXT   NOT NULL,
+    stream  TEXT   NOT NULL,
+    seq     BIGINT NOT NULL,
+    at_ms   BIGINT NOT NULL,
+    payload BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, stream, seq)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    tenant       TEXT   NOT NULL,
+    conversation BIGINT NOT NULL,
+    seq          BIGINT NOT NULL,
+    at_ms        BIGINT NOT NULL,
+    sender       TEXT   NOT NULL,
+    text         TEXT   NOT NULL,
+    kind         TEXT   NOT NULL,
+    PRIMARY KEY (tenant, conversation, seq)
+);
+-- Fencing (not enforced yet): the newest epoch that wrote each tenant. The check goes at the
+-- top of `pg_writer::apply_batch`, which will refuse a batch whose epoch is older.
+CREATE TABLE IF NOT EXISTS fences (
+    tenant TEXT   NOT NULL PRIMARY KEY,
+    epoch  BIGINT NOT NULL
+);
+";
+
+/// Any constant: the advisory lock that serialises schema set-up between processes, since
+/// concurrent `CREATE TABLE IF NOT EXISTS` can fail in PostgreSQL.
+const SCHEMA_LOCK: i64 = 0x5377_6974_6368;
+
+/// Tuning of a [`PostgresStore`]. The defaults suit a node; tests may shrink them.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// At most this many writes go into one commit.
+    pub max_batches_per_commit: usize,
+    /// A commit stops taking writes once they add up to this many bytes (roughly).
+    pub max_bytes_per_commit: usize,
+    /// Idempotency entries older than this (before the tenant's newest one) are pruned when
+    /// the tenant is snapshotted.
+    pub request_retention: Duration,
+    /// Connections for reads, used concurrently.
+    pub read_connections: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_batches_per_commit: 1024,
+            max_bytes_per_commit: 8 << 20,
+            request_retention: Duration::from_secs(24 * 60 * 60),
+            read_connections: 4,
+        }
+    }
+}
+
+/// The cluster [`Store`]: the same contract as [`crate::SqliteStore`], on a PostgreSQL
+/// database. Durable means PostgreSQL's COMMIT returned with `synchronous_commit=on` (set on
+/// the writer's session), which also needs the server's `fsync=on`.
+///
+/// Dropping it (or [`PostgresStore::close`]) lets the writer finish every queued write, then
+/// stops it.
+pub struct PostgresStore {
+    /// `None` only while closing.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Readers,
+    stats: Arc<Counters>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Connects without TLS (the database is on loopback or a private network) and makes sure
+/// commits wait for the disk whatever the server's default.
+pub(crate) fn connect(url: &str) -> Result<Client, postgres::Error> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute("SET synchronous_commit TO on")?;
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgresql://user@host:port/db` or `host=...
+    /// port=...`), creating the tables if missing.
+    pub fn open(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        let limits = Limits {
+            max_jobs: options.max_batches_per_commit.max(1),
+            max_bytes: options.max_bytes_per_commit,
+            request_retention_ms: i64::try_from(options.request_retention.as_millis())
+                .unwrap_or(i64::MAX),
+        };
+        let stats = Arc::new(Counters::default());
+        let (jobs, queue) = mpsc::channel();
+        // The writer connects and sets the schema up on its own thread (a `postgres::Client`
+        // must never be used on a thread that drives async tasks), and says how that went.
+        let (opened_tx, opened) = mpsc::sync_channel(1);
+        let writer = {
+            let stats = Arc::clone(&stats);
+            let url = url.to_owned();
+            std::thread::Builder::new().name("store-pg-writer".into()).spawn(move || {
+                let client = connect(&url).map_err(Error::from).and_then(|mut client| {
+                    migrate(&mut client)?;
+                    Ok(client)
+                });
+                match client {
+                    Ok(client) => {
+                        let _ = opened_tx.send(Ok(()));
+                        pg_writer::run(url, client, queue, limits, &stats);
+                    }
+                    Err(error) => {
+                        let _ = opened_tx.send(Err(error));
+                    }
+                }
+            })?
+        };
+        if let Err(error) = opened.recv().unwrap_or(Err(Error::Closed)) {
+            let _ = writer.join();
+            return Err(error);
+        }
+        let readers = Readers::start(url, options.read_connections.max(1))?;
+        Ok(PostgresStore { jobs: Some(jobs), writer: Some(writer), readers, stats })
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> Stats {
+        self.stats.stats()
+    }
+
+    /// Finishes every queued write and stops the writer. Same as dropping, but says so.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Queues a job now, so that jobs are written in call order.
+    fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
+        let (ack, done) = oneshot::channel();
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
+        if !sent {
+            return Box::pin(std::future::ready(Err(Error::Closed)));
+        }
+        // A dropped ack means the writer died without answering: not durable.
+        Box::pin(async move { done.await.unwrap_or(Err(Error::Closed)) })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The writer drains the queue, then sees the channel closed and returns.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            // A panicked writer has already failed its callers (their acks were dropped).
+            let _ = writer.join();
+        }
+        self.readers.stop();
+    }
+}
+
+/// Creates the tables if missing and checks the version, in one transaction under an
+/// advisory lock.
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    tx.batch_execute(SCHEMA_V1)?;
+    let found: Option<i64> = tx.query_one("SELECT MAX(version) FROM schema_version", &[])?.get(0);
+    match found {
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
+        }
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        Some(_) => {}
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn append(&self, batch: crate::Batch) -> Pending {
+        self.submit(|ack| Job::Append { batch, ack })
+    }
+
+    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
+        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+    }
+
+    fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
+        self.submit(|ack| Job::TrimStream {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+            keep_last,
+            ack,
+        })
+    }
+
+    fn tenants(&self) -> Result<Vec<String>> {
+        self.readers.with(|client, s| {
+            Ok(client.query(&s.tenants, &[])?.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn load(&self, tenant: &str) -> Result<Loaded> {
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            // One snapshot of the database for both queries: a snapshot committed between
+            // them would otherwise hide the log records it deleted.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let snapshot = tx
+                .query_opt(&s.snapshot, &[&tenant])?
+                .map(|row| (unsigned(row.get(0)), row.get(1)));
+            let after = snapshot.as_ref().map_or(-1, |&(seq, _)| bound(seq));
+            let log = tx
+                .query(&s.log, &[&tenant, &after])?
+                .iter()
+                .map(|row| LogRecord {
+                    seq: unsigned(row.get(0)),
+                    at_ms: unsigned(row.get(1)),
+                    request_id: row.get(2),
+                    command: row.get(3),
+                    response: row.get(4),
+                })
+                .collect();
+            tx.commit()?;
+            Ok(Loaded { snapshot, log })
+        })
+    }
+
+    fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
+        self.readers.with(move |client, s| {
+            let rows =
+                client.query(&s.stream, &[&tenant, &stream, &bound(after_seq), &count(limit)])?;
+            Ok(rows
+                .iter()
+                .map(|row| StreamEntry {
+                    stream: stream.clone(),
+                    seq: unsigned(row.get(0)),
+                    at_ms: unsigned(row.get(1)),
+                    payload: row.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn last_stream_seq(&self, tenant: &str, stream: &str) -> Result<Option<u64>> {
+        let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
+        self.readers.with(move |client, s| {
+            let last: Option<i64> =
+                client.query_one(&s.last_stream_seq, &[&tenant, &stream])?.get(0);
+            Ok(last.map(unsigned))
+        })
+    }
+
+    fn messages(
+        &self,
+        tenant: &str,
+        conversation: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            let rows = client.query(
+                &s.messages,
+                &[&tenant, &id(conversation), &bound(after_seq), &count(limit)],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|row| Message {
+                    conversation,
+                    seq: unsigned(row.get(0)),
+                    at_ms: unsigned(row.get(1)),
+                    sender: row.get(2),
+                    text: row.get(3),
+                    kind: row.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>> {
+        let (tenant, request_id) = (tenant.to_owned(), request_id.to_owned());
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.find_response, &[&tenant, &request_id])?.map(|row| row.get(0)))
+        })
+    }
+}
+
+/// Every statement a reader runs, prepared once per connection.
+struct ReadStatements {
+    tenants: Statement,
+    snapshot: Statement,
+    log: Statement,
+    stream: Statement,
+    last_stream_seq: Statement,
+    messages: Statement,
+    find_response: Statement,
+}
+
+impl ReadStatements {
+    fn prepare(client: &mut Client) -> Result<ReadStatements, postgres::Error> {
+        Ok(ReadStatements {
+            tenants: client
+                .prepare("SELECT tenant FROM log UNION SELECT tenant FROM snapshots ORDER BY 1")?,
+            snapshot: client.prepare("SELECT seq, bytes FROM snapshots WHERE tenant = $1")?,
+            log: client.prepare(
+                "SELECT seq, at_ms, request_id, command, response FROM log
+                 WHERE tenant = $1 AND seq > $2 ORDER BY seq",
+            )?,
+            stream: client.prepare(
+                "SELECT seq, at_ms, payload FROM streams
+                 WHERE tenant = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )?,
+            last_stream_seq: client
+                .prepare("SELECT MAX(seq) FROM streams WHERE tenant = $1 AND stream = $2")?,
+            messages: client.prepare(
+                "SELECT seq, at_ms, sender, text, kind FROM messages
+                 WHERE tenant = $1 AND conversation = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )?,
+            find_response: client
+                .prepare("SELECT response FROM requests WHERE tenant = $1 AND request_id = $2")?,
+        })
+    }
+}
+
+/// One read connection, reconnected on the next read after the server went away.
+struct ReadConn {
+    url: String,
+    live: Option<(Client, ReadStatements)>,
+}
+
+impl ReadConn {
+    fn run<T>(
+        &mut self,
+        read: impl FnOnce(&mut Client, &ReadStatements) -> Result<T>,
+    ) -> Result<T> {
+        if self.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+            self.live = None;
+        }
+        let (client, statements) = match &mut self.live {
+            Some(live) => live,
+            empty @ None => {
+                let mut client = connect(&self.url)?;
+                let statements = ReadStatements::prepare(&mut client)?;
+                empty.insert((client, statements))
+            }
+        };
+        read(client, statements)
+    }
+}
+
+type ReadJob = Box<dyn FnOnce(&mut ReadConn) + Send>;
+
+/// A few reader threads, each with its own connection; a read goes to whichever is free and
+/// the caller blocks until it is done, as with SQLite. Threads rather than connections in a
+/// mutex because the synchronous client runs a small async runtime of its own, which must not
+/// be entered from a thread that drives async tasks (the node calls reads from those).
+struct Readers {
+    /// `None` once stopped.
+    jobs: Option<mpsc::Sender<ReadJob>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Readers {
+    fn start(url: &str, n: usize) -> Result<Readers> {
+        let (jobs, queue) = mpsc::channel::<ReadJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = (0..n)
+            .map(|i| {
+                let queue = Arc::clone(&queue);
+                let mut conn = ReadConn { url: url.to_owned(), live: None };
+                std::thread::Builder::new().name(format!("store-pg-reader-{i}")).spawn(move || {
+                    loop {
+                        // The guard is a temporary: the lock is released as soon as a job is
+                        // taken, so the other readers can take the next one.
+                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = job else { break };
+                        job(&mut conn);
+                    }
+                })
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Readers { jobs: Some(jobs), threads })
+    }
+
+    fn with<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Client, &ReadStatements) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = mpsc::sync_channel(1);
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = done.send(conn.run(read));
+        });
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
+            return Err(Error::Closed);
+        }
+        // A dropped sender means the reader thread died mid-read (a panic).
+        result.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    fn stop(&mut self) {
+        drop(self.jobs.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
