@@ -329,6 +329,29 @@ async fn seed_001_worked_case_end_to_end() {
         assert!(metrics.contains(want), "missing {want} in\n{metrics}");
     }
     assert!(!metrics.contains("conversations/"), "no conversation ids in labels");
+    promtool_accepts(&metrics);
+}
+
+/// `promtool check metrics` (Debian's `prometheus`, installed by scripts/setup) finds nothing
+/// to complain about in a scrape.
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    let body = scrape.split_once("\r\n\r\n").map_or(scrape, |(_, b)| b);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/setup");
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
