@@ -10,7 +10,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, NoTls, Statement};
-use tokio::sync::oneshot;
 
 use crate::schema::{SCHEMA_VERSION, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Job, Limits};
@@ -109,8 +108,7 @@ impl Default for PostgresOptions {
 /// stops it.
 pub struct PostgresStore {
     /// `None` only while closing.
-    jobs: Option<mpsc::Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
+    writer: writer::Handle,
     readers: Readers,
     stats: Arc<Counters>,
 }
@@ -134,12 +132,11 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgresql://user@host:port/db` or `host=...
     /// port=...`), creating the tables if missing.
     pub fn open(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
-        let limits = Limits {
-            max_jobs: options.max_batches_per_commit.max(1),
-            max_bytes: options.max_bytes_per_commit,
-            request_retention_ms: i64::try_from(options.request_retention.as_millis())
-                .unwrap_or(i64::MAX),
-        };
+        let limits = Limits::new(
+            options.max_batches_per_commit,
+            options.max_bytes_per_commit,
+            options.request_retention,
+        );
         let stats = Arc::new(Counters::default());
         let (jobs, queue) = mpsc::channel();
         // The writer connects and sets the schema up on its own thread (a `postgres::Client`
@@ -169,7 +166,7 @@ impl PostgresStore {
             return Err(error);
         }
         let readers = Readers::start(url, options.read_connections.max(1))?;
-        Ok(PostgresStore { jobs: Some(jobs), writer: Some(writer), readers, stats })
+        Ok(PostgresStore { writer: writer::Handle::new(jobs, writer), readers, stats })
     }
 
     /// What the writer has done so far.
@@ -182,26 +179,14 @@ impl PostgresStore {
         drop(self);
     }
 
-    /// Queues a job now, so that jobs are written in call order.
     fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
-        let (ack, done) = oneshot::channel();
-        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
-        if !sent {
-            return Box::pin(std::future::ready(Err(Error::Closed)));
-        }
-        // A dropped ack means the writer died without answering: not durable.
-        Box::pin(async move { done.await.unwrap_or(Err(Error::Closed)) })
+        self.writer.submit(job)
     }
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        // The writer drains the queue, then sees the channel closed and returns.
-        drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
-            // A panicked writer has already failed its callers (their acks were dropped).
-            let _ = writer.join();
-        }
+        // The writer field drains and joins after this; readers can stop first.
         self.readers.stop();
     }
 }

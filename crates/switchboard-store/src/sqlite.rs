@@ -4,15 +4,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use crate::schema::{self, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Job, Limits};
-use crate::{Batch, Error, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
+use crate::{Batch, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -63,8 +61,7 @@ pub struct Stats {
 pub struct SqliteStore {
     path: PathBuf,
     /// `None` only while closing.
-    jobs: Option<mpsc::Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
+    writer: writer::Handle,
     readers: Readers,
     stats: Arc<Counters>,
 }
@@ -82,12 +79,11 @@ impl SqliteStore {
         let path = dir.join(DB_FILE);
         let conn = schema::open_writer(&path)?;
         let readers = Readers::open(&path, options.read_connections.max(1))?;
-        let limits = Limits {
-            max_jobs: options.max_batches_per_commit.max(1),
-            max_bytes: options.max_bytes_per_commit,
-            request_retention_ms: i64::try_from(options.request_retention.as_millis())
-                .unwrap_or(i64::MAX),
-        };
+        let limits = Limits::new(
+            options.max_batches_per_commit,
+            options.max_bytes_per_commit,
+            options.request_retention,
+        );
         let stats = Arc::new(Counters::default());
         let (jobs, queue) = mpsc::channel();
         let writer = {
@@ -96,7 +92,7 @@ impl SqliteStore {
                 .name("store-writer".into())
                 .spawn(move || writer::run(conn, queue, limits, &stats))?
         };
-        Ok(SqliteStore { path, jobs: Some(jobs), writer: Some(writer), readers, stats })
+        Ok(SqliteStore { path, writer: writer::Handle::new(jobs, writer), readers, stats })
     }
 
     /// The database file.
@@ -114,26 +110,8 @@ impl SqliteStore {
         drop(self);
     }
 
-    /// Queues a job now, so that jobs are written in call order.
     fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
-        let (ack, done) = oneshot::channel();
-        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
-        if !sent {
-            return Box::pin(std::future::ready(Err(Error::Closed)));
-        }
-        // A dropped ack means the writer died without answering: not durable.
-        Box::pin(async move { done.await.unwrap_or(Err(Error::Closed)) })
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // The writer drains the queue, then sees the channel closed and returns.
-        drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
-            // A panicked writer has already failed its callers (their acks were dropped).
-            let _ = writer.join();
-        }
+        self.writer.submit(job)
     }
 }
 

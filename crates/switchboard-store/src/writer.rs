@@ -100,6 +100,56 @@ pub(crate) struct Limits {
     pub request_retention_ms: i64,
 }
 
+impl Limits {
+    pub fn new(
+        max_batches: usize,
+        max_bytes: usize,
+        request_retention: std::time::Duration,
+    ) -> Self {
+        Limits {
+            max_jobs: max_batches.max(1),
+            max_bytes,
+            request_retention_ms: i64::try_from(request_retention.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// A store's end of its writer thread (either backend): queues jobs in call order, and when
+/// dropped lets the thread drain the queue and joins it.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    pub fn new(jobs: std::sync::mpsc::Sender<Job>, thread: std::thread::JoinHandle<()>) -> Self {
+        Handle { jobs: Some(jobs), thread: Some(thread) }
+    }
+
+    /// Queues a job now, so that jobs are written in call order.
+    pub fn submit(&self, job: impl FnOnce(Ack) -> Job) -> crate::Pending {
+        let (ack, done) = oneshot::channel();
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
+        if !sent {
+            return Box::pin(std::future::ready(Err(Error::Closed)));
+        }
+        // A dropped ack means the writer died without answering: not durable.
+        Box::pin(async move { done.await.unwrap_or(Err(Error::Closed)) })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The writer drains the queue, then sees the channel closed and returns.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // A panicked writer has already failed its callers (their acks were dropped).
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
