@@ -90,11 +90,6 @@ impl Error {
             Error::Internal(_) => tonic::Code::Internal,
         }
     }
-
-    /// Rebuilds an error from a stored refusal (idempotent retries).
-    pub fn from_refusal(code: i32, message: String, reason: String) -> tonic::Status {
-        status(tonic::Code::from_i32(code), message, &reason, None)
-    }
 }
 
 fn status(

@@ -3,11 +3,12 @@
 //! `convert::resources`.
 
 use switchboard_core::{AgentId, CustomerId, GroupId};
-use switchboard_proto::internal::v1::{command::Op, response};
+use switchboard_proto::internal::v1::command::Op;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
+use super::{page, variant};
 use crate::convert::resources;
 use crate::error::Error;
 use crate::names;
@@ -15,41 +16,10 @@ use crate::registry::Registry;
 use crate::state::{Ids, TenantState};
 
 /// Page size when the request gives none, and the largest one served.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
-pub const MAX_PAGE_SIZE: usize = 1000;
 
 #[derive(Debug)]
 pub struct Admin {
     pub registry: Registry,
-}
-
-/// Unwraps the response variant a command answers with. Any other variant is a bug in the
-/// apply layer, except a stored refusal, which is the caller's error.
-macro_rules! variant {
-    ($result:expr, $variant:ident) => {
-        match $result {
-            switchboard_proto::internal::v1::response::Result::$variant(v) => Ok(v),
-            other => Err($crate::service::admin::unexpected(other)),
-        }
-    };
-}
-pub(super) use variant;
-
-pub(super) fn unexpected(other: response::Result) -> Status {
-    match other {
-        response::Result::Refusal(r) => Error::from_refusal(r.code, r.message, r.reason),
-        other => Status::internal(format!("unexpected command response {other:?}")),
-    }
-}
-
-/// Page size and the token (the last id of the previous page; empty for the first).
-pub(super) fn page(p: Option<&pb::PageRequest>) -> (usize, String) {
-    let p = p.cloned().unwrap_or_default();
-    let size = match p.page_size as usize {
-        0 => DEFAULT_PAGE_SIZE,
-        n => n.min(MAX_PAGE_SIZE),
-    };
-    (size, p.page_token)
 }
 
 /// One page of the ids after `token` that `view` shows (ids whose resource is gone show
@@ -72,10 +42,6 @@ fn page_of<T>(
     (items, String::new())
 }
 
-fn status(e: Error) -> Status {
-    Status::from(e)
-}
-
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn create_tenant(
@@ -83,7 +49,7 @@ impl AdminService for Admin {
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let r = request.into_inner();
-        names::check_id("tenant_id", &r.tenant_id).map_err(status)?;
+        names::check_id("tenant_id", &r.tenant_id).map_err(Status::from)?;
         let result = self.registry.create_tenant(r).await?;
         Ok(Response::new(variant!(result, Tenant)?))
     }
@@ -92,7 +58,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let t = names::tenant("name", &request.get_ref().name).map_err(status)?;
+        let t = names::tenant("name", &request.get_ref().name).map_err(Status::from)?;
         Ok(Response::new(self.registry.read(&t, resources::tenant).await?))
     }
 
@@ -125,7 +91,7 @@ impl AdminService for Admin {
         request: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("name", &r.name).map_err(status)?;
+        let t = names::tenant("name", &r.name).map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::UpdateTenant(r), &request_id).await?;
         Ok(Response::new(variant!(result, Tenant)?))
@@ -136,7 +102,7 @@ impl AdminService for Admin {
         request: Request<pb::PutGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let r = request.into_inner();
-        let (t, _) = names::child("name", &r.name, "groups").map_err(status)?;
+        let (t, _) = names::child("name", &r.name, "groups").map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutGroup(r), &request_id).await?;
         Ok(Response::new(variant!(result, Group)?))
@@ -146,12 +112,13 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let (t, id) = names::child("name", &request.get_ref().name, "groups").map_err(status)?;
+        let (t, id) =
+            names::child("name", &request.get_ref().name, "groups").map_err(Status::from)?;
         let group = self
             .registry
             .read(&t, move |s| s.group("name", &id).map(|g| resources::group(s, g)))
             .await?
-            .map_err(status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(group))
     }
 
@@ -160,7 +127,7 @@ impl AdminService for Admin {
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         let page = page(r.page.as_ref());
         let (groups, next_page_token) = self
             .registry
@@ -179,7 +146,7 @@ impl AdminService for Admin {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let r = request.into_inner();
-        let (t, _) = names::child("name", &r.name, "groups").map_err(status)?;
+        let (t, _) = names::child("name", &r.name, "groups").map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteGroup(r), &request_id).await?;
         variant!(result, Empty)?;
@@ -191,7 +158,7 @@ impl AdminService for Admin {
         request: Request<pb::PutAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let (t, _) = names::child("name", &r.name, "agents").map_err(status)?;
+        let (t, _) = names::child("name", &r.name, "agents").map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutAgent(r), &request_id).await?;
         Ok(Response::new(variant!(result, Agent)?))
@@ -201,13 +168,14 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let (t, id) = names::child("name", &request.get_ref().name, "agents").map_err(status)?;
+        let (t, id) =
+            names::child("name", &request.get_ref().name, "agents").map_err(Status::from)?;
         let now = crate::clock::now();
         let agent = self
             .registry
             .read(&t, move |s| s.agent("name", &id).map(|a| resources::agent_on(s, a, now)))
             .await?
-            .map_err(status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(agent))
     }
 
@@ -216,7 +184,7 @@ impl AdminService for Admin {
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         let page = page(r.page.as_ref());
         let now = crate::clock::now();
         let (agents, next_page_token) = self
@@ -236,7 +204,7 @@ impl AdminService for Admin {
         request: Request<pb::DeleteAgentRequest>,
     ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
         let r = request.into_inner();
-        let (t, _) = names::child("name", &r.name, "agents").map_err(status)?;
+        let (t, _) = names::child("name", &r.name, "agents").map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteAgent(r), &request_id).await?;
         variant!(result, Empty)?;
@@ -248,7 +216,7 @@ impl AdminService for Admin {
         request: Request<pb::PutCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         let r = request.into_inner();
-        let (t, _) = names::child("name", &r.name, "customers").map_err(status)?;
+        let (t, _) = names::child("name", &r.name, "customers").map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutCustomer(r), &request_id).await?;
         Ok(Response::new(variant!(result, Customer)?))
@@ -258,7 +226,8 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let (t, id) = names::child("name", &request.get_ref().name, "customers").map_err(status)?;
+        let (t, id) =
+            names::child("name", &request.get_ref().name, "customers").map_err(Status::from)?;
         let customer = self
             .registry
             .read(&t, move |s| {
@@ -268,7 +237,7 @@ impl AdminService for Admin {
                 Ok::<_, Error>(resources::customer(s, CustomerId(u)))
             })
             .await?
-            .map_err(status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(customer))
     }
 
@@ -277,7 +246,7 @@ impl AdminService for Admin {
         request: Request<pb::PutSharedQuickRepliesRequest>,
     ) -> Result<Response<pb::QuickReplies>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutSharedQuickReplies(r), &request_id).await?;
         Ok(Response::new(variant!(result, QuickReplies)?))
@@ -287,6 +256,7 @@ impl AdminService for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
     #[test]
     fn page_sizes_default_and_clamp() {

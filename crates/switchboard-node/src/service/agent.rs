@@ -6,7 +6,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status};
 
-use super::{ItemStream, page_size, serve_stream, transcript_message, unexpected};
+use super::{ItemStream, numeric_page, serve_stream, transcript_message, variant};
 use crate::convert::{resources, views};
 use crate::error::Error;
 use crate::names;
@@ -35,10 +35,7 @@ impl Agents {
         op: Op,
         request_id: &str,
     ) -> Result<Response<pb::Conversation>, Status> {
-        match self.run(agent, op, request_id).await? {
-            R::Conversation(c) => Ok(Response::new(c)),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.run(agent, op, request_id).await?, Conversation).map(Response::new)
     }
 
     async fn list(
@@ -47,13 +44,8 @@ impl Agents {
         which: fn(&TenantState, switchboard_core::AgentId) -> Vec<switchboard_core::ConversationId>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
         let (tenant, id) = agent_name(&r.agent)?;
-        let size = page_size(r.page.as_ref());
-        let start: usize = match r.page.as_ref().map(|p| p.page_token.as_str()).unwrap_or("") {
-            "" => 0,
-            t => t
-                .parse()
-                .map_err(|_| Error::field("page.page_token", "not a token this call returned"))?,
-        };
+        let (size, start) = numeric_page(r.page.as_ref())?;
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
         let page = self
             .registry
             .read(&tenant, move |state| -> Result<_, Error> {
@@ -88,10 +80,7 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Agent>, Status> {
         let r = req.into_inner();
         let (agent, request_id) = request_fields!(r);
-        match self.run(&agent, Op::SetStatus(r), &request_id).await? {
-            R::Agent(a) => Ok(Response::new(a)),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.run(&agent, Op::SetStatus(r), &request_id).await?, Agent).map(Response::new)
     }
 
     type StreamEventsStream = ItemStream<pb::AgentEvent>;
@@ -174,10 +163,8 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let r = req.into_inner();
         let (agent, request_id) = request_fields!(r);
-        match self.run(&agent, Op::SendMessage(r), &request_id).await? {
-            R::SendMessage(m) => Ok(Response::new(m)),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.run(&agent, Op::SendMessage(r), &request_id).await?, SendMessage)
+            .map(Response::new)
     }
 
     async fn mark_read(
@@ -250,13 +237,7 @@ impl AgentService for Agents {
                 })
             })
             .await??;
-        let size = page_size(r.page.as_ref());
-        let after: u64 = match r.page.as_ref().map(|p| p.page_token.as_str()).unwrap_or("") {
-            "" => 0,
-            tok => tok
-                .parse()
-                .map_err(|_| Error::field("page.page_token", "not a token this call returned"))?,
-        };
+        let (size, after) = numeric_page(r.page.as_ref())?;
         let rows =
             self.registry.store().messages(&tenant, n, after, size + 1).map_err(Error::from)?;
         let mut messages: Vec<pb::Message> = rows
@@ -289,10 +270,8 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Customer>, Status> {
         let r = req.into_inner();
         let (agent, request_id) = request_fields!(r);
-        match self.run(&agent, Op::UpdateCustomerProfile(r), &request_id).await? {
-            R::Customer(c) => Ok(Response::new(c)),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.run(&agent, Op::UpdateCustomerProfile(r), &request_id).await?, Customer)
+            .map(Response::new)
     }
 
     async fn list_quick_replies(
@@ -315,9 +294,7 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::QuickReplies>, Status> {
         let r = req.into_inner();
         let (agent, request_id) = request_fields!(r);
-        match self.run(&agent, Op::PutPersonalQuickReplies(r), &request_id).await? {
-            R::QuickReplies(q) => Ok(Response::new(q)),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.run(&agent, Op::PutPersonalQuickReplies(r), &request_id).await?, QuickReplies)
+            .map(Response::new)
     }
 }

@@ -1,11 +1,11 @@
 //! ChannelService: what channel gateways call.
 
-use switchboard_proto::internal::v1::{command::Op, response::Result as R, stream_item::Item};
+use switchboard_proto::internal::v1::{command::Op, stream_item::Item};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::channel_service_server::ChannelService;
 use tonic::{Request, Response, Status};
 
-use super::{ItemStream, serve_stream, unexpected};
+use super::{ItemStream, serve_stream, variant};
 use crate::convert::views;
 use crate::names;
 use crate::registry::Registry;
@@ -28,10 +28,7 @@ impl Channel {
         request_id: &str,
     ) -> Result<pb::Conversation, Status> {
         let tenant = conversation_tenant(name)?;
-        match self.registry.command(&tenant, op, request_id).await? {
-            R::Conversation(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.registry.command(&tenant, op, request_id).await?, Conversation)
     }
 
     async fn post(
@@ -41,10 +38,7 @@ impl Channel {
         request_id: &str,
     ) -> Result<pb::PostMessageResponse, Status> {
         let tenant = names::tenant("tenant", tenant)?;
-        match self.registry.command(&tenant, op, request_id).await? {
-            R::PostMessage(r) => Ok(r),
-            other => Err(unexpected(&other)),
-        }
+        variant!(self.registry.command(&tenant, op, request_id).await?, PostMessage)
     }
 }
 

@@ -134,17 +134,46 @@ pub fn transcript_message(row: &switchboard_store::Message) -> pb::Message {
     }
 }
 
-/// The response variant a call expects.
-pub fn unexpected(r: &response::Result) -> Status {
-    Status::internal(format!("unexpected response {r:?}"))
+/// Answer to a response variant the call does not expect: a bug in the apply layer.
+pub fn unexpected(other: response::Result) -> Status {
+    Status::internal(format!("unexpected command response {other:?}"))
 }
 
-/// Page size from a request: 0 means 100, at most 1000.
-pub fn page_size(page: Option<&pb::PageRequest>) -> usize {
-    match page.map_or(0, |p| p.page_size) {
-        0 => 100,
-        n => (n as usize).min(1000),
-    }
+/// Unwraps the response variant a command answers with.
+macro_rules! variant {
+    ($result:expr, $variant:ident) => {
+        match $result {
+            switchboard_proto::internal::v1::response::Result::$variant(v) => Ok(v),
+            other => Err($crate::service::unexpected(other)),
+        }
+    };
+}
+pub(crate) use variant;
+
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Page size (0 means 100, at most 1000) and the token (empty for the first page).
+pub fn page(p: Option<&pb::PageRequest>) -> (usize, String) {
+    let p = p.cloned().unwrap_or_default();
+    let size = match p.page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    };
+    (size, p.page_token)
+}
+
+/// Page size and a numeric token (an offset or a sequence number this call returned; 0 for
+/// the first page).
+pub fn numeric_page(p: Option<&pb::PageRequest>) -> Result<(usize, u64), crate::error::Error> {
+    let (size, token) = page(p);
+    let at = match token.as_str() {
+        "" => 0,
+        t => t.parse().map_err(|_| {
+            crate::error::Error::field("page.page_token", "not a token this call returned")
+        })?,
+    };
+    Ok((size, at))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::supervisor_service_server::SupervisorService;
 use tonic::{Request, Response, Status};
 
-use super::admin::{page, variant};
+use super::{page, variant};
 use crate::convert::{self, resources};
 use crate::error::Error;
 use crate::names;
@@ -29,13 +29,9 @@ pub struct Supervisor {
     pub registry: Registry,
 }
 
-fn status(e: Error) -> Status {
-    Status::from(e)
-}
-
 /// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`).
 fn tenant_of(supervisor: &str) -> Result<String, Status> {
-    Ok(names::child("supervisor", supervisor, "agents").map_err(status)?.0)
+    Ok(names::child("supervisor", supervisor, "agents").map_err(Status::from)?.0)
 }
 
 fn live_conversation(s: &TenantState, c: &Conversation) -> pb::LiveConversation {
@@ -201,12 +197,12 @@ impl SupervisorService for Supervisor {
         request: Request<pb::GetLiveBoardRequest>,
     ) -> Result<Response<pb::LiveBoard>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         let (size, token) = page(r.page.as_ref());
         let after = match token.as_str() {
             "" => 0,
             token => token.parse::<u64>().map_err(|_| {
-                status(Error::field("page.page_token", "not a token this board returned"))
+                Status::from(Error::field("page.page_token", "not a token this board returned"))
             })?,
         };
         let board = self.registry.read(&t, move |s| live_board(s, size, after)).await?;
@@ -218,16 +214,16 @@ impl SupervisorService for Supervisor {
         request: Request<pb::GetQueueStatsRequest>,
     ) -> Result<Response<pb::QueueStats>, Status> {
         let r = request.into_inner();
-        let t = names::tenant("tenant", &r.tenant).map_err(status)?;
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         let threshold = match &r.threshold {
-            Some(d) => convert::from_duration("threshold", d).map_err(status)?,
+            Some(d) => convert::from_duration("threshold", d).map_err(Status::from)?,
             None => DEFAULT_QUEUE_THRESHOLD,
         };
         let now = crate::clock::now();
         let to = r.to.as_ref().map_or(now, convert::from_timestamp);
         let from = r.from.as_ref().map_or(to - DEFAULT_QUEUE_WINDOW, convert::from_timestamp);
         if from > to {
-            return Err(status(Error::field("from", "must not be after `to`")));
+            return Err(Status::from(Error::field("from", "must not be after `to`")));
         }
         let stats =
             self.registry.read(&t, move |s| queue_stats(s, now, from, to, threshold)).await?;
@@ -238,7 +234,7 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::GetAgentBoardRequest>,
     ) -> Result<Response<pb::AgentBoard>, Status> {
-        let t = names::tenant("tenant", &request.get_ref().tenant).map_err(status)?;
+        let t = names::tenant("tenant", &request.get_ref().tenant).map_err(Status::from)?;
         let now = crate::clock::now();
         let agents = self
             .registry
