@@ -12,7 +12,7 @@ use std::time::Duration;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
 use crate::schema::{SCHEMA_VERSION, bound, count, id, unsigned};
-use crate::writer::{self, Counters, Job, Limits};
+use crate::writer::{self, Counters, Limits};
 use crate::{
     Error, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
 };
@@ -178,10 +178,6 @@ impl PostgresStore {
     pub fn close(self) {
         drop(self);
     }
-
-    fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
-        self.writer.submit(job)
-    }
 }
 
 impl Drop for PostgresStore {
@@ -213,20 +209,15 @@ fn migrate(client: &mut Client) -> Result<()> {
 
 impl Store for PostgresStore {
     fn append(&self, batch: crate::Batch) -> Pending {
-        self.submit(|ack| Job::Append { batch, ack })
+        self.writer.append(batch)
     }
 
     fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
-        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+        self.writer.snapshot(tenant, seq, bytes)
     }
 
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
-        self.submit(|ack| Job::TrimStream {
-            tenant: tenant.to_owned(),
-            stream: stream.to_owned(),
-            keep_last,
-            ack,
-        })
+        self.writer.trim_stream(tenant, stream, keep_last)
     }
 
     fn tenants(&self) -> Result<Vec<String>> {

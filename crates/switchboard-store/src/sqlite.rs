@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::schema::{self, bound, count, id, unsigned};
-use crate::writer::{self, Counters, Job, Limits};
+use crate::writer::{self, Counters, Limits};
 use crate::{Batch, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
 
 /// The database file's name inside the data directory.
@@ -109,28 +109,19 @@ impl SqliteStore {
     pub fn close(self) {
         drop(self);
     }
-
-    fn submit(&self, job: impl FnOnce(writer::Ack) -> Job) -> Pending {
-        self.writer.submit(job)
-    }
 }
 
 impl Store for SqliteStore {
     fn append(&self, batch: Batch) -> Pending {
-        self.submit(|ack| Job::Append { batch, ack })
+        self.writer.append(batch)
     }
 
     fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
-        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+        self.writer.snapshot(tenant, seq, bytes)
     }
 
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
-        self.submit(|ack| Job::TrimStream {
-            tenant: tenant.to_owned(),
-            stream: stream.to_owned(),
-            keep_last,
-            ack,
-        })
+        self.writer.trim_stream(tenant, stream, keep_last)
     }
 
     fn tenants(&self) -> Result<Vec<String>> {

@@ -127,8 +127,25 @@ impl Handle {
         Handle { jobs: Some(jobs), thread: Some(thread) }
     }
 
+    pub fn append(&self, batch: Batch) -> crate::Pending {
+        self.submit(|ack| Job::Append { batch, ack })
+    }
+
+    pub fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> crate::Pending {
+        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+    }
+
+    pub fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> crate::Pending {
+        self.submit(|ack| Job::TrimStream {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+            keep_last,
+            ack,
+        })
+    }
+
     /// Queues a job now, so that jobs are written in call order.
-    pub fn submit(&self, job: impl FnOnce(Ack) -> Job) -> crate::Pending {
+    fn submit(&self, job: impl FnOnce(Ack) -> Job) -> crate::Pending {
         let (ack, done) = oneshot::channel();
         let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
         if !sent {
