@@ -36,6 +36,21 @@ pub const AGENT_USED: &str = "switchboard_agent_used_slots";
 pub const EVENTS: &str = "switchboard_events_total";
 pub const SNAPSHOT_BYTES: &str = "switchboard_snapshot_bytes";
 
+// Cluster and runtime. A single node reports itself as a one-member cluster that owns
+// every tenant, so dashboards and alerts read the same series in both modes.
+pub const CLUSTER_MEMBERS: &str = "switchboard_cluster_members";
+pub const SHARDS_OWNED: &str = "switchboard_shards_owned";
+pub const SHARDS_UNOWNED: &str = "switchboard_shards_unowned";
+pub const SHARD_HANDOFFS: &str = "switchboard_shard_handoffs_total";
+pub const FORWARDED: &str = "switchboard_forwarded_total";
+pub const ETCD_REQUEST_SECONDS: &str = "switchboard_etcd_request_seconds";
+pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_total";
+pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
+pub const ACTORS: &str = "switchboard_actors";
+pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
+pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
+pub const BUILD_INFO: &str = "switchboard_build_info";
+
 /// Bucket bounds (seconds) of every wait-like histogram; the service-level thresholds
 /// (20 s, 30 s, 60 s) are bounds, so service level is read straight off the buckets.
 pub const WAIT_BUCKETS: &[f64] = &[
@@ -46,6 +61,8 @@ pub const APPLY_BUCKETS: &[f64] =
     &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1];
 /// Bucket bounds (bytes) of snapshot sizes.
 pub const SIZE_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+/// Bucket bounds (seconds) of etcd requests.
+pub const ETCD_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Every histogram with its buckets, for the exporter (histograms, never summaries).
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
@@ -53,6 +70,7 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (FIRST_RESPONSE, WAIT_BUCKETS),
     (APPLY_SECONDS, APPLY_BUCKETS),
     (SNAPSHOT_BYTES, SIZE_BUCKETS),
+    (ETCD_REQUEST_SECONDS, ETCD_BUCKETS),
     (crate::grpc_metrics::HANDLING_SECONDS, crate::grpc_metrics::HANDLING_BUCKETS),
 ];
 
@@ -107,6 +125,33 @@ pub fn describe() {
     describe_gauge!(AGENT_USED, "Conversations held (assigned + offered) by agents.");
     describe_counter!(EVENTS, "Integrator events emitted, by tenant and type.");
     describe_histogram!(SNAPSHOT_BYTES, metrics::Unit::Bytes, "Size of tenant snapshots.");
+    describe_gauge!(CLUSTER_MEMBERS, "Live cluster members this node sees (1 on a single node).");
+    describe_gauge!(SHARDS_OWNED, "Shards this node owns.");
+    describe_gauge!(SHARDS_UNOWNED, "Shards this node sees with no owner.");
+    describe_counter!(SHARD_HANDOFFS, "Shard ownership changes on this node, by kind.");
+    describe_counter!(FORWARDED, "Calls forwarded to the owning node, by outcome.");
+    describe_histogram!(
+        ETCD_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of etcd requests, by operation."
+    );
+    describe_counter!(LEASE_RENEWAL_FAILURES, "Failed etcd lease renewals.");
+    describe_counter!(FENCED_WRITES, "Writes the store refused because a newer owner holds the shard.");
+    describe_gauge!(ACTORS, "Live actors, by kind.");
+    describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
+    describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
+    describe_gauge!(BUILD_INFO, "Always 1; labels carry the version.");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Zero until the cluster module or the node says otherwise, so every series exists.
+    gauge!(CLUSTER_MEMBERS).set(1.0);
+    gauge!(SHARDS_OWNED).set(0.0);
+    gauge!(SHARDS_UNOWNED).set(0.0);
+    for kind in ["acquired", "released", "lost"] {
+        counter!(SHARD_HANDOFFS, "kind" => kind).absolute(0);
+    }
+    counter!(LEASE_RENEWAL_FAILURES).absolute(0);
+    counter!(FENCED_WRITES).absolute(0);
+    counter!(STREAM_DROPS).absolute(0);
 }
 
 fn group_label(state: &TenantState, g: GroupId) -> String {
