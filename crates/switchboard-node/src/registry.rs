@@ -94,6 +94,7 @@ impl Registry {
             store: self.inner.store.clone(),
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
+            fence: switchboard_store::Fence::default(),
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await
@@ -171,6 +172,7 @@ impl Registry {
             store: self.inner.store.clone(),
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
+            fence: switchboard_store::Fence::default(),
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await
