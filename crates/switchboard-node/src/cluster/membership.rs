@@ -39,6 +39,9 @@ const TICK: Duration = Duration::from_millis(200);
 pub const MOVE_BATCH: usize = 32;
 /// Unowned shards claimed per etcd transaction (etcd allows 128 operations per txn).
 const CLAIM_BATCH: usize = 64;
+/// Shards claimed or adopted per tick, so lease renewals keep their pace while a node takes
+/// a whole cluster's shards at start-up.
+const ADOPT_BATCH: usize = 256;
 /// Time allowed for each etcd request.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -381,7 +384,8 @@ impl Membership {
                 _ => {}
             }
         }
-        let mut known: Option<Vec<String>> = None;
+        readopt.truncate(ADOPT_BATCH);
+        claim.truncate(ADOPT_BATCH.saturating_sub(readopt.len()));
         for chunk in claim.chunks(CLAIM_BATCH) {
             let epoch = self.claim(chunk).await?;
             for &shard in chunk {
@@ -391,21 +395,25 @@ impl Membership {
                 }
             }
         }
-        for (shard, epoch) in readopt {
-            let fence = Fence { shard, epoch };
+        if !readopt.is_empty() {
+            // Fence every shard first (queued together, so they share commits), then start
+            // their tenants.
             let store = self.registry.store().clone();
-            store.raise_fence(fence).await.map_err(|e| Error::Unavailable(e.to_string()))?;
-            if known.is_none() {
-                let store = store.clone();
-                known = Some(
-                    tokio::task::spawn_blocking(move || store.tenants())
-                        .await
-                        .map_err(|e| Error::Internal(e.to_string()))?
-                        .map_err(|e| Error::Unavailable(e.to_string()))?,
-                );
+            let pending: Vec<_> = readopt
+                .iter()
+                .map(|&(shard, epoch)| store.raise_fence(Fence { shard, epoch }))
+                .collect();
+            for p in pending {
+                p.await.map_err(|e| Error::Unavailable(e.to_string()))?;
             }
-            self.registry.adopt(shard, epoch, known.as_deref().unwrap_or_default()).await?;
-            counter!(m::SHARD_HANDOFFS, "kind" => "acquired").increment(1);
+            let known = tokio::task::spawn_blocking(move || store.tenants())
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            for (shard, epoch) in readopt {
+                self.registry.adopt(shard, epoch, &known).await?;
+                counter!(m::SHARD_HANDOFFS, "kind" => "acquired").increment(1);
+            }
         }
         for shard in hand_over.into_iter().take(MOVE_BATCH) {
             self.hand_over(shard).await?;
