@@ -127,7 +127,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
         .layer(crate::grpc_metrics::GrpcMetricsLayer)
-        .layer(ForwardLayer::new(ownership, max))
+        .layer(ForwardLayer::new(ownership, hub.clone(), max))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -107,12 +107,22 @@ pub struct Node {
     etcd: String,
     store: String,
     dir: PathBuf,
-    extra_env: Vec<(String, String)>,
+    ttl: u64,
 }
 
 impl Node {
     /// Starts a node and waits until it listens (not until it serves: see [`Node::ready`]).
     pub fn start(id: &str, etcd: &Etcd, store_url: &str, dir: &std::path::Path) -> Node {
+        Node::start_with_ttl(id, etcd, store_url, dir, TEST_TTL_SECONDS)
+    }
+
+    pub fn start_with_ttl(
+        id: &str,
+        etcd: &Etcd,
+        store_url: &str,
+        dir: &std::path::Path,
+        ttl: u64,
+    ) -> Node {
         let mut node = Node {
             id: id.to_owned(),
             child: None,
@@ -121,7 +131,7 @@ impl Node {
             etcd: etcd.endpoint(),
             store: store_url.to_owned(),
             dir: dir.join(id),
-            extra_env: Vec::new(),
+            ttl,
         };
         node.restart();
         node
@@ -130,13 +140,15 @@ impl Node {
     /// Starts the node again (same id, etcd and store; new ports).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node {} is running", self.id);
+        // A restart keeps its gRPC address, as a pod keeps its name behind the headless Service.
+        let grpc = self.grpc.strip_prefix("http://").unwrap_or("127.0.0.1:0").to_owned();
+        let grpc = if grpc.is_empty() { "127.0.0.1:0".to_owned() } else { grpc };
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"))
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .args(["serve", "--grpc-addr", &grpc, "--metrics-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--etcd", &self.etcd, "--store", &self.store, "--node-id", &self.id])
-            .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", TEST_TTL_SECONDS.to_string())
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", self.ttl.to_string())
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -148,15 +148,22 @@ impl Peers {
 #[derive(Debug, Clone)]
 pub struct ForwardLayer {
     ownership: Option<Arc<Ownership>>,
+    /// Ends forwarded streams when this node shuts down, as local streams end.
+    hub: crate::hub::Hub,
     table: Arc<HashMap<String, TenantField>>,
     peers: Peers,
     max_request_bytes: usize,
 }
 
 impl ForwardLayer {
-    pub fn new(ownership: Option<Arc<Ownership>>, max_request_bytes: usize) -> ForwardLayer {
+    pub fn new(
+        ownership: Option<Arc<Ownership>>,
+        hub: crate::hub::Hub,
+        max_request_bytes: usize,
+    ) -> ForwardLayer {
         ForwardLayer {
             ownership,
+            hub,
             table: Arc::new(method_table()),
             peers: Peers::default(),
             max_request_bytes,
@@ -276,7 +283,7 @@ where
             Some(Route::Remote { node, addr }) => {
                 counter!(m::FORWARDED, "outcome" => "forwarded").increment(1);
                 match forward(&layer.peers, &addr, rebuild(&parts, &body, true)).await {
-                    Ok(resp) => resp,
+                    Ok(resp) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
                     Err(e) => unavailable(format!("owner {node} at {addr} unreachable: {e}"), true),
                 }
             }
@@ -310,6 +317,52 @@ async fn forward(
         .await
         .map_err(|e| e.to_string())?;
     tower_service::Service::call(&mut channel, req).await.map_err(|e| e.to_string())
+}
+
+/// A forwarded response body that ends with UNAVAILABLE when this node shuts down, so the
+/// client resumes elsewhere and the node can drain.
+struct EndOnShutdown {
+    inner: Body,
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    done: bool,
+}
+
+impl EndOnShutdown {
+    fn new(inner: Body, hub: &crate::hub::Hub) -> Self {
+        EndOnShutdown { inner, closed: Box::pin(hub.closed()), done: false }
+    }
+}
+
+impl http_body::Body for EndOnShutdown {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.closed.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+            trailers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static(
+                    "node shutting down; reconnect with your last cursor",
+                ),
+            );
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
 }
 
 #[cfg(test)]
