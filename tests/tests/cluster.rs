@@ -242,6 +242,14 @@ async fn a_conversation_crosses_three_nodes_end_to_end() {
             break;
         }
     }
+    // Listing tenants on any node covers the whole cluster.
+    let listed = gateway
+        .admin
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect("list via n1")
+        .into_inner();
+    assert!(listed.tenants.iter().any(|x| x.name == format!("tenants/{t}") && x.display_name == t));
     // Forwarding happened on the two nodes that do not own the tenant.
     let forwarded = |n: &Node| n.metric("switchboard_forwarded_total{outcome=\"forwarded\"}");
     assert!(forwarded(&cluster.nodes[0]) >= 1.0);

@@ -290,8 +290,41 @@ impl Registry {
         rx.await.map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))
     }
 
-    pub async fn tenants(&self) -> Vec<String> {
-        self.inner.tenants.lock().await.keys().cloned().collect()
+    /// Every tenant: this node's on a single node, the whole cluster's (from the shared
+    /// store) in a cluster.
+    pub async fn tenants(&self) -> Result<Vec<String>, Status> {
+        if self.inner.ownership.is_none() {
+            return Ok(self.inner.tenants.lock().await.keys().cloned().collect());
+        }
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.tenants())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Error::from(e).into())
+    }
+
+    /// A tenant's resource, read here or asked of its owner.
+    pub async fn tenant_resource(&self, tenant: &str) -> Result<pb::Tenant, Status> {
+        match self.read(tenant, crate::convert::resources::tenant).await {
+            Err(status) if status.metadata().contains_key(MOVED) => {
+                let Some(ownership) = &self.inner.ownership else { return Err(status) };
+                let crate::cluster::Route::Remote { addr, .. } = ownership.route(tenant) else {
+                    return Err(status);
+                };
+                let channel = ownership.peers().channel(&addr)?;
+                let mut client =
+                    switchboard_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+                let mut req = tonic::Request::new(pb::GetTenantRequest {
+                    name: crate::names::tenant_name(tenant),
+                });
+                req.metadata_mut().insert(
+                    crate::cluster::forward::HOP,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                Ok(client.get_tenant(req).await?.into_inner())
+            }
+            other => other,
+        }
     }
 
     /// Snapshots every tenant and stops its actor (graceful shutdown).

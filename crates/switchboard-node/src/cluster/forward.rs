@@ -126,7 +126,8 @@ pub struct Peers {
 }
 
 impl Peers {
-    fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
+    /// The channel to the node at `addr`, created on first use.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -151,7 +152,6 @@ pub struct ForwardLayer {
     /// Ends forwarded streams when this node shuts down, as local streams end.
     hub: crate::hub::Hub,
     table: Arc<HashMap<String, TenantField>>,
-    peers: Peers,
     max_request_bytes: usize,
 }
 
@@ -161,13 +161,7 @@ impl ForwardLayer {
         hub: crate::hub::Hub,
         max_request_bytes: usize,
     ) -> ForwardLayer {
-        ForwardLayer {
-            ownership,
-            hub,
-            table: Arc::new(method_table()),
-            peers: Peers::default(),
-            max_request_bytes,
-        }
+        ForwardLayer { ownership, hub, table: Arc::new(method_table()), max_request_bytes }
     }
 }
 
@@ -282,7 +276,7 @@ where
             }
             Some(Route::Remote { node, addr }) => {
                 counter!(m::FORWARDED, "outcome" => "forwarded").increment(1);
-                match forward(&layer.peers, &addr, rebuild(&parts, &body, true)).await {
+                match forward(ownership.peers(), &addr, rebuild(&parts, &body, true)).await {
                     Ok(resp) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
                     Err(e) => unavailable(format!("owner {node} at {addr} unreachable: {e}"), true),
                 }

@@ -110,6 +110,8 @@ pub struct Ownership {
     view: RwLock<View>,
     /// Bumped on every change, so waiters can wait for the next one.
     changes: watch::Sender<u64>,
+    /// Channels to the other nodes.
+    peers: forward::Peers,
 }
 
 impl Ownership {
@@ -120,7 +122,12 @@ impl Ownership {
             local: RwLock::default(),
             view: RwLock::default(),
             changes: watch::channel(0).0,
+            peers: forward::Peers::default(),
         })
+    }
+
+    pub fn peers(&self) -> &forward::Peers {
+        &self.peers
     }
 
     pub fn node_id(&self) -> &str {
