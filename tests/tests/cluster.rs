@@ -19,11 +19,12 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const SHARDS: u32 = 1024;
 
+/// Fields drop in order: the nodes stop before etcd and their directories go.
 struct Cluster {
+    nodes: Vec<Node>,
     etcd: Etcd,
     store: String,
     dir: tempfile::TempDir,
-    nodes: Vec<Node>,
 }
 
 impl Cluster {
@@ -41,7 +42,7 @@ impl Cluster {
             node.ready().await;
             nodes.push(node);
         }
-        Cluster { etcd, store, dir, nodes }
+        Cluster { nodes, etcd, store, dir }
     }
 
     fn tenant_owned_by(&self, index: usize) -> String {

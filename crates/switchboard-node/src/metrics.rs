@@ -154,6 +154,11 @@ pub fn describe() {
         counter!(SHARD_HANDOFFS, "kind" => kind).absolute(0);
     }
     counter!(LEASE_RENEWAL_FAILURES).absolute(0);
+    for outcome in ["forwarded", "retried", "gave_up"] {
+        counter!(FORWARDED, "outcome" => outcome).absolute(0);
+    }
+    gauge!(ACTORS, "kind" => "tenant").set(0.0);
+    gauge!(MAILBOX_DEPTH, "kind" => "tenant").set(0.0);
     counter!(FENCED_WRITES).absolute(0);
     counter!(STREAM_DROPS).absolute(0);
 }

@@ -204,11 +204,13 @@ impl Registry {
         check_request_id(request_id)?;
         let actor = self.actor(tenant).await?;
         let request_id = request_id.to_owned();
-        let result =
-            actor
-                .call(|reply| TenantMsg::Command { op, request_id, reply }, None)
-                .await
-                .map_err(|e| Status::unavailable(format!("tenant {tenant} is restarting: {e}")))?;
+        // Commands waiting in (or being handled by) tenant mailboxes.
+        let depth = metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "kind" => "tenant");
+        depth.increment(1.0);
+        let result = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None).await;
+        depth.decrement(1.0);
+        let result = result
+            .map_err(|e| Status::unavailable(format!("tenant {tenant} is restarting: {e}")))?;
         match result {
             ractor::rpc::CallResult::Success(r) => r,
             _ => Err(Status::unavailable(format!(

@@ -169,6 +169,7 @@ impl Actor for TenantActor {
             armed: None,
         };
         running.arm(&myself);
+        metrics::gauge!(m::ACTORS, "kind" => "tenant").increment(1.0);
         Ok(running)
     }
 
@@ -181,6 +182,7 @@ impl Actor for TenantActor {
             timer.abort();
         }
         running.sampler.abort();
+        metrics::gauge!(m::ACTORS, "kind" => "tenant").decrement(1.0);
         Ok(())
     }
 
