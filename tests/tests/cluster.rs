@@ -340,7 +340,7 @@ impl Load {
                     async move { Clients::connect(&uri).await.channel.post_message(r).await }
                 })
                 .await
-                .expect("every post is eventually acknowledged")
+                .unwrap_or_else(|e| panic!("post {n} was never acknowledged: {e:?}"))
                 .into_inner();
                 let name = acked.conversation.expect("conversation").name;
                 *load.acked.lock().unwrap().entry(name).or_default() += 1;

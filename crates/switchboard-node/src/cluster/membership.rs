@@ -241,8 +241,14 @@ impl Membership {
         let Some(id) = self.lease else { return Ok(()) };
         let session = self.session.as_mut().expect("connected");
         if session.keeper.is_none() {
-            session.keeper =
-                Some(timed("lease_keep_alive", session.client.lease_keep_alive(id)).await?);
+            match timed("lease_keep_alive", session.client.lease_keep_alive(id)).await {
+                Ok(keeper) => session.keeper = Some(keeper),
+                // etcd forgot the lease: it expired while we were away.
+                Err(e) if e.to_string().contains("lease not found") => {
+                    return self.lease_expired(id).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let (keeper, stream) = session.keeper.as_mut().expect("just set");
         let sent = Instant::now();
@@ -253,6 +259,9 @@ impl Membership {
         .await;
         let resp = match result {
             Ok(Some(resp)) => resp,
+            Err(e) if e.to_string().contains("lease not found") => {
+                return self.lease_expired(id).await;
+            }
             Ok(None) | Err(_) => {
                 counter!(m::LEASE_RENEWAL_FAILURES).increment(1);
                 session.keeper = None;
@@ -260,15 +269,23 @@ impl Membership {
             }
         };
         if resp.ttl() <= 0 {
-            // The lease expired (we were paused, or cut off, for longer than its TTL).
-            counter!(m::LEASE_RENEWAL_FAILURES).increment(1);
-            warn!(lease = id, "lease expired; dropping every shard and joining again");
-            self.lease = None;
-            self.drop_all_shards("lease expired").await;
-            return Ok(());
+            return self.lease_expired(id).await;
         }
         self.serve_until = Some(sent + self.renewal_window(resp.ttl()));
         self.next_renewal = Instant::now() + self.config.lease_ttl / 3;
+        Ok(())
+    }
+
+    /// The lease is gone (we were paused, or cut off, for longer than its TTL): every shard
+    /// held under it may have a new owner already.
+    async fn lease_expired(&mut self, id: i64) -> Result<(), Error> {
+        counter!(m::LEASE_RENEWAL_FAILURES).increment(1);
+        warn!(lease = id, "lease expired; dropping every shard and joining again");
+        self.lease = None;
+        if let Some(s) = &mut self.session {
+            s.keeper = None;
+        }
+        self.drop_all_shards("lease expired").await;
         Ok(())
     }
 
