@@ -36,6 +36,10 @@ pub const HOP: &str = "x-switchboard-hop";
 const ATTEMPTS: usize = 6;
 /// How long one attempt waits for the view to change before retrying.
 const WAIT: Duration = Duration::from_millis(1000);
+/// How long a forwarded unary call may take before the owner counts as unreachable (a
+/// paused or partitioned node holds the connection open). Retrying is safe: the owner
+/// drops a duplicate by its request id, and a deposed owner's write is fenced.
+const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to find the tenant in a method's request: field 1, a resource name or a bare id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,9 +280,20 @@ where
             }
             Some(Route::Remote { node, addr }) => {
                 counter!(m::FORWARDED, "outcome" => "forwarded").increment(1);
-                match forward(ownership.peers(), &addr, rebuild(&parts, &body, true)).await {
-                    Ok(resp) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
-                    Err(e) => unavailable(format!("owner {node} at {addr} unreachable: {e}"), true),
+                let call = forward(ownership.peers(), &addr, rebuild(&parts, &body, true));
+                // Streams live as long as the client wants; their head comes at once.
+                let streaming =
+                    parts.uri.path().rsplit('/').next().is_some_and(|m| m.starts_with("Stream"));
+                let limit = if streaming { WAIT * 30 } else { UNARY_TIMEOUT };
+                match tokio::time::timeout(limit, call).await {
+                    Ok(Ok(resp)) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
+                    Ok(Err(e)) => {
+                        unavailable(format!("owner {node} at {addr} unreachable: {e}"), true)
+                    }
+                    Err(_) => unavailable(
+                        format!("owner {node} at {addr} did not answer within {limit:?}"),
+                        true,
+                    ),
                 }
             }
             Some(Route::Unowned { shard }) => unavailable(
