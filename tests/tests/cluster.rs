@@ -79,6 +79,21 @@ impl Cluster {
     }
 }
 
+/// `call!(clients, service.method, request)`: the call, retried through handovers and
+/// failovers with the same request (so the same request id); the inner response.
+macro_rules! call {
+    ($c:expr, $service:ident . $method:ident, $req:expr) => {{
+        let req = $req;
+        retry(|| {
+            let mut c = $c.clone();
+            let r = req.clone();
+            async move { c.$service.$method(r).await }
+        })
+        .await
+        .map(tonic::Response::into_inner)
+    }};
+}
+
 fn rid(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -93,13 +108,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
         settings: None,
         request_id: rid("create"),
     };
-    retry(|| {
-        let mut c = c.clone();
-        let r = create.clone();
-        async move { c.admin.create_tenant(r).await }
-    })
-    .await
-    .expect("create tenant");
+    call!(c, admin.create_tenant, create).expect("create tenant");
     let group = pb::PutGroupRequest {
         name: format!("tenants/{t}/groups/support"),
         display_name: "Support".into(),
@@ -107,13 +116,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
         replies: None,
         request_id: rid("group"),
     };
-    retry(|| {
-        let mut c = c.clone();
-        let r = group.clone();
-        async move { c.admin.put_group(r).await }
-    })
-    .await
-    .expect("put group");
+    call!(c, admin.put_group, group).expect("put group");
     for a in 0..agents {
         let put = pb::PutAgentRequest {
             name: format!("tenants/{t}/agents/a{a}"),
@@ -124,25 +127,13 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
             supervisor: false,
             request_id: rid("agent"),
         };
-        retry(|| {
-            let mut c = c.clone();
-            let r = put.clone();
-            async move { c.admin.put_agent(r).await }
-        })
-        .await
-        .expect("put agent");
+        call!(c, admin.put_agent, put).expect("put agent");
         let online = pb::SetStatusRequest {
             agent: format!("tenants/{t}/agents/a{a}"),
             status: pb::AgentStatus::Online as i32,
             request_id: rid("online"),
         };
-        retry(|| {
-            let mut c = c.clone();
-            let r = online.clone();
-            async move { c.agent.set_status(r).await }
-        })
-        .await
-        .expect("online");
+        call!(c, agent.set_status, online).expect("online");
     }
 }
 
@@ -161,14 +152,7 @@ fn post_request(t: &str, customer: &str, text: &str) -> pb::PostMessageRequest {
 
 /// Posts, retrying through handovers and failovers with the same request id.
 async fn post(c: &Clients, req: pb::PostMessageRequest) -> pb::PostMessageResponse {
-    retry(|| {
-        let mut c = c.clone();
-        let r = req.clone();
-        async move { c.channel.post_message(r).await }
-    })
-    .await
-    .expect("post message")
-    .into_inner()
+    call!(c, channel.post_message, req).expect("post message")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -374,14 +358,7 @@ impl Load {
 
 async fn get(c: &Clients, name: &str) -> pb::Conversation {
     let req = pb::GetConversationRequest { conversation: name.to_owned() };
-    retry(|| {
-        let mut c = c.clone();
-        let r = req.clone();
-        async move { c.channel.get_conversation(r).await }
-    })
-    .await
-    .expect("get conversation")
-    .into_inner()
+    call!(c, channel.get_conversation, req).expect("get conversation")
 }
 
 fn check_assignments(history: &History, capacity: usize) {
@@ -422,13 +399,7 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
         }),
         request_id: rid("settings"),
     };
-    retry(|| {
-        let mut c = c.clone();
-        let r = req.clone();
-        async move { c.admin.update_tenant(r).await }
-    })
-    .await
-    .expect("update tenant");
+    call!(c, admin.update_tenant, req).expect("update tenant");
 }
 
 /// A pending offer: a group in offer mode with one agent.

@@ -116,8 +116,18 @@ impl PgServer {
         let name = format!("test_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
         let admin = self.url("postgres");
         off_runtime(|| {
-            let mut client = Client::connect(&admin, NoTls).expect("connect to the test server");
-            client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a database");
+            // A busy machine can refuse a connection for a moment: retry a few times.
+            let mut last = None;
+            for _ in 0..5 {
+                let created = Client::connect(&admin, NoTls)
+                    .and_then(|mut c| c.batch_execute(&format!("CREATE DATABASE {name}")));
+                match created {
+                    Ok(()) => return,
+                    Err(e) => last = Some(e),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            panic!("cannot create a test database on {admin}: {last:?}\n{}", self.log());
         });
         self.url(&name)
     }

@@ -5,11 +5,12 @@
 //! ephemeral loopback ports. Every process is stopped by the PID this harness started; nothing
 //! is killed by name. Waits are bounded; nothing asserts on time.
 
-use std::io::{BufRead, BufReader};
+#[path = "../../../crates/switchboard/tests/support/process.rs"]
+mod process;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use switchboard_proto::v1::{
@@ -43,10 +44,17 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let dir = tempfile::Builder::new().prefix("switchboard-etcd-").tempdir().expect("tempdir");
-        let mut etcd = Etcd { child: None, dir, client_port: free_port(), peer_port: free_port() };
-        etcd.restart();
-        etcd
+        // A free port can be taken between our probe and etcd's bind: try fresh ports then.
+        for _ in 0..5 {
+            let dir =
+                tempfile::Builder::new().prefix("switchboard-etcd-").tempdir().expect("tempdir");
+            let mut etcd =
+                Etcd { child: None, dir, client_port: free_port(), peer_port: free_port() };
+            if etcd.try_start() {
+                return etcd;
+            }
+        }
+        panic!("etcd did not start on five pairs of free ports");
     }
 
     pub fn endpoint(&self) -> String {
@@ -59,6 +67,11 @@ impl Etcd {
 
     /// Starts (again) on the same ports and data.
     pub fn restart(&mut self) {
+        assert!(self.try_start(), "etcd did not start again on port {}", self.client_port);
+    }
+
+    /// Starts etcd and waits until it listens; `false` if it exited first.
+    fn try_start(&mut self) -> bool {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new("etcd")
@@ -79,10 +92,16 @@ impl Etcd {
         let step = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
         while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            let exited = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(waited < PATIENCE, "etcd did not listen");
             std::thread::sleep(step);
             waited += step;
         }
+        true
     }
 
     /// SIGKILL, by PID.
@@ -145,37 +164,18 @@ impl Node {
         // A restart keeps its gRPC address, as a pod keeps its name behind the headless Service.
         let grpc = self.grpc.strip_prefix("http://").unwrap_or("127.0.0.1:0").to_owned();
         let grpc = if grpc.is_empty() { "127.0.0.1:0".to_owned() } else { grpc };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"));
+        command
             .args(["serve", "--grpc-addr", &grpc, "--metrics-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--etcd", &self.etcd, "--store", &self.store, "--node-id", &self.id])
             .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", self.ttl.to_string())
-            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the node");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let line = rx.recv_timeout(PATIENCE).expect("node did not report its addresses");
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
-                .to_owned()
-        };
-        self.grpc = format!("http://{}", field("grpc"));
-        self.metrics = field("metrics");
-        self.child = Some(child);
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()));
+        let started = process::start(command, PATIENCE);
+        self.grpc = started.grpc;
+        self.metrics = started.metrics;
+        self.child = Some(started.child);
     }
 
     pub fn pid(&self) -> u32 {

@@ -3,10 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
+pub mod process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use switchboard_proto::v1::{
@@ -30,43 +30,17 @@ pub struct Node {
 impl Node {
     /// Starts a node on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(data_dir)
-            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn switchboard serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let line = rx.recv_timeout(START).expect("node did not report its addresses");
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
-                .to_owned()
-        };
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()));
+        let started = process::start(command, START);
         Node {
-            grpc: format!("http://{}", field("grpc")),
-            metrics: field("metrics"),
-            child: Some(child),
+            grpc: started.grpc,
+            metrics: started.metrics,
+            child: Some(started.child),
             data_dir: data_dir.to_owned(),
         }
     }
