@@ -386,9 +386,9 @@ impl Membership {
                 Some(o) if o.node == me && !local && desired == Some(me.as_str()) => {
                     readopt.push((shard, o.epoch))
                 }
-                Some(o) if o.node == me && local && desired != Some(me.as_str()) => {
-                    hand_over.push(shard)
-                }
+                // Ours but someone else's now: hand it over (or, if the guard already stopped
+                // serving it, just let the key go so the new owner can claim it).
+                Some(o) if o.node == me && desired != Some(me.as_str()) => hand_over.push(shard),
                 Some(o) if o.node != me && local => {
                     // Someone else holds the key: our lease lapsed at some point.
                     self.registry.release(shard, false).await;
@@ -581,4 +581,32 @@ pub fn assignment(shards: u32, members: &[&str]) -> HashMap<String, u32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_follows_puts_and_deletes_under_the_prefix_only() {
+        let p = "/switchboard/main/";
+        let mut view = View::default();
+        apply_kv(p, &mut view, b"/switchboard/main/members/n1", Some((b"10.0.0.1:7400", 5)));
+        apply_kv(p, &mut view, b"/switchboard/main/shards/7", Some((b"n1", 9)));
+        apply_kv(p, &mut view, b"/switchboard/other/shards/8", Some((b"n2", 10)));
+        apply_kv(p, &mut view, b"/switchboard/main/shards/x", Some((b"n2", 11)));
+        assert_eq!(view.members.get("n1").map(String::as_str), Some("10.0.0.1:7400"));
+        assert_eq!(view.owners.get(&7), Some(&Owner { node: "n1".into(), epoch: 9 }));
+        assert_eq!(view.owners.len(), 1);
+        apply_kv(p, &mut view, b"/switchboard/main/shards/7", None);
+        apply_kv(p, &mut view, b"/switchboard/main/members/n1", None);
+        assert!(view.owners.is_empty() && view.members.is_empty());
+    }
+
+    #[test]
+    fn a_third_member_takes_about_a_third() {
+        let three = assignment(1024, &["n1", "n2", "n3"]);
+        assert_eq!(three.values().sum::<u32>(), 1024);
+        assert!(three.values().all(|&n| (280..400).contains(&n)), "{three:?}");
+    }
 }
