@@ -23,6 +23,7 @@ pub const CONVERSATIONS_ACTIVE: &str = "switchboard_conversations_active";
 pub const QUEUE_WAITING: &str = "switchboard_queue_waiting";
 pub const QUEUE_OLDEST_WAIT: &str = "switchboard_queue_oldest_wait_seconds";
 pub const QUEUE_WAIT: &str = "switchboard_queue_wait_seconds";
+pub const QUEUE_AGENTS_ONLINE: &str = "switchboard_queue_agents_online";
 pub const ABANDONED: &str = "switchboard_abandoned_total";
 pub const FIRST_RESPONSE: &str = "switchboard_first_response_seconds";
 pub const ASSIGNMENTS: &str = "switchboard_assignments_total";
@@ -62,7 +63,8 @@ pub const APPLY_BUCKETS: &[f64] =
 /// Bucket bounds (bytes) of snapshot sizes.
 pub const SIZE_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// Bucket bounds (seconds) of etcd requests.
-pub const ETCD_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const ETCD_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Every histogram with its buckets, for the exporter (histograms, never summaries).
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
@@ -95,10 +97,14 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Wait of the oldest conversation in a group's queue."
     );
+    describe_gauge!(
+        QUEUE_AGENTS_ONLINE,
+        "Members of a group's queue who are online (receiving work), full or not."
+    );
     describe_histogram!(
         QUEUE_WAIT,
         metrics::Unit::Seconds,
-        "Time in the queue, by tenant, group and outcome (assigned, abandoned, ended)."
+        "Time in the queue, by tenant, group and outcome (assigned, abandoned, timed_out, ended)."
     );
     describe_counter!(ABANDONED, "Conversations the customer left while queued.");
     describe_histogram!(
@@ -114,7 +120,10 @@ pub fn describe() {
         REASSIGNMENTS,
         "Transfers and reassignments, by tenant and target (agent, group)."
     );
-    describe_counter!(OFFERS, "Offers made, declined and timed out.");
+    describe_counter!(
+        OFFERS,
+        "Offers by outcome: made, accepted, declined, timed_out, agent_offline, transferred, ended."
+    );
     describe_counter!(AUTOMATIC_REPLIES, "Automatic replies sent, by tenant and kind.");
     describe_counter!(
         AUTOMATIC_REPLIES_SUPPRESSED,
@@ -136,7 +145,10 @@ pub fn describe() {
         "Time of etcd requests, by operation."
     );
     describe_counter!(LEASE_RENEWAL_FAILURES, "Failed etcd lease renewals.");
-    describe_counter!(FENCED_WRITES, "Writes the store refused because a newer owner holds the shard.");
+    describe_counter!(
+        FENCED_WRITES,
+        "Writes the store refused because a newer owner holds the shard."
+    );
     describe_gauge!(ACTORS, "Live actors, by kind.");
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
@@ -188,6 +200,10 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
             }
             Event::Assigned { group, via, waited_ms, .. } => {
                 let g = group_label(state, *group);
+                if *via == switchboard_core::router::Via::Accepted {
+                    counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "accepted")
+                        .increment(1);
+                }
                 let via = crate::convert::snake(via);
                 counter!(ASSIGNMENTS, "tenant" => tenant.clone(), "group" => g.clone(), "via" => via).increment(1);
                 histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "assigned")
@@ -199,9 +215,17 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
                 counter!(CONVERSATIONS_ENDED, "tenant" => tenant.clone(), "group" => g.clone(), "cause" => cause_label)
                     .increment(1);
                 if *from == State::Queued {
-                    // The customer's channel closing a waiting conversation is an abandonment.
-                    let abandoned = *cause == switchboard_core::Cause::ChannelClosed;
-                    let outcome = if abandoned { "abandoned" } else { "ended" };
+                    // The customer's channel closing a waiting conversation is an abandonment;
+                    // a timer ending it is a time-out; anything else ended it by hand.
+                    use switchboard_core::Cause;
+                    let abandoned = *cause == Cause::ChannelClosed;
+                    let outcome = match cause {
+                        Cause::ChannelClosed => "abandoned",
+                        Cause::IdleTimeout
+                        | Cause::CustomerNoResponse
+                        | Cause::ReplyWindowClosed => "timed_out",
+                        _ => "ended",
+                    };
                     if abandoned {
                         counter!(ABANDONED, "tenant" => tenant.clone(), "group" => g.clone())
                             .increment(1);
@@ -253,6 +277,12 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
         let oldest = router.queue(group, 0).map(|(k, _)| k.entered_at()).min();
         let wait = oldest.map_or(0.0, |t| now.since(t).as_secs_f64());
         gauge!(QUEUE_OLDEST_WAIT, "tenant" => tenant.clone(), "group" => name.clone()).set(wait);
+        let online = router
+            .group_members(group)
+            .filter(|a| router.agent(*a).is_some_and(|a| a.status == AgentStatus::Online))
+            .count();
+        gauge!(QUEUE_AGENTS_ONLINE, "tenant" => tenant.clone(), "group" => name.clone())
+            .set(online as f64);
     }
     let mut by_status = [0u32; 5];
     let (mut capacity, mut used) = (0u64, 0u64);
