@@ -30,6 +30,12 @@ pub struct Node {
 impl Node {
     /// Starts a node on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Node {
+        Node::start_with_env(data_dir, &[])
+    }
+
+    /// Like `start`, with extra environment variables (configuration such as
+    /// `SWITCHBOARD_STORE__SNAPSHOT_EVERY`).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -41,6 +47,7 @@ impl Node {
             ])
             .arg(data_dir)
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
