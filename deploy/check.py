@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 import jsonschema
 import yaml
@@ -212,10 +213,97 @@ def rendered(files):
                 if want.get(key) != json.loads(text):
                     fail(f"ConfigMap {name}: {key} differs from deploy/grafana/{key}")
                 seen_dashboards[key] = name
+    deployment(docs)
     if seen_dashboards and set(seen_dashboards) != set(want):
         fail(f"dashboard ConfigMaps carry {sorted(seen_dashboards)}, deploy/grafana has {sorted(want)}")
     for key, name in sorted(seen_dashboards.items()):
         print(f"ConfigMap {name}: {key} matches deploy/grafana")
+
+
+# The node's configuration keys the manifests may set (SPEC §10, README, the cluster issue).
+KNOWN_KEYS = {
+    "grpc": {"addr", "max_request_bytes", "concurrency_per_connection"},
+    "metrics": {"addr"},
+    "store": {"data_dir", "snapshot_every", "url"},
+    "log": {"filter", "format"},
+    "shutdown": {"drain_seconds"},
+    "cluster": {"etcd", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
+}
+
+
+def deployment(docs):
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    configs = {}
+    for cm in by_kind.get("ConfigMap", []):
+        text = cm.get("data", {}).get("switchboard.toml")
+        if text is None:
+            continue
+        name = cm["metadata"]["name"]
+        try:
+            config = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            fail(f"ConfigMap {name}: switchboard.toml does not parse: {e}")
+        for section, keys in config.items():
+            unknown = set(keys) - KNOWN_KEYS.get(section, set())
+            if section not in KNOWN_KEYS or unknown:
+                fail(f"ConfigMap {name}: unknown configuration [{section}] {sorted(unknown)}")
+        configs[name] = config
+        if os.environ.get("TOML_OUT"):
+            with open(os.path.join(os.environ["TOML_OUT"], f"{name}.toml"), "w") as f:
+                f.write(text)
+        print(f"ConfigMap {name}: switchboard.toml parses, known keys only")
+    for sts in by_kind.get("StatefulSet", []):
+        name, spec = sts["metadata"]["name"], sts["spec"]
+        pod = spec["template"]["spec"]
+        node = next((c for c in pod["containers"] if c["name"] == "switchboard"), None)
+        if node is None:
+            continue
+        if spec.get("podManagementPolicy") != "Parallel":
+            fail(f"StatefulSet {name}: podManagementPolicy must be Parallel")
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            fail(f"StatefulSet {name}: pods must run as non-root")
+        ports = {p["name"]: p["containerPort"] for p in node["ports"]}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            grpc = node.get(probe, {}).get("grpc")
+            if not grpc or grpc["port"] != ports.get("grpc"):
+                fail(f"StatefulSet {name}: {probe} must be a gRPC probe on the grpc port")
+            if probe != "livenessProbe" and grpc.get("service", "") != "":
+                fail(f"StatefulSet {name}: {probe} must ask for service \"\" (ready = owning shards)")
+        volume = next(v for v in pod["volumes"] if v["name"] == "config")
+        config = configs.get(volume["configMap"]["name"])
+        if config is None:
+            fail(f"StatefulSet {name}: its config volume names no rendered ConfigMap")
+        grpc_addr = config["grpc"]["addr"]
+        if not grpc_addr.endswith(f":{ports['grpc']}") or not config["metrics"]["addr"].endswith(f":{ports['metrics']}"):
+            fail(f"StatefulSet {name}: container ports differ from the configured addresses")
+        drain = config.get("shutdown", {}).get("drain_seconds", 20)
+        sleep = node.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+        if sleep is None:
+            fail(f"StatefulSet {name}: no preStop sleep before the drain")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace <= sleep + drain:
+            fail(f"StatefulSet {name}: grace period {grace}s must exceed preStop {sleep}s + drain {drain}s")
+        headless = [s for s in by_kind.get("Service", [])
+                    if s["metadata"]["name"] == spec["serviceName"]]
+        if not headless or headless[0]["spec"].get("clusterIP") != "None" \
+                or not headless[0]["spec"].get("publishNotReadyAddresses"):
+            fail(f"StatefulSet {name}: serviceName must be a headless Service publishing not-ready pods")
+        print(f"StatefulSet {name}: Parallel, gRPC probes, non-root, grace {grace}s > {sleep}s + {drain}s")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if pdb["spec"].get("maxUnavailable") != 1:
+            fail(f"PodDisruptionBudget {pdb['metadata']['name']}: maxUnavailable must be 1")
+    for sm in by_kind.get("ServiceMonitor", []):
+        want = sm["spec"]["selector"]["matchLabels"]
+        hits = [s for s in by_kind.get("Service", [])
+                if want.items() <= s["metadata"].get("labels", {}).items()]
+        if len(hits) != 1:
+            fail(f"ServiceMonitor {sm['metadata']['name']}: selects {len(hits)} Services, not one")
+        names = {p.get("name") for p in hits[0]["spec"]["ports"]}
+        for ep in sm["spec"]["endpoints"]:
+            if ep["port"] not in names:
+                fail(f"ServiceMonitor {sm['metadata']['name']}: Service has no port {ep['port']}")
 
 
 if __name__ == "__main__":

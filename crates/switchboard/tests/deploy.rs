@@ -16,6 +16,14 @@ use std::time::Duration;
 use support::{Node, rid};
 use switchboard_proto::v1 as pb;
 
+/// The Kubernetes version the manifests are validated against (kubectl and helm from the
+/// pinned layer speak 1.35).
+const KUBERNETES_VERSION: &str = "1.35.0";
+
+/// Custom resources kubernetes-validate has no schema for; `deploy/check.py rendered` checks
+/// them instead (PrometheusRule through promtool, ServiceMonitor against a strict schema).
+const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
+
 /// Metrics the dashboards and alerts read that a single node without etcd does not export
 /// yet: the cluster layer (issue 4) feeds them. Their names are constants in
 /// `switchboard-node/src/metrics.rs` (checked below); drop them from this list once a node
@@ -29,6 +37,15 @@ const CLUSTER_ONLY: &[&str] = &[
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// A tool `scripts/setup` installs into target/tools/bin.
+fn tool(name: &str) -> Command {
+    let path = root().join("target/tools/bin").join(name);
+    assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
+    let mut c = Command::new(path);
+    c.current_dir(root());
+    c
 }
 
 fn promtool() -> Command {
@@ -54,6 +71,155 @@ fn run(c: &mut Command) -> String {
         (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{shown} failed ({}):\n{stdout}\n{stderr}", out.status);
     stdout.into_owned()
+}
+
+/// Runs a command that must fail; returns stdout and stderr.
+fn run_fails(c: &mut Command) -> String {
+    let shown = format!("{c:?}");
+    let out = c.output().unwrap_or_else(|e| panic!("{shown}: {e} (run scripts/setup)"));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{shown} should have failed:\n{text}");
+    text
+}
+
+/// kubernetes-validate --strict on rendered manifests: every built-in kind against its
+/// schema (unknown fields refused); the only kinds it may not know are `CRD_KINDS`, which
+/// `check.py rendered` checks instead, together with the deployment's own rules.
+fn validate_manifests(rendered: &Path) -> String {
+    let out =
+        run(tool("kubernetes-validate").args(["--strict", "-k", KUBERNETES_VERSION]).arg(rendered));
+    for line in out.lines().filter(|l| !l.starts_with("INFO")) {
+        assert!(
+            line.starts_with("WARN")
+                && line.contains("Couldn't find schema for kind")
+                && CRD_KINDS.iter().any(|k| line.contains(&format!("kind {k} "))),
+            "kubernetes-validate: {line}"
+        );
+    }
+    let passed = out.lines().filter(|l| l.starts_with("INFO") && l.contains("passed")).count();
+    assert!(passed > 0, "kubernetes-validate validated nothing:\n{out}");
+    run(check_py().arg("rendered").arg(rendered))
+}
+
+/// The chart's configuration file, rendered with default values, is one the real binary
+/// loads (`serve --dump-config` validates every key and exits).
+fn binary_accepts(toml: &Path) {
+    run(Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--dump-config", "--config"])
+        .arg(toml));
+}
+
+#[test]
+fn helm_chart_lints_renders_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = "helm/switchboard";
+    for (i, values) in ["", "ci/cluster-values.yaml", "ci/secrets-values.yaml"].iter().enumerate() {
+        let file = |c: &mut Command| {
+            if !values.is_empty() {
+                c.arg("-f").arg(Path::new(chart).join(values));
+            }
+        };
+        let mut lint = tool("helm");
+        lint.args(["lint", "--strict", chart]);
+        file(&mut lint);
+        let out = run(&mut lint);
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+
+        let mut template = tool("helm");
+        template.args(["template", "sb", chart, "--namespace", "switchboard"]);
+        file(&mut template);
+        let rendered = dir.path().join(format!("rendered-{i}.yaml"));
+        std::fs::write(&rendered, run(&mut template)).unwrap();
+        let toml_dir = dir.path().join(format!("toml-{i}"));
+        std::fs::create_dir(&toml_dir).unwrap();
+        let out = validate_manifests(&rendered);
+        let out = if values.is_empty() {
+            // Default values: no etcd, no PostgreSQL: the config today's binary must load.
+            let out = run(check_py().env("TOML_OUT", &toml_dir).arg("rendered").arg(&rendered));
+            binary_accepts(&toml_dir.join("sb-switchboard.toml"));
+            out
+        } else {
+            out
+        };
+        assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
+        if *values == "ci/cluster-values.yaml" {
+            assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
+            assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
+            assert!(out.contains("contact-center.json matches deploy/grafana"), "{out}");
+        }
+    }
+
+    // values.schema.json is strict, and the chart refuses what cannot work.
+    for (args, says) in [
+        (&["--set", "bogus=1"][..], "additional properties 'bogus' not allowed"),
+        (&["--set", "probes.readiness.timeout=3"][..], "additional properties 'timeout'"),
+        (&["--set", "replicas=3"][..], "more than one replica needs cluster.etcd"),
+        (
+            &["--set", "replicas=3", "--set", "cluster.etcd.endpoints={etcd:2379}"][..],
+            "more than one replica needs postgres",
+        ),
+        (
+            &["--set", "shutdown.terminationGracePeriodSeconds=20"][..],
+            "must be longer than preStopSleepSeconds + drainSeconds",
+        ),
+        (&["--set", "cluster.etcd.endpoints={not-an-endpoint}"][..], "does not match pattern"),
+    ] {
+        let out = run_fails(tool("helm").args(["template", "sb", chart]).args(args));
+        assert!(out.contains(says), "helm template {args:?}: wanted {says:?} in\n{out}");
+    }
+}
+
+#[test]
+fn kustomize_manifests_build_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("kustomize.yaml");
+    std::fs::write(&rendered, run(tool("kubectl").args(["kustomize", "deploy/kubernetes"])))
+        .unwrap();
+    let out = validate_manifests(&rendered);
+    assert!(out.contains("StatefulSet switchboard: Parallel"), "{out}");
+    let text = std::fs::read_to_string(&rendered).unwrap();
+    assert!(text.contains("name: etcd") && text.contains("kind: StatefulSet"), "example etcd");
+}
+
+/// No Docker daemon is assumed: the Dockerfile's structure is checked instead.
+#[test]
+fn dockerfile_is_multi_stage_and_runs_as_non_root() {
+    let text = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
+    // One instruction a line: continuation lines joined, comments dropped.
+    let joined = text.replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(i, _)| i.chars().all(|c| c.is_ascii_uppercase()))
+        .map(|(i, rest)| (i.to_owned(), rest.trim().to_owned()))
+        .collect();
+    let stages: Vec<usize> =
+        instructions.iter().enumerate().filter(|(_, (i, _))| i == "FROM").map(|(n, _)| n).collect();
+    assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    let (build, last) =
+        (&instructions[stages[0]..stages[1]], &instructions[*stages.last().unwrap()..]);
+    assert!(instructions[stages[0]].1.ends_with(" AS build"), "first stage is named build");
+    assert!(
+        build.iter().any(|(i, r)| i == "RUN" && r.contains("protobuf-compiler")),
+        "protoc in the build stage"
+    );
+    assert!(
+        text.contains("cargo build --release --locked -p switchboard"),
+        "builds the switchboard binary"
+    );
+    assert!(
+        last.iter().any(|(i, r)| i == "COPY" && r.starts_with("--from=build")),
+        "the runtime stage takes the binary from the build stage"
+    );
+    let user = last.iter().rev().find(|(i, _)| i == "USER").map(|(_, u)| u.as_str());
+    let user = user.expect("the runtime stage sets USER");
+    let name = user.split(':').next().unwrap();
+    assert!(name != "root" && name != "0", "non-root USER, got {user}");
+    let expose = last.iter().find(|(i, _)| i == "EXPOSE").map(|(_, p)| p.as_str());
+    assert_eq!(expose, Some("7400 9400"), "the gRPC and metrics ports");
 }
 
 #[test]
