@@ -236,9 +236,10 @@ def contact_center():
     l.add(timeseries("Assignments", "Assignments per second by how: auto, accepted, picked, transferred.",
                      targets((f"sum by (via) (rate(switchboard_assignments_total{{{GROUP}}}{RATE}))",
                               "{{via}}")), "ops", stack=True), 8, 8)
-    l.add(timeseries("Reassignments", "Transfers and reassignments per second, by target.",
-                     targets((f"sum by (target) (rate(switchboard_reassignments_total{{{TENANT}}}{RATE}))",
-                              "{{target}}")), "ops", stack=True), 8, 8)
+    l.add(timeseries("Reassignments",
+                     "Conversations moved off their agent per second, by reason: the agent transferred it, a supervisor reassigned it, the agent signed out.",
+                     targets((f"sum by (reason, target) (rate(switchboard_reassignments_total{{{TENANT}}}{RATE}))",
+                              "{{reason}} → {{target}}")), "ops", stack=True), 8, 8)
     l.add(timeseries("Offers", "Offers per second by outcome: made, accepted, declined, timed out…",
                      targets((f"sum by (outcome) (rate(switchboard_offers_total{{{TENANT}}}{RATE}))",
                               "{{outcome}}")), "ops"), 8, 8)

@@ -118,12 +118,10 @@ pub fn describe() {
     );
     describe_counter!(
         REASSIGNMENTS,
-        "Transfers and reassignments, by tenant and target (agent, group)."
+        "Conversations moved off their agent or group, by tenant, target (agent, group) and \
+         reason (agent_transfer, supervisor, agent_offline)."
     );
-    describe_counter!(
-        OFFERS,
-        "Offers by outcome: made, accepted, declined, timed_out, agent_offline, transferred, ended."
-    );
+    describe_counter!(OFFERS, "Offers by outcome: made, accepted, declined, timed_out.");
     describe_counter!(AUTOMATIC_REPLIES, "Automatic replies sent, by tenant and kind.");
     describe_counter!(
         AUTOMATIC_REPLIES_SUPPRESSED,
@@ -185,6 +183,11 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
     }
     for k in &out.replies {
         counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
+    }
+    if out.released_offline > 0 {
+        // Offers withdrawn and assignments requeued because the agent signed out.
+        counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => "group", "reason" => "agent_offline")
+            .increment(u64::from(out.released_offline));
     }
     for e in &out.events {
         counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
@@ -248,7 +251,13 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
-                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target)
+                // Who moved it: the agent (transfer) or a supervisor (batch reassignment).
+                let reason = match kind {
+                    "transfer" => "agent_transfer",
+                    "reassign_batch" => "supervisor",
+                    _ => "other",
+                };
+                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
                     .increment(1);
             }
             Event::Offered { .. } => {

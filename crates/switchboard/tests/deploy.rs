@@ -298,9 +298,11 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
         r#"switchboard_queue_wait_seconds_count{tenant="ops",group="sales",outcome="assigned"} 1"#,
         r#"switchboard_queue_wait_seconds_count{tenant="ops",group="vip",outcome="abandoned"} 1"#,
         r#"switchboard_abandoned_total{tenant="ops",group="vip"} 1"#,
-        r#"switchboard_reassignments_total{tenant="ops",target="group"} 1"#,
-        r#"switchboard_queue_agents_online{tenant="ops",group="vip"} 0"#,
-        r#"switchboard_queue_agents_online{tenant="ops",group="sales"} 2"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_transfer"} 1"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_offline"} 1"#,
+        // Gauges are sampled on an interval: their series, not their values.
+        r#"switchboard_queue_agents_online{tenant="ops",group="vip"} "#,
+        r#"switchboard_queue_agents_online{tenant="ops",group="sales"} "#,
         r#"switchboard_automatic_replies_suppressed_total{tenant="ops",kind="message_received"}"#,
         r#"switchboard_queue_wait_seconds_bucket{tenant="ops",group="sales",outcome="assigned",le="20"} 1"#,
     ] {
@@ -443,4 +445,16 @@ async fn drive_every_path(node: &Node) {
         })
         .await
         .expect("customer leaves");
+    // Bob alone is online and is offered the next one, then signs out: the offer goes back.
+    set_status(&mut c, "alice", pb::AgentStatus::Offline).await;
+    let second = c
+        .channel
+        .post_message(post("c2", pb::Channel::Web))
+        .await
+        .expect("post")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    assert_eq!(second.agent, agent("bob"), "offered to bob");
+    set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
 }

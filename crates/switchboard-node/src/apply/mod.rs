@@ -40,6 +40,8 @@ pub struct Output {
     pub replies: Vec<ReplyKind>,
     /// Core events, for metrics.
     pub events: Vec<Event>,
+    /// Conversations that left their agent because it signed out (for metrics).
+    pub released_offline: u32,
 }
 
 /// Applies a logged command.
@@ -141,6 +143,13 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
             }
             Effect::ReplySuppressed { kind, .. } => out.suppressed.push(kind),
             Effect::Notify { agent, note } => {
+                if let Note::Released {
+                    reason: switchboard_core::router::Release::AgentOffline,
+                    ..
+                } = note
+                {
+                    out.released_offline += 1;
+                }
                 let event = agent_event(state, now, note);
                 let stream = agent_stream(state.agents.name(agent.0));
                 push(
