@@ -256,6 +256,10 @@ def contact_center():
                               "{{kind}}"),
                              (f"sum by (kind) (rate(switchboard_automatic_replies_suppressed_total{{{TENANT}}}{RATE}))",
                               "withheld: {{kind}}")), "ops"), 8, 8)
+    l.add(timeseries("Channel budgets exhausted",
+                     "Service messages stopped by a channel's reply budget (mini-program 5, official account 20): automatic replies withheld for the humans' reserve, and agent messages refused.",
+                     targets((f"sum by (channel, by) (rate(switchboard_channel_budget_exhausted_total{{{TENANT}}}{RATE}))",
+                              "{{channel}} {{by}}")), "ops"), 24, 8)
     return dashboard("switchboard-contact-center", "Switchboard / Contact center overview",
                      "Service level, queues, first response, abandonment and agents, per tenant and skill group.",
                      ["contact-center"], l, True)
@@ -312,9 +316,12 @@ def cluster():
     l.add(timeseries("Commands refused", "By reason.",
                      targets((f"sum by (reason) (rate(switchboard_commands_refused_total{{{NODE}}}{RATE}))",
                               "{{reason}}")), "ops"), 8, 8)
-    l.add(timeseries("Command apply time (assignment decisions)",
-                     "Time to apply one command to a tenant's state: routing decisions happen here.",
+    l.add(timeseries("Command apply time", "Time to apply one command to a tenant's state.",
                      targets(*quantiles("switchboard_command_apply_seconds", NODE, "",
+                                        (0.5, 0.99, 0.999))), "s"), 8, 8)
+    l.add(timeseries("Assignment decision time",
+                     "Time to apply a command that offered or assigned conversations (matching included).",
+                     targets(*quantiles("switchboard_assignment_decision_seconds", NODE, "",
                                         (0.5, 0.99, 0.999))), "s"), 8, 8)
     l.add(timeseries("Snapshot size", "Tenant snapshot sizes, p50 and p99.",
                      targets(*quantiles("switchboard_snapshot_bytes", NODE, "", (0.5, 0.99))),

@@ -31,6 +31,8 @@ pub const REASSIGNMENTS: &str = "switchboard_reassignments_total";
 pub const OFFERS: &str = "switchboard_offers_total";
 pub const AUTOMATIC_REPLIES: &str = "switchboard_automatic_replies_total";
 pub const AUTOMATIC_REPLIES_SUPPRESSED: &str = "switchboard_automatic_replies_suppressed_total";
+pub const CHANNEL_BUDGET_EXHAUSTED: &str = "switchboard_channel_budget_exhausted_total";
+pub const ASSIGNMENT_DECISION: &str = "switchboard_assignment_decision_seconds";
 pub const AGENTS: &str = "switchboard_agents";
 pub const AGENT_CAPACITY: &str = "switchboard_agent_capacity_slots";
 pub const AGENT_USED: &str = "switchboard_agent_used_slots";
@@ -71,6 +73,7 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (QUEUE_WAIT, WAIT_BUCKETS),
     (FIRST_RESPONSE, WAIT_BUCKETS),
     (APPLY_SECONDS, APPLY_BUCKETS),
+    (ASSIGNMENT_DECISION, APPLY_BUCKETS),
     (SNAPSHOT_BYTES, SIZE_BUCKETS),
     (ETCD_REQUEST_SECONDS, ETCD_BUCKETS),
     (crate::grpc_metrics::HANDLING_SECONDS, crate::grpc_metrics::HANDLING_BUCKETS),
@@ -127,6 +130,16 @@ pub fn describe() {
         AUTOMATIC_REPLIES_SUPPRESSED,
         "Automatic replies withheld to keep the channel budget's reserve for humans."
     );
+    describe_counter!(
+        CHANNEL_BUDGET_EXHAUSTED,
+        "Service messages a channel's reply budget stopped, by tenant, channel and by \
+         (automatic: a reply withheld for the humans' reserve; agent: an agent message refused)."
+    );
+    describe_histogram!(
+        ASSIGNMENT_DECISION,
+        metrics::Unit::Seconds,
+        "Time to apply a command that offered or assigned conversations: the routing decision."
+    );
     describe_gauge!(AGENTS, "Agents by status.");
     describe_gauge!(AGENT_CAPACITY, "Capacity of signed-in agents, in conversations.");
     describe_gauge!(AGENT_USED, "Conversations held (assigned + offered) by agents.");
@@ -177,9 +190,16 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
     let tenant = state.id.clone();
     counter!(COMMANDS, "tenant" => tenant.clone(), "kind" => kind).increment(1);
     histogram!(APPLY_SECONDS, "kind" => kind).record(took.as_secs_f64());
-    for k in &out.suppressed {
+    for (k, channel) in &out.suppressed {
         counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
             .increment(1);
+        if let Some(channel) = channel {
+            counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.clone(), "channel" => channel.as_str(), "by" => "automatic")
+                .increment(1);
+        }
+    }
+    if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
+        histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
     for k in &out.replies {
         counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
@@ -322,9 +342,15 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
     }
 }
 
-pub fn refused(tenant: &str, kind: &'static str, reason: &'static str) {
-    counter!(COMMANDS_REFUSED, "tenant" => tenant.to_owned(), "kind" => kind, "reason" => reason)
+pub fn refused(tenant: &str, kind: &'static str, error: &crate::error::Error) {
+    counter!(COMMANDS_REFUSED, "tenant" => tenant.to_owned(), "kind" => kind, "reason" => error.reason())
         .increment(1);
+    if let crate::error::Error::Core(switchboard_core::Error::BudgetExhausted { channel, .. }) =
+        error
+    {
+        counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.to_owned(), "channel" => channel.as_str(), "by" => "agent")
+            .increment(1);
+    }
 }
 
 pub fn snapshot(_tenant: &str, bytes: usize) {

@@ -304,6 +304,9 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
         r#"switchboard_queue_agents_online{tenant="ops",group="vip"} "#,
         r#"switchboard_queue_agents_online{tenant="ops",group="sales"} "#,
         r#"switchboard_automatic_replies_suppressed_total{tenant="ops",kind="message_received"}"#,
+        r#"switchboard_channel_budget_exhausted_total{tenant="ops",channel="mini_program",by="automatic"}"#,
+        r#"switchboard_channel_budget_exhausted_total{tenant="ops",channel="mini_program",by="agent"} 1"#,
+        r#"switchboard_commands_refused_total{tenant="ops",kind="send_message",reason="REPLY_BUDGET_EXHAUSTED"} 1"#,
         r#"switchboard_queue_wait_seconds_bucket{tenant="ops",group="sales",outcome="assigned",le="20"} 1"#,
     ] {
         assert!(scrape.contains(want), "missing {want} in\n{scrape}");
@@ -427,6 +430,19 @@ async fn drive_every_path(node: &Node) {
         })
         .await
         .expect("bob answers");
+    // Four automatic replies and bob's answer used the mini-program's five slots.
+    let err = c
+        .agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("bob"),
+            conversation: first.name.clone(),
+            text: "are you there?".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .expect_err("the channel's budget is spent");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     c.agent
         .transfer(pb::TransferRequest {
             agent: agent("bob"),

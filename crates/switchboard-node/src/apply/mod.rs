@@ -34,8 +34,9 @@ pub struct Output {
     pub items: Vec<(String, u64, StreamItem)>,
     pub transcript: Vec<TranscriptRow>,
     pub purges: Vec<u64>,
-    /// Automatic replies withheld to keep the humans' budget (for metrics).
-    pub suppressed: Vec<ReplyKind>,
+    /// Automatic replies withheld to keep the humans' budget, with the conversation's
+    /// channel (for metrics).
+    pub suppressed: Vec<(ReplyKind, Option<switchboard_core::Channel>)>,
     /// Automatic replies sent (for metrics).
     pub replies: Vec<ReplyKind>,
     /// Core events, for metrics.
@@ -141,7 +142,10 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
                     StreamItem { item: Some(stream_item::Item::Outbound(message)) },
                 );
             }
-            Effect::ReplySuppressed { kind, .. } => out.suppressed.push(kind),
+            Effect::ReplySuppressed { kind, conversation } => {
+                let channel = state.engine.conversation(conversation).map(|c| c.channel);
+                out.suppressed.push((kind, channel));
+            }
             Effect::Notify { agent, note } => {
                 if let Note::Released {
                     reason: switchboard_core::router::Release::AgentOffline,
