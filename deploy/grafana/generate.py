@@ -205,7 +205,7 @@ def contact_center():
                      targets(*quantiles("switchboard_queue_wait_seconds",
                                         GROUP + ', outcome="assigned"', "")), "s"), 12, 8)
     l.add(timeseries("Leaving the queue, by outcome",
-                     "Conversations leaving the queue per second: assigned, abandoned, timed out, ended.",
+                     "Conversations leaving the queue per second: assigned, abandoned, transferred to another group, timed out, ended.",
                      targets((f"sum by (outcome) (rate(switchboard_queue_wait_seconds_count{{{GROUP}}}{RATE}))",
                               "{{outcome}}")), "ops", stack=True), 12, 8)
     l.add(timeseries("Agents online per skill group",

@@ -107,7 +107,8 @@ pub fn describe() {
     describe_histogram!(
         QUEUE_WAIT,
         metrics::Unit::Seconds,
-        "Time in the queue, by tenant, group and outcome (assigned, abandoned, timed_out, ended)."
+        "Time in a group's queue, by tenant, group and how it left: assigned, abandoned, \
+         transferred (to another group), timed_out, ended."
     );
     describe_counter!(ABANDONED, "Conversations the customer left while queued.");
     describe_histogram!(
@@ -266,7 +267,12 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
                     .record(seconds(*since_assigned_ms));
             }
-            Event::Transferred { to, .. } => {
+            Event::Transferred { to, left_queue, .. } => {
+                if let Some((g, ms)) = left_queue {
+                    let g = group_label(state, *g);
+                    histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
+                        .record(seconds(*ms));
+                }
                 let target = match to {
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",

@@ -296,8 +296,10 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
         r#"switchboard_offers_total{tenant="ops",outcome="accepted"} 1"#,
         r#"switchboard_offers_total{tenant="ops",outcome="declined"} 1"#,
         r#"switchboard_queue_wait_seconds_count{tenant="ops",group="sales",outcome="assigned"} 1"#,
-        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="vip",outcome="abandoned"} 1"#,
-        r#"switchboard_abandoned_total{tenant="ops",group="vip"} 1"#,
+        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="vip",outcome="abandoned"} 2"#,
+        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="sales",outcome="transferred"} 1"#,
+        r#"switchboard_abandoned_total{tenant="ops",group="vip"} 2"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="supervisor"} 1"#,
         r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_transfer"} 1"#,
         r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_offline"} 1"#,
         // Gauges are sampled on an interval: their series, not their values.
@@ -317,8 +319,10 @@ fn dur(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
 }
 
-/// Offers made, declined and accepted; a first response; a transfer to another group; an
-/// abandonment; automatic replies sent and withheld for the budget; a refused command.
+/// Offers made, declined, accepted and withdrawn by sign-out; a first response; an agent's
+/// transfer and a supervisor's reassignment of a waiting conversation to another group;
+/// abandonments; automatic replies sent and withheld, and an agent message refused, for the
+/// channel budget.
 async fn drive_every_path(node: &Node) {
     let mut c = node.clients().await;
     let t = "ops";
@@ -365,7 +369,7 @@ async fn drive_every_path(node: &Node) {
         })
         .await
         .expect("update tenant");
-    for a in ["alice", "bob"] {
+    for a in ["alice", "bob", "boss"] {
         c.admin
             .put_agent(pb::PutAgentRequest {
                 name: format!("tenants/{t}/agents/{a}"),
@@ -373,7 +377,7 @@ async fn drive_every_path(node: &Node) {
                 capacity: 2,
                 groups: vec!["sales".into()],
                 replies: None,
-                supervisor: false,
+                supervisor: a == "boss",
                 request_id: rid("agent"),
             })
             .await
@@ -473,4 +477,23 @@ async fn drive_every_path(node: &Node) {
         .expect("conversation");
     assert_eq!(second.agent, agent("bob"), "offered to bob");
     set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
+    // It waits in sales with nobody online; a supervisor moves it to vip, where the customer
+    // gives up too.
+    c.supervisor
+        .reassign_batch(pb::ReassignBatchRequest {
+            supervisor: agent("boss"),
+            conversations: vec![second.name.clone()],
+            to: Some(pb::reassign_batch_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
+            reset_entry_time: false,
+            request_id: rid("reassign"),
+        })
+        .await
+        .expect("supervisor reassigns");
+    c.channel
+        .close_conversation(pb::ConversationRequest {
+            conversation: second.name.clone(),
+            request_id: rid("close"),
+        })
+        .await
+        .expect("customer leaves");
 }
