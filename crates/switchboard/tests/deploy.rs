@@ -1,7 +1,8 @@
 //! Operations checks (issue 5): what `deploy/` and `helm/` reference — metric names, PromQL,
 //! rules, manifests — is checked here with the real tools, never skipped. promtool comes from
-//! Debian's `prometheus`; helm, kubectl and kubernetes-validate from `scripts/setup`, which
-//! puts them in `target/tools/bin`. A missing tool fails the test with the command to run.
+//! Debian's `prometheus`; helm, kubectl, kubernetes-validate and hadolint from `scripts/setup`,
+//! which puts them in `target/tools/bin`. A missing tool fails the test with the command to
+//! run.
 //!
 //! The live-node check starts a real `switchboard serve` on ephemeral loopback ports, drives a
 //! little traffic through every path the dashboards show, and stops it by PID.
@@ -182,9 +183,10 @@ fn kustomize_manifests_build_and_validate() {
     assert!(text.contains("name: etcd") && text.contains("kind: StatefulSet"), "example etcd");
 }
 
-/// No Docker daemon is assumed: the Dockerfile's structure is checked instead.
+/// No Docker daemon is assumed: hadolint lints the Dockerfile and its structure is checked.
 #[test]
 fn dockerfile_is_multi_stage_and_runs_as_non_root() {
+    run(tool("hadolint").arg("deploy/docker/Dockerfile"));
     let text = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
     // One instruction a line: continuation lines joined, comments dropped.
     let joined = text.replace("\\\n", " ");
