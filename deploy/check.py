@@ -11,8 +11,9 @@ jsonschema, which scripts/setup installs with kubernetes-validate).
       queries and the Prometheus rules read, one per line.
   check.py rendered FILE...
       Checks the custom resources in rendered manifests that kubernetes-validate has no schema
-      for: each PrometheusRule's spec goes through `promtool check rules`, each ServiceMonitor
-      against a strict schema of the fields we use (a subset of monitoring.coreos.com/v1), and
+      for: all of them against prometheus-operator's CRD schemas (deploy/crds.mjs, which allow
+      unknown fields), then each PrometheusRule's spec through `promtool check rules`, each
+      ServiceMonitor against a strict schema of the fields we use (no unknown fields), and
       each dashboard ConfigMap must carry exactly the dashboards of deploy/grafana.
 """
 
@@ -185,6 +186,13 @@ def rendered(files):
         with open(os.path.join(GRAFANA, file), encoding="utf-8") as f:
             want[file] = json.load(f)
     seen_dashboards = {}
+    crds = [d for d in docs if d.get("kind") in ("ServiceMonitor", "PrometheusRule")]
+    if crds:
+        r = subprocess.run(["node", os.path.join(ROOT, "deploy", "crds.mjs")],
+                           input=json.dumps(crds), capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"prometheus-operator schemas:\n{r.stdout}{r.stderr}")
+        sys.stdout.write(r.stdout)
     for d in docs:
         kind, name = d.get("kind"), d.get("metadata", {}).get("name")
         if kind == "PrometheusRule":

@@ -22,7 +22,8 @@ use switchboard_proto::v1 as pb;
 const KUBERNETES_VERSION: &str = "1.35.0";
 
 /// Custom resources kubernetes-validate has no schema for; `deploy/check.py rendered` checks
-/// them instead (PrometheusRule through promtool, ServiceMonitor against a strict schema).
+/// them instead: against prometheus-operator's CRD schemas (`deploy/crds.mjs`, which allow
+/// unknown fields), PrometheusRule through promtool, ServiceMonitor against a strict schema.
 const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
 
 /// Metrics the dashboards and alerts read that a single node without etcd does not export
@@ -147,6 +148,7 @@ fn helm_chart_lints_renders_and_validates() {
         if *values == "ci/cluster-values.yaml" {
             assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
             assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
+            assert!(out.contains("PrometheusRule sb-switchboard: valid against the prometheus-operator CRD schema"), "{out}");
             assert!(out.contains("contact-center.json matches deploy/grafana"), "{out}");
         }
     }
