@@ -294,6 +294,28 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(missing.is_empty(), "read by deploy/ but not exported by a live node: {missing:?}");
+    // The chart's probes ask the gRPC health service for "" (startup, readiness) and for
+    // the liveness service of values.yaml: both answer SERVING on a running node.
+    let values = std::fs::read_to_string(root().join("helm/switchboard/values.yaml")).unwrap();
+    let liveness = values
+        .split("liveness:")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("service: ")))
+        .expect("probes.liveness.service in values.yaml");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap(),
+    );
+    for service in ["", liveness] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
+            .into_inner()
+            .status;
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(status, serving, "health of {service:?}");
+    }
+
     // The outcomes the alerts and panels split by, with bounded labels.
     let scrape = support::scrape(&node.metrics);
     for want in [
