@@ -318,6 +318,11 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
 
     // The outcomes the alerts and panels split by, with bounded labels.
     let scrape = support::scrape(&node.metrics);
+    // Every histogram has explicit buckets (metrics::HISTOGRAMS); one left out would be
+    // exported as a summary, which cannot be aggregated across pods.
+    for line in scrape.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(!line.ends_with(" summary"), "a summary, not a histogram: {line}");
+    }
     for want in [
         r#"switchboard_offers_total{tenant="ops",outcome="accepted"} 1"#,
         r#"switchboard_offers_total{tenant="ops",outcome="declined"} 1"#,
