@@ -153,6 +153,18 @@ fn helm_chart_lints_renders_and_validates() {
         }
     }
 
+    // Packaged (files/ links resolved into the archive), it renders the same.
+    run(tool("helm").args(["package", chart, "-d"]).arg(dir.path()));
+    let packaged = run(tool("helm").args(["template", "sb", "--namespace", "switchboard"]).arg(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+            .expect("helm package wrote the chart archive"),
+    ));
+    let from_dir = std::fs::read_to_string(dir.path().join("rendered-0.yaml")).unwrap();
+    assert!(packaged == from_dir, "the packaged chart renders differently");
+
     // values.schema.json is strict, and the chart refuses what cannot work.
     for (args, says) in [
         (&["--set", "bogus=1"][..], "additional properties 'bogus' not allowed"),
