@@ -358,6 +358,21 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
     }
 }
 
+async fn opened(c: &mut support::Clients, r: pb::PostMessageRequest) -> pb::Conversation {
+    c.channel.post_message(r).await.expect("post").into_inner().conversation.expect("conversation")
+}
+
+/// The customer's channel closes the conversation.
+async fn customer_leaves(c: &mut support::Clients, conversation: &str) {
+    c.channel
+        .close_conversation(pb::ConversationRequest {
+            conversation: conversation.into(),
+            request_id: rid("close"),
+        })
+        .await
+        .expect("customer leaves");
+}
+
 fn dur(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
 }
@@ -448,14 +463,7 @@ async fn drive_every_path(node: &Node) {
         nickname: customer.into(),
         request_id: rid("post"),
     };
-    let first = c
-        .channel
-        .post_message(post("c1", pb::Channel::MiniProgram))
-        .await
-        .expect("post")
-        .into_inner()
-        .conversation
-        .expect("conversation");
+    let first = opened(&mut c, post("c1", pb::Channel::MiniProgram)).await;
     assert_eq!(first.state, pb::ConversationState::Offered as i32, "offered to alice");
     let on = |a: &str| pb::AgentConversationRequest {
         agent: agent(a),
@@ -501,23 +509,10 @@ async fn drive_every_path(node: &Node) {
         .await
         .expect("transfer to vip");
     // Nobody serves vip: the customer gives up waiting.
-    c.channel
-        .close_conversation(pb::ConversationRequest {
-            conversation: first.name.clone(),
-            request_id: rid("close"),
-        })
-        .await
-        .expect("customer leaves");
+    customer_leaves(&mut c, &first.name).await;
     // Bob alone is online and is offered the next one, then signs out: the offer goes back.
     set_status(&mut c, "alice", pb::AgentStatus::Offline).await;
-    let second = c
-        .channel
-        .post_message(post("c2", pb::Channel::Web))
-        .await
-        .expect("post")
-        .into_inner()
-        .conversation
-        .expect("conversation");
+    let second = opened(&mut c, post("c2", pb::Channel::Web)).await;
     assert_eq!(second.agent, agent("bob"), "offered to bob");
     set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
     // It waits in sales with nobody online; a supervisor moves it to vip, where the customer
@@ -532,11 +527,5 @@ async fn drive_every_path(node: &Node) {
         })
         .await
         .expect("supervisor reassigns");
-    c.channel
-        .close_conversation(pb::ConversationRequest {
-            conversation: second.name.clone(),
-            request_id: rid("close"),
-        })
-        .await
-        .expect("customer leaves");
+    customer_leaves(&mut c, &second.name).await;
 }
