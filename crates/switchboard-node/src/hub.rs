@@ -49,6 +49,12 @@ impl Hub {
         self.closing.send_replace(true);
     }
 
+    /// Ends the live streams of one tenant (it moved to another node): their readers see
+    /// the end and tell clients to reconnect from their cursor.
+    pub fn close_tenant(&self, tenant: &str) {
+        self.streams.lock().expect("hub lock").retain(|(t, _), _| t != tenant);
+    }
+
     /// Resolves once the node is shutting down.
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.closing.subscribe();

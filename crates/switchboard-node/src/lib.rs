@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod clock;
+pub mod cluster;
 pub mod convert;
 pub mod error;
 pub mod grpc_metrics;

@@ -11,11 +11,12 @@ use prost::Message as _;
 use ractor::{Actor, ActorRef, ActorStatus};
 use switchboard_proto::internal::v1::{Command, command::Op, response};
 use switchboard_proto::v1 as pb;
-use switchboard_store::Store;
+use switchboard_store::{Fence, Store};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::apply;
+use crate::cluster::Ownership;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::state::TenantState;
@@ -43,6 +44,9 @@ struct Inner {
     hub: Hub,
     options: Options,
     tenants: Mutex<BTreeMap<String, ActorRef<TenantMsg>>>,
+    /// In a cluster: the shards this node serves. `None` on a single node, which serves every
+    /// tenant under the default fence.
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -60,16 +64,83 @@ impl Registry {
         hub: Hub,
         options: Options,
     ) -> Result<Registry, Error> {
-        let registry =
-            Registry { inner: Arc::new(Inner { store, hub, options, tenants: Mutex::default() }) };
+        let registry = Registry::new(store, hub, options, None);
         let names = registry.inner.store.tenants()?;
         let mut tenants = registry.inner.tenants.lock().await;
         for name in names {
-            let actor = registry.spawn(&name).await?;
+            let actor = registry.spawn(&name, Fence::default()).await?;
             tenants.insert(name, actor);
         }
         drop(tenants);
         Ok(registry)
+    }
+
+    /// A cluster node's registry: empty until the membership task adopts shards.
+    pub fn clustered(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        options: Options,
+        ownership: Arc<Ownership>,
+    ) -> Registry {
+        Registry::new(store, hub, options, Some(ownership))
+    }
+
+    fn new(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        options: Options,
+        ownership: Option<Arc<Ownership>>,
+    ) -> Registry {
+        let tenants = Mutex::default();
+        Registry { inner: Arc::new(Inner { store, hub, options, tenants, ownership }) }
+    }
+
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.inner.ownership.as_ref()
+    }
+
+    /// The fence this node writes `tenant` under, or a retryable refusal naming the owner.
+    fn fence(&self, tenant: &str) -> Result<Fence, Status> {
+        let Some(ownership) = &self.inner.ownership else { return Ok(Fence::default()) };
+        ownership.local_fence(tenant).ok_or_else(|| moved(ownership, tenant))
+    }
+
+    /// Starts the tenants of a shard this node now owns (their epoch fenced in the store
+    /// already), then serves the shard.
+    pub async fn adopt(&self, shard: u32, epoch: u64, known: &[String]) -> Result<(), Error> {
+        let Some(ownership) = self.inner.ownership.clone() else { return Ok(()) };
+        let fence = Fence { shard, epoch };
+        let mut tenants = self.inner.tenants.lock().await;
+        for name in known.iter().filter(|t| ownership.shard_of(t) == shard) {
+            if let Some(old) = tenants.remove(name) {
+                old.stop(None);
+            }
+            let actor = self.spawn(name, fence).await?;
+            tenants.insert(name.clone(), actor);
+        }
+        ownership.set_local(shard, Some(epoch));
+        Ok(())
+    }
+
+    /// Stops serving a shard: new calls are refused at once (and retried by their senders),
+    /// then its tenants stop — after a snapshot when handing over, at once when the lease is
+    /// lost (a newer owner may be writing already).
+    pub async fn release(&self, shard: u32, snapshot: bool) {
+        let Some(ownership) = self.inner.ownership.clone() else { return };
+        ownership.set_local(shard, None);
+        let mut tenants = self.inner.tenants.lock().await;
+        let names: Vec<String> =
+            tenants.keys().filter(|t| ownership.shard_of(t) == shard).cloned().collect();
+        let actors: Vec<_> = names.iter().filter_map(|t| tenants.remove(t)).collect();
+        drop(tenants);
+        for (name, actor) in names.iter().zip(actors) {
+            if snapshot {
+                snapshot_and_stop(name, actor).await;
+            } else {
+                actor.stop(Some("shard lost".into()));
+            }
+            self.inner.hub.close_tenant(name);
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -81,7 +152,7 @@ impl Registry {
     }
 
     /// Rebuilds a tenant from its snapshot and the log after it, and starts its actor.
-    async fn spawn(&self, tenant: &str) -> Result<ActorRef<TenantMsg>, Error> {
+    async fn spawn(&self, tenant: &str, fence: Fence) -> Result<ActorRef<TenantMsg>, Error> {
         let store = self.inner.store.clone();
         let name = tenant.to_owned();
         let (state, log_seq) = tokio::task::spawn_blocking(move || replay(store.as_ref(), &name))
@@ -94,6 +165,7 @@ impl Registry {
             store: self.inner.store.clone(),
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
+            fence,
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await
@@ -103,6 +175,7 @@ impl Registry {
 
     /// The running actor of a tenant, reloading it if it stopped.
     async fn actor(&self, tenant: &str) -> Result<ActorRef<TenantMsg>, Status> {
+        self.fence(tenant)?;
         let mut tenants = self.inner.tenants.lock().await;
         let Some(actor) = tenants.get(tenant) else {
             return Err(Error::NotFound(format!("tenant {tenant:?}")).into());
@@ -113,8 +186,10 @@ impl Registry {
         ) {
             return Ok(actor.clone());
         }
+        // The shard may have moved while the actor was stopping.
+        let fence = self.fence(tenant)?;
         warn!(tenant, "tenant actor stopped; reloading from the store");
-        let actor = self.spawn(tenant).await?;
+        let actor = self.spawn(tenant, fence).await?;
         tenants.insert(tenant.to_owned(), actor.clone());
         Ok(actor)
     }
@@ -149,6 +224,7 @@ impl Registry {
     ) -> Result<response::Result, Status> {
         crate::names::check_id("tenant_id", &req.tenant_id)?;
         check_request_id(&req.request_id)?;
+        let fence = self.fence(&req.tenant_id)?;
         let mut tenants = self.inner.tenants.lock().await;
         let id = req.tenant_id.clone();
         if let Some(actor) = tenants.get(&id) {
@@ -171,6 +247,7 @@ impl Registry {
             store: self.inner.store.clone(),
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
+            fence,
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await
@@ -213,8 +290,41 @@ impl Registry {
         rx.await.map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))
     }
 
-    pub async fn tenants(&self) -> Vec<String> {
-        self.inner.tenants.lock().await.keys().cloned().collect()
+    /// Every tenant: this node's on a single node, the whole cluster's (from the shared
+    /// store) in a cluster.
+    pub async fn tenants(&self) -> Result<Vec<String>, Status> {
+        if self.inner.ownership.is_none() {
+            return Ok(self.inner.tenants.lock().await.keys().cloned().collect());
+        }
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.tenants())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Error::from(e).into())
+    }
+
+    /// A tenant's resource, read here or asked of its owner.
+    pub async fn tenant_resource(&self, tenant: &str) -> Result<pb::Tenant, Status> {
+        match self.read(tenant, crate::convert::resources::tenant).await {
+            Err(status) if status.metadata().contains_key(MOVED) => {
+                let Some(ownership) = &self.inner.ownership else { return Err(status) };
+                let crate::cluster::Route::Remote { addr, .. } = ownership.route(tenant) else {
+                    return Err(status);
+                };
+                let channel = ownership.peers().channel(&addr)?;
+                let mut client =
+                    switchboard_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+                let mut req = tonic::Request::new(pb::GetTenantRequest {
+                    name: crate::names::tenant_name(tenant),
+                });
+                req.metadata_mut().insert(
+                    crate::cluster::forward::HOP,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                Ok(client.get_tenant(req).await?.into_inner())
+            }
+            other => other,
+        }
     }
 
     /// Snapshots every tenant and stops its actor (graceful shutdown).
@@ -222,15 +332,36 @@ impl Registry {
         let tenants: Vec<_> =
             std::mem::take(&mut *self.inner.tenants.lock().await).into_iter().collect();
         for (name, actor) in tenants {
-            match actor.call(TenantMsg::Snapshot, Some(std::time::Duration::from_secs(30))).await {
-                Ok(ractor::rpc::CallResult::Success(())) => {}
-                other => {
-                    warn!(tenant = %name, result = ?other.map(|_| ()), "no snapshot at shutdown")
-                }
-            }
-            actor.stop(None);
+            snapshot_and_stop(&name, actor).await;
         }
     }
+}
+
+async fn snapshot_and_stop(name: &str, actor: ActorRef<TenantMsg>) {
+    match actor.call(TenantMsg::Snapshot, Some(std::time::Duration::from_secs(30))).await {
+        Ok(ractor::rpc::CallResult::Success(())) => {}
+        other => warn!(tenant = %name, result = ?other.map(|_| ()), "no snapshot on stopping"),
+    }
+    actor.stop(None);
+}
+
+/// Metadata key on a refusal that a forwarding node should retry elsewhere.
+pub const MOVED: &str = "x-switchboard-moved";
+
+/// The refusal for a tenant this node does not serve (any more): retryable, naming the owner
+/// this node knows of.
+fn moved(ownership: &Ownership, tenant: &str) -> Status {
+    let shard = ownership.shard_of(tenant);
+    let owner = match ownership.route(tenant) {
+        crate::cluster::Route::Remote { node, addr } => format!("node {node} at {addr}"),
+        _ => "no node yet (a handover or failover is in progress)".into(),
+    };
+    let mut status = Status::unavailable(format!(
+        "tenant {tenant} (shard {shard}) is not served by node {}; its owner is {owner}. Retry; any node forwards to the owner",
+        ownership.node_id()
+    ));
+    status.metadata_mut().insert(MOVED, tonic::metadata::MetadataValue::from(shard));
+    status
 }
 
 /// Longest request id.

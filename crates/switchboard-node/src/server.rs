@@ -9,11 +9,14 @@ use switchboard_proto::v1::{
     agent_service_server::AgentServiceServer, channel_service_server::ChannelServiceServer,
     event_service_server::EventServiceServer, supervisor_service_server::SupervisorServiceServer,
 };
-use switchboard_store::{SqliteOptions, SqliteStore, Store};
+use switchboard_store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
+use crate::cluster::forward::ForwardLayer;
+use crate::cluster::membership::Membership;
+use crate::cluster::{ClusterConfig, Ownership};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::registry::{Options, Registry};
@@ -32,6 +35,10 @@ pub struct NodeConfig {
     /// Requests in flight per connection (admission control at the edge; actor mailboxes are
     /// unbounded).
     pub concurrency_per_connection: usize,
+    /// PostgreSQL URL of a shared store; `None` keeps the embedded SQLite in `data_dir`.
+    pub store_url: Option<String>,
+    /// Join a cluster through etcd; `None` runs a single node serving every tenant.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +48,8 @@ impl Default for NodeConfig {
             snapshot_every: 10_000,
             max_request_bytes: 64 * 1024,
             concurrency_per_connection: 256,
+            store_url: None,
+            cluster: None,
         }
     }
 }
@@ -54,15 +63,48 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
     })?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&config.data_dir, SqliteOptions::default())?);
+    let store: Arc<dyn Store> = match &config.store_url {
+        Some(url) => {
+            let url = url.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                PostgresStore::open(&url, PostgresOptions::default())
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+            Arc::new(store)
+        }
+        None => Arc::new(SqliteStore::open(&config.data_dir, SqliteOptions::default())?),
+    };
     let hub = Hub::default();
-    let registry =
-        Registry::load(store, hub.clone(), Options { snapshot_every: config.snapshot_every })
-            .await?;
+    let options = Options { snapshot_every: config.snapshot_every };
     crate::metrics::describe();
-
     let (reporter, health) = tonic_health::server::health_reporter();
+    let (registry, ownership, membership) = match config.cluster.clone() {
+        None => (Registry::load(store, hub.clone(), options).await?, None, None),
+        Some(cluster) => {
+            let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards);
+            let registry = Registry::clustered(store, hub.clone(), options, ownership.clone());
+            // Not ready until joined and serving its shards (the readiness probe).
+            reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
+            let reporter = reporter.clone();
+            tokio::spawn(async move {
+                while ready.changed().await.is_ok() {
+                    let status = if *ready.borrow() {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    reporter.set_service_status("", status).await;
+                }
+            });
+            let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
+            let task = Membership::new(cluster, ownership.clone(), registry.clone(), ready_tx);
+            let handle = tokio::spawn(task.run(leave_rx));
+            (registry, Some(ownership), Some((leave_tx, handle)))
+        }
+    };
+
     reporter.set_serving::<ChannelServiceServer<Channel>>().await;
     reporter.set_serving::<AgentServiceServer<Agents>>().await;
     reporter.set_serving::<SupervisorServiceServer<Supervisor>>().await;
@@ -85,6 +127,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
         .layer(crate::grpc_metrics::GrpcMetricsLayer)
+        .layer(ForwardLayer::new(ownership, hub.clone(), max))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -105,6 +148,12 @@ pub async fn serve(
         .add_service(EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), async move {
             shutdown.await;
+            // In a cluster, hand every shard over while still forwarding calls to the new
+            // owners, then leave.
+            if let Some((leave, task)) = membership {
+                let _ = leave.send(true);
+                let _ = task.await;
+            }
             // Streams never end by themselves; end them so in-flight calls can drain.
             hub.close();
         })

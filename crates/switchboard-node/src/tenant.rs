@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use switchboard_core::Timestamp;
 use switchboard_proto::internal::v1::{Advance, Command, Response, command::Op, response};
-use switchboard_store::{Batch, LogRecord, Message, Pending, Store, StreamEntry};
+use switchboard_store::{Batch, Fence, LogRecord, Message, Pending, Store, StreamEntry};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -56,6 +56,8 @@ pub struct TenantArgs {
     pub hub: Hub,
     /// Commands between snapshots.
     pub snapshot_every: u64,
+    /// The shard and epoch every write carries (the default on a single node).
+    pub fence: Fence,
 }
 
 #[derive(Debug)]
@@ -97,6 +99,7 @@ pub struct Running {
     since_snapshot: u64,
     last_snapshot: Timestamp,
     snapshot_every: u64,
+    fence: Fence,
     store: Arc<dyn Store>,
     committer: mpsc::UnboundedSender<Job>,
     /// Responses of recent request ids (also in the store for older ones).
@@ -159,6 +162,7 @@ impl Actor for TenantActor {
             since_snapshot: 0,
             last_snapshot: clock::now(),
             snapshot_every: args.snapshot_every.max(1),
+            fence: args.fence,
             store: args.store,
             committer: tx,
             recent: FxHashMap::default(),
@@ -252,8 +256,10 @@ impl Running {
                     }
                     self.recent.insert(request_id.clone(), response_bytes.clone());
                 }
-                let batch =
-                    batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output);
+                let batch = Batch {
+                    fence: self.fence,
+                    ..batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output)
+                };
                 let pending = self.store.append(batch);
                 let live = output.items;
                 self.enqueue(Job { reply, result: response.result, live, ..Job::new(pending) });
@@ -307,7 +313,7 @@ impl Running {
         match rmp_serde::to_vec_named(&self.state) {
             Ok(bytes) => {
                 m::snapshot(&self.state.id, bytes.len());
-                self.store.snapshot(&self.state.id, self.log_seq, bytes)
+                self.store.snapshot(&self.state.id, self.fence, self.log_seq, bytes)
             }
             Err(e) => {
                 error!(tenant = %self.state.id, error = %e, "snapshot encoding failed");
@@ -348,7 +354,7 @@ fn batch(
 ) -> Batch {
     Batch {
         tenant: tenant.to_owned(),
-        epoch: 0,
+        fence: Fence::default(),
         log: vec![LogRecord {
             seq,
             at_ms: cmd.at_ms,
@@ -433,7 +439,12 @@ async fn commit_in_order(
     while let Some(job) = rx.recv().await {
         let result = match &failed {
             Some(why) => Err(why.clone()),
-            None => job.pending.await.map_err(|e| e.to_string()),
+            None => job.pending.await.map_err(|e| {
+                if matches!(e, switchboard_store::Error::Fenced { .. }) {
+                    metrics::counter!(m::FENCED_WRITES).increment(1);
+                }
+                e.to_string()
+            }),
         };
         match result {
             Ok(()) => {

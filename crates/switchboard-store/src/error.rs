@@ -49,6 +49,10 @@ pub enum Error {
     #[error("tenant {tenant:?}: snapshot at {seq} is older than the stored one at {stored}")]
     StaleSnapshot { tenant: String, seq: u64, stored: u64 },
 
+    /// A newer owner holds the shard: the writer lost it and must stop writing.
+    #[error("shard {shard}: epoch {epoch} is fenced off by epoch {current}")]
+    Fenced { shard: u32, epoch: u64, current: u64 },
+
     /// Sequence numbers and times are stored as signed 64-bit integers (SQLite and
     /// PostgreSQL alike).
     #[error("{what} {value} does not fit a signed 64-bit column")]

@@ -61,10 +61,9 @@ pub use sqlite::{DB_FILE, SqliteOptions, SqliteStore, Stats};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub tenant: String,
-    /// The fencing token of the node that wrote the batch. Not checked yet: cluster fencing
-    /// will refuse batches whose epoch is older than the tenant's current one (the check goes
-    /// at the top of `writer::apply_batch`). The single node writes 0.
-    pub epoch: u64,
+    /// The shard and epoch the writer holds the tenant under; refused if the shard's stored
+    /// epoch is newer ([`Error::Fenced`]). The single node writes the default, shard 0 epoch 0.
+    pub fence: Fence,
     /// Usually zero or one record.
     pub log: Vec<LogRecord>,
     /// Entries appended to streams.
@@ -74,6 +73,17 @@ pub struct Batch {
     /// Conversations whose transcript rows are deleted, and nothing else of them. Applied after
     /// `messages`, so a conversation named here has no rows once the batch is durable.
     pub purge_conversations: Vec<u64>,
+}
+
+/// A fencing token: the shard a tenant lives in and the epoch under which the writer owns it.
+/// In a cluster the epoch is the create revision of the shard's ownership key in etcd, so a
+/// later owner always holds a larger one. [`Store::raise_fence`] records a new owner's epoch;
+/// from then on every write carrying an older epoch for that shard is refused, atomically with
+/// the write itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub shard: u32,
+    pub epoch: u64,
 }
 
 /// One accepted mutating command and what the node answered.
@@ -140,8 +150,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the tenant's snapshot taken after log record `seq`, and deletes the log records
     /// up to and including `seq`, atomically. Also prunes idempotency entries older than the
-    /// retention window. Refuses a snapshot older than the stored one.
-    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending;
+    /// retention window. Refuses a snapshot older than the stored one, and one whose fence is
+    /// older than the shard's.
+    fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending;
+
+    /// Records that `fence.epoch` now owns `fence.shard`: every later write with an older
+    /// epoch for the shard is refused. Never lowers the stored epoch.
+    fn raise_fence(&self, fence: Fence) -> Pending;
 
     /// Deletes all but the newest `keep_last` entries of a stream, to bound its size.
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending;

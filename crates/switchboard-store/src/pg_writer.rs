@@ -16,7 +16,7 @@ use postgres::{Client, Statement, Transaction};
 use crate::postgres::connect;
 use crate::schema::{bound, count, id, ordered, unsigned};
 use crate::writer::{self, Counters, Job, Limits};
-use crate::{Batch, Error, Result};
+use crate::{Batch, Error, Fence, Result};
 
 /// Every statement the writer runs, prepared once per connection.
 struct Statements {
@@ -26,6 +26,8 @@ struct Statements {
     insert_message: Statement,
     purge: Statement,
     trim: Statement,
+    lock_fence: Statement,
+    raise_fence: Statement,
     stored_snapshot: Statement,
     upsert_snapshot: Statement,
     delete_log: Statement,
@@ -60,6 +62,19 @@ impl Statements {
                 "DELETE FROM streams WHERE tenant = $1 AND stream = $2 AND seq <= (
                     SELECT seq FROM streams WHERE tenant = $1 AND stream = $2
                     ORDER BY seq DESC LIMIT 1 OFFSET $3)",
+            )?,
+            // The upsert locks the shard's row until commit and returns its epoch, so a newer
+            // owner's raise either commits first (and this write sees it) or waits for this
+            // write's commit. Inserting epoch 0 when absent makes the row lockable.
+            lock_fence: client.prepare(
+                "INSERT INTO shard_fences (shard, epoch) VALUES ($1, 0)
+                 ON CONFLICT (shard) DO UPDATE SET epoch = shard_fences.epoch
+                 RETURNING epoch",
+            )?,
+            raise_fence: client.prepare(
+                "INSERT INTO shard_fences (shard, epoch) VALUES ($1, $2)
+                 ON CONFLICT (shard) DO UPDATE
+                 SET epoch = GREATEST(shard_fences.epoch, excluded.epoch)",
             )?,
             // FOR UPDATE: two writers on one database (a cluster during failover, before
             // fencing) check and replace the snapshot one at a time.
@@ -188,8 +203,14 @@ fn apply(
 ) -> Result<()> {
     match job {
         Job::Append { batch, .. } => apply_batch(tx, statements, batch),
-        Job::Snapshot { tenant, seq, bytes, .. } => {
+        Job::Snapshot { tenant, fence, seq, bytes, .. } => {
+            check_fence(tx, statements, *fence)?;
             apply_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
+        }
+        Job::RaiseFence { fence, .. } => {
+            let epoch = ordered("fence epoch", fence.epoch)?;
+            tx.execute(&statements.raise_fence, &[&i64::from(fence.shard), &epoch])?;
+            Ok(())
         }
         Job::TrimStream { tenant, stream, keep_last, .. } => {
             tx.execute(&statements.trim, &[tenant, stream, &count(*keep_last)])?;
@@ -211,10 +232,19 @@ fn duplicate(error: postgres::Error, refusal: impl FnOnce() -> Error) -> Error {
     }
 }
 
+/// Refuses a write whose epoch is older than its shard's, holding the shard's row lock until
+/// the write commits.
+fn check_fence(tx: &mut Transaction<'_>, statements: &Statements, fence: Fence) -> Result<()> {
+    let current: i64 = tx.query_one(&statements.lock_fence, &[&i64::from(fence.shard)])?.get(0);
+    let current = unsigned(current);
+    if current > fence.epoch {
+        return Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current });
+    }
+    Ok(())
+}
+
 fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch) -> Result<()> {
-    // Fencing goes here (not enforced yet): `SELECT epoch FROM fences WHERE tenant = $1 FOR
-    // UPDATE`, refuse the batch if `batch.epoch` is older, and raise the stored epoch if it is
-    // newer, all inside this savepoint so that the check and the writes commit together.
+    check_fence(tx, statements, batch.fence)?;
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;

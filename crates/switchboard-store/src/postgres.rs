@@ -1,8 +1,8 @@
 //! The cluster store: PostgreSQL, one writer thread, a few read connections.
 //!
 //! The same tables and columns as SQLite's ([`crate::schema`]): TEXT for strings, BIGINT for
-//! `u64` values (the same `i64` range rule), BYTEA for blobs. One extra table, `fences`, is
-//! ready for cluster fencing and not used yet.
+//! `u64` values (the same `i64` range rule), BYTEA for blobs. `shard_fences` holds the epoch
+//! of each shard's owner, checked by every write (cluster fencing).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -14,7 +14,7 @@ use postgres::{Client, IsolationLevel, NoTls, Statement};
 use crate::schema::{SCHEMA_VERSION, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    Error, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
+    Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -63,11 +63,11 @@ CREATE TABLE IF NOT EXISTS messages (
     kind         TEXT   NOT NULL,
     PRIMARY KEY (tenant, conversation, seq)
 );
--- Fencing (not enforced yet): the newest epoch that wrote each tenant. The check goes at the
--- top of `pg_writer::apply_batch`, which will refuse a batch whose epoch is older.
-CREATE TABLE IF NOT EXISTS fences (
-    tenant TEXT   NOT NULL PRIMARY KEY,
-    epoch  BIGINT NOT NULL
+-- Fencing: the newest epoch that owns each shard (see `Fence`). Every write locks its shard's
+-- row and compares, so a write and a newer owner's raise are ordered.
+CREATE TABLE IF NOT EXISTS shard_fences (
+    shard BIGINT NOT NULL PRIMARY KEY,
+    epoch BIGINT NOT NULL
 );
 ";
 
@@ -212,8 +212,12 @@ impl Store for PostgresStore {
         self.writer.append(batch)
     }
 
-    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
-        self.writer.snapshot(tenant, seq, bytes)
+    fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
+        self.writer.snapshot(tenant, fence, seq, bytes)
+    }
+
+    fn raise_fence(&self, fence: Fence) -> Pending {
+        self.writer.raise_fence(fence)
     }
 
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS streams (
     payload BLOB    NOT NULL,
     PRIMARY KEY (tenant, stream, seq)
 );
+-- Fencing: the newest epoch that owns each shard (see `Fence`).
+CREATE TABLE IF NOT EXISTS fences (
+    shard INTEGER NOT NULL PRIMARY KEY,
+    epoch INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     tenant       TEXT    NOT NULL,
     conversation INTEGER NOT NULL,

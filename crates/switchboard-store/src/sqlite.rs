@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::schema::{self, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
-use crate::{Batch, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
+use crate::{Batch, Fence, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -116,8 +116,12 @@ impl Store for SqliteStore {
         self.writer.append(batch)
     }
 
-    fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> Pending {
-        self.writer.snapshot(tenant, seq, bytes)
+    fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
+        self.writer.snapshot(tenant, fence, seq, bytes)
+    }
+
+    fn raise_fence(&self, fence: Fence) -> Pending {
+        self.writer.raise_fence(fence)
     }
 
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::schema::{bound, count, id, ordered, unsigned};
-use crate::{Batch, Error, Result, Stats};
+use crate::{Batch, Error, Fence, Result, Stats};
 
 /// Where a job's outcome goes.
 pub(crate) type Ack = oneshot::Sender<Result<()>>;
@@ -23,8 +23,9 @@ pub(crate) type Ack = oneshot::Sender<Result<()>>;
 #[derive(Debug)]
 pub(crate) enum Job {
     Append { batch: Batch, ack: Ack },
-    Snapshot { tenant: String, seq: u64, bytes: Vec<u8>, ack: Ack },
+    Snapshot { tenant: String, fence: Fence, seq: u64, bytes: Vec<u8>, ack: Ack },
     TrimStream { tenant: String, stream: String, keep_last: usize, ack: Ack },
+    RaiseFence { fence: Fence, ack: Ack },
 }
 
 impl Job {
@@ -32,6 +33,7 @@ impl Job {
         match self {
             Job::Append { batch, .. } => &batch.tenant,
             Job::Snapshot { tenant, .. } | Job::TrimStream { tenant, .. } => tenant,
+            Job::RaiseFence { .. } => "",
         }
     }
 
@@ -46,13 +48,15 @@ impl Job {
                 log + streams + messages
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
-            Job::TrimStream { .. } => 64,
+            Job::TrimStream { .. } | Job::RaiseFence { .. } => 64,
         }
     }
 
     pub(crate) fn ack(self, result: Result<()>) {
-        let (Job::Append { ack, .. } | Job::Snapshot { ack, .. } | Job::TrimStream { ack, .. }) =
-            self;
+        let (Job::Append { ack, .. }
+        | Job::Snapshot { ack, .. }
+        | Job::TrimStream { ack, .. }
+        | Job::RaiseFence { ack, .. }) = self;
         // The caller may have dropped its future; the write stands either way.
         let _ = ack.send(result);
     }
@@ -131,8 +135,12 @@ impl Handle {
         self.submit(|ack| Job::Append { batch, ack })
     }
 
-    pub fn snapshot(&self, tenant: &str, seq: u64, bytes: Vec<u8>) -> crate::Pending {
-        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), seq, bytes, ack })
+    pub fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> crate::Pending {
+        self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), fence, seq, bytes, ack })
+    }
+
+    pub fn raise_fence(&self, fence: Fence) -> crate::Pending {
+        self.submit(|ack| Job::RaiseFence { fence, ack })
     }
 
     pub fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> crate::Pending {
@@ -256,8 +264,17 @@ fn write_group(
 fn apply(sp: &mut rusqlite::Savepoint<'_>, job: &Job, limits: Limits) -> Result<()> {
     match job {
         Job::Append { batch, .. } => apply_batch(sp, batch),
-        Job::Snapshot { tenant, seq, bytes, .. } => {
+        Job::Snapshot { tenant, fence, seq, bytes, .. } => {
+            check_fence(sp, *fence)?;
             apply_snapshot(sp, tenant, *seq, bytes, limits.request_retention_ms)
+        }
+        Job::RaiseFence { fence, .. } => {
+            sp.prepare_cached(
+                "INSERT INTO fences (shard, epoch) VALUES (?1, ?2)
+                 ON CONFLICT (shard) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)",
+            )?
+            .execute(params![fence.shard, ordered("fence epoch", fence.epoch)?])?;
+            Ok(())
         }
         Job::TrimStream { tenant, stream, keep_last, .. } => {
             sp.prepare_cached(
@@ -279,8 +296,23 @@ fn duplicate(error: rusqlite::Error, refusal: impl FnOnce() -> Error) -> Error {
     }
 }
 
+/// Refuses a write whose epoch is older than its shard's. The single writer of a SQLite file
+/// never races itself, so a plain read inside the transaction suffices.
+fn check_fence(sp: &rusqlite::Savepoint<'_>, fence: Fence) -> Result<()> {
+    let current: Option<i64> = sp
+        .prepare_cached("SELECT epoch FROM fences WHERE shard = ?1")?
+        .query_row(params![fence.shard], |row| row.get(0))
+        .optional()?;
+    match current.map(unsigned) {
+        Some(current) if current > fence.epoch => {
+            Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
-    // Fencing goes here: refuse the batch if `batch.epoch` is older than the tenant's epoch.
+    check_fence(sp, batch.fence)?;
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Backend, command, entry, message, record};
-use switchboard_store::{Batch, Error, LogRecord, Store};
+use switchboard_store::{Batch, Error, Fence, LogRecord, Store};
 
 async fn append_then_read_everything_back<B: Backend>() {
     let place = B::place();
@@ -73,7 +73,7 @@ async fn snapshot_replaces_the_log_records_up_to_it<B: Backend>() {
     for seq in 1..=5 {
         store.append(command("acme", seq)).await.unwrap();
     }
-    store.snapshot("acme", 3, b"state at 3".to_vec()).await.unwrap();
+    store.snapshot("acme", Fence::default(), 3, b"state at 3".to_vec()).await.unwrap();
 
     let loaded = store.load("acme").unwrap();
     assert_eq!(loaded.snapshot, Some((3, b"state at 3".to_vec())));
@@ -84,15 +84,15 @@ async fn snapshot_replaces_the_log_records_up_to_it<B: Backend>() {
     assert_eq!(store.messages("acme", 1, 0, 100).unwrap().len(), 5);
 
     // A newer snapshot replaces it; an older one is refused and changes nothing.
-    store.snapshot("acme", 5, b"state at 5".to_vec()).await.unwrap();
-    let stale = store.snapshot("acme", 4, b"state at 4".to_vec()).await;
+    store.snapshot("acme", Fence::default(), 5, b"state at 5".to_vec()).await.unwrap();
+    let stale = store.snapshot("acme", Fence::default(), 4, b"state at 4".to_vec()).await;
     assert!(matches!(stale, Err(Error::StaleSnapshot { seq: 4, stored: 5, .. })), "{stale:?}");
     let loaded = store.load("acme").unwrap();
     assert_eq!(loaded.snapshot, Some((5, b"state at 5".to_vec())));
     assert_eq!(loaded.log, vec![]);
 
     // A tenant with only a snapshot is still a tenant.
-    store.snapshot("quiet", 0, b"empty".to_vec()).await.unwrap();
+    store.snapshot("quiet", Fence::default(), 0, b"empty".to_vec()).await.unwrap();
     assert_eq!(store.tenants().unwrap(), vec!["acme".to_string(), "quiet".to_string()]);
 }
 
@@ -110,7 +110,7 @@ async fn snapshot_prunes_responses_older_than_the_window<B: Backend>() {
     // Before a snapshot nothing is pruned.
     assert!(store.find_response("acme", "req-1").unwrap().is_some());
 
-    store.snapshot("acme", 3, vec![]).await.unwrap();
+    store.snapshot("acme", Fence::default(), 3, vec![]).await.unwrap();
     assert_eq!(store.find_response("acme", "req-1").unwrap(), None, "1.2 s older than the newest");
     assert!(store.find_response("acme", "req-2").unwrap().is_some(), "0.7 s: inside the window");
     assert!(store.find_response("acme", "req-3").unwrap().is_some());
@@ -201,7 +201,7 @@ async fn everything_survives_reopening<B: Backend>() {
     for seq in 1..=10 {
         store.append(command("acme", seq)).await.unwrap();
     }
-    store.snapshot("acme", 4, b"four".to_vec()).await.unwrap();
+    store.snapshot("acme", Fence::default(), 4, b"four".to_vec()).await.unwrap();
     // Queued but not awaited: closing finishes it.
     let last = store.append(command("acme", 11));
     drop(store);
@@ -331,6 +331,39 @@ async fn a_refused_batch_fails_alone_and_holds_back_its_tenant<B: Backend>() {
     assert_eq!((stats.batches, stats.rejected_batches), (3, 2), "{stats:?}");
 }
 
+async fn a_newer_epoch_fences_off_the_older_writer<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let old = Fence { shard: 7, epoch: 10 };
+    let new = Fence { shard: 7, epoch: 12 };
+    let with = |seq, fence| Batch { fence, ..command("acme", seq) };
+    store.append(with(1, old)).await.unwrap();
+    store.raise_fence(new).await.unwrap();
+    // The old owner's writes are refused, batches and snapshots alike...
+    let refused = store.append(with(2, old)).await;
+    assert!(
+        matches!(refused, Err(Error::Fenced { shard: 7, epoch: 10, current: 12 })),
+        "{refused:?}"
+    );
+    let snapshot = store.snapshot("acme", old, 1, b"stale".to_vec()).await;
+    assert!(matches!(snapshot, Err(Error::Fenced { .. })), "{snapshot:?}");
+    // ...the new owner's go through, raising never lowers, and other shards are untouched.
+    store.append(with(2, new)).await.unwrap();
+    store.raise_fence(old).await.unwrap();
+    store.append(with(3, new)).await.unwrap();
+    store
+        .append(Batch { fence: Fence { shard: 8, epoch: 1 }, ..command("other", 1) })
+        .await
+        .unwrap();
+    let seqs = store.load("acme").unwrap().log.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    // Fences are durable.
+    drop(store);
+    let store = B::open(&place);
+    let refused = store.append(with(4, old)).await;
+    assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
+}
+
 /// Every test above, once per backend.
 macro_rules! suite {
     ($backend:ident: $($test:ident),* $(,)?) => {
@@ -368,4 +401,5 @@ both!(
     ids_use_the_whole_u64_range_and_sequences_are_bounded,
     two_stores_on_one_place_serialise_their_writes,
     a_refused_batch_fails_alone_and_holds_back_its_tenant,
+    a_newer_epoch_fences_off_the_older_writer,
 );

@@ -32,6 +32,7 @@ pub struct Config {
     pub grpc: Grpc,
     pub metrics: Metrics,
     pub store: Store,
+    pub cluster: Cluster,
     pub log: Log,
     pub shutdown: Shutdown,
 }
@@ -78,11 +79,47 @@ pub struct Store {
     pub data_dir: PathBuf,
     /// Commands between snapshots of a tenant.
     pub snapshot_every: u64,
+    /// A PostgreSQL URL (`postgres://user:pass@host/db`) for a store shared by the cluster;
+    /// unset keeps the embedded SQLite in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Store { data_dir: PathBuf::from("./switchboard-data"), snapshot_every: 10_000 }
+        Store { data_dir: PathBuf::from("./switchboard-data"), snapshot_every: 10_000, url: None }
+    }
+}
+
+/// Cluster mode: set `etcd` (and `store.url`) to join; empty runs a single node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// etcd endpoints (`host:port`); empty = single node.
+    pub etcd: Vec<String>,
+    /// Key prefix in etcd (`/switchboard/<name>/`), so clusters can share an etcd.
+    pub name: String,
+    /// This node's id, unique and stable across restarts; empty = the host name.
+    pub node_id: String,
+    /// Where other nodes reach this node's gRPC port; empty = `grpc.addr` as bound (which
+    /// must then not be a wildcard address).
+    pub advertise_addr: String,
+    /// Time to live of the membership lease: a dead node's shards move after about this long.
+    pub lease_ttl_seconds: u64,
+    /// Shards of the cluster, fixed when it is created.
+    pub shards: u32,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            etcd: Vec::new(),
+            name: "switchboard".to_owned(),
+            node_id: String::new(),
+            advertise_addr: String::new(),
+            lease_ttl_seconds: 10,
+            shards: 1024,
+        }
     }
 }
 
@@ -188,6 +225,18 @@ pub struct Flags {
     /// Log line format (log.format)
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Join a cluster through these etcd endpoints, comma-separated (cluster.etcd)
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub etcd: Option<Vec<String>>,
+    /// Shared PostgreSQL store, postgres://user:pass@host/db (store.url)
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// This node's id in the cluster (cluster.node_id)
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Address other nodes dial for this node (cluster.advertise_addr)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
 }
 
 impl Config {
@@ -245,6 +294,30 @@ impl Config {
         {
             bail!("metrics.addr and grpc.addr are both {metrics}; give them different ports");
         }
+        if !self.cluster.etcd.is_empty() {
+            if self.store.url.is_none() {
+                bail!(
+                    "cluster.etcd is set but store.url is not: cluster nodes share one PostgreSQL store; set store.url (--store postgres://…)"
+                );
+            }
+            if !(2..=60).contains(&self.cluster.lease_ttl_seconds) {
+                bail!("cluster.lease_ttl_seconds must be between 2 and 60");
+            }
+            if self.cluster.shards == 0 || self.cluster.shards > 65_536 {
+                bail!("cluster.shards must be between 1 and 65536");
+            }
+            if self.cluster.advertise_addr.is_empty() && self.grpc.addr.ip().is_unspecified() {
+                bail!(
+                    "grpc.addr {} is a wildcard address: set cluster.advertise_addr to the address other nodes dial",
+                    self.grpc.addr
+                );
+            }
+        }
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("store.url must be a postgres:// URL");
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .with_context(|| format!("log.filter {:?} is not a valid filter", self.log.filter))?;
         Ok(())
@@ -268,15 +341,40 @@ impl Config {
         toml::to_string_pretty(self).context("the configuration cannot be written as TOML")
     }
 
-    /// What the node library needs.
-    pub fn node(&self) -> switchboard_node::NodeConfig {
+    /// What the node library needs; `grpc` is the address actually bound.
+    pub fn node(&self, grpc: SocketAddr) -> switchboard_node::NodeConfig {
+        let c = &self.cluster;
+        let cluster = (!c.etcd.is_empty()).then(|| switchboard_node::cluster::ClusterConfig {
+            etcd: c.etcd.clone(),
+            name: c.name.clone(),
+            node_id: if c.node_id.is_empty() { host_name() } else { c.node_id.clone() },
+            advertise_addr: if c.advertise_addr.is_empty() {
+                grpc.to_string()
+            } else {
+                c.advertise_addr.clone()
+            },
+            lease_ttl: std::time::Duration::from_secs(c.lease_ttl_seconds),
+            shards: c.shards,
+        });
         switchboard_node::NodeConfig {
             data_dir: self.store.data_dir.clone(),
             snapshot_every: self.store.snapshot_every,
             max_request_bytes: self.grpc.max_request_bytes,
             concurrency_per_connection: self.grpc.concurrency_per_connection,
+            store_url: self.store.url.clone(),
+            cluster,
         }
     }
+}
+
+/// The host name (a StatefulSet pod's name), for a node id nobody set.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".to_owned())
 }
 
 /// A named file that is missing is an error, not an empty layer.
@@ -304,6 +402,18 @@ fn merge_flags(mut figment: Figment, flags: &Flags) -> Figment {
     }
     if let Some(format) = flags.log_format {
         figment = figment.merge(Serialized::default("log.format", format));
+    }
+    if let Some(etcd) = &flags.etcd {
+        figment = figment.merge(Serialized::default("cluster.etcd", etcd));
+    }
+    if let Some(url) = &flags.store {
+        figment = figment.merge(Serialized::default("store.url", url));
+    }
+    if let Some(id) = &flags.node_id {
+        figment = figment.merge(Serialized::default("cluster.node_id", id));
+    }
+    if let Some(addr) = &flags.advertise_addr {
+        figment = figment.merge(Serialized::default("cluster.advertise_addr", addr));
     }
     figment
 }

@@ -44,7 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     announce(grpc_addr, metrics_addr)?;
 
     let drain = Duration::from_secs(config.shutdown.drain_seconds);
-    let serving = switchboard_node::serve(config.node(), grpc, wait_for(stopping.clone()));
+    let serving = switchboard_node::serve(config.node(grpc_addr), grpc, wait_for(stopping.clone()));
     match within_drain(serving, stopping, drain).await {
         Some(served) => served.context("the node stopped with an error")?,
         None => {

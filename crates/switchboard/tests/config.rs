@@ -101,6 +101,7 @@ fn flags_override_environment() {
         data_dir: Some(PathBuf::from("/from/flags")),
         log: Some("warn,switchboard_node=trace".to_owned()),
         log_format: Some(LogFormat::Text),
+        ..Flags::default()
     };
     let config = Config::load(
         &flags,
@@ -270,4 +271,41 @@ fn rust_log_is_the_log_filter_unless_switchboard_names_one() {
     let flags = Flags { log: Some("error".to_owned()), ..Flags::default() };
     let config = Config::load(&flags, env(&[("RUST_LOG", "warn")])).unwrap();
     assert_eq!(config.log.filter, "error");
+}
+
+#[test]
+fn cluster_mode_needs_a_shared_store_and_sane_settings() {
+    let flags = Flags { etcd: Some(vec!["127.0.0.1:2379".into()]), ..Flags::default() };
+    let err = Config::load(&flags, env(&[])).unwrap_err().to_string();
+    assert!(err.contains("store.url"), "{err}");
+    let flags = Flags {
+        etcd: Some(vec!["127.0.0.1:2379".into(), "127.0.0.2:2379".into()]),
+        store: Some("postgres://sb@127.0.0.1/sb".into()),
+        node_id: Some("node-a".into()),
+        ..Flags::default()
+    };
+    let config =
+        Config::load(&flags, env(&[("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", "4")])).unwrap();
+    assert_eq!(config.cluster.etcd.len(), 2);
+    assert_eq!(config.cluster.lease_ttl_seconds, 4);
+    assert_eq!(config.cluster.shards, 1024);
+    let node = config.node(addr("127.0.0.1:7400"));
+    let cluster = node.cluster.unwrap();
+    assert_eq!(
+        (cluster.node_id.as_str(), cluster.advertise_addr.as_str()),
+        ("node-a", "127.0.0.1:7400")
+    );
+    assert_eq!(node.store_url.as_deref(), Some("postgres://sb@127.0.0.1/sb"));
+    let err = Config::load(&flags, env(&[("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", "600")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lease_ttl_seconds"), "{err}");
+    // Without etcd the node stays a single node on SQLite.
+    assert!(
+        Config::load(&Flags::default(), env(&[]))
+            .unwrap()
+            .node(addr("127.0.0.1:1"))
+            .cluster
+            .is_none()
+    );
 }

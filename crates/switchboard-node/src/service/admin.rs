@@ -70,12 +70,12 @@ impl AdminService for Admin {
         let mut tenants = Vec::new();
         let mut last = String::new();
         let mut next_page_token = String::new();
-        for t in self.registry.tenants().await.into_iter().filter(|t| *t > token) {
+        for t in self.registry.tenants().await?.into_iter().filter(|t| *t > token) {
             if tenants.len() == size {
                 next_page_token = last;
                 break;
             }
-            match self.registry.read(&t, resources::tenant).await {
+            match self.registry.tenant_resource(&t).await {
                 Ok(tenant) => tenants.push(tenant),
                 // Deleted or moved between listing and reading: not part of this page.
                 Err(s) if s.code() == tonic::Code::NotFound => continue,

@@ -95,7 +95,14 @@ pub fn serve_stream<T: Send + 'static>(
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        // The tenant moved to another node.
+                        let status = Status::unavailable(format!(
+                            "tenant {tenant} moved to another node; reconnect after cursor {cursor} (any node forwards)"
+                        ));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
                 }
             }
         }

@@ -1,0 +1,252 @@
+//! Cluster mode: which node owns which tenant, and how a node learns it.
+//!
+//! Tenants hash onto a fixed number of shards (chosen at cluster creation, default 1024). A
+//! shard's desired owner is the live member that wins rendezvous hashing for it; it is owned
+//! while its key in etcd is held under the owner's lease, and the key's create revision is the
+//! shard's epoch — the fence every durable write carries (see `switchboard_store::Fence`).
+//!
+//! - [`membership`]: the etcd side — lease, member key, list-then-watch, acquiring and handing
+//!   over shards, the lease guard.
+//! - [`forward`]: the gRPC side — a tower layer that sends each public call to the node
+//!   that owns its tenant.
+//!
+//! [`Ownership`] is what both sides and the registry share: the shards this node serves (with
+//! their epochs) and the cluster's view of every other shard's owner.
+
+pub mod forward;
+pub mod membership;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use switchboard_store::Fence;
+use tokio::sync::watch;
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// etcd endpoints, `host:port` or `http://host:port`.
+    pub etcd: Vec<String>,
+    /// Key prefix in etcd, so several clusters can share one etcd.
+    pub name: String,
+    /// This node's id: unique and stable across restarts (a StatefulSet pod name).
+    pub node_id: String,
+    /// Where other nodes reach this node's gRPC port.
+    pub advertise_addr: String,
+    /// The membership lease's time to live.
+    pub lease_ttl: Duration,
+    /// Shards of the cluster; fixed at creation, refused if it differs from etcd's.
+    pub shards: u32,
+}
+
+/// The shard a tenant lives in: FNV-1a of the tenant id, stable across builds and platforms.
+pub fn shard_of(tenant: &str, shards: u32) -> u32 {
+    (fnv1a(tenant.as_bytes()) % u64::from(shards.max(1))) as u32
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Rendezvous (highest random weight) hashing: the member with the highest score for a shard
+/// owns it, so a join or a leave moves only the shards that member wins or held.
+pub fn desired_owner<'a>(
+    shard: u32,
+    members: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    members.into_iter().max_by_key(|m| {
+        let mut bytes = shard.to_be_bytes().to_vec();
+        bytes.extend_from_slice(m.as_bytes());
+        // FNV alone mixes the last bytes poorly; finish with a 64-bit avalanche (splitmix).
+        let mut z = fnv1a(&bytes).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31), *m)
+    })
+}
+
+/// Who holds a shard's key in etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub node: String,
+    /// The key's create revision: the shard's epoch.
+    pub epoch: u64,
+}
+
+/// The cluster as this node last saw it in etcd.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Live members: node id → advertised gRPC address.
+    pub members: BTreeMap<String, String>,
+    /// Owner of each shard that has one.
+    pub owners: HashMap<u32, Owner>,
+}
+
+/// Where a call for a tenant goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This node serves it, under this fence.
+    Local(Fence),
+    /// Another node does: its id and address.
+    Remote { node: String, addr: String },
+    /// Nobody serves it right now (a handover or a failover in progress).
+    Unowned { shard: u32 },
+}
+
+/// Shared between the membership task, the registry and the forwarding layer.
+#[derive(Debug)]
+pub struct Ownership {
+    node_id: String,
+    shards: u32,
+    /// Shards this node serves now, with their epochs. Written only by the membership task,
+    /// after the store's fence is raised and before the shard's tenants are started.
+    local: RwLock<HashMap<u32, u64>>,
+    view: RwLock<View>,
+    /// Bumped on every change, so waiters can wait for the next one.
+    changes: watch::Sender<u64>,
+    /// Channels to the other nodes.
+    peers: forward::Peers,
+}
+
+impl Ownership {
+    pub fn new(node_id: String, shards: u32) -> Arc<Ownership> {
+        Arc::new(Ownership {
+            node_id,
+            shards: shards.max(1),
+            local: RwLock::default(),
+            view: RwLock::default(),
+            changes: watch::channel(0).0,
+            peers: forward::Peers::default(),
+        })
+    }
+
+    pub fn peers(&self) -> &forward::Peers {
+        &self.peers
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    pub fn shard_of(&self, tenant: &str) -> u32 {
+        shard_of(tenant, self.shards)
+    }
+
+    /// The fence this node writes a tenant under, if it serves the tenant's shard.
+    pub fn local_fence(&self, tenant: &str) -> Option<Fence> {
+        let shard = self.shard_of(tenant);
+        let epoch = *read(&self.local).get(&shard)?;
+        Some(Fence { shard, epoch })
+    }
+
+    pub fn is_local(&self, shard: u32) -> bool {
+        read(&self.local).contains_key(&shard)
+    }
+
+    pub fn local_shards(&self) -> Vec<(u32, u64)> {
+        let mut v: Vec<_> = read(&self.local).iter().map(|(s, e)| (*s, *e)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn route(&self, tenant: &str) -> Route {
+        let shard = self.shard_of(tenant);
+        if let Some(&epoch) = read(&self.local).get(&shard) {
+            return Route::Local(Fence { shard, epoch });
+        }
+        let view = read(&self.view);
+        match view.owners.get(&shard) {
+            Some(owner) if owner.node != self.node_id => match view.members.get(&owner.node) {
+                Some(addr) => Route::Remote { node: owner.node.clone(), addr: addr.clone() },
+                None => Route::Unowned { shard },
+            },
+            _ => Route::Unowned { shard },
+        }
+    }
+
+    /// The address of a member, if live.
+    pub fn member_addr(&self, node: &str) -> Option<String> {
+        read(&self.view).members.get(node).cloned()
+    }
+
+    pub fn view(&self) -> View {
+        read(&self.view).clone()
+    }
+
+    pub(crate) fn set_view(&self, view: View) {
+        *write(&self.view) = view;
+        self.changed();
+    }
+
+    pub(crate) fn set_local(&self, shard: u32, epoch: Option<u64>) {
+        match epoch {
+            Some(e) => write(&self.local).insert(shard, e),
+            None => write(&self.local).remove(&shard),
+        };
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves at the next change of ownership or view (or after `timeout`).
+    pub async fn next_change(&self, timeout: Duration) {
+        let mut rx = self.changes.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("acme", 1024), shard_of("acme", 1024));
+        let mut counts = vec![0u32; 16];
+        for i in 0..16_000 {
+            counts[shard_of(&format!("tenant-{i}"), 16) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800 && c < 1200), "{counts:?}");
+    }
+
+    #[test]
+    fn rendezvous_moves_only_what_it_must() {
+        let two = ["a", "b"];
+        let three = ["a", "b", "c"];
+        let mut moved = 0;
+        let mut to_c = 0;
+        for shard in 0..1024 {
+            let before = desired_owner(shard, two).unwrap();
+            let after = desired_owner(shard, three).unwrap();
+            if before != after {
+                moved += 1;
+                assert_eq!(after, "c", "a join moves shards only to the newcomer");
+            }
+            if after == "c" {
+                to_c += 1;
+            }
+        }
+        assert_eq!(moved, to_c);
+        assert!((250..430).contains(&moved), "about a third moves: {moved}");
+    }
+}

@@ -1,0 +1,686 @@
+//! Three nodes + etcd + PostgreSQL, real processes on loopback (see the harness in
+//! `src/lib.rs`). Each test starts its own etcd and database and stops what it started.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::{Clients, Etcd, Node, PATIENCE, TEST_TTL_SECONDS, retry};
+use switchboard_node::cluster::{desired_owner, shard_of};
+use switchboard_proto::v1 as pb;
+use switchboard_store::testing::PgServer;
+use tokio::sync::Mutex;
+
+/// The tests are heavy (three nodes each); one at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const SHARDS: u32 = 1024;
+
+struct Cluster {
+    etcd: Etcd,
+    store: String,
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        Cluster::start_with_ttl(n, TEST_TTL_SECONDS).await
+    }
+
+    async fn start_with_ttl(n: usize, ttl: u64) -> Cluster {
+        let etcd = Etcd::start();
+        let store = PgServer::shared().database();
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let node = Node::start_with_ttl(&format!("n{i}"), &etcd, &store, dir.path(), ttl);
+            node.ready().await;
+            nodes.push(node);
+        }
+        Cluster { etcd, store, dir, nodes }
+    }
+
+    fn tenant_owned_by(&self, index: usize) -> String {
+        (0..).map(|i| format!("t{i}")).find(|t| self.owner_of(t) == index).unwrap()
+    }
+
+    fn ids(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|n| n.running()).map(|n| n.id.as_str()).collect()
+    }
+
+    /// The node that should own `tenant` among the running ones.
+    fn owner_of(&self, tenant: &str) -> usize {
+        let id = desired_owner(shard_of(tenant, SHARDS), self.ids()).unwrap().to_owned();
+        self.nodes.iter().position(|n| n.id == id).unwrap()
+    }
+
+    /// Every running node serves, and every shard has exactly one owner.
+    async fn all_ready(&self) {
+        for n in self.nodes.iter().filter(|n| n.running()) {
+            n.ready().await;
+        }
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let running = self.nodes.iter().filter(|n| n.running());
+            let owned: f64 = running.clone().map(|n| n.metric("switchboard_shards_owned")).sum();
+            let members = running.clone().map(|n| n.metric("switchboard_cluster_members"));
+            let count = running.count() as f64;
+            if owned == f64::from(SHARDS) && members.into_iter().all(|m| m == count) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "shards never settled: {owned}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn rid(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A tenant with one group and `agents` agents of `capacity`, all online.
+async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
+    let create = pb::CreateTenantRequest {
+        tenant_id: t.into(),
+        display_name: t.into(),
+        settings: None,
+        request_id: rid("create"),
+    };
+    retry(|| {
+        let mut c = c.clone();
+        let r = create.clone();
+        async move { c.admin.create_tenant(r).await }
+    })
+    .await
+    .expect("create tenant");
+    let group = pb::PutGroupRequest {
+        name: format!("tenants/{t}/groups/support"),
+        display_name: "Support".into(),
+        policy: None,
+        replies: None,
+        request_id: rid("group"),
+    };
+    retry(|| {
+        let mut c = c.clone();
+        let r = group.clone();
+        async move { c.admin.put_group(r).await }
+    })
+    .await
+    .expect("put group");
+    for a in 0..agents {
+        let put = pb::PutAgentRequest {
+            name: format!("tenants/{t}/agents/a{a}"),
+            nickname: format!("agent {a}"),
+            capacity,
+            groups: vec!["support".into()],
+            replies: None,
+            supervisor: false,
+            request_id: rid("agent"),
+        };
+        retry(|| {
+            let mut c = c.clone();
+            let r = put.clone();
+            async move { c.admin.put_agent(r).await }
+        })
+        .await
+        .expect("put agent");
+        let online = pb::SetStatusRequest {
+            agent: format!("tenants/{t}/agents/a{a}"),
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("online"),
+        };
+        retry(|| {
+            let mut c = c.clone();
+            let r = online.clone();
+            async move { c.agent.set_status(r).await }
+        })
+        .await
+        .expect("online");
+    }
+}
+
+fn post_request(t: &str, customer: &str, text: &str) -> pb::PostMessageRequest {
+    pb::PostMessageRequest {
+        tenant: format!("tenants/{t}"),
+        customer: customer.into(),
+        channel: pb::Channel::Web as i32,
+        text: text.into(),
+        group: "support".into(),
+        priority: 0,
+        nickname: String::new(),
+        request_id: rid("post"),
+    }
+}
+
+/// Posts, retrying through handovers and failovers with the same request id.
+async fn post(c: &Clients, req: pb::PostMessageRequest) -> pb::PostMessageResponse {
+    retry(|| {
+        let mut c = c.clone();
+        let r = req.clone();
+        async move { c.channel.post_message(r).await }
+    })
+    .await
+    .expect("post message")
+    .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_crosses_three_nodes_end_to_end() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let t = (0..)
+        .map(|i| format!("t{i}"))
+        .find(|t| cluster.owner_of(t) == 2)
+        .expect("a tenant owned by the third node");
+    // The tenant's actor lives on n3; the gateway calls n1; the agent's stream is on n2.
+    let mut gateway = cluster.nodes[0].clients().await;
+    let mut desk = cluster.nodes[1].clients().await;
+    setup(&mut gateway, &t, 1, 5).await;
+    let mut stream = desk
+        .agent
+        .stream_events(pb::StreamAgentEventsRequest {
+            agent: format!("tenants/{t}/agents/a0"),
+            after_cursor: 0,
+        })
+        .await
+        .expect("agent stream via n2")
+        .into_inner();
+    let posted = post(&gateway, post_request(&t, "alice", "hello from n1")).await;
+    let conversation = posted.conversation.expect("conversation").name;
+    let mut assigned = false;
+    let mut text = None;
+    while text.is_none() {
+        let e = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("bounded wait")
+            .expect("stream ok")
+            .expect("stream open");
+        match e.event {
+            Some(pb::agent_event::Event::Assigned(_)) if e.conversation == conversation => {
+                assigned = true
+            }
+            Some(pb::agent_event::Event::CustomerMessage(m)) if e.conversation == conversation => {
+                text = Some(m.text)
+            }
+            _ => {}
+        }
+    }
+    assert!(assigned, "assigned before the message arrived");
+    assert_eq!(text.as_deref(), Some("hello from n1"));
+    // The agent answers through n2; the customer's outbound stream, read on n1, carries it.
+    let send = pb::SendMessageRequest {
+        agent: format!("tenants/{t}/agents/a0"),
+        conversation: conversation.clone(),
+        text: "hi alice, agent here".into(),
+        request_id: rid("send"),
+        ..Default::default()
+    };
+    desk.agent.send_message(send).await.expect("reply via n2");
+    let mut outbound = gateway
+        .channel
+        .stream_outbound(pb::StreamOutboundRequest {
+            tenant: format!("tenants/{t}"),
+            after_cursor: 0,
+        })
+        .await
+        .expect("outbound via n1")
+        .into_inner();
+    loop {
+        let m = tokio::time::timeout(PATIENCE, outbound.message())
+            .await
+            .expect("bounded wait")
+            .expect("stream ok")
+            .expect("open");
+        if m.text == "hi alice, agent here" {
+            break;
+        }
+    }
+    // Listing tenants on any node covers the whole cluster.
+    let listed = gateway
+        .admin
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await
+        .expect("list via n1")
+        .into_inner();
+    assert!(listed.tenants.iter().any(|x| x.name == format!("tenants/{t}") && x.display_name == t));
+    // Forwarding happened on the two nodes that do not own the tenant.
+    let forwarded = |n: &Node| n.metric("switchboard_forwarded_total{outcome=\"forwarded\"}");
+    assert!(forwarded(&cluster.nodes[0]) >= 1.0);
+    assert!(forwarded(&cluster.nodes[1]) >= 1.0);
+    let owned: f64 = cluster.nodes.iter().map(|n| n.metric("switchboard_shards_owned")).sum();
+    assert_eq!(owned, f64::from(SHARDS), "every shard owned exactly once");
+}
+
+/// Every event seen on the agents' streams, deduplicated by (agent, cursor): streams are
+/// read through a node that is not the owner and resume from their cursor after any error.
+#[derive(Default)]
+struct History {
+    events: std::sync::Mutex<BTreeMap<(String, u64), pb::AgentEvent>>,
+}
+
+impl History {
+    fn follow(self: &Arc<Self>, uris: Vec<String>, agent: String, stop: Arc<AtomicBool>) {
+        let history = self.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            let mut attempt = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                // Rotate over nodes, so a dead or restarting node is skipped.
+                let uri = &uris[attempt % uris.len()];
+                attempt += 1;
+                let mut c = Clients::connect(uri).await;
+                let req =
+                    pb::StreamAgentEventsRequest { agent: agent.clone(), after_cursor: cursor };
+                let Ok(stream) = c.agent.stream_events(req).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut stream = stream.into_inner();
+                while let Ok(Some(e)) = stream.message().await {
+                    cursor = e.cursor;
+                    history.events.lock().unwrap().insert((agent.clone(), e.cursor), e);
+                }
+            }
+        });
+    }
+
+    /// Conversations assigned to each agent, and every agent each conversation went to.
+    fn assignments(&self) -> (HashMap<String, HashSet<String>>, HashMap<String, Vec<String>>) {
+        let mut by_agent: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut by_conversation: HashMap<String, Vec<String>> = HashMap::new();
+        for ((agent, _), e) in self.events.lock().unwrap().iter() {
+            if let Some(pb::agent_event::Event::Assigned(_)) = e.event {
+                by_agent.entry(agent.clone()).or_default().insert(e.conversation.clone());
+                by_conversation.entry(e.conversation.clone()).or_default().push(agent.clone());
+            }
+        }
+        (by_agent, by_conversation)
+    }
+
+    fn saw(&self, agent: &str, want: impl Fn(&pb::AgentEvent) -> bool) -> bool {
+        self.events.lock().unwrap().iter().any(|((a, _), e)| a == agent && want(e))
+    }
+}
+
+/// Customers posting through the nodes in turn; every acknowledged post is counted per
+/// conversation (retries reuse the request id, so a count is exact).
+#[derive(Default)]
+struct Load {
+    acked: std::sync::Mutex<HashMap<String, u32>>,
+    total: std::sync::atomic::AtomicU64,
+}
+
+impl Load {
+    /// Runs until `stop`; await the handle before checking, so no post is in flight.
+    fn run(
+        self: &Arc<Self>,
+        uris: Vec<String>,
+        t: String,
+        customers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let load = self.clone();
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let req = post_request(&t, &format!("c{}", n % customers), &format!("m{n}"));
+                let mut attempt = n;
+                let acked = retry(|| {
+                    attempt += 1;
+                    let uri = uris[attempt % uris.len()].clone();
+                    let r = req.clone();
+                    async move { Clients::connect(&uri).await.channel.post_message(r).await }
+                })
+                .await
+                .expect("every post is eventually acknowledged")
+                .into_inner();
+                let name = acked.conversation.expect("conversation").name;
+                *load.acked.lock().unwrap().entry(name).or_default() += 1;
+                load.total.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        })
+    }
+
+    fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    async fn until(&self, total: u64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.total() < total {
+            assert!(tokio::time::Instant::now() < deadline, "load stalled at {}", self.total());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every acknowledged message is in its conversation, exactly once.
+    async fn check(&self, c: &Clients) {
+        let acked = self.acked.lock().unwrap().clone();
+        for (name, count) in acked {
+            let got = get(c, &name).await;
+            assert_eq!(got.customer_messages, count, "{name}: acknowledged messages survive, once");
+        }
+    }
+}
+
+async fn get(c: &Clients, name: &str) -> pb::Conversation {
+    let req = pb::GetConversationRequest { conversation: name.to_owned() };
+    retry(|| {
+        let mut c = c.clone();
+        let r = req.clone();
+        async move { c.channel.get_conversation(r).await }
+    })
+    .await
+    .expect("get conversation")
+    .into_inner()
+}
+
+fn check_assignments(history: &History, capacity: usize) {
+    let (by_agent, by_conversation) = history.assignments();
+    for (conversation, agents) in &by_conversation {
+        assert_eq!(agents.len(), 1, "{conversation} was assigned more than once: {agents:?}");
+    }
+    for (agent, conversations) in &by_agent {
+        assert!(
+            conversations.len() <= capacity,
+            "{agent} holds {} > {capacity}",
+            conversations.len()
+        );
+    }
+}
+
+fn dur(ms: u64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    })
+}
+
+async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
+    let req = pb::UpdateTenantRequest {
+        name: format!("tenants/{t}"),
+        display_name: t.into(),
+        settings: Some(pb::TenantSettings {
+            default_group: "support".into(),
+            replies: Some(pb::ReplySettings {
+                agent_no_response: Some(pb::TimedReply {
+                    after: dur(after_ms),
+                    texts: vec!["one moment please".into()],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        request_id: rid("settings"),
+    };
+    retry(|| {
+        let mut c = c.clone();
+        let r = req.clone();
+        async move { c.admin.update_tenant(r).await }
+    })
+    .await
+    .expect("update tenant");
+}
+
+/// A pending offer: a group in offer mode with one agent.
+async fn offer_group(c: &Clients, t: &str) -> String {
+    let mut c = c.clone();
+    let group = pb::PutGroupRequest {
+        name: format!("tenants/{t}/groups/sales"),
+        display_name: "Sales".into(),
+        policy: Some(pb::RoutingPolicy {
+            offer_mode: pb::OfferMode::Offer as i32,
+            offer_timeout: dur(600_000),
+            ..Default::default()
+        }),
+        replies: None,
+        request_id: rid("group"),
+    };
+    c.admin.put_group(group).await.expect("sales group");
+    let li = format!("tenants/{t}/agents/li");
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: li.clone(),
+            nickname: "Li".into(),
+            capacity: 1,
+            groups: vec!["sales".into()],
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .expect("li");
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: li,
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("online"),
+        })
+        .await
+        .expect("li online");
+    let post = pb::PostMessageRequest {
+        group: "sales".into(),
+        ..post_request(t, "buyer", "quote please")
+    };
+    let offered =
+        c.channel.post_message(post).await.expect("post").into_inner().conversation.unwrap();
+    assert_eq!(offered.state, pb::ConversationState::Offered as i32);
+    offered.name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_loses_nothing_and_never_double_assigns() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(2);
+    let uris: Vec<String> = cluster.nodes[..2].iter().map(|n| n.grpc.clone()).collect();
+    let c = cluster.nodes[0].clients().await;
+    let (agents, capacity, customers) = (4, 2, 20);
+    setup(&mut c.clone(), &t, agents, capacity as u32).await;
+    set_timer(&c, &t, 3_000).await;
+    let offered = offer_group(&c, &t).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(History::default());
+    for a in 0..agents {
+        history.follow(uris.clone(), format!("tenants/{t}/agents/a{a}"), stop.clone());
+    }
+    let load = Arc::new(Load::default());
+    let driver = load.run(uris.clone(), t.clone(), customers, stop.clone());
+    load.until(60).await;
+
+    // The queue as it stands: every slot is taken, so positions only change by failover.
+    let acked: Vec<String> = load.acked.lock().unwrap().keys().cloned().collect();
+    let mut queued = BTreeMap::new();
+    for name in &acked {
+        let conv = get(&c, name).await;
+        if conv.state == pb::ConversationState::Queued as i32 {
+            queued.insert(name.clone(), conv.position);
+        }
+    }
+    assert_eq!(queued.len(), customers - agents * capacity, "{queued:?}");
+
+    let before = load.total();
+    cluster.nodes[2].kill9();
+    load.until(before + 60).await;
+    stop.store(true, Ordering::Relaxed);
+    driver.await.expect("the load ran to the end");
+
+    // Acknowledged messages all survive; the queue kept its order and positions.
+    load.check(&c).await;
+    for (name, position) in &queued {
+        assert_eq!(get(&c, name).await.position, *position, "{name} kept its place");
+    }
+    // The offer is still pending on the new owner and can be accepted.
+    let o = get(&c, &offered).await;
+    assert_eq!(o.state, pb::ConversationState::Offered as i32);
+    let mut cc = c.clone();
+    cc.agent
+        .accept(pb::AgentConversationRequest {
+            agent: format!("tenants/{t}/agents/li"),
+            conversation: offered.clone(),
+            request_id: rid("accept"),
+        })
+        .await
+        .expect("the offer survived the owner's death");
+    // Timers run on the new owner: every assigned conversation gets its no-response reply.
+    let mut out = cc
+        .channel
+        .stream_outbound(pb::StreamOutboundRequest {
+            tenant: format!("tenants/{t}"),
+            after_cursor: 0,
+        })
+        .await
+        .expect("outbound")
+        .into_inner();
+    let assigned: HashSet<String> = history.assignments().1.into_keys().collect();
+    let mut reminded = HashSet::new();
+    while !assigned.is_subset(&reminded) {
+        let m =
+            tokio::time::timeout(PATIENCE, out.message()).await.expect("bounded").unwrap().unwrap();
+        if m.reply_kind == pb::ReplyKind::AgentNoResponse as i32 {
+            reminded.insert(m.conversation);
+        }
+    }
+    check_assignments(&history, capacity);
+    assert_eq!(
+        history.assignments().0.values().map(HashSet::len).sum::<usize>(),
+        agents * capacity
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_node_is_fenced_off_and_rejoins() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(2);
+    let uris: Vec<String> = cluster.nodes[..2].iter().map(|n| n.grpc.clone()).collect();
+    let c = cluster.nodes[0].clients().await;
+    setup(&mut c.clone(), &t, 2, 2).await;
+    // Timers that fall due while the owner is paused: on waking it tries to write them.
+    set_timer(&c, &t, 1_000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load::default());
+    let driver = load.run(uris.clone(), t.clone(), 6, stop.clone());
+    load.until(20).await;
+
+    cluster.nodes[2].stop_process();
+    // The others take the shard over once the paused node's lease expires.
+    let before = load.total();
+    load.until(before + 20).await;
+    cluster.nodes[2].continue_process();
+    // It wakes past its lease: it drops its shards (the guard), or tries to write and is
+    // refused by the store (the fence). Either way it joins again with a new lease and
+    // serves shards again.
+    cluster.nodes[2].ready().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let n3 = &cluster.nodes[2];
+        let lost = n3.metric("switchboard_shard_handoffs_total{kind=\"lost\"}");
+        let fenced = n3.metric("switchboard_fenced_writes_total");
+        let owned = n3.metric("switchboard_shards_owned");
+        if lost + fenced >= 1.0 && owned > 0.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "n3 never dropped and regained shards");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = load.total();
+    load.until(before + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    driver.await.expect("the load ran to the end");
+    load.check(&c).await;
+    cluster.all_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owned_shards_keep_serving_while_etcd_restarts() {
+    let _serial = SERIAL.lock().await;
+    // The default TTL: a short etcd outage must not stop anything.
+    let mut cluster = Cluster::start_with_ttl(3, 10).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(1);
+    let mut c = cluster.nodes[0].clients().await;
+    setup(&mut c, &t, 1, 5).await;
+    cluster.etcd.kill();
+    // Straight calls, no retries: the owner keeps serving without etcd.
+    for i in 0..5 {
+        c.channel
+            .post_message(post_request(&t, "alice", &format!("during the outage {i}")))
+            .await
+            .expect("served while etcd is down");
+    }
+    cluster.etcd.restart();
+    // The cluster recovers by itself: a new member joins and gets its shards.
+    let n4 = Node::start_with_ttl("n4", &cluster.etcd, &cluster.store, cluster.dir.path(), 10);
+    n4.ready().await;
+    cluster.nodes.push(n4);
+    cluster.all_ready().await;
+    let owned: Vec<f64> =
+        cluster.nodes.iter().map(|n| n.metric("switchboard_shards_owned")).collect();
+    assert!(owned.iter().all(|&o| o > 0.0), "{owned:?}");
+    let posted = post(&c, post_request(&t, "alice", "after the outage")).await;
+    assert_eq!(posted.conversation.unwrap().customer_messages, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(0);
+    let uris: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
+    let c = cluster.nodes[1].clients().await;
+    let (agents, capacity) = (3, 2);
+    setup(&mut c.clone(), &t, agents, capacity as u32).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(History::default());
+    let load = Arc::new(Load::default());
+    // Streams and load go through every node in turn; restarted nodes get new ports, so the
+    // clients follow the list as it changes.
+    for a in 0..agents {
+        history.follow(uris.clone(), format!("tenants/{t}/agents/a{a}"), stop.clone());
+    }
+    let driver = load.run(uris.clone(), t.clone(), 5, stop.clone());
+    load.until(30).await;
+    for i in 0..cluster.nodes.len() {
+        assert!(cluster.nodes[i].terminate(), "SIGTERM hands over and exits cleanly");
+        let before = load.total();
+        load.until(before + 10).await;
+        cluster.nodes[i].restart();
+        cluster.nodes[i].ready().await;
+    }
+    cluster.all_ready().await;
+    let before = load.total();
+    load.until(before + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    driver.await.expect("the load ran to the end");
+    let survivor = Clients::connect(&cluster.nodes[2].grpc).await;
+    load.check(&survivor).await;
+    check_assignments(&history, capacity);
+    // Every agent stream resumed: each agent sees a message posted after the last restart.
+    let (by_agent, _) = history.assignments();
+    for (agent, conversations) in by_agent {
+        let conversation = conversations.into_iter().next().unwrap();
+        let customer = get(&survivor, &conversation).await.customer;
+        let customer = customer.rsplit('/').next().unwrap_or_default().to_owned();
+        let text = format!("final for {agent}");
+        post(&survivor, post_request(&t, &customer, &text)).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !history.saw(&agent, |e| {
+            matches!(&e.event, Some(pb::agent_event::Event::CustomerMessage(m)) if m.text == text)
+        }) {
+            assert!(tokio::time::Instant::now() < deadline, "{agent}'s stream did not resume");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

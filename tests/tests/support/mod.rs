@@ -1,0 +1,304 @@
+#![allow(dead_code)] // not every test uses every part
+
+//! Harness of the cluster tests: a real etcd (Debian's `etcd-server`), a real PostgreSQL
+//! (`switchboard_store::testing::PgServer`) and real `switchboard serve` processes, all on
+//! ephemeral loopback ports. Every process is stopped by the PID this harness started; nothing
+//! is killed by name. Waits are bounded; nothing asserts on time.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use switchboard_proto::v1::{
+    admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
+    channel_service_client::ChannelServiceClient,
+};
+use tonic::transport::Channel;
+
+/// Bound on any one wait (a debug build on a busy 2-core machine): not a timed assertion.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The lease TTL the tests run with, so failovers take seconds rather than the default 10.
+pub const TEST_TTL_SECONDS: u64 = 4;
+
+/// A free loopback port (released before use; a clash shows up as a failed start).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+}
+
+/// One etcd member of its own, in a temporary directory.
+pub struct Etcd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::Builder::new().prefix("switchboard-etcd-").tempdir().expect("tempdir");
+        let mut etcd = Etcd { child: None, dir, client_port: free_port(), peer_port: free_port() };
+        etcd.restart();
+        etcd
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts (again) on the same ports and data.
+    pub fn restart(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .arg("--log-level=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd (scripts/setup installs etcd-server)");
+        self.child = Some(child);
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            assert!(waited < PATIENCE, "etcd did not listen");
+            std::thread::sleep(step);
+            waited += step;
+        }
+    }
+
+    /// SIGKILL, by PID.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `switchboard serve` in cluster mode.
+pub struct Node {
+    pub id: String,
+    child: Option<Child>,
+    pub grpc: String,
+    pub metrics: String,
+    etcd: String,
+    store: String,
+    dir: PathBuf,
+    ttl: u64,
+}
+
+impl Node {
+    /// Starts a node and waits until it listens (not until it serves: see [`Node::ready`]).
+    pub fn start(id: &str, etcd: &Etcd, store_url: &str, dir: &std::path::Path) -> Node {
+        Node::start_with_ttl(id, etcd, store_url, dir, TEST_TTL_SECONDS)
+    }
+
+    pub fn start_with_ttl(
+        id: &str,
+        etcd: &Etcd,
+        store_url: &str,
+        dir: &std::path::Path,
+        ttl: u64,
+    ) -> Node {
+        let mut node = Node {
+            id: id.to_owned(),
+            child: None,
+            grpc: String::new(),
+            metrics: String::new(),
+            etcd: etcd.endpoint(),
+            store: store_url.to_owned(),
+            dir: dir.join(id),
+            ttl,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts the node again (same id, etcd and store; new ports).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node {} is running", self.id);
+        // A restart keeps its gRPC address, as a pod keeps its name behind the headless Service.
+        let grpc = self.grpc.strip_prefix("http://").unwrap_or("127.0.0.1:0").to_owned();
+        let grpc = if grpc.is_empty() { "127.0.0.1:0".to_owned() } else { grpc };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"))
+            .args(["serve", "--grpc-addr", &grpc, "--metrics-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--etcd", &self.etcd, "--store", &self.store, "--node-id", &self.id])
+            .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", self.ttl.to_string())
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the node");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let line = rx.recv_timeout(PATIENCE).expect("node did not report its addresses");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
+                .to_owned()
+        };
+        self.grpc = format!("http://{}", field("grpc"));
+        self.metrics = field("metrics");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Waits until the node reports SERVING: joined, and serving its shards.
+    pub async fn ready(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(channel) = Channel::from_shared(self.grpc.clone()).unwrap().connect().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
+                if let Ok(r) = health.check(req).await
+                    && r.into_inner().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node {} never became ready", self.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no handover, no snapshot.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        signal(child.id(), "TERM");
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn stop_process(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    pub fn continue_process(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    pub async fn clients(&self) -> Clients {
+        Clients::connect(&self.grpc).await
+    }
+
+    /// The value of a metric series (first line starting with `series`), or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        scrape(&self.metrics)
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Clone)]
+pub struct Clients {
+    pub admin: AdminServiceClient<Channel>,
+    pub channel: ChannelServiceClient<Channel>,
+    pub agent: AgentServiceClient<Channel>,
+}
+
+impl Clients {
+    pub async fn connect(uri: &str) -> Clients {
+        let channel = Channel::from_shared(uri.to_owned())
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Clients {
+            admin: AdminServiceClient::new(channel.clone()),
+            channel: ChannelServiceClient::new(channel.clone()),
+            agent: AgentServiceClient::new(channel),
+        }
+    }
+}
+
+/// GET /metrics over plain HTTP.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Calls `f` until it succeeds or fails with something other than UNAVAILABLE (a handover,
+/// a failover or a restart in progress), within [`PATIENCE`]. Retries reuse the request id
+/// the closure carries, so they are idempotent.
+pub async fn retry<T, F, Fut>(mut f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match f().await {
+            Err(s)
+                if (s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
