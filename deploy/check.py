@@ -228,6 +228,38 @@ def rendered(files):
         print(f"ConfigMap {name}: {key} matches deploy/grafana")
 
 
+# What a Secret key stands for when the launch is replayed outside Kubernetes.
+SECRET_SAMPLES = {"url": "postgres://switchboard:secret@postgres:5432/switchboard",
+                  "endpoints": "etcd-0:2379,etcd-1:2379"}
+
+
+def launch_of(container, config_map, sts):
+    """The node's command line and environment as the kubelet would give them to pod 0:
+    field references and Secret keys filled with samples, $(VAR) expanded, the config file
+    path left as {config} for the caller to point at the rendered TOML."""
+    env = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            value = e["value"]
+        elif "fieldRef" in e["valueFrom"]:
+            value = {"metadata.name": f"{sts}-0", "metadata.namespace": "switchboard"}[
+                e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            key = e["valueFrom"]["secretKeyRef"]["key"]
+            value = SECRET_SAMPLES.get(key, "sample")
+        env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+            for a in container.get("args", [])]
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    path = mounts[0]["mountPath"] if mounts else None
+    if path and not path.endswith(".toml"):
+        path = path + "/switchboard.toml"
+    args = ["{config}" if a == path else a for a in args]
+    if "{config}" not in args:
+        fail(f"{sts}: the node is not started with its mounted config file")
+    return {"args": args, "env": env, "config_map": config_map}
+
+
 # The node's configuration keys the manifests may set (SPEC §10, README, the cluster issue).
 KNOWN_KEYS = {
     "grpc": {"addr", "max_request_bytes", "concurrency_per_connection"},
@@ -235,7 +267,7 @@ KNOWN_KEYS = {
     "store": {"data_dir", "snapshot_every", "url"},
     "log": {"filter", "format"},
     "shutdown": {"drain_seconds"},
-    "cluster": {"etcd", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
+    "cluster": {"etcd", "name", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
 }
 
 
@@ -299,6 +331,17 @@ def deployment(docs):
                 or not headless[0]["spec"].get("publishNotReadyAddresses"):
             fail(f"StatefulSet {name}: serviceName must be a headless Service publishing not-ready pods")
         print(f"StatefulSet {name}: Parallel, gRPC probes, non-root, grace {grace}s > {sleep}s + {drain}s")
+        if os.environ.get("TOML_OUT"):
+            # <sts>.args: one argument a line; <sts>.env: NAME=value lines; <sts>.config: the
+            # ConfigMap whose TOML `{config}` stands for.
+            launch = launch_of(node, volume["configMap"]["name"], name)
+            out = os.path.join(os.environ["TOML_OUT"], name)
+            with open(out + ".args", "w") as f:
+                f.writelines(a + "\n" for a in launch["args"])
+            with open(out + ".env", "w") as f:
+                f.writelines(f"{k}={v}\n" for k, v in launch["env"].items())
+            with open(out + ".config", "w") as f:
+                f.write(launch["config_map"])
     for pdb in by_kind.get("PodDisruptionBudget", []):
         if pdb["spec"].get("maxUnavailable") != 1:
             fail(f"PodDisruptionBudget {pdb['metadata']['name']}: maxUnavailable must be 1")
