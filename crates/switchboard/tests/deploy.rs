@@ -27,8 +27,9 @@ const KUBERNETES_VERSION: &str = "1.35.0";
 const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
 
 /// Metrics the dashboards read that a single node without etcd does not export: forwarded
-/// calls and etcd request times exist only in cluster mode; live actors and mailbox depth are
-/// named but not fed by anything yet. Their names are constants in
+/// calls and etcd request times exist only in cluster mode (`tests/tests/cluster_metrics.rs`
+/// checks them on real cluster nodes); live actors and mailbox depth are named but not fed by
+/// anything yet. Their names are constants in
 /// `switchboard-node/src/metrics.rs` (checked below); drop them from this list once a single
 /// node exports them.
 const CLUSTER_ONLY: &[&str] = &[
