@@ -23,6 +23,7 @@ pub const CONVERSATIONS_ACTIVE: &str = "switchboard_conversations_active";
 pub const QUEUE_WAITING: &str = "switchboard_queue_waiting";
 pub const QUEUE_OLDEST_WAIT: &str = "switchboard_queue_oldest_wait_seconds";
 pub const QUEUE_WAIT: &str = "switchboard_queue_wait_seconds";
+pub const QUEUE_AGENTS_ONLINE: &str = "switchboard_queue_agents_online";
 pub const ABANDONED: &str = "switchboard_abandoned_total";
 pub const FIRST_RESPONSE: &str = "switchboard_first_response_seconds";
 pub const ASSIGNMENTS: &str = "switchboard_assignments_total";
@@ -30,6 +31,8 @@ pub const REASSIGNMENTS: &str = "switchboard_reassignments_total";
 pub const OFFERS: &str = "switchboard_offers_total";
 pub const AUTOMATIC_REPLIES: &str = "switchboard_automatic_replies_total";
 pub const AUTOMATIC_REPLIES_SUPPRESSED: &str = "switchboard_automatic_replies_suppressed_total";
+pub const CHANNEL_BUDGET_EXHAUSTED: &str = "switchboard_channel_budget_exhausted_total";
+pub const ASSIGNMENT_DECISION: &str = "switchboard_assignment_decision_seconds";
 pub const AGENTS: &str = "switchboard_agents";
 pub const AGENT_CAPACITY: &str = "switchboard_agent_capacity_slots";
 pub const AGENT_USED: &str = "switchboard_agent_used_slots";
@@ -70,6 +73,7 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (QUEUE_WAIT, WAIT_BUCKETS),
     (FIRST_RESPONSE, WAIT_BUCKETS),
     (APPLY_SECONDS, APPLY_BUCKETS),
+    (ASSIGNMENT_DECISION, APPLY_BUCKETS),
     (SNAPSHOT_BYTES, SIZE_BUCKETS),
     (ETCD_REQUEST_SECONDS, ETCD_BUCKETS),
     (crate::grpc_metrics::HANDLING_SECONDS, crate::grpc_metrics::HANDLING_BUCKETS),
@@ -96,10 +100,15 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Wait of the oldest conversation in a group's queue."
     );
+    describe_gauge!(
+        QUEUE_AGENTS_ONLINE,
+        "Members of a group's queue who are online (receiving work), full or not."
+    );
     describe_histogram!(
         QUEUE_WAIT,
         metrics::Unit::Seconds,
-        "Time in the queue, by tenant, group and outcome (assigned, abandoned, ended)."
+        "Time in a group's queue, by tenant, group and how it left: assigned, abandoned, \
+         transferred (to another group), timed_out, ended."
     );
     describe_counter!(ABANDONED, "Conversations the customer left while queued.");
     describe_histogram!(
@@ -113,13 +122,24 @@ pub fn describe() {
     );
     describe_counter!(
         REASSIGNMENTS,
-        "Transfers and reassignments, by tenant and target (agent, group)."
+        "Conversations moved off their agent or group, by tenant, target (agent, group) and \
+         reason (agent_transfer, supervisor, agent_offline)."
     );
-    describe_counter!(OFFERS, "Offers made, declined and timed out.");
+    describe_counter!(OFFERS, "Offers by outcome: made, accepted, declined, timed_out.");
     describe_counter!(AUTOMATIC_REPLIES, "Automatic replies sent, by tenant and kind.");
     describe_counter!(
         AUTOMATIC_REPLIES_SUPPRESSED,
         "Automatic replies withheld to keep the channel budget's reserve for humans."
+    );
+    describe_counter!(
+        CHANNEL_BUDGET_EXHAUSTED,
+        "Service messages a channel's reply budget stopped, by tenant, channel and by \
+         (automatic: a reply withheld for the humans' reserve; agent: an agent message refused)."
+    );
+    describe_histogram!(
+        ASSIGNMENT_DECISION,
+        metrics::Unit::Seconds,
+        "Time to apply a command that offered or assigned conversations: the routing decision."
     );
     describe_gauge!(AGENTS, "Agents by status.");
     describe_gauge!(AGENT_CAPACITY, "Capacity of signed-in agents, in conversations.");
@@ -176,12 +196,24 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
     let tenant = state.id.clone();
     counter!(COMMANDS, "tenant" => tenant.clone(), "kind" => kind).increment(1);
     histogram!(APPLY_SECONDS, "kind" => kind).record(took.as_secs_f64());
-    for k in &out.suppressed {
+    for (k, channel) in &out.suppressed {
         counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
             .increment(1);
+        if let Some(channel) = channel {
+            counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.clone(), "channel" => channel.as_str(), "by" => "automatic")
+                .increment(1);
+        }
+    }
+    if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
+        histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
     for k in &out.replies {
         counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
+    }
+    if out.released_offline > 0 {
+        // Offers withdrawn and assignments requeued because the agent signed out.
+        counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => "group", "reason" => "agent_offline")
+            .increment(u64::from(out.released_offline));
     }
     for e in &out.events {
         counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
@@ -197,6 +229,10 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
             }
             Event::Assigned { group, via, waited_ms, .. } => {
                 let g = group_label(state, *group);
+                if *via == switchboard_core::router::Via::Accepted {
+                    counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "accepted")
+                        .increment(1);
+                }
                 let via = crate::convert::snake(via);
                 counter!(ASSIGNMENTS, "tenant" => tenant.clone(), "group" => g.clone(), "via" => via).increment(1);
                 histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "assigned")
@@ -208,9 +244,17 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
                 counter!(CONVERSATIONS_ENDED, "tenant" => tenant.clone(), "group" => g.clone(), "cause" => cause_label)
                     .increment(1);
                 if *from == State::Queued {
-                    // The customer's channel closing a waiting conversation is an abandonment.
-                    let abandoned = *cause == switchboard_core::Cause::ChannelClosed;
-                    let outcome = if abandoned { "abandoned" } else { "ended" };
+                    // The customer's channel closing a waiting conversation is an abandonment;
+                    // a timer ending it is a time-out; anything else ended it by hand.
+                    use switchboard_core::Cause;
+                    let abandoned = *cause == Cause::ChannelClosed;
+                    let outcome = match cause {
+                        Cause::ChannelClosed => "abandoned",
+                        Cause::IdleTimeout
+                        | Cause::CustomerNoResponse
+                        | Cause::ReplyWindowClosed => "timed_out",
+                        _ => "ended",
+                    };
                     if abandoned {
                         counter!(ABANDONED, "tenant" => tenant.clone(), "group" => g.clone())
                             .increment(1);
@@ -228,12 +272,23 @@ pub fn applied(state: &TenantState, kind: &'static str, took: Duration, out: &Ou
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
                     .record(seconds(*since_assigned_ms));
             }
-            Event::Transferred { to, .. } => {
+            Event::Transferred { to, left_queue, .. } => {
+                if let Some((g, ms)) = left_queue {
+                    let g = group_label(state, *g);
+                    histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
+                        .record(seconds(*ms));
+                }
                 let target = match to {
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
-                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target)
+                // Who moved it: the agent (transfer) or a supervisor (batch reassignment).
+                let reason = match kind {
+                    "transfer" => "agent_transfer",
+                    "reassign_batch" => "supervisor",
+                    _ => "other",
+                };
+                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
                     .increment(1);
             }
             Event::Offered { .. } => {
@@ -262,6 +317,12 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
         let oldest = router.queue(group, 0).map(|(k, _)| k.entered_at()).min();
         let wait = oldest.map_or(0.0, |t| now.since(t).as_secs_f64());
         gauge!(QUEUE_OLDEST_WAIT, "tenant" => tenant.clone(), "group" => name.clone()).set(wait);
+        let online = router
+            .group_members(group)
+            .filter(|a| router.agent(*a).is_some_and(|a| a.status == AgentStatus::Online))
+            .count();
+        gauge!(QUEUE_AGENTS_ONLINE, "tenant" => tenant.clone(), "group" => name.clone())
+            .set(online as f64);
     }
     let mut by_status = [0u32; 5];
     let (mut capacity, mut used) = (0u64, 0u64);
@@ -292,9 +353,15 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
     }
 }
 
-pub fn refused(tenant: &str, kind: &'static str, reason: &'static str) {
-    counter!(COMMANDS_REFUSED, "tenant" => tenant.to_owned(), "kind" => kind, "reason" => reason)
+pub fn refused(tenant: &str, kind: &'static str, error: &crate::error::Error) {
+    counter!(COMMANDS_REFUSED, "tenant" => tenant.to_owned(), "kind" => kind, "reason" => error.reason())
         .increment(1);
+    if let crate::error::Error::Core(switchboard_core::Error::BudgetExhausted { channel, .. }) =
+        error
+    {
+        counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.to_owned(), "channel" => channel.as_str(), "by" => "agent")
+            .increment(1);
+    }
 }
 
 pub fn snapshot(_tenant: &str, bytes: usize) {

@@ -243,7 +243,7 @@ impl Running {
         let started = tokio::time::Instant::now();
         match apply::apply(&mut self.state, &cmd) {
             Err(e) => {
-                m::refused(&self.state.id, kind, e.reason());
+                m::refused(&self.state.id, kind, &e);
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(e.into()));
                 }

@@ -108,10 +108,14 @@ pub enum Event {
         via: Via,
         waited_ms: u64,
     },
+    /// `left_queue`: the group whose queue it was waiting in and for how long, when a
+    /// waiting conversation moves to another group (a wait that ends in that queue).
     Transferred {
         conversation: ConversationId,
         from: Option<AgentId>,
         to: Target,
+        #[serde(default)]
+        left_queue: Option<(GroupId, u64)>,
     },
     /// `from` is the state it ended in; `waited_ms` how long it had waited if it ended queued
     /// (an abandonment when the customer's channel closed it).

@@ -529,19 +529,7 @@ impl Engine {
         }
         let c = self.conversations.get_mut(&id).expect("conversation exists");
         let (from, group) = (c.state, c.group);
-        // A wait runs from the first of the trailing `queued` transitions (moves between
-        // queues keep waiting).
-        let waited_ms = (from == State::Queued)
-            .then(|| {
-                c.transitions
-                    .iter()
-                    .rev()
-                    .take_while(|t| t.to == State::Queued)
-                    .last()
-                    .map(|t| t.at)
-            })
-            .flatten()
-            .map(|since| millis(now.since(since)));
+        let waited_ms = waited_ms(c, now);
         c.transition(now, State::Ended, cause, None);
         let customer = c.customer;
         let last = c.served_by.last().copied();
@@ -564,6 +552,17 @@ impl Engine {
         self.apply(now, rout, Cause::Routed, out);
         self.reschedule(id);
     }
+}
+
+/// How long a queued conversation has waited. A wait runs from the first of the trailing
+/// `queued` transitions (moves between queues keep waiting).
+fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
+    (c.state == State::Queued)
+        .then(|| {
+            c.transitions.iter().rev().take_while(|t| t.to == State::Queued).last().map(|t| t.at)
+        })
+        .flatten()
+        .map(|since| millis(now.since(since)))
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -185,6 +185,10 @@ impl Engine {
             });
         }
         let from = c.agent;
+        let left_queue = match target {
+            Target::Group { .. } => super::waited_ms(c, now).map(|ms| (c.group, ms)),
+            Target::Agent(_) => None,
+        };
         let mut rout = Vec::new();
         match target {
             Target::Agent(a) => {
@@ -197,8 +201,12 @@ impl Engine {
                 self.router.transfer_to_group(now, id, group, keep_entry_time, &mut rout)?;
             }
         }
-        let mut out =
-            vec![Effect::Event(Event::Transferred { conversation: id, from, to: target })];
+        let mut out = vec![Effect::Event(Event::Transferred {
+            conversation: id,
+            from,
+            to: target,
+            left_queue,
+        })];
         self.apply(now, rout, Cause::Transferred, &mut out);
         Ok(out)
     }

@@ -826,13 +826,19 @@ fn events_carry_abandonment_waits_and_the_first_response() {
     b.agent(A1, "Zhang", 1, AgentStatus::Online);
     let (served, _) = b.say(at(secs(0)), U1, "hi");
     let (waiting, _) = b.say(at(secs(5)), U2, "hi");
-    b.e.transfer(
-        at(secs(8)),
-        waiting,
-        Target::Group { group: G2, keep_entry_time: true },
-        Actor::Supervisor(A1),
-    )
-    .unwrap();
+    let fx =
+        b.e.transfer(
+            at(secs(8)),
+            waiting,
+            Target::Group { group: G2, keep_entry_time: true },
+            Actor::Supervisor(A1),
+        )
+        .unwrap();
+    let left = fx.iter().find_map(|e| match e {
+        Effect::Event(Event::Transferred { left_queue, .. }) => Some(*left_queue),
+        _ => None,
+    });
+    assert_eq!(left, Some(Some((G1, 3_000))), "left G1's queue after 3 s");
     let fx = b.e.channel_closed(at(secs(20)), waiting).unwrap();
     let ended = fx.iter().find_map(|e| match e {
         Effect::Event(Event::Ended { from, waited_ms, cause, group, .. }) => {

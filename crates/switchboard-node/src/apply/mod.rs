@@ -34,12 +34,15 @@ pub struct Output {
     pub items: Vec<(String, u64, StreamItem)>,
     pub transcript: Vec<TranscriptRow>,
     pub purges: Vec<u64>,
-    /// Automatic replies withheld to keep the humans' budget (for metrics).
-    pub suppressed: Vec<ReplyKind>,
+    /// Automatic replies withheld to keep the humans' budget, with the conversation's
+    /// channel (for metrics).
+    pub suppressed: Vec<(ReplyKind, Option<switchboard_core::Channel>)>,
     /// Automatic replies sent (for metrics).
     pub replies: Vec<ReplyKind>,
     /// Core events, for metrics.
     pub events: Vec<Event>,
+    /// Conversations that left their agent because it signed out (for metrics).
+    pub released_offline: u32,
 }
 
 /// Applies a logged command.
@@ -139,8 +142,18 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
                     StreamItem { item: Some(stream_item::Item::Outbound(message)) },
                 );
             }
-            Effect::ReplySuppressed { kind, .. } => out.suppressed.push(kind),
+            Effect::ReplySuppressed { kind, conversation } => {
+                let channel = state.engine.conversation(conversation).map(|c| c.channel);
+                out.suppressed.push((kind, channel));
+            }
             Effect::Notify { agent, note } => {
+                if let Note::Released {
+                    reason: switchboard_core::router::Release::AgentOffline,
+                    ..
+                } = note
+                {
+                    out.released_offline += 1;
+                }
                 let event = agent_event(state, now, note);
                 let stream = agent_stream(state.agents.name(agent.0));
                 push(

@@ -30,12 +30,19 @@ pub struct Node {
 impl Node {
     /// Starts a node on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Node {
+        Node::start_with_env(data_dir, &[])
+    }
+
+    /// Like `start`, with extra environment variables (configuration such as
+    /// `SWITCHBOARD_STORE__SNAPSHOT_EVERY`).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
             .args(["serve", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
-            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()));
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied());
         let started = process::start(command, START);
         Node {
             grpc: started.grpc,

@@ -1,0 +1,548 @@
+//! Operations checks (issue 5): what `deploy/` and `helm/` reference — metric names, PromQL,
+//! rules, manifests — is checked here with the real tools, never skipped. promtool comes from
+//! Debian's `prometheus`; helm, kubectl, kubernetes-validate and hadolint from `scripts/setup`,
+//! which puts them in `target/tools/bin`. A missing tool fails the test with the command to
+//! run.
+//!
+//! The live-node check starts a real `switchboard serve` on ephemeral loopback ports, drives a
+//! little traffic through every path the dashboards show, and stops it by PID.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::{Node, rid};
+use switchboard_proto::v1 as pb;
+
+/// The Kubernetes version the manifests are validated against (kubectl and helm from the
+/// pinned layer speak 1.35).
+const KUBERNETES_VERSION: &str = "1.35.0";
+
+/// Custom resources kubernetes-validate has no schema for; `deploy/check.py rendered` checks
+/// them instead: against prometheus-operator's CRD schemas (`deploy/crds.mjs`, which allow
+/// unknown fields), PrometheusRule through promtool, ServiceMonitor against a strict schema.
+const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
+
+/// Metrics the dashboards read that a single node without etcd does not export: forwarded
+/// calls and etcd request times exist only in cluster mode (`tests/tests/cluster_metrics.rs`
+/// checks them on real cluster nodes); live actors and mailbox depth are named but not fed by
+/// anything yet. Their names are constants in
+/// `switchboard-node/src/metrics.rs` (checked below); drop them from this list once a single
+/// node exports them.
+const CLUSTER_ONLY: &[&str] = &[
+    "switchboard_actors",
+    "switchboard_mailbox_depth",
+    "switchboard_forwarded_total",
+    "switchboard_etcd_request_seconds_bucket",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// A tool `scripts/setup` installs into target/tools/bin.
+fn tool(name: &str) -> Command {
+    let path = root().join("target/tools/bin").join(name);
+    assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
+    let mut c = Command::new(path);
+    c.current_dir(root());
+    c
+}
+
+fn promtool() -> Command {
+    let mut c = Command::new("promtool");
+    c.current_dir(root());
+    c
+}
+
+/// `deploy/check.py` with PyYAML and jsonschema from target/tools/python.
+fn check_py() -> Command {
+    let python = root().join("target/tools/python");
+    assert!(python.exists(), "{} is missing: run scripts/setup", python.display());
+    let mut c = Command::new("python3");
+    c.current_dir(root()).arg("deploy/check.py").env("PYTHONPATH", python);
+    c
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn run(c: &mut Command) -> String {
+    let shown = format!("{c:?}");
+    let out: Output = c.output().unwrap_or_else(|e| panic!("{shown}: {e} (run scripts/setup)"));
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{shown} failed ({}):\n{stdout}\n{stderr}", out.status);
+    stdout.into_owned()
+}
+
+/// Runs a command that must fail; returns stdout and stderr.
+fn run_fails(c: &mut Command) -> String {
+    let shown = format!("{c:?}");
+    let out = c.output().unwrap_or_else(|e| panic!("{shown}: {e} (run scripts/setup)"));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{shown} should have failed:\n{text}");
+    text
+}
+
+/// kubernetes-validate --strict on rendered manifests: every built-in kind against its
+/// schema (unknown fields refused); the only kinds it may not know are `CRD_KINDS`, which
+/// `check.py rendered` checks instead, together with the deployment's own rules; it writes
+/// each node's launch (TOML, arguments, environment) into `launch`.
+fn validate_manifests(rendered: &Path, launch: &Path) -> String {
+    let out =
+        run(tool("kubernetes-validate").args(["--strict", "-k", KUBERNETES_VERSION]).arg(rendered));
+    for line in out.lines().filter(|l| !l.starts_with("INFO")) {
+        assert!(
+            line.starts_with("WARN")
+                && line.contains("Couldn't find schema for kind")
+                && CRD_KINDS.iter().any(|k| line.contains(&format!("kind {k} "))),
+            "kubernetes-validate: {line}"
+        );
+    }
+    let passed = out.lines().filter(|l| l.starts_with("INFO") && l.contains("passed")).count();
+    assert!(passed > 0, "kubernetes-validate validated nothing:\n{out}");
+    run(check_py().env("TOML_OUT", launch).arg("rendered").arg(rendered))
+}
+
+/// Rendered manifests, then the node exactly as pod 0 of each StatefulSet would start it
+/// (arguments, environment with sample Secret values, the rendered TOML) run by the real
+/// binary with `--dump-config`, which validates every setting and exits.
+fn validate_and_launch(rendered: &Path, dir: &Path) -> String {
+    let launch = dir.join(format!("launch-{}", rendered.file_stem().unwrap().to_string_lossy()));
+    std::fs::create_dir(&launch).unwrap();
+    let out = validate_manifests(rendered, &launch);
+    let mut launched = 0;
+    for entry in std::fs::read_dir(&launch).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "args") {
+            continue;
+        }
+        let read = |ext: &str| std::fs::read_to_string(path.with_extension(ext)).unwrap();
+        let config = launch.join(format!("{}.toml", read("config")));
+        let mut node = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        node.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for line in read("env").lines() {
+            let (k, v) = line.split_once('=').expect("NAME=value");
+            node.env(k, v);
+        }
+        for arg in read("args").lines() {
+            node.arg(if arg == "{config}" { config.as_os_str() } else { arg.as_ref() });
+        }
+        let dumped = run(node.arg("--dump-config"));
+        assert!(dumped.contains("[grpc]"), "{dumped}");
+        launched += 1;
+    }
+    assert!(launched > 0, "no StatefulSet of switchboard in {}", rendered.display());
+    out
+}
+
+#[test]
+fn helm_chart_lints_renders_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = "helm/switchboard";
+    for (i, values) in ["", "ci/cluster-values.yaml", "ci/secrets-values.yaml"].iter().enumerate() {
+        let file = |c: &mut Command| {
+            if !values.is_empty() {
+                c.arg("-f").arg(Path::new(chart).join(values));
+            }
+        };
+        let mut lint = tool("helm");
+        lint.args(["lint", "--strict", chart]);
+        file(&mut lint);
+        let out = run(&mut lint);
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+
+        let mut template = tool("helm");
+        template.args(["template", "sb", chart, "--namespace", "switchboard"]);
+        file(&mut template);
+        let rendered = dir.path().join(format!("rendered-{i}.yaml"));
+        std::fs::write(&rendered, run(&mut template)).unwrap();
+        let out = validate_and_launch(&rendered, dir.path());
+        assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
+        if *values == "ci/cluster-values.yaml" {
+            assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
+            assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
+            assert!(out.contains("PrometheusRule sb-switchboard: valid against the prometheus-operator CRD schema"), "{out}");
+            assert!(out.contains("contact-center.json matches deploy/grafana"), "{out}");
+        }
+    }
+
+    // Packaged (files/ links resolved into the archive), it renders the same.
+    run(tool("helm").args(["package", chart, "-d"]).arg(dir.path()));
+    let packaged = run(tool("helm").args(["template", "sb", "--namespace", "switchboard"]).arg(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+            .expect("helm package wrote the chart archive"),
+    ));
+    let from_dir = std::fs::read_to_string(dir.path().join("rendered-0.yaml")).unwrap();
+    assert!(packaged == from_dir, "the packaged chart renders differently");
+
+    // values.schema.json is strict, and the chart refuses what cannot work.
+    for (args, says) in [
+        (&["--set", "bogus=1"][..], "additional properties 'bogus' not allowed"),
+        (&["--set", "probes.readiness.timeout=3"][..], "additional properties 'timeout'"),
+        (&["--set", "replicas=3"][..], "more than one replica needs cluster.etcd"),
+        (
+            &["--set", "replicas=3", "--set", "cluster.etcd.endpoints={etcd:2379}"][..],
+            "more than one replica needs postgres",
+        ),
+        (
+            &["--set", "shutdown.terminationGracePeriodSeconds=20"][..],
+            "must be longer than preStopSleepSeconds + drainSeconds",
+        ),
+        (&["--set", "cluster.etcd.endpoints={not-an-endpoint}"][..], "does not match pattern"),
+    ] {
+        let out = run_fails(tool("helm").args(["template", "sb", chart]).args(args));
+        assert!(out.contains(says), "helm template {args:?}: wanted {says:?} in\n{out}");
+    }
+}
+
+#[test]
+fn kustomize_manifests_build_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("kustomize.yaml");
+    std::fs::write(&rendered, run(tool("kubectl").args(["kustomize", "deploy/kubernetes"])))
+        .unwrap();
+    let out = validate_and_launch(&rendered, dir.path());
+    assert!(out.contains("StatefulSet switchboard: Parallel"), "{out}");
+    let text = std::fs::read_to_string(&rendered).unwrap();
+    assert!(text.contains("name: etcd") && text.contains("kind: StatefulSet"), "example etcd");
+}
+
+/// No Docker daemon is assumed: hadolint lints the Dockerfile and its structure is checked.
+#[test]
+fn dockerfile_is_multi_stage_and_runs_as_non_root() {
+    run(tool("hadolint").arg("deploy/docker/Dockerfile"));
+    let text = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
+    // One instruction a line: continuation lines joined, comments dropped.
+    let joined = text.replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(i, _)| i.chars().all(|c| c.is_ascii_uppercase()))
+        .map(|(i, rest)| (i.to_owned(), rest.trim().to_owned()))
+        .collect();
+    let stages: Vec<usize> =
+        instructions.iter().enumerate().filter(|(_, (i, _))| i == "FROM").map(|(n, _)| n).collect();
+    assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    let (build, last) =
+        (&instructions[stages[0]..stages[1]], &instructions[*stages.last().unwrap()..]);
+    assert!(instructions[stages[0]].1.ends_with(" AS build"), "first stage is named build");
+    assert!(
+        build.iter().any(|(i, r)| i == "RUN" && r.contains("protobuf-compiler")),
+        "protoc in the build stage"
+    );
+    assert!(
+        text.contains("cargo build --release --locked -p switchboard"),
+        "builds the switchboard binary"
+    );
+    assert!(
+        last.iter().any(|(i, r)| i == "COPY" && r.starts_with("--from=build")),
+        "the runtime stage takes the binary from the build stage"
+    );
+    let user = last.iter().rev().find(|(i, _)| i == "USER").map(|(_, u)| u.as_str());
+    let user = user.expect("the runtime stage sets USER");
+    let name = user.split(':').next().unwrap();
+    assert!(name != "root" && name != "0", "non-root USER, got {user}");
+    let expose = last.iter().find(|(i, _)| i == "EXPOSE").map(|(_, p)| p.as_str());
+    assert_eq!(expose, Some("7400 9400"), "the gRPC and metrics ports");
+}
+
+#[test]
+fn prometheus_rules_pass_promtool_and_their_unit_tests() {
+    run(promtool().args([
+        "check",
+        "rules",
+        "deploy/prometheus/recording.rules.yml",
+        "deploy/prometheus/alerts.rules.yml",
+    ]));
+    let out = run(promtool().args(["test", "rules", "deploy/prometheus/rules.test.yml"]));
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn dashboards_are_generated_and_every_expression_parses() {
+    run(Command::new("python3")
+        .current_dir(root())
+        .args(["deploy/grafana/generate.py", "--check"]));
+    let dir = tempfile::tempdir().unwrap();
+    run(check_py().arg("promql").arg(dir.path()));
+    let out = run(promtool().args(["check", "rules"]).arg(dir.path().join("dashboards.rules.yml")));
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Sample names in a Prometheus text exposition (`name{...} value` or `name value`).
+fn sample_names(scrape: &str) -> BTreeSet<String> {
+    let body = scrape.split_once("\r\n\r\n").map_or(scrape, |(_, b)| b);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let used = {
+        let out = tempfile::tempdir().unwrap();
+        run(check_py().arg("promql").arg(out.path()))
+    };
+    let used: BTreeSet<String> = used.lines().map(str::to_owned).collect();
+    assert!(used.len() > 20, "the dashboards read metrics: {used:?}");
+    let source = include_str!("../../switchboard-node/src/metrics.rs");
+    for name in CLUSTER_ONLY {
+        let base =
+            ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(source.contains(&format!("\"{base}\"")), "{base} is not a metric constant");
+    }
+
+    // Snapshots every few commands, so the snapshot-size histogram has samples.
+    let node = Node::start_with_env(dir.path(), &[("SWITCHBOARD_STORE__SNAPSHOT_EVERY", "5")]);
+    drive_every_path(&node).await;
+
+    // Gauges are sampled on an interval: poll (bounded) until every series is there.
+    let mut missing = BTreeSet::new();
+    for _ in 0..60 {
+        let names = sample_names(&support::scrape(&node.metrics));
+        missing = used
+            .iter()
+            .filter(|n| !names.contains(*n) && !CLUSTER_ONLY.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(missing.is_empty(), "read by deploy/ but not exported by a live node: {missing:?}");
+    // The chart's probes ask the gRPC health service for "" (startup, readiness) and for
+    // the liveness service of values.yaml: both answer SERVING on a running node.
+    let values = std::fs::read_to_string(root().join("helm/switchboard/values.yaml")).unwrap();
+    let liveness = values
+        .split("liveness:")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("service: ")))
+        .expect("probes.liveness.service in values.yaml");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap(),
+    );
+    for service in ["", liveness] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
+            .into_inner()
+            .status;
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(status, serving, "health of {service:?}");
+    }
+
+    // The outcomes the alerts and panels split by, with bounded labels.
+    let scrape = support::scrape(&node.metrics);
+    // Every histogram has explicit buckets (metrics::HISTOGRAMS); one left out would be
+    // exported as a summary, which cannot be aggregated across pods.
+    for line in scrape.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(!line.ends_with(" summary"), "a summary, not a histogram: {line}");
+    }
+    for want in [
+        r#"switchboard_offers_total{tenant="ops",outcome="accepted"} 1"#,
+        r#"switchboard_offers_total{tenant="ops",outcome="declined"} 1"#,
+        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="sales",outcome="assigned"} 1"#,
+        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="vip",outcome="abandoned"} 2"#,
+        r#"switchboard_queue_wait_seconds_count{tenant="ops",group="sales",outcome="transferred"} 1"#,
+        r#"switchboard_abandoned_total{tenant="ops",group="vip"} 2"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="supervisor"} 1"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_transfer"} 1"#,
+        r#"switchboard_reassignments_total{tenant="ops",target="group",reason="agent_offline"} 1"#,
+        // Gauges are sampled on an interval: their series, not their values.
+        r#"switchboard_queue_agents_online{tenant="ops",group="vip"} "#,
+        r#"switchboard_queue_agents_online{tenant="ops",group="sales"} "#,
+        r#"switchboard_automatic_replies_suppressed_total{tenant="ops",kind="message_received"}"#,
+        r#"switchboard_channel_budget_exhausted_total{tenant="ops",channel="mini_program",by="automatic"}"#,
+        r#"switchboard_channel_budget_exhausted_total{tenant="ops",channel="mini_program",by="agent"} 1"#,
+        r#"switchboard_commands_refused_total{tenant="ops",kind="send_message",reason="REPLY_BUDGET_EXHAUSTED"} 1"#,
+        r#"switchboard_queue_wait_seconds_bucket{tenant="ops",group="sales",outcome="assigned",le="20"} 1"#,
+    ] {
+        assert!(scrape.contains(want), "missing {want} in\n{scrape}");
+    }
+}
+
+async fn opened(c: &mut support::Clients, r: pb::PostMessageRequest) -> pb::Conversation {
+    c.channel.post_message(r).await.expect("post").into_inner().conversation.expect("conversation")
+}
+
+/// The customer's channel closes the conversation.
+async fn customer_leaves(c: &mut support::Clients, conversation: &str) {
+    c.channel
+        .close_conversation(pb::ConversationRequest {
+            conversation: conversation.into(),
+            request_id: rid("close"),
+        })
+        .await
+        .expect("customer leaves");
+}
+
+fn dur(seconds: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration { seconds, nanos: 0 })
+}
+
+/// Offers made, declined, accepted and withdrawn by sign-out; a first response; an agent's
+/// transfer and a supervisor's reassignment of a waiting conversation to another group;
+/// abandonments; automatic replies sent and withheld, and an agent message refused, for the
+/// channel budget.
+async fn drive_every_path(node: &Node) {
+    let mut c = node.clients().await;
+    let t = "ops";
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: t.into(),
+            display_name: "Ops".into(),
+            settings: None,
+            request_id: rid("tenant"),
+        })
+        .await
+        .expect("create tenant");
+    for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
+        c.admin
+            .put_group(pb::PutGroupRequest {
+                name: format!("tenants/{t}/groups/{g}"),
+                display_name: g.into(),
+                policy: Some(pb::RoutingPolicy {
+                    offer_mode: mode as i32,
+                    offer_timeout: dur(600),
+                    ..Default::default()
+                }),
+                replies: None,
+                request_id: rid("group"),
+            })
+            .await
+            .expect("put group");
+    }
+    // Six message-received texts on a mini-program (budget 5, one kept for humans): four go
+    // out, two are withheld.
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{t}"),
+            display_name: "Ops".into(),
+            settings: Some(pb::TenantSettings {
+                default_group: "sales".into(),
+                message_received: Some(pb::MessageReceivedReply {
+                    texts: (1..=6).map(|i| format!("received {i}")).collect(),
+                    also_in_session: false,
+                }),
+                ..Default::default()
+            }),
+            request_id: rid("settings"),
+        })
+        .await
+        .expect("update tenant");
+    for a in ["alice", "bob", "boss"] {
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: format!("tenants/{t}/agents/{a}"),
+                nickname: a.into(),
+                capacity: 2,
+                groups: vec!["sales".into()],
+                replies: None,
+                supervisor: a == "boss",
+                request_id: rid("agent"),
+            })
+            .await
+            .expect("put agent");
+    }
+    let agent = |a: &str| format!("tenants/{t}/agents/{a}");
+    let set_status = async |c: &mut support::Clients, a: &str, s: pb::AgentStatus| {
+        c.agent
+            .set_status(pb::SetStatusRequest {
+                agent: agent(a),
+                status: s as i32,
+                request_id: rid("status"),
+            })
+            .await
+            .expect("set status");
+    };
+    set_status(&mut c, "alice", pb::AgentStatus::Online).await;
+    let post = |customer: &str, channel: pb::Channel| pb::PostMessageRequest {
+        tenant: format!("tenants/{t}"),
+        customer: customer.into(),
+        channel: channel as i32,
+        text: "hello".into(),
+        group: String::new(),
+        priority: 0,
+        nickname: customer.into(),
+        request_id: rid("post"),
+    };
+    let first = opened(&mut c, post("c1", pb::Channel::MiniProgram)).await;
+    assert_eq!(first.state, pb::ConversationState::Offered as i32, "offered to alice");
+    let on = |a: &str| pb::AgentConversationRequest {
+        agent: agent(a),
+        conversation: first.name.clone(),
+        request_id: rid("conv"),
+    };
+    c.agent.decline(on("alice")).await.expect("alice declines");
+    // Refused: alice holds no offer for it any more.
+    c.agent.accept(on("alice")).await.expect_err("nothing to accept");
+    set_status(&mut c, "bob", pb::AgentStatus::Online).await;
+    c.agent.accept(on("bob")).await.expect("bob accepts");
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("bob"),
+            conversation: first.name.clone(),
+            text: "how can I help?".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .expect("bob answers");
+    // Four automatic replies and bob's answer used the mini-program's five slots.
+    let err = c
+        .agent
+        .send_message(pb::SendMessageRequest {
+            agent: agent("bob"),
+            conversation: first.name.clone(),
+            text: "are you there?".into(),
+            tag: 0,
+            request_id: rid("send"),
+        })
+        .await
+        .expect_err("the channel's budget is spent");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    c.agent
+        .transfer(pb::TransferRequest {
+            agent: agent("bob"),
+            conversation: first.name.clone(),
+            to: Some(pb::transfer_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
+            reset_entry_time: false,
+            request_id: rid("transfer"),
+        })
+        .await
+        .expect("transfer to vip");
+    // Nobody serves vip: the customer gives up waiting.
+    customer_leaves(&mut c, &first.name).await;
+    // Bob alone is online and is offered the next one, then signs out: the offer goes back.
+    set_status(&mut c, "alice", pb::AgentStatus::Offline).await;
+    let second = opened(&mut c, post("c2", pb::Channel::Web)).await;
+    assert_eq!(second.agent, agent("bob"), "offered to bob");
+    set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
+    // It waits in sales with nobody online; a supervisor moves it to vip, where the customer
+    // gives up too.
+    c.supervisor
+        .reassign_batch(pb::ReassignBatchRequest {
+            supervisor: agent("boss"),
+            conversations: vec![second.name.clone()],
+            to: Some(pb::reassign_batch_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
+            reset_entry_time: false,
+            request_id: rid("reassign"),
+        })
+        .await
+        .expect("supervisor reassigns");
+    customer_leaves(&mut c, &second.name).await;
+}

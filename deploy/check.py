@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Structural checks of deploy/ and helm/ that no off-the-shelf tool makes; run by
+crates/switchboard/tests/deploy.rs (with PYTHONPATH=target/tools/python for PyYAML and
+jsonschema, which scripts/setup installs with kubernetes-validate).
+
+  check.py promql OUT_DIR
+      Gathers every PromQL expression of the dashboards (panel targets) with Grafana's
+      variables substituted, writes them as recording rules to OUT_DIR/dashboards.rules.yml for
+      `promtool check rules`, checks the dashboards' shape (variables, data source) and that
+      every alert has a runbook, and prints every metric name the dashboards, their variable
+      queries and the Prometheus rules read, one per line.
+  check.py rendered FILE...
+      Checks the custom resources in rendered manifests that kubernetes-validate has no schema
+      for: all of them against prometheus-operator's CRD schemas (deploy/crds.mjs, which allow
+      unknown fields), then each PrometheusRule's spec through `promtool check rules`, each
+      ServiceMonitor against a strict schema of the fields we use (no unknown fields), and
+      each dashboard ConfigMap must carry exactly the dashboards of deploy/grafana.
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+import jsonschema
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRAFANA = os.path.join(ROOT, "deploy", "grafana")
+PROMETHEUS = os.path.join(ROOT, "deploy", "prometheus")
+METRIC = re.compile(r"\b((?:switchboard|grpc_server)_[a-z0-9_]+)\b")
+RECORDED = re.compile(r"\b(switchboard:[a-z0-9_:]+)\b")
+VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+# Grafana's built-in interval variables and what stands for them in a check.
+BUILTIN = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+
+
+def fail(msg):
+    sys.exit(f"check.py: {msg}")
+
+
+def substitute(expr):
+    """Grafana variables → values PromQL accepts: intervals for the built-ins, a regex for the
+    template variables (which only ever appear inside =~ matchers)."""
+    return VARIABLE.sub(lambda m: BUILTIN.get(m.group(1) or m.group(2), ".*"), expr)
+
+
+def panels(items):
+    for p in items:
+        yield p
+        yield from panels(p.get("panels", []))
+
+
+def dashboards():
+    paths = sorted(glob.glob(os.path.join(GRAFANA, "*.json")))
+    if not paths:
+        fail(f"no dashboards in {GRAFANA}")
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            yield os.path.basename(path), json.load(f)
+
+
+def rule_files():
+    return sorted(glob.glob(os.path.join(PROMETHEUS, "*.rules.yml")))
+
+
+def promql(out_dir):
+    names, rules = set(), []
+    recorded = set()
+    for path in rule_files():
+        with open(path, encoding="utf-8") as f:
+            for group in yaml.safe_load(f)["groups"]:
+                for rule in group["rules"]:
+                    names.update(METRIC.findall(rule["expr"]))
+                    if "record" in rule:
+                        recorded.add(rule["record"])
+                    else:
+                        for key in ("summary", "description", "runbook"):
+                            if not rule.get("annotations", {}).get(key, "").strip():
+                                fail(f"alert {rule['alert']} in {path} has no {key} annotation")
+    for file, dash in dashboards():
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        want = ["datasource", "namespace", "pod"]
+        if file == "contact-center.json":
+            want += ["tenant", "group"]
+        for v in want:
+            if v not in variables:
+                fail(f"{file}: no ${v} variable")
+        for v in variables.values():
+            if v["type"] == "query":
+                q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+                m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", q)
+                if not m:
+                    fail(f"{file}: variable {v['name']}: unexpected query {q!r}")
+                names.update(METRIC.findall(m.group(1)))
+                rules.append((f"{file} variable {v['name']}", substitute(m.group(1))))
+        count = 0
+        for p in panels(dash["panels"]):
+            if p["type"] == "row":
+                continue
+            if p.get("datasource", {}).get("uid") != "${datasource}":
+                fail(f"{file}: panel {p['title']!r} does not use the $datasource variable")
+            if not p.get("targets"):
+                fail(f"{file}: panel {p['title']!r} has no query")
+            for t in p["targets"]:
+                expr = t["expr"]
+                names.update(METRIC.findall(expr))
+                for r in RECORDED.findall(expr):
+                    if r not in recorded:
+                        fail(f"{file}: panel {p['title']!r} reads {r}, which no rule records")
+                rules.append((f"{file} panel {p['title']!r} {t['refId']}", substitute(expr)))
+                count += 1
+        if count == 0:
+            fail(f"{file}: no queries")
+    group = {"name": "dashboards", "rules": []}
+    for i, (where, expr) in enumerate(rules):
+        group["rules"].append({"record": f"dashboard_check:expr_{i}", "expr": expr,
+                               "labels": {"where": where}})
+    with open(os.path.join(out_dir, "dashboards.rules.yml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump({"groups": [group]}, f, sort_keys=False, allow_unicode=True)
+    for n in sorted(names):
+        print(n)
+
+
+SERVICE_MONITOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "jobLabel": {"type": "string"},
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": {"type": "object",
+                                                   "additionalProperties": {"type": "string"}}},
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}},
+                                   "any": {"type": "boolean"}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": r"^(\d+(ms|s|m|h))+$"},
+                            "scrapeTimeout": {"type": "string",
+                                              "pattern": r"^(\d+(ms|s|m|h))+$"},
+                            "honorLabels": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def rendered(files):
+    docs = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
+    want = {}
+    for file, _ in dashboards():
+        with open(os.path.join(GRAFANA, file), encoding="utf-8") as f:
+            want[file] = json.load(f)
+    seen_dashboards = {}
+    crds = [d for d in docs if d.get("kind") in ("ServiceMonitor", "PrometheusRule")]
+    if crds:
+        r = subprocess.run(["node", os.path.join(ROOT, "deploy", "crds.mjs")],
+                           input=json.dumps(crds), capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"prometheus-operator schemas:\n{r.stdout}{r.stderr}")
+        sys.stdout.write(r.stdout)
+    for d in docs:
+        kind, name = d.get("kind"), d.get("metadata", {}).get("name")
+        if kind == "PrometheusRule":
+            if d.get("apiVersion") != "monitoring.coreos.com/v1":
+                fail(f"PrometheusRule {name}: apiVersion {d.get('apiVersion')}")
+            if set(d) - {"apiVersion", "kind", "metadata", "spec"} or set(d["spec"]) != {"groups"}:
+                fail(f"PrometheusRule {name}: unexpected fields")
+            with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+                yaml.safe_dump(d["spec"], f)
+            try:
+                r = subprocess.run(["promtool", "check", "rules", f.name],
+                                   capture_output=True, text=True)
+            finally:
+                os.unlink(f.name)
+            if r.returncode != 0:
+                fail(f"PrometheusRule {name}: promtool check rules:\n{r.stdout}{r.stderr}")
+            print(f"PrometheusRule {name}: {sum(len(g['rules']) for g in d['spec']['groups'])} rules pass promtool")
+        elif kind == "ServiceMonitor":
+            try:
+                jsonschema.validate(d, SERVICE_MONITOR)
+            except jsonschema.ValidationError as e:
+                fail(f"ServiceMonitor {name}: {e.message} at {list(e.absolute_path)}")
+            print(f"ServiceMonitor {name}: valid")
+        elif kind == "ConfigMap" and d.get("metadata", {}).get("labels", {}).get("grafana_dashboard"):
+            for key, text in d.get("data", {}).items():
+                if want.get(key) != json.loads(text):
+                    fail(f"ConfigMap {name}: {key} differs from deploy/grafana/{key}")
+                seen_dashboards[key] = name
+    deployment(docs)
+    if seen_dashboards and set(seen_dashboards) != set(want):
+        fail(f"dashboard ConfigMaps carry {sorted(seen_dashboards)}, deploy/grafana has {sorted(want)}")
+    for key, name in sorted(seen_dashboards.items()):
+        print(f"ConfigMap {name}: {key} matches deploy/grafana")
+
+
+# What a Secret key stands for when the launch is replayed outside Kubernetes.
+SECRET_SAMPLES = {"url": "postgres://switchboard:secret@postgres:5432/switchboard",
+                  "endpoints": "etcd-0:2379,etcd-1:2379"}
+
+
+def launch_of(container, config_map, sts):
+    """The node's command line and environment as the kubelet would give them to pod 0:
+    field references and Secret keys filled with samples, $(VAR) expanded, the config file
+    path left as {config} for the caller to point at the rendered TOML."""
+    env = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            value = e["value"]
+        elif "fieldRef" in e["valueFrom"]:
+            value = {"metadata.name": f"{sts}-0", "metadata.namespace": "switchboard"}[
+                e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            key = e["valueFrom"]["secretKeyRef"]["key"]
+            value = SECRET_SAMPLES.get(key, "sample")
+        env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+            for a in container.get("args", [])]
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    path = mounts[0]["mountPath"] if mounts else None
+    if path and not path.endswith(".toml"):
+        path = path + "/switchboard.toml"
+    args = ["{config}" if a == path else a for a in args]
+    if "{config}" not in args:
+        fail(f"{sts}: the node is not started with its mounted config file")
+    return {"args": args, "env": env, "config_map": config_map}
+
+
+# The node's configuration keys the manifests may set (SPEC §10, README, the cluster issue).
+KNOWN_KEYS = {
+    "grpc": {"addr", "max_request_bytes", "concurrency_per_connection"},
+    "metrics": {"addr"},
+    "store": {"data_dir", "snapshot_every", "url"},
+    "log": {"filter", "format"},
+    "shutdown": {"drain_seconds"},
+    "cluster": {"etcd", "name", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
+}
+
+
+def deployment(docs):
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    configs = {}
+    for cm in by_kind.get("ConfigMap", []):
+        text = cm.get("data", {}).get("switchboard.toml")
+        if text is None:
+            continue
+        name = cm["metadata"]["name"]
+        try:
+            config = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            fail(f"ConfigMap {name}: switchboard.toml does not parse: {e}")
+        for section, keys in config.items():
+            unknown = set(keys) - KNOWN_KEYS.get(section, set())
+            if section not in KNOWN_KEYS or unknown:
+                fail(f"ConfigMap {name}: unknown configuration [{section}] {sorted(unknown)}")
+        configs[name] = config
+        if os.environ.get("TOML_OUT"):
+            with open(os.path.join(os.environ["TOML_OUT"], f"{name}.toml"), "w") as f:
+                f.write(text)
+        print(f"ConfigMap {name}: switchboard.toml parses, known keys only")
+    for sts in by_kind.get("StatefulSet", []):
+        name, spec = sts["metadata"]["name"], sts["spec"]
+        pod = spec["template"]["spec"]
+        node = next((c for c in pod["containers"] if c["name"] == "switchboard"), None)
+        if node is None:
+            continue
+        if spec.get("podManagementPolicy") != "Parallel":
+            fail(f"StatefulSet {name}: podManagementPolicy must be Parallel")
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            fail(f"StatefulSet {name}: pods must run as non-root")
+        ports = {p["name"]: p["containerPort"] for p in node["ports"]}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            grpc = node.get(probe, {}).get("grpc")
+            if not grpc or grpc["port"] != ports.get("grpc"):
+                fail(f"StatefulSet {name}: {probe} must be a gRPC probe on the grpc port")
+            if probe != "livenessProbe" and grpc.get("service", "") != "":
+                fail(f"StatefulSet {name}: {probe} must ask for service \"\" (ready = owning shards)")
+        volume = next(v for v in pod["volumes"] if v["name"] == "config")
+        config = configs.get(volume["configMap"]["name"])
+        if config is None:
+            fail(f"StatefulSet {name}: its config volume names no rendered ConfigMap")
+        grpc_addr = config["grpc"]["addr"]
+        if not grpc_addr.endswith(f":{ports['grpc']}") or not config["metrics"]["addr"].endswith(f":{ports['metrics']}"):
+            fail(f"StatefulSet {name}: container ports differ from the configured addresses")
+        drain = config.get("shutdown", {}).get("drain_seconds", 20)
+        sleep = node.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+        if sleep is None:
+            fail(f"StatefulSet {name}: no preStop sleep before the drain")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace <= sleep + drain:
+            fail(f"StatefulSet {name}: grace period {grace}s must exceed preStop {sleep}s + drain {drain}s")
+        headless = [s for s in by_kind.get("Service", [])
+                    if s["metadata"]["name"] == spec["serviceName"]]
+        if not headless or headless[0]["spec"].get("clusterIP") != "None" \
+                or not headless[0]["spec"].get("publishNotReadyAddresses"):
+            fail(f"StatefulSet {name}: serviceName must be a headless Service publishing not-ready pods")
+        print(f"StatefulSet {name}: Parallel, gRPC probes, non-root, grace {grace}s > {sleep}s + {drain}s")
+        if os.environ.get("TOML_OUT"):
+            # <sts>.args: one argument a line; <sts>.env: NAME=value lines; <sts>.config: the
+            # ConfigMap whose TOML `{config}` stands for.
+            launch = launch_of(node, volume["configMap"]["name"], name)
+            out = os.path.join(os.environ["TOML_OUT"], name)
+            with open(out + ".args", "w") as f:
+                f.writelines(a + "\n" for a in launch["args"])
+            with open(out + ".env", "w") as f:
+                f.writelines(f"{k}={v}\n" for k, v in launch["env"].items())
+            with open(out + ".config", "w") as f:
+                f.write(launch["config_map"])
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if pdb["spec"].get("maxUnavailable") != 1:
+            fail(f"PodDisruptionBudget {pdb['metadata']['name']}: maxUnavailable must be 1")
+    for sm in by_kind.get("ServiceMonitor", []):
+        want = sm["spec"]["selector"]["matchLabels"]
+        hits = [s for s in by_kind.get("Service", [])
+                if want.items() <= s["metadata"].get("labels", {}).items()]
+        if len(hits) != 1:
+            fail(f"ServiceMonitor {sm['metadata']['name']}: selects {len(hits)} Services, not one")
+        names = {p.get("name") for p in hits[0]["spec"]["ports"]}
+        for ep in sm["spec"]["endpoints"]:
+            if ep["port"] not in names:
+                fail(f"ServiceMonitor {sm['metadata']['name']}: Service has no port {ep['port']}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "promql":
+        promql(sys.argv[2])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "rendered":
+        rendered(sys.argv[2:])
+    else:
+        fail(__doc__)
