@@ -26,18 +26,11 @@ const KUBERNETES_VERSION: &str = "1.35.0";
 /// unknown fields), PrometheusRule through promtool, ServiceMonitor against a strict schema.
 const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
 
-/// Metrics the dashboards read that a single node without etcd does not export: forwarded
-/// calls and etcd request times exist only in cluster mode (`tests/tests/cluster_metrics.rs`
-/// checks them on real cluster nodes); live actors and mailbox depth are named but not fed by
-/// anything yet. Their names are constants in
-/// `switchboard-node/src/metrics.rs` (checked below); drop them from this list once a single
-/// node exports them.
-const CLUSTER_ONLY: &[&str] = &[
-    "switchboard_actors",
-    "switchboard_mailbox_depth",
-    "switchboard_forwarded_total",
-    "switchboard_etcd_request_seconds_bucket",
-];
+/// Metrics the dashboards read that a single node without etcd does not export: etcd request
+/// times exist only in cluster mode (`tests/tests/cluster_metrics.rs` checks them on real
+/// cluster nodes). Their names are constants in `switchboard-node/src/metrics.rs` (checked
+/// below).
+const CLUSTER_ONLY: &[&str] = &["switchboard_etcd_request_seconds_bucket"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
