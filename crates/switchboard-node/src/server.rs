@@ -32,6 +32,11 @@ pub struct NodeConfig {
     /// Requests in flight per connection (admission control at the edge; actor mailboxes are
     /// unbounded).
     pub concurrency_per_connection: usize,
+    /// Token keys; `None` runs unauthenticated (the binary allows that only on loopback).
+    pub auth: Option<crate::auth::Verifier>,
+    /// TLS certificate files; `None` serves plain HTTP/2.
+    pub tls: Option<crate::auth::tls::TlsFiles>,
+    pub limits: crate::auth::limits::LimitsConfig,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +46,9 @@ impl Default for NodeConfig {
             snapshot_every: 10_000,
             max_request_bytes: 64 * 1024,
             concurrency_per_connection: 256,
+            auth: None,
+            tls: None,
+            limits: crate::auth::limits::LimitsConfig::default(),
         }
     }
 }
@@ -81,10 +89,23 @@ pub async fn serve(
     let max = config.max_request_bytes;
     let r = registry.clone();
     let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-    info!(%addr, data_dir = %config.data_dir.display(), "serving gRPC");
-    tonic::transport::Server::builder()
+    info!(%addr, data_dir = %config.data_dir.display(), tls = config.tls.is_some(), "serving gRPC");
+    let node_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let gate = crate::auth::Gate::new(
+        config.auth.clone(),
+        node_certs,
+        crate::auth::Limits::new(config.limits),
+    );
+    use crate::auth::limits::http2;
+    let router = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
+        .max_concurrent_streams(http2::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(http2::INITIAL_STREAM_WINDOW)
+        .initial_connection_window_size(http2::INITIAL_CONNECTION_WINDOW)
+        .http2_max_header_list_size(http2::MAX_HEADER_LIST_SIZE)
+        .max_frame_size(http2::MAX_FRAME_SIZE)
         .layer(crate::grpc_metrics::GrpcMetricsLayer)
+        .layer(crate::auth::layer::AuthLayer::new(Arc::new(gate)))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -102,14 +123,26 @@ pub async fn serve(
         .add_service(
             AdminServiceServer::new(Admin { registry: r.clone() }).max_decoding_message_size(max),
         )
-        .add_service(EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), async move {
-            shutdown.await;
-            // Streams never end by themselves; end them so in-flight calls can drain.
-            hub.close();
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .add_service(
+            EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max),
+        );
+    let shutdown = async move {
+        shutdown.await;
+        // Streams never end by themselves; end them so in-flight calls can drain.
+        hub.close();
+    };
+    let served = match &config.tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), shutdown)
+                .await
+        }
+        Some(files) => {
+            let incoming = crate::auth::tls::incoming(listener, files.clone())?;
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    };
+    served.map_err(|e| Error::Internal(e.to_string()))?;
     info!("draining: snapshotting tenants");
     registry.shutdown().await;
     Ok(())

@@ -30,6 +30,11 @@ pub struct Node {
 impl Node {
     /// Starts a node on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Node {
+        Node::start_with(data_dir, &[])
+    }
+
+    /// Starts a node with extra `serve` arguments (such as `--config PATH`).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -40,6 +45,7 @@ impl Node {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
