@@ -269,3 +269,46 @@ pub fn require_node<T>(req: &Request<T>) -> Result<(), tonic::Status> {
         Err(Error::Unauthenticated("internal calls need a node client certificate".into()).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_handlers_require_the_node_mark_the_layer_sets() {
+        let mut req = Request::new(());
+        assert_eq!(require_node(&req).unwrap_err().code(), tonic::Code::Unauthenticated);
+        req.extensions_mut().insert(NodePeer);
+        require_node(&req).unwrap();
+    }
+
+    #[test]
+    fn a_call_that_skipped_the_layer_is_refused() {
+        let (call, ()) = Call::split(Request::new(()));
+        assert!(matches!(call.allow("acme", None), Err(Error::Internal(_))));
+    }
+
+    #[test]
+    fn claims_name_a_caller() {
+        let claims = |role, tenant: &str, agent: &str| Claims {
+            sub: "s".into(),
+            role,
+            tenant: tenant.into(),
+            agent: agent.into(),
+            exp: 0,
+        };
+        claims(Role::Agent, "acme", "alice").check().unwrap();
+        claims(Role::Operator, "", "").check().unwrap();
+        assert!(claims(Role::Agent, "acme", "").check().is_err());
+        assert!(claims(Role::Admin, "", "").check().is_err());
+        assert!(claims(Role::Operator, "acme", "").check().is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "too short").unwrap();
+        assert!(Verifier::from_files(&[short], 0).unwrap_err().to_string().contains("32 bytes"));
+    }
+}
