@@ -235,11 +235,15 @@ impl Call {
         Ok(())
     }
 
-    /// Supervisors', administrators' and operators' changes are audited (and every change on
-    /// an unauthenticated node, where nobody can tell who made it).
+    /// Supervisors', administrators' and operators' changes are audited. On an
+    /// unauthenticated node, where the role is unknown, the supervisor and admin services'
+    /// changes are.
     fn audited_role(&self) -> bool {
         match &self.caller {
-            Caller::Unauthenticated => true,
+            Caller::Unauthenticated => {
+                self.method.starts_with("/switchboard.v1.SupervisorService/")
+                    || self.method.starts_with("/switchboard.v1.AdminService/")
+            }
             Caller::Token(c) => matches!(c.role, Role::Supervisor | Role::Admin | Role::Operator),
         }
     }
