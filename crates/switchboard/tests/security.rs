@@ -459,3 +459,25 @@ async fn a_tenant_over_its_rate_is_told_when_to_retry_and_agents_have_a_stream_c
     // Other tenants are not slowed by acme.
     fixture(&channel, &operator, "globex").await;
 }
+
+#[test]
+fn ctl_sends_the_token_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let ctl = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["ctl", "--addr", &node.grpc, "tenant", "create", "acme"])
+            .env_remove("SWITCHBOARD_TOKEN");
+        if let Some(token) = token {
+            cmd.env("SWITCHBOARD_TOKEN", token);
+        }
+        cmd.output().expect("run switchboard ctl")
+    };
+    let refused = ctl(None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let created = ctl(Some(&mint("operator", "", "")));
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("tenants/acme"));
+}
