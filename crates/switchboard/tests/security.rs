@@ -481,3 +481,51 @@ fn ctl_sends_the_token_it_is_given() {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     assert!(String::from_utf8_lossy(&created.stdout).contains("tenants/acme"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_and_administrators_changes_and_refusals_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write(dir.path(), "jwt.key", SECRET);
+    let config = format!("[auth]\ntoken_keys = [{:?}]\n", key.display().to_string());
+    let config = write(dir.path(), "sb.toml", &config);
+    let log = dir.path().join("node.log");
+    // Flags, because the harness's RUST_LOG would override a filter in the file.
+    let args = ["--config", config.to_str().unwrap(), "--log", "warn,audit=info"];
+    let mut node = Node::start_logging_to(
+        &dir.path().join("data"),
+        &[&args[..], &["--log-format", "json"]].concat(),
+        &log,
+    );
+    let channel = connect(&node.grpc).await;
+    fixture(&channel, &mint("operator", "", ""), "acme").await;
+    let boss = mint("supervisor", "acme", "boss");
+    let code =
+        raw_call(&channel, "SupervisorService/EndBatch", "tenants/acme/agents/boss", Some(&boss))
+            .await;
+    // Authorized (it then fails validation: no conversations named); the audit records the
+    // authorized attempt.
+    assert_eq!(code, Code::InvalidArgument);
+    let alice = mint("agent", "acme", "alice");
+    let code =
+        raw_call(&channel, "AdminService/PutGroup", "tenants/acme/groups/support", Some(&alice))
+            .await;
+    assert_eq!(code, Code::PermissionDenied);
+    // An agent's own work is not audited (it is in the command log).
+    let code =
+        raw_call(&channel, "AgentService/ListAssigned", "tenants/acme/agents/alice", Some(&alice))
+            .await;
+    assert_eq!(code, Code::Ok);
+    assert!(node.terminate(), "clean shutdown");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let audit: Vec<&str> = text.lines().filter(|l| l.contains("\"target\":\"audit\"")).collect();
+    let has = |method: &str, what: &str| {
+        audit.iter().any(|l| l.contains(method) && l.contains(&format!("\"message\":\"{what}\"")))
+    };
+    assert!(has("AdminService/CreateTenant", "allowed"), "{text}");
+    assert!(has("SupervisorService/EndBatch", "allowed"), "{text}");
+    assert!(audit.iter().any(|l| l.contains("EndBatch") && l.contains("\"role\":\"supervisor\"")));
+    assert!(has("AdminService/PutGroup", "denied"), "{text}");
+    assert!(!audit.iter().any(|l| l.contains("AgentService/ListAssigned")), "{text}");
+    assert!(!audit.iter().any(|l| l.contains("AgentService/SetStatus")), "{text}");
+}

@@ -35,6 +35,16 @@ impl Node {
 
     /// Starts a node with extra `serve` arguments (such as `--config PATH`).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
+        Node::spawn(data_dir, extra, Stdio::inherit())
+    }
+
+    /// Like [`Node::start_with`], with the node's log (stderr) written to `log`.
+    pub fn start_logging_to(data_dir: &Path, extra: &[&str], log: &Path) -> Node {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Node::spawn(data_dir, extra, Stdio::from(file))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -49,7 +59,7 @@ impl Node {
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn switchboard serve");
         let stdout = child.stdout.take().expect("stdout piped");
