@@ -10,7 +10,7 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde::Serialize;
 use support::Node;
-use switchboard_node::auth::tls::{ClusterTls, cluster_endpoint};
+use switchboard_node::auth::tls::cluster_endpoint;
 use switchboard_proto::v1 as pb;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -146,7 +146,14 @@ async fn clients_use_tls_and_only_cluster_nodes_make_internal_calls() {
     }
     // ... and let through (to a service the cluster issue adds) with the node's certificate,
     // through the endpoint builder nodes use for each other.
-    let own = ClusterTls { ca: files.0.clone(), cert: files.1.clone(), key: files.2.clone() };
+    let own = switchboard_node::auth::tls::TlsFiles {
+        cert: files.1.clone(),
+        key: files.2.clone(),
+        client_ca: Some(files.0.clone()),
+        reload_every: Duration::from_secs(1),
+    }
+    .cluster()
+    .expect("a cluster CA is configured");
     let endpoint = cluster_endpoint(&url, &own, Some("localhost")).expect("cluster endpoint");
     let peer = endpoint.connect().await.expect("mutual tls connection");
     assert_eq!(call_internal(peer).await, Code::Unimplemented);

@@ -23,8 +23,8 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            tenant_requests_per_second: 2_000.0,
-            tenant_burst: 4_000.0,
+            tenant_requests_per_second: 10_000.0,
+            tenant_burst: 20_000.0,
             streams_per_agent: 4,
         }
     }

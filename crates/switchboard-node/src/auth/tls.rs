@@ -46,6 +46,15 @@ pub struct TlsFiles {
     pub reload_every: Duration,
 }
 
+impl TlsFiles {
+    /// This node's identity for dialing other nodes ([`cluster_endpoint`]): its own
+    /// certificate and key, and the cluster CA; `None` without a cluster CA.
+    pub fn cluster(&self) -> Option<ClusterTls> {
+        let ca = self.client_ca.clone()?;
+        Some(ClusterTls { ca, cert: self.cert.clone(), key: self.key.clone() })
+    }
+}
+
 fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::FailedPrecondition(format!("tls file {}: {why}", path.display()))
 }
