@@ -534,3 +534,39 @@ async fn supervisors_and_administrators_changes_and_refusals_are_audited() {
     assert!(!audit.iter().any(|l| l.contains("AgentService/ListAssigned")), "{text}");
     assert!(!audit.iter().any(|l| l.contains("AgentService/SetStatus")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_headers_are_refused_and_the_node_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_authenticated(dir.path(), "");
+    let channel = connect(&node.grpc).await;
+    let operator = mint("operator", "", "");
+    fixture(&channel, &operator, "acme").await;
+    let integrator = mint("integrator", "acme", "");
+    let post = |text: String| pb::PostMessageRequest {
+        tenant: "tenants/acme".into(),
+        customer: "dave".into(),
+        channel: pb::Channel::Web as i32,
+        text,
+        group: "support".into(),
+        request_id: rid("big"),
+        ..Default::default()
+    };
+    let mut gateway = pb::channel_service_client::ChannelServiceClient::new(channel.clone());
+
+    // Over grpc.max_request_bytes (64 KiB).
+    let big = gateway.post_message(authed(post("x".repeat(100 * 1024)), &integrator)).await;
+    let code = big.expect_err("a 100 KiB message is refused").code();
+    assert!(matches!(code, Code::OutOfRange | Code::ResourceExhausted), "{code:?}");
+
+    // A header list over 16 KiB never reaches a handler.
+    let mut req = authed(post("hi".into()), &integrator);
+    req.metadata_mut().insert("x-padding", "p".repeat(32 * 1024).parse().unwrap());
+    let fresh = connect(&node.grpc).await;
+    let mut padded = pb::channel_service_client::ChannelServiceClient::new(fresh);
+    assert!(padded.post_message(req).await.is_err(), "a 32 KiB header is refused");
+
+    // The node is unharmed.
+    gateway.post_message(authed(post("hi".into()), &integrator)).await.expect("serves on");
+    assert!(node.alive());
+}
