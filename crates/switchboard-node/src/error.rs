@@ -28,6 +28,12 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Missing, expired or forged credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The tenant's request budget is spent; retry after the delay.
+    #[error("tenant {tenant} is over its request rate; retry in {} ms", retry_after.as_millis())]
+    RateLimited { tenant: String, retry_after: std::time::Duration },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,6 +73,8 @@ impl Error {
             Error::PermissionDenied(_) => "PERMISSION_DENIED",
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::Unauthenticated(_) => "UNAUTHENTICATED",
+            Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -86,7 +94,10 @@ impl Error {
             Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
             Error::Unavailable(_) => tonic::Code::Unavailable,
-            Error::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
+            Error::ResourceExhausted(_) | Error::RateLimited { .. } => {
+                tonic::Code::ResourceExhausted
+            }
+            Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::Internal(_) => tonic::Code::Internal,
         }
     }
@@ -97,11 +108,15 @@ fn status(
     message: String,
     reason: &str,
     field: Option<(&str, &str)>,
+    retry_after: Option<std::time::Duration>,
 ) -> tonic::Status {
     let mut details =
         ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
     if let Some((field, why)) = field {
         details.add_bad_request_violation(field, why);
+    }
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
     }
     tonic::Status::with_error_details(code, message, details)
 }
@@ -112,11 +127,16 @@ impl From<Error> for tonic::Status {
             Error::Field { field, message } => Some((field.clone(), message.clone())),
             _ => None,
         };
+        let retry_after = match &e {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         status(
             e.code(),
             e.to_string(),
             e.reason(),
             field.as_ref().map(|(f, m)| (f.as_str(), m.as_str())),
+            retry_after,
         )
     }
 }

@@ -9,8 +9,10 @@
 //! - [`registry`]: loading tenants (snapshot + replay) and routing calls to them.
 //! - [`apply`]: one logged command applied to a tenant's state (the proto → core boundary).
 //! - [`service`]: the gRPC services; [`server`] assembles them.
+//! - [`auth`]: bearer tokens, the per-method policy, rate and stream limits, TLS.
 
 pub mod apply;
+pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod convert;

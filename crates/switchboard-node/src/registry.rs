@@ -305,8 +305,12 @@ impl Registry {
             .map_err(|e| Error::from(e).into())
     }
 
-    /// A tenant's resource, read here or asked of its owner.
-    pub async fn tenant_resource(&self, tenant: &str) -> Result<pb::Tenant, Status> {
+    /// A tenant's resource, read here or asked of its owner (with the caller's credentials).
+    pub async fn tenant_resource(
+        &self,
+        tenant: &str,
+        credentials: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Result<pb::Tenant, Status> {
         match self.read(tenant, crate::convert::resources::tenant).await {
             Err(status) if status.metadata().contains_key(MOVED) => {
                 let Some(ownership) = &self.inner.ownership else { return Err(status) };
@@ -323,6 +327,9 @@ impl Registry {
                     crate::cluster::forward::HOP,
                     tonic::metadata::MetadataValue::from_static("1"),
                 );
+                if let Some(credentials) = credentials {
+                    req.metadata_mut().insert("authorization", credentials.clone());
+                }
                 Ok(client.get_tenant(req).await?.into_inner())
             }
             other => other,

@@ -39,6 +39,11 @@ pub struct NodeConfig {
     pub store_url: Option<String>,
     /// Join a cluster through etcd; `None` runs a single node serving every tenant.
     pub cluster: Option<ClusterConfig>,
+    /// Token keys; `None` runs unauthenticated (the binary allows that only on loopback).
+    pub auth: Option<crate::auth::Verifier>,
+    /// TLS certificate files; `None` serves plain HTTP/2.
+    pub tls: Option<crate::auth::tls::TlsFiles>,
+    pub limits: crate::auth::limits::LimitsConfig,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +55,9 @@ impl Default for NodeConfig {
             concurrency_per_connection: 256,
             store_url: None,
             cluster: None,
+            auth: None,
+            tls: None,
+            limits: crate::auth::limits::LimitsConfig::default(),
         }
     }
 }
@@ -82,7 +90,8 @@ pub async fn serve(
     let (registry, ownership, membership) = match config.cluster.clone() {
         None => (Registry::load(store, hub.clone(), options).await?, None, None),
         Some(cluster) => {
-            let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards);
+            let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
+            let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards, tls);
             let registry = Registry::clustered(store, hub.clone(), options, ownership.clone());
             // Not ready until joined and serving its shards (the readiness probe).
             reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
@@ -123,10 +132,23 @@ pub async fn serve(
     let max = config.max_request_bytes;
     let r = registry.clone();
     let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-    info!(%addr, data_dir = %config.data_dir.display(), "serving gRPC");
-    tonic::transport::Server::builder()
+    info!(%addr, data_dir = %config.data_dir.display(), tls = config.tls.is_some(), "serving gRPC");
+    let node_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let gate = crate::auth::Gate::new(
+        config.auth.clone(),
+        node_certs,
+        crate::auth::Limits::new(config.limits),
+    );
+    use crate::auth::limits::http2;
+    let router = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
+        .max_concurrent_streams(http2::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(http2::INITIAL_STREAM_WINDOW)
+        .initial_connection_window_size(http2::INITIAL_CONNECTION_WINDOW)
+        .http2_max_header_list_size(http2::MAX_HEADER_LIST_SIZE)
+        .max_frame_size(http2::MAX_FRAME_SIZE)
         .layer(crate::grpc_metrics::GrpcMetricsLayer)
+        .layer(crate::auth::layer::AuthLayer::new(Arc::new(gate)))
         .layer(ForwardLayer::new(ownership, hub.clone(), max))
         .add_service(health)
         .add_service(reflection_v1)
@@ -145,20 +167,32 @@ pub async fn serve(
         .add_service(
             AdminServiceServer::new(Admin { registry: r.clone() }).max_decoding_message_size(max),
         )
-        .add_service(EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), async move {
-            shutdown.await;
-            // In a cluster, hand every shard over while still forwarding calls to the new
-            // owners, then leave.
-            if let Some((leave, task)) = membership {
-                let _ = leave.send(true);
-                let _ = task.await;
-            }
-            // Streams never end by themselves; end them so in-flight calls can drain.
-            hub.close();
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .add_service(
+            EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max),
+        );
+    let shutdown = async move {
+        shutdown.await;
+        // In a cluster, hand every shard over while still forwarding calls to the new
+        // owners, then leave.
+        if let Some((leave, task)) = membership {
+            let _ = leave.send(true);
+            let _ = task.await;
+        }
+        // Streams never end by themselves; end them so in-flight calls can drain.
+        hub.close();
+    };
+    let served = match &config.tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), shutdown)
+                .await
+        }
+        Some(files) => {
+            let incoming = crate::auth::tls::incoming(listener, files.clone())?;
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    };
+    served.map_err(|e| Error::Internal(e.to_string()))?;
     info!("draining: snapshotting tenants");
     registry.shutdown().await;
     Ok(())

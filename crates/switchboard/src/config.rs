@@ -35,6 +35,75 @@ pub struct Config {
     pub cluster: Cluster,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub auth: Auth,
+    pub tls: Tls,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Files of the keys that verify bearer tokens (JWT): a PEM Ed25519 public key verifies
+    /// EdDSA tokens, any other file is an HS256 secret of at least 32 bytes. Several files
+    /// allow rotation. Empty: the node runs unauthenticated, which it allows only when
+    /// `grpc.addr` is a loopback address.
+    pub token_keys: Vec<PathBuf>,
+    /// Clock skew tolerated when checking a token's expiry, in seconds.
+    pub leeway_seconds: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { token_keys: Vec::new(), leeway_seconds: 30 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain the gRPC port presents; empty: plain HTTP/2 (no TLS).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// PEM cluster CA: client certificates must chain to it, and internal (node-to-node)
+    /// calls need one. Empty: no client certificates, no internal calls.
+    pub client_ca_file: PathBuf,
+    /// How often the files are checked for changes (a rotated Kubernetes Secret), in seconds.
+    pub reload_seconds: u64,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            client_ca_file: PathBuf::new(),
+            reload_seconds: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Sustained requests per second per tenant (0: unlimited); over it, calls get
+    /// `RESOURCE_EXHAUSTED` with a `RetryInfo` delay.
+    pub tenant_requests_per_second: u32,
+    /// Requests a tenant may make at once above the sustained rate.
+    pub tenant_burst: u32,
+    /// Live streams one agent may hold open at once.
+    pub streams_per_agent: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = switchboard_node::auth::limits::LimitsConfig::default();
+        Limits {
+            tenant_requests_per_second: d.tenant_requests_per_second as u32,
+            tenant_burst: d.tenant_burst as u32,
+            streams_per_agent: d.streams_per_agent,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +375,11 @@ impl Config {
             if self.cluster.shards == 0 || self.cluster.shards > 65_536 {
                 bail!("cluster.shards must be between 1 and 65536");
             }
+            if !self.auth.token_keys.is_empty() && self.tls.client_ca_file.as_os_str().is_empty() {
+                bail!(
+                    "cluster.etcd with auth.token_keys needs mutual TLS between nodes: set tls.cert_file, tls.key_file and tls.client_ca_file"
+                );
+            }
             if self.cluster.advertise_addr.is_empty() && self.grpc.addr.ip().is_unspecified() {
                 bail!(
                     "grpc.addr {} is a wildcard address: set cluster.advertise_addr to the address other nodes dial",
@@ -318,6 +392,26 @@ impl Config {
         {
             bail!("store.url must be a postgres:// URL");
         }
+        if !self.grpc.addr.ip().is_loopback() && self.auth.token_keys.is_empty() {
+            bail!(
+                "refusing to start: grpc.addr {} is not a loopback address and auth.token_keys is \
+                 empty; configure token keys (see SECURITY.md) or listen on 127.0.0.1",
+                self.grpc.addr
+            );
+        }
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        if set(&self.tls.cert_file) != set(&self.tls.key_file) {
+            bail!("tls.cert_file and tls.key_file go together: set both or neither");
+        }
+        if set(&self.tls.client_ca_file) && !set(&self.tls.cert_file) {
+            bail!("tls.client_ca_file needs tls.cert_file and tls.key_file");
+        }
+        if self.tls.reload_seconds == 0 {
+            bail!("tls.reload_seconds must be at least 1");
+        }
+        if self.limits.streams_per_agent == 0 {
+            bail!("limits.streams_per_agent must be at least 1");
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .with_context(|| format!("log.filter {:?} is not a valid filter", self.log.filter))?;
         Ok(())
@@ -326,10 +420,12 @@ impl Config {
     /// What is allowed but probably a mistake, to log loudly at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if !self.grpc.addr.ip().is_loopback() {
+        let tls = !self.tls.cert_file.as_os_str().is_empty();
+        if !self.grpc.addr.ip().is_loopback() && !tls {
             warnings.push(format!(
-                "grpc.addr {} is not a loopback address and this node has no authentication yet: \
-                 anyone who can reach it can read and change every tenant",
+                "grpc.addr {} is not a loopback address and tls.cert_file is not set: bearer \
+                 tokens and transcripts cross the network in clear text unless something in \
+                 front of the node terminates TLS",
                 self.grpc.addr
             ));
         }
@@ -341,8 +437,26 @@ impl Config {
         toml::to_string_pretty(self).context("the configuration cannot be written as TOML")
     }
 
-    /// What the node library needs; `grpc` is the address actually bound.
-    pub fn node(&self, grpc: SocketAddr) -> switchboard_node::NodeConfig {
+    /// Whether the node runs without authentication (allowed on loopback only).
+    pub fn unauthenticated(&self) -> bool {
+        self.auth.token_keys.is_empty()
+    }
+
+    /// What the node library needs; reads the key files. `grpc` is the address actually bound.
+    pub fn node(&self, grpc: SocketAddr) -> anyhow::Result<switchboard_node::NodeConfig> {
+        use switchboard_node::auth::{Verifier, limits::LimitsConfig, tls::TlsFiles};
+        let auth = if self.auth.token_keys.is_empty() {
+            None
+        } else {
+            Some(Verifier::from_files(&self.auth.token_keys, self.auth.leeway_seconds)?)
+        };
+        let tls = (!self.tls.cert_file.as_os_str().is_empty()).then(|| TlsFiles {
+            cert: self.tls.cert_file.clone(),
+            key: self.tls.key_file.clone(),
+            client_ca: (!self.tls.client_ca_file.as_os_str().is_empty())
+                .then(|| self.tls.client_ca_file.clone()),
+            reload_every: std::time::Duration::from_secs(self.tls.reload_seconds),
+        });
         let c = &self.cluster;
         let cluster = (!c.etcd.is_empty()).then(|| switchboard_node::cluster::ClusterConfig {
             etcd: c.etcd.clone(),
@@ -356,14 +470,21 @@ impl Config {
             lease_ttl: std::time::Duration::from_secs(c.lease_ttl_seconds),
             shards: c.shards,
         });
-        switchboard_node::NodeConfig {
+        Ok(switchboard_node::NodeConfig {
             data_dir: self.store.data_dir.clone(),
             snapshot_every: self.store.snapshot_every,
             max_request_bytes: self.grpc.max_request_bytes,
             concurrency_per_connection: self.grpc.concurrency_per_connection,
             store_url: self.store.url.clone(),
             cluster,
-        }
+            auth,
+            tls,
+            limits: LimitsConfig {
+                tenant_requests_per_second: f64::from(self.limits.tenant_requests_per_second),
+                tenant_burst: f64::from(self.limits.tenant_burst),
+                streams_per_agent: self.limits.streams_per_agent,
+            },
+        })
     }
 }
 
@@ -539,11 +660,15 @@ mod tests {
     }
 
     #[test]
-    fn a_public_grpc_address_warns_about_authentication() {
+    fn a_public_grpc_address_needs_authentication_and_warns_without_tls() {
         let mut config = Config::default();
         config.grpc.addr = "0.0.0.0:7400".parse().unwrap();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("auth.token_keys"), "{refused}");
+        config.auth.token_keys = vec!["/run/secrets/jwt".into()];
+        config.validate().unwrap();
         let warnings = config.warnings();
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("no authentication"), "{}", warnings[0]);
+        assert!(warnings[0].contains("clear text"), "{}", warnings[0]);
     }
 }

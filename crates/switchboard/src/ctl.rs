@@ -13,7 +13,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_client::AdminServiceClient;
 use switchboard_proto::v1::agent_service_client::AgentServiceClient;
 use switchboard_proto::v1::channel_service_client::ChannelServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Default address of `--addr`, the node's default gRPC address.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
@@ -23,8 +23,27 @@ pub struct Ctl {
     /// The node's gRPC address
     #[arg(long, global = true, env = "SWITCHBOARD_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// Bearer token for a node with authentication (see SECURITY.md)
+    #[arg(long, global = true, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate that verifies the node's TLS certificate (for https:// addresses)
+    #[arg(long, global = true, env = "SWITCHBOARD_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Adds `authorization: Bearer <token>` to every call when a token is given.
+#[derive(Debug, Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,10 +238,19 @@ impl From<ChannelKind> for pb::Channel {
 
 /// Runs one ctl command.
 pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
-    let channel = connect(&ctl.addr).await?;
-    let mut admin = AdminServiceClient::new(channel.clone());
-    let mut agents = AgentServiceClient::new(channel.clone());
-    let mut channels = ChannelServiceClient::new(channel);
+    let channel = connect(&ctl.addr, ctl.ca_file.as_deref()).await?;
+    let bearer = match &ctl.token {
+        Some(token) => Some(
+            format!("Bearer {}", token.trim())
+                .parse()
+                .map_err(|_| anyhow!("--token: not a valid header value"))?,
+        ),
+        None => None,
+    };
+    let bearer = Bearer(bearer);
+    let mut admin = AdminServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut agents = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut channels = ChannelServiceClient::with_interceptor(channel, bearer);
     match ctl.command {
         Command::Tenant(TenantCmd::Create { id, display_name }) => {
             let req = pb::CreateTenantRequest {
@@ -313,10 +341,19 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
+async fn connect(addr: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Channel> {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("--addr {addr:?} is not a valid address"))?
+    let mut endpoint = Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("--addr {addr:?} is not a valid address"))?;
+    if uri.starts_with("https://") {
+        let ca_file = ca_file.context("an https:// address needs --ca-file to verify the node")?;
+        let ca =
+            std::fs::read(ca_file).with_context(|| format!("--ca-file {}", ca_file.display()))?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .context("tls configuration")?;
+    }
+    endpoint
         .connect_timeout(Duration::from_secs(10))
         .connect()
         .await

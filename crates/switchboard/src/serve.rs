@@ -20,6 +20,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         warn!(warning = %warning, "insecure configuration");
     }
+    if config.unauthenticated() {
+        warn!(
+            grpc = %config.grpc.addr,
+            "UNAUTHENTICATED MODE: auth.token_keys is empty, so every caller on this machine can \
+             read and change every tenant; allowed on loopback only (see SECURITY.md)"
+        );
+    }
 
     // Signals are caught before the node announces itself, so a harness that sends SIGTERM as
     // soon as it reads the `listening` line gets a clean drain, not the default action.
@@ -29,6 +36,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on grpc.addr {}", config.grpc.addr))?;
     let grpc_addr = grpc.local_addr().context("reading the bound grpc address")?;
+    // Reads the key files; before the node announces itself, so a bad file fails the start.
+    let node = config.node(grpc_addr)?;
     let metrics_addr = match config.metrics.addr {
         Listen::Off => Listen::Off,
         Listen::On(addr) => Listen::On(install_metrics(addr)?),
@@ -44,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     announce(grpc_addr, metrics_addr)?;
 
     let drain = Duration::from_secs(config.shutdown.drain_seconds);
-    let serving = switchboard_node::serve(config.node(grpc_addr), grpc, wait_for(stopping.clone()));
+    let serving = switchboard_node::serve(node, grpc, wait_for(stopping.clone()));
     match within_drain(serving, stopping, drain).await {
         Some(served) => served.context("the node stopped with an error")?,
         None => {

@@ -230,12 +230,17 @@ fn port_zero_for_both_listeners_is_allowed() {
 }
 
 #[test]
-fn a_non_loopback_grpc_address_loads_with_a_warning() {
+fn a_non_loopback_grpc_address_is_refused_without_authentication() {
     let flags = Flags { grpc_addr: Some(addr("0.0.0.0:7400")), ..Flags::default() };
-    let config = Config::load(&flags, env(&[])).unwrap();
+    let refused = Config::load(&flags, env(&[])).unwrap_err().to_string();
+    assert!(refused.contains("refusing to start"), "{refused}");
+    let config =
+        Config::load(&flags, env(&[("SWITCHBOARD_AUTH__TOKEN_KEYS", "[\"/run/jwt.key\"]")]))
+            .unwrap();
+    assert_eq!(config.auth.token_keys, vec![std::path::PathBuf::from("/run/jwt.key")]);
     let warnings = config.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("no authentication"), "{warnings:?}");
+    assert!(warnings[0].contains("tls.cert_file"), "{warnings:?}");
 }
 
 #[test]
@@ -289,7 +294,7 @@ fn cluster_mode_needs_a_shared_store_and_sane_settings() {
     assert_eq!(config.cluster.etcd.len(), 2);
     assert_eq!(config.cluster.lease_ttl_seconds, 4);
     assert_eq!(config.cluster.shards, 1024);
-    let node = config.node(addr("127.0.0.1:7400"));
+    let node = config.node(addr("127.0.0.1:7400")).unwrap();
     let cluster = node.cluster.unwrap();
     assert_eq!(
         (cluster.node_id.as_str(), cluster.advertise_addr.as_str()),
@@ -305,6 +310,7 @@ fn cluster_mode_needs_a_shared_store_and_sane_settings() {
         Config::load(&Flags::default(), env(&[]))
             .unwrap()
             .node(addr("127.0.0.1:1"))
+            .unwrap()
             .cluster
             .is_none()
     );

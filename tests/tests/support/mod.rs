@@ -172,7 +172,7 @@ impl Node {
             .args(["--etcd", &self.etcd, "--store", &self.store, "--node-id", &self.id])
             .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", self.ttl.to_string())
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()));
-        let started = process::start(command, PATIENCE);
+        let started = process::start(command, Stdio::inherit(), PATIENCE);
         self.grpc = started.grpc;
         self.metrics = started.metrics;
         self.child = Some(started.child);

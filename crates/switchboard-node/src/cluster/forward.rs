@@ -123,21 +123,32 @@ pub fn tenant_of(frame: &[u8], how: TenantField) -> Option<String> {
     None
 }
 
-/// Channels to other nodes, one per address, connected lazily and reused.
+/// Channels to other nodes, one per address, connected lazily and reused; over mutual TLS
+/// (this node's certificate, peers checked against the cluster CA) when the node has one.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<crate::auth::tls::ClusterTls>,
 }
 
 impl Peers {
+    pub fn new(tls: Option<crate::auth::tls::ClusterTls>) -> Peers {
+        Peers { channels: Arc::default(), tls }
+    }
+
     /// The channel to the node at `addr`, created on first use.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| tonic::Status::internal(format!("peer address {addr}: {e}")))?
+        let endpoint = match &self.tls {
+            None => Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| tonic::Status::internal(format!("peer address {addr}: {e}")))?,
+            Some(tls) => crate::auth::tls::cluster_endpoint(&format!("https://{addr}"), tls, None)
+                .map_err(tonic::Status::from)?,
+        };
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

@@ -115,14 +115,18 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub fn new(node_id: String, shards: u32) -> Arc<Ownership> {
+    pub fn new(
+        node_id: String,
+        shards: u32,
+        tls: Option<crate::auth::tls::ClusterTls>,
+    ) -> Arc<Ownership> {
         Arc::new(Ownership {
             node_id,
             shards: shards.max(1),
             local: RwLock::default(),
             view: RwLock::default(),
             changes: watch::channel(0).0,
-            peers: forward::Peers::default(),
+            peers: forward::Peers::new(tls),
         })
     }
 

@@ -9,6 +9,7 @@ use switchboard_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
 use super::{page, variant};
+use crate::auth::Call;
 use crate::convert::resources;
 use crate::error::Error;
 use crate::names;
@@ -48,8 +49,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         names::check_id("tenant_id", &r.tenant_id).map_err(Status::from)?;
+        call.allow(&r.tenant_id, None)?;
         let result = self.registry.create_tenant(r).await?;
         Ok(Response::new(variant!(result, Tenant)?))
     }
@@ -58,7 +60,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let t = names::tenant("name", &request.get_ref().name).map_err(Status::from)?;
+        let (call, r) = Call::split(request);
+        let t = names::tenant("name", &r.name).map_err(Status::from)?;
+        call.allow(&t, None)?;
         Ok(Response::new(self.registry.read(&t, resources::tenant).await?))
     }
 
@@ -66,7 +70,11 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        let (size, token) = page(request.get_ref().page.as_ref());
+        // Tenants on other nodes are read from their owners with the caller's credentials.
+        let credentials = request.metadata().get("authorization").cloned();
+        let (call, r) = Call::split(request);
+        call.allow("", None)?;
+        let (size, token) = page(r.page.as_ref());
         let mut tenants = Vec::new();
         let mut last = String::new();
         let mut next_page_token = String::new();
@@ -75,7 +83,7 @@ impl AdminService for Admin {
                 next_page_token = last;
                 break;
             }
-            match self.registry.tenant_resource(&t).await {
+            match self.registry.tenant_resource(&t, credentials.as_ref()).await {
                 Ok(tenant) => tenants.push(tenant),
                 // Deleted or moved between listing and reading: not part of this page.
                 Err(s) if s.code() == tonic::Code::NotFound => continue,
@@ -90,8 +98,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("name", &r.name).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::UpdateTenant(r), &request_id).await?;
         Ok(Response::new(variant!(result, Tenant)?))
@@ -101,8 +110,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::PutGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "groups").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutGroup(r), &request_id).await?;
         Ok(Response::new(variant!(result, Group)?))
@@ -112,8 +122,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let (t, id) =
-            names::child("name", &request.get_ref().name, "groups").map_err(Status::from)?;
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("name", &r.name, "groups").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let group = self
             .registry
             .read(&t, move |s| s.group("name", &id).map(|g| resources::group(s, g)))
@@ -126,8 +137,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let page = page(r.page.as_ref());
         let (groups, next_page_token) = self
             .registry
@@ -145,8 +157,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "groups").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteGroup(r), &request_id).await?;
         variant!(result, Empty)?;
@@ -157,8 +170,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::PutAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "agents").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutAgent(r), &request_id).await?;
         Ok(Response::new(variant!(result, Agent)?))
@@ -168,8 +182,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let (t, id) =
-            names::child("name", &request.get_ref().name, "agents").map_err(Status::from)?;
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("name", &r.name, "agents").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let now = crate::clock::now();
         let agent = self
             .registry
@@ -183,8 +198,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let page = page(r.page.as_ref());
         let now = crate::clock::now();
         let (agents, next_page_token) = self
@@ -203,8 +219,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::DeleteAgentRequest>,
     ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "agents").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteAgent(r), &request_id).await?;
         variant!(result, Empty)?;
@@ -215,8 +232,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::PutCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "customers").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutCustomer(r), &request_id).await?;
         Ok(Response::new(variant!(result, Customer)?))
@@ -226,8 +244,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let (t, id) =
-            names::child("name", &request.get_ref().name, "customers").map_err(Status::from)?;
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("name", &r.name, "customers").map_err(Status::from)?;
+        call.allow(&t, None)?;
         let customer = self
             .registry
             .read(&t, move |s| {
@@ -245,8 +264,9 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::PutSharedQuickRepliesRequest>,
     ) -> Result<Response<pb::QuickReplies>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutSharedQuickReplies(r), &request_id).await?;
         Ok(Response::new(variant!(result, QuickReplies)?))

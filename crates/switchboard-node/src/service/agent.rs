@@ -7,6 +7,7 @@ use switchboard_proto::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status};
 
 use super::{ItemStream, numeric_page, serve_stream, transcript_message, variant};
+use crate::auth::Call;
 use crate::convert::{resources, views};
 use crate::error::Error;
 use crate::names;
@@ -24,26 +25,29 @@ fn agent_name(name: &str) -> Result<(String, String), Status> {
 }
 
 impl Agents {
-    async fn run(&self, agent: &str, op: Op, request_id: &str) -> Result<R, Status> {
-        let (tenant, _) = agent_name(agent)?;
+    async fn run(&self, call: &Call, agent: &str, op: Op, request_id: &str) -> Result<R, Status> {
+        let (tenant, id) = agent_name(agent)?;
+        call.allow(&tenant, Some(&id))?;
         self.registry.command(&tenant, op, request_id).await
     }
 
     async fn conversation(
         &self,
+        call: &Call,
         agent: &str,
         op: Op,
         request_id: &str,
     ) -> Result<Response<pb::Conversation>, Status> {
-        variant!(self.run(agent, op, request_id).await?, Conversation).map(Response::new)
+        variant!(self.run(call, agent, op, request_id).await?, Conversation).map(Response::new)
     }
 
     async fn list(
         &self,
-        r: pb::ListAgentConversationsRequest,
+        (call, r): (Call, pb::ListAgentConversationsRequest),
         which: fn(&TenantState, switchboard_core::AgentId) -> Vec<switchboard_core::ConversationId>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
         let (tenant, id) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&id))?;
         let (size, start) = numeric_page(r.page.as_ref())?;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let page = self
@@ -78,9 +82,10 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::SetStatusRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&agent, Op::SetStatus(r), &request_id).await?, Agent).map(Response::new)
+        variant!(self.run(&call, &agent, Op::SetStatus(r), &request_id).await?, Agent)
+            .map(Response::new)
     }
 
     type StreamEventsStream = ItemStream<pb::AgentEvent>;
@@ -89,8 +94,10 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::StreamAgentEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (tenant, id) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&id))?;
+        let slot = call.stream_slot(&tenant, &id)?;
         let check = id.clone();
         self.registry
             .read(&tenant, move |state| state.agent("agent", &check).map(|_| ()))
@@ -99,54 +106,54 @@ impl AgentService for Agents {
             Some(Item::AgentEvent(e)) => Some(e),
             _ => None,
         };
-        Ok(Response::new(serve_stream(
-            &self.registry,
-            tenant,
-            agent_stream(&id),
-            r.after_cursor,
-            pick,
-        )))
+        let stream = serve_stream(&self.registry, tenant, agent_stream(&id), r.after_cursor, pick);
+        // The agent's stream place is given back when the client goes away.
+        let stream = tokio_stream::StreamExt::map(stream, move |item| {
+            let _held = &slot;
+            item
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn accept(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::Accept(r), &request_id).await
+        self.conversation(&call, &agent, Op::Accept(r), &request_id).await
     }
 
     async fn decline(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::Decline(r), &request_id).await
+        self.conversation(&call, &agent, Op::Decline(r), &request_id).await
     }
 
     async fn pick(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::Pick(r), &request_id).await
+        self.conversation(&call, &agent, Op::Pick(r), &request_id).await
     }
 
     async fn list_unaccepted(
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(req.into_inner(), |state, a| state.engine.router().unaccepted(a)).await
+        self.list(Call::split(req), |state, a| state.engine.router().unaccepted(a)).await
     }
 
     async fn list_assigned(
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(req.into_inner(), |state, a| {
+        self.list(Call::split(req), |state, a| {
             state
                 .engine
                 .router()
@@ -161,9 +168,9 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&agent, Op::SendMessage(r), &request_id).await?, SendMessage)
+        variant!(self.run(&call, &agent, Op::SendMessage(r), &request_id).await?, SendMessage)
             .map(Response::new)
     }
 
@@ -171,53 +178,54 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::MarkRead(r), &request_id).await
+        self.conversation(&call, &agent, Op::MarkRead(r), &request_id).await
     }
 
     async fn transfer(
         &self,
         req: Request<pb::TransferRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::Transfer(r), &request_id).await
+        self.conversation(&call, &agent, Op::Transfer(r), &request_id).await
     }
 
     async fn end_conversation(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::EndConversation(r), &request_id).await
+        self.conversation(&call, &agent, Op::EndConversation(r), &request_id).await
     }
 
     async fn set_bot_hosting(
         &self,
         req: Request<pb::AgentBotHostingRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::AgentBotHosting(r), &request_id).await
+        self.conversation(&call, &agent, Op::AgentBotHosting(r), &request_id).await
     }
 
     async fn invite_rating(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::InviteRating(r), &request_id).await
+        self.conversation(&call, &agent, Op::InviteRating(r), &request_id).await
     }
 
     async fn get_history(
         &self,
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (tenant, id) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&id))?;
         let (t, n) = names::conversation("conversation", &r.conversation)?;
         if t != tenant {
             return Err(Error::field("conversation", "is in another tenant than the agent").into());
@@ -259,26 +267,31 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::UpdateConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        self.conversation(&agent, Op::UpdateConversation(r), &request_id).await
+        self.conversation(&call, &agent, Op::UpdateConversation(r), &request_id).await
     }
 
     async fn update_customer_profile(
         &self,
         req: Request<pb::UpdateCustomerProfileRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&agent, Op::UpdateCustomerProfile(r), &request_id).await?, Customer)
-            .map(Response::new)
+        variant!(
+            self.run(&call, &agent, Op::UpdateCustomerProfile(r), &request_id).await?,
+            Customer
+        )
+        .map(Response::new)
     }
 
     async fn list_quick_replies(
         &self,
         req: Request<pb::ListQuickRepliesRequest>,
     ) -> Result<Response<pb::QuickReplies>, Status> {
-        let (tenant, id) = agent_name(&req.get_ref().agent)?;
+        let (call, r) = Call::split(req);
+        let (tenant, id) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&id))?;
         let replies = self
             .registry
             .read(&tenant, move |state| {
@@ -292,9 +305,12 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::PutPersonalQuickRepliesRequest>,
     ) -> Result<Response<pb::QuickReplies>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&agent, Op::PutPersonalQuickReplies(r), &request_id).await?, QuickReplies)
-            .map(Response::new)
+        variant!(
+            self.run(&call, &agent, Op::PutPersonalQuickReplies(r), &request_id).await?,
+            QuickReplies
+        )
+        .map(Response::new)
     }
 }

@@ -6,6 +6,7 @@ use switchboard_proto::v1::channel_service_server::ChannelService;
 use tonic::{Request, Response, Status};
 
 use super::{ItemStream, serve_stream, variant};
+use crate::auth::Call;
 use crate::convert::views;
 use crate::names;
 use crate::registry::Registry;
@@ -23,21 +24,25 @@ fn conversation_tenant(name: &str) -> Result<String, Status> {
 impl Channel {
     async fn conversation_op(
         &self,
+        call: &Call,
         name: &str,
         op: Op,
         request_id: &str,
     ) -> Result<pb::Conversation, Status> {
         let tenant = conversation_tenant(name)?;
+        call.allow(&tenant, None)?;
         variant!(self.registry.command(&tenant, op, request_id).await?, Conversation)
     }
 
     async fn post(
         &self,
+        call: &Call,
         tenant: &str,
         op: Op,
         request_id: &str,
     ) -> Result<pb::PostMessageResponse, Status> {
         let tenant = names::tenant("tenant", tenant)?;
+        call.allow(&tenant, None)?;
         variant!(self.registry.command(&tenant, op, request_id).await?, PostMessage)
     }
 }
@@ -48,52 +53,60 @@ impl ChannelService for Channel {
         &self,
         req: Request<pb::PostMessageRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
-        Ok(Response::new(self.post(&tenant, Op::PostMessage(r), &request_id).await?))
+        Ok(Response::new(self.post(&call, &tenant, Op::PostMessage(r), &request_id).await?))
     }
 
     async fn open_service(
         &self,
         req: Request<pb::OpenServiceRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
-        Ok(Response::new(self.post(&tenant, Op::OpenService(r), &request_id).await?))
+        Ok(Response::new(self.post(&call, &tenant, Op::OpenService(r), &request_id).await?))
     }
 
     async fn request_human(
         &self,
         req: Request<pb::ConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
-        Ok(Response::new(self.conversation_op(&name, Op::RequestHuman(r), &request_id).await?))
+        Ok(Response::new(
+            self.conversation_op(&call, &name, Op::RequestHuman(r), &request_id).await?,
+        ))
     }
 
     async fn close_conversation(
         &self,
         req: Request<pb::ConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
-        Ok(Response::new(self.conversation_op(&name, Op::CloseConversation(r), &request_id).await?))
+        Ok(Response::new(
+            self.conversation_op(&call, &name, Op::CloseConversation(r), &request_id).await?,
+        ))
     }
 
     async fn rate_conversation(
         &self,
         req: Request<pb::RateConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let (name, request_id) = (r.conversation.clone(), r.request_id.clone());
-        Ok(Response::new(self.conversation_op(&name, Op::RateConversation(r), &request_id).await?))
+        Ok(Response::new(
+            self.conversation_op(&call, &name, Op::RateConversation(r), &request_id).await?,
+        ))
     }
 
     async fn get_conversation(
         &self,
         req: Request<pb::GetConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let (tenant, n) = names::conversation("conversation", &req.get_ref().conversation)?;
+        let (call, r) = Call::split(req);
+        let (tenant, n) = names::conversation("conversation", &r.conversation)?;
+        call.allow(&tenant, None)?;
         let found = self
             .registry
             .read(&tenant, move |state| {
@@ -109,8 +122,9 @@ impl ChannelService for Channel {
         &self,
         req: Request<pb::StreamOutboundRequest>,
     ) -> Result<Response<Self::StreamOutboundStream>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let tenant = names::tenant("tenant", &r.tenant)?;
+        call.allow(&tenant, None)?;
         self.registry.read(&tenant, |_| ()).await?; // the tenant exists
         let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
             Some(Item::Outbound(m)) => Some(m),

@@ -6,6 +6,7 @@ use switchboard_proto::v1::event_service_server::EventService;
 use tonic::{Request, Response, Status};
 
 use super::{ItemStream, serve_stream};
+use crate::auth::Call;
 use crate::names;
 use crate::registry::Registry;
 use crate::state::EVENTS;
@@ -23,8 +24,9 @@ impl EventService for Events {
         &self,
         req: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let r = req.into_inner();
+        let (call, r) = Call::split(req);
         let tenant = names::tenant("tenant", &r.tenant)?;
+        call.allow(&tenant, None)?;
         self.registry.read(&tenant, |_| ()).await?;
         let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
             Some(Item::Event(e)) => Some(e),

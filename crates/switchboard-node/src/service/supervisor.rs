@@ -10,6 +10,7 @@ use switchboard_proto::v1::supervisor_service_server::SupervisorService;
 use tonic::{Request, Response, Status};
 
 use super::{page, variant};
+use crate::auth::Call;
 use crate::convert::{self, resources};
 use crate::error::Error;
 use crate::names;
@@ -29,9 +30,12 @@ pub struct Supervisor {
     pub registry: Registry,
 }
 
-/// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`).
-fn tenant_of(supervisor: &str) -> Result<String, Status> {
-    Ok(names::child("supervisor", supervisor, "agents").map_err(Status::from)?.0)
+/// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`), once the caller may act
+/// as that supervisor.
+fn tenant_of(call: &Call, supervisor: &str) -> Result<String, Status> {
+    let (t, a) = names::child("supervisor", supervisor, "agents").map_err(Status::from)?;
+    call.allow(&t, Some(&a))?;
+    Ok(t)
 }
 
 fn live_conversation(s: &TenantState, c: &Conversation) -> pb::LiveConversation {
@@ -141,8 +145,8 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::WhisperRequest>,
     ) -> Result<Response<pb::WhisperResponse>, Status> {
-        let r = request.into_inner();
-        let t = tenant_of(&r.supervisor)?;
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::Whisper(r), &request_id).await?;
         Ok(Response::new(variant!(result, Whisper)?))
@@ -152,8 +156,8 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::SupervisorSetStatusRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
-        let r = request.into_inner();
-        let t = tenant_of(&r.supervisor)?;
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::SupervisorSetStatus(r), &request_id).await?;
         Ok(Response::new(variant!(result, Agent)?))
@@ -163,8 +167,8 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::ReassignBatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
-        let r = request.into_inner();
-        let t = tenant_of(&r.supervisor)?;
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::ReassignBatch(r), &request_id).await?;
         Ok(Response::new(variant!(result, Batch)?))
@@ -174,8 +178,8 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::EndBatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
-        let r = request.into_inner();
-        let t = tenant_of(&r.supervisor)?;
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::EndBatch(r), &request_id).await?;
         Ok(Response::new(variant!(result, Batch)?))
@@ -185,8 +189,8 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::SetBotHostingRequest>,
     ) -> Result<Response<pb::SetBotHostingResponse>, Status> {
-        let r = request.into_inner();
-        let t = tenant_of(&r.supervisor)?;
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::SetBotHosting(r), &request_id).await?;
         Ok(Response::new(variant!(result, BotHosting)?))
@@ -196,8 +200,9 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::GetLiveBoardRequest>,
     ) -> Result<Response<pb::LiveBoard>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let (size, token) = page(r.page.as_ref());
         let after = match token.as_str() {
             "" => 0,
@@ -213,8 +218,9 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::GetQueueStatsRequest>,
     ) -> Result<Response<pb::QueueStats>, Status> {
-        let r = request.into_inner();
+        let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let threshold = match &r.threshold {
             Some(d) => convert::from_duration("threshold", d).map_err(Status::from)?,
             None => DEFAULT_QUEUE_THRESHOLD,
@@ -234,7 +240,9 @@ impl SupervisorService for Supervisor {
         &self,
         request: Request<pb::GetAgentBoardRequest>,
     ) -> Result<Response<pb::AgentBoard>, Status> {
-        let t = names::tenant("tenant", &request.get_ref().tenant).map_err(Status::from)?;
+        let (call, r) = Call::split(request);
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
         let now = crate::clock::now();
         let agents = self
             .registry

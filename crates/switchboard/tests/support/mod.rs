@@ -6,7 +6,7 @@
 pub mod process;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use switchboard_proto::v1::{
@@ -30,20 +30,36 @@ pub struct Node {
 impl Node {
     /// Starts a node on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Node {
-        Node::start_with_env(data_dir, &[])
+        Node::spawn(data_dir, &[], &[], Stdio::inherit())
     }
 
     /// Like `start`, with extra environment variables (configuration such as
     /// `SWITCHBOARD_STORE__SNAPSHOT_EVERY`).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Node {
+        Node::spawn(data_dir, &[], env, Stdio::inherit())
+    }
+
+    /// Starts a node with extra `serve` arguments (such as `--config PATH`).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
+        Node::spawn(data_dir, extra, &[], Stdio::inherit())
+    }
+
+    /// Like [`Node::start_with`], with the node's log (stderr) written to `log`.
+    pub fn start_logging_to(data_dir: &Path, extra: &[&str], log: &Path) -> Node {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Node::spawn(data_dir, extra, &[], Stdio::from(file))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
             .args(["serve", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied());
-        let started = process::start(command, START);
+        let started = process::start(command, stderr, START);
         Node {
             grpc: started.grpc,
             metrics: started.metrics,

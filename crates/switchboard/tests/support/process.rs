@@ -16,13 +16,14 @@ pub struct Started {
     pub metrics: String,
 }
 
-/// Spawns `command` (a `switchboard serve …`), keeps draining its stdout so it never blocks
-/// on a full pipe, and waits (at most `patience`) for its `listening` line.
-pub fn start(mut command: Command, patience: Duration) -> Started {
+/// Spawns `command` (a `switchboard serve …`) with its log going to `stderr`, keeps draining
+/// its stdout so it never blocks on a full pipe, and waits (at most `patience`) for its
+/// `listening` line.
+pub fn start(mut command: Command, stderr: Stdio, patience: Duration) -> Started {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn switchboard serve");
     let stdout = child.stdout.take().expect("stdout piped");

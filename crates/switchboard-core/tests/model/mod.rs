@@ -1,0 +1,425 @@
+//! The model the property tests and the `routing` fuzz target share: a tenant setup, the
+//! operations a run interleaves, and `run`, which applies them to an engine and checks every
+//! invariant of the routing core after every step (see `properties.rs` for the list). The
+//! fuzz crate includes this file with `#[path]`, so both hunt with the same checks.
+
+use std::time::Duration;
+
+use switchboard_core::config::{
+    AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
+    MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
+    ReplySettings, Strategy as Pick, TenantSettings, TimedReply,
+};
+use switchboard_core::engine::customer_message::CustomerMessage;
+use switchboard_core::router::Placement;
+use switchboard_core::{
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
+    Selection, State, Target, Timestamp,
+};
+
+pub const GROUPS: u64 = 3;
+pub const AGENTS: u64 = 5;
+pub const CUSTOMERS: u64 = 8;
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Message { customer: u64, channel: usize, keyword: bool, group: Option<u64> },
+    RequestHuman { customer: u64 },
+    Status { agent: u64, status: usize, supervisor: bool },
+    Accept { agent: u64, pick: usize },
+    Decline { agent: u64, pick: usize },
+    Pick { agent: u64, pick: usize },
+    AgentMessage { agent: u64, pick: usize },
+    TransferToAgent { pick: usize, agent: u64 },
+    TransferToGroup { pick: usize, group: u64, keep: bool },
+    End { pick: usize, by_agent: bool },
+    EndBatch { picks: Vec<usize> },
+    Hosting { on: bool },
+    Capacity { agent: u64, capacity: u32 },
+    ChannelClosed { pick: usize },
+    Advance { secs: u64 },
+}
+
+/// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
+/// timers so they fire within a run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub transfer_to_human: bool,
+    pub groups: Vec<(usize, usize, bool)>,
+    pub agents: Vec<(u32, Vec<u64>)>,
+    pub customers: Vec<(u8, Option<u64>)>,
+    pub reserve: u32,
+    pub grace: u64,
+    pub misses: u32,
+}
+
+fn texts(t: &str) -> Vec<String> {
+    vec![t.to_owned()]
+}
+
+fn replies() -> ReplySettings {
+    ReplySettings {
+        auto_accept: Some(AutoAcceptReply {
+            texts: texts("hi {{nick_name}}, {{staff_name}} here"),
+            also_from_queue: true,
+        }),
+        queue: Some(QueueReply {
+            rules: vec![QueueRule { above: 0, texts: texts("{{queue_num}} ahead") }],
+            min_interval: Duration::from_secs(20),
+        }),
+        agent_no_response: Some(TimedReply {
+            after: Duration::from_secs(60),
+            texts: texts("one moment"),
+        }),
+        customer_no_response: Some(TimedReply {
+            after: Duration::from_secs(120),
+            texts: texts("still there?"),
+        }),
+        customer_no_response_end: Some(TimedReply {
+            after: Duration::from_secs(600),
+            texts: texts("bye"),
+        }),
+        idle_end: Some(TimedReply { after: Duration::from_secs(900), texts: texts("idle bye") }),
+        manual_end: Some(texts("thanks")),
+        batch_end: Some(texts("closing")),
+        offline: Some(OfflineReply {
+            texts: vec!["offline".into(), "later".into()],
+            min_interval: Duration::ZERO,
+        }),
+    }
+}
+
+fn build(s: &Setup) -> Engine {
+    let settings = TenantSettings {
+        transfer_to_human: s.transfer_to_human,
+        replies: replies(),
+        keywords: vec![KeywordRule {
+            keywords: texts("price"),
+            texts: vec!["p1".into(), "p2".into()],
+        }],
+        message_received: Some(MessageReceivedReply {
+            texts: texts("got it"),
+            also_in_session: false,
+        }),
+        open_service: Some(texts("welcome")),
+        human_reserve: s.reserve,
+        unreplied_alert: Some(Duration::from_secs(90)),
+        offline_grace: Duration::from_secs(s.grace),
+        not_responding: NotRespondingPolicy { after_misses: s.misses, status: AgentStatus::Away },
+        default_group: Some(GroupId(0)),
+        ..Default::default()
+    };
+    let mut e = Engine::new(settings).unwrap();
+    let t0 = Timestamp(0);
+    for (g, (strategy, offer, last_agent)) in s.groups.iter().enumerate() {
+        let policy = GroupPolicy {
+            strategy: [Pick::LeastOccupied, Pick::LongestIdle, Pick::RoundRobin][*strategy],
+            offer: [
+                OfferMode::AutoAccept,
+                OfferMode::Offer { timeout: Duration::from_secs(25) },
+                OfferMode::Pull,
+            ][*offer],
+            dedicated_timeout: Duration::from_secs(200),
+            last_agent_timeout: last_agent.then_some(Duration::from_secs(45)),
+        };
+        e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
+            .unwrap();
+    }
+    for (a, (capacity, groups)) in s.agents.iter().enumerate() {
+        let settings = AgentSettings {
+            nickname: format!("agent{a}"),
+            capacity: *capacity,
+            groups: groups.iter().map(|g| GroupId(*g)).collect(),
+            replies: ReplySettings::default(),
+        };
+        e.upsert_agent(t0, AgentId(a as u64), settings).unwrap();
+    }
+    for (u, (priority, dedicated)) in s.customers.iter().enumerate() {
+        let settings = CustomerSettings {
+            nickname: (u % 2 == 0).then(|| format!("cust{u}")),
+            priority: *priority,
+            group: None,
+            dedicated_agent: dedicated.map(AgentId),
+        };
+        e.upsert_customer(CustomerId(u as u64), settings).unwrap();
+    }
+    e
+}
+
+/// Every open conversation, in id order, so `pick` indexes are stable.
+fn open(e: &Engine) -> Vec<ConversationId> {
+    let mut ids: Vec<ConversationId> =
+        e.conversations().filter(|c| c.is_open()).map(|c| c.id).collect();
+    ids.sort();
+    ids
+}
+
+fn nth(e: &Engine, pick: usize) -> Option<ConversationId> {
+    let ids = open(e);
+    (!ids.is_empty()).then(|| ids[pick % ids.len()])
+}
+
+/// The `pick`-th conversation in `state`, with the agent holding it.
+fn held(e: &Engine, state: State, pick: usize) -> Option<(ConversationId, AgentId)> {
+    let ids: Vec<_> = open(e)
+        .into_iter()
+        .filter_map(|c| {
+            e.conversation(c).filter(|c| c.state == state).and_then(|c| Some((c.id, c.agent?)))
+        })
+        .collect();
+    (!ids.is_empty()).then(|| ids[pick % ids.len()])
+}
+
+/// Positions must be the exact rank: 1 + the number of entries ahead in the same queue.
+fn check_positions(e: &Engine) -> Result<(), String> {
+    for g in 0..GROUPS {
+        for (rank, (key, conv)) in e.router().queue(GroupId(g), 0).enumerate() {
+            if e.position(conv) != Some(rank + 1) {
+                return Err(format!(
+                    "{conv} is at rank {} of g{g} but reports {:?}",
+                    rank + 1,
+                    e.position(conv)
+                ));
+            }
+            let _ = key;
+        }
+    }
+    for (id, a) in e.router().agents() {
+        for (rank, (_, conv)) in a.pinned.iter().enumerate() {
+            if e.position(conv) != Some(rank + 1) {
+                return Err(format!(
+                    "{conv} waits for {id} at rank {} but reports {:?}",
+                    rank + 1,
+                    e.position(conv)
+                ));
+            }
+        }
+    }
+    for c in e.conversations() {
+        let placed = e.router().placement(c.id);
+        let queued = matches!(placed, Some(Placement::Queued { .. }));
+        if queued != e.position(c.id).is_some() {
+            return Err(format!(
+                "{} reports a position while not waiting, or none while waiting",
+                c.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// FIFO within a priority: in each queue, entries of the same front class and priority are
+/// in order of entry time.
+fn check_fifo(e: &Engine) -> Result<(), String> {
+    for g in 0..GROUPS {
+        let keys: Vec<_> = e.router().queue(GroupId(g), 0).map(|(k, _)| k).collect();
+        for w in keys.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a.front() == b.front()
+                && a.priority() == b.priority()
+                && a.entered_at() > b.entered_at()
+            {
+                return Err(format!("g{g}: {a:?} ahead of {b:?}"));
+            }
+            if a.front() == b.front() && a.priority() < b.priority() {
+                return Err(format!("g{g}: lower priority {a:?} ahead of {b:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Budgets, observed on the effects: count service messages per conversation since the
+/// customer last wrote, and refuse any run over the channel's limit.
+#[derive(Default)]
+struct BudgetWatch {
+    since_customer: std::collections::HashMap<ConversationId, u32>,
+}
+
+impl BudgetWatch {
+    fn customer_wrote(&mut self, c: ConversationId) {
+        self.since_customer.insert(c, 0);
+    }
+
+    fn observe(&mut self, effects: &[Effect]) -> Result<(), String> {
+        for e in effects {
+            if let Effect::Send { conversation, channel, .. } = e {
+                let n = self.since_customer.entry(*conversation).or_default();
+                *n += 1;
+                if channel.reply_budget().is_some_and(|limit| *n > limit) {
+                    return Err(format!(
+                        "{conversation} on {channel} got {n} service messages in a row"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
+    let mut e = build(setup);
+    let mut now = Timestamp(1_000);
+    let mut next_conv = 0u64;
+    let mut budget = BudgetWatch::default();
+    let statuses = [
+        AgentStatus::Online,
+        AgentStatus::Busy,
+        AgentStatus::Away,
+        AgentStatus::Invisible,
+        AgentStatus::Offline,
+    ];
+    for (step, op) in ops.iter().enumerate() {
+        now = now + Duration::from_millis(250);
+        // Errors are expected (random ops are often invalid); invariants must hold anyway.
+        let effects: Vec<Effect> = match op {
+            Op::Message { customer, channel, keyword, group } => {
+                next_conv += 1;
+                let msg = CustomerMessage {
+                    customer: CustomerId(*customer),
+                    channel: Channel::ALL[*channel],
+                    text: if *keyword { "what is the price?".into() } else { "hello".into() },
+                    new_conversation: ConversationId(next_conv),
+                    group: group.map(GroupId),
+                    priority: None,
+                };
+                match e.customer_message(now, msg) {
+                    Ok(o) => {
+                        budget.customer_wrote(o.conversation);
+                        o.effects
+                    }
+                    Err(_) => Vec::new(),
+                }
+            }
+            Op::RequestHuman { customer } => {
+                match e.customer(CustomerId(*customer)).and_then(|u| u.open) {
+                    Some(c) => e.request_human(now, c).unwrap_or_default(),
+                    None => Vec::new(),
+                }
+            }
+            Op::Status { agent, status, supervisor } => {
+                let by = if *supervisor {
+                    Actor::Supervisor(AgentId(99))
+                } else {
+                    Actor::Agent(AgentId(*agent))
+                };
+                e.set_agent_status(now, AgentId(*agent), statuses[*status], by).unwrap_or_default()
+            }
+            Op::Accept { agent, pick } => match held(&e, State::Offered, *pick) {
+                Some((c, holder)) => e
+                    .accept(now, if *agent == 0 { AgentId(9) } else { holder }, c)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            },
+            Op::Decline { agent, pick } => match held(&e, State::Offered, *pick) {
+                Some((c, holder)) => e
+                    .decline(now, if *agent == 0 { AgentId(9) } else { holder }, c)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            },
+            Op::Pick { agent, pick } => nth(&e, *pick)
+                .map(|c| e.pick(now, AgentId(*agent), c).unwrap_or_default())
+                .unwrap_or_default(),
+            Op::AgentMessage { agent, pick } => match held(&e, State::Assigned, *pick) {
+                // Mostly the holder; now and then someone else, who must be refused.
+                Some((c, holder)) => {
+                    let from = if *agent == 0 { AgentId((holder.0 + 1) % AGENTS) } else { holder };
+                    e.agent_message(now, from, c, "hello from the desk", None).unwrap_or_default()
+                }
+                None => Vec::new(),
+            },
+            Op::TransferToAgent { pick, agent } => nth(&e, *pick)
+                .map(|c| {
+                    e.transfer(
+                        now,
+                        c,
+                        Target::Agent(AgentId(*agent)),
+                        Actor::Supervisor(AgentId(99)),
+                    )
+                    .unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            Op::TransferToGroup { pick, group, keep } => nth(&e, *pick)
+                .map(|c| {
+                    let target = Target::Group { group: GroupId(*group), keep_entry_time: *keep };
+                    e.transfer(now, c, target, Actor::Supervisor(AgentId(99))).unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            Op::End { pick, by_agent } => nth(&e, *pick)
+                .map(|c| {
+                    let by = match (by_agent, e.conversation(c).and_then(|c| c.agent)) {
+                        (true, Some(a)) => Actor::Agent(a),
+                        _ => Actor::Supervisor(AgentId(99)),
+                    };
+                    e.end(now, c, by).unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            Op::EndBatch { picks } => {
+                let ids: Vec<_> = picks.iter().filter_map(|p| nth(&e, *p)).collect();
+                e.end_batch(now, &ids).1
+            }
+            Op::Hosting { on } => e.set_bot_hosting(now, &Selection::All, *on).1,
+            Op::Capacity { agent, capacity } => {
+                let mut s = e.agent_settings(AgentId(*agent)).cloned().unwrap();
+                s.capacity = *capacity;
+                match e.upsert_agent(now, AgentId(*agent), s) {
+                    Ok(fx) => fx,
+                    Err(err) => {
+                        let held =
+                            e.router().agent(AgentId(*agent)).map_or(0, |a| a.assigned.len());
+                        if held <= *capacity as usize {
+                            return Err(format!(
+                                "capacity {capacity} refused with {held} assigned: {err}"
+                            ));
+                        }
+                        Vec::new()
+                    }
+                }
+            }
+            Op::ChannelClosed { pick } => nth(&e, *pick)
+                .map(|c| e.channel_closed(now, c).unwrap_or_default())
+                .unwrap_or_default(),
+            Op::Advance { secs } => {
+                now = now + Duration::from_secs(*secs);
+                e.advance(now)
+            }
+        };
+        let checks = e
+            .check_invariants()
+            .and_then(|()| check_positions(&e))
+            .and_then(|()| check_fifo(&e))
+            .and_then(|()| budget.observe(&effects));
+        if let Err(why) = checks {
+            return Err(format!("after step {step} ({op:?}): {why}"));
+        }
+        // Nothing is left due once advance has run.
+        if let Op::Advance { .. } = op
+            && e.next_deadline().is_some_and(|d| d <= now)
+        {
+            return Err(format!(
+                "after step {step}: a deadline at {:?} is still due",
+                e.next_deadline()
+            ));
+        }
+        // An ended conversation is nowhere.
+        for c in e.conversations().filter(|c| c.state == State::Ended) {
+            if e.router().placement(c.id).is_some() {
+                return Err(format!("ended {} still placed", c.id));
+            }
+        }
+    }
+    // A snapshot restores an engine that behaves exactly like the original from then on:
+    // what the node relies on to rebuild a tenant after a crash.
+    let bytes = rmp_serde::to_vec_named(&e).map_err(|err| format!("snapshot: {err}"))?;
+    let mut restored: Engine =
+        rmp_serde::from_slice(&bytes).map_err(|err| format!("restore: {err}"))?;
+    restored.check_invariants().map_err(|why| format!("restored engine: {why}"))?;
+    for (i, op) in [Op::Advance { secs: 30 }, Op::Advance { secs: 3 * 86_400 }].iter().enumerate() {
+        let Op::Advance { secs } = op else { unreachable!() };
+        let later = now + Duration::from_secs(*secs * (i as u64 + 1));
+        if e.advance(later) != restored.advance(later) {
+            return Err(format!("restored engine diverged at {later:?}"));
+        }
+    }
+    Ok(())
+}

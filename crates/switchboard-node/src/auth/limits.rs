@@ -1,0 +1,159 @@
+//! Per-tenant request rate (a token bucket per tenant, answered with `RESOURCE_EXHAUSTED` and
+//! `google.rpc.RetryInfo`) and the cap on live streams per agent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// The limits' settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per tenant; 0 switches the rate limit off.
+    pub tenant_requests_per_second: f64,
+    /// Requests a tenant may make at once above the sustained rate.
+    pub tenant_burst: f64,
+    /// Live streams (`AgentService.StreamEvents`) one agent may hold open at once.
+    pub streams_per_agent: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            tenant_requests_per_second: 10_000.0,
+            tenant_burst: 20_000.0,
+            streams_per_agent: 4,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The limits' state, shared by every connection of the node.
+#[derive(Debug, Default)]
+pub struct Limits {
+    config: LimitsConfig,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    streams: Arc<Mutex<HashMap<(String, String), usize>>>,
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Limits {
+        Limits { config, ..Limits::default() }
+    }
+
+    /// Takes one request from `tenant`'s budget, or says how long until one is available.
+    pub fn charge(&self, tenant: &str) -> Result<(), Error> {
+        self.charge_at(tenant, Instant::now())
+    }
+
+    fn charge_at(&self, tenant: &str, now: Instant) -> Result<(), Error> {
+        let (rate, burst) = (self.config.tenant_requests_per_second, self.config.tenant_burst);
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let burst = burst.max(1.0);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket { tokens: burst, at: now });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / rate;
+        let retry_after = Duration::from_secs_f64(wait).max(Duration::from_millis(1));
+        metrics::counter!(RATE_LIMITED, "tenant" => tenant.to_owned()).increment(1);
+        Err(Error::RateLimited { tenant: tenant.to_owned(), retry_after })
+    }
+
+    /// Holds one of `agent`'s stream places until the slot drops.
+    pub fn stream_slot(&self, tenant: &str, agent: &str) -> Result<StreamSlot, Error> {
+        let key = (tenant.to_owned(), agent.to_owned());
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let open = streams.entry(key.clone()).or_default();
+        if *open >= self.config.streams_per_agent {
+            return Err(Error::ResourceExhausted(format!(
+                "agent {agent} of tenant {tenant} already has {open} live streams open (limits.streams_per_agent); close one first"
+            )));
+        }
+        *open += 1;
+        Ok(StreamSlot { streams: Arc::clone(&self.streams), key })
+    }
+}
+
+/// HTTP/2 settings that bound what one connection can make the node hold: streams open at
+/// once, flow-control windows (bytes buffered per stream and per connection before the peer
+/// must wait), header list and frame sizes.
+pub mod http2 {
+    pub const MAX_CONCURRENT_STREAMS: u32 = 512;
+    pub const INITIAL_STREAM_WINDOW: u32 = 256 * 1024;
+    pub const INITIAL_CONNECTION_WINDOW: u32 = 1024 * 1024;
+    pub const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+    pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+}
+
+/// Requests refused by a tenant's rate limit.
+pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+
+/// One open stream of an agent; gives its place back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<Mutex<HashMap<(String, String), usize>>>,
+    key: (String, String),
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = streams.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_over_its_budget_waits_and_others_do_not() {
+        let limits = Limits::new(LimitsConfig {
+            tenant_requests_per_second: 10.0,
+            tenant_burst: 2.0,
+            streams_per_agent: 1,
+        });
+        let t0 = Instant::now();
+        limits.charge_at("acme", t0).unwrap();
+        limits.charge_at("acme", t0).unwrap();
+        match limits.charge_at("acme", t0) {
+            Err(Error::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        limits.charge_at("globex", t0).unwrap();
+        limits.charge_at("acme", t0 + Duration::from_millis(100)).unwrap();
+    }
+
+    #[test]
+    fn stream_places_come_back_when_a_stream_ends() {
+        let limits = Limits::new(LimitsConfig { streams_per_agent: 1, ..LimitsConfig::default() });
+        let first = limits.stream_slot("acme", "alice").unwrap();
+        assert!(limits.stream_slot("acme", "alice").is_err());
+        let _bob = limits.stream_slot("acme", "bob").unwrap();
+        drop(first);
+        limits.stream_slot("acme", "alice").unwrap();
+    }
+}

@@ -1,0 +1,572 @@
+//! Security end to end, against real `switchboard serve` processes over real gRPC: every role
+//! against every public method (allowed or refused as designed), tenant isolation for every
+//! method, missing, expired and forged tokens, agents acting only as themselves, the rate and
+//! stream limits, a node that refuses to start beyond loopback without authentication, and
+//! TLS with node-to-node mutual TLS. Tokens are minted here with fixed expiry times (far in
+//! the future, or long past), so nothing depends on the clock.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use support::{Node, rid};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+/// A key for tests only, written to a temp dir at test time.
+const SECRET: &str = "test-only-secret-0123456789abcdef0123456789";
+/// 2096: valid for the life of this test suite.
+const FUTURE: u64 = 4_000_000_000;
+/// 2001: long expired.
+const PAST: u64 = 1_000_000_000;
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    role: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tenant: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    agent: &'a str,
+    exp: u64,
+}
+
+fn mint_with(secret: &str, role: &str, tenant: &str, agent: &str, exp: u64) -> String {
+    let claims = Claims { sub: "test", role, tenant, agent, exp };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("mint a token")
+}
+
+fn mint(role: &str, tenant: &str, agent: &str) -> String {
+    mint_with(SECRET, role, tenant, agent, FUTURE)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write a test file");
+    path
+}
+
+/// Starts a node whose config file has `extra` appended after the `[auth]` section.
+fn start_authenticated(dir: &Path, extra: &str) -> Node {
+    let key = write(dir, "jwt.key", SECRET);
+    let config = format!("[auth]\ntoken_keys = [{:?}]\n{extra}", key.display().to_string());
+    let path = write(dir, "sb.toml", &config);
+    // The table test's hundreds of refusals would flood the test output as audit warnings.
+    let log = std::env::var("NODE_LOG").unwrap_or_else(|_| "warn,audit=error".into());
+    Node::start_with(
+        &dir.join("data"),
+        &["--config", path.to_str().expect("utf-8 path"), "--log", &log],
+    )
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("header value"));
+    req
+}
+
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect")
+}
+
+/// Any request message: every public request's field 1 is the resource or acting name it
+/// works on (`ListTenants` takes none), so one shape reaches every method's authorization.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Named {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+/// Any response message (fields skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Anything {}
+
+/// Calls `/switchboard.v1.{method}` with field 1 set to `name`; the status code (OK on
+/// success, or for a stream that opened).
+async fn raw_call(channel: &Channel, method: &str, name: &str, token: Option<&str>) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let path = PathAndQuery::try_from(format!("/switchboard.v1.{method}")).expect("path");
+    let message = Named { name: name.to_owned() };
+    let req = match token {
+        Some(t) => authed(message, t),
+        None => tonic::Request::new(message),
+    };
+    let codec = tonic_prost::ProstCodec::<Named, Anything>::default();
+    let result = if method.contains("/Stream") {
+        grpc.server_streaming(req, path, codec).await.map(drop)
+    } else {
+        grpc.unary(req, path, codec).await.map(drop)
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// What a method's field 1 names, in tenant `t`, for a caller acting as `me`.
+#[derive(Clone, Copy)]
+enum Name {
+    Tenant,
+    NewTenant,
+    Nothing,
+    /// The acting agent (or supervisor): the caller's own agent.
+    Me,
+    Conversation,
+    Group,
+    Agent,
+    Customer,
+    /// An agent (or group) that does not exist (deletes must not disturb the fixture).
+    Ghost,
+    GhostGroup,
+}
+
+fn name(kind: Name, t: &str, me: &str, role: &str) -> String {
+    let me = if me.is_empty() { "alice" } else { me };
+    match kind {
+        Name::Tenant => format!("tenants/{t}"),
+        Name::NewTenant => format!("new-{role}-{t}"),
+        Name::Nothing => String::new(),
+        Name::Me => format!("tenants/{t}/agents/{me}"),
+        Name::Conversation => format!("tenants/{t}/conversations/1"),
+        Name::Group => format!("tenants/{t}/groups/support"),
+        Name::Agent => format!("tenants/{t}/agents/alice"),
+        Name::Customer => format!("tenants/{t}/customers/carol"),
+        Name::Ghost => format!("tenants/{t}/agents/ghost"),
+        Name::GhostGroup => format!("tenants/{t}/groups/ghost"),
+    }
+}
+
+/// Every public method, what field 1 names, and the roles allowed (i integrator, a agent,
+/// s supervisor, d tenant administrator, o operator). Written out here independently of the
+/// node's policy table, so a change to either shows up.
+const METHODS: &[(&str, Name, &str)] = &[
+    ("ChannelService/PostMessage", Name::Tenant, "i"),
+    ("ChannelService/OpenService", Name::Tenant, "i"),
+    ("ChannelService/RequestHuman", Name::Conversation, "i"),
+    ("ChannelService/RateConversation", Name::Conversation, "i"),
+    ("ChannelService/GetConversation", Name::Conversation, "isdo"),
+    ("ChannelService/StreamOutbound", Name::Tenant, "i"),
+    ("EventService/StreamEvents", Name::Tenant, "ido"),
+    ("AgentService/SetStatus", Name::Me, "as"),
+    ("AgentService/StreamEvents", Name::Me, "as"),
+    ("AgentService/Accept", Name::Me, "as"),
+    ("AgentService/Decline", Name::Me, "as"),
+    ("AgentService/Pick", Name::Me, "as"),
+    ("AgentService/ListUnaccepted", Name::Me, "as"),
+    ("AgentService/ListAssigned", Name::Me, "as"),
+    ("AgentService/SendMessage", Name::Me, "as"),
+    ("AgentService/MarkRead", Name::Me, "as"),
+    ("AgentService/Transfer", Name::Me, "as"),
+    ("AgentService/SetBotHosting", Name::Me, "as"),
+    ("AgentService/InviteRating", Name::Me, "as"),
+    ("AgentService/GetHistory", Name::Me, "as"),
+    ("AgentService/UpdateConversation", Name::Me, "as"),
+    ("AgentService/UpdateCustomerProfile", Name::Me, "as"),
+    ("AgentService/ListQuickReplies", Name::Me, "as"),
+    ("AgentService/PutPersonalQuickReplies", Name::Me, "as"),
+    ("AgentService/EndConversation", Name::Me, "as"),
+    ("SupervisorService/Whisper", Name::Me, "s"),
+    ("SupervisorService/SetAgentStatus", Name::Me, "s"),
+    ("SupervisorService/ReassignBatch", Name::Me, "s"),
+    ("SupervisorService/EndBatch", Name::Me, "s"),
+    ("SupervisorService/SetBotHosting", Name::Me, "s"),
+    ("SupervisorService/GetLiveBoard", Name::Tenant, "sdo"),
+    ("SupervisorService/GetQueueStats", Name::Tenant, "sdo"),
+    ("SupervisorService/GetAgentBoard", Name::Tenant, "sdo"),
+    ("AdminService/GetTenant", Name::Tenant, "sdo"),
+    ("AdminService/ListTenants", Name::Nothing, "o"),
+    ("AdminService/GetGroup", Name::Group, "sdo"),
+    ("AdminService/ListGroups", Name::Tenant, "sdo"),
+    ("AdminService/GetAgent", Name::Agent, "sdo"),
+    ("AdminService/ListAgents", Name::Tenant, "sdo"),
+    ("AdminService/GetCustomer", Name::Customer, "isdo"),
+    ("AdminService/PutCustomer", Name::Customer, "ido"),
+    ("AdminService/PutSharedQuickReplies", Name::Tenant, "do"),
+    ("AdminService/UpdateTenant", Name::Tenant, "do"),
+    ("AdminService/PutGroup", Name::Group, "do"),
+    ("AdminService/PutAgent", Name::Ghost, "do"),
+    ("AdminService/DeleteAgent", Name::Ghost, "do"),
+    ("AdminService/DeleteGroup", Name::GhostGroup, "do"),
+    ("AdminService/CreateTenant", Name::NewTenant, "o"),
+    ("ChannelService/CloseConversation", Name::Conversation, "i"),
+];
+
+/// Tenant `t`: group support, agent alice (serving conversation 1), supervisor boss.
+async fn fixture(channel: &Channel, operator: &str, t: &str) {
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+    admin
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                tenant_id: t.into(),
+                display_name: t.into(),
+                settings: None,
+                request_id: rid("create"),
+            },
+            operator,
+        ))
+        .await
+        .expect("create tenant");
+    admin
+        .put_group(authed(
+            pb::PutGroupRequest {
+                name: format!("tenants/{t}/groups/support"),
+                display_name: "Support".into(),
+                policy: Some(pb::RoutingPolicy {
+                    offer_mode: pb::OfferMode::AutoAccept as i32,
+                    ..Default::default()
+                }),
+                replies: None,
+                request_id: rid("group"),
+            },
+            operator,
+        ))
+        .await
+        .expect("put group");
+    for (agent, supervisor) in [("alice", false), ("boss", true)] {
+        admin
+            .put_agent(authed(
+                pb::PutAgentRequest {
+                    name: format!("tenants/{t}/agents/{agent}"),
+                    nickname: agent.into(),
+                    capacity: 3,
+                    groups: vec!["support".into()],
+                    replies: None,
+                    supervisor,
+                    request_id: rid("agent"),
+                },
+                operator,
+            ))
+            .await
+            .expect("put agent");
+    }
+    let alice = mint("agent", t, "alice");
+    pb::agent_service_client::AgentServiceClient::new(channel.clone())
+        .set_status(authed(
+            pb::SetStatusRequest {
+                agent: format!("tenants/{t}/agents/alice"),
+                status: pb::AgentStatus::Online as i32,
+                request_id: rid("status"),
+            },
+            &alice,
+        ))
+        .await
+        .expect("alice online");
+    let integrator = mint("integrator", t, "");
+    let posted = pb::channel_service_client::ChannelServiceClient::new(channel.clone())
+        .post_message(authed(
+            pb::PostMessageRequest {
+                tenant: format!("tenants/{t}"),
+                customer: "carol".into(),
+                channel: pb::Channel::Web as i32,
+                text: "hello".into(),
+                group: "support".into(),
+                request_id: rid("post"),
+                ..Default::default()
+            },
+            &integrator,
+        ))
+        .await
+        .expect("post a message")
+        .into_inner();
+    assert_eq!(
+        posted.conversation.expect("a conversation").name,
+        format!("tenants/{t}/conversations/1")
+    );
+}
+
+/// (letter, role, agent) of the five kinds of caller.
+const ROLES: &[(char, &str, &str)] = &[
+    ('i', "integrator", ""),
+    ('a', "agent", "alice"),
+    ('s', "supervisor", "boss"),
+    ('d', "admin", ""),
+    ('o', "operator", ""),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_against_every_method_and_no_tenant_reaches_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let channel = connect(&node.grpc).await;
+    let operator = mint("operator", "", "");
+    fixture(&channel, &operator, "acme").await;
+    fixture(&channel, &operator, "globex").await;
+
+    // The table covers every public method (and nothing else).
+    let mut covered: Vec<&str> = METHODS.iter().map(|(m, _, _)| *m).collect();
+    covered.sort_unstable();
+    covered.dedup();
+    assert_eq!(covered.len(), METHODS.len());
+    assert_eq!(covered.len(), switchboard_node::auth::policy::POLICY.len());
+
+    let mut failures = Vec::new();
+    for (method, kind, allowed) in METHODS {
+        for (letter, role, me) in ROLES {
+            // Same tenant: allowed or refused as designed.
+            let token = mint(role, if *role == "operator" { "" } else { "acme" }, me);
+            let code =
+                raw_call(&channel, method, &name(*kind, "acme", me, role), Some(&token)).await;
+            let ok = if allowed.contains(*letter) {
+                !matches!(code, Code::PermissionDenied | Code::Unauthenticated)
+            } else {
+                code == Code::PermissionDenied
+            };
+            if !ok {
+                failures.push(format!("{role} of acme on acme: {method} gave {code:?}"));
+            }
+            // Another tenant's token never reaches acme's data, whatever its role. The
+            // operator is the one role above tenants.
+            if *role != "operator" && !matches!(kind, Name::Nothing | Name::NewTenant) {
+                let token = mint(role, "globex", me);
+                let code =
+                    raw_call(&channel, method, &name(*kind, "acme", me, role), Some(&token)).await;
+                if code != Code::PermissionDenied {
+                    failures.push(format!("{role} of globex on acme: {method} gave {code:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Tenant isolation also holds for the data: globex's conversation 1 and agents are intact
+    // and distinct from acme's after everything above.
+    let mut globex = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+    let agents = globex
+        .list_agents(authed(
+            pb::ListAgentsRequest { tenant: "tenants/globex".into(), page: None },
+            &mint("admin", "globex", ""),
+        ))
+        .await
+        .expect("globex's admin lists its agents")
+        .into_inner();
+    let names: Vec<_> = agents.agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["tenants/globex/agents/alice", "tenants/globex/agents/boss"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_expired_forged_and_malformed_tokens_are_unauthenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let channel = connect(&node.grpc).await;
+    let operator = mint("operator", "", "");
+    fixture(&channel, &operator, "acme").await;
+    let method = "AdminService/GetTenant";
+    let tenant = "tenants/acme";
+
+    assert_eq!(raw_call(&channel, method, tenant, Some(&operator)).await, Code::Ok);
+    assert_eq!(raw_call(&channel, method, tenant, None).await, Code::Unauthenticated);
+    let expired = mint_with(SECRET, "operator", "", "", PAST);
+    assert_eq!(raw_call(&channel, method, tenant, Some(&expired)).await, Code::Unauthenticated);
+    let forged = mint_with("another-secret-0123456789abcdef0123456789", "operator", "", "", FUTURE);
+    assert_eq!(raw_call(&channel, method, tenant, Some(&forged)).await, Code::Unauthenticated);
+    // A valid signature over claims that name no tenant for a tenant role.
+    let tenantless = mint("admin", "", "");
+    assert_eq!(raw_call(&channel, method, tenant, Some(&tenantless)).await, Code::Unauthenticated);
+    assert_eq!(raw_call(&channel, method, tenant, Some("not.a.jwt")).await, Code::Unauthenticated);
+    // Tampered claims: the operator's payload on an admin's signature.
+    let admin = mint("admin", "acme", "");
+    let op_payload = operator.split('.').nth(1).unwrap();
+    let parts: Vec<&str> = admin.split('.').collect();
+    let tampered = format!("{}.{op_payload}.{}", parts[0], parts[2]);
+    assert_eq!(raw_call(&channel, method, tenant, Some(&tampered)).await, Code::Unauthenticated);
+    // The unsigned algorithm is never accepted.
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{op_payload}.");
+    assert_eq!(raw_call(&channel, method, tenant, Some(&none)).await, Code::Unauthenticated);
+
+    // An agent acts only as itself, even within its tenant.
+    let alice = mint("agent", "acme", "alice");
+    assert_eq!(
+        raw_call(&channel, "AgentService/ListAssigned", "tenants/acme/agents/boss", Some(&alice))
+            .await,
+        Code::PermissionDenied
+    );
+
+    // Health checking and reflection stay open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health without a token");
+    assert_eq!(serving.into_inner().status, 1);
+}
+
+#[test]
+fn a_node_beyond_loopback_refuses_to_start_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--grpc-addr", "0.0.0.0:0", "--metrics-addr", "off", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .expect("run switchboard serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "it never listened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_rate_is_told_when_to_retry_and_agents_have_a_stream_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits =
+        "[limits]\ntenant_requests_per_second = 1\ntenant_burst = 20\nstreams_per_agent = 1\n";
+    let node = start_authenticated(dir.path(), limits);
+    let channel = connect(&node.grpc).await;
+    let operator = mint("operator", "", "");
+    fixture(&channel, &operator, "acme").await; // 6 of acme's 20
+
+    // One live stream per agent: a second one of the same agent is refused, another
+    // agent's is not.
+    let mut agent = pb::agent_service_client::AgentServiceClient::new(channel.clone());
+    let stream = |who: &str| {
+        authed(
+            pb::StreamAgentEventsRequest {
+                agent: format!("tenants/acme/agents/{who}"),
+                after_cursor: 0,
+            },
+            &mint(if who == "boss" { "supervisor" } else { "agent" }, "acme", who),
+        )
+    };
+    let _first = agent.stream_events(stream("boss")).await.expect("a first stream");
+    let refused = agent.stream_events(stream("boss")).await.expect_err("a second stream");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("streams"), "{}", refused.message());
+    let _alice = agent.stream_events(stream("alice")).await.expect("another agent's stream");
+
+    // acme keeps calling until its budget runs out: RESOURCE_EXHAUSTED with RetryInfo.
+    let admin = mint("admin", "acme", "");
+    let mut grpc = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+    let mut refusal = None;
+    for _ in 0..200 {
+        let asked = pb::GetTenantRequest { name: "tenants/acme".into() };
+        if let Err(s) = grpc.get_tenant(authed(asked, &admin)).await {
+            refusal = Some(s);
+            break;
+        }
+    }
+    let refusal = refusal.expect("a budget of 1/s with a burst of 20 runs out within 200 calls");
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    let retry = refusal.get_details_retry_info().expect("RetryInfo in the details");
+    assert!(retry.retry_delay.is_some_and(|d| !d.is_zero()), "{retry:?}");
+    assert_eq!(refusal.get_details_error_info().expect("ErrorInfo").reason, "RATE_LIMITED");
+
+    // Other tenants are not slowed by acme.
+    fixture(&channel, &operator, "globex").await;
+}
+
+#[test]
+fn ctl_sends_the_token_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let ctl = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["ctl", "--addr", &node.grpc, "tenant", "create", "acme"])
+            .env_remove("SWITCHBOARD_TOKEN");
+        if let Some(token) = token {
+            cmd.env("SWITCHBOARD_TOKEN", token);
+        }
+        cmd.output().expect("run switchboard ctl")
+    };
+    let refused = ctl(None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let created = ctl(Some(&mint("operator", "", "")));
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("tenants/acme"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_and_administrators_changes_and_refusals_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write(dir.path(), "jwt.key", SECRET);
+    let config = format!("[auth]\ntoken_keys = [{:?}]\n", key.display().to_string());
+    let config = write(dir.path(), "sb.toml", &config);
+    let log = dir.path().join("node.log");
+    // Flags, because the harness's RUST_LOG would override a filter in the file.
+    let args = ["--config", config.to_str().unwrap(), "--log", "warn,audit=info"];
+    let mut node = Node::start_logging_to(
+        &dir.path().join("data"),
+        &[&args[..], &["--log-format", "json"]].concat(),
+        &log,
+    );
+    let channel = connect(&node.grpc).await;
+    fixture(&channel, &mint("operator", "", ""), "acme").await;
+    let boss = mint("supervisor", "acme", "boss");
+    let code =
+        raw_call(&channel, "SupervisorService/EndBatch", "tenants/acme/agents/boss", Some(&boss))
+            .await;
+    // Authorized (it then fails validation: no conversations named); the audit records the
+    // authorized attempt.
+    assert_eq!(code, Code::InvalidArgument);
+    let alice = mint("agent", "acme", "alice");
+    let code =
+        raw_call(&channel, "AdminService/PutGroup", "tenants/acme/groups/support", Some(&alice))
+            .await;
+    assert_eq!(code, Code::PermissionDenied);
+    // An agent's own work is not audited (it is in the command log).
+    let code =
+        raw_call(&channel, "AgentService/ListAssigned", "tenants/acme/agents/alice", Some(&alice))
+            .await;
+    assert_eq!(code, Code::Ok);
+    assert!(node.terminate(), "clean shutdown");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let audit: Vec<&str> = text.lines().filter(|l| l.contains("\"target\":\"audit\"")).collect();
+    let has = |method: &str, what: &str| {
+        audit.iter().any(|l| l.contains(method) && l.contains(&format!("\"message\":\"{what}\"")))
+    };
+    assert!(has("AdminService/CreateTenant", "allowed"), "{text}");
+    assert!(has("SupervisorService/EndBatch", "allowed"), "{text}");
+    assert!(audit.iter().any(|l| l.contains("EndBatch") && l.contains("\"role\":\"supervisor\"")));
+    assert!(has("AdminService/PutGroup", "denied"), "{text}");
+    assert!(!audit.iter().any(|l| l.contains("AgentService/ListAssigned")), "{text}");
+    assert!(!audit.iter().any(|l| l.contains("AgentService/SetStatus")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_headers_are_refused_and_the_node_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_authenticated(dir.path(), "");
+    let channel = connect(&node.grpc).await;
+    let operator = mint("operator", "", "");
+    fixture(&channel, &operator, "acme").await;
+    let integrator = mint("integrator", "acme", "");
+    let post = |text: String| pb::PostMessageRequest {
+        tenant: "tenants/acme".into(),
+        customer: "dave".into(),
+        channel: pb::Channel::Web as i32,
+        text,
+        group: "support".into(),
+        request_id: rid("big"),
+        ..Default::default()
+    };
+    let mut gateway = pb::channel_service_client::ChannelServiceClient::new(channel.clone());
+
+    // Over grpc.max_request_bytes (64 KiB).
+    let big = gateway.post_message(authed(post("x".repeat(100 * 1024)), &integrator)).await;
+    let code = big.expect_err("a 100 KiB message is refused").code();
+    assert!(matches!(code, Code::OutOfRange | Code::ResourceExhausted), "{code:?}");
+
+    // A header list over 16 KiB never reaches a handler.
+    let mut req = authed(post("hi".into()), &integrator);
+    req.metadata_mut().insert("x-padding", "p".repeat(32 * 1024).parse().unwrap());
+    let fresh = connect(&node.grpc).await;
+    let mut padded = pb::channel_service_client::ChannelServiceClient::new(fresh);
+    assert!(padded.post_message(req).await.is_err(), "a 32 KiB header is refused");
+
+    // The node is unharmed.
+    gateway.post_message(authed(post("hi".into()), &integrator)).await.expect("serves on");
+    assert!(node.alive());
+}
