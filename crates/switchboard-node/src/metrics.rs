@@ -62,7 +62,8 @@ pub const APPLY_BUCKETS: &[f64] =
 /// Bucket bounds (bytes) of snapshot sizes.
 pub const SIZE_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// Bucket bounds (seconds) of etcd requests.
-pub const ETCD_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const ETCD_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Every histogram with its buckets, for the exporter (histograms, never summaries).
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
@@ -136,7 +137,10 @@ pub fn describe() {
         "Time of etcd requests, by operation."
     );
     describe_counter!(LEASE_RENEWAL_FAILURES, "Failed etcd lease renewals.");
-    describe_counter!(FENCED_WRITES, "Writes the store refused because a newer owner holds the shard.");
+    describe_counter!(
+        FENCED_WRITES,
+        "Writes the store refused because a newer owner holds the shard."
+    );
     describe_gauge!(ACTORS, "Live actors, by kind.");
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
