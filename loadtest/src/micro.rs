@@ -1,30 +1,17 @@
-//! `loadtest`: drives a Switchboard node through its public gRPC API and reports what it
-//! sustained.
-//!
-//! Setup: a fresh tenant with one skill group, `--agents` agents online with room for every
-//! customer, and `--customers` customers who each open a conversation. Then customers post
-//! messages to their open conversations:
+//! The message-rate modes of `loadtest run`: a fresh tenant with one skill group, agents
+//! online with room for every customer, and customers who each open a conversation. Then
+//! customers post messages to their open conversations:
 //!
 //! - `--mode closed`: `--concurrency` posters send back to back; reports durable
 //!   acknowledgements per second (the node's peak rate).
 //! - `--mode open`: messages are scheduled at `--rate` per second regardless of how the node
 //!   keeps up; every latency is measured from the *intended* send time (no coordinated
 //!   omission): acknowledgement, and arrival on the assigned agent's event stream.
-//!
-//! Runs are bounded by `--seconds`. Only loopback targets are allowed unless
-//! `--allow-remote` is given.
-//!
-//! `loadtest run --mode open|closed …` drives a node; `loadtest sim erlang|day|trace …` drives
-//! the routing engine itself in virtual time (see `sim`).
-
-#![allow(clippy::print_stdout)] // a load generator reports on stdout
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use switchboard_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
@@ -34,85 +21,38 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-mod sim;
+use crate::cli::{Mode, RunArgs};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    Open,
-    Closed,
-}
-
-#[derive(Debug, Parser)]
-#[command(about = "Measure Switchboard: load a live node, or simulate the routing engine")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Drive a Switchboard node with customer messages and measure it.
-    Run(Args),
-    /// Drive the routing engine (switchboard-core) in virtual time and report queue figures.
-    Sim(sim::SimArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:7400")]
-    addr: String,
-    #[arg(long, value_enum, default_value = "open")]
-    mode: Mode,
-    /// Messages per second (open mode).
-    #[arg(long, default_value_t = 200)]
-    rate: u64,
-    /// Posters sending back to back (closed mode).
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    #[arg(long, default_value_t = 20)]
-    agents: u32,
-    #[arg(long, default_value_t = 200)]
-    customers: u32,
-    /// gRPC connections to spread calls over.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// Allow a target outside 127.0.0.0/8.
-    #[arg(long)]
-    allow_remote: bool,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = match Cli::parse().command {
-        Command::Run(args) => args,
-        Command::Sim(args) => return sim::run(&args),
-    };
-    check_target(&args)?;
-    let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        channels.push(Channel::from_shared(args.addr.clone())?.connect().await.context("connect")?);
-    }
+/// Runs `--mode open|closed` over `channels` (spread over the targets).
+pub async fn run(channels: &[Channel], args: &RunArgs) -> anyhow::Result<()> {
     let tenant = format!("load-{}", std::process::id());
-    let delivered = setup(&channels[0], &tenant, &args).await?;
+    let args = Micro {
+        rate: args.rate.max(1.0) as u64,
+        concurrency: args.concurrency,
+        seconds: args.seconds.max(1.0) as u64,
+        agents: args.agents.unwrap_or(20),
+        customers: args.customers,
+        mode: args.mode,
+    };
+    let delivered = setup(channels, &tenant, &args).await?;
     println!(
         "tenant {tenant}: {} agents, {} customers with open conversations; {:?} mode for {} s",
         args.agents, args.customers, args.mode, args.seconds
     );
     match args.mode {
-        Mode::Closed => closed(&channels, &tenant, &args).await,
-        Mode::Open => open(&channels, &tenant, &args, delivered).await,
+        Mode::Closed => closed(channels, &tenant, &args).await,
+        _ => open(channels, &tenant, &args, delivered).await,
     }
 }
 
-fn check_target(args: &Args) -> anyhow::Result<()> {
-    let host = args.addr.split("://").nth(1).unwrap_or(&args.addr).split(':').next().unwrap_or("");
-    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
-    if !loopback && !args.allow_remote {
-        bail!("{} is not a loopback address; pass --allow-remote to load a remote node", args.addr);
-    }
-    Ok(())
+#[derive(Debug)]
+struct Micro {
+    rate: u64,
+    concurrency: usize,
+    seconds: u64,
+    agents: u32,
+    customers: u32,
+    mode: Mode,
 }
 
 fn rid(tag: &str, n: u64) -> String {
@@ -122,9 +62,9 @@ fn rid(tag: &str, n: u64) -> String {
 /// Arrivals on agent streams: (message number, when it arrived).
 type Delivered = mpsc::UnboundedReceiver<(u64, Instant)>;
 
-async fn setup(channel: &Channel, tenant: &str, args: &Args) -> anyhow::Result<Delivered> {
+async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Result<Delivered> {
+    let channel = &channels[0];
     let mut admin = AdminServiceClient::new(channel.clone());
-    let mut agent = AgentServiceClient::new(channel.clone());
     let mut gateway = ChannelServiceClient::new(channel.clone());
     admin
         .create_tenant(pb::CreateTenantRequest {
@@ -158,6 +98,7 @@ async fn setup(channel: &Channel, tenant: &str, args: &Args) -> anyhow::Result<D
                 request_id: rid("agent", u64::from(a)),
             })
             .await?;
+        let mut agent = AgentServiceClient::new(channels[a as usize % channels.len()].clone());
         agent
             .set_status(pb::SetStatusRequest {
                 agent: name.clone(),
@@ -228,7 +169,7 @@ fn report(what: &str, h: &Histogram<u64>) {
 }
 
 /// Posters send back to back: the node's durable acknowledgements per second.
-async fn closed(channels: &[Channel], tenant: &str, args: &Args) -> anyhow::Result<()> {
+async fn closed(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let acks = Arc::new(Mutex::new(histogram()));
     let errors = Arc::new(AtomicU64::new(0));
@@ -277,7 +218,7 @@ async fn closed(channels: &[Channel], tenant: &str, args: &Args) -> anyhow::Resu
 async fn open(
     channels: &[Channel],
     tenant: &str,
-    args: &Args,
+    args: &Micro,
     mut delivered: Delivered,
 ) -> anyhow::Result<()> {
     let total = args.rate * args.seconds;
