@@ -14,8 +14,8 @@
 //! connection (the "desktop gateway") fans the notifications out to the agents. Routers wake
 //! on a notification when a conversation opens or capacity frees, with a 100 ms poll as a
 //! safety net. Commits are durable (`synchronous_commit=on` on the server we start).
-//! Customer and agent calls share a pool of `--pg-connections` connections with prepared
-//! statements, as an application server would.
+//! Customer and agent calls share a pool of `--pg-connections` connections (64 by default)
+//! with prepared statements, as an application server would.
 //!
 //! Tables live in the schema `loadtest_baseline`, dropped and recreated at setup.
 
