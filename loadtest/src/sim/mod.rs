@@ -8,9 +8,9 @@
 mod driver;
 pub mod erlang;
 mod report;
-mod rng;
+pub(crate) mod rng;
 mod scenario;
-mod trace;
+pub(crate) mod trace;
 
 use std::path::PathBuf;
 

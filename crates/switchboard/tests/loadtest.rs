@@ -1,0 +1,104 @@
+//! Smoke runs of `loadtest run` against a real `switchboard serve` process: each live scenario
+//! (Poisson with the PostgreSQL baseline, the bank trace over two targets, the message-rate
+//! modes) runs briefly and must complete and report. Nothing here asserts on time or speed;
+//! the `sim` scenarios have their own smoke tests in the loadtest crate.
+
+mod support;
+
+use clap::Parser;
+use support::Node;
+use switchboard_loadtest::cli::{self, Cli, Command};
+
+fn args(targets: &str, extra: &[&str]) -> cli::RunArgs {
+    let mut argv = vec!["loadtest", "run", "--target", targets, "--quiet"];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).expect("arguments").command {
+        Command::Run(args) => *args,
+        Command::Sim(_) => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_scenarios_complete_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let json = dir.path().join("report.json");
+
+    // Poisson arrivals, offers accepted, then the same arrivals on the PostgreSQL baseline.
+    let poisson = args(
+        &node.grpc,
+        &[
+            "--mode",
+            "poisson",
+            "--rate",
+            "10",
+            "--seconds",
+            "2",
+            "--handle",
+            "1",
+            "--patience",
+            "5",
+            "--message-interval",
+            "0.25",
+            "--think-ms",
+            "50",
+            "--capacity",
+            "2",
+            "--drain-seconds",
+            "20",
+            "--baseline",
+            "postgres",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let reports = cli::run(&poisson).await.expect("poisson run");
+    assert_eq!(reports.len(), 2, "switchboard and the baseline");
+    for r in &reports {
+        assert!(r.arrivals > 0 && r.opened > 0, "{}", r.text());
+    }
+    let written = std::fs::read_to_string(&json).unwrap();
+    assert!(written.contains("\"reports\"") && written.contains("message_to_agent"));
+
+    // The bank's trace, auto-accept, over the same node under two targets.
+    let trace = args(
+        &format!("{0},{0}", node.grpc),
+        &[
+            "--mode",
+            "trace",
+            "--speedup",
+            "600",
+            "--seconds",
+            "2",
+            "--message-interval",
+            "0.5",
+            "--think-ms",
+            "50",
+            "--offer-mode",
+            "auto",
+            "--drain-seconds",
+            "20",
+        ],
+    );
+    let reports = cli::run(&trace).await.expect("trace run");
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].arrivals > 0, "{}", reports[0].text());
+
+    // The message-rate modes.
+    for mode in ["open", "closed"] {
+        let micro =
+            args(&node.grpc, &["--mode", mode, "--rate", "20", "--seconds", "1", "--agents", "2"]);
+        cli::run(&micro).await.expect(mode);
+    }
+}
+
+#[test]
+fn remote_targets_are_refused_without_the_flag() {
+    let remote = args("http://10.1.2.3:7400", &[]);
+    assert!(cli::check_targets(&remote).is_err());
+    let allowed = args("http://10.1.2.3:7400", &["--allow-remote"]);
+    assert!(cli::check_targets(&allowed).is_ok());
+    for local in ["http://127.0.0.1:7400", "http://localhost:1", "http://[::1]:7400"] {
+        assert!(cli::check_targets(&args(local, &[])).is_ok(), "{local}");
+    }
+}

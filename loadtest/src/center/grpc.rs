@@ -1,0 +1,239 @@
+//! Switchboard as a [`Backend`]: the public gRPC API of one node or several. Customers and
+//! agents are spread over the targets (customer `n` and agent `a` use target `n mod N` and
+//! `a mod N`); setup goes to the first. A cluster node accepts any call and forwards it to the
+//! owner, so the targets must be one logical system (or the same node under several
+//! addresses).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use switchboard_proto::v1::{
+    self as pb, admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
+    channel_service_client::ChannelServiceClient,
+};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use super::{Backend, Event, Scenario};
+
+#[derive(Debug)]
+pub struct Switchboard {
+    /// Per target, its connections.
+    targets: Vec<Vec<Channel>>,
+    tenant: String,
+    groups: std::sync::Mutex<Vec<String>>,
+    next_request: AtomicU64,
+    label: String,
+}
+
+impl Switchboard {
+    /// Connects `connections` channels to each target.
+    pub async fn connect(targets: &[String], connections: usize) -> anyhow::Result<Switchboard> {
+        let mut all = Vec::new();
+        for t in targets {
+            let mut channels = Vec::new();
+            for _ in 0..connections.max(1) {
+                let c = Channel::from_shared(t.clone())?
+                    .connect()
+                    .await
+                    .with_context(|| format!("connect to {t}"))?;
+                channels.push(c);
+            }
+            all.push(channels);
+        }
+        anyhow::ensure!(!all.is_empty(), "no target");
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let tenant =
+            format!("load-{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+        Ok(Switchboard {
+            targets: all,
+            tenant,
+            groups: std::sync::Mutex::new(Vec::new()),
+            next_request: AtomicU64::new(0),
+            label: format!(
+                "switchboard ({} target{})",
+                targets.len(),
+                if targets.len() == 1 { "" } else { "s" }
+            ),
+        })
+    }
+
+    fn channel(&self, key: u64) -> Channel {
+        let t = &self.targets[(key % self.targets.len() as u64) as usize];
+        t[((key / self.targets.len() as u64) % t.len() as u64) as usize].clone()
+    }
+
+    fn rid(&self) -> String {
+        format!("{}-{}", self.tenant, self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn agent_name(&self, agent: u32) -> String {
+        format!("tenants/{}/agents/a{agent}", self.tenant)
+    }
+}
+
+impl Backend for Switchboard {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    async fn setup(&self, scenario: &Scenario) -> anyhow::Result<()> {
+        let mut admin = AdminServiceClient::new(self.channel(0));
+        admin
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: self.tenant.clone(),
+                display_name: "load test".into(),
+                settings: None,
+                request_id: self.rid(),
+            })
+            .await
+            .context("create tenant")?;
+        let offer_mode =
+            if scenario.offer { pb::OfferMode::Offer } else { pb::OfferMode::AutoAccept };
+        for g in &scenario.groups {
+            admin
+                .put_group(pb::PutGroupRequest {
+                    name: format!("tenants/{}/groups/{g}", self.tenant),
+                    display_name: g.clone(),
+                    policy: Some(pb::RoutingPolicy {
+                        strategy: pb::Strategy::LeastOccupied as i32,
+                        offer_mode: offer_mode as i32,
+                        // Long enough that an offer never times out under load.
+                        offer_timeout: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
+                        ..Default::default()
+                    }),
+                    replies: None,
+                    request_id: self.rid(),
+                })
+                .await
+                .context("put group")?;
+        }
+        *self.groups.lock().expect("groups lock") = scenario.groups.clone();
+        for a in 0..scenario.agents {
+            admin
+                .put_agent(pb::PutAgentRequest {
+                    name: self.agent_name(a),
+                    nickname: format!("agent {a}"),
+                    capacity: scenario.capacity,
+                    groups: scenario.groups.clone(),
+                    replies: None,
+                    supervisor: false,
+                    request_id: self.rid(),
+                })
+                .await
+                .context("put agent")?;
+        }
+        Ok(())
+    }
+
+    async fn login(&self, agent: u32) -> anyhow::Result<mpsc::UnboundedReceiver<Event>> {
+        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
+        let name = self.agent_name(agent);
+        let mut stream = client
+            .stream_events(pb::StreamAgentEventsRequest { agent: name.clone(), after_cursor: 0 })
+            .await
+            .context("agent stream")?
+            .into_inner();
+        client
+            .set_status(pb::SetStatusRequest {
+                agent: name,
+                status: pb::AgentStatus::Online as i32,
+                request_id: self.rid(),
+            })
+            .await
+            .context("agent online")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(e)) = stream.message().await {
+                let conv = e.conversation;
+                let event = match e.event {
+                    Some(pb::agent_event::Event::Offered(_)) => Event::Offered(conv),
+                    Some(pb::agent_event::Event::Assigned(_)) => Event::Assigned(conv),
+                    Some(pb::agent_event::Event::CustomerMessage(m)) => {
+                        Event::Message(conv, m.text)
+                    }
+                    _ => continue,
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn post(
+        &self,
+        customer: u64,
+        group: usize,
+        priority: u32,
+        text: String,
+    ) -> anyhow::Result<String> {
+        let group =
+            self.groups.lock().expect("groups lock").get(group).cloned().unwrap_or_default();
+        let mut client = ChannelServiceClient::new(self.channel(customer));
+        let r = client
+            .post_message(pb::PostMessageRequest {
+                tenant: format!("tenants/{}", self.tenant),
+                customer: format!("c{customer}"),
+                channel: pb::Channel::Web as i32,
+                text,
+                group,
+                priority,
+                nickname: String::new(),
+                request_id: self.rid(),
+            })
+            .await?
+            .into_inner();
+        r.conversation.map(|c| c.name).context("no conversation in the answer")
+    }
+
+    async fn abandon(&self, conversation: &str) -> anyhow::Result<()> {
+        let mut client = ChannelServiceClient::new(self.channel(0));
+        client
+            .close_conversation(pb::ConversationRequest {
+                conversation: conversation.into(),
+                request_id: self.rid(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn accept(&self, agent: u32, conversation: &str) -> anyhow::Result<()> {
+        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
+        client
+            .accept(pb::AgentConversationRequest {
+                agent: self.agent_name(agent),
+                conversation: conversation.into(),
+                request_id: self.rid(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn reply(&self, agent: u32, conversation: &str, text: String) -> anyhow::Result<()> {
+        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
+        client
+            .send_message(pb::SendMessageRequest {
+                agent: self.agent_name(agent),
+                conversation: conversation.into(),
+                text,
+                tag: 0,
+                request_id: self.rid(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn end(&self, agent: u32, conversation: &str) -> anyhow::Result<()> {
+        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
+        client
+            .end_conversation(pb::AgentConversationRequest {
+                agent: self.agent_name(agent),
+                conversation: conversation.into(),
+                request_id: self.rid(),
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! The contact-center scenario of `loadtest run --mode poisson|trace`, driven in real time
+//! against a [`Backend`]: Switchboard over gRPC ([`grpc`]) or the PostgreSQL baseline
+//! ([`postgres`]).
+//!
+//! Customers arrive open-loop at precomputed times ([`scenario`]): each posts a first message
+//! (opening a conversation), waits up to its patience for an agent (else closes the
+//! conversation: abandoned), then posts a message every `interval` until its handle time is
+//! up. Agents log in and watch their event stream: they accept offers (or take auto
+//! assignments), reply after `think` to the assignment and to every customer message, and end
+//! the conversation one handle time after it was assigned. Every latency is measured from an
+//! *intended* time — the scheduled arrival or the scheduled send of a message — so a slow
+//! system cannot hide its backlog (no coordinated omission).
+
+pub mod grpc;
+pub mod postgres;
+pub mod scenario;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use self::scenario::{Arrival, Scenario};
+use self::stats::{Report, Stats};
+
+/// What an agent's desktop receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Offered(String),
+    Assigned(String),
+    /// A customer message on a conversation the agent holds.
+    Message(String, String),
+}
+
+/// A system that routes the scenario. Conversations are named by the backend.
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> String;
+    /// Creates the groups and agents (offline).
+    fn setup(&self, scenario: &Scenario) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Opens the agent's event stream, then signs it in (online).
+    fn login(
+        &self,
+        agent: u32,
+    ) -> impl Future<Output = anyhow::Result<mpsc::UnboundedReceiver<Event>>> + Send;
+    /// A customer message; opens a conversation when the customer has none. Returns it.
+    fn post(
+        &self,
+        customer: u64,
+        group: usize,
+        priority: u32,
+        text: String,
+    ) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// The customer leaves (closes the conversation).
+    fn abandon(&self, conversation: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn accept(
+        &self,
+        agent: u32,
+        conversation: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn reply(
+        &self,
+        agent: u32,
+        conversation: &str,
+        text: String,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn end(
+        &self,
+        agent: u32,
+        conversation: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// One conversation as the customer and the agent both see it.
+#[derive(Debug, Default)]
+struct Conv {
+    state: watch::Sender<ConvState>,
+    /// Serialises the customer's posts and abandon against the agent's end and assignment,
+    /// so a late post never opens a second conversation.
+    gate: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ConvState {
+    /// Intended arrival time and handle time, set by the customer once its post returns.
+    arrival: Option<(Instant, Duration)>,
+    assigned_at: Option<Instant>,
+    ended: bool,
+    abandoned: bool,
+}
+
+struct Shared<B> {
+    backend: B,
+    stats: Stats,
+    start: Instant,
+    think: Duration,
+    interval: Duration,
+    offer: bool,
+    /// The end of the arrival window: messages sent before it count towards the rate.
+    window_end: Instant,
+    convs: Mutex<HashMap<String, Arc<Conv>>>,
+}
+
+impl<B: Backend> Shared<B> {
+    fn conv(&self, name: &str) -> Arc<Conv> {
+        self.convs.lock().expect("conversations lock").entry(name.to_owned()).or_default().clone()
+    }
+}
+
+/// Runs the scenario against `backend` and reports. `progress`: a live line on stderr.
+pub async fn run<B: Backend>(
+    backend: B,
+    scenario: &Scenario,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    backend.setup(scenario).await?;
+    let mut streams = Vec::new();
+    for a in 0..scenario.agents {
+        streams.push(backend.login(a).await?);
+    }
+    // Arrival times count from here; a little slack so the first ones are not already late.
+    let start = Instant::now() + Duration::from_millis(200);
+    let shared = Arc::new(Shared {
+        backend,
+        stats: Stats::default(),
+        start,
+        think: scenario.think,
+        interval: scenario.interval,
+        offer: scenario.offer,
+        window_end: start + scenario.window,
+        convs: Mutex::new(HashMap::new()),
+    });
+    let mut agents = JoinSet::new();
+    for (a, events) in streams.into_iter().enumerate() {
+        agents.spawn(agent(shared.clone(), a as u32, events));
+    }
+    let tty = std::io::stderr().is_terminal();
+    let ticker = progress.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let line = shared.stats.progress(shared.start.elapsed().as_secs_f64());
+                if tty {
+                    eprint!("\r{line}   ");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        })
+    });
+
+    let mut customers = JoinSet::new();
+    let mut opened_by = Instant::now();
+    for (n, a) in scenario.arrivals.iter().enumerate() {
+        let due = start + a.at;
+        tokio::time::sleep_until(due).await;
+        customers.spawn(customer(shared.clone(), n as u64, *a, due));
+        // Reap finished customers as we go, remembering when the last opening was acked.
+        while let Some(done) = customers.try_join_next() {
+            opened_by = opened_by.max(done.unwrap_or(start));
+        }
+    }
+    let deadline = Instant::now() + scenario.drain;
+    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, customers.join_next()).await {
+        opened_by = opened_by.max(done.unwrap_or(start));
+    }
+    customers.abort_all();
+    // Let agents end what they hold and stragglers reach the streams, within the drain bound.
+    loop {
+        let s = &shared.stats;
+        let settled = Stats::get(&s.ended) + Stats::get(&s.abandoned) >= Stats::get(&s.opened)
+            && Stats::get(&s.messages_delivered) >= Stats::get(&s.messages_sent);
+        if settled || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agents.abort_all();
+    if let Some(t) = ticker {
+        t.abort();
+        let line = shared.stats.progress(start.elapsed().as_secs_f64());
+        eprintln!("{}{line}", if tty { "\r" } else { "" });
+    }
+    let s = &shared.stats;
+    let window = scenario.window.as_secs_f64().max(1e-3);
+    let phase = opened_by.saturating_duration_since(start).as_secs_f64().max(window);
+    Ok(Report {
+        system: shared.backend.name(),
+        scenario: scenario.name.clone(),
+        agents: scenario.agents,
+        capacity: scenario.capacity,
+        window_s: window,
+        arrival_phase_s: phase,
+        offered_arrivals_per_s: scenario.arrivals.len() as f64 / window,
+        achieved_arrivals_per_s: Stats::get(&s.opened) as f64 / phase,
+        achieved_messages_per_s: Stats::get(&s.messages_in_window) as f64 / window,
+        arrivals: Stats::get(&s.arrivals),
+        opened: Stats::get(&s.opened),
+        assigned: Stats::get(&s.assigned),
+        abandoned: Stats::get(&s.abandoned),
+        ended: Stats::get(&s.ended),
+        messages_sent: Stats::get(&s.messages_sent),
+        messages_delivered: Stats::get(&s.messages_delivered),
+        replies: Stats::get(&s.replies),
+        errors: Stats::get(&s.errors),
+        first_error: s.first_error.lock().expect("error lock").clone(),
+        message_to_agent: s.message_to_agent.summary(),
+        arrival_to_assignment: s.arrival_to_assignment.summary(),
+        first_response: s.first_response.summary(),
+        post_ack: s.post_ack.summary(),
+    })
+}
+
+/// One customer: returns when its opening post was acknowledged.
+async fn customer<B: Backend>(shared: Arc<Shared<B>>, n: u64, a: Arrival, due: Instant) -> Instant {
+    let stats = &shared.stats;
+    stats.count(&stats.arrivals);
+    let name = match shared.backend.post(n, a.group, a.priority, "hello".into()).await {
+        Ok(name) => name,
+        Err(e) => {
+            stats.error("open", &e);
+            return Instant::now();
+        }
+    };
+    let opened = Instant::now();
+    stats.post_ack.record(opened.saturating_duration_since(due));
+    stats.count(&stats.opened);
+    let conv = shared.conv(&name);
+    conv.state.send_modify(|s| s.arrival = Some((due, a.handle)));
+    let mut rx = conv.state.subscribe();
+    let assigned = rx.wait_for(|s| s.assigned_at.is_some());
+    let assigned_at = match a.patience {
+        Some(p) => tokio::time::timeout_at(due + p, assigned)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|s| s.assigned_at),
+        None => assigned.await.ok().and_then(|s| s.assigned_at),
+    };
+    let assigned_at = match assigned_at {
+        Some(at) => at,
+        None => {
+            let _gate = conv.gate.lock().await;
+            let raced = conv.state.borrow().assigned_at;
+            match raced {
+                Some(at) => at, // assigned while we were deciding to leave
+                None => {
+                    conv.state.send_modify(|s| s.abandoned = true);
+                    stats.count(&stats.abandoned);
+                    if let Err(e) = shared.backend.abandon(&name).await {
+                        stats.error("abandon", &e);
+                    }
+                    return opened;
+                }
+            }
+        }
+    };
+    // Messages every `interval` while the conversation lasts, on a fixed schedule.
+    let mut k = 1;
+    loop {
+        let due = assigned_at + shared.interval * k;
+        if due >= assigned_at + a.handle {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let _gate = conv.gate.lock().await;
+        if conv.state.borrow().ended {
+            break;
+        }
+        let text = format!("m:{}", due.saturating_duration_since(shared.start).as_micros());
+        match shared.backend.post(n, a.group, a.priority, text).await {
+            Ok(_) => {
+                stats.post_ack.record(due.elapsed());
+                stats.count(&stats.messages_sent);
+                if due < shared.window_end {
+                    stats.count(&stats.messages_in_window);
+                }
+            }
+            Err(e) => stats.error("post", &e),
+        }
+        k += 1;
+    }
+    opened
+}
+
+/// One agent: reads its stream until the run ends.
+async fn agent<B: Backend>(
+    shared: Arc<Shared<B>>,
+    agent: u32,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) {
+    let mut tasks = JoinSet::new();
+    while let Some(event) = events.recv().await {
+        while tasks.try_join_next().is_some() {}
+        let now = Instant::now();
+        match event {
+            Event::Message(conv, text) => {
+                let Some(sent) = text.strip_prefix("m:").and_then(|t| t.parse::<u64>().ok()) else {
+                    continue; // the opening message, delivered with the assignment
+                };
+                let stats = &shared.stats;
+                let due = shared.start + Duration::from_micros(sent);
+                stats.message_to_agent.record(now.saturating_duration_since(due));
+                stats.count(&stats.messages_delivered);
+                tasks.spawn(reply(shared.clone(), agent, conv, None));
+            }
+            Event::Offered(conv) if shared.offer => {
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    match shared.backend.accept(agent, &conv).await {
+                        Ok(()) => assigned(shared, agent, conv, Instant::now()).await,
+                        // The customer left while the offer was out: not an error.
+                        Err(_) if shared.conv(&conv).state.borrow().abandoned => {}
+                        Err(e) => shared.stats.error("accept", &e),
+                    }
+                });
+            }
+            Event::Assigned(conv) if !shared.offer => {
+                tasks.spawn(assigned(shared.clone(), agent, conv, now));
+            }
+            Event::Offered(_) | Event::Assigned(_) => {}
+        }
+    }
+}
+
+/// The agent holds `name` from `at`: first reply after the think time, end after the handle
+/// time.
+async fn assigned<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String, at: Instant) {
+    let stats = &shared.stats;
+    let conv = shared.conv(&name);
+    {
+        let _gate = conv.gate.lock().await;
+        if conv.state.borrow().abandoned {
+            return;
+        }
+        conv.state.send_modify(|s| s.assigned_at = Some(at));
+    }
+    stats.count(&stats.assigned);
+    // The customer registers the conversation as soon as its post returns.
+    let mut rx = conv.state.subscribe();
+    let registered =
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| s.arrival.is_some()));
+    let registered = registered.await.ok().and_then(Result::ok).and_then(|s| s.arrival);
+    let Some((arrival, handle)) = registered else {
+        stats.error("assigned", &anyhow::anyhow!("{name} was never registered by its customer"));
+        return;
+    };
+    stats.arrival_to_assignment.record(at.saturating_duration_since(arrival));
+    reply(shared.clone(), agent, name.clone(), Some(arrival)).await;
+    tokio::time::sleep_until(at + handle).await;
+    let _gate = conv.gate.lock().await;
+    if conv.state.borrow().abandoned {
+        return;
+    }
+    conv.state.send_modify(|s| s.ended = true);
+    match shared.backend.end(agent, &name).await {
+        Ok(()) => stats.count(&stats.ended),
+        Err(e) => stats.error("end", &e),
+    }
+}
+
+/// A reply after the think time, unless the conversation has ended. With `arrival`, this is
+/// the first response.
+async fn reply<B: Backend>(
+    shared: Arc<Shared<B>>,
+    agent: u32,
+    name: String,
+    arrival: Option<Instant>,
+) {
+    tokio::time::sleep(shared.think).await;
+    let conv = shared.conv(&name);
+    let _gate = conv.gate.lock().await;
+    let s = *conv.state.borrow();
+    if s.ended || s.abandoned {
+        return;
+    }
+    let stats = &shared.stats;
+    match shared.backend.reply(agent, &name, "r".into()).await {
+        Ok(()) => {
+            stats.count(&stats.replies);
+            if let Some(arrival) = arrival {
+                stats.first_response.record(arrival.elapsed());
+            }
+        }
+        Err(e) => stats.error("reply", &e),
+    }
+}

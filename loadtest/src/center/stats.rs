@@ -1,0 +1,237 @@
+//! What a contact-center run measures: HDR histograms of latencies from intended times,
+//! counters, and the report (text and JSON) made from them.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Microseconds, 1 µs .. 10 min, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+/// One latency distribution, recorded from many tasks.
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Mutex::new(histogram()))
+    }
+}
+
+impl Latency {
+    pub fn record(&self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 600_000_000);
+        let _ = self.0.lock().expect("histogram lock").record(us);
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.0.lock().expect("histogram lock"))
+    }
+}
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Summary {
+    pub n: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Summary {
+    fn of(h: &Histogram<u64>) -> Summary {
+        if h.is_empty() {
+            return Summary::default();
+        }
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Summary {
+            n: h.len(),
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Everything a run counts and measures, shared by its tasks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Customer message (intended send time) → the message on the assigned agent's stream.
+    pub message_to_agent: Latency,
+    /// Arrival (intended) → the conversation assigned to an agent (auto, or offer accepted).
+    pub arrival_to_assignment: Latency,
+    /// Arrival (intended) → the agent's first reply acknowledged (includes the think time).
+    pub first_response: Latency,
+    /// Any customer post (intended send time) → its durable acknowledgement.
+    pub post_ack: Latency,
+    pub arrivals: AtomicU64,
+    pub opened: AtomicU64,
+    pub assigned: AtomicU64,
+    pub abandoned: AtomicU64,
+    pub ended: AtomicU64,
+    pub messages_sent: AtomicU64,
+    /// Sent with an intended time inside the arrival window.
+    pub messages_in_window: AtomicU64,
+    pub messages_delivered: AtomicU64,
+    pub replies: AtomicU64,
+    pub errors: AtomicU64,
+    /// The first error seen, for the report.
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    pub fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, what: &str, e: &anyhow::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().expect("error lock");
+        if first.is_none() {
+            *first = Some(format!("{what}: {e:#}"));
+        }
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// The live progress line.
+    pub fn progress(&self, elapsed: f64) -> String {
+        let m = self.message_to_agent.summary();
+        format!(
+            "[{elapsed:6.1} s] arrivals {} opened {} assigned {} abandoned {} ended {} | msgs {} delivered {} | errors {} | msg→agent p99 {:.1} ms",
+            Self::get(&self.arrivals),
+            Self::get(&self.opened),
+            Self::get(&self.assigned),
+            Self::get(&self.abandoned),
+            Self::get(&self.ended),
+            Self::get(&self.messages_sent),
+            Self::get(&self.messages_delivered),
+            Self::get(&self.errors),
+            m.p99_ms
+        )
+    }
+}
+
+/// The final report of one system (Switchboard or the baseline) under one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub system: String,
+    pub scenario: String,
+    pub agents: u32,
+    pub capacity: u32,
+    /// Seconds over which arrivals were scheduled.
+    pub window_s: f64,
+    /// Seconds from the first intended arrival until every opening post was acknowledged.
+    pub arrival_phase_s: f64,
+    pub offered_arrivals_per_s: f64,
+    pub achieved_arrivals_per_s: f64,
+    /// Customer messages (besides the opening one) intended inside the window, ÷ the window.
+    pub achieved_messages_per_s: f64,
+    pub arrivals: u64,
+    pub opened: u64,
+    pub assigned: u64,
+    pub abandoned: u64,
+    pub ended: u64,
+    pub messages_sent: u64,
+    pub messages_delivered: u64,
+    pub replies: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub message_to_agent: Summary,
+    pub arrival_to_assignment: Summary,
+    pub first_response: Summary,
+    pub post_ack: Summary,
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{} — {}: {} agents × capacity {}\n  arrivals: offered {:.2}/s over {:.1} s, achieved {:.2}/s ({} of {} opened); customer messages {:.1}/s\n  assigned {}  abandoned {}  ended {}  messages {} sent / {} delivered  replies {}  errors {}\n",
+            self.system,
+            self.scenario,
+            self.agents,
+            self.capacity,
+            self.offered_arrivals_per_s,
+            self.window_s,
+            self.achieved_arrivals_per_s,
+            self.opened,
+            self.arrivals,
+            self.achieved_messages_per_s,
+            self.assigned,
+            self.abandoned,
+            self.ended,
+            self.messages_sent,
+            self.messages_delivered,
+            self.replies,
+            self.errors,
+        );
+        if let Some(e) = &self.first_error {
+            out.push_str(&format!("  first error: {e}\n"));
+        }
+        for (name, s) in self.latencies() {
+            out.push_str(&format!("  {}\n", line(name, s)));
+        }
+        out
+    }
+
+    fn latencies(&self) -> [(&'static str, &Summary); 4] {
+        [
+            ("customer msg → agent stream", &self.message_to_agent),
+            ("arrival → assignment", &self.arrival_to_assignment),
+            ("arrival → first response", &self.first_response),
+            ("customer post → durable ack", &self.post_ack),
+        ]
+    }
+}
+
+fn line(name: &str, s: &Summary) -> String {
+    format!(
+        "{name:<28} n={:<7} p50={:>8.2}  p90={:>8.2}  p99={:>8.2}  p999={:>8.2}  max={:>8.2} ms",
+        s.n, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms
+    )
+}
+
+/// Switchboard and the baseline side by side.
+pub fn side_by_side(reports: &[Report]) -> String {
+    let mut out = String::from("side by side (same scenario, same arrivals; latencies in ms)\n");
+    let w = reports.iter().map(|r| r.system.chars().count()).max().unwrap_or(0).max(12);
+    out.push_str(&format!("  {:<28} {:<12}", "", "figure"));
+    for r in reports {
+        out.push_str(&format!(" {:>w$}", r.system));
+    }
+    out.push('\n');
+    let mut row = |name: &str, figure: &str, f: &dyn Fn(&Report) -> f64| {
+        out.push_str(&format!("  {name:<28} {figure:<12}"));
+        for r in reports {
+            out.push_str(&format!(" {:>w$.2}", f(r)));
+        }
+        out.push('\n');
+    };
+    row("arrivals/s", "offered", &|r| r.offered_arrivals_per_s);
+    row("", "achieved", &|r| r.achieved_arrivals_per_s);
+    row("customer messages/s", "achieved", &|r| r.achieved_messages_per_s);
+    row("abandoned", "count", &|r| r.abandoned as f64);
+    row("errors", "count", &|r| r.errors as f64);
+    for i in 0..4 {
+        let name = reports.first().map_or("", |r| r.latencies()[i].0);
+        let pick = move |r: &Report, q: usize| {
+            let s = r.latencies()[i].1;
+            [s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms][q]
+        };
+        for (q, figure) in ["p50", "p90", "p99", "p999", "max"].iter().enumerate() {
+            row(if q == 0 { name } else { "" }, figure, &|r| pick(r, q));
+        }
+    }
+    out
+}

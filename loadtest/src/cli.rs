@@ -1,0 +1,284 @@
+//! The command line: `loadtest run …` against live targets, `loadtest sim …` in virtual time.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tonic::transport::Channel;
+
+use crate::center::{self, grpc::Switchboard, postgres::Postgres, scenario, stats::Report};
+use crate::{micro, sim};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Contact center: Poisson arrivals of customers, simulated agents.
+    Poisson,
+    /// Contact center: the bank's August 1999 calls, time-compressed.
+    Trace,
+    /// Messages to open conversations at a fixed rate (latency).
+    Open,
+    /// Messages to open conversations back to back (peak durable acks/s).
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Baseline {
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OfferMode {
+    /// Agents receive offers and accept them.
+    Offer,
+    /// Conversations are assigned at once.
+    Auto,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    about = "Measure Switchboard: load live nodes, or simulate the routing engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drive Switchboard node(s) over the public gRPC API and measure them.
+    Run(Box<RunArgs>),
+    /// Drive the routing engine (switchboard-core) in virtual time and report queue figures.
+    Sim(sim::SimArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// gRPC endpoints: repeat, or a comma list. Customers and agents are spread over them.
+    #[arg(
+        long = "target",
+        alias = "addr",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub targets: Vec<String>,
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub mode: Mode,
+    /// Arrivals per second (poisson); messages per second (open).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Arrivals (or messages) are scheduled over this many seconds of run time.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// At most this many arrivals.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_arrivals: usize,
+    /// Agents; default: enough for the peak concurrency with 25% headroom (poisson, trace),
+    /// 20 (open, closed).
+    #[arg(long)]
+    pub agents: Option<u32>,
+    /// Conversations an agent holds at once.
+    #[arg(long, default_value_t = 8)]
+    pub capacity: u32,
+    /// Mean handle time, seconds (poisson; exponential).
+    #[arg(long, default_value_t = 10.0)]
+    pub handle: f64,
+    /// Mean patience, seconds (poisson; exponential; 0: nobody leaves).
+    #[arg(long, default_value_t = 30.0)]
+    pub patience: f64,
+    /// Seconds between two messages of an assigned customer.
+    #[arg(long, default_value_t = 1.0)]
+    pub message_interval: f64,
+    /// Agent's think time before each reply, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub think_ms: u64,
+    #[arg(long, value_enum, default_value = "offer")]
+    pub offer_mode: OfferMode,
+    /// After the arrival window, wait at most this long for conversations to finish.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_seconds: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The call records (trace).
+    #[arg(long, default_value_os_t = sim::default_csv())]
+    pub csv: PathBuf,
+    /// Day of August 1999 to replay (trace).
+    #[arg(long, default_value_t = 2)]
+    pub day: u32,
+    /// Hour of the day the replay starts from (trace).
+    #[arg(long, default_value_t = 8)]
+    pub from_hour: u32,
+    /// Time compression of the replay (trace): 60 plays an hour in a minute.
+    #[arg(long, default_value_t = 60.0)]
+    pub speedup: f64,
+    /// Also run the same scenario on a baseline, after Switchboard, and compare.
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
+    /// The baseline's database (its schema `loadtest_baseline` is dropped and recreated);
+    /// default: a throwaway PostgreSQL server started for the run (Debian's binaries).
+    #[arg(long, env = "LOADTEST_PG_URL")]
+    pub pg_url: Option<String>,
+    /// Pooled connections for the baseline's customer and agent calls. Sized for the
+    /// concurrency: with 16, commits queue for a connection at ~30 arrivals/s on 2 cores.
+    #[arg(long, default_value_t = 64)]
+    pub pg_connections: usize,
+    /// Router workers (one connection each) running the baseline's assignment transaction.
+    #[arg(long, default_value_t = 2)]
+    pub pg_routers: usize,
+    /// Skip Switchboard: run the baseline only.
+    #[arg(long)]
+    pub baseline_only: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print the report as JSON on stdout too, after the text.
+    #[arg(long)]
+    pub report_json: bool,
+    /// No live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Posters sending back to back (closed).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Customers with open conversations (open, closed).
+    #[arg(long, default_value_t = 200)]
+    pub customers: u32,
+    /// gRPC connections per target.
+    #[arg(long, default_value_t = 2)]
+    pub connections: usize,
+    /// Allow targets outside 127.0.0.0/8 and ::1.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run(&args).await.map(drop),
+        Command::Sim(args) => sim::run(&args),
+    }
+}
+
+/// Refuses a target that is not loopback unless `--allow-remote`.
+pub fn check_targets(args: &RunArgs) -> anyhow::Result<()> {
+    for t in &args.targets {
+        let rest = t.split("://").nth(1).unwrap_or(t);
+        let host = if let Some(v6) = rest.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            rest.split([':', '/']).next().unwrap_or("")
+        };
+        let loopback = host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback && !args.allow_remote {
+            bail!("{t} is not a loopback address; pass --allow-remote to load a remote node");
+        }
+    }
+    if args.targets.is_empty() {
+        bail!("no --target");
+    }
+    Ok(())
+}
+
+/// `loadtest run`: returns the reports of the contact-center modes (Switchboard first, then
+/// the baseline), empty for the message-rate modes.
+pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
+    check_targets(args)?;
+    if matches!(args.mode, Mode::Open | Mode::Closed) {
+        let mut channels = Vec::new();
+        for i in 0..args.connections.max(1) * args.targets.len() {
+            let t = &args.targets[i % args.targets.len()];
+            channels.push(Channel::from_shared(t.clone())?.connect().await.context("connect")?);
+        }
+        micro::run(&channels, args).await?;
+        return Ok(Vec::new());
+    }
+    let scenario = scenario(args)?;
+    println!(
+        "scenario: {}\n  {} arrivals over {:.1} s into {} group(s); {} agents × capacity {}",
+        scenario.name,
+        scenario.arrivals.len(),
+        scenario.window.as_secs_f64(),
+        scenario.groups.len(),
+        scenario.agents,
+        scenario.capacity
+    );
+    let mut reports = Vec::new();
+    if !args.baseline_only {
+        let backend = Switchboard::connect(&args.targets, args.connections).await?;
+        let report = center::run(backend, &scenario, !args.quiet).await?;
+        println!("{}", report.text());
+        reports.push(report);
+    }
+    if args.baseline.is_some() || args.baseline_only {
+        let report = baseline(args, &scenario).await?;
+        println!("{}", report.text());
+        reports.push(report);
+    }
+    if reports.len() > 1 {
+        println!("{}", center::stats::side_by_side(&reports));
+    }
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "reports": reports }))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).with_context(|| format!("write {}", path.display()))?;
+    }
+    if args.report_json {
+        println!("{json}");
+    }
+    Ok(reports)
+}
+
+fn scenario(args: &RunArgs) -> anyhow::Result<center::Scenario> {
+    let common = scenario::Common {
+        agents: args.agents,
+        capacity: args.capacity,
+        think: Duration::from_millis(args.think_ms),
+        interval: Duration::from_secs_f64(args.message_interval.max(0.001)),
+        offer: args.offer_mode == OfferMode::Offer,
+        drain: Duration::from_secs_f64(args.drain_seconds.max(0.0)),
+        max_arrivals: args.max_arrivals,
+    };
+    match args.mode {
+        Mode::Trace => scenario::trace(
+            common,
+            &args.csv,
+            args.day,
+            args.from_hour,
+            args.speedup,
+            args.seconds,
+            args.seed,
+        ),
+        _ => scenario::poisson(
+            common,
+            args.rate,
+            args.seconds,
+            args.handle,
+            args.patience,
+            args.seed,
+        ),
+    }
+}
+
+/// The PostgreSQL baseline: the given database, or a throwaway server for the run.
+async fn baseline(args: &RunArgs, scenario: &center::Scenario) -> anyhow::Result<Report> {
+    let (url, server) = match &args.pg_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let server = tokio::task::spawn_blocking(|| {
+                let server = switchboard_store::testing::PgServer::start()?;
+                let url = server.database();
+                std::io::Result::Ok((url, server))
+            })
+            .await?
+            .context("start a PostgreSQL server for the baseline (or pass --pg-url)")?;
+            (server.0, Some(server.1))
+        }
+    };
+    let backend = Postgres::connect(&url, args.pg_connections, args.pg_routers).await?;
+    let report = center::run(backend, scenario, !args.quiet).await;
+    if let Some(server) = server {
+        // Stops the server by its PID.
+        tokio::task::spawn_blocking(move || drop(server)).await?;
+    }
+    report
+}
