@@ -13,13 +13,9 @@ use support::Node;
 use switchboard_node::auth::tls::cluster_endpoint;
 use switchboard_proto::v1 as pb;
 use tonic::Code;
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 const SECRET: &str = "test-only-secret-0123456789abcdef0123456789";
-/// The internal service the cluster issue adds; not served yet, so a call that passes the
-/// node-certificate check is answered UNIMPLEMENTED, and one that does not, UNAUTHENTICATED.
-const INTERNAL: &str = "/switchboard.internal.v1.Cluster/Ping";
 
 struct Ca {
     params: CertificateParams,
@@ -71,13 +67,15 @@ fn https(node: &Node) -> String {
     node.grpc.replace("http://", "https://")
 }
 
-async fn call_internal(channel: Channel) -> Code {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    if grpc.ready().await.is_err() {
-        return Code::Unavailable;
-    }
-    let codec = tonic_prost::ProstCodec::<(), ()>::default();
-    match grpc.unary(tonic::Request::new(()), PathAndQuery::from_static(INTERNAL), codec).await {
+/// A call as one node forwards it to another: a public method, the caller's token, and the
+/// hop mark (`x-switchboard-hop`), which only a verified node may send.
+async fn call_forwarded(channel: Channel) -> Code {
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(channel);
+    let mut req = tonic::Request::new(pb::ListTenantsRequest { page: None });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {}", operator_token()).parse().unwrap());
+    req.metadata_mut().insert(switchboard_node::cluster::forward::HOP, "1".parse().unwrap());
+    match admin.list_tenants(req).await {
         Ok(_) => Code::Ok,
         Err(s) => s.code(),
     }
@@ -94,7 +92,7 @@ async fn tls_channel(url: &str, ca_pem: &str, identity: Option<(&str, &str)>) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_use_tls_and_only_cluster_nodes_make_internal_calls() {
+async fn clients_use_tls_and_only_cluster_nodes_forward_calls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cluster = ca("cluster ca");
@@ -136,16 +134,17 @@ async fn clients_use_tls_and_only_cluster_nodes_make_internal_calls() {
         assert!(admin.list_tenants(pb::ListTenantsRequest { page: None }).await.is_err());
     }
 
-    // Internal calls: refused without a client certificate ...
-    assert_eq!(call_internal(client).await, Code::Unauthenticated);
+    // Node-to-node (forwarded) calls: refused without a client certificate, even with a
+    // valid token ...
+    assert_eq!(call_forwarded(client).await, Code::Unauthenticated);
     // ... refused at the handshake with a certificate from another CA ...
     let rogue_client = tls_channel(&url, &cluster.pem, Some((&rogue_cert, &rogue_key))).await;
     if let Some(rogue_client) = rogue_client {
-        let code = call_internal(rogue_client).await;
-        assert!(!matches!(code, Code::Ok | Code::Unimplemented), "rogue certificate got {code:?}");
+        let code = call_forwarded(rogue_client).await;
+        assert_ne!(code, Code::Ok, "rogue certificate got through");
     }
-    // ... and let through (to a service the cluster issue adds) with the node's certificate,
-    // through the endpoint builder nodes use for each other.
+    // ... and let through with the node's certificate, through the endpoint builder nodes use
+    // for each other.
     let own = switchboard_node::auth::tls::TlsFiles {
         cert: files.1.clone(),
         key: files.2.clone(),
@@ -156,7 +155,7 @@ async fn clients_use_tls_and_only_cluster_nodes_make_internal_calls() {
     .expect("a cluster CA is configured");
     let endpoint = cluster_endpoint(&url, &own, Some("localhost")).expect("cluster endpoint");
     let peer = endpoint.connect().await.expect("mutual tls connection");
-    assert_eq!(call_internal(peer).await, Code::Unimplemented);
+    assert_eq!(call_forwarded(peer).await, Code::Ok);
 
     // Certificates are reloaded when the files change: a node certificate from a new CA is
     // served to new connections without a restart. Bounded wait for the 1 s reload poll.
