@@ -129,6 +129,8 @@ pub struct Node {
     store: String,
     dir: PathBuf,
     ttl: u64,
+    /// More `serve` arguments (such as `--config PATH`), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -153,6 +155,30 @@ impl Node {
             store: store_url.to_owned(),
             dir: dir.join(id),
             ttl,
+            extra: Vec::new(),
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts a node with more `serve` arguments.
+    pub fn start_with_args(
+        id: &str,
+        etcd: &Etcd,
+        store_url: &str,
+        dir: &std::path::Path,
+        extra: &[String],
+    ) -> Node {
+        let mut node = Node {
+            id: id.to_owned(),
+            child: None,
+            grpc: String::new(),
+            metrics: String::new(),
+            etcd: etcd.endpoint(),
+            store: store_url.to_owned(),
+            dir: dir.join(id),
+            ttl: TEST_TTL_SECONDS,
+            extra: extra.to_vec(),
         };
         node.restart();
         node
@@ -170,6 +196,7 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--etcd", &self.etcd, "--store", &self.store, "--node-id", &self.id])
+            .args(&self.extra)
             .env("SWITCHBOARD_CLUSTER__LEASE_TTL_SECONDS", self.ttl.to_string())
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()));
         let started = process::start(command, Stdio::inherit(), PATIENCE);
@@ -188,9 +215,14 @@ impl Node {
 
     /// Waits until the node reports SERVING: joined, and serving its shards.
     pub async fn ready(&self) {
+        self.ready_over(Channel::from_shared(self.grpc.clone()).unwrap()).await;
+    }
+
+    /// Like [`Node::ready`], over a given endpoint (TLS, say).
+    pub async fn ready_over(&self, endpoint: tonic::transport::Endpoint) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            if let Ok(channel) = Channel::from_shared(self.grpc.clone()).unwrap().connect().await {
+            if let Ok(channel) = endpoint.connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
                 if let Ok(r) = health.check(req).await

@@ -247,6 +247,9 @@ fn rebuild(parts: &http::request::Parts, body: &bytes::Bytes, hop: bool) -> http
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
+    // What the layers before this one found (the authenticated call, the peer's
+    // certificates) stays with the request when it is served here.
+    *req.extensions_mut() = parts.extensions.clone();
     if hop {
         req.headers_mut().insert(HOP, http::HeaderValue::from_static("1"));
     }
