@@ -14,7 +14,9 @@ jsonschema, which scripts/setup installs with kubernetes-validate).
       for: all of them against prometheus-operator's CRD schemas (deploy/crds.mjs, which allow
       unknown fields), then each PrometheusRule's spec through `promtool check rules`, each
       ServiceMonitor against a strict schema of the fields we use (no unknown fields), and
-      each dashboard ConfigMap must carry exactly the dashboards of deploy/grafana.
+      each dashboard ConfigMap must carry exactly the dashboards of deploy/grafana; then each
+      node StatefulSet's rules (probes that work with its TLS setting, key and certificate
+      files of its TOML mounted from Secrets, grace period, headless Service).
 """
 
 import glob
@@ -268,7 +270,81 @@ KNOWN_KEYS = {
     "log": {"filter", "format"},
     "shutdown": {"drain_seconds"},
     "cluster": {"etcd", "name", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
+    "auth": {"token_keys", "leeway_seconds"},
+    "tls": {"cert_file", "key_file", "client_ca_file", "reload_seconds"},
+    "limits": {"tenant_requests_per_second", "tenant_burst", "streams_per_agent"},
 }
+
+
+def secret_files(node, pod):
+    """Files the container sees from Secrets: path -> Secret name. A volume that lists items
+    gives exactly those paths; one without items gives its mount directory (any key) as
+    `dir/*`."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    files = {}
+    for m in node.get("volumeMounts", []):
+        v = volumes.get(m["name"], {})
+        if "subPath" in m:
+            continue
+        sources = []
+        if "secret" in v:
+            sources.append((v["secret"]["secretName"], v["secret"].get("items")))
+        for src in v.get("projected", {}).get("sources", []):
+            if "secret" in src:
+                sources.append((src["secret"]["name"], src["secret"].get("items")))
+        for secret, items in sources:
+            if items is None:
+                files[m["mountPath"].rstrip("/") + "/*"] = secret
+            else:
+                for item in items:
+                    files[m["mountPath"].rstrip("/") + "/" + item["path"]] = secret
+    return files
+
+
+def key_files(name, config, node, pod):
+    """Every key or certificate file the node's TOML names must come from a Secret mounted in
+    the container (the launch replay cannot see them: --dump-config validates the settings
+    but does not read the files; `serve` reads them before it listens)."""
+    paths = list(config.get("auth", {}).get("token_keys", []))
+    paths += [config.get("tls", {}).get(k) for k in ("cert_file", "key_file", "client_ca_file")]
+    paths = [p for p in paths if p]
+    files = secret_files(node, pod)
+    secrets = set()
+    for p in paths:
+        secret = files.get(p) or files.get(os.path.dirname(p) + "/*")
+        if secret is None:
+            fail(f"StatefulSet {name}: {p} (in its TOML) is not a file of a mounted Secret")
+        secrets.add(secret)
+    return paths, secrets
+
+
+def probes(name, node, ports, tls):
+    """Without TLS: gRPC health probes on the grpc port, startup and readiness for service "".
+    With TLS (the kubelet's gRPC probes cannot do TLS): no gRPC probe; TCP or HTTP probes on
+    the node's grpc or metrics port, HTTP only on the plaintext metrics port."""
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        p = node.get(probe, {})
+        if not tls:
+            grpc = p.get("grpc")
+            if not grpc or grpc["port"] != ports.get("grpc"):
+                fail(f"StatefulSet {name}: {probe} must be a gRPC probe on the grpc port")
+            if probe != "livenessProbe" and grpc.get("service", "") != "":
+                fail(f"StatefulSet {name}: {probe} must ask for service \"\" (ready = owning shards)")
+            continue
+        if "grpc" in p:
+            fail(f"StatefulSet {name}: {probe} is a gRPC probe, but the grpc port speaks TLS")
+        if "tcpSocket" in p:
+            if p["tcpSocket"]["port"] not in (ports["grpc"], ports["metrics"], "grpc", "metrics"):
+                fail(f"StatefulSet {name}: {probe} checks a port the node does not serve")
+        elif "httpGet" in p:
+            h = p["httpGet"]
+            if h["port"] not in (ports["metrics"], "metrics") or h.get("scheme", "HTTP") != "HTTP" \
+                    or h.get("path") != "/metrics":
+                fail(f"StatefulSet {name}: {probe} must GET /metrics on the metrics port")
+        else:
+            fail(f"StatefulSet {name}: {probe} must be a TCP or HTTP probe when TLS is on")
+    return "TCP/HTTP probes (TLS)" if tls else "gRPC probes"
+
 
 
 def deployment(docs):
@@ -305,16 +381,12 @@ def deployment(docs):
         if not pod.get("securityContext", {}).get("runAsNonRoot"):
             fail(f"StatefulSet {name}: pods must run as non-root")
         ports = {p["name"]: p["containerPort"] for p in node["ports"]}
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            grpc = node.get(probe, {}).get("grpc")
-            if not grpc or grpc["port"] != ports.get("grpc"):
-                fail(f"StatefulSet {name}: {probe} must be a gRPC probe on the grpc port")
-            if probe != "livenessProbe" and grpc.get("service", "") != "":
-                fail(f"StatefulSet {name}: {probe} must ask for service \"\" (ready = owning shards)")
         volume = next(v for v in pod["volumes"] if v["name"] == "config")
         config = configs.get(volume["configMap"]["name"])
         if config is None:
             fail(f"StatefulSet {name}: its config volume names no rendered ConfigMap")
+        probed = probes(name, node, ports, bool(config.get("tls", {}).get("cert_file")))
+        files, secrets = key_files(name, config, node, pod)
         grpc_addr = config["grpc"]["addr"]
         if not grpc_addr.endswith(f":{ports['grpc']}") or not config["metrics"]["addr"].endswith(f":{ports['metrics']}"):
             fail(f"StatefulSet {name}: container ports differ from the configured addresses")
@@ -330,7 +402,8 @@ def deployment(docs):
         if not headless or headless[0]["spec"].get("clusterIP") != "None" \
                 or not headless[0]["spec"].get("publishNotReadyAddresses"):
             fail(f"StatefulSet {name}: serviceName must be a headless Service publishing not-ready pods")
-        print(f"StatefulSet {name}: Parallel, gRPC probes, non-root, grace {grace}s > {sleep}s + {drain}s")
+        print(f"StatefulSet {name}: Parallel, {probed}, non-root, grace {grace}s > {sleep}s + {drain}s, "
+              f"{len(files)} key files from Secrets {', '.join(sorted(secrets)) or '(none)'}")
         if os.environ.get("TOML_OUT"):
             # <sts>.args: one argument a line; <sts>.env: NAME=value lines; <sts>.config: the
             # ConfigMap whose TOML `{config}` stands for.

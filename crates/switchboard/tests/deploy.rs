@@ -136,11 +136,12 @@ fn validate_and_launch(rendered: &Path, dir: &Path) -> String {
 fn helm_chart_lints_renders_and_validates() {
     let dir = tempfile::tempdir().unwrap();
     let chart = "helm/switchboard";
-    for (i, values) in ["", "ci/cluster-values.yaml", "ci/secrets-values.yaml"].iter().enumerate() {
+    // The chart needs token keys (auth.existingSecret): single-values.yaml is the least a
+    // `helm install` takes.
+    let values = ["ci/single-values.yaml", "ci/cluster-values.yaml", "ci/secrets-values.yaml"];
+    for (i, values) in values.iter().enumerate() {
         let file = |c: &mut Command| {
-            if !values.is_empty() {
-                c.arg("-f").arg(Path::new(chart).join(values));
-            }
+            c.arg("-f").arg(Path::new(chart).join(values));
         };
         let mut lint = tool("helm");
         lint.args(["lint", "--strict", chart]);
@@ -155,6 +156,10 @@ fn helm_chart_lints_renders_and_validates() {
         std::fs::write(&rendered, run(&mut template)).unwrap();
         let out = validate_and_launch(&rendered, dir.path());
         assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
+        // Without TLS the probes are gRPC health checks; with it (both cluster value sets),
+        // TCP and HTTP, which the kubelet can make against a TLS-only gRPC port.
+        let probes = if i == 0 { "gRPC probes" } else { "TCP/HTTP probes (TLS)" };
+        assert!(out.contains(probes), "{values}: wanted {probes:?} in\n{out}");
         if *values == "ci/cluster-values.yaml" {
             assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
             assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
@@ -165,17 +170,21 @@ fn helm_chart_lints_renders_and_validates() {
 
     // Packaged (files/ links resolved into the archive), it renders the same.
     run(tool("helm").args(["package", chart, "-d"]).arg(dir.path()));
-    let packaged = run(tool("helm").args(["template", "sb", "--namespace", "switchboard"]).arg(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-            .expect("helm package wrote the chart archive"),
-    ));
+    let packaged = run(tool("helm")
+        .args(["template", "sb", "--namespace", "switchboard", "-f"])
+        .arg(Path::new(chart).join("ci/single-values.yaml"))
+        .arg(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+                .expect("helm package wrote the chart archive"),
+        ));
     let from_dir = std::fs::read_to_string(dir.path().join("rendered-0.yaml")).unwrap();
     assert!(packaged == from_dir, "the packaged chart renders differently");
 
-    // values.schema.json is strict, and the chart refuses what cannot work.
+    // values.schema.json is strict, and the chart refuses what cannot work: each case changes
+    // single-values.yaml (which renders) in one way.
     for (args, says) in [
         (&["--set", "bogus=1"][..], "additional properties 'bogus' not allowed"),
         (&["--set", "probes.readiness.timeout=3"][..], "additional properties 'timeout'"),
@@ -189,8 +198,30 @@ fn helm_chart_lints_renders_and_validates() {
             "must be longer than preStopSleepSeconds + drainSeconds",
         ),
         (&["--set", "cluster.etcd.endpoints={not-an-endpoint}"][..], "does not match pattern"),
+        // A node beyond loopback without token keys refuses to start: so does the chart.
+        (&["--set", "auth.existingSecret="][..], "auth.existingSecret is required"),
+        (&["--set", "auth.keys=null"][..], "missing property 'keys'"),
+        (&["--set", "auth.keys={../x}"][..], "does not match pattern"),
+        // Cluster mode with token keys needs mutual TLS between the nodes.
+        (
+            &["--set", "cluster.etcd.endpoints={etcd:2379}"][..],
+            "cluster.etcd needs mutual TLS between nodes",
+        ),
+        (
+            &["--set", "cluster.etcd.endpoints={etcd:2379}", "--set", "tls.existingSecret=t"][..],
+            "cluster.etcd needs mutual TLS between nodes",
+        ),
+        (
+            &["--set", "tls.ca.existingSecret=c"][..],
+            "tls.ca.existingSecret needs tls.existingSecret",
+        ),
     ] {
-        let out = run_fails(tool("helm").args(["template", "sb", chart]).args(args));
+        let out = run_fails(
+            tool("helm")
+                .args(["template", "sb", chart, "-f"])
+                .arg(Path::new(chart).join("ci/single-values.yaml"))
+                .args(args),
+        );
         assert!(out.contains(says), "helm template {args:?}: wanted {says:?} in\n{out}");
     }
 }
@@ -203,8 +234,31 @@ fn kustomize_manifests_build_and_validate() {
         .unwrap();
     let out = validate_and_launch(&rendered, dir.path());
     assert!(out.contains("StatefulSet switchboard: Parallel"), "{out}");
+    assert!(out.contains("TCP/HTTP probes (TLS)"), "{out}");
     let text = std::fs::read_to_string(&rendered).unwrap();
     assert!(text.contains("name: etcd") && text.contains("kind: StatefulSet"), "example etcd");
+
+    // check.py refuses what would not work in a cluster even though the launch replay (which
+    // reads no key file) passes: a gRPC probe against the TLS-only port, and a key file the
+    // TOML names that no mounted Secret provides.
+    for (from, to, says) in [
+        (
+            "tcpSocket:\n            port: 7400",
+            "grpc:\n            port: 7400",
+            "is a gRPC probe, but the grpc port speaks TLS",
+        ),
+        (
+            "mountPath: /etc/switchboard/auth\n",
+            "mountPath: /etc/switchboard/elsewhere\n",
+            "/etc/switchboard/auth/hs256.key (in its TOML) is not a file of a mounted Secret",
+        ),
+    ] {
+        assert!(text.contains(from), "{from:?} in the kustomize output");
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, text.replace(from, to)).unwrap();
+        let out = run_fails(check_py().arg("rendered").arg(&broken));
+        assert!(out.contains(says), "wanted {says:?} in\n{out}");
+    }
 }
 
 /// No Docker daemon is assumed: hadolint lints the Dockerfile and its structure is checked.

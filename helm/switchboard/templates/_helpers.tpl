@@ -87,4 +87,13 @@ app.kubernetes.io/part-of: switchboard
 {{- if and .Values.cluster.etcd.endpoints .Values.cluster.etcd.existingSecret.name }}
 {{- fail "set cluster.etcd.endpoints or cluster.etcd.existingSecret.name, not both" }}
 {{- end }}
+{{- if not .Values.auth.existingSecret }}
+{{- fail "auth.existingSecret is required: the nodes listen beyond loopback, where a node without token keys refuses to start; name a Secret holding an HS256 secret (>= 32 bytes) or an Ed25519 public key PEM under auth.keys (SECURITY.md)" }}
+{{- end }}
+{{- if and .Values.tls.ca.existingSecret (not .Values.tls.existingSecret) }}
+{{- fail "tls.ca.existingSecret needs tls.existingSecret (the node's own certificate and key)" }}
+{{- end }}
+{{- if and (include "switchboard.etcd" .) (not (and .Values.tls.existingSecret .Values.tls.ca.existingSecret)) }}
+{{- fail (printf "cluster.etcd needs mutual TLS between nodes: set tls.existingSecret (tls.crt/tls.key, with SANs *.%s.%s.svc.cluster.local) and tls.ca.existingSecret (the cluster CA)" (include "switchboard.headless" .) .Release.Namespace) }}
+{{- end }}
 {{- end }}
