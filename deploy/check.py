@@ -320,8 +320,10 @@ def key_files(name, config, node, pod):
 
 def probes(name, node, ports, tls):
     """Without TLS: gRPC health probes on the grpc port, startup and readiness for service "".
-    With TLS (the kubelet's gRPC probes cannot do TLS): no gRPC probe; TCP or HTTP probes on
-    the node's grpc or metrics port, HTTP only on the plaintext metrics port."""
+    With TLS (the kubelet's gRPC probes cannot do TLS): no gRPC probe; `switchboard ctl
+    health` over TLS against the grpc port (exec), or TCP or HTTP probes on the node's grpc or
+    metrics port, HTTP only on the plaintext metrics port."""
+    kinds = set()
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         p = node.get(probe, {})
         if not tls:
@@ -333,7 +335,15 @@ def probes(name, node, ports, tls):
             continue
         if "grpc" in p:
             fail(f"StatefulSet {name}: {probe} is a gRPC probe, but the grpc port speaks TLS")
-        if "tcpSocket" in p:
+        if "exec" in p:
+            cmd = p["exec"]["command"]
+            addr = f"https://127.0.0.1:{ports['grpc']}"
+            if not (cmd[0].endswith("/switchboard") and cmd[1] == "ctl" and cmd[-1] == "health"
+                    and addr in cmd and "--ca-file" in cmd):
+                fail(f"StatefulSet {name}: {probe} must run `switchboard ctl --addr {addr} "
+                     f"--ca-file … health`, not {cmd}")
+            kinds.add("exec")
+        elif "tcpSocket" in p:
             if p["tcpSocket"]["port"] not in (ports["grpc"], ports["metrics"], "grpc", "metrics"):
                 fail(f"StatefulSet {name}: {probe} checks a port the node does not serve")
         elif "httpGet" in p:
@@ -342,8 +352,10 @@ def probes(name, node, ports, tls):
                     or h.get("path") != "/metrics":
                 fail(f"StatefulSet {name}: {probe} must GET /metrics on the metrics port")
         else:
-            fail(f"StatefulSet {name}: {probe} must be a TCP or HTTP probe when TLS is on")
-    return "TCP/HTTP probes (TLS)" if tls else "gRPC probes"
+            fail(f"StatefulSet {name}: {probe} must be an exec, TCP or HTTP probe when TLS is on")
+    if not tls:
+        return "gRPC probes"
+    return "ctl health probes (TLS)" if "exec" in kinds else "TCP/HTTP probes (TLS)"
 
 
 

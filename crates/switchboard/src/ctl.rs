@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_client::AdminServiceClient;
@@ -29,6 +29,10 @@ pub struct Ctl {
     /// PEM CA certificate that verifies the node's TLS certificate (for https:// addresses)
     #[arg(long, global = true, env = "SWITCHBOARD_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Name the node's certificate must carry, when it differs from the address's host (a
+    /// probe dialing 127.0.0.1 inside the pod)
+    #[arg(long, global = true, env = "SWITCHBOARD_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,6 +70,14 @@ pub enum Command {
     /// Messages going out to customers, as a channel gateway receives them
     #[command(subcommand)]
     Outbound(OutboundCmd),
+    /// The node's gRPC health: exits 0 when SERVING (in a cluster: joined and serving its
+    /// shards), 1 otherwise. Usable as a Kubernetes exec probe where the kubelet's gRPC probe
+    /// cannot speak TLS.
+    Health {
+        /// Service to ask about; empty is the node as a whole
+        #[arg(long, default_value = "")]
+        service: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,7 +250,8 @@ impl From<ChannelKind> for pb::Channel {
 
 /// Runs one ctl command.
 pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
-    let channel = connect(&ctl.addr, ctl.ca_file.as_deref()).await?;
+    let channel =
+        connect(&ctl.addr, ctl.ca_file.as_deref(), ctl.tls_server_name.as_deref()).await?;
     let bearer = match &ctl.token {
         Some(token) => Some(
             format!("Bearer {}", token.trim())
@@ -248,10 +261,22 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
         None => None,
     };
     let bearer = Bearer(bearer);
+    let admin_channel = channel.clone();
     let mut admin = AdminServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut agents = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut channels = ChannelServiceClient::with_interceptor(channel, bearer);
     match ctl.command {
+        Command::Health { service } => {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(admin_channel);
+            let req = tonic_health::pb::HealthCheckRequest { service: service.clone() };
+            let status = call(health.check(req).await)?.status();
+            if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
+                bail!("not serving: {status:?}");
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "SERVING")?;
+            Ok(())
+        }
         Command::Tenant(TenantCmd::Create { id, display_name }) => {
             let req = pb::CreateTenantRequest {
                 tenant_id: id,
@@ -341,7 +366,11 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(addr: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+async fn connect(
+    addr: &str,
+    ca_file: Option<&std::path::Path>,
+    server_name: Option<&str>,
+) -> anyhow::Result<Channel> {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     let mut endpoint = Endpoint::from_shared(uri.clone())
         .with_context(|| format!("--addr {addr:?} is not a valid address"))?;
@@ -349,9 +378,11 @@ async fn connect(addr: &str, ca_file: Option<&std::path::Path>) -> anyhow::Resul
         let ca_file = ca_file.context("an https:// address needs --ca-file to verify the node")?;
         let ca =
             std::fs::read(ca_file).with_context(|| format!("--ca-file {}", ca_file.display()))?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-            .context("tls configuration")?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some(name) = server_name {
+            tls = tls.domain_name(name);
+        }
+        endpoint = endpoint.tls_config(tls).context("tls configuration")?;
     }
     endpoint
         .connect_timeout(Duration::from_secs(10))

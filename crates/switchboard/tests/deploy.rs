@@ -156,9 +156,9 @@ fn helm_chart_lints_renders_and_validates() {
         std::fs::write(&rendered, run(&mut template)).unwrap();
         let out = validate_and_launch(&rendered, dir.path());
         assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
-        // Without TLS the probes are gRPC health checks; with it (both cluster value sets),
-        // TCP and HTTP, which the kubelet can make against a TLS-only gRPC port.
-        let probes = if i == 0 { "gRPC probes" } else { "TCP/HTTP probes (TLS)" };
+        // Without TLS the probes are gRPC health checks; with it and a cluster CA (both cluster
+        // value sets), `switchboard ctl health` over TLS, which the kubelet can run.
+        let probes = if i == 0 { "gRPC probes" } else { "ctl health probes (TLS)" };
         assert!(out.contains(probes), "{values}: wanted {probes:?} in\n{out}");
         if *values == "ci/cluster-values.yaml" {
             assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
@@ -234,7 +234,7 @@ fn kustomize_manifests_build_and_validate() {
         .unwrap();
     let out = validate_and_launch(&rendered, dir.path());
     assert!(out.contains("StatefulSet switchboard: Parallel"), "{out}");
-    assert!(out.contains("TCP/HTTP probes (TLS)"), "{out}");
+    assert!(out.contains("ctl health probes (TLS)"), "{out}");
     let text = std::fs::read_to_string(&rendered).unwrap();
     assert!(text.contains("name: etcd") && text.contains("kind: StatefulSet"), "example etcd");
 
@@ -243,7 +243,7 @@ fn kustomize_manifests_build_and_validate() {
     // TOML names that no mounted Secret provides.
     for (from, to, says) in [
         (
-            "tcpSocket:\n            port: 7400",
+            "httpGet:\n            path: /metrics\n            port: 9400",
             "grpc:\n            port: 7400",
             "is a gRPC probe, but the grpc port speaks TLS",
         ),

@@ -127,6 +127,17 @@ async fn clients_use_tls_and_only_cluster_nodes_forward_calls() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(client.clone());
     health.check(tonic_health::pb::HealthCheckRequest::default()).await.expect("health");
 
+    // The exec probe of a TLS deployment: `ctl health` over TLS, dialing 127.0.0.1 and
+    // checking the certificate's name.
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["ctl", "--addr", &url.replace("localhost", "127.0.0.1"), "--ca-file"])
+        .arg(&files.0)
+        .args(["--tls-server-name", "localhost", "health"])
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+
     // Plain text to the TLS port gets nowhere.
     let plain = Endpoint::from_shared(node.grpc.clone()).unwrap().connect().await;
     if let Ok(plain) = plain {

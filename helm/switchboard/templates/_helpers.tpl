@@ -97,3 +97,10 @@ app.kubernetes.io/part-of: switchboard
 {{- fail (printf "cluster.etcd needs mutual TLS between nodes: set tls.existingSecret (tls.crt/tls.key, with SANs *.%s.%s.svc.cluster.local) and tls.ca.existingSecret (the cluster CA)" (include "switchboard.headless" .) .Release.Namespace) }}
 {{- end }}
 {{- end }}
+
+{{/* `switchboard ctl health` over TLS from inside the pod, as an exec probe command. The
+server name is one label under the peers' wildcard SAN, which the certificate must carry. */}}
+{{- define "switchboard.healthProbe" -}}
+{{- $name := printf "probe.%s.%s.svc.cluster.local" (include "switchboard.headless" .) .Release.Namespace -}}
+{{- list "/usr/local/bin/switchboard" "ctl" "--addr" (printf "https://127.0.0.1:%v" .Values.grpc.port) "--ca-file" "/etc/switchboard/tls/ca.crt" "--tls-server-name" $name "health" | toJson }}
+{{- end }}
