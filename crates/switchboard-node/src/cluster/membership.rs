@@ -512,9 +512,15 @@ impl Membership {
         if let Ok(client) = self.client() {
             let _ = timed("delete", client.delete(key, None)).await;
         }
+        // Once etcd fails, stop asking it (each try could wait its timeout): the rest is only
+        // snapshotted here, and the lease's expiry frees their keys.
+        let mut etcd_ok = true;
         for (shard, _) in self.ownership.local_shards() {
-            if let Err(e) = self.hand_over(shard).await {
-                warn!(shard, error = %e, "handover failed; the lease expiry frees it");
+            if etcd_ok && let Err(e) = self.hand_over(shard).await {
+                warn!(shard, error = %e, "handover failed; the lease expiry frees the rest");
+                etcd_ok = false;
+            }
+            if !etcd_ok {
                 self.registry.release(shard, true).await;
             }
         }
