@@ -139,6 +139,7 @@ impl Node {
         Node::start_with_ttl(id, etcd, store_url, dir, TEST_TTL_SECONDS)
     }
 
+    /// Starts a node with a lease TTL of its own.
     pub fn start_with_ttl(
         id: &str,
         etcd: &Etcd,
@@ -146,19 +147,7 @@ impl Node {
         dir: &std::path::Path,
         ttl: u64,
     ) -> Node {
-        let mut node = Node {
-            id: id.to_owned(),
-            child: None,
-            grpc: String::new(),
-            metrics: String::new(),
-            etcd: etcd.endpoint(),
-            store: store_url.to_owned(),
-            dir: dir.join(id),
-            ttl,
-            extra: Vec::new(),
-        };
-        node.restart();
-        node
+        Node::launch(id, etcd, store_url, dir, ttl, &[])
     }
 
     /// Starts a node with more `serve` arguments.
@@ -169,6 +158,17 @@ impl Node {
         dir: &std::path::Path,
         extra: &[String],
     ) -> Node {
+        Node::launch(id, etcd, store_url, dir, TEST_TTL_SECONDS, extra)
+    }
+
+    fn launch(
+        id: &str,
+        etcd: &Etcd,
+        store_url: &str,
+        dir: &std::path::Path,
+        ttl: u64,
+        extra: &[String],
+    ) -> Node {
         let mut node = Node {
             id: id.to_owned(),
             child: None,
@@ -177,7 +177,7 @@ impl Node {
             etcd: etcd.endpoint(),
             store: store_url.to_owned(),
             dir: dir.join(id),
-            ttl: TEST_TTL_SECONDS,
+            ttl,
             extra: extra.to_vec(),
         };
         node.restart();
