@@ -69,6 +69,11 @@ fn grpc_type(method: &str) -> &'static str {
     }
 }
 
+/// Whether the call at this gRPC path (`/pkg.Service/Method`) answers with a stream.
+pub fn is_server_stream(path: &str) -> bool {
+    grpc_type(path.rsplit('/').next().unwrap_or_default()) == "server_stream"
+}
+
 fn code_name(code: tonic::Code) -> String {
     match code {
         tonic::Code::Ok => "OK".into(),

@@ -357,6 +357,13 @@ async fn snapshot_and_stop(name: &str, actor: ActorRef<TenantMsg>) {
 /// Metadata key on a refusal that a forwarding node should retry elsewhere.
 pub const MOVED: &str = "x-switchboard-moved";
 
+/// UNAVAILABLE marked [`MOVED`]: the call belongs to another node (or to none, for now).
+pub fn moved_status(message: String) -> Status {
+    let mut status = Status::unavailable(message);
+    status.metadata_mut().insert(MOVED, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 /// The refusal for a tenant this node does not serve (any more): retryable, naming the owner
 /// this node knows of.
 fn moved(ownership: &Ownership, tenant: &str) -> Status {
@@ -365,12 +372,10 @@ fn moved(ownership: &Ownership, tenant: &str) -> Status {
         crate::cluster::Route::Remote { node, addr } => format!("node {node} at {addr}"),
         _ => "no node yet (a handover or failover is in progress)".into(),
     };
-    let mut status = Status::unavailable(format!(
+    moved_status(format!(
         "tenant {tenant} (shard {shard}) is not served by node {}; its owner is {owner}. Retry; any node forwards to the owner",
         ownership.node_id()
-    ));
-    status.metadata_mut().insert(MOVED, tonic::metadata::MetadataValue::from(shard));
-    status
+    ))
 }
 
 /// Longest request id.

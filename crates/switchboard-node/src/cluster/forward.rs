@@ -226,12 +226,9 @@ where
     }
 }
 
-fn unavailable(message: String, moved: bool) -> http::Response<Body> {
-    let mut status = tonic::Status::unavailable(message);
-    if moved {
-        status.metadata_mut().insert(MOVED, tonic::metadata::MetadataValue::from(0u32));
-    }
-    status.into_http()
+/// A retryable refusal the sender's retry loop follows (see [`crate::registry::MOVED`]).
+fn unavailable(message: String) -> http::Response<Body> {
+    crate::registry::moved_status(message).into_http()
 }
 
 fn is_moved(resp: &http::Response<Body>) -> bool {
@@ -296,26 +293,19 @@ where
                 counter!(m::FORWARDED, "outcome" => "forwarded").increment(1);
                 let call = forward(ownership.peers(), &addr, rebuild(&parts, &body, true));
                 // Streams live as long as the client wants; their head comes at once.
-                let streaming =
-                    parts.uri.path().rsplit('/').next().is_some_and(|m| m.starts_with("Stream"));
+                let streaming = crate::grpc_metrics::is_server_stream(parts.uri.path());
                 let limit = if streaming { WAIT * 30 } else { UNARY_TIMEOUT };
                 match tokio::time::timeout(limit, call).await {
                     Ok(Ok(resp)) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
-                    Ok(Err(e)) => {
-                        unavailable(format!("owner {node} at {addr} unreachable: {e}"), true)
-                    }
-                    Err(_) => unavailable(
-                        format!("owner {node} at {addr} did not answer within {limit:?}"),
-                        true,
-                    ),
+                    Ok(Err(e)) => unavailable(format!("owner {node} at {addr} unreachable: {e}")),
+                    Err(_) => unavailable(format!(
+                        "owner {node} at {addr} did not answer within {limit:?}"
+                    )),
                 }
             }
-            Some(Route::Unowned { shard }) => unavailable(
-                format!(
-                    "shard {shard} has no owner right now (a handover or failover is in progress); retry"
-                ),
-                true,
-            ),
+            Some(Route::Unowned { shard }) => unavailable(format!(
+                "shard {shard} has no owner right now (a handover or failover is in progress); retry"
+            )),
         };
         if hopped || tenant.is_none() || !is_moved(&resp) {
             return Ok(resp);
@@ -327,7 +317,7 @@ where
         last = Some(resp);
     }
     counter!(m::FORWARDED, "outcome" => "gave_up").increment(1);
-    Ok(last.unwrap_or_else(|| unavailable("no owner found; retry".into(), true)))
+    Ok(last.unwrap_or_else(|| unavailable("no owner found; retry".into())))
 }
 
 async fn forward(

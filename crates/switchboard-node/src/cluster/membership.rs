@@ -289,6 +289,12 @@ impl Membership {
         Ok(())
     }
 
+    /// Stops serving a shard at once, without a snapshot: a newer owner may be writing.
+    async fn lose(&self, shard: u32) {
+        self.registry.release(shard, false).await;
+        counter!(m::SHARD_HANDOFFS, "kind" => "lost").increment(1);
+    }
+
     /// Stops serving before the lease can expire.
     async fn guard(&mut self) {
         if self.serve_until.is_some_and(|until| Instant::now() >= until) {
@@ -305,8 +311,7 @@ impl Membership {
             warn!(shards = local.len(), why, "dropping shards without handover");
         }
         for (shard, _) in local {
-            self.registry.release(shard, false).await;
-            counter!(m::SHARD_HANDOFFS, "kind" => "lost").increment(1);
+            self.lose(shard).await;
         }
         self.publish_gauges();
         let _ = self.ready.send(false);
@@ -377,8 +382,10 @@ impl Membership {
         let mut claim = Vec::new();
         let mut readopt = Vec::new();
         let mut hand_over = Vec::new();
+        let mut wanted = 0;
         for shard in 0..self.config.shards {
             let desired = desired_owner(shard, members.iter().map(String::as_str));
+            wanted += usize::from(desired == Some(me.as_str()));
             let owner = self.view.owners.get(&shard);
             let local = self.ownership.is_local(shard);
             match owner {
@@ -389,15 +396,9 @@ impl Membership {
                 // Ours but someone else's now: hand it over (or, if the guard already stopped
                 // serving it, just let the key go so the new owner can claim it).
                 Some(o) if o.node == me && desired != Some(me.as_str()) => hand_over.push(shard),
-                Some(o) if o.node != me && local => {
-                    // Someone else holds the key: our lease lapsed at some point.
-                    self.registry.release(shard, false).await;
-                    counter!(m::SHARD_HANDOFFS, "kind" => "lost").increment(1);
-                }
-                None if local => {
-                    self.registry.release(shard, false).await;
-                    counter!(m::SHARD_HANDOFFS, "kind" => "lost").increment(1);
-                }
+                // Someone else holds the key, or nobody does: our lease lapsed at some point.
+                Some(o) if o.node != me && local => self.lose(shard).await,
+                None if local => self.lose(shard).await,
                 _ => {}
             }
         }
@@ -437,9 +438,6 @@ impl Membership {
         }
         self.publish_gauges();
         let owned = self.ownership.local_shards().len();
-        let wanted = (0..self.config.shards)
-            .filter(|s| desired_owner(*s, members.iter().map(String::as_str)) == Some(&me))
-            .count();
         if owned >= wanted && !*self.ready.borrow() {
             info!(owned, members = members.len(), "serving");
             let _ = self.ready.send(true);
