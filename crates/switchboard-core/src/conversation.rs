@@ -6,6 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
+use crate::config::RatingCredit;
+use crate::engine::{Actor, Event};
+use crate::error::Error;
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
 use crate::time::Timestamp;
@@ -179,6 +182,73 @@ impl Conversation {
         !self.served_by.is_empty()
     }
 
+    /// When retention deletes an ended conversation, counted from its end (SPEC §7).
+    pub fn purge_at(&self, t: &Thresholds) -> Option<Timestamp> {
+        let keep = if self.accepted() { t.retention_accepted } else { t.retention_unaccepted };
+        self.ended_at.map(|ended| ended + keep)
+    }
+
+    /// Up to which moment `viewer` may read the transcript (SPEC §7): the current agent and
+    /// supervisors see everything (`Some(None)`); an agent that served earlier sees up to when
+    /// it handed over; anyone else sees nothing (`None`). Holds for archived conversations too.
+    pub fn visible_until(&self, viewer: Actor) -> Option<Option<Timestamp>> {
+        match viewer {
+            Actor::Supervisor(_) | Actor::System => Some(None),
+            Actor::Agent(a) if self.agent == Some(a) && self.is_open() => Some(None),
+            Actor::Agent(a) => {
+                // The end of this agent's last stint.
+                let mut held = false;
+                let mut until = None;
+                for t in &self.transitions {
+                    if t.agent == Some(a) && t.to == State::Assigned {
+                        held = true;
+                    } else if held && t.agent != Some(a) {
+                        until = Some(t.at);
+                        held = false;
+                    }
+                }
+                if held { Some(None) } else { until.map(Some) }
+            }
+        }
+    }
+
+    /// The customer rates the conversation (any state, an archived one too), if an agent
+    /// served it; who is credited follows the tenant's setting (SPEC §8).
+    pub fn rate(
+        &mut self,
+        credit: RatingCredit,
+        score: u8,
+        comment: &str,
+    ) -> crate::error::Result<Event> {
+        if !(1..=5).contains(&score) {
+            return Err(Error::InvalidArgument(format!("score: must be 1 to 5, got {score}")));
+        }
+        if comment.len() > crate::engine::MAX_MESSAGE_TEXT {
+            return Err(Error::InvalidArgument(format!(
+                "comment: longer than {} bytes",
+                crate::engine::MAX_MESSAGE_TEXT
+            )));
+        }
+        if self.served_by.is_empty() {
+            return Err(Error::InvalidTransition {
+                conversation: self.id,
+                state: self.state,
+                action: "rate (no agent served it)",
+            });
+        }
+        let credited = match credit {
+            RatingCredit::AllServed => {
+                let mut all = self.served_by.clone();
+                all.sort();
+                all.dedup();
+                all
+            }
+            RatingCredit::LastOnly => self.served_by.last().copied().into_iter().collect(),
+        };
+        self.rating = Some(Rating { score, comment: comment.to_owned(), credited: credited.clone() });
+        Ok(Event::Rated { conversation: self.id, score, credited })
+    }
+
     /// Records a transition; `agent` is where the conversation now is, if with an agent.
     pub fn transition(&mut self, at: Timestamp, to: State, cause: Cause, agent: Option<AgentId>) {
         let from = self.transitions.last().map(|t| t.to);
@@ -295,10 +365,7 @@ impl Conversation {
             .zip(self.unanswered_since)
             .filter(|_| waiting && !self.alert_sent)
             .map(|(d, from)| (from + d, Due::UnrepliedAlert));
-        let purge = self.ended_at.map(|ended| {
-            let keep = if self.accepted() { t.retention_accepted } else { t.retention_unaccepted };
-            (ended + keep, Due::Purge)
-        });
+        let purge = self.purge_at(t).map(|at| (at, Due::Purge));
         [
             agent_no_response,
             customer_no_response,

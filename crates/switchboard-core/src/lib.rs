@@ -27,7 +27,7 @@ pub mod time;
 pub use channel::{Channel, MessageTag};
 pub use conversation::{Cause, Conversation, State};
 pub use engine::customer_message::CustomerMessage;
-pub use engine::{Actor, Effect, Engine, Event, Note, Outcome, Selection, Sender, Target};
+pub use engine::{Actor, Effect, Ended, Engine, Event, Note, Outcome, Selection, Sender, Target};
 pub use error::{Code, Error, Result};
 pub use ids::{AgentId, ConversationId, CustomerId, GroupId};
 pub use replies::ReplyKind;

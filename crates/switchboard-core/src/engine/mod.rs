@@ -63,6 +63,14 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
 }
 
+/// An ended conversation handed out of the engine by [`Engine::take_ended`], with the moment
+/// retention deletes it (SPEC §7: 48 h if no agent took it, 60 days otherwise, from its end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub conversation: Conversation,
+    pub purge_at: Timestamp,
+}
+
 /// Serializable: a snapshot plus the commands after it rebuild the same engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Engine {
@@ -75,6 +83,9 @@ pub struct Engine {
     /// Next deadline of every conversation that has one.
     deadlines: BTreeSet<(Timestamp, ConversationId)>,
     scheduled: FxHashMap<ConversationId, Timestamp>,
+    /// Conversations ended since the last [`Engine::take_ended`], oldest first.
+    #[serde(default)]
+    ended: Vec<ConversationId>,
 }
 
 impl Engine {
@@ -201,29 +212,70 @@ impl Engine {
         self.position(id).map(replies::display_position)
     }
 
-    /// Up to which moment `viewer` may read the transcript (SPEC §7): the current agent and
-    /// supervisors see everything (`Some(None)`); an agent that served earlier sees up to when
-    /// it handed over; anyone else sees nothing (`None`).
+    /// Up to which moment `viewer` may read the transcript (SPEC §7); see
+    /// [`Conversation::visible_until`].
     pub fn visible_until(&self, id: ConversationId, viewer: Actor) -> Option<Option<Timestamp>> {
-        let c = self.conversations.get(&id)?;
-        match viewer {
-            Actor::Supervisor(_) | Actor::System => Some(None),
-            Actor::Agent(a) if c.agent == Some(a) && c.is_open() => Some(None),
-            Actor::Agent(a) => {
-                // The end of this agent's last stint.
-                let mut held = false;
-                let mut until = None;
-                for t in &c.transitions {
-                    if t.agent == Some(a) && t.to == State::Assigned {
-                        held = true;
-                    } else if held && t.agent != Some(a) {
-                        until = Some(t.at);
-                        held = false;
-                    }
-                }
-                if held { Some(None) } else { until.map(Some) }
+        self.conversations.get(&id)?.visible_until(viewer)
+    }
+
+    /// Hands out every conversation that ended since the last call and forgets it, with its
+    /// retention deadline: history belongs to the store, the engine keeps live work only. What
+    /// routing still needs of it (the customer's last agent) is already on the customer. A
+    /// shell that never calls this keeps ended conversations until retention purges them.
+    pub fn take_ended(&mut self) -> Vec<Ended> {
+        let ids = std::mem::take(&mut self.ended);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(c) = self.conversations.remove(&id) else { continue };
+            if let Some(at) = self.scheduled.remove(&id) {
+                self.deadlines.remove(&(at, id));
             }
+            let purge_at = c.purge_at(&self.thresholds(&c)).unwrap_or(c.opened_at);
+            out.push(Ended { conversation: c, purge_at });
         }
+        out
+    }
+
+    /// Brings an archived conversation back for one command that acts on it after its end
+    /// (a rating, tags): it is ended, so no rule routes or times it, and the next
+    /// [`take_ended`](Self::take_ended) hands it out again. Ignored if not ended or present.
+    pub fn restore_ended(&mut self, conversation: Conversation) {
+        let id = conversation.id;
+        if conversation.is_open() || self.conversations.contains_key(&id) {
+            return;
+        }
+        self.conversations.insert(id, conversation);
+        self.ended.push(id);
+    }
+
+    /// Forgets a customer that has nothing open, handing back what the engine knew of it, so
+    /// the shell can keep it in the store and [`restore_customer`](Self::restore_customer) it
+    /// before the next command that needs it. `None` (and nothing forgotten) if it is unknown
+    /// or has a conversation open.
+    pub fn evict_customer(&mut self, id: CustomerId) -> Option<Customer> {
+        if self.customers.get(&id)?.open.is_some() {
+            return None;
+        }
+        self.customers.remove(&id)
+    }
+
+    /// Brings back an evicted customer. References that went stale while it was away (a
+    /// group or an agent since deleted) are dropped, as deleting them would have done.
+    pub fn restore_customer(&mut self, id: CustomerId, mut customer: Customer) {
+        if self.customers.contains_key(&id) {
+            return;
+        }
+        customer.open = None;
+        let s = &mut customer.settings;
+        s.group = s.group.filter(|g| self.groups.contains_key(g));
+        s.dedicated_agent = s.dedicated_agent.filter(|a| self.agents.contains_key(a));
+        customer.last_agent = customer.last_agent.filter(|a| self.agents.contains_key(a));
+        self.customers.insert(id, customer);
+    }
+
+    /// How many customers the engine holds.
+    pub fn customer_count(&self) -> usize {
+        self.customers.len()
     }
 
     /// Checks every invariant across router and conversations; used by property tests.
@@ -547,6 +599,7 @@ impl Engine {
             from,
             waited_ms,
         }));
+        self.ended.push(id);
         let mut rout = Vec::new();
         self.router.remove(now, id, &mut rout);
         self.apply(now, rout, Cause::Routed, out);

@@ -3,8 +3,7 @@
 
 use super::{Actor, Effect, Engine, Event, Note, Selection, Sender, Target, check_text};
 use crate::channel::MessageTag;
-use crate::config::RatingCredit;
-use crate::conversation::{Cause, Rating, State};
+use crate::conversation::{Cause, State};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId};
 use crate::replies::ReplyKind;
@@ -315,34 +314,8 @@ impl Engine {
         score: u8,
         comment: &str,
     ) -> Result<Vec<Effect>> {
-        if !(1..=5).contains(&score) {
-            return Err(Error::InvalidArgument(format!("score: must be 1 to 5, got {score}")));
-        }
-        if comment.len() > super::MAX_MESSAGE_TEXT {
-            return Err(Error::InvalidArgument(format!(
-                "comment: longer than {} bytes",
-                super::MAX_MESSAGE_TEXT
-            )));
-        }
         let credit = self.settings.rating_credit;
         let c = self.conversations.get_mut(&id).ok_or(Error::UnknownConversation(id))?;
-        if c.served_by.is_empty() {
-            return Err(Error::InvalidTransition {
-                conversation: id,
-                state: c.state,
-                action: "rate (no agent served it)",
-            });
-        }
-        let credited = match credit {
-            RatingCredit::AllServed => {
-                let mut all = c.served_by.clone();
-                all.sort();
-                all.dedup();
-                all
-            }
-            RatingCredit::LastOnly => c.served_by.last().copied().into_iter().collect(),
-        };
-        c.rating = Some(Rating { score, comment: comment.to_owned(), credited: credited.clone() });
-        Ok(vec![Effect::Event(Event::Rated { conversation: id, score, credited })])
+        Ok(vec![Effect::Event(c.rate(credit, score, comment)?)])
     }
 }

@@ -866,3 +866,65 @@ fn events_carry_abandonment_waits_and_the_first_response() {
     let fx = b.e.agent_message(at(secs(31)), A1, served, "again", None).unwrap();
     assert!(first(&fx).is_empty(), "only the first answer counts");
 }
+
+/// History leaves the engine: an ended conversation is handed out once with its retention
+/// deadline, the customer keeps its last agent, and the engine holds live work only.
+#[test]
+fn ended_conversations_are_handed_out_once_with_their_retention() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (served, _) = b.say(at(secs(0)), U1, "hi");
+    let (never, _) = b.say(at(secs(0)), U2, "hi");
+    b.e.channel_closed(at(secs(5)), never).unwrap();
+    b.e.end(at(secs(10)), served, Actor::Agent(A1)).unwrap();
+    let ended = b.e.take_ended();
+    let by_id: Vec<(ConversationId, Timestamp)> =
+        ended.iter().map(|e| (e.conversation.id, e.purge_at)).collect();
+    assert_eq!(by_id, vec![(never, at(secs(5) + hours(48))), (served, at(secs(10) + days(60)))]);
+    assert!(b.e.take_ended().is_empty(), "handed out once");
+    assert_eq!(b.e.conversation_count(), 0);
+    assert_eq!(b.e.next_deadline(), None, "no purge timer stays behind");
+    assert_eq!(b.e.customer(U1).unwrap().last_agent, Some(A1));
+    b.check();
+
+    // A rating after the end: the conversation comes back for one command and leaves again.
+    let mut archived = ended[1].conversation.clone();
+    archived.rating = None;
+    b.e.restore_ended(archived);
+    let fx = b.e.rate(at(secs(20)), served, 5, "").unwrap();
+    assert_eq!(
+        fx,
+        vec![Effect::Event(Event::Rated { conversation: served, score: 5, credited: vec![A1] })]
+    );
+    let again = b.e.take_ended();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].purge_at, at(secs(10) + days(60)));
+    assert_eq!(again[0].conversation.rating.as_ref().map(|r| r.score), Some(5));
+    assert_eq!(again[0].conversation.visible_until(Actor::Agent(A1)), Some(Some(at(secs(10)))));
+    b.check();
+}
+
+/// A customer with nothing open can leave memory and come back with what routing needs;
+/// references deleted meanwhile are dropped.
+#[test]
+fn customers_with_nothing_open_are_evicted_and_restored() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.customer(U1, "Wang");
+    let (c, _) = b.say(at(secs(0)), U1, "hi");
+    assert_eq!(b.e.evict_customer(U1), None, "a customer with an open conversation stays");
+    b.e.end(at(secs(10)), c, Actor::Agent(A1)).unwrap();
+    b.e.take_ended();
+    let kept = b.e.evict_customer(U1).expect("nothing open");
+    assert_eq!(kept.last_agent, Some(A1));
+    assert!(b.e.customer(U1).is_none());
+    b.check();
+    b.e.restore_customer(U1, kept.clone());
+    assert_eq!(b.e.customer(U1), Some(&kept));
+    b.check();
+    b.e.evict_customer(U1);
+    b.e.remove_agent(at(secs(20)), A1).unwrap();
+    b.e.restore_customer(U1, kept);
+    assert_eq!(b.e.customer(U1).unwrap().last_agent, None, "the agent is gone");
+    b.check();
+}
