@@ -372,6 +372,7 @@ fn batch(
                 seq: *seq,
                 at_ms: cmd.at_ms,
                 payload: item.encode_to_vec(),
+                conversation: None,
             })
             .collect(),
         messages: out
@@ -387,6 +388,7 @@ fn batch(
             })
             .collect(),
         purge_conversations: out.purges.clone(),
+        archive: Vec::new(),
     }
 }
 

@@ -72,7 +72,49 @@ pub struct Batch {
     pub messages: Vec<Message>,
     /// Conversations whose transcript rows are deleted, and nothing else of them. Applied after
     /// `messages`, so a conversation named here has no rows once the batch is durable.
+    /// (Superseded by [`Store::retain`], which purges by `purge_at_ms` of the archive.)
     pub purge_conversations: Vec<u64>,
+    /// Ended conversations to archive: each is an upsert by (tenant, conversation), the first
+    /// write inserts it and a later one replaces every column. Applied after `messages` and
+    /// `purge_conversations`.
+    pub archive: Vec<Archived>,
+}
+
+/// An ended conversation as the node archived it: written when it ends, rewritten by the few
+/// changes an ended conversation still takes (rating, tags, note), deleted at `purge_at_ms`
+/// with its transcript.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Archived {
+    pub conversation: u64,
+    /// The customer's id (caller-chosen name), for history by customer.
+    pub customer: String,
+    pub opened_at_ms: u64,
+    pub ended_at_ms: u64,
+    /// When retention deletes it and its transcript rows.
+    pub purge_at_ms: u64,
+    /// Opaque to the store (the node's encoding of the conversation).
+    pub body: Vec<u8>,
+}
+
+/// Which archived conversations a listing wants, in ascending conversation order.
+///
+/// Cost: with `customer` set, the listing walks that customer's conversations in order
+/// (index `(tenant, customer, conversation)`); else with an `ended_*` bound, the conversations
+/// that ended in that range (index `(tenant, ended_at_ms)`), sorted, keeping `limit`; else the
+/// tenant's conversations in order from `after_conversation` (primary key). `opened_before_ms`
+/// only filters what one of those walks finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only this customer's, if set.
+    pub customer: Option<String>,
+    /// Only those that ended at or after this time / before this time (ms), if set.
+    pub ended_from_ms: Option<u64>,
+    pub ended_before_ms: Option<u64>,
+    /// Only those opened at or before this time (ms), if set (waits that entered in a window).
+    pub opened_before_ms: Option<u64>,
+    /// Page token: conversations with a larger id only.
+    pub after_conversation: u64,
+    pub limit: usize,
 }
 
 /// A fencing token: the shard a tenant lives in and the epoch under which the writer owns it.
@@ -106,6 +148,9 @@ pub struct StreamEntry {
     pub seq: u64,
     pub at_ms: u64,
     pub payload: Vec<u8>,
+    /// The conversation the entry is about, if any: [`Store::retain`] deletes it with that
+    /// conversation's archive row, so no message text outlives its transcript.
+    pub conversation: Option<u64>,
 }
 
 /// One transcript row.
@@ -191,4 +236,25 @@ pub trait Store: Send + Sync + 'static {
     /// The response stored with the log record that carried `request_id`, if it is still
     /// within the retention window (entries past it may or may not have been pruned yet).
     fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// One archived conversation, if it is stored (not yet purged by [`Store::retain`]).
+    fn archived(&self, tenant: &str, conversation: u64) -> Result<Option<Archived>>;
+
+    /// Up to `query.limit` archived conversations matching `query`, ascending by conversation.
+    /// The next page asks again with `after_conversation` = the last one returned.
+    fn list_archived(&self, tenant: &str, query: &ArchiveQuery) -> Result<Vec<Archived>>;
+
+    /// How many archived conversations the tenant has.
+    fn count_archived(&self, tenant: &str) -> Result<u64>;
+
+    /// Retention, as one fenced write: deletes the archived conversations with
+    /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries
+    /// about them, and every stream entry with `at_ms < streams_before_ms`. Resolves once
+    /// durable.
+    ///
+    /// Stream entries are cut by age per stream, from the oldest up to the first one at or
+    /// after `streams_before_ms`: exact when `at_ms` never decreases along a stream (the node
+    /// stamps entries with the tenant's clock, which never moves backwards), and otherwise it
+    /// keeps an older entry that follows a newer one rather than scan the whole stream.
+    fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending;
 }

@@ -32,6 +32,14 @@ struct Statements {
     upsert_snapshot: Statement,
     delete_log: Statement,
     prune_requests: Statement,
+    upsert_archive: Statement,
+    retain_messages: Statement,
+    retain_streams: Statement,
+    retain_archive: Statement,
+    stream_names: Statement,
+    first_kept: Statement,
+    cut_stream: Statement,
+    clear_stream: Statement,
 }
 
 impl Statements {
@@ -49,8 +57,8 @@ impl Statements {
                     seq = excluded.seq, at_ms = excluded.at_ms, response = excluded.response",
             )?,
             insert_stream: client.prepare(
-                "INSERT INTO streams (tenant, stream, seq, at_ms, payload)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )?,
             insert_message: client.prepare(
                 "INSERT INTO messages (tenant, conversation, seq, at_ms, sender, text, kind)
@@ -90,6 +98,35 @@ impl Statements {
                 "DELETE FROM requests WHERE tenant = $1
                  AND at_ms < (SELECT MAX(at_ms) FROM requests WHERE tenant = $1) - $2",
             )?,
+            upsert_archive: client.prepare(
+                "INSERT INTO archive
+                    (tenant, conversation, customer, opened_at_ms, ended_at_ms, purge_at_ms, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (tenant, conversation) DO UPDATE SET
+                    customer = excluded.customer, opened_at_ms = excluded.opened_at_ms,
+                    ended_at_ms = excluded.ended_at_ms, purge_at_ms = excluded.purge_at_ms,
+                    body = excluded.body",
+            )?,
+            retain_messages: client.prepare(
+                "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
+                    SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
+            )?,
+            retain_streams: client.prepare(
+                "DELETE FROM streams WHERE tenant = $1 AND conversation IS NOT NULL
+                 AND conversation IN (
+                    SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
+            )?,
+            retain_archive: client
+                .prepare("DELETE FROM archive WHERE tenant = $1 AND purge_at_ms <= $2")?,
+            stream_names: client.prepare(writer::STREAM_NAMES)?,
+            first_kept: client.prepare(
+                "SELECT seq FROM streams WHERE tenant = $1 AND stream = $2 AND at_ms >= $3
+                 ORDER BY seq LIMIT 1",
+            )?,
+            cut_stream: client
+                .prepare("DELETE FROM streams WHERE tenant = $1 AND stream = $2 AND seq < $3")?,
+            clear_stream: client
+                .prepare("DELETE FROM streams WHERE tenant = $1 AND stream = $2")?,
         })
     }
 }
@@ -216,7 +253,37 @@ fn apply(
             tx.execute(&statements.trim, &[tenant, stream, &count(*keep_last)])?;
             Ok(())
         }
+        Job::Retain { tenant, fence, now_ms, streams_before_ms, .. } => {
+            check_fence(tx, statements, *fence)?;
+            apply_retain(tx, statements, tenant, *now_ms, *streams_before_ms)
+        }
     }
+}
+
+/// Retention of one tenant, as in SQLite (`writer::apply_retain`).
+fn apply_retain(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &String,
+    now_ms: u64,
+    streams_before_ms: u64,
+) -> Result<()> {
+    let now = bound(now_ms);
+    tx.execute(&statements.retain_messages, &[tenant, &now])?;
+    tx.execute(&statements.retain_streams, &[tenant, &now])?;
+    tx.execute(&statements.retain_archive, &[tenant, &now])?;
+    let before = bound(streams_before_ms);
+    let names: Vec<String> =
+        tx.query(&statements.stream_names, &[tenant])?.iter().map(|row| row.get(0)).collect();
+    for stream in names {
+        let first_kept: Option<i64> =
+            tx.query_opt(&statements.first_kept, &[tenant, &stream, &before])?.map(|r| r.get(0));
+        match first_kept {
+            Some(first_kept) => tx.execute(&statements.cut_stream, &[tenant, &stream, &first_kept]),
+            None => tx.execute(&statements.clear_stream, &[tenant, &stream]),
+        }?;
+    }
+    Ok(())
 }
 
 fn is_data_exception(error: &postgres::Error) -> bool {
@@ -266,9 +333,10 @@ fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
     for entry in &batch.streams {
         let seq = ordered("stream seq", entry.seq)?;
         let at_ms = ordered("stream at_ms", entry.at_ms)?;
+        let conversation = entry.conversation.map(id);
         tx.execute(
             &statements.insert_stream,
-            &[tenant, &entry.stream, &seq, &at_ms, &entry.payload],
+            &[tenant, &entry.stream, &seq, &at_ms, &entry.payload, &conversation],
         )
         .map_err(|e| {
             duplicate(e, || Error::DuplicateStreamEntry {
@@ -303,6 +371,20 @@ fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
     }
     for &conversation in &batch.purge_conversations {
         tx.execute(&statements.purge, &[tenant, &id(conversation)])?;
+    }
+    for archived in &batch.archive {
+        tx.execute(
+            &statements.upsert_archive,
+            &[
+                tenant,
+                &ordered("archived conversation", archived.conversation)?,
+                &archived.customer,
+                &ordered("archived opened_at_ms", archived.opened_at_ms)?,
+                &ordered("archived ended_at_ms", archived.ended_at_ms)?,
+                &ordered("archived purge_at_ms", archived.purge_at_ms)?,
+                &archived.body,
+            ],
+        )?;
     }
     Ok(())
 }

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
-use crate::schema::{SCHEMA_VERSION, bound, count, id, unsigned};
+use crate::schema::{self, ARCHIVE_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
+    ArchiveQuery, Archived, Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats,
+    Store, StreamEntry, pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -69,6 +70,26 @@ CREATE TABLE IF NOT EXISTS shard_fences (
     shard BIGINT NOT NULL PRIMARY KEY,
     epoch BIGINT NOT NULL
 );
+";
+
+/// Version 2, as in SQLite: the archive, and `streams.conversation`.
+const MIGRATE_V2: &str = "
+CREATE TABLE archive (
+    tenant       TEXT   NOT NULL,
+    conversation BIGINT NOT NULL,
+    customer     TEXT   NOT NULL,
+    opened_at_ms BIGINT NOT NULL,
+    ended_at_ms  BIGINT NOT NULL,
+    purge_at_ms  BIGINT NOT NULL,
+    body         BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, conversation)
+);
+CREATE INDEX archive_by_customer ON archive (tenant, customer, conversation);
+CREATE INDEX archive_by_end ON archive (tenant, ended_at_ms);
+CREATE INDEX archive_by_purge ON archive (tenant, purge_at_ms);
+ALTER TABLE streams ADD COLUMN conversation BIGINT;
+CREATE INDEX streams_by_conversation ON streams (tenant, conversation)
+    WHERE conversation IS NOT NULL;
 ";
 
 /// Any constant: the advisory lock that serialises schema set-up between processes, since
@@ -187,21 +208,32 @@ impl Drop for PostgresStore {
     }
 }
 
-/// Creates the tables if missing and checks the version, in one transaction under an
-/// advisory lock.
+/// Creates the tables if missing, or brings an older database up to [`SCHEMA_VERSION`] one
+/// step at a time, in one transaction under an advisory lock (so concurrent nodes migrate
+/// once).
 fn migrate(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-    tx.batch_execute(SCHEMA_V1)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
     let found: Option<i64> = tx.query_one("SELECT MAX(version) FROM schema_version", &[])?.get(0);
-    match found {
+    let mut version = match found {
         None => {
-            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
+            tx.batch_execute(SCHEMA_V1)?;
+            1
         }
         Some(found) if found > SCHEMA_VERSION => {
             return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
         }
-        Some(_) => {}
+        Some(found) => found,
+    };
+    let found = found.unwrap_or(0);
+    if version < 2 {
+        tx.batch_execute(MIGRATE_V2)?;
+        version = 2;
+    }
+    if version != found {
+        tx.execute("DELETE FROM schema_version", &[])?;
+        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])?;
     }
     tx.commit()?;
     Ok(())
@@ -222,6 +254,10 @@ impl Store for PostgresStore {
 
     fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
         self.writer.trim_stream(tenant, stream, keep_last)
+    }
+
+    fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending {
+        self.writer.retain(tenant, fence, now_ms, streams_before_ms)
     }
 
     fn tenants(&self) -> Result<Vec<String>> {
@@ -278,6 +314,7 @@ impl Store for PostgresStore {
                     seq: unsigned(row.get(0)),
                     at_ms: unsigned(row.get(1)),
                     payload: row.get(2),
+                    conversation: row.get::<_, Option<i64>>(3).map(unsigned),
                 })
                 .collect())
         })
@@ -325,6 +362,49 @@ impl Store for PostgresStore {
             Ok(client.query_opt(&s.find_response, &[&tenant, &request_id])?.map(|row| row.get(0)))
         })
     }
+
+    fn archived(&self, tenant: &str, conversation: u64) -> Result<Option<Archived>> {
+        // Archived ids are at most `i64::MAX` (see `ordered`).
+        let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.archived, &[&tenant, &conversation])?.as_ref().map(archived))
+        })
+    }
+
+    fn list_archived(&self, tenant: &str, query: &ArchiveQuery) -> Result<Vec<Archived>> {
+        let (sql, params) = schema::archive_listing('$', tenant, query);
+        self.readers.with(move |client, _| {
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|param| match param {
+                    Param::Text(text) => text as &(dyn postgres::types::ToSql + Sync),
+                    Param::Int(int) => int as &(dyn postgres::types::ToSql + Sync),
+                })
+                .collect();
+            Ok(client.query(sql.as_str(), &params)?.iter().map(archived).collect())
+        })
+    }
+
+    fn count_archived(&self, tenant: &str) -> Result<u64> {
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            let n: i64 = client.query_one(&s.count_archived, &[&tenant])?.get(0);
+            Ok(unsigned(n))
+        })
+    }
+}
+
+/// An `archive` row read as [`ARCHIVE_COLUMNS`].
+fn archived(row: &postgres::Row) -> Archived {
+    Archived {
+        conversation: unsigned(row.get(0)),
+        customer: row.get(1),
+        opened_at_ms: unsigned(row.get(2)),
+        ended_at_ms: unsigned(row.get(3)),
+        purge_at_ms: unsigned(row.get(4)),
+        body: row.get(5),
+    }
 }
 
 /// Every statement a reader runs, prepared once per connection.
@@ -336,6 +416,8 @@ struct ReadStatements {
     last_stream_seq: Statement,
     messages: Statement,
     find_response: Statement,
+    archived: Statement,
+    count_archived: Statement,
 }
 
 impl ReadStatements {
@@ -349,7 +431,7 @@ impl ReadStatements {
                  WHERE tenant = $1 AND seq > $2 ORDER BY seq",
             )?,
             stream: client.prepare(
-                "SELECT seq, at_ms, payload FROM streams
+                "SELECT seq, at_ms, payload, conversation FROM streams
                  WHERE tenant = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
             )?,
             last_stream_seq: client
@@ -360,6 +442,10 @@ impl ReadStatements {
             )?,
             find_response: client
                 .prepare("SELECT response FROM requests WHERE tenant = $1 AND request_id = $2")?,
+            archived: client.prepare(&format!(
+                "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE tenant = $1 AND conversation = $2"
+            ))?,
+            count_archived: client.prepare("SELECT COUNT(*) FROM archive WHERE tenant = $1")?,
         })
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to [`migrate`] when the layout changes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -71,6 +71,32 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 ";
 
+/// Version 2: the archive of ended conversations, and which conversation a stream entry is
+/// about (NULL for entries written before, or about none), so retention can delete both.
+const MIGRATE_V2: &str = "
+CREATE TABLE archive (
+    tenant       TEXT    NOT NULL,
+    conversation INTEGER NOT NULL,
+    customer     TEXT    NOT NULL,
+    opened_at_ms INTEGER NOT NULL,
+    ended_at_ms  INTEGER NOT NULL,
+    purge_at_ms  INTEGER NOT NULL,
+    body         BLOB    NOT NULL,
+    PRIMARY KEY (tenant, conversation)
+);
+-- History by customer, in conversation order.
+CREATE INDEX archive_by_customer ON archive (tenant, customer, conversation);
+-- Listings by end time.
+CREATE INDEX archive_by_end ON archive (tenant, ended_at_ms);
+-- Retention finds what is due without reading the rest.
+CREATE INDEX archive_by_purge ON archive (tenant, purge_at_ms);
+ALTER TABLE streams ADD COLUMN conversation INTEGER;
+-- Retention deletes a purged conversation's stream entries. Partial: entries about no
+-- conversation cost no index entry.
+CREATE INDEX streams_by_conversation ON streams (tenant, conversation)
+    WHERE conversation IS NOT NULL;
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -107,21 +133,32 @@ fn durable(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Creates the tables if missing and checks the version. Later versions add their steps here,
-/// each in the same transaction as the version bump.
+/// Creates the tables if missing, or brings an older database up to [`SCHEMA_VERSION`] one
+/// step at a time, all in one transaction with the version bump.
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA_V1)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let found: Option<i64> =
         tx.query_row("SELECT MAX(version) FROM schema_version", [], |row| row.get(0))?;
-    match found {
+    let mut version = match found {
+        // A new database: version 1's tables, then every step.
         None => {
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])?;
+            tx.execute_batch(SCHEMA_V1)?;
+            1
         }
         Some(found) if found > SCHEMA_VERSION => {
             return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
         }
-        Some(_) => {}
+        Some(found) => found,
+    };
+    let found = found.unwrap_or(0);
+    if version < 2 {
+        tx.execute_batch(MIGRATE_V2)?;
+        version = 2;
+    }
+    if version != found {
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
     }
     tx.commit()?;
     Ok(())
@@ -152,4 +189,62 @@ pub(crate) fn id(value: u64) -> i64 {
 /// Reads back what [`ordered`] or [`id`] stored.
 pub(crate) fn unsigned(value: i64) -> u64 {
     value.cast_unsigned()
+}
+
+/// A parameter of an archive listing, for either backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// Columns of `archive` in the order [`crate::Archived`] is read back from them.
+pub(crate) const ARCHIVE_COLUMNS: &str =
+    "conversation, customer, opened_at_ms, ended_at_ms, purge_at_ms, body";
+
+/// The SQL of one archive listing and its parameters; `$n` (PostgreSQL) or `?n` (SQLite)
+/// placeholders after `sigil`. Only the bounds the query sets appear, so each shape gets a
+/// plan of its own. On SQLite the index is named (`INDEXED BY`): without statistics it would
+/// prefer walking the primary key in conversation order, which for a time bound can read the
+/// whole tenant; PostgreSQL's planner has statistics and chooses for itself.
+pub(crate) fn archive_listing(
+    sigil: char,
+    tenant: &str,
+    query: &crate::ArchiveQuery,
+) -> (String, Vec<Param>) {
+    let mut params = vec![Param::Text(tenant.to_owned())];
+    let mut conditions = vec![format!("tenant = {sigil}1")];
+    let mut add = |column: &str, op: &str, param: Param| {
+        params.push(param);
+        conditions.push(format!("{column} {op} {sigil}{}", params.len()));
+    };
+    // Archived conversation ids are stored by `ordered` (at most `i64::MAX`), so SQL order is
+    // numeric order, and there the stored value is the one `id` gives transcripts and streams.
+    if let Some(customer) = &query.customer {
+        add("customer", "=", Param::Text(customer.clone()));
+    }
+    add("conversation", ">", Param::Int(bound(query.after_conversation)));
+    if let Some(from) = query.ended_from_ms {
+        add("ended_at_ms", ">=", Param::Int(bound(from)));
+    }
+    if let Some(before) = query.ended_before_ms {
+        add("ended_at_ms", "<", Param::Int(bound(before)));
+    }
+    if let Some(before) = query.opened_before_ms {
+        add("opened_at_ms", "<=", Param::Int(bound(before)));
+    }
+    params.push(Param::Int(count(query.limit)));
+    let limit = params.len();
+    let hint = match sigil {
+        '?' if query.customer.is_some() => " INDEXED BY archive_by_customer",
+        '?' if query.ended_from_ms.is_some() || query.ended_before_ms.is_some() => {
+            " INDEXED BY archive_by_end"
+        }
+        _ => "",
+    };
+    let sql = format!(
+        "SELECT {ARCHIVE_COLUMNS} FROM archive{hint} WHERE {} ORDER BY conversation LIMIT {sigil}{limit}",
+        conditions.join(" AND ")
+    );
+    (sql, params)
 }

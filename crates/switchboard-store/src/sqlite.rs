@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::schema::{self, bound, count, id, unsigned};
+use crate::schema::{self, ARCHIVE_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
-use crate::{Batch, Fence, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry};
+use crate::{
+    ArchiveQuery, Archived, Batch, Fence, Loaded, LogRecord, Message, Pending, Result, Store,
+    StreamEntry,
+};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -128,6 +131,10 @@ impl Store for SqliteStore {
         self.writer.trim_stream(tenant, stream, keep_last)
     }
 
+    fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending {
+        self.writer.retain(tenant, fence, now_ms, streams_before_ms)
+    }
+
     fn tenants(&self) -> Result<Vec<String>> {
         self.readers.with(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -177,7 +184,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StreamEntry>> {
         self.readers.with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, at_ms, payload FROM streams
+                "SELECT seq, at_ms, payload, conversation FROM streams
                  WHERE tenant = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
             )?;
             let rows =
@@ -187,6 +194,7 @@ impl Store for SqliteStore {
                         seq: unsigned(row.get(0)?),
                         at_ms: unsigned(row.get(1)?),
                         payload: row.get(2)?,
+                        conversation: row.get::<_, Option<i64>>(3)?.map(unsigned),
                     })
                 })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -241,6 +249,53 @@ impl Store for SqliteStore {
                 .optional()?)
         })
     }
+
+    fn archived(&self, tenant: &str, conversation: u64) -> Result<Option<Archived>> {
+        // Archived ids are at most `i64::MAX` (see `ordered`).
+        let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE tenant = ?1 AND conversation = ?2"
+                ))?
+                .query_row(params![tenant, conversation], archived)
+                .optional()?)
+        })
+    }
+
+    fn list_archived(&self, tenant: &str, query: &ArchiveQuery) -> Result<Vec<Archived>> {
+        let (sql, params) = schema::archive_listing('?', tenant, query);
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let params = params.iter().map(|param| match param {
+                Param::Text(text) => rusqlite::types::Value::Text(text.clone()),
+                Param::Int(int) => rusqlite::types::Value::Integer(*int),
+            });
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), archived)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn count_archived(&self, tenant: &str) -> Result<u64> {
+        self.readers.with(|conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM archive WHERE tenant = ?1")?
+                .query_row([tenant], |row| row.get(0))?;
+            Ok(unsigned(n))
+        })
+    }
+}
+
+/// An `archive` row read as [`ARCHIVE_COLUMNS`].
+fn archived(row: &rusqlite::Row<'_>) -> rusqlite::Result<Archived> {
+    Ok(Archived {
+        conversation: unsigned(row.get(0)?),
+        customer: row.get(1)?,
+        opened_at_ms: unsigned(row.get(2)?),
+        ended_at_ms: unsigned(row.get(3)?),
+        purge_at_ms: unsigned(row.get(4)?),
+        body: row.get(5)?,
+    })
 }
 
 /// A few read connections; a read takes whichever is free.

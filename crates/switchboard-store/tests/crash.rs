@@ -7,6 +7,11 @@
 //!
 //! The same for PostgreSQL: the client process is killed, and separately the server itself
 //! is SIGKILLed mid-stream and restarted on its data directory (crash recovery from its WAL).
+//!
+//! And the same for archive writes and retention: a child archives a conversation with each
+//! command and queues a retention pass after every few, printing what it queued and what was
+//! acknowledged; after the kill every acknowledged archive row and every acknowledged delete
+//! is there, and whatever was in flight landed whole or not at all.
 
 mod common;
 
@@ -14,14 +19,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{command, open, open_pg};
-use switchboard_store::Store;
+use common::{archived, command, entry, entry_about, message, open, open_pg};
 use switchboard_store::testing::PgServer;
+use switchboard_store::{Batch, Fence, Store, StreamEntry};
 
 /// Set in the child: where to write.
 const CHILD_DIR: &str = "SWITCHBOARD_STORE_CRASH_CHILD_DIR";
 /// Set in the PostgreSQL child: the database to write to.
 const CHILD_PG_URL: &str = "SWITCHBOARD_STORE_CRASH_CHILD_PG_URL";
+/// Set in the archiving children, as the two above.
+const CHILD_ARCHIVE_DIR: &str = "SWITCHBOARD_STORE_CRASH_CHILD_ARCHIVE_DIR";
+const CHILD_ARCHIVE_PG_URL: &str = "SWITCHBOARD_STORE_CRASH_CHILD_ARCHIVE_PG_URL";
+/// Retention lags the newest command by this many conversations.
+const RETAIN_LAG: u64 = 20;
 /// The parent kills the child once it has seen this many acknowledgements.
 const KILL_AFTER: u64 = 300;
 /// Appends queued before awaiting them, so that some commits carry several batches.
@@ -46,6 +56,62 @@ fn append_until_killed(store: &dyn Store) {
     }
 }
 
+/// Command `seq` ends conversation `seq`: its log record, its archive row (due at `seq`), a
+/// transcript row, an agent-stream entry about it (never old) and an event about nothing (at
+/// `1000 + seq`, so old once retention passes `seq`).
+fn ending(seq: u64) -> Batch {
+    Batch {
+        streams: vec![
+            entry("events", seq),
+            StreamEntry { at_ms: 1 << 40, ..entry_about("agent/a", seq, seq) },
+        ],
+        messages: vec![message(seq, 1)],
+        archive: vec![archived(seq, "carol", seq, seq)],
+        ..command("acme", seq)
+    }
+}
+
+/// Appends `ending` batches in order; after every `IN_FLIGHT` of them queues a retention pass
+/// up to `RETAIN_LAG` behind, printing `queued retain <x>` before it is queued, `acked <seq>`
+/// and `retained <x>` once acknowledged. Runs until killed.
+fn archive_until_killed(store: &dyn Store) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut stdout = std::io::stdout().lock();
+    let mut next = 1;
+    while next < 1_000_000 {
+        let appends: Vec<_> =
+            (next..next + IN_FLIGHT).map(|seq| (seq, store.append(ending(seq)))).collect();
+        next += IN_FLIGHT;
+        let retain = (next - 1).checked_sub(RETAIN_LAG).map(|x| {
+            writeln!(stdout, "queued retain {x}").unwrap();
+            stdout.flush().unwrap();
+            (x, store.retain("acme", Fence::default(), x, 1_000 + x))
+        });
+        for (seq, pending) in appends {
+            runtime.block_on(pending).unwrap();
+            writeln!(stdout, "acked {seq}").unwrap();
+            stdout.flush().unwrap();
+        }
+        if let Some((x, pending)) = retain {
+            runtime.block_on(pending).unwrap();
+            writeln!(stdout, "retained {x}").unwrap();
+            stdout.flush().unwrap();
+        }
+    }
+}
+
+#[test]
+fn child_archives_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_ARCHIVE_DIR) else { return };
+    archive_until_killed(&open(Path::new(&dir)));
+}
+
+#[test]
+fn child_archives_to_postgres_until_killed() {
+    let Ok(url) = std::env::var(CHILD_ARCHIVE_PG_URL) else { return };
+    archive_until_killed(&open_pg(&url));
+}
+
 #[test]
 fn child_appends_until_killed() {
     // An ordinary test run has nothing to do here.
@@ -67,6 +133,23 @@ fn run_child_and_kill(
     env: (&str, &std::ffi::OsStr),
     kill: impl FnOnce(&mut Child),
 ) -> u64 {
+    run_child_and_kill_reading(child_test, env, kill).0
+}
+
+/// The last number after `word ` on any of `lines`.
+fn last(lines: &[String], word: &str) -> Option<u64> {
+    let after = |line: &String| {
+        line.rsplit_once(&format!("{word} ")).and_then(|(_, n)| n.trim().parse::<u64>().ok())
+    };
+    lines.iter().filter_map(after).max()
+}
+
+/// As [`run_child_and_kill`], also returning every line the child printed.
+fn run_child_and_kill_reading(
+    child_test: &str,
+    env: (&str, &std::ffi::OsStr),
+    kill: impl FnOnce(&mut Child),
+) -> (u64, Vec<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
         .env(env.0, env.1)
@@ -77,25 +160,30 @@ fn run_child_and_kill(
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Not a prefix match: libtest prints `test child_appends_until_killed ... ` with no
     // newline before the child's first line.
-    let acked = |line: std::io::Result<String>| {
-        line.unwrap().rsplit_once("acked ").and_then(|(_, seq)| seq.trim().parse::<u64>().ok())
-    };
+    let acked =
+        |line: &str| line.rsplit_once("acked ").and_then(|(_, seq)| seq.trim().parse::<u64>().ok());
 
+    let mut seen = Vec::new();
     let mut last_acked = 0;
-    for seq in lines.by_ref().filter_map(acked) {
-        assert_eq!(seq, last_acked + 1, "acknowledged in order");
-        last_acked = seq;
-        if seq >= KILL_AFTER {
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(seq) = acked(&line) {
+            assert_eq!(seq, last_acked + 1, "acknowledged in order");
+            last_acked = seq;
+        }
+        seen.push(line);
+        if last_acked >= KILL_AFTER {
             break;
         }
     }
     kill(&mut child);
-    // Acknowledgements the child printed before it died count too.
-    last_acked = lines.filter_map(acked).fold(last_acked, u64::max);
+    // Lines the child printed before it died count too.
+    seen.extend(lines.map(Result::unwrap));
+    last_acked = last(&seen, "acked").unwrap_or(0).max(last_acked);
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child was killed, not finished: {status:?}");
     assert!(last_acked >= KILL_AFTER, "the child stopped early at {last_acked}");
-    last_acked
+    (last_acked, seen)
 }
 
 /// Every acknowledged batch is there, what landed is a prefix, and every batch is whole.
@@ -146,4 +234,71 @@ fn acknowledged_appends_survive_sigkill_of_the_postgres_server() {
     );
     server.restart().unwrap();
     check_store(&open_pg(&url), last_acked);
+}
+
+/// After the kill: the log is a prefix holding every acknowledged command; a conversation
+/// retained by an acknowledged pass is gone with its transcript and its stream entries; one
+/// past every queued pass is there whole; one in between (a pass in flight) either.
+fn check_archive(store: &dyn Store, lines: &[String]) {
+    let last_acked = last(lines, "acked").unwrap();
+    let retained = last(lines, "retained").unwrap_or(0);
+    let queued = last(lines, "queued retain").unwrap_or(0);
+    assert!(retained > 0, "at least one retention pass was acknowledged");
+    let log = store.load("acme").unwrap().log;
+    let landed = log.len() as u64;
+    assert!(landed >= last_acked, "{landed} records, {last_acked} acknowledged");
+    assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=landed).collect::<Vec<_>>());
+
+    let agent: Vec<u64> = store
+        .read_stream("acme", "agent/a", 0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    for c in 1..=landed {
+        let row = store.archived("acme", c).unwrap();
+        let transcript = store.messages("acme", c, 0, 10).unwrap();
+        let about = agent.contains(&c);
+        if c <= retained {
+            assert_eq!((row, transcript, about), (None, vec![], false), "conversation {c}");
+        } else if c > queued {
+            assert_eq!(row, Some(archived(c, "carol", c, c)), "conversation {c}");
+            assert_eq!(transcript, vec![message(c, 1)], "conversation {c}");
+            assert!(about, "conversation {c}");
+        } else {
+            // A pass in flight at the kill: all of it or none of it.
+            let kept = row.is_some();
+            assert_eq!((transcript.len() == 1, about), (kept, kept), "conversation {c}");
+        }
+    }
+    assert_eq!(store.count_archived("acme").unwrap() as usize, agent.len());
+    // Events about nothing: those before an acknowledged bound are gone, those at or after
+    // every queued bound are all there.
+    let events: Vec<u64> =
+        store.read_stream("acme", "events", 0, usize::MAX).unwrap().iter().map(|e| e.seq).collect();
+    let first = *events.first().unwrap();
+    assert!((retained..=queued).contains(&first), "{first} {retained} {queued}");
+    assert_eq!(events, (first..=landed).collect::<Vec<_>>());
+}
+
+#[test]
+fn acknowledged_archive_writes_and_retention_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lines) = run_child_and_kill_reading(
+        "child_archives_until_killed",
+        (CHILD_ARCHIVE_DIR, dir.path().as_os_str()),
+        |child| child.kill().unwrap(),
+    );
+    check_archive(&open(dir.path()), &lines);
+}
+
+#[test]
+fn acknowledged_archive_writes_and_retention_survive_sigkill_of_a_postgres_client() {
+    let url = PgServer::shared().database();
+    let (_, lines) = run_child_and_kill_reading(
+        "child_archives_to_postgres_until_killed",
+        (CHILD_ARCHIVE_PG_URL, url.as_ref()),
+        |child| child.kill().unwrap(),
+    );
+    check_archive(&open_pg(&url), &lines);
 }

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Backend, command, entry, message, record};
-use switchboard_store::{Batch, Error, Fence, LogRecord, Store};
+use common::{Backend, archived, command, entry, entry_about, message, record};
+use switchboard_store::{ArchiveQuery, Archived, Batch, Error, Fence, LogRecord, Store};
 
 async fn append_then_read_everything_back<B: Backend>() {
     let place = B::place();
@@ -364,6 +364,284 @@ async fn a_newer_epoch_fences_off_the_older_writer<B: Backend>() {
     assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
 }
 
+async fn archive_upserts_by_conversation_and_reads_back<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    // Archived in the batch of the command that ended it, beside its log record.
+    let ended = Batch {
+        archive: vec![archived(5, "carol", 100, 9_000), archived(6, "dave", 120, 9_000)],
+        ..command("acme", 1)
+    };
+    store.append(ended).await.unwrap();
+    assert_eq!(store.archived("acme", 5).unwrap(), Some(archived(5, "carol", 100, 9_000)));
+    assert_eq!(store.archived("acme", 7).unwrap(), None);
+    assert_eq!(store.archived("other", 5).unwrap(), None, "tenants never see each other's");
+    assert_eq!(store.count_archived("acme").unwrap(), 2);
+    assert_eq!(store.count_archived("other").unwrap(), 0);
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1)]);
+
+    // A later change (a rating) rewrites every column; it is still one conversation.
+    let rated = Archived {
+        customer: "carol-2".into(),
+        opened_at_ms: 101,
+        ended_at_ms: 222,
+        purge_at_ms: 9_999,
+        body: b"rated".to_vec(),
+        conversation: 5,
+    };
+    store.append(Batch { archive: vec![rated.clone()], ..command("acme", 2) }).await.unwrap();
+    assert_eq!(store.archived("acme", 5).unwrap(), Some(rated.clone()));
+    assert_eq!(store.count_archived("acme").unwrap(), 2);
+    let by_old_name =
+        ArchiveQuery { customer: Some("carol".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.list_archived("acme", &by_old_name).unwrap(), vec![], "index rewritten too");
+
+    // Refused with its batch: a duplicate log record takes its archive rewrite down with it.
+    let refused = Batch { archive: vec![archived(5, "mallory", 0, 0)], ..command("acme", 2) };
+    assert!(matches!(store.append(refused).await, Err(Error::DuplicateLogRecord { .. })));
+    assert_eq!(store.archived("acme", 5).unwrap(), Some(rated));
+
+    // Conversation ids are ordered columns here: above i64::MAX is refused, not wrapped.
+    let huge = Batch { archive: vec![archived(1 << 63, "x", 0, 0)], ..Batch::default() };
+    let huge = Batch { tenant: "acme".into(), ..huge };
+    assert!(matches!(store.append(huge).await, Err(Error::OutOfRange { .. })));
+    assert_eq!(store.archived("acme", u64::MAX).unwrap(), None);
+
+    // Durable like everything else.
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(store.archived("acme", 6).unwrap(), Some(archived(6, "dave", 120, 9_000)));
+}
+
+async fn archive_listings_filter_and_page<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    // Conversation n opened at 1000 + 10 n and ended 10 ms later; customers take turns.
+    let customers = ["carol", "dave", "erin"];
+    let all: Vec<Archived> = (1..=30)
+        .map(|n| archived(n, customers[(n % 3) as usize], 1_000 + 10 * n, 1_000_000))
+        .collect();
+    let batch = Batch { tenant: "acme".into(), archive: all.clone(), ..Batch::default() };
+    store.append(batch).await.unwrap();
+    let other = Batch { tenant: "other".into(), archive: all.clone(), ..Batch::default() };
+    store.append(other).await.unwrap();
+    let ids = |query: ArchiveQuery| -> Vec<u64> {
+        store.list_archived("acme", &query).unwrap().iter().map(|a| a.conversation).collect()
+    };
+    let q = |limit| ArchiveQuery { limit, ..ArchiveQuery::default() };
+
+    // Everything, in pages of 7, each page after the last id of the one before.
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ids(ArchiveQuery { after_conversation: after, ..q(7) });
+        if page.is_empty() {
+            break;
+        }
+        after = *page.last().unwrap();
+        pages.push(page);
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![7, 7, 7, 7, 2]);
+    assert_eq!(pages.concat(), (1..=30).collect::<Vec<_>>());
+    assert_eq!(store.list_archived("acme", &q(3)).unwrap(), all[..3].to_vec(), "whole rows");
+    assert_eq!(ids(q(0)), Vec::<u64>::new());
+
+    // By customer, paged.
+    let dave = ArchiveQuery { customer: Some("dave".into()), ..q(4) };
+    assert_eq!(ids(dave.clone()), vec![1, 4, 7, 10]);
+    assert_eq!(ids(ArchiveQuery { after_conversation: 10, ..dave.clone() }), vec![13, 16, 19, 22]);
+    assert_eq!(ids(ArchiveQuery { customer: Some("nobody".into()), ..q(100) }), Vec::<u64>::new());
+
+    // By end time: [from, before). Conversation n ended at 1010 + 10 n.
+    let ended = |from, before| ArchiveQuery {
+        ended_from_ms: Some(from),
+        ended_before_ms: Some(before),
+        ..q(100)
+    };
+    assert_eq!(ids(ended(1_110, 1_150)), vec![10, 11, 12, 13]);
+    assert_eq!(ids(ArchiveQuery { ended_from_ms: Some(1_300), ..q(100) }), vec![29, 30]);
+    assert_eq!(ids(ArchiveQuery { ended_before_ms: Some(1_040), ..q(100) }), vec![1, 2]);
+    assert_eq!(ids(ArchiveQuery { after_conversation: 11, ..ended(1_110, 1_150) }), vec![12, 13]);
+    assert_eq!(ids(ArchiveQuery { limit: 2, ..ended(1_110, 1_150) }), vec![10, 11]);
+
+    // Waits that entered in a window: opened at or before its end, ended at or after its start.
+    let window =
+        ArchiveQuery { opened_before_ms: Some(1_100), ended_from_ms: Some(1_080), ..q(100) };
+    assert_eq!(ids(window), vec![7, 8, 9, 10]);
+    assert_eq!(ids(ArchiveQuery { opened_before_ms: Some(1_020), ..q(100) }), vec![1, 2]);
+
+    // Everything at once.
+    let all_bounds = ArchiveQuery {
+        customer: Some("carol".into()),
+        ended_from_ms: Some(1_050),
+        ended_before_ms: Some(1_250),
+        opened_before_ms: Some(1_200),
+        after_conversation: 6,
+        limit: 2,
+    };
+    assert_eq!(ids(all_bounds), vec![9, 12]);
+}
+
+/// One tenant's rows about conversations 1 (due at 500), 2 (due at 600) and 3 (due at 10_000),
+/// plus entries about no conversation at times 1001..=1004.
+fn retention_fixture(tenant: &str) -> Batch {
+    Batch {
+        tenant: tenant.into(),
+        log: vec![record(1)],
+        streams: vec![
+            entry_about("agent/alice", 1, 1),
+            entry_about("agent/alice", 2, 2),
+            entry_about("agent/alice", 3, 3),
+            entry("events", 1),
+            entry("events", 2),
+            entry("events", 3),
+            entry("events", 4),
+            entry_about("outbox", 5, 3),
+        ],
+        messages: vec![message(1, 1), message(1, 2), message(2, 1), message(3, 1)],
+        archive: vec![
+            archived(1, "carol", 100, 500),
+            archived(2, "carol", 100, 600),
+            archived(3, "dave", 100, 10_000),
+        ],
+        ..Batch::default()
+    }
+}
+
+async fn retain_deletes_exactly_what_is_due<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    store.append(retention_fixture("acme")).await.unwrap();
+    store.append(retention_fixture("other")).await.unwrap();
+    let seqs = |stream| -> Vec<u64> {
+        store.read_stream("acme", stream, 0, 100).unwrap().iter().map(|e| e.seq).collect()
+    };
+
+    // Nothing due yet: nothing happens.
+    store.retain("acme", Fence::default(), 499, 0).await.unwrap();
+    assert_eq!(store.count_archived("acme").unwrap(), 3);
+    assert_eq!(seqs("agent/alice"), vec![1, 2, 3]);
+    assert_eq!(seqs("events"), vec![1, 2, 3, 4]);
+
+    // Conversation 1 is due at 500 (inclusive); entries before 1003 are old.
+    store.retain("acme", Fence::default(), 500, 1_003).await.unwrap();
+    assert_eq!(store.archived("acme", 1).unwrap(), None);
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap(), vec![]);
+    assert_eq!(store.count_archived("acme").unwrap(), 2);
+    assert_eq!(store.messages("acme", 2, 0, 100).unwrap(), vec![message(2, 1)]);
+    assert_eq!(store.messages("acme", 3, 0, 100).unwrap(), vec![message(3, 1)]);
+    // alice's entry 1 (about conversation 1, also old) and 2 (old, 1002 < 1003) are gone; 3
+    // stays; events 1 and 2 are old; the outbox entry about the live conversation 3 stays.
+    assert_eq!(seqs("agent/alice"), vec![3]);
+    assert_eq!(seqs("events"), vec![3, 4]);
+    assert_eq!(
+        store.read_stream("acme", "outbox", 0, 100).unwrap(),
+        vec![entry_about("outbox", 5, 3)]
+    );
+
+    // Conversation 2 next, by conversation only (no entry is old at 0).
+    store.retain("acme", Fence::default(), 600, 0).await.unwrap();
+    assert_eq!(store.archived("acme", 2).unwrap(), None);
+    assert_eq!(store.messages("acme", 2, 0, 100).unwrap(), vec![]);
+    assert_eq!(store.archived("acme", 3).unwrap(), Some(archived(3, "dave", 100, 10_000)));
+    assert_eq!(seqs("events"), vec![3, 4]);
+
+    // Every entry older than a bound past them all: whole streams emptied, the log untouched.
+    store.retain("acme", Fence::default(), 600, u64::MAX).await.unwrap();
+    assert_eq!(seqs("agent/alice"), Vec::<u64>::new());
+    assert_eq!(seqs("events"), Vec::<u64>::new());
+    assert_eq!(seqs("outbox"), Vec::<u64>::new());
+    assert_eq!(store.archived("acme", 3).unwrap(), Some(archived(3, "dave", 100, 10_000)));
+    assert_eq!(store.messages("acme", 3, 0, 100).unwrap(), vec![message(3, 1)]);
+    assert_eq!(store.load("acme").unwrap().log, vec![record(1)]);
+
+    // Another tenant's rows never move.
+    assert_eq!(store.count_archived("other").unwrap(), 3);
+    assert_eq!(store.messages("other", 1, 0, 100).unwrap().len(), 2);
+    assert_eq!(store.read_stream("other", "agent/alice", 0, 100).unwrap().len(), 3);
+    assert_eq!(store.read_stream("other", "events", 0, 100).unwrap().len(), 4);
+
+    // A new entry in an emptied stream continues its sequence (a reader's cursor stays valid).
+    let more =
+        Batch { tenant: "acme".into(), streams: vec![entry("events", 5)], ..Batch::default() };
+    store.append(more).await.unwrap();
+    assert_eq!(seqs("events"), vec![5]);
+}
+
+async fn retain_is_fenced<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let old = Fence { shard: 3, epoch: 1 };
+    let new = Fence { shard: 3, epoch: 2 };
+    store.append(Batch { fence: old, ..retention_fixture("acme") }).await.unwrap();
+    store.raise_fence(new).await.unwrap();
+    let refused = store.retain("acme", old, u64::MAX, u64::MAX).await;
+    assert!(
+        matches!(refused, Err(Error::Fenced { shard: 3, epoch: 1, current: 2 })),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_archived("acme").unwrap(), 3, "nothing deleted");
+    assert_eq!(store.read_stream("acme", "events", 0, 100).unwrap().len(), 4);
+    assert_eq!(store.messages("acme", 1, 0, 100).unwrap().len(), 2);
+    // An archive write under the old epoch is refused like any batch.
+    let late = Batch {
+        tenant: "acme".into(),
+        fence: old,
+        archive: vec![archived(9, "x", 0, 0)],
+        ..Batch::default()
+    };
+    assert!(matches!(store.append(late).await, Err(Error::Fenced { .. })));
+    assert_eq!(store.archived("acme", 9).unwrap(), None);
+    store.retain("acme", new, 500, 0).await.unwrap();
+    assert_eq!(store.count_archived("acme").unwrap(), 2);
+}
+
+async fn a_version_1_database_is_migrated<B: Backend>() {
+    let place = B::place();
+    B::execute(&place, B::SCHEMA_V1);
+    let b = B::blob;
+    B::execute(
+        &place,
+        &format!(
+            "INSERT INTO log VALUES ('acme', 5, 1005, 'req-5', {}, {});
+             INSERT INTO snapshots VALUES ('acme', 4, {});
+             INSERT INTO requests VALUES ('acme', 'req-4', 4, 1004, {});
+             INSERT INTO requests VALUES ('acme', 'req-5', 5, 1005, {});
+             INSERT INTO streams VALUES ('acme', 'events', 1, 1001, {});
+             INSERT INTO messages VALUES ('acme', 1, 1, 1001, 'agent/alice', 'hello 1', 'text');",
+            b("command 5"),
+            b("response 5"),
+            b("four"),
+            b("response 4"),
+            b("response 5"),
+            b("events 1"),
+        ),
+    );
+    let store = B::open(&place);
+    let loaded = store.load("acme").unwrap();
+    assert_eq!(loaded.snapshot, Some((4, b"four".to_vec())));
+    assert_eq!(loaded.log, vec![record(5)]);
+    // Old entries are about no conversation.
+    assert_eq!(store.read_stream("acme", "events", 0, 10).unwrap(), vec![entry("events", 1)]);
+    assert_eq!(store.messages("acme", 1, 0, 10).unwrap(), vec![message(1, 1)]);
+    assert_eq!(store.find_response("acme", "req-4").unwrap(), Some(b"response 4".to_vec()));
+    assert_eq!(store.find_response("acme", "req-5").unwrap(), Some(b"response 5".to_vec()));
+    // The new parts work.
+    let ended = Batch {
+        streams: vec![entry_about("events", 6, 1)],
+        archive: vec![archived(1, "carol", 100, 500)],
+        ..command("acme", 6)
+    };
+    store.append(ended).await.unwrap();
+    store.retain("acme", Fence::default(), 500, 0).await.unwrap();
+    assert_eq!(store.messages("acme", 1, 0, 10).unwrap(), vec![]);
+    assert_eq!(store.read_stream("acme", "events", 0, 10).unwrap(), vec![entry("events", 1)]);
+    // Opening again finds it current.
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(store.load("acme").unwrap().log, vec![record(5), record(6)]);
+}
+
 /// Every test above, once per backend.
 macro_rules! suite {
     ($backend:ident: $($test:ident),* $(,)?) => {
@@ -402,4 +680,9 @@ both!(
     two_stores_on_one_place_serialise_their_writes,
     a_refused_batch_fails_alone_and_holds_back_its_tenant,
     a_newer_epoch_fences_off_the_older_writer,
+    archive_upserts_by_conversation_and_reads_back,
+    archive_listings_filter_and_page,
+    retain_deletes_exactly_what_is_due,
+    retain_is_fenced,
+    a_version_1_database_is_migrated,
 );

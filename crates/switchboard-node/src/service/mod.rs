@@ -200,7 +200,13 @@ mod tests {
     fn entry(seq: u64) -> StreamEntry {
         let item =
             StreamItem { item: Some(Item::Event(pb::Event { cursor: seq, ..Default::default() })) };
-        StreamEntry { stream: "events".into(), seq, at_ms: seq, payload: item.encode_to_vec() }
+        StreamEntry {
+            stream: "events".into(),
+            seq,
+            at_ms: seq,
+            payload: item.encode_to_vec(),
+            conversation: None,
+        }
     }
 
     fn pick(item: StreamItem) -> Option<pb::Event> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use switchboard_store::testing::{PgServer, off_runtime};
 use switchboard_store::{
-    Batch, DB_FILE, LogRecord, Message, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore,
-    Stats, Store, StreamEntry,
+    Archived, Batch, DB_FILE, LogRecord, Message, PostgresOptions, PostgresStore, SqliteOptions,
+    SqliteStore, Stats, Store, StreamEntry,
 };
 
 pub fn open(dir: &Path) -> SqliteStore {
@@ -61,6 +61,16 @@ pub trait Backend {
     /// Blocks the store's writer in its next commit, from another connection, until the
     /// returned guard is dropped.
     fn hold_writes(place: &Self::Place) -> Box<dyn Any>;
+    /// Runs SQL on the place directly, behind any store's back (before one opens it, say).
+    fn execute(place: &Self::Place, sql: &str);
+    /// Version 1's tables, to test the migration from it.
+    const SCHEMA_V1: &str;
+    /// A SQL literal of these bytes, for [`Backend::execute`].
+    fn blob(bytes: &str) -> String;
+}
+
+fn hex(bytes: &str) -> String {
+    bytes.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 pub struct Sqlite;
@@ -83,6 +93,35 @@ impl Backend for Sqlite {
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
         Box::new(lock) // closing the connection rolls back
     }
+
+    fn blob(bytes: &str) -> String {
+        format!("X'{}'", hex(bytes))
+    }
+
+    fn execute(place: &Self::Place, sql: &str) {
+        let conn = rusqlite::Connection::open(place.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    const SCHEMA_V1: &str = "
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        CREATE TABLE log (tenant TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+            request_id TEXT, command BLOB NOT NULL, response BLOB NOT NULL,
+            PRIMARY KEY (tenant, seq));
+        CREATE TABLE snapshots (tenant TEXT NOT NULL PRIMARY KEY, seq INTEGER NOT NULL,
+            bytes BLOB NOT NULL);
+        CREATE TABLE requests (tenant TEXT NOT NULL, request_id TEXT NOT NULL,
+            seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, response BLOB NOT NULL,
+            PRIMARY KEY (tenant, request_id));
+        CREATE INDEX requests_by_age ON requests (tenant, at_ms);
+        CREATE TABLE streams (tenant TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (tenant, stream, seq));
+        CREATE TABLE fences (shard INTEGER NOT NULL PRIMARY KEY, epoch INTEGER NOT NULL);
+        CREATE TABLE messages (tenant TEXT NOT NULL, conversation INTEGER NOT NULL,
+            seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,
+            text TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (tenant, conversation, seq));
+        INSERT INTO schema_version (version) VALUES (1);
+    ";
 }
 
 pub struct Postgres;
@@ -116,6 +155,37 @@ impl Backend for Postgres {
         locked.recv().expect("the lock holder panicked");
         Box::new(Held { release: Some(release), holder: Some(holder) })
     }
+
+    fn blob(bytes: &str) -> String {
+        format!("decode('{}', 'hex')", hex(bytes))
+    }
+
+    fn execute(place: &Self::Place, sql: &str) {
+        blocking(|| {
+            let mut client = postgres::Client::connect(place, postgres::NoTls).unwrap();
+            client.batch_execute(sql).unwrap();
+        });
+    }
+
+    const SCHEMA_V1: &str = "
+        CREATE TABLE schema_version (version BIGINT NOT NULL);
+        CREATE TABLE log (tenant TEXT NOT NULL, seq BIGINT NOT NULL, at_ms BIGINT NOT NULL,
+            request_id TEXT, command BYTEA NOT NULL, response BYTEA NOT NULL,
+            PRIMARY KEY (tenant, seq));
+        CREATE TABLE snapshots (tenant TEXT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL,
+            bytes BYTEA NOT NULL);
+        CREATE TABLE requests (tenant TEXT NOT NULL, request_id TEXT NOT NULL,
+            seq BIGINT NOT NULL, at_ms BIGINT NOT NULL, response BYTEA NOT NULL,
+            PRIMARY KEY (tenant, request_id));
+        CREATE INDEX requests_by_age ON requests (tenant, at_ms);
+        CREATE TABLE streams (tenant TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL, payload BYTEA NOT NULL, PRIMARY KEY (tenant, stream, seq));
+        CREATE TABLE messages (tenant TEXT NOT NULL, conversation BIGINT NOT NULL,
+            seq BIGINT NOT NULL, at_ms BIGINT NOT NULL, sender TEXT NOT NULL,
+            text TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (tenant, conversation, seq));
+        CREATE TABLE shard_fences (shard BIGINT NOT NULL PRIMARY KEY, epoch BIGINT NOT NULL);
+        INSERT INTO schema_version (version) VALUES (1);
+    ";
 }
 
 struct Held {
@@ -153,6 +223,24 @@ pub fn entry(stream: &str, seq: u64) -> StreamEntry {
         seq,
         at_ms: 1_000 + seq,
         payload: format!("{stream} {seq}").into_bytes(),
+        conversation: None,
+    }
+}
+
+/// A stream entry about a conversation.
+pub fn entry_about(stream: &str, seq: u64, conversation: u64) -> StreamEntry {
+    StreamEntry { conversation: Some(conversation), ..entry(stream, seq) }
+}
+
+/// An archived conversation: opened at `opened`, ended 10 ms later, purged at `purge`.
+pub fn archived(conversation: u64, customer: &str, opened: u64, purge: u64) -> Archived {
+    Archived {
+        conversation,
+        customer: customer.into(),
+        opened_at_ms: opened,
+        ended_at_ms: opened + 10,
+        purge_at_ms: purge,
+        body: format!("conversation {conversation}").into_bytes(),
     }
 }
 
