@@ -31,7 +31,7 @@ fn fixture() -> &'static TenantState {
         let mut at = T0;
         let mut run = |op: Op| {
             at += 1_000;
-            apply(&mut state, &Command { at_ms: at, op: Some(op) }).expect("fixture command");
+            apply(&mut state, &Command { at_ms: at, op: Some(op), ..Default::default() }).expect("fixture command");
         };
         run(Op::CreateTenant(pb::CreateTenantRequest {
             tenant_id: "acme".into(),

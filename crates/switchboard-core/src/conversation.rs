@@ -245,7 +245,8 @@ impl Conversation {
             }
             RatingCredit::LastOnly => self.served_by.last().copied().into_iter().collect(),
         };
-        self.rating = Some(Rating { score, comment: comment.to_owned(), credited: credited.clone() });
+        self.rating =
+            Some(Rating { score, comment: comment.to_owned(), credited: credited.clone() });
         Ok(Event::Rated { conversation: self.id, score, credited })
     }
 

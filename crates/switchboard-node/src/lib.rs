@@ -12,6 +12,7 @@
 //! - [`auth`]: bearer tokens, the per-method policy, rate and stream limits, TLS.
 
 pub mod apply;
+pub mod archive;
 pub mod auth;
 pub mod clock;
 pub mod cluster;

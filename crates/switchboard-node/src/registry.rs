@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 use ractor::{Actor, ActorRef, ActorStatus};
+use switchboard_core::{Conversation, ConversationId, CustomerId};
 use switchboard_proto::internal::v1::{Command, command::Op, response};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Fence, Store};
@@ -16,10 +17,12 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::apply;
+use crate::archive;
 use crate::cluster::Ownership;
+use crate::convert::resources;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::state::TenantState;
+use crate::state::{ConversationExtra, TenantState};
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 
 #[derive(Debug, Clone)]
@@ -292,6 +295,73 @@ impl Registry {
         rx.await.map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))
     }
 
+    /// Runs `f` on a conversation of the tenant, live or archived, with the tenant's state
+    /// (for names) and its customer's id. A live or not-yet-durable one is read on the actor; an archived one is
+    /// read from the store off the actor first.
+    pub async fn with_conversation<T, F>(&self, tenant: &str, n: u64, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&TenantState, &Conversation, Option<&ConversationExtra>, &str) -> T
+            + Send
+            + 'static,
+    {
+        let first = self
+            .read(tenant, move |s| {
+                let id = ConversationId(n);
+                if let Some(c) = s.engine.conversation(id) {
+                    let customer = s.customers.name(c.customer.0);
+                    return Ok(f(s, c, s.conversation_extra.get(&id), customer));
+                }
+                match s.archiving.get(&n).map(|(_, body)| archive::decode(body)) {
+                    Some(Ok(a)) => Ok(f(s, &a.conversation, Some(&a.extra), &a.customer)),
+                    _ => Err(f),
+                }
+            })
+            .await?;
+        let f = match first {
+            Ok(found) => return Ok(found),
+            Err(f) => f,
+        };
+        let (store, name) = (Arc::clone(self.store()), tenant.to_owned());
+        let row = tokio::task::spawn_blocking(move || store.archived(&name, n))
+            .await
+            .map_err(|e| Status::unavailable(format!("archive read interrupted: {e}")))?
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("conversation {n} of tenant {tenant}")))?;
+        let a = archive::decode(&row.body)?;
+        self.read(tenant, move |s| f(s, &a.conversation, Some(&a.extra), &a.customer)).await
+    }
+
+    /// A customer of the tenant as the API shows it, in memory or evicted to the store.
+    pub async fn customer(&self, tenant: &str, id: &str) -> Result<pb::Customer, Status> {
+        let wanted = id.to_owned();
+        let first = self
+            .read(tenant, move |s| {
+                if let Some(u) = s.customers.get(&wanted) {
+                    return Some(Ok(resources::customer(s, CustomerId(u))));
+                }
+                let (_, body) = s.evicting.get(&wanted)?;
+                Some(archive::decode_customer(body).map(|r| {
+                    resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile))
+                }))
+            })
+            .await?;
+        if let Some(found) = first {
+            return found.map_err(Status::from);
+        }
+        let (store, name, wanted) = (Arc::clone(self.store()), tenant.to_owned(), id.to_owned());
+        let body = tokio::task::spawn_blocking(move || store.customer(&name, &wanted))
+            .await
+            .map_err(|e| Status::unavailable(format!("store read interrupted: {e}")))?
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("name: customer {id:?} of tenant {tenant}")))?;
+        let r = archive::decode_customer(&body)?;
+        self.read(tenant, move |s| {
+            resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile))
+        })
+        .await
+    }
+
     /// Every tenant: this node's on a single node, the whole cluster's (from the shared
     /// store) in a cluster.
     pub async fn tenants(&self) -> Result<Vec<String>, Status> {
@@ -393,7 +463,7 @@ fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> 
     let loaded = store.load(tenant)?;
     let (mut state, mut seq) = match loaded.snapshot {
         Some((seq, bytes)) => {
-            let state: TenantState = rmp_serde::from_slice(&bytes)
+            let state = TenantState::decode_snapshot(&bytes)
                 .map_err(|e| Error::Internal(format!("snapshot of {tenant} at {seq}: {e}")))?;
             (state, seq)
         }

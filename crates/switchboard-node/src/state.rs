@@ -44,6 +44,13 @@ impl Ids {
         self.by_num.get(&n).map_or("", String::as_str)
     }
 
+    /// Puts back a name that was removed with its number (an evicted customer coming back).
+    pub fn restore(&mut self, name: &str, n: u64) {
+        self.by_name.insert(name.to_owned(), n);
+        self.by_num.insert(n, name.to_owned());
+        self.next = self.next.max(n);
+    }
+
     pub fn remove(&mut self, name: &str) {
         if let Some(n) = self.by_name.remove(name) {
             self.by_num.remove(&n);
@@ -105,9 +112,40 @@ pub struct TenantState {
     pub next_conversation: u64,
     /// Last sequence number of every stream.
     pub stream_seq: BTreeMap<String, u64>,
+    /// Conversations archived by commands whose batch is not durable yet: (log seq of the
+    /// command, encoded [`crate::archive::Archived`]). Not snapshotted (a snapshot follows
+    /// durable commands only); see `archive`.
+    #[serde(skip)]
+    pub archiving: FxHashMap<u64, (u64, Vec<u8>)>,
+    /// Customers evicted by commands whose batch is not durable yet, by id: (log seq,
+    /// encoded [`crate::archive::CustomerRecord`]). Not snapshotted.
+    #[serde(skip)]
+    pub evicting: FxHashMap<String, (u64, Vec<u8>)>,
 }
 
+/// Leading byte of a snapshot in the compact encoding (MessagePack, fields by position). An
+/// older snapshot (fields by name) starts with a map marker instead, and still loads.
+const SNAPSHOT_V2: u8 = 2;
+
 impl TenantState {
+    /// The snapshot of this state: live work only (open conversations, customers with
+    /// something open or routing of their own, agents, settings), since ended conversations
+    /// and idle customers live in the store.
+    pub fn encode_snapshot(&self) -> Result<Vec<u8>> {
+        let mut bytes = vec![SNAPSHOT_V2];
+        rmp_serde::encode::write(&mut bytes, self)
+            .map_err(|e| Error::Internal(format!("snapshot encoding: {e}")))?;
+        Ok(bytes)
+    }
+
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<TenantState> {
+        let body = match bytes.split_first() {
+            Some((&SNAPSHOT_V2, rest)) => rest,
+            _ => bytes,
+        };
+        rmp_serde::from_slice(body).map_err(|e| Error::Internal(format!("snapshot decoding: {e}")))
+    }
+
     pub fn group(&self, field: &str, id: &str) -> Result<GroupId> {
         self.groups
             .get(id)
@@ -126,10 +164,20 @@ impl TenantState {
             .ok_or_else(|| Error::NotFound(format!("{field}: agent {id:?} of tenant {}", self.id)))
     }
 
+    /// A conversation in memory. One that ended (archived, or purged since) is refused as
+    /// the core refuses acting on an ended conversation; the few commands an ended one still
+    /// takes get it back in memory first (see `crate::archive`).
     pub fn conversation(&self, n: u64) -> Result<ConversationId> {
         let c = ConversationId(n);
         if self.engine.conversation(c).is_some() {
             Ok(c)
+        } else if n >= 1 && n <= self.next_conversation {
+            Err(switchboard_core::Error::InvalidTransition {
+                conversation: c,
+                state: switchboard_core::State::Ended,
+                action: "act on an ended conversation",
+            }
+            .into())
         } else {
             Err(Error::NotFound(format!("conversation {n} of tenant {}", self.id)))
         }

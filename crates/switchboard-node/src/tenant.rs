@@ -21,7 +21,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use switchboard_core::Timestamp;
 use switchboard_proto::internal::v1::{Advance, Command, Response, command::Op, response};
-use switchboard_store::{Batch, Fence, LogRecord, Message, Pending, Store, StreamEntry};
+use switchboard_store::{
+    Archived, Batch, CustomerRecord, Fence, LogRecord, Message, Pending, Store, StreamEntry,
+};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -45,6 +47,8 @@ pub enum TenantMsg {
     Snapshot(RpcReplyPort<()>),
     /// Sample the tenant's gauges.
     Gauges,
+    /// What a durable step moved out of memory is in the store now.
+    Durable(Moved),
 }
 
 pub struct TenantArgs {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for TenantMsg {
             TenantMsg::Tick => f.write_str("Tick"),
             TenantMsg::Snapshot(_) => f.write_str("Snapshot"),
             TenantMsg::Gauges => f.write_str("Gauges"),
+            TenantMsg::Durable(_) => f.write_str("Durable"),
         }
     }
 }
@@ -109,6 +114,24 @@ pub struct Running {
     sampler: tokio::task::JoinHandle<()>,
 }
 
+/// Housekeeping whose failure must not stop the tenant: logged, then done.
+fn not_fatal(tenant: &str, what: &'static str, pending: Pending) -> Pending {
+    let tenant = tenant.to_owned();
+    Box::pin(async move {
+        if let Err(e) = pending.await {
+            warn!(tenant = %tenant, error = %e, "{what} failed; retried at the next snapshot");
+        }
+        Ok(())
+    })
+}
+
+/// What a command needs from the store before it is applied (see `crate::archive`).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    archived: Vec<u8>,
+    customer: Vec<u8>,
+}
+
 /// One durable step for the committer: wait for `pending`, then answer and publish.
 struct Job {
     pending: Pending,
@@ -117,11 +140,35 @@ struct Job {
     live: Vec<(String, u64, switchboard_proto::internal::v1::StreamItem)>,
     /// Told once the step is durable (snapshots on shutdown).
     ack: Option<RpcReplyPort<()>>,
+    /// What the step moves out of memory.
+    moved: Moved,
+}
+
+/// Conversations archived and customers evicted by one command, with its log seq: until
+/// durable they are served from the tenant's `archiving` and `evicting` maps.
+#[derive(Debug, Default)]
+pub struct Moved {
+    seq: u64,
+    conversations: Vec<u64>,
+    customers: Vec<String>,
+}
+
+impl Moved {
+    fn is_empty(&self) -> bool {
+        self.conversations.is_empty() && self.customers.is_empty()
+    }
 }
 
 impl Job {
     fn new(pending: Pending) -> Self {
-        Job { pending, reply: None, result: None, live: Vec::new(), ack: None }
+        Job {
+            pending,
+            reply: None,
+            result: None,
+            live: Vec::new(),
+            ack: None,
+            moved: Moved::default(),
+        }
     }
 }
 
@@ -193,15 +240,32 @@ impl Actor for TenantActor {
         running: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TenantMsg::Command { op, request_id, reply } => {
-                running.command(op, request_id, Some(reply))
+            TenantMsg::Command { op, request_id, reply } => match running.load_for(&op).await {
+                Ok(loaded) => running.command(op, loaded, request_id, Some(reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            TenantMsg::Durable(moved) => {
+                let state = &mut running.state;
+                for c in moved.conversations {
+                    if state.archiving.get(&c).is_some_and(|(seq, _)| *seq == moved.seq) {
+                        state.archiving.remove(&c);
+                    }
+                }
+                for u in moved.customers {
+                    if state.evicting.get(&u).is_some_and(|(seq, _)| *seq == moved.seq) {
+                        state.evicting.remove(&u);
+                    }
+                }
             }
             TenantMsg::Read(f) => f(&running.state),
             TenantMsg::Tick => {
                 running.armed = None;
                 let now = running.now();
                 if running.state.engine.next_deadline().is_some_and(|at| at <= now) {
-                    running.command(Op::Advance(Advance {}), String::new(), None);
+                    let op = Op::Advance(Advance {});
+                    running.command(op, Loaded::default(), String::new(), None);
                 }
             }
             TenantMsg::Gauges => {
@@ -225,7 +289,46 @@ impl Running {
         self.last_now
     }
 
-    fn command(&mut self, op: Op, request_id: String, reply: Option<Reply>) {
+    /// What a command needs that is out of memory: the archived conversation it acts on and
+    /// the evicted customer it names, from the not-yet-durable ones in memory, else from the
+    /// store (off the runtime's threads). A failed read fails the call (retryable).
+    async fn load_for(&self, op: &Op) -> Result<Loaded, Error> {
+        let conversation = apply::archived_target(&self.state, op);
+        let customer = apply::customer_target(&self.state, op);
+        let mut loaded = Loaded::default();
+        if let Some((_, body)) = conversation.and_then(|n| self.state.archiving.get(&n)) {
+            loaded.archived = body.clone();
+        }
+        if let Some((_, body)) = customer.as_ref().and_then(|u| self.state.evicting.get(u)) {
+            loaded.customer = body.clone();
+        }
+        let read_conversation = conversation.filter(|_| loaded.archived.is_empty());
+        let read_customer = customer.filter(|_| loaded.customer.is_empty());
+        if read_conversation.is_none() && read_customer.is_none() {
+            return Ok(loaded);
+        }
+        let (store, tenant) = (Arc::clone(&self.store), self.state.id.clone());
+        let read = move || -> switchboard_store::Result<Loaded> {
+            if let Some(n) = read_conversation
+                && let Some(row) = store.archived(&tenant, n)?
+            {
+                loaded.archived = row.body;
+            }
+            if let Some(u) = read_customer
+                && let Some(body) = store.customer(&tenant, &u)?
+            {
+                loaded.customer = body;
+            }
+            Ok(loaded)
+        };
+        let loaded = tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| Error::Unavailable(format!("store read interrupted: {e}")))?
+            .map_err(|e| Error::Unavailable(format!("store read failed, retry: {e}")))?;
+        Ok(loaded)
+    }
+
+    fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
         if !request_id.is_empty()
             && let Some(found) = self.previous_answer(&request_id)
         {
@@ -238,7 +341,12 @@ impl Running {
             return;
         }
         let now = self.now();
-        let cmd = Command { at_ms: now.as_millis(), op: Some(op) };
+        let cmd = Command {
+            at_ms: now.as_millis(),
+            op: Some(op),
+            archived: loaded.archived,
+            customer: loaded.customer,
+        };
         let kind = op_kind(&cmd);
         let started = tokio::time::Instant::now();
         match apply::apply(&mut self.state, &cmd) {
@@ -263,8 +371,23 @@ impl Running {
                     ..batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output)
                 };
                 let pending = self.store.append(batch);
+                let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
+                for row in output.archive {
+                    moved.conversations.push(row.conversation);
+                    self.state.archiving.insert(row.conversation, (self.log_seq, row.body));
+                }
+                for (id, body) in output.customers {
+                    moved.customers.push(id.clone());
+                    self.state.evicting.insert(id, (self.log_seq, body));
+                }
                 let live = output.items;
-                self.enqueue(Job { reply, result: response.result, live, ..Job::new(pending) });
+                self.enqueue(Job {
+                    reply,
+                    result: response.result,
+                    live,
+                    moved,
+                    ..Job::new(pending)
+                });
                 self.since_snapshot += 1;
                 // By count, and at least hourly so the log (which holds message texts) never
                 // outlives transcript retention by much. A snapshot costs in proportion to the
@@ -275,6 +398,7 @@ impl Running {
                     let pending = self.snapshot();
                     self.enqueue(Job::new(pending));
                     self.trim_streams();
+                    self.retain(now);
                 }
             }
         }
@@ -300,28 +424,55 @@ impl Running {
         Response::decode(bytes.as_slice()).ok().and_then(|r| r.result)
     }
 
+    /// Retention by time in the store: archived conversations (and their transcripts and
+    /// stream entries) past their deadline, and stream entries older than the longest
+    /// retention, so no message text outlives its transcript by much.
+    fn retain(&self, now: Timestamp) {
+        let settings = self.state.engine.settings();
+        let longest = settings.retention_accepted.max(settings.retention_unaccepted);
+        let before =
+            now.as_millis().saturating_sub(u64::try_from(longest.as_millis()).unwrap_or(u64::MAX));
+        let pending = self.store.retain(&self.state.id, self.fence, now.as_millis(), before);
+        self.enqueue(Job::new(not_fatal(&self.state.id, "retention", pending)));
+    }
+
     /// Bounds every stream of the tenant; readers behind the kept window resume from the
     /// oldest entry kept.
     fn trim_streams(&self) {
         for stream in self.state.stream_seq.keys() {
             let pending = self.store.trim_stream(&self.state.id, stream, STREAM_KEEP);
-            self.enqueue(Job::new(pending));
+            self.enqueue(Job::new(not_fatal(&self.state.id, "stream trim", pending)));
         }
     }
 
+    /// Queues a snapshot of the state as of the last applied command: the state is cloned
+    /// here (it holds live work only), encoded and written off the actor. A failed snapshot
+    /// is logged and counted, never fatal: the log it would have replaced stays.
     fn snapshot(&mut self) -> Pending {
         self.since_snapshot = 0;
         self.last_snapshot = self.last_now;
-        match rmp_serde::to_vec_named(&self.state) {
-            Ok(bytes) => {
-                m::snapshot(&self.state.id, bytes.len());
-                self.store.snapshot(&self.state.id, self.fence, self.log_seq, bytes)
+        let state = self.state.clone();
+        let (store, fence, seq) = (Arc::clone(&self.store), self.fence, self.log_seq);
+        Box::pin(async move {
+            let tenant = state.id.clone();
+            let encoded = tokio::task::spawn_blocking(move || state.encode_snapshot()).await;
+            let bytes = match encoded {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
+                    error!(tenant = %tenant, error = %e, "snapshot encoding failed");
+                    return Ok(());
+                }
+                Err(e) => {
+                    error!(tenant = %tenant, error = %e, "snapshot encoding interrupted");
+                    return Ok(());
+                }
+            };
+            m::snapshot(&tenant, bytes.len());
+            if let Err(e) = store.snapshot(&tenant, fence, seq, bytes).await {
+                warn!(tenant = %tenant, error = %e, "snapshot not stored; the log stays");
             }
-            Err(e) => {
-                error!(tenant = %self.state.id, error = %e, "snapshot encoding failed");
-                Box::pin(async { Ok(()) })
-            }
-        }
+            Ok(())
+        })
     }
 
     /// Keeps exactly one wake-up armed at the engine's next deadline.
@@ -372,7 +523,7 @@ fn batch(
                 seq: *seq,
                 at_ms: cmd.at_ms,
                 payload: item.encode_to_vec(),
-                conversation: None,
+                conversation: item_conversation(item),
             })
             .collect(),
         messages: out
@@ -388,8 +539,35 @@ fn batch(
             })
             .collect(),
         purge_conversations: out.purges.clone(),
-        archive: Vec::new(),
+        archive: out
+            .archive
+            .iter()
+            .map(|row| Archived {
+                conversation: row.conversation,
+                customer: row.customer.clone(),
+                opened_at_ms: row.opened_at_ms,
+                ended_at_ms: row.ended_at_ms,
+                purge_at_ms: row.purge_at_ms,
+                body: row.body.clone(),
+            })
+            .collect(),
+        customers: out
+            .customers
+            .iter()
+            .map(|(id, body)| CustomerRecord { customer: id.clone(), body: body.clone() })
+            .collect(),
     }
+}
+
+/// The conversation a stream item is about, so retention can delete it with the conversation.
+fn item_conversation(item: &switchboard_proto::internal::v1::StreamItem) -> Option<u64> {
+    use switchboard_proto::internal::v1::stream_item::Item;
+    let name = match item.item.as_ref()? {
+        Item::Outbound(m) => &m.conversation,
+        Item::AgentEvent(e) => &e.conversation,
+        Item::Event(e) => &e.conversation,
+    };
+    crate::names::conversation("conversation", name).ok().map(|(_, n)| n)
 }
 
 /// A short name of the command, for metrics and logs.
@@ -460,6 +638,9 @@ async fn commit_in_order(
                 }
                 if let Some(ack) = job.ack {
                     let _ = ack.send(());
+                }
+                if !job.moved.is_empty() {
+                    let _ = actor.cast(TenantMsg::Durable(job.moved));
                 }
             }
             Err(why) => {

@@ -78,6 +78,18 @@ pub struct Batch {
     /// write inserts it and a later one replaces every column. Applied after `messages` and
     /// `purge_conversations`.
     pub archive: Vec<Archived>,
+    /// Customers the node moved out of memory: each an upsert by (tenant, customer).
+    pub customers: Vec<CustomerRecord>,
+}
+
+/// A customer the node keeps out of memory while it has nothing open: written when it leaves
+/// memory, read back when a command names it again. Kept until the tenant deletes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerRecord {
+    /// The customer's id (caller-chosen name).
+    pub customer: String,
+    /// Opaque to the store (the node's encoding of the customer).
+    pub body: Vec<u8>,
 }
 
 /// An ended conversation as the node archived it: written when it ends, rewritten by the few
@@ -246,6 +258,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many archived conversations the tenant has.
     fn count_archived(&self, tenant: &str) -> Result<u64>;
+
+    /// The stored record of a customer (see [`Batch::customers`]), if any.
+    fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>>;
 
     /// Retention, as one fenced write: deletes the archived conversations with
     /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries

@@ -33,6 +33,7 @@ struct Statements {
     delete_log: Statement,
     prune_requests: Statement,
     upsert_archive: Statement,
+    upsert_customer: Statement,
     retain_messages: Statement,
     retain_streams: Statement,
     retain_archive: Statement,
@@ -106,6 +107,10 @@ impl Statements {
                     customer = excluded.customer, opened_at_ms = excluded.opened_at_ms,
                     ended_at_ms = excluded.ended_at_ms, purge_at_ms = excluded.purge_at_ms,
                     body = excluded.body",
+            )?,
+            upsert_customer: client.prepare(
+                "INSERT INTO customers (tenant, customer, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body",
             )?,
             retain_messages: client.prepare(
                 "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
@@ -385,6 +390,9 @@ fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
                 &archived.body,
             ],
         )?;
+    }
+    for customer in &batch.customers {
+        tx.execute(&statements.upsert_customer, &[tenant, &customer.customer, &customer.body])?;
     }
     Ok(())
 }

@@ -90,6 +90,12 @@ CREATE INDEX archive_by_purge ON archive (tenant, purge_at_ms);
 ALTER TABLE streams ADD COLUMN conversation BIGINT;
 CREATE INDEX streams_by_conversation ON streams (tenant, conversation)
     WHERE conversation IS NOT NULL;
+CREATE TABLE customers (
+    tenant   TEXT  NOT NULL,
+    customer TEXT  NOT NULL,
+    body     BYTEA NOT NULL,
+    PRIMARY KEY (tenant, customer)
+);
 ";
 
 /// Any constant: the advisory lock that serialises schema set-up between processes, since
@@ -393,6 +399,13 @@ impl Store for PostgresStore {
             Ok(unsigned(n))
         })
     }
+
+    fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>> {
+        let (tenant, customer) = (tenant.to_owned(), customer.to_owned());
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.customer, &[&tenant, &customer])?.map(|row| row.get(0)))
+        })
+    }
 }
 
 /// An `archive` row read as [`ARCHIVE_COLUMNS`].
@@ -418,6 +431,7 @@ struct ReadStatements {
     find_response: Statement,
     archived: Statement,
     count_archived: Statement,
+    customer: Statement,
 }
 
 impl ReadStatements {
@@ -446,6 +460,8 @@ impl ReadStatements {
                 "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE tenant = $1 AND conversation = $2"
             ))?,
             count_archived: client.prepare("SELECT COUNT(*) FROM archive WHERE tenant = $1")?,
+            customer: client
+                .prepare("SELECT body FROM customers WHERE tenant = $1 AND customer = $2")?,
         })
     }
 }

@@ -95,6 +95,13 @@ ALTER TABLE streams ADD COLUMN conversation INTEGER;
 -- conversation cost no index entry.
 CREATE INDEX streams_by_conversation ON streams (tenant, conversation)
     WHERE conversation IS NOT NULL;
+-- Customers out of the node's memory (see `CustomerRecord`).
+CREATE TABLE customers (
+    tenant   TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    body     BLOB NOT NULL,
+    PRIMARY KEY (tenant, customer)
+);
 ";
 
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and

@@ -284,6 +284,15 @@ impl Store for SqliteStore {
             Ok(unsigned(n))
         })
     }
+
+    fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT body FROM customers WHERE tenant = ?1 AND customer = ?2")?
+                .query_row(params![tenant, customer], |row| row.get(0))
+                .optional()?)
+        })
+    }
 }
 
 /// An `archive` row read as [`ARCHIVE_COLUMNS`].

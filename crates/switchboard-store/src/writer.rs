@@ -490,6 +490,13 @@ fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
             archived.body
         ])?;
     }
+    for customer in &batch.customers {
+        sp.prepare_cached(
+            "INSERT INTO customers (tenant, customer, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body",
+        )?
+        .execute(params![tenant, customer.customer, customer.body])?;
+    }
     Ok(())
 }
 

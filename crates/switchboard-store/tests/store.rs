@@ -413,6 +413,33 @@ async fn archive_upserts_by_conversation_and_reads_back<B: Backend>() {
     assert_eq!(store.archived("acme", 6).unwrap(), Some(archived(6, "dave", 120, 9_000)));
 }
 
+async fn customer_records_upsert_and_read_back<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let record = |customer: &str, body: &[u8]| switchboard_store::CustomerRecord {
+        customer: customer.into(),
+        body: body.to_vec(),
+    };
+    let evicted =
+        Batch { customers: vec![record("u1", b"one"), record("u2", b"two")], ..command("acme", 1) };
+    store.append(evicted).await.unwrap();
+    assert_eq!(store.customer("acme", "u1").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.customer("acme", "u3").unwrap(), None);
+    assert_eq!(store.customer("other", "u1").unwrap(), None, "tenants never see each other's");
+    // Evicted again later: the newer record replaces it.
+    store
+        .append(Batch { customers: vec![record("u1", b"uno")], ..command("acme", 2) })
+        .await
+        .unwrap();
+    // Refused with its batch.
+    let refused = Batch { customers: vec![record("u2", b"lost")], ..command("acme", 2) };
+    assert!(matches!(store.append(refused).await, Err(Error::DuplicateLogRecord { .. })));
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(store.customer("acme", "u1").unwrap(), Some(b"uno".to_vec()));
+    assert_eq!(store.customer("acme", "u2").unwrap(), Some(b"two".to_vec()));
+}
+
 async fn archive_listings_filter_and_page<B: Backend>() {
     let place = B::place();
     let store = B::open(&place);
@@ -681,6 +708,7 @@ both!(
     a_refused_batch_fails_alone_and_holds_back_its_tenant,
     a_newer_epoch_fences_off_the_older_writer,
     archive_upserts_by_conversation_and_reads_back,
+    customer_records_upsert_and_read_back,
     archive_listings_filter_and_page,
     retain_deletes_exactly_what_is_due,
     retain_is_fenced,

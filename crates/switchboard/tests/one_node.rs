@@ -999,3 +999,135 @@ async fn supervisors_whisper_move_end_and_watch() {
     assert!(zhang.first_login_today.is_some(), "today's first login is shown");
     assert_eq!(zhang.status, pb::AgentStatus::Online as i32);
 }
+
+/// Issue 11: an ended conversation leaves the tenant's memory for the store's archive, and an
+/// idle customer for the store's customer records; both stay readable and changeable (rating,
+/// tags, profile, the last agent routing its next conversation) across a `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_leaves_memory_and_stays_readable_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 5), ("li", "Li", 5)])
+        .await;
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    let conv = post(&mut c, "acme", "u1", "Wang", "hello").await;
+    assert_eq!(conv.agent, agent("acme", "zhang"));
+    let (zhang, li) = (agent("acme", "zhang"), agent("acme", "li"));
+    c.agent
+        .send_message(pb::SendMessageRequest {
+            agent: zhang.clone(),
+            conversation: conv.name.clone(),
+            text: "how can I help?".into(),
+            request_id: rid("send"),
+            ..Default::default()
+        })
+        .await
+        .expect("agent reply");
+    let ended = c
+        .agent
+        .end_conversation(pb::AgentConversationRequest {
+            agent: zhang.clone(),
+            conversation: conv.name.clone(),
+            request_id: rid("end"),
+        })
+        .await
+        .expect("end")
+        .into_inner();
+    assert_eq!(ended.state, pb::ConversationState::Ended as i32);
+
+    // Right after the end (archived, maybe not yet durable) and later, the same answers.
+    let seen = get(&mut c, &conv.name).await;
+    assert_eq!(seen.state, pb::ConversationState::Ended as i32);
+    assert_eq!(seen.customer, "tenants/acme/customers/u1");
+    assert_eq!(seen.served_by, vec![zhang.clone()]);
+    let rated = c
+        .channel
+        .rate_conversation(pb::RateConversationRequest {
+            conversation: conv.name.clone(),
+            score: 5,
+            comment: "great".into(),
+            request_id: rid("rate"),
+        })
+        .await
+        .expect("a rating after the end")
+        .into_inner();
+    assert_eq!(rated.rating.as_ref().map(|r| r.score), Some(5));
+    let tagged = c
+        .agent
+        .update_conversation(pb::UpdateConversationRequest {
+            agent: zhang.clone(),
+            conversation: conv.name.clone(),
+            tags: vec!["refund".into()],
+            note: "called back".into(),
+            request_id: rid("tags"),
+        })
+        .await
+        .expect("tags after the end")
+        .into_inner();
+    assert_eq!(tagged.tags, vec!["refund".to_owned()]);
+    assert_eq!(tagged.rating.as_ref().map(|r| r.score), Some(5), "the rating is kept");
+    let profile = c
+        .agent
+        .update_customer_profile(pb::UpdateCustomerProfileRequest {
+            agent: zhang.clone(),
+            customer: "tenants/acme/customers/u1".into(),
+            remark_name: "Mr Wang".into(),
+            phone: "+86 10 1234".into(),
+            request_id: rid("profile"),
+            ..Default::default()
+        })
+        .await
+        .expect("profile of an idle customer")
+        .into_inner();
+    assert_eq!(profile.last_agent, "zhang");
+    let history = |c: &mut Clients, who: String| {
+        let mut agent = c.agent.clone();
+        let name = conv.name.clone();
+        async move {
+            agent
+                .get_history(pb::GetHistoryRequest { agent: who, conversation: name, page: None })
+                .await
+        }
+    };
+    let h = history(&mut c, zhang.clone()).await.expect("its agent reads the history");
+    assert_eq!(h.into_inner().messages.len(), 2);
+    let refused = history(&mut c, li.clone()).await.expect_err("another agent does not");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let seen = get(&mut c, &conv.name).await;
+    assert_eq!(seen.state, pb::ConversationState::Ended as i32);
+    assert_eq!(seen.rating.as_ref().map(|r| r.comment.as_str()), Some("great"));
+    assert_eq!((seen.tags, seen.note.as_str()), (vec!["refund".to_owned()], "called back"));
+    let customer = c
+        .admin
+        .get_customer(pb::GetCustomerRequest { name: "tenants/acme/customers/u1".into() })
+        .await
+        .expect("an idle customer is read from the store")
+        .into_inner();
+    assert_eq!(
+        (customer.remark_name.as_str(), customer.phone.as_str()),
+        ("Mr Wang", "+86 10 1234")
+    );
+    assert_eq!((customer.nickname.as_str(), customer.last_agent.as_str()), ("Wang", "zhang"));
+    let h = history(&mut c, zhang.clone()).await.expect("history after the restart");
+    assert_eq!(h.into_inner().messages.len(), 2);
+
+    // The customer comes back: its last agent is preferred, with Li free too.
+    status(&mut c, "acme", "li", pb::AgentStatus::Online).await;
+    let again = post(&mut c, "acme", "u1", "", "me again").await;
+    assert_ne!(again.name, conv.name);
+    assert_eq!(again.agent, zhang);
+    let board = c
+        .supervisor
+        .get_live_board(pb::GetLiveBoardRequest { tenant: tenant("acme"), page: None })
+        .await
+        .expect("board")
+        .into_inner();
+    assert_eq!((board.in_progress, board.ended, board.total), (1, 1, 2));
+    let names: Vec<&str> = board.conversations.iter().map(|x| x.conversation.as_str()).collect();
+    assert_eq!(names, vec![conv.name.as_str(), again.name.as_str()]);
+}

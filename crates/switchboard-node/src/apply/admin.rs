@@ -301,7 +301,7 @@ pub(super) mod tests {
         at_ms: u64,
         op: Op,
     ) -> Result<(response::Result, Output)> {
-        let (response, out) = apply(state, &Command { at_ms, op: Some(op) })?;
+        let (response, out) = apply(state, &Command { at_ms, op: Some(op), ..Default::default() })?;
         Ok((response.result.expect("a response"), out))
     }
 

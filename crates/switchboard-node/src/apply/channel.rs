@@ -187,7 +187,7 @@ pub(super) fn rate(
 
 #[cfg(test)]
 mod tests {
-    use switchboard_proto::internal::v1::{Advance, Command, command::Op};
+    use switchboard_proto::internal::v1::{Command, command::Op};
     use switchboard_proto::v1 as pb;
 
     use crate::apply::apply;
@@ -196,12 +196,14 @@ mod tests {
     const HOUR: u64 = 3_600_000;
 
     fn run(state: &mut TenantState, at_ms: u64, op: Op) -> crate::apply::Output {
-        apply(state, &Command { at_ms, op: Some(op) }).expect("accepted").1
+        apply(state, &Command { at_ms, op: Some(op), ..Default::default() }).expect("accepted").1
     }
 
-    /// Retention runs as a timer of the core; its purge reaches the store batch on schedule.
+    /// An ended conversation leaves memory into the batch's archive rows, with the retention
+    /// deadline the store deletes it (and its transcript) at; a rating after the end brings
+    /// it back for that one command and archives it again.
     #[test]
-    fn transcripts_are_purged_when_retention_ends() {
+    fn ended_conversations_are_archived_with_their_retention() {
         let mut s = TenantState::default();
         let t0 = 1_700_000_000_000;
         run(
@@ -233,7 +235,7 @@ mod tests {
             }),
         );
         assert_eq!(out.transcript.len(), 1, "the customer's message is kept");
-        run(
+        let out = run(
             &mut s,
             t0 + 1000,
             Op::CloseConversation(pb::ConversationRequest {
@@ -242,10 +244,36 @@ mod tests {
             }),
         );
         // Never accepted: kept 48 hours after it ended.
-        let early = run(&mut s, t0 + 1000 + 48 * HOUR - 1, Op::Advance(Advance {}));
-        assert!(early.purges.is_empty());
-        let due = run(&mut s, t0 + 1000 + 48 * HOUR, Op::Advance(Advance {}));
-        assert_eq!(due.purges, vec![1]);
+        assert_eq!(out.archive.len(), 1);
+        let row = &out.archive[0];
+        assert_eq!((row.conversation, row.customer.as_str()), (1, "u1"));
+        assert_eq!((row.opened_at_ms, row.ended_at_ms), (t0, t0 + 1000));
+        assert_eq!(row.purge_at_ms, t0 + 1000 + 48 * HOUR);
         assert!(s.engine.conversation(switchboard_core::ConversationId(1)).is_none());
+        assert!(s.conversation_extra.is_empty(), "nothing of it stays in memory");
+        // Its customer, with nothing open and no routing of its own, leaves memory too.
+        assert_eq!(out.customers.len(), 1);
+        assert_eq!(out.customers[0].0, "u1");
+        assert_eq!((s.engine.customer_count(), s.customers.get("u1")), (0, None));
+        let record = crate::archive::decode_customer(&out.customers[0].1).unwrap();
+        assert_eq!(record.num, 1);
+        assert_eq!(s.engine.next_deadline(), None);
+        let archived = crate::archive::decode(&row.body).unwrap();
+        assert_eq!(archived.extra.transcript_seq, 1);
+
+        // A refused command on it (no agent served it, so it cannot be rated) changes nothing.
+        let rate = Command {
+            at_ms: t0 + 2000,
+            op: Some(Op::RateConversation(pb::RateConversationRequest {
+                conversation: "tenants/acme/conversations/1".into(),
+                score: 5,
+                ..Default::default()
+            })),
+            archived: row.body.clone(),
+            ..Default::default()
+        };
+        assert!(apply(&mut s, &rate).is_err());
+        assert!(s.engine.conversation(switchboard_core::ConversationId(1)).is_none());
+        assert!(s.conversation_extra.is_empty());
     }
 }

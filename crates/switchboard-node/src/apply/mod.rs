@@ -12,10 +12,11 @@ mod channel;
 mod supervisor;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
-use switchboard_core::{AgentId, ConversationId, ReplyKind, Timestamp};
+use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
 use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
 use switchboard_proto::v1 as pb;
 
+use crate::archive;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::state::{EVENTS, OUTBOX, TenantState, agent_stream};
@@ -43,10 +44,165 @@ pub struct Output {
     pub events: Vec<Event>,
     /// Conversations that left their agent because it signed out (for metrics).
     pub released_offline: u32,
+    /// Conversations that ended (or changed after their end) in this command, to write to the
+    /// store's archive.
+    pub archive: Vec<ArchiveRow>,
+    /// Customers evicted by this command: (id, encoded `archive::CustomerRecord`).
+    pub customers: Vec<(String, Vec<u8>)>,
 }
 
-/// Applies a logged command.
+/// An ended conversation to archive (see `crate::archive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRow {
+    pub conversation: u64,
+    /// The customer's id.
+    pub customer: String,
+    pub opened_at_ms: u64,
+    pub ended_at_ms: u64,
+    pub purge_at_ms: u64,
+    /// [`crate::archive::encode`]d.
+    pub body: Vec<u8>,
+}
+
+/// Applies a logged command. A command carrying an archived conversation or an evicted
+/// customer gets it back in memory for its duration; afterwards every conversation ended (or
+/// touched after its end) and every customer left with nothing to route leaves memory again,
+/// into `Output::archive` and `Output::customers` (also when the command is refused, then
+/// unchanged and unwritten).
 pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)> {
+    let mut restored = None;
+    if !cmd.archived.is_empty() {
+        let a = archive::decode(&cmd.archived)?;
+        let id = a.conversation.id;
+        if state.engine.conversation(id).is_none() {
+            state.conversation_extra.insert(id, a.extra);
+            state.engine.restore_ended(a.conversation);
+            restored = Some((id, a.customer));
+        }
+    }
+    let mut customer = None;
+    if !cmd.customer.is_empty() {
+        let r = archive::decode_customer(&cmd.customer)?;
+        if state.customers.get(&r.id).is_none() {
+            let u = CustomerId(r.num);
+            state.customers.restore(&r.id, r.num);
+            state.profiles.insert(u, r.profile);
+            state.engine.restore_customer(u, r.customer);
+        }
+        customer = Some(r.id);
+    }
+    let named = cmd.op.as_ref().and_then(customer_named).map(str::to_owned);
+    match apply_op(state, cmd) {
+        Ok((response, mut out)) => {
+            let ended = archive_ended(state, &mut out, restored);
+            let candidates = customer.into_iter().chain(named).chain(ended);
+            for id in candidates {
+                if let Some(record) = evict(state, &id) {
+                    out.customers.push((id, archive::encode_customer(&record)));
+                }
+            }
+            Ok((response, out))
+        }
+        Err(e) => {
+            // Refused: what was brought back leaves as it came, unchanged.
+            for ended in state.engine.take_ended() {
+                state.conversation_extra.remove(&ended.conversation.id);
+            }
+            if let Some(id) = customer {
+                evict(state, &id);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The customer a command names by its id, if any.
+fn customer_named(op: &Op) -> Option<&str> {
+    let name = match op {
+        Op::PostMessage(r) => return Some(&r.customer),
+        Op::OpenService(r) => return Some(&r.customer),
+        Op::PutCustomer(r) => &r.name,
+        Op::UpdateCustomerProfile(r) => &r.customer,
+        _ => return None,
+    };
+    name.rsplit_once("/customers/").map(|(_, id)| id)
+}
+
+/// Forgets a customer that has nothing open and no routing of its own, returning what to
+/// store of it (see `crate::archive`).
+fn evict(state: &mut TenantState, id: &str) -> Option<archive::CustomerRecord> {
+    let num = state.customers.get(id)?;
+    let u = CustomerId(num);
+    if let Some(c) = state.engine.customer(u) {
+        let routed = c.settings.group.is_some() || c.settings.dedicated_agent.is_some();
+        if c.open.is_some() || routed {
+            return None;
+        }
+    }
+    let customer = state.engine.evict_customer(u).unwrap_or_default();
+    let profile = state.profiles.remove(&u).unwrap_or_default();
+    state.customers.remove(id);
+    Some(archive::CustomerRecord { id: id.to_owned(), num, customer, profile })
+}
+
+/// The evicted customer a command names, if it is not in memory: what the actor must read
+/// from the store and put in the command before applying it (none for a new customer).
+pub fn customer_target(state: &TenantState, op: &Op) -> Option<String> {
+    let id = customer_named(op)?;
+    (!id.is_empty() && state.customers.get(id).is_none()).then(|| id.to_owned())
+}
+
+/// The ended conversation a command acts on, if it names one no longer in memory: what the
+/// actor must read from the archive and put in the command before applying it. Only a rating
+/// and tags or a note apply to an ended conversation; every other command refuses it.
+pub fn archived_target(state: &TenantState, op: &Op) -> Option<u64> {
+    let name = match op {
+        Op::RateConversation(r) => &r.conversation,
+        Op::UpdateConversation(r) => &r.conversation,
+        _ => return None,
+    };
+    let (tenant, n) = crate::names::conversation("conversation", name).ok()?;
+    let known = tenant == state.id && n >= 1 && n <= state.next_conversation;
+    (known && state.engine.conversation(ConversationId(n)).is_none()).then_some(n)
+}
+
+/// Moves every conversation the core handed out into the archive rows of the batch, and
+/// returns their customers' ids. `restored` is the archived conversation the command brought
+/// back, with its customer's id (that customer may be out of memory).
+fn archive_ended(
+    state: &mut TenantState,
+    out: &mut Output,
+    restored: Option<(ConversationId, String)>,
+) -> Vec<String> {
+    let mut customers = Vec::new();
+    for ended in state.engine.take_ended() {
+        let c = ended.conversation;
+        let extra = state.conversation_extra.remove(&c.id).unwrap_or_default();
+        let customer = match &restored {
+            Some((id, customer)) if *id == c.id => customer.clone(),
+            _ => state.customers.name(c.customer.0).to_owned(),
+        };
+        customers.push(customer.clone());
+        let row = ArchiveRow {
+            conversation: c.id.0,
+            customer,
+            opened_at_ms: c.opened_at.as_millis(),
+            ended_at_ms: c.ended_at.unwrap_or(c.opened_at).as_millis(),
+            purge_at_ms: ended.purge_at.as_millis(),
+            body: Vec::new(),
+        };
+        let body = archive::encode(&archive::Archived {
+            conversation: c,
+            customer: row.customer.clone(),
+            extra,
+            purge_at: ended.purge_at,
+        });
+        out.archive.push(ArchiveRow { body, ..row });
+    }
+    customers
+}
+
+fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)> {
     let now = Timestamp(cmd.at_ms);
     let mut out = Output::default();
     let op = cmd.op.as_ref().ok_or_else(|| Error::field("op", "empty command"))?;

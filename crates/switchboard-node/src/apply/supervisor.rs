@@ -227,9 +227,12 @@ mod tests {
         p.conversation.unwrap().name
     }
 
+    /// A conversation out of memory has ended (it was archived).
     fn conversation_state(state: &TenantState, name: &str) -> (State, Option<String>) {
         let n = name.rsplit('/').next().unwrap().parse().unwrap();
-        let c = state.engine.conversation(ConversationId(n)).unwrap();
+        let Some(c) = state.engine.conversation(ConversationId(n)) else {
+            return (State::Ended, None);
+        };
         (c.state, c.agent.map(|a| state.agents.name(a.0).to_owned()))
     }
 

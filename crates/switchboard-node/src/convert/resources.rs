@@ -79,14 +79,23 @@ pub fn agent_on(state: &TenantState, a: AgentId, now: Timestamp) -> pb::Agent {
 }
 
 pub fn customer(state: &TenantState, u: CustomerId) -> pb::Customer {
-    let c = state.engine.customer(u);
+    let id = state.customers.name(u.0);
+    customer_view(state, id, state.engine.customer(u), state.profiles.get(&u))
+}
+
+/// A customer in memory or out of the store (`id`: its caller-chosen id).
+pub fn customer_view(
+    state: &TenantState,
+    id: &str,
+    c: Option<&switchboard_core::engine::Customer>,
+    profile: Option<&crate::state::Profile>,
+) -> pb::Customer {
     let settings = c.map(|c| &c.settings);
-    let profile = state.profiles.get(&u);
     // An agent deleted since keeps no name; show nothing rather than a dangling one.
     let agent_id =
         |a: Option<AgentId>| a.map(|a| state.agents.name(a.0).to_owned()).unwrap_or_default();
     pb::Customer {
-        name: state.customer_name(u),
+        name: crate::names::child_name(&state.id, "customers", id),
         nickname: settings.and_then(|s| s.nickname.clone()).unwrap_or_default(),
         priority: settings.map_or(0, |s| u32::from(s.priority)),
         group: settings

@@ -1,20 +1,31 @@
 //! The conversation as the API shows it.
 
-use switchboard_core::{ConversationId, State};
+use switchboard_core::{Conversation, ConversationId, State};
 use switchboard_proto::v1 as pb;
 
 use super::{duration, state_to_pb, timestamp};
-use crate::state::TenantState;
+use crate::state::{ConversationExtra, TenantState};
 
 pub fn conversation(state: &TenantState, id: ConversationId) -> pb::Conversation {
     let Some(c) = state.engine.conversation(id) else {
         return pb::Conversation { name: state.conversation_name(id), ..Default::default() };
     };
+    render(state, c, state.conversation_extra.get(&id), state.customers.name(c.customer.0))
+}
+
+/// A conversation in memory or out of the archive, with the tenant's names (`customer`: the
+/// customer's id, which an archived conversation carries itself).
+pub fn render(
+    state: &TenantState,
+    c: &Conversation,
+    extra: Option<&ConversationExtra>,
+    customer: &str,
+) -> pb::Conversation {
+    let id = c.id;
     let position = state.engine.position(id);
-    let extra = state.conversation_extra.get(&id);
     pb::Conversation {
         name: state.conversation_name(id),
-        customer: state.customer_name(c.customer),
+        customer: crate::names::child_name(&state.id, "customers", customer),
         channel: super::channel_to_pb(c.channel) as i32,
         group: state.group_name(c.group),
         state: state_to_pb(c.state) as i32,

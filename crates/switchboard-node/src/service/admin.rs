@@ -2,7 +2,7 @@
 //! reads run on the tenant's current state (`Registry::read`) with the views of
 //! `convert::resources`.
 
-use switchboard_core::{AgentId, CustomerId, GroupId};
+use switchboard_core::{AgentId, GroupId};
 use switchboard_proto::internal::v1::command::Op;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_server::AdminService;
@@ -11,7 +11,6 @@ use tonic::{Request, Response, Status};
 use super::{page, variant};
 use crate::auth::Call;
 use crate::convert::resources;
-use crate::error::Error;
 use crate::names;
 use crate::registry::Registry;
 use crate::state::{Ids, TenantState};
@@ -247,16 +246,7 @@ impl AdminService for Admin {
         let (call, r) = Call::split(request);
         let (t, id) = names::child("name", &r.name, "customers").map_err(Status::from)?;
         call.allow(&t, None)?;
-        let customer = self
-            .registry
-            .read(&t, move |s| {
-                let u = s.customers.get(&id).ok_or_else(|| {
-                    Error::NotFound(format!("name: customer {id:?} of tenant {}", s.id))
-                })?;
-                Ok::<_, Error>(resources::customer(s, CustomerId(u)))
-            })
-            .await?
-            .map_err(Status::from)?;
+        let customer = self.registry.customer(&t, &id).await?;
         Ok(Response::new(customer))
     }
 

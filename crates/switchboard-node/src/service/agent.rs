@@ -233,11 +233,10 @@ impl AgentService for Agents {
         // What this agent may see (SPEC §7): everything, up to its handover, or nothing.
         let cutoff = self
             .registry
-            .read(&tenant, move |state| -> Result<Option<switchboard_core::Timestamp>, Error> {
+            .with_conversation(&tenant, n, move |state, c, _, _| -> Result<_, Error> {
                 let a = state.agent("agent", &id)?;
-                let c = state.conversation(n)?;
                 let viewer = if state.is_supervisor(a) { Actor::Supervisor(a) } else { Actor::Agent(a) };
-                state.engine.visible_until(c, viewer).ok_or_else(|| {
+                c.visible_until(viewer).ok_or_else(|| {
                     Error::PermissionDenied(format!(
                         "agent {} never served conversation {n}; only its agents and supervisors can read it",
                         state.agents.name(a.0)

@@ -109,11 +109,11 @@ impl ChannelService for Channel {
         call.allow(&tenant, None)?;
         let found = self
             .registry
-            .read(&tenant, move |state| {
-                state.conversation(n).map(|c| views::conversation(state, c))
+            .with_conversation(&tenant, n, |state, c, extra, customer| {
+                views::render(state, c, extra, customer)
             })
             .await?;
-        Ok(Response::new(found?))
+        Ok(Response::new(found))
     }
 
     type StreamOutboundStream = ItemStream<pb::OutboundMessage>;

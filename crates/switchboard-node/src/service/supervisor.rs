@@ -7,9 +7,11 @@ use switchboard_core::{AgentId, Conversation, State, Timestamp};
 use switchboard_proto::internal::v1::command::Op;
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::supervisor_service_server::SupervisorService;
+use switchboard_store::ArchiveQuery;
 use tonic::{Request, Response, Status};
 
 use super::{page, variant};
+use crate::archive;
 use crate::auth::Call;
 use crate::convert::{self, resources};
 use crate::error::Error;
@@ -28,6 +30,43 @@ pub const MAX_QUEUE_WAITS: usize = 10_000;
 #[derive(Debug)]
 pub struct Supervisor {
     pub registry: Registry,
+}
+
+/// Archived conversations read per store query.
+const ARCHIVE_PAGE: usize = 1000;
+
+impl Supervisor {
+    /// Archived conversations matching `query`, decoded off the actor: one page, or (with
+    /// `one_page` false) every page up to [`MAX_QUEUE_WAITS`] conversations. With `one_page`,
+    /// also the archive's size.
+    async fn archived(
+        &self,
+        tenant: &str,
+        mut query: ArchiveQuery,
+        one_page: bool,
+    ) -> Result<(Vec<Conversation>, u64), Status> {
+        let (store, tenant) = (std::sync::Arc::clone(self.registry.store()), tenant.to_owned());
+        let read = move || -> Result<(Vec<Conversation>, u64), Error> {
+            let mut out = Vec::new();
+            loop {
+                let rows = store.list_archived(&tenant, &query)?;
+                let full = rows.len() == query.limit;
+                query.after_conversation = rows.last().map_or(0, |r| r.conversation);
+                for row in rows {
+                    out.push(archive::decode(&row.body)?.conversation);
+                }
+                if one_page || !full || out.len() >= MAX_QUEUE_WAITS {
+                    break;
+                }
+            }
+            let total = if one_page { store.count_archived(&tenant)? } else { 0 };
+            Ok((out, total))
+        };
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| Status::unavailable(format!("archive read interrupted: {e}")))?
+            .map_err(Status::from)
+    }
 }
 
 /// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`), once the caller may act
@@ -50,10 +89,18 @@ fn live_conversation(s: &TenantState, c: &Conversation) -> pb::LiveConversation 
     }
 }
 
-/// Conversations by id, after the token; totals over all of them.
-fn live_board(s: &TenantState, size: usize, after: u64) -> pb::LiveBoard {
-    let (mut in_progress, mut ended) = (0, 0);
-    let mut rest = Vec::new();
+/// Conversations by id, after the token, live or archived (`archived`: the archive's page
+/// after the token, `archived_total` its size); totals over all of them.
+fn live_board(
+    s: &TenantState,
+    size: usize,
+    after: u64,
+    archived: &[Conversation],
+    archived_total: u64,
+) -> pb::LiveBoard {
+    let (mut in_progress, mut ended) = (0, archived_total);
+    let mut rest: Vec<&Conversation> =
+        archived.iter().filter(|c| s.engine.conversation(c.id).is_none()).collect();
     for c in s.engine.conversations() {
         if c.is_open() {
             in_progress += 1;
@@ -113,10 +160,12 @@ fn queue_stats(
     from: Timestamp,
     to: Timestamp,
     threshold: Duration,
+    archived: &[Conversation],
 ) -> pb::QueueStats {
-    let mut long: Vec<(Timestamp, &Conversation, Duration)> = s
-        .engine
-        .conversations()
+    let live = s.engine.conversations();
+    let gone = archived.iter().filter(|c| s.engine.conversation(c.id).is_none());
+    let mut long: Vec<(Timestamp, &Conversation, Duration)> = live
+        .chain(gone)
         .flat_map(|c| waits(c, now).into_iter().map(move |(at, waited)| (at, c, waited)))
         .filter(|(at, _, waited)| (from..=to).contains(at) && *waited > threshold)
         .collect();
@@ -210,7 +259,11 @@ impl SupervisorService for Supervisor {
                 Status::from(Error::field("page.page_token", "not a token this board returned"))
             })?,
         };
-        let board = self.registry.read(&t, move |s| live_board(s, size, after)).await?;
+        let query =
+            ArchiveQuery { after_conversation: after, limit: size + 1, ..Default::default() };
+        let (archived, total) = self.archived(&t, query, true).await?;
+        let board =
+            self.registry.read(&t, move |s| live_board(s, size, after, &archived, total)).await?;
         Ok(Response::new(board))
     }
 
@@ -231,8 +284,19 @@ impl SupervisorService for Supervisor {
         if from > to {
             return Err(Status::from(Error::field("from", "must not be after `to`")));
         }
-        let stats =
-            self.registry.read(&t, move |s| queue_stats(s, now, from, to, threshold)).await?;
+        // Waits that entered in [from, to] belong to conversations opened by `to` that ended
+        // at or after `from`.
+        let query = ArchiveQuery {
+            ended_from_ms: Some(from.as_millis()),
+            opened_before_ms: Some(to.as_millis()),
+            limit: ARCHIVE_PAGE,
+            ..Default::default()
+        };
+        let (archived, _) = self.archived(&t, query, false).await?;
+        let stats = self
+            .registry
+            .read(&t, move |s| queue_stats(s, now, from, to, threshold, &archived))
+            .await?;
         Ok(Response::new(stats))
     }
 
