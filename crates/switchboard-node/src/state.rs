@@ -105,6 +105,11 @@ pub struct TenantState {
     pub next_conversation: u64,
     /// Last sequence number of every stream.
     pub stream_seq: BTreeMap<String, u64>,
+    /// `at_ms` of the last command applied. A reloaded tenant's clock starts here, so it never
+    /// runs backwards across a restart or a move to a node whose wall clock is behind.
+    /// Defaulted for snapshots taken before it existed (the log after them still sets it).
+    #[serde(default)]
+    pub last_at: Timestamp,
 }
 
 impl TenantState {

@@ -154,13 +154,16 @@ impl Actor for TenantActor {
                 }
             }
         });
+        // The tenant's time never goes before its last logged time, whatever this node's
+        // wall clock says (it may be behind the previous owner's, or set back).
+        let last_at = args.state.last_at;
         let mut running = Running {
             sampler,
-            last_now: Timestamp::ZERO,
+            last_now: last_at,
             state: args.state,
             log_seq: args.log_seq,
             since_snapshot: 0,
-            last_snapshot: clock::now(),
+            last_snapshot: clock::now().max(last_at),
             snapshot_every: args.snapshot_every.max(1),
             fence: args.fence,
             store: args.store,
