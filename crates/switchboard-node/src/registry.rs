@@ -230,9 +230,20 @@ impl Registry {
         let mut tenants = self.inner.tenants.lock().await;
         let id = req.tenant_id.clone();
         if let Some(actor) = tenants.get(&id) {
-            // A retry of the creation answers as the creation did.
-            if !req.request_id.is_empty()
-                && let Ok(Some(bytes)) = self.inner.store.find_response(&id, &req.request_id)
+            // A retry of the creation answers as the creation did (and if the lookup fails we
+            // cannot tell a retry from a second creation: retryable).
+            let found = if req.request_id.is_empty() {
+                None
+            } else {
+                self.inner.store.find_response(&id, &req.request_id).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "cannot tell whether request_id {:?} created tenant {id:?} (the store's \
+                         lookup failed: {e}); retry with the same request_id",
+                        req.request_id
+                    ))
+                })?
+            };
+            if let Some(bytes) = found
                 && let Ok(resp) =
                     switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
                 && let Some(result) = resp.result
@@ -416,11 +427,15 @@ fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use prost::Message as _;
     use switchboard_proto::internal::v1::{Command, command::Op};
     use switchboard_proto::v1 as pb;
-    use switchboard_store::{Batch, LogRecord, SqliteOptions, SqliteStore, Store};
+    use switchboard_store::{
+        Batch, Fence, Loaded, LogRecord, Message, Pending, SqliteOptions, SqliteStore, Store,
+        StreamEntry,
+    };
 
     use super::{Options, Registry};
     use crate::hub::Hub;
@@ -488,6 +503,107 @@ mod tests {
         registry.command("acme", group("c"), "").await.unwrap();
         let next = log(store.as_ref()).pop().unwrap();
         assert!(next.at_ms >= last.at_ms, "logged at {} after {}", next.at_ms, last.at_ms);
+        registry.shutdown().await;
+    }
+
+    /// A real store whose idempotency lookups fail while `failing` is set.
+    struct FailingLookups {
+        inner: SqliteStore,
+        failing: AtomicBool,
+    }
+
+    impl Store for FailingLookups {
+        fn append(&self, batch: Batch) -> Pending {
+            self.inner.append(batch)
+        }
+        fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
+            self.inner.snapshot(tenant, fence, seq, bytes)
+        }
+        fn raise_fence(&self, fence: Fence) -> Pending {
+            self.inner.raise_fence(fence)
+        }
+        fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
+            self.inner.trim_stream(tenant, stream, keep_last)
+        }
+        fn tenants(&self) -> switchboard_store::Result<Vec<String>> {
+            self.inner.tenants()
+        }
+        fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
+            self.inner.load(tenant)
+        }
+        fn read_stream(
+            &self,
+            tenant: &str,
+            stream: &str,
+            after_seq: u64,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<StreamEntry>> {
+            self.inner.read_stream(tenant, stream, after_seq, limit)
+        }
+        fn last_stream_seq(
+            &self,
+            tenant: &str,
+            stream: &str,
+        ) -> switchboard_store::Result<Option<u64>> {
+            self.inner.last_stream_seq(tenant, stream)
+        }
+        fn messages(
+            &self,
+            tenant: &str,
+            conversation: u64,
+            after_seq: u64,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<Message>> {
+            self.inner.messages(tenant, conversation, after_seq, limit)
+        }
+        fn find_response(
+            &self,
+            tenant: &str,
+            request_id: &str,
+        ) -> switchboard_store::Result<Option<Vec<u8>>> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk unreadable").into());
+            }
+            self.inner.find_response(tenant, request_id)
+        }
+    }
+
+    /// A retry whose idempotency lookup fails is refused as retryable and applies nothing;
+    /// once the store answers again, the same retry gets the original answer.
+    #[tokio::test]
+    async fn a_failed_idempotency_lookup_refuses_instead_of_applying_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky =
+            Arc::new(FailingLookups { inner: sqlite(&dir), failing: AtomicBool::new(false) });
+        let store: Arc<dyn Store> = flaky.clone();
+        let registry = open(&store).await;
+        create(&registry).await;
+        let first = registry.command("acme", group("a"), "r1").await.unwrap();
+        // Restarted: the answer of r1 is in the store only.
+        registry.shutdown().await;
+        let registry = open(&store).await;
+        let applied = store.load("acme").unwrap();
+
+        flaky.failing.store(true, Ordering::SeqCst);
+        for request_id in ["r1", "r2"] {
+            let e = registry.command("acme", group("b"), request_id).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unavailable, "{request_id}: {e:?}");
+            assert!(e.message().contains("retry with the same request_id"), "{}", e.message());
+        }
+        let create_again = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            request_id: "c1".into(),
+            ..Default::default()
+        };
+        let e = registry.create_tenant(create_again).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert_eq!(store.load("acme").unwrap(), applied, "nothing was logged");
+        let groups = registry.read("acme", |s| s.groups.names_after("").count()).await.unwrap();
+        assert_eq!(groups, 1, "nothing was applied");
+
+        flaky.failing.store(false, Ordering::SeqCst);
+        assert_eq!(registry.command("acme", group("b"), "r1").await.unwrap(), first);
+        assert_eq!(log(store.as_ref()).len(), applied.log.len(), "r1 was not applied again");
         registry.shutdown().await;
     }
 }
