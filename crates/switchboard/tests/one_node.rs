@@ -329,7 +329,27 @@ async fn seed_001_worked_case_end_to_end() {
         assert!(metrics.contains(want), "missing {want} in\n{metrics}");
     }
     assert!(!metrics.contains("conversations/"), "no conversation ids in labels");
+    process_series_are_plausible(&metrics);
     promtool_accepts(&metrics);
+}
+
+/// The process series every Prometheus exporter has are there, with believable values.
+fn process_series_are_plausible(scrape: &str) {
+    let value = |name: &str| -> f64 {
+        let line = scrape
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+            .unwrap_or_else(|| panic!("no {name} in\n{scrape}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0, "the node has run");
+    assert!(value("process_resident_memory_bytes") > 1e6, "more than 1 MB resident");
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    let open = value("process_open_fds");
+    assert!(open >= 3.0 && open <= value("process_max_fds"), "{open} open fds");
+    assert!(value("process_threads") >= 2.0, "a multi-threaded runtime");
+    // Started after 2020 (a real epoch time, not a count from boot).
+    assert!(value("process_start_time_seconds") > 1.6e9);
 }
 
 /// `promtool check metrics` (Debian's `prometheus`, installed by scripts/setup) finds nothing
