@@ -54,6 +54,16 @@ pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
 pub const BUILD_INFO: &str = "switchboard_build_info";
 
+// The process series every Prometheus client library exports, added to each scrape by the
+// `switchboard` binary's exporter (read from the OS at that moment).
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_THREADS: &str = "process_threads";
+
 /// Bucket bounds (seconds) of every wait-like histogram; the service-level thresholds
 /// (20 s, 30 s, 60 s) are bounds, so service level is read straight off the buckets.
 pub const WAIT_BUCKETS: &[f64] = &[

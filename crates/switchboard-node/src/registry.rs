@@ -233,9 +233,20 @@ impl Registry {
         let mut tenants = self.inner.tenants.lock().await;
         let id = req.tenant_id.clone();
         if let Some(actor) = tenants.get(&id) {
-            // A retry of the creation answers as the creation did.
-            if !req.request_id.is_empty()
-                && let Ok(Some(bytes)) = self.inner.store.find_response(&id, &req.request_id)
+            // A retry of the creation answers as the creation did (and if the lookup fails we
+            // cannot tell a retry from a second creation: retryable).
+            let found = if req.request_id.is_empty() {
+                None
+            } else {
+                self.inner.store.find_response(&id, &req.request_id).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "cannot tell whether request_id {:?} created tenant {id:?} (the store's \
+                         lookup failed: {e}); retry with the same request_id",
+                        req.request_id
+                    ))
+                })?
+            };
+            if let Some(bytes) = found
                 && let Ok(resp) =
                     switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
                 && let Some(result) = resp.result
@@ -481,4 +492,215 @@ fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> 
     }
     info!(tenant, records, seq, "tenant loaded");
     Ok((state, seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use prost::Message as _;
+    use switchboard_proto::internal::v1::{Command, command::Op};
+    use switchboard_proto::v1 as pb;
+    use switchboard_store::{
+        Batch, Fence, Loaded, LogRecord, Message, Pending, SqliteOptions, SqliteStore, Store,
+        StreamEntry,
+    };
+
+    use super::{Options, Registry};
+    use crate::hub::Hub;
+
+    fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap()
+    }
+
+    async fn open(store: &Arc<dyn Store>) -> Registry {
+        Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap()
+    }
+
+    async fn create(registry: &Registry) {
+        let req = pb::CreateTenantRequest { tenant_id: "acme".into(), ..Default::default() };
+        registry.create_tenant(req).await.unwrap();
+    }
+
+    fn group(id: &str) -> Op {
+        Op::PutGroup(pb::PutGroupRequest {
+            name: format!("tenants/acme/groups/{id}"),
+            ..Default::default()
+        })
+    }
+
+    fn log(store: &dyn Store) -> Vec<LogRecord> {
+        store.load("acme").unwrap().log
+    }
+
+    /// The previous owner's wall clock ran an hour ahead of this node's (or this node's clock
+    /// was set back): whether the tenant comes back from its log or from a snapshot, the next
+    /// command is logged no earlier than the last one, so FIFO by time holds.
+    #[tokio::test]
+    async fn a_reloaded_tenant_never_logs_a_time_before_its_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite(&dir));
+        let registry = open(&store).await;
+        create(&registry).await;
+        registry.shutdown().await;
+
+        let ahead = crate::clock::now().as_millis() + 3_600_000;
+        let (snapshot_seq, _) = store.load("acme").unwrap().snapshot.expect("snapshot");
+        let cmd = Command { at_ms: ahead, op: Some(group("a")), ..Default::default() };
+        let record = LogRecord {
+            seq: snapshot_seq + 1,
+            at_ms: ahead,
+            request_id: None,
+            command: cmd.encode_to_vec(),
+            response: Vec::new(),
+        };
+        store
+            .append(Batch { tenant: "acme".into(), log: vec![record], ..Batch::default() })
+            .await
+            .unwrap();
+
+        // Replayed from the log.
+        let registry = open(&store).await;
+        registry.command("acme", group("b"), "").await.unwrap();
+        let last = log(store.as_ref()).pop().unwrap();
+        assert!(last.at_ms >= ahead, "logged at {} after {ahead}", last.at_ms);
+        registry.shutdown().await;
+
+        // Restored from the snapshot alone.
+        assert!(log(store.as_ref()).is_empty(), "the snapshot replaced the log");
+        let registry = open(&store).await;
+        registry.command("acme", group("c"), "").await.unwrap();
+        let next = log(store.as_ref()).pop().unwrap();
+        assert!(next.at_ms >= last.at_ms, "logged at {} after {}", next.at_ms, last.at_ms);
+        registry.shutdown().await;
+    }
+
+    /// A real store whose idempotency lookups fail while `failing` is set.
+    struct FailingLookups {
+        inner: SqliteStore,
+        failing: AtomicBool,
+    }
+
+    impl Store for FailingLookups {
+        fn append(&self, batch: Batch) -> Pending {
+            self.inner.append(batch)
+        }
+        fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
+            self.inner.snapshot(tenant, fence, seq, bytes)
+        }
+        fn raise_fence(&self, fence: Fence) -> Pending {
+            self.inner.raise_fence(fence)
+        }
+        fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
+            self.inner.trim_stream(tenant, stream, keep_last)
+        }
+        fn tenants(&self) -> switchboard_store::Result<Vec<String>> {
+            self.inner.tenants()
+        }
+        fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
+            self.inner.load(tenant)
+        }
+        fn read_stream(
+            &self,
+            tenant: &str,
+            stream: &str,
+            after_seq: u64,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<StreamEntry>> {
+            self.inner.read_stream(tenant, stream, after_seq, limit)
+        }
+        fn last_stream_seq(
+            &self,
+            tenant: &str,
+            stream: &str,
+        ) -> switchboard_store::Result<Option<u64>> {
+            self.inner.last_stream_seq(tenant, stream)
+        }
+        fn messages(
+            &self,
+            tenant: &str,
+            conversation: u64,
+            after_seq: u64,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<Message>> {
+            self.inner.messages(tenant, conversation, after_seq, limit)
+        }
+        fn find_response(
+            &self,
+            tenant: &str,
+            request_id: &str,
+        ) -> switchboard_store::Result<Option<Vec<u8>>> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk unreadable").into());
+            }
+            self.inner.find_response(tenant, request_id)
+        }
+        fn archived(
+            &self,
+            tenant: &str,
+            conversation: u64,
+        ) -> switchboard_store::Result<Option<switchboard_store::Archived>> {
+            self.inner.archived(tenant, conversation)
+        }
+        fn list_archived(
+            &self,
+            tenant: &str,
+            query: &switchboard_store::ArchiveQuery,
+        ) -> switchboard_store::Result<Vec<switchboard_store::Archived>> {
+            self.inner.list_archived(tenant, query)
+        }
+        fn count_archived(&self, tenant: &str) -> switchboard_store::Result<u64> {
+            self.inner.count_archived(tenant)
+        }
+        fn customer(
+            &self,
+            tenant: &str,
+            customer: &str,
+        ) -> switchboard_store::Result<Option<Vec<u8>>> {
+            self.inner.customer(tenant, customer)
+        }
+        fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, before_ms: u64) -> Pending {
+            self.inner.retain(tenant, fence, now_ms, before_ms)
+        }
+    }
+
+    /// A retry whose idempotency lookup fails is refused as retryable and applies nothing;
+    /// once the store answers again, the same retry gets the original answer.
+    #[tokio::test]
+    async fn a_failed_idempotency_lookup_refuses_instead_of_applying_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky =
+            Arc::new(FailingLookups { inner: sqlite(&dir), failing: AtomicBool::new(false) });
+        let store: Arc<dyn Store> = flaky.clone();
+        let registry = open(&store).await;
+        create(&registry).await;
+        let first = registry.command("acme", group("a"), "r1").await.unwrap();
+        // Restarted: the answer of r1 is in the store only.
+        registry.shutdown().await;
+        let registry = open(&store).await;
+        let applied = store.load("acme").unwrap();
+
+        flaky.failing.store(true, Ordering::SeqCst);
+        for request_id in ["r1", "r2"] {
+            let e = registry.command("acme", group("b"), request_id).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unavailable, "{request_id}: {e:?}");
+            assert!(e.message().contains("retry with the same request_id"), "{}", e.message());
+        }
+        let create_again = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            request_id: "c1".into(),
+            ..Default::default()
+        };
+        let e = registry.create_tenant(create_again).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert_eq!(store.load("acme").unwrap(), applied, "nothing was logged");
+        let groups = registry.read("acme", |s| s.groups.names_after("").count()).await.unwrap();
+        assert_eq!(groups, 1, "nothing was applied");
+
+        flaky.failing.store(false, Ordering::SeqCst);
+        assert_eq!(registry.command("acme", group("b"), "r1").await.unwrap(), first);
+        assert_eq!(log(store.as_ref()).len(), applied.log.len(), "r1 was not applied again");
+        registry.shutdown().await;
+    }
 }

@@ -121,6 +121,11 @@ pub struct TenantState {
     /// encoded [`crate::archive::CustomerRecord`]). Not snapshotted.
     #[serde(skip)]
     pub evicting: FxHashMap<String, (u64, Vec<u8>)>,
+    /// `at_ms` of the last command applied. A reloaded tenant's clock starts here, so it never
+    /// runs backwards across a restart or a move to a node whose wall clock is behind.
+    /// Defaulted for snapshots taken before it existed (the log after them still sets it).
+    #[serde(default)]
+    pub last_at: Timestamp,
 }
 
 /// Leading byte of a snapshot in the compact encoding (MessagePack, fields by position). An

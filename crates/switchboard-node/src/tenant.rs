@@ -201,13 +201,16 @@ impl Actor for TenantActor {
                 }
             }
         });
+        // The tenant's time never goes before its last logged time, whatever this node's
+        // wall clock says (it may be behind the previous owner's, or set back).
+        let last_at = args.state.last_at;
         let mut running = Running {
             sampler,
-            last_now: Timestamp::ZERO,
+            last_now: last_at,
             state: args.state,
             log_seq: args.log_seq,
             since_snapshot: 0,
-            last_snapshot: clock::now(),
+            last_snapshot: clock::now().max(last_at),
             snapshot_every: args.snapshot_every.max(1),
             fence: args.fence,
             store: args.store,
@@ -329,16 +332,26 @@ impl Running {
     }
 
     fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
-        if !request_id.is_empty()
-            && let Some(found) = self.previous_answer(&request_id)
-        {
-            // Answered after the original is durable: it may still be in flight.
-            self.enqueue(Job {
-                reply,
-                result: Some(found),
-                ..Job::new(Box::pin(async { Ok(()) }))
-            });
-            return;
+        if !request_id.is_empty() {
+            match self.previous_answer(&request_id) {
+                Ok(None) => {}
+                Ok(Some(found)) => {
+                    // Answered after the original is durable: it may still be in flight.
+                    self.enqueue(Job {
+                        reply,
+                        result: Some(found),
+                        ..Job::new(Box::pin(async { Ok(()) }))
+                    });
+                    return;
+                }
+                Err(e) => {
+                    // Not knowing whether it was applied, applying it could apply it twice.
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    return;
+                }
+            }
         }
         let now = self.now();
         let cmd = Command {
@@ -409,19 +422,28 @@ impl Running {
         let _ = self.committer.send(job);
     }
 
-    fn previous_answer(&self, request_id: &str) -> Option<response::Result> {
+    /// The answer given to `request_id` before, if it was seen. A failed lookup is an error,
+    /// never "not seen": the command may have been applied already.
+    fn previous_answer(&self, request_id: &str) -> Result<Option<response::Result>, Error> {
         let bytes = match self.recent.get(request_id) {
             Some(b) => b.clone(),
             None => match self.store.find_response(&self.state.id, request_id) {
                 Ok(Some(b)) => b,
-                Ok(None) => return None,
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     warn!(tenant = %self.state.id, error = %e, "idempotency lookup failed");
-                    return None;
+                    return Err(Error::Unavailable(format!(
+                        "cannot tell whether request_id {request_id:?} was already applied (the \
+                         store's lookup failed: {e}); nothing was done, retry with the same \
+                         request_id"
+                    )));
                 }
             },
         };
-        Response::decode(bytes.as_slice()).ok().and_then(|r| r.result)
+        let stored = Response::decode(bytes.as_slice()).map_err(|e| {
+            Error::Internal(format!("stored answer of request_id {request_id:?}: {e}"))
+        })?;
+        Ok(stored.result)
     }
 
     /// Retention by time in the store: archived conversations (and their transcripts and

@@ -10,4 +10,5 @@
 pub mod cli;
 pub mod config;
 pub mod ctl;
+mod exporter;
 pub mod serve;

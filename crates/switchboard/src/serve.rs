@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -40,7 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let node = config.node(grpc_addr)?;
     let metrics_addr = match config.metrics.addr {
         Listen::Off => Listen::Off,
-        Listen::On(addr) => Listen::On(install_metrics(addr)?),
+        Listen::On(addr) => Listen::On(crate::exporter::install(addr).await?),
     };
     switchboard_node::metrics::describe();
 
@@ -89,41 +88,6 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().try_init(),
     };
     installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
-}
-
-/// Installs the Prometheus recorder and its `/metrics` listener; returns the bound address.
-///
-/// The exporter binds inside `install()` and does not say which port it got, so port 0 is
-/// resolved here: ask the OS for a free port, release it and hand it to the exporter, trying
-/// again if something else took it in between.
-fn install_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    const ATTEMPTS: usize = 5;
-    for attempt in 1..=ATTEMPTS {
-        let concrete = if addr.port() == 0 {
-            std::net::TcpListener::bind(addr)
-                .and_then(|probe| probe.local_addr())
-                .with_context(|| format!("cannot listen on metrics.addr {addr}"))?
-        } else {
-            addr
-        };
-        let mut builder = PrometheusBuilder::new().with_http_listener(concrete);
-        // Histograms with explicit buckets (never summaries), service-level bounds included.
-        for (name, buckets) in switchboard_node::metrics::HISTOGRAMS {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-                .with_context(|| format!("buckets of {name}"))?;
-        }
-        match builder.install() {
-            Ok(()) => return Ok(concrete),
-            Err(BuildError::FailedToCreateHTTPListener(e))
-                if addr.port() == 0 && attempt < ATTEMPTS =>
-            {
-                warn!(addr = %concrete, error = %e, "free port taken before the exporter bound it; trying another");
-            }
-            Err(e) => bail!("cannot serve metrics on metrics.addr {concrete}: {e}"),
-        }
-    }
-    bail!("cannot serve metrics on metrics.addr {addr}: no free port after {ATTEMPTS} attempts")
 }
 
 /// Becomes `true` on the first SIGTERM or SIGINT (Ctrl-C). A second signal exits at once.

@@ -329,7 +329,27 @@ async fn seed_001_worked_case_end_to_end() {
         assert!(metrics.contains(want), "missing {want} in\n{metrics}");
     }
     assert!(!metrics.contains("conversations/"), "no conversation ids in labels");
+    process_series_are_plausible(&metrics);
     promtool_accepts(&metrics);
+}
+
+/// The process series every Prometheus exporter has are there, with believable values.
+fn process_series_are_plausible(scrape: &str) {
+    let value = |name: &str| -> f64 {
+        let line = scrape
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+            .unwrap_or_else(|| panic!("no {name} in\n{scrape}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0, "the node has run");
+    assert!(value("process_resident_memory_bytes") > 1e6, "more than 1 MB resident");
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    let open = value("process_open_fds");
+    assert!(open >= 3.0 && open <= value("process_max_fds"), "{open} open fds");
+    assert!(value("process_threads") >= 2.0, "a multi-threaded runtime");
+    // Started after 2020 (a real epoch time, not a count from boot).
+    assert!(value("process_start_time_seconds") > 1.6e9);
 }
 
 /// `promtool check metrics` (Debian's `prometheus`, installed by scripts/setup) finds nothing
@@ -784,6 +804,71 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     ] {
         assert!(metrics.contains(want), "missing {want}");
     }
+}
+
+/// The field a refusal's `BadRequest` details name.
+fn violated_field(s: &tonic::Status) -> String {
+    s.get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+        .unwrap_or_default()
+}
+
+/// Client-sent times outside what `google.protobuf.Timestamp` and `Duration` allow (or before
+/// the epoch) are refused with INVALID_ARGUMENT naming the field, never wrapped or panicked on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_times_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[]).await;
+    let ts = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let d = |seconds, nanos| Some(prost_types::Duration { seconds, nanos });
+
+    let stats = |from, to, threshold| pb::GetQueueStatsRequest {
+        tenant: tenant("acme"),
+        from,
+        to,
+        threshold,
+    };
+    let fine = c.supervisor.get_queue_stats(stats(ts(0, 0), ts(1_700_000_000, 0), d(20, 0))).await;
+    assert!(fine.is_ok(), "{fine:?}");
+    for (request, field) in [
+        (stats(ts(-1, 0), None, None), "from"),
+        (stats(None, ts(i64::MAX, 0), None), "to"),
+        (stats(None, ts(1_700_000_000, 1_000_000_000), None), "to"),
+        (stats(ts(0, -1), None, None), "from"),
+        (stats(None, None, d(0, 1_000_000_000)), "threshold"),
+        (stats(None, None, d(i64::MAX, 0)), "threshold"),
+    ] {
+        let err = c.supervisor.get_queue_stats(request.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{request:?}: {err:?}");
+        assert_eq!(violated_field(&err), field, "{request:?}: {err:?}");
+    }
+
+    for (settings, field) in [
+        (
+            pb::TenantSettings { offline_grace: d(60, 2_000_000_000), ..Default::default() },
+            "settings.offline_grace",
+        ),
+        (
+            pb::TenantSettings { unreplied_alert: d(i64::MAX, 0), ..Default::default() },
+            "settings.unreplied_alert",
+        ),
+    ] {
+        let err = c
+            .admin
+            .update_tenant(pb::UpdateTenantRequest {
+                name: tenant("acme"),
+                settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
+                display_name: String::new(),
+                request_id: rid("t"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(violated_field(&err), field, "{err:?}");
+    }
+    assert!(node.alive(), "the node survived every bad time");
 }
 
 /// The services a reflection endpoint lists.

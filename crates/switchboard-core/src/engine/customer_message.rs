@@ -26,6 +26,14 @@ pub struct CustomerMessage {
     pub priority: Option<Priority>,
 }
 
+/// Where a customer message goes.
+enum Opening {
+    /// The conversation the customer has open.
+    Open(ConversationId),
+    /// A new conversation, in this skill group.
+    New(GroupId),
+}
+
 impl Engine {
     /// A customer message: opens a conversation when none is open, then answers with the
     /// automatic replies that apply.
@@ -153,26 +161,10 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) -> Result<(ConversationId, bool)> {
         // Validate before touching state: a refused message must change nothing.
-        let known = self.customers.get(&msg.customer);
-        if let Some(open) = known.and_then(|u| u.open) {
-            return Ok((open, false));
-        }
-        if self.conversations.contains_key(&msg.new_conversation) {
-            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
-        }
-        let group = msg
-            .group
-            .or(known.and_then(|u| u.settings.group))
-            .or_else(|| channel_group(&self.settings, msg.channel))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "no skill group for customer {}: name one in the request, or set the customer's group, the channel's group or the tenant's default group",
-                    msg.customer
-                ))
-            })?;
-        if !self.groups.contains_key(&group) {
-            return Err(Error::UnknownGroup(group));
-        }
+        let group = match self.opening(msg)? {
+            Opening::Open(open) => return Ok((open, false)),
+            Opening::New(group) => group,
+        };
         let customer = self.customers.entry(msg.customer).or_default();
         let priority = msg.priority.unwrap_or(0).max(customer.settings.priority);
         customer.open = Some(msg.new_conversation);
@@ -193,6 +185,39 @@ impl Engine {
             group,
         }));
         Ok((msg.new_conversation, true))
+    }
+
+    /// Refuses what [`Engine::customer_message`] would refuse, changing nothing: for a caller
+    /// that must change the customer before the message (the nickname the channel reports)
+    /// and may do so only if the message is then accepted.
+    pub fn check_customer_message(&self, msg: &CustomerMessage) -> Result<()> {
+        check_text(&msg.text)?;
+        self.opening(msg).map(drop)
+    }
+
+    /// Where a message goes: the customer's open conversation, or a new one in this group.
+    fn opening(&self, msg: &CustomerMessage) -> Result<Opening> {
+        let known = self.customers.get(&msg.customer);
+        if let Some(open) = known.and_then(|u| u.open) {
+            return Ok(Opening::Open(open));
+        }
+        if self.conversations.contains_key(&msg.new_conversation) {
+            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
+        }
+        let group = msg
+            .group
+            .or(known.and_then(|u| u.settings.group))
+            .or_else(|| channel_group(&self.settings, msg.channel))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no skill group for customer {}: name one in the request, or set the customer's group, the channel's group or the tenant's default group",
+                    msg.customer
+                ))
+            })?;
+        if !self.groups.contains_key(&group) {
+            return Err(Error::UnknownGroup(group));
+        }
+        Ok(Opening::New(group))
     }
 
     /// Hands a conversation in the bot stage to the router.

@@ -97,20 +97,14 @@ pub(super) fn post_message(
         group,
         priority: (priority > 0).then_some(priority),
     };
-    let outcome = if renamed {
-        let previous = settings.clone();
+    if renamed {
+        // Only once the message is sure to be accepted: undoing the upsert afterwards would
+        // leave a new customer behind in the engine.
+        state.engine.check_customer_message(&msg)?;
         settings.nickname = Some(r.nickname.clone());
         state.engine.upsert_customer(o.customer, settings)?;
-        match state.engine.customer_message(now, msg) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                state.engine.upsert_customer(o.customer, previous)?;
-                return Err(e.into());
-            }
-        }
-    } else {
-        state.engine.customer_message(now, msg)?
-    };
+    }
+    let outcome = state.engine.customer_message(now, msg)?;
     opened(state, &r.customer, outcome.opened);
     transcript(
         state,
@@ -197,6 +191,65 @@ mod tests {
 
     fn run(state: &mut TenantState, at_ms: u64, op: Op) -> crate::apply::Output {
         apply(state, &Command { at_ms, op: Some(op), ..Default::default() }).expect("accepted").1
+    }
+
+    /// A refused message changes nothing, the nickname it carried included: on a tenant with
+    /// no default group, a new customer's first message is refused and leaves no customer.
+    #[test]
+    fn a_refused_message_leaves_no_customer_behind() {
+        use super::super::admin::tests::{T, group_op, refused, run as try_run};
+
+        let mut s = TenantState::default();
+        let create = pb::CreateTenantRequest { tenant_id: "acme".into(), ..Default::default() };
+        try_run(&mut s, 1_000, Op::CreateTenant(create)).unwrap();
+        try_run(&mut s, 1_000, group_op("g")).unwrap();
+        let post = |customer: &str, nickname: &str, group: &str| {
+            Op::PostMessage(pb::PostMessageRequest {
+                tenant: T.into(),
+                customer: customer.into(),
+                channel: pb::Channel::Web as i32,
+                text: "hello".into(),
+                nickname: nickname.into(),
+                group: group.into(),
+                ..Default::default()
+            })
+        };
+        let nickname = |s: &TenantState, customer: &str| {
+            let u = switchboard_core::CustomerId(s.customers.get(customer)?);
+            s.engine.customer(u)?.settings.nickname.clone()
+        };
+
+        // `refused` also checks the state is byte for byte what it was.
+        let e = refused(&mut s, post("u1", "Ann", ""));
+        assert!(e.to_string().contains("no skill group"), "{e}");
+        let next = switchboard_core::CustomerId(s.customers.peek("u1"));
+        assert!(s.engine.customer(next).is_none(), "no customer left in the engine");
+        refused(&mut s, post("u1", "", ""));
+
+        // A known customer keeps the nickname it had.
+        let put = Op::PutCustomer(pb::PutCustomerRequest {
+            name: format!("{T}/customers/u2"),
+            nickname: "Bo".into(),
+            ..Default::default()
+        });
+        let (_, out) = try_run(&mut s, 2_000, put).unwrap();
+        // Nothing open and no routing of its own: it leaves memory, nickname and all.
+        let record = crate::archive::decode_customer(&out.customers[0].1).unwrap();
+        assert_eq!(record.customer.settings.nickname.as_deref(), Some("Bo"));
+        refused(&mut s, post("u2", "Bob", ""));
+        // Brought back for the refused message, and put back as it was.
+        let back = Command {
+            at_ms: 2_500,
+            op: Some(post("u2", "Bob", "")),
+            customer: out.customers[0].1.clone(),
+            ..Default::default()
+        };
+        assert!(apply(&mut s, &back).is_err());
+        assert_eq!(nickname(&s, "u2"), None, "evicted again");
+
+        // Accepted once it names a group, with the nickname.
+        try_run(&mut s, 3_000, post("u1", "Ann", "g")).unwrap();
+        assert_eq!(nickname(&s, "u1").as_deref(), Some("Ann"));
     }
 
     /// An ended conversation leaves memory into the batch's archive rows, with the retention

@@ -248,6 +248,8 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
             response::Result::Empty(Default::default())
         }
     };
+    // Accepted: this is now the latest logged time (replay sets it the same way).
+    state.last_at = state.last_at.max(now);
     Ok((Response { result: Some(result) }, out))
 }
 

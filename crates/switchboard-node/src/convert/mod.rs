@@ -16,19 +16,56 @@ pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
 
-pub fn from_timestamp(t: &prost_types::Timestamp) -> Timestamp {
-    let ms = t.seconds.max(0) as u64 * 1000 + (t.nanos.max(0) as u64) / 1_000_000;
-    Timestamp(ms)
+/// Latest `google.protobuf.Timestamp`: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+/// Longest `google.protobuf.Duration`: about 10,000 years.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+const NANOS_PER_SECOND: i32 = 1_000_000_000;
+
+fn check_nanos(field: &str, nanos: i32) -> Result<()> {
+    if !(0..NANOS_PER_SECOND).contains(&nanos) {
+        return Err(Error::field(field, format!("nanos must be 0 to 999999999, got {nanos}")));
+    }
+    Ok(())
+}
+
+/// A client's timestamp: from the epoch (no time Switchboard keeps is earlier) to the end of
+/// year 9999, the type's documented range; anything else is refused naming `field`.
+pub fn from_timestamp(field: &str, t: &prost_types::Timestamp) -> Result<Timestamp> {
+    check_nanos(field, t.nanos)?;
+    if !(0..=MAX_TIMESTAMP_SECONDS).contains(&t.seconds) {
+        return Err(Error::field(
+            field,
+            format!(
+                "seconds must be 0 (1970-01-01T00:00:00Z) to {MAX_TIMESTAMP_SECONDS} \
+                 (9999-12-31T23:59:59Z), got {}",
+                t.seconds
+            ),
+        ));
+    }
+    // Both in range: at most 253,402,300,799,999 ms, far from overflowing.
+    Ok(Timestamp(t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000))
 }
 
 pub fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
 }
 
-/// A proto duration; negative ones are refused.
+/// A client's duration: negative ones are refused, and so is anything outside the type's
+/// documented range (seconds up to about 10,000 years, nanos below one second).
 pub fn from_duration(field: &str, d: &prost_types::Duration) -> Result<Duration> {
     if d.seconds < 0 || d.nanos < 0 {
         return Err(Error::field(field, "must not be negative"));
+    }
+    check_nanos(field, d.nanos)?;
+    if d.seconds > MAX_DURATION_SECONDS {
+        return Err(Error::field(
+            field,
+            format!(
+                "seconds must be at most {MAX_DURATION_SECONDS} (about 10,000 years), got {}",
+                d.seconds
+            ),
+        ));
     }
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
@@ -144,4 +181,67 @@ pub fn snake_tag(e: &switchboard_core::Event) -> String {
         .ok()
         .and_then(|v| v.get("event").and_then(|t| t.as_str().map(str::to_owned)))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::{Duration as PbDuration, Timestamp as PbTimestamp};
+
+    use super::*;
+
+    fn refused_field(e: Error) -> (String, String) {
+        match e {
+            Error::Field { field, message } => (field, message),
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[test]
+    fn timestamps_convert_within_range_and_refuse_the_rest() {
+        let t = |seconds, nanos| PbTimestamp { seconds, nanos };
+        assert_eq!(from_timestamp("to", &t(0, 0)).unwrap(), Timestamp(0));
+        assert_eq!(
+            from_timestamp("to", &t(1_700_000_000, 999_999_999)).unwrap(),
+            Timestamp(1_700_000_000_999)
+        );
+        let last = from_timestamp("to", &t(MAX_TIMESTAMP_SECONDS, 999_999_999)).unwrap();
+        assert_eq!(last, Timestamp(253_402_300_799_999));
+        assert_eq!(timestamp(last), t(MAX_TIMESTAMP_SECONDS, 999_000_000));
+        for bad in [
+            t(-1, 0),
+            t(i64::MIN, 0),
+            t(MAX_TIMESTAMP_SECONDS + 1, 0),
+            t(i64::MAX, 0),
+            t(0, -1),
+            t(0, 1_000_000_000),
+            t(0, i32::MAX),
+        ] {
+            let (field, message) = refused_field(from_timestamp("from", &bad).unwrap_err());
+            assert_eq!(field, "from", "{bad:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn durations_convert_within_range_and_refuse_the_rest() {
+        let d = |seconds, nanos| PbDuration { seconds, nanos };
+        assert_eq!(
+            from_duration("threshold", &d(20, 500_000_000)).unwrap(),
+            Duration::from_millis(20_500)
+        );
+        assert_eq!(
+            from_duration("threshold", &d(MAX_DURATION_SECONDS, 999_999_999)).unwrap(),
+            Duration::new(MAX_DURATION_SECONDS as u64, 999_999_999)
+        );
+        for bad in [
+            d(-1, 0),
+            d(0, -1),
+            d(0, 1_000_000_000),
+            d(1, i32::MAX),
+            d(MAX_DURATION_SECONDS + 1, 0),
+            d(i64::MAX, 999_999_999),
+        ] {
+            let (field, message) = refused_field(from_duration("threshold", &bad).unwrap_err());
+            assert_eq!(field, "threshold", "{bad:?}: {message}");
+        }
+    }
 }

@@ -279,8 +279,14 @@ impl SupervisorService for Supervisor {
             None => DEFAULT_QUEUE_THRESHOLD,
         };
         let now = crate::clock::now();
-        let to = r.to.as_ref().map_or(now, convert::from_timestamp);
-        let from = r.from.as_ref().map_or(to - DEFAULT_QUEUE_WINDOW, convert::from_timestamp);
+        let to = match &r.to {
+            Some(t) => convert::from_timestamp("to", t).map_err(Status::from)?,
+            None => now,
+        };
+        let from = match &r.from {
+            Some(t) => convert::from_timestamp("from", t).map_err(Status::from)?,
+            None => to - DEFAULT_QUEUE_WINDOW,
+        };
         if from > to {
             return Err(Status::from(Error::field("from", "must not be after `to`")));
         }
