@@ -107,8 +107,10 @@ pub struct Running {
     fence: Fence,
     store: Arc<dyn Store>,
     committer: mpsc::UnboundedSender<Job>,
-    /// Responses of recent request ids (also in the store for older ones).
-    recent: FxHashMap<String, Vec<u8>>,
+    /// Answers of request ids whose command is not durable yet, with its log seq: the store
+    /// cannot answer a retry of those. Cleared as they become durable, so it holds in-flight
+    /// work only; the store answers for everything older.
+    recent: FxHashMap<String, (u64, Vec<u8>)>,
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
     sampler: tokio::task::JoinHandle<()>,
@@ -144,18 +146,20 @@ struct Job {
     moved: Moved,
 }
 
-/// Conversations archived and customers evicted by one command, with its log seq: until
-/// durable they are served from the tenant's `archiving` and `evicting` maps.
+/// Conversations archived, customers evicted and the answer kept by one command, with its
+/// log seq: until durable they are served from memory (`archiving`, `evicting`, `recent`).
 #[derive(Debug, Default)]
 pub struct Moved {
     seq: u64,
     conversations: Vec<u64>,
     customers: Vec<String>,
+    /// The command's request id, whose answer the store now gives.
+    request_id: Option<String>,
 }
 
 impl Moved {
     fn is_empty(&self) -> bool {
-        self.conversations.is_empty() && self.customers.is_empty()
+        self.conversations.is_empty() && self.customers.is_empty() && self.request_id.is_none()
     }
 }
 
@@ -172,8 +176,6 @@ impl Job {
     }
 }
 
-/// How many request ids to remember in memory before relying on the store.
-const RECENT: usize = 100_000;
 /// Snapshot at least this often.
 const SNAPSHOT_AGE: Duration = Duration::from_secs(3600);
 /// Entries kept per stream.
@@ -250,6 +252,11 @@ impl Actor for TenantActor {
                 }
             },
             TenantMsg::Durable(moved) => {
+                if let Some(id) = moved.request_id
+                    && running.recent.get(&id).is_some_and(|(seq, _)| *seq == moved.seq)
+                {
+                    running.recent.remove(&id);
+                }
                 let state = &mut running.state;
                 for c in moved.conversations {
                     if state.archiving.get(&c).is_some_and(|(seq, _)| *seq == moved.seq) {
@@ -373,18 +380,16 @@ impl Running {
                 m::applied(&self.state, kind, started.elapsed(), &output);
                 self.log_seq += 1;
                 let response_bytes = response.encode_to_vec();
+                let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
                 if !request_id.is_empty() {
-                    if self.recent.len() >= RECENT {
-                        self.recent.clear();
-                    }
-                    self.recent.insert(request_id.clone(), response_bytes.clone());
+                    moved.request_id = Some(request_id.clone());
+                    self.recent.insert(request_id.clone(), (self.log_seq, response_bytes.clone()));
                 }
                 let batch = Batch {
                     fence: self.fence,
                     ..batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output)
                 };
                 let pending = self.store.append(batch);
-                let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
                 for row in output.archive {
                     moved.conversations.push(row.conversation);
                     self.state.archiving.insert(row.conversation, (self.log_seq, row.body));
@@ -426,7 +431,7 @@ impl Running {
     /// never "not seen": the command may have been applied already.
     fn previous_answer(&self, request_id: &str) -> Result<Option<response::Result>, Error> {
         let bytes = match self.recent.get(request_id) {
-            Some(b) => b.clone(),
+            Some((_, b)) => b.clone(),
             None => match self.store.find_response(&self.state.id, request_id) {
                 Ok(Some(b)) => b,
                 Ok(None) => return Ok(None),
