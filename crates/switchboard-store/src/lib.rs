@@ -17,9 +17,35 @@
 //! committed**: batches from concurrent callers that queue while one commit syncs all go into
 //! the next commit, and share its sync.
 //!
+//! # Archive and retention
+//!
+//! An ended conversation leaves the node's memory for the **archive**: the batch of the
+//! command that ended it carries an [`Archived`] row (an upsert by conversation, so the few
+//! later changes an ended conversation takes rewrite it). It is read back by
+//! [`Store::archived`], by paginated, indexed [`Store::list_archived`] queries (by customer,
+//! by end time, in conversation order) and counted by [`Store::count_archived`].
+//!
+//! Retention is a store-side delete by time: [`Store::retain`], one fenced write, deletes the
+//! archived conversations whose `purge_at_ms` has come together with their transcripts and
+//! the stream entries about them ([`StreamEntry::conversation`]), so no message text outlives
+//! its transcript; stream entries older than a bound; and log records kept for idempotency
+//! once past the window.
+//!
+//! # Write path
+//!
+//! A command writes one log row, which also answers a repeated request id
+//! ([`Store::find_response`], by index) until the idempotency window (`request_retention`,
+//! 24 h by default) passes, even once a snapshot covers it; [`Store::load`] returns only the
+//! records after the snapshot. Within a group commit, each shard's fence is checked once and
+//! every batch goes straight into the transaction; only if a batch fails partway (a
+//! duplicate, say) is the commit redone with one savepoint per batch, so that batch alone is
+//! refused ([`Stats::redone_commits`]). `benches/append.rs` measures it.
+//!
 //! [`SqliteStore`] is the embedded default (one file in the node's data directory).
 //! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a
-//! PostgreSQL database that every node reaches. Both run the same test suite.
+//! PostgreSQL database that every node reaches. Both run the same test suite. Both bring an
+//! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
+//! transcripts; 2: the archive and `streams.conversation`; 3: one row per command).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {

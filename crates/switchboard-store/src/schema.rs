@@ -7,7 +7,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{Error, Result};
 
-/// The schema this build writes. Bump it and add a step to [`migrate`] when the layout changes.
+/// The schema this build writes. Bump it and add a step to `migrate` (here and in
+/// `postgres.rs`) when the layout changes.
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
