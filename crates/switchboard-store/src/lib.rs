@@ -17,9 +17,35 @@
 //! committed**: batches from concurrent callers that queue while one commit syncs all go into
 //! the next commit, and share its sync.
 //!
+//! # Archive and retention
+//!
+//! An ended conversation leaves the node's memory for the **archive**: the batch of the
+//! command that ended it carries an [`Archived`] row (an upsert by conversation, so the few
+//! later changes an ended conversation takes rewrite it). It is read back by
+//! [`Store::archived`], by paginated, indexed [`Store::list_archived`] queries (by customer,
+//! by end time, in conversation order) and counted by [`Store::count_archived`].
+//!
+//! Retention is a store-side delete by time: [`Store::retain`], one fenced write, deletes the
+//! archived conversations whose `purge_at_ms` has come together with their transcripts and
+//! the stream entries about them ([`StreamEntry::conversation`]), so no message text outlives
+//! its transcript; stream entries older than a bound; and log records kept for idempotency
+//! once past the window.
+//!
+//! # Write path
+//!
+//! A command writes one log row, which also answers a repeated request id
+//! ([`Store::find_response`], by index) until the idempotency window (`request_retention`,
+//! 24 h by default) passes, even once a snapshot covers it; [`Store::load`] returns only the
+//! records after the snapshot. Within a group commit, each shard's fence is checked once and
+//! every batch goes straight into the transaction; only if a batch fails partway (a
+//! duplicate, say) is the commit redone with one savepoint per batch, so that batch alone is
+//! refused ([`Stats::redone_commits`]). `benches/append.rs` measures it.
+//!
 //! [`SqliteStore`] is the embedded default (one file in the node's data directory).
 //! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a
-//! PostgreSQL database that every node reaches. Both run the same test suite.
+//! PostgreSQL database that every node reaches. Both run the same test suite. Both bring an
+//! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
+//! transcripts; 2: the archive and `streams.conversation`; 3: one row per command).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -146,7 +172,9 @@ pub struct LogRecord {
     /// Position in the tenant's log; unique per tenant.
     pub seq: u64,
     pub at_ms: u64,
-    /// The caller's idempotency key; its response is kept for [`Store::find_response`].
+    /// The caller's idempotency key: the record (and so its response) is kept for
+    /// [`Store::find_response`] until the idempotency window passes, even once a snapshot
+    /// covers it.
     pub request_id: Option<String>,
     pub command: Vec<u8>,
     pub response: Vec<u8>,
@@ -205,10 +233,12 @@ pub trait Store: Send + Sync + 'static {
     /// whole batch.
     fn append(&self, batch: Batch) -> Pending;
 
-    /// Stores the tenant's snapshot taken after log record `seq`, and deletes the log records
-    /// up to and including `seq`, atomically. Also prunes idempotency entries older than the
-    /// retention window. Refuses a snapshot older than the stored one, and one whose fence is
-    /// older than the shard's.
+    /// Stores the tenant's snapshot taken after log record `seq`, atomically with dropping
+    /// the log records it replaces: [`Store::load`] returns only records after `seq` from then
+    /// on. Records up to `seq` without a request id are deleted; those with one are kept to
+    /// answer [`Store::find_response`] until they are older than the idempotency window
+    /// (`request_retention`) before the tenant's newest record. Refuses a snapshot older than
+    /// the stored one, and one whose fence is older than the shard's.
     fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending;
 
     /// Records that `fence.epoch` now owns `fence.shard`: every later write with an older
@@ -245,8 +275,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Message>>;
 
-    /// The response stored with the log record that carried `request_id`, if it is still
-    /// within the retention window (entries past it may or may not have been pruned yet).
+    /// The response stored with the log record that carried `request_id` (the newest such
+    /// record, if the id was reused), if it is still within the idempotency window:
+    /// `request_retention` of the store's options, 24 h by default. A record past the window
+    /// may or may not have been deleted yet (that happens at the tenant's next snapshot or
+    /// retain). One indexed lookup.
     fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>>;
 
     /// One archived conversation, if it is stored (not yet purged by [`Store::retain`]).
@@ -264,8 +297,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retention, as one fenced write: deletes the archived conversations with
     /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries
-    /// about them, and every stream entry with `at_ms < streams_before_ms`. Resolves once
-    /// durable.
+    /// about them, every stream entry with `at_ms < streams_before_ms`, and the log records
+    /// up to the snapshot kept for idempotency that are older than the window before `now_ms`.
+    /// Resolves once durable.
     ///
     /// Stream entries are cut by age per stream, from the oldest up to the first one at or
     /// after `streams_before_ms`: exact when `at_ms` never decreases along a stream (the node

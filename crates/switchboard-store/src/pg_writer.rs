@@ -1,10 +1,13 @@
 //! The PostgreSQL writer thread: the same group commit as [`crate::writer`], over one
 //! connection.
 //!
-//! Everything queued goes into one transaction with a SAVEPOINT per job, then one COMMIT
-//! (which PostgreSQL makes durable before it returns, `synchronous_commit=on`), then every
-//! job is answered. A refused job (a duplicate, a stale snapshot) is rolled back to its
-//! savepoint alone, and later jobs of the same tenant in the group are refused too.
+//! Everything queued goes into one transaction, then one COMMIT (which PostgreSQL makes
+//! durable before it returns, `synchronous_commit=on`), then every job is answered. The
+//! transaction first locks the row of each shard the group writes under (ascending) and
+//! refuses fenced jobs unwritten; the rest go straight in. A job refused partway (a
+//! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
+//! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
+//! refused too.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,13 +18,12 @@ use postgres::{Client, Statement, Transaction};
 
 use crate::postgres::connect;
 use crate::schema::{bound, count, id, ordered, unsigned};
-use crate::writer::{self, Counters, Job, Limits};
+use crate::writer::{self, Counters, Fences, Job, Limits};
 use crate::{Batch, Error, Fence, Result};
 
 /// Every statement the writer runs, prepared once per connection.
 struct Statements {
     insert_log: Statement,
-    upsert_request: Statement,
     insert_stream: Statement,
     insert_message: Statement,
     purge: Statement,
@@ -31,7 +33,9 @@ struct Statements {
     stored_snapshot: Statement,
     upsert_snapshot: Statement,
     delete_log: Statement,
-    prune_requests: Statement,
+    delete_unrequested: Statement,
+    newest_log: Statement,
+    first_log_kept: Statement,
     upsert_archive: Statement,
     upsert_customer: Statement,
     retain_messages: Statement,
@@ -49,13 +53,6 @@ impl Statements {
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
                  VALUES ($1, $2, $3, $4, $5, $6)",
-            )?,
-            // Upsert: an id reused after the retention window but before pruning must not fail.
-            upsert_request: client.prepare(
-                "INSERT INTO requests (tenant, request_id, seq, at_ms, response)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant, request_id) DO UPDATE SET
-                    seq = excluded.seq, at_ms = excluded.at_ms, response = excluded.response",
             )?,
             insert_stream: client.prepare(
                 "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
@@ -94,10 +91,14 @@ impl Statements {
                  ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes",
             )?,
             delete_log: client.prepare("DELETE FROM log WHERE tenant = $1 AND seq <= $2")?,
-            // at_ms >= 0 and retention <= i64::MAX, so the subtraction cannot overflow.
-            prune_requests: client.prepare(
-                "DELETE FROM requests WHERE tenant = $1
-                 AND at_ms < (SELECT MAX(at_ms) FROM requests WHERE tenant = $1) - $2",
+            delete_unrequested: client.prepare(
+                "DELETE FROM log WHERE tenant = $1 AND seq > $2 AND seq <= $3
+                 AND request_id IS NULL",
+            )?,
+            newest_log: client
+                .prepare("SELECT at_ms FROM log WHERE tenant = $1 ORDER BY seq DESC LIMIT 1")?,
+            first_log_kept: client.prepare(
+                "SELECT seq FROM log WHERE tenant = $1 AND at_ms >= $2 ORDER BY seq LIMIT 1",
             )?,
             upsert_archive: client.prepare(
                 "INSERT INTO archive
@@ -175,8 +176,9 @@ pub(crate) fn run(
 /// Writes one group and answers every job in it. Nothing is acknowledged before COMMIT
 /// returned, and if anything but a refusal fails, every job in the group gets the error.
 fn commit(conn: &mut Conn, group: Vec<Job>, limits: Limits, stats: &Counters) {
-    let written =
-        conn.get().and_then(|(client, statements)| write_group(client, statements, &group, limits));
+    let written = conn
+        .get()
+        .and_then(|(client, statements)| write_group(client, statements, &group, limits, stats));
     match written {
         Ok(results) => {
             stats.committed(&group, &results);
@@ -199,15 +201,49 @@ fn commit(conn: &mut Conn, group: Vec<Job>, limits: Limits, stats: &Counters) {
     }
 }
 
-/// One transaction for the group, one savepoint per job so that a refused job is undone
-/// alone. Returns each job's outcome, or the error that sank the whole group.
+/// One transaction for the group, as in SQLite (`writer::write_group`): every job straight
+/// in, and only if one fails partway, a rollback and the group again with one savepoint per
+/// job. Returns each job's outcome, or the error that sank the whole group.
 fn write_group(
     client: &mut Client,
     statements: &Statements,
     group: &[Job],
     limits: Limits,
+    stats: &Counters,
 ) -> Result<Vec<Result<()>>, postgres::Error> {
     let mut tx = client.transaction()?;
+    // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
+    // committed before (and is read here) or waits for this commit.
+    let mut fences =
+        Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
+    let written = writer::write_straight(
+        group,
+        &mut fences,
+        |job| write(&mut tx, statements, job, limits),
+        |error| match error {
+            Error::Postgres(error) if !is_data_exception(&error) => Some(error),
+            _ => None,
+        },
+    )?;
+    if let Some(results) = written {
+        tx.commit()?;
+        return Ok(results);
+    }
+    tx.rollback()?;
+    stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tx = client.transaction()?;
+    let results = write_one_by_one(&mut tx, statements, group, limits)?;
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The slow path: one savepoint per job, so that a refused job is undone alone.
+fn write_one_by_one(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    group: &[Job],
+    limits: Limits,
+) -> Result<Vec<Result<()>>, postgres::Error> {
     let mut refused: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(group.len());
     for job in group {
@@ -217,7 +253,12 @@ fn write_group(
             continue;
         }
         let mut sp = tx.savepoint("job")?;
-        match apply(&mut sp, statements, job, limits) {
+        let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
+            Some(fence) => check_fence(&mut sp, statements, fence)
+                .and_then(|()| write(&mut sp, statements, job, limits)),
+            None => write(&mut sp, statements, job, limits),
+        };
+        match written {
             Ok(()) => {
                 sp.commit()?;
                 results.push(Ok(()));
@@ -233,21 +274,20 @@ fn write_group(
             }
         }
     }
-    tx.commit()?;
     Ok(results)
 }
 
-fn apply(
+/// Writes one job, its fence already checked.
+fn write(
     tx: &mut Transaction<'_>,
     statements: &Statements,
     job: &Job,
     limits: Limits,
 ) -> Result<()> {
     match job {
-        Job::Append { batch, .. } => apply_batch(tx, statements, batch),
-        Job::Snapshot { tenant, fence, seq, bytes, .. } => {
-            check_fence(tx, statements, *fence)?;
-            apply_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
+        Job::Append { batch, .. } => write_batch(tx, statements, batch),
+        Job::Snapshot { tenant, seq, bytes, .. } => {
+            write_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
         }
         Job::RaiseFence { fence, .. } => {
             let epoch = ordered("fence epoch", fence.epoch)?;
@@ -258,20 +298,25 @@ fn apply(
             tx.execute(&statements.trim, &[tenant, stream, &count(*keep_last)])?;
             Ok(())
         }
-        Job::Retain { tenant, fence, now_ms, streams_before_ms, .. } => {
-            check_fence(tx, statements, *fence)?;
-            apply_retain(tx, statements, tenant, *now_ms, *streams_before_ms)
-        }
+        Job::Retain { tenant, now_ms, streams_before_ms, .. } => write_retain(
+            tx,
+            statements,
+            tenant,
+            *now_ms,
+            *streams_before_ms,
+            limits.request_retention_ms,
+        ),
     }
 }
 
-/// Retention of one tenant, as in SQLite (`writer::apply_retain`).
-fn apply_retain(
+/// Retention of one tenant, as in SQLite (`writer::write_retain`).
+fn write_retain(
     tx: &mut Transaction<'_>,
     statements: &Statements,
     tenant: &String,
     now_ms: u64,
     streams_before_ms: u64,
+    retention_ms: i64,
 ) -> Result<()> {
     let now = bound(now_ms);
     tx.execute(&statements.retain_messages, &[tenant, &now])?;
@@ -287,6 +332,11 @@ fn apply_retain(
             Some(first_kept) => tx.execute(&statements.cut_stream, &[tenant, &stream, &first_kept]),
             None => tx.execute(&statements.clear_stream, &[tenant, &stream]),
         }?;
+    }
+    let snapshot: Option<i64> =
+        tx.query_opt(&statements.stored_snapshot, &[tenant])?.map(|row| row.get(0));
+    if let Some(snapshot) = snapshot {
+        prune_log(tx, statements, tenant, snapshot, now.saturating_sub(retention_ms))?;
     }
     Ok(())
 }
@@ -304,19 +354,28 @@ fn duplicate(error: postgres::Error, refusal: impl FnOnce() -> Error) -> Error {
     }
 }
 
+/// Locks a shard's row until the transaction ends and returns its epoch (0 if none was stored).
+fn lock_fence(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    shard: u32,
+) -> Result<i64, postgres::Error> {
+    Ok(tx.query_one(&statements.lock_fence, &[&i64::from(shard)])?.get(0))
+}
+
 /// Refuses a write whose epoch is older than its shard's, holding the shard's row lock until
 /// the write commits.
 fn check_fence(tx: &mut Transaction<'_>, statements: &Statements, fence: Fence) -> Result<()> {
-    let current: i64 = tx.query_one(&statements.lock_fence, &[&i64::from(fence.shard)])?.get(0);
-    let current = unsigned(current);
+    let current = unsigned(lock_fence(tx, statements, fence.shard)?);
     if current > fence.epoch {
         return Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current });
     }
     Ok(())
 }
 
-fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch) -> Result<()> {
-    check_fence(tx, statements, batch.fence)?;
+/// One batch, its fence already checked; the log record is the command's only row for
+/// idempotency too.
+fn write_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;
@@ -328,12 +387,6 @@ fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
         .map_err(|e| {
             duplicate(e, || Error::DuplicateLogRecord { tenant: tenant.clone(), seq: record.seq })
         })?;
-        if let Some(request_id) = &record.request_id {
-            tx.execute(
-                &statements.upsert_request,
-                &[tenant, request_id, &seq, &at_ms, &record.response],
-            )?;
-        }
     }
     for entry in &batch.streams {
         let seq = ordered("stream seq", entry.seq)?;
@@ -397,7 +450,9 @@ fn apply_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
     Ok(())
 }
 
-fn apply_snapshot(
+/// As in SQLite (`writer::write_snapshot`): the log records it replaces go, but for those
+/// still needed to answer a repeated request.
+fn write_snapshot(
     tx: &mut Transaction<'_>,
     statements: &Statements,
     tenant: &String,
@@ -416,8 +471,25 @@ fn apply_snapshot(
         });
     }
     tx.execute(&statements.upsert_snapshot, &[tenant, &seq_sql, bytes])?;
-    tx.execute(&statements.delete_log, &[tenant, &bound(seq)])?;
-    // Pruning rides on snapshots, with the tenant's newest request as "now", as in SQLite.
-    tx.execute(&statements.prune_requests, &[tenant, &retention_ms])?;
+    let newest: Option<i64> = tx.query_opt(&statements.newest_log, &[tenant])?.map(|r| r.get(0));
+    tx.execute(&statements.delete_unrequested, &[tenant, &stored.unwrap_or(-1), &seq_sql])?;
+    if let Some(newest) = newest {
+        prune_log(tx, statements, tenant, seq_sql, newest.saturating_sub(retention_ms))?;
+    }
+    Ok(())
+}
+
+/// As in SQLite (`writer::prune_log`): the records up to `snapshot` older than `before_ms`.
+fn prune_log(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &String,
+    snapshot: i64,
+    before_ms: i64,
+) -> Result<()> {
+    let first_kept: Option<i64> =
+        tx.query_opt(&statements.first_log_kept, &[tenant, &before_ms])?.map(|r| r.get(0));
+    let up_to = first_kept.map_or(snapshot, |first| snapshot.min(first - 1));
+    tx.execute(&statements.delete_log, &[tenant, &up_to])?;
     Ok(())
 }

@@ -98,6 +98,15 @@ CREATE TABLE customers (
 );
 ";
 
+/// Version 3, as in SQLite: one row per command (the log record answers a repeated request).
+const MIGRATE_V3: &str = "
+CREATE INDEX log_by_request ON log (tenant, request_id, seq) WHERE request_id IS NOT NULL;
+INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
+    SELECT r.tenant, r.seq, r.at_ms, r.request_id, ''::bytea, r.response FROM requests r
+    WHERE NOT EXISTS (SELECT 1 FROM log l WHERE l.tenant = r.tenant AND l.seq = r.seq);
+DROP TABLE requests;
+";
+
 /// Any constant: the advisory lock that serialises schema set-up between processes, since
 /// concurrent `CREATE TABLE IF NOT EXISTS` can fail in PostgreSQL.
 const SCHEMA_LOCK: i64 = 0x5377_6974_6368;
@@ -109,8 +118,10 @@ pub struct PostgresOptions {
     pub max_batches_per_commit: usize,
     /// A commit stops taking writes once they add up to this many bytes (roughly).
     pub max_bytes_per_commit: usize,
-    /// Idempotency entries older than this (before the tenant's newest one) are pruned when
-    /// the tenant is snapshotted.
+    /// The idempotency window (default 24 h): how long a log record already covered by a
+    /// snapshot is kept to answer a repeated request id ([`crate::Store::find_response`]).
+    /// A snapshot drops those older than this before the tenant's newest record; a
+    /// [`crate::Store::retain`] those older than this before its `now_ms`.
     pub request_retention: Duration,
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
@@ -236,6 +247,10 @@ fn migrate(client: &mut Client) -> Result<()> {
     if version < 2 {
         tx.batch_execute(MIGRATE_V2)?;
         version = 2;
+    }
+    if version < 3 {
+        tx.batch_execute(MIGRATE_V3)?;
+        version = 3;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
@@ -454,8 +469,10 @@ impl ReadStatements {
                 "SELECT seq, at_ms, sender, text, kind FROM messages
                  WHERE tenant = $1 AND conversation = $2 AND seq > $3 ORDER BY seq LIMIT $4",
             )?,
-            find_response: client
-                .prepare("SELECT response FROM requests WHERE tenant = $1 AND request_id = $2")?,
+            find_response: client.prepare(
+                "SELECT response FROM log WHERE tenant = $1 AND request_id = $2
+                 ORDER BY seq DESC LIMIT 1",
+            )?,
             archived: client.prepare(&format!(
                 "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE tenant = $1 AND conversation = $2"
             ))?,

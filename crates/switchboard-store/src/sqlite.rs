@@ -25,8 +25,10 @@ pub struct SqliteOptions {
     pub max_batches_per_commit: usize,
     /// A commit stops taking writes once they add up to this many bytes (roughly).
     pub max_bytes_per_commit: usize,
-    /// Idempotency entries older than this (before the tenant's newest one) are pruned when
-    /// the tenant is snapshotted.
+    /// The idempotency window (default 24 h): how long a log record already covered by a
+    /// snapshot is kept to answer a repeated request id ([`crate::Store::find_response`]).
+    /// A snapshot drops those older than this before the tenant's newest record; a
+    /// [`crate::Store::retain`] those older than this before its `now_ms`.
     pub request_retention: Duration,
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
@@ -54,6 +56,9 @@ pub struct Stats {
     pub rejected_batches: u64,
     /// Commits that failed, failing every write in them.
     pub failed_commits: u64,
+    /// Commits redone one write at a time because a write in them was refused partway
+    /// (see the crate docs, "Write path").
+    pub redone_commits: u64,
 }
 
 /// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with
@@ -243,7 +248,8 @@ impl Store for SqliteStore {
         self.readers.with(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT response FROM requests WHERE tenant = ?1 AND request_id = ?2",
+                    "SELECT response FROM log WHERE tenant = ?1 AND request_id = ?2
+                     ORDER BY seq DESC LIMIT 1",
                 )?
                 .query_row([tenant, request_id], |row| row.get(0))
                 .optional()?)

@@ -4,8 +4,14 @@
 //! takes everything queued (up to a bound), writes it in one transaction, syncs once, and only
 //! then answers each caller. While it syncs, new jobs queue up for the next commit, so the
 //! number of syncs follows the disk, not the number of callers.
+//!
+//! Within the transaction, each shard's fence is read once, fenced jobs are refused without
+//! being written, and every other job is written straight in. Savepoints cost a write of
+//! each page a job touches to a side journal, so they are only used when needed: if a job
+//! fails partway (a duplicate, say), the writer rolls the transaction back and redoes the
+//! group with one savepoint per job, which undoes the refused job alone.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -37,6 +43,17 @@ impl Job {
             | Job::TrimStream { tenant, .. }
             | Job::Retain { tenant, .. } => tenant,
             Job::RaiseFence { .. } => "",
+        }
+    }
+
+    /// The fence the job is written under (checked), or raises; `None` for unfenced jobs.
+    pub(crate) fn fence(&self) -> Option<Fence> {
+        match self {
+            Job::Append { batch, .. } => Some(batch.fence),
+            Job::Snapshot { fence, .. }
+            | Job::Retain { fence, .. }
+            | Job::RaiseFence { fence, .. } => Some(*fence),
+            Job::TrimStream { .. } => None,
         }
     }
 
@@ -74,6 +91,7 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub rejected_batches: AtomicU64,
     pub failed_commits: AtomicU64,
+    pub redone_commits: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +102,7 @@ impl Counters {
             batches: get(&self.batches),
             rejected_batches: get(&self.rejected_batches),
             failed_commits: get(&self.failed_commits),
+            redone_commits: get(&self.redone_commits),
         }
     }
 
@@ -220,7 +239,7 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
 /// Writes one group and answers every job in it. Nothing is acknowledged before the commit
 /// returned, and if the commit fails, every job in it gets the error.
 fn commit(conn: &mut Connection, group: Vec<Job>, limits: Limits, stats: &Counters) {
-    match write_group(conn, &group, limits) {
+    match write_group(conn, &group, limits, stats) {
         Ok(results) => {
             stats.committed(&group, &results);
             for (job, result) in group.into_iter().zip(results) {
@@ -237,16 +256,51 @@ fn commit(conn: &mut Connection, group: Vec<Job>, limits: Limits, stats: &Counte
     }
 }
 
-/// One transaction for the group, one savepoint per job so that a refused job (a duplicate,
-/// say) is undone alone. Returns each job's outcome, or the error that sank the whole group.
+/// One transaction for the group. Returns each job's outcome, or the error that sank the
+/// whole group.
+///
+/// Fast path: every job straight into the transaction ([`write_straight`]). Only if a job
+/// fails partway (a duplicate, a value out of range, a stale snapshot) is the transaction
+/// rolled back and the group redone with one savepoint per job, so that the refused job is
+/// undone alone ([`write_one_by_one`]). The outcomes are the same either way.
 fn write_group(
     conn: &mut Connection,
     group: &[Job],
     limits: Limits,
+    stats: &Counters,
 ) -> rusqlite::Result<Vec<Result<()>>> {
     // IMMEDIATE takes the write lock up front, so another connection holding it (a second
     // process on the same file) makes us wait here, not fail halfway through the group.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut fences = Fences::read(group, |shard| read_fence(&tx, shard))?;
+    let written = write_straight(
+        group,
+        &mut fences,
+        |job| write(&tx, job, limits),
+        |error| match error {
+            // IO, a full disk, corruption: nothing in this transaction can be trusted.
+            Error::Sqlite(error) => Some(error),
+            _ => None,
+        },
+    )?;
+    if let Some(results) = written {
+        tx.commit()?;
+        return Ok(results);
+    }
+    tx.rollback()?;
+    stats.redone_commits.fetch_add(1, Ordering::Relaxed);
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let results = write_one_by_one(&mut tx, group, limits)?;
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The slow path: one savepoint per job, so that a refused job is undone alone.
+fn write_one_by_one(
+    tx: &mut rusqlite::Transaction<'_>,
+    group: &[Job],
+    limits: Limits,
+) -> rusqlite::Result<Vec<Result<()>>> {
     let mut refused: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(group.len());
     for job in group {
@@ -255,8 +309,12 @@ fn write_group(
             results.push(Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() }));
             continue;
         }
-        let mut sp = tx.savepoint()?;
-        match apply(&mut sp, job, limits) {
+        let sp = tx.savepoint()?;
+        let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
+            Some(fence) => check_fence(&sp, fence).and_then(|()| write(&sp, job, limits)),
+            None => write(&sp, job, limits),
+        };
+        match written {
             Ok(()) => {
                 sp.commit()?;
                 results.push(Ok(()));
@@ -278,19 +336,94 @@ fn write_group(
             }
         }
     }
-    tx.commit()?;
     Ok(results)
 }
 
-fn apply(sp: &mut rusqlite::Savepoint<'_>, job: &Job, limits: Limits) -> Result<()> {
+/// The epoch of every shard a group touches: read (on PostgreSQL, locked) once per group, then
+/// kept up to date by the group's own `RaiseFence` jobs as they come, so a job is checked
+/// against exactly what a check in its own turn would have read.
+#[derive(Debug)]
+pub(crate) struct Fences(HashMap<u32, u64>);
+
+impl Fences {
+    /// Reads the epoch of each shard `group` touches, in ascending shard order (PostgreSQL
+    /// locks the rows in that order, so two writers never wait on each other crosswise).
+    pub(crate) fn read<E>(
+        group: &[Job],
+        mut epoch_of: impl FnMut(u32) -> Result<u64, E>,
+    ) -> Result<Fences, E> {
+        let shards: BTreeSet<u32> = group.iter().filter_map(Job::fence).map(|f| f.shard).collect();
+        let mut epochs = HashMap::with_capacity(shards.len());
+        for shard in shards {
+            epochs.insert(shard, epoch_of(shard)?);
+        }
+        Ok(Fences(epochs))
+    }
+
+    /// Refuses a job whose epoch is older than its shard's; a `RaiseFence` raises it.
+    pub(crate) fn admit(&mut self, job: &Job) -> Result<()> {
+        let Some(fence) = job.fence() else { return Ok(()) };
+        let current = self.0.entry(fence.shard).or_default();
+        if matches!(job, Job::RaiseFence { .. }) {
+            *current = (*current).max(fence.epoch);
+            return Ok(());
+        }
+        if *current > fence.epoch {
+            return Err(Error::Fenced {
+                shard: fence.shard,
+                epoch: fence.epoch,
+                current: *current,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The fast path, shared by both writers: jobs in order straight into the open transaction,
+/// fenced ones refused without being written (and later jobs of their tenant after them).
+/// `write` writes one job; `fatal` says which of its errors sink the whole group (the
+/// database's own) rather than belong to the job. `Ok(None)` when a job failed partway: the
+/// transaction holds part of it, so the caller rolls back and redoes the group one job at a
+/// time.
+pub(crate) fn write_straight<E>(
+    group: &[Job],
+    fences: &mut Fences,
+    mut write: impl FnMut(&Job) -> Result<()>,
+    fatal: impl Fn(Error) -> Option<E>,
+) -> Result<Option<Vec<Result<()>>>, E> {
+    let mut refused: HashSet<&str> = HashSet::new();
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        let tenant = job.tenant();
+        if refused.contains(tenant) {
+            results.push(Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() }));
+            continue;
+        }
+        if let Err(fenced) = fences.admit(job) {
+            refused.insert(tenant);
+            results.push(Err(fenced));
+            continue;
+        }
+        if let Err(error) = write(job) {
+            return match fatal(error) {
+                Some(error) => Err(error),
+                None => Ok(None),
+            };
+        }
+        results.push(Ok(()));
+    }
+    Ok(Some(results))
+}
+
+/// Writes one job, its fence already checked.
+fn write(conn: &Connection, job: &Job, limits: Limits) -> Result<()> {
     match job {
-        Job::Append { batch, .. } => apply_batch(sp, batch),
-        Job::Snapshot { tenant, fence, seq, bytes, .. } => {
-            check_fence(sp, *fence)?;
-            apply_snapshot(sp, tenant, *seq, bytes, limits.request_retention_ms)
+        Job::Append { batch, .. } => write_batch(conn, batch),
+        Job::Snapshot { tenant, seq, bytes, .. } => {
+            write_snapshot(conn, tenant, *seq, bytes, limits.request_retention_ms)
         }
         Job::RaiseFence { fence, .. } => {
-            sp.prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO fences (shard, epoch) VALUES (?1, ?2)
                  ON CONFLICT (shard) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)",
             )?
@@ -298,7 +431,7 @@ fn apply(sp: &mut rusqlite::Savepoint<'_>, job: &Job, limits: Limits) -> Result<
             Ok(())
         }
         Job::TrimStream { tenant, stream, keep_last, .. } => {
-            sp.prepare_cached(
+            conn.prepare_cached(
                 "DELETE FROM streams WHERE tenant = ?1 AND stream = ?2 AND seq <= (
                     SELECT seq FROM streams WHERE tenant = ?1 AND stream = ?2
                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
@@ -306,44 +439,44 @@ fn apply(sp: &mut rusqlite::Savepoint<'_>, job: &Job, limits: Limits) -> Result<
             .execute(params![tenant, stream, count(*keep_last)])?;
             Ok(())
         }
-        Job::Retain { tenant, fence, now_ms, streams_before_ms, .. } => {
-            check_fence(sp, *fence)?;
-            apply_retain(sp, tenant, *now_ms, *streams_before_ms)
+        Job::Retain { tenant, now_ms, streams_before_ms, .. } => {
+            write_retain(conn, tenant, *now_ms, *streams_before_ms, limits.request_retention_ms)
         }
     }
 }
 
 /// Retention of one tenant (see `Store::retain`).
-fn apply_retain(
-    sp: &rusqlite::Savepoint<'_>,
+fn write_retain(
+    conn: &Connection,
     tenant: &str,
     now_ms: u64,
     streams_before_ms: u64,
+    retention_ms: i64,
 ) -> Result<()> {
     let now = bound(now_ms);
     // What is due, by index; then each of its transcript rows and stream entries by index.
-    sp.prepare_cached(
+    conn.prepare_cached(
         "DELETE FROM messages WHERE tenant = ?1 AND conversation IN (
             SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
     )?
     .execute(params![tenant, now])?;
-    sp.prepare_cached(
+    conn.prepare_cached(
         "DELETE FROM streams WHERE tenant = ?1 AND conversation IS NOT NULL AND conversation IN (
             SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
     )?
     .execute(params![tenant, now])?;
-    sp.prepare_cached("DELETE FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2")?
+    conn.prepare_cached("DELETE FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2")?
         .execute(params![tenant, now])?;
 
     // Old stream entries: per stream (found by skipping through the primary key, not by
     // reading every entry), the entries before the first one at or after the bound.
     let before = bound(streams_before_ms);
-    let names: Vec<String> = sp
+    let names: Vec<String> = conn
         .prepare_cached(STREAM_NAMES)?
         .query_map([tenant], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for stream in names {
-        let first_kept: Option<i64> = sp
+        let first_kept: Option<i64> = conn
             .prepare_cached(
                 "SELECT seq FROM streams WHERE tenant = ?1 AND stream = ?2 AND at_ms >= ?3
                  ORDER BY seq LIMIT 1",
@@ -351,15 +484,24 @@ fn apply_retain(
             .query_row(params![tenant, stream, before], |row| row.get(0))
             .optional()?;
         match first_kept {
-            Some(first_kept) => sp
+            Some(first_kept) => conn
                 .prepare_cached(
                     "DELETE FROM streams WHERE tenant = ?1 AND stream = ?2 AND seq < ?3",
                 )?
                 .execute(params![tenant, stream, first_kept])?,
-            None => sp
+            None => conn
                 .prepare_cached("DELETE FROM streams WHERE tenant = ?1 AND stream = ?2")?
                 .execute(params![tenant, stream])?,
         };
+    }
+
+    // Log records kept only to answer a repeated request, once past the window.
+    let snapshot: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM snapshots WHERE tenant = ?1")?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?;
+    if let Some(snapshot) = snapshot {
+        prune_log(conn, tenant, snapshot, now.saturating_sub(retention_ms))?;
     }
     Ok(())
 }
@@ -383,28 +525,33 @@ fn duplicate(error: rusqlite::Error, refusal: impl FnOnce() -> Error) -> Error {
     }
 }
 
-/// Refuses a write whose epoch is older than its shard's. The single writer of a SQLite file
-/// never races itself, so a plain read inside the transaction suffices.
-fn check_fence(sp: &rusqlite::Savepoint<'_>, fence: Fence) -> Result<()> {
-    let current: Option<i64> = sp
+/// A shard's stored epoch (0 if none is stored). The single writer of a SQLite file never
+/// races itself, so a plain read inside the transaction suffices.
+fn read_fence(conn: &Connection, shard: u32) -> rusqlite::Result<u64> {
+    let current: Option<i64> = conn
         .prepare_cached("SELECT epoch FROM fences WHERE shard = ?1")?
-        .query_row(params![fence.shard], |row| row.get(0))
+        .query_row(params![shard], |row| row.get(0))
         .optional()?;
-    match current.map(unsigned) {
-        Some(current) if current > fence.epoch => {
-            Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current })
-        }
-        _ => Ok(()),
-    }
+    Ok(current.map_or(0, unsigned))
 }
 
-fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
-    check_fence(sp, batch.fence)?;
+/// Refuses a write whose epoch is older than its shard's.
+fn check_fence(conn: &Connection, fence: Fence) -> Result<()> {
+    let current = read_fence(conn, fence.shard)?;
+    if current > fence.epoch {
+        return Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current });
+    }
+    Ok(())
+}
+
+/// One batch; its fence already checked. A command's log record is its only row for
+/// idempotency too: `find_response` looks it up by request id.
+fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;
         let at_ms = ordered("log at_ms", record.at_ms)?;
-        sp.prepare_cached(
+        conn.prepare_cached(
             "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
@@ -412,19 +559,9 @@ fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
         .map_err(|e| {
             duplicate(e, || Error::DuplicateLogRecord { tenant: tenant.clone(), seq: record.seq })
         })?;
-        if let Some(request_id) = &record.request_id {
-            // Upsert: an id reused after the retention window but before pruning must not fail.
-            sp.prepare_cached(
-                "INSERT INTO requests (tenant, request_id, seq, at_ms, response)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (tenant, request_id) DO UPDATE SET
-                    seq = excluded.seq, at_ms = excluded.at_ms, response = excluded.response",
-            )?
-            .execute(params![tenant, request_id, seq, at_ms, record.response])?;
-        }
     }
     for entry in &batch.streams {
-        sp.prepare_cached(
+        conn.prepare_cached(
             "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
@@ -445,7 +582,7 @@ fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
         })?;
     }
     for message in &batch.messages {
-        sp.prepare_cached(
+        conn.prepare_cached(
             "INSERT INTO messages (tenant, conversation, seq, at_ms, sender, text, kind)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
@@ -467,11 +604,11 @@ fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
         })?;
     }
     for &conversation in &batch.purge_conversations {
-        sp.prepare_cached("DELETE FROM messages WHERE tenant = ?1 AND conversation = ?2")?
+        conn.prepare_cached("DELETE FROM messages WHERE tenant = ?1 AND conversation = ?2")?
             .execute(params![tenant, id(conversation)])?;
     }
     for archived in &batch.archive {
-        sp.prepare_cached(
+        conn.prepare_cached(
             "INSERT INTO archive
                 (tenant, conversation, customer, opened_at_ms, ended_at_ms, purge_at_ms, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -500,15 +637,18 @@ fn apply_batch(sp: &rusqlite::Savepoint<'_>, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
-fn apply_snapshot(
-    sp: &rusqlite::Savepoint<'_>,
+/// Stores a snapshot and drops the log records it replaces, except those still needed to
+/// answer a repeated request: records up to the snapshot go if they carry no request id, or
+/// once they are older than the window.
+fn write_snapshot(
+    conn: &Connection,
     tenant: &str,
     seq: u64,
     bytes: &[u8],
     retention_ms: i64,
 ) -> Result<()> {
     let seq_sql = ordered("snapshot seq", seq)?;
-    let stored: Option<i64> = sp
+    let stored: Option<i64> = conn
         .prepare_cached("SELECT seq FROM snapshots WHERE tenant = ?1")?
         .query_row([tenant], |row| row.get(0))
         .optional()?;
@@ -519,20 +659,42 @@ fn apply_snapshot(
             stored: unsigned(stored),
         });
     }
-    sp.prepare_cached(
+    conn.prepare_cached(
         "INSERT INTO snapshots (tenant, seq, bytes) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes",
     )?
     .execute(params![tenant, seq_sql, bytes])?;
-    sp.prepare_cached("DELETE FROM log WHERE tenant = ?1 AND seq <= ?2")?
-        .execute(params![tenant, bound(seq)])?;
-    // Pruning rides on snapshots: they are periodic, and "now" is the tenant's newest request,
-    // so no clock is read here.
-    sp.prepare_cached(
-        "DELETE FROM requests WHERE tenant = ?1
-         AND at_ms < (SELECT MAX(at_ms) FROM requests WHERE tenant = ?1) - ?2",
+    // "Now" is the tenant's newest record (read before any goes), so no clock is read here.
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT at_ms FROM log WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?;
+    // Those without a request id: only the ones since the previous snapshot are left.
+    conn.prepare_cached(
+        "DELETE FROM log WHERE tenant = ?1 AND seq > ?2 AND seq <= ?3 AND request_id IS NULL",
     )?
-    .execute(params![tenant, retention_ms])?;
+    .execute(params![tenant, stored.unwrap_or(-1), seq_sql])?;
+    if let Some(newest) = newest {
+        prune_log(conn, tenant, seq_sql, newest.saturating_sub(retention_ms))?;
+    }
+    Ok(())
+}
+
+/// Deletes the log records up to `snapshot` older than `before_ms`. `at_ms` never decreases
+/// along a tenant's log (the node's clock for a tenant never moves backwards), so those are
+/// the records before the first that is not, found from the oldest without reading the rest:
+/// each pass reads about what it deletes. (Were the times out of order, a record would only
+/// be kept longer, never dropped early.)
+fn prune_log(conn: &Connection, tenant: &str, snapshot: i64, before_ms: i64) -> Result<()> {
+    let first_kept: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM log WHERE tenant = ?1 AND at_ms >= ?2 ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![tenant, before_ms], |row| row.get(0))
+        .optional()?;
+    let up_to = first_kept.map_or(snapshot, |first| snapshot.min(first - 1));
+    conn.prepare_cached("DELETE FROM log WHERE tenant = ?1 AND seq <= ?2")?
+        .execute(params![tenant, up_to])?;
     Ok(())
 }
 
@@ -585,6 +747,7 @@ mod tests {
         assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
         assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
         assert_eq!(stats.rejected_batches.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.redone_commits.load(Ordering::Relaxed), 1, "the duplicate's commit");
     }
 
     /// `EXPLAIN QUERY PLAN` of `sql`, one detail line per step.
@@ -649,5 +812,22 @@ mod tests {
             &[text("acme"), text("events"), Value::Integer(5)],
         );
         assert!(first_kept.contains("INDEX sqlite_autoindex_streams_1"), "{first_kept}");
+
+        // One row per command: a repeated request is found by the log's partial index, and
+        // pruning walks the log from its oldest record.
+        let answer = plan(
+            &conn,
+            "SELECT response FROM log WHERE tenant = ?1 AND request_id = ?2
+             ORDER BY seq DESC LIMIT 1",
+            &[text("acme"), text("req-1")],
+        );
+        assert!(answer.contains("INDEX log_by_request (tenant=? AND request_id=?)"), "{answer}");
+        let oldest_kept = plan(
+            &conn,
+            "SELECT seq FROM log WHERE tenant = ?1 AND at_ms >= ?2 ORDER BY seq LIMIT 1",
+            &[text("acme"), Value::Integer(5)],
+        );
+        assert!(oldest_kept.contains("INDEX sqlite_autoindex_log_1 (tenant=?)"), "{oldest_kept}");
+        assert!(!oldest_kept.contains("TEMP B-TREE"), "{oldest_kept}");
     }
 }

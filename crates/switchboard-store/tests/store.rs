@@ -190,6 +190,7 @@ async fn concurrent_appends_share_commits<B: Backend>() {
     assert_eq!(stats.batches, 200);
     // The writer's first commit took what was queued when it started, the second all the rest.
     assert!(stats.commits <= 2, "{stats:?}");
+    assert_eq!(stats.redone_commits, 0, "nothing refused, no savepoints: {stats:?}");
     let stored: usize =
         store.tenants().unwrap().iter().map(|t| store.load(t).unwrap().log.len()).sum();
     assert_eq!(stored, 200);
@@ -329,6 +330,8 @@ async fn a_refused_batch_fails_alone_and_holds_back_its_tenant<B: Backend>() {
     assert_eq!(store.read_stream("a", "events", 0, 100).unwrap(), vec![entry("events", 1)]);
     let stats = store.stats();
     assert_eq!((stats.batches, stats.rejected_batches), (3, 2), "{stats:?}");
+    // The duplicate failed partway, so its commit was redone one batch at a time.
+    assert_eq!(stats.redone_commits, 1, "{stats:?}");
 }
 
 async fn a_newer_epoch_fences_off_the_older_writer<B: Backend>() {
@@ -669,6 +672,106 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
     assert_eq!(store.load("acme").unwrap().log, vec![record(5), record(6)]);
 }
 
+async fn fences_are_checked_in_queue_order_within_a_commit<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let old = Fence { shard: 7, epoch: 10 };
+    let new = Fence { shard: 7, epoch: 12 };
+    let with = |tenant, seq, fence| Batch { fence, ..command(tenant, seq) };
+    store.append(with("a", 1, old)).await.unwrap();
+
+    // As in the test above: these share a commit (or two), whatever the timing; outcomes are
+    // those of checking each in its turn.
+    let lock = B::hold_writes(&place);
+    let blocker = store.append(command("c", 1));
+    let before_raise = store.append(with("a", 2, old));
+    let raise = store.raise_fence(new);
+    let fenced = store.append(with("a", 3, old));
+    let other = store.append(with("b", 1, new));
+    let held_back = store.append(with("a", 4, new));
+    let elsewhere = store.append(with("d", 1, Fence { shard: 8, epoch: 1 }));
+    drop(lock);
+
+    blocker.await.unwrap();
+    before_raise.await.unwrap();
+    raise.await.unwrap();
+    let fenced = fenced.await;
+    assert!(
+        matches!(fenced, Err(Error::Fenced { shard: 7, epoch: 10, current: 12 })),
+        "{fenced:?}"
+    );
+    other.await.unwrap();
+    let held_back = held_back.await;
+    assert!(matches!(held_back, Err(Error::EarlierBatchFailed { .. })), "{held_back:?}");
+    elsewhere.await.unwrap();
+
+    let seqs = |tenant| store.load(tenant).unwrap().log.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs("a"), vec![1, 2]);
+    assert_eq!(seqs("b"), vec![1]);
+    assert_eq!(seqs("d"), vec![1]);
+    assert_eq!(store.read_stream("a", "events", 0, 100).unwrap().len(), 2, "nothing of seq 3");
+    // Fenced jobs are refused before anything of them is written: no redo needed.
+    assert_eq!(store.stats().redone_commits, 0, "{:?}", store.stats());
+}
+
+async fn a_log_record_answers_its_request_until_the_window_passes<B: Backend>() {
+    let place = B::place();
+    let store = B::open_with(&place, Duration::from_millis(1_000));
+    let at = |seq: u64, at_ms: u64, request_id: Option<&str>| Batch {
+        tenant: "acme".into(),
+        log: vec![LogRecord {
+            at_ms,
+            request_id: request_id.map(str::to_owned),
+            response: format!("response {seq}").into_bytes(),
+            ..record(seq)
+        }],
+        ..Batch::default()
+    };
+    store.append(at(1, 10_000, Some("req-a"))).await.unwrap();
+    store.append(at(2, 10_100, None)).await.unwrap();
+    // An id reused (a client past the window would): the newest answer is the one found.
+    store.append(at(3, 10_200, Some("req-a"))).await.unwrap();
+    store.append(at(4, 10_300, Some("req-b"))).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-a").unwrap(), Some(b"response 3".to_vec()));
+
+    // A snapshot replaces the records for loading, but those with a request id within the
+    // window still answer.
+    store.snapshot("acme", Fence::default(), 4, b"four".to_vec()).await.unwrap();
+    assert_eq!(store.load("acme").unwrap().log, vec![]);
+    assert_eq!(store.find_response("acme", "req-a").unwrap(), Some(b"response 3".to_vec()));
+    assert_eq!(store.find_response("acme", "req-b").unwrap(), Some(b"response 4".to_vec()));
+
+    // Retention at `now` drops those older than the window.
+    store.retain("acme", Fence::default(), 11_250, 0).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-a").unwrap(), None, "1.05 s old");
+    assert_eq!(store.find_response("acme", "req-b").unwrap(), Some(b"response 4".to_vec()));
+    store.retain("acme", Fence::default(), 11_301, 0).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-b").unwrap(), None);
+
+    // Records after the snapshot are the log: never dropped by age.
+    store.append(at(5, 10_400, Some("req-c"))).await.unwrap();
+    store.append(at(6, 10_500, None)).await.unwrap();
+    store.retain("acme", Fence::default(), 99_999, 0).await.unwrap();
+    let seqs: Vec<u64> = store.load("acme").unwrap().log.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![5, 6]);
+    assert_eq!(store.find_response("acme", "req-c").unwrap(), Some(b"response 5".to_vec()));
+
+    // The next snapshot drops the record without a request id at once, and keeps the other
+    // while it is within the window of the newest record.
+    store.append(at(7, 11_000, Some("req-d"))).await.unwrap();
+    store.snapshot("acme", Fence::default(), 7, b"seven".to_vec()).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-c").unwrap(), Some(b"response 5".to_vec()));
+    assert_eq!(store.find_response("acme", "req-d").unwrap(), Some(b"response 7".to_vec()));
+    store.append(at(8, 11_450, None)).await.unwrap();
+    store.snapshot("acme", Fence::default(), 8, b"eight".to_vec()).await.unwrap();
+    assert_eq!(store.find_response("acme", "req-c").unwrap(), None, "1.05 s before the newest");
+    assert_eq!(store.find_response("acme", "req-d").unwrap(), Some(b"response 7".to_vec()));
+    assert_eq!(
+        store.load("acme").unwrap(),
+        switchboard_store::Loaded { snapshot: Some((8, b"eight".to_vec())), log: vec![] }
+    );
+}
+
 /// Every test above, once per backend.
 macro_rules! suite {
     ($backend:ident: $($test:ident),* $(,)?) => {
@@ -713,4 +816,6 @@ both!(
     retain_deletes_exactly_what_is_due,
     retain_is_fenced,
     a_version_1_database_is_migrated,
+    fences_are_checked_in_queue_order_within_a_commit,
+    a_log_record_answers_its_request_until_the_window_passes,
 );
