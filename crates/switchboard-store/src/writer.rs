@@ -66,7 +66,8 @@ impl Job {
                 let streams: usize = batch.streams.iter().map(|e| e.payload.len() + 64).sum();
                 let messages: usize = batch.messages.iter().map(|m| m.text.len() + 64).sum();
                 let archive: usize = batch.archive.iter().map(|a| a.body.len() + 64).sum();
-                log + streams + messages + archive
+                let customers: usize = batch.customers.iter().map(|c| c.body.len() + 64).sum();
+                log + streams + messages + archive + customers
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
             Job::TrimStream { .. } | Job::RaiseFence { .. } | Job::Retain { .. } => 64,
@@ -628,7 +629,7 @@ fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
         ])?;
     }
     for customer in &batch.customers {
-        sp.prepare_cached(
+        conn.prepare_cached(
             "INSERT INTO customers (tenant, customer, body) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body",
         )?
