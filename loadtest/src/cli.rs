@@ -49,6 +49,9 @@ pub struct Cli {
 pub enum Command {
     /// Drive Switchboard node(s) over the public gRPC API and measure them.
     Run(Box<RunArgs>),
+    /// Start a node and measure how one tenant's memory, store, CPU and restart time grow with
+    /// its history of ended conversations.
+    History(Box<crate::history::HistoryArgs>),
     /// Drive the routing engine (switchboard-core) in virtual time and report queue figures.
     Sim(sim::SimArgs),
 }
@@ -155,6 +158,7 @@ pub struct RunArgs {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(&args).await.map(drop),
+        Command::History(args) => crate::history::run(&args).await.map(drop),
         Command::Sim(args) => sim::run(&args),
     }
 }
