@@ -1,8 +1,8 @@
 //! Smoke runs of `loadtest run` against a real `switchboard serve` process: each live scenario
 //! (Poisson with the PostgreSQL baseline, the bank trace over two targets, the message-rate
-//! modes) runs briefly and must complete and report; and `loadtest history`, which starts
-//! nodes of its own, runs a few hundred conversations. Nothing here asserts on time or speed;
-//! the `sim` scenarios have their own smoke tests in the loadtest crate.
+//! modes, a rate sweep) runs briefly and must complete and report; and `loadtest history`,
+//! which starts nodes of its own, runs a few hundred conversations. Nothing here asserts on
+//! time or speed; the `sim` scenarios have their own smoke tests in the loadtest crate.
 
 mod support;
 
@@ -51,15 +51,25 @@ async fn live_scenarios_complete_and_report() {
             "postgres",
             "--json",
             json.to_str().unwrap(),
+            "--node-pid",
+            &node.pid().to_string(),
+            "--metrics",
+            &node.metrics,
         ],
     );
     let reports = cli::run(&poisson).await.expect("poisson run");
     assert_eq!(reports.len(), 2, "switchboard and the baseline");
     for r in &reports {
         assert!(r.arrivals > 0 && r.opened > 0, "{}", r.text());
+        assert!(r.commands > 0, "{}", r.text());
+        // A verdict either way, with its reasons when not held (no assertion on speed).
+        assert!(r.verdict.held || !r.verdict.reasons.is_empty(), "{}", r.text());
     }
+    // Switchboard's CPU per command is read from the node's PID (or its /metrics).
+    assert!(reports[0].cpu_us_per_command.is_some(), "{}", reports[0].text());
     let written = std::fs::read_to_string(&json).unwrap();
     assert!(written.contains("\"reports\"") && written.contains("message_to_agent"));
+    assert!(written.contains("\"verdict\"") && written.contains("cpu_us_per_command"));
 
     // The bank's trace, auto-accept, over the same node under two targets.
     let trace = args(
@@ -84,6 +94,37 @@ async fn live_scenarios_complete_and_report() {
     let reports = cli::run(&trace).await.expect("trace run");
     assert_eq!(reports.len(), 1);
     assert!(reports[0].arrivals > 0, "{}", reports[0].text());
+
+    // A sweep over two small rates, Switchboard only: one report per rate it held (it stops
+    // after the first it does not), and the highest held in the JSON.
+    let sweep_json = dir.path().join("sweep.json");
+    let sweep = args(
+        &node.grpc,
+        &[
+            "--mode",
+            "poisson",
+            "--sweep",
+            "2,4",
+            "--seconds",
+            "1",
+            "--handle",
+            "0.5",
+            "--patience",
+            "0",
+            "--think-ms",
+            "20",
+            "--drain-seconds",
+            "20",
+            "--node-pid",
+            &node.pid().to_string(),
+            "--json",
+            sweep_json.to_str().unwrap(),
+        ],
+    );
+    let reports = cli::run(&sweep).await.expect("sweep");
+    assert!(!reports.is_empty() && reports.len() <= 2);
+    let written = std::fs::read_to_string(&sweep_json).unwrap();
+    assert!(written.contains("highest_held"), "{written}");
 
     // The message-rate modes.
     for mode in ["open", "closed"] {
