@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
 use crate::center::{self, grpc::Switchboard, postgres::Postgres, scenario, stats::Report};
-use crate::{micro, sim};
+use crate::node::{CpuProbe, NodeProcess, NodeSpec};
+use crate::{micro, node, sim};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -49,6 +50,9 @@ pub struct Cli {
 pub enum Command {
     /// Drive Switchboard node(s) over the public gRPC API and measure them.
     Run(Box<RunArgs>),
+    /// Start a node and measure how one tenant's memory, store, CPU and restart time grow with
+    /// its history of ended conversations.
+    History(Box<crate::history::HistoryArgs>),
     /// Drive the routing engine (switchboard-core) in virtual time and report queue figures.
     Sim(sim::SimArgs),
 }
@@ -150,11 +154,35 @@ pub struct RunArgs {
     /// Allow targets outside 127.0.0.0/8 and ::1.
     #[arg(long)]
     pub allow_remote: bool,
+    /// The verdict: a system holds the offered rate if, besides serving every arrival, p99 of
+    /// customer message → agent and of arrival → assignment stay under this (milliseconds).
+    #[arg(long, default_value_t = 50.0)]
+    pub hold_p99_ms: f64,
+    /// Run the scenario (poisson) at each of these arrival rates, lowest first, and report the
+    /// highest rate each system held; a system is not run again above a rate it failed.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<f64>,
+    /// The node's metrics endpoint (`host:port`, e.g. 127.0.0.1:9400), for its CPU time
+    /// (`process_cpu_seconds_total`) per command.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// The node's PID, to read its CPU time from `/proc/<pid>/stat` when `/metrics` does not
+    /// export it (same machine only).
+    #[arg(long)]
+    pub node_pid: Option<u32>,
+    /// Start a node of our own (fresh temporary data directory, loopback, tenant rate limit
+    /// off) and run against it instead of `--target`; stopped by PID at the end.
+    #[arg(long)]
+    pub start_node: bool,
+    /// The `switchboard` binary for `--start-node`; default: beside this binary.
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
 }
 
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(&args).await.map(drop),
+        Command::History(args) => crate::history::run(&args).await.map(drop),
         Command::Sim(args) => sim::run(&args),
     }
 }
@@ -180,9 +208,47 @@ pub fn check_targets(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node `--start-node` started, and its directory (removed after the node stopped).
+struct OwnNode {
+    node: NodeProcess,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_node(args: &RunArgs) -> anyhow::Result<OwnNode> {
+    let dir = tempfile::Builder::new().prefix("loadtest-run-").tempdir()?;
+    let bin = args.node_bin.clone().unwrap_or_else(node::default_bin);
+    let spec = NodeSpec::new(bin, dir.path().join("data"), dir.path().join("node.log"));
+    let node = tokio::task::spawn_blocking(move || spec.start(Duration::from_secs(120))).await??;
+    println!(
+        "started node pid {} on {} (log {})",
+        node.pid,
+        node.grpc,
+        dir.path().join("node.log").display()
+    );
+    Ok(OwnNode { node, _dir: dir })
+}
+
 /// `loadtest run`: returns the reports of the contact-center modes (Switchboard first, then
-/// the baseline), empty for the message-rate modes.
+/// the baseline; per rate with `--sweep`), empty for the message-rate modes.
 pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
+    let mut args = args.clone();
+    let own = if args.start_node {
+        let own = start_node(&args).await?;
+        args.targets = vec![own.node.grpc.clone()];
+        args.metrics = Some(own.node.metrics.clone());
+        args.node_pid = Some(own.node.pid);
+        Some(own)
+    } else {
+        None
+    };
+    let reports = run_on(&args).await;
+    if let Some(mut own) = own {
+        tokio::task::spawn_blocking(move || own.node.terminate()).await??;
+    }
+    reports
+}
+
+async fn run_on(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
     check_targets(args)?;
     if matches!(args.mode, Mode::Open | Mode::Closed) {
         let mut channels = Vec::new();
@@ -193,7 +259,117 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
         micro::run(&channels, args).await?;
         return Ok(Vec::new());
     }
+    if !args.sweep.is_empty() && args.mode != Mode::Poisson {
+        bail!("--sweep varies --rate: poisson mode only");
+    }
+    let probe = (args.metrics.is_some() || args.node_pid.is_some())
+        .then(|| CpuProbe { metrics: args.metrics.clone(), pid: args.node_pid });
+    let with_baseline = args.baseline.is_some() || args.baseline_only;
+    // One PostgreSQL server for every run of a sweep.
+    let pg = if with_baseline { Some(pg_url(args).await?) } else { None };
+    let pg_url = pg.as_ref().map(|(url, _)| url.as_str());
+    let result = if args.sweep.is_empty() {
+        single(args, probe.as_ref(), pg_url).await
+    } else {
+        sweep(args, probe.as_ref(), pg_url).await
+    };
+    if let Some((_, Some(server))) = pg {
+        // Stops the server by its PID.
+        tokio::task::spawn_blocking(move || drop(server)).await?;
+    }
+    result
+}
+
+async fn single(
+    args: &RunArgs,
+    probe: Option<&CpuProbe>,
+    pg_url: Option<&str>,
+) -> anyhow::Result<Vec<Report>> {
     let scenario = scenario(args)?;
+    print_scenario(&scenario);
+    let mut reports = Vec::new();
+    if !args.baseline_only {
+        reports.push(switchboard(args, &scenario, probe).await?);
+    }
+    if let Some(url) = pg_url {
+        reports.push(baseline(args, url, &scenario).await?);
+    }
+    if reports.len() > 1 {
+        println!("{}", center::stats::side_by_side(&reports));
+    }
+    write_json(args, &serde_json::json!({ "reports": reports }))?;
+    Ok(reports)
+}
+
+/// The scenario at each `--sweep` rate, lowest first; each system until it fails a rate.
+async fn sweep(
+    args: &RunArgs,
+    probe: Option<&CpuProbe>,
+    pg_url: Option<&str>,
+) -> anyhow::Result<Vec<Report>> {
+    let mut rates = args.sweep.clone();
+    rates.retain(|r| *r > 0.0);
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let mut sb = (!args.baseline_only).then_some((true, None::<f64>));
+    let mut pg = pg_url.map(|url| (url, true, None::<f64>));
+    let mut reports = Vec::new();
+    let mut rows = Vec::new();
+    for &rate in &rates {
+        let mut at = args.clone();
+        at.rate = rate;
+        let scenario = scenario(&at)?;
+        println!("\n=== sweep: {rate} arrivals/s ===");
+        print_scenario(&scenario);
+        if let Some((running, best)) = sb.as_mut().filter(|(running, _)| *running) {
+            let r = switchboard(&at, &scenario, probe).await?;
+            *running = r.verdict.held;
+            if r.verdict.held {
+                *best = Some(rate);
+            }
+            rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
+            reports.push(r);
+        }
+        if let Some((url, running, best)) = pg.as_mut().filter(|(_, running, _)| *running) {
+            let r = baseline(&at, url, &scenario).await?;
+            *running = r.verdict.held;
+            if r.verdict.held {
+                *best = Some(rate);
+            }
+            rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
+            reports.push(r);
+        }
+        if !sb.is_some_and(|s| s.0) && !pg.is_some_and(|p| p.1) {
+            break;
+        }
+    }
+    println!("\nsweep (p99 bound {} ms):", args.hold_p99_ms);
+    for (rate, system, verdict, cpu) in &rows {
+        let cpu = cpu.map_or_else(|| "n/a".into(), |c| format!("{c:.0} µs/cmd"));
+        println!("  {rate:>8} /s  {system:<26} {verdict}  [node CPU {cpu}]");
+    }
+    let mut highest = serde_json::Map::new();
+    let mut say = |system: &str, best: Option<f64>| {
+        match best {
+            Some(r) => println!("highest rate held by {system}: {r} arrivals/s"),
+            None => println!("highest rate held by {system}: none of the rates swept"),
+        }
+        highest.insert(system.to_owned(), serde_json::json!(best));
+    };
+    if let Some((_, best)) = sb {
+        say("switchboard", best);
+    }
+    if let Some((_, _, best)) = pg {
+        say("postgres", best);
+    }
+    write_json(
+        args,
+        &serde_json::json!({ "reports": reports, "sweep": { "rates": rates, "highest_held": highest } }),
+    )?;
+    Ok(reports)
+}
+
+fn print_scenario(scenario: &center::Scenario) {
     println!(
         "scenario: {}\n  {} arrivals over {:.1} s into {} group(s); {} agents × capacity {}",
         scenario.name,
@@ -203,29 +379,28 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
         scenario.agents,
         scenario.capacity
     );
-    let mut reports = Vec::new();
-    if !args.baseline_only {
-        let backend = Switchboard::connect(&args.targets, args.connections).await?;
-        let report = center::run(backend, &scenario, !args.quiet).await?;
-        println!("{}", report.text());
-        reports.push(report);
-    }
-    if args.baseline.is_some() || args.baseline_only {
-        let report = baseline(args, &scenario).await?;
-        println!("{}", report.text());
-        reports.push(report);
-    }
-    if reports.len() > 1 {
-        println!("{}", center::stats::side_by_side(&reports));
-    }
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "reports": reports }))?;
+}
+
+fn write_json(args: &RunArgs, value: &serde_json::Value) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(value)?;
     if let Some(path) = &args.json {
         std::fs::write(path, &json).with_context(|| format!("write {}", path.display()))?;
     }
     if args.report_json {
         println!("{json}");
     }
-    Ok(reports)
+    Ok(())
+}
+
+async fn switchboard(
+    args: &RunArgs,
+    scenario: &center::Scenario,
+    probe: Option<&CpuProbe>,
+) -> anyhow::Result<Report> {
+    let backend = Switchboard::connect(&args.targets, args.connections).await?;
+    let report = center::run(backend, scenario, !args.quiet, probe).await?;
+    println!("{}", report.text());
+    Ok(report)
 }
 
 fn scenario(args: &RunArgs) -> anyhow::Result<center::Scenario> {
@@ -237,6 +412,7 @@ fn scenario(args: &RunArgs) -> anyhow::Result<center::Scenario> {
         offer: args.offer_mode == OfferMode::Offer,
         drain: Duration::from_secs_f64(args.drain_seconds.max(0.0)),
         max_arrivals: args.max_arrivals,
+        hold_p99: Duration::from_secs_f64(args.hold_p99_ms.max(0.0) / 1000.0),
     };
     match args.mode {
         Mode::Trace => scenario::trace(
@@ -259,26 +435,31 @@ fn scenario(args: &RunArgs) -> anyhow::Result<center::Scenario> {
     }
 }
 
-/// The PostgreSQL baseline: the given database, or a throwaway server for the run.
-async fn baseline(args: &RunArgs, scenario: &center::Scenario) -> anyhow::Result<Report> {
-    let (url, server) = match &args.pg_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let server = tokio::task::spawn_blocking(|| {
-                let server = switchboard_store::testing::PgServer::start()?;
-                let url = server.database();
-                std::io::Result::Ok((url, server))
-            })
-            .await?
-            .context("start a PostgreSQL server for the baseline (or pass --pg-url)")?;
-            (server.0, Some(server.1))
-        }
-    };
-    let backend = Postgres::connect(&url, args.pg_connections, args.pg_routers).await?;
-    let report = center::run(backend, scenario, !args.quiet).await;
-    if let Some(server) = server {
-        // Stops the server by its PID.
-        tokio::task::spawn_blocking(move || drop(server)).await?;
+/// The baseline's database: `--pg-url`, else a throwaway server (stopped when dropped).
+async fn pg_url(
+    args: &RunArgs,
+) -> anyhow::Result<(String, Option<switchboard_store::testing::PgServer>)> {
+    if let Some(url) = &args.pg_url {
+        return Ok((url.clone(), None));
     }
-    report
+    let (url, server) = tokio::task::spawn_blocking(|| {
+        let server = switchboard_store::testing::PgServer::start()?;
+        let url = server.database();
+        std::io::Result::Ok((url, server))
+    })
+    .await?
+    .context("start a PostgreSQL server for the baseline (or pass --pg-url)")?;
+    Ok((url, Some(server)))
+}
+
+/// The PostgreSQL baseline on `url` (its schema recreated).
+async fn baseline(
+    args: &RunArgs,
+    url: &str,
+    scenario: &center::Scenario,
+) -> anyhow::Result<Report> {
+    let backend = Postgres::connect(url, args.pg_connections, args.pg_routers).await?;
+    let report = center::run(backend, scenario, !args.quiet, None).await?;
+    println!("{}", report.text());
+    Ok(report)
 }

@@ -1,7 +1,9 @@
 //! Measuring Switchboard. `loadtest run` drives live nodes over the public gRPC API: a
 //! contact-center scenario (customers arriving open-loop, simulated agents; [`center`]) with
 //! an optional PostgreSQL baseline routed the common way, or plain message rates ([`micro`]).
-//! `loadtest sim` drives the routing engine itself in virtual time ([`sim`]).
+//! `loadtest history` starts a node of its own and measures how one tenant's cost grows with
+//! its history of ended conversations ([`history`]). `loadtest sim` drives the routing engine
+//! itself in virtual time ([`sim`]).
 //!
 //! A library only so the end-to-end smoke tests can call the binary's code; the binary is
 //! `src/main.rs`. Errors are `anyhow`: every caller is a command line or a test.
@@ -10,5 +12,7 @@
 
 pub mod center;
 pub mod cli;
+pub mod history;
 pub mod micro;
+pub mod node;
 pub mod sim;

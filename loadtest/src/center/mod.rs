@@ -27,7 +27,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use self::scenario::{Arrival, Scenario};
-use self::stats::{Report, Stats};
+use self::stats::{Report, Stats, Verdict};
+use crate::node::{CpuProbe, CpuSample, CpuSource};
 
 /// What an agent's desktop receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,16 +114,22 @@ impl<B: Backend> Shared<B> {
 }
 
 /// Runs the scenario against `backend` and reports. `progress`: a live line on stderr.
+/// `cpu`: where to read the node's CPU time, sampled after the setup and at the end.
 pub async fn run<B: Backend>(
     backend: B,
     scenario: &Scenario,
     progress: bool,
+    cpu: Option<&CpuProbe>,
 ) -> anyhow::Result<Report> {
     backend.setup(scenario).await?;
     let mut streams = Vec::new();
     for a in 0..scenario.agents {
         streams.push(backend.login(a).await?);
     }
+    let cpu_before = match cpu {
+        Some(probe) => sample(probe, None).await,
+        None => None,
+    };
     // Arrival times count from here; a little slack so the first ones are not already late.
     let start = Instant::now() + Duration::from_millis(200);
     let shared = Arc::new(Shared {
@@ -187,10 +194,16 @@ pub async fn run<B: Backend>(
         let line = shared.stats.progress(start.elapsed().as_secs_f64());
         eprintln!("{}{line}", if tty { "\r" } else { "" });
     }
+    let cpu_after = match (cpu, cpu_before) {
+        (Some(probe), Some(before)) => sample(probe, Some(before.source)).await,
+        _ => None,
+    };
     let s = &shared.stats;
     let window = scenario.window.as_secs_f64().max(1e-3);
     let phase = opened_by.saturating_duration_since(start).as_secs_f64().max(window);
-    Ok(Report {
+    let commands = Stats::get(&s.commands);
+    let node_cpu_seconds = cpu_before.zip(cpu_after).map(|(b, a)| (a.seconds - b.seconds).max(0.0));
+    let mut report = Report {
         system: shared.backend.name(),
         scenario: scenario.name.clone(),
         agents: scenario.agents,
@@ -214,7 +227,22 @@ pub async fn run<B: Backend>(
         arrival_to_assignment: s.arrival_to_assignment.summary(),
         first_response: s.first_response.summary(),
         post_ack: s.post_ack.summary(),
-    })
+        commands,
+        node_cpu_seconds,
+        cpu_us_per_command: node_cpu_seconds
+            .filter(|_| commands > 0)
+            .map(|cpu| cpu * 1e6 / commands as f64),
+        cpu_source: cpu_before.map(|b| b.source.label().to_owned()),
+        verdict: Verdict::default(),
+    };
+    report.verdict = report.judge(scenario.hold_p99);
+    Ok(report)
+}
+
+/// Reads the node's CPU time off the runtime's threads (a scrape is blocking IO).
+async fn sample(probe: &CpuProbe, source: Option<CpuSource>) -> Option<CpuSample> {
+    let probe = probe.clone();
+    tokio::task::spawn_blocking(move || probe.sample(source)).await.ok().flatten()
 }
 
 /// One customer: returns when its opening post was acknowledged.
@@ -231,6 +259,7 @@ async fn customer<B: Backend>(shared: Arc<Shared<B>>, n: u64, a: Arrival, due: I
     let opened = Instant::now();
     stats.post_ack.record(opened.saturating_duration_since(due));
     stats.count(&stats.opened);
+    stats.count(&stats.commands);
     let conv = shared.conv(&name);
     conv.state.send_modify(|s| s.arrival = Some((due, a.handle)));
     let mut rx = conv.state.subscribe();
@@ -253,8 +282,9 @@ async fn customer<B: Backend>(shared: Arc<Shared<B>>, n: u64, a: Arrival, due: I
                 None => {
                     conv.state.send_modify(|s| s.abandoned = true);
                     stats.count(&stats.abandoned);
-                    if let Err(e) = shared.backend.abandon(&name).await {
-                        stats.error("abandon", &e);
+                    match shared.backend.abandon(&name).await {
+                        Ok(()) => stats.count(&stats.commands),
+                        Err(e) => stats.error("abandon", &e),
                     }
                     return opened;
                 }
@@ -278,6 +308,7 @@ async fn customer<B: Backend>(shared: Arc<Shared<B>>, n: u64, a: Arrival, due: I
             Ok(_) => {
                 stats.post_ack.record(due.elapsed());
                 stats.count(&stats.messages_sent);
+                stats.count(&stats.commands);
                 if due < shared.window_end {
                     stats.count(&stats.messages_in_window);
                 }
@@ -314,7 +345,10 @@ async fn agent<B: Backend>(
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     match shared.backend.accept(agent, &conv).await {
-                        Ok(()) => assigned(shared, agent, conv, Instant::now()).await,
+                        Ok(()) => {
+                            shared.stats.count(&shared.stats.commands);
+                            assigned(shared, agent, conv, Instant::now()).await
+                        }
                         // The customer left while the offer was out: not an error.
                         Err(_) if shared.conv(&conv).state.borrow().abandoned => {}
                         Err(e) => shared.stats.error("accept", &e),
@@ -360,7 +394,10 @@ async fn assigned<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String, 
     }
     conv.state.send_modify(|s| s.ended = true);
     match shared.backend.end(agent, &name).await {
-        Ok(()) => stats.count(&stats.ended),
+        Ok(()) => {
+            stats.count(&stats.ended);
+            stats.count(&stats.commands);
+        }
         Err(e) => stats.error("end", &e),
     }
 }
@@ -384,6 +421,7 @@ async fn reply<B: Backend>(
     match shared.backend.reply(agent, &name, "r".into()).await {
         Ok(()) => {
             stats.count(&stats.replies);
+            stats.count(&stats.commands);
             if let Some(arrival) = arrival {
                 stats.first_response.record(arrival.elapsed());
             }

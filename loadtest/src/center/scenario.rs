@@ -42,6 +42,8 @@ pub struct Scenario {
     pub window: Duration,
     /// After the window, how long to wait for conversations to finish.
     pub drain: Duration,
+    /// The verdict's bound on p99 customer message → agent and arrival → assignment.
+    pub hold_p99: Duration,
 }
 
 /// The knobs shared by both arrival processes.
@@ -55,6 +57,7 @@ pub struct Common {
     pub offer: bool,
     pub drain: Duration,
     pub max_arrivals: usize,
+    pub hold_p99: Duration,
 }
 
 impl Common {
@@ -81,6 +84,7 @@ impl Common {
             offer: self.offer,
             window,
             drain: self.drain,
+            hold_p99: self.hold_p99,
         }
     }
 }
@@ -199,6 +203,7 @@ mod tests {
             offer: true,
             drain: Duration::from_secs(5),
             max_arrivals: usize::MAX,
+            hold_p99: Duration::from_millis(50),
         }
     }
 

@@ -83,6 +83,8 @@ pub struct Stats {
     pub messages_in_window: AtomicU64,
     pub messages_delivered: AtomicU64,
     pub replies: AtomicU64,
+    /// Successful mutating calls: posts, accepts, replies, ends, abandons.
+    pub commands: AtomicU64,
     pub errors: AtomicU64,
     /// The first error seen, for the report.
     pub first_error: Mutex<Option<String>>,
@@ -152,9 +154,104 @@ pub struct Report {
     pub arrival_to_assignment: Summary,
     pub first_response: Summary,
     pub post_ack: Summary,
+    /// Successful mutating calls the load generator made (posts, accepts, replies, ends,
+    /// abandons).
+    pub commands: u64,
+    /// Node CPU time from after the setup to the end of the run, when it could be read.
+    pub node_cpu_seconds: Option<f64>,
+    /// `node_cpu_seconds` ÷ `commands`, microseconds.
+    pub cpu_us_per_command: Option<f64>,
+    /// Where the CPU time came from: `process_cpu_seconds_total` or `/proc/<pid>/stat`.
+    pub cpu_source: Option<String>,
+    pub verdict: Verdict,
+}
+
+/// Whether a system held the offered rate: every arrival opened and assigned, nobody
+/// abandoned, no failed call, every customer message delivered, and p99 of customer message
+/// → agent and of arrival → assignment under the bound.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verdict {
+    pub held: bool,
+    /// The p99 bound, milliseconds.
+    pub p99_bound_ms: f64,
+    /// Why not, one reason each; empty when held.
+    pub reasons: Vec<String>,
 }
 
 impl Report {
+    /// Judges the run against `p99_bound`.
+    pub fn judge(&self, p99_bound: Duration) -> Verdict {
+        let bound = p99_bound.as_secs_f64() * 1000.0;
+        let mut reasons = Vec::new();
+        if self.opened < self.arrivals {
+            reasons.push(format!(
+                "{} of {} arrivals not opened",
+                self.arrivals - self.opened,
+                self.arrivals
+            ));
+        }
+        if self.assigned < self.arrivals {
+            reasons.push(format!(
+                "{} of {} arrivals not assigned",
+                self.arrivals - self.assigned,
+                self.arrivals
+            ));
+        }
+        if self.abandoned > 0 {
+            reasons.push(format!("{} abandoned", self.abandoned));
+        }
+        if self.errors > 0 {
+            reasons.push(format!("{} failed calls", self.errors));
+        }
+        if self.messages_delivered < self.messages_sent {
+            reasons.push(format!(
+                "{} of {} customer messages never reached the agent",
+                self.messages_sent - self.messages_delivered,
+                self.messages_sent
+            ));
+        }
+        for (name, s) in [
+            ("customer msg → agent", &self.message_to_agent),
+            ("arrival → assignment", &self.arrival_to_assignment),
+        ] {
+            if s.p99_ms >= bound {
+                reasons.push(format!("p99 {name} {:.1} ms ≥ {bound:.0} ms", s.p99_ms));
+            }
+        }
+        if self.arrivals == 0 {
+            reasons.push("no arrivals".into());
+        }
+        Verdict { held: reasons.is_empty(), p99_bound_ms: bound, reasons }
+    }
+
+    /// The verdict as one line.
+    pub fn verdict_line(&self) -> String {
+        let v = &self.verdict;
+        if v.held {
+            format!(
+                "HELD {:.2} arrivals/s (all opened and assigned, none abandoned, p99s under {:.0} ms)",
+                self.offered_arrivals_per_s, v.p99_bound_ms
+            )
+        } else {
+            format!(
+                "NOT HELD {:.2} arrivals/s: {}",
+                self.offered_arrivals_per_s,
+                v.reasons.join("; ")
+            )
+        }
+    }
+
+    /// Node CPU per command as one line.
+    pub fn cpu_line(&self) -> String {
+        match (self.node_cpu_seconds, self.cpu_us_per_command, &self.cpu_source) {
+            (Some(cpu), Some(per), Some(source)) => format!(
+                "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source})",
+                self.commands
+            ),
+            _ => format!("n/a ({} commands)", self.commands),
+        }
+    }
+
     pub fn text(&self) -> String {
         let mut out = format!(
             "{} — {}: {} agents × capacity {}\n  arrivals: offered {:.2}/s over {:.1} s, achieved {:.2}/s ({} of {} opened); customer messages {:.1}/s\n  assigned {}  abandoned {}  ended {}  messages {} sent / {} delivered  replies {}  errors {}\n",
@@ -182,6 +279,8 @@ impl Report {
         for (name, s) in self.latencies() {
             out.push_str(&format!("  {}\n", line(name, s)));
         }
+        out.push_str(&format!("  node CPU: {}\n", self.cpu_line()));
+        out.push_str(&format!("  verdict: {}\n", self.verdict_line()));
         out
     }
 
@@ -214,7 +313,10 @@ pub fn side_by_side(reports: &[Report]) -> String {
     let mut row = |name: &str, figure: &str, f: &dyn Fn(&Report) -> f64| {
         out.push_str(&format!("  {name:<28} {figure:<12}"));
         for r in reports {
-            out.push_str(&format!(" {:>w$.2}", f(r)));
+            match f(r) {
+                v if v.is_nan() => out.push_str(&format!(" {:>w$}", "n/a")),
+                v => out.push_str(&format!(" {v:>w$.2}")),
+            }
         }
         out.push('\n');
     };
@@ -223,6 +325,8 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("customer messages/s", "achieved", &|r| r.achieved_messages_per_s);
     row("abandoned", "count", &|r| r.abandoned as f64);
     row("errors", "count", &|r| r.errors as f64);
+    row("held the rate", "1 = yes", &|r| f64::from(u8::from(r.verdict.held)));
+    row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     for i in 0..4 {
         let name = reports.first().map_or("", |r| r.latencies()[i].0);
         let pick = move |r: &Report, q: usize| {

@@ -1,0 +1,312 @@
+//! A `switchboard serve` process the load generator starts, measures and stops itself (by its
+//! PID, never by name), and what can be read about any node process: resident memory and CPU
+//! time from `/proc/<pid>`, figures from its Prometheus `/metrics`, the size of its data
+//! directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+// Not `std`'s: the workspace keeps `std::time::Instant::now` out of deterministic code.
+use tokio::time::Instant;
+
+/// `switchboard` next to the running binary (`target/release/loadtest` →
+/// `target/release/switchboard`).
+pub fn default_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("switchboard")))
+        .unwrap_or_else(|| PathBuf::from("target/release/switchboard"))
+}
+
+/// A running `switchboard serve` on ephemeral loopback ports.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Option<Child>,
+    pub pid: u32,
+    /// `http://127.0.0.1:port` of the gRPC API.
+    pub grpc: String,
+    /// `127.0.0.1:port` of `/metrics`.
+    pub metrics: String,
+    /// When the process was spawned.
+    pub spawned_at: Instant,
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub bin: PathBuf,
+    pub data_dir: PathBuf,
+    /// The node's log (its stderr) is appended here.
+    pub log: PathBuf,
+    /// Extra environment (`SWITCHBOARD_<SECTION>__<KEY>`).
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    /// A node on `data_dir` with the tenant rate limit off (a load generator is one tenant
+    /// sending as fast as it can), logging warnings to `log`.
+    pub fn new(bin: PathBuf, data_dir: PathBuf, log: PathBuf) -> NodeSpec {
+        NodeSpec {
+            bin,
+            data_dir,
+            log,
+            env: vec![("SWITCHBOARD_LIMITS__TENANT_REQUESTS_PER_SECOND".into(), "0".into())],
+        }
+    }
+
+    /// Spawns the node and waits (at most `patience`) for its `listening grpc=… metrics=…`
+    /// line. Blocking.
+    pub fn start(&self, patience: Duration) -> anyhow::Result<NodeProcess> {
+        if !self.bin.is_file() {
+            bail!(
+                "no node binary at {} (build it: cargo build --release -p switchboard; or pass --node-bin)",
+                self.bin.display()
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("open {}", self.log.display()))?;
+        let mut command = Command::new(&self.bin);
+        command
+            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let spawned_at = Instant::now();
+        let mut child =
+            command.spawn().with_context(|| format!("spawn {} serve", self.bin.display()))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("stdout piped")?;
+        let (tx, rx) = mpsc::channel();
+        // Keeps draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let mut node = NodeProcess {
+            child: Some(child),
+            pid,
+            grpc: String::new(),
+            metrics: String::new(),
+            spawned_at,
+        };
+        let line = match rx.recv_timeout(patience) {
+            Ok(line) => line,
+            Err(_) => {
+                node.kill();
+                bail!(
+                    "the node did not report its addresses within {patience:?}; see {}",
+                    self.log.display()
+                );
+            }
+        };
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("no {k}= in {line:?}"))
+        };
+        node.grpc = format!("http://{}", field("grpc")?);
+        node.metrics = field("metrics")?;
+        Ok(node)
+    }
+}
+
+impl NodeProcess {
+    /// A stand-in for a node that is not running (between a stop and the next start).
+    pub fn stopped() -> NodeProcess {
+        NodeProcess {
+            child: None,
+            pid: 0,
+            grpc: String::new(),
+            metrics: String::new(),
+            spawned_at: Instant::now(),
+        }
+    }
+
+    /// SIGTERM (to this PID only) and wait for the process to exit. Blocking.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("the node is not running")?;
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+        }
+        Ok(child.wait()?)
+    }
+
+    /// SIGKILL and reap, if still running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // A graceful stop first (the node snapshots), then the hard way.
+        if self.child.is_some() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// Resident set size of `pid` (`VmRSS` of `/proc/<pid>/status`), bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// User plus system CPU time of `pid` (`utime + stime` of `/proc/<pid>/stat`), seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks())
+}
+
+/// `sysconf(_SC_CLK_TCK)` without unsafe code: `getconf CLK_TCK`, else Linux's usual 100.
+fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// `GET /metrics` from `addr` (`host:port`), the body. Blocking, bounded by a few seconds.
+pub fn scrape(addr: &str) -> anyhow::Result<String> {
+    let sock = addr
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            addr.to_socket_addrs()?.next().context("no address")
+        })
+        .with_context(|| format!("metrics address {addr}"))?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))
+        .with_context(|| format!("connect to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body.split_once("\r\n\r\n").map_or(body.clone(), |(_, b)| b.to_owned()))
+}
+
+/// The value of an unlabelled metric `name` in a Prometheus text exposition.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let value = rest.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Total size of the files under `dir` (recursively), bytes.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Where a node's CPU time is read from: its `/metrics` (`process_cpu_seconds_total`), else
+/// `/proc/<pid>/stat` when the PID is known.
+#[derive(Debug, Clone, Default)]
+pub struct CpuProbe {
+    pub metrics: Option<String>,
+    pub pid: Option<u32>,
+}
+
+/// One reading of a node's CPU time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuSample {
+    pub seconds: f64,
+    pub source: CpuSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuSource {
+    Metrics,
+    Proc,
+}
+
+impl CpuSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            CpuSource::Metrics => "process_cpu_seconds_total",
+            CpuSource::Proc => "/proc/<pid>/stat",
+        }
+    }
+}
+
+impl CpuProbe {
+    /// Reads from `source` if given (so two readings compare), else from the first source
+    /// available. Blocking.
+    pub fn sample(&self, source: Option<CpuSource>) -> Option<CpuSample> {
+        let from_metrics = || {
+            let body = scrape(self.metrics.as_deref()?).ok()?;
+            let seconds = metric(&body, "process_cpu_seconds_total")?;
+            Some(CpuSample { seconds, source: CpuSource::Metrics })
+        };
+        let from_proc =
+            || Some(CpuSample { seconds: cpu_seconds(self.pid?)?, source: CpuSource::Proc });
+        match source {
+            Some(CpuSource::Metrics) => from_metrics(),
+            Some(CpuSource::Proc) => from_proc(),
+            None => from_metrics().or_else(from_proc),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(rss_bytes(me).is_some_and(|b| b > 0));
+        assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn reads_unlabelled_metrics_only() {
+        let body = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n\
+                    process_cpu_seconds_total_x 3\nfoo{a=\"b\"} 1\nfoo 2\n";
+        assert_eq!(metric(body, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(metric(body, "foo"), Some(2.0));
+        assert_eq!(metric(body, "process_resident_memory_bytes"), None);
+    }
+}
