@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use switchboard_core::Timestamp;
 use switchboard_proto::internal::v1::{Advance, Command, Response, command::Op, response};
 use switchboard_store::{
-    Archived, Batch, CustomerRecord, Fence, LogRecord, Message, Pending, Store, StreamEntry,
+    Batch, CustomerRecord, Fence, LogRecord, Message, Pending, Store, StreamEntry,
 };
 use tokio::sync::mpsc;
 use tracing::{error, warn};
@@ -566,18 +566,7 @@ fn batch(
             })
             .collect(),
         purge_conversations: out.purges.clone(),
-        archive: out
-            .archive
-            .iter()
-            .map(|row| Archived {
-                conversation: row.conversation,
-                customer: row.customer.clone(),
-                opened_at_ms: row.opened_at_ms,
-                ended_at_ms: row.ended_at_ms,
-                purge_at_ms: row.purge_at_ms,
-                body: row.body.clone(),
-            })
-            .collect(),
+        archive: out.archive.clone(),
         customers: out
             .customers
             .iter()

@@ -15,6 +15,7 @@ use switchboard_core::engine::{Effect, Event, Note, Sender};
 use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
 use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
 use switchboard_proto::v1 as pb;
+use switchboard_store::Archived;
 
 use crate::archive;
 use crate::convert;
@@ -46,22 +47,9 @@ pub struct Output {
     pub released_offline: u32,
     /// Conversations that ended (or changed after their end) in this command, to write to the
     /// store's archive.
-    pub archive: Vec<ArchiveRow>,
+    pub archive: Vec<Archived>,
     /// Customers evicted by this command: (id, encoded `archive::CustomerRecord`).
     pub customers: Vec<(String, Vec<u8>)>,
-}
-
-/// An ended conversation to archive (see `crate::archive`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveRow {
-    pub conversation: u64,
-    /// The customer's id.
-    pub customer: String,
-    pub opened_at_ms: u64,
-    pub ended_at_ms: u64,
-    pub purge_at_ms: u64,
-    /// [`crate::archive::encode`]d.
-    pub body: Vec<u8>,
 }
 
 /// Applies a logged command. A command carrying an archived conversation or an evicted
@@ -183,7 +171,7 @@ fn archive_ended(
             _ => state.customers.name(c.customer.0).to_owned(),
         };
         customers.push(customer.clone());
-        let row = ArchiveRow {
+        let row = Archived {
             conversation: c.id.0,
             customer,
             opened_at_ms: c.opened_at.as_millis(),
@@ -197,7 +185,7 @@ fn archive_ended(
             extra,
             purge_at: ended.purge_at,
         });
-        out.archive.push(ArchiveRow { body, ..row });
+        out.archive.push(Archived { body, ..row });
     }
     customers
 }
