@@ -502,10 +502,14 @@ async fn state_and_pending_timers_survive_kill_9() {
         .await
         .unwrap();
     let rest = until(&mut out, |m| m.text == "marker").await;
-    assert!(
-        rest.iter().all(|m| m.reply_kind != pb::ReplyKind::AgentNoResponse as i32),
-        "the timer fired twice"
-    );
+    // Only c1's timer counts: the offer accepted after the restart starts a timer of its own,
+    // which a slow machine may reach before the marker (a hidden timing dependency before).
+    let again: Vec<_> = rest
+        .iter()
+        .filter(|m| m.reply_kind == pb::ReplyKind::AgentNoResponse as i32)
+        .map(|m| m.conversation.as_str())
+        .collect();
+    assert!(!again.contains(&c1.name.as_str()), "the timer fired twice: {again:?}");
 
     // A graceful stop snapshots; the next start loads the snapshot.
     assert!(node.terminate(), "SIGTERM ends the node cleanly");
