@@ -144,9 +144,15 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     // Read-write flags because WAL readers need to write the shared-memory index; query_only
     // keeps this connection from ever writing rows behind the writer's back.
     conn.pragma_update(None, "query_only", true)?;
+    // Readers probe indexes (idempotency, customers, archive pages): a small page cache each
+    // keeps the node's memory flat as the database grows; the OS page cache serves the rest.
+    conn.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
     durable(&conn)?;
     Ok(conn)
 }
+
+/// Page cache of one read connection, in KiB as SQLite takes it (negative: a size, not pages).
+const READER_CACHE_KIB: i64 = -512;
 
 /// `synchronous` is per connection. FULL syncs the WAL on every commit, so an acknowledged
 /// commit survives power loss, not only a killed process (NORMAL would survive only the latter).
