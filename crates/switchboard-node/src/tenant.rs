@@ -21,9 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use switchboard_core::Timestamp;
 use switchboard_proto::internal::v1::{Advance, Command, Response, command::Op, response};
-use switchboard_store::{
-    Batch, CustomerRecord, Fence, LogRecord, Message, Pending, Store, StreamEntry,
-};
+use switchboard_store::{Batch, Fence, LogRecord, Message, Pending, Store, StreamEntry};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -47,8 +45,8 @@ pub enum TenantMsg {
     Snapshot(RpcReplyPort<()>),
     /// Sample the tenant's gauges.
     Gauges,
-    /// What a durable step moved out of memory is in the store now.
-    Durable(Moved),
+    /// What durable steps moved out of memory is in the store now.
+    Durable(Vec<Moved>),
 }
 
 pub struct TenantArgs {
@@ -125,6 +123,14 @@ fn not_fatal(tenant: &str, what: &'static str, pending: Pending) -> Pending {
         }
         Ok(())
     })
+}
+
+/// Drops what a durable step kept in memory, unless a later step (another `seq`) has replaced
+/// it and is not durable yet.
+fn forget<K: std::hash::Hash + Eq>(kept: &mut FxHashMap<K, (u64, Vec<u8>)>, key: K, seq: u64) {
+    if kept.get(&key).is_some_and(|(kept_seq, _)| *kept_seq == seq) {
+        kept.remove(&key);
+    }
 }
 
 /// What a command needs from the store before it is applied (see `crate::archive`).
@@ -251,21 +257,18 @@ impl Actor for TenantActor {
                     let _ = reply.send(Err(e.into()));
                 }
             },
-            TenantMsg::Durable(moved) => {
-                if let Some(id) = moved.request_id
-                    && running.recent.get(&id).is_some_and(|(seq, _)| *seq == moved.seq)
-                {
-                    running.recent.remove(&id);
-                }
-                let state = &mut running.state;
-                for c in moved.conversations {
-                    if state.archiving.get(&c).is_some_and(|(seq, _)| *seq == moved.seq) {
-                        state.archiving.remove(&c);
+            TenantMsg::Durable(steps) => {
+                for moved in steps {
+                    let seq = moved.seq;
+                    if let Some(id) = moved.request_id {
+                        forget(&mut running.recent, id, seq);
                     }
-                }
-                for u in moved.customers {
-                    if state.evicting.get(&u).is_some_and(|(seq, _)| *seq == moved.seq) {
-                        state.evicting.remove(&u);
+                    let state = &mut running.state;
+                    for c in moved.conversations {
+                        forget(&mut state.archiving, c, seq);
+                    }
+                    for u in moved.customers {
+                        forget(&mut state.evicting, u, seq);
                     }
                 }
             }
@@ -394,9 +397,9 @@ impl Running {
                     moved.conversations.push(row.conversation);
                     self.state.archiving.insert(row.conversation, (self.log_seq, row.body));
                 }
-                for (id, body) in output.customers {
-                    moved.customers.push(id.clone());
-                    self.state.evicting.insert(id, (self.log_seq, body));
+                for record in output.customers {
+                    moved.customers.push(record.customer.clone());
+                    self.state.evicting.insert(record.customer, (self.log_seq, record.body));
                 }
                 let live = output.items;
                 self.enqueue(Job {
@@ -567,11 +570,7 @@ fn batch(
             .collect(),
         purge_conversations: out.purges.clone(),
         archive: out.archive.clone(),
-        customers: out
-            .customers
-            .iter()
-            .map(|(id, body)| CustomerRecord { customer: id.clone(), body: body.clone() })
-            .collect(),
+        customers: out.customers.clone(),
     }
 }
 
@@ -634,6 +633,9 @@ async fn commit_in_order(
     actor: ActorRef<TenantMsg>,
 ) {
     let mut failed: Option<String> = None;
+    // What durable steps moved out of memory, told to the actor once per burst of steps
+    // rather than once per command.
+    let mut moved: Vec<Moved> = Vec::new();
     while let Some(job) = rx.recv().await {
         let result = match &failed {
             Some(why) => Err(why.clone()),
@@ -656,7 +658,7 @@ async fn commit_in_order(
                     let _ = ack.send(());
                 }
                 if !job.moved.is_empty() {
-                    let _ = actor.cast(TenantMsg::Durable(job.moved));
+                    moved.push(job.moved);
                 }
             }
             Err(why) => {
@@ -669,6 +671,9 @@ async fn commit_in_order(
                 }
                 failed = Some(why);
             }
+        }
+        if rx.is_empty() && !moved.is_empty() {
+            let _ = actor.cast(TenantMsg::Durable(std::mem::take(&mut moved)));
         }
     }
 }

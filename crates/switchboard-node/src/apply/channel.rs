@@ -234,14 +234,14 @@ mod tests {
         });
         let (_, out) = try_run(&mut s, 2_000, put).unwrap();
         // Nothing open and no routing of its own: it leaves memory, nickname and all.
-        let record = crate::archive::decode_customer(&out.customers[0].1).unwrap();
+        let record = crate::archive::decode_customer(&out.customers[0].body).unwrap();
         assert_eq!(record.customer.settings.nickname.as_deref(), Some("Bo"));
         refused(&mut s, post("u2", "Bob", ""));
         // Brought back for the refused message, and put back as it was.
         let back = Command {
             at_ms: 2_500,
             op: Some(post("u2", "Bob", "")),
-            customer: out.customers[0].1.clone(),
+            customer: out.customers[0].body.clone(),
             ..Default::default()
         };
         assert!(apply(&mut s, &back).is_err());
@@ -306,9 +306,9 @@ mod tests {
         assert!(s.conversation_extra.is_empty(), "nothing of it stays in memory");
         // Its customer, with nothing open and no routing of its own, leaves memory too.
         assert_eq!(out.customers.len(), 1);
-        assert_eq!(out.customers[0].0, "u1");
+        assert_eq!(out.customers[0].customer, "u1");
         assert_eq!((s.engine.customer_count(), s.customers.get("u1")), (0, None));
-        let record = crate::archive::decode_customer(&out.customers[0].1).unwrap();
+        let record = crate::archive::decode_customer(&out.customers[0].body).unwrap();
         assert_eq!(record.num, 1);
         assert_eq!(s.engine.next_deadline(), None);
         let archived = crate::archive::decode(&row.body).unwrap();

@@ -15,7 +15,7 @@ use switchboard_core::engine::{Effect, Event, Note, Sender};
 use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
 use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
 use switchboard_proto::v1 as pb;
-use switchboard_store::Archived;
+use switchboard_store::{Archived, CustomerRecord};
 
 use crate::archive;
 use crate::convert;
@@ -48,8 +48,8 @@ pub struct Output {
     /// Conversations that ended (or changed after their end) in this command, to write to the
     /// store's archive.
     pub archive: Vec<Archived>,
-    /// Customers evicted by this command: (id, encoded `archive::CustomerRecord`).
-    pub customers: Vec<(String, Vec<u8>)>,
+    /// Customers evicted by this command (body: encoded `archive::CustomerRecord`).
+    pub customers: Vec<CustomerRecord>,
 }
 
 /// Applies a logged command. A command carrying an archived conversation or an evicted
@@ -86,7 +86,8 @@ pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output
             let candidates = customer.into_iter().chain(named).chain(ended);
             for id in candidates {
                 if let Some(record) = evict(state, &id) {
-                    out.customers.push((id, archive::encode_customer(&record)));
+                    let body = archive::encode_customer(&record);
+                    out.customers.push(CustomerRecord { customer: id, body });
                 }
             }
             Ok((response, out))
@@ -171,21 +172,19 @@ fn archive_ended(
             _ => state.customers.name(c.customer.0).to_owned(),
         };
         customers.push(customer.clone());
-        let row = Archived {
+        out.archive.push(Archived {
             conversation: c.id.0,
-            customer,
             opened_at_ms: c.opened_at.as_millis(),
             ended_at_ms: c.ended_at.unwrap_or(c.opened_at).as_millis(),
             purge_at_ms: ended.purge_at.as_millis(),
-            body: Vec::new(),
-        };
-        let body = archive::encode(&archive::Archived {
-            conversation: c,
-            customer: row.customer.clone(),
-            extra,
-            purge_at: ended.purge_at,
+            body: archive::encode(&archive::Archived {
+                conversation: c,
+                customer: customer.clone(),
+                extra,
+                purge_at: ended.purge_at,
+            }),
+            customer,
         });
-        out.archive.push(Archived { body, ..row });
     }
     customers
 }
