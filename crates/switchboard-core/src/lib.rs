@@ -22,6 +22,7 @@ pub mod ids;
 pub mod queue;
 pub mod replies;
 pub mod router;
+pub mod session;
 pub mod time;
 
 pub use channel::{Channel, MessageTag};

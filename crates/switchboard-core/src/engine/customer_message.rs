@@ -1,14 +1,13 @@
 //! The customer side: messages in, conversations opened, transfer to a human, channel close,
 //! and the automatic replies a customer message triggers (SPEC §2, §4).
 
-use super::{Effect, Engine, Event, Note, Outcome, channel_group, check_text, offline_condition};
+use super::{Effect, Engine, Event, Outcome, channel_group};
 use crate::channel::Channel;
 use crate::conversation::{Cause, Conversation, State};
 use crate::error::{Error, Result};
 use crate::ids::{ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::replies::{self, ReplyKind};
-use crate::router::RouteRequest;
+use crate::session::check_text;
 use crate::time::Timestamp;
 
 /// A message posted by a channel gateway.
@@ -49,49 +48,13 @@ impl Engine {
         if opened && !self.settings.transfer_to_human {
             self.route(now, id, Cause::Routed, &mut routed)?;
         }
-
+        let mut s = self.session(id).expect("the conversation is open");
         // Keyword replies replace the message-received reply.
-        let c = &self.conversations[&id];
-        let keyword =
-            replies::keyword_rule(&self.settings.keywords, &msg.text).map(|k| k.texts.clone());
-        let keyword_fired = keyword.is_some();
-        if let Some(texts) = keyword {
-            self.send_auto(now, id, ReplyKind::Keyword, &texts, c.agent, &mut out);
-        } else if let Some(m) = self
-            .settings
-            .message_received
-            .as_ref()
-            .filter(|m| c.state != State::Assigned || m.also_in_session)
-        {
-            let texts = m.texts.clone();
-            self.send_auto(now, id, ReplyKind::MessageReceived, &texts, c.agent, &mut out);
-        }
+        let keyword = s.message_replies(now, &msg.text, &mut out);
         out.append(&mut routed);
-
         // After transfer to a human: the offline reply, else the queue reply.
-        let offline_applies = self.offline_reply(now, id, keyword_fired, &mut out);
-        if !keyword_fired && !offline_applies {
-            self.queue_reply(now, id, &mut out);
-        }
-
-        let c = self.conversations.get_mut(&id).expect("conversation exists");
-        // The agent-no-response timer counts from the first unanswered message, unless a
-        // keyword or offline reply answered this one.
-        if keyword_fired || offline_applies {
-            if c.agent_no_response_from == Some(now) {
-                c.agent_no_response_from = None;
-            }
-        } else if c.state == State::Assigned {
-            c.agent_no_response_from.get_or_insert(now);
-        }
-        if let Some(agent) = c.agent {
-            let note = Note::CustomerMessage {
-                conversation: id,
-                text: msg.text,
-                bot_hosting: c.bot_hosting,
-            };
-            out.push(Effect::Notify { agent, note });
-        }
+        let offline = s.waiting_replies(now, keyword, &mut out);
+        s.deliver_customer_message(now, msg.text, keyword || offline, &mut out);
         self.reschedule(id);
         Ok(Outcome { conversation: id, opened, effects: out })
     }
@@ -118,29 +81,18 @@ impl Engine {
         if opened && !self.settings.transfer_to_human {
             self.route(now, id, Cause::Routed, &mut out)?;
         }
-        if let Some(texts) = self.settings.open_service.clone() {
-            let agent = self.conversations[&id].agent;
-            self.send_auto(now, id, ReplyKind::OpenService, &texts, agent, &mut out);
-        }
+        self.session(id).expect("the conversation is open").open_service(now, &mut out);
         self.reschedule(id);
         Ok(Outcome { conversation: id, opened, effects: out })
     }
 
     /// The customer asks for a human: the bot stage ends and the conversation is routed.
     pub fn request_human(&mut self, now: Timestamp, id: ConversationId) -> Result<Vec<Effect>> {
-        let c = self.open_conv(id)?;
-        if c.state != State::Bot {
-            return Err(Error::InvalidTransition {
-                conversation: id,
-                state: c.state,
-                action: "transfer to a human",
-            });
-        }
+        self.open_conv(id)?;
+        self.session(id).expect("the conversation is open").check_request_human()?;
         let mut out = Vec::new();
         self.route(now, id, Cause::TransferToHuman, &mut out)?;
-        if !self.offline_reply(now, id, false, &mut out) {
-            self.queue_reply(now, id, &mut out);
-        }
+        self.session(id).expect("the conversation is open").waiting_replies(now, false, &mut out);
         self.reschedule(id);
         Ok(out)
     }
@@ -228,73 +180,7 @@ impl Engine {
         cause: Cause,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        let c = &self.conversations[&id];
-        let customer = self.customers.get(&c.customer);
-        let req = RouteRequest {
-            group: c.group,
-            priority: c.priority,
-            entered_at: now,
-            dedicated: customer.and_then(|u| u.settings.dedicated_agent),
-            last_agent: customer.and_then(|u| u.last_agent),
-        };
-        let mut rout = Vec::new();
-        self.router.route(now, id, req, &mut rout)?;
-        self.apply(now, rout, cause, out);
-        Ok(())
-    }
-
-    /// Sends the offline reply if its condition holds; returns whether an offline reply
-    /// applies (it then replaces the queue reply and the agent-no-response timer).
-    fn offline_reply(
-        &mut self,
-        now: Timestamp,
-        id: ConversationId,
-        keyword_fired: bool,
-        out: &mut Vec<Effect>,
-    ) -> bool {
-        let c = &self.conversations[&id];
-        let dedicated = self.customers.get(&c.customer).and_then(|u| u.settings.dedicated_agent);
-        let Some(agent) = offline_condition(&self.router, c, dedicated) else {
-            return false;
-        };
-        let Some(reply) = self.levels(c, agent).resolve(|r| r.offline.as_ref()).cloned() else {
-            return false;
-        };
-        if keyword_fired {
-            // A keyword reply replaces the offline reply, which still silences the others.
-            return true;
-        }
-        let due = c
-            .last_offline_reply_at
-            .is_none_or(|t| reply.min_interval.is_zero() || now >= t + reply.min_interval);
-        if due {
-            self.conversations.get_mut(&id).expect("conversation exists").last_offline_reply_at =
-                Some(now);
-            let staff = agent.or(self.conversations[&id].agent);
-            self.send_auto(now, id, ReplyKind::Offline, &reply.texts, staff, out);
-        }
-        true
-    }
-
-    /// The queue reply for a waiting conversation: the rule for its position, at most once
-    /// per interval.
-    fn queue_reply(&mut self, now: Timestamp, id: ConversationId, out: &mut Vec<Effect>) {
-        let c = &self.conversations[&id];
-        if c.state != State::Queued {
-            return;
-        }
-        let Some(reply) = self.levels(c, None).resolve(|r| r.queue.as_ref()) else { return };
-        if c.last_queue_reply_at.is_some_and(|t| now < t + reply.min_interval) {
-            return;
-        }
-        let Some(position) = self.router.position(id) else { return };
-        let dedicated = self.customers.get(&c.customer).and_then(|u| u.settings.dedicated_agent);
-        let Some(rule) = replies::queue_rule(reply, position) else {
-            return;
-        };
-        let texts = rule.texts.clone();
-        self.conversations.get_mut(&id).expect("conversation exists").last_queue_reply_at =
-            Some(now);
-        self.send_auto(now, id, ReplyKind::Queue, &texts, dedicated, out);
+        let ask = self.session(id).expect("the conversation is open").route_request(now, cause);
+        self.ask(now, id, ask, out)
     }
 }

@@ -1,5 +1,11 @@
-//! One tenant's routing domain: the router, the open conversations, the configuration, and
-//! every rule that joins them (lifecycle, automatic replies, budgets, timers).
+//! One tenant's routing domain, as a façade over two kinds of state machine that talk only
+//! through messages: the [`Router`] (queues, agents, capacity, offers, affinity, statuses) and
+//! one [`Session`] per customer with an open conversation (lifecycle, automatic replies,
+//! budgets, deadlines). The façade finds the session a call is for, hands the router what the
+//! session asks ([`Ask`]) and hands each session what the router decided ([`Placed`]) with
+//! where it now stands ([`Standing`](crate::router::Standing)), all synchronously, so every
+//! rule holds exactly on one node. It also keeps the configuration, the customer directory
+//! and the deadline index.
 //!
 //! Each operation takes `now` and returns the [`Effect`]s to execute. Deadlines are state:
 //! [`Engine::next_deadline`] says when to call [`Engine::advance`], and rebuilding an engine
@@ -17,25 +23,18 @@ use serde::{Deserialize, Serialize};
 
 pub use self::effect::{Effect, Event, Note, Sender, Target};
 use crate::channel::Channel;
-use crate::config::{AgentSettings, CustomerSettings, GroupSettings, TenantSettings, Texts};
+use crate::config::{AgentSettings, CustomerSettings, GroupSettings, TenantSettings};
 use crate::conversation::{Cause, Conversation, State};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
-use crate::replies::{self, Levels, Placeholders, ReplyKind};
-use crate::router::{self, AgentStatus, Placement, Release, Router, Via};
+use crate::replies::{self, ReplyKind};
+use crate::router::{self, Placement, Release, Router};
+pub use crate::session::Customer;
+use crate::session::{Ask, Config, Placed, Session};
 use crate::time::Timestamp;
 
 /// Longest customer or agent message text, in bytes.
 pub const MAX_MESSAGE_TEXT: usize = 8 * 1024;
-
-/// A customer and what the core remembers of it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    pub settings: CustomerSettings,
-    /// The last agent who served the customer (SPEC §2, §3).
-    pub last_agent: Option<AgentId>,
-    pub open: Option<ConversationId>,
-}
 
 /// Who performs an operation, for the rules that depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,66 +351,18 @@ impl Engine {
         }
     }
 
-    /// The reply levels for a conversation, with `agent` as the agent level.
-    fn levels(&self, c: &Conversation, agent: Option<AgentId>) -> Levels<'_> {
-        Levels {
-            agent: agent.and_then(|a| self.agents.get(&a)).map(|a| &a.replies),
-            group: self.groups.get(&c.group).map(|g| &g.replies),
-            channel: self.settings.channel_replies.get(&c.channel),
-            tenant: &self.settings.replies,
-        }
+    /// The configuration as sessions read it.
+    fn config(&self) -> Config<'_> {
+        Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
     }
 
-    fn nickname(&self, agent: Option<AgentId>) -> Option<&str> {
-        agent.and_then(|a| self.agents.get(&a)).map(|a| a.nickname.as_str())
-    }
-
-    /// Sends an automatic reply, as far as the channel budget allows once the humans' reserve
-    /// is kept; texts that do not fit are reported as suppressed.
-    fn send_auto(
-        &mut self,
-        now: Timestamp,
-        id: ConversationId,
-        kind: ReplyKind,
-        texts: &Texts,
-        staff: Option<AgentId>,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(c) = self.conversations.get(&id) else {
-            return;
-        };
-        let nick = self.customers.get(&c.customer).and_then(|u| u.settings.nickname.clone());
-        // A rank costs a few cache misses at depth; only compute it when a text shows it.
-        let queue_num = if texts.iter().any(|t| t.contains("queue_num")) {
-            self.router.position(id)
-        } else {
-            None
-        };
-        let placeholders = Placeholders {
-            nick_name: nick.as_deref(),
-            staff_name: self.nickname(staff),
-            queue_num,
-        };
-        let rendered: Vec<String> =
-            texts.iter().map(|t| replies::render(t, &placeholders)).collect();
-        let (channel, reserve) = (c.channel, self.settings.human_reserve);
-        for text in rendered {
-            let c = self.conversations.get_mut(&id).expect("conversation exists");
-            if replies::auto_allowance(channel.reply_budget(), reserve, c.consecutive_service)
-                == Some(0)
-            {
-                out.push(Effect::ReplySuppressed { conversation: id, kind });
-                return;
-            }
-            c.record_auto_message(now);
-            out.push(Effect::Send {
-                conversation: id,
-                channel,
-                text,
-                from: Sender::Auto(kind),
-                tag: None,
-            });
-        }
+    /// The session of an open conversation, told where it stands now.
+    fn session(&mut self, id: ConversationId) -> Option<Session<'_>> {
+        let conv = self.conversations.get_mut(&id).filter(|c| c.is_open())?;
+        let customer = self.customers.entry(conv.customer).or_default();
+        let standing = self.router.standing(id, customer.settings.dedicated_agent);
+        let cfg = Config { settings: &self.settings, groups: &self.groups, agents: &self.agents };
+        Some(Session { cfg, customer, conv, standing })
     }
 
     /// Runs one router operation and applies what it did.
@@ -428,8 +379,68 @@ impl Engine {
         Ok(out)
     }
 
-    /// Turns router effects into conversation transitions, notes, events and auto-accept
-    /// replies. `cause` names the operation for transitions whose router effect carries none.
+    /// Hands the router what a session asked. Only a route can be refused.
+    fn ask(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        ask: Ask,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
+        match ask {
+            Ask::Route { request, cause } => {
+                let mut rout = Vec::new();
+                self.router.route(now, id, request, &mut rout)?;
+                self.apply(now, rout, cause, out);
+            }
+            Ask::Leave => {
+                self.ended.push(id);
+                let mut rout = Vec::new();
+                self.router.remove(now, id, &mut rout);
+                self.apply(now, rout, Cause::Routed, out);
+                self.reschedule(id);
+            }
+            Ask::Alert { agent, group } => {
+                let notify: Vec<_> = match agent {
+                    Some(a) => vec![a],
+                    None => self.router.group_members(group).collect(),
+                };
+                for &a in &notify {
+                    out.push(Effect::Notify {
+                        agent: a,
+                        note: Note::UnrepliedAlert { conversation: id },
+                    });
+                }
+                out.push(Effect::Event(Event::UnrepliedAlert { conversation: id, notify }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the router what a session asked, when that cannot be a route.
+    fn settle(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        ask: Option<Ask>,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(ask) = ask {
+            debug_assert!(!matches!(ask, Ask::Route { .. }), "a session routes only when told");
+            // Leaving and alerting are never refused.
+            let _ = self.ask(now, id, ask, out);
+        }
+    }
+
+    /// Hands a session what the router decided about its conversation.
+    fn deliver(&mut self, now: Timestamp, id: ConversationId, fact: Placed, out: &mut Vec<Effect>) {
+        if let Some(mut s) = self.session(id) {
+            s.placed(now, fact, out);
+        }
+    }
+
+    /// Turns router effects into session facts, agent notes and events. `cause` names the
+    /// operation for transitions whose router effect carries none.
     fn apply(
         &mut self,
         now: Timestamp,
@@ -443,23 +454,20 @@ impl Engine {
             match e {
                 router::Effect::Queued { conversation, group, pinned_to } => {
                     touched.push(conversation);
-                    let why = released.remove(&conversation).map_or(cause, release_cause);
-                    let Some(c) = self.conversations.get_mut(&conversation) else {
-                        continue;
-                    };
-                    let moved = c.state != State::Queued || c.group != group;
-                    c.group = group;
-                    if moved {
-                        c.transition(now, State::Queued, why, None);
-                        out.push(Effect::Event(Event::Queued { conversation, group, pinned_to }));
-                    }
+                    let cause = released.remove(&conversation).map_or(cause, release_cause);
+                    self.deliver(
+                        now,
+                        conversation,
+                        Placed::Queued { group, pinned_to, cause },
+                        out,
+                    );
                 }
                 router::Effect::Offered { conversation, agent, expires } => {
                     touched.push(conversation);
-                    let Some(c) = self.conversations.get_mut(&conversation) else {
+                    if !self.conversations.contains_key(&conversation) {
                         continue;
-                    };
-                    c.transition(now, State::Offered, Cause::Routed, Some(agent));
+                    }
+                    self.deliver(now, conversation, Placed::Offered { agent }, out);
                     out.push(Effect::Notify {
                         agent,
                         note: Note::Offered { conversation, expires },
@@ -469,7 +477,7 @@ impl Engine {
                 router::Effect::Assigned { conversation, agent, via } => {
                     touched.push(conversation);
                     released.remove(&conversation);
-                    self.on_assigned(now, conversation, agent, via, out);
+                    self.deliver(now, conversation, Placed::Assigned { agent, via }, out);
                 }
                 router::Effect::Released { conversation, agent, reason, was_assigned } => {
                     released.insert(conversation, reason);
@@ -499,55 +507,7 @@ impl Engine {
         }
     }
 
-    fn on_assigned(
-        &mut self,
-        now: Timestamp,
-        id: ConversationId,
-        agent: AgentId,
-        via: Via,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(c) = self.conversations.get_mut(&id) else {
-            return;
-        };
-        let from_queue = c.waited_in_queue;
-        let entered = c
-            .transitions
-            .iter()
-            .rev()
-            .find(|t| t.to == State::Queued)
-            .map_or(c.opened_at, |t| t.at);
-        let cause = match via {
-            Via::Auto => Cause::Routed,
-            Via::Accepted => Cause::Accepted,
-            Via::Picked => Cause::Picked,
-            Via::Transferred => Cause::Transferred,
-        };
-        c.transition(now, State::Assigned, cause, Some(agent));
-        c.waited_in_queue = false;
-        let customer = c.customer;
-        self.customers.entry(customer).or_default().last_agent = Some(agent);
-        let waited_ms = if from_queue {
-            now.since(entered).as_millis().try_into().unwrap_or(u64::MAX)
-        } else {
-            0
-        };
-        out.push(Effect::Notify { agent, note: Note::Assigned { conversation: id, via } });
-        let group = self.conversations[&id].group;
-        out.push(Effect::Event(Event::Assigned { conversation: id, agent, group, via, waited_ms }));
-        let c = &self.conversations[&id];
-        let reply = self
-            .levels(c, Some(agent))
-            .resolve(|r| r.auto_accept.as_ref())
-            .filter(|r| !from_queue || r.also_from_queue)
-            .map(|r| r.texts.clone());
-        if let Some(texts) = reply {
-            self.send_auto(now, id, ReplyKind::AutoAccept, &texts, Some(agent), out);
-        }
-    }
-
-    /// Ends a conversation: the end reply (only if it was being served), the router lets go,
-    /// the customer may open a new one.
+    /// Ends a conversation through its session, and the router lets go of it.
     fn finish(
         &mut self,
         now: Timestamp,
@@ -556,70 +516,9 @@ impl Engine {
         reply: Option<ReplyKind>,
         out: &mut Vec<Effect>,
     ) {
-        let Some(c) = self.conversations.get(&id).filter(|c| c.is_open()) else {
-            return;
-        };
-        let agent = c.agent;
-        if c.state == State::Assigned
-            && let Some(kind) = reply
-        {
-            let levels = self.levels(c, agent);
-            let texts = match kind {
-                ReplyKind::ManualEnd => levels.resolve(|r| r.manual_end.as_ref()).cloned(),
-                ReplyKind::BatchEnd => levels.resolve(|r| r.batch_end.as_ref()).cloned(),
-                ReplyKind::IdleEnd => {
-                    levels.resolve(|r| r.idle_end.as_ref()).map(|r| r.texts.clone())
-                }
-                ReplyKind::CustomerNoResponseEnd => {
-                    levels.resolve(|r| r.customer_no_response_end.as_ref()).map(|r| r.texts.clone())
-                }
-                _ => None,
-            };
-            if let Some(texts) = texts {
-                self.send_auto(now, id, kind, &texts, agent, out);
-            }
-        }
-        let c = self.conversations.get_mut(&id).expect("conversation exists");
-        let (from, group) = (c.state, c.group);
-        let waited_ms = waited_ms(c, now);
-        c.transition(now, State::Ended, cause, None);
-        let customer = c.customer;
-        let last = c.served_by.last().copied();
-        if let Some(u) = self.customers.get_mut(&customer) {
-            u.open = None;
-            if last.is_some() {
-                u.last_agent = last;
-            }
-        }
-        out.push(Effect::Event(Event::Ended {
-            conversation: id,
-            group,
-            cause,
-            agent,
-            from,
-            waited_ms,
-        }));
-        self.ended.push(id);
-        let mut rout = Vec::new();
-        self.router.remove(now, id, &mut rout);
-        self.apply(now, rout, Cause::Routed, out);
-        self.reschedule(id);
+        let ask = self.session(id).and_then(|mut s| s.finish(now, cause, reply, out));
+        self.settle(now, id, ask, out);
     }
-}
-
-/// How long a queued conversation has waited. A wait runs from the first of the trailing
-/// `queued` transitions (moves between queues keep waiting).
-fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
-    (c.state == State::Queued)
-        .then(|| {
-            c.transitions.iter().rev().take_while(|t| t.to == State::Queued).last().map(|t| t.at)
-        })
-        .flatten()
-        .map(|since| millis(now.since(since)))
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn release_cause(r: Release) -> Cause {
@@ -629,42 +528,6 @@ fn release_cause(r: Release) -> Cause {
         Release::AgentOffline => Cause::AgentOffline,
         Release::Transferred | Release::Ended => Cause::Transferred,
     }
-}
-
-/// The offline-reply condition of SPEC §4.5 for a conversation, and the agent whose settings
-/// come first.
-fn offline_condition(
-    router: &Router,
-    c: &Conversation,
-    dedicated: Option<AgentId>,
-) -> Option<Option<AgentId>> {
-    let offline = |a: AgentId| router.agent(a).is_none_or(|a| a.status == AgentStatus::Offline);
-    match c.state {
-        State::Assigned | State::Offered => c.agent.filter(|a| offline(*a)).map(Some),
-        State::Queued => {
-            if let Some(d) = dedicated.filter(|d| offline(*d)) {
-                Some(Some(d))
-            } else if router.group_all_offline(c.group) || router.all_offline() {
-                Some(None)
-            } else {
-                None
-            }
-        }
-        State::Bot | State::Ended => None,
-    }
-}
-
-fn check_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        return Err(Error::InvalidArgument("text: the message is empty".into()));
-    }
-    if text.len() > MAX_MESSAGE_TEXT {
-        return Err(Error::InvalidArgument(format!(
-            "text: the message is {} bytes, the limit is {MAX_MESSAGE_TEXT}; split it",
-            text.len()
-        )));
-    }
-    Ok(())
 }
 
 /// Which channel's default group applies.

@@ -1,13 +1,14 @@
 //! The service side: agent status, offers, messages, transfers, ends, bot hosting, ratings
 //! (SPEC §2, §3, §6, §8).
 
-use super::{Actor, Effect, Engine, Event, Note, Selection, Sender, Target, check_text};
+use super::{Actor, Effect, Engine, Selection, Target};
 use crate::channel::MessageTag;
 use crate::conversation::{Cause, State};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId};
 use crate::replies::ReplyKind;
 use crate::router::{AgentStatus, StatusCause};
+use crate::session::check_text;
 use crate::time::Timestamp;
 
 impl Engine {
@@ -74,47 +75,9 @@ impl Engine {
         tag: Option<MessageTag>,
     ) -> Result<Vec<Effect>> {
         check_text(text)?;
-        let c = self.open_conv(id)?;
-        if c.state != State::Assigned || c.agent != Some(agent) {
-            return Err(Error::NotAssigned { conversation: id, agent });
-        }
-        let window_from = c.last_customer_at.unwrap_or(c.opened_at);
-        if now >= window_from + self.settings.reply_window(c.channel) {
-            if !c.channel.window_allows_tags() {
-                return Err(Error::OutsideReplyWindow { conversation: id, channel: c.channel });
-            }
-            if tag.is_none() {
-                return Err(Error::TagRequired(id));
-            }
-        }
-        if let Some(limit) = c.channel.reply_budget()
-            && c.consecutive_service >= limit
-        {
-            return Err(Error::BudgetExhausted { conversation: id, channel: c.channel, limit });
-        }
-        let channel = c.channel;
-        let c = self.conversations.get_mut(&id).expect("conversation exists");
-        let first = c.first_response_at.is_none();
-        c.record_agent_message(now);
-        let mut out = Vec::new();
-        if first {
-            out.push(Effect::Event(Event::FirstResponse {
-                conversation: id,
-                agent,
-                group: c.group,
-                since_opened_ms: super::millis(now.since(c.opened_at)),
-                since_assigned_ms: super::millis(now.since(c.assigned_at.unwrap_or(c.opened_at))),
-            }));
-        }
-        c.read_at = Some(now);
+        self.open_conv(id)?;
+        let out = self.session(id).expect("open").agent_message(now, agent, text, tag)?;
         self.reschedule(id);
-        out.push(Effect::Send {
-            conversation: id,
-            channel,
-            text: text.to_owned(),
-            from: Sender::Agent(agent),
-            tag,
-        });
         Ok(out)
     }
 
@@ -127,18 +90,8 @@ impl Engine {
         text: &str,
     ) -> Result<Vec<Effect>> {
         check_text(text)?;
-        let c = self.open_conv(id)?;
-        let Some(agent) = c.agent else {
-            return Err(Error::InvalidTransition {
-                conversation: id,
-                state: c.state,
-                action: "whisper (no agent holds it)",
-            });
-        };
-        Ok(vec![Effect::Notify {
-            agent,
-            note: Note::Whisper { conversation: id, from, text: text.to_owned() },
-        }])
+        self.open_conv(id)?;
+        self.session(id).expect("open").whisper(from, text)
     }
 
     /// The agent read the conversation; flags it read-but-unreplied when the customer waits.
@@ -148,18 +101,8 @@ impl Engine {
         agent: AgentId,
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
-        let c = self.open_conv(id)?;
-        if c.agent != Some(agent) {
-            return Err(Error::NotAssigned { conversation: id, agent });
-        }
-        let c = self.conversations.get_mut(&id).expect("conversation exists");
-        c.read_at = Some(now);
-        let out = if c.read_unreplied() {
-            vec![Effect::Notify { agent, note: Note::ReadUnreplied { conversation: id } }]
-        } else {
-            Vec::new()
-        };
-        Ok(out)
+        self.open_conv(id)?;
+        self.session(id).expect("open").mark_read(now, agent)
     }
 
     /// Moves a conversation to another agent or group. An agent may move only its own.
@@ -170,24 +113,8 @@ impl Engine {
         target: Target,
         by: Actor,
     ) -> Result<Vec<Effect>> {
-        let c = self.open_conv(id)?;
-        if let Actor::Agent(a) = by
-            && c.agent != Some(a)
-        {
-            return Err(Error::NotAssigned { conversation: id, agent: a });
-        }
-        if c.state == State::Bot {
-            return Err(Error::InvalidTransition {
-                conversation: id,
-                state: c.state,
-                action: "transfer before transfer to a human",
-            });
-        }
-        let from = c.agent;
-        let left_queue = match target {
-            Target::Group { .. } => super::waited_ms(c, now).map(|ms| (c.group, ms)),
-            Target::Agent(_) => None,
-        };
+        self.open_conv(id)?;
+        let event = self.session(id).expect("open").transfer(now, target, by)?;
         let mut rout = Vec::new();
         match target {
             Target::Agent(a) => {
@@ -200,12 +127,7 @@ impl Engine {
                 self.router.transfer_to_group(now, id, group, keep_entry_time, &mut rout)?;
             }
         }
-        let mut out = vec![Effect::Event(Event::Transferred {
-            conversation: id,
-            from,
-            to: target,
-            left_queue,
-        })];
+        let mut out = vec![Effect::Event(event)];
         self.apply(now, rout, Cause::Transferred, &mut out);
         Ok(out)
     }
@@ -231,14 +153,8 @@ impl Engine {
 
     /// Ends one conversation: by its agent, or by a supervisor.
     pub fn end(&mut self, now: Timestamp, id: ConversationId, by: Actor) -> Result<Vec<Effect>> {
-        let c = self.open_conv(id)?;
-        let cause = match by {
-            Actor::Agent(a) if c.agent == Some(a) => Cause::EndedByAgent,
-            Actor::Agent(a) => {
-                return Err(Error::NotAssigned { conversation: id, agent: a });
-            }
-            Actor::Supervisor(_) | Actor::System => Cause::EndedBySupervisor,
-        };
+        self.open_conv(id)?;
+        let cause = self.session(id).expect("open").end_cause(by)?;
         let mut out = Vec::new();
         self.finish(now, id, cause, Some(ReplyKind::ManualEnd), &mut out);
         Ok(out)
@@ -290,19 +206,14 @@ impl Engine {
             }
         };
         let mut out = Vec::new();
+        let mut changed = 0;
         for id in ids {
-            let Some(c) = self.conversations.get_mut(&id) else {
-                continue;
-            };
-            if c.state != State::Assigned || c.bot_hosting == on {
-                continue;
-            }
-            c.bot_hosting = on;
-            if let Some(agent) = c.agent {
-                out.push(Effect::Notify { agent, note: Note::BotHosting { conversation: id, on } });
+            if let Some(mut s) = self.session(id)
+                && s.set_bot_hosting(on, &mut out)
+            {
+                changed += 1;
             }
         }
-        let changed = out.len();
         (changed, out)
     }
 

@@ -6,9 +6,10 @@ use super::*;
 use crate::channel::MessageTag;
 use crate::config::{
     AutoAcceptReply, GroupPolicy, KeywordRule, MessageReceivedReply, OfferMode, OfflineReply,
-    QueueReply, QueueRule, RatingCredit, ReplySettings, TimedReply,
+    QueueReply, QueueRule, RatingCredit, ReplySettings, Texts, TimedReply,
 };
 use crate::engine::customer_message::CustomerMessage;
+use crate::router::AgentStatus;
 use crate::time::{days, hours, mins, secs};
 
 const G1: GroupId = GroupId(1);

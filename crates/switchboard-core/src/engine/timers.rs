@@ -2,10 +2,9 @@
 //! fires whatever is due — router deadlines (offers, affinity, offline grace) and
 //! conversation deadlines (in-session replies, auto-ends, reply window, alerts, retention).
 
-use super::{Effect, Engine, Event, Note};
+use super::{Effect, Engine};
 use crate::conversation::{Cause, Conversation, Due, Thresholds};
 use crate::ids::ConversationId;
-use crate::replies::ReplyKind;
 use crate::time::Timestamp;
 
 impl Engine {
@@ -38,22 +37,7 @@ impl Engine {
 
     /// The thresholds in force for a conversation.
     pub fn thresholds(&self, c: &Conversation) -> Thresholds {
-        let levels = self.levels(c, c.agent);
-        Thresholds {
-            agent_no_response: levels.resolve(|r| r.agent_no_response.as_ref()).map(|r| r.after),
-            customer_no_response: levels
-                .resolve(|r| r.customer_no_response.as_ref())
-                .map(|r| r.after),
-            idle_end: levels.resolve(|r| r.idle_end.as_ref()).map(|r| r.after),
-            customer_no_response_end: levels
-                .resolve(|r| r.customer_no_response_end.as_ref())
-                .map(|r| r.after),
-            unreplied_alert: self.settings.unreplied_alert,
-            reply_window: self.settings.reply_window(c.channel),
-            window_ends: !c.channel.window_allows_tags(),
-            retention_unaccepted: self.settings.retention_unaccepted,
-            retention_accepted: self.settings.retention_accepted,
-        }
+        self.config().thresholds(c)
     }
 
     /// Recomputes one conversation's next deadline in the index.
@@ -79,77 +63,18 @@ impl Engine {
         }
     }
 
-    /// Fires the due deadlines of one conversation, earliest first.
+    /// Fires the due deadline of one conversation: an open one's through its session, an
+    /// ended one's retention here.
     fn fire(&mut self, now: Timestamp, id: ConversationId, out: &mut Vec<Effect>) {
-        let Some(c) = self.conversations.get(&id) else {
-            self.reschedule(id);
-            return;
-        };
-        let Some((at, due)) = c.next_deadline(&self.thresholds(c)) else {
-            self.reschedule(id);
-            return;
-        };
-        if at > now {
-            self.reschedule(id);
-            return;
-        }
-        let (agent, group) = (c.agent, c.group);
-        match due {
-            Due::AgentNoResponse => {
-                let reply = self
-                    .levels(c, agent)
-                    .resolve(|r| r.agent_no_response.as_ref())
-                    .map(|r| r.texts.clone());
-                self.conversations
-                    .get_mut(&id)
-                    .expect("conversation exists")
-                    .agent_no_response_from = None;
-                if let Some(texts) = reply {
-                    self.send_auto(now, id, ReplyKind::AgentNoResponse, &texts, agent, out);
-                }
-            }
-            Due::CustomerNoResponse => {
-                let reply = self
-                    .levels(c, agent)
-                    .resolve(|r| r.customer_no_response.as_ref())
-                    .map(|r| r.texts.clone());
-                self.conversations
-                    .get_mut(&id)
-                    .expect("conversation exists")
-                    .customer_no_response_sent = true;
-                if let Some(texts) = reply {
-                    self.send_auto(now, id, ReplyKind::CustomerNoResponse, &texts, agent, out);
-                }
-            }
-            Due::UnrepliedAlert => {
-                let notify: Vec<_> = match agent {
-                    Some(a) => vec![a],
-                    None => self.router.group_members(group).collect(),
-                };
-                self.conversations.get_mut(&id).expect("conversation exists").alert_sent = true;
-                for &a in &notify {
-                    out.push(Effect::Notify {
-                        agent: a,
-                        note: Note::UnrepliedAlert { conversation: id },
-                    });
-                }
-                out.push(Effect::Event(Event::UnrepliedAlert { conversation: id, notify }));
-            }
-            Due::CustomerNoResponseEnd => {
-                self.finish(
-                    now,
-                    id,
-                    Cause::CustomerNoResponse,
-                    Some(ReplyKind::CustomerNoResponseEnd),
-                    out,
-                );
-            }
-            Due::IdleEnd => self.finish(now, id, Cause::IdleTimeout, Some(ReplyKind::IdleEnd), out),
-            Due::ReplyWindow => self.finish(now, id, Cause::ReplyWindowClosed, None, out),
-            Due::Purge => {
+        if let Some(c) = self.conversations.get(&id).filter(|c| !c.is_open()) {
+            let due = c.next_deadline(&self.thresholds(c));
+            if due.is_some_and(|(at, due)| at <= now && due == Due::Purge) {
                 self.conversations.remove(&id);
                 out.push(Effect::Purge { conversation: id });
             }
+        } else {
+            let ask = self.session(id).and_then(|mut s| s.fire(now, out));
+            self.settle(now, id, ask, out);
         }
         self.reschedule(id);
     }

@@ -53,6 +53,16 @@ pub struct Pin {
     pub kind: PinKind,
 }
 
+/// What the router tells a conversation about where it stands. On one node it is read fresh
+/// before each step of the conversation; across actors it may be one message stale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Exact 1-based queue position while it waits.
+    pub position: Option<usize>,
+    /// SPEC §4.5's offline condition, with the agent whose reply settings come first.
+    pub offline: Option<Option<AgentId>>,
+}
+
 /// The one place a routed conversation is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placement {
@@ -616,6 +626,31 @@ impl Router {
             }
             _ => None,
         }
+    }
+
+    /// Where a conversation stands, as its session needs to know: its exact position while it
+    /// waits, and SPEC §4.5's offline condition with the agent whose reply settings come
+    /// first (the agent holding it; else the customer's `dedicated` agent; else none when
+    /// its group or the whole tenant is offline).
+    pub fn standing(&self, conv: ConversationId, dedicated: Option<AgentId>) -> Standing {
+        let offline =
+            |a: AgentId| self.agents.get(&a).is_none_or(|a| a.status == AgentStatus::Offline);
+        let offline = match self.placements.get(&conv) {
+            None => None,
+            Some(Placement::Offered { agent, .. } | Placement::Assigned { agent, .. }) => {
+                offline(*agent).then_some(Some(*agent))
+            }
+            Some(Placement::Queued { group, .. }) => {
+                if let Some(d) = dedicated.filter(|d| offline(*d)) {
+                    Some(Some(d))
+                } else if self.group_all_offline(*group) || self.all_offline() {
+                    Some(None)
+                } else {
+                    None
+                }
+            }
+        };
+        Standing { position: self.position(conv), offline }
     }
 
     pub fn agent(&self, id: AgentId) -> Option<&Agent> {
