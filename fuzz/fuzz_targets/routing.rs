@@ -54,6 +54,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             channel: u.int_in_range(0..=5)?,
             keyword: u.arbitrary()?,
             group: if u.ratio(1, 5)? { Some(group(u)?) } else { None },
+            priority: if u.ratio(1, 5)? { Some(u.int_in_range(0..=3)?) } else { None },
         },
         1 => Op::RequestHuman { customer: customer(u)? },
         2 => Op::Status {

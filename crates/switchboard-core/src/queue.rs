@@ -62,6 +62,11 @@ impl QueueKey {
     pub fn with_front(self, front: bool) -> Self {
         QueueKey::new(front, self.priority(), self.entered_at(), self.seq())
     }
+
+    /// The same entry time and arrival order at another priority.
+    pub fn with_priority(self, priority: Priority) -> Self {
+        QueueKey::new(self.front(), priority, self.entered_at(), self.seq())
+    }
 }
 
 impl fmt::Debug for QueueKey {

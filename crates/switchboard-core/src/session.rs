@@ -21,6 +21,7 @@ use crate::conversation::{Cause, Conversation, Due, State, Thresholds};
 use crate::engine::{Actor, Effect, Event, MAX_MESSAGE_TEXT, Note, Sender, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, GroupId};
+use crate::queue::Priority;
 use crate::replies::{self, Levels, Placeholders, ReplyKind};
 pub use crate::router::Standing;
 use crate::router::{RouteRequest, Via};
@@ -83,18 +84,11 @@ impl<'a> Config<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
     /// Waiting in `group`'s queue (or pinned to one agent). `cause` says why it (re)entered.
-    Queued {
-        group: GroupId,
-        pinned_to: Option<AgentId>,
-        cause: Cause,
-    },
-    Offered {
-        agent: AgentId,
-    },
-    Assigned {
-        agent: AgentId,
-        via: Via,
-    },
+    Queued { group: GroupId, pinned_to: Option<AgentId>, cause: Cause },
+    /// `cause`: why it left where it was (`Routed`, or what routed it in the first place).
+    Offered { agent: AgentId, cause: Cause },
+    /// `cause` overrides the one `via` implies, for the step that first routed it.
+    Assigned { agent: AgentId, via: Via, cause: Option<Cause> },
 }
 
 /// What a session asks of the router.
@@ -104,6 +98,8 @@ pub enum Ask {
     Route { request: RouteRequest, cause: Cause },
     /// It ended: let go of it.
     Leave,
+    /// The customer raised its priority: move it up its queue, keeping its entry time.
+    Raise { priority: Priority },
     /// Alert whoever can answer: its agent, or every member of its group while it waits.
     Alert { agent: Option<AgentId>, group: GroupId },
 }
@@ -149,14 +145,21 @@ impl<'a> Session<'a> {
                     out.push(Effect::Event(Event::Queued { conversation: id, group, pinned_to }));
                 }
             }
-            Placed::Offered { agent } => {
-                self.conv.transition(now, State::Offered, Cause::Routed, Some(agent));
+            Placed::Offered { agent, cause } => {
+                self.conv.transition(now, State::Offered, cause, Some(agent));
             }
-            Placed::Assigned { agent, via } => self.assigned(now, agent, via, out),
+            Placed::Assigned { agent, via, cause } => self.assigned(now, agent, via, cause, out),
         }
     }
 
-    fn assigned(&mut self, now: Timestamp, agent: AgentId, via: Via, out: &mut Vec<Effect>) {
+    fn assigned(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        via: Via,
+        cause: Option<Cause>,
+        out: &mut Vec<Effect>,
+    ) {
         let c = &mut *self.conv;
         let id = c.id;
         let from_queue = c.waited_in_queue;
@@ -166,12 +169,12 @@ impl<'a> Session<'a> {
             .rev()
             .find(|t| t.to == State::Queued)
             .map_or(c.opened_at, |t| t.at);
-        let cause = match via {
+        let cause = cause.unwrap_or(match via {
             Via::Auto => Cause::Routed,
             Via::Accepted => Cause::Accepted,
             Via::Picked => Cause::Picked,
             Via::Transferred => Cause::Transferred,
-        };
+        });
         c.transition(now, State::Assigned, cause, Some(agent));
         c.waited_in_queue = false;
         self.customer.last_agent = Some(agent);
@@ -190,6 +193,14 @@ impl<'a> Session<'a> {
     }
 
     // ----- the customer side -----------------------------------------------------------------
+
+    /// A customer message that carries a priority raises the conversation's (never lowers
+    /// it); a routed one asks the router to move it up.
+    pub fn raise_priority(&mut self, priority: Option<Priority>) -> Option<Ask> {
+        let priority = priority.filter(|p| *p > self.conv.priority)?;
+        self.conv.priority = priority;
+        (self.conv.state != State::Bot).then_some(Ask::Raise { priority })
+    }
 
     /// The message's own replies: a keyword reply, else the message-received reply.
     pub fn message_replies(&mut self, now: Timestamp, text: &str, out: &mut Vec<Effect>) -> bool {
@@ -699,7 +710,7 @@ mod tests {
             standing: Standing::default(),
         };
         let mut out = Vec::new();
-        s.placed(now, Placed::Assigned { agent: A1, via: Via::Auto }, &mut out);
+        s.placed(now, Placed::Assigned { agent: A1, via: Via::Auto, cause: None }, &mut out);
         assert_eq!(s.customer.last_agent, Some(A1));
         assert_eq!(s.end_cause(Actor::Agent(A1)).unwrap(), Cause::EndedByAgent);
         let ask =

@@ -18,8 +18,8 @@ fn op() -> impl Strategy<Value = Op> {
     let customer = 0..CUSTOMERS;
     let agent = 0..AGENTS;
     prop_oneof![
-        8 => (customer.clone(), 0..6usize, any::<bool>(), proptest::option::weighted(0.2, 0..GROUPS))
-            .prop_map(|(customer, channel, keyword, group)| Op::Message { customer, channel, keyword, group }),
+        8 => (customer.clone(), 0..6usize, any::<bool>(), proptest::option::weighted(0.2, 0..GROUPS), proptest::option::weighted(0.2, 0..4u8))
+            .prop_map(|(customer, channel, keyword, group, priority)| Op::Message { customer, channel, keyword, group, priority }),
         2 => customer.prop_map(|customer| Op::RequestHuman { customer }),
         4 => (agent.clone(), 0..5usize, any::<bool>())
             .prop_map(|(agent, status, supervisor)| Op::Status { agent, status, supervisor }),

@@ -1220,3 +1220,84 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
     let names: Vec<&str> = board.conversations.iter().map(|x| x.conversation.as_str()).collect();
     assert_eq!(names, vec![conv.name.as_str(), again.name.as_str()]);
 }
+
+/// Issue 13's routing contracts over gRPC: the first transition names what routed the
+/// conversation, a priority raised while waiting re-ranks it, a transfer to one's own group
+/// goes to someone else, and a contradictory last-agent policy is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_contracts_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("li", "Li", 2), ("wang", "Wang", 2)])
+        .await;
+
+    // Nobody online: two customers wait; the first transition says "opened", not "bot".
+    let first = post(&mut c, "acme", "u1", "", "hello").await;
+    let second = post(&mut c, "acme", "u2", "", "hello").await;
+    let t = &first.transitions[0];
+    assert_eq!((t.to, t.cause.as_str()), (pb::ConversationState::Queued as i32, "opened"));
+    assert_eq!((first.position, second.position), (1, 2));
+
+    // The second customer raises its priority: it moves ahead, keeping its entry time.
+    let raised = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: tenant("acme"),
+            customer: "u2".into(),
+            channel: pb::Channel::Web as i32,
+            text: "urgent".into(),
+            group: String::new(),
+            priority: 5,
+            nickname: String::new(),
+            request_id: rid("raise"),
+        })
+        .await
+        .expect("post with priority")
+        .into_inner()
+        .conversation
+        .unwrap();
+    assert_eq!(raised.name, second.name);
+    assert_eq!((raised.priority, raised.position), (5, 1));
+    assert_eq!(get(&mut c, &first.name).await.position, 2);
+
+    // Both agents come online and take one each; li transfers its own to the group it is
+    // in, and wang, who has room, gets it.
+    status(&mut c, "acme", "li", pb::AgentStatus::Online).await;
+    status(&mut c, "acme", "wang", pb::AgentStatus::Online).await;
+    let li = agent("acme", "li");
+    let held_by_li = if get(&mut c, &first.name).await.agent == li { &first } else { &second };
+    assert_eq!(get(&mut c, &held_by_li.name).await.agent, li);
+    let moved = c
+        .agent
+        .transfer(pb::TransferRequest {
+            agent: li.clone(),
+            conversation: held_by_li.name.clone(),
+            to: Some(pb::transfer_request::To::ToGroup("tenants/acme/groups/support".into())),
+            reset_entry_time: false,
+            request_id: rid("transfer"),
+        })
+        .await
+        .expect("transfer to own group")
+        .into_inner();
+    assert_eq!(moved.agent, agent("acme", "wang"), "someone else could take it");
+
+    // A last-agent timeout with the preference off is a contradiction, refused by name.
+    let err = c
+        .admin
+        .put_group(pb::PutGroupRequest {
+            name: "tenants/acme/groups/support".into(),
+            display_name: "Support".into(),
+            policy: Some(pb::RoutingPolicy {
+                last_agent_timeout: dur(10_000),
+                last_agent_preference: false,
+                ..Default::default()
+            }),
+            replies: None,
+            request_id: rid("policy"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("last_agent_timeout"), "{}", err.message());
+}

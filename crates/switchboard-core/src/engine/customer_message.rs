@@ -46,7 +46,12 @@ impl Engine {
         // Route a new conversation now, but emit the routing replies after the message's own.
         let mut routed = Vec::new();
         if opened && !self.settings.transfer_to_human {
-            self.route(now, id, Cause::Routed, &mut routed)?;
+            self.route(now, id, Cause::Opened, &mut routed)?;
+        } else if !opened {
+            let raise = self.session(id).and_then(|mut s| s.raise_priority(msg.priority));
+            if let Some(ask) = raise {
+                self.ask(now, id, ask, &mut out)?;
+            }
         }
         let mut s = self.session(id).expect("the conversation is open");
         // Keyword replies replace the message-received reply.
@@ -79,7 +84,7 @@ impl Engine {
         let mut out = Vec::new();
         let (id, opened) = self.ensure_open(now, &msg, &mut out)?;
         if opened && !self.settings.transfer_to_human {
-            self.route(now, id, Cause::Routed, &mut out)?;
+            self.route(now, id, Cause::Opened, &mut out)?;
         }
         self.session(id).expect("the conversation is open").open_service(now, &mut out);
         self.reschedule(id);
@@ -128,7 +133,11 @@ impl Engine {
             priority,
             now,
         );
-        c.transition(now, State::Bot, Cause::Opened, None);
+        // Without the bot stage it goes straight to routing, whose first transition says
+        // `opened` (SPEC §2).
+        if self.settings.transfer_to_human {
+            c.transition(now, State::Bot, Cause::Opened, None);
+        }
         self.conversations.insert(c.id, c);
         out.push(Effect::Event(Event::Opened {
             conversation: msg.new_conversation,

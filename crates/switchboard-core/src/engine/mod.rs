@@ -28,7 +28,7 @@ use crate::conversation::{Cause, Conversation, State};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::{self, ReplyKind};
-use crate::router::{self, Placement, Release, Router};
+use crate::router::{self, Placement, Release, Router, Via};
 pub use crate::session::Customer;
 use crate::session::{Ask, Config, Placed, Session};
 use crate::time::Timestamp;
@@ -391,7 +391,12 @@ impl Engine {
             Ask::Route { request, cause } => {
                 let mut rout = Vec::new();
                 self.router.route(now, id, request, &mut rout)?;
-                self.apply(now, rout, cause, out);
+                self.apply_routed(now, rout, cause, Some(id), out);
+            }
+            Ask::Raise { priority } => {
+                let mut rout = Vec::new();
+                self.router.raise_priority(now, id, priority, &mut rout);
+                self.apply(now, rout, Cause::Routed, out);
             }
             Ask::Leave => {
                 self.ended.push(id);
@@ -448,6 +453,19 @@ impl Engine {
         cause: Cause,
         out: &mut Vec<Effect>,
     ) {
+        self.apply_routed(now, effects, cause, None, out);
+    }
+
+    /// [`apply`](Self::apply) for the operation that first routed `routed`: wherever that
+    /// conversation lands (queued, offered, assigned), the transition carries `cause`.
+    fn apply_routed(
+        &mut self,
+        now: Timestamp,
+        effects: Vec<router::Effect>,
+        cause: Cause,
+        routed: Option<ConversationId>,
+        out: &mut Vec<Effect>,
+    ) {
         let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
         let mut touched = Vec::new();
         for e in effects {
@@ -467,7 +485,8 @@ impl Engine {
                     if !self.conversations.contains_key(&conversation) {
                         continue;
                     }
-                    self.deliver(now, conversation, Placed::Offered { agent }, out);
+                    let cause = if routed == Some(conversation) { cause } else { Cause::Routed };
+                    self.deliver(now, conversation, Placed::Offered { agent, cause }, out);
                     out.push(Effect::Notify {
                         agent,
                         note: Note::Offered { conversation, expires },
@@ -477,7 +496,8 @@ impl Engine {
                 router::Effect::Assigned { conversation, agent, via } => {
                     touched.push(conversation);
                     released.remove(&conversation);
-                    self.deliver(now, conversation, Placed::Assigned { agent, via }, out);
+                    let cause = (routed == Some(conversation) && via == Via::Auto).then_some(cause);
+                    self.deliver(now, conversation, Placed::Assigned { agent, via, cause }, out);
                 }
                 router::Effect::Released { conversation, agent, reason, was_assigned } => {
                     released.insert(conversation, reason);

@@ -638,8 +638,8 @@ fn transitions_record_time_and_cause() {
     assert_eq!(
         got,
         vec![
-            (at(secs(1)), State::Bot, Cause::Opened, None),
-            (at(secs(1)), State::Offered, Cause::Routed, Some(A1)),
+            // No bot stage: straight to routing, and the first transition says why.
+            (at(secs(1)), State::Offered, Cause::Opened, Some(A1)),
             (at(secs(2)), State::Queued, Cause::Declined, None),
             (at(secs(2)), State::Offered, Cause::Routed, Some(A2)),
             (at(secs(3)), State::Assigned, Cause::Accepted, Some(A2)),
@@ -928,4 +928,76 @@ fn customers_with_nothing_open_are_evicted_and_restored() {
     b.e.restore_customer(U1, kept);
     assert_eq!(b.e.customer(U1).unwrap().last_agent, None, "the agent is gone");
     b.check();
+}
+
+#[test]
+fn the_first_transition_keeps_what_routed_it() {
+    // Without the bot stage a conversation opens straight into its queue.
+    let mut b = Bench::new(default_group());
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    let first = &b.e.conversation(c).unwrap().transitions[0];
+    assert_eq!((first.from, first.to, first.cause), (None, State::Queued, Cause::Opened));
+
+    // With it, an agent free at once still records the transfer to a human.
+    let mut b = Bench::new(TenantSettings { transfer_to_human: true, ..default_group() });
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    b.e.request_human(at(secs(2)), c).unwrap();
+    b.check();
+    let got: Vec<_> =
+        b.e.conversation(c).unwrap().transitions.iter().map(|t| (t.to, t.cause)).collect();
+    assert_eq!(got, [(State::Bot, Cause::Opened), (State::Assigned, Cause::TransferToHuman)]);
+}
+
+#[test]
+fn a_transfer_to_ones_own_group_goes_to_someone_else() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 2, AgentStatus::Online);
+    b.agent(A2, "Li", 2, AgentStatus::Online);
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    let holder = b.e.conversation(c).unwrap().agent.unwrap();
+    let other = if holder == A1 { A2 } else { A1 };
+    let to_g1 = Target::Group { group: G1, keep_entry_time: true };
+    b.e.transfer(at(secs(2)), c, to_g1, Actor::Agent(holder)).unwrap();
+    b.check();
+    assert_eq!(b.e.conversation(c).unwrap().agent, Some(other), "the other agent had room");
+
+    // Alone in the group, the agent does not get it straight back; it waits, and the agent
+    // may still pick it.
+    b.e.set_agent_status(at(secs(3)), holder, AgentStatus::Offline, Actor::Agent(holder)).unwrap();
+    b.e.transfer(at(secs(4)), c, to_g1, Actor::Agent(other)).unwrap();
+    b.check();
+    assert_eq!(b.state(c), State::Queued);
+    b.e.pick(at(secs(5)), other, c).unwrap();
+    b.check();
+    assert_eq!(b.e.conversation(c).unwrap().agent, Some(other));
+}
+
+#[test]
+fn a_priority_raised_while_waiting_moves_up_and_keeps_its_entry_time() {
+    let mut b = Bench::new(default_group());
+    let (c1, _) = b.say(at(secs(1)), U1, "first");
+    let (c2, _) = b.say(at(secs(2)), U2, "second");
+    assert_eq!((b.e.position(c1), b.e.position(c2)), (Some(1), Some(2)));
+    let msg = |text: &str, priority| CustomerMessage {
+        customer: U2,
+        channel: Channel::Web,
+        text: text.into(),
+        new_conversation: ConversationId(99),
+        group: None,
+        priority: Some(priority),
+    };
+    let o = b.e.customer_message(at(secs(3)), msg("urgent", 5)).unwrap();
+    b.check();
+    assert_eq!(o.conversation, c2);
+    assert_eq!((b.e.position(c1), b.e.position(c2)), (Some(2), Some(1)));
+    assert_eq!(b.e.conversation(c2).unwrap().priority, 5);
+    let Some(Placement::Queued { key, .. }) = b.e.router().placement(c2) else { panic!() };
+    assert_eq!(key.entered_at(), at(secs(2)), "the entry time is kept");
+
+    // A lower priority later never lowers it.
+    b.e.customer_message(at(secs(4)), msg("again", 1)).unwrap();
+    b.check();
+    assert_eq!(b.e.conversation(c2).unwrap().priority, 5);
+    assert_eq!(b.e.position(c2), Some(1));
 }

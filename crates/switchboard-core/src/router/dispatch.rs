@@ -10,24 +10,26 @@ use crate::time::Timestamp;
 
 impl Router {
     /// Hands a conversation entering a group straight to an available agent when there is
-    /// one, so it never shows as waiting; otherwise queues it. At rest every conversation
-    /// already waiting was declined by every available agent, so none is overtaken.
+    /// one (other than those in `declined`), so it never shows as waiting; otherwise queues
+    /// it. At rest every conversation already waiting was declined by every available agent,
+    /// so none is overtaken.
     pub(super) fn place_or_push(
         &mut self,
         now: Timestamp,
         conv: ConversationId,
         group: GroupId,
         key: QueueKey,
+        declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
         let g = &self.groups[&group];
-        let agent = if g.policy.offer.pushes() { self.choose(g, &[]) } else { None };
+        let agent = if g.policy.offer.pushes() { self.choose(g, &declined) } else { None };
         match agent {
             Some(agent) => {
                 self.groups.get_mut(&group).expect("group exists").round_robin_last = Some(agent);
-                self.push(now, conv, agent, (group, key), Vec::new(), out);
+                self.push(now, conv, agent, (group, key), declined, out);
             }
-            None => self.place_queued(conv, group, key, None, Vec::new(), out),
+            None => self.place_queued(conv, group, key, None, declined, out),
         }
     }
 

@@ -423,7 +423,7 @@ impl Router {
                 let pin = Pin { agent, until: now + timeout, kind };
                 self.place_queued(conv, req.group, key, Some(pin), Vec::new(), out);
             }
-            _ => self.place_or_push(now, conv, req.group, key, out),
+            _ => self.place_or_push(now, conv, req.group, key, Vec::new(), out),
         }
         self.settle(now, out);
         Ok(())
@@ -525,7 +525,8 @@ impl Router {
     }
 
     /// Moves a conversation into `group`'s queue, keeping its original entry time unless
-    /// `keep_entry_time` is false.
+    /// `keep_entry_time` is false. The agent that held it counts as having declined it, so it
+    /// goes to someone else whenever anyone else can take it (the agent may still pick it).
     pub fn transfer_to_group(
         &mut self,
         now: Timestamp,
@@ -540,6 +541,7 @@ impl Router {
         if !self.groups.contains_key(&group) {
             return Err(Error::UnknownGroup(group));
         }
+        let holder = self.placements[&conv].agent();
         self.release(conv, Release::Transferred, out);
         let (_, old) = self.take(conv);
         let key = if keep_entry_time {
@@ -547,9 +549,35 @@ impl Router {
         } else {
             QueueKey::new(false, old.priority(), now, self.next_seq())
         };
-        self.place_or_push(now, conv, group, key, out);
+        self.place_or_push(now, conv, group, key, holder.into_iter().collect(), out);
         self.settle(now, out);
         Ok(())
+    }
+
+    /// Raises a routed conversation's priority. A waiting one moves up its queue and keeps
+    /// its entry time; an offered or assigned one keeps it for a later requeue. Never lowers.
+    pub fn raise_priority(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        priority: Priority,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(p) = self.placements.get_mut(&conv) else { return };
+        let key = p.key();
+        if key.priority() >= priority {
+            return;
+        }
+        let raised = key.with_priority(priority);
+        match p {
+            Placement::Queued { group, pin, declined, .. } => {
+                let (group, pin, declined) = (*group, *pin, std::mem::take(declined));
+                self.take(conv);
+                self.place_queued(conv, group, raised, pin, declined, out);
+                self.settle(now, out);
+            }
+            Placement::Offered { key, .. } | Placement::Assigned { key, .. } => *key = raised,
+        }
     }
 
     /// Forgets a conversation (it ended), freeing its agent's slot.

@@ -23,21 +23,67 @@ pub const CUSTOMERS: u64 = 8;
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Message { customer: u64, channel: usize, keyword: bool, group: Option<u64> },
-    RequestHuman { customer: u64 },
-    Status { agent: u64, status: usize, supervisor: bool },
-    Accept { agent: u64, pick: usize },
-    Decline { agent: u64, pick: usize },
-    Pick { agent: u64, pick: usize },
-    AgentMessage { agent: u64, pick: usize },
-    TransferToAgent { pick: usize, agent: u64 },
-    TransferToGroup { pick: usize, group: u64, keep: bool },
-    End { pick: usize, by_agent: bool },
-    EndBatch { picks: Vec<usize> },
-    Hosting { on: bool },
-    Capacity { agent: u64, capacity: u32 },
-    ChannelClosed { pick: usize },
-    Advance { secs: u64 },
+    /// `priority`: raises the conversation's priority (SPEC §3), also while it waits.
+    Message {
+        customer: u64,
+        channel: usize,
+        keyword: bool,
+        group: Option<u64>,
+        priority: Option<u8>,
+    },
+    RequestHuman {
+        customer: u64,
+    },
+    Status {
+        agent: u64,
+        status: usize,
+        supervisor: bool,
+    },
+    Accept {
+        agent: u64,
+        pick: usize,
+    },
+    Decline {
+        agent: u64,
+        pick: usize,
+    },
+    Pick {
+        agent: u64,
+        pick: usize,
+    },
+    AgentMessage {
+        agent: u64,
+        pick: usize,
+    },
+    TransferToAgent {
+        pick: usize,
+        agent: u64,
+    },
+    TransferToGroup {
+        pick: usize,
+        group: u64,
+        keep: bool,
+    },
+    End {
+        pick: usize,
+        by_agent: bool,
+    },
+    EndBatch {
+        picks: Vec<usize>,
+    },
+    Hosting {
+        on: bool,
+    },
+    Capacity {
+        agent: u64,
+        capacity: u32,
+    },
+    ChannelClosed {
+        pick: usize,
+    },
+    Advance {
+        secs: u64,
+    },
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -273,7 +319,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
         now = now + Duration::from_millis(250);
         // Errors are expected (random ops are often invalid); invariants must hold anyway.
         let effects: Vec<Effect> = match op {
-            Op::Message { customer, channel, keyword, group } => {
+            Op::Message { customer, channel, keyword, group, priority } => {
                 next_conv += 1;
                 let msg = CustomerMessage {
                     customer: CustomerId(*customer),
@@ -281,7 +327,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     text: if *keyword { "what is the price?".into() } else { "hello".into() },
                     new_conversation: ConversationId(next_conv),
                     group: group.map(GroupId),
-                    priority: None,
+                    priority: *priority,
                 };
                 match e.customer_message(now, msg) {
                     Ok(o) => {

@@ -301,9 +301,10 @@ pub fn reply_settings_to_pb(r: &ReplySettings) -> pb::ReplySettings {
 
 /// A group's routing policy. An unset policy is the core default (least occupied,
 /// auto-accept, dedicated agent waited for 5 min, last agent for 60 s). Within a set policy
-/// the last-agent preference is on when `last_agent_preference` is true (60 s unless
-/// `last_agent_timeout` says otherwise) or when `last_agent_timeout` is set, as that field's
-/// contract says; `offer_timeout` only matters in `OFFER_MODE_OFFER` (30 s when unset).
+/// `last_agent_preference` switches the last-agent preference, waiting `last_agent_timeout`
+/// (60 s when unset); a timeout with the preference off is a contradiction and refused, so
+/// no reading of the two fields is ambiguous. `offer_timeout` only matters in
+/// `OFFER_MODE_OFFER` (30 s when unset).
 pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<GroupPolicy> {
     let defaults = GroupPolicy::default();
     let Some(p) = p else {
@@ -349,9 +350,15 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         defaults.dedicated_timeout,
     )?;
     let last_agent_timeout = match (&p.last_agent_timeout, p.last_agent_preference) {
-        (Some(d), _) => Some(from_duration(&format!("{field}.last_agent_timeout"), d)?),
+        (Some(d), true) => Some(from_duration(&format!("{field}.last_agent_timeout"), d)?),
         (None, true) => defaults.last_agent_timeout,
         (None, false) => None,
+        (Some(_), false) => {
+            return Err(Error::field(
+                &format!("{field}.last_agent_timeout"),
+                "is set but last_agent_preference is false: set last_agent_preference to true to prefer the last agent for that long, or leave last_agent_timeout unset to turn the preference off",
+            ));
+        }
     };
     Ok(GroupPolicy { strategy, offer, dedicated_timeout, last_agent_timeout })
 }
@@ -490,6 +497,17 @@ mod tests {
         let on = pb::RoutingPolicy { last_agent_preference: true, ..Default::default() };
         let on = routing_policy("policy", Some(&on)).unwrap();
         assert_eq!(on.last_agent_timeout, Some(Duration::from_secs(60)));
+        let ten = Some(prost_types::Duration { seconds: 10, nanos: 0 });
+        let timed = pb::RoutingPolicy {
+            last_agent_preference: true,
+            last_agent_timeout: ten,
+            ..Default::default()
+        };
+        let timed = routing_policy("policy", Some(&timed)).unwrap();
+        assert_eq!(timed.last_agent_timeout, Some(Duration::from_secs(10)));
+        let contradiction = pb::RoutingPolicy { last_agent_timeout: ten, ..Default::default() };
+        let e = routing_policy("policy", Some(&contradiction)).unwrap_err();
+        assert!(e.to_string().starts_with("policy.last_agent_timeout: is set but"), "{e}");
         let offer = pb::RoutingPolicy {
             offer_mode: pb::OfferMode::Offer as i32,
             strategy: pb::Strategy::RoundRobin as i32,
