@@ -203,6 +203,9 @@ pub struct CustomerSettings {
     /// Skill group this customer is routed to unless the integrator names one.
     pub group: Option<GroupId>,
     pub dedicated_agent: Option<AgentId>,
+    /// Customer groups it belongs to (e.g. `vip`); a group the tenant gives a priority in
+    /// [`TenantSettings::customer_group_priorities`] raises its conversations' priority.
+    pub customer_groups: Vec<String>,
 }
 
 /// What happens to an agent's offers when it does not respond (decline or offer timeout).
@@ -229,6 +232,11 @@ pub enum RatingCredit {
     AllServed,
     LastOnly,
 }
+
+/// Most customer groups a tenant may give a priority.
+pub const MAX_CUSTOMER_GROUP_PRIORITIES: usize = 256;
+/// Longest customer group name, in bytes.
+pub const MAX_CUSTOMER_GROUP_NAME: usize = 64;
 
 /// Settings of one tenant: the least specific reply level plus the tenant-wide rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +272,13 @@ pub struct TenantSettings {
     /// Reply windows that differ from the platform's (48 h; Messenger 7 days).
     #[serde(with = "duration_map_ms")]
     pub reply_windows: BTreeMap<Channel, Duration>,
+    /// Routing priority of customer groups (SPEC §3, VIP groups): a conversation opens with
+    /// the highest of its customer's groups', the customer's own and the message's.
+    pub customer_group_priorities: BTreeMap<String, Priority>,
+    /// The tenant's IANA time zone (`Asia/Shanghai`), which says when a day starts for
+    /// "today" figures. The core reads no clock and no calendar: the shell resolves it.
+    /// Empty is UTC.
+    pub time_zone: String,
 }
 
 impl Default for TenantSettings {
@@ -285,6 +300,8 @@ impl Default for TenantSettings {
             default_group: None,
             channel_groups: BTreeMap::new(),
             reply_windows: BTreeMap::new(),
+            customer_group_priorities: BTreeMap::new(),
+            time_zone: String::new(),
         }
     }
 }
@@ -389,7 +406,32 @@ impl TenantSettings {
         self.reply_windows.get(&channel).copied().unwrap_or_else(|| channel.reply_window())
     }
 
+    /// The priority a customer's groups give its conversations (0 without any).
+    pub fn customer_group_priority(&self, groups: &[String]) -> Priority {
+        groups
+            .iter()
+            .filter_map(|g| self.customer_group_priorities.get(g))
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn validate(&self) -> Result<()> {
+        if self.customer_group_priorities.len() > MAX_CUSTOMER_GROUP_PRIORITIES {
+            return Err(Error::InvalidArgument(format!(
+                "customer_group_priorities: at most {MAX_CUSTOMER_GROUP_PRIORITIES} groups, got {}",
+                self.customer_group_priorities.len()
+            )));
+        }
+        if let Some(g) = self
+            .customer_group_priorities
+            .keys()
+            .find(|g| g.trim().is_empty() || g.len() > MAX_CUSTOMER_GROUP_NAME)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "customer_group_priorities: customer group {g:?} must be 1 to {MAX_CUSTOMER_GROUP_NAME} bytes"
+            )));
+        }
         self.replies.validate()?;
         for (channel, r) in &self.channel_replies {
             r.validate()

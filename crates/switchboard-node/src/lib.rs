@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod archive;
 pub mod auth;
+pub mod calendar;
 pub mod clock;
 pub mod cluster;
 pub mod convert;

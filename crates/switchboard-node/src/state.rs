@@ -225,3 +225,34 @@ pub fn agent_stream(agent_id: &str) -> String {
 pub const OUTBOX: &str = "outbox";
 /// Stream of integrator events.
 pub const EVENTS: &str = "events";
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use switchboard_core::config::CustomerSettings;
+    use switchboard_core::{AgentId, GroupId};
+
+    /// Snapshots and customer rows are positional MessagePack: a settings struct that gains a
+    /// trailing field (here `customer_groups`) still reads what older nodes wrote.
+    #[test]
+    fn settings_written_before_a_new_trailing_field_still_load() {
+        #[derive(Serialize)]
+        struct Before {
+            nickname: Option<String>,
+            priority: u8,
+            group: Option<GroupId>,
+            dedicated_agent: Option<AgentId>,
+        }
+        let before = Before {
+            nickname: Some("Wang".into()),
+            priority: 3,
+            group: Some(GroupId(2)),
+            dedicated_agent: None,
+        };
+        let bytes = rmp_serde::to_vec(&before).unwrap();
+        let now: CustomerSettings = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!((now.nickname.as_deref(), now.priority), (Some("Wang"), 3));
+        assert_eq!(now.group, Some(GroupId(2)));
+        assert!(now.customer_groups.is_empty());
+    }
+}

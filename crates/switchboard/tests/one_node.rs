@@ -1301,3 +1301,69 @@ async fn routing_contracts_over_grpc() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("last_agent_timeout"), "{}", err.message());
 }
+
+/// VIP customer groups raise priority, and the tenant's time zone is validated, kept and
+/// used for "today", over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vip_groups_and_the_tenant_time_zone_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let settings = pb::TenantSettings {
+        customer_group_priorities: [("vip".to_owned(), 9)].into(),
+        time_zone: "Asia/Shanghai".into(),
+        ..Default::default()
+    };
+    setup(&mut c, "acme", settings, &[("li", "Li", 1)]).await;
+    let kept = c.admin.get_tenant(pb::GetTenantRequest { name: tenant("acme") }).await.unwrap();
+    let kept = kept.into_inner().settings.unwrap();
+    assert_eq!(kept.time_zone, "Asia/Shanghai");
+    assert_eq!(kept.customer_group_priorities.get("vip"), Some(&9));
+
+    c.admin
+        .put_customer(pb::PutCustomerRequest {
+            name: "tenants/acme/customers/boss".into(),
+            customer_groups: vec!["vip".into()],
+            request_id: rid("vip"),
+            ..Default::default()
+        })
+        .await
+        .expect("put customer");
+    let plain = post(&mut c, "acme", "walk-in", "", "hello").await;
+    let vip = post(&mut c, "acme", "boss", "", "hello").await;
+    assert_eq!((vip.priority, vip.position), (9, 1), "the VIP goes first");
+    assert_eq!(get(&mut c, &plain.name).await.position, 2);
+
+    // Today is Shanghai's today: the sign-in is recorded (the day itself is unit-tested in
+    // calendar.rs with fixed instants).
+    status(&mut c, "acme", "li", pb::AgentStatus::Online).await;
+    let li = c.admin.get_agent(pb::GetAgentRequest { name: agent("acme", "li") }).await.unwrap();
+    assert!(li.into_inner().first_login_today.is_some());
+
+    for (bad, field) in [
+        (
+            pb::TenantSettings { time_zone: "Mars/Olympus".into(), ..Default::default() },
+            "time_zone",
+        ),
+        (
+            pb::TenantSettings {
+                customer_group_priorities: [("vip".to_owned(), 300)].into(),
+                ..Default::default()
+            },
+            "customer_group_priorities",
+        ),
+    ] {
+        let err = c
+            .admin
+            .update_tenant(pb::UpdateTenantRequest {
+                name: tenant("acme"),
+                settings: Some(bad),
+                display_name: "acme inc".into(),
+                request_id: rid("bad"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(field), "{}", err.message());
+    }
+}

@@ -123,7 +123,11 @@ impl Engine {
             Opening::New(group) => group,
         };
         let customer = self.customers.entry(msg.customer).or_default();
-        let priority = msg.priority.unwrap_or(0).max(customer.settings.priority);
+        let priority = msg
+            .priority
+            .unwrap_or(0)
+            .max(customer.settings.priority)
+            .max(self.settings.customer_group_priority(&customer.settings.customer_groups));
         customer.open = Some(msg.new_conversation);
         let mut c = Conversation::open(
             msg.new_conversation,

@@ -1001,3 +1001,20 @@ fn a_priority_raised_while_waiting_moves_up_and_keeps_its_entry_time() {
     assert_eq!(b.e.conversation(c2).unwrap().priority, 5);
     assert_eq!(b.e.position(c2), Some(1));
 }
+
+#[test]
+fn vip_customer_groups_raise_the_priority_of_their_members() {
+    let mut settings = default_group();
+    settings.customer_group_priorities.insert("vip".into(), 7);
+    settings.customer_group_priorities.insert("gold".into(), 3);
+    let mut b = Bench::new(settings);
+    let (plain, _) = b.say(at(secs(1)), U1, "first");
+    let vip = CustomerSettings {
+        customer_groups: vec!["gold".into(), "vip".into()],
+        ..Default::default()
+    };
+    b.e.upsert_customer(U2, vip).unwrap();
+    let (member, _) = b.say(at(secs(2)), U2, "second");
+    assert_eq!(b.e.conversation(member).unwrap().priority, 7, "the highest of its groups");
+    assert_eq!((b.e.position(member), b.e.position(plain)), (Some(1), Some(2)));
+}

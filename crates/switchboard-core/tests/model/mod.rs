@@ -153,6 +153,8 @@ fn build(s: &Setup) -> Engine {
         offline_grace: Duration::from_secs(s.grace),
         not_responding: NotRespondingPolicy { after_misses: s.misses, status: AgentStatus::Away },
         default_group: Some(GroupId(0)),
+        // Every third customer is a VIP.
+        customer_group_priorities: [("vip".to_owned(), 2)].into(),
         ..Default::default()
     };
     let mut e = Engine::new(settings).unwrap();
@@ -186,6 +188,7 @@ fn build(s: &Setup) -> Engine {
             priority: *priority,
             group: None,
             dedicated_agent: dedicated.map(AgentId),
+            customer_groups: if u % 3 == 0 { vec!["vip".into()] } else { Vec::new() },
         };
         e.upsert_customer(CustomerId(u as u64), settings).unwrap();
     }

@@ -265,9 +265,16 @@ pub(super) fn put_customer(
     let u = CustomerId(state.customers.peek(&id));
     let known_nickname = state.engine.customer(u).and_then(|c| c.settings.nickname.clone());
     let nickname = if r.nickname.is_empty() { known_nickname } else { Some(r.nickname.clone()) };
-    state
-        .engine
-        .upsert_customer(u, CustomerSettings { nickname, priority, group, dedicated_agent })?;
+    state.engine.upsert_customer(
+        u,
+        CustomerSettings {
+            nickname,
+            priority,
+            group,
+            dedicated_agent,
+            customer_groups: r.customer_groups.clone(),
+        },
+    )?;
     state.customers.intern(&id);
     let profile = state.profiles.entry(u).or_default();
     profile.customer_groups = r.customer_groups.clone();

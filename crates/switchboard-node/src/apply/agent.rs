@@ -57,7 +57,7 @@ fn on_conversation(
     Ok(conversation_response(state, c))
 }
 
-/// Records today's first sign-in when an agent leaves `offline`.
+/// Records today's first sign-in (the tenant's day) when an agent leaves `offline`.
 pub(super) fn note_login(
     state: &mut TenantState,
     now: Timestamp,
@@ -66,7 +66,7 @@ pub(super) fn note_login(
     to: AgentStatus,
 ) {
     if from == AgentStatus::Offline && to != AgentStatus::Offline {
-        let day = now.as_millis() / 86_400_000;
+        let day = crate::calendar::day(&state.engine.settings().time_zone, now);
         let extra = state.agent_extra.entry(a).or_default();
         if extra.first_login.is_none_or(|(d, _)| d != day) {
             extra.first_login = Some((day, now));

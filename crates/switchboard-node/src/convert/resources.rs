@@ -20,8 +20,6 @@ pub const MAX_QUICK_REPLY_TITLE: usize = 64;
 /// Longest quick-reply text, in bytes.
 pub const MAX_QUICK_REPLY_TEXT: usize = 4096;
 
-const DAY_MS: u64 = 86_400_000;
-
 pub fn tenant(state: &TenantState) -> pb::Tenant {
     pb::Tenant {
         name: names::tenant_name(&state.id),
@@ -67,10 +65,11 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
     }
 }
 
-/// [`agent`] as seen at `now`: a first sign-in from an earlier (UTC) day is not today's.
+/// [`agent`] as seen at `now`: a first sign-in from an earlier day (in the tenant's time
+/// zone) is not today's.
 pub fn agent_on(state: &TenantState, a: AgentId, now: Timestamp) -> pb::Agent {
     let mut view = agent(state, a);
-    let today = now.as_millis() / DAY_MS;
+    let today = crate::calendar::day(&state.engine.settings().time_zone, now);
     let day = state.agent_extra.get(&a).and_then(|x| x.first_login).map(|(day, _)| day);
     if day != Some(today) {
         view.first_login_today = None;

@@ -107,6 +107,18 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
         Some(state.group("settings.default_group", &s.default_group)?)
     };
 
+    let mut customer_group_priorities = BTreeMap::new();
+    for (g, p) in &s.customer_group_priorities {
+        let p = u8::try_from(*p).map_err(|_| {
+            Error::field(
+                &format!("settings.customer_group_priorities[{g:?}]"),
+                format!("must be 0 to 255, got {p}"),
+            )
+        })?;
+        customer_group_priorities.insert(g.clone(), p);
+    }
+    crate::calendar::check_zone("settings.time_zone", &s.time_zone)?;
+
     let settings = TenantSettings {
         transfer_to_human: s.transfer_to_human,
         replies,
@@ -146,6 +158,8 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
         default_group,
         channel_groups,
         reply_windows,
+        customer_group_priorities,
+        time_zone: s.time_zone.clone(),
     };
     // The reply levels were checked above with their own paths; this covers the rest.
     settings.validate().map_err(|e| scoped("settings", e))?;
@@ -197,6 +211,12 @@ pub fn tenant_settings_to_pb(state: &TenantState, s: &TenantSettings) -> pb::Ten
             RatingCredit::LastOnly => pb::RatingCredit::LastOnly,
         } as i32,
         default_group: s.default_group.as_ref().map(group_id).unwrap_or_default(),
+        customer_group_priorities: s
+            .customer_group_priorities
+            .iter()
+            .map(|(g, p)| (g.clone(), u32::from(*p)))
+            .collect(),
+        time_zone: s.time_zone.clone(),
     }
 }
 
