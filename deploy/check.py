@@ -34,7 +34,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 PROMETHEUS = os.path.join(ROOT, "deploy", "prometheus")
-METRIC = re.compile(r"\b((?:switchboard|grpc_server)_[a-z0-9_]+)\b")
+METRIC = re.compile(r"\b((?:switchboard|grpc_server|process)_[a-z0-9_]+)\b")
 RECORDED = re.compile(r"\b(switchboard:[a-z0-9_:]+)\b")
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 # Grafana's built-in interval variables and what stands for them in a check.

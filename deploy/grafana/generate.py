@@ -301,6 +301,16 @@ def cluster():
                               "{{pod}}"))), 12, 8)
 
     l.row("Runtime")
+    l.add(timeseries("CPU", "CPU time used per second by each node's process (1 = one core).",
+                     targets((f"sum by (pod) (rate(process_cpu_seconds_total{{{NODE}}}{RATE}))",
+                              "{{pod}}"))), 8, 8)
+    l.add(timeseries("Resident memory", "Resident set size of each node's process.",
+                     targets((f"max by (pod) (process_resident_memory_bytes{{{NODE}}})",
+                              "{{pod}}")), "bytes"), 8, 8)
+    l.add(timeseries("Open file descriptors",
+                     "Open file descriptors of each node's process (sockets, store files), and its limit.",
+                     targets((f"max by (pod) (process_open_fds{{{NODE}}})", "{{pod}}"),
+                             (f"min (process_max_fds{{{NODE}}})", "limit"))), 8, 8)
     l.add(timeseries("Live actors", "By kind and pod.",
                      targets((f"sum by (pod, kind) (switchboard_actors{{{NODE}}})",
                               "{{pod}} {{kind}}"))), 8, 8)
