@@ -136,12 +136,14 @@ fn validate_and_launch(rendered: &Path, dir: &Path) -> String {
 fn helm_chart_lints_renders_and_validates() {
     let dir = tempfile::tempdir().unwrap();
     let chart = "helm/switchboard";
-    // The chart needs token keys (auth.existingSecret): single-values.yaml is the least a
-    // `helm install` takes.
-    let values = ["ci/single-values.yaml", "ci/cluster-values.yaml", "ci/secrets-values.yaml"];
+    // The default values are what `helm install sb helm/switchboard` takes: one node, a token
+    // key the chart generates.
+    let values = ["", "ci/single-values.yaml", "ci/cluster-values.yaml", "ci/secrets-values.yaml"];
     for (i, values) in values.iter().enumerate() {
         let file = |c: &mut Command| {
-            c.arg("-f").arg(Path::new(chart).join(values));
+            if !values.is_empty() {
+                c.arg("-f").arg(Path::new(chart).join(values));
+            }
         };
         let mut lint = tool("helm");
         lint.args(["lint", "--strict", chart]);
@@ -158,8 +160,18 @@ fn helm_chart_lints_renders_and_validates() {
         assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
         // Without TLS the probes are gRPC health checks; with it and a cluster CA (both cluster
         // value sets), `switchboard ctl health` over TLS, which the kubelet can run.
-        let probes = if i == 0 { "gRPC probes" } else { "ctl health probes (TLS)" };
+        let probes = if i <= 1 { "gRPC probes" } else { "ctl health probes (TLS)" };
         assert!(out.contains(probes), "{values}: wanted {probes:?} in\n{out}");
+        // `helm test`: ctl health against the Service and each node.
+        let replicas = [1, 1, 3, 2][i];
+        let tested = format!("helm test runs ctl health against {} addresses", replicas + 1);
+        assert!(out.contains(&tested), "{values}: wanted {tested:?} in\n{out}");
+        // Without a Secret named, the chart generates the token key and mounts it; with one,
+        // it generates none.
+        let generated = "Secret sb-switchboard-auth: hs256.key rendered (64 bytes), mounted";
+        assert_eq!(out.contains(generated), values.is_empty(), "{values}:\n{out}");
+        let text = std::fs::read_to_string(&rendered).unwrap();
+        assert_eq!(text.contains("name: sb-switchboard-auth\n"), values.is_empty(), "{values}");
         if *values == "ci/cluster-values.yaml" {
             assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
             assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
@@ -180,7 +192,7 @@ fn helm_chart_lints_renders_and_validates() {
                 .find(|p| p.extension().is_some_and(|x| x == "tgz"))
                 .expect("helm package wrote the chart archive"),
         ));
-    let from_dir = std::fs::read_to_string(dir.path().join("rendered-0.yaml")).unwrap();
+    let from_dir = std::fs::read_to_string(dir.path().join("rendered-1.yaml")).unwrap();
     assert!(packaged == from_dir, "the packaged chart renders differently");
 
     // values.schema.json is strict, and the chart refuses what cannot work: each case changes
@@ -199,8 +211,13 @@ fn helm_chart_lints_renders_and_validates() {
         ),
         (&["--set", "cluster.etcd.endpoints={not-an-endpoint}"][..], "does not match pattern"),
         // A node beyond loopback without token keys refuses to start: so does the chart.
-        (&["--set", "auth.existingSecret="][..], "auth.existingSecret is required"),
         (&["--set", "auth.keys=null"][..], "missing property 'keys'"),
+        (&["--set-json", "auth.keys=[]"][..], "minItems"),
+        // The generated Secret holds one HS256 key; two (a rotation) need a Secret of one's own.
+        (
+            &["--set", "auth.existingSecret=", "--set", "auth.keys={a.key,b.key}"][..],
+            "without auth.existingSecret the chart generates one HS256 secret",
+        ),
         (&["--set", "auth.keys={../x}"][..], "does not match pattern"),
         // Cluster mode with token keys needs mutual TLS between the nodes.
         (
@@ -224,6 +241,78 @@ fn helm_chart_lints_renders_and_validates() {
         );
         assert!(out.contains(says), "helm template {args:?}: wanted {says:?} in\n{out}");
     }
+}
+
+/// The generated token key survives upgrades: `helm template --dry-run=server` runs the
+/// chart's real `lookup` against a stand-in API server (`support/kube_api.py`, no cluster
+/// here) that holds the Secret an earlier install made, and the key comes back unchanged;
+/// without it (plain `helm template`, or a first install) a new random key is made each time.
+#[test]
+fn the_generated_token_key_is_read_back_on_upgrade() {
+    let chart = "helm/switchboard";
+    let key_of = |rendered: &str| -> String {
+        let doc = rendered
+            .split("\n---")
+            .find(|d| d.contains("kind: Secret") && d.contains("name: sb-switchboard-auth\n"))
+            .unwrap_or_else(|| panic!("no generated Secret in\n{rendered}"));
+        let line = doc.lines().find_map(|l| l.trim().strip_prefix("hs256.key: "));
+        line.expect("hs256.key in the Secret").to_owned()
+    };
+    let fresh: Vec<String> = (0..2)
+        .map(|_| key_of(&run(tool("helm").args(["template", "sb", chart, "-n", "switchboard"]))))
+        .collect();
+    assert_ne!(fresh[0], fresh[1], "with nothing to look up, each render makes a new key");
+
+    let earlier = "UFJFVklPVVNMWUdFTkVSQVRFRFBSRVZJT1VTTFlHRU5FUkFURURQUkVWSU9VU0xZ";
+    let existing = format!(
+        r#"{{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {{"name": "sb-switchboard-auth", "namespace": "switchboard",
+              "labels": {{"app.kubernetes.io/managed-by": "Helm"}},
+              "annotations": {{"meta.helm.sh/release-name": "sb",
+                               "meta.helm.sh/release-namespace": "switchboard"}}}},
+            "data": {{"hs256.key": "{earlier}"}}}}"#
+    );
+    let script = root().join("crates/switchboard/tests/support/kube_api.py");
+    let mut api = std::process::Command::new("python3")
+        .arg(script)
+        .arg(existing)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the stand-in API server");
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(api.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: u, namespace: switchboard}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let upgraded = tool("helm")
+        .args(["template", "sb", chart, "-n", "switchboard", "--dry-run=server"])
+        // The stand-in serves no OpenAPI documents; kubernetes-validate checks the schemas.
+        .arg("--disable-openapi-validation")
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("run helm");
+    let _ = api.kill();
+    let _ = api.wait();
+    let stdout = String::from_utf8_lossy(&upgraded.stdout);
+    assert!(
+        upgraded.status.success(),
+        "helm template --dry-run=server:\n{stdout}\n{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+    assert_eq!(key_of(&stdout), earlier, "the key of the earlier install is kept");
 }
 
 #[test]
