@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{Node, rid};
-use switchboard_proto::v1 as pb;
+use support::Node;
 
 /// The Kubernetes version the manifests are validated against (kubectl and helm from the
 /// pinned layer speak 1.35).
@@ -442,7 +441,8 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
 
     // Snapshots every few commands, so the snapshot-size histogram has samples.
     let node = Node::start_with_env(dir.path(), &[("SWITCHBOARD_STORE__SNAPSHOT_EVERY", "5")]);
-    drive_every_path(&node).await;
+    let channel = tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap();
+    support::traffic::drive_every_path(channel.connect().await.unwrap(), "ops").await;
 
     // Gauges are sampled on an interval: poll (bounded) until every series is there.
     let mut missing = BTreeSet::new();
@@ -509,176 +509,4 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
     ] {
         assert!(scrape.contains(want), "missing {want} in\n{scrape}");
     }
-}
-
-async fn opened(c: &mut support::Clients, r: pb::PostMessageRequest) -> pb::Conversation {
-    c.channel.post_message(r).await.expect("post").into_inner().conversation.expect("conversation")
-}
-
-/// The customer's channel closes the conversation.
-async fn customer_leaves(c: &mut support::Clients, conversation: &str) {
-    c.channel
-        .close_conversation(pb::ConversationRequest {
-            conversation: conversation.into(),
-            request_id: rid("close"),
-        })
-        .await
-        .expect("customer leaves");
-}
-
-fn dur(seconds: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration { seconds, nanos: 0 })
-}
-
-/// Offers made, declined, accepted and withdrawn by sign-out; a first response; an agent's
-/// transfer and a supervisor's reassignment of a waiting conversation to another group;
-/// abandonments; automatic replies sent and withheld, and an agent message refused, for the
-/// channel budget.
-async fn drive_every_path(node: &Node) {
-    let mut c = node.clients().await;
-    let t = "ops";
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: t.into(),
-            display_name: "Ops".into(),
-            settings: None,
-            request_id: rid("tenant"),
-        })
-        .await
-        .expect("create tenant");
-    for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
-        c.admin
-            .put_group(pb::PutGroupRequest {
-                name: format!("tenants/{t}/groups/{g}"),
-                display_name: g.into(),
-                policy: Some(pb::RoutingPolicy {
-                    offer_mode: mode as i32,
-                    offer_timeout: dur(600),
-                    ..Default::default()
-                }),
-                replies: None,
-                request_id: rid("group"),
-            })
-            .await
-            .expect("put group");
-    }
-    // Six message-received texts on a mini-program (budget 5, one kept for humans): four go
-    // out, two are withheld.
-    c.admin
-        .update_tenant(pb::UpdateTenantRequest {
-            name: format!("tenants/{t}"),
-            display_name: "Ops".into(),
-            settings: Some(pb::TenantSettings {
-                default_group: "sales".into(),
-                message_received: Some(pb::MessageReceivedReply {
-                    texts: (1..=6).map(|i| format!("received {i}")).collect(),
-                    also_in_session: false,
-                }),
-                ..Default::default()
-            }),
-            request_id: rid("settings"),
-        })
-        .await
-        .expect("update tenant");
-    for a in ["alice", "bob", "boss"] {
-        c.admin
-            .put_agent(pb::PutAgentRequest {
-                name: format!("tenants/{t}/agents/{a}"),
-                nickname: a.into(),
-                capacity: 2,
-                groups: vec!["sales".into()],
-                replies: None,
-                supervisor: a == "boss",
-                request_id: rid("agent"),
-            })
-            .await
-            .expect("put agent");
-    }
-    let agent = |a: &str| format!("tenants/{t}/agents/{a}");
-    let set_status = async |c: &mut support::Clients, a: &str, s: pb::AgentStatus| {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: agent(a),
-                status: s as i32,
-                request_id: rid("status"),
-            })
-            .await
-            .expect("set status");
-    };
-    set_status(&mut c, "alice", pb::AgentStatus::Online).await;
-    let post = |customer: &str, channel: pb::Channel| pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
-        channel: channel as i32,
-        text: "hello".into(),
-        group: String::new(),
-        priority: 0,
-        nickname: customer.into(),
-        request_id: rid("post"),
-    };
-    let first = opened(&mut c, post("c1", pb::Channel::MiniProgram)).await;
-    assert_eq!(first.state, pb::ConversationState::Offered as i32, "offered to alice");
-    let on = |a: &str| pb::AgentConversationRequest {
-        agent: agent(a),
-        conversation: first.name.clone(),
-        request_id: rid("conv"),
-    };
-    c.agent.decline(on("alice")).await.expect("alice declines");
-    // Refused: alice holds no offer for it any more.
-    c.agent.accept(on("alice")).await.expect_err("nothing to accept");
-    set_status(&mut c, "bob", pb::AgentStatus::Online).await;
-    c.agent.accept(on("bob")).await.expect("bob accepts");
-    c.agent
-        .send_message(pb::SendMessageRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            text: "how can I help?".into(),
-            tag: 0,
-            request_id: rid("send"),
-        })
-        .await
-        .expect("bob answers");
-    // Four automatic replies and bob's answer used the mini-program's five slots.
-    let err = c
-        .agent
-        .send_message(pb::SendMessageRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            text: "are you there?".into(),
-            tag: 0,
-            request_id: rid("send"),
-        })
-        .await
-        .expect_err("the channel's budget is spent");
-    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    c.agent
-        .transfer(pb::TransferRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            to: Some(pb::transfer_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
-            reset_entry_time: false,
-            request_id: rid("transfer"),
-        })
-        .await
-        .expect("transfer to vip");
-    // Nobody serves vip: the customer gives up waiting.
-    customer_leaves(&mut c, &first.name).await;
-    // Bob alone is online and is offered the next one, then signs out: the offer goes back.
-    set_status(&mut c, "alice", pb::AgentStatus::Offline).await;
-    let second = opened(&mut c, post("c2", pb::Channel::Web)).await;
-    assert_eq!(second.agent, agent("bob"), "offered to bob");
-    set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
-    // It waits in sales with nobody online; a supervisor moves it to vip, where the customer
-    // gives up too.
-    c.supervisor
-        .reassign_batch(pb::ReassignBatchRequest {
-            supervisor: agent("boss"),
-            conversations: vec![second.name.clone()],
-            to: Some(pb::reassign_batch_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
-            reset_entry_time: false,
-            request_id: rid("reassign"),
-        })
-        .await
-        .expect("supervisor reassigns");
-    customer_leaves(&mut c, &second.name).await;
 }
