@@ -414,6 +414,8 @@ def helm_tests(by_kind, nodes):
             if cmd[3] not in addrs:
                 fail(f"Pod {meta['name']}: {cmd[3]} is not a node Service or pod address "
                      f"({sorted(addrs)})")
+            if cmd[3].startswith("https://") and "--ca-file" not in cmd:
+                fail(f"Pod {meta['name']}: ctl cannot verify {cmd[3]} without --ca-file")
             if "--ca-file" in cmd:
                 path = cmd[cmd.index("--ca-file") + 1]
                 if path not in secret_files(c, spec):

@@ -202,17 +202,6 @@ fn post(t: &str, customer: &str, group: &str) -> pb::PostMessageRequest {
     }
 }
 
-async fn set_status(c: &mut Clients, t: &str, agent: &str, status: pb::AgentStatus) {
-    c.agent
-        .set_status(pb::SetStatusRequest {
-            agent: format!("tenants/{t}/agents/{agent}"),
-            status: status as i32,
-            request_id: rid("status"),
-        })
-        .await
-        .expect("set status");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_evaluates_every_rule_panel_and_alert_on_a_live_node() {
     let etcd = Etcd::start();
@@ -263,31 +252,8 @@ async fn a_real_prometheus_evaluates_every_rule_panel_and_alert_on_a_live_node()
 
     // The night group: carol is its only member, offline.
     let mut c = Clients::new(channel);
-    c.admin
-        .put_group(pb::PutGroupRequest {
-            name: format!("tenants/{t}/groups/{NIGHT}"),
-            display_name: NIGHT.into(),
-            policy: Some(pb::RoutingPolicy {
-                offer_mode: pb::OfferMode::AutoAccept as i32,
-                ..Default::default()
-            }),
-            replies: None,
-            request_id: rid("group"),
-        })
-        .await
-        .expect("put group");
-    c.admin
-        .put_agent(pb::PutAgentRequest {
-            name: format!("tenants/{t}/agents/carol"),
-            nickname: "carol".into(),
-            capacity: 10,
-            groups: vec![NIGHT.into()],
-            replies: None,
-            supervisor: false,
-            request_id: rid("agent"),
-        })
-        .await
-        .expect("put agent");
+    traffic::put_group(&mut c, t, NIGHT, pb::OfferMode::AutoAccept).await;
+    traffic::put_agent(&mut c, t, "carol", NIGHT, 10, false).await;
 
     // Made true: two customers wait in night with nobody online, and others give up waiting
     // (a service level of 0): once a second until both alerts fire.
@@ -315,7 +281,7 @@ async fn a_real_prometheus_evaluates_every_rule_panel_and_alert_on_a_live_node()
 
     // Stopped: carol comes online and takes the waiting customers; from then on every
     // customer is assigned at once, answered and ended, until neither alert is active.
-    set_status(&mut c, t, "carol", pb::AgentStatus::Online).await;
+    traffic::set_status(&mut c, t, "carol", pb::AgentStatus::Online).await;
     let mut n = 0;
     until(
         &prom,

@@ -194,6 +194,12 @@ fn helm_chart_lints_renders_and_validates() {
     let from_dir = std::fs::read_to_string(dir.path().join("rendered-1.yaml")).unwrap();
     assert!(packaged == from_dir, "the packaged chart renders differently");
 
+    // TLS without a cluster CA: ctl in a test Pod could not verify the node, so no test Pod.
+    let tls_only = run(tool("helm")
+        .args(["template", "sb", chart, "--set", "tls.existingSecret=t", "-f"])
+        .arg(Path::new(chart).join("ci/single-values.yaml")));
+    assert!(!tls_only.contains("helm.sh/hook: test"), "{tls_only}");
+
     // values.schema.json is strict, and the chart refuses what cannot work: each case changes
     // single-values.yaml (which renders) in one way.
     for (args, says) in [

@@ -57,6 +57,58 @@ pub fn dur(seconds: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration { seconds, nanos: 0 })
 }
 
+/// A skill group with an offer mode (offers time out after 10 minutes).
+pub async fn put_group(c: &mut Clients, t: &str, g: &str, mode: pb::OfferMode) {
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: format!("tenants/{t}/groups/{g}"),
+            display_name: g.into(),
+            policy: Some(pb::RoutingPolicy {
+                offer_mode: mode as i32,
+                offer_timeout: dur(600),
+                ..Default::default()
+            }),
+            replies: None,
+            request_id: rid("group"),
+        })
+        .await
+        .expect("put group");
+}
+
+/// An agent (offline) of one group.
+pub async fn put_agent(
+    c: &mut Clients,
+    t: &str,
+    a: &str,
+    group: &str,
+    capacity: u32,
+    supervisor: bool,
+) {
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: format!("tenants/{t}/agents/{a}"),
+            nickname: a.into(),
+            capacity,
+            groups: vec![group.into()],
+            replies: None,
+            supervisor,
+            request_id: rid("agent"),
+        })
+        .await
+        .expect("put agent");
+}
+
+pub async fn set_status(c: &mut Clients, t: &str, a: &str, status: pb::AgentStatus) {
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: format!("tenants/{t}/agents/{a}"),
+            status: status as i32,
+            request_id: rid("status"),
+        })
+        .await
+        .expect("set status");
+}
+
 /// Offers made, declined, accepted and withdrawn by sign-out; a first response; an agent's
 /// transfer and a supervisor's reassignment of a waiting conversation to another group;
 /// abandonments; automatic replies sent and withheld, and an agent message refused, for the
@@ -73,20 +125,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
         .await
         .expect("create tenant");
     for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
-        c.admin
-            .put_group(pb::PutGroupRequest {
-                name: format!("tenants/{t}/groups/{g}"),
-                display_name: g.into(),
-                policy: Some(pb::RoutingPolicy {
-                    offer_mode: mode as i32,
-                    offer_timeout: dur(600),
-                    ..Default::default()
-                }),
-                replies: None,
-                request_id: rid("group"),
-            })
-            .await
-            .expect("put group");
+        put_group(&mut c, t, g, mode).await;
     }
     // Six message-received texts on a mini-program (budget 5, one kept for humans): four go
     // out, two are withheld.
@@ -107,29 +146,11 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
         .await
         .expect("update tenant");
     for a in ["alice", "bob", "boss"] {
-        c.admin
-            .put_agent(pb::PutAgentRequest {
-                name: format!("tenants/{t}/agents/{a}"),
-                nickname: a.into(),
-                capacity: 2,
-                groups: vec!["sales".into()],
-                replies: None,
-                supervisor: a == "boss",
-                request_id: rid("agent"),
-            })
-            .await
-            .expect("put agent");
+        put_agent(&mut c, t, a, "sales", 2, a == "boss").await;
     }
     let agent = |a: &str| format!("tenants/{t}/agents/{a}");
     let set_status = async |c: &mut Clients, a: &str, s: pb::AgentStatus| {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: agent(a),
-                status: s as i32,
-                request_id: rid("status"),
-            })
-            .await
-            .expect("set status");
+        set_status(c, t, a, s).await;
     };
     set_status(&mut c, "alice", pb::AgentStatus::Online).await;
     let post = |customer: &str, channel: pb::Channel| pb::PostMessageRequest {
