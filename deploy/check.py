@@ -19,6 +19,7 @@ jsonschema, which scripts/setup installs with kubernetes-validate).
       files of its TOML mounted from Secrets, grace period, headless Service).
 """
 
+import base64
 import glob
 import json
 import os
@@ -34,7 +35,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 PROMETHEUS = os.path.join(ROOT, "deploy", "prometheus")
-METRIC = re.compile(r"\b((?:switchboard|grpc_server)_[a-z0-9_]+)\b")
+METRIC = re.compile(r"\b((?:switchboard|grpc_server|process)_[a-z0-9_]+)\b")
 RECORDED = re.compile(r"\b(switchboard:[a-z0-9_:]+)\b")
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 # Grafana's built-in interval variables and what stands for them in a check.
@@ -359,11 +360,75 @@ def probes(name, node, ports, tls):
 
 
 
+def rendered_secret_keys(name, pod, by_kind):
+    """A Secret volume naming a Secret rendered beside it (the chart's generated token key)
+    must find every key it lists there; an HS256 token key must hold at least 32 bytes."""
+    rendered = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
+    for v in pod.get("volumes", []):
+        secret = v.get("secret", {})
+        found = rendered.get(secret.get("secretName"))
+        if found is None:
+            continue
+        data = {k: base64.b64decode(x) for k, x in found.get("data", {}).items()}
+        data.update({k: x.encode() for k, x in found.get("stringData", {}).items()})
+        for item in secret.get("items", []):
+            if item["key"] not in data:
+                fail(f"StatefulSet {name}: volume {v['name']} wants key {item['key']} of Secret "
+                     f"{found['metadata']['name']}, which has {sorted(data)}")
+            value = data[item["key"]]
+            if v["name"] == "auth" and not value.startswith(b"-----BEGIN") \
+                    and len(value.strip()) < 32:
+                fail(f"Secret {found['metadata']['name']}: {item['key']} is an HS256 secret of "
+                     f"{len(value.strip())} bytes (at least 32)")
+            print(f"Secret {found['metadata']['name']}: {item['key']} rendered "
+                  f"({len(value.strip())} bytes), mounted by StatefulSet {name}")
+
+
+def helm_tests(by_kind, nodes):
+    """`helm test` Pods: every container runs `switchboard ctl --addr URL [--ca-file F]
+    health` against the node Service or one node through the peers Service, on the grpc
+    port, over TLS exactly when the nodes speak it, with a CA file mounted from a Secret."""
+    for pod in by_kind.get("Pod", []):
+        meta = pod["metadata"]
+        if meta.get("annotations", {}).get("helm.sh/hook") != "test":
+            continue
+        spec = pod["spec"]
+        if spec.get("restartPolicy") != "Never" or not spec.get("securityContext", {}).get("runAsNonRoot"):
+            fail(f"Pod {meta['name']}: a test Pod runs once (restartPolicy Never), as non-root")
+        ns = meta.get("namespace", "default")
+        addrs = {}
+        for sts, (replicas, port, tls, services) in nodes.items():
+            scheme = "https" if tls else "http"
+            for svc in services:
+                addrs[f"{scheme}://{svc}.{ns}.svc.cluster.local:{port}"] = sts
+            headless = services[-1]
+            for i in range(replicas):
+                addrs[f"{scheme}://{sts}-{i}.{headless}.{ns}.svc.cluster.local:{port}"] = sts
+        targets = []
+        for c in spec["containers"]:
+            cmd = c.get("command", []) + c.get("args", [])
+            if len(cmd) < 5 or not cmd[0].endswith("/switchboard") or cmd[1:3] != ["ctl", "--addr"] \
+                    or cmd[-1] != "health":
+                fail(f"Pod {meta['name']}: container {c['name']} must run `switchboard ctl --addr "
+                     f"… health`, not {cmd}")
+            if cmd[3] not in addrs:
+                fail(f"Pod {meta['name']}: {cmd[3]} is not a node Service or pod address "
+                     f"({sorted(addrs)})")
+            if cmd[3].startswith("https://") and "--ca-file" not in cmd:
+                fail(f"Pod {meta['name']}: ctl cannot verify {cmd[3]} without --ca-file")
+            if "--ca-file" in cmd:
+                path = cmd[cmd.index("--ca-file") + 1]
+                if path not in secret_files(c, spec):
+                    fail(f"Pod {meta['name']}: --ca-file {path} is not a file of a mounted Secret")
+            targets.append(cmd[3])
+        print(f"Pod {meta['name']}: helm test runs ctl health against {len(targets)} addresses")
+
+
 def deployment(docs):
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    configs = {}
+    configs, nodes = {}, {}
     for cm in by_kind.get("ConfigMap", []):
         text = cm.get("data", {}).get("switchboard.toml")
         if text is None:
@@ -397,8 +462,10 @@ def deployment(docs):
         config = configs.get(volume["configMap"]["name"])
         if config is None:
             fail(f"StatefulSet {name}: its config volume names no rendered ConfigMap")
-        probed = probes(name, node, ports, bool(config.get("tls", {}).get("cert_file")))
+        tls = bool(config.get("tls", {}).get("cert_file"))
+        probed = probes(name, node, ports, tls)
         files, secrets = key_files(name, config, node, pod)
+        rendered_secret_keys(name, pod, by_kind)
         grpc_addr = config["grpc"]["addr"]
         if not grpc_addr.endswith(f":{ports['grpc']}") or not config["metrics"]["addr"].endswith(f":{ports['metrics']}"):
             fail(f"StatefulSet {name}: container ports differ from the configured addresses")
@@ -414,6 +481,10 @@ def deployment(docs):
         if not headless or headless[0]["spec"].get("clusterIP") != "None" \
                 or not headless[0]["spec"].get("publishNotReadyAddresses"):
             fail(f"StatefulSet {name}: serviceName must be a headless Service publishing not-ready pods")
+        api = [s["metadata"]["name"] for s in by_kind.get("Service", [])
+               if s["spec"].get("selector") == spec["selector"]["matchLabels"]
+               and s["metadata"]["name"] != spec["serviceName"]]
+        nodes[name] = (spec.get("replicas", 1), ports["grpc"], tls, api + [spec["serviceName"]])
         print(f"StatefulSet {name}: Parallel, {probed}, non-root, grace {grace}s > {sleep}s + {drain}s, "
               f"{len(files)} key files from Secrets {', '.join(sorted(secrets)) or '(none)'}")
         if os.environ.get("TOML_OUT"):
@@ -427,6 +498,7 @@ def deployment(docs):
                 f.writelines(f"{k}={v}\n" for k, v in launch["env"].items())
             with open(out + ".config", "w") as f:
                 f.write(launch["config_map"])
+    helm_tests(by_kind, nodes)
     for pdb in by_kind.get("PodDisruptionBudget", []):
         if pdb["spec"].get("maxUnavailable") != 1:
             fail(f"PodDisruptionBudget {pdb['metadata']['name']}: maxUnavailable must be 1")

@@ -145,10 +145,19 @@ def quantiles(metric, sel, by, qs=(0.5, 0.9, 0.99)):
             for q in qs]
 
 
-def service_level(seconds, sel=GROUP, by=""):
+def share_leaving(part, sel=GROUP, by=""):
+    """The share of the conversations leaving the queue that `part` (a series selector of
+    switchboard_queue_wait_seconds) counts. Series of an outcome exist only once it happened:
+    where it never did (nobody answered, nobody gave up) the share is 0, not absent."""
     by_clause = f" by ({by})" if by else ""
-    return (f'sum{by_clause} (rate(switchboard_queue_wait_seconds_bucket{{{sel}, outcome="assigned", le="{seconds}"}}{RATE}))'
-            f"\n/\nsum{by_clause} (rate(switchboard_queue_wait_seconds_count{{{sel}}}{RATE}))")
+    total = f"sum{by_clause} (rate(switchboard_queue_wait_seconds_count{{{sel}}}{RATE}))"
+    return f"(\n  sum{by_clause} (rate({part}{RATE}))\nor\n  0 * {total}\n)\n/\n{total}"
+
+
+def service_level(seconds, sel=GROUP, by=""):
+    return share_leaving(
+        f'switchboard_queue_wait_seconds_bucket{{{sel}, outcome="assigned", le="{seconds}"}}',
+        sel, by)
 
 
 SL_STEPS = [{"color": "red", "value": None}, {"color": "orange", "value": 0.7},
@@ -169,8 +178,7 @@ def contact_center():
                 {"color": "red", "value": 300}]), 4, 5)
     l.add(stat("Abandonment",
                "Share of the conversations leaving the queue that the customer abandoned.",
-               f'sum (rate(switchboard_queue_wait_seconds_count{{{GROUP}, outcome="abandoned"}}{RATE}))'
-               f"\n/\nsum (rate(switchboard_queue_wait_seconds_count{{{GROUP}}}{RATE}))",
+               share_leaving(f'switchboard_queue_wait_seconds_count{{{GROUP}, outcome="abandoned"}}'),
                "percentunit", [{"color": "green", "value": None},
                                {"color": "orange", "value": 0.05},
                                {"color": "red", "value": 0.1}], 1), 4, 5)
@@ -301,6 +309,16 @@ def cluster():
                               "{{pod}}"))), 12, 8)
 
     l.row("Runtime")
+    l.add(timeseries("CPU", "CPU time used per second by each node's process (1 = one core).",
+                     targets((f"sum by (pod) (rate(process_cpu_seconds_total{{{NODE}}}{RATE}))",
+                              "{{pod}}"))), 8, 8)
+    l.add(timeseries("Resident memory", "Resident set size of each node's process.",
+                     targets((f"max by (pod) (process_resident_memory_bytes{{{NODE}}})",
+                              "{{pod}}")), "bytes"), 8, 8)
+    l.add(timeseries("Open file descriptors",
+                     "Open file descriptors of each node's process (sockets, store files), and its limit.",
+                     targets((f"max by (pod) (process_open_fds{{{NODE}}})", "{{pod}}"),
+                             (f"min (process_max_fds{{{NODE}}})", "limit"))), 8, 8)
     l.add(timeseries("Live actors", "By kind and pod.",
                      targets((f"sum by (pod, kind) (switchboard_actors{{{NODE}}})",
                               "{{pod}} {{kind}}"))), 8, 8)

@@ -1,4 +1,4 @@
-//! The command line: `switchboard serve …` and `switchboard ctl …`.
+//! The command line: `switchboard serve …`, `switchboard ctl …` and `switchboard token …`.
 
 use std::io::Write;
 
@@ -19,6 +19,8 @@ pub enum Command {
     Serve(Serve),
     /// Talk to a running node.
     Ctl(crate::ctl::Ctl),
+    /// Sign a bearer token (JWT) with a key file, for `ctl --token` or a client.
+    Token(crate::token::Token),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +52,12 @@ impl Cli {
                 crate::serve::run(config).await
             }
             Command::Ctl(ctl) => crate::ctl::run(ctl).await,
+            Command::Token(token) => {
+                let mut out = std::io::stdout().lock();
+                let now = switchboard_node::clock::now().0 / 1000;
+                writeln!(out, "{}", token.mint(now)?)?;
+                Ok(())
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: the configuration tree and its layers (defaults → file → env → flags).
 //! - [`serve`]: the node's process around [`switchboard_node::serve`].
 //! - [`ctl`]: the client.
+//! - [`token`]: `switchboard token`, which signs a bearer token with a key file.
 //! - [`cli`]: the command line that joins them.
 
 pub mod cli;
@@ -12,3 +13,4 @@ pub mod config;
 pub mod ctl;
 mod exporter;
 pub mod serve;
+pub mod token;

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{Node, rid};
-use switchboard_proto::v1 as pb;
+use support::Node;
 
 /// The Kubernetes version the manifests are validated against (kubectl and helm from the
 /// pinned layer speak 1.35).
@@ -136,12 +135,14 @@ fn validate_and_launch(rendered: &Path, dir: &Path) -> String {
 fn helm_chart_lints_renders_and_validates() {
     let dir = tempfile::tempdir().unwrap();
     let chart = "helm/switchboard";
-    // The chart needs token keys (auth.existingSecret): single-values.yaml is the least a
-    // `helm install` takes.
-    let values = ["ci/single-values.yaml", "ci/cluster-values.yaml", "ci/secrets-values.yaml"];
+    // The default values are what `helm install sb helm/switchboard` takes: one node, a token
+    // key the chart generates.
+    let values = ["", "ci/single-values.yaml", "ci/cluster-values.yaml", "ci/secrets-values.yaml"];
     for (i, values) in values.iter().enumerate() {
         let file = |c: &mut Command| {
-            c.arg("-f").arg(Path::new(chart).join(values));
+            if !values.is_empty() {
+                c.arg("-f").arg(Path::new(chart).join(values));
+            }
         };
         let mut lint = tool("helm");
         lint.args(["lint", "--strict", chart]);
@@ -158,8 +159,18 @@ fn helm_chart_lints_renders_and_validates() {
         assert!(out.contains("StatefulSet sb-switchboard: Parallel"), "{out}");
         // Without TLS the probes are gRPC health checks; with it and a cluster CA (both cluster
         // value sets), `switchboard ctl health` over TLS, which the kubelet can run.
-        let probes = if i == 0 { "gRPC probes" } else { "ctl health probes (TLS)" };
+        let probes = if i <= 1 { "gRPC probes" } else { "ctl health probes (TLS)" };
         assert!(out.contains(probes), "{values}: wanted {probes:?} in\n{out}");
+        // `helm test`: ctl health against the Service and each node.
+        let replicas = [1, 1, 3, 2][i];
+        let tested = format!("helm test runs ctl health against {} addresses", replicas + 1);
+        assert!(out.contains(&tested), "{values}: wanted {tested:?} in\n{out}");
+        // Without a Secret named, the chart generates the token key and mounts it; with one,
+        // it generates none.
+        let generated = "Secret sb-switchboard-auth: hs256.key rendered (64 bytes), mounted";
+        assert_eq!(out.contains(generated), values.is_empty(), "{values}:\n{out}");
+        let text = std::fs::read_to_string(&rendered).unwrap();
+        assert_eq!(text.contains("name: sb-switchboard-auth\n"), values.is_empty(), "{values}");
         if *values == "ci/cluster-values.yaml" {
             assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
             assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
@@ -180,8 +191,14 @@ fn helm_chart_lints_renders_and_validates() {
                 .find(|p| p.extension().is_some_and(|x| x == "tgz"))
                 .expect("helm package wrote the chart archive"),
         ));
-    let from_dir = std::fs::read_to_string(dir.path().join("rendered-0.yaml")).unwrap();
+    let from_dir = std::fs::read_to_string(dir.path().join("rendered-1.yaml")).unwrap();
     assert!(packaged == from_dir, "the packaged chart renders differently");
+
+    // TLS without a cluster CA: ctl in a test Pod could not verify the node, so no test Pod.
+    let tls_only = run(tool("helm")
+        .args(["template", "sb", chart, "--set", "tls.existingSecret=t", "-f"])
+        .arg(Path::new(chart).join("ci/single-values.yaml")));
+    assert!(!tls_only.contains("helm.sh/hook: test"), "{tls_only}");
 
     // values.schema.json is strict, and the chart refuses what cannot work: each case changes
     // single-values.yaml (which renders) in one way.
@@ -199,8 +216,13 @@ fn helm_chart_lints_renders_and_validates() {
         ),
         (&["--set", "cluster.etcd.endpoints={not-an-endpoint}"][..], "does not match pattern"),
         // A node beyond loopback without token keys refuses to start: so does the chart.
-        (&["--set", "auth.existingSecret="][..], "auth.existingSecret is required"),
         (&["--set", "auth.keys=null"][..], "missing property 'keys'"),
+        (&["--set-json", "auth.keys=[]"][..], "minItems"),
+        // The generated Secret holds one HS256 key; two (a rotation) need a Secret of one's own.
+        (
+            &["--set", "auth.existingSecret=", "--set", "auth.keys={a.key,b.key}"][..],
+            "without auth.existingSecret the chart generates one HS256 secret",
+        ),
         (&["--set", "auth.keys={../x}"][..], "does not match pattern"),
         // Cluster mode with token keys needs mutual TLS between the nodes.
         (
@@ -224,6 +246,78 @@ fn helm_chart_lints_renders_and_validates() {
         );
         assert!(out.contains(says), "helm template {args:?}: wanted {says:?} in\n{out}");
     }
+}
+
+/// The generated token key survives upgrades: `helm template --dry-run=server` runs the
+/// chart's real `lookup` against a stand-in API server (`support/kube_api.py`, no cluster
+/// here) that holds the Secret an earlier install made, and the key comes back unchanged;
+/// without it (plain `helm template`, or a first install) a new random key is made each time.
+#[test]
+fn the_generated_token_key_is_read_back_on_upgrade() {
+    let chart = "helm/switchboard";
+    let key_of = |rendered: &str| -> String {
+        let doc = rendered
+            .split("\n---")
+            .find(|d| d.contains("kind: Secret") && d.contains("name: sb-switchboard-auth\n"))
+            .unwrap_or_else(|| panic!("no generated Secret in\n{rendered}"));
+        let line = doc.lines().find_map(|l| l.trim().strip_prefix("hs256.key: "));
+        line.expect("hs256.key in the Secret").to_owned()
+    };
+    let fresh: Vec<String> = (0..2)
+        .map(|_| key_of(&run(tool("helm").args(["template", "sb", chart, "-n", "switchboard"]))))
+        .collect();
+    assert_ne!(fresh[0], fresh[1], "with nothing to look up, each render makes a new key");
+
+    let earlier = "UFJFVklPVVNMWUdFTkVSQVRFRFBSRVZJT1VTTFlHRU5FUkFURURQUkVWSU9VU0xZ";
+    let existing = format!(
+        r#"{{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {{"name": "sb-switchboard-auth", "namespace": "switchboard",
+              "labels": {{"app.kubernetes.io/managed-by": "Helm"}},
+              "annotations": {{"meta.helm.sh/release-name": "sb",
+                               "meta.helm.sh/release-namespace": "switchboard"}}}},
+            "data": {{"hs256.key": "{earlier}"}}}}"#
+    );
+    let script = root().join("crates/switchboard/tests/support/kube_api.py");
+    let mut api = std::process::Command::new("python3")
+        .arg(script)
+        .arg(existing)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the stand-in API server");
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(api.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: u, namespace: switchboard}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let upgraded = tool("helm")
+        .args(["template", "sb", chart, "-n", "switchboard", "--dry-run=server"])
+        // The stand-in serves no OpenAPI documents; kubernetes-validate checks the schemas.
+        .arg("--disable-openapi-validation")
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("run helm");
+    let _ = api.kill();
+    let _ = api.wait();
+    let stdout = String::from_utf8_lossy(&upgraded.stdout);
+    assert!(
+        upgraded.status.success(),
+        "helm template --dry-run=server:\n{stdout}\n{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+    assert_eq!(key_of(&stdout), earlier, "the key of the earlier install is kept");
 }
 
 #[test]
@@ -353,7 +447,8 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
 
     // Snapshots every few commands, so the snapshot-size histogram has samples.
     let node = Node::start_with_env(dir.path(), &[("SWITCHBOARD_STORE__SNAPSHOT_EVERY", "5")]);
-    drive_every_path(&node).await;
+    let channel = tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap();
+    support::traffic::drive_every_path(channel.connect().await.unwrap(), "ops").await;
 
     // Gauges are sampled on an interval: poll (bounded) until every series is there.
     let mut missing = BTreeSet::new();
@@ -420,176 +515,4 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
     ] {
         assert!(scrape.contains(want), "missing {want} in\n{scrape}");
     }
-}
-
-async fn opened(c: &mut support::Clients, r: pb::PostMessageRequest) -> pb::Conversation {
-    c.channel.post_message(r).await.expect("post").into_inner().conversation.expect("conversation")
-}
-
-/// The customer's channel closes the conversation.
-async fn customer_leaves(c: &mut support::Clients, conversation: &str) {
-    c.channel
-        .close_conversation(pb::ConversationRequest {
-            conversation: conversation.into(),
-            request_id: rid("close"),
-        })
-        .await
-        .expect("customer leaves");
-}
-
-fn dur(seconds: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration { seconds, nanos: 0 })
-}
-
-/// Offers made, declined, accepted and withdrawn by sign-out; a first response; an agent's
-/// transfer and a supervisor's reassignment of a waiting conversation to another group;
-/// abandonments; automatic replies sent and withheld, and an agent message refused, for the
-/// channel budget.
-async fn drive_every_path(node: &Node) {
-    let mut c = node.clients().await;
-    let t = "ops";
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: t.into(),
-            display_name: "Ops".into(),
-            settings: None,
-            request_id: rid("tenant"),
-        })
-        .await
-        .expect("create tenant");
-    for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
-        c.admin
-            .put_group(pb::PutGroupRequest {
-                name: format!("tenants/{t}/groups/{g}"),
-                display_name: g.into(),
-                policy: Some(pb::RoutingPolicy {
-                    offer_mode: mode as i32,
-                    offer_timeout: dur(600),
-                    ..Default::default()
-                }),
-                replies: None,
-                request_id: rid("group"),
-            })
-            .await
-            .expect("put group");
-    }
-    // Six message-received texts on a mini-program (budget 5, one kept for humans): four go
-    // out, two are withheld.
-    c.admin
-        .update_tenant(pb::UpdateTenantRequest {
-            name: format!("tenants/{t}"),
-            display_name: "Ops".into(),
-            settings: Some(pb::TenantSettings {
-                default_group: "sales".into(),
-                message_received: Some(pb::MessageReceivedReply {
-                    texts: (1..=6).map(|i| format!("received {i}")).collect(),
-                    also_in_session: false,
-                }),
-                ..Default::default()
-            }),
-            request_id: rid("settings"),
-        })
-        .await
-        .expect("update tenant");
-    for a in ["alice", "bob", "boss"] {
-        c.admin
-            .put_agent(pb::PutAgentRequest {
-                name: format!("tenants/{t}/agents/{a}"),
-                nickname: a.into(),
-                capacity: 2,
-                groups: vec!["sales".into()],
-                replies: None,
-                supervisor: a == "boss",
-                request_id: rid("agent"),
-            })
-            .await
-            .expect("put agent");
-    }
-    let agent = |a: &str| format!("tenants/{t}/agents/{a}");
-    let set_status = async |c: &mut support::Clients, a: &str, s: pb::AgentStatus| {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: agent(a),
-                status: s as i32,
-                request_id: rid("status"),
-            })
-            .await
-            .expect("set status");
-    };
-    set_status(&mut c, "alice", pb::AgentStatus::Online).await;
-    let post = |customer: &str, channel: pb::Channel| pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
-        channel: channel as i32,
-        text: "hello".into(),
-        group: String::new(),
-        priority: 0,
-        nickname: customer.into(),
-        request_id: rid("post"),
-    };
-    let first = opened(&mut c, post("c1", pb::Channel::MiniProgram)).await;
-    assert_eq!(first.state, pb::ConversationState::Offered as i32, "offered to alice");
-    let on = |a: &str| pb::AgentConversationRequest {
-        agent: agent(a),
-        conversation: first.name.clone(),
-        request_id: rid("conv"),
-    };
-    c.agent.decline(on("alice")).await.expect("alice declines");
-    // Refused: alice holds no offer for it any more.
-    c.agent.accept(on("alice")).await.expect_err("nothing to accept");
-    set_status(&mut c, "bob", pb::AgentStatus::Online).await;
-    c.agent.accept(on("bob")).await.expect("bob accepts");
-    c.agent
-        .send_message(pb::SendMessageRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            text: "how can I help?".into(),
-            tag: 0,
-            request_id: rid("send"),
-        })
-        .await
-        .expect("bob answers");
-    // Four automatic replies and bob's answer used the mini-program's five slots.
-    let err = c
-        .agent
-        .send_message(pb::SendMessageRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            text: "are you there?".into(),
-            tag: 0,
-            request_id: rid("send"),
-        })
-        .await
-        .expect_err("the channel's budget is spent");
-    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    c.agent
-        .transfer(pb::TransferRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            to: Some(pb::transfer_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
-            reset_entry_time: false,
-            request_id: rid("transfer"),
-        })
-        .await
-        .expect("transfer to vip");
-    // Nobody serves vip: the customer gives up waiting.
-    customer_leaves(&mut c, &first.name).await;
-    // Bob alone is online and is offered the next one, then signs out: the offer goes back.
-    set_status(&mut c, "alice", pb::AgentStatus::Offline).await;
-    let second = opened(&mut c, post("c2", pb::Channel::Web)).await;
-    assert_eq!(second.agent, agent("bob"), "offered to bob");
-    set_status(&mut c, "bob", pb::AgentStatus::Offline).await;
-    // It waits in sales with nobody online; a supervisor moves it to vip, where the customer
-    // gives up too.
-    c.supervisor
-        .reassign_batch(pb::ReassignBatchRequest {
-            supervisor: agent("boss"),
-            conversations: vec![second.name.clone()],
-            to: Some(pb::reassign_batch_request::To::ToGroup(format!("tenants/{t}/groups/vip"))),
-            reset_entry_time: false,
-            request_id: rid("reassign"),
-        })
-        .await
-        .expect("supervisor reassigns");
-    customer_leaves(&mut c, &second.name).await;
 }

@@ -487,6 +487,52 @@ fn ctl_sends_the_token_it_is_given() {
     assert!(String::from_utf8_lossy(&created.stdout).contains("tenants/acme"));
 }
 
+/// `switchboard token` signs with the node's own key file (as the Helm chart's NOTES tell an
+/// operator to), and the node accepts what it signs; claims a node would refuse and keys it
+/// would not verify with are refused before anything is signed.
+#[test]
+fn switchboard_token_mints_what_the_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let key = dir.path().join("jwt.key");
+    let token = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("token")
+            .arg("--key")
+            .arg(&key)
+            .args(args)
+            .output()
+            .expect("run switchboard token")
+    };
+    let minted = token(&["--role", "operator", "--ttl-seconds", "600"]);
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let operator = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["ctl", "--addr", &node.grpc, "--token", &operator, "tenant", "create", "acme"])
+        .output()
+        .expect("run switchboard ctl");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("tenants/acme"));
+
+    for (args, says) in [
+        (&["--role", "agent", "--tenant", "acme"][..], "must name the agent it acts as"),
+        (&["--role", "operator", "--tenant", "acme"][..], "an operator token names no tenant"),
+        (&["--role", "admin"][..], "must name a valid tenant"),
+    ] {
+        let out = token(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+    }
+    write(dir.path(), "short.key", "too short");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "--role", "operator", "--key"])
+        .arg(dir.path().join("short.key"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisors_and_administrators_changes_and_refusals_are_audited() {
     let dir = tempfile::tempdir().unwrap();

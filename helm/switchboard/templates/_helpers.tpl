@@ -54,6 +54,11 @@ app.kubernetes.io/part-of: switchboard
 {{- end }}
 {{- end }}
 
+{{/* The Secret holding the token keys: the one named, or the one the chart generates. */}}
+{{- define "switchboard.authSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "switchboard.fullname" .)) }}
+{{- end }}
+
 {{- define "switchboard.postgresKey" -}}
 {{- if .Values.postgres.existingSecret.name }}{{ .Values.postgres.existingSecret.key }}{{ else }}url{{ end }}
 {{- end }}
@@ -87,8 +92,13 @@ app.kubernetes.io/part-of: switchboard
 {{- if and .Values.cluster.etcd.endpoints .Values.cluster.etcd.existingSecret.name }}
 {{- fail "set cluster.etcd.endpoints or cluster.etcd.existingSecret.name, not both" }}
 {{- end }}
-{{- if not .Values.auth.existingSecret }}
-{{- fail "auth.existingSecret is required: the nodes listen beyond loopback, where a node without token keys refuses to start; name a Secret holding an HS256 secret (>= 32 bytes) or an Ed25519 public key PEM under auth.keys (SECURITY.md)" }}
+{{- /* The nodes listen beyond loopback, where a node without token keys refuses to start: there
+are always keys, the named Secret's or one the chart generates. */}}
+{{- if not .Values.auth.keys }}
+{{- fail "auth.keys is empty: the nodes listen beyond loopback, where a node without token keys refuses to start; list the key(s) of auth.existingSecret, or keep [hs256.key] for the Secret the chart generates (SECURITY.md)" }}
+{{- end }}
+{{- if and (not .Values.auth.existingSecret) (gt (len .Values.auth.keys) 1) }}
+{{- fail (printf "auth.keys lists %d keys, but without auth.existingSecret the chart generates one HS256 secret: name a Secret holding your keys (e.g. while rotating) in auth.existingSecret, or list one key" (len .Values.auth.keys)) }}
 {{- end }}
 {{- if and .Values.tls.ca.existingSecret (not .Values.tls.existingSecret) }}
 {{- fail "tls.ca.existingSecret needs tls.existingSecret (the node's own certificate and key)" }}

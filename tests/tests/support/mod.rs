@@ -7,6 +7,8 @@
 
 #[path = "../../../crates/switchboard/tests/support/process.rs"]
 mod process;
+#[path = "../../../crates/switchboard/tests/support/traffic.rs"]
+pub mod traffic;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -117,6 +119,107 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A Prometheus server (Debian's `prometheus`, installed by `scripts/setup`) on a free loopback
+/// port with its own storage in `dir`, started from the configuration file `config`; stopped
+/// by PID. Its HTTP API is read with [`Prometheus::api`].
+pub struct Prometheus {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Prometheus {
+    pub fn start(dir: &std::path::Path, config: &std::path::Path) -> Prometheus {
+        // A free port can be taken between our probe and the bind: try fresh ports then.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn prometheus (scripts/setup installs Debian's prometheus)");
+            let mut prometheus = Prometheus { child: Some(child), port };
+            let step = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            loop {
+                if prometheus.get("/-/ready").is_some_and(|(code, _)| code == 200) {
+                    return prometheus;
+                }
+                let exited =
+                    prometheus.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited {
+                    break;
+                }
+                assert!(waited < PATIENCE, "prometheus did not become ready");
+                std::thread::sleep(step);
+                waited += step;
+            }
+        }
+        let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+        panic!("prometheus did not start on five free ports:\n{log}");
+    }
+
+    /// GET over HTTP/1.0: the status code and body, or `None` when nothing answers.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(PATIENCE)).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_owned()))
+    }
+
+    /// `GET /api/v1/<path>?<query>` (the query's values percent-encoded here); the `data` of
+    /// a successful answer, or the error Prometheus gave.
+    pub fn api(&self, path: &str, query: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+        let query: Vec<String> =
+            query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
+        let url = format!("/api/v1/{path}?{}", query.join("&"));
+        let (code, body) = self.get(&url).ok_or_else(|| format!("no answer to {url}"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{url}: {e}: {body}"))?;
+        if code != 200 || json["status"] != "success" {
+            return Err(format!("{url}: {code} {}: {}", json["errorType"], json["error"]));
+        }
+        Ok(json["data"].clone())
+    }
+
+    /// Prometheus's clock (seconds since the epoch): the tests take time from the server
+    /// they query rather than read a clock of their own.
+    pub fn time(&self) -> f64 {
+        let data = self.api("query", &[("query", "time()")]).expect("time()");
+        data["result"][1].as_str().and_then(|t| t.parse().ok()).expect("a scalar")
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One `switchboard serve` in cluster mode.

@@ -48,8 +48,8 @@ pub struct Claims {
 
 impl Claims {
     /// Refuses claims that cannot name a caller: a tenant role without a tenant, an agent
-    /// role without an agent.
-    fn check(&self) -> Result<(), String> {
+    /// role without an agent. `switchboard token` checks what it signs with this too.
+    pub fn check(&self) -> Result<(), String> {
         let needs_tenant = self.role != Role::Operator;
         if needs_tenant && crate::names::check_id("tenant", &self.tenant).is_err() {
             return Err(format!("a {} token must name a valid tenant", self.role));

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod process;
+pub mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
