@@ -231,6 +231,7 @@ impl Session {
             .context("create tenant")?;
         admin
             .put_group(pb::PutGroupRequest {
+                update_mask: None,
                 name: format!("tenants/{TENANT}/groups/{GROUP}"),
                 display_name: GROUP.into(),
                 policy: Some(pb::RoutingPolicy {
@@ -247,6 +248,7 @@ impl Session {
         // conversations are kept for the default retention (60 days), i.e. for the whole run.
         admin
             .update_tenant(pb::UpdateTenantRequest {
+                update_mask: None,
                 name: format!("tenants/{TENANT}"),
                 settings: Some(pb::TenantSettings {
                     default_group: GROUP.into(),
@@ -260,6 +262,7 @@ impl Session {
         for (a, name) in self.agents.iter().enumerate() {
             admin
                 .put_agent(pb::PutAgentRequest {
+                    update_mask: None,
                     name: name.clone(),
                     nickname: format!("agent {a}"),
                     capacity,

@@ -76,6 +76,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
         .await?;
     admin
         .put_group(pb::PutGroupRequest {
+            update_mask: None,
             name: format!("tenants/{tenant}/groups/load"),
             display_name: "load".into(),
             policy: None,
@@ -89,6 +90,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
         let name = format!("tenants/{tenant}/agents/a{a}");
         admin
             .put_agent(pb::PutAgentRequest {
+                update_mask: None,
                 name: name.clone(),
                 nickname: format!("agent {a}"),
                 capacity,

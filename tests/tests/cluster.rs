@@ -110,6 +110,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
     };
     call!(c, admin.create_tenant, create).expect("create tenant");
     let group = pb::PutGroupRequest {
+        update_mask: None,
         name: format!("tenants/{t}/groups/support"),
         display_name: "Support".into(),
         policy: None,
@@ -119,6 +120,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
     call!(c, admin.put_group, group).expect("put group");
     for a in 0..agents {
         let put = pb::PutAgentRequest {
+            update_mask: None,
             name: format!("tenants/{t}/agents/a{a}"),
             nickname: format!("agent {a}"),
             capacity,
@@ -384,6 +386,7 @@ fn dur(ms: u64) -> Option<prost_types::Duration> {
 
 async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
     let req = pb::UpdateTenantRequest {
+        update_mask: None,
         name: format!("tenants/{t}"),
         display_name: t.into(),
         settings: Some(pb::TenantSettings {
@@ -406,6 +409,7 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
 async fn offer_group(c: &Clients, t: &str) -> String {
     let mut c = c.clone();
     let group = pb::PutGroupRequest {
+        update_mask: None,
         name: format!("tenants/{t}/groups/sales"),
         display_name: "Sales".into(),
         policy: Some(pb::RoutingPolicy {

@@ -92,7 +92,7 @@ pub enum TenantCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
-    /// Create or replace a skill group
+    /// Create a skill group, or update the fields given (others keep their values)
     Put {
         tenant: String,
         group: String,
@@ -293,6 +293,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 ..Default::default()
             });
             let req = pb::PutGroupRequest {
+                update_mask: None,
                 name: format!("tenants/{tenant}/groups/{group}"),
                 display_name,
                 policy,
@@ -303,6 +304,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
         }
         Command::Agent(AgentCmd::Put { tenant, agent, groups, capacity, nickname, supervisor }) => {
             let req = pb::PutAgentRequest {
+                update_mask: None,
                 name: agent_name(&tenant, &agent),
                 nickname,
                 capacity,

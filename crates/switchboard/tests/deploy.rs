@@ -460,6 +460,7 @@ async fn drive_every_path(node: &Node) {
     for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
         c.admin
             .put_group(pb::PutGroupRequest {
+                update_mask: None,
                 name: format!("tenants/{t}/groups/{g}"),
                 display_name: g.into(),
                 policy: Some(pb::RoutingPolicy {
@@ -477,6 +478,7 @@ async fn drive_every_path(node: &Node) {
     // out, two are withheld.
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
+            update_mask: None,
             name: format!("tenants/{t}"),
             display_name: "Ops".into(),
             settings: Some(pb::TenantSettings {
@@ -494,6 +496,7 @@ async fn drive_every_path(node: &Node) {
     for a in ["alice", "bob", "boss"] {
         c.admin
             .put_agent(pb::PutAgentRequest {
+                update_mask: None,
                 name: format!("tenants/{t}/agents/{a}"),
                 nickname: a.into(),
                 capacity: 2,

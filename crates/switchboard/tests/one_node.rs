@@ -49,6 +49,7 @@ async fn setup(
         .expect("create tenant");
     c.admin
         .put_group(pb::PutGroupRequest {
+            update_mask: None,
             name: format!("tenants/{t}/groups/support"),
             display_name: "Support".into(),
             policy: None,
@@ -59,6 +60,7 @@ async fn setup(
         .expect("put group");
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
+            update_mask: None,
             name: tenant(t),
             settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
             display_name: format!("{t} inc"),
@@ -69,6 +71,7 @@ async fn setup(
     for (id, nickname, capacity) in agents {
         c.admin
             .put_agent(pb::PutAgentRequest {
+                update_mask: None,
                 name: agent(t, id),
                 nickname: (*nickname).into(),
                 capacity: *capacity,
@@ -398,6 +401,7 @@ async fn state_and_pending_timers_survive_kill_9() {
     // A group in offer mode, with a pending offer to Li.
     c.admin
         .put_group(pb::PutGroupRequest {
+            update_mask: None,
             name: "tenants/acme/groups/sales".into(),
             display_name: "Sales".into(),
             policy: Some(pb::RoutingPolicy {
@@ -734,6 +738,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     let err = c
         .admin
         .update_tenant(pb::UpdateTenantRequest {
+            update_mask: None,
             name: tenant("acme"),
             settings: Some(pb::TenantSettings {
                 default_group: "support".into(),
@@ -862,6 +867,7 @@ async fn out_of_range_times_are_invalid_arguments() {
         let err = c
             .admin
             .update_tenant(pb::UpdateTenantRequest {
+                update_mask: None,
                 name: tenant("acme"),
                 settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
                 display_name: String::new(),
@@ -1145,6 +1151,7 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
     let tagged = c
         .agent
         .update_conversation(pb::UpdateConversationRequest {
+            update_mask: None,
             agent: zhang.clone(),
             conversation: conv.name.clone(),
             tags: vec!["refund".into()],

@@ -93,6 +93,7 @@ impl Backend for Switchboard {
         for g in &scenario.groups {
             admin
                 .put_group(pb::PutGroupRequest {
+                    update_mask: None,
                     name: format!("tenants/{}/groups/{g}", self.tenant),
                     display_name: g.clone(),
                     policy: Some(pb::RoutingPolicy {
@@ -112,6 +113,7 @@ impl Backend for Switchboard {
         for a in 0..scenario.agents {
             admin
                 .put_agent(pb::PutAgentRequest {
+                    update_mask: None,
                     name: self.agent_name(a),
                     nickname: format!("agent {a}"),
                     capacity: scenario.capacity,
