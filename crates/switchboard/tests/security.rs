@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
 use support::auth::{FUTURE, PAST, SECRET, authed, mint, mint_with, start_authenticated, write};
 use support::{Node, rid};
 use switchboard_proto::v1 as pb;
