@@ -372,6 +372,32 @@ async fn refusals_and_events_speak_resource_names() {
         })
         .await
         .unwrap();
+    // A free-text refusal of the core names the customer it would have created.
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "bare".into(),
+            request_id: rid("bare"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let no_group = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: "tenants/bare".into(),
+            customer: "eve".into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no group to route to");
+    assert!(
+        no_group.message().starts_with("no skill group for customer tenants/bare/customers/eve:"),
+        "{}",
+        no_group.message()
+    );
     for message in [full.message(), not_yours.message()] {
         assert!(!message.contains(" a1") && !message.contains(" a2") && !message.contains(" c1"));
     }
