@@ -231,7 +231,6 @@ impl Session {
             .context("create tenant")?;
         admin
             .put_group(pb::PutGroupRequest {
-                update_mask: None,
                 name: format!("tenants/{TENANT}/groups/{GROUP}"),
                 display_name: GROUP.into(),
                 policy: Some(pb::RoutingPolicy {
@@ -241,6 +240,7 @@ impl Session {
                 }),
                 replies: None,
                 request_id: self.rid(),
+                update_mask: None,
             })
             .await
             .context("put group")?;
@@ -248,7 +248,6 @@ impl Session {
         // conversations are kept for the default retention (60 days), i.e. for the whole run.
         admin
             .update_tenant(pb::UpdateTenantRequest {
-                update_mask: None,
                 name: format!("tenants/{TENANT}"),
                 settings: Some(pb::TenantSettings {
                     default_group: GROUP.into(),
@@ -256,13 +255,13 @@ impl Session {
                 }),
                 display_name: String::new(),
                 request_id: self.rid(),
+                update_mask: None,
             })
             .await
             .context("set the default group")?;
         for (a, name) in self.agents.iter().enumerate() {
             admin
                 .put_agent(pb::PutAgentRequest {
-                    update_mask: None,
                     name: name.clone(),
                     nickname: format!("agent {a}"),
                     capacity,
@@ -270,6 +269,7 @@ impl Session {
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put agent")?;

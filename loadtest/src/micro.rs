@@ -76,12 +76,12 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
         .await?;
     admin
         .put_group(pb::PutGroupRequest {
-            update_mask: None,
             name: format!("tenants/{tenant}/groups/load"),
             display_name: "load".into(),
             policy: None,
             replies: None,
             request_id: rid("group", 0),
+            update_mask: None,
         })
         .await?;
     let capacity = args.customers.div_ceil(args.agents.max(1)).max(1);
@@ -90,7 +90,6 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
         let name = format!("tenants/{tenant}/agents/a{a}");
         admin
             .put_agent(pb::PutAgentRequest {
-                update_mask: None,
                 name: name.clone(),
                 nickname: format!("agent {a}"),
                 capacity,
@@ -98,6 +97,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent", u64::from(a)),
+                update_mask: None,
             })
             .await?;
         let mut agent = AgentServiceClient::new(channels[a as usize % channels.len()].clone());

@@ -110,17 +110,16 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
     };
     call!(c, admin.create_tenant, create).expect("create tenant");
     let group = pb::PutGroupRequest {
-        update_mask: None,
         name: format!("tenants/{t}/groups/support"),
         display_name: "Support".into(),
         policy: None,
         replies: None,
         request_id: rid("group"),
+        update_mask: None,
     };
     call!(c, admin.put_group, group).expect("put group");
     for a in 0..agents {
         let put = pb::PutAgentRequest {
-            update_mask: None,
             name: format!("tenants/{t}/agents/a{a}"),
             nickname: format!("agent {a}"),
             capacity,
@@ -128,6 +127,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
             replies: None,
             supervisor: false,
             request_id: rid("agent"),
+            update_mask: None,
         };
         call!(c, admin.put_agent, put).expect("put agent");
         let online = pb::SetStatusRequest {
@@ -386,7 +386,6 @@ fn dur(ms: u64) -> Option<prost_types::Duration> {
 
 async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
     let req = pb::UpdateTenantRequest {
-        update_mask: None,
         name: format!("tenants/{t}"),
         display_name: t.into(),
         settings: Some(pb::TenantSettings {
@@ -401,6 +400,7 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
             ..Default::default()
         }),
         request_id: rid("settings"),
+        update_mask: None,
     };
     call!(c, admin.update_tenant, req).expect("update tenant");
 }
@@ -409,7 +409,6 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
 async fn offer_group(c: &Clients, t: &str) -> String {
     let mut c = c.clone();
     let group = pb::PutGroupRequest {
-        update_mask: None,
         name: format!("tenants/{t}/groups/sales"),
         display_name: "Sales".into(),
         policy: Some(pb::RoutingPolicy {
@@ -419,6 +418,7 @@ async fn offer_group(c: &Clients, t: &str) -> String {
         }),
         replies: None,
         request_id: rid("group"),
+        update_mask: None,
     };
     c.admin.put_group(group).await.expect("sales group");
     let li = format!("tenants/{t}/agents/li");

@@ -293,18 +293,17 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 ..Default::default()
             });
             let req = pb::PutGroupRequest {
-                update_mask: None,
                 name: format!("tenants/{tenant}/groups/{group}"),
                 display_name,
                 policy,
                 replies: None,
                 request_id: request_id(),
+                update_mask: None,
             };
             print(&call(admin.put_group(req).await)?)
         }
         Command::Agent(AgentCmd::Put { tenant, agent, groups, capacity, nickname, supervisor }) => {
             let req = pb::PutAgentRequest {
-                update_mask: None,
                 name: agent_name(&tenant, &agent),
                 nickname,
                 capacity,
@@ -312,6 +311,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 replies: None,
                 supervisor,
                 request_id: request_id(),
+                update_mask: None,
             };
             print(&call(admin.put_agent(req).await)?)
         }

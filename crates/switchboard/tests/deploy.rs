@@ -460,7 +460,6 @@ async fn drive_every_path(node: &Node) {
     for (g, mode) in [("sales", pb::OfferMode::Offer), ("vip", pb::OfferMode::AutoAccept)] {
         c.admin
             .put_group(pb::PutGroupRequest {
-                update_mask: None,
                 name: format!("tenants/{t}/groups/{g}"),
                 display_name: g.into(),
                 policy: Some(pb::RoutingPolicy {
@@ -470,6 +469,7 @@ async fn drive_every_path(node: &Node) {
                 }),
                 replies: None,
                 request_id: rid("group"),
+                update_mask: None,
             })
             .await
             .expect("put group");
@@ -478,7 +478,6 @@ async fn drive_every_path(node: &Node) {
     // out, two are withheld.
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
-            update_mask: None,
             name: format!("tenants/{t}"),
             display_name: "Ops".into(),
             settings: Some(pb::TenantSettings {
@@ -490,13 +489,13 @@ async fn drive_every_path(node: &Node) {
                 ..Default::default()
             }),
             request_id: rid("settings"),
+            update_mask: None,
         })
         .await
         .expect("update tenant");
     for a in ["alice", "bob", "boss"] {
         c.admin
             .put_agent(pb::PutAgentRequest {
-                update_mask: None,
                 name: format!("tenants/{t}/agents/{a}"),
                 nickname: a.into(),
                 capacity: 2,
@@ -504,6 +503,7 @@ async fn drive_every_path(node: &Node) {
                 replies: None,
                 supervisor: a == "boss",
                 request_id: rid("agent"),
+                update_mask: None,
             })
             .await
             .expect("put agent");

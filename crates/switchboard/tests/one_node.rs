@@ -49,29 +49,28 @@ async fn setup(
         .expect("create tenant");
     c.admin
         .put_group(pb::PutGroupRequest {
-            update_mask: None,
             name: format!("tenants/{t}/groups/support"),
             display_name: "Support".into(),
             policy: None,
             replies: None,
             request_id: rid("group"),
+            update_mask: None,
         })
         .await
         .expect("put group");
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
-            update_mask: None,
             name: tenant(t),
             settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
             display_name: format!("{t} inc"),
             request_id: rid("settings"),
+            update_mask: None,
         })
         .await
         .expect("update tenant");
     for (id, nickname, capacity) in agents {
         c.admin
             .put_agent(pb::PutAgentRequest {
-                update_mask: None,
                 name: agent(t, id),
                 nickname: (*nickname).into(),
                 capacity: *capacity,
@@ -79,6 +78,7 @@ async fn setup(
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent"),
+                update_mask: None,
             })
             .await
             .expect("put agent");
@@ -401,7 +401,6 @@ async fn state_and_pending_timers_survive_kill_9() {
     // A group in offer mode, with a pending offer to Li.
     c.admin
         .put_group(pb::PutGroupRequest {
-            update_mask: None,
             name: "tenants/acme/groups/sales".into(),
             display_name: "Sales".into(),
             policy: Some(pb::RoutingPolicy {
@@ -411,6 +410,7 @@ async fn state_and_pending_timers_survive_kill_9() {
             }),
             replies: None,
             request_id: rid("group"),
+            update_mask: None,
         })
         .await
         .unwrap();
@@ -738,7 +738,6 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     let err = c
         .admin
         .update_tenant(pb::UpdateTenantRequest {
-            update_mask: None,
             name: tenant("acme"),
             settings: Some(pb::TenantSettings {
                 default_group: "support".into(),
@@ -753,6 +752,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
             }),
             display_name: String::new(),
             request_id: rid("t"),
+            update_mask: None,
         })
         .await
         .unwrap_err();
@@ -867,11 +867,11 @@ async fn out_of_range_times_are_invalid_arguments() {
         let err = c
             .admin
             .update_tenant(pb::UpdateTenantRequest {
-                update_mask: None,
                 name: tenant("acme"),
                 settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
                 display_name: String::new(),
                 request_id: rid("t"),
+                update_mask: None,
             })
             .await
             .unwrap_err();
@@ -1151,12 +1151,12 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
     let tagged = c
         .agent
         .update_conversation(pb::UpdateConversationRequest {
-            update_mask: None,
             agent: zhang.clone(),
             conversation: conv.name.clone(),
             tags: vec!["refund".into()],
             note: "called back".into(),
             request_id: rid("tags"),
+            update_mask: None,
         })
         .await
         .expect("tags after the end")

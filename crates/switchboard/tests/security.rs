@@ -163,7 +163,6 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
     admin
         .put_group(authed(
             pb::PutGroupRequest {
-                update_mask: None,
                 name: format!("tenants/{t}/groups/support"),
                 display_name: "Support".into(),
                 policy: Some(pb::RoutingPolicy {
@@ -172,6 +171,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                 }),
                 replies: None,
                 request_id: rid("group"),
+                update_mask: None,
             },
             operator,
         ))
@@ -181,7 +181,6 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
         admin
             .put_agent(authed(
                 pb::PutAgentRequest {
-                    update_mask: None,
                     name: format!("tenants/{t}/agents/{agent}"),
                     nickname: agent.into(),
                     capacity: 3,
@@ -189,6 +188,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                     replies: None,
                     supervisor,
                     request_id: rid("agent"),
+                    update_mask: None,
                 },
                 operator,
             ))

@@ -93,7 +93,6 @@ impl Backend for Switchboard {
         for g in &scenario.groups {
             admin
                 .put_group(pb::PutGroupRequest {
-                    update_mask: None,
                     name: format!("tenants/{}/groups/{g}", self.tenant),
                     display_name: g.clone(),
                     policy: Some(pb::RoutingPolicy {
@@ -105,6 +104,7 @@ impl Backend for Switchboard {
                     }),
                     replies: None,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put group")?;
@@ -113,7 +113,6 @@ impl Backend for Switchboard {
         for a in 0..scenario.agents {
             admin
                 .put_agent(pb::PutAgentRequest {
-                    update_mask: None,
                     name: self.agent_name(a),
                     nickname: format!("agent {a}"),
                     capacity: scenario.capacity,
@@ -121,6 +120,7 @@ impl Backend for Switchboard {
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put agent")?;
