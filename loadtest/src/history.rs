@@ -240,6 +240,7 @@ impl Session {
                 }),
                 replies: None,
                 request_id: self.rid(),
+                update_mask: None,
             })
             .await
             .context("put group")?;
@@ -254,6 +255,7 @@ impl Session {
                 }),
                 display_name: String::new(),
                 request_id: self.rid(),
+                update_mask: None,
             })
             .await
             .context("set the default group")?;
@@ -267,6 +269,7 @@ impl Session {
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put agent")?;

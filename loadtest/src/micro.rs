@@ -81,6 +81,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
             policy: None,
             replies: None,
             request_id: rid("group", 0),
+            update_mask: None,
         })
         .await?;
     let capacity = args.customers.div_ceil(args.agents.max(1)).max(1);
@@ -96,6 +97,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent", u64::from(a)),
+                update_mask: None,
             })
             .await?;
         let mut agent = AgentServiceClient::new(channels[a as usize % channels.len()].clone());

@@ -115,6 +115,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
         policy: None,
         replies: None,
         request_id: rid("group"),
+        update_mask: None,
     };
     call!(c, admin.put_group, group).expect("put group");
     for a in 0..agents {
@@ -126,6 +127,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
             replies: None,
             supervisor: false,
             request_id: rid("agent"),
+            update_mask: None,
         };
         call!(c, admin.put_agent, put).expect("put agent");
         let online = pb::SetStatusRequest {
@@ -398,6 +400,7 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
             ..Default::default()
         }),
         request_id: rid("settings"),
+        update_mask: None,
     };
     call!(c, admin.update_tenant, req).expect("update tenant");
 }
@@ -415,6 +418,7 @@ async fn offer_group(c: &Clients, t: &str) -> String {
         }),
         replies: None,
         request_id: rid("group"),
+        update_mask: None,
     };
     c.admin.put_group(group).await.expect("sales group");
     let li = format!("tenants/{t}/agents/li");

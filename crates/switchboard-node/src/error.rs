@@ -12,6 +12,10 @@ pub enum Error {
     /// A rule of the routing core refused the operation.
     #[error(transparent)]
     Core(#[from] switchboard_core::Error),
+    /// A core refusal with its message in the tenant's resource names (what callers see;
+    /// see `convert::refusal`).
+    #[error("{message}")]
+    Refused { error: switchboard_core::Error, message: String },
     /// A request field is malformed.
     #[error("{field}: {message}")]
     Field { field: String, message: String },
@@ -43,10 +47,18 @@ impl Error {
         Error::Field { field: field.to_owned(), message: message.into() }
     }
 
+    /// The core's refusal this error carries, if any.
+    pub fn core(&self) -> Option<&switchboard_core::Error> {
+        match self {
+            Error::Core(e) | Error::Refused { error: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
     /// A short machine-readable reason for `ErrorInfo`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Core(e) => match e {
+            Error::Core(e) | Error::Refused { error: e, .. } => match e {
                 switchboard_core::Error::InvalidArgument(_) => "INVALID_ARGUMENT",
                 switchboard_core::Error::UnknownConversation(_) => "CONVERSATION_NOT_FOUND",
                 switchboard_core::Error::UnknownAgent(_) => "AGENT_NOT_FOUND",
@@ -81,7 +93,7 @@ impl Error {
 
     pub fn code(&self) -> tonic::Code {
         match self {
-            Error::Core(e) => match e.code() {
+            Error::Core(e) | Error::Refused { error: e, .. } => match e.code() {
                 Code::InvalidArgument => tonic::Code::InvalidArgument,
                 Code::NotFound => tonic::Code::NotFound,
                 Code::FailedPrecondition => tonic::Code::FailedPrecondition,

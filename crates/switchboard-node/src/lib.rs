@@ -24,6 +24,7 @@ pub mod hub;
 pub mod metrics;
 pub mod names;
 pub mod registry;
+pub mod scope;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -366,9 +366,7 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
 pub fn refused(tenant: &str, kind: &'static str, error: &crate::error::Error) {
     counter!(COMMANDS_REFUSED, "tenant" => tenant.to_owned(), "kind" => kind, "reason" => error.reason())
         .increment(1);
-    if let crate::error::Error::Core(switchboard_core::Error::BudgetExhausted { channel, .. }) =
-        error
-    {
+    if let Some(switchboard_core::Error::BudgetExhausted { channel, .. }) = error.core() {
         counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.to_owned(), "channel" => channel.as_str(), "by" => "agent")
             .increment(1);
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 use ractor::{Actor, ActorRef, ActorStatus};
+use switchboard_core::engine::Customer;
 use switchboard_core::{Conversation, ConversationId, CustomerId};
 use switchboard_proto::internal::v1::{Command, command::Op, response};
 use switchboard_proto::v1 as pb;
@@ -343,17 +344,33 @@ impl Registry {
         self.read(tenant, move |s| f(s, &a.conversation, Some(&a.extra), &a.customer)).await
     }
 
-    /// A customer of the tenant as the API shows it, in memory or evicted to the store.
+    /// A customer of the tenant, in memory or out of the store.
     pub async fn customer(&self, tenant: &str, id: &str) -> Result<pb::Customer, Status> {
+        self.customer_checked(tenant, id, |_, _| Ok(())).await
+    }
+
+    /// A customer of the tenant, in memory or out of the store, once `check` allows its
+    /// routing record (`None` for a customer never routed) to be shown.
+    pub async fn customer_checked(
+        &self,
+        tenant: &str,
+        id: &str,
+        check: impl Fn(&TenantState, Option<&Customer>) -> Result<(), Error> + Send + Clone + 'static,
+    ) -> Result<pb::Customer, Status> {
         let wanted = id.to_owned();
+        let first_check = check.clone();
         let first = self
             .read(tenant, move |s| {
                 if let Some(u) = s.customers.get(&wanted) {
-                    return Some(Ok(resources::customer(s, CustomerId(u))));
+                    let u = CustomerId(u);
+                    return Some(
+                        first_check(s, s.engine.customer(u)).map(|()| resources::customer(s, u)),
+                    );
                 }
                 let (_, body) = s.evicting.get(&wanted)?;
-                Some(archive::decode_customer(body).map(|r| {
-                    resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile))
+                Some(archive::decode_customer(body).and_then(|r| {
+                    first_check(s, Some(&r.customer))?;
+                    Ok(resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile)))
                 }))
             })
             .await?;
@@ -368,9 +385,11 @@ impl Registry {
             .ok_or_else(|| Error::NotFound(format!("name: customer {id:?} of tenant {tenant}")))?;
         let r = archive::decode_customer(&body)?;
         self.read(tenant, move |s| {
-            resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile))
+            check(s, Some(&r.customer))?;
+            Ok(resources::customer_view(s, &r.id, Some(&r.customer), Some(&r.profile)))
         })
-        .await
+        .await?
+        .map_err(|e: Error| Status::from(e))
     }
 
     /// Every tenant: this node's on a single node, the whole cluster's (from the shared

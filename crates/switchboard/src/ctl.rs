@@ -92,7 +92,7 @@ pub enum TenantCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
-    /// Create or replace a skill group
+    /// Create a skill group, or update the fields given (others keep their values)
     Put {
         tenant: String,
         group: String,
@@ -298,6 +298,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 policy,
                 replies: None,
                 request_id: request_id(),
+                update_mask: None,
             };
             print(&call(admin.put_group(req).await)?)
         }
@@ -310,6 +311,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 replies: None,
                 supervisor,
                 request_id: request_id(),
+                update_mask: None,
             };
             print(&call(admin.put_agent(req).await)?)
         }

@@ -54,6 +54,7 @@ async fn setup(
             policy: None,
             replies: None,
             request_id: rid("group"),
+            update_mask: None,
         })
         .await
         .expect("put group");
@@ -63,6 +64,7 @@ async fn setup(
             settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
             display_name: format!("{t} inc"),
             request_id: rid("settings"),
+            update_mask: None,
         })
         .await
         .expect("update tenant");
@@ -76,6 +78,7 @@ async fn setup(
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent"),
+                update_mask: None,
             })
             .await
             .expect("put agent");
@@ -407,6 +410,7 @@ async fn state_and_pending_timers_survive_kill_9() {
             }),
             replies: None,
             request_id: rid("group"),
+            update_mask: None,
         })
         .await
         .unwrap();
@@ -748,6 +752,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
             }),
             display_name: String::new(),
             request_id: rid("t"),
+            update_mask: None,
         })
         .await
         .unwrap_err();
@@ -866,6 +871,7 @@ async fn out_of_range_times_are_invalid_arguments() {
                 settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
                 display_name: String::new(),
                 request_id: rid("t"),
+                update_mask: None,
             })
             .await
             .unwrap_err();
@@ -1150,6 +1156,7 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
             tags: vec!["refund".into()],
             note: "called back".into(),
             request_id: rid("tags"),
+            update_mask: None,
         })
         .await
         .expect("tags after the end")
@@ -1295,6 +1302,7 @@ async fn routing_contracts_over_grpc() {
             }),
             replies: None,
             request_id: rid("policy"),
+            update_mask: None,
         })
         .await
         .unwrap_err();
@@ -1360,6 +1368,7 @@ async fn vip_groups_and_the_tenant_time_zone_over_grpc() {
                 settings: Some(bad),
                 display_name: "acme inc".into(),
                 request_id: rid("bad"),
+                update_mask: None,
             })
             .await
             .unwrap_err();

@@ -7,73 +7,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
-use serde::Serialize;
+use support::auth::{FUTURE, PAST, SECRET, authed, mint, mint_with, start_authenticated, write};
 use support::{Node, rid};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
-
-/// A key for tests only, written to a temp dir at test time.
-const SECRET: &str = "test-only-secret-0123456789abcdef0123456789";
-/// 2096: valid for the life of this test suite.
-const FUTURE: u64 = 4_000_000_000;
-/// 2001: long expired.
-const PAST: u64 = 1_000_000_000;
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    role: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    tenant: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    agent: &'a str,
-    exp: u64,
-}
-
-fn mint_with(secret: &str, role: &str, tenant: &str, agent: &str, exp: u64) -> String {
-    let claims = Claims { sub: "test", role, tenant, agent, exp };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("mint a token")
-}
-
-fn mint(role: &str, tenant: &str, agent: &str) -> String {
-    mint_with(SECRET, role, tenant, agent, FUTURE)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write a test file");
-    path
-}
-
-/// Starts a node whose config file has `extra` appended after the `[auth]` section.
-fn start_authenticated(dir: &Path, extra: &str) -> Node {
-    let key = write(dir, "jwt.key", SECRET);
-    let config = format!("[auth]\ntoken_keys = [{:?}]\n{extra}", key.display().to_string());
-    let path = write(dir, "sb.toml", &config);
-    // The table test's hundreds of refusals would flood the test output as audit warnings.
-    let log = std::env::var("NODE_LOG").unwrap_or_else(|_| "warn,audit=error".into());
-    Node::start_with(
-        &dir.join("data"),
-        &["--config", path.to_str().expect("utf-8 path"), "--log", &log],
-    )
-}
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("header value"));
-    req
-}
 
 async fn connect(url: &str) -> Channel {
     Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect")
@@ -175,11 +115,14 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AgentService/UpdateCustomerProfile", Name::Me, "as"),
     ("AgentService/ListQuickReplies", Name::Me, "as"),
     ("AgentService/PutPersonalQuickReplies", Name::Me, "as"),
+    ("AgentService/GetCustomerProfile", Name::Me, "as"),
+    ("AgentService/UpdateAgentReplies", Name::Me, "as"),
     ("AgentService/EndConversation", Name::Me, "as"),
     ("SupervisorService/Whisper", Name::Me, "s"),
     ("SupervisorService/SetAgentStatus", Name::Me, "s"),
     ("SupervisorService/ReassignBatch", Name::Me, "s"),
     ("SupervisorService/EndBatch", Name::Me, "s"),
+    ("SupervisorService/EndConversation", Name::Me, "s"),
     ("SupervisorService/SetBotHosting", Name::Me, "s"),
     ("SupervisorService/GetLiveBoard", Name::Tenant, "sdo"),
     ("SupervisorService/GetQueueStats", Name::Tenant, "sdo"),
@@ -228,6 +171,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                 }),
                 replies: None,
                 request_id: rid("group"),
+                update_mask: None,
             },
             operator,
         ))
@@ -244,6 +188,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                     replies: None,
                     supervisor,
                     request_id: rid("agent"),
+                    update_mask: None,
                 },
                 operator,
             ))

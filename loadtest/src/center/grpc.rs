@@ -104,6 +104,7 @@ impl Backend for Switchboard {
                     }),
                     replies: None,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put group")?;
@@ -119,6 +120,7 @@ impl Backend for Switchboard {
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
+                    update_mask: None,
                 })
                 .await
                 .context("put agent")?;

@@ -11,6 +11,7 @@ use switchboard_proto::internal::v1::response;
 use switchboard_proto::v1 as pb;
 
 use super::{Output, emit};
+use crate::convert::mask::{Mask, REPLY_KINDS, known_paths, merge_fields, updated_replies};
 use crate::convert::{resources, settings};
 use crate::error::{Error, Result};
 use crate::names;
@@ -80,8 +81,8 @@ pub(super) fn create_tenant(
     Ok(response::Result::Tenant(resources::tenant(state)))
 }
 
-/// Replaces the settings when given, and the display name when not empty: the request has no
-/// field mask, and an empty name or missing settings are never what an operator means to set.
+/// Updates the display name and settings under the request's field mask (without one: the
+/// display name when not empty, all the settings when given).
 pub(super) fn update_tenant(
     state: &mut TenantState,
     _now: Timestamp,
@@ -89,17 +90,82 @@ pub(super) fn update_tenant(
     _out: &mut Output,
 ) -> Result<response::Result> {
     check_tenant(state, "name", &r.name)?;
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(&["display_name", "settings"], &[("settings", TENANT_SETTINGS)]),
+        &[("display_name", !r.display_name.is_empty()), ("settings", r.settings.is_some())],
+    )?;
     check_len("display_name", &r.display_name, MAX_DISPLAY_NAME)?;
-    if let Some(s) = &r.settings {
-        let s = settings::tenant_settings(state, s)?;
+    if mask.touches("settings") {
+        let mut merged = settings::tenant_settings_to_pb(state, state.engine.settings());
+        let new = r.settings.clone().unwrap_or_default();
+        merge_fields!(
+            mask,
+            "settings.",
+            merged,
+            new,
+            [
+                transfer_to_human,
+                replies,
+                channels,
+                keywords,
+                message_received,
+                open_service,
+                human_reserve,
+                unreplied_alert,
+                retention_unaccepted,
+                retention_accepted,
+                offline_grace,
+                not_responding_after,
+                not_responding_status,
+                rating_credit,
+                default_group,
+                customer_group_priorities,
+                time_zone,
+            ]
+        );
+        let s = settings::tenant_settings(state, &merged)?;
         state.engine.set_settings(s)?;
     }
-    if !r.display_name.is_empty() {
+    if mask.covers("display_name") {
         state.display_name = r.display_name.clone();
     }
     Ok(response::Result::Tenant(resources::tenant(state)))
 }
 
+/// The fields of `TenantSettings`, as paths under `settings`.
+const TENANT_SETTINGS: &[&str] = &[
+    "transfer_to_human",
+    "replies",
+    "channels",
+    "keywords",
+    "message_received",
+    "open_service",
+    "human_reserve",
+    "unreplied_alert",
+    "retention_unaccepted",
+    "retention_accepted",
+    "offline_grace",
+    "not_responding_after",
+    "not_responding_status",
+    "rating_credit",
+    "default_group",
+    "customer_group_priorities",
+    "time_zone",
+];
+
+/// The fields of `RoutingPolicy`, as paths under `policy`.
+const POLICY_FIELDS: &[&str] = &[
+    "strategy",
+    "offer_mode",
+    "offer_timeout",
+    "dedicated_timeout",
+    "last_agent_timeout",
+    "last_agent_preference",
+];
+
+/// Creates or updates a group under the request's field mask (fields it leaves out keep
+/// their values, or their defaults on creation).
 pub(super) fn put_group(
     state: &mut TenantState,
     now: Timestamp,
@@ -107,16 +173,61 @@ pub(super) fn put_group(
     out: &mut Output,
 ) -> Result<response::Result> {
     let id = child_id(state, "name", &r.name, "groups")?;
-    check_len("display_name", &r.display_name, MAX_DISPLAY_NAME)?;
-    let group_settings = GroupSettings {
-        name: r.display_name.clone(),
-        policy: settings::routing_policy("policy", r.policy.as_ref())?,
-        replies: settings::reply_settings("replies", r.replies.as_ref())?,
-    };
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(
+            &["display_name", "policy", "replies"],
+            &[("policy", POLICY_FIELDS), ("replies", REPLY_KINDS)],
+        ),
+        &[
+            ("display_name", !r.display_name.is_empty()),
+            ("policy", r.policy.is_some()),
+            ("replies", r.replies.is_some()),
+        ],
+    )?;
     let g = GroupId(state.groups.peek(&id));
+    let current = state.group("name", &id).ok().and_then(|g| state.engine.group_settings(g));
+    let display_name = if mask.covers("display_name") {
+        r.display_name.clone()
+    } else {
+        state.group_names.get(&g).cloned().unwrap_or_default()
+    };
+    check_len("display_name", &display_name, MAX_DISPLAY_NAME)?;
+    let policy = match current {
+        _ if mask.covers("policy") => settings::routing_policy("policy", r.policy.as_ref())?,
+        Some(c) if !mask.touches("policy") => c.policy.clone(),
+        None if !mask.touches("policy") => settings::routing_policy("policy", None)?,
+        _ => {
+            // Some fields of the policy: over the current one (or the defaults).
+            let base = match current {
+                Some(c) => c.policy.clone(),
+                None => settings::routing_policy("policy", None)?,
+            };
+            let mut merged = settings::routing_policy_to_pb(&base);
+            let new = r.policy.unwrap_or_default();
+            merge_fields!(
+                mask,
+                "policy.",
+                merged,
+                new,
+                [
+                    strategy,
+                    offer_mode,
+                    offer_timeout,
+                    dedicated_timeout,
+                    last_agent_timeout,
+                    last_agent_preference,
+                ]
+            );
+            settings::routing_policy("policy", Some(&merged))?
+        }
+    };
+    let replies =
+        updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
+    let group_settings = GroupSettings { name: display_name.clone(), policy, replies };
     let effects = state.engine.upsert_group(now, g, group_settings)?;
     state.groups.intern(&id);
-    state.group_names.insert(g, r.display_name.clone());
+    state.group_names.insert(g, display_name);
     emit(state, now, effects, out);
     Ok(response::Result::Group(resources::group(state, g)))
 }
@@ -157,6 +268,8 @@ pub(super) fn delete_group(
     Ok(response::Result::Empty(Default::default()))
 }
 
+/// Creates or updates an agent under the request's field mask (fields it leaves out keep
+/// their values, or their defaults on creation).
 pub(super) fn put_agent(
     state: &mut TenantState,
     now: Timestamp,
@@ -164,31 +277,59 @@ pub(super) fn put_agent(
     out: &mut Output,
 ) -> Result<response::Result> {
     let id = child_id(state, "name", &r.name, "agents")?;
-    check_len("nickname", &r.nickname, MAX_NICKNAME)?;
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(
+            &["nickname", "capacity", "groups", "replies", "supervisor"],
+            &[("replies", REPLY_KINDS)],
+        ),
+        &[
+            ("nickname", !r.nickname.is_empty()),
+            ("capacity", r.capacity != 0),
+            ("groups", !r.groups.is_empty()),
+            ("replies", r.replies.is_some()),
+            ("supervisor", r.supervisor),
+        ],
+    )?;
+    let known = state.agent("name", &id).ok();
+    let current = known.and_then(|a| state.engine.agent_settings(a));
+    let mut m = match known {
+        Some(a) => {
+            let view = resources::agent(state, a);
+            pb::PutAgentRequest {
+                nickname: view.nickname,
+                capacity: view.capacity,
+                groups: view.groups,
+                supervisor: view.supervisor,
+                ..Default::default()
+            }
+        }
+        None => pb::PutAgentRequest::default(),
+    };
+    merge_fields!(mask, "", m, r, [nickname, capacity, groups, supervisor]);
+    check_len("nickname", &m.nickname, MAX_NICKNAME)?;
     let max = switchboard_core::config::MAX_CAPACITY;
-    if r.capacity == 0 || r.capacity > max {
+    if m.capacity == 0 || m.capacity > max {
         return Err(Error::field(
             "capacity",
-            format!("must be 1 to {max}, got {}; set a busy status to stop new work", r.capacity),
+            format!("must be 1 to {max}, got {}; set a busy status to stop new work", m.capacity),
         ));
     }
-    let mut groups = Vec::with_capacity(r.groups.len());
-    for (i, name) in r.groups.iter().enumerate() {
+    let mut groups = Vec::with_capacity(m.groups.len());
+    for (i, name) in m.groups.iter().enumerate() {
         let g = state.group(&format!("groups[{i}]"), name)?;
         if !groups.contains(&g) {
             groups.push(g);
         }
     }
-    let agent_settings = AgentSettings {
-        nickname: r.nickname.clone(),
-        capacity: r.capacity,
-        groups,
-        replies: settings::reply_settings("replies", r.replies.as_ref())?,
-    };
+    let replies =
+        updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
+    let agent_settings =
+        AgentSettings { nickname: m.nickname, capacity: m.capacity, groups, replies };
     let a = AgentId(state.agents.peek(&id));
     let effects = state.engine.upsert_agent(now, a, agent_settings)?;
     state.agents.intern(&id);
-    state.agent_extra.entry(a).or_default().supervisor = r.supervisor;
+    state.agent_extra.entry(a).or_default().supervisor = m.supervisor;
     emit(state, now, effects, out);
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
@@ -228,8 +369,9 @@ pub(super) fn delete_agent(
     Ok(response::Result::Empty(Default::default()))
 }
 
-/// Creates or replaces what an administrator sets on a customer. The nickname the channel
-/// reported is kept when the request leaves it empty; contact data agents edit is untouched.
+/// Creates or updates what an administrator sets on a customer, under the request's field
+/// mask (without one: the fields it populates; the nickname the channel reported is kept
+/// when the request leaves it out). Contact data agents edit is untouched.
 pub(super) fn put_customer(
     state: &mut TenantState,
     _now: Timestamp,
@@ -237,22 +379,59 @@ pub(super) fn put_customer(
     _out: &mut Output,
 ) -> Result<response::Result> {
     let id = child_id(state, "name", &r.name, "customers")?;
-    check_len("nickname", &r.nickname, MAX_DISPLAY_NAME)?;
-    let priority = u8::try_from(r.priority)
-        .map_err(|_| Error::field("priority", format!("must be 0 to 255, got {}", r.priority)))?;
-    let group = if r.group.is_empty() { None } else { Some(state.group("group", &r.group)?) };
-    let dedicated_agent = if r.dedicated_agent.is_empty() {
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(
+            &["nickname", "priority", "group", "dedicated_agent", "customer_groups", "language"],
+            &[],
+        ),
+        &[
+            ("nickname", !r.nickname.is_empty()),
+            ("priority", r.priority != 0),
+            ("group", !r.group.is_empty()),
+            ("dedicated_agent", !r.dedicated_agent.is_empty()),
+            ("customer_groups", !r.customer_groups.is_empty()),
+            ("language", !r.language.is_empty()),
+        ],
+    )?;
+    let u = CustomerId(state.customers.peek(&id));
+    let mut m = if state.customers.get(&id).is_some() {
+        let view = resources::customer(state, u);
+        pb::PutCustomerRequest {
+            nickname: view.nickname,
+            priority: view.priority,
+            group: view.group,
+            dedicated_agent: view.dedicated_agent,
+            customer_groups: view.customer_groups,
+            language: view.language,
+            ..Default::default()
+        }
+    } else {
+        pb::PutCustomerRequest::default()
+    };
+    merge_fields!(
+        mask,
+        "",
+        m,
+        r,
+        [nickname, priority, group, dedicated_agent, customer_groups, language]
+    );
+    check_len("nickname", &m.nickname, MAX_DISPLAY_NAME)?;
+    let priority = u8::try_from(m.priority)
+        .map_err(|_| Error::field("priority", format!("must be 0 to 255, got {}", m.priority)))?;
+    let group = if m.group.is_empty() { None } else { Some(state.group("group", &m.group)?) };
+    let dedicated_agent = if m.dedicated_agent.is_empty() {
         None
     } else {
-        Some(state.agent("dedicated_agent", &r.dedicated_agent)?)
+        Some(state.agent("dedicated_agent", &m.dedicated_agent)?)
     };
-    if r.customer_groups.len() > MAX_CUSTOMER_GROUPS {
+    if m.customer_groups.len() > MAX_CUSTOMER_GROUPS {
         return Err(Error::field(
             "customer_groups",
-            format!("at most {MAX_CUSTOMER_GROUPS}, got {}", r.customer_groups.len()),
+            format!("at most {MAX_CUSTOMER_GROUPS}, got {}", m.customer_groups.len()),
         ));
     }
-    for (i, g) in r.customer_groups.iter().enumerate() {
+    for (i, g) in m.customer_groups.iter().enumerate() {
         if g.trim().is_empty() || g.len() > MAX_CUSTOMER_GROUP {
             return Err(Error::field(
                 &format!("customer_groups[{i}]"),
@@ -260,11 +439,9 @@ pub(super) fn put_customer(
             ));
         }
     }
-    check_len("language", &r.language, MAX_LANGUAGE)?;
+    check_len("language", &m.language, MAX_LANGUAGE)?;
 
-    let u = CustomerId(state.customers.peek(&id));
-    let known_nickname = state.engine.customer(u).and_then(|c| c.settings.nickname.clone());
-    let nickname = if r.nickname.is_empty() { known_nickname } else { Some(r.nickname.clone()) };
+    let nickname = (!m.nickname.is_empty()).then(|| m.nickname.clone());
     state.engine.upsert_customer(
         u,
         CustomerSettings {
@@ -272,13 +449,13 @@ pub(super) fn put_customer(
             priority,
             group,
             dedicated_agent,
-            customer_groups: r.customer_groups.clone(),
+            customer_groups: m.customer_groups.clone(),
         },
     )?;
     state.customers.intern(&id);
     let profile = state.profiles.entry(u).or_default();
-    profile.customer_groups = r.customer_groups.clone();
-    profile.language = r.language.clone();
+    profile.customer_groups = m.customer_groups;
+    profile.language = m.language;
     Ok(response::Result::Customer(resources::customer(state, u)))
 }
 
@@ -600,12 +777,18 @@ pub(super) mod tests {
         });
         let e = refused(&mut state, delete.clone());
         assert!(e.to_string().contains("customer \"u1\""), "{e}");
-        let customer =
-            pb::PutCustomerRequest { name: format!("{T}/customers/u1"), ..Default::default() };
+        // Clearing a field takes a mask naming it.
+        let customer = pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["group".into()] }),
+            ..Default::default()
+        };
         run(&mut state, 3_000, Op::PutCustomer(customer)).unwrap();
         let e = refused(&mut state, delete.clone());
         assert!(e.to_string().contains("members"), "{e}");
-        run(&mut state, 4_000, agent_op("alice", &[], false)).unwrap();
+        let Op::PutAgent(mut alice) = agent_op("alice", &[], false) else { unreachable!() };
+        alice.update_mask = Some(prost_types::FieldMask { paths: vec!["groups".into()] });
+        run(&mut state, 4_000, Op::PutAgent(alice)).unwrap();
         let vip = GroupId(state.groups.get("vip").unwrap());
         let (r, _) = run(&mut state, 5_000, delete).unwrap();
         assert!(matches!(r, response::Result::Empty(_)));
@@ -635,7 +818,7 @@ pub(super) mod tests {
             ("Lee", 7, "alice")
         );
         assert_eq!((c.customer_groups, c.language.as_str()), (vec!["vip".to_owned()], "zh-CN"));
-        // An empty nickname keeps the one known.
+        // Fields left out (no mask) keep their values.
         let again = pb::PutCustomerRequest {
             name: format!("{T}/customers/u1"),
             dedicated_agent: "alice".into(),
@@ -643,7 +826,7 @@ pub(super) mod tests {
         };
         let (r, _) = run(&mut state, 3_500, Op::PutCustomer(again)).unwrap();
         let response::Result::Customer(c) = r else { panic!("{r:?}") };
-        assert_eq!((c.nickname.as_str(), c.priority), ("Lee", 0));
+        assert_eq!((c.nickname.as_str(), c.priority), ("Lee", 7));
 
         let delete = Op::DeleteAgent(pb::DeleteAgentRequest {
             name: format!("{T}/agents/alice"),

@@ -1,15 +1,17 @@
 //! Agent desktop commands. `agent` in each request is the acting agent.
 
 use switchboard_core::engine::{Actor, Effect, Selection, Sender, Target};
-use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
+use switchboard_core::{AgentId, AgentStatus, ConversationId, CustomerId, Timestamp};
 use switchboard_proto::internal::v1::response;
 use switchboard_proto::v1 as pb;
 
 use super::channel::{check_text, conversation};
 use super::{Output, emit};
+use crate::convert::mask::{Mask, REPLY_KINDS, known_paths, merge_fields, updated_replies};
 use crate::convert::{self, resources, views};
 use crate::error::{Error, Result};
 use crate::names;
+use crate::scope;
 use crate::state::TenantState;
 
 /// Text of the rating invitation sent to the customer.
@@ -30,7 +32,7 @@ pub(super) fn acting(state: &TenantState, field: &str, name: &str) -> Result<Age
 
 /// How the acting agent acts: supervisors may act on any conversation.
 fn actor(state: &TenantState, a: AgentId) -> Actor {
-    if state.is_supervisor(a) { Actor::Supervisor(a) } else { Actor::Agent(a) }
+    scope::viewer(state, a)
 }
 
 fn conversation_response(state: &TenantState, c: ConversationId) -> response::Result {
@@ -192,7 +194,10 @@ pub(super) fn end(
 ) -> Result<response::Result> {
     let a = acting(state, "agent", &r.agent)?;
     let c = conversation(state, "conversation", &r.conversation)?;
-    let effects = state.engine.end(now, c, actor(state, a))?;
+    // A supervisor ending the conversation it serves ends it as its agent (ended_by_agent).
+    let holder = state.engine.conversation(c).and_then(|x| x.agent);
+    let by = if holder == Some(a) { Actor::Agent(a) } else { actor(state, a) };
+    let effects = state.engine.end(now, c, by)?;
     emit(state, now, effects, out);
     Ok(conversation_response(state, c))
 }
@@ -259,16 +264,33 @@ pub(super) fn update_conversation(
     r: &pb::UpdateConversationRequest,
     _out: &mut Output,
 ) -> Result<response::Result> {
-    acting(state, "agent", &r.agent)?;
+    let a = acting(state, "agent", &r.agent)?;
     let c = conversation(state, "conversation", &r.conversation)?;
+    if let Some(conv) = state.engine.conversation(c) {
+        scope::conversation(state, a, conv)?;
+    }
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(&["tags", "note"], &[]),
+        &[("tags", !r.tags.is_empty()), ("note", !r.note.is_empty())],
+    )?;
     check_tags("tags", &r.tags)?;
     if r.note.len() > MAX_NOTE {
         return Err(Error::field("note", format!("longer than {MAX_NOTE} bytes")));
     }
     let extra = state.conversation_extra.entry(c).or_default();
-    extra.tags = r.tags.clone();
-    extra.note = r.note.clone();
+    merge_fields!(mask, "", extra, r, [tags, note]);
     Ok(conversation_response(state, c))
+}
+
+/// The customer a profile request names, in this tenant and in memory.
+fn profile_customer(state: &TenantState, name: &str) -> Result<CustomerId> {
+    let (t, id) = names::child("customer", name, "customers")?;
+    if t != state.id {
+        return Err(Error::field("customer", format!("{name:?} is not in tenant {}", state.id)));
+    }
+    let u = state.customers.get(&id).ok_or_else(|| Error::NotFound(format!("customer {id:?}")))?;
+    Ok(CustomerId(u))
 }
 
 pub(super) fn update_customer_profile(
@@ -277,15 +299,19 @@ pub(super) fn update_customer_profile(
     r: &pb::UpdateCustomerProfileRequest,
     _out: &mut Output,
 ) -> Result<response::Result> {
-    acting(state, "agent", &r.agent)?;
-    let (t, id) = names::child("customer", &r.customer, "customers")?;
-    if t != state.id {
-        return Err(Error::field(
-            "customer",
-            format!("{:?} is not in tenant {}", r.customer, state.id),
-        ));
-    }
-    let u = state.customers.get(&id).ok_or_else(|| Error::NotFound(format!("customer {id:?}")))?;
+    let a = acting(state, "agent", &r.agent)?;
+    let u = profile_customer(state, &r.customer)?;
+    scope::customer(state, a, &r.customer, state.engine.customer(u))?;
+    let mask = Mask::parse(
+        r.update_mask.as_ref(),
+        &known_paths(&["remark_name", "phone", "email", "tags"], &[]),
+        &[
+            ("remark_name", !r.remark_name.is_empty()),
+            ("phone", !r.phone.is_empty()),
+            ("email", !r.email.is_empty()),
+            ("tags", !r.tags.is_empty()),
+        ],
+    )?;
     check_tags("tags", &r.tags)?;
     for (field, v) in [("remark_name", &r.remark_name), ("phone", &r.phone), ("email", &r.email)] {
         if v.len() > 256 {
@@ -295,12 +321,42 @@ pub(super) fn update_customer_profile(
     if !r.email.is_empty() && !r.email.contains('@') {
         return Err(Error::field("email", format!("{:?} is not an e-mail address", r.email)));
     }
-    let profile = state.profiles.entry(switchboard_core::CustomerId(u)).or_default();
-    profile.remark_name = r.remark_name.clone();
-    profile.phone = r.phone.clone();
-    profile.email = r.email.clone();
-    profile.tags = r.tags.clone();
-    Ok(response::Result::Customer(resources::customer(state, switchboard_core::CustomerId(u))))
+    let profile = state.profiles.entry(u).or_default();
+    merge_fields!(mask, "", profile, r, [remark_name, phone, email, tags]);
+    Ok(response::Result::Customer(resources::customer(state, u)))
+}
+
+/// The agent sets its own automatic replies (the agent level of SPEC §4), kind by kind.
+pub(super) fn update_agent_replies(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::UpdateAgentRepliesRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    let new = r.replies.clone().unwrap_or_default();
+    let populated = [
+        ("auto_accept", new.auto_accept.is_some()),
+        ("queue", new.queue.is_some()),
+        ("agent_no_response", new.agent_no_response.is_some()),
+        ("customer_no_response", new.customer_no_response.is_some()),
+        ("idle_end", new.idle_end.is_some()),
+        ("customer_no_response_end", new.customer_no_response_end.is_some()),
+        ("manual_end", new.manual_end.is_some()),
+        ("batch_end", new.batch_end.is_some()),
+        ("offline", new.offline.is_some()),
+    ];
+    let mask = Mask::parse(r.update_mask.as_ref(), &known_paths(REPLY_KINDS, &[]), &populated)?;
+    let current = state
+        .engine
+        .agent_settings(a)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("agent: {}", r.agent)))?;
+    let replies = updated_replies(&mask, "", Some(&current.replies), Some(&new))?;
+    let agent_settings = switchboard_core::config::AgentSettings { replies, ..current };
+    let effects = state.engine.upsert_agent(now, a, agent_settings)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Agent(resources::agent(state, a)))
 }
 
 pub(super) fn put_quick_replies(

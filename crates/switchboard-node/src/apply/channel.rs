@@ -7,7 +7,7 @@ use switchboard_proto::internal::v1::response;
 use switchboard_proto::v1 as pb;
 
 use super::{Output, emit, transcript};
-use crate::convert::{self, views};
+use crate::convert::{self, refusal, views};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::state::TenantState;
@@ -100,11 +100,17 @@ pub(super) fn post_message(
     if renamed {
         // Only once the message is sure to be accepted: undoing the upsert afterwards would
         // leave a new customer behind in the engine.
-        state.engine.check_customer_message(&msg)?;
+        state
+            .engine
+            .check_customer_message(&msg)
+            .map_err(|e| refusal::new_customer(state, e, o.customer, &r.customer))?;
         settings.nickname = Some(r.nickname.clone());
         state.engine.upsert_customer(o.customer, settings)?;
     }
-    let outcome = state.engine.customer_message(now, msg)?;
+    let outcome = state
+        .engine
+        .customer_message(now, msg)
+        .map_err(|e| refusal::new_customer(state, e, o.customer, &r.customer))?;
     opened(state, &r.customer, outcome.opened);
     transcript(
         state,

@@ -9,10 +9,11 @@
 mod admin;
 mod agent;
 mod channel;
+mod events;
 mod supervisor;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
-use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
+use switchboard_core::{ConversationId, CustomerId, ReplyKind, Timestamp};
 use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Archived, CustomerRecord};
@@ -93,6 +94,8 @@ pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output
             Ok((response, out))
         }
         Err(e) => {
+            // Told in resource names while everything it may name is still in memory.
+            let e = convert::refusal::named(state, e);
             // Refused: what was brought back leaves as it came, unchanged.
             for ended in state.engine.take_ended() {
                 state.conversation_extra.remove(&ended.conversation.id);
@@ -222,12 +225,14 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::UpdateConversation(r) => agent::update_conversation(state, now, r, &mut out)?,
         Op::UpdateCustomerProfile(r) => agent::update_customer_profile(state, now, r, &mut out)?,
         Op::PutPersonalQuickReplies(r) => agent::put_quick_replies(state, now, r, &mut out)?,
+        Op::UpdateAgentReplies(r) => agent::update_agent_replies(state, now, r, &mut out)?,
 
         Op::Whisper(r) => supervisor::whisper(state, now, r, &mut out)?,
         Op::SupervisorSetStatus(r) => supervisor::set_status(state, now, r, &mut out)?,
         Op::ReassignBatch(r) => supervisor::reassign_batch(state, now, r, &mut out)?,
         Op::EndBatch(r) => supervisor::end_batch(state, now, r, &mut out)?,
         Op::SetBotHosting(r) => supervisor::set_bot_hosting(state, now, r, &mut out)?,
+        Op::SupervisorEnd(r) => supervisor::end(state, now, r, &mut out)?,
 
         Op::Advance(_) => {
             let effects = state.engine.advance(now);
@@ -309,7 +314,7 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
                 );
             }
             Effect::Event(event) => {
-                let pb_event = integrator_event(state, now, &event);
+                let pb_event = events::integrator_event(state, now, &event);
                 push(
                     state,
                     out,
@@ -410,41 +415,5 @@ fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEven
         at: Some(convert::timestamp(now)),
         conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
         event: Some(event),
-    }
-}
-
-fn integrator_event(state: &TenantState, now: Timestamp, event: &Event) -> pb::Event {
-    let (kind, conversation, agent): (&str, Option<ConversationId>, Option<AgentId>) = match event {
-        Event::Opened { conversation, .. } => ("opened", Some(*conversation), None),
-        Event::Queued { conversation, pinned_to, .. } => {
-            ("queued", Some(*conversation), *pinned_to)
-        }
-        Event::Offered { conversation, agent } => ("offered", Some(*conversation), Some(*agent)),
-        Event::Assigned { conversation, agent, .. } => {
-            ("assigned", Some(*conversation), Some(*agent))
-        }
-        Event::Transferred { conversation, from, .. } => {
-            ("transferred", Some(*conversation), *from)
-        }
-        Event::Ended { conversation, agent, .. } => ("ended", Some(*conversation), *agent),
-        Event::Rated { conversation, .. } => ("rated", Some(*conversation), None),
-        Event::UnrepliedAlert { conversation, .. } => {
-            ("unreplied_alert", Some(*conversation), None)
-        }
-        Event::AgentStatusChanged { agent, .. } => ("agent_status_changed", None, Some(*agent)),
-        Event::OfferMissed { conversation, agent, .. } => {
-            ("offer_missed", Some(*conversation), Some(*agent))
-        }
-        Event::FirstResponse { conversation, agent, .. } => {
-            ("first_response", Some(*conversation), Some(*agent))
-        }
-    };
-    pb::Event {
-        cursor: 0,
-        at: Some(convert::timestamp(now)),
-        r#type: kind.to_owned(),
-        conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
-        agent: agent.map(|a| state.agent_name(a)).unwrap_or_default(),
-        detail_json: serde_json::to_string(event).unwrap_or_default(),
     }
 }

@@ -82,7 +82,7 @@ fn batch_items(
         .enumerate()
         .map(|(i, name)| {
             let c = conversation(state, &format!("conversations[{i}]"), name)
-                .map_err(|e| e.to_string());
+                .map_err(|e| convert::refusal::named(state, e).to_string());
             (name.clone(), c)
         })
         .collect())
@@ -90,6 +90,7 @@ fn batch_items(
 
 /// Joins the engine's results (for the well-formed items, in order) with the parse failures.
 fn batch_response(
+    state: &TenantState,
     items: Vec<(String, std::result::Result<ConversationId, String>)>,
     results: Vec<(ConversationId, switchboard_core::Result<()>)>,
 ) -> response::Result {
@@ -100,7 +101,7 @@ fn batch_response(
             let outcome = match parsed {
                 Ok(_) => match results.next() {
                     Some((_, Ok(()))) => Ok(()),
-                    Some((_, Err(e))) => Err(Error::from(e).to_string()),
+                    Some((_, Err(e))) => Err(convert::refusal::describe(state, &e)),
                     None => Err("internal error: no result for this conversation".to_owned()),
                 },
                 Err(e) => Err(e),
@@ -134,7 +135,7 @@ pub(super) fn reassign_batch(
         items.iter().filter_map(|(_, c)| c.as_ref().ok().copied()).collect();
     let (results, effects) = state.engine.reassign_batch(now, &ids, target, Actor::Supervisor(sup));
     emit(state, now, effects, out);
-    Ok(batch_response(items, results))
+    Ok(batch_response(state, items, results))
 }
 
 pub(super) fn end_batch(
@@ -149,7 +150,24 @@ pub(super) fn end_batch(
         items.iter().filter_map(|(_, c)| c.as_ref().ok().copied()).collect();
     let (results, effects) = state.engine.end_batch(now, &ids);
     emit(state, now, effects, out);
-    Ok(batch_response(items, results))
+    Ok(batch_response(state, items, results))
+}
+
+/// A supervisor ends one conversation: cause `ended_by_supervisor` and the manual-end reply
+/// (the batch-end reply is only for `EndBatch`). Its own conversation it ends as its agent.
+pub(super) fn end(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::SupervisorConversationRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let sup = supervisor(state, &r.supervisor)?;
+    let c = conversation(state, "conversation", &r.conversation)?;
+    let holder = state.engine.conversation(c).and_then(|x| x.agent);
+    let by = if holder == Some(sup) { Actor::Agent(sup) } else { Actor::Supervisor(sup) };
+    let effects = state.engine.end(now, c, by)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Conversation(crate::convert::views::conversation(state, c)))
 }
 
 /// The answer is only a count, so unlike the batches a bad conversation name refuses the

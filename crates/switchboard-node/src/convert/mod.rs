@@ -1,5 +1,7 @@
 //! Conversions between the public proto types and the core's types, in one place.
 
+pub mod mask;
+pub mod refusal;
 pub mod resources;
 pub mod settings;
 pub mod views;

@@ -8,14 +8,12 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
-use super::{page, variant};
+use super::{page, page_token, variant};
 use crate::auth::Call;
 use crate::convert::resources;
 use crate::names;
 use crate::registry::Registry;
 use crate::state::{Ids, TenantState};
-
-/// Page size when the request gives none, and the largest one served.
 
 #[derive(Debug)]
 pub struct Admin {
@@ -73,13 +71,13 @@ impl AdminService for Admin {
         let credentials = request.metadata().get("authorization").cloned();
         let (call, r) = Call::split(request);
         call.allow("", None)?;
-        let (size, token) = page(r.page.as_ref());
+        let (size, token) = page(r.page.as_ref(), "tenants")?;
         let mut tenants = Vec::new();
         let mut last = String::new();
         let mut next_page_token = String::new();
         for t in self.registry.tenants().await?.into_iter().filter(|t| *t > token) {
             if tenants.len() == size {
-                next_page_token = last;
+                next_page_token = page_token("tenants", &last);
                 break;
             }
             match self.registry.tenant_resource(&t, credentials.as_ref()).await {
@@ -139,8 +137,8 @@ impl AdminService for Admin {
         let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         call.allow(&t, None)?;
-        let page = page(r.page.as_ref());
-        let (groups, next_page_token) = self
+        let page = page(r.page.as_ref(), "groups")?;
+        let (groups, last) = self
             .registry
             .read(&t, move |s: &TenantState| {
                 page_of(&s.groups, page, |n| {
@@ -149,6 +147,7 @@ impl AdminService for Admin {
                 })
             })
             .await?;
+        let next_page_token = page_token("groups", &last);
         Ok(Response::new(pb::ListGroupsResponse { groups, next_page_token }))
     }
 
@@ -200,9 +199,9 @@ impl AdminService for Admin {
         let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         call.allow(&t, None)?;
-        let page = page(r.page.as_ref());
+        let page = page(r.page.as_ref(), "agents")?;
         let now = crate::clock::now();
-        let (agents, next_page_token) = self
+        let (agents, last) = self
             .registry
             .read(&t, move |s: &TenantState| {
                 page_of(&s.agents, page, |n| {
@@ -211,6 +210,7 @@ impl AdminService for Admin {
                 })
             })
             .await?;
+        let next_page_token = page_token("agents", &last);
         Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
     }
 
@@ -270,9 +270,9 @@ mod tests {
 
     #[test]
     fn page_sizes_default_and_clamp() {
-        assert_eq!(page(None).0, DEFAULT_PAGE_SIZE);
-        let p = pb::PageRequest { page_size: 5000, page_token: "b".into() };
-        assert_eq!(page(Some(&p)), (MAX_PAGE_SIZE, "b".to_owned()));
+        assert_eq!(page(None, "groups").unwrap().0, DEFAULT_PAGE_SIZE);
+        let p = pb::PageRequest { page_size: 5000, page_token: page_token("groups", "b") };
+        assert_eq!(page(Some(&p), "groups").unwrap(), (MAX_PAGE_SIZE, "b".to_owned()));
     }
 
     #[test]

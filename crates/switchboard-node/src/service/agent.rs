@@ -1,12 +1,11 @@
 //! AgentService: what agent desktops call.
 
-use switchboard_core::engine::Actor;
 use switchboard_proto::internal::v1::{command::Op, response::Result as R, stream_item::Item};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status};
 
-use super::{ItemStream, numeric_page, serve_stream, transcript_message, variant};
+use super::{ItemStream, numeric_page, page_token, serve_stream, transcript_message, variant};
 use crate::auth::Call;
 use crate::convert::{resources, views};
 use crate::error::Error;
@@ -44,11 +43,12 @@ impl Agents {
     async fn list(
         &self,
         (call, r): (Call, pb::ListAgentConversationsRequest),
+        kind: &'static str,
         which: fn(&TenantState, switchboard_core::AgentId) -> Vec<switchboard_core::ConversationId>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
         let (tenant, id) = agent_name(&r.agent)?;
         call.allow(&tenant, Some(&id))?;
-        let (size, start) = numeric_page(r.page.as_ref())?;
+        let (size, start) = numeric_page(r.page.as_ref(), kind)?;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let page = self
             .registry
@@ -62,7 +62,11 @@ impl Agents {
                     .iter()
                     .map(|c| views::conversation(state, *c))
                     .collect();
-                let next = if end < all.len() { end.to_string() } else { String::new() };
+                let next = if end < all.len() {
+                    page_token(kind, &end.to_string())
+                } else {
+                    String::new()
+                };
                 Ok(pb::ListConversationsResponse { conversations, next_page_token: next })
             })
             .await??;
@@ -146,14 +150,15 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(Call::split(req), |state, a| state.engine.router().unaccepted(a)).await
+        self.list(Call::split(req), "unaccepted", |state, a| state.engine.router().unaccepted(a))
+            .await
     }
 
     async fn list_assigned(
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(Call::split(req), |state, a| {
+        self.list(Call::split(req), "assigned", |state, a| {
             state
                 .engine
                 .router()
@@ -235,16 +240,11 @@ impl AgentService for Agents {
             .registry
             .with_conversation(&tenant, n, move |state, c, _, _| -> Result<_, Error> {
                 let a = state.agent("agent", &id)?;
-                let viewer = if state.is_supervisor(a) { Actor::Supervisor(a) } else { Actor::Agent(a) };
-                c.visible_until(viewer).ok_or_else(|| {
-                    Error::PermissionDenied(format!(
-                        "agent {} never served conversation {n}; only its agents and supervisors can read it",
-                        state.agents.name(a.0)
-                    ))
-                })
+                crate::scope::conversation(state, a, c)?;
+                Ok(c.visible_until(crate::scope::viewer(state, a)).flatten())
             })
             .await??;
-        let (size, after) = numeric_page(r.page.as_ref())?;
+        let (size, after) = numeric_page(r.page.as_ref(), "history")?;
         let rows =
             self.registry.store().messages(&tenant, n, after, size + 1).map_err(Error::from)?;
         let mut messages: Vec<pb::Message> = rows
@@ -255,7 +255,7 @@ impl AgentService for Agents {
         let more = messages.len() > size;
         messages.truncate(size);
         let next_page_token = if more {
-            messages.last().map(|m| m.seq.to_string()).unwrap_or_default()
+            messages.last().map(|m| page_token("history", &m.seq.to_string())).unwrap_or_default()
         } else {
             String::new()
         };
@@ -282,6 +282,35 @@ impl AgentService for Agents {
             Customer
         )
         .map(Response::new)
+    }
+
+    async fn get_customer_profile(
+        &self,
+        req: Request<pb::GetCustomerProfileRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let (call, r) = Call::split(req);
+        let (tenant, agent) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&agent))?;
+        let (t, id) = names::child("customer", &r.customer, "customers")?;
+        if t != tenant {
+            return Err(Error::field("customer", "is in another tenant than the agent").into());
+        }
+        let name = r.customer.clone();
+        let check = move |state: &TenantState, c: Option<&switchboard_core::engine::Customer>| {
+            let a = state.agent("agent", &agent)?;
+            crate::scope::customer(state, a, &name, c)
+        };
+        Ok(Response::new(self.registry.customer_checked(&tenant, &id, check).await?))
+    }
+
+    async fn update_agent_replies(
+        &self,
+        req: Request<pb::UpdateAgentRepliesRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let (call, r) = Call::split(req);
+        let (agent, request_id) = request_fields!(r);
+        variant!(self.run(&call, &agent, Op::UpdateAgentReplies(r), &request_id).await?, Agent)
+            .map(Response::new)
     }
 
     async fn list_quick_replies(

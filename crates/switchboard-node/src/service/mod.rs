@@ -160,32 +160,88 @@ pub(crate) use variant;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// Page size (0 means 100, at most 1000) and the token (empty for the first page).
-pub fn page(p: Option<&pb::PageRequest>) -> (usize, String) {
+/// Page size (0 means 100, at most 1000) and the position the token holds (empty for the
+/// first page). Tokens are opaque: only one that a `kind` list returned is accepted; anything
+/// else is INVALID_ARGUMENT rather than silently the first page.
+pub fn page(
+    p: Option<&pb::PageRequest>,
+    kind: &str,
+) -> Result<(usize, String), crate::error::Error> {
     let p = p.cloned().unwrap_or_default();
     let size = match p.page_size as usize {
         0 => DEFAULT_PAGE_SIZE,
         n => n.min(MAX_PAGE_SIZE),
     };
-    (size, p.page_token)
+    Ok((size, parse_page_token(kind, &p.page_token)?))
 }
 
-/// Page size and a numeric token (an offset or a sequence number this call returned; 0 for
+/// Page size and a numeric position (an offset or a sequence number this call returned; 0 for
 /// the first page).
-pub fn numeric_page(p: Option<&pb::PageRequest>) -> Result<(usize, u64), crate::error::Error> {
-    let (size, token) = page(p);
-    let at = match token.as_str() {
+pub fn numeric_page(
+    p: Option<&pb::PageRequest>,
+    kind: &str,
+) -> Result<(usize, u64), crate::error::Error> {
+    let (size, position) = page(p, kind)?;
+    let at = match position.as_str() {
         "" => 0,
-        t => t.parse().map_err(|_| {
-            crate::error::Error::field("page.page_token", "not a token this call returned")
-        })?,
+        t => t.parse().map_err(|_| bad_token())?,
     };
     Ok((size, at))
+}
+
+/// The `next_page_token` of a `kind` list for the page after `position` (empty: no more).
+pub fn page_token(kind: &str, position: &str) -> String {
+    if position.is_empty() {
+        return String::new();
+    }
+    format!("{kind}:{position}").bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bad_token() -> crate::error::Error {
+    crate::error::Error::field(
+        "page.page_token",
+        "not a token this list returned; pass back a next_page_token unchanged, or none for the first page",
+    )
+}
+
+/// The position a `kind` token holds; empty for the first page.
+fn parse_page_token(kind: &str, token: &str) -> Result<String, crate::error::Error> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    let digit = |c: u8| (c as char).to_digit(16);
+    let bytes = token.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return Err(bad_token());
+    }
+    let decoded: Option<Vec<u8>> =
+        bytes.chunks(2).map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)).collect();
+    let text = decoded.and_then(|d| String::from_utf8(d).ok()).ok_or_else(bad_token)?;
+    match text.split_once(':') {
+        Some((k, position)) if k == kind && !position.is_empty() => Ok(position.to_owned()),
+        _ => Err(bad_token()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_anything_else() {
+        let p = |t: &str| super::pb::PageRequest { page_size: 0, page_token: t.into() };
+        let token = super::page_token("groups", "support");
+        assert_eq!(super::page(Some(&p(&token)), "groups").unwrap().1, "support");
+        assert_eq!(super::page(Some(&p("")), "groups").unwrap().1, "");
+        for garbage in ["garbage", "support", "zz", "6", &super::page_token("agents", "x")] {
+            let e = super::page(Some(&p(garbage)), "groups").unwrap_err();
+            assert!(e.to_string().starts_with("page.page_token"), "{garbage}: {e}");
+        }
+        let n = super::page_token("history", "7");
+        assert_eq!(super::numeric_page(Some(&p(&n)), "history").unwrap().1, 7);
+        let bad = super::page_token("history", "x");
+        assert!(super::numeric_page(Some(&p(&bad)), "history").is_err());
+    }
 
     use prost::Message as _;
     use switchboard_proto::internal::v1::{StreamItem, stream_item::Item};

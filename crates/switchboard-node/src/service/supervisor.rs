@@ -10,7 +10,7 @@ use switchboard_proto::v1::supervisor_service_server::SupervisorService;
 use switchboard_store::ArchiveQuery;
 use tonic::{Request, Response, Status};
 
-use super::{page, variant};
+use super::{numeric_page, page_token, variant};
 use crate::archive;
 use crate::auth::Call;
 use crate::convert::{self, resources};
@@ -119,7 +119,7 @@ fn live_board(
     }
     rest.sort_unstable_by_key(|c| c.id);
     let next_page_token = match rest.last() {
-        Some(c) if more => c.id.0.to_string(),
+        Some(c) if more => page_token("live_board", &c.id.0.to_string()),
         _ => String::new(),
     };
     pb::LiveBoard {
@@ -234,6 +234,17 @@ impl SupervisorService for Supervisor {
         Ok(Response::new(variant!(result, Batch)?))
     }
 
+    async fn end_conversation(
+        &self,
+        request: Request<pb::SupervisorConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let (call, r) = Call::split(request);
+        let t = tenant_of(&call, &r.supervisor)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::SupervisorEnd(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Conversation)?))
+    }
+
     async fn set_bot_hosting(
         &self,
         request: Request<pb::SetBotHostingRequest>,
@@ -252,13 +263,7 @@ impl SupervisorService for Supervisor {
         let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         call.allow(&t, None)?;
-        let (size, token) = page(r.page.as_ref());
-        let after = match token.as_str() {
-            "" => 0,
-            token => token.parse::<u64>().map_err(|_| {
-                Status::from(Error::field("page.page_token", "not a token this board returned"))
-            })?,
-        };
+        let (size, after) = numeric_page(r.page.as_ref(), "live_board")?;
         let query =
             ArchiveQuery { after_conversation: after, limit: size + 1, ..Default::default() };
         let (archived, total) = self.archived(&t, query, true).await?;

@@ -70,6 +70,7 @@ pub async fn put_group(c: &mut Clients, t: &str, g: &str, mode: pb::OfferMode) {
             }),
             replies: None,
             request_id: rid("group"),
+            update_mask: None,
         })
         .await
         .expect("put group");
@@ -93,6 +94,7 @@ pub async fn put_agent(
             replies: None,
             supervisor,
             request_id: rid("agent"),
+            update_mask: None,
         })
         .await
         .expect("put agent");
@@ -142,6 +144,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
                 ..Default::default()
             }),
             request_id: rid("settings"),
+            update_mask: None,
         })
         .await
         .expect("update tenant");

@@ -1,0 +1,717 @@
+//! The API as integrators and agents meet it (issue 13), over real gRPC against a real
+//! `switchboard serve` process: the data scope of agents' edits, partial updates with field
+//! masks, refusals and events in resource names, opaque page tokens, a supervisor ending one
+//! conversation, and agents setting their own replies without the administrator role. Waits
+//! are bounded; nothing asserts on time.
+
+mod support;
+
+use support::auth::{authed, mint, start_authenticated};
+use support::{Clients, Node, rid, until};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+
+const T: &str = "desk";
+
+fn name(kind: &str, id: &str) -> String {
+    format!("tenants/{T}/{kind}/{id}")
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+}
+
+fn texts(t: &str) -> Option<pb::Texts> {
+    Some(pb::Texts { texts: vec![t.to_owned()] })
+}
+
+/// Tenant `desk` with auto-accepting groups `support` and `billing`, the tenant's `replies`,
+/// and `agents` as (id, groups, capacity, supervisor); the ones named in `online` sign in.
+async fn floor(
+    c: &mut Clients,
+    replies: Option<pb::ReplySettings>,
+    agents: &[(&str, &[&str], u32, bool)],
+    online: &[&str],
+) {
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: T.into(),
+            display_name: "Desk".into(),
+            settings: None,
+            request_id: rid("tenant"),
+        })
+        .await
+        .expect("create tenant");
+    for g in ["support", "billing"] {
+        c.admin
+            .put_group(pb::PutGroupRequest {
+                name: name("groups", g),
+                display_name: g.to_uppercase(),
+                policy: Some(pb::RoutingPolicy {
+                    offer_mode: pb::OfferMode::AutoAccept as i32,
+                    ..Default::default()
+                }),
+                request_id: rid("group"),
+                ..Default::default()
+            })
+            .await
+            .expect("put group");
+    }
+    let settings =
+        pb::TenantSettings { default_group: "support".into(), replies, ..Default::default() };
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{T}"),
+            settings: Some(settings),
+            request_id: rid("settings"),
+            ..Default::default()
+        })
+        .await
+        .expect("update tenant");
+    for (id, groups, capacity, supervisor) in agents {
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: name("agents", id),
+                nickname: id.to_uppercase(),
+                capacity: *capacity,
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                supervisor: *supervisor,
+                request_id: rid("agent"),
+                ..Default::default()
+            })
+            .await
+            .expect("put agent");
+    }
+    for id in online {
+        c.agent
+            .set_status(pb::SetStatusRequest {
+                agent: name("agents", id),
+                status: pb::AgentStatus::Online as i32,
+                request_id: rid("online"),
+            })
+            .await
+            .expect("sign in");
+    }
+}
+
+/// A customer writes; its conversation.
+async fn write(c: &mut Clients, customer: &str, group: &str) -> pb::Conversation {
+    c.channel
+        .post_message(pb::PostMessageRequest {
+            tenant: format!("tenants/{T}"),
+            customer: customer.into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            group: group.into(),
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .expect("post message")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+}
+
+fn profile(agent: &str, customer: &str) -> pb::UpdateCustomerProfileRequest {
+    pb::UpdateCustomerProfileRequest {
+        agent: name("agents", agent),
+        customer: name("customers", customer),
+        request_id: rid("profile"),
+        ..Default::default()
+    }
+}
+
+async fn edit(
+    c: &mut Clients,
+    r: pb::UpdateCustomerProfileRequest,
+) -> Result<pb::Customer, tonic::Status> {
+    c.agent.update_customer_profile(r).await.map(tonic::Response::into_inner)
+}
+
+async fn read_profile(
+    c: &mut Clients,
+    agent: &str,
+    customer: &str,
+) -> Result<pb::Customer, tonic::Status> {
+    let r = pb::GetCustomerProfileRequest {
+        agent: name("agents", agent),
+        customer: name("customers", customer),
+    };
+    c.agent.get_customer_profile(r).await.map(tonic::Response::into_inner)
+}
+
+fn denied<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) -> tonic::Status {
+    let s = r.expect_err(what);
+    assert_eq!(s.code(), Code::PermissionDenied, "{what}: {s:?}");
+    s
+}
+
+/// Item 1: an agent that never served a customer and is in none of its groups can neither
+/// read nor change its profile, nor tag someone else's conversation; those who serve it, its
+/// group's members and supervisors can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_edit_only_what_is_in_their_data_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support"], 3, false),
+        ("dave", &["support"], 3, false),
+        ("bob", &["billing"], 3, false),
+        ("boss", &["billing"], 3, true),
+    ];
+    floor(&mut c, None, agents, &["alice"]).await;
+    let c1 = write(&mut c, "carol", "").await;
+    assert_eq!(c1.agent, name("agents", "alice"));
+    let mut seeded = profile("alice", "carol");
+    seeded.phone = "555-0100".into();
+    edit(&mut c, seeded).await.expect("alice serves carol");
+
+    // bob: never served carol, not in support.
+    let s = denied("bob reads carol", read_profile(&mut c, "bob", "carol").await);
+    assert!(s.message().contains("tenants/desk/customers/carol"), "{}", s.message());
+    let mut wipe = profile("bob", "carol");
+    wipe.update_mask = mask(&["remark_name", "phone", "email", "tags"]);
+    denied("bob wipes carol", edit(&mut c, wipe).await);
+    let tag = |agent: &str| pb::UpdateConversationRequest {
+        agent: name("agents", agent),
+        conversation: c1.name.clone(),
+        tags: vec!["vip".into()],
+        note: "called back".into(),
+        request_id: rid("tag"),
+        ..Default::default()
+    };
+    let s = denied("bob tags c1", c.agent.update_conversation(tag("bob")).await);
+    assert!(s.message().contains(&c1.name) && s.message().contains("tenants/desk/agents/bob"));
+
+    // Nothing changed; who may, can.
+    let seen = read_profile(&mut c, "alice", "carol").await.expect("alice reads carol");
+    assert_eq!(seen.phone, "555-0100");
+    read_profile(&mut c, "dave", "carol").await.expect("dave is in carol's group");
+    read_profile(&mut c, "boss", "carol").await.expect("supervisors see all");
+    let tagged =
+        c.agent.update_conversation(tag("alice")).await.expect("alice tags c1").into_inner();
+    assert_eq!((tagged.tags, tagged.note.as_str()), (vec!["vip".to_owned()], "called back"));
+    c.agent.update_conversation(tag("boss")).await.expect("supervisors tag any");
+}
+
+/// Item 2, seed 004: remark, phone and e-mail are edited one at a time and each keeps the
+/// others; a mask clears what it names; unknown paths are refused by name; PutAgent with
+/// only a capacity keeps the nickname and groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_change_only_the_fields_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    floor(&mut c, None, &[("alice", &["support", "billing"], 3, false)], &["alice"]).await;
+    let c1 = write(&mut c, "carol", "").await;
+    let mut tagged = profile("alice", "carol");
+    tagged.tags = vec!["repeat".into()];
+    edit(&mut c, tagged).await.unwrap();
+
+    let mut remark = profile("alice", "carol");
+    remark.remark_name = "Carol (Acme)".into();
+    edit(&mut c, remark).await.unwrap();
+    let mut phone = profile("alice", "carol");
+    phone.phone = "555-0100".into();
+    phone.update_mask = mask(&["phone"]);
+    edit(&mut c, phone).await.unwrap();
+    let mut email = profile("alice", "carol");
+    email.email = "carol@example.com".into();
+    let got = edit(&mut c, email).await.unwrap();
+    assert_eq!(
+        (got.remark_name.as_str(), got.phone.as_str(), got.email.as_str(), got.tags.clone()),
+        ("Carol (Acme)", "555-0100", "carol@example.com", vec!["repeat".to_owned()])
+    );
+    // A mask naming a field left empty clears it, and only it.
+    let mut clear = profile("alice", "carol");
+    clear.update_mask = mask(&["phone"]);
+    let got = edit(&mut c, clear).await.unwrap();
+    assert_eq!((got.phone.as_str(), got.email.as_str()), ("", "carol@example.com"));
+    let read = read_profile(&mut c, "alice", "carol").await.unwrap();
+    assert_eq!((read.remark_name.as_str(), read.tags), ("Carol (Acme)", vec!["repeat".to_owned()]));
+
+    let mut unknown = profile("alice", "carol");
+    unknown.update_mask = mask(&["email", "nickname"]);
+    let s = edit(&mut c, unknown).await.expect_err("unknown path");
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(s.message().contains("update_mask.paths[1]") && s.message().contains("\"nickname\""));
+
+    // Tags and note of a conversation, one at a time.
+    let conv = |tags: &[&str], note: &str| pb::UpdateConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: c1.name.clone(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        note: note.into(),
+        request_id: rid("conv"),
+        ..Default::default()
+    };
+    c.agent.update_conversation(conv(&["refund"], "")).await.unwrap();
+    let got = c.agent.update_conversation(conv(&[], "sent the form")).await.unwrap().into_inner();
+    assert_eq!((got.tags, got.note.as_str()), (vec!["refund".to_owned()], "sent the form"));
+
+    // PutAgent with only a capacity.
+    let got = c
+        .admin
+        .put_agent(pb::PutAgentRequest {
+            name: name("agents", "alice"),
+            capacity: 7,
+            request_id: rid("capacity"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (got.nickname.as_str(), got.capacity, got.groups),
+        ("ALICE", 7, vec!["support".to_owned(), "billing".to_owned()])
+    );
+    // Other resources: a group's display name alone keeps its policy; one setting of the
+    // tenant keeps the rest.
+    let got = c
+        .admin
+        .put_group(pb::PutGroupRequest {
+            name: name("groups", "billing"),
+            display_name: "Billing desk".into(),
+            request_id: rid("group"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.policy.unwrap().offer_mode, pb::OfferMode::AutoAccept as i32);
+    let got = c
+        .admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{T}"),
+            settings: Some(pb::TenantSettings {
+                open_service: texts("welcome"),
+                ..Default::default()
+            }),
+            update_mask: mask(&["settings.open_service"]),
+            request_id: rid("tenant"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let settings = got.settings.unwrap();
+    assert_eq!(
+        (settings.default_group.as_str(), settings.open_service),
+        ("support", texts("welcome"))
+    );
+    assert_eq!(got.display_name, "Desk");
+    let s = c
+        .admin
+        .put_agent(pb::PutAgentRequest {
+            name: name("agents", "alice"),
+            update_mask: mask(&["capacity", "status"]),
+            request_id: rid("bad"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("status is not a field of PutAgent");
+    assert!(s.message().contains("\"status\""), "{}", s.message());
+}
+
+/// Item 5: refusals name agents and conversations by resource name, never by the core's
+/// internal numbers; events carry typed fields with resource names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_events_speak_resource_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    // zed is the core's agent 1 and amy its agent 2: a message naming numbers would say a1/a2.
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("zed", &["support"], 2, false), ("amy", &["billing"], 1, false)];
+    floor(&mut c, None, agents, &["zed", "amy"]).await;
+    let c1 = write(&mut c, "carol", "support").await;
+    let c2 = write(&mut c, "dan", "billing").await;
+    assert_eq!(
+        (c1.agent.as_str(), c2.agent.as_str()),
+        ("tenants/desk/agents/zed", "tenants/desk/agents/amy")
+    );
+
+    let full = c
+        .agent
+        .transfer(pb::TransferRequest {
+            agent: name("agents", "zed"),
+            conversation: c1.name.clone(),
+            to: Some(pb::transfer_request::To::ToAgent(name("agents", "amy"))),
+            request_id: rid("transfer"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("amy is full");
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(
+        full.message().starts_with("agent tenants/desk/agents/amy is at capacity"),
+        "{}",
+        full.message()
+    );
+
+    let not_yours = c
+        .agent
+        .end_conversation(pb::AgentConversationRequest {
+            agent: name("agents", "amy"),
+            conversation: c1.name.clone(),
+            request_id: rid("end"),
+        })
+        .await
+        .expect_err("c1 is zed's");
+    assert_eq!(
+        not_yours.message(),
+        format!("conversation {} is not assigned to agent tenants/desk/agents/amy", c1.name)
+    );
+
+    c.channel
+        .close_conversation(pb::ConversationRequest {
+            conversation: c2.name.clone(),
+            request_id: rid("close"),
+        })
+        .await
+        .unwrap();
+    // A free-text refusal of the core names the customer it would have created.
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "bare".into(),
+            request_id: rid("bare"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let no_group = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            tenant: "tenants/bare".into(),
+            customer: "eve".into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no group to route to");
+    assert!(
+        no_group.message().starts_with("no skill group for customer tenants/bare/customers/eve:"),
+        "{}",
+        no_group.message()
+    );
+    for message in [full.message(), not_yours.message()] {
+        assert!(!message.contains(" a1") && !message.contains(" a2") && !message.contains(" c1"));
+    }
+
+    let mut events = c
+        .events
+        .stream_events(pb::StreamEventsRequest { tenant: format!("tenants/{T}"), after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = until(&mut events, |e| e.r#type == "ended").await;
+    let assigned = seen
+        .iter()
+        .find_map(|e| match &e.detail {
+            Some(pb::event::Detail::Assigned(a)) if e.conversation == c2.name => Some(a.clone()),
+            _ => None,
+        })
+        .expect("an assigned event for c2");
+    assert_eq!(
+        (assigned.agent.as_str(), assigned.group.as_str(), assigned.via.as_str()),
+        ("tenants/desk/agents/amy", "tenants/desk/groups/billing", "auto")
+    );
+    let opened = seen.iter().find(|e| e.r#type == "opened").expect("an opened event");
+    let Some(pb::event::Detail::Opened(o)) = &opened.detail else { panic!("{opened:?}") };
+    assert_eq!((o.customer.as_str(), o.channel.as_str()), ("tenants/desk/customers/carol", "web"));
+    let ended = seen.last().unwrap();
+    let Some(pb::event::Detail::Ended(e)) = &ended.detail else { panic!("{ended:?}") };
+    assert_eq!((e.cause.as_str(), e.agent.as_str()), ("channel_closed", "tenants/desk/agents/amy"));
+    // The deprecated JSON carries the same resource names, no internal numbers.
+    let json = &ended.detail_json;
+    assert!(json.contains(r#""agent":"tenants/desk/agents/amy""#), "{json}");
+    assert!(json.contains(r#""group":"tenants/desk/groups/billing""#), "{json}");
+}
+
+/// Item 7: a page token the list did not return is INVALID_ARGUMENT on every paginated
+/// list, never silently the first page; a returned one pages on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_tokens_are_opaque_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    floor(
+        &mut c,
+        None,
+        &[("alice", &["support"], 3, true), ("bob", &["support"], 3, false)],
+        &["alice"],
+    )
+    .await;
+    let c1 = write(&mut c, "carol", "").await;
+    let garbage = || Some(pb::PageRequest { page_size: 1, page_token: "garbage".into() });
+    let tenant = format!("tenants/{T}");
+    let me = name("agents", "alice");
+    let mut refusals = vec![
+        (
+            "ListTenants",
+            c.admin.list_tenants(pb::ListTenantsRequest { page: garbage() }).await.map(drop),
+        ),
+        (
+            "ListGroups",
+            c.admin
+                .list_groups(pb::ListGroupsRequest { tenant: tenant.clone(), page: garbage() })
+                .await
+                .map(drop),
+        ),
+        (
+            "ListAgents",
+            c.admin
+                .list_agents(pb::ListAgentsRequest { tenant: tenant.clone(), page: garbage() })
+                .await
+                .map(drop),
+        ),
+        (
+            "ListUnaccepted",
+            c.agent
+                .list_unaccepted(pb::ListAgentConversationsRequest {
+                    agent: me.clone(),
+                    page: garbage(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "ListAssigned",
+            c.agent
+                .list_assigned(pb::ListAgentConversationsRequest {
+                    agent: me.clone(),
+                    page: garbage(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "GetHistory",
+            c.agent
+                .get_history(pb::GetHistoryRequest {
+                    agent: me.clone(),
+                    conversation: c1.name.clone(),
+                    page: garbage(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "GetLiveBoard",
+            c.supervisor
+                .get_live_board(pb::GetLiveBoardRequest { tenant: tenant.clone(), page: garbage() })
+                .await
+                .map(drop),
+        ),
+    ];
+    for (method, result) in refusals.drain(..) {
+        let s = result.expect_err(method);
+        assert_eq!(s.code(), Code::InvalidArgument, "{method}: {s:?}");
+        assert!(s.message().starts_with("page.page_token"), "{method}: {}", s.message());
+    }
+
+    let page = |token: String| Some(pb::PageRequest { page_size: 1, page_token: token });
+    let first = c
+        .admin
+        .list_agents(pb::ListAgentsRequest { tenant: tenant.clone(), page: page(String::new()) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.agents[0].name, name("agents", "alice"));
+    // Another list's token is not this one's.
+    let crossed = c
+        .admin
+        .list_groups(pb::ListGroupsRequest {
+            tenant: tenant.clone(),
+            page: page(first.next_page_token.clone()),
+        })
+        .await
+        .expect_err("an agents token on groups");
+    assert_eq!(crossed.code(), Code::InvalidArgument);
+    let second = c
+        .admin
+        .list_agents(pb::ListAgentsRequest { tenant, page: page(first.next_page_token) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.agents[0].name, name("agents", "bob"));
+    assert!(second.next_page_token.is_empty());
+}
+
+/// Item 13: a supervisor ending one conversation sends the manual-end reply and records
+/// `ended_by_supervisor`; only the batch call sends the batch-end reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_ends_one_conversation_as_manual_and_a_batch_as_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings {
+        manual_end: texts("manual bye"),
+        batch_end: texts("batch bye"),
+        ..Default::default()
+    };
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 3, false), ("boss", &["billing"], 3, true)];
+    floor(&mut c, Some(replies), agents, &["alice"]).await;
+    let c1 = write(&mut c, "carol", "").await;
+    let c2 = write(&mut c, "dan", "").await;
+    let mut out = c
+        .channel
+        .stream_outbound(pb::StreamOutboundRequest {
+            tenant: format!("tenants/{T}"),
+            after_cursor: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let ended = c
+        .supervisor
+        .end_conversation(pb::SupervisorConversationRequest {
+            supervisor: name("agents", "boss"),
+            conversation: c1.name.clone(),
+            request_id: rid("end"),
+        })
+        .await
+        .expect("supervisor ends c1")
+        .into_inner();
+    assert_eq!(ended.state, pb::ConversationState::Ended as i32);
+    assert_eq!(ended.transitions.last().unwrap().cause, "ended_by_supervisor");
+    let batch = c
+        .supervisor
+        .end_batch(pb::EndBatchRequest {
+            supervisor: name("agents", "boss"),
+            conversations: vec![c2.name.clone(), c1.name.clone()],
+            request_id: rid("batch"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(batch.results[0].ok && !batch.results[1].ok, "{batch:?}");
+    assert!(batch.results[1].error.contains(&c1.name), "names c1: {batch:?}");
+
+    let seen = until(&mut out, |m| {
+        m.conversation == c2.name && m.reply_kind == pb::ReplyKind::BatchEnd as i32
+    })
+    .await;
+    let ends = |conv: &str| -> Vec<(i32, String)> {
+        seen.iter()
+            .filter(|m| m.conversation == conv && m.reply_kind != pb::ReplyKind::AutoAccept as i32)
+            .map(|m| (m.reply_kind, m.text.clone()))
+            .collect()
+    };
+    assert_eq!(ends(&c1.name), vec![(pb::ReplyKind::ManualEnd as i32, "manual bye".to_owned())]);
+    assert_eq!(ends(&c2.name), vec![(pb::ReplyKind::BatchEnd as i32, "batch bye".to_owned())]);
+    let c2 = c
+        .channel
+        .get_conversation(pb::GetConversationRequest { conversation: c2.name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c2.transitions.last().unwrap().cause, "ended_in_batch");
+}
+
+/// Item 14, seed 001: each agent sets its own automatic and quick replies from its
+/// workspace with an agent token; it cannot set another agent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_set_their_own_replies_without_the_admin_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_authenticated(dir.path(), "");
+    let channel =
+        tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap();
+    let operator = mint("operator", "", "");
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+    admin
+        .create_tenant(authed(
+            pb::CreateTenantRequest {
+                tenant_id: T.into(),
+                request_id: rid("t"),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .unwrap();
+    admin
+        .put_group(authed(
+            pb::PutGroupRequest {
+                name: name("groups", "support"),
+                request_id: rid("g"),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .unwrap();
+    for a in ["alice", "bob"] {
+        let agent = pb::PutAgentRequest {
+            name: name("agents", a),
+            nickname: a.into(),
+            capacity: 3,
+            groups: vec!["support".into()],
+            request_id: rid("a"),
+            ..Default::default()
+        };
+        admin.put_agent(authed(agent, &operator)).await.unwrap();
+    }
+    let alice = mint("agent", T, "alice");
+    let mut desk = pb::agent_service_client::AgentServiceClient::new(channel.clone());
+    let own = |agent: &str, replies: pb::ReplySettings| pb::UpdateAgentRepliesRequest {
+        agent: name("agents", agent),
+        replies: Some(replies),
+        update_mask: None,
+        request_id: rid("replies"),
+    };
+    let manual = pb::ReplySettings { manual_end: texts("alice says bye"), ..Default::default() };
+    let got = desk
+        .update_agent_replies(authed(own("alice", manual.clone()), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.replies.unwrap().manual_end, texts("alice says bye"));
+    // Another kind alone keeps the first.
+    let batch = pb::ReplySettings { batch_end: texts("alice closes"), ..Default::default() };
+    let got =
+        desk.update_agent_replies(authed(own("alice", batch), &alice)).await.unwrap().into_inner();
+    let replies = got.replies.unwrap();
+    assert_eq!(
+        (replies.manual_end, replies.batch_end),
+        (texts("alice says bye"), texts("alice closes"))
+    );
+    let s = desk.update_agent_replies(authed(own("bob", manual), &alice)).await.expect_err("bob's");
+    assert_eq!(s.code(), Code::PermissionDenied);
+
+    let quick = |agent: &str| pb::PutPersonalQuickRepliesRequest {
+        agent: name("agents", agent),
+        replies: vec![pb::QuickReply { title: "hi".into(), text: "Hello, how can I help?".into() }],
+        request_id: rid("quick"),
+    };
+    let got =
+        desk.put_personal_quick_replies(authed(quick("alice"), &alice)).await.unwrap().into_inner();
+    assert_eq!(got.personal.len(), 1);
+    let s = desk.put_personal_quick_replies(authed(quick("bob"), &alice)).await.expect_err("bob's");
+    assert_eq!(s.code(), Code::PermissionDenied);
+    // The administrator's API stays closed to agents.
+    let s = admin
+        .put_agent(authed(
+            pb::PutAgentRequest {
+                name: name("agents", "alice"),
+                capacity: 9,
+                ..Default::default()
+            },
+            &alice,
+        ))
+        .await
+        .expect_err("agents do not configure");
+    assert_eq!(s.code(), Code::PermissionDenied);
+    let bob = admin
+        .get_agent(authed(pb::GetAgentRequest { name: name("agents", "bob") }, &operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bob.replies.unwrap_or_default().manual_end, None);
+}
