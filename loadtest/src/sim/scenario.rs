@@ -122,7 +122,7 @@ pub fn compare(
         patience: None,
         length: HOUR_MS + (days * DAY_MS as f64) as u64,
         warmup: HOUR_MS,
-        seed: seed ^ u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        seed: super::rng::Rng::stream(seed, u64::from(n)).next_u64(),
     };
     let run = single.run()?;
     let target_ms = (target * 1000.0) as u64;
