@@ -170,6 +170,25 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     Ok(rows)
 }
 
+/// The process's peak resident set (`VmHWM` of `/proc/self/status`), bytes; `None` where
+/// there is no procfs.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 =
+        line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn print_memory(run: &driver::Run) {
+    let rss = peak_rss().map_or("n/a".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    let p = run.peak;
+    println!(
+        "  memory: peak RSS {rss}; most held at once: {} open contacts, {} pending events, {} customers and {} conversations in the engine",
+        p.tracks, p.events, p.engine_customers, p.engine_conversations
+    );
+}
+
 fn print_figures(name: &str, f: &Figures) {
     println!(
         "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({:.4})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
@@ -193,12 +212,14 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         patience: (a.patience > 0.0).then_some(a.patience),
         length,
         warmup: (length / 24).min(3_600_000),
+        target_ms: (a.target * 1000.0) as u64,
+        batches: a.batches,
         seed: a.seed,
     };
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
-    let f = report::figures(&run, None, single.window(), (a.target * 1000.0) as u64, a.batches);
+    let f = run.stats.figures(None);
     let p = erlang::predict(a.agents, a.load, a.aht, a.target);
     println!(
         "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
@@ -207,11 +228,12 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         a.aht,
         a.patience,
         a.hours,
-        run.tracks.len(),
+        run.arrived,
         run.engine_calls,
         run.engine_calls as f64 / wall,
         a.hours * 3600.0 / wall
     );
+    print_memory(&run);
     print_figures("all", &f);
     println!(
         "  occupancy {:.4}; Erlang C without abandonment: P(wait) {:.4}  SL {:.4}  mean wait {:.1} s",
@@ -231,17 +253,19 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
     let calls = trace::read(&a.csv, a.first_day..=a.last_day)?;
     let staffing = trace::staffing(&calls, a.first_day);
     let arrivals = trace::arrivals(&calls, a.first_day, a.seed);
-    let end = u64::from(a.last_day + 1 - a.first_day) * 86_400_000;
+    let days = a.last_day + 1 - a.first_day;
+    let end = u64::from(days) * 86_400_000;
     let center = driver::Center {
         groups: trace::TYPES.len(),
         agents: staffing.agents.clone(),
         transfer_to_human: true,
         window: (0, end),
+        target_ms: a.target * 1000,
+        batches: days,
     };
     let run = driver::run(&center, arrivals, &staffing.shifts)?;
     let wall = started.elapsed().as_secs_f64();
     let peak = staffing.per_hour.iter().max().copied().unwrap_or(0);
-    let days = a.last_day + 1 - a.first_day;
     println!(
         "trace: {} days 1999-08-{:02}..{:02}, {} calls (PHANTOM skipped), {} agents (at most {peak} in one hour), {} engine calls in {wall:.2} s; ±: standard error over days",
         days,
@@ -268,7 +292,7 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
     let groups = (0..trace::TYPES.len() as u32).map(Some).chain([None]);
     for g in groups {
         let name = g.map_or("all", |g| trace::TYPES[g as usize]);
-        let f = report::figures(&run, g, center.window, a.target * 1000, days);
+        let f = run.stats.figures(g);
         let r = trace::real(&calls, g, a.target);
         println!(
             "{name:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16.4} {:>14.1} {:>16.4} | {:>7.4}",
@@ -289,7 +313,7 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
             f.offered,
             f.served,
             f.abandoned,
-            report::left_in_bot(&run, g),
+            run.stats.left_in_bot(g),
             pct(f.service_level),
             secs(f.mean_wait),
             pct(f.p_wait),
@@ -298,6 +322,7 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
         rows.push((g, f, r));
     }
     println!("  simulated occupancy {:.4} (busy / online agent-time)", report::occupancy(&run));
+    print_memory(&run);
     Ok(rows)
 }
 

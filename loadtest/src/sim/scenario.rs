@@ -72,6 +72,9 @@ pub struct Single {
     /// Simulated length, ms, of which the first `warmup` ms are not measured.
     pub length: u64,
     pub warmup: u64,
+    /// Service-level target, ms, and batches of the window for the standard errors.
+    pub target_ms: u64,
+    pub batches: u32,
     pub seed: u64,
 }
 
@@ -86,6 +89,8 @@ impl Single {
             agents: vec![vec![0]; self.agents as usize],
             transfer_to_human: false,
             window: self.window(),
+            target_ms: self.target_ms,
+            batches: self.batches,
         };
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
@@ -122,14 +127,15 @@ pub fn compare(
         patience: None,
         length: HOUR_MS + (days * DAY_MS as f64) as u64,
         warmup: HOUR_MS,
+        target_ms: (target * 1000.0) as u64,
+        batches,
         seed: super::rng::Rng::stream(seed, u64::from(n)).next_u64(),
     };
     let run = single.run()?;
-    let target_ms = (target * 1000.0) as u64;
     Ok(Comparison {
         n,
         predicted: erlang::predict(n, rate * aht, aht, target),
-        simulated: report::figures(&run, None, single.window(), target_ms, batches),
+        simulated: run.stats.figures(None),
         occupancy: report::occupancy(&run),
     })
 }
