@@ -7,6 +7,7 @@
 
 mod driver;
 pub mod erlang;
+pub mod erlang_a;
 mod report;
 pub(crate) mod rng;
 mod scenario;
@@ -46,6 +47,10 @@ pub struct ErlangArgs {
     /// Mean handle time, seconds.
     #[arg(long, default_value_t = 180.0)]
     pub aht: f64,
+    /// Mean patience, seconds (exponential): compared with Erlang A; 0: nobody abandons,
+    /// compared with Erlang C.
+    #[arg(long, default_value_t = 0.0)]
+    pub patience: f64,
     /// Service-level target, seconds.
     #[arg(long, default_value_t = 20.0)]
     pub target: f64,
@@ -128,13 +133,20 @@ fn secs(e: Est) -> String {
 
 pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     let traffic = a.per_30_min / 1800.0 * a.aht;
+    let patience = (a.patience > 0.0).then_some(a.patience);
+    let model = match patience {
+        Some(p) => format!("patience exponential, mean {p} s: Erlang A (M/M/N+M)"),
+        None => "nobody abandons: Erlang C (M/M/N)".to_owned(),
+    };
     println!(
-        "erlang: {} contacts/30 min, AHT {} s (A = {traffic:.2} erlangs), target {} s; {} simulated days per N, ±: standard error over {} batches",
+        "erlang: {} contacts/30 min, AHT {} s (A = {traffic:.2} erlangs), target {} s, {model}; {} simulated days per N, ±: standard error over {} batches; P(wait), ASA: of served contacts",
         a.per_30_min, a.aht, a.target, a.days, a.batches
     );
     println!(
-        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
+        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
         "N",
+        "aband.",
+        "simulated",
         "P(wait)",
         "simulated",
         "SL",
@@ -149,11 +161,22 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     let mut rows = Vec::new();
     for &n in &a.agents {
         let started = Instant::now();
-        let c = scenario::compare(n, a.per_30_min, a.aht, a.target, a.days, a.batches, a.seed)?;
+        let c = scenario::compare(
+            n,
+            a.per_30_min,
+            a.aht,
+            patience,
+            a.target,
+            a.days,
+            a.batches,
+            a.seed,
+        )?;
         let (p, s) = (c.predicted, c.simulated);
         println!(
-            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
+            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
             c.n,
+            p.abandonment,
+            pct(s.abandonment),
             p.p_wait,
             pct(s.p_wait),
             p.service_level,
@@ -191,11 +214,11 @@ fn print_memory(run: &driver::Run) {
 
 fn print_figures(name: &str, f: &Figures) {
     println!(
-        "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({:.4})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
+        "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
         f.offered,
         f.served,
         f.abandoned,
-        f.abandon_rate(),
+        pct(f.abandonment),
         f.unserved,
         pct(f.service_level),
         secs(f.mean_wait),
@@ -220,7 +243,10 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
     let f = run.stats.figures(None);
-    let p = erlang::predict(a.agents, a.load, a.aht, a.target);
+    let p = match single.patience {
+        Some(patience) => erlang_a::predict(a.agents, single.rate, a.aht, patience, a.target),
+        None => erlang::predict(a.agents, a.load, a.aht, a.target),
+    };
     println!(
         "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
@@ -235,12 +261,15 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
     );
     print_memory(&run);
     print_figures("all", &f);
+    let model = if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" };
     println!(
-        "  occupancy {:.4}; Erlang C without abandonment: P(wait) {:.4}  SL {:.4}  mean wait {:.1} s",
-        report::occupancy(&run),
-        p.p_wait,
+        "  {model}: abandonment {:.4}  SL {:.4}  mean wait {:.1} s  P(wait>0) {:.4}  occupancy {:.4}; simulated occupancy {:.4}",
+        p.abandonment,
         p.service_level,
-        p.mean_wait
+        p.mean_wait,
+        p.p_wait,
+        p.occupancy,
+        report::occupancy(&run)
     );
     Ok(f)
 }
@@ -345,6 +374,7 @@ mod tests {
             agents: vec![11, 14],
             per_30_min: 100.0,
             aht: 180.0,
+            patience: 0.0,
             target: 20.0,
             days: 0.5,
             batches: 4,
