@@ -15,6 +15,7 @@ pub(crate) mod trace;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
 
@@ -99,8 +100,24 @@ pub struct TraceArgs {
     pub first_day: u32,
     #[arg(long, default_value_t = 31)]
     pub last_day: u32,
+    /// How agents are put online: `busy` (while the trace shows them serving) or `hours`
+    /// (every hour they were seen serving in, all of it).
+    #[arg(long, value_enum, default_value_t = trace::Method::Busy)]
+    pub staffing: trace::Method,
+    /// With `--staffing busy`: idle gaps between an agent's services up to this many seconds
+    /// count as online.
+    #[arg(long, default_value_t = 0)]
+    pub idle_gap: u64,
+    /// Skill groups (`type` codes, e.g. `TT`) served ahead of the others: their calls' priority
+    /// is raised above the trace's 0–2, so an agent free for several groups takes them first.
+    #[arg(long, value_delimiter = ',')]
+    pub prefer: Vec<String>,
+    /// How long callers the real center served wait in the replay: `infinite`, or their
+    /// real wait plus an exponential residual with the group's estimated mean patience.
+    #[arg(long, value_enum, default_value_t = trace::ServedPatience::Exponential)]
+    pub served_patience: trace::ServedPatience,
     /// Seed for the handle times of calls that hung up in the real data but are answered in
-    /// the simulation.
+    /// the simulation, and for served callers' residual patience.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -275,13 +292,29 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
 }
 
 /// Per group (and `None` for all): simulated figures beside the real ones.
-pub type TraceRows = Vec<(Option<u32>, Figures, trace::Real)>;
+pub type TraceRows = Vec<(Option<u32>, Figures, Figures)>;
+
+/// How many standard errors apart two estimates are.
+fn gap(sim: Est, real: Est) -> String {
+    let se = (sim.se.unwrap_or(0.0).powi(2) + real.se.unwrap_or(0.0).powi(2)).sqrt();
+    if se > 0.0 { format!("{:+.1}", (sim.value - real.value) / se) } else { "-".to_owned() }
+}
 
 pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
     let started = Instant::now();
-    let calls = trace::read(&a.csv, a.first_day..=a.last_day)?;
-    let staffing = trace::staffing(&calls, a.first_day);
-    let arrivals = trace::arrivals(&calls, a.first_day, a.seed);
+    let rows = trace::read(&a.csv, a.first_day..=a.last_day)?;
+    let calls = &rows.calls;
+    let staffing = trace::staffing(calls, a.first_day, a.staffing, a.idle_gap);
+    let mut prefer = Vec::new();
+    for name in &a.prefer {
+        let g = trace::TYPES.iter().position(|t| t.eq_ignore_ascii_case(name));
+        let g = g.with_context(|| format!("--prefer {name}: not one of {:?}", trace::TYPES))?;
+        prefer.push(g as u32);
+    }
+    let mut arrivals = trace::arrivals(calls, a.first_day, a.served_patience, a.seed);
+    for arrival in arrivals.iter_mut().filter(|x| prefer.contains(&x.group)) {
+        arrival.priority += 3;
+    }
     let days = a.last_day + 1 - a.first_day;
     let end = u64::from(days) * 86_400_000;
     let center = driver::Center {
@@ -293,19 +326,28 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
         batches: days,
     };
     let run = driver::run(&center, arrivals, &staffing.shifts)?;
+    let real = trace::real(calls, a.first_day, center.window, center.target_ms);
     let wall = started.elapsed().as_secs_f64();
-    let peak = staffing.per_hour.iter().max().copied().unwrap_or(0);
+    let how = match a.staffing {
+        trace::Method::Busy => {
+            format!("online while serving, idle gaps ≤ {} s bridged", a.idle_gap)
+        }
+        trace::Method::Hours => "online every hour seen serving".to_owned(),
+    };
     println!(
-        "trace: {} days 1999-08-{:02}..{:02}, {} calls (PHANTOM skipped), {} agents (at most {peak} in one hour), {} engine calls in {wall:.2} s; ±: standard error over days",
+        "trace: {} days 1999-08-{:02}..{:02}, {} calls (dropped: PHANTOM, {} served rows without service times, {} served by NO_SERVER), {} agents ({how}: {:.0} agent-hours), {} engine calls in {wall:.2} s; ±: standard error over days; z: (sim − real) / combined standard error",
         days,
         a.first_day,
         a.last_day,
         calls.len(),
+        rows.no_service_times,
+        rows.no_server,
         staffing.agents.len(),
+        staffing.online_ms as f64 / 3_600_000.0,
         run.engine_calls
     );
     println!(
-        "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7}",
+        "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>5} | {:>16} {:>5} | {:>14} | {:>16}",
         "group",
         "",
         "offered",
@@ -313,46 +355,41 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
         "aband.",
         "in bot",
         "SL",
+        "z",
+        "abandonment",
+        "z",
         "mean wait s",
-        "P(wait>0)",
-        "aband.%"
+        "P(wait>0)"
     );
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     let groups = (0..trace::TYPES.len() as u32).map(Some).chain([None]);
     for g in groups {
         let name = g.map_or("all", |g| trace::TYPES[g as usize]);
-        let f = run.stats.figures(g);
-        let r = trace::real(&calls, g, a.target);
-        println!(
-            "{name:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16.4} {:>14.1} {:>16.4} | {:>7.4}",
-            "real",
-            r.offered,
-            r.served,
-            r.abandoned,
-            r.left_in_bot,
-            r.service_level,
-            r.mean_wait,
-            r.p_wait,
-            if r.offered == 0 { 0.0 } else { r.abandoned as f64 / r.offered as f64 }
-        );
-        println!(
-            "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7.4}",
-            "",
-            "sim",
-            f.offered,
-            f.served,
-            f.abandoned,
-            run.stats.left_in_bot(g),
-            pct(f.service_level),
-            secs(f.mean_wait),
-            pct(f.p_wait),
-            f.abandon_rate()
-        );
-        rows.push((g, f, r));
+        let (f, r) = (run.stats.figures(g), real.figures(g));
+        for (label, x, bot, z) in [
+            ("real", &r, real.left_in_bot(g), None),
+            ("sim", &f, run.stats.left_in_bot(g), Some(&r)),
+        ] {
+            println!(
+                "{:<5} {label:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>5} | {:>16} {:>5} | {:>14} | {:>16}",
+                if z.is_none() { name } else { "" },
+                x.offered,
+                x.served,
+                x.abandoned,
+                bot,
+                pct(x.service_level),
+                z.map_or(String::new(), |r| gap(x.service_level, r.service_level)),
+                pct(x.abandonment),
+                z.map_or(String::new(), |r| gap(x.abandonment, r.abandonment)),
+                secs(x.mean_wait),
+                pct(x.p_wait),
+            );
+        }
+        out.push((g, f, r));
     }
     println!("  simulated occupancy {:.4} (busy / online agent-time)", report::occupancy(&run));
     print_memory(&run);
-    Ok(rows)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -407,12 +444,25 @@ mod tests {
 
     #[test]
     fn trace_scenario_completes() {
-        let args = TraceArgs { csv: default_csv(), target: 20, first_day: 1, last_day: 3, seed: 1 };
-        let rows = trace(&args).unwrap();
-        assert_eq!(rows.len(), trace::TYPES.len() + 1);
-        let (_, all, real) = rows.last().unwrap();
-        sane(all);
-        assert_eq!(all.offered, real.offered, "the replay offers exactly the real calls");
-        assert!(real.offered > 0 && (0.0..=1.0).contains(&real.service_level));
+        for staffing in [trace::Method::Busy, trace::Method::Hours] {
+            let args = TraceArgs {
+                csv: default_csv(),
+                target: 20,
+                first_day: 1,
+                last_day: 3,
+                staffing,
+                idle_gap: 0,
+                served_patience: trace::ServedPatience::Exponential,
+                prefer: vec!["TT".into()],
+                seed: 1,
+            };
+            let rows = trace(&args).unwrap();
+            assert_eq!(rows.len(), trace::TYPES.len() + 1);
+            let (_, all, real) = rows.last().unwrap();
+            sane(all);
+            sane(real);
+            assert_eq!(all.offered, real.offered, "the replay offers exactly the real calls");
+            assert_eq!(real.unserved, 0);
+        }
     }
 }
