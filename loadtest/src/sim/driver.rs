@@ -11,7 +11,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::time::Duration;
 
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::{
@@ -107,7 +106,7 @@ impl Track {
 pub struct Retained {
     /// Open contacts' records in the driver.
     pub tracks: usize,
-    /// Pending events (arrival-side timers, service ends, shift changes).
+    /// Pending events (bot stages, patience timers, service ends).
     pub events: usize,
     pub engine_customers: usize,
     pub engine_conversations: usize,
@@ -147,7 +146,6 @@ pub struct Run {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    Shift(usize),
     Human(u64),
     LeaveBot(u64),
     Abandon(u64),
@@ -185,19 +183,16 @@ fn group_id(g: u32) -> GroupId {
     GroupId(u64::from(g) + 1)
 }
 
-/// Runs every arrival (sorted by time) and shift to completion; returns the records.
+/// Runs every arrival and shift (each sorted by time) to completion; returns the figures.
 pub fn run(
     center: &Center,
     arrivals: impl IntoIterator<Item = Arrival>,
     shifts: &[Shift],
 ) -> anyhow::Result<Run> {
-    let settings = TenantSettings {
-        transfer_to_human: center.transfer_to_human,
-        // Ended conversations are only kept for the report's sake here; purge them at once.
-        retention_unaccepted: Duration::from_secs(1),
-        retention_accepted: Duration::from_secs(1),
-        ..TenantSettings::default()
-    };
+    anyhow::ensure!(shifts.is_sorted_by_key(|s| s.at), "shifts must be sorted by time");
+    // Ended conversations leave the engine at once (`take_ended`): retention never runs.
+    let settings =
+        TenantSettings { transfer_to_human: center.transfer_to_human, ..TenantSettings::default() };
     let mut engine = Engine::new(settings)?;
     for g in 0..center.groups {
         let g = u32::try_from(g)?;
@@ -226,16 +221,19 @@ pub fn run(
         available_ms: 0,
         calls: 0,
     };
-    for (i, s) in shifts.iter().enumerate() {
-        sim.schedule(s.at, Ev::Shift(i));
-    }
+    // Shifts and arrivals are read as time comes, like the engine's deadlines; the event
+    // queue holds only what open contacts have pending. At one instant: deadlines, shifts,
+    // events, arrivals.
     let mut arrivals = arrivals.into_iter().peekable();
+    let mut shifts = shifts.iter().peekable();
     let mut now = 0;
     loop {
         let next_event = sim.events.peek().map(|Reverse((t, ..))| *t);
         let next_deadline = sim.engine.next_deadline().map(Timestamp::as_millis);
+        let next_shift = shifts.peek().map(|s| s.at);
         let next_arrival = arrivals.peek().map(|a| a.at);
-        let Some(t) = [next_deadline, next_event, next_arrival].into_iter().flatten().min() else {
+        let next = [next_deadline, next_shift, next_event, next_arrival];
+        let Some(t) = next.into_iter().flatten().min() else {
             break;
         };
         now = t.max(now);
@@ -243,9 +241,12 @@ pub fn run(
             sim.calls += 1;
             let effects = sim.engine.advance(Timestamp(now));
             sim.absorb(now, effects);
+        } else if next_shift == Some(t) {
+            let Some(s) = shifts.next() else { break };
+            sim.shift(now, *s)?;
         } else if next_event == Some(t) {
             let Some(Reverse((_, _, ev))) = sim.events.pop() else { break };
-            sim.fire(now, ev, shifts)?;
+            sim.fire(now, ev)?;
         } else if let Some(a) = arrivals.next() {
             sim.arrive(now, a)?;
         }
@@ -325,17 +326,20 @@ impl Sim {
         self.open.get_mut(&i).filter(|t| t.outcome == Outcome::Open)
     }
 
-    fn fire(&mut self, now: u64, ev: Ev, shifts: &[Shift]) -> anyhow::Result<()> {
+    fn shift(&mut self, now: u64, Shift { agent, online, .. }: Shift) -> anyhow::Result<()> {
+        self.accrue(agent as usize, now);
+        self.agents[agent as usize].online = online;
+        let status = if online { AgentStatus::Online } else { AgentStatus::Busy };
+        let id = agent_id(agent);
+        let effects = self.engine.set_agent_status(Timestamp(now), id, status, Actor::Agent(id))?;
+        self.calls += 1;
+        self.absorb(now, effects);
+        Ok(())
+    }
+
+    fn fire(&mut self, now: u64, ev: Ev) -> anyhow::Result<()> {
         let at = Timestamp(now);
         let effects = match ev {
-            Ev::Shift(s) => {
-                let Shift { agent, online, .. } = shifts[s];
-                self.accrue(agent as usize, now);
-                self.agents[agent as usize].online = online;
-                let status = if online { AgentStatus::Online } else { AgentStatus::Busy };
-                let id = agent_id(agent);
-                self.engine.set_agent_status(at, id, status, Actor::Agent(id))?
-            }
             Ev::Human(i) => {
                 if self.pending(i).is_none() {
                     return Ok(());
