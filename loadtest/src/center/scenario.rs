@@ -158,25 +158,26 @@ pub fn trace(
     if !(speedup > 0.0 && seconds > 0.0) {
         bail!("--speedup and --seconds must be positive");
     }
-    let calls = bank::read(csv, day..=day)?;
+    let calls = bank::read(csv, day..=day)?.calls;
     let from = Duration::from_secs(u64::from(from_hour) * 3600);
     let squeeze = |ms: u64| Duration::from_secs_f64(ms as f64 / 1000.0 / speedup);
-    let mut arrivals: Vec<Arrival> = bank::arrivals(&calls, day, seed)
-        .into_iter()
-        .filter(|a| !a.leaves_in_bot)
-        .filter_map(|a| {
-            let queued = Duration::from_millis(a.at + a.bot.unwrap_or(0));
-            let at = queued.checked_sub(from)?;
-            Some(Arrival {
-                at: Duration::from_secs_f64(at.as_secs_f64() / speedup),
-                group: a.group as usize,
-                priority: u32::from(a.priority),
-                patience: a.patience.map(squeeze),
-                handle: squeeze(a.handle.max(1000)),
+    let mut arrivals: Vec<Arrival> =
+        bank::arrivals(&calls, day, bank::ServedPatience::Infinite, seed)
+            .into_iter()
+            .filter(|a| !a.leaves_in_bot)
+            .filter_map(|a| {
+                let queued = Duration::from_millis(a.at + a.bot.unwrap_or(0));
+                let at = queued.checked_sub(from)?;
+                Some(Arrival {
+                    at: Duration::from_secs_f64(at.as_secs_f64() / speedup),
+                    group: a.group as usize,
+                    priority: u32::from(a.priority),
+                    patience: a.patience.map(squeeze),
+                    handle: squeeze(a.handle.max(1000)),
+                })
             })
-        })
-        .filter(|a| a.at.as_secs_f64() < seconds)
-        .collect();
+            .filter(|a| a.at.as_secs_f64() < seconds)
+            .collect();
     arrivals.sort_by_key(|a| a.at);
     let real = seconds * speedup;
     let name = format!(

@@ -2,16 +2,23 @@
 //! as future events keyed by virtual time, interleaved with the engine's own deadlines
 //! (`next_deadline` / `advance`). Everything goes straight through `switchboard_core::Engine`;
 //! assignments are read back from its `Event::Assigned` effects.
+//!
+//! Memory stays flat however many contacts a run has: a contact's record lives only while it
+//! is open and goes into the streaming statistics ([`Stats`]) when the engine reports its end;
+//! at that moment the driver also takes the ended conversation out of the engine
+//! (`take_ended`) and forgets its customer (`evict_customer`), as a node hands them to its
+//! store.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Duration;
+use std::collections::{BinaryHeap, HashMap};
 
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Cause, Channel, ConversationId, CustomerId, CustomerMessage,
     Effect, Engine, Event, GroupId, Timestamp,
 };
+
+use super::report::{Fate, Stats};
 
 /// One contact, as a scenario describes it. Times are virtual milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +56,10 @@ pub struct Center {
     /// Measure from here to `window.1` (virtual ms): contacts by queue-entry time, agent time
     /// clipped to the window.
     pub window: (u64, u64),
+    /// Service-level target, ms.
+    pub target_ms: u64,
+    /// Batches of the window, for the batch-means standard errors.
+    pub batches: u32,
 }
 
 /// What happened to one contact.
@@ -62,15 +73,54 @@ pub enum Outcome {
     Unserved,
 }
 
-/// Per-contact record, indexed by arrival number.
+/// What the driver knows of an open contact, keyed by arrival number; dropped at its end.
 #[derive(Debug, Clone, Copy)]
-pub struct Track {
-    pub group: u32,
-    pub queued_at: Option<u64>,
-    pub assigned_at: Option<u64>,
-    pub outcome: Outcome,
+struct Track {
+    group: u32,
+    queued_at: Option<u64>,
+    assigned_at: Option<u64>,
+    outcome: Outcome,
     handle: u64,
     patience: Option<u64>,
+}
+
+impl Track {
+    /// Counts the contact in `stats` (if it reached the queue).
+    fn settle(&self, stats: &mut Stats) {
+        if self.outcome == Outcome::LeftInBot {
+            stats.add_left_in_bot(self.group);
+        }
+        let Some(queued) = self.queued_at else { return };
+        let fate = match (self.assigned_at, self.outcome) {
+            (Some(at), _) => Fate::Served { wait: at - queued },
+            (None, Outcome::Abandoned) => Fate::Abandoned,
+            (None, _) => Fate::Unserved,
+        };
+        stats.add(self.group, queued, fate);
+    }
+}
+
+/// The most the run held at once (sampled at every arrival): what must not grow with the
+/// number of contacts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Open contacts' records in the driver.
+    pub tracks: usize,
+    /// Pending events (bot stages, patience timers, service ends).
+    pub events: usize,
+    pub engine_customers: usize,
+    pub engine_conversations: usize,
+}
+
+impl Retained {
+    fn max(self, o: Retained) -> Retained {
+        Retained {
+            tracks: self.tracks.max(o.tracks),
+            events: self.events.max(o.events),
+            engine_customers: self.engine_customers.max(o.engine_customers),
+            engine_conversations: self.engine_conversations.max(o.engine_conversations),
+        }
+    }
 }
 
 /// Busy and available time of the agents, clipped to the window.
@@ -84,7 +134,10 @@ struct AgentTime {
 /// What a run leaves behind for the report.
 #[derive(Debug, Clone)]
 pub struct Run {
-    pub tracks: Vec<Track>,
+    pub stats: Stats,
+    /// Contacts that arrived.
+    pub arrived: u64,
+    pub peak: Retained,
     pub busy_ms: u64,
     pub available_ms: u64,
     /// Engine calls made (operations plus `advance`).
@@ -93,18 +146,20 @@ pub struct Run {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    Shift(usize),
-    Human(usize),
-    LeaveBot(usize),
-    Abandon(usize),
-    EndService(usize, u32),
+    Human(u64),
+    LeaveBot(u64),
+    Abandon(u64),
+    EndService(u64, u32),
 }
 
 struct Sim {
     engine: Engine,
     events: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     seq: u64,
-    tracks: Vec<Track>,
+    arrived: u64,
+    open: HashMap<u64, Track>,
+    stats: Stats,
+    peak: Retained,
     agents: Vec<AgentTime>,
     window: (u64, u64),
     busy_ms: u64,
@@ -112,8 +167,12 @@ struct Sim {
     calls: u64,
 }
 
-fn conv_id(i: usize) -> ConversationId {
-    ConversationId(i as u64 + 1)
+fn conv_id(i: u64) -> ConversationId {
+    ConversationId(i + 1)
+}
+
+fn customer_id(i: u64) -> CustomerId {
+    CustomerId(i + 1)
 }
 
 fn agent_id(a: u32) -> AgentId {
@@ -124,19 +183,16 @@ fn group_id(g: u32) -> GroupId {
     GroupId(u64::from(g) + 1)
 }
 
-/// Runs every arrival (sorted by time) and shift to completion; returns the records.
+/// Runs every arrival and shift (each sorted by time) to completion; returns the figures.
 pub fn run(
     center: &Center,
     arrivals: impl IntoIterator<Item = Arrival>,
     shifts: &[Shift],
 ) -> anyhow::Result<Run> {
-    let settings = TenantSettings {
-        transfer_to_human: center.transfer_to_human,
-        // Ended conversations are only kept for the report's sake here; purge them at once.
-        retention_unaccepted: Duration::from_secs(1),
-        retention_accepted: Duration::from_secs(1),
-        ..TenantSettings::default()
-    };
+    anyhow::ensure!(shifts.is_sorted_by_key(|s| s.at), "shifts must be sorted by time");
+    // Ended conversations leave the engine at once (`take_ended`): retention never runs.
+    let settings =
+        TenantSettings { transfer_to_human: center.transfer_to_human, ..TenantSettings::default() };
     let mut engine = Engine::new(settings)?;
     for g in 0..center.groups {
         let g = u32::try_from(g)?;
@@ -155,23 +211,29 @@ pub fn run(
         engine,
         events: BinaryHeap::new(),
         seq: 0,
-        tracks: Vec::new(),
+        arrived: 0,
+        open: HashMap::new(),
+        stats: Stats::new(center.groups, center.window, center.target_ms, center.batches),
+        peak: Retained::default(),
         agents: vec![AgentTime::default(); center.agents.len()],
         window: center.window,
         busy_ms: 0,
         available_ms: 0,
         calls: 0,
     };
-    for (i, s) in shifts.iter().enumerate() {
-        sim.schedule(s.at, Ev::Shift(i));
-    }
+    // Shifts and arrivals are read as time comes, like the engine's deadlines; the event
+    // queue holds only what open contacts have pending. At one instant: deadlines, shifts,
+    // events, arrivals.
     let mut arrivals = arrivals.into_iter().peekable();
+    let mut shifts = shifts.iter().peekable();
     let mut now = 0;
     loop {
         let next_event = sim.events.peek().map(|Reverse((t, ..))| *t);
         let next_deadline = sim.engine.next_deadline().map(Timestamp::as_millis);
+        let next_shift = shifts.peek().map(|s| s.at);
         let next_arrival = arrivals.peek().map(|a| a.at);
-        let Some(t) = [next_deadline, next_event, next_arrival].into_iter().flatten().min() else {
+        let next = [next_deadline, next_shift, next_event, next_arrival];
+        let Some(t) = next.into_iter().flatten().min() else {
             break;
         };
         now = t.max(now);
@@ -179,9 +241,12 @@ pub fn run(
             sim.calls += 1;
             let effects = sim.engine.advance(Timestamp(now));
             sim.absorb(now, effects);
+        } else if next_shift == Some(t) {
+            let Some(s) = shifts.next() else { break };
+            sim.shift(now, *s)?;
         } else if next_event == Some(t) {
             let Some(Reverse((_, _, ev))) = sim.events.pop() else { break };
-            sim.fire(now, ev, shifts)?;
+            sim.fire(now, ev)?;
         } else if let Some(a) = arrivals.next() {
             sim.arrive(now, a)?;
         }
@@ -189,8 +254,14 @@ pub fn run(
     for a in 0..sim.agents.len() {
         sim.accrue(a, now);
     }
+    // Still open at the end: served if an agent has it, unserved otherwise.
+    for t in sim.open.values() {
+        t.settle(&mut sim.stats);
+    }
     Ok(Run {
-        tracks: sim.tracks,
+        stats: sim.stats,
+        arrived: sim.arrived,
+        peak: sim.peak,
         busy_ms: sim.busy_ms,
         available_ms: sim.available_ms,
         engine_calls: sim.calls,
@@ -204,17 +275,25 @@ impl Sim {
     }
 
     fn arrive(&mut self, now: u64, a: Arrival) -> anyhow::Result<()> {
-        let i = self.tracks.len();
-        self.tracks.push(Track {
+        let i = self.arrived;
+        self.arrived += 1;
+        let track = Track {
             group: a.group,
             queued_at: None,
             assigned_at: None,
             outcome: Outcome::Open,
             handle: a.handle,
             patience: a.patience,
+        };
+        self.open.insert(i, track);
+        self.peak = self.peak.max(Retained {
+            tracks: self.open.len(),
+            events: self.events.len(),
+            engine_customers: self.engine.customer_count(),
+            engine_conversations: self.engine.conversation_count(),
         });
         let msg = CustomerMessage {
-            customer: CustomerId(i as u64 + 1),
+            customer: customer_id(i),
             channel: Channel::Web,
             text: "hello".into(),
             new_conversation: conv_id(i),
@@ -234,51 +313,55 @@ impl Sim {
 
     /// Notes the queue entry (before the routing call, which may assign at once) and arms
     /// the customer's patience.
-    fn enter_queue(&mut self, now: u64, i: usize) {
-        self.tracks[i].queued_at = Some(now);
-        if let Some(p) = self.tracks[i].patience {
+    fn enter_queue(&mut self, now: u64, i: u64) {
+        let Some(t) = self.open.get_mut(&i) else { return };
+        t.queued_at = Some(now);
+        if let Some(p) = t.patience {
             self.schedule(now + p, Ev::Abandon(i));
         }
     }
 
-    fn fire(&mut self, now: u64, ev: Ev, shifts: &[Shift]) -> anyhow::Result<()> {
+    /// The open contact `i`'s outcome, if it is still open and `Outcome::Open`.
+    fn pending(&mut self, i: u64) -> Option<&mut Track> {
+        self.open.get_mut(&i).filter(|t| t.outcome == Outcome::Open)
+    }
+
+    fn shift(&mut self, now: u64, Shift { agent, online, .. }: Shift) -> anyhow::Result<()> {
+        self.accrue(agent as usize, now);
+        self.agents[agent as usize].online = online;
+        let status = if online { AgentStatus::Online } else { AgentStatus::Busy };
+        let id = agent_id(agent);
+        let effects = self.engine.set_agent_status(Timestamp(now), id, status, Actor::Agent(id))?;
+        self.calls += 1;
+        self.absorb(now, effects);
+        Ok(())
+    }
+
+    fn fire(&mut self, now: u64, ev: Ev) -> anyhow::Result<()> {
         let at = Timestamp(now);
         let effects = match ev {
-            Ev::Shift(s) => {
-                let Shift { agent, online, .. } = shifts[s];
-                self.accrue(agent as usize, now);
-                self.agents[agent as usize].online = online;
-                let status = if online { AgentStatus::Online } else { AgentStatus::Busy };
-                let id = agent_id(agent);
-                self.engine.set_agent_status(at, id, status, Actor::Agent(id))?
-            }
             Ev::Human(i) => {
-                if self.tracks[i].outcome != Outcome::Open {
+                if self.pending(i).is_none() {
                     return Ok(());
                 }
                 self.enter_queue(now, i);
                 self.engine.request_human(at, conv_id(i))?
             }
             Ev::LeaveBot(i) => {
-                if self.tracks[i].outcome != Outcome::Open {
-                    return Ok(());
-                }
-                self.tracks[i].outcome = Outcome::LeftInBot;
+                let Some(t) = self.pending(i) else { return Ok(()) };
+                t.outcome = Outcome::LeftInBot;
                 self.engine.channel_closed(at, conv_id(i))?
             }
             Ev::Abandon(i) => {
-                let t = self.tracks[i];
-                if t.outcome != Outcome::Open || t.assigned_at.is_some() {
+                let Some(t) = self.pending(i).filter(|t| t.assigned_at.is_none()) else {
                     return Ok(());
-                }
-                self.tracks[i].outcome = Outcome::Abandoned;
+                };
+                t.outcome = Outcome::Abandoned;
                 self.engine.channel_closed(at, conv_id(i))?
             }
             Ev::EndService(i, agent) => {
-                if self.tracks[i].outcome != Outcome::Open {
-                    return Ok(());
-                }
-                self.tracks[i].outcome = Outcome::Served;
+                let Some(t) = self.pending(i) else { return Ok(()) };
+                t.outcome = Outcome::Served;
                 self.engine.end(at, conv_id(i), Actor::Agent(agent_id(agent)))?
             }
         };
@@ -287,39 +370,48 @@ impl Sim {
         Ok(())
     }
 
-    /// Reads assignments and ends off the engine's effects.
+    /// Reads assignments and ends off the engine's effects. An ended contact is counted and
+    /// forgotten, by the driver and by the engine.
     fn absorb(&mut self, now: u64, effects: Vec<Effect>) {
+        let mut ended = false;
         for e in effects {
             match e {
                 Effect::Event(Event::Assigned { conversation, agent, .. }) => {
-                    let i = (conversation.0 - 1) as usize;
+                    let i = conversation.0 - 1;
                     let a = (agent.0 - 1) as u32;
-                    self.accrue(a as usize, now);
-                    self.agents[a as usize].load += 1;
-                    let t = &mut self.tracks[i];
+                    let Some(t) = self.open.get_mut(&i) else { continue };
                     t.assigned_at = Some(now);
                     let end = now + t.handle;
                     self.schedule(end, Ev::EndService(i, a));
+                    self.accrue(a as usize, now);
+                    self.agents[a as usize].load += 1;
                 }
                 Effect::Event(Event::Ended { conversation, cause, agent, .. }) => {
-                    let i = (conversation.0 - 1) as usize;
+                    let i = conversation.0 - 1;
+                    let Some(mut t) = self.open.remove(&i) else { continue };
                     if let Some(agent) = agent
-                        && self.tracks[i].assigned_at.is_some()
+                        && t.assigned_at.is_some()
                     {
                         let a = (agent.0 - 1) as usize;
                         self.accrue(a, now);
                         self.agents[a].load -= 1;
                     }
-                    let t = &mut self.tracks[i];
                     if t.outcome == Outcome::Open {
                         t.outcome = match cause {
                             Cause::EndedByAgent => Outcome::Served,
                             _ => Outcome::Unserved,
                         };
                     }
+                    t.settle(&mut self.stats);
+                    self.engine.evict_customer(customer_id(i));
+                    ended = true;
                 }
                 _ => {}
             }
+        }
+        if ended {
+            // History belongs to a store; the simulation keeps none.
+            drop(self.engine.take_ended());
         }
     }
 
@@ -335,5 +427,51 @@ impl Sim {
             self.busy_ms += dt;
         }
         s.since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scenario::Single;
+    use super::*;
+
+    fn single(hours: u64) -> Run {
+        let length = hours * 3_600_000;
+        let s = Single {
+            agents: 20,
+            rate: 0.1,
+            aht: 180.0,
+            patience: Some(120.0),
+            length,
+            warmup: 0,
+            target_ms: 20_000,
+            batches: 4,
+            seed: 9,
+        };
+        s.run().unwrap()
+    }
+
+    /// What the driver and the engine hold at once does not grow with the number of contacts:
+    /// ten times the contacts, about the same peak, and far below the contact count (before
+    /// `take_ended`/`evict_customer` and streaming statistics the engine held every customer
+    /// and the driver a record per contact).
+    #[test]
+    fn retained_state_does_not_grow_with_the_run() {
+        let (short, long) = (single(4), single(40));
+        assert!(long.arrived >= 9 * short.arrived, "{} vs {}", long.arrived, short.arrived);
+        let (s, l) = (short.peak, long.peak);
+        eprintln!("{} contacts: {s:?}; {} contacts: {l:?}", short.arrived, long.arrived);
+        for (what, s, l) in [
+            ("open contacts", s.tracks, l.tracks),
+            ("pending events", s.events, l.events),
+            ("engine customers", s.engine_customers, l.engine_customers),
+            ("engine conversations", s.engine_conversations, l.engine_conversations),
+        ] {
+            assert!(s > 0 && l <= 2 * s + 20, "{what}: {s} at 4 h, {l} at 40 h");
+            assert!(l as u64 * 50 < long.arrived, "{what}: {l} of {} contacts", long.arrived);
+        }
+        let f = long.stats.figures(None);
+        assert_eq!(f.offered, long.arrived, "every contact is counted once");
+        assert_eq!(f.served + f.abandoned + f.unserved, f.offered);
     }
 }

@@ -18,16 +18,21 @@ pub fn erlang_c(n: u32, a: f64) -> f64 {
     n * b / (n - a * (1.0 - b))
 }
 
-/// What Erlang C predicts for one staffing level.
+/// What Erlang C (or Erlang A, [`super::erlang_a`]) predicts for one staffing level, in the
+/// terms of the simulation's report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
+    /// Share of served contacts that waited at all (Erlang C: every contact is served, so
+    /// this is the probability an arrival waits).
     pub p_wait: f64,
-    /// Share answered within the target.
+    /// Share of offered contacts answered within the target.
     pub service_level: f64,
-    /// Mean wait over all contacts, seconds.
+    /// Mean wait of served contacts, seconds.
     pub mean_wait: f64,
-    /// Agent occupancy `a / n`.
+    /// Agent occupancy: served load over `n`.
     pub occupancy: f64,
+    /// Share of offered contacts that leave before an agent takes them (0 in Erlang C).
+    pub abandonment: f64,
 }
 
 /// `n` agents, `a` erlangs, mean handle time `aht` and service-level target `target` (s).
@@ -35,13 +40,20 @@ pub fn predict(n: u32, a: f64, aht: f64, target: f64) -> Prediction {
     let p_wait = erlang_c(n, a);
     let spare = f64::from(n) - a;
     if spare <= 0.0 {
-        return Prediction { p_wait, service_level: 0.0, mean_wait: f64::INFINITY, occupancy: 1.0 };
+        return Prediction {
+            p_wait,
+            service_level: 0.0,
+            mean_wait: f64::INFINITY,
+            occupancy: 1.0,
+            abandonment: 0.0,
+        };
     }
     Prediction {
         p_wait,
         service_level: 1.0 - p_wait * (-spare * target / aht).exp(),
         mean_wait: p_wait * aht / spare,
         occupancy: a / f64::from(n),
+        abandonment: 0.0,
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod driver;
 pub mod erlang;
+pub mod erlang_a;
 mod report;
 pub(crate) mod rng;
 mod scenario;
@@ -14,6 +15,7 @@ pub(crate) mod trace;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
 
@@ -46,6 +48,10 @@ pub struct ErlangArgs {
     /// Mean handle time, seconds.
     #[arg(long, default_value_t = 180.0)]
     pub aht: f64,
+    /// Mean patience, seconds (exponential): compared with Erlang A; 0: nobody abandons,
+    /// compared with Erlang C.
+    #[arg(long, default_value_t = 0.0)]
+    pub patience: f64,
     /// Service-level target, seconds.
     #[arg(long, default_value_t = 20.0)]
     pub target: f64,
@@ -94,8 +100,24 @@ pub struct TraceArgs {
     pub first_day: u32,
     #[arg(long, default_value_t = 31)]
     pub last_day: u32,
+    /// How agents are put online: `busy` (while the trace shows them serving) or `hours`
+    /// (every hour they were seen serving in, all of it).
+    #[arg(long, value_enum, default_value_t = trace::Method::Busy)]
+    pub staffing: trace::Method,
+    /// With `--staffing busy`: idle gaps between an agent's services up to this many seconds
+    /// count as online.
+    #[arg(long, default_value_t = 0)]
+    pub idle_gap: u64,
+    /// Skill groups (`type` codes, e.g. `TT`) served ahead of the others: their calls' priority
+    /// is raised above the trace's 0–2, so an agent free for several groups takes them first.
+    #[arg(long, value_delimiter = ',')]
+    pub prefer: Vec<String>,
+    /// How long callers the real center served wait in the replay: `infinite`, or their
+    /// real wait plus an exponential residual with the group's estimated mean patience.
+    #[arg(long, value_enum, default_value_t = trace::ServedPatience::Exponential)]
+    pub served_patience: trace::ServedPatience,
     /// Seed for the handle times of calls that hung up in the real data but are answered in
-    /// the simulation.
+    /// the simulation, and for served callers' residual patience.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -128,13 +150,20 @@ fn secs(e: Est) -> String {
 
 pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     let traffic = a.per_30_min / 1800.0 * a.aht;
+    let patience = (a.patience > 0.0).then_some(a.patience);
+    let model = match patience {
+        Some(p) => format!("patience exponential, mean {p} s: Erlang A (M/M/N+M)"),
+        None => "nobody abandons: Erlang C (M/M/N)".to_owned(),
+    };
     println!(
-        "erlang: {} contacts/30 min, AHT {} s (A = {traffic:.2} erlangs), target {} s; {} simulated days per N, ±: standard error over {} batches",
+        "erlang: {} contacts/30 min, AHT {} s (A = {traffic:.2} erlangs), target {} s, {model}; {} simulated days per N, ±: standard error over {} batches; P(wait), ASA: of served contacts",
         a.per_30_min, a.aht, a.target, a.days, a.batches
     );
     println!(
-        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
+        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
         "N",
+        "aband.",
+        "simulated",
         "P(wait)",
         "simulated",
         "SL",
@@ -149,11 +178,22 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     let mut rows = Vec::new();
     for &n in &a.agents {
         let started = Instant::now();
-        let c = scenario::compare(n, a.per_30_min, a.aht, a.target, a.days, a.batches, a.seed)?;
+        let c = scenario::compare(
+            n,
+            a.per_30_min,
+            a.aht,
+            patience,
+            a.target,
+            a.days,
+            a.batches,
+            a.seed,
+        )?;
         let (p, s) = (c.predicted, c.simulated);
         println!(
-            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
+            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
             c.n,
+            p.abandonment,
+            pct(s.abandonment),
             p.p_wait,
             pct(s.p_wait),
             p.service_level,
@@ -170,13 +210,32 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
     Ok(rows)
 }
 
+/// The process's peak resident set (`VmHWM` of `/proc/self/status`), bytes; `None` where
+/// there is no procfs.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 =
+        line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn print_memory(run: &driver::Run) {
+    let rss = peak_rss().map_or("n/a".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    let p = run.peak;
+    println!(
+        "  memory: peak RSS {rss}; most held at once: {} open contacts, {} pending events, {} customers and {} conversations in the engine",
+        p.tracks, p.events, p.engine_customers, p.engine_conversations
+    );
+}
+
 fn print_figures(name: &str, f: &Figures) {
     println!(
-        "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({:.4})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
+        "  {name:<6} offered {:>8}  served {:>8}  abandoned {:>6} ({})  unserved {:>4}  SL {}  mean wait {} s  P(wait>0) {}",
         f.offered,
         f.served,
         f.abandoned,
-        f.abandon_rate(),
+        pct(f.abandonment),
         f.unserved,
         pct(f.service_level),
         secs(f.mean_wait),
@@ -193,13 +252,18 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         patience: (a.patience > 0.0).then_some(a.patience),
         length,
         warmup: (length / 24).min(3_600_000),
+        target_ms: (a.target * 1000.0) as u64,
+        batches: a.batches,
         seed: a.seed,
     };
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
-    let f = report::figures(&run, None, single.window(), (a.target * 1000.0) as u64, a.batches);
-    let p = erlang::predict(a.agents, a.load, a.aht, a.target);
+    let f = run.stats.figures(None);
+    let p = match single.patience {
+        Some(patience) => erlang_a::predict(a.agents, single.rate, a.aht, patience, a.target),
+        None => erlang::predict(a.agents, a.load, a.aht, a.target),
+    };
     println!(
         "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
@@ -207,52 +271,83 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         a.aht,
         a.patience,
         a.hours,
-        run.tracks.len(),
+        run.arrived,
         run.engine_calls,
         run.engine_calls as f64 / wall,
         a.hours * 3600.0 / wall
     );
+    print_memory(&run);
     print_figures("all", &f);
+    let model = if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" };
     println!(
-        "  occupancy {:.4}; Erlang C without abandonment: P(wait) {:.4}  SL {:.4}  mean wait {:.1} s",
-        report::occupancy(&run),
-        p.p_wait,
+        "  {model}: abandonment {:.4}  SL {:.4}  mean wait {:.1} s  P(wait>0) {:.4}  occupancy {:.4}; simulated occupancy {:.4}",
+        p.abandonment,
         p.service_level,
-        p.mean_wait
+        p.mean_wait,
+        p.p_wait,
+        p.occupancy,
+        report::occupancy(&run)
     );
     Ok(f)
 }
 
 /// Per group (and `None` for all): simulated figures beside the real ones.
-pub type TraceRows = Vec<(Option<u32>, Figures, trace::Real)>;
+pub type TraceRows = Vec<(Option<u32>, Figures, Figures)>;
+
+/// How many standard errors apart two estimates are.
+fn gap(sim: Est, real: Est) -> String {
+    let se = (sim.se.unwrap_or(0.0).powi(2) + real.se.unwrap_or(0.0).powi(2)).sqrt();
+    if se > 0.0 { format!("{:+.1}", (sim.value - real.value) / se) } else { "-".to_owned() }
+}
 
 pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
     let started = Instant::now();
-    let calls = trace::read(&a.csv, a.first_day..=a.last_day)?;
-    let staffing = trace::staffing(&calls, a.first_day);
-    let arrivals = trace::arrivals(&calls, a.first_day, a.seed);
-    let end = u64::from(a.last_day + 1 - a.first_day) * 86_400_000;
+    let rows = trace::read(&a.csv, a.first_day..=a.last_day)?;
+    let calls = &rows.calls;
+    let staffing = trace::staffing(calls, a.first_day, a.staffing, a.idle_gap);
+    let mut prefer = Vec::new();
+    for name in &a.prefer {
+        let g = trace::TYPES.iter().position(|t| t.eq_ignore_ascii_case(name));
+        let g = g.with_context(|| format!("--prefer {name}: not one of {:?}", trace::TYPES))?;
+        prefer.push(g as u32);
+    }
+    let mut arrivals = trace::arrivals(calls, a.first_day, a.served_patience, a.seed);
+    for arrival in arrivals.iter_mut().filter(|x| prefer.contains(&x.group)) {
+        arrival.priority += 3;
+    }
+    let days = a.last_day + 1 - a.first_day;
+    let end = u64::from(days) * 86_400_000;
     let center = driver::Center {
         groups: trace::TYPES.len(),
         agents: staffing.agents.clone(),
         transfer_to_human: true,
         window: (0, end),
+        target_ms: a.target * 1000,
+        batches: days,
     };
     let run = driver::run(&center, arrivals, &staffing.shifts)?;
+    let real = trace::real(calls, a.first_day, center.window, center.target_ms);
     let wall = started.elapsed().as_secs_f64();
-    let peak = staffing.per_hour.iter().max().copied().unwrap_or(0);
-    let days = a.last_day + 1 - a.first_day;
+    let how = match a.staffing {
+        trace::Method::Busy => {
+            format!("online while serving, idle gaps ≤ {} s bridged", a.idle_gap)
+        }
+        trace::Method::Hours => "online every hour seen serving".to_owned(),
+    };
     println!(
-        "trace: {} days 1999-08-{:02}..{:02}, {} calls (PHANTOM skipped), {} agents (at most {peak} in one hour), {} engine calls in {wall:.2} s; ±: standard error over days",
+        "trace: {} days 1999-08-{:02}..{:02}, {} calls (dropped: PHANTOM, {} served rows without service times, {} served by NO_SERVER), {} agents ({how}: {:.0} agent-hours), {} engine calls in {wall:.2} s; ±: standard error over days; z: (sim − real) / combined standard error",
         days,
         a.first_day,
         a.last_day,
         calls.len(),
+        rows.no_service_times,
+        rows.no_server,
         staffing.agents.len(),
+        staffing.online_ms as f64 / 3_600_000.0,
         run.engine_calls
     );
     println!(
-        "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7}",
+        "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>5} | {:>16} {:>5} | {:>14} | {:>16}",
         "group",
         "",
         "offered",
@@ -260,45 +355,41 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
         "aband.",
         "in bot",
         "SL",
+        "z",
+        "abandonment",
+        "z",
         "mean wait s",
-        "P(wait>0)",
-        "aband.%"
+        "P(wait>0)"
     );
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     let groups = (0..trace::TYPES.len() as u32).map(Some).chain([None]);
     for g in groups {
         let name = g.map_or("all", |g| trace::TYPES[g as usize]);
-        let f = report::figures(&run, g, center.window, a.target * 1000, days);
-        let r = trace::real(&calls, g, a.target);
-        println!(
-            "{name:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16.4} {:>14.1} {:>16.4} | {:>7.4}",
-            "real",
-            r.offered,
-            r.served,
-            r.abandoned,
-            r.left_in_bot,
-            r.service_level,
-            r.mean_wait,
-            r.p_wait,
-            if r.offered == 0 { 0.0 } else { r.abandoned as f64 / r.offered as f64 }
-        );
-        println!(
-            "{:<5} {:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>14} {:>16} | {:>7.4}",
-            "",
-            "sim",
-            f.offered,
-            f.served,
-            f.abandoned,
-            report::left_in_bot(&run, g),
-            pct(f.service_level),
-            secs(f.mean_wait),
-            pct(f.p_wait),
-            f.abandon_rate()
-        );
-        rows.push((g, f, r));
+        let (f, r) = (run.stats.figures(g), real.figures(g));
+        for (label, x, bot, z) in [
+            ("real", &r, real.left_in_bot(g), None),
+            ("sim", &f, run.stats.left_in_bot(g), Some(&r)),
+        ] {
+            println!(
+                "{:<5} {label:<4} | {:>7} {:>7} {:>7} {:>7} | {:>16} {:>5} | {:>16} {:>5} | {:>14} | {:>16}",
+                if z.is_none() { name } else { "" },
+                x.offered,
+                x.served,
+                x.abandoned,
+                bot,
+                pct(x.service_level),
+                z.map_or(String::new(), |r| gap(x.service_level, r.service_level)),
+                pct(x.abandonment),
+                z.map_or(String::new(), |r| gap(x.abandonment, r.abandonment)),
+                secs(x.mean_wait),
+                pct(x.p_wait),
+            );
+        }
+        out.push((g, f, r));
     }
     println!("  simulated occupancy {:.4} (busy / online agent-time)", report::occupancy(&run));
-    Ok(rows)
+    print_memory(&run);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -320,6 +411,7 @@ mod tests {
             agents: vec![11, 14],
             per_30_min: 100.0,
             aht: 180.0,
+            patience: 0.0,
             target: 20.0,
             days: 0.5,
             batches: 4,
@@ -352,12 +444,25 @@ mod tests {
 
     #[test]
     fn trace_scenario_completes() {
-        let args = TraceArgs { csv: default_csv(), target: 20, first_day: 1, last_day: 3, seed: 1 };
-        let rows = trace(&args).unwrap();
-        assert_eq!(rows.len(), trace::TYPES.len() + 1);
-        let (_, all, real) = rows.last().unwrap();
-        sane(all);
-        assert_eq!(all.offered, real.offered, "the replay offers exactly the real calls");
-        assert!(real.offered > 0 && (0.0..=1.0).contains(&real.service_level));
+        for staffing in [trace::Method::Busy, trace::Method::Hours] {
+            let args = TraceArgs {
+                csv: default_csv(),
+                target: 20,
+                first_day: 1,
+                last_day: 3,
+                staffing,
+                idle_gap: 0,
+                served_patience: trace::ServedPatience::Exponential,
+                prefer: vec!["TT".into()],
+                seed: 1,
+            };
+            let rows = trace(&args).unwrap();
+            assert_eq!(rows.len(), trace::TYPES.len() + 1);
+            let (_, all, real) = rows.last().unwrap();
+            sane(all);
+            sane(real);
+            assert_eq!(all.offered, real.offered, "the replay offers exactly the real calls");
+            assert_eq!(real.unserved, 0);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::driver::{self, Arrival, Center, Run};
 use super::erlang::{self, Prediction};
+use super::erlang_a;
 use super::report::{self, Figures};
 use super::rng::Rng;
 
@@ -72,6 +73,9 @@ pub struct Single {
     /// Simulated length, ms, of which the first `warmup` ms are not measured.
     pub length: u64,
     pub warmup: u64,
+    /// Service-level target, ms, and batches of the window for the standard errors.
+    pub target_ms: u64,
+    pub batches: u32,
     pub seed: u64,
 }
 
@@ -86,6 +90,8 @@ impl Single {
             agents: vec![vec![0]; self.agents as usize],
             transfer_to_human: false,
             window: self.window(),
+            target_ms: self.target_ms,
+            batches: self.batches,
         };
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
@@ -94,7 +100,8 @@ impl Single {
     }
 }
 
-/// The Erlang C comparison for one staffing level.
+/// The Erlang C (no patience) or Erlang A (exponential patience) comparison for one staffing
+/// level.
 #[derive(Debug, Clone, Copy)]
 pub struct Comparison {
     pub n: u32,
@@ -103,12 +110,14 @@ pub struct Comparison {
     pub occupancy: f64,
 }
 
-/// `per_30_min` contacts per half hour, `aht` and `target` in seconds, `days` simulated days
-/// after one hour of warm-up.
+/// `per_30_min` contacts per half hour, `aht`, mean `patience` (`None`: nobody abandons) and
+/// `target` in seconds, `days` simulated days after one hour of warm-up.
+#[allow(clippy::too_many_arguments)]
 pub fn compare(
     n: u32,
     per_30_min: f64,
     aht: f64,
+    patience: Option<f64>,
     target: f64,
     days: f64,
     batches: u32,
@@ -119,17 +128,21 @@ pub fn compare(
         agents: n,
         rate,
         aht,
-        patience: None,
+        patience,
         length: HOUR_MS + (days * DAY_MS as f64) as u64,
         warmup: HOUR_MS,
-        seed: seed ^ u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        target_ms: (target * 1000.0) as u64,
+        batches,
+        seed: super::rng::Rng::stream(seed, u64::from(n)).next_u64(),
     };
     let run = single.run()?;
-    let target_ms = (target * 1000.0) as u64;
     Ok(Comparison {
         n,
-        predicted: erlang::predict(n, rate * aht, aht, target),
-        simulated: report::figures(&run, None, single.window(), target_ms, batches),
+        predicted: match patience {
+            Some(p) => erlang_a::predict(n, rate, aht, p, target),
+            None => erlang::predict(n, rate * aht, aht, target),
+        },
+        simulated: run.stats.figures(None),
         occupancy: report::occupancy(&run),
     })
 }
@@ -144,7 +157,7 @@ mod tests {
     #[test]
     fn simulation_agrees_with_erlang_c() {
         for n in 11..=14 {
-            let c = compare(n, 100.0, 180.0, 20.0, 14.0, 14, 42).unwrap();
+            let c = compare(n, 100.0, 180.0, None, 20.0, 14.0, 14, 42).unwrap();
             let s = c.simulated;
             assert_eq!(s.served, s.offered, "nobody abandons in the Erlang scenario");
             assert!(s.offered > 60_000, "{}", s.offered);
@@ -160,6 +173,40 @@ mod tests {
             close("service level", s.service_level, c.predicted.service_level, 0.005);
             close("mean wait", s.mean_wait, c.predicted.mean_wait, 0.5);
             assert!((c.occupancy - c.predicted.occupancy).abs() < 0.03, "{}", c.occupancy);
+        }
+    }
+
+    /// The same with exponential patience (mean 120 s) against Erlang A, N = 9 (overloaded
+    /// without abandonment) to 11.
+    #[test]
+    fn simulation_agrees_with_erlang_a() {
+        for n in 9..=11 {
+            let c = compare(n, 100.0, 180.0, Some(120.0), 20.0, 14.0, 14, 7).unwrap();
+            let (s, p) = (c.simulated, c.predicted);
+            assert!(s.abandoned > 0 && s.unserved == 0, "{s:?}");
+            eprintln!(
+                "N={n}: aband. {} vs {:.4}  P(wait) {} vs {:.4}  SL {} vs {:.4}  ASA {} vs {:.1}",
+                s.abandonment,
+                p.abandonment,
+                s.p_wait,
+                p.p_wait,
+                s.service_level,
+                p.service_level,
+                s.mean_wait,
+                p.mean_wait
+            );
+            let close = |what: &str, sim: report::Est, want: f64, floor: f64| {
+                let se = sim.se.expect("batches give a standard error");
+                assert!(
+                    (sim.value - want).abs() <= 5.0 * se + floor,
+                    "N={n} {what}: simulated {sim} vs Erlang A {want:.4}"
+                );
+            };
+            close("abandonment", s.abandonment, p.abandonment, 0.002);
+            close("P(wait)", s.p_wait, p.p_wait, 0.005);
+            close("service level", s.service_level, p.service_level, 0.005);
+            close("mean wait", s.mean_wait, p.mean_wait, 0.5);
+            assert!((c.occupancy - p.occupancy).abs() < 0.03, "{} vs {}", c.occupancy, p.occupancy);
         }
     }
 }
