@@ -17,3 +17,54 @@ pub mod internal {
         tonic::include_proto!("switchboard.internal.v1");
     }
 }
+
+/// The proto3 JSON mapping of API messages (field names as written in the `.proto` files,
+/// enums by name, timestamps in RFC 3339, 64-bit integers as strings), read off the
+/// descriptor set: what webhooks POST and what `switchboard ctl` prints.
+pub mod json {
+    use std::sync::LazyLock;
+
+    use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+    static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
+        DescriptorPool::decode(crate::v1::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+    });
+
+    /// `message` (of the type named `full_name`, e.g. `switchboard.v1.Event`) as one line of
+    /// JSON. Fields at their default value are left out, as the mapping says.
+    pub fn to_json(full_name: &str, message: &impl prost::Message) -> Result<String, String> {
+        let pool = POOL.as_ref().map_err(|e| format!("descriptor set: {e}"))?;
+        let descriptor = pool
+            .get_message_by_name(full_name)
+            .ok_or_else(|| format!("no message {full_name} in the descriptor set"))?;
+        let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .map_err(|e| format!("{full_name}: {e}"))?;
+        let mut out = serde_json::Serializer::new(Vec::new());
+        dynamic
+            .serialize_with_options(&mut out, &SerializeOptions::new().use_proto_field_name(true))
+            .map_err(|e| format!("{full_name}: {e}"))?;
+        String::from_utf8(out.into_inner()).map_err(|e| e.to_string())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::v1 as pb;
+
+        #[test]
+        fn events_map_to_proto_json() {
+            let event = pb::Event {
+                cursor: 42,
+                at: Some(prost_types::Timestamp { seconds: 1_764_466_800, nanos: 0 }),
+                r#type: "assigned".into(),
+                conversation: "tenants/acme/conversations/7".into(),
+                ..Default::default()
+            };
+            let json = super::to_json("switchboard.v1.Event", &event).unwrap();
+            assert_eq!(
+                json,
+                r#"{"cursor":"42","at":"2025-11-30T01:40:00Z","type":"assigned","conversation":"tenants/acme/conversations/7"}"#
+            );
+            assert!(super::to_json("switchboard.v1.Nothing", &event).is_err());
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod channel;
 mod supervisor;
+pub mod webhooks;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
 use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
@@ -229,6 +230,10 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::EndBatch(r) => supervisor::end_batch(state, now, r, &mut out)?,
         Op::SetBotHosting(r) => supervisor::set_bot_hosting(state, now, r, &mut out)?,
 
+        Op::PutWebhook(r) => webhooks::put_webhook(state, now, r, &mut out)?,
+        Op::DeleteWebhook(r) => webhooks::delete_webhook(state, now, r, &mut out)?,
+        Op::WebhookProgress(r) => webhooks::progress(state, now, r, &mut out)?,
+
         Op::Advance(_) => {
             let effects = state.engine.advance(now);
             emit(state, now, effects, &mut out);
@@ -335,6 +340,7 @@ fn push(state: &mut TenantState, out: &mut Output, stream: &str, mut item: Strea
         Some(stream_item::Item::Outbound(m)) => m.cursor = seq,
         Some(stream_item::Item::AgentEvent(e)) => e.cursor = seq,
         Some(stream_item::Item::Event(e)) => e.cursor = seq,
+        Some(stream_item::Item::WebhookDeadLetter(d)) => d.cursor = seq,
         None => {}
     }
     out.items.push((stream.to_owned(), seq, item));
