@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod channel;
 mod supervisor;
+pub mod unaccepted;
 pub mod webhooks;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
@@ -240,6 +241,7 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
             response::Result::Empty(Default::default())
         }
     };
+    unaccepted::track(state, now, &mut out);
     // Accepted: this is now the latest logged time (replay sets it the same way).
     state.last_at = state.last_at.max(now);
     Ok((Response { result: Some(result) }, out))
