@@ -30,20 +30,62 @@ pub mod json {
         DescriptorPool::decode(crate::v1::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
     });
 
-    /// `message` (of the type named `full_name`, e.g. `switchboard.v1.Event`) as one line of
-    /// JSON. Fields at their default value are left out, as the mapping says.
-    pub fn to_json(full_name: &str, message: &impl prost::Message) -> Result<String, String> {
+    fn dynamic(full_name: &str, message: &impl prost::Message) -> Result<DynamicMessage, String> {
         let pool = POOL.as_ref().map_err(|e| format!("descriptor set: {e}"))?;
         let descriptor = pool
             .get_message_by_name(full_name)
             .ok_or_else(|| format!("no message {full_name} in the descriptor set"))?;
-        let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-            .map_err(|e| format!("{full_name}: {e}"))?;
+        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .map_err(|e| format!("{full_name}: {e}"))
+    }
+
+    fn options(defaults: bool) -> SerializeOptions {
+        SerializeOptions::new().use_proto_field_name(true).skip_default_fields(!defaults)
+    }
+
+    /// `message` (of the type named `full_name`, e.g. `switchboard.v1.Event`) as one line of
+    /// JSON. Fields at their default value are left out, as the mapping says.
+    pub fn to_json(full_name: &str, message: &impl prost::Message) -> Result<String, String> {
+        let dynamic = dynamic(full_name, message)?;
         let mut out = serde_json::Serializer::new(Vec::new());
         dynamic
-            .serialize_with_options(&mut out, &SerializeOptions::new().use_proto_field_name(true))
+            .serialize_with_options(&mut out, &options(false))
             .map_err(|e| format!("{full_name}: {e}"))?;
         String::from_utf8(out.into_inner()).map_err(|e| e.to_string())
+    }
+
+    /// `message` as a JSON value; with `defaults`, fields at their default value too.
+    pub fn to_value(
+        full_name: &str,
+        message: &impl prost::Message,
+        defaults: bool,
+    ) -> Result<serde_json::Value, String> {
+        let dynamic = dynamic(full_name, message)?;
+        dynamic
+            .serialize_with_options(serde_json::value::Serializer, &options(defaults))
+            .map_err(|e| format!("{full_name}: {e}"))
+    }
+
+    /// The columns a table of a message type shows, in declaration order: each top-level
+    /// field, except that the fields of a `oneof` share one column named after it. Each column
+    /// is its name and the fields it shows.
+    pub fn columns(full_name: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+        let pool = POOL.as_ref().map_err(|e| format!("descriptor set: {e}"))?;
+        let descriptor = pool
+            .get_message_by_name(full_name)
+            .ok_or_else(|| format!("no message {full_name} in the descriptor set"))?;
+        let mut columns: Vec<(String, Vec<String>)> = Vec::new();
+        for field in descriptor.fields() {
+            let name = field.name().to_owned();
+            match field.containing_oneof().filter(|o| !o.is_synthetic()) {
+                Some(oneof) => match columns.iter_mut().find(|(c, _)| c == oneof.name()) {
+                    Some((_, fields)) => fields.push(name),
+                    None => columns.push((oneof.name().to_owned(), vec![name])),
+                },
+                None => columns.push((name.clone(), vec![name])),
+            }
+        }
+        Ok(columns)
     }
 
     #[cfg(test)]

@@ -11,4 +11,5 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 mod exporter;
+pub mod output;
 pub mod serve;
