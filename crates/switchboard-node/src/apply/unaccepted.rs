@@ -136,3 +136,75 @@ fn tell(
     let stream = agent_stream(state.agents.name(agent.0));
     push(state, out, &stream, StreamItem { item: Some(stream_item::Item::AgentEvent(item)) });
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_proto::internal::v1::stream_item::Item;
+    use switchboard_proto::internal::v1::{Advance, command::Op};
+    use switchboard_proto::v1 as pb;
+
+    use super::super::admin::tests::{T, agent_op, run, tenant};
+    use super::*;
+
+    /// The unaccepted-list items of a command, as "stream change".
+    fn changes(out: &Output) -> Vec<String> {
+        use pb::agent_event::Event as E;
+        out.items
+            .iter()
+            .filter_map(|(stream, _, item)| match &item.item {
+                Some(Item::AgentEvent(e)) => match &e.event {
+                    Some(E::UnacceptedAdded(a)) => {
+                        Some(format!("{stream} added {} pinned={}", a.group, a.pinned))
+                    }
+                    Some(E::UnacceptedRemoved(r)) => Some(format!("{stream} removed {}", r.reason)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A conversation waiting for its dedicated agent is on that agent's list only; when the
+    /// wait lapses (a timer, with no event of its own) the rest of the group hears of it.
+    #[test]
+    fn a_dedicated_wait_that_lapses_reaches_the_whole_group() {
+        let mut s = tenant();
+        let pull = Op::PutGroup(pb::PutGroupRequest {
+            name: format!("{T}/groups/sales"),
+            policy: Some(pb::RoutingPolicy {
+                offer_mode: pb::OfferMode::Pull as i32,
+                dedicated_timeout: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        run(&mut s, 1_000, pull).unwrap();
+        for a in ["a1", "a2"] {
+            run(&mut s, 1_000, agent_op(a, &["sales"], false)).unwrap();
+            let online = Op::SetStatus(pb::SetStatusRequest {
+                agent: format!("{T}/agents/{a}"),
+                status: pb::AgentStatus::Online as i32,
+                ..Default::default()
+            });
+            run(&mut s, 1_000, online).unwrap();
+        }
+        let dedicated = Op::PutCustomer(pb::PutCustomerRequest {
+            name: format!("{T}/customers/u1"),
+            dedicated_agent: "a1".into(),
+            ..Default::default()
+        });
+        run(&mut s, 1_000, dedicated).unwrap();
+        let post = Op::PostMessage(pb::PostMessageRequest {
+            tenant: T.into(),
+            customer: "u1".into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            ..Default::default()
+        });
+        let (_, out) = run(&mut s, 2_000, post).unwrap();
+        assert_eq!(changes(&out), ["agent/a1 added tenants/acme/groups/sales pinned=true"]);
+
+        let (_, out) = run(&mut s, 63_000, Op::Advance(Advance {})).unwrap();
+        assert_eq!(changes(&out), ["agent/a2 added tenants/acme/groups/sales pinned=false"]);
+    }
+}
