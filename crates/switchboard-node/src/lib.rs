@@ -23,6 +23,7 @@ pub mod hub;
 pub mod metrics;
 pub mod names;
 pub mod registry;
+pub mod seen;
 pub mod server;
 pub mod service;
 pub mod state;

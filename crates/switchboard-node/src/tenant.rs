@@ -30,6 +30,7 @@ use crate::clock;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::metrics as m;
+use crate::seen::SeenIds;
 use crate::state::TenantState;
 
 pub type Reply = RpcReplyPort<Result<response::Result, tonic::Status>>;
@@ -109,6 +110,8 @@ pub struct Running {
     /// cannot answer a retry of those. Cleared as they become durable, so it holds in-flight
     /// work only; the store answers for everything older.
     recent: FxHashMap<String, (u64, Vec<u8>)>,
+    /// Request ids this actor logged: a new one skips the store's lookup.
+    seen: SeenIds,
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
     sampler: tokio::task::JoinHandle<()>,
@@ -212,6 +215,7 @@ impl Actor for TenantActor {
         // The tenant's time never goes before its last logged time, whatever this node's
         // wall clock says (it may be behind the previous owner's, or set back).
         let last_at = args.state.last_at;
+        let seen = SeenIds::new(args.store.request_retention(), args.log_seq, last_at.as_millis());
         let mut running = Running {
             sampler,
             last_now: last_at,
@@ -224,6 +228,7 @@ impl Actor for TenantActor {
             store: args.store,
             committer: tx,
             recent: FxHashMap::default(),
+            seen,
             armed: None,
         };
         running.arm(&myself);
@@ -343,7 +348,8 @@ impl Running {
 
     fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
         if !request_id.is_empty() {
-            match self.previous_answer(&request_id) {
+            let now_ms = self.now().as_millis();
+            match self.previous_answer(&request_id, now_ms) {
                 Ok(None) => {}
                 Ok(Some(found)) => {
                     // Answered after the original is durable: it may still be in flight.
@@ -385,6 +391,7 @@ impl Running {
                 let response_bytes = response.encode_to_vec();
                 let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
                 if !request_id.is_empty() {
+                    self.seen.insert(&request_id, now.as_millis());
                     moved.request_id = Some(request_id.clone());
                     self.recent.insert(request_id.clone(), (self.log_seq, response_bytes.clone()));
                 }
@@ -431,10 +438,16 @@ impl Running {
     }
 
     /// The answer given to `request_id` before, if it was seen. A failed lookup is an error,
-    /// never "not seen": the command may have been applied already.
-    fn previous_answer(&self, request_id: &str) -> Result<Option<response::Result>, Error> {
+    /// never "not seen": the command may have been applied already. The store is asked only
+    /// if `seen` cannot rule the id out.
+    fn previous_answer(
+        &self,
+        request_id: &str,
+        now_ms: u64,
+    ) -> Result<Option<response::Result>, Error> {
         let bytes = match self.recent.get(request_id) {
             Some((_, b)) => b.clone(),
+            None if !self.seen.may_contain(request_id, now_ms) => return Ok(None),
             None => match self.store.find_response(&self.state.id, request_id) {
                 Ok(Some(b)) => b,
                 Ok(None) => return Ok(None),
