@@ -112,6 +112,8 @@ pub struct Running {
     recent: FxHashMap<String, (u64, Vec<u8>)>,
     /// Request ids this actor logged: a new one skips the store's lookup.
     seen: SeenIds,
+    /// Metric handles of this tenant's commands.
+    handles: m::CommandHandles,
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
     sampler: tokio::task::JoinHandle<()>,
@@ -229,6 +231,7 @@ impl Actor for TenantActor {
             committer: tx,
             recent: FxHashMap::default(),
             seen,
+            handles: m::CommandHandles::default(),
             armed: None,
         };
         running.arm(&myself);
@@ -386,7 +389,7 @@ impl Running {
                 }
             }
             Ok((response, output)) => {
-                m::applied(&self.state, kind, started.elapsed(), &output);
+                m::applied(&self.state, &mut self.handles, kind, started.elapsed(), &output);
                 self.log_seq += 1;
                 let response_bytes = response.encode_to_vec();
                 let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
