@@ -208,8 +208,13 @@ fn seconds(ms: u64) -> f64 {
 /// A tenant's command counter and apply-time histogram by command kind, registered on first
 /// use: every command counts, and looking the series up by labels each time showed in
 /// profiles. Kinds are the commands' names, a bounded set.
+/// The same for the events counter by event type, whose label came from serializing the
+/// whole event to JSON.
 #[derive(Debug, Default)]
-pub struct CommandHandles(FxHashMap<&'static str, (Counter, Histogram)>);
+pub struct CommandHandles {
+    commands: FxHashMap<&'static str, (Counter, Histogram)>,
+    events: FxHashMap<std::mem::Discriminant<Event>, Counter>,
+}
 
 /// Counters and histograms of one applied command.
 pub fn applied(
@@ -219,7 +224,7 @@ pub fn applied(
     took: Duration,
     out: &Output,
 ) {
-    let (commands, apply_seconds) = handles.0.entry(kind).or_insert_with(|| {
+    let (commands, apply_seconds) = handles.commands.entry(kind).or_insert_with(|| {
         let commands = counter!(COMMANDS, "tenant" => state.id.clone(), "kind" => kind);
         (commands, histogram!(APPLY_SECONDS, "kind" => kind))
     });
@@ -253,7 +258,12 @@ pub fn applied(
             .increment(u64::from(out.released_offline));
     }
     for e in &out.events {
-        counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
+        handles
+            .events
+            .entry(std::mem::discriminant(e))
+            .or_insert_with(|| {
+                counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
+            })
             .increment(1);
         match e {
             Event::Opened { group, channel, .. } => {

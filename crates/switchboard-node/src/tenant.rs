@@ -351,8 +351,13 @@ impl Running {
 
     fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
         if !request_id.is_empty() {
+            // A tenant's creation always asks: its actor starts empty, so its filter knows
+            // nothing, even if the store already holds the tenant (a retry racing a shard's
+            // handover, say).
             let now_ms = self.now().as_millis();
-            match self.previous_answer(&request_id, now_ms) {
+            let certainly_new =
+                !matches!(op, Op::CreateTenant(_)) && !self.seen.may_contain(&request_id, now_ms);
+            match self.previous_answer(&request_id, certainly_new) {
                 Ok(None) => {}
                 Ok(Some(found)) => {
                     // Answered after the original is durable: it may still be in flight.
@@ -441,16 +446,16 @@ impl Running {
     }
 
     /// The answer given to `request_id` before, if it was seen. A failed lookup is an error,
-    /// never "not seen": the command may have been applied already. The store is asked only
-    /// if `seen` cannot rule the id out.
+    /// never "not seen": the command may have been applied already. The store is not asked
+    /// if the id is `certainly_new` (the actor's filter of logged ids rules it out).
     fn previous_answer(
         &self,
         request_id: &str,
-        now_ms: u64,
+        certainly_new: bool,
     ) -> Result<Option<response::Result>, Error> {
         let bytes = match self.recent.get(request_id) {
             Some((_, b)) => b.clone(),
-            None if !self.seen.may_contain(request_id, now_ms) => return Ok(None),
+            None if certainly_new => return Ok(None),
             None => match self.store.find_response(&self.state.id, request_id) {
                 Ok(Some(b)) => b,
                 Ok(None) => return Ok(None),
