@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod names;
 pub mod registry;
 pub mod scope;
+pub mod seen;
 pub mod server;
 pub mod service;
 pub mod state;

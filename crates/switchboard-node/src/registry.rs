@@ -606,6 +606,9 @@ mod tests {
     }
 
     impl Store for FailingLookups {
+        fn request_retention(&self) -> std::time::Duration {
+            self.inner.request_retention()
+        }
         fn append(&self, batch: Batch) -> Pending {
             self.inner.append(batch)
         }
@@ -724,6 +727,27 @@ mod tests {
         flaky.failing.store(false, Ordering::SeqCst);
         assert_eq!(registry.command("acme", group("b"), "r1").await.unwrap(), first);
         assert_eq!(log(store.as_ref()).len(), applied.log.len(), "r1 was not applied again");
+        registry.shutdown().await;
+    }
+
+    /// A tenant created on this node knows every request id it logged, so a new id needs no
+    /// idempotency lookup: commands go through while the store's lookups fail. A retry is
+    /// still answered as the first time.
+    #[tokio::test]
+    async fn a_new_request_id_of_a_new_tenant_needs_no_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky =
+            Arc::new(FailingLookups { inner: sqlite(&dir), failing: AtomicBool::new(true) });
+        let store: Arc<dyn Store> = flaky.clone();
+        let registry = open(&store).await;
+        create(&registry).await;
+        let first = registry.command("acme", group("a"), "r1").await.unwrap();
+        registry.command("acme", group("b"), "r2").await.unwrap();
+        assert_eq!(log(store.as_ref()).len(), 3, "created, then r1 and r2 applied");
+
+        flaky.failing.store(false, Ordering::SeqCst);
+        assert_eq!(registry.command("acme", group("c"), "r1").await.unwrap(), first);
+        assert_eq!(log(store.as_ref()).len(), 3, "r1 was not applied again");
         registry.shutdown().await;
     }
 }

@@ -30,6 +30,7 @@ use crate::clock;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::metrics as m;
+use crate::seen::SeenIds;
 use crate::state::TenantState;
 use crate::webhooks::Deliverers;
 
@@ -112,6 +113,10 @@ pub struct Running {
     /// cannot answer a retry of those. Cleared as they become durable, so it holds in-flight
     /// work only; the store answers for everything older.
     recent: FxHashMap<String, (u64, Vec<u8>)>,
+    /// Request ids this actor logged: a new one skips the store's lookup.
+    seen: SeenIds,
+    /// Metric handles of this tenant's commands.
+    handles: m::CommandHandles,
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
     sampler: tokio::task::JoinHandle<()>,
@@ -225,6 +230,7 @@ impl Actor for TenantActor {
             args.webhooks.clone(),
             args.state.webhooks.clone(),
         );
+        let seen = SeenIds::new(args.store.request_retention(), args.log_seq, last_at.as_millis());
         let mut running = Running {
             deliverers: Some(deliverers),
             sampler,
@@ -238,6 +244,8 @@ impl Actor for TenantActor {
             store: args.store,
             committer: tx,
             recent: FxHashMap::default(),
+            seen,
+            handles: m::CommandHandles::default(),
             armed: None,
         };
         running.arm(&myself);
@@ -358,7 +366,13 @@ impl Running {
 
     fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
         if !request_id.is_empty() {
-            match self.previous_answer(&request_id) {
+            // A tenant's creation always asks: its actor starts empty, so its filter knows
+            // nothing, even if the store already holds the tenant (a retry racing a shard's
+            // handover, say).
+            let now_ms = self.now().as_millis();
+            let certainly_new =
+                !matches!(op, Op::CreateTenant(_)) && !self.seen.may_contain(&request_id, now_ms);
+            match self.previous_answer(&request_id, certainly_new) {
                 Ok(None) => {}
                 Ok(Some(found)) => {
                     // Answered after the original is durable: it may still be in flight.
@@ -396,7 +410,7 @@ impl Running {
                 }
             }
             Ok((response, output)) => {
-                m::applied(&self.state, kind, started.elapsed(), &output);
+                m::applied(&self.state, &mut self.handles, kind, started.elapsed(), &output);
                 if webhooks_changed && let Some(deliverers) = &self.deliverers {
                     deliverers.update(&self.state.webhooks);
                 }
@@ -404,6 +418,7 @@ impl Running {
                 let response_bytes = response.encode_to_vec();
                 let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
                 if !request_id.is_empty() {
+                    self.seen.insert(&request_id, now.as_millis());
                     moved.request_id = Some(request_id.clone());
                     self.recent.insert(request_id.clone(), (self.log_seq, response_bytes.clone()));
                 }
@@ -450,10 +465,16 @@ impl Running {
     }
 
     /// The answer given to `request_id` before, if it was seen. A failed lookup is an error,
-    /// never "not seen": the command may have been applied already.
-    fn previous_answer(&self, request_id: &str) -> Result<Option<response::Result>, Error> {
+    /// never "not seen": the command may have been applied already. The store is not asked
+    /// if the id is `certainly_new` (the actor's filter of logged ids rules it out).
+    fn previous_answer(
+        &self,
+        request_id: &str,
+        certainly_new: bool,
+    ) -> Result<Option<response::Result>, Error> {
         let bytes = match self.recent.get(request_id) {
             Some((_, b)) => b.clone(),
+            None if certainly_new => return Ok(None),
             None => match self.store.find_response(&self.state.id, request_id) {
                 Ok(Some(b)) => b,
                 Ok(None) => return Ok(None),

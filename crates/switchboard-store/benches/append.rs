@@ -1,7 +1,9 @@
 //! Append throughput of the SQLite store: batches shaped like one routine command (a log
 //! record with a request id, two stream entries, one transcript row), from 1 and from 64
-//! concurrent appenders (one tenant each, each awaiting its append before the next, as a
-//! tenant's committer does). Prints figures; asserts nothing about time.
+//! concurrent appenders, and 24,000 from 16 (about a node's group size under the contact-center
+//! load; long enough for several WAL checkpoints). One tenant per appender, each awaiting its
+//! append before the next, as a tenant's committer does. Prints figures; asserts nothing about
+//! time.
 //!
 //! `cargo bench -p switchboard-store --bench append` (`-- --quick` for a short run).
 
@@ -138,9 +140,12 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let rounds = if quick { 1 } else { 3 };
-    let (one, many) = if quick { (200, 20) } else { (2_000, 100) };
+    let (one, many, long) = if quick { (200, 20, 100) } else { (2_000, 100, 1_500) };
     for _ in 0..rounds {
         report(&runtime.block_on(run(1, one)));
         report(&runtime.block_on(run(64, many)));
+        // About a node's group size under the contact-center load, long enough for the WAL
+        // to be checkpointed several times.
+        report(&runtime.block_on(run(16, long)));
     }
 }

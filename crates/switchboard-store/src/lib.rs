@@ -275,6 +275,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Message>>;
 
+    /// The idempotency window: how long [`Store::find_response`] answers for a request id
+    /// at least (`request_retention` of the store's options).
+    fn request_retention(&self) -> std::time::Duration;
+
     /// The response stored with the log record that carried `request_id` (the newest such
     /// record, if the id was reused), if it is still within the idempotency window:
     /// `request_retention` of the store's options, 24 h by default. A record past the window

@@ -149,6 +149,7 @@ pub struct PostgresStore {
     writer: writer::Handle,
     readers: Readers,
     stats: Arc<Counters>,
+    request_retention: Duration,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -204,7 +205,12 @@ impl PostgresStore {
             return Err(error);
         }
         let readers = Readers::start(url, options.read_connections.max(1))?;
-        Ok(PostgresStore { writer: writer::Handle::new(jobs, writer), readers, stats })
+        Ok(PostgresStore {
+            writer: writer::Handle::new(jobs, writer),
+            readers,
+            stats,
+            request_retention: options.request_retention,
+        })
     }
 
     /// What the writer has done so far.
@@ -261,6 +267,10 @@ fn migrate(client: &mut Client) -> Result<()> {
 }
 
 impl Store for PostgresStore {
+    fn request_retention(&self) -> Duration {
+        self.request_retention
+    }
+
     fn append(&self, batch: crate::Batch) -> Pending {
         self.writer.append(batch)
     }

@@ -131,6 +131,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         return Err(Error::NotWal(mode));
     }
     durable(&conn)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -147,9 +149,22 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     // Readers probe indexes (idempotency, customers, archive pages): a small page cache each
     // keeps the node's memory flat as the database grows; the OS page cache serves the rest.
     conn.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     durable(&conn)?;
     Ok(conn)
 }
+
+/// The writer copies the WAL back into the database once it holds this many pages (SQLite's
+/// default is 1,000, 4 MiB). A page rewritten by many commits in between is copied once, so a
+/// longer interval means less checkpoint work per command (the hot right-hand leaves of the
+/// log, stream and transcript b-trees change on every commit); the WAL file grows to about
+/// this size (40 MiB) and is reused, and recovery after a crash reads at most that much.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
+/// Prepared statements kept per connection: the writer's retention and snapshot jobs use
+/// about twenty, and rusqlite's default of 16 made them push the per-command inserts out, to be
+/// prepared again on the next commit.
+const STATEMENT_CACHE: usize = 64;
 
 /// Page cache of one read connection, in KiB as SQLite takes it (negative: a size, not pages).
 const READER_CACHE_KIB: i64 = -512;

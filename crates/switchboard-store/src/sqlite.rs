@@ -72,6 +72,7 @@ pub struct SqliteStore {
     writer: writer::Handle,
     readers: Readers,
     stats: Arc<Counters>,
+    request_retention: Duration,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -100,7 +101,13 @@ impl SqliteStore {
                 .name("store-writer".into())
                 .spawn(move || writer::run(conn, queue, limits, &stats))?
         };
-        Ok(SqliteStore { path, writer: writer::Handle::new(jobs, writer), readers, stats })
+        Ok(SqliteStore {
+            path,
+            writer: writer::Handle::new(jobs, writer),
+            readers,
+            stats,
+            request_retention: options.request_retention,
+        })
     }
 
     /// The database file.
@@ -120,6 +127,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn request_retention(&self) -> Duration {
+        self.request_retention
+    }
+
     fn append(&self, batch: Batch) -> Pending {
         self.writer.append(batch)
     }
