@@ -294,6 +294,37 @@ mod tests {
         assert_eq!(f.all.figures.offered, g.figures.offered);
     }
 
+    /// A slot is a server: three agents of capacity 2 in two groups, with patience, are the
+    /// M/M/6+M queue Erlang A describes (handle times do not stretch with concurrency here).
+    #[test]
+    fn slots_of_two_groups_agree_with_erlang_a() {
+        let mut p = plan(
+            3,
+            2,
+            vec![Some(Load { per_hour: 40.0, handle_s: 300.0, patience_s: Some(180.0) }); 2],
+        );
+        p.measured_ms = 40 * 3_600_000;
+        p.batches = 20;
+        let f = run(&p, |_| {}).unwrap();
+        let want = crate::erlang_a::predict(6, 80.0 / 3600.0, 300.0, 180.0, 20.0);
+        let all = f.all.figures;
+        eprintln!(
+            "sim SL {} abandonment {} ASA {} occupancy {}; Erlang A SL {:.4} abandonment {:.4} ASA {:.1}",
+            all.service_level,
+            all.abandonment,
+            all.mean_wait,
+            f.all.occupancy,
+            want.service_level,
+            want.abandonment,
+            want.mean_wait
+        );
+        let within =
+            |e: Est, x: f64, floor: f64| (e.value - x).abs() <= 4.0 * e.se.unwrap() + floor;
+        assert!(within(all.service_level, want.service_level, 0.01), "SL");
+        assert!(within(all.abandonment, want.abandonment, 0.005), "abandonment");
+        assert!(all.abandoned > 0 && all.mean_wait.value > 0.0, "some wait, some leave");
+    }
+
     /// Capacity counts: the same load on agents of capacity 2 halves the slot occupancy.
     #[test]
     fn occupancy_counts_slots() {
