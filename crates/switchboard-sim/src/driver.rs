@@ -298,7 +298,7 @@ pub fn run_with_progress(
     let mut steps = 0u64;
     loop {
         steps += 1;
-        if steps % PROGRESS_EVERY == 0 {
+        if steps.is_multiple_of(PROGRESS_EVERY) {
             progress(now);
         }
         let next_event = sim.events.peek().map(|Reverse((t, ..))| *t);

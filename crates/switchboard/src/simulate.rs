@@ -369,6 +369,12 @@ impl Report {
             "SL: share of contacts offered (entered the queue in the measured window) that an agent had within the threshold; ASA: mean wait of served contacts; abandonment: share of offered that left the queue; occupancy: conversations over capacity of the group's agents on shift; ±: standard error over batches".to_owned(),
         ];
         assumptions.extend(f.assumptions.iter().cloned());
+        let batch_minutes = a.hours * 60.0 / f64::from(BATCHES);
+        if batch_minutes < 60.0 {
+            assumptions.push(format!(
+                "batches are {batch_minutes:.0} min long: at high occupancy a queue outlasts them and ± understates the spread; a longer --hours costs seconds and tightens it"
+            ));
+        }
         Report {
             tenant: a.tenant.clone(),
             hours: a.hours,
