@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 mod exporter;
+pub mod output;
 pub mod serve;
 pub mod simulate;
 pub mod token;

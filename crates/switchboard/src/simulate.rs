@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_node::convert::settings::routing_policy;
@@ -19,6 +19,8 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_client::AdminServiceClient;
 use switchboard_sim::whatif::{self, Forecast, GroupForecast, Load, Plan};
 use switchboard_sim::{Est, driver};
+
+use crate::output::Format;
 
 const HOUR_MS: f64 = 3_600_000.0;
 /// Batches of the measured window for the standard errors.
@@ -50,21 +52,14 @@ pub struct SimulateArgs {
     /// Seed of the random arrivals, handle times and patience
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Output format
-    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
-    pub output: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table for people
-    Table,
-    /// One JSON document for programs
-    Json,
 }
 
 /// Runs the what-if against the node behind `admin`.
-pub async fn run<S>(args: SimulateArgs, admin: &mut AdminServiceClient<S>) -> anyhow::Result<()>
+pub async fn run<S>(
+    args: SimulateArgs,
+    format: Format,
+    admin: &mut AdminServiceClient<S>,
+) -> anyhow::Result<()>
 where
     S: tonic::client::GrpcService<tonic::body::Body>,
     S::Error: Into<tonic::codegen::StdError>,
@@ -93,8 +88,9 @@ where
     .context("the simulation thread failed")??;
     let report = Report::new(&args, &flags, &live, on_shift, &forecast);
     let mut out = std::io::stdout().lock();
-    match args.output {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+    match format {
+        // One object on one line, like every other ctl answer.
+        Format::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
         Format::Table => report.table(&mut out)?,
     }
     out.flush()?;
@@ -476,7 +472,6 @@ mod tests {
             warmup: 60.0,
             sl_target: 20.0,
             seed: 1,
-            output: Format::Json,
         }
     }
 
