@@ -365,6 +365,19 @@ impl Report {
             "SL: share of contacts offered (entered the queue in the measured window) that an agent had within the threshold; ASA: mean wait of served contacts; abandonment: share of offered that left the queue; occupancy: conversations over capacity of the group's agents on shift; ±: standard error over batches".to_owned(),
         ];
         assumptions.extend(f.assumptions.iter().cloned());
+        let unstaffed: Vec<&str> = live
+            .groups
+            .iter()
+            .zip(&f.groups)
+            .filter(|((id, _), g)| g.agents == 0 && flags.loads.contains_key(id))
+            .map(|((id, _), _)| id.as_str())
+            .collect();
+        if !unstaffed.is_empty() {
+            assumptions.push(format!(
+                "no agent is on shift in {}: its contacts wait unserved (counted as offered, not answered)",
+                unstaffed.join(", ")
+            ));
+        }
         let batch_minutes = a.hours * 60.0 / f64::from(BATCHES);
         if batch_minutes < 60.0 {
             assumptions.push(format!(
@@ -414,13 +427,14 @@ impl Report {
         )?;
         writeln!(
             out,
-            "{:<16} {:>6} {:>5} {:>8} {:>6} {:>8} {:>15} {:>15} {:>15} {:>15}",
+            "{:<16} {:>6} {:>5} {:>8} {:>6} {:>8} {:>8} {:>15} {:>15} {:>15} {:>15}",
             "group",
             "agents",
             "slots",
             "per hour",
             "AHT s",
             "offered",
+            "unserved",
             "SL",
             "ASA s",
             "abandoned",
@@ -430,13 +444,14 @@ impl Report {
             let opt = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x}"));
             writeln!(
                 out,
-                "{:<16} {:>6} {:>5} {:>8} {:>6} {:>8} {:>15} {:>15} {:>15} {:>15}",
+                "{:<16} {:>6} {:>5} {:>8} {:>6} {:>8} {:>8} {:>15} {:>15} {:>15} {:>15}",
                 r.group,
                 r.agents,
                 r.slots,
                 opt(r.per_hour),
                 opt(r.handle_s),
                 r.offered,
+                r.unserved,
                 fmt(&r.service_level, 3),
                 fmt(&r.asa_s, 1),
                 fmt(&r.abandonment, 3),
