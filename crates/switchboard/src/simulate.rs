@@ -37,6 +37,10 @@ pub struct SimulateArgs {
     /// Mean handle time of each loaded group, seconds: GROUP=SECONDS,… (e.g. sales=300,support=600)
     #[arg(long)]
     pub handle: String,
+    /// Agents to add on shift for the run, each in one group: GROUP=COUNTxCAPACITY,… (e.g.
+    /// sales=2x3 adds two agents of capacity 3 to sales)
+    #[arg(long, value_name = "GROUP=COUNTxCAPACITY,…")]
+    pub add_agents: Option<String>,
     /// Mean patience in the queue, seconds (exponential); unset: nobody abandons
     #[arg(long, value_name = "SECONDS")]
     pub patience: Option<f64>,
@@ -119,6 +123,8 @@ fn progress(now: u64, total: u64, shown: &mut Option<u64>) {
 #[derive(Debug, Clone, PartialEq)]
 struct Flags {
     loads: BTreeMap<String, Load>,
+    /// `--add-agents`: group, count, capacity.
+    extra: Vec<(String, u32, u32)>,
     measured_ms: u64,
     warmup_ms: u64,
     target_ms: u64,
@@ -156,11 +162,42 @@ impl Flags {
         };
         Ok(Flags {
             loads,
+            extra: a.add_agents.as_deref().map(extra_agents).transpose()?.unwrap_or_default(),
             measured_ms: millis("hours", a.hours, HOUR_MS, false)?,
             warmup_ms: millis("warmup", a.warmup, 60_000.0, true)?,
             target_ms: millis("sl-target", a.sl_target, 1000.0, true)?,
         })
     }
+}
+
+/// Most agents `--add-agents` adds to one group, and the API's largest capacity.
+const MAX_ADDED: u32 = 10_000;
+const MAX_CAPACITY: u32 = 1000;
+
+/// `--add-agents GROUP=COUNTxCAPACITY,…`.
+fn extra_agents(text: &str) -> anyhow::Result<Vec<(String, u32, u32)>> {
+    let mut out: Vec<(String, u32, u32)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || anyhow!("--add-agents: {item:?} is not GROUP=COUNTxCAPACITY (e.g. sales=2x3)");
+        let (group, value) = item.split_once('=').ok_or_else(bad)?;
+        let (count, capacity) = value.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+        let (count, capacity): (u32, u32) =
+            (count.trim().parse().map_err(|_| bad())?, capacity.trim().parse().map_err(|_| bad())?);
+        let group = group.trim();
+        if group.is_empty() {
+            return Err(bad());
+        }
+        if !(1..=MAX_ADDED).contains(&count) || !(1..=MAX_CAPACITY).contains(&capacity) {
+            bail!(
+                "--add-agents: {group} needs 1 to {MAX_ADDED} agents of capacity 1 to {MAX_CAPACITY}, got {count}x{capacity}"
+            );
+        }
+        if out.iter().any(|(g, ..)| g == group) {
+            bail!("--add-agents: group {group} is given twice");
+        }
+        out.push((group.to_owned(), count, capacity));
+    }
+    Ok(out)
 }
 
 /// `GROUP=VALUE,…` with positive values; `strip` takes the unit off a value.
@@ -257,7 +294,7 @@ fn plan(flags: &Flags, live: &Live, seed: u64) -> anyhow::Result<Plan> {
         let known: Vec<&str> = index.keys().copied().collect();
         bail!("--arrivals: the tenant has no group {g} (its groups: {})", known.join(", "));
     }
-    let agents = live
+    let mut agents: Vec<AgentSettings> = live
         .agents
         .iter()
         .filter(|a| on_shift(a))
@@ -272,6 +309,20 @@ fn plan(flags: &Flags, live: &Live, seed: u64) -> anyhow::Result<Plan> {
             ..Default::default()
         })
         .collect();
+    for (group, count, capacity) in &flags.extra {
+        let Some(&g) = index.get(group.as_str()) else {
+            let known: Vec<&str> = index.keys().copied().collect();
+            bail!(
+                "--add-agents: the tenant has no group {group} (its groups: {})",
+                known.join(", ")
+            );
+        };
+        agents.extend((0..*count).map(|_| AgentSettings {
+            capacity: *capacity,
+            groups: vec![driver::group_id(g)],
+            ..Default::default()
+        }));
+    }
     Ok(Plan {
         // Tenant-level settings (replies, windows, budgets, time zone) do not route: the
         // core's defaults stand in for them.
@@ -351,6 +402,8 @@ struct Report {
     /// Agents of the tenant, and those on shift (online or busy when read).
     agents: usize,
     agents_on_shift: usize,
+    /// Of those on shift, added by `--add-agents`.
+    agents_added: u64,
     contacts_simulated: u64,
     groups: Vec<Row>,
     all: Row,
@@ -394,6 +447,7 @@ impl Report {
             batches: BATCHES,
             agents: live.agents.len(),
             agents_on_shift: on_shift,
+            agents_added: flags.extra.iter().map(|(_, n, _)| u64::from(*n)).sum(),
             contacts_simulated: f.arrived,
             groups: live
                 .groups
@@ -409,13 +463,17 @@ impl Report {
     fn table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "what-if for tenant {}: {} h measured after {} min warm-up, seed {}; {} of {} agents on shift (online or busy now); {} contacts simulated",
+            "what-if for tenant {}: {} h measured after {} min warm-up, seed {}; {} of {} agents on shift (online or busy now){}; {} contacts simulated",
             self.tenant,
             self.hours,
             self.warmup_minutes,
             self.seed,
-            self.agents_on_shift,
+            self.agents_on_shift - self.agents_added as usize,
             self.agents,
+            match self.agents_added {
+                0 => String::new(),
+                n => format!(" and {n} added"),
+            },
             self.contacts_simulated
         )?;
         let patience =
@@ -482,6 +540,7 @@ mod tests {
             tenant: "acme".into(),
             arrivals: arrivals.into(),
             handle: handle.into(),
+            add_agents: None,
             patience: None,
             hours: 1.0,
             warmup: 60.0,
@@ -520,6 +579,18 @@ mod tests {
             let e = error(args(a, h));
             assert!(e.starts_with(flag) && e.contains(what), "{a:?} {h:?}: {e}");
         }
+        for (added, what) in [
+            ("sales=2", "not GROUP=COUNTxCAPACITY"),
+            ("sales=2x", "not GROUP=COUNTxCAPACITY"),
+            ("sales=0x3", "1 to 10000 agents"),
+            ("sales=1x1001", "capacity 1 to 1000"),
+            ("sales=1x1,sales=2x2", "twice"),
+        ] {
+            let mut a = args("sales=5/h", "sales=300");
+            a.add_agents = Some(added.into());
+            let e = error(a);
+            assert!(e.starts_with("--add-agents") && e.contains(what), "{added}: {e}");
+        }
         let mut a = args("sales=5/h", "sales=300");
         a.hours = 0.0;
         assert!(error(a).starts_with("--hours"));
@@ -555,6 +626,15 @@ mod tests {
         assert_eq!(p.agents[1].groups, vec![driver::group_id(0), driver::group_id(1)]);
         assert_eq!(p.loads[0], None);
         assert!(p.loads[1].is_some());
+        let mut a = args("support=10/h", "support=60");
+        a.add_agents = Some("support=3x2, sales=1x1".into());
+        let p = plan(&Flags::parse(&a).unwrap(), &live, 1).unwrap();
+        assert_eq!(p.agents.len(), 6, "2 on shift and 4 added");
+        let added = &p.agents[2];
+        assert_eq!((added.capacity, added.groups.clone()), (2, vec![driver::group_id(1)]));
+        a.add_agents = Some("billing=1x1".into());
+        let e = plan(&Flags::parse(&a).unwrap(), &live, 1).unwrap_err().to_string();
+        assert!(e.starts_with("--add-agents") && e.contains("billing"), "{e}");
         let flags = Flags::parse(&args("billing=10/h", "billing=60")).unwrap();
         let e = plan(&flags, &live, 1).unwrap_err().to_string();
         assert!(e.contains("--arrivals") && e.contains("billing") && e.contains("sales, support"));

@@ -130,6 +130,17 @@ async fn simulate_reads_the_live_configuration_and_predicts_per_group() {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 
+    // A what-if on staffing: two more support agents of capacity 2 on top of the live ones.
+    let out = ctl(&node, &[&args[..], &["--add-agents", "support=2x2"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let more: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(
+        (more["agents_on_shift"].as_u64(), more["agents_added"].as_u64()),
+        (Some(7), Some(2))
+    );
+    let support = &more["groups"][1];
+    assert_eq!((support["agents"].as_u64(), support["slots"].as_u64()), (Some(5), Some(9)));
+
     // Refusals name what to fix.
     let out = ctl(
         &node,
