@@ -73,6 +73,10 @@ pub enum Command {
     /// Messages going out to customers, as a channel gateway receives them
     #[command(subcommand)]
     Outbound(OutboundCmd),
+    /// What-if on a tenant's live configuration: its groups, policies and agents (those online
+    /// or busy now are on shift) under the load given, run through the routing core in virtual
+    /// time; prints service level, ASA, abandonment and occupancy per group. Writes nothing.
+    Simulate(crate::simulate::SimulateArgs),
     /// The node's gRPC health: exits 0 when SERVING (in a cluster: joined and serving its
     /// shards), 1 otherwise. Usable as a Kubernetes exec probe where the kubelet's gRPC probe
     /// cannot speak TLS.
@@ -279,6 +283,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
             }
             out.text("status", "SERVING")
         }
+        Command::Simulate(args) => crate::simulate::run(args, ctl.output, &mut admin).await,
         Command::Tenant(TenantCmd::Create { id, display_name }) => {
             let req = pb::CreateTenantRequest {
                 tenant_id: id,
@@ -415,7 +420,7 @@ async fn watch<T: prost::Message>(
     }
 }
 
-fn call<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+pub(crate) fn call<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
     result.map(tonic::Response::into_inner).map_err(status_error)
 }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: the configuration tree and its layers (defaults → file → env → flags).
 //! - [`serve`]: the node's process around [`switchboard_node::serve`].
-//! - [`ctl`]: the client.
+//! - [`ctl`]: the client; [`simulate`] its what-if (`ctl simulate`).
 //! - [`token`]: `switchboard token`, which signs a bearer token with a key file.
 //! - [`cli`]: the command line that joins them.
 
@@ -14,4 +14,5 @@ pub mod ctl;
 mod exporter;
 pub mod output;
 pub mod serve;
+pub mod simulate;
 pub mod token;

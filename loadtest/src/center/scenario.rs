@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::sim::rng::Rng;
 use crate::sim::trace as bank;
+use switchboard_sim::rng::Rng;
 
 /// One customer.
 #[derive(Debug, Clone, Copy, PartialEq)]

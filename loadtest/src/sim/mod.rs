@@ -5,13 +5,12 @@
 //! - `day`: a day of a large center under Poisson load, to show the speed.
 //! - `trace`: a month of a real call center replayed with its real staffing ([`trace`]).
 
-mod driver;
-pub mod erlang;
-pub mod erlang_a;
-mod report;
-pub(crate) mod rng;
 mod scenario;
 pub(crate) mod trace;
+
+// The driver, statistics, generator and Erlang models live in `switchboard-sim`, shared with
+// `switchboard ctl simulate`.
+pub use switchboard_sim::{driver, erlang, erlang_a, report, rng};
 
 use std::path::PathBuf;
 
@@ -317,14 +316,14 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
     }
     let days = a.last_day + 1 - a.first_day;
     let end = u64::from(days) * 86_400_000;
-    let center = driver::Center {
-        groups: trace::TYPES.len(),
-        agents: staffing.agents.clone(),
-        transfer_to_human: true,
-        window: (0, end),
-        target_ms: a.target * 1000,
-        batches: days,
-    };
+    let mut center = driver::Center::uniform(
+        trace::TYPES.len(),
+        &staffing.agents,
+        (0, end),
+        a.target * 1000,
+        days,
+    );
+    center.tenant.transfer_to_human = true;
     let run = driver::run(&center, arrivals, &staffing.shifts)?;
     let real = trace::real(calls, a.first_day, center.window, center.target_ms);
     let wall = started.elapsed().as_secs_f64();

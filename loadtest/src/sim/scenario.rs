@@ -1,11 +1,11 @@
 //! Synthetic scenarios: `erlang` (the M/M/N queue Erlang C describes, checked against it) and
 //! `day` (a day of a large center, to show the engine's speed in virtual time).
 
-use super::driver::{self, Arrival, Center, Run};
-use super::erlang::{self, Prediction};
-use super::erlang_a;
-use super::report::{self, Figures};
-use super::rng::Rng;
+use switchboard_sim::driver::{self, Arrival, Center, Run};
+use switchboard_sim::erlang::{self, Prediction};
+use switchboard_sim::erlang_a;
+use switchboard_sim::report::{self, Figures};
+use switchboard_sim::rng::Rng;
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
@@ -85,18 +85,12 @@ impl Single {
     }
 
     pub fn run(&self) -> anyhow::Result<Run> {
-        let center = Center {
-            groups: 1,
-            agents: vec![vec![0]; self.agents as usize],
-            transfer_to_human: false,
-            window: self.window(),
-            target_ms: self.target_ms,
-            batches: self.batches,
-        };
+        let agents = vec![vec![0]; self.agents as usize];
+        let center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
         let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length);
-        driver::run(&center, arrivals, &online)
+        Ok(driver::run(&center, arrivals, &online)?)
     }
 }
 
@@ -133,7 +127,7 @@ pub fn compare(
         warmup: HOUR_MS,
         target_ms: (target * 1000.0) as u64,
         batches,
-        seed: super::rng::Rng::stream(seed, u64::from(n)).next_u64(),
+        seed: Rng::stream(seed, u64::from(n)).next_u64(),
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -208,5 +202,47 @@ mod tests {
             close("mean wait", s.mean_wait, p.mean_wait, 0.5);
             assert!((c.occupancy - p.occupancy).abs() < 0.03, "{} vs {}", c.occupancy, p.occupancy);
         }
+    }
+
+    // The driver's memory check: the driver lives in `switchboard-sim`, the scenario it runs
+    // here.
+    fn single(hours: u64) -> Run {
+        let length = hours * 3_600_000;
+        let s = Single {
+            agents: 20,
+            rate: 0.1,
+            aht: 180.0,
+            patience: Some(120.0),
+            length,
+            warmup: 0,
+            target_ms: 20_000,
+            batches: 4,
+            seed: 9,
+        };
+        s.run().unwrap()
+    }
+
+    /// What the driver and the engine hold at once does not grow with the number of contacts:
+    /// ten times the contacts, about the same peak, and far below the contact count (before
+    /// `take_ended`/`evict_customer` and streaming statistics the engine held every customer
+    /// and the driver a record per contact).
+    #[test]
+    fn retained_state_does_not_grow_with_the_run() {
+        let (short, long) = (single(4), single(40));
+        assert!(long.arrived >= 9 * short.arrived, "{} vs {}", long.arrived, short.arrived);
+        let (s, l) = (short.peak, long.peak);
+        eprintln!("{} contacts: {s:?}; {} contacts: {l:?}", short.arrived, long.arrived);
+        for (what, s, l) in [
+            ("open contacts", s.tracks, l.tracks),
+            ("pending events", s.events, l.events),
+            ("engine customers", s.engine_customers, l.engine_customers),
+            ("engine conversations", s.engine_conversations, l.engine_conversations),
+        ] {
+            assert!(s > 0 && l <= 2 * s + 20, "{what}: {s} at 4 h, {l} at 40 h");
+            assert!(l as u64 * 50 < long.arrived, "{what}: {l} of {} contacts", long.arrived);
+        }
+        let f = long.stats.figures(None);
+        assert_eq!(f.offered, long.arrived, "every contact is counted once");
+        assert_eq!(f.served + f.abandoned + f.unserved, f.offered);
     }
 }

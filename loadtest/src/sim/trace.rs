@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::driver::{Arrival, Shift};
-use super::report::{Fate, Stats};
-use super::rng::Rng;
+use switchboard_sim::driver::{Arrival, Shift};
+use switchboard_sim::report::{Fate, Stats};
+use switchboard_sim::rng::Rng;
 
 /// The skill groups (`type` column), in the data README's order.
 pub const TYPES: [&str; 6] = ["PS", "NW", "IN", "NE", "TT", "PE"];

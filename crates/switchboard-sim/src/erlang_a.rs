@@ -14,7 +14,7 @@
 //! - the share served within the target follows that absorbing chain for `target` seconds,
 //!   started from the law of what arrivals find (uniformization: one pass for all j).
 
-use super::erlang::Prediction;
+use crate::erlang::Prediction;
 
 /// Beyond this many natural-log units below the largest term, terms are dropped (e^-40 ≈
 /// 4e-18 each).
@@ -117,8 +117,8 @@ fn served_within(ahead: &[f64], base: f64, theta: f64, t: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::erlang;
     use super::*;
+    use crate::erlang;
 
     fn close(what: &str, got: f64, want: f64, tol: f64) {
         assert!((got - want).abs() <= tol, "{what}: {got} vs {want}");

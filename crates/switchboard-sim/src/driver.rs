@@ -18,7 +18,8 @@ use switchboard_core::{
     Effect, Engine, Event, GroupId, Timestamp,
 };
 
-use super::report::{Fate, Stats};
+use crate::report::{Fate, Stats};
+use crate::{Error, Result};
 
 /// One contact, as a scenario describes it. Times are virtual milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +46,18 @@ pub struct Shift {
     pub online: bool,
 }
 
-/// The center being simulated.
+/// The center being simulated: the core's own settings, so a tenant's real configuration
+/// runs as it is. Group number `g` (what arrivals and [`Stats`] name) is the core's
+/// [`group_id`]`(g)`, agent number `a` is [`agent_id`]`(a)`.
 #[derive(Debug, Clone)]
 pub struct Center {
-    pub groups: usize,
-    /// The skill groups (indexes) of each agent; every agent has capacity 1.
-    pub agents: Vec<Vec<u32>>,
-    /// Open conversations in the bot stage (needed when arrivals have a `bot` time).
-    pub transfer_to_human: bool,
+    /// `transfer_to_human` opens conversations in the bot stage (needed when arrivals have a
+    /// `bot` time).
+    pub tenant: TenantSettings,
+    /// One per skill group, in group-number order.
+    pub groups: Vec<GroupSettings>,
+    /// One per agent, in agent-number order; `groups` holds [`group_id`]s.
+    pub agents: Vec<AgentSettings>,
     /// Measure from here to `window.1` (virtual ms): contacts by queue-entry time, agent time
     /// clipped to the window.
     pub window: (u64, u64),
@@ -60,6 +65,31 @@ pub struct Center {
     pub target_ms: u64,
     /// Batches of the window, for the batch-means standard errors.
     pub batches: u32,
+}
+
+impl Center {
+    /// `groups` skill groups with the core's default policy, and agents of capacity 1 in the
+    /// given groups (by number): the centers the Erlang models describe.
+    pub fn uniform(
+        groups: usize,
+        agents: &[Vec<u32>],
+        window: (u64, u64),
+        target_ms: u64,
+        batches: u32,
+    ) -> Self {
+        let groups = (0..groups)
+            .map(|g| GroupSettings { name: format!("g{g}"), ..GroupSettings::default() })
+            .collect();
+        let agents = agents
+            .iter()
+            .map(|gs| AgentSettings {
+                capacity: 1,
+                groups: gs.iter().map(|g| group_id(*g)).collect(),
+                ..AgentSettings::default()
+            })
+            .collect();
+        Center { tenant: TenantSettings::default(), groups, agents, window, target_ms, batches }
+    }
 }
 
 /// What happened to one contact.
@@ -124,11 +154,24 @@ impl Retained {
 }
 
 /// Busy and available time of the agents, clipped to the window.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct AgentTime {
     online: bool,
     load: u32,
+    capacity: u32,
     since: u64,
+    /// Per batch of the window.
+    slots: Vec<Slots>,
+}
+
+/// One agent's conversation slots over the window, in slot-milliseconds: `busy` is the sum
+/// of its load over time, `available` its capacity over the time it was online or still
+/// serving. `busy / available` is its occupancy as a chat center counts it (a capacity-3
+/// agent with one conversation is a third occupied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slots {
+    pub busy: u64,
+    pub available: u64,
 }
 
 /// What a run leaves behind for the report.
@@ -142,6 +185,9 @@ pub struct Run {
     pub available_ms: u64,
     /// Engine calls made (operations plus `advance`).
     pub engine_calls: u64,
+    /// `slots[agent][batch]`: each agent's slot time in each batch of the window (the
+    /// batches of [`Stats`]).
+    pub slots: Vec<Vec<Slots>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -175,11 +221,13 @@ fn customer_id(i: u64) -> CustomerId {
     CustomerId(i + 1)
 }
 
-fn agent_id(a: u32) -> AgentId {
+/// The core's id of agent number `a`.
+pub fn agent_id(a: u32) -> AgentId {
     AgentId(u64::from(a) + 1)
 }
 
-fn group_id(g: u32) -> GroupId {
+/// The core's id of group number `g`.
+pub fn group_id(g: u32) -> GroupId {
     GroupId(u64::from(g) + 1)
 }
 
@@ -188,24 +236,44 @@ pub fn run(
     center: &Center,
     arrivals: impl IntoIterator<Item = Arrival>,
     shifts: &[Shift],
-) -> anyhow::Result<Run> {
-    anyhow::ensure!(shifts.is_sorted_by_key(|s| s.at), "shifts must be sorted by time");
-    // Ended conversations leave the engine at once (`take_ended`): retention never runs.
-    let settings =
-        TenantSettings { transfer_to_human: center.transfer_to_human, ..TenantSettings::default() };
-    let mut engine = Engine::new(settings)?;
-    for g in 0..center.groups {
-        let g = u32::try_from(g)?;
-        let settings = GroupSettings { name: format!("g{g}"), ..GroupSettings::default() };
-        engine.upsert_group(Timestamp::ZERO, group_id(g), settings)?;
+) -> Result<Run> {
+    run_with_progress(center, arrivals, shifts, |_| {})
+}
+
+/// How many loop steps pass between two calls of the progress callback.
+const PROGRESS_EVERY: u64 = 1 << 14;
+
+/// [`run`], calling `progress` with the virtual time (ms) every few thousand steps and once
+/// at the end.
+pub fn run_with_progress(
+    center: &Center,
+    arrivals: impl IntoIterator<Item = Arrival>,
+    shifts: &[Shift],
+    mut progress: impl FnMut(u64),
+) -> Result<Run> {
+    if !shifts.is_sorted_by_key(|s| s.at) {
+        return Err(Error::Invalid("shifts must be sorted by time".into()));
     }
-    for (a, groups) in center.agents.iter().enumerate() {
-        let settings = AgentSettings {
-            capacity: 1,
-            groups: groups.iter().map(|g| group_id(*g)).collect(),
-            ..AgentSettings::default()
-        };
-        engine.upsert_agent(Timestamp::ZERO, agent_id(u32::try_from(a)?), settings)?;
+    let too_many = |what: &str| Error::Invalid(format!("more than {} {what}", u32::MAX));
+    if let Some(a) = shifts.iter().find(|s| s.agent as usize >= center.agents.len()) {
+        return Err(Error::Invalid(format!(
+            "a shift names agent {} of {}",
+            a.agent,
+            center.agents.len()
+        )));
+    }
+    // Ended conversations leave the engine at once (`take_ended`): retention never runs.
+    let mut engine = Engine::new(center.tenant.clone())?;
+    for (g, settings) in center.groups.iter().enumerate() {
+        let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
+        engine.upsert_group(Timestamp::ZERO, group_id(g), settings.clone())?;
+    }
+    let mut agents = Vec::with_capacity(center.agents.len());
+    for (a, settings) in center.agents.iter().enumerate() {
+        let a = u32::try_from(a).map_err(|_| too_many("agents"))?;
+        engine.upsert_agent(Timestamp::ZERO, agent_id(a), settings.clone())?;
+        let slots = vec![Slots::default(); center.batches.max(1) as usize];
+        agents.push(AgentTime { capacity: settings.capacity, slots, ..AgentTime::default() });
     }
     let mut sim = Sim {
         engine,
@@ -213,9 +281,9 @@ pub fn run(
         seq: 0,
         arrived: 0,
         open: HashMap::new(),
-        stats: Stats::new(center.groups, center.window, center.target_ms, center.batches),
+        stats: Stats::new(center.groups.len(), center.window, center.target_ms, center.batches),
         peak: Retained::default(),
-        agents: vec![AgentTime::default(); center.agents.len()],
+        agents,
         window: center.window,
         busy_ms: 0,
         available_ms: 0,
@@ -227,7 +295,12 @@ pub fn run(
     let mut arrivals = arrivals.into_iter().peekable();
     let mut shifts = shifts.iter().peekable();
     let mut now = 0;
+    let mut steps = 0u64;
     loop {
+        steps += 1;
+        if steps.is_multiple_of(PROGRESS_EVERY) {
+            progress(now);
+        }
         let next_event = sim.events.peek().map(|Reverse((t, ..))| *t);
         let next_deadline = sim.engine.next_deadline().map(Timestamp::as_millis);
         let next_shift = shifts.peek().map(|s| s.at);
@@ -240,7 +313,7 @@ pub fn run(
         if next_deadline == Some(t) {
             sim.calls += 1;
             let effects = sim.engine.advance(Timestamp(now));
-            sim.absorb(now, effects);
+            sim.absorb(now, effects)?;
         } else if next_shift == Some(t) {
             let Some(s) = shifts.next() else { break };
             sim.shift(now, *s)?;
@@ -254,6 +327,7 @@ pub fn run(
     for a in 0..sim.agents.len() {
         sim.accrue(a, now);
     }
+    progress(now);
     // Still open at the end: served if an agent has it, unserved otherwise.
     for t in sim.open.values() {
         t.settle(&mut sim.stats);
@@ -265,6 +339,7 @@ pub fn run(
         busy_ms: sim.busy_ms,
         available_ms: sim.available_ms,
         engine_calls: sim.calls,
+        slots: sim.agents.into_iter().map(|a| a.slots).collect(),
     })
 }
 
@@ -274,7 +349,7 @@ impl Sim {
         self.events.push(Reverse((at, self.seq, ev)));
     }
 
-    fn arrive(&mut self, now: u64, a: Arrival) -> anyhow::Result<()> {
+    fn arrive(&mut self, now: u64, a: Arrival) -> Result<()> {
         let i = self.arrived;
         self.arrived += 1;
         let track = Track {
@@ -307,8 +382,7 @@ impl Sim {
         }
         self.calls += 1;
         let out = self.engine.customer_message(Timestamp(now), msg)?;
-        self.absorb(now, out.effects);
-        Ok(())
+        self.absorb(now, out.effects)
     }
 
     /// Notes the queue entry (before the routing call, which may assign at once) and arms
@@ -326,18 +400,17 @@ impl Sim {
         self.open.get_mut(&i).filter(|t| t.outcome == Outcome::Open)
     }
 
-    fn shift(&mut self, now: u64, Shift { agent, online, .. }: Shift) -> anyhow::Result<()> {
+    fn shift(&mut self, now: u64, Shift { agent, online, .. }: Shift) -> Result<()> {
         self.accrue(agent as usize, now);
         self.agents[agent as usize].online = online;
         let status = if online { AgentStatus::Online } else { AgentStatus::Busy };
         let id = agent_id(agent);
         let effects = self.engine.set_agent_status(Timestamp(now), id, status, Actor::Agent(id))?;
         self.calls += 1;
-        self.absorb(now, effects);
-        Ok(())
+        self.absorb(now, effects)
     }
 
-    fn fire(&mut self, now: u64, ev: Ev) -> anyhow::Result<()> {
+    fn fire(&mut self, now: u64, ev: Ev) -> Result<()> {
         let at = Timestamp(now);
         let effects = match ev {
             Ev::Human(i) => {
@@ -366,16 +439,20 @@ impl Sim {
             }
         };
         self.calls += 1;
-        self.absorb(now, effects);
-        Ok(())
+        self.absorb(now, effects)
     }
 
     /// Reads assignments and ends off the engine's effects. An ended contact is counted and
-    /// forgotten, by the driver and by the engine.
-    fn absorb(&mut self, now: u64, effects: Vec<Effect>) {
+    /// forgotten, by the driver and by the engine. An offer (groups in offer mode) is
+    /// accepted at once: simulated agents never let one expire or decline it.
+    fn absorb(&mut self, now: u64, effects: Vec<Effect>) -> Result<()> {
         let mut ended = false;
+        let mut offers = Vec::new();
         for e in effects {
             match e {
+                Effect::Event(Event::Offered { conversation, agent }) => {
+                    offers.push((conversation, agent));
+                }
                 Effect::Event(Event::Assigned { conversation, agent, .. }) => {
                     let i = conversation.0 - 1;
                     let a = (agent.0 - 1) as u32;
@@ -413,6 +490,12 @@ impl Sim {
             // History belongs to a store; the simulation keeps none.
             drop(self.engine.take_ended());
         }
+        for (conversation, agent) in offers {
+            self.calls += 1;
+            let effects = self.engine.accept(Timestamp(now), agent, conversation)?;
+            self.absorb(now, effects)?;
+        }
+        Ok(())
     }
 
     /// Adds agent `a`'s busy and available time since its last change, within the window.
@@ -426,52 +509,23 @@ impl Sim {
         if s.load > 0 {
             self.busy_ms += dt;
         }
-        s.since = now;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::scenario::Single;
-    use super::*;
-
-    fn single(hours: u64) -> Run {
-        let length = hours * 3_600_000;
-        let s = Single {
-            agents: 20,
-            rate: 0.1,
-            aht: 180.0,
-            patience: Some(120.0),
-            length,
-            warmup: 0,
-            target_ms: 20_000,
-            batches: 4,
-            seed: 9,
-        };
-        s.run().unwrap()
-    }
-
-    /// What the driver and the engine hold at once does not grow with the number of contacts:
-    /// ten times the contacts, about the same peak, and far below the contact count (before
-    /// `take_ended`/`evict_customer` and streaming statistics the engine held every customer
-    /// and the driver a record per contact).
-    #[test]
-    fn retained_state_does_not_grow_with_the_run() {
-        let (short, long) = (single(4), single(40));
-        assert!(long.arrived >= 9 * short.arrived, "{} vs {}", long.arrived, short.arrived);
-        let (s, l) = (short.peak, long.peak);
-        eprintln!("{} contacts: {s:?}; {} contacts: {l:?}", short.arrived, long.arrived);
-        for (what, s, l) in [
-            ("open contacts", s.tracks, l.tracks),
-            ("pending events", s.events, l.events),
-            ("engine customers", s.engine_customers, l.engine_customers),
-            ("engine conversations", s.engine_conversations, l.engine_conversations),
-        ] {
-            assert!(s > 0 && l <= 2 * s + 20, "{what}: {s} at 4 h, {l} at 40 h");
-            assert!(l as u64 * 50 < long.arrived, "{what}: {l} of {} contacts", long.arrived);
+        let available = if s.online || s.load > 0 { s.capacity.max(s.load) } else { 0 };
+        if available > 0 {
+            // Split [from, to) over the batches it crosses, as `Stats` cuts the window.
+            let (start, len) = (self.window.0, (self.window.1 - self.window.0).max(1));
+            let n = s.slots.len() as u128;
+            let mut t = from;
+            while t < to {
+                let b =
+                    ((u128::from(t - start) * n / u128::from(len)) as usize).min(s.slots.len() - 1);
+                let end = start + (((b as u128 + 1) * u128::from(len)).div_ceil(n)) as u64;
+                let end = if b + 1 == s.slots.len() { to } else { end.min(to).max(t + 1) };
+                let slot = &mut s.slots[b];
+                slot.available += (end - t) * u64::from(available);
+                slot.busy += (end - t) * u64::from(s.load);
+                t = end;
+            }
         }
-        let f = long.stats.figures(None);
-        assert_eq!(f.offered, long.arrived, "every contact is counted once");
-        assert_eq!(f.served + f.abandoned + f.unserved, f.offered);
+        s.since = now;
     }
 }

@@ -4,7 +4,7 @@
 //! inside it). Kept as streaming tallies per group and batch, fed by the driver as each
 //! contact ends, so a run's memory does not grow with the number of contacts.
 
-use super::driver::Run;
+use crate::driver::{Run, Slots};
 
 /// An estimate and its standard error (none with fewer than two non-empty batches).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,13 +123,17 @@ fn estimate(
     f: impl Fn(&Tally) -> f64,
 ) -> Est {
     let xs: Vec<f64> = batches.iter().filter(|b| keep(b)).map(&f).collect();
+    Est { value: f(total), se: batch_se(&xs) }
+}
+
+/// The standard error of the mean of batch figures (none with fewer than two).
+fn batch_se(xs: &[f64]) -> Option<f64> {
     let n = xs.len() as f64;
-    let se = (xs.len() >= 2).then(|| {
+    (xs.len() >= 2).then(|| {
         let mean = xs.iter().sum::<f64>() / n;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
         (var / n).sqrt()
-    });
-    Est { value: f(total), se }
+    })
 }
 
 /// The running statistics of one run: a tally per group and batch, contacts that left in
@@ -216,6 +220,24 @@ impl Stats {
 /// Busy agent-time over available agent-time within the window.
 pub fn occupancy(run: &Run) -> f64 {
     ratio(run.busy_ms, run.available_ms)
+}
+
+/// Slot occupancy of the agents `member` picks (by number): their conversations over their
+/// capacity, integrated over the time they were available within the window, with the
+/// batch-means standard error over batches in which any of them was available.
+pub fn slot_occupancy(run: &Run, member: impl Fn(usize) -> bool) -> Est {
+    let batches = run.slots.first().map_or(1, Vec::len);
+    let mut per = vec![Slots::default(); batches];
+    for (_, slots) in run.slots.iter().enumerate().filter(|(a, _)| member(*a)) {
+        for (p, s) in per.iter_mut().zip(slots) {
+            p.busy += s.busy;
+            p.available += s.available;
+        }
+    }
+    let (busy, available) = per.iter().fold((0, 0), |(b, a), s| (b + s.busy, a + s.available));
+    let xs: Vec<f64> =
+        per.iter().filter(|s| s.available > 0).map(|s| ratio(s.busy, s.available)).collect();
+    Est { value: ratio(busy, available), se: batch_se(&xs) }
 }
 
 #[cfg(test)]
