@@ -155,6 +155,42 @@ pub struct ArchiveQuery {
     pub limit: usize,
 }
 
+/// A bounded walk over archived conversations, newest (largest id) first, for searches whose
+/// other conditions the caller checks itself.
+///
+/// Cost: one call reads at most `window` entries of one index below `before_conversation`:
+/// that customer's conversations (index `(tenant, customer, conversation)`) when `customer`
+/// is set, else the tenant's (primary key). The time bounds only filter what the window
+/// holds, except that a window reaching conversations opened before `opened_from_ms` ends
+/// the walk: a tenant's conversation ids grow with its clock, so every smaller id opened
+/// earlier still.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveScan {
+    /// Only this customer's, if set.
+    pub customer: Option<String>,
+    /// Continuation: only conversations with a smaller id (`u64::MAX` from the newest).
+    pub before_conversation: u64,
+    /// Bounds (ms), each if set: opened at or after / before, ended at or after / before.
+    pub opened_from_ms: Option<u64>,
+    pub opened_before_ms: Option<u64>,
+    pub ended_from_ms: Option<u64>,
+    pub ended_before_ms: Option<u64>,
+    /// Index entries read at most.
+    pub window: usize,
+    /// Matches returned at most.
+    pub limit: usize,
+}
+
+/// What one [`ArchiveScan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveWindow {
+    /// Matches, descending by conversation.
+    pub rows: Vec<Archived>,
+    /// Every match with an id in `[resume_before, before_conversation)` is in `rows`; the
+    /// next call continues with `before_conversation = resume_before`. `None`: nothing below.
+    pub resume_before: Option<u64>,
+}
+
 /// A fencing token: the shard a tenant lives in and the epoch under which the writer owns it.
 /// In a cluster the epoch is the create revision of the shard's ownership key in etcd, so a
 /// later owner always holds a larger one. [`Store::raise_fence`] records a new owner's epoch;
@@ -294,6 +330,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored record of a customer (see [`Batch::customers`]), if any.
     fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>>;
+
+    /// A bounded walk over archived conversations (see [`ArchiveScan`] for its cost).
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow>;
+
+    /// Up to `limit` stored customer records with an id greater than `after`, ascending by
+    /// id (primary key walk; the caller filters on what the bodies hold).
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>>;
 
     /// Retention, as one fenced write: deletes the archived conversations with
     /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries

@@ -14,8 +14,8 @@ use postgres::{Client, IsolationLevel, NoTls, Statement};
 use crate::schema::{self, ARCHIVE_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, Archived, Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats,
-    Store, StreamEntry, pg_writer,
+    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, CustomerRecord, Error, Fence, Loaded,
+    LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -421,6 +421,52 @@ impl Store for PostgresStore {
             Ok(client.query_opt(&s.customer, &[&tenant, &customer])?.map(|row| row.get(0)))
         })
     }
+
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
+        let ((floor_sql, floor_params), matches) = schema::archive_scan('$', tenant, scan);
+        let scan = scan.clone();
+        self.readers.with(move |client, _| {
+            let floor = client
+                .query_opt(floor_sql.as_str(), &sql_params(&floor_params))?
+                .map(|row| (unsigned(row.get(0)), unsigned(row.get(1))));
+            let (sql, params) = matches(floor.map(|(c, _)| c));
+            let rows: Vec<Archived> =
+                client.query(sql.as_str(), &sql_params(&params))?.iter().map(archived).collect();
+            let resume_before = schema::archive_resume(&scan, &rows, floor);
+            Ok(ArchiveWindow { rows, resume_before })
+        })
+    }
+
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let (tenant, after, limit) = (tenant.to_owned(), after.to_owned(), count(limit));
+        self.readers.with(move |client, _| {
+            let rows = client.query(
+                "SELECT customer, body FROM customers WHERE tenant = $1 AND customer > $2 \
+                 ORDER BY customer LIMIT $3",
+                &[&tenant, &after, &limit],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|row| CustomerRecord { customer: row.get(0), body: row.get(1) })
+                .collect())
+        })
+    }
+}
+
+/// Listing parameters as PostgreSQL parameters.
+fn sql_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| match param {
+            Param::Text(text) => text as &(dyn postgres::types::ToSql + Sync),
+            Param::Int(int) => int as &(dyn postgres::types::ToSql + Sync),
+        })
+        .collect()
 }
 
 /// An `archive` row read as [`ARCHIVE_COLUMNS`].

@@ -280,3 +280,87 @@ pub(crate) fn archive_listing(
     );
     (sql, params)
 }
+
+/// The SQL of an [`crate::ArchiveScan`]: the query for the last index entry of its window
+/// (`conversation, opened_at_ms`, with `OFFSET window - 1`) and the query for its matches,
+/// each with its parameters, `$n` or `?n` placeholders after `sigil`.
+pub(crate) fn archive_scan(
+    sigil: char,
+    tenant: &str,
+    scan: &crate::ArchiveScan,
+) -> ((String, Vec<Param>), impl Fn(Option<u64>) -> (String, Vec<Param>) + Send + use<>) {
+    let mut params = vec![Param::Text(tenant.to_owned())];
+    let mut walk = vec![format!("tenant = {sigil}1")];
+    if let Some(customer) = &scan.customer {
+        params.push(Param::Text(customer.clone()));
+        walk.push(format!("customer = {sigil}{}", params.len()));
+    }
+    params.push(Param::Int(bound(scan.before_conversation)));
+    walk.push(format!("conversation < {sigil}{}", params.len()));
+    let hint = match (sigil, &scan.customer) {
+        ('?', Some(_)) => " INDEXED BY archive_by_customer",
+        _ => "",
+    };
+    let mut floor_params = params.clone();
+    floor_params.push(Param::Int(count(scan.window.saturating_sub(1))));
+    let floor = (
+        format!(
+            "SELECT conversation, opened_at_ms FROM archive{hint} WHERE {} \
+             ORDER BY conversation DESC LIMIT 1 OFFSET {sigil}{}",
+            walk.join(" AND "),
+            floor_params.len()
+        ),
+        floor_params,
+    );
+    let bounds = [
+        ("opened_at_ms", ">=", scan.opened_from_ms),
+        ("opened_at_ms", "<", scan.opened_before_ms),
+        ("ended_at_ms", ">=", scan.ended_from_ms),
+        ("ended_at_ms", "<", scan.ended_before_ms),
+    ];
+    let limit = scan.limit;
+    let matches = move |floor: Option<u64>| {
+        let (mut params, mut conditions) = (params.clone(), walk.clone());
+        let mut add = |column: &str, op: &str, value: u64| {
+            params.push(Param::Int(bound(value)));
+            conditions.push(format!("{column} {op} {sigil}{}", params.len()));
+        };
+        if let Some(floor) = floor {
+            add("conversation", ">=", floor);
+        }
+        for (column, op, value) in bounds {
+            if let Some(value) = value {
+                add(column, op, value);
+            }
+        }
+        params.push(Param::Int(count(limit)));
+        let sql = format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive{hint} WHERE {} \
+             ORDER BY conversation DESC LIMIT {sigil}{}",
+            conditions.join(" AND "),
+            params.len()
+        );
+        (sql, params)
+    };
+    (floor, matches)
+}
+
+/// Where an [`crate::ArchiveScan`] continues, from its matches and the last entry of its
+/// window (`None`: the window reached the tenant's or customer's oldest conversation).
+pub(crate) fn archive_resume(
+    scan: &crate::ArchiveScan,
+    rows: &[crate::Archived],
+    floor: Option<(u64, u64)>,
+) -> Option<u64> {
+    if rows.len() >= scan.limit
+        && let Some(last) = rows.last()
+    {
+        return Some(last.conversation);
+    }
+    let (conversation, opened_at_ms) = floor?;
+    // Ids grow with the tenant's clock: below a conversation opened too early, all were.
+    if scan.opened_from_ms.is_some_and(|from| opened_at_ms < from) {
+        return None;
+    }
+    Some(conversation)
+}
