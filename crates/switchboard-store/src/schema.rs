@@ -281,6 +281,9 @@ pub(crate) fn archive_listing(
     (sql, params)
 }
 
+/// A statement and its parameters.
+pub(crate) type Sql = (String, Vec<Param>);
+
 /// The SQL of an [`crate::ArchiveScan`]: the query for the last index entry of its window
 /// (`conversation, opened_at_ms`, with `OFFSET window - 1`) and the query for its matches,
 /// each with its parameters, `$n` or `?n` placeholders after `sigil`.
@@ -288,7 +291,7 @@ pub(crate) fn archive_scan(
     sigil: char,
     tenant: &str,
     scan: &crate::ArchiveScan,
-) -> ((String, Vec<Param>), impl Fn(Option<u64>) -> (String, Vec<Param>) + Send + use<>) {
+) -> (Sql, impl Fn(Option<u64>) -> Sql + Send + use<>) {
     let mut params = vec![Param::Text(tenant.to_owned())];
     let mut walk = vec![format!("tenant = {sigil}1")];
     if let Some(customer) = &scan.customer {

@@ -171,7 +171,7 @@ pub async fn conversations(
                     ids.push((*n, Some(body.as_slice())));
                 }
             }
-            ids.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            ids.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
             ids.dedup_by_key(|(n, _)| *n);
             // Only the newest `size` can be on this page.
             let complete = ids.len() <= size;
@@ -237,7 +237,7 @@ pub async fn conversations(
             page.push((n, Err(a)));
         }
     }
-    page.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    page.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
     let next = if page.len() > size {
         page.truncate(size);
         page.last().map_or(0, |(n, _)| *n)
