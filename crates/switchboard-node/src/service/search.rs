@@ -73,6 +73,14 @@ fn token(kind: &str, filter: &str, at: &str) -> String {
     super::page_token(kind, &format!("{}.{at}", filter_key(filter)))
 }
 
+/// The acting agent whose scope limits a search: `None` for the whole tenant (no acting
+/// agent, or one with the supervisor flag).
+fn limited(s: &TenantState, viewer: Option<&str>) -> Result<Option<AgentId>, Error> {
+    let Some(id) = viewer else { return Ok(None) };
+    let a = s.agent("agent", id)?;
+    Ok((!s.is_supervisor(a)).then_some(a))
+}
+
 /// A conversation filter with the tenant's numbers, and the viewer's scope.
 #[derive(Debug, Clone, Default)]
 struct Resolved {
@@ -94,13 +102,7 @@ impl Resolved {
         f: &filter::Conversations,
         viewer: Option<&str>,
     ) -> Result<Self, Error> {
-        let viewer = match viewer {
-            Some(id) => {
-                let a = s.agent("agent", id)?;
-                (!s.is_supervisor(a)).then_some(a)
-            }
-            None => None,
-        };
+        let viewer = limited(s, viewer)?;
         let agent = f.agent.as_deref().map(|a| s.agents.get(a).map(AgentId));
         let group = f.group.as_deref().map(|g| s.groups.get(g).map(GroupId));
         Ok(Resolved {
@@ -316,13 +318,7 @@ pub async fn customers(
 
     let page = registry
         .read(tenant, move |s| -> Result<_, Error> {
-            let viewer = match viewer.as_deref() {
-                Some(id) => {
-                    let a = s.agent("agent", id)?;
-                    (!s.is_supervisor(a)).then_some(a)
-                }
-                None => None,
-            };
+            let viewer = limited(s, viewer.as_deref())?;
             let in_scope = |name: &str, c: Option<&switchboard_core::engine::Customer>| {
                 viewer.is_none_or(|a| crate::scope::customer(s, a, name, c).is_ok())
             };
