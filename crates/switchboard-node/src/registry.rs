@@ -670,6 +670,16 @@ mod tests {
         ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
             self.inner.scan_customers(tenant, after, limit)
         }
+        fn find_customers(
+            &self,
+            tenant: &str,
+            field: switchboard_store::ContactField,
+            value: &str,
+            after: &str,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
+            self.inner.find_customers(tenant, field, value, after, limit)
+        }
         fn archived(
             &self,
             tenant: &str,

@@ -116,6 +116,34 @@ pub struct CustomerRecord {
     pub customer: String,
     /// Opaque to the store (the node's encoding of the customer).
     pub body: Vec<u8>,
+    /// Contact data, indexed where set for [`Store::find_customers`].
+    pub contact: Contact,
+}
+
+/// A stored customer's contact data (empty: not set, and not indexed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contact {
+    pub remark_name: String,
+    pub phone: String,
+    pub email: String,
+}
+
+/// Which contact field a [`Store::find_customers`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    RemarkName,
+    Phone,
+    Email,
+}
+
+impl ContactField {
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            ContactField::RemarkName => "remark_name",
+            ContactField::Phone => "phone",
+            ContactField::Email => "email",
+        }
+    }
 }
 
 /// An ended conversation as the node archived it: written when it ends, rewritten by the few
@@ -339,6 +367,18 @@ pub trait Store: Send + Sync + 'static {
     fn scan_customers(
         &self,
         tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>>;
+
+    /// Up to `limit` stored customers whose `field` equals `value` (not empty), with an id
+    /// greater than `after`, ascending by id: one walk of that field's index
+    /// `(tenant, field, customer)`, which holds only customers with the field set.
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
         after: &str,
         limit: usize,
     ) -> Result<Vec<CustomerRecord>>;

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
-use crate::schema::{self, ARCHIVE_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned};
+use crate::schema::{
+    self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned,
+};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, CustomerRecord, Error, Fence, Loaded,
-    LogRecord, Message, Pending, Result, Stats, Store, StreamEntry, pg_writer,
+    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Contact, ContactField, CustomerRecord,
+    Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry,
+    pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -252,6 +255,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         tx.batch_execute(MIGRATE_V3)?;
         version = 3;
     }
+    if version < 4 {
+        tx.batch_execute(schema::MIGRATE_V4)?;
+        version = 4;
+    }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])?;
@@ -445,16 +452,42 @@ impl Store for PostgresStore {
     ) -> Result<Vec<CustomerRecord>> {
         let (tenant, after, limit) = (tenant.to_owned(), after.to_owned(), count(limit));
         self.readers.with(move |client, _| {
-            let rows = client.query(
-                "SELECT customer, body FROM customers WHERE tenant = $1 AND customer > $2 \
-                 ORDER BY customer LIMIT $3",
-                &[&tenant, &after, &limit],
-            )?;
-            Ok(rows
+            let sql = format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant = $1 AND customer > $2 \
+                 ORDER BY customer LIMIT $3"
+            );
+            Ok(client
+                .query(sql.as_str(), &[&tenant, &after, &limit])?
                 .iter()
-                .map(|row| CustomerRecord { customer: row.get(0), body: row.get(1) })
+                .map(customer)
                 .collect())
         })
+    }
+
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let sql = schema::find_customers_sql('$', field);
+        let (tenant, value, after, limit) =
+            (tenant.to_owned(), value.to_owned(), after.to_owned(), count(limit));
+        self.readers.with(move |client, _| {
+            let rows = client.query(sql.as_str(), &[&tenant, &value, &after, &limit])?;
+            Ok(rows.iter().map(customer).collect())
+        })
+    }
+}
+
+/// A `customers` row read as [`CUSTOMER_COLUMNS`].
+fn customer(row: &postgres::Row) -> CustomerRecord {
+    CustomerRecord {
+        customer: row.get(0),
+        body: row.get(1),
+        contact: Contact { remark_name: row.get(2), phone: row.get(3), email: row.get(4) },
     }
 }
 

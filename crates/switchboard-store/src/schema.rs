@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -119,6 +119,20 @@ INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
 DROP TABLE requests;
 ";
 
+/// Version 4: stored customers' contact data (remark name, phone, e-mail) in columns, each
+/// with a partial index `(tenant, field, customer)` for the customer search. Partial: a
+/// customer without that field (most anonymous visitors) costs no entry. Rows stored before
+/// keep empty columns until the customer is stored again. Plain SQL that PostgreSQL runs too.
+pub(crate) const MIGRATE_V4: &str = "
+ALTER TABLE customers ADD COLUMN remark_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE customers ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE customers ADD COLUMN email TEXT NOT NULL DEFAULT '';
+CREATE INDEX customers_by_remark_name ON customers (tenant, remark_name, customer)
+    WHERE remark_name <> '';
+CREATE INDEX customers_by_phone ON customers (tenant, phone, customer) WHERE phone <> '';
+CREATE INDEX customers_by_email ON customers (tenant, email, customer) WHERE email <> '';
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -187,6 +201,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 3 {
         tx.execute_batch(MIGRATE_V3)?;
         version = 3;
+    }
+    if version < 4 {
+        tx.execute_batch(MIGRATE_V4)?;
+        version = 4;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;
@@ -366,4 +384,20 @@ pub(crate) fn archive_resume(
         return None;
     }
     Some(conversation)
+}
+
+/// Columns of `customers` in the order [`crate::CustomerRecord`] is read back from them.
+pub(crate) const CUSTOMER_COLUMNS: &str = "customer, body, remark_name, phone, email";
+
+/// The SQL of a [`crate::Store::find_customers`] with `sigil` placeholders: tenant, value,
+/// after, limit. The partial index's condition is repeated so that the planner may use it.
+pub(crate) fn find_customers_sql(sigil: char, field: crate::ContactField) -> String {
+    let column = field.column();
+    let hint =
+        if sigil == '?' { format!(" INDEXED BY customers_by_{column}") } else { String::new() };
+    format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers{hint} \
+         WHERE tenant = {sigil}1 AND {column} = {sigil}2 AND {column} <> '' \
+         AND customer > {sigil}3 ORDER BY customer LIMIT {sigil}4"
+    )
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::schema::{self, ARCHIVE_COLUMNS, Param, bound, count, id, unsigned};
+use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, CustomerRecord, Fence, Loaded,
-    LogRecord, Message, Pending, Result, Store, StreamEntry,
+    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, Contact, ContactField,
+    CustomerRecord, Fence, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry,
 };
 
 /// The database file's name inside the data directory.
@@ -326,16 +326,40 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<CustomerRecord>> {
         self.readers.with(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT customer, body FROM customers WHERE tenant = ?1 AND customer > ?2 \
-                 ORDER BY customer LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![tenant, after, count(limit)], |row| {
-                Ok(CustomerRecord { customer: row.get(0)?, body: row.get(1)? })
-            })?;
+            let sql = format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant = ?1 AND customer > ?2 \
+                 ORDER BY customer LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![tenant, after, count(limit)], customer)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let sql = schema::find_customers_sql('?', field);
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![tenant, value, after, count(limit)], customer)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+/// A `customers` row read as [`CUSTOMER_COLUMNS`].
+fn customer(row: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerRecord> {
+    Ok(CustomerRecord {
+        customer: row.get(0)?,
+        body: row.get(1)?,
+        contact: Contact { remark_name: row.get(2)?, phone: row.get(3)?, email: row.get(4)? },
+    })
 }
 
 /// Listing parameters as SQLite values.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{Backend, archived, command, entry, entry_about, message, record};
 use switchboard_store::{
-    ArchiveQuery, ArchiveScan, Archived, Batch, CustomerRecord, Error, Fence, LogRecord, Store,
+    ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField, CustomerRecord, Error,
+    Fence, LogRecord, Store,
 };
 
 async fn append_then_read_everything_back<B: Backend>() {
@@ -424,6 +425,7 @@ async fn customer_records_upsert_and_read_back<B: Backend>() {
     let record = |customer: &str, body: &[u8]| switchboard_store::CustomerRecord {
         customer: customer.into(),
         body: body.to_vec(),
+        contact: Contact::default(),
     };
     let evicted =
         Batch { customers: vec![record("u1", b"one"), record("u2", b"two")], ..command("acme", 1) };
@@ -832,13 +834,43 @@ async fn archive_scans_are_bounded_and_resume_without_gaps<B: Backend>() {
     // Customers by id, from after a position.
     let records: Vec<CustomerRecord> = ["u1", "u2", "u3"]
         .iter()
-        .map(|c| CustomerRecord { customer: (*c).into(), body: c.as_bytes().to_vec() })
+        .map(|c| CustomerRecord {
+            customer: (*c).into(),
+            body: c.as_bytes().to_vec(),
+            contact: Contact { phone: format!("138{c}"), ..Contact::default() },
+        })
         .collect();
     let batch = Batch { tenant: "acme".into(), customers: records.clone(), ..Batch::default() };
     store.append(batch).await.unwrap();
     assert_eq!(store.scan_customers("acme", "", 2).unwrap(), records[..2].to_vec());
     assert_eq!(store.scan_customers("acme", "u2", 2).unwrap(), records[2..].to_vec());
     assert_eq!(store.scan_customers("other", "", 2).unwrap(), vec![]);
+
+    // By contact data: the field's index, from after a position; a later upsert moves the
+    // customer in the index, and an empty field is in none.
+    let phone = |value: &str, after: &str| -> Vec<String> {
+        let found = store.find_customers("acme", ContactField::Phone, value, after, 10).unwrap();
+        found.into_iter().map(|r| r.customer).collect()
+    };
+    assert_eq!(phone("138u2", ""), vec!["u2"]);
+    assert_eq!(phone("138u2", "u2"), Vec::<String>::new());
+    let moved = CustomerRecord {
+        customer: "u2".into(),
+        body: b"u2 again".to_vec(),
+        contact: Contact {
+            remark_name: "VIP".into(),
+            phone: "138u1".into(),
+            email: "u2@example.com".into(),
+        },
+    };
+    let batch = Batch { tenant: "acme".into(), customers: vec![moved.clone()], ..Batch::default() };
+    store.append(batch).await.unwrap();
+    assert_eq!(phone("138u1", ""), vec!["u1", "u2"]);
+    assert_eq!(phone("138u2", ""), Vec::<String>::new());
+    let by = |field, value: &str| store.find_customers("acme", field, value, "", 10).unwrap();
+    assert_eq!(by(ContactField::Email, "u2@example.com"), vec![moved.clone()]);
+    assert_eq!(by(ContactField::RemarkName, "VIP"), vec![moved]);
+    assert_eq!(by(ContactField::Email, ""), vec![], "empty fields are not indexed");
 }
 
 /// Every test above, once per backend.

@@ -10,14 +10,16 @@
 //! of the two, so the next page (`before = low`) neither repeats nor skips anything, however
 //! conversations move from memory to the archive meanwhile (an id never changes, and memory
 //! is read before the archive, so one that ends in between is found in the archive).
-//! Customers come the same way in ascending id order, from memory and the `customers` table.
+//! Customers come the same way in ascending id order, from memory and the `customers` table:
+//! by the index of an exact remark name, phone or e-mail term (`Store::find_customers`), else
+//! a window of the table in id order (`Store::scan_customers`).
 
 use std::sync::Arc;
 
 use switchboard_core::engine::Actor;
 use switchboard_core::{AgentId, Conversation, GroupId, State};
 use switchboard_proto::v1 as pb;
-use switchboard_store::{ArchiveScan, CustomerRecord};
+use switchboard_store::{ArchiveScan, ContactField, CustomerRecord};
 use tonic::Status;
 
 use super::filter::{self, Range};
@@ -33,7 +35,7 @@ pub const DEFAULT_SIZE: usize = 50;
 pub const MAX_SIZE: usize = 500;
 /// Archive index entries one page reads at most.
 pub const ARCHIVE_WINDOW: usize = 1000;
-/// Stored customers one page reads at most.
+/// Stored customers one page reads at most (matches of an exact term, or rows of a scan).
 pub const CUSTOMER_WINDOW: usize = 2000;
 
 fn size(page_size: u32) -> usize {
@@ -305,12 +307,22 @@ pub async fn customers(
         crate::names::check_id("page_token", &after).map_err(|_| bad_token())?;
     }
 
+    // An exact term walks its field's index; otherwise (no term, or only a phone prefix)
+    // the stored customers are read in id order, a window at a time.
+    let exact = match (&f.phone, &f.email, &f.remark_name) {
+        (Some(phone), _, _) if !f.phone_prefix => Some((ContactField::Phone, phone.clone())),
+        (_, Some(email), _) => Some((ContactField::Email, email.clone())),
+        (_, _, Some(remark)) => Some((ContactField::RemarkName, remark.clone())),
+        _ => None,
+    };
     let (store, name, from) = (Arc::clone(registry.store()), tenant.to_owned(), after.clone());
-    let stored: Vec<CustomerRecord> =
-        tokio::task::spawn_blocking(move || store.scan_customers(&name, &from, CUSTOMER_WINDOW))
-            .await
-            .map_err(|e| Status::unavailable(format!("store read interrupted: {e}")))?
-            .map_err(Error::from)?;
+    let stored: Vec<CustomerRecord> = tokio::task::spawn_blocking(move || match exact {
+        Some((field, value)) => store.find_customers(&name, field, &value, &from, CUSTOMER_WINDOW),
+        None => store.scan_customers(&name, &from, CUSTOMER_WINDOW),
+    })
+    .await
+    .map_err(|e| Status::unavailable(format!("store read interrupted: {e}")))?
+    .map_err(Error::from)?;
     // Every stored customer up to `stored_high` was read (`None`: all of them).
     let stored_high =
         (stored.len() >= CUSTOMER_WINDOW).then(|| stored.last().map(|r| r.customer.clone()));
