@@ -274,6 +274,7 @@ KNOWN_KEYS = {
     "auth": {"token_keys", "leeway_seconds"},
     "tls": {"cert_file", "key_file", "client_ca_file", "reload_seconds"},
     "limits": {"tenant_requests_per_second", "tenant_burst", "streams_per_agent"},
+    "webhooks": {"initial_backoff_ms", "max_backoff_ms", "max_attempts", "timeout_ms", "ca_file"},
 }
 
 

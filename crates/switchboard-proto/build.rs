@@ -3,10 +3,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let mut files: Vec<_> = ["common", "admin", "channel", "agent", "supervisor", "events"]
-        .iter()
-        .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
-        .collect();
+    let mut files: Vec<_> =
+        ["common", "admin", "channel", "agent", "supervisor", "events", "webhooks"]
+            .iter()
+            .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
+            .collect();
     files.push(root.join("switchboard/internal/v1/log.proto"));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()

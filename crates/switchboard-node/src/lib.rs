@@ -10,6 +10,7 @@
 //! - [`apply`]: one logged command applied to a tenant's state (the proto → core boundary).
 //! - [`service`]: the gRPC services; [`server`] assembles them.
 //! - [`auth`]: bearer tokens, the per-method policy, rate and stream limits, TLS.
+//! - [`webhooks`]: delivering the tenant's events to HTTP endpoints.
 
 pub mod apply;
 pub mod archive;
@@ -29,6 +30,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod tenant;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use server::{NodeConfig, serve};

@@ -54,6 +54,10 @@ pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
 pub const BUILD_INFO: &str = "switchboard_build_info";
 
+// Webhooks (labels: tenant, outcome).
+pub const WEBHOOK_DELIVERIES: &str = "switchboard_webhook_deliveries_total";
+pub const WEBHOOK_DELIVERY_SECONDS: &str = "switchboard_webhook_delivery_seconds";
+
 // The process series every Prometheus client library exports, added to each scrape by the
 // `switchboard` binary's exporter (read from the OS at that moment).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
@@ -78,6 +82,10 @@ pub const SIZE_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 pub const ETCD_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
+/// Bucket bounds (seconds) of webhook attempts.
+pub const WEBHOOK_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// Every histogram with its buckets, for the exporter (histograms, never summaries).
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (QUEUE_WAIT, WAIT_BUCKETS),
@@ -86,6 +94,7 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (ASSIGNMENT_DECISION, APPLY_BUCKETS),
     (SNAPSHOT_BYTES, SIZE_BUCKETS),
     (ETCD_REQUEST_SECONDS, ETCD_BUCKETS),
+    (WEBHOOK_DELIVERY_SECONDS, WEBHOOK_BUCKETS),
     (crate::grpc_metrics::HANDLING_SECONDS, crate::grpc_metrics::HANDLING_BUCKETS),
 ];
 
@@ -174,6 +183,17 @@ pub fn describe() {
     describe_gauge!(ACTORS, "Live actors, by kind.");
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts and their fate, by tenant and outcome: delivered (2xx), \
+         failed (retried later), dead_lettered (retry budget spent), lost (trimmed from the \
+         event stream before delivery)."
+    );
+    describe_histogram!(
+        WEBHOOK_DELIVERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one webhook attempt (connect, send, status), by tenant."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; labels carry the version.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Zero until the cluster module or the node says otherwise, so every series exists.

@@ -30,11 +30,13 @@ use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 pub struct Options {
     /// Commands between snapshots of a tenant.
     pub snapshot_every: u64,
+    /// How webhook deliveries are retried.
+    pub webhooks: crate::webhooks::Options,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { snapshot_every: 10_000 }
+        Options { snapshot_every: 10_000, webhooks: crate::webhooks::Options::default() }
     }
 }
 
@@ -170,6 +172,7 @@ impl Registry {
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
             fence,
+            webhooks: self.inner.options.webhooks.clone(),
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await
@@ -265,6 +268,7 @@ impl Registry {
             hub: self.inner.hub.clone(),
             snapshot_every: self.inner.options.snapshot_every,
             fence,
+            webhooks: self.inner.options.webhooks.clone(),
         };
         let (actor, _) = Actor::spawn(None, TenantActor, args)
             .await

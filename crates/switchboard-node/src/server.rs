@@ -44,6 +44,8 @@ pub struct NodeConfig {
     /// TLS certificate files; `None` serves plain HTTP/2.
     pub tls: Option<crate::auth::tls::TlsFiles>,
     pub limits: crate::auth::limits::LimitsConfig,
+    /// How webhook deliveries are retried.
+    pub webhooks: crate::webhooks::Options,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +60,7 @@ impl Default for NodeConfig {
             auth: None,
             tls: None,
             limits: crate::auth::limits::LimitsConfig::default(),
+            webhooks: crate::webhooks::Options::default(),
         }
     }
 }
@@ -84,7 +87,8 @@ pub async fn serve(
         None => Arc::new(SqliteStore::open(&config.data_dir, SqliteOptions::default())?),
     };
     let hub = Hub::default();
-    let options = Options { snapshot_every: config.snapshot_every };
+    let options =
+        Options { snapshot_every: config.snapshot_every, webhooks: config.webhooks.clone() };
     crate::metrics::describe();
     let (reporter, health) = tonic_health::server::health_reporter();
     let (registry, ownership, membership) = match config.cluster.clone() {

@@ -126,6 +126,13 @@ pub struct TenantState {
     /// Defaulted for snapshots taken before it existed (the log after them still sets it).
     #[serde(default)]
     pub last_at: Timestamp,
+    /// HTTP webhooks by id, with their delivery cursors. Defaulted for older snapshots.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, crate::webhooks::Webhook>,
+    /// Where the agents were last told each waiting conversation waits (the live unaccepted
+    /// list, `apply::unaccepted`). Defaulted for older snapshots.
+    #[serde(default)]
+    pub unaccepted: crate::apply::unaccepted::Unaccepted,
 }
 
 /// Leading byte of a snapshot in the compact encoding (MessagePack, fields by position). An

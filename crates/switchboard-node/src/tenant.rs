@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::metrics as m;
 use crate::state::TenantState;
+use crate::webhooks::Deliverers;
 
 pub type Reply = RpcReplyPort<Result<response::Result, tonic::Status>>;
 
@@ -60,6 +61,8 @@ pub struct TenantArgs {
     pub snapshot_every: u64,
     /// The shard and epoch every write carries (the default on a single node).
     pub fence: Fence,
+    /// How webhook deliveries are retried.
+    pub webhooks: crate::webhooks::Options,
 }
 
 #[derive(Debug)]
@@ -112,6 +115,8 @@ pub struct Running {
     last_now: Timestamp,
     armed: Option<(Timestamp, tokio::task::JoinHandle<()>)>,
     sampler: tokio::task::JoinHandle<()>,
+    /// The tenant's webhook deliverers; they stop with the actor.
+    deliverers: Option<Deliverers>,
 }
 
 /// Housekeeping whose failure must not stop the tenant: logged, then done.
@@ -212,7 +217,16 @@ impl Actor for TenantActor {
         // The tenant's time never goes before its last logged time, whatever this node's
         // wall clock says (it may be behind the previous owner's, or set back).
         let last_at = args.state.last_at;
+        let deliverers = Deliverers::spawn(
+            args.tenant.clone(),
+            myself.clone(),
+            args.store.clone(),
+            args.hub.clone(),
+            args.webhooks.clone(),
+            args.state.webhooks.clone(),
+        );
         let mut running = Running {
+            deliverers: Some(deliverers),
             sampler,
             last_now: last_at,
             state: args.state,
@@ -240,6 +254,7 @@ impl Actor for TenantActor {
             timer.abort();
         }
         running.sampler.abort();
+        running.deliverers = None;
         metrics::gauge!(m::ACTORS, "kind" => "tenant").decrement(1.0);
         Ok(())
     }
@@ -371,6 +386,7 @@ impl Running {
             customer: loaded.customer,
         };
         let kind = op_kind(&cmd);
+        let webhooks_changed = matches!(cmd.op, Some(Op::PutWebhook(_) | Op::DeleteWebhook(_)));
         let started = tokio::time::Instant::now();
         match apply::apply(&mut self.state, &cmd) {
             Err(e) => {
@@ -381,6 +397,9 @@ impl Running {
             }
             Ok((response, output)) => {
                 m::applied(&self.state, kind, started.elapsed(), &output);
+                if webhooks_changed && let Some(deliverers) = &self.deliverers {
+                    deliverers.update(&self.state.webhooks);
+                }
                 self.log_seq += 1;
                 let response_bytes = response.encode_to_vec();
                 let mut moved = Moved { seq: self.log_seq, ..Moved::default() };
@@ -581,6 +600,7 @@ fn item_conversation(item: &switchboard_proto::internal::v1::StreamItem) -> Opti
         Item::Outbound(m) => &m.conversation,
         Item::AgentEvent(e) => &e.conversation,
         Item::Event(e) => &e.conversation,
+        Item::WebhookDeadLetter(_) => return None,
     };
     crate::names::conversation("conversation", name).ok().map(|(_, n)| n)
 }
@@ -621,6 +641,9 @@ pub fn op_kind(cmd: &Command) -> &'static str {
         Some(Op::EndBatch(_)) => "end_batch",
         Some(Op::SupervisorEnd(_)) => "supervisor_end",
         Some(Op::SetBotHosting(_)) => "set_bot_hosting",
+        Some(Op::PutWebhook(_)) => "put_webhook",
+        Some(Op::DeleteWebhook(_)) => "delete_webhook",
+        Some(Op::WebhookProgress(_)) => "webhook_progress",
         Some(Op::Advance(_)) => "advance",
         None => "empty",
     }

@@ -38,6 +38,38 @@ pub struct Config {
     pub auth: Auth,
     pub tls: Tls,
     pub limits: Limits,
+    pub webhooks: Webhooks,
+}
+
+/// HTTP webhook delivery (the webhooks themselves are configured per tenant over the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// Wait after an event's first failed attempt, in milliseconds; doubled after each
+    /// further failure up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between two attempts, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Attempts per event before it is recorded as a dead letter and delivery moves on.
+    pub max_attempts: u32,
+    /// Time allowed for one attempt (connect, send, status line), in milliseconds.
+    pub timeout_ms: u64,
+    /// PEM bundle of the certificate authorities https endpoints are verified against.
+    pub ca_file: PathBuf,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        let d = switchboard_node::webhooks::Options::default();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Webhooks {
+            initial_backoff_ms: ms(d.initial_backoff),
+            max_backoff_ms: ms(d.max_backoff),
+            max_attempts: d.max_attempts,
+            timeout_ms: ms(d.timeout),
+            ca_file: d.ca_file,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,6 +441,18 @@ impl Config {
         if self.tls.reload_seconds == 0 {
             bail!("tls.reload_seconds must be at least 1");
         }
+        let w = &self.webhooks;
+        if w.initial_backoff_ms == 0 || w.max_backoff_ms < w.initial_backoff_ms {
+            bail!(
+                "webhooks.initial_backoff_ms must be at least 1 and webhooks.max_backoff_ms at least as large"
+            );
+        }
+        if w.max_attempts == 0 {
+            bail!("webhooks.max_attempts must be at least 1");
+        }
+        if w.timeout_ms == 0 {
+            bail!("webhooks.timeout_ms must be at least 1");
+        }
         if self.limits.streams_per_agent == 0 {
             bail!("limits.streams_per_agent must be at least 1");
         }
@@ -483,6 +527,13 @@ impl Config {
                 tenant_requests_per_second: f64::from(self.limits.tenant_requests_per_second),
                 tenant_burst: f64::from(self.limits.tenant_burst),
                 streams_per_agent: self.limits.streams_per_agent,
+            },
+            webhooks: switchboard_node::webhooks::Options {
+                initial_backoff: std::time::Duration::from_millis(self.webhooks.initial_backoff_ms),
+                max_backoff: std::time::Duration::from_millis(self.webhooks.max_backoff_ms),
+                max_attempts: self.webhooks.max_attempts,
+                timeout: std::time::Duration::from_millis(self.webhooks.timeout_ms),
+                ca_file: self.webhooks.ca_file.clone(),
             },
         })
     }

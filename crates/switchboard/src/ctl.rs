@@ -1,9 +1,7 @@
 //! `switchboard ctl`: a small client of the public API for the quick start and for operators.
-//! Responses print as the messages' pretty `Debug` form; gRPC errors print their code and
-//! message and make the command fail.
+//! Responses print as JSON, one object per line (`-o table` for a table; see `output`); gRPC
+//! errors print their code and message on stderr and make the command fail.
 
-use std::fmt::Debug;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +12,8 @@ use switchboard_proto::v1::admin_service_client::AdminServiceClient;
 use switchboard_proto::v1::agent_service_client::AgentServiceClient;
 use switchboard_proto::v1::channel_service_client::ChannelServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::output::{Format, Printer};
 
 /// Default address of `--addr`, the node's default gRPC address.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
@@ -33,6 +33,9 @@ pub struct Ctl {
     /// probe dialing 127.0.0.1 inside the pod)
     #[arg(long, global = true, env = "SWITCHBOARD_TLS_SERVER_NAME", value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// How responses print: json (one object per line, proto3 JSON) or table
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Json)]
+    pub output: Format,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -265,6 +268,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
     let mut admin = AdminServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut agents = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut channels = ChannelServiceClient::with_interceptor(channel, bearer);
+    let mut out = Printer::new(ctl.output);
     match ctl.command {
         Command::Health { service } => {
             let mut health = tonic_health::pb::health_client::HealthClient::new(admin_channel);
@@ -273,9 +277,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
             if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
                 bail!("not serving: {status:?}");
             }
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "SERVING")?;
-            Ok(())
+            out.text("status", "SERVING")
         }
         Command::Tenant(TenantCmd::Create { id, display_name }) => {
             let req = pb::CreateTenantRequest {
@@ -284,7 +286,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 settings: None,
                 request_id: request_id(),
             };
-            print(&call(admin.create_tenant(req).await)?)
+            out.one("switchboard.v1.Tenant", &call(admin.create_tenant(req).await)?)
         }
         Command::Group(GroupCmd::Put { tenant, group, display_name, offer_mode, strategy }) => {
             let policy = (offer_mode.is_some() || strategy.is_some()).then(|| pb::RoutingPolicy {
@@ -300,7 +302,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 request_id: request_id(),
                 update_mask: None,
             };
-            print(&call(admin.put_group(req).await)?)
+            out.one("switchboard.v1.Group", &call(admin.put_group(req).await)?)
         }
         Command::Agent(AgentCmd::Put { tenant, agent, groups, capacity, nickname, supervisor }) => {
             let req = pb::PutAgentRequest {
@@ -313,7 +315,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 request_id: request_id(),
                 update_mask: None,
             };
-            print(&call(admin.put_agent(req).await)?)
+            out.one("switchboard.v1.Agent", &call(admin.put_agent(req).await)?)
         }
         Command::Agent(AgentCmd::Status { tenant, agent, status }) => {
             let req = pb::SetStatusRequest {
@@ -321,7 +323,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 status: pb::AgentStatus::from(status).into(),
                 request_id: request_id(),
             };
-            print(&call(agents.set_status(req).await)?)
+            out.one("switchboard.v1.Agent", &call(agents.set_status(req).await)?)
         }
         Command::Agent(AgentCmd::Watch { tenant, agent, after }) => {
             let req = pb::StreamAgentEventsRequest {
@@ -329,7 +331,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 after_cursor: after,
             };
             let stream = call(agents.stream_events(req).await)?;
-            watch(stream).await
+            watch(stream, "switchboard.v1.AgentEvent", &mut out).await
         }
         Command::Agent(AgentCmd::Reply { tenant, agent, conversation, text }) => {
             let req = pb::SendMessageRequest {
@@ -339,7 +341,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 tag: pb::MessageTag::Unspecified.into(),
                 request_id: request_id(),
             };
-            print(&call(agents.send_message(req).await)?)
+            out.one("switchboard.v1.SendMessageResponse", &call(agents.send_message(req).await)?)
         }
         Command::Message(MessageCmd::Post { tenant, customer, text, channel, group }) => {
             let req = pb::PostMessageRequest {
@@ -352,18 +354,18 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 nickname: String::new(),
                 request_id: request_id(),
             };
-            print(&call(channels.post_message(req).await)?)
+            out.one("switchboard.v1.PostMessageResponse", &call(channels.post_message(req).await)?)
         }
         Command::Conversation(ConversationCmd::Get { tenant, number }) => {
             let req =
                 pb::GetConversationRequest { conversation: conversation_name(&tenant, number) };
-            print(&call(channels.get_conversation(req).await)?)
+            out.one("switchboard.v1.Conversation", &call(channels.get_conversation(req).await)?)
         }
         Command::Outbound(OutboundCmd::Watch { tenant, after }) => {
             let req =
                 pb::StreamOutboundRequest { tenant: tenant_name(&tenant), after_cursor: after };
             let stream = call(channels.stream_outbound(req).await)?;
-            watch(stream).await
+            watch(stream, "switchboard.v1.OutboundMessage", &mut out).await
         }
     }
 }
@@ -394,13 +396,17 @@ async fn connect(
 }
 
 /// Prints each message of a server stream as it arrives, until the stream ends or Ctrl-C.
-async fn watch<T: Debug>(mut stream: tonic::Streaming<T>) -> anyhow::Result<()> {
+async fn watch<T: prost::Message>(
+    mut stream: tonic::Streaming<T>,
+    full_name: &str,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             next = stream.message() => match next {
-                Ok(Some(message)) => print(&message)?,
+                Ok(Some(message)) => out.item(full_name, &message)?,
                 Ok(None) => return Ok(()),
                 Err(status) => return Err(status_error(status)),
             },
@@ -415,14 +421,6 @@ fn call<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow!("{:?} ({}): {}", status.code(), status.code() as i32, status.message())
-}
-
-/// Writes one response to stdout, flushed so watchers see each event at once.
-fn print<T: Debug>(message: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{message:#?}")?;
-    out.flush()?;
-    Ok(())
 }
 
 fn tenant_name(tenant: &str) -> String {

@@ -12,5 +12,6 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 mod exporter;
+pub mod output;
 pub mod serve;
 pub mod token;

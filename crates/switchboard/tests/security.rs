@@ -69,6 +69,8 @@ enum Name {
     /// An agent (or group) that does not exist (deletes must not disturb the fixture).
     Ghost,
     GhostGroup,
+    /// A webhook (none exists: a put is refused for its missing URL, a read is not found).
+    Webhook,
 }
 
 fn name(kind: Name, t: &str, me: &str, role: &str) -> String {
@@ -84,6 +86,7 @@ fn name(kind: Name, t: &str, me: &str, role: &str) -> String {
         Name::Customer => format!("tenants/{t}/customers/carol"),
         Name::Ghost => format!("tenants/{t}/agents/ghost"),
         Name::GhostGroup => format!("tenants/{t}/groups/ghost"),
+        Name::Webhook => format!("tenants/{t}/webhooks/crm"),
     }
 }
 
@@ -147,6 +150,11 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AdminService/DeleteGroup", Name::GhostGroup, "do"),
     ("AdminService/CreateTenant", Name::NewTenant, "o"),
     ("ChannelService/CloseConversation", Name::Conversation, "i"),
+    ("AdminService/PutWebhook", Name::Webhook, "do"),
+    ("AdminService/GetWebhook", Name::Webhook, "do"),
+    ("AdminService/ListWebhooks", Name::Tenant, "do"),
+    ("AdminService/DeleteWebhook", Name::Webhook, "do"),
+    ("AdminService/ListWebhookDeadLetters", Name::Webhook, "do"),
 ];
 
 /// Tenant `t`: group support, agent alice (serving conversation 1), supervisor boss.

@@ -136,7 +136,7 @@ async fn clients_use_tls_and_only_cluster_nodes_forward_calls() {
         .output()
         .unwrap();
     assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
-    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), r#"{"status":"SERVING"}"#);
 
     // Plain text to the TLS port gets nowhere.
     let plain = Endpoint::from_shared(node.grpc.clone()).unwrap().connect().await;

@@ -11,6 +11,8 @@ mod agent;
 mod channel;
 mod events;
 mod supervisor;
+pub mod unaccepted;
+pub mod webhooks;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
 use switchboard_core::{ConversationId, CustomerId, ReplyKind, Timestamp};
@@ -240,12 +242,17 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::SetBotHosting(r) => supervisor::set_bot_hosting(state, now, r, &mut out)?,
         Op::SupervisorEnd(r) => supervisor::end(state, now, r, &mut out)?,
 
+        Op::PutWebhook(r) => webhooks::put_webhook(state, now, r, &mut out)?,
+        Op::DeleteWebhook(r) => webhooks::delete_webhook(state, now, r, &mut out)?,
+        Op::WebhookProgress(r) => webhooks::progress(state, now, r, &mut out)?,
+
         Op::Advance(_) => {
             let effects = state.engine.advance(now);
             emit(state, now, effects, &mut out);
             response::Result::Empty(Default::default())
         }
     };
+    unaccepted::track(state, now, &mut out);
     // Accepted: this is now the latest logged time (replay sets it the same way).
     state.last_at = state.last_at.max(now);
     Ok((Response { result: Some(result) }, out))
@@ -346,6 +353,7 @@ fn push(state: &mut TenantState, out: &mut Output, stream: &str, mut item: Strea
         Some(stream_item::Item::Outbound(m)) => m.cursor = seq,
         Some(stream_item::Item::AgentEvent(e)) => e.cursor = seq,
         Some(stream_item::Item::Event(e)) => e.cursor = seq,
+        Some(stream_item::Item::WebhookDeadLetter(d)) => d.cursor = seq,
         None => {}
     }
     out.items.push((stream.to_owned(), seq, item));

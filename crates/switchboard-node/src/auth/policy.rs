@@ -137,6 +137,11 @@ pub const POLICY: &[(&str, Rule)] = &[
     ("/switchboard.v1.AdminService/GetCustomer", r(CUSTOMER_READ, ANY, READ)),
     ("/switchboard.v1.AdminService/ListCustomers", r(CUSTOMER_READ, ANY, READ)),
     ("/switchboard.v1.AdminService/PutSharedQuickReplies", r(CONFIG, ANY, WRITE)),
+    ("/switchboard.v1.AdminService/PutWebhook", r(CONFIG, ANY, WRITE)),
+    ("/switchboard.v1.AdminService/GetWebhook", r(CONFIG, ANY, READ)),
+    ("/switchboard.v1.AdminService/ListWebhooks", r(CONFIG, ANY, READ)),
+    ("/switchboard.v1.AdminService/DeleteWebhook", r(CONFIG, ANY, WRITE)),
+    ("/switchboard.v1.AdminService/ListWebhookDeadLetters", r(CONFIG, ANY, READ)),
     ("/switchboard.v1.EventService/StreamEvents", r(EVENTS, ANY, READ)),
 ];
 

@@ -8,9 +8,15 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
-use super::{page, page_token, variant};
+use prost::Message as _;
+use switchboard_proto::internal::v1::StreamItem;
+use switchboard_proto::internal::v1::stream_item::Item;
+
+use super::{numeric_page, page, page_token, variant};
+use crate::apply::webhooks;
 use crate::auth::Call;
 use crate::convert::resources;
+use crate::error::Error;
 use crate::names;
 use crate::registry::Registry;
 use crate::state::{Ids, TenantState};
@@ -279,6 +285,127 @@ impl AdminService for Admin {
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutSharedQuickReplies(r), &request_id).await?;
         Ok(Response::new(variant!(result, QuickReplies)?))
+    }
+
+    async fn put_webhook(
+        &self,
+        request: Request<pb::PutWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, _) = names::child("name", &r.name, "webhooks").map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::PutWebhook(r), &request_id).await?;
+        Ok(Response::new(variant!(result, Webhook)?))
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<pb::GetWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("name", &r.name, "webhooks").map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let found = self
+            .registry
+            .read(&t, move |s: &TenantState| {
+                s.webhooks.get(&id).map(|w| webhooks::view(s, &id, w)).ok_or_else(|| {
+                    Error::NotFound(format!("name: webhook {id:?} of tenant {}", s.id))
+                })
+            })
+            .await??;
+        Ok(Response::new(found))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let (size, token) = page(r.page.as_ref(), "webhooks")?;
+        let (webhooks, next) = self
+            .registry
+            .read(&t, move |s: &TenantState| {
+                let after = (std::ops::Bound::Excluded(token), std::ops::Bound::Unbounded);
+                let mut page: Vec<_> = s
+                    .webhooks
+                    .range(after)
+                    .take(size + 1)
+                    .map(|(id, w)| webhooks::view(s, id, w))
+                    .collect();
+                let next = if page.len() > size {
+                    page.truncate(size);
+                    page.last()
+                        .and_then(|w| w.name.rsplit('/').next())
+                        .unwrap_or_default()
+                        .to_owned()
+                } else {
+                    String::new()
+                };
+                (page, next)
+            })
+            .await?;
+        let next_page_token = page_token("webhooks", &next);
+        Ok(Response::new(pb::ListWebhooksResponse { webhooks, next_page_token }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, _) = names::child("name", &r.name, "webhooks").map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let request_id = r.request_id.clone();
+        let result = self.registry.command(&t, Op::DeleteWebhook(r), &request_id).await?;
+        variant!(result, Empty)?;
+        Ok(Response::new(pb::DeleteWebhookResponse {}))
+    }
+
+    async fn list_webhook_dead_letters(
+        &self,
+        request: Request<pb::ListWebhookDeadLettersRequest>,
+    ) -> Result<Response<pb::ListWebhookDeadLettersResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("name", &r.name, "webhooks").map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let (size, after) = numeric_page(r.page.as_ref(), "dead_letters")?;
+        let known = id.clone();
+        self.registry
+            .read(&t, move |s: &TenantState| {
+                if s.webhooks.contains_key(&known) {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound(format!("name: webhook {known:?} of tenant {}", s.id)))
+                }
+            })
+            .await??;
+        let (store, tenant, stream) =
+            (self.registry.store().clone(), t.clone(), crate::webhooks::dead_letter_stream(&id));
+        let entries = tokio::task::spawn_blocking(move || {
+            store.read_stream(&tenant, &stream, after, size + 1)
+        })
+        .await
+        .map_err(|e| Status::unavailable(format!("store read interrupted: {e}")))?
+        .map_err(Error::from)?;
+        let mut dead_letters = Vec::new();
+        for entry in &entries {
+            let item = StreamItem::decode(entry.payload.as_slice())
+                .map_err(|e| Status::internal(format!("dead letter {}: {e}", entry.seq)))?;
+            if let Some(Item::WebhookDeadLetter(d)) = item.item {
+                dead_letters.push(d);
+            }
+        }
+        let next_page_token = if dead_letters.len() > size {
+            dead_letters.truncate(size);
+            let last = dead_letters.last().map(|d| d.cursor.to_string()).unwrap_or_default();
+            page_token("dead_letters", &last)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListWebhookDeadLettersResponse { dead_letters, next_page_token }))
     }
 }
 
