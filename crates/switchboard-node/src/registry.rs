@@ -662,6 +662,31 @@ mod tests {
             }
             self.inner.find_response(tenant, request_id)
         }
+        fn scan_archived(
+            &self,
+            tenant: &str,
+            scan: &switchboard_store::ArchiveScan,
+        ) -> switchboard_store::Result<switchboard_store::ArchiveWindow> {
+            self.inner.scan_archived(tenant, scan)
+        }
+        fn scan_customers(
+            &self,
+            tenant: &str,
+            after: &str,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
+            self.inner.scan_customers(tenant, after, limit)
+        }
+        fn find_customers(
+            &self,
+            tenant: &str,
+            field: switchboard_store::ContactField,
+            value: &str,
+            after: &str,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
+            self.inner.find_customers(tenant, field, value, after, limit)
+        }
         fn archived(
             &self,
             tenant: &str,

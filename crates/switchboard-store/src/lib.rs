@@ -116,6 +116,34 @@ pub struct CustomerRecord {
     pub customer: String,
     /// Opaque to the store (the node's encoding of the customer).
     pub body: Vec<u8>,
+    /// Contact data, indexed where set for [`Store::find_customers`].
+    pub contact: Contact,
+}
+
+/// A stored customer's contact data (empty: not set, and not indexed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contact {
+    pub remark_name: String,
+    pub phone: String,
+    pub email: String,
+}
+
+/// Which contact field a [`Store::find_customers`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    RemarkName,
+    Phone,
+    Email,
+}
+
+impl ContactField {
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            ContactField::RemarkName => "remark_name",
+            ContactField::Phone => "phone",
+            ContactField::Email => "email",
+        }
+    }
 }
 
 /// An ended conversation as the node archived it: written when it ends, rewritten by the few
@@ -153,6 +181,42 @@ pub struct ArchiveQuery {
     /// Page token: conversations with a larger id only.
     pub after_conversation: u64,
     pub limit: usize,
+}
+
+/// A bounded walk over archived conversations, newest (largest id) first, for searches whose
+/// other conditions the caller checks itself.
+///
+/// Cost: one call reads at most `window` entries of one index below `before_conversation`:
+/// that customer's conversations (index `(tenant, customer, conversation)`) when `customer`
+/// is set, else the tenant's (primary key). The time bounds only filter what the window
+/// holds, except that a window reaching conversations opened before `opened_from_ms` ends
+/// the walk: a tenant's conversation ids grow with its clock, so every smaller id opened
+/// earlier still.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveScan {
+    /// Only this customer's, if set.
+    pub customer: Option<String>,
+    /// Continuation: only conversations with a smaller id (`u64::MAX` from the newest).
+    pub before_conversation: u64,
+    /// Bounds (ms), each if set: opened at or after / before, ended at or after / before.
+    pub opened_from_ms: Option<u64>,
+    pub opened_before_ms: Option<u64>,
+    pub ended_from_ms: Option<u64>,
+    pub ended_before_ms: Option<u64>,
+    /// Index entries read at most.
+    pub window: usize,
+    /// Matches returned at most.
+    pub limit: usize,
+}
+
+/// What one [`ArchiveScan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveWindow {
+    /// Matches, descending by conversation.
+    pub rows: Vec<Archived>,
+    /// Every match with an id in `[resume_before, before_conversation)` is in `rows`; the
+    /// next call continues with `before_conversation = resume_before`. `None`: nothing below.
+    pub resume_before: Option<u64>,
 }
 
 /// A fencing token: the shard a tenant lives in and the epoch under which the writer owns it.
@@ -298,6 +362,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored record of a customer (see [`Batch::customers`]), if any.
     fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>>;
+
+    /// A bounded walk over archived conversations (see [`ArchiveScan`] for its cost).
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow>;
+
+    /// Up to `limit` stored customer records with an id greater than `after`, ascending by
+    /// id (primary key walk; the caller filters on what the bodies hold).
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>>;
+
+    /// Up to `limit` stored customers whose `field` equals `value` (not empty), with an id
+    /// greater than `after`, ascending by id: one walk of that field's index
+    /// `(tenant, field, customer)`, which holds only customers with the field set.
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>>;
 
     /// Retention, as one fenced write: deletes the archived conversations with
     /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries

@@ -110,8 +110,11 @@ impl Statements {
                     body = excluded.body",
             )?,
             upsert_customer: client.prepare(
-                "INSERT INTO customers (tenant, customer, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body",
+                "INSERT INTO customers (tenant, customer, body, remark_name, phone, email)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body,
+                    remark_name = excluded.remark_name, phone = excluded.phone,
+                    email = excluded.email",
             )?,
             retain_messages: client.prepare(
                 "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
@@ -445,7 +448,11 @@ fn write_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
         )?;
     }
     for customer in &batch.customers {
-        tx.execute(&statements.upsert_customer, &[tenant, &customer.customer, &customer.body])?;
+        let c = &customer.contact;
+        tx.execute(
+            &statements.upsert_customer,
+            &[tenant, &customer.customer, &customer.body, &c.remark_name, &c.phone, &c.email],
+        )?;
     }
     Ok(())
 }

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
-use crate::schema::{self, ARCHIVE_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned};
+use crate::schema::{
+    self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, SCHEMA_VERSION, bound, count, id, unsigned,
+};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, Archived, Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats,
-    Store, StreamEntry, pg_writer,
+    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Contact, ContactField, CustomerRecord,
+    Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry,
+    pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -258,6 +261,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         tx.batch_execute(MIGRATE_V3)?;
         version = 3;
     }
+    if version < 4 {
+        tx.batch_execute(schema::MIGRATE_V4)?;
+        version = 4;
+    }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])?;
@@ -431,6 +438,78 @@ impl Store for PostgresStore {
             Ok(client.query_opt(&s.customer, &[&tenant, &customer])?.map(|row| row.get(0)))
         })
     }
+
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
+        let ((floor_sql, floor_params), matches) = schema::archive_scan('$', tenant, scan);
+        let scan = scan.clone();
+        self.readers.with(move |client, _| {
+            let floor = client
+                .query_opt(floor_sql.as_str(), &sql_params(&floor_params))?
+                .map(|row| (unsigned(row.get(0)), unsigned(row.get(1))));
+            let (sql, params) = matches(floor.map(|(c, _)| c));
+            let rows: Vec<Archived> =
+                client.query(sql.as_str(), &sql_params(&params))?.iter().map(archived).collect();
+            let resume_before = schema::archive_resume(&scan, &rows, floor);
+            Ok(ArchiveWindow { rows, resume_before })
+        })
+    }
+
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let (tenant, after, limit) = (tenant.to_owned(), after.to_owned(), count(limit));
+        self.readers.with(move |client, _| {
+            let sql = format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant = $1 AND customer > $2 \
+                 ORDER BY customer LIMIT $3"
+            );
+            Ok(client
+                .query(sql.as_str(), &[&tenant, &after, &limit])?
+                .iter()
+                .map(customer)
+                .collect())
+        })
+    }
+
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let sql = schema::find_customers_sql('$', field);
+        let (tenant, value, after, limit) =
+            (tenant.to_owned(), value.to_owned(), after.to_owned(), count(limit));
+        self.readers.with(move |client, _| {
+            let rows = client.query(sql.as_str(), &[&tenant, &value, &after, &limit])?;
+            Ok(rows.iter().map(customer).collect())
+        })
+    }
+}
+
+/// A `customers` row read as [`CUSTOMER_COLUMNS`].
+fn customer(row: &postgres::Row) -> CustomerRecord {
+    CustomerRecord {
+        customer: row.get(0),
+        body: row.get(1),
+        contact: Contact { remark_name: row.get(2), phone: row.get(3), email: row.get(4) },
+    }
+}
+
+/// Listing parameters as PostgreSQL parameters.
+fn sql_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| match param {
+            Param::Text(text) => text as &(dyn postgres::types::ToSql + Sync),
+            Param::Int(int) => int as &(dyn postgres::types::ToSql + Sync),
+        })
+        .collect()
 }
 
 /// An `archive` row read as [`ARCHIVE_COLUMNS`].

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -119,6 +119,20 @@ INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
 DROP TABLE requests;
 ";
 
+/// Version 4: stored customers' contact data (remark name, phone, e-mail) in columns, each
+/// with a partial index `(tenant, field, customer)` for the customer search. Partial: a
+/// customer without that field (most anonymous visitors) costs no entry. Rows stored before
+/// keep empty columns until the customer is stored again. Plain SQL that PostgreSQL runs too.
+pub(crate) const MIGRATE_V4: &str = "
+ALTER TABLE customers ADD COLUMN remark_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE customers ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE customers ADD COLUMN email TEXT NOT NULL DEFAULT '';
+CREATE INDEX customers_by_remark_name ON customers (tenant, remark_name, customer)
+    WHERE remark_name <> '';
+CREATE INDEX customers_by_phone ON customers (tenant, phone, customer) WHERE phone <> '';
+CREATE INDEX customers_by_email ON customers (tenant, email, customer) WHERE email <> '';
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -202,6 +216,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 3 {
         tx.execute_batch(MIGRATE_V3)?;
         version = 3;
+    }
+    if version < 4 {
+        tx.execute_batch(MIGRATE_V4)?;
+        version = 4;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;
@@ -294,4 +312,107 @@ pub(crate) fn archive_listing(
         conditions.join(" AND ")
     );
     (sql, params)
+}
+
+/// A statement and its parameters.
+pub(crate) type Sql = (String, Vec<Param>);
+
+/// The SQL of an [`crate::ArchiveScan`]: the query for the last index entry of its window
+/// (`conversation, opened_at_ms`, with `OFFSET window - 1`) and the query for its matches,
+/// each with its parameters, `$n` or `?n` placeholders after `sigil`.
+pub(crate) fn archive_scan(
+    sigil: char,
+    tenant: &str,
+    scan: &crate::ArchiveScan,
+) -> (Sql, impl Fn(Option<u64>) -> Sql + Send + use<>) {
+    let mut params = vec![Param::Text(tenant.to_owned())];
+    let mut walk = vec![format!("tenant = {sigil}1")];
+    if let Some(customer) = &scan.customer {
+        params.push(Param::Text(customer.clone()));
+        walk.push(format!("customer = {sigil}{}", params.len()));
+    }
+    params.push(Param::Int(bound(scan.before_conversation)));
+    walk.push(format!("conversation < {sigil}{}", params.len()));
+    let hint = match (sigil, &scan.customer) {
+        ('?', Some(_)) => " INDEXED BY archive_by_customer",
+        _ => "",
+    };
+    let mut floor_params = params.clone();
+    floor_params.push(Param::Int(count(scan.window.saturating_sub(1))));
+    let floor = (
+        format!(
+            "SELECT conversation, opened_at_ms FROM archive{hint} WHERE {} \
+             ORDER BY conversation DESC LIMIT 1 OFFSET {sigil}{}",
+            walk.join(" AND "),
+            floor_params.len()
+        ),
+        floor_params,
+    );
+    let bounds = [
+        ("opened_at_ms", ">=", scan.opened_from_ms),
+        ("opened_at_ms", "<", scan.opened_before_ms),
+        ("ended_at_ms", ">=", scan.ended_from_ms),
+        ("ended_at_ms", "<", scan.ended_before_ms),
+    ];
+    let limit = scan.limit;
+    let matches = move |floor: Option<u64>| {
+        let (mut params, mut conditions) = (params.clone(), walk.clone());
+        let mut add = |column: &str, op: &str, value: u64| {
+            params.push(Param::Int(bound(value)));
+            conditions.push(format!("{column} {op} {sigil}{}", params.len()));
+        };
+        if let Some(floor) = floor {
+            add("conversation", ">=", floor);
+        }
+        for (column, op, value) in bounds {
+            if let Some(value) = value {
+                add(column, op, value);
+            }
+        }
+        params.push(Param::Int(count(limit)));
+        let sql = format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive{hint} WHERE {} \
+             ORDER BY conversation DESC LIMIT {sigil}{}",
+            conditions.join(" AND "),
+            params.len()
+        );
+        (sql, params)
+    };
+    (floor, matches)
+}
+
+/// Where an [`crate::ArchiveScan`] continues, from its matches and the last entry of its
+/// window (`None`: the window reached the tenant's or customer's oldest conversation).
+pub(crate) fn archive_resume(
+    scan: &crate::ArchiveScan,
+    rows: &[crate::Archived],
+    floor: Option<(u64, u64)>,
+) -> Option<u64> {
+    if rows.len() >= scan.limit
+        && let Some(last) = rows.last()
+    {
+        return Some(last.conversation);
+    }
+    let (conversation, opened_at_ms) = floor?;
+    // Ids grow with the tenant's clock: below a conversation opened too early, all were.
+    if scan.opened_from_ms.is_some_and(|from| opened_at_ms < from) {
+        return None;
+    }
+    Some(conversation)
+}
+
+/// Columns of `customers` in the order [`crate::CustomerRecord`] is read back from them.
+pub(crate) const CUSTOMER_COLUMNS: &str = "customer, body, remark_name, phone, email";
+
+/// The SQL of a [`crate::Store::find_customers`] with `sigil` placeholders: tenant, value,
+/// after, limit. The partial index's condition is repeated so that the planner may use it.
+pub(crate) fn find_customers_sql(sigil: char, field: crate::ContactField) -> String {
+    let column = field.column();
+    let hint =
+        if sigil == '?' { format!(" INDEXED BY customers_by_{column}") } else { String::new() };
+    format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers{hint} \
+         WHERE tenant = {sigil}1 AND {column} = {sigil}2 AND {column} <> '' \
+         AND customer > {sigil}3 ORDER BY customer LIMIT {sigil}4"
+    )
 }

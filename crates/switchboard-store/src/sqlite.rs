@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::schema::{self, ARCHIVE_COLUMNS, Param, bound, count, id, unsigned};
+use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, Archived, Batch, Fence, Loaded, LogRecord, Message, Pending, Result, Store,
-    StreamEntry,
+    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, Contact, ContactField,
+    CustomerRecord, Fence, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry,
 };
 
 /// The database file's name inside the data directory.
@@ -310,6 +310,75 @@ impl Store for SqliteStore {
                 .optional()?)
         })
     }
+
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
+        let ((floor_sql, floor_params), matches) = schema::archive_scan('?', tenant, scan);
+        self.readers.with(|conn| {
+            let floor: Option<(u64, u64)> = conn
+                .prepare_cached(&floor_sql)?
+                .query_row(rusqlite::params_from_iter(values(&floor_params)), |row| {
+                    Ok((unsigned(row.get(0)?), unsigned(row.get(1)?)))
+                })
+                .optional()?;
+            let (sql, params) = matches(floor.map(|(c, _)| c));
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows: Vec<Archived> = stmt
+                .query_map(rusqlite::params_from_iter(values(&params)), archived)?
+                .collect::<rusqlite::Result<_>>()?;
+            let resume_before = schema::archive_resume(scan, &rows, floor);
+            Ok(ArchiveWindow { rows, resume_before })
+        })
+    }
+
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        self.readers.with(|conn| {
+            let sql = format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE tenant = ?1 AND customer > ?2 \
+                 ORDER BY customer LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![tenant, after, count(limit)], customer)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let sql = schema::find_customers_sql('?', field);
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![tenant, value, after, count(limit)], customer)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+/// A `customers` row read as [`CUSTOMER_COLUMNS`].
+fn customer(row: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerRecord> {
+    Ok(CustomerRecord {
+        customer: row.get(0)?,
+        body: row.get(1)?,
+        contact: Contact { remark_name: row.get(2)?, phone: row.get(3)?, email: row.get(4)? },
+    })
+}
+
+/// Listing parameters as SQLite values.
+fn values(params: &[Param]) -> impl Iterator<Item = rusqlite::types::Value> + '_ {
+    params.iter().map(|param| match param {
+        Param::Text(text) => rusqlite::types::Value::Text(text.clone()),
+        Param::Int(int) => rusqlite::types::Value::Integer(*int),
+    })
 }
 
 /// An `archive` row read as [`ARCHIVE_COLUMNS`].

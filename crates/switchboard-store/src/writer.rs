@@ -630,10 +630,20 @@ fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
     }
     for customer in &batch.customers {
         conn.prepare_cached(
-            "INSERT INTO customers (tenant, customer, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body",
+            "INSERT INTO customers (tenant, customer, body, remark_name, phone, email)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body,
+                remark_name = excluded.remark_name, phone = excluded.phone,
+                email = excluded.email",
         )?
-        .execute(params![tenant, customer.customer, customer.body])?;
+        .execute(params![
+            tenant,
+            customer.customer,
+            customer.body,
+            customer.contact.remark_name,
+            customer.contact.phone,
+            customer.contact.email
+        ])?;
     }
     Ok(())
 }

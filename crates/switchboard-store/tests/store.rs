@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Backend, archived, command, entry, entry_about, message, record};
-use switchboard_store::{ArchiveQuery, Archived, Batch, Error, Fence, LogRecord, Store};
+use switchboard_store::{
+    ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField, CustomerRecord, Error,
+    Fence, LogRecord, Store,
+};
 
 async fn append_then_read_everything_back<B: Backend>() {
     let place = B::place();
@@ -422,6 +425,7 @@ async fn customer_records_upsert_and_read_back<B: Backend>() {
     let record = |customer: &str, body: &[u8]| switchboard_store::CustomerRecord {
         customer: customer.into(),
         body: body.to_vec(),
+        contact: Contact::default(),
     };
     let evicted =
         Batch { customers: vec![record("u1", b"one"), record("u2", b"two")], ..command("acme", 1) };
@@ -772,6 +776,103 @@ async fn a_log_record_answers_its_request_until_the_window_passes<B: Backend>() 
     );
 }
 
+/// Searches walk a bounded window newest first and say where to resume: paging by the
+/// resume point finds every match once, with or without a customer or time bounds, and a
+/// lower opening bound ends the walk early.
+async fn archive_scans_are_bounded_and_resume_without_gaps<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    // Conversation n opened at 1000 + 10 n and ended at 100_000 + n; customers take turns.
+    let customers = ["carol", "dave", "erin"];
+    let all: Vec<Archived> = (1..=30)
+        .map(|n| {
+            let mut a = archived(n, customers[(n % 3) as usize], 1_000 + 10 * n, 1_000_000);
+            a.ended_at_ms = 100_000 + n;
+            a
+        })
+        .collect();
+    store.append(Batch { tenant: "acme".into(), archive: all, ..Batch::default() }).await.unwrap();
+    let walk = |scan: ArchiveScan| -> (Vec<u64>, usize) {
+        let (mut found, mut calls, mut before) = (Vec::new(), 0, u64::MAX);
+        loop {
+            let w = store
+                .scan_archived("acme", &ArchiveScan { before_conversation: before, ..scan.clone() })
+                .unwrap();
+            calls += 1;
+            assert!(w.rows.len() <= scan.limit && w.rows.len() <= scan.window, "{w:?}");
+            found.extend(w.rows.iter().map(|a| a.conversation));
+            match w.resume_before {
+                Some(next) => before = next,
+                None => return (found, calls),
+            }
+            assert!(calls < 100, "the walk ends");
+        }
+    };
+    let scan = ArchiveScan { window: 4, limit: 100, ..ArchiveScan::default() };
+    let (ids, calls) = walk(scan.clone());
+    assert_eq!(ids, (1..=30).rev().collect::<Vec<_>>());
+    assert_eq!(calls, 8, "30 rows in windows of 4");
+    let (ids, _) = walk(ArchiveScan { limit: 3, ..scan.clone() });
+    assert_eq!(ids, (1..=30).rev().collect::<Vec<_>>(), "short limits page inside windows");
+
+    let dave = ArchiveScan { customer: Some("dave".into()), ..scan.clone() };
+    assert_eq!(walk(dave).0, vec![28, 25, 22, 19, 16, 13, 10, 7, 4, 1]);
+    let ended = ArchiveScan {
+        ended_from_ms: Some(100_010),
+        ended_before_ms: Some(100_013),
+        ..scan.clone()
+    };
+    assert_eq!(walk(ended).0, vec![12, 11, 10]);
+    // Opened at or after 1250 (n >= 25): the walk stops at the first window below it.
+    let recent = ArchiveScan { opened_from_ms: Some(1_250), ..scan.clone() };
+    let (ids, calls) = walk(recent);
+    assert_eq!(ids, vec![30, 29, 28, 27, 26, 25]);
+    assert_eq!(calls, 2, "no window read below the bound");
+    let early = ArchiveScan { opened_before_ms: Some(1_030), ..scan };
+    assert_eq!(walk(early).0, vec![2, 1]);
+
+    // Customers by id, from after a position.
+    let records: Vec<CustomerRecord> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|c| CustomerRecord {
+            customer: (*c).into(),
+            body: c.as_bytes().to_vec(),
+            contact: Contact { phone: format!("138{c}"), ..Contact::default() },
+        })
+        .collect();
+    let batch = Batch { tenant: "acme".into(), customers: records.clone(), ..Batch::default() };
+    store.append(batch).await.unwrap();
+    assert_eq!(store.scan_customers("acme", "", 2).unwrap(), records[..2].to_vec());
+    assert_eq!(store.scan_customers("acme", "u2", 2).unwrap(), records[2..].to_vec());
+    assert_eq!(store.scan_customers("other", "", 2).unwrap(), vec![]);
+
+    // By contact data: the field's index, from after a position; a later upsert moves the
+    // customer in the index, and an empty field is in none.
+    let phone = |value: &str, after: &str| -> Vec<String> {
+        let found = store.find_customers("acme", ContactField::Phone, value, after, 10).unwrap();
+        found.into_iter().map(|r| r.customer).collect()
+    };
+    assert_eq!(phone("138u2", ""), vec!["u2"]);
+    assert_eq!(phone("138u2", "u2"), Vec::<String>::new());
+    let moved = CustomerRecord {
+        customer: "u2".into(),
+        body: b"u2 again".to_vec(),
+        contact: Contact {
+            remark_name: "VIP".into(),
+            phone: "138u1".into(),
+            email: "u2@example.com".into(),
+        },
+    };
+    let batch = Batch { tenant: "acme".into(), customers: vec![moved.clone()], ..Batch::default() };
+    store.append(batch).await.unwrap();
+    assert_eq!(phone("138u1", ""), vec!["u1", "u2"]);
+    assert_eq!(phone("138u2", ""), Vec::<String>::new());
+    let by = |field, value: &str| store.find_customers("acme", field, value, "", 10).unwrap();
+    assert_eq!(by(ContactField::Email, "u2@example.com"), vec![moved.clone()]);
+    assert_eq!(by(ContactField::RemarkName, "VIP"), vec![moved]);
+    assert_eq!(by(ContactField::Email, ""), vec![], "empty fields are not indexed");
+}
+
 /// Every test above, once per backend.
 macro_rules! suite {
     ($backend:ident: $($test:ident),* $(,)?) => {
@@ -813,6 +914,7 @@ both!(
     archive_upserts_by_conversation_and_reads_back,
     customer_records_upsert_and_read_back,
     archive_listings_filter_and_page,
+    archive_scans_are_bounded_and_resume_without_gaps,
     retain_deletes_exactly_what_is_due,
     retain_is_fenced,
     a_version_1_database_is_migrated,

@@ -25,92 +25,19 @@ fn texts(t: &str) -> Option<pb::Texts> {
     Some(pb::Texts { texts: vec![t.to_owned()] })
 }
 
-/// Tenant `desk` with auto-accepting groups `support` and `billing`, the tenant's `replies`,
-/// and `agents` as (id, groups, capacity, supervisor); the ones named in `online` sign in.
+/// Tenant `desk` (see `support::desk::floor`).
 async fn floor(
     c: &mut Clients,
     replies: Option<pb::ReplySettings>,
     agents: &[(&str, &[&str], u32, bool)],
     online: &[&str],
 ) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: T.into(),
-            display_name: "Desk".into(),
-            settings: None,
-            request_id: rid("tenant"),
-        })
-        .await
-        .expect("create tenant");
-    for g in ["support", "billing"] {
-        c.admin
-            .put_group(pb::PutGroupRequest {
-                name: name("groups", g),
-                display_name: g.to_uppercase(),
-                policy: Some(pb::RoutingPolicy {
-                    offer_mode: pb::OfferMode::AutoAccept as i32,
-                    ..Default::default()
-                }),
-                request_id: rid("group"),
-                ..Default::default()
-            })
-            .await
-            .expect("put group");
-    }
-    let settings =
-        pb::TenantSettings { default_group: "support".into(), replies, ..Default::default() };
-    c.admin
-        .update_tenant(pb::UpdateTenantRequest {
-            name: format!("tenants/{T}"),
-            settings: Some(settings),
-            request_id: rid("settings"),
-            ..Default::default()
-        })
-        .await
-        .expect("update tenant");
-    for (id, groups, capacity, supervisor) in agents {
-        c.admin
-            .put_agent(pb::PutAgentRequest {
-                name: name("agents", id),
-                nickname: id.to_uppercase(),
-                capacity: *capacity,
-                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-                supervisor: *supervisor,
-                request_id: rid("agent"),
-                ..Default::default()
-            })
-            .await
-            .expect("put agent");
-    }
-    for id in online {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: name("agents", id),
-                status: pb::AgentStatus::Online as i32,
-                request_id: rid("online"),
-            })
-            .await
-            .expect("sign in");
-    }
+    support::desk::floor(c, T, replies, agents, online).await;
 }
 
 /// A customer writes; its conversation.
 async fn write(c: &mut Clients, customer: &str, group: &str) -> pb::Conversation {
-    c.channel
-        .post_message(pb::PostMessageRequest {
-            tenant: format!("tenants/{T}"),
-            customer: customer.into(),
-            channel: pb::Channel::Web as i32,
-            text: "hello".into(),
-            group: group.into(),
-            request_id: rid("post"),
-            ..Default::default()
-        })
-        .await
-        .expect("post message")
-        .into_inner()
-        .conversation
-        .expect("conversation")
+    support::desk::write(c, T, customer, group).await
 }
 
 fn profile(agent: &str, customer: &str) -> pb::UpdateCustomerProfileRequest {

@@ -90,7 +90,13 @@ pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output
             for id in candidates {
                 if let Some(record) = evict(state, &id) {
                     let body = archive::encode_customer(&record);
-                    out.customers.push(CustomerRecord { customer: id, body });
+                    let p = &record.profile;
+                    let contact = switchboard_store::Contact {
+                        remark_name: p.remark_name.clone(),
+                        phone: p.phone.clone(),
+                        email: p.email.clone(),
+                    };
+                    out.customers.push(CustomerRecord { customer: id, body, contact });
                 }
             }
             Ok((response, out))

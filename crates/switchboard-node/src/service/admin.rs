@@ -256,6 +256,25 @@ impl AdminService for Admin {
         Ok(Response::new(customer))
     }
 
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let t = names::tenant("parent", &r.parent).map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let page = super::search::customers(
+            &self.registry,
+            &t,
+            None,
+            &r.filter,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
     async fn put_shared_quick_replies(
         &self,
         request: Request<pb::PutSharedQuickRepliesRequest>,

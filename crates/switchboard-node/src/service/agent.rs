@@ -284,6 +284,44 @@ impl AgentService for Agents {
         .map(Response::new)
     }
 
+    async fn search_conversations(
+        &self,
+        req: Request<pb::SearchConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let (call, r) = Call::split(req);
+        let (tenant, agent) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&agent))?;
+        let page = super::search::conversations(
+            &self.registry,
+            &tenant,
+            Some(agent),
+            &r.filter,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn search_customers(
+        &self,
+        req: Request<pb::SearchCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        let (call, r) = Call::split(req);
+        let (tenant, agent) = agent_name(&r.agent)?;
+        call.allow(&tenant, Some(&agent))?;
+        let page = super::search::customers(
+            &self.registry,
+            &tenant,
+            Some(agent),
+            &r.filter,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
     async fn get_customer_profile(
         &self,
         req: Request<pb::GetCustomerProfileRequest>,

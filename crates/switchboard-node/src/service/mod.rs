@@ -4,6 +4,8 @@ pub mod admin;
 pub mod agent;
 pub mod channel;
 pub mod events;
+pub mod filter;
+pub mod search;
 pub mod supervisor;
 
 use std::pin::Pin;

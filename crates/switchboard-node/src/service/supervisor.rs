@@ -311,6 +311,25 @@ impl SupervisorService for Supervisor {
         Ok(Response::new(stats))
     }
 
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let t = names::tenant("parent", &r.parent).map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let page = super::search::conversations(
+            &self.registry,
+            &t,
+            None,
+            &r.filter,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
     async fn get_agent_board(
         &self,
         request: Request<pb::GetAgentBoardRequest>,

@@ -1,0 +1,102 @@
+//! A tenant to test against: groups, agents and customers' first messages over the public
+//! API (shared by the API and search tests).
+
+use switchboard_proto::v1 as pb;
+
+use super::{Clients, rid};
+
+/// Tenant `t` with auto-accepting groups `support` (the default) and `billing`, the
+/// tenant's `replies`, and `agents` as (id, groups, capacity, supervisor); the ones named in
+/// `online` sign in.
+pub async fn floor(
+    c: &mut Clients,
+    t: &str,
+    replies: Option<pb::ReplySettings>,
+    agents: &[(&str, &[&str], u32, bool)],
+    online: &[&str],
+) {
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: t.into(),
+            display_name: capitalized(t),
+            settings: None,
+            request_id: rid("tenant"),
+        })
+        .await
+        .expect("create tenant");
+    for g in ["support", "billing"] {
+        c.admin
+            .put_group(pb::PutGroupRequest {
+                name: format!("tenants/{t}/groups/{g}"),
+                display_name: g.to_uppercase(),
+                policy: Some(pb::RoutingPolicy {
+                    offer_mode: pb::OfferMode::AutoAccept as i32,
+                    ..Default::default()
+                }),
+                request_id: rid("group"),
+                ..Default::default()
+            })
+            .await
+            .expect("put group");
+    }
+    let settings =
+        pb::TenantSettings { default_group: "support".into(), replies, ..Default::default() };
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{t}"),
+            settings: Some(settings),
+            request_id: rid("settings"),
+            ..Default::default()
+        })
+        .await
+        .expect("update tenant");
+    for (id, groups, capacity, supervisor) in agents {
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: format!("tenants/{t}/agents/{id}"),
+                nickname: id.to_uppercase(),
+                capacity: *capacity,
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                supervisor: *supervisor,
+                request_id: rid("agent"),
+                ..Default::default()
+            })
+            .await
+            .expect("put agent");
+    }
+    for id in online {
+        c.agent
+            .set_status(pb::SetStatusRequest {
+                agent: format!("tenants/{t}/agents/{id}"),
+                status: pb::AgentStatus::Online as i32,
+                request_id: rid("online"),
+            })
+            .await
+            .expect("sign in");
+    }
+}
+
+/// A customer of tenant `t` writes on the web channel; its conversation.
+pub async fn write(c: &mut Clients, t: &str, customer: &str, group: &str) -> pb::Conversation {
+    c.channel
+        .post_message(pb::PostMessageRequest {
+            tenant: format!("tenants/{t}"),
+            customer: customer.into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            group: group.into(),
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .expect("post message")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+}
+
+/// `desk` → `Desk`: the display name the tests expect.
+fn capitalized(t: &str) -> String {
+    let mut chars = t.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
