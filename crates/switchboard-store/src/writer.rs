@@ -224,7 +224,16 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, sta
 
 /// Hands `commit` everything queued (up to the limits) each time, until every sender is gone
 /// and the queue is empty. Shared by the SQLite and PostgreSQL writers.
+///
+/// A refused append also refuses the tenant's later appends, and not only within its group:
+/// a writer pipelines, so its next batches may land in the next group, and writing them
+/// would leave a gap in its log. The refusal holds until an append comes at or below the
+/// refused sequence number: the writer reloaded and starts again from what is durable.
+/// Only refusals that wrote nothing count: not a duplicate (its number is durable already, and
+/// the writer goes on after it), nor a failed commit (its outcome may be unknown, see
+/// `pg_writer`).
 pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut(Vec<Job>)) {
+    let mut refused: HashMap<String, u64> = HashMap::new();
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
         let mut group = vec![first];
@@ -233,7 +242,36 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
             bytes += job.size();
             group.push(job);
         }
-        commit(group);
+        let mut admitted = Vec::with_capacity(group.len());
+        let mut watched = Vec::new();
+        for job in group {
+            let Job::Append { batch, ack } = job else {
+                admitted.push(job);
+                continue;
+            };
+            let seq = batch.log.first().map(|r| r.seq);
+            if let (Some(seq), Some(&at)) = (seq, refused.get(&batch.tenant)) {
+                if seq > at {
+                    let _ = ack.send(Err(Error::EarlierBatchFailed { tenant: batch.tenant }));
+                    continue;
+                }
+                refused.remove(&batch.tenant);
+            }
+            // Watch the outcome on the way to the caller.
+            let (relay, outcome) = oneshot::channel();
+            watched.push((batch.tenant.clone(), seq, outcome, ack));
+            admitted.push(Job::Append { batch, ack: relay });
+        }
+        commit(admitted);
+        for (tenant, seq, mut outcome, ack) in watched {
+            let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
+            if let (Err(e), Some(seq)) = (&result, seq)
+                && !matches!(e, Error::Commit(_) | Error::Closed | Error::DuplicateLogRecord { .. })
+            {
+                refused.entry(tenant).or_insert(seq);
+            }
+            let _ = ack.send(result);
+        }
     }
 }
 
@@ -759,6 +797,52 @@ mod tests {
         assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
         assert_eq!(stats.rejected_batches.load(Ordering::Relaxed), 2);
         assert_eq!(stats.redone_commits.load(Ordering::Relaxed), 1, "the duplicate's commit");
+    }
+
+    /// One job per group, so the refused batch and the tenant's next one are certainly in
+    /// different commits: the next is still refused (no gap in the log), until the tenant
+    /// starts again from the refused sequence number. A duplicate holds nothing back.
+    #[test]
+    fn a_refusal_holds_back_its_tenant_in_later_groups_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
+        let limits = Limits { max_jobs: 1, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let stats = Counters::default();
+        let (old, new) = (Fence { shard: 7, epoch: 10 }, Fence { shard: 7, epoch: 12 });
+        let fenced = |tenant: &str, seq, fence| {
+            let (job, done) = append(tenant, seq);
+            let Job::Append { mut batch, ack } = job else { unreachable!() };
+            batch.fence = fence;
+            (Job::Append { batch, ack }, done)
+        };
+        let (raise_ack, raised) = oneshot::channel();
+        let jobs = vec![
+            fenced("a", 1, old),
+            (Job::RaiseFence { fence: new, ack: raise_ack }, raised),
+            fenced("a", 2, old), // 2: fenced off, nothing written
+            fenced("a", 3, new), // 3: pipelined after it, in a later commit
+            append("b", 1),      // 4: other tenants go on
+            fenced("a", 2, new), // 5: the new owner starts again from what is durable
+            fenced("a", 3, new), // 6
+            fenced("a", 3, new), // 7: a duplicate...
+            fenced("a", 4, new), // 8: ...holds nothing back
+        ];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut outcomes = Vec::new();
+        for (job, done) in jobs {
+            tx.send(job).unwrap();
+            outcomes.push(done);
+        }
+        drop(tx);
+        drain(&rx, limits, |group| commit(&mut conn, group, limits, &stats));
+        let got: Vec<_> = outcomes.into_iter().map(|d| d.blocking_recv().unwrap()).collect();
+        assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
+        assert!(matches!(got[2], Err(Error::Fenced { .. })), "{:?}", got[2]);
+        assert!(matches!(got[3], Err(Error::EarlierBatchFailed { .. })), "{:?}", got[3]);
+        assert!(got[4].is_ok() && got[5].is_ok() && got[6].is_ok(), "{got:?}");
+        assert!(matches!(got[7], Err(Error::DuplicateLogRecord { seq: 3, .. })), "{:?}", got[7]);
+        assert!(got[8].is_ok(), "{:?}", got[8]);
+        assert_eq!(log_seqs(&conn, "a"), vec![1, 2, 3, 4]);
     }
 
     /// `EXPLAIN QUERY PLAN` of `sql`, one detail line per step.
