@@ -114,10 +114,6 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn id(&self) -> ConversationId {
-        self.conv.id
-    }
-
     /// What the router needs to place the conversation.
     pub fn route_request(&self, now: Timestamp, cause: Cause) -> Ask {
         let request = RouteRequest {
@@ -596,7 +592,7 @@ impl<'a> Session<'a> {
 
 /// How long a queued conversation has waited. A wait runs from the first of the trailing
 /// `queued` transitions (moves between queues keep waiting).
-pub(crate) fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
+fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
     (c.state == State::Queued)
         .then(|| {
             c.transitions.iter().rev().take_while(|t| t.to == State::Queued).last().map(|t| t.at)
@@ -605,7 +601,7 @@ pub(crate) fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
         .map(|since| millis(now.since(since)))
 }
 
-pub(crate) fn millis(d: std::time::Duration) -> u64 {
+fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
