@@ -60,8 +60,7 @@ fn fixture() -> &'static TenantState {
             }));
         }
         run(Op::PostMessage(pb::PostMessageRequest {
-            tenant: "tenants/acme".into(),
-            customer: "carol".into(),
+            customer: "tenants/acme/customers/carol".into(),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             group: "support".into(),

@@ -250,7 +250,7 @@ impl Session {
             .update_tenant(pb::UpdateTenantRequest {
                 name: format!("tenants/{TENANT}"),
                 settings: Some(pb::TenantSettings {
-                    default_group: GROUP.into(),
+                    default_group: format!("tenants/{TENANT}/groups/{GROUP}"),
                     ..Default::default()
                 }),
                 display_name: String::new(),
@@ -265,7 +265,7 @@ impl Session {
                     name: name.clone(),
                     nickname: format!("agent {a}"),
                     capacity,
-                    groups: vec![GROUP.into()],
+                    groups: vec![format!("tenants/{TENANT}/groups/{GROUP}")],
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
@@ -403,8 +403,7 @@ async fn conversation(
     let next_rid = || format!("h-{}", rid.fetch_add(1, Ordering::Relaxed));
     let posted = ChannelServiceClient::new(channel.clone())
         .post_message(pb::PostMessageRequest {
-            tenant: format!("tenants/{TENANT}"),
-            customer: format!("c{customer}"),
+            customer: format!("tenants/{TENANT}/customers/c{customer}"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             group: String::new(),

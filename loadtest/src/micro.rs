@@ -93,7 +93,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
                 name: name.clone(),
                 nickname: format!("agent {a}"),
                 capacity,
-                groups: vec!["load".into()],
+                groups: vec![format!("tenants/{tenant}/groups/load")],
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent", u64::from(a)),
@@ -126,11 +126,10 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
     for u in 0..args.customers {
         gateway
             .post_message(pb::PostMessageRequest {
-                tenant: format!("tenants/{tenant}"),
-                customer: format!("c{u}"),
+                customer: format!("tenants/{tenant}/customers/c{u}"),
                 channel: pb::Channel::Web as i32,
                 text: "hello".into(),
-                group: "load".into(),
+                group: format!("tenants/{tenant}/groups/load"),
                 priority: 0,
                 nickname: String::new(),
                 request_id: rid("open", u64::from(u)),
@@ -142,8 +141,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
 
 fn post(tenant: &str, customer: u32, n: u64) -> pb::PostMessageRequest {
     pb::PostMessageRequest {
-        tenant: format!("tenants/{tenant}"),
-        customer: format!("c{customer}"),
+        customer: format!("tenants/{tenant}/customers/c{customer}"),
         channel: pb::Channel::Web as i32,
         text: format!("m:{n}"),
         group: String::new(),

@@ -23,11 +23,10 @@ const DEFAULT_TTL: u64 = 10;
 
 fn request(t: &str, customer: &str, text: &str, id: &str) -> pb::PostMessageRequest {
     pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
+        customer: format!("tenants/{t}/customers/{customer}"),
         channel: pb::Channel::Web as i32,
         text: text.into(),
-        group: "support".into(),
+        group: format!("tenants/{t}/groups/support"),
         request_id: id.into(),
         ..Default::default()
     }
@@ -50,7 +49,7 @@ async fn setup(c: &mut Clients, t: &str) {
             name: format!("tenants/{t}/agents/a0"),
             nickname: "a0".into(),
             capacity: 100,
-            groups: vec!["support".into()],
+            groups: vec![format!("tenants/{t}/groups/support")],
             ..Default::default()
         })
         .await

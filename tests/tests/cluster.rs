@@ -123,7 +123,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
             name: format!("tenants/{t}/agents/a{a}"),
             nickname: format!("agent {a}"),
             capacity,
-            groups: vec!["support".into()],
+            groups: vec![format!("tenants/{t}/groups/support")],
             replies: None,
             supervisor: false,
             request_id: rid("agent"),
@@ -141,11 +141,10 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
 
 fn post_request(t: &str, customer: &str, text: &str) -> pb::PostMessageRequest {
     pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
+        customer: format!("tenants/{t}/customers/{customer}"),
         channel: pb::Channel::Web as i32,
         text: text.into(),
-        group: "support".into(),
+        group: format!("tenants/{t}/groups/support"),
         priority: 0,
         nickname: String::new(),
         request_id: rid("post"),
@@ -389,7 +388,7 @@ async fn set_timer(c: &Clients, t: &str, after_ms: u64) {
         name: format!("tenants/{t}"),
         display_name: t.into(),
         settings: Some(pb::TenantSettings {
-            default_group: "support".into(),
+            default_group: format!("tenants/{t}/groups/support"),
             replies: Some(pb::ReplySettings {
                 agent_no_response: Some(pb::TimedReply {
                     after: dur(after_ms),
@@ -427,7 +426,7 @@ async fn offer_group(c: &Clients, t: &str) -> String {
             name: li.clone(),
             nickname: "Li".into(),
             capacity: 1,
-            groups: vec!["sales".into()],
+            groups: vec![format!("tenants/{t}/groups/sales")],
             request_id: rid("agent"),
             ..Default::default()
         })
@@ -442,7 +441,7 @@ async fn offer_group(c: &Clients, t: &str) -> String {
         .await
         .expect("li online");
     let post = pb::PostMessageRequest {
-        group: "sales".into(),
+        group: format!("tenants/{t}/groups/sales"),
         ..post_request(t, "buyer", "quote please")
     };
     let offered =

@@ -191,11 +191,10 @@ where
 
 fn post(t: &str, customer: &str, group: &str) -> pb::PostMessageRequest {
     pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
+        customer: format!("tenants/{t}/customers/{customer}"),
         channel: pb::Channel::Web as i32,
         text: "hello".into(),
-        group: group.into(),
+        group: format!("tenants/{t}/groups/{group}"),
         priority: 0,
         nickname: customer.into(),
         request_id: rid("post"),

@@ -56,6 +56,19 @@ pub fn child(field: &str, name: &str, kind: &str) -> Result<(String, String), Er
     }
 }
 
+/// A reference to a resource of tenant `tenant`: `tenants/{tenant}/{kind}/{id}` → id. Every
+/// field that names another resource takes its full name (AIP-122), never a bare id.
+pub fn child_in(field: &str, name: &str, kind: &str, tenant: &str) -> Result<String, Error> {
+    let (t, id) = child(field, name, kind)?;
+    if t != tenant {
+        return Err(Error::field(
+            field,
+            format!("{name:?} is in tenant {t:?}; this request is for tenant {tenant:?}"),
+        ));
+    }
+    Ok(id)
+}
+
 /// `tenants/{t}/conversations/{n}` → (t, n).
 pub fn conversation(field: &str, name: &str) -> Result<(String, u64), Error> {
     let (t, id) = child(field, name, "conversations")?;

@@ -195,16 +195,34 @@ impl TenantState {
         }
     }
 
-    pub fn group_name(&self, g: GroupId) -> String {
-        crate::names::child_name(&self.id, "groups", self.groups.name(g.0))
+    /// A group named by a reference field: `tenants/{t}/groups/{g}` of this tenant.
+    pub fn group_ref(&self, field: &str, name: &str) -> Result<GroupId> {
+        let id = crate::names::child_in(field, name, "groups", &self.id)?;
+        self.group(field, &id)
     }
 
+    /// An agent named by a reference field: `tenants/{t}/agents/{a}` of this tenant.
+    pub fn agent_ref(&self, field: &str, name: &str) -> Result<AgentId> {
+        let id = crate::names::child_in(field, name, "agents", &self.id)?;
+        self.agent(field, &id)
+    }
+
+    /// The resource name of a group; empty for one deleted since (never a dangling name).
+    pub fn group_name(&self, g: GroupId) -> String {
+        Self::name_of(&self.id, "groups", self.groups.name(g.0))
+    }
+
+    /// The resource name of an agent; empty for one deleted since.
     pub fn agent_name(&self, a: AgentId) -> String {
-        crate::names::child_name(&self.id, "agents", self.agents.name(a.0))
+        Self::name_of(&self.id, "agents", self.agents.name(a.0))
     }
 
     pub fn customer_name(&self, u: CustomerId) -> String {
-        crate::names::child_name(&self.id, "customers", self.customers.name(u.0))
+        Self::name_of(&self.id, "customers", self.customers.name(u.0))
+    }
+
+    fn name_of(tenant: &str, kind: &str, id: &str) -> String {
+        if id.is_empty() { String::new() } else { crate::names::child_name(tenant, kind, id) }
     }
 
     pub fn conversation_name(&self, c: ConversationId) -> String {

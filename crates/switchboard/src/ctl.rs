@@ -314,7 +314,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 name: agent_name(&tenant, &agent),
                 nickname,
                 capacity,
-                groups,
+                groups: groups.iter().map(|g| group_name(&tenant, g)).collect(),
                 replies: None,
                 supervisor,
                 request_id: request_id(),
@@ -350,11 +350,10 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
         }
         Command::Message(MessageCmd::Post { tenant, customer, text, channel, group }) => {
             let req = pb::PostMessageRequest {
-                tenant: tenant_name(&tenant),
-                customer,
+                customer: format!("tenants/{tenant}/customers/{customer}"),
                 channel: pb::Channel::from(channel).into(),
                 text,
-                group: group.unwrap_or_default(),
+                group: group.map(|g| group_name(&tenant, &g)).unwrap_or_default(),
                 priority: 0,
                 nickname: String::new(),
                 request_id: request_id(),
@@ -434,6 +433,10 @@ fn tenant_name(tenant: &str) -> String {
 
 fn agent_name(tenant: &str, agent: &str) -> String {
     format!("tenants/{tenant}/agents/{agent}")
+}
+
+fn group_name(tenant: &str, group: &str) -> String {
+    format!("tenants/{tenant}/groups/{group}")
 }
 
 fn conversation_name(tenant: &str, number: u64) -> String {

@@ -304,7 +304,9 @@ fn plan(flags: &Flags, live: &Live, seed: u64) -> anyhow::Result<Plan> {
             groups: a
                 .groups
                 .iter()
-                .filter_map(|g| index.get(g.as_str()).map(|i| driver::group_id(*i)))
+                // Resource names, tenants/{t}/groups/{g}: the index is by group id.
+                .filter_map(|g| g.rsplit('/').next().and_then(|id| index.get(id)))
+                .map(|i| driver::group_id(*i))
                 .collect(),
             ..Default::default()
         })
@@ -604,7 +606,7 @@ mod tests {
         let agent = |name: &str, status: pb::AgentStatus, groups: &[&str]| pb::Agent {
             name: name.into(),
             capacity: 3,
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            groups: groups.iter().map(|g| format!("tenants/acme/groups/{g}")).collect(),
             status: status as i32,
             ..Default::default()
         };

@@ -192,7 +192,7 @@ async fn updates_change_only_the_fields_they_name() {
         .into_inner();
     assert_eq!(
         (got.nickname.as_str(), got.capacity, got.groups),
-        ("ALICE", 7, vec!["support".to_owned(), "billing".to_owned()])
+        ("ALICE", 7, vec![name("groups", "support"), name("groups", "billing")])
     );
     // Other resources: a group's display name alone keeps its policy; one setting of the
     // tenant keeps the rest.
@@ -225,8 +225,8 @@ async fn updates_change_only_the_fields_they_name() {
         .into_inner();
     let settings = got.settings.unwrap();
     assert_eq!(
-        (settings.default_group.as_str(), settings.open_service),
-        ("support", texts("welcome"))
+        (settings.default_group, settings.open_service),
+        (name("groups", "support"), texts("welcome"))
     );
     assert_eq!(got.display_name, "Desk");
     let s = c
@@ -311,8 +311,7 @@ async fn refusals_and_events_speak_resource_names() {
     let no_group = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: "tenants/bare".into(),
-            customer: "eve".into(),
+            customer: "tenants/bare/customers/eve".into(),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             request_id: rid("post"),
@@ -579,7 +578,7 @@ async fn agents_set_their_own_replies_without_the_admin_role() {
             name: name("agents", a),
             nickname: a.into(),
             capacity: 3,
-            groups: vec!["support".into()],
+            groups: vec![name("groups", "support")],
             request_id: rid("a"),
             ..Default::default()
         };

@@ -41,7 +41,7 @@ async fn ctl_prints_json_lines_and_tables() {
     assert_eq!(group["policy"]["offer_mode"], "OFFER_MODE_AUTO_ACCEPT", "enums by name");
     let agent = json(&ctl(&node, &["agent", "put", "acme", "alice", "--group", "sales"]));
     assert_eq!(agent["capacity"], 5);
-    assert_eq!(agent["groups"], serde_json::json!(["sales"]));
+    assert_eq!(agent["groups"], serde_json::json!(["tenants/acme/groups/sales"]));
 
     // A table: a header of field names, then the values; empty columns left out.
     let table = ctl(&node, &["agent", "status", "acme", "alice", "online", "-o", "table"]);

@@ -61,7 +61,10 @@ async fn setup(
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
             name: tenant(t),
-            settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
+            settings: Some(pb::TenantSettings {
+                default_group: format!("tenants/{t}/groups/support"),
+                ..settings
+            }),
             display_name: format!("{t} inc"),
             request_id: rid("settings"),
             update_mask: None,
@@ -74,7 +77,7 @@ async fn setup(
                 name: agent(t, id),
                 nickname: (*nickname).into(),
                 capacity: *capacity,
-                groups: vec!["support".into()],
+                groups: vec![format!("tenants/{t}/groups/support")],
                 replies: None,
                 supervisor: false,
                 request_id: rid("agent"),
@@ -117,8 +120,7 @@ async fn post_with(
     let r = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: tenant(t),
-            customer: customer.into(),
+            customer: format!("tenants/{t}/customers/{customer}"),
             channel: pb::Channel::Web as i32,
             text: text.into(),
             group: String::new(),
@@ -419,7 +421,7 @@ async fn state_and_pending_timers_survive_kill_9() {
             name: agent("acme", "li"),
             nickname: "Li".into(),
             capacity: 1,
-            groups: vec!["sales".into()],
+            groups: vec!["tenants/acme/groups/sales".into()],
             request_id: rid("agent"),
             ..Default::default()
         })
@@ -429,11 +431,10 @@ async fn state_and_pending_timers_survive_kill_9() {
     let offered = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: tenant("acme"),
-            customer: "u4".into(),
+            customer: "tenants/acme/customers/u4".into(),
             channel: pb::Channel::Web as i32,
             text: "quote please".into(),
-            group: "sales".into(),
+            group: "tenants/acme/groups/sales".into(),
             request_id: rid("post"),
             ..Default::default()
         })
@@ -648,7 +649,6 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     let err = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: "acme".into(),
             customer: "u1".into(),
             channel: 1,
             text: "hi".into(),
@@ -661,8 +661,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     assert_eq!(
         c.channel
             .post_message(pb::PostMessageRequest {
-                tenant: tenant("acme"),
-                customer: "Bad Id!".into(),
+                customer: "tenants/acme/customers/Bad Id!".into(),
                 channel: 1,
                 text: "hi".into(),
                 ..Default::default()
@@ -699,8 +698,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
     let err = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: tenant("acme"),
-            customer: "u1".into(),
+            customer: "tenants/acme/customers/u1".into(),
             text: "hi".into(),
             ..Default::default()
         })
@@ -740,7 +738,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
         .update_tenant(pb::UpdateTenantRequest {
             name: tenant("acme"),
             settings: Some(pb::TenantSettings {
-                default_group: "support".into(),
+                default_group: "tenants/acme/groups/support".into(),
                 replies: Some(pb::ReplySettings {
                     queue: Some(pb::QueueReply {
                         rules: (0..6).map(rule).collect(),
@@ -763,7 +761,7 @@ async fn bad_input_gets_a_clear_status_and_never_a_panic() {
         .put_agent(pb::PutAgentRequest {
             name: agent("acme", "li"),
             capacity: 0,
-            groups: vec!["support".into()],
+            groups: vec!["tenants/acme/groups/support".into()],
             ..Default::default()
         })
         .await
@@ -835,17 +833,17 @@ async fn out_of_range_times_are_invalid_arguments() {
 
     let stats = |from, to, threshold| pb::GetQueueStatsRequest {
         tenant: tenant("acme"),
-        from,
-        to,
+        start_time: from,
+        end_time: to,
         threshold,
     };
     let fine = c.supervisor.get_queue_stats(stats(ts(0, 0), ts(1_700_000_000, 0), d(20, 0))).await;
     assert!(fine.is_ok(), "{fine:?}");
     for (request, field) in [
-        (stats(ts(-1, 0), None, None), "from"),
-        (stats(None, ts(i64::MAX, 0), None), "to"),
-        (stats(None, ts(1_700_000_000, 1_000_000_000), None), "to"),
-        (stats(ts(0, -1), None, None), "from"),
+        (stats(ts(-1, 0), None, None), "start_time"),
+        (stats(None, ts(i64::MAX, 0), None), "end_time"),
+        (stats(None, ts(1_700_000_000, 1_000_000_000), None), "end_time"),
+        (stats(ts(0, -1), None, None), "start_time"),
         (stats(None, None, d(0, 1_000_000_000)), "threshold"),
         (stats(None, None, d(i64::MAX, 0)), "threshold"),
     ] {
@@ -868,7 +866,10 @@ async fn out_of_range_times_are_invalid_arguments() {
             .admin
             .update_tenant(pb::UpdateTenantRequest {
                 name: tenant("acme"),
-                settings: Some(pb::TenantSettings { default_group: "support".into(), ..settings }),
+                settings: Some(pb::TenantSettings {
+                    default_group: "tenants/acme/groups/support".into(),
+                    ..settings
+                }),
                 display_name: String::new(),
                 request_id: rid("t"),
                 update_mask: None,
@@ -938,7 +939,7 @@ async fn supervisors_whisper_move_end_and_watch() {
             name: agent("acme", "boss"),
             nickname: "Boss".into(),
             capacity: 1,
-            groups: vec!["support".into()],
+            groups: vec!["tenants/acme/groups/support".into()],
             supervisor: true,
             request_id: rid("agent"),
             ..Default::default()
@@ -1176,7 +1177,7 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
         .await
         .expect("profile of an idle customer")
         .into_inner();
-    assert_eq!(profile.last_agent, "zhang");
+    assert_eq!(profile.last_agent, "tenants/acme/agents/zhang");
     let history = |c: &mut Clients, who: String| {
         let mut agent = c.agent.clone();
         let name = conv.name.clone();
@@ -1208,7 +1209,10 @@ async fn history_leaves_memory_and_stays_readable_across_kill_9() {
         (customer.remark_name.as_str(), customer.phone.as_str()),
         ("Mr Wang", "+86 10 1234")
     );
-    assert_eq!((customer.nickname.as_str(), customer.last_agent.as_str()), ("Wang", "zhang"));
+    assert_eq!(
+        (customer.nickname.as_str(), customer.last_agent.as_str()),
+        ("Wang", "tenants/acme/agents/zhang")
+    );
     let h = history(&mut c, zhang.clone()).await.expect("history after the restart");
     assert_eq!(h.into_inner().messages.len(), 2);
 
@@ -1250,8 +1254,7 @@ async fn routing_contracts_over_grpc() {
     let raised = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: tenant("acme"),
-            customer: "u2".into(),
+            customer: "tenants/acme/customers/u2".into(),
             channel: pb::Channel::Web as i32,
             text: "urgent".into(),
             group: String::new(),

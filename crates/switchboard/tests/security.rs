@@ -94,8 +94,8 @@ fn name(kind: Name, t: &str, me: &str, role: &str) -> String {
 /// s supervisor, d tenant administrator, o operator). Written out here independently of the
 /// node's policy table, so a change to either shows up.
 const METHODS: &[(&str, Name, &str)] = &[
-    ("ChannelService/PostMessage", Name::Tenant, "i"),
-    ("ChannelService/OpenService", Name::Tenant, "i"),
+    ("ChannelService/PostMessage", Name::Customer, "i"),
+    ("ChannelService/OpenService", Name::Customer, "i"),
     ("ChannelService/RequestHuman", Name::Conversation, "i"),
     ("ChannelService/RateConversation", Name::Conversation, "i"),
     ("ChannelService/GetConversation", Name::Conversation, "isdo"),
@@ -196,7 +196,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                     name: format!("tenants/{t}/agents/{agent}"),
                     nickname: agent.into(),
                     capacity: 3,
-                    groups: vec!["support".into()],
+                    groups: vec![format!("tenants/{t}/groups/support")],
                     replies: None,
                     supervisor,
                     request_id: rid("agent"),
@@ -223,11 +223,10 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
     let posted = pb::channel_service_client::ChannelServiceClient::new(channel.clone())
         .post_message(authed(
             pb::PostMessageRequest {
-                tenant: format!("tenants/{t}"),
-                customer: "carol".into(),
+                customer: format!("tenants/{t}/customers/carol"),
                 channel: pb::Channel::Web as i32,
                 text: "hello".into(),
-                group: "support".into(),
+                group: format!("tenants/{t}/groups/support"),
                 request_id: rid("post"),
                 ..Default::default()
             },
@@ -547,11 +546,10 @@ async fn oversized_messages_and_headers_are_refused_and_the_node_serves_on() {
     fixture(&channel, &operator, "acme").await;
     let integrator = mint("integrator", "acme", "");
     let post = |text: String| pb::PostMessageRequest {
-        tenant: "tenants/acme".into(),
-        customer: "dave".into(),
+        customer: "tenants/acme/customers/dave".into(),
         channel: pb::Channel::Web as i32,
         text,
-        group: "support".into(),
+        group: "tenants/acme/groups/support".into(),
         request_id: rid("big"),
         ..Default::default()
     };

@@ -52,7 +52,7 @@ async fn center(node: &Node) {
             name: "tenants/acme/agents/c1".into(),
             nickname: "c1".into(),
             capacity: 3,
-            groups: vec!["sales".into(), "support".into()],
+            groups: vec!["tenants/acme/groups/sales".into(), "tenants/acme/groups/support".into()],
             replies: None,
             supervisor: false,
             request_id: rid("agent"),

@@ -53,7 +53,7 @@ async fn setup(c: &mut Clients) {
                 name: agent(id),
                 nickname: id.into(),
                 capacity,
-                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                groups: groups.iter().map(|g| format!("tenants/{T}/groups/{g}")).collect(),
                 supervisor,
                 request_id: rid("agent"),
                 ..Default::default()
@@ -81,11 +81,10 @@ async fn post(c: &mut Clients, customer: &str, to: &str) -> String {
     let r = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: format!("tenants/{T}"),
-            customer: customer.into(),
+            customer: format!("tenants/{T}/customers/{customer}"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
-            group: to.into(),
+            group: format!("tenants/{T}/groups/{to}"),
             request_id: rid("post"),
             ..Default::default()
         })

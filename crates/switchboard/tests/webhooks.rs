@@ -202,8 +202,7 @@ async fn post(c: &mut Clients, customer: &str) -> String {
     let r = c
         .channel
         .post_message(pb::PostMessageRequest {
-            tenant: "tenants/acme".into(),
-            customer: customer.into(),
+            customer: format!("tenants/acme/customers/{customer}"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             nickname: customer.into(),
@@ -267,7 +266,7 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
         .update_tenant(pb::UpdateTenantRequest {
             name: "tenants/acme".into(),
             settings: Some(pb::TenantSettings {
-                default_group: "support".into(),
+                default_group: "tenants/acme/groups/support".into(),
                 ..Default::default()
             }),
             request_id: rid("settings"),

@@ -109,14 +109,17 @@ impl Backend for Switchboard {
                 .await
                 .context("put group")?;
         }
-        *self.groups.lock().expect("groups lock") = scenario.groups.clone();
+        // Resource names: every reference in a request is one.
+        let groups: Vec<String> =
+            scenario.groups.iter().map(|g| format!("tenants/{}/groups/{g}", self.tenant)).collect();
+        *self.groups.lock().expect("groups lock") = groups.clone();
         for a in 0..scenario.agents {
             admin
                 .put_agent(pb::PutAgentRequest {
                     name: self.agent_name(a),
                     nickname: format!("agent {a}"),
                     capacity: scenario.capacity,
-                    groups: scenario.groups.clone(),
+                    groups: groups.clone(),
                     replies: None,
                     supervisor: false,
                     request_id: self.rid(),
@@ -176,8 +179,7 @@ impl Backend for Switchboard {
         let mut client = ChannelServiceClient::new(self.channel(customer));
         let r = client
             .post_message(pb::PostMessageRequest {
-                tenant: format!("tenants/{}", self.tenant),
-                customer: format!("c{customer}"),
+                customer: format!("tenants/{}/customers/c{customer}", self.tenant),
                 channel: pb::Channel::Web as i32,
                 text,
                 group,

@@ -44,11 +44,7 @@ fn check_tenant(state: &TenantState, field: &str, name: &str) -> Result<()> {
 
 /// `tenants/{t}/{kind}/{id}` within this tenant → id.
 fn child_id(state: &TenantState, field: &str, name: &str, kind: &str) -> Result<String> {
-    let (t, id) = names::child(field, name, kind)?;
-    if t != state.id {
-        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
-    }
-    Ok(id)
+    names::child_in(field, name, kind, &state.id)
 }
 
 /// `state` is a fresh `TenantState`. Groups do not exist yet, so the settings may not name
@@ -317,7 +313,7 @@ pub(super) fn put_agent(
     }
     let mut groups = Vec::with_capacity(m.groups.len());
     for (i, name) in m.groups.iter().enumerate() {
-        let g = state.group(&format!("groups[{i}]"), name)?;
+        let g = state.group_ref(&format!("groups[{i}]"), name)?;
         if !groups.contains(&g) {
             groups.push(g);
         }
@@ -419,11 +415,11 @@ pub(super) fn put_customer(
     check_len("nickname", &m.nickname, MAX_DISPLAY_NAME)?;
     let priority = u8::try_from(m.priority)
         .map_err(|_| Error::field("priority", format!("must be 0 to 255, got {}", m.priority)))?;
-    let group = if m.group.is_empty() { None } else { Some(state.group("group", &m.group)?) };
+    let group = if m.group.is_empty() { None } else { Some(state.group_ref("group", &m.group)?) };
     let dedicated_agent = if m.dedicated_agent.is_empty() {
         None
     } else {
-        Some(state.agent("dedicated_agent", &m.dedicated_agent)?)
+        Some(state.agent_ref("dedicated_agent", &m.dedicated_agent)?)
     };
     if m.customer_groups.len() > MAX_CUSTOMER_GROUPS {
         return Err(Error::field(
@@ -510,7 +506,7 @@ pub(super) mod tests {
             name: format!("{T}/agents/{id}"),
             nickname: id.to_uppercase(),
             capacity: 2,
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            groups: groups.iter().map(|g| format!("{T}/groups/{g}")).collect(),
             supervisor,
             ..Default::default()
         })
@@ -526,7 +522,8 @@ pub(super) mod tests {
         };
         run(&mut state, 1_000, Op::CreateTenant(create)).unwrap();
         run(&mut state, 1_000, group_op("sales")).unwrap();
-        let settings = pb::TenantSettings { default_group: "sales".into(), ..Default::default() };
+        let settings =
+            pb::TenantSettings { default_group: format!("{T}/groups/sales"), ..Default::default() };
         let update = pb::UpdateTenantRequest {
             name: T.into(),
             settings: Some(settings),
@@ -570,7 +567,7 @@ pub(super) mod tests {
         let with_group = pb::CreateTenantRequest {
             tenant_id: "acme".into(),
             settings: Some(pb::TenantSettings {
-                default_group: "sales".into(),
+                default_group: format!("{T}/groups/sales"),
                 ..Default::default()
             }),
             ..Default::default()
@@ -627,7 +624,7 @@ pub(super) mod tests {
 
         let (r, _) = run(&mut state, 2_000, agent_op("alice", &["sales", "sales"], true)).unwrap();
         let response::Result::Agent(a) = r else { panic!("{r:?}") };
-        assert_eq!(a.groups, vec!["sales"]);
+        assert_eq!(a.groups, vec![format!("{T}/groups/sales")]);
         assert_eq!(a.status, pb::AgentStatus::Offline as i32);
         assert!(a.supervisor);
         let a = AgentId(state.agents.get("alice").unwrap());
@@ -651,11 +648,11 @@ pub(super) mod tests {
             ..Default::default()
         };
         let settings = pb::TenantSettings {
-            default_group: "sales".into(),
+            default_group: format!("{T}/groups/sales"),
             replies: Some(replies.clone()),
             channels: vec![pb::ChannelSettings {
                 channel: pb::Channel::MiniProgram as i32,
-                group: "vip".into(),
+                group: format!("{T}/groups/vip"),
                 replies: Some(pb::ReplySettings {
                     manual_end: Some(pb::Texts { texts: vec!["bye".into()] }),
                     ..Default::default()
@@ -675,7 +672,7 @@ pub(super) mod tests {
         assert_eq!(t.display_name, "Acme", "an empty display name keeps the old one");
         let s = t.settings.unwrap();
         assert_eq!(s.replies, Some(replies));
-        assert_eq!(s.channels[0].group, "vip");
+        assert_eq!(s.channels[0].group, "tenants/acme/groups/vip");
         assert_eq!(s.human_reserve, Some(2));
         let core = state.engine.settings();
         assert_eq!(
@@ -767,7 +764,7 @@ pub(super) mod tests {
         run(&mut state, 2_000, agent_op("alice", &["vip"], false)).unwrap();
         let customer = pb::PutCustomerRequest {
             name: format!("{T}/customers/u1"),
-            group: "vip".into(),
+            group: format!("{T}/groups/vip"),
             ..Default::default()
         };
         run(&mut state, 2_000, Op::PutCustomer(customer)).unwrap();
@@ -806,7 +803,7 @@ pub(super) mod tests {
             name: format!("{T}/customers/u1"),
             nickname: "Lee".into(),
             priority: 7,
-            dedicated_agent: "alice".into(),
+            dedicated_agent: format!("{T}/agents/alice"),
             customer_groups: vec!["vip".into()],
             language: "zh-CN".into(),
             ..Default::default()
@@ -815,13 +812,13 @@ pub(super) mod tests {
         let response::Result::Customer(c) = r else { panic!("{r:?}") };
         assert_eq!(
             (c.nickname.as_str(), c.priority, c.dedicated_agent.as_str()),
-            ("Lee", 7, "alice")
+            ("Lee", 7, "tenants/acme/agents/alice")
         );
         assert_eq!((c.customer_groups, c.language.as_str()), (vec!["vip".to_owned()], "zh-CN"));
         // Fields left out (no mask) keep their values.
         let again = pb::PutCustomerRequest {
             name: format!("{T}/customers/u1"),
-            dedicated_agent: "alice".into(),
+            dedicated_agent: format!("{T}/agents/alice"),
             ..Default::default()
         };
         let (r, _) = run(&mut state, 3_500, Op::PutCustomer(again)).unwrap();

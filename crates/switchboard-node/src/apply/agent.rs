@@ -23,11 +23,7 @@ const MAX_TAGS: usize = 50;
 
 /// The acting agent of a request, checked to belong to this tenant.
 pub(super) fn acting(state: &TenantState, field: &str, name: &str) -> Result<AgentId> {
-    let (t, id) = names::child(field, name, "agents")?;
-    if t != state.id {
-        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
-    }
-    state.agent(field, &id)
+    state.agent_ref(field, name)
 }
 
 /// How the acting agent acts: supervisors may act on any conversation.

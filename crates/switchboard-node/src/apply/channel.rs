@@ -12,14 +12,6 @@ use crate::error::{Error, Result};
 use crate::names;
 use crate::state::TenantState;
 
-fn check_tenant(state: &TenantState, field: &str, name: &str) -> Result<()> {
-    let t = names::tenant(field, name)?;
-    if t != state.id {
-        return Err(Error::field(field, format!("{name:?} is not this tenant")));
-    }
-    Ok(())
-}
-
 /// The conversation a request names, checked to belong to this tenant.
 pub(super) fn conversation(state: &TenantState, field: &str, name: &str) -> Result<ConversationId> {
     let (t, n) = names::conversation(field, name)?;
@@ -46,15 +38,19 @@ pub(super) fn check_text(field: &str, text: &str) -> Result<()> {
 }
 
 struct Opening {
+    /// The caller-chosen customer id.
+    id: String,
     customer: CustomerId,
     new_conversation: ConversationId,
 }
 
-/// Validates the customer and the ids a new conversation would take, without allocating.
+/// Validates the customer's name and the ids a new conversation would take, without
+/// allocating.
 fn opening(state: &TenantState, customer_field: &str, customer: &str) -> Result<Opening> {
-    names::check_id(customer_field, customer)?;
+    let id = names::child_in(customer_field, customer, "customers", &state.id)?;
     Ok(Opening {
-        customer: CustomerId(state.customers.peek(customer)),
+        customer: CustomerId(state.customers.peek(&id)),
+        id,
         new_conversation: ConversationId(state.next_conversation + 1),
     })
 }
@@ -73,11 +69,10 @@ pub(super) fn post_message(
     r: &pb::PostMessageRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    check_tenant(state, "tenant", &r.tenant)?;
     let o = opening(state, "customer", &r.customer)?;
     let channel = convert::channel("channel", r.channel)?;
     check_text("text", &r.text)?;
-    let group = if r.group.is_empty() { None } else { Some(state.group("group", &r.group)?) };
+    let group = if r.group.is_empty() { None } else { Some(state.group_ref("group", &r.group)?) };
     let priority = u8::try_from(r.priority).map_err(|_| {
         Error::field("priority", format!("{} is above the highest priority, 255", r.priority))
     })?;
@@ -103,15 +98,15 @@ pub(super) fn post_message(
         state
             .engine
             .check_customer_message(&msg)
-            .map_err(|e| refusal::new_customer(state, e, o.customer, &r.customer))?;
+            .map_err(|e| refusal::new_customer(state, e, o.customer, &o.id))?;
         settings.nickname = Some(r.nickname.clone());
         state.engine.upsert_customer(o.customer, settings)?;
     }
     let outcome = state
         .engine
         .customer_message(now, msg)
-        .map_err(|e| refusal::new_customer(state, e, o.customer, &r.customer))?;
-    opened(state, &r.customer, outcome.opened);
+        .map_err(|e| refusal::new_customer(state, e, o.customer, &o.id))?;
+    opened(state, &o.id, outcome.opened);
     transcript(
         state,
         now,
@@ -136,11 +131,10 @@ pub(super) fn open_service(
     r: &pb::OpenServiceRequest,
     out: &mut Output,
 ) -> Result<response::Result> {
-    check_tenant(state, "tenant", &r.tenant)?;
     let o = opening(state, "customer", &r.customer)?;
     let channel = convert::channel("channel", r.channel)?;
     let outcome = state.engine.open_service(now, o.customer, channel, o.new_conversation)?;
-    opened(state, &r.customer, outcome.opened);
+    opened(state, &o.id, outcome.opened);
     emit(state, now, outcome.effects, out);
     Ok(response::Result::PostMessage(pb::PostMessageResponse {
         conversation: Some(views::conversation(state, outcome.conversation)),
@@ -211,12 +205,15 @@ mod tests {
         try_run(&mut s, 1_000, group_op("g")).unwrap();
         let post = |customer: &str, nickname: &str, group: &str| {
             Op::PostMessage(pb::PostMessageRequest {
-                tenant: T.into(),
-                customer: customer.into(),
+                customer: format!("{T}/customers/{customer}"),
                 channel: pb::Channel::Web as i32,
                 text: "hello".into(),
                 nickname: nickname.into(),
-                group: group.into(),
+                group: if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("tenants/acme/groups/{group}")
+                },
                 ..Default::default()
             })
         };
@@ -285,11 +282,10 @@ mod tests {
             &mut s,
             t0,
             Op::PostMessage(pb::PostMessageRequest {
-                tenant: "tenants/acme".into(),
-                customer: "u1".into(),
+                customer: "tenants/acme/customers/u1".into(),
                 channel: pb::Channel::Web as i32,
                 text: "hello".into(),
-                group: "g".into(),
+                group: "tenants/acme/groups/g".into(),
                 ..Default::default()
             }),
         );

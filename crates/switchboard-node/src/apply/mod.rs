@@ -116,11 +116,11 @@ pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output
     }
 }
 
-/// The customer a command names by its id, if any.
+/// The id of the customer a command names, if any.
 fn customer_named(op: &Op) -> Option<&str> {
     let name = match op {
-        Op::PostMessage(r) => return Some(&r.customer),
-        Op::OpenService(r) => return Some(&r.customer),
+        Op::PostMessage(r) => &r.customer,
+        Op::OpenService(r) => &r.customer,
         Op::PutCustomer(r) => &r.name,
         Op::UpdateCustomerProfile(r) => &r.customer,
         _ => return None,
@@ -404,9 +404,10 @@ fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEven
         Note::CustomerMessage { conversation, text, bot_hosting } => {
             (Some(conversation), E::CustomerMessage(ev::CustomerMessage { text, bot_hosting }))
         }
-        Note::Whisper { conversation, from, text } => {
-            (Some(conversation), E::Whisper(ev::Whisper { from: state.agent_name(from), text }))
-        }
+        Note::Whisper { conversation, from, text } => (
+            Some(conversation),
+            E::Whisper(ev::Whisper { supervisor: state.agent_name(from), text }),
+        ),
         Note::ReadUnreplied { conversation } => {
             (Some(conversation), E::ReadUnreplied(ev::ReadUnreplied {}))
         }

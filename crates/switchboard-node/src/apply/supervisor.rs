@@ -234,8 +234,7 @@ mod tests {
     /// A customer message; returns the conversation's resource name.
     fn say(state: &mut TenantState, at: u64, customer: &str) -> String {
         let op = Op::PostMessage(pb::PostMessageRequest {
-            tenant: T.into(),
-            customer: customer.into(),
+            customer: format!("{T}/customers/{customer}"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             ..Default::default()

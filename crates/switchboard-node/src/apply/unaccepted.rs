@@ -190,13 +190,12 @@ mod tests {
         }
         let dedicated = Op::PutCustomer(pb::PutCustomerRequest {
             name: format!("{T}/customers/u1"),
-            dedicated_agent: "a1".into(),
+            dedicated_agent: "tenants/acme/agents/a1".into(),
             ..Default::default()
         });
         run(&mut s, 1_000, dedicated).unwrap();
         let post = Op::PostMessage(pb::PostMessageRequest {
-            tenant: T.into(),
-            customer: "u1".into(),
+            customer: format!("{T}/customers/u1"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
             ..Default::default()

@@ -407,7 +407,7 @@ mod tests {
     fn reads_the_tenant_from_the_first_field() {
         use switchboard_proto::v1 as pb;
         let post = pb::PostMessageRequest {
-            tenant: "tenants/acme".into(),
+            customer: "tenants/acme/customers/bob".into(),
             text: "tenants/evil".into(),
             ..Default::default()
         };

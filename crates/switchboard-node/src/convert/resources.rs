@@ -55,7 +55,7 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
         nickname: settings.map(|s| s.nickname.clone()).unwrap_or_default(),
         capacity: settings.map_or(0, |s| s.capacity),
         groups: settings
-            .map(|s| s.groups.iter().map(|g| state.groups.name(g.0).to_owned()).collect())
+            .map(|s| s.groups.iter().map(|g| state.group_name(*g)).collect())
             .unwrap_or_default(),
         replies: settings.map(|s| reply_settings_to_pb(&s.replies)),
         supervisor: extra.is_some_and(|x| x.supervisor),
@@ -91,18 +91,14 @@ pub fn customer_view(
 ) -> pb::Customer {
     let settings = c.map(|c| &c.settings);
     // An agent deleted since keeps no name; show nothing rather than a dangling one.
-    let agent_id =
-        |a: Option<AgentId>| a.map(|a| state.agents.name(a.0).to_owned()).unwrap_or_default();
+    let agent_name = |a: Option<AgentId>| a.map(|a| state.agent_name(a)).unwrap_or_default();
     pb::Customer {
         name: crate::names::child_name(&state.id, "customers", id),
         nickname: settings.and_then(|s| s.nickname.clone()).unwrap_or_default(),
         priority: settings.map_or(0, |s| u32::from(s.priority)),
-        group: settings
-            .and_then(|s| s.group)
-            .map(|g| state.groups.name(g.0).to_owned())
-            .unwrap_or_default(),
-        dedicated_agent: agent_id(settings.and_then(|s| s.dedicated_agent)),
-        last_agent: agent_id(c.and_then(|c| c.last_agent)),
+        group: settings.and_then(|s| s.group).map(|g| state.group_name(g)).unwrap_or_default(),
+        dedicated_agent: agent_name(settings.and_then(|s| s.dedicated_agent)),
+        last_agent: agent_name(c.and_then(|c| c.last_agent)),
         remark_name: profile.map(|p| p.remark_name.clone()).unwrap_or_default(),
         phone: profile.map(|p| p.phone.clone()).unwrap_or_default(),
         email: profile.map(|p| p.email.clone()).unwrap_or_default(),

@@ -48,7 +48,7 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
         }
         seen.push(ch);
         if !c.group.is_empty() {
-            channel_groups.insert(ch, state.group(&format!("{field}.group"), &c.group)?);
+            channel_groups.insert(ch, state.group_ref(&format!("{field}.group"), &c.group)?);
         }
         if let Some(r) = &c.replies {
             channel_replies.insert(ch, reply_settings(&format!("{field}.replies"), Some(r))?);
@@ -104,7 +104,7 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
     let default_group = if s.default_group.is_empty() {
         None
     } else {
-        Some(state.group("settings.default_group", &s.default_group)?)
+        Some(state.group_ref("settings.default_group", &s.default_group)?)
     };
 
     let mut customer_group_priorities = BTreeMap::new();
@@ -167,7 +167,7 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
 }
 
 pub fn tenant_settings_to_pb(state: &TenantState, s: &TenantSettings) -> pb::TenantSettings {
-    let group_id = |g: &switchboard_core::GroupId| state.groups.name(g.0).to_owned();
+    let group_name = |g: &switchboard_core::GroupId| state.group_name(*g);
     let mut channels: Vec<Channel> = s
         .channel_replies
         .keys()
@@ -184,7 +184,7 @@ pub fn tenant_settings_to_pb(state: &TenantState, s: &TenantSettings) -> pb::Ten
             .into_iter()
             .map(|c| pb::ChannelSettings {
                 channel: channel_to_pb(c) as i32,
-                group: s.channel_groups.get(&c).map(group_id).unwrap_or_default(),
+                group: s.channel_groups.get(&c).map(group_name).unwrap_or_default(),
                 replies: s.channel_replies.get(&c).map(reply_settings_to_pb),
                 reply_window: s.reply_windows.get(&c).copied().map(duration),
             })
@@ -210,7 +210,7 @@ pub fn tenant_settings_to_pb(state: &TenantState, s: &TenantSettings) -> pb::Ten
             RatingCredit::AllServed => pb::RatingCredit::AllServed,
             RatingCredit::LastOnly => pb::RatingCredit::LastOnly,
         } as i32,
-        default_group: s.default_group.as_ref().map(group_id).unwrap_or_default(),
+        default_group: s.default_group.as_ref().map(group_name).unwrap_or_default(),
         customer_group_priorities: s
             .customer_group_priorities
             .iter()
@@ -589,8 +589,11 @@ mod tests {
                 .starts_with("settings.channels[1].channel:")
         );
         assert!(
-            bad(pb::TenantSettings { default_group: "sales".into(), ..Default::default() })
-                .contains("settings.default_group")
+            bad(pb::TenantSettings {
+                default_group: "tenants/acme/groups/sales".into(),
+                ..Default::default()
+            })
+            .contains("settings.default_group")
         );
         assert!(
             bad(pb::TenantSettings {

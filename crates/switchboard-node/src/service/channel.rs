@@ -34,14 +34,15 @@ impl Channel {
         variant!(self.registry.command(&tenant, op, request_id).await?, Conversation)
     }
 
+    /// A call on behalf of a customer, named `tenants/{t}/customers/{u}`.
     async fn post(
         &self,
         call: &Call,
-        tenant: &str,
+        customer: &str,
         op: Op,
         request_id: &str,
     ) -> Result<pb::PostMessageResponse, Status> {
-        let tenant = names::tenant("tenant", tenant)?;
+        let (tenant, _) = names::child("customer", customer, "customers")?;
         call.allow(&tenant, None)?;
         variant!(self.registry.command(&tenant, op, request_id).await?, PostMessage)
     }
@@ -54,8 +55,8 @@ impl ChannelService for Channel {
         req: Request<pb::PostMessageRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
         let (call, r) = Call::split(req);
-        let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
-        Ok(Response::new(self.post(&call, &tenant, Op::PostMessage(r), &request_id).await?))
+        let (customer, request_id) = (r.customer.clone(), r.request_id.clone());
+        Ok(Response::new(self.post(&call, &customer, Op::PostMessage(r), &request_id).await?))
     }
 
     async fn open_service(
@@ -63,8 +64,8 @@ impl ChannelService for Channel {
         req: Request<pb::OpenServiceRequest>,
     ) -> Result<Response<pb::PostMessageResponse>, Status> {
         let (call, r) = Call::split(req);
-        let (tenant, request_id) = (r.tenant.clone(), r.request_id.clone());
-        Ok(Response::new(self.post(&call, &tenant, Op::OpenService(r), &request_id).await?))
+        let (customer, request_id) = (r.customer.clone(), r.request_id.clone());
+        Ok(Response::new(self.post(&call, &customer, Op::OpenService(r), &request_id).await?))
     }
 
     async fn request_human(

@@ -153,7 +153,7 @@ fn waits(c: &Conversation, now: Timestamp) -> Vec<(Timestamp, Duration)> {
     out
 }
 
-/// Waits that entered within `[from, to]` and lasted longer than `threshold`, oldest first.
+/// Waits that entered within `[from, to)` and lasted longer than `threshold`, oldest first.
 fn queue_stats(
     s: &TenantState,
     now: Timestamp,
@@ -167,7 +167,7 @@ fn queue_stats(
     let mut long: Vec<(Timestamp, &Conversation, Duration)> = live
         .chain(gone)
         .flat_map(|c| waits(c, now).into_iter().map(move |(at, waited)| (at, c, waited)))
-        .filter(|(at, _, waited)| (from..=to).contains(at) && *waited > threshold)
+        .filter(|(at, _, waited)| (from..to).contains(at) && *waited > threshold)
         .collect();
     long.sort_unstable_by_key(|(at, c, _)| (*at, c.id));
     let count = long.len() as u64;
@@ -284,18 +284,18 @@ impl SupervisorService for Supervisor {
             None => DEFAULT_QUEUE_THRESHOLD,
         };
         let now = crate::clock::now();
-        let to = match &r.to {
-            Some(t) => convert::from_timestamp("to", t).map_err(Status::from)?,
+        let to = match &r.end_time {
+            Some(t) => convert::from_timestamp("end_time", t).map_err(Status::from)?,
             None => now,
         };
-        let from = match &r.from {
-            Some(t) => convert::from_timestamp("from", t).map_err(Status::from)?,
+        let from = match &r.start_time {
+            Some(t) => convert::from_timestamp("start_time", t).map_err(Status::from)?,
             None => to - DEFAULT_QUEUE_WINDOW,
         };
         if from > to {
-            return Err(Status::from(Error::field("from", "must not be after `to`")));
+            return Err(Status::from(Error::field("start_time", "must not be after end_time")));
         }
-        // Waits that entered in [from, to] belong to conversations opened by `to` that ended
+        // Waits that entered in [from, to) belong to conversations opened by `to` that ended
         // at or after `from`.
         let query = ArchiveQuery {
             ended_from_ms: Some(from.as_millis()),

@@ -39,8 +39,11 @@ pub async fn floor(
             .await
             .expect("put group");
     }
-    let settings =
-        pb::TenantSettings { default_group: "support".into(), replies, ..Default::default() };
+    let settings = pb::TenantSettings {
+        default_group: format!("tenants/{t}/groups/support"),
+        replies,
+        ..Default::default()
+    };
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
             name: format!("tenants/{t}"),
@@ -56,7 +59,7 @@ pub async fn floor(
                 name: format!("tenants/{t}/agents/{id}"),
                 nickname: id.to_uppercase(),
                 capacity: *capacity,
-                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                groups: groups.iter().map(|g| format!("tenants/{t}/groups/{g}")).collect(),
                 supervisor: *supervisor,
                 request_id: rid("agent"),
                 ..Default::default()
@@ -80,11 +83,14 @@ pub async fn floor(
 pub async fn write(c: &mut Clients, t: &str, customer: &str, group: &str) -> pb::Conversation {
     c.channel
         .post_message(pb::PostMessageRequest {
-            tenant: format!("tenants/{t}"),
-            customer: customer.into(),
+            customer: format!("tenants/{t}/customers/{customer}"),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
-            group: group.into(),
+            group: if group.is_empty() {
+                String::new()
+            } else {
+                format!("tenants/{t}/groups/{group}")
+            },
             request_id: rid("post"),
             ..Default::default()
         })

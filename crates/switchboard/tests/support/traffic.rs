@@ -90,7 +90,7 @@ pub async fn put_agent(
             name: format!("tenants/{t}/agents/{a}"),
             nickname: a.into(),
             capacity,
-            groups: vec![group.into()],
+            groups: vec![format!("tenants/{t}/groups/{group}")],
             replies: None,
             supervisor,
             request_id: rid("agent"),
@@ -136,7 +136,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
             name: format!("tenants/{t}"),
             display_name: "Ops".into(),
             settings: Some(pb::TenantSettings {
-                default_group: "sales".into(),
+                default_group: format!("tenants/{t}/groups/sales"),
                 message_received: Some(pb::MessageReceivedReply {
                     texts: (1..=6).map(|i| format!("received {i}")).collect(),
                     also_in_session: false,
@@ -157,8 +157,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
     };
     set_status(&mut c, "alice", pb::AgentStatus::Online).await;
     let post = |customer: &str, channel: pb::Channel| pb::PostMessageRequest {
-        tenant: format!("tenants/{t}"),
-        customer: customer.into(),
+        customer: format!("tenants/{t}/customers/{customer}"),
         channel: channel as i32,
         text: "hello".into(),
         group: String::new(),
