@@ -51,7 +51,11 @@ pub fn child(field: &str, name: &str, kind: &str) -> Result<(String, String), Er
         }
         _ => Err(Error::field(
             field,
-            format!("{name:?} is not a {kind} name; expected tenants/{{tenant}}/{kind}/{{id}}"),
+            format!(
+                "{name:?} is not a{} {} name; expected tenants/{{tenant}}/{kind}/{{id}}",
+                if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "n" } else { "" },
+                kind.trim_end_matches('s'),
+            ),
         )),
     }
 }

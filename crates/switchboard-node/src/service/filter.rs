@@ -341,7 +341,7 @@ mod tests {
             ("opened_at >= yesterday", "opened_at >= yesterday"),
             ("opened_at = 2026-01-01T00:00:00Z", "range"),
             ("agent = tenants/other/agents/a", "tenant \"other\""),
-            ("agent = bob", "agents name"),
+            ("agent = bob", "not an agent name"),
             ("agent > tenants/acme/agents/a", "= only"),
             ("state = QUEUED AND state = BOT", "twice"),
             ("name = \"tenants/acme/conversations/7", "not closed"),
