@@ -49,7 +49,7 @@ fn fixture() -> &'static TenantState {
             run(Op::PutAgent(pb::PutAgentRequest {
                 name: format!("tenants/acme/agents/{agent}"),
                 capacity: 3,
-                groups: vec!["support".into()],
+                groups: vec!["tenants/acme/groups/support".into()],
                 supervisor: agent == "boss",
                 ..Default::default()
             }));
@@ -63,7 +63,7 @@ fn fixture() -> &'static TenantState {
             customer: "tenants/acme/customers/carol".into(),
             channel: pb::Channel::Web as i32,
             text: "hello".into(),
-            group: "support".into(),
+            group: "tenants/acme/groups/support".into(),
             ..Default::default()
         }));
         state
