@@ -1,7 +1,8 @@
 //! The API as integrators and agents meet it (issue 13), over real gRPC against a real
 //! `switchboard serve` process: the data scope of agents' edits, partial updates with field
 //! masks, refusals and events in resource names, opaque page tokens, a supervisor ending one
-//! conversation, and agents setting their own replies without the administrator role. Waits
+//! conversation, agents setting their own replies without the administrator role, and one
+//! naming rule for references (full resource names in and out). Waits
 //! are bounded; nothing asserts on time.
 
 mod support;
@@ -640,4 +641,84 @@ async fn agents_set_their_own_replies_without_the_admin_role() {
         .unwrap()
         .into_inner();
     assert_eq!(bob.replies.unwrap_or_default().manual_end, None);
+}
+
+/// One naming rule (item 9): every field that refers to a resource takes and gives its full
+/// resource name; a bare id, or a name in another tenant, is refused saying what to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_are_resource_names_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    floor(&mut c, None, &[("alice", &["support"], 3, false)], &["alice"]).await;
+
+    let refused = |what: &str, r: Result<tonic::Response<pb::Agent>, tonic::Status>| {
+        let s = r.expect_err(what);
+        assert_eq!(s.code(), Code::InvalidArgument, "{what}: {s:?}");
+        s.message().to_owned()
+    };
+    let put = |groups: Vec<String>| pb::PutAgentRequest {
+        name: name("agents", "bob"),
+        capacity: 2,
+        groups,
+        request_id: rid("bob"),
+        ..Default::default()
+    };
+    let bare = refused("bare group id", c.admin.put_agent(put(vec!["support".into()])).await);
+    assert!(bare.contains("expected tenants/{tenant}/groups/{id}"), "{bare}");
+    let other = refused(
+        "another tenant's group",
+        c.admin.put_agent(put(vec!["tenants/other/groups/support".into()])).await,
+    );
+    assert!(other.contains("this request is for tenant \"desk\""), "{other}");
+    let bob = c.admin.put_agent(put(vec![name("groups", "support")])).await.unwrap().into_inner();
+    assert_eq!(bob.groups, vec![name("groups", "support")]);
+
+    // A gateway names its customer; a bare customer id is refused.
+    let bare = c
+        .channel
+        .post_message(pb::PostMessageRequest {
+            customer: "carol".into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            request_id: rid("bare"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bare customer id");
+    assert_eq!(bare.code(), Code::InvalidArgument);
+    assert!(bare.message().contains("tenants/{tenant}/customers/{id}"), "{}", bare.message());
+    let c1 = write(&mut c, "carol", "support").await;
+    assert_eq!(
+        (c1.customer.as_str(), c1.group.as_str()),
+        (name("customers", "carol").as_str(), name("groups", "support").as_str())
+    );
+    assert_eq!(c1.agent, name("agents", "alice"));
+
+    // Customers: routing references in, names out (the last agent included).
+    let routed = c
+        .admin
+        .put_customer(pb::PutCustomerRequest {
+            name: name("customers", "carol"),
+            group: name("groups", "support"),
+            dedicated_agent: name("agents", "alice"),
+            request_id: rid("carol"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (routed.group, routed.dedicated_agent, routed.last_agent),
+        (name("groups", "support"), name("agents", "alice"), name("agents", "alice"))
+    );
+    let settings = c
+        .admin
+        .get_tenant(pb::GetTenantRequest { name: format!("tenants/{T}") })
+        .await
+        .unwrap()
+        .into_inner()
+        .settings
+        .unwrap();
+    assert_eq!(settings.default_group, name("groups", "support"));
 }
