@@ -228,12 +228,15 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, sta
 /// A refused append also refuses the tenant's later appends, and not only within its group:
 /// a writer pipelines, so its next batches may land in the next group, and writing them
 /// would leave a gap in its log. The refusal holds until an append comes at or below the
-/// refused sequence number: the writer reloaded and starts again from what is durable.
+/// refused sequence number (the writer reloaded and starts again from what is durable), or
+/// under another fence: a new ownership of the tenant loaded what is durable, wherever its
+/// log stands now (a node fenced off while appending may own the tenant again later, after
+/// another node wrote on; its old refusal must not hold the new owner back).
 /// Only refusals that wrote nothing count: not a duplicate (its number is durable already, and
 /// the writer goes on after it), nor a failed commit (its outcome may be unknown, see
 /// `pg_writer`).
 pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut(Vec<Job>)) {
-    let mut refused: HashMap<String, u64> = HashMap::new();
+    let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
         let mut group = vec![first];
@@ -250,8 +253,8 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
                 continue;
             };
             let seq = batch.log.first().map(|r| r.seq);
-            if let (Some(seq), Some(&at)) = (seq, refused.get(&batch.tenant)) {
-                if seq > at {
+            if let (Some(seq), Some(&(at, fence))) = (seq, refused.get(&batch.tenant)) {
+                if seq > at && batch.fence == fence {
                     let _ = ack.send(Err(Error::EarlierBatchFailed { tenant: batch.tenant }));
                     continue;
                 }
@@ -259,16 +262,16 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
             }
             // Watch the outcome on the way to the caller.
             let (relay, outcome) = oneshot::channel();
-            watched.push((batch.tenant.clone(), seq, outcome, ack));
+            watched.push((batch.tenant.clone(), seq, batch.fence, outcome, ack));
             admitted.push(Job::Append { batch, ack: relay });
         }
         commit(admitted);
-        for (tenant, seq, mut outcome, ack) in watched {
+        for (tenant, seq, fence, mut outcome, ack) in watched {
             let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
             if let (Err(e), Some(seq)) = (&result, seq)
                 && !matches!(e, Error::Commit(_) | Error::Closed | Error::DuplicateLogRecord { .. })
             {
-                refused.entry(tenant).or_insert(seq);
+                refused.entry(tenant).or_insert((seq, fence));
             }
             let _ = ack.send(result);
         }
@@ -820,7 +823,7 @@ mod tests {
             fenced("a", 1, old),
             (Job::RaiseFence { fence: new, ack: raise_ack }, raised),
             fenced("a", 2, old), // 2: fenced off, nothing written
-            fenced("a", 3, new), // 3: pipelined after it, in a later commit
+            fenced("a", 3, old), // 3: pipelined after it by the same owner, in a later commit
             append("b", 1),      // 4: other tenants go on
             fenced("a", 2, new), // 5: the new owner starts again from what is durable
             fenced("a", 3, new), // 6
@@ -843,6 +846,62 @@ mod tests {
         assert!(matches!(got[7], Err(Error::DuplicateLogRecord { seq: 3, .. })), "{:?}", got[7]);
         assert!(got[8].is_ok(), "{:?}", got[8]);
         assert_eq!(log_seqs(&conn, "a"), vec![1, 2, 3, 4]);
+    }
+
+    /// A node fenced off while appending remembers the refusal; when it owns the tenant again
+    /// later (a higher fence, after another node wrote on), it loads what is durable and
+    /// appends after that, above the old refusal: that append is written, not held back
+    /// forever (seen as a livelock in the paused-node cluster test). The other node is a
+    /// second connection to the same database, used between this writer's jobs.
+    #[test]
+    fn an_old_refusal_does_not_hold_back_a_later_ownership() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::schema::open_writer(&path).unwrap();
+        let mut other = crate::schema::open_writer(&path).unwrap();
+        let limits = Limits { max_jobs: 1, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let mine = Fence { shard: 7, epoch: 10 };
+        let theirs = Fence { shard: 7, epoch: 12 };
+        let mine_again = Fence { shard: 7, epoch: 14 };
+        let fenced = |seq, fence| {
+            let (job, done) = append("a", seq);
+            let Job::Append { mut batch, ack } = job else { unreachable!() };
+            batch.fence = fence;
+            (Job::Append { batch, ack }, done)
+        };
+        let raise = |fence| {
+            let (ack, done) = oneshot::channel();
+            (Job::RaiseFence { fence, ack }, done)
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            let stats = Counters::default();
+            drain(&rx, limits, |group| commit(&mut conn, group, limits, &stats));
+        });
+        let run = |(job, done): (Job, oneshot::Receiver<Result<()>>)| {
+            tx.send(job).unwrap();
+            done.blocking_recv().unwrap()
+        };
+        run(fenced(1, mine)).unwrap();
+        // The other node takes the shard over and writes on.
+        let stats = Counters::default();
+        let (job, done) = raise(theirs);
+        commit(&mut other, vec![job], limits, &stats);
+        done.blocking_recv().unwrap().unwrap();
+        let refused = run(fenced(2, mine));
+        assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
+        for seq in 2..=4 {
+            let (job, done) = fenced(seq, theirs);
+            commit(&mut other, vec![job], limits, &stats);
+            done.blocking_recv().unwrap().unwrap();
+        }
+        // This node owns it again: a higher fence, and it appends after what is durable.
+        run(raise(mine_again)).unwrap();
+        let again = run(fenced(5, mine_again));
+        assert!(again.is_ok(), "{again:?}");
+        drop(tx);
+        writer.join().unwrap();
+        assert_eq!(log_seqs(&other, "a"), vec![1, 2, 3, 4, 5]);
     }
 
     /// `EXPLAIN QUERY PLAN` of `sql`, one detail line per step.
