@@ -62,9 +62,14 @@ impl RouterSide {
         &self.router
     }
 
-    /// Starts a new incarnation (after a restart or a move), before anything is sent.
-    pub fn restart(&mut self, epoch: u64) {
+    /// Starts a new incarnation (after a restart or a move), before anything is sent. The
+    /// tombstones' lingering starts again: the conversation sides get the whole `linger` to
+    /// resend what this side may not have acknowledged before it stopped.
+    pub fn restart(&mut self, epoch: u64, now: Timestamp) {
         self.epoch = epoch;
+        for c in self.conversations.values_mut().filter(|c| c.left) {
+            c.seen = c.seen.max(now);
+        }
     }
 
     /// The customer whose conversation side holds the conversation's link.
@@ -104,7 +109,12 @@ impl RouterSide {
         capacity: u32,
         groups: Vec<GroupId>,
     ) -> Result<Vec<Effect>> {
-        self.routed(Cause::Routed, None, |r, out| r.upsert_agent(now, agent, capacity, groups, out))
+        let mut rout = Vec::new();
+        self.router.upsert_agent(now, agent, capacity, groups, &mut rout)?;
+        let mut out = Vec::new();
+        // New groups can flip a group's offline condition without a status change.
+        self.decide(rout, Cause::Routed, None, true, &mut out);
+        Ok(out)
     }
 
     pub fn accept(
@@ -164,7 +174,7 @@ impl RouterSide {
         let mut rout = Vec::new();
         self.router.advance(now, &mut rout);
         let mut out = Vec::new();
-        self.decide(rout, Cause::Routed, None, &mut out);
+        self.decide(rout, Cause::Routed, None, false, &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
         out
@@ -250,7 +260,7 @@ impl RouterSide {
                 conv.dedicated = request.dedicated;
                 let mut rout = Vec::new();
                 match self.router.route(now, id, request, &mut rout) {
-                    Ok(()) => self.decide(rout, cause, Some(id), out),
+                    Ok(()) => self.decide(rout, cause, Some(id), false, out),
                     Err(e) => {
                         conv.link.out.push(ToConversation::Refused { reason: e.to_string() });
                     }
@@ -259,7 +269,7 @@ impl RouterSide {
             ToRouter::Raise { priority } => {
                 let mut rout = Vec::new();
                 self.router.raise_priority(now, id, priority, &mut rout);
-                self.decide(rout, Cause::Routed, None, out);
+                self.decide(rout, Cause::Routed, None, false, out);
             }
             ToRouter::Leave => {
                 let mut rout = Vec::new();
@@ -268,7 +278,7 @@ impl RouterSide {
                 conv.left = true;
                 // What it was not told yet no longer matters.
                 conv.link.out.clear();
-                self.decide(rout, Cause::Routed, None, out);
+                self.decide(rout, Cause::Routed, None, false, out);
             }
             ToRouter::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
             ToRouter::Wrote => {
@@ -292,23 +302,24 @@ impl RouterSide {
         let mut rout = Vec::new();
         op(&mut self.router, &mut rout)?;
         let mut out = Vec::new();
-        self.decide(rout, cause, routed, &mut out);
+        self.decide(rout, cause, routed, false, &mut out);
         Ok(out)
     }
 
     /// Queues what a router operation decided, one message per conversation with where it
     /// stands after the operation; agent notes and events go to `out`. After a status
-    /// change, every conversation whose offline condition flipped is told.
+    /// change (or when `rescan`), every conversation whose offline condition flipped is told.
     fn decide(
         &mut self,
         rout: Vec<router::Effect>,
         cause: Cause,
         routed: Option<ConversationId>,
+        rescan: bool,
         out: &mut Vec<Effect>,
     ) {
         let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
         let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
-        let mut status_changed = false;
+        let mut status_changed = rescan;
         for step in facts::steps(rout, cause, routed, known) {
             match step {
                 Step::Placed(c, fact) => decided.entry(c).or_default().push(fact),
