@@ -25,6 +25,25 @@ pub struct CustomerMessage {
     pub priority: Option<Priority>,
 }
 
+impl CustomerMessage {
+    /// The customer opening the service window: opens a conversation as a message would,
+    /// without text, in the customer's, the channel's or the tenant's default group.
+    pub fn open_service(
+        customer: CustomerId,
+        channel: Channel,
+        new_conversation: ConversationId,
+    ) -> Self {
+        CustomerMessage {
+            customer,
+            channel,
+            text: String::new(),
+            new_conversation,
+            group: None,
+            priority: None,
+        }
+    }
+}
+
 /// Where a customer message goes.
 enum Opening {
     /// The conversation the customer has open.
@@ -73,14 +92,7 @@ impl Engine {
         channel: Channel,
         new_conversation: ConversationId,
     ) -> Result<Outcome> {
-        let msg = CustomerMessage {
-            customer,
-            channel,
-            text: String::new(),
-            new_conversation,
-            group: None,
-            priority: None,
-        };
+        let msg = CustomerMessage::open_service(customer, channel, new_conversation);
         let mut out = Vec::new();
         let (id, opened) = self.ensure_open(now, &msg, &mut out)?;
         if opened && !self.settings.transfer_to_human {

@@ -55,7 +55,7 @@ struct Open {
 /// (on one node they follow the routing in the same call).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Pending {
-    Message { keyword: bool, text: String },
+    Message { text: String },
     OpenService,
     Human,
 }
@@ -129,13 +129,15 @@ impl ConversationSide {
                 open.link.out.push(ask.into());
             }
         }
-        let route = opened && !cfg.settings.transfer_to_human;
         let mut s = session(cfg, &mut self.customer, open);
-        let keyword = s.message_replies(now, &msg.text, &mut out);
-        if route {
+        if opened && !cfg.settings.transfer_to_human {
+            // Its replies depend on where routing puts it: they wait for the first decision.
             let ask = s.route_request(now, Cause::Opened);
-            open.route(ask, Pending::Message { keyword, text: msg.text });
+            open.route(ask, Pending::Message { text: msg.text });
         } else {
+            // Keyword replies replace the message-received reply; after transfer to a human,
+            // the offline reply, else the queue reply.
+            let keyword = s.message_replies(now, &msg.text, &mut out);
             let offline = s.waiting_replies(now, keyword, &mut out);
             s.deliver_customer_message(now, msg.text, keyword || offline, &mut out);
             if open.routed
@@ -157,14 +159,7 @@ impl ConversationSide {
         channel: Channel,
         new_conversation: ConversationId,
     ) -> Result<Outcome> {
-        let msg = CustomerMessage {
-            customer: self.id,
-            channel,
-            text: String::new(),
-            new_conversation,
-            group: None,
-            priority: None,
-        };
+        let msg = CustomerMessage::open_service(self.id, channel, new_conversation);
         let mut out = Vec::new();
         let opened = self.ensure_open(cfg, now, &msg, &mut out)?;
         let open = self.open.as_mut().expect("opened");
@@ -480,21 +475,29 @@ fn apply(
             open.standing = standing;
             let pending = open.pending.take();
             let mut s = session(cfg, customer, open);
+            let mut routed = Vec::new();
             for fact in facts {
-                s.placed(now, fact, out);
+                s.placed(now, fact, &mut routed);
             }
-            // The replies the opening (or the request for a human) waited for, after the
-            // routing, as on one node.
+            // What the opening (or the request for a human) waited for, as on one node: the
+            // message's own replies see where routing put it and come first, then what routing
+            // caused, then the offline or queue reply.
             match pending {
-                Some(Pending::Message { keyword, text }) => {
+                Some(Pending::Message { text }) => {
+                    let keyword = s.message_replies(now, &text, out);
+                    out.append(&mut routed);
                     let offline = s.waiting_replies(now, keyword, out);
                     s.deliver_customer_message(now, text, keyword || offline, out);
                 }
                 Some(Pending::Human) => {
+                    out.append(&mut routed);
                     s.waiting_replies(now, false, out);
                 }
-                Some(Pending::OpenService) => s.open_service(now, out),
-                None => {}
+                Some(Pending::OpenService) => {
+                    out.append(&mut routed);
+                    s.open_service(now, out);
+                }
+                None => out.append(&mut routed),
             }
         }
         ToConversation::Standing { standing } => open.standing = standing,

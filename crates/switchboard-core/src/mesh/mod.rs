@@ -46,7 +46,7 @@
 //!   transfer or requeue is in flight;
 //! - a customer message that arrives while its conversation's route is in flight gets the
 //!   replies of a conversation not routed yet (no queue or offline reply); the opening
-//!   message's own routing replies wait for the first decision and are exact.
+//!   message's own replies wait for the first decision and are then exactly the engine's.
 //!
 //! **Tombstones.** The router keeps a left conversation's link for [`RouterSide`]'s `linger`
 //! after the last envelope seen on it, so that late copies are recognised as duplicates. This

@@ -25,8 +25,8 @@ use switchboard_core::mesh::{
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
 use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, GroupId, Target,
-    Timestamp,
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
+    Target, Timestamp,
 };
 
 use crate::checks;
@@ -76,6 +76,19 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The configuration an engine built by the model holds.
+    pub fn of(engine: &Engine) -> Self {
+        Tenant {
+            settings: engine.settings().clone(),
+            groups: (0..GROUPS)
+                .map(|g| (GroupId(g), engine.group_settings(GroupId(g)).unwrap().clone()))
+                .collect(),
+            agents: (0..AGENTS)
+                .map(|a| (AgentId(a), engine.agent_settings(AgentId(a)).unwrap().clone()))
+                .collect(),
+        }
+    }
+
     pub fn cfg(&self) -> Config<'_> {
         Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
     }
@@ -166,15 +179,7 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let setup = random_setup(&mut rng);
         let engine = model::build(&setup);
-        let tenant = Tenant {
-            settings: engine.settings().clone(),
-            groups: (0..GROUPS)
-                .map(|g| (GroupId(g), engine.group_settings(GroupId(g)).unwrap().clone()))
-                .collect(),
-            agents: (0..AGENTS)
-                .map(|a| (AgentId(a), engine.agent_settings(AgentId(a)).unwrap().clone()))
-                .collect(),
-        };
+        let tenant = Tenant::of(&engine);
         let mut router = RouterSide::new(engine.router().clone(), LINGER);
         // Most agents start signed in.
         for a in 0..AGENTS {
@@ -753,7 +758,7 @@ fn err(r: switchboard_core::Result<Vec<Effect>>) -> Result<Vec<Effect>, String> 
 }
 
 /// A tenant setup drawn like the property tests draw theirs.
-fn random_setup(rng: &mut Rng) -> Setup {
+pub fn random_setup(rng: &mut Rng) -> Setup {
     Setup {
         transfer_to_human: rng.percent(50),
         groups: (0..GROUPS).map(|_| (rng.index(3), rng.index(3), rng.percent(50))).collect(),
