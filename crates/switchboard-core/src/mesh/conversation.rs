@@ -471,7 +471,13 @@ fn apply(
     out: &mut Vec<Effect>,
 ) {
     match message {
-        ToConversation::Placed { facts, standing } => {
+        ToConversation::Placed { facts, standing, transfer } => {
+            // A transfer is reported as it stood before the move, as on one node.
+            if let Some(target) = transfer
+                && let Ok(event) = session(cfg, customer, open).transfer(now, target, Actor::System)
+            {
+                out.push(Effect::Event(event));
+            }
             open.standing = standing;
             let pending = open.pending.take();
             let mut s = session(cfg, customer, open);

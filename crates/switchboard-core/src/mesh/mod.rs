@@ -62,6 +62,7 @@ use serde::{Deserialize, Serialize};
 pub use self::conversation::ConversationSide;
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
+use crate::engine::Target;
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
 use crate::router::{RouteRequest, Standing};
@@ -132,6 +133,9 @@ pub enum ToConversation {
         facts: Vec<Placed>,
         #[serde(with = "standing")]
         standing: Standing,
+        /// A supervisor's transfer caused them: the conversation reports it (its wait is its
+        /// own to know).
+        transfer: Option<Target>,
     },
     /// Where it stands changed without a decision about it.
     Standing {
@@ -159,3 +163,6 @@ pub(crate) mod standing {
         Ok(Standing { position, offline: offline.then_some(agent) })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,24 @@ use crate::time::Timestamp;
 
 type RouterLink = Link<ToConversation, ToRouter>;
 
+/// What a router operation was, for the messages it sends.
+struct Op {
+    /// The cause of transitions whose router effect carries none.
+    cause: Cause,
+    /// The conversation the operation first routed.
+    routed: Option<ConversationId>,
+    /// Look at every conversation's offline condition afterwards.
+    rescan: bool,
+    /// The conversation a supervisor transferred, and where.
+    transfer: Option<(ConversationId, Target)>,
+}
+
+impl Op {
+    fn new(cause: Cause) -> Self {
+        Op { cause, routed: None, rescan: false, transfer: None }
+    }
+}
+
 /// The router side of one tenant. Serializable: a snapshot of it is its durable state, the
 /// router's placements together with the decisions not yet acknowledged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,7 +114,7 @@ impl RouterSide {
         status: AgentStatus,
         cause: StatusCause,
     ) -> Result<Vec<Effect>> {
-        self.routed(Cause::AgentOffline, None, |r, out| {
+        self.routed(Op::new(Cause::AgentOffline), |r, out| {
             r.set_status(now, agent, status, cause, out)
         })
     }
@@ -113,7 +131,7 @@ impl RouterSide {
         self.router.upsert_agent(now, agent, capacity, groups, &mut rout)?;
         let mut out = Vec::new();
         // New groups can flip a group's offline condition without a status change.
-        self.decide(rout, Cause::Routed, None, true, &mut out);
+        self.decide(rout, Op { rescan: true, ..Op::new(Cause::Routed) }, &mut out);
         Ok(out)
     }
 
@@ -124,7 +142,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Cause::Accepted, None, |r, out| r.accept(now, agent, id, out))
+        self.routed(Op::new(Cause::Accepted), |r, out| r.accept(now, agent, id, out))
     }
 
     pub fn decline(
@@ -134,7 +152,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Cause::Declined, None, |r, out| r.decline(now, agent, id, out))
+        self.routed(Op::new(Cause::Declined), |r, out| r.decline(now, agent, id, out))
     }
 
     pub fn pick(
@@ -144,7 +162,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Cause::Picked, None, |r, out| r.pick(now, agent, id, out))
+        self.routed(Op::new(Cause::Picked), |r, out| r.pick(now, agent, id, out))
     }
 
     /// The router's part of a supervisor's transfer: the conversation moves, and hears so.
@@ -155,7 +173,8 @@ impl RouterSide {
         target: Target,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Cause::Transferred, None, |r, out| match target {
+        let op = Op { transfer: Some((id, target)), ..Op::new(Cause::Transferred) };
+        self.routed(op, |r, out| match target {
             Target::Agent(a) => r.transfer_to_agent(now, id, a, out),
             Target::Group { group, keep_entry_time } => {
                 r.transfer_to_group(now, id, group, keep_entry_time, out)
@@ -174,7 +193,7 @@ impl RouterSide {
         let mut rout = Vec::new();
         self.router.advance(now, &mut rout);
         let mut out = Vec::new();
-        self.decide(rout, Cause::Routed, None, false, &mut out);
+        self.decide(rout, Op::new(Cause::Routed), &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
         out
@@ -260,7 +279,7 @@ impl RouterSide {
                 conv.dedicated = request.dedicated;
                 let mut rout = Vec::new();
                 match self.router.route(now, id, request, &mut rout) {
-                    Ok(()) => self.decide(rout, cause, Some(id), false, out),
+                    Ok(()) => self.decide(rout, Op { routed: Some(id), ..Op::new(cause) }, out),
                     Err(e) => {
                         conv.link.out.push(ToConversation::Refused { reason: e.to_string() });
                     }
@@ -269,7 +288,7 @@ impl RouterSide {
             ToRouter::Raise { priority } => {
                 let mut rout = Vec::new();
                 self.router.raise_priority(now, id, priority, &mut rout);
-                self.decide(rout, Cause::Routed, None, false, out);
+                self.decide(rout, Op::new(Cause::Routed), out);
             }
             ToRouter::Leave => {
                 let mut rout = Vec::new();
@@ -278,7 +297,7 @@ impl RouterSide {
                 conv.left = true;
                 // What it was not told yet no longer matters.
                 conv.link.out.clear();
-                self.decide(rout, Cause::Routed, None, false, out);
+                self.decide(rout, Op::new(Cause::Routed), out);
             }
             ToRouter::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
             ToRouter::Wrote => {
@@ -295,32 +314,25 @@ impl RouterSide {
     /// Runs one router operation and sends what it decided.
     fn routed(
         &mut self,
-        cause: Cause,
-        routed: Option<ConversationId>,
-        op: impl FnOnce(&mut Router, &mut Vec<router::Effect>) -> Result<()>,
+        op: Op,
+        run: impl FnOnce(&mut Router, &mut Vec<router::Effect>) -> Result<()>,
     ) -> Result<Vec<Effect>> {
         let mut rout = Vec::new();
-        op(&mut self.router, &mut rout)?;
+        run(&mut self.router, &mut rout)?;
         let mut out = Vec::new();
-        self.decide(rout, cause, routed, false, &mut out);
+        self.decide(rout, op, &mut out);
         Ok(out)
     }
 
     /// Queues what a router operation decided, one message per conversation with where it
     /// stands after the operation; agent notes and events go to `out`. After a status
-    /// change (or when `rescan`), every conversation whose offline condition flipped is told.
-    fn decide(
-        &mut self,
-        rout: Vec<router::Effect>,
-        cause: Cause,
-        routed: Option<ConversationId>,
-        rescan: bool,
-        out: &mut Vec<Effect>,
-    ) {
+    /// change (or when `op.rescan`), every conversation whose offline condition flipped is
+    /// told.
+    fn decide(&mut self, rout: Vec<router::Effect>, op: Op, out: &mut Vec<Effect>) {
         let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
         let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
-        let mut status_changed = rescan;
-        for step in facts::steps(rout, cause, routed, known) {
+        let mut status_changed = op.rescan;
+        for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
                 Step::Placed(c, fact) => decided.entry(c).or_default().push(fact),
                 Step::Effect(e) => out.push(e),
@@ -333,7 +345,8 @@ impl RouterSide {
             };
             let standing = self.router.standing(id, conv.dedicated);
             conv.told = standing;
-            conv.link.out.push(ToConversation::Placed { facts, standing });
+            let transfer = op.transfer.filter(|(c, _)| *c == id).map(|(_, target)| target);
+            conv.link.out.push(ToConversation::Placed { facts, standing, transfer });
         }
         if status_changed {
             // A scan of the live conversations: status changes are rare next to messages.

@@ -1,9 +1,10 @@
 //! The engine and the two sides side by side, over a perfect network (every message delivered
 //! at once, in order, once). The protocol must then change nothing the engine decides: the
 //! same refusals, the same conversations in the same states with the same transitions, times,
-//! counters and budgets, the same placements and agents, the same replies with the same texts
-//! in the same order, except for the digits of a text: a queue position shown in a reply may
-//! be one message stale on the sides (ARCHITECTURE.md, "Cross-actor protocol").
+//! counters and budgets, the same placements and agents, the same effects (replies, agent
+//! notes, events) for every operation, and per conversation the same replies in the same
+//! order, except for the digits of a text: a queue position shown in a reply may be one
+//! message stale on the sides (ARCHITECTURE.md, "Cross-actor protocol").
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -92,6 +93,37 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
     Ok((twin.replies, twin.stale))
 }
 
+/// Every effect as text, the digits of reply texts masked, for comparing as multisets.
+/// `Purge` is left out: the sides hand an ended conversation out with its retention deadline
+/// (as the node does with the engine's `take_ended`), where this engine keeps it until it
+/// purges it.
+fn masked(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter(|e| !matches!(e, Effect::Purge { .. }))
+        .map(|e| match e {
+            Effect::Send { conversation, channel, text, from, tag } => {
+                let text = mask(text);
+                format!(
+                    "{:?}",
+                    Effect::Send {
+                        conversation: *conversation,
+                        channel: *channel,
+                        text,
+                        from: *from,
+                        tag: *tag
+                    }
+                )
+            }
+            e => format!("{e:?}"),
+        })
+        .collect()
+}
+
+fn mask(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect()
+}
+
 fn sends(effects: &[Effect]) -> Vec<(ConversationId, Sender, &str)> {
     effects
         .iter()
@@ -104,8 +136,7 @@ fn sends(effects: &[Effect]) -> Vec<(ConversationId, Sender, &str)> {
 
 fn record(sends: &mut Sends, list: &[(ConversationId, Sender, &str)]) {
     for (conversation, from, text) in list {
-        let masked = text.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
-        sends.entry(*conversation).or_default().push((*from, masked));
+        sends.entry(*conversation).or_default().push((*from, mask(text)));
     }
 }
 
@@ -310,6 +341,14 @@ impl Twin {
         self.trace.push(format!("t={} {what}: engine {engine:?}\n     sides {mesh:?}", self.now.0));
         match (engine, mesh) {
             (Ok(e), Ok(m)) => {
+                let (mut all_e, mut all_m) = (masked(&e), masked(&m));
+                all_e.sort();
+                all_m.sort();
+                if all_e != all_m {
+                    return Err(format!(
+                        "{what}: other effects\n  engine {all_e:?}\n  sides  {all_m:?}"
+                    ));
+                }
                 let (e, m) = (sends(&e), sends(&m));
                 record(&mut self.engine_sends, &e);
                 record(&mut self.mesh_sends, &m);
