@@ -133,8 +133,7 @@ pub enum ToConversation {
         facts: Vec<Placed>,
         #[serde(with = "standing")]
         standing: Standing,
-        /// A supervisor's transfer caused them: the conversation reports it (its wait is its
-        /// own to know).
+        /// A transfer caused them: the conversation reports it (its wait is its own to know).
         transfer: Option<Target>,
     },
     /// Where it stands changed without a decision about it.

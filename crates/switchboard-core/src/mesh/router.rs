@@ -12,7 +12,7 @@ use super::link::Link;
 use super::{Body, Envelope, ToConversation, ToRouter, standing};
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
-use crate::engine::{Effect, Target};
+use crate::engine::{Actor, Effect, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::router::{self, AgentStatus, Router, Standing, StatusCause};
@@ -29,7 +29,7 @@ struct Op {
     routed: Option<ConversationId>,
     /// Look at every conversation's offline condition afterwards.
     rescan: bool,
-    /// The conversation a supervisor transferred, and where.
+    /// The conversation transferred, and where.
     transfer: Option<(ConversationId, Target)>,
 }
 
@@ -165,14 +165,21 @@ impl RouterSide {
         self.routed(Op::new(Cause::Picked), |r, out| r.pick(now, agent, id, out))
     }
 
-    /// The router's part of a supervisor's transfer: the conversation moves, and hears so.
+    /// The router's part of a transfer: the conversation moves, and hears so. An agent may
+    /// move only what it holds (offered or assigned).
     pub fn transfer(
         &mut self,
         now: Timestamp,
         id: ConversationId,
         target: Target,
+        by: Actor,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
+        if let Actor::Agent(agent) = by
+            && self.router.placement(id).and_then(|p| p.agent()) != Some(agent)
+        {
+            return Err(Error::NotAssigned { conversation: id, agent });
+        }
         let op = Op { transfer: Some((id, target)), ..Op::new(Cause::Transferred) };
         self.routed(op, |r, out| match target {
             Target::Agent(a) => r.transfer_to_agent(now, id, a, out),

@@ -692,7 +692,7 @@ impl Sim {
                 (
                     Who::Router,
                     format!("transfer {c} to {target:?}"),
-                    err(self.router.live.transfer(now, c, target)),
+                    err(self.router.live.transfer(now, c, target, supervisor)),
                 )
             }
             22 => {

@@ -286,9 +286,15 @@ impl Twin {
                         keep_entry_time: self.rng.percent(50),
                     }
                 };
-                let e = self.engine.transfer(now, c, target, supervisor);
-                let m = self.router.transfer(now, c, target);
-                (format!("transfer {c} to {target:?}"), err(e), err(m))
+                // Mostly a supervisor; now and then an agent, who must hold it.
+                let by = if self.rng.percent(30) {
+                    Actor::Agent(AgentId(self.rng.below(AGENTS)))
+                } else {
+                    supervisor
+                };
+                let e = self.engine.transfer(now, c, target, by);
+                let m = self.router.transfer(now, c, target, by);
+                (format!("{by:?} transfers {c} to {target:?}"), err(e), err(m))
             }
             22 => {
                 let agent = AgentId(self.rng.below(AGENTS));
