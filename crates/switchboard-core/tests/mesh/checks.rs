@@ -139,6 +139,20 @@ pub fn waiting(r: &Router) -> Vec<ConversationId> {
     list
 }
 
+/// Every offered (`assigned` false) or assigned conversation with the agent holding it, in
+/// id order.
+pub fn held(r: &Router, assigned: bool) -> Vec<(ConversationId, AgentId)> {
+    let mut list: Vec<(ConversationId, AgentId)> = r
+        .agents()
+        .flat_map(|(id, a)| {
+            let set = if assigned { &a.assigned } else { &a.offered };
+            set.iter().map(move |c| (*c, id))
+        })
+        .collect();
+    list.sort();
+    list
+}
+
 /// Every conversation the router holds.
 pub fn placed(r: &Router) -> Vec<ConversationId> {
     let mut list = waiting(r);

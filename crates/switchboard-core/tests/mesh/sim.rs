@@ -174,6 +174,25 @@ pub struct Stats {
     pub decisions: u64,
 }
 
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, s: Stats) {
+        let fields = [
+            (&mut self.steps, s.steps),
+            (&mut self.delivered, s.delivered),
+            (&mut self.duplicated, s.duplicated),
+            (&mut self.lost, s.lost),
+            (&mut self.crashes, s.crashes),
+            (&mut self.quiesced, s.quiesced),
+            (&mut self.assigned, s.assigned),
+            (&mut self.routed, s.routed),
+            (&mut self.decisions, s.decisions),
+        ];
+        for (total, n) in fields {
+            *total += n;
+        }
+    }
+}
+
 impl Sim {
     pub fn new(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
@@ -681,14 +700,7 @@ impl Sim {
                     return Ok(());
                 }
                 let c = placed[self.rng.index(placed.len())];
-                let target = if self.rng.percent(50) {
-                    Target::Agent(AgentId(self.rng.below(AGENTS)))
-                } else {
-                    Target::Group {
-                        group: GroupId(self.rng.below(GROUPS)),
-                        keep_entry_time: self.rng.percent(50),
-                    }
-                };
+                let target = random_target(&mut self.rng);
                 (
                     Who::Router,
                     format!("transfer {c} to {target:?}"),
@@ -739,17 +751,17 @@ impl Sim {
     /// A random offered (`assigned` false) or assigned conversation, with its holder, as the
     /// router knows it.
     fn held(&mut self, assigned: bool) -> Option<(ConversationId, AgentId)> {
-        let list: Vec<(ConversationId, AgentId)> = self
-            .router
-            .live
-            .router()
-            .agents()
-            .flat_map(|(id, a)| {
-                let set = if assigned { &a.assigned } else { &a.offered };
-                set.iter().map(move |c| (*c, id))
-            })
-            .collect();
+        let list = checks::held(self.router.live.router(), assigned);
         (!list.is_empty()).then(|| list[self.rng.index(list.len())])
+    }
+}
+
+/// Where a random transfer sends a conversation.
+pub fn random_target(rng: &mut Rng) -> Target {
+    if rng.percent(50) {
+        Target::Agent(AgentId(rng.below(AGENTS)))
+    } else {
+        Target::Group { group: GroupId(rng.below(GROUPS)), keep_entry_time: rng.percent(50) }
     }
 }
 

@@ -15,12 +15,12 @@ use switchboard_core::mesh::{ConversationSide, RouterSide};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
-    Selection, Sender, Target, Timestamp,
+    Selection, Sender, Timestamp,
 };
 
 use crate::checks;
 use crate::model::{self, AGENTS, CUSTOMERS, GROUPS};
-use crate::sim::{LINGER, Rng, Tenant, random_setup};
+use crate::sim::{LINGER, Rng, Tenant, random_setup, random_target};
 
 /// What one operation returned: its effects, or why it was refused.
 type Outcome = Result<Vec<Effect>, String>;
@@ -205,7 +205,7 @@ impl Twin {
                 }
             }
             12..=14 => {
-                let held = held(self.engine.router(), true);
+                let held = checks::held(self.engine.router(), true);
                 if held.is_empty() {
                     return Ok(());
                 }
@@ -246,7 +246,7 @@ impl Twin {
                 (format!("{agent} {status:?}"), err(e), err(m))
             }
             18 | 19 => {
-                let held = held(self.engine.router(), false);
+                let held = checks::held(self.engine.router(), false);
                 if held.is_empty() {
                     return Ok(());
                 }
@@ -278,14 +278,7 @@ impl Twin {
                     return Ok(());
                 }
                 let c = placed[self.rng.index(placed.len())];
-                let target = if self.rng.percent(50) {
-                    Target::Agent(AgentId(self.rng.below(AGENTS)))
-                } else {
-                    Target::Group {
-                        group: GroupId(self.rng.below(GROUPS)),
-                        keep_entry_time: self.rng.percent(50),
-                    }
-                };
+                let target = random_target(&mut self.rng);
                 // Mostly a supervisor; now and then an agent, who must hold it.
                 let by = if self.rng.percent(30) {
                     Actor::Agent(AgentId(self.rng.below(AGENTS)))
@@ -460,16 +453,4 @@ impl Twin {
 
 fn err(r: switchboard_core::Result<Vec<Effect>>) -> Result<Vec<Effect>, String> {
     r.map_err(|e| e.to_string())
-}
-
-fn held(r: &switchboard_core::router::Router, assigned: bool) -> Vec<(ConversationId, AgentId)> {
-    let mut list: Vec<(ConversationId, AgentId)> = r
-        .agents()
-        .flat_map(|(id, a)| {
-            let set = if assigned { &a.assigned } else { &a.offered };
-            set.iter().map(move |c| (*c, id))
-        })
-        .collect();
-    list.sort();
-    list
 }
