@@ -1,5 +1,5 @@
 //! The conversation side: one customer and its open conversation, around a
-//! [`Session`](crate::session::Session). Every rule is the session's; this file only decides
+//! [`Session`]. Every rule is the session's; this file only decides
 //! when the session runs (a call, a timer, a message from the router) and what goes out on
 //! the conversation's link.
 

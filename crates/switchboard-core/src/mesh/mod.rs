@@ -4,7 +4,7 @@
 //! Two state machines stand where the engine stands on one node:
 //! - [`ConversationSide`]: one customer and its open conversation, around a
 //!   [`Session`](crate::session::Session) (lifecycle, replies, budget, timers). It sends the
-//!   session's [`Ask`](crate::session::Ask)s as [`ToRouter`] messages.
+//!   session's [`Ask`]s as [`ToRouter`] messages.
 //! - [`RouterSide`]: the tenant's [`Router`](crate::router::Router) (queues, agents, capacity,
 //!   offers, affinity). It sends each router decision as [`ToConversation::Placed`] with where
 //!   the conversation stands after it.
@@ -39,8 +39,8 @@
 //!   the router last told the conversation (with each decision about it, and in answer to the
 //!   previous customer message while it waits, [`ToRouter::Wrote`]), not the position now;
 //! - SPEC §4.5's offline condition for the offline reply: as of the router's last message
-//!   about the conversation; the router pushes a fresh standing whenever a status change
-//!   flips it, so it is stale only while that push is in flight;
+//!   about the conversation; the router pushes a fresh standing whenever a status change or
+//!   an agent's new groups flip it, so it is stale only while that push is in flight;
 //! - who holds the conversation, for the checks the conversation side makes (an agent's
 //!   message, read mark or end is accepted from the agent it last heard was assigned) while a
 //!   transfer or requeue is in flight;
@@ -51,7 +51,8 @@
 //! **Tombstones.** The router keeps a left conversation's link for [`RouterSide`]'s `linger`
 //! after the last envelope seen on it, so that late copies are recognised as duplicates. This
 //! assumes no envelope is delivered later than `linger` after it was sent (internal calls
-//! carry a deadline shorter than it).
+//! carry a deadline shorter than it), and that a side with unacknowledged messages resends
+//! them at least once per `linger`.
 
 pub mod conversation;
 pub mod link;

@@ -1,5 +1,5 @@
 //! The router side: the tenant's [`Router`] with one link per routed conversation. Every rule
-//! is the router's (and the translation of its effects is [`crate::engine::facts`]); this file
+//! is the router's (and the translation of its effects is `engine::facts`); this file
 //! only turns what a router operation decided into messages for the conversations it
 //! concerns, and what the conversations ask into router operations.
 
