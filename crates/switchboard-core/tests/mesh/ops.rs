@@ -21,10 +21,24 @@ impl Sim {
         let u = self.rng.index(self.sides.len());
         let open = self.sides[u].live.conversation().map(|c| c.id);
         let supervisor = Actor::Supervisor(AgentId(99));
-        let (who, what, result): (Who, String, Result<Vec<Effect>, String>) = match self
-            .rng
-            .below(20)
-        {
+        let draw = self.rng.below(24);
+        // Which kind of operation, for the record of what succeeded.
+        let kind = match draw {
+            0..=5 => 0,
+            6 => 1,
+            7..=9 => 2,
+            10 => 3,
+            11 => 4,
+            12..=14 => 5,
+            15 => 6,
+            16 | 17 => 7,
+            18 | 19 => 8,
+            20 => 9,
+            21 => 10,
+            22 => 11,
+            _ => 12,
+        };
+        let (who, what, result): (Who, String, Outcome) = match draw {
             0..=5 => {
                 self.next_conversation += 1;
                 let msg = CustomerMessage {
@@ -185,6 +199,7 @@ impl Sim {
         // Refusals are expected (random operations are often invalid) and change nothing.
         match result {
             Ok(fx) => {
+                self.stats.kinds |= 1 << kind;
                 self.note(format!("{who:?} {what}: ok"));
                 match who {
                     Who::Router => self.router.did(fx),
@@ -211,6 +226,9 @@ impl Sim {
     }
 }
 
-fn err(r: switchboard_core::Result<Vec<Effect>>) -> Result<Vec<Effect>, String> {
+/// What one operation returned: its effects, or why it was refused.
+type Outcome = Result<Vec<Effect>, String>;
+
+fn err(r: switchboard_core::Result<Vec<Effect>>) -> Outcome {
     r.map_err(|e| e.to_string())
 }

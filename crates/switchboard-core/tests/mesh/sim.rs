@@ -172,6 +172,8 @@ pub struct Stats {
     /// Conversations the router was asked to route, and decisions it sent.
     pub routed: u64,
     pub decisions: u64,
+    /// Which kinds of operation succeeded at least once (a bit each, see `ops.rs`).
+    pub kinds: u32,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -190,6 +192,7 @@ impl std::ops::AddAssign for Stats {
         for (total, n) in fields {
             *total += n;
         }
+        self.kinds |= s.kinds;
     }
 }
 
