@@ -1,15 +1,12 @@
 //! What customers, agents and supervisors do in the simulation: one random operation on the
 //! side it belongs to, refused or not; only what succeeds changes the side.
 
-use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::StatusCause;
-use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, GroupId,
-};
+use switchboard_core::{Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect};
 
-use super::{Done, Sim, Who, random_target};
+use super::{Done, Sim, Who, random_message, random_target};
 use crate::checks;
-use crate::model::{AGENTS, GROUPS};
+use crate::model::AGENTS;
 
 impl Sim {
     // ----- what customers, agents and supervisors do -------------------------------------------
@@ -41,14 +38,8 @@ impl Sim {
         let (who, what, result): (Who, String, Outcome) = match draw {
             0..=5 => {
                 self.next_conversation += 1;
-                let msg = CustomerMessage {
-                    customer: CustomerId(u as u64),
-                    channel: Channel::ALL[self.rng.index(Channel::ALL.len())],
-                    text: if self.rng.percent(30) { "what is the price?" } else { "hello" }.into(),
-                    new_conversation: ConversationId(self.next_conversation),
-                    group: self.rng.percent(20).then(|| GroupId(self.rng.below(GROUPS))),
-                    priority: self.rng.percent(20).then(|| self.rng.below(4) as u8),
-                };
+                let id = ConversationId(self.next_conversation);
+                let msg = random_message(&mut self.rng, CustomerId(u as u64), id);
                 let r = self.sides[u].live.customer_message(cfg, now, msg);
                 if let Ok(o) = &r {
                     self.sides[u].done.push(Done::Wrote(o.conversation));

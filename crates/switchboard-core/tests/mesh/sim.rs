@@ -18,13 +18,15 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
+use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
     Body, ConversationSide, Envelope, RouterSide, ToConversation, ToRouter,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
 use switchboard_core::{
-    AgentId, AgentStatus, ConversationId, CustomerId, Effect, Engine, GroupId, Target, Timestamp,
+    AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId, Target,
+    Timestamp,
 };
 
 mod ops;
@@ -558,6 +560,18 @@ impl Sim {
             }
         }
         Ok(())
+    }
+}
+
+/// A customer message: a keyword now and then, a group or a priority now and then.
+pub fn random_message(rng: &mut Rng, customer: CustomerId, id: ConversationId) -> CustomerMessage {
+    CustomerMessage {
+        customer,
+        channel: Channel::ALL[rng.index(Channel::ALL.len())],
+        text: if rng.percent(30) { "what is the price?" } else { "hello" }.into(),
+        new_conversation: id,
+        group: rng.percent(20).then(|| GroupId(rng.below(GROUPS))),
+        priority: rng.percent(20).then(|| rng.below(4) as u8),
     }
 }
 

@@ -10,17 +10,16 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{ConversationSide, RouterSide};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
-    Selection, Sender, Timestamp,
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Selection,
+    Sender, Timestamp,
 };
 
 use crate::checks;
-use crate::model::{self, AGENTS, CUSTOMERS, GROUPS};
-use crate::sim::{LINGER, Rng, Tenant, random_setup, random_target};
+use crate::model::{self, AGENTS, CUSTOMERS};
+use crate::sim::{LINGER, Rng, Tenant, random_message, random_setup, random_target};
 
 /// What one operation returned: its effects, or why it was refused.
 type Outcome = Result<Vec<Effect>, String>;
@@ -153,14 +152,8 @@ impl Twin {
         let (what, engine, mesh): (String, Outcome, Outcome) = match self.rng.below(24) {
             0..=5 => {
                 self.next_conversation += 1;
-                let msg = CustomerMessage {
-                    customer: CustomerId(u as u64),
-                    channel: Channel::ALL[self.rng.index(Channel::ALL.len())],
-                    text: if self.rng.percent(30) { "what is the price?" } else { "hello" }.into(),
-                    new_conversation: ConversationId(self.next_conversation),
-                    group: self.rng.percent(20).then(|| GroupId(self.rng.below(GROUPS))),
-                    priority: self.rng.percent(20).then(|| self.rng.below(4) as u8),
-                };
+                let id = ConversationId(self.next_conversation);
+                let msg = random_message(&mut self.rng, CustomerId(u as u64), id);
                 let e = self.engine.customer_message(now, msg.clone()).map(|o| o.effects);
                 let m = self.sides[u].customer_message(cfg, now, msg).map(|o| o.effects);
                 ("customer message".into(), err(e), err(m))
