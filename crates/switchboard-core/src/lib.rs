@@ -11,7 +11,9 @@
 //! - [`router`]: skill-group queues, agent availability, matching, offers, affinity, policies.
 //! - [`conversation`]: lifecycle, transitions, message bookkeeping, deadlines.
 //! - [`replies`]: automatic-reply precedence, rules, placeholders, budgets.
-//! - [`engine`]: one tenant's domain joining all of the above.
+//! - [`engine`]: one tenant's domain joining all of the above, synchronously.
+//! - [`mesh`]: the same two sides, router and conversation, talking through messages that may
+//!   be delayed, reordered, duplicated or lost (the protocol conversation actors use).
 
 pub mod channel;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod conversation;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod mesh;
 pub mod queue;
 pub mod replies;
 pub mod router;

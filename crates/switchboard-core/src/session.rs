@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::channel::MessageTag;
 use crate::config::{AgentSettings, CustomerSettings, GroupSettings, TenantSettings, Texts};
 use crate::conversation::{Cause, Conversation, Due, State, Thresholds};
-use crate::engine::{Actor, Effect, Event, MAX_MESSAGE_TEXT, Note, Sender, Target};
+use crate::engine::customer_message::CustomerMessage;
+use crate::engine::{Actor, Effect, Event, MAX_MESSAGE_TEXT, Note, Sender, Target, channel_group};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::Priority;
@@ -75,13 +76,74 @@ impl<'a> Config<'a> {
         }
     }
 
+    /// The skill group a customer's new conversation opens in: the one the message names,
+    /// else the customer's, the channel's, or the tenant's default.
+    pub fn opening_group(
+        &self,
+        customer: Option<&Customer>,
+        msg: &CustomerMessage,
+    ) -> Result<GroupId> {
+        let group = msg
+            .group
+            .or(customer.and_then(|u| u.settings.group))
+            .or_else(|| channel_group(self.settings, msg.channel))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no skill group for customer {}: name one in the request, or set the customer's group, the channel's group or the tenant's default group",
+                    msg.customer
+                ))
+            })?;
+        if !self.groups.contains_key(&group) {
+            return Err(Error::UnknownGroup(group));
+        }
+        Ok(group)
+    }
+
+    /// Opens the customer's conversation in `group` (in the bot stage when the tenant has one)
+    /// with the priority the message, the customer and its customer groups give it.
+    pub fn open(
+        &self,
+        now: Timestamp,
+        customer: &mut Customer,
+        msg: &CustomerMessage,
+        group: GroupId,
+        out: &mut Vec<Effect>,
+    ) -> Conversation {
+        let priority = msg
+            .priority
+            .unwrap_or(0)
+            .max(customer.settings.priority)
+            .max(self.settings.customer_group_priority(&customer.settings.customer_groups));
+        customer.open = Some(msg.new_conversation);
+        let mut c = Conversation::open(
+            msg.new_conversation,
+            msg.customer,
+            msg.channel,
+            group,
+            priority,
+            now,
+        );
+        // Without the bot stage it goes straight to routing, whose first transition says
+        // `opened` (SPEC §2).
+        if self.settings.transfer_to_human {
+            c.transition(now, State::Bot, Cause::Opened, None);
+        }
+        out.push(Effect::Event(Event::Opened {
+            conversation: msg.new_conversation,
+            customer: msg.customer,
+            channel: msg.channel,
+            group,
+        }));
+        c
+    }
+
     fn nickname(&self, agent: Option<AgentId>) -> Option<&'a str> {
         agent.and_then(|a| self.agents.get(&a)).map(|a| a.nickname.as_str())
     }
 }
 
 /// A router decision about one conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placed {
     /// Waiting in `group`'s queue (or pinned to one agent). `cause` says why it (re)entered.
     Queued { group: GroupId, pinned_to: Option<AgentId>, cause: Cause },

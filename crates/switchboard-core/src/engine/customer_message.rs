@@ -1,13 +1,13 @@
 //! The customer side: messages in, conversations opened, transfer to a human, channel close,
 //! and the automatic replies a customer message triggers (SPEC §2, §4).
 
-use super::{Effect, Engine, Event, Outcome, channel_group};
+use super::{Effect, Engine, Outcome};
 use crate::channel::Channel;
-use crate::conversation::{Cause, Conversation, State};
+use crate::conversation::Cause;
 use crate::error::{Error, Result};
 use crate::ids::{ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::session::check_text;
+use crate::session::{Config, check_text};
 use crate::time::Timestamp;
 
 /// A message posted by a channel gateway.
@@ -23,6 +23,25 @@ pub struct CustomerMessage {
     pub group: Option<GroupId>,
     /// Raises the customer's priority for this conversation.
     pub priority: Option<Priority>,
+}
+
+impl CustomerMessage {
+    /// The customer opening the service window: opens a conversation as a message would,
+    /// without text, in the customer's, the channel's or the tenant's default group.
+    pub fn open_service(
+        customer: CustomerId,
+        channel: Channel,
+        new_conversation: ConversationId,
+    ) -> Self {
+        CustomerMessage {
+            customer,
+            channel,
+            text: String::new(),
+            new_conversation,
+            group: None,
+            priority: None,
+        }
+    }
 }
 
 /// Where a customer message goes.
@@ -73,14 +92,7 @@ impl Engine {
         channel: Channel,
         new_conversation: ConversationId,
     ) -> Result<Outcome> {
-        let msg = CustomerMessage {
-            customer,
-            channel,
-            text: String::new(),
-            new_conversation,
-            group: None,
-            priority: None,
-        };
+        let msg = CustomerMessage::open_service(customer, channel, new_conversation);
         let mut out = Vec::new();
         let (id, opened) = self.ensure_open(now, &msg, &mut out)?;
         if opened && !self.settings.transfer_to_human {
@@ -123,32 +135,9 @@ impl Engine {
             Opening::New(group) => group,
         };
         let customer = self.customers.entry(msg.customer).or_default();
-        let priority = msg
-            .priority
-            .unwrap_or(0)
-            .max(customer.settings.priority)
-            .max(self.settings.customer_group_priority(&customer.settings.customer_groups));
-        customer.open = Some(msg.new_conversation);
-        let mut c = Conversation::open(
-            msg.new_conversation,
-            msg.customer,
-            msg.channel,
-            group,
-            priority,
-            now,
-        );
-        // Without the bot stage it goes straight to routing, whose first transition says
-        // `opened` (SPEC §2).
-        if self.settings.transfer_to_human {
-            c.transition(now, State::Bot, Cause::Opened, None);
-        }
+        let cfg = Config { settings: &self.settings, groups: &self.groups, agents: &self.agents };
+        let c = cfg.open(now, customer, msg, group, out);
         self.conversations.insert(c.id, c);
-        out.push(Effect::Event(Event::Opened {
-            conversation: msg.new_conversation,
-            customer: msg.customer,
-            channel: msg.channel,
-            group,
-        }));
         Ok((msg.new_conversation, true))
     }
 
@@ -169,19 +158,7 @@ impl Engine {
         if self.conversations.contains_key(&msg.new_conversation) {
             return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
         }
-        let group = msg
-            .group
-            .or(known.and_then(|u| u.settings.group))
-            .or_else(|| channel_group(&self.settings, msg.channel))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "no skill group for customer {}: name one in the request, or set the customer's group, the channel's group or the tenant's default group",
-                    msg.customer
-                ))
-            })?;
-        if !self.groups.contains_key(&group) {
-            return Err(Error::UnknownGroup(group));
-        }
+        let group = self.config().opening_group(known, msg)?;
         Ok(Opening::New(group))
     }
 

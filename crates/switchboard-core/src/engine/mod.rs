@@ -13,6 +13,7 @@
 
 pub mod customer_message;
 pub mod effect;
+pub(crate) mod facts;
 mod service;
 mod timers;
 
@@ -22,13 +23,14 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::effect::{Effect, Event, Note, Sender, Target};
+use self::facts::Step;
 use crate::channel::Channel;
 use crate::config::{AgentSettings, CustomerSettings, GroupSettings, TenantSettings};
 use crate::conversation::{Cause, Conversation, State};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::{self, ReplyKind};
-use crate::router::{self, Placement, Release, Router, Via};
+use crate::router::{self, Placement, Router};
 pub use crate::session::Customer;
 use crate::session::{Ask, Config, Placed, Session};
 use crate::time::Timestamp;
@@ -405,19 +407,7 @@ impl Engine {
                 self.apply(now, rout, Cause::Routed, out);
                 self.reschedule(id);
             }
-            Ask::Alert { agent, group } => {
-                let notify: Vec<_> = match agent {
-                    Some(a) => vec![a],
-                    None => self.router.group_members(group).collect(),
-                };
-                for &a in &notify {
-                    out.push(Effect::Notify {
-                        agent: a,
-                        note: Note::UnrepliedAlert { conversation: id },
-                    });
-                }
-                out.push(Effect::Event(Event::UnrepliedAlert { conversation: id, notify }));
-            }
+            Ask::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
         }
         Ok(())
     }
@@ -466,56 +456,17 @@ impl Engine {
         routed: Option<ConversationId>,
         out: &mut Vec<Effect>,
     ) {
-        let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
+        let known = |c: ConversationId| self.conversations.contains_key(&c);
         let mut touched = Vec::new();
-        for e in effects {
-            match e {
-                router::Effect::Queued { conversation, group, pinned_to } => {
+        for step in facts::steps(effects, cause, routed, known) {
+            match step {
+                Step::Placed(conversation, fact) => {
                     touched.push(conversation);
-                    let cause = released.remove(&conversation).map_or(cause, release_cause);
-                    self.deliver(
-                        now,
-                        conversation,
-                        Placed::Queued { group, pinned_to, cause },
-                        out,
-                    );
+                    self.deliver(now, conversation, fact, out);
                 }
-                router::Effect::Offered { conversation, agent, expires } => {
-                    touched.push(conversation);
-                    if !self.conversations.contains_key(&conversation) {
-                        continue;
-                    }
-                    let cause = if routed == Some(conversation) { cause } else { Cause::Routed };
-                    self.deliver(now, conversation, Placed::Offered { agent, cause }, out);
-                    out.push(Effect::Notify {
-                        agent,
-                        note: Note::Offered { conversation, expires },
-                    });
-                    out.push(Effect::Event(Event::Offered { conversation, agent }));
-                }
-                router::Effect::Assigned { conversation, agent, via } => {
-                    touched.push(conversation);
-                    released.remove(&conversation);
-                    let cause = (routed == Some(conversation) && via == Via::Auto).then_some(cause);
-                    self.deliver(now, conversation, Placed::Assigned { agent, via, cause }, out);
-                }
-                router::Effect::Released { conversation, agent, reason, was_assigned } => {
-                    released.insert(conversation, reason);
-                    out.push(Effect::Notify {
-                        agent,
-                        note: Note::Released { conversation, reason },
-                    });
-                    if !was_assigned && matches!(reason, Release::Declined | Release::TimedOut) {
-                        out.push(Effect::Event(Event::OfferMissed { conversation, agent, reason }));
-                    }
-                }
-                router::Effect::StatusChanged { agent, from, to, cause } => {
-                    out.push(Effect::Notify {
-                        agent,
-                        note: Note::StatusChanged { status: to, cause },
-                    });
-                    out.push(Effect::Event(Event::AgentStatusChanged { agent, from, to, cause }));
-                    // Offline replies and in-session thresholds depend on the status.
+                Step::Effect(e) => out.push(e),
+                // Offline replies and in-session thresholds depend on the status.
+                Step::Status(agent) => {
                     if let Some(a) = self.router.agent(agent) {
                         touched.extend(a.assigned.iter().chain(a.offered.iter()).copied());
                     }
@@ -541,17 +492,8 @@ impl Engine {
     }
 }
 
-fn release_cause(r: Release) -> Cause {
-    match r {
-        Release::Declined => Cause::Declined,
-        Release::TimedOut => Cause::OfferTimedOut,
-        Release::AgentOffline => Cause::AgentOffline,
-        Release::Transferred | Release::Ended => Cause::Transferred,
-    }
-}
-
 /// Which channel's default group applies.
-fn channel_group(settings: &TenantSettings, channel: Channel) -> Option<GroupId> {
+pub(crate) fn channel_group(settings: &TenantSettings, channel: Channel) -> Option<GroupId> {
     settings.channel_groups.get(&channel).copied().or(settings.default_group)
 }
 

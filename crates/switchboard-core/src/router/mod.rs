@@ -27,7 +27,7 @@ use crate::queue::{Priority, QueueKey, RankedQueue};
 use crate::time::Timestamp;
 
 /// Where to route a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRequest {
     pub group: GroupId,
     pub priority: Priority,

@@ -11,7 +11,7 @@ use switchboard_core::config::{
     ReplySettings, Strategy as Pick, TenantSettings, TimedReply,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
-use switchboard_core::router::Placement;
+use switchboard_core::router::{Placement, Router};
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
     Selection, State, Target, Timestamp,
@@ -135,7 +135,7 @@ fn replies() -> ReplySettings {
     }
 }
 
-fn build(s: &Setup) -> Engine {
+pub fn build(s: &Setup) -> Engine {
     let settings = TenantSettings {
         transfer_to_human: s.transfer_to_human,
         replies: replies(),
@@ -221,29 +221,7 @@ fn held(e: &Engine, state: State, pick: usize) -> Option<(ConversationId, AgentI
 
 /// Positions must be the exact rank: 1 + the number of entries ahead in the same queue.
 fn check_positions(e: &Engine) -> Result<(), String> {
-    for g in 0..GROUPS {
-        for (rank, (key, conv)) in e.router().queue(GroupId(g), 0).enumerate() {
-            if e.position(conv) != Some(rank + 1) {
-                return Err(format!(
-                    "{conv} is at rank {} of g{g} but reports {:?}",
-                    rank + 1,
-                    e.position(conv)
-                ));
-            }
-            let _ = key;
-        }
-    }
-    for (id, a) in e.router().agents() {
-        for (rank, (_, conv)) in a.pinned.iter().enumerate() {
-            if e.position(conv) != Some(rank + 1) {
-                return Err(format!(
-                    "{conv} waits for {id} at rank {} but reports {:?}",
-                    rank + 1,
-                    e.position(conv)
-                ));
-            }
-        }
-    }
+    check_ranks(e.router())?;
     for c in e.conversations() {
         let placed = e.router().placement(c.id);
         let queued = matches!(placed, Some(Placement::Queued { .. }));
@@ -257,11 +235,38 @@ fn check_positions(e: &Engine) -> Result<(), String> {
     Ok(())
 }
 
+/// Every waiting conversation's position is its exact rank in the queue it waits in.
+pub fn check_ranks(r: &Router) -> Result<(), String> {
+    for g in 0..GROUPS {
+        for (rank, (_, conv)) in r.queue(GroupId(g), 0).enumerate() {
+            if r.position(conv) != Some(rank + 1) {
+                return Err(format!(
+                    "{conv} is at rank {} of g{g} but reports {:?}",
+                    rank + 1,
+                    r.position(conv)
+                ));
+            }
+        }
+    }
+    for (id, a) in r.agents() {
+        for (rank, (_, conv)) in a.pinned.iter().enumerate() {
+            if r.position(conv) != Some(rank + 1) {
+                return Err(format!(
+                    "{conv} waits for {id} at rank {} but reports {:?}",
+                    rank + 1,
+                    r.position(conv)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// FIFO within a priority: in each queue, entries of the same front class and priority are
 /// in order of entry time.
-fn check_fifo(e: &Engine) -> Result<(), String> {
+pub fn check_fifo(r: &Router) -> Result<(), String> {
     for g in 0..GROUPS {
-        let keys: Vec<_> = e.router().queue(GroupId(g), 0).map(|(k, _)| k).collect();
+        let keys: Vec<_> = r.queue(GroupId(g), 0).map(|(k, _)| k).collect();
         for w in keys.windows(2) {
             let (a, b) = (w[0], w[1]);
             if a.front() == b.front()
@@ -281,16 +286,16 @@ fn check_fifo(e: &Engine) -> Result<(), String> {
 /// Budgets, observed on the effects: count service messages per conversation since the
 /// customer last wrote, and refuse any run over the channel's limit.
 #[derive(Default)]
-struct BudgetWatch {
+pub struct BudgetWatch {
     since_customer: std::collections::HashMap<ConversationId, u32>,
 }
 
 impl BudgetWatch {
-    fn customer_wrote(&mut self, c: ConversationId) {
+    pub fn customer_wrote(&mut self, c: ConversationId) {
         self.since_customer.insert(c, 0);
     }
 
-    fn observe(&mut self, effects: &[Effect]) -> Result<(), String> {
+    pub fn observe(&mut self, effects: &[Effect]) -> Result<(), String> {
         for e in effects {
             if let Effect::Send { conversation, channel, .. } = e {
                 let n = self.since_customer.entry(*conversation).or_default();
@@ -436,7 +441,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
         let checks = e
             .check_invariants()
             .and_then(|()| check_positions(&e))
-            .and_then(|()| check_fifo(&e))
+            .and_then(|()| check_fifo(e.router()))
             .and_then(|()| budget.observe(&effects));
         if let Err(why) = checks {
             return Err(format!("after step {step} ({op:?}): {why}"));

@@ -1,0 +1,513 @@
+//! The conversation side: one customer and its open conversation, around a
+//! [`Session`]. Every rule is the session's; this file only decides
+//! when the session runs (a call, a timer, a message from the router) and what goes out on
+//! the conversation's link.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::link::Link;
+use super::{Body, Envelope, ToConversation, ToRouter, standing};
+use crate::channel::{Channel, MessageTag};
+use crate::conversation::{Cause, Conversation, State};
+use crate::engine::customer_message::CustomerMessage;
+use crate::engine::{Actor, Effect, Outcome};
+use crate::error::{Error, Result};
+use crate::ids::{AgentId, ConversationId, CustomerId};
+use crate::replies::ReplyKind;
+use crate::router::Standing;
+use crate::session::{Ask, Config, Customer, Session, check_text};
+use crate::time::Timestamp;
+
+type ConvLink = Link<ToRouter, ToConversation>;
+
+/// One customer's side of the tenant. Serializable: a snapshot of it is its durable state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationSide {
+    id: CustomerId,
+    customer: Customer,
+    open: Option<Open>,
+    /// Links of ended conversations whose last messages the router has not acknowledged.
+    closing: BTreeMap<ConversationId, ConvLink>,
+    /// Conversations ended since the last [`take_ended`](Self::take_ended).
+    ended: Vec<Conversation>,
+    epoch: u64,
+    /// Acknowledgements owed on links this side no longer holds (volatile).
+    #[serde(skip)]
+    stray: Vec<(ConversationId, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Open {
+    conv: Conversation,
+    /// Where it stands, as the router last said.
+    #[serde(with = "standing")]
+    standing: Standing,
+    /// A route was asked: the router knows the conversation's link, or will.
+    routed: bool,
+    /// Replies that wait for the answer to the route.
+    pending: Option<Pending>,
+    link: ConvLink,
+}
+
+/// What opened or routed the conversation, whose replies come after its first placement
+/// (on one node they follow the routing in the same call).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Pending {
+    Message { text: String },
+    OpenService,
+    Human,
+}
+
+impl ConversationSide {
+    pub fn new(id: CustomerId, customer: Customer) -> Self {
+        ConversationSide {
+            id,
+            customer,
+            open: None,
+            closing: BTreeMap::new(),
+            ended: Vec::new(),
+            epoch: 0,
+            stray: Vec::new(),
+        }
+    }
+
+    pub fn customer(&self) -> &Customer {
+        &self.customer
+    }
+
+    /// The open conversation.
+    pub fn conversation(&self) -> Option<&Conversation> {
+        self.open.as_ref().map(|o| &o.conv)
+    }
+
+    /// Where the open conversation stands, as the router last said.
+    pub fn standing(&self) -> Option<Standing> {
+        self.open.as_ref().map(|o| o.standing)
+    }
+
+    /// How many of the router's messages about the open conversation were applied.
+    pub fn applied(&self) -> u64 {
+        self.open.as_ref().map_or(0, |o| o.link.inbox.applied_below() - 1)
+    }
+
+    /// Starts a new incarnation (after a restart or a move), before anything is sent.
+    pub fn restart(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Hands out the conversations that ended since the last call.
+    pub fn take_ended(&mut self) -> Vec<Conversation> {
+        std::mem::take(&mut self.ended)
+    }
+
+    // ----- the customer side -------------------------------------------------------------------
+
+    /// A customer message: opens a conversation when none is open (and asks the router to
+    /// route it unless the tenant has a bot stage), then answers with the replies that apply.
+    pub fn customer_message(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        msg: CustomerMessage,
+    ) -> Result<Outcome> {
+        check_text(&msg.text)?;
+        let mut out = Vec::new();
+        let opened = self.ensure_open(cfg, now, &msg, &mut out)?;
+        let open = self.open.as_mut().expect("opened");
+        open.conv.record_customer_message(now);
+        if !opened {
+            let before = open.conv.priority;
+            let raise = session(cfg, &mut self.customer, open).raise_priority(msg.priority);
+            // Raised while its route is in flight: the raise follows the route on the link.
+            let raise = raise.or_else(|| {
+                (open.routed && open.conv.priority > before)
+                    .then_some(Ask::Raise { priority: open.conv.priority })
+            });
+            if let Some(ask) = raise {
+                open.link.out.push(ask.into());
+            }
+        }
+        let mut s = session(cfg, &mut self.customer, open);
+        if opened && !cfg.settings.transfer_to_human {
+            // Its replies depend on where routing puts it: they wait for the first decision.
+            let ask = s.route_request(now, Cause::Opened);
+            open.route(ask, Pending::Message { text: msg.text });
+        } else {
+            // Keyword replies replace the message-received reply; after transfer to a human,
+            // the offline reply, else the queue reply.
+            let keyword = s.message_replies(now, &msg.text, &mut out);
+            let offline = s.waiting_replies(now, keyword, &mut out);
+            s.deliver_customer_message(now, msg.text, keyword || offline, &mut out);
+            if open.routed
+                && open.pending.is_none()
+                && matches!(open.conv.state, State::Queued | State::Offered)
+            {
+                open.link.out.push(ToRouter::Wrote);
+            }
+        }
+        Ok(Outcome { conversation: open.conv.id, opened, effects: out })
+    }
+
+    /// The customer opened the service window: the open-service reply, opening a conversation
+    /// when none is open.
+    pub fn open_service(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        channel: Channel,
+        new_conversation: ConversationId,
+    ) -> Result<Outcome> {
+        let msg = CustomerMessage::open_service(self.id, channel, new_conversation);
+        let mut out = Vec::new();
+        let opened = self.ensure_open(cfg, now, &msg, &mut out)?;
+        let open = self.open.as_mut().expect("opened");
+        let mut s = session(cfg, &mut self.customer, open);
+        if opened && !cfg.settings.transfer_to_human {
+            let ask = s.route_request(now, Cause::Opened);
+            open.route(ask, Pending::OpenService);
+        } else {
+            s.open_service(now, &mut out);
+        }
+        Ok(Outcome { conversation: open.conv.id, opened, effects: out })
+    }
+
+    /// The customer asks for a human: the bot stage ends and the router is asked to route it.
+    pub fn request_human(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        if open.pending.is_some() {
+            return Err(Error::InvalidTransition {
+                conversation: id,
+                state: open.conv.state,
+                action: "transfer to a human (already asked)",
+            });
+        }
+        let s = session(cfg, &mut self.customer, open);
+        s.check_request_human()?;
+        let ask = s.route_request(now, Cause::TransferToHuman);
+        open.route(ask, Pending::Human);
+        Ok(Vec::new())
+    }
+
+    /// The channel closed the conversation.
+    pub fn channel_closed(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        open_mut(&mut self.open, &self.closing, id)?;
+        Ok(self.finish(cfg, now, Cause::ChannelClosed, None))
+    }
+
+    // ----- the service side --------------------------------------------------------------------
+
+    /// A message from the conversation's agent (as this side last heard) to the customer.
+    pub fn agent_message(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+        agent: AgentId,
+        text: &str,
+        tag: Option<MessageTag>,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        session(cfg, &mut self.customer, open).agent_message(now, agent, text, tag)
+    }
+
+    /// A supervisor's guidance, visible to the agent side only.
+    pub fn whisper(
+        &mut self,
+        cfg: Config<'_>,
+        id: ConversationId,
+        from: AgentId,
+        text: &str,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        session(cfg, &mut self.customer, open).whisper(from, text)
+    }
+
+    /// The agent read the conversation.
+    pub fn mark_read(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+        agent: AgentId,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        session(cfg, &mut self.customer, open).mark_read(now, agent)
+    }
+
+    /// Bot hosting on or off; whether it changed.
+    pub fn set_bot_hosting(
+        &mut self,
+        cfg: Config<'_>,
+        id: ConversationId,
+        on: bool,
+    ) -> Result<(bool, Vec<Effect>)> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        let mut out = Vec::new();
+        let changed = session(cfg, &mut self.customer, open).set_bot_hosting(on, &mut out);
+        Ok((changed, out))
+    }
+
+    /// Ends the conversation: by its agent (as this side last heard), or a supervisor.
+    pub fn end(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+        by: Actor,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        let cause = session(cfg, &mut self.customer, open).end_cause(by)?;
+        Ok(self.finish(cfg, now, cause, Some(ReplyKind::ManualEnd)))
+    }
+
+    /// Ends the conversation as part of a supervisor's batch (the batch-end reply).
+    pub fn end_in_batch(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        open_mut(&mut self.open, &self.closing, id)?;
+        Ok(self.finish(cfg, now, Cause::EndedInBatch, Some(ReplyKind::BatchEnd)))
+    }
+
+    // ----- timers ------------------------------------------------------------------------------
+
+    /// When the open conversation next has something due.
+    pub fn next_deadline(&self, cfg: Config<'_>) -> Option<Timestamp> {
+        let open = self.open.as_ref()?;
+        open.conv.next_deadline(&cfg.thresholds(&open.conv)).map(|(at, _)| at)
+    }
+
+    /// Fires everything due at `now`.
+    pub fn advance(&mut self, cfg: Config<'_>, now: Timestamp) -> Vec<Effect> {
+        let mut out = Vec::new();
+        while self.next_deadline(cfg).is_some_and(|at| at <= now) {
+            let open = self.open.as_mut().expect("a deadline belongs to the open conversation");
+            match session(cfg, &mut self.customer, open).fire(now, &mut out) {
+                Some(Ask::Leave) => self.close(),
+                Some(ask) => {
+                    open.link.out.push(ask.into());
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    // ----- the link ----------------------------------------------------------------------------
+
+    /// An envelope from the router side: the messages it completes are applied in order.
+    pub fn receive(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        envelope: Envelope<ToConversation>,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let id = envelope.conversation;
+        if let Some(open) = self.open.as_mut().filter(|o| o.conv.id == id) {
+            for message in open.link.receive(envelope.epoch, envelope.body) {
+                apply(cfg, &mut self.customer, open, now, message, &mut out);
+            }
+        } else if let Some(link) = self.closing.get_mut(&id) {
+            // Decisions about an ended conversation are moot: acknowledged, not applied.
+            if let Body::Message { seq, .. } = envelope.body {
+                self.stray.push((id, seq + 1));
+            } else {
+                link.receive(envelope.epoch, envelope.body);
+                if link.out.is_empty() {
+                    self.closing.remove(&id);
+                }
+            }
+        } else if let Body::Message { seq, .. } = envelope.body {
+            self.stray.push((id, seq + 1));
+        }
+        out
+    }
+
+    /// What to put on the network once the state is durable.
+    pub fn outgoing(&mut self) -> Vec<Envelope<ToRouter>> {
+        let (customer, epoch) = (self.id, self.epoch);
+        let mut wire = Vec::new();
+        if let Some(open) = self.open.as_mut() {
+            open.link.outgoing(open.conv.id, customer, epoch, &mut wire);
+        }
+        for (id, link) in &mut self.closing {
+            link.outgoing(*id, customer, epoch, &mut wire);
+        }
+        for (conversation, next) in self.stray.drain(..) {
+            wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
+        }
+        wire
+    }
+
+    /// Everything unacknowledged, again.
+    pub fn retransmit(&self) -> Vec<Envelope<ToRouter>> {
+        let (customer, epoch) = (self.id, self.epoch);
+        let mut wire = Vec::new();
+        if let Some(open) = &self.open {
+            open.link.retransmit(open.conv.id, customer, epoch, &mut wire);
+        }
+        for (id, link) in &self.closing {
+            link.retransmit(*id, customer, epoch, &mut wire);
+        }
+        wire
+    }
+
+    // ----- internals ---------------------------------------------------------------------------
+
+    /// Opens a conversation unless one is open; whether it did. Validates before it changes
+    /// anything.
+    fn ensure_open(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        msg: &CustomerMessage,
+        out: &mut Vec<Effect>,
+    ) -> Result<bool> {
+        if msg.customer != self.id {
+            return Err(Error::InvalidArgument(format!(
+                "customer {} sent to the side of customer {}",
+                msg.customer, self.id
+            )));
+        }
+        if self.open.is_some() {
+            return Ok(false);
+        }
+        if self.closing.contains_key(&msg.new_conversation) {
+            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
+        }
+        let group = cfg.opening_group(Some(&self.customer), msg)?;
+        let conv = cfg.open(now, &mut self.customer, msg, group, out);
+        self.open = Some(Open {
+            conv,
+            standing: Standing::default(),
+            routed: false,
+            pending: None,
+            link: Link::default(),
+        });
+        Ok(true)
+    }
+
+    /// Ends the open conversation through its session; the router lets go of it.
+    fn finish(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        cause: Cause,
+        reply: Option<ReplyKind>,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if let Some(open) = self.open.as_mut()
+            && session(cfg, &mut self.customer, open).finish(now, cause, reply, &mut out).is_some()
+        {
+            self.close();
+        }
+        out
+    }
+
+    /// The open conversation ended: asks the router to let go (if it ever heard of it), and
+    /// keeps the link until the router acknowledged everything.
+    fn close(&mut self) {
+        let Some(mut open) = self.open.take() else { return };
+        if open.routed {
+            open.link.out.push(ToRouter::Leave);
+        }
+        if !open.link.out.is_empty() {
+            self.closing.insert(open.conv.id, open.link);
+        }
+        self.ended.push(open.conv);
+    }
+}
+
+impl Open {
+    fn route(&mut self, ask: Ask, pending: Pending) {
+        self.link.out.push(ask.into());
+        self.routed = true;
+        self.pending = Some(pending);
+    }
+}
+
+fn session<'s>(cfg: Config<'s>, customer: &'s mut Customer, open: &'s mut Open) -> Session<'s> {
+    Session { cfg, customer, conv: &mut open.conv, standing: open.standing }
+}
+
+fn open_mut<'o>(
+    open: &'o mut Option<Open>,
+    closing: &BTreeMap<ConversationId, ConvLink>,
+    id: ConversationId,
+) -> Result<&'o mut Open> {
+    match open {
+        Some(o) if o.conv.id == id => Ok(o),
+        _ if closing.contains_key(&id) => Err(Error::InvalidTransition {
+            conversation: id,
+            state: State::Ended,
+            action: "act on an ended conversation",
+        }),
+        _ => Err(Error::UnknownConversation(id)),
+    }
+}
+
+/// Applies one message from the router to the open conversation.
+fn apply(
+    cfg: Config<'_>,
+    customer: &mut Customer,
+    open: &mut Open,
+    now: Timestamp,
+    message: ToConversation,
+    out: &mut Vec<Effect>,
+) {
+    match message {
+        ToConversation::Placed { facts, standing, transfer } => {
+            // A transfer is reported as it stood before the move, as on one node.
+            if let Some(target) = transfer
+                && let Ok(event) = session(cfg, customer, open).transfer(now, target, Actor::System)
+            {
+                out.push(Effect::Event(event));
+            }
+            open.standing = standing;
+            let pending = open.pending.take();
+            let mut s = session(cfg, customer, open);
+            let mut routed = Vec::new();
+            for fact in facts {
+                s.placed(now, fact, &mut routed);
+            }
+            // What the opening (or the request for a human) waited for, as on one node: the
+            // message's own replies see where routing put it and come first, then what routing
+            // caused, then the offline or queue reply.
+            match pending {
+                Some(Pending::Message { text }) => {
+                    let keyword = s.message_replies(now, &text, out);
+                    out.append(&mut routed);
+                    let offline = s.waiting_replies(now, keyword, out);
+                    s.deliver_customer_message(now, text, keyword || offline, out);
+                }
+                Some(Pending::Human) => {
+                    out.append(&mut routed);
+                    s.waiting_replies(now, false, out);
+                }
+                Some(Pending::OpenService) => {
+                    out.append(&mut routed);
+                    s.open_service(now, out);
+                }
+                None => out.append(&mut routed),
+            }
+        }
+        ToConversation::Standing { standing } => open.standing = standing,
+        // It stays in the bot stage; the customer may ask again.
+        ToConversation::Refused { .. } => open.pending = None,
+    }
+}

@@ -1,0 +1,168 @@
+//! The cross-actor protocol: what crosses between a conversation and the router when they are
+//! not delivered synchronously by the [`Engine`](crate::engine::Engine) (issue 12).
+//!
+//! Two state machines stand where the engine stands on one node:
+//! - [`ConversationSide`]: one customer and its open conversation, around a
+//!   [`Session`](crate::session::Session) (lifecycle, replies, budget, timers). It sends the
+//!   session's [`Ask`]s as [`ToRouter`] messages.
+//! - [`RouterSide`]: the tenant's [`Router`](crate::router::Router) (queues, agents, capacity,
+//!   offers, affinity). It sends each router decision as [`ToConversation::Placed`] with where
+//!   the conversation stands after it.
+//!
+//! **Links.** Each conversation has one link between the two sides; every message on it
+//! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
+//! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
+//! [`Body`], a message with its per-link sequence number or a cumulative acknowledgement.
+//!
+//! **Exactly once, in order.** The receiver applies a link's messages strictly in sequence
+//! order ([`link::Inbox`]): an early one is held back until the gap is filled, a duplicate
+//! (sequence below the next expected) is dropped and acknowledged again, and anything from an
+//! epoch older than the newest seen on the link is dropped (a deposed incarnation; the new
+//! one resends). Hold-back rather than idempotent facts, because a session's facts are
+//! transitions with effects (an assignment sends the auto-accept reply and charges the budget;
+//! a requeue after it must not be undone by a late copy of the assignment): applying them
+//! out of order or twice changes what the customer hears. Sequence numbers never repeat on a
+//! link: the counter and the unacknowledged messages are part of the sender's durable state,
+//! so dedupe is by sequence number, and the epoch only fences.
+//!
+//! **Durability order.** Every handler only changes state and queues messages. The shell then
+//! makes the state durable (the router's placements and its outbox in the same write), and
+//! only then calls `outgoing()` to put on the network what was queued and the
+//! acknowledgements owed. A message is therefore never heard before the decision it carries
+//! is durable, and an acknowledgement never before the state that applied the message is:
+//! a crash at any point either loses the step entirely (the input was not acknowledged, so it
+//! comes again) or keeps it. `retransmit()` resends everything unacknowledged, on a timer and
+//! after a restart (at least once).
+//!
+//! **What may be one message stale** (everything else is exact, as on one node):
+//! - the queue position in the queue reply and the `{{queue_num}}` placeholder: the position
+//!   the router last told the conversation (with each decision about it, and in answer to the
+//!   previous customer message while it waits, [`ToRouter::Wrote`]), not the position now;
+//! - SPEC §4.5's offline condition for the offline reply: as of the router's last message
+//!   about the conversation; the router pushes a fresh standing whenever a status change or
+//!   an agent's new groups flip it, so it is stale only while that push is in flight;
+//! - who holds the conversation, for the checks the conversation side makes (an agent's
+//!   message, read mark or end is accepted from the agent it last heard was assigned) while a
+//!   transfer or requeue is in flight;
+//! - a customer message that arrives while its conversation's route is in flight gets the
+//!   replies of a conversation not routed yet (no queue or offline reply); the opening
+//!   message's own replies wait for the first decision and are then exactly the engine's.
+//!
+//! **Tombstones.** The router keeps a left conversation's link for [`RouterSide`]'s `linger`
+//! after the last envelope seen on it, so that late copies are recognised as duplicates. This
+//! assumes no envelope is delivered later than `linger` after it was sent (internal calls
+//! carry a deadline shorter than it), and that a side with unacknowledged messages resends
+//! them at least once per `linger`.
+
+pub mod conversation;
+pub mod link;
+pub mod router;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::conversation::ConversationSide;
+pub use self::router::RouterSide;
+use crate::conversation::Cause;
+use crate::engine::Target;
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::queue::Priority;
+use crate::router::{RouteRequest, Standing};
+use crate::session::{Ask, Placed};
+
+/// One message on a conversation's link, or an acknowledgement of the reverse direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<M> {
+    /// The conversation whose link this is.
+    pub conversation: ConversationId,
+    /// Whose conversation side holds the link.
+    pub customer: CustomerId,
+    /// The sender's incarnation.
+    pub epoch: u64,
+    pub body: Body<M>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body<M> {
+    Message {
+        seq: u64,
+        message: M,
+    },
+    /// The sender applied (durably) every message below `next` of the reverse direction.
+    Ack {
+        next: u64,
+    },
+}
+
+/// From a conversation side to the router side: a session's [`Ask`], or a customer message
+/// while it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToRouter {
+    Route {
+        request: RouteRequest,
+        cause: Cause,
+    },
+    Raise {
+        priority: Priority,
+    },
+    Alert {
+        agent: Option<AgentId>,
+        group: GroupId,
+    },
+    Leave,
+    /// The customer wrote while the conversation waits: tell it where it stands, if that
+    /// changed since the router last did.
+    Wrote,
+}
+
+impl From<Ask> for ToRouter {
+    fn from(ask: Ask) -> Self {
+        match ask {
+            Ask::Route { request, cause } => ToRouter::Route { request, cause },
+            Ask::Leave => ToRouter::Leave,
+            Ask::Raise { priority } => ToRouter::Raise { priority },
+            Ask::Alert { agent, group } => ToRouter::Alert { agent, group },
+        }
+    }
+}
+
+/// From the router side to a conversation side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToConversation {
+    /// What one router operation decided about the conversation, in order, and where it
+    /// stands after it.
+    Placed {
+        facts: Vec<Placed>,
+        #[serde(with = "standing")]
+        standing: Standing,
+        /// A transfer caused them: the conversation reports it (its wait is its own to know).
+        transfer: Option<Target>,
+    },
+    /// Where it stands changed without a decision about it.
+    Standing {
+        #[serde(with = "standing")]
+        standing: Standing,
+    },
+    /// The router could not route it (its group is gone); it stays where it is.
+    Refused { reason: String },
+}
+
+/// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive
+/// self-describing encodings.
+pub(crate) mod standing {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::ids::AgentId;
+    use crate::router::Standing;
+
+    pub fn serialize<S: Serializer>(s: &Standing, ser: S) -> Result<S::Ok, S::Error> {
+        (s.position, s.offline.is_some(), s.offline.flatten()).serialize(ser)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Standing, D::Error> {
+        let (position, offline, agent) = <(Option<usize>, bool, Option<AgentId>)>::deserialize(de)?;
+        Ok(Standing { position, offline: offline.then_some(agent) })
+    }
+}
+
+#[cfg(test)]
+mod tests;

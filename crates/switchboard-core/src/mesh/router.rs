@@ -1,0 +1,369 @@
+//! The router side: the tenant's [`Router`] with one link per routed conversation. Every rule
+//! is the router's (and the translation of its effects is `engine::facts`); this file
+//! only turns what a router operation decided into messages for the conversations it
+//! concerns, and what the conversations ask into router operations.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::link::Link;
+use super::{Body, Envelope, ToConversation, ToRouter, standing};
+use crate::conversation::Cause;
+use crate::engine::facts::{self, Step};
+use crate::engine::{Actor, Effect, Target};
+use crate::error::{Error, Result};
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::router::{self, AgentStatus, Router, Standing, StatusCause};
+use crate::session::Placed;
+use crate::time::Timestamp;
+
+type RouterLink = Link<ToConversation, ToRouter>;
+
+/// What a router operation was, for the messages it sends.
+struct Op {
+    /// The cause of transitions whose router effect carries none.
+    cause: Cause,
+    /// The conversation the operation first routed.
+    routed: Option<ConversationId>,
+    /// Look at every conversation's offline condition afterwards.
+    rescan: bool,
+    /// The conversation transferred, and where.
+    transfer: Option<(ConversationId, Target)>,
+}
+
+impl Op {
+    fn new(cause: Cause) -> Self {
+        Op { cause, routed: None, rescan: false, transfer: None }
+    }
+}
+
+/// The router side of one tenant. Serializable: a snapshot of it is its durable state, the
+/// router's placements together with the decisions not yet acknowledged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouterSide {
+    router: Router,
+    conversations: BTreeMap<ConversationId, Conv>,
+    epoch: u64,
+    #[serde(with = "crate::config::duration_ms")]
+    linger: Duration,
+    /// Acknowledgements owed on links this side no longer holds (volatile).
+    #[serde(skip)]
+    stray: Vec<(ConversationId, CustomerId, u64)>,
+}
+
+/// What the router side keeps of one conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Conv {
+    customer: CustomerId,
+    /// The customer's dedicated agent, for the offline condition.
+    dedicated: Option<AgentId>,
+    link: RouterLink,
+    /// Where the conversation was last told it stands.
+    #[serde(with = "standing")]
+    told: Standing,
+    /// It left: the link is a tombstone until `seen + linger`.
+    left: bool,
+    /// The last envelope on the link.
+    seen: Timestamp,
+}
+
+impl RouterSide {
+    /// `linger`: how long a left conversation's link is kept to recognise late duplicates;
+    /// longer than any envelope can take to arrive.
+    pub fn new(router: Router, linger: Duration) -> Self {
+        RouterSide { router, conversations: BTreeMap::new(), epoch: 0, linger, stray: Vec::new() }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Starts a new incarnation (after a restart or a move), before anything is sent. The
+    /// tombstones' lingering starts again: the conversation sides get the whole `linger` to
+    /// resend what this side may not have acknowledged before it stopped.
+    pub fn restart(&mut self, epoch: u64, now: Timestamp) {
+        self.epoch = epoch;
+        for c in self.conversations.values_mut().filter(|c| c.left) {
+            c.seen = c.seen.max(now);
+        }
+    }
+
+    /// The customer whose conversation side holds the conversation's link.
+    pub fn customer_of(&self, id: ConversationId) -> Option<CustomerId> {
+        self.conversations.get(&id).map(|c| c.customer)
+    }
+
+    /// How many of the conversation's messages were applied.
+    pub fn applied(&self, id: ConversationId) -> u64 {
+        self.conversations.get(&id).map_or(0, |c| c.link.inbox.applied_below() - 1)
+    }
+
+    /// Whether the conversation left (its link is a tombstone).
+    pub fn has_left(&self, id: ConversationId) -> bool {
+        self.conversations.get(&id).is_some_and(|c| c.left)
+    }
+
+    // ----- operations of agents and supervisors ------------------------------------------------
+
+    pub fn set_status(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        status: AgentStatus,
+        cause: StatusCause,
+    ) -> Result<Vec<Effect>> {
+        self.routed(Op::new(Cause::AgentOffline), |r, out| {
+            r.set_status(now, agent, status, cause, out)
+        })
+    }
+
+    /// Creates or updates an agent's capacity and groups.
+    pub fn set_agent(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        capacity: u32,
+        groups: Vec<GroupId>,
+    ) -> Result<Vec<Effect>> {
+        let mut rout = Vec::new();
+        self.router.upsert_agent(now, agent, capacity, groups, &mut rout)?;
+        let mut out = Vec::new();
+        // New groups can flip a group's offline condition without a status change.
+        self.decide(rout, Op { rescan: true, ..Op::new(Cause::Routed) }, &mut out);
+        Ok(out)
+    }
+
+    pub fn accept(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        self.live(id)?;
+        self.routed(Op::new(Cause::Accepted), |r, out| r.accept(now, agent, id, out))
+    }
+
+    pub fn decline(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        self.live(id)?;
+        self.routed(Op::new(Cause::Declined), |r, out| r.decline(now, agent, id, out))
+    }
+
+    pub fn pick(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        id: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        self.live(id)?;
+        self.routed(Op::new(Cause::Picked), |r, out| r.pick(now, agent, id, out))
+    }
+
+    /// The router's part of a transfer: the conversation moves, and hears so. An agent may
+    /// move only what it holds (offered or assigned).
+    pub fn transfer(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        target: Target,
+        by: Actor,
+    ) -> Result<Vec<Effect>> {
+        self.live(id)?;
+        if let Actor::Agent(agent) = by
+            && self.router.placement(id).and_then(|p| p.agent()) != Some(agent)
+        {
+            return Err(Error::NotAssigned { conversation: id, agent });
+        }
+        let op = Op { transfer: Some((id, target)), ..Op::new(Cause::Transferred) };
+        self.routed(op, |r, out| match target {
+            Target::Agent(a) => r.transfer_to_agent(now, id, a, out),
+            Target::Group { group, keep_entry_time } => {
+                r.transfer_to_group(now, id, group, keep_entry_time, out)
+            }
+        })
+    }
+
+    // ----- timers ------------------------------------------------------------------------------
+
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.router.next_deadline()
+    }
+
+    /// Fires the router's deadlines due at `now`, and forgets tombstones past their time.
+    pub fn advance(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut rout = Vec::new();
+        self.router.advance(now, &mut rout);
+        let mut out = Vec::new();
+        self.decide(rout, Op::new(Cause::Routed), &mut out);
+        let linger = self.linger;
+        self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
+        out
+    }
+
+    // ----- the links ---------------------------------------------------------------------------
+
+    /// An envelope from a conversation side: the messages it completes are applied in order.
+    pub fn receive(&mut self, now: Timestamp, envelope: Envelope<ToRouter>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let id = envelope.conversation;
+        let conv = match self.conversations.get_mut(&id) {
+            Some(c) => c,
+            // An acknowledgement for a link already forgotten.
+            None if matches!(envelope.body, Body::Ack { .. }) => return out,
+            None => self.conversations.entry(id).or_insert(Conv {
+                customer: envelope.customer,
+                dedicated: None,
+                link: Link::default(),
+                told: Standing::default(),
+                left: false,
+                seen: now,
+            }),
+        };
+        conv.seen = now;
+        if conv.left {
+            // Everything before the leave was applied; a late copy is a duplicate.
+            if let Body::Message { seq, .. } = envelope.body {
+                let next = conv.link.inbox.applied_below().max(seq + 1);
+                self.stray.push((id, conv.customer, next));
+            }
+            return out;
+        }
+        for message in conv.link.receive(envelope.epoch, envelope.body) {
+            self.apply(now, id, message, &mut out);
+        }
+        out
+    }
+
+    /// What to put on the network once the state is durable.
+    pub fn outgoing(&mut self) -> Vec<Envelope<ToConversation>> {
+        let epoch = self.epoch;
+        let mut wire = Vec::new();
+        for (id, c) in &mut self.conversations {
+            c.link.outgoing(*id, c.customer, epoch, &mut wire);
+        }
+        for (conversation, customer, next) in self.stray.drain(..) {
+            wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
+        }
+        wire
+    }
+
+    /// Everything unacknowledged, again.
+    pub fn retransmit(&self) -> Vec<Envelope<ToConversation>> {
+        let mut wire = Vec::new();
+        for (id, c) in &self.conversations {
+            c.link.retransmit(*id, c.customer, self.epoch, &mut wire);
+        }
+        wire
+    }
+
+    // ----- internals ---------------------------------------------------------------------------
+
+    /// A conversation the router side may act on: routed and not left.
+    fn live(&self, id: ConversationId) -> Result<()> {
+        match self.conversations.get(&id) {
+            Some(c) if !c.left => Ok(()),
+            _ => Err(Error::UnknownConversation(id)),
+        }
+    }
+
+    /// Applies one message from a conversation.
+    fn apply(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        message: ToRouter,
+        out: &mut Vec<Effect>,
+    ) {
+        match message {
+            ToRouter::Route { request, cause } => {
+                let conv = self.conversations.get_mut(&id).expect("the link exists");
+                conv.dedicated = request.dedicated;
+                let mut rout = Vec::new();
+                match self.router.route(now, id, request, &mut rout) {
+                    Ok(()) => self.decide(rout, Op { routed: Some(id), ..Op::new(cause) }, out),
+                    Err(e) => {
+                        conv.link.out.push(ToConversation::Refused { reason: e.to_string() });
+                    }
+                }
+            }
+            ToRouter::Raise { priority } => {
+                let mut rout = Vec::new();
+                self.router.raise_priority(now, id, priority, &mut rout);
+                self.decide(rout, Op::new(Cause::Routed), out);
+            }
+            ToRouter::Leave => {
+                let mut rout = Vec::new();
+                self.router.remove(now, id, &mut rout);
+                let conv = self.conversations.get_mut(&id).expect("the link exists");
+                conv.left = true;
+                // What it was not told yet no longer matters.
+                conv.link.out.clear();
+                self.decide(rout, Op::new(Cause::Routed), out);
+            }
+            ToRouter::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
+            ToRouter::Wrote => {
+                let conv = self.conversations.get_mut(&id).expect("the link exists");
+                let standing = self.router.standing(id, conv.dedicated);
+                if standing != conv.told {
+                    conv.told = standing;
+                    conv.link.out.push(ToConversation::Standing { standing });
+                }
+            }
+        }
+    }
+
+    /// Runs one router operation and sends what it decided.
+    fn routed(
+        &mut self,
+        op: Op,
+        run: impl FnOnce(&mut Router, &mut Vec<router::Effect>) -> Result<()>,
+    ) -> Result<Vec<Effect>> {
+        let mut rout = Vec::new();
+        run(&mut self.router, &mut rout)?;
+        let mut out = Vec::new();
+        self.decide(rout, op, &mut out);
+        Ok(out)
+    }
+
+    /// Queues what a router operation decided, one message per conversation with where it
+    /// stands after the operation; agent notes and events go to `out`. After a status
+    /// change (or when `op.rescan`), every conversation whose offline condition flipped is
+    /// told.
+    fn decide(&mut self, rout: Vec<router::Effect>, op: Op, out: &mut Vec<Effect>) {
+        let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
+        let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
+        let mut status_changed = op.rescan;
+        for step in facts::steps(rout, op.cause, op.routed, known) {
+            match step {
+                Step::Placed(c, fact) => decided.entry(c).or_default().push(fact),
+                Step::Effect(e) => out.push(e),
+                Step::Status(_) => status_changed = true,
+            }
+        }
+        for (id, facts) in decided {
+            let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
+                continue;
+            };
+            let standing = self.router.standing(id, conv.dedicated);
+            conv.told = standing;
+            let transfer = op.transfer.filter(|(c, _)| *c == id).map(|(_, target)| target);
+            conv.link.out.push(ToConversation::Placed { facts, standing, transfer });
+        }
+        if status_changed {
+            // A scan of the live conversations: status changes are rare next to messages.
+            for (id, conv) in self.conversations.iter_mut().filter(|(_, c)| !c.left) {
+                let standing = self.router.standing(*id, conv.dedicated);
+                if standing.offline != conv.told.offline {
+                    conv.told = standing;
+                    conv.link.out.push(ToConversation::Standing { standing });
+                }
+            }
+        }
+    }
+}

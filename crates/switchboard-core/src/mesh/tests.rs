@@ -1,0 +1,176 @@
+//! One conversation's life across the two sides, with the network misbehaving by hand. The
+//! simulation (`tests/mesh.rs`) does the same at random; these are the cases to read first.
+
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use super::{Body, ConversationSide, Envelope, RouterSide, ToRouter};
+use crate::channel::Channel;
+use crate::config::{AgentSettings, AutoAcceptReply, GroupSettings, TenantSettings};
+use crate::conversation::State;
+use crate::engine::customer_message::CustomerMessage;
+use crate::engine::{Actor, Effect};
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::router::{AgentStatus, Router, StatusCause};
+use crate::session::{Config, Customer};
+use crate::time::{Timestamp, secs};
+
+const G1: GroupId = GroupId(1);
+const A1: AgentId = AgentId(1);
+const U1: CustomerId = CustomerId(1);
+const C1: ConversationId = ConversationId(1);
+const LINGER: Duration = Duration::from_secs(600);
+
+struct Tenant {
+    settings: TenantSettings,
+    groups: FxHashMap<GroupId, GroupSettings>,
+    agents: FxHashMap<AgentId, AgentSettings>,
+}
+
+impl Tenant {
+    fn cfg(&self) -> Config<'_> {
+        Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
+    }
+}
+
+/// One group that assigns at once, one online agent with room for one, an auto-accept reply.
+fn setup() -> (Tenant, RouterSide, ConversationSide) {
+    let mut settings = TenantSettings { default_group: Some(G1), ..Default::default() };
+    settings.replies.auto_accept =
+        Some(AutoAcceptReply { texts: vec!["hello".into()], also_from_queue: true });
+    let agent = AgentSettings { capacity: 1, groups: vec![G1], ..Default::default() };
+    let tenant = Tenant {
+        settings,
+        groups: [(G1, GroupSettings::default())].into_iter().collect(),
+        agents: [(A1, agent)].into_iter().collect(),
+    };
+    let t0 = Timestamp(0);
+    let mut router = Router::new(secs(60), Default::default());
+    let mut out = Vec::new();
+    router.upsert_group(t0, G1, Default::default(), &mut out);
+    router.upsert_agent(t0, A1, 1, vec![G1], &mut out).unwrap();
+    router.set_status(t0, A1, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
+    let side = ConversationSide::new(U1, Customer::default());
+    (tenant, RouterSide::new(router, LINGER), side)
+}
+
+fn message(text: &str) -> CustomerMessage {
+    CustomerMessage {
+        customer: U1,
+        channel: Channel::Web,
+        text: text.into(),
+        new_conversation: C1,
+        group: None,
+        priority: None,
+    }
+}
+
+fn replies(effects: &[Effect]) -> usize {
+    effects.iter().filter(|e| matches!(e, Effect::Send { .. })).count()
+}
+
+#[test]
+fn a_decision_is_resent_until_acknowledged_and_applied_once() {
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    // The assignment is lost on the way; the retransmission timer sends it again, and a
+    // duplicate of it arrives too.
+    let lost = router.outgoing();
+    assert!(lost.iter().any(|e| matches!(e.body, Body::Message { seq: 1, .. })));
+    let again = router.retransmit();
+    let mut sent = Vec::new();
+    for e in again.iter().chain(again.iter()) {
+        sent.extend(side.receive(t.cfg(), now, e.clone()));
+    }
+    assert_eq!(side.conversation().unwrap().state, State::Assigned);
+    assert_eq!(replies(&sent), 1, "one auto-accept reply: {sent:?}");
+    // The acknowledgement stops the retransmissions.
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert!(router.retransmit().is_empty());
+}
+
+#[test]
+fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    let route = side.outgoing();
+    assert!(matches!(route[0].body, Body::Message { seq: 1, message: ToRouter::Route { .. } }));
+    router.receive(now, route[0].clone());
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    side.end(t.cfg(), now + secs(5), C1, Actor::Agent(A1)).unwrap();
+    for e in side.outgoing() {
+        router.receive(now + secs(5), e);
+    }
+    assert!(router.router().placement(C1).is_none());
+    assert!(router.router().agent(A1).unwrap().assigned.is_empty());
+    // A copy of the route that was still in the network arrives: recognised, acknowledged,
+    // not applied.
+    router.receive(now + secs(6), route[0].clone());
+    assert!(router.router().placement(C1).is_none());
+    let answer: Vec<Envelope<_>> = router.outgoing();
+    assert!(answer.iter().all(|e| matches!(e.body, Body::Ack { .. })), "{answer:?}");
+    // After `linger` the tombstone goes.
+    assert!(router.has_left(C1));
+    router.advance(now + secs(6) + LINGER);
+    assert!(!router.has_left(C1));
+}
+
+#[test]
+fn the_queue_reply_shows_the_position_last_told_and_asks_for_a_fresh_one() {
+    let (mut t, mut router, mut side) = setup();
+    t.settings.replies.queue = Some(crate::config::QueueReply {
+        rules: vec![crate::config::QueueRule { above: 0, texts: vec!["#{{queue_num}}".into()] }],
+        min_interval: Duration::ZERO,
+    });
+    let now = Timestamp(1_000);
+    // The agent is busy with someone else: the conversation waits.
+    let mut other = ConversationSide::new(CustomerId(2), Customer::default());
+    let mut first = message("first");
+    first.customer = CustomerId(2);
+    first.new_conversation = ConversationId(2);
+    other.customer_message(t.cfg(), now, first).unwrap();
+    for e in other.outgoing() {
+        router.receive(now, e);
+    }
+    let mut second = message("second");
+    second.new_conversation = C1;
+    side.customer_message(t.cfg(), now, second).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        if e.customer == U1 {
+            side.receive(t.cfg(), now, e);
+        }
+    }
+    assert_eq!(side.standing().unwrap().position, Some(1));
+    let out = side.customer_message(t.cfg(), now + secs(1), message("still there?")).unwrap();
+    let texts: Vec<_> = out
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["#1"]);
+    // The message asked the router where it stands; unchanged, so the router says nothing.
+    let asked = side.outgoing();
+    assert!(asked.iter().any(|e| matches!(e.body, Body::Message { message: ToRouter::Wrote, .. })));
+    for e in asked {
+        router.receive(now + secs(1), e);
+    }
+    assert!(
+        router.outgoing().iter().all(|e| e.customer != U1 || matches!(e.body, Body::Ack { .. }))
+    );
+}

@@ -1,0 +1,164 @@
+//! The invariants of the simulation: those the core's property tests check on one engine,
+//! stated for a router side and conversation sides that only hear of each other by message.
+
+use switchboard_core::mesh::ToConversation;
+use switchboard_core::router::{Placement, Router};
+use switchboard_core::session::Placed;
+use switchboard_core::{AgentId, ConversationId, GroupId, State};
+
+use crate::model::{AGENTS, GROUPS, check_fifo, check_ranks};
+use crate::sim::Sim;
+
+/// After every step, whatever is in flight:
+/// - the router's own invariants: no agent over capacity, every routed conversation in
+///   exactly one place, work conservation (the router settles every operation), exact ranks,
+///   FIFO within a priority;
+/// - no conversation over its channel's budget (the effects are checked as they commit);
+/// - exactly once: the assignments a conversation side applied are, in order, the ones among
+///   the router's durable decisions it acknowledged having heard of, so no assignment is
+///   applied twice, skipped or invented.
+pub fn always(sim: &Sim) -> Result<(), String> {
+    let r = sim.router.live.router();
+    r.check_invariants()?;
+    check_ranks(r)?;
+    check_fifo(r)?;
+    for side in &sim.sides {
+        let Some(c) = side.live.conversation() else { continue };
+        if let Some(limit) = c.channel.reply_budget()
+            && c.consecutive_service > limit
+        {
+            return Err(format!(
+                "{} sent {} service messages on a budget of {limit}",
+                c.id, c.consecutive_service
+            ));
+        }
+        let heard: Vec<AgentId> = (1..=side.live.applied())
+            .flat_map(|seq| match sim.to_conversation.get(&(c.id, seq)) {
+                Some(ToConversation::Placed { facts, .. }) => facts.clone(),
+                _ => Vec::new(),
+            })
+            .filter_map(|f| match f {
+                Placed::Assigned { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .collect();
+        let applied: Vec<AgentId> = c
+            .transitions
+            .iter()
+            .filter(|t| t.to == State::Assigned)
+            .filter_map(|t| t.agent)
+            .collect();
+        if heard != applied {
+            return Err(format!(
+                "{} applied assignments {applied:?}, the router decided {heard:?}",
+                c.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Once the network is quiet (nothing in flight, nothing unacknowledged), the sides agree as
+/// the engine's own parts agree on one node:
+/// - every open conversation is where the router placed it (or in the bot stage and placed
+///   nowhere), with the same agent, and knows SPEC §4.5's offline condition exactly;
+/// - every conversation the router holds is open on its customer's side (nothing ended stays
+///   placed, nothing is lost between the sides: work conservation across them);
+/// - each side applied everything the other sent.
+pub fn quiet(sim: &Sim) -> Result<(), String> {
+    let r = sim.router.live.router();
+    for (u, side) in sim.sides.iter().enumerate() {
+        let Some(c) = side.live.conversation() else { continue };
+        let placement = r.placement(c.id);
+        let consistent = match (c.state, placement) {
+            (State::Bot, None) => true,
+            (State::Queued, Some(Placement::Queued { group, .. })) => *group == c.group,
+            (State::Offered, Some(Placement::Offered { agent, .. })) => c.agent == Some(*agent),
+            (State::Assigned, Some(Placement::Assigned { agent, .. })) => c.agent == Some(*agent),
+            _ => false,
+        };
+        if !consistent {
+            return Err(format!(
+                "quiet, yet {} is {:?} with agent {:?} on customer {u}'s side but placed {placement:?}",
+                c.id, c.state, c.agent
+            ));
+        }
+        let dedicated = side.live.customer().settings.dedicated_agent;
+        let want = r.standing(c.id, dedicated).offline;
+        let told = side.live.standing().and_then(|s| s.offline);
+        if want != told {
+            return Err(format!(
+                "quiet, yet {} believes offline = {told:?}, the router says {want:?}",
+                c.id
+            ));
+        }
+        let sent = last_seq(sim.to_conversation.keys(), c.id);
+        if side.live.applied() != sent {
+            return Err(format!(
+                "quiet, yet {} applied {} of the router's {sent} messages",
+                c.id,
+                side.live.applied()
+            ));
+        }
+        let asked = last_seq(sim.to_router.keys(), c.id);
+        if sim.router.live.applied(c.id) != asked {
+            return Err(format!(
+                "quiet, yet the router applied {} of {}'s {asked} messages",
+                sim.router.live.applied(c.id),
+                c.id
+            ));
+        }
+    }
+    for c in placed(r) {
+        let Some(customer) = sim.router.live.customer_of(c) else {
+            return Err(format!("the router holds {c} without a link"));
+        };
+        let open = sim.sides[customer.0 as usize].live.conversation().map(|c| c.id);
+        if open != Some(c) {
+            return Err(format!(
+                "quiet, yet the router holds {c}, while customer {customer}'s open conversation is {open:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn last_seq<'a>(keys: impl Iterator<Item = &'a (ConversationId, u64)>, id: ConversationId) -> u64 {
+    keys.filter(|(c, _)| *c == id).map(|(_, seq)| *seq).max().unwrap_or(0)
+}
+
+/// Every conversation waiting in a queue (its group's, or an agent's pinned one).
+pub fn waiting(r: &Router) -> Vec<ConversationId> {
+    let mut list: Vec<ConversationId> =
+        (0..GROUPS).flat_map(|g| r.queue(GroupId(g), 0).map(|(_, c)| c)).collect();
+    for a in 0..AGENTS {
+        if let Some(agent) = r.agent(AgentId(a)) {
+            list.extend(agent.pinned.iter().map(|(_, c)| c));
+        }
+    }
+    list
+}
+
+/// Every offered (`assigned` false) or assigned conversation with the agent holding it, in
+/// id order.
+pub fn held(r: &Router, assigned: bool) -> Vec<(ConversationId, AgentId)> {
+    let mut list: Vec<(ConversationId, AgentId)> = r
+        .agents()
+        .flat_map(|(id, a)| {
+            let set = if assigned { &a.assigned } else { &a.offered };
+            set.iter().map(move |c| (*c, id))
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Every conversation the router holds.
+pub fn placed(r: &Router) -> Vec<ConversationId> {
+    let mut list = waiting(r);
+    for (_, a) in r.agents() {
+        list.extend(a.offered.iter().chain(a.assigned.iter()).copied());
+    }
+    list.sort();
+    list
+}

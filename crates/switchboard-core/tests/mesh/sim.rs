@@ -1,0 +1,605 @@
+//! The simulated tenant: one router side, one conversation side per customer, and a network
+//! between them, in virtual time, driven by one seeded generator.
+//!
+//! Each side is a [`Node`]: its live state (what the actor holds now), its durable state (the
+//! last commit) and what it did since then (effects, which leave only at the commit). A
+//! commit makes the live state durable and then puts the side's outgoing envelopes on the
+//! network; a crash throws the live state away and rebuilds it from the durable one through
+//! a serde round trip (volatile fields are lost, as on a real restart), with a new epoch.
+//! The network holds envelopes in flight: delivery picks any of them (reordering), may keep a
+//! copy (duplicates), may lose one, and drops those older than [`MAX_AGE`] (a call deadline).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
+use switchboard_core::engine::customer_message::CustomerMessage;
+use switchboard_core::mesh::{
+    Body, ConversationSide, Envelope, RouterSide, ToConversation, ToRouter,
+};
+use switchboard_core::router::StatusCause;
+use switchboard_core::session::Config;
+use switchboard_core::{
+    AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId, Target,
+    Timestamp,
+};
+
+mod ops;
+
+use crate::checks;
+use crate::model::{self, AGENTS, BudgetWatch, CUSTOMERS, GROUPS, Setup};
+
+/// No envelope is delivered later than this after it was sent.
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// How long the router keeps a left conversation's link; far above [`MAX_AGE`] and any
+/// single clock jump of the run, which quiesces the network first.
+pub const LINGER: Duration = Duration::from_secs(4 * 86_400);
+
+/// SplitMix64: small, fast, and the same sequence everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// True with probability `percent`/100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The read-only tenant configuration every side holds a copy of.
+pub struct Tenant {
+    settings: TenantSettings,
+    groups: FxHashMap<GroupId, GroupSettings>,
+    agents: FxHashMap<AgentId, AgentSettings>,
+}
+
+impl Tenant {
+    /// The configuration an engine built by the model holds.
+    pub fn of(engine: &Engine) -> Self {
+        Tenant {
+            settings: engine.settings().clone(),
+            groups: (0..GROUPS)
+                .map(|g| (GroupId(g), engine.group_settings(GroupId(g)).unwrap().clone()))
+                .collect(),
+            agents: (0..AGENTS)
+                .map(|a| (AgentId(a), engine.agent_settings(AgentId(a)).unwrap().clone()))
+                .collect(),
+        }
+    }
+
+    pub fn cfg(&self) -> Config<'_> {
+        Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
+    }
+}
+
+/// What a side did that only counts once it is durable.
+enum Done {
+    /// A customer message was accepted (budgets count from it).
+    Wrote(ConversationId),
+    Effect(Effect),
+}
+
+pub struct Node<S> {
+    pub live: S,
+    durable: S,
+    dirty: bool,
+    done: Vec<Done>,
+}
+
+impl<S: Clone + Serialize + DeserializeOwned> Node<S> {
+    fn new(state: S) -> Self {
+        Node { durable: state.clone(), live: state, dirty: false, done: Vec::new() }
+    }
+
+    fn did(&mut self, effects: Vec<Effect>) {
+        self.dirty = true;
+        self.done.extend(effects.into_iter().map(Done::Effect));
+    }
+
+    /// A restart: the durable state, through the encoding a snapshot uses.
+    fn crash(&mut self) {
+        let bytes = rmp_serde::to_vec_named(&self.durable).expect("a side serializes");
+        self.live = rmp_serde::from_slice(&bytes).expect("a side deserializes");
+        self.dirty = false;
+        self.done.clear();
+    }
+}
+
+#[derive(Clone)]
+enum Wire {
+    ToRouter(Envelope<ToRouter>),
+    ToConversation(Envelope<ToConversation>),
+}
+
+/// Which side.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Router,
+    Side(usize),
+}
+
+pub struct Sim {
+    pub seed: u64,
+    rng: Rng,
+    now: Timestamp,
+    tenant: Rc<Tenant>,
+    pub router: Node<RouterSide>,
+    pub sides: Vec<Node<ConversationSide>>,
+    net: Vec<(Timestamp, Wire)>,
+    next_conversation: u64,
+    next_epoch: u64,
+    budget: BudgetWatch,
+    /// Every message ever put on the network, by link direction and sequence number: a
+    /// sequence number must never carry two different messages.
+    pub to_router: BTreeMap<(ConversationId, u64), ToRouter>,
+    pub to_conversation: BTreeMap<(ConversationId, u64), ToConversation>,
+    /// The last actions, printed on failure.
+    trace: Vec<String>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub steps: u64,
+    pub delivered: u64,
+    pub duplicated: u64,
+    pub lost: u64,
+    pub crashes: u64,
+    pub quiesced: u64,
+    pub assigned: u64,
+    /// Conversations the router was asked to route, and decisions it sent.
+    pub routed: u64,
+    pub decisions: u64,
+    /// Which kinds of operation succeeded at least once (a bit each, see `ops.rs`).
+    pub kinds: u32,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, s: Stats) {
+        let fields = [
+            (&mut self.steps, s.steps),
+            (&mut self.delivered, s.delivered),
+            (&mut self.duplicated, s.duplicated),
+            (&mut self.lost, s.lost),
+            (&mut self.crashes, s.crashes),
+            (&mut self.quiesced, s.quiesced),
+            (&mut self.assigned, s.assigned),
+            (&mut self.routed, s.routed),
+            (&mut self.decisions, s.decisions),
+        ];
+        for (total, n) in fields {
+            *total += n;
+        }
+        self.kinds |= s.kinds;
+    }
+}
+
+impl Sim {
+    pub fn new(seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let setup = random_setup(&mut rng);
+        let engine = model::build(&setup);
+        let tenant = Tenant::of(&engine);
+        let mut router = RouterSide::new(engine.router().clone(), LINGER);
+        // Most agents start signed in.
+        for a in 0..AGENTS {
+            if rng.percent(70) {
+                let t0 = Timestamp(1_000);
+                router.set_status(t0, AgentId(a), AgentStatus::Online, StatusCause::Agent).unwrap();
+            }
+        }
+        let sides = (0..CUSTOMERS)
+            .map(|u| {
+                let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
+                Node::new(ConversationSide::new(CustomerId(u), customer))
+            })
+            .collect();
+        Sim {
+            seed,
+            rng,
+            now: Timestamp(1_000),
+            tenant: Rc::new(tenant),
+            router: Node::new(router),
+            sides,
+            net: Vec::new(),
+            next_conversation: 0,
+            next_epoch: 1,
+            budget: BudgetWatch::default(),
+            to_router: BTreeMap::new(),
+            to_conversation: BTreeMap::new(),
+            trace: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs `steps` random steps, checking every invariant after each; quiesces and checks
+    /// the eventual ones now and then and at the end.
+    pub fn run(&mut self, steps: usize) -> Result<(), String> {
+        for step in 0..steps {
+            self.stats.steps += 1;
+            self.step().map_err(|why| self.failure(step, &why))?;
+            checks::always(self).map_err(|why| self.failure(step, &why))?;
+        }
+        self.quiesce().map_err(|why| self.failure(steps, &why))?;
+        checks::quiet(self).map_err(|why| self.failure(steps, &why))?;
+        self.stats.routed =
+            self.to_router.values().filter(|m| matches!(m, ToRouter::Route { .. })).count() as u64;
+        self.stats.decisions = self
+            .to_conversation
+            .values()
+            .filter(|m| matches!(m, ToConversation::Placed { .. }))
+            .count() as u64;
+        Ok(())
+    }
+
+    fn failure(&self, step: usize, why: &str) -> String {
+        let mut s = format!(
+            "seed {} failed at step {step}: {why}\nreplay: SIM_SEED={} cargo test -p switchboard-core --test mesh\nlast actions:\n",
+            self.seed, self.seed
+        );
+        for t in self.trace.iter().rev().take(40).rev() {
+            let _ = writeln!(s, "  {t}");
+        }
+        s
+    }
+
+    fn note(&mut self, what: String) {
+        if self.trace.len() > 200 {
+            self.trace.drain(..100);
+        }
+        let line = format!("t={} {what}", self.now.0);
+        self.trace.push(line);
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        match self.rng.below(100) {
+            0..=34 => self.operation(),
+            35..=64 => self.deliver(),
+            65..=79 => {
+                let who = self.random_node();
+                self.commit(who)
+            }
+            80..=82 => {
+                let who = self.random_node();
+                self.crash(who)
+            }
+            83..=85 => {
+                if !self.net.is_empty() {
+                    let i = self.rng.index(self.net.len());
+                    self.net.swap_remove(i);
+                    self.stats.lost += 1;
+                    self.note("lost an envelope".into());
+                }
+                Ok(())
+            }
+            86..=98 => {
+                let secs = match self.rng.below(24) {
+                    0..=11 => self.rng.below(10),
+                    12..=17 => 10 + self.rng.below(50),
+                    _ if self.rng.percent(80) => 60 + self.rng.below(400),
+                    _ => 3 * 86_400,
+                };
+                self.advance(Duration::from_secs(secs))
+            }
+            _ => {
+                self.quiesce()?;
+                checks::quiet(self)
+            }
+        }
+    }
+
+    fn random_node(&mut self) -> Who {
+        match self.rng.below(CUSTOMERS + 1) {
+            0 => Who::Router,
+            u => Who::Side(u as usize - 1),
+        }
+    }
+
+    // ----- the network -------------------------------------------------------------------------
+
+    fn send(&mut self, wire: Wire) -> Result<(), String> {
+        match &wire {
+            Wire::ToRouter(e) => {
+                if let Body::Message { seq, message } = &e.body {
+                    let old =
+                        self.to_router.entry((e.conversation, *seq)).or_insert(message.clone());
+                    if old != message {
+                        return Err(format!(
+                            "{} seq {seq} to the router carried {old:?}, now {message:?}",
+                            e.conversation
+                        ));
+                    }
+                }
+            }
+            Wire::ToConversation(e) => {
+                if let Body::Message { seq, message } = &e.body {
+                    let old = self
+                        .to_conversation
+                        .entry((e.conversation, *seq))
+                        .or_insert(message.clone());
+                    if old != message {
+                        return Err(format!(
+                            "{} seq {seq} to its conversation carried {old:?}, now {message:?}",
+                            e.conversation
+                        ));
+                    }
+                }
+            }
+        }
+        self.net.push((self.now, wire));
+        Ok(())
+    }
+
+    fn deliver(&mut self) -> Result<(), String> {
+        if self.net.is_empty() {
+            return Ok(());
+        }
+        let i = self.rng.index(self.net.len());
+        let (sent_at, wire) = if self.rng.percent(10) {
+            self.stats.duplicated += 1;
+            self.net[i].clone()
+        } else {
+            self.net.swap_remove(i)
+        };
+        if self.now.since(sent_at) > MAX_AGE {
+            self.note("an envelope expired".into());
+            return Ok(());
+        }
+        self.deliver_one(wire);
+        if self.rng.percent(50) {
+            let who = self.random_node();
+            self.commit(who)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_one(&mut self, wire: Wire) {
+        self.stats.delivered += 1;
+        let now = self.now;
+        match wire {
+            Wire::ToRouter(e) => {
+                self.note(format!("router <- {} {:?} e{}", e.conversation, e.body, e.epoch));
+                let fx = self.router.live.receive(now, e);
+                self.router.did(fx);
+            }
+            Wire::ToConversation(e) => {
+                self.note(format!(
+                    "u{} <- {} {:?} e{}",
+                    e.customer.0, e.conversation, e.body, e.epoch
+                ));
+                let tenant = self.tenant.clone();
+                let side = &mut self.sides[e.customer.0 as usize];
+                let fx = side.live.receive(tenant.cfg(), now, e);
+                side.did(fx);
+                side.live.take_ended();
+            }
+        }
+    }
+
+    // ----- durability --------------------------------------------------------------------------
+
+    /// Makes a side's live state durable, then lets out what it did: effects (checked) and
+    /// envelopes.
+    fn commit(&mut self, who: Who) -> Result<(), String> {
+        let (done, wire) = match who {
+            Who::Router => {
+                let n = &mut self.router;
+                if !n.dirty {
+                    return Ok(());
+                }
+                n.durable = n.live.clone();
+                n.dirty = false;
+                let wire: Vec<Wire> =
+                    n.live.outgoing().into_iter().map(Wire::ToConversation).collect();
+                (std::mem::take(&mut n.done), wire)
+            }
+            Who::Side(u) => {
+                let n = &mut self.sides[u];
+                if !n.dirty {
+                    return Ok(());
+                }
+                n.durable = n.live.clone();
+                n.dirty = false;
+                let wire: Vec<Wire> = n.live.outgoing().into_iter().map(Wire::ToRouter).collect();
+                (std::mem::take(&mut n.done), wire)
+            }
+        };
+        for d in done {
+            match d {
+                Done::Wrote(c) => self.budget.customer_wrote(c),
+                Done::Effect(e) => {
+                    if matches!(
+                        e,
+                        Effect::Notify { note: switchboard_core::Note::Assigned { .. }, .. }
+                    ) {
+                        self.stats.assigned += 1;
+                    }
+                    self.budget.observe(std::slice::from_ref(&e))?;
+                }
+            }
+        }
+        for w in wire {
+            self.send(w)?;
+        }
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<(), String> {
+        self.commit(Who::Router)?;
+        for u in 0..self.sides.len() {
+            self.commit(Who::Side(u))?;
+        }
+        Ok(())
+    }
+
+    /// Loses the live state and every envelope on its way to the side; restarts it from its
+    /// durable state with a new epoch, which is durable before it sends anything.
+    fn crash(&mut self, who: Who) -> Result<(), String> {
+        self.stats.crashes += 1;
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        self.note(format!("crash {who:?}, restart at epoch {epoch}"));
+        match who {
+            Who::Router => {
+                self.net.retain(|(_, w)| !matches!(w, Wire::ToRouter(_)));
+                let n = &mut self.router;
+                n.crash();
+                n.live.restart(epoch, self.now);
+                n.durable = n.live.clone();
+            }
+            Who::Side(u) => {
+                self.net.retain(
+                    |(_, w)| !matches!(w, Wire::ToConversation(e) if e.customer.0 as usize == u),
+                );
+                let n = &mut self.sides[u];
+                n.crash();
+                n.live.restart(epoch);
+                n.durable = n.live.clone();
+            }
+        }
+        // What was not acknowledged goes out again at once.
+        self.router.dirty |= matches!(who, Who::Router);
+        if let Who::Side(u) = who {
+            self.sides[u].dirty = true;
+        }
+        self.commit(who)
+    }
+
+    /// Commits everything, resends what is unacknowledged, and delivers every envelope
+    /// (shuffled, none lost or doubled) until nothing is in flight and nothing is owed.
+    pub fn quiesce(&mut self) -> Result<(), String> {
+        self.stats.quiesced += 1;
+        self.note("quiesce".into());
+        for _round in 0..50 {
+            self.commit_all()?;
+            while !self.net.is_empty() {
+                let i = self.rng.index(self.net.len());
+                let (_, wire) = self.net.swap_remove(i);
+                self.deliver_one(wire);
+                self.commit_all()?;
+            }
+            let mut resent = false;
+            for w in self.router.durable.retransmit() {
+                resent = true;
+                self.send(Wire::ToConversation(w))?;
+            }
+            for u in 0..self.sides.len() {
+                for w in self.sides[u].durable.retransmit() {
+                    resent = true;
+                    self.send(Wire::ToRouter(w))?;
+                }
+            }
+            if !resent {
+                return Ok(());
+            }
+        }
+        Err("the network never went quiet: something is never acknowledged".into())
+    }
+
+    // ----- time --------------------------------------------------------------------------------
+
+    /// Moves the clock (commits happen within it; a long jump lets the network settle first,
+    /// as its retransmissions would have), fires every side's timers and resends what is
+    /// unacknowledged.
+    fn advance(&mut self, by: Duration) -> Result<(), String> {
+        if by >= MAX_AGE {
+            self.quiesce()?;
+        } else {
+            self.commit_all()?;
+        }
+        self.now = self.now + by;
+        let now = self.now;
+        self.note(format!("advance {}s", by.as_secs()));
+        let fx = self.router.live.advance(now);
+        self.router.did(fx);
+        let tenant = self.tenant.clone();
+        for side in &mut self.sides {
+            let fx = side.live.advance(tenant.cfg(), now);
+            side.did(fx);
+            side.live.take_ended();
+        }
+        if let Some(at) = self.router.live.next_deadline().filter(|at| *at <= now) {
+            return Err(format!("the router still has a deadline at {at:?} due"));
+        }
+        for (u, side) in self.sides.iter().enumerate() {
+            if let Some(at) = side.live.next_deadline(tenant.cfg()).filter(|at| *at <= now) {
+                return Err(format!("customer {u} still has a deadline at {at:?} due"));
+            }
+        }
+        self.commit_all()?;
+        for w in self.router.durable.retransmit() {
+            self.send(Wire::ToConversation(w))?;
+        }
+        for u in 0..self.sides.len() {
+            for w in self.sides[u].durable.retransmit() {
+                self.send(Wire::ToRouter(w))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A customer message: a keyword now and then, a group or a priority now and then.
+pub fn random_message(rng: &mut Rng, customer: CustomerId, id: ConversationId) -> CustomerMessage {
+    CustomerMessage {
+        customer,
+        channel: Channel::ALL[rng.index(Channel::ALL.len())],
+        text: if rng.percent(30) { "what is the price?" } else { "hello" }.into(),
+        new_conversation: id,
+        group: rng.percent(20).then(|| GroupId(rng.below(GROUPS))),
+        priority: rng.percent(20).then(|| rng.below(4) as u8),
+    }
+}
+
+/// Where a random transfer sends a conversation.
+pub fn random_target(rng: &mut Rng) -> Target {
+    if rng.percent(50) {
+        Target::Agent(AgentId(rng.below(AGENTS)))
+    } else {
+        Target::Group { group: GroupId(rng.below(GROUPS)), keep_entry_time: rng.percent(50) }
+    }
+}
+
+/// A tenant setup drawn like the property tests draw theirs.
+pub fn random_setup(rng: &mut Rng) -> Setup {
+    Setup {
+        transfer_to_human: rng.percent(50),
+        groups: (0..GROUPS).map(|_| (rng.index(3), rng.index(3), rng.percent(50))).collect(),
+        agents: (0..AGENTS)
+            .map(|_| {
+                let n = 1 + rng.index(2);
+                (1 + rng.below(3) as u32, (0..n).map(|_| rng.below(GROUPS)).collect())
+            })
+            .collect(),
+        customers: (0..CUSTOMERS)
+            .map(|_| (rng.below(3) as u8, rng.percent(30).then(|| rng.below(AGENTS))))
+            .collect(),
+        reserve: rng.below(3) as u32,
+        grace: if rng.percent(50) { 0 } else { 60 },
+        misses: rng.below(3) as u32,
+    }
+}
