@@ -152,6 +152,27 @@ pub struct GroupPolicy {
     /// them while they are online but full. `None` turns the preference off.
     #[serde(with = "opt_duration_ms")]
     pub last_agent_timeout: Option<Duration>,
+    /// After-conversation work: when an agent's conversation of this group ends, its slot
+    /// stays taken this long (or, when allowed, until the agent ends it). `None`: no wrap-up.
+    pub wrap_up: Option<WrapUp>,
+}
+
+/// A group's wrap-up (after-conversation work) rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WrapUp {
+    /// How long the slot stays taken after the conversation ends; more than zero.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// Optional wrap-up: the agent may end it early with an explicit call. Otherwise it is
+    /// mandatory and lasts the full `duration`.
+    pub can_end_early: bool,
+}
+
+impl Default for WrapUp {
+    fn default() -> Self {
+        WrapUp { duration: secs(30), can_end_early: true }
+    }
 }
 
 impl Default for GroupPolicy {
@@ -161,6 +182,7 @@ impl Default for GroupPolicy {
             offer: OfferMode::default(),
             dedicated_timeout: mins(5),
             last_agent_timeout: Some(secs(60)),
+            wrap_up: None,
         }
     }
 }
@@ -384,6 +406,9 @@ impl GroupSettings {
         if let OfferMode::Offer { timeout } = self.policy.offer {
             check_positive("policy.offer.timeout", timeout)?;
         }
+        if let Some(w) = self.policy.wrap_up {
+            check_positive("policy.wrap_up.duration", w.duration)?;
+        }
         self.replies.validate()
     }
 }
@@ -552,6 +577,35 @@ mod tests {
     fn empty_texts_are_refused() {
         let r = ReplySettings { manual_end: Some(vec![" ".into()]), ..Default::default() };
         assert!(r.validate().unwrap_err().to_string().contains("manual_end[0]"));
+    }
+
+    #[test]
+    fn a_zero_wrap_up_is_refused() {
+        let mut g = GroupSettings::default();
+        g.policy.wrap_up = Some(WrapUp { duration: Duration::ZERO, can_end_early: true });
+        let err = g.validate().unwrap_err();
+        assert!(err.to_string().starts_with("policy.wrap_up.duration"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_written_before_wrap_up_still_loads() {
+        #[derive(Serialize)]
+        struct Before {
+            strategy: Strategy,
+            offer: OfferMode,
+            dedicated_timeout: u64,
+            last_agent_timeout: Option<u64>,
+        }
+        let before = Before {
+            strategy: Strategy::LongestIdle,
+            offer: OfferMode::Pull,
+            dedicated_timeout: 1000,
+            last_agent_timeout: None,
+        };
+        let bytes = rmp_serde::to_vec(&before).unwrap();
+        let now: GroupPolicy = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(now.strategy, Strategy::LongestIdle);
+        assert_eq!(now.wrap_up, None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{AgentStatus, Placement, Router, available};
+use super::{AgentStatus, Placement, Router, Timer, available};
 use crate::ids::GroupId;
 use crate::queue::QueueKey;
 
@@ -52,6 +52,14 @@ impl Router {
                     if group.available.contains(*id) != a.can_push() {
                         return Err(format!("{id}'s availability in {g} is stale"));
                     }
+                }
+            }
+            for (c, w) in &a.wrapping {
+                if !self.timers.contains(&(w.until, Timer::WrapUp(*id, *c))) {
+                    return Err(format!("{id}'s wrap-up of {c} has no deadline"));
+                }
+                if self.placements.contains_key(c) {
+                    return Err(format!("{id} wraps up {c}, which is still placed"));
                 }
             }
             // Work conservation for conversations waiting for this agent in particular.
@@ -120,6 +128,14 @@ impl Router {
                 "{} placements but {counted} conversations in places",
                 self.placements.len()
             ));
+        }
+        for (at, t) in &self.timers {
+            if let Timer::WrapUp(agent, c) = t
+                && self.agents.get(agent).and_then(|a| a.wrapping.get(c)).map(|w| w.until)
+                    != Some(*at)
+            {
+                return Err(format!("wrap-up deadline of {agent} for {c} at {at:?} is stale"));
+            }
         }
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {

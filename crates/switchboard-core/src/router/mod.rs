@@ -12,13 +12,14 @@ mod available;
 mod dispatch;
 mod invariants;
 mod status;
+mod wrap_up;
 
 use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-pub use self::agent::{Agent, AgentStatus};
+pub use self::agent::{Agent, AgentStatus, Wrap};
 use self::available::Available;
 use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode};
 use crate::error::{Error, Result};
@@ -188,13 +189,28 @@ pub enum Effect {
         to: AgentStatus,
         cause: StatusCause,
     },
+    /// The agent's conversation ended and its group's wrap-up holds the slot until `until`.
+    WrappingUp {
+        agent: AgentId,
+        conversation: ConversationId,
+        until: Timestamp,
+    },
+    /// The slot a wrap-up held is free again: its time passed, or (`early`) the agent ended
+    /// it or its capacity was lowered.
+    WrapUpEnded {
+        agent: AgentId,
+        conversation: ConversationId,
+        early: bool,
+    },
 }
 
+/// New variants go last: snapshots name variants by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Timer {
     Offer(ConversationId),
     Pin(ConversationId),
     Grace(AgentId),
+    WrapUp(AgentId, ConversationId),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,6 +346,8 @@ impl Router {
             for (_, c) in offers.into_iter().take(excess) {
                 self.withdraw(c, Release::Transferred, out);
             }
+            // Then wrap-ups, which hold slots no conversation needs.
+            self.fit_wrap_ups(id, capacity, out);
         }
         // Re-listed under its new groups and capacity by `refresh` below.
         self.unlist(id);
@@ -381,6 +399,7 @@ impl Router {
                 g.members.remove(&id);
             }
         }
+        self.forget_wrap_ups(id);
         self.agents.remove(&id);
         self.timers.retain(|(_, t)| *t != Timer::Grace(id));
         self.settle(now, out);
@@ -580,7 +599,8 @@ impl Router {
         }
     }
 
-    /// Forgets a conversation (it ended), freeing its agent's slot.
+    /// Forgets a conversation (it ended), freeing its agent's slot, or holding it for the
+    /// group's wrap-up when the conversation was assigned.
     pub fn remove(
         &mut self,
         now: Timestamp,
@@ -590,6 +610,9 @@ impl Router {
         let placement = self.placements.get(&conv)?.clone();
         self.release(conv, Release::Ended, out);
         self.take(conv);
+        if let Placement::Assigned { agent, group, .. } = placement {
+            self.start_wrap_up(now, agent, conv, group, out);
+        }
         self.settle(now, out);
         Some(placement)
     }
@@ -631,6 +654,7 @@ impl Router {
                         self.requeue_at_front(now, agent, out);
                     }
                 }
+                Timer::WrapUp(agent, conv) => self.wrap_up_due(at, agent, conv, out),
             }
             self.settle(now, out);
         }

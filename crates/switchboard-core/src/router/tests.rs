@@ -540,3 +540,186 @@ fn groups_in_use_cannot_be_removed() {
     f.r.remove_group(G1).unwrap();
     assert_eq!(f.r.remove_group(G1), Err(Error::UnknownGroup(G1)));
 }
+
+// ----- wrap-up (issue 14 item 4) -----------------------------------------------------------
+
+fn wrap_up_group(f: &mut Fixture, seconds: u64, can_end_early: bool) {
+    let policy = GroupPolicy {
+        wrap_up: Some(crate::config::WrapUp { duration: secs(seconds), can_end_early }),
+        ..GroupPolicy::default()
+    };
+    f.group(G1, policy);
+}
+
+#[test]
+fn wrap_up_holds_the_slot_until_its_deadline() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 30, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    assert_eq!(f.assigned_to(1), Some(A1));
+    f.end(t(10), 1);
+    assert!(f.take_effects().contains(&Effect::WrappingUp {
+        agent: A1,
+        conversation: c(1),
+        until: t(40)
+    }));
+    // The slot is taken: a new conversation waits, and the agent cannot pick it either.
+    f.route(t(11), 2, G1, 0);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert_eq!(f.r.agent(A1).unwrap().load(), 1);
+    assert!(matches!(
+        f.r.pick(t(12), A1, c(2), &mut f.out),
+        Err(Error::AgentFull { agent: A1, capacity: 1 })
+    ));
+    assert_eq!(f.r.next_deadline(), Some(t(40)));
+    f.r.advance(t(39), &mut f.out);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    // Its deadline frees the slot and work conservation hands the waiting one over.
+    f.r.advance(t(40), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(2), Some(A1));
+    assert!(f.take_effects().contains(&Effect::WrapUpEnded {
+        agent: A1,
+        conversation: c(1),
+        early: false
+    }));
+}
+
+#[test]
+fn optional_wrap_up_ends_early_when_the_agent_says_so() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 600, true);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.route(t(3), 2, G1, 0);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert!(matches!(
+        f.r.end_wrap_up(t(4), A1, Some(c(9)), &mut f.out),
+        Err(Error::NotWrappingUp { agent: A1, conversation: Some(_) })
+    ));
+    f.r.end_wrap_up(t(4), A1, None, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.assigned_to(2), Some(A1));
+    assert_eq!(f.r.next_deadline(), None, "the wrap-up's deadline went with it");
+    assert!(matches!(
+        f.r.end_wrap_up(t(5), A1, None, &mut f.out),
+        Err(Error::NotWrappingUp { agent: A1, conversation: None })
+    ));
+}
+
+#[test]
+fn mandatory_wrap_up_cannot_be_ended_early() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    let err = f.r.end_wrap_up(t(3), A1, Some(c(1)), &mut f.out).unwrap_err();
+    assert_eq!(err, Error::WrapUpMandatory { agent: A1, until: t(62) });
+    assert_eq!(err.code(), crate::error::Code::FailedPrecondition);
+    // With capacity 2, one slot is still free.
+    f.route(t(4), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A1));
+}
+
+#[test]
+fn wrap_up_counts_in_occupancy_and_only_after_service() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, true);
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    f.agent(A2, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    let first = f.holder(1).unwrap();
+    f.end(t(2), 1);
+    // Least occupied: the agent wrapping up counts as half full, so the other one gets it.
+    f.route(t(3), 2, G1, 0);
+    assert_ne!(f.holder(2), Some(first));
+    // A conversation that ends while still waiting holds no slot.
+    f.status(t(4), A1, AgentStatus::Busy);
+    f.status(t(4), A2, AgentStatus::Busy);
+    f.route(t(5), 3, G1, 0);
+    f.end(t(6), 3);
+    assert!(!f.take_effects().iter().any(|e| matches!(e, Effect::WrappingUp { conversation, .. } if *conversation == c(3))));
+}
+
+#[test]
+fn lowering_capacity_ends_wrap_ups_soonest_first() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(1), 2, G1, 0);
+    f.end(t(2), 1);
+    f.end(t(3), 2);
+    f.route(t(4), 3, G1, 0);
+    assert_eq!(f.r.agent(A1).unwrap().load(), 3);
+    f.r.upsert_agent(t(5), A1, 2, vec![G1], &mut f.out).unwrap();
+    f.check();
+    let a = f.r.agent(A1).unwrap();
+    assert_eq!(a.wrapping.keys().copied().collect::<Vec<_>>(), vec![c(2)]);
+    assert_eq!(a.load(), 2);
+}
+
+#[test]
+fn removing_an_agent_drops_its_wrap_up_deadlines() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.r.remove_agent(t(3), A1, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.next_deadline(), None);
+}
+
+#[test]
+fn wrap_up_survives_a_snapshot() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.route(t(3), 2, G1, 0);
+    let bytes = rmp_serde::to_vec(&f.r).unwrap();
+    let mut r: Router = rmp_serde::from_slice(&bytes).unwrap();
+    r.check_invariants().unwrap();
+    assert_eq!(r.next_deadline(), Some(t(62)));
+    let mut out = Vec::new();
+    r.advance(t(62), &mut out);
+    r.check_invariants().unwrap();
+    assert!(matches!(r.placement(c(2)), Some(Placement::Assigned { agent: A1, .. })));
+}
+
+#[test]
+fn an_agent_written_before_wrap_up_still_loads() {
+    #[derive(Serialize)]
+    struct Before {
+        status: AgentStatus,
+        capacity: u32,
+        groups: Vec<GroupId>,
+        assigned: BTreeSet<ConversationId>,
+        offered: BTreeSet<ConversationId>,
+        pinned: Vec<(QueueKey, ConversationId)>,
+        idle_since: Timestamp,
+        misses: u32,
+        offline_since: Option<Timestamp>,
+        listed: Option<(u64, Timestamp)>,
+    }
+    let before = Before {
+        status: AgentStatus::Online,
+        capacity: 3,
+        groups: vec![G1],
+        assigned: [c(1)].into(),
+        offered: BTreeSet::new(),
+        pinned: Vec::new(),
+        idle_since: t(5),
+        misses: 0,
+        offline_since: None,
+        listed: None,
+    };
+    let a: Agent = rmp_serde::from_slice(&rmp_serde::to_vec(&before).unwrap()).unwrap();
+    assert_eq!((a.capacity, a.load()), (3, 1));
+    assert!(a.wrapping.is_empty());
+}
