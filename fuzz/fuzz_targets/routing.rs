@@ -1,6 +1,6 @@
 //! The routing core under random event sequences: the input chooses a tenant setup and up to
 //! 250 operations (arrivals, messages, status changes, offers, accepts, declines, picks,
-//! transfers, ends, batch operations, capacity changes, clock advances); every invariant the
+//! transfers, ends, batch operations, capacity changes, clock advances, wrap-up ends); every invariant the
 //! property tests check is checked after every step, and a snapshot must restore an engine
 //! that behaves the same.
 
@@ -12,7 +12,7 @@ mod model;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use model::{AGENTS, CUSTOMERS, GROUPS, Op, Setup};
+use model::{AGENTS, CUSTOMERS, GROUPS, GroupRules, Op, Setup};
 
 fn setup(u: &mut Unstructured) -> Result<Setup> {
     let mut groups = Vec::new();
@@ -33,6 +33,15 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         let dedicated = if u.ratio(3, 10)? { Some(u.int_in_range(0..=AGENTS - 1)?) } else { None };
         customers.push((u.int_in_range(0..=2u8)?, dedicated));
     }
+    let mut rules = Vec::new();
+    for _ in 0..GROUPS {
+        let wrap_up = if u.arbitrary()? {
+            Some((u.int_in_range(1..=299u64)?, u.arbitrary()?))
+        } else {
+            None
+        };
+        rules.push(GroupRules { wrap_up });
+    }
     Ok(Setup {
         transfer_to_human: u.arbitrary()?,
         groups,
@@ -41,6 +50,7 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         reserve: u.int_in_range(0..=2)?,
         grace: if u.arbitrary()? { 60 } else { 0 },
         misses: u.int_in_range(0..=2)?,
+        rules,
     })
 }
 
@@ -48,7 +58,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
     let customer = |u: &mut Unstructured| u.int_in_range(0..=CUSTOMERS - 1);
     let agent = |u: &mut Unstructured| u.int_in_range(0..=AGENTS - 1);
     let group = |u: &mut Unstructured| u.int_in_range(0..=GROUPS - 1);
-    Ok(match u.int_in_range(0..=14u8)? {
+    Ok(match u.int_in_range(0..=15u8)? {
         0 => Op::Message {
             customer: customer(u)?,
             channel: u.int_in_range(0..=5)?,
@@ -80,6 +90,10 @@ fn op(u: &mut Unstructured) -> Result<Op> {
         11 => Op::Hosting { on: u.arbitrary()? },
         12 => Op::Capacity { agent: agent(u)?, capacity: u.int_in_range(1..=3)? },
         13 => Op::ChannelClosed { pick: u.arbitrary()? },
+        14 => Op::EndWrapUp {
+            agent: agent(u)?,
+            pick: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
+        },
         _ => Op::Advance {
             secs: match u.int_in_range(0..=2u8)? {
                 0 => u.int_in_range(0..=29)?,

@@ -7,11 +7,12 @@
 //! - each queue is FIFO within a priority;
 //! - every reported position is the exact rank;
 //! - no eligible agent is idle while its group has a waiting conversation;
+//! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
 //! - the service side never exceeds a channel's budget.
 
 mod model;
 
-use model::{AGENTS, CUSTOMERS, GROUPS, Op, Setup, run};
+use model::{AGENTS, CUSTOMERS, GROUPS, GroupRules, Op, Setup, run};
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,7 +34,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, by_agent)| Op::End { pick, by_agent }),
         1 => proptest::collection::vec(any::<usize>(), 0..4).prop_map(|picks| Op::EndBatch { picks }),
         1 => any::<bool>().prop_map(|on| Op::Hosting { on }),
-        1 => (agent, 1..4u32).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
+        1 => (agent.clone(), 1..4u32).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
+        2 => (agent, proptest::option::of(any::<usize>())).prop_map(|(agent, pick)| Op::EndWrapUp { agent, pick }),
         1 => any::<usize>().prop_map(|pick| Op::ChannelClosed { pick }),
         5 => prop_oneof![0..30u64, 30..400u64, Just(3 * 86_400)].prop_map(|secs| Op::Advance { secs }),
     ]
@@ -54,10 +56,17 @@ fn setup() -> impl Strategy<Value = Setup> {
         0..3u32,
         prop_oneof![Just(0u64), Just(60)],
         0..3u32,
+        proptest::collection::vec(group_rules(), GROUPS as usize),
     )
-        .prop_map(|(transfer_to_human, groups, agents, customers, reserve, grace, misses)| {
-            Setup { transfer_to_human, groups, agents, customers, reserve, grace, misses }
+        .prop_map(|(transfer_to_human, groups, agents, customers, reserve, grace, misses, rules)| {
+            Setup { transfer_to_human, groups, agents, customers, reserve, grace, misses, rules }
         })
+}
+
+/// Issue 14's group rules, each on in about half the groups.
+fn group_rules() -> impl Strategy<Value = GroupRules> {
+    proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>()))
+        .prop_map(|wrap_up| GroupRules { wrap_up })
 }
 
 proptest! {

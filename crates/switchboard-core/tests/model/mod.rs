@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
     MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
-    ReplySettings, Strategy as Pick, TenantSettings, TimedReply,
+    ReplySettings, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::Placement;
@@ -84,6 +84,19 @@ pub enum Op {
     Advance {
         secs: u64,
     },
+    /// The agent ends its wrap-up: of its `pick`th wrapping conversation, or all (`None`).
+    EndWrapUp {
+        agent: u64,
+        pick: Option<usize>,
+    },
+}
+
+/// Issue 14's per-group rules, each off (`None`) or on with short times so they act within
+/// a run.
+#[derive(Debug, Clone, Default)]
+pub struct GroupRules {
+    /// Wrap-up seconds and whether the agent may end it early.
+    pub wrap_up: Option<(u64, bool)>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -97,6 +110,8 @@ pub struct Setup {
     pub reserve: u32,
     pub grace: u64,
     pub misses: u32,
+    /// One per group (missing: all off).
+    pub rules: Vec<GroupRules>,
 }
 
 fn texts(t: &str) -> Vec<String> {
@@ -169,6 +184,10 @@ fn build(s: &Setup) -> Engine {
             ][*offer],
             dedicated_timeout: Duration::from_secs(200),
             last_agent_timeout: last_agent.then_some(Duration::from_secs(45)),
+            wrap_up: s.rules.get(g).and_then(|r| r.wrap_up).map(|(secs, can_end_early)| WrapUp {
+                duration: Duration::from_secs(secs),
+                can_end_early,
+            }),
         };
         e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
             .unwrap();
@@ -306,6 +325,41 @@ impl BudgetWatch {
     }
 }
 
+/// Ends a wrap-up and checks the rule: refused exactly when there is none to end, or when
+/// every one it names is mandatory; otherwise the slots it may end are free afterwards.
+fn end_wrap_up(
+    e: &mut Engine,
+    now: Timestamp,
+    agent: u64,
+    conv: Option<ConversationId>,
+) -> Result<Vec<Effect>, String> {
+    let id = AgentId(agent);
+    let named: Vec<(ConversationId, bool)> = e
+        .router()
+        .agent(id)
+        .map(|a| {
+            a.wrapping
+                .iter()
+                .filter(|(c, _)| conv.is_none_or(|x| x == **c))
+                .map(|(c, w)| (*c, w.can_end_early))
+                .collect()
+        })
+        .unwrap_or_default();
+    let may_end = named.iter().any(|(_, early)| *early);
+    match e.end_wrap_up(now, id, conv) {
+        Ok(fx) if may_end => {
+            let left = e.router().agent(id).map(|a| a.wrapping.clone()).unwrap_or_default();
+            if let Some((c, _)) = named.iter().find(|(c, early)| *early && left.contains_key(c)) {
+                return Err(format!("{id}'s optional wrap-up of {c} survived its end"));
+            }
+            Ok(fx)
+        }
+        Ok(_) => Err(format!("{id} ended a wrap-up it had no right to end: {named:?}")),
+        Err(_) if may_end => Err(format!("{id} was refused ending {named:?}")),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
 pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
     let mut e = build(setup);
     let mut now = Timestamp(1_000);
@@ -431,6 +485,20 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             Op::Advance { secs } => {
                 now = now + Duration::from_secs(*secs);
                 e.advance(now)
+            }
+            Op::EndWrapUp { agent, pick } => {
+                let wrapping: Vec<ConversationId> = e
+                    .router()
+                    .agent(AgentId(*agent))
+                    .map(|a| a.wrapping.keys().copied().collect())
+                    .unwrap_or_default();
+                let conv = pick.map(|p| wrapping.get(p % wrapping.len().max(1)).copied());
+                match conv {
+                    // A pick among none: the refusal is checked below.
+                    Some(None) => Vec::new(),
+                    Some(Some(c)) => end_wrap_up(&mut e, now, *agent, Some(c))?,
+                    None => end_wrap_up(&mut e, now, *agent, None)?,
+                }
             }
         };
         let checks = e
