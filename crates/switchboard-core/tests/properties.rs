@@ -58,9 +58,18 @@ fn setup() -> impl Strategy<Value = Setup> {
         0..3u32,
         proptest::collection::vec(group_rules(), GROUPS as usize),
     )
-        .prop_map(|(transfer_to_human, groups, agents, customers, reserve, grace, misses, rules)| {
-            Setup { transfer_to_human, groups, agents, customers, reserve, grace, misses, rules }
-        })
+        .prop_map(
+            |(transfer_to_human, groups, agents, customers, reserve, grace, misses, rules)| Setup {
+                transfer_to_human,
+                groups,
+                agents,
+                customers,
+                reserve,
+                grace,
+                misses,
+                rules,
+            },
+        )
 }
 
 /// Issue 14's group rules, each on in about half the groups.

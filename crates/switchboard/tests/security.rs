@@ -121,6 +121,7 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AgentService/GetCustomerProfile", Name::Me, "as"),
     ("AgentService/UpdateAgentReplies", Name::Me, "as"),
     ("AgentService/EndConversation", Name::Me, "as"),
+    ("AgentService/EndWrapUp", Name::Me, "as"),
     ("AgentService/SearchConversations", Name::Me, "as"),
     ("AgentService/SearchCustomers", Name::Me, "as"),
     ("SupervisorService/Whisper", Name::Me, "s"),

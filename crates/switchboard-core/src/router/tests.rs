@@ -641,7 +641,11 @@ fn wrap_up_counts_in_occupancy_and_only_after_service() {
     f.status(t(4), A2, AgentStatus::Busy);
     f.route(t(5), 3, G1, 0);
     f.end(t(6), 3);
-    assert!(!f.take_effects().iter().any(|e| matches!(e, Effect::WrappingUp { conversation, .. } if *conversation == c(3))));
+    assert!(
+        !f.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::WrappingUp { conversation, .. } if *conversation == c(3)))
+    );
 }
 
 #[test]

@@ -162,6 +162,8 @@ const POLICY_FIELDS: &[&str] = &[
     "dedicated_timeout",
     "last_agent_timeout",
     "last_agent_preference",
+    "wrap_up",
+    "wrap_up_can_end_early",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -217,6 +219,8 @@ pub(super) fn put_group(
                     dedicated_timeout,
                     last_agent_timeout,
                     last_agent_preference,
+                    wrap_up,
+                    wrap_up_can_end_early,
                 ]
             );
             settings::routing_policy("policy", Some(&merged))?

@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AutoAcceptReply, GroupPolicy, KeywordRule, MessageReceivedReply, NotRespondingPolicy,
     OfferMode, OfflineReply, QueueReply, QueueRule, RatingCredit, ReplySettings, Strategy,
-    TenantSettings, TimedReply,
+    TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::{AgentStatus, Channel};
 use switchboard_proto::v1 as pb;
@@ -380,7 +380,19 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
             ));
         }
     };
-    Ok(GroupPolicy { strategy, offer, dedicated_timeout, last_agent_timeout })
+    let wrap_up = match optional(&format!("{field}.wrap_up"), p.wrap_up.as_ref())? {
+        Some(duration) if !duration.is_zero() => {
+            Some(WrapUp { duration, can_end_early: p.wrap_up_can_end_early })
+        }
+        _ if p.wrap_up_can_end_early => {
+            return Err(Error::field(
+                &format!("{field}.wrap_up_can_end_early"),
+                "is true but wrap_up is unset: set wrap_up to how long the slot stays taken, or leave wrap_up_can_end_early false",
+            ));
+        }
+        _ => None,
+    };
+    Ok(GroupPolicy { strategy, offer, dedicated_timeout, last_agent_timeout, wrap_up })
 }
 
 pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
@@ -400,6 +412,8 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         dedicated_timeout: Some(duration(p.dedicated_timeout)),
         last_agent_timeout: p.last_agent_timeout.map(duration),
         last_agent_preference: p.last_agent_timeout.is_some(),
+        wrap_up: p.wrap_up.map(|w| duration(w.duration)),
+        wrap_up_can_end_early: p.wrap_up.is_some_and(|w| w.can_end_early),
     }
 }
 
@@ -506,6 +520,32 @@ mod tests {
         };
         let e = reply_settings("replies", Some(&pb)).unwrap_err();
         assert!(e.to_string().starts_with("replies.queue.min_interval:"), "{e}");
+    }
+
+    #[test]
+    fn routing_policy_wrap_up_round_trips_and_refuses_a_flag_alone() {
+        let minute = Some(prost_types::Duration { seconds: 60, nanos: 0 });
+        for can_end_early in [false, true] {
+            let p = pb::RoutingPolicy {
+                wrap_up: minute,
+                wrap_up_can_end_early: can_end_early,
+                ..Default::default()
+            };
+            let p = routing_policy("policy", Some(&p)).unwrap();
+            assert_eq!(
+                p.wrap_up,
+                Some(WrapUp { duration: Duration::from_secs(60), can_end_early })
+            );
+            assert_eq!(routing_policy("policy", Some(&routing_policy_to_pb(&p))).unwrap(), p);
+        }
+        let zero = pb::RoutingPolicy {
+            wrap_up: Some(prost_types::Duration::default()),
+            ..Default::default()
+        };
+        assert_eq!(routing_policy("policy", Some(&zero)).unwrap().wrap_up, None);
+        let flag = pb::RoutingPolicy { wrap_up_can_end_early: true, ..Default::default() };
+        let e = routing_policy("policy", Some(&flag)).unwrap_err();
+        assert!(e.to_string().starts_with("policy.wrap_up_can_end_early: is true but"), "{e}");
     }
 
     #[test]

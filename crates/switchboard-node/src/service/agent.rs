@@ -206,6 +206,16 @@ impl AgentService for Agents {
         self.conversation(&call, &agent, Op::EndConversation(r), &request_id).await
     }
 
+    async fn end_wrap_up(
+        &self,
+        req: Request<pb::EndWrapUpRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let (call, r) = Call::split(req);
+        let (agent, request_id) = request_fields!(r);
+        variant!(self.run(&call, &agent, Op::EndWrapUp(r), &request_id).await?, Agent)
+            .map(Response::new)
+    }
+
     async fn set_bot_hosting(
         &self,
         req: Request<pb::AgentBotHostingRequest>,

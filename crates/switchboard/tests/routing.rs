@@ -1,0 +1,205 @@
+//! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
+//! (optional and mandatory, its deadline across a crash). Waits are for conditions, with
+//! generous bounds; nothing asserts on time.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Clients, Node, rid};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+
+const T: &str = "desk";
+
+fn name(kind: &str, id: &str) -> String {
+    format!("tenants/{T}/{kind}/{id}")
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+}
+
+/// Sets only the given fields of `group`'s policy (a field mask over the current policy).
+async fn set_policy(
+    c: &mut Clients,
+    group: &str,
+    policy: pb::RoutingPolicy,
+    paths: &[&str],
+) -> Result<pb::Group, tonic::Status> {
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: name("groups", group),
+            policy: Some(policy),
+            request_id: rid("policy"),
+            update_mask: mask(paths),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn wrap_up(c: &mut Clients, group: &str, seconds: i64, can_end_early: bool) {
+    let policy = pb::RoutingPolicy {
+        wrap_up: Some(prost_types::Duration { seconds, nanos: 0 }),
+        wrap_up_can_end_early: can_end_early,
+        ..Default::default()
+    };
+    let g = set_policy(c, group, policy, &["policy.wrap_up", "policy.wrap_up_can_end_early"])
+        .await
+        .expect("set the wrap-up");
+    let p = g.policy.expect("policy");
+    assert_eq!(p.wrap_up.map(|d| d.seconds), Some(seconds));
+    assert_eq!(p.wrap_up_can_end_early, can_end_early);
+    assert_eq!(p.offer_mode, pb::OfferMode::AutoAccept as i32, "the mask kept the rest");
+}
+
+async fn get(c: &mut Clients, conversation: &str) -> pb::Conversation {
+    c.channel
+        .get_conversation(pb::GetConversationRequest { conversation: conversation.into() })
+        .await
+        .expect("get conversation")
+        .into_inner()
+}
+
+async fn agent(c: &mut Clients, id: &str) -> pb::Agent {
+    c.admin
+        .get_agent(pb::GetAgentRequest { name: name("agents", id) })
+        .await
+        .expect("get agent")
+        .into_inner()
+}
+
+async fn end(c: &mut Clients, agent: &str, conversation: &str) {
+    c.agent
+        .end_conversation(pb::AgentConversationRequest {
+            agent: name("agents", agent),
+            conversation: conversation.into(),
+            request_id: rid("end"),
+        })
+        .await
+        .expect("end conversation");
+}
+
+async fn end_wrap_up(
+    c: &mut Clients,
+    agent: &str,
+    conversation: &str,
+) -> Result<pb::Agent, tonic::Status> {
+    c.agent
+        .end_wrap_up(pb::EndWrapUpRequest {
+            agent: name("agents", agent),
+            conversation: conversation.into(),
+            request_id: rid("wrap"),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Item 4: after alice ends a conversation of `support` (optional wrap-up), her only slot
+/// stays taken and the next customer waits, until she ends the wrap-up; `billing`'s wrap-up
+/// is mandatory and bob cannot end it. Refusals say what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_holds_the_slot_until_the_agent_ends_it_unless_mandatory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["alice", "bob"]).await;
+    wrap_up(&mut c, "support", 3600, true).await;
+    wrap_up(&mut c, "billing", 3600, false).await;
+
+    // A flag without a wrap-up is a contradiction, named by its field.
+    let contradiction = pb::RoutingPolicy { wrap_up_can_end_early: true, ..Default::default() };
+    let s = set_policy(
+        &mut c,
+        "support",
+        contradiction,
+        &["policy.wrap_up", "policy.wrap_up_can_end_early"],
+    )
+    .await
+    .expect_err("can end early without a wrap-up");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.wrap_up_can_end_early"), "{}", s.message());
+
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    assert_eq!(c1.agent, name("agents", "alice"));
+    end(&mut c, "alice", &c1.name).await;
+    let a = agent(&mut c, "alice").await;
+    assert_eq!(a.load, 1, "the wrap-up holds the slot");
+    assert_eq!(a.wrap_ups.len(), 1);
+    assert_eq!(
+        (a.wrap_ups[0].conversation.as_str(), a.wrap_ups[0].can_end_early),
+        (c1.name.as_str(), true)
+    );
+    assert!(a.wrap_ups[0].end_time.is_some());
+
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    assert_eq!(c2.state, pb::ConversationState::Queued as i32, "alice is wrapping up: {c2:?}");
+    assert_eq!(c2.position, 1);
+
+    // Naming another conversation refuses; ending hers frees the slot for dave at once.
+    let s = end_wrap_up(&mut c, "alice", &c2.name).await.expect_err("not a wrap-up of hers");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains(&c2.name) && s.message().contains(&name("agents", "alice")));
+    let a = end_wrap_up(&mut c, "alice", &c1.name).await.expect("optional wrap-up ends early");
+    assert!(a.wrap_ups.is_empty());
+    assert_eq!(a.load, 1, "dave took the slot");
+    let c2 = get(&mut c, &c2.name).await;
+    assert_eq!(
+        (c2.state, c2.agent.as_str()),
+        (pb::ConversationState::Assigned as i32, name("agents", "alice").as_str())
+    );
+    let s = end_wrap_up(&mut c, "alice", "").await.expect_err("nothing left to end");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains("has no wrap-up"), "{}", s.message());
+
+    // Mandatory: bob cannot end it, and his next customer waits.
+    let c3 = support::desk::write(&mut c, T, "erin", "billing").await;
+    assert_eq!(c3.agent, name("agents", "bob"));
+    end(&mut c, "bob", &c3.name).await;
+    let s = end_wrap_up(&mut c, "bob", "").await.expect_err("mandatory wrap-up");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains("mandatory"), "{}", s.message());
+    let c4 = support::desk::write(&mut c, T, "fred", "billing").await;
+    assert_eq!(c4.state, pb::ConversationState::Queued as i32);
+    assert_eq!(agent(&mut c, "bob").await.wrap_ups.len(), 1);
+}
+
+/// Item 4: a wrap-up's end is a deadline like every timer: it survives `kill -9`, and when
+/// it passes on the restarted node the waiting conversation goes to the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_deadline_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["alice"]).await;
+    wrap_up(&mut c, "support", 3, false).await;
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    end(&mut c, "alice", &c1.name).await;
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    if c2.state == pb::ConversationState::Queued as i32 {
+        // The usual case: the node is killed while the wrap-up holds alice's slot.
+        assert_eq!(agent(&mut c, "alice").await.wrap_ups.len(), 1);
+    }
+
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = get(&mut c, &c2.name).await;
+        if now.state == pb::ConversationState::Assigned as i32 {
+            assert_eq!(now.agent, name("agents", "alice"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wrap-up never ended after the restart: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(agent(&mut c, "alice").await.wrap_ups.is_empty());
+}
