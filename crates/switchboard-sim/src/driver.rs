@@ -196,6 +196,9 @@ enum Ev {
     LeaveBot(u64),
     Abandon(u64),
     EndService(u64, u32),
+    /// The agent's wrap-up after a conversation ends (the core frees the slot by its own
+    /// deadline at the same instant; this only keeps the slot-time bookkeeping).
+    WrapUpEnd(u32),
 }
 
 struct Sim {
@@ -437,6 +440,11 @@ impl Sim {
                 t.outcome = Outcome::Served;
                 self.engine.end(at, conv_id(i), Actor::Agent(agent_id(agent)))?
             }
+            Ev::WrapUpEnd(agent) => {
+                self.accrue(agent as usize, now);
+                self.agents[agent as usize].load -= 1;
+                return Ok(());
+            }
         };
         self.calls += 1;
         self.absorb(now, effects)
@@ -470,8 +478,20 @@ impl Sim {
                         && t.assigned_at.is_some()
                     {
                         let a = (agent.0 - 1) as usize;
-                        self.accrue(a, now);
-                        self.agents[a].load -= 1;
+                        // A wrap-up keeps the slot taken (its group's `wrap_up`).
+                        let wrap = self
+                            .engine
+                            .router()
+                            .agent(agent)
+                            .and_then(|x| x.wrapping.get(&conversation))
+                            .map(|w| w.until.as_millis());
+                        match wrap {
+                            Some(until) => self.schedule(until, Ev::WrapUpEnd(a as u32)),
+                            None => {
+                                self.accrue(a, now);
+                                self.agents[a].load -= 1;
+                            }
+                        }
                     }
                     if t.outcome == Outcome::Open {
                         t.outcome = match cause {

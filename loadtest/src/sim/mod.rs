@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use switchboard_core::config::{GroupPolicy, WrapUp};
 use tokio::time::Instant;
 
 use self::report::{Est, Figures};
@@ -85,6 +86,10 @@ pub struct DayArgs {
     pub batches: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Wrap-up seconds after every served conversation (issue 14, mandatory): the agent's
+    /// slot stays taken that long. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub wrap_up: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -254,20 +259,31 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         target_ms: (a.target * 1000.0) as u64,
         batches: a.batches,
         seed: a.seed,
+        policy: GroupPolicy {
+            wrap_up: (a.wrap_up > 0).then(|| WrapUp {
+                duration: std::time::Duration::from_secs(a.wrap_up),
+                can_end_early: false,
+            }),
+            ..GroupPolicy::default()
+        },
     };
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
     let f = run.stats.figures(None);
+    // With a wrap-up, the models get the slot time (handle + wrap-up): a reference only, as
+    // the wrap-up is fixed rather than exponential.
+    let slot = a.aht + a.wrap_up as f64;
     let p = match single.patience {
-        Some(patience) => erlang_a::predict(a.agents, single.rate, a.aht, patience, a.target),
-        None => erlang::predict(a.agents, a.load, a.aht, a.target),
+        Some(patience) => erlang_a::predict(a.agents, single.rate, slot, patience, a.target),
+        None => erlang::predict(a.agents, single.rate * slot, slot, a.target),
     };
     println!(
-        "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
+        "day: {} agents, {} erlangs, AHT {} s, wrap-up {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
         a.load,
         a.aht,
+        a.wrap_up,
         a.patience,
         a.hours,
         run.arrived,
@@ -277,7 +293,11 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
     );
     print_memory(&run);
     print_figures("all", &f);
-    let model = if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" };
+    let mut model =
+        if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" }.to_owned();
+    if a.wrap_up > 0 {
+        model.push_str(", slot time AHT + wrap-up");
+    }
     println!(
         "  {model}: abandonment {:.4}  SL {:.4}  mean wait {:.1} s  P(wait>0) {:.4}  occupancy {:.4}; simulated occupancy {:.4}",
         p.abandonment,
@@ -435,10 +455,33 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 5,
+            wrap_up: 0,
         };
         let f = day(&args).unwrap();
         sane(&f);
         assert!(f.abandoned > 0, "short patience at 95% load makes some leave: {f:?}");
+    }
+
+    /// Issue 14 item 4: the same arrivals with a mandatory wrap-up take slot time from the
+    /// agents, so fewer are answered within the target and more leave.
+    #[test]
+    fn wrap_up_costs_service_level_in_the_day_scenario() {
+        let args = |wrap_up| DayArgs {
+            agents: 100,
+            load: 85.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 2.0,
+            target: 20.0,
+            batches: 4,
+            seed: 5,
+            wrap_up,
+        };
+        let without = day(&args(0)).unwrap();
+        let with = day(&args(30)).unwrap();
+        sane(&with);
+        assert!(with.service_level.value < without.service_level.value, "{with:?} vs {without:?}");
+        assert!(with.abandoned > without.abandoned, "{with:?} vs {without:?}");
     }
 
     #[test]

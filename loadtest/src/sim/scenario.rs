@@ -1,6 +1,7 @@
 //! Synthetic scenarios: `erlang` (the M/M/N queue Erlang C describes, checked against it) and
 //! `day` (a day of a large center, to show the engine's speed in virtual time).
 
+use switchboard_core::config::GroupPolicy;
 use switchboard_sim::driver::{self, Arrival, Center, Run};
 use switchboard_sim::erlang::{self, Prediction};
 use switchboard_sim::erlang_a;
@@ -61,7 +62,7 @@ impl Iterator for Poisson {
 }
 
 /// One single-skill FIFO center of `n` agents under Poisson load.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Single {
     pub agents: u32,
     /// Arrivals per second.
@@ -77,6 +78,8 @@ pub struct Single {
     pub target_ms: u64,
     pub batches: u32,
     pub seed: u64,
+    /// The group's routing policy (issue 14's rules: wrap-up…); the core's default otherwise.
+    pub policy: GroupPolicy,
 }
 
 impl Single {
@@ -86,7 +89,8 @@ impl Single {
 
     pub fn run(&self) -> anyhow::Result<Run> {
         let agents = vec![vec![0]; self.agents as usize];
-        let center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
+        let mut center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
+        center.groups[0].policy = self.policy.clone();
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
         let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length);
@@ -128,6 +132,7 @@ pub fn compare(
         target_ms: (target * 1000.0) as u64,
         batches,
         seed: Rng::stream(seed, u64::from(n)).next_u64(),
+        policy: GroupPolicy::default(),
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -218,6 +223,7 @@ mod tests {
             target_ms: 20_000,
             batches: 4,
             seed: 9,
+            policy: GroupPolicy::default(),
         };
         s.run().unwrap()
     }
