@@ -1,6 +1,7 @@
 //! The routing core under random event sequences: the input chooses a tenant setup and up to
 //! 250 operations (arrivals, messages, status changes, offers, accepts, declines, picks,
-//! transfers, ends, batch operations, capacity changes, clock advances, wrap-up ends); every invariant the
+//! transfers, ends, batch operations, capacity changes, clock advances, wrap-up ends,
+//! aging steps); every invariant the
 //! property tests check is checked after every step, and a snapshot must restore an engine
 //! that behaves the same.
 
@@ -40,7 +41,8 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         } else {
             None
         };
-        rules.push(GroupRules { wrap_up });
+        let aging = if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None };
+        rules.push(GroupRules { wrap_up, aging });
     }
     Ok(Setup {
         transfer_to_human: u.arbitrary()?,
@@ -58,7 +60,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
     let customer = |u: &mut Unstructured| u.int_in_range(0..=CUSTOMERS - 1);
     let agent = |u: &mut Unstructured| u.int_in_range(0..=AGENTS - 1);
     let group = |u: &mut Unstructured| u.int_in_range(0..=GROUPS - 1);
-    Ok(match u.int_in_range(0..=15u8)? {
+    Ok(match u.int_in_range(0..=16u8)? {
         0 => Op::Message {
             customer: customer(u)?,
             channel: u.int_in_range(0..=5)?,
@@ -93,6 +95,10 @@ fn op(u: &mut Unstructured) -> Result<Op> {
         14 => Op::EndWrapUp {
             agent: agent(u)?,
             pick: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
+        },
+        15 => Op::Aging {
+            group: group(u)?,
+            step: if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None },
         },
         _ => Op::Advance {
             secs: match u.int_in_range(0..=2u8)? {

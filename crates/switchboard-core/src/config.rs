@@ -155,6 +155,10 @@ pub struct GroupPolicy {
     /// After-conversation work: when an agent's conversation of this group ends, its slot
     /// stays taken this long (or, when allowed, until the agent ends it). `None`: no wrap-up.
     pub wrap_up: Option<WrapUp>,
+    /// Priority aging: every this long of waiting raises a conversation's effective priority
+    /// by one (continuously), so low priority is never starved. `None`: no aging. 1 s to 24 h.
+    #[serde(with = "opt_duration_ms")]
+    pub priority_aging: Option<Duration>,
 }
 
 /// A group's wrap-up (after-conversation work) rule.
@@ -183,6 +187,7 @@ impl Default for GroupPolicy {
             dedicated_timeout: mins(5),
             last_agent_timeout: Some(secs(60)),
             wrap_up: None,
+            priority_aging: None,
         }
     }
 }
@@ -409,6 +414,14 @@ impl GroupSettings {
         if let Some(w) = self.policy.wrap_up {
             check_positive("policy.wrap_up.duration", w.duration)?;
         }
+        if let Some(step) = self.policy.priority_aging
+            && !(secs(1)..=hours(24)).contains(&step)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "policy.priority_aging: one priority level per 1 s to 24 h of waiting, got {} ms",
+                step.as_millis()
+            )));
+        }
         self.replies.validate()
     }
 }
@@ -588,6 +601,17 @@ mod tests {
     }
 
     #[test]
+    fn an_aging_step_outside_1s_to_24h_is_refused() {
+        let mut g = GroupSettings::default();
+        for (step, ok) in
+            [(0, false), (999, false), (1000, true), (86_400_000, true), (86_400_001, false)]
+        {
+            g.policy.priority_aging = Some(Duration::from_millis(step));
+            assert_eq!(g.validate().is_ok(), ok, "{step} ms");
+        }
+    }
+
+    #[test]
     fn a_policy_written_before_wrap_up_still_loads() {
         #[derive(Serialize)]
         struct Before {
@@ -606,6 +630,7 @@ mod tests {
         let now: GroupPolicy = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(now.strategy, Strategy::LongestIdle);
         assert_eq!(now.wrap_up, None);
+        assert_eq!(now.priority_aging, None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! - no agent holds more than its capacity;
 //! - every conversation is in exactly one place (a queue, an offer, an agent, or ended);
-//! - each queue is FIFO within a priority;
+//! - each queue is FIFO within a priority (under priority aging, within the effective order);
 //! - every reported position is the exact rank;
 //! - no eligible agent is idle while its group has a waiting conversation;
 //! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
@@ -36,6 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|on| Op::Hosting { on }),
         1 => (agent.clone(), 1..4u32).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
         2 => (agent, proptest::option::of(any::<usize>())).prop_map(|(agent, pick)| Op::EndWrapUp { agent, pick }),
+        1 => (0..GROUPS, proptest::option::of(1..120u64)).prop_map(|(group, step)| Op::Aging { group, step }),
         1 => any::<usize>().prop_map(|pick| Op::ChannelClosed { pick }),
         5 => prop_oneof![0..30u64, 30..400u64, Just(3 * 86_400)].prop_map(|secs| Op::Advance { secs }),
     ]
@@ -74,8 +75,11 @@ fn setup() -> impl Strategy<Value = Setup> {
 
 /// Issue 14's group rules, each on in about half the groups.
 fn group_rules() -> impl Strategy<Value = GroupRules> {
-    proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>()))
-        .prop_map(|wrap_up| GroupRules { wrap_up })
+    (
+        proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>())),
+        proptest::option::of(prop_oneof![1..10u64, 10..600u64]),
+    )
+        .prop_map(|(wrap_up, aging)| GroupRules { wrap_up, aging })
 }
 
 proptest! {

@@ -2,6 +2,7 @@
 //! groups it touched; `settle` dispatches them until nothing more can move, which is what
 //! keeps work conserved after every step.
 
+use super::aging::Effective;
 use super::{Group, Router};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::QueueKey;
@@ -47,7 +48,7 @@ impl Router {
     }
 
     /// Feeds an agent with room: conversations waiting for it first, then the best waiting
-    /// conversation across its groups (priority, then longest wait).
+    /// conversation across its groups (effective priority at `now`, then longest wait).
     pub(super) fn dispatch_agent(&mut self, now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
         loop {
             let Some(a) = self.agents.get(&id) else {
@@ -60,17 +61,22 @@ impl Router {
                 let p = &self.placements[c];
                 self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
             });
-            let best = pinned.or_else(|| {
+            let best = pinned.map(|(_, c)| c).or_else(|| {
                 a.groups
                     .iter()
                     .filter_map(|g| self.groups.get(g))
                     .filter(|g| g.policy.offer.pushes())
                     .filter_map(|g| {
-                        g.queue.iter().find(|(_, c)| !self.placements[c].declined().contains(&id))
+                        let (_, c) = g
+                            .queue
+                            .iter()
+                            .find(|(_, c)| !self.placements[c].declined().contains(&id))?;
+                        Some((Effective::at(&g.policy, self.placements[&c].key(), now), c))
                     })
                     .min()
+                    .map(|(_, c)| c)
             });
-            let Some((_, conv)) = best else { return };
+            let Some(conv) = best else { return };
             let declined = self.placements[&conv].declined().to_vec();
             let (group, key) = self.take(conv);
             self.push(now, conv, id, (group, key), declined, out);

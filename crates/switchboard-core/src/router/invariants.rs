@@ -95,7 +95,7 @@ impl Router {
                 last = Some(key);
                 match self.placements.get(&c) {
                     Some(Placement::Queued { group, key: k, pin: None, .. })
-                        if group == gid && *k == key => {}
+                        if group == gid && g.queue_key(*k) == key => {}
                     other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
                 }
                 if g.policy.offer.pushes() {

@@ -8,6 +8,7 @@
 //! when to call [`Router::advance`].
 
 pub mod agent;
+mod aging;
 mod available;
 mod dispatch;
 mod invariants;
@@ -271,7 +272,18 @@ impl Router {
         out: &mut Vec<Effect>,
     ) {
         match self.groups.get_mut(&id) {
-            Some(g) => g.policy = policy,
+            Some(g) => {
+                let rekey = g.policy.priority_aging != policy.priority_aging;
+                g.policy = policy;
+                if rekey {
+                    // The queue's keys follow the aging step (`aging.rs`).
+                    let mut queue = RankedQueue::new();
+                    for (_, c) in g.queue.iter() {
+                        queue.insert(g.queue_key(self.placements[&c].key()), c);
+                    }
+                    g.queue = queue;
+                }
+            }
             None => {
                 let mut g = Group {
                     policy,
@@ -672,7 +684,10 @@ impl Router {
             Placement::Queued { group, key, pin, .. } => {
                 let rank = match pin {
                     Some(p) => self.agents.get(&p.agent)?.pinned.rank(key)?,
-                    None => self.groups.get(group)?.queue.rank(key)?,
+                    None => {
+                        let g = self.groups.get(group)?;
+                        g.queue.rank(&g.queue_key(*key))?
+                    }
                 };
                 Some(rank + 1)
             }
@@ -721,13 +736,18 @@ impl Router {
         self.groups.get(&id).into_iter().flat_map(|g| g.members.iter().copied())
     }
 
-    /// Conversations waiting in the group's queue, best first, from rank `start`.
+    /// Conversations waiting in the group's queue, best first (under priority aging, the
+    /// effective order), from rank `start`, each with its real key (priority, entry time).
     pub fn queue(
         &self,
         id: GroupId,
         start: usize,
     ) -> impl Iterator<Item = (QueueKey, ConversationId)> + '_ {
-        self.groups.get(&id).into_iter().flat_map(move |g| g.queue.iter_from(start))
+        self.groups
+            .get(&id)
+            .into_iter()
+            .flat_map(move |g| g.queue.iter_from(start))
+            .map(|(_, c)| (self.placements[&c].key(), c))
     }
 
     pub fn queue_len(&self, id: GroupId) -> usize {
@@ -745,17 +765,21 @@ impl Router {
     }
 
     /// The unaccepted list of an agent: conversations pinned to it, then those waiting in its
-    /// groups, each best first.
-    pub fn unaccepted(&self, agent: AgentId) -> Vec<ConversationId> {
+    /// groups, each best first (across groups by effective priority at `now`).
+    pub fn unaccepted(&self, agent: AgentId, now: Timestamp) -> Vec<ConversationId> {
         let Some(a) = self.agents.get(&agent) else {
             return Vec::new();
         };
         let mut list: Vec<ConversationId> = a.pinned.iter().map(|(_, c)| c).collect();
-        let mut waiting: Vec<(QueueKey, ConversationId)> = a
+        let mut waiting: Vec<(aging::Effective, ConversationId)> = a
             .groups
             .iter()
             .filter_map(|g| self.groups.get(g))
-            .flat_map(|g| g.queue.iter())
+            .flat_map(|g| {
+                g.queue.iter().map(move |(_, c)| {
+                    (aging::Effective::at(&g.policy, self.placements[&c].key(), now), c)
+                })
+            })
             .collect();
         waiting.sort();
         list.extend(waiting.into_iter().map(|(_, c)| c));
@@ -842,7 +866,8 @@ impl Router {
                 self.dirty_agents.insert(p.agent);
             }
             None => {
-                self.groups.get_mut(&group).expect("group exists").queue.insert(key, conv);
+                let g = self.groups.get_mut(&group).expect("group exists");
+                g.queue.insert(g.queue_key(key), conv);
                 self.dirty_groups.insert(group);
             }
         }
@@ -867,7 +892,8 @@ impl Router {
                 self.timers.remove(&(pin.until, Timer::Pin(conv)));
             }
             Placement::Queued { pin: None, .. } => {
-                self.groups.get_mut(&group).expect("group exists").queue.remove(&key);
+                let g = self.groups.get_mut(&group).expect("group exists");
+                g.queue.remove(&g.queue_key(key));
             }
             Placement::Offered { agent, expires, .. } => {
                 self.agents.get_mut(&agent).expect("offered agent exists").offered.remove(&conv);

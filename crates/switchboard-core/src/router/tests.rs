@@ -173,7 +173,7 @@ fn invisible_agents_pick_from_the_unaccepted_list() {
     f.agent(A1, 1, &[G1], AgentStatus::Invisible);
     f.route(t(1), 1, G1, 0);
     f.route(t(2), 2, G1, 0);
-    assert_eq!(f.r.unaccepted(A1), vec![c(1), c(2)]);
+    assert_eq!(f.r.unaccepted(A1, t(100)), vec![c(1), c(2)]);
     f.r.pick(t(3), A1, c(2), &mut f.out).unwrap();
     assert_eq!(f.assigned_to(2), Some(A1), "any conversation of the list, not only the head");
     let err = f.r.pick(t(3), A1, c(1), &mut f.out).unwrap_err();
@@ -329,7 +329,7 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
     );
     assert_eq!(f.holder(2), None, "waits for A2 although A1 is free");
     assert_eq!(f.r.position(c(2)), Some(1));
-    assert_eq!(f.r.unaccepted(A2), vec![c(2)]);
+    assert_eq!(f.r.unaccepted(A2, t(100)), vec![c(2)]);
     f.end(t(10), 1);
     assert_eq!(f.assigned_to(2), Some(A2), "A2 frees up and takes its customer");
 
@@ -726,4 +726,87 @@ fn an_agent_written_before_wrap_up_still_loads() {
     let a: Agent = rmp_serde::from_slice(&rmp_serde::to_vec(&before).unwrap()).unwrap();
     assert_eq!((a.capacity, a.load()), (3, 1));
     assert!(a.wrapping.is_empty());
+}
+
+// ----- priority aging (issue 14 item 5) ----------------------------------------------------
+
+fn aging(step_secs: Option<u64>) -> GroupPolicy {
+    GroupPolicy { priority_aging: step_secs.map(secs), ..GroupPolicy::default() }
+}
+
+fn positions(f: &Fixture, convs: &[u64]) -> Vec<Option<usize>> {
+    convs.iter().map(|n| f.r.position(c(*n))).collect()
+}
+
+#[test]
+fn aging_lets_a_long_wait_overtake_higher_priority() {
+    let mut f = Fixture::new();
+    f.group(G1, aging(Some(10)));
+    // Effective key e − p·step: c1 0, c2 5 − 10 = −5, c3 25 − 10 = 15, c4 26 − 0 = 26.
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G1, 1);
+    f.route(t(25), 3, G1, 1);
+    f.route(t(26), 4, G1, 0);
+    assert_eq!(positions(&f, &[2, 1, 3, 4]), vec![Some(1), Some(2), Some(3), Some(4)]);
+    // The order does not depend on the clock: no re-sorting as time passes.
+    f.r.advance(t(100_000), &mut f.out);
+    assert_eq!(positions(&f, &[2, 1, 3, 4]), vec![Some(1), Some(2), Some(3), Some(4)]);
+    // Queue reads give the real keys, in the effective order.
+    let order: Vec<_> = f.r.queue(G1, 0).map(|(k, conv)| (conv, k.priority())).collect();
+    assert_eq!(order, vec![(c(2), 1), (c(1), 0), (c(3), 1), (c(4), 0)]);
+    // Served in that order.
+    f.agent(A1, 4, &[G1], AgentStatus::Online);
+    let served: Vec<_> = f
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Assigned { conversation, .. } => Some(conversation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served, vec![c(2), c(1), c(3), c(4)]);
+}
+
+#[test]
+fn an_agent_of_several_groups_compares_effective_priority_now() {
+    for (online_at, first) in [(10, 2), (40, 1)] {
+        let mut f = Fixture::new();
+        f.group(G1, aging(Some(10)));
+        f.agent(A1, 1, &[G1, G2], AgentStatus::Offline);
+        f.route(t(0), 1, G1, 0);
+        f.route(t(5), 2, G2, 2);
+        // At 10 s c1 is at 0 + 10/10 = 1 < 2; at 40 s at 4 > 2.
+        f.status(t(online_at), A1, AgentStatus::Online);
+        assert_eq!(f.assigned_to(first), Some(A1), "online at {online_at}");
+        assert_eq!(f.r.unaccepted(A1, t(online_at)).len(), 1);
+    }
+    let mut f = Fixture::new();
+    f.group(G1, aging(Some(10)));
+    f.agent(A1, 1, &[G1, G2], AgentStatus::Invisible);
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G2, 2);
+    assert_eq!(f.r.unaccepted(A1, t(10)), vec![c(2), c(1)]);
+    assert_eq!(f.r.unaccepted(A1, t(40)), vec![c(1), c(2)]);
+}
+
+#[test]
+fn changing_the_aging_step_rekeys_the_queue() {
+    let mut f = Fixture::new();
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G1, 1);
+    f.route(t(25), 3, G1, 1);
+    assert_eq!(positions(&f, &[2, 3, 1]), vec![Some(1), Some(2), Some(3)]);
+    f.group(G1, aging(Some(10)));
+    f.check();
+    assert_eq!(positions(&f, &[2, 1, 3]), vec![Some(1), Some(2), Some(3)]);
+    f.group(G1, aging(None));
+    f.check();
+    assert_eq!(positions(&f, &[2, 3, 1]), vec![Some(1), Some(2), Some(3)]);
+    // Leaving and requeueing go through the same keys.
+    f.group(G1, aging(Some(10)));
+    f.end(t(30), 1);
+    // c3 at priority 4: 25 − 40 = −15, ahead of c2 (−5).
+    f.r.raise_priority(t(31), c(3), 4, &mut f.out);
+    f.check();
+    assert_eq!(positions(&f, &[3, 2]), vec![Some(1), Some(2)]);
 }

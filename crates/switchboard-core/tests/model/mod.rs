@@ -89,6 +89,11 @@ pub enum Op {
         agent: u64,
         pick: Option<usize>,
     },
+    /// An administrator changes a group's priority aging step (seconds; `None`: off).
+    Aging {
+        group: u64,
+        step: Option<u64>,
+    },
 }
 
 /// Issue 14's per-group rules, each off (`None`) or on with short times so they act within
@@ -97,6 +102,8 @@ pub enum Op {
 pub struct GroupRules {
     /// Wrap-up seconds and whether the agent may end it early.
     pub wrap_up: Option<(u64, bool)>,
+    /// Priority aging: seconds of waiting per priority level.
+    pub aging: Option<u64>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -188,6 +195,7 @@ fn build(s: &Setup) -> Engine {
                 duration: Duration::from_secs(secs),
                 can_end_early,
             }),
+            priority_aging: s.rules.get(g).and_then(|r| r.aging).map(Duration::from_secs),
         };
         e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
             .unwrap();
@@ -277,10 +285,29 @@ fn check_positions(e: &Engine) -> Result<(), String> {
 }
 
 /// FIFO within a priority: in each queue, entries of the same front class and priority are
-/// in order of entry time.
+/// in order of entry time. Under priority aging, FIFO within the effective order: entries of
+/// one front class are in order of `entered_at − priority × step` (the effective priority at
+/// any instant, highest first), ties in arrival order.
 fn check_fifo(e: &Engine) -> Result<(), String> {
     for g in 0..GROUPS {
         let keys: Vec<_> = e.router().queue(GroupId(g), 0).map(|(k, _)| k).collect();
+        let aging = e.group_settings(GroupId(g)).and_then(|s| s.policy.priority_aging);
+        if let Some(step) = aging {
+            let step = step.as_millis() as i128;
+            let effective = |k: switchboard_core::queue::QueueKey| {
+                k.entered_at().0 as i128 - i128::from(k.priority()) * step
+            };
+            for w in keys.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                if a.front() == b.front() && (effective(a), a.seq()) > (effective(b), b.seq()) {
+                    return Err(format!("g{g} (aging {step} ms): {a:?} ahead of {b:?}"));
+                }
+                if !a.front() && b.front() {
+                    return Err(format!("g{g}: {a:?} ahead of the front class {b:?}"));
+                }
+            }
+            continue;
+        }
         for w in keys.windows(2) {
             let (a, b) = (w[0], w[1]);
             if a.front() == b.front()
@@ -499,6 +526,12 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     Some(Some(c)) => end_wrap_up(&mut e, now, *agent, Some(c))?,
                     None => end_wrap_up(&mut e, now, *agent, None)?,
                 }
+            }
+            Op::Aging { group, step } => {
+                let id = GroupId(*group);
+                let mut s = e.group_settings(id).cloned().unwrap();
+                s.policy.priority_aging = step.map(Duration::from_secs);
+                e.upsert_group(now, id, s).map_err(|err| format!("aging {step:?}: {err}"))?
             }
         };
         let checks = e

@@ -150,8 +150,10 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(Call::split(req), "unaccepted", |state, a| state.engine.router().unaccepted(a))
-            .await
+        self.list(Call::split(req), "unaccepted", |state, a| {
+            state.engine.router().unaccepted(a, state.last_at)
+        })
+        .await
     }
 
     async fn list_assigned(
