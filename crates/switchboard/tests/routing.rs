@@ -1,6 +1,6 @@
 //! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
-//! (optional and mandatory, its deadline across a crash). Waits are for conditions, with
-//! generous bounds; nothing asserts on time.
+//! (optional and mandatory, its deadline across a crash), priority aging. Waits are for
+//! conditions, with generous bounds; nothing asserts on time.
 
 mod support;
 
@@ -202,4 +202,102 @@ async fn wrap_up_deadline_survives_a_crash() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(agent(&mut c, "alice").await.wrap_ups.is_empty());
+}
+
+/// A customer writes at `priority`; its conversation.
+async fn write_at(c: &mut Clients, customer: &str, priority: u32) -> pb::Conversation {
+    c.channel
+        .post_message(pb::PostMessageRequest {
+            tenant: format!("tenants/{T}"),
+            customer: customer.into(),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            priority,
+            request_id: rid("post"),
+            ..Default::default()
+        })
+        .await
+        .expect("post message")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+}
+
+fn millis(t: &Option<prost_types::Timestamp>) -> i64 {
+    let t = t.as_ref().expect("opened_at");
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+/// Item 5: with a 1 s aging step, a conversation that has waited more than a second longer
+/// is ahead of one a level higher; positions are exact under the effective order (entry
+/// time − priority × step, as the server stamped them); the agent gets the best one first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_aging_orders_the_queue_by_effective_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &[]).await;
+    let aged = pb::RoutingPolicy {
+        priority_aging: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+        ..Default::default()
+    };
+    let g = set_policy(&mut c, "support", aged, &["policy.priority_aging"]).await.expect("aging");
+    assert_eq!(g.policy.unwrap().priority_aging.map(|d| d.seconds), Some(1));
+    let bad = pb::RoutingPolicy {
+        priority_aging: Some(prost_types::Duration { seconds: 90_000, nanos: 0 }),
+        ..Default::default()
+    };
+    let s = set_policy(&mut c, "support", bad, &["policy.priority_aging"]).await.expect_err("25 h");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.priority_aging"), "{}", s.message());
+
+    let c1 = write_at(&mut c, "carol", 0).await;
+    // Wait (on the clock, not a fixed sleep) until carol has waited 1.5 s: a slower machine
+    // only makes her wait longer, which keeps her ahead.
+    let due = millis(&c1.opened_at) + 1_500;
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        as i64
+        <= due
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c2 = write_at(&mut c, "dave", 1).await;
+    let c3 = write_at(&mut c, "erin", 200).await;
+    let mut all = Vec::new();
+    for conv in [&c1, &c2, &c3] {
+        all.push(get(&mut c, &conv.name).await);
+    }
+    let (r1, r2) = (all[0].position, all[1].position);
+    assert!(r1 < r2, "carol (waited > 1 step longer) is ahead of dave a level up: {all:?}");
+    // Exact positions under the effective key, from the server's own stamps.
+    let mut expected: Vec<_> = all
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (millis(&x.opened_at) - i64::from(x.priority) * 1000, i, x.name.clone()))
+        .collect();
+    expected.sort();
+    for (rank, (_, _, name)) in expected.iter().enumerate() {
+        let x = all.iter().find(|x| &x.name == name).unwrap();
+        assert_eq!(x.position, rank as u64 + 1, "{name}: {expected:?}");
+    }
+
+    // Alice signs in and takes them best first.
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: name("agents", "alice"),
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("online"),
+        })
+        .await
+        .expect("sign in");
+    let now: Vec<_> = {
+        let mut v = Vec::new();
+        for (_, _, conv) in &expected {
+            v.push(get(&mut c, conv).await);
+        }
+        v
+    };
+    assert_eq!(now[0].state, pb::ConversationState::Assigned as i32, "the best first: {now:?}");
+    assert_eq!((now[1].position, now[2].position), (1, 2), "the rest move up: {now:?}");
 }

@@ -164,6 +164,7 @@ const POLICY_FIELDS: &[&str] = &[
     "last_agent_preference",
     "wrap_up",
     "wrap_up_can_end_early",
+    "priority_aging",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -221,6 +222,7 @@ pub(super) fn put_group(
                     last_agent_preference,
                     wrap_up,
                     wrap_up_can_end_early,
+                    priority_aging,
                 ]
             );
             settings::routing_policy("policy", Some(&merged))?

@@ -392,7 +392,27 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         }
         _ => None,
     };
-    Ok(GroupPolicy { strategy, offer, dedicated_timeout, last_agent_timeout, wrap_up })
+    let priority_aging =
+        match optional(&format!("{field}.priority_aging"), p.priority_aging.as_ref())? {
+            Some(step) if step.is_zero() => None,
+            Some(step)
+                if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&step) =>
+            {
+                return Err(Error::field(
+                    &format!("{field}.priority_aging"),
+                    "must be 1 s to 24 h of waiting per priority level (or unset for no aging)",
+                ));
+            }
+            step => step,
+        };
+    Ok(GroupPolicy {
+        strategy,
+        offer,
+        dedicated_timeout,
+        last_agent_timeout,
+        wrap_up,
+        priority_aging,
+    })
 }
 
 pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
@@ -414,6 +434,7 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         last_agent_preference: p.last_agent_timeout.is_some(),
         wrap_up: p.wrap_up.map(|w| duration(w.duration)),
         wrap_up_can_end_early: p.wrap_up.is_some_and(|w| w.can_end_early),
+        priority_aging: p.priority_aging.map(duration),
     }
 }
 
@@ -543,6 +564,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(routing_policy("policy", Some(&zero)).unwrap().wrap_up, None);
+        let step = |seconds| pb::RoutingPolicy {
+            priority_aging: Some(prost_types::Duration { seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        let aged = routing_policy("policy", Some(&step(30))).unwrap();
+        assert_eq!(aged.priority_aging, Some(Duration::from_secs(30)));
+        assert_eq!(routing_policy("policy", Some(&routing_policy_to_pb(&aged))).unwrap(), aged);
+        assert_eq!(routing_policy("policy", Some(&step(0))).unwrap().priority_aging, None);
+        let e = routing_policy("policy", Some(&step(86_401))).unwrap_err();
+        assert!(e.to_string().starts_with("policy.priority_aging: must be"), "{e}");
         let flag = pb::RoutingPolicy { wrap_up_can_end_early: true, ..Default::default() };
         let e = routing_policy("policy", Some(&flag)).unwrap_err();
         assert!(e.to_string().starts_with("policy.wrap_up_can_end_early: is true but"), "{e}");
