@@ -107,6 +107,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy)]
 struct Track {
     group: u32,
+    priority: u8,
     queued_at: Option<u64>,
     assigned_at: Option<u64>,
     outcome: Outcome,
@@ -115,8 +116,9 @@ struct Track {
 }
 
 impl Track {
-    /// Counts the contact in `stats` (if it reached the queue).
-    fn settle(&self, stats: &mut Stats) {
+    /// Counts the contact in `stats` and, by its priority, in `by_priority` (if it reached
+    /// the queue).
+    fn settle(&self, stats: &mut Stats, by_priority: &mut Stats) {
         if self.outcome == Outcome::LeftInBot {
             stats.add_left_in_bot(self.group);
         }
@@ -127,6 +129,7 @@ impl Track {
             (None, _) => Fate::Unserved,
         };
         stats.add(self.group, queued, fate);
+        by_priority.add(u32::from(self.priority), queued, fate);
     }
 }
 
@@ -178,6 +181,9 @@ pub struct Slots {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub stats: Stats,
+    /// The same figures by the arrivals' priority (0-255) instead of their group, all
+    /// groups together: what priority aging changes.
+    pub by_priority: Stats,
     /// Contacts that arrived.
     pub arrived: u64,
     pub peak: Retained,
@@ -208,6 +214,7 @@ struct Sim {
     arrived: u64,
     open: HashMap<u64, Track>,
     stats: Stats,
+    by_priority: Stats,
     peak: Retained,
     agents: Vec<AgentTime>,
     window: (u64, u64),
@@ -285,6 +292,7 @@ pub fn run_with_progress(
         arrived: 0,
         open: HashMap::new(),
         stats: Stats::new(center.groups.len(), center.window, center.target_ms, center.batches),
+        by_priority: Stats::new(256, center.window, center.target_ms, center.batches),
         peak: Retained::default(),
         agents,
         window: center.window,
@@ -333,10 +341,11 @@ pub fn run_with_progress(
     progress(now);
     // Still open at the end: served if an agent has it, unserved otherwise.
     for t in sim.open.values() {
-        t.settle(&mut sim.stats);
+        t.settle(&mut sim.stats, &mut sim.by_priority);
     }
     Ok(Run {
         stats: sim.stats,
+        by_priority: sim.by_priority,
         arrived: sim.arrived,
         peak: sim.peak,
         busy_ms: sim.busy_ms,
@@ -357,6 +366,7 @@ impl Sim {
         self.arrived += 1;
         let track = Track {
             group: a.group,
+            priority: a.priority,
             queued_at: None,
             assigned_at: None,
             outcome: Outcome::Open,
@@ -499,7 +509,7 @@ impl Sim {
                             _ => Outcome::Unserved,
                         };
                     }
-                    t.settle(&mut self.stats);
+                    t.settle(&mut self.stats, &mut self.by_priority);
                     self.engine.evict_customer(customer_id(i));
                     ended = true;
                 }

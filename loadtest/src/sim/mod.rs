@@ -90,6 +90,14 @@ pub struct DayArgs {
     /// slot stays taken that long. 0: none.
     #[arg(long, default_value_t = 0)]
     pub wrap_up: u64,
+    /// Share of contacts at priority 1, served ahead of the others (0 to 1); figures are
+    /// then printed per priority too.
+    #[arg(long, default_value_t = 0.0)]
+    pub high_share: f64,
+    /// Priority aging (issue 14): every this many seconds of waiting raises a contact's
+    /// effective priority by one, so priority 0 is not starved. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub priority_aging: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -247,7 +255,8 @@ fn print_figures(name: &str, f: &Figures) {
     );
 }
 
-pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
+/// The figures of all contacts, and of priority 0 and 1.
+pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     let length = (a.hours * 3_600_000.0) as u64;
     let single = scenario::Single {
         agents: a.agents,
@@ -264,9 +273,13 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
                 duration: std::time::Duration::from_secs(a.wrap_up),
                 can_end_early: false,
             }),
+            priority_aging: (a.priority_aging > 0)
+                .then(|| std::time::Duration::from_secs(a.priority_aging)),
             ..GroupPolicy::default()
         },
+        high_share: a.high_share,
     };
+    anyhow::ensure!((0.0..=1.0).contains(&a.high_share), "--high-share: give a share from 0 to 1");
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
@@ -279,11 +292,13 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         None => erlang::predict(a.agents, single.rate * slot, slot, a.target),
     };
     println!(
-        "day: {} agents, {} erlangs, AHT {} s, wrap-up {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
+        "day: {} agents, {} erlangs, AHT {} s, wrap-up {} s, priority 1 share {}, aging {} s/level, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
         a.load,
         a.aht,
         a.wrap_up,
+        a.high_share,
+        a.priority_aging,
         a.patience,
         a.hours,
         run.arrived,
@@ -293,6 +308,11 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
     );
     print_memory(&run);
     print_figures("all", &f);
+    let by_priority = [run.by_priority.figures(Some(0)), run.by_priority.figures(Some(1))];
+    if a.high_share > 0.0 {
+        print_figures("prio 1", &by_priority[1]);
+        print_figures("prio 0", &by_priority[0]);
+    }
     let mut model =
         if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" }.to_owned();
     if a.wrap_up > 0 {
@@ -307,7 +327,7 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         p.occupancy,
         report::occupancy(&run)
     );
-    Ok(f)
+    Ok((f, by_priority))
 }
 
 /// Per group (and `None` for all): simulated figures beside the real ones.
@@ -456,8 +476,10 @@ mod tests {
             batches: 4,
             seed: 5,
             wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
         };
-        let f = day(&args).unwrap();
+        let (f, _) = day(&args).unwrap();
         sane(&f);
         assert!(f.abandoned > 0, "short patience at 95% load makes some leave: {f:?}");
     }
@@ -476,12 +498,38 @@ mod tests {
             batches: 4,
             seed: 5,
             wrap_up,
+            high_share: 0.0,
+            priority_aging: 0,
         };
-        let without = day(&args(0)).unwrap();
-        let with = day(&args(30)).unwrap();
+        let (without, _) = day(&args(0)).unwrap();
+        let (with, _) = day(&args(30)).unwrap();
         sane(&with);
         assert!(with.service_level.value < without.service_level.value, "{with:?} vs {without:?}");
         assert!(with.abandoned > without.abandoned, "{with:?} vs {without:?}");
+    }
+
+    /// Issue 14 item 5: at a load where priority 1 takes most of the agents, priority 0
+    /// waits far longer under strict priority; aging (10 s a level) hands part of that wait
+    /// to priority 1, and priority 0's longest waits come down.
+    #[test]
+    fn aging_shortens_low_priority_waits_in_the_day_scenario() {
+        let args = |priority_aging| DayArgs {
+            agents: 50,
+            load: 49.0,
+            aht: 180.0,
+            patience: 0.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 3,
+            wrap_up: 0,
+            high_share: 0.5,
+            priority_aging,
+        };
+        let (_, [low, high]) = day(&args(0)).unwrap();
+        let (_, [aged_low, aged_high]) = day(&args(10)).unwrap();
+        assert!(aged_low.mean_wait.value < low.mean_wait.value, "{aged_low:?} vs {low:?}");
+        assert!(aged_high.mean_wait.value > high.mean_wait.value, "{aged_high:?} vs {high:?}");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Poisson {
     patience: Option<f64>,
     t: f64,
     end: u64,
+    /// Share of arrivals at priority 1 (the rest at 0); drawn only when above zero, so the
+    /// other draws stay the same.
+    high_share: f64,
 }
 
 impl Poisson {
@@ -34,7 +37,13 @@ impl Poisson {
             patience: patience.map(|p| p * 1000.0),
             t: 0.0,
             end,
+            high_share: 0.0,
         }
+    }
+
+    /// `share` of the arrivals at priority 1.
+    pub fn with_high_share(self, share: f64) -> Self {
+        Poisson { high_share: share, ..self }
     }
 }
 
@@ -49,15 +58,8 @@ impl Iterator for Poisson {
         }
         let handle = self.rng.exp(self.aht).round() as u64;
         let patience = self.patience.map(|p| self.rng.exp(p).round() as u64);
-        Some(Arrival {
-            at,
-            group: 0,
-            priority: 0,
-            bot: None,
-            leaves_in_bot: false,
-            handle,
-            patience,
-        })
+        let priority = u8::from(self.high_share > 0.0 && self.rng.unit() < self.high_share);
+        Some(Arrival { at, group: 0, priority, bot: None, leaves_in_bot: false, handle, patience })
     }
 }
 
@@ -78,8 +80,11 @@ pub struct Single {
     pub target_ms: u64,
     pub batches: u32,
     pub seed: u64,
-    /// The group's routing policy (issue 14's rules: wrap-up…); the core's default otherwise.
+    /// The group's routing policy (issue 14's rules: wrap-up, priority aging…); the core's
+    /// default otherwise.
     pub policy: GroupPolicy,
+    /// Share of contacts at priority 1 (the rest at 0).
+    pub high_share: f64,
 }
 
 impl Single {
@@ -93,7 +98,8 @@ impl Single {
         center.groups[0].policy = self.policy.clone();
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
-        let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length);
+        let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length)
+            .with_high_share(self.high_share);
         Ok(driver::run(&center, arrivals, &online)?)
     }
 }
@@ -133,6 +139,7 @@ pub fn compare(
         batches,
         seed: Rng::stream(seed, u64::from(n)).next_u64(),
         policy: GroupPolicy::default(),
+        high_share: 0.0,
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -224,6 +231,7 @@ mod tests {
             batches: 4,
             seed: 9,
             policy: GroupPolicy::default(),
+            high_share: 0.0,
         };
         s.run().unwrap()
     }
