@@ -18,7 +18,7 @@ use model::{AGENTS, CUSTOMERS, GROUPS, GroupRules, Op, Setup};
 fn setup(u: &mut Unstructured) -> Result<Setup> {
     let mut groups = Vec::new();
     for _ in 0..GROUPS {
-        groups.push((u.int_in_range(0..=2usize)?, u.int_in_range(0..=2usize)?, u.arbitrary()?));
+        groups.push((u.int_in_range(0..=3usize)?, u.int_in_range(0..=2usize)?, u.arbitrary()?));
     }
     let mut agents = Vec::new();
     for _ in 0..AGENTS {
@@ -44,6 +44,10 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         let aging = if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None };
         rules.push(GroupRules { wrap_up, aging });
     }
+    let mut levels = Vec::new();
+    for _ in 0..AGENTS {
+        levels.push(u.int_in_range(0..=5u8)?);
+    }
     Ok(Setup {
         transfer_to_human: u.arbitrary()?,
         groups,
@@ -53,6 +57,7 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         grace: if u.arbitrary()? { 60 } else { 0 },
         misses: u.int_in_range(0..=2)?,
         rules,
+        levels,
     })
 }
 

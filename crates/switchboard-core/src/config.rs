@@ -114,6 +114,8 @@ pub enum Strategy {
     LongestIdle,
     /// Next agent after the last one chosen, in id order.
     RoundRobin,
+    /// Highest proficiency level in the group first (issue 14), then as least occupied.
+    BestProficiency,
 }
 
 /// How a conversation reaches the chosen agent.
@@ -208,7 +210,14 @@ pub struct AgentSettings {
     pub capacity: u32,
     pub groups: Vec<GroupId>,
     pub replies: ReplySettings,
+    /// Proficiency level per group, [`MIN_PROFICIENCY`] to [`MAX_PROFICIENCY`]; a group left
+    /// out is the lowest level. Read by the best-proficiency strategy.
+    pub proficiency: BTreeMap<GroupId, u8>,
 }
+
+/// Proficiency levels (issue 14): 1 (lowest, and the level of an agent not rated) to 5.
+pub const MIN_PROFICIENCY: u8 = 1;
+pub const MAX_PROFICIENCY: u8 = 5;
 
 impl Default for AgentSettings {
     fn default() -> Self {
@@ -217,6 +226,7 @@ impl Default for AgentSettings {
             capacity: 5,
             groups: Vec::new(),
             replies: ReplySettings::default(),
+            proficiency: BTreeMap::new(),
         }
     }
 }
@@ -434,6 +444,18 @@ impl AgentSettings {
                 self.capacity
             )));
         }
+        for (g, level) in &self.proficiency {
+            if !self.groups.contains(g) {
+                return Err(Error::InvalidArgument(format!(
+                    "proficiency: the agent is not in group {g}; add the group or drop its level"
+                )));
+            }
+            if !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(level) {
+                return Err(Error::InvalidArgument(format!(
+                    "proficiency: level {level} in group {g} is outside {MIN_PROFICIENCY} to {MAX_PROFICIENCY}"
+                )));
+            }
+        }
         self.replies.validate()
     }
 }
@@ -609,6 +631,19 @@ mod tests {
             g.policy.priority_aging = Some(Duration::from_millis(step));
             assert_eq!(g.validate().is_ok(), ok, "{step} ms");
         }
+    }
+
+    #[test]
+    fn proficiency_levels_are_1_to_5_in_the_agents_groups() {
+        let mut a = AgentSettings { groups: vec![GroupId(1)], ..Default::default() };
+        a.proficiency.insert(GroupId(1), 5);
+        a.validate().unwrap();
+        a.proficiency.insert(GroupId(1), 6);
+        assert!(a.validate().unwrap_err().to_string().contains("level 6 in group g1"));
+        a.proficiency.insert(GroupId(1), 0);
+        assert!(a.validate().is_err());
+        a.proficiency = [(GroupId(2), 3)].into();
+        assert!(a.validate().unwrap_err().to_string().contains("not in group g2"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn setup() -> impl Strategy<Value = Setup> {
     (
         any::<bool>(),
-        proptest::collection::vec((0..3usize, 0..3usize, any::<bool>()), GROUPS as usize),
+        proptest::collection::vec((0..4usize, 0..3usize, any::<bool>()), GROUPS as usize),
         proptest::collection::vec(
             (1..4u32, proptest::collection::vec(0..GROUPS, 1..3)),
             AGENTS as usize,
@@ -58,9 +58,10 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop_oneof![Just(0u64), Just(60)],
         0..3u32,
         proptest::collection::vec(group_rules(), GROUPS as usize),
+        proptest::collection::vec(0..6u8, AGENTS as usize),
     )
         .prop_map(
-            |(transfer_to_human, groups, agents, customers, reserve, grace, misses, rules)| Setup {
+            |(
                 transfer_to_human,
                 groups,
                 agents,
@@ -69,6 +70,19 @@ fn setup() -> impl Strategy<Value = Setup> {
                 grace,
                 misses,
                 rules,
+                levels,
+            )| {
+                Setup {
+                    transfer_to_human,
+                    groups,
+                    agents,
+                    customers,
+                    reserve,
+                    grace,
+                    misses,
+                    rules,
+                    levels,
+                }
             },
         )
 }

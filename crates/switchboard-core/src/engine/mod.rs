@@ -141,7 +141,14 @@ impl Engine {
             return Err(Error::UnknownGroup(*g));
         }
         let mut rout = Vec::new();
-        self.router.upsert_agent(now, id, settings.capacity, settings.groups.clone(), &mut rout)?;
+        self.router.upsert_agent(
+            now,
+            id,
+            settings.capacity,
+            settings.groups.clone(),
+            settings.proficiency.clone(),
+            &mut rout,
+        )?;
         self.agents.insert(id, settings);
         let mut out = Vec::new();
         self.apply(now, rout, Cause::Routed, &mut out);

@@ -73,6 +73,9 @@ pub struct Agent {
     /// Conversations it served that ended and whose wrap-up still holds a slot.
     #[serde(default)]
     pub wrapping: BTreeMap<ConversationId, Wrap>,
+    /// Proficiency level (1-5) per group; a group missing here is the lowest level.
+    #[serde(default)]
+    pub proficiency: BTreeMap<GroupId, u8>,
 }
 
 /// A slot held after a conversation ended (after-conversation work, the group's `wrap_up`).
@@ -98,7 +101,13 @@ impl Agent {
             offline_since: None,
             listed: None,
             wrapping: BTreeMap::new(),
+            proficiency: BTreeMap::new(),
         }
+    }
+
+    /// Its proficiency level in `group` (the lowest when not set).
+    pub fn level(&self, group: GroupId) -> u8 {
+        self.proficiency.get(&group).copied().unwrap_or(crate::config::MIN_PROFICIENCY)
     }
 
     /// Assigned plus offered conversations, plus the slots wrap-ups still hold.

@@ -109,7 +109,7 @@ impl Router {
                 .members
                 .iter()
                 .filter(|a| self.agents[a].can_push())
-                .map(|a| (*a, available::rank(&self.agents[a])))
+                .map(|a| (*a, available::rank(&self.agents[a]), self.agents[a].level(*gid)))
                 .collect();
             if !g.available.holds_exactly(&expected) {
                 return Err(format!("availability index of {gid} is stale"));

@@ -302,7 +302,7 @@ impl Router {
                             g.signed_in += 1;
                         }
                         if let Some(rank) = a.listed {
-                            g.available.insert(*aid, rank);
+                            g.available.insert(*aid, rank, a.level(id));
                         }
                     }
                 }
@@ -323,13 +323,15 @@ impl Router {
         Ok(())
     }
 
-    /// Creates (offline) or updates an agent's capacity and groups.
+    /// Creates (offline) or updates an agent's capacity, groups and proficiency levels in
+    /// them (groups it has no level in count as [`crate::config::MIN_PROFICIENCY`]).
     pub fn upsert_agent(
         &mut self,
         now: Timestamp,
         id: AgentId,
         capacity: u32,
         groups: Vec<GroupId>,
+        proficiency: std::collections::BTreeMap<GroupId, u8>,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         if capacity == 0 {
@@ -366,10 +368,13 @@ impl Router {
         let old_groups = match self.agents.get_mut(&id) {
             Some(a) => {
                 a.capacity = capacity;
+                a.proficiency = proficiency;
                 std::mem::replace(&mut a.groups, groups.clone())
             }
             None => {
-                self.agents.insert(id, Agent::new(capacity, groups.clone()));
+                let mut a = Agent::new(capacity, groups.clone());
+                a.proficiency = proficiency;
+                self.agents.insert(id, a);
                 Vec::new()
             }
         };
@@ -821,13 +826,14 @@ impl Router {
         let new = a.can_push().then(|| available::rank(a));
         let old = std::mem::replace(&mut a.listed, new);
         if old != new {
-            for g in &a.groups {
-                if let Some(g) = self.groups.get_mut(g) {
+            for gid in &a.groups {
+                if let Some(g) = self.groups.get_mut(gid) {
+                    let level = a.level(*gid);
                     if let Some(rank) = old {
-                        g.available.remove(id, rank);
+                        g.available.remove(id, rank, level);
                     }
                     if let Some(rank) = new {
-                        g.available.insert(id, rank);
+                        g.available.insert(id, rank, level);
                     }
                 }
             }
@@ -841,9 +847,9 @@ impl Router {
     fn unlist(&mut self, id: AgentId) {
         let Some(a) = self.agents.get_mut(&id) else { return };
         if let Some(rank) = a.listed.take() {
-            for g in &a.groups {
-                if let Some(g) = self.groups.get_mut(g) {
-                    g.available.remove(id, rank);
+            for gid in &a.groups {
+                if let Some(g) = self.groups.get_mut(gid) {
+                    g.available.remove(id, rank, a.level(*gid));
                 }
             }
         }

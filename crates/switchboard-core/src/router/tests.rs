@@ -1,6 +1,8 @@
 //! One test per routing rule of SPEC §3.
 
 use super::*;
+use std::collections::BTreeMap;
+
 use crate::config::Strategy;
 use crate::time::secs;
 
@@ -40,7 +42,9 @@ impl Fixture {
     }
 
     fn agent(&mut self, id: AgentId, capacity: u32, groups: &[GroupId], status: AgentStatus) {
-        self.r.upsert_agent(t(0), id, capacity, groups.to_vec(), &mut self.out).unwrap();
+        self.r
+            .upsert_agent(t(0), id, capacity, groups.to_vec(), BTreeMap::new(), &mut self.out)
+            .unwrap();
         self.status(t(0), id, status);
     }
 
@@ -371,7 +375,7 @@ fn an_offline_dedicated_agent_is_never_routed_to() {
     // A dedicated agent that signs out releases its waiting customers to the group.
     f.status(t(2), A2, AgentStatus::Online);
     f.route(t(2), 9, G2, 0);
-    f.r.upsert_agent(t(2), A2, 1, vec![G2], &mut f.out).unwrap();
+    f.r.upsert_agent(t(2), A2, 1, vec![G2], BTreeMap::new(), &mut f.out).unwrap();
     f.route_req(
         t(3),
         2,
@@ -520,10 +524,10 @@ fn work_is_conserved_when_capacity_or_groups_change() {
         f.route(t(n), n, G1, 0);
         f.route(t(n), 10 + n, G2, 0);
     }
-    f.r.upsert_agent(t(5), A1, 3, vec![G1], &mut f.out).unwrap();
+    f.r.upsert_agent(t(5), A1, 3, vec![G1], BTreeMap::new(), &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 3);
-    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], &mut f.out).unwrap();
+    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], BTreeMap::new(), &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 6);
     f.r.remove_agent(t(7), A1, &mut f.out).unwrap();
@@ -659,7 +663,7 @@ fn lowering_capacity_ends_wrap_ups_soonest_first() {
     f.end(t(3), 2);
     f.route(t(4), 3, G1, 0);
     assert_eq!(f.r.agent(A1).unwrap().load(), 3);
-    f.r.upsert_agent(t(5), A1, 2, vec![G1], &mut f.out).unwrap();
+    f.r.upsert_agent(t(5), A1, 2, vec![G1], BTreeMap::new(), &mut f.out).unwrap();
     f.check();
     let a = f.r.agent(A1).unwrap();
     assert_eq!(a.wrapping.keys().copied().collect::<Vec<_>>(), vec![c(2)]);
@@ -809,4 +813,86 @@ fn changing_the_aging_step_rekeys_the_queue() {
     f.r.raise_priority(t(31), c(3), 4, &mut f.out);
     f.check();
     assert_eq!(positions(&f, &[3, 2]), vec![Some(1), Some(2)]);
+}
+
+// ----- proficiency (issue 14 item 6) -------------------------------------------------------
+
+fn rated(f: &mut Fixture, id: AgentId, capacity: u32, levels: &[(GroupId, u8)]) {
+    let groups = levels.iter().map(|(g, _)| *g).collect();
+    let levels = levels.iter().copied().filter(|(_, l)| *l > 0).collect();
+    f.r.upsert_agent(t(0), id, capacity, groups, levels, &mut f.out).unwrap();
+    f.status(t(0), id, AgentStatus::Online);
+}
+
+fn best_proficiency() -> GroupPolicy {
+    GroupPolicy { strategy: Strategy::BestProficiency, ..GroupPolicy::default() }
+}
+
+#[test]
+fn best_proficiency_first_then_least_occupied() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    rated(&mut f, A1, 2, &[(G1, 2)]);
+    rated(&mut f, A2, 2, &[(G1, 5)]);
+    // Not rated: the lowest level.
+    rated(&mut f, A3, 2, &[(G1, 0)]);
+    for n in 1..=6 {
+        f.route(t(n), n, G1, 0);
+    }
+    let holders: Vec<_> = (1..=6).map(|n| f.holder(n)).collect();
+    assert_eq!(holders, [A2, A2, A1, A1, A3, A3].map(Some));
+}
+
+#[test]
+fn equal_proficiency_goes_to_the_least_occupied() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    rated(&mut f, A1, 3, &[(G1, 3)]);
+    rated(&mut f, A2, 3, &[(G1, 3)]);
+    rated(&mut f, A3, 3, &[(G1, 1)]);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    assert_eq!((f.holder(1), f.holder(2)), (Some(A1), Some(A2)));
+}
+
+#[test]
+fn proficiency_is_per_group_and_follows_its_changes() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    f.group(G2, best_proficiency());
+    rated(&mut f, A1, 3, &[(G1, 5), (G2, 1)]);
+    rated(&mut f, A2, 3, &[(G1, 1), (G2, 5)]);
+    f.route(t(1), 1, G2, 0);
+    f.route(t(2), 2, G1, 0);
+    assert_eq!((f.holder(1), f.holder(2)), (Some(A2), Some(A1)));
+    // A2 becomes the expert of G1 too (and a less occupied one is not preferred over it).
+    let levels = [(G1, 5), (G2, 5)].into();
+    f.r.upsert_agent(t(3), A2, 3, vec![G1, G2], levels, &mut f.out).unwrap();
+    f.check();
+    f.end(t(4), 2);
+    f.route(t(5), 3, G1, 0);
+    // Both at level 5 in G1 now; A1 (empty) is less occupied than A2 (one).
+    assert_eq!(f.holder(3), Some(A1));
+    f.route(t(6), 4, G1, 0);
+    // Equal level and load (1 of 3 each): the longer idle, A2 (last work at 1 s; A1 at 5 s).
+    assert_eq!(f.holder(4), Some(A2));
+}
+
+#[test]
+fn an_availability_index_written_before_proficiency_is_rebuilt() {
+    #[derive(Serialize)]
+    struct Before {
+        ids: BTreeSet<AgentId>,
+        by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,
+        by_idle: BTreeSet<(Timestamp, AgentId)>,
+    }
+    let before = Before {
+        ids: [A1, A2].into(),
+        by_occupancy: [(0, t(1), A1), (7, t(0), A2)].into(),
+        by_idle: [(t(0), A2), (t(1), A1)].into(),
+    };
+    let bytes = rmp_serde::to_vec(&before).unwrap();
+    let now: available::Available = rmp_serde::from_slice(&bytes).unwrap();
+    assert!(now.holds_exactly(&[(A1, (0, t(1)), 1), (A2, (7, t(0)), 1)]));
+    assert_eq!(now.best(Strategy::BestProficiency, None, &[]), Some(A1));
 }

@@ -119,6 +119,8 @@ pub struct Setup {
     pub misses: u32,
     /// One per group (missing: all off).
     pub rules: Vec<GroupRules>,
+    /// Per agent: 0 not rated, else a base from which each of its groups gets a level 1-5.
+    pub levels: Vec<u8>,
 }
 
 fn texts(t: &str) -> Vec<String> {
@@ -183,7 +185,12 @@ fn build(s: &Setup) -> Engine {
     let t0 = Timestamp(0);
     for (g, (strategy, offer, last_agent)) in s.groups.iter().enumerate() {
         let policy = GroupPolicy {
-            strategy: [Pick::LeastOccupied, Pick::LongestIdle, Pick::RoundRobin][*strategy],
+            strategy: [
+                Pick::LeastOccupied,
+                Pick::LongestIdle,
+                Pick::RoundRobin,
+                Pick::BestProficiency,
+            ][*strategy],
             offer: [
                 OfferMode::AutoAccept,
                 OfferMode::Offer { timeout: Duration::from_secs(25) },
@@ -206,6 +213,11 @@ fn build(s: &Setup) -> Engine {
             capacity: *capacity,
             groups: groups.iter().map(|g| GroupId(*g)).collect(),
             replies: ReplySettings::default(),
+            // Level 0 in the setup: not rated (the lowest); otherwise a level per group.
+            proficiency: match s.levels.get(a).copied().unwrap_or(0) {
+                0 => Default::default(),
+                base => groups.iter().map(|g| (GroupId(*g), (base + *g as u8) % 5 + 1)).collect(),
+            },
         };
         e.upsert_agent(t0, AgentId(a as u64), settings).unwrap();
     }
