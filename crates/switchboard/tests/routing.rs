@@ -1,5 +1,6 @@
 //! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
-//! (optional and mandatory, its deadline across a crash), priority aging. Waits are for
+//! (optional and mandatory, its deadline across a crash), priority aging, proficiency and
+//! the best-proficiency strategy. Waits are for
 //! conditions, with generous bounds; nothing asserts on time.
 
 mod support;
@@ -300,4 +301,74 @@ async fn priority_aging_orders_the_queue_by_effective_priority() {
     };
     assert_eq!(now[0].state, pb::ConversationState::Assigned as i32, "the best first: {now:?}");
     assert_eq!((now[1].position, now[2].position), (1, 2), "the rest move up: {now:?}");
+}
+
+async fn put_levels(
+    c: &mut Clients,
+    agent: &str,
+    levels: &[(&str, u32)],
+) -> Result<pb::Agent, tonic::Status> {
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: name("agents", agent),
+            proficiencies: levels
+                .iter()
+                .map(|(g, level)| pb::Proficiency { group: name("groups", g), level: *level })
+                .collect(),
+            request_id: rid("levels"),
+            update_mask: mask(&["proficiencies"]),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Item 6: in a best-proficiency group the expert takes conversations first, then the next
+/// level, whatever their occupancy; levels are per group, set by resource name, and a level
+/// out of range or for a group the agent is not in is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_proficiency_routes_to_the_highest_level_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support", "billing"], 2, false),
+        ("bob", &["support", "billing"], 2, false),
+        ("carol", &["support"], 2, false),
+    ];
+    support::desk::floor(&mut c, T, None, agents, &[]).await;
+    let best =
+        pb::RoutingPolicy { strategy: pb::Strategy::BestProficiency as i32, ..Default::default() };
+    let g = set_policy(&mut c, "support", best, &["policy.strategy"]).await.expect("strategy");
+    assert_eq!(g.policy.unwrap().strategy, pb::Strategy::BestProficiency as i32);
+
+    let a = put_levels(&mut c, "alice", &[("support", 2), ("billing", 5)]).await.expect("alice");
+    assert_eq!(a.proficiencies.len(), 2);
+    assert_eq!(a.groups.len(), 2, "the mask kept her groups");
+    put_levels(&mut c, "bob", &[("support", 5), ("billing", 1)]).await.expect("bob");
+    // carol: not rated, the lowest level.
+    let s = put_levels(&mut c, "carol", &[("billing", 3)]).await.expect_err("not her group");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("proficiencies[0].group"), "{}", s.message());
+    let s = put_levels(&mut c, "carol", &[("support", 6)]).await.expect_err("level 6");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("proficiencies[0].level"), "{}", s.message());
+
+    for a in ["alice", "bob", "carol"] {
+        c.agent
+            .set_status(pb::SetStatusRequest {
+                agent: name("agents", a),
+                status: pb::AgentStatus::Online as i32,
+                request_id: rid("online"),
+            })
+            .await
+            .expect("sign in");
+    }
+    let mut holders = Vec::new();
+    for customer in ["u1", "u2", "u3", "u4", "u5"] {
+        holders.push(support::desk::write(&mut c, T, customer, "support").await.agent);
+    }
+    let expected: Vec<String> =
+        ["bob", "bob", "alice", "alice", "carol"].iter().map(|a| name("agents", a)).collect();
+    assert_eq!(holders, expected);
 }

@@ -202,6 +202,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                     supervisor,
                     request_id: rid("agent"),
                     update_mask: None,
+                    proficiencies: Vec::new(),
                 },
                 operator,
             ))

@@ -63,6 +63,17 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
         load: live.map_or(0, |x| x.load()),
         first_login_today: extra.and_then(|x| x.first_login).map(|(_, at)| timestamp(at)),
         wrap_ups: live.map(|x| wrap_ups(state, x)).unwrap_or_default(),
+        proficiencies: settings
+            .map(|s| {
+                s.proficiency
+                    .iter()
+                    .map(|(g, level)| pb::Proficiency {
+                        group: state.group_name(*g),
+                        level: u32::from(*level),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -335,10 +335,11 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         Ok(pb::Strategy::LeastOccupied) => Strategy::LeastOccupied,
         Ok(pb::Strategy::LongestIdle) => Strategy::LongestIdle,
         Ok(pb::Strategy::RoundRobin) => Strategy::RoundRobin,
+        Ok(pb::Strategy::BestProficiency) => Strategy::BestProficiency,
         Err(_) => {
             return Err(Error::field(
                 &format!("{field}.strategy"),
-                "use STRATEGY_LEAST_OCCUPIED, STRATEGY_LONGEST_IDLE or STRATEGY_ROUND_ROBIN",
+                "use STRATEGY_LEAST_OCCUPIED, STRATEGY_LONGEST_IDLE, STRATEGY_ROUND_ROBIN or STRATEGY_BEST_PROFICIENCY",
             ));
         }
     };
@@ -426,6 +427,7 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
             Strategy::LeastOccupied => pb::Strategy::LeastOccupied,
             Strategy::LongestIdle => pb::Strategy::LongestIdle,
             Strategy::RoundRobin => pb::Strategy::RoundRobin,
+            Strategy::BestProficiency => pb::Strategy::BestProficiency,
         } as i32,
         offer_mode: offer_mode as i32,
         offer_timeout,
