@@ -65,6 +65,9 @@ pub struct Center {
     pub target_ms: u64,
     /// Batches of the window, for the batch-means standard errors.
     pub batches: u32,
+    /// Per agent (by number), how long it takes over a contact relative to the contact's
+    /// handle time (e.g. 0.8 for an expert); agents beyond the list take 1.0.
+    pub pace: Vec<f64>,
 }
 
 impl Center {
@@ -88,7 +91,15 @@ impl Center {
                 ..AgentSettings::default()
             })
             .collect();
-        Center { tenant: TenantSettings::default(), groups, agents, window, target_ms, batches }
+        Center {
+            tenant: TenantSettings::default(),
+            groups,
+            agents,
+            window,
+            target_ms,
+            batches,
+            pace: Vec::new(),
+        }
     }
 }
 
@@ -221,6 +232,7 @@ struct Sim {
     busy_ms: u64,
     available_ms: u64,
     calls: u64,
+    pace: Vec<f64>,
 }
 
 fn conv_id(i: u64) -> ConversationId {
@@ -299,6 +311,7 @@ pub fn run_with_progress(
         busy_ms: 0,
         available_ms: 0,
         calls: 0,
+        pace: center.pace.clone(),
     };
     // Shifts and arrivals are read as time comes, like the engine's deadlines; the event
     // queue holds only what open contacts have pending. At one instant: deadlines, shifts,
@@ -476,7 +489,8 @@ impl Sim {
                     let a = (agent.0 - 1) as u32;
                     let Some(t) = self.open.get_mut(&i) else { continue };
                     t.assigned_at = Some(now);
-                    let end = now + t.handle;
+                    let pace = self.pace.get(a as usize).copied().unwrap_or(1.0);
+                    let end = now + (t.handle as f64 * pace).round() as u64;
                     self.schedule(end, Ev::EndService(i, a));
                     self.accrue(a as usize, now);
                     self.agents[a as usize].load += 1;

@@ -98,6 +98,34 @@ pub struct DayArgs {
     /// effective priority by one, so priority 0 is not starved. 0: none.
     #[arg(long, default_value_t = 0)]
     pub priority_aging: u64,
+    /// Proficiency (issue 14): agent `a` gets level `a mod 5 + 1` and handles contacts at
+    /// `1.3 − 0.1 × level` of their handle time (level 5: 0.8, level 1: 1.2; 1.0 on average
+    /// over the team); figures then also per level.
+    #[arg(long)]
+    pub levels: bool,
+    /// How the group chooses among free agents.
+    #[arg(long, value_enum, default_value_t = DayStrategy::LeastOccupied)]
+    pub strategy: DayStrategy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DayStrategy {
+    LeastOccupied,
+    LongestIdle,
+    RoundRobin,
+    BestProficiency,
+}
+
+impl From<DayStrategy> for switchboard_core::config::Strategy {
+    fn from(s: DayStrategy) -> Self {
+        use switchboard_core::config::Strategy as S;
+        match s {
+            DayStrategy::LeastOccupied => S::LeastOccupied,
+            DayStrategy::LongestIdle => S::LongestIdle,
+            DayStrategy::RoundRobin => S::RoundRobin,
+            DayStrategy::BestProficiency => S::BestProficiency,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -275,9 +303,20 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             }),
             priority_aging: (a.priority_aging > 0)
                 .then(|| std::time::Duration::from_secs(a.priority_aging)),
+            strategy: a.strategy.into(),
             ..GroupPolicy::default()
         },
         high_share: a.high_share,
+        levels: if a.levels {
+            (0..a.agents).map(|n| (n % 5) as u8 + 1).collect()
+        } else {
+            Vec::new()
+        },
+        pace: if a.levels {
+            (0..a.agents).map(|n| 1.3 - 0.1 * f64::from(n % 5 + 1)).collect()
+        } else {
+            Vec::new()
+        },
     };
     anyhow::ensure!((0.0..=1.0).contains(&a.high_share), "--high-share: give a share from 0 to 1");
     let started = Instant::now();
@@ -292,8 +331,10 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
         None => erlang::predict(a.agents, single.rate * slot, slot, a.target),
     };
     println!(
-        "day: {} agents, {} erlangs, AHT {} s, wrap-up {} s, priority 1 share {}, aging {} s/level, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
+        "day: {} agents ({:?}{}), {} erlangs, AHT {} s, wrap-up {} s, priority 1 share {}, aging {} s/level, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
+        a.strategy,
+        if a.levels { ", levels 1-5" } else { "" },
         a.load,
         a.aht,
         a.wrap_up,
@@ -312,6 +353,15 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     if a.high_share > 0.0 {
         print_figures("prio 1", &by_priority[1]);
         print_figures("prio 0", &by_priority[0]);
+    }
+    if a.levels {
+        let by_level: Vec<String> = (1..=5usize)
+            .map(|l| format!("{l}: {:.3}", report::slot_occupancy(&run, |n| n % 5 + 1 == l)))
+            .collect();
+        println!(
+            "  occupancy by proficiency level (pace 1.3 − 0.1 × level): {}",
+            by_level.join("  ")
+        );
     }
     let mut model =
         if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" }.to_owned();
@@ -478,6 +528,8 @@ mod tests {
             wrap_up: 0,
             high_share: 0.0,
             priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
         };
         let (f, _) = day(&args).unwrap();
         sane(&f);
@@ -500,6 +552,8 @@ mod tests {
             wrap_up,
             high_share: 0.0,
             priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
         };
         let (without, _) = day(&args(0)).unwrap();
         let (with, _) = day(&args(30)).unwrap();
@@ -525,11 +579,39 @@ mod tests {
             wrap_up: 0,
             high_share: 0.5,
             priority_aging,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
         };
         let (_, [low, high]) = day(&args(0)).unwrap();
         let (_, [aged_low, aged_high]) = day(&args(10)).unwrap();
         assert!(aged_low.mean_wait.value < low.mean_wait.value, "{aged_low:?} vs {low:?}");
         assert!(aged_high.mean_wait.value > high.mean_wait.value, "{aged_high:?} vs {high:?}");
+    }
+
+    /// Issue 14 item 6: with levels 1-5 where higher levels work faster, best proficiency
+    /// gives the experts more of the work than least occupied does, and the center waits
+    /// less for it.
+    #[test]
+    fn best_proficiency_uses_the_experts_in_the_day_scenario() {
+        let args = |strategy| DayArgs {
+            agents: 50,
+            load: 42.0,
+            aht: 180.0,
+            patience: 0.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 7,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: true,
+            strategy,
+        };
+        let (spread, _) = day(&args(DayStrategy::LeastOccupied)).unwrap();
+        let (best, _) = day(&args(DayStrategy::BestProficiency)).unwrap();
+        sane(&best);
+        assert!(best.mean_wait.value < spread.mean_wait.value, "{best:?} vs {spread:?}");
     }
 
     #[test]

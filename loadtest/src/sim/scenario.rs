@@ -85,6 +85,10 @@ pub struct Single {
     pub policy: GroupPolicy,
     /// Share of contacts at priority 1 (the rest at 0).
     pub high_share: f64,
+    /// Per agent: its proficiency level in the group (empty: none rated) and its pace
+    /// (handle time factor; empty: 1.0).
+    pub levels: Vec<u8>,
+    pub pace: Vec<f64>,
 }
 
 impl Single {
@@ -96,6 +100,10 @@ impl Single {
         let agents = vec![vec![0]; self.agents as usize];
         let mut center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
         center.groups[0].policy = self.policy.clone();
+        for (a, level) in center.agents.iter_mut().zip(&self.levels) {
+            a.proficiency.insert(driver::group_id(0), *level);
+        }
+        center.pace = self.pace.clone();
         let online: Vec<driver::Shift> =
             (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
         let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length)
@@ -140,6 +148,8 @@ pub fn compare(
         seed: Rng::stream(seed, u64::from(n)).next_u64(),
         policy: GroupPolicy::default(),
         high_share: 0.0,
+        levels: Vec::new(),
+        pace: Vec::new(),
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -232,6 +242,8 @@ mod tests {
             seed: 9,
             policy: GroupPolicy::default(),
             high_share: 0.0,
+            levels: Vec::new(),
+            pace: Vec::new(),
         };
         s.run().unwrap()
     }
