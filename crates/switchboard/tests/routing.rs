@@ -224,6 +224,13 @@ async fn write_at(c: &mut Clients, customer: &str, priority: u32) -> pb::Convers
         .expect("conversation")
 }
 
+/// The wall clock the node stamps with (same machine): waited on, never asserted on.
+#[allow(clippy::disallowed_methods)]
+fn wall_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(since.expect("after 1970").as_millis()).expect("fits")
+}
+
 fn millis(t: &Option<prost_types::Timestamp>) -> i64 {
     let t = t.as_ref().expect("opened_at");
     t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
@@ -257,10 +264,7 @@ async fn priority_aging_orders_the_queue_by_effective_priority() {
     // Wait (on the clock, not a fixed sleep) until carol has waited 1.5 s: a slower machine
     // only makes her wait longer, which keeps her ahead.
     let due = millis(&c1.opened_at) + 1_500;
-    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
-        as i64
-        <= due
-    {
+    while wall_ms() <= due {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let c2 = write_at(&mut c, "dave", 1).await;
