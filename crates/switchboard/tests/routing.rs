@@ -207,21 +207,8 @@ async fn wrap_up_deadline_survives_a_crash() {
 
 /// A customer writes at `priority`; its conversation.
 async fn write_at(c: &mut Clients, customer: &str, priority: u32) -> pb::Conversation {
-    c.channel
-        .post_message(pb::PostMessageRequest {
-            tenant: format!("tenants/{T}"),
-            customer: customer.into(),
-            channel: pb::Channel::Web as i32,
-            text: "hello".into(),
-            priority,
-            request_id: rid("post"),
-            ..Default::default()
-        })
-        .await
-        .expect("post message")
-        .into_inner()
-        .conversation
-        .expect("conversation")
+    let r = pb::PostMessageRequest { priority, ..support::desk::hello(T, customer) };
+    support::desk::post(c, r).await
 }
 
 /// The wall clock the node stamps with (same machine): waited on, never asserted on.
@@ -288,14 +275,7 @@ async fn priority_aging_orders_the_queue_by_effective_priority() {
     }
 
     // Alice signs in and takes them best first.
-    c.agent
-        .set_status(pb::SetStatusRequest {
-            agent: name("agents", "alice"),
-            status: pb::AgentStatus::Online as i32,
-            request_id: rid("online"),
-        })
-        .await
-        .expect("sign in");
+    support::desk::sign_in(&mut c, T, "alice").await;
     let now: Vec<_> = {
         let mut v = Vec::new();
         for (_, _, conv) in &expected {
@@ -359,14 +339,7 @@ async fn best_proficiency_routes_to_the_highest_level_first() {
     assert!(s.message().contains("proficiencies[0].level"), "{}", s.message());
 
     for a in ["alice", "bob", "carol"] {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: name("agents", a),
-                status: pb::AgentStatus::Online as i32,
-                request_id: rid("online"),
-            })
-            .await
-            .expect("sign in");
+        support::desk::sign_in(&mut c, T, a).await;
     }
     let mut holders = Vec::new();
     for customer in ["u1", "u2", "u3", "u4", "u5"] {
