@@ -42,7 +42,12 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
             None
         };
         let aging = if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None };
-        rules.push(GroupRules { wrap_up, aging });
+        let step = if u.arbitrary()? {
+            Some((u.int_in_range(0..=599u64)?, u.int_in_range(1..=GROUPS - 1)?))
+        } else {
+            None
+        };
+        rules.push(GroupRules { wrap_up, aging, step });
     }
     let mut levels = Vec::new();
     for _ in 0..AGENTS {

@@ -161,6 +161,24 @@ pub struct GroupPolicy {
     /// by one (continuously), so low priority is never starved. `None`: no aging. 1 s to 24 h.
     #[serde(with = "opt_duration_ms")]
     pub priority_aging: Option<Duration>,
+    /// Criteria that widen over time (issue 14 item 1): after each step's wait, counted from
+    /// the conversation's entry time, it may also go to that step's group's agents, keeping
+    /// its place in line. In order of `after`; at most [`MAX_STEPS`].
+    pub steps: Vec<Step>,
+}
+
+/// Most steps one group's policy may have.
+pub const MAX_STEPS: usize = 5;
+
+/// One step of a group's routing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Wait from the conversation's entry time after which the step applies.
+    #[serde(with = "duration_ms")]
+    pub after: Duration,
+    /// The group whose agents may then take it too (never the group itself).
+    pub group: GroupId,
 }
 
 /// A group's wrap-up (after-conversation work) rule.
@@ -190,6 +208,7 @@ impl Default for GroupPolicy {
             last_agent_timeout: Some(secs(60)),
             wrap_up: None,
             priority_aging: None,
+            steps: Vec::new(),
         }
     }
 }
@@ -423,6 +442,20 @@ impl GroupSettings {
         }
         if let Some(w) = self.policy.wrap_up {
             check_positive("policy.wrap_up.duration", w.duration)?;
+        }
+        if self.policy.steps.len() > MAX_STEPS {
+            return Err(Error::InvalidArgument(format!(
+                "policy.steps: at most {MAX_STEPS} steps, got {}",
+                self.policy.steps.len()
+            )));
+        }
+        for (i, w) in self.policy.steps.windows(2).enumerate() {
+            if w[1].after < w[0].after {
+                return Err(Error::InvalidArgument(format!(
+                    "policy.steps[{}].after: steps go in order of their wait; it is shorter than step {i}'s",
+                    i + 1
+                )));
+            }
         }
         if let Some(step) = self.policy.priority_aging
             && !(secs(1)..=hours(24)).contains(&step)
@@ -666,6 +699,7 @@ mod tests {
         assert_eq!(now.strategy, Strategy::LongestIdle);
         assert_eq!(now.wrap_up, None);
         assert_eq!(now.priority_aging, None);
+        assert!(now.steps.is_empty());
     }
 
     #[test]

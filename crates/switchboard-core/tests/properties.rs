@@ -8,6 +8,8 @@
 //! - every reported position is the exact rank;
 //! - no eligible agent is idle while its group has a waiting conversation;
 //! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
+//! - a waiting conversation stands in exactly the groups of the steps its wait has reached,
+//!   and no agent of those groups that could take it stays idle;
 //! - the service side never exceeds a channel's budget.
 
 mod model;
@@ -92,8 +94,9 @@ fn group_rules() -> impl Strategy<Value = GroupRules> {
     (
         proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>())),
         proptest::option::of(prop_oneof![1..10u64, 10..600u64]),
+        proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
     )
-        .prop_map(|(wrap_up, aging)| GroupRules { wrap_up, aging })
+        .prop_map(|(wrap_up, aging, step)| GroupRules { wrap_up, aging, step })
 }
 
 proptest! {

@@ -115,6 +115,16 @@ impl Engine {
         settings: GroupSettings,
     ) -> Result<Vec<Effect>> {
         settings.validate()?;
+        for (i, s) in settings.policy.steps.iter().enumerate() {
+            if s.group == id {
+                return Err(Error::InvalidArgument(format!(
+                    "policy.steps[{i}].group: a step widens to another group, not the group itself"
+                )));
+            }
+            if !self.groups.contains_key(&s.group) {
+                return Err(Error::UnknownGroup(s.group));
+            }
+        }
         let mut rout = Vec::new();
         self.router.upsert_group(now, id, settings.policy.clone(), &mut rout);
         self.groups.insert(id, settings);

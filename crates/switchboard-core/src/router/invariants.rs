@@ -105,6 +105,22 @@ impl Router {
                     }
                 }
             }
+            for (key, c) in g.overflow.iter() {
+                match self.placements.get(&c) {
+                    Some(Placement::Queued { group, key: k, pin: None, .. })
+                        if group != gid && g.queue_key(*k) == key && self.widened_to(c, *gid) => {}
+                    other => return Err(format!("{c} in {gid}'s overflow but placed {other:?}")),
+                }
+                let p = &self.placements[&c];
+                if g.policy.offer.pushes() && self.groups[&p.group()].policy.offer.pushes() {
+                    let declined = p.declined();
+                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
+                        return Err(format!(
+                            "agent {idle} is idle while {c}, past a step naming {gid}, waits"
+                        ));
+                    }
+                }
+            }
             let expected: Vec<_> = g
                 .members
                 .iter()
@@ -129,7 +145,27 @@ impl Router {
                 self.placements.len()
             ));
         }
+        let mut standing = 0;
+        for (c, w) in &self.widened {
+            if !matches!(self.placements.get(c), Some(Placement::Queued { pin: None, .. })) {
+                return Err(format!("{c} has steps but is not waiting in its group"));
+            }
+            if let Some(at) = w.next
+                && !self.timers.contains(&(at, Timer::Step(*c)))
+            {
+                return Err(format!("{c}'s next step at {at:?} has no deadline"));
+            }
+            standing += w.groups.len();
+        }
+        if standing != self.groups.values().map(|g| g.overflow.len()).sum::<usize>() {
+            return Err(format!("overflow queues hold other than the {standing} widened entries"));
+        }
         for (at, t) in &self.timers {
+            if let Timer::Step(c) = t
+                && self.widened.get(c).and_then(|w| w.next) != Some(*at)
+            {
+                return Err(format!("step deadline of {c} at {at:?} is stale"));
+            }
             if let Timer::WrapUp(agent, c) = t
                 && self.agents.get(agent).and_then(|a| a.wrapping.get(c)).map(|w| w.until)
                     != Some(*at)

@@ -13,6 +13,7 @@ mod available;
 mod dispatch;
 mod invariants;
 mod status;
+mod steps;
 mod wrap_up;
 
 use std::collections::BTreeSet;
@@ -212,6 +213,7 @@ enum Timer {
     Pin(ConversationId),
     Grace(AgentId),
     WrapUp(AgentId, ConversationId),
+    Step(ConversationId),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +228,10 @@ struct Group {
     /// Placements that name this group.
     refs: usize,
     round_robin_last: Option<AgentId>,
+    /// Conversations of other groups that reached a step naming this one (`steps.rs`),
+    /// keyed as this group's own.
+    #[serde(default)]
+    overflow: RankedQueue<ConversationId>,
 }
 
 /// The router state of one tenant. Serializable so a shell can snapshot it.
@@ -245,6 +251,11 @@ pub struct Router {
     dirty_agents: BTreeSet<AgentId>,
     #[serde(skip)]
     dirty_groups: BTreeSet<GroupId>,
+    /// Steps reached per waiting conversation (`steps.rs`).
+    #[serde(default)]
+    widened: FxHashMap<ConversationId, steps::Widened>,
+    #[serde(skip)]
+    dirty_steps: BTreeSet<ConversationId>,
 }
 
 impl Router {
@@ -274,14 +285,23 @@ impl Router {
         match self.groups.get_mut(&id) {
             Some(g) => {
                 let rekey = g.policy.priority_aging != policy.priority_aging;
+                let restep = g.policy.steps != policy.steps;
                 g.policy = policy;
                 if rekey {
-                    // The queue's keys follow the aging step (`aging.rs`).
+                    // The queues' keys follow the aging step (`aging.rs`).
                     let mut queue = RankedQueue::new();
                     for (_, c) in g.queue.iter() {
                         queue.insert(g.queue_key(self.placements[&c].key()), c);
                     }
                     g.queue = queue;
+                    let mut overflow = RankedQueue::new();
+                    for (_, c) in g.overflow.iter() {
+                        overflow.insert(g.queue_key(self.placements[&c].key()), c);
+                    }
+                    g.overflow = overflow;
+                }
+                if restep {
+                    self.rewiden(id);
                 }
             }
             None => {
@@ -293,6 +313,7 @@ impl Router {
                     signed_in: 0,
                     refs: 0,
                     round_robin_last: None,
+                    overflow: RankedQueue::new(),
                 };
                 // Agents may name a group before it exists; adopt them.
                 for (aid, a) in &self.agents {
@@ -316,8 +337,19 @@ impl Router {
     /// Removes an empty skill group.
     pub fn remove_group(&mut self, id: GroupId) -> Result<()> {
         let g = self.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
-        if !g.members.is_empty() || g.refs > 0 {
+        if !g.members.is_empty() || g.refs > 0 || !g.overflow.is_empty() {
             return Err(Error::GroupInUse(id));
+        }
+        if let Some(other) = self
+            .groups
+            .iter()
+            .filter(|(_, o)| o.policy.steps.iter().any(|s| s.group == id))
+            .map(|(gid, _)| *gid)
+            .min()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "group {id} is a step of group {other}'s routing policy; remove the step first"
+            )));
         }
         self.groups.remove(&id);
         Ok(())
@@ -509,7 +541,9 @@ impl Router {
         let pickable = match self.placements.get(&conv) {
             Some(Placement::Queued { group, pin, .. }) => match pin {
                 Some(p) => p.agent == agent || a.groups.contains(group),
-                None => a.groups.contains(group),
+                None => {
+                    a.groups.contains(group) || a.groups.iter().any(|g| self.widened_to(conv, *g))
+                }
             },
             Some(_) => false,
             None => return Err(Error::UnknownConversation(conv)),
@@ -672,6 +706,7 @@ impl Router {
                     }
                 }
                 Timer::WrapUp(agent, conv) => self.wrap_up_due(at, agent, conv, out),
+                Timer::Step(conv) => self.step_due(now, at, conv),
             }
             self.settle(now, out);
         }
@@ -781,12 +816,15 @@ impl Router {
             .iter()
             .filter_map(|g| self.groups.get(g))
             .flat_map(|g| {
-                g.queue.iter().map(move |(_, c)| {
+                g.queue.iter().chain(g.overflow.iter()).map(move |(_, c)| {
                     (aging::Effective::at(&g.policy, self.placements[&c].key(), now), c)
                 })
             })
             .collect();
         waiting.sort();
+        // A conversation its own group and a step both offer this agent: the better place.
+        let mut seen = std::collections::BTreeSet::new();
+        waiting.retain(|(_, c)| seen.insert(*c));
         list.extend(waiting.into_iter().map(|(_, c)| c));
         list
     }
@@ -874,6 +912,9 @@ impl Router {
             None => {
                 let g = self.groups.get_mut(&group).expect("group exists");
                 g.queue.insert(g.queue_key(key), conv);
+                if !g.policy.steps.is_empty() {
+                    self.dirty_steps.insert(conv);
+                }
                 self.dirty_groups.insert(group);
             }
         }
@@ -900,6 +941,7 @@ impl Router {
             Placement::Queued { pin: None, .. } => {
                 let g = self.groups.get_mut(&group).expect("group exists");
                 g.queue.remove(&g.queue_key(key));
+                self.unwiden(conv, key);
             }
             Placement::Offered { agent, expires, .. } => {
                 self.agents.get_mut(&agent).expect("offered agent exists").offered.remove(&conv);

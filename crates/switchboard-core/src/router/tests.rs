@@ -896,3 +896,80 @@ fn an_availability_index_written_before_proficiency_is_rebuilt() {
     assert!(now.holds_exactly(&[(A1, (0, t(1)), 1), (A2, (7, t(0)), 1)]));
     assert_eq!(now.best(Strategy::BestProficiency, None, &[]), Some(A1));
 }
+
+// ----- steps: criteria that widen over time (issue 14 item 1) ------------------------------
+
+fn stepping(after: u64, to: GroupId) -> GroupPolicy {
+    GroupPolicy {
+        steps: vec![crate::config::Step { after: secs(after), group: to }],
+        ..GroupPolicy::default()
+    }
+}
+
+#[test]
+fn a_step_lets_another_groups_agents_take_it_after_the_wait() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.route(t(0), 1, G1, 0);
+    assert_eq!(f.r.position(c(1)), Some(1));
+    assert_eq!(f.r.next_deadline(), Some(t(30)));
+    f.r.advance(t(29), &mut f.out);
+    assert_eq!(f.holder(1), None);
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2), "work conservation at the step");
+    assert!(f.r.widened_groups(c(1)).is_empty(), "taken from every queue");
+}
+
+#[test]
+fn a_widened_conversation_keeps_its_place_in_line() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Away);
+    f.route(t(0), 1, G1, 0);
+    f.route(t(10), 2, G2, 0);
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.r.widened_groups(c(1)), &[G2]);
+    // Its position is still read in its own group; G2's own line is unchanged.
+    assert_eq!((f.r.position(c(1)), f.r.position(c(2))), (Some(1), Some(1)));
+    assert_eq!(f.r.unaccepted(A2, t(31)), vec![c(1), c(2)], "entered at 0 s, ahead of 10 s");
+    f.status(t(40), A2, AgentStatus::Online);
+    assert_eq!(f.assigned_to(1), Some(A2));
+    assert_eq!(f.r.position(c(2)), Some(1));
+}
+
+#[test]
+fn a_step_already_due_applies_at_once_and_its_agents_may_pick() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Invisible);
+    // Transferred in keeping an entry time 60 s old: past the step already.
+    f.route(t(0), 1, G2, 0);
+    f.r.transfer_to_group(t(60), c(1), G1, true, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.widened_groups(c(1)), &[G2]);
+    f.r.pick(t(61), A2, c(1), &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2));
+}
+
+#[test]
+fn steps_survive_a_snapshot_and_a_named_group_cannot_go() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.route(t(0), 1, G1, 0);
+    assert!(matches!(f.r.remove_group(G2), Err(Error::InvalidArgument(m)) if m.contains("step")));
+    let mut r: Router = rmp_serde::from_slice(&rmp_serde::to_vec(&f.r).unwrap()).unwrap();
+    r.check_invariants().unwrap();
+    let mut out = Vec::new();
+    r.advance(t(30), &mut out);
+    r.check_invariants().unwrap();
+    assert_eq!(r.widened_groups(c(1)), &[G2]);
+    // Changing the steps starts over from the entry time.
+    r.upsert_group(t(31), G1, stepping(60, G2), &mut out);
+    r.check_invariants().unwrap();
+    assert!(r.widened_groups(c(1)).is_empty());
+    assert_eq!(r.next_deadline(), Some(t(60)));
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
     MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
-    ReplySettings, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
+    ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::Placement;
@@ -104,6 +104,8 @@ pub struct GroupRules {
     pub wrap_up: Option<(u64, bool)>,
     /// Priority aging: seconds of waiting per priority level.
     pub aging: Option<u64>,
+    /// A step: after this many seconds, also the agents of the group this many groups on.
+    pub step: Option<(u64, u64)>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -183,6 +185,7 @@ fn build(s: &Setup) -> Engine {
     };
     let mut e = Engine::new(settings).unwrap();
     let t0 = Timestamp(0);
+    let mut stepped = Vec::new();
     for (g, (strategy, offer, last_agent)) in s.groups.iter().enumerate() {
         let policy = GroupPolicy {
             strategy: [
@@ -203,9 +206,28 @@ fn build(s: &Setup) -> Engine {
                 can_end_early,
             }),
             priority_aging: s.rules.get(g).and_then(|r| r.aging).map(Duration::from_secs),
+            steps: s
+                .rules
+                .get(g)
+                .and_then(|r| r.step)
+                .map(|(after, on)| Step {
+                    after: Duration::from_secs(after),
+                    group: GroupId((g as u64 + on.clamp(1, GROUPS - 1)) % GROUPS),
+                })
+                .into_iter()
+                .collect(),
         };
-        e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
-            .unwrap();
+        // A step may name a group created later: every group first, then the steps.
+        let steps = policy.steps.clone();
+        let id = GroupId(g as u64);
+        let plain = GroupPolicy { steps: Vec::new(), ..policy.clone() };
+        e.upsert_group(t0, id, GroupSettings { policy: plain, ..Default::default() }).unwrap();
+        if !steps.is_empty() {
+            stepped.push((id, policy));
+        }
+    }
+    for (id, policy) in stepped {
+        e.upsert_group(t0, id, GroupSettings { policy, ..Default::default() }).unwrap();
     }
     for (a, (capacity, groups)) in s.agents.iter().enumerate() {
         let settings = AgentSettings {
@@ -330,6 +352,30 @@ fn check_fifo(e: &Engine) -> Result<(), String> {
             }
             if a.front() == b.front() && a.priority() < b.priority() {
                 return Err(format!("g{g}: lower priority {a:?} ahead of {b:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Once the clock has run (`advance`), every conversation waiting in its group stands in
+/// the group of each step whose wait has passed since its entry time, and in no other.
+fn check_steps(e: &Engine, now: Timestamp) -> Result<(), String> {
+    for g in 0..GROUPS {
+        let steps =
+            e.group_settings(GroupId(g)).map(|s| s.policy.steps.clone()).unwrap_or_default();
+        for (key, conv) in e.router().queue(GroupId(g), 0) {
+            let due: Vec<GroupId> = steps
+                .iter()
+                .filter(|s| key.entered_at() + s.after <= now)
+                .map(|s| s.group)
+                .collect();
+            if e.router().widened_groups(conv) != due.as_slice() {
+                return Err(format!(
+                    "{conv} of g{g} (entered {:?}) stands in {:?}, its due steps are {due:?}",
+                    key.entered_at(),
+                    e.router().widened_groups(conv)
+                ));
             }
         }
     }
@@ -550,6 +596,9 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             .check_invariants()
             .and_then(|()| check_positions(&e))
             .and_then(|()| check_fifo(&e))
+            .and_then(
+                |()| if matches!(op, Op::Advance { .. }) { check_steps(&e, now) } else { Ok(()) },
+            )
             .and_then(|()| budget.observe(&effects));
         if let Err(why) = checks {
             return Err(format!("after step {step} ({op:?}): {why}"));
