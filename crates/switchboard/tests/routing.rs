@@ -1,6 +1,6 @@
 //! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
 //! (optional and mandatory, its deadline across a crash), priority aging, proficiency and
-//! the best-proficiency strategy. Waits are for
+//! the best-proficiency strategy, steps that widen to another group. Waits are for
 //! conditions, with generous bounds; nothing asserts on time.
 
 mod support;
@@ -348,4 +348,65 @@ async fn best_proficiency_routes_to_the_highest_level_first() {
     let expected: Vec<String> =
         ["bob", "bob", "alice", "alice", "carol"].iter().map(|a| name("agents", a)).collect();
     assert_eq!(holders, expected);
+}
+
+/// Waits (bounded) until the conversation is assigned; returns it.
+async fn assigned(c: &mut Clients, conversation: &str) -> pb::Conversation {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = get(c, conversation).await;
+        if now.state == pb::ConversationState::Assigned as i32 {
+            return now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never assigned: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Item 1: `support` widens to `billing` after 1 s. A customer of support waits (nobody of
+/// support is signed in); once the step is reached bob of billing gets it, even across a
+/// `kill -9` in between (the step is a deadline). Steps name groups by resource name; one
+/// naming the group itself, an unknown group or no wait is refused on its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_widens_to_another_groups_agents_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["bob"]).await;
+    let step = |after: Option<i64>, group: &str| pb::RoutingPolicy {
+        steps: vec![pb::RoutingStep {
+            after: after.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            group: name("groups", group),
+        }],
+        ..Default::default()
+    };
+    for (policy, field, code) in [
+        (step(Some(1), "support"), "policy.steps[0].group", Code::InvalidArgument),
+        (step(Some(1), "nowhere"), "policy.steps[0].group", Code::NotFound),
+        (step(None, "billing"), "policy.steps[0].after", Code::InvalidArgument),
+    ] {
+        let s = set_policy(&mut c, "support", policy, &["policy.steps"]).await.expect_err(field);
+        assert_eq!(s.code(), code, "{s:?}");
+        assert!(s.message().contains(field), "{field}: {}", s.message());
+    }
+    let g = set_policy(&mut c, "support", step(Some(1), "billing"), &["policy.steps"])
+        .await
+        .expect("a step");
+    let steps = g.policy.expect("policy").steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].group, name("groups", "billing"));
+
+    let c1 = support::desk::write(&mut c, T, "carol", "support").await;
+    assert_eq!(c1.state, pb::ConversationState::Queued as i32, "before the step: {c1:?}");
+    assert_eq!(c1.position, 1);
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let c1 = assigned(&mut c, &c1.name).await;
+    assert_eq!(
+        (c1.agent.as_str(), c1.group.as_str()),
+        (name("agents", "bob").as_str(), name("groups", "support").as_str())
+    );
 }

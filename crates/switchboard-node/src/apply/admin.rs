@@ -165,6 +165,8 @@ const POLICY_FIELDS: &[&str] = &[
     "wrap_up",
     "wrap_up_can_end_early",
     "priority_aging",
+    // Not in the merge list below: steps name groups, resolved by `routing_steps`.
+    "steps",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -207,7 +209,7 @@ pub(super) fn put_group(
                 None => settings::routing_policy("policy", None)?,
             };
             let mut merged = settings::routing_policy_to_pb(&base);
-            let new = r.policy.unwrap_or_default();
+            let new = r.policy.clone().unwrap_or_default();
             merge_fields!(
                 mask,
                 "policy.",
@@ -227,6 +229,13 @@ pub(super) fn put_group(
             );
             settings::routing_policy("policy", Some(&merged))?
         }
+    };
+    let mut policy = policy;
+    policy.steps = if mask.covers("policy.steps") {
+        let steps = r.policy.as_ref().map_or(&[][..], |p| &p.steps[..]);
+        routing_steps(state, steps)?
+    } else {
+        current.map(|c| c.policy.steps.clone()).unwrap_or_default()
     };
     let replies =
         updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
@@ -343,6 +352,43 @@ pub(super) fn put_agent(
     state.agent_extra.entry(a).or_default().supervisor = m.supervisor;
     emit(state, now, effects, out);
     Ok(response::Result::Agent(resources::agent(state, a)))
+}
+
+/// A group's steps, each naming another group of the tenant by resource name.
+fn routing_steps(
+    state: &TenantState,
+    steps: &[pb::RoutingStep],
+) -> Result<Vec<switchboard_core::config::Step>> {
+    let max = switchboard_core::config::MAX_STEPS;
+    if steps.len() > max {
+        return Err(Error::field(
+            "policy.steps",
+            format!("at most {max} steps, got {}", steps.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        let field = format!("policy.steps[{i}].group");
+        let (t, id) = crate::names::child(&field, &s.group, "groups")?;
+        if t != state.id {
+            return Err(Error::field(
+                &field,
+                format!("{:?} is not in tenant {}", s.group, state.id),
+            ));
+        }
+        let group = state.group(&field, &id)?;
+        let after = match &s.after {
+            Some(d) => crate::convert::from_duration(&format!("policy.steps[{i}].after"), d)?,
+            None => {
+                return Err(Error::field(
+                    &format!("policy.steps[{i}].after"),
+                    "give the wait after which the step applies",
+                ));
+            }
+        };
+        out.push(switchboard_core::config::Step { after, group });
+    }
+    Ok(out)
 }
 
 /// An agent's proficiency levels, each in one of its `groups` (by resource name), 1 to 5.

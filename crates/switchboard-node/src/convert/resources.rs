@@ -37,7 +37,19 @@ pub fn group(state: &TenantState, g: GroupId) -> pb::Group {
     pb::Group {
         name: state.group_name(g),
         display_name: state.group_names.get(&g).cloned().unwrap_or_default(),
-        policy: settings.map(|s| routing_policy_to_pb(&s.policy)),
+        policy: settings.map(|s| {
+            let mut p = routing_policy_to_pb(&s.policy);
+            p.steps = s
+                .policy
+                .steps
+                .iter()
+                .map(|step| pb::RoutingStep {
+                    after: Some(super::duration(step.after)),
+                    group: state.group_name(step.group),
+                })
+                .collect();
+            p
+        }),
         replies: settings.map(|s| reply_settings_to_pb(&s.replies)),
         waiting: router.queue_len(g) as u64,
         members,

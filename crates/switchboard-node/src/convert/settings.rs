@@ -413,6 +413,8 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         last_agent_timeout,
         wrap_up,
         priority_aging,
+        // Steps name groups: the apply layer resolves them with the tenant's names.
+        steps: Vec::new(),
     })
 }
 
@@ -437,6 +439,8 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         wrap_up: p.wrap_up.map(|w| duration(w.duration)),
         wrap_up_can_end_early: p.wrap_up.is_some_and(|w| w.can_end_early),
         priority_aging: p.priority_aging.map(duration),
+        // Filled with group names by `resources::group`.
+        steps: Vec::new(),
     }
 }
 
