@@ -286,7 +286,16 @@ pub fn run_with_progress(
     }
     // Ended conversations leave the engine at once (`take_ended`): retention never runs.
     let mut engine = Engine::new(center.tenant.clone())?;
+    // A step may name a later group: every group first, then their steps.
     for (g, settings) in center.groups.iter().enumerate() {
+        let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
+        let mut plain = settings.clone();
+        plain.policy.steps.clear();
+        engine.upsert_group(Timestamp::ZERO, group_id(g), plain)?;
+    }
+    for (g, settings) in
+        center.groups.iter().enumerate().filter(|(_, s)| !s.policy.steps.is_empty())
+    {
         let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
         engine.upsert_group(Timestamp::ZERO, group_id(g), settings.clone())?;
     }

@@ -106,6 +106,14 @@ pub struct DayArgs {
     /// How the group chooses among free agents.
     #[arg(long, value_enum, default_value_t = DayStrategy::LeastOccupied)]
     pub strategy: DayStrategy,
+    /// Helpers: this many agents of a second group with no traffic of its own (issue 14
+    /// steps); they take the main group's contacts only past `--step-after`.
+    #[arg(long, default_value_t = 0)]
+    pub helpers: u32,
+    /// Seconds of waiting after which the main group's step lets the helpers take a
+    /// contact; 0: no step (the helpers stay idle: the same staff, without overflow).
+    #[arg(long, default_value_t = 0)]
+    pub step_after: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -317,12 +325,15 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
         } else {
             Vec::new()
         },
+        helpers: a.helpers,
+        step_after: (a.step_after > 0).then(|| std::time::Duration::from_secs(a.step_after)),
     };
     anyhow::ensure!((0.0..=1.0).contains(&a.high_share), "--high-share: give a share from 0 to 1");
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
-    let f = run.stats.figures(None);
+    // The main group's contacts (the helpers' group has no traffic of its own).
+    let f = run.stats.figures(Some(0));
     // With a wrap-up, the models get the slot time (handle + wrap-up): a reference only, as
     // the wrap-up is fixed rather than exponential.
     let slot = a.aht + a.wrap_up as f64;
@@ -353,6 +364,16 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     if a.high_share > 0.0 {
         print_figures("prio 1", &by_priority[1]);
         print_figures("prio 0", &by_priority[0]);
+    }
+    if a.helpers > 0 {
+        let n = a.agents as usize;
+        println!(
+            "  helpers: {} agents, step after {} s: their occupancy {:.3}; the main group's {:.3}",
+            a.helpers,
+            a.step_after,
+            report::slot_occupancy(&run, |x| x >= n),
+            report::slot_occupancy(&run, |x| x < n),
+        );
     }
     if a.levels {
         let by_level: Vec<String> = (1..=5usize)
@@ -530,6 +551,8 @@ mod tests {
             priority_aging: 0,
             levels: false,
             strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
         };
         let (f, _) = day(&args).unwrap();
         sane(&f);
@@ -554,6 +577,8 @@ mod tests {
             priority_aging: 0,
             levels: false,
             strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
         };
         let (without, _) = day(&args(0)).unwrap();
         let (with, _) = day(&args(30)).unwrap();
@@ -581,6 +606,8 @@ mod tests {
             priority_aging,
             levels: false,
             strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
         };
         let (_, [low, high]) = day(&args(0)).unwrap();
         let (_, [aged_low, aged_high]) = day(&args(10)).unwrap();
@@ -607,11 +634,41 @@ mod tests {
             priority_aging: 0,
             levels: true,
             strategy,
+            helpers: 0,
+            step_after: 0,
         };
         let (spread, _) = day(&args(DayStrategy::LeastOccupied)).unwrap();
         let (best, _) = day(&args(DayStrategy::BestProficiency)).unwrap();
         sane(&best);
         assert!(best.mean_wait.value < spread.mean_wait.value, "{best:?} vs {spread:?}");
+    }
+
+    /// Issue 14 item 1: the same staff, with a second team that helps only past a 15 s
+    /// step, answers more contacts within the target than without the step.
+    #[test]
+    fn a_step_to_helpers_raises_service_level_in_the_day_scenario() {
+        let args = |step_after| DayArgs {
+            agents: 40,
+            load: 39.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 11,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 5,
+            step_after,
+        };
+        let (without, _) = day(&args(0)).unwrap();
+        let (with, _) = day(&args(15)).unwrap();
+        sane(&with);
+        assert!(with.service_level.value > without.service_level.value, "{with:?} vs {without:?}");
+        assert!(with.abandoned < without.abandoned, "{with:?} vs {without:?}");
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct Single {
     /// (handle time factor; empty: 1.0).
     pub levels: Vec<u8>,
     pub pace: Vec<f64>,
+    /// Helpers: this many more agents in a second group (number 1) with no traffic of its
+    /// own, and the wait after which the first group's step lets them take its contacts
+    /// (`None`: no step, they stay idle).
+    pub helpers: u32,
+    pub step_after: Option<std::time::Duration>,
 }
 
 impl Single {
@@ -97,15 +102,23 @@ impl Single {
     }
 
     pub fn run(&self) -> anyhow::Result<Run> {
-        let agents = vec![vec![0]; self.agents as usize];
-        let mut center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
+        let mut agents = vec![vec![0]; self.agents as usize];
+        agents.extend(vec![vec![1]; self.helpers as usize]);
+        let groups = if self.helpers > 0 { 2 } else { 1 };
+        let mut center =
+            Center::uniform(groups, &agents, self.window(), self.target_ms, self.batches);
         center.groups[0].policy = self.policy.clone();
+        if let Some(after) = self.step_after {
+            center.groups[0].policy.steps =
+                vec![switchboard_core::config::Step { after, group: driver::group_id(1) }];
+        }
         for (a, level) in center.agents.iter_mut().zip(&self.levels) {
             a.proficiency.insert(driver::group_id(0), *level);
         }
         center.pace = self.pace.clone();
-        let online: Vec<driver::Shift> =
-            (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
+        let online: Vec<driver::Shift> = (0..self.agents + self.helpers)
+            .map(|agent| driver::Shift { at: 0, agent, online: true })
+            .collect();
         let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length)
             .with_high_share(self.high_share);
         Ok(driver::run(&center, arrivals, &online)?)
@@ -150,6 +163,8 @@ pub fn compare(
         high_share: 0.0,
         levels: Vec::new(),
         pace: Vec::new(),
+        helpers: 0,
+        step_after: None,
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -244,6 +259,8 @@ mod tests {
             high_share: 0.0,
             levels: Vec::new(),
             pace: Vec::new(),
+            helpers: 0,
+            step_after: None,
         };
         s.run().unwrap()
     }
