@@ -838,7 +838,11 @@ impl Router {
         let placements =
             self.placements.capacity() * (std::mem::size_of::<(ConversationId, Placement)>() + 1);
         placements
-            + self.groups.values().map(|g| g.queue.heap_bytes()).sum::<usize>()
+            + self
+                .groups
+                .values()
+                .map(|g| g.queue.heap_bytes() + g.overflow.heap_bytes())
+                .sum::<usize>()
             + self.agents.values().map(|a| a.pinned.heap_bytes()).sum::<usize>()
     }
 
