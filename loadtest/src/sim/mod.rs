@@ -535,6 +535,27 @@ mod tests {
         }
     }
 
+    /// A day's arguments with every issue-14 rule off (the shape tests start from).
+    fn quiet_day() -> DayArgs {
+        DayArgs {
+            agents: 100,
+            load: 85.0,
+            aht: 180.0,
+            patience: 0.0,
+            hours: 2.0,
+            target: 20.0,
+            batches: 4,
+            seed: 1,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
+        }
+    }
+
     #[test]
     fn day_scenario_completes() {
         let args = DayArgs {
@@ -546,13 +567,7 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 5,
-            wrap_up: 0,
-            high_share: 0.0,
-            priority_aging: 0,
-            levels: false,
-            strategy: DayStrategy::LeastOccupied,
-            helpers: 0,
-            step_after: 0,
+            ..quiet_day()
         };
         let (f, _) = day(&args).unwrap();
         sane(&f);
@@ -573,12 +588,7 @@ mod tests {
             batches: 4,
             seed: 5,
             wrap_up,
-            high_share: 0.0,
-            priority_aging: 0,
-            levels: false,
-            strategy: DayStrategy::LeastOccupied,
-            helpers: 0,
-            step_after: 0,
+            ..quiet_day()
         };
         let (without, _) = day(&args(0)).unwrap();
         let (with, _) = day(&args(30)).unwrap();
@@ -601,13 +611,9 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 3,
-            wrap_up: 0,
             high_share: 0.5,
             priority_aging,
-            levels: false,
-            strategy: DayStrategy::LeastOccupied,
-            helpers: 0,
-            step_after: 0,
+            ..quiet_day()
         };
         let (_, [low, high]) = day(&args(0)).unwrap();
         let (_, [aged_low, aged_high]) = day(&args(10)).unwrap();
@@ -629,13 +635,9 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 7,
-            wrap_up: 0,
-            high_share: 0.0,
-            priority_aging: 0,
             levels: true,
             strategy,
-            helpers: 0,
-            step_after: 0,
+            ..quiet_day()
         };
         let (spread, _) = day(&args(DayStrategy::LeastOccupied)).unwrap();
         let (best, _) = day(&args(DayStrategy::BestProficiency)).unwrap();
@@ -656,13 +658,9 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 11,
-            wrap_up: 0,
-            high_share: 0.0,
-            priority_aging: 0,
-            levels: false,
-            strategy: DayStrategy::LeastOccupied,
             helpers: 5,
             step_after,
+            ..quiet_day()
         };
         let (without, _) = day(&args(0)).unwrap();
         let (with, _) = day(&args(15)).unwrap();

@@ -64,7 +64,7 @@ impl Iterator for Poisson {
 }
 
 /// One single-skill FIFO center of `n` agents under Poisson load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Single {
     pub agents: u32,
     /// Arrivals per second.
@@ -159,12 +159,7 @@ pub fn compare(
         target_ms: (target * 1000.0) as u64,
         batches,
         seed: Rng::stream(seed, u64::from(n)).next_u64(),
-        policy: GroupPolicy::default(),
-        high_share: 0.0,
-        levels: Vec::new(),
-        pace: Vec::new(),
-        helpers: 0,
-        step_after: None,
+        ..Single::default()
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -255,12 +250,7 @@ mod tests {
             target_ms: 20_000,
             batches: 4,
             seed: 9,
-            policy: GroupPolicy::default(),
-            high_share: 0.0,
-            levels: Vec::new(),
-            pace: Vec::new(),
-            helpers: 0,
-            step_after: None,
+            ..Single::default()
         };
         s.run().unwrap()
     }
