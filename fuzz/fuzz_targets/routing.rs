@@ -1,6 +1,7 @@
 //! The routing core under random event sequences: the input chooses a tenant setup and up to
 //! 250 operations (arrivals, messages, status changes, offers, accepts, declines, picks,
-//! transfers, ends, batch operations, capacity changes, clock advances); every invariant the
+//! transfers, ends, batch operations, capacity changes, clock advances, wrap-up ends,
+//! aging steps); every invariant the
 //! property tests check is checked after every step, and a snapshot must restore an engine
 //! that behaves the same.
 
@@ -12,12 +13,12 @@ mod model;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use model::{AGENTS, CUSTOMERS, GROUPS, Op, Setup};
+use model::{AGENTS, CUSTOMERS, GROUPS, GroupRules, Op, Setup};
 
 fn setup(u: &mut Unstructured) -> Result<Setup> {
     let mut groups = Vec::new();
     for _ in 0..GROUPS {
-        groups.push((u.int_in_range(0..=2usize)?, u.int_in_range(0..=2usize)?, u.arbitrary()?));
+        groups.push((u.int_in_range(0..=3usize)?, u.int_in_range(0..=2usize)?, u.arbitrary()?));
     }
     let mut agents = Vec::new();
     for _ in 0..AGENTS {
@@ -33,6 +34,25 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         let dedicated = if u.ratio(3, 10)? { Some(u.int_in_range(0..=AGENTS - 1)?) } else { None };
         customers.push((u.int_in_range(0..=2u8)?, dedicated));
     }
+    let mut rules = Vec::new();
+    for _ in 0..GROUPS {
+        let wrap_up = if u.arbitrary()? {
+            Some((u.int_in_range(1..=299u64)?, u.arbitrary()?))
+        } else {
+            None
+        };
+        let aging = if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None };
+        let step = if u.arbitrary()? {
+            Some((u.int_in_range(0..=599u64)?, u.int_in_range(1..=GROUPS - 1)?))
+        } else {
+            None
+        };
+        rules.push(GroupRules { wrap_up, aging, step });
+    }
+    let mut levels = Vec::new();
+    for _ in 0..AGENTS {
+        levels.push(u.int_in_range(0..=5u8)?);
+    }
     Ok(Setup {
         transfer_to_human: u.arbitrary()?,
         groups,
@@ -41,6 +61,8 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         reserve: u.int_in_range(0..=2)?,
         grace: if u.arbitrary()? { 60 } else { 0 },
         misses: u.int_in_range(0..=2)?,
+        rules,
+        levels,
     })
 }
 
@@ -48,7 +70,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
     let customer = |u: &mut Unstructured| u.int_in_range(0..=CUSTOMERS - 1);
     let agent = |u: &mut Unstructured| u.int_in_range(0..=AGENTS - 1);
     let group = |u: &mut Unstructured| u.int_in_range(0..=GROUPS - 1);
-    Ok(match u.int_in_range(0..=14u8)? {
+    Ok(match u.int_in_range(0..=16u8)? {
         0 => Op::Message {
             customer: customer(u)?,
             channel: u.int_in_range(0..=5)?,
@@ -80,6 +102,14 @@ fn op(u: &mut Unstructured) -> Result<Op> {
         11 => Op::Hosting { on: u.arbitrary()? },
         12 => Op::Capacity { agent: agent(u)?, capacity: u.int_in_range(1..=3)? },
         13 => Op::ChannelClosed { pick: u.arbitrary()? },
+        14 => Op::EndWrapUp {
+            agent: agent(u)?,
+            pick: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
+        },
+        15 => Op::Aging {
+            group: group(u)?,
+            step: if u.arbitrary()? { Some(u.int_in_range(1..=600u64)?) } else { None },
+        },
         _ => Op::Advance {
             secs: match u.int_in_range(0..=2u8)? {
                 0 => u.int_in_range(0..=29)?,

@@ -270,6 +270,7 @@ impl Session {
                     supervisor: false,
                     request_id: self.rid(),
                     update_mask: None,
+                    proficiencies: Vec::new(),
                 })
                 .await
                 .context("put agent")?;

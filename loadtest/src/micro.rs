@@ -98,6 +98,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
                 supervisor: false,
                 request_id: rid("agent", u64::from(a)),
                 update_mask: None,
+                proficiencies: Vec::new(),
             })
             .await?;
         let mut agent = AgentServiceClient::new(channels[a as usize % channels.len()].clone());

@@ -128,6 +128,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
             supervisor: false,
             request_id: rid("agent"),
             update_mask: None,
+            proficiencies: Vec::new(),
         };
         call!(c, admin.put_agent, put).expect("put agent");
         let online = pb::SetStatusRequest {

@@ -181,7 +181,9 @@ impl RouterLoad {
         router.upsert_group(now, GROUP, policy(), &mut out);
         for a in 0..AGENTS {
             let id = AgentId(a);
-            router.upsert_agent(now, id, CAPACITY, vec![GROUP], &mut out).expect("valid agent");
+            router
+                .upsert_agent(now, id, CAPACITY, vec![GROUP], Default::default(), &mut out)
+                .expect("valid agent");
             router
                 .set_status(now, id, AgentStatus::Online, StatusCause::Agent, &mut out)
                 .expect("agent exists");
@@ -505,7 +507,9 @@ fn idle_team_ns(agents: u64, strategy: Strategy) -> f64 {
     let t0 = Timestamp(START_MS);
     router.upsert_group(t0, GROUP, GroupPolicy { strategy, ..policy() }, &mut out);
     for a in 0..agents {
-        router.upsert_agent(t0, AgentId(a), CAPACITY, vec![GROUP], &mut out).unwrap();
+        router
+            .upsert_agent(t0, AgentId(a), CAPACITY, vec![GROUP], Default::default(), &mut out)
+            .unwrap();
         router
             .set_status(t0, AgentId(a), AgentStatus::Online, StatusCause::Agent, &mut out)
             .unwrap();

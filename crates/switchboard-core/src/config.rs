@@ -114,6 +114,8 @@ pub enum Strategy {
     LongestIdle,
     /// Next agent after the last one chosen, in id order.
     RoundRobin,
+    /// Highest proficiency level in the group first (issue 14), then as least occupied.
+    BestProficiency,
 }
 
 /// How a conversation reaches the chosen agent.
@@ -152,6 +154,49 @@ pub struct GroupPolicy {
     /// them while they are online but full. `None` turns the preference off.
     #[serde(with = "opt_duration_ms")]
     pub last_agent_timeout: Option<Duration>,
+    /// After-conversation work: when an agent's conversation of this group ends, its slot
+    /// stays taken this long (or, when allowed, until the agent ends it). `None`: no wrap-up.
+    pub wrap_up: Option<WrapUp>,
+    /// Priority aging: every this long of waiting raises a conversation's effective priority
+    /// by one (continuously), so low priority is never starved. `None`: no aging. 1 s to 24 h.
+    #[serde(with = "opt_duration_ms")]
+    pub priority_aging: Option<Duration>,
+    /// Criteria that widen over time (issue 14 item 1): after each step's wait, counted from
+    /// the conversation's entry time, it may also go to that step's group's agents, keeping
+    /// its place in line. In order of `after`; at most [`MAX_STEPS`].
+    pub steps: Vec<Step>,
+}
+
+/// Most steps one group's policy may have.
+pub const MAX_STEPS: usize = 5;
+
+/// One step of a group's routing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Wait from the conversation's entry time after which the step applies.
+    #[serde(with = "duration_ms")]
+    pub after: Duration,
+    /// The group whose agents may then take it too (never the group itself).
+    pub group: GroupId,
+}
+
+/// A group's wrap-up (after-conversation work) rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WrapUp {
+    /// How long the slot stays taken after the conversation ends; more than zero.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// Optional wrap-up: the agent may end it early with an explicit call. Otherwise it is
+    /// mandatory and lasts the full `duration`.
+    pub can_end_early: bool,
+}
+
+impl Default for WrapUp {
+    fn default() -> Self {
+        WrapUp { duration: secs(30), can_end_early: true }
+    }
 }
 
 impl Default for GroupPolicy {
@@ -161,6 +206,9 @@ impl Default for GroupPolicy {
             offer: OfferMode::default(),
             dedicated_timeout: mins(5),
             last_agent_timeout: Some(secs(60)),
+            wrap_up: None,
+            priority_aging: None,
+            steps: Vec::new(),
         }
     }
 }
@@ -181,7 +229,14 @@ pub struct AgentSettings {
     pub capacity: u32,
     pub groups: Vec<GroupId>,
     pub replies: ReplySettings,
+    /// Proficiency level per group, [`MIN_PROFICIENCY`] to [`MAX_PROFICIENCY`]; a group left
+    /// out is the lowest level. Read by the best-proficiency strategy.
+    pub proficiency: BTreeMap<GroupId, u8>,
 }
+
+/// Proficiency levels (issue 14): 1 (lowest, and the level of an agent not rated) to 5.
+pub const MIN_PROFICIENCY: u8 = 1;
+pub const MAX_PROFICIENCY: u8 = 5;
 
 impl Default for AgentSettings {
     fn default() -> Self {
@@ -190,6 +245,7 @@ impl Default for AgentSettings {
             capacity: 5,
             groups: Vec::new(),
             replies: ReplySettings::default(),
+            proficiency: BTreeMap::new(),
         }
     }
 }
@@ -384,6 +440,31 @@ impl GroupSettings {
         if let OfferMode::Offer { timeout } = self.policy.offer {
             check_positive("policy.offer.timeout", timeout)?;
         }
+        if let Some(w) = self.policy.wrap_up {
+            check_positive("policy.wrap_up.duration", w.duration)?;
+        }
+        if self.policy.steps.len() > MAX_STEPS {
+            return Err(Error::InvalidArgument(format!(
+                "policy.steps: at most {MAX_STEPS} steps, got {}",
+                self.policy.steps.len()
+            )));
+        }
+        for (i, w) in self.policy.steps.windows(2).enumerate() {
+            if w[1].after < w[0].after {
+                return Err(Error::InvalidArgument(format!(
+                    "policy.steps[{}].after: steps go in order of their wait; it is shorter than step {i}'s",
+                    i + 1
+                )));
+            }
+        }
+        if let Some(step) = self.policy.priority_aging
+            && !(secs(1)..=hours(24)).contains(&step)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "policy.priority_aging: one priority level per 1 s to 24 h of waiting, got {} ms",
+                step.as_millis()
+            )));
+        }
         self.replies.validate()
     }
 }
@@ -395,6 +476,18 @@ impl AgentSettings {
                 "capacity: must be between 1 and {MAX_CAPACITY}, got {}; set a busy status to stop new work",
                 self.capacity
             )));
+        }
+        for (g, level) in &self.proficiency {
+            if !self.groups.contains(g) {
+                return Err(Error::InvalidArgument(format!(
+                    "proficiency: the agent is not in group {g}; add the group or drop its level"
+                )));
+            }
+            if !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(level) {
+                return Err(Error::InvalidArgument(format!(
+                    "proficiency: level {level} in group {g} is outside {MIN_PROFICIENCY} to {MAX_PROFICIENCY}"
+                )));
+            }
         }
         self.replies.validate()
     }
@@ -552,6 +645,61 @@ mod tests {
     fn empty_texts_are_refused() {
         let r = ReplySettings { manual_end: Some(vec![" ".into()]), ..Default::default() };
         assert!(r.validate().unwrap_err().to_string().contains("manual_end[0]"));
+    }
+
+    #[test]
+    fn a_zero_wrap_up_is_refused() {
+        let mut g = GroupSettings::default();
+        g.policy.wrap_up = Some(WrapUp { duration: Duration::ZERO, can_end_early: true });
+        let err = g.validate().unwrap_err();
+        assert!(err.to_string().starts_with("policy.wrap_up.duration"), "{err}");
+    }
+
+    #[test]
+    fn an_aging_step_outside_1s_to_24h_is_refused() {
+        let mut g = GroupSettings::default();
+        for (step, ok) in
+            [(0, false), (999, false), (1000, true), (86_400_000, true), (86_400_001, false)]
+        {
+            g.policy.priority_aging = Some(Duration::from_millis(step));
+            assert_eq!(g.validate().is_ok(), ok, "{step} ms");
+        }
+    }
+
+    #[test]
+    fn proficiency_levels_are_1_to_5_in_the_agents_groups() {
+        let mut a = AgentSettings { groups: vec![GroupId(1)], ..Default::default() };
+        a.proficiency.insert(GroupId(1), 5);
+        a.validate().unwrap();
+        a.proficiency.insert(GroupId(1), 6);
+        assert!(a.validate().unwrap_err().to_string().contains("level 6 in group g1"));
+        a.proficiency.insert(GroupId(1), 0);
+        assert!(a.validate().is_err());
+        a.proficiency = [(GroupId(2), 3)].into();
+        assert!(a.validate().unwrap_err().to_string().contains("not in group g2"));
+    }
+
+    #[test]
+    fn a_policy_written_before_wrap_up_still_loads() {
+        #[derive(Serialize)]
+        struct Before {
+            strategy: Strategy,
+            offer: OfferMode,
+            dedicated_timeout: u64,
+            last_agent_timeout: Option<u64>,
+        }
+        let before = Before {
+            strategy: Strategy::LongestIdle,
+            offer: OfferMode::Pull,
+            dedicated_timeout: 1000,
+            last_agent_timeout: None,
+        };
+        let bytes = rmp_serde::to_vec(&before).unwrap();
+        let now: GroupPolicy = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(now.strategy, Strategy::LongestIdle);
+        assert_eq!(now.wrap_up, None);
+        assert_eq!(now.priority_aging, None);
+        assert!(now.steps.is_empty());
     }
 
     #[test]

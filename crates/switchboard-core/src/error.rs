@@ -53,6 +53,12 @@ pub enum Error {
     GroupInUse(GroupId),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    #[error("agent {agent} has no wrap-up{} to end", conversation.map(|c| format!(" of conversation {c}")).unwrap_or_default())]
+    NotWrappingUp { agent: AgentId, conversation: Option<ConversationId> },
+    #[error(
+        "agent {agent}'s wrap-up is mandatory in its group; it ends by itself at {until} ms since the epoch"
+    )]
+    WrapUpMandatory { agent: AgentId, until: crate::time::Timestamp },
 }
 
 /// The kind of an error, mapped once onto a transport status by the API layer.
@@ -82,7 +88,9 @@ impl Error {
             | Error::CannotForceOnline(_)
             | Error::OutsideReplyWindow { .. }
             | Error::TagRequired(_)
-            | Error::GroupInUse(_) => Code::FailedPrecondition,
+            | Error::GroupInUse(_)
+            | Error::NotWrappingUp { .. }
+            | Error::WrapUpMandatory { .. } => Code::FailedPrecondition,
             Error::AgentFull { .. } | Error::BudgetExhausted { .. } => Code::ResourceExhausted,
             Error::AlreadyExists(_) => Code::AlreadyExists,
         }

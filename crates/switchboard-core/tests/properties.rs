@@ -4,14 +4,17 @@
 //!
 //! - no agent holds more than its capacity;
 //! - every conversation is in exactly one place (a queue, an offer, an agent, or ended);
-//! - each queue is FIFO within a priority;
+//! - each queue is FIFO within a priority (under priority aging, within the effective order);
 //! - every reported position is the exact rank;
 //! - no eligible agent is idle while its group has a waiting conversation;
+//! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
+//! - a waiting conversation stands in exactly the groups of the steps its wait has reached,
+//!   and no agent of those groups that could take it stays idle;
 //! - the service side never exceeds a channel's budget.
 
 mod model;
 
-use model::{AGENTS, CUSTOMERS, GROUPS, Op, Setup, run};
+use model::{AGENTS, CUSTOMERS, GROUPS, GroupRules, Op, Setup, run};
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,7 +36,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, by_agent)| Op::End { pick, by_agent }),
         1 => proptest::collection::vec(any::<usize>(), 0..4).prop_map(|picks| Op::EndBatch { picks }),
         1 => any::<bool>().prop_map(|on| Op::Hosting { on }),
-        1 => (agent, 1..4u32).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
+        1 => (agent.clone(), 1..4u32).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
+        2 => (agent, proptest::option::of(any::<usize>())).prop_map(|(agent, pick)| Op::EndWrapUp { agent, pick }),
+        1 => (0..GROUPS, proptest::option::of(1..120u64)).prop_map(|(group, step)| Op::Aging { group, step }),
         1 => any::<usize>().prop_map(|pick| Op::ChannelClosed { pick }),
         5 => prop_oneof![0..30u64, 30..400u64, Just(3 * 86_400)].prop_map(|secs| Op::Advance { secs }),
     ]
@@ -42,7 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn setup() -> impl Strategy<Value = Setup> {
     (
         any::<bool>(),
-        proptest::collection::vec((0..3usize, 0..3usize, any::<bool>()), GROUPS as usize),
+        proptest::collection::vec((0..4usize, 0..3usize, any::<bool>()), GROUPS as usize),
         proptest::collection::vec(
             (1..4u32, proptest::collection::vec(0..GROUPS, 1..3)),
             AGENTS as usize,
@@ -54,10 +59,44 @@ fn setup() -> impl Strategy<Value = Setup> {
         0..3u32,
         prop_oneof![Just(0u64), Just(60)],
         0..3u32,
+        proptest::collection::vec(group_rules(), GROUPS as usize),
+        proptest::collection::vec(0..6u8, AGENTS as usize),
     )
-        .prop_map(|(transfer_to_human, groups, agents, customers, reserve, grace, misses)| {
-            Setup { transfer_to_human, groups, agents, customers, reserve, grace, misses }
-        })
+        .prop_map(
+            |(
+                transfer_to_human,
+                groups,
+                agents,
+                customers,
+                reserve,
+                grace,
+                misses,
+                rules,
+                levels,
+            )| {
+                Setup {
+                    transfer_to_human,
+                    groups,
+                    agents,
+                    customers,
+                    reserve,
+                    grace,
+                    misses,
+                    rules,
+                    levels,
+                }
+            },
+        )
+}
+
+/// Issue 14's group rules, each on in about half the groups.
+fn group_rules() -> impl Strategy<Value = GroupRules> {
+    (
+        proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>())),
+        proptest::option::of(prop_oneof![1..10u64, 10..600u64]),
+        proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
+    )
+        .prop_map(|(wrap_up, aging, step)| GroupRules { wrap_up, aging, step })
 }
 
 proptest! {

@@ -77,6 +77,8 @@ impl Error {
                 switchboard_core::Error::BudgetExhausted { .. } => "REPLY_BUDGET_EXHAUSTED",
                 switchboard_core::Error::GroupInUse(_) => "GROUP_IN_USE",
                 switchboard_core::Error::AlreadyExists(_) => "ALREADY_EXISTS",
+                switchboard_core::Error::NotWrappingUp { .. } => "NOT_WRAPPING_UP",
+                switchboard_core::Error::WrapUpMandatory { .. } => "WRAP_UP_MANDATORY",
             },
             Error::Field { .. } => "INVALID_FIELD",
             Error::NotFound(_) => "NOT_FOUND",

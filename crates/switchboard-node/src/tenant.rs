@@ -656,6 +656,7 @@ pub fn op_kind(cmd: &Command) -> &'static str {
         Some(Op::UpdateCustomerProfile(_)) => "update_customer_profile",
         Some(Op::PutPersonalQuickReplies(_)) => "put_personal_quick_replies",
         Some(Op::UpdateAgentReplies(_)) => "update_agent_replies",
+        Some(Op::EndWrapUp(_)) => "end_wrap_up",
         Some(Op::Whisper(_)) => "whisper",
         Some(Op::SupervisorSetStatus(_)) => "supervisor_set_status",
         Some(Op::ReassignBatch(_)) => "reassign_batch",

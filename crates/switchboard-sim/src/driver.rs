@@ -65,6 +65,9 @@ pub struct Center {
     pub target_ms: u64,
     /// Batches of the window, for the batch-means standard errors.
     pub batches: u32,
+    /// Per agent (by number), how long it takes over a contact relative to the contact's
+    /// handle time (e.g. 0.8 for an expert); agents beyond the list take 1.0.
+    pub pace: Vec<f64>,
 }
 
 impl Center {
@@ -88,7 +91,15 @@ impl Center {
                 ..AgentSettings::default()
             })
             .collect();
-        Center { tenant: TenantSettings::default(), groups, agents, window, target_ms, batches }
+        Center {
+            tenant: TenantSettings::default(),
+            groups,
+            agents,
+            window,
+            target_ms,
+            batches,
+            pace: Vec::new(),
+        }
     }
 }
 
@@ -107,6 +118,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy)]
 struct Track {
     group: u32,
+    priority: u8,
     queued_at: Option<u64>,
     assigned_at: Option<u64>,
     outcome: Outcome,
@@ -115,8 +127,9 @@ struct Track {
 }
 
 impl Track {
-    /// Counts the contact in `stats` (if it reached the queue).
-    fn settle(&self, stats: &mut Stats) {
+    /// Counts the contact in `stats` and, by its priority, in `by_priority` (if it reached
+    /// the queue).
+    fn settle(&self, stats: &mut Stats, by_priority: &mut Stats) {
         if self.outcome == Outcome::LeftInBot {
             stats.add_left_in_bot(self.group);
         }
@@ -127,6 +140,7 @@ impl Track {
             (None, _) => Fate::Unserved,
         };
         stats.add(self.group, queued, fate);
+        by_priority.add(u32::from(self.priority), queued, fate);
     }
 }
 
@@ -178,6 +192,9 @@ pub struct Slots {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub stats: Stats,
+    /// The same figures by the arrivals' priority (0-255) instead of their group, all
+    /// groups together: what priority aging changes.
+    pub by_priority: Stats,
     /// Contacts that arrived.
     pub arrived: u64,
     pub peak: Retained,
@@ -196,6 +213,9 @@ enum Ev {
     LeaveBot(u64),
     Abandon(u64),
     EndService(u64, u32),
+    /// The agent's wrap-up after a conversation ends (the core frees the slot by its own
+    /// deadline at the same instant; this only keeps the slot-time bookkeeping).
+    WrapUpEnd(u32),
 }
 
 struct Sim {
@@ -205,12 +225,14 @@ struct Sim {
     arrived: u64,
     open: HashMap<u64, Track>,
     stats: Stats,
+    by_priority: Stats,
     peak: Retained,
     agents: Vec<AgentTime>,
     window: (u64, u64),
     busy_ms: u64,
     available_ms: u64,
     calls: u64,
+    pace: Vec<f64>,
 }
 
 fn conv_id(i: u64) -> ConversationId {
@@ -264,7 +286,16 @@ pub fn run_with_progress(
     }
     // Ended conversations leave the engine at once (`take_ended`): retention never runs.
     let mut engine = Engine::new(center.tenant.clone())?;
+    // A step may name a later group: every group first, then their steps.
     for (g, settings) in center.groups.iter().enumerate() {
+        let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
+        let mut plain = settings.clone();
+        plain.policy.steps.clear();
+        engine.upsert_group(Timestamp::ZERO, group_id(g), plain)?;
+    }
+    for (g, settings) in
+        center.groups.iter().enumerate().filter(|(_, s)| !s.policy.steps.is_empty())
+    {
         let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
         engine.upsert_group(Timestamp::ZERO, group_id(g), settings.clone())?;
     }
@@ -282,12 +313,14 @@ pub fn run_with_progress(
         arrived: 0,
         open: HashMap::new(),
         stats: Stats::new(center.groups.len(), center.window, center.target_ms, center.batches),
+        by_priority: Stats::new(256, center.window, center.target_ms, center.batches),
         peak: Retained::default(),
         agents,
         window: center.window,
         busy_ms: 0,
         available_ms: 0,
         calls: 0,
+        pace: center.pace.clone(),
     };
     // Shifts and arrivals are read as time comes, like the engine's deadlines; the event
     // queue holds only what open contacts have pending. At one instant: deadlines, shifts,
@@ -330,10 +363,11 @@ pub fn run_with_progress(
     progress(now);
     // Still open at the end: served if an agent has it, unserved otherwise.
     for t in sim.open.values() {
-        t.settle(&mut sim.stats);
+        t.settle(&mut sim.stats, &mut sim.by_priority);
     }
     Ok(Run {
         stats: sim.stats,
+        by_priority: sim.by_priority,
         arrived: sim.arrived,
         peak: sim.peak,
         busy_ms: sim.busy_ms,
@@ -354,6 +388,7 @@ impl Sim {
         self.arrived += 1;
         let track = Track {
             group: a.group,
+            priority: a.priority,
             queued_at: None,
             assigned_at: None,
             outcome: Outcome::Open,
@@ -437,6 +472,11 @@ impl Sim {
                 t.outcome = Outcome::Served;
                 self.engine.end(at, conv_id(i), Actor::Agent(agent_id(agent)))?
             }
+            Ev::WrapUpEnd(agent) => {
+                self.accrue(agent as usize, now);
+                self.agents[agent as usize].load -= 1;
+                return Ok(());
+            }
         };
         self.calls += 1;
         self.absorb(now, effects)
@@ -458,7 +498,8 @@ impl Sim {
                     let a = (agent.0 - 1) as u32;
                     let Some(t) = self.open.get_mut(&i) else { continue };
                     t.assigned_at = Some(now);
-                    let end = now + t.handle;
+                    let pace = self.pace.get(a as usize).copied().unwrap_or(1.0);
+                    let end = now + (t.handle as f64 * pace).round() as u64;
                     self.schedule(end, Ev::EndService(i, a));
                     self.accrue(a as usize, now);
                     self.agents[a as usize].load += 1;
@@ -470,8 +511,20 @@ impl Sim {
                         && t.assigned_at.is_some()
                     {
                         let a = (agent.0 - 1) as usize;
-                        self.accrue(a, now);
-                        self.agents[a].load -= 1;
+                        // A wrap-up keeps the slot taken (its group's `wrap_up`).
+                        let wrap = self
+                            .engine
+                            .router()
+                            .agent(agent)
+                            .and_then(|x| x.wrapping.get(&conversation))
+                            .map(|w| w.until.as_millis());
+                        match wrap {
+                            Some(until) => self.schedule(until, Ev::WrapUpEnd(a as u32)),
+                            None => {
+                                self.accrue(a, now);
+                                self.agents[a].load -= 1;
+                            }
+                        }
                     }
                     if t.outcome == Outcome::Open {
                         t.outcome = match cause {
@@ -479,7 +532,7 @@ impl Sim {
                             _ => Outcome::Unserved,
                         };
                     }
-                    t.settle(&mut self.stats);
+                    t.settle(&mut self.stats, &mut self.by_priority);
                     self.engine.evict_customer(customer_id(i));
                     ended = true;
                 }

@@ -147,8 +147,15 @@ pub fn run(plan: &Plan, progress: impl FnMut(u64)) -> Result<Forecast> {
         .map(|a| AgentSettings { replies: Default::default(), ..a.clone() })
         .collect();
     let window = (plan.warmup_ms, plan.length_ms());
-    let center =
-        Center { tenant, groups, agents, window, target_ms: plan.target_ms, batches: plan.batches };
+    let center = Center {
+        tenant,
+        groups,
+        agents,
+        window,
+        target_ms: plan.target_ms,
+        batches: plan.batches,
+        pace: Vec::new(),
+    };
     let shifts: Vec<Shift> = (0..plan.agents.len())
         .map(|a| {
             let agent = u32::try_from(a)

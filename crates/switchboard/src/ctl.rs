@@ -319,6 +319,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
                 supervisor,
                 request_id: request_id(),
                 update_mask: None,
+                proficiencies: Vec::new(),
             };
             out.one("switchboard.v1.Agent", &call(admin.put_agent(req).await)?)
         }

@@ -82,6 +82,7 @@ async fn setup(
                 supervisor: false,
                 request_id: rid("agent"),
                 update_mask: None,
+                proficiencies: Vec::new(),
             })
             .await
             .expect("put agent");

@@ -121,6 +121,7 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AgentService/GetCustomerProfile", Name::Me, "as"),
     ("AgentService/UpdateAgentReplies", Name::Me, "as"),
     ("AgentService/EndConversation", Name::Me, "as"),
+    ("AgentService/EndWrapUp", Name::Me, "as"),
     ("AgentService/SearchConversations", Name::Me, "as"),
     ("AgentService/SearchCustomers", Name::Me, "as"),
     ("SupervisorService/Whisper", Name::Me, "s"),
@@ -201,6 +202,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                     supervisor,
                     request_id: rid("agent"),
                     update_mask: None,
+                    proficiencies: Vec::new(),
                 },
                 operator,
             ))

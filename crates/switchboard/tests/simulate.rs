@@ -57,6 +57,7 @@ async fn center(node: &Node) {
             supervisor: false,
             request_id: rid("agent"),
             update_mask: None,
+            proficiencies: Vec::new(),
         })
         .await
         .expect("put c1");

@@ -124,6 +124,7 @@ impl Backend for Switchboard {
                     supervisor: false,
                     request_id: self.rid(),
                     update_mask: None,
+                    proficiencies: Vec::new(),
                 })
                 .await
                 .context("put agent")?;

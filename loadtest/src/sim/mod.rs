@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use switchboard_core::config::{GroupPolicy, WrapUp};
 use tokio::time::Instant;
 
 use self::report::{Est, Figures};
@@ -85,6 +86,54 @@ pub struct DayArgs {
     pub batches: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Wrap-up seconds after every served conversation (issue 14, mandatory): the agent's
+    /// slot stays taken that long. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub wrap_up: u64,
+    /// Share of contacts at priority 1, served ahead of the others (0 to 1); figures are
+    /// then printed per priority too.
+    #[arg(long, default_value_t = 0.0)]
+    pub high_share: f64,
+    /// Priority aging (issue 14): every this many seconds of waiting raises a contact's
+    /// effective priority by one, so priority 0 is not starved. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub priority_aging: u64,
+    /// Proficiency (issue 14): agent `a` gets level `a mod 5 + 1` and handles contacts at
+    /// `1.3 − 0.1 × level` of their handle time (level 5: 0.8, level 1: 1.2; 1.0 on average
+    /// over the team); figures then also per level.
+    #[arg(long)]
+    pub levels: bool,
+    /// How the group chooses among free agents.
+    #[arg(long, value_enum, default_value_t = DayStrategy::LeastOccupied)]
+    pub strategy: DayStrategy,
+    /// Helpers: this many agents of a second group with no traffic of its own (issue 14
+    /// steps); they take the main group's contacts only past `--step-after`.
+    #[arg(long, default_value_t = 0)]
+    pub helpers: u32,
+    /// Seconds of waiting after which the main group's step lets the helpers take a
+    /// contact; 0: no step (the helpers stay idle: the same staff, without overflow).
+    #[arg(long, default_value_t = 0)]
+    pub step_after: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DayStrategy {
+    LeastOccupied,
+    LongestIdle,
+    RoundRobin,
+    BestProficiency,
+}
+
+impl From<DayStrategy> for switchboard_core::config::Strategy {
+    fn from(s: DayStrategy) -> Self {
+        use switchboard_core::config::Strategy as S;
+        match s {
+            DayStrategy::LeastOccupied => S::LeastOccupied,
+            DayStrategy::LongestIdle => S::LongestIdle,
+            DayStrategy::RoundRobin => S::RoundRobin,
+            DayStrategy::BestProficiency => S::BestProficiency,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,7 +291,8 @@ fn print_figures(name: &str, f: &Figures) {
     );
 }
 
-pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
+/// The figures of all contacts, and of priority 0 and 1.
+pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     let length = (a.hours * 3_600_000.0) as u64;
     let single = scenario::Single {
         agents: a.agents,
@@ -254,20 +304,53 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         target_ms: (a.target * 1000.0) as u64,
         batches: a.batches,
         seed: a.seed,
+        policy: GroupPolicy {
+            wrap_up: (a.wrap_up > 0).then(|| WrapUp {
+                duration: std::time::Duration::from_secs(a.wrap_up),
+                can_end_early: false,
+            }),
+            priority_aging: (a.priority_aging > 0)
+                .then(|| std::time::Duration::from_secs(a.priority_aging)),
+            strategy: a.strategy.into(),
+            ..GroupPolicy::default()
+        },
+        high_share: a.high_share,
+        levels: if a.levels {
+            (0..a.agents).map(|n| (n % 5) as u8 + 1).collect()
+        } else {
+            Vec::new()
+        },
+        pace: if a.levels {
+            (0..a.agents).map(|n| 1.3 - 0.1 * f64::from(n % 5 + 1)).collect()
+        } else {
+            Vec::new()
+        },
+        helpers: a.helpers,
+        step_after: (a.step_after > 0).then(|| std::time::Duration::from_secs(a.step_after)),
     };
+    anyhow::ensure!((0.0..=1.0).contains(&a.high_share), "--high-share: give a share from 0 to 1");
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
-    let f = run.stats.figures(None);
+    // The main group's contacts (the helpers' group has no traffic of its own).
+    let f = run.stats.figures(Some(0));
+    // With a wrap-up, the models get the slot time (handle + wrap-up): a reference only, as
+    // the wrap-up is fixed rather than exponential.
+    let slot = a.aht + a.wrap_up as f64;
     let p = match single.patience {
-        Some(patience) => erlang_a::predict(a.agents, single.rate, a.aht, patience, a.target),
-        None => erlang::predict(a.agents, a.load, a.aht, a.target),
+        Some(patience) => erlang_a::predict(a.agents, single.rate, slot, patience, a.target),
+        None => erlang::predict(a.agents, single.rate * slot, slot, a.target),
     };
     println!(
-        "day: {} agents, {} erlangs, AHT {} s, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
+        "day: {} agents ({:?}{}), {} erlangs, AHT {} s, wrap-up {} s, priority 1 share {}, aging {} s/level, patience {} s, {} simulated hours: {} contacts, {} engine calls in {wall:.2} s wall clock ({:.0} calls/s, {:.0}× real time)",
         a.agents,
+        a.strategy,
+        if a.levels { ", levels 1-5" } else { "" },
         a.load,
         a.aht,
+        a.wrap_up,
+        a.high_share,
+        a.priority_aging,
         a.patience,
         a.hours,
         run.arrived,
@@ -277,7 +360,35 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
     );
     print_memory(&run);
     print_figures("all", &f);
-    let model = if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" };
+    let by_priority = [run.by_priority.figures(Some(0)), run.by_priority.figures(Some(1))];
+    if a.high_share > 0.0 {
+        print_figures("prio 1", &by_priority[1]);
+        print_figures("prio 0", &by_priority[0]);
+    }
+    if a.helpers > 0 {
+        let n = a.agents as usize;
+        println!(
+            "  helpers: {} agents, step after {} s: their occupancy {:.3}; the main group's {:.3}",
+            a.helpers,
+            a.step_after,
+            report::slot_occupancy(&run, |x| x >= n),
+            report::slot_occupancy(&run, |x| x < n),
+        );
+    }
+    if a.levels {
+        let by_level: Vec<String> = (1..=5usize)
+            .map(|l| format!("{l}: {:.3}", report::slot_occupancy(&run, |n| n % 5 + 1 == l)))
+            .collect();
+        println!(
+            "  occupancy by proficiency level (pace 1.3 − 0.1 × level): {}",
+            by_level.join("  ")
+        );
+    }
+    let mut model =
+        if a.patience > 0.0 { "Erlang A (M/M/N+M)" } else { "Erlang C (M/M/N)" }.to_owned();
+    if a.wrap_up > 0 {
+        model.push_str(", slot time AHT + wrap-up");
+    }
     println!(
         "  {model}: abandonment {:.4}  SL {:.4}  mean wait {:.1} s  P(wait>0) {:.4}  occupancy {:.4}; simulated occupancy {:.4}",
         p.abandonment,
@@ -287,7 +398,7 @@ pub fn day(a: &DayArgs) -> anyhow::Result<Figures> {
         p.occupancy,
         report::occupancy(&run)
     );
-    Ok(f)
+    Ok((f, by_priority))
 }
 
 /// Per group (and `None` for all): simulated figures beside the real ones.
@@ -435,10 +546,129 @@ mod tests {
             target: 20.0,
             batches: 4,
             seed: 5,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
         };
-        let f = day(&args).unwrap();
+        let (f, _) = day(&args).unwrap();
         sane(&f);
         assert!(f.abandoned > 0, "short patience at 95% load makes some leave: {f:?}");
+    }
+
+    /// Issue 14 item 4: the same arrivals with a mandatory wrap-up take slot time from the
+    /// agents, so fewer are answered within the target and more leave.
+    #[test]
+    fn wrap_up_costs_service_level_in_the_day_scenario() {
+        let args = |wrap_up| DayArgs {
+            agents: 100,
+            load: 85.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 2.0,
+            target: 20.0,
+            batches: 4,
+            seed: 5,
+            wrap_up,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
+        };
+        let (without, _) = day(&args(0)).unwrap();
+        let (with, _) = day(&args(30)).unwrap();
+        sane(&with);
+        assert!(with.service_level.value < without.service_level.value, "{with:?} vs {without:?}");
+        assert!(with.abandoned > without.abandoned, "{with:?} vs {without:?}");
+    }
+
+    /// Issue 14 item 5: at a load where priority 1 takes most of the agents, priority 0
+    /// waits far longer under strict priority; aging (10 s a level) hands part of that wait
+    /// to priority 1, and priority 0's longest waits come down.
+    #[test]
+    fn aging_shortens_low_priority_waits_in_the_day_scenario() {
+        let args = |priority_aging| DayArgs {
+            agents: 50,
+            load: 49.0,
+            aht: 180.0,
+            patience: 0.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 3,
+            wrap_up: 0,
+            high_share: 0.5,
+            priority_aging,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 0,
+            step_after: 0,
+        };
+        let (_, [low, high]) = day(&args(0)).unwrap();
+        let (_, [aged_low, aged_high]) = day(&args(10)).unwrap();
+        assert!(aged_low.mean_wait.value < low.mean_wait.value, "{aged_low:?} vs {low:?}");
+        assert!(aged_high.mean_wait.value > high.mean_wait.value, "{aged_high:?} vs {high:?}");
+    }
+
+    /// Issue 14 item 6: with levels 1-5 where higher levels work faster, best proficiency
+    /// gives the experts more of the work than least occupied does, and the center waits
+    /// less for it.
+    #[test]
+    fn best_proficiency_uses_the_experts_in_the_day_scenario() {
+        let args = |strategy| DayArgs {
+            agents: 50,
+            load: 42.0,
+            aht: 180.0,
+            patience: 0.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 7,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: true,
+            strategy,
+            helpers: 0,
+            step_after: 0,
+        };
+        let (spread, _) = day(&args(DayStrategy::LeastOccupied)).unwrap();
+        let (best, _) = day(&args(DayStrategy::BestProficiency)).unwrap();
+        sane(&best);
+        assert!(best.mean_wait.value < spread.mean_wait.value, "{best:?} vs {spread:?}");
+    }
+
+    /// Issue 14 item 1: the same staff, with a second team that helps only past a 15 s
+    /// step, answers more contacts within the target than without the step.
+    #[test]
+    fn a_step_to_helpers_raises_service_level_in_the_day_scenario() {
+        let args = |step_after| DayArgs {
+            agents: 40,
+            load: 39.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 11,
+            wrap_up: 0,
+            high_share: 0.0,
+            priority_aging: 0,
+            levels: false,
+            strategy: DayStrategy::LeastOccupied,
+            helpers: 5,
+            step_after,
+        };
+        let (without, _) = day(&args(0)).unwrap();
+        let (with, _) = day(&args(15)).unwrap();
+        sane(&with);
+        assert!(with.service_level.value > without.service_level.value, "{with:?} vs {without:?}");
+        assert!(with.abandoned < without.abandoned, "{with:?} vs {without:?}");
     }
 
     #[test]

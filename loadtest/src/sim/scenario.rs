@@ -1,6 +1,7 @@
 //! Synthetic scenarios: `erlang` (the M/M/N queue Erlang C describes, checked against it) and
 //! `day` (a day of a large center, to show the engine's speed in virtual time).
 
+use switchboard_core::config::GroupPolicy;
 use switchboard_sim::driver::{self, Arrival, Center, Run};
 use switchboard_sim::erlang::{self, Prediction};
 use switchboard_sim::erlang_a;
@@ -21,6 +22,9 @@ pub struct Poisson {
     patience: Option<f64>,
     t: f64,
     end: u64,
+    /// Share of arrivals at priority 1 (the rest at 0); drawn only when above zero, so the
+    /// other draws stay the same.
+    high_share: f64,
 }
 
 impl Poisson {
@@ -33,7 +37,13 @@ impl Poisson {
             patience: patience.map(|p| p * 1000.0),
             t: 0.0,
             end,
+            high_share: 0.0,
         }
+    }
+
+    /// `share` of the arrivals at priority 1.
+    pub fn with_high_share(self, share: f64) -> Self {
+        Poisson { high_share: share, ..self }
     }
 }
 
@@ -48,20 +58,13 @@ impl Iterator for Poisson {
         }
         let handle = self.rng.exp(self.aht).round() as u64;
         let patience = self.patience.map(|p| self.rng.exp(p).round() as u64);
-        Some(Arrival {
-            at,
-            group: 0,
-            priority: 0,
-            bot: None,
-            leaves_in_bot: false,
-            handle,
-            patience,
-        })
+        let priority = u8::from(self.high_share > 0.0 && self.rng.unit() < self.high_share);
+        Some(Arrival { at, group: 0, priority, bot: None, leaves_in_bot: false, handle, patience })
     }
 }
 
 /// One single-skill FIFO center of `n` agents under Poisson load.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Single {
     pub agents: u32,
     /// Arrivals per second.
@@ -77,6 +80,20 @@ pub struct Single {
     pub target_ms: u64,
     pub batches: u32,
     pub seed: u64,
+    /// The group's routing policy (issue 14's rules: wrap-up, priority aging…); the core's
+    /// default otherwise.
+    pub policy: GroupPolicy,
+    /// Share of contacts at priority 1 (the rest at 0).
+    pub high_share: f64,
+    /// Per agent: its proficiency level in the group (empty: none rated) and its pace
+    /// (handle time factor; empty: 1.0).
+    pub levels: Vec<u8>,
+    pub pace: Vec<f64>,
+    /// Helpers: this many more agents in a second group (number 1) with no traffic of its
+    /// own, and the wait after which the first group's step lets them take its contacts
+    /// (`None`: no step, they stay idle).
+    pub helpers: u32,
+    pub step_after: Option<std::time::Duration>,
 }
 
 impl Single {
@@ -85,11 +102,25 @@ impl Single {
     }
 
     pub fn run(&self) -> anyhow::Result<Run> {
-        let agents = vec![vec![0]; self.agents as usize];
-        let center = Center::uniform(1, &agents, self.window(), self.target_ms, self.batches);
-        let online: Vec<driver::Shift> =
-            (0..self.agents).map(|agent| driver::Shift { at: 0, agent, online: true }).collect();
-        let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length);
+        let mut agents = vec![vec![0]; self.agents as usize];
+        agents.extend(vec![vec![1]; self.helpers as usize]);
+        let groups = if self.helpers > 0 { 2 } else { 1 };
+        let mut center =
+            Center::uniform(groups, &agents, self.window(), self.target_ms, self.batches);
+        center.groups[0].policy = self.policy.clone();
+        if let Some(after) = self.step_after {
+            center.groups[0].policy.steps =
+                vec![switchboard_core::config::Step { after, group: driver::group_id(1) }];
+        }
+        for (a, level) in center.agents.iter_mut().zip(&self.levels) {
+            a.proficiency.insert(driver::group_id(0), *level);
+        }
+        center.pace = self.pace.clone();
+        let online: Vec<driver::Shift> = (0..self.agents + self.helpers)
+            .map(|agent| driver::Shift { at: 0, agent, online: true })
+            .collect();
+        let arrivals = Poisson::new(self.seed, self.rate, self.aht, self.patience, self.length)
+            .with_high_share(self.high_share);
         Ok(driver::run(&center, arrivals, &online)?)
     }
 }
@@ -128,6 +159,12 @@ pub fn compare(
         target_ms: (target * 1000.0) as u64,
         batches,
         seed: Rng::stream(seed, u64::from(n)).next_u64(),
+        policy: GroupPolicy::default(),
+        high_share: 0.0,
+        levels: Vec::new(),
+        pace: Vec::new(),
+        helpers: 0,
+        step_after: None,
     };
     let run = single.run()?;
     Ok(Comparison {
@@ -218,6 +255,12 @@ mod tests {
             target_ms: 20_000,
             batches: 4,
             seed: 9,
+            policy: GroupPolicy::default(),
+            high_share: 0.0,
+            levels: Vec::new(),
+            pace: Vec::new(),
+            helpers: 0,
+            step_after: None,
         };
         s.run().unwrap()
     }

@@ -117,6 +117,16 @@ impl Engine {
         settings: GroupSettings,
     ) -> Result<Vec<Effect>> {
         settings.validate()?;
+        for (i, s) in settings.policy.steps.iter().enumerate() {
+            if s.group == id {
+                return Err(Error::InvalidArgument(format!(
+                    "policy.steps[{i}].group: a step widens to another group, not the group itself"
+                )));
+            }
+            if !self.groups.contains_key(&s.group) {
+                return Err(Error::UnknownGroup(s.group));
+            }
+        }
         let mut rout = Vec::new();
         self.router.upsert_group(now, id, settings.policy.clone(), &mut rout);
         self.groups.insert(id, settings);
@@ -143,7 +153,14 @@ impl Engine {
             return Err(Error::UnknownGroup(*g));
         }
         let mut rout = Vec::new();
-        self.router.upsert_agent(now, id, settings.capacity, settings.groups.clone(), &mut rout)?;
+        self.router.upsert_agent(
+            now,
+            id,
+            settings.capacity,
+            settings.groups.clone(),
+            settings.proficiency.clone(),
+            &mut rout,
+        )?;
         self.agents.insert(id, settings);
         let mut out = Vec::new();
         self.apply(now, rout, Cause::Routed, &mut out);
@@ -471,6 +488,9 @@ impl Engine {
                         touched.extend(a.assigned.iter().chain(a.offered.iter()).copied());
                     }
                 }
+                // A wrap-up holds an agent's slot after its conversation ended; the agent's
+                // resource shows it (`Router::agent`), and the conversation has no state left.
+                router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
             }
         }
         for id in touched {

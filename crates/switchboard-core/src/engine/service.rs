@@ -33,6 +33,16 @@ impl Engine {
         self.routed(now, Cause::AgentOffline, |r, out| r.set_status(now, agent, status, cause, out))
     }
 
+    /// The agent ends its wrap-up (of one ended conversation, or all it may end early).
+    pub fn end_wrap_up(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        conversation: Option<ConversationId>,
+    ) -> Result<Vec<Effect>> {
+        self.routed(now, Cause::Routed, |r, out| r.end_wrap_up(now, agent, conversation, out))
+    }
+
     pub fn accept(
         &mut self,
         now: Timestamp,

@@ -48,6 +48,7 @@ impl Bench {
             capacity,
             groups: vec![G1],
             replies: ReplySettings::default(),
+            ..Default::default()
         };
         self.e.upsert_agent(Timestamp(0), id, s).unwrap();
         self.e.set_agent_status(Timestamp(0), id, status, Actor::Agent(id)).unwrap();
@@ -336,6 +337,7 @@ fn reply_levels_agent_over_group_over_channel_over_tenant() {
         capacity: 1,
         groups: vec![G1],
         replies: offline("agent"),
+        ..Default::default()
     };
     b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
     b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();
@@ -377,6 +379,7 @@ fn offline_reply_uses_the_assigned_agents_settings_during_grace_and_honours_its_
         capacity: 1,
         groups: vec![G1],
         replies: replies_of_agent,
+        ..Default::default()
     };
     b.e.upsert_agent(Timestamp(0), A1, agent).unwrap();
     b.e.set_agent_status(Timestamp(0), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();

@@ -1,6 +1,6 @@
 //! An agent as the router sees it: status, capacity, load and the conversations pinned to it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,21 @@ pub struct Agent {
     pub offline_since: Option<Timestamp>,
     /// The rank it is listed under in its groups' availability indexes, when listed.
     pub(super) listed: Option<(u64, Timestamp)>,
+    /// Conversations it served that ended and whose wrap-up still holds a slot.
+    #[serde(default)]
+    pub wrapping: BTreeMap<ConversationId, Wrap>,
+    /// Proficiency level (1-5) per group; a group missing here is the lowest level.
+    #[serde(default)]
+    pub proficiency: BTreeMap<GroupId, u8>,
+}
+
+/// A slot held after a conversation ended (after-conversation work, the group's `wrap_up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wrap {
+    /// When the slot frees by itself.
+    pub until: Timestamp,
+    /// The agent may end it earlier (the group's wrap-up is optional, not mandatory).
+    pub can_end_early: bool,
 }
 
 impl Agent {
@@ -85,12 +100,20 @@ impl Agent {
             misses: 0,
             offline_since: None,
             listed: None,
+            wrapping: BTreeMap::new(),
+            proficiency: BTreeMap::new(),
         }
     }
 
-    /// Assigned plus offered conversations.
+    /// Its proficiency level in `group` (the lowest when not set).
+    pub fn level(&self, group: GroupId) -> u8 {
+        self.proficiency.get(&group).copied().unwrap_or(crate::config::MIN_PROFICIENCY)
+    }
+
+    /// Assigned plus offered conversations, plus the slots wrap-ups still hold.
     pub fn load(&self) -> u32 {
-        u32::try_from(self.assigned.len() + self.offered.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.assigned.len() + self.offered.len() + self.wrapping.len())
+            .unwrap_or(u32::MAX)
     }
 
     pub fn has_room(&self) -> bool {

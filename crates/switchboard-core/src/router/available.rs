@@ -22,23 +22,50 @@ pub(super) fn rank(a: &Agent) -> Rank {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub(super) struct Available {
     ids: BTreeSet<AgentId>,
     by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,
     by_idle: BTreeSet<(Timestamp, AgentId)>,
+    /// Best proficiency first (`u8::MAX − level`), then as `by_occupancy`.
+    by_proficiency: BTreeSet<(u8, u64, Timestamp, AgentId)>,
+}
+
+/// [`Available`] as snapshots hold it: those written before proficiency lack its index, and
+/// every agent then had the lowest level, so it is rebuilt from the occupancy index.
+#[derive(Deserialize)]
+struct Stored {
+    ids: BTreeSet<AgentId>,
+    by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,
+    by_idle: BTreeSet<(Timestamp, AgentId)>,
+    #[serde(default)]
+    by_proficiency: Option<BTreeSet<(u8, u64, Timestamp, AgentId)>>,
+}
+
+impl From<Stored> for Available {
+    fn from(s: Stored) -> Self {
+        let by_proficiency = s.by_proficiency.unwrap_or_else(|| {
+            let lowest = u8::MAX - crate::config::MIN_PROFICIENCY;
+            s.by_occupancy.iter().map(|&(o, i, id)| (lowest, o, i, id)).collect()
+        });
+        Available { ids: s.ids, by_occupancy: s.by_occupancy, by_idle: s.by_idle, by_proficiency }
+    }
 }
 
 impl Available {
-    pub fn insert(&mut self, id: AgentId, (occupancy, idle): Rank) {
+    /// `level`: the agent's proficiency in this index's group.
+    pub fn insert(&mut self, id: AgentId, (occupancy, idle): Rank, level: u8) {
         self.ids.insert(id);
         self.by_occupancy.insert((occupancy, idle, id));
         self.by_idle.insert((idle, id));
+        self.by_proficiency.insert((u8::MAX - level, occupancy, idle, id));
     }
 
-    pub fn remove(&mut self, id: AgentId, (occupancy, idle): Rank) {
+    pub fn remove(&mut self, id: AgentId, (occupancy, idle): Rank, level: u8) {
         self.ids.remove(&id);
         self.by_occupancy.remove(&(occupancy, idle, id));
         self.by_idle.remove(&(idle, id));
+        self.by_proficiency.remove(&(u8::MAX - level, occupancy, idle, id));
     }
 
     pub fn contains(&self, id: AgentId) -> bool {
@@ -53,21 +80,25 @@ impl Available {
         self.ids.iter().copied()
     }
 
-    /// Whether the indexes hold exactly `expected` (agent and rank), for the invariant checks.
-    pub fn holds_exactly(&self, expected: &[(AgentId, Rank)]) -> bool {
+    /// Whether the indexes hold exactly `expected` (agent, rank and level), for the
+    /// invariant checks.
+    pub fn holds_exactly(&self, expected: &[(AgentId, Rank, u8)]) -> bool {
         self.ids.len() == expected.len()
             && self.by_occupancy.len() == expected.len()
             && self.by_idle.len() == expected.len()
-            && expected.iter().all(|&(id, (o, i))| {
+            && self.by_proficiency.len() == expected.len()
+            && expected.iter().all(|&(id, (o, i), level)| {
                 self.ids.contains(&id)
                     && self.by_occupancy.contains(&(o, i, id))
                     && self.by_idle.contains(&(i, id))
+                    && self.by_proficiency.contains(&(u8::MAX - level, o, i, id))
             })
     }
 
     /// The agent the strategy picks, skipping those that declined the conversation. Least
     /// occupied ties go to the longest idle, then the lowest id; longest idle ties to the
-    /// lowest id; round robin takes the next id after the last one chosen.
+    /// lowest id; round robin takes the next id after the last one chosen; best proficiency
+    /// takes the highest level, then as least occupied.
     pub fn best(
         &self,
         strategy: Strategy,
@@ -78,6 +109,7 @@ impl Available {
         match strategy {
             Strategy::LeastOccupied => self.by_occupancy.iter().map(|e| e.2).find(ok),
             Strategy::LongestIdle => self.by_idle.iter().map(|e| e.1).find(ok),
+            Strategy::BestProficiency => self.by_proficiency.iter().map(|e| e.3).find(ok),
             Strategy::RoundRobin => {
                 let after = last.map_or(Bound::Unbounded, Bound::Excluded);
                 self.ids.range((after, Bound::Unbounded)).chain(self.ids.iter()).copied().find(ok)

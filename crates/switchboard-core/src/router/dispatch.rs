@@ -2,6 +2,7 @@
 //! groups it touched; `settle` dispatches them until nothing more can move, which is what
 //! keeps work conserved after every step.
 
+use super::aging::Effective;
 use super::{Group, Router};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::QueueKey;
@@ -36,7 +37,9 @@ impl Router {
     /// Dispatches every touched agent and group until nothing more can move.
     pub(super) fn settle(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
         loop {
-            if let Some(a) = self.dirty_agents.pop_first() {
+            if let Some(c) = self.dirty_steps.pop_first() {
+                self.widen(now, c);
+            } else if let Some(a) = self.dirty_agents.pop_first() {
                 self.dispatch_agent(now, a, out);
             } else if let Some(g) = self.dirty_groups.pop_first() {
                 self.dispatch_group(now, g, out);
@@ -47,7 +50,7 @@ impl Router {
     }
 
     /// Feeds an agent with room: conversations waiting for it first, then the best waiting
-    /// conversation across its groups (priority, then longest wait).
+    /// conversation across its groups (effective priority at `now`, then longest wait).
     pub(super) fn dispatch_agent(&mut self, now: Timestamp, id: AgentId, out: &mut Vec<Effect>) {
         loop {
             let Some(a) = self.agents.get(&id) else {
@@ -60,17 +63,29 @@ impl Router {
                 let p = &self.placements[c];
                 self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
             });
-            let best = pinned.or_else(|| {
+            let best = pinned.map(|(_, c)| c).or_else(|| {
                 a.groups
                     .iter()
                     .filter_map(|g| self.groups.get(g))
                     .filter(|g| g.policy.offer.pushes())
-                    .filter_map(|g| {
-                        g.queue.iter().find(|(_, c)| !self.placements[c].declined().contains(&id))
+                    .flat_map(|g| {
+                        let own = g
+                            .queue
+                            .iter()
+                            .find(|(_, c)| !self.placements[c].declined().contains(&id));
+                        let widened = g.overflow.iter().find(|(_, c)| {
+                            let p = &self.placements[c];
+                            self.groups[&p.group()].policy.offer.pushes()
+                                && !p.declined().contains(&id)
+                        });
+                        [own, widened].into_iter().flatten().map(|(_, c)| {
+                            (Effective::at(&g.policy, self.placements[&c].key(), now), c)
+                        })
                     })
                     .min()
+                    .map(|(_, c)| c)
             });
-            let Some((_, conv)) = best else { return };
+            let Some(conv) = best else { return };
             let declined = self.placements[&conv].declined().to_vec();
             let (group, key) = self.take(conv);
             self.push(now, conv, id, (group, key), declined, out);
@@ -86,11 +101,23 @@ impl Router {
             if g.available.is_empty() || !g.policy.offer.pushes() {
                 return;
             }
-            let choice = g.queue.iter().find_map(|(_, c)| {
+            let own = g.queue.iter().find_map(|(k, c)| {
                 let declined = self.placements[&c].declined();
-                self.choose(g, declined).map(|a| (c, a))
+                self.choose(g, declined).map(|a| (k, c, a))
             });
-            let Some((conv, agent)) = choice else { return };
+            // Conversations of other groups past a step naming this one, by the same key.
+            let widened = g.overflow.iter().find_map(|(k, c)| {
+                let p = &self.placements[&c];
+                if !self.groups[&p.group()].policy.offer.pushes() {
+                    return None;
+                }
+                self.choose(g, p.declined()).map(|a| (k, c, a))
+            });
+            let choice = match (own, widened) {
+                (Some(o), Some(w)) => Some(if w.0 < o.0 { w } else { o }),
+                (o, w) => o.or(w),
+            };
+            let Some((_, conv, agent)) = choice else { return };
             let declined = self.placements[&conv].declined().to_vec();
             let (group, key) = self.take(conv);
             self.groups.get_mut(&id).expect("group exists").round_robin_last = Some(agent);

@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{AgentStatus, Placement, Router, available};
+use super::{AgentStatus, Placement, Router, Timer, available};
 use crate::ids::GroupId;
 use crate::queue::QueueKey;
 
@@ -54,6 +54,14 @@ impl Router {
                     }
                 }
             }
+            for (c, w) in &a.wrapping {
+                if !self.timers.contains(&(w.until, Timer::WrapUp(*id, *c))) {
+                    return Err(format!("{id}'s wrap-up of {c} has no deadline"));
+                }
+                if self.placements.contains_key(c) {
+                    return Err(format!("{id} wraps up {c}, which is still placed"));
+                }
+            }
             // Work conservation for conversations waiting for this agent in particular.
             if a.can_push() {
                 for (_, c) in a.pinned.iter() {
@@ -87,7 +95,7 @@ impl Router {
                 last = Some(key);
                 match self.placements.get(&c) {
                     Some(Placement::Queued { group, key: k, pin: None, .. })
-                        if group == gid && *k == key => {}
+                        if group == gid && g.queue_key(*k) == key => {}
                     other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
                 }
                 if g.policy.offer.pushes() {
@@ -97,11 +105,27 @@ impl Router {
                     }
                 }
             }
+            for (key, c) in g.overflow.iter() {
+                match self.placements.get(&c) {
+                    Some(Placement::Queued { group, key: k, pin: None, .. })
+                        if group != gid && g.queue_key(*k) == key && self.widened_to(c, *gid) => {}
+                    other => return Err(format!("{c} in {gid}'s overflow but placed {other:?}")),
+                }
+                let p = &self.placements[&c];
+                if g.policy.offer.pushes() && self.groups[&p.group()].policy.offer.pushes() {
+                    let declined = p.declined();
+                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
+                        return Err(format!(
+                            "agent {idle} is idle while {c}, past a step naming {gid}, waits"
+                        ));
+                    }
+                }
+            }
             let expected: Vec<_> = g
                 .members
                 .iter()
                 .filter(|a| self.agents[a].can_push())
-                .map(|a| (*a, available::rank(&self.agents[a])))
+                .map(|a| (*a, available::rank(&self.agents[a]), self.agents[a].level(*gid)))
                 .collect();
             if !g.available.holds_exactly(&expected) {
                 return Err(format!("availability index of {gid} is stale"));
@@ -120,6 +144,34 @@ impl Router {
                 "{} placements but {counted} conversations in places",
                 self.placements.len()
             ));
+        }
+        let mut standing = 0;
+        for (c, w) in &self.widened {
+            if !matches!(self.placements.get(c), Some(Placement::Queued { pin: None, .. })) {
+                return Err(format!("{c} has steps but is not waiting in its group"));
+            }
+            if let Some(at) = w.next
+                && !self.timers.contains(&(at, Timer::Step(*c)))
+            {
+                return Err(format!("{c}'s next step at {at:?} has no deadline"));
+            }
+            standing += w.groups.len();
+        }
+        if standing != self.groups.values().map(|g| g.overflow.len()).sum::<usize>() {
+            return Err(format!("overflow queues hold other than the {standing} widened entries"));
+        }
+        for (at, t) in &self.timers {
+            if let Timer::Step(c) = t
+                && self.widened.get(c).and_then(|w| w.next) != Some(*at)
+            {
+                return Err(format!("step deadline of {c} at {at:?} is stale"));
+            }
+            if let Timer::WrapUp(agent, c) = t
+                && self.agents.get(agent).and_then(|a| a.wrapping.get(c)).map(|w| w.until)
+                    != Some(*at)
+            {
+                return Err(format!("wrap-up deadline of {agent} for {c} at {at:?} is stale"));
+            }
         }
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {

@@ -8,17 +8,20 @@
 //! when to call [`Router::advance`].
 
 pub mod agent;
+mod aging;
 mod available;
 mod dispatch;
 mod invariants;
 mod status;
+mod steps;
+mod wrap_up;
 
 use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-pub use self::agent::{Agent, AgentStatus};
+pub use self::agent::{Agent, AgentStatus, Wrap};
 use self::available::Available;
 use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode};
 use crate::error::{Error, Result};
@@ -188,13 +191,29 @@ pub enum Effect {
         to: AgentStatus,
         cause: StatusCause,
     },
+    /// The agent's conversation ended and its group's wrap-up holds the slot until `until`.
+    WrappingUp {
+        agent: AgentId,
+        conversation: ConversationId,
+        until: Timestamp,
+    },
+    /// The slot a wrap-up held is free again: its time passed, or (`early`) the agent ended
+    /// it or its capacity was lowered.
+    WrapUpEnded {
+        agent: AgentId,
+        conversation: ConversationId,
+        early: bool,
+    },
 }
 
+/// New variants go last: snapshots name variants by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Timer {
     Offer(ConversationId),
     Pin(ConversationId),
     Grace(AgentId),
+    WrapUp(AgentId, ConversationId),
+    Step(ConversationId),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +228,10 @@ struct Group {
     /// Placements that name this group.
     refs: usize,
     round_robin_last: Option<AgentId>,
+    /// Conversations of other groups that reached a step naming this one (`steps.rs`),
+    /// keyed as this group's own.
+    #[serde(default)]
+    overflow: RankedQueue<ConversationId>,
 }
 
 /// The router state of one tenant. Serializable so a shell can snapshot it.
@@ -228,6 +251,11 @@ pub struct Router {
     dirty_agents: BTreeSet<AgentId>,
     #[serde(skip)]
     dirty_groups: BTreeSet<GroupId>,
+    /// Steps reached per waiting conversation (`steps.rs`).
+    #[serde(default)]
+    widened: FxHashMap<ConversationId, steps::Widened>,
+    #[serde(skip)]
+    dirty_steps: BTreeSet<ConversationId>,
 }
 
 impl Router {
@@ -255,7 +283,27 @@ impl Router {
         out: &mut Vec<Effect>,
     ) {
         match self.groups.get_mut(&id) {
-            Some(g) => g.policy = policy,
+            Some(g) => {
+                let rekey = g.policy.priority_aging != policy.priority_aging;
+                let restep = g.policy.steps != policy.steps;
+                g.policy = policy;
+                if rekey {
+                    // The queues' keys follow the aging step (`aging.rs`).
+                    let mut queue = RankedQueue::new();
+                    for (_, c) in g.queue.iter() {
+                        queue.insert(g.queue_key(self.placements[&c].key()), c);
+                    }
+                    g.queue = queue;
+                    let mut overflow = RankedQueue::new();
+                    for (_, c) in g.overflow.iter() {
+                        overflow.insert(g.queue_key(self.placements[&c].key()), c);
+                    }
+                    g.overflow = overflow;
+                }
+                if restep {
+                    self.rewiden(id);
+                }
+            }
             None => {
                 let mut g = Group {
                     policy,
@@ -265,6 +313,7 @@ impl Router {
                     signed_in: 0,
                     refs: 0,
                     round_robin_last: None,
+                    overflow: RankedQueue::new(),
                 };
                 // Agents may name a group before it exists; adopt them.
                 for (aid, a) in &self.agents {
@@ -274,7 +323,7 @@ impl Router {
                             g.signed_in += 1;
                         }
                         if let Some(rank) = a.listed {
-                            g.available.insert(*aid, rank);
+                            g.available.insert(*aid, rank, a.level(id));
                         }
                     }
                 }
@@ -288,20 +337,33 @@ impl Router {
     /// Removes an empty skill group.
     pub fn remove_group(&mut self, id: GroupId) -> Result<()> {
         let g = self.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
-        if !g.members.is_empty() || g.refs > 0 {
+        if !g.members.is_empty() || g.refs > 0 || !g.overflow.is_empty() {
             return Err(Error::GroupInUse(id));
+        }
+        if let Some(other) = self
+            .groups
+            .iter()
+            .filter(|(_, o)| o.policy.steps.iter().any(|s| s.group == id))
+            .map(|(gid, _)| *gid)
+            .min()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "group {id} is a step of group {other}'s routing policy; remove the step first"
+            )));
         }
         self.groups.remove(&id);
         Ok(())
     }
 
-    /// Creates (offline) or updates an agent's capacity and groups.
+    /// Creates (offline) or updates an agent's capacity, groups and proficiency levels in
+    /// them (groups it has no level in count as [`crate::config::MIN_PROFICIENCY`]).
     pub fn upsert_agent(
         &mut self,
         now: Timestamp,
         id: AgentId,
         capacity: u32,
         groups: Vec<GroupId>,
+        proficiency: std::collections::BTreeMap<GroupId, u8>,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         if capacity == 0 {
@@ -330,16 +392,21 @@ impl Router {
             for (_, c) in offers.into_iter().take(excess) {
                 self.withdraw(c, Release::Transferred, out);
             }
+            // Then wrap-ups, which hold slots no conversation needs.
+            self.fit_wrap_ups(id, capacity, out);
         }
         // Re-listed under its new groups and capacity by `refresh` below.
         self.unlist(id);
         let old_groups = match self.agents.get_mut(&id) {
             Some(a) => {
                 a.capacity = capacity;
+                a.proficiency = proficiency;
                 std::mem::replace(&mut a.groups, groups.clone())
             }
             None => {
-                self.agents.insert(id, Agent::new(capacity, groups.clone()));
+                let mut a = Agent::new(capacity, groups.clone());
+                a.proficiency = proficiency;
+                self.agents.insert(id, a);
                 Vec::new()
             }
         };
@@ -381,6 +448,7 @@ impl Router {
                 g.members.remove(&id);
             }
         }
+        self.forget_wrap_ups(id);
         self.agents.remove(&id);
         self.timers.retain(|(_, t)| *t != Timer::Grace(id));
         self.settle(now, out);
@@ -473,7 +541,9 @@ impl Router {
         let pickable = match self.placements.get(&conv) {
             Some(Placement::Queued { group, pin, .. }) => match pin {
                 Some(p) => p.agent == agent || a.groups.contains(group),
-                None => a.groups.contains(group),
+                None => {
+                    a.groups.contains(group) || a.groups.iter().any(|g| self.widened_to(conv, *g))
+                }
             },
             Some(_) => false,
             None => return Err(Error::UnknownConversation(conv)),
@@ -580,7 +650,8 @@ impl Router {
         }
     }
 
-    /// Forgets a conversation (it ended), freeing its agent's slot.
+    /// Forgets a conversation (it ended), freeing its agent's slot, or holding it for the
+    /// group's wrap-up when the conversation was assigned.
     pub fn remove(
         &mut self,
         now: Timestamp,
@@ -590,6 +661,9 @@ impl Router {
         let placement = self.placements.get(&conv)?.clone();
         self.release(conv, Release::Ended, out);
         self.take(conv);
+        if let Placement::Assigned { agent, group, .. } = placement {
+            self.start_wrap_up(now, agent, conv, group, out);
+        }
         self.settle(now, out);
         Some(placement)
     }
@@ -631,6 +705,8 @@ impl Router {
                         self.requeue_at_front(now, agent, out);
                     }
                 }
+                Timer::WrapUp(agent, conv) => self.wrap_up_due(at, agent, conv, out),
+                Timer::Step(conv) => self.step_due(now, at, conv),
             }
             self.settle(now, out);
         }
@@ -648,7 +724,10 @@ impl Router {
             Placement::Queued { group, key, pin, .. } => {
                 let rank = match pin {
                     Some(p) => self.agents.get(&p.agent)?.pinned.rank(key)?,
-                    None => self.groups.get(group)?.queue.rank(key)?,
+                    None => {
+                        let g = self.groups.get(group)?;
+                        g.queue.rank(&g.queue_key(*key))?
+                    }
                 };
                 Some(rank + 1)
             }
@@ -697,13 +776,18 @@ impl Router {
         self.groups.get(&id).into_iter().flat_map(|g| g.members.iter().copied())
     }
 
-    /// Conversations waiting in the group's queue, best first, from rank `start`.
+    /// Conversations waiting in the group's queue, best first (under priority aging, the
+    /// effective order), from rank `start`, each with its real key (priority, entry time).
     pub fn queue(
         &self,
         id: GroupId,
         start: usize,
     ) -> impl Iterator<Item = (QueueKey, ConversationId)> + '_ {
-        self.groups.get(&id).into_iter().flat_map(move |g| g.queue.iter_from(start))
+        self.groups
+            .get(&id)
+            .into_iter()
+            .flat_map(move |g| g.queue.iter_from(start))
+            .map(|(_, c)| (self.placements[&c].key(), c))
     }
 
     pub fn queue_len(&self, id: GroupId) -> usize {
@@ -721,19 +805,26 @@ impl Router {
     }
 
     /// The unaccepted list of an agent: conversations pinned to it, then those waiting in its
-    /// groups, each best first.
-    pub fn unaccepted(&self, agent: AgentId) -> Vec<ConversationId> {
+    /// groups, each best first (across groups by effective priority at `now`).
+    pub fn unaccepted(&self, agent: AgentId, now: Timestamp) -> Vec<ConversationId> {
         let Some(a) = self.agents.get(&agent) else {
             return Vec::new();
         };
         let mut list: Vec<ConversationId> = a.pinned.iter().map(|(_, c)| c).collect();
-        let mut waiting: Vec<(QueueKey, ConversationId)> = a
+        let mut waiting: Vec<(aging::Effective, ConversationId)> = a
             .groups
             .iter()
             .filter_map(|g| self.groups.get(g))
-            .flat_map(|g| g.queue.iter())
+            .flat_map(|g| {
+                g.queue.iter().chain(g.overflow.iter()).map(move |(_, c)| {
+                    (aging::Effective::at(&g.policy, self.placements[&c].key(), now), c)
+                })
+            })
             .collect();
         waiting.sort();
+        // A conversation its own group and a step both offer this agent: the better place.
+        let mut seen = std::collections::BTreeSet::new();
+        waiting.retain(|(_, c)| seen.insert(*c));
         list.extend(waiting.into_iter().map(|(_, c)| c));
         list
     }
@@ -747,7 +838,11 @@ impl Router {
         let placements =
             self.placements.capacity() * (std::mem::size_of::<(ConversationId, Placement)>() + 1);
         placements
-            + self.groups.values().map(|g| g.queue.heap_bytes()).sum::<usize>()
+            + self
+                .groups
+                .values()
+                .map(|g| g.queue.heap_bytes() + g.overflow.heap_bytes())
+                .sum::<usize>()
             + self.agents.values().map(|a| a.pinned.heap_bytes()).sum::<usize>()
     }
 
@@ -773,13 +868,14 @@ impl Router {
         let new = a.can_push().then(|| available::rank(a));
         let old = std::mem::replace(&mut a.listed, new);
         if old != new {
-            for g in &a.groups {
-                if let Some(g) = self.groups.get_mut(g) {
+            for gid in &a.groups {
+                if let Some(g) = self.groups.get_mut(gid) {
+                    let level = a.level(*gid);
                     if let Some(rank) = old {
-                        g.available.remove(id, rank);
+                        g.available.remove(id, rank, level);
                     }
                     if let Some(rank) = new {
-                        g.available.insert(id, rank);
+                        g.available.insert(id, rank, level);
                     }
                 }
             }
@@ -793,9 +889,9 @@ impl Router {
     fn unlist(&mut self, id: AgentId) {
         let Some(a) = self.agents.get_mut(&id) else { return };
         if let Some(rank) = a.listed.take() {
-            for g in &a.groups {
-                if let Some(g) = self.groups.get_mut(g) {
-                    g.available.remove(id, rank);
+            for gid in &a.groups {
+                if let Some(g) = self.groups.get_mut(gid) {
+                    g.available.remove(id, rank, a.level(*gid));
                 }
             }
         }
@@ -818,7 +914,11 @@ impl Router {
                 self.dirty_agents.insert(p.agent);
             }
             None => {
-                self.groups.get_mut(&group).expect("group exists").queue.insert(key, conv);
+                let g = self.groups.get_mut(&group).expect("group exists");
+                g.queue.insert(g.queue_key(key), conv);
+                if !g.policy.steps.is_empty() {
+                    self.dirty_steps.insert(conv);
+                }
                 self.dirty_groups.insert(group);
             }
         }
@@ -843,7 +943,9 @@ impl Router {
                 self.timers.remove(&(pin.until, Timer::Pin(conv)));
             }
             Placement::Queued { pin: None, .. } => {
-                self.groups.get_mut(&group).expect("group exists").queue.remove(&key);
+                let g = self.groups.get_mut(&group).expect("group exists");
+                g.queue.remove(&g.queue_key(key));
+                self.unwiden(conv, key);
             }
             Placement::Offered { agent, expires, .. } => {
                 self.agents.get_mut(&agent).expect("offered agent exists").offered.remove(&conv);

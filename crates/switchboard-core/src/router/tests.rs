@@ -1,6 +1,8 @@
 //! One test per routing rule of SPEC §3.
 
 use super::*;
+use std::collections::BTreeMap;
+
 use crate::config::Strategy;
 use crate::time::secs;
 
@@ -40,7 +42,9 @@ impl Fixture {
     }
 
     fn agent(&mut self, id: AgentId, capacity: u32, groups: &[GroupId], status: AgentStatus) {
-        self.r.upsert_agent(t(0), id, capacity, groups.to_vec(), &mut self.out).unwrap();
+        self.r
+            .upsert_agent(t(0), id, capacity, groups.to_vec(), BTreeMap::new(), &mut self.out)
+            .unwrap();
         self.status(t(0), id, status);
     }
 
@@ -173,7 +177,7 @@ fn invisible_agents_pick_from_the_unaccepted_list() {
     f.agent(A1, 1, &[G1], AgentStatus::Invisible);
     f.route(t(1), 1, G1, 0);
     f.route(t(2), 2, G1, 0);
-    assert_eq!(f.r.unaccepted(A1), vec![c(1), c(2)]);
+    assert_eq!(f.r.unaccepted(A1, t(100)), vec![c(1), c(2)]);
     f.r.pick(t(3), A1, c(2), &mut f.out).unwrap();
     assert_eq!(f.assigned_to(2), Some(A1), "any conversation of the list, not only the head");
     let err = f.r.pick(t(3), A1, c(1), &mut f.out).unwrap_err();
@@ -329,7 +333,7 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
     );
     assert_eq!(f.holder(2), None, "waits for A2 although A1 is free");
     assert_eq!(f.r.position(c(2)), Some(1));
-    assert_eq!(f.r.unaccepted(A2), vec![c(2)]);
+    assert_eq!(f.r.unaccepted(A2, t(100)), vec![c(2)]);
     f.end(t(10), 1);
     assert_eq!(f.assigned_to(2), Some(A2), "A2 frees up and takes its customer");
 
@@ -371,7 +375,7 @@ fn an_offline_dedicated_agent_is_never_routed_to() {
     // A dedicated agent that signs out releases its waiting customers to the group.
     f.status(t(2), A2, AgentStatus::Online);
     f.route(t(2), 9, G2, 0);
-    f.r.upsert_agent(t(2), A2, 1, vec![G2], &mut f.out).unwrap();
+    f.r.upsert_agent(t(2), A2, 1, vec![G2], BTreeMap::new(), &mut f.out).unwrap();
     f.route_req(
         t(3),
         2,
@@ -520,10 +524,10 @@ fn work_is_conserved_when_capacity_or_groups_change() {
         f.route(t(n), n, G1, 0);
         f.route(t(n), 10 + n, G2, 0);
     }
-    f.r.upsert_agent(t(5), A1, 3, vec![G1], &mut f.out).unwrap();
+    f.r.upsert_agent(t(5), A1, 3, vec![G1], BTreeMap::new(), &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 3);
-    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], &mut f.out).unwrap();
+    f.r.upsert_agent(t(6), A1, 6, vec![G1, G2], BTreeMap::new(), &mut f.out).unwrap();
     f.check();
     assert_eq!(f.r.agent(A1).unwrap().load(), 6);
     f.r.remove_agent(t(7), A1, &mut f.out).unwrap();
@@ -539,4 +543,433 @@ fn groups_in_use_cannot_be_removed() {
     f.end(t(2), 1);
     f.r.remove_group(G1).unwrap();
     assert_eq!(f.r.remove_group(G1), Err(Error::UnknownGroup(G1)));
+}
+
+// ----- wrap-up (issue 14 item 4) -----------------------------------------------------------
+
+fn wrap_up_group(f: &mut Fixture, seconds: u64, can_end_early: bool) {
+    let policy = GroupPolicy {
+        wrap_up: Some(crate::config::WrapUp { duration: secs(seconds), can_end_early }),
+        ..GroupPolicy::default()
+    };
+    f.group(G1, policy);
+}
+
+#[test]
+fn wrap_up_holds_the_slot_until_its_deadline() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 30, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    assert_eq!(f.assigned_to(1), Some(A1));
+    f.end(t(10), 1);
+    assert!(f.take_effects().contains(&Effect::WrappingUp {
+        agent: A1,
+        conversation: c(1),
+        until: t(40)
+    }));
+    // The slot is taken: a new conversation waits, and the agent cannot pick it either.
+    f.route(t(11), 2, G1, 0);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert_eq!(f.r.agent(A1).unwrap().load(), 1);
+    assert!(matches!(
+        f.r.pick(t(12), A1, c(2), &mut f.out),
+        Err(Error::AgentFull { agent: A1, capacity: 1 })
+    ));
+    assert_eq!(f.r.next_deadline(), Some(t(40)));
+    f.r.advance(t(39), &mut f.out);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    // Its deadline frees the slot and work conservation hands the waiting one over.
+    f.r.advance(t(40), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(2), Some(A1));
+    assert!(f.take_effects().contains(&Effect::WrapUpEnded {
+        agent: A1,
+        conversation: c(1),
+        early: false
+    }));
+}
+
+#[test]
+fn optional_wrap_up_ends_early_when_the_agent_says_so() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 600, true);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.route(t(3), 2, G1, 0);
+    assert_eq!(f.r.position(c(2)), Some(1));
+    assert!(matches!(
+        f.r.end_wrap_up(t(4), A1, Some(c(9)), &mut f.out),
+        Err(Error::NotWrappingUp { agent: A1, conversation: Some(_) })
+    ));
+    f.r.end_wrap_up(t(4), A1, None, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.assigned_to(2), Some(A1));
+    assert_eq!(f.r.next_deadline(), None, "the wrap-up's deadline went with it");
+    assert!(matches!(
+        f.r.end_wrap_up(t(5), A1, None, &mut f.out),
+        Err(Error::NotWrappingUp { agent: A1, conversation: None })
+    ));
+}
+
+#[test]
+fn mandatory_wrap_up_cannot_be_ended_early() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    let err = f.r.end_wrap_up(t(3), A1, Some(c(1)), &mut f.out).unwrap_err();
+    assert_eq!(err, Error::WrapUpMandatory { agent: A1, until: t(62) });
+    assert_eq!(err.code(), crate::error::Code::FailedPrecondition);
+    // With capacity 2, one slot is still free.
+    f.route(t(4), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A1));
+}
+
+#[test]
+fn wrap_up_counts_in_occupancy_and_only_after_service() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, true);
+    f.agent(A1, 2, &[G1], AgentStatus::Online);
+    f.agent(A2, 2, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    let first = f.holder(1).unwrap();
+    f.end(t(2), 1);
+    // Least occupied: the agent wrapping up counts as half full, so the other one gets it.
+    f.route(t(3), 2, G1, 0);
+    assert_ne!(f.holder(2), Some(first));
+    // A conversation that ends while still waiting holds no slot.
+    f.status(t(4), A1, AgentStatus::Busy);
+    f.status(t(4), A2, AgentStatus::Busy);
+    f.route(t(5), 3, G1, 0);
+    f.end(t(6), 3);
+    assert!(
+        !f.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::WrappingUp { conversation, .. } if *conversation == c(3)))
+    );
+}
+
+#[test]
+fn lowering_capacity_ends_wrap_ups_soonest_first() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(1), 2, G1, 0);
+    f.end(t(2), 1);
+    f.end(t(3), 2);
+    f.route(t(4), 3, G1, 0);
+    assert_eq!(f.r.agent(A1).unwrap().load(), 3);
+    f.r.upsert_agent(t(5), A1, 2, vec![G1], BTreeMap::new(), &mut f.out).unwrap();
+    f.check();
+    let a = f.r.agent(A1).unwrap();
+    assert_eq!(a.wrapping.keys().copied().collect::<Vec<_>>(), vec![c(2)]);
+    assert_eq!(a.load(), 2);
+}
+
+#[test]
+fn removing_an_agent_drops_its_wrap_up_deadlines() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.r.remove_agent(t(3), A1, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.next_deadline(), None);
+}
+
+#[test]
+fn wrap_up_survives_a_snapshot() {
+    let mut f = Fixture::new();
+    wrap_up_group(&mut f, 60, false);
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(1), 1, G1, 0);
+    f.end(t(2), 1);
+    f.route(t(3), 2, G1, 0);
+    let bytes = rmp_serde::to_vec(&f.r).unwrap();
+    let mut r: Router = rmp_serde::from_slice(&bytes).unwrap();
+    r.check_invariants().unwrap();
+    assert_eq!(r.next_deadline(), Some(t(62)));
+    let mut out = Vec::new();
+    r.advance(t(62), &mut out);
+    r.check_invariants().unwrap();
+    assert!(matches!(r.placement(c(2)), Some(Placement::Assigned { agent: A1, .. })));
+}
+
+#[test]
+fn an_agent_written_before_wrap_up_still_loads() {
+    #[derive(Serialize)]
+    struct Before {
+        status: AgentStatus,
+        capacity: u32,
+        groups: Vec<GroupId>,
+        assigned: BTreeSet<ConversationId>,
+        offered: BTreeSet<ConversationId>,
+        pinned: Vec<(QueueKey, ConversationId)>,
+        idle_since: Timestamp,
+        misses: u32,
+        offline_since: Option<Timestamp>,
+        listed: Option<(u64, Timestamp)>,
+    }
+    let before = Before {
+        status: AgentStatus::Online,
+        capacity: 3,
+        groups: vec![G1],
+        assigned: [c(1)].into(),
+        offered: BTreeSet::new(),
+        pinned: Vec::new(),
+        idle_since: t(5),
+        misses: 0,
+        offline_since: None,
+        listed: None,
+    };
+    let a: Agent = rmp_serde::from_slice(&rmp_serde::to_vec(&before).unwrap()).unwrap();
+    assert_eq!((a.capacity, a.load()), (3, 1));
+    assert!(a.wrapping.is_empty());
+}
+
+// ----- priority aging (issue 14 item 5) ----------------------------------------------------
+
+fn aging(step_secs: Option<u64>) -> GroupPolicy {
+    GroupPolicy { priority_aging: step_secs.map(secs), ..GroupPolicy::default() }
+}
+
+fn positions(f: &Fixture, convs: &[u64]) -> Vec<Option<usize>> {
+    convs.iter().map(|n| f.r.position(c(*n))).collect()
+}
+
+#[test]
+fn aging_lets_a_long_wait_overtake_higher_priority() {
+    let mut f = Fixture::new();
+    f.group(G1, aging(Some(10)));
+    // Effective key e − p·step: c1 0, c2 5 − 10 = −5, c3 25 − 10 = 15, c4 26 − 0 = 26.
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G1, 1);
+    f.route(t(25), 3, G1, 1);
+    f.route(t(26), 4, G1, 0);
+    assert_eq!(positions(&f, &[2, 1, 3, 4]), vec![Some(1), Some(2), Some(3), Some(4)]);
+    // The order does not depend on the clock: no re-sorting as time passes.
+    f.r.advance(t(100_000), &mut f.out);
+    assert_eq!(positions(&f, &[2, 1, 3, 4]), vec![Some(1), Some(2), Some(3), Some(4)]);
+    // Queue reads give the real keys, in the effective order.
+    let order: Vec<_> = f.r.queue(G1, 0).map(|(k, conv)| (conv, k.priority())).collect();
+    assert_eq!(order, vec![(c(2), 1), (c(1), 0), (c(3), 1), (c(4), 0)]);
+    // Served in that order.
+    f.agent(A1, 4, &[G1], AgentStatus::Online);
+    let served: Vec<_> = f
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Assigned { conversation, .. } => Some(conversation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served, vec![c(2), c(1), c(3), c(4)]);
+}
+
+#[test]
+fn an_agent_of_several_groups_compares_effective_priority_now() {
+    for (online_at, first) in [(10, 2), (40, 1)] {
+        let mut f = Fixture::new();
+        f.group(G1, aging(Some(10)));
+        f.agent(A1, 1, &[G1, G2], AgentStatus::Offline);
+        f.route(t(0), 1, G1, 0);
+        f.route(t(5), 2, G2, 2);
+        // At 10 s c1 is at 0 + 10/10 = 1 < 2; at 40 s at 4 > 2.
+        f.status(t(online_at), A1, AgentStatus::Online);
+        assert_eq!(f.assigned_to(first), Some(A1), "online at {online_at}");
+        assert_eq!(f.r.unaccepted(A1, t(online_at)).len(), 1);
+    }
+    let mut f = Fixture::new();
+    f.group(G1, aging(Some(10)));
+    f.agent(A1, 1, &[G1, G2], AgentStatus::Invisible);
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G2, 2);
+    assert_eq!(f.r.unaccepted(A1, t(10)), vec![c(2), c(1)]);
+    assert_eq!(f.r.unaccepted(A1, t(40)), vec![c(1), c(2)]);
+}
+
+#[test]
+fn changing_the_aging_step_rekeys_the_queue() {
+    let mut f = Fixture::new();
+    f.route(t(0), 1, G1, 0);
+    f.route(t(5), 2, G1, 1);
+    f.route(t(25), 3, G1, 1);
+    assert_eq!(positions(&f, &[2, 3, 1]), vec![Some(1), Some(2), Some(3)]);
+    f.group(G1, aging(Some(10)));
+    f.check();
+    assert_eq!(positions(&f, &[2, 1, 3]), vec![Some(1), Some(2), Some(3)]);
+    f.group(G1, aging(None));
+    f.check();
+    assert_eq!(positions(&f, &[2, 3, 1]), vec![Some(1), Some(2), Some(3)]);
+    // Leaving and requeueing go through the same keys.
+    f.group(G1, aging(Some(10)));
+    f.end(t(30), 1);
+    // c3 at priority 4: 25 − 40 = −15, ahead of c2 (−5).
+    f.r.raise_priority(t(31), c(3), 4, &mut f.out);
+    f.check();
+    assert_eq!(positions(&f, &[3, 2]), vec![Some(1), Some(2)]);
+}
+
+// ----- proficiency (issue 14 item 6) -------------------------------------------------------
+
+fn rated(f: &mut Fixture, id: AgentId, capacity: u32, levels: &[(GroupId, u8)]) {
+    let groups = levels.iter().map(|(g, _)| *g).collect();
+    let levels = levels.iter().copied().filter(|(_, l)| *l > 0).collect();
+    f.r.upsert_agent(t(0), id, capacity, groups, levels, &mut f.out).unwrap();
+    f.status(t(0), id, AgentStatus::Online);
+}
+
+fn best_proficiency() -> GroupPolicy {
+    GroupPolicy { strategy: Strategy::BestProficiency, ..GroupPolicy::default() }
+}
+
+#[test]
+fn best_proficiency_first_then_least_occupied() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    rated(&mut f, A1, 2, &[(G1, 2)]);
+    rated(&mut f, A2, 2, &[(G1, 5)]);
+    // Not rated: the lowest level.
+    rated(&mut f, A3, 2, &[(G1, 0)]);
+    for n in 1..=6 {
+        f.route(t(n), n, G1, 0);
+    }
+    let holders: Vec<_> = (1..=6).map(|n| f.holder(n)).collect();
+    assert_eq!(holders, [A2, A2, A1, A1, A3, A3].map(Some));
+}
+
+#[test]
+fn equal_proficiency_goes_to_the_least_occupied() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    rated(&mut f, A1, 3, &[(G1, 3)]);
+    rated(&mut f, A2, 3, &[(G1, 3)]);
+    rated(&mut f, A3, 3, &[(G1, 1)]);
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    assert_eq!((f.holder(1), f.holder(2)), (Some(A1), Some(A2)));
+}
+
+#[test]
+fn proficiency_is_per_group_and_follows_its_changes() {
+    let mut f = Fixture::new();
+    f.group(G1, best_proficiency());
+    f.group(G2, best_proficiency());
+    rated(&mut f, A1, 3, &[(G1, 5), (G2, 1)]);
+    rated(&mut f, A2, 3, &[(G1, 1), (G2, 5)]);
+    f.route(t(1), 1, G2, 0);
+    f.route(t(2), 2, G1, 0);
+    assert_eq!((f.holder(1), f.holder(2)), (Some(A2), Some(A1)));
+    // A2 becomes the expert of G1 too (and a less occupied one is not preferred over it).
+    let levels = [(G1, 5), (G2, 5)].into();
+    f.r.upsert_agent(t(3), A2, 3, vec![G1, G2], levels, &mut f.out).unwrap();
+    f.check();
+    f.end(t(4), 2);
+    f.route(t(5), 3, G1, 0);
+    // Both at level 5 in G1 now; A1 (empty) is less occupied than A2 (one).
+    assert_eq!(f.holder(3), Some(A1));
+    f.route(t(6), 4, G1, 0);
+    // Equal level and load (1 of 3 each): the longer idle, A2 (last work at 1 s; A1 at 5 s).
+    assert_eq!(f.holder(4), Some(A2));
+}
+
+#[test]
+fn an_availability_index_written_before_proficiency_is_rebuilt() {
+    #[derive(Serialize)]
+    struct Before {
+        ids: BTreeSet<AgentId>,
+        by_occupancy: BTreeSet<(u64, Timestamp, AgentId)>,
+        by_idle: BTreeSet<(Timestamp, AgentId)>,
+    }
+    let before = Before {
+        ids: [A1, A2].into(),
+        by_occupancy: [(0, t(1), A1), (7, t(0), A2)].into(),
+        by_idle: [(t(0), A2), (t(1), A1)].into(),
+    };
+    let bytes = rmp_serde::to_vec(&before).unwrap();
+    let now: available::Available = rmp_serde::from_slice(&bytes).unwrap();
+    assert!(now.holds_exactly(&[(A1, (0, t(1)), 1), (A2, (7, t(0)), 1)]));
+    assert_eq!(now.best(Strategy::BestProficiency, None, &[]), Some(A1));
+}
+
+// ----- steps: criteria that widen over time (issue 14 item 1) ------------------------------
+
+fn stepping(after: u64, to: GroupId) -> GroupPolicy {
+    GroupPolicy {
+        steps: vec![crate::config::Step { after: secs(after), group: to }],
+        ..GroupPolicy::default()
+    }
+}
+
+#[test]
+fn a_step_lets_another_groups_agents_take_it_after_the_wait() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.route(t(0), 1, G1, 0);
+    assert_eq!(f.r.position(c(1)), Some(1));
+    assert_eq!(f.r.next_deadline(), Some(t(30)));
+    f.r.advance(t(29), &mut f.out);
+    assert_eq!(f.holder(1), None);
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2), "work conservation at the step");
+    assert!(f.r.widened_groups(c(1)).is_empty(), "taken from every queue");
+}
+
+#[test]
+fn a_widened_conversation_keeps_its_place_in_line() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Away);
+    f.route(t(0), 1, G1, 0);
+    f.route(t(10), 2, G2, 0);
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.r.widened_groups(c(1)), &[G2]);
+    // Its position is still read in its own group; G2's own line is unchanged.
+    assert_eq!((f.r.position(c(1)), f.r.position(c(2))), (Some(1), Some(1)));
+    assert_eq!(f.r.unaccepted(A2, t(31)), vec![c(1), c(2)], "entered at 0 s, ahead of 10 s");
+    f.status(t(40), A2, AgentStatus::Online);
+    assert_eq!(f.assigned_to(1), Some(A2));
+    assert_eq!(f.r.position(c(2)), Some(1));
+}
+
+#[test]
+fn a_step_already_due_applies_at_once_and_its_agents_may_pick() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.agent(A2, 1, &[G2], AgentStatus::Invisible);
+    // Transferred in keeping an entry time 60 s old: past the step already.
+    f.route(t(0), 1, G2, 0);
+    f.r.transfer_to_group(t(60), c(1), G1, true, &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.r.widened_groups(c(1)), &[G2]);
+    f.r.pick(t(61), A2, c(1), &mut f.out).unwrap();
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2));
+}
+
+#[test]
+fn steps_survive_a_snapshot_and_a_named_group_cannot_go() {
+    let mut f = Fixture::new();
+    f.group(G1, stepping(30, G2));
+    f.route(t(0), 1, G1, 0);
+    assert!(matches!(f.r.remove_group(G2), Err(Error::InvalidArgument(m)) if m.contains("step")));
+    let mut r: Router = rmp_serde::from_slice(&rmp_serde::to_vec(&f.r).unwrap()).unwrap();
+    r.check_invariants().unwrap();
+    let mut out = Vec::new();
+    r.advance(t(30), &mut out);
+    r.check_invariants().unwrap();
+    assert_eq!(r.widened_groups(c(1)), &[G2]);
+    // Changing the steps starts over from the entry time.
+    r.upsert_group(t(31), G1, stepping(60, G2), &mut out);
+    r.check_invariants().unwrap();
+    assert!(r.widened_groups(c(1)).is_empty());
+    assert_eq!(r.next_deadline(), Some(t(60)));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
     MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
-    ReplySettings, Strategy as Pick, TenantSettings, TimedReply,
+    ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::{Placement, Router};
@@ -84,6 +84,28 @@ pub enum Op {
     Advance {
         secs: u64,
     },
+    /// The agent ends its wrap-up: of its `pick`th wrapping conversation, or all (`None`).
+    EndWrapUp {
+        agent: u64,
+        pick: Option<usize>,
+    },
+    /// An administrator changes a group's priority aging step (seconds; `None`: off).
+    Aging {
+        group: u64,
+        step: Option<u64>,
+    },
+}
+
+/// Issue 14's per-group rules, each off (`None`) or on with short times so they act within
+/// a run.
+#[derive(Debug, Clone, Default)]
+pub struct GroupRules {
+    /// Wrap-up seconds and whether the agent may end it early.
+    pub wrap_up: Option<(u64, bool)>,
+    /// Priority aging: seconds of waiting per priority level.
+    pub aging: Option<u64>,
+    /// A step: after this many seconds, also the agents of the group this many groups on.
+    pub step: Option<(u64, u64)>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -97,6 +119,10 @@ pub struct Setup {
     pub reserve: u32,
     pub grace: u64,
     pub misses: u32,
+    /// One per group (missing: all off).
+    pub rules: Vec<GroupRules>,
+    /// Per agent: 0 not rated, else a base from which each of its groups gets a level 1-5.
+    pub levels: Vec<u8>,
 }
 
 fn texts(t: &str) -> Vec<String> {
@@ -159,9 +185,15 @@ pub fn build(s: &Setup) -> Engine {
     };
     let mut e = Engine::new(settings).unwrap();
     let t0 = Timestamp(0);
+    let mut stepped = Vec::new();
     for (g, (strategy, offer, last_agent)) in s.groups.iter().enumerate() {
         let policy = GroupPolicy {
-            strategy: [Pick::LeastOccupied, Pick::LongestIdle, Pick::RoundRobin][*strategy],
+            strategy: [
+                Pick::LeastOccupied,
+                Pick::LongestIdle,
+                Pick::RoundRobin,
+                Pick::BestProficiency,
+            ][*strategy],
             offer: [
                 OfferMode::AutoAccept,
                 OfferMode::Offer { timeout: Duration::from_secs(25) },
@@ -169,9 +201,33 @@ pub fn build(s: &Setup) -> Engine {
             ][*offer],
             dedicated_timeout: Duration::from_secs(200),
             last_agent_timeout: last_agent.then_some(Duration::from_secs(45)),
+            wrap_up: s.rules.get(g).and_then(|r| r.wrap_up).map(|(secs, can_end_early)| WrapUp {
+                duration: Duration::from_secs(secs),
+                can_end_early,
+            }),
+            priority_aging: s.rules.get(g).and_then(|r| r.aging).map(Duration::from_secs),
+            steps: s
+                .rules
+                .get(g)
+                .and_then(|r| r.step)
+                .map(|(after, on)| Step {
+                    after: Duration::from_secs(after),
+                    group: GroupId((g as u64 + on.clamp(1, GROUPS - 1)) % GROUPS),
+                })
+                .into_iter()
+                .collect(),
         };
-        e.upsert_group(t0, GroupId(g as u64), GroupSettings { policy, ..Default::default() })
-            .unwrap();
+        // A step may name a group created later: every group first, then the steps.
+        let steps = policy.steps.clone();
+        let id = GroupId(g as u64);
+        let plain = GroupPolicy { steps: Vec::new(), ..policy.clone() };
+        e.upsert_group(t0, id, GroupSettings { policy: plain, ..Default::default() }).unwrap();
+        if !steps.is_empty() {
+            stepped.push((id, policy));
+        }
+    }
+    for (id, policy) in stepped {
+        e.upsert_group(t0, id, GroupSettings { policy, ..Default::default() }).unwrap();
     }
     for (a, (capacity, groups)) in s.agents.iter().enumerate() {
         let settings = AgentSettings {
@@ -179,6 +235,11 @@ pub fn build(s: &Setup) -> Engine {
             capacity: *capacity,
             groups: groups.iter().map(|g| GroupId(*g)).collect(),
             replies: ReplySettings::default(),
+            // Level 0 in the setup: not rated (the lowest); otherwise a level per group.
+            proficiency: match s.levels.get(a).copied().unwrap_or(0) {
+                0 => Default::default(),
+                base => groups.iter().map(|g| (GroupId(*g), (base + *g as u8) % 5 + 1)).collect(),
+            },
         };
         e.upsert_agent(t0, AgentId(a as u64), settings).unwrap();
     }
@@ -263,10 +324,29 @@ pub fn check_ranks(r: &Router) -> Result<(), String> {
 }
 
 /// FIFO within a priority: in each queue, entries of the same front class and priority are
-/// in order of entry time.
+/// in order of entry time. Under priority aging, FIFO within the effective order: entries of
+/// one front class are in order of `entered_at − priority × step` (the effective priority at
+/// any instant, highest first), ties in arrival order.
 pub fn check_fifo(r: &Router) -> Result<(), String> {
     for g in 0..GROUPS {
         let keys: Vec<_> = r.queue(GroupId(g), 0).map(|(k, _)| k).collect();
+        let aging = r.group_policy(GroupId(g)).and_then(|p| p.priority_aging);
+        if let Some(step) = aging {
+            let step = step.as_millis() as i128;
+            let effective = |k: switchboard_core::queue::QueueKey| {
+                k.entered_at().0 as i128 - i128::from(k.priority()) * step
+            };
+            for w in keys.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                if a.front() == b.front() && (effective(a), a.seq()) > (effective(b), b.seq()) {
+                    return Err(format!("g{g} (aging {step} ms): {a:?} ahead of {b:?}"));
+                }
+                if !a.front() && b.front() {
+                    return Err(format!("g{g}: {a:?} ahead of the front class {b:?}"));
+                }
+            }
+            continue;
+        }
         for w in keys.windows(2) {
             let (a, b) = (w[0], w[1]);
             if a.front() == b.front()
@@ -277,6 +357,30 @@ pub fn check_fifo(r: &Router) -> Result<(), String> {
             }
             if a.front() == b.front() && a.priority() < b.priority() {
                 return Err(format!("g{g}: lower priority {a:?} ahead of {b:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Once the clock has run (`advance`), every conversation waiting in its group stands in
+/// the group of each step whose wait has passed since its entry time, and in no other.
+fn check_steps(e: &Engine, now: Timestamp) -> Result<(), String> {
+    for g in 0..GROUPS {
+        let steps =
+            e.group_settings(GroupId(g)).map(|s| s.policy.steps.clone()).unwrap_or_default();
+        for (key, conv) in e.router().queue(GroupId(g), 0) {
+            let due: Vec<GroupId> = steps
+                .iter()
+                .filter(|s| key.entered_at() + s.after <= now)
+                .map(|s| s.group)
+                .collect();
+            if e.router().widened_groups(conv) != due.as_slice() {
+                return Err(format!(
+                    "{conv} of g{g} (entered {:?}) stands in {:?}, its due steps are {due:?}",
+                    key.entered_at(),
+                    e.router().widened_groups(conv)
+                ));
             }
         }
     }
@@ -308,6 +412,41 @@ impl BudgetWatch {
             }
         }
         Ok(())
+    }
+}
+
+/// Ends a wrap-up and checks the rule: refused exactly when there is none to end, or when
+/// every one it names is mandatory; otherwise the slots it may end are free afterwards.
+fn end_wrap_up(
+    e: &mut Engine,
+    now: Timestamp,
+    agent: u64,
+    conv: Option<ConversationId>,
+) -> Result<Vec<Effect>, String> {
+    let id = AgentId(agent);
+    let named: Vec<(ConversationId, bool)> = e
+        .router()
+        .agent(id)
+        .map(|a| {
+            a.wrapping
+                .iter()
+                .filter(|(c, _)| conv.is_none_or(|x| x == **c))
+                .map(|(c, w)| (*c, w.can_end_early))
+                .collect()
+        })
+        .unwrap_or_default();
+    let may_end = named.iter().any(|(_, early)| *early);
+    match e.end_wrap_up(now, id, conv) {
+        Ok(fx) if may_end => {
+            let left = e.router().agent(id).map(|a| a.wrapping.clone()).unwrap_or_default();
+            if let Some((c, _)) = named.iter().find(|(c, early)| *early && left.contains_key(c)) {
+                return Err(format!("{id}'s optional wrap-up of {c} survived its end"));
+            }
+            Ok(fx)
+        }
+        Ok(_) => Err(format!("{id} ended a wrap-up it had no right to end: {named:?}")),
+        Err(_) if may_end => Err(format!("{id} was refused ending {named:?}")),
+        Err(_) => Ok(Vec::new()),
     }
 }
 
@@ -437,11 +576,34 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                 now = now + Duration::from_secs(*secs);
                 e.advance(now)
             }
+            Op::EndWrapUp { agent, pick } => {
+                let wrapping: Vec<ConversationId> = e
+                    .router()
+                    .agent(AgentId(*agent))
+                    .map(|a| a.wrapping.keys().copied().collect())
+                    .unwrap_or_default();
+                let conv = pick.map(|p| wrapping.get(p % wrapping.len().max(1)).copied());
+                match conv {
+                    // A pick among none: the refusal is checked below.
+                    Some(None) => Vec::new(),
+                    Some(Some(c)) => end_wrap_up(&mut e, now, *agent, Some(c))?,
+                    None => end_wrap_up(&mut e, now, *agent, None)?,
+                }
+            }
+            Op::Aging { group, step } => {
+                let id = GroupId(*group);
+                let mut s = e.group_settings(id).cloned().unwrap();
+                s.policy.priority_aging = step.map(Duration::from_secs);
+                e.upsert_group(now, id, s).map_err(|err| format!("aging {step:?}: {err}"))?
+            }
         };
         let checks = e
             .check_invariants()
             .and_then(|()| check_positions(&e))
             .and_then(|()| check_fifo(e.router()))
+            .and_then(
+                |()| if matches!(op, Op::Advance { .. }) { check_steps(&e, now) } else { Ok(()) },
+            )
             .and_then(|()| budget.observe(&effects));
         if let Err(why) = checks {
             return Err(format!("after step {step} ({op:?}): {why}"));

@@ -158,6 +158,11 @@ const POLICY_FIELDS: &[&str] = &[
     "dedicated_timeout",
     "last_agent_timeout",
     "last_agent_preference",
+    "wrap_up",
+    "wrap_up_can_end_early",
+    "priority_aging",
+    // Not in the merge list below: steps name groups, resolved by `routing_steps`.
+    "steps",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -200,7 +205,7 @@ pub(super) fn put_group(
                 None => settings::routing_policy("policy", None)?,
             };
             let mut merged = settings::routing_policy_to_pb(&base);
-            let new = r.policy.unwrap_or_default();
+            let new = r.policy.clone().unwrap_or_default();
             merge_fields!(
                 mask,
                 "policy.",
@@ -213,10 +218,20 @@ pub(super) fn put_group(
                     dedicated_timeout,
                     last_agent_timeout,
                     last_agent_preference,
+                    wrap_up,
+                    wrap_up_can_end_early,
+                    priority_aging,
                 ]
             );
             settings::routing_policy("policy", Some(&merged))?
         }
+    };
+    let mut policy = policy;
+    policy.steps = if mask.covers("policy.steps") {
+        let steps = r.policy.as_ref().map_or(&[][..], |p| &p.steps[..]);
+        routing_steps(state, steps)?
+    } else {
+        current.map(|c| c.policy.steps.clone()).unwrap_or_default()
     };
     let replies =
         updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
@@ -276,7 +291,7 @@ pub(super) fn put_agent(
     let mask = Mask::parse(
         r.update_mask.as_ref(),
         &known_paths(
-            &["nickname", "capacity", "groups", "replies", "supervisor"],
+            &["nickname", "capacity", "groups", "replies", "supervisor", "proficiencies"],
             &[("replies", REPLY_KINDS)],
         ),
         &[
@@ -285,6 +300,7 @@ pub(super) fn put_agent(
             ("groups", !r.groups.is_empty()),
             ("replies", r.replies.is_some()),
             ("supervisor", r.supervisor),
+            ("proficiencies", !r.proficiencies.is_empty()),
         ],
     )?;
     let known = state.agent("name", &id).ok();
@@ -297,12 +313,13 @@ pub(super) fn put_agent(
                 capacity: view.capacity,
                 groups: view.groups,
                 supervisor: view.supervisor,
+                proficiencies: view.proficiencies,
                 ..Default::default()
             }
         }
         None => pb::PutAgentRequest::default(),
     };
-    merge_fields!(mask, "", m, r, [nickname, capacity, groups, supervisor]);
+    merge_fields!(mask, "", m, r, [nickname, capacity, groups, supervisor, proficiencies]);
     check_len("nickname", &m.nickname, MAX_NICKNAME)?;
     let max = switchboard_core::config::MAX_CAPACITY;
     if m.capacity == 0 || m.capacity > max {
@@ -320,14 +337,99 @@ pub(super) fn put_agent(
     }
     let replies =
         updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
+    // Kept levels follow the groups: those of a group the agent left go with it.
+    let given = mask.covers("proficiencies");
+    let proficiency = proficiencies(state, &m.proficiencies, &groups, given)?;
     let agent_settings =
-        AgentSettings { nickname: m.nickname, capacity: m.capacity, groups, replies };
+        AgentSettings { nickname: m.nickname, capacity: m.capacity, groups, replies, proficiency };
     let a = AgentId(state.agents.peek(&id));
     let effects = state.engine.upsert_agent(now, a, agent_settings)?;
     state.agents.intern(&id);
     state.agent_extra.entry(a).or_default().supervisor = m.supervisor;
     emit(state, now, effects, out);
     Ok(response::Result::Agent(resources::agent(state, a)))
+}
+
+/// A group's steps, each naming another group of the tenant by resource name.
+fn routing_steps(
+    state: &TenantState,
+    steps: &[pb::RoutingStep],
+) -> Result<Vec<switchboard_core::config::Step>> {
+    let max = switchboard_core::config::MAX_STEPS;
+    if steps.len() > max {
+        return Err(Error::field(
+            "policy.steps",
+            format!("at most {max} steps, got {}", steps.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        let field = format!("policy.steps[{i}].group");
+        let (t, id) = crate::names::child(&field, &s.group, "groups")?;
+        if t != state.id {
+            return Err(Error::field(
+                &field,
+                format!("{:?} is not in tenant {}", s.group, state.id),
+            ));
+        }
+        let group = state.group(&field, &id)?;
+        let after = match &s.after {
+            Some(d) => crate::convert::from_duration(&format!("policy.steps[{i}].after"), d)?,
+            None => {
+                return Err(Error::field(
+                    &format!("policy.steps[{i}].after"),
+                    "give the wait after which the step applies",
+                ));
+            }
+        };
+        out.push(switchboard_core::config::Step { after, group });
+    }
+    Ok(out)
+}
+
+/// An agent's proficiency levels, each in one of its `groups` (by resource name), 1 to 5.
+/// Levels the request did not `give` (kept from before) are dropped for groups the agent
+/// left instead of refused.
+fn proficiencies(
+    state: &TenantState,
+    levels: &[pb::Proficiency],
+    groups: &[GroupId],
+    given: bool,
+) -> Result<std::collections::BTreeMap<GroupId, u8>> {
+    let (min, max) =
+        (switchboard_core::config::MIN_PROFICIENCY, switchboard_core::config::MAX_PROFICIENCY);
+    let mut out = std::collections::BTreeMap::new();
+    for (i, p) in levels.iter().enumerate() {
+        let field = format!("proficiencies[{i}].group");
+        let (t, id) = crate::names::child(&field, &p.group, "groups")?;
+        if t != state.id {
+            return Err(Error::field(
+                &field,
+                format!("{:?} is not in tenant {}", p.group, state.id),
+            ));
+        }
+        let g = state.group(&field, &id)?;
+        if !groups.contains(&g) && !given {
+            continue;
+        }
+        if !groups.contains(&g) {
+            return Err(Error::field(
+                &field,
+                format!("the agent is not in {}; add it to groups or drop its level", p.group),
+            ));
+        }
+        let level =
+            u8::try_from(p.level).ok().filter(|l| (min..=max).contains(l)).ok_or_else(|| {
+                Error::field(
+                    &format!("proficiencies[{i}].level"),
+                    format!("must be {min} to {max}, got {}", p.level),
+                )
+            })?;
+        if out.insert(g, level).is_some() {
+            return Err(Error::field(&field, format!("{} is listed twice", p.group)));
+        }
+    }
+    Ok(out)
 }
 
 /// Signs the agent out (its conversations go to the front of their groups), forgets it, and
@@ -602,6 +704,33 @@ pub(super) mod tests {
         run(&mut state, 3_000, Op::PutGroup(renamed)).unwrap();
         assert_eq!(state.groups.get("support"), Some(id));
         assert_eq!(state.group_names[&GroupId(id)], "Support desk");
+    }
+
+    #[test]
+    fn proficiency_levels_follow_the_agents_groups() {
+        let mut state = tenant();
+        run(&mut state, 2_000, group_op("vip")).unwrap();
+        let Op::PutAgent(mut put) = agent_op("alice", &["sales", "vip"], false) else {
+            unreachable!()
+        };
+        let level = |g: &str, level| pb::Proficiency { group: format!("{T}/groups/{g}"), level };
+        put.proficiencies = vec![level("sales", 2), level("vip", 5)];
+        let (r, _) = run(&mut state, 2_000, Op::PutAgent(put.clone())).unwrap();
+        let response::Result::Agent(a) = r else { panic!("{r:?}") };
+        assert_eq!(a.proficiencies, put.proficiencies);
+        let mut twice = put.clone();
+        twice.proficiencies.push(level("vip", 1));
+        assert_eq!(field(&refused(&mut state, Op::PutAgent(twice))), "proficiencies[2].group");
+        // Leaving vip (a mask on groups only) drops its level rather than refusing.
+        let leave = pb::PutAgentRequest {
+            name: put.name.clone(),
+            groups: vec!["sales".into()],
+            update_mask: Some(prost_types::FieldMask { paths: vec!["groups".into()] }),
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 3_000, Op::PutAgent(leave)).unwrap();
+        let response::Result::Agent(a) = r else { panic!("{r:?}") };
+        assert_eq!(a.proficiencies, vec![level("sales", 2)]);
     }
 
     #[test]

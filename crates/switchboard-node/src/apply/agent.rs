@@ -87,6 +87,32 @@ pub(super) fn set_status(
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
 
+/// The agent ends its optional wrap-up: of the named ended conversation, or every one.
+pub(super) fn end_wrap_up(
+    state: &mut TenantState,
+    now: Timestamp,
+    r: &pb::EndWrapUpRequest,
+    out: &mut Output,
+) -> Result<response::Result> {
+    let a = acting(state, "agent", &r.agent)?;
+    // The conversation has ended and left memory: its name is checked, not its state.
+    let c = if r.conversation.is_empty() {
+        None
+    } else {
+        let (t, n) = names::conversation("conversation", &r.conversation)?;
+        if t != state.id {
+            return Err(Error::field(
+                "conversation",
+                format!("{:?} is not in tenant {}", r.conversation, state.id),
+            ));
+        }
+        Some(ConversationId(n))
+    };
+    let effects = state.engine.end_wrap_up(now, a, c)?;
+    emit(state, now, effects, out);
+    Ok(response::Result::Agent(resources::agent(state, a)))
+}
+
 pub(super) fn accept(
     state: &mut TenantState,
     now: Timestamp,

@@ -234,6 +234,7 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::UpdateCustomerProfile(r) => agent::update_customer_profile(state, now, r, &mut out)?,
         Op::PutPersonalQuickReplies(r) => agent::put_quick_replies(state, now, r, &mut out)?,
         Op::UpdateAgentReplies(r) => agent::update_agent_replies(state, now, r, &mut out)?,
+        Op::EndWrapUp(r) => agent::end_wrap_up(state, now, r, &mut out)?,
 
         Op::Whisper(r) => supervisor::whisper(state, now, r, &mut out)?,
         Op::SupervisorSetStatus(r) => supervisor::set_status(state, now, r, &mut out)?,

@@ -100,6 +100,7 @@ pub const POLICY: &[(&str, Rule)] = &[
     ("/switchboard.v1.AgentService/MarkRead", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/Transfer", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/EndConversation", r(DESKTOP, SELF, WRITE)),
+    ("/switchboard.v1.AgentService/EndWrapUp", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/SetBotHosting", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/InviteRating", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/GetHistory", r(DESKTOP, SELF, READ)),

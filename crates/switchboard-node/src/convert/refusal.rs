@@ -89,6 +89,16 @@ pub fn describe(state: &TenantState, e: &Core) -> String {
             state.group_name(*id)
         ),
         Core::AlreadyExists(what) => format!("{what} already exists"),
+        Core::NotWrappingUp { agent, conversation } => format!(
+            "agent {} has no wrap-up{} to end",
+            a(*agent),
+            conversation.map(|x| format!(" of conversation {}", c(x))).unwrap_or_default()
+        ),
+        Core::WrapUpMandatory { agent, until } => format!(
+            "agent {}'s wrap-up is mandatory in its group; it ends by itself at {}",
+            a(*agent),
+            super::timestamp(*until)
+        ),
     }
 }
 

@@ -37,7 +37,19 @@ pub fn group(state: &TenantState, g: GroupId) -> pb::Group {
     pb::Group {
         name: state.group_name(g),
         display_name: state.group_names.get(&g).cloned().unwrap_or_default(),
-        policy: settings.map(|s| routing_policy_to_pb(&s.policy)),
+        policy: settings.map(|s| {
+            let mut p = routing_policy_to_pb(&s.policy);
+            p.steps = s
+                .policy
+                .steps
+                .iter()
+                .map(|step| pb::RoutingStep {
+                    after: Some(super::duration(step.after)),
+                    group: state.group_name(step.group),
+                })
+                .collect();
+            p
+        }),
         replies: settings.map(|s| reply_settings_to_pb(&s.replies)),
         waiting: router.queue_len(g) as u64,
         members,
@@ -62,7 +74,33 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
         status: status_to_pb(live.map_or(AgentStatus::Offline, |x| x.status)) as i32,
         load: live.map_or(0, |x| x.load()),
         first_login_today: extra.and_then(|x| x.first_login).map(|(_, at)| timestamp(at)),
+        wrap_ups: live.map(|x| wrap_ups(state, x)).unwrap_or_default(),
+        proficiencies: settings
+            .map(|s| {
+                s.proficiency
+                    .iter()
+                    .map(|(g, level)| pb::Proficiency {
+                        group: state.group_name(*g),
+                        level: u32::from(*level),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
+}
+
+/// An agent's wrap-ups, soonest end first.
+fn wrap_ups(state: &TenantState, a: &switchboard_core::router::Agent) -> Vec<pb::AgentWrapUp> {
+    let mut wraps: Vec<_> = a.wrapping.iter().collect();
+    wraps.sort_by_key(|(c, w)| (w.until, **c));
+    wraps
+        .into_iter()
+        .map(|(c, w)| pb::AgentWrapUp {
+            conversation: state.conversation_name(*c),
+            end_time: Some(timestamp(w.until)),
+            can_end_early: w.can_end_early,
+        })
+        .collect()
 }
 
 /// [`agent`] as seen at `now`: a first sign-in from an earlier day (in the tenant's time

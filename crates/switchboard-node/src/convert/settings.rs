@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AutoAcceptReply, GroupPolicy, KeywordRule, MessageReceivedReply, NotRespondingPolicy,
     OfferMode, OfflineReply, QueueReply, QueueRule, RatingCredit, ReplySettings, Strategy,
-    TenantSettings, TimedReply,
+    TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::{AgentStatus, Channel};
 use switchboard_proto::v1 as pb;
@@ -335,10 +335,11 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         Ok(pb::Strategy::LeastOccupied) => Strategy::LeastOccupied,
         Ok(pb::Strategy::LongestIdle) => Strategy::LongestIdle,
         Ok(pb::Strategy::RoundRobin) => Strategy::RoundRobin,
+        Ok(pb::Strategy::BestProficiency) => Strategy::BestProficiency,
         Err(_) => {
             return Err(Error::field(
                 &format!("{field}.strategy"),
-                "use STRATEGY_LEAST_OCCUPIED, STRATEGY_LONGEST_IDLE or STRATEGY_ROUND_ROBIN",
+                "use STRATEGY_LEAST_OCCUPIED, STRATEGY_LONGEST_IDLE, STRATEGY_ROUND_ROBIN or STRATEGY_BEST_PROFICIENCY",
             ));
         }
     };
@@ -380,7 +381,41 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
             ));
         }
     };
-    Ok(GroupPolicy { strategy, offer, dedicated_timeout, last_agent_timeout })
+    let wrap_up = match optional(&format!("{field}.wrap_up"), p.wrap_up.as_ref())? {
+        Some(duration) if !duration.is_zero() => {
+            Some(WrapUp { duration, can_end_early: p.wrap_up_can_end_early })
+        }
+        _ if p.wrap_up_can_end_early => {
+            return Err(Error::field(
+                &format!("{field}.wrap_up_can_end_early"),
+                "is true but wrap_up is unset: set wrap_up to how long the slot stays taken, or leave wrap_up_can_end_early false",
+            ));
+        }
+        _ => None,
+    };
+    let priority_aging =
+        match optional(&format!("{field}.priority_aging"), p.priority_aging.as_ref())? {
+            Some(step) if step.is_zero() => None,
+            Some(step)
+                if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&step) =>
+            {
+                return Err(Error::field(
+                    &format!("{field}.priority_aging"),
+                    "must be 1 s to 24 h of waiting per priority level (or unset for no aging)",
+                ));
+            }
+            step => step,
+        };
+    Ok(GroupPolicy {
+        strategy,
+        offer,
+        dedicated_timeout,
+        last_agent_timeout,
+        wrap_up,
+        priority_aging,
+        // Steps name groups: the apply layer resolves them with the tenant's names.
+        steps: Vec::new(),
+    })
 }
 
 pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
@@ -394,12 +429,18 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
             Strategy::LeastOccupied => pb::Strategy::LeastOccupied,
             Strategy::LongestIdle => pb::Strategy::LongestIdle,
             Strategy::RoundRobin => pb::Strategy::RoundRobin,
+            Strategy::BestProficiency => pb::Strategy::BestProficiency,
         } as i32,
         offer_mode: offer_mode as i32,
         offer_timeout,
         dedicated_timeout: Some(duration(p.dedicated_timeout)),
         last_agent_timeout: p.last_agent_timeout.map(duration),
         last_agent_preference: p.last_agent_timeout.is_some(),
+        wrap_up: p.wrap_up.map(|w| duration(w.duration)),
+        wrap_up_can_end_early: p.wrap_up.is_some_and(|w| w.can_end_early),
+        priority_aging: p.priority_aging.map(duration),
+        // Filled with group names by `resources::group`.
+        steps: Vec::new(),
     }
 }
 
@@ -506,6 +547,42 @@ mod tests {
         };
         let e = reply_settings("replies", Some(&pb)).unwrap_err();
         assert!(e.to_string().starts_with("replies.queue.min_interval:"), "{e}");
+    }
+
+    #[test]
+    fn routing_policy_wrap_up_round_trips_and_refuses_a_flag_alone() {
+        let minute = Some(prost_types::Duration { seconds: 60, nanos: 0 });
+        for can_end_early in [false, true] {
+            let p = pb::RoutingPolicy {
+                wrap_up: minute,
+                wrap_up_can_end_early: can_end_early,
+                ..Default::default()
+            };
+            let p = routing_policy("policy", Some(&p)).unwrap();
+            assert_eq!(
+                p.wrap_up,
+                Some(WrapUp { duration: Duration::from_secs(60), can_end_early })
+            );
+            assert_eq!(routing_policy("policy", Some(&routing_policy_to_pb(&p))).unwrap(), p);
+        }
+        let zero = pb::RoutingPolicy {
+            wrap_up: Some(prost_types::Duration::default()),
+            ..Default::default()
+        };
+        assert_eq!(routing_policy("policy", Some(&zero)).unwrap().wrap_up, None);
+        let step = |seconds| pb::RoutingPolicy {
+            priority_aging: Some(prost_types::Duration { seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        let aged = routing_policy("policy", Some(&step(30))).unwrap();
+        assert_eq!(aged.priority_aging, Some(Duration::from_secs(30)));
+        assert_eq!(routing_policy("policy", Some(&routing_policy_to_pb(&aged))).unwrap(), aged);
+        assert_eq!(routing_policy("policy", Some(&step(0))).unwrap().priority_aging, None);
+        let e = routing_policy("policy", Some(&step(86_401))).unwrap_err();
+        assert!(e.to_string().starts_with("policy.priority_aging: must be"), "{e}");
+        let flag = pb::RoutingPolicy { wrap_up_can_end_early: true, ..Default::default() };
+        let e = routing_policy("policy", Some(&flag)).unwrap_err();
+        assert!(e.to_string().starts_with("policy.wrap_up_can_end_early: is true but"), "{e}");
     }
 
     #[test]

@@ -150,8 +150,10 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.list(Call::split(req), "unaccepted", |state, a| state.engine.router().unaccepted(a))
-            .await
+        self.list(Call::split(req), "unaccepted", |state, a| {
+            state.engine.router().unaccepted(a, state.last_at)
+        })
+        .await
     }
 
     async fn list_assigned(
@@ -204,6 +206,16 @@ impl AgentService for Agents {
         let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
         self.conversation(&call, &agent, Op::EndConversation(r), &request_id).await
+    }
+
+    async fn end_wrap_up(
+        &self,
+        req: Request<pb::EndWrapUpRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let (call, r) = Call::split(req);
+        let (agent, request_id) = request_fields!(r);
+        variant!(self.run(&call, &agent, Op::EndWrapUp(r), &request_id).await?, Agent)
+            .map(Response::new)
     }
 
     async fn set_bot_hosting(

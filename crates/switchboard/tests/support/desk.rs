@@ -68,37 +68,49 @@ pub async fn floor(
             .expect("put agent");
     }
     for id in online {
-        c.agent
-            .set_status(pb::SetStatusRequest {
-                agent: format!("tenants/{t}/agents/{id}"),
-                status: pb::AgentStatus::Online as i32,
-                request_id: rid("online"),
-            })
-            .await
-            .expect("sign in");
+        sign_in(c, t, id).await;
     }
 }
 
 /// A customer of tenant `t` writes on the web channel; its conversation.
 pub async fn write(c: &mut Clients, t: &str, customer: &str, group: &str) -> pb::Conversation {
+    let group =
+        if group.is_empty() { String::new() } else { format!("tenants/{t}/groups/{group}") };
+    post(c, pb::PostMessageRequest { group, ..hello(t, customer) }).await
+}
+
+/// "hello" from `customer` of tenant `t` on the web channel, to adjust before posting.
+pub fn hello(t: &str, customer: &str) -> pb::PostMessageRequest {
+    pb::PostMessageRequest {
+        customer: format!("tenants/{t}/customers/{customer}"),
+        channel: pb::Channel::Web as i32,
+        text: "hello".into(),
+        request_id: rid("post"),
+        ..Default::default()
+    }
+}
+
+/// Posts a customer message; its conversation.
+pub async fn post(c: &mut Clients, r: pb::PostMessageRequest) -> pb::Conversation {
     c.channel
-        .post_message(pb::PostMessageRequest {
-            customer: format!("tenants/{t}/customers/{customer}"),
-            channel: pb::Channel::Web as i32,
-            text: "hello".into(),
-            group: if group.is_empty() {
-                String::new()
-            } else {
-                format!("tenants/{t}/groups/{group}")
-            },
-            request_id: rid("post"),
-            ..Default::default()
-        })
+        .post_message(r)
         .await
         .expect("post message")
         .into_inner()
         .conversation
         .expect("conversation")
+}
+
+/// Signs agent `id` of tenant `t` in.
+pub async fn sign_in(c: &mut Clients, t: &str, id: &str) {
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: format!("tenants/{t}/agents/{id}"),
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("online"),
+        })
+        .await
+        .expect("sign in");
 }
 
 /// `desk` → `Desk`: the display name the tests expect.

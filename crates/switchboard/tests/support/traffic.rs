@@ -95,6 +95,7 @@ pub async fn put_agent(
             supervisor,
             request_id: rid("agent"),
             update_mask: None,
+            proficiencies: Vec::new(),
         })
         .await
         .expect("put agent");

@@ -1,0 +1,412 @@
+//! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
+//! (optional and mandatory, its deadline across a crash), priority aging, proficiency and
+//! the best-proficiency strategy, steps that widen to another group. Waits are for
+//! conditions, with generous bounds; nothing asserts on time.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Clients, Node, rid};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+
+const T: &str = "desk";
+
+fn name(kind: &str, id: &str) -> String {
+    format!("tenants/{T}/{kind}/{id}")
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+}
+
+/// Sets only the given fields of `group`'s policy (a field mask over the current policy).
+async fn set_policy(
+    c: &mut Clients,
+    group: &str,
+    policy: pb::RoutingPolicy,
+    paths: &[&str],
+) -> Result<pb::Group, tonic::Status> {
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: name("groups", group),
+            policy: Some(policy),
+            request_id: rid("policy"),
+            update_mask: mask(paths),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn wrap_up(c: &mut Clients, group: &str, seconds: i64, can_end_early: bool) {
+    let policy = pb::RoutingPolicy {
+        wrap_up: Some(prost_types::Duration { seconds, nanos: 0 }),
+        wrap_up_can_end_early: can_end_early,
+        ..Default::default()
+    };
+    let g = set_policy(c, group, policy, &["policy.wrap_up", "policy.wrap_up_can_end_early"])
+        .await
+        .expect("set the wrap-up");
+    let p = g.policy.expect("policy");
+    assert_eq!(p.wrap_up.map(|d| d.seconds), Some(seconds));
+    assert_eq!(p.wrap_up_can_end_early, can_end_early);
+    assert_eq!(p.offer_mode, pb::OfferMode::AutoAccept as i32, "the mask kept the rest");
+}
+
+async fn get(c: &mut Clients, conversation: &str) -> pb::Conversation {
+    c.channel
+        .get_conversation(pb::GetConversationRequest { conversation: conversation.into() })
+        .await
+        .expect("get conversation")
+        .into_inner()
+}
+
+async fn agent(c: &mut Clients, id: &str) -> pb::Agent {
+    c.admin
+        .get_agent(pb::GetAgentRequest { name: name("agents", id) })
+        .await
+        .expect("get agent")
+        .into_inner()
+}
+
+async fn end(c: &mut Clients, agent: &str, conversation: &str) {
+    c.agent
+        .end_conversation(pb::AgentConversationRequest {
+            agent: name("agents", agent),
+            conversation: conversation.into(),
+            request_id: rid("end"),
+        })
+        .await
+        .expect("end conversation");
+}
+
+async fn end_wrap_up(
+    c: &mut Clients,
+    agent: &str,
+    conversation: &str,
+) -> Result<pb::Agent, tonic::Status> {
+    c.agent
+        .end_wrap_up(pb::EndWrapUpRequest {
+            agent: name("agents", agent),
+            conversation: conversation.into(),
+            request_id: rid("wrap"),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Item 4: after alice ends a conversation of `support` (optional wrap-up), her only slot
+/// stays taken and the next customer waits, until she ends the wrap-up; `billing`'s wrap-up
+/// is mandatory and bob cannot end it. Refusals say what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_holds_the_slot_until_the_agent_ends_it_unless_mandatory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["alice", "bob"]).await;
+    wrap_up(&mut c, "support", 3600, true).await;
+    wrap_up(&mut c, "billing", 3600, false).await;
+
+    // A flag without a wrap-up is a contradiction, named by its field.
+    let contradiction = pb::RoutingPolicy { wrap_up_can_end_early: true, ..Default::default() };
+    let s = set_policy(
+        &mut c,
+        "support",
+        contradiction,
+        &["policy.wrap_up", "policy.wrap_up_can_end_early"],
+    )
+    .await
+    .expect_err("can end early without a wrap-up");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.wrap_up_can_end_early"), "{}", s.message());
+
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    assert_eq!(c1.agent, name("agents", "alice"));
+    end(&mut c, "alice", &c1.name).await;
+    let a = agent(&mut c, "alice").await;
+    assert_eq!(a.load, 1, "the wrap-up holds the slot");
+    assert_eq!(a.wrap_ups.len(), 1);
+    assert_eq!(
+        (a.wrap_ups[0].conversation.as_str(), a.wrap_ups[0].can_end_early),
+        (c1.name.as_str(), true)
+    );
+    assert!(a.wrap_ups[0].end_time.is_some());
+
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    assert_eq!(c2.state, pb::ConversationState::Queued as i32, "alice is wrapping up: {c2:?}");
+    assert_eq!(c2.position, 1);
+
+    // Naming another conversation refuses; ending hers frees the slot for dave at once.
+    let s = end_wrap_up(&mut c, "alice", &c2.name).await.expect_err("not a wrap-up of hers");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains(&c2.name) && s.message().contains(&name("agents", "alice")));
+    let a = end_wrap_up(&mut c, "alice", &c1.name).await.expect("optional wrap-up ends early");
+    assert!(a.wrap_ups.is_empty());
+    assert_eq!(a.load, 1, "dave took the slot");
+    let c2 = get(&mut c, &c2.name).await;
+    assert_eq!(
+        (c2.state, c2.agent.as_str()),
+        (pb::ConversationState::Assigned as i32, name("agents", "alice").as_str())
+    );
+    let s = end_wrap_up(&mut c, "alice", "").await.expect_err("nothing left to end");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains("has no wrap-up"), "{}", s.message());
+
+    // Mandatory: bob cannot end it, and his next customer waits.
+    let c3 = support::desk::write(&mut c, T, "erin", "billing").await;
+    assert_eq!(c3.agent, name("agents", "bob"));
+    end(&mut c, "bob", &c3.name).await;
+    let s = end_wrap_up(&mut c, "bob", "").await.expect_err("mandatory wrap-up");
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains("mandatory"), "{}", s.message());
+    let c4 = support::desk::write(&mut c, T, "fred", "billing").await;
+    assert_eq!(c4.state, pb::ConversationState::Queued as i32);
+    assert_eq!(agent(&mut c, "bob").await.wrap_ups.len(), 1);
+}
+
+/// Item 4: a wrap-up's end is a deadline like every timer: it survives `kill -9`, and when
+/// it passes on the restarted node the waiting conversation goes to the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_deadline_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["alice"]).await;
+    wrap_up(&mut c, "support", 3, false).await;
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    end(&mut c, "alice", &c1.name).await;
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    if c2.state == pb::ConversationState::Queued as i32 {
+        // The usual case: the node is killed while the wrap-up holds alice's slot.
+        assert_eq!(agent(&mut c, "alice").await.wrap_ups.len(), 1);
+    }
+
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = get(&mut c, &c2.name).await;
+        if now.state == pb::ConversationState::Assigned as i32 {
+            assert_eq!(now.agent, name("agents", "alice"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wrap-up never ended after the restart: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(agent(&mut c, "alice").await.wrap_ups.is_empty());
+}
+
+/// A customer writes at `priority`; its conversation.
+async fn write_at(c: &mut Clients, customer: &str, priority: u32) -> pb::Conversation {
+    let r = pb::PostMessageRequest { priority, ..support::desk::hello(T, customer) };
+    support::desk::post(c, r).await
+}
+
+/// The wall clock the node stamps with (same machine): waited on, never asserted on.
+#[allow(clippy::disallowed_methods)]
+fn wall_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(since.expect("after 1970").as_millis()).expect("fits")
+}
+
+fn millis(t: &Option<prost_types::Timestamp>) -> i64 {
+    let t = t.as_ref().expect("opened_at");
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+/// Item 5: with a 1 s aging step, a conversation that has waited more than a second longer
+/// is ahead of one a level higher; positions are exact under the effective order (entry
+/// time − priority × step, as the server stamped them); the agent gets the best one first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_aging_orders_the_queue_by_effective_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &[]).await;
+    let aged = pb::RoutingPolicy {
+        priority_aging: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+        ..Default::default()
+    };
+    let g = set_policy(&mut c, "support", aged, &["policy.priority_aging"]).await.expect("aging");
+    assert_eq!(g.policy.unwrap().priority_aging.map(|d| d.seconds), Some(1));
+    let bad = pb::RoutingPolicy {
+        priority_aging: Some(prost_types::Duration { seconds: 90_000, nanos: 0 }),
+        ..Default::default()
+    };
+    let s = set_policy(&mut c, "support", bad, &["policy.priority_aging"]).await.expect_err("25 h");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.priority_aging"), "{}", s.message());
+
+    let c1 = write_at(&mut c, "carol", 0).await;
+    // Wait (on the clock, not a fixed sleep) until carol has waited 1.5 s: a slower machine
+    // only makes her wait longer, which keeps her ahead.
+    let due = millis(&c1.opened_at) + 1_500;
+    while wall_ms() <= due {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c2 = write_at(&mut c, "dave", 1).await;
+    let c3 = write_at(&mut c, "erin", 200).await;
+    let mut all = Vec::new();
+    for conv in [&c1, &c2, &c3] {
+        all.push(get(&mut c, &conv.name).await);
+    }
+    let (r1, r2) = (all[0].position, all[1].position);
+    assert!(r1 < r2, "carol (waited > 1 step longer) is ahead of dave a level up: {all:?}");
+    // Exact positions under the effective key, from the server's own stamps.
+    let mut expected: Vec<_> = all
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (millis(&x.opened_at) - i64::from(x.priority) * 1000, i, x.name.clone()))
+        .collect();
+    expected.sort();
+    for (rank, (_, _, name)) in expected.iter().enumerate() {
+        let x = all.iter().find(|x| &x.name == name).unwrap();
+        assert_eq!(x.position, rank as u64 + 1, "{name}: {expected:?}");
+    }
+
+    // Alice signs in and takes them best first.
+    support::desk::sign_in(&mut c, T, "alice").await;
+    let now: Vec<_> = {
+        let mut v = Vec::new();
+        for (_, _, conv) in &expected {
+            v.push(get(&mut c, conv).await);
+        }
+        v
+    };
+    assert_eq!(now[0].state, pb::ConversationState::Assigned as i32, "the best first: {now:?}");
+    assert_eq!((now[1].position, now[2].position), (1, 2), "the rest move up: {now:?}");
+}
+
+async fn put_levels(
+    c: &mut Clients,
+    agent: &str,
+    levels: &[(&str, u32)],
+) -> Result<pb::Agent, tonic::Status> {
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: name("agents", agent),
+            proficiencies: levels
+                .iter()
+                .map(|(g, level)| pb::Proficiency { group: name("groups", g), level: *level })
+                .collect(),
+            request_id: rid("levels"),
+            update_mask: mask(&["proficiencies"]),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Item 6: in a best-proficiency group the expert takes conversations first, then the next
+/// level, whatever their occupancy; levels are per group, set by resource name, and a level
+/// out of range or for a group the agent is not in is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_proficiency_routes_to_the_highest_level_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support", "billing"], 2, false),
+        ("bob", &["support", "billing"], 2, false),
+        ("carol", &["support"], 2, false),
+    ];
+    support::desk::floor(&mut c, T, None, agents, &[]).await;
+    let best =
+        pb::RoutingPolicy { strategy: pb::Strategy::BestProficiency as i32, ..Default::default() };
+    let g = set_policy(&mut c, "support", best, &["policy.strategy"]).await.expect("strategy");
+    assert_eq!(g.policy.unwrap().strategy, pb::Strategy::BestProficiency as i32);
+
+    let a = put_levels(&mut c, "alice", &[("support", 2), ("billing", 5)]).await.expect("alice");
+    assert_eq!(a.proficiencies.len(), 2);
+    assert_eq!(a.groups.len(), 2, "the mask kept her groups");
+    put_levels(&mut c, "bob", &[("support", 5), ("billing", 1)]).await.expect("bob");
+    // carol: not rated, the lowest level.
+    let s = put_levels(&mut c, "carol", &[("billing", 3)]).await.expect_err("not her group");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("proficiencies[0].group"), "{}", s.message());
+    let s = put_levels(&mut c, "carol", &[("support", 6)]).await.expect_err("level 6");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("proficiencies[0].level"), "{}", s.message());
+
+    for a in ["alice", "bob", "carol"] {
+        support::desk::sign_in(&mut c, T, a).await;
+    }
+    let mut holders = Vec::new();
+    for customer in ["u1", "u2", "u3", "u4", "u5"] {
+        holders.push(support::desk::write(&mut c, T, customer, "support").await.agent);
+    }
+    let expected: Vec<String> =
+        ["bob", "bob", "alice", "alice", "carol"].iter().map(|a| name("agents", a)).collect();
+    assert_eq!(holders, expected);
+}
+
+/// Waits (bounded) until the conversation is assigned; returns it.
+async fn assigned(c: &mut Clients, conversation: &str) -> pb::Conversation {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = get(c, conversation).await;
+        if now.state == pb::ConversationState::Assigned as i32 {
+            return now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never assigned: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Item 1: `support` widens to `billing` after 1 s. A customer of support waits (nobody of
+/// support is signed in); once the step is reached bob of billing gets it, even across a
+/// `kill -9` in between (the step is a deadline). Steps name groups by resource name; one
+/// naming the group itself, an unknown group or no wait is refused on its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_widens_to_another_groups_agents_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["bob"]).await;
+    let step = |after: Option<i64>, group: &str| pb::RoutingPolicy {
+        steps: vec![pb::RoutingStep {
+            after: after.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            group: name("groups", group),
+        }],
+        ..Default::default()
+    };
+    for (policy, field, code) in [
+        (step(Some(1), "support"), "policy.steps[0].group", Code::InvalidArgument),
+        (step(Some(1), "nowhere"), "policy.steps[0].group", Code::NotFound),
+        (step(None, "billing"), "policy.steps[0].after", Code::InvalidArgument),
+    ] {
+        let s = set_policy(&mut c, "support", policy, &["policy.steps"]).await.expect_err(field);
+        assert_eq!(s.code(), code, "{s:?}");
+        assert!(s.message().contains(field), "{field}: {}", s.message());
+    }
+    let g = set_policy(&mut c, "support", step(Some(1), "billing"), &["policy.steps"])
+        .await
+        .expect("a step");
+    let steps = g.policy.expect("policy").steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].group, name("groups", "billing"));
+
+    let c1 = support::desk::write(&mut c, T, "carol", "support").await;
+    assert_eq!(c1.state, pb::ConversationState::Queued as i32, "before the step: {c1:?}");
+    assert_eq!(c1.position, 1);
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let c1 = assigned(&mut c, &c1.name).await;
+    assert_eq!(
+        (c1.agent.as_str(), c1.group.as_str()),
+        (name("agents", "bob").as_str(), name("groups", "support").as_str())
+    );
+}
