@@ -85,6 +85,9 @@ pub(crate) fn steps(
                 })));
                 out.push(Step::Status(agent));
             }
+            // A wrap-up holds an agent's slot after its conversation ended; the agent's
+            // resource shows it (`Router::agent`), and the conversation has no state left.
+            router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
         }
     }
     out

@@ -488,9 +488,6 @@ impl Engine {
                         touched.extend(a.assigned.iter().chain(a.offered.iter()).copied());
                     }
                 }
-                // A wrap-up holds an agent's slot after its conversation ended; the agent's
-                // resource shows it (`Router::agent`), and the conversation has no state left.
-                router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
             }
         }
         for id in touched {

@@ -128,7 +128,8 @@ impl RouterSide {
         groups: Vec<GroupId>,
     ) -> Result<Vec<Effect>> {
         let mut rout = Vec::new();
-        self.router.upsert_agent(now, agent, capacity, groups, &mut rout)?;
+        // The mesh models no proficiency: every agent is at the lowest level of its groups.
+        self.router.upsert_agent(now, agent, capacity, groups, Default::default(), &mut rout)?;
         let mut out = Vec::new();
         // New groups can flip a group's offline condition without a status change.
         self.decide(rout, Op { rescan: true, ..Op::new(Cause::Routed) }, &mut out);

@@ -49,7 +49,7 @@ fn setup() -> (Tenant, RouterSide, ConversationSide) {
     let mut router = Router::new(secs(60), Default::default());
     let mut out = Vec::new();
     router.upsert_group(t0, G1, Default::default(), &mut out);
-    router.upsert_agent(t0, A1, 1, vec![G1], &mut out).unwrap();
+    router.upsert_agent(t0, A1, 1, vec![G1], Default::default(), &mut out).unwrap();
     router.set_status(t0, A1, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
     let side = ConversationSide::new(U1, Customer::default());
     (tenant, RouterSide::new(router, LINGER), side)

@@ -601,5 +601,8 @@ pub fn random_setup(rng: &mut Rng) -> Setup {
         reserve: rng.below(3) as u32,
         grace: if rng.percent(50) { 0 } else { 60 },
         misses: rng.below(3) as u32,
+        // The mesh draws none of issue 14's rules and no proficiency levels.
+        rules: Vec::new(),
+        levels: Vec::new(),
     }
 }
