@@ -432,15 +432,7 @@ async fn estimated_wait_is_carried_by_conversations_and_queue_notices() {
     };
     let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
     support::desk::floor(&mut c, T, Some(replies), agents, &["alice"]).await;
-    let mut out = c
-        .channel
-        .stream_outbound(pb::StreamOutboundRequest {
-            tenant: format!("tenants/{T}"),
-            after_cursor: 0,
-        })
-        .await
-        .expect("stream outbound")
-        .into_inner();
+    let mut out = support::desk::outbound(&mut c, T).await;
     let queue_notice = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::Queue as i32;
 
     // billing has served nobody: no estimate.
