@@ -1,6 +1,8 @@
 //! Automatic-reply selection (SPEC §4): which level of settings wins, which queue rule
 //! applies, keyword matching, placeholders, and the channel budget.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{KeywordRule, QueueReply, QueueRule, ReplySettings};
@@ -105,15 +107,29 @@ pub fn display_position(position: usize) -> String {
     }
 }
 
-/// Values for the three placeholders; `None` renders as empty.
+/// An estimated wait as customers see it: whole minutes rounded up (at least one), `"3 min"`;
+/// from an hour on, hours and minutes, `"1 h"`, `"2 h 5 min"`.
+pub fn display_wait(wait: Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// Values for the four placeholders; `None` renders as empty.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Placeholders<'a> {
     pub nick_name: Option<&'a str>,
     pub staff_name: Option<&'a str>,
     pub queue_num: Option<usize>,
+    /// The estimated wait (`router/ewt.rs`); empty while there is no estimate.
+    pub wait_time: Option<Duration>,
 }
 
-/// Replaces `{{nick_name}}`, `{{staff_name}}` and `{{queue_num}}`; other text is kept as is.
+/// Replaces `{{nick_name}}`, `{{staff_name}}`, `{{queue_num}}` and `{{wait_time}}`; other
+/// text is kept as is.
 pub fn render(template: &str, p: &Placeholders<'_>) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -130,6 +146,11 @@ pub fn render(template: &str, p: &Placeholders<'_>) -> String {
             "queue_num" => {
                 if let Some(n) = p.queue_num {
                     out.push_str(&display_position(n));
+                }
+            }
+            "wait_time" => {
+                if let Some(w) = p.wait_time {
+                    out.push_str(&display_wait(w));
                 }
             }
             _ => out.push_str(&rest[start..start + 2 + end + 2]),
@@ -154,8 +175,12 @@ mod tests {
 
     #[test]
     fn placeholders_render_and_empty_cases() {
-        let p =
-            Placeholders { nick_name: Some("Li"), staff_name: Some("Zhang"), queue_num: Some(7) };
+        let p = Placeholders {
+            nick_name: Some("Li"),
+            staff_name: Some("Zhang"),
+            queue_num: Some(7),
+            wait_time: None,
+        };
         assert_eq!(
             render("{{nick_name}}, agent {{staff_name}} here; {{queue_num}} ahead", &p),
             "Li, agent Zhang here; 7 ahead"
@@ -171,6 +196,18 @@ mod tests {
             "5000"
         );
         assert_eq!(render("{{other}} {{ unclosed", &empty), "{{other}} {{ unclosed");
+    }
+
+    #[test]
+    fn wait_time_renders_in_minutes_rounded_up_and_empty_without_an_estimate() {
+        let empty = Placeholders::default();
+        let wait = |s: u64| Placeholders { wait_time: Some(secs(s)), ..empty };
+        assert_eq!(render("about {{wait_time}}", &wait(0)), "about 1 min");
+        assert_eq!(render("about {{wait_time}}", &wait(61)), "about 2 min");
+        assert_eq!(render("{{wait_time}}", &wait(180)), "3 min");
+        assert_eq!(render("{{wait_time}}", &wait(3600)), "1 h");
+        assert_eq!(render("{{ wait_time }}", &wait(3600 + 4 * 60 + 1)), "1 h 5 min");
+        assert_eq!(render("about {{wait_time}}", &empty), "about ");
     }
 
     #[test]

@@ -630,6 +630,7 @@ impl<'a> Session<'a> {
             nick_name: self.customer.settings.nickname.as_deref(),
             staff_name: self.cfg.nickname(staff),
             queue_num: self.standing.position,
+            wait_time: self.standing.wait,
         };
         let (channel, reserve) = (self.conv.channel, self.cfg.settings.human_reserve);
         for t in texts.iter() {
@@ -741,13 +742,13 @@ mod tests {
         assert_eq!(s.conv.state, State::Queued);
 
         // "Position now 7": the queue reply shows it.
-        s.standing = Standing { position: Some(7), offline: None };
+        s.standing = Standing { position: Some(7), offline: None, wait: None };
         let mut out = Vec::new();
         assert!(!s.waiting_replies(now, false, &mut out));
         assert_eq!(texts(&out), ["you are number 7"]);
 
         // "Everyone is offline": the offline reply replaces the queue reply.
-        s.standing = Standing { position: Some(7), offline: Some(None) };
+        s.standing = Standing { position: Some(7), offline: Some(None), wait: None };
         let mut out = Vec::new();
         assert!(s.waiting_replies(now + secs(1), false, &mut out));
         assert_eq!(texts(&out), ["nobody is here"]);

@@ -124,16 +124,64 @@ struct Track {
     outcome: Outcome,
     handle: u64,
     patience: Option<u64>,
+    /// The core's estimated wait (ms) when it entered the queue and was not taken at once.
+    predicted: Option<u64>,
+}
+
+/// How well the core's estimated wait (issue 14 item 7) predicted the realised wait, over
+/// contacts queued within the window that were served after waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EwtAccuracy {
+    /// Served contacts that had an estimate at queue entry.
+    pub estimated: u64,
+    /// Their summed |predicted − realised| wait, ms.
+    pub abs_error_ms: u64,
+    pub predicted_ms: u64,
+    pub realised_ms: u64,
+    /// Served after waiting, with no estimate at queue entry (the group had served nobody).
+    pub without: u64,
+}
+
+impl EwtAccuracy {
+    /// Mean absolute error, seconds.
+    pub fn mae_secs(&self) -> Option<f64> {
+        (self.estimated > 0).then(|| self.abs_error_ms as f64 / self.estimated as f64 / 1000.0)
+    }
+
+    /// Mean predicted and mean realised wait, seconds.
+    pub fn means_secs(&self) -> Option<(f64, f64)> {
+        let n = self.estimated as f64;
+        (self.estimated > 0)
+            .then(|| (self.predicted_ms as f64 / n / 1000.0, self.realised_ms as f64 / n / 1000.0))
+    }
+
+    fn add(&mut self, predicted: Option<u64>, realised: u64) {
+        match predicted {
+            Some(p) => {
+                self.estimated += 1;
+                self.abs_error_ms += p.abs_diff(realised);
+                self.predicted_ms += p;
+                self.realised_ms += realised;
+            }
+            None => self.without += 1,
+        }
+    }
 }
 
 impl Track {
     /// Counts the contact in `stats` and, by its priority, in `by_priority` (if it reached
     /// the queue).
-    fn settle(&self, stats: &mut Stats, by_priority: &mut Stats) {
+    fn settle(&self, stats: &mut Stats, by_priority: &mut Stats, ewt: &mut EwtAccuracy) {
         if self.outcome == Outcome::LeftInBot {
             stats.add_left_in_bot(self.group);
         }
         let Some(queued) = self.queued_at else { return };
+        if let Some(at) = self.assigned_at
+            && (at > queued || self.predicted.is_some())
+            && stats.in_window(queued)
+        {
+            ewt.add(self.predicted, at - queued);
+        }
         let fate = match (self.assigned_at, self.outcome) {
             (Some(at), _) => Fate::Served { wait: at - queued },
             (None, Outcome::Abandoned) => Fate::Abandoned,
@@ -195,6 +243,8 @@ pub struct Run {
     /// The same figures by the arrivals' priority (0-255) instead of their group, all
     /// groups together: what priority aging changes.
     pub by_priority: Stats,
+    /// How well the core's estimated wait predicted the realised one.
+    pub ewt: EwtAccuracy,
     /// Contacts that arrived.
     pub arrived: u64,
     pub peak: Retained,
@@ -226,6 +276,7 @@ struct Sim {
     open: HashMap<u64, Track>,
     stats: Stats,
     by_priority: Stats,
+    ewt: EwtAccuracy,
     peak: Retained,
     agents: Vec<AgentTime>,
     window: (u64, u64),
@@ -314,6 +365,7 @@ pub fn run_with_progress(
         open: HashMap::new(),
         stats: Stats::new(center.groups.len(), center.window, center.target_ms, center.batches),
         by_priority: Stats::new(256, center.window, center.target_ms, center.batches),
+        ewt: EwtAccuracy::default(),
         peak: Retained::default(),
         agents,
         window: center.window,
@@ -363,11 +415,12 @@ pub fn run_with_progress(
     progress(now);
     // Still open at the end: served if an agent has it, unserved otherwise.
     for t in sim.open.values() {
-        t.settle(&mut sim.stats, &mut sim.by_priority);
+        t.settle(&mut sim.stats, &mut sim.by_priority, &mut sim.ewt);
     }
     Ok(Run {
         stats: sim.stats,
         by_priority: sim.by_priority,
+        ewt: sim.ewt,
         arrived: sim.arrived,
         peak: sim.peak,
         busy_ms: sim.busy_ms,
@@ -394,6 +447,7 @@ impl Sim {
             outcome: Outcome::Open,
             handle: a.handle,
             patience: a.patience,
+            predicted: None,
         };
         self.open.insert(i, track);
         self.peak = self.peak.max(Retained {
@@ -417,7 +471,23 @@ impl Sim {
         }
         self.calls += 1;
         let out = self.engine.customer_message(Timestamp(now), msg)?;
-        self.absorb(now, out.effects)
+        self.absorb(now, out.effects)?;
+        self.predict(now, i);
+        Ok(())
+    }
+
+    /// Notes the core's estimated wait of contact `i` if it entered the queue at `now` and
+    /// still waits.
+    fn predict(&mut self, now: u64, i: u64) {
+        let Some(t) = self.open.get(&i) else { return };
+        if t.queued_at != Some(now) || t.assigned_at.is_some() {
+            return;
+        }
+        let wait = self.engine.estimated_wait(Timestamp(now), conv_id(i));
+        let ms = wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+        if let Some(t) = self.open.get_mut(&i) {
+            t.predicted = ms;
+        }
     }
 
     /// Notes the queue entry (before the routing call, which may assign at once) and arms
@@ -479,7 +549,11 @@ impl Sim {
             }
         };
         self.calls += 1;
-        self.absorb(now, effects)
+        self.absorb(now, effects)?;
+        if let Ev::Human(i) = ev {
+            self.predict(now, i);
+        }
+        Ok(())
     }
 
     /// Reads assignments and ends off the engine's effects. An ended contact is counted and
@@ -532,7 +606,7 @@ impl Sim {
                             _ => Outcome::Unserved,
                         };
                     }
-                    t.settle(&mut self.stats, &mut self.by_priority);
+                    t.settle(&mut self.stats, &mut self.by_priority, &mut self.ewt);
                     self.engine.evict_customer(customer_id(i));
                     ended = true;
                 }

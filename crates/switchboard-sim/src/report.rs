@@ -173,6 +173,11 @@ impl Stats {
         per[b.min(n - 1)].add(fate, self.target_ms);
     }
 
+    /// Whether a contact that entered the queue at `queued` is measured.
+    pub fn in_window(&self, queued: u64) -> bool {
+        (self.window.0..self.window.1).contains(&queued)
+    }
+
     pub fn add_left_in_bot(&mut self, group: u32) {
         if let Some(n) = self.left_in_bot.get_mut(group as usize) {
             *n += 1;

@@ -486,15 +486,7 @@ async fn a_supervisor_ends_one_conversation_as_manual_and_a_batch_as_batch() {
     floor(&mut c, Some(replies), agents, &["alice"]).await;
     let c1 = write(&mut c, "carol", "").await;
     let c2 = write(&mut c, "dan", "").await;
-    let mut out = c
-        .channel
-        .stream_outbound(pb::StreamOutboundRequest {
-            tenant: format!("tenants/{T}"),
-            after_cursor: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut out = support::desk::outbound(&mut c, T).await;
 
     let ended = c
         .supervisor

@@ -410,3 +410,62 @@ async fn a_step_widens_to_another_groups_agents_after_the_wait() {
         (name("agents", "bob").as_str(), name("groups", "support").as_str())
     );
 }
+
+/// Item 7: a waiting conversation's estimated wait over gRPC. Before the group has served
+/// anyone there is none (unset, and `{{wait_time}}` renders empty); once alice has taken one,
+/// `GetConversation` and the queue notice carry it, the next in line waits less than the one
+/// behind, and it is unset again once assigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_wait_is_carried_by_conversations_and_queue_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings {
+        queue: Some(pb::QueueReply {
+            rules: vec![pb::QueueRule {
+                above: 0,
+                texts: vec!["{{queue_num}} ahead, about {{wait_time}}".into()],
+            }],
+            min_interval: None,
+        }),
+        ..Default::default()
+    };
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, Some(replies), agents, &["alice"]).await;
+    let mut out = support::desk::outbound(&mut c, T).await;
+    let queue_notice = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::Queue as i32;
+
+    // billing has served nobody: no estimate.
+    let b1 = support::desk::write(&mut c, T, "bea", "billing").await;
+    assert_eq!(b1.state, pb::ConversationState::Queued as i32);
+    assert_eq!(get(&mut c, &b1.name).await.estimated_wait, None, "{b1:?}");
+    let notice = support::until(&mut out, queue_notice).await.pop().unwrap();
+    assert_eq!((notice.text.as_str(), notice.estimated_wait), ("1 ahead, about ", None));
+
+    // alice serves carol; dave and erin wait behind her.
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    assert_eq!(c1.agent, name("agents", "alice"));
+    assert_eq!(c1.estimated_wait, None, "assigned");
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    let notice = support::until(&mut out, queue_notice).await.pop().unwrap();
+    assert_eq!(notice.conversation, c2.name);
+    let told = notice.estimated_wait.expect("support has served one");
+    let told = Duration::new(told.seconds as u64, told.nanos as u32);
+    assert_eq!(
+        notice.text,
+        format!("1 ahead, about {}", switchboard_core::replies::display_wait(told))
+    );
+    let c3 = support::desk::write(&mut c, T, "erin", "").await;
+    let (c2, c3) = (get(&mut c, &c2.name).await, get(&mut c, &c3.name).await);
+    assert_eq!((c2.position, c3.position), (1, 2));
+    let (w2, w3) = (c2.estimated_wait.expect("dave's"), c3.estimated_wait.expect("erin's"));
+    assert!((w2.seconds, w2.nanos) < (w3.seconds, w3.nanos), "{w2:?} < {w3:?}");
+
+    // alice is done with carol: dave is taken, erin moves up and still has an estimate.
+    end(&mut c, "alice", &c1.name).await;
+    let c2 = assigned(&mut c, &c2.name).await;
+    assert_eq!(c2.estimated_wait, None, "assigned: {c2:?}");
+    let c3 = get(&mut c, &c3.name).await;
+    assert_eq!(c3.position, 1);
+    assert!(c3.estimated_wait.is_some(), "{c3:?}");
+}

@@ -208,7 +208,7 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
         a.per_30_min, a.aht, a.target, a.days, a.batches
     );
     println!(
-        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>8} {:>7}",
+        "{:>4} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>16} | {:>7} {:>12} | {:>6} {:>6} | {:>7} | {:>8} {:>7}",
         "N",
         "aband.",
         "simulated",
@@ -220,6 +220,7 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
         "simulated",
         "occ",
         "sim",
+        "EWT MAE",
         "contacts",
         "wall s"
     );
@@ -238,7 +239,7 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
         )?;
         let (p, s) = (c.predicted, c.simulated);
         println!(
-            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>8} {:>7.2}",
+            "{:>4} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.4} {:>16} | {:>7.1} {:>12} | {:>6.3} {:>6.3} | {:>7} | {:>8} {:>7.2}",
             c.n,
             p.abandonment,
             pct(s.abandonment),
@@ -250,6 +251,7 @@ pub fn erlang(a: &ErlangArgs) -> anyhow::Result<Vec<scenario::Comparison>> {
             secs(s.mean_wait),
             p.occupancy,
             c.occupancy,
+            c.ewt.mae_secs().map_or("-".to_owned(), |e| format!("{e:.1}")),
             s.offered,
             started.elapsed().as_secs_f64()
         );
@@ -275,6 +277,20 @@ fn print_memory(run: &driver::Run) {
         "  memory: peak RSS {rss}; most held at once: {} open contacts, {} pending events, {} customers and {} conversations in the engine",
         p.tracks, p.events, p.engine_customers, p.engine_conversations
     );
+}
+
+/// Issue 14 item 7: the core's estimated wait at queue entry against the realised wait.
+fn print_ewt(e: &driver::EwtAccuracy) {
+    match (e.mae_secs(), e.means_secs()) {
+        (Some(mae), Some((predicted, realised))) => println!(
+            "  EWT: mean absolute error {mae:.1} s over {} contacts served after waiting (estimate at queue entry: mean {predicted:.1} s; realised wait: mean {realised:.1} s); {} served after waiting had no estimate",
+            e.estimated, e.without
+        ),
+        _ => println!(
+            "  EWT: no contact was served after waiting with an estimate ({} without)",
+            e.without
+        ),
+    }
 }
 
 fn print_figures(name: &str, f: &Figures) {
@@ -360,6 +376,7 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     );
     print_memory(&run);
     print_figures("all", &f);
+    print_ewt(&run.ewt);
     let by_priority = [run.by_priority.figures(Some(0)), run.by_priority.figures(Some(1))];
     if a.high_share > 0.0 {
         print_figures("prio 1", &by_priority[1]);
@@ -498,6 +515,7 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<TraceRows> {
         out.push((g, f, r));
     }
     println!("  simulated occupancy {:.4} (busy / online agent-time)", report::occupancy(&run));
+    print_ewt(&run.ewt);
     print_memory(&run);
     Ok(out)
 }
@@ -533,6 +551,10 @@ mod tests {
             sane(&c.simulated);
             assert!((0.0..=1.0).contains(&c.occupancy));
         }
+        // Issue 14 item 7: at 11 agents for 10 erlangs many wait, each with an estimate.
+        let ewt = rows[0].ewt;
+        assert!(ewt.estimated > 0, "{ewt:?}");
+        assert!(ewt.mae_secs().is_some_and(|e| e.is_finite() && e >= 0.0), "{ewt:?}");
     }
 
     /// A day's arguments with every issue-14 rule off (the shape tests start from).

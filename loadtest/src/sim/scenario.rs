@@ -133,6 +133,8 @@ pub struct Comparison {
     pub predicted: Prediction,
     pub simulated: Figures,
     pub occupancy: f64,
+    /// The core's estimated wait against the realised one.
+    pub ewt: driver::EwtAccuracy,
 }
 
 /// `per_30_min` contacts per half hour, `aht`, mean `patience` (`None`: nobody abandons) and
@@ -170,6 +172,7 @@ pub fn compare(
         },
         simulated: run.stats.figures(None),
         occupancy: report::occupancy(&run),
+        ewt: run.ewt,
     })
 }
 

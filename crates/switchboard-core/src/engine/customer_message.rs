@@ -67,12 +67,12 @@ impl Engine {
         if opened && !self.settings.transfer_to_human {
             self.route(now, id, Cause::Opened, &mut routed)?;
         } else if !opened {
-            let raise = self.session(id).and_then(|mut s| s.raise_priority(msg.priority));
+            let raise = self.session(now, id).and_then(|mut s| s.raise_priority(msg.priority));
             if let Some(ask) = raise {
                 self.ask(now, id, ask, &mut out)?;
             }
         }
-        let mut s = self.session(id).expect("the conversation is open");
+        let mut s = self.session(now, id).expect("the conversation is open");
         // Keyword replies replace the message-received reply.
         let keyword = s.message_replies(now, &msg.text, &mut out);
         out.append(&mut routed);
@@ -98,7 +98,7 @@ impl Engine {
         if opened && !self.settings.transfer_to_human {
             self.route(now, id, Cause::Opened, &mut out)?;
         }
-        self.session(id).expect("the conversation is open").open_service(now, &mut out);
+        self.session(now, id).expect("the conversation is open").open_service(now, &mut out);
         self.reschedule(id);
         Ok(Outcome { conversation: id, opened, effects: out })
     }
@@ -106,10 +106,12 @@ impl Engine {
     /// The customer asks for a human: the bot stage ends and the conversation is routed.
     pub fn request_human(&mut self, now: Timestamp, id: ConversationId) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        self.session(id).expect("the conversation is open").check_request_human()?;
+        self.session(now, id).expect("the conversation is open").check_request_human()?;
         let mut out = Vec::new();
         self.route(now, id, Cause::TransferToHuman, &mut out)?;
-        self.session(id).expect("the conversation is open").waiting_replies(now, false, &mut out);
+        self.session(now, id)
+            .expect("the conversation is open")
+            .waiting_replies(now, false, &mut out);
         self.reschedule(id);
         Ok(out)
     }
@@ -170,7 +172,8 @@ impl Engine {
         cause: Cause,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        let ask = self.session(id).expect("the conversation is open").route_request(now, cause);
+        let ask =
+            self.session(now, id).expect("the conversation is open").route_request(now, cause);
         self.ask(now, id, ask, out)
     }
 }

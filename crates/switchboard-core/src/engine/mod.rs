@@ -225,6 +225,17 @@ impl Engine {
         self.router.position(id)
     }
 
+    /// Estimated wait of a conversation waiting in its group's queue, at `now`: its exact
+    /// position over the group's recent service rate (`router/ewt.rs`); `None` when it is not
+    /// waiting there or the group has no service history yet.
+    pub fn estimated_wait(
+        &self,
+        now: Timestamp,
+        id: ConversationId,
+    ) -> Option<std::time::Duration> {
+        self.router.estimated_wait(now, id)
+    }
+
     /// A queue position as the customer sees it (`5000+` above 5000).
     pub fn displayed_position(&self, id: ConversationId) -> Option<String> {
         self.position(id).map(replies::display_position)
@@ -375,11 +386,11 @@ impl Engine {
         Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
     }
 
-    /// The session of an open conversation, told where it stands now.
-    fn session(&mut self, id: ConversationId) -> Option<Session<'_>> {
+    /// The session of an open conversation, told where it stands at `now`.
+    fn session(&mut self, now: Timestamp, id: ConversationId) -> Option<Session<'_>> {
         let conv = self.conversations.get_mut(&id).filter(|c| c.is_open())?;
         let customer = self.customers.entry(conv.customer).or_default();
-        let standing = self.router.standing(id, customer.settings.dedicated_agent);
+        let standing = self.router.standing_at(now, id, customer.settings.dedicated_agent);
         let cfg = Config { settings: &self.settings, groups: &self.groups, agents: &self.agents };
         Some(Session { cfg, customer, conv, standing })
     }
@@ -446,7 +457,7 @@ impl Engine {
 
     /// Hands a session what the router decided about its conversation.
     fn deliver(&mut self, now: Timestamp, id: ConversationId, fact: Placed, out: &mut Vec<Effect>) {
-        if let Some(mut s) = self.session(id) {
+        if let Some(mut s) = self.session(now, id) {
             s.placed(now, fact, out);
         }
     }
@@ -504,7 +515,7 @@ impl Engine {
         reply: Option<ReplyKind>,
         out: &mut Vec<Effect>,
     ) {
-        let ask = self.session(id).and_then(|mut s| s.finish(now, cause, reply, out));
+        let ask = self.session(now, id).and_then(|mut s| s.finish(now, cause, reply, out));
         self.settle(now, id, ask, out);
     }
 }

@@ -86,7 +86,7 @@ impl Engine {
     ) -> Result<Vec<Effect>> {
         check_text(text)?;
         self.open_conv(id)?;
-        let out = self.session(id).expect("open").agent_message(now, agent, text, tag)?;
+        let out = self.session(now, id).expect("open").agent_message(now, agent, text, tag)?;
         self.reschedule(id);
         Ok(out)
     }
@@ -94,14 +94,14 @@ impl Engine {
     /// A supervisor's guidance, visible to the agent side only.
     pub fn whisper(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         from: AgentId,
         id: ConversationId,
         text: &str,
     ) -> Result<Vec<Effect>> {
         check_text(text)?;
         self.open_conv(id)?;
-        self.session(id).expect("open").whisper(from, text)
+        self.session(now, id).expect("open").whisper(from, text)
     }
 
     /// The agent read the conversation; flags it read-but-unreplied when the customer waits.
@@ -112,7 +112,7 @@ impl Engine {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        self.session(id).expect("open").mark_read(now, agent)
+        self.session(now, id).expect("open").mark_read(now, agent)
     }
 
     /// Moves a conversation to another agent or group. An agent may move only its own.
@@ -124,7 +124,7 @@ impl Engine {
         by: Actor,
     ) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        let event = self.session(id).expect("open").transfer(now, target, by)?;
+        let event = self.session(now, id).expect("open").transfer(now, target, by)?;
         let mut rout = Vec::new();
         match target {
             Target::Agent(a) => {
@@ -164,7 +164,7 @@ impl Engine {
     /// Ends one conversation: by its agent, or by a supervisor.
     pub fn end(&mut self, now: Timestamp, id: ConversationId, by: Actor) -> Result<Vec<Effect>> {
         self.open_conv(id)?;
-        let cause = self.session(id).expect("open").end_cause(by)?;
+        let cause = self.session(now, id).expect("open").end_cause(by)?;
         let mut out = Vec::new();
         self.finish(now, id, cause, Some(ReplyKind::ManualEnd), &mut out);
         Ok(out)
@@ -193,7 +193,7 @@ impl Engine {
     /// Switches bot hosting on or off for assigned conversations; returns how many changed.
     pub fn set_bot_hosting(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         selection: &Selection,
         on: bool,
     ) -> (usize, Vec<Effect>) {
@@ -218,7 +218,7 @@ impl Engine {
         let mut out = Vec::new();
         let mut changed = 0;
         for id in ids {
-            if let Some(mut s) = self.session(id)
+            if let Some(mut s) = self.session(now, id)
                 && s.set_bot_hosting(on, &mut out)
             {
                 changed += 1;

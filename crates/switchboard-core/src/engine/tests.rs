@@ -1021,3 +1021,36 @@ fn vip_customer_groups_raise_the_priority_of_their_members() {
     assert_eq!(b.e.conversation(member).unwrap().priority, 7, "the highest of its groups");
     assert_eq!((b.e.position(member), b.e.position(plain)), (Some(1), Some(2)));
 }
+
+#[test]
+fn queue_replies_carry_a_live_estimated_wait() {
+    let mut settings = default_group();
+    settings.replies.queue = Some(QueueReply {
+        rules: vec![QueueRule {
+            above: 0,
+            texts: texts(&["{{queue_num}} ahead, about {{wait_time}}"]),
+        }],
+        min_interval: secs(0),
+    });
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 1, AgentStatus::Busy);
+    // Nobody served yet: no estimate, the placeholder is empty.
+    let (c1, fx) = b.say(at(secs(60)), U1, "hi");
+    assert_eq!(sent_texts(&fx), vec!["1 ahead, about "]);
+    assert_eq!(b.e.estimated_wait(at(secs(60)), c1), None);
+    b.e.set_agent_status(at(secs(120)), A1, AgentStatus::Online, Actor::Agent(A1)).unwrap();
+    assert_eq!(b.state(c1), State::Assigned);
+    assert_eq!(b.e.estimated_wait(at(secs(120)), c1), None, "assigned: no estimate");
+    // One served in two minutes: the next in line waits about two minutes.
+    let (c2, fx) = b.say(at(secs(180)), U2, "hi");
+    let w2 = b.e.estimated_wait(at(secs(180)), c2).expect("the group has served one");
+    assert!(w2 > secs(60) && w2 < secs(180), "{w2:?}");
+    assert_eq!(sent_texts(&fx), vec![format!("1 ahead, about {}", replies::display_wait(w2))]);
+    let (c3, _) = b.say(at(secs(180)), CustomerId(3), "hi");
+    let w3 = b.e.estimated_wait(at(secs(180)), c3).unwrap();
+    assert_eq!(b.e.position(c3), Some(2));
+    assert!(w3.abs_diff(w2 * 2) < Duration::from_millis(1), "proportional to the position");
+    // Kept live: nobody served for a while, the same position waits longer.
+    let later = b.e.estimated_wait(at(secs(600)), c2).unwrap();
+    assert!(later > w2, "{later:?} > {w2:?}");
+}

@@ -73,7 +73,7 @@ impl Engine {
                 out.push(Effect::Purge { conversation: id });
             }
         } else {
-            let ask = self.session(id).and_then(|mut s| s.fire(now, out));
+            let ask = self.session(now, id).and_then(|mut s| s.fire(now, out));
             self.settle(now, id, ask, out);
         }
         self.reschedule(id);

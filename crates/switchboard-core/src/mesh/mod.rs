@@ -147,7 +147,8 @@ pub enum ToConversation {
 }
 
 /// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive
-/// self-describing encodings.
+/// self-describing encodings. The mesh tells no estimated wait (the router side reads
+/// `Router::standing`, without a time).
 pub(crate) mod standing {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -160,7 +161,7 @@ pub(crate) mod standing {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Standing, D::Error> {
         let (position, offline, agent) = <(Option<usize>, bool, Option<AgentId>)>::deserialize(de)?;
-        Ok(Standing { position, offline: offline.then_some(agent) })
+        Ok(Standing { position, offline: offline.then_some(agent), wait: None })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod agent;
 mod aging;
 mod available;
 mod dispatch;
+mod ewt;
 mod invariants;
 mod status;
 mod steps;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::agent::{Agent, AgentStatus, Wrap};
 use self::available::Available;
+pub use self::ewt::{MAX_ESTIMATE, RATE_WINDOW};
 use crate::config::{GroupPolicy, NotRespondingPolicy, OfferMode};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, GroupId};
@@ -64,6 +66,8 @@ pub struct Standing {
     pub position: Option<usize>,
     /// SPEC §4.5's offline condition, with the agent whose reply settings come first.
     pub offline: Option<Option<AgentId>>,
+    /// Its estimated wait (`ewt.rs`) when told with a time ([`Router::standing_at`]).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// The one place a routed conversation is in.
@@ -232,6 +236,10 @@ struct Group {
     /// keyed as this group's own.
     #[serde(default)]
     overflow: RankedQueue<ConversationId>,
+    /// Recent rate of its conversations leaving the queue to an agent (`ewt.rs`); last, so
+    /// older snapshots load without it.
+    #[serde(default)]
+    service: ewt::ServiceRate,
 }
 
 /// The router state of one tenant. Serializable so a shell can snapshot it.
@@ -314,6 +322,7 @@ impl Router {
                     refs: 0,
                     round_robin_last: None,
                     overflow: RankedQueue::new(),
+                    service: ewt::ServiceRate::starting(now),
                 };
                 // Agents may name a group before it exists; adopt them.
                 for (aid, a) in &self.agents {
@@ -757,7 +766,17 @@ impl Router {
                 }
             }
         };
-        Standing { position: self.position(conv), offline }
+        Standing { position: self.position(conv), offline, wait: None }
+    }
+
+    /// [`standing`](Self::standing) with the estimated wait at `now`.
+    pub fn standing_at(
+        &self,
+        now: Timestamp,
+        conv: ConversationId,
+        dedicated: Option<AgentId>,
+    ) -> Standing {
+        Standing { wait: self.estimated_wait(now, conv), ..self.standing(conv, dedicated) }
     }
 
     pub fn agent(&self, id: AgentId) -> Option<&Agent> {
@@ -993,6 +1012,9 @@ impl Router {
         a.idle_since = now;
         self.set_placement(conv, Placement::Assigned { agent, group, key });
         self.refresh(agent);
+        if via != Via::Transferred {
+            self.served(now, group);
+        }
         out.push(Effect::Assigned { conversation: conv, agent, via });
     }
 

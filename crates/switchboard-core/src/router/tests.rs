@@ -973,3 +973,44 @@ fn steps_survive_a_snapshot_and_a_named_group_cannot_go() {
     assert!(r.widened_groups(c(1)).is_empty());
     assert_eq!(r.next_deadline(), Some(t(60)));
 }
+
+// ----- estimated wait time (issue 14 item 7) -----------------------------------------------
+
+#[test]
+fn estimated_wait_follows_the_effective_order_and_survives_a_snapshot() {
+    let mut f = Fixture::new();
+    f.group(G1, aging(Some(10)));
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    // Served one at 60 s; the agent stays full.
+    f.route(t(60), 1, G1, 0);
+    assert_eq!(f.assigned_to(1), Some(A1));
+    assert_eq!(f.r.estimated_wait(t(60), c(1)), None, "assigned");
+    // As in the aging test: c2 ahead of c3 by effective priority though it came later.
+    f.route(t(100), 3, G1, 0);
+    f.route(t(105), 2, G1, 1);
+    assert_eq!(positions(&f, &[2, 3]), vec![Some(1), Some(2)]);
+    let (w2, w3) = (f.r.estimated_wait(t(110), c(2)), f.r.estimated_wait(t(110), c(3)));
+    let (w2, w3) = (w2.unwrap(), w3.unwrap());
+    assert!(w2 < w3, "position 1 before position 2: {w2:?} {w3:?}");
+    assert_eq!(Some(w2), f.r.group_wait(t(110), G1, 1));
+    // Waiting for one agent in particular: that agent's pace, not the group's; no estimate.
+    f.route_req(
+        t(110),
+        4,
+        RouteRequest {
+            group: G1,
+            priority: 0,
+            entered_at: t(110),
+            dedicated: Some(A1),
+            last_agent: None,
+        },
+    );
+    assert!(
+        matches!(f.r.placement(c(4)), Some(Placement::Queued { pin: Some(p), .. }) if p.agent == A1)
+    );
+    assert_eq!(f.r.estimated_wait(t(110), c(4)), None);
+    // A snapshot keeps the group's service history.
+    let r: Router = rmp_serde::from_slice(&rmp_serde::to_vec(&f.r).unwrap()).unwrap();
+    assert_eq!(r.estimated_wait(t(110), c(3)), Some(w3));
+    assert_eq!(r.service_rate(t(110), G2), None, "G2 never served");
+}

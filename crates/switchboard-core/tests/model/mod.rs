@@ -296,6 +296,43 @@ fn check_positions(e: &Engine) -> Result<(), String> {
     Ok(())
 }
 
+/// Estimated waits (issue 14 item 7): only for conversations waiting in their group's queue
+/// (not pinned), finite, the group's estimate for the exact position, and within a group at
+/// one instant present up to some position (the cap) and monotone in position.
+fn check_waits(e: &Engine, now: Timestamp) -> Result<(), String> {
+    let mut by_group: std::collections::BTreeMap<GroupId, Vec<(usize, Option<Duration>)>> =
+        Default::default();
+    for c in e.conversations() {
+        let wait = e.estimated_wait(now, c.id);
+        match e.router().placement(c.id) {
+            Some(Placement::Queued { group, pin: None, .. }) => {
+                let position = e.position(c.id).ok_or("a waiting conversation has no position")?;
+                if wait != e.router().group_wait(now, *group, position) {
+                    return Err(format!("{}: wait {wait:?} is not its position's", c.id));
+                }
+                if wait.is_some_and(|w| w > switchboard_core::router::MAX_ESTIMATE) {
+                    return Err(format!("{}: wait {wait:?} above the maximum", c.id));
+                }
+                by_group.entry(*group).or_default().push((position, wait));
+            }
+            _ if wait.is_some() => {
+                return Err(format!("{} has an estimated wait while not in a group queue", c.id));
+            }
+            _ => {}
+        }
+    }
+    for (group, mut waits) in by_group {
+        waits.sort_by_key(|(p, _)| *p);
+        // Present up to some position (the cap may cut off the tail), and never decreasing.
+        let reappears = waits.iter().skip_while(|(_, w)| w.is_some()).any(|(_, w)| w.is_some());
+        let decreases = waits.windows(2).any(|w| w[1].1.is_some() && w[0].1 > w[1].1);
+        if reappears || decreases {
+            return Err(format!("group {group}: waits not monotone in position: {waits:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Every waiting conversation's position is its exact rank in the queue it waits in.
 pub fn check_ranks(r: &Router) -> Result<(), String> {
     for g in 0..GROUPS {
@@ -600,6 +637,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
         let checks = e
             .check_invariants()
             .and_then(|()| check_positions(&e))
+            .and_then(|()| check_waits(&e, now))
             .and_then(|()| check_fifo(e.router()))
             .and_then(
                 |()| if matches!(op, Op::Advance { .. }) { check_steps(&e, now) } else { Ok(()) },

@@ -718,7 +718,7 @@ pub(super) mod tests {
         // Leaving vip (a mask on groups only) drops its level rather than refusing.
         let leave = pb::PutAgentRequest {
             name: put.name.clone(),
-            groups: vec!["sales".into()],
+            groups: vec![format!("{T}/groups/sales")],
             update_mask: Some(prost_types::FieldMask { paths: vec!["groups".into()] }),
             ..Default::default()
         };

@@ -286,6 +286,10 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
                     agent: agent.clone(),
                     reply_kind: reply_kind as i32,
                     tag: tag.map_or(pb::MessageTag::Unspecified, convert::tag_to_pb) as i32,
+                    estimated_wait: (reply_kind == pb::ReplyKind::Queue)
+                        .then(|| state.engine.estimated_wait(now, conversation))
+                        .flatten()
+                        .map(convert::duration),
                 };
                 let sender = if matches!(from, Sender::Agent(_)) { "agent" } else { "automatic" };
                 transcript(

@@ -23,6 +23,8 @@ pub fn render(
 ) -> pb::Conversation {
     let id = c.id;
     let position = state.engine.position(id);
+    // Recomputed at every read: the tenant's clock never runs backwards.
+    let now = crate::clock::now().max(state.last_at);
     pb::Conversation {
         name: state.conversation_name(id),
         customer: crate::names::child_name(&state.id, "customers", customer),
@@ -61,5 +63,6 @@ pub fn render(
         read_unreplied: c.state != State::Ended && c.read_unreplied(),
         tags: extra.map(|x| x.tags.clone()).unwrap_or_default(),
         note: extra.map(|x| x.note.clone()).unwrap_or_default(),
+        estimated_wait: state.engine.estimated_wait(now, id).map(duration),
     }
 }

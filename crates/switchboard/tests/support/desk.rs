@@ -101,6 +101,18 @@ pub async fn post(c: &mut Clients, r: pb::PostMessageRequest) -> pb::Conversatio
         .expect("conversation")
 }
 
+/// Tenant `t`'s messages for customers, from the first.
+pub async fn outbound(c: &mut Clients, t: &str) -> tonic::Streaming<pb::OutboundMessage> {
+    c.channel
+        .stream_outbound(pb::StreamOutboundRequest {
+            tenant: format!("tenants/{t}"),
+            after_cursor: 0,
+        })
+        .await
+        .expect("stream outbound")
+        .into_inner()
+}
+
 /// Signs agent `id` of tenant `t` in.
 pub async fn sign_in(c: &mut Clients, t: &str, id: &str) {
     c.agent
