@@ -81,8 +81,10 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Debug, Default)]
 struct Conv {
     state: watch::Sender<ConvState>,
-    /// Serialises the customer's posts and abandon against the agent's end and assignment,
-    /// so a late post never opens a second conversation.
+    /// Serialises the customer's posts and abandon against the agent's accept, assignment and
+    /// end, so that what the run counts is what the system did: a late post never opens a
+    /// second conversation, and a customer who leaves while the agent's accept is in flight
+    /// waits for its outcome (accepted first: served; else the agent does not accept).
     gate: tokio::sync::Mutex<()>,
 }
 
@@ -342,39 +344,56 @@ async fn agent<B: Backend>(
                 tasks.spawn(reply(shared.clone(), agent, conv, None));
             }
             Event::Offered(conv) if shared.offer => {
-                let shared = shared.clone();
-                tasks.spawn(async move {
-                    match shared.backend.accept(agent, &conv).await {
-                        Ok(()) => {
-                            shared.stats.count(&shared.stats.commands);
-                            assigned(shared, agent, conv, Instant::now()).await
-                        }
-                        // The customer left while the offer was out: not an error.
-                        Err(_) if shared.conv(&conv).state.borrow().abandoned => {}
-                        Err(e) => shared.stats.error("accept", &e),
-                    }
-                });
+                tasks.spawn(accept(shared.clone(), agent, conv));
             }
             Event::Assigned(conv) if !shared.offer => {
-                tasks.spawn(assigned(shared.clone(), agent, conv, now));
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    let c = shared.conv(&conv);
+                    let gate = c.gate.lock().await;
+                    if c.state.borrow().abandoned {
+                        return;
+                    }
+                    assigned(shared, agent, conv, now, gate).await;
+                });
             }
             Event::Offered(_) | Event::Assigned(_) => {}
         }
     }
 }
 
-/// The agent holds `name` from `at`: first reply after the think time, end after the handle
-/// time.
-async fn assigned<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String, at: Instant) {
+/// Accepts an offer, holding the conversation's gate across the call: a customer whose
+/// patience runs out meanwhile waits for the outcome. Without that, a customer could give up
+/// (and close the conversation, counted abandoned) while the system had already assigned it,
+/// and the accept that the system took was counted nowhere.
+async fn accept<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String) {
+    let conv = shared.conv(&name);
+    let gate = conv.gate.lock().await;
+    if conv.state.borrow().abandoned {
+        return; // the customer left before the offer came: nothing to accept
+    }
+    match shared.backend.accept(agent, &name).await {
+        Ok(()) => {
+            shared.stats.count(&shared.stats.commands);
+            assigned(shared.clone(), agent, name, Instant::now(), gate).await;
+        }
+        Err(e) => shared.stats.error("accept", &e),
+    }
+}
+
+/// The agent holds `name` from `at` (the caller holds the conversation's gate and saw it not
+/// abandoned): first reply after the think time, end after the handle time.
+async fn assigned<B: Backend>(
+    shared: Arc<Shared<B>>,
+    agent: u32,
+    name: String,
+    at: Instant,
+    gate: tokio::sync::MutexGuard<'_, ()>,
+) {
     let stats = &shared.stats;
     let conv = shared.conv(&name);
-    {
-        let _gate = conv.gate.lock().await;
-        if conv.state.borrow().abandoned {
-            return;
-        }
-        conv.state.send_modify(|s| s.assigned_at = Some(at));
-    }
+    conv.state.send_modify(|s| s.assigned_at = Some(at));
+    drop(gate);
     stats.count(&stats.assigned);
     // The customer registers the conversation as soon as its post returns.
     let mut rx = conv.state.subscribe();
@@ -427,5 +446,106 @@ async fn reply<B: Backend>(
             }
         }
         Err(e) => stats.error("reply", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// One agent, one customer: the opening post offers the conversation to the agent.
+    #[derive(Default)]
+    struct Fake {
+        agent: Mutex<Option<mpsc::UnboundedSender<Event>>>,
+        /// Signalled when the agent's accept starts.
+        accepting: tokio::sync::Notify,
+        accepts: AtomicU32,
+        closes: AtomicU32,
+    }
+
+    impl Fake {
+        fn offer(&self) {
+            let tx = self.agent.lock().unwrap().clone().unwrap();
+            tx.send(Event::Offered("conv".into())).unwrap();
+        }
+    }
+
+    impl Backend for Arc<Fake> {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+        async fn setup(&self, _: &Scenario) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn login(&self, _: u32) -> anyhow::Result<mpsc::UnboundedReceiver<Event>> {
+            let (tx, rx) = mpsc::unbounded_channel();
+            *self.agent.lock().unwrap() = Some(tx);
+            Ok(rx)
+        }
+        async fn post(&self, _: u64, _: usize, _: u32, text: String) -> anyhow::Result<String> {
+            if text == "hello" {
+                self.offer();
+                // The opening post returns only once the accept is in flight, so the
+                // customer's (tiny) patience runs out while it is.
+                self.accepting.notified().await;
+            }
+            Ok("conv".into())
+        }
+        async fn abandon(&self, _: &str) -> anyhow::Result<()> {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn accept(&self, _: u32, _: &str) -> anyhow::Result<()> {
+            self.accepts.fetch_add(1, Ordering::SeqCst);
+            self.accepting.notify_one();
+            // Slow enough that the customer, without the gate, would leave meanwhile.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.closes.load(Ordering::SeqCst) > 0 {
+                anyhow::bail!("closed before the accept");
+            }
+            Ok(())
+        }
+        async fn reply(&self, _: u32, _: &str, _: String) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn end(&self, _: u32, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn one_customer() -> Scenario {
+        Scenario {
+            name: "one".into(),
+            groups: vec!["g".into()],
+            arrivals: vec![Arrival {
+                at: Duration::ZERO,
+                group: 0,
+                priority: 0,
+                patience: Some(Duration::from_micros(1)),
+                handle: Duration::from_millis(1),
+            }],
+            agents: 1,
+            capacity: 1,
+            think: Duration::from_millis(1),
+            interval: Duration::from_secs(1),
+            offer: true,
+            window: Duration::from_millis(1),
+            drain: Duration::from_secs(30),
+            hold_p99: Duration::from_millis(50),
+        }
+    }
+
+    /// The stray of issue 11: the customer gave up while the agent's accept was in flight,
+    /// closed a conversation the system had assigned, and was counted abandoned, the accept
+    /// nowhere. Now the customer waits for the accept's outcome and is served.
+    #[tokio::test]
+    async fn a_customer_leaving_during_the_accept_is_served_if_the_accept_won() {
+        let fake = Arc::new(Fake::default());
+        let report = run(fake.clone(), &one_customer(), false, None).await.unwrap();
+        assert_eq!(fake.accepts.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.closes.load(Ordering::SeqCst), 0, "an assigned customer never leaves");
+        assert_eq!((report.assigned, report.abandoned, report.errors), (1, 0, 0), "{report:?}");
     }
 }
