@@ -350,15 +350,6 @@ pub(super) fn put_agent(
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
 
-/// The group a field names by resource name (`tenants/{t}/groups/{g}`), in this tenant.
-fn group_by_name(state: &TenantState, field: &str, name: &str) -> Result<GroupId> {
-    let (t, id) = crate::names::child(field, name, "groups")?;
-    if t != state.id {
-        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
-    }
-    state.group(field, &id)
-}
-
 /// A group's steps, each naming another group of the tenant by resource name.
 fn routing_steps(
     state: &TenantState,
@@ -373,7 +364,7 @@ fn routing_steps(
     }
     let mut out = Vec::with_capacity(steps.len());
     for (i, s) in steps.iter().enumerate() {
-        let group = group_by_name(state, &format!("policy.steps[{i}].group"), &s.group)?;
+        let group = state.group_ref(&format!("policy.steps[{i}].group"), &s.group)?;
         let after = match &s.after {
             Some(d) => crate::convert::from_duration(&format!("policy.steps[{i}].after"), d)?,
             None => {
@@ -402,7 +393,7 @@ fn proficiencies(
     let mut out = std::collections::BTreeMap::new();
     for (i, p) in levels.iter().enumerate() {
         let field = format!("proficiencies[{i}].group");
-        let g = group_by_name(state, &field, &p.group)?;
+        let g = state.group_ref(&field, &p.group)?;
         if !groups.contains(&g) && !given {
             continue;
         }

@@ -175,14 +175,7 @@ pub(super) fn target(
     match (to_agent, to_group) {
         (Some(name), None) => Ok(Target::Agent(acting(state, "to_agent", name)?)),
         (None, Some(name)) => {
-            let (t, id) = names::child("to_group", name, "groups")?;
-            if t != state.id {
-                return Err(Error::field(
-                    "to_group",
-                    format!("{name:?} is not in tenant {}", state.id),
-                ));
-            }
-            Ok(Target::Group { group: state.group("to_group", &id)?, keep_entry_time: !reset })
+            Ok(Target::Group { group: state.group_ref("to_group", name)?, keep_entry_time: !reset })
         }
         _ => Err(Error::field("to", "name exactly one of to_agent or to_group")),
     }
@@ -307,10 +300,7 @@ pub(super) fn update_conversation(
 
 /// The customer a profile request names, in this tenant and in memory.
 fn profile_customer(state: &TenantState, name: &str) -> Result<CustomerId> {
-    let (t, id) = names::child("customer", name, "customers")?;
-    if t != state.id {
-        return Err(Error::field("customer", format!("{name:?} is not in tenant {}", state.id)));
-    }
+    let id = names::child_in("customer", name, "customers", &state.id)?;
     let u = state.customers.get(&id).ok_or_else(|| Error::NotFound(format!("customer {id:?}")))?;
     Ok(CustomerId(u))
 }

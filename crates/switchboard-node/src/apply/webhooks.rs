@@ -19,11 +19,7 @@ const MAX_SECRET: usize = 256;
 
 /// `tenants/{t}/webhooks/{w}` within this tenant → w.
 pub fn webhook_id(state: &TenantState, field: &str, name: &str) -> Result<String> {
-    let (t, id) = names::child(field, name, "webhooks")?;
-    if t != state.id {
-        return Err(Error::field(field, format!("{name:?} is not in tenant {}", state.id)));
-    }
-    Ok(id)
+    names::child_in(field, name, "webhooks", &state.id)
 }
 
 /// The API's view of a webhook (the secret is never shown).
