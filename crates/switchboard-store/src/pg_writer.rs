@@ -7,7 +7,7 @@
 //! refuses fenced jobs unwritten; the rest go straight in. A job refused partway (a
 //! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
 //! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
-//! refused too.
+//! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -173,7 +173,7 @@ pub(crate) fn run(
 ) {
     let live = Statements::prepare(&mut client).ok().map(|statements| (client, statements));
     let mut conn = Conn { url, live };
-    writer::drain(&jobs, limits, |group| commit(&mut conn, group, limits, stats));
+    writer::drain(&jobs, limits, stats, |group| commit(&mut conn, group, limits, stats));
 }
 
 /// Writes one group and answers every job in it. Nothing is acknowledged before COMMIT
@@ -272,7 +272,9 @@ fn write_one_by_one(
             Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
             Err(refusal) => {
                 sp.rollback()?;
-                refused.insert(tenant);
+                if crate::writer::holds_back(job, &refusal) {
+                    refused.insert(tenant);
+                }
                 results.push(Err(refusal));
             }
         }

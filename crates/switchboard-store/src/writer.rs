@@ -219,7 +219,7 @@ impl Drop for Handle {
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
-    drain(&jobs, limits, |group| commit(&mut conn, group, limits, stats));
+    drain(&jobs, limits, stats, |group| commit(&mut conn, group, limits, stats));
 }
 
 /// Hands `commit` everything queued (up to the limits) each time, until every sender is gone
@@ -235,7 +235,12 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, sta
 /// Only refusals that wrote nothing count: not a duplicate (its number is durable already, and
 /// the writer goes on after it), nor a failed commit (its outcome may be unknown, see
 /// `pg_writer`).
-pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut(Vec<Job>)) {
+pub(crate) fn drain(
+    jobs: &Receiver<Job>,
+    limits: Limits,
+    stats: &Counters,
+    mut commit: impl FnMut(Vec<Job>),
+) {
     let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
@@ -255,6 +260,8 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
             let seq = batch.log.first().map(|r| r.seq);
             if let (Some(seq), Some(&(at, fence))) = (seq, refused.get(&batch.tenant)) {
                 if seq > at && batch.fence == fence {
+                    // Counted as if refused within a commit: the same whatever the grouping.
+                    stats.rejected_batches.fetch_add(1, Ordering::Relaxed);
                     let _ = ack.send(Err(Error::EarlierBatchFailed { tenant: batch.tenant }));
                     continue;
                 }
@@ -276,6 +283,14 @@ pub(crate) fn drain(jobs: &Receiver<Job>, limits: Limits, mut commit: impl FnMut
             let _ = ack.send(result);
         }
     }
+}
+
+/// Whether a refused job holds back its tenant's later appends (in its group and after):
+/// only a refused append, and not a duplicate (its number is durable already, and the writer
+/// goes on after it), so the outcome is the same whether the next append shares its commit or
+/// not. A refused snapshot holds nothing back: a failed snapshot never stops the tenant.
+pub(crate) fn holds_back(job: &Job, refusal: &Error) -> bool {
+    matches!(job, Job::Append { .. }) && !matches!(refusal, Error::DuplicateLogRecord { .. })
 }
 
 /// Writes one group and answers every job in it. Nothing is acknowledged before the commit
@@ -373,7 +388,9 @@ fn write_one_by_one(
                         Some("transaction rolled back by SQLite".into()),
                     ));
                 }
-                refused.insert(tenant);
+                if holds_back(job, &refusal) {
+                    refused.insert(tenant);
+                }
                 results.push(Err(refusal));
             }
         }
@@ -771,7 +788,7 @@ mod tests {
         stmt.query_map([tenant], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
     }
 
-    /// Driven directly so that the three jobs are certainly in one commit.
+    /// Driven directly so that the jobs are certainly in one commit.
     #[test]
     fn a_refused_batch_fails_alone_and_holds_back_its_tenant() {
         let dir = tempfile::tempdir().unwrap();
@@ -784,22 +801,26 @@ mod tests {
         done.blocking_recv().unwrap().unwrap();
 
         let (dup, dup_done) = append("a", 1);
-        let (other, other_done) = append("b", 1);
-        let (after, after_done) = append("a", 2);
-        commit(&mut conn, vec![dup, other, after], limits, &stats);
+        let (far, far_done) = append("b", u64::MAX);
+        let (after_dup, after_dup_done) = append("a", 2);
+        let (after_far, after_far_done) = append("b", 1);
+        commit(&mut conn, vec![dup, far, after_dup, after_far], limits, &stats);
 
         let dup = dup_done.blocking_recv().unwrap();
         assert!(matches!(dup, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{dup:?}");
-        other_done.blocking_recv().unwrap().unwrap();
-        let after = after_done.blocking_recv().unwrap();
-        assert!(matches!(after, Err(Error::EarlierBatchFailed { .. })), "{after:?}");
+        let far = far_done.blocking_recv().unwrap();
+        assert!(matches!(far, Err(Error::OutOfRange { .. })), "{far:?}");
+        // A duplicate holds nothing back (its number is durable); the refused batch does.
+        after_dup_done.blocking_recv().unwrap().unwrap();
+        let after_far = after_far_done.blocking_recv().unwrap();
+        assert!(matches!(after_far, Err(Error::EarlierBatchFailed { .. })), "{after_far:?}");
 
-        assert_eq!(log_seqs(&conn, "a"), vec![1]);
-        assert_eq!(log_seqs(&conn, "b"), vec![1]);
+        assert_eq!(log_seqs(&conn, "a"), vec![1, 2]);
+        assert_eq!(log_seqs(&conn, "b"), Vec::<i64>::new());
         assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
         assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.rejected_batches.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.redone_commits.load(Ordering::Relaxed), 1, "the duplicate's commit");
+        assert_eq!(stats.rejected_batches.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.redone_commits.load(Ordering::Relaxed), 1, "the refusals' commit");
     }
 
     /// One job per group, so the refused batch and the tenant's next one are certainly in
@@ -837,7 +858,7 @@ mod tests {
             outcomes.push(done);
         }
         drop(tx);
-        drain(&rx, limits, |group| commit(&mut conn, group, limits, &stats));
+        drain(&rx, limits, &stats, |group| commit(&mut conn, group, limits, &stats));
         let got: Vec<_> = outcomes.into_iter().map(|d| d.blocking_recv().unwrap()).collect();
         assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
         assert!(matches!(got[2], Err(Error::Fenced { .. })), "{:?}", got[2]);
@@ -876,7 +897,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let writer = std::thread::spawn(move || {
             let stats = Counters::default();
-            drain(&rx, limits, |group| commit(&mut conn, group, limits, &stats));
+            drain(&rx, limits, &stats, |group| commit(&mut conn, group, limits, &stats));
         });
         let run = |(job, done): (Job, oneshot::Receiver<Result<()>>)| {
             tx.send(job).unwrap();

@@ -310,29 +310,38 @@ async fn a_refused_batch_fails_alone_and_holds_back_its_tenant<B: Backend>() {
     let place = B::place();
     let store = B::open(&place);
     store.append(command("a", 1)).await.unwrap();
+    let fenced_off = Fence { shard: 9, epoch: 3 };
+    store.raise_fence(Fence { shard: 9, epoch: 5 }).await.unwrap();
 
-    // The writer takes the blocker and waits on the lock; the next three queue meanwhile and
-    // so share the following commit, whatever the timing.
+    // The writer takes the blocker and waits on the lock; the rest queue meanwhile. Whether
+    // they share one commit or spread over several, the outcomes are the same.
     let lock = B::hold_writes(&place);
     let blocker = store.append(command("c", 1));
     let dup = store.append(command("a", 1));
+    let after_dup = store.append(command("a", 2));
     let other = store.append(command("b", 1));
-    let after = store.append(command("a", 2));
+    let fenced = store.append(Batch { fence: fenced_off, ..command("f", 1) });
+    let after_fenced = store.append(Batch { fence: fenced_off, ..command("f", 2) });
     drop(lock);
 
     blocker.await.unwrap();
     let dup = dup.await;
     assert!(matches!(dup, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{dup:?}");
+    // A duplicate's number is durable already: the writer goes on after it.
+    after_dup.await.unwrap();
     other.await.unwrap();
-    let after = after.await;
-    assert!(matches!(after, Err(Error::EarlierBatchFailed { .. })), "{after:?}");
+    let fenced = fenced.await;
+    assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+    // A refusal that wrote nothing holds back the tenant's next append: no gap in its log.
+    let after_fenced = after_fenced.await;
+    assert!(matches!(after_fenced, Err(Error::EarlierBatchFailed { .. })), "{after_fenced:?}");
 
     let seqs = |tenant| store.load(tenant).unwrap().log.iter().map(|r| r.seq).collect::<Vec<_>>();
-    assert_eq!(seqs("a"), vec![1]);
+    assert_eq!(seqs("a"), vec![1, 2]);
     assert_eq!(seqs("b"), vec![1]);
-    assert_eq!(store.read_stream("a", "events", 0, 100).unwrap(), vec![entry("events", 1)]);
+    assert_eq!(seqs("f"), Vec::<u64>::new());
     let stats = store.stats();
-    assert_eq!((stats.batches, stats.rejected_batches), (3, 2), "{stats:?}");
+    assert_eq!((stats.batches, stats.rejected_batches), (4, 3), "{stats:?}");
     // The duplicate failed partway, so its commit was redone one batch at a time.
     assert_eq!(stats.redone_commits, 1, "{stats:?}");
 }
