@@ -494,14 +494,15 @@ impl Running {
         Ok(stored.result)
     }
 
-    /// Retention by time in the store: archived conversations (and their transcripts and
-    /// stream entries) past their deadline, and stream entries older than the longest
-    /// retention, so no message text outlives its transcript by much.
+    /// Retention by time in the store: archived conversations (and their transcripts) past
+    /// their deadline, and stream entries older than the shortest transcript retention: an
+    /// entry is written before its conversation ends, so none outlives the transcript it
+    /// quotes (the store deletes stream entries by age alone, not by conversation).
     fn retain(&self, now: Timestamp) {
         let settings = self.state.engine.settings();
-        let longest = settings.retention_accepted.max(settings.retention_unaccepted);
+        let shortest = settings.retention_accepted.min(settings.retention_unaccepted);
         let before =
-            now.as_millis().saturating_sub(u64::try_from(longest.as_millis()).unwrap_or(u64::MAX));
+            now.as_millis().saturating_sub(u64::try_from(shortest.as_millis()).unwrap_or(u64::MAX));
         let pending = self.store.retain(&self.state.id, self.fence, now.as_millis(), before);
         self.enqueue(Job::new(not_fatal(&self.state.id, "retention", pending)));
     }

@@ -26,10 +26,11 @@
 //! by end time, in conversation order) and counted by [`Store::count_archived`].
 //!
 //! Retention is a store-side delete by time: [`Store::retain`], one fenced write, deletes the
-//! archived conversations whose `purge_at_ms` has come together with their transcripts and
-//! the stream entries about them ([`StreamEntry::conversation`]), so no message text outlives
-//! its transcript; stream entries older than a bound; and log records kept for idempotency
-//! once past the window.
+//! archived conversations whose `purge_at_ms` has come together with their transcripts;
+//! stream entries older than a bound (by age alone: the node passes its shortest transcript
+//! retention, so no message text in a stream outlives its transcript, and no index by
+//! conversation costs every stream entry a write); and log records kept for idempotency once
+//! past the window.
 //!
 //! # Write path
 //!
@@ -45,7 +46,8 @@
 //! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a
 //! PostgreSQL database that every node reaches. Both run the same test suite. Both bring an
 //! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
-//! transcripts; 2: the archive and `streams.conversation`; 3: one row per command).
+//! transcripts; 2: the archive and `streams.conversation`; 3: one row per command; 4:
+//! customers' contact columns; 5: no index of stream entries by conversation).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -388,8 +390,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<CustomerRecord>>;
 
     /// Retention, as one fenced write: deletes the archived conversations with
-    /// `purge_at_ms <= now_ms` together with their transcript rows and the stream entries
-    /// about them, every stream entry with `at_ms < streams_before_ms`, and the log records
+    /// `purge_at_ms <= now_ms` together with their transcript rows, every stream entry with
+    /// `at_ms < streams_before_ms` (by age only: a caller that must not keep a conversation's
+    /// stream entries longer than its transcript passes a bound no older than its shortest
+    /// transcript retention), and the log records
     /// up to the snapshot kept for idempotency that are older than the window before `now_ms`.
     /// Resolves once durable.
     ///

@@ -39,7 +39,6 @@ struct Statements {
     upsert_archive: Statement,
     upsert_customer: Statement,
     retain_messages: Statement,
-    retain_streams: Statement,
     retain_archive: Statement,
     stream_names: Statement,
     first_kept: Statement,
@@ -118,11 +117,6 @@ impl Statements {
             )?,
             retain_messages: client.prepare(
                 "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
-                    SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
-            )?,
-            retain_streams: client.prepare(
-                "DELETE FROM streams WHERE tenant = $1 AND conversation IS NOT NULL
-                 AND conversation IN (
                     SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
             )?,
             retain_archive: client
@@ -325,7 +319,6 @@ fn write_retain(
 ) -> Result<()> {
     let now = bound(now_ms);
     tx.execute(&statements.retain_messages, &[tenant, &now])?;
-    tx.execute(&statements.retain_streams, &[tenant, &now])?;
     tx.execute(&statements.retain_archive, &[tenant, &now])?;
     let before = bound(streams_before_ms);
     let names: Vec<String> =

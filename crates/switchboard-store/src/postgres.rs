@@ -265,6 +265,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         tx.batch_execute(schema::MIGRATE_V4)?;
         version = 4;
     }
+    if version < 5 {
+        tx.batch_execute(schema::MIGRATE_V5)?;
+        version = 5;
+    }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])?;

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -133,6 +133,12 @@ CREATE INDEX customers_by_phone ON customers (tenant, phone, customer) WHERE pho
 CREATE INDEX customers_by_email ON customers (tenant, email, customer) WHERE email <> '';
 ";
 
+/// Version 5: stream entries are retained by age alone (the node keeps them no longer than
+/// the shortest transcript retention, so no message text outlives its transcript), so the
+/// index that found a purged conversation's entries goes: it cost a write of a random leaf
+/// for every stream entry, about one page per command. Plain SQL that PostgreSQL runs too.
+pub(crate) const MIGRATE_V5: &str = "DROP INDEX IF EXISTS streams_by_conversation;";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -220,6 +226,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 4 {
         tx.execute_batch(MIGRATE_V4)?;
         version = 4;
+    }
+    if version < 5 {
+        tx.execute_batch(MIGRATE_V5)?;
+        version = 5;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;

@@ -513,14 +513,10 @@ fn write_retain(
     retention_ms: i64,
 ) -> Result<()> {
     let now = bound(now_ms);
-    // What is due, by index; then each of its transcript rows and stream entries by index.
+    // What is due, by index; then each of its transcript rows by index. Stream entries go by
+    // age below, never by conversation (see `MIGRATE_V5`).
     conn.prepare_cached(
         "DELETE FROM messages WHERE tenant = ?1 AND conversation IN (
-            SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
-    )?
-    .execute(params![tenant, now])?;
-    conn.prepare_cached(
-        "DELETE FROM streams WHERE tenant = ?1 AND conversation IS NOT NULL AND conversation IN (
             SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
     )?
     .execute(params![tenant, now])?;
@@ -972,11 +968,11 @@ mod tests {
         let text = |s: &str| Value::Text(s.into());
         let due = plan(
             &conn,
-            "DELETE FROM streams WHERE tenant = ?1 AND conversation IS NOT NULL AND conversation IN (
+            "DELETE FROM messages WHERE tenant = ?1 AND conversation IN (
                 SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
             &[text("acme"), Value::Integer(5)],
         );
-        assert!(due.contains("INDEX streams_by_conversation"), "{due}");
+        assert!(due.contains("INDEX sqlite_autoindex_messages_1"), "{due}");
         assert!(due.contains("INDEX archive_by_purge"), "{due}");
         let names = plan(&conn, STREAM_NAMES, &[text("acme")]);
         assert!(!names.contains("SCAN streams"), "{names}");

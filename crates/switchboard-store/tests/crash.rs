@@ -57,13 +57,14 @@ fn append_until_killed(store: &dyn Store) {
 }
 
 /// Command `seq` ends conversation `seq`: its log record, its archive row (due at `seq`), a
-/// transcript row, an agent-stream entry about it (never old) and an event about nothing (at
-/// `1000 + seq`, so old once retention passes `seq`).
+/// transcript row, an agent-stream entry about it (at `999 + seq`: old exactly when the
+/// conversation is due, as the node bounds stream entries by its shortest transcript
+/// retention) and an event about nothing (at `1000 + seq`, so old once retention passes `seq`).
 fn ending(seq: u64) -> Batch {
     Batch {
         streams: vec![
             entry("events", seq),
-            StreamEntry { at_ms: 1 << 40, ..entry_about("agent/a", seq, seq) },
+            StreamEntry { at_ms: 999 + seq, ..entry_about("agent/a", seq, seq) },
         ],
         messages: vec![message(seq, 1)],
         archive: vec![archived(seq, "carol", seq, seq)],

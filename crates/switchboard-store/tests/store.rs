@@ -573,8 +573,8 @@ async fn retain_deletes_exactly_what_is_due<B: Backend>() {
     assert_eq!(store.count_archived("acme").unwrap(), 2);
     assert_eq!(store.messages("acme", 2, 0, 100).unwrap(), vec![message(2, 1)]);
     assert_eq!(store.messages("acme", 3, 0, 100).unwrap(), vec![message(3, 1)]);
-    // alice's entry 1 (about conversation 1, also old) and 2 (old, 1002 < 1003) are gone; 3
-    // stays; events 1 and 2 are old; the outbox entry about the live conversation 3 stays.
+    // Stream entries go by age alone: alice's 1 and 2 are old (1002 < 1003), 3 stays; events 1
+    // and 2 are old; the outbox entry about the live conversation 3 stays.
     assert_eq!(seqs("agent/alice"), vec![3]);
     assert_eq!(seqs("events"), vec![3, 4]);
     assert_eq!(
@@ -582,11 +582,13 @@ async fn retain_deletes_exactly_what_is_due<B: Backend>() {
         vec![entry_about("outbox", 5, 3)]
     );
 
-    // Conversation 2 next, by conversation only (no entry is old at 0).
+    // Conversation 2 next; no entry is old at 0, so the streams stay as they are (the node
+    // bounds entries by age so that none outlives its conversation's transcript).
     store.retain("acme", Fence::default(), 600, 0).await.unwrap();
     assert_eq!(store.archived("acme", 2).unwrap(), None);
     assert_eq!(store.messages("acme", 2, 0, 100).unwrap(), vec![]);
     assert_eq!(store.archived("acme", 3).unwrap(), Some(archived(3, "dave", 100, 10_000)));
+    assert_eq!(seqs("agent/alice"), vec![3]);
     assert_eq!(seqs("events"), vec![3, 4]);
 
     // Every entry older than a bound past them all: whole streams emptied, the log untouched.
@@ -676,9 +678,13 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
         ..command("acme", 6)
     };
     store.append(ended).await.unwrap();
-    store.retain("acme", Fence::default(), 500, 0).await.unwrap();
+    store.retain("acme", Fence::default(), 500, 1_002).await.unwrap();
     assert_eq!(store.messages("acme", 1, 0, 10).unwrap(), vec![]);
-    assert_eq!(store.read_stream("acme", "events", 0, 10).unwrap(), vec![entry("events", 1)]);
+    // Stream entries by age alone (index by conversation dropped in version 5).
+    assert_eq!(
+        store.read_stream("acme", "events", 0, 10).unwrap(),
+        vec![entry_about("events", 6, 1)]
+    );
     // Opening again finds it current.
     drop(store);
     let store = B::open(&place);
