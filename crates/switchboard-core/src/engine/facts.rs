@@ -34,11 +34,17 @@ pub(crate) fn steps(
     known: impl Fn(ConversationId) -> bool,
 ) -> Vec<Step> {
     let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
+    let mut overflowed = rustc_hash::FxHashSet::default();
     let mut out = Vec::with_capacity(effects.len());
     for e in effects {
         match e {
             router::Effect::Queued { conversation, group, pinned_to } => {
-                let cause = released.remove(&conversation).map_or(cause, release_cause);
+                let cause = if overflowed.remove(&conversation) {
+                    released.remove(&conversation);
+                    Cause::Overflowed
+                } else {
+                    released.remove(&conversation).map_or(cause, release_cause)
+                };
                 out.push(Step::Placed(conversation, Placed::Queued { group, pinned_to, cause }));
             }
             router::Effect::Offered { conversation, agent, expires } => {
@@ -88,6 +94,15 @@ pub(crate) fn steps(
             // A wrap-up holds an agent's slot after its conversation ended; the agent's
             // resource shows it (`Router::agent`), and the conversation has no state left.
             router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
+            // Overflow (`router/overflow.rs`): its next queue entry carries the cause; a
+            // refusal ends it.
+            router::Effect::Overflowed { conversation, .. } => {
+                overflowed.insert(conversation);
+            }
+            router::Effect::Refused { conversation, group } => {
+                overflowed.remove(&conversation);
+                out.push(Step::Placed(conversation, Placed::Refused { group }));
+            }
         }
     }
     out
