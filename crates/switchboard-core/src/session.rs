@@ -153,6 +153,9 @@ pub enum Placed {
     Assigned { agent: AgentId, via: Via, cause: Option<Cause> },
     /// `group`'s overflow rule refused it (`router/overflow.rs`): it is no longer placed.
     Refused { group: GroupId },
+    /// An overflow rule moved it to `group`, where an agent takes it at once (the offer or
+    /// assignment follows); moved into a queue, `Queued` says so instead.
+    Moved { group: GroupId },
 }
 
 /// What a session asks of the router.
@@ -210,6 +213,7 @@ impl<'a> Session<'a> {
                 self.conv.transition(now, State::Offered, cause, Some(agent));
             }
             Placed::Assigned { agent, via, cause } => self.assigned(now, agent, via, cause, out),
+            Placed::Moved { group } => self.conv.group = group,
             Placed::Refused { group } => {
                 self.conv.group = group;
                 let levels = self.cfg.levels(self.conv, None);

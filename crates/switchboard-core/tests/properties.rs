@@ -100,7 +100,12 @@ fn group_rules() -> impl Strategy<Value = GroupRules> {
         proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
         proptest::option::of(overflow_rule()),
     )
-        .prop_map(|(wrap_up, aging, step, overflow)| GroupRules { wrap_up, aging, step, overflow })
+        .prop_map(|(wrap_up, aging, step, overflow)| GroupRules {
+            wrap_up,
+            aging,
+            step,
+            overflow,
+        })
 }
 
 /// A cap of 1-4 waiting and/or a wait of 1-300 s, to a group 0-2 on (0: refuse).

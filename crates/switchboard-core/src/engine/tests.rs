@@ -1107,3 +1107,28 @@ fn an_overflow_chain_that_loops_is_refused_naming_the_loop() {
     assert_eq!((last.state, last.group), (State::Queued, G2));
     assert_eq!(last.transitions.last().unwrap().cause, Cause::Overflowed);
 }
+
+#[test]
+fn a_conversation_moved_by_max_wait_to_a_free_agent_is_of_the_new_group() {
+    let mut b = Bench::new(default_group());
+    let mut g1 = GroupSettings::default();
+    g1.policy.overflow = Some(crate::config::Overflow {
+        max_waiting: None,
+        max_wait: Some(secs(30)),
+        group: Some(G2),
+    });
+    b.e.upsert_group(Timestamp(0), G1, g1).unwrap();
+    let s = AgentSettings {
+        nickname: "Bo".into(),
+        capacity: 1,
+        groups: vec![G2],
+        ..Default::default()
+    };
+    b.e.upsert_agent(Timestamp(0), A2, s).unwrap();
+    b.e.set_agent_status(Timestamp(0), A2, AgentStatus::Online, Actor::Agent(A2)).unwrap();
+    let (c1, _) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.state(c1), State::Queued);
+    b.advance(at(secs(31)));
+    let c = b.e.conversation(c1).unwrap();
+    assert_eq!((c.state, c.agent, c.group), (State::Assigned, Some(A2), G2));
+}

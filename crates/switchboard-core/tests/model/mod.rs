@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
-    MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
-    Overflow, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
+    MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, Overflow, QueueReply,
+    QueueRule, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::{Placement, Router};
@@ -720,15 +720,13 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             .and_then(|()| check_positions(&e))
             .and_then(|()| check_waits(&e, now))
             .and_then(|()| check_fifo(e.router()))
-            .and_then(
-                |()| {
-                    if matches!(op, Op::Advance { .. }) {
-                        check_steps(&e, now).and_then(|()| check_limits(&e, now))
-                    } else {
-                        Ok(())
-                    }
-                },
-            )
+            .and_then(|()| {
+                if matches!(op, Op::Advance { .. }) {
+                    check_steps(&e, now).and_then(|()| check_limits(&e, now))
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| budget.observe(&effects));
         if let Err(why) = checks {
             return Err(format!("after step {step} ({op:?}): {why}"));
