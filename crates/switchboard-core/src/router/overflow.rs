@@ -37,21 +37,37 @@ impl Router {
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
-        let mut group = group;
-        for _ in 0..=self.groups.len() {
-            if !self.over_limit(now, group, key, &declined) {
-                self.place_or_push(now, conv, group, key, declined, out);
-                return;
-            }
-            match self.groups[&group].policy.overflow.and_then(|o| o.group) {
-                Some(to) if self.groups.contains_key(&to) && to != group => {
-                    out.push(Effect::Overflowed { conversation: conv, from: group, to });
-                    group = to;
-                }
-                _ => break,
-            }
+        if self.over_limit(now, group, key, &declined) {
+            self.go_on(now, conv, group, key, declined, out, 0);
+        } else {
+            self.place_or_push(now, conv, group, key, declined, out);
         }
-        out.push(Effect::Refused { conversation: conv, group });
+    }
+
+    /// Moves a conversation (placed nowhere) past `from`'s limits: into the overflow group,
+    /// or on along the chain while that one is over its limits too, or refuses it. `hops`
+    /// bounds a chain the engine would have refused as a loop.
+    #[allow(clippy::too_many_arguments)]
+    fn go_on(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        from: GroupId,
+        key: QueueKey,
+        declined: Vec<AgentId>,
+        out: &mut Vec<Effect>,
+        hops: usize,
+    ) {
+        let Some(to) = self.overflow_target(from).filter(|_| hops < self.groups.len()) else {
+            out.push(Effect::Refused { conversation: conv, group: from });
+            return;
+        };
+        out.push(Effect::Overflowed { conversation: conv, from, to });
+        if self.over_limit(now, to, key, &declined) {
+            self.go_on(now, conv, to, key, declined, out, hops + 1);
+        } else {
+            self.place_or_push(now, conv, to, key, declined, out);
+        }
     }
 
     /// Whether a conversation entering `group` now must go on: no agent can take it at once
@@ -96,13 +112,7 @@ impl Router {
         }
         let declined = self.placements[&conv].declined().to_vec();
         self.take(conv);
-        match self.groups[&group].policy.overflow.and_then(|o| o.group) {
-            Some(to) if self.groups.contains_key(&to) && to != group => {
-                out.push(Effect::Overflowed { conversation: conv, from: group, to });
-                self.enter(now, conv, to, key, declined, out);
-            }
-            _ => out.push(Effect::Refused { conversation: conv, group }),
-        }
+        self.go_on(now, conv, group, key, declined, out, 0);
     }
 
     /// Drops a conversation's max-wait deadline (it leaves its group's queue).
@@ -131,9 +141,10 @@ impl Router {
         }
     }
 
-    /// The group's overflow target, if it names another group.
+    /// The group's overflow target, if it names another group that exists.
     pub fn overflow_target(&self, group: GroupId) -> Option<GroupId> {
-        self.groups.get(&group)?.policy.overflow?.group.filter(|g| *g != group)
+        let to = self.groups.get(&group)?.policy.overflow?.group?;
+        (to != group && self.groups.contains_key(&to)).then_some(to)
     }
 
     /// Every conversation waiting (not pinned, not at the front) in a group with a max wait

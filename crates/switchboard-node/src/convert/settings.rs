@@ -508,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn replies_round_trip_all_nine_kinds() {
+    fn replies_round_trip_all_ten_kinds() {
         let d = |s| Some(prost_types::Duration { seconds: s, nanos: 0 });
         let texts = |t: &str| vec![t.to_owned()];
         let timed = |s, t: &str| Some(pb::TimedReply { after: d(s), texts: texts(t) });
@@ -525,6 +525,7 @@ mod tests {
             manual_end: Some(pb::Texts { texts: texts("bye") }),
             batch_end: Some(pb::Texts { texts: texts("bye all") }),
             offline: Some(pb::OfflineReply { texts: texts("we are closed"), min_interval: d(0) }),
+            queue_full: Some(pb::Texts { texts: texts("all lines busy") }),
         };
         let core = reply_settings("replies", Some(&pb)).unwrap();
         assert_eq!(core.idle_end.as_ref().unwrap().after, Duration::from_secs(600));
