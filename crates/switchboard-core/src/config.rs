@@ -744,6 +744,27 @@ mod tests {
     }
 
     #[test]
+    fn reply_settings_written_before_queue_full_still_load() {
+        // The nine kinds before, by position (MessagePack arrays, as snapshots are written).
+        let manual_end = Some(vec!["bye".to_owned()]);
+        let nine = (
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            &manual_end,
+            None::<()>,
+            None::<()>,
+        );
+        let bytes = rmp_serde::to_vec(&nine).unwrap();
+        let now: ReplySettings = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(now.manual_end, manual_end);
+        assert_eq!(now.queue_full, None);
+    }
+
+    #[test]
     fn an_overflow_needs_a_limit() {
         let mut g = GroupSettings::default();
         g.policy.overflow = Some(Overflow { max_waiting: None, max_wait: None, group: None });
