@@ -42,6 +42,9 @@ pub struct ReplySettings {
     pub manual_end: Option<Texts>,
     pub batch_end: Option<Texts>,
     pub offline: Option<OfflineReply>,
+    /// Sent when a full or overlong queue refuses the conversation, which then ends
+    /// (`router/overflow.rs`); last, so older snapshots load without it.
+    pub queue_full: Option<Texts>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,8 +168,26 @@ pub struct GroupPolicy {
     /// the conversation's entry time, it may also go to that step's group's agents, keeping
     /// its place in line. In order of `after`; at most [`MAX_STEPS`].
     pub steps: Vec<Step>,
+    /// Overflow and maximum queue size (issue 14 item 2, `router/overflow.rs`): past a
+    /// waiting count or a wait, conversations go to another group or are refused. `None`:
+    /// no limit. Last, so older snapshots load without it.
+    pub overflow: Option<Overflow>,
 }
 
+/// A group's queue limits and where conversations go past them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overflow {
+    /// A conversation arriving when this many already wait in the group's queue (and no
+    /// agent can take it at once) goes on at once. At least 1.
+    pub max_waiting: Option<u32>,
+    /// A conversation still waiting this long after its entry time goes on. More than zero.
+    #[serde(with = "opt_duration_ms")]
+    pub max_wait: Option<Duration>,
+    /// Where it goes: another group's queue, keeping its entry time; `None` refuses it (it
+    /// ends with cause `queue_full` and the `queue_full` reply).
+    pub group: Option<GroupId>,
+}
 /// Most steps one group's policy may have.
 pub const MAX_STEPS: usize = 5;
 
@@ -209,6 +230,7 @@ impl Default for GroupPolicy {
             wrap_up: None,
             priority_aging: None,
             steps: Vec::new(),
+            overflow: None,
         }
     }
 }
@@ -431,6 +453,9 @@ impl ReplySettings {
         if let Some(o) = &self.offline {
             check_texts("offline.texts", &o.texts)?;
         }
+        if let Some(t) = &self.queue_full {
+            check_texts("queue_full", t)?;
+        }
         Ok(())
     }
 }
@@ -464,6 +489,21 @@ impl GroupSettings {
                 "policy.priority_aging: one priority level per 1 s to 24 h of waiting, got {} ms",
                 step.as_millis()
             )));
+        }
+        if let Some(o) = self.policy.overflow {
+            if o.max_waiting.is_none() && o.max_wait.is_none() {
+                return Err(Error::InvalidArgument(
+                    "policy.overflow: set max_waiting, max_wait or both".into(),
+                ));
+            }
+            if o.max_waiting == Some(0) {
+                return Err(Error::InvalidArgument(
+                    "policy.overflow.max_waiting: at least 1 (leave it unset for no limit)".into(),
+                ));
+            }
+            if let Some(w) = o.max_wait {
+                check_positive("policy.overflow.max_wait", w)?;
+            }
         }
         self.replies.validate()
     }
@@ -700,6 +740,42 @@ mod tests {
         assert_eq!(now.wrap_up, None);
         assert_eq!(now.priority_aging, None);
         assert!(now.steps.is_empty());
+        assert_eq!(now.overflow, None);
+    }
+
+    #[test]
+    fn reply_settings_written_before_queue_full_still_load() {
+        // The nine kinds before, by position (MessagePack arrays, as snapshots are written).
+        let manual_end = Some(vec!["bye".to_owned()]);
+        let nine = (
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            None::<()>,
+            &manual_end,
+            None::<()>,
+            None::<()>,
+        );
+        let bytes = rmp_serde::to_vec(&nine).unwrap();
+        let now: ReplySettings = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(now.manual_end, manual_end);
+        assert_eq!(now.queue_full, None);
+    }
+
+    #[test]
+    fn an_overflow_needs_a_limit() {
+        let mut g = GroupSettings::default();
+        g.policy.overflow = Some(Overflow { max_waiting: None, max_wait: None, group: None });
+        assert!(g.validate().unwrap_err().to_string().contains("max_waiting, max_wait"));
+        g.policy.overflow = Some(Overflow { max_waiting: Some(0), max_wait: None, group: None });
+        assert!(g.validate().unwrap_err().to_string().contains("max_waiting: at least 1"));
+        g.policy.overflow =
+            Some(Overflow { max_waiting: None, max_wait: Some(Duration::ZERO), group: None });
+        assert!(g.validate().unwrap_err().to_string().contains("max_wait"));
+        g.policy.overflow = Some(Overflow { max_waiting: Some(3), max_wait: None, group: None });
+        g.validate().unwrap();
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub enum Cause {
     CustomerNoResponse,
     ReplyWindowClosed,
     ChannelClosed,
+    /// A group's overflow rule moved it to another group's queue (`router/overflow.rs`).
+    Overflowed,
+    /// A full or overlong queue refused it; it ended with the `queue_full` reply.
+    QueueFull,
 }
 
 /// A recorded transition.

@@ -26,10 +26,12 @@ pub enum ReplyKind {
     Keyword,
     MessageReceived,
     OpenService,
+    /// A full or overlong queue refused the conversation (`router/overflow.rs`).
+    QueueFull,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 12] = [
+    pub const ALL: [ReplyKind; 13] = [
         ReplyKind::AutoAccept,
         ReplyKind::Queue,
         ReplyKind::AgentNoResponse,
@@ -42,6 +44,7 @@ impl ReplyKind {
         ReplyKind::Keyword,
         ReplyKind::MessageReceived,
         ReplyKind::OpenService,
+        ReplyKind::QueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl ReplyKind {
             ReplyKind::Keyword => "keyword",
             ReplyKind::MessageReceived => "message_received",
             ReplyKind::OpenService => "open_service",
+            ReplyKind::QueueFull => "queue_full",
         }
     }
 }

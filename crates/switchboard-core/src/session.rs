@@ -151,6 +151,11 @@ pub enum Placed {
     Offered { agent: AgentId, cause: Cause },
     /// `cause` overrides the one `via` implies, for the step that first routed it.
     Assigned { agent: AgentId, via: Via, cause: Option<Cause> },
+    /// `group`'s overflow rule refused it (`router/overflow.rs`): it is no longer placed.
+    Refused { group: GroupId },
+    /// An overflow rule moved it to `group`, where an agent takes it at once (the offer or
+    /// assignment follows); moved into a queue, `Queued` says so instead.
+    Moved { group: GroupId },
 }
 
 /// What a session asks of the router.
@@ -191,7 +196,8 @@ impl<'a> Session<'a> {
     // ----- facts from the router -------------------------------------------------------------
 
     /// Applies a router decision: the transition, and what the customer and agent hear of it.
-    pub fn placed(&mut self, now: Timestamp, fact: Placed, out: &mut Vec<Effect>) {
+    /// A refusal ends the conversation: the router already let go, and `Ask::Leave` says so.
+    pub fn placed(&mut self, now: Timestamp, fact: Placed, out: &mut Vec<Effect>) -> Option<Ask> {
         let id = self.conv.id;
         match fact {
             Placed::Queued { group, pinned_to, cause } => {
@@ -207,7 +213,18 @@ impl<'a> Session<'a> {
                 self.conv.transition(now, State::Offered, cause, Some(agent));
             }
             Placed::Assigned { agent, via, cause } => self.assigned(now, agent, via, cause, out),
+            Placed::Moved { group } => self.conv.group = group,
+            Placed::Refused { group } => {
+                self.conv.group = group;
+                let levels = self.cfg.levels(self.conv, None);
+                if let Some(texts) = levels.resolve(|r| r.queue_full.as_ref()) {
+                    let dedicated = self.customer.settings.dedicated_agent;
+                    self.send_auto(now, ReplyKind::QueueFull, texts, dedicated, out);
+                }
+                return self.finish(now, Cause::QueueFull, None, out);
+            }
         }
+        None
     }
 
     fn assigned(

@@ -10,6 +10,8 @@
 //! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
 //! - a waiting conversation stands in exactly the groups of the steps its wait has reached,
 //!   and no agent of those groups that could take it stays idle;
+//! - no conversation waits in a group past its max wait (overflow moved or refused it), and
+//!   an overflow change that would loop is refused naming the loop;
 //! - the service side never exceeds a channel's budget.
 
 mod model;
@@ -40,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (agent, proptest::option::of(any::<usize>())).prop_map(|(agent, pick)| Op::EndWrapUp { agent, pick }),
         1 => (0..GROUPS, proptest::option::of(1..120u64)).prop_map(|(group, step)| Op::Aging { group, step }),
         1 => any::<usize>().prop_map(|pick| Op::ChannelClosed { pick }),
+        1 => (0..GROUPS, proptest::option::of(overflow_rule())).prop_map(|(group, rule)| Op::Overflow { group, rule }),
         5 => prop_oneof![0..30u64, 30..400u64, Just(3 * 86_400)].prop_map(|secs| Op::Advance { secs }),
     ]
 }
@@ -95,8 +98,19 @@ fn group_rules() -> impl Strategy<Value = GroupRules> {
         proptest::option::of((prop_oneof![1..30u64, 30..300u64], any::<bool>())),
         proptest::option::of(prop_oneof![1..10u64, 10..600u64]),
         proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
+        proptest::option::of(overflow_rule()),
     )
-        .prop_map(|(wrap_up, aging, step)| GroupRules { wrap_up, aging, step })
+        .prop_map(|(wrap_up, aging, step, overflow)| GroupRules {
+            wrap_up,
+            aging,
+            step,
+            overflow,
+        })
+}
+
+/// A cap of 1-4 waiting and/or a wait of 1-300 s, to a group 0-2 on (0: refuse).
+fn overflow_rule() -> impl Strategy<Value = model::OverflowRule> {
+    (proptest::option::of(1..5u32), proptest::option::of(1..300u64), 0..GROUPS)
 }
 
 proptest! {

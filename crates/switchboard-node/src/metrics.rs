@@ -320,6 +320,7 @@ pub fn applied(
                         Cause::IdleTimeout
                         | Cause::CustomerNoResponse
                         | Cause::ReplyWindowClosed => "timed_out",
+                        Cause::QueueFull => "refused",
                         _ => "ended",
                     };
                     if abandoned {

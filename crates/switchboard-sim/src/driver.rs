@@ -337,15 +337,19 @@ pub fn run_with_progress(
     }
     // Ended conversations leave the engine at once (`take_ended`): retention never runs.
     let mut engine = Engine::new(center.tenant.clone())?;
-    // A step may name a later group: every group first, then their steps.
+    // A step or an overflow may name a later group: every group first, then those.
     for (g, settings) in center.groups.iter().enumerate() {
         let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
         let mut plain = settings.clone();
         plain.policy.steps.clear();
+        plain.policy.overflow = None;
         engine.upsert_group(Timestamp::ZERO, group_id(g), plain)?;
     }
-    for (g, settings) in
-        center.groups.iter().enumerate().filter(|(_, s)| !s.policy.steps.is_empty())
+    for (g, settings) in center
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.policy.steps.is_empty() || s.policy.overflow.is_some())
     {
         let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
         engine.upsert_group(Timestamp::ZERO, group_id(g), settings.clone())?;

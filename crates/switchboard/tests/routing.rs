@@ -1,6 +1,7 @@
 //! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
 //! (optional and mandatory, its deadline across a crash), priority aging, proficiency and
-//! the best-proficiency strategy, steps that widen to another group. Waits are for
+//! the best-proficiency strategy, steps that widen to another group, overflow and maximum
+//! queue size (its max wait across a crash). Waits are for
 //! conditions, with generous bounds; nothing asserts on time.
 
 mod support;
@@ -468,4 +469,111 @@ async fn estimated_wait_is_carried_by_conversations_and_queue_notices() {
     let c3 = get(&mut c, &c3.name).await;
     assert_eq!(c3.position, 1);
     assert!(c3.estimated_wait.is_some(), "{c3:?}");
+}
+
+/// An overflow rule of `group`'s policy (and only that field).
+async fn overflow(
+    c: &mut Clients,
+    group: &str,
+    max_waiting: Option<u32>,
+    max_wait: Option<i64>,
+    to: &str,
+) -> Result<pb::Group, tonic::Status> {
+    let policy = pb::RoutingPolicy {
+        overflow: Some(pb::RoutingOverflow {
+            max_waiting,
+            max_wait: max_wait.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+            group: if to.is_empty() { String::new() } else { name("groups", to) },
+        }),
+        ..Default::default()
+    };
+    set_policy(c, group, policy, &["policy.overflow"]).await
+}
+
+fn last_cause(c: &pb::Conversation) -> &str {
+    c.transitions.last().map_or("", |t| t.cause.as_str())
+}
+
+/// Item 2: with nobody signed in, `support` holds one waiting conversation and overflows to
+/// `billing`, which holds one and refuses: the second customer waits in billing (cause
+/// `overflowed`), the third is ended (`queue_full`) with the configured reply. A chain that
+/// loops is refused naming it; an unknown group is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_overflows_then_refuses_with_the_queue_full_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings {
+        queue_full: Some(pb::Texts { texts: vec!["All lines busy, please write later".into()] }),
+        ..Default::default()
+    };
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, Some(replies), agents, &[]).await;
+    let mut out = support::desk::outbound(&mut c, T).await;
+
+    overflow(&mut c, "billing", Some(1), None, "support").await.expect("billing → support");
+    let s = overflow(&mut c, "support", Some(1), None, "billing").await.expect_err("a loop");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    let (support, billing) = (name("groups", "support"), name("groups", "billing"));
+    let named = format!("loops ({support} → {billing} → {support})");
+    assert!(s.message().contains("policy.overflow.group") && s.message().contains(&named), "{s:?}");
+    let s = overflow(&mut c, "support", Some(1), None, "nowhere").await.expect_err("unknown");
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    let s = overflow(&mut c, "support", None, None, "billing").await.expect_err("no limit");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.overflow"), "{s:?}");
+
+    overflow(&mut c, "billing", Some(1), None, "").await.expect("billing refuses");
+    let g = overflow(&mut c, "support", Some(1), None, "billing").await.expect("support → billing");
+    let o = g.policy.and_then(|p| p.overflow).expect("overflow");
+    assert_eq!((o.max_waiting, o.group.as_str()), (Some(1), billing.as_str()));
+
+    let c1 = support::desk::write(&mut c, T, "carol", "").await;
+    assert_eq!(
+        (c1.state, c1.group.as_str()),
+        (pb::ConversationState::Queued as i32, support.as_str())
+    );
+    let c2 = support::desk::write(&mut c, T, "dave", "").await;
+    assert_eq!(
+        (c2.state, c2.group.as_str()),
+        (pb::ConversationState::Queued as i32, billing.as_str())
+    );
+    assert_eq!(last_cause(&c2), "overflowed", "{c2:?}");
+    let c3 = support::desk::write(&mut c, T, "erin", "").await;
+    assert_eq!(c3.state, pb::ConversationState::Ended as i32, "{c3:?}");
+    assert_eq!(last_cause(&c3), "queue_full", "{c3:?}");
+    let full = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::QueueFull as i32;
+    let notice = support::until(&mut out, full).await.pop().unwrap();
+    assert_eq!(
+        (notice.conversation.as_str(), notice.text.as_str()),
+        (c3.name.as_str(), "All lines busy, please write later")
+    );
+    // erin may write again: a new conversation (refused again while the queues are full).
+    let again = support::desk::write(&mut c, T, "erin", "").await;
+    assert_ne!(again.name, c3.name);
+}
+
+/// Item 2: the max wait is a deadline: carol waits in `support` (nobody there signed in), the
+/// node is killed, and after the restart the 1 s max wait moves her to `billing`, where bob
+/// takes her (the deadline survives the crash; if it passed before the kill, the outcome is
+/// the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_moves_a_conversation_on_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["bob"]).await;
+    overflow(&mut c, "support", None, Some(1), "billing").await.expect("support → billing");
+    let c1 = support::desk::write(&mut c, T, "carol", "support").await;
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let now = assigned(&mut c, &c1.name).await;
+    assert_eq!(
+        (now.agent.as_str(), now.group.as_str()),
+        (name("agents", "bob").as_str(), name("groups", "billing").as_str())
+    );
 }

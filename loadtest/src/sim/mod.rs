@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchboard_core::config::{GroupPolicy, WrapUp};
+use switchboard_core::config::{GroupPolicy, Overflow, WrapUp};
 use tokio::time::Instant;
 
 use self::report::{Est, Figures};
@@ -114,6 +114,15 @@ pub struct DayArgs {
     /// contact; 0: no step (the helpers stay idle: the same staff, without overflow).
     #[arg(long, default_value_t = 0)]
     pub step_after: u64,
+    /// Overflow (issue 14): a contact arriving when this many wait in the main group's
+    /// queue goes on at once: to the helpers' group (`--helpers`), else it is refused
+    /// (counted unserved). 0: no cap.
+    #[arg(long, default_value_t = 0)]
+    pub max_waiting: u32,
+    /// Overflow (issue 14): a contact still waiting this many seconds in the main group goes
+    /// on, as with `--max-waiting`. 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_wait: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -328,6 +337,11 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             priority_aging: (a.priority_aging > 0)
                 .then(|| std::time::Duration::from_secs(a.priority_aging)),
             strategy: a.strategy.into(),
+            overflow: (a.max_waiting > 0 || a.max_wait > 0).then(|| Overflow {
+                max_waiting: (a.max_waiting > 0).then_some(a.max_waiting),
+                max_wait: (a.max_wait > 0).then(|| std::time::Duration::from_secs(a.max_wait)),
+                group: (a.helpers > 0).then(|| switchboard_sim::driver::group_id(1)),
+            }),
             ..GroupPolicy::default()
         },
         high_share: a.high_share,
@@ -390,6 +404,15 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             a.step_after,
             report::slot_occupancy(&run, |x| x >= n),
             report::slot_occupancy(&run, |x| x < n),
+        );
+    }
+    if a.max_waiting > 0 || a.max_wait > 0 {
+        println!(
+            "  overflow: max waiting {}, max wait {} s, to {}: {} of the main group's contacts unserved (refused ones among them)",
+            a.max_waiting,
+            a.max_wait,
+            if a.helpers > 0 { "the helpers" } else { "nobody (refused)" },
+            f.unserved,
         );
     }
     if a.levels {
@@ -575,6 +598,8 @@ mod tests {
             strategy: DayStrategy::LeastOccupied,
             helpers: 0,
             step_after: 0,
+            max_waiting: 0,
+            max_wait: 0,
         }
     }
 
@@ -689,6 +714,36 @@ mod tests {
         sane(&with);
         assert!(with.service_level.value > without.service_level.value, "{with:?} vs {without:?}");
         assert!(with.abandoned < without.abandoned, "{with:?} vs {without:?}");
+    }
+
+    /// Issue 14 item 2: the same staff, with the helpers taking the main group's contacts
+    /// once they have waited 15 s (overflow, the contact moves), answers more within the
+    /// target than without; a cap of 3 waiting without helpers refuses contacts and shortens
+    /// the wait of those it keeps.
+    #[test]
+    fn overflow_to_helpers_raises_service_level_and_a_cap_refuses() {
+        let args = |helpers, max_waiting, max_wait| DayArgs {
+            agents: 40,
+            load: 39.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 11,
+            helpers,
+            max_waiting,
+            max_wait,
+            ..quiet_day()
+        };
+        let (without, _) = day(&args(5, 0, 0)).unwrap();
+        let (with, _) = day(&args(5, 0, 15)).unwrap();
+        sane(&with);
+        assert!(with.service_level.value > without.service_level.value, "{with:?} vs {without:?}");
+        let (uncapped, _) = day(&args(0, 0, 0)).unwrap();
+        let (capped, _) = day(&args(0, 3, 0)).unwrap();
+        assert!(capped.unserved > uncapped.unserved, "{capped:?} vs {uncapped:?}");
+        assert!(capped.mean_wait.value < uncapped.mean_wait.value, "{capped:?} vs {uncapped:?}");
     }
 
     #[test]

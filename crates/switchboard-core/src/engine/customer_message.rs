@@ -72,7 +72,12 @@ impl Engine {
                 self.ask(now, id, ask, &mut out)?;
             }
         }
-        let mut s = self.session(now, id).expect("the conversation is open");
+        // A full queue may have refused it (`router/overflow.rs`): the refusal is all it hears.
+        let Some(mut s) = self.session(now, id) else {
+            out.append(&mut routed);
+            self.reschedule(id);
+            return Ok(Outcome { conversation: id, opened, effects: out });
+        };
         // Keyword replies replace the message-received reply.
         let keyword = s.message_replies(now, &msg.text, &mut out);
         out.append(&mut routed);
@@ -98,7 +103,9 @@ impl Engine {
         if opened && !self.settings.transfer_to_human {
             self.route(now, id, Cause::Opened, &mut out)?;
         }
-        self.session(now, id).expect("the conversation is open").open_service(now, &mut out);
+        if let Some(mut s) = self.session(now, id) {
+            s.open_service(now, &mut out);
+        }
         self.reschedule(id);
         Ok(Outcome { conversation: id, opened, effects: out })
     }
@@ -109,9 +116,9 @@ impl Engine {
         self.session(now, id).expect("the conversation is open").check_request_human()?;
         let mut out = Vec::new();
         self.route(now, id, Cause::TransferToHuman, &mut out)?;
-        self.session(now, id)
-            .expect("the conversation is open")
-            .waiting_replies(now, false, &mut out);
+        if let Some(mut s) = self.session(now, id) {
+            s.waiting_replies(now, false, &mut out);
+        }
         self.reschedule(id);
         Ok(out)
     }

@@ -34,16 +34,26 @@ pub(crate) fn steps(
     known: impl Fn(ConversationId) -> bool,
 ) -> Vec<Step> {
     let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
+    // Conversations an overflow rule moved in this operation, to the group they went to.
+    let mut overflowed: FxHashMap<ConversationId, GroupId> = FxHashMap::default();
     let mut out = Vec::with_capacity(effects.len());
     for e in effects {
         match e {
             router::Effect::Queued { conversation, group, pinned_to } => {
-                let cause = released.remove(&conversation).map_or(cause, release_cause);
+                let cause = if overflowed.remove(&conversation).is_some() {
+                    released.remove(&conversation);
+                    Cause::Overflowed
+                } else {
+                    released.remove(&conversation).map_or(cause, release_cause)
+                };
                 out.push(Step::Placed(conversation, Placed::Queued { group, pinned_to, cause }));
             }
             router::Effect::Offered { conversation, agent, expires } => {
                 if !known(conversation) {
                     continue;
+                }
+                if let Some(group) = overflowed.remove(&conversation) {
+                    out.push(Step::Placed(conversation, Placed::Moved { group }));
                 }
                 let cause = if routed == Some(conversation) { cause } else { Cause::Routed };
                 out.push(Step::Placed(conversation, Placed::Offered { agent, cause }));
@@ -55,6 +65,9 @@ pub(crate) fn steps(
             }
             router::Effect::Assigned { conversation, agent, via } => {
                 released.remove(&conversation);
+                if let Some(group) = overflowed.remove(&conversation) {
+                    out.push(Step::Placed(conversation, Placed::Moved { group }));
+                }
                 let cause = (routed == Some(conversation) && via == Via::Auto).then_some(cause);
                 out.push(Step::Placed(conversation, Placed::Assigned { agent, via, cause }));
             }
@@ -88,6 +101,15 @@ pub(crate) fn steps(
             // A wrap-up holds an agent's slot after its conversation ended; the agent's
             // resource shows it (`Router::agent`), and the conversation has no state left.
             router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
+            // Overflow (`router/overflow.rs`): its next queue entry carries the cause; a
+            // refusal ends it.
+            router::Effect::Overflowed { conversation, to, .. } => {
+                overflowed.insert(conversation, to);
+            }
+            router::Effect::Refused { conversation, group } => {
+                overflowed.remove(&conversation);
+                out.push(Step::Placed(conversation, Placed::Refused { group }));
+            }
         }
     }
     out

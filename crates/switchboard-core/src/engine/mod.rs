@@ -127,6 +127,9 @@ impl Engine {
                 return Err(Error::UnknownGroup(s.group));
             }
         }
+        if let Some(to) = settings.policy.overflow.and_then(|o| o.group) {
+            self.check_overflow(id, to)?;
+        }
         let mut rout = Vec::new();
         self.router.upsert_group(now, id, settings.policy.clone(), &mut rout);
         self.groups.insert(id, settings);
@@ -134,6 +137,31 @@ impl Engine {
         self.apply(now, rout, Cause::Routed, &mut out);
         self.reschedule_where(|c| c.group == id);
         Ok(out)
+    }
+
+    /// Refuses an overflow from `id` to `to` that names an unknown group or closes a loop
+    /// (`router/overflow.rs`: a chain must end), naming the loop.
+    fn check_overflow(&self, id: GroupId, to: GroupId) -> Result<()> {
+        if !self.groups.contains_key(&to) {
+            return Err(Error::UnknownGroup(to));
+        }
+        let mut chain = vec![id, to];
+        let mut at = to;
+        while at != id {
+            if chain.len() > self.groups.len() + 1 {
+                break;
+            }
+            let Some(next) = self.groups.get(&at).and_then(|g| g.policy.overflow?.group) else {
+                return Ok(());
+            };
+            chain.push(next);
+            at = next;
+        }
+        let names: Vec<String> = chain.iter().map(|g| g.to_string()).collect();
+        Err(Error::InvalidArgument(format!(
+            "policy.overflow.group: the overflow chain loops ({}); a chain must end in a group without overflow or in a refusal",
+            names.join(" → ")
+        )))
     }
 
     pub fn remove_group(&mut self, id: GroupId) -> Result<()> {
@@ -457,9 +485,8 @@ impl Engine {
 
     /// Hands a session what the router decided about its conversation.
     fn deliver(&mut self, now: Timestamp, id: ConversationId, fact: Placed, out: &mut Vec<Effect>) {
-        if let Some(mut s) = self.session(now, id) {
-            s.placed(now, fact, out);
-        }
+        let ask = self.session(now, id).and_then(|mut s| s.placed(now, fact, out));
+        self.settle(now, id, ask, out);
     }
 
     /// Turns router effects into session facts, agent notes and events. `cause` names the

@@ -1054,3 +1054,79 @@ fn queue_replies_carry_a_live_estimated_wait() {
     let later = b.e.estimated_wait(at(secs(600)), c2).unwrap();
     assert!(later > w2, "{later:?} > {w2:?}");
 }
+
+#[test]
+fn a_full_queue_ends_the_conversation_with_the_queue_full_reply() {
+    let mut b = Bench::new(default_group());
+    let mut g1 = GroupSettings::default();
+    g1.policy.overflow = Some(crate::config::Overflow {
+        max_waiting: Some(1),
+        max_wait: Some(mins(10)),
+        group: None,
+    });
+    g1.replies.queue_full = Some(texts(&["Sorry {{nick_name}}, all lines are busy"]));
+    b.e.upsert_group(Timestamp(0), G1, g1).unwrap();
+    b.customer(U1, "Li");
+    b.customer(U2, "Wang");
+    let (c1, _) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.state(c1), State::Queued);
+    // The second finds the queue full: refused at once, with the group's reply.
+    let (c2, fx) = b.say(at(secs(2)), U2, "hi");
+    assert_eq!(b.state(c2), State::Ended);
+    assert_eq!(b.e.conversation(c2).unwrap().transitions.last().unwrap().cause, Cause::QueueFull);
+    assert_eq!(replies(&fx), vec![ReplyKind::QueueFull]);
+    assert_eq!(sent_texts(&fx), vec!["Sorry Wang, all lines are busy"]);
+    assert_eq!(b.e.customer(U2).unwrap().open, None, "the customer may write again");
+    // The first waits ten minutes, then is refused by the max wait (a core deadline).
+    assert_eq!(b.e.next_deadline(), Some(at(secs(1) + mins(10))));
+    let fx = b.advance(at(secs(1) + mins(10)));
+    assert_eq!(b.state(c1), State::Ended);
+    assert_eq!(sent_texts(&fx), vec!["Sorry Li, all lines are busy"]);
+}
+
+#[test]
+fn an_overflow_chain_that_loops_is_refused_naming_the_loop() {
+    let mut b = Bench::new(default_group());
+    let overflow = |to| {
+        let mut g = GroupSettings::default();
+        g.policy.overflow =
+            Some(crate::config::Overflow { max_waiting: Some(5), max_wait: None, group: Some(to) });
+        g
+    };
+    b.e.upsert_group(Timestamp(0), G1, overflow(G2)).unwrap();
+    let err = b.e.upsert_group(Timestamp(0), G2, overflow(G1)).unwrap_err();
+    assert!(err.to_string().contains("loops (g2 → g1 → g2)"), "{err}");
+    let err = b.e.upsert_group(Timestamp(0), G2, overflow(GroupId(9))).unwrap_err();
+    assert!(matches!(err, Error::UnknownGroup(GroupId(9))), "{err}");
+    // Moved by the cap: the transition says why, and it keeps waiting there.
+    b.e.upsert_group(Timestamp(0), G2, GroupSettings::default()).unwrap();
+    let ids: Vec<_> = (0..6).map(|i| b.say(at(secs(i)), CustomerId(10 + i), "hi").0).collect();
+    let last = b.e.conversation(ids[5]).unwrap();
+    assert_eq!((last.state, last.group), (State::Queued, G2));
+    assert_eq!(last.transitions.last().unwrap().cause, Cause::Overflowed);
+}
+
+#[test]
+fn a_conversation_moved_by_max_wait_to_a_free_agent_is_of_the_new_group() {
+    let mut b = Bench::new(default_group());
+    let mut g1 = GroupSettings::default();
+    g1.policy.overflow = Some(crate::config::Overflow {
+        max_waiting: None,
+        max_wait: Some(secs(30)),
+        group: Some(G2),
+    });
+    b.e.upsert_group(Timestamp(0), G1, g1).unwrap();
+    let s = AgentSettings {
+        nickname: "Bo".into(),
+        capacity: 1,
+        groups: vec![G2],
+        ..Default::default()
+    };
+    b.e.upsert_agent(Timestamp(0), A2, s).unwrap();
+    b.e.set_agent_status(Timestamp(0), A2, AgentStatus::Online, Actor::Agent(A2)).unwrap();
+    let (c1, _) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.state(c1), State::Queued);
+    b.advance(at(secs(31)));
+    let c = b.e.conversation(c1).unwrap();
+    assert_eq!((c.state, c.agent, c.group), (State::Assigned, Some(A2), G2));
+}

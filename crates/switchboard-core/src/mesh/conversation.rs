@@ -319,8 +319,15 @@ impl ConversationSide {
         let mut out = Vec::new();
         let id = envelope.conversation;
         if let Some(open) = self.open.as_mut().filter(|o| o.conv.id == id) {
+            let mut ended = false;
             for message in open.link.receive(envelope.epoch, envelope.body) {
-                apply(cfg, &mut self.customer, open, now, message, &mut out);
+                if !ended {
+                    ended = apply(cfg, &mut self.customer, open, now, message, &mut out);
+                }
+            }
+            if ended {
+                // Refused by a full queue: it ended, and the router already let go.
+                self.close();
             }
         } else if let Some(link) = self.closing.get_mut(&id) {
             // Decisions about an ended conversation are moot: acknowledged, not applied.
@@ -461,7 +468,7 @@ fn open_mut<'o>(
     }
 }
 
-/// Applies one message from the router to the open conversation.
+/// Applies one message from the router to the open conversation; true when that ended it.
 fn apply(
     cfg: Config<'_>,
     customer: &mut Customer,
@@ -469,7 +476,7 @@ fn apply(
     now: Timestamp,
     message: ToConversation,
     out: &mut Vec<Effect>,
-) {
+) -> bool {
     match message {
         ToConversation::Placed { facts, standing, transfer } => {
             // A transfer is reported as it stood before the move, as on one node.
@@ -483,7 +490,10 @@ fn apply(
             let mut s = session(cfg, customer, open);
             let mut routed = Vec::new();
             for fact in facts {
-                s.placed(now, fact, &mut routed);
+                if s.placed(now, fact, &mut routed).is_some() {
+                    out.append(&mut routed);
+                    return true;
+                }
             }
             // What the opening (or the request for a human) waited for, as on one node: the
             // message's own replies see where routing put it and come first, then what routing
@@ -510,4 +520,5 @@ fn apply(
         // It stays in the bot stage; the customer may ask again.
         ToConversation::Refused { .. } => open.pending = None,
     }
+    false
 }

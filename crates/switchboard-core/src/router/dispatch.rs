@@ -37,7 +37,9 @@ impl Router {
     /// Dispatches every touched agent and group until nothing more can move.
     pub(super) fn settle(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
         loop {
-            if let Some(c) = self.dirty_steps.pop_first() {
+            if let Some(c) = self.dirty_limits.pop_first() {
+                self.limit(now, c, out);
+            } else if let Some(c) = self.dirty_steps.pop_first() {
                 self.widen(now, c);
             } else if let Some(a) = self.dirty_agents.pop_first() {
                 self.dispatch_agent(now, a, out);

@@ -173,6 +173,7 @@ impl Router {
                 return Err(format!("wrap-up deadline of {agent} for {c} at {at:?} is stale"));
             }
         }
+        self.check_limits()?;
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
             return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));

@@ -13,6 +13,7 @@ mod available;
 mod dispatch;
 mod ewt;
 mod invariants;
+mod overflow;
 mod status;
 mod steps;
 mod wrap_up;
@@ -208,6 +209,18 @@ pub enum Effect {
         conversation: ConversationId,
         early: bool,
     },
+    /// `from`'s overflow rule moves the conversation on to `to` (its next `Queued`, offer or
+    /// assignment follows).
+    Overflowed {
+        conversation: ConversationId,
+        from: GroupId,
+        to: GroupId,
+    },
+    /// `group`'s overflow rule refused the conversation: it is no longer placed.
+    Refused {
+        conversation: ConversationId,
+        group: GroupId,
+    },
 }
 
 /// New variants go last: snapshots name variants by position.
@@ -218,6 +231,7 @@ enum Timer {
     Grace(AgentId),
     WrapUp(AgentId, ConversationId),
     Step(ConversationId),
+    MaxWait(ConversationId),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +278,11 @@ pub struct Router {
     widened: FxHashMap<ConversationId, steps::Widened>,
     #[serde(skip)]
     dirty_steps: BTreeSet<ConversationId>,
+    /// Max-wait deadline per conversation waiting in a group that has one (`overflow.rs`).
+    #[serde(default)]
+    limits: FxHashMap<ConversationId, Timestamp>,
+    #[serde(skip)]
+    dirty_limits: BTreeSet<ConversationId>,
 }
 
 impl Router {
@@ -294,6 +313,7 @@ impl Router {
             Some(g) => {
                 let rekey = g.policy.priority_aging != policy.priority_aging;
                 let restep = g.policy.steps != policy.steps;
+                let relimit = g.policy.overflow != policy.overflow;
                 g.policy = policy;
                 if rekey {
                     // The queues' keys follow the aging step (`aging.rs`).
@@ -310,6 +330,9 @@ impl Router {
                 }
                 if restep {
                     self.rewiden(id);
+                }
+                if relimit {
+                    self.relimit(id);
                 }
             }
             None => {
@@ -352,12 +375,15 @@ impl Router {
         if let Some(other) = self
             .groups
             .iter()
-            .filter(|(_, o)| o.policy.steps.iter().any(|s| s.group == id))
+            .filter(|(_, o)| {
+                o.policy.steps.iter().any(|s| s.group == id)
+                    || o.policy.overflow.and_then(|o| o.group) == Some(id)
+            })
             .map(|(gid, _)| *gid)
             .min()
         {
             return Err(Error::InvalidArgument(format!(
-                "group {id} is a step of group {other}'s routing policy; remove the step first"
+                "group {id} is a step or the overflow group of group {other}'s routing policy; remove it from there first"
             )));
         }
         self.groups.remove(&id);
@@ -500,7 +526,7 @@ impl Router {
                 let pin = Pin { agent, until: now + timeout, kind };
                 self.place_queued(conv, req.group, key, Some(pin), Vec::new(), out);
             }
-            _ => self.place_or_push(now, conv, req.group, key, Vec::new(), out),
+            _ => self.enter(now, conv, req.group, key, Vec::new(), out),
         }
         self.settle(now, out);
         Ok(())
@@ -628,7 +654,7 @@ impl Router {
         } else {
             QueueKey::new(false, old.priority(), now, self.next_seq())
         };
-        self.place_or_push(now, conv, group, key, holder.into_iter().collect(), out);
+        self.enter(now, conv, group, key, holder.into_iter().collect(), out);
         self.settle(now, out);
         Ok(())
     }
@@ -716,6 +742,7 @@ impl Router {
                 }
                 Timer::WrapUp(agent, conv) => self.wrap_up_due(at, agent, conv, out),
                 Timer::Step(conv) => self.step_due(now, at, conv),
+                Timer::MaxWait(conv) => self.max_wait_due(at, conv),
             }
             self.settle(now, out);
         }
@@ -938,6 +965,9 @@ impl Router {
                 if !g.policy.steps.is_empty() {
                     self.dirty_steps.insert(conv);
                 }
+                if g.policy.overflow.is_some_and(|o| o.max_wait.is_some()) && !key.front() {
+                    self.dirty_limits.insert(conv);
+                }
                 self.dirty_groups.insert(group);
             }
         }
@@ -965,6 +995,7 @@ impl Router {
                 let g = self.groups.get_mut(&group).expect("group exists");
                 g.queue.remove(&g.queue_key(key));
                 self.unwiden(conv, key);
+                self.unlimit(conv);
             }
             Placement::Offered { agent, expires, .. } => {
                 self.agents.get_mut(&agent).expect("offered agent exists").offered.remove(&conv);

@@ -1014,3 +1014,138 @@ fn estimated_wait_follows_the_effective_order_and_survives_a_snapshot() {
     assert_eq!(r.estimated_wait(t(110), c(3)), Some(w3));
     assert_eq!(r.service_rate(t(110), G2), None, "G2 never served");
 }
+
+// ----- overflow and maximum queue size (issue 14 item 2) -----------------------------------
+
+fn capped(max_waiting: Option<u32>, max_wait: Option<u64>, to: Option<GroupId>) -> GroupPolicy {
+    GroupPolicy {
+        overflow: Some(crate::config::Overflow {
+            max_waiting,
+            max_wait: max_wait.map(secs),
+            group: to,
+        }),
+        ..GroupPolicy::default()
+    }
+}
+
+#[test]
+fn a_full_queue_sends_newcomers_to_its_overflow_group_keeping_their_entry_time() {
+    let mut f = Fixture::new();
+    f.group(G1, capped(Some(2), None, Some(G2)));
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G1, 0);
+    f.route(t(3), 9, G2, 0);
+    f.take_effects();
+    f.route(t(4), 3, G1, 0);
+    assert_eq!(f.r.placement(c(3)).map(Placement::group), Some(G2));
+    assert!(f.take_effects().contains(&Effect::Overflowed {
+        conversation: c(3),
+        from: G1,
+        to: G2
+    }));
+    assert_eq!(f.r.queue_len(G1), 2, "the waiting are never pushed out");
+    assert_eq!(f.r.position(c(3)), Some(2), "its entry time (4 s) behind 3 s");
+    // With an agent free, the cap does not apply: it is served at once.
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(5), 4, G1, 0);
+    assert_eq!(f.assigned_to(4), Some(A1));
+}
+
+#[test]
+fn without_an_overflow_group_a_full_queue_refuses() {
+    let mut f = Fixture::new();
+    f.group(G1, capped(Some(1), None, None));
+    f.route(t(1), 1, G1, 0);
+    f.take_effects();
+    f.route(t(2), 2, G1, 0);
+    assert_eq!(f.r.placement(c(2)), None);
+    assert_eq!(f.take_effects(), vec![Effect::Refused { conversation: c(2), group: G1 }]);
+    // Pinned conversations are exempt: they wait for one agent.
+    f.agent(A1, 1, &[G1], AgentStatus::Away);
+    let req = RouteRequest {
+        group: G1,
+        priority: 0,
+        entered_at: t(3),
+        dedicated: Some(A1),
+        last_agent: None,
+    };
+    f.route_req(t(3), 3, req);
+    assert!(matches!(f.r.placement(c(3)), Some(Placement::Queued { pin: Some(_), .. })));
+}
+
+#[test]
+fn max_wait_moves_a_waiting_conversation_on_and_agents_there_take_it() {
+    let mut f = Fixture::new();
+    f.group(G1, capped(None, Some(60), Some(G2)));
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.route(t(0), 1, G1, 0);
+    assert_eq!(f.r.next_deadline(), Some(t(60)));
+    f.r.advance(t(59), &mut f.out);
+    f.check();
+    assert_eq!(f.r.placement(c(1)).map(Placement::group), Some(G1));
+    f.r.advance(t(60), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A2), "work conservation after the move");
+    // Refusal by wait, and the chain ends at a refusal: G2 (cap 1, wait 10 s) → refuse.
+    f.group(G2, capped(None, Some(10), None));
+    f.route(t(100), 2, G1, 0);
+    f.r.advance(t(160), &mut f.out);
+    f.check();
+    assert_eq!(f.r.placement(c(2)), None, "60 s in G1, already past G2's 10 s: refused");
+    let fx = f.take_effects();
+    assert!(fx.contains(&Effect::Overflowed { conversation: c(2), from: G1, to: G2 }));
+    assert!(fx.contains(&Effect::Refused { conversation: c(2), group: G2 }));
+}
+
+#[test]
+fn max_wait_deadlines_survive_a_snapshot_and_follow_policy_changes() {
+    let mut f = Fixture::new();
+    f.group(G1, capped(None, Some(60), None));
+    f.route(t(0), 1, G1, 0);
+    f.route(t(30), 2, G1, 0);
+    let mut r: Router = rmp_serde::from_slice(&rmp_serde::to_vec(&f.r).unwrap()).unwrap();
+    r.check_invariants().unwrap();
+    let mut out = Vec::new();
+    r.advance(t(60), &mut out);
+    r.check_invariants().unwrap();
+    assert_eq!(out, vec![Effect::Refused { conversation: c(1), group: G1 }]);
+    // A longer wait re-arms from the entry time; no limit drops the deadline.
+    r.upsert_group(t(61), G1, capped(None, Some(120), None), &mut out);
+    r.check_invariants().unwrap();
+    assert_eq!(r.next_deadline(), Some(t(150)));
+    r.upsert_group(t(62), G1, GroupPolicy::default(), &mut out);
+    r.check_invariants().unwrap();
+    assert_eq!(r.next_deadline(), None);
+    // A group another's overflow names cannot go.
+    r.upsert_group(t(63), G1, capped(Some(5), None, Some(G2)), &mut out);
+    assert!(matches!(r.remove_group(G2), Err(Error::InvalidArgument(m)) if m.contains("overflow")));
+}
+
+#[test]
+fn a_requeued_front_conversation_is_exempt_and_steps_start_over_in_the_overflow_group() {
+    let mut f = Fixture::new();
+    let g3 = GroupId(3);
+    f.group(g3, GroupPolicy::default());
+    f.group(G2, stepping(100, g3));
+    f.group(G1, capped(None, Some(60), Some(G2)));
+    f.agent(A3, 1, &[g3], AgentStatus::Away);
+    f.route(t(0), 1, G1, 0);
+    f.r.advance(t(60), &mut f.out);
+    f.check();
+    // In G2 since 60 s with entry time 0: G2's step at 100 s from entry.
+    assert_eq!(f.r.placement(c(1)).map(Placement::group), Some(G2));
+    assert_eq!(f.r.next_deadline(), Some(t(100)));
+    f.r.advance(t(100), &mut f.out);
+    f.check();
+    assert_eq!(f.r.widened_groups(c(1)), &[g3]);
+    // An agent going offline requeues at the front of G1: not refused, not moved.
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.route(t(200), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A1));
+    f.status(t(201), A1, AgentStatus::Offline);
+    f.r.advance(t(400), &mut f.out);
+    f.check();
+    assert!(
+        matches!(f.r.placement(c(2)), Some(Placement::Queued { group: G1, key, .. }) if key.front())
+    );
+}

@@ -601,8 +601,18 @@ pub fn random_setup(rng: &mut Rng) -> Setup {
         reserve: rng.below(3) as u32,
         grace: if rng.percent(50) { 0 } else { 60 },
         misses: rng.below(3) as u32,
-        // The mesh draws none of issue 14's rules and no proficiency levels.
-        rules: Vec::new(),
+        // Of issue 14's rules the mesh draws only overflow (item 2: a refusal ends the
+        // conversation on the router's word); no proficiency levels.
+        rules: (0..GROUPS)
+            .map(|_| model::GroupRules {
+                overflow: rng.percent(40).then(|| {
+                    let cap = rng.percent(60).then(|| 1 + rng.below(4) as u32);
+                    let wait = rng.percent(60).then(|| 1 + rng.below(300));
+                    (cap, wait, rng.below(GROUPS))
+                }),
+                ..Default::default()
+            })
+            .collect(),
         levels: Vec::new(),
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
-    MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, QueueReply, QueueRule,
-    ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
+    MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, Overflow, QueueReply,
+    QueueRule, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::{Placement, Router};
@@ -94,6 +94,24 @@ pub enum Op {
         group: u64,
         step: Option<u64>,
     },
+    /// An administrator changes a group's overflow rule (`None`: off); any target, so a
+    /// loop must be refused.
+    Overflow {
+        group: u64,
+        rule: Option<OverflowRule>,
+    },
+}
+
+/// Overflow: cap, max wait (seconds), and the target group this many groups on (0: refuse).
+pub type OverflowRule = (Option<u32>, Option<u64>, u64);
+
+fn overflow(g: u64, (max_waiting, max_wait, on): OverflowRule) -> Overflow {
+    Overflow {
+        // At least one limit, as validation wants.
+        max_waiting: max_waiting.or(max_wait.is_none().then_some(1)),
+        max_wait: max_wait.map(Duration::from_secs),
+        group: (on % GROUPS != 0).then(|| GroupId((g + on) % GROUPS)),
+    }
 }
 
 /// Issue 14's per-group rules, each off (`None`) or on with short times so they act within
@@ -106,6 +124,8 @@ pub struct GroupRules {
     pub aging: Option<u64>,
     /// A step: after this many seconds, also the agents of the group this many groups on.
     pub step: Option<(u64, u64)>,
+    /// Overflow to a later group only (so the setup has no loop), or refusal.
+    pub overflow: Option<OverflowRule>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -158,6 +178,7 @@ fn replies() -> ReplySettings {
             texts: vec!["offline".into(), "later".into()],
             min_interval: Duration::ZERO,
         }),
+        queue_full: Some(texts("all busy, sorry {{nick_name}}")),
     }
 }
 
@@ -216,13 +237,18 @@ pub fn build(s: &Setup) -> Engine {
                 })
                 .into_iter()
                 .collect(),
+            overflow: s.rules.get(g).and_then(|r| r.overflow).map(|(w, t, on)| {
+                // Only to a later group: a setup never loops.
+                let on = if g as u64 + on % GROUPS < GROUPS { on % GROUPS } else { 0 };
+                overflow(g as u64, (w, t, on))
+            }),
         };
         // A step may name a group created later: every group first, then the steps.
         let steps = policy.steps.clone();
         let id = GroupId(g as u64);
-        let plain = GroupPolicy { steps: Vec::new(), ..policy.clone() };
+        let plain = GroupPolicy { steps: Vec::new(), overflow: None, ..policy.clone() };
         e.upsert_group(t0, id, GroupSettings { policy: plain, ..Default::default() }).unwrap();
-        if !steps.is_empty() {
+        if !steps.is_empty() || policy.overflow.is_some() {
             stepped.push((id, policy));
         }
     }
@@ -417,6 +443,46 @@ fn check_steps(e: &Engine, now: Timestamp) -> Result<(), String> {
                     "{conv} of g{g} (entered {:?}) stands in {:?}, its due steps are {due:?}",
                     key.entered_at(),
                     e.router().widened_groups(conv)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The target an overflow op names.
+fn s_target(rule: &Option<OverflowRule>, g: u64) -> Option<GroupId> {
+    rule.and_then(|r| overflow(g, r).group)
+}
+
+/// Whether pointing `from`'s overflow at `to` closes a loop in the engine's configuration.
+fn loops(e: &Engine, from: GroupId, to: Option<GroupId>) -> bool {
+    let mut at = to;
+    for _ in 0..=GROUPS {
+        match at {
+            Some(g) if g == from => return true,
+            Some(g) => at = e.group_settings(g).and_then(|s| s.policy.overflow?.group),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Once the clock has run (`advance`), no conversation waits in a group past its max wait (requeued-at-the-front ones are
+/// exempt). The cap is checked on entry only, so queue lengths are not checked here: the
+/// waiting are never pushed out (a declined offer or a policy change may exceed it).
+fn check_limits(e: &Engine, now: Timestamp) -> Result<(), String> {
+    for g in 0..GROUPS {
+        let Some(wait) =
+            e.group_settings(GroupId(g)).and_then(|s| s.policy.overflow).and_then(|o| o.max_wait)
+        else {
+            continue;
+        };
+        for (key, conv) in e.router().queue(GroupId(g), 0) {
+            if !key.front() && key.entered_at() + wait <= now {
+                return Err(format!(
+                    "{conv} waits in g{g} since {:?}, past its max wait {wait:?}",
+                    key.entered_at()
                 ));
             }
         }
@@ -627,6 +693,21 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     None => end_wrap_up(&mut e, now, *agent, None)?,
                 }
             }
+            Op::Overflow { group, rule } => {
+                let id = GroupId(*group);
+                let mut s = e.group_settings(id).cloned().unwrap();
+                s.policy.overflow = rule.map(|r| overflow(*group, r));
+                match e.upsert_group(now, id, s) {
+                    Ok(fx) => fx,
+                    Err(err) if loops(&e, id, s_target(rule, *group)) => {
+                        if !err.to_string().contains("loops") {
+                            return Err(format!("a loop refused without naming it: {err}"));
+                        }
+                        Vec::new()
+                    }
+                    Err(err) => return Err(format!("overflow {rule:?}: {err}")),
+                }
+            }
             Op::Aging { group, step } => {
                 let id = GroupId(*group);
                 let mut s = e.group_settings(id).cloned().unwrap();
@@ -639,9 +720,13 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             .and_then(|()| check_positions(&e))
             .and_then(|()| check_waits(&e, now))
             .and_then(|()| check_fifo(e.router()))
-            .and_then(
-                |()| if matches!(op, Op::Advance { .. }) { check_steps(&e, now) } else { Ok(()) },
-            )
+            .and_then(|()| {
+                if matches!(op, Op::Advance { .. }) {
+                    check_steps(&e, now).and_then(|()| check_limits(&e, now))
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| budget.observe(&effects));
         if let Err(why) = checks {
             return Err(format!("after step {step} ({op:?}): {why}"));

@@ -161,8 +161,10 @@ const POLICY_FIELDS: &[&str] = &[
     "wrap_up",
     "wrap_up_can_end_early",
     "priority_aging",
-    // Not in the merge list below: steps name groups, resolved by `routing_steps`.
+    // Not in the merge list below: steps and overflow name groups, resolved by
+    // `routing_steps` and `routing_overflow`.
     "steps",
+    "overflow",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -232,6 +234,12 @@ pub(super) fn put_group(
         routing_steps(state, steps)?
     } else {
         current.map(|c| c.policy.steps.clone()).unwrap_or_default()
+    };
+    policy.overflow = if mask.covers("policy.overflow") {
+        let o = r.policy.as_ref().and_then(|p| p.overflow.as_ref());
+        o.map(|o| routing_overflow(state, g, &r.name, o)).transpose()?
+    } else {
+        current.and_then(|c| c.policy.overflow)
     };
     let replies =
         updated_replies(&mask, "replies", current.map(|c| &c.replies), r.replies.as_ref())?;
@@ -377,6 +385,49 @@ fn routing_steps(
         out.push(switchboard_core::config::Step { after, group });
     }
     Ok(out)
+}
+
+/// A group's overflow rule, its target named by resource name; a chain that would come back
+/// to the group (`name`) is refused naming each group on it.
+fn routing_overflow(
+    state: &TenantState,
+    group: GroupId,
+    name: &str,
+    o: &pb::RoutingOverflow,
+) -> Result<switchboard_core::config::Overflow> {
+    let max_wait = match &o.max_wait {
+        Some(d) => Some(crate::convert::from_duration("policy.overflow.max_wait", d)?),
+        None => None,
+    };
+    let to = if o.group.is_empty() {
+        None
+    } else {
+        Some(state.group_ref("policy.overflow.group", &o.group)?)
+    };
+    let mut chain = vec![group];
+    let mut at = to;
+    while let Some(next) = at {
+        if chain.contains(&next) {
+            if next != group {
+                break; // an older loop (never stored): not this request's to name
+            }
+            let mut names: Vec<String> = chain
+                .iter()
+                .map(|g| if *g == group { name.to_owned() } else { state.group_name(*g) })
+                .collect();
+            names.push(name.to_owned());
+            return Err(Error::field(
+                "policy.overflow.group",
+                format!(
+                    "the overflow chain loops ({}); end it in a group without overflow or in a refusal (an empty group)",
+                    names.join(" → ")
+                ),
+            ));
+        }
+        chain.push(next);
+        at = state.engine.group_settings(next).and_then(|s| s.policy.overflow?.group);
+    }
+    Ok(switchboard_core::config::Overflow { max_waiting: o.max_waiting, max_wait, group: to })
 }
 
 /// An agent's proficiency levels, each in one of its `groups` (by resource name), 1 to 5.

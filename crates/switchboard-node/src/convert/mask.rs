@@ -87,6 +87,7 @@ pub const REPLY_KINDS: &[&str] = &[
     "manual_end",
     "batch_end",
     "offline",
+    "queue_full",
 ];
 
 /// Merges reply settings kind by kind; `prefix` is the path of the settings (`replies.`, or
@@ -120,6 +121,7 @@ pub fn merge_replies(
             manual_end,
             batch_end,
             offline,
+            queue_full,
         ]
     );
 }

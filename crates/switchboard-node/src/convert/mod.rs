@@ -174,6 +174,7 @@ pub fn reply_kind(k: ReplyKind) -> pb::ReplyKind {
         ReplyKind::Keyword => pb::ReplyKind::Keyword,
         ReplyKind::MessageReceived => pb::ReplyKind::MessageReceived,
         ReplyKind::OpenService => pb::ReplyKind::OpenService,
+        ReplyKind::QueueFull => pb::ReplyKind::QueueFull,
     }
 }
 

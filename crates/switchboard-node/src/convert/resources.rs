@@ -48,6 +48,11 @@ pub fn group(state: &TenantState, g: GroupId) -> pb::Group {
                     group: state.group_name(step.group),
                 })
                 .collect();
+            p.overflow = s.policy.overflow.map(|o| pb::RoutingOverflow {
+                max_waiting: o.max_waiting,
+                max_wait: o.max_wait.map(super::duration),
+                group: o.group.map(|g| state.group_name(g)).unwrap_or_default(),
+            });
             p
         }),
         replies: settings.map(|s| reply_settings_to_pb(&s.replies)),

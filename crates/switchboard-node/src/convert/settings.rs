@@ -280,6 +280,7 @@ pub fn reply_settings(field: &str, r: Option<&pb::ReplySettings>) -> Result<Repl
                 })
             })
             .transpose()?,
+        queue_full: r.queue_full.as_ref().map(|t| t.texts.clone()),
     };
     settings.validate().map_err(|e| scoped(field, e))?;
     Ok(settings)
@@ -314,6 +315,7 @@ pub fn reply_settings_to_pb(r: &ReplySettings) -> pb::ReplySettings {
             texts: o.texts.clone(),
             min_interval: Some(duration(o.min_interval)),
         }),
+        queue_full: texts(&r.queue_full),
     }
 }
 
@@ -413,8 +415,10 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         last_agent_timeout,
         wrap_up,
         priority_aging,
-        // Steps name groups: the apply layer resolves them with the tenant's names.
+        // Steps and overflow name groups: the apply layer resolves them with the tenant's
+        // names.
         steps: Vec::new(),
+        overflow: None,
     })
 }
 
@@ -441,6 +445,7 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         priority_aging: p.priority_aging.map(duration),
         // Filled with group names by `resources::group`.
         steps: Vec::new(),
+        overflow: None,
     }
 }
 
@@ -472,7 +477,7 @@ fn scoped(prefix: &str, e: switchboard_core::Error) -> Error {
 
 /// The core keeps some text lists bare where the proto wraps them in `Texts`.
 fn proto_path(path: &str) -> String {
-    for wrapped in ["manual_end", "batch_end", "open_service"] {
+    for wrapped in ["manual_end", "batch_end", "open_service", "queue_full"] {
         if let Some(rest) = path.strip_prefix(wrapped)
             && (rest.is_empty() || rest.starts_with('['))
         {
@@ -503,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn replies_round_trip_all_nine_kinds() {
+    fn replies_round_trip_all_ten_kinds() {
         let d = |s| Some(prost_types::Duration { seconds: s, nanos: 0 });
         let texts = |t: &str| vec![t.to_owned()];
         let timed = |s, t: &str| Some(pb::TimedReply { after: d(s), texts: texts(t) });
@@ -520,6 +525,7 @@ mod tests {
             manual_end: Some(pb::Texts { texts: texts("bye") }),
             batch_end: Some(pb::Texts { texts: texts("bye all") }),
             offline: Some(pb::OfflineReply { texts: texts("we are closed"), min_interval: d(0) }),
+            queue_full: Some(pb::Texts { texts: texts("all lines busy") }),
         };
         let core = reply_settings("replies", Some(&pb)).unwrap();
         assert_eq!(core.idle_end.as_ref().unwrap().after, Duration::from_secs(600));
