@@ -173,6 +173,12 @@ impl Router {
                 return Err(format!("wrap-up deadline of {agent} for {c} at {at:?} is stale"));
             }
         }
+        for c in self.decisions.keys() {
+            if !matches!(self.placements.get(c), Some(Placement::Offered { .. } | Placement::Assigned { .. }))
+            {
+                return Err(format!("a decision is kept for {c}, which no agent holds"));
+            }
+        }
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
             return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));
