@@ -10,6 +10,9 @@
 //! - wrap-ups hold a slot each until their deadline, and the agent ends only optional ones;
 //! - a waiting conversation stands in exactly the groups of the steps its wait has reached,
 //!   and no agent of those groups that could take it stays idle;
+//! - Explain agrees with dispatch: every agent of a waiting conversation's groups is refused
+//!   by dispatch's own predicate for a reason its state bears out, and every held
+//!   conversation has the record of why its agent got it;
 //! - the service side never exceeds a channel's budget.
 
 mod model;

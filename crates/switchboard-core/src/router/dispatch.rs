@@ -171,9 +171,10 @@ impl Router {
                     .flat_map(|g| {
                         let own = g.queue.iter().map(|(_, c)| c).find(ok);
                         let widened = g.overflow.iter().map(|(_, c)| c).find(ok);
-                        [own, widened].into_iter().flatten().map(|c| {
-                            (Effective::at(&g.policy, self.placements[&c].key(), now), c)
-                        })
+                        [own, widened]
+                            .into_iter()
+                            .flatten()
+                            .map(|c| (Effective::at(&g.policy, self.placements[&c].key(), now), c))
                     })
                     .min()
                     .map(|(_, c)| c)

@@ -385,7 +385,9 @@ mod tests {
             s: AgentStatus,
             levels: BTreeMap<GroupId, u8>,
         ) {
-            self.r.upsert_agent(t(0), id, capacity, groups.to_vec(), levels, &mut self.out).unwrap();
+            self.r
+                .upsert_agent(t(0), id, capacity, groups.to_vec(), levels, &mut self.out)
+                .unwrap();
             self.r.set_status(t(0), id, s, StatusCause::Agent, &mut self.out).unwrap();
         }
 

@@ -174,8 +174,10 @@ impl Router {
             }
         }
         for c in self.decisions.keys() {
-            if !matches!(self.placements.get(c), Some(Placement::Offered { .. } | Placement::Assigned { .. }))
-            {
+            if !matches!(
+                self.placements.get(c),
+                Some(Placement::Offered { .. } | Placement::Assigned { .. })
+            ) {
                 return Err(format!("a decision is kept for {c}, which no agent holds"));
             }
         }

@@ -1032,7 +1032,14 @@ impl Router {
         };
         if let Some(basis) = basis {
             let chosen = explain::Figures::of(&self.agents[&agent], group);
-            let d = explain::Decision { at: now, group, basis, chosen, runner_up: None, tie_break: None };
+            let d = explain::Decision {
+                at: now,
+                group,
+                basis,
+                chosen,
+                runner_up: None,
+                tie_break: None,
+            };
             self.decisions.insert(conv, d);
         }
         let a = self.agents.get_mut(&agent).expect("agent exists");
