@@ -245,21 +245,18 @@ impl Router {
         now: Timestamp,
         conv: ConversationId,
     ) -> Option<ConversationExplanation> {
-        let (group, key, pin) = match self.placements.get(&conv)? {
+        let placement = self.placements.get(&conv)?;
+        let (group, key, pin) = match placement {
             Placement::Queued { group, key, pin, .. } => (*group, *key, *pin),
-            Placement::Offered { agent, group, expires, .. } => {
+            Placement::Offered { agent, group, .. } | Placement::Assigned { agent, group, .. } => {
+                let offer_expires = match placement {
+                    Placement::Offered { expires, .. } => Some(*expires),
+                    _ => None,
+                };
                 return Some(ConversationExplanation::Held(HeldExplanation {
                     agent: *agent,
                     group: *group,
-                    offer_expires: Some(*expires),
-                    decision: self.decisions.get(&conv).copied(),
-                }));
-            }
-            Placement::Assigned { agent, group, .. } => {
-                return Some(ConversationExplanation::Held(HeldExplanation {
-                    agent: *agent,
-                    group: *group,
-                    offer_expires: None,
+                    offer_expires,
                     decision: self.decisions.get(&conv).copied(),
                 }));
             }
