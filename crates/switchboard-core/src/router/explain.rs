@@ -63,8 +63,8 @@ pub enum Verdict {
 pub enum Basis {
     /// The group's strategy chose among its available agents.
     Strategy(Strategy),
-    /// The agent came free and this was the best conversation waiting for it; no other
-    /// agent could take it then.
+    /// The agent came free (or online) and this was the best conversation waiting for it
+    /// (priority, then entry time, across its groups); no strategy compared agents.
     FreedAgent,
     /// It was the customer's dedicated or last agent.
     Affinity(PinKind),
