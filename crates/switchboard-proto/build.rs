@@ -4,7 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let mut files: Vec<_> =
-        ["common", "admin", "channel", "agent", "supervisor", "events", "webhooks"]
+        ["common", "admin", "channel", "agent", "supervisor", "events", "webhooks", "explain"]
             .iter()
             .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
             .collect();

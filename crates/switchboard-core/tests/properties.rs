@@ -12,6 +12,9 @@
 //!   and no agent of those groups that could take it stays idle;
 //! - no conversation waits in a group past its max wait (overflow moved or refused it), and
 //!   an overflow change that would loop is refused naming the loop;
+//! - Explain agrees with dispatch: every agent of a waiting conversation's groups is refused
+//!   by dispatch's own predicate for a reason its state bears out, and every held
+//!   conversation has the record of why its agent got it;
 //! - the service side never exceeds a channel's budget.
 
 mod model;

@@ -11,6 +11,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::admin_service_client::AdminServiceClient;
 use switchboard_proto::v1::agent_service_client::AgentServiceClient;
 use switchboard_proto::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::v1::supervisor_service_client::SupervisorServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::output::{Format, Printer};
@@ -143,6 +144,9 @@ pub enum AgentCmd {
     },
     /// Send the customer a message in a conversation the agent serves
     Reply { tenant: String, agent: String, conversation: u64, text: String },
+    /// Why the agent gets no (more) work: status, load, wrap-ups, groups, and what waits
+    /// for it with why it does not take each
+    Explain { tenant: String, agent: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +168,9 @@ pub enum MessageCmd {
 pub enum ConversationCmd {
     /// Show a conversation
     Get { tenant: String, number: u64 },
+    /// Why a routed conversation waits (position, step, each agent's reason), or why its
+    /// agent got it (strategy, figures compared, tie-break)
+    Explain { tenant: String, number: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +278,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
     let admin_channel = channel.clone();
     let mut admin = AdminServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut agents = AgentServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut supervisor = SupervisorServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut channels = ChannelServiceClient::with_interceptor(channel, bearer);
     let mut out = Printer::new(ctl.output);
     match ctl.command {
@@ -365,6 +373,16 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
             let req =
                 pb::GetConversationRequest { conversation: conversation_name(&tenant, number) };
             out.one("switchboard.v1.Conversation", &call(channels.get_conversation(req).await)?)
+        }
+        Command::Conversation(ConversationCmd::Explain { tenant, number }) => {
+            let req =
+                pb::ExplainConversationRequest { conversation: conversation_name(&tenant, number) };
+            let explained = call(supervisor.explain_conversation(req).await)?;
+            out.one("switchboard.v1.ConversationExplanation", &explained)
+        }
+        Command::Agent(AgentCmd::Explain { tenant, agent }) => {
+            let req = pb::ExplainAgentRequest { agent: agent_name(&tenant, &agent) };
+            out.one("switchboard.v1.AgentExplanation", &call(supervisor.explain_agent(req).await)?)
         }
         Command::Outbound(OutboundCmd::Watch { tenant, after }) => {
             let req =

@@ -59,6 +59,11 @@ async fn ctl_prints_json_lines_and_tables() {
     assert_eq!(posted["conversation"]["state"], "CONVERSATION_STATE_ASSIGNED");
     let conversation = json(&ctl(&node, &["conversation", "get", "acme", "1"]));
     assert!(conversation["opened_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 times");
+    let explained = json(&ctl(&node, &["conversation", "explain", "acme", "1"]));
+    assert_eq!(explained["held"]["agent"], "tenants/acme/agents/alice");
+    assert_eq!(explained["held"]["decision"]["basis"], "DECISION_BASIS_STRATEGY");
+    let explained = json(&ctl(&node, &["agent", "explain", "acme", "alice"]));
+    assert_eq!(explained["groups"][0]["group"], "tenants/acme/groups/sales");
     assert_eq!(json(&ctl(&node, &["health"]))["status"], "SERVING");
 
     // A stream: one JSON object per line, as each message arrives.

@@ -577,3 +577,105 @@ async fn max_wait_moves_a_conversation_on_across_a_crash() {
         (name("agents", "bob").as_str(), name("groups", "billing").as_str())
     );
 }
+
+async fn explain(c: &mut Clients, conversation: &str) -> pb::ConversationExplanation {
+    c.supervisor
+        .explain_conversation(pb::ExplainConversationRequest { conversation: conversation.into() })
+        .await
+        .expect("explain conversation")
+        .into_inner()
+}
+
+async fn explain_agent(
+    c: &mut Clients,
+    agent: &str,
+) -> Result<pb::AgentExplanation, tonic::Status> {
+    c.supervisor
+        .explain_agent(pb::ExplainAgentRequest { agent: agent.into() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Item 8: Explain over gRPC. alice (capacity 1) takes the first customer of `support` as
+/// the only agent who could (bob is offline); the second waits, and Explain names each
+/// agent's reason with its figures; carol of `billing` is online with nothing waiting. Bad
+/// names are refused on their field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_why_a_conversation_waits_who_got_one_and_why_an_agent_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support"], 1, false),
+        ("bob", &["support"], 1, false),
+        ("carol", &["billing"], 2, false),
+    ];
+    support::desk::floor(&mut c, T, None, agents, &["alice", "carol"]).await;
+    let c1 = support::desk::write(&mut c, T, "u1", "support").await;
+    let c2 = support::desk::write(&mut c, T, "u2", "support").await;
+    assert_eq!(c1.agent, name("agents", "alice"));
+    assert_eq!(c2.state, pb::ConversationState::Queued as i32, "{c2:?}");
+
+    use pb::conversation_explanation::Explanation;
+    let x = explain(&mut c, &c2.name).await;
+    assert_eq!(x.conversation, c2.name);
+    let Some(Explanation::Waiting(w)) = x.explanation else { panic!("not waiting: {x:?}") };
+    assert_eq!((w.group.as_str(), w.position), (name("groups", "support").as_str(), 1));
+    assert_eq!(w.steps_reached, 0);
+    let verdicts: Vec<(String, i32, u32, u32)> = w
+        .agents
+        .iter()
+        .map(|v| {
+            let v2 = v.verdict.clone().expect("a verdict");
+            (v.agent.clone(), v2.reason, v2.load, v2.capacity)
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (name("agents", "alice"), pb::WaitReason::AtCapacity as i32, 1, 1),
+            (name("agents", "bob"), pb::WaitReason::Offline as i32, 0, 0),
+        ],
+        "carol is in no group of its"
+    );
+
+    let x = explain(&mut c, &c1.name).await;
+    let Some(Explanation::Held(h)) = x.explanation else { panic!("not held: {x:?}") };
+    assert_eq!(h.agent, name("agents", "alice"));
+    assert!(h.offer_expire_time.is_none(), "auto-accepted");
+    let d = h.decision.expect("the decision is recorded");
+    assert_eq!(d.basis, pb::DecisionBasis::Strategy as i32);
+    assert_eq!(d.strategy, pb::Strategy::LeastOccupied as i32);
+    assert_eq!(d.tie_break, pb::TieBreak::OnlyCandidate as i32, "bob was offline");
+    assert_eq!(d.group, name("groups", "support"));
+    let chosen = d.chosen.expect("figures");
+    assert_eq!((chosen.load, chosen.capacity), (0, 1));
+    assert!(d.runner_up.is_empty());
+
+    let carol = explain_agent(&mut c, &name("agents", "carol")).await.expect("carol");
+    assert_eq!(carol.status, pb::AgentStatus::Online as i32);
+    assert_eq!((carol.load, carol.capacity, carol.waiting_total), (0, 2, 0));
+    assert!(carol.refusal.is_none(), "she takes work: {carol:?}");
+    assert_eq!(carol.groups.len(), 1);
+    assert_eq!(carol.groups[0].group, name("groups", "billing"));
+    assert_eq!((carol.groups[0].waiting, carol.groups[0].pushes), (0, true));
+
+    let alice = explain_agent(&mut c, &name("agents", "alice")).await.expect("alice");
+    assert_eq!(alice.refusal.map(|r| r.reason), Some(pb::WaitReason::AtCapacity as i32));
+    assert_eq!(alice.waiting_total, 1);
+    assert_eq!(alice.waiting[0].conversation, c2.name);
+
+    let s = explain_agent(&mut c, "carol").await.expect_err("a bare id");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("agent"), "{}", s.message());
+    let s = explain_agent(&mut c, &name("agents", "ghost")).await.expect_err("no such agent");
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    let s = c
+        .supervisor
+        .explain_conversation(pb::ExplainConversationRequest {
+            conversation: name("conversations", "999"),
+        })
+        .await
+        .expect_err("no such conversation");
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+}

@@ -134,6 +134,8 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("SupervisorService/GetQueueStats", Name::Tenant, "sdo"),
     ("SupervisorService/GetAgentBoard", Name::Tenant, "sdo"),
     ("SupervisorService/ListConversations", Name::Tenant, "isdo"),
+    ("SupervisorService/ExplainConversation", Name::Conversation, "sdo"),
+    ("SupervisorService/ExplainAgent", Name::Agent, "sdo"),
     ("AdminService/GetTenant", Name::Tenant, "sdo"),
     ("AdminService/ListTenants", Name::Nothing, "o"),
     ("AdminService/GetGroup", Name::Group, "sdo"),

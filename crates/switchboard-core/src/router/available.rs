@@ -7,6 +7,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use super::Agent;
+use super::explain::TieBreak;
 use crate::config::Strategy;
 use crate::ids::AgentId;
 use crate::time::Timestamp;
@@ -95,17 +96,18 @@ impl Available {
             })
     }
 
-    /// The agent the strategy picks, skipping those that declined the conversation. Least
-    /// occupied ties go to the longest idle, then the lowest id; longest idle ties to the
-    /// lowest id; round robin takes the next id after the last one chosen; best proficiency
-    /// takes the highest level, then as least occupied.
+    /// The agent the strategy picks among those `ok` admits (dispatch passes
+    /// [`Router::refusal`](super::Router::refusal), so it skips exactly the agents Explain
+    /// says cannot take the conversation). Least occupied ties go to the longest idle, then
+    /// the lowest id; longest idle ties to the lowest id; round robin takes the next id after
+    /// the last one chosen; best proficiency takes the highest level, then as least occupied.
     pub fn best(
         &self,
         strategy: Strategy,
         last: Option<AgentId>,
-        declined: &[AgentId],
+        ok: impl Fn(AgentId) -> bool,
     ) -> Option<AgentId> {
-        let ok = |a: &AgentId| !declined.contains(a);
+        let ok = |a: &AgentId| ok(*a);
         match strategy {
             Strategy::LeastOccupied => self.by_occupancy.iter().map(|e| e.2).find(ok),
             Strategy::LongestIdle => self.by_idle.iter().map(|e| e.1).find(ok),
@@ -116,4 +118,25 @@ impl Available {
             }
         }
     }
+}
+
+/// Which figure of the strategy's order put `chosen` ahead of `runner_up` (each an agent
+/// with its rank and level as the index holds them): the first field of the index's entry
+/// where the two differ.
+pub(super) fn decided_by(
+    strategy: Strategy,
+    chosen: (AgentId, Rank, u8),
+    runner_up: (AgentId, Rank, u8),
+) -> TieBreak {
+    let (a, b) = (chosen, runner_up);
+    let level = (u8::MAX - a.2 != u8::MAX - b.2).then_some(TieBreak::Level);
+    let occupancy = (a.1.0 != b.1.0).then_some(TieBreak::Occupancy);
+    let idle = (a.1.1 != b.1.1).then_some(TieBreak::IdleTime);
+    match strategy {
+        Strategy::LeastOccupied => occupancy.or(idle),
+        Strategy::LongestIdle => idle,
+        Strategy::BestProficiency => level.or(occupancy).or(idle),
+        Strategy::RoundRobin => Some(TieBreak::Turn),
+    }
+    .unwrap_or(TieBreak::AgentId)
 }

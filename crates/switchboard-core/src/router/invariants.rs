@@ -174,6 +174,14 @@ impl Router {
             }
         }
         self.check_limits()?;
+        for c in self.decisions.keys() {
+            if !matches!(
+                self.placements.get(c),
+                Some(Placement::Offered { .. } | Placement::Assigned { .. })
+            ) {
+                return Err(format!("a decision is kept for {c}, which no agent holds"));
+            }
+        }
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
             return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));

@@ -12,6 +12,7 @@ mod aging;
 mod available;
 mod dispatch;
 mod ewt;
+pub mod explain;
 mod invariants;
 mod overflow;
 mod status;
@@ -283,6 +284,10 @@ pub struct Router {
     limits: FxHashMap<ConversationId, Timestamp>,
     #[serde(skip)]
     dirty_limits: BTreeSet<ConversationId>,
+    /// Why each offered or assigned conversation went to its agent (`explain.rs`); last, so
+    /// older snapshots load without it.
+    #[serde(default)]
+    decisions: FxHashMap<ConversationId, explain::Decision>,
 }
 
 impl Router {
@@ -519,8 +524,16 @@ impl Router {
                     .map(|a| (a, PinKind::LastAgent, timeout))
             });
         match affinity {
-            Some((agent, _, _)) if self.agents[&agent].can_push() && policy.offer.pushes() => {
-                self.push(now, conv, agent, (req.group, key), Vec::new(), out);
+            Some((agent, kind, _)) if self.agents[&agent].can_push() && policy.offer.pushes() => {
+                let decision = explain::Decision {
+                    at: now,
+                    group: req.group,
+                    basis: explain::Basis::Affinity(kind),
+                    chosen: explain::Figures::of(&self.agents[&agent], req.group),
+                    runner_up: None,
+                    tie_break: None,
+                };
+                self.push(now, conv, agent, (req.group, key), Vec::new(), decision, out);
             }
             Some((agent, kind, timeout)) if !timeout.is_zero() => {
                 let pin = Pin { agent, until: now + timeout, kind };
@@ -541,9 +554,13 @@ impl Router {
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         self.offered_to(conv, agent)?;
+        let decision = self.decisions.get(&conv).copied();
         let (group, key) = self.take(conv);
         self.agents.get_mut(&agent).expect("offered agent exists").misses = 0;
         self.assign(now, conv, agent, (group, key), Via::Accepted, out);
+        if let Some(d) = decision {
+            self.decisions.insert(conv, d);
+        }
         self.settle(now, out);
         Ok(())
     }
@@ -984,6 +1001,7 @@ impl Router {
     /// effects, returning its group and key.
     fn take(&mut self, conv: ConversationId) -> (GroupId, QueueKey) {
         let p = self.placements.remove(&conv).expect("placement exists");
+        self.decisions.remove(&conv);
         let (group, key) = (p.group(), p.key());
         self.groups.get_mut(&group).expect("group exists").refs -= 1;
         match p {
@@ -1038,6 +1056,23 @@ impl Router {
         via: Via,
         out: &mut Vec<Effect>,
     ) {
+        let basis = match via {
+            Via::Picked => Some(explain::Basis::Picked),
+            Via::Transferred => Some(explain::Basis::Transferred),
+            Via::Auto | Via::Accepted => None,
+        };
+        if let Some(basis) = basis {
+            let chosen = explain::Figures::of(&self.agents[&agent], group);
+            let d = explain::Decision {
+                at: now,
+                group,
+                basis,
+                chosen,
+                runner_up: None,
+                tie_break: None,
+            };
+            self.decisions.insert(conv, d);
+        }
         let a = self.agents.get_mut(&agent).expect("agent exists");
         a.assigned.insert(conv);
         a.idle_since = now;
@@ -1049,7 +1084,9 @@ impl Router {
         out.push(Effect::Assigned { conversation: conv, agent, via });
     }
 
-    /// Hands a conversation to an agent the way its group's offer mode says.
+    /// Hands a conversation to an agent the way its group's offer mode says, keeping the
+    /// record of why it went to that agent.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn push(
         &mut self,
         now: Timestamp,
@@ -1057,8 +1094,10 @@ impl Router {
         agent: AgentId,
         (group, key): (GroupId, QueueKey),
         declined: Vec<AgentId>,
+        decision: explain::Decision,
         out: &mut Vec<Effect>,
     ) {
+        self.decisions.insert(conv, decision);
         match self.groups[&group].policy.offer {
             OfferMode::Offer { timeout } => {
                 let expires = now + timeout;

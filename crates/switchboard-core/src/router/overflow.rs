@@ -20,6 +20,7 @@
 //! after as many hops as it has groups and refuses then. Work conservation holds: a moved
 //! conversation enters its new group by [`Router::place_or_push`], and settling dispatches it.
 
+use super::dispatch::Waiting;
 use super::{Effect, Placement, Router, Timer};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::QueueKey;
@@ -81,7 +82,8 @@ impl Router {
     ) -> bool {
         let g = &self.groups[&group];
         let Some(o) = g.policy.overflow else { return false };
-        if key.front() || (g.policy.offer.pushes() && self.choose(g, declined).is_some()) {
+        let w = Waiting { group, key, pin: None, declined, widened: &[] };
+        if key.front() || (g.policy.offer.pushes() && self.choose(now, group, &w).is_some()) {
             return false;
         }
         let full = o.max_waiting.is_some_and(|m| g.queue.len() >= m as usize);

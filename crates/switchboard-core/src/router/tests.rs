@@ -894,7 +894,7 @@ fn an_availability_index_written_before_proficiency_is_rebuilt() {
     let bytes = rmp_serde::to_vec(&before).unwrap();
     let now: available::Available = rmp_serde::from_slice(&bytes).unwrap();
     assert!(now.holds_exactly(&[(A1, (0, t(1)), 1), (A2, (7, t(0)), 1)]));
-    assert_eq!(now.best(Strategy::BestProficiency, None, &[]), Some(A1));
+    assert_eq!(now.best(Strategy::BestProficiency, None, |_| true), Some(A1));
 }
 
 // ----- steps: criteria that widen over time (issue 14 item 1) ------------------------------

@@ -360,6 +360,104 @@ fn check_waits(e: &Engine, now: Timestamp) -> Result<(), String> {
 }
 
 /// Every waiting conversation's position is its exact rank in the queue it waits in.
+/// Explain agrees with dispatch: every agent of a waiting conversation's groups is refused
+/// by the predicate dispatch uses (work conservation at rest: one it admitted would have
+/// been given work, so "takes others first" never shows here, let alone for a conversation
+/// nothing is ahead of), each reason matches the agent's and conversation's state, and every
+/// conversation an agent holds has the record of why it got it.
+pub fn check_explain(r: &Router, now: Timestamp) -> Result<(), String> {
+    use switchboard_core::router::explain::{ConversationExplanation as X, Refusal, Verdict};
+    for (id, a) in r.agents() {
+        let x = r.explain_agent(now, id).ok_or("a known agent has no explanation")?;
+        if x.refusal.is_none() != a.can_push() {
+            return Err(format!(
+                "{id}: explained refusal {:?} but can push: {}",
+                x.refusal,
+                a.can_push()
+            ));
+        }
+        for c in a.assigned.iter().chain(&a.offered) {
+            match r.explain_conversation(now, *c) {
+                Some(X::Held(h)) if h.agent == id && h.decision.is_some() => {}
+                other => return Err(format!("{c} held by {id} is explained as {other:?}")),
+            }
+        }
+        for (c, v) in &x.waiting {
+            if r.verdict(now, id, *c).as_ref() != Some(v) {
+                return Err(format!("{id}'s listed verdict on {c} is not its verdict"));
+            }
+        }
+    }
+    for (_, a) in r.agents() {
+        for (_, c) in a.pinned.iter() {
+            check_waiting(r, now, c)?;
+        }
+    }
+    for g in 0..GROUPS {
+        for (_, c) in r.queue(GroupId(g), 0) {
+            check_waiting(r, now, c)?;
+        }
+    }
+    return Ok(());
+
+    fn check_waiting(r: &Router, now: Timestamp, c: ConversationId) -> Result<(), String> {
+        let Some(X::Waiting(w)) = r.explain_conversation(now, c) else {
+            return Err(format!("{c} waits but is not explained as waiting"));
+        };
+        if w.position != r.position(c) {
+            return Err(format!(
+                "{c}: explained position {:?}, is {:?}",
+                w.position,
+                r.position(c)
+            ));
+        }
+        let Some(Placement::Queued { declined, pin, .. }) = r.placement(c) else {
+            return Err(format!("{c} is explained as waiting but is not queued"));
+        };
+        for v in &w.agents {
+            let a = r.agent(v.agent).ok_or("an explained agent is unknown")?;
+            let why = match &v.verdict {
+                Verdict::CannotTake(why) => *why,
+                Verdict::TakesOthersFirst { ahead } => {
+                    return Err(format!(
+                        "{} could take {c} (ahead: {ahead:?}) yet is not given work",
+                        v.agent
+                    ));
+                }
+            };
+            let fits = match why {
+                Refusal::Offline => a.status == AgentStatus::Offline,
+                Refusal::NotOnline(s) => {
+                    a.status == s && !matches!(s, AgentStatus::Online | AgentStatus::Offline)
+                }
+                Refusal::AtCapacity { load, capacity } => {
+                    load == a.load() && capacity == a.capacity && load >= capacity
+                }
+                Refusal::WrappingUp { load, capacity, until } => {
+                    load >= capacity && a.wrapping.values().any(|w| w.until == until)
+                }
+                Refusal::GroupPulls(g) => {
+                    r.group_policy(g).is_some_and(|p| p.offer == OfferMode::Pull)
+                }
+                Refusal::WaitsForAgent(p) => pin.is_some_and(|pin| pin.agent == p && p != v.agent),
+                Refusal::NotAdmitted { .. } => {
+                    pin.is_none()
+                        && !a.groups.contains(&w.group)
+                        && !w.widened.iter().any(|g| a.groups.contains(g))
+                }
+                Refusal::Declined => declined.contains(&v.agent),
+            };
+            if !fits {
+                return Err(format!(
+                    "{c}: {} refused as {why:?}, which its state contradicts",
+                    v.agent
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn check_ranks(r: &Router) -> Result<(), String> {
     for g in 0..GROUPS {
         for (rank, (_, conv)) in r.queue(GroupId(g), 0).enumerate() {
@@ -720,6 +818,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             .and_then(|()| check_positions(&e))
             .and_then(|()| check_waits(&e, now))
             .and_then(|()| check_fifo(e.router()))
+            .and_then(|()| check_explain(e.router(), now))
             .and_then(|()| {
                 if matches!(op, Op::Advance { .. }) {
                     check_steps(&e, now).and_then(|()| check_limits(&e, now))

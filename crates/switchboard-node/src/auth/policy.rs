@@ -122,6 +122,8 @@ pub const POLICY: &[(&str, Rule)] = &[
     ("/switchboard.v1.SupervisorService/GetQueueStats", r(BOARDS, ANY, READ)),
     ("/switchboard.v1.SupervisorService/GetAgentBoard", r(BOARDS, ANY, READ)),
     ("/switchboard.v1.SupervisorService/ListConversations", r(CONVERSATION_READ, ANY, READ)),
+    ("/switchboard.v1.SupervisorService/ExplainConversation", r(BOARDS, ANY, READ)),
+    ("/switchboard.v1.SupervisorService/ExplainAgent", r(BOARDS, ANY, READ)),
     ("/switchboard.v1.AdminService/CreateTenant", r(OPERATOR, ANY, WRITE)),
     ("/switchboard.v1.AdminService/ListTenants", r(OPERATOR, ANY, READ)),
     ("/switchboard.v1.AdminService/GetTenant", r(CONFIG_READ, ANY, READ)),

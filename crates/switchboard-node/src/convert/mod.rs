@@ -1,5 +1,6 @@
 //! Conversions between the public proto types and the core's types, in one place.
 
+pub mod explain;
 pub mod mask;
 pub mod refusal;
 pub mod resources;

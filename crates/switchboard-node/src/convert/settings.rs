@@ -422,6 +422,15 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
     })
 }
 
+pub fn strategy_to_pb(s: Strategy) -> pb::Strategy {
+    match s {
+        Strategy::LeastOccupied => pb::Strategy::LeastOccupied,
+        Strategy::LongestIdle => pb::Strategy::LongestIdle,
+        Strategy::RoundRobin => pb::Strategy::RoundRobin,
+        Strategy::BestProficiency => pb::Strategy::BestProficiency,
+    }
+}
+
 pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
     let (offer_mode, offer_timeout) = match p.offer {
         OfferMode::AutoAccept => (pb::OfferMode::AutoAccept, None),
@@ -429,12 +438,7 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         OfferMode::Pull => (pb::OfferMode::Pull, None),
     };
     pb::RoutingPolicy {
-        strategy: match p.strategy {
-            Strategy::LeastOccupied => pb::Strategy::LeastOccupied,
-            Strategy::LongestIdle => pb::Strategy::LongestIdle,
-            Strategy::RoundRobin => pb::Strategy::RoundRobin,
-            Strategy::BestProficiency => pb::Strategy::BestProficiency,
-        } as i32,
+        strategy: strategy_to_pb(p.strategy) as i32,
         offer_mode: offer_mode as i32,
         offer_timeout,
         dedicated_timeout: Some(duration(p.dedicated_timeout)),

@@ -330,6 +330,54 @@ impl SupervisorService for Supervisor {
         Ok(Response::new(page))
     }
 
+    async fn explain_conversation(
+        &self,
+        request: Request<pb::ExplainConversationRequest>,
+    ) -> Result<Response<pb::ConversationExplanation>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, n) = names::conversation("conversation", &r.conversation)?;
+        call.allow(&t, None)?;
+        let explained = self
+            .registry
+            .read(&t, move |s| {
+                let c = s.conversation(n)?;
+                let now = crate::clock::now().max(s.last_at);
+                match s.engine.router().explain_conversation(now, c) {
+                    Some(x) => Ok(convert::explain::conversation(s, c, &x)),
+                    None => Err(Error::FailedPrecondition(format!(
+                        "conversation: {} is not routed (it is with the bot or has ended); only \
+                         queued, offered and assigned conversations have a routing explanation",
+                        s.conversation_name(c)
+                    ))),
+                }
+            })
+            .await?
+            .map_err(Status::from)?;
+        Ok(Response::new(explained))
+    }
+
+    async fn explain_agent(
+        &self,
+        request: Request<pb::ExplainAgentRequest>,
+    ) -> Result<Response<pb::AgentExplanation>, Status> {
+        let (call, r) = Call::split(request);
+        let (t, id) = names::child("agent", &r.agent, "agents").map_err(Status::from)?;
+        call.allow(&t, None)?;
+        let explained = self
+            .registry
+            .read(&t, move |s| {
+                let a = s.agent("agent", &id)?;
+                let now = crate::clock::now().max(s.last_at);
+                let x = s.engine.router().explain_agent(now, a).ok_or_else(|| {
+                    Error::NotFound(format!("agent: {} has no routing state", s.agent_name(a)))
+                })?;
+                Ok::<_, Error>(convert::explain::agent(s, a, &x))
+            })
+            .await?
+            .map_err(Status::from)?;
+        Ok(Response::new(explained))
+    }
+
     async fn get_agent_board(
         &self,
         request: Request<pb::GetAgentBoardRequest>,
