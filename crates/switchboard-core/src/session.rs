@@ -153,8 +153,8 @@ pub enum Placed {
     Assigned { agent: AgentId, via: Via, cause: Option<Cause> },
     /// `group`'s overflow rule refused it (`router/overflow.rs`): it is no longer placed.
     Refused { group: GroupId },
-    /// An overflow rule moved it to `group`, where an agent takes it at once (the offer or
-    /// assignment follows); moved into a queue, `Queued` says so instead.
+    /// An overflow rule or a transfer moved it to `group`, where an agent takes it at once
+    /// (the offer or assignment follows); moved into a queue, `Queued` says so instead.
     Moved { group: GroupId },
 }
 

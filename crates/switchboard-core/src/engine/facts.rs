@@ -36,10 +36,13 @@ pub(crate) fn steps(
     let mut released: FxHashMap<ConversationId, Release> = FxHashMap::default();
     // Conversations an overflow rule moved in this operation, to the group they went to.
     let mut overflowed: FxHashMap<ConversationId, GroupId> = FxHashMap::default();
+    // Conversations a transfer moved into another group in this operation, to that group.
+    let mut entered: FxHashMap<ConversationId, GroupId> = FxHashMap::default();
     let mut out = Vec::with_capacity(effects.len());
     for e in effects {
         match e {
             router::Effect::Queued { conversation, group, pinned_to } => {
+                entered.remove(&conversation);
                 let cause = if overflowed.remove(&conversation).is_some() {
                     released.remove(&conversation);
                     Cause::Overflowed
@@ -52,7 +55,8 @@ pub(crate) fn steps(
                 if !known(conversation) {
                     continue;
                 }
-                if let Some(group) = overflowed.remove(&conversation) {
+                let moved = overflowed.remove(&conversation);
+                if let Some(group) = moved.or(entered.remove(&conversation)) {
                     out.push(Step::Placed(conversation, Placed::Moved { group }));
                 }
                 let cause = if routed == Some(conversation) { cause } else { Cause::Routed };
@@ -65,7 +69,8 @@ pub(crate) fn steps(
             }
             router::Effect::Assigned { conversation, agent, via } => {
                 released.remove(&conversation);
-                if let Some(group) = overflowed.remove(&conversation) {
+                let moved = overflowed.remove(&conversation);
+                if let Some(group) = moved.or(entered.remove(&conversation)) {
                     out.push(Step::Placed(conversation, Placed::Moved { group }));
                 }
                 let cause = (routed == Some(conversation) && via == Via::Auto).then_some(cause);
@@ -103,6 +108,9 @@ pub(crate) fn steps(
             router::Effect::WrappingUp { .. } | router::Effect::WrapUpEnded { .. } => {}
             // Overflow (`router/overflow.rs`): its next queue entry carries the cause; a
             // refusal ends it.
+            router::Effect::Entered { conversation, group } => {
+                entered.insert(conversation, group);
+            }
             router::Effect::Overflowed { conversation, to, .. } => {
                 overflowed.insert(conversation, to);
             }

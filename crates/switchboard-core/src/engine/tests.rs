@@ -976,6 +976,29 @@ fn a_transfer_to_ones_own_group_goes_to_someone_else() {
     assert_eq!(b.e.conversation(c).unwrap().agent, Some(other));
 }
 
+/// A transfer to another group that an agent there takes at once (no queue entry between)
+/// still moves the conversation to that group: its group is where the router holds it.
+#[test]
+fn a_transfer_to_a_group_taken_at_once_is_of_that_group() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 2, AgentStatus::Online);
+    b.agent(A2, "Li", 2, AgentStatus::Online);
+    let in_g2 = AgentSettings {
+        nickname: "Li".into(),
+        capacity: 2,
+        groups: vec![G2],
+        ..Default::default()
+    };
+    b.e.upsert_agent(Timestamp(0), A2, in_g2).unwrap();
+    let (c, _) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.e.conversation(c).unwrap().agent, Some(A1));
+    let to_g2 = Target::Group { group: G2, keep_entry_time: true };
+    b.e.transfer(at(secs(2)), c, to_g2, Actor::Agent(A1)).unwrap();
+    b.check();
+    let conv = b.e.conversation(c).unwrap();
+    assert_eq!((conv.agent, conv.group), (Some(A2), G2));
+}
+
 #[test]
 fn a_priority_raised_while_waiting_moves_up_and_keeps_its_entry_time() {
     let mut b = Bench::new(default_group());

@@ -210,6 +210,12 @@ pub enum Effect {
         conversation: ConversationId,
         early: bool,
     },
+    /// A transfer moves the conversation into `group` (its next `Queued`, offer or assignment
+    /// follows; taken at once, this is what says its group changed).
+    Entered {
+        conversation: ConversationId,
+        group: GroupId,
+    },
     /// `from`'s overflow rule moves the conversation on to `to` (its next `Queued`, offer or
     /// assignment follows).
     Overflowed {
@@ -666,6 +672,7 @@ impl Router {
         let holder = self.placements[&conv].agent();
         self.release(conv, Release::Transferred, out);
         let (_, old) = self.take(conv);
+        out.push(Effect::Entered { conversation: conv, group });
         let key = if keep_entry_time {
             old.with_front(false)
         } else {

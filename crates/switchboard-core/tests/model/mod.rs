@@ -318,6 +318,18 @@ fn check_positions(e: &Engine) -> Result<(), String> {
                 c.id
             ));
         }
+        // Its group is the one the router holds it in (a transfer or overflow taken at once
+        // moves it too).
+        if let Some(p) = placed
+            && p.group() != c.group
+        {
+            return Err(format!(
+                "{} is of {} but the router holds it in {}",
+                c.id,
+                c.group,
+                p.group()
+            ));
+        }
     }
     Ok(())
 }
