@@ -170,8 +170,12 @@ pub struct GroupPolicy {
     pub steps: Vec<Step>,
     /// Overflow and maximum queue size (issue 14 item 2, `router/overflow.rs`): past a
     /// waiting count or a wait, conversations go to another group or are refused. `None`:
-    /// no limit. Last, so older snapshots load without it.
+    /// no limit.
     pub overflow: Option<Overflow>,
+    /// Only agents of the group at this proficiency level or above take its conversations,
+    /// until a step lowers it (issue 14 items 1 and 6). `None`: every level. Last, so older
+    /// snapshots load without it.
+    pub min_level: Option<u8>,
 }
 
 /// A group's queue limits and where conversations go past them.
@@ -198,8 +202,14 @@ pub struct Step {
     /// Wait from the conversation's entry time after which the step applies.
     #[serde(with = "duration_ms")]
     pub after: Duration,
-    /// The group whose agents may then take it too (never the group itself).
+    /// The group whose agents may then take it too; the group itself only for a step that
+    /// only lowers the level (`min_level`).
     pub group: GroupId,
+    /// From this step on, agents of the conversation's own group at this proficiency level
+    /// or above may take it (lower than the policy's `min_level` and any earlier step's).
+    /// Last, so older snapshots load without it.
+    #[serde(default)]
+    pub min_level: Option<u8>,
 }
 
 /// A group's wrap-up (after-conversation work) rule.
@@ -231,6 +241,7 @@ impl Default for GroupPolicy {
             priority_aging: None,
             steps: Vec::new(),
             overflow: None,
+            min_level: None,
         }
     }
 }
@@ -482,6 +493,7 @@ impl GroupSettings {
                 )));
             }
         }
+        self.policy.validate_levels()?;
         if let Some(step) = self.policy.priority_aging
             && !(secs(1)..=hours(24)).contains(&step)
         {
@@ -506,6 +518,51 @@ impl GroupSettings {
             }
         }
         self.replies.validate()
+    }
+}
+
+impl GroupPolicy {
+    /// The level its own group's agents need for a conversation that has reached `reached`
+    /// steps; `None`: any.
+    pub fn min_level_after(&self, reached: usize) -> Option<u8> {
+        self.steps
+            .iter()
+            .take(reached)
+            .filter_map(|s| s.min_level)
+            .fold(self.min_level, |m, l| Some(m.map_or(l, |m| m.min(l))))
+    }
+
+    /// A level is a proficiency level; each step's lowers what the group needs before it.
+    fn validate_levels(&self) -> Result<()> {
+        let level_range = MIN_PROFICIENCY..=MAX_PROFICIENCY;
+        if let Some(l) = self.min_level.filter(|l| !level_range.contains(l)) {
+            return Err(Error::InvalidArgument(format!(
+                "policy.min_level: {l} is outside {MIN_PROFICIENCY} to {MAX_PROFICIENCY}"
+            )));
+        }
+        let mut needed = self.min_level;
+        for (i, s) in self.steps.iter().enumerate() {
+            let Some(l) = s.min_level else { continue };
+            if !level_range.contains(&l) {
+                return Err(Error::InvalidArgument(format!(
+                    "policy.steps[{i}].min_level: {l} is outside {MIN_PROFICIENCY} to {MAX_PROFICIENCY}"
+                )));
+            }
+            match needed {
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "policy.steps[{i}].min_level: a step lowers the level the group needs; set policy.min_level first"
+                    )));
+                }
+                Some(n) if l >= n => {
+                    return Err(Error::InvalidArgument(format!(
+                        "policy.steps[{i}].min_level: {l} does not lower the level needed before it ({n})"
+                    )));
+                }
+                Some(_) => needed = Some(l),
+            }
+        }
+        Ok(())
     }
 }
 

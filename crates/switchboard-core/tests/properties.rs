@@ -102,12 +102,14 @@ fn group_rules() -> impl Strategy<Value = GroupRules> {
         proptest::option::of(prop_oneof![1..10u64, 10..600u64]),
         proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
         proptest::option::of(overflow_rule()),
+        proptest::option::of((2..=5u8, 1..=4u8, prop_oneof![0..30u64, 30..600u64])),
     )
-        .prop_map(|(wrap_up, aging, step, overflow)| GroupRules {
+        .prop_map(|(wrap_up, aging, step, overflow, levels)| GroupRules {
             wrap_up,
             aging,
             step,
             overflow,
+            levels,
         })
 }
 

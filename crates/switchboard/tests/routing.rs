@@ -380,6 +380,7 @@ async fn a_step_widens_to_another_groups_agents_after_the_wait() {
         steps: vec![pb::RoutingStep {
             after: after.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
             group: name("groups", group),
+            min_level: None,
         }],
         ..Default::default()
     };
@@ -410,6 +411,56 @@ async fn a_step_widens_to_another_groups_agents_after_the_wait() {
         (c1.agent.as_str(), c1.group.as_str()),
         (name("agents", "bob").as_str(), name("groups", "support").as_str())
     );
+}
+
+/// Items 1 and 6: a group that needs level 3 keeps a conversation from alice (level 1) and
+/// Explain says why and when a step lowers it; once the step's wait is shortened to 1 s
+/// (steps are recomputed from the entry time) it lowers the level and alice takes it. A step
+/// that does not lower the level is refused on its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_admits_lower_proficiency_after_its_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
+    support::desk::floor(&mut c, T, None, agents, &["alice"]).await;
+    put_levels(&mut c, "alice", &[("support", 1)]).await.expect("alice");
+    let leveled = |after: i64, lowered: u32| pb::RoutingPolicy {
+        min_level: Some(3),
+        steps: vec![pb::RoutingStep {
+            after: Some(prost_types::Duration { seconds: after, nanos: 0 }),
+            group: String::new(),
+            min_level: Some(lowered),
+        }],
+        ..Default::default()
+    };
+    let paths = ["policy.min_level", "policy.steps"];
+    let s = set_policy(&mut c, "support", leveled(3600, 3), &paths).await.expect_err("not lower");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("policy.steps[0].min_level"), "{}", s.message());
+    let g = set_policy(&mut c, "support", leveled(3600, 1), &paths).await.expect("levels");
+    let p = g.policy.expect("policy");
+    assert_eq!(
+        (p.min_level, p.steps[0].group.as_str(), p.steps[0].min_level),
+        (Some(3), "", Some(1))
+    );
+
+    let c1 = support::desk::write(&mut c, T, "carol", "support").await;
+    assert_eq!(c1.state, pb::ConversationState::Queued as i32, "below the level: {c1:?}");
+    let x = explain(&mut c, &c1.name).await;
+    let Some(pb::conversation_explanation::Explanation::Waiting(w)) = x.explanation else {
+        panic!("waiting: {x:?}")
+    };
+    assert_eq!(w.next_step_min_level, 1);
+    let v = w.agents.iter().find(|v| v.agent == name("agents", "alice")).expect("alice");
+    let v = v.verdict.clone().expect("verdict");
+    assert_eq!(v.reason, pb::WaitReason::BelowLevel as i32, "{v:?}");
+    assert_eq!((v.level, v.needs_level), (1, 3));
+    assert_eq!(millis(&v.until_time), millis(&w.next_step_time), "the step lowers it: {v:?}");
+
+    set_policy(&mut c, "support", leveled(1, 1), &["policy.steps"]).await.expect("sooner");
+    let c1 = assigned(&mut c, &c1.name).await;
+    assert_eq!(c1.agent, name("agents", "alice"));
 }
 
 /// Item 7: a waiting conversation's estimated wait over gRPC. Before the group has served

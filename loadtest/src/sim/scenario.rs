@@ -109,8 +109,11 @@ impl Single {
             Center::uniform(groups, &agents, self.window(), self.target_ms, self.batches);
         center.groups[0].policy = self.policy.clone();
         if let Some(after) = self.step_after {
-            center.groups[0].policy.steps =
-                vec![switchboard_core::config::Step { after, group: driver::group_id(1) }];
+            center.groups[0].policy.steps = vec![switchboard_core::config::Step {
+                after,
+                group: driver::group_id(1),
+                min_level: None,
+            }];
         }
         for (a, level) in center.agents.iter_mut().zip(&self.levels) {
             a.proficiency.insert(driver::group_id(0), *level);

@@ -118,9 +118,9 @@ impl Engine {
     ) -> Result<Vec<Effect>> {
         settings.validate()?;
         for (i, s) in settings.policy.steps.iter().enumerate() {
-            if s.group == id {
+            if s.group == id && s.min_level.is_none() {
                 return Err(Error::InvalidArgument(format!(
-                    "policy.steps[{i}].group: a step widens to another group, not the group itself"
+                    "policy.steps[{i}].group: a step widens to another group, not the group itself, or lowers policy.min_level"
                 )));
             }
             if !self.groups.contains_key(&s.group) {

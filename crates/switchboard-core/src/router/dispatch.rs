@@ -24,6 +24,8 @@ pub(super) struct Waiting<'a> {
     pub declined: &'a [AgentId],
     /// Groups (besides its own) whose agents its steps admit now.
     pub widened: &'a [GroupId],
+    /// The proficiency level its own group's agents need now (`None`: any).
+    pub min_level: Option<u8>,
 }
 
 impl Router {
@@ -36,6 +38,9 @@ impl Router {
                 pin: pin.map(|p| p.agent),
                 declined,
                 widened: self.widened_groups(conv),
+                min_level: self.groups.get(group).and_then(|g| {
+                    g.policy.min_level_after(self.widened.get(&conv).map_or(0, |w| w.reached))
+                }),
             }),
             _ => None,
         }
@@ -85,12 +90,34 @@ impl Router {
                 if !via.any(pushes) {
                     return Some(Refusal::GroupPulls(first));
                 }
+                // Through its own group only at the level the conversation needs now; a group
+                // its steps admit takes it at any level.
+                let level = a.level(w.group);
+                if let Some(needs) = w.min_level.filter(|n| level < *n)
+                    && !a.groups.iter().any(|g| w.widened.contains(g) && pushes(g))
+                {
+                    return Some(Refusal::BelowLevel {
+                        level,
+                        needs,
+                        from: self.lowered_for(level, w),
+                    });
+                }
             }
         }
         if w.declined.contains(&agent) {
             return Some(Refusal::Declined);
         }
         None
+    }
+
+    /// When a step of the conversation's group first lowers the level it needs to `level`.
+    fn lowered_for(&self, level: u8, w: &Waiting<'_>) -> Option<Timestamp> {
+        let g = self.groups.get(&w.group)?;
+        g.policy
+            .steps
+            .iter()
+            .find(|s| s.min_level.is_some_and(|l| l <= level))
+            .map(|s| w.key.entered_at() + s.after)
     }
 
     /// When a step of the conversation's group first admits one of the agent's groups (not
@@ -118,7 +145,8 @@ impl Router {
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
-        let w = Waiting { group, key, pin: None, declined: &declined, widened: &[] };
+        let min_level = self.groups.get(&group).and_then(|g| g.policy.min_level);
+        let w = Waiting { group, key, pin: None, declined: &declined, widened: &[], min_level };
         match self.choose(now, group, &w) {
             Some((agent, decision)) => {
                 self.groups.get_mut(&group).expect("group exists").round_robin_last = Some(agent);

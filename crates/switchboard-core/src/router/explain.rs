@@ -46,6 +46,10 @@ pub enum Refusal {
     NotAdmitted { from: Option<Timestamp> },
     /// The agent declined it (or let its offer lapse, or it was transferred away from it).
     Declined,
+    /// In the conversation's group at a proficiency level below what the group needs for it
+    /// now (`policy.min_level`, lowered by its steps); `from`: when a step lowers it to the
+    /// agent's level (none: no step does).
+    BelowLevel { level: u8, needs: u8, from: Option<Timestamp> },
 }
 
 /// One agent's verdict on one waiting conversation.
@@ -135,11 +139,13 @@ pub struct AgentVerdict {
     pub verdict: Verdict,
 }
 
-/// A step not reached yet: when it is due and the group it adds.
+/// A step not reached yet: when it is due, the group it adds (the conversation's own for a
+/// step that only lowers the level) and the level it lowers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextStep {
     pub at: Timestamp,
     pub group: GroupId,
+    pub min_level: Option<u8>,
 }
 
 /// Why a waiting conversation waits.
@@ -268,7 +274,7 @@ impl Router {
             .get(&conv)
             .and_then(|w| w.next)
             .zip(steps.get(reached))
-            .map(|(at, s)| NextStep { at, group: s.group });
+            .map(|(at, s)| NextStep { at, group: s.group, min_level: s.min_level });
         let mut agents: BTreeSet<AgentId> = pin.map(|p| p.agent).into_iter().collect();
         let groups = std::iter::once(group)
             .chain(self.widened_groups(conv).iter().copied())
@@ -519,13 +525,13 @@ mod tests {
 
     #[test]
     fn a_later_step_names_when_it_admits_an_agent() {
-        let steps = vec![Step { after: secs(60), group: G2 }];
+        let steps = vec![Step { after: secs(60), group: G2, min_level: None }];
         let mut f = F::new(GroupPolicy { steps, ..Default::default() });
         f.agent(A1, 1, &[G1], AgentStatus::Offline);
         f.agent(A2, 1, &[G2], AgentStatus::Online);
         f.route(t(1), 1, None);
         let w = f.waiting(t(2), 1);
-        assert_eq!(w.next_step, Some(NextStep { at: t(61), group: G2 }));
+        assert_eq!(w.next_step, Some(NextStep { at: t(61), group: G2, min_level: None }));
         assert_eq!(f.verdict(t(2), 1, A2), cannot(Refusal::NotAdmitted { from: Some(t(61)) }));
         f.r.advance(t(61), &mut f.out);
         let d = f.held(1).decision.unwrap();

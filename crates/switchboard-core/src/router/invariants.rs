@@ -98,11 +98,13 @@ impl Router {
                         if group == gid && g.queue_key(*k) == key => {}
                     other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
                 }
-                if g.policy.offer.pushes() {
-                    let declined = self.placements[&c].declined();
-                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
-                        return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
-                    }
+                // Work conservation: no available agent of the group that dispatch's one
+                // predicate admits (not declined, at the level it needs now) stays idle.
+                if g.policy.offer.pushes()
+                    && let Some(w) = self.waiting(c)
+                    && let Some(idle) = g.available.iter().find(|a| self.refusal(*a, &w).is_none())
+                {
+                    return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
                 }
             }
             for (key, c) in g.overflow.iter() {

@@ -82,7 +82,14 @@ impl Router {
     ) -> bool {
         let g = &self.groups[&group];
         let Some(o) = g.policy.overflow else { return false };
-        let w = Waiting { group, key, pin: None, declined, widened: &[] };
+        let w = Waiting {
+            group,
+            key,
+            pin: None,
+            declined,
+            widened: &[],
+            min_level: g.policy.min_level,
+        };
         if key.front() || (g.policy.offer.pushes() && self.choose(now, group, &w).is_some()) {
             return false;
         }

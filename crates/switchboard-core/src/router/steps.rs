@@ -53,6 +53,10 @@ impl Router {
                 break;
             }
             w.reached += 1;
+            if step.min_level.is_some() {
+                // Agents of its own group at a lower level may take it now.
+                self.dirty_groups.insert(group);
+            }
             if step.group == group || w.groups.contains(&step.group) {
                 continue;
             }

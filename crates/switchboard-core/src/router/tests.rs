@@ -901,7 +901,7 @@ fn an_availability_index_written_before_proficiency_is_rebuilt() {
 
 fn stepping(after: u64, to: GroupId) -> GroupPolicy {
     GroupPolicy {
-        steps: vec![crate::config::Step { after: secs(after), group: to }],
+        steps: vec![crate::config::Step { after: secs(after), group: to, min_level: None }],
         ..GroupPolicy::default()
     }
 }
@@ -1148,4 +1148,58 @@ fn a_requeued_front_conversation_is_exempt_and_steps_start_over_in_the_overflow_
     assert!(
         matches!(f.r.placement(c(2)), Some(Placement::Queued { group: G1, key, .. }) if key.front())
     );
+}
+
+// ----- steps that admit lower proficiency (issue 14 items 1 and 6) -------------------------
+
+/// The group needs level 3; a step lowers it to 1 after 60 s, and one to 2 after 30 s.
+fn leveled() -> GroupPolicy {
+    use crate::config::Step;
+    GroupPolicy {
+        min_level: Some(3),
+        steps: vec![
+            Step { after: secs(30), group: G1, min_level: Some(2) },
+            Step { after: secs(60), group: G1, min_level: Some(1) },
+        ],
+        ..GroupPolicy::default()
+    }
+}
+
+#[test]
+fn a_step_admits_lower_proficiency_after_its_wait() {
+    let mut f = Fixture::new();
+    f.group(G1, leveled());
+    rated(&mut f, A1, 1, &[(G1, 1)]);
+    f.route(t(0), 1, G1, 0);
+    f.check();
+    assert_eq!(f.holder(1), None, "level 1 is below the 3 the group needs");
+    let why = f.r.refusal_of(A1, c(1));
+    assert_eq!(why, Some(explain::Refusal::BelowLevel { level: 1, needs: 3, from: Some(t(60)) }));
+    f.r.advance(t(30), &mut f.out);
+    f.check();
+    assert_eq!(f.holder(1), None, "2 is still above its level");
+    f.r.advance(t(60), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A1), "work conservation at the step");
+
+    // An agent at the level takes the next one at once.
+    rated(&mut f, A2, 1, &[(G1, 3)]);
+    f.route(t(61), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), Some(A2));
+}
+
+#[test]
+fn levels_lower_only_and_need_a_base() {
+    use crate::config::{GroupSettings, Step};
+    let settings = |policy| GroupSettings { policy, ..Default::default() };
+    let step = |after, l| Step { after: secs(after), group: G1, min_level: Some(l) };
+    assert!(settings(leveled()).validate().is_ok());
+    let raise = GroupPolicy { steps: vec![step(30, 2), step(60, 2)], ..leveled() };
+    let e = settings(raise).validate().unwrap_err().to_string();
+    assert!(e.contains("policy.steps[1].min_level: 2 does not lower"), "{e}");
+    let no_base = GroupPolicy { min_level: None, ..leveled() };
+    let e = settings(no_base).validate().unwrap_err().to_string();
+    assert!(e.contains("set policy.min_level first"), "{e}");
+    let e = settings(GroupPolicy { min_level: Some(6), ..leveled() }).validate().unwrap_err();
+    assert!(e.to_string().contains("policy.min_level: 6 is outside 1 to 5"), "{e}");
 }

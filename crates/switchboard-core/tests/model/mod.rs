@@ -126,6 +126,9 @@ pub struct GroupRules {
     pub step: Option<(u64, u64)>,
     /// Overflow to a later group only (so the setup has no loop), or refusal.
     pub overflow: Option<OverflowRule>,
+    /// The level the group's own agents need (2-5), and what a step lowers it to after this
+    /// many seconds (the group's step, or a step of its own when it has none).
+    pub levels: Option<(u8, u8, u64)>,
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -227,21 +230,30 @@ pub fn build(s: &Setup) -> Engine {
                 can_end_early,
             }),
             priority_aging: s.rules.get(g).and_then(|r| r.aging).map(Duration::from_secs),
-            steps: s
-                .rules
-                .get(g)
-                .and_then(|r| r.step)
-                .map(|(after, on)| Step {
-                    after: Duration::from_secs(after),
-                    group: GroupId((g as u64 + on.clamp(1, GROUPS - 1)) % GROUPS),
-                })
-                .into_iter()
-                .collect(),
+            steps: {
+                let rules = s.rules.get(g);
+                let lowered = rules.and_then(|r| r.levels).map(|(need, to, _)| to.min(need - 1));
+                match (rules.and_then(|r| r.step), rules.and_then(|r| r.levels)) {
+                    (Some((after, on)), _) => vec![Step {
+                        after: Duration::from_secs(after),
+                        group: GroupId((g as u64 + on.clamp(1, GROUPS - 1)) % GROUPS),
+                        min_level: lowered,
+                    }],
+                    // A step that only lowers the level.
+                    (None, Some((_, _, after))) => vec![Step {
+                        after: Duration::from_secs(after),
+                        group: GroupId(g as u64),
+                        min_level: lowered,
+                    }],
+                    (None, None) => Vec::new(),
+                }
+            },
             overflow: s.rules.get(g).and_then(|r| r.overflow).map(|(w, t, on)| {
                 // Only to a later group: a setup never loops.
                 let on = if g as u64 + on % GROUPS < GROUPS { on % GROUPS } else { 0 };
                 overflow(g as u64, (w, t, on))
             }),
+            min_level: s.rules.get(g).and_then(|r| r.levels).map(|(need, _, _)| need),
         };
         // A step may name a group created later: every group first, then the steps.
         let steps = policy.steps.clone();
@@ -458,6 +470,15 @@ pub fn check_explain(r: &Router, now: Timestamp) -> Result<(), String> {
                         && !w.widened.iter().any(|g| a.groups.contains(g))
                 }
                 Refusal::Declined => declined.contains(&v.agent),
+                Refusal::BelowLevel { level, needs, .. } => {
+                    let policy = r.group_policy(w.group).ok_or("its group is unknown")?;
+                    pin.is_none()
+                        && a.groups.contains(&w.group)
+                        && level == a.level(w.group)
+                        && policy.min_level_after(w.steps_reached) == Some(needs)
+                        && level < needs
+                        && !w.widened.iter().any(|g| a.groups.contains(g))
+                }
             };
             if !fits {
                 return Err(format!(
@@ -545,7 +566,8 @@ fn check_steps(e: &Engine, now: Timestamp) -> Result<(), String> {
         for (key, conv) in e.router().queue(GroupId(g), 0) {
             let due: Vec<GroupId> = steps
                 .iter()
-                .filter(|s| key.entered_at() + s.after <= now)
+                // A step naming the group itself only lowers the level it needs.
+                .filter(|s| key.entered_at() + s.after <= now && s.group != GroupId(g))
                 .map(|s| s.group)
                 .collect();
             if e.router().widened_groups(conv) != due.as_slice() {

@@ -161,6 +161,7 @@ const POLICY_FIELDS: &[&str] = &[
     "wrap_up",
     "wrap_up_can_end_early",
     "priority_aging",
+    "min_level",
     // Not in the merge list below: steps and overflow name groups, resolved by
     // `routing_steps` and `routing_overflow`.
     "steps",
@@ -223,6 +224,7 @@ pub(super) fn put_group(
                     wrap_up,
                     wrap_up_can_end_early,
                     priority_aging,
+                    min_level,
                 ]
             );
             settings::routing_policy("policy", Some(&merged))?
@@ -231,7 +233,7 @@ pub(super) fn put_group(
     let mut policy = policy;
     policy.steps = if mask.covers("policy.steps") {
         let steps = r.policy.as_ref().map_or(&[][..], |p| &p.steps[..]);
-        routing_steps(state, steps)?
+        routing_steps(state, g, steps)?
     } else {
         current.map(|c| c.policy.steps.clone()).unwrap_or_default()
     };
@@ -358,9 +360,11 @@ pub(super) fn put_agent(
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
 
-/// A group's steps, each naming another group of the tenant by resource name.
+/// A group's steps, each naming another group of the tenant by resource name (or none, for a
+/// step of group `g` that only lowers the level).
 fn routing_steps(
     state: &TenantState,
+    g: switchboard_core::ids::GroupId,
     steps: &[pb::RoutingStep],
 ) -> Result<Vec<switchboard_core::config::Step>> {
     let max = switchboard_core::config::MAX_STEPS;
@@ -372,7 +376,12 @@ fn routing_steps(
     }
     let mut out = Vec::with_capacity(steps.len());
     for (i, s) in steps.iter().enumerate() {
-        let group = state.group_ref(&format!("policy.steps[{i}].group"), &s.group)?;
+        let field = format!("policy.steps[{i}].min_level");
+        let min_level = crate::convert::settings::level(&field, s.min_level)?;
+        let group = match (s.group.as_str(), min_level) {
+            ("", Some(_)) => g,
+            _ => state.group_ref(&format!("policy.steps[{i}].group"), &s.group)?,
+        };
         let after = match &s.after {
             Some(d) => crate::convert::from_duration(&format!("policy.steps[{i}].after"), d)?,
             None => {
@@ -382,7 +391,7 @@ fn routing_steps(
                 ));
             }
         };
-        out.push(switchboard_core::config::Step { after, group });
+        out.push(switchboard_core::config::Step { after, group, min_level });
     }
     Ok(out)
 }

@@ -53,6 +53,11 @@ pub fn verdict(s: &TenantState, v: &Verdict) -> pb::Verdict {
             R::NotAdmitted
         }
         Refusal::Declined => R::Declined,
+        Refusal::BelowLevel { level, needs, from } => {
+            (out.level, out.needs_level) = (level.into(), needs.into());
+            out.until_time = from.map(timestamp);
+            R::BelowLevel
+        }
     };
     out.reason = reason as i32;
     out
@@ -127,6 +132,7 @@ pub fn conversation(
             step_groups: w.widened.iter().map(|g| s.group_name(*g)).collect(),
             next_step_time: w.next_step.map(|n| timestamp(n.at)),
             next_step_group: w.next_step.map(|n| s.group_name(n.group)).unwrap_or_default(),
+            next_step_min_level: w.next_step.and_then(|n| n.min_level).map_or(0, u32::from),
             estimated_wait: w.wait.map(duration),
             agents: w
                 .agents

@@ -45,7 +45,13 @@ pub fn group(state: &TenantState, g: GroupId) -> pb::Group {
                 .iter()
                 .map(|step| pb::RoutingStep {
                     after: Some(super::duration(step.after)),
-                    group: state.group_name(step.group),
+                    // A step of the group itself only lowers the level.
+                    group: if step.group == g {
+                        String::new()
+                    } else {
+                        state.group_name(step.group)
+                    },
+                    min_level: step.min_level.map(u32::from),
                 })
                 .collect();
             p.overflow = s.policy.overflow.map(|o| pb::RoutingOverflow {

@@ -408,6 +408,7 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
             }
             step => step,
         };
+    let min_level = level(&format!("{field}.min_level"), p.min_level)?;
     Ok(GroupPolicy {
         strategy,
         offer,
@@ -415,6 +416,7 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         last_agent_timeout,
         wrap_up,
         priority_aging,
+        min_level,
         // Steps and overflow name groups: the apply layer resolves them with the tenant's
         // names.
         steps: Vec::new(),
@@ -450,7 +452,17 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         // Filled with group names by `resources::group`.
         steps: Vec::new(),
         overflow: None,
+        min_level: p.min_level.map(u32::from),
     }
+}
+
+/// A proficiency level as the API takes it (the core checks its range).
+pub fn level(field: &str, l: Option<u32>) -> Result<Option<u8>> {
+    l.map(|l| {
+        u8::try_from(l)
+            .map_err(|_| Error::field(field, format!("{l} is not a proficiency level (1-5)")))
+    })
+    .transpose()
 }
 
 // ----- helpers -----------------------------------------------------------------------------
