@@ -228,17 +228,19 @@ impl Mesh {
     }
 
     /// Fault injection: stops the router actor abruptly, as a crash would (no `post_stop`,
-    /// nothing more written or sent). The next message activates it from its row.
-    pub fn kill_router(&self) {
+    /// nothing more written or sent), and returns once it is gone. The next message
+    /// activates it from its row.
+    pub async fn kill_router(&self) {
         if let Some(actor) = self.0.routers.any(&()) {
-            actor.kill();
+            let _ = actor.kill_and_wait(None).await;
         }
     }
 
-    /// Fault injection: stops a conversation actor abruptly, as a crash would.
-    pub fn kill_conversation(&self, customer: CustomerId) {
+    /// Fault injection: stops a conversation actor abruptly, as a crash would, and returns
+    /// once it is gone.
+    pub async fn kill_conversation(&self, customer: CustomerId) {
         if let Some(actor) = self.0.conversations.any(&customer) {
-            actor.kill();
+            let _ = actor.kill_and_wait(None).await;
         }
     }
 
