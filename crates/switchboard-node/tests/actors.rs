@@ -366,7 +366,7 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
     const CUSTOMERS: u64 = 8;
     let agents = [(AgentId(1), 2), (AgentId(2), 1)];
     let seed = std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
-    println!("seed {seed} (ACTORS_SEED={seed} to replay)");
+    eprintln!("seed {seed} (ACTORS_SEED={seed} to replay)");
     let mut rng = Rng(seed);
     let h = harness_in(tempfile::tempdir().unwrap(), &agents, Duration::from_secs(3600));
     let mesh = &h.mesh;
@@ -486,7 +486,7 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
     }
     let query = ArchiveQuery { limit: 10_000, ..Default::default() };
     let archived = h.store.list_archived(TENANT, &query).unwrap();
-    println!(
+    eprintln!(
         "{} ended, {} open ({} assigned), {} envelopes cut",
         archived.len(),
         open_ids.len(),
