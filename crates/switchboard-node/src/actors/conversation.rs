@@ -12,9 +12,6 @@
 //! then drains (what is already in its mailbox is still handled; later sends are refused and
 //! the handle sends them to the next incarnation).
 
-use std::time::Duration;
-
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::mesh::{Body, ConversationSide, Envelope, ToConversation};
 use switchboard_core::session::Customer;
@@ -25,13 +22,10 @@ use switchboard_core::{
 use switchboard_store::{ActorState, Archived, Batch, CustomerRecord};
 use tracing::warn;
 
-use super::{CONVERSATION, Counted, Mesh, Task, decode, encode};
+use super::{CONVERSATION, Counted, Mesh, Timers, decode, encode};
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// How long a caller waits for the actor's answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An operation on a customer's conversation, as [`ConversationHandle`] builds it.
 #[derive(Debug, Clone)]
@@ -52,7 +46,7 @@ pub enum ConversationMsg {
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A read of the side's current state.
-    Read(Box<dyn FnOnce(&ConversationSide) + Send>),
+    Read(super::ReadSide<ConversationSide>),
     /// A deadline may be due.
     Tick,
     /// Resend what is unacknowledged; passivate if idle.
@@ -77,12 +71,11 @@ pub struct ConversationRun {
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
-    armed: Option<(Timestamp, Task)>,
+    timers: Timers,
     /// The store holds a row of this actor (loaded, or written since).
     stored: bool,
     /// A write failed: it stops without being activated again at once.
     failed: bool,
-    _retransmit: Task,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -119,18 +112,7 @@ impl Actor for ConversationActor {
         };
         let epoch = stored + 1;
         side.restart(epoch);
-        let me = myself.clone();
         let every = mesh.inner().options.retransmit;
-        let retransmit = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if me.cast(ConversationMsg::Retransmit).is_err() {
-                    return;
-                }
-            }
-        });
         let mut run = ConversationRun {
             id: myself.get_id(),
             mesh,
@@ -140,10 +122,9 @@ impl Actor for ConversationActor {
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
-            armed: None,
+            timers: Timers::start(&myself, every, || ConversationMsg::Retransmit),
             stored: had_row,
             failed: false,
-            _retransmit: Task(retransmit),
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -208,7 +189,7 @@ impl Actor for ConversationActor {
             }
             ConversationMsg::Read(read) => read(&run.side),
             ConversationMsg::Tick => {
-                run.armed = None;
+                run.timers.fired();
                 let now = run.now();
                 let cfg = run.mesh.inner().config.clone();
                 if run.side.next_deadline(cfg.cfg()).is_some_and(|at| at <= now) {
@@ -406,21 +387,8 @@ impl ConversationRun {
 
     /// Arms one wake-up at the side's next deadline.
     fn arm(&mut self, myself: &ActorRef<ConversationMsg>) {
-        let Some(at) = self.side.next_deadline(self.mesh.inner().config.cfg()) else {
-            self.armed = None;
-            return;
-        };
-        if self.armed.as_ref().is_some_and(|(armed, _)| *armed == at) {
-            return;
-        }
-        let now = self.now();
-        let wait = Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()));
-        let me = myself.clone();
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            let _ = me.cast(ConversationMsg::Tick);
-        });
-        self.armed = Some((at, Task(timer)));
+        let (next, now) = (self.side.next_deadline(self.mesh.inner().config.cfg()), self.now());
+        self.timers.arm(myself, next, now, || ConversationMsg::Tick);
     }
 }
 
@@ -486,35 +454,11 @@ impl ConversationHandle {
         read: impl FnOnce(&ConversationSide) -> T + Send + 'static,
     ) -> Result<T> {
         let actor = self.mesh.conversation_ref(self.customer).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        actor
-            .cast(ConversationMsg::Read(Box::new(move |side| {
-                let _ = tx.send(read(side));
-            })))
-            .map_err(|_| Error::Unavailable("conversation actor stopped; retry".into()))?;
-        rx.await.map_err(|_| Error::Unavailable("conversation actor stopped; retry".into()))
+        super::read(actor, ConversationMsg::Read, read).await
     }
 
-    /// Sends an operation and waits for its answer; see `RouterHandle::call`.
     async fn call(&self, op: ConversationOp) -> Result<Outcome> {
-        for _ in 0..3 {
-            let actor = self.mesh.conversation_ref(self.customer).await?;
-            let op = op.clone();
-            match actor.call(|reply| ConversationMsg::Op(op, reply), Some(CALL_TIMEOUT)).await {
-                Ok(CallResult::Success(result)) => return result,
-                Ok(CallResult::Timeout) => {
-                    return Err(Error::Unavailable(
-                        "the conversation did not answer in time".into(),
-                    ));
-                }
-                Ok(CallResult::SenderError) => {
-                    return Err(Error::Unavailable(
-                        "the conversation actor stopped before answering".into(),
-                    ));
-                }
-                Err(_) => continue,
-            }
-        }
-        Err(Error::Unavailable("the conversation actor keeps stopping; retry".into()))
+        let op = |reply| ConversationMsg::Op(op.clone(), reply);
+        super::call(|| self.mesh.conversation_ref(self.customer), op).await
     }
 }

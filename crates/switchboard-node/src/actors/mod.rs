@@ -36,7 +36,8 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ractor::{ActorRef, ActorStatus};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, ActorStatus, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -378,6 +379,116 @@ impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// An actor's timers: the retransmission tick, and one wake-up at its side's next deadline
+/// (the core's deadlines are what the actor schedules). Both die with the actor.
+pub(crate) struct Timers {
+    armed: Option<(Timestamp, Task)>,
+    _retransmit: Task,
+}
+
+impl Timers {
+    /// Casts `tick` to the actor every `every`, until the actor is gone.
+    pub(crate) fn start<M: ractor::Message>(
+        actor: &ActorRef<M>,
+        every: Duration,
+        tick: fn() -> M,
+    ) -> Self {
+        let me = actor.clone();
+        let retransmit = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if me.cast(tick()).is_err() {
+                    return;
+                }
+            }
+        });
+        Timers { armed: None, _retransmit: Task(retransmit) }
+    }
+
+    /// The wake-up fired.
+    pub(crate) fn fired(&mut self) {
+        self.armed = None;
+    }
+
+    /// Casts `due` to the actor at `next` (measured from `now`), unless already armed for it.
+    pub(crate) fn arm<M: ractor::Message>(
+        &mut self,
+        actor: &ActorRef<M>,
+        next: Option<Timestamp>,
+        now: Timestamp,
+        due: fn() -> M,
+    ) {
+        let Some(at) = next else {
+            self.armed = None;
+            return;
+        };
+        if self.armed.as_ref().is_some_and(|(armed, _)| *armed == at) {
+            return;
+        }
+        let wait = Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()));
+        let me = actor.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = me.cast(due());
+        });
+        self.armed = Some((at, Task(timer)));
+    }
+}
+
+/// A read of a side, run by its actor in turn.
+pub type ReadSide<S> = Box<dyn FnOnce(&S) + Send>;
+
+/// A read of an actor's side, answered from its mailbox in turn.
+pub(crate) async fn read<M: ractor::Message, S, T: Send + 'static>(
+    actor: ActorRef<M>,
+    wrap: fn(ReadSide<S>) -> M,
+    read: impl FnOnce(&S) -> T + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let gone = || Error::Unavailable("the actor stopped; retry".into());
+    actor
+        .cast(wrap(Box::new(move |side| {
+            let _ = tx.send(read(side));
+        })))
+        .map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())
+}
+
+/// How long a caller waits for an actor's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends an operation to the actor `resolve` finds (activating it) and waits for its answer.
+/// An operation the actor never took (it was draining or gone) goes to the next incarnation;
+/// one it took and did not answer does not (it may have been applied): the caller retries by
+/// its request id.
+pub(crate) async fn call<M, R, F, Fut>(
+    resolve: F,
+    op: impl Fn(RpcReplyPort<Result<R>>) -> M,
+) -> Result<R>
+where
+    M: ractor::Message,
+    R: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+{
+    for _ in 0..3 {
+        let actor = resolve().await?;
+        match actor.call(&op, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(result)) => return result,
+            Ok(CallResult::Timeout) => {
+                return Err(Error::Unavailable("the actor did not answer in time".into()));
+            }
+            Ok(CallResult::SenderError) => {
+                return Err(Error::Unavailable("the actor stopped before answering".into()));
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(Error::Unavailable("the actor keeps stopping; retry".into()))
 }
 
 /// The live actors of one kind, by key. At most one actor runs per key: a new one is spawned

@@ -8,9 +8,6 @@
 //! goes to the transport and the caller is answered. A failed write stops the actor (its
 //! memory is ahead of the store); the next message activates it from its row again.
 
-use std::time::Duration;
-
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::engine::Target;
 use switchboard_core::mesh::{Body, Envelope, RouterSide, ToRouter};
@@ -19,12 +16,9 @@ use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Ti
 use switchboard_store::{ActorState, Batch};
 use tracing::warn;
 
-use super::{Counted, Mesh, ROUTER, Task, decode, encode};
+use super::{Counted, Mesh, ROUTER, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// How long a caller waits for the router's answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A router operation, as [`RouterHandle`] builds it.
 #[derive(Debug, Clone)]
@@ -44,7 +38,7 @@ pub enum RouterMsg {
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
     /// A read of the side's current state.
-    Read(Box<dyn FnOnce(&RouterSide) + Send>),
+    Read(super::ReadSide<RouterSide>),
     /// A deadline may be due.
     Tick,
     /// Resend what is unacknowledged; passivate if idle.
@@ -66,10 +60,9 @@ pub struct RouterRun {
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
-    armed: Option<(Timestamp, Task)>,
+    timers: Timers,
     /// A write failed: it stops without being activated again at once.
     failed: bool,
-    _retransmit: Task,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -102,18 +95,7 @@ impl Actor for RouterActor {
         let epoch = stored + 1;
         let now = clock::now().max(at);
         side.restart(epoch, now);
-        let me = myself.clone();
-        let every = inner.options.retransmit;
-        let retransmit = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if me.cast(RouterMsg::Retransmit).is_err() {
-                    return;
-                }
-            }
-        });
+        let every = mesh.inner().options.retransmit;
         let mut run = RouterRun {
             id: myself.get_id(),
             mesh: mesh.clone(),
@@ -121,9 +103,8 @@ impl Actor for RouterActor {
             epoch,
             last_now: now,
             last_active: tokio::time::Instant::now(),
-            armed: None,
+            timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
             failed: false,
-            _retransmit: Task(retransmit),
             _counted: Counted::new(ROUTER),
         };
         // A restarted side resends everything unacknowledged at once: what it had sent
@@ -188,7 +169,7 @@ impl Actor for RouterActor {
             }
             RouterMsg::Read(read) => read(&run.side),
             RouterMsg::Tick => {
-                run.armed = None;
+                run.timers.fired();
                 let now = run.now();
                 if run.side.next_deadline().is_some_and(|at| at <= now) {
                     let effects = run.side.advance(now);
@@ -284,21 +265,8 @@ impl RouterRun {
 
     /// Arms one wake-up at the side's next deadline.
     fn arm(&mut self, myself: &ActorRef<RouterMsg>) {
-        let Some(at) = self.side.next_deadline() else {
-            self.armed = None;
-            return;
-        };
-        if self.armed.as_ref().is_some_and(|(armed, _)| *armed == at) {
-            return;
-        }
-        let now = self.now();
-        let wait = Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()));
-        let me = myself.clone();
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            let _ = me.cast(RouterMsg::Tick);
-        });
-        self.armed = Some((at, Task(timer)));
+        let (next, now) = (self.side.next_deadline(), self.now());
+        self.timers.arm(myself, next, now, || RouterMsg::Tick);
     }
 }
 
@@ -366,34 +334,11 @@ impl RouterHandle {
         &self,
         read: impl FnOnce(&RouterSide) -> T + Send + 'static,
     ) -> Result<T> {
-        let actor = self.mesh.router_ref().await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        actor
-            .cast(RouterMsg::Read(Box::new(move |side| {
-                let _ = tx.send(read(side));
-            })))
-            .map_err(|_| Error::Unavailable("router actor stopped; retry".into()))?;
-        rx.await.map_err(|_| Error::Unavailable("router actor stopped; retry".into()))
+        super::read(self.mesh.router_ref().await?, RouterMsg::Read, read).await
     }
 
-    /// Sends an operation and waits for its answer. An operation the actor never took (it
-    /// was stopping) is sent again to the next incarnation; one it took and did not answer
-    /// is not (it may have been applied): the caller retries by its request id.
     async fn call(&self, op: RouterOp) -> Result<Vec<Effect>> {
-        for _ in 0..3 {
-            let actor = self.mesh.router_ref().await?;
-            let op = op.clone();
-            match actor.call(|reply| RouterMsg::Op(op, reply), Some(CALL_TIMEOUT)).await {
-                Ok(CallResult::Success(result)) => return result,
-                Ok(CallResult::Timeout) => {
-                    return Err(Error::Unavailable("the router did not answer in time".into()));
-                }
-                Ok(CallResult::SenderError) => {
-                    return Err(Error::Unavailable("the router stopped before answering".into()));
-                }
-                Err(_) => continue,
-            }
-        }
-        Err(Error::Unavailable("the router actor keeps stopping; retry".into()))
+        let op = |reply| RouterMsg::Op(op.clone(), reply);
+        super::call(|| self.mesh.router_ref(), op).await
     }
 }
