@@ -319,6 +319,8 @@ async fn a_new_node_on_the_same_store_carries_on_from_the_rows() {
     let (router_epoch, conversation_epoch) = (epoch(ROUTER, ""), epoch(CONVERSATION, "3"));
 
     // The node goes; another opens the same store.
+    h.mesh.stop_all().await;
+    assert_eq!(h.mesh.live(), (0, 0));
     let Harness { _dir: dir, store, transport, mesh } = h;
     drop((store, transport, mesh));
     assert_eq!(dir.path(), path);

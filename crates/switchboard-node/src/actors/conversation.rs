@@ -74,6 +74,8 @@ pub struct ConversationRun {
     timers: Timers,
     /// The store holds a row of this actor (loaded, or written since).
     stored: bool,
+    /// It drained itself (passivation): work that came in meanwhile needs a successor.
+    drained: bool,
     /// A write failed: it stops without being activated again at once.
     failed: bool,
     _counted: Counted,
@@ -124,6 +126,7 @@ impl Actor for ConversationActor {
             last_active: tokio::time::Instant::now(),
             timers: Timers::start(&myself, every, || ConversationMsg::Retransmit),
             stored: had_row,
+            drained: false,
             failed: false,
             _counted: Counted::new(CONVERSATION),
         };
@@ -141,7 +144,7 @@ impl Actor for ConversationActor {
         // Something it drained after deciding to stop opened a conversation again or left a
         // deadline or a resend: those need a live actor (the next one starts once this one
         // is gone). A killed actor gets no `post_stop`: it waits for its next message.
-        if !run.failed && run.needs_live() {
+        if run.drained && !run.failed && run.needs_live() {
             let (mesh, customer) = (run.mesh.clone(), run.customer);
             tokio::spawn(async move { mesh.conversation_ref(customer).await.map(|_| ()) });
         }
@@ -208,6 +211,7 @@ impl Actor for ConversationActor {
                 if wire.is_empty() && idle && run.side.next_deadline(cfg.cfg()).is_none() {
                     // Its row is durable; the next message activates it again. Draining: what
                     // is in the mailbox is still handled, later sends go to the next one.
+                    run.drained = true;
                     let _ = myself.drain();
                     return Ok(());
                 }
@@ -222,6 +226,7 @@ impl Actor for ConversationActor {
             if let Err(e) = run.passivate().await {
                 return run.fail(&myself, e);
             }
+            run.drained = true;
             let _ = myself.drain();
             return Ok(());
         }

@@ -245,6 +245,18 @@ impl Mesh {
         }
     }
 
+    /// Stops every actor of the tenant on this node and waits for them (a node shutting
+    /// down or handing the tenant over): each finishes the step it is in, and its row is
+    /// what the next node loads.
+    pub async fn stop_all(&self) {
+        for actor in self.0.routers.all() {
+            let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+        for actor in self.0.conversations.all() {
+            let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+    }
+
     /// How many actors of this tenant are live on this node: (routers, conversations).
     pub fn live(&self) -> (usize, usize) {
         (self.0.routers.live(), self.0.conversations.live())
@@ -520,6 +532,16 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
             Some(Slot::Live(actor)) if accepting(actor) => Some(actor.clone()),
             _ => None,
         }
+    }
+
+    /// Every actor, whatever its status.
+    fn all(&self) -> Vec<ActorRef<M>> {
+        let slots = self.lock();
+        let live = slots.values().filter_map(|s| match s {
+            Slot::Live(actor) => Some(actor.clone()),
+            Slot::Starting(_) => None,
+        });
+        live.collect()
     }
 
     /// The actor of a key, whatever its status.

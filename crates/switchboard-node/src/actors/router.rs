@@ -61,6 +61,8 @@ pub struct RouterRun {
     last_now: Timestamp,
     last_active: tokio::time::Instant,
     timers: Timers,
+    /// It drained itself (passivation): work that came in meanwhile needs a successor.
+    drained: bool,
     /// A write failed: it stops without being activated again at once.
     failed: bool,
     _counted: Counted,
@@ -104,6 +106,7 @@ impl Actor for RouterActor {
             last_now: now,
             last_active: tokio::time::Instant::now(),
             timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
+            drained: false,
             failed: false,
             _counted: Counted::new(ROUTER),
         };
@@ -122,7 +125,7 @@ impl Actor for RouterActor {
         // Something it drained after deciding to stop left a deadline or a resend due: the
         // next incarnation runs it (it starts once this one is gone).
         let due = run.side.next_deadline().is_some() || !run.side.retransmit().is_empty();
-        if !run.failed && due {
+        if run.drained && !run.failed && due {
             let mesh = run.mesh.clone();
             tokio::spawn(async move { mesh.router_ref().await.map(|_| ()) });
         }
@@ -187,6 +190,7 @@ impl Actor for RouterActor {
                     // Everything is durable and nothing is owed: the next message activates
                     // it again from its row. Draining: what is in the mailbox is still
                     // handled, later sends go to the next incarnation.
+                    run.drained = true;
                     let _ = myself.drain();
                     return Ok(());
                 }
