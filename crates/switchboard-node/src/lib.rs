@@ -6,12 +6,15 @@
 //! public API of `proto/switchboard/v1` with health checking and reflection.
 //!
 //! - [`tenant`]: the actor and its in-order durability pipeline.
+//! - [`actors`]: conversation and router actors around the core's cross-actor protocol
+//!   (issue 12; beside the tenant actor, not serving the public API yet).
 //! - [`registry`]: loading tenants (snapshot + replay) and routing calls to them.
 //! - [`apply`]: one logged command applied to a tenant's state (the proto → core boundary).
 //! - [`service`]: the gRPC services; [`server`] assembles them.
 //! - [`auth`]: bearer tokens, the per-method policy, rate and stream limits, TLS.
 //! - [`webhooks`]: delivering the tenant's events to HTTP endpoints.
 
+pub mod actors;
 pub mod apply;
 pub mod archive;
 pub mod auth;

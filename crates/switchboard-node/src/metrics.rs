@@ -53,6 +53,7 @@ pub const FORWARDED: &str = "switchboard_forwarded_total";
 pub const ETCD_REQUEST_SECONDS: &str = "switchboard_etcd_request_seconds";
 pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_total";
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
+/// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
 pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
@@ -184,7 +185,7 @@ pub fn describe() {
         FENCED_WRITES,
         "Writes the store refused because a newer owner holds the shard."
     );
-    describe_gauge!(ACTORS, "Live actors, by kind.");
+    describe_gauge!(ACTORS, "Live actors on this node, by kind (tenant, router, conversation).");
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
     describe_counter!(

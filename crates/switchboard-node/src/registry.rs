@@ -711,6 +711,23 @@ mod tests {
         ) -> switchboard_store::Result<Option<Vec<u8>>> {
             self.inner.customer(tenant, customer)
         }
+        fn actor(
+            &self,
+            tenant: &str,
+            kind: &str,
+            key: &str,
+        ) -> switchboard_store::Result<Option<switchboard_store::ActorState>> {
+            self.inner.actor(tenant, kind, key)
+        }
+        fn list_actors(
+            &self,
+            tenant: &str,
+            kind: &str,
+            after: &str,
+            limit: usize,
+        ) -> switchboard_store::Result<Vec<switchboard_store::ActorState>> {
+            self.inner.list_actors(tenant, kind, after, limit)
+        }
         fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, before_ms: u64) -> Pending {
             self.inner.retain(tenant, fence, now_ms, before_ms)
         }

@@ -612,6 +612,7 @@ fn batch(
         purge_conversations: out.purges.clone(),
         archive: out.archive.clone(),
         customers: out.customers.clone(),
+        actors: Vec::new(),
     }
 }
 

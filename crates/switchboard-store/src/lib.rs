@@ -47,7 +47,8 @@
 //! PostgreSQL database that every node reaches. Both run the same test suite. Both bring an
 //! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
 //! transcripts; 2: the archive and `streams.conversation`; 3: one row per command; 4:
-//! customers' contact columns; 5: no index of stream entries by conversation).
+//! customers' contact columns; 5: no index of stream entries by conversation; 6: actors'
+//! durable state).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -108,6 +109,25 @@ pub struct Batch {
     pub archive: Vec<Archived>,
     /// Customers the node moved out of memory: each an upsert by (tenant, customer).
     pub customers: Vec<CustomerRecord>,
+    /// Durable state of the node's actors (conversation and router actors, issue 12): each
+    /// an upsert by (tenant, kind, key), or a delete when `body` is `None`. Applied last, so
+    /// an actor's state and the outbox it holds are durable in the same commit as the rest.
+    pub actors: Vec<ActorState>,
+}
+
+/// The durable state of one actor: whatever it needs to survive a crash (for the mesh sides,
+/// their snapshot encoding with the outbox and inbox numbers), opaque to the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorState {
+    /// The actor's kind (`"router"`, `"conversation"`).
+    pub kind: String,
+    /// Its key within the tenant and kind (a customer's number, or empty for the router).
+    pub key: String,
+    /// The incarnation that wrote it: the next activation takes a larger one. (The write
+    /// itself is fenced by the batch's [`Fence`].)
+    pub epoch: u64,
+    /// The state; `None` deletes the row (the actor's work is over).
+    pub body: Option<Vec<u8>>,
 }
 
 /// A customer the node keeps out of memory while it has nothing open: written when it leaves
@@ -364,6 +384,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored record of a customer (see [`Batch::customers`]), if any.
     fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>>;
+
+    /// The stored state of one actor (see [`Batch::actors`]), if any. One primary-key probe.
+    fn actor(&self, tenant: &str, kind: &str, key: &str) -> Result<Option<ActorState>>;
+
+    /// Up to `limit` stored actors of a kind with a key greater than `after`, ascending by
+    /// key (a primary-key walk): what a node activates again after a restart.
+    fn list_actors(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ActorState>>;
 
     /// A bounded walk over archived conversations (see [`ArchiveScan`] for its cost).
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow>;

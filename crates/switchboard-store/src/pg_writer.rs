@@ -38,6 +38,8 @@ struct Statements {
     first_log_kept: Statement,
     upsert_archive: Statement,
     upsert_customer: Statement,
+    upsert_actor: Statement,
+    delete_actor: Statement,
     retain_messages: Statement,
     retain_archive: Statement,
     stream_names: Statement,
@@ -115,6 +117,14 @@ impl Statements {
                     remark_name = excluded.remark_name, phone = excluded.phone,
                     email = excluded.email",
             )?,
+            upsert_actor: client.prepare(
+                "INSERT INTO actors (tenant, kind, actor_key, epoch, body)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant, kind, actor_key) DO UPDATE SET
+                    epoch = excluded.epoch, body = excluded.body",
+            )?,
+            delete_actor: client
+                .prepare("DELETE FROM actors WHERE tenant = $1 AND kind = $2 AND actor_key = $3")?,
             retain_messages: client.prepare(
                 "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
                     SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
@@ -448,6 +458,18 @@ fn write_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
             &statements.upsert_customer,
             &[tenant, &customer.customer, &customer.body, &c.remark_name, &c.phone, &c.email],
         )?;
+    }
+    for actor in &batch.actors {
+        match &actor.body {
+            Some(body) => {
+                let epoch = ordered("actor epoch", actor.epoch)?;
+                tx.execute(
+                    &statements.upsert_actor,
+                    &[tenant, &actor.kind, &actor.key, &epoch, body],
+                )?
+            }
+            None => tx.execute(&statements.delete_actor, &[tenant, &actor.kind, &actor.key])?,
+        };
     }
     Ok(())
 }

@@ -16,9 +16,9 @@ use crate::schema::{
 };
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Contact, ContactField, CustomerRecord,
-    Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store, StreamEntry,
-    pg_writer,
+    ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Contact, ContactField,
+    CustomerRecord, Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store,
+    StreamEntry, pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -234,6 +234,18 @@ impl Drop for PostgresStore {
     }
 }
 
+/// Version 6, as in SQLite: actors' durable state.
+const MIGRATE_V6: &str = "
+CREATE TABLE actors (
+    tenant    TEXT   NOT NULL,
+    kind      TEXT   NOT NULL,
+    actor_key TEXT   NOT NULL,
+    epoch     BIGINT NOT NULL,
+    body      BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, kind, actor_key)
+);
+";
+
 /// Creates the tables if missing, or brings an older database up to [`SCHEMA_VERSION`] one
 /// step at a time, in one transaction under an advisory lock (so concurrent nodes migrate
 /// once).
@@ -268,6 +280,10 @@ fn migrate(client: &mut Client) -> Result<()> {
     if version < 5 {
         tx.batch_execute(schema::MIGRATE_V5)?;
         version = 5;
+    }
+    if version < 6 {
+        tx.batch_execute(MIGRATE_V6)?;
+        version = 6;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
@@ -443,6 +459,28 @@ impl Store for PostgresStore {
         })
     }
 
+    fn actor(&self, tenant: &str, kind: &str, key: &str) -> Result<Option<ActorState>> {
+        let (tenant, kind, key) = (tenant.to_owned(), kind.to_owned(), key.to_owned());
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.actor, &[&tenant, &kind, &key])?.as_ref().map(actor))
+        })
+    }
+
+    fn list_actors(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ActorState>> {
+        let (tenant, kind, after, limit) =
+            (tenant.to_owned(), kind.to_owned(), after.to_owned(), count(limit));
+        self.readers.with(move |client, s| {
+            let rows = client.query(&s.list_actors, &[&tenant, &kind, &after, &limit])?;
+            Ok(rows.iter().map(actor).collect())
+        })
+    }
+
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
         let ((floor_sql, floor_params), matches) = schema::archive_scan('$', tenant, scan);
         let scan = scan.clone();
@@ -505,6 +543,16 @@ fn customer(row: &postgres::Row) -> CustomerRecord {
     }
 }
 
+/// An `actors` row read as `kind, actor_key, epoch, body`.
+fn actor(row: &postgres::Row) -> ActorState {
+    ActorState {
+        kind: row.get(0),
+        key: row.get(1),
+        epoch: unsigned(row.get(2)),
+        body: Some(row.get(3)),
+    }
+}
+
 /// Listing parameters as PostgreSQL parameters.
 fn sql_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     params
@@ -540,6 +588,8 @@ struct ReadStatements {
     archived: Statement,
     count_archived: Statement,
     customer: Statement,
+    actor: Statement,
+    list_actors: Statement,
 }
 
 impl ReadStatements {
@@ -572,6 +622,14 @@ impl ReadStatements {
             count_archived: client.prepare("SELECT COUNT(*) FROM archive WHERE tenant = $1")?,
             customer: client
                 .prepare("SELECT body FROM customers WHERE tenant = $1 AND customer = $2")?,
+            actor: client.prepare(
+                "SELECT kind, actor_key, epoch, body FROM actors
+                 WHERE tenant = $1 AND kind = $2 AND actor_key = $3",
+            )?,
+            list_actors: client.prepare(
+                "SELECT kind, actor_key, epoch, body FROM actors
+                 WHERE tenant = $1 AND kind = $2 AND actor_key > $3 ORDER BY actor_key LIMIT $4",
+            )?,
         })
     }
 }

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -139,6 +139,19 @@ CREATE INDEX customers_by_email ON customers (tenant, email, customer) WHERE ema
 /// for every stream entry, about one page per command. Plain SQL that PostgreSQL runs too.
 pub(crate) const MIGRATE_V5: &str = "DROP INDEX IF EXISTS streams_by_conversation;";
 
+/// Version 6: the durable state of actors (issue 12): one row per (tenant, kind, key),
+/// upserted in the batch that changed it, deleted when the actor's work is over.
+const MIGRATE_V6: &str = "
+CREATE TABLE actors (
+    tenant    TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    actor_key TEXT    NOT NULL,
+    epoch     INTEGER NOT NULL,
+    body      BLOB    NOT NULL,
+    PRIMARY KEY (tenant, kind, actor_key)
+);
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -230,6 +243,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 5 {
         tx.execute_batch(MIGRATE_V5)?;
         version = 5;
+    }
+    if version < 6 {
+        tx.execute_batch(MIGRATE_V6)?;
+        version = 6;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;

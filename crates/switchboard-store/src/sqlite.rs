@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
-    ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, Contact, ContactField,
+    ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, Contact, ContactField,
     CustomerRecord, Fence, Loaded, LogRecord, Message, Pending, Result, Store, StreamEntry,
 };
 
@@ -311,6 +311,35 @@ impl Store for SqliteStore {
         })
     }
 
+    fn actor(&self, tenant: &str, kind: &str, key: &str) -> Result<Option<ActorState>> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT kind, actor_key, epoch, body FROM actors
+                     WHERE tenant = ?1 AND kind = ?2 AND actor_key = ?3",
+                )?
+                .query_row(params![tenant, kind, key], actor)
+                .optional()?)
+        })
+    }
+
+    fn list_actors(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ActorState>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, actor_key, epoch, body FROM actors
+                 WHERE tenant = ?1 AND kind = ?2 AND actor_key > ?3 ORDER BY actor_key LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![tenant, kind, after, count(limit)], actor)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
         let ((floor_sql, floor_params), matches) = schema::archive_scan('?', tenant, scan);
         self.readers.with(|conn| {
@@ -370,6 +399,16 @@ fn customer(row: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerRecord> {
         customer: row.get(0)?,
         body: row.get(1)?,
         contact: Contact { remark_name: row.get(2)?, phone: row.get(3)?, email: row.get(4)? },
+    })
+}
+
+/// An `actors` row read as `kind, actor_key, epoch, body`.
+fn actor(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActorState> {
+    Ok(ActorState {
+        kind: row.get(0)?,
+        key: row.get(1)?,
+        epoch: unsigned(row.get(2)?),
+        body: Some(row.get(3)?),
     })
 }
 

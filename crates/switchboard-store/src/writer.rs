@@ -67,7 +67,9 @@ impl Job {
                 let messages: usize = batch.messages.iter().map(|m| m.text.len() + 64).sum();
                 let archive: usize = batch.archive.iter().map(|a| a.body.len() + 64).sum();
                 let customers: usize = batch.customers.iter().map(|c| c.body.len() + 64).sum();
-                log + streams + messages + archive + customers
+                let actors: usize =
+                    batch.actors.iter().map(|a| a.body.as_ref().map_or(0, Vec::len) + 64).sum();
+                log + streams + messages + archive + customers + actors
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
             Job::TrimStream { .. } | Job::RaiseFence { .. } | Job::Retain { .. } => 64,
@@ -698,6 +700,29 @@ fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
             customer.contact.phone,
             customer.contact.email
         ])?;
+    }
+    for actor in &batch.actors {
+        match &actor.body {
+            Some(body) => conn
+                .prepare_cached(
+                    "INSERT INTO actors (tenant, kind, actor_key, epoch, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant, kind, actor_key) DO UPDATE SET
+                        epoch = excluded.epoch, body = excluded.body",
+                )?
+                .execute(params![
+                    tenant,
+                    actor.kind,
+                    actor.key,
+                    ordered("actor epoch", actor.epoch)?,
+                    body
+                ])?,
+            None => conn
+                .prepare_cached(
+                    "DELETE FROM actors WHERE tenant = ?1 AND kind = ?2 AND actor_key = ?3",
+                )?
+                .execute(params![tenant, actor.kind, actor.key])?,
+        };
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{Backend, archived, command, entry, entry_about, message, record};
 use switchboard_store::{
-    ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField, CustomerRecord, Error,
-    Fence, LogRecord, Store,
+    ActorState, ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField, CustomerRecord,
+    Error, Fence, LogRecord, Store,
 };
 
 async fn append_then_read_everything_back<B: Backend>() {
@@ -685,10 +685,94 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
         store.read_stream("acme", "events", 0, 10).unwrap(),
         vec![entry_about("events", 6, 1)]
     );
+    // Version 6's actors table is there too.
+    let actor = ActorState {
+        kind: "router".into(),
+        key: String::new(),
+        epoch: 1,
+        body: Some(b"r".to_vec()),
+    };
+    store.append(Batch { actors: vec![actor.clone()], ..command("acme", 7) }).await.unwrap();
     // Opening again finds it current.
     drop(store);
     let store = B::open(&place);
-    assert_eq!(store.load("acme").unwrap().log, vec![record(5), record(6)]);
+    assert_eq!(store.load("acme").unwrap().log, vec![record(5), record(6), record(7)]);
+    assert_eq!(store.actor("acme", "router", "").unwrap(), Some(actor));
+}
+
+/// Actors' durable state: upserted by (tenant, kind, key) with the batch it rides in,
+/// deleted by a `None` body, refused with a refused batch, fenced like the rest, listed by
+/// key, and durable across reopening.
+async fn actor_state_upserts_deletes_and_survives_reopening<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let state = |kind: &str, key: &str, epoch, body: Option<&[u8]>| ActorState {
+        kind: kind.into(),
+        key: key.into(),
+        epoch,
+        body: body.map(<[u8]>::to_vec),
+    };
+    let first = vec![
+        state("conversation", "7", 1, Some(b"seven")),
+        state("conversation", "12", 1, Some(b"twelve")),
+        state("router", "", 1, Some(b"router")),
+    ];
+    store.append(Batch { actors: first, ..command("acme", 1) }).await.unwrap();
+    assert_eq!(
+        store.actor("acme", "conversation", "7").unwrap(),
+        Some(state("conversation", "7", 1, Some(b"seven")))
+    );
+    assert_eq!(store.actor("acme", "router", "7").unwrap(), None, "kinds are apart");
+    assert_eq!(store.actor("other", "router", "").unwrap(), None, "tenants are apart");
+    // An upsert replaces body and epoch; a delete goes; both in one batch with no log record.
+    let next = vec![
+        state("conversation", "7", 2, Some(b"seven again")),
+        state("conversation", "12", 2, None),
+    ];
+    let batch = Batch { tenant: "acme".into(), actors: next, ..Batch::default() };
+    store.append(batch).await.unwrap();
+    assert_eq!(store.actor("acme", "conversation", "12").unwrap(), None);
+    // Refused with its batch.
+    let refused =
+        Batch { actors: vec![state("conversation", "7", 3, Some(b"lost"))], ..command("acme", 1) };
+    assert!(matches!(store.append(refused).await, Err(Error::DuplicateLogRecord { .. })));
+    // Fenced like every write.
+    let new = Fence { shard: 3, epoch: 9 };
+    store.raise_fence(new).await.unwrap();
+    let fenced = Batch {
+        tenant: "acme".into(),
+        fence: Fence { shard: 3, epoch: 8 },
+        actors: vec![state("router", "", 3, Some(b"deposed"))],
+        ..Batch::default()
+    };
+    assert!(matches!(store.append(fenced).await, Err(Error::Fenced { .. })));
+    // Listed by key, in pages.
+    let more: Vec<ActorState> =
+        ["a", "b", "c"].iter().map(|k| state("conversation", k, 1, Some(b"x"))).collect();
+    let batch = Batch { tenant: "acme".into(), fence: new, actors: more, ..Batch::default() };
+    store.append(batch).await.unwrap();
+    let keys = |after: &str| -> Vec<String> {
+        store
+            .list_actors("acme", "conversation", after, 2)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.key)
+            .collect()
+    };
+    assert_eq!(keys(""), ["7", "a"]);
+    assert_eq!(keys("a"), ["b", "c"]);
+    assert_eq!(keys("c"), Vec::<String>::new());
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(
+        store.actor("acme", "conversation", "7").unwrap(),
+        Some(state("conversation", "7", 2, Some(b"seven again")))
+    );
+    assert_eq!(
+        store.actor("acme", "router", "").unwrap(),
+        Some(state("router", "", 1, Some(b"router")))
+    );
+    assert_eq!(store.list_actors("acme", "conversation", "", 10).unwrap().len(), 4);
 }
 
 async fn fences_are_checked_in_queue_order_within_a_commit<B: Backend>() {
@@ -940,4 +1024,5 @@ both!(
     a_version_1_database_is_migrated,
     fences_are_checked_in_queue_order_within_a_commit,
     a_log_record_answers_its_request_until_the_window_passes,
+    actor_state_upserts_deletes_and_survives_reopening,
 );

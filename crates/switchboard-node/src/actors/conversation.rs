@@ -1,0 +1,469 @@
+//! The conversation actor: one per tenant and customer with an open conversation (or links
+//! the router has not acknowledged), a thin shell around the core's [`ConversationSide`]
+//! (lifecycle, messages, replies, timers, budget). Calls on the customer's conversation come
+//! through its [`ConversationHandle`]; the router's decisions come as envelopes.
+//!
+//! Each step: the side changes state and queues messages; the actor writes the side as its
+//! row, with the conversations that ended in the step as archive rows, in one batch, and
+//! awaits durability; then `outgoing()` goes to the transport and the caller is answered.
+//!
+//! Passivation: once nothing is open and the router acknowledged everything, the actor
+//! stores the customer's record (last agent, settings) and deletes its row in one batch,
+//! then drains (what is already in its mailbox is still handled; later sends are refused and
+//! the handle sends them to the next incarnation).
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_core::mesh::{Body, ConversationSide, Envelope, ToConversation};
+use switchboard_core::session::Customer;
+use switchboard_core::{
+    AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Effect, MessageTag, Outcome,
+    Timestamp,
+};
+use switchboard_store::{ActorState, Archived, Batch, CustomerRecord};
+use tracing::warn;
+
+use super::{CONVERSATION, Counted, Mesh, Timers, decode, encode};
+use crate::archive;
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// An operation on a customer's conversation, as [`ConversationHandle`] builds it.
+#[derive(Debug, Clone)]
+pub enum ConversationOp {
+    CustomerMessage(CustomerMessage),
+    OpenService { channel: Channel, new_conversation: ConversationId },
+    RequestHuman(ConversationId),
+    ChannelClosed(ConversationId),
+    AgentMessage { id: ConversationId, agent: AgentId, text: String, tag: Option<MessageTag> },
+    MarkRead { id: ConversationId, agent: AgentId },
+    End { id: ConversationId, by: switchboard_core::Actor },
+}
+
+#[allow(missing_debug_implementations)] // carries closures and reply ports
+pub enum ConversationMsg {
+    /// An envelope from the router actor.
+    Deliver(Envelope<ToConversation>),
+    /// An operation; answered once durable.
+    Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
+    /// A read of the side's current state.
+    Read(super::ReadSide<ConversationSide>),
+    /// A deadline may be due.
+    Tick,
+    /// Resend what is unacknowledged; passivate if idle.
+    Retransmit,
+}
+
+#[derive(Debug)]
+pub struct ConversationArgs {
+    pub mesh: Mesh,
+    pub customer: CustomerId,
+}
+
+#[derive(Debug)]
+pub struct ConversationActor;
+
+#[allow(missing_debug_implementations)] // the side is large; see `Read`
+pub struct ConversationRun {
+    mesh: Mesh,
+    customer: CustomerId,
+    key: String,
+    side: ConversationSide,
+    epoch: u64,
+    last_now: Timestamp,
+    last_active: tokio::time::Instant,
+    timers: Timers,
+    /// The store holds a row of this actor (loaded, or written since).
+    stored: bool,
+    /// It drained itself (passivation): work that came in meanwhile needs a successor.
+    drained: bool,
+    /// A write failed: it stops without being activated again at once.
+    failed: bool,
+    _counted: Counted,
+    id: ractor::ActorId,
+}
+
+impl Drop for ConversationRun {
+    fn drop(&mut self) {
+        self.mesh.forget_conversation(self.customer, self.id);
+    }
+}
+
+impl Actor for ConversationActor {
+    type Msg = ConversationMsg;
+    type State = ConversationRun;
+    type Arguments = ConversationArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ConversationMsg>,
+        args: ConversationArgs,
+    ) -> Result<ConversationRun, ActorProcessingErr> {
+        let ConversationArgs { mesh, customer } = args;
+        let key = customer.0.to_string();
+        let row = mesh.load(CONVERSATION, key.clone()).await?;
+        let had_row = row.is_some();
+        let (at, mut side, stored) = match row {
+            Some(ActorState { epoch, body: Some(body), .. }) => {
+                let (at, side) = decode::<ConversationSide>(&body)?;
+                (at, side, epoch)
+            }
+            _ => {
+                let record = stored_customer(&mesh, &key).await?;
+                (Timestamp(0), ConversationSide::new(customer, record), 0)
+            }
+        };
+        let epoch = stored + 1;
+        side.restart(epoch);
+        let every = mesh.inner().options.retransmit;
+        let mut run = ConversationRun {
+            id: myself.get_id(),
+            mesh,
+            customer,
+            key,
+            side,
+            epoch,
+            last_now: clock::now().max(at),
+            last_active: tokio::time::Instant::now(),
+            timers: Timers::start(&myself, every, || ConversationMsg::Retransmit),
+            stored: had_row,
+            drained: false,
+            failed: false,
+            _counted: Counted::new(CONVERSATION),
+        };
+        // A restarted side resends everything unacknowledged at once.
+        run.send();
+        run.arm(&myself);
+        Ok(run)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConversationMsg>,
+        run: &mut ConversationRun,
+    ) -> Result<(), ActorProcessingErr> {
+        // Something it drained after deciding to stop opened a conversation again or left a
+        // deadline or a resend: those need a live actor (the next one starts once this one
+        // is gone). A killed actor gets no `post_stop`: it waits for its next message.
+        if run.drained && !run.failed && run.needs_live() {
+            let (mesh, customer) = (run.mesh.clone(), run.customer);
+            tokio::spawn(async move { mesh.conversation_ref(customer).await.map(|_| ()) });
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ConversationMsg>,
+        msg: ConversationMsg,
+        run: &mut ConversationRun,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConversationMsg::Deliver(envelope) => {
+                run.last_active = tokio::time::Instant::now();
+                let now = run.now();
+                let ack = matches!(envelope.body, Body::Ack { .. });
+                let effects = run.side.receive(run.mesh.inner().config.cfg(), now, envelope);
+                // An acknowledgement changes only what is resent (after a restart the router
+                // drops the resent copies as duplicates); one that leaves the actor with
+                // nothing to do is followed by its passivation below.
+                if !ack && let Err(e) = run.commit().await {
+                    return run.fail(&myself, e);
+                }
+                run.send();
+                run.mesh.heard(Some(run.customer), effects);
+            }
+            ConversationMsg::Op(op, reply) => {
+                run.last_active = tokio::time::Instant::now();
+                let now = run.now();
+                match run.apply(now, op) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    Ok(outcome) => {
+                        if let Err(e) = run.commit().await {
+                            let _ = reply.send(Err(e.clone()));
+                            return run.fail(&myself, e);
+                        }
+                        run.send();
+                        run.mesh.heard(Some(run.customer), outcome.effects.clone());
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+            }
+            ConversationMsg::Read(read) => read(&run.side),
+            ConversationMsg::Tick => {
+                run.timers.fired();
+                let now = run.now();
+                let cfg = run.mesh.inner().config.clone();
+                if run.side.next_deadline(cfg.cfg()).is_some_and(|at| at <= now) {
+                    let effects = run.side.advance(cfg.cfg(), now);
+                    if let Err(e) = run.commit().await {
+                        return run.fail(&myself, e);
+                    }
+                    run.send();
+                    run.mesh.heard(Some(run.customer), effects);
+                }
+            }
+            ConversationMsg::Retransmit => {
+                let wire = run.side.retransmit();
+                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
+                let cfg = run.mesh.inner().config.clone();
+                if wire.is_empty() && idle && run.side.next_deadline(cfg.cfg()).is_none() {
+                    // Its row is durable; the next message activates it again. Draining: what
+                    // is in the mailbox is still handled, later sends go to the next one.
+                    run.drained = true;
+                    let _ = myself.drain();
+                    return Ok(());
+                }
+                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                for envelope in wire {
+                    transport.to_router(tenant, envelope);
+                }
+            }
+        }
+        if run.finished() {
+            // Its work is over (again, if something it drained opened a conversation).
+            if let Err(e) = run.passivate().await {
+                return run.fail(&myself, e);
+            }
+            run.drained = true;
+            let _ = myself.drain();
+            return Ok(());
+        }
+        run.arm(&myself);
+        Ok(())
+    }
+}
+
+/// The customer's stored record (its last agent and settings), if a previous actor or the
+/// tenant actor stored one.
+async fn stored_customer(mesh: &Mesh, key: &str) -> Result<Customer> {
+    let (store, tenant, key) =
+        (mesh.inner().store.clone(), mesh.tenant().to_owned(), key.to_owned());
+    let body = super::blocking(move || store.customer(&tenant, &key)).await?;
+    match body {
+        Some(body) => Ok(archive::decode_customer(&body)?.customer),
+        None => Ok(Customer::default()),
+    }
+}
+
+impl ConversationRun {
+    /// Time only moves forward within the actor, whatever the wall clock does.
+    fn now(&mut self) -> Timestamp {
+        self.last_now = self.last_now.max(clock::now());
+        self.last_now
+    }
+
+    /// Nothing open and nothing unacknowledged: the actor's work is over.
+    fn finished(&self) -> bool {
+        self.side.conversation().is_none() && self.side.retransmit().is_empty()
+    }
+
+    /// A deadline or a resend is due some time: something must run it.
+    fn needs_live(&self) -> bool {
+        self.side.next_deadline(self.mesh.inner().config.cfg()).is_some()
+            || !self.side.retransmit().is_empty()
+    }
+
+    fn apply(&mut self, now: Timestamp, op: ConversationOp) -> switchboard_core::Result<Outcome> {
+        let config = self.mesh.inner().config.clone();
+        let cfg = config.cfg();
+        let side = &mut self.side;
+        let done =
+            |id: ConversationId, effects| Outcome { conversation: id, opened: false, effects };
+        match op {
+            ConversationOp::CustomerMessage(msg) => side.customer_message(cfg, now, msg),
+            ConversationOp::OpenService { channel, new_conversation } => {
+                side.open_service(cfg, now, channel, new_conversation)
+            }
+            ConversationOp::RequestHuman(id) => {
+                side.request_human(cfg, now, id).map(|e| done(id, e))
+            }
+            ConversationOp::ChannelClosed(id) => {
+                side.channel_closed(cfg, now, id).map(|e| done(id, e))
+            }
+            ConversationOp::AgentMessage { id, agent, text, tag } => {
+                side.agent_message(cfg, now, id, agent, &text, tag).map(|e| done(id, e))
+            }
+            ConversationOp::MarkRead { id, agent } => {
+                side.mark_read(cfg, now, id, agent).map(|e| done(id, e))
+            }
+            ConversationOp::End { id, by } => side.end(cfg, now, id, by).map(|e| done(id, e)),
+        }
+    }
+
+    /// Makes the side durable: its row, and the conversations that ended in this step as
+    /// archive rows, in one batch.
+    async fn commit(&mut self) -> Result<()> {
+        let inner = self.mesh.inner();
+        let cfg = inner.config.cfg();
+        let archive = self
+            .side
+            .take_ended()
+            .into_iter()
+            .map(|c| {
+                let purge_at = c.purge_at(&cfg.thresholds(&c)).unwrap_or(c.opened_at);
+                Archived {
+                    conversation: c.id.0,
+                    customer: self.key.clone(),
+                    opened_at_ms: c.opened_at.as_millis(),
+                    ended_at_ms: c.ended_at.unwrap_or(c.opened_at).as_millis(),
+                    purge_at_ms: purge_at.as_millis(),
+                    body: archive::encode(&archive::Archived {
+                        conversation: c,
+                        customer: self.key.clone(),
+                        extra: Default::default(),
+                        purge_at,
+                    }),
+                }
+            })
+            .collect();
+        let row = ActorState {
+            kind: CONVERSATION.into(),
+            key: self.key.clone(),
+            epoch: self.epoch,
+            body: Some(encode(self.last_now, &self.side)?),
+        };
+        let batch = Batch {
+            tenant: inner.tenant.clone(),
+            fence: inner.fence,
+            archive,
+            actors: vec![row],
+            ..Batch::default()
+        };
+        inner.store.append(batch).await?;
+        self.stored = true;
+        Ok(())
+    }
+
+    /// The work is over: the customer's record goes to the store and the row goes, in one
+    /// batch.
+    async fn passivate(&mut self) -> Result<()> {
+        if !self.stored {
+            // Activated by a late envelope or a read, and nothing changed: nothing to store.
+            return Ok(());
+        }
+        let inner = self.mesh.inner();
+        let record = archive::CustomerRecord {
+            id: self.key.clone(),
+            num: self.customer.0,
+            customer: self.side.customer().clone(),
+            profile: Default::default(),
+        };
+        let batch = Batch {
+            tenant: inner.tenant.clone(),
+            fence: inner.fence,
+            customers: vec![CustomerRecord {
+                customer: self.key.clone(),
+                body: archive::encode_customer(&record),
+                contact: Default::default(),
+            }],
+            actors: vec![ActorState {
+                kind: CONVERSATION.into(),
+                key: self.key.clone(),
+                epoch: self.epoch,
+                body: None,
+            }],
+            ..Batch::default()
+        };
+        inner.store.append(batch).await?;
+        self.stored = false;
+        Ok(())
+    }
+
+    /// Puts what is durable on the network.
+    fn send(&mut self) {
+        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        for envelope in self.side.outgoing() {
+            transport.to_router(tenant, envelope);
+        }
+    }
+
+    fn fail(
+        &mut self,
+        myself: &ActorRef<ConversationMsg>,
+        e: Error,
+    ) -> Result<(), ActorProcessingErr> {
+        warn!(tenant = %self.mesh.tenant(), error = %e, "conversation actor write failed; stopping");
+        self.failed = true;
+        myself.stop(Some("write failed".into()));
+        Ok(())
+    }
+
+    /// Arms one wake-up at the side's next deadline.
+    fn arm(&mut self, myself: &ActorRef<ConversationMsg>) {
+        let (next, now) = (self.side.next_deadline(self.mesh.inner().config.cfg()), self.now());
+        self.timers.arm(myself, next, now, || ConversationMsg::Tick);
+    }
+}
+
+/// The typed way to a customer's conversation actor: activates it if needed.
+#[derive(Debug, Clone)]
+pub struct ConversationHandle {
+    mesh: Mesh,
+    customer: CustomerId,
+}
+
+impl ConversationHandle {
+    pub(crate) fn new(mesh: Mesh, customer: CustomerId) -> Self {
+        ConversationHandle { mesh, customer }
+    }
+
+    /// A customer message: opens a conversation (`msg.new_conversation`) when none is open.
+    pub async fn customer_message(&self, msg: CustomerMessage) -> Result<Outcome> {
+        self.call(ConversationOp::CustomerMessage(msg)).await
+    }
+
+    pub async fn open_service(
+        &self,
+        channel: Channel,
+        new_conversation: ConversationId,
+    ) -> Result<Outcome> {
+        self.call(ConversationOp::OpenService { channel, new_conversation }).await
+    }
+
+    pub async fn request_human(&self, id: ConversationId) -> Result<Vec<Effect>> {
+        Ok(self.call(ConversationOp::RequestHuman(id)).await?.effects)
+    }
+
+    pub async fn channel_closed(&self, id: ConversationId) -> Result<Vec<Effect>> {
+        Ok(self.call(ConversationOp::ChannelClosed(id)).await?.effects)
+    }
+
+    pub async fn agent_message(
+        &self,
+        id: ConversationId,
+        agent: AgentId,
+        text: &str,
+        tag: Option<MessageTag>,
+    ) -> Result<Vec<Effect>> {
+        let op = ConversationOp::AgentMessage { id, agent, text: text.to_owned(), tag };
+        Ok(self.call(op).await?.effects)
+    }
+
+    pub async fn mark_read(&self, id: ConversationId, agent: AgentId) -> Result<Vec<Effect>> {
+        Ok(self.call(ConversationOp::MarkRead { id, agent }).await?.effects)
+    }
+
+    pub async fn end(
+        &self,
+        id: ConversationId,
+        by: switchboard_core::Actor,
+    ) -> Result<Vec<Effect>> {
+        Ok(self.call(ConversationOp::End { id, by }).await?.effects)
+    }
+
+    /// Reads the side's current state (activating the actor if needed).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ConversationSide) -> T + Send + 'static,
+    ) -> Result<T> {
+        let actor = self.mesh.conversation_ref(self.customer).await?;
+        super::read(actor, ConversationMsg::Read, read).await
+    }
+
+    async fn call(&self, op: ConversationOp) -> Result<Outcome> {
+        let op = |reply| ConversationMsg::Op(op.clone(), reply);
+        super::call(|| self.mesh.conversation_ref(self.customer), op).await
+    }
+}

@@ -1,0 +1,628 @@
+//! Conversation and router actors around the core's cross-actor protocol
+//! ([`switchboard_core::mesh`], issue 12 step 2). Inside one node, beside the tenant actor,
+//! not serving the public API yet.
+//!
+//! - [`router::RouterActor`]: one per tenant, around a [`RouterSide`](switchboard_core::mesh::RouterSide)
+//!   (queues, agents' status, capacity, offers, affinity).
+//! - [`conversation::ConversationActor`]: one per tenant and customer with an open
+//!   conversation (or links the router has not acknowledged yet), around a
+//!   [`ConversationSide`](switchboard_core::mesh::ConversationSide).
+//! - [`transport`]: how envelopes travel between them, behind the small [`Transport`] trait;
+//!   [`transport::InProcess`] delivers inside the node (the internal gRPC transport is a later
+//!   step).
+//!
+//! **Each step, in this order:** the side changes its state and queues messages in its
+//! outbox; the shell writes the side's state (snapshot encoding, outbox and inbox numbers
+//! included) as one [`ActorState`] row in a store batch, with the conversations that ended
+//! in it (archive rows), and awaits durability (the store's group commit shares the sync
+//! with every other actor's write); only then it calls `outgoing()` and hands the envelopes
+//! to the transport, and answers the caller. A crash before the write loses the step (its
+//! input was not acknowledged and comes again); a crash after it keeps it, and the next
+//! incarnation resends everything unacknowledged at once.
+//!
+//! **Activation** is on the first message: the [`Mesh`] finds the live actor or spawns one,
+//! which loads its row from the store (a conversation actor without one starts from the
+//! customer's stored record, if any) and starts a new incarnation (epoch = stored + 1).
+//! **Passivation**: a conversation actor whose conversation ended and whose links are fully
+//! acknowledged stores the customer's record, deletes its row (one batch) and stops; any actor
+//! idle for [`MeshOptions::idle`] with nothing unacknowledged and no deadline stops and keeps
+//! its row. Retransmission runs on a tokio interval; the core's deadlines are tokio sleeps.
+
+pub mod conversation;
+pub mod router;
+pub mod transport;
+
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, ActorStatus, RpcReplyPort};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
+use switchboard_core::router::Router;
+use switchboard_core::session::Config;
+use switchboard_core::{AgentId, CustomerId, Effect, Engine, GroupId, Timestamp};
+use switchboard_store::{ActorState, Fence, Store};
+use tokio::sync::{Notify, mpsc};
+
+use self::conversation::{ConversationActor, ConversationArgs, ConversationHandle};
+use self::router::{RouterActor, RouterArgs, RouterHandle};
+pub use self::transport::Transport;
+use crate::error::{Error, Result};
+
+/// The `kind` of a router actor's row and of the `switchboard_actors` gauge.
+pub const ROUTER: &str = "router";
+/// The `kind` of a conversation actor's row and of the `switchboard_actors` gauge.
+pub const CONVERSATION: &str = "conversation";
+
+/// Leading byte of an actor row's body: a new layout gets a new number.
+const VERSION: u8 = 1;
+
+/// The tenant's configuration as the sides read it (read-only; each actor holds the same
+/// `Arc`). Configuration changes are not carried to running actors yet.
+#[derive(Debug, Clone, Default)]
+pub struct TenantConfig {
+    pub settings: TenantSettings,
+    pub groups: FxHashMap<GroupId, GroupSettings>,
+    pub agents: FxHashMap<AgentId, AgentSettings>,
+}
+
+impl TenantConfig {
+    /// The configuration an engine holds, for the groups and agents named.
+    pub fn of(engine: &Engine, groups: &[GroupId], agents: &[AgentId]) -> Self {
+        TenantConfig {
+            settings: engine.settings().clone(),
+            groups: groups
+                .iter()
+                .filter_map(|g| engine.group_settings(*g).map(|s| (*g, s.clone())))
+                .collect(),
+            agents: agents
+                .iter()
+                .filter_map(|a| engine.agent_settings(*a).map(|s| (*a, s.clone())))
+                .collect(),
+        }
+    }
+
+    pub fn cfg(&self) -> Config<'_> {
+        Config { settings: &self.settings, groups: &self.groups, agents: &self.agents }
+    }
+}
+
+/// Timings of the actors.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshOptions {
+    /// How often an actor resends what is unacknowledged.
+    pub retransmit: Duration,
+    /// An actor with nothing unacknowledged and no deadline stops after this long without a
+    /// message.
+    pub idle: Duration,
+    /// How long the router keeps a left conversation's link (see `RouterSide::new`); far
+    /// longer than any envelope takes and than `retransmit`.
+    pub linger: Duration,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            retransmit: Duration::from_secs(1),
+            idle: Duration::from_secs(300),
+            linger: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a step did that others may want to hear, once it is durable: the effects of the
+/// core (replies, agent notes, events) by the actor that produced them. Writing them to
+/// streams is the later wiring into the public API.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// `None`: the router.
+    pub customer: Option<CustomerId>,
+    pub effects: Vec<Effect>,
+}
+
+/// Everything the actors of one tenant on this node share.
+#[allow(missing_debug_implementations)] // a store and a transport: nothing worth printing
+pub struct MeshArgs {
+    pub tenant: String,
+    pub store: Arc<dyn Store>,
+    /// The shard and epoch every write carries (the default on a single node).
+    pub fence: Fence,
+    pub config: Arc<TenantConfig>,
+    /// The router a tenant's router actor starts from when the store has no row for it.
+    pub router: Router,
+    pub transport: Arc<dyn Transport>,
+    pub options: MeshOptions,
+    /// Where effects go once durable, if anywhere.
+    pub heard: Option<mpsc::UnboundedSender<Heard>>,
+}
+
+/// The conversation and router actors of one tenant on this node: finds the live actor of a
+/// key or activates it. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh(Arc<Inner>);
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh").field("tenant", &self.0.tenant).finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) tenant: String,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) fence: Fence,
+    pub(crate) config: Arc<TenantConfig>,
+    pub(crate) router: Router,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) options: MeshOptions,
+    pub(crate) heard: Option<mpsc::UnboundedSender<Heard>>,
+    routers: Directory<(), router::RouterMsg>,
+    conversations: Directory<CustomerId, conversation::ConversationMsg>,
+}
+
+impl Mesh {
+    pub fn new(args: MeshArgs) -> Self {
+        Mesh(Arc::new(Inner {
+            tenant: args.tenant,
+            store: args.store,
+            fence: args.fence,
+            config: args.config,
+            router: args.router,
+            transport: args.transport,
+            options: args.options,
+            heard: args.heard,
+            routers: Directory::default(),
+            conversations: Directory::default(),
+        }))
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.0.tenant
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Mesh> {
+        weak.upgrade().map(Mesh)
+    }
+
+    /// The tenant's router actor, activated if needed.
+    pub fn router(&self) -> RouterHandle {
+        RouterHandle::new(self.clone())
+    }
+
+    /// A customer's conversation actor, activated on its first message.
+    pub fn conversation(&self, customer: CustomerId) -> ConversationHandle {
+        ConversationHandle::new(self.clone(), customer)
+    }
+
+    /// Activates the router and every conversation actor the store holds a row for, so that
+    /// they resend what they had not had acknowledged and fire their deadlines (after a node
+    /// restart). Pages through the rows.
+    pub async fn recover(&self) -> Result<usize> {
+        self.router_ref().await?;
+        let mut after = String::new();
+        let mut activated = 0;
+        loop {
+            let (store, tenant, from) = (self.0.store.clone(), self.0.tenant.clone(), after);
+            let page =
+                blocking(move || store.list_actors(&tenant, CONVERSATION, &from, 256)).await?;
+            let Some(last) = page.last() else { return Ok(activated) };
+            after = last.key.clone();
+            for row in page {
+                if let Ok(n) = row.key.parse::<u64>() {
+                    self.conversation_ref(CustomerId(n)).await?;
+                    activated += 1;
+                }
+            }
+        }
+    }
+
+    /// Fault injection: stops the router actor abruptly, as a crash would (no `post_stop`,
+    /// nothing more written or sent), and returns once it is gone. The next message
+    /// activates it from its row.
+    pub async fn kill_router(&self) {
+        if let Some(actor) = self.0.routers.any(&()) {
+            let _ = actor.kill_and_wait(None).await;
+        }
+    }
+
+    /// Fault injection: stops a conversation actor abruptly, as a crash would, and returns
+    /// once it is gone.
+    pub async fn kill_conversation(&self, customer: CustomerId) {
+        if let Some(actor) = self.0.conversations.any(&customer) {
+            let _ = actor.kill_and_wait(None).await;
+        }
+    }
+
+    /// Stops every actor of the tenant on this node and waits for them (a node shutting
+    /// down or handing the tenant over): each finishes the step it is in, and its row is
+    /// what the next node loads.
+    pub async fn stop_all(&self) {
+        for actor in self.0.routers.all() {
+            let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+        for actor in self.0.conversations.all() {
+            let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+    }
+
+    /// How many actors of this tenant are live on this node: (routers, conversations).
+    pub fn live(&self) -> (usize, usize) {
+        (self.0.routers.live(), self.0.conversations.live())
+    }
+
+    pub(crate) async fn router_ref(&self) -> Result<ActorRef<router::RouterMsg>> {
+        let mesh = self.clone();
+        self.0
+            .routers
+            .get((), || async move {
+                let args = RouterArgs { mesh };
+                let (actor, _) = ractor::Actor::spawn(None, RouterActor, args)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("router actor did not start: {e}")))?;
+                Ok(actor)
+            })
+            .await
+    }
+
+    pub(crate) async fn conversation_ref(
+        &self,
+        customer: CustomerId,
+    ) -> Result<ActorRef<conversation::ConversationMsg>> {
+        let mesh = self.clone();
+        self.0
+            .conversations
+            .get(customer, || async move {
+                let args = ConversationArgs { mesh, customer };
+                let (actor, _) =
+                    ractor::Actor::spawn(None, ConversationActor, args).await.map_err(|e| {
+                        Error::Unavailable(format!("conversation actor did not start: {e}"))
+                    })?;
+                Ok(actor)
+            })
+            .await
+    }
+
+    /// The live router actor, if any (for a transport's fast path).
+    pub(crate) fn live_router(&self) -> Option<ActorRef<router::RouterMsg>> {
+        self.0.routers.running(&())
+    }
+
+    pub(crate) fn live_conversation(
+        &self,
+        customer: CustomerId,
+    ) -> Option<ActorRef<conversation::ConversationMsg>> {
+        self.0.conversations.running(&customer)
+    }
+
+    pub(crate) fn forget_router(&self, id: ractor::ActorId) {
+        self.0.routers.forget(&(), id);
+    }
+
+    pub(crate) fn forget_conversation(&self, customer: CustomerId, id: ractor::ActorId) {
+        self.0.conversations.forget(&customer, id);
+    }
+
+    /// Hands effects to whoever listens, once durable.
+    pub(crate) fn heard(&self, customer: Option<CustomerId>, effects: Vec<Effect>) {
+        if let Some(heard) = &self.0.heard
+            && !effects.is_empty()
+        {
+            let _ = heard.send(Heard { customer, effects });
+        }
+    }
+
+    /// Reads an actor's row off the runtime's threads.
+    pub(crate) async fn load(&self, kind: &'static str, key: String) -> Result<Option<ActorState>> {
+        let (store, tenant) = (self.0.store.clone(), self.0.tenant.clone());
+        blocking(move || store.actor(&tenant, kind, &key)).await
+    }
+}
+
+/// Runs a store read on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> switchboard_store::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| Error::Unavailable(format!("store read interrupted: {e}")))?
+        .map_err(|e| Error::Unavailable(format!("store read failed, retry: {e}")))
+}
+
+/// A side's durable state as an actor row's body: the side through its snapshot encoding,
+/// and the actor's clock (time never runs backwards across a restart).
+#[derive(Serialize, serde::Deserialize)]
+struct Body<S> {
+    at_ms: u64,
+    side: S,
+}
+
+pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
+    let mut bytes = vec![VERSION];
+    rmp_serde::encode::write_named(&mut bytes, &Body { at_ms: at.as_millis(), side })
+        .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
+    Ok(bytes)
+}
+
+pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)> {
+    match bytes.split_first() {
+        Some((&VERSION, rest)) => {
+            let body: Body<S> = rmp_serde::from_slice(rest)
+                .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
+            Ok((Timestamp(body.at_ms), body.side))
+        }
+        Some((v, _)) => Err(Error::Internal(format!("actor state of unknown version {v}"))),
+        None => Err(Error::Internal("empty actor state".into())),
+    }
+}
+
+/// Counts a live actor in `switchboard_actors{kind}` for as long as it lives (a guard, so an
+/// actor killed without `post_stop` is uncounted too).
+pub(crate) struct Counted(&'static str);
+
+impl Counted {
+    pub(crate) fn new(kind: &'static str) -> Self {
+        metrics::gauge!(crate::metrics::ACTORS, "kind" => kind).increment(1.0);
+        Counted(kind)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::ACTORS, "kind" => self.0).decrement(1.0);
+    }
+}
+
+/// Aborts a task when dropped (timers of an actor die with it, however it stops).
+pub(crate) struct Task(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An actor's timers: the retransmission tick, and one wake-up at its side's next deadline
+/// (the core's deadlines are what the actor schedules). Both die with the actor.
+pub(crate) struct Timers {
+    armed: Option<(Timestamp, Task)>,
+    _retransmit: Task,
+}
+
+impl Timers {
+    /// Casts `tick` to the actor every `every`, until the actor is gone.
+    pub(crate) fn start<M: ractor::Message>(
+        actor: &ActorRef<M>,
+        every: Duration,
+        tick: fn() -> M,
+    ) -> Self {
+        let me = actor.clone();
+        let retransmit = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if me.cast(tick()).is_err() {
+                    return;
+                }
+            }
+        });
+        Timers { armed: None, _retransmit: Task(retransmit) }
+    }
+
+    /// The wake-up fired.
+    pub(crate) fn fired(&mut self) {
+        self.armed = None;
+    }
+
+    /// Casts `due` to the actor at `next` (measured from `now`), unless already armed for it.
+    pub(crate) fn arm<M: ractor::Message>(
+        &mut self,
+        actor: &ActorRef<M>,
+        next: Option<Timestamp>,
+        now: Timestamp,
+        due: fn() -> M,
+    ) {
+        let Some(at) = next else {
+            self.armed = None;
+            return;
+        };
+        if self.armed.as_ref().is_some_and(|(armed, _)| *armed == at) {
+            return;
+        }
+        let wait = Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()));
+        let me = actor.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = me.cast(due());
+        });
+        self.armed = Some((at, Task(timer)));
+    }
+}
+
+/// A read of a side, run by its actor in turn.
+pub type ReadSide<S> = Box<dyn FnOnce(&S) + Send>;
+
+/// A read of an actor's side, answered from its mailbox in turn.
+pub(crate) async fn read<M: ractor::Message, S, T: Send + 'static>(
+    actor: ActorRef<M>,
+    wrap: fn(ReadSide<S>) -> M,
+    read: impl FnOnce(&S) -> T + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let gone = || Error::Unavailable("the actor stopped; retry".into());
+    actor
+        .cast(wrap(Box::new(move |side| {
+            let _ = tx.send(read(side));
+        })))
+        .map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())
+}
+
+/// How long a caller waits for an actor's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends an operation to the actor `resolve` finds (activating it) and waits for its answer.
+/// An operation the actor never took (it was draining or gone) goes to the next incarnation;
+/// one it took and did not answer does not (it may have been applied): the caller retries by
+/// its request id.
+pub(crate) async fn call<M, R, F, Fut>(
+    resolve: F,
+    op: impl Fn(RpcReplyPort<Result<R>>) -> M,
+) -> Result<R>
+where
+    M: ractor::Message,
+    R: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+{
+    for _ in 0..3 {
+        let actor = resolve().await?;
+        match actor.call(&op, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(result)) => return result,
+            Ok(CallResult::Timeout) => {
+                return Err(Error::Unavailable("the actor did not answer in time".into()));
+            }
+            Ok(CallResult::SenderError) => {
+                return Err(Error::Unavailable("the actor stopped before answering".into()));
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(Error::Unavailable("the actor keeps stopping; retry".into()))
+}
+
+/// The live actors of one kind, by key. At most one actor runs per key: a new one is spawned
+/// only once the previous one has stopped, and concurrent activations of a key wait for the
+/// first. The map's lock is never held across a load or a spawn.
+struct Directory<K, M: ractor::Message> {
+    slots: Mutex<FxHashMap<K, Slot<M>>>,
+}
+
+enum Slot<M: ractor::Message> {
+    Live(ActorRef<M>),
+    Starting(Arc<Notify>),
+}
+
+impl<K, M: ractor::Message> Default for Directory<K, M> {
+    fn default() -> Self {
+        Directory { slots: Mutex::new(FxHashMap::default()) }
+    }
+}
+
+impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<K, Slot<M>>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running(&self, key: &K) -> Option<ActorRef<M>> {
+        match self.lock().get(key) {
+            Some(Slot::Live(actor)) if accepting(actor) => Some(actor.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every actor, whatever its status.
+    fn all(&self) -> Vec<ActorRef<M>> {
+        let slots = self.lock();
+        let live = slots.values().filter_map(|s| match s {
+            Slot::Live(actor) => Some(actor.clone()),
+            Slot::Starting(_) => None,
+        });
+        live.collect()
+    }
+
+    /// The actor of a key, whatever its status.
+    fn any(&self, key: &K) -> Option<ActorRef<M>> {
+        match self.lock().get(key) {
+            Some(Slot::Live(actor)) => Some(actor.clone()),
+            _ => None,
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.lock().values().filter(|s| matches!(s, Slot::Live(a) if accepting(a))).count()
+    }
+
+    async fn get<F, Fut>(&self, key: K, spawn: F) -> Result<ActorRef<M>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+    {
+        loop {
+            let wait = {
+                let mut slots = self.lock();
+                match slots.get(&key) {
+                    Some(Slot::Live(actor)) if accepting(actor) => return Ok(actor.clone()),
+                    // Stopping: the next one starts once it has (its last write is done).
+                    Some(Slot::Live(actor)) => Err(actor.get_cell()),
+                    Some(Slot::Starting(notify)) => Ok(notify.clone()),
+                    None => {
+                        slots.insert(key.clone(), Slot::Starting(Arc::new(Notify::new())));
+                        break;
+                    }
+                }
+            };
+            match wait {
+                Err(cell) => {
+                    let _ = cell.wait(None).await;
+                    let mut slots = self.lock();
+                    if matches!(slots.get(&key), Some(Slot::Live(a)) if a.get_id() == cell.get_id())
+                    {
+                        slots.remove(&key);
+                    }
+                }
+                Ok(notify) => {
+                    // Created before the starter can notify (it needs the lock we dropped
+                    // only after taking `notify`), so no wake-up is missed... unless it
+                    // already notified: then the slot changed and the loop sees it.
+                    let notified = notify.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    let still = matches!(self.lock().get(&key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &notify));
+                    if still {
+                        notified.await;
+                    }
+                }
+            }
+        }
+        let started = spawn().await;
+        let mut slots = self.lock();
+        let notify = match slots.remove(&key) {
+            Some(Slot::Starting(notify)) => Some(notify),
+            _ => None,
+        };
+        if let Ok(actor) = &started {
+            slots.insert(key, Slot::Live(actor.clone()));
+        }
+        drop(slots);
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+        started
+    }
+
+    /// An actor stopped: its slot goes, unless a newer actor holds it.
+    fn forget(&self, key: &K, id: ractor::ActorId) {
+        let mut slots = self.lock();
+        if matches!(slots.get(key), Some(Slot::Live(a)) if a.get_id() == id) {
+            slots.remove(key);
+        }
+    }
+}
+
+fn accepting<M: ractor::Message>(actor: &ActorRef<M>) -> bool {
+    matches!(actor.get_status(), ActorStatus::Starting | ActorStatus::Running)
+}

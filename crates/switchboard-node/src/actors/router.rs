@@ -1,0 +1,348 @@
+//! The router actor: one per tenant, a thin shell around the core's
+//! [`RouterSide`] (queues, agents' status, capacity, load, offers, affinity; the single
+//! writer of capacity). Operations of agents and supervisors come through its
+//! [`RouterHandle`]; conversations' messages come as envelopes through the transport.
+//!
+//! Each step: the side changes state and queues decisions; the actor writes the side as its
+//! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
+//! goes to the transport and the caller is answered. A failed write stops the actor (its
+//! memory is ahead of the store); the next message activates it from its row again.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_core::engine::Target;
+use switchboard_core::mesh::{Body, Envelope, RouterSide, ToRouter};
+use switchboard_core::router::StatusCause;
+use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
+use switchboard_store::{ActorState, Batch};
+use tracing::warn;
+
+use super::{Counted, Mesh, ROUTER, Timers, decode, encode};
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// A router operation, as [`RouterHandle`] builds it.
+#[derive(Debug, Clone)]
+pub enum RouterOp {
+    SetStatus { agent: AgentId, status: AgentStatus, cause: StatusCause },
+    SetAgent { agent: AgentId, capacity: u32, groups: Vec<GroupId> },
+    Accept { agent: AgentId, conversation: ConversationId },
+    Decline { agent: AgentId, conversation: ConversationId },
+    Pick { agent: AgentId, conversation: ConversationId },
+    Transfer { conversation: ConversationId, target: Target, by: switchboard_core::Actor },
+}
+
+#[allow(missing_debug_implementations)] // carries closures and reply ports
+pub enum RouterMsg {
+    /// An envelope from a conversation actor.
+    Deliver(Envelope<ToRouter>),
+    /// An operation; answered once its decisions are durable.
+    Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
+    /// A read of the side's current state.
+    Read(super::ReadSide<RouterSide>),
+    /// A deadline may be due.
+    Tick,
+    /// Resend what is unacknowledged; passivate if idle.
+    Retransmit,
+}
+
+#[derive(Debug)]
+pub struct RouterArgs {
+    pub mesh: Mesh,
+}
+
+#[derive(Debug)]
+pub struct RouterActor;
+
+#[allow(missing_debug_implementations)] // the side is large; see `Read`
+pub struct RouterRun {
+    mesh: Mesh,
+    side: RouterSide,
+    epoch: u64,
+    last_now: Timestamp,
+    last_active: tokio::time::Instant,
+    timers: Timers,
+    /// It drained itself (passivation): work that came in meanwhile needs a successor.
+    drained: bool,
+    /// A write failed: it stops without being activated again at once.
+    failed: bool,
+    _counted: Counted,
+    id: ractor::ActorId,
+}
+
+impl Drop for RouterRun {
+    fn drop(&mut self) {
+        self.mesh.forget_router(self.id);
+    }
+}
+
+impl Actor for RouterActor {
+    type Msg = RouterMsg;
+    type State = RouterRun;
+    type Arguments = RouterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        args: RouterArgs,
+    ) -> Result<RouterRun, ActorProcessingErr> {
+        let mesh = args.mesh;
+        let inner = mesh.inner();
+        let (at, mut side, stored) = match mesh.load(ROUTER, String::new()).await? {
+            Some(ActorState { epoch, body: Some(body), .. }) => {
+                let (at, side) = decode::<RouterSide>(&body)?;
+                (at, side, epoch)
+            }
+            _ => (Timestamp(0), RouterSide::new(inner.router.clone(), inner.options.linger), 0),
+        };
+        let epoch = stored + 1;
+        let now = clock::now().max(at);
+        side.restart(epoch, now);
+        let every = mesh.inner().options.retransmit;
+        let mut run = RouterRun {
+            id: myself.get_id(),
+            mesh: mesh.clone(),
+            side,
+            epoch,
+            last_now: now,
+            last_active: tokio::time::Instant::now(),
+            timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
+            drained: false,
+            failed: false,
+            _counted: Counted::new(ROUTER),
+        };
+        // A restarted side resends everything unacknowledged at once: what it had sent
+        // before is volatile.
+        run.send();
+        run.arm(&myself);
+        Ok(run)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        run: &mut RouterRun,
+    ) -> Result<(), ActorProcessingErr> {
+        // Something it drained after deciding to stop left a deadline or a resend due: the
+        // next incarnation runs it (it starts once this one is gone).
+        let due = run.side.next_deadline().is_some() || !run.side.retransmit().is_empty();
+        if run.drained && !run.failed && due {
+            let mesh = run.mesh.clone();
+            tokio::spawn(async move { mesh.router_ref().await.map(|_| ()) });
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        msg: RouterMsg,
+        run: &mut RouterRun,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RouterMsg::Deliver(envelope) => {
+                run.last_active = tokio::time::Instant::now();
+                let now = run.now();
+                // An acknowledgement changes only what is resent: no write needed (after a
+                // restart the receiver drops the resent copies as duplicates).
+                let ack = matches!(envelope.body, Body::Ack { .. });
+                let effects = run.side.receive(now, envelope);
+                if !ack && let Err(e) = run.commit().await {
+                    return run.fail(&myself, e);
+                }
+                run.send();
+                run.mesh.heard(None, effects);
+            }
+            RouterMsg::Op(op, reply) => {
+                run.last_active = tokio::time::Instant::now();
+                let now = run.now();
+                match run.apply(now, op) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    Ok(effects) => {
+                        if let Err(e) = run.commit().await {
+                            let _ = reply.send(Err(e.clone()));
+                            return run.fail(&myself, e);
+                        }
+                        run.send();
+                        run.mesh.heard(None, effects.clone());
+                        let _ = reply.send(Ok(effects));
+                    }
+                }
+            }
+            RouterMsg::Read(read) => read(&run.side),
+            RouterMsg::Tick => {
+                run.timers.fired();
+                let now = run.now();
+                if run.side.next_deadline().is_some_and(|at| at <= now) {
+                    let effects = run.side.advance(now);
+                    if let Err(e) = run.commit().await {
+                        return run.fail(&myself, e);
+                    }
+                    run.send();
+                    run.mesh.heard(None, effects);
+                }
+            }
+            RouterMsg::Retransmit => {
+                let wire = run.side.retransmit();
+                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
+                if wire.is_empty() && idle && run.side.next_deadline().is_none() {
+                    // Everything is durable and nothing is owed: the next message activates
+                    // it again from its row. Draining: what is in the mailbox is still
+                    // handled, later sends go to the next incarnation.
+                    run.drained = true;
+                    let _ = myself.drain();
+                    return Ok(());
+                }
+                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                for envelope in wire {
+                    transport.to_conversation(tenant, envelope);
+                }
+            }
+        }
+        run.arm(&myself);
+        Ok(())
+    }
+}
+
+impl RouterRun {
+    /// Time only moves forward within the actor, whatever the wall clock does.
+    fn now(&mut self) -> Timestamp {
+        self.last_now = self.last_now.max(clock::now());
+        self.last_now
+    }
+
+    fn apply(&mut self, now: Timestamp, op: RouterOp) -> switchboard_core::Result<Vec<Effect>> {
+        let side = &mut self.side;
+        match op {
+            RouterOp::SetStatus { agent, status, cause } => {
+                side.set_status(now, agent, status, cause)
+            }
+            RouterOp::SetAgent { agent, capacity, groups } => {
+                side.set_agent(now, agent, capacity, groups)
+            }
+            RouterOp::Accept { agent, conversation } => side.accept(now, agent, conversation),
+            RouterOp::Decline { agent, conversation } => side.decline(now, agent, conversation),
+            RouterOp::Pick { agent, conversation } => side.pick(now, agent, conversation),
+            RouterOp::Transfer { conversation, target, by } => {
+                side.transfer(now, conversation, target, by)
+            }
+        }
+    }
+
+    /// Makes the side durable: its row (placements and the decisions in its outbox), one
+    /// upsert in the store's group commit.
+    async fn commit(&mut self) -> Result<()> {
+        let inner = self.mesh.inner();
+        let row = ActorState {
+            kind: ROUTER.into(),
+            key: String::new(),
+            epoch: self.epoch,
+            body: Some(encode(self.last_now, &self.side)?),
+        };
+        let batch = Batch {
+            tenant: inner.tenant.clone(),
+            fence: inner.fence,
+            actors: vec![row],
+            ..Batch::default()
+        };
+        inner.store.append(batch).await?;
+        Ok(())
+    }
+
+    /// Puts what is durable on the network.
+    fn send(&mut self) {
+        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        for envelope in self.side.outgoing() {
+            transport.to_conversation(tenant, envelope);
+        }
+    }
+
+    /// A write failed: the memory is ahead of the store, so the actor stops; the next
+    /// message activates it from its row.
+    fn fail(&mut self, myself: &ActorRef<RouterMsg>, e: Error) -> Result<(), ActorProcessingErr> {
+        warn!(tenant = %self.mesh.tenant(), error = %e, "router actor write failed; stopping");
+        self.failed = true;
+        myself.stop(Some("write failed".into()));
+        Ok(())
+    }
+
+    /// Arms one wake-up at the side's next deadline.
+    fn arm(&mut self, myself: &ActorRef<RouterMsg>) {
+        let (next, now) = (self.side.next_deadline(), self.now());
+        self.timers.arm(myself, next, now, || RouterMsg::Tick);
+    }
+}
+
+/// The typed way to the tenant's router actor: activates it if needed.
+#[derive(Debug, Clone)]
+pub struct RouterHandle {
+    mesh: Mesh,
+}
+
+impl RouterHandle {
+    pub(crate) fn new(mesh: Mesh) -> Self {
+        RouterHandle { mesh }
+    }
+
+    pub async fn set_status(
+        &self,
+        agent: AgentId,
+        status: AgentStatus,
+        cause: StatusCause,
+    ) -> Result<Vec<Effect>> {
+        self.call(RouterOp::SetStatus { agent, status, cause }).await
+    }
+
+    /// Creates or updates an agent's capacity and groups.
+    pub async fn set_agent(
+        &self,
+        agent: AgentId,
+        capacity: u32,
+        groups: Vec<GroupId>,
+    ) -> Result<Vec<Effect>> {
+        self.call(RouterOp::SetAgent { agent, capacity, groups }).await
+    }
+
+    pub async fn accept(
+        &self,
+        agent: AgentId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        self.call(RouterOp::Accept { agent, conversation }).await
+    }
+
+    pub async fn decline(
+        &self,
+        agent: AgentId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Effect>> {
+        self.call(RouterOp::Decline { agent, conversation }).await
+    }
+
+    pub async fn pick(&self, agent: AgentId, conversation: ConversationId) -> Result<Vec<Effect>> {
+        self.call(RouterOp::Pick { agent, conversation }).await
+    }
+
+    pub async fn transfer(
+        &self,
+        conversation: ConversationId,
+        target: Target,
+        by: switchboard_core::Actor,
+    ) -> Result<Vec<Effect>> {
+        self.call(RouterOp::Transfer { conversation, target, by }).await
+    }
+
+    /// Reads the side's current state.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&RouterSide) -> T + Send + 'static,
+    ) -> Result<T> {
+        super::read(self.mesh.router_ref().await?, RouterMsg::Read, read).await
+    }
+
+    async fn call(&self, op: RouterOp) -> Result<Vec<Effect>> {
+        let op = |reply| RouterMsg::Op(op.clone(), reply);
+        super::call(|| self.mesh.router_ref(), op).await
+    }
+}

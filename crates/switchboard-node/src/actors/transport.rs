@@ -1,0 +1,85 @@
+//! How envelopes travel between conversation and router actors. The protocol asks little of
+//! a transport: at-most-once-per-send delivery, in any order, possibly duplicated or lost
+//! (the links' sequence numbers, hold-back and retransmission do the rest), and no envelope
+//! later than the router's `linger` after it was sent. So the trait is fire-and-forget.
+//!
+//! [`InProcess`] delivers to actors of the same node; the internal gRPC transport between
+//! nodes (issue 12 item 3) will implement the same trait.
+
+use std::sync::{PoisonError, RwLock, Weak};
+
+use rustc_hash::FxHashMap;
+use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
+
+use super::conversation::ConversationMsg;
+use super::router::RouterMsg;
+use super::{Inner, Mesh};
+
+/// Carries envelopes to the actor that holds the other end of a link, activating it if
+/// needed. Never blocks and never fails: an envelope it cannot deliver is dropped (the sender
+/// resends what stays unacknowledged).
+pub trait Transport: Send + Sync + 'static {
+    /// To the tenant's router actor.
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>);
+    /// To the conversation actor of `envelope.customer`.
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>);
+}
+
+/// Delivery inside one node: straight into the live actor's mailbox, or through an
+/// activation (on a task of its own) when it is not live.
+#[derive(Debug, Default)]
+pub struct InProcess {
+    meshes: RwLock<FxHashMap<String, Weak<Inner>>>,
+}
+
+impl InProcess {
+    /// Delivers to this tenant's actors from now on.
+    pub fn attach(&self, mesh: &Mesh) {
+        let mut meshes = self.meshes.write().unwrap_or_else(PoisonError::into_inner);
+        meshes.insert(mesh.tenant().to_owned(), mesh.downgrade());
+    }
+
+    fn mesh(&self, tenant: &str) -> Option<Mesh> {
+        let meshes = self.meshes.read().unwrap_or_else(PoisonError::into_inner);
+        meshes.get(tenant).and_then(Mesh::upgrade)
+    }
+}
+
+impl Transport for InProcess {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let envelope = match mesh.live_router() {
+            Some(router) => match router.cast(RouterMsg::Deliver(envelope)) {
+                Ok(()) => return,
+                // It stopped meanwhile: the next incarnation takes it.
+                Err(ractor::MessagingErr::SendErr(RouterMsg::Deliver(envelope))) => envelope,
+                // Lost; the sender resends what stays unacknowledged.
+                Err(_) => return,
+            },
+            None => envelope,
+        };
+        tokio::spawn(async move {
+            if let Ok(router) = mesh.router_ref().await {
+                let _ = router.cast(RouterMsg::Deliver(envelope));
+            }
+        });
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let customer = envelope.customer;
+        let envelope = match mesh.live_conversation(customer) {
+            Some(actor) => match actor.cast(ConversationMsg::Deliver(envelope)) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(ConversationMsg::Deliver(envelope))) => envelope,
+                Err(_) => return,
+            },
+            None => envelope,
+        };
+        tokio::spawn(async move {
+            if let Ok(actor) = mesh.conversation_ref(customer).await {
+                let _ = actor.cast(ConversationMsg::Deliver(envelope));
+            }
+        });
+    }
+}
