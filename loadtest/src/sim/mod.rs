@@ -123,6 +123,14 @@ pub struct DayArgs {
     /// on, as with `--max-waiting`. 0: no limit.
     #[arg(long, default_value_t = 0)]
     pub max_wait: u64,
+    /// Levels (issue 14, with `--levels`): only agents at this proficiency level or above
+    /// take the main group's contacts, until `--level-step-after`. 0: every level.
+    #[arg(long, default_value_t = 0)]
+    pub min_level: u8,
+    /// Seconds of waiting after which a step of the main group lets every level take a
+    /// contact (with `--min-level`). 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub level_step_after: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -342,6 +350,7 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
                 max_wait: (a.max_wait > 0).then(|| std::time::Duration::from_secs(a.max_wait)),
                 group: (a.helpers > 0).then(|| switchboard_sim::driver::group_id(1)),
             }),
+            min_level: (a.min_level > 0).then_some(a.min_level),
             ..GroupPolicy::default()
         },
         high_share: a.high_share,
@@ -357,8 +366,18 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
         },
         helpers: a.helpers,
         step_after: (a.step_after > 0).then(|| std::time::Duration::from_secs(a.step_after)),
+        level_step_after: (a.level_step_after > 0)
+            .then(|| std::time::Duration::from_secs(a.level_step_after)),
     };
     anyhow::ensure!((0.0..=1.0).contains(&a.high_share), "--high-share: give a share from 0 to 1");
+    anyhow::ensure!(
+        a.min_level == 0 || a.levels,
+        "--min-level: give --levels too (agents have no level otherwise)"
+    );
+    anyhow::ensure!(
+        a.level_step_after == 0 || a.min_level > 1,
+        "--level-step-after: give --min-level 2 to 5 (the step lowers it to 1)"
+    );
     let started = Instant::now();
     let run = single.run()?;
     let wall = started.elapsed().as_secs_f64();
@@ -413,6 +432,17 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             a.max_wait,
             if a.helpers > 0 { "the helpers" } else { "nobody (refused)" },
             f.unserved,
+        );
+    }
+    if a.min_level > 0 {
+        println!(
+            "  levels: the main group needs level {}; {}",
+            a.min_level,
+            if a.level_step_after > 0 {
+                format!("every level after {} s of waiting", a.level_step_after)
+            } else {
+                "always".to_owned()
+            }
         );
     }
     if a.levels {
@@ -600,6 +630,8 @@ mod tests {
             step_after: 0,
             max_waiting: 0,
             max_wait: 0,
+            min_level: 0,
+            level_step_after: 0,
         }
     }
 
@@ -714,6 +746,34 @@ mod tests {
         sane(&with);
         assert!(with.service_level.value > without.service_level.value, "{with:?} vs {without:?}");
         assert!(with.abandoned < without.abandoned, "{with:?} vs {without:?}");
+    }
+
+    /// Issue 14 items 1 and 6: a group that sends its contacts to levels 4-5 only answers
+    /// fewer within the target than the same group with a step that lets every level take a
+    /// contact after 10 s of waiting.
+    #[test]
+    fn a_step_admitting_every_level_raises_service_level() {
+        let args = |level_step_after| DayArgs {
+            agents: 50,
+            load: 30.0,
+            aht: 180.0,
+            patience: 120.0,
+            hours: 4.0,
+            target: 20.0,
+            batches: 4,
+            seed: 13,
+            levels: true,
+            min_level: 4,
+            level_step_after,
+            ..quiet_day()
+        };
+        let (experts_only, _) = day(&args(0)).unwrap();
+        let (stepped, _) = day(&args(10)).unwrap();
+        sane(&stepped);
+        assert!(
+            stepped.service_level.value > experts_only.service_level.value,
+            "{stepped:?} vs {experts_only:?}"
+        );
     }
 
     /// Issue 14 item 2: the same staff, with the helpers taking the main group's contacts

@@ -94,6 +94,9 @@ pub struct Single {
     /// (`None`: no step, they stay idle).
     pub helpers: u32,
     pub step_after: Option<std::time::Duration>,
+    /// The wait after which a step of the first group lowers the level it needs to 1
+    /// (`policy.min_level`); `None`: no such step.
+    pub level_step_after: Option<std::time::Duration>,
 }
 
 impl Single {
@@ -108,13 +111,23 @@ impl Single {
         let mut center =
             Center::uniform(groups, &agents, self.window(), self.target_ms, self.batches);
         center.groups[0].policy = self.policy.clone();
+        let mut steps = Vec::new();
         if let Some(after) = self.step_after {
-            center.groups[0].policy.steps = vec![switchboard_core::config::Step {
+            steps.push(switchboard_core::config::Step {
                 after,
                 group: driver::group_id(1),
                 min_level: None,
-            }];
+            });
         }
+        if let Some(after) = self.level_step_after {
+            steps.push(switchboard_core::config::Step {
+                after,
+                group: driver::group_id(0),
+                min_level: Some(switchboard_core::config::MIN_PROFICIENCY),
+            });
+        }
+        steps.sort_by_key(|s| s.after);
+        center.groups[0].policy.steps = steps;
         for (a, level) in center.agents.iter_mut().zip(&self.levels) {
             a.proficiency.insert(driver::group_id(0), *level);
         }
