@@ -24,7 +24,7 @@ impl Router {
         out: &mut Vec<Effect>,
     ) {
         let g = &self.groups[&group];
-        let agent = if g.policy.offer.pushes() { self.choose(g, &declined) } else { None };
+        let agent = if self.serves(group) { self.choose(g, &declined) } else { None };
         match agent {
             Some(agent) => {
                 self.groups.get_mut(&group).expect("group exists").round_robin_last = Some(agent);
@@ -63,13 +63,13 @@ impl Router {
             }
             let pinned = a.pinned.iter().find(|(_, c)| {
                 let p = &self.placements[c];
-                self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(&id)
+                self.serves(p.group()) && !p.declined().contains(&id)
             });
             let best = pinned.map(|(_, c)| c).or_else(|| {
                 a.groups
                     .iter()
+                    .filter(|g| self.serves(**g))
                     .filter_map(|g| self.groups.get(g))
-                    .filter(|g| g.policy.offer.pushes())
                     .flat_map(|g| {
                         let own = g
                             .queue
@@ -77,8 +77,7 @@ impl Router {
                             .find(|(_, c)| !self.placements[c].declined().contains(&id));
                         let widened = g.overflow.iter().find(|(_, c)| {
                             let p = &self.placements[c];
-                            self.groups[&p.group()].policy.offer.pushes()
-                                && !p.declined().contains(&id)
+                            self.serves(p.group()) && !p.declined().contains(&id)
                         });
                         [own, widened].into_iter().flatten().map(|(_, c)| {
                             (Effective::at(&g.policy, self.placements[&c].key(), now), c)
@@ -100,7 +99,7 @@ impl Router {
             let Some(g) = self.groups.get(&id) else {
                 return;
             };
-            if g.available.is_empty() || !g.policy.offer.pushes() {
+            if g.available.is_empty() || !self.serves(id) {
                 return;
             }
             let own = g.queue.iter().find_map(|(k, c)| {
@@ -110,7 +109,7 @@ impl Router {
             // Conversations of other groups past a step naming this one, by the same key.
             let widened = g.overflow.iter().find_map(|(k, c)| {
                 let p = &self.placements[&c];
-                if !self.groups[&p.group()].policy.offer.pushes() {
+                if !self.serves(p.group()) {
                     return None;
                 }
                 self.choose(g, p.declined()).map(|a| (k, c, a))

@@ -66,7 +66,7 @@ impl Router {
             if a.can_push() {
                 for (_, c) in a.pinned.iter() {
                     let p = &self.placements[&c];
-                    if self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(id) {
+                    if self.serves(p.group()) && !p.declined().contains(id) {
                         return Err(format!(
                             "{id} could take {c}, which waits for it, but is idle"
                         ));
@@ -98,7 +98,7 @@ impl Router {
                         if group == gid && g.queue_key(*k) == key => {}
                     other => return Err(format!("{c} queued in {gid} but placed {other:?}")),
                 }
-                if g.policy.offer.pushes() {
+                if self.serves(*gid) {
                     let declined = self.placements[&c].declined();
                     if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
                         return Err(format!("agent {idle} is idle while {c} waits in {gid}"));
@@ -112,7 +112,7 @@ impl Router {
                     other => return Err(format!("{c} in {gid}'s overflow but placed {other:?}")),
                 }
                 let p = &self.placements[&c];
-                if g.policy.offer.pushes() && self.groups[&p.group()].policy.offer.pushes() {
+                if self.serves(*gid) && self.serves(p.group()) {
                     let declined = p.declined();
                     if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
                         return Err(format!(
@@ -174,6 +174,7 @@ impl Router {
             }
         }
         self.check_limits()?;
+        self.check_hours()?;
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
             return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));
