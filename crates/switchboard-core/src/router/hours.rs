@@ -50,7 +50,7 @@ impl Router {
         let mut ids: Vec<GroupId> = self.groups.keys().copied().collect();
         ids.sort();
         for g in ids {
-            self.recalendar(now, g, out);
+            self.recalendar(now, g, false, out);
         }
         self.settle(now, out);
     }
@@ -77,8 +77,15 @@ impl Router {
         }
     }
 
-    /// Computes a group's open state at `now` and its next deadline, and applies a change.
-    pub(super) fn recalendar(&mut self, now: Timestamp, group: GroupId, out: &mut Vec<Effect>) {
+    /// Computes a group's open state at `now` and its next deadline, and applies a change;
+    /// `anew`: a closed group closes again (its closed policy changed).
+    pub(super) fn recalendar(
+        &mut self,
+        now: Timestamp,
+        group: GroupId,
+        anew: bool,
+        out: &mut Vec<Effect>,
+    ) {
         if !self.groups.contains_key(&group) {
             return;
         }
@@ -96,6 +103,7 @@ impl Router {
         match (was_closed, self.closed(group)) {
             (true, false) => self.opened(group),
             (false, true) => self.closing(now, group, out),
+            (true, true) if anew => self.closing(now, group, out),
             _ => {}
         }
     }
@@ -109,7 +117,7 @@ impl Router {
         out: &mut Vec<Effect>,
     ) {
         if self.hours_change(group) == Some(at) {
-            self.recalendar(now, group, out);
+            self.recalendar(now, group, false, out);
         }
     }
 

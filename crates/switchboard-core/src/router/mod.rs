@@ -353,12 +353,9 @@ impl Router {
                 if relimit {
                     self.relimit(id);
                 }
-                if rewhen {
-                    // A new closed policy applies to those already waiting: closed anew.
-                    self.calendar_reset(id);
-                }
                 if rehours || rewhen {
-                    self.recalendar(now, id, out);
+                    // A new closed policy applies to those already waiting: closed anew.
+                    self.recalendar(now, id, rewhen, out);
                 }
             }
             None => {
@@ -386,7 +383,7 @@ impl Router {
                     }
                 }
                 self.groups.insert(id, g);
-                self.recalendar(now, id, out);
+                self.recalendar(now, id, false, out);
             }
         }
         self.dirty_groups.insert(id);
