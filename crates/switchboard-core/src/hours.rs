@@ -169,8 +169,7 @@ impl Hours {
             }
             candidates.sort_unstable();
             candidates.dedup();
-            if let Some(at) = candidates.into_iter().find(|at| self.open_at(offsets, *at) != open)
-            {
+            if let Some(at) = candidates.into_iter().find(|at| self.open_at(offsets, *at) != open) {
                 return OpenState { open, until: Some(at) };
             }
             from = to + 1;
@@ -293,7 +292,10 @@ mod tests {
         let utc = Offsets::default();
         let s = h.state(&utc, Timestamp(MONDAY + 10 * H));
         assert_eq!(s, OpenState { open: false, until: Some(Timestamp(MONDAY + 34 * H)) });
-        assert_eq!(h.state(&utc, Timestamp(MONDAY + 34 * H)).until, Some(Timestamp(MONDAY + 36 * H)));
+        assert_eq!(
+            h.state(&utc, Timestamp(MONDAY + 34 * H)).until,
+            Some(Timestamp(MONDAY + 36 * H))
+        );
     }
 
     #[test]

@@ -130,7 +130,11 @@ fn hours_rule() -> impl Strategy<Value = model::HoursRule> {
         any::<bool>(),
         0..3u8,
     )
-        .prop_map(|(spans, holiday, when_closed)| model::HoursRule { spans, holiday, when_closed })
+        .prop_map(|(spans, holiday, when_closed)| model::HoursRule {
+            spans,
+            holiday,
+            when_closed,
+        })
 }
 
 /// UTC, a fixed offset, or one that changes an hour either way within the run's first hours.

@@ -69,7 +69,10 @@ fn minute(field: &str, text: &str, end: bool) -> Result<u16> {
     let bad = || {
         Error::field(
             field,
-            format!("{text:?} is not a time of day; use 24-hour \"HH:MM\" such as \"09:00\" or \"17:30\"{}", if end { " (\"24:00\" for midnight)" } else { "" }),
+            format!(
+                "{text:?} is not a time of day; use 24-hour \"HH:MM\" such as \"09:00\" or \"17:30\"{}",
+                if end { " (\"24:00\" for midnight)" } else { "" }
+            ),
         )
     };
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
@@ -86,7 +89,10 @@ fn minute(field: &str, text: &str, end: bool) -> Result<u16> {
 
 fn spans(field: &str, spans: &[pb::OpenSpan]) -> Result<Vec<Span>> {
     if spans.len() > MAX_SPANS {
-        return Err(Error::field(field, format!("at most {MAX_SPANS} spans a day, got {}", spans.len())));
+        return Err(Error::field(
+            field,
+            format!("at most {MAX_SPANS} spans a day, got {}", spans.len()),
+        ));
     }
     let mut out: Vec<Span> = Vec::with_capacity(spans.len());
     for (i, s) in spans.iter().enumerate() {
@@ -96,7 +102,10 @@ fn spans(field: &str, spans: &[pb::OpenSpan]) -> Result<Vec<Span>> {
         if end <= start {
             return Err(Error::field(
                 &field,
-                format!("closes at {} before it opens at {}; a span does not cross midnight: split it over two days", s.end, s.start),
+                format!(
+                    "closes at {} before it opens at {}; a span does not cross midnight: split it over two days",
+                    s.end, s.start
+                ),
             ));
         }
         if let Some(j) = out.iter().position(|o| o.start < end && start < o.end) {
@@ -124,28 +133,47 @@ pub fn hours(field: &str, h: &pb::BusinessHours) -> Result<Hours> {
         let f = format!("{field}.weekly[{i}]");
         let day = match pb::Weekday::try_from(w.day) {
             Ok(pb::Weekday::Unspecified) | Err(_) => {
-                return Err(Error::field(&format!("{f}.day"), "name the day: WEEKDAY_MONDAY to WEEKDAY_SUNDAY"));
+                return Err(Error::field(
+                    &format!("{f}.day"),
+                    "name the day: WEEKDAY_MONDAY to WEEKDAY_SUNDAY",
+                ));
             }
             Ok(d) => d as usize - 1,
         };
         if std::mem::replace(&mut seen[day], true) {
-            return Err(Error::field(&format!("{f}.day"), "this weekday is listed twice; put all its spans in one entry"));
+            return Err(Error::field(
+                &format!("{f}.day"),
+                "this weekday is listed twice; put all its spans in one entry",
+            ));
         }
         out.weekly[day] = spans(&format!("{f}.spans"), &w.spans)?;
     }
     if h.exceptions.len() > MAX_EXCEPTIONS {
         return Err(Error::field(
             &format!("{field}.exceptions"),
-            format!("at most {MAX_EXCEPTIONS} dated exceptions, got {}; drop past ones", h.exceptions.len()),
+            format!(
+                "at most {MAX_EXCEPTIONS} dated exceptions, got {}; drop past ones",
+                h.exceptions.len()
+            ),
         ));
     }
     for (i, x) in h.exceptions.iter().enumerate() {
         let f = format!("{field}.exceptions[{i}]");
         let date: Date = x.date.parse().map_err(|_| {
-            Error::field(&format!("{f}.date"), format!("{:?} is not a date; use \"YYYY-MM-DD\" such as \"2026-12-25\"", x.date))
+            Error::field(
+                &format!("{f}.date"),
+                format!("{:?} is not a date; use \"YYYY-MM-DD\" such as \"2026-12-25\"", x.date),
+            )
         })?;
-        if out.exceptions.insert(day_number(date), spans(&format!("{f}.spans"), &x.spans)?).is_some() {
-            return Err(Error::field(&format!("{f}.date"), format!("{} is listed twice; merge the two entries", x.date)));
+        if out
+            .exceptions
+            .insert(day_number(date), spans(&format!("{f}.spans"), &x.spans)?)
+            .is_some()
+        {
+            return Err(Error::field(
+                &format!("{f}.date"),
+                format!("{} is listed twice; merge the two entries", x.date),
+            ));
         }
     }
     Ok(out)
@@ -207,7 +235,10 @@ mod tests {
             exceptions: vec![pb::DateHours { date: "2026-12-25".into(), spans: vec![] }],
         };
         let h = hours("settings.hours", &pb_hours).unwrap();
-        assert_eq!(h.weekly[0], vec![Span { start: 540, end: 720 }, Span { start: 780, end: 1440 }]);
+        assert_eq!(
+            h.weekly[0],
+            vec![Span { start: 540, end: 720 }, Span { start: 780, end: 1440 }]
+        );
         assert_eq!(hours_to_pb(&h), pb_hours);
         let bad = |p: pb::BusinessHours| hours("policy.hours", &p).unwrap_err().to_string();
         let mut p = pb_hours.clone();

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Effect, Router, Timer};
 use crate::config::WhenClosed;
-use crate::hours::{Hours, OpenState, Offsets};
+use crate::hours::{Hours, Offsets, OpenState};
 use crate::ids::{ConversationId, GroupId};
 use crate::time::Timestamp;
 
@@ -124,7 +124,8 @@ impl Router {
     /// The group opened: whatever waits for its agents, or for agents of its steps, may go.
     fn opened(&mut self, group: GroupId) {
         self.dirty_groups.insert(group);
-        let steps: Vec<GroupId> = self.groups[&group].policy.steps.iter().map(|s| s.group).collect();
+        let steps: Vec<GroupId> =
+            self.groups[&group].policy.steps.iter().map(|s| s.group).collect();
         self.dirty_groups.extend(steps);
         let pinned: Vec<_> =
             self.agents.iter().filter(|(_, a)| !a.pinned.is_empty()).map(|(id, _)| *id).collect();
@@ -182,7 +183,9 @@ impl Router {
             let has = g.policy.hours.is_some() || self.calendar.tenant.is_some();
             match self.calendar.groups.get(id) {
                 None if has => return Err(format!("group {id} has hours but no open state")),
-                Some(_) if !has => return Err(format!("group {id} has an open state but no hours")),
+                Some(_) if !has => {
+                    return Err(format!("group {id} has an open state but no hours"));
+                }
                 Some(s) => {
                     if let Some(at) = s.until
                         && !self.timers.contains(&(at, Timer::Hours(*id)))

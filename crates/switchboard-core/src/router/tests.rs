@@ -1237,7 +1237,10 @@ fn a_closed_group_ends_or_overflows_what_waits_and_what_arrives() {
 #[test]
 fn the_tenant_calendar_applies_to_groups_without_their_own() {
     let mut f = Fixture::new();
-    f.group(G2, GroupPolicy { hours: Some(crate::hours::Hours::always_open()), ..Default::default() });
+    f.group(
+        G2,
+        GroupPolicy { hours: Some(crate::hours::Hours::always_open()), ..Default::default() },
+    );
     f.agent(A1, 2, &[G1, G2], AgentStatus::Online);
     f.r.set_calendar(t(0), Some(one_am()), crate::hours::Offsets::fixed(0), &mut f.out);
     f.check();

@@ -11,9 +11,9 @@ use switchboard_core::config::{
     QueueRule, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WhenClosed,
     WrapUp,
 };
+use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::hours::{Hours, Offsets, Span};
 use switchboard_core::router::Via;
-use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::router::{Placement, Router};
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Event,
@@ -320,7 +320,8 @@ pub fn build(s: &Setup) -> Engine {
             ..policy.clone()
         };
         e.upsert_group(t0, id, GroupSettings { policy: plain, ..Default::default() }).unwrap();
-        if !steps.is_empty() || policy.overflow.is_some() || policy.when_closed != WhenClosed::Wait {
+        if !steps.is_empty() || policy.overflow.is_some() || policy.when_closed != WhenClosed::Wait
+        {
             stepped.push((id, policy));
         }
     }
@@ -571,7 +572,10 @@ fn check_hours(e: &Engine, now: Timestamp, setup: &Setup) -> Result<(), String> 
         let own = e.group_settings(GroupId(g)).and_then(|s| s.policy.hours.clone());
         let open = own.or(e.settings().hours.clone()).is_none_or(|h| h.open_at(&zone, now));
         if e.router().closed(GroupId(g)) == open {
-            return Err(format!("g{g} is {} at {now:?}, its calendar says otherwise", if open { "closed" } else { "open" }));
+            return Err(format!(
+                "g{g} is {} at {now:?}, its calendar says otherwise",
+                if open { "closed" } else { "open" }
+            ));
         }
     }
     Ok(())
@@ -583,9 +587,9 @@ fn check_closed_serve_nothing(e: &Engine, effects: &[Effect]) -> Result<(), Stri
     for fx in effects {
         let (conv, what) = match fx {
             Effect::Event(Event::Offered { conversation, .. }) => (*conversation, "offered"),
-            Effect::Event(Event::Assigned { conversation, via: Via::Auto | Via::Picked, .. }) => {
-                (*conversation, "assigned")
-            }
+            Effect::Event(Event::Assigned {
+                conversation, via: Via::Auto | Via::Picked, ..
+            }) => (*conversation, "assigned"),
             _ => continue,
         };
         if let Some(g) = e.router().placement(conv).map(|p| p.group())

@@ -423,7 +423,11 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         // names.
         steps: Vec::new(),
         overflow: None,
-        hours: p.hours.as_ref().map(|h| crate::calendar::hours(&format!("{field}.hours"), h)).transpose()?,
+        hours: p
+            .hours
+            .as_ref()
+            .map(|h| crate::calendar::hours(&format!("{field}.hours"), h))
+            .transpose()?,
         when_closed: match pb::WhenClosed::try_from(p.when_closed) {
             Ok(pb::WhenClosed::Unspecified | pb::WhenClosed::Wait) => WhenClosed::Wait,
             Ok(pb::WhenClosed::Overflow) => WhenClosed::Overflow,
