@@ -122,7 +122,7 @@ fn spans(field: &str, spans: &[pb::OpenSpan]) -> Result<Vec<Span>> {
 /// Local day number (days since 1970-01-01) of a date.
 fn day_number(d: Date) -> i32 {
     let epoch = Date::constant(1970, 1, 1);
-    i32::try_from(epoch.until(d).map_or(0, |s| s.get_days())).unwrap_or(0)
+    epoch.until(d).map_or(0, |s| s.get_days())
 }
 
 /// Business hours from the request, every time and date checked at its path under `field`.
