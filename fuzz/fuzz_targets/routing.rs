@@ -47,7 +47,7 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         } else {
             None
         };
-        rules.push(GroupRules { wrap_up, aging, step });
+        rules.push(GroupRules { wrap_up, aging, step, ..Default::default() });
     }
     let mut levels = Vec::new();
     for _ in 0..AGENTS {
@@ -63,6 +63,8 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         misses: u.int_in_range(0..=2)?,
         rules,
         levels,
+        tenant_hours: None,
+        zone: (0, None),
     })
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::error::{Error, Result};
+use crate::hours::Hours;
 use crate::ids::{AgentId, GroupId};
 use crate::queue::Priority;
 use crate::time::{days, hours, mins, secs};
@@ -45,6 +46,9 @@ pub struct ReplySettings {
     /// Sent when a full or overlong queue refuses the conversation, which then ends
     /// (`router/overflow.rs`); last, so older snapshots load without it.
     pub queue_full: Option<Texts>,
+    /// Sent when the conversation's group is closed (business hours, `router/hours.rs`):
+    /// once when it arrives in or waits in a group as it closes; last, like `queue_full`.
+    pub closed: Option<Texts>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +180,25 @@ pub struct GroupPolicy {
     /// until a step lowers it (issue 14 items 1 and 6). `None`: every level. Last, so older
     /// snapshots load without it.
     pub min_level: Option<u8>,
+    /// Business hours (issue 14 item 3, `router/hours.rs`); `None` uses the tenant's
+    /// (`TenantSettings::hours`), and a tenant without any is always open. Last, with
+    /// `when_closed`, so older snapshots load without them.
+    pub hours: Option<Hours>,
+    /// What happens to conversations while the group is closed.
+    pub when_closed: WhenClosed,
+}
+
+/// What a closed group does with its waiting and arriving conversations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenClosed {
+    /// They wait for it to open (told once with the `closed` reply).
+    #[default]
+    Wait,
+    /// They go to the group `overflow.group` names, keeping their entry time.
+    Overflow,
+    /// They end with cause `closed` and the `closed` reply.
+    End,
 }
 
 /// A group's queue limits and where conversations go past them.
@@ -242,6 +265,8 @@ impl Default for GroupPolicy {
             steps: Vec::new(),
             overflow: None,
             min_level: None,
+            hours: None,
+            when_closed: WhenClosed::Wait,
         }
     }
 }
@@ -368,6 +393,9 @@ pub struct TenantSettings {
     /// "today" figures. The core reads no clock and no calendar: the shell resolves it.
     /// Empty is UTC.
     pub time_zone: String,
+    /// The tenant's business hours, for groups without their own (`router/hours.rs`);
+    /// `None`: always open. Last, so older snapshots load without it.
+    pub hours: Option<Hours>,
 }
 
 impl Default for TenantSettings {
@@ -391,6 +419,7 @@ impl Default for TenantSettings {
             reply_windows: BTreeMap::new(),
             customer_group_priorities: BTreeMap::new(),
             time_zone: String::new(),
+            hours: None,
         }
     }
 }
@@ -467,6 +496,9 @@ impl ReplySettings {
         if let Some(t) = &self.queue_full {
             check_texts("queue_full", t)?;
         }
+        if let Some(t) = &self.closed {
+            check_texts("closed", t)?;
+        }
         Ok(())
     }
 }
@@ -502,8 +534,17 @@ impl GroupSettings {
                 step.as_millis()
             )));
         }
+        if let Some(h) = &self.policy.hours {
+            h.validate("policy.hours")?;
+        }
+        let closed_overflow = self.policy.when_closed == WhenClosed::Overflow;
+        if closed_overflow && self.policy.overflow.and_then(|o| o.group).is_none() {
+            return Err(Error::InvalidArgument(
+                "policy.when_closed: overflow needs policy.overflow.group to name where conversations go".into(),
+            ));
+        }
         if let Some(o) = self.policy.overflow {
-            if o.max_waiting.is_none() && o.max_wait.is_none() {
+            if o.max_waiting.is_none() && o.max_wait.is_none() && !closed_overflow {
                 return Err(Error::InvalidArgument(
                     "policy.overflow: set max_waiting, max_wait or both".into(),
                 ));
@@ -607,6 +648,9 @@ impl TenantSettings {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if let Some(h) = &self.hours {
+            h.validate("hours")?;
+        }
         if self.customer_group_priorities.len() > MAX_CUSTOMER_GROUP_PRIORITIES {
             return Err(Error::InvalidArgument(format!(
                 "customer_group_priorities: at most {MAX_CUSTOMER_GROUP_PRIORITIES} groups, got {}",

@@ -68,6 +68,9 @@ pub enum Cause {
     Overflowed,
     /// A full or overlong queue refused it; it ended with the `queue_full` reply.
     QueueFull,
+    /// Its group was closed (business hours) with the `end` policy; it ended with the
+    /// `closed` reply.
+    Closed,
 }
 
 /// A recorded transition.

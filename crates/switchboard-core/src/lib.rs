@@ -20,6 +20,7 @@ pub mod config;
 pub mod conversation;
 pub mod engine;
 pub mod error;
+pub mod hours;
 pub mod ids;
 pub mod mesh;
 pub mod queue;

@@ -28,10 +28,12 @@ pub enum ReplyKind {
     OpenService,
     /// A full or overlong queue refused the conversation (`router/overflow.rs`).
     QueueFull,
+    /// The conversation's group is closed (business hours, `router/hours.rs`).
+    Closed,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 13] = [
+    pub const ALL: [ReplyKind; 14] = [
         ReplyKind::AutoAccept,
         ReplyKind::Queue,
         ReplyKind::AgentNoResponse,
@@ -45,6 +47,7 @@ impl ReplyKind {
         ReplyKind::MessageReceived,
         ReplyKind::OpenService,
         ReplyKind::QueueFull,
+        ReplyKind::Closed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl ReplyKind {
             ReplyKind::MessageReceived => "message_received",
             ReplyKind::OpenService => "open_service",
             ReplyKind::QueueFull => "queue_full",
+            ReplyKind::Closed => "closed",
         }
     }
 }

@@ -156,6 +156,10 @@ pub enum Placed {
     /// An overflow rule or a transfer moved it to `group`, where an agent takes it at once
     /// (the offer or assignment follows); moved into a queue, `Queued` says so instead.
     Moved { group: GroupId },
+    /// It waits in `group`, which is closed (business hours): the `closed` reply, once.
+    OutsideHours { group: GroupId },
+    /// `group` is closed and ends what reaches it (`router/hours.rs`): it is no longer placed.
+    Closed { group: GroupId },
 }
 
 /// What a session asks of the router.
@@ -223,8 +227,23 @@ impl<'a> Session<'a> {
                 }
                 return self.finish(now, Cause::QueueFull, None, out);
             }
+            Placed::OutsideHours { .. } => self.closed_reply(now, out),
+            Placed::Closed { group } => {
+                self.conv.group = group;
+                self.closed_reply(now, out);
+                return self.finish(now, Cause::Closed, None, out);
+            }
         }
         None
+    }
+
+    /// The `closed` reply, by the usual precedence, when configured.
+    fn closed_reply(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        let levels = self.cfg.levels(self.conv, None);
+        if let Some(texts) = levels.resolve(|r| r.closed.as_ref()) {
+            let dedicated = self.customer.settings.dedicated_agent;
+            self.send_auto(now, ReplyKind::Closed, texts, dedicated, out);
+        }
     }
 
     fn assigned(

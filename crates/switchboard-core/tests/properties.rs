@@ -46,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..GROUPS, proptest::option::of(1..120u64)).prop_map(|(group, step)| Op::Aging { group, step }),
         1 => any::<usize>().prop_map(|pick| Op::ChannelClosed { pick }),
         1 => (0..GROUPS, proptest::option::of(overflow_rule())).prop_map(|(group, rule)| Op::Overflow { group, rule }),
+        1 => (0..GROUPS, proptest::option::of(hours_rule())).prop_map(|(group, rule)| Op::Hours { group, rule }),
         5 => prop_oneof![0..30u64, 30..400u64, Just(3 * 86_400)].prop_map(|secs| Op::Advance { secs }),
     ]
 }
@@ -67,6 +68,8 @@ fn setup() -> impl Strategy<Value = Setup> {
         0..3u32,
         proptest::collection::vec(group_rules(), GROUPS as usize),
         proptest::collection::vec(0..6u8, AGENTS as usize),
+        proptest::option::weighted(0.3, hours_rule()),
+        zone(),
     )
         .prop_map(
             |(
@@ -79,6 +82,8 @@ fn setup() -> impl Strategy<Value = Setup> {
                 misses,
                 rules,
                 levels,
+                tenant_hours,
+                zone,
             )| {
                 Setup {
                     transfer_to_human,
@@ -90,6 +95,8 @@ fn setup() -> impl Strategy<Value = Setup> {
                     misses,
                     rules,
                     levels,
+                    tenant_hours,
+                    zone,
                 }
             },
         )
@@ -103,14 +110,45 @@ fn group_rules() -> impl Strategy<Value = GroupRules> {
         proptest::option::of((prop_oneof![0..30u64, 30..600u64], 1..GROUPS)),
         proptest::option::of(overflow_rule()),
         proptest::option::of((2..=5u8, 1..=4u8, prop_oneof![0..30u64, 30..600u64])),
+        proptest::option::weighted(0.4, hours_rule()),
     )
-        .prop_map(|(wrap_up, aging, step, overflow, levels)| GroupRules {
+        .prop_map(|(wrap_up, aging, step, overflow, levels, hours)| GroupRules {
             wrap_up,
             aging,
             step,
             overflow,
             levels,
+            hours,
         })
+}
+
+/// A random calendar: always closed, always open, or spans that open and close within the
+/// first hours of each day (which runs reach), or anywhere in it; a holiday or not.
+fn hours_rule() -> impl Strategy<Value = model::HoursRule> {
+    let span = (0..7usize, prop_oneof![0..90u16, 0..1440u16], prop_oneof![1..30u16, 30..600u16]);
+    (
+        prop_oneof![
+            1 => Just(Vec::new()),
+            1 => Just((0..7).map(|d| (d, 0, 1440)).collect()),
+            4 => proptest::collection::vec(span, 1..12),
+        ],
+        any::<bool>(),
+        0..3u8,
+    )
+        .prop_map(|(spans, holiday, when_closed)| model::HoursRule {
+            spans,
+            holiday,
+            when_closed,
+        })
+}
+
+/// UTC, a fixed offset, or one that changes an hour either way within the run's first hours.
+fn zone() -> impl Strategy<Value = model::Zone> {
+    (
+        prop_oneof![Just(0i32), (-12..14i32).prop_map(|h| h * 3600)],
+        proptest::option::of((1..7200u64, prop_oneof![Just(3600i32), Just(-3600)])),
+    )
+        .prop_map(|(first, change)| (first, change.map(|(at, d)| (at, first + d))))
 }
 
 /// A cap of 1-4 waiting and/or a wait of 1-300 s, to a group 0-2 on (0: refuse).

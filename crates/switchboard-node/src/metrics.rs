@@ -321,7 +321,7 @@ pub fn applied(
                         Cause::IdleTimeout
                         | Cause::CustomerNoResponse
                         | Cause::ReplyWindowClosed => "timed_out",
-                        Cause::QueueFull => "refused",
+                        Cause::QueueFull | Cause::Closed => "refused",
                         _ => "ended",
                     };
                     if abandoned {

@@ -343,14 +343,14 @@ pub fn run_with_progress(
         let mut plain = settings.clone();
         plain.policy.steps.clear();
         plain.policy.overflow = None;
+        plain.policy.when_closed = switchboard_core::config::WhenClosed::Wait;
         engine.upsert_group(Timestamp::ZERO, group_id(g), plain)?;
     }
-    for (g, settings) in center
-        .groups
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.policy.steps.is_empty() || s.policy.overflow.is_some())
-    {
+    for (g, settings) in center.groups.iter().enumerate().filter(|(_, s)| {
+        !s.policy.steps.is_empty()
+            || s.policy.overflow.is_some()
+            || s.policy.when_closed != switchboard_core::config::WhenClosed::Wait
+    }) {
         let g = u32::try_from(g).map_err(|_| too_many("groups"))?;
         engine.upsert_group(Timestamp::ZERO, group_id(g), settings.clone())?;
     }
@@ -398,6 +398,16 @@ pub fn run_with_progress(
         let Some(t) = next.into_iter().flatten().min() else {
             break;
         };
+        // Business hours always have a next opening or closing: once nothing else is left
+        // and the window has passed, stop.
+        if next_shift.is_none()
+            && next_event.is_none()
+            && next_arrival.is_none()
+            && sim.open.is_empty()
+            && t > center.window.1
+        {
+            break;
+        }
         now = t.max(now);
         if next_deadline == Some(t) {
             sim.calls += 1;

@@ -1,7 +1,8 @@
 //! Issue 14's routing rules over real gRPC against a real `switchboard serve` process: wrap-up
 //! (optional and mandatory, its deadline across a crash), priority aging, proficiency and
 //! the best-proficiency strategy, steps that widen to another group, overflow and maximum
-//! queue size (its max wait across a crash). Waits are for
+//! queue size (its max wait across a crash), business hours (closed groups, the closed
+//! reply, opening across a crash). Waits are for
 //! conditions, with generous bounds; nothing asserts on time.
 
 mod support;
@@ -729,4 +730,154 @@ async fn explain_says_why_a_conversation_waits_who_got_one_and_why_an_agent_is_i
         .await
         .expect_err("no such conversation");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
+}
+
+/// Business hours: `spans` ("HH:MM", "HH:MM") on every weekday (none: always closed).
+fn every_day(spans: &[(&str, &str)]) -> pb::BusinessHours {
+    let spans: Vec<pb::OpenSpan> =
+        spans.iter().map(|(s, e)| pb::OpenSpan { start: (*s).into(), end: (*e).into() }).collect();
+    pb::BusinessHours {
+        weekly: (1..=7).map(|day| pb::WeekdayHours { day, spans: spans.clone() }).collect(),
+        exceptions: Vec::new(),
+    }
+}
+
+async fn set_hours(
+    c: &mut Clients,
+    group: &str,
+    hours: pb::BusinessHours,
+    when_closed: pb::WhenClosed,
+) -> Result<pb::Group, tonic::Status> {
+    let policy = pb::RoutingPolicy {
+        hours: Some(hours),
+        when_closed: when_closed as i32,
+        ..Default::default()
+    };
+    set_policy(c, group, policy, &["policy.hours", "policy.when_closed"]).await
+}
+
+/// Item 3: `support` is closed (no hours on any day): carol's conversation waits although
+/// alice is online and free, and gets the `closed` reply (once: the core's engine tests check that later messages
+/// get none). Bad hours are refused on
+/// their field. Then support's hours start at the next UTC minute (the tenant's zone is
+/// UTC); the node is killed and restarted meanwhile, and once the minute comes alice gets
+/// carol (the opening is a router deadline). Waits are for conditions, never on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_routes_nothing_sends_the_closed_reply_and_routes_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings {
+        closed: Some(pb::Texts { texts: vec!["We are closed, {{nick_name}}".into()] }),
+        ..Default::default()
+    };
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 2, false)];
+    support::desk::floor(&mut c, T, Some(replies), agents, &["alice"]).await;
+    let mut out = support::desk::outbound(&mut c, T).await;
+
+    let wait = pb::WhenClosed::Wait;
+    for (hours, field) in [
+        (every_day(&[("25:00", "26:00")]), "policy.hours.weekly[0].spans[0].start"),
+        (every_day(&[("09:00", "12:00"), ("11:00", "13:00")]), "overlaps spans[0]"),
+        (every_day(&[("18:00", "02:00")]), "split it over two days"),
+        (
+            pb::BusinessHours {
+                exceptions: vec![pb::DateHours { date: "2026-02-30".into(), spans: vec![] }],
+                ..Default::default()
+            },
+            "policy.hours.exceptions[0].date",
+        ),
+    ] {
+        let s = set_hours(&mut c, "support", hours, wait).await.expect_err(field);
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().contains(field), "{field}: {s:?}");
+    }
+    let s = set_hours(&mut c, "support", every_day(&[]), pb::WhenClosed::Overflow)
+        .await
+        .expect_err("overflow without a group");
+    assert!(s.message().contains("policy.when_closed"), "{s:?}");
+
+    let g = set_hours(&mut c, "support", every_day(&[]), wait).await.expect("always closed");
+    assert_eq!(g.policy.and_then(|p| p.hours).map(|h| h.weekly.len()), Some(0), "no open day");
+    let c1 = support::desk::write(&mut c, T, "carol", "support").await;
+    assert_eq!(c1.state, pb::ConversationState::Queued as i32, "{c1:?}");
+    let closed = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::Closed as i32;
+    let notice = support::until(&mut out, closed).await.pop().unwrap();
+    assert_eq!(notice.conversation, c1.name);
+
+    // Open from the next minute to midnight, every day (wait out 23:59 itself).
+    let minute = loop {
+        let m = (wall_ms() / 60_000) % 1440;
+        if m < 1439 {
+            break m + 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let start = format!("{:02}:{:02}", minute / 60, minute % 60);
+    set_hours(&mut c, "support", every_day(&[(&start, "24:00")]), wait).await.expect("hours");
+    node.kill9();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let now = get(&mut c, &c1.name).await;
+        if now.state == pb::ConversationState::Assigned as i32 {
+            assert_eq!(now.agent, name("agents", "alice"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never assigned: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(node);
+}
+
+/// Item 3: the tenant's hours apply to groups without their own. Closed all week except
+/// nothing, with `billing` set to WHEN_CLOSED_END: dave's conversation ends at once with
+/// cause `closed` and the `closed` reply; `support` (hours of its own, always open) routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_closed_all_week_ends_conversations_of_an_end_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings {
+        closed: Some(pb::Texts { texts: vec!["Closed for the holidays".into()] }),
+        ..Default::default()
+    };
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    support::desk::floor(&mut c, T, Some(replies), agents, &["alice", "bob"]).await;
+    let mut out = support::desk::outbound(&mut c, T).await;
+    let t = c
+        .admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{T}"),
+            settings: Some(pb::TenantSettings {
+                hours: Some(pb::BusinessHours::default()),
+                ..Default::default()
+            }),
+            request_id: rid("hours"),
+            update_mask: mask(&["settings.hours"]),
+            ..Default::default()
+        })
+        .await
+        .expect("tenant hours")
+        .into_inner();
+    let s = t.settings.expect("settings");
+    assert!(s.hours.is_some() && !s.default_group.is_empty(), "the mask kept the rest: {s:?}");
+    set_hours(&mut c, "billing", every_day(&[]), pb::WhenClosed::End).await.expect("end");
+    set_hours(&mut c, "support", every_day(&[("00:00", "24:00")]), pb::WhenClosed::Wait)
+        .await
+        .expect("support always open");
+
+    let c1 = support::desk::write(&mut c, T, "dave", "billing").await;
+    assert_eq!(c1.state, pb::ConversationState::Ended as i32, "{c1:?}");
+    assert_eq!(last_cause(&c1), "closed", "{c1:?}");
+    let closed = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::Closed as i32;
+    let notice = support::until(&mut out, closed).await.pop().unwrap();
+    assert_eq!(
+        (notice.conversation.as_str(), notice.text.as_str()),
+        (c1.name.as_str(), "Closed for the holidays")
+    );
+    let c2 = support::desk::write(&mut c, T, "erin", "support").await;
+    assert_eq!(assigned(&mut c, &c2.name).await.agent, name("agents", "alice"));
 }

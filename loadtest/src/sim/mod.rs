@@ -16,7 +16,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchboard_core::config::{GroupPolicy, Overflow, WrapUp};
+use switchboard_core::config::{GroupPolicy, Overflow, WhenClosed, WrapUp};
+use switchboard_core::hours::{Hours, Span};
 use tokio::time::Instant;
 
 use self::report::{Est, Figures};
@@ -131,6 +132,32 @@ pub struct DayArgs {
     /// contact (with `--min-level`). 0: never.
     #[arg(long, default_value_t = 0)]
     pub level_step_after: u64,
+    /// Business hours (issue 14): the main group is open from hour `A` to hour `B` of every
+    /// simulated day (`8-20`; the day starts at 00:00 UTC); unset: always open.
+    #[arg(long, value_parser = open_hours)]
+    pub open_hours: Option<(u16, u16)>,
+    /// What the main group does with contacts while closed: they wait (and may abandon),
+    /// go to the helpers' group (`--helpers`), or end (counted unserved).
+    #[arg(long, value_enum, default_value_t = DayClosed::Wait)]
+    pub when_closed: DayClosed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DayClosed {
+    Wait,
+    Overflow,
+    End,
+}
+
+/// `A-B`, whole hours, 0 ≤ A < B ≤ 24.
+fn open_hours(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?}: give whole hours A-B with 0 <= A < B <= 24, such as 8-20");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a >= b || b > 24 {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -345,12 +372,22 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             priority_aging: (a.priority_aging > 0)
                 .then(|| std::time::Duration::from_secs(a.priority_aging)),
             strategy: a.strategy.into(),
-            overflow: (a.max_waiting > 0 || a.max_wait > 0).then(|| Overflow {
-                max_waiting: (a.max_waiting > 0).then_some(a.max_waiting),
-                max_wait: (a.max_wait > 0).then(|| std::time::Duration::from_secs(a.max_wait)),
-                group: (a.helpers > 0).then(|| switchboard_sim::driver::group_id(1)),
+            overflow: (a.max_waiting > 0 || a.max_wait > 0 || a.when_closed == DayClosed::Overflow)
+                .then(|| Overflow {
+                    max_waiting: (a.max_waiting > 0).then_some(a.max_waiting),
+                    max_wait: (a.max_wait > 0).then(|| std::time::Duration::from_secs(a.max_wait)),
+                    group: (a.helpers > 0).then(|| switchboard_sim::driver::group_id(1)),
+                }),
+            hours: a.open_hours.map(|(from, to)| {
+                let span = vec![Span { start: from * 60, end: to * 60 }];
+                Hours { weekly: std::array::from_fn(|_| span.clone()), ..Hours::default() }
             }),
             min_level: (a.min_level > 0).then_some(a.min_level),
+            when_closed: match a.when_closed {
+                DayClosed::Wait => WhenClosed::Wait,
+                DayClosed::Overflow => WhenClosed::Overflow,
+                DayClosed::End => WhenClosed::End,
+            },
             ..GroupPolicy::default()
         },
         high_share: a.high_share,
@@ -377,6 +414,10 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
     anyhow::ensure!(
         a.level_step_after == 0 || a.min_level > 1,
         "--level-step-after: give --min-level 2 to 5 (the step lowers it to 1)"
+    );
+    anyhow::ensure!(
+        a.when_closed != DayClosed::Overflow || a.helpers > 0,
+        "--when-closed overflow: give --helpers, the group closed contacts go to"
     );
     let started = Instant::now();
     let run = single.run()?;
@@ -443,6 +484,12 @@ pub fn day(a: &DayArgs) -> anyhow::Result<(Figures, [Figures; 2])> {
             } else {
                 "always".to_owned()
             }
+        );
+    }
+    if let Some((from, to)) = a.open_hours {
+        println!(
+            "  hours: the main group open {from:02}:00-{to:02}:00 UTC every day, closed contacts {:?}: of its contacts {} unserved (ended), {} abandoned",
+            a.when_closed, f.unserved, f.abandoned,
         );
     }
     if a.levels {
@@ -610,6 +657,29 @@ mod tests {
         assert!(ewt.mae_secs().is_some_and(|e| e.is_finite() && e >= 0.0), "{ewt:?}");
     }
 
+    /// Issue 14 item 3: open only 01:00-03:00 of a 4-hour day, the main group ends contacts
+    /// while closed (unserved), lets them wait (most abandon in the first closed hour), or
+    /// sends them to helpers, who serve them.
+    #[test]
+    fn business_hours_close_the_main_group() {
+        let args = |open_hours, when_closed, helpers| DayArgs {
+            hours: 4.0,
+            patience: 300.0,
+            open_hours,
+            when_closed,
+            helpers,
+            ..quiet_day()
+        };
+        let (open, _) = day(&args(None, DayClosed::Wait, 0)).unwrap();
+        let (ended, _) = day(&args(Some((1, 3)), DayClosed::End, 0)).unwrap();
+        let (waited, _) = day(&args(Some((1, 3)), DayClosed::Wait, 0)).unwrap();
+        let (helped, _) = day(&args(Some((1, 3)), DayClosed::Overflow, 100)).unwrap();
+        sane(&ended);
+        assert!(ended.unserved > open.unserved, "{ended:?} vs {open:?}");
+        assert!(waited.abandoned > open.abandoned, "{waited:?} vs {open:?}");
+        assert!(helped.served > ended.served, "{helped:?} vs {ended:?}");
+    }
+
     /// A day's arguments with every issue-14 rule off (the shape tests start from).
     fn quiet_day() -> DayArgs {
         DayArgs {
@@ -632,6 +702,8 @@ mod tests {
             max_wait: 0,
             min_level: 0,
             level_step_after: 0,
+            open_hours: None,
+            when_closed: DayClosed::Wait,
         }
     }
 

@@ -118,6 +118,14 @@ pub(crate) fn steps(
                 overflowed.remove(&conversation);
                 out.push(Step::Placed(conversation, Placed::Refused { group }));
             }
+            // Business hours (`router/hours.rs`): the `closed` reply, and for `Closed` the end.
+            router::Effect::OutsideHours { conversation, group } => {
+                out.push(Step::Placed(conversation, Placed::OutsideHours { group }));
+            }
+            router::Effect::Closed { conversation, group } => {
+                overflowed.remove(&conversation);
+                out.push(Step::Placed(conversation, Placed::Closed { group }));
+            }
         }
     }
     out

@@ -139,6 +139,18 @@ impl Engine {
         Ok(out)
     }
 
+    /// Business hours (`router/hours.rs`): the tenant zone's UTC offsets, built by the shell
+    /// from `time_zone`, with the hours of the settings; every group's open state is
+    /// computed again. Call after `set_settings` and when a node starts.
+    pub fn set_calendar(&mut self, now: Timestamp, offsets: crate::hours::Offsets) -> Vec<Effect> {
+        let mut rout = Vec::new();
+        self.router.set_calendar(now, self.settings.hours.clone(), offsets, &mut rout);
+        let mut out = Vec::new();
+        self.apply(now, rout, Cause::Routed, &mut out);
+        self.reschedule_where(|_| true);
+        out
+    }
+
     /// Refuses an overflow from `id` to `to` that names an unknown group or closes a loop
     /// (`router/overflow.rs`: a chain must end), naming the loop.
     fn check_overflow(&self, id: GroupId, to: GroupId) -> Result<()> {

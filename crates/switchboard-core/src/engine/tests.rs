@@ -1153,3 +1153,33 @@ fn a_conversation_moved_by_max_wait_to_a_free_agent_is_of_the_new_group() {
     let c = b.e.conversation(c1).unwrap();
     assert_eq!((c.state, c.agent, c.group), (State::Assigned, Some(A2), G2));
 }
+
+/// Business hours (`router/hours.rs`): a conversation arriving in a closed group gets the
+/// `closed` reply once, not on its later messages; when the group closes on a waiting one
+/// it is told again; with `end` it ends with cause `closed`.
+#[test]
+fn a_closed_group_sends_the_closed_reply_once_and_ends_under_end() {
+    use crate::hours::{Hours, Offsets, Span};
+    let mut b = Bench::new(default_group());
+    let mut g1 = GroupSettings::default();
+    // Open 01:00-02:00 UTC every day.
+    let span = vec![Span { start: 60, end: 120 }];
+    g1.policy.hours =
+        Some(Hours { weekly: std::array::from_fn(|_| span.clone()), ..Default::default() });
+    g1.replies.closed = Some(texts(&["Closed, {{nick_name}}"]));
+    b.e.upsert_group(Timestamp(0), G1, g1.clone()).unwrap();
+    b.e.set_calendar(Timestamp(0), Offsets::default());
+    b.customer(U1, "Li");
+    let (c1, fx) = b.say(at(secs(1)), U1, "hi");
+    assert_eq!(b.state(c1), State::Queued);
+    assert_eq!(replies(&fx).iter().filter(|k| **k == ReplyKind::Closed).count(), 1);
+    assert_eq!(sent_texts(&fx).last().map(String::as_str), Some("Closed, Li"));
+    let (_, fx) = b.say(at(secs(2)), U1, "anyone?");
+    assert!(!replies(&fx).contains(&ReplyKind::Closed), "once per arrival: {:?}", replies(&fx));
+    // Switched to `end` while closed: the waiting conversation ends, told again.
+    g1.policy.when_closed = crate::config::WhenClosed::End;
+    let fx = b.e.upsert_group(at(secs(3)), G1, g1).unwrap();
+    assert_eq!(b.state(c1), State::Ended);
+    assert_eq!(b.e.conversation(c1).unwrap().transitions.last().unwrap().cause, Cause::Closed);
+    assert_eq!(replies(&fx), vec![ReplyKind::Closed]);
+}

@@ -75,26 +75,35 @@ impl Router {
             return Some(why);
         }
         let pushes = |g: &GroupId| self.groups.get(g).is_some_and(|g| g.policy.offer.pushes());
+        // Pushes and is open (business hours, `hours.rs`).
+        let serves = |g: &GroupId| pushes(g) && !self.closed(*g);
+        let outside = |g: GroupId| Refusal::OutsideHours { group: g, until: self.hours_change(g) };
         if !pushes(&w.group) {
             return Some(Refusal::GroupPulls(w.group));
+        }
+        if self.closed(w.group) {
+            return Some(outside(w.group));
         }
         match w.pin {
             Some(p) if p != agent => return Some(Refusal::WaitsForAgent(p)),
             Some(_) => {}
             None => {
-                let mut via =
-                    a.groups.iter().filter(|g| **g == w.group || w.widened.contains(g)).peekable();
-                let Some(&&first) = via.peek() else {
+                let via = || a.groups.iter().filter(|g| **g == w.group || w.widened.contains(g));
+                let Some(&first) = via().next() else {
                     return Some(Refusal::NotAdmitted { from: self.admits_from(a, w) });
                 };
-                if !via.any(pushes) {
+                if !via().any(pushes) {
                     return Some(Refusal::GroupPulls(first));
+                }
+                if !via().any(serves) {
+                    let closed = via().find(|g| pushes(g)).copied().unwrap_or(first);
+                    return Some(outside(closed));
                 }
                 // Through its own group only at the level the conversation needs now; a group
                 // its steps admit takes it at any level.
                 let level = a.level(w.group);
                 if let Some(needs) = w.min_level.filter(|n| level < *n)
-                    && !a.groups.iter().any(|g| w.widened.contains(g) && pushes(g))
+                    && !a.groups.iter().any(|g| w.widened.contains(g) && serves(g))
                 {
                     return Some(Refusal::BelowLevel {
                         level,
@@ -195,6 +204,7 @@ impl Router {
             let best = pinned.or_else(|| {
                 a.groups
                     .iter()
+                    .filter(|g| self.serves(**g))
                     .filter_map(|g| self.groups.get(g))
                     // A shortcut: `refusal` admits nothing through a group that pulls.
                     .filter(|g| g.policy.offer.pushes())
@@ -231,8 +241,8 @@ impl Router {
             let Some(g) = self.groups.get(&id) else {
                 return;
             };
-            // A shortcut: `refusal` admits no one through a group that pulls.
-            if g.available.is_empty() || !g.policy.offer.pushes() {
+            // A shortcut: `refusal` admits no one through a group that pulls or is closed.
+            if g.available.is_empty() || !self.serves(id) {
                 return;
             }
             let pick = |(k, c): (QueueKey, ConversationId)| {

@@ -50,6 +50,10 @@ pub enum Refusal {
     /// now (`policy.min_level`, lowered by its steps); `from`: when a step lowers it to the
     /// agent's level (none: no step does).
     BelowLevel { level: u8, needs: u8, from: Option<Timestamp> },
+    /// `group` (the conversation's, or the one the agent would take it through) is outside
+    /// its business hours (`hours.rs`); `until`: when it opens (none: not within the zone
+    /// table).
+    OutsideHours { group: GroupId, until: Option<Timestamp> },
 }
 
 /// One agent's verdict on one waiting conversation.

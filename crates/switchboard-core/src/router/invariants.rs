@@ -66,7 +66,7 @@ impl Router {
             if a.can_push() {
                 for (_, c) in a.pinned.iter() {
                     let p = &self.placements[&c];
-                    if self.groups[&p.group()].policy.offer.pushes() && !p.declined().contains(id) {
+                    if self.serves(p.group()) && !p.declined().contains(id) {
                         return Err(format!(
                             "{id} could take {c}, which waits for it, but is idle"
                         ));
@@ -100,7 +100,7 @@ impl Router {
                 }
                 // Work conservation: no available agent of the group that dispatch's one
                 // predicate admits (not declined, at the level it needs now) stays idle.
-                if g.policy.offer.pushes()
+                if self.serves(*gid)
                     && let Some(w) = self.waiting(c)
                     && let Some(idle) = g.available.iter().find(|a| self.refusal(*a, &w).is_none())
                 {
@@ -114,7 +114,7 @@ impl Router {
                     other => return Err(format!("{c} in {gid}'s overflow but placed {other:?}")),
                 }
                 let p = &self.placements[&c];
-                if g.policy.offer.pushes() && self.groups[&p.group()].policy.offer.pushes() {
+                if self.serves(*gid) && self.serves(p.group()) {
                     let declined = p.declined();
                     if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
                         return Err(format!(
@@ -184,6 +184,7 @@ impl Router {
                 return Err(format!("a decision is kept for {c}, which no agent holds"));
             }
         }
+        self.check_hours()?;
         let signed_in = self.agents.values().filter(|a| a.status != AgentStatus::Offline).count();
         if signed_in != self.signed_in {
             return Err(format!("router counts {} signed in, has {signed_in}", self.signed_in));

@@ -13,6 +13,7 @@ mod available;
 mod dispatch;
 mod ewt;
 pub mod explain;
+mod hours;
 mod invariants;
 mod overflow;
 mod status;
@@ -228,6 +229,17 @@ pub enum Effect {
         conversation: ConversationId,
         group: GroupId,
     },
+    /// It waits in `group`, which is closed (`hours.rs`): it arrived there, or the group
+    /// closed while it waited. Said once per arrival or closing.
+    OutsideHours {
+        conversation: ConversationId,
+        group: GroupId,
+    },
+    /// `group` is closed and ends what reaches it: the router let go of the conversation.
+    Closed {
+        conversation: ConversationId,
+        group: GroupId,
+    },
 }
 
 /// New variants go last: snapshots name variants by position.
@@ -239,6 +251,7 @@ enum Timer {
     WrapUp(AgentId, ConversationId),
     Step(ConversationId),
     MaxWait(ConversationId),
+    Hours(GroupId),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -294,6 +307,10 @@ pub struct Router {
     /// older snapshots load without it.
     #[serde(default)]
     decisions: FxHashMap<ConversationId, explain::Decision>,
+    /// Business hours: the tenant's calendar, the zone's offsets, each group's open state
+    /// (`hours.rs`). Last, so older snapshots load without it.
+    #[serde(default)]
+    calendar: hours::Calendar,
 }
 
 impl Router {
@@ -325,6 +342,8 @@ impl Router {
                 let rekey = g.policy.priority_aging != policy.priority_aging;
                 let restep = g.policy.steps != policy.steps;
                 let relimit = g.policy.overflow != policy.overflow;
+                let rehours = g.policy.hours != policy.hours;
+                let rewhen = g.policy.when_closed != policy.when_closed;
                 g.policy = policy;
                 if rekey {
                     // The queues' keys follow the aging step (`aging.rs`).
@@ -344,6 +363,10 @@ impl Router {
                 }
                 if relimit {
                     self.relimit(id);
+                }
+                if rehours || rewhen {
+                    // A new closed policy applies to those already waiting: closed anew.
+                    self.recalendar(now, id, rewhen, out);
                 }
             }
             None => {
@@ -371,6 +394,7 @@ impl Router {
                     }
                 }
                 self.groups.insert(id, g);
+                self.recalendar(now, id, false, out);
             }
         }
         self.dirty_groups.insert(id);
@@ -397,6 +421,7 @@ impl Router {
                 "group {id} is a step or the overflow group of group {other}'s routing policy; remove it from there first"
             )));
         }
+        self.calendar_reset(id);
         self.groups.remove(&id);
         Ok(())
     }
@@ -530,7 +555,7 @@ impl Router {
                     .map(|a| (a, PinKind::LastAgent, timeout))
             });
         match affinity {
-            Some((agent, kind, _)) if self.agents[&agent].can_push() && policy.offer.pushes() => {
+            Some((agent, kind, _)) if self.agents[&agent].can_push() && self.serves(req.group) => {
                 let decision = explain::Decision {
                     at: now,
                     group: req.group,
@@ -606,7 +631,8 @@ impl Router {
             Some(_) => false,
             None => return Err(Error::UnknownConversation(conv)),
         };
-        if !pickable {
+        // A closed group's conversations wait for it to open (`hours.rs`).
+        if !pickable || self.closed(self.placements[&conv].group()) {
             return Err(Error::NotPickable { conversation: conv, agent });
         }
         if a.status == AgentStatus::Offline {
@@ -767,6 +793,7 @@ impl Router {
                 Timer::WrapUp(agent, conv) => self.wrap_up_due(at, agent, conv, out),
                 Timer::Step(conv) => self.step_due(now, at, conv),
                 Timer::MaxWait(conv) => self.max_wait_due(at, conv),
+                Timer::Hours(group) => self.hours_due(now, at, group, out),
             }
             self.settle(now, out);
         }
@@ -884,12 +911,14 @@ impl Router {
         let mut waiting: Vec<(aging::Effective, ConversationId)> = a
             .groups
             .iter()
+            .filter(|g| !self.closed(**g))
             .filter_map(|g| self.groups.get(g))
             .flat_map(|g| {
                 g.queue.iter().chain(g.overflow.iter()).map(move |(_, c)| {
                     (aging::Effective::at(&g.policy, self.placements[&c].key(), now), c)
                 })
             })
+            .filter(|(_, c)| !self.closed(self.placements[c].group()))
             .collect();
         waiting.sort();
         // A conversation its own group and a step both offer this agent: the better place.

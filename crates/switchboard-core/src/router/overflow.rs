@@ -38,7 +38,9 @@ impl Router {
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
-        if self.over_limit(now, group, key, &declined) {
+        if self.closed(group) {
+            self.enter_closed(now, conv, group, key, declined, out, 0);
+        } else if self.over_limit(now, group, key, &declined) {
             self.go_on(now, conv, group, key, declined, out, 0);
         } else {
             self.place_or_push(now, conv, group, key, declined, out);
@@ -49,7 +51,7 @@ impl Router {
     /// or on along the chain while that one is over its limits too, or refuses it. `hops`
     /// bounds a chain the engine would have refused as a loop.
     #[allow(clippy::too_many_arguments)]
-    fn go_on(
+    pub(super) fn go_on(
         &mut self,
         now: Timestamp,
         conv: ConversationId,
@@ -60,11 +62,20 @@ impl Router {
         hops: usize,
     ) {
         let Some(to) = self.overflow_target(from).filter(|_| hops < self.groups.len()) else {
-            out.push(Effect::Refused { conversation: conv, group: from });
+            // A group closed for business hours (`hours.rs`) ends it with its own reply.
+            let closing = self.closed(from)
+                && self.groups[&from].policy.when_closed != crate::config::WhenClosed::Wait;
+            out.push(if closing {
+                Effect::Closed { conversation: conv, group: from }
+            } else {
+                Effect::Refused { conversation: conv, group: from }
+            });
             return;
         };
         out.push(Effect::Overflowed { conversation: conv, from, to });
-        if self.over_limit(now, to, key, &declined) {
+        if self.closed(to) {
+            self.enter_closed(now, conv, to, key, declined, out, hops + 1);
+        } else if self.over_limit(now, to, key, &declined) {
             self.go_on(now, conv, to, key, declined, out, hops + 1);
         } else {
             self.place_or_push(now, conv, to, key, declined, out);

@@ -1203,3 +1203,107 @@ fn levels_lower_only_and_need_a_base() {
     let e = settings(GroupPolicy { min_level: Some(6), ..leveled() }).validate().unwrap_err();
     assert!(e.to_string().contains("policy.min_level: 6 is outside 1 to 5"), "{e}");
 }
+
+// ----- business hours (issue 14 item 3, `hours.rs`) ----------------------------------------
+
+/// Open 01:00-02:00 UTC every day (t(3600) to t(7200) on day 0).
+fn one_am() -> crate::hours::Hours {
+    let span = vec![crate::hours::Span { start: 60, end: 120 }];
+    crate::hours::Hours { weekly: std::array::from_fn(|_| span.clone()), ..Default::default() }
+}
+
+fn hours_policy(when_closed: crate::config::WhenClosed, to: Option<GroupId>) -> GroupPolicy {
+    GroupPolicy {
+        hours: Some(one_am()),
+        when_closed,
+        overflow: to.map(|g| crate::config::Overflow {
+            max_waiting: None,
+            max_wait: None,
+            group: Some(g),
+        }),
+        ..GroupPolicy::default()
+    }
+}
+
+#[test]
+fn a_closed_group_routes_nothing_tells_once_and_routes_when_it_opens() {
+    use crate::config::WhenClosed;
+    let mut f = Fixture::new();
+    f.group(G1, hours_policy(WhenClosed::Wait, None));
+    assert!(f.r.closed(G1));
+    assert_eq!(f.r.next_deadline(), Some(t(3600)));
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(10), 1, G1, 0);
+    assert_eq!(f.assigned_to(1), None, "closed: its free agent is not free for it");
+    assert!(f.take_effects().contains(&Effect::OutsideHours { conversation: c(1), group: G1 }));
+    assert!(matches!(f.r.pick(t(11), A1, c(1), &mut f.out), Err(Error::NotPickable { .. })));
+    assert!(f.r.unaccepted(A1, t(11)).is_empty());
+    // A snapshot keeps the open state and its deadline.
+    let mut r: Router = rmp_serde::from_slice(&rmp_serde::to_vec(&f.r).unwrap()).unwrap();
+    r.check_invariants().unwrap();
+    r.advance(t(3600), &mut f.out);
+    f.r = r;
+    f.check();
+    assert!(!f.r.closed(G1));
+    assert_eq!(f.assigned_to(1), Some(A1), "opens: work conservation again");
+    f.r.advance(t(7200), &mut f.out);
+    f.check();
+    f.take_effects();
+    f.route(t(7300), 2, G1, 0);
+    assert_eq!(f.assigned_to(2), None);
+    assert_eq!(f.r.next_deadline(), Some(t(86_400 + 3600)), "tomorrow 01:00");
+}
+
+#[test]
+fn a_closed_group_ends_or_overflows_what_waits_and_what_arrives() {
+    use crate::config::WhenClosed;
+    let mut f = Fixture::new();
+    f.group(G1, hours_policy(WhenClosed::End, None));
+    f.route(t(10), 1, G1, 0);
+    assert_eq!(f.r.placement(c(1)), None);
+    assert_eq!(f.take_effects(), vec![Effect::Closed { conversation: c(1), group: G1 }]);
+    // Waiting when it closes: ended then.
+    f.r.advance(t(3600), &mut f.out);
+    f.route(t(3700), 2, G1, 0);
+    assert!(f.r.placement(c(2)).is_some());
+    f.take_effects();
+    f.r.advance(t(7200), &mut f.out);
+    f.check();
+    assert_eq!(f.take_effects(), vec![Effect::Closed { conversation: c(2), group: G1 }]);
+    // Overflow: to G2's agent, keeping the entry time.
+    f.group(G1, hours_policy(WhenClosed::Overflow, Some(G2)));
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.route(t(7300), 3, G1, 0);
+    assert_eq!(f.assigned_to(3), Some(A2));
+    assert!(f.take_effects().contains(&Effect::Overflowed {
+        conversation: c(3),
+        from: G1,
+        to: G2
+    }));
+    // Switching a closed group from wait to end ends those already waiting.
+    f.group(G1, hours_policy(WhenClosed::Wait, None));
+    f.route(t(7400), 4, G1, 0);
+    f.take_effects();
+    f.group(G1, hours_policy(WhenClosed::End, None));
+    assert_eq!(f.take_effects(), vec![Effect::Closed { conversation: c(4), group: G1 }]);
+}
+
+#[test]
+fn the_tenant_calendar_applies_to_groups_without_their_own() {
+    let mut f = Fixture::new();
+    f.group(
+        G2,
+        GroupPolicy { hours: Some(crate::hours::Hours::always_open()), ..Default::default() },
+    );
+    f.agent(A1, 2, &[G1, G2], AgentStatus::Online);
+    f.r.set_calendar(t(0), Some(one_am()), crate::hours::Offsets::fixed(0), &mut f.out);
+    f.check();
+    assert!(f.r.closed(G1) && !f.r.closed(G2));
+    f.route(t(1), 1, G1, 0);
+    f.route(t(2), 2, G2, 0);
+    assert_eq!((f.assigned_to(1), f.assigned_to(2)), (None, Some(A1)));
+    // Shifting the zone one hour east opens it at 00:00 UTC, that is now.
+    f.r.set_calendar(t(3), Some(one_am()), crate::hours::Offsets::fixed(3600), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A1), "00:00:03 UTC is 01:00:03 there: open");
+}

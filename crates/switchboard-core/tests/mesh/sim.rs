@@ -614,5 +614,7 @@ pub fn random_setup(rng: &mut Rng) -> Setup {
             })
             .collect(),
         levels: Vec::new(),
+        tenant_hours: None,
+        zone: (0, None),
     }
 }

@@ -8,13 +8,16 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, AutoAcceptReply, CustomerSettings, GroupPolicy, GroupSettings, KeywordRule,
     MessageReceivedReply, NotRespondingPolicy, OfferMode, OfflineReply, Overflow, QueueReply,
-    QueueRule, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WrapUp,
+    QueueRule, ReplySettings, Step, Strategy as Pick, TenantSettings, TimedReply, WhenClosed,
+    WrapUp,
 };
 use switchboard_core::engine::customer_message::CustomerMessage;
+use switchboard_core::hours::{Hours, Offsets, Span};
+use switchboard_core::router::Via;
 use switchboard_core::router::{Placement, Router};
 use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, GroupId,
-    Selection, State, Target, Timestamp,
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Event,
+    GroupId, Selection, State, Target, Timestamp,
 };
 
 pub const GROUPS: u64 = 3;
@@ -100,6 +103,11 @@ pub enum Op {
         group: u64,
         rule: Option<OverflowRule>,
     },
+    /// An administrator changes a group's business hours (`None`: the tenant's).
+    Hours {
+        group: u64,
+        rule: Option<HoursRule>,
+    },
 }
 
 /// Overflow: cap, max wait (seconds), and the target group this many groups on (0: refuse).
@@ -129,6 +137,56 @@ pub struct GroupRules {
     /// The level the group's own agents need (2-5), and what a step lowers it to after this
     /// many seconds (the group's step, or a step of its own when it has none).
     pub levels: Option<(u8, u8, u64)>,
+    /// Business hours of its own (else the tenant's, if any).
+    pub hours: Option<HoursRule>,
+}
+
+/// A calendar: spans (weekday 0-6, start minute, minutes long; overlapping ones are
+/// dropped), day 1 (a Friday; runs start on Thursday 1970-01-01) a holiday or not, and the
+/// closed policy (0 wait, 1 overflow when the group has an overflow group, else wait; 2 end).
+/// No spans: always closed; a 1440-minute span on every day: always open.
+#[derive(Debug, Clone, Default)]
+pub struct HoursRule {
+    pub spans: Vec<(usize, u16, u16)>,
+    pub holiday: bool,
+    pub when_closed: u8,
+}
+
+/// The tenant zone's offsets: seconds east of UTC, and a change to another offset at a
+/// second of the run (a DST-like jump either way).
+pub type Zone = (i32, Option<(u64, i32)>);
+
+pub fn calendar(rule: &HoursRule) -> Hours {
+    let mut h = Hours::default();
+    for &(day, start, len) in &rule.spans {
+        let span = Span { start: start.min(1439), end: (start.min(1439) + len.max(1)).min(1440) };
+        let spans = &mut h.weekly[day % 7];
+        if spans.iter().all(|o| o.end <= span.start || span.end <= o.start) {
+            spans.push(span);
+        }
+    }
+    if rule.holiday {
+        h.exceptions.insert(1, Vec::new());
+    }
+    h
+}
+
+pub fn offsets((first, change): Zone) -> Offsets {
+    let mut changes = vec![(Timestamp::ZERO, first)];
+    if let Some((at, to)) = change {
+        changes.push((Timestamp(at * 1000), to));
+    }
+    Offsets { changes }
+}
+
+/// Sets a group's hours and closed policy as the rule says (`None`: the tenant's).
+fn set_hours(policy: &mut GroupPolicy, rule: Option<&HoursRule>) {
+    policy.hours = rule.map(calendar);
+    policy.when_closed = match rule.map_or(0, |r| r.when_closed % 3) {
+        1 if policy.overflow.is_some_and(|o| o.group.is_some()) => WhenClosed::Overflow,
+        2 => WhenClosed::End,
+        _ => WhenClosed::Wait,
+    };
 }
 
 /// A tenant configuration: offer modes, strategies, affinity and every reply kind with short
@@ -146,6 +204,9 @@ pub struct Setup {
     pub rules: Vec<GroupRules>,
     /// Per agent: 0 not rated, else a base from which each of its groups gets a level 1-5.
     pub levels: Vec<u8>,
+    /// The tenant's business hours (`None`: always open, for groups without their own).
+    pub tenant_hours: Option<HoursRule>,
+    pub zone: Zone,
 }
 
 fn texts(t: &str) -> Vec<String> {
@@ -182,6 +243,7 @@ fn replies() -> ReplySettings {
             min_interval: Duration::ZERO,
         }),
         queue_full: Some(texts("all busy, sorry {{nick_name}}")),
+        closed: Some(texts("closed now, {{nick_name}}")),
     }
 }
 
@@ -205,6 +267,7 @@ pub fn build(s: &Setup) -> Engine {
         default_group: Some(GroupId(0)),
         // Every third customer is a VIP.
         customer_group_priorities: [("vip".to_owned(), 2)].into(),
+        hours: s.tenant_hours.as_ref().map(calendar),
         ..Default::default()
     };
     let mut e = Engine::new(settings).unwrap();
@@ -254,13 +317,23 @@ pub fn build(s: &Setup) -> Engine {
                 overflow(g as u64, (w, t, on))
             }),
             min_level: s.rules.get(g).and_then(|r| r.levels).map(|(need, _, _)| need),
+            hours: None,
+            when_closed: WhenClosed::Wait,
         };
+        let mut policy = policy;
+        set_hours(&mut policy, s.rules.get(g).and_then(|r| r.hours.as_ref()));
         // A step may name a group created later: every group first, then the steps.
         let steps = policy.steps.clone();
         let id = GroupId(g as u64);
-        let plain = GroupPolicy { steps: Vec::new(), overflow: None, ..policy.clone() };
+        let plain = GroupPolicy {
+            steps: Vec::new(),
+            overflow: None,
+            when_closed: WhenClosed::Wait,
+            ..policy.clone()
+        };
         e.upsert_group(t0, id, GroupSettings { policy: plain, ..Default::default() }).unwrap();
-        if !steps.is_empty() || policy.overflow.is_some() {
+        if !steps.is_empty() || policy.overflow.is_some() || policy.when_closed != WhenClosed::Wait
+        {
             stepped.push((id, policy));
         }
     }
@@ -291,6 +364,7 @@ pub fn build(s: &Setup) -> Engine {
         };
         e.upsert_customer(CustomerId(u as u64), settings).unwrap();
     }
+    e.set_calendar(t0, offsets(s.zone));
     e
 }
 
@@ -470,6 +544,11 @@ pub fn check_explain(r: &Router, now: Timestamp) -> Result<(), String> {
                         && !w.widened.iter().any(|g| a.groups.contains(g))
                 }
                 Refusal::Declined => declined.contains(&v.agent),
+                Refusal::OutsideHours { group, until } => {
+                    r.closed(group)
+                        && until == r.hours_change(group)
+                        && (group == w.group || a.groups.contains(&group))
+                }
                 Refusal::BelowLevel { level, needs, .. } => {
                     let policy = r.group_policy(w.group).ok_or("its group is unknown")?;
                     pin.is_none()
@@ -477,7 +556,12 @@ pub fn check_explain(r: &Router, now: Timestamp) -> Result<(), String> {
                         && level == a.level(w.group)
                         && policy.min_level_after(w.steps_reached) == Some(needs)
                         && level < needs
-                        && !w.widened.iter().any(|g| a.groups.contains(g))
+                        // Not admitted through a group its steps reached that serves it.
+                        && !w.widened.iter().any(|g| {
+                            a.groups.contains(g)
+                                && r.group_policy(*g).is_some_and(|p| p.offer != OfferMode::Pull)
+                                && !r.closed(*g)
+                        })
                 }
             };
             if !fits {
@@ -617,6 +701,43 @@ fn check_limits(e: &Engine, now: Timestamp) -> Result<(), String> {
                     key.entered_at()
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Once the clock has run, every group is open exactly when its calendar (its own, else
+/// the tenant's; none: always) says so.
+fn check_hours(e: &Engine, now: Timestamp, setup: &Setup) -> Result<(), String> {
+    let zone = offsets(setup.zone);
+    for g in 0..GROUPS {
+        let own = e.group_settings(GroupId(g)).and_then(|s| s.policy.hours.clone());
+        let open = own.or(e.settings().hours.clone()).is_none_or(|h| h.open_at(&zone, now));
+        if e.router().closed(GroupId(g)) == open {
+            return Err(format!(
+                "g{g} is {} at {now:?}, its calendar says otherwise",
+                if open { "closed" } else { "open" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A closed group offers nothing and assigns nothing by itself (an agent may still accept
+/// an offer made before it closed; a transfer to an agent is an explicit act).
+fn check_closed_serve_nothing(e: &Engine, effects: &[Effect]) -> Result<(), String> {
+    for fx in effects {
+        let (conv, what) = match fx {
+            Effect::Event(Event::Offered { conversation, .. }) => (*conversation, "offered"),
+            Effect::Event(Event::Assigned {
+                conversation, via: Via::Auto | Via::Picked, ..
+            }) => (*conversation, "assigned"),
+            _ => continue,
+        };
+        if let Some(g) = e.router().placement(conv).map(|p| p.group())
+            && e.router().closed(g)
+        {
+            return Err(format!("{conv} {what} while its group {g} is closed"));
         }
     }
     Ok(())
@@ -829,7 +950,7 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                 let id = GroupId(*group);
                 let mut s = e.group_settings(id).cloned().unwrap();
                 s.policy.overflow = rule.map(|r| overflow(*group, r));
-                match e.upsert_group(now, id, s) {
+                match e.upsert_group(now, id, s.clone()) {
                     Ok(fx) => fx,
                     Err(err) if loops(&e, id, s_target(rule, *group)) => {
                         if !err.to_string().contains("loops") {
@@ -837,8 +958,22 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                         }
                         Vec::new()
                     }
+                    // Closed conversations overflow there: it must stay named.
+                    Err(err)
+                        if s.policy.when_closed == WhenClosed::Overflow
+                            && s_target(rule, *group).is_none()
+                            && err.to_string().contains("policy.when_closed") =>
+                    {
+                        Vec::new()
+                    }
                     Err(err) => return Err(format!("overflow {rule:?}: {err}")),
                 }
+            }
+            Op::Hours { group, rule } => {
+                let id = GroupId(*group);
+                let mut s = e.group_settings(id).cloned().unwrap();
+                set_hours(&mut s.policy, rule.as_ref());
+                e.upsert_group(now, id, s).map_err(|err| format!("hours {rule:?}: {err}"))?
             }
             Op::Aging { group, step } => {
                 let id = GroupId(*group);
@@ -855,9 +990,11 @@ pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
             .and_then(|()| check_explain(e.router(), now))
             .and_then(|()| {
                 if matches!(op, Op::Advance { .. }) {
-                    check_steps(&e, now).and_then(|()| check_limits(&e, now))
+                    check_steps(&e, now)
+                        .and_then(|()| check_limits(&e, now))
+                        .and_then(|()| check_hours(&e, now, setup))
                 } else {
-                    Ok(())
+                    check_closed_serve_nothing(&e, &effects)
                 }
             })
             .and_then(|()| budget.observe(&effects));

@@ -74,6 +74,9 @@ pub(super) fn create_tenant(
     state.display_name = r.display_name.clone();
     state.created_at = now;
     state.engine = engine;
+    // No group exists yet: nothing to place, only the table to keep.
+    let offsets = crate::calendar::offsets(&state.engine.settings().time_zone, now);
+    state.engine.set_calendar(now, offsets);
     Ok(response::Result::Tenant(resources::tenant(state)))
 }
 
@@ -81,9 +84,9 @@ pub(super) fn create_tenant(
 /// display name when not empty, all the settings when given).
 pub(super) fn update_tenant(
     state: &mut TenantState,
-    _now: Timestamp,
+    now: Timestamp,
     r: &pb::UpdateTenantRequest,
-    _out: &mut Output,
+    out: &mut Output,
 ) -> Result<response::Result> {
     check_tenant(state, "name", &r.name)?;
     let mask = Mask::parse(
@@ -118,10 +121,16 @@ pub(super) fn update_tenant(
                 default_group,
                 customer_group_priorities,
                 time_zone,
+                hours,
             ]
         );
         let s = settings::tenant_settings(state, &merged)?;
         state.engine.set_settings(s)?;
+        // Business hours: the zone's offsets from this command's time (so replaying the log
+        // rebuilds the same table), every group's open state again.
+        let offsets = crate::calendar::offsets(&state.engine.settings().time_zone, now);
+        let effects = state.engine.set_calendar(now, offsets);
+        emit(state, now, effects, out);
     }
     if mask.covers("display_name") {
         state.display_name = r.display_name.clone();
@@ -148,6 +157,7 @@ const TENANT_SETTINGS: &[&str] = &[
     "default_group",
     "customer_group_priorities",
     "time_zone",
+    "hours",
 ];
 
 /// The fields of `RoutingPolicy`, as paths under `policy`.
@@ -166,6 +176,8 @@ const POLICY_FIELDS: &[&str] = &[
     // `routing_steps` and `routing_overflow`.
     "steps",
     "overflow",
+    "hours",
+    "when_closed",
 ];
 
 /// Creates or updates a group under the request's field mask (fields it leaves out keep
@@ -225,6 +237,8 @@ pub(super) fn put_group(
                     wrap_up_can_end_early,
                     priority_aging,
                     min_level,
+                    hours,
+                    when_closed,
                 ]
             );
             settings::routing_policy("policy", Some(&merged))?

@@ -53,6 +53,11 @@ pub fn verdict(s: &TenantState, v: &Verdict) -> pb::Verdict {
             R::NotAdmitted
         }
         Refusal::Declined => R::Declined,
+        Refusal::OutsideHours { group, until } => {
+            out.group = s.group_name(group);
+            out.until_time = until.map(timestamp);
+            R::OutsideHours
+        }
         Refusal::BelowLevel { level, needs, from } => {
             (out.level, out.needs_level) = (level.into(), needs.into());
             out.until_time = from.map(timestamp);

@@ -88,6 +88,7 @@ pub const REPLY_KINDS: &[&str] = &[
     "batch_end",
     "offline",
     "queue_full",
+    "closed",
 ];
 
 /// Merges reply settings kind by kind; `prefix` is the path of the settings (`replies.`, or
@@ -122,6 +123,7 @@ pub fn merge_replies(
             batch_end,
             offline,
             queue_full,
+            closed,
         ]
     );
 }

@@ -176,6 +176,7 @@ pub fn reply_kind(k: ReplyKind) -> pb::ReplyKind {
         ReplyKind::MessageReceived => pb::ReplyKind::MessageReceived,
         ReplyKind::OpenService => pb::ReplyKind::OpenService,
         ReplyKind::QueueFull => pb::ReplyKind::QueueFull,
+        ReplyKind::Closed => pb::ReplyKind::Closed,
     }
 }
 

@@ -48,7 +48,7 @@ pub fn describe(state: &TenantState, e: &Core) -> String {
             format!("conversation {} is not assigned to agent {}", c(*conversation), a(*agent))
         }
         Core::NotPickable { conversation, agent } => format!(
-            "conversation {} is not in the unaccepted list of agent {}'s groups",
+            "conversation {} is not in the unaccepted list of agent {}'s groups (or its group is closed: outside business hours)",
             c(*conversation),
             a(*agent)
         ),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchboard_core::config::{
     AutoAcceptReply, GroupPolicy, KeywordRule, MessageReceivedReply, NotRespondingPolicy,
     OfferMode, OfflineReply, QueueReply, QueueRule, RatingCredit, ReplySettings, Strategy,
-    TenantSettings, TimedReply, WrapUp,
+    TenantSettings, TimedReply, WhenClosed, WrapUp,
 };
 use switchboard_core::{AgentStatus, Channel};
 use switchboard_proto::v1 as pb;
@@ -160,6 +160,7 @@ pub fn tenant_settings(state: &TenantState, s: &pb::TenantSettings) -> Result<Te
         reply_windows,
         customer_group_priorities,
         time_zone: s.time_zone.clone(),
+        hours: s.hours.as_ref().map(|h| crate::calendar::hours("settings.hours", h)).transpose()?,
     };
     // The reply levels were checked above with their own paths; this covers the rest.
     settings.validate().map_err(|e| scoped("settings", e))?;
@@ -217,6 +218,7 @@ pub fn tenant_settings_to_pb(state: &TenantState, s: &TenantSettings) -> pb::Ten
             .map(|(g, p)| (g.clone(), u32::from(*p)))
             .collect(),
         time_zone: s.time_zone.clone(),
+        hours: s.hours.as_ref().map(crate::calendar::hours_to_pb),
     }
 }
 
@@ -281,6 +283,7 @@ pub fn reply_settings(field: &str, r: Option<&pb::ReplySettings>) -> Result<Repl
             })
             .transpose()?,
         queue_full: r.queue_full.as_ref().map(|t| t.texts.clone()),
+        closed: r.closed.as_ref().map(|t| t.texts.clone()),
     };
     settings.validate().map_err(|e| scoped(field, e))?;
     Ok(settings)
@@ -316,6 +319,7 @@ pub fn reply_settings_to_pb(r: &ReplySettings) -> pb::ReplySettings {
             min_interval: Some(duration(o.min_interval)),
         }),
         queue_full: texts(&r.queue_full),
+        closed: texts(&r.closed),
     }
 }
 
@@ -421,6 +425,22 @@ pub fn routing_policy(field: &str, p: Option<&pb::RoutingPolicy>) -> Result<Grou
         // names.
         steps: Vec::new(),
         overflow: None,
+        hours: p
+            .hours
+            .as_ref()
+            .map(|h| crate::calendar::hours(&format!("{field}.hours"), h))
+            .transpose()?,
+        when_closed: match pb::WhenClosed::try_from(p.when_closed) {
+            Ok(pb::WhenClosed::Unspecified | pb::WhenClosed::Wait) => WhenClosed::Wait,
+            Ok(pb::WhenClosed::Overflow) => WhenClosed::Overflow,
+            Ok(pb::WhenClosed::End) => WhenClosed::End,
+            Err(_) => {
+                return Err(Error::field(
+                    &format!("{field}.when_closed"),
+                    "use WHEN_CLOSED_WAIT, WHEN_CLOSED_OVERFLOW or WHEN_CLOSED_END",
+                ));
+            }
+        },
     })
 }
 
@@ -453,6 +473,12 @@ pub fn routing_policy_to_pb(p: &GroupPolicy) -> pb::RoutingPolicy {
         steps: Vec::new(),
         overflow: None,
         min_level: p.min_level.map(u32::from),
+        hours: p.hours.as_ref().map(crate::calendar::hours_to_pb),
+        when_closed: match p.when_closed {
+            WhenClosed::Wait => pb::WhenClosed::Wait,
+            WhenClosed::Overflow => pb::WhenClosed::Overflow,
+            WhenClosed::End => pb::WhenClosed::End,
+        } as i32,
     }
 }
 
@@ -493,7 +519,7 @@ fn scoped(prefix: &str, e: switchboard_core::Error) -> Error {
 
 /// The core keeps some text lists bare where the proto wraps them in `Texts`.
 fn proto_path(path: &str) -> String {
-    for wrapped in ["manual_end", "batch_end", "open_service", "queue_full"] {
+    for wrapped in ["manual_end", "batch_end", "open_service", "queue_full", "closed"] {
         if let Some(rest) = path.strip_prefix(wrapped)
             && (rest.is_empty() || rest.starts_with('['))
         {
@@ -542,6 +568,7 @@ mod tests {
             batch_end: Some(pb::Texts { texts: texts("bye all") }),
             offline: Some(pb::OfflineReply { texts: texts("we are closed"), min_interval: d(0) }),
             queue_full: Some(pb::Texts { texts: texts("all lines busy") }),
+            closed: Some(pb::Texts { texts: texts("we open at 9") }),
         };
         let core = reply_settings("replies", Some(&pb)).unwrap();
         assert_eq!(core.idle_end.as_ref().unwrap().after, Duration::from_secs(600));
