@@ -1307,3 +1307,17 @@ fn the_tenant_calendar_applies_to_groups_without_their_own() {
     f.check();
     assert_eq!(f.assigned_to(1), Some(A1), "00:00:03 UTC is 01:00:03 there: open");
 }
+
+#[test]
+fn explain_says_a_closed_group_keeps_its_free_agents_from_its_conversations() {
+    use crate::config::WhenClosed;
+    let mut f = Fixture::new();
+    f.group(G1, hours_policy(WhenClosed::Wait, None));
+    f.agent(A1, 3, &[G1], AgentStatus::Online);
+    f.route(t(10), 1, G1, 0);
+    let why = f.r.refusal_of(A1, c(1));
+    assert_eq!(why, Some(explain::Refusal::OutsideHours { group: G1, until: Some(t(3600)) }));
+    f.r.advance(t(3600), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(1), Some(A1), "open: taken at once");
+}
