@@ -18,6 +18,12 @@
 //! never served a conversation since it was observed; or the estimate exceeds
 //! [`MAX_ESTIMATE`] (the group has in effect stopped serving).
 //!
+//! **Business hours.** A closed group serves nobody before it opens (`hours.rs`), so its
+//! conversations' estimate is the time until it opens plus `p / rate` (none when the
+//! opening is unknown or the sum exceeds [`MAX_ESTIMATE`]). The rate is still the decayed
+//! one, which the closed hours have lowered; an estimate that pauses while closed is better
+//! and not built.
+//!
 //! It ignores conversations that will overtake it (higher priority arriving, aging) and
 //! those ahead that leave without being served; `loadtest sim` prints how far off it is.
 
@@ -106,7 +112,12 @@ impl Router {
 
     /// Estimated wait at `now` of whoever stands at 1-based `position` in the group's queue.
     pub fn group_wait(&self, now: Timestamp, group: GroupId, position: usize) -> Option<Duration> {
-        self.groups.get(&group)?.service.wait(now, position)
+        let wait = self.groups.get(&group)?.service.wait(now, position)?;
+        if !self.closed(group) {
+            return Some(wait);
+        }
+        let total = wait + self.hours_change(group)?.since(now);
+        (total <= MAX_ESTIMATE).then_some(total)
     }
 
     /// The group's service rate at `now`, in conversations per second.

@@ -1321,3 +1321,23 @@ fn explain_says_a_closed_group_keeps_its_free_agents_from_its_conversations() {
     f.check();
     assert_eq!(f.assigned_to(1), Some(A1), "open: taken at once");
 }
+
+#[test]
+fn a_closed_groups_estimate_counts_the_time_until_it_opens() {
+    use crate::config::WhenClosed;
+    let mut f = Fixture::new();
+    f.group(G1, hours_policy(WhenClosed::Wait, None));
+    f.agent(A1, 100, &[G1], AgentStatus::Online);
+    f.r.advance(t(3600), &mut f.out);
+    // Served while open (01:00-02:00), so the group has a rate.
+    for n in 1..=20 {
+        f.route(t(3600 + 150 * n), n, G1, 0);
+    }
+    assert_eq!(f.assigned_to(20), Some(A1));
+    f.r.advance(t(7200), &mut f.out);
+    assert!(f.r.closed(G1));
+    f.route(t(7201), 21, G1, 0);
+    let until_open = t(86_400 + 3600).since(t(7201));
+    let wait = f.r.estimated_wait(t(7201), c(21)).expect("an estimate");
+    assert!(wait > until_open && wait < until_open + secs(3600), "{wait:?} vs {until_open:?}");
+}
