@@ -37,7 +37,8 @@ pub(super) struct Calendar {
 
 impl Router {
     /// Sets the tenant's hours and its zone's offsets (the shell rebuilds them when the
-    /// settings change and when a node starts); every group's state is computed again.
+    /// settings change, and on a tick before the table runs out: always at a logged time);
+    /// every group's state is computed again.
     pub fn set_calendar(
         &mut self,
         now: Timestamp,
@@ -53,6 +54,17 @@ impl Router {
             self.recalendar(now, g, false, out);
         }
         self.settle(now, out);
+    }
+
+    /// Whether calendars use the zone's table of offsets and its last change comes before
+    /// `horizon`: the shell built it some years ahead at a logged time, and builds it again
+    /// (at another logged time, so a replay does the same) before it runs out. A zone with no
+    /// change in its table (no daylight-saving time) never runs out.
+    pub fn zone_table_ends_before(&self, horizon: Timestamp) -> bool {
+        let changes = &self.calendar.offsets.changes;
+        !self.calendar.groups.is_empty()
+            && changes.len() > 1
+            && changes.last().is_some_and(|(at, _)| *at < horizon)
     }
 
     /// Whether `group` is closed now (outside its business hours).

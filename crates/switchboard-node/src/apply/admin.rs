@@ -1043,4 +1043,42 @@ pub(super) mod tests {
             vec![("hello".to_owned(), "Hello, how can I help?".to_owned())]
         );
     }
+
+    /// Business hours in a zone with daylight-saving time: the table of offsets built by the
+    /// settings command runs two years ahead; a tick (logged) 1.8 years later builds it again,
+    /// so the calendar never runs out while the settings stay untouched.
+    #[test]
+    fn a_tick_builds_the_zone_table_again_before_it_runs_out() {
+        use switchboard_proto::internal::v1::Advance;
+        let mut state = tenant();
+        let day = |d| pb::WeekdayHours {
+            day: d,
+            spans: vec![pb::OpenSpan { start: "09:00".into(), end: "17:00".into() }],
+        };
+        let settings = pb::TenantSettings {
+            time_zone: "Europe/Berlin".into(),
+            hours: Some(pb::BusinessHours {
+                weekly: (1..=7).map(day).collect(),
+                exceptions: vec![],
+            }),
+            ..Default::default()
+        };
+        let update = pb::UpdateTenantRequest {
+            name: T.into(),
+            settings: Some(settings),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["settings.time_zone".into(), "settings.hours".into()],
+            }),
+            ..Default::default()
+        };
+        let start: u64 = 1_800_000_000_000; // 2027-01-15
+        run(&mut state, start, Op::UpdateTenant(update)).unwrap();
+        let year = 365 * 86_400_000;
+        let router = |s: &TenantState| s.engine.router().clone();
+        assert!(!router(&state).zone_table_ends_before(Timestamp(start + year)));
+        assert!(router(&state).zone_table_ends_before(Timestamp(start + 3 * year)));
+        let later = start + year * 18 / 10;
+        run(&mut state, later, Op::Advance(Advance {})).unwrap();
+        assert!(!router(&state).zone_table_ends_before(Timestamp(later + year)), "built again");
+    }
 }

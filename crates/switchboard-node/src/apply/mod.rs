@@ -25,6 +25,10 @@ use crate::convert;
 use crate::error::{Error, Result};
 use crate::state::{EVENTS, OUTBOX, TenantState, agent_stream};
 
+/// How long before the zone's table of offsets runs out a tick builds it again (it reaches
+/// two years ahead, `calendar::offsets`).
+const ZONE_TABLE_MARGIN: std::time::Duration = std::time::Duration::from_secs(180 * 86_400);
+
 /// A transcript row to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranscriptRow {
@@ -248,7 +252,14 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::WebhookProgress(r) => webhooks::progress(state, now, r, &mut out)?,
 
         Op::Advance(_) => {
-            let effects = state.engine.advance(now);
+            let mut effects = state.engine.advance(now);
+            // Business hours: the zone's offsets were built two years ahead of the settings
+            // command that set them; a tick (logged, so a replay does the same) builds them
+            // again when half a year is left.
+            if state.engine.router().zone_table_ends_before(now + ZONE_TABLE_MARGIN) {
+                let offsets = crate::calendar::offsets(&state.engine.settings().time_zone, now);
+                effects.extend(state.engine.set_calendar(now, offsets));
+            }
             emit(state, now, effects, &mut out);
             response::Result::Empty(Default::default())
         }
