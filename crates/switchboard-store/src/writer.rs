@@ -278,7 +278,8 @@ pub(crate) fn drain(
         for (tenant, seq, fence, mut outcome, ack) in watched {
             let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
             if let (Err(e), Some(seq)) = (&result, seq)
-                && !matches!(e, Error::Commit(_) | Error::Closed | Error::DuplicateLogRecord { .. })
+                && refusal_holds_back(e)
+                && !matches!(e, Error::Commit(_) | Error::Closed)
             {
                 refused.entry(tenant).or_insert((seq, fence));
             }
@@ -292,7 +293,12 @@ pub(crate) fn drain(
 /// goes on after it), so the outcome is the same whether the next append shares its commit or
 /// not. A refused snapshot holds nothing back: a failed snapshot never stops the tenant.
 pub(crate) fn holds_back(job: &Job, refusal: &Error) -> bool {
-    matches!(job, Job::Append { .. }) && !matches!(refusal, Error::DuplicateLogRecord { .. })
+    matches!(job, Job::Append { .. }) && refusal_holds_back(refusal)
+}
+
+/// The part of [`holds_back`] about the refusal itself: anything but a duplicate.
+fn refusal_holds_back(refusal: &Error) -> bool {
+    !matches!(refusal, Error::DuplicateLogRecord { .. })
 }
 
 /// Writes one group and answers every job in it. Nothing is acknowledged before the commit

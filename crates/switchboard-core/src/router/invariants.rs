@@ -113,14 +113,13 @@ impl Router {
                         if group != gid && g.queue_key(*k) == key && self.widened_to(c, *gid) => {}
                     other => return Err(format!("{c} in {gid}'s overflow but placed {other:?}")),
                 }
-                let p = &self.placements[&c];
-                if self.serves(*gid) && self.serves(p.group()) {
-                    let declined = p.declined();
-                    if let Some(idle) = g.available.iter().find(|a| !declined.contains(a)) {
-                        return Err(format!(
-                            "agent {idle} is idle while {c}, past a step naming {gid}, waits"
-                        ));
-                    }
+                if self.serves(*gid)
+                    && let Some(w) = self.waiting(c)
+                    && let Some(idle) = g.available.iter().find(|a| self.refusal(*a, &w).is_none())
+                {
+                    return Err(format!(
+                        "agent {idle} is idle while {c}, past a step naming {gid}, waits"
+                    ));
                 }
             }
             let expected: Vec<_> = g

@@ -101,7 +101,9 @@ impl Router {
             widened: &[],
             min_level: g.policy.min_level,
         };
-        if key.front() || (g.policy.offer.pushes() && self.choose(now, group, &w).is_some()) {
+        // Whether anyone may take it at once: the one predicate, without `choose`'s record.
+        let taken_at_once = || g.available.iter().any(|a| self.refusal(a, &w).is_none());
+        if key.front() || (g.policy.offer.pushes() && taken_at_once()) {
             return false;
         }
         let full = o.max_waiting.is_some_and(|m| g.queue.len() >= m as usize);
