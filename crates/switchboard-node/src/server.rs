@@ -151,6 +151,7 @@ pub async fn serve(
         .initial_connection_window_size(http2::INITIAL_CONNECTION_WINDOW)
         .http2_max_header_list_size(http2::MAX_HEADER_LIST_SIZE)
         .max_frame_size(http2::MAX_FRAME_SIZE)
+        .http2_max_pending_accept_reset_streams(Some(http2::MAX_PENDING_ACCEPT_RESET_STREAMS))
         .layer(crate::grpc_metrics::GrpcMetricsLayer::default())
         .layer(crate::auth::layer::AuthLayer::new(Arc::new(gate)))
         .layer(ForwardLayer::new(ownership, hub.clone(), max))

@@ -1380,3 +1380,45 @@ async fn vip_groups_and_the_tenant_time_zone_over_grpc() {
         assert!(err.message().contains(field), "{}", err.message());
     }
 }
+
+/// A node paused (SIGSTOP, a long stall) while its clients give up on calls keeps their
+/// connections when it wakes. Each call abandoned meanwhile reaches it as a stream opened and
+/// reset before it was accepted; h2 by default ends the whole connection after 20 of those
+/// (its rapid-reset guard), which ended healthy streams on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_woken_from_a_pause_keeps_its_connections_and_their_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 1)]).await;
+    // The healthy stream, on the same connection (one channel) as the calls below.
+    let mut events = c
+        .events
+        .stream_events(pb::StreamEventsRequest { tenant: tenant("acme"), after_cursor: 0 })
+        .await
+        .expect("event stream")
+        .into_inner();
+
+    node.pause();
+    // Calls the paused node cannot answer; each one the client drops is reset on the wire.
+    let abandoned: Vec<_> = (0..64)
+        .map(|_| {
+            let mut admin = c.admin.clone();
+            tokio::spawn(async move {
+                let call = admin.get_tenant(pb::GetTenantRequest { name: tenant("acme") });
+                tokio::time::timeout(Duration::from_millis(200), call).await.is_err()
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for call in abandoned {
+        gave_up += usize::from(call.await.expect("call task"));
+    }
+    node.resume();
+    assert!(gave_up > 20, "the paused node answered {} calls", 64 - gave_up);
+
+    // The stream opened before the pause is alive: it carries what happens after.
+    status(&mut c, "acme", "zhang", pb::AgentStatus::Online).await;
+    post(&mut c, "acme", "u1", "U", "hello").await;
+    until(&mut events, |e| e.r#type == "assigned").await;
+}

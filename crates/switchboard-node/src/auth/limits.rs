@@ -99,6 +99,12 @@ pub mod http2 {
     pub const INITIAL_CONNECTION_WINDOW: u32 = 1024 * 1024;
     pub const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
     pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+    /// Streams a peer may open and reset before the node accepted them, before the node ends
+    /// the whole connection (h2's guard against rapid-reset floods; its default is 20). A node
+    /// woken from a pause finds every call its peers gave up on meanwhile in that state; at 20
+    /// it closed whole connections, healthy streams included. One connection's worth of
+    /// concurrent streams still bounds a flood.
+    pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = MAX_CONCURRENT_STREAMS as usize;
 }
 
 /// Requests refused by a tenant's rate limit.

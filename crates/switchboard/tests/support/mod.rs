@@ -90,6 +90,22 @@ impl Node {
         child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
+    /// SIGSTOP: the process freezes, its sockets stay open.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} {}", self.pid());
+    }
+
     /// Whether the process is still running (it did not panic or exit).
     pub fn alive(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
