@@ -661,6 +661,66 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     }
 }
 
+async fn next_event(stream: &mut tonic::Streaming<pb::Event>) -> pb::Event {
+    tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("no event within the patience")
+        .expect("stream error")
+        .expect("stream ended")
+}
+
+/// A stream forwarded to a node that then freezes (SIGSTOP) ends with UNAVAILABLE as soon as
+/// another node has taken the tenant over, not when the node-to-node keepalive gives up
+/// (about 15 s, and with INTERNAL): a client that retries on UNAVAILABLE, as the README says,
+/// resumes it from its cursor on the new owner and misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_forwarded_to_a_paused_owner_ends_unavailable_when_the_tenant_moves() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(2);
+    let c = cluster.nodes[0].clients().await;
+    setup(&mut c.clone(), &t, 1, 1).await;
+    let request =
+        |after_cursor| pb::StreamEventsRequest { tenant: format!("tenants/{t}"), after_cursor };
+    let mut events = c.events.clone().stream_events(request(0)).await.expect("stream").into_inner();
+    post(&c, post_request(&t, "before", "hello")).await;
+    let mut cursor = loop {
+        let e = next_event(&mut events).await;
+        if e.r#type == "assigned" {
+            break e.cursor;
+        }
+    };
+
+    cluster.nodes[2].stop_process();
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.message().await {
+                Ok(Some(e)) => cursor = e.cursor,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the forwarded stream outlived its owner's failover");
+    let status = ended.expect("the stream ended without a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // The client resumes from its cursor on whoever owns the tenant now.
+    post(&c, post_request(&t, "after", "again")).await;
+    let mut resumed = call!(c, events.stream_events, request(cursor)).expect("resume");
+    loop {
+        let e = next_event(&mut resumed).await;
+        assert!(e.cursor > cursor, "resumed before its cursor");
+        if matches!(&e.detail, Some(pb::event::Detail::Opened(o)) if o.customer.ends_with("/after"))
+        {
+            break;
+        }
+    }
+    cluster.nodes[2].continue_process();
+}
+
 /// Certificates and tokens for a secured cluster, made at test time (nothing secret is
 /// committed): a cluster CA, one node certificate for `localhost`/127.0.0.1 that every node
 /// presents as server and as client, and an HS256 token secret.

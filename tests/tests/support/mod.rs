@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use switchboard_proto::v1::{
     admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
-    channel_service_client::ChannelServiceClient,
+    channel_service_client::ChannelServiceClient, event_service_client::EventServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -389,6 +389,7 @@ pub struct Clients {
     pub admin: AdminServiceClient<Channel>,
     pub channel: ChannelServiceClient<Channel>,
     pub agent: AgentServiceClient<Channel>,
+    pub events: EventServiceClient<Channel>,
 }
 
 impl Clients {
@@ -400,7 +401,8 @@ impl Clients {
         Clients {
             admin: AdminServiceClient::new(channel.clone()),
             channel: ChannelServiceClient::new(channel.clone()),
-            agent: AgentServiceClient::new(channel),
+            agent: AgentServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel),
         }
     }
 }

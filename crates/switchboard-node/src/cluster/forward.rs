@@ -291,15 +291,31 @@ where
             }
             Some(Route::Remote { node, addr }) => {
                 counter!(m::FORWARDED, "outcome" => "forwarded").increment(1);
+                let tenant = tenant.clone().unwrap_or_default();
+                let owner = ownership.owner_of(&tenant);
                 let call = forward(ownership.peers(), &addr, rebuild(&parts, &body, true));
                 // Streams live as long as the client wants; their head comes at once.
                 let streaming = crate::grpc_metrics::is_server_stream(parts.uri.path());
                 let limit = if streaming { WAIT * 30 } else { UNARY_TIMEOUT };
-                match tokio::time::timeout(limit, call).await {
-                    Ok(Ok(resp)) => resp.map(|b| Body::new(EndOnShutdown::new(b, &layer.hub))),
-                    Ok(Err(e)) => unavailable(format!("owner {node} at {addr} unreachable: {e}")),
-                    Err(_) => unavailable(format!(
-                        "owner {node} at {addr} did not answer within {limit:?}"
+                // A paused or cut-off owner holds the connection open: its call is given up
+                // as soon as the shard moves (safe to retry, as after a timeout), not when
+                // the connection's keepalive finally fails.
+                let moved = owner_changed(ownership.clone(), tenant.clone(), owner.clone());
+                tokio::select! {
+                    answered = tokio::time::timeout(limit, call) => match answered {
+                        Ok(Ok(resp)) => resp.map(|b| {
+                            let moved = owner_changed(ownership.clone(), tenant, owner);
+                            Body::new(Relayed::new(b, &layer.hub, moved, node.clone()))
+                        }),
+                        Ok(Err(e)) => {
+                            unavailable(format!("owner {node} at {addr} unreachable: {e}"))
+                        }
+                        Err(_) => unavailable(format!(
+                            "owner {node} at {addr} did not answer within {limit:?}"
+                        )),
+                    },
+                    () = moved => unavailable(format!(
+                        "tenant {tenant} moved away from node {node} while the call was in flight; retry"
                     )),
                 }
             }
@@ -332,21 +348,75 @@ async fn forward(
     tower_service::Service::call(&mut channel, req).await.map_err(|e| e.to_string())
 }
 
-/// A forwarded response body that ends with UNAVAILABLE when this node shuts down, so the
-/// client resumes elsewhere and the node can drain.
-struct EndOnShutdown {
+/// Resolves once this node's view no longer shows `owner` holding the tenant's shard: its
+/// lease lapsed (the key was deleted) or another node claimed it under a newer epoch.
+fn owner_changed(
+    ownership: Arc<Ownership>,
+    tenant: String,
+    owner: Option<super::Owner>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        // Subscribed before the first check, so a change in between is not missed.
+        let mut changes = ownership.subscribe();
+        while ownership.owner_of(&tenant) == owner {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+}
+
+/// A forwarded response body, relayed as it comes, that ends with UNAVAILABLE (so the client
+/// resumes from its cursor, as the README tells it to) when this node shuts down, when the
+/// tenant's owner changes, or when the connection to the owner fails. Without the second, a
+/// stream to a paused owner would hang until the connection's keepalive gave up, long after
+/// the tenant was served again elsewhere; without the third it would end with INTERNAL.
+struct Relayed {
     inner: Body,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+    owner: String,
     done: bool,
 }
 
-impl EndOnShutdown {
-    fn new(inner: Body, hub: &crate::hub::Hub) -> Self {
-        EndOnShutdown { inner, closed: Box::pin(hub.closed()), done: false }
+impl Relayed {
+    fn new(
+        inner: Body,
+        hub: &crate::hub::Hub,
+        moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+        owner: String,
+    ) -> Self {
+        Relayed { inner, closed: Box::pin(hub.closed()), moved, owner, done: false }
+    }
+
+    fn end(
+        &mut self,
+        message: &str,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        self.done = true;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        let message = http::HeaderValue::from_str(&percent_encode(message))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("reconnect with your last cursor"));
+        trailers.insert("grpc-message", message);
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
     }
 }
 
-impl http_body::Body for EndOnShutdown {
+/// gRPC's `grpc-message` encoding: printable ASCII but `%` as is, everything else `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl http_body::Body for Relayed {
     type Data = bytes::Bytes;
     type Error = tonic::Status;
 
@@ -359,18 +429,26 @@ impl http_body::Body for EndOnShutdown {
             return Poll::Ready(None);
         }
         if this.closed.as_mut().poll(cx).is_ready() {
-            this.done = true;
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
-            trailers.insert(
-                "grpc-message",
-                http::HeaderValue::from_static(
-                    "node shutting down; reconnect with your last cursor",
-                ),
-            );
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+            return this.end("node shutting down; reconnect with your last cursor");
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        if this.moved.as_mut().poll(cx).is_ready() {
+            let message = format!(
+                "the tenant moved away from node {}; reconnect with your last cursor",
+                this.owner
+            );
+            return this.end(&message);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                let message = format!(
+                    "connection to node {} lost ({}); reconnect with your last cursor",
+                    this.owner,
+                    e.message()
+                );
+                this.end(&message)
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

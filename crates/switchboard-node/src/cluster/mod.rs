@@ -178,6 +178,16 @@ impl Ownership {
         }
     }
 
+    /// Who holds the tenant's shard in this node's view (this node included), if anyone.
+    pub fn owner_of(&self, tenant: &str) -> Option<Owner> {
+        read(&self.view).owners.get(&self.shard_of(tenant)).cloned()
+    }
+
+    /// A receiver that sees every change of ownership or view from now on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// The address of a member, if live.
     pub fn member_addr(&self, node: &str) -> Option<String> {
         read(&self.view).members.get(node).cloned()
