@@ -59,6 +59,20 @@ pub enum Error {
         "agent {agent}'s wrap-up is mandatory in its group; it ends by itself at {until} ms since the epoch"
     )]
     WrapUpMandatory { agent: AgentId, until: crate::time::Timestamp },
+    #[error(
+        "transferring conversation {conversation} would end it: skill group {group} {}; it stays where it is",
+        why_transfer_would_end(*closed)
+    )]
+    TransferWouldEnd { conversation: ConversationId, group: GroupId, closed: bool },
+}
+
+/// Why a transfer into a group would end the conversation (its group is closed, or full).
+pub fn why_transfer_would_end(closed: bool) -> &'static str {
+    if closed {
+        "is closed and ends conversations outside its hours"
+    } else {
+        "is full and has no overflow group (raise its max_waiting or give it an overflow group)"
+    }
 }
 
 /// The kind of an error, mapped once onto a transport status by the API layer.
@@ -90,7 +104,8 @@ impl Error {
             | Error::TagRequired(_)
             | Error::GroupInUse(_)
             | Error::NotWrappingUp { .. }
-            | Error::WrapUpMandatory { .. } => Code::FailedPrecondition,
+            | Error::WrapUpMandatory { .. }
+            | Error::TransferWouldEnd { .. } => Code::FailedPrecondition,
             Error::AgentFull { .. } | Error::BudgetExhausted { .. } => Code::ResourceExhausted,
             Error::AlreadyExists(_) => Code::AlreadyExists,
         }

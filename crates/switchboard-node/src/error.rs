@@ -79,6 +79,7 @@ impl Error {
                 switchboard_core::Error::AlreadyExists(_) => "ALREADY_EXISTS",
                 switchboard_core::Error::NotWrappingUp { .. } => "NOT_WRAPPING_UP",
                 switchboard_core::Error::WrapUpMandatory { .. } => "WRAP_UP_MANDATORY",
+                switchboard_core::Error::TransferWouldEnd { .. } => "TRANSFER_WOULD_END",
             },
             Error::Field { .. } => "INVALID_FIELD",
             Error::NotFound(_) => "NOT_FOUND",

@@ -559,8 +559,11 @@ async fn a_full_queue_overflows_then_refuses_with_the_queue_full_reply() {
         queue_full: Some(pb::Texts { texts: vec!["All lines busy, please write later".into()] }),
         ..Default::default()
     };
-    let agents: &[(&str, &[&str], u32, bool)] =
-        &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support"], 1, false),
+        ("bob", &["billing"], 1, false),
+        ("sam", &[], 1, true),
+    ];
     support::desk::floor(&mut c, T, Some(replies), agents, &[]).await;
     let mut out = support::desk::outbound(&mut c, T).await;
 
@@ -604,6 +607,32 @@ async fn a_full_queue_overflows_then_refuses_with_the_queue_full_reply() {
     // erin may write again: a new conversation (refused again while the queues are full).
     let again = support::desk::write(&mut c, T, "erin", "").await;
     assert_ne!(again.name, c3.name);
+    // A transfer never ends a conversation: into full billing (no overflow group) it is
+    // refused, and carol keeps her place in support.
+    let moved = c
+        .supervisor
+        .reassign_batch(pb::ReassignBatchRequest {
+            supervisor: name("agents", "sam"),
+            conversations: vec![c1.name.clone()],
+            to: Some(pb::reassign_batch_request::To::ToGroup(billing.clone())),
+            reset_entry_time: false,
+            request_id: support::rid("reassign"),
+        })
+        .await
+        .expect("reassign batch")
+        .into_inner();
+    let result = &moved.results[0];
+    assert!(!result.ok && result.error.contains("would end it"), "{result:?}");
+    let carol = c
+        .channel
+        .get_conversation(pb::GetConversationRequest { conversation: c1.name.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        (carol.state, carol.group.as_str()),
+        (pb::ConversationState::Queued as i32, support.as_str())
+    );
 }
 
 /// Item 2: the max wait is a deadline: carol waits in `support` (nobody there signed in), the

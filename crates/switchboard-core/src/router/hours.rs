@@ -165,30 +165,6 @@ impl Router {
         }
     }
 
-    /// Places a conversation entering `group`, which is closed, by its policy.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn enter_closed(
-        &mut self,
-        now: Timestamp,
-        conv: ConversationId,
-        group: GroupId,
-        key: crate::queue::QueueKey,
-        declined: Vec<crate::ids::AgentId>,
-        out: &mut Vec<Effect>,
-        hops: usize,
-    ) {
-        match self.groups[&group].policy.when_closed {
-            WhenClosed::Wait => {
-                self.place_queued(conv, group, key, None, declined, out);
-                if !key.front() {
-                    out.push(Effect::OutsideHours { conversation: conv, group });
-                }
-            }
-            WhenClosed::End => out.push(Effect::Closed { conversation: conv, group }),
-            WhenClosed::Overflow => self.go_on(now, conv, group, key, declined, out, hops),
-        }
-    }
-
     /// Every calendared group has its state and exactly its deadline armed; no other has.
     pub(super) fn check_hours(&self) -> std::result::Result<(), String> {
         for (id, g) in &self.groups {

@@ -696,15 +696,40 @@ impl Router {
             return Err(Error::UnknownGroup(group));
         }
         let holder = self.placements[&conv].agent();
-        self.release(conv, Release::Transferred, out);
-        let (_, old) = self.take(conv);
-        out.push(Effect::Entered { conversation: conv, group });
-        let key = if keep_entry_time {
-            old.with_front(false)
-        } else {
-            QueueKey::new(false, old.priority(), now, self.next_seq())
+        let old = self.placements[&conv].key();
+        let key = |seq| {
+            if keep_entry_time {
+                old.with_front(false)
+            } else {
+                QueueKey::new(false, old.priority(), now, seq)
+            }
         };
-        self.enter(now, conv, group, key, holder.into_iter().collect(), out);
+        // A transfer never ends the conversation: where the group's overflow or hours rules
+        // would end it, the transfer is refused and nothing moves. (A conversation waiting
+        // in `group` itself counts towards its cap here.)
+        let declined: Vec<AgentId> = holder.into_iter().collect();
+        match self.plan(now, group, key(self.seq + 1), &declined, false).stop {
+            overflow::Stop::Refused(at) => {
+                return Err(Error::TransferWouldEnd {
+                    conversation: conv,
+                    group: at,
+                    closed: false,
+                });
+            }
+            overflow::Stop::Closed(at) => {
+                return Err(Error::TransferWouldEnd {
+                    conversation: conv,
+                    group: at,
+                    closed: true,
+                });
+            }
+            overflow::Stop::Place(_) | overflow::Stop::WaitClosed(_) => {}
+        }
+        self.release(conv, Release::Transferred, out);
+        self.take(conv);
+        out.push(Effect::Entered { conversation: conv, group });
+        let key = key(self.next_seq());
+        self.enter(now, conv, group, key, declined, out);
         self.settle(now, out);
         Ok(())
     }

@@ -26,6 +26,28 @@ use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::queue::QueueKey;
 use crate::time::Timestamp;
 
+/// Where a conversation entering a group ends up under the overflow and business-hours rules,
+/// worked out before anything moves (so a transfer can be refused when it would end the
+/// conversation): the groups it passes through, then its last stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Entry {
+    /// Each move on, in order: (from, to).
+    pub hops: Vec<(GroupId, GroupId)>,
+    pub stop: Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Pushed or queued in this group.
+    Place(GroupId),
+    /// Queued in this closed group until it opens (`when_closed = WAIT`).
+    WaitClosed(GroupId),
+    /// Ended by this closed group (`when_closed = END`, or OVERFLOW with nowhere to go).
+    Closed(GroupId),
+    /// Refused by this full (or past its wait) group with nowhere to go.
+    Refused(GroupId),
+}
+
 impl Router {
     /// Places a conversation entering `group` (it is not placed anywhere): pushed or queued
     /// there, or moved on by the group's overflow rule when it is full or the wait has passed.
@@ -38,19 +60,12 @@ impl Router {
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
     ) {
-        if self.closed(group) {
-            self.enter_closed(now, conv, group, key, declined, out, 0);
-        } else if self.over_limit(now, group, key, &declined) {
-            self.go_on(now, conv, group, key, declined, out, 0);
-        } else {
-            self.place_or_push(now, conv, group, key, declined, out);
-        }
+        let entry = self.plan(now, group, key, &declined, false);
+        self.follow(now, conv, key, declined, entry, out);
     }
 
     /// Moves a conversation (placed nowhere) past `from`'s limits: into the overflow group,
-    /// or on along the chain while that one is over its limits too, or refuses it. `hops`
-    /// bounds a chain the engine would have refused as a loop.
-    #[allow(clippy::too_many_arguments)]
+    /// or on along the chain while that one is over its limits too, or refuses it.
     pub(super) fn go_on(
         &mut self,
         now: Timestamp,
@@ -59,26 +74,73 @@ impl Router {
         key: QueueKey,
         declined: Vec<AgentId>,
         out: &mut Vec<Effect>,
-        hops: usize,
     ) {
-        let Some(to) = self.overflow_target(from).filter(|_| hops < self.groups.len()) else {
-            // A group closed for business hours (`hours.rs`) ends it with its own reply.
-            let closing = self.closed(from)
-                && self.groups[&from].policy.when_closed != crate::config::WhenClosed::Wait;
-            out.push(if closing {
-                Effect::Closed { conversation: conv, group: from }
-            } else {
-                Effect::Refused { conversation: conv, group: from }
-            });
-            return;
-        };
-        out.push(Effect::Overflowed { conversation: conv, from, to });
-        if self.closed(to) {
-            self.enter_closed(now, conv, to, key, declined, out, hops + 1);
-        } else if self.over_limit(now, to, key, &declined) {
-            self.go_on(now, conv, to, key, declined, out, hops + 1);
-        } else {
-            self.place_or_push(now, conv, to, key, declined, out);
+        let entry = self.plan(now, from, key, &declined, true);
+        self.follow(now, conv, key, declined, entry, out);
+    }
+
+    /// Where a conversation entering `group` now would end up (`moving`: it is leaving
+    /// `group` already). Stops after as many hops as there are groups (a loop the engine
+    /// would have refused).
+    pub(super) fn plan(
+        &self,
+        now: Timestamp,
+        mut group: GroupId,
+        key: QueueKey,
+        declined: &[AgentId],
+        mut moving: bool,
+    ) -> Entry {
+        use crate::config::WhenClosed;
+        let mut hops = Vec::new();
+        loop {
+            let when_closed = self.groups[&group].policy.when_closed;
+            if !moving {
+                if self.closed(group) {
+                    match when_closed {
+                        WhenClosed::Wait => return Entry { hops, stop: Stop::WaitClosed(group) },
+                        WhenClosed::End => return Entry { hops, stop: Stop::Closed(group) },
+                        WhenClosed::Overflow => {}
+                    }
+                } else if !self.over_limit(now, group, key, declined) {
+                    return Entry { hops, stop: Stop::Place(group) };
+                }
+            }
+            let Some(to) = self.overflow_target(group).filter(|_| hops.len() < self.groups.len())
+            else {
+                // A group closed for business hours (`hours.rs`) ends it with its own reply.
+                let closing = self.closed(group) && when_closed != WhenClosed::Wait;
+                let stop = if closing { Stop::Closed(group) } else { Stop::Refused(group) };
+                return Entry { hops, stop };
+            };
+            hops.push((group, to));
+            group = to;
+            moving = false;
+        }
+    }
+
+    /// Carries out a plan for a conversation placed nowhere.
+    fn follow(
+        &mut self,
+        now: Timestamp,
+        conv: ConversationId,
+        key: QueueKey,
+        declined: Vec<AgentId>,
+        entry: Entry,
+        out: &mut Vec<Effect>,
+    ) {
+        for (from, to) in entry.hops {
+            out.push(Effect::Overflowed { conversation: conv, from, to });
+        }
+        match entry.stop {
+            Stop::Place(group) => self.place_or_push(now, conv, group, key, declined, out),
+            Stop::WaitClosed(group) => {
+                self.place_queued(conv, group, key, None, declined, out);
+                if !key.front() {
+                    out.push(Effect::OutsideHours { conversation: conv, group });
+                }
+            }
+            Stop::Closed(group) => out.push(Effect::Closed { conversation: conv, group }),
+            Stop::Refused(group) => out.push(Effect::Refused { conversation: conv, group }),
         }
     }
 
@@ -134,7 +196,7 @@ impl Router {
         }
         let declined = self.placements[&conv].declined().to_vec();
         self.take(conv);
-        self.go_on(now, conv, group, key, declined, out, 0);
+        self.go_on(now, conv, group, key, declined, out);
     }
 
     /// Drops a conversation's max-wait deadline (it leaves its group's queue).

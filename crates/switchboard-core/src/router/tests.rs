@@ -8,6 +8,8 @@ use crate::time::secs;
 
 const G1: GroupId = GroupId(1);
 const G2: GroupId = GroupId(2);
+const G3: GroupId = GroupId(3);
+const G4: GroupId = GroupId(4);
 const A1: AgentId = AgentId(1);
 const A2: AgentId = AgentId(2);
 const A3: AgentId = AgentId(3);
@@ -1207,6 +1209,40 @@ fn levels_lower_only_and_need_a_base() {
 // ----- business hours (issue 14 item 3, `hours.rs`) ----------------------------------------
 
 /// Open 01:00-02:00 UTC every day (t(3600) to t(7200) on day 0).
+#[test]
+fn a_transfer_that_would_end_the_conversation_is_refused_and_moves_nothing() {
+    use crate::config::WhenClosed;
+    let mut f = Fixture::new();
+    f.group(G1, capped(Some(1), None, None));
+    f.route(t(1), 1, G1, 0);
+    f.agent(A2, 1, &[G2], AgentStatus::Online);
+    f.route(t(2), 2, G2, 0);
+    assert_eq!(f.assigned_to(2), Some(A2));
+    f.take_effects();
+    // G1 is full and has no overflow group: moving c2 there would end it.
+    let err = f.r.transfer_to_group(t(3), c(2), G1, true, &mut f.out).unwrap_err();
+    assert!(matches!(err, Error::TransferWouldEnd { group: G1, closed: false, .. }), "{err}");
+    assert!(err.to_string().contains("max_waiting"), "{err}");
+    assert!(f.take_effects().is_empty(), "nothing moved");
+    assert_eq!(f.assigned_to(2), Some(A2));
+    f.check();
+    // With an overflow group it goes on there instead.
+    f.group(G3, GroupPolicy::default());
+    f.group(G1, capped(Some(1), None, Some(G3)));
+    f.r.transfer_to_group(t(4), c(2), G1, true, &mut f.out).unwrap();
+    assert_eq!(f.r.placement(c(2)).map(Placement::group), Some(G3));
+    f.check();
+    // A group that is closed and ends what arrives refuses it too; one that waits takes it.
+    f.group(G4, hours_policy(WhenClosed::End, None));
+    let err = f.r.transfer_to_group(t(5), c(2), G4, true, &mut f.out).unwrap_err();
+    assert!(matches!(err, Error::TransferWouldEnd { group: G4, closed: true, .. }), "{err}");
+    assert_eq!(f.r.placement(c(2)).map(Placement::group), Some(G3));
+    f.group(G4, hours_policy(WhenClosed::Wait, None));
+    f.r.transfer_to_group(t(6), c(2), G4, true, &mut f.out).unwrap();
+    assert_eq!(f.r.placement(c(2)).map(Placement::group), Some(G4));
+    f.check();
+}
+
 fn one_am() -> crate::hours::Hours {
     let span = vec![crate::hours::Span { start: 60, end: 120 }];
     crate::hours::Hours { weekly: std::array::from_fn(|_| span.clone()), ..Default::default() }

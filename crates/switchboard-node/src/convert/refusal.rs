@@ -99,6 +99,12 @@ pub fn describe(state: &TenantState, e: &Core) -> String {
             a(*agent),
             super::timestamp(*until)
         ),
+        Core::TransferWouldEnd { conversation, group, closed } => format!(
+            "transferring conversation {} would end it: skill group {} {}; it stays where it is",
+            c(*conversation),
+            state.group_name(*group),
+            switchboard_core::error::why_transfer_would_end(*closed)
+        ),
     }
 }
 
