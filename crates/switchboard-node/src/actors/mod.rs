@@ -29,6 +29,7 @@
 //! its row. Retransmission runs on a tokio interval; the core's deadlines are tokio sleeps.
 
 pub mod conversation;
+pub mod grpc;
 pub mod placement;
 pub mod router;
 pub mod transport;

@@ -1,0 +1,402 @@
+//! The actor mesh across two nodes (issue 12 items 2 and 3): two meshes of one tenant, each
+//! behind its own in-process tonic server on a loopback port with the internal
+//! `ActorMeshService`, each with a fixed ownership (no etcd): node B owns the tenant's shard,
+//! so the router lives there; node A owns every other shard, so the customers' conversation
+//! actors live there. Envelopes cross between them only through `GrpcTransport`. One SQLite
+//! store in a temp dir stands for the cluster's shared store. No timed assertions: every
+//! wait is for a condition, with a generous deadline.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchboard_core::config::{
+    AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
+};
+use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
+use switchboard_core::router::{Placement, StatusCause};
+use switchboard_core::{
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, CustomerMessage, Engine,
+    GroupId, State, Timestamp,
+};
+use switchboard_node::actors::grpc::{ActorMeshGrpc, GrpcTransport, encode};
+use switchboard_node::actors::placement::ActorKey;
+use switchboard_node::actors::transport::InProcess;
+use switchboard_node::actors::{Mesh, MeshArgs, MeshOptions, TenantConfig, Transport};
+use switchboard_node::archive;
+use switchboard_node::cluster::{Owner, Ownership, View};
+use switchboard_proto::internal::v1 as pb;
+use switchboard_store::{SqliteOptions, SqliteStore, Store};
+
+const TENANT: &str = "acme";
+const SHARDS: u32 = 1024;
+const GROUP: GroupId = GroupId(1);
+const AGENT: AgentId = AgentId(1);
+/// Far longer than any step takes on a loaded machine; a wait that runs out fails the test.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A node's transport with each direction cuttable (a cut envelope is dropped and counted,
+/// as if its sender had crashed before delivering it), counting what it passes on.
+struct Cuttable {
+    inner: GrpcTransport,
+    cut_to_conversation: AtomicBool,
+    dropped: AtomicU64,
+    passed: AtomicU64,
+}
+
+impl Transport for Cuttable {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        self.passed.fetch_add(1, Ordering::SeqCst);
+        self.inner.to_router(tenant, envelope);
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        if self.cut_to_conversation.load(Ordering::SeqCst) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.passed.fetch_add(1, Ordering::SeqCst);
+            self.inner.to_conversation(tenant, envelope);
+        }
+    }
+}
+
+struct Node {
+    mesh: Mesh,
+    transport: Arc<Cuttable>,
+    addr: std::net::SocketAddr,
+    _server: Server,
+}
+
+/// The node's tonic server task, stopped when dropped.
+struct Server(tokio::task::JoinHandle<()>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    /// Owns every shard but the tenant's: the conversation actors.
+    a: Node,
+    /// Owns the tenant's shard: the router.
+    b: Node,
+}
+
+fn router_shard() -> u32 {
+    ActorKey::Router { tenant: TENANT }.shard(SHARDS)
+}
+
+/// `n` customers whose conversation actors live on node A (not in the tenant's shard).
+fn customers_on_a(n: usize) -> Vec<u64> {
+    (1..)
+        .filter(|c| {
+            ActorKey::Conversation { tenant: TENANT, customer: CustomerId(*c) }.shard(SHARDS)
+                != router_shard()
+        })
+        .take(n)
+        .collect()
+}
+
+/// One group (auto-accept), one agent of capacity 1 in it, signed out; the router on B, the
+/// conversations on A.
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let settings = TenantSettings { default_group: Some(GROUP), ..Default::default() };
+    let mut engine = Engine::new(settings).unwrap();
+    let t0 = Timestamp(0);
+    let policy = GroupPolicy { offer: OfferMode::AutoAccept, ..Default::default() };
+    engine.upsert_group(t0, GROUP, GroupSettings { policy, ..Default::default() }).unwrap();
+    let agent = AgentSettings {
+        nickname: "agent1".into(),
+        capacity: 1,
+        groups: vec![GROUP],
+        ..Default::default()
+    };
+    engine.upsert_agent(t0, AGENT, agent).unwrap();
+    let config = Arc::new(TenantConfig::of(&engine, &[GROUP], &[AGENT]));
+
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let owner = |shard: u32| if shard == router_shard() { "b" } else { "a" };
+    let view = View {
+        members: BTreeMap::from([
+            ("a".to_owned(), addrs[0].to_string()),
+            ("b".to_owned(), addrs[1].to_string()),
+        ]),
+        owners: (0..SHARDS).map(|s| (s, Owner { node: owner(s).into(), epoch: 1 })).collect(),
+    };
+    let mut nodes = Vec::new();
+    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
+        let local = (0..SHARDS).filter(|s| owner(*s) == name).map(|s| (s, 1));
+        let ownership = Ownership::fixed(name.into(), SHARDS, local, view.clone(), None);
+        let inprocess = Arc::new(InProcess::default());
+        let transport = Arc::new(Cuttable {
+            inner: GrpcTransport::new(inprocess.clone(), ownership.clone()),
+            cut_to_conversation: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
+        });
+        let mesh = Mesh::new(MeshArgs {
+            tenant: TENANT.into(),
+            store: store.clone(),
+            fence: Default::default(),
+            config: config.clone(),
+            router: engine.router().clone(),
+            transport: transport.clone(),
+            options: MeshOptions {
+                retransmit: Duration::from_millis(50),
+                idle: Duration::from_secs(3600),
+                linger: Duration::from_secs(3600),
+            },
+            heard: None,
+        });
+        inprocess.attach(&mesh);
+        let addr = listener.local_addr().unwrap();
+        let service = ActorMeshGrpc::new(inprocess, ownership).server();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        nodes.push(Node { mesh, transport, addr, _server: Server(server) });
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    Cluster { _dir: dir, store, a, b }
+}
+
+fn message(customer: u64, conversation: u64, text: &str) -> CustomerMessage {
+    CustomerMessage {
+        customer: CustomerId(customer),
+        channel: Channel::Web,
+        text: text.into(),
+        new_conversation: ConversationId(conversation),
+        group: None,
+        priority: None,
+    }
+}
+
+/// Waits until `check` holds, polling; panics with `what` after [`DEADLINE`].
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The state and agent of a customer's open conversation, as its actor (on A) holds it.
+async fn open(mesh: &Mesh, customer: u64) -> Option<(State, Option<AgentId>)> {
+    mesh.conversation(CustomerId(customer))
+        .read(|side| side.conversation().map(|c| (c.state, c.agent)))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Where the router (on B) places a conversation, and the agent's load and capacity.
+async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
+    mesh.router()
+        .read(move |side| {
+            let r = side.router();
+            let agent = r.agent(AGENT).unwrap();
+            (r.placement(ConversationId(id)).cloned(), agent.assigned.len(), agent.capacity)
+        })
+        .await
+        .unwrap()
+}
+
+/// How many times an archived conversation was assigned.
+fn archived_assignments(store: &Arc<dyn Store>, id: u64) -> Option<usize> {
+    let row = store.archived(TENANT, id).unwrap()?;
+    let c = archive::decode(&row.body).unwrap().conversation;
+    Some(c.transitions.iter().filter(|t| t.to == State::Assigned).count())
+}
+
+/// Neither node ever ran an actor whose shard it does not own.
+fn placed_by_shard(c: &Cluster) {
+    assert_eq!(c.a.mesh.live().0, 0, "no router on node A");
+    assert_eq!(c.b.mesh.live().1, 0, "no conversation actor on node B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_on_node_a_with_its_router_on_node_b_is_served_once_end_to_end() {
+    let c = cluster().await;
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let customer = customers_on_a(1)[0];
+
+    // The agent is signed out: the route crosses to B, the queued decision comes back.
+    let conversation = a.conversation(CustomerId(customer));
+    let outcome = conversation.customer_message(message(customer, 1, "hi")).await;
+    assert!(outcome.unwrap().opened);
+    until("the conversation on A hears it is queued", || async {
+        open(a, customer).await == Some((State::Queued, None))
+    })
+    .await;
+    assert!(matches!(placed(b, 1).await.0, Some(Placement::Queued { .. })));
+    assert_eq!((a.live(), b.live()), ((0, 1), (1, 0)), "each actor on its shard's owner");
+
+    // The agent signs in on B's router: the assignment crosses to A.
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation on A hears it is assigned", || async {
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    let replies = conversation
+        .agent_message(ConversationId(1), AGENT, "hello, how can I help?", None)
+        .await
+        .unwrap();
+    assert!(!replies.is_empty(), "the agent's message goes to the customer");
+
+    // The agent ends it on A: the leave crosses to B, B acknowledges, A's actor passivates.
+    conversation.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor on A passivates", || async { a.live().1 == 0 }).await;
+    assert_eq!(placed(b, 1).await.0, None, "the router let go of it");
+    assert_eq!(placed(b, 1).await.1, 0, "and the agent's slot is free");
+    assert_eq!(archived_assignments(&c.store, 1), Some(1), "archived, assigned once");
+    placed_by_shard(&c);
+    assert!(c.a.transport.passed.load(Ordering::SeqCst) >= 2, "route and leave went A → B");
+    assert!(c.b.transport.passed.load(Ordering::SeqCst) >= 2, "decisions went B → A");
+}
+
+/// Node B's router decides (assigns 11), writes it, and is killed before the decision
+/// reaches A; its next incarnation resends it over gRPC. Then it is killed again right after
+/// the conversation's end went out. Nothing is lost, nothing assigned twice, capacity 1 holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_crash_on_node_b_loses_nothing_and_doubles_nothing() {
+    let c = cluster().await;
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let customers = customers_on_a(2);
+    let (c1, c2) = (customers[0], customers[1]);
+    for (customer, conversation) in [(c1, 11), (c2, 12)] {
+        let msg = message(customer, conversation, "hello");
+        a.conversation(CustomerId(customer)).customer_message(msg).await.unwrap();
+    }
+    for customer in [c1, c2] {
+        until("both conversations hear they are queued", || async {
+            open(a, customer).await == Some((State::Queued, None))
+        })
+        .await;
+    }
+
+    c.b.transport.cut_to_conversation.store(true, Ordering::SeqCst);
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert!(c.b.transport.dropped.load(Ordering::SeqCst) >= 1, "the decision was cut");
+    b.kill_router().await;
+    assert_eq!(open(a, c1).await, Some((State::Queued, None)), "not heard on A yet");
+    c.b.transport.cut_to_conversation.store(false, Ordering::SeqCst);
+
+    // Its next incarnation on B (activated by a read, or by a retransmission from A) resends
+    // the durable decision at once.
+    let (placement, load, capacity) = placed(b, 11).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!((load, capacity), (1, 1));
+    until("conversation 11 on A hears its assignment", || async {
+        open(a, c1).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    assert_eq!(open(a, c2).await, Some((State::Queued, None)), "capacity 1 is respected");
+
+    // The agent ends 11 on A; the router on B is killed right after, whether or not it has
+    // applied the leave yet. A resends the leave until it is acknowledged; a read activates
+    // the router again (a restart with backoff is not there yet), which resends whatever it
+    // decided and had not delivered.
+    a.conversation(CustomerId(c1)).end(ConversationId(11), Actor::Agent(AGENT)).await.unwrap();
+    b.kill_router().await;
+    until("conversation 12 on A is assigned", || async {
+        let _ = placed(b, 12).await;
+        open(a, c2).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("conversation actor 11's customer passivates on A", || async {
+        c.store.actor(TENANT, "conversation", &c1.to_string()).unwrap().is_none()
+    })
+    .await;
+    let (placement, load, capacity) = placed(b, 12).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!((load, capacity), (1, 1));
+    assert_eq!(placed(b, 11).await.0, None);
+    assert_eq!(archived_assignments(&c.store, 11), Some(1), "11 was assigned exactly once");
+    let assigned = a
+        .conversation(CustomerId(c2))
+        .read(|side| {
+            let c = side.conversation().unwrap();
+            c.transitions.iter().filter(|t| t.to == State::Assigned).count()
+        })
+        .await
+        .unwrap();
+    assert_eq!(assigned, 1, "12 was assigned exactly once");
+    placed_by_shard(&c);
+}
+
+/// The receiver checks ownership and input: a key whose shard it does not own, or whose
+/// tenant's actors it does not run, is UNAVAILABLE; a malformed envelope INVALID_ARGUMENT.
+/// Nothing is activated by a refused envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_envelopes_it_must_not_deliver() {
+    let c = cluster().await;
+    let client = |addr: std::net::SocketAddr| async move {
+        pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+    };
+    let leave = Envelope {
+        conversation: ConversationId(1),
+        customer: CustomerId(customers_on_a(1)[0]),
+        epoch: 1,
+        body: Body::Message { seq: 0, message: ToRouter::Leave },
+    };
+    // The router's envelope at A, which does not own the tenant's shard.
+    let request = encode(TENANT, pb::MeshDirection::ToRouter, &leave).unwrap();
+    let status = client(c.a.addr).await.deliver(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("does not own shard"), "{}", status.message());
+
+    // A conversation envelope at B, which owns only the tenant's shard.
+    let ack: Envelope<ToConversation> = Envelope {
+        conversation: leave.conversation,
+        customer: leave.customer,
+        epoch: 1,
+        body: Body::Ack { next: 1 },
+    };
+    let request = encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap();
+    let status = client(c.b.addr).await.deliver(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // A tenant whose shard A owns but whose actors do not run there.
+    let ghost = (0..)
+        .map(|i| format!("ghost{i}"))
+        .find(|t| {
+            ActorKey::Conversation { tenant: t, customer: ack.customer }.shard(SHARDS)
+                != router_shard()
+        })
+        .unwrap();
+    let request = encode(&ghost, pb::MeshDirection::ToConversation, &ack).unwrap();
+    let status = client(c.a.addr).await.deliver(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("not running"), "{}", status.message());
+
+    // Malformed: no direction.
+    let mut request = encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap();
+    request.envelope.as_mut().unwrap().direction = 0;
+    let status = client(c.a.addr).await.deliver(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    assert_eq!((c.a.mesh.live(), c.b.mesh.live()), ((0, 0), (0, 0)), "nothing activated");
+}
