@@ -6,65 +6,33 @@
 //! store in a temp dir stands for the cluster's shared store. No timed assertions: every
 //! wait is for a condition, with a generous deadline.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchboard_core::config::{
-    AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
-};
 use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
-use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, CustomerMessage, Engine,
-    GroupId, State, Timestamp,
-};
+use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::grpc::{ActorMeshGrpc, GrpcTransport, encode};
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{Mesh, MeshArgs, MeshOptions, TenantConfig, Transport};
-use switchboard_node::archive;
+use switchboard_node::actors::{Mesh, MeshArgs};
 use switchboard_node::cluster::{Owner, Ownership, View};
 use switchboard_proto::internal::v1 as pb;
 use switchboard_store::{SqliteOptions, SqliteStore, Store};
 
-const TENANT: &str = "acme";
+use self::support::{
+    AGENT, Cuttable, TENANT, archived_assignments, message, open, options, placed, until,
+};
+
 const SHARDS: u32 = 1024;
-const GROUP: GroupId = GroupId(1);
-const AGENT: AgentId = AgentId(1);
-/// Far longer than any step takes on a loaded machine; a wait that runs out fails the test.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A node's transport with each direction cuttable (a cut envelope is dropped and counted,
-/// as if its sender had crashed before delivering it), counting what it passes on.
-struct Cuttable {
-    inner: GrpcTransport,
-    cut_to_conversation: AtomicBool,
-    dropped: AtomicU64,
-    passed: AtomicU64,
-}
-
-impl Transport for Cuttable {
-    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
-        self.passed.fetch_add(1, Ordering::SeqCst);
-        self.inner.to_router(tenant, envelope);
-    }
-
-    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
-        if self.cut_to_conversation.load(Ordering::SeqCst) {
-            self.dropped.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.passed.fetch_add(1, Ordering::SeqCst);
-            self.inner.to_conversation(tenant, envelope);
-        }
-    }
-}
 
 struct Node {
     mesh: Mesh,
-    transport: Arc<Cuttable>,
+    transport: Arc<Cuttable<GrpcTransport>>,
     addr: std::net::SocketAddr,
     _server: Server,
 }
@@ -108,19 +76,7 @@ async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let settings = TenantSettings { default_group: Some(GROUP), ..Default::default() };
-    let mut engine = Engine::new(settings).unwrap();
-    let t0 = Timestamp(0);
-    let policy = GroupPolicy { offer: OfferMode::AutoAccept, ..Default::default() };
-    engine.upsert_group(t0, GROUP, GroupSettings { policy, ..Default::default() }).unwrap();
-    let agent = AgentSettings {
-        nickname: "agent1".into(),
-        capacity: 1,
-        groups: vec![GROUP],
-        ..Default::default()
-    };
-    engine.upsert_agent(t0, AGENT, agent).unwrap();
-    let config = Arc::new(TenantConfig::of(&engine, &[GROUP], &[AGENT]));
+    let (engine, config) = support::tenant(&[(AGENT, 1)]);
 
     let listeners = [
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -140,12 +96,8 @@ async fn cluster() -> Cluster {
         let local = (0..SHARDS).filter(|s| owner(*s) == name).map(|s| (s, 1));
         let ownership = Ownership::fixed(name.into(), SHARDS, local, view.clone(), None);
         let inprocess = Arc::new(InProcess::default());
-        let transport = Arc::new(Cuttable {
-            inner: GrpcTransport::new(inprocess.clone(), ownership.clone()),
-            cut_to_conversation: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            passed: AtomicU64::new(0),
-        });
+        let transport =
+            Arc::new(Cuttable::new(GrpcTransport::new(inprocess.clone(), ownership.clone())));
         let mesh = Mesh::new(MeshArgs {
             tenant: TENANT.into(),
             store: store.clone(),
@@ -153,11 +105,7 @@ async fn cluster() -> Cluster {
             config: config.clone(),
             router: engine.router().clone(),
             transport: transport.clone(),
-            options: MeshOptions {
-                retransmit: Duration::from_millis(50),
-                idle: Duration::from_secs(3600),
-                linger: Duration::from_secs(3600),
-            },
+            options: options(Duration::from_secs(3600)),
             heard: None,
         });
         inprocess.attach(&mesh);
@@ -175,58 +123,6 @@ async fn cluster() -> Cluster {
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
     Cluster { _dir: dir, store, a, b }
-}
-
-fn message(customer: u64, conversation: u64, text: &str) -> CustomerMessage {
-    CustomerMessage {
-        customer: CustomerId(customer),
-        channel: Channel::Web,
-        text: text.into(),
-        new_conversation: ConversationId(conversation),
-        group: None,
-        priority: None,
-    }
-}
-
-/// Waits until `check` holds, polling; panics with `what` after [`DEADLINE`].
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The state and agent of a customer's open conversation, as its actor (on A) holds it.
-async fn open(mesh: &Mesh, customer: u64) -> Option<(State, Option<AgentId>)> {
-    mesh.conversation(CustomerId(customer))
-        .read(|side| side.conversation().map(|c| (c.state, c.agent)))
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Where the router (on B) places a conversation, and the agent's load and capacity.
-async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
-    mesh.router()
-        .read(move |side| {
-            let r = side.router();
-            let agent = r.agent(AGENT).unwrap();
-            (r.placement(ConversationId(id)).cloned(), agent.assigned.len(), agent.capacity)
-        })
-        .await
-        .unwrap()
-}
-
-/// How many times an archived conversation was assigned.
-fn archived_assignments(store: &Arc<dyn Store>, id: u64) -> Option<usize> {
-    let row = store.archived(TENANT, id).unwrap()?;
-    let c = archive::decode(&row.body).unwrap().conversation;
-    Some(c.transitions.iter().filter(|t| t.to == State::Assigned).count())
 }
 
 /// Neither node ever ran an actor whose shard it does not own.
@@ -328,20 +224,7 @@ async fn a_router_crash_on_node_b_loses_nothing_and_doubles_nothing() {
         c.store.actor(TENANT, "conversation", &c1.to_string()).unwrap().is_none()
     })
     .await;
-    let (placement, load, capacity) = placed(b, 12).await;
-    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
-    assert_eq!((load, capacity), (1, 1));
-    assert_eq!(placed(b, 11).await.0, None);
-    assert_eq!(archived_assignments(&c.store, 11), Some(1), "11 was assigned exactly once");
-    let assigned = a
-        .conversation(CustomerId(c2))
-        .read(|side| {
-            let c = side.conversation().unwrap();
-            c.transitions.iter().filter(|t| t.to == State::Assigned).count()
-        })
-        .await
-        .unwrap();
-    assert_eq!(assigned, 1, "12 was assigned exactly once");
+    support::eleven_left_and_twelve_took_its_slot(b, a, &c.store, c2).await;
     placed_by_shard(&c);
 }
 
