@@ -9,19 +9,20 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
-use switchboard_node::actors::grpc::{ActorMeshGrpc, GrpcTransport, encode};
+use switchboard_node::actors::grpc::{ActorMeshGrpc, DELIVER_DEADLINE, GrpcTransport, encode};
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{Mesh, MeshArgs};
 use switchboard_node::cluster::{Owner, Ownership, View};
 use switchboard_proto::internal::v1 as pb;
+use switchboard_proto::internal::v1::actor_mesh_service_server::ActorMeshServiceServer;
 use switchboard_store::{SqliteOptions, SqliteStore, Store};
 
 use self::support::{
@@ -34,15 +35,38 @@ struct Node {
     mesh: Mesh,
     transport: Arc<Cuttable<GrpcTransport>>,
     addr: std::net::SocketAddr,
-    _server: Server,
+    server: Mutex<Server>,
 }
 
-/// The node's tonic server task, stopped when dropped.
-struct Server(tokio::task::JoinHandle<()>);
+/// The node's tonic server: bound but not yet accepting, or running (stopped when dropped).
+enum Server {
+    Bound(tokio::net::TcpListener, ActorMeshServiceServer<ActorMeshGrpc>),
+    Running { _task: Task },
+    Taken,
+}
 
-impl Drop for Server {
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl Node {
+    /// Starts serving on its (already bound) port, if not yet serving.
+    fn serve(&self) {
+        let mut server = self.server.lock().unwrap();
+        if let Server::Bound(listener, service) = std::mem::replace(&mut *server, Server::Taken) {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let task = tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await;
+            });
+            *server = Server::Running { _task: Task(task) };
+        }
     }
 }
 
@@ -71,8 +95,16 @@ fn customers_on_a(n: usize) -> Vec<u64> {
 }
 
 /// One group (auto-accept), one agent of capacity 1 in it, signed out; the router on B, the
-/// conversations on A.
+/// conversations on A; both serving.
 async fn cluster() -> Cluster {
+    let c = cluster_with(DELIVER_DEADLINE).await;
+    c.a.serve();
+    c.b.serve();
+    c
+}
+
+/// The same with another delivery deadline, neither node serving yet (both ports bound).
+async fn cluster_with(deadline: Duration) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
@@ -97,7 +129,8 @@ async fn cluster() -> Cluster {
         let ownership = Ownership::fixed(name.into(), SHARDS, local, view.clone(), None);
         let inprocess = Arc::new(InProcess::default());
         let transport =
-            Arc::new(Cuttable::new(GrpcTransport::new(inprocess.clone(), ownership.clone())));
+            GrpcTransport::new(inprocess.clone(), ownership.clone()).with_deadline(deadline);
+        let transport = Arc::new(Cuttable::new(transport));
         let mesh = Mesh::new(MeshArgs {
             tenant: TENANT.into(),
             store: store.clone(),
@@ -111,14 +144,8 @@ async fn cluster() -> Cluster {
         inprocess.attach(&mesh);
         let addr = listener.local_addr().unwrap();
         let service = ActorMeshGrpc::new(inprocess, ownership).server();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let server = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        });
-        nodes.push(Node { mesh, transport, addr, _server: Server(server) });
+        let server = Mutex::new(Server::Bound(listener, service));
+        nodes.push(Node { mesh, transport, addr, server });
     }
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
@@ -282,4 +309,48 @@ async fn a_node_refuses_envelopes_it_must_not_deliver() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
     assert_eq!((c.a.mesh.live(), c.b.mesh.live()), ((0, 0), (0, 0)), "nothing activated");
+}
+
+/// Node B is down (its port bound, nothing answering): A's route times out at the transport's
+/// deadline (200 ms here) and is dropped, and so are its resends; nothing is decided. Once B
+/// serves, the next retransmission gets through and the conversation is queued and then
+/// assigned, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_answer_delays_delivery_and_loses_nothing() {
+    let c = cluster_with(Duration::from_millis(200)).await;
+    c.a.serve();
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let customer = customers_on_a(1)[0];
+    let conversation = a.conversation(CustomerId(customer));
+    assert!(conversation.customer_message(message(customer, 1, "hi")).await.unwrap().opened);
+    until("A's route and a resend of it timed out", || async {
+        c.a.transport.inner.undelivered() >= 2
+    })
+    .await;
+    let waiting = open(a, customer).await.map(|(state, _)| state);
+    assert!(!matches!(waiting, Some(State::Queued | State::Assigned)), "{waiting:?}");
+    assert_eq!(b.live(), (0, 0), "nothing reached B");
+
+    c.b.serve();
+    until("the conversation on A hears it is queued", || async {
+        open(a, customer).await == Some((State::Queued, None))
+    })
+    .await;
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation on A hears it is assigned", || async {
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    let (placement, load, _) = placed(b, 1).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!(load, 1);
+    let assigned = conversation
+        .read(|side| {
+            let c = side.conversation().unwrap();
+            c.transitions.iter().filter(|t| t.to == State::Assigned).count()
+        })
+        .await
+        .unwrap();
+    assert_eq!(assigned, 1, "assigned exactly once");
+    placed_by_shard(&c);
 }

@@ -25,6 +25,7 @@
 //!   and placement facts would be a second copy of those types to keep in step.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::counter;
@@ -60,6 +61,7 @@ pub struct GrpcTransport {
     ownership: Arc<Ownership>,
     deadline: Duration,
     in_flight: Arc<Semaphore>,
+    undelivered: Arc<AtomicU64>,
 }
 
 impl GrpcTransport {
@@ -69,6 +71,7 @@ impl GrpcTransport {
             ownership,
             deadline: DELIVER_DEADLINE,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            undelivered: Arc::default(),
         }
     }
 
@@ -78,6 +81,17 @@ impl GrpcTransport {
         self
     }
 
+    /// Envelopes for other nodes it dropped so far (failed, timed out, refused, over the
+    /// in-flight budget, or for a shard without an owner); the links resend them.
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
+    fn drop_one(&self, why: &'static str) {
+        self.undelivered.fetch_add(1, Ordering::Relaxed);
+        outcome(why);
+    }
+
     /// The local transport it delivers to for keys owned here.
     pub fn local(&self) -> &Arc<InProcess> {
         &self.local
@@ -85,29 +99,31 @@ impl GrpcTransport {
 
     /// One delivery to the node at `addr`, on a task of its own.
     fn send(&self, addr: &str, request: Option<pb::DeliverRequest>) {
-        let Some(request) = request else { return outcome("failed") };
+        let Some(request) = request else { return self.drop_one("failed") };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return outcome("failed");
+            return self.drop_one("failed");
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            return outcome("busy");
+            return self.drop_one("busy");
         };
         let Ok(channel) = self.ownership.peers().channel(addr) else {
-            return outcome("failed");
+            return self.drop_one("failed");
         };
-        let deadline = self.deadline;
+        let (deadline, undelivered) = (self.deadline, self.undelivered.clone());
         runtime.spawn(async move {
             let _permit = permit;
             let mut client = ActorMeshServiceClient::new(channel);
             let mut request = tonic::Request::new(request);
             request.set_timeout(deadline);
             let result = tokio::time::timeout(deadline, client.deliver(request)).await;
-            outcome(match result {
-                Ok(Ok(_)) => "sent",
+            let why = match result {
+                Ok(Ok(_)) => return outcome("sent"),
                 Ok(Err(status)) if status.code() == tonic::Code::Unavailable => "refused",
                 Ok(Err(_)) => "failed",
                 Err(_) => "timed_out",
-            });
+            };
+            undelivered.fetch_add(1, Ordering::Relaxed);
+            outcome(why);
         });
     }
 }
@@ -123,7 +139,7 @@ impl Transport for GrpcTransport {
             Route::Remote { addr, .. } => {
                 self.send(&addr, encode(tenant, pb::MeshDirection::ToRouter, &envelope));
             }
-            Route::Unowned { .. } => outcome("unowned"),
+            Route::Unowned { .. } => self.drop_one("unowned"),
         }
     }
 
@@ -134,7 +150,7 @@ impl Transport for GrpcTransport {
             Route::Remote { addr, .. } => {
                 self.send(&addr, encode(tenant, pb::MeshDirection::ToConversation, &envelope));
             }
-            Route::Unowned { .. } => outcome("unowned"),
+            Route::Unowned { .. } => self.drop_one("unowned"),
         }
     }
 }
