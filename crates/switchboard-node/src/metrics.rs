@@ -55,7 +55,7 @@ pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_tot
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
 /// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
-/// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, refused,
+/// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
 /// failed, timed_out, busy, unowned (sender side); received, not_owner, not_running.
 pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
 pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
@@ -191,8 +191,8 @@ pub fn describe() {
     describe_gauge!(ACTORS, "Live actors on this node, by kind (tenant, router, conversation).");
     describe_counter!(
         MESH_ENVELOPES,
-        "Actor mesh envelopes between nodes, by outcome: sent, refused (the receiver does not \
-         own the key), failed, timed_out, busy (too many in flight), unowned (no owner known) \
+        "Actor mesh envelopes between nodes, by outcome: sent, unavailable (the receiver \
+         does not own the key, or cannot be reached), failed, timed_out, busy (too many in flight), unowned (no owner known) \
          on the sender; received, not_owner, not_running on the receiver. Every one not \
          delivered is resent by its link."
     );

@@ -81,7 +81,7 @@ impl GrpcTransport {
         self
     }
 
-    /// Envelopes for other nodes it dropped so far (failed, timed out, refused, over the
+    /// Envelopes for other nodes it dropped so far (failed, timed out, unavailable, over the
     /// in-flight budget, or for a shard without an owner); the links resend them.
     pub fn undelivered(&self) -> u64 {
         self.undelivered.load(Ordering::Relaxed)
@@ -90,11 +90,6 @@ impl GrpcTransport {
     fn drop_one(&self, why: &'static str) {
         self.undelivered.fetch_add(1, Ordering::Relaxed);
         outcome(why);
-    }
-
-    /// The local transport it delivers to for keys owned here.
-    pub fn local(&self) -> &Arc<InProcess> {
-        &self.local
     }
 
     /// One delivery to the node at `addr`, on a task of its own.
@@ -118,7 +113,8 @@ impl GrpcTransport {
             let result = tokio::time::timeout(deadline, client.deliver(request)).await;
             let why = match result {
                 Ok(Ok(_)) => return outcome("sent"),
-                Ok(Err(status)) if status.code() == tonic::Code::Unavailable => "refused",
+                // The receiver's refusal (not the owner) or no connection.
+                Ok(Err(status)) if status.code() == tonic::Code::Unavailable => "unavailable",
                 Ok(Err(_)) => "failed",
                 Err(_) => "timed_out",
             };
