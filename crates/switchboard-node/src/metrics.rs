@@ -55,6 +55,9 @@ pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_tot
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
 /// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
+/// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
+/// failed, timed_out, busy, unowned (sender side); received, not_owner, not_running.
+pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
 pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
 pub const BUILD_INFO: &str = "switchboard_build_info";
@@ -186,6 +189,13 @@ pub fn describe() {
         "Writes the store refused because a newer owner holds the shard."
     );
     describe_gauge!(ACTORS, "Live actors on this node, by kind (tenant, router, conversation).");
+    describe_counter!(
+        MESH_ENVELOPES,
+        "Actor mesh envelopes between nodes, by outcome: sent, unavailable (the receiver \
+         does not own the key, or cannot be reached), failed, timed_out, busy (too many in flight), unowned (no owner known) \
+         on the sender; received, not_owner, not_running on the receiver. Every one not \
+         delivered is resent by its link."
+    );
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");
     describe_counter!(

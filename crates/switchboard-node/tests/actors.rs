@@ -3,65 +3,27 @@
 //! cut a direction, to crash an actor after its durable write and before its delivery).
 //! No timed assertions: every wait is for a condition, with a generous deadline.
 
-use std::future::Future;
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchboard_core::config::{
-    AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
-};
-use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
-use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, CustomerMessage, Engine,
-    GroupId, State, Timestamp,
-};
+use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{
-    CONVERSATION, Mesh, MeshArgs, MeshOptions, ROUTER, TenantConfig, Transport,
-};
+use switchboard_node::actors::{CONVERSATION, Mesh, MeshArgs, ROUTER};
 use switchboard_node::archive;
 use switchboard_store::{ArchiveQuery, SqliteOptions, SqliteStore, Store};
 
-const TENANT: &str = "acme";
-const GROUP: GroupId = GroupId(1);
-const AGENT: AgentId = AgentId(1);
-/// Far longer than any step takes on a loaded machine; a wait that runs out fails the test.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The in-process transport, with each direction cuttable: a cut envelope is dropped and
-/// counted, as if its sender had crashed before delivering it.
-#[derive(Default)]
-struct Cuttable {
-    inner: InProcess,
-    cut_to_router: AtomicBool,
-    cut_to_conversation: AtomicBool,
-    dropped: AtomicU64,
-}
-
-impl Transport for Cuttable {
-    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
-        if self.cut_to_router.load(Ordering::SeqCst) {
-            self.dropped.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.inner.to_router(tenant, envelope);
-        }
-    }
-
-    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
-        if self.cut_to_conversation.load(Ordering::SeqCst) {
-            self.dropped.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.inner.to_conversation(tenant, envelope);
-        }
-    }
-}
+use self::support::{
+    AGENT, Cuttable, TENANT, archived_assignments, message, open, options, placed, until,
+};
 
 struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
-    transport: Arc<Cuttable>,
+    transport: Arc<Cuttable<InProcess>>,
     mesh: Mesh,
 }
 
@@ -76,28 +38,8 @@ fn harness() -> Harness {
 fn harness_in(dir: tempfile::TempDir, agents: &[(AgentId, u32)], idle: Duration) -> Harness {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let settings = TenantSettings { default_group: Some(GROUP), ..Default::default() };
-    let mut engine = Engine::new(settings).unwrap();
-    let t0 = Timestamp(0);
-    let policy = GroupPolicy { offer: OfferMode::AutoAccept, ..Default::default() };
-    engine.upsert_group(t0, GROUP, GroupSettings { policy, ..Default::default() }).unwrap();
-    for (id, capacity) in agents {
-        let agent = AgentSettings {
-            nickname: format!("agent{}", id.0),
-            capacity: *capacity,
-            groups: vec![GROUP],
-            ..Default::default()
-        };
-        engine.upsert_agent(t0, *id, agent).unwrap();
-    }
-    let ids: Vec<AgentId> = agents.iter().map(|(id, _)| *id).collect();
-    let config = Arc::new(TenantConfig::of(&engine, &[GROUP], &ids));
-    let transport = Arc::new(Cuttable::default());
-    let options = MeshOptions {
-        retransmit: Duration::from_millis(50),
-        idle,
-        linger: Duration::from_secs(3600),
-    };
+    let (engine, config) = support::tenant(agents);
+    let transport = Arc::new(Cuttable::<InProcess>::default());
     let mesh = Mesh::new(MeshArgs {
         tenant: TENANT.into(),
         store: store.clone(),
@@ -105,63 +47,11 @@ fn harness_in(dir: tempfile::TempDir, agents: &[(AgentId, u32)], idle: Duration)
         config,
         router: engine.router().clone(),
         transport: transport.clone(),
-        options,
+        options: options(idle),
         heard: None,
     });
     transport.inner.attach(&mesh);
     Harness { _dir: dir, store, transport, mesh }
-}
-
-fn message(customer: u64, conversation: u64, text: &str) -> CustomerMessage {
-    CustomerMessage {
-        customer: CustomerId(customer),
-        channel: Channel::Web,
-        text: text.into(),
-        new_conversation: ConversationId(conversation),
-        group: None,
-        priority: None,
-    }
-}
-
-/// Waits until `check` holds, polling; panics with `what` after [`DEADLINE`].
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The state and agent of a customer's open conversation, as its actor holds it.
-async fn open(mesh: &Mesh, customer: u64) -> Option<(State, Option<AgentId>)> {
-    mesh.conversation(CustomerId(customer))
-        .read(|side| side.conversation().map(|c| (c.state, c.agent)))
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Where the router places a conversation, and what the agent holds.
-async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
-    mesh.router()
-        .read(move |side| {
-            let r = side.router();
-            let agent = r.agent(AGENT).unwrap();
-            (r.placement(ConversationId(id)).cloned(), agent.assigned.len(), agent.capacity)
-        })
-        .await
-        .unwrap()
-}
-
-/// How many times an archived conversation was assigned.
-fn archived_assignments(store: &Arc<dyn Store>, id: u64) -> Option<usize> {
-    let row = store.archived(TENANT, id).unwrap()?;
-    let c = archive::decode(&row.body).unwrap().conversation;
-    Some(c.transitions.iter().filter(|t| t.to == State::Assigned).count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,20 +169,7 @@ async fn a_crash_between_the_durable_write_and_delivery_loses_nothing_and_double
         h.store.actor(TENANT, CONVERSATION, "1").unwrap().is_none()
     })
     .await;
-    let (placement, load, capacity) = placed(mesh, 12).await;
-    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
-    assert_eq!((load, capacity), (1, 1));
-    assert_eq!(placed(mesh, 11).await.0, None);
-    assert_eq!(archived_assignments(&h.store, 11), Some(1), "11 was assigned exactly once");
-    let assigned = mesh
-        .conversation(CustomerId(2))
-        .read(|side| {
-            let c = side.conversation().unwrap();
-            c.transitions.iter().filter(|t| t.to == State::Assigned).count()
-        })
-        .await
-        .unwrap();
-    assert_eq!(assigned, 1, "12 was assigned exactly once");
+    support::eleven_left_and_twelve_took_its_slot(mesh, mesh, &h.store, 2).await;
 }
 
 /// A node restart: a new mesh over the same store (reopened). Idle actors passivated

@@ -11,7 +11,8 @@ pub mod v1 {
         tonic::include_file_descriptor_set!("switchboard_v1_descriptor");
 }
 
-/// Cluster-internal records (the durable command log); not part of the public API.
+/// Cluster-internal records (the durable command log) and the node-to-node actor mesh
+/// service; not part of the public API.
 pub mod internal {
     pub mod v1 {
         tonic::include_proto!("switchboard.internal.v1");

@@ -8,8 +8,8 @@
 //!   conversation (or links the router has not acknowledged yet), around a
 //!   [`ConversationSide`](switchboard_core::mesh::ConversationSide).
 //! - [`transport`]: how envelopes travel between them, behind the small [`Transport`] trait;
-//!   [`transport::InProcess`] delivers inside the node (the internal gRPC transport is a later
-//!   step).
+//!   [`transport::InProcess`] delivers inside the node, [`grpc::GrpcTransport`] between nodes
+//!   (to the owner of the actor key's shard, [`placement`]).
 //!
 //! **Each step, in this order:** the side changes its state and queues messages in its
 //! outbox; the shell writes the side's state (snapshot encoding, outbox and inbox numbers
@@ -29,6 +29,8 @@
 //! its row. Retransmission runs on a tokio interval; the core's deadlines are tokio sleeps.
 
 pub mod conversation;
+pub mod grpc;
+pub mod placement;
 pub mod router;
 pub mod transport;
 

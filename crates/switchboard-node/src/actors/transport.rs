@@ -3,8 +3,8 @@
 //! (the links' sequence numbers, hold-back and retransmission do the rest), and no envelope
 //! later than the router's `linger` after it was sent. So the trait is fire-and-forget.
 //!
-//! [`InProcess`] delivers to actors of the same node; the internal gRPC transport between
-//! nodes (issue 12 item 3) will implement the same trait.
+//! [`InProcess`] delivers to actors of the same node; [`super::grpc::GrpcTransport`] between
+//! nodes implements the same trait (and delivers through an `InProcess` on each end).
 
 use std::sync::{PoisonError, RwLock, Weak};
 
@@ -37,6 +37,11 @@ impl InProcess {
     pub fn attach(&self, mesh: &Mesh) {
         let mut meshes = self.meshes.write().unwrap_or_else(PoisonError::into_inner);
         meshes.insert(mesh.tenant().to_owned(), mesh.downgrade());
+    }
+
+    /// Whether this tenant's actors run here (a mesh attached and not dropped).
+    pub fn serves(&self, tenant: &str) -> bool {
+        self.mesh(tenant).is_some()
     }
 
     fn mesh(&self, tenant: &str) -> Option<Mesh> {

@@ -45,7 +45,7 @@ pub fn shard_of(tenant: &str, shards: u32) -> u32 {
     (fnv1a(tenant.as_bytes()) % u64::from(shards.max(1))) as u32
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -130,6 +130,21 @@ impl Ownership {
         })
     }
 
+    /// An ownership that never changes: these shards served here (shard, epoch), and this
+    /// view of the cluster. For tests and tools that run nodes without etcd.
+    pub fn fixed(
+        node_id: String,
+        shards: u32,
+        local: impl IntoIterator<Item = (u32, u64)>,
+        view: View,
+        tls: Option<crate::auth::tls::ClusterTls>,
+    ) -> Arc<Ownership> {
+        let ownership = Ownership::new(node_id, shards, tls);
+        *write(&ownership.local) = local.into_iter().collect();
+        ownership.set_view(view);
+        ownership
+    }
+
     pub fn peers(&self) -> &forward::Peers {
         &self.peers
     }
@@ -164,7 +179,11 @@ impl Ownership {
     }
 
     pub fn route(&self, tenant: &str) -> Route {
-        let shard = self.shard_of(tenant);
+        self.route_shard(self.shard_of(tenant))
+    }
+
+    /// Where a call for anything in `shard` goes (an actor key's shard: `actors::placement`).
+    pub fn route_shard(&self, shard: u32) -> Route {
         if let Some(&epoch) = read(&self.local).get(&shard) {
             return Route::Local(Fence { shard, epoch });
         }

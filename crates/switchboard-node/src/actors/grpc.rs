@@ -1,0 +1,359 @@
+//! The mesh between nodes (issue 12 item 3): [`GrpcTransport`] sends an envelope whose actor
+//! lives on another node over the internal `ActorMeshService`
+//! (`proto/switchboard/internal/v1/mesh.proto`), and [`ActorMeshGrpc`] is that service on the
+//! receiving node, which delivers into its local [`InProcess`] transport.
+//!
+//! - **Placement** decides: [`placement::resolve`] maps the envelope's actor key (router: the
+//!   tenant; conversation: tenant and customer) onto its shard's owner in the node's
+//!   [`Ownership`] view. Owned here: straight to `InProcess`. Elsewhere: one unary call over
+//!   the pooled node-to-node channel the forwarder uses ([`crate::cluster::forward::Peers`],
+//!   mutual TLS when the cluster has a CA). Nobody (a handover in progress): dropped.
+//! - **Fire-and-forget**: the call runs on a task of its own with a short deadline
+//!   ([`DELIVER_DEADLINE`], carried as `grpc-timeout` too), far below the router's `linger`
+//!   (the protocol assumes no envelope arrives later than that after it was sent). A failed,
+//!   late or refused call is dropped, never retried: the links resend what stays
+//!   unacknowledged. At most [`MAX_IN_FLIGHT`] calls run at once per transport; beyond that,
+//!   envelopes are dropped too, so a slow peer costs bounded memory.
+//! - **The receiver checks ownership**: an envelope for a key whose shard this node does not
+//!   serve (any more) is refused with UNAVAILABLE and delivered nowhere, so an actor never
+//!   runs on a node that does not own its shard, whatever the sender's view.
+//! - **Encoding**: the envelope's header (direction, conversation, customer, epoch, sequence
+//!   or acknowledgement) is typed; the message (`ToRouter` / `ToConversation`) is the core's
+//!   serde encoding (MessagePack, fields by name, [`PAYLOAD_VERSION`]) in a `bytes` field. It
+//!   is the encoding the actors' rows already keep unacknowledged messages in, so it changes
+//!   under the same compatibility rules; a full prost mapping of the core's route requests
+//!   and placement facts would be a second copy of those types to keep in step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::counter;
+use pb::actor_mesh_service_client::ActorMeshServiceClient;
+use pb::actor_mesh_service_server::{ActorMeshService, ActorMeshServiceServer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
+use switchboard_core::{ConversationId, CustomerId};
+use switchboard_proto::internal::v1 as pb;
+use tokio::sync::Semaphore;
+
+use super::Transport;
+use super::placement::{self, ActorKey};
+use super::transport::InProcess;
+use crate::cluster::{Ownership, Route};
+use crate::error::Error;
+use crate::metrics as m;
+
+/// How long one node-to-node delivery may take before the sender gives up on it (and, through
+/// `grpc-timeout`, the receiver too). Far below `MeshOptions::linger` (an hour by default);
+/// a lost envelope costs one retransmission interval.
+pub const DELIVER_DEADLINE: Duration = Duration::from_secs(2);
+/// Deliveries in flight per transport before further envelopes are dropped.
+pub const MAX_IN_FLIGHT: usize = 4096;
+/// `MeshMessage.payload_version`: MessagePack of the core's message, fields by name.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Envelopes to actors on this node go to `local`; the others to their owner over gRPC.
+#[allow(missing_debug_implementations)] // an ownership view and a semaphore
+pub struct GrpcTransport {
+    local: Arc<InProcess>,
+    ownership: Arc<Ownership>,
+    deadline: Duration,
+    in_flight: Arc<Semaphore>,
+    undelivered: Arc<AtomicU64>,
+}
+
+impl GrpcTransport {
+    pub fn new(local: Arc<InProcess>, ownership: Arc<Ownership>) -> Self {
+        GrpcTransport {
+            local,
+            ownership,
+            deadline: DELIVER_DEADLINE,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            undelivered: Arc::default(),
+        }
+    }
+
+    /// Another deadline per delivery (it must stay well below the mesh's `linger`).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Envelopes for other nodes it dropped so far (failed, timed out, unavailable, over the
+    /// in-flight budget, or for a shard without an owner); the links resend them.
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
+    fn drop_one(&self, why: &'static str) {
+        self.undelivered.fetch_add(1, Ordering::Relaxed);
+        outcome(why);
+    }
+
+    /// One delivery to the node at `addr`, on a task of its own.
+    fn send(&self, addr: &str, request: Option<pb::DeliverRequest>) {
+        let Some(request) = request else { return self.drop_one("failed") };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.drop_one("failed");
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return self.drop_one("busy");
+        };
+        let Ok(channel) = self.ownership.peers().channel(addr) else {
+            return self.drop_one("failed");
+        };
+        let (deadline, undelivered) = (self.deadline, self.undelivered.clone());
+        runtime.spawn(async move {
+            let _permit = permit;
+            let mut client = ActorMeshServiceClient::new(channel);
+            let mut request = tonic::Request::new(request);
+            request.set_timeout(deadline);
+            let result = tokio::time::timeout(deadline, client.deliver(request)).await;
+            let why = match result {
+                Ok(Ok(_)) => return outcome("sent"),
+                // The receiver's refusal (not the owner) or no connection.
+                Ok(Err(status)) if status.code() == tonic::Code::Unavailable => "unavailable",
+                Ok(Err(_)) => "failed",
+                Err(_) => "timed_out",
+            };
+            undelivered.fetch_add(1, Ordering::Relaxed);
+            outcome(why);
+        });
+    }
+}
+
+fn outcome(outcome: &'static str) {
+    counter!(m::MESH_ENVELOPES, "outcome" => outcome).increment(1);
+}
+
+impl Transport for GrpcTransport {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
+            Route::Local(_) => self.local.to_router(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode(tenant, pb::MeshDirection::ToRouter, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        let key = ActorKey::Conversation { tenant, customer: envelope.customer };
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => self.local.to_conversation(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode(tenant, pb::MeshDirection::ToConversation, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
+}
+
+/// The wire form of an envelope (`None`: its message does not encode, which the core's types
+/// never do).
+pub fn encode<M: Serialize>(
+    tenant: &str,
+    direction: pb::MeshDirection,
+    envelope: &Envelope<M>,
+) -> Option<pb::DeliverRequest> {
+    let body = match &envelope.body {
+        Body::Message { seq, message } => pb::mesh_envelope::Body::Message(pb::MeshMessage {
+            seq: *seq,
+            payload_version: PAYLOAD_VERSION,
+            payload: rmp_serde::to_vec_named(message).ok()?,
+        }),
+        Body::Ack { next } => pb::mesh_envelope::Body::Ack(pb::MeshAck { next: *next }),
+    };
+    Some(pb::DeliverRequest {
+        tenant: tenant.to_owned(),
+        envelope: Some(pb::MeshEnvelope {
+            direction: direction as i32,
+            conversation: envelope.conversation.0,
+            customer: envelope.customer.0,
+            epoch: envelope.epoch,
+            body: Some(body),
+        }),
+    })
+}
+
+/// An envelope as received, for one end or the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    ToRouter(Envelope<ToRouter>),
+    ToConversation(Envelope<ToConversation>),
+}
+
+/// Reads a received envelope; a malformed one is INVALID_ARGUMENT naming the field.
+pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
+    let field = |field: &str, message: String| Error::Field { field: field.into(), message };
+    if request.tenant.is_empty() {
+        return Err(field("tenant", "the tenant id is required".into()));
+    }
+    let Some(envelope) = &request.envelope else {
+        return Err(field("envelope", "the envelope is required".into()));
+    };
+    let direction =
+        pb::MeshDirection::try_from(envelope.direction).unwrap_or(pb::MeshDirection::Unspecified);
+    match direction {
+        pb::MeshDirection::ToRouter => Ok(Received::ToRouter(body(envelope)?)),
+        pb::MeshDirection::ToConversation => Ok(Received::ToConversation(body(envelope)?)),
+        pb::MeshDirection::Unspecified => Err(field(
+            "envelope.direction",
+            format!("{} is not a direction: TO_ROUTER or TO_CONVERSATION", envelope.direction),
+        )),
+    }
+}
+
+fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>, Error> {
+    let field = |field: &str, message: String| Error::Field { field: field.into(), message };
+    let body = match &envelope.body {
+        Some(pb::mesh_envelope::Body::Message(m)) => {
+            if m.payload_version != PAYLOAD_VERSION {
+                return Err(field(
+                    "envelope.message.payload_version",
+                    format!(
+                        "payload version {} is not known here (this node reads {PAYLOAD_VERSION})",
+                        m.payload_version
+                    ),
+                ));
+            }
+            let message = rmp_serde::from_slice(&m.payload).map_err(|e| {
+                field("envelope.message.payload", format!("the message does not decode: {e}"))
+            })?;
+            Body::Message { seq: m.seq, message }
+        }
+        Some(pb::mesh_envelope::Body::Ack(a)) => Body::Ack { next: a.next },
+        None => return Err(field("envelope.body", "a message or an ack is required".into())),
+    };
+    Ok(Envelope {
+        conversation: ConversationId(envelope.conversation),
+        customer: CustomerId(envelope.customer),
+        epoch: envelope.epoch,
+        body,
+    })
+}
+
+/// `ActorMeshService` on the receiving node: checks that it owns the key's shard and hands
+/// the envelope to its local actors.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // an ownership view and the local transport
+pub struct ActorMeshGrpc {
+    local: Arc<InProcess>,
+    ownership: Arc<Ownership>,
+}
+
+impl ActorMeshGrpc {
+    pub fn new(local: Arc<InProcess>, ownership: Arc<Ownership>) -> Self {
+        ActorMeshGrpc { local, ownership }
+    }
+
+    /// The service, ready for `Server::add_service`.
+    pub fn server(self) -> ActorMeshServiceServer<ActorMeshGrpc> {
+        ActorMeshServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl ActorMeshService for ActorMeshGrpc {
+    async fn deliver(
+        &self,
+        request: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let received = decode(&request)?;
+        let tenant = request.tenant.as_str();
+        let key = match &received {
+            Received::ToRouter(_) => ActorKey::Router { tenant },
+            Received::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
+        };
+        let shard = key.shard(self.ownership.shards());
+        if !self.ownership.is_local(shard) {
+            outcome("not_owner");
+            return Err(Error::Unavailable(format!(
+                "node {} does not own shard {shard} of the {key}; the sender resends once \
+                 its view of the cluster changes",
+                self.ownership.node_id()
+            ))
+            .into());
+        }
+        if !self.local.serves(tenant) {
+            outcome("not_running");
+            return Err(Error::Unavailable(format!(
+                "the actors of tenant {tenant} are not running on node {}; retry",
+                self.ownership.node_id()
+            ))
+            .into());
+        }
+        outcome("received");
+        match received {
+            Received::ToRouter(envelope) => self.local.to_router(tenant, envelope),
+            Received::ToConversation(envelope) => self.local.to_conversation(tenant, envelope),
+        }
+        Ok(tonic::Response::new(pb::DeliverResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_survives_the_wire_both_ways() {
+        let to_router = Envelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            epoch: 3,
+            body: Body::Message { seq: 4, message: ToRouter::Raise { priority: 3 } },
+        };
+        let request = encode("acme", pb::MeshDirection::ToRouter, &to_router).unwrap();
+        assert_eq!(request.tenant, "acme");
+        assert_eq!(decode(&request).unwrap(), Received::ToRouter(to_router));
+        let ack: Envelope<ToConversation> = Envelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            epoch: 9,
+            body: Body::Ack { next: 5 },
+        };
+        let request = encode("acme", pb::MeshDirection::ToConversation, &ack).unwrap();
+        assert_eq!(decode(&request).unwrap(), Received::ToConversation(ack));
+    }
+
+    #[test]
+    fn a_malformed_envelope_is_refused_naming_its_field() {
+        let envelope = Envelope {
+            conversation: ConversationId(1),
+            customer: CustomerId(1),
+            epoch: 1,
+            body: Body::Message { seq: 0, message: ToRouter::Leave },
+        };
+        let good = encode("acme", pb::MeshDirection::ToRouter, &envelope).unwrap();
+        let refused = |mut r: pb::DeliverRequest, change: fn(&mut pb::DeliverRequest)| {
+            change(&mut r);
+            match decode(&r) {
+                Err(Error::Field { field, .. }) => field,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(refused(good.clone(), |r| r.tenant.clear()), "tenant");
+        assert_eq!(refused(good.clone(), |r| r.envelope = None), "envelope");
+        let direction = |r: &mut pb::DeliverRequest| r.envelope.as_mut().unwrap().direction = 0;
+        assert_eq!(refused(good.clone(), direction), "envelope.direction");
+        let version = |r: &mut pb::DeliverRequest| match &mut r.envelope.as_mut().unwrap().body {
+            Some(pb::mesh_envelope::Body::Message(m)) => m.payload_version = 2,
+            _ => unreachable!(),
+        };
+        assert_eq!(refused(good.clone(), version), "envelope.message.payload_version");
+        let garbage = |r: &mut pb::DeliverRequest| match &mut r.envelope.as_mut().unwrap().body {
+            Some(pb::mesh_envelope::Body::Message(m)) => m.payload = vec![0xc1],
+            _ => unreachable!(),
+        };
+        assert_eq!(refused(good.clone(), garbage), "envelope.message.payload");
+        // A router's message decoded as a conversation's is refused too.
+        let swapped = |r: &mut pb::DeliverRequest| {
+            r.envelope.as_mut().unwrap().direction = pb::MeshDirection::ToConversation as i32;
+        };
+        assert_eq!(refused(good, swapped), "envelope.message.payload");
+    }
+}

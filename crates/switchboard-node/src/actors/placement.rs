@@ -1,0 +1,168 @@
+//! Where an actor lives (issue 12 item 2): every actor key hashes onto the cluster's shards
+//! (the same fixed count tenants hash onto, default 1024), and a shard's owner in the
+//! [`Ownership`] view serves every actor whose key lands in it.
+//!
+//! - The **router** key is the tenant: it hashes exactly as the tenant does
+//!   ([`crate::cluster::shard_of`]), so the router lives where the tenant lives today.
+//! - A **conversation** key is the tenant and the customer: FNV-1a over the tenant's bytes, a
+//!   separator no UTF-8 string holds, and the customer's number, then a 64-bit avalanche
+//!   (splitmix's finaliser, as `desired_owner` does): FNV-1a alone mixes its last bytes into
+//!   the low bits poorly, and a shard is the hash modulo a power of two. So one tenant's
+//!   customers spread over every shard, hence over every node.
+//!
+//! Pure functions of the key and the shard count; the resolver reads the node's current view.
+
+use std::fmt;
+
+use switchboard_core::CustomerId;
+
+use crate::cluster::{Ownership, Route, fnv1a, shard_of};
+
+/// What placement hashes: one actor's identity in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActorKey<'a> {
+    /// The tenant's router actor.
+    Router { tenant: &'a str },
+    /// The conversation actor of one customer of the tenant.
+    Conversation { tenant: &'a str, customer: CustomerId },
+}
+
+impl ActorKey<'_> {
+    pub fn tenant(&self) -> &str {
+        match self {
+            ActorKey::Router { tenant } | ActorKey::Conversation { tenant, .. } => tenant,
+        }
+    }
+
+    /// The shard this key lives in, out of `shards`.
+    pub fn shard(&self, shards: u32) -> u32 {
+        match *self {
+            ActorKey::Router { tenant } => shard_of(tenant, shards),
+            ActorKey::Conversation { tenant, customer } => {
+                let mut bytes = Vec::with_capacity(tenant.len() + 9);
+                bytes.extend_from_slice(tenant.as_bytes());
+                bytes.push(0xff);
+                bytes.extend_from_slice(&customer.0.to_be_bytes());
+                (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
+            }
+        }
+    }
+}
+
+impl fmt::Display for ActorKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActorKey::Router { tenant } => write!(f, "router of tenant {tenant}"),
+            ActorKey::Conversation { tenant, customer } => {
+                write!(f, "conversation actor of tenant {tenant}, customer {}", customer.0)
+            }
+        }
+    }
+}
+
+/// splitmix64's finaliser: every input bit reaches every output bit.
+fn avalanche(h: u64) -> u64 {
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Where the actor of `key` lives as this node sees it: here (under the shard's fence), on
+/// another node (its id and address), or nowhere right now (a handover in progress).
+pub fn resolve(ownership: &Ownership, key: ActorKey<'_>) -> Route {
+    ownership.route_shard(key.shard(ownership.shards()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARDS: u32 = 1024;
+
+    #[test]
+    fn the_router_lives_in_its_tenants_shard() {
+        for i in 0..1000 {
+            let tenant = format!("tenant-{i}");
+            let key = ActorKey::Router { tenant: &tenant };
+            assert_eq!(key.shard(SHARDS), shard_of(&tenant, SHARDS), "{tenant}");
+        }
+    }
+
+    #[test]
+    fn one_tenants_customers_spread_over_the_shards() {
+        // 64 customers a shard on average, numbered as the core numbers them (1, 2, 3…).
+        let per_shard = 64;
+        let mut counts = vec![0u32; SHARDS as usize];
+        for n in 1..=u64::from(SHARDS) * per_shard {
+            let key = ActorKey::Conversation { tenant: "acme", customer: CustomerId(n) };
+            counts[key.shard(SHARDS) as usize] += 1;
+        }
+        // Binomial(65536, 1/1024): sd ~8; every shard within 5 sd, and a chi-squared
+        // statistic well within its 1023 degrees of freedom (mean 1023, sd ~45).
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(*min >= 24 && *max <= 104, "min {min}, max {max}");
+        let expected = per_shard as f64;
+        let chi2: f64 = counts.iter().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
+        assert!(chi2 < 1023.0 + 6.0 * 45.0, "chi-squared {chi2}");
+        // And the shards of a few nodes: each gets about its share of the customers.
+        for nodes in [3u32, 5] {
+            let mut per_node = vec![0u32; nodes as usize];
+            for (shard, c) in counts.iter().enumerate() {
+                per_node[shard % nodes as usize] += c;
+            }
+            let share = (u64::from(SHARDS) * per_shard) as f64 / f64::from(nodes);
+            for c in &per_node {
+                assert!((f64::from(*c) - share).abs() < share * 0.05, "{per_node:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn conversation_keys_are_stable_and_differ_by_tenant() {
+        let a = ActorKey::Conversation { tenant: "acme", customer: CustomerId(7) };
+        assert_eq!(a.shard(SHARDS), a.shard(SHARDS));
+        // The same customer number of 200 tenants lands on many shards, not one.
+        let shards: std::collections::HashSet<u32> = (0..200)
+            .map(|i| {
+                let tenant = format!("t{i}");
+                ActorKey::Conversation { tenant: &tenant, customer: CustomerId(7) }.shard(SHARDS)
+            })
+            .collect();
+        assert!(shards.len() > 150, "{}", shards.len());
+        // With one shard, every key is in shard 0.
+        assert_eq!(ActorKey::Router { tenant: "x" }.shard(1), 0);
+        assert_eq!(a.shard(1), 0);
+    }
+
+    #[test]
+    fn the_resolver_reads_the_view() {
+        use std::collections::{BTreeMap, HashMap};
+
+        use crate::cluster::{Owner, View};
+        let router = ActorKey::Router { tenant: "acme" };
+        let conversation = (1..)
+            .map(|n| ActorKey::Conversation { tenant: "acme", customer: CustomerId(n) })
+            .find(|k| k.shard(SHARDS) != router.shard(SHARDS))
+            .unwrap();
+        let (rs, cs) = (router.shard(SHARDS), conversation.shard(SHARDS));
+        let view = View {
+            members: BTreeMap::from([("b".to_owned(), "127.0.0.1:2".to_owned())]),
+            owners: HashMap::from([(rs, Owner { node: "b".into(), epoch: 3 })]),
+        };
+        let here = Ownership::fixed("a".into(), SHARDS, [(cs, 5)], view, None);
+        assert_eq!(
+            resolve(&here, conversation),
+            Route::Local(switchboard_store::Fence { shard: cs, epoch: 5 })
+        );
+        assert_eq!(
+            resolve(&here, router),
+            Route::Remote { node: "b".into(), addr: "127.0.0.1:2".into() }
+        );
+        let other = ActorKey::Conversation { tenant: "other", customer: CustomerId(1) };
+        let os = other.shard(SHARDS);
+        if os != rs && os != cs {
+            assert_eq!(resolve(&here, other), Route::Unowned { shard: os });
+        }
+    }
+}

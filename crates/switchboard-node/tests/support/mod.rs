@@ -1,0 +1,182 @@
+//! What the mesh tests share (`actors.rs` on one node, `actors_grpc.rs` across two): the
+//! tenant, a transport wrapper that can cut a direction, and waits and reads on conditions.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchboard_core::config::{
+    AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
+};
+use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
+use switchboard_core::router::Placement;
+use switchboard_core::{
+    AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Engine, GroupId, State,
+    Timestamp,
+};
+use switchboard_node::actors::{Mesh, MeshOptions, TenantConfig, Transport};
+use switchboard_node::archive;
+use switchboard_store::Store;
+
+pub const TENANT: &str = "acme";
+pub const GROUP: GroupId = GroupId(1);
+pub const AGENT: AgentId = AgentId(1);
+/// Far longer than any step takes on a loaded machine; a wait that runs out fails the test.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A transport with each direction cuttable: a cut envelope is dropped and counted, as if its
+/// sender had crashed before delivering it. Counts what it passes on, too.
+#[derive(Default)]
+pub struct Cuttable<T> {
+    pub inner: T,
+    pub cut_to_router: AtomicBool,
+    pub cut_to_conversation: AtomicBool,
+    pub dropped: AtomicU64,
+    pub passed: AtomicU64,
+}
+
+impl<T> Cuttable<T> {
+    pub fn new(inner: T) -> Self {
+        Cuttable {
+            inner,
+            cut_to_router: AtomicBool::new(false),
+            cut_to_conversation: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
+        }
+    }
+
+    fn pass(&self, cut: &AtomicBool) -> bool {
+        if cut.load(Ordering::SeqCst) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+            false
+        } else {
+            self.passed.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+    }
+}
+
+impl<T: Transport> Transport for Cuttable<T> {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        if self.pass(&self.cut_to_router) {
+            self.inner.to_router(tenant, envelope);
+        }
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        if self.pass(&self.cut_to_conversation) {
+            self.inner.to_conversation(tenant, envelope);
+        }
+    }
+}
+
+/// One group (auto-accept) and these agents (id, capacity) in it, signed out: the engine the
+/// router starts from, and the configuration every actor reads.
+pub fn tenant(agents: &[(AgentId, u32)]) -> (Engine, Arc<TenantConfig>) {
+    let settings = TenantSettings { default_group: Some(GROUP), ..Default::default() };
+    let mut engine = Engine::new(settings).unwrap();
+    let t0 = Timestamp(0);
+    let policy = GroupPolicy { offer: OfferMode::AutoAccept, ..Default::default() };
+    engine.upsert_group(t0, GROUP, GroupSettings { policy, ..Default::default() }).unwrap();
+    for (id, capacity) in agents {
+        let agent = AgentSettings {
+            nickname: format!("agent{}", id.0),
+            capacity: *capacity,
+            groups: vec![GROUP],
+            ..Default::default()
+        };
+        engine.upsert_agent(t0, *id, agent).unwrap();
+    }
+    let ids: Vec<AgentId> = agents.iter().map(|(id, _)| *id).collect();
+    let config = Arc::new(TenantConfig::of(&engine, &[GROUP], &ids));
+    (engine, config)
+}
+
+/// Fast retransmission, the given idle time, an hour's linger.
+pub fn options(idle: Duration) -> MeshOptions {
+    MeshOptions { retransmit: Duration::from_millis(50), idle, linger: Duration::from_secs(3600) }
+}
+
+pub fn message(customer: u64, conversation: u64, text: &str) -> CustomerMessage {
+    CustomerMessage {
+        customer: CustomerId(customer),
+        channel: Channel::Web,
+        text: text.into(),
+        new_conversation: ConversationId(conversation),
+        group: None,
+        priority: None,
+    }
+}
+
+/// Waits until `check` holds, polling; panics with `what` after [`DEADLINE`].
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The state and agent of a customer's open conversation, as its actor holds it.
+pub async fn open(mesh: &Mesh, customer: u64) -> Option<(State, Option<AgentId>)> {
+    mesh.conversation(CustomerId(customer))
+        .read(|side| side.conversation().map(|c| (c.state, c.agent)))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Where the router places a conversation, and what the agent holds.
+pub async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
+    mesh.router()
+        .read(move |side| {
+            let r = side.router();
+            let agent = r.agent(AGENT).unwrap();
+            (r.placement(ConversationId(id)).cloned(), agent.assigned.len(), agent.capacity)
+        })
+        .await
+        .unwrap()
+}
+
+/// How many times an archived conversation was assigned.
+pub fn archived_assignments(store: &Arc<dyn Store>, id: u64) -> Option<usize> {
+    let row = store.archived(TENANT, id).unwrap()?;
+    let c = archive::decode(&row.body).unwrap().conversation;
+    Some(c.transitions.iter().filter(|t| t.to == State::Assigned).count())
+}
+
+/// How the crash tests end: conversation 11 left and 12 (of `customer`) took the agent's one
+/// slot. 12 is assigned to the agent at capacity 1 and was assigned exactly once; 11 is gone
+/// from the router and archived, assigned exactly once.
+pub async fn eleven_left_and_twelve_took_its_slot(
+    router: &Mesh,
+    conversations: &Mesh,
+    store: &Arc<dyn Store>,
+    customer: u64,
+) {
+    let (placement, load, capacity) = placed(router, 12).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!((load, capacity), (1, 1));
+    assert_eq!(placed(router, 11).await.0, None);
+    assert_eq!(archived_assignments(store, 11), Some(1), "11 was assigned exactly once");
+    assert_eq!(assignments(conversations, customer).await, 1, "12 was assigned exactly once");
+}
+
+/// How many times a customer's open conversation was assigned, as its actor holds it.
+pub async fn assignments(mesh: &Mesh, customer: u64) -> usize {
+    mesh.conversation(CustomerId(customer))
+        .read(|side| {
+            let c = side.conversation().unwrap();
+            c.transitions.iter().filter(|t| t.to == State::Assigned).count()
+        })
+        .await
+        .unwrap()
+}
