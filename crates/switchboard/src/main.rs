@@ -4,12 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: a node allocates and frees small objects on many
-/// threads (one tokio worker per core, the store's writer and readers), where glibc's
-/// per-thread arenas keep freed memory as fragmentation; see ARCHITECTURE.md "State layout".
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = switchboard::cli::Cli::parse();
