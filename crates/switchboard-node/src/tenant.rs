@@ -7,9 +7,11 @@
 //! answers the caller and publishes to live subscribers. Several commands are therefore in
 //! flight at once and share group commits.
 //!
-//! Backpressure: the mailbox is unbounded (ractor); admission is bounded at the gRPC edge.
+//! Backpressure: the mailbox is unbounded (ractor), but the registry admits at most
+//! `limits.tenant_in_flight` calls per tenant into it, each with a deadline.
 //! Failure: if a write fails, the state is suspect (later commands were applied on top of
-//! it), so the actor stops; the registry reloads the tenant from the store on next use.
+//! it), so the actor stops; the registry's supervisor reloads the tenant from the store after
+//! a backoff, so its timers fire again without waiting for a call.
 //! Timers: the actor arms one wake-up at the engine's next deadline and logs an `Advance`
 //! command when it fires, so timers survive restarts as state.
 
