@@ -5,7 +5,9 @@
 //! each tenant's slot is either live (its actor) or starting (a load, a replay, a creation
 //! or a restart in progress, by exactly one starter). A call to a starting tenant waits for
 //! its slot to change (a `watch` per tenant), so a slow load holds up the calls to that
-//! tenant only, and concurrent calls never start a tenant twice.
+//! tenant only, and concurrent calls never start a tenant twice. A shard's adoptions and
+//! releases take turns on a per-shard lock that calls never take; a release overtaking an
+//! adoption wins (the shard is not served, what was started is stopped).
 //!
 //! **Supervision.** A tenant actor that stops without the registry asking (a failed durable
 //! write, a panic) is restarted from the store by its supervisor task after a backoff
@@ -19,7 +21,7 @@
 //! client's own gRPC deadline): UNAVAILABLE if the tenant never became ready, DEADLINE_EXCEEDED
 //! if its command was handed over but not answered in time (it may have been applied).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -91,9 +93,19 @@ struct Inner {
     tenants: Mutex<BTreeMap<String, Entry>>,
     /// Numbers the starts, so a starter finishes only the start it began.
     starts: AtomicU64,
+    /// Per shard: its adoptions and releases take turns (calls never wait for this), and a
+    /// release that overtakes an adoption keeps it from serving the shard. The map's lock is
+    /// also what makes "no release since" and marking the shard served one step.
+    shards: Mutex<HashMap<u32, Arc<ShardTurns>>>,
     /// In a cluster: the shards this node serves. `None` on a single node, which serves every
     /// tenant under the default fence.
     ownership: Option<Arc<Ownership>>,
+}
+
+#[derive(Default)]
+struct ShardTurns {
+    turn: tokio::sync::Mutex<()>,
+    releases: AtomicU64,
 }
 
 /// One tenant of this node.
@@ -175,6 +187,7 @@ impl Registry {
             options,
             tenants: Mutex::default(),
             starts: AtomicU64::new(1),
+            shards: Mutex::default(),
             ownership,
         };
         Registry { inner: Arc::new(inner) }
@@ -195,24 +208,55 @@ impl Registry {
         ownership.local_fence(tenant).ok_or_else(|| moved(ownership, tenant))
     }
 
+    /// The turns of a shard's adoptions and releases, and the map they are kept in (locked).
+    fn shard(
+        &self,
+        shard: u32,
+    ) -> (MutexGuard<'_, HashMap<u32, Arc<ShardTurns>>>, Arc<ShardTurns>) {
+        let mut shards = self.inner.shards.lock().unwrap_or_else(PoisonError::into_inner);
+        let turns = shards.entry(shard).or_default().clone();
+        (shards, turns)
+    }
+
     /// Starts the tenants of a shard this node now owns (their epoch fenced in the store
-    /// already), then serves the shard.
+    /// already), then serves the shard — unless a release of the shard came meanwhile (it
+    /// stops what was started once this returns).
     pub async fn adopt(&self, shard: u32, epoch: u64, known: &[String]) -> Result<(), Error> {
         let Some(ownership) = self.inner.ownership.clone() else { return Ok(()) };
         let fence = Fence { shard, epoch };
+        let turns = self.shard(shard).1;
+        let _turn = turns.turn.lock().await;
+        let mark = turns.releases.load(Ordering::SeqCst);
         for name in known.iter().filter(|t| ownership.shard_of(t) == shard) {
+            if turns.releases.load(Ordering::SeqCst) != mark {
+                break;
+            }
             self.start(name, fence).await?;
         }
-        ownership.set_local(shard, Some(epoch));
+        let (shards, _) = self.shard(shard);
+        if turns.releases.load(Ordering::SeqCst) == mark {
+            ownership.set_local(shard, Some(epoch));
+        } else {
+            info!(shard, epoch, "a release overtook the shard's adoption; not serving it");
+        }
+        drop(shards);
         Ok(())
     }
 
     /// Stops serving a shard: new calls are refused at once (and retried by their senders),
-    /// then its tenants stop — after a snapshot when handing over, at once when the lease is
-    /// lost (a newer owner may be writing already).
+    /// then (once an adoption of it in progress has stopped) its tenants stop — after a
+    /// snapshot when handing over, at once when the lease is lost (a newer owner may be
+    /// writing already).
     pub async fn release(&self, shard: u32, snapshot: bool) {
         let Some(ownership) = self.inner.ownership.clone() else { return };
-        ownership.set_local(shard, None);
+        let turns = {
+            let (shards, turns) = self.shard(shard);
+            turns.releases.fetch_add(1, Ordering::SeqCst);
+            ownership.set_local(shard, None);
+            drop(shards);
+            turns
+        };
+        let _turn = turns.turn.lock().await;
         let actors: Vec<(String, Option<ActorRef<TenantMsg>>)> = {
             let mut tenants = self.lock();
             let names: Vec<String> =
@@ -666,6 +710,12 @@ impl Registry {
         let tenants = self.lock();
         let free = tenants.get(tenant).map_or(0, |e| e.budget.available_permits());
         self.inner.options.tenant_in_flight - free
+    }
+
+    /// Releases of `shard` asked so far.
+    #[cfg(test)]
+    fn releases(&self, shard: u32) -> u64 {
+        self.shard(shard).1.releases.load(Ordering::SeqCst)
     }
 
     /// The tenant's live actor, if it has one.
@@ -1400,6 +1450,45 @@ mod tests {
         faulty.open_gate();
         registry.command("acme", group("a"), "a").await.unwrap();
         assert_eq!(groups(&registry, "acme").await, 1, "applied once");
+        registry.shutdown().await;
+    }
+
+    /// A release of a shard that comes while its adoption is still loading a tenant wins:
+    /// the adoption does not serve the shard, and what it started is stopped.
+    #[tokio::test]
+    async fn a_release_overtaking_an_adoption_keeps_the_shard_unserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faulty, single) = faulty(&dir, Options::default()).await;
+        single.shutdown().await;
+        let store: Arc<dyn Store> = faulty.clone();
+        let ownership = crate::cluster::Ownership::new("n1".into(), 4, None);
+        let shard = ownership.shard_of("acme");
+        let options = Options::default();
+        let registry =
+            Registry::clustered(store.clone(), Hub::default(), options, ownership.clone());
+        let known = vec!["acme".to_owned()];
+
+        faulty.hold("acme");
+        let r = registry.clone();
+        let k = known.clone();
+        let adopting = tokio::spawn(async move { r.adopt(shard, 1, &k).await });
+        until("acme loads", || faulty.loads("acme") == 1).await;
+        let r = registry.clone();
+        let releasing = tokio::spawn(async move { r.release(shard, false).await });
+        until("the release is asked", || registry.releases(shard) == 1).await;
+        faulty.open_gate();
+        adopting.await.unwrap().unwrap();
+        releasing.await.unwrap();
+        assert!(!ownership.is_local(shard), "the shard is not served");
+        assert!(registry.live("acme").is_none(), "what the adoption started is stopped");
+        let e = registry.command("acme", group("a"), "").await.unwrap_err();
+        assert!(e.metadata().contains_key(super::MOVED), "{e:?}");
+
+        // The next adoption serves it.
+        store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
+        registry.adopt(shard, 2, &known).await.unwrap();
+        assert!(ownership.is_local(shard));
+        registry.command("acme", group("a"), "").await.unwrap();
         registry.shutdown().await;
     }
 }
