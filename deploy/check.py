@@ -273,7 +273,8 @@ KNOWN_KEYS = {
     "cluster": {"etcd", "name", "node_id", "advertise_addr", "lease_ttl_seconds", "shards"},
     "auth": {"token_keys", "leeway_seconds"},
     "tls": {"cert_file", "key_file", "client_ca_file", "reload_seconds"},
-    "limits": {"tenant_requests_per_second", "tenant_burst", "streams_per_agent"},
+    "limits": {"tenant_requests_per_second", "tenant_burst", "streams_per_agent", "tenant_in_flight",
+               "call_timeout_ms"},
     "webhooks": {"initial_backoff_ms", "max_backoff_ms", "max_attempts", "timeout_ms", "ca_file"},
 }
 

@@ -1,11 +1,30 @@
 //! The tenants of this node: loads each from the store (snapshot + replay of the log after
-//! it), spawns its actor, and routes calls to it.
+//! it), spawns its actor, supervises it, and routes calls to it.
 //!
-//! Restart policy: a tenant actor that stopped (a failed durable write) is reloaded from the
-//! store on the next call, so nothing acknowledged is lost and nothing unacknowledged is kept.
+//! **Directory.** A std mutex guards the map of tenants and is never held across an await:
+//! each tenant's slot is either live (its actor) or starting (a load, a replay, a creation
+//! or a restart in progress, by exactly one starter). A call to a starting tenant waits for
+//! its slot to change (a `watch` per tenant), so a slow load holds up the calls to that
+//! tenant only, and concurrent calls never start a tenant twice. A shard's adoptions and
+//! releases take turns on a per-shard lock that calls never take; a release overtaking an
+//! adoption wins (the shard is not served, what was started is stopped).
+//!
+//! **Supervision.** A tenant actor that stops without the registry asking (a failed durable
+//! write, a panic) is restarted from the store by its supervisor task after a backoff
+//! (100 ms, doubling to 10 s, back to 100 ms once an incarnation has run for 10 s), while
+//! the node still serves its shard, so its timers fire without waiting for a call. Nothing
+//! acknowledged is lost and nothing unacknowledged is kept (the store is the truth).
+//!
+//! **Budget and deadline.** At most `Options::tenant_in_flight` calls per tenant wait for or
+//! are handled by its actor; beyond that a call is refused `RESOURCE_EXHAUSTED` at once. A
+//! call waits for its tenant at most `Options::call_timeout` (tonic cancels it sooner at the
+//! client's own gRPC deadline): UNAVAILABLE if the tenant never became ready, DEADLINE_EXCEEDED
+//! if its command was handed over but not answered in time (it may have been applied).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use prost::Message as _;
 use ractor::{Actor, ActorRef, ActorStatus};
@@ -14,7 +33,8 @@ use switchboard_core::{Conversation, ConversationId, CustomerId};
 use switchboard_proto::internal::v1::{Command, command::Op, response};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Fence, Store};
-use tokio::sync::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::apply;
@@ -32,11 +52,31 @@ pub struct Options {
     pub snapshot_every: u64,
     /// How webhook deliveries are retried.
     pub webhooks: crate::webhooks::Options,
+    /// Calls per tenant waiting for or handled by its actor; more are refused
+    /// `RESOURCE_EXHAUSTED`.
+    pub tenant_in_flight: usize,
+    /// How long a call waits for its tenant (to start, and to answer).
+    pub call_timeout: Duration,
+    /// A stopped tenant actor's first restart delay, doubled up to `restart_max`.
+    pub restart_min: Duration,
+    pub restart_max: Duration,
 }
+
+/// Calls per tenant in flight, by default.
+pub const TENANT_IN_FLIGHT: usize = 1024;
+/// How long a call waits for its tenant, by default.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Options {
     fn default() -> Self {
-        Options { snapshot_every: 10_000, webhooks: crate::webhooks::Options::default() }
+        Options {
+            snapshot_every: 10_000,
+            webhooks: crate::webhooks::Options::default(),
+            tenant_in_flight: TENANT_IN_FLIGHT,
+            call_timeout: CALL_TIMEOUT,
+            restart_min: Duration::from_millis(100),
+            restart_max: Duration::from_secs(10),
+        }
     }
 }
 
@@ -49,10 +89,38 @@ struct Inner {
     store: Arc<dyn Store>,
     hub: Hub,
     options: Options,
-    tenants: Mutex<BTreeMap<String, ActorRef<TenantMsg>>>,
+    /// Never held across an await.
+    tenants: Mutex<BTreeMap<String, Entry>>,
+    /// Numbers the starts, so a starter finishes only the start it began.
+    starts: AtomicU64,
+    /// Per shard: its adoptions and releases take turns (calls never wait for this), and a
+    /// release that overtakes an adoption keeps it from serving the shard. The map's lock is
+    /// also what makes "no release since" and marking the shard served one step.
+    shards: Mutex<HashMap<u32, Arc<ShardTurns>>>,
     /// In a cluster: the shards this node serves. `None` on a single node, which serves every
     /// tenant under the default fence.
     ownership: Option<Arc<Ownership>>,
+}
+
+#[derive(Default)]
+struct ShardTurns {
+    turn: tokio::sync::Mutex<()>,
+    releases: AtomicU64,
+}
+
+/// One tenant of this node.
+struct Entry {
+    slot: Slot,
+    /// Calls waiting for or handled by the tenant's actor (kept across restarts).
+    budget: Arc<Semaphore>,
+    /// Told every time `slot` changes; dropped with the entry.
+    changed: watch::Sender<()>,
+}
+
+enum Slot {
+    Live(ActorRef<TenantMsg>),
+    /// Start number `n` (a load, a creation or a restart) is in progress.
+    Starting(u64),
 }
 
 impl std::fmt::Debug for Registry {
@@ -62,6 +130,25 @@ impl std::fmt::Debug for Registry {
 }
 
 type Status = tonic::Status;
+type Tenants<'a> = MutexGuard<'a, BTreeMap<String, Entry>>;
+
+/// Removes a start's slot if the start never finished (an error, or its future dropped), so
+/// that waiting calls stop waiting and a later start may begin.
+struct StartGuard<'a> {
+    registry: &'a Registry,
+    tenant: String,
+    start: u64,
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        let mut tenants = self.registry.lock();
+        if matches!(tenants.get(&self.tenant), Some(e) if matches!(e.slot, Slot::Starting(n) if n == self.start))
+        {
+            tenants.remove(&self.tenant);
+        }
+    }
+}
 
 impl Registry {
     /// Loads every tenant the store knows.
@@ -71,13 +158,10 @@ impl Registry {
         options: Options,
     ) -> Result<Registry, Error> {
         let registry = Registry::new(store, hub, options, None);
-        let names = registry.inner.store.tenants()?;
-        let mut tenants = registry.inner.tenants.lock().await;
+        let names = blocking(&registry.inner.store, |store| store.tenants()).await?;
         for name in names {
-            let actor = registry.spawn(&name, Fence::default()).await?;
-            tenants.insert(name, actor);
+            registry.start(&name, Fence::default()).await?;
         }
-        drop(tenants);
         Ok(registry)
     }
 
@@ -97,12 +181,25 @@ impl Registry {
         options: Options,
         ownership: Option<Arc<Ownership>>,
     ) -> Registry {
-        let tenants = Mutex::default();
-        Registry { inner: Arc::new(Inner { store, hub, options, tenants, ownership }) }
+        let inner = Inner {
+            store,
+            hub,
+            options,
+            tenants: Mutex::default(),
+            starts: AtomicU64::new(1),
+            shards: Mutex::default(),
+            ownership,
+        };
+        Registry { inner: Arc::new(inner) }
     }
 
     pub fn ownership(&self) -> Option<&Arc<Ownership>> {
         self.inner.ownership.as_ref()
+    }
+
+    fn lock(&self) -> Tenants<'_> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.inner.tenants.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The fence this node writes `tenant` under, or a retryable refusal naming the owner.
@@ -111,41 +208,74 @@ impl Registry {
         ownership.local_fence(tenant).ok_or_else(|| moved(ownership, tenant))
     }
 
+    /// The turns of a shard's adoptions and releases, and the map they are kept in (locked).
+    fn shard(
+        &self,
+        shard: u32,
+    ) -> (MutexGuard<'_, HashMap<u32, Arc<ShardTurns>>>, Arc<ShardTurns>) {
+        let mut shards = self.inner.shards.lock().unwrap_or_else(PoisonError::into_inner);
+        let turns = shards.entry(shard).or_default().clone();
+        (shards, turns)
+    }
+
     /// Starts the tenants of a shard this node now owns (their epoch fenced in the store
-    /// already), then serves the shard.
+    /// already), then serves the shard — unless a release of the shard came meanwhile (it
+    /// stops what was started once this returns).
     pub async fn adopt(&self, shard: u32, epoch: u64, known: &[String]) -> Result<(), Error> {
         let Some(ownership) = self.inner.ownership.clone() else { return Ok(()) };
         let fence = Fence { shard, epoch };
-        let mut tenants = self.inner.tenants.lock().await;
+        let turns = self.shard(shard).1;
+        let _turn = turns.turn.lock().await;
+        let mark = turns.releases.load(Ordering::SeqCst);
         for name in known.iter().filter(|t| ownership.shard_of(t) == shard) {
-            if let Some(old) = tenants.remove(name) {
-                old.stop(None);
+            if turns.releases.load(Ordering::SeqCst) != mark {
+                break;
             }
-            let actor = self.spawn(name, fence).await?;
-            tenants.insert(name.clone(), actor);
+            self.start(name, fence).await?;
         }
-        ownership.set_local(shard, Some(epoch));
+        let (shards, _) = self.shard(shard);
+        if turns.releases.load(Ordering::SeqCst) == mark {
+            ownership.set_local(shard, Some(epoch));
+        } else {
+            info!(shard, epoch, "a release overtook the shard's adoption; not serving it");
+        }
+        drop(shards);
         Ok(())
     }
 
     /// Stops serving a shard: new calls are refused at once (and retried by their senders),
-    /// then its tenants stop — after a snapshot when handing over, at once when the lease is
-    /// lost (a newer owner may be writing already).
+    /// then (once an adoption of it in progress has stopped) its tenants stop — after a
+    /// snapshot when handing over, at once when the lease is lost (a newer owner may be
+    /// writing already).
     pub async fn release(&self, shard: u32, snapshot: bool) {
         let Some(ownership) = self.inner.ownership.clone() else { return };
-        ownership.set_local(shard, None);
-        let mut tenants = self.inner.tenants.lock().await;
-        let names: Vec<String> =
-            tenants.keys().filter(|t| ownership.shard_of(t) == shard).cloned().collect();
-        let actors: Vec<_> = names.iter().filter_map(|t| tenants.remove(t)).collect();
-        drop(tenants);
-        for (name, actor) in names.iter().zip(actors) {
-            if snapshot {
-                snapshot_and_stop(name, actor).await;
-            } else {
-                actor.stop(Some("shard lost".into()));
+        let turns = {
+            let (shards, turns) = self.shard(shard);
+            turns.releases.fetch_add(1, Ordering::SeqCst);
+            ownership.set_local(shard, None);
+            drop(shards);
+            turns
+        };
+        let _turn = turns.turn.lock().await;
+        let actors: Vec<(String, Option<ActorRef<TenantMsg>>)> = {
+            let mut tenants = self.lock();
+            let names: Vec<String> =
+                tenants.keys().filter(|t| ownership.shard_of(t) == shard).cloned().collect();
+            names
+                .into_iter()
+                .filter_map(|t| {
+                    let entry = tenants.remove(&t)?;
+                    Some((t, entry.live()))
+                })
+                .collect()
+        };
+        for (name, actor) in actors {
+            match actor {
+                Some(actor) if snapshot => snapshot_and_stop(&name, actor).await,
+                Some(actor) => actor.stop(Some("shard lost".into())),
+                None => {} // its starter sees the slot gone and stops what it started
             }
-            self.inner.hub.close_tenant(name);
+            self.inner.hub.close_tenant(&name);
         }
     }
 
@@ -157,14 +287,55 @@ impl Registry {
         &self.inner.hub
     }
 
-    /// Rebuilds a tenant from its snapshot and the log after it, and starts its actor.
-    async fn spawn(&self, tenant: &str, fence: Fence) -> Result<ActorRef<TenantMsg>, Error> {
-        let store = self.inner.store.clone();
-        let name = tenant.to_owned();
-        let (state, log_seq) = tokio::task::spawn_blocking(move || replay(store.as_ref(), &name))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        let args = TenantArgs {
+    /// Marks `tenant` as starting (its entry created if new; a live actor of it is stopped,
+    /// replaced), and returns the start's number.
+    fn begin(&self, tenants: &mut Tenants<'_>, tenant: &str) -> u64 {
+        let start = self.inner.starts.fetch_add(1, Ordering::Relaxed);
+        let entry = tenants.entry(tenant.to_owned()).or_insert_with(|| Entry {
+            slot: Slot::Starting(start),
+            budget: Arc::new(Semaphore::new(self.inner.options.tenant_in_flight.max(1))),
+            changed: watch::Sender::new(()),
+        });
+        if let Some(old) = entry.set(Slot::Starting(start)) {
+            old.stop(None);
+        }
+        start
+    }
+
+    /// Finishes start number `start`: the tenant is served by `actor` from now on, supervised.
+    /// If the start was superseded (a release, another start), `actor` is stopped instead.
+    fn finish(&self, tenant: &str, start: u64, actor: ActorRef<TenantMsg>, join: Join) {
+        let mut tenants = self.lock();
+        match tenants.get_mut(tenant) {
+            Some(entry) if matches!(entry.slot, Slot::Starting(n) if n == start) => {
+                entry.set(Slot::Live(actor.clone()));
+                drop(tenants);
+                tokio::spawn(supervise(
+                    Arc::downgrade(&self.inner),
+                    tenant.to_owned(),
+                    actor,
+                    join,
+                ));
+            }
+            _ => {
+                drop(tenants);
+                actor.stop(Some("superseded".into()));
+            }
+        }
+    }
+
+    /// Loads `tenant` and serves it under `fence`, replacing any actor it had.
+    async fn start(&self, tenant: &str, fence: Fence) -> Result<(), Error> {
+        let start = self.begin(&mut self.lock(), tenant);
+        let guard = StartGuard { registry: self, tenant: tenant.to_owned(), start };
+        let (actor, join) = self.spawn(tenant, fence).await?;
+        self.finish(tenant, start, actor, join);
+        drop(guard);
+        Ok(())
+    }
+
+    fn args(&self, tenant: &str, state: TenantState, log_seq: u64, fence: Fence) -> TenantArgs {
+        TenantArgs {
             tenant: tenant.to_owned(),
             state,
             log_seq,
@@ -173,32 +344,67 @@ impl Registry {
             snapshot_every: self.inner.options.snapshot_every,
             fence,
             webhooks: self.inner.options.webhooks.clone(),
-        };
-        let (actor, _) = Actor::spawn(None, TenantActor, args)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(actor)
+        }
     }
 
-    /// The running actor of a tenant, reloading it if it stopped.
-    async fn actor(&self, tenant: &str) -> Result<ActorRef<TenantMsg>, Status> {
-        self.fence(tenant)?;
-        let mut tenants = self.inner.tenants.lock().await;
-        let Some(actor) = tenants.get(tenant) else {
-            return Err(Error::NotFound(format!("tenant {tenant:?}")).into());
-        };
-        if matches!(
-            actor.get_status(),
-            ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
-        ) {
-            return Ok(actor.clone());
+    /// Rebuilds a tenant from its snapshot and the log after it, and starts its actor.
+    async fn spawn(
+        &self,
+        tenant: &str,
+        fence: Fence,
+    ) -> Result<(ActorRef<TenantMsg>, Join), Error> {
+        let name = tenant.to_owned();
+        let (state, log_seq) =
+            blocking(&self.inner.store, move |store| Ok(replay(store, &name))).await??;
+        let args = self.args(tenant, state, log_seq, fence);
+        Actor::spawn(None, TenantActor, args).await.map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The live actor of a tenant, with a place in its budget; waits (until `deadline`) while
+    /// the tenant is starting or restarting.
+    async fn actor(
+        &self,
+        tenant: &str,
+        deadline: Instant,
+    ) -> Result<(ActorRef<TenantMsg>, OwnedSemaphorePermit), Status> {
+        let mut permit = None;
+        loop {
+            self.fence(tenant)?;
+            let mut changed = {
+                let tenants = self.lock();
+                let Some(entry) = tenants.get(tenant) else {
+                    return Err(Error::NotFound(format!("tenant {tenant:?}")).into());
+                };
+                let held = match permit.take() {
+                    Some(held) => held,
+                    None => entry
+                        .budget
+                        .clone()
+                        .try_acquire_owned()
+                        .map_err(|_| busy(tenant, self.inner.options.tenant_in_flight))?,
+                };
+                match &entry.slot {
+                    Slot::Live(actor) if accepting(actor) => return Ok((actor.clone(), held)),
+                    // Stopping or stopped: its supervisor restarts it.
+                    Slot::Live(_) | Slot::Starting(_) => {
+                        permit = Some(held);
+                        entry.changed.subscribe()
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(Status::unavailable(format!(
+                    "tenant {tenant} is restarting and did not become ready within {} s; retry \
+                     with backoff and the same request_id",
+                    self.inner.options.call_timeout.as_secs_f64()
+                )));
+            }
         }
-        // The shard may have moved while the actor was stopping.
-        let fence = self.fence(tenant)?;
-        warn!(tenant, "tenant actor stopped; reloading from the store");
-        let actor = self.spawn(tenant, fence).await?;
-        tenants.insert(tenant.to_owned(), actor.clone());
-        Ok(actor)
+    }
+
+    /// When a call started now must be answered by.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.options.call_timeout
     }
 
     /// A mutating command; resolves once durable.
@@ -209,14 +415,23 @@ impl Registry {
         request_id: &str,
     ) -> Result<response::Result, Status> {
         check_request_id(request_id)?;
-        let actor = self.actor(tenant).await?;
+        let deadline = self.deadline();
+        let (actor, _permit) = self.actor(tenant, deadline).await?;
         let request_id = request_id.to_owned();
         // Commands waiting in (or being handled by) tenant mailboxes.
         let depth = metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "kind" => "tenant");
         depth.increment(1.0);
-        let result = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None).await;
+        let call = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None);
+        let result = tokio::time::timeout_at(deadline, call).await;
         depth.decrement(1.0);
         let result = result
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "tenant {tenant} did not answer within {} s; the command may have been \
+                     applied: retry with backoff and the same request_id to learn its outcome",
+                    self.inner.options.call_timeout.as_secs_f64()
+                ))
+            })?
             .map_err(|e| Status::unavailable(format!("tenant {tenant} is restarting: {e}")))?;
         match result {
             ractor::rpc::CallResult::Success(r) => r,
@@ -226,60 +441,58 @@ impl Registry {
         }
     }
 
-    /// Creates a tenant: its first log record is the `CreateTenant` command.
+    /// Creates a tenant: its first log record is the `CreateTenant` command. Runs to the end
+    /// on a task of its own, so a caller that goes away cannot leave it half done.
     pub async fn create_tenant(
         &self,
         req: pb::CreateTenantRequest,
     ) -> Result<response::Result, Status> {
         crate::names::check_id("tenant_id", &req.tenant_id)?;
         check_request_id(&req.request_id)?;
-        let fence = self.fence(&req.tenant_id)?;
-        let mut tenants = self.inner.tenants.lock().await;
+        let registry = self.clone();
+        tokio::spawn(async move { registry.create(req).await }).await.map_err(|e| {
+            Status::unavailable(format!(
+                "tenant creation interrupted ({e}); retry with the same request_id"
+            ))
+        })?
+    }
+
+    async fn create(&self, req: pb::CreateTenantRequest) -> Result<response::Result, Status> {
         let id = req.tenant_id.clone();
-        if let Some(actor) = tenants.get(&id) {
-            // A retry of the creation answers as the creation did (and if the lookup fails we
-            // cannot tell a retry from a second creation: retryable).
-            let found = if req.request_id.is_empty() {
-                None
-            } else {
-                self.inner.store.find_response(&id, &req.request_id).map_err(|e| {
-                    Error::Unavailable(format!(
-                        "cannot tell whether request_id {:?} created tenant {id:?} (the store's \
-                         lookup failed: {e}); retry with the same request_id",
-                        req.request_id
-                    ))
-                })?
+        let deadline = self.deadline();
+        let start = loop {
+            let fence = self.fence(&id)?;
+            let starting = {
+                let mut tenants = self.lock();
+                match tenants.get(&id) {
+                    None => break (self.begin(&mut tenants, &id), fence),
+                    Some(entry) if matches!(entry.slot, Slot::Starting(_)) => {
+                        Some(entry.changed.subscribe())
+                    }
+                    Some(_) => None,
+                }
             };
-            if let Some(bytes) = found
-                && let Ok(resp) =
-                    switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
-                && let Some(result) = resp.result
-            {
-                return Ok(result);
+            let Some(mut changed) = starting else { return self.created_before(&req).await };
+            // Being created (or loaded) right now: the outcome decides.
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(Status::unavailable(format!(
+                    "tenant {id} is being created or loaded; retry with the same request_id"
+                )));
             }
-            let _ = actor;
-            return Err(Error::AlreadyExists(format!("tenant {id:?}")).into());
-        }
-        let args = TenantArgs {
-            tenant: id.clone(),
-            state: TenantState::default(),
-            log_seq: 0,
-            store: self.inner.store.clone(),
-            hub: self.inner.hub.clone(),
-            snapshot_every: self.inner.options.snapshot_every,
-            fence,
-            webhooks: self.inner.options.webhooks.clone(),
         };
-        let (actor, _) = Actor::spawn(None, TenantActor, args)
+        let (start, fence) = start;
+        let guard = StartGuard { registry: self, tenant: id.clone(), start };
+        let args = self.args(&id, TenantState::default(), 0, fence);
+        let (actor, join) = Actor::spawn(None, TenantActor, args)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let request_id = req.request_id.clone();
         let op = Op::CreateTenant(req);
         let result = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None).await;
-        match result {
+        let result = match result {
             Ok(ractor::rpc::CallResult::Success(Ok(r))) => {
                 info!(tenant = %id, "tenant created");
-                tenants.insert(id, actor);
+                self.finish(&id, start, actor, join);
                 Ok(r)
             }
             Ok(ractor::rpc::CallResult::Success(Err(status))) => {
@@ -292,7 +505,40 @@ impl Registry {
                     "tenant creation interrupted; retry with the same request_id",
                 ))
             }
+        };
+        drop(guard);
+        result
+    }
+
+    /// The answer to a creation of a tenant that exists: the original answer to a retry of
+    /// its creation, else ALREADY_EXISTS. If the lookup fails we cannot tell a retry from a
+    /// second creation: retryable.
+    async fn created_before(
+        &self,
+        req: &pb::CreateTenantRequest,
+    ) -> Result<response::Result, Status> {
+        let id = req.tenant_id.clone();
+        if req.request_id.is_empty() {
+            return Err(Error::AlreadyExists(format!("tenant {id:?}")).into());
         }
+        let (tenant, request_id) = (id.clone(), req.request_id.clone());
+        let found =
+            blocking(&self.inner.store, move |store| Ok(store.find_response(&tenant, &request_id)))
+                .await?
+                .map_err(|e| {
+                    Error::Unavailable(format!(
+                        "cannot tell whether request_id {:?} created tenant {id:?} (the store's \
+                 lookup failed: {e}); retry with the same request_id",
+                        req.request_id
+                    ))
+                })?;
+        if let Some(bytes) = found
+            && let Ok(resp) = switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
+            && let Some(result) = resp.result
+        {
+            return Ok(result);
+        }
+        Err(Error::AlreadyExists(format!("tenant {id:?}")).into())
     }
 
     /// Runs `f` on the tenant's current state, on its actor.
@@ -301,14 +547,22 @@ impl Registry {
         tenant: &str,
         f: impl FnOnce(&TenantState) -> T + Send + 'static,
     ) -> Result<T, Status> {
-        let actor = self.actor(tenant).await?;
+        let deadline = self.deadline();
+        let (actor, _permit) = self.actor(tenant, deadline).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         actor
             .cast(TenantMsg::Read(Box::new(move |state| {
                 let _ = tx.send(f(state));
             })))
             .map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))?;
-        rx.await.map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(_)) => Err(Status::unavailable(format!("tenant {tenant} is restarting"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "tenant {tenant} did not answer within {} s; retry with backoff",
+                self.inner.options.call_timeout.as_secs_f64()
+            ))),
+        }
     }
 
     /// Runs `f` on a conversation of the tenant, live or archived, with the tenant's state
@@ -400,7 +654,7 @@ impl Registry {
     /// store) in a cluster.
     pub async fn tenants(&self) -> Result<Vec<String>, Status> {
         if self.inner.ownership.is_none() {
-            return Ok(self.inner.tenants.lock().await.keys().cloned().collect());
+            return Ok(self.lock().keys().cloned().collect());
         }
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.tenants())
@@ -442,12 +696,151 @@ impl Registry {
 
     /// Snapshots every tenant and stops its actor (graceful shutdown).
     pub async fn shutdown(&self) {
-        let tenants: Vec<_> =
-            std::mem::take(&mut *self.inner.tenants.lock().await).into_iter().collect();
-        for (name, actor) in tenants {
-            snapshot_and_stop(&name, actor).await;
+        let tenants: Vec<(String, Entry)> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        for (name, entry) in tenants {
+            if let Some(actor) = entry.live() {
+                snapshot_and_stop(&name, actor).await;
+            }
         }
     }
+
+    /// Calls of `tenant` waiting for or handled by its actor now.
+    #[cfg(test)]
+    fn in_flight(&self, tenant: &str) -> usize {
+        let tenants = self.lock();
+        let free = tenants.get(tenant).map_or(0, |e| e.budget.available_permits());
+        self.inner.options.tenant_in_flight - free
+    }
+
+    /// Releases of `shard` asked so far.
+    #[cfg(test)]
+    fn releases(&self, shard: u32) -> u64 {
+        self.shard(shard).1.releases.load(Ordering::SeqCst)
+    }
+
+    /// The tenant's live actor, if it has one.
+    #[cfg(test)]
+    fn live(&self, tenant: &str) -> Option<ActorRef<TenantMsg>> {
+        self.lock().get(tenant).and_then(|e| match &e.slot {
+            Slot::Live(a) if accepting(a) => Some(a.clone()),
+            _ => None,
+        })
+    }
+}
+
+type Join = tokio::task::JoinHandle<()>;
+
+impl Entry {
+    /// Changes the slot and tells the waiting calls; returns the actor it held, if any.
+    fn set(&mut self, slot: Slot) -> Option<ActorRef<TenantMsg>> {
+        let old = std::mem::replace(&mut self.slot, slot);
+        self.changed.send_replace(());
+        match old {
+            Slot::Live(actor) => Some(actor),
+            Slot::Starting(_) => None,
+        }
+    }
+
+    fn live(&self) -> Option<ActorRef<TenantMsg>> {
+        match &self.slot {
+            Slot::Live(actor) => Some(actor.clone()),
+            Slot::Starting(_) => None,
+        }
+    }
+}
+
+fn accepting(actor: &ActorRef<TenantMsg>) -> bool {
+    matches!(
+        actor.get_status(),
+        ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+    )
+}
+
+/// The refusal of a call over the tenant's budget.
+fn busy(tenant: &str, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "tenant {tenant} has {limit} calls waiting or in flight on this node (limits.tenant_in_flight); \
+         retry with backoff and the same request_id"
+    ))
+}
+
+/// Watches one tenant actor after another: when the one it watches stops and the registry
+/// did not stop it (its slot still names it), restarts the tenant from the store after a
+/// backoff, for as long as this node serves the tenant's shard. Ends when the tenant is
+/// released, replaced or shut down.
+async fn supervise(
+    registry: Weak<Inner>,
+    tenant: String,
+    mut actor: ActorRef<TenantMsg>,
+    mut join: Join,
+) {
+    let mut delay = Duration::ZERO;
+    loop {
+        let ran = Instant::now();
+        let _ = join.await;
+        let Some(inner) = registry.upgrade() else { return };
+        let me = Registry { inner };
+        let (min, max) = (me.inner.options.restart_min, me.inner.options.restart_max);
+        let start = {
+            let mut tenants = me.lock();
+            match tenants.get(&tenant) {
+                Some(e) if matches!(&e.slot, Slot::Live(a) if a.get_id() == actor.get_id()) => {
+                    me.begin(&mut tenants, &tenant)
+                }
+                _ => return, // stopped by the registry
+            }
+        };
+        if ran.elapsed() >= max {
+            delay = Duration::ZERO;
+        }
+        drop(me);
+        loop {
+            delay = if delay.is_zero() { min } else { (delay * 2).min(max) };
+            warn!(
+                tenant,
+                delay_ms = delay.as_millis() as u64,
+                "tenant actor stopped; restarting it from the store"
+            );
+            tokio::time::sleep(delay).await;
+            let Some(inner) = registry.upgrade() else { return };
+            let me = Registry { inner };
+            let ours = matches!(me.lock().get(&tenant), Some(e) if matches!(e.slot, Slot::Starting(n) if n == start));
+            if !ours {
+                return;
+            }
+            // Not served here for now (a shard on the move): its release ends this task.
+            let Ok(fence) = me.fence(&tenant) else { continue };
+            match me.spawn(&tenant, fence).await {
+                Ok((next, next_join)) => {
+                    let mut tenants = me.lock();
+                    match tenants.get_mut(&tenant) {
+                        Some(e) if matches!(e.slot, Slot::Starting(n) if n == start) => {
+                            e.set(Slot::Live(next.clone()));
+                        }
+                        _ => {
+                            drop(tenants);
+                            next.stop(Some("superseded".into()));
+                            return;
+                        }
+                    }
+                    info!(tenant, "tenant actor restarted");
+                    (actor, join) = (next, next_join);
+                    break;
+                }
+                Err(e) => warn!(tenant, error = %e, "tenant did not load; retrying"),
+            }
+        }
+    }
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    read: impl FnOnce(&dyn Store) -> switchboard_store::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let store = Arc::clone(store);
+    let read = tokio::task::spawn_blocking(move || read(store.as_ref()));
+    Ok(read.await.map_err(|e| Error::Unavailable(format!("store read interrupted: {e}")))??)
 }
 
 async fn snapshot_and_stop(name: &str, actor: ActorRef<TenantMsg>) {
@@ -519,11 +912,13 @@ fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
 
     use prost::Message as _;
-    use switchboard_proto::internal::v1::{Command, command::Op};
+    use switchboard_proto::internal::v1::{Command, command::Op, response};
     use switchboard_proto::v1 as pb;
     use switchboard_store::{
         Batch, Fence, Loaded, LogRecord, Message, Pending, SqliteOptions, SqliteStore, Store,
@@ -599,33 +994,87 @@ mod tests {
         registry.shutdown().await;
     }
 
-    /// A real store whose idempotency lookups fail while `failing` is set.
-    struct FailingLookups {
-        inner: SqliteStore,
+    /// Which append to refuse.
+    type Refusal = fn(&Batch) -> bool;
+
+    /// A real store with faults to inject: idempotency lookups fail while `failing` is set;
+    /// the next append that `refuse` matches is refused; loads and lookups of the tenant
+    /// named in `gate` wait until it is cleared.
+    #[derive(Default)]
+    struct Faulty {
+        inner: Option<SqliteStore>,
         failing: AtomicBool,
+        refuse: Mutex<Option<Refusal>>,
+        refused: AtomicUsize,
+        gate: Mutex<Option<String>>,
+        opened: Condvar,
+        loads: Mutex<BTreeMap<String, usize>>,
     }
 
-    impl Store for FailingLookups {
+    impl Faulty {
+        fn new(dir: &tempfile::TempDir, failing: bool) -> Self {
+            Faulty {
+                inner: Some(sqlite(dir)),
+                failing: AtomicBool::new(failing),
+                ..Faulty::default()
+            }
+        }
+
+        fn inner(&self) -> &SqliteStore {
+            self.inner.as_ref().expect("a store")
+        }
+
+        /// Waits while `tenant`'s loads and lookups are held.
+        fn pass(&self, tenant: &str) {
+            let mut gate = self.gate.lock().unwrap();
+            while gate.as_deref() == Some(tenant) {
+                gate = self.opened.wait(gate).unwrap();
+            }
+        }
+
+        fn hold(&self, tenant: &str) {
+            *self.gate.lock().unwrap() = Some(tenant.to_owned());
+        }
+
+        fn open_gate(&self) {
+            *self.gate.lock().unwrap() = None;
+            self.opened.notify_all();
+        }
+
+        fn loads(&self, tenant: &str) -> usize {
+            self.loads.lock().unwrap().get(tenant).copied().unwrap_or(0)
+        }
+    }
+
+    impl Store for Faulty {
         fn request_retention(&self) -> std::time::Duration {
-            self.inner.request_retention()
+            self.inner().request_retention()
         }
         fn append(&self, batch: Batch) -> Pending {
-            self.inner.append(batch)
+            let refuse = self.refuse.lock().unwrap().take_if(|refuse| refuse(&batch));
+            if refuse.is_some() {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+                let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
+                return Box::pin(std::future::ready(Err(e)));
+            }
+            self.inner().append(batch)
         }
         fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
-            self.inner.snapshot(tenant, fence, seq, bytes)
+            self.inner().snapshot(tenant, fence, seq, bytes)
         }
         fn raise_fence(&self, fence: Fence) -> Pending {
-            self.inner.raise_fence(fence)
+            self.inner().raise_fence(fence)
         }
         fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
-            self.inner.trim_stream(tenant, stream, keep_last)
+            self.inner().trim_stream(tenant, stream, keep_last)
         }
         fn tenants(&self) -> switchboard_store::Result<Vec<String>> {
-            self.inner.tenants()
+            self.inner().tenants()
         }
         fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
-            self.inner.load(tenant)
+            *self.loads.lock().unwrap().entry(tenant.to_owned()).or_default() += 1;
+            self.pass(tenant);
+            self.inner().load(tenant)
         }
         fn read_stream(
             &self,
@@ -634,14 +1083,14 @@ mod tests {
             after_seq: u64,
             limit: usize,
         ) -> switchboard_store::Result<Vec<StreamEntry>> {
-            self.inner.read_stream(tenant, stream, after_seq, limit)
+            self.inner().read_stream(tenant, stream, after_seq, limit)
         }
         fn last_stream_seq(
             &self,
             tenant: &str,
             stream: &str,
         ) -> switchboard_store::Result<Option<u64>> {
-            self.inner.last_stream_seq(tenant, stream)
+            self.inner().last_stream_seq(tenant, stream)
         }
         fn messages(
             &self,
@@ -650,24 +1099,25 @@ mod tests {
             after_seq: u64,
             limit: usize,
         ) -> switchboard_store::Result<Vec<Message>> {
-            self.inner.messages(tenant, conversation, after_seq, limit)
+            self.inner().messages(tenant, conversation, after_seq, limit)
         }
         fn find_response(
             &self,
             tenant: &str,
             request_id: &str,
         ) -> switchboard_store::Result<Option<Vec<u8>>> {
+            self.pass(tenant);
             if self.failing.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("disk unreadable").into());
             }
-            self.inner.find_response(tenant, request_id)
+            self.inner().find_response(tenant, request_id)
         }
         fn scan_archived(
             &self,
             tenant: &str,
             scan: &switchboard_store::ArchiveScan,
         ) -> switchboard_store::Result<switchboard_store::ArchiveWindow> {
-            self.inner.scan_archived(tenant, scan)
+            self.inner().scan_archived(tenant, scan)
         }
         fn scan_customers(
             &self,
@@ -675,7 +1125,7 @@ mod tests {
             after: &str,
             limit: usize,
         ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
-            self.inner.scan_customers(tenant, after, limit)
+            self.inner().scan_customers(tenant, after, limit)
         }
         fn find_customers(
             &self,
@@ -685,31 +1135,31 @@ mod tests {
             after: &str,
             limit: usize,
         ) -> switchboard_store::Result<Vec<switchboard_store::CustomerRecord>> {
-            self.inner.find_customers(tenant, field, value, after, limit)
+            self.inner().find_customers(tenant, field, value, after, limit)
         }
         fn archived(
             &self,
             tenant: &str,
             conversation: u64,
         ) -> switchboard_store::Result<Option<switchboard_store::Archived>> {
-            self.inner.archived(tenant, conversation)
+            self.inner().archived(tenant, conversation)
         }
         fn list_archived(
             &self,
             tenant: &str,
             query: &switchboard_store::ArchiveQuery,
         ) -> switchboard_store::Result<Vec<switchboard_store::Archived>> {
-            self.inner.list_archived(tenant, query)
+            self.inner().list_archived(tenant, query)
         }
         fn count_archived(&self, tenant: &str) -> switchboard_store::Result<u64> {
-            self.inner.count_archived(tenant)
+            self.inner().count_archived(tenant)
         }
         fn customer(
             &self,
             tenant: &str,
             customer: &str,
         ) -> switchboard_store::Result<Option<Vec<u8>>> {
-            self.inner.customer(tenant, customer)
+            self.inner().customer(tenant, customer)
         }
         fn actor(
             &self,
@@ -717,7 +1167,7 @@ mod tests {
             kind: &str,
             key: &str,
         ) -> switchboard_store::Result<Option<switchboard_store::ActorState>> {
-            self.inner.actor(tenant, kind, key)
+            self.inner().actor(tenant, kind, key)
         }
         fn list_actors(
             &self,
@@ -726,10 +1176,10 @@ mod tests {
             after: &str,
             limit: usize,
         ) -> switchboard_store::Result<Vec<switchboard_store::ActorState>> {
-            self.inner.list_actors(tenant, kind, after, limit)
+            self.inner().list_actors(tenant, kind, after, limit)
         }
         fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, before_ms: u64) -> Pending {
-            self.inner.retain(tenant, fence, now_ms, before_ms)
+            self.inner().retain(tenant, fence, now_ms, before_ms)
         }
     }
 
@@ -738,8 +1188,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_idempotency_lookup_refuses_instead_of_applying_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let flaky =
-            Arc::new(FailingLookups { inner: sqlite(&dir), failing: AtomicBool::new(false) });
+        let flaky = Arc::new(Faulty::new(&dir, false));
         let store: Arc<dyn Store> = flaky.clone();
         let registry = open(&store).await;
         create(&registry).await;
@@ -778,8 +1227,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_request_id_of_a_new_tenant_needs_no_lookup() {
         let dir = tempfile::tempdir().unwrap();
-        let flaky =
-            Arc::new(FailingLookups { inner: sqlite(&dir), failing: AtomicBool::new(true) });
+        let flaky = Arc::new(Faulty::new(&dir, true));
         let store: Arc<dyn Store> = flaky.clone();
         let registry = open(&store).await;
         create(&registry).await;
@@ -790,6 +1238,257 @@ mod tests {
         flaky.failing.store(false, Ordering::SeqCst);
         assert_eq!(registry.command("acme", group("c"), "r1").await.unwrap(), first);
         assert_eq!(log(store.as_ref()).len(), 3, "r1 was not applied again");
+        registry.shutdown().await;
+    }
+
+    /// A registry over a [`Faulty`] store in `dir`, with tenant "acme" created.
+    async fn faulty(dir: &tempfile::TempDir, options: Options) -> (Arc<Faulty>, Registry) {
+        let faulty = Arc::new(Faulty::new(dir, false));
+        let store: Arc<dyn Store> = faulty.clone();
+        let registry = Registry::load(store, Hub::default(), options).await.unwrap();
+        create(&registry).await;
+        (faulty, registry)
+    }
+
+    /// Calls to acme putting groups `a` and `b`, on tasks of their own.
+    fn call_acme(
+        registry: &Registry,
+    ) -> Vec<tokio::task::JoinHandle<Result<response::Result, tonic::Status>>> {
+        ["a", "b"]
+            .into_iter()
+            .map(|g| {
+                let registry = registry.clone();
+                tokio::spawn(async move { registry.command("acme", group(g), g).await })
+            })
+            .collect()
+    }
+
+    /// Waits (generously) until `done` holds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let patience = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(tokio::time::Instant::now() < patience, "gave up waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn named_group(tenant: &str, id: &str) -> Op {
+        Op::PutGroup(pb::PutGroupRequest {
+            name: format!("tenants/{tenant}/groups/{id}"),
+            ..Default::default()
+        })
+    }
+
+    async fn create_named(registry: &Registry, tenant: &str) {
+        let req = pb::CreateTenantRequest { tenant_id: tenant.into(), ..Default::default() };
+        registry.create_tenant(req).await.unwrap();
+    }
+
+    /// Makes `tenant`'s next write fail, so its actor stops, and holds the reload its
+    /// supervisor starts until `store.open_gate()`. Returns once the reload is held.
+    async fn stop_and_hold(registry: &Registry, store: &Faulty, tenant: &str) {
+        let loads = store.loads(tenant);
+        store.hold(tenant);
+        *store.refuse.lock().unwrap() = Some(|_| true);
+        let e = registry.command(tenant, named_group(tenant, "doomed"), "").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        until("the supervisor reloads the tenant", || store.loads(tenant) > loads).await;
+    }
+
+    async fn groups(registry: &Registry, tenant: &str) -> usize {
+        registry.read(tenant, |s| s.groups.names_after("").count()).await.unwrap()
+    }
+
+    /// A tenant whose load is slow holds up its own calls only: another tenant is served
+    /// meanwhile, and the calls waiting for the slow one are answered by the one actor its
+    /// single load starts.
+    #[tokio::test]
+    async fn a_slow_load_holds_up_only_its_tenant_and_starts_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faulty, registry) = faulty(&dir, Options::default()).await;
+        create_named(&registry, "beta").await;
+
+        stop_and_hold(&registry, &faulty, "acme").await;
+        let waiting = call_acme(&registry);
+        until("both calls wait for acme", || registry.in_flight("acme") == 2).await;
+
+        registry.command("beta", named_group("beta", "g"), "").await.unwrap();
+        assert_eq!(groups(&registry, "beta").await, 1);
+        assert!(waiting.iter().all(|w| !w.is_finished()), "acme's calls wait for its load");
+
+        faulty.open_gate();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(faulty.loads("acme"), 1, "one load for every waiting call");
+        assert_eq!(groups(&registry, "acme").await, 2, "a and b, not the refused one");
+        registry.shutdown().await;
+    }
+
+    /// A tenant actor stopped by a failed write comes back by itself, and the timer that was
+    /// due fires without any call: the write of the timer's own step fails, the actor stops,
+    /// its supervisor reloads it, and the reloaded actor logs the step.
+    #[tokio::test]
+    async fn a_stopped_tenant_restarts_by_itself_and_its_due_timer_fires() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faulty, registry) = faulty(&dir, Options::default()).await;
+        let t = "tenants/acme";
+        let pull = Op::PutGroup(pb::PutGroupRequest {
+            name: format!("{t}/groups/sales"),
+            policy: Some(pb::RoutingPolicy {
+                offer_mode: pb::OfferMode::Pull as i32,
+                dedicated_timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let settings =
+            pb::TenantSettings { default_group: format!("{t}/groups/sales"), ..Default::default() };
+        let update = Op::UpdateTenant(pb::UpdateTenantRequest {
+            name: t.into(),
+            settings: Some(settings),
+            ..Default::default()
+        });
+        let agent = Op::PutAgent(pb::PutAgentRequest {
+            name: format!("{t}/agents/a1"),
+            capacity: 2,
+            groups: vec![format!("{t}/groups/sales")],
+            ..Default::default()
+        });
+        let online = Op::SetStatus(pb::SetStatusRequest {
+            agent: format!("{t}/agents/a1"),
+            status: pb::AgentStatus::Online as i32,
+            ..Default::default()
+        });
+        let dedicated = Op::PutCustomer(pb::PutCustomerRequest {
+            name: format!("{t}/customers/u1"),
+            dedicated_agent: format!("{t}/agents/a1"),
+            ..Default::default()
+        });
+        for op in [pull, update, agent, online, dedicated] {
+            registry.command("acme", op, "").await.unwrap();
+        }
+        let before = registry.live("acme").expect("running").get_id();
+
+        // The first step the timer logs is refused.
+        *faulty.refuse.lock().unwrap() = Some(|batch| {
+            batch.log.iter().any(|r| {
+                Command::decode(r.command.as_slice())
+                    .is_ok_and(|c| matches!(c.op, Some(Op::Advance(_))))
+            })
+        });
+        let post = Op::PostMessage(pb::PostMessageRequest {
+            customer: format!("{t}/customers/u1"),
+            channel: pb::Channel::Web as i32,
+            text: "hello".into(),
+            ..Default::default()
+        });
+        registry.command("acme", post, "").await.unwrap();
+
+        let advanced = || {
+            log(faulty.inner()).iter().any(|r| {
+                Command::decode(r.command.as_slice())
+                    .is_ok_and(|c| matches!(c.op, Some(Op::Advance(_))))
+            })
+        };
+        until("the timer's step is durable", advanced).await;
+        assert_eq!(faulty.refused.load(Ordering::SeqCst), 1, "its first write was refused");
+        assert_eq!(faulty.loads("acme"), 1, "reloaded once, by its supervisor");
+        let after = registry.live("acme").expect("running again").get_id();
+        assert_ne!(before, after, "a new incarnation");
+        registry.shutdown().await;
+    }
+
+    /// Calls beyond a tenant's budget are refused at once (RESOURCE_EXHAUSTED, retryable);
+    /// the calls within it are served once the tenant is back.
+    #[tokio::test]
+    async fn calls_beyond_a_tenants_budget_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { tenant_in_flight: 2, ..Options::default() };
+        let (faulty, registry) = faulty(&dir, options).await;
+
+        stop_and_hold(&registry, &faulty, "acme").await;
+        let waiting = call_acme(&registry);
+        until("both calls wait for acme", || registry.in_flight("acme") == 2).await;
+        let e = registry.command("acme", group("c"), "c").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("retry with backoff and the same request_id"), "{e:?}");
+        let e = registry.read("acme", |_| ()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "reads count too: {e:?}");
+
+        faulty.open_gate();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(registry.in_flight("acme"), 0, "the budget is given back");
+        registry.command("acme", group("c"), "c").await.unwrap();
+        registry.shutdown().await;
+    }
+
+    /// A call waits for its tenant at most the call timeout: UNAVAILABLE while the tenant
+    /// does not come back, DEADLINE_EXCEEDED when its actor took the command but did not
+    /// answer in time (it may be applied: the retry with the same request_id tells).
+    #[tokio::test]
+    async fn a_call_waits_for_its_tenant_at_most_the_call_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { call_timeout: Duration::from_millis(200), ..Options::default() };
+        let (faulty, registry) = faulty(&dir, options).await;
+
+        stop_and_hold(&registry, &faulty, "acme").await;
+        let e = registry.command("acme", group("a"), "a").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(e.message().contains("retry with backoff and the same request_id"), "{e:?}");
+        assert_eq!(registry.in_flight("acme"), 0, "the budget is given back");
+
+        // The reloaded actor asks the store whether "a" was seen; the lookup is held.
+        faulty.open_gate();
+        until("acme is back", || registry.live("acme").is_some()).await;
+        faulty.hold("acme");
+        let e = registry.command("acme", group("a"), "a").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+        assert!(e.message().contains("the same request_id"), "{e:?}");
+        faulty.open_gate();
+        registry.command("acme", group("a"), "a").await.unwrap();
+        assert_eq!(groups(&registry, "acme").await, 1, "applied once");
+        registry.shutdown().await;
+    }
+
+    /// A release of a shard that comes while its adoption is still loading a tenant wins:
+    /// the adoption does not serve the shard, and what it started is stopped.
+    #[tokio::test]
+    async fn a_release_overtaking_an_adoption_keeps_the_shard_unserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faulty, single) = faulty(&dir, Options::default()).await;
+        single.shutdown().await;
+        let store: Arc<dyn Store> = faulty.clone();
+        let ownership = crate::cluster::Ownership::new("n1".into(), 4, None);
+        let shard = ownership.shard_of("acme");
+        let options = Options::default();
+        let registry =
+            Registry::clustered(store.clone(), Hub::default(), options, ownership.clone());
+        let known = vec!["acme".to_owned()];
+
+        faulty.hold("acme");
+        let r = registry.clone();
+        let k = known.clone();
+        let adopting = tokio::spawn(async move { r.adopt(shard, 1, &k).await });
+        until("acme loads", || faulty.loads("acme") == 1).await;
+        let r = registry.clone();
+        let releasing = tokio::spawn(async move { r.release(shard, false).await });
+        until("the release is asked", || registry.releases(shard) == 1).await;
+        faulty.open_gate();
+        adopting.await.unwrap().unwrap();
+        releasing.await.unwrap();
+        assert!(!ownership.is_local(shard), "the shard is not served");
+        assert!(registry.live("acme").is_none(), "what the adoption started is stopped");
+        let e = registry.command("acme", group("a"), "").await.unwrap_err();
+        assert!(e.metadata().contains_key(super::MOVED), "{e:?}");
+
+        // The next adoption serves it.
+        store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
+        registry.adopt(shard, 2, &known).await.unwrap();
+        assert!(ownership.is_local(shard));
+        registry.command("acme", group("a"), "").await.unwrap();
         registry.shutdown().await;
     }
 }

@@ -32,9 +32,13 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
-    /// Requests in flight per connection (admission control at the edge; actor mailboxes are
-    /// unbounded).
+    /// Requests in flight per connection (admission control at the edge).
     pub concurrency_per_connection: usize,
+    /// Calls per tenant waiting for or handled by its actor; more are refused
+    /// `RESOURCE_EXHAUSTED`.
+    pub tenant_in_flight: usize,
+    /// How long a call waits for its tenant when the client set no shorter gRPC deadline.
+    pub call_timeout: std::time::Duration,
     /// PostgreSQL URL of a shared store; `None` keeps the embedded SQLite in `data_dir`.
     pub store_url: Option<String>,
     /// Join a cluster through etcd; `None` runs a single node serving every tenant.
@@ -55,6 +59,8 @@ impl Default for NodeConfig {
             snapshot_every: 10_000,
             max_request_bytes: 64 * 1024,
             concurrency_per_connection: 256,
+            tenant_in_flight: crate::registry::TENANT_IN_FLIGHT,
+            call_timeout: crate::registry::CALL_TIMEOUT,
             store_url: None,
             cluster: None,
             auth: None,
@@ -87,8 +93,13 @@ pub async fn serve(
         None => Arc::new(SqliteStore::open(&config.data_dir, SqliteOptions::default())?),
     };
     let hub = Hub::default();
-    let options =
-        Options { snapshot_every: config.snapshot_every, webhooks: config.webhooks.clone() };
+    let options = Options {
+        snapshot_every: config.snapshot_every,
+        webhooks: config.webhooks.clone(),
+        tenant_in_flight: config.tenant_in_flight,
+        call_timeout: config.call_timeout,
+        ..Options::default()
+    };
     crate::metrics::describe();
     let (reporter, health) = tonic_health::server::health_reporter();
     let (registry, ownership, membership) = match config.cluster.clone() {

@@ -7,9 +7,11 @@
 //! answers the caller and publishes to live subscribers. Several commands are therefore in
 //! flight at once and share group commits.
 //!
-//! Backpressure: the mailbox is unbounded (ractor); admission is bounded at the gRPC edge.
+//! Backpressure: the mailbox is unbounded (ractor), but the registry admits at most
+//! `limits.tenant_in_flight` calls per tenant into it, each with a deadline.
 //! Failure: if a write fails, the state is suspect (later commands were applied on top of
-//! it), so the actor stops; the registry reloads the tenant from the store on next use.
+//! it), so the actor stops; the registry's supervisor reloads the tenant from the store after
+//! a backoff, so its timers fire again without waiting for a call.
 //! Timers: the actor arms one wake-up at the engine's next deadline and logs an `Advance`
 //! command when it fires, so timers survive restarts as state.
 
@@ -274,12 +276,28 @@ impl Actor for TenantActor {
         running: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TenantMsg::Command { op, request_id, reply } => match running.load_for(&op).await {
-                Ok(loaded) => running.command(op, loaded, request_id, Some(reply)),
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
+            TenantMsg::Command { op, request_id, reply } => {
+                match running.answered_before(&op, &request_id).await {
+                    Ok(None) => match running.load_for(&op).await {
+                        Ok(loaded) => running.command(op, loaded, request_id, Some(reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    },
+                    Ok(Some(found)) => {
+                        // Answered after the original is durable: it may still be in flight.
+                        running.enqueue(Job {
+                            reply: Some(reply),
+                            result: Some(found),
+                            ..Job::new(Box::pin(async { Ok(()) }))
+                        });
+                    }
+                    // Not knowing whether it was applied, applying it could apply it twice.
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
                 }
-            },
+            }
             TenantMsg::Durable(steps) => {
                 for moved in steps {
                     let seq = moved.seq;
@@ -365,33 +383,6 @@ impl Running {
     }
 
     fn command(&mut self, op: Op, loaded: Loaded, request_id: String, reply: Option<Reply>) {
-        if !request_id.is_empty() {
-            // A tenant's creation always asks: its actor starts empty, so its filter knows
-            // nothing, even if the store already holds the tenant (a retry racing a shard's
-            // handover, say).
-            let now_ms = self.now().as_millis();
-            let certainly_new =
-                !matches!(op, Op::CreateTenant(_)) && !self.seen.may_contain(&request_id, now_ms);
-            match self.previous_answer(&request_id, certainly_new) {
-                Ok(None) => {}
-                Ok(Some(found)) => {
-                    // Answered after the original is durable: it may still be in flight.
-                    self.enqueue(Job {
-                        reply,
-                        result: Some(found),
-                        ..Job::new(Box::pin(async { Ok(()) }))
-                    });
-                    return;
-                }
-                Err(e) => {
-                    // Not knowing whether it was applied, applying it could apply it twice.
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                    return;
-                }
-            }
-        }
         let now = self.now();
         let cmd = Command {
             at_ms: now.as_millis(),
@@ -465,28 +456,47 @@ impl Running {
     }
 
     /// The answer given to `request_id` before, if it was seen. A failed lookup is an error,
-    /// never "not seen": the command may have been applied already. The store is not asked
-    /// if the id is `certainly_new` (the actor's filter of logged ids rules it out).
-    fn previous_answer(
-        &self,
+    /// never "not seen": the command may have been applied already. The store is asked (off
+    /// the runtime's threads; the actor waits, so nothing is applied meanwhile) only if the
+    /// actor's filter of logged ids cannot rule the id out. A tenant's creation always asks:
+    /// its actor starts empty, so its filter knows nothing, even if the store already holds
+    /// the tenant (a retry racing a shard's handover, say).
+    async fn answered_before(
+        &mut self,
+        op: &Op,
         request_id: &str,
-        certainly_new: bool,
     ) -> Result<Option<response::Result>, Error> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let now_ms = self.now().as_millis();
         let bytes = match self.recent.get(request_id) {
             Some((_, b)) => b.clone(),
-            None if certainly_new => return Ok(None),
-            None => match self.store.find_response(&self.state.id, request_id) {
-                Ok(Some(b)) => b,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    warn!(tenant = %self.state.id, error = %e, "idempotency lookup failed");
-                    return Err(Error::Unavailable(format!(
-                        "cannot tell whether request_id {request_id:?} was already applied (the \
-                         store's lookup failed: {e}); nothing was done, retry with the same \
-                         request_id"
-                    )));
+            None if !matches!(op, Op::CreateTenant(_))
+                && !self.seen.may_contain(request_id, now_ms) =>
+            {
+                return Ok(None);
+            }
+            None => {
+                let (store, tenant, id) =
+                    (Arc::clone(&self.store), self.state.id.clone(), request_id.to_owned());
+                let found = tokio::task::spawn_blocking(move || store.find_response(&tenant, &id))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|found| found.map_err(|e| e.to_string()));
+                match found {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        warn!(tenant = %self.state.id, error = %e, "idempotency lookup failed");
+                        return Err(Error::Unavailable(format!(
+                            "cannot tell whether request_id {request_id:?} was already applied \
+                             (the store's lookup failed: {e}); nothing was done, retry with the \
+                             same request_id"
+                        )));
+                    }
                 }
-            },
+            }
         };
         let stored = Response::decode(bytes.as_slice()).map_err(|e| {
             Error::Internal(format!("stored answer of request_id {request_id:?}: {e}"))

@@ -125,6 +125,12 @@ pub struct Limits {
     pub tenant_burst: u32,
     /// Live streams one agent may hold open at once.
     pub streams_per_agent: usize,
+    /// Calls per tenant waiting for or handled by its actor on one node; more get
+    /// `RESOURCE_EXHAUSTED`.
+    pub tenant_in_flight: usize,
+    /// How long a call waits for its tenant (to load, and to answer) unless the client's
+    /// gRPC deadline is shorter.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -134,6 +140,8 @@ impl Default for Limits {
             tenant_requests_per_second: d.tenant_requests_per_second as u32,
             tenant_burst: d.tenant_burst as u32,
             streams_per_agent: d.streams_per_agent,
+            tenant_in_flight: switchboard_node::registry::TENANT_IN_FLIGHT,
+            call_timeout_ms: switchboard_node::registry::CALL_TIMEOUT.as_millis() as u64,
         }
     }
 }
@@ -456,6 +464,12 @@ impl Config {
         if self.limits.streams_per_agent == 0 {
             bail!("limits.streams_per_agent must be at least 1");
         }
+        if self.limits.tenant_in_flight == 0 {
+            bail!("limits.tenant_in_flight must be at least 1");
+        }
+        if self.limits.call_timeout_ms == 0 {
+            bail!("limits.call_timeout_ms must be at least 1");
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .with_context(|| format!("log.filter {:?} is not a valid filter", self.log.filter))?;
         Ok(())
@@ -519,6 +533,8 @@ impl Config {
             snapshot_every: self.store.snapshot_every,
             max_request_bytes: self.grpc.max_request_bytes,
             concurrency_per_connection: self.grpc.concurrency_per_connection,
+            tenant_in_flight: self.limits.tenant_in_flight,
+            call_timeout: std::time::Duration::from_millis(self.limits.call_timeout_ms),
             store_url: self.store.url.clone(),
             cluster,
             auth,

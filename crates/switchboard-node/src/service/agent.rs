@@ -257,8 +257,11 @@ impl AgentService for Agents {
             })
             .await??;
         let (size, after) = numeric_page(r.page.as_ref(), "history")?;
-        let rows =
-            self.registry.store().messages(&tenant, n, after, size + 1).map_err(Error::from)?;
+        let (store, name) = (self.registry.store().clone(), tenant.clone());
+        let rows = tokio::task::spawn_blocking(move || store.messages(&name, n, after, size + 1))
+            .await
+            .map_err(|e| Status::unavailable(format!("store read interrupted: {e}")))?
+            .map_err(Error::from)?;
         let mut messages: Vec<pb::Message> = rows
             .iter()
             .filter(|row| cutoff.is_none_or(|until| row.at_ms <= until.as_millis()))

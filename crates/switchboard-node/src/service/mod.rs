@@ -42,11 +42,17 @@ pub fn serve_stream<T: Send + 'static>(
             // Subscribe before reading the backlog so nothing falls between the two.
             let mut live = registry.hub().subscribe(&tenant, &stream);
             loop {
-                let backlog = match registry.store().read_stream(&tenant, &stream, cursor, CATCH_UP)
-                {
-                    Ok(b) => b,
-                    Err(e) => {
+                let (store, t, s) = (registry.store().clone(), tenant.clone(), stream.clone());
+                let read = move || store.read_stream(&t, &s, cursor, CATCH_UP);
+                let backlog = match tokio::task::spawn_blocking(read).await {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
                         let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let status = Status::unavailable(format!("store read interrupted: {e}"));
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
