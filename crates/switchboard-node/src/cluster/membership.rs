@@ -56,6 +56,11 @@ const CLAIM_BATCH: usize = 64;
 const ADOPT_BATCH: usize = 256;
 /// Time allowed for each etcd request.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings on an etcd connection. etcd refuses pings closer than 5 s
+/// (`--grpc-keepalive-min-time`) and closes a connection after three such strikes unless it
+/// sent data meanwhile: with 2 s pings, the membership connection (a quiet watch, now that the
+/// lease is renewed over a connection of its own) was closed every ~10 s.
+const KEEP_ALIVE: Duration = Duration::from_secs(6);
 
 struct Session {
     client: Client,
@@ -127,7 +132,7 @@ pub(super) async fn connect(etcd: &[String]) -> Result<Client, Error> {
     let options = ConnectOptions::new()
         .with_connect_timeout(ETCD_TIMEOUT)
         .with_timeout(ETCD_TIMEOUT)
-        .with_keep_alive(Duration::from_secs(2), ETCD_TIMEOUT);
+        .with_keep_alive(KEEP_ALIVE, ETCD_TIMEOUT);
     timed("connect", Client::connect(etcd.to_vec(), Some(options))).await
 }
 
