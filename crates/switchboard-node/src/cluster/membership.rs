@@ -111,6 +111,10 @@ pub struct Membership {
     /// Shards with a job in flight: none gets a second one until it ends.
     busy: HashMap<u32, Busy>,
     jobs: JoinSet<Done>,
+    /// The shards of each job in flight, freed if it panics; and the adoptions, which a
+    /// graceful leave cancels rather than waits for.
+    job_shards: HashMap<tokio::task::Id, Vec<u32>>,
+    adoptions: HashMap<tokio::task::Id, tokio::task::AbortHandle>,
     /// Predecessors' leases revoked already (by this session).
     revoked: HashSet<i64>,
     view: View,
@@ -170,6 +174,8 @@ impl Membership {
             lease_state: None,
             busy: HashMap::new(),
             jobs: JoinSet::new(),
+            job_shards: HashMap::new(),
+            adoptions: HashMap::new(),
             revoked: HashSet::new(),
             view: View::default(),
             ready,
@@ -197,12 +203,9 @@ impl Membership {
                         if let Some(s) = &mut self.session { s.watch = None; }
                     }
                 }
-                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
-                    match done {
-                        Ok(done) => self.on_done(done),
-                        // A job panicked: its shards stay busy, so nothing would adopt them
-                        // again. Stop the node loudly rather than serve half its shards.
-                        Err(e) => panic!("a shard job failed: {e}"),
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    for shard in self.on_job_end(done) {
+                        self.spawn_drop(vec![shard]);
                     }
                 }
                 _ = tick.tick() => {
@@ -387,12 +390,14 @@ impl Membership {
             self.busy.insert(shard, Busy::Dropping);
         }
         let registry = self.registry.clone();
-        self.jobs.spawn(async move {
+        let job = shards.clone();
+        let handle = self.jobs.spawn(async move {
             for &shard in &shards {
                 registry.release(shard, false).await;
             }
             Done::Dropped(shards)
         });
+        self.job_shards.insert(handle.id(), job);
     }
 
     async fn list_and_watch(&mut self) -> Result<(), Error> {
@@ -505,7 +510,8 @@ impl Membership {
         }
         let registry = self.registry.clone();
         let ownership = self.ownership.clone();
-        self.jobs.spawn(async move {
+        let job = shards.iter().map(|&(shard, _)| shard).collect();
+        let handle = self.jobs.spawn(async move {
             if let Err(e) = adopt(&registry, &shards).await {
                 warn!(shards = shards.len(), error = %e, "adopting shards failed; retrying");
             }
@@ -520,6 +526,8 @@ impl Membership {
             }
             Done::Adopted(out)
         });
+        self.job_shards.insert(handle.id(), job);
+        self.adoptions.insert(handle.id(), handle);
     }
 
     /// Hands a shard over on a job: it stops being served at once, then its tenants snapshot
@@ -532,11 +540,42 @@ impl Membership {
         let registry = self.registry.clone();
         let key = self.shard_key(shard);
         let me = self.config.node_id.clone();
-        self.jobs.spawn(async move {
+        let handle = self.jobs.spawn(async move {
             let result = hand_over(&registry, client, key, me, shard, epoch).await;
             Done::HandedOver { shard, epoch, result }
         });
+        self.job_shards.insert(handle.id(), vec![shard]);
         Ok(())
+    }
+
+    /// A job ended. If it panicked or was cancelled, its shards are freed and withdrawn, and
+    /// returned: their tenants are still to be stopped.
+    fn on_job_end(
+        &mut self,
+        end: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+    ) -> Vec<u32> {
+        let id = match &end {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        self.adoptions.remove(&id);
+        let shards = self.job_shards.remove(&id).unwrap_or_default();
+        match end {
+            Ok((_, done)) => {
+                self.on_done(done);
+                Vec::new()
+            }
+            Err(e) => {
+                if e.is_panic() {
+                    warn!(shards = shards.len(), error = %e, "a shard job panicked");
+                }
+                for shard in &shards {
+                    self.busy.remove(shard);
+                    self.ownership.withdraw(*shard);
+                }
+                shards
+            }
+        }
     }
 
     /// A job ended: its shards are free for the next one.
@@ -613,9 +652,10 @@ impl Membership {
         Ok(Some(epoch))
     }
 
-    /// Graceful leave: out of the member list first (so nobody picks this node), the jobs in
-    /// flight finished (the lease task keeps renewing meanwhile), then every shard handed
-    /// over, then the lease task stopped and the lease revoked.
+    /// Graceful leave: out of the member list first (so nobody picks this node), adoptions in
+    /// flight cancelled (their shards' tenants stopped: nothing was served yet) and the other
+    /// jobs finished (the lease task keeps renewing meanwhile), then every shard handed over,
+    /// then the lease task stopped and the lease revoked.
     async fn leave(&mut self) {
         let _ = self.ready.send(false);
         let me = self.config.node_id.clone();
@@ -623,9 +663,12 @@ impl Membership {
         if let Ok(client) = self.client() {
             let _ = timed("delete", client.delete(key, None)).await;
         }
-        while let Some(done) = self.jobs.join_next().await {
-            if let Ok(done) = done {
-                self.on_done(done);
+        for (_, adoption) in self.adoptions.drain() {
+            adoption.abort();
+        }
+        while let Some(end) = self.jobs.join_next_with_id().await {
+            for shard in self.on_job_end(end) {
+                self.registry.release(shard, false).await;
             }
         }
         info!(
