@@ -835,3 +835,153 @@ async fn forwarding_between_secured_nodes_uses_mutual_tls() {
     assert_eq!(anonymous.unwrap_err().code(), tonic::Code::Unauthenticated);
     assert!(n1.metric("switchboard_forwarded_total{outcome=\"forwarded\"}") >= 1.0);
 }
+
+/// Every shard key in etcd naming `node` (shard → create revision and lease), and the lease
+/// of its member key.
+async fn keys_naming(etcd: &Etcd, node: &str) -> (BTreeMap<u32, (i64, i64)>, Option<i64>) {
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await.expect("etcd");
+    let prefix = "/switchboard/switchboard/";
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let resp = client.get(prefix, Some(options)).await.expect("list");
+    let mut shards = BTreeMap::new();
+    let mut member = None;
+    for kv in resp.kvs() {
+        let key = kv.key_str().unwrap().strip_prefix(prefix).unwrap();
+        if key == format!("members/{node}") {
+            member = Some(kv.lease());
+        } else if let Some(shard) = key.strip_prefix("shards/")
+            && kv.value() == node.as_bytes()
+        {
+            shards.insert(shard.parse().unwrap(), (kv.create_revision(), kv.lease()));
+        }
+    }
+    (shards, member)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restarted_at_once_serves_only_epochs_newer_than_its_predecessors() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(2).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(1);
+    let mut c = cluster.nodes[0].clients().await;
+    setup(&mut c, &t, 1, 5).await;
+    post(&c, post_request(&t, "alice", "before the restart")).await;
+    let (before, old_lease) = keys_naming(&cluster.etcd, "n2").await;
+    let newest_old = before.values().map(|(epoch, _)| *epoch).max().expect("n2 held shards");
+
+    // Killed and started again at once, well within its predecessor's lease.
+    cluster.nodes[1].kill9();
+    cluster.nodes[1].restart();
+    cluster.nodes[1].ready().await;
+    // As soon as it serves, every shard key naming it is under its new lease, at an epoch
+    // newer than any its predecessor held (the predecessor's lease was revoked, not reused).
+    let (after, lease) = keys_naming(&cluster.etcd, "n2").await;
+    assert_ne!(lease, old_lease, "a new incarnation, a new lease");
+    assert!(!after.is_empty());
+    for (shard, (epoch, key_lease)) in &after {
+        assert_eq!(Some(*key_lease), lease, "shard {shard} is under the current lease");
+        assert!(*epoch > newest_old, "shard {shard}: epoch {epoch} <= {newest_old}");
+    }
+    cluster.all_ready().await;
+    let (settled, _) = keys_naming(&cluster.etcd, "n2").await;
+    assert!(settled.values().all(|(epoch, l)| *epoch > newest_old && Some(*l) == lease));
+    assert_eq!(cluster.nodes[1].metric("switchboard_shards_owned"), settled.len() as f64);
+
+    // Writes keep succeeding, forwarded and straight, and none is fenced off.
+    let direct = cluster.nodes[1].clients().await;
+    post(&c, post_request(&t, "alice", "forwarded after the restart")).await;
+    let posted = post(&direct, post_request(&t, "alice", "straight after the restart")).await;
+    assert_eq!(posted.conversation.unwrap().customer_messages, 3);
+    for n in &cluster.nodes {
+        assert_eq!(n.metric("switchboard_fenced_writes_total"), 0.0, "{} was fenced", n.id);
+    }
+}
+
+/// Holds `ACCESS EXCLUSIVE` on the store's log table from a thread of its own, so that a
+/// replay (and the tenant list, which reads the log) waits until it is dropped.
+struct LogLock {
+    /// Sessions waiting on the lock, as last counted.
+    waiting: Arc<std::sync::atomic::AtomicI64>,
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+impl LogLock {
+    fn take(store_url: &str) -> LogLock {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let waiting = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let (url, count) = (store_url.to_owned(), waiting.clone());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let mut tx = client.transaction().expect("begin");
+            tx.batch_execute("LOCK TABLE log IN ACCESS EXCLUSIVE MODE").expect("lock");
+            locked.send(()).unwrap();
+            // Until the test drops the lock (or panics): count the sessions it holds up.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                released.recv_timeout(Duration::from_millis(100))
+            {
+                let row = tx
+                    .query_one(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'log'::regclass",
+                        &[],
+                    )
+                    .expect("pg_locks");
+                count.store(row.get(0), Ordering::Relaxed);
+            }
+            tx.rollback().expect("release");
+        });
+        is_locked.recv_timeout(PATIENCE).expect("the log table was locked");
+        LogLock { waiting, _release: release }
+    }
+
+    async fn until_someone_waits(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.waiting.load(Ordering::Relaxed) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "nothing ever read the log");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_longer_than_the_lease_guard_neither_stalls_renewals_nor_loops() {
+    let _serial = SERIAL.lock().await;
+    // The default TTL, so a busy machine cannot miss a renewal window (8 s) by accident.
+    let mut cluster = Cluster::start_with_ttl(2, 10).await;
+    cluster.all_ready().await;
+    let t = cluster.tenant_owned_by(1);
+    let mut c = cluster.nodes[0].clients().await;
+    setup(&mut c, &t, 1, 5).await;
+    post(&c, post_request(&t, "alice", "before the failover")).await;
+    let n1 = &cluster.nodes[0];
+    let owned_before = n1.metric("switchboard_shards_owned");
+    let acquired_before = n1.metric("switchboard_shard_handoffs_total{kind=\"acquired\"}");
+
+    // n2 dies; n1 takes its shards over, but the replay of `t` waits on the log table.
+    let lock = LogLock::take(&cluster.store);
+    cluster.nodes[1].kill9();
+    let n1 = &cluster.nodes[0];
+    lock.until_someone_waits().await;
+    // Renewals go on while the adoption waits: four of them (two etcd calls each) take
+    // longer than the guard window and the TTL both.
+    let renewals = "switchboard_etcd_request_seconds_count{op=\"lease_keep_alive\"}";
+    let from = n1.metric(renewals);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while n1.metric(renewals) < from + 8.0 {
+        assert!(tokio::time::Instant::now() < deadline, "renewals stopped during an adoption");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(lock.waiting.load(Ordering::Relaxed) > 0, "the adoption was still waiting");
+    let lost = "switchboard_shard_handoffs_total{kind=\"lost\"}";
+    assert_eq!(n1.metric(lost), 0.0, "the guard never tripped");
+
+    drop(lock);
+    cluster.all_ready().await;
+    let posted = post(&c, post_request(&t, "alice", "after the failover")).await;
+    assert_eq!(posted.conversation.unwrap().customer_messages, 2);
+    // Each of n2's shards was adopted once: no drop and re-adopt loop.
+    let acquired = n1.metric("switchboard_shard_handoffs_total{kind=\"acquired\"}");
+    assert_eq!(acquired - acquired_before, f64::from(SHARDS) - owned_before);
+    assert_eq!(n1.metric(lost), 0.0);
+}

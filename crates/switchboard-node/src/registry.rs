@@ -1467,6 +1467,10 @@ mod tests {
         let registry =
             Registry::clustered(store.clone(), Hub::default(), options, ownership.clone());
         let known = vec!["acme".to_owned()];
+        // What the membership task does before adopting: a live lease, a grant per epoch.
+        let hour = std::time::Duration::from_secs(3600);
+        ownership.set_serve_until(Some(tokio::time::Instant::now() + hour));
+        ownership.grant(shard, 1);
 
         faulty.hold("acme");
         let r = registry.clone();
@@ -1486,6 +1490,7 @@ mod tests {
 
         // The next adoption serves it.
         store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
+        ownership.grant(shard, 2);
         registry.adopt(shard, 2, &known).await.unwrap();
         assert!(ownership.is_local(shard));
         registry.command("acme", group("a"), "").await.unwrap();

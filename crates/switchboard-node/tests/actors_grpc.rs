@@ -121,7 +121,9 @@ async fn cluster_with(deadline: Duration) -> Cluster {
             ("a".to_owned(), addrs[0].to_string()),
             ("b".to_owned(), addrs[1].to_string()),
         ]),
-        owners: (0..SHARDS).map(|s| (s, Owner { node: owner(s).into(), epoch: 1 })).collect(),
+        owners: (0..SHARDS)
+            .map(|s| (s, Owner { node: owner(s).into(), epoch: 1, lease: 0 }))
+            .collect(),
     };
     let mut nodes = Vec::new();
     for (name, listener) in ["a", "b"].into_iter().zip(listeners) {

@@ -148,7 +148,7 @@ mod tests {
         let (rs, cs) = (router.shard(SHARDS), conversation.shard(SHARDS));
         let view = View {
             members: BTreeMap::from([("b".to_owned(), "127.0.0.1:2".to_owned())]),
-            owners: HashMap::from([(rs, Owner { node: "b".into(), epoch: 3 })]),
+            owners: HashMap::from([(rs, Owner { node: "b".into(), epoch: 3, lease: 0 })]),
         };
         let here = Ownership::fixed("a".into(), SHARDS, [(cs, 5)], view, None);
         assert_eq!(

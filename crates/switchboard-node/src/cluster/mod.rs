@@ -5,8 +5,9 @@
 //! while its key in etcd is held under the owner's lease, and the key's create revision is the
 //! shard's epoch — the fence every durable write carries (see `switchboard_store::Fence`).
 //!
-//! - [`membership`]: the etcd side — lease, member key, list-then-watch, acquiring and handing
-//!   over shards, the lease guard.
+//! - [`membership`]: the etcd side — member key, list-then-watch, acquiring and handing
+//!   over shards (on tasks of their own), the lease guard.
+//! - [`lease`]: the membership lease, granted and renewed on a task of its own.
 //! - [`forward`]: the gRPC side — a tower layer that sends each public call to the node
 //!   that owns its tenant.
 //!
@@ -14,6 +15,7 @@
 //! their epochs) and the cluster's view of every other shard's owner.
 
 pub mod forward;
+mod lease;
 pub mod membership;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use switchboard_store::Fence;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
@@ -77,6 +80,9 @@ pub struct Owner {
     pub node: String,
     /// The key's create revision: the shard's epoch.
     pub epoch: u64,
+    /// The etcd lease the key is held under: a key naming this node under another lease than
+    /// its current one is a previous incarnation's, never re-adopted.
+    pub lease: i64,
 }
 
 /// The cluster as this node last saw it in etcd.
@@ -104,9 +110,8 @@ pub enum Route {
 pub struct Ownership {
     node_id: String,
     shards: u32,
-    /// Shards this node serves now, with their epochs. Written only by the membership task,
-    /// after the store's fence is raised and before the shard's tenants are started.
-    local: RwLock<HashMap<u32, u64>>,
+    /// Shards this node serves, and may serve, and until when.
+    local: RwLock<Local>,
     view: RwLock<View>,
     /// Bumped on every change, so waiters can wait for the next one.
     changes: watch::Sender<u64>,
@@ -140,7 +145,13 @@ impl Ownership {
         tls: Option<crate::auth::tls::ClusterTls>,
     ) -> Arc<Ownership> {
         let ownership = Ownership::new(node_id, shards, tls);
-        *write(&ownership.local) = local.into_iter().collect();
+        {
+            let mut l = write(&ownership.local);
+            l.serving = local.into_iter().collect();
+            l.granted = l.serving.clone();
+            // A test's ownership never lapses (about a century).
+            l.serve_until = Some(Instant::now() + Duration::from_secs(3_000_000_000));
+        }
         ownership.set_view(view);
         ownership
     }
@@ -164,16 +175,19 @@ impl Ownership {
     /// The fence this node writes a tenant under, if it serves the tenant's shard.
     pub fn local_fence(&self, tenant: &str) -> Option<Fence> {
         let shard = self.shard_of(tenant);
-        let epoch = *read(&self.local).get(&shard)?;
+        let epoch = read(&self.local).serves(shard)?;
         Some(Fence { shard, epoch })
     }
 
+    /// Whether this node serves the shard now (its tenants run and the lease guard holds).
     pub fn is_local(&self, shard: u32) -> bool {
-        read(&self.local).contains_key(&shard)
+        read(&self.local).serves(shard).is_some()
     }
 
+    /// The shards whose tenants run here, with their epochs (past the lease guard too: those
+    /// are not served, but still to be stopped).
     pub fn local_shards(&self) -> Vec<(u32, u64)> {
-        let mut v: Vec<_> = read(&self.local).iter().map(|(s, e)| (*s, *e)).collect();
+        let mut v: Vec<_> = read(&self.local).serving.iter().map(|(s, e)| (*s, *e)).collect();
         v.sort_unstable();
         v
     }
@@ -184,7 +198,7 @@ impl Ownership {
 
     /// Where a call for anything in `shard` goes (an actor key's shard: `actors::placement`).
     pub fn route_shard(&self, shard: u32) -> Route {
-        if let Some(&epoch) = read(&self.local).get(&shard) {
+        if let Some(epoch) = read(&self.local).serves(shard) {
             return Route::Local(Fence { shard, epoch });
         }
         let view = read(&self.view);
@@ -221,12 +235,78 @@ impl Ownership {
         self.changed();
     }
 
-    pub(crate) fn set_local(&self, shard: u32, epoch: Option<u64>) {
-        match epoch {
-            Some(e) => write(&self.local).insert(shard, e),
-            None => write(&self.local).remove(&shard),
+    /// Marks a shard served at `epoch` (the registry, once its tenants run), or not served.
+    /// Marking is refused (`false`) unless the membership task still grants the shard at that
+    /// epoch: an adoption that finishes after the lease was lost never serves.
+    pub(crate) fn set_local(&self, shard: u32, epoch: Option<u64>) -> bool {
+        let marked = {
+            let mut local = write(&self.local);
+            match epoch {
+                Some(e) if local.granted.get(&shard) == Some(&e) => {
+                    local.serving.insert(shard, e);
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    local.serving.remove(&shard);
+                    true
+                }
+            }
         };
         self.changed();
+        marked
+    }
+
+    /// Lets this node serve `shard` at `epoch` once its tenants run (membership only).
+    pub(crate) fn grant(&self, shard: u32, epoch: u64) {
+        write(&self.local).granted.insert(shard, epoch);
+    }
+
+    /// Stops serving `shard` at once and withdraws its grant; whether it was granted.
+    pub(crate) fn withdraw(&self, shard: u32) -> bool {
+        let granted = {
+            let mut local = write(&self.local);
+            local.serving.remove(&shard);
+            local.granted.remove(&shard).is_some()
+        };
+        self.changed();
+        granted
+    }
+
+    /// Stops serving every shard at once and withdraws every grant; the shards granted.
+    pub(crate) fn withdraw_all(&self) -> Vec<u32> {
+        let granted: Vec<u32> = {
+            let mut local = write(&self.local);
+            local.serving.clear();
+            local.granted.drain().map(|(s, _)| s).collect()
+        };
+        self.changed();
+        granted
+    }
+
+    /// The shards granted, with their epochs.
+    pub(crate) fn granted(&self) -> HashMap<u32, u64> {
+        read(&self.local).granted.clone()
+    }
+
+    /// Whether `shard` is served at `epoch` right now.
+    pub(crate) fn serves(&self, shard: u32, epoch: u64) -> bool {
+        read(&self.local).serves(shard) == Some(epoch)
+    }
+
+    /// Moves the lease guard (the lease task, after each renewal; `None` when the lease is
+    /// gone). Past it, nothing is served, whatever the membership task is doing.
+    pub(crate) fn set_serve_until(&self, until: Option<Instant>) {
+        let was_live = {
+            let mut local = write(&self.local);
+            let was = local.serve_until.is_some_and(|u| Instant::now() < u);
+            local.serve_until = until;
+            was
+        };
+        // A renewal that only moves the instant on changes nothing a waiter cares about.
+        if !was_live || until.is_none() {
+            self.changed();
+        }
     }
 
     fn changed(&self) {
@@ -237,6 +317,26 @@ impl Ownership {
     pub async fn next_change(&self, timeout: Duration) {
         let mut rx = self.changes.subscribe();
         let _ = tokio::time::timeout(timeout, rx.changed()).await;
+    }
+}
+
+/// What this node serves, under one lock so that a grant withdrawn is never served after.
+#[derive(Debug, Default)]
+struct Local {
+    /// Shards whose tenants run here, with their epochs: set by the registry once a shard's
+    /// fence is raised and its tenants started, and only while the grant below still holds.
+    serving: HashMap<u32, u64>,
+    /// Shards the membership task lets this node serve at an epoch: held under the current
+    /// lease, being adopted or served. Withdrawn on a loss, a hand-over or a guard trip.
+    granted: HashMap<u32, u64>,
+    /// The lease guard: nothing is served from this instant on (`None`: no lease).
+    serve_until: Option<Instant>,
+}
+
+impl Local {
+    fn serves(&self, shard: u32) -> Option<u64> {
+        let live = self.serve_until.is_some_and(|until| Instant::now() < until);
+        self.serving.get(&shard).copied().filter(|_| live)
     }
 }
 
