@@ -56,7 +56,8 @@ pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
 /// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
 /// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
-/// failed, timed_out, busy, unowned (sender side); received, not_owner, not_running.
+/// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
+/// not_running, exhausted (receiver side).
 pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
 pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
@@ -193,7 +194,8 @@ pub fn describe() {
         MESH_ENVELOPES,
         "Actor mesh envelopes between nodes, by outcome: sent, unavailable (the receiver \
          does not own the key, or cannot be reached), failed, timed_out, busy (too many in flight), unowned (no owner known) \
-         on the sender; received, not_owner, not_running on the receiver. Every one not \
+         or exhausted (the receiver's bound) on the sender; received, not_owner, not_running, \
+         exhausted on the receiver. Every one not \
          delivered is resent by its link."
     );
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");

@@ -886,7 +886,7 @@ fn check_request_id(id: &str) -> Result<(), Error> {
 }
 
 /// The snapshot plus every command after it, applied in order.
-fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> {
+pub(crate) fn replay(store: &dyn Store, tenant: &str) -> Result<(TenantState, u64), Error> {
     let loaded = store.load(tenant)?;
     let (mut state, mut seq) = match loaded.snapshot {
         Some((seq, bytes)) => {

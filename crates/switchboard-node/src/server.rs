@@ -1,4 +1,5 @@
-//! One node: the store, the tenants, and the gRPC server with health and reflection.
+//! One node: the store, the tenants, and the gRPC server with health and reflection; in a
+//! cluster, also the actor meshes and their node-to-node `ActorMeshService`.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
+use crate::actors::MeshOptions;
+use crate::actors::meshes::Meshes;
 use crate::cluster::forward::ForwardLayer;
 use crate::cluster::membership::Membership;
 use crate::cluster::{ClusterConfig, Ownership};
@@ -102,11 +105,14 @@ pub async fn serve(
     };
     crate::metrics::describe();
     let (reporter, health) = tonic_health::server::health_reporter();
-    let (registry, ownership, membership) = match config.cluster.clone() {
-        None => (Registry::load(store, hub.clone(), options).await?, None, None),
+    let (registry, ownership, membership, meshes) = match config.cluster.clone() {
+        None => (Registry::load(store, hub.clone(), options).await?, None, None, None),
         Some(cluster) => {
             let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
             let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards, tls);
+            // The actor meshes: one per tenant, created by its first envelope or call here.
+            let meshes =
+                Arc::new(Meshes::new(store.clone(), ownership.clone(), MeshOptions::default()));
             let registry = Registry::clustered(store, hub.clone(), options, ownership.clone());
             // Not ready until joined and serving its shards (the readiness probe).
             reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
@@ -125,7 +131,7 @@ pub async fn serve(
             let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
             let task = Membership::new(cluster, ownership.clone(), registry.clone(), ready_tx);
             let handle = tokio::spawn(task.run(leave_rx));
-            (registry, Some(ownership), Some((leave_tx, handle)))
+            (registry, Some(ownership), Some((leave_tx, handle)), Some(meshes))
         }
     };
 
@@ -183,9 +189,9 @@ pub async fn serve(
         .add_service(
             AdminServiceServer::new(Admin { registry: r.clone() }).max_decoding_message_size(max),
         )
-        .add_service(
-            EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max),
-        );
+        .add_service(EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max))
+        // Node to node, cluster mode only (`auth::layer` requires a node certificate).
+        .add_optional_service(meshes.as_ref().map(|m| m.service().max_decoding_message_size(max)));
     let shutdown = async move {
         shutdown.await;
         // In a cluster, hand every shard over while still forwarding calls to the new
@@ -210,6 +216,9 @@ pub async fn serve(
     };
     served.map_err(|e| Error::Internal(e.to_string()))?;
     info!("draining: snapshotting tenants");
+    if let Some(meshes) = meshes {
+        meshes.stop_all().await;
+    }
     registry.shutdown().await;
     Ok(())
 }

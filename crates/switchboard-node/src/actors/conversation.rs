@@ -19,9 +19,10 @@ use switchboard_core::{
     AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Effect, MessageTag, Outcome,
     Timestamp,
 };
-use switchboard_store::{ActorState, Archived, Batch, CustomerRecord};
+use switchboard_store::{ActorState, Archived, Batch, CustomerRecord, Fence};
 use tracing::warn;
 
+use super::placement::ActorKey;
 use super::{CONVERSATION, Counted, Mesh, Timers, decode, encode};
 use crate::archive;
 use crate::clock;
@@ -41,8 +42,9 @@ pub enum ConversationOp {
 
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
-    /// An envelope from the router actor.
-    Deliver(Envelope<ToConversation>),
+    /// An envelope from the router actor (counted against the receiving node's bound when
+    /// it came from another node).
+    Deliver(Envelope<ToConversation>, Option<super::Ticket>),
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A read of the side's current state.
@@ -67,6 +69,8 @@ pub struct ConversationRun {
     mesh: Mesh,
     customer: CustomerId,
     key: String,
+    /// Its key's shard and epoch on this node when it activated: every write carries it.
+    fence: Fence,
     side: ConversationSide,
     epoch: u64,
     last_now: Timestamp,
@@ -99,6 +103,8 @@ impl Actor for ConversationActor {
         args: ConversationArgs,
     ) -> Result<ConversationRun, ActorProcessingErr> {
         let ConversationArgs { mesh, customer } = args;
+        // It runs only where its key's shard is owned, under that shard's fence.
+        let fence = mesh.fence_of(ActorKey::Conversation { tenant: mesh.tenant(), customer })?;
         let key = customer.0.to_string();
         let row = mesh.load(CONVERSATION, key.clone()).await?;
         let had_row = row.is_some();
@@ -120,6 +126,7 @@ impl Actor for ConversationActor {
             mesh,
             customer,
             key,
+            fence,
             side,
             epoch,
             last_now: clock::now().max(at),
@@ -158,7 +165,7 @@ impl Actor for ConversationActor {
         run: &mut ConversationRun,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConversationMsg::Deliver(envelope) => {
+            ConversationMsg::Deliver(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
@@ -205,6 +212,10 @@ impl Actor for ConversationActor {
                 }
             }
             ConversationMsg::Retransmit => {
+                if let Err(e) = run.mesh.holds(run.fence) {
+                    // Its shard moved: the new owner activates it from its row.
+                    return run.fail(&myself, e);
+                }
                 let wire = run.side.retransmit();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
                 let cfg = run.mesh.inner().config.clone();
@@ -295,6 +306,7 @@ impl ConversationRun {
     /// Makes the side durable: its row, and the conversations that ended in this step as
     /// archive rows, in one batch.
     async fn commit(&mut self) -> Result<()> {
+        self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let cfg = inner.config.cfg();
         let archive = self
@@ -326,7 +338,7 @@ impl ConversationRun {
         };
         let batch = Batch {
             tenant: inner.tenant.clone(),
-            fence: inner.fence,
+            fence: self.fence,
             archive,
             actors: vec![row],
             ..Batch::default()
@@ -343,6 +355,7 @@ impl ConversationRun {
             // Activated by a late envelope or a read, and nothing changed: nothing to store.
             return Ok(());
         }
+        self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let record = archive::CustomerRecord {
             id: self.key.clone(),
@@ -352,7 +365,7 @@ impl ConversationRun {
         };
         let batch = Batch {
             tenant: inner.tenant.clone(),
-            fence: inner.fence,
+            fence: self.fence,
             customers: vec![CustomerRecord {
                 customer: self.key.clone(),
                 body: archive::encode_customer(&record),
@@ -384,7 +397,7 @@ impl ConversationRun {
         myself: &ActorRef<ConversationMsg>,
         e: Error,
     ) -> Result<(), ActorProcessingErr> {
-        warn!(tenant = %self.mesh.tenant(), error = %e, "conversation actor write failed; stopping");
+        warn!(tenant = %self.mesh.tenant(), error = %e, "conversation actor cannot write here (failed, fenced or moved); stopping");
         self.failed = true;
         myself.stop(Some("write failed".into()));
         Ok(())

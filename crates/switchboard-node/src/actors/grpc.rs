@@ -16,7 +16,12 @@
 //!   envelopes are dropped too, so a slow peer costs bounded memory.
 //! - **The receiver checks ownership**: an envelope for a key whose shard this node does not
 //!   serve (any more) is refused with UNAVAILABLE and delivered nowhere, so an actor never
-//!   runs on a node that does not own its shard, whatever the sender's view.
+//!   runs on a node that does not own its shard, whatever the sender's view. On a cluster
+//!   node ([`super::meshes::Meshes`]) the tenant's mesh is created by its first envelope.
+//! - **The receiver is bounded**: at most [`MAX_INBOUND`](super::meshes::MAX_INBOUND)
+//!   envelopes per tenant accepted and not yet handled by their actors (each carries a
+//!   [`Ticket`](super::Ticket) until its actor has handled it); beyond that RESOURCE_EXHAUSTED,
+//!   and the sender drops the envelope (the link resends it).
 //! - **Encoding**: the envelope's header (direction, conversation, customer, epoch, sequence
 //!   or acknowledgement) is typed; the message (`ToRouter` / `ToConversation`) is the core's
 //!   serde encoding (MessagePack, fields by name, [`PAYLOAD_VERSION`]) in a `bytes` field. It
@@ -39,6 +44,7 @@ use switchboard_proto::internal::v1 as pb;
 use tokio::sync::Semaphore;
 
 use super::Transport;
+use super::meshes::{MAX_INBOUND, Meshes};
 use super::placement::{self, ActorKey};
 use super::transport::InProcess;
 use crate::cluster::{Ownership, Route};
@@ -115,6 +121,8 @@ impl GrpcTransport {
                 Ok(Ok(_)) => return outcome("sent"),
                 // The receiver's refusal (not the owner) or no connection.
                 Ok(Err(status)) if status.code() == tonic::Code::Unavailable => "unavailable",
+                // The receiver's tenant has too many envelopes unhandled.
+                Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => "exhausted",
                 Ok(Err(_)) => "failed",
                 Err(_) => "timed_out",
             };
@@ -242,11 +250,28 @@ fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>,
 pub struct ActorMeshGrpc {
     local: Arc<InProcess>,
     ownership: Arc<Ownership>,
+    /// Creates a tenant's mesh on its first envelope (a cluster node); without it, only
+    /// meshes already attached to `local` receive.
+    meshes: Option<Arc<Meshes>>,
+    /// Envelopes per tenant accepted and not yet handled.
+    bound: usize,
 }
 
 impl ActorMeshGrpc {
     pub fn new(local: Arc<InProcess>, ownership: Arc<Ownership>) -> Self {
-        ActorMeshGrpc { local, ownership }
+        ActorMeshGrpc { local, ownership, meshes: None, bound: MAX_INBOUND }
+    }
+
+    /// Creates the mesh of a tenant that has none here yet on its first envelope.
+    pub fn on_demand(mut self, meshes: Arc<Meshes>) -> Self {
+        self.meshes = Some(meshes);
+        self
+    }
+
+    /// Another bound on the envelopes per tenant accepted and not yet handled.
+    pub fn with_bound(mut self, bound: usize) -> Self {
+        self.bound = bound;
+        self
     }
 
     /// The service, ready for `Server::add_service`.
@@ -278,18 +303,38 @@ impl ActorMeshService for ActorMeshGrpc {
             ))
             .into());
         }
-        if !self.local.serves(tenant) {
-            outcome("not_running");
-            return Err(Error::Unavailable(format!(
-                "the actors of tenant {tenant} are not running on node {}; retry",
-                self.ownership.node_id()
+        let mesh = match (self.local.mesh(tenant), &self.meshes) {
+            (Some(mesh), _) => mesh,
+            (None, Some(meshes)) => meshes.mesh(tenant).await.inspect_err(|_| {
+                outcome("not_running");
+            })?,
+            (None, None) => {
+                outcome("not_running");
+                return Err(Error::Unavailable(format!(
+                    "the actors of tenant {tenant} are not running on node {}; retry",
+                    self.ownership.node_id()
+                ))
+                .into());
+            }
+        };
+        let Some(ticket) = mesh.admit(self.bound) else {
+            outcome("exhausted");
+            return Err(Error::ResourceExhausted(format!(
+                "node {} holds {} envelopes of tenant {tenant} not yet handled; the sender \
+                 resends this one later",
+                self.ownership.node_id(),
+                self.bound
             ))
             .into());
-        }
+        };
         outcome("received");
         match received {
-            Received::ToRouter(envelope) => self.local.to_router(tenant, envelope),
-            Received::ToConversation(envelope) => self.local.to_conversation(tenant, envelope),
+            Received::ToRouter(envelope) => {
+                self.local.deliver_to_router(tenant, envelope, Some(ticket));
+            }
+            Received::ToConversation(envelope) => {
+                self.local.deliver_to_conversation(tenant, envelope, Some(ticket));
+            }
         }
         Ok(tonic::Response::new(pb::DeliverResponse {}))
     }

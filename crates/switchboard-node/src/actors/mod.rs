@@ -1,6 +1,8 @@
 //! Conversation and router actors around the core's cross-actor protocol
-//! ([`switchboard_core::mesh`], issue 12 step 2). Inside one node, beside the tenant actor,
-//! not serving the public API yet.
+//! ([`switchboard_core::mesh`], issue 12 step 2), beside the tenant actor, not serving the
+//! public API yet. A cluster node runs one [`Mesh`] per tenant ([`meshes::Meshes`], on
+//! demand); a clustered mesh ([`Mesh::clustered`]) runs each actor only while this node owns
+//! its key's shard, writes under that shard's fence, and stops it when the shard moves.
 //!
 //! - [`router::RouterActor`]: one per tenant, around a [`RouterSide`](switchboard_core::mesh::RouterSide)
 //!   (queues, agents' status, capacity, offers, affinity).
@@ -30,11 +32,13 @@
 
 pub mod conversation;
 pub mod grpc;
+pub mod meshes;
 pub mod placement;
 pub mod router;
 pub mod transport;
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -51,8 +55,10 @@ use switchboard_store::{ActorState, Fence, Store};
 use tokio::sync::{Notify, mpsc};
 
 use self::conversation::{ConversationActor, ConversationArgs, ConversationHandle};
+use self::placement::ActorKey;
 use self::router::{RouterActor, RouterArgs, RouterHandle};
 pub use self::transport::Transport;
+use crate::cluster::{Ownership, Route};
 use crate::error::{Error, Result};
 
 /// The `kind` of a router actor's row and of the `switchboard_actors` gauge.
@@ -131,7 +137,8 @@ pub struct Heard {
 pub struct MeshArgs {
     pub tenant: String,
     pub store: Arc<dyn Store>,
-    /// The shard and epoch every write carries (the default on a single node).
+    /// The shard and epoch every write carries on a single node (a clustered mesh,
+    /// [`Mesh::clustered`], writes each actor under its own key's shard instead).
     pub fence: Fence,
     pub config: Arc<TenantConfig>,
     /// The router a tenant's router actor starts from when the store has no row for it.
@@ -162,12 +169,38 @@ pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) options: MeshOptions,
     pub(crate) heard: Option<mpsc::UnboundedSender<Heard>>,
+    /// In a cluster: where each actor key lives, and the fence its writes carry.
+    pub(crate) ownership: Option<Arc<Ownership>>,
+    /// Envelopes from other nodes accepted and not yet handled (`grpc::ActorMeshGrpc`'s bound).
+    pub(crate) inbound: Arc<AtomicUsize>,
     routers: Directory<(), router::RouterMsg>,
     conversations: Directory<CustomerId, conversation::ConversationMsg>,
 }
 
 impl Mesh {
     pub fn new(args: MeshArgs) -> Self {
+        Mesh::build(args, None)
+    }
+
+    /// A mesh in a cluster: each actor runs here only while this node owns its key's shard
+    /// ([`placement::resolve`]), and writes under that shard's fence (`args.fence` is unused).
+    /// When `ownership` drops a shard, the actors whose keys hash to it stop (each after the
+    /// step it is in; their rows are durable after every step, so the new owner activates
+    /// them from there). Needs a tokio runtime (it watches `ownership` on a task).
+    pub fn clustered(args: MeshArgs, ownership: Arc<Ownership>) -> Self {
+        let mut changes = ownership.subscribe();
+        let mesh = Mesh::build(args, Some(ownership));
+        let weak = mesh.downgrade();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(mesh) = Mesh::upgrade(&weak) else { return };
+                mesh.stop_unowned();
+            }
+        });
+        mesh
+    }
+
+    fn build(args: MeshArgs, ownership: Option<Arc<Ownership>>) -> Self {
         Mesh(Arc::new(Inner {
             tenant: args.tenant,
             store: args.store,
@@ -177,6 +210,8 @@ impl Mesh {
             transport: args.transport,
             options: args.options,
             heard: args.heard,
+            ownership,
+            inbound: Arc::default(),
             routers: Directory::default(),
             conversations: Directory::default(),
         }))
@@ -259,12 +294,82 @@ impl Mesh {
         }
     }
 
+    /// Stops every actor whose key's shard this node no longer owns (each after the step it
+    /// is in) and returns how many. Nothing on a single node.
+    pub fn stop_unowned(&self) -> usize {
+        let Some(ownership) = &self.0.ownership else { return 0 };
+        let tenant = self.tenant();
+        let moved = |key: ActorKey<'_>| !ownership.is_local(key.shard(ownership.shards()));
+        let mut stopped = 0;
+        for ((), actor) in self.0.routers.entries() {
+            if moved(ActorKey::Router { tenant }) {
+                actor.stop(Some("shard moved".into()));
+                stopped += 1;
+            }
+        }
+        for (customer, actor) in self.0.conversations.entries() {
+            if moved(ActorKey::Conversation { tenant, customer }) {
+                actor.stop(Some("shard moved".into()));
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// The fence an actor of `key` activating now writes under: its shard's on this node
+    /// (`Unavailable` if this node does not own it), or the mesh's on a single node.
+    pub(crate) fn fence_of(&self, key: ActorKey<'_>) -> Result<Fence> {
+        let Some(ownership) = &self.0.ownership else { return Ok(self.0.fence) };
+        match placement::resolve(ownership, key) {
+            Route::Local(fence) => Ok(fence),
+            _ => Err(Error::Unavailable(format!(
+                "node {} does not own shard {} of the {key}; its owner serves it",
+                ownership.node_id(),
+                key.shard(ownership.shards())
+            ))),
+        }
+    }
+
+    /// Whether an actor activated under `fence` may still write: this node still owns the
+    /// shard at that epoch. (The store refuses an older epoch anyway once a new owner raised
+    /// it; this refuses as soon as this node's view changes.)
+    pub(crate) fn holds(&self, fence: Fence) -> Result<()> {
+        let Some(ownership) = &self.0.ownership else { return Ok(()) };
+        match ownership.route_shard(fence.shard) {
+            Route::Local(now) if now == fence => Ok(()),
+            _ => Err(Error::Unavailable(format!(
+                "shard {} moved off node {} (epoch {} is no longer its own); retry on its owner",
+                fence.shard,
+                ownership.node_id(),
+                fence.epoch
+            ))),
+        }
+    }
+
+    /// Counts one envelope from another node against `bound`; `None` once `bound` are
+    /// accepted and not yet handled.
+    pub(crate) fn admit(&self, bound: usize) -> Option<Ticket> {
+        let inbound = &self.0.inbound;
+        if inbound.fetch_add(1, Ordering::AcqRel) >= bound {
+            inbound.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Ticket(inbound.clone()))
+    }
+
+    /// Envelopes from other nodes accepted and not yet handled by their actors.
+    pub fn inbound(&self) -> usize {
+        self.0.inbound.load(Ordering::Acquire)
+    }
+
     /// How many actors of this tenant are live on this node: (routers, conversations).
     pub fn live(&self) -> (usize, usize) {
         (self.0.routers.live(), self.0.conversations.live())
     }
 
     pub(crate) async fn router_ref(&self) -> Result<ActorRef<router::RouterMsg>> {
+        // Refused here with a clear message; the actor checks again as it starts.
+        self.fence_of(ActorKey::Router { tenant: self.tenant() })?;
         let mesh = self.clone();
         self.0
             .routers
@@ -282,6 +387,7 @@ impl Mesh {
         &self,
         customer: CustomerId,
     ) -> Result<ActorRef<conversation::ConversationMsg>> {
+        self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })?;
         let mesh = self.clone();
         self.0
             .conversations
@@ -383,6 +489,17 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         metrics::gauge!(crate::metrics::ACTORS, "kind" => self.0).decrement(1.0);
+    }
+}
+
+/// An envelope from another node, counted against its tenant's bound until it is handled
+/// (or dropped with a stopped actor's mailbox): it travels with the envelope.
+#[derive(Debug)]
+pub struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -541,6 +658,16 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         let slots = self.lock();
         let live = slots.values().filter_map(|s| match s {
             Slot::Live(actor) => Some(actor.clone()),
+            Slot::Starting(_) => None,
+        });
+        live.collect()
+    }
+
+    /// Every actor with its key, whatever its status.
+    fn entries(&self) -> Vec<(K, ActorRef<M>)> {
+        let slots = self.lock();
+        let live = slots.iter().filter_map(|(k, s)| match s {
+            Slot::Live(actor) => Some((k.clone(), actor.clone())),
             Slot::Starting(_) => None,
         });
         live.collect()

@@ -13,9 +13,10 @@ use switchboard_core::engine::Target;
 use switchboard_core::mesh::{Body, Envelope, RouterSide, ToRouter};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
-use switchboard_store::{ActorState, Batch};
+use switchboard_store::{ActorState, Batch, Fence};
 use tracing::warn;
 
+use super::placement::ActorKey;
 use super::{Counted, Mesh, ROUTER, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
@@ -33,8 +34,9 @@ pub enum RouterOp {
 
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum RouterMsg {
-    /// An envelope from a conversation actor.
-    Deliver(Envelope<ToRouter>),
+    /// An envelope from a conversation actor (counted against the receiving node's bound
+    /// when it came from another node).
+    Deliver(Envelope<ToRouter>, Option<super::Ticket>),
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
     /// A read of the side's current state.
@@ -56,6 +58,8 @@ pub struct RouterActor;
 #[allow(missing_debug_implementations)] // the side is large; see `Read`
 pub struct RouterRun {
     mesh: Mesh,
+    /// The tenant's shard and epoch on this node when it activated: every write carries it.
+    fence: Fence,
     side: RouterSide,
     epoch: u64,
     last_now: Timestamp,
@@ -86,6 +90,8 @@ impl Actor for RouterActor {
         args: RouterArgs,
     ) -> Result<RouterRun, ActorProcessingErr> {
         let mesh = args.mesh;
+        // It runs only where the tenant's shard is owned, under that shard's fence.
+        let fence = mesh.fence_of(ActorKey::Router { tenant: mesh.tenant() })?;
         let inner = mesh.inner();
         let (at, mut side, stored) = match mesh.load(ROUTER, String::new()).await? {
             Some(ActorState { epoch, body: Some(body), .. }) => {
@@ -101,6 +107,7 @@ impl Actor for RouterActor {
         let mut run = RouterRun {
             id: myself.get_id(),
             mesh: mesh.clone(),
+            fence,
             side,
             epoch,
             last_now: now,
@@ -139,7 +146,7 @@ impl Actor for RouterActor {
         run: &mut RouterRun,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Deliver(envelope) => {
+            RouterMsg::Deliver(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
                 // An acknowledgement changes only what is resent: no write needed (after a
@@ -184,6 +191,10 @@ impl Actor for RouterActor {
                 }
             }
             RouterMsg::Retransmit => {
+                if let Err(e) = run.mesh.holds(run.fence) {
+                    // Its shard moved: the new owner activates it from its row.
+                    return run.fail(&myself, e);
+                }
                 let wire = run.side.retransmit();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
                 if wire.is_empty() && idle && run.side.next_deadline().is_none() {
@@ -233,6 +244,7 @@ impl RouterRun {
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
     /// upsert in the store's group commit.
     async fn commit(&mut self) -> Result<()> {
+        self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let row = ActorState {
             kind: ROUTER.into(),
@@ -242,7 +254,7 @@ impl RouterRun {
         };
         let batch = Batch {
             tenant: inner.tenant.clone(),
-            fence: inner.fence,
+            fence: self.fence,
             actors: vec![row],
             ..Batch::default()
         };
@@ -261,7 +273,7 @@ impl RouterRun {
     /// A write failed: the memory is ahead of the store, so the actor stops; the next
     /// message activates it from its row.
     fn fail(&mut self, myself: &ActorRef<RouterMsg>, e: Error) -> Result<(), ActorProcessingErr> {
-        warn!(tenant = %self.mesh.tenant(), error = %e, "router actor write failed; stopping");
+        warn!(tenant = %self.mesh.tenant(), error = %e, "router actor cannot write here (failed, fenced or moved); stopping");
         self.failed = true;
         myself.stop(Some("write failed".into()));
         Ok(())

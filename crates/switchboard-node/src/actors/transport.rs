@@ -13,7 +13,7 @@ use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
 
 use super::conversation::ConversationMsg;
 use super::router::RouterMsg;
-use super::{Inner, Mesh};
+use super::{Inner, Mesh, Ticket};
 
 /// Carries envelopes to the actor that holds the other end of a link, activating it if
 /// needed. Never blocks and never fails: an envelope it cannot deliver is dropped (the sender
@@ -44,47 +44,75 @@ impl InProcess {
         self.mesh(tenant).is_some()
     }
 
-    fn mesh(&self, tenant: &str) -> Option<Mesh> {
+    /// The tenant's mesh on this node, if attached and not dropped.
+    pub(crate) fn mesh(&self, tenant: &str) -> Option<Mesh> {
         let meshes = self.meshes.read().unwrap_or_else(PoisonError::into_inner);
         meshes.get(tenant).and_then(Mesh::upgrade)
     }
 }
 
-impl Transport for InProcess {
-    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+impl InProcess {
+    /// To the tenant's router actor, with the ticket that counts it if it came from another
+    /// node.
+    pub(crate) fn deliver_to_router(
+        &self,
+        tenant: &str,
+        envelope: Envelope<ToRouter>,
+        ticket: Option<Ticket>,
+    ) {
         let Some(mesh) = self.mesh(tenant) else { return };
-        let envelope = match mesh.live_router() {
-            Some(router) => match router.cast(RouterMsg::Deliver(envelope)) {
+        let (envelope, ticket) = match mesh.live_router() {
+            Some(router) => match router.cast(RouterMsg::Deliver(envelope, ticket)) {
                 Ok(()) => return,
                 // It stopped meanwhile: the next incarnation takes it.
-                Err(ractor::MessagingErr::SendErr(RouterMsg::Deliver(envelope))) => envelope,
+                Err(ractor::MessagingErr::SendErr(RouterMsg::Deliver(envelope, ticket))) => {
+                    (envelope, ticket)
+                }
                 // Lost; the sender resends what stays unacknowledged.
                 Err(_) => return,
             },
-            None => envelope,
+            None => (envelope, ticket),
         };
         tokio::spawn(async move {
             if let Ok(router) = mesh.router_ref().await {
-                let _ = router.cast(RouterMsg::Deliver(envelope));
+                let _ = router.cast(RouterMsg::Deliver(envelope, ticket));
             }
         });
     }
 
-    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+    /// To the conversation actor of `envelope.customer`, with its ticket as above.
+    pub(crate) fn deliver_to_conversation(
+        &self,
+        tenant: &str,
+        envelope: Envelope<ToConversation>,
+        ticket: Option<Ticket>,
+    ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
-        let envelope = match mesh.live_conversation(customer) {
-            Some(actor) => match actor.cast(ConversationMsg::Deliver(envelope)) {
+        let (envelope, ticket) = match mesh.live_conversation(customer) {
+            Some(actor) => match actor.cast(ConversationMsg::Deliver(envelope, ticket)) {
                 Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(ConversationMsg::Deliver(envelope))) => envelope,
+                Err(ractor::MessagingErr::SendErr(ConversationMsg::Deliver(envelope, ticket))) => {
+                    (envelope, ticket)
+                }
                 Err(_) => return,
             },
-            None => envelope,
+            None => (envelope, ticket),
         };
         tokio::spawn(async move {
             if let Ok(actor) = mesh.conversation_ref(customer).await {
-                let _ = actor.cast(ConversationMsg::Deliver(envelope));
+                let _ = actor.cast(ConversationMsg::Deliver(envelope, ticket));
             }
         });
+    }
+}
+
+impl Transport for InProcess {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        self.deliver_to_router(tenant, envelope, None);
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        self.deliver_to_conversation(tenant, envelope, None);
     }
 }

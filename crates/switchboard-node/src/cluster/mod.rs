@@ -156,6 +156,20 @@ impl Ownership {
         ownership
     }
 
+    /// Moves a shard of a fixed ownership: served here at `epoch`, or no longer (tests and
+    /// tools that run nodes without etcd, moving a shard as the membership task would).
+    pub fn set_fixed(&self, shard: u32, epoch: Option<u64>) {
+        match epoch {
+            Some(e) => {
+                self.grant(shard, e);
+                self.set_local(shard, Some(e));
+            }
+            None => {
+                self.withdraw(shard);
+            }
+        }
+    }
+
     pub fn peers(&self) -> &forward::Peers {
         &self.peers
     }
@@ -230,7 +244,8 @@ impl Ownership {
         read(&self.view).clone()
     }
 
-    pub(crate) fn set_view(&self, view: View) {
+    /// Replaces the view (the membership task; tests and tools moving a fixed ownership).
+    pub fn set_view(&self, view: View) {
         *write(&self.view) = view;
         self.changed();
     }

@@ -1,0 +1,144 @@
+//! The actor meshes of one cluster node (issue 12): one shared [`InProcess`] and one
+//! [`GrpcTransport`] per node, and a [`Mesh`] per tenant created on demand — by the first
+//! envelope for the tenant that reaches this node ([`ActorMeshGrpc`]) or the first handle
+//! call ([`Meshes::mesh`]). Each mesh is [`Mesh::clustered`]: its actors run here only while
+//! this node owns their keys' shards, write under those shards' fences, and stop when a
+//! shard moves away.
+//!
+//! A mesh's [`TenantConfig`] (read-only) and the router its router actor starts from when it
+//! has no row are read from the store as the tenant actor loads a tenant (snapshot and the
+//! log after it), off the runtime, without a node-wide lock held across the load: each
+//! tenant has its own once-cell, so a slow load delays only that tenant's first envelopes
+//! (their senders resend them).
+//!
+//! A single node runs no mesh: `server.rs` builds `Meshes` only in cluster mode.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustc_hash::FxHashMap;
+use switchboard_core::{AgentId, GroupId};
+use switchboard_proto::internal::v1::actor_mesh_service_server::ActorMeshServiceServer;
+use switchboard_store::Store;
+use tokio::sync::OnceCell;
+
+use super::grpc::{ActorMeshGrpc, GrpcTransport};
+use super::transport::InProcess;
+use super::{Mesh, MeshArgs, MeshOptions, TenantConfig};
+use crate::cluster::Ownership;
+use crate::error::{Error, Result};
+
+/// Envelopes from other nodes a tenant's actors may have accepted and not yet handled on
+/// this node; beyond it `ActorMeshService.Deliver` answers RESOURCE_EXHAUSTED (the sender
+/// drops the envelope and the link resends it).
+pub const MAX_INBOUND: usize = 10_000;
+
+/// Every tenant's mesh on this node.
+#[allow(missing_debug_implementations)] // a store, a transport and actor directories
+pub struct Meshes {
+    local: Arc<InProcess>,
+    ownership: Arc<Ownership>,
+    store: Arc<dyn Store>,
+    transport: Arc<GrpcTransport>,
+    options: MeshOptions,
+    meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
+}
+
+impl Meshes {
+    pub fn new(store: Arc<dyn Store>, ownership: Arc<Ownership>, options: MeshOptions) -> Self {
+        let local = Arc::new(InProcess::default());
+        let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
+        Meshes { local, ownership, store, transport, options, meshes: Mutex::default() }
+    }
+
+    /// The node's transport (to read what it dropped).
+    pub fn transport(&self) -> &Arc<GrpcTransport> {
+        &self.transport
+    }
+
+    /// `ActorMeshService` for the node's server: delivers into this node's meshes, creating
+    /// a tenant's on its first envelope, at most [`MAX_INBOUND`] unhandled per tenant.
+    pub fn service(self: &Arc<Self>) -> ActorMeshServiceServer<ActorMeshGrpc> {
+        ActorMeshGrpc::new(self.local.clone(), self.ownership.clone())
+            .on_demand(self.clone())
+            .server()
+    }
+
+    /// The tenant's mesh here, created (and its configuration loaded) if it is not yet.
+    /// NOT_FOUND for a tenant the store does not know. The creation runs on a task of its
+    /// own, so a caller that gives up (an envelope's deadline) does not waste the load: the
+    /// next caller finds the mesh.
+    pub async fn mesh(&self, tenant: &str) -> Result<Mesh> {
+        let cell = {
+            let mut meshes = self.meshes.lock().unwrap_or_else(PoisonError::into_inner);
+            meshes.entry(tenant.to_owned()).or_default().clone()
+        };
+        if let Some(mesh) = cell.get() {
+            return Ok(mesh.clone());
+        }
+        let (store, ownership) = (self.store.clone(), self.ownership.clone());
+        let (local, transport, options) =
+            (self.local.clone(), self.transport.clone(), self.options);
+        let tenant = tenant.to_owned();
+        let create = tokio::spawn(async move {
+            let mesh = cell
+                .get_or_try_init(|| async {
+                    let (config, router) = load(store.clone(), tenant.clone()).await?;
+                    let args = MeshArgs {
+                        tenant,
+                        store,
+                        fence: Default::default(),
+                        config,
+                        router,
+                        transport,
+                        options,
+                        heard: None,
+                    };
+                    let mesh = Mesh::clustered(args, ownership);
+                    local.attach(&mesh);
+                    Ok::<_, Error>(mesh)
+                })
+                .await?;
+            Ok(mesh.clone())
+        });
+        create.await.map_err(|e| Error::Unavailable(format!("creating the mesh failed: {e}")))?
+    }
+
+    /// The tenant's mesh if it runs here already.
+    pub fn running(&self, tenant: &str) -> Option<Mesh> {
+        let meshes = self.meshes.lock().unwrap_or_else(PoisonError::into_inner);
+        meshes.get(tenant).and_then(|cell| cell.get().cloned())
+    }
+
+    /// Stops every actor of every mesh here (a node shutting down): each finishes its step.
+    pub async fn stop_all(&self) {
+        let meshes: Vec<Mesh> = {
+            let meshes = self.meshes.lock().unwrap_or_else(PoisonError::into_inner);
+            meshes.values().filter_map(|cell| cell.get().cloned()).collect()
+        };
+        for mesh in meshes {
+            mesh.stop_all().await;
+        }
+    }
+}
+
+/// The tenant's configuration and router as its snapshot and log hold them, read on the
+/// blocking pool.
+async fn load(
+    store: Arc<dyn Store>,
+    tenant: String,
+) -> Result<(Arc<TenantConfig>, switchboard_core::router::Router)> {
+    let name = tenant.clone();
+    let (state, seq) =
+        tokio::task::spawn_blocking(move || crate::registry::replay(store.as_ref(), &name))
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!("loading tenant {tenant} interrupted: {e}"))
+            })??;
+    if seq == 0 && state.id.is_empty() {
+        return Err(Error::NotFound(format!("tenant {tenant:?}")));
+    }
+    let groups: Vec<GroupId> = state.groups.names_after("").map(|(_, n)| GroupId(n)).collect();
+    let agents: Vec<AgentId> = state.agents.names_after("").map(|(_, n)| AgentId(n)).collect();
+    let config = TenantConfig::of(&state.engine, &groups, &agents);
+    Ok((Arc::new(config), state.engine.router().clone()))
+}
