@@ -16,14 +16,16 @@ use std::time::Duration;
 use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
+use switchboard_node::actors::conversation::ConversationHandle;
 use switchboard_node::actors::grpc::{ActorMeshGrpc, DELIVER_DEADLINE, GrpcTransport, encode};
+use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{Mesh, MeshArgs};
+use switchboard_node::actors::{Mesh, MeshArgs, MeshOptions};
 use switchboard_node::cluster::{Owner, Ownership, View};
 use switchboard_proto::internal::v1 as pb;
 use switchboard_proto::internal::v1::actor_mesh_service_server::ActorMeshServiceServer;
-use switchboard_store::{SqliteOptions, SqliteStore, Store};
+use switchboard_store::{Fence, SqliteOptions, SqliteStore, Store};
 
 use self::support::{
     AGENT, Cuttable, TENANT, archived_assignments, message, open, options, placed, until,
@@ -33,6 +35,8 @@ const SHARDS: u32 = 1024;
 
 struct Node {
     mesh: Mesh,
+    /// Fixed, until a test moves a shard.
+    ownership: Arc<Ownership>,
     transport: Arc<Cuttable<GrpcTransport>>,
     addr: std::net::SocketAddr,
     server: Mutex<Server>,
@@ -97,24 +101,24 @@ fn customers_on_a(n: usize) -> Vec<u64> {
 /// One group (auto-accept), one agent of capacity 1 in it, signed out; the router on B, the
 /// conversations on A; both serving.
 async fn cluster() -> Cluster {
-    let c = cluster_with(DELIVER_DEADLINE).await;
+    let c = cluster_with(DELIVER_DEADLINE, MAX_INBOUND, options(Duration::from_secs(3600))).await;
     c.a.serve();
     c.b.serve();
     c
 }
 
-/// The same with another delivery deadline, neither node serving yet (both ports bound).
-async fn cluster_with(deadline: Duration) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let (engine, config) = support::tenant(&[(AGENT, 1)]);
-
+/// Two loopback ports, bound, for nodes A and B.
+async fn two_ports() -> ([tokio::net::TcpListener; 2], [std::net::SocketAddr; 2]) {
     let listeners = [
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     ];
-    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let addrs = [listeners[0].local_addr().unwrap(), listeners[1].local_addr().unwrap()];
+    (listeners, addrs)
+}
+
+/// Node `name`'s fixed ownership: B owns the tenant's shard, A every other, at epoch 1.
+fn fixed_ownership(name: &str, addrs: &[std::net::SocketAddr; 2]) -> Arc<Ownership> {
     let owner = |shard: u32| if shard == router_shard() { "b" } else { "a" };
     let view = View {
         members: BTreeMap::from([
@@ -125,29 +129,43 @@ async fn cluster_with(deadline: Duration) -> Cluster {
             .map(|s| (s, Owner { node: owner(s).into(), epoch: 1, lease: 0 }))
             .collect(),
     };
+    let local = (0..SHARDS).filter(|s| owner(*s) == name).map(|s| (s, 1));
+    Ownership::fixed(name.into(), SHARDS, local, view, None)
+}
+
+/// The same with another delivery deadline and receiver bound, neither node serving yet
+/// (both ports bound). Each mesh is clustered: its actors run under their shards' fences and
+/// stop when their shard moves.
+async fn cluster_with(deadline: Duration, bound: usize, timings: MeshOptions) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let (engine, config) = support::tenant(&[(AGENT, 1)]);
+
+    let (listeners, addrs) = two_ports().await;
     let mut nodes = Vec::new();
     for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
-        let local = (0..SHARDS).filter(|s| owner(*s) == name).map(|s| (s, 1));
-        let ownership = Ownership::fixed(name.into(), SHARDS, local, view.clone(), None);
+        let ownership = fixed_ownership(name, &addrs);
         let inprocess = Arc::new(InProcess::default());
         let transport =
             GrpcTransport::new(inprocess.clone(), ownership.clone()).with_deadline(deadline);
         let transport = Arc::new(Cuttable::new(transport));
-        let mesh = Mesh::new(MeshArgs {
+        let args = MeshArgs {
             tenant: TENANT.into(),
             store: store.clone(),
             fence: Default::default(),
             config: config.clone(),
             router: engine.router().clone(),
             transport: transport.clone(),
-            options: options(Duration::from_secs(3600)),
+            options: timings,
             heard: None,
-        });
+        };
+        let mesh = Mesh::clustered(args, ownership.clone());
         inprocess.attach(&mesh);
         let addr = listener.local_addr().unwrap();
-        let service = ActorMeshGrpc::new(inprocess, ownership).server();
+        let service = ActorMeshGrpc::new(inprocess, ownership.clone()).with_bound(bound).server();
         let server = Mutex::new(Server::Bound(listener, service));
-        nodes.push(Node { mesh, transport, addr, server });
+        nodes.push(Node { mesh, ownership, transport, addr, server });
     }
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
@@ -319,7 +337,9 @@ async fn a_node_refuses_envelopes_it_must_not_deliver() {
 /// assigned, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_does_not_answer_delays_delivery_and_loses_nothing() {
-    let c = cluster_with(Duration::from_millis(200)).await;
+    let c =
+        cluster_with(Duration::from_millis(200), MAX_INBOUND, options(Duration::from_secs(3600)))
+            .await;
     c.a.serve();
     let (a, b) = (&c.a.mesh, &c.b.mesh);
     let customer = customers_on_a(1)[0];
@@ -348,4 +368,316 @@ async fn a_peer_that_does_not_answer_delays_delivery_and_loses_nothing() {
     assert_eq!(load, 1);
     assert_eq!(support::assignments(a, customer).await, 1, "assigned exactly once");
     placed_by_shard(&c);
+}
+
+/// The conversation's shard moves from A to B as the membership task would move it: B's
+/// epoch fenced in the store first, then served by B, named in both views, and dropped by A.
+async fn move_to_b(c: &Cluster, shard: u32) {
+    c.store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
+    c.b.ownership.set_fixed(shard, Some(2));
+    for node in [&c.a, &c.b] {
+        let mut view = node.ownership.view();
+        view.owners.insert(shard, Owner { node: "b".into(), epoch: 2, lease: 0 });
+        node.ownership.set_view(view);
+    }
+    c.a.ownership.set_fixed(shard, None);
+}
+
+/// A customer of node A opens conversation 1, which the router on B queues (the agent is
+/// signed out).
+async fn queued_on_a(a: &Mesh) -> (u64, ConversationHandle) {
+    let customer = customers_on_a(1)[0];
+    let conversation = a.conversation(CustomerId(customer));
+    assert!(conversation.customer_message(message(customer, 1, "hi")).await.unwrap().opened);
+    until("the conversation on A hears it is queued", || async {
+        open(a, customer).await == Some((State::Queued, None))
+    })
+    .await;
+    (customer, conversation)
+}
+
+fn conversation_shard(customer: u64) -> u32 {
+    ActorKey::Conversation { tenant: TENANT, customer: CustomerId(customer) }.shard(SHARDS)
+}
+
+/// Issue 12, a moved shard: a queued conversation's shard moves from A to B. Its actor stops
+/// on A as the ownership changes (no retransmission tick in this test to stop it otherwise;
+/// A refuses to activate it again), the router's assignment goes to B, which activates it
+/// from the row A wrote, and the conversation is served once: queued, assigned (capacity 1),
+/// answered, ended, archived assigned once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_shard_stops_its_actors_and_the_new_owner_serves_them_once() {
+    let hour = Duration::from_secs(3600);
+    let c = cluster_with(
+        DELIVER_DEADLINE,
+        MAX_INBOUND,
+        MeshOptions { retransmit: hour, ..options(hour) },
+    )
+    .await;
+    c.a.serve();
+    c.b.serve();
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let (customer, conversation) = queued_on_a(a).await;
+    assert_eq!(a.live(), (0, 1));
+
+    move_to_b(&c, conversation_shard(customer)).await;
+    until("the conversation actor stops on A", || async { a.live().1 == 0 }).await;
+    let refused = conversation.customer_message(message(customer, 1, "still there?")).await;
+    match refused {
+        Err(switchboard_node::error::Error::Unavailable(m)) => {
+            assert!(m.contains("does not own shard"), "{m}");
+        }
+        other => panic!("A must not serve a moved shard: {other:?}"),
+    }
+
+    // The agent signs in on B's router: the assignment goes to the conversation's new owner.
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation on B hears it is assigned", || async {
+        open(b, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    assert_eq!((a.live(), b.live()), ((0, 0), (1, 1)), "both actors on B now");
+    let on_b = b.conversation(CustomerId(customer));
+    let text = on_b.read(|side| side.conversation().unwrap().customer_messages).await.unwrap();
+    assert!(text >= 1, "B activated it from A's row: the customer's message is there");
+    let replies = on_b.agent_message(ConversationId(1), AGENT, "hello", None).await.unwrap();
+    assert!(!replies.is_empty());
+    on_b.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor on B passivates", || async { b.live().1 == 0 }).await;
+    assert_eq!(placed(b, 1).await.0, None, "the router let go of it");
+    assert_eq!(placed(b, 1).await.1, 0, "and the agent's slot is free");
+    assert_eq!(archived_assignments(&c.store, 1), Some(1), "archived, assigned once");
+    assert_eq!(a.live(), (0, 0), "nothing ran on A after the move");
+}
+
+/// Issue 12, fencing per shard: another node raised the conversation's shard's epoch in the
+/// store while A still believes it owns the shard (a paused node). A's conversation actor
+/// writes under its own shard's fence, so its next write is refused: the caller gets
+/// UNAVAILABLE, the actor stops, and its row is what it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_under_an_epoch_raised_elsewhere_is_refused_and_the_actor_stops() {
+    let c = cluster().await;
+    let a = &c.a.mesh;
+    let (customer, conversation) = queued_on_a(a).await;
+    let row = || c.store.actor(TENANT, "conversation", &customer.to_string()).unwrap();
+    let before = row().unwrap();
+
+    let shard = conversation_shard(customer);
+    c.store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
+    let refused = conversation.customer_message(message(customer, 1, "anyone?")).await;
+    match refused {
+        Err(switchboard_node::error::Error::Unavailable(m)) => {
+            assert!(m.contains(&format!("shard {shard}: epoch 1 is fenced off by epoch 2")), "{m}");
+        }
+        other => panic!("a fenced write must be refused: {other:?}"),
+    }
+    until("the fenced actor stops", || async { a.live().1 == 0 }).await;
+    assert_eq!(row(), Some(before), "nothing of the refused step was written");
+    // The router's shard was not raised: the router on B still writes.
+    let (placement, _, _) = placed(&c.b.mesh, 1).await;
+    assert!(matches!(placement, Some(Placement::Queued { .. })));
+}
+
+/// Issue 12, the bounded receiver: B accepts at most 3 envelopes for the tenant that its
+/// actors have not handled yet (the router is held inside a read meanwhile); the fourth gets
+/// RESOURCE_EXHAUSTED. Once the router has handled them, B accepts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn envelopes_beyond_the_receivers_bound_are_resource_exhausted() {
+    let c = cluster_with(DELIVER_DEADLINE, 3, options(Duration::from_secs(3600))).await;
+    c.a.serve();
+    c.b.serve();
+    let b = c.b.mesh.clone();
+    // Hold the router inside a read until released.
+    let (entered_tx, entered) = tokio::sync::oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let held = tokio::spawn(async move {
+        b.router()
+            .read(move |_| {
+                let _ = entered_tx.send(());
+                let _ = released.recv();
+            })
+            .await
+    });
+    entered.await.unwrap();
+
+    let ack: Envelope<ToRouter> = Envelope {
+        conversation: ConversationId(1),
+        customer: CustomerId(customers_on_a(1)[0]),
+        epoch: 1,
+        body: Body::Ack { next: 0 },
+    };
+    let request = encode(TENANT, pb::MeshDirection::ToRouter, &ack).unwrap();
+    let mut client = pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!(
+        "http://{}",
+        c.b.addr
+    ))
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        client.deliver(request.clone()).await.unwrap();
+    }
+    assert_eq!(c.b.mesh.inbound(), 3);
+    let status = client.deliver(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("not yet handled"), "{}", status.message());
+
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    until("the router handled the three", || async { c.b.mesh.inbound() == 0 }).await;
+    client.deliver(request).await.unwrap();
+    until("and the fourth", || async { c.b.mesh.inbound() == 0 }).await;
+}
+
+/// Issue 12, a node's meshes: the tenant (one auto-accept group, one agent of capacity 1)
+/// exists only in the store, written by the tenant actor. Node A's mesh is created by the
+/// first handle call, node B's by the first envelope that reaches it (the route), each with
+/// the configuration and router loaded from the store; the conversation is queued on B's
+/// router with the stored agent's capacity, then assigned on A. An envelope for a tenant the
+/// store does not know is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
+    use switchboard_node::actors::meshes::Meshes;
+    use switchboard_node::hub::Hub;
+    use switchboard_node::registry::{Options, Registry};
+    use switchboard_proto::internal::v1::command::Op;
+    use switchboard_proto::v1;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
+    let create = v1::CreateTenantRequest { tenant_id: TENANT.into(), ..Default::default() };
+    registry.create_tenant(create).await.unwrap();
+    let group = format!("tenants/{TENANT}/groups/sales");
+    let policy =
+        v1::RoutingPolicy { offer_mode: v1::OfferMode::AutoAccept as i32, ..Default::default() };
+    let put_group =
+        v1::PutGroupRequest { name: group.clone(), policy: Some(policy), ..Default::default() };
+    registry.command(TENANT, Op::PutGroup(put_group), "").await.unwrap();
+    let put_agent = v1::PutAgentRequest {
+        name: format!("tenants/{TENANT}/agents/ann"),
+        nickname: "Ann".into(),
+        capacity: 1,
+        groups: vec![group],
+        ..Default::default()
+    };
+    registry.command(TENANT, Op::PutAgent(put_agent), "").await.unwrap();
+    registry.shutdown().await;
+
+    let (listeners, addrs) = two_ports().await;
+    let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
+        let ownership = fixed_ownership(name, &addrs);
+        let meshes =
+            Arc::new(Meshes::new(store.clone(), ownership, options(Duration::from_secs(3600))));
+        let service = meshes.service();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        servers.push(Task(tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        })));
+        nodes.push(meshes);
+    }
+    let (na, nb) = (&nodes[0], &nodes[1]);
+
+    assert!(na.running(TENANT).is_none() && nb.running(TENANT).is_none());
+    let a = na.mesh(TENANT).await.unwrap();
+    let customer = customers_on_a(1)[0];
+    let mut first = message(customer, 1, "hi");
+    first.group = Some(support::GROUP);
+    assert!(a.conversation(CustomerId(customer)).customer_message(first).await.unwrap().opened);
+    until("the conversation on A hears it is queued", || async {
+        open(&a, customer).await == Some((State::Queued, None))
+    })
+    .await;
+    let b = nb.running(TENANT).expect("B's mesh was created by the route's envelope");
+    let (placement, load, capacity) = placed(&b, 1).await;
+    assert!(matches!(placement, Some(Placement::Queued { .. })), "{placement:?}");
+    assert_eq!((load, capacity), (0, 1), "the stored agent, capacity 1");
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation on A hears it is assigned", || async {
+        open(&a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    assert_eq!((a.live(), b.live()), ((0, 1), (1, 0)), "each actor on its shard's owner");
+
+    // A tenant the store does not know, in a shard A owns.
+    let nobody = (0..)
+        .map(|i| format!("nobody{i}"))
+        .find(|t| ActorKey::Router { tenant: t }.shard(SHARDS) != router_shard())
+        .unwrap();
+    let ack: Envelope<ToRouter> = Envelope {
+        conversation: ConversationId(1),
+        customer: CustomerId(customer),
+        epoch: 1,
+        body: Body::Ack { next: 0 },
+    };
+    let request = encode(&nobody, pb::MeshDirection::ToRouter, &ack).unwrap();
+    let mut client = pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!(
+        "http://{}",
+        addrs[0]
+    ))
+    .await
+    .unwrap();
+    let status = client.deliver(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(na.running(&nobody).is_none());
+    drop(servers);
+}
+
+/// Issue 12, the node's server: in cluster mode it serves `ActorMeshService` (a node that
+/// owns no shard yet, its etcd unreachable, refuses an envelope with UNAVAILABLE naming the
+/// shard); a single node does not serve it (UNIMPLEMENTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_serves_the_actor_mesh_and_a_single_node_does_not() {
+    use switchboard_node::cluster::ClusterConfig;
+    use switchboard_node::server::{NodeConfig, serve};
+
+    for clustered in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // etcd: a loopback port nobody listens on; the node keeps retrying and owns nothing.
+        let etcd = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let cluster = clustered.then(|| ClusterConfig {
+            etcd: vec![etcd.to_string()],
+            name: "wire".into(),
+            node_id: "n1".into(),
+            advertise_addr: addr.to_string(),
+            lease_ttl: Duration::from_secs(10),
+            shards: SHARDS,
+        });
+        let config = NodeConfig { data_dir: dir.path().into(), cluster, ..Default::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let node = Task(tokio::spawn(async move {
+            let _ = serve(config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        }));
+        let ack: Envelope<ToRouter> = Envelope {
+            conversation: ConversationId(1),
+            customer: CustomerId(1),
+            epoch: 1,
+            body: Body::Ack { next: 0 },
+        };
+        let request = encode(TENANT, pb::MeshDirection::ToRouter, &ack).unwrap();
+        let mut client = pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!(
+            "http://{addr}"
+        ))
+        .await
+        .unwrap();
+        let status = client.deliver(request).await.unwrap_err();
+        if clustered {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            assert!(status.message().contains("does not own shard"), "{}", status.message());
+        } else {
+            assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+        }
+        drop(stop);
+        drop(node);
+    }
 }
