@@ -122,7 +122,9 @@ impl Meshes {
 }
 
 /// The tenant's configuration and router as its snapshot and log hold them, read on the
-/// blocking pool.
+/// blocking pool. The router is the tenant actor's: groups, agents, hours, and the tenant
+/// actor's own placements too. Which work a tenant's mesh starts with is for the cut-over of
+/// the public API onto the actors to decide; until then the two do not share conversations.
 async fn load(
     store: Arc<dyn Store>,
     tenant: String,
