@@ -55,6 +55,10 @@ pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_tot
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
 /// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
+/// Actors started again by their supervisor after stopping on their own (a failed write, a
+/// panic), by `kind` and `tenant`; a steady rate is a restart loop (store down, a repeating
+/// panic).
+pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 /// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).

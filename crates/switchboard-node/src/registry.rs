@@ -335,6 +335,9 @@ impl Registry {
     }
 
     fn args(&self, tenant: &str, state: TenantState, log_seq: u64, fence: Fence) -> TenantArgs {
+        // The series exists from the first start, so `increase()` sees the first restart.
+        metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => "tenant", "tenant" => tenant.to_owned())
+            .increment(0);
         TenantArgs {
             tenant: tenant.to_owned(),
             state,
@@ -794,6 +797,8 @@ async fn supervise(
             delay = Duration::ZERO;
         }
         drop(me);
+        metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => "tenant", "tenant" => tenant.clone())
+            .increment(1);
         loop {
             delay = if delay.is_zero() { min } else { (delay * 2).min(max) };
             warn!(

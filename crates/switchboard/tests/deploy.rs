@@ -172,7 +172,7 @@ fn helm_chart_lints_renders_and_validates() {
         let text = std::fs::read_to_string(&rendered).unwrap();
         assert_eq!(text.contains("name: sb-switchboard-auth\n"), values.is_empty(), "{values}");
         if *values == "ci/cluster-values.yaml" {
-            assert!(out.contains("PrometheusRule sb-switchboard: 18 rules pass promtool"), "{out}");
+            assert!(out.contains("PrometheusRule sb-switchboard: 19 rules pass promtool"), "{out}");
             assert!(out.contains("ServiceMonitor sb-switchboard: valid"), "{out}");
             assert!(out.contains("PrometheusRule sb-switchboard: valid against the prometheus-operator CRD schema"), "{out}");
             assert!(out.contains("contact-center.json matches deploy/grafana"), "{out}");
