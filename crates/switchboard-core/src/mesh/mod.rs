@@ -54,20 +54,23 @@
 //! carry a deadline shorter than it), and that a side with unacknowledged messages resends
 //! them at least once per `linger`.
 
+pub mod agent;
 pub mod conversation;
 pub mod link;
 pub mod router;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
 use crate::engine::Target;
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::router::{RouteRequest, Standing};
+use crate::router::{AgentStatus, Release, RouteRequest, Standing, StatusCause, Via};
 use crate::session::{Ask, Placed};
+use crate::time::Timestamp;
 
 /// One message on a conversation's link, or an acknowledgement of the reverse direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +147,60 @@ pub enum ToConversation {
     },
     /// The router could not route it (its group is gone); it stays where it is.
     Refused { reason: String },
+}
+
+/// One message on an agent's link (agent side ↔ router side), or an acknowledgement of the
+/// reverse direction: the same [`Body`] and rules as a conversation's link, named by agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEnvelope<M> {
+    /// The agent whose link this is (the agent side's key).
+    pub agent: AgentId,
+    /// The sender's incarnation.
+    pub epoch: u64,
+    pub body: Body<M>,
+}
+
+/// From an agent side to the router side: the agent's commands the router decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromAgent {
+    Status { status: AgentStatus, cause: StatusCause },
+    Accept { conversation: ConversationId },
+    Decline { conversation: ConversationId },
+    Pick { conversation: ConversationId },
+}
+
+/// From the router side to an agent side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// What one router operation decided about the agent, in order.
+    Decided { facts: Vec<DeskFact> },
+    /// The agent's command `command` (its sequence number on the link) was refused; `status`
+    /// is the agent's status at the router after it (a refused status change does not hold).
+    Refused { command: u64, reason: String, status: AgentStatus },
+}
+
+/// A router decision about one agent, as its desk hears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeskFact {
+    Offered {
+        conversation: ConversationId,
+        expires: Timestamp,
+    },
+    Assigned {
+        conversation: ConversationId,
+        via: Via,
+    },
+    /// It left the agent's lists: requeued (declined, timed out, offline), transferred away,
+    /// or ended.
+    Released {
+        conversation: ConversationId,
+        reason: Release,
+        was_assigned: bool,
+    },
+    Status {
+        status: AgentStatus,
+        cause: StatusCause,
+    },
 }
 
 /// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive

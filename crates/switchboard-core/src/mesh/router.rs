@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::{Body, Envelope, ToConversation, ToRouter, standing};
+use super::{
+    AgentEnvelope, Body, DeskFact, Envelope, FromAgent, ToAgent, ToConversation, ToRouter, standing,
+};
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
 use crate::engine::{Actor, Effect, Target};
@@ -20,6 +22,8 @@ use crate::session::Placed;
 use crate::time::Timestamp;
 
 type RouterLink = Link<ToConversation, ToRouter>;
+/// The router's end of an agent's link ([`super::agent`]).
+type DeskLink = Link<ToAgent, FromAgent>;
 
 /// What a router operation was, for the messages it sends.
 struct Op {
@@ -51,6 +55,12 @@ pub struct RouterSide {
     /// Acknowledgements owed on links this side no longer holds (volatile).
     #[serde(skip)]
     stray: Vec<(ConversationId, CustomerId, u64)>,
+    /// Agent sides run: each decision about an agent is also sent on its link.
+    #[serde(default)]
+    agent_links: bool,
+    /// One link per agent side (agents are never forgotten, so neither are their links).
+    #[serde(default)]
+    agents: BTreeMap<AgentId, DeskLink>,
 }
 
 /// What the router side keeps of one conversation.
@@ -73,7 +83,24 @@ impl RouterSide {
     /// `linger`: how long a left conversation's link is kept to recognise late duplicates;
     /// longer than any envelope can take to arrive.
     pub fn new(router: Router, linger: Duration) -> Self {
-        RouterSide { router, conversations: BTreeMap::new(), epoch: 0, linger, stray: Vec::new() }
+        RouterSide {
+            router,
+            conversations: BTreeMap::new(),
+            epoch: 0,
+            linger,
+            stray: Vec::new(),
+            agent_links: false,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// With agent sides ([`super::AgentSide`]): every decision about an agent (offered,
+    /// assigned, released, its status) is also sent to it on its link, and its commands
+    /// arrive there ([`RouterSide::receive_agent`]). Without, agent commands are calls here
+    /// (the node's actors until they run agent actors).
+    pub fn with_agent_links(mut self) -> Self {
+        self.agent_links = true;
+        self
     }
 
     pub fn router(&self) -> &Router {
@@ -263,6 +290,69 @@ impl RouterSide {
         wire
     }
 
+    // ----- the agents' links --------------------------------------------------------------------
+
+    /// An envelope from an agent side: the commands it completes are decided in order (the
+    /// same operations as the calls above); a refused one is answered on the link.
+    pub fn receive_agent(
+        &mut self,
+        now: Timestamp,
+        envelope: AgentEnvelope<FromAgent>,
+    ) -> Vec<Effect> {
+        let agent = envelope.agent;
+        let link = self.agents.entry(agent).or_default();
+        let first = link.inbox.applied_below();
+        let ready = link.receive(envelope.epoch, envelope.body);
+        let mut out = Vec::new();
+        for (command, message) in (first..).zip(ready) {
+            let decided = match message {
+                FromAgent::Status { status, cause } => self.set_status(now, agent, status, cause),
+                FromAgent::Accept { conversation } => self.accept(now, agent, conversation),
+                FromAgent::Decline { conversation } => self.decline(now, agent, conversation),
+                FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
+            };
+            match decided {
+                Ok(fx) => out.extend(fx),
+                Err(e) => {
+                    let status =
+                        self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
+                    let reason = e.to_string();
+                    let link = self.agents.entry(agent).or_default();
+                    link.out.push(ToAgent::Refused { command, reason, status });
+                }
+            }
+        }
+        out
+    }
+
+    /// How many of an agent side's commands were applied.
+    pub fn applied_agent(&self, agent: AgentId) -> u64 {
+        self.agents.get(&agent).map_or(0, |l| l.inbox.applied_below() - 1)
+    }
+
+    /// What to put on the agents' links once the state is durable.
+    pub fn outgoing_agents(&mut self) -> Vec<AgentEnvelope<ToAgent>> {
+        let epoch = self.epoch;
+        let mut wire = Vec::new();
+        for (agent, link) in &mut self.agents {
+            let agent = *agent;
+            wire.extend(link.bodies().into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
+        }
+        wire
+    }
+
+    /// Everything unacknowledged on the agents' links, again.
+    pub fn retransmit_agents(&self) -> Vec<AgentEnvelope<ToAgent>> {
+        let epoch = self.epoch;
+        let mut wire = Vec::new();
+        for (agent, link) in &self.agents {
+            let agent = *agent;
+            let bodies = link.unacked_bodies();
+            wire.extend(bodies.into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
+        }
+        wire
+    }
+
     // ----- internals ---------------------------------------------------------------------------
 
     /// A conversation the router side may act on: routed and not left.
@@ -337,6 +427,9 @@ impl RouterSide {
     /// change (or when `op.rescan`), every conversation whose offline condition flipped is
     /// told.
     fn decide(&mut self, rout: Vec<router::Effect>, op: Op, out: &mut Vec<Effect>) {
+        if self.agent_links {
+            self.tell_agents(&rout);
+        }
         let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
         let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
         let mut status_changed = op.rescan;
@@ -365,6 +458,37 @@ impl RouterSide {
                     conv.link.out.push(ToConversation::Standing { standing });
                 }
             }
+        }
+    }
+
+    /// Queues each agent's part of a router operation on its link, as one message: the
+    /// same decisions `facts::steps` turns into agent notes (an offer of a conversation
+    /// the router side does not know is dropped there too).
+    fn tell_agents(&mut self, rout: &[router::Effect]) {
+        let mut decided: BTreeMap<AgentId, Vec<DeskFact>> = BTreeMap::new();
+        for e in rout {
+            let (agent, fact) = match *e {
+                router::Effect::Offered { conversation, agent, expires } => {
+                    if self.conversations.get(&conversation).is_none_or(|c| c.left) {
+                        continue;
+                    }
+                    (agent, DeskFact::Offered { conversation, expires })
+                }
+                router::Effect::Assigned { conversation, agent, via } => {
+                    (agent, DeskFact::Assigned { conversation, via })
+                }
+                router::Effect::Released { conversation, agent, reason, was_assigned } => {
+                    (agent, DeskFact::Released { conversation, reason, was_assigned })
+                }
+                router::Effect::StatusChanged { agent, to, cause, .. } => {
+                    (agent, DeskFact::Status { status: to, cause })
+                }
+                _ => continue,
+            };
+            decided.entry(agent).or_default().push(fact);
+        }
+        for (agent, facts) in decided {
+            self.agents.entry(agent).or_default().out.push(ToAgent::Decided { facts });
         }
     }
 }

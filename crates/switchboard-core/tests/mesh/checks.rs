@@ -1,7 +1,7 @@
 //! The invariants of the simulation: those the core's property tests check on one engine,
 //! stated for a router side and conversation sides that only hear of each other by message.
 
-use switchboard_core::mesh::ToConversation;
+use switchboard_core::mesh::{DeskEvent, ToAgent, ToConversation};
 use switchboard_core::router::{Placement, Router};
 use switchboard_core::session::Placed;
 use switchboard_core::{AgentId, ConversationId, GroupId, State};
@@ -16,8 +16,31 @@ use crate::sim::Sim;
 /// - no conversation over its channel's budget (the effects are checked as they commit);
 /// - exactly once: the assignments a conversation side applied are, in order, the ones among
 ///   the router's durable decisions it acknowledged having heard of, so no assignment is
-///   applied twice, skipped or invented.
+///   applied twice, skipped or invented;
+/// - every agent's desk stream (gap-free: numbering is checked as it commits) is, in order,
+///   the router's durable decisions about that agent (offered, assigned, released, status)
+///   and its refusals of the agent's commands, exactly those its agent side applied durably.
 pub fn always(sim: &Sim) -> Result<(), String> {
+    for (a, node) in sim.agents.iter().enumerate() {
+        let agent = AgentId(a as u64);
+        let heard: Vec<DeskEvent> = (1..=node.durable().applied())
+            .flat_map(|seq| match sim.to_agent.get(&(agent, seq)) {
+                Some(ToAgent::Decided { facts }) => {
+                    facts.iter().cloned().map(DeskEvent::Router).collect()
+                }
+                Some(ToAgent::Refused { command, reason, .. }) => {
+                    vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
+                }
+                None => vec![DeskEvent::Refused { command: 0, reason: "never sent".into() }],
+            })
+            .collect();
+        if sim.desks[a] != heard {
+            return Err(format!(
+                "{agent}'s desk stream is {:?}, the router's decisions it applied are {heard:?}",
+                sim.desks[a]
+            ));
+        }
+    }
     let r = sim.router.live.router();
     r.check_invariants()?;
     check_ranks(r)?;
@@ -64,9 +87,51 @@ pub fn always(sim: &Sim) -> Result<(), String> {
 ///   nowhere), with the same agent, and knows SPEC §4.5's offline condition exactly;
 /// - every conversation the router holds is open on its customer's side (nothing ended stays
 ///   placed, nothing is lost between the sides: work conservation across them);
-/// - each side applied everything the other sent.
+/// - each side applied everything the other sent;
+/// - every agent side holds what the router says the agent holds, and has the router's
+///   status of the agent (each may have been one message stale while the network was not).
 pub fn quiet(sim: &Sim) -> Result<(), String> {
     let r = sim.router.live.router();
+    for (a, node) in sim.agents.iter().enumerate() {
+        let agent = AgentId(a as u64);
+        let side = &node.live;
+        let at_router = r.agent(agent).expect("the model's agent");
+        if side.status() != at_router.status {
+            return Err(format!(
+                "quiet, yet {agent}'s side says {:?}, the router {:?}",
+                side.status(),
+                at_router.status
+            ));
+        }
+        let mut offered: Vec<_> = at_router.offered.iter().copied().collect();
+        let mut assigned: Vec<_> = at_router.assigned.iter().copied().collect();
+        offered.sort();
+        assigned.sort();
+        let desk = (
+            side.offered().iter().copied().collect::<Vec<_>>(),
+            side.assigned().iter().copied().collect::<Vec<_>>(),
+        );
+        if desk != (offered.clone(), assigned.clone()) {
+            return Err(format!(
+                "quiet, yet {agent}'s desk holds (offered, assigned) {desk:?}, the router {:?}",
+                (offered, assigned)
+            ));
+        }
+        let sent = sim.to_agent.keys().filter(|(x, _)| *x == agent).map(|(_, s)| *s).max();
+        if side.applied() != sent.unwrap_or(0) {
+            return Err(format!(
+                "quiet, yet {agent}'s side applied {} of the router's {sent:?} messages",
+                side.applied()
+            ));
+        }
+        let asked = sim.from_agent.keys().filter(|(x, _)| *x == agent).map(|(_, s)| *s).max();
+        if sim.router.live.applied_agent(agent) != asked.unwrap_or(0) {
+            return Err(format!(
+                "quiet, yet the router applied {} of {agent}'s {asked:?} commands",
+                sim.router.live.applied_agent(agent)
+            ));
+        }
+    }
     for (u, side) in sim.sides.iter().enumerate() {
         let Some(c) = side.live.conversation() else { continue };
         let placement = r.placement(c.id);
