@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::{AgentEnvelope, DeskFact, FromAgent, ToAgent};
+use super::{AgentEnvelope, FromAgent, ToAgent};
+use crate::engine::Note;
 use crate::ids::{AgentId, ConversationId};
 use crate::router::{AgentStatus, StatusCause};
 
@@ -23,8 +24,8 @@ type AgentLink = Link<FromAgent, ToAgent>;
 /// One entry of the agent's desk stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeskEvent {
-    /// A decision of the router about this agent.
-    Router(DeskFact),
+    /// A decision of the router about this agent, as the note the desk shows.
+    Note(Note),
     /// The router refused the agent's command `command` (its sequence number on the link).
     Refused { command: u64, reason: String },
 }
@@ -128,10 +129,10 @@ impl AgentSide {
     pub fn receive(&mut self, envelope: AgentEnvelope<ToAgent>) {
         for message in self.link.receive(envelope.epoch, envelope.body) {
             match message {
-                ToAgent::Decided { facts } => {
-                    for fact in facts {
-                        self.hold(&fact);
-                        self.record(DeskEvent::Router(fact));
+                ToAgent::Decided { notes } => {
+                    for note in notes {
+                        self.hold(&note);
+                        self.record(DeskEvent::Note(note));
                     }
                 }
                 ToAgent::Refused { command, reason, status } => {
@@ -171,20 +172,21 @@ impl AgentSide {
 
     // ----- internals ---------------------------------------------------------------------------
 
-    fn hold(&mut self, fact: &DeskFact) {
-        match *fact {
-            DeskFact::Offered { conversation, .. } => {
+    fn hold(&mut self, note: &Note) {
+        match *note {
+            Note::Offered { conversation, .. } => {
                 self.offered.insert(conversation);
             }
-            DeskFact::Assigned { conversation, .. } => {
+            Note::Assigned { conversation, .. } => {
                 self.offered.remove(&conversation);
                 self.assigned.insert(conversation);
             }
-            DeskFact::Released { conversation, .. } => {
+            Note::Released { conversation, .. } => {
                 self.offered.remove(&conversation);
                 self.assigned.remove(&conversation);
             }
-            DeskFact::Status { status, .. } => self.status = status,
+            Note::StatusChanged { status, .. } => self.status = status,
+            _ => {}
         }
     }
 

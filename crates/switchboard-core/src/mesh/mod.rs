@@ -1,15 +1,20 @@
 //! The cross-actor protocol: what crosses between a conversation and the router when they are
 //! not delivered synchronously by the [`Engine`](crate::engine::Engine) (issue 12).
 //!
-//! Two state machines stand where the engine stands on one node:
+//! Three state machines stand where the engine stands on one node:
 //! - [`ConversationSide`]: one customer and its open conversation, around a
 //!   [`Session`](crate::session::Session) (lifecycle, replies, budget, timers). It sends the
 //!   session's [`Ask`]s as [`ToRouter`] messages.
 //! - [`RouterSide`]: the tenant's [`Router`](crate::router::Router) (queues, agents, capacity,
 //!   offers, affinity). It sends each router decision as [`ToConversation::Placed`] with where
 //!   the conversation stands after it.
+//! - [`AgentSide`]: one agent's desk: its status as set, its numbered desk stream, what it
+//!   holds as the router told it. Its commands go to the router side as [`FromAgent`] on the
+//!   agent's link ([`AgentEnvelope`]); the router decides them (it is the single writer of
+//!   capacity) and sends its decisions about the agent back as [`ToAgent`].
 //!
-//! **Links.** Each conversation has one link between the two sides; every message on it
+//! **Links.** Each agent has one link to the router side, with the same rules as below.
+//! Each conversation has one link between its side and the router side; every message on it
 //! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
 //! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
 //! [`Body`], a message with its per-link sequence number or a cumulative acknowledgement.
@@ -46,7 +51,10 @@
 //!   transfer or requeue is in flight;
 //! - a customer message that arrives while its conversation's route is in flight gets the
 //!   replies of a conversation not routed yet (no queue or offline reply); the opening
-//!   message's own replies wait for the first decision and are then exactly the engine's.
+//!   message's own replies wait for the first decision and are then exactly the engine's;
+//! - the router's copy of an agent's status (it routes on it) is one [`FromAgent::Status`]
+//!   behind the agent side; the agent side's view of what it holds, and of status changes the
+//!   router made, one [`ToAgent`] behind. Capacity and load are only the router's.
 //!
 //! **Tombstones.** The router keeps a left conversation's link for [`RouterSide`]'s `linger`
 //! after the last envelope seen on it, so that late copies are recognised as duplicates. This
@@ -65,12 +73,11 @@ pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
-use crate::engine::Target;
+use crate::engine::{Note, Target};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::router::{AgentStatus, Release, RouteRequest, Standing, StatusCause, Via};
+use crate::router::{AgentStatus, RouteRequest, Standing, StatusCause};
 use crate::session::{Ask, Placed};
-use crate::time::Timestamp;
 
 /// One message on a conversation's link, or an acknowledgement of the reverse direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,35 +179,13 @@ pub enum FromAgent {
 /// From the router side to an agent side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToAgent {
-    /// What one router operation decided about the agent, in order.
-    Decided { facts: Vec<DeskFact> },
+    /// What one router operation decided about the agent, in order, as the notes its desk
+    /// shows: `Offered`, `Assigned`, `Released` (requeued on a decline, a timeout or going
+    /// offline; transferred away; ended), `StatusChanged`, and `UnrepliedAlert`.
+    Decided { notes: Vec<Note> },
     /// The agent's command `command` (its sequence number on the link) was refused; `status`
     /// is the agent's status at the router after it (a refused status change does not hold).
     Refused { command: u64, reason: String, status: AgentStatus },
-}
-
-/// A router decision about one agent, as its desk hears it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeskFact {
-    Offered {
-        conversation: ConversationId,
-        expires: Timestamp,
-    },
-    Assigned {
-        conversation: ConversationId,
-        via: Via,
-    },
-    /// It left the agent's lists: requeued (declined, timed out, offline), transferred away,
-    /// or ended.
-    Released {
-        conversation: ConversationId,
-        reason: Release,
-        was_assigned: bool,
-    },
-    Status {
-        status: AgentStatus,
-        cause: StatusCause,
-    },
 }
 
 /// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive

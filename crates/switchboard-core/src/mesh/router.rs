@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::link::Link;
 use super::{
-    AgentEnvelope, Body, DeskFact, Envelope, FromAgent, ToAgent, ToConversation, ToRouter, standing,
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter, standing,
 };
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
-use crate::engine::{Actor, Effect, Target};
+use crate::engine::{Actor, Effect, Note, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::router::{self, AgentStatus, Router, Standing, StatusCause};
@@ -397,7 +397,18 @@ impl RouterSide {
                 conv.link.out.clear();
                 self.decide(rout, Op::new(Cause::Routed), out);
             }
-            ToRouter::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
+            ToRouter::Alert { agent, group } => {
+                let mut alert = Vec::new();
+                facts::alert(&self.router, id, agent, group, &mut alert);
+                let mut desks = BTreeMap::new();
+                for e in &alert {
+                    if let Effect::Notify { agent, note } = e {
+                        desks.entry(*agent).or_insert_with(Vec::new).push(note.clone());
+                    }
+                }
+                self.tell_agents(desks);
+                out.extend(alert);
+            }
             ToRouter::Wrote => {
                 let conv = self.conversations.get_mut(&id).expect("the link exists");
                 let standing = self.router.standing(id, conv.dedicated);
@@ -427,19 +438,33 @@ impl RouterSide {
     /// change (or when `op.rescan`), every conversation whose offline condition flipped is
     /// told.
     fn decide(&mut self, rout: Vec<router::Effect>, op: Op, out: &mut Vec<Effect>) {
-        if self.agent_links {
-            self.tell_agents(&rout);
-        }
         let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
         let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
+        // Each agent's notes, in order: those of the router's own, and the assignments its
+        // conversations' sessions will note.
+        let mut desks: BTreeMap<AgentId, Vec<Note>> = BTreeMap::new();
         let mut status_changed = op.rescan;
         for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
-                Step::Placed(c, fact) => decided.entry(c).or_default().push(fact),
-                Step::Effect(e) => out.push(e),
+                Step::Placed(c, fact) => {
+                    if let Placed::Assigned { agent, via, .. } = fact {
+                        desks
+                            .entry(agent)
+                            .or_default()
+                            .push(Note::Assigned { conversation: c, via });
+                    }
+                    decided.entry(c).or_default().push(fact);
+                }
+                Step::Effect(e) => {
+                    if let Effect::Notify { agent, note } = &e {
+                        desks.entry(*agent).or_default().push(note.clone());
+                    }
+                    out.push(e);
+                }
                 Step::Status(_) => status_changed = true,
             }
         }
+        self.tell_agents(desks);
         for (id, facts) in decided {
             let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
                 continue;
@@ -461,34 +486,14 @@ impl RouterSide {
         }
     }
 
-    /// Queues each agent's part of a router operation on its link, as one message: the
-    /// same decisions `facts::steps` turns into agent notes (an offer of a conversation
-    /// the router side does not know is dropped there too).
-    fn tell_agents(&mut self, rout: &[router::Effect]) {
-        let mut decided: BTreeMap<AgentId, Vec<DeskFact>> = BTreeMap::new();
-        for e in rout {
-            let (agent, fact) = match *e {
-                router::Effect::Offered { conversation, agent, expires } => {
-                    if self.conversations.get(&conversation).is_none_or(|c| c.left) {
-                        continue;
-                    }
-                    (agent, DeskFact::Offered { conversation, expires })
-                }
-                router::Effect::Assigned { conversation, agent, via } => {
-                    (agent, DeskFact::Assigned { conversation, via })
-                }
-                router::Effect::Released { conversation, agent, reason, was_assigned } => {
-                    (agent, DeskFact::Released { conversation, reason, was_assigned })
-                }
-                router::Effect::StatusChanged { agent, to, cause, .. } => {
-                    (agent, DeskFact::Status { status: to, cause })
-                }
-                _ => continue,
-            };
-            decided.entry(agent).or_default().push(fact);
+    /// Queues each agent's notes of one router operation on its link, as one message (with
+    /// agent links only).
+    fn tell_agents(&mut self, desks: BTreeMap<AgentId, Vec<Note>>) {
+        if !self.agent_links {
+            return;
         }
-        for (agent, facts) in decided {
-            self.agents.entry(agent).or_default().out.push(ToAgent::Decided { facts });
+        for (agent, notes) in desks {
+            self.agents.entry(agent).or_default().out.push(ToAgent::Decided { notes });
         }
     }
 }

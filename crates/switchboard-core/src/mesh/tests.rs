@@ -6,13 +6,13 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::{
-    AgentSide, Body, ConversationSide, DeskEvent, DeskFact, Envelope, RouterSide, ToAgent, ToRouter,
+    AgentSide, Body, ConversationSide, DeskEvent, Envelope, RouterSide, ToAgent, ToRouter,
 };
 use crate::channel::Channel;
 use crate::config::{AgentSettings, AutoAcceptReply, GroupSettings, TenantSettings};
 use crate::conversation::State;
 use crate::engine::customer_message::CustomerMessage;
-use crate::engine::{Actor, Effect};
+use crate::engine::{Actor, Effect, Note};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::router::{AgentStatus, Router, StatusCause, Via};
 use crate::session::{Config, Customer};
@@ -208,8 +208,8 @@ fn an_agent_changes_status_on_its_side_and_its_desk_hears_the_router_decide() {
         "one message behind"
     );
     let events = exchange(now, &mut router, &mut desk);
-    let away = DeskFact::Status { status: AgentStatus::Away, cause: StatusCause::Agent };
-    assert_eq!(events, [DeskEvent::Router(away)]);
+    let away = Note::StatusChanged { status: AgentStatus::Away, cause: StatusCause::Agent };
+    assert_eq!(events, [DeskEvent::Note(away)]);
     assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Away);
     // A customer waits; the agent comes back and the router assigns it the conversation.
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
@@ -218,9 +218,9 @@ fn an_agent_changes_status_on_its_side_and_its_desk_hears_the_router_decide() {
     }
     desk.set_status(AgentStatus::Online, StatusCause::Agent);
     let events = exchange(now + secs(1), &mut router, &mut desk);
-    let online = DeskFact::Status { status: AgentStatus::Online, cause: StatusCause::Agent };
-    let assigned = DeskFact::Assigned { conversation: C1, via: Via::Auto };
-    assert_eq!(events, [DeskEvent::Router(online), DeskEvent::Router(assigned)]);
+    let online = Note::StatusChanged { status: AgentStatus::Online, cause: StatusCause::Agent };
+    let assigned = Note::Assigned { conversation: C1, via: Via::Auto };
+    assert_eq!(events, [DeskEvent::Note(online), DeskEvent::Note(assigned)]);
     assert!(desk.assigned().contains(&C1));
     // The acknowledgements stop the retransmissions both ways.
     for e in desk.outgoing() {

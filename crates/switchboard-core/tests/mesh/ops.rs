@@ -1,9 +1,11 @@
 //! What customers, agents and supervisors do in the simulation: one random operation on the
 //! side it belongs to, refused or not; only what succeeds changes the side.
 
-use switchboard_core::mesh::{DeskFact, ToAgent};
+use switchboard_core::mesh::ToAgent;
 use switchboard_core::router::{Release, StatusCause, Via};
-use switchboard_core::{Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect};
+use switchboard_core::{
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Note,
+};
 
 use super::{Done, Sim, Who, random_message, random_target};
 use crate::checks;
@@ -252,15 +254,15 @@ fn err(r: switchboard_core::Result<Vec<Effect>>) -> Outcome {
 pub fn agent_kinds<'a>(messages: impl Iterator<Item = &'a ToAgent>) -> u32 {
     let mut kinds = 0;
     for m in messages {
-        let ToAgent::Decided { facts } = m else { continue };
-        for f in facts {
-            kinds |= match f {
-                DeskFact::Status {
+        let ToAgent::Decided { notes } = m else { continue };
+        for n in notes {
+            kinds |= match n {
+                Note::StatusChanged {
                     cause: StatusCause::Agent | StatusCause::Supervisor, ..
                 } => 1 << 7,
-                DeskFact::Assigned { via: Via::Accepted, .. }
-                | DeskFact::Released { reason: Release::Declined, .. } => 1 << 8,
-                DeskFact::Assigned { via: Via::Picked, .. } => 1 << 9,
+                Note::Assigned { via: Via::Accepted, .. }
+                | Note::Released { reason: Release::Declined, .. } => 1 << 8,
+                Note::Assigned { via: Via::Picked, .. } => 1 << 9,
                 _ => 0,
             };
         }

@@ -116,11 +116,6 @@ impl<S: Clone + Serialize + DeserializeOwned> Node<S> {
         Node { durable: state.clone(), live: state, dirty: false, done: Vec::new() }
     }
 
-    /// The last commit.
-    pub fn durable(&self) -> &S {
-        &self.durable
-    }
-
     fn did(&mut self, effects: Vec<Effect>) {
         self.dirty = true;
         self.done.extend(effects.into_iter().map(Done::Effect));
@@ -361,52 +356,14 @@ impl Sim {
     fn send(&mut self, wire: Wire) -> Result<(), String> {
         match &wire {
             Wire::ToRouter(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old =
-                        self.to_router.entry((e.conversation, *seq)).or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} to the router carried {old:?}, now {message:?}",
-                            e.conversation
-                        ));
-                    }
-                }
+                once(&mut self.to_router, e.conversation, &e.body, "to the router")?
             }
             Wire::ToConversation(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old = self
-                        .to_conversation
-                        .entry((e.conversation, *seq))
-                        .or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} to its conversation carried {old:?}, now {message:?}",
-                            e.conversation
-                        ));
-                    }
-                }
+                once(&mut self.to_conversation, e.conversation, &e.body, "to its conversation")?
             }
-            Wire::ToAgent(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old = self.to_agent.entry((e.agent, *seq)).or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} to its agent side carried {old:?}, now {message:?}",
-                            e.agent
-                        ));
-                    }
-                }
-            }
+            Wire::ToAgent(e) => once(&mut self.to_agent, e.agent, &e.body, "to its agent side")?,
             Wire::FromAgent(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old = self.from_agent.entry((e.agent, *seq)).or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} from its agent side carried {old:?}, now {message:?}",
-                            e.agent
-                        ));
-                    }
-                }
+                once(&mut self.from_agent, e.agent, &e.body, "from its agent side")?
             }
         }
         self.net.push((self.now, wire));
@@ -493,16 +450,24 @@ impl Sim {
                 if !n.dirty {
                     return Ok(());
                 }
-                // The desk events go in the same write as the state that numbered them.
+                // The desk events go in the same write as the state that numbered them, and
+                // are the router's messages this write applies, in order.
+                let agent = AgentId(a as u64);
+                let before = n.durable.applied();
                 let desk = n.live.take_desk();
                 n.durable = n.live.clone();
                 n.dirty = false;
+                let heard = checks::desk(&self.to_agent, agent, before + 1..=n.durable.applied());
+                if desk.iter().map(|(_, e)| e).ne(heard.iter()) {
+                    return Err(format!(
+                        "{agent} committed the desk events {desk:?}, the router's messages it applied make {heard:?}"
+                    ));
+                }
                 let stream = &mut self.desks[a];
                 for (seq, event) in desk {
                     if seq != stream.len() as u64 + 1 {
                         return Err(format!(
-                            "{}'s desk stream has {} events; the next came numbered {seq}",
-                            AgentId(a as u64),
+                            "{agent}'s desk stream has {} events; the next came numbered {seq}",
                             stream.len()
                         ));
                     }
@@ -668,6 +633,22 @@ impl Sim {
         }
         Ok(resent)
     }
+}
+
+/// Records a message put on a link; a sequence number must never carry two different ones.
+fn once<K: Ord + Copy + std::fmt::Display, M: Clone + PartialEq + std::fmt::Debug>(
+    sent: &mut BTreeMap<(K, u64), M>,
+    link: K,
+    body: &Body<M>,
+    direction: &str,
+) -> Result<(), String> {
+    if let Body::Message { seq, message } = body {
+        let old = sent.entry((link, *seq)).or_insert_with(|| message.clone());
+        if old != message {
+            return Err(format!("{link} seq {seq} {direction} carried {old:?}, now {message:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// A customer message: a keyword now and then, a group or a priority now and then.
