@@ -43,6 +43,9 @@ pub struct AgentSide {
     link: AgentLink,
     /// The next desk event's number (the first is 1).
     desk_next: u64,
+    /// The number of the latest status command: only its refusal puts the router's status
+    /// back (a later one in flight will be decided after it).
+    last_status: u64,
     /// Desk events of this step, not yet handed to the shell (volatile: a step lost in a
     /// crash is applied again from the router's resent messages, with the same numbers).
     #[serde(skip)]
@@ -60,6 +63,7 @@ impl AgentSide {
             assigned: BTreeSet::new(),
             link: Link::default(),
             desk_next: 1,
+            last_status: 0,
             desk: Vec::new(),
         }
     }
@@ -104,7 +108,8 @@ impl AgentSide {
     /// number on the link, which a [`DeskEvent::Refused`] names.
     pub fn set_status(&mut self, status: AgentStatus, cause: StatusCause) -> u64 {
         self.status = status;
-        self.link.out.push(FromAgent::Status { status, cause })
+        self.last_status = self.link.out.push(FromAgent::Status { status, cause });
+        self.last_status
     }
 
     /// Forwards an acceptance of an offer; the router decides.
@@ -137,7 +142,9 @@ impl AgentSide {
                 }
                 ToAgent::Refused { command, reason, status } => {
                     // A refused status change leaves the router's status standing.
-                    self.status = status;
+                    if command == self.last_status {
+                        self.status = status;
+                    }
                     self.record(DeskEvent::Refused { command, reason });
                 }
             }
