@@ -259,3 +259,30 @@ fn a_refused_command_reaches_the_desk_and_a_refused_status_does_not_hold() {
         Body::Message { message: ToAgent::Refused { status: AgentStatus::Offline, .. }, .. }
     )));
 }
+
+#[test]
+fn a_restarted_agent_side_resends_its_command_and_numbers_its_desk_on() {
+    let (_, router, _) = setup();
+    let mut router = router.with_agent_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    desk.set_status(AgentStatus::Away, StatusCause::Agent);
+    assert_eq!(exchange(now, &mut router, &mut desk).len(), 1);
+    // The next command is written (durable) and lost on the way; then the side restarts.
+    desk.set_status(AgentStatus::Busy, StatusCause::Agent);
+    let lost = desk.outgoing();
+    assert_eq!(lost.len(), 2, "the command and the acknowledgement of the router's message");
+    let bytes = rmp_serde::to_vec_named(&desk).unwrap();
+    let mut desk: AgentSide = rmp_serde::from_slice(&bytes).unwrap();
+    desk.restart(2);
+    let events = exchange(now, &mut router, &mut desk);
+    let busy = Note::StatusChanged { status: AgentStatus::Busy, cause: StatusCause::Agent };
+    assert_eq!(events, [DeskEvent::Note(busy)]);
+    assert_eq!(desk.desk_next(), 3, "numbered on from the stored stream");
+    // A late copy of the first incarnation's command changes nothing.
+    for e in lost {
+        router.receive_agent(now, e);
+    }
+    assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Busy);
+    assert_eq!(router.applied_agent(A1), 2);
+}
