@@ -158,12 +158,26 @@ impl<Out: Clone, In> Link<Out, In> {
         out: &mut Vec<Envelope<Out>>,
     ) {
         let envelope = |body| Envelope { conversation, customer, epoch, body };
-        for (seq, message) in self.out.unsent() {
-            out.push(envelope(Body::Message { seq, message }));
-        }
+        out.extend(self.bodies().into_iter().map(envelope));
+    }
+
+    /// [`Link::outgoing`]'s bodies, for a link whose envelopes name something else (an
+    /// agent's link, [`super::agent`]).
+    pub fn bodies(&mut self) -> Vec<Body<Out>> {
+        let mut out: Vec<_> =
+            self.out.unsent().map(|(seq, message)| Body::Message { seq, message }).collect();
         if std::mem::take(&mut self.inbox.ack_due) {
-            out.push(envelope(Body::Ack { next: self.inbox.next }));
+            out.push(Body::Ack { next: self.inbox.next });
         }
+        out
+    }
+
+    /// [`Link::retransmit`]'s bodies.
+    pub fn unacked_bodies(&self) -> Vec<Body<Out>> {
+        let unacked = self.out.unacked.iter();
+        unacked
+            .map(|(seq, message)| Body::Message { seq: *seq, message: message.clone() })
+            .collect()
     }
 
     /// Everything unacknowledged, again (the retransmission timer).
@@ -174,10 +188,8 @@ impl<Out: Clone, In> Link<Out, In> {
         epoch: u64,
         out: &mut Vec<Envelope<Out>>,
     ) {
-        for (seq, message) in &self.out.unacked {
-            let body = Body::Message { seq: *seq, message: message.clone() };
-            out.push(Envelope { conversation, customer, epoch, body });
-        }
+        let envelope = |body| Envelope { conversation, customer, epoch, body };
+        out.extend(self.unacked_bodies().into_iter().map(envelope));
     }
 }
 

@@ -1,15 +1,20 @@
 //! The cross-actor protocol: what crosses between a conversation and the router when they are
 //! not delivered synchronously by the [`Engine`](crate::engine::Engine) (issue 12).
 //!
-//! Two state machines stand where the engine stands on one node:
+//! Three state machines stand where the engine stands on one node:
 //! - [`ConversationSide`]: one customer and its open conversation, around a
 //!   [`Session`](crate::session::Session) (lifecycle, replies, budget, timers). It sends the
 //!   session's [`Ask`]s as [`ToRouter`] messages.
 //! - [`RouterSide`]: the tenant's [`Router`](crate::router::Router) (queues, agents, capacity,
 //!   offers, affinity). It sends each router decision as [`ToConversation::Placed`] with where
 //!   the conversation stands after it.
+//! - [`AgentSide`]: one agent's desk: its status as set, its numbered desk stream, what it
+//!   holds as the router told it. Its commands go to the router side as [`FromAgent`] on the
+//!   agent's link ([`AgentEnvelope`]); the router decides them (it is the single writer of
+//!   capacity) and sends its decisions about the agent back as [`ToAgent`].
 //!
-//! **Links.** Each conversation has one link between the two sides; every message on it
+//! **Links.** Each agent has one link to the router side, with the same rules as below.
+//! Each conversation has one link between its side and the router side; every message on it
 //! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
 //! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
 //! [`Body`], a message with its per-link sequence number or a cumulative acknowledgement.
@@ -46,7 +51,10 @@
 //!   transfer or requeue is in flight;
 //! - a customer message that arrives while its conversation's route is in flight gets the
 //!   replies of a conversation not routed yet (no queue or offline reply); the opening
-//!   message's own replies wait for the first decision and are then exactly the engine's.
+//!   message's own replies wait for the first decision and are then exactly the engine's;
+//! - the router's copy of an agent's status (it routes on it) is one [`FromAgent::Status`]
+//!   behind the agent side; the agent side's view of what it holds, and of status changes the
+//!   router made, one [`ToAgent`] behind. Capacity and load are only the router's.
 //!
 //! **Tombstones.** The router keeps a left conversation's link for [`RouterSide`]'s `linger`
 //! after the last envelope seen on it, so that late copies are recognised as duplicates. This
@@ -54,19 +62,21 @@
 //! carry a deadline shorter than it), and that a side with unacknowledged messages resends
 //! them at least once per `linger`.
 
+pub mod agent;
 pub mod conversation;
 pub mod link;
 pub mod router;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
-use crate::engine::Target;
+use crate::engine::{Note, Target};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::router::{RouteRequest, Standing};
+use crate::router::{AgentStatus, RouteRequest, Standing, StatusCause};
 use crate::session::{Ask, Placed};
 
 /// One message on a conversation's link, or an acknowledgement of the reverse direction.
@@ -144,6 +154,38 @@ pub enum ToConversation {
     },
     /// The router could not route it (its group is gone); it stays where it is.
     Refused { reason: String },
+}
+
+/// One message on an agent's link (agent side ↔ router side), or an acknowledgement of the
+/// reverse direction: the same [`Body`] and rules as a conversation's link, named by agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEnvelope<M> {
+    /// The agent whose link this is (the agent side's key).
+    pub agent: AgentId,
+    /// The sender's incarnation.
+    pub epoch: u64,
+    pub body: Body<M>,
+}
+
+/// From an agent side to the router side: the agent's commands the router decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromAgent {
+    Status { status: AgentStatus, cause: StatusCause },
+    Accept { conversation: ConversationId },
+    Decline { conversation: ConversationId },
+    Pick { conversation: ConversationId },
+}
+
+/// From the router side to an agent side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// What one router operation decided about the agent, in order, as the notes its desk
+    /// shows: `Offered`, `Assigned`, `Released` (requeued on a decline, a timeout or going
+    /// offline; transferred away; ended), `StatusChanged`, and `UnrepliedAlert`.
+    Decided { notes: Vec<Note> },
+    /// The agent's command `command` (its sequence number on the link) was refused; `status`
+    /// is the agent's status at the router after it (a refused status change does not hold).
+    Refused { command: u64, reason: String, status: AgentStatus },
 }
 
 /// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive

@@ -9,10 +9,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::{Body, Envelope, ToConversation, ToRouter, standing};
+use super::{
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter, standing,
+};
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
-use crate::engine::{Actor, Effect, Target};
+use crate::engine::{Actor, Effect, Note, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::router::{self, AgentStatus, Router, Standing, StatusCause};
@@ -20,6 +22,8 @@ use crate::session::Placed;
 use crate::time::Timestamp;
 
 type RouterLink = Link<ToConversation, ToRouter>;
+/// The router's end of an agent's link ([`super::agent`]).
+type DeskLink = Link<ToAgent, FromAgent>;
 
 /// What a router operation was, for the messages it sends.
 struct Op {
@@ -51,6 +55,12 @@ pub struct RouterSide {
     /// Acknowledgements owed on links this side no longer holds (volatile).
     #[serde(skip)]
     stray: Vec<(ConversationId, CustomerId, u64)>,
+    /// Agent sides run: each decision about an agent is also sent on its link.
+    #[serde(default)]
+    agent_links: bool,
+    /// One link per agent side (agents are never forgotten, so neither are their links).
+    #[serde(default)]
+    agents: BTreeMap<AgentId, DeskLink>,
 }
 
 /// What the router side keeps of one conversation.
@@ -73,7 +83,24 @@ impl RouterSide {
     /// `linger`: how long a left conversation's link is kept to recognise late duplicates;
     /// longer than any envelope can take to arrive.
     pub fn new(router: Router, linger: Duration) -> Self {
-        RouterSide { router, conversations: BTreeMap::new(), epoch: 0, linger, stray: Vec::new() }
+        RouterSide {
+            router,
+            conversations: BTreeMap::new(),
+            epoch: 0,
+            linger,
+            stray: Vec::new(),
+            agent_links: false,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// With agent sides ([`super::AgentSide`]): every decision about an agent (offered,
+    /// assigned, released, its status) is also sent to it on its link, and its commands
+    /// arrive there ([`RouterSide::receive_agent`]). Without, agent commands are calls here
+    /// (the node's actors until they run agent actors).
+    pub fn with_agent_links(mut self) -> Self {
+        self.agent_links = true;
+        self
     }
 
     pub fn router(&self) -> &Router {
@@ -263,6 +290,69 @@ impl RouterSide {
         wire
     }
 
+    // ----- the agents' links --------------------------------------------------------------------
+
+    /// An envelope from an agent side: the commands it completes are decided in order (the
+    /// same operations as the calls above); a refused one is answered on the link.
+    pub fn receive_agent(
+        &mut self,
+        now: Timestamp,
+        envelope: AgentEnvelope<FromAgent>,
+    ) -> Vec<Effect> {
+        let agent = envelope.agent;
+        let link = self.agents.entry(agent).or_default();
+        let first = link.inbox.applied_below();
+        let ready = link.receive(envelope.epoch, envelope.body);
+        let mut out = Vec::new();
+        for (command, message) in (first..).zip(ready) {
+            let decided = match message {
+                FromAgent::Status { status, cause } => self.set_status(now, agent, status, cause),
+                FromAgent::Accept { conversation } => self.accept(now, agent, conversation),
+                FromAgent::Decline { conversation } => self.decline(now, agent, conversation),
+                FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
+            };
+            match decided {
+                Ok(fx) => out.extend(fx),
+                Err(e) => {
+                    let status =
+                        self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
+                    let reason = e.to_string();
+                    let link = self.agents.entry(agent).or_default();
+                    link.out.push(ToAgent::Refused { command, reason, status });
+                }
+            }
+        }
+        out
+    }
+
+    /// How many of an agent side's commands were applied.
+    pub fn applied_agent(&self, agent: AgentId) -> u64 {
+        self.agents.get(&agent).map_or(0, |l| l.inbox.applied_below() - 1)
+    }
+
+    /// What to put on the agents' links once the state is durable.
+    pub fn outgoing_agents(&mut self) -> Vec<AgentEnvelope<ToAgent>> {
+        let epoch = self.epoch;
+        let mut wire = Vec::new();
+        for (agent, link) in &mut self.agents {
+            let agent = *agent;
+            wire.extend(link.bodies().into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
+        }
+        wire
+    }
+
+    /// Everything unacknowledged on the agents' links, again.
+    pub fn retransmit_agents(&self) -> Vec<AgentEnvelope<ToAgent>> {
+        let epoch = self.epoch;
+        let mut wire = Vec::new();
+        for (agent, link) in &self.agents {
+            let agent = *agent;
+            let bodies = link.unacked_bodies();
+            wire.extend(bodies.into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
+        }
+        wire
+    }
+
     // ----- internals ---------------------------------------------------------------------------
 
     /// A conversation the router side may act on: routed and not left.
@@ -307,7 +397,18 @@ impl RouterSide {
                 conv.link.out.clear();
                 self.decide(rout, Op::new(Cause::Routed), out);
             }
-            ToRouter::Alert { agent, group } => facts::alert(&self.router, id, agent, group, out),
+            ToRouter::Alert { agent, group } => {
+                let mut alert = Vec::new();
+                facts::alert(&self.router, id, agent, group, &mut alert);
+                let mut desks = BTreeMap::new();
+                for e in &alert {
+                    if let Effect::Notify { agent, note } = e {
+                        desks.entry(*agent).or_insert_with(Vec::new).push(note.clone());
+                    }
+                }
+                self.tell_agents(desks);
+                out.extend(alert);
+            }
             ToRouter::Wrote => {
                 let conv = self.conversations.get_mut(&id).expect("the link exists");
                 let standing = self.router.standing(id, conv.dedicated);
@@ -339,14 +440,31 @@ impl RouterSide {
     fn decide(&mut self, rout: Vec<router::Effect>, op: Op, out: &mut Vec<Effect>) {
         let known = |c: ConversationId| self.conversations.get(&c).is_some_and(|c| !c.left);
         let mut decided: BTreeMap<ConversationId, Vec<Placed>> = BTreeMap::new();
+        // Each agent's notes, in order: those of the router's own, and the assignments its
+        // conversations' sessions will note.
+        let mut desks: BTreeMap<AgentId, Vec<Note>> = BTreeMap::new();
         let mut status_changed = op.rescan;
         for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
-                Step::Placed(c, fact) => decided.entry(c).or_default().push(fact),
-                Step::Effect(e) => out.push(e),
+                Step::Placed(c, fact) => {
+                    if let Placed::Assigned { agent, via, .. } = fact {
+                        desks
+                            .entry(agent)
+                            .or_default()
+                            .push(Note::Assigned { conversation: c, via });
+                    }
+                    decided.entry(c).or_default().push(fact);
+                }
+                Step::Effect(e) => {
+                    if let Effect::Notify { agent, note } = &e {
+                        desks.entry(*agent).or_default().push(note.clone());
+                    }
+                    out.push(e);
+                }
                 Step::Status(_) => status_changed = true,
             }
         }
+        self.tell_agents(desks);
         for (id, facts) in decided {
             let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
                 continue;
@@ -365,6 +483,17 @@ impl RouterSide {
                     conv.link.out.push(ToConversation::Standing { standing });
                 }
             }
+        }
+    }
+
+    /// Queues each agent's notes of one router operation on its link, as one message (with
+    /// agent links only).
+    fn tell_agents(&mut self, desks: BTreeMap<AgentId, Vec<Note>>) {
+        if !self.agent_links {
+            return;
+        }
+        for (agent, notes) in desks {
+            self.agents.entry(agent).or_default().out.push(ToAgent::Decided { notes });
         }
     }
 }

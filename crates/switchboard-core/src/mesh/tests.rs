@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::{Body, ConversationSide, Envelope, RouterSide, ToRouter};
+use super::{
+    AgentSide, Body, ConversationSide, DeskEvent, Envelope, RouterSide, ToAgent, ToRouter,
+};
 use crate::channel::Channel;
 use crate::config::{AgentSettings, AutoAcceptReply, GroupSettings, TenantSettings};
 use crate::conversation::State;
 use crate::engine::customer_message::CustomerMessage;
-use crate::engine::{Actor, Effect};
+use crate::engine::{Actor, Effect, Note};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
-use crate::router::{AgentStatus, Router, StatusCause};
+use crate::router::{AgentStatus, Router, StatusCause, Via};
 use crate::session::{Config, Customer};
 use crate::time::{Timestamp, secs};
 
@@ -173,4 +175,114 @@ fn the_queue_reply_shows_the_position_last_told_and_asks_for_a_fresh_one() {
     assert!(
         router.outgoing().iter().all(|e| e.customer != U1 || matches!(e.body, Body::Ack { .. }))
     );
+}
+
+/// Delivers everything the agent side sends, then everything the router side sends it back
+/// (twice: a duplicate of each), and returns the desk events of that exchange.
+fn exchange(now: Timestamp, router: &mut RouterSide, desk: &mut AgentSide) -> Vec<DeskEvent> {
+    for e in desk.outgoing() {
+        router.receive_agent(now, e);
+    }
+    let back = router.outgoing_agents();
+    for e in back.iter().chain(back.iter()) {
+        desk.receive(e.clone());
+    }
+    let events = desk.take_desk();
+    let numbers: Vec<u64> = events.iter().map(|(n, _)| *n).collect();
+    let first = desk.desk_next() - events.len() as u64;
+    assert_eq!(numbers, (first..desk.desk_next()).collect::<Vec<_>>(), "numbered without gaps");
+    events.into_iter().map(|(_, e)| e).collect()
+}
+
+#[test]
+fn an_agent_changes_status_on_its_side_and_its_desk_hears_the_router_decide() {
+    let (t, router, mut side) = setup();
+    let mut router = router.with_agent_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    desk.set_status(AgentStatus::Away, StatusCause::Agent);
+    assert_eq!(desk.status(), AgentStatus::Away, "the desk shows it at once");
+    assert_eq!(
+        router.router().agent(A1).unwrap().status,
+        AgentStatus::Online,
+        "one message behind"
+    );
+    let events = exchange(now, &mut router, &mut desk);
+    let away = Note::StatusChanged { status: AgentStatus::Away, cause: StatusCause::Agent };
+    assert_eq!(events, [DeskEvent::Note(away)]);
+    assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Away);
+    // A customer waits; the agent comes back and the router assigns it the conversation.
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    desk.set_status(AgentStatus::Online, StatusCause::Agent);
+    let events = exchange(now + secs(1), &mut router, &mut desk);
+    let online = Note::StatusChanged { status: AgentStatus::Online, cause: StatusCause::Agent };
+    let assigned = Note::Assigned { conversation: C1, via: Via::Auto };
+    assert_eq!(events, [DeskEvent::Note(online), DeskEvent::Note(assigned)]);
+    assert!(desk.assigned().contains(&C1));
+    // The acknowledgements stop the retransmissions both ways.
+    for e in desk.outgoing() {
+        router.receive_agent(now + secs(1), e);
+    }
+    assert!(router.retransmit_agents().is_empty() && desk.retransmit().is_empty());
+}
+
+#[test]
+fn a_refused_command_reaches_the_desk_and_a_refused_status_does_not_hold() {
+    let (_, router, _) = setup();
+    let mut router = router.with_agent_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    desk.set_status(AgentStatus::Offline, StatusCause::Agent);
+    exchange(now, &mut router, &mut desk);
+    // A supervisor may not force a signed-out agent online: the router refuses, and the
+    // desk goes back to the router's status.
+    let command = desk.set_status(AgentStatus::Online, StatusCause::Supervisor);
+    let events = exchange(now, &mut router, &mut desk);
+    assert!(
+        matches!(&events[..], [DeskEvent::Refused { command: c, .. }] if *c == command),
+        "{events:?}"
+    );
+    assert_eq!(desk.status(), AgentStatus::Offline);
+    // So is an acceptance of something never offered.
+    desk.accept(C1);
+    let refused = router.outgoing_agents();
+    assert!(refused.is_empty(), "nothing arrived yet");
+    for e in desk.outgoing() {
+        router.receive_agent(now, e);
+    }
+    let back = router.outgoing_agents();
+    assert!(back.iter().any(|e| matches!(
+        &e.body,
+        Body::Message { message: ToAgent::Refused { status: AgentStatus::Offline, .. }, .. }
+    )));
+}
+
+#[test]
+fn a_restarted_agent_side_resends_its_command_and_numbers_its_desk_on() {
+    let (_, router, _) = setup();
+    let mut router = router.with_agent_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    desk.set_status(AgentStatus::Away, StatusCause::Agent);
+    assert_eq!(exchange(now, &mut router, &mut desk).len(), 1);
+    // The next command is written (durable) and lost on the way; then the side restarts.
+    desk.set_status(AgentStatus::Busy, StatusCause::Agent);
+    let lost = desk.outgoing();
+    assert_eq!(lost.len(), 2, "the command and the acknowledgement of the router's message");
+    let bytes = rmp_serde::to_vec_named(&desk).unwrap();
+    let mut desk: AgentSide = rmp_serde::from_slice(&bytes).unwrap();
+    desk.restart(2);
+    let events = exchange(now, &mut router, &mut desk);
+    let busy = Note::StatusChanged { status: AgentStatus::Busy, cause: StatusCause::Agent };
+    assert_eq!(events, [DeskEvent::Note(busy)]);
+    assert_eq!(desk.desk_next(), 3, "numbered on from the stored stream");
+    // A late copy of the first incarnation's command changes nothing.
+    for e in lost {
+        router.receive_agent(now, e);
+    }
+    assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Busy);
+    assert_eq!(router.applied_agent(A1), 2);
 }

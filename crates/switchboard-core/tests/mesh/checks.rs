@@ -1,7 +1,9 @@
 //! The invariants of the simulation: those the core's property tests check on one engine,
 //! stated for a router side and conversation sides that only hear of each other by message.
 
-use switchboard_core::mesh::ToConversation;
+use std::collections::BTreeMap;
+
+use switchboard_core::mesh::{DeskEvent, ToAgent, ToConversation};
 use switchboard_core::router::{Placement, Router};
 use switchboard_core::session::Placed;
 use switchboard_core::{AgentId, ConversationId, GroupId, State};
@@ -16,7 +18,11 @@ use crate::sim::Sim;
 /// - no conversation over its channel's budget (the effects are checked as they commit);
 /// - exactly once: the assignments a conversation side applied are, in order, the ones among
 ///   the router's durable decisions it acknowledged having heard of, so no assignment is
-///   applied twice, skipped or invented.
+///   applied twice, skipped or invented;
+/// - every agent's desk stream is gap-free and is, in order, the router's durable decisions
+///   about that agent (offered, assigned, released, status, alerts) and its refusals of the
+///   agent's commands, exactly those its agent side applied durably ([`desk`], checked on
+///   each commit of an agent side, the only time its stream and durable state move).
 pub fn always(sim: &Sim) -> Result<(), String> {
     let r = sim.router.live.router();
     r.check_invariants()?;
@@ -64,9 +70,51 @@ pub fn always(sim: &Sim) -> Result<(), String> {
 ///   nowhere), with the same agent, and knows SPEC §4.5's offline condition exactly;
 /// - every conversation the router holds is open on its customer's side (nothing ended stays
 ///   placed, nothing is lost between the sides: work conservation across them);
-/// - each side applied everything the other sent.
+/// - each side applied everything the other sent;
+/// - every agent side holds what the router says the agent holds, and has the router's
+///   status of the agent (each may have been one message stale while the network was not).
 pub fn quiet(sim: &Sim) -> Result<(), String> {
     let r = sim.router.live.router();
+    for (a, node) in sim.agents.iter().enumerate() {
+        let agent = AgentId(a as u64);
+        let side = &node.live;
+        let at_router = r.agent(agent).expect("the model's agent");
+        if side.status() != at_router.status {
+            return Err(format!(
+                "quiet, yet {agent}'s side says {:?}, the router {:?}",
+                side.status(),
+                at_router.status
+            ));
+        }
+        let mut offered: Vec<_> = at_router.offered.iter().copied().collect();
+        let mut assigned: Vec<_> = at_router.assigned.iter().copied().collect();
+        offered.sort();
+        assigned.sort();
+        let desk = (
+            side.offered().iter().copied().collect::<Vec<_>>(),
+            side.assigned().iter().copied().collect::<Vec<_>>(),
+        );
+        if desk != (offered.clone(), assigned.clone()) {
+            return Err(format!(
+                "quiet, yet {agent}'s desk holds (offered, assigned) {desk:?}, the router {:?}",
+                (offered, assigned)
+            ));
+        }
+        let sent = sim.to_agent.keys().filter(|(x, _)| *x == agent).map(|(_, s)| *s).max();
+        if side.applied() != sent.unwrap_or(0) {
+            return Err(format!(
+                "quiet, yet {agent}'s side applied {} of the router's {sent:?} messages",
+                side.applied()
+            ));
+        }
+        let asked = sim.from_agent.keys().filter(|(x, _)| *x == agent).map(|(_, s)| *s).max();
+        if sim.router.live.applied_agent(agent) != asked.unwrap_or(0) {
+            return Err(format!(
+                "quiet, yet the router applied {} of {agent}'s {asked:?} commands",
+                sim.router.live.applied_agent(agent)
+            ));
+        }
+    }
     for (u, side) in sim.sides.iter().enumerate() {
         let Some(c) = side.live.conversation() else { continue };
         let placement = r.placement(c.id);
@@ -121,6 +169,22 @@ pub fn quiet(sim: &Sim) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The desk events the router's messages `seqs` to `agent` make, in order.
+pub fn desk(
+    to_agent: &BTreeMap<(AgentId, u64), ToAgent>,
+    agent: AgentId,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Vec<DeskEvent> {
+    seqs.flat_map(|seq| match to_agent.get(&(agent, seq)) {
+        Some(ToAgent::Decided { notes }) => notes.iter().cloned().map(DeskEvent::Note).collect(),
+        Some(ToAgent::Refused { command, reason, .. }) => {
+            vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
+        }
+        None => vec![DeskEvent::Refused { command: 0, reason: format!("seq {seq} never sent") }],
+    })
+    .collect()
 }
 
 fn last_seq<'a>(keys: impl Iterator<Item = &'a (ConversationId, u64)>, id: ConversationId) -> u64 {

@@ -1,8 +1,11 @@
 //! What customers, agents and supervisors do in the simulation: one random operation on the
 //! side it belongs to, refused or not; only what succeeds changes the side.
 
-use switchboard_core::router::StatusCause;
-use switchboard_core::{Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect};
+use switchboard_core::mesh::ToAgent;
+use switchboard_core::router::{Release, StatusCause, Via};
+use switchboard_core::{
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Note,
+};
 
 use super::{Done, Sim, Who, random_message, random_target};
 use crate::checks;
@@ -129,17 +132,33 @@ impl Sim {
                 };
                 let cause =
                     if self.rng.percent(30) { StatusCause::Supervisor } else { StatusCause::Agent };
-                let r = self.router.live.set_status(now, agent, status, cause);
-                (Who::Router, format!("{agent} {status:?}"), err(r))
+                // The agent side sets it and tells the router, which decides.
+                let n = self.agents[agent.0 as usize].live.set_status(status, cause);
+                (
+                    Who::Agent(agent.0 as usize),
+                    format!("{agent} {status:?} (command {n})"),
+                    Ok(vec![]),
+                )
             }
             18 | 19 => {
-                let Some((c, holder)) = self.held(false) else { return Ok(()) };
-                let r = if self.rng.percent(60) {
-                    self.router.live.accept(now, holder, c)
+                // An offer as the agent's desk knows it, or (a desk ahead of or behind the
+                // router) as the router does.
+                let a = AgentId(self.rng.below(AGENTS));
+                let desk: Vec<_> =
+                    self.agents[a.0 as usize].live.offered().iter().copied().collect();
+                let (c, holder) = if !desk.is_empty() && self.rng.percent(70) {
+                    (desk[self.rng.index(desk.len())], a)
                 } else {
-                    self.router.live.decline(now, holder, c)
+                    let Some(held) = self.held(false) else { return Ok(()) };
+                    held
                 };
-                (Who::Router, format!("{holder} answers the offer of {c}"), err(r))
+                let side = &mut self.agents[holder.0 as usize].live;
+                let n = if self.rng.percent(60) { side.accept(c) } else { side.decline(c) };
+                (
+                    Who::Agent(holder.0 as usize),
+                    format!("{holder} answers the offer of {c} (command {n})"),
+                    Ok(vec![]),
+                )
             }
             20 => {
                 let waiting = checks::waiting(self.router.live.router());
@@ -148,10 +167,11 @@ impl Sim {
                 }
                 let c = waiting[self.rng.index(waiting.len())];
                 let agent = AgentId(self.rng.below(AGENTS));
+                let n = self.agents[agent.0 as usize].live.pick(c);
                 (
-                    Who::Router,
-                    format!("{agent} picks {c}"),
-                    err(self.router.live.pick(now, agent, c)),
+                    Who::Agent(agent.0 as usize),
+                    format!("{agent} picks {c} (command {n})"),
+                    Ok(vec![]),
                 )
             }
             21 => {
@@ -190,7 +210,10 @@ impl Sim {
         // Refusals are expected (random operations are often invalid) and change nothing.
         match result {
             Ok(fx) => {
-                self.stats.kinds |= 1 << kind;
+                // Agent commands count once the router decided them (`agent_kinds`).
+                if !matches!(who, Who::Agent(_)) {
+                    self.stats.kinds |= 1 << kind;
+                }
                 self.note(format!("{who:?} {what}: ok"));
                 match who {
                     Who::Router => self.router.did(fx),
@@ -198,6 +221,7 @@ impl Sim {
                         self.sides[u].did(fx);
                         self.sides[u].live.take_ended();
                     }
+                    Who::Agent(a) => self.agents[a].did(fx),
                 }
             }
             Err(e) => self.note(format!("{who:?} {what}: refused ({e})")),
@@ -222,4 +246,26 @@ type Outcome = Result<Vec<Effect>, String>;
 
 fn err(r: switchboard_core::Result<Vec<Effect>>) -> Outcome {
     r.map_err(|e| e.to_string())
+}
+
+/// The kinds of agent command (bits 7, 8 and 9 of [`Sim::operation`]'s kinds) the router
+/// carried out, read from its messages to the agent sides: a status an agent or supervisor
+/// set, an offer accepted or declined, a pick.
+pub fn agent_kinds<'a>(messages: impl Iterator<Item = &'a ToAgent>) -> u32 {
+    let mut kinds = 0;
+    for m in messages {
+        let ToAgent::Decided { notes } = m else { continue };
+        for n in notes {
+            kinds |= match n {
+                Note::StatusChanged {
+                    cause: StatusCause::Agent | StatusCause::Supervisor, ..
+                } => 1 << 7,
+                Note::Assigned { via: Via::Accepted, .. }
+                | Note::Released { reason: Release::Declined, .. } => 1 << 8,
+                Note::Assigned { via: Via::Picked, .. } => 1 << 9,
+                _ => 0,
+            };
+        }
+    }
+    kinds
 }

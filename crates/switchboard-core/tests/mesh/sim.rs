@@ -1,5 +1,5 @@
-//! The simulated tenant: one router side, one conversation side per customer, and a network
-//! between them, in virtual time, driven by one seeded generator.
+//! The simulated tenant: one router side, one conversation side per customer, one agent side
+//! per agent, and a network between them, in virtual time, driven by one seeded generator.
 //!
 //! Each side is a [`Node`]: its live state (what the actor holds now), its durable state (the
 //! last commit) and what it did since then (effects, which leave only at the commit). A
@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
-    Body, ConversationSide, Envelope, RouterSide, ToConversation, ToRouter,
+    AgentEnvelope, AgentSide, Body, ConversationSide, DeskEvent, Envelope, FromAgent, RouterSide,
+    ToAgent, ToConversation, ToRouter,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
@@ -133,6 +134,8 @@ impl<S: Clone + Serialize + DeserializeOwned> Node<S> {
 enum Wire {
     ToRouter(Envelope<ToRouter>),
     ToConversation(Envelope<ToConversation>),
+    ToAgent(AgentEnvelope<ToAgent>),
+    FromAgent(AgentEnvelope<FromAgent>),
 }
 
 /// Which side.
@@ -140,6 +143,7 @@ enum Wire {
 enum Who {
     Router,
     Side(usize),
+    Agent(usize),
 }
 
 pub struct Sim {
@@ -149,6 +153,7 @@ pub struct Sim {
     tenant: Rc<Tenant>,
     pub router: Node<RouterSide>,
     pub sides: Vec<Node<ConversationSide>>,
+    pub agents: Vec<Node<AgentSide>>,
     net: Vec<(Timestamp, Wire)>,
     next_conversation: u64,
     next_epoch: u64,
@@ -157,6 +162,11 @@ pub struct Sim {
     /// sequence number must never carry two different messages.
     pub to_router: BTreeMap<(ConversationId, u64), ToRouter>,
     pub to_conversation: BTreeMap<(ConversationId, u64), ToConversation>,
+    /// The same for the agents' links.
+    pub to_agent: BTreeMap<(AgentId, u64), ToAgent>,
+    pub from_agent: BTreeMap<(AgentId, u64), FromAgent>,
+    /// Each agent's desk stream as its side committed it.
+    pub desks: Vec<Vec<DeskEvent>>,
     /// The last actions, printed on failure.
     trace: Vec<String>,
     pub stats: Stats,
@@ -174,6 +184,9 @@ pub struct Stats {
     /// Conversations the router was asked to route, and decisions it sent.
     pub routed: u64,
     pub decisions: u64,
+    /// Desk events committed, and agent commands the router refused.
+    pub desk_events: u64,
+    pub agent_refused: u64,
     /// Which kinds of operation succeeded at least once (a bit each, see `ops.rs`).
     pub kinds: u32,
 }
@@ -190,6 +203,8 @@ impl std::ops::AddAssign for Stats {
             (&mut self.assigned, s.assigned),
             (&mut self.routed, s.routed),
             (&mut self.decisions, s.decisions),
+            (&mut self.desk_events, s.desk_events),
+            (&mut self.agent_refused, s.agent_refused),
         ];
         for (total, n) in fields {
             *total += n;
@@ -212,6 +227,14 @@ impl Sim {
                 router.set_status(t0, AgentId(a), AgentStatus::Online, StatusCause::Agent).unwrap();
             }
         }
+        // From here on, agent commands go through the agent sides.
+        let router = router.with_agent_links();
+        let agents = (0..AGENTS)
+            .map(|a| {
+                let status = router.router().agent(AgentId(a)).expect("the model's agent").status;
+                Node::new(AgentSide::new(AgentId(a), status))
+            })
+            .collect();
         let sides = (0..CUSTOMERS)
             .map(|u| {
                 let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
@@ -225,12 +248,16 @@ impl Sim {
             tenant: Rc::new(tenant),
             router: Node::new(router),
             sides,
+            agents,
             net: Vec::new(),
             next_conversation: 0,
             next_epoch: 1,
             budget: BudgetWatch::default(),
             to_router: BTreeMap::new(),
             to_conversation: BTreeMap::new(),
+            to_agent: BTreeMap::new(),
+            from_agent: BTreeMap::new(),
+            desks: vec![Vec::new(); AGENTS as usize],
             trace: Vec::new(),
             stats: Stats::default(),
         }
@@ -253,6 +280,10 @@ impl Sim {
             .values()
             .filter(|m| matches!(m, ToConversation::Placed { .. }))
             .count() as u64;
+        self.stats.desk_events = self.desks.iter().map(|d| d.len() as u64).sum();
+        self.stats.agent_refused =
+            self.to_agent.values().filter(|m| matches!(m, ToAgent::Refused { .. })).count() as u64;
+        self.stats.kinds |= ops::agent_kinds(self.to_agent.values());
         Ok(())
     }
 
@@ -313,9 +344,10 @@ impl Sim {
     }
 
     fn random_node(&mut self) -> Who {
-        match self.rng.below(CUSTOMERS + 1) {
+        match self.rng.below(CUSTOMERS + AGENTS + 1) {
             0 => Who::Router,
-            u => Who::Side(u as usize - 1),
+            u if u <= CUSTOMERS => Who::Side(u as usize - 1),
+            a => Who::Agent((a - CUSTOMERS) as usize - 1),
         }
     }
 
@@ -324,30 +356,14 @@ impl Sim {
     fn send(&mut self, wire: Wire) -> Result<(), String> {
         match &wire {
             Wire::ToRouter(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old =
-                        self.to_router.entry((e.conversation, *seq)).or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} to the router carried {old:?}, now {message:?}",
-                            e.conversation
-                        ));
-                    }
-                }
+                once(&mut self.to_router, e.conversation, &e.body, "to the router")?
             }
             Wire::ToConversation(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let old = self
-                        .to_conversation
-                        .entry((e.conversation, *seq))
-                        .or_insert(message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "{} seq {seq} to its conversation carried {old:?}, now {message:?}",
-                            e.conversation
-                        ));
-                    }
-                }
+                once(&mut self.to_conversation, e.conversation, &e.body, "to its conversation")?
+            }
+            Wire::ToAgent(e) => once(&mut self.to_agent, e.agent, &e.body, "to its agent side")?,
+            Wire::FromAgent(e) => {
+                once(&mut self.from_agent, e.agent, &e.body, "from its agent side")?
             }
         }
         self.net.push((self.now, wire));
@@ -397,6 +413,17 @@ impl Sim {
                 side.did(fx);
                 side.live.take_ended();
             }
+            Wire::ToAgent(e) => {
+                self.note(format!("{} <- {:?} e{}", e.agent, e.body, e.epoch));
+                let side = &mut self.agents[e.agent.0 as usize];
+                side.live.receive(e);
+                side.did(Vec::new());
+            }
+            Wire::FromAgent(e) => {
+                self.note(format!("router <- {} {:?} e{}", e.agent, e.body, e.epoch));
+                let fx = self.router.live.receive_agent(now, e);
+                self.router.did(fx);
+            }
         }
     }
 
@@ -413,9 +440,41 @@ impl Sim {
                 }
                 n.durable = n.live.clone();
                 n.dirty = false;
-                let wire: Vec<Wire> =
+                let mut wire: Vec<Wire> =
                     n.live.outgoing().into_iter().map(Wire::ToConversation).collect();
+                wire.extend(n.live.outgoing_agents().into_iter().map(Wire::ToAgent));
                 (std::mem::take(&mut n.done), wire)
+            }
+            Who::Agent(a) => {
+                let n = &mut self.agents[a];
+                if !n.dirty {
+                    return Ok(());
+                }
+                // The desk events go in the same write as the state that numbered them, and
+                // are the router's messages this write applies, in order.
+                let agent = AgentId(a as u64);
+                let before = n.durable.applied();
+                let desk = n.live.take_desk();
+                n.durable = n.live.clone();
+                n.dirty = false;
+                let heard = checks::desk(&self.to_agent, agent, before + 1..=n.durable.applied());
+                if desk.iter().map(|(_, e)| e).ne(heard.iter()) {
+                    return Err(format!(
+                        "{agent} committed the desk events {desk:?}, the router's messages it applied make {heard:?}"
+                    ));
+                }
+                let stream = &mut self.desks[a];
+                for (seq, event) in desk {
+                    if seq != stream.len() as u64 + 1 {
+                        return Err(format!(
+                            "{agent}'s desk stream has {} events; the next came numbered {seq}",
+                            stream.len()
+                        ));
+                    }
+                    stream.push(event);
+                }
+                let wire: Vec<Wire> = n.live.outgoing().into_iter().map(Wire::FromAgent).collect();
+                (Vec::new(), wire)
             }
             Who::Side(u) => {
                 let n = &mut self.sides[u];
@@ -453,6 +512,9 @@ impl Sim {
         for u in 0..self.sides.len() {
             self.commit(Who::Side(u))?;
         }
+        for a in 0..self.agents.len() {
+            self.commit(Who::Agent(a))?;
+        }
         Ok(())
     }
 
@@ -465,7 +527,7 @@ impl Sim {
         self.note(format!("crash {who:?}, restart at epoch {epoch}"));
         match who {
             Who::Router => {
-                self.net.retain(|(_, w)| !matches!(w, Wire::ToRouter(_)));
+                self.net.retain(|(_, w)| !matches!(w, Wire::ToRouter(_) | Wire::FromAgent(_)));
                 let n = &mut self.router;
                 n.crash();
                 n.live.restart(epoch, self.now);
@@ -480,11 +542,20 @@ impl Sim {
                 n.live.restart(epoch);
                 n.durable = n.live.clone();
             }
+            Who::Agent(a) => {
+                self.net.retain(|(_, w)| !matches!(w, Wire::ToAgent(e) if e.agent.0 as usize == a));
+                let n = &mut self.agents[a];
+                n.crash();
+                n.live.restart(epoch);
+                n.durable = n.live.clone();
+            }
         }
         // What was not acknowledged goes out again at once.
         self.router.dirty |= matches!(who, Who::Router);
-        if let Who::Side(u) = who {
-            self.sides[u].dirty = true;
+        match who {
+            Who::Side(u) => self.sides[u].dirty = true,
+            Who::Agent(a) => self.agents[a].dirty = true,
+            Who::Router => {}
         }
         self.commit(who)
     }
@@ -502,18 +573,7 @@ impl Sim {
                 self.deliver_one(wire);
                 self.commit_all()?;
             }
-            let mut resent = false;
-            for w in self.router.durable.retransmit() {
-                resent = true;
-                self.send(Wire::ToConversation(w))?;
-            }
-            for u in 0..self.sides.len() {
-                for w in self.sides[u].durable.retransmit() {
-                    resent = true;
-                    self.send(Wire::ToRouter(w))?;
-                }
-            }
-            if !resent {
+            if !self.retransmit()? {
                 return Ok(());
             }
         }
@@ -551,16 +611,44 @@ impl Sim {
             }
         }
         self.commit_all()?;
-        for w in self.router.durable.retransmit() {
-            self.send(Wire::ToConversation(w))?;
-        }
-        for u in 0..self.sides.len() {
-            for w in self.sides[u].durable.retransmit() {
-                self.send(Wire::ToRouter(w))?;
-            }
-        }
+        self.retransmit()?;
         Ok(())
     }
+
+    /// Every side resends what is unacknowledged (as of its last commit); true if anything was.
+    fn retransmit(&mut self) -> Result<bool, String> {
+        let router = &self.router.durable;
+        let mut wire: Vec<Wire> =
+            router.retransmit().into_iter().map(Wire::ToConversation).collect();
+        wire.extend(router.retransmit_agents().into_iter().map(Wire::ToAgent));
+        for side in &self.sides {
+            wire.extend(side.durable.retransmit().into_iter().map(Wire::ToRouter));
+        }
+        for agent in &self.agents {
+            wire.extend(agent.durable.retransmit().into_iter().map(Wire::FromAgent));
+        }
+        let resent = !wire.is_empty();
+        for w in wire {
+            self.send(w)?;
+        }
+        Ok(resent)
+    }
+}
+
+/// Records a message put on a link; a sequence number must never carry two different ones.
+fn once<K: Ord + Copy + std::fmt::Display, M: Clone + PartialEq + std::fmt::Debug>(
+    sent: &mut BTreeMap<(K, u64), M>,
+    link: K,
+    body: &Body<M>,
+    direction: &str,
+) -> Result<(), String> {
+    if let Body::Message { seq, message } = body {
+        let old = sent.entry((link, *seq)).or_insert_with(|| message.clone());
+        if old != message {
+            return Err(format!("{link} seq {seq} {direction} carried {old:?}, now {message:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// A customer message: a keyword now and then, a group or a priority now and then.

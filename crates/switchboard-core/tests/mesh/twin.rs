@@ -1,16 +1,18 @@
-//! The engine and the two sides side by side, over a perfect network (every message delivered
+//! The engine and the three kinds of side (router, conversations, agents) side by side, over a perfect network (every message delivered
 //! at once, in order, once). The protocol must then change nothing the engine decides: the
 //! same refusals, the same conversations in the same states with the same transitions, times,
 //! counters and budgets, the same placements and agents, the same effects (replies, agent
 //! notes, events) for every operation, and per conversation the same replies in the same
 //! order, except for the digits of a text: a queue position shown in a reply may be one
-//! message stale on the sides (ARCHITECTURE.md, "Cross-actor protocol").
+//! message stale on the sides (ARCHITECTURE.md, "Cross-actor protocol"). Agent commands go
+//! through the agent sides, and each agent side must end every step with the engine's status
+//! and holdings of its agent.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use switchboard_core::mesh::{ConversationSide, RouterSide};
+use switchboard_core::mesh::{AgentSide, Body, ConversationSide, RouterSide, ToAgent};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Selection,
@@ -34,6 +36,7 @@ struct Twin {
     tenant: Rc<Tenant>,
     router: RouterSide,
     sides: Vec<ConversationSide>,
+    agents: Vec<AgentSide>,
     engine_sends: Sends,
     mesh_sends: Sends,
     /// Replies compared, and those whose digits differed (a stale queue position).
@@ -56,7 +59,10 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
         }
     }
     let tenant = Tenant::of(&engine);
-    let router = RouterSide::new(engine.router().clone(), LINGER);
+    let router = RouterSide::new(engine.router().clone(), LINGER).with_agent_links();
+    let agents = (0..AGENTS)
+        .map(|a| AgentSide::new(AgentId(a), engine.router().agent(AgentId(a)).unwrap().status))
+        .collect();
     let sides = (0..CUSTOMERS)
         .map(|u| {
             let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
@@ -70,6 +76,7 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
         tenant: Rc::new(tenant),
         router,
         sides,
+        agents,
         engine_sends: Sends::new(),
         mesh_sends: Sends::new(),
         replies: 0,
@@ -235,8 +242,8 @@ impl Twin {
                     (Actor::Agent(agent), StatusCause::Agent)
                 };
                 let e = self.engine.set_agent_status(now, agent, status, by);
-                let m = self.router.set_status(now, agent, status, cause);
-                (format!("{agent} {status:?}"), err(e), err(m))
+                let m = self.desk(agent, |d| d.set_status(status, cause));
+                (format!("{agent} {status:?}"), err(e), m)
             }
             18 | 19 => {
                 let held = checks::held(self.engine.router(), false);
@@ -246,12 +253,12 @@ impl Twin {
                 let (c, holder) = held[self.rng.index(held.len())];
                 if self.rng.percent(60) {
                     let e = self.engine.accept(now, holder, c);
-                    let m = self.router.accept(now, holder, c);
-                    (format!("{holder} accepts {c}"), err(e), err(m))
+                    let m = self.desk(holder, |d| d.accept(c));
+                    (format!("{holder} accepts {c}"), err(e), m)
                 } else {
                     let e = self.engine.decline(now, holder, c);
-                    let m = self.router.decline(now, holder, c);
-                    (format!("{holder} declines {c}"), err(e), err(m))
+                    let m = self.desk(holder, |d| d.decline(c));
+                    (format!("{holder} declines {c}"), err(e), m)
                 }
             }
             20 => {
@@ -262,8 +269,8 @@ impl Twin {
                 let c = waiting[self.rng.index(waiting.len())];
                 let agent = AgentId(self.rng.below(AGENTS));
                 let e = self.engine.pick(now, agent, c);
-                let m = self.router.pick(now, agent, c);
-                (format!("{agent} picks {c}"), err(e), err(m))
+                let m = self.desk(agent, |d| d.pick(c));
+                (format!("{agent} picks {c}"), err(e), m)
             }
             21 => {
                 let placed = checks::placed(self.engine.router());
@@ -359,6 +366,31 @@ impl Twin {
         }
     }
 
+    /// An agent command on its agent side, delivered at once to the router and its answer
+    /// back: the router's refusal of it is the command's refusal.
+    fn desk(&mut self, agent: AgentId, command: impl FnOnce(&mut AgentSide) -> u64) -> Outcome {
+        let a = agent.0 as usize;
+        let n = command(&mut self.agents[a]);
+        let mut out = Vec::new();
+        for e in self.agents[a].outgoing() {
+            out.extend(self.router.receive_agent(self.now, e));
+        }
+        let mut refused = None;
+        for e in self.router.outgoing_agents() {
+            if let Body::Message { message: ToAgent::Refused { command, reason, .. }, .. } = &e.body
+                && e.agent == agent
+                && *command == n
+            {
+                refused = Some(reason.clone());
+            }
+            self.agents[e.agent.0 as usize].receive(e);
+        }
+        match refused {
+            Some(why) => Err(why),
+            None => Ok(out),
+        }
+    }
+
     /// The earliest deadline of the engine or any side.
     fn next_deadline(&self) -> Option<Timestamp> {
         let cfg = self.tenant.cfg();
@@ -386,6 +418,17 @@ impl Twin {
                 for e in self.sides[u].outgoing() {
                     any = true;
                     out.extend(self.router.receive(self.now, e));
+                }
+            }
+            for e in self.router.outgoing_agents() {
+                any = true;
+                self.agents[e.agent.0 as usize].receive(e);
+            }
+            for desk in &mut self.agents {
+                desk.take_desk();
+                for e in desk.outgoing() {
+                    any = true;
+                    out.extend(self.router.receive_agent(self.now, e));
                 }
             }
             if !any {
@@ -430,6 +473,19 @@ impl Twin {
             let m = self.router.router().agent(AgentId(a)).unwrap();
             if (e.status, &e.assigned, &e.offered) != (m.status, &m.assigned, &m.offered) {
                 return Err(format!("a{a}: {e:?} in the engine, {m:?} on the router side"));
+            }
+            let d = &self.agents[a as usize];
+            let (offered, assigned) = (d.offered().iter(), d.assigned().iter());
+            if d.status() != e.status
+                || !offered.eq(e.offered.iter().collect::<std::collections::BTreeSet<_>>())
+                || !assigned.eq(e.assigned.iter().collect::<std::collections::BTreeSet<_>>())
+            {
+                return Err(format!(
+                    "a{a}: {e:?} in the engine; its desk: {:?}, offered {:?}, assigned {:?}",
+                    d.status(),
+                    d.offered(),
+                    d.assigned()
+                ));
             }
         }
         if self.engine_sends != self.mesh_sends {
