@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use switchboard_core::config::TimedReply;
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::transport::InProcess;
-use switchboard_core::config::TimedReply;
 use switchboard_node::actors::{CONVERSATION, Heard, Mesh, MeshArgs, ROUTER};
 use switchboard_node::archive;
 use switchboard_store::{ArchiveQuery, SqliteOptions, SqliteStore, Store};
@@ -457,7 +457,10 @@ async fn a_cancelled_activation_leaves_nothing_to_wait_for() {
     assert_eq!(h.mesh.live().1, 1);
 }
 
-async fn mesh_call(mesh: &Mesh, msg: switchboard_core::CustomerMessage) -> switchboard_core::Outcome {
+async fn mesh_call(
+    mesh: &Mesh,
+    msg: switchboard_core::CustomerMessage,
+) -> switchboard_core::Outcome {
     let handle = mesh.conversation(msg.customer);
     let call = tokio::time::timeout(DEADLINE, handle.customer_message(msg));
     call.await.expect("the call is not stuck").unwrap()
@@ -505,11 +508,8 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
     // The idle end's reply was heard once: the refused step's effects were never handed on.
     let mut replies = 0;
     while let Ok(heard) = h.heard.try_recv() {
-        replies += heard
-            .effects
-            .iter()
-            .filter(|e| format!("{e:?}").contains("closing this chat"))
-            .count();
+        replies +=
+            heard.effects.iter().filter(|e| format!("{e:?}").contains("closing this chat")).count();
     }
     assert_eq!(replies, 1, "the idle end's reply, once");
 }

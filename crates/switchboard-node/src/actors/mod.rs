@@ -47,7 +47,7 @@ pub mod router;
 pub mod transport;
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -385,6 +385,13 @@ impl Mesh {
     /// How many actors of this tenant are live on this node: (routers, conversations).
     pub fn live(&self) -> (usize, usize) {
         (self.0.routers.live(), self.0.conversations.live())
+    }
+
+    /// How many actors of this tenant this node has activated so far, restarts included:
+    /// (routers, conversations).
+    pub fn activations(&self) -> (u64, u64) {
+        let started = |d: &AtomicU64| d.load(Ordering::Acquire);
+        (started(&self.0.routers.started), started(&self.0.conversations.started))
     }
 
     pub(crate) async fn router_ref(&self) -> Result<ActorRef<router::RouterMsg>> {
@@ -786,6 +793,8 @@ where
 /// first. The map's lock is never held across a load or a spawn.
 struct Directory<K, M: ractor::Message> {
     slots: Mutex<FxHashMap<K, Slot<M>>>,
+    /// Actors spawned so far.
+    started: AtomicU64,
 }
 
 enum Slot<M: ractor::Message> {
@@ -805,8 +814,7 @@ struct StartGuard<'a, K: Hash + Eq + Clone, M: ractor::Message> {
 impl<K: Hash + Eq + Clone, M: ractor::Message> Drop for StartGuard<'_, K, M> {
     fn drop(&mut self) {
         let mut slots = self.directory.lock();
-        if matches!(slots.get(&self.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &self.notify))
-        {
+        if matches!(slots.get(&self.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &self.notify)) {
             slots.remove(&self.key);
         }
         drop(slots);
@@ -816,7 +824,7 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Drop for StartGuard<'_, K, M> {
 
 impl<K, M: ractor::Message> Default for Directory<K, M> {
     fn default() -> Self {
-        Directory { slots: Mutex::new(FxHashMap::default()) }
+        Directory { slots: Mutex::new(FxHashMap::default()), started: AtomicU64::new(0) }
     }
 }
 
@@ -910,6 +918,7 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         // Dropped however this ends: a failed or cancelled activation clears its slot.
         let guard = StartGuard { directory: self, key, notify };
         let (actor, exit) = spawn().await?;
+        self.started.fetch_add(1, Ordering::AcqRel);
         let mut slots = self.lock();
         if matches!(slots.get(&guard.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &guard.notify))
         {

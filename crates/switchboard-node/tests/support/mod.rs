@@ -22,8 +22,8 @@ use switchboard_node::actors::{Mesh, MeshOptions, TenantConfig, Transport};
 use switchboard_node::archive;
 use switchboard_store::{
     ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, ContactField,
-    CustomerRecord, Fence, Loaded, Message as StoredMessage, Pending, Result as StoreResult,
-    Store, StreamEntry,
+    CustomerRecord, Fence, Loaded, Message as StoredMessage, Pending, Result as StoreResult, Store,
+    StreamEntry,
 };
 
 pub const TENANT: &str = "acme";
