@@ -9,15 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use switchboard_core::config::TimedReply;
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{CONVERSATION, Mesh, MeshArgs, ROUTER};
+use switchboard_node::actors::{CONVERSATION, Heard, Mesh, MeshArgs, ROUTER};
 use switchboard_node::archive;
 use switchboard_store::{ArchiveQuery, SqliteOptions, SqliteStore, Store};
 
 use self::support::{
-    AGENT, Cuttable, TENANT, archived_assignments, message, open, options, placed, until,
+    AGENT, Cuttable, DEADLINE, Faulty, TENANT, archived_assignments, message, open, options,
+    placed, until,
 };
 
 struct Harness {
@@ -385,4 +387,129 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
 
 async fn placed_anywhere(mesh: &Mesh, id: ConversationId) -> Option<Placement> {
     mesh.router().read(move |s| s.router().placement(id).cloned()).await.unwrap()
+}
+
+/// A mesh over a [`Faulty`] store, heard effects collected; `idle_end` configures the
+/// tenant's idle auto-end.
+struct FaultyHarness {
+    _dir: tempfile::TempDir,
+    faulty: Arc<Faulty>,
+    store: Arc<dyn Store>,
+    transport: Arc<Cuttable<InProcess>>,
+    mesh: Mesh,
+    heard: tokio::sync::mpsc::UnboundedReceiver<Heard>,
+}
+
+fn faulty_harness(idle_end: Option<Duration>) -> FaultyHarness {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let faulty = Arc::new(Faulty::new(sqlite));
+    let (engine, config) = support::tenant(&[(AGENT, 1)]);
+    let mut config = (*config).clone();
+    config.settings.replies.idle_end =
+        idle_end.map(|after| TimedReply { after, texts: vec!["closing this chat".into()] });
+    let transport = Arc::new(Cuttable::<InProcess>::default());
+    let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
+    let store: Arc<dyn Store> = faulty.clone();
+    let mesh = Mesh::new(MeshArgs {
+        tenant: TENANT.into(),
+        store: store.clone(),
+        fence: Default::default(),
+        config: Arc::new(config),
+        router: engine.router().clone(),
+        transport: transport.clone(),
+        options: options(Duration::from_secs(3600)),
+        heard: Some(tx),
+    });
+    transport.inner.attach(&mesh);
+    FaultyHarness { _dir: dir, faulty, store, transport, mesh, heard }
+}
+
+/// A caller that gives up while its customer's actor is loading (its future dropped) leaves
+/// no activation behind: a caller waiting for that activation and the next one both get a
+/// live actor instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_activation_leaves_nothing_to_wait_for() {
+    let h = faulty_harness(None);
+    h.faulty.hold();
+    let mesh = h.mesh.clone();
+    let first = tokio::spawn(async move {
+        mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await
+    });
+    until("the first activation is loading", || async {
+        h.faulty.conversation_loads.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let mesh = h.mesh.clone();
+    let waiting = tokio::spawn(async move {
+        mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await
+    });
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled(), "the first caller gave up mid-load");
+    h.faulty.release();
+
+    let waited = tokio::time::timeout(DEADLINE, waiting).await;
+    let outcome = waited.expect("the waiting caller is not stuck").unwrap().unwrap();
+    assert!(outcome.opened, "the conversation opens once, for the caller that stayed");
+    let next = mesh_call(&h.mesh, message(7, 1, "still there?")).await;
+    assert!(!next.opened, "the same conversation, on the same live actor");
+    assert_eq!(h.mesh.live().1, 1);
+}
+
+async fn mesh_call(
+    mesh: &Mesh,
+    msg: switchboard_core::CustomerMessage,
+) -> switchboard_core::Outcome {
+    let handle = mesh.conversation(msg.customer);
+    let call = tokio::time::timeout(DEADLINE, handle.customer_message(msg));
+    call.await.expect("the call is not stuck").unwrap()
+}
+
+/// A conversation actor whose write is refused stops (its memory is ahead of the store) and
+/// is restarted from its row by its supervisor, with no call and no envelope to wake it: the
+/// idle auto-end whose write was refused fires again in the new incarnation, archives the
+/// conversation once and frees the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires() {
+    let mut h = faulty_harness(Some(Duration::from_millis(300)));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    // The idle auto-end's step is the first to archive anything: it is refused.
+    h.faulty.refuse_archive.store(true, Ordering::SeqCst);
+    mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await.unwrap();
+    // From here on nothing calls or reads the conversation actor.
+    until("the idle end's write is refused", || async {
+        h.faulty.refused.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Nothing from the router reaches it either: only its supervisor can bring it back.
+    h.transport.cut_to_conversation.store(true, Ordering::SeqCst);
+    let loads = h.faulty.conversation_loads.load(Ordering::SeqCst);
+    assert_eq!(h.store.archived(TENANT, 1).unwrap(), None, "the refused step is not durable");
+
+    until("the restarted actor ends and archives the conversation", || async {
+        h.store.archived(TENANT, 1).unwrap().is_some()
+    })
+    .await;
+    assert!(h.faulty.conversation_loads.load(Ordering::SeqCst) > loads, "loaded from its row");
+    assert_eq!(archived_assignments(&h.store, 1), Some(1), "assigned once");
+    let ended = archive::decode(&h.store.archived(TENANT, 1).unwrap().unwrap().body).unwrap();
+    assert_eq!(ended.conversation.state, State::Ended);
+
+    // The router hears the leave and lets the agent go; the actor passivates.
+    h.transport.cut_to_conversation.store(false, Ordering::SeqCst);
+    until("the conversation actor passivates", || async {
+        h.store.actor(TENANT, CONVERSATION, "7").unwrap().is_none()
+    })
+    .await;
+    let (placement, load, _) = placed(mesh, 1).await;
+    assert_eq!((placement, load), (None, 0), "the router let go of it");
+    // The idle end's reply was heard once: the refused step's effects were never handed on.
+    let mut replies = 0;
+    while let Ok(heard) = h.heard.try_recv() {
+        replies +=
+            heard.effects.iter().filter(|e| format!("{e:?}").contains("closing this chat")).count();
+    }
+    assert_eq!(replies, 1, "the idle end's reply, once");
 }

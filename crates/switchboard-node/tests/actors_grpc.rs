@@ -257,8 +257,8 @@ async fn a_router_crash_on_node_b_loses_nothing_and_doubles_nothing() {
     assert_eq!(open(a, c2).await, Some((State::Queued, None)), "capacity 1 is respected");
 
     // The agent ends 11 on A; the router on B is killed right after, whether or not it has
-    // applied the leave yet. A resends the leave until it is acknowledged; a read activates
-    // the router again (a restart with backoff is not there yet), which resends whatever it
+    // applied the leave yet. A resends the leave until it is acknowledged; its supervisor or
+    // a read (whichever comes first) activates the router again, which resends whatever it
     // decided and had not delivered.
     a.conversation(CustomerId(c1)).end(ConversationId(11), Actor::Agent(AGENT)).await.unwrap();
     b.kill_router().await;
@@ -453,7 +453,8 @@ async fn a_moved_shard_stops_its_actors_and_the_new_owner_serves_them_once() {
 /// Issue 12, fencing per shard: another node raised the conversation's shard's epoch in the
 /// store while A still believes it owns the shard (a paused node). A's conversation actor
 /// writes under its own shard's fence, so its next write is refused: the caller gets
-/// UNAVAILABLE, the actor stops, and its row is what it was.
+/// UNAVAILABLE, the actor stops, and its row is what it was. (A still believes it owns the
+/// shard, so the actor's supervisor starts it again from that row.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_under_an_epoch_raised_elsewhere_is_refused_and_the_actor_stops() {
     let c = cluster().await;
@@ -461,6 +462,7 @@ async fn a_write_under_an_epoch_raised_elsewhere_is_refused_and_the_actor_stops(
     let (customer, conversation) = queued_on_a(a).await;
     let row = || c.store.actor(TENANT, "conversation", &customer.to_string()).unwrap();
     let before = row().unwrap();
+    let activations = a.activations().1;
 
     let shard = conversation_shard(customer);
     c.store.raise_fence(Fence { shard, epoch: 2 }).await.unwrap();
@@ -471,7 +473,9 @@ async fn a_write_under_an_epoch_raised_elsewhere_is_refused_and_the_actor_stops(
         }
         other => panic!("a fenced write must be refused: {other:?}"),
     }
-    until("the fenced actor stops", || async { a.live().1 == 0 }).await;
+    // Its restart by its supervisor is what shows it stopped (it may be live again).
+    until("the fenced actor stops and is restarted", || async { a.activations().1 > activations })
+        .await;
     assert_eq!(row(), Some(before), "nothing of the refused step was written");
     // The router's shard was not raised: the router on B still writes.
     let (placement, _, _) = placed(&c.b.mesh, 1).await;

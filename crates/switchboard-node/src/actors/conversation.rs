@@ -12,6 +12,8 @@
 //! then drains (what is already in its mailbox is still handled; later sends are refused and
 //! the handle sends them to the next incarnation).
 
+use std::sync::Arc;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::mesh::{Body, ConversationSide, Envelope, ToConversation};
 use switchboard_core::session::Customer;
@@ -23,7 +25,7 @@ use switchboard_store::{ActorState, Archived, Batch, CustomerRecord, Fence};
 use tracing::warn;
 
 use super::placement::ActorKey;
-use super::{CONVERSATION, Counted, Mesh, Timers, decode, encode};
+use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode, encode};
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -59,6 +61,8 @@ pub enum ConversationMsg {
 pub struct ConversationArgs {
     pub mesh: Mesh,
     pub customer: CustomerId,
+    /// Told when it passivates, for its supervisor.
+    pub(crate) exit: Arc<Exit>,
 }
 
 #[derive(Debug)]
@@ -80,8 +84,9 @@ pub struct ConversationRun {
     stored: bool,
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
-    /// A write failed: it stops without being activated again at once.
+    /// A write failed: it stops, and its supervisor activates it again after a backoff.
     failed: bool,
+    exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -102,7 +107,7 @@ impl Actor for ConversationActor {
         myself: ActorRef<ConversationMsg>,
         args: ConversationArgs,
     ) -> Result<ConversationRun, ActorProcessingErr> {
-        let ConversationArgs { mesh, customer } = args;
+        let ConversationArgs { mesh, customer, exit } = args;
         // It runs only where its key's shard is owned, under that shard's fence.
         let fence = mesh.fence_of(ActorKey::Conversation { tenant: mesh.tenant(), customer })?;
         let key = customer.0.to_string();
@@ -135,6 +140,7 @@ impl Actor for ConversationActor {
             stored: had_row,
             drained: false,
             failed: false,
+            exit,
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -150,7 +156,10 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         // Something it drained after deciding to stop opened a conversation again or left a
         // deadline or a resend: those need a live actor (the next one starts once this one
-        // is gone). A killed actor gets no `post_stop`: it waits for its next message.
+        // is gone). A killed actor gets no `post_stop`: its supervisor restarts it.
+        if run.drained && !run.failed {
+            run.exit.passivated();
+        }
         if run.drained && !run.failed && run.needs_live() {
             let (mesh, customer) = (run.mesh.clone(), run.customer);
             tokio::spawn(async move { mesh.conversation_ref(customer).await.map(|_| ()) });

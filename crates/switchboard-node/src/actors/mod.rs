@@ -29,6 +29,15 @@
 //! acknowledged stores the customer's record, deletes its row (one batch) and stops; any actor
 //! idle for [`MeshOptions::idle`] with nothing unacknowledged and no deadline stops and keeps
 //! its row. Retransmission runs on a tokio interval; the core's deadlines are tokio sleeps.
+//!
+//! **Supervision**: each incarnation has a supervisor task watching it. An actor that stops
+//! for any other reason than a passivation or a stop the mesh asked for ([`Mesh::stop_all`],
+//! its shard moving away) — a failed write, a panic, a kill — is activated again from its row
+//! after a backoff (100 ms, doubling to 10 s, back to 100 ms once an incarnation has run for
+//! 10 s), while its key's shard is still served here (always, on a single node), so its
+//! deadlines and retransmissions run without waiting for a message. A message that comes
+//! first activates it at once. The directory clears a slot whose activation failed or was
+//! cancelled (its caller gave up), so later callers never wait on an activation nobody runs.
 
 pub mod conversation;
 pub mod grpc;
@@ -38,7 +47,7 @@ pub mod router;
 pub mod transport;
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -53,6 +62,7 @@ use switchboard_core::session::Config;
 use switchboard_core::{AgentId, CustomerId, Effect, Engine, GroupId, Timestamp};
 use switchboard_store::{ActorState, Fence, Store};
 use tokio::sync::{Notify, mpsc};
+use tracing::{info, warn};
 
 use self::conversation::{ConversationActor, ConversationArgs, ConversationHandle};
 use self::placement::ActorKey;
@@ -68,6 +78,12 @@ pub const CONVERSATION: &str = "conversation";
 
 /// Leading byte of an actor row's body: a new layout gets a new number.
 const VERSION: u8 = 1;
+
+/// The first wait before an actor that stopped abnormally is activated again; it doubles
+/// with every restart up to [`RESTART_MAX`].
+const RESTART_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between restarts; an incarnation that ran this long resets the backoff.
+const RESTART_MAX: Duration = Duration::from_secs(10);
 
 /// The tenant's configuration as the sides read it (read-only; each actor holds the same
 /// `Arc`). Configuration changes are not carried to running actors yet.
@@ -266,8 +282,8 @@ impl Mesh {
     }
 
     /// Fault injection: stops the router actor abruptly, as a crash would (no `post_stop`,
-    /// nothing more written or sent), and returns once it is gone. The next message
-    /// activates it from its row.
+    /// nothing more written or sent), and returns once it is gone. Its supervisor activates
+    /// it again from its row after the backoff, unless a message does first.
     pub async fn kill_router(&self) {
         if let Some(actor) = self.0.routers.any(&()) {
             let _ = actor.kill_and_wait(None).await;
@@ -275,7 +291,7 @@ impl Mesh {
     }
 
     /// Fault injection: stops a conversation actor abruptly, as a crash would, and returns
-    /// once it is gone.
+    /// once it is gone (restarted like the router, [`Mesh::kill_router`]).
     pub async fn kill_conversation(&self, customer: CustomerId) {
         if let Some(actor) = self.0.conversations.any(&customer) {
             let _ = actor.kill_and_wait(None).await;
@@ -284,12 +300,14 @@ impl Mesh {
 
     /// Stops every actor of the tenant on this node and waits for them (a node shutting
     /// down or handing the tenant over): each finishes the step it is in, and its row is
-    /// what the next node loads.
+    /// what the next node loads. They are not restarted.
     pub async fn stop_all(&self) {
-        for actor in self.0.routers.all() {
+        for ((), actor, exit) in self.0.routers.entries() {
+            exit.ask();
             let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
         }
-        for actor in self.0.conversations.all() {
+        for (_, actor, exit) in self.0.conversations.entries() {
+            exit.ask();
             let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
         }
     }
@@ -301,14 +319,16 @@ impl Mesh {
         let tenant = self.tenant();
         let moved = |key: ActorKey<'_>| !ownership.is_local(key.shard(ownership.shards()));
         let mut stopped = 0;
-        for ((), actor) in self.0.routers.entries() {
+        for ((), actor, exit) in self.0.routers.entries() {
             if moved(ActorKey::Router { tenant }) {
+                exit.ask();
                 actor.stop(Some("shard moved".into()));
                 stopped += 1;
             }
         }
-        for (customer, actor) in self.0.conversations.entries() {
+        for (customer, actor, exit) in self.0.conversations.entries() {
             if moved(ActorKey::Conversation { tenant, customer }) {
+                exit.ask();
                 actor.stop(Some("shard moved".into()));
                 stopped += 1;
             }
@@ -367,18 +387,34 @@ impl Mesh {
         (self.0.routers.live(), self.0.conversations.live())
     }
 
+    /// How many actors of this tenant this node has activated so far, restarts included:
+    /// (routers, conversations).
+    pub fn activations(&self) -> (u64, u64) {
+        let started = |d: &AtomicU64| d.load(Ordering::Acquire);
+        (started(&self.0.routers.started), started(&self.0.conversations.started))
+    }
+
     pub(crate) async fn router_ref(&self) -> Result<ActorRef<router::RouterMsg>> {
+        self.activate_router(Duration::ZERO).await
+    }
+
+    /// The live router actor or a new one, supervised with `backoff` as its last restart's
+    /// wait (zero: activated by a message).
+    async fn activate_router(&self, backoff: Duration) -> Result<ActorRef<router::RouterMsg>> {
         // Refused here with a clear message; the actor checks again as it starts.
         self.fence_of(ActorKey::Router { tenant: self.tenant() })?;
         let mesh = self.clone();
         self.0
             .routers
             .get((), || async move {
-                let args = RouterArgs { mesh };
-                let (actor, _) = ractor::Actor::spawn(None, RouterActor, args)
+                let exit = Arc::new(Exit::default());
+                let weak = mesh.downgrade();
+                let args = RouterArgs { mesh, exit: exit.clone() };
+                let (actor, join) = ractor::Actor::spawn(None, RouterActor, args)
                     .await
                     .map_err(|e| Error::Unavailable(format!("router actor did not start: {e}")))?;
-                Ok(actor)
+                tokio::spawn(supervise(weak, Which::Router, join, exit.clone(), backoff));
+                Ok((actor, exit))
             })
             .await
     }
@@ -387,19 +423,57 @@ impl Mesh {
         &self,
         customer: CustomerId,
     ) -> Result<ActorRef<conversation::ConversationMsg>> {
+        self.activate_conversation(customer, Duration::ZERO).await
+    }
+
+    /// The customer's live conversation actor or a new one, supervised with `backoff` as its
+    /// last restart's wait (zero: activated by a message).
+    async fn activate_conversation(
+        &self,
+        customer: CustomerId,
+        backoff: Duration,
+    ) -> Result<ActorRef<conversation::ConversationMsg>> {
         self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })?;
         let mesh = self.clone();
         self.0
             .conversations
             .get(customer, || async move {
-                let args = ConversationArgs { mesh, customer };
-                let (actor, _) =
+                let exit = Arc::new(Exit::default());
+                let weak = mesh.downgrade();
+                let args = ConversationArgs { mesh, customer, exit: exit.clone() };
+                let (actor, join) =
                     ractor::Actor::spawn(None, ConversationActor, args).await.map_err(|e| {
                         Error::Unavailable(format!("conversation actor did not start: {e}"))
                     })?;
-                Ok(actor)
+                let which = Which::Conversation(customer);
+                tokio::spawn(supervise(weak, which, join, exit.clone(), backoff));
+                Ok((actor, exit))
             })
             .await
+    }
+
+    /// Activates the actor of `which` (a restart by its supervisor).
+    async fn activate(&self, which: Which, backoff: Duration) -> Result<()> {
+        match which {
+            Which::Router => self.activate_router(backoff).await.map(|_| ()),
+            Which::Conversation(c) => self.activate_conversation(c, backoff).await.map(|_| ()),
+        }
+    }
+
+    /// Whether an actor of `which` is live, stopping or activating here.
+    fn has(&self, which: Which) -> bool {
+        match which {
+            Which::Router => self.0.routers.has(&()),
+            Which::Conversation(c) => self.0.conversations.has(&c),
+        }
+    }
+
+    fn key(&self, which: Which) -> ActorKey<'_> {
+        let tenant = self.tenant();
+        match which {
+            Which::Router => ActorKey::Router { tenant },
+            Which::Conversation(customer) => ActorKey::Conversation { tenant, customer },
+        }
     }
 
     /// The live router actor, if any (for a transport's fast path).
@@ -435,6 +509,98 @@ impl Mesh {
     pub(crate) async fn load(&self, kind: &'static str, key: String) -> Result<Option<ActorState>> {
         let (store, tenant) = (self.0.store.clone(), self.0.tenant.clone());
         blocking(move || store.actor(&tenant, kind, &key)).await
+    }
+}
+
+/// Which actor of a mesh a supervisor watches.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Router,
+    Conversation(CustomerId),
+}
+
+/// How an incarnation ended, as its supervisor reads it once it is gone: a stop the mesh
+/// asked for or a passivation is final; anything else (a failed write, a panic, a kill) is
+/// restarted.
+#[derive(Debug, Default)]
+pub(crate) struct Exit {
+    asked: AtomicBool,
+    passivated: AtomicBool,
+}
+
+impl Exit {
+    /// The mesh stops it (shutdown, shard moved): not restarted.
+    fn ask(&self) {
+        self.asked.store(true, Ordering::Release);
+    }
+
+    /// It passivated cleanly (from `post_stop`): not restarted.
+    pub(crate) fn passivated(&self) {
+        self.passivated.store(true, Ordering::Release);
+    }
+
+    fn settled(&self) -> bool {
+        self.asked.load(Ordering::Acquire) || self.passivated.load(Ordering::Acquire)
+    }
+}
+
+/// Watches one incarnation of an actor: once it is gone, unless it passivated or was asked
+/// to stop, activates its key again after a backoff (`backoff` is the wait that started this
+/// incarnation; it doubles up to [`RESTART_MAX`], and resets once an incarnation ran that
+/// long), while its key's shard is served here. Ends when the mesh is gone, when another
+/// incarnation is live (a message activated it; it has its own supervisor) or when the new
+/// one is started (and supervised by its own task). Boxed: a restart spawns the next
+/// incarnation's supervisor.
+fn supervise(
+    mesh: std::sync::Weak<Inner>,
+    which: Which,
+    join: tokio::task::JoinHandle<()>,
+    exit: Arc<Exit>,
+    backoff: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(watch(mesh, which, join, exit, backoff))
+}
+
+async fn watch(
+    mesh: std::sync::Weak<Inner>,
+    which: Which,
+    join: tokio::task::JoinHandle<()>,
+    exit: Arc<Exit>,
+    mut backoff: Duration,
+) {
+    let ran = tokio::time::Instant::now();
+    let _ = join.await;
+    if exit.settled() {
+        return;
+    }
+    if ran.elapsed() >= RESTART_MAX {
+        backoff = Duration::ZERO;
+    }
+    loop {
+        backoff = if backoff.is_zero() { RESTART_MIN } else { (backoff * 2).min(RESTART_MAX) };
+        {
+            let Some(mesh) = Mesh::upgrade(&mesh) else { return };
+            let delay_ms = backoff.as_millis() as u64;
+            warn!(tenant = mesh.tenant(), actor = %mesh.key(which), delay_ms, "actor stopped; restarting it from its row");
+        }
+        tokio::time::sleep(backoff).await;
+        let Some(mesh) = Mesh::upgrade(&mesh) else { return };
+        if mesh.has(which) {
+            return;
+        }
+        // Its shard is served elsewhere now: its owner activates it.
+        if mesh.fence_of(mesh.key(which)).is_err() {
+            return;
+        }
+        match mesh.activate(which, backoff).await {
+            Ok(()) => {
+                info!(tenant = mesh.tenant(), actor = %mesh.key(which), "actor restarted");
+                return;
+            }
+            Err(e) => {
+                warn!(tenant = mesh.tenant(), actor = %mesh.key(which), error = %e, "actor did not restart; retrying");
+            }
+        }
     }
 }
 
@@ -627,16 +793,38 @@ where
 /// first. The map's lock is never held across a load or a spawn.
 struct Directory<K, M: ractor::Message> {
     slots: Mutex<FxHashMap<K, Slot<M>>>,
+    /// Actors spawned so far.
+    started: AtomicU64,
 }
 
 enum Slot<M: ractor::Message> {
-    Live(ActorRef<M>),
+    /// The actor, and how its supervisor learns that a stop was asked for.
+    Live(ActorRef<M>, Arc<Exit>),
     Starting(Arc<Notify>),
+}
+
+/// An activation in progress: whatever way it ends (started, failed, or its future dropped
+/// because the caller gave up), its `Starting` slot goes and the waiting callers wake.
+struct StartGuard<'a, K: Hash + Eq + Clone, M: ractor::Message> {
+    directory: &'a Directory<K, M>,
+    key: K,
+    notify: Arc<Notify>,
+}
+
+impl<K: Hash + Eq + Clone, M: ractor::Message> Drop for StartGuard<'_, K, M> {
+    fn drop(&mut self) {
+        let mut slots = self.directory.lock();
+        if matches!(slots.get(&self.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &self.notify)) {
+            slots.remove(&self.key);
+        }
+        drop(slots);
+        self.notify.notify_waiters();
+    }
 }
 
 impl<K, M: ractor::Message> Default for Directory<K, M> {
     fn default() -> Self {
-        Directory { slots: Mutex::new(FxHashMap::default()) }
+        Directory { slots: Mutex::new(FxHashMap::default()), started: AtomicU64::new(0) }
     }
 }
 
@@ -648,26 +836,16 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
 
     fn running(&self, key: &K) -> Option<ActorRef<M>> {
         match self.lock().get(key) {
-            Some(Slot::Live(actor)) if accepting(actor) => Some(actor.clone()),
+            Some(Slot::Live(actor, _)) if accepting(actor) => Some(actor.clone()),
             _ => None,
         }
     }
 
-    /// Every actor, whatever its status.
-    fn all(&self) -> Vec<ActorRef<M>> {
-        let slots = self.lock();
-        let live = slots.values().filter_map(|s| match s {
-            Slot::Live(actor) => Some(actor.clone()),
-            Slot::Starting(_) => None,
-        });
-        live.collect()
-    }
-
-    /// Every actor with its key, whatever its status.
-    fn entries(&self) -> Vec<(K, ActorRef<M>)> {
+    /// Every actor with its key and exit, whatever its status.
+    fn entries(&self) -> Vec<(K, ActorRef<M>, Arc<Exit>)> {
         let slots = self.lock();
         let live = slots.iter().filter_map(|(k, s)| match s {
-            Slot::Live(actor) => Some((k.clone(), actor.clone())),
+            Slot::Live(actor, exit) => Some((k.clone(), actor.clone(), exit.clone())),
             Slot::Starting(_) => None,
         });
         live.collect()
@@ -676,31 +854,41 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
     /// The actor of a key, whatever its status.
     fn any(&self, key: &K) -> Option<ActorRef<M>> {
         match self.lock().get(key) {
-            Some(Slot::Live(actor)) => Some(actor.clone()),
+            Some(Slot::Live(actor, _)) => Some(actor.clone()),
             _ => None,
         }
     }
 
+    /// Whether the key has an actor taking messages or an activation in progress.
+    fn has(&self, key: &K) -> bool {
+        match self.lock().get(key) {
+            Some(Slot::Live(actor, _)) => accepting(actor),
+            Some(Slot::Starting(_)) => true,
+            None => false,
+        }
+    }
+
     fn live(&self) -> usize {
-        self.lock().values().filter(|s| matches!(s, Slot::Live(a) if accepting(a))).count()
+        self.lock().values().filter(|s| matches!(s, Slot::Live(a, _) if accepting(a))).count()
     }
 
     async fn get<F, Fut>(&self, key: K, spawn: F) -> Result<ActorRef<M>>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+        Fut: std::future::Future<Output = Result<(ActorRef<M>, Arc<Exit>)>>,
     {
-        loop {
+        let notify = loop {
             let wait = {
                 let mut slots = self.lock();
                 match slots.get(&key) {
-                    Some(Slot::Live(actor)) if accepting(actor) => return Ok(actor.clone()),
+                    Some(Slot::Live(actor, _)) if accepting(actor) => return Ok(actor.clone()),
                     // Stopping: the next one starts once it has (its last write is done).
-                    Some(Slot::Live(actor)) => Err(actor.get_cell()),
+                    Some(Slot::Live(actor, _)) => Err(actor.get_cell()),
                     Some(Slot::Starting(notify)) => Ok(notify.clone()),
                     None => {
-                        slots.insert(key.clone(), Slot::Starting(Arc::new(Notify::new())));
-                        break;
+                        let notify = Arc::new(Notify::new());
+                        slots.insert(key.clone(), Slot::Starting(notify.clone()));
+                        break notify;
                     }
                 }
             };
@@ -708,7 +896,7 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
                 Err(cell) => {
                     let _ = cell.wait(None).await;
                     let mut slots = self.lock();
-                    if matches!(slots.get(&key), Some(Slot::Live(a)) if a.get_id() == cell.get_id())
+                    if matches!(slots.get(&key), Some(Slot::Live(a, _)) if a.get_id() == cell.get_id())
                     {
                         slots.remove(&key);
                     }
@@ -726,27 +914,24 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
                     }
                 }
             }
-        }
-        let started = spawn().await;
-        let mut slots = self.lock();
-        let notify = match slots.remove(&key) {
-            Some(Slot::Starting(notify)) => Some(notify),
-            _ => None,
         };
-        if let Ok(actor) = &started {
-            slots.insert(key, Slot::Live(actor.clone()));
+        // Dropped however this ends: a failed or cancelled activation clears its slot.
+        let guard = StartGuard { directory: self, key, notify };
+        let (actor, exit) = spawn().await?;
+        self.started.fetch_add(1, Ordering::AcqRel);
+        let mut slots = self.lock();
+        if matches!(slots.get(&guard.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &guard.notify))
+        {
+            slots.insert(guard.key.clone(), Slot::Live(actor.clone(), exit));
         }
         drop(slots);
-        if let Some(notify) = notify {
-            notify.notify_waiters();
-        }
-        started
+        Ok(actor)
     }
 
     /// An actor stopped: its slot goes, unless a newer actor holds it.
     fn forget(&self, key: &K, id: ractor::ActorId) {
         let mut slots = self.lock();
-        if matches!(slots.get(key), Some(Slot::Live(a)) if a.get_id() == id) {
+        if matches!(slots.get(key), Some(Slot::Live(a, _)) if a.get_id() == id) {
             slots.remove(key);
         }
     }

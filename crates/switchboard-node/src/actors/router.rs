@@ -6,7 +6,10 @@
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
 //! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
 //! goes to the transport and the caller is answered. A failed write stops the actor (its
-//! memory is ahead of the store); the next message activates it from its row again.
+//! memory is ahead of the store); its supervisor (or the next message, if sooner) activates
+//! it from its row again.
+
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::engine::Target;
@@ -17,7 +20,7 @@ use switchboard_store::{ActorState, Batch, Fence};
 use tracing::warn;
 
 use super::placement::ActorKey;
-use super::{Counted, Mesh, ROUTER, Timers, decode, encode};
+use super::{Counted, Exit, Mesh, ROUTER, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
 
@@ -50,6 +53,8 @@ pub enum RouterMsg {
 #[derive(Debug)]
 pub struct RouterArgs {
     pub mesh: Mesh,
+    /// Told when it passivates, for its supervisor.
+    pub(crate) exit: Arc<Exit>,
 }
 
 #[derive(Debug)]
@@ -67,8 +72,9 @@ pub struct RouterRun {
     timers: Timers,
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
-    /// A write failed: it stops without being activated again at once.
+    /// A write failed: it stops, and its supervisor activates it again after a backoff.
     failed: bool,
+    exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -115,6 +121,7 @@ impl Actor for RouterActor {
             timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
             drained: false,
             failed: false,
+            exit: args.exit,
             _counted: Counted::new(ROUTER),
         };
         // A restarted side resends everything unacknowledged at once: what it had sent
@@ -132,6 +139,9 @@ impl Actor for RouterActor {
         // Something it drained after deciding to stop left a deadline or a resend due: the
         // next incarnation runs it (it starts once this one is gone).
         let due = run.side.next_deadline().is_some() || !run.side.retransmit().is_empty();
+        if run.drained && !run.failed {
+            run.exit.passivated();
+        }
         if run.drained && !run.failed && due {
             let mesh = run.mesh.clone();
             tokio::spawn(async move { mesh.router_ref().await.map(|_| ()) });
@@ -270,8 +280,8 @@ impl RouterRun {
         }
     }
 
-    /// A write failed: the memory is ahead of the store, so the actor stops; the next
-    /// message activates it from its row.
+    /// A write failed: the memory is ahead of the store, so the actor stops; its supervisor
+    /// activates it from its row after a backoff (a message may do so sooner).
     fn fail(&mut self, myself: &ActorRef<RouterMsg>, e: Error) -> Result<(), ActorProcessingErr> {
         warn!(tenant = %self.mesh.tenant(), error = %e, "router actor cannot write here (failed, fenced or moved); stopping");
         self.failed = true;

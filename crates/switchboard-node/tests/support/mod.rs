@@ -1,5 +1,6 @@
 //! What the mesh tests share (`actors.rs` on one node, `actors_grpc.rs` across two): the
-//! tenant, a transport wrapper that can cut a direction, and waits and reads on conditions.
+//! tenant, a transport wrapper that can cut a direction, a store wrapper that can refuse a
+//! write or hold a load, and waits and reads on conditions.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -19,7 +20,11 @@ use switchboard_core::{
 };
 use switchboard_node::actors::{Mesh, MeshOptions, TenantConfig, Transport};
 use switchboard_node::archive;
-use switchboard_store::Store;
+use switchboard_store::{
+    ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, ContactField,
+    CustomerRecord, Fence, Loaded, Message as StoredMessage, Pending, Result as StoreResult, Store,
+    StreamEntry,
+};
 
 pub const TENANT: &str = "acme";
 pub const GROUP: GroupId = GroupId(1);
@@ -179,4 +184,148 @@ pub async fn assignments(mesh: &Mesh, customer: u64) -> usize {
         })
         .await
         .unwrap()
+}
+
+/// A store that can refuse one write and hold conversation actors' loads, around a real one.
+pub struct Faulty {
+    pub inner: Arc<dyn Store>,
+    /// Refuse the next batch that archives a conversation (a conversation actor's step that
+    /// ended one), once.
+    pub refuse_archive: AtomicBool,
+    pub refused: AtomicU64,
+    /// Loads of conversation actors' rows so far.
+    pub conversation_loads: AtomicU64,
+    held: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Faulty {
+            inner,
+            refuse_archive: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            conversation_loads: AtomicU64::new(0),
+            held: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Conversation actors' loads block until [`Faulty::release`].
+    pub fn hold(&self) {
+        *self.held.lock().unwrap() = true;
+    }
+
+    pub fn release(&self) {
+        *self.held.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+}
+
+impl Store for Faulty {
+    fn append(&self, batch: Batch) -> Pending {
+        if !batch.archive.is_empty() && self.refuse_archive.swap(false, Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        self.inner.append(batch)
+    }
+    fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
+        self.inner.snapshot(tenant, fence, seq, bytes)
+    }
+    fn raise_fence(&self, fence: Fence) -> Pending {
+        self.inner.raise_fence(fence)
+    }
+    fn trim_stream(&self, tenant: &str, stream: &str, keep_last: usize) -> Pending {
+        self.inner.trim_stream(tenant, stream, keep_last)
+    }
+    fn tenants(&self) -> StoreResult<Vec<String>> {
+        self.inner.tenants()
+    }
+    fn load(&self, tenant: &str) -> StoreResult<Loaded> {
+        self.inner.load(tenant)
+    }
+    fn read_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        self.inner.read_stream(tenant, stream, after_seq, limit)
+    }
+    fn last_stream_seq(&self, tenant: &str, stream: &str) -> StoreResult<Option<u64>> {
+        self.inner.last_stream_seq(tenant, stream)
+    }
+    fn messages(
+        &self,
+        tenant: &str,
+        conversation: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.inner.messages(tenant, conversation, after_seq, limit)
+    }
+    fn request_retention(&self) -> Duration {
+        self.inner.request_retention()
+    }
+    fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.find_response(tenant, request_id)
+    }
+    fn archived(&self, tenant: &str, conversation: u64) -> StoreResult<Option<Archived>> {
+        self.inner.archived(tenant, conversation)
+    }
+    fn list_archived(&self, tenant: &str, query: &ArchiveQuery) -> StoreResult<Vec<Archived>> {
+        self.inner.list_archived(tenant, query)
+    }
+    fn count_archived(&self, tenant: &str) -> StoreResult<u64> {
+        self.inner.count_archived(tenant)
+    }
+    fn customer(&self, tenant: &str, customer: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.customer(tenant, customer)
+    }
+    fn actor(&self, tenant: &str, kind: &str, key: &str) -> StoreResult<Option<ActorState>> {
+        if kind == "conversation" {
+            self.conversation_loads.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.held.lock().unwrap();
+            while *held {
+                held = self.opened.wait(held).unwrap();
+            }
+        }
+        self.inner.actor(tenant, kind, key)
+    }
+    fn list_actors(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ActorState>> {
+        self.inner.list_actors(tenant, kind, after, limit)
+    }
+    fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> StoreResult<ArchiveWindow> {
+        self.inner.scan_archived(tenant, scan)
+    }
+    fn scan_customers(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<CustomerRecord>> {
+        self.inner.scan_customers(tenant, after, limit)
+    }
+    fn find_customers(
+        &self,
+        tenant: &str,
+        field: ContactField,
+        value: &str,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<CustomerRecord>> {
+        self.inner.find_customers(tenant, field, value, after, limit)
+    }
+    fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending {
+        self.inner.retain(tenant, fence, now_ms, streams_before_ms)
+    }
 }
