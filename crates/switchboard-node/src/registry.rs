@@ -797,8 +797,6 @@ async fn supervise(
             delay = Duration::ZERO;
         }
         drop(me);
-        metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => "tenant", "tenant" => tenant.clone())
-            .increment(1);
         loop {
             delay = if delay.is_zero() { min } else { (delay * 2).min(max) };
             warn!(
@@ -829,6 +827,9 @@ async fn supervise(
                         }
                     }
                     info!(tenant, "tenant actor restarted");
+                    let t = tenant.clone();
+                    metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => "tenant", "tenant" => t)
+                        .increment(1);
                     (actor, join) = (next, next_join);
                     break;
                 }

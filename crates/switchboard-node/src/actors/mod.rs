@@ -595,6 +595,13 @@ async fn watch(
         match mesh.activate(which, backoff).await {
             Ok(()) => {
                 info!(tenant = mesh.tenant(), actor = %mesh.key(which), "actor restarted");
+                let kind = match which {
+                    Which::Router => ROUTER,
+                    Which::Conversation(_) => CONVERSATION,
+                };
+                let tenant = mesh.tenant().to_owned();
+                metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => kind, "tenant" => tenant)
+                    .increment(1);
                 return;
             }
             Err(e) => {
