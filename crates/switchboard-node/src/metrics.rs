@@ -195,6 +195,11 @@ pub fn describe() {
     );
     describe_gauge!(ACTORS, "Live actors on this node, by kind (tenant, router, conversation).");
     describe_counter!(
+        ACTOR_RESTARTS,
+        "Actors started again from the store by their supervisor after stopping on their own \
+         (a failed write, a panic), by kind (tenant, router, conversation) and tenant."
+    );
+    describe_counter!(
         MESH_ENVELOPES,
         "Actor mesh envelopes between nodes, by outcome: sent, unavailable (the receiver \
          does not own the key, or cannot be reached), failed, timed_out, busy (too many in flight), unowned (no owner known) \
