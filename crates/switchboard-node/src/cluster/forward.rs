@@ -300,13 +300,13 @@ where
                 // A paused or cut-off owner holds the connection open: its call is given up
                 // as soon as the shard moves (safe to retry, as after a timeout), not when
                 // the connection's keepalive finally fails.
-                let moved = owner_changed(ownership.clone(), tenant.clone(), owner.clone());
+                // The same watch then ends a relayed stream when the shard moves.
+                let mut moved = owner_changed(ownership.clone(), tenant.clone(), owner);
                 tokio::select! {
                     answered = tokio::time::timeout(limit, call) => match answered {
-                        Ok(Ok(resp)) => resp.map(|b| {
-                            let moved = owner_changed(ownership.clone(), tenant, owner);
-                            Body::new(Relayed::new(b, &layer.hub, moved, node.clone()))
-                        }),
+                        Ok(Ok(resp)) => {
+                            resp.map(|b| Body::new(Relayed::new(b, &layer.hub, moved, node.clone())))
+                        }
                         Ok(Err(e)) => {
                             unavailable(format!("owner {node} at {addr} unreachable: {e}"))
                         }
@@ -314,7 +314,7 @@ where
                             "owner {node} at {addr} did not answer within {limit:?}"
                         )),
                     },
-                    () = moved => unavailable(format!(
+                    () = &mut moved => unavailable(format!(
                         "tenant {tenant} moved away from node {node} while the call was in flight; retry"
                     )),
                 }
@@ -395,25 +395,10 @@ impl Relayed {
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
         self.done = true;
         let mut trailers = http::HeaderMap::new();
-        trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
-        let message = http::HeaderValue::from_str(&percent_encode(message))
-            .unwrap_or_else(|_| http::HeaderValue::from_static("reconnect with your last cursor"));
-        trailers.insert("grpc-message", message);
+        // tonic writes grpc-status and the percent-encoded grpc-message.
+        let _ = tonic::Status::unavailable(message).add_header(&mut trailers);
         Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
     }
-}
-
-/// gRPC's `grpc-message` encoding: printable ASCII but `%` as is, everything else `%XX`.
-fn percent_encode(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for b in message.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl http_body::Body for Relayed {
