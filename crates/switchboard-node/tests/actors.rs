@@ -401,11 +401,16 @@ struct FaultyHarness {
 }
 
 fn faulty_harness(idle_end: Option<Duration>) -> FaultyHarness {
+    faulty_harness_with(idle_end, 1)
+}
+
+/// [`faulty_harness`] with the agent's capacity.
+fn faulty_harness_with(idle_end: Option<Duration>, capacity: u32) -> FaultyHarness {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     let faulty = Arc::new(Faulty::new(sqlite));
-    let (engine, config) = support::tenant(&[(AGENT, 1)]);
+    let (engine, config) = support::tenant(&[(AGENT, capacity)]);
     let mut config = (*config).clone();
     config.settings.replies.idle_end =
         idle_end.map(|after| TimedReply { after, texts: vec!["closing this chat".into()] });
@@ -512,4 +517,45 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
             heard.effects.iter().filter(|e| format!("{e:?}").contains("closing this chat")).count();
     }
     assert_eq!(replies, 1, "the idle end's reply, once");
+}
+
+/// The router batches its steps: routes that reach it while its write is in flight are all
+/// applied before one write makes them durable, and nothing of a step is heard before that
+/// write (no `Placed`, no read of its state): here six openings take two router writes after
+/// the sign-in's, and each conversation is assigned once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_queued_behind_the_routers_write_share_its_next_one_and_wait_for_it() {
+    let h = faulty_harness_with(None, 10);
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let signed_in = h.faulty.router_writes.load(Ordering::SeqCst);
+
+    h.faulty.hold_router_writes();
+    mesh.conversation(CustomerId(1)).customer_message(message(1, 1, "hi")).await.unwrap();
+    until("the router is writing the first decision", || async {
+        h.faulty.router_writes.load(Ordering::SeqCst) == signed_in + 1
+    })
+    .await;
+    // Each call returns once its conversation's step is durable and its route is sent: the
+    // routes queue in the router's mailbox behind the write.
+    for c in 2..=6 {
+        mesh.conversation(CustomerId(c)).customer_message(message(c, c, "hi")).await.unwrap();
+    }
+    // The held decision is not heard: the first conversation is not assigned.
+    assert_ne!(open(mesh, 1).await.map(|(state, _)| state), Some(State::Assigned));
+
+    h.faulty.release_router_writes();
+    for c in 1..=6 {
+        until("every conversation hears its assignment", || async {
+            open(mesh, c).await == Some((State::Assigned, Some(AGENT)))
+        })
+        .await;
+    }
+    let writes = h.faulty.router_writes.load(Ordering::SeqCst) - signed_in;
+    assert_eq!(writes, 2, "the first decision, then the five routes that queued behind it");
+    let (_, load, _) = placed(mesh, 6).await;
+    assert_eq!(load, 6, "six conversations held, each once");
+    for c in 1..=6 {
+        assert_eq!(support::assignments(mesh, c).await, 1, "conversation {c} assigned once");
+    }
 }

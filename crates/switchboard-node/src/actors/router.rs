@@ -5,9 +5,14 @@
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
 //! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
-//! goes to the transport and the caller is answered. A failed write stops the actor (its
-//! memory is ahead of the store); its supervisor (or the next message, if sooner) activates
-//! it from its row again.
+//! goes to the transport and the caller is answered. Steps are batched: a message that
+//! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
+//! message that queued up while the previous write was in flight is applied before one
+//! write makes them all durable (the row is the whole side, so one write per message would
+//! cost O(live work) each). Until that flush nothing of them is heard: no envelope, no
+//! answer, no read, no resend. A failed write stops the actor (its memory is ahead of the
+//! store); its supervisor (or the next message, if sooner) activates it from its row again,
+//! and every caller of the batch gets the error.
 
 use std::sync::Arc;
 
@@ -48,6 +53,8 @@ pub enum RouterMsg {
     Tick,
     /// Resend what is unacknowledged; passivate if idle.
     Retransmit,
+    /// Make the steps applied since the last write durable, then let them be heard.
+    Flush,
 }
 
 #[derive(Debug)]
@@ -74,9 +81,24 @@ pub struct RouterRun {
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
     failed: bool,
+    /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
+    batch: Option<Unflushed>,
     exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
+}
+
+/// Where an operation's caller hears its answer.
+type Reply = RpcReplyPort<Result<Vec<Effect>>>;
+
+/// What waits for the next write: the callers to answer and the effects to report.
+#[derive(Default)]
+struct Unflushed {
+    /// Callers, with their answers (a refusal too: it was decided on undurable state).
+    replies: Vec<(Reply, Result<Vec<Effect>>)>,
+    /// Every step's effects, in order.
+    effects: Vec<Effect>,
+    reads: Vec<super::ReadSide<RouterSide>>,
 }
 
 impl Drop for RouterRun {
@@ -121,6 +143,7 @@ impl Actor for RouterActor {
             timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
             drained: false,
             failed: false,
+            batch: None,
             exit: args.exit,
             _counted: Counted::new(ROUTER),
         };
@@ -163,47 +186,49 @@ impl Actor for RouterActor {
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive(now, envelope);
-                if !ack && let Err(e) = run.commit().await {
-                    return run.fail(&myself, e);
+                if !ack {
+                    return run.step(&myself, effects, None).await;
                 }
-                run.send();
-                run.mesh.heard(None, effects);
+                if run.batch.is_none() {
+                    // Nothing undurable is queued, so what goes out now is durable.
+                    run.send();
+                }
             }
             RouterMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
-                match run.apply(now, op) {
-                    Err(e) => {
+                match (run.apply(now, op), &mut run.batch) {
+                    (Err(e), Some(batch)) => batch.replies.push((reply, Err(e.into()))),
+                    (Err(e), None) => {
                         let _ = reply.send(Err(e.into()));
                     }
-                    Ok(effects) => {
-                        if let Err(e) = run.commit().await {
-                            let _ = reply.send(Err(e.clone()));
-                            return run.fail(&myself, e);
-                        }
-                        run.send();
-                        run.mesh.heard(None, effects.clone());
-                        let _ = reply.send(Ok(effects));
-                    }
+                    (Ok(effects), _) => return run.step(&myself, effects, Some(reply)).await,
                 }
             }
-            RouterMsg::Read(read) => read(&run.side),
+            RouterMsg::Read(read) => match &mut run.batch {
+                // A read sees only durable decisions.
+                Some(batch) => batch.reads.push(read),
+                None => read(&run.side),
+            },
             RouterMsg::Tick => {
                 run.timers.fired();
                 let now = run.now();
                 if run.side.next_deadline().is_some_and(|at| at <= now) {
                     let effects = run.side.advance(now);
-                    if let Err(e) = run.commit().await {
-                        return run.fail(&myself, e);
-                    }
-                    run.send();
-                    run.mesh.heard(None, effects);
+                    return run.step(&myself, effects, None).await;
                 }
             }
+            RouterMsg::Flush => return run.flush(&myself).await,
             RouterMsg::Retransmit => {
                 if let Err(e) = run.mesh.holds(run.fence) {
                     // Its shard moved: the new owner activates it from its row.
                     return run.fail(&myself, e);
+                }
+                if run.batch.is_some() {
+                    // Undurable decisions are in the outbox: the flush sends them; resend
+                    // at the next tick.
+                    run.arm(&myself);
+                    return Ok(());
                 }
                 let wire = run.side.retransmit();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
@@ -249,6 +274,62 @@ impl RouterRun {
                 side.transfer(now, conversation, target, by)
             }
         }
+    }
+
+    /// One applied step: it joins the batch the next `Flush` makes durable (scheduling that
+    /// flush behind what is already in the mailbox). A drained actor cannot send itself the
+    /// flush, so it writes at once.
+    async fn step(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        effects: Vec<Effect>,
+        reply: Option<Reply>,
+    ) -> Result<(), ActorProcessingErr> {
+        let batch = match self.batch.take() {
+            Some(batch) => batch,
+            None if myself.send_message(RouterMsg::Flush).is_ok() => Unflushed::default(),
+            None => {
+                self.batch = Some(Unflushed::default());
+                self.push(effects, reply);
+                return self.flush(myself).await;
+            }
+        };
+        self.batch = Some(batch);
+        self.push(effects, reply);
+        Ok(())
+    }
+
+    fn push(&mut self, effects: Vec<Effect>, reply: Option<Reply>) {
+        let batch = self.batch.as_mut().expect("a batch is open");
+        match reply {
+            Some(reply) => {
+                batch.effects.extend(effects.iter().cloned());
+                batch.replies.push((reply, Ok(effects)));
+            }
+            None => batch.effects.extend(effects),
+        }
+    }
+
+    /// Writes the batch's steps in one row, then lets them be heard: envelopes, effects,
+    /// answers, reads.
+    async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
+        let Some(batch) = self.batch.take() else { return Ok(()) };
+        if let Err(e) = self.commit().await {
+            for (reply, _) in batch.replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return self.fail(myself, e);
+        }
+        self.send();
+        self.mesh.heard(None, batch.effects);
+        for (reply, answer) in batch.replies {
+            let _ = reply.send(answer);
+        }
+        for read in batch.reads {
+            read(&self.side);
+        }
+        self.arm(myself);
+        Ok(())
     }
 
     /// Makes the side durable: its row (placements and the decisions in its outbox), one

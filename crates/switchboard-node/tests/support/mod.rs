@@ -195,6 +195,10 @@ pub struct Faulty {
     pub refused: AtomicU64,
     /// Loads of conversation actors' rows so far.
     pub conversation_loads: AtomicU64,
+    /// Writes of the router's row so far (begun, whether or not held).
+    pub router_writes: AtomicU64,
+    /// While `false`, writes of the router's row wait (see [`Faulty::hold_router_writes`]).
+    router_gate: tokio::sync::watch::Sender<bool>,
     held: std::sync::Mutex<bool>,
     opened: std::sync::Condvar,
 }
@@ -206,6 +210,8 @@ impl Faulty {
             refuse_archive: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             conversation_loads: AtomicU64::new(0),
+            router_writes: AtomicU64::new(0),
+            router_gate: tokio::sync::watch::channel(true).0,
             held: std::sync::Mutex::new(false),
             opened: std::sync::Condvar::new(),
         }
@@ -220,6 +226,16 @@ impl Faulty {
         *self.held.lock().unwrap() = false;
         self.opened.notify_all();
     }
+
+    /// Writes of the router's row wait (they are not durable) until
+    /// [`Faulty::release_router_writes`].
+    pub fn hold_router_writes(&self) {
+        self.router_gate.send_replace(false);
+    }
+
+    pub fn release_router_writes(&self) {
+        self.router_gate.send_replace(true);
+    }
 }
 
 impl Store for Faulty {
@@ -228,6 +244,15 @@ impl Store for Faulty {
             self.refused.fetch_add(1, Ordering::SeqCst);
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
             return Box::pin(std::future::ready(Err(e)));
+        }
+        if batch.actors.iter().any(|a| a.kind == "router") {
+            self.router_writes.fetch_add(1, Ordering::SeqCst);
+            let mut gate = self.router_gate.subscribe();
+            let inner = self.inner.clone();
+            return Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                inner.append(batch).await
+            });
         }
         self.inner.append(batch)
     }

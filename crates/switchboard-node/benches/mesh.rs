@@ -1,0 +1,221 @@
+//! What the actor mesh costs on one node (issue 12's closing figures, before the public API
+//! runs on it): a tenant's mesh over a real SQLite store, in-process transport. It prints:
+//!
+//! - opening N conversations (each one conversation-actor step, a route to the router, the
+//!   router's decision, the `Placed` back): µs per opening, and the router's row size after;
+//! - M customer messages to assigned conversations (conversation actors only): µs each, and
+//!   how many envelopes reached the router meanwhile (the share of commands that touch it);
+//! - memory per open conversation: the process's RSS growth over the N openings, per
+//!   conversation, and the bytes of a conversation actor's row.
+//!
+//! `cargo bench -p switchboard-node --bench mesh`; `MESH_N` (default 2,000) and `MESH_M`
+//! (default 20,000) change the sizes. Figures only, no assertions on time.
+
+#![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark: prints, reads the clock
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
+use switchboard_core::router::StatusCause;
+use switchboard_core::{AgentId, AgentStatus, CustomerId, State};
+use switchboard_node::actors::transport::InProcess;
+use switchboard_node::actors::{CONVERSATION, Mesh, MeshArgs, MeshOptions, ROUTER, Transport};
+use switchboard_store::{SqliteOptions, SqliteStore, Store};
+use tokio::task::JoinSet;
+
+use self::support::{TENANT, message};
+
+/// The in-process transport, counting what reaches the router: messages and
+/// acknowledgements apart.
+#[derive(Default)]
+struct Counting {
+    inner: InProcess,
+    router_messages: AtomicU64,
+    router_acks: AtomicU64,
+}
+
+impl Transport for Counting {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        let count = match envelope.body {
+            Body::Message { .. } => &self.router_messages,
+            Body::Ack { .. } => &self.router_acks,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        self.inner.to_router(tenant, envelope);
+    }
+
+    fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
+        self.inner.to_conversation(tenant, envelope);
+    }
+}
+
+/// Conversations opened or messages sent at once.
+const IN_FLIGHT: usize = 64;
+
+fn size(var: &str, default: u64) -> u64 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The process's resident set, KiB (Linux).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f(i)` for every `i` in `0..n`, `IN_FLIGHT` at a time.
+async fn each<F, Fut>(n: u64, f: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        if set.len() >= IN_FLIGHT {
+            set.join_next().await.unwrap().unwrap();
+        }
+        set.spawn(f(i));
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// Conversations the router has assigned, over agents 1..=50.
+async fn assigned(mesh: &Mesh) -> usize {
+    let count = |side: &switchboard_core::mesh::RouterSide| {
+        let r = side.router();
+        (1..=50).filter_map(|a| r.agent(AgentId(a))).map(|a| a.assigned.len()).sum()
+    };
+    mesh.router().read(count).await.unwrap()
+}
+
+fn main() {
+    let n = size("MESH_N", 2_000);
+    let m = size("MESH_M", 20_000);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run(n, m));
+}
+
+async fn run(n: u64, m: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    // Room for every conversation: 50 agents sharing N.
+    let agents: Vec<(AgentId, u32)> = (1..=50).map(|a| (AgentId(a), (n / 50 + 1) as u32)).collect();
+    let (engine, config) = support::tenant(&agents);
+    let transport = Arc::new(Counting::default());
+    let mesh = Mesh::new(MeshArgs {
+        tenant: TENANT.into(),
+        store: store.clone(),
+        fence: Default::default(),
+        config,
+        router: engine.router().clone(),
+        transport: transport.clone(),
+        // The node's defaults (resend after 1 s), never idle during the run.
+        options: MeshOptions { idle: Duration::from_secs(3600), ..MeshOptions::default() },
+        heard: None,
+    });
+    transport.inner.attach(&mesh);
+    for (agent, _) in &agents {
+        mesh.router().set_status(*agent, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    }
+
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    let opening = mesh.clone();
+    each(n, move |i| {
+        let mesh = opening.clone();
+        async move {
+            let customer = 1_000 + i;
+            let outcome = mesh
+                .conversation(CustomerId(customer))
+                .customer_message(message(customer, customer, "hello"))
+                .await
+                .unwrap();
+            assert!(outcome.opened);
+        }
+    })
+    .await;
+    while assigned(&mesh).await < n as usize {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Every conversation has heard its assignment.
+    for i in 0..n {
+        let customer = CustomerId(1_000 + i);
+        loop {
+            let state = mesh
+                .conversation(customer)
+                .read(|side| side.conversation().map(|c| c.state))
+                .await
+                .unwrap();
+            if state == Some(State::Assigned) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let opened = started.elapsed();
+    let rss_after = rss_kib();
+    let router_row =
+        store.actor(TENANT, ROUTER, "").unwrap().and_then(|r| r.body).map_or(0, |b| b.len());
+    let conversation_row = store
+        .actor(TENANT, CONVERSATION, "1000")
+        .unwrap()
+        .and_then(|r| r.body)
+        .map_or(0, |b| b.len());
+    println!(
+        "opened {n} conversations (each routed and assigned) in {:.2} s: {:.0} µs each, {:.0}/s",
+        opened.as_secs_f64(),
+        opened.as_micros() as f64 / n as f64,
+        n as f64 / opened.as_secs_f64()
+    );
+    println!(
+        "memory: RSS {} → {} KiB, {:.2} KiB per open conversation; live actors {:?}",
+        rss_before,
+        rss_after,
+        (rss_after.saturating_sub(rss_before)) as f64 / n as f64,
+        mesh.live()
+    );
+    println!(
+        "rows: router {router_row} B with {n} assigned; one conversation actor {conversation_row} B"
+    );
+
+    let routed = |t: &Counting| {
+        (t.router_messages.load(Ordering::Relaxed), t.router_acks.load(Ordering::Relaxed))
+    };
+    println!("to the router while opening: {:?} (messages, acknowledgements)", routed(&transport));
+    let before = routed(&transport);
+    let started = Instant::now();
+    let sending = mesh.clone();
+    each(m, move |i| {
+        let mesh = sending.clone();
+        async move {
+            let customer = 1_000 + i % n;
+            let msg = message(customer, customer, "one more thing");
+            mesh.conversation(CustomerId(customer)).customer_message(msg).await.unwrap();
+        }
+    })
+    .await;
+    let sent = started.elapsed();
+    let after = routed(&transport);
+    let (messages, acks) = (after.0 - before.0, after.1 - before.1);
+    println!(
+        "{m} customer messages to assigned conversations in {:.2} s: {:.0} µs each, {:.0}/s; \
+         to the router meanwhile: {messages} messages, {acks} acknowledgements",
+        sent.as_secs_f64(),
+        sent.as_micros() as f64 / m as f64,
+        m as f64 / sent.as_secs_f64()
+    );
+    mesh.stop_all().await;
+}
