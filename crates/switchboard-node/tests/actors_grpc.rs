@@ -159,6 +159,7 @@ async fn cluster_with(deadline: Duration, bound: usize, timings: MeshOptions) ->
             transport: transport.clone(),
             options: timings,
             heard: None,
+            hub: None,
         };
         let mesh = Mesh::clustered(args, ownership.clone());
         inprocess.attach(&mesh);
