@@ -18,6 +18,7 @@ use switchboard_node::actors::{
     AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TenantConfig,
 };
 use switchboard_node::archive;
+use switchboard_node::hub::Hub;
 use switchboard_store::{ArchiveQuery, SqliteOptions, SqliteStore, Store};
 
 use self::support::{
@@ -30,6 +31,8 @@ struct Harness {
     store: Arc<dyn Store>,
     transport: Arc<Cuttable<InProcess>>,
     mesh: Mesh,
+    /// The node's live fan-out the mesh publishes desk entries to.
+    hub: Hub,
 }
 
 /// One group (auto-accept), one agent of capacity 1 in it, signed out.
@@ -62,6 +65,7 @@ fn harness_with(
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     let transport = Arc::new(Cuttable::<InProcess>::default());
+    let hub = Hub::default();
     let mesh = Mesh::new(MeshArgs {
         tenant: TENANT.into(),
         store: store.clone(),
@@ -71,10 +75,10 @@ fn harness_with(
         transport: transport.clone(),
         options,
         heard: None,
-        hub: None,
+        hub: Some(hub.clone()),
     });
     transport.inner.attach(&mesh);
-    Harness { _dir: dir, store, transport, mesh }
+    Harness { _dir: dir, store, transport, mesh, hub }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +225,7 @@ async fn a_new_node_on_the_same_store_carries_on_from_the_rows() {
     // The node goes; another opens the same store.
     h.mesh.stop_all().await;
     assert_eq!(h.mesh.live(), (0, 0));
-    let Harness { _dir: dir, store, transport, mesh } = h;
+    let Harness { _dir: dir, store, transport, mesh, .. } = h;
     drop((store, transport, mesh));
     assert_eq!(dir.path(), path);
     let h = harness_in(dir, &[(AGENT, 1)], Duration::from_secs(3600));
@@ -566,6 +570,7 @@ async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assig
     })
     .await;
 
+    let mut live = h.hub.subscribe(TENANT, "agent/1");
     let desk = mesh.agent(AGENT);
     let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
     assert_eq!(command, 1, "the agent's first command on its link");
@@ -580,6 +585,12 @@ async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assig
     })
     .await;
     assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    // Published live once durable, as stored.
+    let stored = support::desk(&h.store, AGENT);
+    for (seq, item) in stored {
+        let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
+        assert_eq!(*published, (seq, item), "the hub carries the stored entry");
+    }
     assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Online, AgentStatus::Online));
     until("the router's decisions are acknowledged", || desks_settled(mesh)).await;
     assert_eq!(mesh.live_agents(), 1);

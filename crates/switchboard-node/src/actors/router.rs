@@ -147,7 +147,7 @@ impl Actor for RouterActor {
     ) -> Result<(), ActorProcessingErr> {
         // Something it drained after deciding to stop left a deadline or a resend due: the
         // next incarnation runs it (it starts once this one is gone).
-        let due = run.side.next_deadline().is_some() || !run.unsettled();
+        let due = run.side.next_deadline().is_some() || run.unsettled();
         if run.drained && !run.failed {
             run.exit.passivated();
         }
