@@ -12,8 +12,8 @@ use std::time::Duration;
 use switchboard_core::config::{OfferMode, TimedReply};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, Engine, State};
-use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::agent::Decision;
+use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{
     AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TenantConfig,
 };
@@ -696,8 +696,7 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     // change to its desk, its acknowledgement is cut, and it is killed.
     h.transport.cut_to_router.store(true, Ordering::SeqCst);
     mesh.router().set_status(AGENT, AgentStatus::Away, StatusCause::Supervisor).await.unwrap();
-    until("the desk entry is durable", || async { desk_summary(&h.store, AGENT).len() == 3 })
-        .await;
+    until("the desk entry is durable", || async { desk_summary(&h.store, AGENT).len() == 3 }).await;
     mesh.kill_agent(AGENT).await;
     assert!(!desks_settled(mesh).await, "the router has no acknowledgement");
     h.transport.cut_to_router.store(false, Ordering::SeqCst);

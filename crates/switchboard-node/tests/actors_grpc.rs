@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::config::OfferMode;
+use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::agent::Decision;
@@ -746,7 +746,10 @@ async fn an_agent_actor_on_node_a_accepts_an_offer_of_the_router_on_node_b() {
         b.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
     })
     .await;
-    assert_eq!(desk_summary(&c.store, AGENT), ["status online", "offered 1", "assigned 1 accepted"]);
+    assert_eq!(
+        desk_summary(&c.store, AGENT),
+        ["status online", "offered 1", "assigned 1 accepted"]
+    );
     let side = desk.read(|side| side.status()).await.unwrap();
     assert_eq!(side, AgentStatus::Online, "the agent side's status is the router's");
     assert_eq!((a.live_agents(), b.live_agents()), (1, 0), "the agent actor only on A");

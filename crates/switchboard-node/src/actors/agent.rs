@@ -273,7 +273,7 @@ impl Actor for AgentActor {
                 }
                 let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
                 for envelope in wire {
-                    transport.from_agent(tenant, envelope);
+                    transport.to_router_from_agent(tenant, envelope);
                 }
             }
         }
@@ -332,7 +332,7 @@ impl AgentRun {
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
-            transport.from_agent(tenant, envelope);
+            transport.to_router_from_agent(tenant, envelope);
         }
     }
 
@@ -419,9 +419,10 @@ pub fn desk_item(tenant: &str, now: Timestamp, seq: u64, event: &DeskEvent) -> S
             event.cursor = seq;
             stream_item::Item::AgentEvent(event)
         }
-        DeskEvent::Refused { command, reason } => {
-            stream_item::Item::DeskRefusal(DeskRefusal { command: *command, reason: reason.clone() })
-        }
+        DeskEvent::Refused { command, reason } => stream_item::Item::DeskRefusal(DeskRefusal {
+            command: *command,
+            reason: reason.clone(),
+        }),
     };
     StreamItem { item: Some(item) }
 }

@@ -172,9 +172,9 @@ impl Transport for GrpcTransport {
         }
     }
 
-    fn from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
-            Route::Local(_) => self.local.from_agent(tenant, envelope),
+            Route::Local(_) => self.local.to_router_from_agent(tenant, envelope),
             Route::Remote { addr, .. } => {
                 self.send(&addr, encode_agent(tenant, pb::MeshDirection::FromAgent, &envelope));
             }

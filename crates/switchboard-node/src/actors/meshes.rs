@@ -143,7 +143,6 @@ async fn load(
     let groups: Vec<GroupId> = state.groups.names_after("").map(|(_, n)| GroupId(n)).collect();
     let agents: Vec<AgentId> = state.agents.names_after("").map(|(_, n)| AgentId(n)).collect();
     let mut config = TenantConfig::of(&state.engine, &groups, &agents);
-    config.agent_names =
-        agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
+    config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
     Ok((Arc::new(config), state.engine.router().clone()))
 }

@@ -8,9 +8,11 @@
 
 use std::sync::{PoisonError, RwLock, Weak};
 
-use rustc_hash::FxHashMap;
 use ractor::ActorRef;
-use switchboard_core::mesh::{AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter};
+use rustc_hash::FxHashMap;
+use switchboard_core::mesh::{
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
 
 use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
@@ -29,7 +31,7 @@ pub trait Transport: Send + Sync + 'static {
     /// On an agent's link, to the agent actor of `envelope.agent`.
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>);
     /// On an agent's link, from the agent actor to the tenant's router actor.
-    fn from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>);
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>);
 }
 
 /// Delivery inside one node: straight into the live actor's mailbox, or through an
@@ -108,7 +110,9 @@ impl InProcess {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
         let msg = AgentMsg::Deliver(envelope, ticket);
-        cast_or_activate(mesh.live_agent(agent), msg, move || async move { mesh.agent_ref(agent).await });
+        cast_or_activate(mesh.live_agent(agent), msg, move || async move {
+            mesh.agent_ref(agent).await
+        });
     }
 }
 
@@ -149,7 +153,7 @@ impl Transport for InProcess {
         self.deliver_to_agent(tenant, envelope, None);
     }
 
-    fn from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         self.deliver_from_agent(tenant, envelope, None);
     }
 }

@@ -432,10 +432,9 @@ pub fn note_event(
         Note::CustomerMessage { conversation, text, bot_hosting } => {
             (Some(conversation), E::CustomerMessage(ev::CustomerMessage { text, bot_hosting }))
         }
-        Note::Whisper { conversation, from, text } => (
-            Some(conversation),
-            E::Whisper(ev::Whisper { supervisor: agent_name(from), text }),
-        ),
+        Note::Whisper { conversation, from, text } => {
+            (Some(conversation), E::Whisper(ev::Whisper { supervisor: agent_name(from), text }))
+        }
         Note::ReadUnreplied { conversation } => {
             (Some(conversation), E::ReadUnreplied(ev::ReadUnreplied {}))
         }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
 };
-use switchboard_core::mesh::{AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter};
+use switchboard_core::mesh::{
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
 use switchboard_core::router::Placement;
 use switchboard_core::{
     AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Engine, GroupId, State,
@@ -89,9 +91,9 @@ impl<T: Transport> Transport for Cuttable<T> {
     }
 
     /// Cut with the conversations' direction to the router (`cut_to_router`).
-    fn from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         if self.pass(&self.cut_to_router) {
-            self.inner.from_agent(tenant, envelope);
+            self.inner.to_router_from_agent(tenant, envelope);
         }
     }
 }
@@ -183,7 +185,10 @@ pub fn desk(store: &Arc<dyn Store>, agent: AgentId) -> Vec<(u64, StreamItem)> {
     use prost::Message as _;
     let stream = switchboard_node::state::agent_stream(&agent.0.to_string());
     let entries = store.read_stream(TENANT, &stream, 0, 10_000).unwrap();
-    entries.into_iter().map(|e| (e.seq, StreamItem::decode(e.payload.as_slice()).unwrap())).collect()
+    entries
+        .into_iter()
+        .map(|e| (e.seq, StreamItem::decode(e.payload.as_slice()).unwrap()))
+        .collect()
 }
 
 /// The desk entries in a short form: `"status online"`, `"offered 3"`, `"assigned 3 accepted"`,
