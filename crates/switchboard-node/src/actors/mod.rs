@@ -1,4 +1,4 @@
-//! Conversation and router actors around the core's cross-actor protocol
+//! Conversation, agent and router actors around the core's cross-actor protocol
 //! ([`switchboard_core::mesh`], issue 12 step 2), beside the tenant actor, not serving the
 //! public API yet. A cluster node runs one [`Mesh`] per tenant ([`meshes::Meshes`], on
 //! demand); a clustered mesh ([`Mesh::clustered`]) runs each actor only while this node owns
@@ -9,6 +9,10 @@
 //! - [`conversation::ConversationActor`]: one per tenant and customer with an open
 //!   conversation (or links the router has not acknowledged yet), around a
 //!   [`ConversationSide`](switchboard_core::mesh::ConversationSide).
+//! - [`agent::AgentActor`]: one per tenant and agent, around an
+//!   [`AgentSide`](switchboard_core::mesh::AgentSide) (status as set, the numbered desk
+//!   stream written with its row, holdings), when the mesh runs agent actors
+//!   ([`MeshOptions::agent_actors`]: the router side then has agent links).
 //! - [`transport`]: how envelopes travel between them, behind the small [`Transport`] trait;
 //!   [`transport::InProcess`] delivers inside the node, [`grpc::GrpcTransport`] between nodes
 //!   (to the owner of the actor key's shard, [`placement`]).
