@@ -542,6 +542,16 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
 
 // ----- agent actors ----------------------------------------------------------------------------
 
+/// Customer 7 opens conversation 1, which waits in the queue (nobody signed in).
+async fn queue_conversation_1_of_customer_7(mesh: &Mesh) {
+    let msg = message(7, 1, "hi");
+    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    until("the conversation hears it is queued", || async {
+        open(mesh, 7).await == Some((State::Queued, None))
+    })
+    .await;
+}
+
 /// The agent's status as its actor holds it and as the router does.
 async fn statuses(mesh: &Mesh, agent: AgentId) -> (AgentStatus, AgentStatus) {
     let side = mesh.agent(agent).read(|side| side.status()).await.unwrap();
@@ -563,12 +573,7 @@ async fn desks_settled(mesh: &Mesh) -> bool {
 async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assignment() {
     let h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
     let mesh = &h.mesh;
-    let msg = message(7, 1, "hi");
-    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
-    until("the conversation hears it is queued", || async {
-        open(mesh, 7).await == Some((State::Queued, None))
-    })
-    .await;
+    queue_conversation_1_of_customer_7(mesh).await;
 
     let mut live = h.hub.subscribe(TENANT, "agent/1");
     let desk = mesh.agent(AGENT);
@@ -668,12 +673,7 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
 async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_no_desk_entry() {
     let h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
     let mesh = &h.mesh;
-    let msg = message(7, 1, "hi");
-    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
-    until("the conversation hears it is queued", || async {
-        open(mesh, 7).await == Some((State::Queued, None))
-    })
-    .await;
+    queue_conversation_1_of_customer_7(mesh).await;
 
     // 1. The sign-in is durable in the agent's row, its delivery cut, the actor killed.
     h.transport.cut_to_router.store(true, Ordering::SeqCst);

@@ -172,22 +172,14 @@ impl Actor for RouterActor {
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive(now, envelope);
-                if !ack && let Err(e) = run.commit().await {
-                    return run.fail(&myself, e);
-                }
-                run.send();
-                run.mesh.heard(None, effects);
+                return run.received(&myself, ack, effects).await;
             }
             RouterMsg::FromAgent(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive_agent(now, envelope);
-                if !ack && let Err(e) = run.commit().await {
-                    return run.fail(&myself, e);
-                }
-                run.send();
-                run.mesh.heard(None, effects);
+                return run.received(&myself, ack, effects).await;
             }
             RouterMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
@@ -274,6 +266,23 @@ impl RouterRun {
                 side.transfer(now, conversation, target, by)
             }
         }
+    }
+
+    /// The rest of a step on an envelope (a conversation's or an agent's): durable unless it
+    /// was only an acknowledgement, then sent, heard, and the next deadline armed.
+    async fn received(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        ack: bool,
+        effects: Vec<Effect>,
+    ) -> Result<(), ActorProcessingErr> {
+        if !ack && let Err(e) = self.commit().await {
+            return self.fail(myself, e);
+        }
+        self.send();
+        self.mesh.heard(None, effects);
+        self.arm(myself);
+        Ok(())
     }
 
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
