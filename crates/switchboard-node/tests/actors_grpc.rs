@@ -785,3 +785,48 @@ async fn the_receiver_refuses_agent_envelopes_for_shards_it_does_not_own() {
     assert_eq!((c.a.mesh.live_agents(), c.b.mesh.live_agents()), (0, 0));
     assert_eq!((c.a.mesh.live().0, c.b.mesh.live().0), (0, 0), "no router activated");
 }
+
+/// An agent actor's shard moves from A to B: the actor stops on A as the ownership changes,
+/// A refuses to activate it again, and the router's next decision about the agent (an
+/// assignment) activates it on B from the row A wrote (incarnation 2): its desk stream goes
+/// on from A's numbers, gap-free, and B's actor holds the assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_agent_shard_stops_its_actor_and_the_new_owner_carries_on_its_desk() {
+    let agent_shard = ActorKey::Agent { tenant: TENANT, agent: AGENT }.shard(SHARDS);
+    let hour = Duration::from_secs(3600);
+    let timings = MeshOptions { agent_actors: true, retransmit: hour, ..options(hour) };
+    let c = cluster_with(DELIVER_DEADLINE, MAX_INBOUND, timings).await;
+    c.a.serve();
+    c.b.serve();
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let online = a.agent(AGENT).set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(a.agent(AGENT).decision(online).await.unwrap(), Decision::Applied);
+    until("B's status change to the agent is acknowledged", || async {
+        b.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
+    })
+    .await;
+    assert_eq!(desk_summary(&c.store, AGENT), ["status online"]);
+
+    move_to_b(&c, agent_shard).await;
+    until("the agent actor stops on A", || async { a.live_agents() == 0 }).await;
+    match a.agent(AGENT).set_status(AgentStatus::Away, StatusCause::Agent).await {
+        Err(switchboard_node::error::Error::Unavailable(m)) => {
+            assert!(m.contains("does not own shard"), "{m}");
+        }
+        other => panic!("A must not serve a moved shard: {other:?}"),
+    }
+
+    let customer = customers_on_a(1)[0];
+    let msg = message(customer, 1, "hi");
+    a.conversation(CustomerId(customer)).customer_message(msg).await.unwrap();
+    let on_b = b.agent(AGENT);
+    until("the agent's actor on B holds the assignment", || async {
+        on_b.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    assert_eq!(desk_summary(&c.store, AGENT), ["status online", "assigned 1 auto"]);
+    let row = c.store.actor(TENANT, "agent", "1").unwrap().unwrap();
+    assert_eq!(row.epoch, 2, "B's incarnation follows A's");
+    assert_eq!(on_b.read(|side| side.status()).await.unwrap(), AgentStatus::Online);
+    assert_eq!((a.live_agents(), b.live_agents()), (0, 1), "the agent actor only on B now");
+}
