@@ -201,7 +201,7 @@ pub fn describe() {
     describe_counter!(
         ACTOR_RESTARTS,
         "Actors started again from the store by their supervisor after stopping on their own \
-         (a failed write, a panic), by kind (tenant, router, conversation) and tenant."
+         (a failed write, a panic), by kind (tenant, router, conversation, agent) and tenant."
     );
     describe_counter!(
         MESH_ENVELOPES,
