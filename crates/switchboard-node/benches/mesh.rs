@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
+use switchboard_core::mesh::{
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, CustomerId, State};
 use switchboard_node::actors::transport::InProcess;
@@ -51,6 +53,14 @@ impl Transport for Counting {
 
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
         self.inner.to_conversation(tenant, envelope);
+    }
+
+    fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
+        self.inner.to_agent(tenant, envelope);
+    }
+
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+        self.inner.to_router_from_agent(tenant, envelope);
     }
 }
 
@@ -125,6 +135,7 @@ async fn run(n: u64, m: u64) {
         // The node's defaults (resend after 1 s), never idle during the run.
         options: MeshOptions { idle: Duration::from_secs(3600), ..MeshOptions::default() },
         heard: None,
+        hub: None,
     });
     transport.inner.attach(&mesh);
     for (agent, _) in &agents {

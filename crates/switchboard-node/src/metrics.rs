@@ -53,7 +53,8 @@ pub const FORWARDED: &str = "switchboard_forwarded_total";
 pub const ETCD_REQUEST_SECONDS: &str = "switchboard_etcd_request_seconds";
 pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_total";
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
-/// Live actors by `kind`: `tenant`, and the mesh's `router` and `conversation` (`crate::actors`).
+/// Live actors by `kind`: `tenant`, and the mesh's `router`, `conversation` and `agent`
+/// (`crate::actors`).
 pub const ACTORS: &str = "switchboard_actors";
 /// Actors started again by their supervisor after stopping on their own (a failed write, a
 /// panic), by `kind` and `tenant`; a steady rate is a restart loop (store down, a repeating
@@ -193,11 +194,14 @@ pub fn describe() {
         FENCED_WRITES,
         "Writes the store refused because a newer owner holds the shard."
     );
-    describe_gauge!(ACTORS, "Live actors on this node, by kind (tenant, router, conversation).");
+    describe_gauge!(
+        ACTORS,
+        "Live actors on this node, by kind (tenant, router, conversation, agent)."
+    );
     describe_counter!(
         ACTOR_RESTARTS,
         "Actors started again from the store by their supervisor after stopping on their own \
-         (a failed write, a panic), by kind (tenant, router, conversation) and tenant."
+         (a failed write, a panic), by kind (tenant, router, conversation, agent) and tenant."
     );
     describe_counter!(
         MESH_ENVELOPES,

@@ -633,7 +633,7 @@ fn item_conversation(item: &switchboard_proto::internal::v1::StreamItem) -> Opti
         Item::Outbound(m) => &m.conversation,
         Item::AgentEvent(e) => &e.conversation,
         Item::Event(e) => &e.conversation,
-        Item::WebhookDeadLetter(_) => return None,
+        Item::WebhookDeadLetter(_) | Item::DeskRefusal(_) => return None,
     };
     crate::names::conversation("conversation", name).ok().map(|(_, n)| n)
 }

@@ -9,17 +9,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchboard_core::config::TimedReply;
+use switchboard_core::config::{OfferMode, TimedReply};
 use switchboard_core::router::{Placement, StatusCause};
-use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, State};
+use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, Engine, State};
+use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{CONVERSATION, Heard, Mesh, MeshArgs, ROUTER};
+use switchboard_node::actors::{
+    AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TenantConfig,
+};
 use switchboard_node::archive;
+use switchboard_node::hub::Hub;
 use switchboard_store::{ArchiveQuery, SqliteOptions, SqliteStore, Store};
 
 use self::support::{
-    AGENT, Cuttable, DEADLINE, Faulty, TENANT, archived_assignments, message, open, options,
-    placed, until,
+    AGENT, Cuttable, DEADLINE, Faulty, TENANT, archived_assignments, desk_summary, message, open,
+    options, placed, until,
 };
 
 struct Harness {
@@ -27,6 +31,8 @@ struct Harness {
     store: Arc<dyn Store>,
     transport: Arc<Cuttable<InProcess>>,
     mesh: Mesh,
+    /// The node's live fan-out the mesh publishes desk entries to.
+    hub: Hub,
 }
 
 /// One group (auto-accept), one agent of capacity 1 in it, signed out.
@@ -38,10 +44,28 @@ fn harness() -> Harness {
 /// The same tenant over the store in `dir` (a new node on it when the store exists), with
 /// these agents (id, capacity) and idle time.
 fn harness_in(dir: tempfile::TempDir, agents: &[(AgentId, u32)], idle: Duration) -> Harness {
+    let (engine, config) = support::tenant(agents);
+    harness_with(dir, engine, config, options(idle))
+}
+
+/// Agent actors running (the router with agent links), these agents, this offer mode.
+fn agent_harness(agents: &[(AgentId, u32)], offer: OfferMode) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = support::tenant_with(agents, offer);
+    let options = MeshOptions { agent_actors: true, ..options(Duration::from_secs(3600)) };
+    harness_with(dir, engine, config, options)
+}
+
+fn harness_with(
+    dir: tempfile::TempDir,
+    engine: Engine,
+    config: Arc<TenantConfig>,
+    options: MeshOptions,
+) -> Harness {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let (engine, config) = support::tenant(agents);
     let transport = Arc::new(Cuttable::<InProcess>::default());
+    let hub = Hub::default();
     let mesh = Mesh::new(MeshArgs {
         tenant: TENANT.into(),
         store: store.clone(),
@@ -49,11 +73,12 @@ fn harness_in(dir: tempfile::TempDir, agents: &[(AgentId, u32)], idle: Duration)
         config,
         router: engine.router().clone(),
         transport: transport.clone(),
-        options: options(idle),
+        options,
         heard: None,
+        hub: Some(hub.clone()),
     });
     transport.inner.attach(&mesh);
-    Harness { _dir: dir, store, transport, mesh }
+    Harness { _dir: dir, store, transport, mesh, hub }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +225,7 @@ async fn a_new_node_on_the_same_store_carries_on_from_the_rows() {
     // The node goes; another opens the same store.
     h.mesh.stop_all().await;
     assert_eq!(h.mesh.live(), (0, 0));
-    let Harness { _dir: dir, store, transport, mesh } = h;
+    let Harness { _dir: dir, store, transport, mesh, .. } = h;
     drop((store, transport, mesh));
     assert_eq!(dir.path(), path);
     let h = harness_in(dir, &[(AGENT, 1)], Duration::from_secs(3600));
@@ -426,6 +451,7 @@ fn faulty_harness_with(idle_end: Option<Duration>, capacity: u32) -> FaultyHarne
         transport: transport.clone(),
         options: options(Duration::from_secs(3600)),
         heard: Some(tx),
+        hub: None,
     });
     transport.inner.attach(&mesh);
     FaultyHarness { _dir: dir, faulty, store, transport, mesh, heard }
@@ -558,4 +584,180 @@ async fn routes_queued_behind_the_routers_write_share_its_next_one_and_wait_for_
     for c in 1..=6 {
         assert_eq!(support::assignments(mesh, c).await, 1, "conversation {c} assigned once");
     }
+}
+
+// ----- agent actors ----------------------------------------------------------------------------
+
+/// Customer 7 opens conversation 1, which waits in the queue (nobody signed in).
+async fn queue_conversation_1_of_customer_7(mesh: &Mesh) {
+    let msg = message(7, 1, "hi");
+    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    until("the conversation hears it is queued", || async {
+        open(mesh, 7).await == Some((State::Queued, None))
+    })
+    .await;
+}
+
+/// The agent's status as its actor holds it and as the router does.
+async fn statuses(mesh: &Mesh, agent: AgentId) -> (AgentStatus, AgentStatus) {
+    let side = mesh.agent(agent).read(|side| side.status()).await.unwrap();
+    let router = mesh.router();
+    let router = router.read(move |side| side.router().agent(agent).unwrap().status).await;
+    (side, router.unwrap())
+}
+
+/// The router's agent links: nothing it sent an agent is unacknowledged.
+async fn desks_settled(mesh: &Mesh) -> bool {
+    mesh.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
+}
+
+/// An agent signs in through its actor: the router assigns the waiting conversation, and the
+/// agent's desk stream in the store holds, gap-free from 1, its status change and the
+/// assignment, in the tenant actor's encoding; the router's status of the agent is the agent
+/// side's, and the conversation side hears the same assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assignment() {
+    let h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    let mesh = &h.mesh;
+    queue_conversation_1_of_customer_7(mesh).await;
+
+    let mut live = h.hub.subscribe(TENANT, "agent/1");
+    let desk = mesh.agent(AGENT);
+    let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(command, 1, "the agent's first command on its link");
+    assert!(h.store.actor(TENANT, AGENT_KIND, "1").unwrap().is_some(), "durably queued");
+    assert_eq!(desk.decision(command).await.unwrap(), Decision::Applied);
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the agent's actor holds it", || async {
+        desk.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    // Published live once durable, as stored.
+    let stored = support::desk(&h.store, AGENT);
+    for (seq, item) in stored {
+        let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
+        assert_eq!(*published, (seq, item), "the hub carries the stored entry");
+    }
+    assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Online, AgentStatus::Online));
+    until("the router's decisions are acknowledged", || desks_settled(mesh)).await;
+    assert_eq!(mesh.live_agents(), 1);
+}
+
+/// Offers answered through the agent actor: an accepted offer is assigned (via accepted), a
+/// declined one released (declined); an accept the router refuses (the conversation is not
+/// offered to the agent any more) is answered `Refused` with the router's reason, and the
+/// refusal is a desk entry with the command's number. The stream stays gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_are_accepted_and_declined_through_the_agent_actor() {
+    let offer = OfferMode::Offer { timeout: Duration::from_secs(3600) };
+    let h = agent_harness(&[(AGENT, 2)], offer);
+    let mesh = &h.mesh;
+    let desk = mesh.agent(AGENT);
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
+
+    let msg = message(7, 1, "hi");
+    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    until("the agent's actor is offered conversation 1", || async {
+        desk.read(|side| side.offered().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    let accept = desk.accept(ConversationId(1)).await.unwrap();
+    assert_eq!(desk.decision(accept).await.unwrap(), Decision::Applied);
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+
+    let msg = message(8, 2, "hello");
+    mesh.conversation(CustomerId(8)).customer_message(msg).await.unwrap();
+    until("the agent's actor is offered conversation 2", || async {
+        desk.read(|side| side.offered().contains(&ConversationId(2))).await.unwrap()
+    })
+    .await;
+    let decline = desk.decline(ConversationId(2)).await.unwrap();
+    assert_eq!(desk.decision(decline).await.unwrap(), Decision::Applied);
+    until("the declined offer is released on the desk", || async {
+        desk_summary(&h.store, AGENT).contains(&"released 2 declined".to_owned())
+    })
+    .await;
+
+    // Accepting what it already holds: the router refuses, on the link.
+    let again = desk.accept(ConversationId(1)).await.unwrap();
+    let Decision::Refused { reason } = desk.decision(again).await.unwrap() else {
+        panic!("accepting an assigned conversation again is refused")
+    };
+    assert!(!reason.is_empty());
+    until("the refusal is on the desk", || async {
+        desk_summary(&h.store, AGENT).contains(&format!("refused {again}"))
+    })
+    .await;
+    let summary = desk_summary(&h.store, AGENT);
+    assert_eq!(
+        summary[..4],
+        ["status online", "offered 1", "assigned 1 accepted", "offered 2"],
+        "{summary:?}"
+    );
+    let released = summary.iter().position(|e| e == "released 2 declined").unwrap();
+    let refused = summary.iter().position(|e| *e == format!("refused {again}")).unwrap();
+    assert!(released < refused, "{summary:?}");
+    assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Online, AgentStatus::Online));
+    let (placement, _, _) = placed(mesh, 1).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+}
+
+/// The agent actor crashes twice after a durable write and before its delivery: once after
+/// queuing its sign-in (the command reaches the router from the next incarnation's resend,
+/// applied once), once after writing a router decision to its desk and before its
+/// acknowledgement reached the router (the router resends it; the next incarnation drops the
+/// copy). Nothing is lost and no desk entry is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_no_desk_entry() {
+    let h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    let mesh = &h.mesh;
+    queue_conversation_1_of_customer_7(mesh).await;
+
+    // 1. The sign-in is durable in the agent's row, its delivery cut, the actor killed.
+    h.transport.cut_to_router.store(true, Ordering::SeqCst);
+    mesh.agent(AGENT).set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert!(h.transport.dropped.load(Ordering::SeqCst) >= 1, "the command was cut");
+    mesh.kill_agent(AGENT).await;
+    let applied = mesh.router().read(|side| side.applied_agent(AGENT)).await.unwrap();
+    assert_eq!(applied, 0, "the router has not heard it");
+    h.transport.cut_to_router.store(false, Ordering::SeqCst);
+    // Its supervisor starts it again from its row; it resends the sign-in.
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the router's decisions are acknowledged", || desks_settled(mesh)).await;
+    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    assert!(mesh.agent_activations() >= 2, "a second incarnation");
+
+    // 2. A supervisor sets the agent away on the router: the agent actor writes the status
+    // change to its desk, its acknowledgement is cut, and it is killed.
+    h.transport.cut_to_router.store(true, Ordering::SeqCst);
+    mesh.router().set_status(AGENT, AgentStatus::Away, StatusCause::Supervisor).await.unwrap();
+    until("the desk entry is durable", || async { desk_summary(&h.store, AGENT).len() == 3 }).await;
+    mesh.kill_agent(AGENT).await;
+    assert!(!desks_settled(mesh).await, "the router has no acknowledgement");
+    h.transport.cut_to_router.store(false, Ordering::SeqCst);
+    // The router resends; the next incarnation drops the copy and acknowledges.
+    until("the router's resend is acknowledged", || desks_settled(mesh)).await;
+    assert_eq!(
+        desk_summary(&h.store, AGENT),
+        ["status online", "assigned 1 auto", "status away"],
+        "nothing lost, nothing twice"
+    );
+    assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Away, AgentStatus::Away));
+    let (placement, load, capacity) = placed(mesh, 1).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!((load, capacity), (1, 1));
+    let side = mesh.agent(AGENT).read(|side| (side.applied(), side.desk_next())).await.unwrap();
+    // The sign-in's status change and assignment were one router operation: one message.
+    assert_eq!(side, (2, 4), "two router messages applied, three desk entries");
 }

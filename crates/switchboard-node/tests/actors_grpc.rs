@@ -13,9 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchboard_core::config::OfferMode;
 use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
+use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::conversation::ConversationHandle;
 use switchboard_node::actors::grpc::{ActorMeshGrpc, DELIVER_DEADLINE, GrpcTransport, encode};
 use switchboard_node::actors::meshes::MAX_INBOUND;
@@ -28,7 +30,8 @@ use switchboard_proto::internal::v1::actor_mesh_service_server::ActorMeshService
 use switchboard_store::{Fence, SqliteOptions, SqliteStore, Store};
 
 use self::support::{
-    AGENT, Cuttable, TENANT, archived_assignments, message, open, options, placed, until,
+    AGENT, Cuttable, TENANT, archived_assignments, desk_summary, message, open, options, placed,
+    until,
 };
 
 const SHARDS: u32 = 1024;
@@ -137,10 +140,20 @@ fn fixed_ownership(name: &str, addrs: &[std::net::SocketAddr; 2]) -> Arc<Ownersh
 /// (both ports bound). Each mesh is clustered: its actors run under their shards' fences and
 /// stop when their shard moves.
 async fn cluster_with(deadline: Duration, bound: usize, timings: MeshOptions) -> Cluster {
+    cluster_of(deadline, bound, timings, OfferMode::AutoAccept).await
+}
+
+/// The same with the group's offer mode.
+async fn cluster_of(
+    deadline: Duration,
+    bound: usize,
+    timings: MeshOptions,
+    offer: OfferMode,
+) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let (engine, config) = support::tenant(&[(AGENT, 1)]);
+    let (engine, config) = support::tenant_with(&[(AGENT, 1)], offer);
 
     let (listeners, addrs) = two_ports().await;
     let mut nodes = Vec::new();
@@ -159,6 +172,7 @@ async fn cluster_with(deadline: Duration, bound: usize, timings: MeshOptions) ->
             transport: transport.clone(),
             options: timings,
             heard: None,
+            hub: None,
         };
         let mesh = Mesh::clustered(args, ownership.clone());
         inprocess.attach(&mesh);
@@ -684,4 +698,135 @@ async fn a_cluster_node_serves_the_actor_mesh_and_a_single_node_does_not() {
         drop(stop);
         drop(node);
     }
+}
+
+/// The agent's actor on node A (its key's shard is A's), the router on B: the agent signs in
+/// on A (the command crosses to B, decided there), the router's offer crosses back to A, the
+/// agent accepts on A, and the conversation (on A too) is assigned. Both ends agree on the
+/// agent's status and holdings, and the desk stream is gap-free: status, offer, assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_actor_on_node_a_accepts_an_offer_of_the_router_on_node_b() {
+    let agent_key = ActorKey::Agent { tenant: TENANT, agent: AGENT };
+    assert_ne!(agent_key.shard(SHARDS), router_shard(), "the agent actor lives on A");
+    let hour = Duration::from_secs(3600);
+    let timings = MeshOptions { agent_actors: true, ..options(hour) };
+    let c = cluster_of(DELIVER_DEADLINE, MAX_INBOUND, timings, OfferMode::Offer { timeout: hour })
+        .await;
+    c.a.serve();
+    c.b.serve();
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let desk = a.agent(AGENT);
+
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied, "decided on B");
+    let status = b.router().read(|side| side.router().agent(AGENT).unwrap().status).await;
+    assert_eq!(status.unwrap(), AgentStatus::Online);
+
+    let customer = customers_on_a(1)[0];
+    let msg = message(customer, 1, "hi");
+    a.conversation(CustomerId(customer)).customer_message(msg).await.unwrap();
+    until("the agent's actor on A is offered the conversation", || async {
+        desk.read(|side| side.offered().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    let accept = desk.accept(ConversationId(1)).await.unwrap();
+    assert_eq!(desk.decision(accept).await.unwrap(), Decision::Applied);
+    until("the conversation on A hears it is assigned", || async {
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the agent's actor on A holds it", || async {
+        desk.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    let (placement, load, _) = placed(b, 1).await;
+    assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
+    assert_eq!(load, 1);
+    until("B's decisions to the agent are acknowledged", || async {
+        b.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        desk_summary(&c.store, AGENT),
+        ["status online", "offered 1", "assigned 1 accepted"]
+    );
+    let side = desk.read(|side| side.status()).await.unwrap();
+    assert_eq!(side, AgentStatus::Online, "the agent side's status is the router's");
+    assert_eq!((a.live_agents(), b.live_agents()), (1, 0), "the agent actor only on A");
+    placed_by_shard(&c);
+}
+
+/// The receiver checks an agent actor's key like a conversation's: node B refuses a
+/// `TO_AGENT` envelope for an agent whose shard is A's, and node A a `FROM_AGENT` one (its
+/// key is the router's, B's), each UNAVAILABLE, activating nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_refuses_agent_envelopes_for_shards_it_does_not_own() {
+    use switchboard_core::mesh::{AgentEnvelope, FromAgent, ToAgent};
+    use switchboard_node::actors::grpc::encode_agent;
+    use switchboard_proto::internal::v1::actor_mesh_service_client::ActorMeshServiceClient;
+    let hour = Duration::from_secs(3600);
+    let timings = MeshOptions { agent_actors: true, ..options(hour) };
+    let c = cluster_with(DELIVER_DEADLINE, MAX_INBOUND, timings).await;
+    c.a.serve();
+    c.b.serve();
+    let to_agent: AgentEnvelope<ToAgent> =
+        AgentEnvelope { agent: AGENT, epoch: 1, body: Body::Ack { next: 1 } };
+    let from_agent: AgentEnvelope<FromAgent> =
+        AgentEnvelope { agent: AGENT, epoch: 1, body: Body::Ack { next: 1 } };
+    let cases = [
+        (c.b.addr, encode_agent(TENANT, pb::MeshDirection::ToAgent, &to_agent).unwrap()),
+        (c.a.addr, encode_agent(TENANT, pb::MeshDirection::FromAgent, &from_agent).unwrap()),
+    ];
+    for (addr, request) in cases {
+        let mut client = ActorMeshServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        let status = client.deliver(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+    assert_eq!((c.a.mesh.live_agents(), c.b.mesh.live_agents()), (0, 0));
+    assert_eq!((c.a.mesh.live().0, c.b.mesh.live().0), (0, 0), "no router activated");
+}
+
+/// An agent actor's shard moves from A to B: the actor stops on A as the ownership changes,
+/// A refuses to activate it again, and the router's next decision about the agent (an
+/// assignment) activates it on B from the row A wrote (incarnation 2): its desk stream goes
+/// on from A's numbers, gap-free, and B's actor holds the assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_agent_shard_stops_its_actor_and_the_new_owner_carries_on_its_desk() {
+    let agent_shard = ActorKey::Agent { tenant: TENANT, agent: AGENT }.shard(SHARDS);
+    let hour = Duration::from_secs(3600);
+    let timings = MeshOptions { agent_actors: true, retransmit: hour, ..options(hour) };
+    let c = cluster_with(DELIVER_DEADLINE, MAX_INBOUND, timings).await;
+    c.a.serve();
+    c.b.serve();
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let online = a.agent(AGENT).set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(a.agent(AGENT).decision(online).await.unwrap(), Decision::Applied);
+    until("B's status change to the agent is acknowledged", || async {
+        b.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
+    })
+    .await;
+    assert_eq!(desk_summary(&c.store, AGENT), ["status online"]);
+
+    move_to_b(&c, agent_shard).await;
+    until("the agent actor stops on A", || async { a.live_agents() == 0 }).await;
+    match a.agent(AGENT).set_status(AgentStatus::Away, StatusCause::Agent).await {
+        Err(switchboard_node::error::Error::Unavailable(m)) => {
+            assert!(m.contains("does not own shard"), "{m}");
+        }
+        other => panic!("A must not serve a moved shard: {other:?}"),
+    }
+
+    let customer = customers_on_a(1)[0];
+    let msg = message(customer, 1, "hi");
+    a.conversation(CustomerId(customer)).customer_message(msg).await.unwrap();
+    let on_b = b.agent(AGENT);
+    until("the agent's actor on B holds the assignment", || async {
+        on_b.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    assert_eq!(desk_summary(&c.store, AGENT), ["status online", "assigned 1 auto"]);
+    let row = c.store.actor(TENANT, "agent", "1").unwrap().unwrap();
+    assert_eq!(row.epoch, 2, "B's incarnation follows A's");
+    assert_eq!(on_b.read(|side| side.status()).await.unwrap(), AgentStatus::Online);
+    assert_eq!((a.live_agents(), b.live_agents()), (0, 1), "the agent actor only on B now");
 }

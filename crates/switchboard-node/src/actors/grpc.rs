@@ -4,7 +4,7 @@
 //! receiving node, which delivers into its local [`InProcess`] transport.
 //!
 //! - **Placement** decides: [`placement::resolve`] maps the envelope's actor key (router: the
-//!   tenant; conversation: tenant and customer) onto its shard's owner in the node's
+//!   tenant; conversation: tenant and customer; agent: tenant and agent) onto its shard's owner in the node's
 //!   [`Ownership`] view. Owned here: straight to `InProcess`. Elsewhere: one unary call over
 //!   the pooled node-to-node channel the forwarder uses ([`crate::cluster::forward::Peers`],
 //!   mutual TLS when the cluster has a CA). Nobody (a handover in progress): dropped.
@@ -22,8 +22,9 @@
 //!   envelopes per tenant accepted and not yet handled by their actors (each carries a
 //!   [`Ticket`](super::Ticket) until its actor has handled it); beyond that RESOURCE_EXHAUSTED,
 //!   and the sender drops the envelope (the link resends it).
-//! - **Encoding**: the envelope's header (direction, conversation, customer, epoch, sequence
-//!   or acknowledgement) is typed; the message (`ToRouter` / `ToConversation`) is the core's
+//! - **Encoding**: the envelope's header (direction, conversation, customer or agent, epoch,
+//!   sequence or acknowledgement) is typed; the message (`ToRouter` / `ToConversation`, and
+//!   on an agent's link `FromAgent` / `ToAgent`) is the core's
 //!   serde encoding (MessagePack, fields by name, [`PAYLOAD_VERSION`]) in a `bytes` field. It
 //!   is the encoding the actors' rows already keep unacknowledged messages in, so it changes
 //!   under the same compatibility rules; a full prost mapping of the core's route requests
@@ -38,8 +39,10 @@ use pb::actor_mesh_service_client::ActorMeshServiceClient;
 use pb::actor_mesh_service_server::{ActorMeshService, ActorMeshServiceServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
-use switchboard_core::{ConversationId, CustomerId};
+use switchboard_core::mesh::{
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
+use switchboard_core::{AgentId, ConversationId, CustomerId};
 use switchboard_proto::internal::v1 as pb;
 use tokio::sync::Semaphore;
 
@@ -157,6 +160,27 @@ impl Transport for GrpcTransport {
             Route::Unowned { .. } => self.drop_one("unowned"),
         }
     }
+
+    fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
+        let key = ActorKey::Agent { tenant, agent: envelope.agent };
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => self.local.to_agent(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode_agent(tenant, pb::MeshDirection::ToAgent, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
+
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
+            Route::Local(_) => self.local.to_router_from_agent(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode_agent(tenant, pb::MeshDirection::FromAgent, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
 }
 
 /// The wire form of an envelope (`None`: its message does not encode, which the core's types
@@ -166,14 +190,6 @@ pub fn encode<M: Serialize>(
     direction: pb::MeshDirection,
     envelope: &Envelope<M>,
 ) -> Option<pb::DeliverRequest> {
-    let body = match &envelope.body {
-        Body::Message { seq, message } => pb::mesh_envelope::Body::Message(pb::MeshMessage {
-            seq: *seq,
-            payload_version: PAYLOAD_VERSION,
-            payload: rmp_serde::to_vec_named(message).ok()?,
-        }),
-        Body::Ack { next } => pb::mesh_envelope::Body::Ack(pb::MeshAck { next: *next }),
-    };
     Some(pb::DeliverRequest {
         tenant: tenant.to_owned(),
         envelope: Some(pb::MeshEnvelope {
@@ -181,16 +197,49 @@ pub fn encode<M: Serialize>(
             conversation: envelope.conversation.0,
             customer: envelope.customer.0,
             epoch: envelope.epoch,
-            body: Some(body),
+            body: Some(wire_body(&envelope.body)?),
+            agent: 0,
         }),
     })
 }
 
-/// An envelope as received, for one end or the other.
+/// The wire form of an envelope on an agent's link, as [`encode`].
+pub fn encode_agent<M: Serialize>(
+    tenant: &str,
+    direction: pb::MeshDirection,
+    envelope: &AgentEnvelope<M>,
+) -> Option<pb::DeliverRequest> {
+    Some(pb::DeliverRequest {
+        tenant: tenant.to_owned(),
+        envelope: Some(pb::MeshEnvelope {
+            direction: direction as i32,
+            conversation: 0,
+            customer: 0,
+            epoch: envelope.epoch,
+            body: Some(wire_body(&envelope.body)?),
+            agent: envelope.agent.0,
+        }),
+    })
+}
+
+fn wire_body<M: Serialize>(body: &Body<M>) -> Option<pb::mesh_envelope::Body> {
+    Some(match body {
+        Body::Message { seq, message } => pb::mesh_envelope::Body::Message(pb::MeshMessage {
+            seq: *seq,
+            payload_version: PAYLOAD_VERSION,
+            payload: rmp_serde::to_vec_named(message).ok()?,
+        }),
+        Body::Ack { next } => pb::mesh_envelope::Body::Ack(pb::MeshAck { next: *next }),
+    })
+}
+
+/// An envelope as received, for one end or the other of a conversation's or an agent's link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     ToRouter(Envelope<ToRouter>),
     ToConversation(Envelope<ToConversation>),
+    ToAgent(AgentEnvelope<ToAgent>),
+    FromAgent(AgentEnvelope<FromAgent>),
 }
 
 /// Reads a received envelope; a malformed one is INVALID_ARGUMENT naming the field.
@@ -207,16 +256,38 @@ pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
     match direction {
         pb::MeshDirection::ToRouter => Ok(Received::ToRouter(body(envelope)?)),
         pb::MeshDirection::ToConversation => Ok(Received::ToConversation(body(envelope)?)),
+        pb::MeshDirection::ToAgent => Ok(Received::ToAgent(agent_body(envelope)?)),
+        pb::MeshDirection::FromAgent => Ok(Received::FromAgent(agent_body(envelope)?)),
         pb::MeshDirection::Unspecified => Err(field(
             "envelope.direction",
-            format!("{} is not a direction: TO_ROUTER or TO_CONVERSATION", envelope.direction),
+            format!(
+                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT or FROM_AGENT",
+                envelope.direction
+            ),
         )),
     }
 }
 
 fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>, Error> {
+    Ok(Envelope {
+        conversation: ConversationId(envelope.conversation),
+        customer: CustomerId(envelope.customer),
+        epoch: envelope.epoch,
+        body: read_body(envelope)?,
+    })
+}
+
+fn agent_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<AgentEnvelope<M>, Error> {
+    Ok(AgentEnvelope {
+        agent: AgentId(envelope.agent),
+        epoch: envelope.epoch,
+        body: read_body(envelope)?,
+    })
+}
+
+fn read_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Body<M>, Error> {
     let field = |field: &str, message: String| Error::Field { field: field.into(), message };
-    let body = match &envelope.body {
+    Ok(match &envelope.body {
         Some(pb::mesh_envelope::Body::Message(m)) => {
             if m.payload_version != PAYLOAD_VERSION {
                 return Err(field(
@@ -234,12 +305,6 @@ fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>,
         }
         Some(pb::mesh_envelope::Body::Ack(a)) => Body::Ack { next: a.next },
         None => return Err(field("envelope.body", "a message or an ack is required".into())),
-    };
-    Ok(Envelope {
-        conversation: ConversationId(envelope.conversation),
-        customer: CustomerId(envelope.customer),
-        epoch: envelope.epoch,
-        body,
     })
 }
 
@@ -290,8 +355,9 @@ impl ActorMeshService for ActorMeshGrpc {
         let received = decode(&request)?;
         let tenant = request.tenant.as_str();
         let key = match &received {
-            Received::ToRouter(_) => ActorKey::Router { tenant },
+            Received::ToRouter(_) | Received::FromAgent(_) => ActorKey::Router { tenant },
             Received::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
+            Received::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
         };
         let shard = key.shard(self.ownership.shards());
         if !self.ownership.is_local(shard) {
@@ -335,6 +401,12 @@ impl ActorMeshService for ActorMeshGrpc {
             Received::ToConversation(envelope) => {
                 self.local.deliver_to_conversation(tenant, envelope, Some(ticket));
             }
+            Received::ToAgent(envelope) => {
+                self.local.deliver_to_agent(tenant, envelope, Some(ticket));
+            }
+            Received::FromAgent(envelope) => {
+                self.local.deliver_from_agent(tenant, envelope, Some(ticket));
+            }
         }
         Ok(tonic::Response::new(pb::DeliverResponse {}))
     }
@@ -363,6 +435,44 @@ mod tests {
         };
         let request = encode("acme", pb::MeshDirection::ToConversation, &ack).unwrap();
         assert_eq!(decode(&request).unwrap(), Received::ToConversation(ack));
+    }
+
+    #[test]
+    fn an_agents_envelope_survives_the_wire_both_ways() {
+        use switchboard_core::AgentStatus;
+        use switchboard_core::router::StatusCause;
+        let from_agent = AgentEnvelope {
+            agent: AgentId(5),
+            epoch: 2,
+            body: Body::Message {
+                seq: 3,
+                message: FromAgent::Status {
+                    status: AgentStatus::Online,
+                    cause: StatusCause::Agent,
+                },
+            },
+        };
+        let request = encode_agent("acme", pb::MeshDirection::FromAgent, &from_agent).unwrap();
+        assert_eq!(request.envelope.as_ref().unwrap().agent, 5);
+        assert_eq!(decode(&request).unwrap(), Received::FromAgent(from_agent));
+        let to_agent = AgentEnvelope {
+            agent: AgentId(5),
+            epoch: 4,
+            body: Body::Message {
+                seq: 1,
+                message: ToAgent::Refused {
+                    command: 3,
+                    reason: "no".into(),
+                    status: AgentStatus::Away,
+                },
+            },
+        };
+        let request = encode_agent("acme", pb::MeshDirection::ToAgent, &to_agent).unwrap();
+        assert_eq!(decode(&request).unwrap(), Received::ToAgent(to_agent));
+        let ack: AgentEnvelope<ToAgent> =
+            AgentEnvelope { agent: AgentId(5), epoch: 4, body: Body::Ack { next: 2 } };
+        let request = encode_agent("acme", pb::MeshDirection::ToAgent, &ack).unwrap();
+        assert_eq!(decode(&request).unwrap(), Received::ToAgent(ack));
     }
 
     #[test]

@@ -92,6 +92,7 @@ impl Meshes {
                         transport,
                         options,
                         heard: None,
+                        hub: None,
                     };
                     let mesh = Mesh::clustered(args, ownership);
                     local.attach(&mesh);
@@ -141,6 +142,7 @@ async fn load(
     }
     let groups: Vec<GroupId> = state.groups.names_after("").map(|(_, n)| GroupId(n)).collect();
     let agents: Vec<AgentId> = state.agents.names_after("").map(|(_, n)| AgentId(n)).collect();
-    let config = TenantConfig::of(&state.engine, &groups, &agents);
+    let mut config = TenantConfig::of(&state.engine, &groups, &agents);
+    config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
     Ok((Arc::new(config), state.engine.router().clone()))
 }

@@ -1,4 +1,4 @@
-//! Conversation and router actors around the core's cross-actor protocol
+//! Conversation, agent and router actors around the core's cross-actor protocol
 //! ([`switchboard_core::mesh`], issue 12 step 2), beside the tenant actor, not serving the
 //! public API yet. A cluster node runs one [`Mesh`] per tenant ([`meshes::Meshes`], on
 //! demand); a clustered mesh ([`Mesh::clustered`]) runs each actor only while this node owns
@@ -9,6 +9,10 @@
 //! - [`conversation::ConversationActor`]: one per tenant and customer with an open
 //!   conversation (or links the router has not acknowledged yet), around a
 //!   [`ConversationSide`](switchboard_core::mesh::ConversationSide).
+//! - [`agent::AgentActor`]: one per tenant and agent, around an
+//!   [`AgentSide`](switchboard_core::mesh::AgentSide) (status as set, the numbered desk
+//!   stream written with its row, holdings), when the mesh runs agent actors
+//!   ([`MeshOptions::agent_actors`]: the router side then has agent links).
 //! - [`transport`]: how envelopes travel between them, behind the small [`Transport`] trait;
 //!   [`transport::InProcess`] delivers inside the node, [`grpc::GrpcTransport`] between nodes
 //!   (to the owner of the actor key's shard, [`placement`]).
@@ -39,6 +43,7 @@
 //! first activates it at once. The directory clears a slot whose activation failed or was
 //! cancelled (its caller gave up), so later callers never wait on an activation nobody runs.
 
+pub mod agent;
 pub mod conversation;
 pub mod grpc;
 pub mod meshes;
@@ -64,6 +69,7 @@ use switchboard_store::{ActorState, Fence, Store};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
+use self::agent::{AgentActor, AgentArgs, AgentHandle};
 use self::conversation::{ConversationActor, ConversationArgs, ConversationHandle};
 use self::placement::ActorKey;
 use self::router::{RouterActor, RouterArgs, RouterHandle};
@@ -75,6 +81,8 @@ use crate::error::{Error, Result};
 pub const ROUTER: &str = "router";
 /// The `kind` of a conversation actor's row and of the `switchboard_actors` gauge.
 pub const CONVERSATION: &str = "conversation";
+/// The `kind` of an agent actor's row and of the `switchboard_actors` gauge.
+pub const AGENT: &str = "agent";
 
 /// Leading byte of an actor row's body: a new layout gets a new number.
 const VERSION: u8 = 1;
@@ -92,6 +100,9 @@ pub struct TenantConfig {
     pub settings: TenantSettings,
     pub groups: FxHashMap<GroupId, GroupSettings>,
     pub agents: FxHashMap<AgentId, AgentSettings>,
+    /// The agents' ids (the names their streams carry, `agent/{id}`); an agent missing here
+    /// is named by its number.
+    pub agent_names: FxHashMap<AgentId, String>,
 }
 
 impl TenantConfig {
@@ -107,7 +118,13 @@ impl TenantConfig {
                 .iter()
                 .filter_map(|a| engine.agent_settings(*a).map(|s| (*a, s.clone())))
                 .collect(),
+            agent_names: FxHashMap::default(),
         }
+    }
+
+    /// The agent's id, for its stream's name.
+    pub fn agent_name(&self, agent: AgentId) -> String {
+        self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.0.to_string())
     }
 
     pub fn cfg(&self) -> Config<'_> {
@@ -126,6 +143,10 @@ pub struct MeshOptions {
     /// How long the router keeps a left conversation's link (see `RouterSide::new`); far
     /// longer than any envelope takes and than `retransmit`.
     pub linger: Duration,
+    /// Agent actors run: the router side is built `with_agent_links()`, so its decisions
+    /// about an agent go to the agent's actor on its link and agent commands come from
+    /// there ([`Mesh::agent`]). Off: agent commands are calls on the router's handle only.
+    pub agent_actors: bool,
 }
 
 impl Default for MeshOptions {
@@ -134,6 +155,7 @@ impl Default for MeshOptions {
             retransmit: Duration::from_secs(1),
             idle: Duration::from_secs(300),
             linger: Duration::from_secs(3600),
+            agent_actors: false,
         }
     }
 }
@@ -163,6 +185,8 @@ pub struct MeshArgs {
     pub options: MeshOptions,
     /// Where effects go once durable, if anywhere.
     pub heard: Option<mpsc::UnboundedSender<Heard>>,
+    /// The node's live fan-out: agent actors publish their durable desk entries there.
+    pub hub: Option<crate::hub::Hub>,
 }
 
 /// The conversation and router actors of one tenant on this node: finds the live actor of a
@@ -185,12 +209,14 @@ pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) options: MeshOptions,
     pub(crate) heard: Option<mpsc::UnboundedSender<Heard>>,
+    pub(crate) hub: Option<crate::hub::Hub>,
     /// In a cluster: where each actor key lives, and the fence its writes carry.
     pub(crate) ownership: Option<Arc<Ownership>>,
     /// Envelopes from other nodes accepted and not yet handled (`grpc::ActorMeshGrpc`'s bound).
     pub(crate) inbound: Arc<AtomicUsize>,
     routers: Directory<(), router::RouterMsg>,
     conversations: Directory<CustomerId, conversation::ConversationMsg>,
+    agents: Directory<AgentId, agent::AgentMsg>,
 }
 
 impl Mesh {
@@ -226,10 +252,12 @@ impl Mesh {
             transport: args.transport,
             options: args.options,
             heard: args.heard,
+            hub: args.hub,
             ownership,
             inbound: Arc::default(),
             routers: Directory::default(),
             conversations: Directory::default(),
+            agents: Directory::default(),
         }))
     }
 
@@ -259,26 +287,37 @@ impl Mesh {
         ConversationHandle::new(self.clone(), customer)
     }
 
-    /// Activates the router and every conversation actor the store holds a row for, so that
-    /// they resend what they had not had acknowledged and fire their deadlines (after a node
-    /// restart). Pages through the rows.
+    /// An agent's actor, activated on its first message.
+    pub fn agent(&self, agent: AgentId) -> AgentHandle {
+        AgentHandle::new(self.clone(), agent)
+    }
+
+    /// Activates the router and every conversation and agent actor the store holds a row
+    /// for, so that they resend what they had not had acknowledged and fire their deadlines
+    /// (after a node restart). Pages through the rows. Returns how many conversation and
+    /// agent actors it activated.
     pub async fn recover(&self) -> Result<usize> {
         self.router_ref().await?;
-        let mut after = String::new();
         let mut activated = 0;
-        loop {
-            let (store, tenant, from) = (self.0.store.clone(), self.0.tenant.clone(), after);
-            let page =
-                blocking(move || store.list_actors(&tenant, CONVERSATION, &from, 256)).await?;
-            let Some(last) = page.last() else { return Ok(activated) };
-            after = last.key.clone();
-            for row in page {
-                if let Ok(n) = row.key.parse::<u64>() {
-                    self.conversation_ref(CustomerId(n)).await?;
+        for kind in [CONVERSATION, AGENT] {
+            let mut after = String::new();
+            loop {
+                let (store, tenant, from) = (self.0.store.clone(), self.0.tenant.clone(), after);
+                let page = blocking(move || store.list_actors(&tenant, kind, &from, 256)).await?;
+                let Some(last) = page.last() else { break };
+                after = last.key.clone();
+                for row in page {
+                    let Ok(n) = row.key.parse::<u64>() else { continue };
+                    if kind == AGENT {
+                        self.agent_ref(AgentId(n)).await?;
+                    } else {
+                        self.conversation_ref(CustomerId(n)).await?;
+                    }
                     activated += 1;
                 }
             }
         }
+        Ok(activated)
     }
 
     /// Fault injection: stops the router actor abruptly, as a crash would (no `post_stop`,
@@ -298,6 +337,14 @@ impl Mesh {
         }
     }
 
+    /// Fault injection: stops an agent actor abruptly, as a crash would, and returns once it
+    /// is gone (restarted like the router, [`Mesh::kill_router`]).
+    pub async fn kill_agent(&self, agent: AgentId) {
+        if let Some(actor) = self.0.agents.any(&agent) {
+            let _ = actor.kill_and_wait(None).await;
+        }
+    }
+
     /// Stops every actor of the tenant on this node and waits for them (a node shutting
     /// down or handing the tenant over): each finishes the step it is in, and its row is
     /// what the next node loads. They are not restarted.
@@ -307,6 +354,10 @@ impl Mesh {
             let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
         }
         for (_, actor, exit) in self.0.conversations.entries() {
+            exit.ask();
+            let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
+        }
+        for (_, actor, exit) in self.0.agents.entries() {
             exit.ask();
             let _ = actor.stop_and_wait(Some("shutdown".into()), None).await;
         }
@@ -328,6 +379,13 @@ impl Mesh {
         }
         for (customer, actor, exit) in self.0.conversations.entries() {
             if moved(ActorKey::Conversation { tenant, customer }) {
+                exit.ask();
+                actor.stop(Some("shard moved".into()));
+                stopped += 1;
+            }
+        }
+        for (agent, actor, exit) in self.0.agents.entries() {
+            if moved(ActorKey::Agent { tenant, agent }) {
                 exit.ask();
                 actor.stop(Some("shard moved".into()));
                 stopped += 1;
@@ -394,6 +452,17 @@ impl Mesh {
         (started(&self.0.routers.started), started(&self.0.conversations.started))
     }
 
+    /// How many agent actors of this tenant are live on this node.
+    pub fn live_agents(&self) -> usize {
+        self.0.agents.live()
+    }
+
+    /// How many agent actors of this tenant this node has activated so far, restarts
+    /// included.
+    pub fn agent_activations(&self) -> u64 {
+        self.0.agents.started.load(Ordering::Acquire)
+    }
+
     pub(crate) async fn router_ref(&self) -> Result<ActorRef<router::RouterMsg>> {
         self.activate_router(Duration::ZERO).await
     }
@@ -452,11 +521,40 @@ impl Mesh {
             .await
     }
 
+    pub(crate) async fn agent_ref(&self, agent: AgentId) -> Result<ActorRef<agent::AgentMsg>> {
+        self.activate_agent(agent, Duration::ZERO).await
+    }
+
+    /// The agent's live actor or a new one, supervised with `backoff` as its last restart's
+    /// wait (zero: activated by a message).
+    async fn activate_agent(
+        &self,
+        agent: AgentId,
+        backoff: Duration,
+    ) -> Result<ActorRef<agent::AgentMsg>> {
+        self.fence_of(ActorKey::Agent { tenant: self.tenant(), agent })?;
+        let mesh = self.clone();
+        self.0
+            .agents
+            .get(agent, || async move {
+                let exit = Arc::new(Exit::default());
+                let weak = mesh.downgrade();
+                let args = AgentArgs { mesh, agent, exit: exit.clone() };
+                let (actor, join) = ractor::Actor::spawn(None, AgentActor, args)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("agent actor did not start: {e}")))?;
+                tokio::spawn(supervise(weak, Which::Agent(agent), join, exit.clone(), backoff));
+                Ok((actor, exit))
+            })
+            .await
+    }
+
     /// Activates the actor of `which` (a restart by its supervisor).
     async fn activate(&self, which: Which, backoff: Duration) -> Result<()> {
         match which {
             Which::Router => self.activate_router(backoff).await.map(|_| ()),
             Which::Conversation(c) => self.activate_conversation(c, backoff).await.map(|_| ()),
+            Which::Agent(a) => self.activate_agent(a, backoff).await.map(|_| ()),
         }
     }
 
@@ -465,6 +563,7 @@ impl Mesh {
         match which {
             Which::Router => self.0.routers.has(&()),
             Which::Conversation(c) => self.0.conversations.has(&c),
+            Which::Agent(a) => self.0.agents.has(&a),
         }
     }
 
@@ -473,6 +572,7 @@ impl Mesh {
         match which {
             Which::Router => ActorKey::Router { tenant },
             Which::Conversation(customer) => ActorKey::Conversation { tenant, customer },
+            Which::Agent(agent) => ActorKey::Agent { tenant, agent },
         }
     }
 
@@ -486,6 +586,14 @@ impl Mesh {
         customer: CustomerId,
     ) -> Option<ActorRef<conversation::ConversationMsg>> {
         self.0.conversations.running(&customer)
+    }
+
+    pub(crate) fn live_agent(&self, agent: AgentId) -> Option<ActorRef<agent::AgentMsg>> {
+        self.0.agents.running(&agent)
+    }
+
+    pub(crate) fn forget_agent(&self, agent: AgentId, id: ractor::ActorId) {
+        self.0.agents.forget(&agent, id);
     }
 
     pub(crate) fn forget_router(&self, id: ractor::ActorId) {
@@ -517,6 +625,7 @@ impl Mesh {
 enum Which {
     Router,
     Conversation(CustomerId),
+    Agent(AgentId),
 }
 
 /// How an incarnation ended, as its supervisor reads it once it is gone: a stop the mesh
@@ -598,6 +707,7 @@ async fn watch(
                 let kind = match which {
                     Which::Router => ROUTER,
                     Which::Conversation(_) => CONVERSATION,
+                    Which::Agent(_) => AGENT,
                 };
                 let tenant = mesh.tenant().to_owned();
                 metrics::counter!(crate::metrics::ACTOR_RESTARTS, "kind" => kind, "tenant" => tenant)

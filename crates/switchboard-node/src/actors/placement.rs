@@ -9,12 +9,15 @@
 //!   (splitmix's finaliser, as `desired_owner` does): FNV-1a alone mixes its last bytes into
 //!   the low bits poorly, and a shard is the hash modulo a power of two. So one tenant's
 //!   customers spread over every shard, hence over every node.
+//! - An **agent** key is the tenant and the agent, hashed as a conversation's with another
+//!   separator (0xfe), so agent 7 and customer 7 of a tenant are independent keys and one
+//!   tenant's agents spread over every shard too.
 //!
 //! Pure functions of the key and the shard count; the resolver reads the node's current view.
 
 use std::fmt;
 
-use switchboard_core::CustomerId;
+use switchboard_core::{AgentId, CustomerId};
 
 use crate::cluster::{Ownership, Route, fnv1a, shard_of};
 
@@ -25,12 +28,16 @@ pub enum ActorKey<'a> {
     Router { tenant: &'a str },
     /// The conversation actor of one customer of the tenant.
     Conversation { tenant: &'a str, customer: CustomerId },
+    /// The agent actor of one agent of the tenant.
+    Agent { tenant: &'a str, agent: AgentId },
 }
 
 impl ActorKey<'_> {
     pub fn tenant(&self) -> &str {
         match self {
-            ActorKey::Router { tenant } | ActorKey::Conversation { tenant, .. } => tenant,
+            ActorKey::Router { tenant }
+            | ActorKey::Conversation { tenant, .. }
+            | ActorKey::Agent { tenant, .. } => tenant,
         }
     }
 
@@ -38,15 +45,20 @@ impl ActorKey<'_> {
     pub fn shard(&self, shards: u32) -> u32 {
         match *self {
             ActorKey::Router { tenant } => shard_of(tenant, shards),
-            ActorKey::Conversation { tenant, customer } => {
-                let mut bytes = Vec::with_capacity(tenant.len() + 9);
-                bytes.extend_from_slice(tenant.as_bytes());
-                bytes.push(0xff);
-                bytes.extend_from_slice(&customer.0.to_be_bytes());
-                (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
-            }
+            ActorKey::Conversation { tenant, customer } => spread(tenant, 0xff, customer.0, shards),
+            ActorKey::Agent { tenant, agent } => spread(tenant, 0xfe, agent.0, shards),
         }
     }
+}
+
+/// A key of a tenant and a number: FNV-1a over the tenant, a separator byte (one no UTF-8
+/// string holds, different per kind) and the number, then the avalanche.
+fn spread(tenant: &str, separator: u8, n: u64, shards: u32) -> u32 {
+    let mut bytes = Vec::with_capacity(tenant.len() + 9);
+    bytes.extend_from_slice(tenant.as_bytes());
+    bytes.push(separator);
+    bytes.extend_from_slice(&n.to_be_bytes());
+    (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
 }
 
 impl fmt::Display for ActorKey<'_> {
@@ -55,6 +67,9 @@ impl fmt::Display for ActorKey<'_> {
             ActorKey::Router { tenant } => write!(f, "router of tenant {tenant}"),
             ActorKey::Conversation { tenant, customer } => {
                 write!(f, "conversation actor of tenant {tenant}, customer {}", customer.0)
+            }
+            ActorKey::Agent { tenant, agent } => {
+                write!(f, "agent actor of tenant {tenant}, agent {}", agent.0)
             }
         }
     }
@@ -91,12 +106,31 @@ mod tests {
 
     #[test]
     fn one_tenants_customers_spread_over_the_shards() {
-        // 64 customers a shard on average, numbered as the core numbers them (1, 2, 3…).
+        spreads(|n| ActorKey::Conversation { tenant: "acme", customer: CustomerId(n) });
+    }
+
+    #[test]
+    fn one_tenants_agents_spread_over_the_shards() {
+        spreads(|n| ActorKey::Agent { tenant: "acme", agent: AgentId(n) });
+        // Agent n and customer n of a tenant are different keys: most land apart.
+        let apart = (1..=1000u64)
+            .filter(|&n| {
+                let agent = ActorKey::Agent { tenant: "acme", agent: AgentId(n) };
+                let customer = ActorKey::Conversation { tenant: "acme", customer: CustomerId(n) };
+                agent.shard(SHARDS) != customer.shard(SHARDS)
+            })
+            .count();
+        assert!(apart > 990, "{apart}");
+    }
+
+    /// The keys `key(1..)` (numbered as the core numbers them) spread evenly over the shards
+    /// and over the shards of a few nodes.
+    fn spreads(key: impl Fn(u64) -> ActorKey<'static>) {
+        // 64 keys a shard on average.
         let per_shard = 64;
         let mut counts = vec![0u32; SHARDS as usize];
         for n in 1..=u64::from(SHARDS) * per_shard {
-            let key = ActorKey::Conversation { tenant: "acme", customer: CustomerId(n) };
-            counts[key.shard(SHARDS) as usize] += 1;
+            counts[key(n).shard(SHARDS) as usize] += 1;
         }
         // Binomial(65536, 1/1024): sd ~8; every shard within 5 sd, and a chi-squared
         // statistic well within its 1023 degrees of freedom (mean 1023, sd ~45).

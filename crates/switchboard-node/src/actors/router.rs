@@ -1,7 +1,9 @@
 //! The router actor: one per tenant, a thin shell around the core's
 //! [`RouterSide`] (queues, agents' status, capacity, load, offers, affinity; the single
 //! writer of capacity). Operations of agents and supervisors come through its
-//! [`RouterHandle`]; conversations' messages come as envelopes through the transport.
+//! [`RouterHandle`]; conversations' messages come as envelopes through the transport, and so
+//! do agent actors' commands when the mesh runs them (`MeshOptions::agent_actors`: the side
+//! is then built `with_agent_links()` and its decisions about agents go back on their links).
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
 //! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::engine::Target;
-use switchboard_core::mesh::{Body, Envelope, RouterSide, ToRouter};
+use switchboard_core::mesh::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
 use switchboard_store::{ActorState, Batch, Fence};
@@ -45,6 +47,9 @@ pub enum RouterMsg {
     /// An envelope from a conversation actor (counted against the receiving node's bound
     /// when it came from another node).
     Deliver(Envelope<ToRouter>, Option<super::Ticket>),
+    /// An envelope from an agent actor (with agent actors on, `MeshOptions::agent_actors`),
+    /// counted as above.
+    FromAgent(AgentEnvelope<FromAgent>, Option<super::Ticket>),
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
     /// A read of the side's current state.
@@ -128,6 +133,10 @@ impl Actor for RouterActor {
             }
             _ => (Timestamp(0), RouterSide::new(inner.router.clone(), inner.options.linger), 0),
         };
+        // Agent actors run: decisions about agents go on their links too (kept in the row).
+        if inner.options.agent_actors {
+            side = side.with_agent_links();
+        }
         let epoch = stored + 1;
         let now = clock::now().max(at);
         side.restart(epoch, now);
@@ -161,7 +170,7 @@ impl Actor for RouterActor {
     ) -> Result<(), ActorProcessingErr> {
         // Something it drained after deciding to stop left a deadline or a resend due: the
         // next incarnation runs it (it starts once this one is gone).
-        let due = run.side.next_deadline().is_some() || !run.side.retransmit().is_empty();
+        let due = run.side.next_deadline().is_some() || run.unsettled();
         if run.drained && !run.failed {
             run.exit.passivated();
         }
@@ -186,13 +195,14 @@ impl Actor for RouterActor {
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive(now, envelope);
-                if !ack {
-                    return run.step(&myself, effects, None).await;
-                }
-                if run.batch.is_none() {
-                    // Nothing undurable is queued, so what goes out now is durable.
-                    run.send();
-                }
+                return run.received(&myself, ack, effects).await;
+            }
+            RouterMsg::FromAgent(envelope, _ticket) => {
+                run.last_active = tokio::time::Instant::now();
+                let now = run.now();
+                let ack = matches!(envelope.body, Body::Ack { .. });
+                let effects = run.side.receive_agent(now, envelope);
+                return run.received(&myself, ack, effects).await;
             }
             RouterMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
@@ -231,8 +241,10 @@ impl Actor for RouterActor {
                     return Ok(());
                 }
                 let wire = run.side.retransmit();
+                let desks = run.side.retransmit_agents();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                if wire.is_empty() && idle && run.side.next_deadline().is_none() {
+                let quiet = wire.is_empty() && desks.is_empty();
+                if quiet && idle && run.side.next_deadline().is_none() {
                     // Everything is durable and nothing is owed: the next message activates
                     // it again from its row. Draining: what is in the mailbox is still
                     // handled, later sends go to the next incarnation.
@@ -243,6 +255,9 @@ impl Actor for RouterActor {
                 let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
                 for envelope in wire {
                     transport.to_conversation(tenant, envelope);
+                }
+                for envelope in desks {
+                    transport.to_agent(tenant, envelope);
                 }
             }
         }
@@ -274,6 +289,25 @@ impl RouterRun {
                 side.transfer(now, conversation, target, by)
             }
         }
+    }
+
+    /// The rest of a step on an envelope (a conversation's or an agent's): it joins the
+    /// batch unless it was only an acknowledgement, which sends what is owed at once when
+    /// nothing undurable is queued (else the flush does).
+    async fn received(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        ack: bool,
+        effects: Vec<Effect>,
+    ) -> Result<(), ActorProcessingErr> {
+        if !ack {
+            return self.step(myself, effects, None).await;
+        }
+        if self.batch.is_none() {
+            self.send();
+        }
+        self.arm(myself);
+        Ok(())
     }
 
     /// One applied step: it joins the batch the next `Flush` makes durable (scheduling that
@@ -359,6 +393,14 @@ impl RouterRun {
         for envelope in self.side.outgoing() {
             transport.to_conversation(tenant, envelope);
         }
+        for envelope in self.side.outgoing_agents() {
+            transport.to_agent(tenant, envelope);
+        }
+    }
+
+    /// Something it sent (to a conversation or an agent) is unacknowledged.
+    fn unsettled(&self) -> bool {
+        !self.side.retransmit().is_empty() || !self.side.retransmit_agents().is_empty()
     }
 
     /// A write failed: the memory is ahead of the store, so the actor stops; its supervisor

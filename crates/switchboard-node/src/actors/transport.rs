@@ -1,4 +1,4 @@
-//! How envelopes travel between conversation and router actors. The protocol asks little of
+//! How envelopes travel between conversation, agent and router actors. The protocol asks little of
 //! a transport: at-most-once-per-send delivery, in any order, possibly duplicated or lost
 //! (the links' sequence numbers, hold-back and retransmission do the rest), and no envelope
 //! later than the router's `linger` after it was sent. So the trait is fire-and-forget.
@@ -8,12 +8,17 @@
 
 use std::sync::{PoisonError, RwLock, Weak};
 
+use ractor::ActorRef;
 use rustc_hash::FxHashMap;
-use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
+use switchboard_core::mesh::{
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
 
+use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
 use super::router::RouterMsg;
 use super::{Inner, Mesh, Ticket};
+use crate::error::Result;
 
 /// Carries envelopes to the actor that holds the other end of a link, activating it if
 /// needed. Never blocks and never fails: an envelope it cannot deliver is dropped (the sender
@@ -23,6 +28,10 @@ pub trait Transport: Send + Sync + 'static {
     fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>);
     /// To the conversation actor of `envelope.customer`.
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>);
+    /// On an agent's link, to the agent actor of `envelope.agent`.
+    fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>);
+    /// On an agent's link, from the agent actor to the tenant's router actor.
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>);
 }
 
 /// Delivery inside one node: straight into the live actor's mailbox, or through an
@@ -61,23 +70,20 @@ impl InProcess {
         ticket: Option<Ticket>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
-        let (envelope, ticket) = match mesh.live_router() {
-            Some(router) => match router.cast(RouterMsg::Deliver(envelope, ticket)) {
-                Ok(()) => return,
-                // It stopped meanwhile: the next incarnation takes it.
-                Err(ractor::MessagingErr::SendErr(RouterMsg::Deliver(envelope, ticket))) => {
-                    (envelope, ticket)
-                }
-                // Lost; the sender resends what stays unacknowledged.
-                Err(_) => return,
-            },
-            None => (envelope, ticket),
-        };
-        tokio::spawn(async move {
-            if let Ok(router) = mesh.router_ref().await {
-                let _ = router.cast(RouterMsg::Deliver(envelope, ticket));
-            }
-        });
+        let msg = RouterMsg::Deliver(envelope, ticket);
+        cast_or_activate(mesh.live_router(), msg, move || async move { mesh.router_ref().await });
+    }
+
+    /// To the tenant's router actor from an agent actor, with its ticket as above.
+    pub(crate) fn deliver_from_agent(
+        &self,
+        tenant: &str,
+        envelope: AgentEnvelope<FromAgent>,
+        ticket: Option<Ticket>,
+    ) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let msg = RouterMsg::FromAgent(envelope, ticket);
+        cast_or_activate(mesh.live_router(), msg, move || async move { mesh.router_ref().await });
     }
 
     /// To the conversation actor of `envelope.customer`, with its ticket as above.
@@ -89,22 +95,49 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
-        let (envelope, ticket) = match mesh.live_conversation(customer) {
-            Some(actor) => match actor.cast(ConversationMsg::Deliver(envelope, ticket)) {
-                Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(ConversationMsg::Deliver(envelope, ticket))) => {
-                    (envelope, ticket)
-                }
-                Err(_) => return,
-            },
-            None => (envelope, ticket),
-        };
-        tokio::spawn(async move {
-            if let Ok(actor) = mesh.conversation_ref(customer).await {
-                let _ = actor.cast(ConversationMsg::Deliver(envelope, ticket));
-            }
+        let msg = ConversationMsg::Deliver(envelope, ticket);
+        let live = mesh.live_conversation(customer);
+        cast_or_activate(live, msg, move || async move { mesh.conversation_ref(customer).await });
+    }
+
+    /// To the agent actor of `envelope.agent`, with its ticket as above.
+    pub(crate) fn deliver_to_agent(
+        &self,
+        tenant: &str,
+        envelope: AgentEnvelope<ToAgent>,
+        ticket: Option<Ticket>,
+    ) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let agent = envelope.agent;
+        let msg = AgentMsg::Deliver(envelope, ticket);
+        cast_or_activate(mesh.live_agent(agent), msg, move || async move {
+            mesh.agent_ref(agent).await
         });
     }
+}
+
+/// Casts into the live actor's mailbox; if there is none, or it stopped meanwhile, the message
+/// goes to an activation on a task of its own (the next incarnation takes it). Lost if that
+/// fails too: the sender resends what stays unacknowledged.
+fn cast_or_activate<M, F, Fut>(live: Option<ActorRef<M>>, msg: M, activate: F)
+where
+    M: ractor::Message,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<ActorRef<M>>> + Send,
+{
+    let msg = match live {
+        Some(actor) => match actor.cast(msg) {
+            Ok(()) => return,
+            Err(ractor::MessagingErr::SendErr(msg)) => msg,
+            Err(_) => return,
+        },
+        None => msg,
+    };
+    tokio::spawn(async move {
+        if let Ok(actor) = activate().await {
+            let _ = actor.cast(msg);
+        }
+    });
 }
 
 impl Transport for InProcess {
@@ -114,5 +147,13 @@ impl Transport for InProcess {
 
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
         self.deliver_to_conversation(tenant, envelope, None);
+    }
+
+    fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
+        self.deliver_to_agent(tenant, envelope, None);
+    }
+
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+        self.deliver_from_agent(tenant, envelope, None);
     }
 }

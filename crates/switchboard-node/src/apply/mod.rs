@@ -15,7 +15,7 @@ pub mod unaccepted;
 pub mod webhooks;
 
 use switchboard_core::engine::{Effect, Event, Note, Sender};
-use switchboard_core::{ConversationId, CustomerId, ReplyKind, Timestamp};
+use switchboard_core::{AgentId, ConversationId, CustomerId, ReplyKind, Timestamp};
 use switchboard_proto::internal::v1::{Command, Response, StreamItem, command::Op, response};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Archived, CustomerRecord};
@@ -370,7 +370,7 @@ fn push(state: &mut TenantState, out: &mut Output, stream: &str, mut item: Strea
         Some(stream_item::Item::AgentEvent(e)) => e.cursor = seq,
         Some(stream_item::Item::Event(e)) => e.cursor = seq,
         Some(stream_item::Item::WebhookDeadLetter(d)) => d.cursor = seq,
-        None => {}
+        Some(stream_item::Item::DeskRefusal(_)) | None => {}
     }
     out.items.push((stream.to_owned(), seq, item));
 }
@@ -405,6 +405,18 @@ pub fn transcript(
 }
 
 fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEvent {
+    note_event(&state.id, now, note, |a| state.agent_name(a))
+}
+
+/// A desk note as the agent's stream stores it (`AgentService.StreamEvents` serves it), with
+/// its cursor still 0. `agent_name` names a whisper's supervisor. The tenant actor and the
+/// agent actors (`actors::agent`) both encode their notes here.
+pub fn note_event(
+    tenant: &str,
+    now: Timestamp,
+    note: Note,
+    agent_name: impl Fn(AgentId) -> String,
+) -> pb::AgentEvent {
     use pb::agent_event::{self as ev, Event as E};
     let (conversation, event) = match note {
         Note::Offered { conversation, expires } => (
@@ -420,10 +432,9 @@ fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEven
         Note::CustomerMessage { conversation, text, bot_hosting } => {
             (Some(conversation), E::CustomerMessage(ev::CustomerMessage { text, bot_hosting }))
         }
-        Note::Whisper { conversation, from, text } => (
-            Some(conversation),
-            E::Whisper(ev::Whisper { supervisor: state.agent_name(from), text }),
-        ),
+        Note::Whisper { conversation, from, text } => {
+            (Some(conversation), E::Whisper(ev::Whisper { supervisor: agent_name(from), text }))
+        }
         Note::ReadUnreplied { conversation } => {
             (Some(conversation), E::ReadUnreplied(ev::ReadUnreplied {}))
         }
@@ -444,7 +455,9 @@ fn agent_event(state: &TenantState, now: Timestamp, note: Note) -> pb::AgentEven
     pb::AgentEvent {
         cursor: 0,
         at: Some(convert::timestamp(now)),
-        conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
+        conversation: conversation
+            .map(|c| crate::names::child_name(tenant, "conversations", &c.0.to_string()))
+            .unwrap_or_default(),
         event: Some(event),
     }
 }

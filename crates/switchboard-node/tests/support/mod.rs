@@ -12,7 +12,9 @@ use std::time::Duration;
 use switchboard_core::config::{
     AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
 };
-use switchboard_core::mesh::{Envelope, ToConversation, ToRouter};
+use switchboard_core::mesh::{
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+};
 use switchboard_core::router::Placement;
 use switchboard_core::{
     AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Engine, GroupId, State,
@@ -20,6 +22,7 @@ use switchboard_core::{
 };
 use switchboard_node::actors::{Mesh, MeshOptions, TenantConfig, Transport};
 use switchboard_node::archive;
+use switchboard_proto::internal::v1::StreamItem;
 use switchboard_store::{
     ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Batch, ContactField,
     CustomerRecord, Fence, Loaded, Message as StoredMessage, Pending, Result as StoreResult, Store,
@@ -39,6 +42,8 @@ pub struct Cuttable<T> {
     pub inner: T,
     pub cut_to_router: AtomicBool,
     pub cut_to_conversation: AtomicBool,
+    /// Cuts the router's envelopes to agent actors.
+    pub cut_to_agent: AtomicBool,
     pub dropped: AtomicU64,
     pub passed: AtomicU64,
 }
@@ -49,6 +54,7 @@ impl<T> Cuttable<T> {
             inner,
             cut_to_router: AtomicBool::new(false),
             cut_to_conversation: AtomicBool::new(false),
+            cut_to_agent: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             passed: AtomicU64::new(0),
         }
@@ -77,15 +83,33 @@ impl<T: Transport> Transport for Cuttable<T> {
             self.inner.to_conversation(tenant, envelope);
         }
     }
+
+    fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
+        if self.pass(&self.cut_to_agent) {
+            self.inner.to_agent(tenant, envelope);
+        }
+    }
+
+    /// Cut with the conversations' direction to the router (`cut_to_router`).
+    fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
+        if self.pass(&self.cut_to_router) {
+            self.inner.to_router_from_agent(tenant, envelope);
+        }
+    }
 }
 
 /// One group (auto-accept) and these agents (id, capacity) in it, signed out: the engine the
 /// router starts from, and the configuration every actor reads.
 pub fn tenant(agents: &[(AgentId, u32)]) -> (Engine, Arc<TenantConfig>) {
+    tenant_with(agents, OfferMode::AutoAccept)
+}
+
+/// The same with the group's offer mode.
+pub fn tenant_with(agents: &[(AgentId, u32)], offer: OfferMode) -> (Engine, Arc<TenantConfig>) {
     let settings = TenantSettings { default_group: Some(GROUP), ..Default::default() };
     let mut engine = Engine::new(settings).unwrap();
     let t0 = Timestamp(0);
-    let policy = GroupPolicy { offer: OfferMode::AutoAccept, ..Default::default() };
+    let policy = GroupPolicy { offer, ..Default::default() };
     engine.upsert_group(t0, GROUP, GroupSettings { policy, ..Default::default() }).unwrap();
     for (id, capacity) in agents {
         let agent = AgentSettings {
@@ -103,7 +127,12 @@ pub fn tenant(agents: &[(AgentId, u32)]) -> (Engine, Arc<TenantConfig>) {
 
 /// Fast retransmission, the given idle time, an hour's linger.
 pub fn options(idle: Duration) -> MeshOptions {
-    MeshOptions { retransmit: Duration::from_millis(50), idle, linger: Duration::from_secs(3600) }
+    MeshOptions {
+        retransmit: Duration::from_millis(50),
+        idle,
+        linger: Duration::from_secs(3600),
+        agent_actors: false,
+    }
 }
 
 pub fn message(customer: u64, conversation: u64, text: &str) -> CustomerMessage {
@@ -149,6 +178,55 @@ pub async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
         })
         .await
         .unwrap()
+}
+
+/// An agent's desk stream as the store holds it: (seq, item), in order.
+pub fn desk(store: &Arc<dyn Store>, agent: AgentId) -> Vec<(u64, StreamItem)> {
+    use prost::Message as _;
+    let stream = switchboard_node::state::agent_stream(&agent.0.to_string());
+    let entries = store.read_stream(TENANT, &stream, 0, 10_000).unwrap();
+    entries
+        .into_iter()
+        .map(|e| (e.seq, StreamItem::decode(e.payload.as_slice()).unwrap()))
+        .collect()
+}
+
+/// The desk entries in a short form: `"status online"`, `"offered 3"`, `"assigned 3 accepted"`,
+/// `"released 3 declined"`, `"refused 4"`; and checks they are numbered 1, 2, 3… with the
+/// cursor an agent event carries equal to its number.
+pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
+    use switchboard_proto::internal::v1::stream_item::Item;
+    use switchboard_proto::v1::agent_event::Event;
+    let entries = desk(store, agent);
+    let numbers: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+    let expected: Vec<u64> = (1..=entries.len() as u64).collect();
+    assert_eq!(numbers, expected, "the desk stream is gap-free from 1");
+    let conversation = |name: &str| name.rsplit('/').next().unwrap_or_default().to_owned();
+    entries
+        .into_iter()
+        .map(|(seq, item)| match item.item {
+            Some(Item::AgentEvent(e)) => {
+                assert_eq!(e.cursor, seq, "an event's cursor is its desk number");
+                let c = conversation(&e.conversation);
+                match e.event {
+                    Some(Event::StatusChanged(s)) => {
+                        let status = switchboard_proto::v1::AgentStatus::try_from(s.status)
+                            .unwrap()
+                            .as_str_name()
+                            .trim_start_matches("AGENT_STATUS_")
+                            .to_lowercase();
+                        format!("status {status}")
+                    }
+                    Some(Event::Offered(_)) => format!("offered {c}"),
+                    Some(Event::Assigned(a)) => format!("assigned {c} {}", a.via),
+                    Some(Event::Released(r)) => format!("released {c} {}", r.reason),
+                    other => format!("{other:?}"),
+                }
+            }
+            Some(Item::DeskRefusal(r)) => format!("refused {}", r.command),
+            other => panic!("not a desk entry: {other:?}"),
+        })
+        .collect()
 }
 
 /// How many times an archived conversation was assigned.

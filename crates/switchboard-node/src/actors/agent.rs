@@ -1,0 +1,488 @@
+//! The agent actor: one per tenant and agent, a thin shell around the core's [`AgentSide`]
+//! (the agent's status as set, its numbered desk stream, what it holds as the router told
+//! it). The agent's commands (status, accept, decline, pick) come through its
+//! [`AgentHandle`] and go to the router actor on the agent's link; the router's decisions
+//! about the agent come back as envelopes and become desk events.
+//!
+//! Each step: the side changes state; the actor writes the side as its row and this step's
+//! desk events as entries of the agent's stream (`state::agent_stream`, numbered by the
+//! side: seq = desk number, the encoding the tenant actor writes, so
+//! `AgentService.StreamEvents` serves them as they are) in one batch, and awaits
+//! durability; then publishes the entries to the node's [`Hub`](crate::hub::Hub) (if the
+//! mesh has one), hands `outgoing()` to the transport and answers the caller.
+//!
+//! **What a command's caller learns.** A command is answered with its number on the link
+//! once it is durably queued to the router (the side's row holds it; it is resent until the
+//! router acknowledges it). The router's decision comes later, on the link:
+//! [`AgentHandle::decision`] waits for it — [`Decision::Refused`] once the router's refusal
+//! of that number is applied here, [`Decision::Applied`] once the router acknowledged the
+//! number and no refusal of it has arrived. The router queues a refusal in the same step as
+//! it applies the command and hands it to the network before that step's acknowledgement,
+//! so in order (in-process, or two envelopes the network does not swap) the refusal comes
+//! first; a network that swaps them makes `Applied` premature, and the refusal then shows
+//! only as a desk event. What the decision did (an `Assigned`, a `Released`, a status the
+//! router changed) is on the desk stream. Waiters are volatile: a restarted actor answers
+//! them `Unavailable`, and a waiter for a number acknowledged before this incarnation heard
+//! an acknowledgement waits for the next one (a resend after a restart brings one).
+//!
+//! **Activation** on the first message (a handle call or a router envelope): from its row
+//! (`ActorState` kind [`AGENT`], key = the agent's number), incarnation = stored epoch + 1,
+//! resending what is unacknowledged at once. Without a row it starts from the agent's status
+//! in the router the mesh was created with ([`super::MeshArgs::router`], the store's view of
+//! the tenant when the mesh loaded), offline if the agent is unknown there; the router
+//! actor's own status, if it differs, reaches the desk with the next decision about the
+//! agent, and the agent's next status command supersedes both.
+//!
+//! **Passivation**: idle for [`super::MeshOptions::idle`] with nothing unacknowledged, it
+//! drains and keeps its row (an agent's link is never forgotten).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_core::engine::Note;
+use switchboard_core::mesh::{AgentEnvelope, AgentSide, Body, DeskEvent, ToAgent};
+use switchboard_core::router::StatusCause;
+use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
+use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
+use switchboard_store::{ActorState, Batch, Fence, StreamEntry};
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::placement::ActorKey;
+use super::{AGENT, Counted, Exit, Mesh, Timers, decode, encode};
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// Decisions kept for waiters that ask after the router's answer arrived (volatile).
+const KEEP_DECIDED: usize = 256;
+
+/// An agent command, as [`AgentHandle`] builds it.
+#[derive(Debug, Clone)]
+pub enum AgentOp {
+    SetStatus { status: AgentStatus, cause: StatusCause },
+    Accept(ConversationId),
+    Decline(ConversationId),
+    Pick(ConversationId),
+}
+
+/// The router's decision on one command, as far as the agent actor knows it (see the
+/// module's documentation for when `Applied` is premature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The router acknowledged the command and no refusal of it arrived first.
+    Applied,
+    /// The router refused it, for this reason.
+    Refused { reason: String },
+}
+
+#[allow(missing_debug_implementations)] // carries closures and reply ports
+pub enum AgentMsg {
+    /// An envelope from the router actor (counted against the receiving node's bound when it
+    /// came from another node).
+    Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>),
+    /// A command; answered with its number once durably queued.
+    Op(AgentOp, RpcReplyPort<Result<u64>>),
+    /// Wait for the router's decision on a command number.
+    Decision(u64, oneshot::Sender<Decision>),
+    /// A read of the side's current state.
+    Read(super::ReadSide<AgentSide>),
+    /// Resend what is unacknowledged; passivate if idle.
+    Retransmit,
+}
+
+#[derive(Debug)]
+pub struct AgentArgs {
+    pub mesh: Mesh,
+    pub agent: AgentId,
+    /// Told when it passivates, for its supervisor.
+    pub(crate) exit: Arc<Exit>,
+}
+
+#[derive(Debug)]
+pub struct AgentActor;
+
+#[allow(missing_debug_implementations)] // reply ports; see `Read`
+pub struct AgentRun {
+    mesh: Mesh,
+    agent: AgentId,
+    key: String,
+    /// The agent's desk stream (`agent/{id}`).
+    stream: String,
+    /// Its key's shard and epoch on this node when it activated: every write carries it.
+    fence: Fence,
+    side: AgentSide,
+    epoch: u64,
+    last_now: Timestamp,
+    last_active: tokio::time::Instant,
+    _timers: Timers,
+    /// The router acknowledged every command below this (as far as this incarnation heard).
+    acked_below: u64,
+    /// Refusals heard, by command number (the newest [`KEEP_DECIDED`]).
+    refused: BTreeMap<u64, String>,
+    /// Callers waiting for a command's decision.
+    waiting: BTreeMap<u64, Vec<oneshot::Sender<Decision>>>,
+    /// It drained itself (passivation): work that came in meanwhile needs a successor.
+    drained: bool,
+    /// A write failed: it stops, and its supervisor activates it again after a backoff.
+    failed: bool,
+    exit: Arc<Exit>,
+    _counted: Counted,
+    id: ractor::ActorId,
+}
+
+impl Drop for AgentRun {
+    fn drop(&mut self) {
+        self.mesh.forget_agent(self.agent, self.id);
+    }
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentRun;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentRun, ActorProcessingErr> {
+        let AgentArgs { mesh, agent, exit } = args;
+        // It runs only where its key's shard is owned, under that shard's fence.
+        let fence = mesh.fence_of(ActorKey::Agent { tenant: mesh.tenant(), agent })?;
+        let key = agent.0.to_string();
+        let (at, mut side, stored) = match mesh.load(AGENT, key.clone()).await? {
+            Some(ActorState { epoch, body: Some(body), .. }) => {
+                let (at, side) = decode::<AgentSide>(&body)?;
+                (at, side, epoch)
+            }
+            _ => {
+                let router = &mesh.inner().router;
+                let status = router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
+                (Timestamp(0), AgentSide::new(agent, status), 0)
+            }
+        };
+        let epoch = stored + 1;
+        side.restart(epoch);
+        let every = mesh.inner().options.retransmit;
+        let stream = crate::state::agent_stream(&mesh.inner().config.agent_name(agent));
+        let mut run = AgentRun {
+            id: myself.get_id(),
+            mesh,
+            agent,
+            key,
+            stream,
+            fence,
+            side,
+            epoch,
+            last_now: clock::now().max(at),
+            last_active: tokio::time::Instant::now(),
+            _timers: Timers::start(&myself, every, || AgentMsg::Retransmit),
+            acked_below: 0,
+            refused: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            drained: false,
+            failed: false,
+            exit,
+            _counted: Counted::new(AGENT),
+        };
+        // A restarted side resends everything unacknowledged at once.
+        run.send();
+        Ok(run)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        run: &mut AgentRun,
+    ) -> Result<(), ActorProcessingErr> {
+        // Something it drained after deciding to stop left a resend due: the next
+        // incarnation runs it (it starts once this one is gone).
+        if run.drained && !run.failed {
+            run.exit.passivated();
+            if !run.side.settled() {
+                let (mesh, agent) = (run.mesh.clone(), run.agent);
+                tokio::spawn(async move { mesh.agent_ref(agent).await.map(|_| ()) });
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        run: &mut AgentRun,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Deliver(envelope, _ticket) => {
+                run.last_active = tokio::time::Instant::now();
+                let acked = match envelope.body {
+                    Body::Ack { next } => Some(next),
+                    Body::Message { .. } => None,
+                };
+                run.side.receive(envelope);
+                let desk = run.side.take_desk();
+                // An acknowledgement changes only what is resent: no write (after a restart
+                // the router drops the resent copies as duplicates and acknowledges again).
+                if acked.is_none() {
+                    match run.commit(&desk).await {
+                        Ok(entries) => run.publish(entries),
+                        Err(e) => return run.fail(&myself, e),
+                    }
+                }
+                run.send();
+                run.heard(&desk, acked);
+            }
+            AgentMsg::Op(op, reply) => {
+                run.last_active = tokio::time::Instant::now();
+                let side = &mut run.side;
+                let command = match op {
+                    AgentOp::SetStatus { status, cause } => side.set_status(status, cause),
+                    AgentOp::Accept(c) => side.accept(c),
+                    AgentOp::Decline(c) => side.decline(c),
+                    AgentOp::Pick(c) => side.pick(c),
+                };
+                let desk = run.side.take_desk();
+                match run.commit(&desk).await {
+                    Ok(entries) => run.publish(entries),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.clone()));
+                        return run.fail(&myself, e);
+                    }
+                }
+                run.send();
+                let _ = reply.send(Ok(command));
+            }
+            AgentMsg::Decision(command, waiter) => run.wait(command, waiter),
+            AgentMsg::Read(read) => read(&run.side),
+            AgentMsg::Retransmit => {
+                if let Err(e) = run.mesh.holds(run.fence) {
+                    // Its shard moved: the new owner activates it from its row.
+                    return run.fail(&myself, e);
+                }
+                let wire = run.side.retransmit();
+                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
+                if wire.is_empty() && idle && run.waiting.is_empty() {
+                    // Its row is durable; the next message activates it again. Draining: what
+                    // is in the mailbox is still handled, later sends go to the next one.
+                    run.drained = true;
+                    let _ = myself.drain();
+                    return Ok(());
+                }
+                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                for envelope in wire {
+                    transport.to_router_from_agent(tenant, envelope);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgentRun {
+    /// Time only moves forward within the actor, whatever the wall clock does.
+    fn now(&mut self) -> Timestamp {
+        self.last_now = self.last_now.max(clock::now());
+        self.last_now
+    }
+
+    /// Makes the side durable: its row and this step's desk events as entries of the agent's
+    /// stream, in one batch. Returns the entries, for the hub.
+    async fn commit(&mut self, desk: &[(u64, DeskEvent)]) -> Result<Vec<(u64, StreamItem)>> {
+        self.mesh.holds(self.fence)?;
+        let now = self.now();
+        let tenant = self.mesh.tenant().to_owned();
+        let items: Vec<(u64, StreamItem)> =
+            desk.iter().map(|(seq, event)| (*seq, desk_item(&tenant, now, *seq, event))).collect();
+        let streams = items
+            .iter()
+            .zip(desk)
+            .map(|((seq, item), (_, event))| StreamEntry {
+                stream: self.stream.clone(),
+                seq: *seq,
+                at_ms: now.as_millis(),
+                payload: item.encode_to_vec(),
+                conversation: about(event).map(|c| c.0),
+            })
+            .collect();
+        let row = ActorState {
+            kind: AGENT.into(),
+            key: self.key.clone(),
+            epoch: self.epoch,
+            body: Some(encode(now, &self.side)?),
+        };
+        let batch =
+            Batch { tenant, fence: self.fence, streams, actors: vec![row], ..Batch::default() };
+        self.mesh.inner().store.append(batch).await?;
+        Ok(items)
+    }
+
+    /// Durable desk entries to the node's live subscribers, if the mesh has a hub.
+    fn publish(&self, items: Vec<(u64, StreamItem)>) {
+        if let Some(hub) = &self.mesh.inner().hub {
+            for (seq, item) in items {
+                hub.publish(self.mesh.tenant(), &self.stream, seq, item);
+            }
+        }
+    }
+
+    /// Puts what is durable on the network.
+    fn send(&mut self) {
+        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        for envelope in self.side.outgoing() {
+            transport.to_router_from_agent(tenant, envelope);
+        }
+    }
+
+    /// What the router said, for the callers waiting on their commands' decisions.
+    fn heard(&mut self, desk: &[(u64, DeskEvent)], acked: Option<u64>) {
+        for (_, event) in desk {
+            if let DeskEvent::Refused { command, reason } = event {
+                self.refused.insert(*command, reason.clone());
+                for waiter in self.waiting.remove(command).unwrap_or_default() {
+                    let _ = waiter.send(Decision::Refused { reason: reason.clone() });
+                }
+            }
+        }
+        while self.refused.len() > KEEP_DECIDED {
+            self.refused.pop_first();
+        }
+        if let Some(next) = acked {
+            self.acked_below = self.acked_below.max(next);
+            let later = self.waiting.split_off(&self.acked_below);
+            for (command, waiters) in std::mem::replace(&mut self.waiting, later) {
+                let decision = self.decision(command).unwrap_or(Decision::Applied);
+                for waiter in waiters {
+                    let _ = waiter.send(decision.clone());
+                }
+            }
+        }
+    }
+
+    /// The decision on `command`, if known here.
+    fn decision(&self, command: u64) -> Option<Decision> {
+        if let Some(reason) = self.refused.get(&command) {
+            return Some(Decision::Refused { reason: reason.clone() });
+        }
+        (command < self.acked_below).then_some(Decision::Applied)
+    }
+
+    fn wait(&mut self, command: u64, waiter: oneshot::Sender<Decision>) {
+        match self.decision(command) {
+            Some(decision) => {
+                let _ = waiter.send(decision);
+            }
+            None => self.waiting.entry(command).or_default().push(waiter),
+        }
+    }
+
+    /// A write failed: the memory is ahead of the store, so the actor stops; its supervisor
+    /// activates it from its row after a backoff (a message may do so sooner).
+    fn fail(&mut self, myself: &ActorRef<AgentMsg>, e: Error) -> Result<(), ActorProcessingErr> {
+        warn!(tenant = %self.mesh.tenant(), error = %e, "agent actor cannot write here (failed, fenced or moved); stopping");
+        self.failed = true;
+        myself.stop(Some("write failed".into()));
+        Ok(())
+    }
+}
+
+/// The conversation a desk event is about, if any (the store deletes the entry with that
+/// conversation's archive row).
+fn about(event: &DeskEvent) -> Option<ConversationId> {
+    match event {
+        DeskEvent::Note(
+            Note::Offered { conversation, .. }
+            | Note::Assigned { conversation, .. }
+            | Note::Released { conversation, .. }
+            | Note::CustomerMessage { conversation, .. }
+            | Note::Whisper { conversation, .. }
+            | Note::ReadUnreplied { conversation }
+            | Note::BotHosting { conversation, .. }
+            | Note::UnrepliedAlert { conversation },
+        ) => Some(*conversation),
+        DeskEvent::Note(Note::StatusChanged { .. }) | DeskEvent::Refused { .. } => None,
+    }
+}
+
+/// A desk event as the agent's stream stores it: a note as the tenant actor encodes it
+/// (`apply::note_event`, cursor = its desk number), a refusal as a [`DeskRefusal`]
+/// (`AgentService.StreamEvents` skips those: the command's caller learns it from
+/// [`AgentHandle::decision`]).
+pub fn desk_item(tenant: &str, now: Timestamp, seq: u64, event: &DeskEvent) -> StreamItem {
+    let item = match event {
+        DeskEvent::Note(note) => {
+            // Notes on an agent's link name no other agent (no whispers travel there).
+            let name = |a: AgentId| a.0.to_string();
+            let mut event = crate::apply::note_event(tenant, now, note.clone(), name);
+            event.cursor = seq;
+            stream_item::Item::AgentEvent(event)
+        }
+        DeskEvent::Refused { command, reason } => stream_item::Item::DeskRefusal(DeskRefusal {
+            command: *command,
+            reason: reason.clone(),
+        }),
+    };
+    StreamItem { item: Some(item) }
+}
+
+/// The typed way to an agent's actor: activates it if needed.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    mesh: Mesh,
+    agent: AgentId,
+}
+
+impl AgentHandle {
+    pub(crate) fn new(mesh: Mesh, agent: AgentId) -> Self {
+        AgentHandle { mesh, agent }
+    }
+
+    /// Sets the agent's status (the desk shows it at once) and sends it to the router.
+    /// Returns the command's number once it is durably queued; [`AgentHandle::decision`]
+    /// tells whether the router refused it.
+    pub async fn set_status(&self, status: AgentStatus, cause: StatusCause) -> Result<u64> {
+        self.call(AgentOp::SetStatus { status, cause }).await
+    }
+
+    /// Accepts an offer (the router decides); the command's number once durably queued.
+    pub async fn accept(&self, conversation: ConversationId) -> Result<u64> {
+        self.call(AgentOp::Accept(conversation)).await
+    }
+
+    /// Declines an offer (the router decides); the command's number once durably queued.
+    pub async fn decline(&self, conversation: ConversationId) -> Result<u64> {
+        self.call(AgentOp::Decline(conversation)).await
+    }
+
+    /// Picks from the unaccepted list (the router decides); the command's number once
+    /// durably queued.
+    pub async fn pick(&self, conversation: ConversationId) -> Result<u64> {
+        self.call(AgentOp::Pick(conversation)).await
+    }
+
+    /// Waits for the router's decision on `command` (a number a command above returned), as
+    /// the module's documentation says. `Unavailable` if the actor stopped meanwhile.
+    pub async fn decision(&self, command: u64) -> Result<Decision> {
+        let actor = self.mesh.agent_ref(self.agent).await?;
+        let (tx, rx) = oneshot::channel();
+        let gone = || Error::Unavailable("the agent actor stopped; retry".into());
+        actor.cast(AgentMsg::Decision(command, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Reads the side's current state (activating the actor if needed).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&AgentSide) -> T + Send + 'static,
+    ) -> Result<T> {
+        let actor = self.mesh.agent_ref(self.agent).await?;
+        super::read(actor, AgentMsg::Read, read).await
+    }
+
+    async fn call(&self, op: AgentOp) -> Result<u64> {
+        let op = |reply| AgentMsg::Op(op.clone(), reply);
+        super::call(|| self.mesh.agent_ref(self.agent), op).await
+    }
+}
