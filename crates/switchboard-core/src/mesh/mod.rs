@@ -13,7 +13,9 @@
 //!   agent's link ([`AgentEnvelope`]); the router decides them (it is the single writer of
 //!   capacity) and sends its decisions about the agent back as [`ToAgent`].
 //!
-//! **Links.** Each agent has one link to the router side, with the same rules as below.
+//! **Links.** Each agent has one link to the router side, with the same rules as below, and
+//! a conversation's own notes for the agent holding it travel on a desk link per holding,
+//! straight from the conversation side ([`desk`]; opt-in, `with_desk_links`).
 //! Each conversation has one link between its side and the router side; every message on it
 //! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
 //! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
@@ -64,6 +66,7 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod desk;
 pub mod link;
 pub mod router;
 
@@ -71,6 +74,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
+pub use self::desk::{DeskEnvelope, FromDesk, Holding, ToDesk};
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
 use crate::engine::{Note, Target};
@@ -146,6 +150,10 @@ pub enum ToConversation {
         standing: Standing,
         /// A transfer caused them: the conversation reports it (its wait is its own to know).
         transfer: Option<Target>,
+        /// Who holds it after them, and since which of the router's messages to that agent
+        /// (with agent links only): the desk link its notes go on ([`desk`]).
+        #[serde(default)]
+        desk: Option<Holding>,
     },
     /// Where it stands changed without a decision about it.
     Standing {
