@@ -61,6 +61,7 @@ fn the_protocol_keeps_every_invariant_under_faults() {
     if seeds.len() > 1 {
         // The run exercised what it claims to.
         assert!(total.crashes > 0 && total.duplicated > 0 && total.lost > 0 && total.assigned > 0);
+        assert!(total.desk_shown > 0 && total.desk_shown < total.desk_sent, "{total:?}");
         assert_eq!(total.kinds, (1 << 13) - 1, "every kind of operation succeeded somewhere");
     }
 }

@@ -192,8 +192,11 @@ impl AgentSide {
         let Body::Message { seq, .. } = envelope.body else { return };
         let c = envelope.conversation;
         if self.holdings.get(&c) == Some(&envelope.since) {
-            let fresh =
-                DeskIn { customer: envelope.customer, since: envelope.since, link: Link::default() };
+            let fresh = DeskIn {
+                customer: envelope.customer,
+                since: envelope.since,
+                link: Link::default(),
+            };
             let d = self.desk_links.entry(c).or_insert_with(|| fresh.clone());
             if d.since != envelope.since {
                 *d = fresh;

@@ -414,9 +414,11 @@ impl ConversationSide {
     pub fn receive_desk(&mut self, envelope: DeskEnvelope<FromDesk>) {
         let (c, agent, since) = (envelope.conversation, envelope.agent, envelope.since);
         let current = self.open.as_ref().filter(|o| o.conv.id == c).and_then(|o| o.holding);
-        let Some(i) = self.desks.iter().position(|d| {
-            d.conversation == c && d.holding == Holding { agent, since }
-        }) else {
+        let Some(i) = self
+            .desks
+            .iter()
+            .position(|d| d.conversation == c && d.holding == Holding { agent, since })
+        else {
             return;
         };
         self.desks[i].link.receive(envelope.epoch, envelope.body);
