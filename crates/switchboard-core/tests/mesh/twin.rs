@@ -29,6 +29,9 @@ type Outcome = Result<Vec<Effect>, String>;
 /// Per conversation, who sent what, with digits masked (a queue position may differ).
 type Sends = BTreeMap<ConversationId, Vec<(Sender, String)>>;
 
+/// An agent's notes per conversation (`None`: its own status).
+type NotesByKey = BTreeMap<Option<ConversationId>, Vec<Note>>;
+
 struct Twin {
     rng: Rng,
     now: Timestamp,
@@ -47,6 +50,8 @@ struct Twin {
     engine_desks: Vec<Vec<Note>>,
     mesh_desks: Vec<Vec<Note>>,
     compared: Vec<(usize, usize)>,
+    /// The same per conversation (`None`: the agent's own status), engine and desk.
+    by_key: Vec<(NotesByKey, NotesByKey)>,
     /// Steps whose new desk notes came in another order across conversations.
     reordered: u64,
     next_conversation: u64,
@@ -91,6 +96,7 @@ pub fn run(seed: u64, steps: usize) -> Result<Compared, String> {
         engine_desks: vec![Vec::new(); AGENTS as usize],
         mesh_desks: vec![Vec::new(); AGENTS as usize],
         compared: vec![(0, 0); AGENTS as usize],
+        by_key: vec![Default::default(); AGENTS as usize],
         reordered: 0,
         next_conversation: 0,
         trace: Vec::new(),
@@ -441,11 +447,9 @@ impl Twin {
                 let u = e.customer.0 as usize;
                 out.extend(self.sides[u].receive(cfg, self.now, e));
             }
+            // Desk notes before the router's word to the desks: a conversation's note of a
+            // holding it just heard of reaches the desk first, and waits for that word.
             for u in 0..self.sides.len() {
-                for e in self.sides[u].outgoing() {
-                    any = true;
-                    out.extend(self.router.receive(self.now, e));
-                }
                 for e in self.sides[u].outgoing_desks() {
                     any = true;
                     self.agents[e.agent.0 as usize].receive_desk(e);
@@ -454,6 +458,12 @@ impl Twin {
             for e in self.router.outgoing_agents() {
                 any = true;
                 self.agents[e.agent.0 as usize].receive(e);
+            }
+            for u in 0..self.sides.len() {
+                for e in self.sides[u].outgoing() {
+                    any = true;
+                    out.extend(self.router.receive(self.now, e));
+                }
             }
             for (a, desk) in self.agents.iter_mut().enumerate() {
                 for (_, event) in desk.take_desk() {
@@ -491,23 +501,23 @@ impl Twin {
             | Note::UnrepliedAlert { conversation } => Some(*conversation),
             Note::StatusChanged { .. } => None,
         };
-        let by_key = |notes: &[Note]| {
-            let mut map: BTreeMap<Option<ConversationId>, Vec<Note>> = BTreeMap::new();
+        let (from_e, from_m) = self.compared[a];
+        let (e, m) = (&self.engine_desks[a], &self.mesh_desks[a]);
+        let (ke, km) = &mut self.by_key[a];
+        let mut touched = Vec::new();
+        for (notes, map) in [(&e[from_e..], &mut *ke), (&m[from_m..], &mut *km)] {
             for n in notes {
+                touched.push(key(n));
                 map.entry(key(n)).or_default().push(n.clone());
             }
-            map
-        };
-        let (e, m) = (&self.engine_desks[a], &self.mesh_desks[a]);
-        let (ke, km) = (by_key(e), by_key(m));
-        if ke != km {
-            let diff = ke.iter().find(|(k, v)| km.get(*k) != Some(*v));
-            let diff = diff.map(|(k, v)| (k, v, km.get(k)));
+        }
+        if let Some(k) = touched.into_iter().find(|k| ke.get(k) != km.get(k)) {
             return Err(format!(
-                "a{a}'s desk differs from the engine's notes: (conversation, engine, desk) {diff:?}"
+                "a{a}'s desk differs from the engine's notes about {k:?}: engine {:?}, desk {:?}",
+                ke.get(&k),
+                km.get(&k)
             ));
         }
-        let (from_e, from_m) = self.compared[a];
         if e[from_e..] != m[from_m..] {
             self.reordered += 1;
         }
