@@ -202,6 +202,9 @@ pub struct Stats {
     /// Conversation notes sent on desk links, and shown on desks.
     pub desk_sent: u64,
     pub desk_shown: u64,
+    /// Which kinds of conversation note were shown on a desk (a bit each: customer message,
+    /// whisper, read-but-unreplied, bot hosting).
+    pub desk_kinds: u32,
     /// Which kinds of operation succeeded at least once (a bit each, see `ops.rs`).
     pub kinds: u32,
 }
@@ -227,6 +230,7 @@ impl std::ops::AddAssign for Stats {
             *total += n;
         }
         self.kinds |= s.kinds;
+        self.desk_kinds |= s.desk_kinds;
     }
 }
 
@@ -307,6 +311,15 @@ impl Sim {
         self.stats.kinds |= ops::agent_kinds(self.to_agent.values());
         self.stats.desk_sent = self.to_desk.values().map(|m| m.notes.len() as u64).sum();
         self.stats.desk_shown = self.shown.values().map(|n| n.len() as u64).sum();
+        for note in self.shown.values().flatten() {
+            self.stats.desk_kinds |= match note {
+                switchboard_core::Note::CustomerMessage { .. } => 1,
+                switchboard_core::Note::Whisper { .. } => 2,
+                switchboard_core::Note::ReadUnreplied { .. } => 4,
+                switchboard_core::Note::BotHosting { .. } => 8,
+                _ => 0,
+            };
+        }
         Ok(())
     }
 
