@@ -29,6 +29,10 @@ const REGRESSIONS: &[u64] = &[
     6_139_096_880_363_046_005,
     // Twin, step 16: a supervisor's transfer was not reported (`Transferred`).
     716_632_666_546_416_052,
+    // Twin, step 268: a customer message raised a queued conversation's priority, and the
+    // raise made a full queue's overflow rule refuse it; the engine's customer hears only the
+    // refusal, the side had answered the message first (got-it, offline replies).
+    10_191_772_921_507_659_483,
 ];
 
 /// The seeds a test runs: the one `SIM_SEED` names, or the regressions and `SIM_SEEDS` (or

@@ -68,9 +68,16 @@ struct Open {
 /// (on one node they follow the routing in the same call).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Pending {
-    Message { text: String },
+    Message {
+        text: String,
+    },
     OpenService,
     Human,
+    /// A customer message that raised a queued conversation's priority (the router answers
+    /// every raise).
+    Raised {
+        text: String,
+    },
 }
 
 impl ConversationSide {
@@ -149,6 +156,7 @@ impl ConversationSide {
         let opened = self.ensure_open(cfg, now, &msg, &mut out)?;
         let open = self.open.as_mut().expect("opened");
         open.conv.record_customer_message(now);
+        let mut raised = false;
         if !opened {
             let before = open.conv.priority;
             let raise = session(cfg, &mut self.customer, open).raise_priority(msg.priority);
@@ -158,11 +166,17 @@ impl ConversationSide {
                     .then_some(Ask::Raise { priority: open.conv.priority })
             });
             if let Some(ask) = raise {
+                // Raised in a queue, it is placed again, and a full queue's overflow rule
+                // may end it there: as on one node, where the refusal is then all the
+                // customer hears, its replies wait for the router's answer.
+                raised = open.pending.is_none() && open.conv.state == State::Queued;
                 open.link.out.push(ask.into());
             }
         }
         let mut s = session(cfg, &mut self.customer, open);
-        if opened && !cfg.settings.transfer_to_human {
+        if raised {
+            open.pending = Some(Pending::Raised { text: msg.text });
+        } else if opened && !cfg.settings.transfer_to_human {
             // Its replies depend on where routing puts it: they wait for the first decision.
             let ask = s.route_request(now, Cause::Opened);
             open.route(ask, Pending::Message { text: msg.text });
@@ -215,6 +229,8 @@ impl ConversationSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
+        // Out of the bot stage first (a raise may be pending on a queued one), as on one node.
+        session(cfg, &mut self.customer, open).check_request_human()?;
         if open.pending.is_some() {
             return Err(Error::InvalidTransition {
                 conversation: id,
@@ -223,7 +239,6 @@ impl ConversationSide {
             });
         }
         let s = session(cfg, &mut self.customer, open);
-        s.check_request_human()?;
         let ask = s.route_request(now, Cause::TransferToHuman);
         open.route(ask, Pending::Human);
         Ok(Vec::new())
@@ -615,6 +630,13 @@ fn open_mut<'o>(
     }
 }
 
+/// A customer message's replies, after the raise it caused was decided (the engine's order).
+fn raised_replies(s: &mut Session<'_>, now: Timestamp, text: String, out: &mut Vec<Effect>) {
+    let keyword = s.message_replies(now, &text, out);
+    let offline = s.waiting_replies(now, keyword, out);
+    s.deliver_customer_message(now, text, keyword || offline, out);
+}
+
 /// Applies one message from the router to the open conversation; true when that ended it.
 fn apply(
     cfg: Config<'_>,
@@ -661,10 +683,22 @@ fn apply(
                     out.append(&mut routed);
                     s.open_service(now, out);
                 }
+                Some(Pending::Raised { text }) => {
+                    out.append(&mut routed);
+                    raised_replies(&mut s, now, text, out);
+                }
                 None => out.append(&mut routed),
             }
         }
-        ToConversation::Standing { standing } => open.standing = standing,
+        ToConversation::Standing { standing } => {
+            open.standing = standing;
+            // The answer to a raise that decided nothing about it.
+            if let Some(Pending::Raised { .. }) = open.pending
+                && let Some(Pending::Raised { text }) = open.pending.take()
+            {
+                raised_replies(&mut session(cfg, customer, open), now, text, out);
+            }
+        }
         // It stays in the bot stage; the customer may ask again.
         ToConversation::Refused { .. } => open.pending = None,
     }

@@ -393,6 +393,13 @@ impl RouterSide {
                 let mut rout = Vec::new();
                 self.router.raise_priority(now, id, priority, &mut rout);
                 self.decide(rout, Op::new(Cause::Routed), out);
+                // Every raise is answered (the customer message that raised it waits): where
+                // it stands now, after whatever was decided.
+                if let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) {
+                    let standing = self.router.standing(id, conv.dedicated);
+                    conv.told = standing;
+                    conv.link.out.push(ToConversation::Standing { standing });
+                }
             }
             ToRouter::Leave => {
                 let mut rout = Vec::new();
