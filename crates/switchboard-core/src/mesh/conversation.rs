@@ -194,7 +194,7 @@ impl ConversationSide {
             }
         }
         let conversation = open.conv.id;
-        self.to_desk(&out);
+        self.send_notes(&out);
         Ok(Outcome { conversation, opened, effects: out })
     }
 
@@ -281,7 +281,7 @@ impl ConversationSide {
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
         let out = session(cfg, &mut self.customer, open).whisper(from, text)?;
-        self.to_desk(&out);
+        self.send_notes(&out);
         Ok(out)
     }
 
@@ -295,7 +295,7 @@ impl ConversationSide {
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
         let out = session(cfg, &mut self.customer, open).mark_read(now, agent)?;
-        self.to_desk(&out);
+        self.send_notes(&out);
         Ok(out)
     }
 
@@ -309,7 +309,7 @@ impl ConversationSide {
         let open = open_mut(&mut self.open, &self.closing, id)?;
         let mut out = Vec::new();
         let changed = session(cfg, &mut self.customer, open).set_bot_hosting(on, &mut out);
-        self.to_desk(&out);
+        self.send_notes(&out);
         Ok((changed, out))
     }
 
@@ -561,7 +561,7 @@ impl ConversationSide {
     }
 
     /// Sends the open conversation's notes in `out` on its holding's desk link.
-    fn to_desk(&mut self, out: &[Effect]) {
+    fn send_notes(&mut self, out: &[Effect]) {
         if let Some(open) = self.open.as_ref().filter(|_| self.desk_links) {
             desk_notes(&mut self.desks, open.conv.id, open.holding, out);
         }

@@ -53,7 +53,11 @@
 //!   transfer or requeue is in flight;
 //! - a customer message that arrives while its conversation's route is in flight gets the
 //!   replies of a conversation not routed yet (no queue or offline reply); the opening
-//!   message's own replies wait for the first decision and are then exactly the engine's;
+//!   message's own replies wait for the first decision and are then exactly the engine's, as
+//!   do those of a message that raised a queued conversation's priority (the router answers
+//!   every raise; a full queue may refuse it, and the refusal is then all the customer hears);
+//! - a conversation's own notes for its agent's desk ([`desk`]) go to the holder it last
+//!   heard of; one still in flight when that holding ends is dropped, not shown late;
 //! - the router's copy of an agent's status (it routes on it) is one [`FromAgent::Status`]
 //!   behind the agent side; the agent side's view of what it holds, and of status changes the
 //!   router made, one [`ToAgent`] behind. Capacity and load are only the router's.
