@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::desk::{self, DeskIn};
 use super::link::{HOLD_BACK, Link};
-use super::{AgentEnvelope, Body, DeskEnvelope, FromAgent, FromDesk, ToAgent, ToDesk};
+use super::{AgentEnvelope, Body, DeskEnvelope, FromAgent, FromDesk, Holding, ToAgent, ToDesk};
 use crate::engine::Note;
 use crate::ids::{AgentId, ConversationId};
 use crate::router::{AgentStatus, StatusCause};
@@ -223,15 +223,9 @@ impl AgentSide {
         let (agent, epoch) = (self.agent, self.epoch);
         let mut wire = std::mem::take(&mut self.stray);
         for (&conversation, d) in &mut self.desk_links {
-            let (customer, since) = (d.customer, d.since);
-            wire.extend(d.link.bodies().into_iter().map(|body| DeskEnvelope {
-                conversation,
-                customer,
-                agent,
-                since,
-                epoch,
-                body,
-            }));
+            let holding = Holding { agent, since: d.since };
+            let bodies = d.link.bodies();
+            wire.extend(DeskEnvelope::each(conversation, d.customer, holding, epoch, bodies));
         }
         wire
     }

@@ -447,15 +447,8 @@ impl ConversationSide {
         let (customer, epoch) = (self.id, self.epoch);
         let mut wire = Vec::new();
         for d in &mut self.desks {
-            let (conversation, Holding { agent, since }) = (d.conversation, d.holding);
-            wire.extend(d.link.bodies().into_iter().map(|body| DeskEnvelope {
-                conversation,
-                customer,
-                agent,
-                since,
-                epoch,
-                body,
-            }));
+            let bodies = d.link.bodies();
+            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
         }
         wire
     }
@@ -465,15 +458,8 @@ impl ConversationSide {
         let (customer, epoch) = (self.id, self.epoch);
         let mut wire = Vec::new();
         for d in &self.desks {
-            let (conversation, Holding { agent, since }) = (d.conversation, d.holding);
-            wire.extend(d.link.unacked_bodies().into_iter().map(|body| DeskEnvelope {
-                conversation,
-                customer,
-                agent,
-                since,
-                epoch,
-                body,
-            }));
+            let bodies = d.link.unacked_bodies();
+            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
         }
         wire
     }

@@ -47,6 +47,27 @@ pub struct DeskEnvelope<M> {
     pub body: Body<M>,
 }
 
+impl<M> DeskEnvelope<M> {
+    /// Each body, on the desk link of `conversation` and `holding`.
+    pub(crate) fn each(
+        conversation: ConversationId,
+        customer: CustomerId,
+        holding: Holding,
+        epoch: u64,
+        bodies: Vec<Body<M>>,
+    ) -> impl Iterator<Item = Self> {
+        let Holding { agent, since } = holding;
+        bodies.into_iter().map(move |body| DeskEnvelope {
+            conversation,
+            customer,
+            agent,
+            since,
+            epoch,
+            body,
+        })
+    }
+}
+
 /// From a conversation side to the holding agent's desk: the notes of one step, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToDesk {

@@ -293,6 +293,31 @@ fn with_desks() -> (Tenant, RouterSide, ConversationSide, AgentSide) {
     (t, router.with_agent_links(), side.with_desk_links(), AgentSide::new(A1, AgentStatus::Online))
 }
 
+/// "hi" opens C1, the router assigns it to A1, and the desk shows the assignment and the
+/// message (both numbered, the acknowledgements not yet delivered).
+fn opened_on_the_desk(
+    t: &Tenant,
+    now: Timestamp,
+    router: &mut RouterSide,
+    side: &mut ConversationSide,
+    desk: &mut AgentSide,
+) {
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    for e in side.outgoing_desks() {
+        desk.receive_desk(e);
+    }
+    assert_eq!(desk.take_desk().len(), 2);
+}
+
 fn customer_note(text: &str) -> DeskEvent {
     DeskEvent::Note(Note::CustomerMessage {
         conversation: C1,
@@ -344,20 +369,7 @@ fn a_customer_message_reaches_the_desk_after_the_assignment_it_follows_without_t
 fn notes_of_a_holding_that_is_over_are_acknowledged_and_dropped() {
     let (t, mut router, mut side, mut desk) = with_desks();
     let now = Timestamp(1_000);
-    side.customer_message(t.cfg(), now, message("hi")).unwrap();
-    for e in side.outgoing() {
-        router.receive(now, e);
-    }
-    for e in router.outgoing() {
-        side.receive(t.cfg(), now, e);
-    }
-    for e in router.outgoing_agents() {
-        desk.receive(e);
-    }
-    for e in side.outgoing_desks() {
-        desk.receive_desk(e);
-    }
-    assert_eq!(desk.take_desk().len(), 2);
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
     for e in desk.outgoing_desk() {
         side.receive_desk(e);
     }
@@ -393,20 +405,7 @@ fn notes_of_a_holding_that_is_over_are_acknowledged_and_dropped() {
 fn a_restarted_desk_applies_resent_notes_once_and_numbers_on() {
     let (t, mut router, mut side, mut desk) = with_desks();
     let now = Timestamp(1_000);
-    side.customer_message(t.cfg(), now, message("hi")).unwrap();
-    for e in side.outgoing() {
-        router.receive(now, e);
-    }
-    for e in router.outgoing() {
-        side.receive(t.cfg(), now, e);
-    }
-    for e in router.outgoing_agents() {
-        desk.receive(e);
-    }
-    for e in side.outgoing_desks() {
-        desk.receive_desk(e);
-    }
-    assert_eq!(desk.take_desk().len(), 2);
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
     // Durable here; the acknowledgement is lost, and the desk restarts.
     desk.outgoing_desk();
     let bytes = rmp_serde::to_vec_named(&desk).unwrap();
