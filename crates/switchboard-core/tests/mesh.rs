@@ -80,12 +80,13 @@ fn over_a_perfect_network_the_sides_decide_as_the_engine() {
                 total.replies += c.replies;
                 total.stale += c.stale;
                 total.reordered += c.reordered;
+                total.reordered_links += c.reordered_links;
             }
             Err(why) => panic!("{why}"),
         }
     }
     eprintln!(
-        "{} replies compared, {} showed a stale queue position; {} steps brought an agent's desk notes in another order across conversations",
-        total.replies, total.stale, total.reordered
+        "{} replies compared, {} showed a stale queue position; {} steps brought an agent's desk notes in another order across conversations ({} among the desk links' notes)",
+        total.replies, total.stale, total.reordered, total.reordered_links
     );
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use switchboard_core::mesh::desk::is_conversation_note;
 use switchboard_core::mesh::{AgentSide, Body, ConversationSide, DeskEvent, RouterSide, ToAgent};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{
@@ -52,8 +53,10 @@ struct Twin {
     compared: Vec<(usize, usize)>,
     /// The same per conversation (`None`: the agent's own status), engine and desk.
     by_key: Vec<(NotesByKey, NotesByKey)>,
-    /// Steps whose new desk notes came in another order across conversations.
+    /// Steps whose new desk notes came in another order across conversations, and those
+    /// among them where the desk links' notes alone did.
     reordered: u64,
+    reordered_links: u64,
     next_conversation: u64,
     trace: Vec<String>,
 }
@@ -98,6 +101,7 @@ pub fn run(seed: u64, steps: usize) -> Result<Compared, String> {
         compared: vec![(0, 0); AGENTS as usize],
         by_key: vec![Default::default(); AGENTS as usize],
         reordered: 0,
+        reordered_links: 0,
         next_conversation: 0,
         trace: Vec::new(),
     };
@@ -113,7 +117,12 @@ pub fn run(seed: u64, steps: usize) -> Result<Compared, String> {
             return Err(s);
         }
     }
-    Ok(Compared { replies: twin.replies, stale: twin.stale, reordered: twin.reordered })
+    Ok(Compared {
+        replies: twin.replies,
+        stale: twin.stale,
+        reordered: twin.reordered,
+        reordered_links: twin.reordered_links,
+    })
 }
 
 /// What one seed compared.
@@ -123,8 +132,10 @@ pub struct Compared {
     pub replies: u64,
     pub stale: u64,
     /// Steps whose new desk notes for one agent came in another order across conversations
-    /// (each conversation's own order being the engine's).
+    /// (each conversation's own order being the engine's), and those where the notes of the
+    /// desk links alone did.
     pub reordered: u64,
+    pub reordered_links: u64,
 }
 
 /// Every effect as text, the digits of reply texts masked, for comparing as multisets.
@@ -520,6 +531,12 @@ impl Twin {
         }
         if e[from_e..] != m[from_m..] {
             self.reordered += 1;
+            let links = |notes: &[Note]| -> Vec<Note> {
+                notes.iter().filter(|n| is_conversation_note(n)).cloned().collect()
+            };
+            if links(&e[from_e..]) != links(&m[from_m..]) {
+                self.reordered_links += 1;
+            }
         }
         self.compared[a] = (e.len(), m.len());
         Ok(())
