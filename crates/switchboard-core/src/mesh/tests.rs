@@ -9,7 +9,9 @@ use super::{
     AgentSide, Body, ConversationSide, DeskEvent, Envelope, Holding, RouterSide, ToAgent, ToRouter,
 };
 use crate::channel::Channel;
-use crate::config::{AgentSettings, AutoAcceptReply, GroupSettings, TenantSettings};
+use crate::config::{
+    AgentSettings, AutoAcceptReply, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
+};
 use crate::conversation::State;
 use crate::engine::customer_message::CustomerMessage;
 use crate::engine::{Actor, Effect, Note};
@@ -421,4 +423,71 @@ fn a_restarted_desk_applies_resent_notes_once_and_numbers_on() {
         side.receive_desk(e);
     }
     assert!(side.retransmit_desks().is_empty());
+}
+
+#[test]
+fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not_shown() {
+    let (t, _, side) = setup();
+    let t0 = Timestamp(0);
+    let mut r = Router::new(secs(60), Default::default());
+    let mut out = Vec::new();
+    let offer = OfferMode::Offer { timeout: secs(30) };
+    r.upsert_group(t0, G1, GroupPolicy { offer, ..Default::default() }, &mut out);
+    r.upsert_agent(t0, A1, 1, vec![G1], Default::default(), &mut out).unwrap();
+    r.set_status(t0, A1, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
+    let mut router = RouterSide::new(r, LINGER).with_agent_links();
+    let mut side = side.with_desk_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    // Only offered, the agent's desk shows the customer's message, as on one node.
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    assert!(desk.offered().contains(&C1));
+    assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    // A message as the offer times out: its note is still on the way when the router
+    // releases the agent.
+    side.customer_message(t.cfg(), now + secs(29), message("still there?")).unwrap();
+    let late = side.outgoing_desks();
+    router.advance(now + secs(31));
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now + secs(31), e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    let events = desk.take_desk();
+    assert!(matches!(&events[..], [(3, DeskEvent::Note(Note::Released { .. }))]), "{events:?}");
+    assert_eq!((side.holding(), desk.holding(C1)), (None, None));
+    assert!(side.retransmit_desks().is_empty(), "the holding's note is moot");
+    // The late note arrives: that holding is over, so it is acknowledged, not shown.
+    for e in late {
+        desk.receive_desk(e);
+    }
+    assert!(desk.take_desk().is_empty());
+    assert!(!desk.outgoing_desk().is_empty(), "acknowledged");
+    // The agent picks it from the queue: a new holding, a new link.
+    desk.pick(C1);
+    for e in desk.outgoing() {
+        router.receive_agent(now + secs(32), e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now + secs(32), e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    let again = side.holding().expect("picked");
+    assert_eq!(desk.holding(C1), Some(again.since));
+    assert_eq!(again.since, 3, "the router's third message to the desk");
+    desk.take_desk();
+    // The new holding's notes are shown.
+    side.customer_message(t.cfg(), now + secs(32), message("hello?")).unwrap();
+    for e in side.outgoing_desks() {
+        assert_eq!((e.agent, e.since), (A1, again.since));
+        desk.receive_desk(e);
+    }
+    let shown: Vec<_> = desk.take_desk().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(shown, [customer_note("hello?")]);
 }
