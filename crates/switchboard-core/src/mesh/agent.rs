@@ -9,12 +9,13 @@
 //! holds, which is the router's rule and may be a message ahead of this side's view), and a
 //! refusal comes back with the reason the router gave.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::link::Link;
-use super::{AgentEnvelope, FromAgent, ToAgent};
+use super::desk::{self, DeskIn};
+use super::link::{HOLD_BACK, Link};
+use super::{AgentEnvelope, Body, DeskEnvelope, FromAgent, FromDesk, Holding, ToAgent, ToDesk};
 use crate::engine::Note;
 use crate::ids::{AgentId, ConversationId};
 use crate::router::{AgentStatus, StatusCause};
@@ -50,6 +51,18 @@ pub struct AgentSide {
     /// crash is applied again from the router's resent messages, with the same numbers).
     #[serde(skip)]
     desk: Vec<(u64, DeskEvent)>,
+    /// What it holds, since which of the router's messages ([`desk`]: the holdings' names).
+    #[serde(default)]
+    holdings: BTreeMap<ConversationId, u64>,
+    /// The desk link of each holding a conversation side has written on.
+    #[serde(default)]
+    desk_links: BTreeMap<ConversationId, DeskIn>,
+    /// Notes of holdings the router has not told of yet (volatile, unacknowledged).
+    #[serde(skip)]
+    early: Vec<DeskEnvelope<ToDesk>>,
+    /// Acknowledgements owed on desk links of holdings that are over (volatile).
+    #[serde(skip)]
+    stray: Vec<DeskEnvelope<FromDesk>>,
 }
 
 impl AgentSide {
@@ -65,6 +78,10 @@ impl AgentSide {
             desk_next: 1,
             last_status: 0,
             desk: Vec::new(),
+            holdings: BTreeMap::new(),
+            desk_links: BTreeMap::new(),
+            early: Vec::new(),
+            stray: Vec::new(),
         }
     }
 
@@ -132,12 +149,22 @@ impl AgentSide {
     /// An envelope from the router side: the messages it completes are applied in order, each
     /// fact a desk event.
     pub fn receive(&mut self, envelope: AgentEnvelope<ToAgent>) {
-        for message in self.link.receive(envelope.epoch, envelope.body) {
+        let first = self.link.inbox.applied_below();
+        let ready = self.link.receive(envelope.epoch, envelope.body);
+        let any = !ready.is_empty();
+        for (seq, message) in (first..).zip(ready) {
             match message {
                 ToAgent::Decided { notes } => {
                     for note in notes {
-                        self.hold(&note);
+                        self.hold(seq, &note);
                         self.record(DeskEvent::Note(note));
+                    }
+                    // Notes of a holding this message began, held back until now.
+                    let now_known = std::mem::take(&mut self.early);
+                    let (known, early) = now_known.into_iter().partition(|e| e.since <= seq);
+                    self.early = early;
+                    for envelope in known {
+                        self.receive_desk(envelope);
                     }
                 }
                 ToAgent::Refused { command, reason, status } => {
@@ -149,6 +176,69 @@ impl AgentSide {
                 }
             }
         }
+        if any {
+            // Early notes of holdings that are over by now are dropped; resent, they are
+            // acknowledged.
+            let applied = self.applied();
+            self.early.retain(|e| e.since > applied);
+        }
+    }
+
+    /// An envelope on a desk link from a conversation side ([`desk`]): the notes of a
+    /// conversation this agent holds become desk events, in order; notes of a holding the
+    /// router has not told of yet wait for it; notes of a holding that is over are
+    /// acknowledged and dropped.
+    pub fn receive_desk(&mut self, envelope: DeskEnvelope<ToDesk>) {
+        let Body::Message { seq, .. } = envelope.body else { return };
+        let c = envelope.conversation;
+        if self.holdings.get(&c) == Some(&envelope.since) {
+            let fresh = DeskIn {
+                customer: envelope.customer,
+                since: envelope.since,
+                link: Link::default(),
+            };
+            let d = self.desk_links.entry(c).or_insert_with(|| fresh.clone());
+            if d.since != envelope.since {
+                *d = fresh;
+            }
+            let link = &mut d.link;
+            for message in link.receive(envelope.epoch, envelope.body) {
+                for note in message.notes {
+                    self.record(DeskEvent::Note(note));
+                }
+            }
+        } else if envelope.since > self.applied() {
+            if self.early.len() < HOLD_BACK as usize * 4 {
+                self.early.push(envelope);
+            }
+        } else {
+            let DeskEnvelope { conversation, customer, since, .. } = envelope;
+            let (agent, epoch, body) = (self.agent, self.epoch, Body::Ack { next: seq + 1 });
+            self.stray.push(DeskEnvelope { conversation, customer, agent, since, epoch, body });
+        }
+    }
+
+    /// The acknowledgements owed on desk links, once the state is durable.
+    pub fn outgoing_desk(&mut self) -> Vec<DeskEnvelope<FromDesk>> {
+        let (agent, epoch) = (self.agent, self.epoch);
+        let mut wire = std::mem::take(&mut self.stray);
+        for (&conversation, d) in &mut self.desk_links {
+            let holding = Holding { agent, since: d.since };
+            let bodies = d.link.bodies();
+            wire.extend(DeskEnvelope::each(conversation, d.customer, holding, epoch, bodies));
+        }
+        wire
+    }
+
+    /// Since which of the router's messages this agent holds a conversation (the name of its
+    /// desk link), if it does.
+    pub fn holding(&self, conversation: ConversationId) -> Option<u64> {
+        self.holdings.get(&conversation).copied()
+    }
+
+    /// How many messages of a held conversation's desk link were applied.
+    pub fn applied_desk(&self, conversation: ConversationId) -> u64 {
+        self.desk_links.get(&conversation).map_or(0, |d| d.link.inbox.applied_below() - 1)
     }
 
     /// This step's desk events, numbered: the shell writes them in the same batch as the
@@ -179,7 +269,17 @@ impl AgentSide {
 
     // ----- internals ---------------------------------------------------------------------------
 
-    fn hold(&mut self, note: &Note) {
+    fn hold(&mut self, seq: u64, note: &Note) {
+        match desk::change(note) {
+            Some((c, true)) => {
+                self.holdings.entry(c).or_insert(seq);
+            }
+            Some((c, false)) => {
+                self.holdings.remove(&c);
+                self.desk_links.remove(&c);
+            }
+            None => {}
+        }
         match *note {
             Note::Offered { conversation, .. } => {
                 self.offered.insert(conversation);

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::desk::{self, DeskOut};
 use super::link::Link;
-use super::{Body, Envelope, ToConversation, ToRouter, standing};
+use super::{
+    Body, DeskEnvelope, Envelope, FromDesk, Holding, ToConversation, ToDesk, ToRouter, standing,
+};
 use crate::channel::{Channel, MessageTag};
 use crate::conversation::{Cause, Conversation, State};
 use crate::engine::customer_message::CustomerMessage;
@@ -36,6 +39,13 @@ pub struct ConversationSide {
     /// Acknowledgements owed on links this side no longer holds (volatile).
     #[serde(skip)]
     stray: Vec<(ConversationId, u64)>,
+    /// The conversation's own notes also go to the holding agent's desk link ([`desk`]).
+    #[serde(default)]
+    desk_links: bool,
+    /// Desk links: the current holding's, and those of earlier holdings (or of an ended
+    /// conversation) until their notes are acknowledged.
+    #[serde(default)]
+    desks: Vec<DeskOut>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,15 +59,25 @@ struct Open {
     /// Replies that wait for the answer to the route.
     pending: Option<Pending>,
     link: ConvLink,
+    /// Who holds it, as the router last said (with agent links).
+    #[serde(default)]
+    holding: Option<Holding>,
 }
 
 /// What opened or routed the conversation, whose replies come after its first placement
 /// (on one node they follow the routing in the same call).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Pending {
-    Message { text: String },
+    Message {
+        text: String,
+    },
     OpenService,
     Human,
+    /// A customer message that raised a queued conversation's priority (the router answers
+    /// every raise).
+    Raised {
+        text: String,
+    },
 }
 
 impl ConversationSide {
@@ -70,7 +90,26 @@ impl ConversationSide {
             ended: Vec::new(),
             epoch: 0,
             stray: Vec::new(),
+            desk_links: false,
+            desks: Vec::new(),
         }
+    }
+
+    /// With agent sides ([`super::AgentSide`]) and a router side `with_agent_links`: the
+    /// conversation's own notes for the agent holding it (customer messages, whispers,
+    /// read-but-unreplied, bot hosting) are also sent on that holding's desk link
+    /// ([`desk`]). They are still returned as `Notify` effects (as the router side's are):
+    /// once agent actors run, the desk stream replaces those, and the shell must not write
+    /// both. A side with desk links is settled only when [`Self::retransmit_desks`] is empty
+    /// too.
+    pub fn with_desk_links(mut self) -> Self {
+        self.desk_links = true;
+        self
+    }
+
+    /// Who holds the open conversation, as the router last said (with agent links).
+    pub fn holding(&self) -> Option<Holding> {
+        self.open.as_ref().and_then(|o| o.holding)
     }
 
     pub fn customer(&self) -> &Customer {
@@ -117,6 +156,7 @@ impl ConversationSide {
         let opened = self.ensure_open(cfg, now, &msg, &mut out)?;
         let open = self.open.as_mut().expect("opened");
         open.conv.record_customer_message(now);
+        let mut raised = false;
         if !opened {
             let before = open.conv.priority;
             let raise = session(cfg, &mut self.customer, open).raise_priority(msg.priority);
@@ -126,11 +166,17 @@ impl ConversationSide {
                     .then_some(Ask::Raise { priority: open.conv.priority })
             });
             if let Some(ask) = raise {
+                // Raised in a queue, it is placed again, and a full queue's overflow rule
+                // may end it there: as on one node, where the refusal is then all the
+                // customer hears, its replies wait for the router's answer.
+                raised = open.pending.is_none() && open.conv.state == State::Queued;
                 open.link.out.push(ask.into());
             }
         }
         let mut s = session(cfg, &mut self.customer, open);
-        if opened && !cfg.settings.transfer_to_human {
+        if raised {
+            open.pending = Some(Pending::Raised { text: msg.text });
+        } else if opened && !cfg.settings.transfer_to_human {
             // Its replies depend on where routing puts it: they wait for the first decision.
             let ask = s.route_request(now, Cause::Opened);
             open.route(ask, Pending::Message { text: msg.text });
@@ -147,7 +193,9 @@ impl ConversationSide {
                 open.link.out.push(ToRouter::Wrote);
             }
         }
-        Ok(Outcome { conversation: open.conv.id, opened, effects: out })
+        let conversation = open.conv.id;
+        self.send_notes(&out);
+        Ok(Outcome { conversation, opened, effects: out })
     }
 
     /// The customer opened the service window: the open-service reply, opening a conversation
@@ -181,6 +229,8 @@ impl ConversationSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
+        // Out of the bot stage first (a raise may be pending on a queued one), as on one node.
+        session(cfg, &mut self.customer, open).check_request_human()?;
         if open.pending.is_some() {
             return Err(Error::InvalidTransition {
                 conversation: id,
@@ -189,7 +239,6 @@ impl ConversationSide {
             });
         }
         let s = session(cfg, &mut self.customer, open);
-        s.check_request_human()?;
         let ask = s.route_request(now, Cause::TransferToHuman);
         open.route(ask, Pending::Human);
         Ok(Vec::new())
@@ -231,7 +280,9 @@ impl ConversationSide {
         text: &str,
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
-        session(cfg, &mut self.customer, open).whisper(from, text)
+        let out = session(cfg, &mut self.customer, open).whisper(from, text)?;
+        self.send_notes(&out);
+        Ok(out)
     }
 
     /// The agent read the conversation.
@@ -243,7 +294,9 @@ impl ConversationSide {
         agent: AgentId,
     ) -> Result<Vec<Effect>> {
         let open = open_mut(&mut self.open, &self.closing, id)?;
-        session(cfg, &mut self.customer, open).mark_read(now, agent)
+        let out = session(cfg, &mut self.customer, open).mark_read(now, agent)?;
+        self.send_notes(&out);
+        Ok(out)
     }
 
     /// Bot hosting on or off; whether it changed.
@@ -256,6 +309,7 @@ impl ConversationSide {
         let open = open_mut(&mut self.open, &self.closing, id)?;
         let mut out = Vec::new();
         let changed = session(cfg, &mut self.customer, open).set_bot_hosting(on, &mut out);
+        self.send_notes(&out);
         Ok((changed, out))
     }
 
@@ -322,7 +376,17 @@ impl ConversationSide {
             let mut ended = false;
             for message in open.link.receive(envelope.epoch, envelope.body) {
                 if !ended {
-                    ended = apply(cfg, &mut self.customer, open, now, message, &mut out);
+                    let before = open.holding;
+                    let mut fx = Vec::new();
+                    ended = apply(cfg, &mut self.customer, open, now, message, &mut fx);
+                    if open.holding != before {
+                        // That holding is over: what it was not sent yet no longer matters.
+                        self.desks.retain(|d| !(d.conversation == id && Some(d.holding) == before));
+                    }
+                    if self.desk_links {
+                        desk_notes(&mut self.desks, id, open.holding, &fx);
+                    }
+                    out.append(&mut fx);
                 }
             }
             if ended {
@@ -357,6 +421,45 @@ impl ConversationSide {
         }
         for (conversation, next) in self.stray.drain(..) {
             wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
+        }
+        wire
+    }
+
+    /// An envelope on a desk link from an agent side: an acknowledgement of notes.
+    pub fn receive_desk(&mut self, envelope: DeskEnvelope<FromDesk>) {
+        let (c, agent, since) = (envelope.conversation, envelope.agent, envelope.since);
+        let current = self.open.as_ref().filter(|o| o.conv.id == c).and_then(|o| o.holding);
+        let Some(i) = self
+            .desks
+            .iter()
+            .position(|d| d.conversation == c && d.holding == Holding { agent, since })
+        else {
+            return;
+        };
+        self.desks[i].link.receive(envelope.epoch, envelope.body);
+        if self.desks[i].link.out.is_empty() && current != Some(self.desks[i].holding) {
+            self.desks.swap_remove(i);
+        }
+    }
+
+    /// The notes to put on desk links once the state is durable.
+    pub fn outgoing_desks(&mut self) -> Vec<DeskEnvelope<ToDesk>> {
+        let (customer, epoch) = (self.id, self.epoch);
+        let mut wire = Vec::new();
+        for d in &mut self.desks {
+            let bodies = d.link.bodies();
+            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
+        }
+        wire
+    }
+
+    /// The desk links' unacknowledged notes, again.
+    pub fn retransmit_desks(&self) -> Vec<DeskEnvelope<ToDesk>> {
+        let (customer, epoch) = (self.id, self.epoch);
+        let mut wire = Vec::new();
+        for d in &self.desks {
+            let bodies = d.link.unacked_bodies();
+            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
         }
         wire
     }
@@ -405,6 +508,7 @@ impl ConversationSide {
             routed: false,
             pending: None,
             link: Link::default(),
+            holding: None,
         });
         Ok(true)
     }
@@ -436,8 +540,52 @@ impl ConversationSide {
         if !open.link.out.is_empty() {
             self.closing.insert(open.conv.id, open.link);
         }
+        // Its desk links stay until the agent side acknowledged their notes: nothing else
+        // tells this side the holding is over.
+        self.desks.retain(|d| !d.link.out.is_empty());
         self.ended.push(open.conv);
     }
+
+    /// Sends the open conversation's notes in `out` on its holding's desk link.
+    fn send_notes(&mut self, out: &[Effect]) {
+        if let Some(open) = self.open.as_ref().filter(|_| self.desk_links) {
+            desk_notes(&mut self.desks, open.conv.id, open.holding, out);
+        }
+    }
+}
+
+/// Queues one step's notes of conversation `id` for the agent holding it on that holding's
+/// desk link (opened with the first). Notes for another agent stay effects only: without a
+/// router side with agent links no holding is known.
+fn desk_notes(
+    desks: &mut Vec<DeskOut>,
+    id: ConversationId,
+    holding: Option<Holding>,
+    out: &[Effect],
+) {
+    let Some(holding) = holding else { return };
+    let notes: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify { agent, note }
+                if *agent == holding.agent && desk::is_conversation_note(note) =>
+            {
+                Some(note.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if notes.is_empty() {
+        return;
+    }
+    let i = match desks.iter().position(|d| d.conversation == id && d.holding == holding) {
+        Some(i) => i,
+        None => {
+            desks.push(DeskOut { conversation: id, holding, link: Link::default() });
+            desks.len() - 1
+        }
+    };
+    desks[i].link.out.push(ToDesk { notes });
 }
 
 impl Open {
@@ -468,6 +616,13 @@ fn open_mut<'o>(
     }
 }
 
+/// A customer message's replies, after the raise it caused was decided (the engine's order).
+fn raised_replies(s: &mut Session<'_>, now: Timestamp, text: String, out: &mut Vec<Effect>) {
+    let keyword = s.message_replies(now, &text, out);
+    let offline = s.waiting_replies(now, keyword, out);
+    s.deliver_customer_message(now, text, keyword || offline, out);
+}
+
 /// Applies one message from the router to the open conversation; true when that ended it.
 fn apply(
     cfg: Config<'_>,
@@ -478,7 +633,7 @@ fn apply(
     out: &mut Vec<Effect>,
 ) -> bool {
     match message {
-        ToConversation::Placed { facts, standing, transfer } => {
+        ToConversation::Placed { facts, standing, transfer, desk } => {
             // A transfer is reported as it stood before the move, as on one node.
             if let Some(target) = transfer
                 && let Ok(event) = session(cfg, customer, open).transfer(now, target, Actor::System)
@@ -486,6 +641,7 @@ fn apply(
                 out.push(Effect::Event(event));
             }
             open.standing = standing;
+            open.holding = desk;
             let pending = open.pending.take();
             let mut s = session(cfg, customer, open);
             let mut routed = Vec::new();
@@ -513,10 +669,22 @@ fn apply(
                     out.append(&mut routed);
                     s.open_service(now, out);
                 }
+                Some(Pending::Raised { text }) => {
+                    out.append(&mut routed);
+                    raised_replies(&mut s, now, text, out);
+                }
                 None => out.append(&mut routed),
             }
         }
-        ToConversation::Standing { standing } => open.standing = standing,
+        ToConversation::Standing { standing } => {
+            open.standing = standing;
+            // The answer to a raise that decided nothing about it.
+            if let Some(Pending::Raised { .. }) = open.pending
+                && let Some(Pending::Raised { text }) = open.pending.take()
+            {
+                raised_replies(&mut session(cfg, customer, open), now, text, out);
+            }
+        }
         // It stays in the bot stage; the customer may ask again.
         ToConversation::Refused { .. } => open.pending = None,
     }

@@ -13,7 +13,9 @@
 //!   agent's link ([`AgentEnvelope`]); the router decides them (it is the single writer of
 //!   capacity) and sends its decisions about the agent back as [`ToAgent`].
 //!
-//! **Links.** Each agent has one link to the router side, with the same rules as below.
+//! **Links.** Each agent has one link to the router side, with the same rules as below, and
+//! a conversation's own notes for the agent holding it travel on a desk link per holding,
+//! straight from the conversation side ([`desk`]; opt-in, `with_desk_links`).
 //! Each conversation has one link between its side and the router side; every message on it
 //! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
 //! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
@@ -51,7 +53,11 @@
 //!   transfer or requeue is in flight;
 //! - a customer message that arrives while its conversation's route is in flight gets the
 //!   replies of a conversation not routed yet (no queue or offline reply); the opening
-//!   message's own replies wait for the first decision and are then exactly the engine's;
+//!   message's own replies wait for the first decision and are then exactly the engine's, as
+//!   do those of a message that raised a queued conversation's priority (the router answers
+//!   every raise; a full queue may refuse it, and the refusal is then all the customer hears);
+//! - a conversation's own notes for its agent's desk ([`desk`]) go to the holder it last
+//!   heard of; one still in flight when that holding ends is dropped, not shown late;
 //! - the router's copy of an agent's status (it routes on it) is one [`FromAgent::Status`]
 //!   behind the agent side; the agent side's view of what it holds, and of status changes the
 //!   router made, one [`ToAgent`] behind. Capacity and load are only the router's.
@@ -64,6 +70,7 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod desk;
 pub mod link;
 pub mod router;
 
@@ -71,6 +78,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
+pub use self::desk::{DeskEnvelope, FromDesk, Holding, ToDesk};
 pub use self::router::RouterSide;
 use crate::conversation::Cause;
 use crate::engine::{Note, Target};
@@ -146,6 +154,10 @@ pub enum ToConversation {
         standing: Standing,
         /// A transfer caused them: the conversation reports it (its wait is its own to know).
         transfer: Option<Target>,
+        /// Who holds it after them, and since which of the router's messages to that agent
+        /// (with agent links only): the desk link its notes go on ([`desk`]).
+        #[serde(default)]
+        desk: Option<Holding>,
     },
     /// Where it stands changed without a decision about it.
     Standing {

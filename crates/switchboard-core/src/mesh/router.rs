@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::link::Link;
 use super::{
-    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter, standing,
+    AgentEnvelope, Body, Envelope, FromAgent, Holding, ToAgent, ToConversation, ToRouter, desk,
+    standing,
 };
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
@@ -61,6 +62,10 @@ pub struct RouterSide {
     /// One link per agent side (agents are never forgotten, so neither are their links).
     #[serde(default)]
     agents: BTreeMap<AgentId, DeskLink>,
+    /// What each agent holds as its side counts it: since which message on its link
+    /// ([`desk::change`]), the name of the holding's desk link.
+    #[serde(default)]
+    holdings: BTreeMap<AgentId, BTreeMap<ConversationId, u64>>,
 }
 
 /// What the router side keeps of one conversation.
@@ -91,6 +96,7 @@ impl RouterSide {
             stray: Vec::new(),
             agent_links: false,
             agents: BTreeMap::new(),
+            holdings: BTreeMap::new(),
         }
     }
 
@@ -387,6 +393,13 @@ impl RouterSide {
                 let mut rout = Vec::new();
                 self.router.raise_priority(now, id, priority, &mut rout);
                 self.decide(rout, Op::new(Cause::Routed), out);
+                // Every raise is answered (the customer message that raised it waits): where
+                // it stands now, after whatever was decided.
+                if let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) {
+                    let standing = self.router.standing(id, conv.dedicated);
+                    conv.told = standing;
+                    conv.link.out.push(ToConversation::Standing { standing });
+                }
             }
             ToRouter::Leave => {
                 let mut rout = Vec::new();
@@ -472,7 +485,11 @@ impl RouterSide {
             let standing = self.router.standing(id, conv.dedicated);
             conv.told = standing;
             let transfer = op.transfer.filter(|(c, _)| *c == id).map(|(_, target)| target);
-            conv.link.out.push(ToConversation::Placed { facts, standing, transfer });
+            let desk = self.router.placement(id).and_then(|p| p.agent()).and_then(|agent| {
+                let since = *self.holdings.get(&agent)?.get(&id)?;
+                Some(Holding { agent, since })
+            });
+            conv.link.out.push(ToConversation::Placed { facts, standing, transfer, desk });
         }
         if status_changed {
             // A scan of the live conversations: status changes are rare next to messages.
@@ -493,7 +510,16 @@ impl RouterSide {
             return;
         }
         for (agent, notes) in desks {
-            self.agents.entry(agent).or_default().out.push(ToAgent::Decided { notes });
+            let holds = self.holdings.entry(agent).or_default();
+            let changes: Vec<_> = notes.iter().filter_map(desk::change).collect();
+            let since = self.agents.entry(agent).or_default().out.push(ToAgent::Decided { notes });
+            for (conversation, held) in changes {
+                if held {
+                    holds.entry(conversation).or_insert(since);
+                } else {
+                    holds.remove(&conversation);
+                }
+            }
         }
     }
 }

@@ -6,10 +6,12 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::{
-    AgentSide, Body, ConversationSide, DeskEvent, Envelope, RouterSide, ToAgent, ToRouter,
+    AgentSide, Body, ConversationSide, DeskEvent, Envelope, Holding, RouterSide, ToAgent, ToRouter,
 };
 use crate::channel::Channel;
-use crate::config::{AgentSettings, AutoAcceptReply, GroupSettings, TenantSettings};
+use crate::config::{
+    AgentSettings, AutoAcceptReply, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
+};
 use crate::conversation::State;
 use crate::engine::customer_message::CustomerMessage;
 use crate::engine::{Actor, Effect, Note};
@@ -285,4 +287,207 @@ fn a_restarted_agent_side_resends_its_command_and_numbers_its_desk_on() {
     }
     assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Busy);
     assert_eq!(router.applied_agent(A1), 2);
+}
+
+/// A router with agent links, a conversation side with desk links, and the agent's desk.
+fn with_desks() -> (Tenant, RouterSide, ConversationSide, AgentSide) {
+    let (t, router, side) = setup();
+    (t, router.with_agent_links(), side.with_desk_links(), AgentSide::new(A1, AgentStatus::Online))
+}
+
+/// "hi" opens C1, the router assigns it to A1, and the desk shows the assignment and the
+/// message (both numbered, the acknowledgements not yet delivered).
+fn opened_on_the_desk(
+    t: &Tenant,
+    now: Timestamp,
+    router: &mut RouterSide,
+    side: &mut ConversationSide,
+    desk: &mut AgentSide,
+) {
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    for e in side.outgoing_desks() {
+        desk.receive_desk(e);
+    }
+    assert_eq!(desk.take_desk().len(), 2);
+}
+
+fn customer_note(text: &str) -> DeskEvent {
+    DeskEvent::Note(Note::CustomerMessage {
+        conversation: C1,
+        text: text.into(),
+        bot_hosting: false,
+    })
+}
+
+#[test]
+fn a_customer_message_reaches_the_desk_after_the_assignment_it_follows_without_the_router() {
+    let (t, mut router, mut side, mut desk) = with_desks();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    // The router assigns it; the conversation hears first, and its opening message leaves
+    // for the desk before the router's word about the assignment reaches the desk.
+    let to_desk = router.outgoing_agents();
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
+    let notes = side.outgoing_desks();
+    assert_eq!(notes.len(), 1);
+    desk.receive_desk(notes[0].clone());
+    assert!(desk.take_desk().is_empty(), "held back: the desk does not hold it yet");
+    assert!(desk.outgoing_desk().is_empty(), "and not acknowledged");
+    for e in to_desk {
+        desk.receive(e);
+    }
+    let assigned = DeskEvent::Note(Note::Assigned { conversation: C1, via: Via::Auto });
+    assert_eq!(desk.take_desk(), [(1, assigned), (2, customer_note("hi"))]);
+    // The next message goes straight to the desk, once however often it arrives.
+    side.customer_message(t.cfg(), now + secs(1), message("more")).unwrap();
+    assert!(side.outgoing().iter().all(|e| matches!(e.body, Body::Ack { .. })), "no router");
+    let notes = side.outgoing_desks();
+    for e in notes.iter().chain(notes.iter()).chain(notes.iter()) {
+        desk.receive_desk(e.clone());
+    }
+    assert_eq!(desk.take_desk(), [(3, customer_note("more"))]);
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    assert!(side.retransmit_desks().is_empty(), "acknowledged");
+}
+
+#[test]
+fn notes_of_a_holding_that_is_over_are_acknowledged_and_dropped() {
+    let (t, mut router, mut side, mut desk) = with_desks();
+    let now = Timestamp(1_000);
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    // The customer writes (lost on the way), then the agent ends the conversation.
+    side.customer_message(t.cfg(), now + secs(1), message("late")).unwrap();
+    let lost = side.outgoing_desks();
+    assert_eq!(lost.len(), 1);
+    side.end(t.cfg(), now + secs(2), C1, Actor::Agent(A1)).unwrap();
+    for e in side.outgoing() {
+        router.receive(now + secs(2), e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    let released = desk.take_desk();
+    assert!(matches!(&released[..], [(3, DeskEvent::Note(Note::Released { .. }))]), "{released:?}");
+    assert_eq!(desk.holding(C1), None);
+    // The ended side still resends the note (nothing else tells it the holding is over);
+    // the desk no longer shows the conversation, so it acknowledges and drops it.
+    let again = side.retransmit_desks();
+    assert_eq!(again, lost);
+    for e in again {
+        desk.receive_desk(e);
+    }
+    assert!(desk.take_desk().is_empty());
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    assert!(side.retransmit_desks().is_empty());
+}
+
+#[test]
+fn a_restarted_desk_applies_resent_notes_once_and_numbers_on() {
+    let (t, mut router, mut side, mut desk) = with_desks();
+    let now = Timestamp(1_000);
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    // Durable here; the acknowledgement is lost, and the desk restarts.
+    desk.outgoing_desk();
+    let bytes = rmp_serde::to_vec_named(&desk).unwrap();
+    let mut desk: AgentSide = rmp_serde::from_slice(&bytes).unwrap();
+    desk.restart(2);
+    side.customer_message(t.cfg(), now + secs(1), message("again")).unwrap();
+    side.outgoing_desks();
+    for e in side.retransmit_desks() {
+        desk.receive_desk(e);
+    }
+    assert_eq!(desk.take_desk(), [(3, customer_note("again"))], "the first note once");
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    assert!(side.retransmit_desks().is_empty());
+}
+
+#[test]
+fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not_shown() {
+    let (t, _, side) = setup();
+    let t0 = Timestamp(0);
+    let mut r = Router::new(secs(60), Default::default());
+    let mut out = Vec::new();
+    let offer = OfferMode::Offer { timeout: secs(30) };
+    r.upsert_group(t0, G1, GroupPolicy { offer, ..Default::default() }, &mut out);
+    r.upsert_agent(t0, A1, 1, vec![G1], Default::default(), &mut out).unwrap();
+    r.set_status(t0, A1, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
+    let mut router = RouterSide::new(r, LINGER).with_agent_links();
+    let mut side = side.with_desk_links();
+    let mut desk = AgentSide::new(A1, AgentStatus::Online);
+    let now = Timestamp(1_000);
+    // Only offered, the agent's desk shows the customer's message, as on one node.
+    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    assert!(desk.offered().contains(&C1));
+    assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
+    for e in desk.outgoing_desk() {
+        side.receive_desk(e);
+    }
+    // A message as the offer times out: its note is still on the way when the router
+    // releases the agent.
+    side.customer_message(t.cfg(), now + secs(29), message("still there?")).unwrap();
+    let late = side.outgoing_desks();
+    router.advance(now + secs(31));
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now + secs(31), e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    let events = desk.take_desk();
+    assert!(matches!(&events[..], [(3, DeskEvent::Note(Note::Released { .. }))]), "{events:?}");
+    assert_eq!((side.holding(), desk.holding(C1)), (None, None));
+    assert!(side.retransmit_desks().is_empty(), "the holding's note is moot");
+    // The late note arrives: that holding is over, so it is acknowledged, not shown.
+    for e in late {
+        desk.receive_desk(e);
+    }
+    assert!(desk.take_desk().is_empty());
+    assert!(!desk.outgoing_desk().is_empty(), "acknowledged");
+    // The agent picks it from the queue: a new holding, a new link.
+    desk.pick(C1);
+    for e in desk.outgoing() {
+        router.receive_agent(now + secs(32), e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now + secs(32), e);
+    }
+    for e in router.outgoing_agents() {
+        desk.receive(e);
+    }
+    let again = side.holding().expect("picked");
+    assert_eq!(desk.holding(C1), Some(again.since));
+    assert_eq!(again.since, 3, "the router's third message to the desk");
+    desk.take_desk();
+    // The new holding's notes are shown.
+    side.customer_message(t.cfg(), now + secs(32), message("hello?")).unwrap();
+    for e in side.outgoing_desks() {
+        assert_eq!((e.agent, e.since), (A1, again.since));
+        desk.receive_desk(e);
+    }
+    let shown: Vec<_> = desk.take_desk().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(shown, [customer_note("hello?")]);
 }

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use switchboard_core::mesh::{DeskEvent, ToAgent, ToConversation};
+use switchboard_core::mesh::{DeskEvent, Holding, ToAgent, ToConversation, ToDesk};
 use switchboard_core::router::{Placement, Router};
 use switchboard_core::session::Placed;
-use switchboard_core::{AgentId, ConversationId, GroupId, State};
+use switchboard_core::{AgentId, ConversationId, GroupId, Note, State};
 
 use crate::model::{AGENTS, GROUPS, check_fifo, check_ranks};
 use crate::sim::Sim;
@@ -107,6 +107,39 @@ pub fn quiet(sim: &Sim) -> Result<(), String> {
                 side.applied()
             ));
         }
+        // Every conversation it holds: the same holding on all three sides, and every note
+        // its conversation sent on that holding's link on its desk.
+        for &c in at_router.offered.iter().chain(at_router.assigned.iter()) {
+            let since = side.holding(c);
+            if since.is_none() || since != sim.held[a].get(&c).copied() {
+                return Err(format!(
+                    "quiet, yet {agent} holds {c} since {since:?}, its stream says since {:?}",
+                    sim.held[a].get(&c)
+                ));
+            }
+            let since = since.unwrap_or_default();
+            let link = (c, agent, since);
+            let sent = sent_notes(&sim.to_desk, link);
+            let on_desk = sim.shown.get(&link).cloned().unwrap_or_default();
+            if sent != on_desk {
+                return Err(format!(
+                    "quiet, yet {agent}'s desk shows {on_desk:?} of {c}, its link carried {sent:?}"
+                ));
+            }
+            let produced = sim.produced.get(&(c, agent)).cloned().unwrap_or_default();
+            if !produced.ends_with(&sent) {
+                return Err(format!(
+                    "quiet, yet {c} produced {produced:?} for {agent}, its current link carried {sent:?}"
+                ));
+            }
+            let Some(customer) = sim.router.live.customer_of(c) else { continue };
+            let told = sim.sides[customer.0 as usize].live.holding();
+            if told != Some(Holding { agent, since }) {
+                return Err(format!(
+                    "quiet, yet {c}'s side says it is held by {told:?}, {agent}'s side since {since}"
+                ));
+            }
+        }
         let asked = sim.from_agent.keys().filter(|(x, _)| *x == agent).map(|(_, s)| *s).max();
         if sim.router.live.applied_agent(agent) != asked.unwrap_or(0) {
             return Err(format!(
@@ -171,20 +204,112 @@ pub fn quiet(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
-/// The desk events the router's messages `seqs` to `agent` make, in order.
+/// The desk events the router's messages `seqs` to `agent` make, in order, each with the
+/// number of its message.
 pub fn desk(
     to_agent: &BTreeMap<(AgentId, u64), ToAgent>,
     agent: AgentId,
     seqs: std::ops::RangeInclusive<u64>,
-) -> Vec<DeskEvent> {
-    seqs.flat_map(|seq| match to_agent.get(&(agent, seq)) {
-        Some(ToAgent::Decided { notes }) => notes.iter().cloned().map(DeskEvent::Note).collect(),
-        Some(ToAgent::Refused { command, reason, .. }) => {
-            vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
-        }
-        None => vec![DeskEvent::Refused { command: 0, reason: format!("seq {seq} never sent") }],
+) -> Vec<(u64, DeskEvent)> {
+    seqs.flat_map(|seq| {
+        let events = match to_agent.get(&(agent, seq)) {
+            Some(ToAgent::Decided { notes }) => {
+                notes.iter().cloned().map(DeskEvent::Note).collect()
+            }
+            Some(ToAgent::Refused { command, reason, .. }) => {
+                vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
+            }
+            None => {
+                vec![DeskEvent::Refused { command: 0, reason: format!("seq {seq} never sent") }]
+            }
+        };
+        events.into_iter().map(move |e| (seq, e))
     })
     .collect()
+}
+
+/// A desk link: (conversation, agent, holding).
+pub type DeskLink = (ConversationId, AgentId, u64);
+
+/// The conversation of one of a conversation's own notes (those a desk link carries).
+pub fn conversation_note(note: &Note) -> Option<ConversationId> {
+    match note {
+        Note::CustomerMessage { conversation, .. }
+        | Note::Whisper { conversation, .. }
+        | Note::ReadUnreplied { conversation, .. }
+        | Note::BotHosting { conversation, .. } => Some(*conversation),
+        _ => None,
+    }
+}
+
+/// Every note sent on a desk link, in order.
+fn sent_notes(to_desk: &BTreeMap<(DeskLink, u64), ToDesk>, link: DeskLink) -> Vec<Note> {
+    to_desk.range((link, 0)..=(link, u64::MAX)).flat_map(|(_, m)| m.notes.iter().cloned()).collect()
+}
+
+/// One commit of an agent side's desk stream (`desk`): its router events are, in order,
+/// exactly those of the router's messages it applied (`heard`, with their numbers); each of
+/// its conversation notes belongs to a conversation the agent held at that point of the
+/// stream (counted here from the committed stream: `held`), and per holding the notes shown
+/// are a prefix of the notes sent on its desk link: none twice, none out of order, none of
+/// another holding, none invented.
+pub fn committed_desk(
+    agent: AgentId,
+    desk: &[(u64, DeskEvent)],
+    heard: &[(u64, DeskEvent)],
+    to_desk: &BTreeMap<(DeskLink, u64), ToDesk>,
+    held: &mut BTreeMap<ConversationId, u64>,
+    shown: &mut BTreeMap<DeskLink, Vec<Note>>,
+) -> Result<(), String> {
+    let mut router = heard.iter();
+    for (_, event) in desk {
+        if let DeskEvent::Note(note) = event
+            && let Some(c) = conversation_note(note)
+        {
+            let Some(&since) = held.get(&c) else {
+                return Err(format!(
+                    "{agent}'s desk shows {note:?} of {c}, which it does not hold"
+                ));
+            };
+            let link = (c, agent, since);
+            let list = shown.entry(link).or_default();
+            list.push(note.clone());
+            let sent = sent_notes(to_desk, link);
+            if !sent.starts_with(list) {
+                return Err(format!(
+                    "{agent}'s desk shows {list:?} for {c} held since {since}; its link carried {sent:?}"
+                ));
+            }
+            continue;
+        }
+        let Some((seq, expected)) = router.next() else {
+            return Err(format!(
+                "{agent} committed {event:?}, which no router message it applied made"
+            ));
+        };
+        if event != expected {
+            return Err(format!(
+                "{agent} committed {event:?} where the router's message {seq} it applied makes {expected:?}"
+            ));
+        }
+        match event {
+            DeskEvent::Note(
+                Note::Offered { conversation, .. } | Note::Assigned { conversation, .. },
+            ) => {
+                held.entry(*conversation).or_insert(*seq);
+            }
+            DeskEvent::Note(Note::Released { conversation, .. }) => {
+                held.remove(conversation);
+            }
+            _ => {}
+        }
+    }
+    if let Some((seq, missing)) = router.next() {
+        return Err(format!(
+            "{agent} applied the router's message {seq} but did not show {missing:?}"
+        ));
+    }
+    Ok(())
 }
 
 fn last_seq<'a>(keys: impl Iterator<Item = &'a (ConversationId, u64)>, id: ConversationId) -> u64 {

@@ -200,11 +200,17 @@ impl Sim {
                     return Ok(());
                 };
                 let agent = AgentId(self.rng.below(AGENTS));
-                (
-                    Who::Side(u),
-                    "mark read".into(),
-                    err(self.sides[u].live.mark_read(cfg, now, c, agent)),
-                )
+                if self.rng.percent(30) {
+                    // A supervisor's whisper to whoever holds it (a desk-link note too).
+                    let r = self.sides[u].live.whisper(cfg, c, AgentId(99), "try the refund");
+                    (Who::Side(u), "whisper".into(), err(r))
+                } else {
+                    (
+                        Who::Side(u),
+                        "mark read".into(),
+                        err(self.sides[u].live.mark_read(cfg, now, c, agent)),
+                    )
+                }
             }
         };
         // Refusals are expected (random operations are often invalid) and change nothing.

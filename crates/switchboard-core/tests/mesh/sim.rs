@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
-    AgentEnvelope, AgentSide, Body, ConversationSide, DeskEvent, Envelope, FromAgent, RouterSide,
-    ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, AgentSide, Body, ConversationSide, DeskEnvelope, DeskEvent, Envelope, FromAgent,
+    FromDesk, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
@@ -136,6 +136,8 @@ enum Wire {
     ToConversation(Envelope<ToConversation>),
     ToAgent(AgentEnvelope<ToAgent>),
     FromAgent(AgentEnvelope<FromAgent>),
+    ToDesk(DeskEnvelope<ToDesk>),
+    FromDesk(DeskEnvelope<FromDesk>),
 }
 
 /// Which side.
@@ -167,6 +169,16 @@ pub struct Sim {
     pub from_agent: BTreeMap<(AgentId, u64), FromAgent>,
     /// Each agent's desk stream as its side committed it.
     pub desks: Vec<Vec<DeskEvent>>,
+    /// Every message put on a desk link, by (conversation, agent, holding) and sequence
+    /// number.
+    pub to_desk: BTreeMap<(checks::DeskLink, u64), ToDesk>,
+    /// Per desk link, the notes its agent's desk committed; per agent, what it holds since
+    /// which router message, as counted from its committed stream.
+    pub shown: BTreeMap<checks::DeskLink, Vec<switchboard_core::Note>>,
+    pub held: Vec<BTreeMap<ConversationId, u64>>,
+    /// Per (conversation, agent), the conversation's own notes for that agent, as its side
+    /// committed them (`Notify` effects).
+    pub produced: BTreeMap<(ConversationId, AgentId), Vec<switchboard_core::Note>>,
     /// The last actions, printed on failure.
     trace: Vec<String>,
     pub stats: Stats,
@@ -187,6 +199,12 @@ pub struct Stats {
     /// Desk events committed, and agent commands the router refused.
     pub desk_events: u64,
     pub agent_refused: u64,
+    /// Conversation notes sent on desk links, and shown on desks.
+    pub desk_sent: u64,
+    pub desk_shown: u64,
+    /// Which kinds of conversation note were shown on a desk (a bit each: customer message,
+    /// whisper, read-but-unreplied, bot hosting).
+    pub desk_kinds: u32,
     /// Which kinds of operation succeeded at least once (a bit each, see `ops.rs`).
     pub kinds: u32,
 }
@@ -205,11 +223,14 @@ impl std::ops::AddAssign for Stats {
             (&mut self.decisions, s.decisions),
             (&mut self.desk_events, s.desk_events),
             (&mut self.agent_refused, s.agent_refused),
+            (&mut self.desk_sent, s.desk_sent),
+            (&mut self.desk_shown, s.desk_shown),
         ];
         for (total, n) in fields {
             *total += n;
         }
         self.kinds |= s.kinds;
+        self.desk_kinds |= s.desk_kinds;
     }
 }
 
@@ -238,7 +259,7 @@ impl Sim {
         let sides = (0..CUSTOMERS)
             .map(|u| {
                 let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
-                Node::new(ConversationSide::new(CustomerId(u), customer))
+                Node::new(ConversationSide::new(CustomerId(u), customer).with_desk_links())
             })
             .collect();
         Sim {
@@ -258,6 +279,10 @@ impl Sim {
             to_agent: BTreeMap::new(),
             from_agent: BTreeMap::new(),
             desks: vec![Vec::new(); AGENTS as usize],
+            to_desk: BTreeMap::new(),
+            shown: BTreeMap::new(),
+            held: vec![BTreeMap::new(); AGENTS as usize],
+            produced: BTreeMap::new(),
             trace: Vec::new(),
             stats: Stats::default(),
         }
@@ -284,6 +309,17 @@ impl Sim {
         self.stats.agent_refused =
             self.to_agent.values().filter(|m| matches!(m, ToAgent::Refused { .. })).count() as u64;
         self.stats.kinds |= ops::agent_kinds(self.to_agent.values());
+        self.stats.desk_sent = self.to_desk.values().map(|m| m.notes.len() as u64).sum();
+        self.stats.desk_shown = self.shown.values().map(|n| n.len() as u64).sum();
+        for note in self.shown.values().flatten() {
+            self.stats.desk_kinds |= match note {
+                switchboard_core::Note::CustomerMessage { .. } => 1,
+                switchboard_core::Note::Whisper { .. } => 2,
+                switchboard_core::Note::ReadUnreplied { .. } => 4,
+                switchboard_core::Note::BotHosting { .. } => 8,
+                _ => 0,
+            };
+        }
         Ok(())
     }
 
@@ -365,6 +401,18 @@ impl Sim {
             Wire::FromAgent(e) => {
                 once(&mut self.from_agent, e.agent, &e.body, "from its agent side")?
             }
+            Wire::ToDesk(e) => {
+                if let Body::Message { seq, message } = &e.body {
+                    let link = (e.conversation, e.agent, e.since);
+                    let old = self.to_desk.entry((link, *seq)).or_insert_with(|| message.clone());
+                    if old != message {
+                        return Err(format!(
+                            "desk link {link:?} seq {seq} carried {old:?}, now {message:?}"
+                        ));
+                    }
+                }
+            }
+            Wire::FromDesk(_) => {}
         }
         self.net.push((self.now, wire));
         Ok(())
@@ -424,6 +472,24 @@ impl Sim {
                 let fx = self.router.live.receive_agent(now, e);
                 self.router.did(fx);
             }
+            Wire::ToDesk(e) => {
+                self.note(format!(
+                    "{} <- desk {} since {} {:?} e{}",
+                    e.agent, e.conversation, e.since, e.body, e.epoch
+                ));
+                let side = &mut self.agents[e.agent.0 as usize];
+                side.live.receive_desk(e);
+                side.did(Vec::new());
+            }
+            Wire::FromDesk(e) => {
+                self.note(format!(
+                    "u{} <- desk {} {} since {} {:?}",
+                    e.customer.0, e.conversation, e.agent, e.since, e.body
+                ));
+                let side = &mut self.sides[e.customer.0 as usize];
+                side.live.receive_desk(e);
+                side.did(Vec::new());
+            }
         }
     }
 
@@ -458,11 +524,14 @@ impl Sim {
                 n.durable = n.live.clone();
                 n.dirty = false;
                 let heard = checks::desk(&self.to_agent, agent, before + 1..=n.durable.applied());
-                if desk.iter().map(|(_, e)| e).ne(heard.iter()) {
-                    return Err(format!(
-                        "{agent} committed the desk events {desk:?}, the router's messages it applied make {heard:?}"
-                    ));
-                }
+                checks::committed_desk(
+                    agent,
+                    &desk,
+                    &heard,
+                    &self.to_desk,
+                    &mut self.held[a],
+                    &mut self.shown,
+                )?;
                 let stream = &mut self.desks[a];
                 for (seq, event) in desk {
                     if seq != stream.len() as u64 + 1 {
@@ -473,7 +542,9 @@ impl Sim {
                     }
                     stream.push(event);
                 }
-                let wire: Vec<Wire> = n.live.outgoing().into_iter().map(Wire::FromAgent).collect();
+                let mut wire: Vec<Wire> =
+                    n.live.outgoing().into_iter().map(Wire::FromAgent).collect();
+                wire.extend(n.live.outgoing_desk().into_iter().map(Wire::FromDesk));
                 (Vec::new(), wire)
             }
             Who::Side(u) => {
@@ -483,7 +554,16 @@ impl Sim {
                 }
                 n.durable = n.live.clone();
                 n.dirty = false;
-                let wire: Vec<Wire> = n.live.outgoing().into_iter().map(Wire::ToRouter).collect();
+                let mut wire: Vec<Wire> =
+                    n.live.outgoing().into_iter().map(Wire::ToRouter).collect();
+                wire.extend(n.live.outgoing_desks().into_iter().map(Wire::ToDesk));
+                for d in &n.done {
+                    if let Done::Effect(Effect::Notify { agent, note }) = d
+                        && let Some(c) = checks::conversation_note(note)
+                    {
+                        self.produced.entry((c, *agent)).or_default().push(note.clone());
+                    }
+                }
                 (std::mem::take(&mut n.done), wire)
             }
         };
@@ -534,16 +614,22 @@ impl Sim {
                 n.durable = n.live.clone();
             }
             Who::Side(u) => {
-                self.net.retain(
-                    |(_, w)| !matches!(w, Wire::ToConversation(e) if e.customer.0 as usize == u),
-                );
+                self.net.retain(|(_, w)| match w {
+                    Wire::ToConversation(e) => e.customer.0 as usize != u,
+                    Wire::FromDesk(e) => e.customer.0 as usize != u,
+                    _ => true,
+                });
                 let n = &mut self.sides[u];
                 n.crash();
                 n.live.restart(epoch);
                 n.durable = n.live.clone();
             }
             Who::Agent(a) => {
-                self.net.retain(|(_, w)| !matches!(w, Wire::ToAgent(e) if e.agent.0 as usize == a));
+                self.net.retain(|(_, w)| match w {
+                    Wire::ToAgent(e) => e.agent.0 as usize != a,
+                    Wire::ToDesk(e) => e.agent.0 as usize != a,
+                    _ => true,
+                });
                 let n = &mut self.agents[a];
                 n.crash();
                 n.live.restart(epoch);
@@ -623,6 +709,7 @@ impl Sim {
         wire.extend(router.retransmit_agents().into_iter().map(Wire::ToAgent));
         for side in &self.sides {
             wire.extend(side.durable.retransmit().into_iter().map(Wire::ToRouter));
+            wire.extend(side.durable.retransmit_desks().into_iter().map(Wire::ToDesk));
         }
         for agent in &self.agents {
             wire.extend(agent.durable.retransmit().into_iter().map(Wire::FromAgent));

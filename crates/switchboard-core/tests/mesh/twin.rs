@@ -12,11 +12,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use switchboard_core::mesh::{AgentSide, Body, ConversationSide, RouterSide, ToAgent};
+use switchboard_core::mesh::desk::is_conversation_note;
+use switchboard_core::mesh::{AgentSide, Body, ConversationSide, DeskEvent, RouterSide, ToAgent};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{
-    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Selection,
-    Sender, Timestamp,
+    Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Engine, Note,
+    Selection, Sender, Timestamp,
 };
 
 use crate::checks;
@@ -28,6 +29,9 @@ type Outcome = Result<Vec<Effect>, String>;
 
 /// Per conversation, who sent what, with digits masked (a queue position may differ).
 type Sends = BTreeMap<ConversationId, Vec<(Sender, String)>>;
+
+/// An agent's notes per conversation (`None`: its own status).
+type NotesByKey = BTreeMap<Option<ConversationId>, Vec<Note>>;
 
 struct Twin {
     rng: Rng,
@@ -42,12 +46,23 @@ struct Twin {
     /// Replies compared, and those whose digits differed (a stale queue position).
     replies: u64,
     stale: u64,
+    /// Per agent, the engine's `Notify` notes, and the agent side's desk stream (its notes;
+    /// refusals are the commands' refusals), with how much of each the last step compared.
+    engine_desks: Vec<Vec<Note>>,
+    mesh_desks: Vec<Vec<Note>>,
+    compared: Vec<(usize, usize)>,
+    /// The same per conversation (`None`: the agent's own status), engine and desk.
+    by_key: Vec<(NotesByKey, NotesByKey)>,
+    /// Steps whose new desk notes came in another order across conversations, and those
+    /// among them where the desk links' notes alone did.
+    reordered: u64,
+    reordered_links: u64,
     next_conversation: u64,
     trace: Vec<String>,
 }
 
-/// Runs one seed; returns how many replies were compared and how many showed other digits.
-pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
+/// Runs one seed; returns what it compared.
+pub fn run(seed: u64, steps: usize) -> Result<Compared, String> {
     let mut rng = Rng::new(seed);
     let setup = random_setup(&mut rng);
     let mut engine = model::build(&setup);
@@ -66,7 +81,7 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
     let sides = (0..CUSTOMERS)
         .map(|u| {
             let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
-            ConversationSide::new(CustomerId(u), customer)
+            ConversationSide::new(CustomerId(u), customer).with_desk_links()
         })
         .collect();
     let mut twin = Twin {
@@ -81,6 +96,12 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
         mesh_sends: Sends::new(),
         replies: 0,
         stale: 0,
+        engine_desks: vec![Vec::new(); AGENTS as usize],
+        mesh_desks: vec![Vec::new(); AGENTS as usize],
+        compared: vec![(0, 0); AGENTS as usize],
+        by_key: vec![Default::default(); AGENTS as usize],
+        reordered: 0,
+        reordered_links: 0,
         next_conversation: 0,
         trace: Vec::new(),
     };
@@ -96,7 +117,25 @@ pub fn run(seed: u64, steps: usize) -> Result<(u64, u64), String> {
             return Err(s);
         }
     }
-    Ok((twin.replies, twin.stale))
+    Ok(Compared {
+        replies: twin.replies,
+        stale: twin.stale,
+        reordered: twin.reordered,
+        reordered_links: twin.reordered_links,
+    })
+}
+
+/// What one seed compared.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Compared {
+    /// Replies compared, and those whose digits differed (a stale queue position).
+    pub replies: u64,
+    pub stale: u64,
+    /// Steps whose new desk notes for one agent came in another order across conversations
+    /// (each conversation's own order being the engine's), and those where the notes of the
+    /// desk links alone did.
+    pub reordered: u64,
+    pub reordered_links: u64,
 }
 
 /// Every effect as text, the digits of reply texts masked, for comparing as multisets.
@@ -340,6 +379,11 @@ impl Twin {
         self.trace.push(format!("t={} {what}: engine {engine:?}\n     sides {mesh:?}", self.now.0));
         match (engine, mesh) {
             (Ok(e), Ok(m)) => {
+                for fx in &e {
+                    if let Effect::Notify { agent, note } = fx {
+                        self.engine_desks[agent.0 as usize].push(note.clone());
+                    }
+                }
                 let (mut all_e, mut all_m) = (masked(&e), masked(&m));
                 all_e.sort();
                 all_m.sort();
@@ -414,27 +458,88 @@ impl Twin {
                 let u = e.customer.0 as usize;
                 out.extend(self.sides[u].receive(cfg, self.now, e));
             }
+            // Desk notes before the router's word to the desks: a conversation's note of a
+            // holding it just heard of reaches the desk first, and waits for that word.
             for u in 0..self.sides.len() {
-                for e in self.sides[u].outgoing() {
+                for e in self.sides[u].outgoing_desks() {
                     any = true;
-                    out.extend(self.router.receive(self.now, e));
+                    self.agents[e.agent.0 as usize].receive_desk(e);
                 }
             }
             for e in self.router.outgoing_agents() {
                 any = true;
                 self.agents[e.agent.0 as usize].receive(e);
             }
-            for desk in &mut self.agents {
-                desk.take_desk();
+            for u in 0..self.sides.len() {
+                for e in self.sides[u].outgoing() {
+                    any = true;
+                    out.extend(self.router.receive(self.now, e));
+                }
+            }
+            for (a, desk) in self.agents.iter_mut().enumerate() {
+                for (_, event) in desk.take_desk() {
+                    if let DeskEvent::Note(note) = event {
+                        self.mesh_desks[a].push(note);
+                    }
+                }
                 for e in desk.outgoing() {
                     any = true;
                     out.extend(self.router.receive_agent(self.now, e));
+                }
+                for e in desk.outgoing_desk() {
+                    any = true;
+                    self.sides[e.customer.0 as usize].receive_desk(e);
                 }
             }
             if !any {
                 return out;
             }
         }
+    }
+
+    /// An agent's desk stream against the engine's notes for that agent: the same notes of
+    /// each conversation (and of the agent itself) in the same order. Across conversations
+    /// the order may differ (counted): a conversation's notes travel on its own link.
+    fn compare_desk(&mut self, a: usize) -> Result<(), String> {
+        let key = |n: &Note| match n {
+            Note::Offered { conversation, .. }
+            | Note::Assigned { conversation, .. }
+            | Note::Released { conversation, .. }
+            | Note::CustomerMessage { conversation, .. }
+            | Note::Whisper { conversation, .. }
+            | Note::ReadUnreplied { conversation }
+            | Note::BotHosting { conversation, .. }
+            | Note::UnrepliedAlert { conversation } => Some(*conversation),
+            Note::StatusChanged { .. } => None,
+        };
+        let (from_e, from_m) = self.compared[a];
+        let (e, m) = (&self.engine_desks[a], &self.mesh_desks[a]);
+        let (ke, km) = &mut self.by_key[a];
+        let mut touched = Vec::new();
+        for (notes, map) in [(&e[from_e..], &mut *ke), (&m[from_m..], &mut *km)] {
+            for n in notes {
+                touched.push(key(n));
+                map.entry(key(n)).or_default().push(n.clone());
+            }
+        }
+        if let Some(k) = touched.into_iter().find(|k| ke.get(k) != km.get(k)) {
+            return Err(format!(
+                "a{a}'s desk differs from the engine's notes about {k:?}: engine {:?}, desk {:?}",
+                ke.get(&k),
+                km.get(&k)
+            ));
+        }
+        if e[from_e..] != m[from_m..] {
+            self.reordered += 1;
+            let links = |notes: &[Note]| -> Vec<Note> {
+                notes.iter().filter(|n| is_conversation_note(n)).cloned().collect()
+            };
+            if links(&e[from_e..]) != links(&m[from_m..]) {
+                self.reordered_links += 1;
+            }
+        }
+        self.compared[a] = (e.len(), m.len());
+        Ok(())
     }
 
     fn compare(&mut self) -> Result<(), String> {
@@ -487,6 +592,9 @@ impl Twin {
                     d.assigned()
                 ));
             }
+        }
+        for a in 0..AGENTS as usize {
+            self.compare_desk(a)?;
         }
         if self.engine_sends != self.mesh_sends {
             let diff = self
