@@ -1,0 +1,301 @@
+//! Shared streams: positions assigned by the store at commit (`Batch::appends`), against each
+//! backend, and on PostgreSQL with two stores (two nodes' writers) appending to one stream
+//! while a third reads it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Backend, command, entry, open_pg, record};
+use switchboard_store::testing::PgServer;
+use switchboard_store::{Append, Batch, Error, Fence, LogRecord, Store};
+
+fn append(stream: &str, text: &str) -> Append {
+    Append {
+        stream: stream.into(),
+        at_ms: 1_000,
+        payload: text.as_bytes().to_vec(),
+        conversation: None,
+    }
+}
+
+/// A batch of `tenant` carrying only appends, as a conversation actor's reply would.
+fn appends(tenant: &str, appends: Vec<Append>) -> Batch {
+    Batch { tenant: tenant.into(), appends, ..Batch::default() }
+}
+
+fn payloads(store: &dyn Store, tenant: &str, stream: &str) -> Vec<(u64, String)> {
+    store
+        .read_stream(tenant, stream, 0, 1_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, String::from_utf8(e.payload).unwrap()))
+        .collect()
+}
+
+/// Positions count from 1 per (tenant, stream), in batch order within a batch, and the
+/// writer learns them; a batch may carry a log record, numbered entries of another stream
+/// and appends together.
+async fn positions_are_assigned_per_stream_in_order<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let first = store
+        .append_assigned(appends(
+            "acme",
+            vec![append("outbox", "a"), append("notices", "x"), append("outbox", "b")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first, vec![1, 1, 2]);
+    let with_command = Batch { appends: vec![append("outbox", "c")], ..command("acme", 1) };
+    assert_eq!(store.append_assigned(with_command).await.unwrap(), vec![3]);
+    // Another tenant's stream of the same name is its own.
+    assert_eq!(
+        store.append_assigned(appends("other", vec![append("outbox", "z")])).await.unwrap(),
+        vec![1]
+    );
+    // `append` writes them too, without saying where.
+    store.append(appends("acme", vec![append("outbox", "d")])).await.unwrap();
+    assert_eq!(
+        payloads(&*store, "acme", "outbox"),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]
+    );
+    assert_eq!(payloads(&*store, "acme", "notices"), vec![(1, "x".into())]);
+    assert_eq!(payloads(&*store, "acme", "events"), vec![(1, "events 1".into())], "numbered");
+    assert_eq!(store.last_stream_seq("acme", "outbox").unwrap(), Some(4));
+    // Positions survive reopening (the head is stored, not recounted).
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "e")])).await.unwrap(),
+        vec![5]
+    );
+}
+
+/// A refused batch (a duplicate log record, which sends its commit down the slow path; a
+/// fenced one) takes no position: the next batch's follows the last written one, whether or
+/// not they shared a commit.
+async fn a_refused_batch_takes_no_position<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    // Queue everything while the writer is held, so it lands in one or two commits.
+    let lock = B::hold_writes(&place);
+    let with_log = |seq: u64, text: &str| Batch {
+        tenant: "acme".into(),
+        log: vec![record(seq)],
+        appends: vec![append("outbox", text)],
+        ..Batch::default()
+    };
+    let first = store.append_assigned(with_log(1, "a"));
+    let duplicate = store.append_assigned(with_log(1, "dup"));
+    let next = store.append_assigned(with_log(2, "b"));
+    drop(lock);
+    assert_eq!(first.await.unwrap(), vec![1]);
+    let duplicate = duplicate.await;
+    assert!(matches!(duplicate, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{duplicate:?}");
+    assert_eq!(next.await.unwrap(), vec![2]);
+
+    store.raise_fence(Fence { shard: 3, epoch: 9 }).await.unwrap();
+    let fenced = Batch {
+        fence: Fence { shard: 3, epoch: 8 },
+        ..appends("acme", vec![append("outbox", "old")])
+    };
+    let fenced = store.append_assigned(fenced).await;
+    assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+    let owner = Batch {
+        fence: Fence { shard: 3, epoch: 9 },
+        ..appends("acme", vec![append("outbox", "c")])
+    };
+    assert_eq!(store.append_assigned(owner).await.unwrap(), vec![3]);
+    assert_eq!(
+        payloads(&*store, "acme", "outbox"),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+}
+
+/// Trimming or retention deletes entries, never a position: the next append goes on after the
+/// last one given, so a reader's cursor never meets a reused number.
+async fn trimming_never_reuses_a_position<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    for text in ["a", "b", "c"] {
+        store.append_assigned(appends("acme", vec![append("outbox", text)])).await.unwrap();
+    }
+    store.trim_stream("acme", "outbox", 0).await.unwrap();
+    assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "d")])).await.unwrap(),
+        vec![4]
+    );
+    store.retain("acme", Fence::default(), 0, u64::MAX).await.unwrap();
+    assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "e")])).await.unwrap(),
+        vec![5]
+    );
+}
+
+/// A single-writer stream turns shared at its first store-assigned append, numbering on after
+/// its last entry (its readers' cursors stay valid); a numbered entry written to it after that
+/// makes the next append that meets it refused, as a mixed stream, and nothing of that batch
+/// is written.
+async fn a_stream_turns_shared_once_and_refuses_mixing<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let numbered = |seq| Batch {
+        tenant: "acme".into(),
+        streams: vec![entry("outbox", seq)],
+        ..Batch::default()
+    };
+    for seq in 1..=3 {
+        store.append(numbered(seq)).await.unwrap();
+    }
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "shared")])).await.unwrap(),
+        vec![4]
+    );
+    // Not checked on the way in (that would cost every command a lookup)...
+    store.append(numbered(5)).await.unwrap();
+    // ...but the append that meets it is refused whole.
+    let mixed = Batch {
+        log: vec![LogRecord { seq: 1, ..record(1) }],
+        ..appends("acme", vec![append("outbox", "meets 5")])
+    };
+    let mixed = store.append_assigned(mixed).await;
+    assert!(
+        matches!(&mixed, Err(Error::MixedStream { seq: 5, stream, .. }) if stream == "outbox"),
+        "{mixed:?}"
+    );
+    assert_eq!(store.load("acme").unwrap().log, vec![], "nothing of the refused batch");
+}
+
+/// A database of version 1 comes up with the heads table.
+async fn an_old_database_gains_stream_heads<B: Backend>() {
+    let place = B::place();
+    B::execute(&place, B::SCHEMA_V1);
+    let store = B::open(&place);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "a")])).await.unwrap(),
+        vec![1]
+    );
+}
+
+macro_rules! suite {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test::<crate::common::$backend>().await;
+            }
+        )*
+    };
+}
+
+macro_rules! both {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            suite!(Sqlite: $($test),*);
+        }
+        mod postgres {
+            suite!(Postgres: $($test),*);
+        }
+    };
+}
+
+both!(
+    positions_are_assigned_per_stream_in_order,
+    a_refused_batch_takes_no_position,
+    trimming_never_reuses_a_position,
+    a_stream_turns_shared_once_and_refuses_mixing,
+    an_old_database_gains_stream_heads,
+);
+
+/// Two stores over one PostgreSQL database (two nodes' writers, each its own connection and
+/// group commit, on different shards so only the stream's head orders them) append to one
+/// stream concurrently, each pipelining, while a reader on a third store follows the stream by
+/// cursor as a node's reader does. The reader sees positions 1..=n exactly, each once; what it
+/// read up to a cursor never later gains an entry (it would be missing from what it read);
+/// each writer's own entries keep their order; and every writer learned the positions the
+/// reader saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_two_stores_number_one_stream_in_commit_order() {
+    const PER_WRITER: usize = 400;
+    const IN_FLIGHT: usize = 8;
+    let url = common::blocking(|| PgServer::shared().database());
+    let writers: Vec<Arc<dyn Store>> =
+        (0..2).map(|_| Arc::new(open_pg(&url)) as Arc<dyn Store>).collect();
+    let reader: Arc<dyn Store> = Arc::new(open_pg(&url));
+
+    let tasks: Vec<_> = writers
+        .iter()
+        .enumerate()
+        .map(|(w, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                let fence = Fence { shard: w as u32 + 1, epoch: 0 };
+                let mut pending = std::collections::VecDeque::new();
+                let mut assigned = Vec::new();
+                for i in 0..PER_WRITER {
+                    let batch = Batch {
+                        fence,
+                        ..appends("acme", vec![append("outbox", &format!("{w}:{i}"))])
+                    };
+                    pending.push_back(store.append_assigned(batch));
+                    if pending.len() == IN_FLIGHT {
+                        assigned.extend(pending.pop_front().unwrap().await.unwrap());
+                    }
+                }
+                for p in pending {
+                    assigned.extend(p.await.unwrap());
+                }
+                assigned
+            })
+        })
+        .collect();
+
+    let total = (2 * PER_WRITER) as u64;
+    let follow = {
+        let reader = Arc::clone(&reader);
+        tokio::task::spawn_blocking(move || {
+            let mut seen: Vec<(u64, String)> = Vec::new();
+            let mut cursor = 0;
+            // Generous: at least 120 s of empty reads before giving up.
+            let mut idle_reads = 0;
+            while cursor < total {
+                let page = reader.read_stream("acme", "outbox", cursor, 50).unwrap();
+                if page.is_empty() {
+                    idle_reads += 1;
+                    assert!(idle_reads < 60_000, "stuck at cursor {cursor}");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for e in page {
+                    cursor = e.seq;
+                    seen.push((e.seq, String::from_utf8(e.payload).unwrap()));
+                }
+            }
+            seen
+        })
+    };
+    let mut learned = Vec::new();
+    for task in tasks {
+        learned.push(task.await.unwrap());
+    }
+    let seen = follow.await.unwrap();
+
+    let positions: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "gap-free, each once, in order");
+    for (w, learned) in learned.iter().enumerate() {
+        let mine: Vec<(u64, usize)> = seen
+            .iter()
+            .filter_map(|(seq, text)| {
+                let (writer, i) = text.split_once(':').unwrap();
+                (writer == w.to_string()).then(|| (*seq, i.parse().unwrap()))
+            })
+            .collect();
+        let order: Vec<usize> = mine.iter().map(|&(_, i)| i).collect();
+        assert_eq!(order, (0..PER_WRITER).collect::<Vec<_>>(), "writer {w} keeps its order");
+        let at: Vec<u64> = mine.iter().map(|&(seq, _)| seq).collect();
+        assert_eq!(&at, learned, "writer {w} learned where its entries landed");
+    }
+}
