@@ -4,7 +4,8 @@
 //! Everything queued goes into one transaction, then one COMMIT (which PostgreSQL makes
 //! durable before it returns, `synchronous_commit=on`), then every job is answered. The
 //! transaction first locks the row of each shard the group writes under (ascending) and
-//! refuses fenced jobs unwritten; the rest go straight in. A job refused partway (a
+//! refuses fenced jobs unwritten, then the head row of each shared stream it appends to
+//! (ascending; see [`crate::writer::Heads`]); the rest go straight in. A job refused partway (a
 //! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
 //! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
 //! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
@@ -270,6 +271,9 @@ fn write_group(
     tx.rollback()?;
     stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tx = client.transaction()?;
+    // The fast path's lock order, fences before heads: a head taken first and a fence only in
+    // its job's turn could wait crosswise with another writer's fast path.
+    Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
     let mut heads =
         Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
     let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
