@@ -2,6 +2,7 @@
 //! backend, and on PostgreSQL with two stores (two nodes' writers) appending to one stream
 //! while a third reads it.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -179,28 +180,6 @@ async fn an_old_database_gains_stream_heads<B: Backend>() {
         store.append_assigned(appends("acme", vec![append("outbox", "a")])).await.unwrap(),
         vec![1]
     );
-}
-
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                super::$test::<crate::common::$backend>().await;
-            }
-        )*
-    };
-}
-
-macro_rules! both {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            suite!(Sqlite: $($test),*);
-        }
-        mod postgres {
-            suite!(Postgres: $($test),*);
-        }
-    };
 }
 
 both!(
