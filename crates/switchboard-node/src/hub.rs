@@ -1,6 +1,11 @@
 //! Live fan-out of durable stream items to connected clients. Items are published only after
 //! they are durable, in commit order; a subscriber that falls behind (or joins late) reads the
 //! gap from the store, so the hub never needs to hold more than a short buffer.
+//!
+//! The hub is node-local. A shared stream (store-assigned positions, writers on several
+//! nodes) gets only this node's entries here, published at the positions the store gave
+//! them; its readers (`service::serve_shared_stream`) find the other nodes' entries in the
+//! store, on the gap the next local entry shows or by re-reading while the hub is quiet.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -622,6 +622,7 @@ fn batch(
         purge_conversations: out.purges.clone(),
         archive: out.archive.clone(),
         customers: out.customers.clone(),
+        appends: Vec::new(),
         actors: Vec::new(),
     }
 }

@@ -36,6 +36,13 @@ pub enum Error {
     #[error("tenant {tenant:?}: stream {stream:?} entry {seq} is already stored")]
     DuplicateStreamEntry { tenant: String, stream: String, seq: u64 },
 
+    /// A store-assigned append met a writer-numbered entry at the position it was given: the
+    /// stream was written both ways (see "Streams with many writers" in the crate docs).
+    #[error(
+        "tenant {tenant:?}: stream {stream:?} already holds a writer-numbered entry {seq}; a stream takes either store-assigned appends or writer-numbered entries, never both"
+    )]
+    MixedStream { tenant: String, stream: String, seq: u64 },
+
     /// A transcript message with this sequence number is already stored.
     #[error("tenant {tenant:?}: conversation {conversation} message {seq} is already stored")]
     DuplicateMessage { tenant: String, conversation: u64, seq: u64 },

@@ -42,13 +42,43 @@
 //! duplicate, say) is the commit redone with one savepoint per batch, so that batch alone is
 //! refused ([`Stats::redone_commits`]). `benches/append.rs` measures it.
 //!
+//! # Streams with many writers
+//!
+//! A stream is one of two kinds, fixed by how it is written:
+//!
+//! - **single-writer** (today's every stream): one writer (the tenant's actor) numbers its
+//!   entries itself ([`Batch::streams`], [`StreamEntry::seq`]) and commits them in order;
+//! - **shared** (a tenant-wide `outbox` or `events` written by actors on several nodes): the
+//!   writers send [`Batch::appends`] without a number and the store gives each the stream's
+//!   next position when the batch commits; [`Store::append_assigned`] says which.
+//!
+//! Positions of a shared stream are gap-free and in commit order, whatever the number of
+//! writers, nodes and stores over one database: a reader that has read up to a cursor never
+//! later finds a new entry at or below it. The store keeps each shared stream's last position
+//! in a head row (`stream_heads`), read once per commit (after the fences); on PostgreSQL it
+//! is locked (`SELECT … FOR UPDATE`) until the commit, so a second writer's commit waits for
+//! the first's to be visible before it numbers: commit order is position order. A group
+//! commit locks each head once however many batches append to it, in ascending (tenant,
+//! stream) order after the shard fences, so writers never wait on each other crosswise. A
+//! batch's positions are taken only once it is written, so a refused or fenced batch leaves
+//! no gap. Costs: one head read and one head write per shared stream per commit, and commits
+//! appending to the same shared stream from two databases' writers serialise on its row.
+//! Trimming and retention leave the head alone, so a position is never given twice.
+//!
+//! Mixing: a stream's first store-assigned append starts numbering after its last
+//! writer-numbered entry (so a stream can turn shared and its readers' cursors stay valid);
+//! from then on it must take no writer-numbered entries. The store refuses a store-assigned
+//! append whose position is already taken by one ([`Error::MixedStream`]); a writer-numbered
+//! entry is not checked against the heads (that would cost a lookup on every command), so
+//! which streams are shared is the node's to fix, one name list in one place.
+//!
 //! [`SqliteStore`] is the embedded default (one file in the node's data directory).
 //! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a
 //! PostgreSQL database that every node reaches. Both run the same test suite. Both bring an
 //! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
 //! transcripts; 2: the archive and `streams.conversation`; 3: one row per command; 4:
 //! customers' contact columns; 5: no index of stream entries by conversation; 6: actors'
-//! durable state).
+//! durable state; 7: heads of shared streams).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -95,8 +125,12 @@ pub struct Batch {
     pub fence: Fence,
     /// Usually zero or one record.
     pub log: Vec<LogRecord>,
-    /// Entries appended to streams.
+    /// Entries appended to single-writer streams, numbered by their writer.
     pub streams: Vec<StreamEntry>,
+    /// Entries appended to shared streams, numbered by the store at commit (see
+    /// "Streams with many writers" in the crate docs). [`Store::append_assigned`] resolves with
+    /// their positions, in this order. Applied after `streams`.
+    pub appends: Vec<Append>,
     /// Transcript rows.
     pub messages: Vec<Message>,
     /// Conversations whose transcript rows are deleted, and nothing else of them. Applied after
@@ -279,6 +313,18 @@ pub struct StreamEntry {
     pub conversation: Option<u64>,
 }
 
+/// One entry for a shared stream: the store gives it the stream's next position when the
+/// batch commits (see "Streams with many writers" in the crate docs). Read back as a
+/// [`StreamEntry`] whose `seq` is that position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Append {
+    pub stream: String,
+    pub at_ms: u64,
+    pub payload: Vec<u8>,
+    /// As [`StreamEntry::conversation`].
+    pub conversation: Option<u64>,
+}
+
 /// One transcript row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -305,6 +351,10 @@ pub struct Loaded {
 /// durable or refused. Dropping it does not cancel the write.
 pub type Pending = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
+/// A write in flight that resolves with the positions the store assigned to its batch's
+/// [`Batch::appends`], in their order. Queued like [`Pending`].
+pub type Assigned = Pin<Box<dyn Future<Output = Result<Vec<u64>>> + Send>>;
+
 /// Durable state of every tenant on a node. Object safe: hold it as `Arc<dyn Store>`.
 ///
 /// Writes return [`Pending`]; reads are short and synchronous (call them from
@@ -318,6 +368,10 @@ pub trait Store: Send + Sync + 'static {
     /// appends. A duplicate (tenant, seq) in the log, a stream or a transcript refuses the
     /// whole batch.
     fn append(&self, batch: Batch) -> Pending;
+
+    /// [`Store::append`], resolving with the positions assigned to `batch.appends` (in their
+    /// order) once durable: what a writer publishes live. Refused as a whole like `append`.
+    fn append_assigned(&self, batch: Batch) -> Assigned;
 
     /// Stores the tenant's snapshot taken after log record `seq`, atomically with dropping
     /// the log records it replaces: [`Store::load`] returns only records after `seq` from then

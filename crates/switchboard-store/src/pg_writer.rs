@@ -4,7 +4,8 @@
 //! Everything queued goes into one transaction, then one COMMIT (which PostgreSQL makes
 //! durable before it returns, `synchronous_commit=on`), then every job is answered. The
 //! transaction first locks the row of each shard the group writes under (ascending) and
-//! refuses fenced jobs unwritten; the rest go straight in. A job refused partway (a
+//! refuses fenced jobs unwritten, then the head row of each shared stream it appends to
+//! (ascending; see [`crate::writer::Heads`]); the rest go straight in. A job refused partway (a
 //! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
 //! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
 //! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
@@ -18,7 +19,7 @@ use postgres::{Client, Statement, Transaction};
 
 use crate::postgres::connect;
 use crate::schema::{bound, count, id, ordered, unsigned};
-use crate::writer::{self, Counters, Fences, Job, Limits};
+use crate::writer::{self, Counters, Fences, Heads, Job, Limits};
 use crate::{Batch, Error, Fence, Result};
 
 /// Every statement the writer runs, prepared once per connection.
@@ -46,6 +47,9 @@ struct Statements {
     first_kept: Statement,
     cut_stream: Statement,
     clear_stream: Statement,
+    lock_head: Statement,
+    adopt_head: Statement,
+    store_head: Statement,
 }
 
 impl Statements {
@@ -140,6 +144,23 @@ impl Statements {
                 .prepare("DELETE FROM streams WHERE tenant = $1 AND stream = $2 AND seq < $3")?,
             clear_stream: client
                 .prepare("DELETE FROM streams WHERE tenant = $1 AND stream = $2")?,
+            // A shared stream's head row, locked until commit: a second writer appending to
+            // the stream waits here until this commit is visible, so positions follow commits.
+            lock_head: client.prepare(
+                "SELECT head FROM stream_heads WHERE tenant = $1 AND stream = $2 FOR UPDATE",
+            )?,
+            // The stream's first store-assigned append: the head starts at its last
+            // writer-numbered entry (0 if none), and is locked as above. Two first appends
+            // racing meet on the primary key; the later one locks the row the first made.
+            adopt_head: client.prepare(
+                "INSERT INTO stream_heads (tenant, stream, head)
+                 SELECT $1, $2, COALESCE(MAX(seq), 0) FROM streams
+                 WHERE tenant = $1 AND stream = $2
+                 ON CONFLICT (tenant, stream) DO UPDATE SET head = stream_heads.head
+                 RETURNING head",
+            )?,
+            store_head: client
+                .prepare("UPDATE stream_heads SET head = $3 WHERE tenant = $1 AND stream = $2")?,
         })
     }
 }
@@ -217,40 +238,85 @@ fn write_group(
     group: &[Job],
     limits: Limits,
     stats: &Counters,
-) -> Result<Vec<Result<()>>, postgres::Error> {
+) -> Result<Vec<Result<Vec<u64>>>, postgres::Error> {
     let mut tx = client.transaction()?;
     // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
     // committed before (and is read here) or waits for this commit.
     let mut fences =
         Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
+    // Then the heads of the shared streams, each locked once per commit (after the fences,
+    // in ascending order: the same order in every writer).
+    let mut heads =
+        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
     let written = writer::write_straight(
         group,
         &mut fences,
-        |job| write(&mut tx, statements, job, limits),
+        |job| {
+            let positions = heads.assign(job);
+            write(&mut tx, statements, job, &positions, limits)?;
+            heads.take(job, &positions);
+            Ok(positions)
+        },
         |error| match error {
             Error::Postgres(error) if !is_data_exception(&error) => Some(error),
             _ => None,
         },
     )?;
     if let Some(results) = written {
+        heads
+            .store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
         tx.commit()?;
         return Ok(results);
     }
     tx.rollback()?;
     stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tx = client.transaction()?;
-    let results = write_one_by_one(&mut tx, statements, group, limits)?;
+    // The fast path's lock order, fences before heads: a head taken first and a fence only in
+    // its job's turn could wait crosswise with another writer's fast path.
+    Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
+    let mut heads =
+        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
+    let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
+    heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
     tx.commit()?;
     Ok(results)
+}
+
+/// Locks a shared stream's head row until the transaction ends and returns the head (adopting
+/// the stream's last writer-numbered entry on its first append).
+fn lock_head(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &str,
+    stream: &str,
+) -> Result<u64, postgres::Error> {
+    let row = match tx.query_opt(&statements.lock_head, &[&tenant, &stream])? {
+        Some(row) => row,
+        None => tx.query_one(&statements.adopt_head, &[&tenant, &stream])?,
+    };
+    Ok(unsigned(row.get(0)))
+}
+
+/// Stores a shared stream's head (its row exists and is locked: see [`lock_head`]).
+fn store_head(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &str,
+    stream: &str,
+    head: u64,
+) -> Result<(), postgres::Error> {
+    tx.execute(&statements.store_head, &[&tenant, &stream, &bound(head)])?;
+    Ok(())
 }
 
 /// The slow path: one savepoint per job, so that a refused job is undone alone.
 fn write_one_by_one(
     tx: &mut Transaction<'_>,
     statements: &Statements,
+    heads: &mut Heads,
     group: &[Job],
     limits: Limits,
-) -> Result<Vec<Result<()>>, postgres::Error> {
+) -> Result<Vec<Result<Vec<u64>>>, postgres::Error> {
     let mut refused: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(group.len());
     for job in group {
@@ -260,15 +326,17 @@ fn write_one_by_one(
             continue;
         }
         let mut sp = tx.savepoint("job")?;
+        let positions = heads.assign(job);
         let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
             Some(fence) => check_fence(&mut sp, statements, fence)
-                .and_then(|()| write(&mut sp, statements, job, limits)),
-            None => write(&mut sp, statements, job, limits),
+                .and_then(|()| write(&mut sp, statements, job, &positions, limits)),
+            None => write(&mut sp, statements, job, &positions, limits),
         };
         match written {
             Ok(()) => {
                 sp.commit()?;
-                results.push(Ok(()));
+                heads.take(job, &positions);
+                results.push(Ok(positions));
             }
             // The connection, the disk, the server: nothing in this transaction can be trusted.
             // Except a data exception (class 22: a NUL character in a text, which SQLite would
@@ -286,15 +354,16 @@ fn write_one_by_one(
     Ok(results)
 }
 
-/// Writes one job, its fence already checked.
+/// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
 fn write(
     tx: &mut Transaction<'_>,
     statements: &Statements,
     job: &Job,
+    positions: &[u64],
     limits: Limits,
 ) -> Result<()> {
     match job {
-        Job::Append { batch, .. } => write_batch(tx, statements, batch),
+        Job::Append { batch, .. } => write_batch(tx, statements, batch, positions),
         Job::Snapshot { tenant, seq, bytes, .. } => {
             write_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
         }
@@ -381,9 +450,14 @@ fn check_fence(tx: &mut Transaction<'_>, statements: &Statements, fence: Fence) 
     Ok(())
 }
 
-/// One batch, its fence already checked; the log record is the command's only row for
-/// idempotency too.
-fn write_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch) -> Result<()> {
+/// One batch, its fence already checked, `positions` those of its appends; the log record is
+/// the command's only row for idempotency too.
+fn write_batch(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    batch: &Batch,
+    positions: &[u64],
+) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;
@@ -409,6 +483,22 @@ fn write_batch(tx: &mut Transaction<'_>, statements: &Statements, batch: &Batch)
                 tenant: tenant.clone(),
                 stream: entry.stream.clone(),
                 seq: entry.seq,
+            })
+        })?;
+    }
+    for (append, &position) in batch.appends.iter().zip(positions) {
+        let seq = ordered("stream seq", position)?;
+        let at_ms = ordered("stream at_ms", append.at_ms)?;
+        let conversation = append.conversation.map(id);
+        tx.execute(
+            &statements.insert_stream,
+            &[tenant, &append.stream, &seq, &at_ms, &append.payload, &conversation],
+        )
+        .map_err(|e| {
+            duplicate(e, || Error::MixedStream {
+                tenant: tenant.clone(),
+                stream: append.stream.clone(),
+                seq: position,
             })
         })?;
     }

@@ -285,6 +285,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         tx.batch_execute(MIGRATE_V6)?;
         version = 6;
     }
+    if version < 7 {
+        tx.batch_execute(schema::MIGRATE_V7)?;
+        version = 7;
+    }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])?;
@@ -300,6 +304,10 @@ impl Store for PostgresStore {
 
     fn append(&self, batch: crate::Batch) -> Pending {
         self.writer.append(batch)
+    }
+
+    fn append_assigned(&self, batch: crate::Batch) -> crate::Assigned {
+        self.writer.append_assigned(batch)
     }
 
     fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -152,6 +152,19 @@ CREATE TABLE actors (
 );
 ";
 
+/// Version 7: shared streams (see "Streams with many writers" in the crate docs): the last
+/// position the store assigned in each, kept apart from the entries so that trimming or
+/// retention never lets a position be given twice. A row exists only for streams that took
+/// a store-assigned append. Plain SQL that PostgreSQL runs too.
+pub(crate) const MIGRATE_V7: &str = "
+CREATE TABLE stream_heads (
+    tenant TEXT   NOT NULL,
+    stream TEXT   NOT NULL,
+    head   BIGINT NOT NULL,
+    PRIMARY KEY (tenant, stream)
+);
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -247,6 +260,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 6 {
         tx.execute_batch(MIGRATE_V6)?;
         version = 6;
+    }
+    if version < 7 {
+        tx.execute_batch(MIGRATE_V7)?;
+        version = 7;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;

@@ -135,6 +135,10 @@ impl Store for SqliteStore {
         self.writer.append(batch)
     }
 
+    fn append_assigned(&self, batch: Batch) -> crate::Assigned {
+        self.writer.append_assigned(batch)
+    }
+
     fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
         self.writer.snapshot(tenant, fence, seq, bytes)
     }

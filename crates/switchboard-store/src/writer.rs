@@ -11,7 +11,7 @@
 //! fails partway (a duplicate, say), the writer rolls the transaction back and redoes the
 //! group with one savepoint per job, which undoes the refused job alone.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -22,8 +22,9 @@ use tokio::sync::oneshot;
 use crate::schema::{bound, count, id, ordered, unsigned};
 use crate::{Batch, Error, Fence, Result, Stats};
 
-/// Where a job's outcome goes.
-pub(crate) type Ack = oneshot::Sender<Result<()>>;
+/// Where a job's outcome goes: for an append, the positions assigned to its batch's
+/// `appends` (empty for every other job).
+pub(crate) type Ack = oneshot::Sender<Result<Vec<u64>>>;
 
 /// One write, as queued by the store.
 #[derive(Debug)]
@@ -64,19 +65,20 @@ impl Job {
                 let log: usize =
                     batch.log.iter().map(|r| r.command.len() + r.response.len() + 64).sum();
                 let streams: usize = batch.streams.iter().map(|e| e.payload.len() + 64).sum();
+                let appends: usize = batch.appends.iter().map(|e| e.payload.len() + 64).sum();
                 let messages: usize = batch.messages.iter().map(|m| m.text.len() + 64).sum();
                 let archive: usize = batch.archive.iter().map(|a| a.body.len() + 64).sum();
                 let customers: usize = batch.customers.iter().map(|c| c.body.len() + 64).sum();
                 let actors: usize =
                     batch.actors.iter().map(|a| a.body.as_ref().map_or(0, Vec::len) + 64).sum();
-                log + streams + messages + archive + customers + actors
+                log + streams + appends + messages + archive + customers + actors
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
             Job::TrimStream { .. } | Job::RaiseFence { .. } | Job::Retain { .. } => 64,
         }
     }
 
-    pub(crate) fn ack(self, result: Result<()>) {
+    pub(crate) fn ack(self, result: Result<Vec<u64>>) {
         let (Job::Append { ack, .. }
         | Job::Snapshot { ack, .. }
         | Job::TrimStream { ack, .. }
@@ -110,7 +112,7 @@ impl Counters {
     }
 
     /// Counts a commit that went through, given each job's outcome.
-    pub(crate) fn committed(&self, group: &[Job], results: &[Result<()>]) {
+    pub(crate) fn committed(&self, group: &[Job], results: &[Result<Vec<u64>>]) {
         let appended = group
             .iter()
             .zip(results)
@@ -162,6 +164,10 @@ impl Handle {
         self.submit(|ack| Job::Append { batch, ack })
     }
 
+    pub fn append_assigned(&self, batch: Batch) -> crate::Assigned {
+        self.queue(|ack| Job::Append { batch, ack })
+    }
+
     pub fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> crate::Pending {
         self.submit(|ack| Job::Snapshot { tenant: tenant.to_owned(), fence, seq, bytes, ack })
     }
@@ -197,6 +203,12 @@ impl Handle {
 
     /// Queues a job now, so that jobs are written in call order.
     fn submit(&self, job: impl FnOnce(Ack) -> Job) -> crate::Pending {
+        let done = self.queue(job);
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    /// Queues a job now; resolves with its outcome and the positions it was assigned.
+    fn queue(&self, job: impl FnOnce(Ack) -> Job) -> crate::Assigned {
         let (ack, done) = oneshot::channel();
         let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
         if !sent {
@@ -333,15 +345,21 @@ fn write_group(
     group: &[Job],
     limits: Limits,
     stats: &Counters,
-) -> rusqlite::Result<Vec<Result<()>>> {
+) -> rusqlite::Result<Vec<Result<Vec<u64>>>> {
     // IMMEDIATE takes the write lock up front, so another connection holding it (a second
     // process on the same file) makes us wait here, not fail halfway through the group.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut fences = Fences::read(group, |shard| read_fence(&tx, shard))?;
+    let mut heads = Heads::read(group, |tenant, stream| read_head(&tx, tenant, stream))?;
     let written = write_straight(
         group,
         &mut fences,
-        |job| write(&tx, job, limits),
+        |job| {
+            let positions = heads.assign(job);
+            write(&tx, job, &positions, limits)?;
+            heads.take(job, &positions);
+            Ok(positions)
+        },
         |error| match error {
             // IO, a full disk, corruption: nothing in this transaction can be trusted.
             Error::Sqlite(error) => Some(error),
@@ -349,13 +367,16 @@ fn write_group(
         },
     )?;
     if let Some(results) = written {
+        heads.store(|tenant, stream, head| store_head(&tx, tenant, stream, head))?;
         tx.commit()?;
         return Ok(results);
     }
     tx.rollback()?;
     stats.redone_commits.fetch_add(1, Ordering::Relaxed);
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let results = write_one_by_one(&mut tx, group, limits)?;
+    let mut heads = Heads::read(group, |tenant, stream| read_head(&tx, tenant, stream))?;
+    let results = write_one_by_one(&mut tx, &mut heads, group, limits)?;
+    heads.store(|tenant, stream, head| store_head(&tx, tenant, stream, head))?;
     tx.commit()?;
     Ok(results)
 }
@@ -363,9 +384,10 @@ fn write_group(
 /// The slow path: one savepoint per job, so that a refused job is undone alone.
 fn write_one_by_one(
     tx: &mut rusqlite::Transaction<'_>,
+    heads: &mut Heads,
     group: &[Job],
     limits: Limits,
-) -> rusqlite::Result<Vec<Result<()>>> {
+) -> rusqlite::Result<Vec<Result<Vec<u64>>>> {
     let mut refused: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(group.len());
     for job in group {
@@ -375,14 +397,18 @@ fn write_one_by_one(
             continue;
         }
         let sp = tx.savepoint()?;
+        let positions = heads.assign(job);
         let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
-            Some(fence) => check_fence(&sp, fence).and_then(|()| write(&sp, job, limits)),
-            None => write(&sp, job, limits),
+            Some(fence) => {
+                check_fence(&sp, fence).and_then(|()| write(&sp, job, &positions, limits))
+            }
+            None => write(&sp, job, &positions, limits),
         };
         match written {
             Ok(()) => {
                 sp.commit()?;
-                results.push(Ok(()));
+                heads.take(job, &positions);
+                results.push(Ok(positions));
             }
             // IO, a full disk, corruption: nothing in this transaction can be trusted.
             Err(Error::Sqlite(error)) => return Err(error),
@@ -455,9 +481,9 @@ impl Fences {
 pub(crate) fn write_straight<E>(
     group: &[Job],
     fences: &mut Fences,
-    mut write: impl FnMut(&Job) -> Result<()>,
+    mut write: impl FnMut(&Job) -> Result<Vec<u64>>,
     fatal: impl Fn(Error) -> Option<E>,
-) -> Result<Option<Vec<Result<()>>>, E> {
+) -> Result<Option<Vec<Result<Vec<u64>>>>, E> {
     let mut refused: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(group.len());
     for job in group {
@@ -471,21 +497,102 @@ pub(crate) fn write_straight<E>(
             results.push(Err(fenced));
             continue;
         }
-        if let Err(error) = write(job) {
-            return match fatal(error) {
-                Some(error) => Err(error),
-                None => Ok(None),
-            };
+        match write(job) {
+            Ok(positions) => results.push(Ok(positions)),
+            Err(error) => {
+                return match fatal(error) {
+                    Some(error) => Err(error),
+                    None => Ok(None),
+                };
+            }
         }
-        results.push(Ok(()));
     }
     Ok(Some(results))
 }
 
-/// Writes one job, its fence already checked.
-fn write(conn: &Connection, job: &Job, limits: Limits) -> Result<()> {
+/// The heads of the shared streams a group appends to (see "Streams with many writers" in
+/// the crate docs): (tenant, stream) → the last position assigned. Read (on PostgreSQL,
+/// locked) once per transaction in ascending (tenant, stream) order after the fences, kept
+/// in memory while jobs are written (a job's positions are taken only once it is written, so
+/// a refused job leaves no gap), and stored back before the commit.
+#[derive(Debug, Default)]
+pub(crate) struct Heads {
+    heads: BTreeMap<(String, String), u64>,
+    /// Heads the transaction moved, to store back.
+    moved: BTreeSet<(String, String)>,
+}
+
+impl Heads {
+    /// Reads the head of every shared stream `group` appends to, in ascending order (so two
+    /// PostgreSQL writers never wait on each other crosswise). `head_of` gives the stream's
+    /// stored head, or adopts its last writer-numbered entry (0 if none).
+    pub(crate) fn read<E>(
+        group: &[Job],
+        mut head_of: impl FnMut(&str, &str) -> Result<u64, E>,
+    ) -> Result<Heads, E> {
+        let streams: BTreeSet<(&str, &str)> = group
+            .iter()
+            .filter_map(|job| match job {
+                Job::Append { batch, .. } => Some(batch),
+                _ => None,
+            })
+            .flat_map(|batch| {
+                batch.appends.iter().map(|a| (batch.tenant.as_str(), a.stream.as_str()))
+            })
+            .collect();
+        let mut heads = BTreeMap::new();
+        for (tenant, stream) in streams {
+            heads.insert((tenant.to_owned(), stream.to_owned()), head_of(tenant, stream)?);
+        }
+        Ok(Heads { heads, moved: BTreeSet::new() })
+    }
+
+    /// The positions a job's appends get if it is written now, in order (empty for
+    /// anything but an append). Takes nothing: see [`Heads::take`].
+    pub(crate) fn assign(&self, job: &Job) -> Vec<u64> {
+        let Job::Append { batch, .. } = job else { return Vec::new() };
+        let mut next: HashMap<&str, u64> = HashMap::new();
+        batch
+            .appends
+            .iter()
+            .map(|append| {
+                let head = next.entry(append.stream.as_str()).or_insert_with(|| {
+                    let key = (batch.tenant.clone(), append.stream.clone());
+                    self.heads.get(&key).copied().unwrap_or(0)
+                });
+                *head += 1;
+                *head
+            })
+            .collect()
+    }
+
+    /// Takes the positions of a job that was written.
+    pub(crate) fn take(&mut self, job: &Job, positions: &[u64]) {
+        let Job::Append { batch, .. } = job else { return };
+        for (append, &position) in batch.appends.iter().zip(positions) {
+            let key = (batch.tenant.clone(), append.stream.clone());
+            let head = self.heads.entry(key.clone()).or_default();
+            *head = (*head).max(position);
+            self.moved.insert(key);
+        }
+    }
+
+    /// Stores every head the transaction moved.
+    pub(crate) fn store<E>(
+        &self,
+        mut store: impl FnMut(&str, &str, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for key in &self.moved {
+            store(&key.0, &key.1, self.heads[key])?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
+fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Result<()> {
     match job {
-        Job::Append { batch, .. } => write_batch(conn, batch),
+        Job::Append { batch, .. } => write_batch(conn, batch, positions),
         Job::Snapshot { tenant, seq, bytes, .. } => {
             write_snapshot(conn, tenant, *seq, bytes, limits.request_retention_ms)
         }
@@ -598,6 +705,33 @@ fn read_fence(conn: &Connection, shard: u32) -> rusqlite::Result<u64> {
     Ok(current.map_or(0, unsigned))
 }
 
+/// A shared stream's head: the stored one, or on its first store-assigned append the last
+/// writer-numbered entry it holds (0 if none), so numbering goes on after it. The single
+/// writer of a SQLite file never races itself, so plain reads suffice.
+fn read_head(conn: &Connection, tenant: &str, stream: &str) -> rusqlite::Result<u64> {
+    let stored: Option<i64> = conn
+        .prepare_cached("SELECT head FROM stream_heads WHERE tenant = ?1 AND stream = ?2")?
+        .query_row(params![tenant, stream], |row| row.get(0))
+        .optional()?;
+    let head = match stored {
+        Some(head) => Some(head),
+        None => conn
+            .prepare_cached("SELECT MAX(seq) FROM streams WHERE tenant = ?1 AND stream = ?2")?
+            .query_row(params![tenant, stream], |row| row.get(0))?,
+    };
+    Ok(head.map_or(0, unsigned))
+}
+
+/// Stores a shared stream's head (inserting it on the stream's first append).
+fn store_head(conn: &Connection, tenant: &str, stream: &str, head: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO stream_heads (tenant, stream, head) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant, stream) DO UPDATE SET head = excluded.head",
+    )?
+    .execute(params![tenant, stream, bound(head)])?;
+    Ok(())
+}
+
 /// Refuses a write whose epoch is older than its shard's.
 fn check_fence(conn: &Connection, fence: Fence) -> Result<()> {
     let current = read_fence(conn, fence.shard)?;
@@ -607,9 +741,9 @@ fn check_fence(conn: &Connection, fence: Fence) -> Result<()> {
     Ok(())
 }
 
-/// One batch; its fence already checked. A command's log record is its only row for
-/// idempotency too: `find_response` looks it up by request id.
-fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
+/// One batch; its fence already checked, `positions` those of its appends. A command's log
+/// record is its only row for idempotency too: `find_response` looks it up by request id.
+fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;
@@ -641,6 +775,27 @@ fn write_batch(conn: &Connection, batch: &Batch) -> Result<()> {
                 tenant: tenant.clone(),
                 stream: entry.stream.clone(),
                 seq: entry.seq,
+            })
+        })?;
+    }
+    for (append, &position) in batch.appends.iter().zip(positions) {
+        conn.prepare_cached(
+            "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            tenant,
+            append.stream,
+            ordered("stream seq", position)?,
+            ordered("stream at_ms", append.at_ms)?,
+            append.payload,
+            append.conversation.map(id)
+        ])
+        .map_err(|e| {
+            duplicate(e, || Error::MixedStream {
+                tenant: tenant.clone(),
+                stream: append.stream.clone(),
+                seq: position,
             })
         })?;
     }
@@ -799,7 +954,7 @@ mod tests {
     use super::*;
     use crate::{LogRecord, StreamEntry};
 
-    fn append(tenant: &str, seq: u64) -> (Job, oneshot::Receiver<Result<()>>) {
+    fn append(tenant: &str, seq: u64) -> (Job, oneshot::Receiver<Result<Vec<u64>>>) {
         let (ack, done) = oneshot::channel();
         let batch = Batch {
             tenant: tenant.into(),
@@ -926,7 +1081,7 @@ mod tests {
             let stats = Counters::default();
             drain(&rx, limits, &stats, |group| commit(&mut conn, group, limits, &stats));
         });
-        let run = |(job, done): (Job, oneshot::Receiver<Result<()>>)| {
+        let run = |(job, done): (Job, oneshot::Receiver<Result<Vec<u64>>>)| {
             tx.send(job).unwrap();
             done.blocking_recv().unwrap()
         };

@@ -3,6 +3,7 @@
 //! a fresh database per test. Every test body is written once, generic over the backend, and
 //! instantiated in `mod sqlite` and `mod postgres` at the bottom.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -977,29 +978,7 @@ async fn archive_scans_are_bounded_and_resume_without_gaps<B: Backend>() {
     assert_eq!(by(ContactField::Email, ""), vec![], "empty fields are not indexed");
 }
 
-/// Every test above, once per backend.
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                super::$test::<crate::common::$backend>().await;
-            }
-        )*
-    };
-}
-
-macro_rules! both {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            suite!(Sqlite: $($test),*);
-        }
-        mod postgres {
-            suite!(Postgres: $($test),*);
-        }
-    };
-}
-
+// Every test above, once per backend.
 both!(
     append_then_read_everything_back,
     usable_as_a_trait_object,

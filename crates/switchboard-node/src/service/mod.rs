@@ -11,6 +11,7 @@ pub mod supervisor;
 use std::pin::Pin;
 
 use prost::Message as _;
+use switchboard_proto::internal::v1::stream_item::Item;
 use switchboard_proto::internal::v1::{StreamItem, response};
 use switchboard_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
@@ -24,14 +25,58 @@ pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// Entries read from the store per round while catching up.
 const CATCH_UP: usize = 500;
 
-/// Serves a durable stream from after `cursor`: the backlog from the store, then live items
-/// from the hub; a subscriber that lags or sees a gap goes back to the store.
+/// How often an idle reader of a shared stream re-reads the store for entries written on
+/// other nodes (this node's arrive through the hub at once).
+pub const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Serves a single-writer stream (every entry written and published on this node) from after
+/// `cursor`: the backlog from the store, then live items from the hub; a subscriber that lags
+/// or sees a gap goes back to the store. Never polls.
 pub fn serve_stream<T: Send + 'static>(
+    registry: &Registry,
+    tenant: String,
+    stream: String,
+    cursor: u64,
+    pick: fn(StreamItem) -> Option<T>,
+) -> ItemStream<T> {
+    serve(registry, tenant, stream, cursor, pick, None)
+}
+
+/// Serves a shared stream (store-assigned positions, writers on several nodes: see
+/// `switchboard_store`'s "Streams with many writers") from after `cursor`, as
+/// [`serve_stream`], and also re-reads the store after the cursor whenever the hub has said
+/// nothing for [`SHARED_POLL`], so entries committed on other nodes arrive without the client
+/// reconnecting. An entry published here after another node's is a gap, read from the store
+/// at once. Each item's cursor is its position in the stream.
+pub fn serve_shared_stream<T: Send + 'static>(
+    registry: &Registry,
+    tenant: String,
+    stream: String,
+    cursor: u64,
+    pick: fn(StreamItem) -> Option<T>,
+) -> ItemStream<T> {
+    serve(registry, tenant, stream, cursor, pick, Some(SHARED_POLL))
+}
+
+/// Sets an item's cursor to its position in the stream. A writer-numbered item carries it
+/// already; a store-assigned one was encoded before its position existed.
+fn stamp(item: &mut StreamItem, seq: u64) {
+    match &mut item.item {
+        Some(Item::Outbound(m)) => m.cursor = seq,
+        Some(Item::AgentEvent(e)) => e.cursor = seq,
+        Some(Item::Event(e)) => e.cursor = seq,
+        Some(Item::WebhookDeadLetter(d)) => d.cursor = seq,
+        None => {}
+    }
+}
+
+fn serve<T: Send + 'static>(
     registry: &Registry,
     tenant: String,
     stream: String,
     mut cursor: u64,
     pick: fn(StreamItem) -> Option<T>,
+    poll: Option<std::time::Duration>,
 ) -> ItemStream<T> {
     let (tx, rx) = mpsc::channel::<Result<T, Status>>(64);
     let registry = registry.clone();
@@ -41,75 +86,91 @@ pub fn serve_stream<T: Send + 'static>(
         'outer: loop {
             // Subscribe before reading the backlog so nothing falls between the two.
             let mut live = registry.hub().subscribe(&tenant, &stream);
-            loop {
-                let (store, t, s) = (registry.store().clone(), tenant.clone(), stream.clone());
-                let read = move || store.read_stream(&t, &s, cursor, CATCH_UP);
-                let backlog = match tokio::task::spawn_blocking(read).await {
-                    Ok(Ok(b)) => b,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let status = Status::unavailable(format!("store read interrupted: {e}"));
+            // A shared stream's reader comes back here, still subscribed, when idle.
+            'read: loop {
+                loop {
+                    let (store, t, s) = (registry.store().clone(), tenant.clone(), stream.clone());
+                    let read = move || store.read_stream(&t, &s, cursor, CATCH_UP);
+                    let backlog = match tokio::task::spawn_blocking(read).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let status =
+                                Status::unavailable(format!("store read interrupted: {e}"));
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    // Entries were trimmed past this cursor: say so rather than skip them
+                    // silently.
+                    if let Some(first) = backlog.first()
+                        && first.seq > cursor + 1
+                        && cursor > 0
+                    {
+                        let status = Status::out_of_range(format!(
+                            "cursor {cursor} of {stream} is older than the oldest entry kept ({}); resume after {} to continue, accepting the gap",
+                            first.seq,
+                            first.seq - 1
+                        ));
                         let _ = tx.send(Err(status)).await;
                         return;
                     }
-                };
-                // Entries were trimmed past this cursor: say so rather than skip them silently.
-                if let Some(first) = backlog.first()
-                    && first.seq > cursor + 1
-                    && cursor > 0
-                {
-                    let status = Status::out_of_range(format!(
-                        "cursor {cursor} of {stream} is older than the oldest entry kept ({}); resume after {} to continue, accepting the gap",
-                        first.seq,
-                        first.seq - 1
-                    ));
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-                let full = backlog.len() == CATCH_UP;
-                tracing::debug!(%tenant, %stream, cursor, read = backlog.len(), "stream backlog");
-                for entry in backlog {
-                    cursor = entry.seq;
-                    let Ok(item) = StreamItem::decode(entry.payload.as_slice()) else { continue };
-                    if let Some(v) = pick(item)
-                        && tx.send(Ok(v)).await.is_err()
-                    {
-                        return;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
-            loop {
-                match live.recv().await {
-                    Ok(entry) => {
-                        let (seq, item) = (entry.0, entry.1.clone());
-                        tracing::debug!(%tenant, %stream, cursor, seq, "stream live");
-                        if seq <= cursor {
+                    let full = backlog.len() == CATCH_UP;
+                    tracing::debug!(%tenant, %stream, cursor, read = backlog.len(), "stream backlog");
+                    for entry in backlog {
+                        cursor = entry.seq;
+                        let Ok(mut item) = StreamItem::decode(entry.payload.as_slice()) else {
                             continue;
-                        }
-                        if seq != cursor + 1 {
-                            continue 'outer; // a gap: read it from the store
-                        }
-                        cursor = seq;
+                        };
+                        stamp(&mut item, entry.seq);
                         if let Some(v) = pick(item)
                             && tx.send(Ok(v)).await.is_err()
                         {
                             return;
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        // The tenant moved to another node.
-                        let status = Status::unavailable(format!(
-                            "tenant {tenant} moved to another node; reconnect after cursor {cursor} (any node forwards)"
-                        ));
-                        let _ = tx.send(Err(status)).await;
-                        return;
+                    if !full {
+                        break;
+                    }
+                }
+                loop {
+                    let next = match poll {
+                        None => live.recv().await,
+                        Some(idle) => tokio::select! {
+                            next = live.recv() => next,
+                            () = tokio::time::sleep(idle) => continue 'read,
+                        },
+                    };
+                    match next {
+                        Ok(entry) => {
+                            let (seq, mut item) = (entry.0, entry.1.clone());
+                            tracing::debug!(%tenant, %stream, cursor, seq, "stream live");
+                            if seq <= cursor {
+                                continue;
+                            }
+                            if seq != cursor + 1 {
+                                continue 'outer; // a gap: read it from the store
+                            }
+                            cursor = seq;
+                            stamp(&mut item, seq);
+                            if let Some(v) = pick(item)
+                                && tx.send(Ok(v)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            // The tenant moved to another node.
+                            let status = Status::unavailable(format!(
+                                "tenant {tenant} moved to another node; reconnect after cursor {cursor} (any node forwards)"
+                            ));
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
                     }
                 }
             }
@@ -308,5 +369,83 @@ mod tests {
         assert_eq!(got, vec![8, 9, 10]);
         let mut current = serve_stream(&registry, "acme".into(), "events".into(), 8, pick);
         assert_eq!(current.next().await.unwrap().unwrap().cursor, 9);
+    }
+
+    /// The reader's next item. Generous: the reader polls every `SHARED_POLL`; a slow machine
+    /// only makes it later.
+    async fn next(reader: &mut super::ItemStream<pb::Event>) -> pb::Event {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), reader.next()).await;
+        got.expect("the reader got nothing for 60 s").unwrap().unwrap()
+    }
+
+    /// A shared stream written on two nodes (two stores over one PostgreSQL, each node with
+    /// its own hub): a reader on node X sees what node Y wrote without reconnecting (X's hub
+    /// never hears of it: the reader re-reads the store while idle, or on the gap the next
+    /// local entry shows) and X's own entries through the hub; every position once, in order,
+    /// each item's cursor its position, each writer's entries in its order, also while both
+    /// write at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_stream_reader_follows_writers_on_every_node() {
+        use switchboard_store::testing::{PgServer, off_runtime};
+        use switchboard_store::{Append, PostgresOptions, PostgresStore};
+
+        let url = off_runtime(|| PgServer::shared().database());
+        let open = || -> Arc<dyn Store> {
+            Arc::new(PostgresStore::open(&url, PostgresOptions::default()).unwrap())
+        };
+        let (store_x, store_y) = (open(), open());
+        let (hub_x, hub_y) = (Hub::default(), Hub::default());
+        let x = Registry::load(store_x.clone(), hub_x.clone(), Options::default()).await.unwrap();
+        let mut reader = super::serve_shared_stream(&x, "acme".into(), "events".into(), 0, pick);
+
+        // Writes `n` events tagged `node:i` on one node, as a committer does: each durable
+        // before the next, published to that node's hub at its assigned position.
+        let write = |store: Arc<dyn Store>, hub: Hub, node: &'static str, n: usize| async move {
+            for i in 0..n {
+                let item = StreamItem {
+                    item: Some(Item::Event(pb::Event {
+                        r#type: format!("{node}:{i}"),
+                        ..Default::default()
+                    })),
+                };
+                let batch = Batch {
+                    tenant: "acme".into(),
+                    appends: vec![Append {
+                        stream: "events".into(),
+                        at_ms: 1,
+                        payload: item.encode_to_vec(),
+                        conversation: None,
+                    }],
+                    ..Batch::default()
+                };
+                let positions = store.append_assigned(batch).await.unwrap();
+                hub.publish("acme", "events", positions[0], item);
+            }
+        };
+
+        write(store_y.clone(), hub_y.clone(), "y", 20).await;
+        for cursor in 1..=20 {
+            let event = next(&mut reader).await;
+            assert_eq!((event.cursor, event.r#type), (cursor, format!("y:{}", cursor - 1)));
+        }
+
+        const EACH: usize = 150;
+        let wx = tokio::spawn(write(store_x.clone(), hub_x.clone(), "x", EACH));
+        let wy = tokio::spawn(write(store_y.clone(), hub_y.clone(), "y", EACH));
+        let mut got = Vec::new();
+        for _ in 0..2 * EACH {
+            got.push(next(&mut reader).await);
+        }
+        wx.await.unwrap();
+        wy.await.unwrap();
+        let cursors: Vec<u64> = got.iter().map(|e| e.cursor).collect();
+        assert_eq!(cursors, (21..=20 + 2 * EACH as u64).collect::<Vec<_>>());
+        for node in ["x", "y"] {
+            let order: Vec<usize> = got
+                .iter()
+                .filter_map(|e| e.r#type.strip_prefix(&format!("{node}:"))?.parse().ok())
+                .collect();
+            assert_eq!(order, (0..EACH).collect::<Vec<_>>(), "{node}'s order");
+        }
     }
 }

@@ -334,6 +334,9 @@ impl Store for Faulty {
         }
         self.inner.append(batch)
     }
+    fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
+        self.inner.append_assigned(batch)
+    }
     fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
         self.inner.snapshot(tenant, fence, seq, bytes)
     }

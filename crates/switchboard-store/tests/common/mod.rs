@@ -265,3 +265,29 @@ pub fn command(tenant: &str, seq: u64) -> Batch {
         ..Batch::default()
     }
 }
+
+/// Every test named, once per backend: `both!(test_a, test_b)` in a test binary instantiates
+/// each generic `test_x::<B: Backend>()` in `mod sqlite` and `mod postgres`.
+#[allow(unused_macros)] // not every test binary runs the suite
+macro_rules! suite {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test::<crate::common::$backend>().await;
+            }
+        )*
+    };
+}
+
+#[allow(unused_macros)]
+macro_rules! both {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            suite!(Sqlite: $($test),*);
+        }
+        mod postgres {
+            suite!(Postgres: $($test),*);
+        }
+    };
+}

@@ -1,0 +1,312 @@
+//! Shared streams: positions assigned by the store at commit (`Batch::appends`), against each
+//! backend, and on PostgreSQL with two stores (two nodes' writers) appending to one stream
+//! while a third reads it.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Backend, command, entry, open_pg, record};
+use switchboard_store::testing::PgServer;
+use switchboard_store::{Append, Batch, Error, Fence, LogRecord, Store};
+
+fn append(stream: &str, text: &str) -> Append {
+    Append {
+        stream: stream.into(),
+        at_ms: 1_000,
+        payload: text.as_bytes().to_vec(),
+        conversation: None,
+    }
+}
+
+/// A batch of `tenant` carrying only appends, as a conversation actor's reply would.
+fn appends(tenant: &str, appends: Vec<Append>) -> Batch {
+    Batch { tenant: tenant.into(), appends, ..Batch::default() }
+}
+
+fn payloads(store: &dyn Store, tenant: &str, stream: &str) -> Vec<(u64, String)> {
+    store
+        .read_stream(tenant, stream, 0, 1_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, String::from_utf8(e.payload).unwrap()))
+        .collect()
+}
+
+/// Positions count from 1 per (tenant, stream), in batch order within a batch, and the
+/// writer learns them; a batch may carry a log record, numbered entries of another stream
+/// and appends together.
+async fn positions_are_assigned_per_stream_in_order<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let first = store
+        .append_assigned(appends(
+            "acme",
+            vec![append("outbox", "a"), append("notices", "x"), append("outbox", "b")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first, vec![1, 1, 2]);
+    let with_command = Batch { appends: vec![append("outbox", "c")], ..command("acme", 1) };
+    assert_eq!(store.append_assigned(with_command).await.unwrap(), vec![3]);
+    // Another tenant's stream of the same name is its own.
+    assert_eq!(
+        store.append_assigned(appends("other", vec![append("outbox", "z")])).await.unwrap(),
+        vec![1]
+    );
+    // `append` writes them too, without saying where.
+    store.append(appends("acme", vec![append("outbox", "d")])).await.unwrap();
+    assert_eq!(
+        payloads(&*store, "acme", "outbox"),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]
+    );
+    assert_eq!(payloads(&*store, "acme", "notices"), vec![(1, "x".into())]);
+    assert_eq!(payloads(&*store, "acme", "events"), vec![(1, "events 1".into())], "numbered");
+    assert_eq!(store.last_stream_seq("acme", "outbox").unwrap(), Some(4));
+    // Positions survive reopening (the head is stored, not recounted).
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "e")])).await.unwrap(),
+        vec![5]
+    );
+}
+
+/// A refused batch (a duplicate log record, which sends its commit down the slow path; a
+/// fenced one) takes no position: the next batch's follows the last written one, whether or
+/// not they shared a commit.
+async fn a_refused_batch_takes_no_position<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    // Queue everything while the writer is held, so it lands in one or two commits.
+    let lock = B::hold_writes(&place);
+    let with_log = |seq: u64, text: &str| Batch {
+        tenant: "acme".into(),
+        log: vec![record(seq)],
+        appends: vec![append("outbox", text)],
+        ..Batch::default()
+    };
+    let first = store.append_assigned(with_log(1, "a"));
+    let duplicate = store.append_assigned(with_log(1, "dup"));
+    let next = store.append_assigned(with_log(2, "b"));
+    drop(lock);
+    assert_eq!(first.await.unwrap(), vec![1]);
+    let duplicate = duplicate.await;
+    assert!(matches!(duplicate, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{duplicate:?}");
+    assert_eq!(next.await.unwrap(), vec![2]);
+
+    store.raise_fence(Fence { shard: 3, epoch: 9 }).await.unwrap();
+    let fenced = Batch {
+        fence: Fence { shard: 3, epoch: 8 },
+        ..appends("acme", vec![append("outbox", "old")])
+    };
+    let fenced = store.append_assigned(fenced).await;
+    assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+    let owner = Batch {
+        fence: Fence { shard: 3, epoch: 9 },
+        ..appends("acme", vec![append("outbox", "c")])
+    };
+    assert_eq!(store.append_assigned(owner).await.unwrap(), vec![3]);
+    assert_eq!(
+        payloads(&*store, "acme", "outbox"),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+}
+
+/// Trimming or retention deletes entries, never a position: the next append goes on after the
+/// last one given, so a reader's cursor never meets a reused number.
+async fn trimming_never_reuses_a_position<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    for text in ["a", "b", "c"] {
+        store.append_assigned(appends("acme", vec![append("outbox", text)])).await.unwrap();
+    }
+    store.trim_stream("acme", "outbox", 0).await.unwrap();
+    assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "d")])).await.unwrap(),
+        vec![4]
+    );
+    store.retain("acme", Fence::default(), 0, u64::MAX).await.unwrap();
+    assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "e")])).await.unwrap(),
+        vec![5]
+    );
+}
+
+/// A single-writer stream turns shared at its first store-assigned append, numbering on after
+/// its last entry (its readers' cursors stay valid); a numbered entry written to it after that
+/// makes the next append that meets it refused, as a mixed stream, and nothing of that batch
+/// is written.
+async fn a_stream_turns_shared_once_and_refuses_mixing<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let numbered = |seq| Batch {
+        tenant: "acme".into(),
+        streams: vec![entry("outbox", seq)],
+        ..Batch::default()
+    };
+    for seq in 1..=3 {
+        store.append(numbered(seq)).await.unwrap();
+    }
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "shared")])).await.unwrap(),
+        vec![4]
+    );
+    // Not checked on the way in (that would cost every command a lookup)...
+    store.append(numbered(5)).await.unwrap();
+    // ...but the append that meets it is refused whole.
+    let mixed = Batch {
+        log: vec![LogRecord { seq: 1, ..record(1) }],
+        ..appends("acme", vec![append("outbox", "meets 5")])
+    };
+    let mixed = store.append_assigned(mixed).await;
+    assert!(
+        matches!(&mixed, Err(Error::MixedStream { seq: 5, stream, .. }) if stream == "outbox"),
+        "{mixed:?}"
+    );
+    assert_eq!(store.load("acme").unwrap().log, vec![], "nothing of the refused batch");
+}
+
+/// A database of version 1 comes up with the heads table.
+async fn an_old_database_gains_stream_heads<B: Backend>() {
+    let place = B::place();
+    B::execute(&place, B::SCHEMA_V1);
+    let store = B::open(&place);
+    assert_eq!(
+        store.append_assigned(appends("acme", vec![append("outbox", "a")])).await.unwrap(),
+        vec![1]
+    );
+}
+
+both!(
+    positions_are_assigned_per_stream_in_order,
+    a_refused_batch_takes_no_position,
+    trimming_never_reuses_a_position,
+    a_stream_turns_shared_once_and_refuses_mixing,
+    an_old_database_gains_stream_heads,
+);
+
+/// Two stores over one PostgreSQL database (two nodes' writers, each its own connection and
+/// group commit, on different shards so only the stream's head orders them) append to one
+/// stream concurrently, each pipelining, while a reader on a third store follows the stream by
+/// cursor as a node's reader does. The reader sees positions 1..=n exactly, each once; what it
+/// read up to a cursor never later gains an entry (it would be missing from what it read);
+/// each writer's own entries keep their order; and every writer learned the positions the
+/// reader saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_two_stores_number_one_stream_in_commit_order() {
+    two_writers([1, 2], None).await;
+}
+
+/// As above, on one shard, one writer's every 5th batch refused (a duplicate log record):
+/// its commits go the slow way (a savepoint per batch) while the other writer's go straight,
+/// and both lock the shard's fence and the stream's head in the same order, so neither waits
+/// on the other crosswise (a deadlock would fail a whole commit). Refused batches take no
+/// position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_on_one_writer_neither_deadlock_nor_leave_gaps() {
+    two_writers([1, 1], Some(5)).await;
+}
+
+async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>) {
+    const PER_WRITER: usize = 400;
+    const IN_FLIGHT: usize = 8;
+    let url = common::blocking(|| PgServer::shared().database());
+    let writers: Vec<Arc<dyn Store>> =
+        (0..2).map(|_| Arc::new(open_pg(&url)) as Arc<dyn Store>).collect();
+    let reader: Arc<dyn Store> = Arc::new(open_pg(&url));
+    // The log record a refused batch repeats.
+    let seed = Batch { tenant: "acme".into(), log: vec![record(1)], ..Batch::default() };
+    writers[0].append(seed).await.unwrap();
+    let refused = move |w: usize, i: usize| w == 0 && refuse_every.is_some_and(|k| i % k == k - 1);
+
+    let tasks: Vec<_> = writers
+        .iter()
+        .enumerate()
+        .map(|(w, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                let fence = Fence { shard: shards[w], epoch: 0 };
+                let mut pending = std::collections::VecDeque::new();
+                let mut assigned = Vec::new();
+                let mut settle = |i: usize, outcome: Result<Vec<u64>, Error>| match outcome {
+                    Ok(positions) if !refused(w, i) => assigned.extend(positions),
+                    Err(Error::DuplicateLogRecord { .. }) if refused(w, i) => {}
+                    other => panic!("writer {w} batch {i}: {other:?}"),
+                };
+                for i in 0..PER_WRITER {
+                    let mut batch = Batch {
+                        fence,
+                        ..appends("acme", vec![append("outbox", &format!("{w}:{i}"))])
+                    };
+                    if refused(w, i) {
+                        batch.log = vec![record(1)];
+                    }
+                    pending.push_back((i, store.append_assigned(batch)));
+                    if pending.len() == IN_FLIGHT {
+                        let (i, p) = pending.pop_front().unwrap();
+                        settle(i, p.await);
+                    }
+                }
+                for (i, p) in pending {
+                    settle(i, p.await);
+                }
+                assigned
+            })
+        })
+        .collect();
+
+    let kept = |w: usize| (0..PER_WRITER).filter(|&i| !refused(w, i)).collect::<Vec<_>>();
+    let total = (kept(0).len() + kept(1).len()) as u64;
+    // Set once every writer has finished (or failed): the reader then stops at the end.
+    let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follow = {
+        let (reader, written) = (Arc::clone(&reader), Arc::clone(&written));
+        tokio::task::spawn_blocking(move || {
+            let mut seen: Vec<(u64, String)> = Vec::new();
+            let mut cursor = 0;
+            while cursor < total {
+                let done = written.load(std::sync::atomic::Ordering::SeqCst);
+                let page = reader.read_stream("acme", "outbox", cursor, 50).unwrap();
+                if page.is_empty() {
+                    if done {
+                        break; // what the writers wrote is all there is
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for e in page {
+                    cursor = e.seq;
+                    seen.push((e.seq, String::from_utf8(e.payload).unwrap()));
+                }
+            }
+            seen
+        })
+    };
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await);
+    }
+    written.store(true, std::sync::atomic::Ordering::SeqCst);
+    let learned: Vec<Vec<u64>> = outcomes.into_iter().map(Result::unwrap).collect();
+    let seen = follow.await.unwrap();
+
+    let positions: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "gap-free, each once, in order");
+    for (w, learned) in learned.iter().enumerate() {
+        let mine: Vec<(u64, usize)> = seen
+            .iter()
+            .filter_map(|(seq, text)| {
+                let (writer, i) = text.split_once(':').unwrap();
+                (writer == w.to_string()).then(|| (*seq, i.parse().unwrap()))
+            })
+            .collect();
+        let order: Vec<usize> = mine.iter().map(|&(_, i)| i).collect();
+        assert_eq!(order, kept(w), "writer {w} keeps its order, refused batches left out");
+        let at: Vec<u64> = mine.iter().map(|&(seq, _)| seq).collect();
+        assert_eq!(&at, learned, "writer {w} learned where its entries landed");
+    }
+}
