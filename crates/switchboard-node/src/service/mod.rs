@@ -66,7 +66,8 @@ fn stamp(item: &mut StreamItem, seq: u64) {
         Some(Item::AgentEvent(e)) => e.cursor = seq,
         Some(Item::Event(e)) => e.cursor = seq,
         Some(Item::WebhookDeadLetter(d)) => d.cursor = seq,
-        None => {}
+        // No cursor of its own: served to no client (see `StreamItem.desk_refusal`).
+        Some(Item::DeskRefusal(_)) | None => {}
     }
 }
 
