@@ -82,6 +82,17 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time the process has used (user + system), from /proc (Linux; clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Runs `f(i)` for every `i` in `0..n`, `IN_FLIGHT` at a time.
 async fn each<F, Fut>(n: u64, f: F)
 where
@@ -202,6 +213,16 @@ async fn run(n: u64, m: u64) {
         "rows: router {router_row} B with {n} assigned; one conversation actor {conversation_row} B"
     );
 
+    // Nothing happens for a few seconds: what do N open conversations cost at rest?
+    let (cpu_before, rest) = (cpu_time(), Duration::from_secs(5));
+    tokio::time::sleep(rest).await;
+    let idle_cpu = cpu_time().saturating_sub(cpu_before);
+    println!(
+        "at rest with {n} open conversations: {:.1} ms of CPU per second \
+         ({:.2} µs per conversation per second)",
+        idle_cpu.as_secs_f64() * 1000.0 / rest.as_secs_f64(),
+        idle_cpu.as_secs_f64() * 1e6 / rest.as_secs_f64() / n as f64
+    );
     let routed = |t: &Counting| {
         (t.router_messages.load(Ordering::Relaxed), t.router_acks.load(Ordering::Relaxed))
     };
