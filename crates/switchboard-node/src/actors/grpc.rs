@@ -40,7 +40,8 @@ use pb::actor_mesh_service_server::{ActorMeshService, ActorMeshServiceServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
+    ToDesk, ToRouter,
 };
 use switchboard_core::{AgentId, ConversationId, CustomerId};
 use switchboard_proto::internal::v1 as pb;
@@ -181,6 +182,28 @@ impl Transport for GrpcTransport {
             Route::Unowned { .. } => self.drop_one("unowned"),
         }
     }
+
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
+        let key = ActorKey::Agent { tenant, agent: envelope.agent };
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => self.local.to_desk(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode_desk(tenant, pb::MeshDirection::ToDesk, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
+
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
+        let key = ActorKey::Conversation { tenant, customer: envelope.customer };
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => self.local.to_conversation_from_desk(tenant, envelope),
+            Route::Remote { addr, .. } => {
+                self.send(&addr, encode_desk(tenant, pb::MeshDirection::FromDesk, &envelope));
+            }
+            Route::Unowned { .. } => self.drop_one("unowned"),
+        }
+    }
 }
 
 /// The wire form of an envelope (`None`: its message does not encode, which the core's types
@@ -199,6 +222,7 @@ pub fn encode<M: Serialize>(
             epoch: envelope.epoch,
             body: Some(wire_body(&envelope.body)?),
             agent: 0,
+            since: 0,
         }),
     })
 }
@@ -218,6 +242,27 @@ pub fn encode_agent<M: Serialize>(
             epoch: envelope.epoch,
             body: Some(wire_body(&envelope.body)?),
             agent: envelope.agent.0,
+            since: 0,
+        }),
+    })
+}
+
+/// The wire form of an envelope on a desk link, as [`encode`].
+pub fn encode_desk<M: Serialize>(
+    tenant: &str,
+    direction: pb::MeshDirection,
+    envelope: &DeskEnvelope<M>,
+) -> Option<pb::DeliverRequest> {
+    Some(pb::DeliverRequest {
+        tenant: tenant.to_owned(),
+        envelope: Some(pb::MeshEnvelope {
+            direction: direction as i32,
+            conversation: envelope.conversation.0,
+            customer: envelope.customer.0,
+            epoch: envelope.epoch,
+            body: Some(wire_body(&envelope.body)?),
+            agent: envelope.agent.0,
+            since: envelope.since,
         }),
     })
 }
@@ -240,6 +285,8 @@ pub enum Received {
     ToConversation(Envelope<ToConversation>),
     ToAgent(AgentEnvelope<ToAgent>),
     FromAgent(AgentEnvelope<FromAgent>),
+    ToDesk(DeskEnvelope<ToDesk>),
+    FromDesk(DeskEnvelope<FromDesk>),
 }
 
 /// Reads a received envelope; a malformed one is INVALID_ARGUMENT naming the field.
@@ -258,10 +305,13 @@ pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
         pb::MeshDirection::ToConversation => Ok(Received::ToConversation(body(envelope)?)),
         pb::MeshDirection::ToAgent => Ok(Received::ToAgent(agent_body(envelope)?)),
         pb::MeshDirection::FromAgent => Ok(Received::FromAgent(agent_body(envelope)?)),
+        pb::MeshDirection::ToDesk => Ok(Received::ToDesk(desk_body(envelope)?)),
+        pb::MeshDirection::FromDesk => Ok(Received::FromDesk(desk_body(envelope)?)),
         pb::MeshDirection::Unspecified => Err(field(
             "envelope.direction",
             format!(
-                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT or FROM_AGENT",
+                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT, FROM_AGENT, \
+                 TO_DESK or FROM_DESK",
                 envelope.direction
             ),
         )),
@@ -280,6 +330,17 @@ fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>,
 fn agent_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<AgentEnvelope<M>, Error> {
     Ok(AgentEnvelope {
         agent: AgentId(envelope.agent),
+        epoch: envelope.epoch,
+        body: read_body(envelope)?,
+    })
+}
+
+fn desk_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<DeskEnvelope<M>, Error> {
+    Ok(DeskEnvelope {
+        conversation: ConversationId(envelope.conversation),
+        customer: CustomerId(envelope.customer),
+        agent: AgentId(envelope.agent),
+        since: envelope.since,
         epoch: envelope.epoch,
         body: read_body(envelope)?,
     })
@@ -358,6 +419,8 @@ impl ActorMeshService for ActorMeshGrpc {
             Received::ToRouter(_) | Received::FromAgent(_) => ActorKey::Router { tenant },
             Received::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
             Received::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Received::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Received::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
         };
         let shard = key.shard(self.ownership.shards());
         if !self.ownership.is_local(shard) {
@@ -406,6 +469,12 @@ impl ActorMeshService for ActorMeshGrpc {
             }
             Received::FromAgent(envelope) => {
                 self.local.deliver_from_agent(tenant, envelope, Some(ticket));
+            }
+            Received::ToDesk(envelope) => {
+                self.local.deliver_to_desk(tenant, envelope, Some(ticket));
+            }
+            Received::FromDesk(envelope) => {
+                self.local.deliver_from_desk(tenant, envelope, Some(ticket));
             }
         }
         Ok(tonic::Response::new(pb::DeliverResponse {}))
@@ -473,6 +542,50 @@ mod tests {
             AgentEnvelope { agent: AgentId(5), epoch: 4, body: Body::Ack { next: 2 } };
         let request = encode_agent("acme", pb::MeshDirection::ToAgent, &ack).unwrap();
         assert_eq!(decode(&request).unwrap(), Received::ToAgent(ack));
+    }
+
+    #[test]
+    fn a_desk_links_envelope_survives_the_wire_both_ways() {
+        use switchboard_core::engine::Note;
+        let to_desk = DeskEnvelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            agent: AgentId(5),
+            since: 3,
+            epoch: 2,
+            body: Body::Message {
+                seq: 1,
+                message: ToDesk {
+                    notes: vec![Note::CustomerMessage {
+                        conversation: ConversationId(11),
+                        text: "hello".into(),
+                        bot_hosting: false,
+                    }],
+                },
+            },
+        };
+        let request = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
+        let wire = request.envelope.as_ref().unwrap();
+        assert_eq!((wire.agent, wire.since, wire.customer), (5, 3, 7));
+        assert_eq!(decode(&request).unwrap(), Received::ToDesk(to_desk.clone()));
+        let ack: DeskEnvelope<FromDesk> = DeskEnvelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            agent: AgentId(5),
+            since: 3,
+            epoch: 4,
+            body: Body::Ack { next: 2 },
+        };
+        let request = encode_desk("acme", pb::MeshDirection::FromDesk, &ack).unwrap();
+        assert_eq!(decode(&request).unwrap(), Received::FromDesk(ack));
+        // Nothing but acknowledgements travels back: a message is malformed.
+        let mut message = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
+        message.envelope.as_mut().unwrap().direction = pb::MeshDirection::FromDesk as i32;
+        let refused = decode(&message);
+        assert!(
+            matches!(&refused, Err(Error::Field { field, .. }) if field.ends_with("payload")),
+            "{refused:?}"
+        );
     }
 
     #[test]
