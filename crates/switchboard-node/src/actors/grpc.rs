@@ -140,69 +140,58 @@ fn outcome(outcome: &'static str) {
     counter!(m::MESH_ENVELOPES, "outcome" => outcome).increment(1);
 }
 
-impl Transport for GrpcTransport {
-    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
-        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
-            Route::Local(_) => self.local.to_router(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode(tenant, pb::MeshDirection::ToRouter, &envelope));
-            }
+impl GrpcTransport {
+    /// To `key`'s owner: here through `local`, elsewhere as `wire` encodes it.
+    fn route<E>(
+        &self,
+        key: ActorKey<'_>,
+        envelope: E,
+        local: impl FnOnce(&InProcess, E),
+        wire: impl FnOnce(&E) -> Option<pb::DeliverRequest>,
+    ) {
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => local(&self.local, envelope),
+            Route::Remote { addr, .. } => self.send(&addr, wire(&envelope)),
             Route::Unowned { .. } => self.drop_one("unowned"),
         }
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        let key = ActorKey::Router { tenant };
+        let wire = |e: &_| encode(tenant, pb::MeshDirection::ToRouter, e);
+        self.route(key, envelope, |local, e| local.to_router(tenant, e), wire);
     }
 
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
         let key = ActorKey::Conversation { tenant, customer: envelope.customer };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_conversation(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode(tenant, pb::MeshDirection::ToConversation, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode(tenant, pb::MeshDirection::ToConversation, e);
+        self.route(key, envelope, |local, e| local.to_conversation(tenant, e), wire);
     }
 
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
         let key = ActorKey::Agent { tenant, agent: envelope.agent };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_agent(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_agent(tenant, pb::MeshDirection::ToAgent, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode_agent(tenant, pb::MeshDirection::ToAgent, e);
+        self.route(key, envelope, |local, e| local.to_agent(tenant, e), wire);
     }
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
-        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
-            Route::Local(_) => self.local.to_router_from_agent(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_agent(tenant, pb::MeshDirection::FromAgent, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let key = ActorKey::Router { tenant };
+        let wire = |e: &_| encode_agent(tenant, pb::MeshDirection::FromAgent, e);
+        self.route(key, envelope, |local, e| local.to_router_from_agent(tenant, e), wire);
     }
 
     fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
         let key = ActorKey::Agent { tenant, agent: envelope.agent };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_desk(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_desk(tenant, pb::MeshDirection::ToDesk, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::ToDesk, e);
+        self.route(key, envelope, |local, e| local.to_desk(tenant, e), wire);
     }
 
     fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
         let key = ActorKey::Conversation { tenant, customer: envelope.customer };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_conversation_from_desk(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_desk(tenant, pb::MeshDirection::FromDesk, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::FromDesk, e);
+        self.route(key, envelope, |local, e| local.to_conversation_from_desk(tenant, e), wire);
     }
 }
 
