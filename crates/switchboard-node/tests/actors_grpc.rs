@@ -771,20 +771,9 @@ async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_on
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let (engine, config) = support::tenant_with(&[(AGENT, 1)], OfferMode::AutoAccept);
+    let tenant = support::tenant(&[(AGENT, 1)]);
     let timings = MeshOptions { agent_actors: true, ..options(Duration::from_secs(3600)) };
-    let setup = nodes::Setup {
-        store: store.clone(),
-        engine,
-        config,
-        timings,
-        deadline: DELIVER_DEADLINE,
-        bound: MAX_INBOUND,
-    };
-    let [na, nb, nc] = nodes::three_apart(AGENT, &setup).await;
-    for node in [&na, &nb, &nc] {
-        node.serve();
-    }
+    let [na, nb, nc] = nodes::three_apart(AGENT, store.clone(), tenant, timings).await;
     let (a, b, c) = (&na.mesh, &nb.mesh, &nc.mesh);
     let customer = nodes::customers_on_a(AGENT, 1)[0];
     let conversation = a.conversation(CustomerId(customer));

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_core::{AgentId, CustomerId, Engine};
-use switchboard_node::actors::grpc::{ActorMeshGrpc, GrpcTransport};
+use switchboard_node::actors::grpc::{ActorMeshGrpc, DELIVER_DEADLINE, GrpcTransport};
+use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{Mesh, MeshArgs, MeshOptions, TenantConfig};
@@ -153,17 +154,28 @@ fn router_and_agent_shards(agent: AgentId) -> (u32, u32) {
     (router, agent)
 }
 
-/// Three nodes, one actor kind each: "c" owns the tenant's shard (the router), "b" the
-/// shard of `agent`'s actor, "a" every other (the conversations of [`customers_on_a`]).
-/// Returned as `[a, b, c]`, none serving yet.
-pub async fn three_apart(agent: AgentId, setup: &Setup) -> [Node; 3] {
+/// Three nodes over `store`, one actor kind each: "c" owns the tenant's shard (the router),
+/// "b" the shard of `agent`'s actor, "a" every other (the conversations of
+/// [`customers_on_a`]); the node's delivery deadline and receiver bound. Returned as
+/// `[a, b, c]`, all serving.
+pub async fn three_apart(
+    agent: AgentId,
+    store: Arc<dyn Store>,
+    (engine, config): (Engine, Arc<TenantConfig>),
+    timings: MeshOptions,
+) -> [Node; 3] {
     let (router, agent) = router_and_agent_shards(agent);
     let owner = move |shard: u32| match shard {
         s if s == router => "c",
         s if s == agent => "b",
         _ => "a",
     };
-    let nodes = nodes(&["a", "b", "c"], &owner, setup).await;
+    let (deadline, bound) = (DELIVER_DEADLINE, MAX_INBOUND);
+    let setup = Setup { store, engine, config, timings, deadline, bound };
+    let nodes = nodes(&["a", "b", "c"], &owner, &setup).await;
+    for node in &nodes {
+        node.serve();
+    }
     nodes.try_into().unwrap_or_else(|_| unreachable!("three nodes"))
 }
 
