@@ -6,10 +6,15 @@
 //! - M customer messages to assigned conversations (conversation actors only): µs each, and
 //!   how many envelopes reached the router meanwhile (the share of commands that touch it);
 //! - memory per open conversation: the process's RSS growth over the N openings, per
-//!   conversation, and the bytes of a conversation actor's row.
+//!   conversation, and the bytes of a conversation actor's row;
+//! - three nodes over loopback gRPC (the conversations on A, the agent's actor on B, the
+//!   router on C, agent actors on): K customer messages to assigned conversations, each
+//!   timed from the call on A to its entry published by B's hub (durable on B's desk stream):
+//!   p50, p99, max and the rate.
 //!
-//! `cargo bench -p switchboard-node --bench mesh`; `MESH_N` (default 2,000) and `MESH_M`
-//! (default 20,000) change the sizes. Figures only, no assertions on time.
+//! `cargo bench -p switchboard-node --bench mesh`; `MESH_N` (default 2,000), `MESH_M`
+//! (default 20,000) and `MESH_K` (default 2,000) change the sizes. Figures only, no
+//! assertions on time.
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark: prints, reads the clock
 
@@ -21,7 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
+    ToDesk, ToRouter,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, CustomerId, State};
@@ -61,6 +67,14 @@ impl Transport for Counting {
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         self.inner.to_router_from_agent(tenant, envelope);
+    }
+
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
+        self.inner.to_desk(tenant, envelope);
+    }
+
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
+        self.inner.to_conversation_from_desk(tenant, envelope);
     }
 }
 
@@ -123,9 +137,11 @@ async fn assigned(mesh: &Mesh) -> usize {
 fn main() {
     let n = size("MESH_N", 2_000);
     let m = size("MESH_M", 20_000);
+    let k = size("MESH_K", 2_000);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(run(n, m));
+    runtime.block_on(three_nodes(k));
 }
 
 async fn run(n: u64, m: u64) {
@@ -250,4 +266,121 @@ async fn run(n: u64, m: u64) {
         m as f64 / sent.as_secs_f64()
     );
     mesh.stop_all().await;
+}
+
+/// Conversations (one agent holding them all) whose customer messages run at once in the
+/// three-node case: one message in flight per conversation.
+const DESK_IN_FLIGHT: usize = 4;
+
+/// The three-node case: customer message on A → the agent's desk stream on B.
+async fn three_nodes(k: u64) {
+    use switchboard_core::ConversationId;
+    use switchboard_proto::internal::v1::stream_item::Item;
+    use switchboard_proto::v1::agent_event::Event;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let agent = AgentId(1);
+    let tenant = support::tenant(&[(agent, DESK_IN_FLIGHT as u32)]);
+    // The node's defaults (resend after 1 s), never idle during the run.
+    let timings = MeshOptions {
+        agent_actors: true,
+        idle: Duration::from_secs(3600),
+        ..MeshOptions::default()
+    };
+    let [a, b, c] = support::nodes::three_apart(agent, store.clone(), tenant, timings).await;
+    let customers = support::nodes::customers_on_a(agent, DESK_IN_FLIGHT);
+    let online = b.mesh.agent(agent).set_status(AgentStatus::Online, StatusCause::Agent).await;
+    b.mesh.agent(agent).decision(online.unwrap()).await.unwrap();
+    for customer in &customers {
+        let msg = message(*customer, *customer, "hello");
+        a.mesh.conversation(CustomerId(*customer)).customer_message(msg).await.unwrap();
+    }
+    // Every conversation assigned, and its assignment on B's desk.
+    for customer in &customers {
+        loop {
+            let side = a.mesh.conversation(CustomerId(*customer));
+            let state = side.read(|s| s.conversation().map(|c| c.state)).await.unwrap();
+            if state == Some(State::Assigned) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let desk = b.mesh.agent(agent);
+    while desk.read(|s| s.assigned().len()).await.unwrap() < customers.len() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // B's hub: each customer message's entry as it is published (after its durable write).
+    // Closed loop: a conversation's next message goes once its last one is on B's desk, so
+    // DESK_IN_FLIGHT messages are in flight end to end.
+    let arrived = Arc::new(std::sync::Mutex::new(vec![None::<Instant>; k as usize]));
+    let (count, _) = tokio::sync::watch::channel(0_u64);
+    let mut live = b.hub.subscribe(TENANT, "agent/1");
+    let (stamp, counted) = (arrived.clone(), count.clone());
+    let _arrivals = support::nodes::Task(tokio::spawn(async move {
+        while let Ok(item) = live.recv().await {
+            if let Some(Item::AgentEvent(e)) = &item.1.item
+                && let Some(Event::CustomerMessage(m)) = &e.event
+                && let Some(i) = m.text.strip_prefix('m').and_then(|i| i.parse::<usize>().ok())
+            {
+                stamp.lock().unwrap()[i] = Some(Instant::now());
+                counted.send_modify(|n| *n += 1);
+            }
+        }
+    }));
+    let started = Instant::now();
+    let mut senders = JoinSet::new();
+    for (lane, customer) in customers.iter().copied().enumerate() {
+        let (mesh, arrived, mut count) = (a.mesh.clone(), arrived.clone(), count.subscribe());
+        senders.spawn(async move {
+            let mut micros = Vec::new();
+            for i in (lane..k as usize).step_by(DESK_IN_FLIGHT) {
+                let msg = message(customer, customer, &format!("m{i}"));
+                let sent = Instant::now();
+                let outcome = mesh.conversation(CustomerId(customer)).customer_message(msg).await;
+                assert_eq!(outcome.unwrap().conversation, ConversationId(customer));
+                let on_desk = count.wait_for(|_| arrived.lock().unwrap()[i].is_some());
+                tokio::time::timeout(Duration::from_secs(120), on_desk)
+                    .await
+                    .expect("every message reaches B's desk")
+                    .unwrap();
+                let at = arrived.lock().unwrap()[i].unwrap();
+                micros.push(at.duration_since(sent).as_micros());
+            }
+            micros
+        });
+    }
+    let mut micros = Vec::new();
+    while let Some(lane) = senders.join_next().await {
+        micros.extend(lane.unwrap());
+    }
+    let elapsed = started.elapsed();
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    println!(
+        "three nodes (conversations on A, agent on B, router on C; loopback gRPC): {k} customer \
+         messages, {DESK_IN_FLIGHT} in flight end to end, call on A → entry on B's desk: p50 \
+         {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.0} messages/s; undelivered envelopes A {}, \
+         B {}",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        k as f64 / elapsed.as_secs_f64(),
+        a.transport.inner.undelivered(),
+        b.transport.inner.undelivered(),
+    );
+    let entries = store.read_stream(TENANT, "agent/1", 0, 100_000).unwrap().len();
+    let first = ConversationId(customers[0]);
+    let routed = c.mesh.router().read(move |s| s.applied(first)).await.unwrap();
+    println!(
+        "B's desk stream: {entries} entries (sign-in, {} assignments, {k} messages); router \
+         messages applied from one conversation's link: {routed}",
+        customers.len()
+    );
+    for node in [&a, &b, &c] {
+        node.mesh.stop_all().await;
+    }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use switchboard_core::config::{OfferMode, TimedReply};
 use switchboard_core::router::{Placement, StatusCause};
-use switchboard_core::{Actor, AgentId, AgentStatus, ConversationId, CustomerId, Engine, State};
+use switchboard_core::{
+    Actor, AgentId, AgentStatus, ConversationId, CustomerId, Effect, Engine, State,
+};
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{
@@ -33,6 +35,8 @@ struct Harness {
     mesh: Mesh,
     /// The node's live fan-out the mesh publishes desk entries to.
     hub: Hub,
+    /// The effects the mesh's actors let be heard, once durable.
+    heard: tokio::sync::mpsc::UnboundedReceiver<Heard>,
 }
 
 /// One group (auto-accept), one agent of capacity 1 in it, signed out.
@@ -66,6 +70,7 @@ fn harness_with(
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     let transport = Arc::new(Cuttable::<InProcess>::default());
     let hub = Hub::default();
+    let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
     let mesh = Mesh::new(MeshArgs {
         tenant: TENANT.into(),
         store: store.clone(),
@@ -74,11 +79,11 @@ fn harness_with(
         router: engine.router().clone(),
         transport: transport.clone(),
         options,
-        heard: None,
+        heard: Some(tx),
         hub: Some(hub.clone()),
     });
     transport.inner.attach(&mesh);
-    Harness { _dir: dir, store, transport, mesh, hub }
+    Harness { _dir: dir, store, transport, mesh, hub, heard }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,14 +701,33 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
         desk_summary(&h.store, AGENT).contains(&format!("refused {again}"))
     })
     .await;
+    // The opening messages reach the offered agent's desk on the desk links (as on one node,
+    // where an offered agent sees them), on their own links: their place among the router's
+    // entries depends on which link delivered first; the declined one's only if it came
+    // before the release (a note of a holding that is over is dropped).
+    until("the opening messages' notes are settled", || async {
+        notes_settled(mesh, 7).await && notes_settled(mesh, 8).await
+    })
+    .await;
     let summary = desk_summary(&h.store, AGENT);
+    let at = |entry: &str| summary.iter().position(|e| e == entry);
+    let (router, notes): (Vec<&String>, Vec<&String>) =
+        summary.iter().partition(|e| !e.starts_with("customer "));
     assert_eq!(
-        summary[..4],
+        router[..4],
         ["status online", "offered 1", "assigned 1 accepted", "offered 2"],
         "{summary:?}"
     );
-    let released = summary.iter().position(|e| e == "released 2 declined").unwrap();
-    let refused = summary.iter().position(|e| *e == format!("refused {again}")).unwrap();
+    assert!(at("customer 1 hi") > at("offered 1"), "{summary:?}");
+    if let Some(note) = at("customer 2 hello") {
+        assert!(at("offered 2") < Some(note), "{summary:?}");
+        assert!(Some(note) < at("released 2 declined"), "{summary:?}");
+    }
+    assert!(
+        notes.len() <= 2 && notes.iter().all(|n| summary.iter().filter(|e| e == n).count() == 1)
+    );
+    let released = at("released 2 declined").unwrap();
+    let refused = at(&format!("refused {again}")).unwrap();
     assert!(released < refused, "{summary:?}");
     assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Online, AgentStatus::Online));
     let (placement, _, _) = placed(mesh, 1).await;
@@ -760,4 +784,130 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     let side = mesh.agent(AGENT).read(|side| (side.applied(), side.desk_next())).await.unwrap();
     // The sign-in's status change and assignment were one router operation: one message.
     assert_eq!(side, (2, 4), "two router messages applied, three desk entries");
+}
+
+// ----- desk links ------------------------------------------------------------------------------
+
+/// Customer 7's conversation 1 is assigned to the agent, who signed in through its actor:
+/// the desk stream holds `status online`, `assigned 1 auto`.
+async fn assign_conversation_1_through_the_agent_actor(h: &Harness) {
+    let mesh = &h.mesh;
+    queue_conversation_1_of_customer_7(mesh).await;
+    let desk = mesh.agent(AGENT);
+    let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(command).await.unwrap(), Decision::Applied);
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the assignment is on the desk", || async { desk_summary(&h.store, AGENT).len() == 2 })
+        .await;
+    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+}
+
+/// The conversation's desk links: nothing it sent the agent is unacknowledged.
+async fn notes_settled(mesh: &Mesh, customer: u64) -> bool {
+    let c = mesh.conversation(CustomerId(customer));
+    c.read(|side| side.retransmit_desks().is_empty()).await.unwrap()
+}
+
+async fn customer_writes(mesh: &Mesh, text: &str) {
+    mesh.conversation(CustomerId(7)).customer_message(message(7, 1, text)).await.unwrap();
+}
+
+/// With agent actors on, a customer message to an assigned conversation goes from its
+/// conversation actor on the desk link (not through the router) to the agent actor, which
+/// writes it to the agent's desk stream after the `assigned` entry, gap-free, once (the
+/// stream stays as it is once the notes are acknowledged), and publishes it to the hub; no
+/// agent note is heard anywhere else (the desk stream is their one writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_message_reaches_the_agents_desk_stream_once_after_the_assignment() {
+    let mut h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    assign_conversation_1_through_the_agent_actor(&h).await;
+    let mut live = h.hub.subscribe(TENANT, "agent/1");
+    let mesh = &h.mesh;
+    let router_applied = mesh.router().read(|side| side.applied(ConversationId(1))).await.unwrap();
+
+    customer_writes(mesh, "where is my order").await;
+    customer_writes(mesh, "it was due monday").await;
+    until("the notes are acknowledged", || notes_settled(mesh, 7)).await;
+    let expected = [
+        "status online",
+        "assigned 1 auto",
+        "customer 1 where is my order",
+        "customer 1 it was due monday",
+    ];
+    assert_eq!(desk_summary(&h.store, AGENT), expected);
+    let stored = support::desk(&h.store, AGENT);
+    for (seq, item) in stored.into_iter().skip(2) {
+        let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
+        assert_eq!(*published, (seq, item), "the hub carries the stored entry");
+    }
+    // The messages did not go through the router.
+    let after = mesh.router().read(|side| side.applied(ConversationId(1))).await.unwrap();
+    assert_eq!(after, router_applied, "no message of the conversation reached the router");
+    let side = mesh.agent(AGENT).read(|side| side.applied_desk(ConversationId(1))).await;
+    assert_eq!(side.unwrap(), 2, "two steps' notes applied on the desk link");
+    // Exactly one writer: the agents' notes are not handed on as effects.
+    let mut effects = 0;
+    while let Ok(heard) = h.heard.try_recv() {
+        effects += heard.effects.len();
+        let notes = heard.effects.iter().filter(|e| matches!(e, Effect::Notify { .. }));
+        assert_eq!(notes.count(), 0, "an agent note heard outside the desk: {heard:?}");
+    }
+    assert!(effects > 0, "the replies and events are still heard");
+    assert_eq!(desk_summary(&h.store, AGENT), expected, "nothing more arrived");
+}
+
+/// Crashes on a desk link lose nothing and write no desk entry twice: the conversation actor
+/// killed after writing a customer message's step and before its note was delivered (the
+/// next incarnation resends it from its row), then the agent actor killed after writing the
+/// note to its desk and before its acknowledgement was delivered (the conversation resends,
+/// the next incarnation drops the copy and acknowledges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_on_a_desk_link_lose_no_customer_message_and_double_no_desk_entry() {
+    let h = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    assign_conversation_1_through_the_agent_actor(&h).await;
+    let mesh = &h.mesh;
+
+    // 1. The conversation's step is durable, its note cut, the actor killed.
+    h.transport.cut_to_desk.store(true, Ordering::SeqCst);
+    customer_writes(mesh, "first").await;
+    let dropped = h.transport.dropped.load(Ordering::SeqCst);
+    assert!(dropped >= 1, "the note was cut");
+    mesh.kill_conversation(CustomerId(7)).await;
+    assert_eq!(desk_summary(&h.store, AGENT).len(), 2, "the desk has not heard it");
+    h.transport.cut_to_desk.store(false, Ordering::SeqCst);
+    until("the note reaches the desk", || async { desk_summary(&h.store, AGENT).len() == 3 }).await;
+    until("the note is acknowledged", || notes_settled(mesh, 7)).await;
+
+    // 2. The agent writes the next note to its desk, its acknowledgement is cut, it is killed.
+    h.transport.cut_from_desk.store(true, Ordering::SeqCst);
+    customer_writes(mesh, "second").await;
+    until("the note is durable on the desk", || async { desk_summary(&h.store, AGENT).len() == 4 })
+        .await;
+    let activations = mesh.agent_activations();
+    mesh.kill_agent(AGENT).await;
+    assert!(!notes_settled(mesh, 7).await, "the conversation has no acknowledgement");
+    h.transport.cut_from_desk.store(false, Ordering::SeqCst);
+    until("the conversation's resend is acknowledged", || notes_settled(mesh, 7)).await;
+    assert!(mesh.agent_activations() > activations, "a new incarnation acknowledged it");
+
+    // The stream goes on gap-free after them.
+    customer_writes(mesh, "third").await;
+    until("the last note is acknowledged", || notes_settled(mesh, 7)).await;
+    assert_eq!(
+        desk_summary(&h.store, AGENT),
+        [
+            "status online",
+            "assigned 1 auto",
+            "customer 1 first",
+            "customer 1 second",
+            "customer 1 third",
+        ],
+        "nothing lost, nothing twice"
+    );
+    let desk = mesh.agent(AGENT);
+    let side = desk.read(|side| (side.applied_desk(ConversationId(1)), side.desk_next())).await;
+    assert_eq!(side.unwrap(), (3, 6), "three notes applied once, five desk entries");
 }

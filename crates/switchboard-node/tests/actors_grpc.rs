@@ -8,9 +8,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_core::config::OfferMode;
@@ -19,63 +18,19 @@ use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::conversation::ConversationHandle;
-use switchboard_node::actors::grpc::{ActorMeshGrpc, DELIVER_DEADLINE, GrpcTransport, encode};
+use switchboard_node::actors::grpc::{DELIVER_DEADLINE, encode};
 use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
-use switchboard_node::actors::transport::InProcess;
-use switchboard_node::actors::{Mesh, MeshArgs, MeshOptions};
-use switchboard_node::cluster::{Owner, Ownership, View};
+use switchboard_node::actors::{Mesh, MeshOptions};
+use switchboard_node::cluster::{Owner, Ownership};
 use switchboard_proto::internal::v1 as pb;
-use switchboard_proto::internal::v1::actor_mesh_service_server::ActorMeshServiceServer;
 use switchboard_store::{Fence, SqliteOptions, SqliteStore, Store};
 
+use self::support::nodes::{self, Node, SHARDS, Task};
 use self::support::{
-    AGENT, Cuttable, TENANT, archived_assignments, desk_summary, message, open, options, placed,
+    AGENT, DEADLINE, TENANT, archived_assignments, desk_summary, message, open, options, placed,
     until,
 };
-
-const SHARDS: u32 = 1024;
-
-struct Node {
-    mesh: Mesh,
-    /// Fixed, until a test moves a shard.
-    ownership: Arc<Ownership>,
-    transport: Arc<Cuttable<GrpcTransport>>,
-    addr: std::net::SocketAddr,
-    server: Mutex<Server>,
-}
-
-/// The node's tonic server: bound but not yet accepting, or running (stopped when dropped).
-enum Server {
-    Bound(tokio::net::TcpListener, ActorMeshServiceServer<ActorMeshGrpc>),
-    Running { _task: Task },
-    Taken,
-}
-
-struct Task(tokio::task::JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Node {
-    /// Starts serving on its (already bound) port, if not yet serving.
-    fn serve(&self) {
-        let mut server = self.server.lock().unwrap();
-        if let Server::Bound(listener, service) = std::mem::replace(&mut *server, Server::Taken) {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let task = tokio::spawn(async move {
-                let _ = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming(incoming)
-                    .await;
-            });
-            *server = Server::Running { _task: Task(task) };
-        }
-    }
-}
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -110,30 +65,14 @@ async fn cluster() -> Cluster {
     c
 }
 
-/// Two loopback ports, bound, for nodes A and B.
-async fn two_ports() -> ([tokio::net::TcpListener; 2], [std::net::SocketAddr; 2]) {
-    let listeners = [
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ];
-    let addrs = [listeners[0].local_addr().unwrap(), listeners[1].local_addr().unwrap()];
-    (listeners, addrs)
+/// The two nodes' shards: B owns the tenant's, A every other.
+fn a_or_b(shard: u32) -> &'static str {
+    if shard == router_shard() { "b" } else { "a" }
 }
 
 /// Node `name`'s fixed ownership: B owns the tenant's shard, A every other, at epoch 1.
-fn fixed_ownership(name: &str, addrs: &[std::net::SocketAddr; 2]) -> Arc<Ownership> {
-    let owner = |shard: u32| if shard == router_shard() { "b" } else { "a" };
-    let view = View {
-        members: BTreeMap::from([
-            ("a".to_owned(), addrs[0].to_string()),
-            ("b".to_owned(), addrs[1].to_string()),
-        ]),
-        owners: (0..SHARDS)
-            .map(|s| (s, Owner { node: owner(s).into(), epoch: 1, lease: 0 }))
-            .collect(),
-    };
-    let local = (0..SHARDS).filter(|s| owner(*s) == name).map(|s| (s, 1));
-    Ownership::fixed(name.into(), SHARDS, local, view, None)
+fn fixed_ownership(name: &str, addrs: &[std::net::SocketAddr]) -> Arc<Ownership> {
+    nodes::fixed_ownership(name, &[("a", addrs[0]), ("b", addrs[1])], &a_or_b)
 }
 
 /// The same with another delivery deadline and receiver bound, neither node serving yet
@@ -154,33 +93,8 @@ async fn cluster_of(
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
     let (engine, config) = support::tenant_with(&[(AGENT, 1)], offer);
-
-    let (listeners, addrs) = two_ports().await;
-    let mut nodes = Vec::new();
-    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
-        let ownership = fixed_ownership(name, &addrs);
-        let inprocess = Arc::new(InProcess::default());
-        let transport =
-            GrpcTransport::new(inprocess.clone(), ownership.clone()).with_deadline(deadline);
-        let transport = Arc::new(Cuttable::new(transport));
-        let args = MeshArgs {
-            tenant: TENANT.into(),
-            store: store.clone(),
-            fence: Default::default(),
-            config: config.clone(),
-            router: engine.router().clone(),
-            transport: transport.clone(),
-            options: timings,
-            heard: None,
-            hub: None,
-        };
-        let mesh = Mesh::clustered(args, ownership.clone());
-        inprocess.attach(&mesh);
-        let addr = listener.local_addr().unwrap();
-        let service = ActorMeshGrpc::new(inprocess, ownership.clone()).with_bound(bound).server();
-        let server = Mutex::new(Server::Bound(listener, service));
-        nodes.push(Node { mesh, ownership, transport, addr, server });
-    }
+    let setup = nodes::Setup { store: store.clone(), engine, config, timings, deadline, bound };
+    let mut nodes = nodes::nodes(&["a", "b"], &a_or_b, &setup).await;
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
     Cluster { _dir: dir, store, a, b }
@@ -582,7 +496,7 @@ async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
     registry.command(TENANT, Op::PutAgent(put_agent), "").await.unwrap();
     registry.shutdown().await;
 
-    let (listeners, addrs) = two_ports().await;
+    let (listeners, addrs) = nodes::ports(2).await;
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
     for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
@@ -746,10 +660,19 @@ async fn an_agent_actor_on_node_a_accepts_an_offer_of_the_router_on_node_b() {
         b.router().read(|side| side.retransmit_agents().is_empty()).await.unwrap()
     })
     .await;
-    assert_eq!(
-        desk_summary(&c.store, AGENT),
-        ["status online", "offered 1", "assigned 1 accepted"]
-    );
+    // The opening message reaches the offered agent on the desk link, after the offer; its
+    // place beside the acceptance depends on which link delivered first.
+    until("the conversation's notes are acknowledged", || async {
+        let conversation = a.conversation(CustomerId(customer));
+        conversation.read(|side| side.retransmit_desks().is_empty()).await.unwrap()
+    })
+    .await;
+    let summary = desk_summary(&c.store, AGENT);
+    let router: Vec<&String> = summary.iter().filter(|e| !e.starts_with("customer ")).collect();
+    assert_eq!(router, ["status online", "offered 1", "assigned 1 accepted"], "{summary:?}");
+    let note = summary.iter().position(|e| e == "customer 1 hi");
+    assert!(note > summary.iter().position(|e| e == "offered 1"), "{summary:?}");
+    assert_eq!(summary.len(), 4, "the note once: {summary:?}");
     let side = desk.read(|side| side.status()).await.unwrap();
     assert_eq!(side, AgentStatus::Online, "the agent side's status is the router's");
     assert_eq!((a.live_agents(), b.live_agents()), (1, 0), "the agent actor only on A");
@@ -824,9 +747,75 @@ async fn a_moved_agent_shard_stops_its_actor_and_the_new_owner_carries_on_its_de
         on_b.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
     })
     .await;
-    assert_eq!(desk_summary(&c.store, AGENT), ["status online", "assigned 1 auto"]);
+    // The opening message follows the assignment on the desk link to B.
+    until("the conversation's note is acknowledged", || async {
+        let conversation = a.conversation(CustomerId(customer));
+        conversation.read(|side| side.retransmit_desks().is_empty()).await.unwrap()
+    })
+    .await;
+    let expected = ["status online", "assigned 1 auto", "customer 1 hi"];
+    assert_eq!(desk_summary(&c.store, AGENT), expected);
     let row = c.store.actor(TENANT, "agent", "1").unwrap().unwrap();
     assert_eq!(row.epoch, 2, "B's incarnation follows A's");
     assert_eq!(on_b.read(|side| side.status()).await.unwrap(), AgentStatus::Online);
     assert_eq!((a.live_agents(), b.live_agents()), (0, 1), "the agent actor only on B now");
+}
+
+/// Issue 12's three-node case: the conversation's shard on node A, the agent's on B, the
+/// router's on C. The agent signs in on B (decided on C), the conversation opened on A is
+/// assigned by C; then the customer's messages go from A's conversation actor straight to
+/// B's agent actor on the desk link (not through C): B's desk stream holds each once, in
+/// order, right after `assigned`, and B's hub publishes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let tenant = support::tenant(&[(AGENT, 1)]);
+    let timings = MeshOptions { agent_actors: true, ..options(Duration::from_secs(3600)) };
+    let [na, nb, nc] = nodes::three_apart(AGENT, store.clone(), tenant, timings).await;
+    let (a, b, c) = (&na.mesh, &nb.mesh, &nc.mesh);
+    let customer = nodes::customers_on_a(AGENT, 1)[0];
+    let conversation = a.conversation(CustomerId(customer));
+    conversation.customer_message(message(customer, 1, "hi")).await.unwrap();
+    let desk = b.agent(AGENT);
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied, "decided on C");
+    until("the conversation on A hears it is assigned", || async {
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the assignment is on B's desk", || async { desk_summary(&store, AGENT).len() == 2 })
+        .await;
+    let routed = c.router().read(|side| side.applied(ConversationId(1))).await.unwrap();
+
+    let mut live = nb.hub.subscribe(TENANT, "agent/1");
+    for text in ["where is my order", "it was due monday"] {
+        conversation.customer_message(message(customer, 1, text)).await.unwrap();
+    }
+    until("A's notes are acknowledged by B", || async {
+        conversation.read(|side| side.retransmit_desks().is_empty()).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        desk_summary(&store, AGENT),
+        [
+            "status online",
+            "assigned 1 auto",
+            "customer 1 where is my order",
+            "customer 1 it was due monday"
+        ],
+        "once each, in order, after the assignment"
+    );
+    for (seq, item) in support::desk(&store, AGENT).into_iter().skip(2) {
+        let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
+        assert_eq!(*published, (seq, item), "B's hub carries the stored entry");
+    }
+    let after = c.router().read(|side| side.applied(ConversationId(1))).await.unwrap();
+    assert_eq!(after, routed, "the messages did not go through the router on C");
+    // Each actor ran only on its shard's owner.
+    assert_eq!((a.live(), a.live_agents()), ((0, 1), 0), "A: the conversation");
+    assert_eq!((b.live(), b.live_agents()), ((0, 0), 1), "B: the agent");
+    assert_eq!((c.live(), c.live_agents()), ((1, 0), 0), "C: the router");
+    assert!(na.transport.passed.load(Ordering::SeqCst) >= 3, "route and two notes left A");
 }

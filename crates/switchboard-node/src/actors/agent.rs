@@ -11,6 +11,15 @@
 //! durability; then publishes the entries to the node's [`Hub`](crate::hub::Hub) (if the
 //! mesh has one), hands `outgoing()` to the transport and answers the caller.
 //!
+//! **Desk links**: a conversation actor's notes for this agent (customer messages, whispers,
+//! read-unreplied, bot hosting; [`AgentMsg::Desk`]) are applied by the side
+//! (`receive_desk`: in order, once, held back until the router's `Offered`/`Assigned` they
+//! follow, dropped if the holding is over) and written in the same kind of step, as entries
+//! of the same stream with the same numbering and encoding; their acknowledgements
+//! (`outgoing_desk`) go out after the write. A step that applies nothing (a duplicate, a
+//! note held back or dropped) writes nothing and only acknowledges. So the desk stream has
+//! one writer for every note, this actor; the mesh hands no agent note to `heard`.
+//!
 //! **What a command's caller learns.** A command is answered with its number on the link
 //! once it is durably queued to the router (the side's row holds it; it is resent until the
 //! router acknowledges it). The router's decision comes later, on the link:
@@ -42,7 +51,9 @@ use std::sync::Arc;
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::engine::Note;
-use switchboard_core::mesh::{AgentEnvelope, AgentSide, Body, DeskEvent, ToAgent};
+use switchboard_core::mesh::{
+    AgentEnvelope, AgentSide, Body, DeskEnvelope, DeskEvent, ToAgent, ToDesk,
+};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
 use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
@@ -82,6 +93,8 @@ pub enum AgentMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when it
     /// came from another node).
     Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>),
+    /// Notes on a desk link from a conversation actor (counted as above).
+    Desk(DeskEnvelope<ToDesk>, Option<super::Ticket>),
     /// A command; answered with its number once durably queued.
     Op(AgentOp, RpcReplyPort<Result<u64>>),
     /// Wait for the router's decision on a command number.
@@ -235,6 +248,23 @@ impl Actor for AgentActor {
                 run.send();
                 run.heard(&desk, acked);
             }
+            AgentMsg::Desk(envelope, _ticket) => {
+                run.last_active = tokio::time::Instant::now();
+                let c = envelope.conversation;
+                let before = run.side.applied_desk(c);
+                run.side.receive_desk(envelope);
+                let desk = run.side.take_desk();
+                // Written only if it applied notes (the desk link's inbox is in the row): a
+                // duplicate, an early note (held back, volatile) or one of a holding that is
+                // over changes nothing durable and is only acknowledged (or not yet).
+                if !desk.is_empty() || run.side.applied_desk(c) != before {
+                    match run.commit(&desk).await {
+                        Ok(entries) => run.publish(entries),
+                        Err(e) => return run.fail(&myself, e),
+                    }
+                }
+                run.send();
+            }
             AgentMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let side = &mut run.side;
@@ -294,8 +324,11 @@ impl AgentRun {
         self.mesh.holds(self.fence)?;
         let now = self.now();
         let tenant = self.mesh.tenant().to_owned();
-        let items: Vec<(u64, StreamItem)> =
-            desk.iter().map(|(seq, event)| (*seq, desk_item(&tenant, now, *seq, event))).collect();
+        let config = &self.mesh.inner().config;
+        let items: Vec<(u64, StreamItem)> = desk
+            .iter()
+            .map(|(seq, event)| (*seq, desk_item(&tenant, config, now, *seq, event)))
+            .collect();
         let streams = items
             .iter()
             .zip(desk)
@@ -328,11 +361,15 @@ impl AgentRun {
         }
     }
 
-    /// Puts what is durable on the network.
+    /// Puts what is durable on the network: to the router, and the acknowledgements owed on
+    /// desk links.
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
             transport.to_router_from_agent(tenant, envelope);
+        }
+        for envelope in self.side.outgoing_desk() {
+            transport.to_conversation_from_desk(tenant, envelope);
         }
     }
 
@@ -410,11 +447,18 @@ fn about(event: &DeskEvent) -> Option<ConversationId> {
 /// (`apply::note_event`, cursor = its desk number), a refusal as a [`DeskRefusal`]
 /// (`AgentService.StreamEvents` skips those: the command's caller learns it from
 /// [`AgentHandle::decision`]).
-pub fn desk_item(tenant: &str, now: Timestamp, seq: u64, event: &DeskEvent) -> StreamItem {
+pub fn desk_item(
+    tenant: &str,
+    config: &super::TenantConfig,
+    now: Timestamp,
+    seq: u64,
+    event: &DeskEvent,
+) -> StreamItem {
     let item = match event {
         DeskEvent::Note(note) => {
-            // Notes on an agent's link name no other agent (no whispers travel there).
-            let name = |a: AgentId| a.0.to_string();
+            // A whisper (from a desk link) names its supervisor as the tenant actor does.
+            let name =
+                |a: AgentId| crate::names::child_name(tenant, "agents", &config.agent_name(a));
             let mut event = crate::apply::note_event(tenant, now, note.clone(), name);
             event.cursor = seq;
             stream_item::Item::AgentEvent(event)

@@ -7,7 +7,16 @@
 //! row, with the conversations that ended in the step as archive rows, in one batch, and
 //! awaits durability; then `outgoing()` goes to the transport and the caller is answered.
 //!
-//! Passivation: once nothing is open and the router acknowledged everything, the actor
+//! **Desk links** (with agent actors, `MeshOptions::agent_actors`): the side is built
+//! `with_desk_links()`, so a step's notes for the agent holding the conversation (customer
+//! messages, whispers, read-unreplied, bot hosting) go, after the write, straight to that
+//! agent's actor (`Transport::to_desk`), which writes them to its desk stream; its
+//! acknowledgements come back as [`ConversationMsg::Desk`] (no write). Unacknowledged notes
+//! are resent on the retransmission tick, and the actor passivates only once they are
+//! acknowledged too.
+//!
+//! Passivation: once nothing is open and the router (and every desk link) acknowledged
+//! everything, the actor
 //! stores the customer's record (last agent, settings) and deletes its row in one batch,
 //! then drains (what is already in its mailbox is still handled; later sends are refused and
 //! the handle sends them to the next incarnation).
@@ -15,7 +24,9 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchboard_core::mesh::{Body, ConversationSide, Envelope, ToConversation};
+use switchboard_core::mesh::{
+    Body, ConversationSide, DeskEnvelope, Envelope, FromDesk, ToConversation,
+};
 use switchboard_core::session::Customer;
 use switchboard_core::{
     AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Effect, MessageTag, Outcome,
@@ -47,6 +58,8 @@ pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
     /// it came from another node).
     Deliver(Envelope<ToConversation>, Option<super::Ticket>),
+    /// An acknowledgement on a desk link from an agent actor (counted as above).
+    Desk(DeskEnvelope<FromDesk>, Option<super::Ticket>),
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A read of the side's current state.
@@ -123,6 +136,11 @@ impl Actor for ConversationActor {
                 (Timestamp(0), ConversationSide::new(customer, record), 0)
             }
         };
+        // Agent actors run: the conversation's own notes go on desk links to the holding
+        // agent's actor, which writes them to its desk stream (kept in the row).
+        if mesh.inner().options.agent_actors {
+            side = side.with_desk_links();
+        }
         let epoch = stored + 1;
         side.restart(epoch);
         let every = mesh.inner().options.retransmit;
@@ -188,6 +206,12 @@ impl Actor for ConversationActor {
                 run.send();
                 run.mesh.heard(Some(run.customer), effects);
             }
+            ConversationMsg::Desk(envelope, _ticket) => {
+                // Only acknowledgements come back on a desk link: they change what is resent
+                // (no write; after a restart the agent drops the resent notes as duplicates
+                // and acknowledges again), and may leave the actor finished (below).
+                run.side.receive_desk(envelope);
+            }
             ConversationMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
@@ -226,9 +250,11 @@ impl Actor for ConversationActor {
                     return run.fail(&myself, e);
                 }
                 let wire = run.side.retransmit();
+                let desks = run.side.retransmit_desks();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
                 let cfg = run.mesh.inner().config.clone();
-                if wire.is_empty() && idle && run.side.next_deadline(cfg.cfg()).is_none() {
+                let quiet = wire.is_empty() && desks.is_empty();
+                if quiet && idle && run.side.next_deadline(cfg.cfg()).is_none() {
                     // Its row is durable; the next message activates it again. Draining: what
                     // is in the mailbox is still handled, later sends go to the next one.
                     run.drained = true;
@@ -238,6 +264,9 @@ impl Actor for ConversationActor {
                 let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
                 for envelope in wire {
                     transport.to_router(tenant, envelope);
+                }
+                for envelope in desks {
+                    transport.to_desk(tenant, envelope);
                 }
             }
         }
@@ -274,15 +303,20 @@ impl ConversationRun {
         self.last_now
     }
 
-    /// Nothing open and nothing unacknowledged: the actor's work is over.
+    /// Nothing open and nothing unacknowledged (on its router link or its desk links): the
+    /// actor's work is over.
     fn finished(&self) -> bool {
-        self.side.conversation().is_none() && self.side.retransmit().is_empty()
+        self.side.conversation().is_none() && self.settled()
+    }
+
+    /// Nothing it sent is unacknowledged.
+    fn settled(&self) -> bool {
+        self.side.retransmit().is_empty() && self.side.retransmit_desks().is_empty()
     }
 
     /// A deadline or a resend is due some time: something must run it.
     fn needs_live(&self) -> bool {
-        self.side.next_deadline(self.mesh.inner().config.cfg()).is_some()
-            || !self.side.retransmit().is_empty()
+        self.side.next_deadline(self.mesh.inner().config.cfg()).is_some() || !self.settled()
     }
 
     fn apply(&mut self, now: Timestamp, op: ConversationOp) -> switchboard_core::Result<Outcome> {
@@ -393,11 +427,14 @@ impl ConversationRun {
         Ok(())
     }
 
-    /// Puts what is durable on the network.
+    /// Puts what is durable on the network: to the router, and the notes on desk links.
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
             transport.to_router(tenant, envelope);
+        }
+        for envelope in self.side.outgoing_desks() {
+            transport.to_desk(tenant, envelope);
         }
     }
 

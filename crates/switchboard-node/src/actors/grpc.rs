@@ -40,7 +40,8 @@ use pb::actor_mesh_service_server::{ActorMeshService, ActorMeshServiceServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
+    ToDesk, ToRouter,
 };
 use switchboard_core::{AgentId, ConversationId, CustomerId};
 use switchboard_proto::internal::v1 as pb;
@@ -139,47 +140,58 @@ fn outcome(outcome: &'static str) {
     counter!(m::MESH_ENVELOPES, "outcome" => outcome).increment(1);
 }
 
-impl Transport for GrpcTransport {
-    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
-        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
-            Route::Local(_) => self.local.to_router(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode(tenant, pb::MeshDirection::ToRouter, &envelope));
-            }
+impl GrpcTransport {
+    /// To `key`'s owner: here through `local`, elsewhere as `wire` encodes it.
+    fn route<E>(
+        &self,
+        key: ActorKey<'_>,
+        envelope: E,
+        local: impl FnOnce(&InProcess, E),
+        wire: impl FnOnce(&E) -> Option<pb::DeliverRequest>,
+    ) {
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => local(&self.local, envelope),
+            Route::Remote { addr, .. } => self.send(&addr, wire(&envelope)),
             Route::Unowned { .. } => self.drop_one("unowned"),
         }
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
+        let key = ActorKey::Router { tenant };
+        let wire = |e: &_| encode(tenant, pb::MeshDirection::ToRouter, e);
+        self.route(key, envelope, |local, e| local.to_router(tenant, e), wire);
     }
 
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
         let key = ActorKey::Conversation { tenant, customer: envelope.customer };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_conversation(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode(tenant, pb::MeshDirection::ToConversation, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode(tenant, pb::MeshDirection::ToConversation, e);
+        self.route(key, envelope, |local, e| local.to_conversation(tenant, e), wire);
     }
 
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
         let key = ActorKey::Agent { tenant, agent: envelope.agent };
-        match placement::resolve(&self.ownership, key) {
-            Route::Local(_) => self.local.to_agent(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_agent(tenant, pb::MeshDirection::ToAgent, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let wire = |e: &_| encode_agent(tenant, pb::MeshDirection::ToAgent, e);
+        self.route(key, envelope, |local, e| local.to_agent(tenant, e), wire);
     }
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
-        match placement::resolve(&self.ownership, ActorKey::Router { tenant }) {
-            Route::Local(_) => self.local.to_router_from_agent(tenant, envelope),
-            Route::Remote { addr, .. } => {
-                self.send(&addr, encode_agent(tenant, pb::MeshDirection::FromAgent, &envelope));
-            }
-            Route::Unowned { .. } => self.drop_one("unowned"),
-        }
+        let key = ActorKey::Router { tenant };
+        let wire = |e: &_| encode_agent(tenant, pb::MeshDirection::FromAgent, e);
+        self.route(key, envelope, |local, e| local.to_router_from_agent(tenant, e), wire);
+    }
+
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
+        let key = ActorKey::Agent { tenant, agent: envelope.agent };
+        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::ToDesk, e);
+        self.route(key, envelope, |local, e| local.to_desk(tenant, e), wire);
+    }
+
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
+        let key = ActorKey::Conversation { tenant, customer: envelope.customer };
+        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::FromDesk, e);
+        self.route(key, envelope, |local, e| local.to_conversation_from_desk(tenant, e), wire);
     }
 }
 
@@ -199,6 +211,7 @@ pub fn encode<M: Serialize>(
             epoch: envelope.epoch,
             body: Some(wire_body(&envelope.body)?),
             agent: 0,
+            since: 0,
         }),
     })
 }
@@ -218,6 +231,27 @@ pub fn encode_agent<M: Serialize>(
             epoch: envelope.epoch,
             body: Some(wire_body(&envelope.body)?),
             agent: envelope.agent.0,
+            since: 0,
+        }),
+    })
+}
+
+/// The wire form of an envelope on a desk link, as [`encode`].
+pub fn encode_desk<M: Serialize>(
+    tenant: &str,
+    direction: pb::MeshDirection,
+    envelope: &DeskEnvelope<M>,
+) -> Option<pb::DeliverRequest> {
+    Some(pb::DeliverRequest {
+        tenant: tenant.to_owned(),
+        envelope: Some(pb::MeshEnvelope {
+            direction: direction as i32,
+            conversation: envelope.conversation.0,
+            customer: envelope.customer.0,
+            epoch: envelope.epoch,
+            body: Some(wire_body(&envelope.body)?),
+            agent: envelope.agent.0,
+            since: envelope.since,
         }),
     })
 }
@@ -240,6 +274,8 @@ pub enum Received {
     ToConversation(Envelope<ToConversation>),
     ToAgent(AgentEnvelope<ToAgent>),
     FromAgent(AgentEnvelope<FromAgent>),
+    ToDesk(DeskEnvelope<ToDesk>),
+    FromDesk(DeskEnvelope<FromDesk>),
 }
 
 /// Reads a received envelope; a malformed one is INVALID_ARGUMENT naming the field.
@@ -258,10 +294,13 @@ pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
         pb::MeshDirection::ToConversation => Ok(Received::ToConversation(body(envelope)?)),
         pb::MeshDirection::ToAgent => Ok(Received::ToAgent(agent_body(envelope)?)),
         pb::MeshDirection::FromAgent => Ok(Received::FromAgent(agent_body(envelope)?)),
+        pb::MeshDirection::ToDesk => Ok(Received::ToDesk(desk_body(envelope)?)),
+        pb::MeshDirection::FromDesk => Ok(Received::FromDesk(desk_body(envelope)?)),
         pb::MeshDirection::Unspecified => Err(field(
             "envelope.direction",
             format!(
-                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT or FROM_AGENT",
+                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT, FROM_AGENT, \
+                 TO_DESK or FROM_DESK",
                 envelope.direction
             ),
         )),
@@ -280,6 +319,17 @@ fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>,
 fn agent_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<AgentEnvelope<M>, Error> {
     Ok(AgentEnvelope {
         agent: AgentId(envelope.agent),
+        epoch: envelope.epoch,
+        body: read_body(envelope)?,
+    })
+}
+
+fn desk_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<DeskEnvelope<M>, Error> {
+    Ok(DeskEnvelope {
+        conversation: ConversationId(envelope.conversation),
+        customer: CustomerId(envelope.customer),
+        agent: AgentId(envelope.agent),
+        since: envelope.since,
         epoch: envelope.epoch,
         body: read_body(envelope)?,
     })
@@ -358,6 +408,8 @@ impl ActorMeshService for ActorMeshGrpc {
             Received::ToRouter(_) | Received::FromAgent(_) => ActorKey::Router { tenant },
             Received::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
             Received::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Received::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Received::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
         };
         let shard = key.shard(self.ownership.shards());
         if !self.ownership.is_local(shard) {
@@ -406,6 +458,12 @@ impl ActorMeshService for ActorMeshGrpc {
             }
             Received::FromAgent(envelope) => {
                 self.local.deliver_from_agent(tenant, envelope, Some(ticket));
+            }
+            Received::ToDesk(envelope) => {
+                self.local.deliver_to_desk(tenant, envelope, Some(ticket));
+            }
+            Received::FromDesk(envelope) => {
+                self.local.deliver_from_desk(tenant, envelope, Some(ticket));
             }
         }
         Ok(tonic::Response::new(pb::DeliverResponse {}))
@@ -473,6 +531,50 @@ mod tests {
             AgentEnvelope { agent: AgentId(5), epoch: 4, body: Body::Ack { next: 2 } };
         let request = encode_agent("acme", pb::MeshDirection::ToAgent, &ack).unwrap();
         assert_eq!(decode(&request).unwrap(), Received::ToAgent(ack));
+    }
+
+    #[test]
+    fn a_desk_links_envelope_survives_the_wire_both_ways() {
+        use switchboard_core::engine::Note;
+        let to_desk = DeskEnvelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            agent: AgentId(5),
+            since: 3,
+            epoch: 2,
+            body: Body::Message {
+                seq: 1,
+                message: ToDesk {
+                    notes: vec![Note::CustomerMessage {
+                        conversation: ConversationId(11),
+                        text: "hello".into(),
+                        bot_hosting: false,
+                    }],
+                },
+            },
+        };
+        let request = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
+        let wire = request.envelope.as_ref().unwrap();
+        assert_eq!((wire.agent, wire.since, wire.customer), (5, 3, 7));
+        assert_eq!(decode(&request).unwrap(), Received::ToDesk(to_desk.clone()));
+        let ack: DeskEnvelope<FromDesk> = DeskEnvelope {
+            conversation: ConversationId(11),
+            customer: CustomerId(7),
+            agent: AgentId(5),
+            since: 3,
+            epoch: 4,
+            body: Body::Ack { next: 2 },
+        };
+        let request = encode_desk("acme", pb::MeshDirection::FromDesk, &ack).unwrap();
+        assert_eq!(decode(&request).unwrap(), Received::FromDesk(ack));
+        // Nothing but acknowledgements travels back: a message is malformed.
+        let mut message = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
+        message.envelope.as_mut().unwrap().direction = pb::MeshDirection::FromDesk as i32;
+        let refused = decode(&message);
+        assert!(
+            matches!(&refused, Err(Error::Field { field, .. }) if field.ends_with("payload")),
+            "{refused:?}"
+        );
     }
 
     #[test]

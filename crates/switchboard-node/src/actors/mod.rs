@@ -604,8 +604,14 @@ impl Mesh {
         self.0.conversations.forget(&customer, id);
     }
 
-    /// Hands effects to whoever listens, once durable.
-    pub(crate) fn heard(&self, customer: Option<CustomerId>, effects: Vec<Effect>) {
+    /// Hands effects to whoever listens, once durable. With agent actors on, without the
+    /// agents' notes (`Effect::Notify`): the agent actors' desk streams are their one writer
+    /// (the router's on the agent links, the conversations' on desk links), so nothing that
+    /// listens here may show them a second time.
+    pub(crate) fn heard(&self, customer: Option<CustomerId>, mut effects: Vec<Effect>) {
+        if self.0.options.agent_actors {
+            effects.retain(|e| !matches!(e, Effect::Notify { .. }));
+        }
         if let Some(heard) = &self.0.heard
             && !effects.is_empty()
         {

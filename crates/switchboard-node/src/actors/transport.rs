@@ -1,4 +1,5 @@
-//! How envelopes travel between conversation, agent and router actors. The protocol asks little of
+//! How envelopes travel between conversation, agent and router actors (and on desk links
+//! between conversation and agent actors). The protocol asks little of
 //! a transport: at-most-once-per-send delivery, in any order, possibly duplicated or lost
 //! (the links' sequence numbers, hold-back and retransmission do the rest), and no envelope
 //! later than the router's `linger` after it was sent. So the trait is fire-and-forget.
@@ -11,7 +12,8 @@ use std::sync::{PoisonError, RwLock, Weak};
 use ractor::ActorRef;
 use rustc_hash::FxHashMap;
 use switchboard_core::mesh::{
-    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
+    ToRouter,
 };
 
 use super::agent::AgentMsg;
@@ -32,6 +34,11 @@ pub trait Transport: Send + Sync + 'static {
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>);
     /// On an agent's link, from the agent actor to the tenant's router actor.
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>);
+    /// On a desk link, from a conversation actor to the agent actor of `envelope.agent`.
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>);
+    /// On a desk link, from an agent actor back to the conversation actor of
+    /// `envelope.customer` (acknowledgements).
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>);
 }
 
 /// Delivery inside one node: straight into the live actor's mailbox, or through an
@@ -116,6 +123,38 @@ impl InProcess {
     }
 }
 
+impl InProcess {
+    /// On a desk link, to the agent actor of `envelope.agent`, with its ticket as above.
+    pub(crate) fn deliver_to_desk(
+        &self,
+        tenant: &str,
+        envelope: DeskEnvelope<ToDesk>,
+        ticket: Option<Ticket>,
+    ) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let agent = envelope.agent;
+        let msg = AgentMsg::Desk(envelope, ticket);
+        cast_or_activate(mesh.live_agent(agent), msg, move || async move {
+            mesh.agent_ref(agent).await
+        });
+    }
+
+    /// On a desk link, back to the conversation actor of `envelope.customer`, with its
+    /// ticket as above.
+    pub(crate) fn deliver_from_desk(
+        &self,
+        tenant: &str,
+        envelope: DeskEnvelope<FromDesk>,
+        ticket: Option<Ticket>,
+    ) {
+        let Some(mesh) = self.mesh(tenant) else { return };
+        let customer = envelope.customer;
+        let msg = ConversationMsg::Desk(envelope, ticket);
+        let live = mesh.live_conversation(customer);
+        cast_or_activate(live, msg, move || async move { mesh.conversation_ref(customer).await });
+    }
+}
+
 /// Casts into the live actor's mailbox; if there is none, or it stopped meanwhile, the message
 /// goes to an activation on a task of its own (the next incarnation takes it). Lost if that
 /// fails too: the sender resends what stays unacknowledged.
@@ -155,5 +194,13 @@ impl Transport for InProcess {
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         self.deliver_from_agent(tenant, envelope, None);
+    }
+
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
+        self.deliver_to_desk(tenant, envelope, None);
+    }
+
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
+        self.deliver_from_desk(tenant, envelope, None);
     }
 }

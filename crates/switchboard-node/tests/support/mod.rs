@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod nodes;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +15,8 @@ use switchboard_core::config::{
     AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
 };
 use switchboard_core::mesh::{
-    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
+    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
+    ToRouter,
 };
 use switchboard_core::router::Placement;
 use switchboard_core::{
@@ -44,6 +47,10 @@ pub struct Cuttable<T> {
     pub cut_to_conversation: AtomicBool,
     /// Cuts the router's envelopes to agent actors.
     pub cut_to_agent: AtomicBool,
+    /// Cuts conversations' notes on desk links.
+    pub cut_to_desk: AtomicBool,
+    /// Cuts agent actors' acknowledgements on desk links.
+    pub cut_from_desk: AtomicBool,
     pub dropped: AtomicU64,
     pub passed: AtomicU64,
 }
@@ -55,6 +62,8 @@ impl<T> Cuttable<T> {
             cut_to_router: AtomicBool::new(false),
             cut_to_conversation: AtomicBool::new(false),
             cut_to_agent: AtomicBool::new(false),
+            cut_to_desk: AtomicBool::new(false),
+            cut_from_desk: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             passed: AtomicU64::new(0),
         }
@@ -94,6 +103,18 @@ impl<T: Transport> Transport for Cuttable<T> {
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         if self.pass(&self.cut_to_router) {
             self.inner.to_router_from_agent(tenant, envelope);
+        }
+    }
+
+    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
+        if self.pass(&self.cut_to_desk) {
+            self.inner.to_desk(tenant, envelope);
+        }
+    }
+
+    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
+        if self.pass(&self.cut_from_desk) {
+            self.inner.to_conversation_from_desk(tenant, envelope);
         }
     }
 }
@@ -192,8 +213,9 @@ pub fn desk(store: &Arc<dyn Store>, agent: AgentId) -> Vec<(u64, StreamItem)> {
 }
 
 /// The desk entries in a short form: `"status online"`, `"offered 3"`, `"assigned 3 accepted"`,
-/// `"released 3 declined"`, `"refused 4"`; and checks they are numbered 1, 2, 3… with the
-/// cursor an agent event carries equal to its number.
+/// `"released 3 declined"`, `"refused 4"`, `"customer 3 hello"` (a customer message); and
+/// checks they are numbered 1, 2, 3… with the cursor an agent event carries equal to its
+/// number.
 pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
     use switchboard_proto::internal::v1::stream_item::Item;
     use switchboard_proto::v1::agent_event::Event;
@@ -220,6 +242,7 @@ pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
                     Some(Event::Offered(_)) => format!("offered {c}"),
                     Some(Event::Assigned(a)) => format!("assigned {c} {}", a.via),
                     Some(Event::Released(r)) => format!("released {c} {}", r.reason),
+                    Some(Event::CustomerMessage(m)) => format!("customer {c} {}", m.text),
                     other => format!("{other:?}"),
                 }
             }
