@@ -6,7 +6,8 @@
 //! is then built `with_agent_links()` and its decisions about agents go back on their links).
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
-//! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
+//! row (one upsert, in the store's group commit) with the step's events (`events` entries,
+//! [`super::effects`]) and awaits durability; then `outgoing()`
 //! goes to the transport and the caller is answered. Steps are batched: a message that
 //! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
 //! message that queued up while the previous write was in flight is applied before one
@@ -26,6 +27,7 @@ use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Ti
 use switchboard_store::{ActorState, Batch, Fence};
 use tracing::warn;
 
+use super::effects::{MeshNames, Rows};
 use super::placement::ActorKey;
 use super::{Counted, Exit, Mesh, ROUTER, Timers, decode, encode};
 use crate::clock;
@@ -348,7 +350,7 @@ impl RouterRun {
     /// answers, reads.
     async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        if let Err(e) = self.commit().await {
+        if let Err(e) = self.commit(&batch.effects).await {
             for (reply, _) in batch.replies {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -367,23 +369,29 @@ impl RouterRun {
     }
 
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
-    /// upsert in the store's group commit.
-    async fn commit(&mut self) -> Result<()> {
+    /// upsert in the store's group commit, with the batch's events as `events` entries
+    /// ([`super::effects`]); then those entries go to the node's hub.
+    async fn commit(&mut self, effects: &[Effect]) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
+        let mut rows = Rows::default();
+        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        rows.router(&names, self.last_now, effects);
         let row = ActorState {
             kind: ROUTER.into(),
             key: String::new(),
             epoch: self.epoch,
             body: Some(encode(self.last_now, &self.side)?),
         };
-        let batch = Batch {
+        let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
             actors: vec![row],
             ..Batch::default()
         };
-        inner.store.append(batch).await?;
+        let published = rows.into_batch(&mut batch);
+        let positions = inner.store.append_assigned(batch).await?;
+        published.publish(&self.mesh, positions);
         Ok(())
     }
 
