@@ -834,10 +834,7 @@ async fn the_actors_write_replies_events_and_the_transcript_in_their_own_batches
             format!("{C1} manual_end : goodbye"),
         ]
     );
-    assert_eq!(
-        support::events_summary(&h.store),
-        EVENTS
-    );
+    assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(
         support::transcript(&h.store, 1),
         [
@@ -899,9 +896,6 @@ async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry(
             format!("{C1} manual_end : goodbye"),
         ]
     );
-    assert_eq!(
-        support::events_summary(&h.store),
-        EVENTS
-    );
+    assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(support::transcript(&h.store, 1).len(), 5);
 }

@@ -7,8 +7,8 @@ use switchboard_core::engine::{Event, Target};
 use switchboard_core::{AgentId, GroupId, Timestamp};
 use switchboard_proto::v1 as pb;
 
-use crate::convert;
 use super::rows::Names;
+use crate::convert;
 
 /// An integrator event (`events`), its cursor still 0.
 pub(crate) fn integrator_event(names: &dyn Names, now: Timestamp, event: &Event) -> pb::Event {
