@@ -781,12 +781,18 @@ fn with_replies(dir: tempfile::TempDir) -> Harness {
     harness_with(dir, engine, Arc::new(config), options(Duration::from_secs(3600)))
 }
 
-/// Customer 7's conversation 1, opened and queued (the agent is signed out).
-async fn queued_with_replies(mesh: &Mesh) {
+/// Customer 7's conversation 1, opened and queued (the agent is signed out), then assigned
+/// as the agent signs in.
+async fn assigned_with_replies(mesh: &Mesh) {
     let outcome = mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await;
     assert!(outcome.unwrap().opened);
     until("the conversation hears it is queued", || async {
         open(mesh, 7).await == Some((State::Queued, None))
+    })
+    .await;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
     })
     .await;
 }
@@ -803,6 +809,16 @@ const EVENTS: [&str; 6] = [
 
 const C1: &str = "tenants/acme/conversations/1 tenants/acme/customers/7 web";
 
+/// What customer 7 hears of conversation 1, in `outbox_summary`'s form.
+fn replies_heard() -> [String; 4] {
+    [
+        format!("{C1} queue : please wait"),
+        format!("{C1} auto_accept : an agent is here"),
+        format!("{C1} agent tenants/acme/agents/1: hello, how can I help?"),
+        format!("{C1} manual_end : goodbye"),
+    ]
+}
+
 /// The actors' effects are durable in their own batches: through the mesh, a conversation
 /// queued, assigned, answered and ended leaves in the store's `outbox` (gap-free from 1, in
 /// order) exactly the replies the customer hears, named and kinded as the tenant actor
@@ -814,26 +830,13 @@ async fn the_actors_write_replies_events_and_the_transcript_in_their_own_batches
     let h = with_replies(tempfile::tempdir().unwrap());
     let mesh = &h.mesh;
     let mut live = h.hub.subscribe(TENANT, "outbox");
-    queued_with_replies(mesh).await;
-    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
-    until("the conversation hears it is assigned", || async {
-        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
-    })
-    .await;
+    assigned_with_replies(mesh).await;
     let c = mesh.conversation(CustomerId(7));
     c.agent_message(ConversationId(1), AGENT, "hello, how can I help?", None).await.unwrap();
     c.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
     until("the conversation actor passivates", || async { mesh.live().1 == 0 }).await;
 
-    assert_eq!(
-        support::outbox_summary(&h.store),
-        [
-            format!("{C1} queue : please wait"),
-            format!("{C1} auto_accept : an agent is here"),
-            format!("{C1} agent tenants/acme/agents/1: hello, how can I help?"),
-            format!("{C1} manual_end : goodbye"),
-        ]
-    );
+    assert_eq!(support::outbox_summary(&h.store), replies_heard());
     assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(
         support::transcript(&h.store, 1),
@@ -859,12 +862,7 @@ async fn the_actors_write_replies_events_and_the_transcript_in_their_own_batches
 async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry() {
     let h = with_replies(tempfile::tempdir().unwrap());
     let mesh = &h.mesh;
-    queued_with_replies(mesh).await;
-    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
-    until("the conversation hears it is assigned", || async {
-        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
-    })
-    .await;
+    assigned_with_replies(mesh).await;
 
     // The agent's message is written; the actor dies before anything more.
     let c = mesh.conversation(CustomerId(7));
@@ -887,15 +885,7 @@ async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry(
     })
     .await;
     assert_eq!(placed(mesh, 1).await.1, 0, "the router let go of it");
-    assert_eq!(
-        support::outbox_summary(&h.store),
-        [
-            format!("{C1} queue : please wait"),
-            format!("{C1} auto_accept : an agent is here"),
-            format!("{C1} agent tenants/acme/agents/1: hello, how can I help?"),
-            format!("{C1} manual_end : goodbye"),
-        ]
-    );
+    assert_eq!(support::outbox_summary(&h.store), replies_heard());
     assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(support::transcript(&h.store, 1).len(), 5);
 }

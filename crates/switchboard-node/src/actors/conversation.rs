@@ -6,7 +6,7 @@
 //! Each step: the side changes state and queues messages; the actor writes the side as its
 //! row, with the conversations that ended in the step as archive rows and the step's effects
 //! as durable entries (replies to `outbox`, events to `events`, transcript rows:
-//! [`super::effects`]), in one batch, and awaits durability; then `outgoing()` goes to the
+//! `actors::effects`), in one batch, and awaits durability; then `outgoing()` goes to the
 //! transport and the caller is answered.
 //!
 //! Passivation: once nothing is open and the router acknowledged everything, the actor

@@ -20,7 +20,8 @@
 //! **Each step, in this order:** the side changes its state and queues messages in its
 //! outbox; the shell writes the side's state (snapshot encoding, outbox and inbox numbers
 //! included) as one [`ActorState`] row in a store batch, with the conversations that ended
-//! in it (archive rows), and awaits durability (the store's group commit shares the sync
+//! in it (archive rows) and its effects as `outbox`/`events` entries and transcript rows
+//! (`effects`), and awaits durability (the store's group commit shares the sync
 //! with every other actor's write); only then it calls `outgoing()` and hands the envelopes
 //! to the transport, and answers the caller. A crash before the write loses the step (its
 //! input was not acknowledged and comes again); a crash after it keeps it, and the next
@@ -171,8 +172,9 @@ impl Default for MeshOptions {
 }
 
 /// What a step did that others may want to hear, once it is durable: the effects of the
-/// core (replies, agent notes, events) by the actor that produced them. Writing them to
-/// streams is the later wiring into the public API.
+/// core (replies, agent notes, events) by the actor that produced them. The actors also
+/// write replies, events and transcript rows durably in the step's own batch
+/// (`effects`); this is every effect, for tests and metrics.
 #[derive(Debug, Clone)]
 pub struct Heard {
     /// `None`: the router.

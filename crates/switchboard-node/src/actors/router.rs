@@ -7,7 +7,7 @@
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
 //! row (one upsert, in the store's group commit) with the step's events (`events` entries,
-//! [`super::effects`]) and awaits durability; then `outgoing()`
+//! `actors::effects`) and awaits durability; then `outgoing()`
 //! goes to the transport and the caller is answered. Steps are batched: a message that
 //! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
 //! message that queued up while the previous write was in flight is applied before one
@@ -105,6 +105,8 @@ struct Unflushed {
     replies: Vec<(Reply, Result<Vec<Effect>>)>,
     /// Every step's effects, in order.
     effects: Vec<Effect>,
+    /// Their events as `events` entries, each at its step's time.
+    rows: Rows,
     reads: Vec<super::ReadSide<RouterSide>>,
 }
 
@@ -337,6 +339,10 @@ impl RouterRun {
 
     fn push(&mut self, effects: Vec<Effect>, reply: Option<Reply>) {
         let batch = self.batch.as_mut().expect("a batch is open");
+        let inner = self.mesh.inner();
+        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        // `last_now` is this step's time (`now()` just set it).
+        batch.rows.router(&names, self.last_now, &effects);
         match reply {
             Some(reply) => {
                 batch.effects.extend(effects.iter().cloned());
@@ -350,7 +356,7 @@ impl RouterRun {
     /// answers, reads.
     async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        if let Err(e) = self.commit(&batch.effects).await {
+        if let Err(e) = self.commit(batch.rows).await {
             for (reply, _) in batch.replies {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -369,14 +375,11 @@ impl RouterRun {
     }
 
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
-    /// upsert in the store's group commit, with the batch's events as `events` entries
-    /// ([`super::effects`]); then those entries go to the node's hub.
-    async fn commit(&mut self, effects: &[Effect]) -> Result<()> {
+    /// upsert in the store's group commit, with the batch's `events` entries
+    /// (`actors::effects`); then those entries go to the node's hub.
+    async fn commit(&mut self, rows: Rows) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
-        let mut rows = Rows::default();
-        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
-        rows.router(&names, self.last_now, effects);
         let row = ActorState {
             kind: ROUTER.into(),
             key: String::new(),
