@@ -66,7 +66,6 @@ pub fn sender_of(from: Sender) -> &'static str {
 }
 
 /// A transcript message numbered `seq` in its conversation.
-#[allow(clippy::too_many_arguments)]
 pub fn transcript_message(
     seq: u64,
     now: Timestamp,
