@@ -241,6 +241,24 @@ impl TenantState {
     }
 }
 
+impl crate::apply::Names for TenantState {
+    fn agent_name(&self, agent: AgentId) -> String {
+        TenantState::agent_name(self, agent)
+    }
+
+    fn group_name(&self, group: GroupId) -> String {
+        TenantState::group_name(self, group)
+    }
+
+    fn customer_name(&self, customer: CustomerId) -> String {
+        TenantState::customer_name(self, customer)
+    }
+
+    fn conversation_name(&self, conversation: ConversationId) -> String {
+        TenantState::conversation_name(self, conversation)
+    }
+}
+
 /// Stream of one agent's desktop events.
 pub fn agent_stream(agent_id: &str) -> String {
     format!("agent/{agent_id}")
@@ -250,6 +268,19 @@ pub fn agent_stream(agent_id: &str) -> String {
 pub const OUTBOX: &str = "outbox";
 /// Stream of integrator events.
 pub const EVENTS: &str = "events";
+
+/// The streams with many writers (store-assigned positions, `Batch::appends`; see "Streams
+/// with many writers" in `switchboard_store`), for a tenant served by actors: its
+/// conversation and router actors on every node append to them. The one name list: the
+/// store does not check a writer-numbered entry against it. A tenant served by its tenant
+/// actor numbers these same streams itself (`TenantState::next_stream_seq`), so a tenant must
+/// never be served by both (the cut-over's opt-in is per tenant, fixed at creation).
+pub const SHARED_STREAMS: &[&str] = &[OUTBOX, EVENTS];
+
+/// Whether actors write `stream` with store-assigned positions.
+pub fn is_shared(stream: &str) -> bool {
+    SHARED_STREAMS.contains(&stream)
+}
 
 #[cfg(test)]
 mod tests {

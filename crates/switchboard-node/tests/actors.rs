@@ -548,6 +548,10 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
             heard.effects.iter().filter(|e| format!("{e:?}").contains("closing this chat")).count();
     }
     assert_eq!(replies, 1, "the idle end's reply, once");
+    // And written once: the refused batch carried it too, and left nothing.
+    let outbox = support::outbox_summary(&h.store);
+    let written = outbox.iter().filter(|m| m.ends_with(": closing this chat")).count();
+    assert_eq!(written, 1, "the idle end's reply in the outbox, once: {outbox:?}");
 }
 
 /// The router batches its steps: routes that reach it while its write is in flight are all
@@ -910,4 +914,128 @@ async fn crashes_on_a_desk_link_lose_no_customer_message_and_double_no_desk_entr
     let desk = mesh.agent(AGENT);
     let side = desk.read(|side| (side.applied_desk(ConversationId(1)), side.desk_next())).await;
     assert_eq!(side.unwrap(), (3, 6), "three notes applied once, five desk entries");
+}
+
+/// The tenant's replies for the durable-effects tests: a queue reply, a greeting when the
+/// agent takes it (also from the queue), a closing text when an agent ends it.
+fn with_replies(dir: tempfile::TempDir) -> Harness {
+    use switchboard_core::config::{AutoAcceptReply, QueueReply, QueueRule};
+    let (engine, config) = support::tenant(&[(AGENT, 1)]);
+    let mut config = (*config).clone();
+    let replies = &mut config.settings.replies;
+    let rule = QueueRule { above: 0, texts: vec!["please wait".into()] };
+    replies.queue = Some(QueueReply { rules: vec![rule], min_interval: Duration::ZERO });
+    replies.auto_accept =
+        Some(AutoAcceptReply { texts: vec!["an agent is here".into()], also_from_queue: true });
+    replies.manual_end = Some(vec!["goodbye".into()]);
+    harness_with(dir, engine, Arc::new(config), options(Duration::from_secs(3600)))
+}
+
+/// Customer 7's conversation 1, opened and queued (the agent is signed out), then assigned
+/// as the agent signs in.
+async fn assigned_with_replies(mesh: &Mesh) {
+    let outcome = mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await;
+    assert!(outcome.unwrap().opened);
+    until("the conversation hears it is queued", || async {
+        open(mesh, 7).await == Some((State::Queued, None))
+    })
+    .await;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+}
+
+/// The events of conversation 1 queued, its agent signing in, assigned, answered and ended.
+const EVENTS: [&str; 6] = [
+    "opened 1",
+    "queued 1",
+    "agent_status_changed 1",
+    "assigned 1 1",
+    "first_response 1 1",
+    "ended 1 1",
+];
+
+const C1: &str = "tenants/acme/conversations/1 tenants/acme/customers/7 web";
+
+/// What customer 7 hears of conversation 1, in `outbox_summary`'s form.
+fn replies_heard() -> [String; 4] {
+    [
+        format!("{C1} queue : please wait"),
+        format!("{C1} auto_accept : an agent is here"),
+        format!("{C1} agent tenants/acme/agents/1: hello, how can I help?"),
+        format!("{C1} manual_end : goodbye"),
+    ]
+}
+
+/// The actors' effects are durable in their own batches: through the mesh, a conversation
+/// queued, assigned, answered and ended leaves in the store's `outbox` (gap-free from 1, in
+/// order) exactly the replies the customer hears, named and kinded as the tenant actor
+/// writes them; in `events` the conversation's and the router's events in order; and its
+/// transcript numbered 1..n (the customer's message included, as the tenant actor keeps
+/// it). The hub carried each `outbox` entry as stored, once durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actors_write_replies_events_and_the_transcript_in_their_own_batches() {
+    let h = with_replies(tempfile::tempdir().unwrap());
+    let mesh = &h.mesh;
+    let mut live = h.hub.subscribe(TENANT, "outbox");
+    assigned_with_replies(mesh).await;
+    let c = mesh.conversation(CustomerId(7));
+    c.agent_message(ConversationId(1), AGENT, "hello, how can I help?", None).await.unwrap();
+    c.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor passivates", || async { mesh.live().1 == 0 }).await;
+
+    assert_eq!(support::outbox_summary(&h.store), replies_heard());
+    assert_eq!(support::events_summary(&h.store), EVENTS);
+    assert_eq!(
+        support::transcript(&h.store, 1),
+        [
+            "customer: hi",
+            "automatic: please wait",
+            "automatic: an agent is here",
+            "agent: hello, how can I help?",
+            "automatic: goodbye",
+        ]
+    );
+    for (seq, item) in support::shared(&h.store, "outbox") {
+        let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
+        assert_eq!(*published, (seq, item), "the hub carries the stored entry");
+    }
+}
+
+/// A conversation actor killed after its durable write and before its delivery (its
+/// direction to the router cut) repeats and loses no entry: the agent's message and the
+/// closing reply are each in `outbox` once, the events once, the transcript gap-free, after
+/// the next incarnation resent what the router had not heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry() {
+    let h = with_replies(tempfile::tempdir().unwrap());
+    let mesh = &h.mesh;
+    assigned_with_replies(mesh).await;
+
+    // The agent's message is written; the actor dies before anything more.
+    let c = mesh.conversation(CustomerId(7));
+    c.agent_message(ConversationId(1), AGENT, "hello, how can I help?", None).await.unwrap();
+    mesh.kill_conversation(CustomerId(7)).await;
+    // The end is written with its `Leave`, which is cut; the actor dies before delivering.
+    h.transport.cut_to_router.store(true, Ordering::SeqCst);
+    let before = h.transport.dropped.load(Ordering::SeqCst);
+    c.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    assert!(h.transport.dropped.load(Ordering::SeqCst) > before, "the leave was cut");
+    mesh.kill_conversation(CustomerId(7)).await;
+    let outbox = support::outbox_summary(&h.store);
+    assert_eq!(outbox.last().unwrap(), &format!("{C1} manual_end : goodbye"), "durable");
+    h.transport.cut_to_router.store(false, Ordering::SeqCst);
+
+    // Restarted from its row (a node restart), it resends the leave; the router lets go.
+    mesh.recover().await.unwrap();
+    until("conversation actor 7 passivates", || async {
+        h.store.actor(TENANT, CONVERSATION, "7").unwrap().is_none()
+    })
+    .await;
+    assert_eq!(placed(mesh, 1).await.1, 0, "the router let go of it");
+    assert_eq!(support::outbox_summary(&h.store), replies_heard());
+    assert_eq!(support::events_summary(&h.store), EVENTS);
+    assert_eq!(support::transcript(&h.store, 1).len(), 5);
 }

@@ -535,6 +535,33 @@ async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
     })
     .await;
     assert_eq!((a.live(), b.live()), ((0, 1), (1, 0)), "each actor on its shard's owner");
+    // The events of both nodes name the group and the agent by their stored ids.
+    let names: Vec<(String, String, String)> = support::shared(&store, "events")
+        .into_iter()
+        .map(|(_, item)| {
+            use switchboard_proto::internal::v1::stream_item::Item;
+            use v1::event::Detail;
+            let Some(Item::Event(e)) = item.item else { panic!("not an event") };
+            let group = match e.detail {
+                Some(Detail::Opened(d)) => d.group,
+                Some(Detail::Queued(d)) => d.group,
+                Some(Detail::Assigned(d)) => d.group,
+                _ => String::new(),
+            };
+            (e.r#type, group, e.agent)
+        })
+        .collect();
+    let (sales, ann) =
+        (format!("tenants/{TENANT}/groups/sales"), format!("tenants/{TENANT}/agents/ann"));
+    assert_eq!(
+        names,
+        [
+            ("opened".into(), sales.clone(), String::new()),
+            ("queued".into(), sales.clone(), String::new()),
+            ("agent_status_changed".into(), String::new(), ann.clone()),
+            ("assigned".into(), sales, ann),
+        ]
+    );
 
     // A tenant the store does not know, in a shard A owns.
     let nobody = (0..)
@@ -818,4 +845,53 @@ async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_on
     assert_eq!((b.live(), b.live_agents()), ((0, 0), 1), "B: the agent");
     assert_eq!((c.live(), c.live_agents()), ((1, 0), 0), "C: the router");
     assert!(na.transport.passed.load(Ordering::SeqCst) >= 3, "route and two notes left A");
+}
+
+/// Two nodes' actors write one store's shared streams: the conversation's events from A and
+/// the router's from B land in `events` gap-free from 1, in the order they happened, each
+/// once, though B's router is killed after writing its assignment and before delivering it
+/// (its next incarnation resends the decision, not the event); `outbox` holds A's replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_actors_on_two_nodes_share_one_stream_gap_free_each_once() {
+    let c = cluster().await;
+    let (a, b) = (&c.a.mesh, &c.b.mesh);
+    let customer = customers_on_a(1)[0];
+    let conversation = a.conversation(CustomerId(customer));
+    conversation.customer_message(message(customer, 1, "hi")).await.unwrap();
+    until("the conversation on A hears it is queued", || async {
+        open(a, customer).await == Some((State::Queued, None))
+    })
+    .await;
+
+    // B's router assigns, writes (its events with it) and dies before A hears.
+    c.b.transport.cut_to_conversation.store(true, Ordering::SeqCst);
+    b.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    b.kill_router().await;
+    c.b.transport.cut_to_conversation.store(false, Ordering::SeqCst);
+    until("the conversation on A hears it is assigned", || async {
+        let _ = placed(b, 1).await;
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    conversation.agent_message(ConversationId(1), AGENT, "hello", None).await.unwrap();
+    conversation.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor on A passivates", || async { a.live().1 == 0 }).await;
+    assert_eq!(placed(b, 1).await.1, 0, "the router let go of it");
+
+    assert_eq!(
+        support::events_summary(&c.store),
+        [
+            "opened 1",               // A
+            "queued 1",               // B
+            "agent_status_changed 1", // B
+            "assigned 1 1",           // B, once
+            "first_response 1 1",     // A
+            "ended 1 1",              // A
+        ]
+    );
+    let outbox = support::outbox_summary(&c.store);
+    let name = format!("tenants/acme/conversations/1 tenants/acme/customers/{customer} web");
+    assert_eq!(outbox, [format!("{name} agent tenants/acme/agents/1: hello")]);
+    assert_eq!(support::transcript(&c.store, 1), ["customer: hi", "agent: hello"]);
+    placed_by_shard(&c);
 }

@@ -70,7 +70,8 @@
 //! from then on it must take no writer-numbered entries. The store refuses a store-assigned
 //! append whose position is already taken by one ([`Error::MixedStream`]); a writer-numbered
 //! entry is not checked against the heads (that would cost a lookup on every command), so
-//! which streams are shared is the node's to fix, one name list in one place.
+//! which streams are shared is the node's to fix, one name list in one place
+//! (`switchboard_node::state::SHARED_STREAMS`).
 //!
 //! [`SqliteStore`] is the embedded default (one file in the node's data directory).
 //! [`PostgresStore`] is the cluster's: the same [`Store`] contract, the same tables, on a

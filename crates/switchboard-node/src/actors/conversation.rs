@@ -4,8 +4,10 @@
 //! through its [`ConversationHandle`]; the router's decisions come as envelopes.
 //!
 //! Each step: the side changes state and queues messages; the actor writes the side as its
-//! row, with the conversations that ended in the step as archive rows, in one batch, and
-//! awaits durability; then `outgoing()` goes to the transport and the caller is answered.
+//! row, with the conversations that ended in the step as archive rows and the step's effects
+//! as durable entries (replies to `outbox`, events to `events`, transcript rows:
+//! `actors::effects`), in one batch, and awaits durability; then `outgoing()` goes to the
+//! transport and the caller is answered.
 //!
 //! **Desk links** (with agent actors, `MeshOptions::agent_actors`): the side is built
 //! `with_desk_links()`, so a step's notes for the agent holding the conversation (customer
@@ -35,8 +37,9 @@ use switchboard_core::{
 use switchboard_store::{ActorState, Archived, Batch, CustomerRecord, Fence};
 use tracing::warn;
 
+use super::effects::{MeshNames, Rows, Transcript};
 use super::placement::ActorKey;
-use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode, encode};
+use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -89,6 +92,8 @@ pub struct ConversationRun {
     /// Its key's shard and epoch on this node when it activated: every write carries it.
     fence: Fence,
     side: ConversationSide,
+    /// The transcript's numbering, kept in the row beside the side.
+    transcript: Transcript,
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
@@ -126,14 +131,14 @@ impl Actor for ConversationActor {
         let key = customer.0.to_string();
         let row = mesh.load(CONVERSATION, key.clone()).await?;
         let had_row = row.is_some();
-        let (at, mut side, stored) = match row {
+        let (at, mut side, stored, transcript) = match row {
             Some(ActorState { epoch, body: Some(body), .. }) => {
-                let (at, side) = decode::<ConversationSide>(&body)?;
-                (at, side, epoch)
+                let (at, side, transcript) = decode_with::<ConversationSide>(&body)?;
+                (at, side, epoch, transcript.unwrap_or_default())
             }
             _ => {
                 let record = stored_customer(&mesh, &key).await?;
-                (Timestamp(0), ConversationSide::new(customer, record), 0)
+                (Timestamp(0), ConversationSide::new(customer, record), 0, Transcript::default())
             }
         };
         // Agent actors run: the conversation's own notes go on desk links to the holding
@@ -151,6 +156,7 @@ impl Actor for ConversationActor {
             key,
             fence,
             side,
+            transcript,
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
@@ -197,10 +203,14 @@ impl Actor for ConversationActor {
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive(run.mesh.inner().config.cfg(), now, envelope);
+                let rows = run.rows(now, None, &effects);
                 // An acknowledgement changes only what is resent (after a restart the router
                 // drops the resent copies as duplicates); one that leaves the actor with
-                // nothing to do is followed by its passivation below.
-                if !ack && let Err(e) = run.commit().await {
+                // nothing to do is followed by its passivation below. (One whose effects
+                // write something is written all the same.)
+                if (!ack || !rows.is_empty())
+                    && let Err(e) = run.commit(rows).await
+                {
                     return run.fail(&myself, e);
                 }
                 run.send();
@@ -215,12 +225,19 @@ impl Actor for ConversationActor {
             ConversationMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
+                // The customer's own message is the transcript's too.
+                let said = match &op {
+                    ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
+                    _ => None,
+                };
                 match run.apply(now, op) {
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
                     }
                     Ok(outcome) => {
-                        if let Err(e) = run.commit().await {
+                        let said = said.as_deref().map(|text| (outcome.conversation, text));
+                        let rows = run.rows(now, said, &outcome.effects);
+                        if let Err(e) = run.commit(rows).await {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
@@ -237,7 +254,8 @@ impl Actor for ConversationActor {
                 let cfg = run.mesh.inner().config.clone();
                 if run.side.next_deadline(cfg.cfg()).is_some_and(|at| at <= now) {
                     let effects = run.side.advance(cfg.cfg(), now);
-                    if let Err(e) = run.commit().await {
+                    let rows = run.rows(now, None, &effects);
+                    if let Err(e) = run.commit(rows).await {
                         return run.fail(&myself, e);
                     }
                     run.send();
@@ -346,9 +364,27 @@ impl ConversationRun {
         }
     }
 
-    /// Makes the side durable: its row, and the conversations that ended in this step as
-    /// archive rows, in one batch.
-    async fn commit(&mut self) -> Result<()> {
+    /// What a step writes besides the row: the customer's message (`said`, in the
+    /// conversation it went to) and the effects, as transcript rows and shared-stream entries.
+    fn rows(
+        &mut self,
+        now: Timestamp,
+        said: Option<(ConversationId, &str)>,
+        effects: &[Effect],
+    ) -> Rows {
+        let inner = self.mesh.inner();
+        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        let mut rows = Rows::default();
+        if let Some((conversation, text)) = said {
+            rows.customer_message(&mut self.transcript, now, conversation, text);
+        }
+        rows.conversation(&names, &mut self.transcript, now, self.customer, effects);
+        rows
+    }
+
+    /// Makes the side durable: its row, the conversations that ended in this step as archive
+    /// rows, and the step's `rows`, in one batch; then those entries go to the node's hub.
+    async fn commit(&mut self, rows: Rows) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let cfg = inner.config.cfg();
@@ -377,17 +413,19 @@ impl ConversationRun {
             kind: CONVERSATION.into(),
             key: self.key.clone(),
             epoch: self.epoch,
-            body: Some(encode(self.last_now, &self.side)?),
+            body: Some(encode_with(self.last_now, &self.side, Some(self.transcript))?),
         };
-        let batch = Batch {
+        let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
             archive,
             actors: vec![row],
             ..Batch::default()
         };
-        inner.store.append(batch).await?;
+        let published = rows.into_batch(&mut batch);
+        let positions = inner.store.append_assigned(batch).await?;
         self.stored = true;
+        published.publish(&self.mesh, positions);
         Ok(())
     }
 

@@ -144,5 +144,6 @@ async fn load(
     let agents: Vec<AgentId> = state.agents.names_after("").map(|(_, n)| AgentId(n)).collect();
     let mut config = TenantConfig::of(&state.engine, &groups, &agents);
     config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
+    config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
     Ok((Arc::new(config), state.engine.router().clone()))
 }

@@ -20,7 +20,8 @@
 //! **Each step, in this order:** the side changes its state and queues messages in its
 //! outbox; the shell writes the side's state (snapshot encoding, outbox and inbox numbers
 //! included) as one [`ActorState`] row in a store batch, with the conversations that ended
-//! in it (archive rows), and awaits durability (the store's group commit shares the sync
+//! in it (archive rows) and its effects as `outbox`/`events` entries and transcript rows
+//! (`effects`), and awaits durability (the store's group commit shares the sync
 //! with every other actor's write); only then it calls `outgoing()` and hands the envelopes
 //! to the transport, and answers the caller. A crash before the write loses the step (its
 //! input was not acknowledged and comes again); a crash after it keeps it, and the next
@@ -45,6 +46,7 @@
 
 pub mod agent;
 pub mod conversation;
+pub(crate) mod effects;
 pub mod grpc;
 pub mod meshes;
 pub mod placement;
@@ -103,6 +105,9 @@ pub struct TenantConfig {
     /// The agents' ids (the names their streams carry, `agent/{id}`); an agent missing here
     /// is named by its number.
     pub agent_names: FxHashMap<AgentId, String>,
+    /// The groups' ids (the names their events carry); a group missing here is named by its
+    /// number.
+    pub group_names: FxHashMap<GroupId, String>,
 }
 
 impl TenantConfig {
@@ -119,12 +124,18 @@ impl TenantConfig {
                 .filter_map(|a| engine.agent_settings(*a).map(|s| (*a, s.clone())))
                 .collect(),
             agent_names: FxHashMap::default(),
+            group_names: FxHashMap::default(),
         }
     }
 
     /// The agent's id, for its stream's name.
     pub fn agent_name(&self, agent: AgentId) -> String {
         self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.0.to_string())
+    }
+
+    /// The group's id, for its resource name.
+    pub fn group_name(&self, group: GroupId) -> String {
+        self.group_names.get(&group).cloned().unwrap_or_else(|| group.0.to_string())
     }
 
     pub fn cfg(&self) -> Config<'_> {
@@ -161,8 +172,9 @@ impl Default for MeshOptions {
 }
 
 /// What a step did that others may want to hear, once it is durable: the effects of the
-/// core (replies, agent notes, events) by the actor that produced them. Writing them to
-/// streams is the later wiring into the public API.
+/// core (replies, agent notes, events) by the actor that produced them. The actors also
+/// write replies, events and transcript rows durably in the step's own batch
+/// (`effects`); this is every effect, for tests and metrics.
 #[derive(Debug, Clone)]
 pub struct Heard {
     /// `None`: the router.
@@ -738,26 +750,43 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// A side's durable state as an actor row's body: the side through its snapshot encoding,
-/// and the actor's clock (time never runs backwards across a restart).
+/// and the actor's clock (time never runs backwards across a restart); a conversation
+/// actor's transcript numbering beside it (absent in other rows and in rows written before it).
 #[derive(Serialize, serde::Deserialize)]
 struct Body<S> {
     at_ms: u64,
     side: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transcript: Option<effects::Transcript>,
 }
 
 pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
+    encode_with(at, side, None)
+}
+
+pub(crate) fn encode_with<S: Serialize>(
+    at: Timestamp,
+    side: &S,
+    transcript: Option<effects::Transcript>,
+) -> Result<Vec<u8>> {
     let mut bytes = vec![VERSION];
-    rmp_serde::encode::write_named(&mut bytes, &Body { at_ms: at.as_millis(), side })
+    rmp_serde::encode::write_named(&mut bytes, &Body { at_ms: at.as_millis(), side, transcript })
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
 }
 
 pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)> {
+    decode_with(bytes).map(|(at, side, _)| (at, side))
+}
+
+pub(crate) fn decode_with<S: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(Timestamp, S, Option<effects::Transcript>)> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => {
             let body: Body<S> = rmp_serde::from_slice(rest)
                 .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
-            Ok((Timestamp(body.at_ms), body.side))
+            Ok((Timestamp(body.at_ms), body.side, body.transcript))
         }
         Some((v, _)) => Err(Error::Internal(format!("actor state of unknown version {v}"))),
         None => Err(Error::Internal("empty actor state".into())),

@@ -6,7 +6,8 @@
 //! is then built `with_agent_links()` and its decisions about agents go back on their links).
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
-//! row (one upsert, in the store's group commit) and awaits durability; then `outgoing()`
+//! row (one upsert, in the store's group commit) with the step's events (`events` entries,
+//! `actors::effects`) and awaits durability; then `outgoing()`
 //! goes to the transport and the caller is answered. Steps are batched: a message that
 //! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
 //! message that queued up while the previous write was in flight is applied before one
@@ -26,6 +27,7 @@ use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Ti
 use switchboard_store::{ActorState, Batch, Fence};
 use tracing::warn;
 
+use super::effects::{MeshNames, Rows};
 use super::placement::ActorKey;
 use super::{Counted, Exit, Mesh, ROUTER, Timers, decode, encode};
 use crate::clock;
@@ -103,6 +105,8 @@ struct Unflushed {
     replies: Vec<(Reply, Result<Vec<Effect>>)>,
     /// Every step's effects, in order.
     effects: Vec<Effect>,
+    /// Their events as `events` entries, each at its step's time.
+    rows: Rows,
     reads: Vec<super::ReadSide<RouterSide>>,
 }
 
@@ -335,6 +339,10 @@ impl RouterRun {
 
     fn push(&mut self, effects: Vec<Effect>, reply: Option<Reply>) {
         let batch = self.batch.as_mut().expect("a batch is open");
+        let inner = self.mesh.inner();
+        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        // `last_now` is this step's time (`now()` just set it).
+        batch.rows.router(&names, self.last_now, &effects);
         match reply {
             Some(reply) => {
                 batch.effects.extend(effects.iter().cloned());
@@ -348,7 +356,7 @@ impl RouterRun {
     /// answers, reads.
     async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        if let Err(e) = self.commit().await {
+        if let Err(e) = self.commit(batch.rows).await {
             for (reply, _) in batch.replies {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -367,8 +375,9 @@ impl RouterRun {
     }
 
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
-    /// upsert in the store's group commit.
-    async fn commit(&mut self) -> Result<()> {
+    /// upsert in the store's group commit, with the batch's `events` entries
+    /// (`actors::effects`); then those entries go to the node's hub.
+    async fn commit(&mut self, rows: Rows) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let row = ActorState {
@@ -377,13 +386,15 @@ impl RouterRun {
             epoch: self.epoch,
             body: Some(encode(self.last_now, &self.side)?),
         };
-        let batch = Batch {
+        let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
             actors: vec![row],
             ..Batch::default()
         };
-        inner.store.append(batch).await?;
+        let published = rows.into_batch(&mut batch);
+        let positions = inner.store.append_assigned(batch).await?;
+        published.publish(&self.mesh, positions);
         Ok(())
     }
 

@@ -7,19 +7,20 @@ use switchboard_core::engine::{Event, Target};
 use switchboard_core::{AgentId, GroupId, Timestamp};
 use switchboard_proto::v1 as pb;
 
+use super::rows::Names;
 use crate::convert;
-use crate::state::TenantState;
 
-pub(super) fn integrator_event(state: &TenantState, now: Timestamp, event: &Event) -> pb::Event {
-    let a = |id: AgentId| state.agent_name(id);
-    let g = |id: GroupId| state.group_name(id);
+/// An integrator event (`events`), its cursor still 0.
+pub(crate) fn integrator_event(names: &dyn Names, now: Timestamp, event: &Event) -> pb::Event {
+    let a = |id: AgentId| names.agent_name(id);
+    let g = |id: GroupId| names.group_name(id);
     let opt = |id: Option<AgentId>| id.map(a).unwrap_or_default();
     let (conversation, agent, detail) = match event {
         Event::Opened { conversation, customer, channel, group } => (
             Some(*conversation),
             None,
             D::Opened(pb::event::Opened {
-                customer: state.customer_name(*customer),
+                customer: names.customer_name(*customer),
                 channel: channel.as_str().to_owned(),
                 group: g(*group),
             }),
@@ -123,7 +124,7 @@ pub(super) fn integrator_event(state: &TenantState, now: Timestamp, event: &Even
         cursor: 0,
         at: Some(convert::timestamp(now)),
         r#type: kind.to_owned(),
-        conversation: conversation.map(|c| state.conversation_name(c)).unwrap_or_default(),
+        conversation: conversation.map(|c| names.conversation_name(c)).unwrap_or_default(),
         agent: agent.map(a).unwrap_or_default(),
         detail_json: json.to_string(),
         detail: Some(detail),

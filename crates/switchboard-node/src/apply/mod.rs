@@ -9,7 +9,8 @@
 mod admin;
 mod agent;
 mod channel;
-mod events;
+pub(crate) mod events;
+pub mod rows;
 mod supervisor;
 pub mod unaccepted;
 pub mod webhooks;
@@ -24,6 +25,8 @@ use crate::archive;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::state::{EVENTS, OUTBOX, TenantState, agent_stream};
+
+pub use self::rows::Names;
 
 /// How long before the zone's table of offsets runs out a tick builds it again (it reaches
 /// two years ahead, `calendar::offsets`).
@@ -275,39 +278,31 @@ pub fn emit(state: &mut TenantState, now: Timestamp, effects: Vec<Effect>, out: 
     for effect in effects {
         match effect {
             Effect::Send { conversation, channel, text, from, tag } => {
-                let (agent, reply_kind) = match from {
-                    Sender::Agent(a) => (state.agent_name(a), pb::ReplyKind::Unspecified),
-                    Sender::Auto(k) => {
-                        out.replies.push(k);
-                        (String::new(), convert::reply_kind(k))
-                    }
-                };
+                if let Sender::Auto(k) = from {
+                    out.replies.push(k);
+                }
                 let customer = state
                     .engine
                     .conversation(conversation)
                     .map(|c| state.customer_name(c.customer))
                     .unwrap_or_default();
-                let message = pb::OutboundMessage {
-                    cursor: 0,
-                    at: Some(convert::timestamp(now)),
-                    conversation: state.conversation_name(conversation),
+                let message = rows::outbound_message(
+                    &*state,
+                    now,
+                    conversation,
                     customer,
-                    channel: convert::channel_to_pb(channel) as i32,
-                    text: text.clone(),
-                    agent: agent.clone(),
-                    reply_kind: reply_kind as i32,
-                    tag: tag.map_or(pb::MessageTag::Unspecified, convert::tag_to_pb) as i32,
-                    estimated_wait: (reply_kind == pb::ReplyKind::Queue)
-                        .then(|| state.engine.estimated_wait(now, conversation))
-                        .flatten()
-                        .map(convert::duration),
-                };
-                let sender = if matches!(from, Sender::Agent(_)) { "agent" } else { "automatic" };
+                    channel,
+                    &text,
+                    from,
+                    tag,
+                    || state.engine.estimated_wait(now, conversation),
+                );
+                let (agent, reply_kind) = (message.agent.clone(), message.reply_kind());
                 transcript(
                     state,
                     now,
                     conversation,
-                    sender,
+                    rows::sender_of(from),
                     &agent,
                     reply_kind,
                     &text,
@@ -392,15 +387,15 @@ pub fn transcript(
     extra.transcript_seq += 1;
     out.transcript.push(TranscriptRow {
         conversation: conversation.0,
-        message: pb::Message {
-            seq: extra.transcript_seq,
-            at: Some(convert::timestamp(now)),
-            sender: sender.to_owned(),
-            agent: agent.to_owned(),
-            reply_kind: reply_kind as i32,
-            text: text.to_owned(),
+        message: rows::transcript_message(
+            extra.transcript_seq,
+            now,
+            sender,
+            agent,
+            reply_kind,
+            text,
             tag,
-        },
+        ),
     });
 }
 

@@ -60,7 +60,7 @@ pub fn serve_shared_stream<T: Send + 'static>(
 
 /// Sets an item's cursor to its position in the stream. A writer-numbered item carries it
 /// already; a store-assigned one was encoded before its position existed.
-fn stamp(item: &mut StreamItem, seq: u64) {
+pub(crate) fn stamp(item: &mut StreamItem, seq: u64) {
     match &mut item.item {
         Some(Item::Outbound(m)) => m.cursor = seq,
         Some(Item::AgentEvent(e)) => e.cursor = seq,

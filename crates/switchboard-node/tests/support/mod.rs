@@ -341,6 +341,11 @@ impl Faulty {
 
 impl Store for Faulty {
     fn append(&self, batch: Batch) -> Pending {
+        let assigned = self.append_assigned(batch);
+        Box::pin(async move { assigned.await.map(|_| ()) })
+    }
+    /// The faults apply to both ways of writing (actors write with `append_assigned`).
+    fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
         if !batch.archive.is_empty() && self.refuse_archive.swap(false, Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
@@ -352,12 +357,9 @@ impl Store for Faulty {
             let inner = self.inner.clone();
             return Box::pin(async move {
                 let _ = gate.wait_for(|open| *open).await;
-                inner.append(batch).await
+                inner.append_assigned(batch).await
             });
         }
-        self.inner.append(batch)
-    }
-    fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
         self.inner.append_assigned(batch)
     }
     fn snapshot(&self, tenant: &str, fence: Fence, seq: u64, bytes: Vec<u8>) -> Pending {
@@ -457,4 +459,76 @@ impl Store for Faulty {
     fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending {
         self.inner.retain(tenant, fence, now_ms, streams_before_ms)
     }
+}
+
+/// A shared stream (`outbox`, `events`) as the store holds it: (position, item), the cursor
+/// stamped with the position as its readers serve it; checks the positions run 1, 2, 3….
+pub fn shared(store: &Arc<dyn Store>, stream: &str) -> Vec<(u64, StreamItem)> {
+    use prost::Message as _;
+    use switchboard_proto::internal::v1::stream_item::Item;
+    let entries = store.read_stream(TENANT, stream, 0, 10_000).unwrap();
+    let positions: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=entries.len() as u64).collect();
+    assert_eq!(positions, expected, "{stream} is gap-free from 1");
+    entries
+        .into_iter()
+        .map(|e| {
+            let mut item = StreamItem::decode(e.payload.as_slice()).unwrap();
+            match &mut item.item {
+                Some(Item::Outbound(m)) => m.cursor = e.seq,
+                Some(Item::Event(ev)) => ev.cursor = e.seq,
+                other => panic!("{stream} holds {other:?}"),
+            }
+            (e.seq, item)
+        })
+        .collect()
+}
+
+/// The `outbox` in a short form, one entry each: `"{conversation} {customer} {channel}
+/// {kind} {agent}: {text}"` with resource names, the kind the reply kind's name (`agent`
+/// for an agent's message).
+pub fn outbox_summary(store: &Arc<dyn Store>) -> Vec<String> {
+    use switchboard_proto::internal::v1::stream_item::Item;
+    use switchboard_proto::v1 as pb;
+    shared(store, "outbox")
+        .into_iter()
+        .map(|(_, item)| {
+            let Some(Item::Outbound(m)) = item.item else { panic!("not a message: {item:?}") };
+            let kind = match m.reply_kind() {
+                pb::ReplyKind::Unspecified => "agent".to_owned(),
+                k => k.as_str_name().trim_start_matches("REPLY_KIND_").to_lowercase(),
+            };
+            let channel = m.channel().as_str_name().trim_start_matches("CHANNEL_").to_lowercase();
+            format!("{} {} {channel} {kind} {}: {}", m.conversation, m.customer, m.agent, m.text)
+        })
+        .collect()
+}
+
+/// The `events` stream in a short form: `"{type} {conversation number} {agent number}"`,
+/// leaving out what the event does not name.
+pub fn events_summary(store: &Arc<dyn Store>) -> Vec<String> {
+    use switchboard_proto::internal::v1::stream_item::Item;
+    shared(store, "events")
+        .into_iter()
+        .map(|(_, item)| {
+            let Some(Item::Event(e)) = item.item else { panic!("not an event: {item:?}") };
+            let number = e.conversation.rsplit('/').next().unwrap_or_default().to_owned();
+            let agent = e.agent.rsplit('/').next().unwrap_or_default().to_owned();
+            [e.r#type.as_str(), &number, &agent]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// A conversation's transcript as the store holds it, `"{sender}: {text}"`; checks it is
+/// numbered 1, 2, 3….
+pub fn transcript(store: &Arc<dyn Store>, conversation: u64) -> Vec<String> {
+    let rows = store.messages(TENANT, conversation, 0, 10_000).unwrap();
+    let numbers: Vec<u64> = rows.iter().map(|m| m.seq).collect();
+    let expected: Vec<u64> = (1..=rows.len() as u64).collect();
+    assert_eq!(numbers, expected, "the transcript is numbered from 1");
+    rows.into_iter().map(|m| format!("{}: {}", m.sender, m.text)).collect()
 }

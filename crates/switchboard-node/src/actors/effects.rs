@@ -1,0 +1,222 @@
+//! The durable form of the actors' effects (issue 12, the cut-over's streams and
+//! transcripts): what a conversation or router actor writes in the SAME batch as its row, so
+//! a crash after the write loses no reply and the next incarnation repeats none.
+//!
+//! - `Effect::Send` (an automatic reply, an agent's message) → an `outbox` entry
+//!   (`pb::OutboundMessage`) and a transcript row; a conversation actor's only.
+//! - `Effect::Event` → an `events` entry (`pb::Event`), from either actor.
+//! - The customer's own message → a transcript row (the conversation actor's operation, not
+//!   an effect: the tenant actor writes it the same way, `apply::channel`).
+//!
+//! `outbox` and `events` are shared streams ([`crate::state::SHARED_STREAMS`]): the entries
+//! go as [`Batch::appends`] and the store numbers them at commit, gap-free across every
+//! writer and node. The rows read as the tenant actor writes them (one translation,
+//! [`crate::apply::rows`], named through [`MeshNames`]); what the mesh cannot say yet: a
+//! customer is named by its number (the conversation actor's key; customer ids are the
+//! cut-over's), and a queue reply carries no estimated wait (the router knows the queue, the
+//! conversation side does not). Desk notes (`Notify`) are the agent actor's (its `agent/{id}`
+//! stream); `ReplySuppressed` and `Purge` write nothing here (metrics, and retention by the
+//! archive's `purge_at`). Every effect still goes to `MeshArgs::heard` after the write.
+
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use switchboard_core::engine::Effect;
+use switchboard_core::{AgentId, ConversationId, CustomerId, GroupId, Timestamp};
+use switchboard_proto::internal::v1::StreamItem;
+use switchboard_proto::internal::v1::stream_item::Item;
+use switchboard_proto::v1 as pb;
+use switchboard_store::{Append, Batch, Message};
+
+use super::{Mesh, TenantConfig};
+use crate::apply::Names;
+use crate::apply::events::integrator_event;
+use crate::apply::rows;
+use crate::state::{EVENTS, OUTBOX, is_shared};
+
+/// Resource names as a mesh can give them, from its [`TenantConfig`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MeshNames<'a> {
+    pub tenant: &'a str,
+    pub config: &'a TenantConfig,
+}
+
+impl Names for MeshNames<'_> {
+    fn agent_name(&self, agent: AgentId) -> String {
+        crate::names::child_name(self.tenant, "agents", &self.config.agent_name(agent))
+    }
+
+    fn group_name(&self, group: GroupId) -> String {
+        crate::names::child_name(self.tenant, "groups", &self.config.group_name(group))
+    }
+
+    /// By its number, the conversation actor's key, for now (customer ids reach the actors
+    /// with the cut-over's keys).
+    fn customer_name(&self, customer: CustomerId) -> String {
+        crate::names::child_name(self.tenant, "customers", &customer.0.to_string())
+    }
+
+    fn conversation_name(&self, conversation: ConversationId) -> String {
+        crate::names::child_name(self.tenant, "conversations", &conversation.0.to_string())
+    }
+}
+
+/// A conversation actor's transcript numbering, kept in its row beside its side (node-side:
+/// the core's side does not number transcript rows): the last number given in `conversation`.
+/// A new conversation of the customer starts again at 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Transcript {
+    pub conversation: u64,
+    pub last: u64,
+}
+
+impl Transcript {
+    fn next(&mut self, conversation: ConversationId) -> u64 {
+        if self.conversation != conversation.0 {
+            *self = Transcript { conversation: conversation.0, last: 0 };
+        }
+        self.last += 1;
+        self.last
+    }
+}
+
+/// What one step writes besides the actor's row.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    appends: Vec<Append>,
+    /// The appended items, in the same order, for the hub once their positions are known.
+    items: Vec<(&'static str, StreamItem)>,
+    messages: Vec<Message>,
+}
+
+impl Rows {
+    pub fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.messages.is_empty()
+    }
+
+    /// The customer's message, as the transcript's next row.
+    pub fn customer_message(
+        &mut self,
+        transcript: &mut Transcript,
+        now: Timestamp,
+        conversation: ConversationId,
+        text: &str,
+    ) {
+        let seq = transcript.next(conversation);
+        let unspecified = pb::ReplyKind::Unspecified;
+        let message = rows::transcript_message(seq, now, "customer", "", unspecified, text, 0);
+        self.transcript(now, conversation, &message);
+    }
+
+    /// A conversation actor's step: its replies and agent messages (outbox and transcript)
+    /// and its events, in the order the side produced them.
+    pub fn conversation(
+        &mut self,
+        names: &dyn Names,
+        transcript: &mut Transcript,
+        now: Timestamp,
+        customer: CustomerId,
+        effects: &[Effect],
+    ) {
+        for effect in effects {
+            match effect {
+                Effect::Send { conversation, channel, text, from, tag } => {
+                    let message = rows::outbound_message(
+                        names,
+                        now,
+                        *conversation,
+                        names.customer_name(customer),
+                        *channel,
+                        text,
+                        *from,
+                        *tag,
+                        || None,
+                    );
+                    let seq = transcript.next(*conversation);
+                    let row = rows::transcript_message(
+                        seq,
+                        now,
+                        rows::sender_of(*from),
+                        &message.agent,
+                        message.reply_kind(),
+                        text,
+                        message.tag,
+                    );
+                    self.transcript(now, *conversation, &row);
+                    let item = StreamItem { item: Some(Item::Outbound(message)) };
+                    self.append(OUTBOX, now, Some(conversation.0), item);
+                }
+                Effect::Event(_) => self.event(names, now, effect),
+                Effect::Notify { .. } | Effect::ReplySuppressed { .. } | Effect::Purge { .. } => {}
+            }
+        }
+    }
+
+    /// A router actor's step: its events only (it sends nothing to customers; its notes are
+    /// the desks').
+    pub fn router(&mut self, names: &dyn Names, now: Timestamp, effects: &[Effect]) {
+        for effect in effects {
+            self.event(names, now, effect);
+        }
+    }
+
+    fn event(&mut self, names: &dyn Names, now: Timestamp, effect: &Effect) {
+        if let Effect::Event(event) = effect {
+            let event = integrator_event(names, now, event);
+            let conversation =
+                crate::names::conversation("conversation", &event.conversation).ok().map(|c| c.1);
+            self.append(EVENTS, now, conversation, StreamItem { item: Some(Item::Event(event)) });
+        }
+    }
+
+    fn append(
+        &mut self,
+        stream: &'static str,
+        now: Timestamp,
+        conversation: Option<u64>,
+        item: StreamItem,
+    ) {
+        debug_assert!(is_shared(stream), "{stream} is not a shared stream");
+        self.appends.push(Append {
+            stream: stream.to_owned(),
+            at_ms: now.as_millis(),
+            payload: item.encode_to_vec(),
+            conversation,
+        });
+        self.items.push((stream, item));
+    }
+
+    fn transcript(&mut self, now: Timestamp, conversation: ConversationId, message: &pb::Message) {
+        self.messages.push(Message {
+            conversation: conversation.0,
+            seq: message.seq,
+            at_ms: now.as_millis(),
+            sender: message.sender.clone(),
+            text: message.text.clone(),
+            kind: crate::service::transcript_kind(message),
+        });
+    }
+
+    /// Puts the rows in the actor's batch; what it returns goes to [`Published::publish`]
+    /// with the positions the store assigned.
+    pub fn into_batch(self, batch: &mut Batch) -> Published {
+        batch.appends.extend(self.appends);
+        batch.messages.extend(self.messages);
+        Published(self.items)
+    }
+}
+
+/// Durable entries, waiting for their positions to go to the node's live readers.
+#[derive(Debug, Default)]
+pub(crate) struct Published(Vec<(&'static str, StreamItem)>);
+
+impl Published {
+    /// To the mesh's hub (if any), each stamped with its position (`positions`: the
+    /// store's answer for the batch's appends, in their order; the batch carried only these).
+    pub fn publish(self, mesh: &Mesh, positions: Vec<u64>) {
+        let Some(hub) = &mesh.inner().hub else { return };
+        for ((stream, mut item), seq) in self.0.into_iter().zip(positions) {
+            crate::service::stamp(&mut item, seq);
+            hub.publish(mesh.tenant(), stream, seq, item);
+        }
+    }
+}
