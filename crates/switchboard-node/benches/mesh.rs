@@ -30,7 +30,7 @@ use switchboard_core::mesh::{
     ToDesk, ToRouter,
 };
 use switchboard_core::router::StatusCause;
-use switchboard_core::{AgentId, AgentStatus, CustomerId, State};
+use switchboard_core::{Actor, AgentId, AgentStatus, CustomerId, State};
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{CONVERSATION, Mesh, MeshArgs, MeshOptions, ROUTER, Transport};
 use switchboard_store::{SqliteOptions, SqliteStore, Store};
@@ -242,7 +242,8 @@ async fn run(n: u64, m: u64) {
     let routed = |t: &Counting| {
         (t.router_messages.load(Ordering::Relaxed), t.router_acks.load(Ordering::Relaxed))
     };
-    println!("to the router while opening: {:?} (messages, acknowledgements)", routed(&transport));
+    let opening = routed(&transport);
+    println!("to the router while opening: {opening:?} (messages, acknowledgements)");
     let before = routed(&transport);
     let started = Instant::now();
     let sending = mesh.clone();
@@ -264,6 +265,41 @@ async fn run(n: u64, m: u64) {
         sent.as_secs_f64(),
         sent.as_micros() as f64 / m as f64,
         m as f64 / sent.as_secs_f64()
+    );
+
+    // loadtest's contact-center scenario per conversation (defaults: handle 10 s, a customer
+    // message every second, each answered by the agent): open, ten customer messages, ten
+    // agent replies, the agent's end. The openings were counted above; here the rest, for
+    // every open conversation, and the share of all these commands the router took part in.
+    let before = routed(&transport);
+    let ending = mesh.clone();
+    each(n, move |i| {
+        let mesh = ending.clone();
+        async move {
+            let customer = 1_000 + i;
+            let conversation = mesh.conversation(CustomerId(customer));
+            let (id, agent) = conversation
+                .read(|side| side.conversation().map(|c| (c.id, c.agent)))
+                .await
+                .unwrap()
+                .unwrap();
+            let agent = agent.unwrap();
+            for _ in 0..10 {
+                let msg = message(customer, customer, "and another thing");
+                conversation.customer_message(msg).await.unwrap();
+                conversation.agent_message(id, agent, "noted", None).await.unwrap();
+            }
+            conversation.end(id, Actor::Agent(agent)).await.unwrap();
+        }
+    })
+    .await;
+    let after = routed(&transport);
+    let commands = n * (1 + 20 + 1);
+    let to_router = opening.0 + (after.0 - before.0);
+    println!(
+        "contact-center mix ({n} conversations: open, 10 customer messages, 10 agent replies, \
+         end = {commands} commands): {to_router} messages to the router, {:.1}% of the commands",
+        to_router as f64 * 100.0 / commands as f64
     );
     mesh.stop_all().await;
 }
