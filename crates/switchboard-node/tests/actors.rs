@@ -1039,3 +1039,53 @@ async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry(
     assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(support::transcript(&h.store, 1).len(), 5);
 }
+
+// ----- timers ----------------------------------------------------------------------------------
+
+/// Actors at rest cost nothing: once everything they sent is acknowledged and no deadline is
+/// near, the router, conversation and agent actors of one mesh handle no timer wake-up at all
+/// while another mesh's conversation actor, whose envelope to its router is cut, resends it
+/// every period (the period measured by those resends, not by a clock) — and the resend goes
+/// through once the cut heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_actors_are_not_woken_while_a_cut_envelope_is_resent() {
+    // At rest: an agent signed in through its actor holds customer 7's conversation, and
+    // every link has acknowledged everything.
+    let rest = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    let mesh = &rest.mesh;
+    queue_conversation_1_of_customer_7(mesh).await;
+    let desk = mesh.agent(AGENT);
+    let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(command).await.unwrap(), Decision::Applied);
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("every link is acknowledged", || async {
+        let router = mesh.router().read(|s| s.retransmit().is_empty()).await.unwrap();
+        let agent = desk.read(|s| s.settled()).await.unwrap();
+        router && agent && desks_settled(mesh).await && notes_settled(mesh, 7).await
+    })
+    .await;
+    let woken = mesh.wakes();
+
+    // Meanwhile, in another mesh: customer 9's first message never reaches the router.
+    let cut = harness();
+    cut.transport.cut_to_router.store(true, Ordering::SeqCst);
+    let msg = message(9, 1, "anyone?");
+    cut.mesh.conversation(CustomerId(9)).customer_message(msg).await.unwrap();
+    until("it is resent five times", || async {
+        cut.transport.dropped.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    assert!(cut.mesh.wakes() >= 5, "each resend is a wake-up of its own actor");
+    assert_eq!(mesh.wakes(), woken, "the settled actors were not woken once");
+    assert_eq!((mesh.live(), mesh.live_agents()), ((1, 1), 1), "and are still there");
+
+    // The cut heals: the next resend reaches the router, which queues the conversation.
+    cut.transport.cut_to_router.store(false, Ordering::SeqCst);
+    until("the resent message is queued", || async {
+        open(&cut.mesh, 9).await == Some((State::Queued, None))
+    })
+    .await;
+}

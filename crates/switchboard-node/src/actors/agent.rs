@@ -101,8 +101,8 @@ pub enum AgentMsg {
     Decision(u64, oneshot::Sender<Decision>),
     /// A read of the side's current state.
     Read(super::ReadSide<AgentSide>),
-    /// Resend what is unacknowledged; passivate if idle.
-    Retransmit,
+    /// Its one timer fired: a resend or the end of its idle time may be due.
+    Wake,
 }
 
 #[derive(Debug)]
@@ -129,7 +129,7 @@ pub struct AgentRun {
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
-    _timers: Timers,
+    timers: Timers,
     /// The router acknowledged every command below this (as far as this incarnation heard).
     acked_below: u64,
     /// Refusals heard, by command number (the newest [`KEEP_DECIDED`]).
@@ -191,7 +191,7 @@ impl Actor for AgentActor {
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
-            _timers: Timers::start(&myself, every, || AgentMsg::Retransmit),
+            timers: Timers::new(every),
             acked_below: 0,
             refused: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -202,6 +202,7 @@ impl Actor for AgentActor {
         };
         // A restarted side resends everything unacknowledged at once.
         run.send();
+        run.arm(&myself);
         Ok(run)
     }
 
@@ -247,6 +248,10 @@ impl Actor for AgentActor {
                 }
                 run.send();
                 run.heard(&desk, acked);
+                if acked.is_some() && run.side.settled() {
+                    // Nothing it sent is unacknowledged: no resend is due.
+                    run.timers.acknowledged();
+                }
             }
             AgentMsg::Desk(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
@@ -287,26 +292,36 @@ impl Actor for AgentActor {
             }
             AgentMsg::Decision(command, waiter) => run.wait(command, waiter),
             AgentMsg::Read(read) => read(&run.side),
-            AgentMsg::Retransmit => {
+            AgentMsg::Wake => {
+                run.timers.fired();
+                run.mesh.woke();
                 if let Err(e) = run.mesh.holds(run.fence) {
-                    // Its shard moved: the new owner activates it from its row.
+                    // Its shard moved (`Mesh::stop_unowned` stops it too, as the move is
+                    // seen): the new owner activates it from its row.
                     return run.fail(&myself, e);
                 }
-                let wire = run.side.retransmit();
-                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                if wire.is_empty() && idle && run.waiting.is_empty() {
-                    // Its row is durable; the next message activates it again. Draining: what
-                    // is in the mailbox is still handled, later sends go to the next one.
-                    run.drained = true;
-                    let _ = myself.drain();
-                    return Ok(());
+                if run.timers.resend_due() {
+                    let wire = run.side.retransmit();
+                    run.timers.resent(!wire.is_empty());
+                    let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                    for envelope in wire {
+                        transport.to_router_from_agent(tenant, envelope);
+                    }
                 }
-                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
-                for envelope in wire {
-                    transport.to_router_from_agent(tenant, envelope);
+                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
+                if idle && run.waiting.is_empty() {
+                    if run.side.settled() {
+                        // Its row is durable; the next message activates it again. Draining:
+                        // what is in the mailbox is still handled, later sends go to the next.
+                        run.drained = true;
+                        let _ = myself.drain();
+                        return Ok(());
+                    }
+                    run.timers.sent();
                 }
             }
         }
+        run.arm(&myself);
         Ok(())
     }
 }
@@ -366,11 +381,23 @@ impl AgentRun {
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
+            if super::awaits_ack(&envelope.body) {
+                self.timers.sent();
+            }
             transport.to_router_from_agent(tenant, envelope);
         }
         for envelope in self.side.outgoing_desk() {
             transport.to_conversation_from_desk(tenant, envelope);
         }
+    }
+
+    /// Arms its one wake-up: the next resend, or (with none due, and no caller waiting for
+    /// a decision) the end of its idle time. An agent side has no deadlines.
+    fn arm(&mut self, myself: &ActorRef<AgentMsg>) {
+        let now = self.now();
+        let idle_at = self.last_active + self.mesh.inner().options.idle;
+        let idle_at = self.waiting.is_empty().then_some(idle_at);
+        self.timers.arm(myself, None, now, idle_at, || AgentMsg::Wake);
     }
 
     /// What the router said, for the callers waiting on their commands' decisions.
