@@ -325,7 +325,11 @@ impl RouterSide {
                 FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
             };
             match decided {
-                Ok(fx) => out.extend(fx),
+                Ok(fx) => {
+                    out.extend(fx);
+                    // After the decision's notes for the agent (queued by the operation).
+                    self.agents.entry(agent).or_default().out.push(ToAgent::Done { command });
+                }
                 Err(e) => {
                     let status =
                         self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
