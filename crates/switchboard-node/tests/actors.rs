@@ -1113,14 +1113,8 @@ async fn settled_actors_are_not_woken_while_a_cut_envelope_is_resent() {
     // every link has acknowledged everything.
     let rest = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
     let mesh = &rest.mesh;
-    queue_conversation_1_of_customer_7(mesh).await;
+    assign_conversation_1_through_the_agent_actor(&rest).await;
     let desk = mesh.agent(AGENT);
-    let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
-    assert_eq!(desk.decision(command).await.unwrap(), Decision::Applied);
-    until("the conversation hears it is assigned", || async {
-        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
-    })
-    .await;
     until("every link is acknowledged", || async {
         let router = mesh.router().read(|s| s.retransmit().is_empty()).await.unwrap();
         let agent = desk.read(|s| s.settled()).await.unwrap();
