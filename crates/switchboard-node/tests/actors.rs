@@ -431,11 +431,15 @@ struct FaultyHarness {
 }
 
 fn faulty_harness(idle_end: Option<Duration>) -> FaultyHarness {
-    faulty_harness_with(idle_end, 1)
+    faulty_harness_with(idle_end, 1, options(Duration::from_secs(3600)))
 }
 
-/// [`faulty_harness`] with the agent's capacity.
-fn faulty_harness_with(idle_end: Option<Duration>, capacity: u32) -> FaultyHarness {
+/// [`faulty_harness`] with the agent's capacity and the mesh's timings.
+fn faulty_harness_with(
+    idle_end: Option<Duration>,
+    capacity: u32,
+    options: MeshOptions,
+) -> FaultyHarness {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
@@ -454,7 +458,7 @@ fn faulty_harness_with(idle_end: Option<Duration>, capacity: u32) -> FaultyHarne
         config: Arc::new(config),
         router: engine.router().clone(),
         transport: transport.clone(),
-        options: options(Duration::from_secs(3600)),
+        options,
         heard: Some(tx),
         hub: None,
     });
@@ -560,7 +564,11 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
 /// the sign-in's, and each conversation is assigned once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_queued_behind_the_routers_write_share_its_next_one_and_wait_for_it() {
-    let h = faulty_harness_with(None, 10);
+    // Nothing is lost here, so nothing needs resending: with the usual 50 ms a slow machine
+    // resends a route while the write is held, and that duplicate, reaching the router after
+    // its second write, is a step (and a write) of its own.
+    let hour = Duration::from_secs(3600);
+    let h = faulty_harness_with(None, 10, MeshOptions { retransmit: hour, ..options(hour) });
     let mesh = &h.mesh;
     mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
     let signed_in = h.faulty.router_writes.load(Ordering::SeqCst);
@@ -738,6 +746,57 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
     assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
 }
 
+/// The router's acknowledgement of a command it refuses overtakes the refusal (the network
+/// delivers its acknowledgements to the agent actor and drops its messages, which it
+/// resends): the decision is still `Refused`, never a premature `Applied`, because the
+/// router answers every command it decides on the link and the caller waits for that
+/// answer. A number never issued is refused as an argument.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_overtaken_by_its_acknowledgement_is_still_answered_refused() {
+    let offer = OfferMode::Offer { timeout: Duration::from_secs(3600) };
+    let h = agent_harness(&[(AGENT, 1)], offer);
+    let mesh = &h.mesh;
+    let desk = mesh.agent(AGENT);
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
+    until("the router's decisions are acknowledged", || desks_settled(mesh)).await;
+
+    // From here the router's messages to the agent are dropped, its acknowledgements pass.
+    h.transport.cut_messages_to_agent.store(true, Ordering::SeqCst);
+    let dropped = h.transport.dropped.load(Ordering::SeqCst);
+    // Accepting a conversation never offered: the router refuses it.
+    let accept = desk.accept(ConversationId(42)).await.unwrap();
+    until("the router acknowledged the command and its answer was dropped", || async {
+        let acked = desk.read(|side| side.settled()).await.unwrap();
+        acked && h.transport.dropped.load(Ordering::SeqCst) > dropped
+    })
+    .await;
+    let decided = desk.read(|side| side.decided()).await.unwrap();
+    assert_eq!(decided, online, "acknowledged, and not answered yet");
+    // Asked now (the acknowledgement is in, the refusal is not), and answered once the
+    // router's resent refusal gets through.
+    let waiter = tokio::spawn({
+        let desk = desk.clone();
+        async move { desk.decision(accept).await }
+    });
+    let dropped = h.transport.dropped.load(Ordering::SeqCst);
+    until("the refusal is dropped again", || async {
+        h.transport.dropped.load(Ordering::SeqCst) >= dropped + 2
+    })
+    .await;
+    h.transport.cut_messages_to_agent.store(false, Ordering::SeqCst);
+    let decision = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap().unwrap();
+    let Decision::Refused { reason } = decision else {
+        panic!("accepting a conversation never offered is refused, not {decision:?}")
+    };
+    assert!(!reason.is_empty());
+    assert!(desk_summary(&h.store, AGENT).contains(&format!("refused {accept}")));
+    // Asked again, from the row.
+    assert!(matches!(desk.decision(accept).await.unwrap(), Decision::Refused { .. }));
+    let never = desk.decision(accept + 1).await.unwrap_err();
+    assert!(matches!(never, switchboard_node::error::Error::Field { .. }), "{never}");
+}
+
 /// The agent actor crashes twice after a durable write and before its delivery: once after
 /// queuing its sign-in (the command reaches the router from the next incarnation's resend,
 /// applied once), once after writing a router decision to its desk and before its
@@ -786,8 +845,9 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
     assert_eq!((load, capacity), (1, 1));
     let side = mesh.agent(AGENT).read(|side| (side.applied(), side.desk_next())).await.unwrap();
-    // The sign-in's status change and assignment were one router operation: one message.
-    assert_eq!(side, (2, 4), "two router messages applied, three desk entries");
+    // The sign-in's status change and assignment were one router operation: one message,
+    // and its answer (`Done`) another; the supervisor's status change a third.
+    assert_eq!(side, (3, 4), "three router messages applied, three desk entries");
 }
 
 // ----- desk links ------------------------------------------------------------------------------
@@ -1038,4 +1098,48 @@ async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry(
     assert_eq!(support::outbox_summary(&h.store), replies_heard());
     assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(support::transcript(&h.store, 1).len(), 5);
+}
+
+// ----- timers ----------------------------------------------------------------------------------
+
+/// Actors at rest cost nothing: once everything they sent is acknowledged and no deadline is
+/// near, the router, conversation and agent actors of one mesh handle no timer wake-up at all
+/// while another mesh's conversation actor, whose envelope to its router is cut, resends it
+/// every period (the period measured by those resends, not by a clock) — and the resend goes
+/// through once the cut heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_actors_are_not_woken_while_a_cut_envelope_is_resent() {
+    // At rest: an agent signed in through its actor holds customer 7's conversation, and
+    // every link has acknowledged everything.
+    let rest = agent_harness(&[(AGENT, 1)], OfferMode::AutoAccept);
+    let mesh = &rest.mesh;
+    assign_conversation_1_through_the_agent_actor(&rest).await;
+    let desk = mesh.agent(AGENT);
+    until("every link is acknowledged", || async {
+        let router = mesh.router().read(|s| s.retransmit().is_empty()).await.unwrap();
+        let agent = desk.read(|s| s.settled()).await.unwrap();
+        router && agent && desks_settled(mesh).await && notes_settled(mesh, 7).await
+    })
+    .await;
+    let woken = mesh.wakes();
+
+    // Meanwhile, in another mesh: customer 9's first message never reaches the router.
+    let cut = harness();
+    cut.transport.cut_to_router.store(true, Ordering::SeqCst);
+    let msg = message(9, 1, "anyone?");
+    cut.mesh.conversation(CustomerId(9)).customer_message(msg).await.unwrap();
+    until("it is resent five times", || async {
+        cut.transport.dropped.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    assert!(cut.mesh.wakes() >= 5, "each resend is a wake-up of its own actor");
+    assert_eq!(mesh.wakes(), woken, "the settled actors were not woken once");
+    assert_eq!((mesh.live(), mesh.live_agents()), ((1, 1), 1), "and are still there");
+
+    // The cut heals: the next resend reaches the router, which queues the conversation.
+    cut.transport.cut_to_router.store(false, Ordering::SeqCst);
+    until("the resent message is queued", || async {
+        open(&cut.mesh, 9).await == Some((State::Queued, None))
+    })
+    .await;
 }

@@ -22,6 +22,9 @@ use crate::router::{AgentStatus, StatusCause};
 
 type AgentLink = Link<FromAgent, ToAgent>;
 
+/// How many refusals an agent side remembers (in its row), for [`AgentSide::refusal`].
+pub const KEEP_REFUSALS: usize = 64;
+
 /// One entry of the agent's desk stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeskEvent {
@@ -47,6 +50,16 @@ pub struct AgentSide {
     /// The number of the latest status command: only its refusal puts the router's status
     /// back (a later one in flight will be decided after it).
     last_status: u64,
+    /// The router answered every command up to this one (`Done` or `Refused`; it decides
+    /// them in order).
+    #[serde(default)]
+    decided: u64,
+    /// The reasons of the newest [`KEEP_REFUSALS`] refused commands.
+    #[serde(default)]
+    refusals: BTreeMap<u64, String>,
+    /// Refusals of commands below this may be forgotten.
+    #[serde(default)]
+    refusals_from: u64,
     /// Desk events of this step, not yet handed to the shell (volatile: a step lost in a
     /// crash is applied again from the router's resent messages, with the same numbers).
     #[serde(skip)]
@@ -77,6 +90,9 @@ impl AgentSide {
             link: Link::default(),
             desk_next: 1,
             last_status: 0,
+            decided: 0,
+            refusals: BTreeMap::new(),
+            refusals_from: 0,
             desk: Vec::new(),
             holdings: BTreeMap::new(),
             desk_links: BTreeMap::new(),
@@ -112,6 +128,32 @@ impl AgentSide {
     /// How many of the router's messages were applied.
     pub fn applied(&self) -> u64 {
         self.link.inbox.applied_below() - 1
+    }
+
+    /// How many commands this side has sent (the newest one's number; 0: none yet).
+    pub fn commands(&self) -> u64 {
+        self.link.out.pushed()
+    }
+
+    /// The router answered every command of this side up to this number (0: none yet).
+    pub fn decided(&self) -> u64 {
+        self.decided
+    }
+
+    /// The router's answer to `command`: `None` while it has not answered (or if it is a
+    /// refusal too old to be remembered, see [`AgentSide::remembers`]), `Some(None)` if it
+    /// applied it, `Some(Some(reason))` if it refused it.
+    pub fn decision(&self, command: u64) -> Option<Option<&str>> {
+        if command > self.decided || !self.remembers(command) {
+            return None;
+        }
+        Some(self.refusals.get(&command).map(String::as_str))
+    }
+
+    /// Whether a refusal of `command` would still be remembered (the newest
+    /// [`KEEP_REFUSALS`] are; the desk stream keeps every one).
+    pub fn remembers(&self, command: u64) -> bool {
+        command >= self.refusals_from
     }
 
     /// The number the next desk event gets.
@@ -172,8 +214,16 @@ impl AgentSide {
                     if command == self.last_status {
                         self.status = status;
                     }
+                    self.decided = self.decided.max(command);
+                    self.refusals.insert(command, reason.clone());
+                    while self.refusals.len() > KEEP_REFUSALS {
+                        if let Some((oldest, _)) = self.refusals.pop_first() {
+                            self.refusals_from = oldest + 1;
+                        }
+                    }
                     self.record(DeskEvent::Refused { command, reason });
                 }
+                ToAgent::Done { command } => self.decided = self.decided.max(command),
             }
         }
         if any {

@@ -51,6 +51,11 @@ impl<M: Clone> Outbox<M> {
         }
     }
 
+    /// How many messages were ever queued on it (the newest one's sequence number).
+    pub fn pushed(&self) -> u64 {
+        self.next - 1
+    }
+
     /// Nothing is waiting for an acknowledgement.
     pub fn is_empty(&self) -> bool {
         self.unacked.is_empty()

@@ -198,6 +198,11 @@ pub enum ToAgent {
     /// The agent's command `command` (its sequence number on the link) was refused; `status`
     /// is the agent's status at the router after it (a refused status change does not hold).
     Refused { command: u64, reason: String, status: AgentStatus },
+    /// The agent's command `command` was applied; what it decided about the agent came
+    /// before it on this link (in the same step). Every command gets exactly one answer,
+    /// this or `Refused`, so the agent side knows each decision without reading the link's
+    /// acknowledgements (which a network may deliver before a refusal).
+    Done { command: u64 },
 }
 
 /// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive

@@ -296,6 +296,13 @@ impl RouterSide {
         wire
     }
 
+    /// Whether nothing sent on a conversation's link is unacknowledged (so for a link it does
+    /// not have): an O(1) look at one link, for a shell that tracks which links owe it an
+    /// acknowledgement instead of scanning [`Self::retransmit`].
+    pub fn settled_with(&self, id: ConversationId) -> bool {
+        self.conversations.get(&id).is_none_or(|c| c.link.out.is_empty())
+    }
+
     // ----- the agents' links --------------------------------------------------------------------
 
     /// An envelope from an agent side: the commands it completes are decided in order (the
@@ -318,7 +325,11 @@ impl RouterSide {
                 FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
             };
             match decided {
-                Ok(fx) => out.extend(fx),
+                Ok(fx) => {
+                    out.extend(fx);
+                    // After the decision's notes for the agent (queued by the operation).
+                    self.agents.entry(agent).or_default().out.push(ToAgent::Done { command });
+                }
                 Err(e) => {
                     let status =
                         self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
@@ -345,6 +356,11 @@ impl RouterSide {
             wire.extend(link.bodies().into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
         }
         wire
+    }
+
+    /// Whether nothing sent on an agent's link is unacknowledged (as [`Self::settled_with`]).
+    pub fn settled_with_agent(&self, agent: AgentId) -> bool {
+        self.agents.get(&agent).is_none_or(|l| l.out.is_empty())
     }
 
     /// Everything unacknowledged on the agents' links, again.

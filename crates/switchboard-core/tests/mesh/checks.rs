@@ -147,6 +147,28 @@ pub fn quiet(sim: &Sim) -> Result<(), String> {
                 sim.router.live.applied_agent(agent)
             ));
         }
+        // Every command got exactly one answer, and the agent side heard them all.
+        let answers: Vec<u64> = sim
+            .to_agent
+            .iter()
+            .filter(|((x, _), _)| *x == agent)
+            .filter_map(|(_, m)| match m {
+                ToAgent::Done { command } | ToAgent::Refused { command, .. } => Some(*command),
+                ToAgent::Decided { .. } => None,
+            })
+            .collect();
+        let expected: Vec<u64> = (1..=asked.unwrap_or(0)).collect();
+        if answers != expected {
+            return Err(format!(
+                "quiet, yet the router answered {agent}'s commands {answers:?}, not {expected:?}"
+            ));
+        }
+        let decided = node.live.decided();
+        if decided != asked.unwrap_or(0) {
+            return Err(format!(
+                "quiet, yet {agent}'s side knows {decided} of its {asked:?} commands decided"
+            ));
+        }
     }
     for (u, side) in sim.sides.iter().enumerate() {
         let Some(c) = side.live.conversation() else { continue };
@@ -219,6 +241,7 @@ pub fn desk(
             Some(ToAgent::Refused { command, reason, .. }) => {
                 vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
             }
+            Some(ToAgent::Done { .. }) => Vec::new(),
             None => {
                 vec![DeskEvent::Refused { command: 0, reason: format!("seq {seq} never sent") }]
             }

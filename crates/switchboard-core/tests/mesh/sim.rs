@@ -196,9 +196,10 @@ pub struct Stats {
     /// Conversations the router was asked to route, and decisions it sent.
     pub routed: u64,
     pub decisions: u64,
-    /// Desk events committed, and agent commands the router refused.
+    /// Desk events committed, and agent commands the router refused and applied.
     pub desk_events: u64,
     pub agent_refused: u64,
+    pub agent_done: u64,
     /// Conversation notes sent on desk links, and shown on desks.
     pub desk_sent: u64,
     pub desk_shown: u64,
@@ -223,6 +224,7 @@ impl std::ops::AddAssign for Stats {
             (&mut self.decisions, s.decisions),
             (&mut self.desk_events, s.desk_events),
             (&mut self.agent_refused, s.agent_refused),
+            (&mut self.agent_done, s.agent_done),
             (&mut self.desk_sent, s.desk_sent),
             (&mut self.desk_shown, s.desk_shown),
         ];
@@ -308,6 +310,8 @@ impl Sim {
         self.stats.desk_events = self.desks.iter().map(|d| d.len() as u64).sum();
         self.stats.agent_refused =
             self.to_agent.values().filter(|m| matches!(m, ToAgent::Refused { .. })).count() as u64;
+        self.stats.agent_done =
+            self.to_agent.values().filter(|m| matches!(m, ToAgent::Done { .. })).count() as u64;
         self.stats.kinds |= ops::agent_kinds(self.to_agent.values());
         self.stats.desk_sent = self.to_desk.values().map(|m| m.notes.len() as u64).sum();
         self.stats.desk_shown = self.shown.values().map(|n| n.len() as u64).sum();

@@ -429,6 +429,9 @@ impl Twin {
             }
             self.agents[e.agent.0 as usize].receive(e);
         }
+        // The agent side heard the answer (a `Done` or that refusal) on its link.
+        let heard = self.agents[a].decision(n).map(|r| r.map(str::to_owned));
+        assert_eq!(heard, Some(refused.clone()), "command {n} of {agent} answered on its link");
         match refused {
             Some(why) => Err(why),
             None => Ok(out),

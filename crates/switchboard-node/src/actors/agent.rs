@@ -22,17 +22,20 @@
 //!
 //! **What a command's caller learns.** A command is answered with its number on the link
 //! once it is durably queued to the router (the side's row holds it; it is resent until the
-//! router acknowledges it). The router's decision comes later, on the link:
-//! [`AgentHandle::decision`] waits for it — [`Decision::Refused`] once the router's refusal
-//! of that number is applied here, [`Decision::Applied`] once the router acknowledged the
-//! number and no refusal of it has arrived. The router queues a refusal in the same step as
-//! it applies the command and hands it to the network before that step's acknowledgement,
-//! so in order (in-process, or two envelopes the network does not swap) the refusal comes
-//! first; a network that swaps them makes `Applied` premature, and the refusal then shows
-//! only as a desk event. What the decision did (an `Assigned`, a `Released`, a status the
-//! router changed) is on the desk stream. Waiters are volatile: a restarted actor answers
-//! them `Unavailable`, and a waiter for a number acknowledged before this incarnation heard
-//! an acknowledgement waits for the next one (a resend after a restart brings one).
+//! router acknowledges it). The router's decision comes later, on the link, as a message of
+//! its own: the router answers every command it decides, `ToAgent::Done` after the
+//! decision's notes or `ToAgent::Refused`, in the step that decides it, in command order.
+//! The side applies those messages in order, once (the link's exactly-once delivery), and
+//! keeps in its row the newest command answered and the newest 64 refusals' reasons.
+//! [`AgentHandle::decision`] waits until the command is answered and written here:
+//! [`Decision::Applied`] or [`Decision::Refused`] with the router's reason, whatever order
+//! the network delivered the router's acknowledgement and answer in (the acknowledgement
+//! says only that the router took the command). By then the decision's notes (an
+//! `Assigned`, a `Released`, a status the router changed) are on the desk stream. A
+//! number not issued yet is INVALID_ARGUMENT; one whose refusal is too old to be
+//! remembered is FAILED_PRECONDITION (the desk stream has it). Waiters are volatile: a
+//! restarted actor answers them `Unavailable`; asked again, the new incarnation answers
+//! from its row.
 //!
 //! **Activation** on the first message (a handle call or a router envelope): from its row
 //! (`ActorState` kind [`AGENT`], key = the agent's number), incarnation = stored epoch + 1,
@@ -66,9 +69,6 @@ use super::{AGENT, Counted, Exit, Mesh, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
 
-/// Decisions kept for waiters that ask after the router's answer arrived (volatile).
-const KEEP_DECIDED: usize = 256;
-
 /// An agent command, as [`AgentHandle`] builds it.
 #[derive(Debug, Clone)]
 pub enum AgentOp {
@@ -78,11 +78,10 @@ pub enum AgentOp {
     Pick(ConversationId),
 }
 
-/// The router's decision on one command, as far as the agent actor knows it (see the
-/// module's documentation for when `Applied` is premature).
+/// The router's decision on one command (see the module's documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The router acknowledged the command and no refusal of it arrived first.
+    /// The router applied the command.
     Applied,
     /// The router refused it, for this reason.
     Refused { reason: String },
@@ -98,11 +97,11 @@ pub enum AgentMsg {
     /// A command; answered with its number once durably queued.
     Op(AgentOp, RpcReplyPort<Result<u64>>),
     /// Wait for the router's decision on a command number.
-    Decision(u64, oneshot::Sender<Decision>),
+    Decision(u64, oneshot::Sender<Result<Decision>>),
     /// A read of the side's current state.
     Read(super::ReadSide<AgentSide>),
-    /// Resend what is unacknowledged; passivate if idle.
-    Retransmit,
+    /// Its one timer fired: a resend or the end of its idle time may be due.
+    Wake,
 }
 
 #[derive(Debug)]
@@ -129,13 +128,9 @@ pub struct AgentRun {
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
-    _timers: Timers,
-    /// The router acknowledged every command below this (as far as this incarnation heard).
-    acked_below: u64,
-    /// Refusals heard, by command number (the newest [`KEEP_DECIDED`]).
-    refused: BTreeMap<u64, String>,
-    /// Callers waiting for a command's decision.
-    waiting: BTreeMap<u64, Vec<oneshot::Sender<Decision>>>,
+    timers: Timers,
+    /// Callers waiting for a command's decision (volatile).
+    waiting: BTreeMap<u64, Vec<oneshot::Sender<Result<Decision>>>>,
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
@@ -191,9 +186,7 @@ impl Actor for AgentActor {
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
-            _timers: Timers::start(&myself, every, || AgentMsg::Retransmit),
-            acked_below: 0,
-            refused: BTreeMap::new(),
+            timers: Timers::new(every),
             waiting: BTreeMap::new(),
             drained: false,
             failed: false,
@@ -202,6 +195,7 @@ impl Actor for AgentActor {
         };
         // A restarted side resends everything unacknowledged at once.
         run.send();
+        run.arm(&myself);
         Ok(run)
     }
 
@@ -246,7 +240,11 @@ impl Actor for AgentActor {
                     }
                 }
                 run.send();
-                run.heard(&desk, acked);
+                run.answer();
+                if acked.is_some() && run.side.settled() {
+                    // Nothing it sent is unacknowledged: no resend is due.
+                    run.timers.acknowledged();
+                }
             }
             AgentMsg::Desk(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
@@ -287,26 +285,36 @@ impl Actor for AgentActor {
             }
             AgentMsg::Decision(command, waiter) => run.wait(command, waiter),
             AgentMsg::Read(read) => read(&run.side),
-            AgentMsg::Retransmit => {
+            AgentMsg::Wake => {
+                run.timers.fired();
+                run.mesh.woke();
                 if let Err(e) = run.mesh.holds(run.fence) {
-                    // Its shard moved: the new owner activates it from its row.
+                    // Its shard moved (`Mesh::stop_unowned` stops it too, as the move is
+                    // seen): the new owner activates it from its row.
                     return run.fail(&myself, e);
                 }
-                let wire = run.side.retransmit();
-                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                if wire.is_empty() && idle && run.waiting.is_empty() {
-                    // Its row is durable; the next message activates it again. Draining: what
-                    // is in the mailbox is still handled, later sends go to the next one.
-                    run.drained = true;
-                    let _ = myself.drain();
-                    return Ok(());
+                if run.timers.resend_due() {
+                    let wire = run.side.retransmit();
+                    run.timers.resent(!wire.is_empty());
+                    let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                    for envelope in wire {
+                        transport.to_router_from_agent(tenant, envelope);
+                    }
                 }
-                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
-                for envelope in wire {
-                    transport.to_router_from_agent(tenant, envelope);
+                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
+                if idle && run.waiting.is_empty() {
+                    if run.side.settled() {
+                        // Its row is durable; the next message activates it again. Draining:
+                        // what is in the mailbox is still handled, later sends go to the next.
+                        run.drained = true;
+                        let _ = myself.drain();
+                        return Ok(());
+                    }
+                    run.timers.sent();
                 }
             }
         }
+        run.arm(&myself);
         Ok(())
     }
 }
@@ -366,6 +374,9 @@ impl AgentRun {
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
+            if super::awaits_ack(&envelope.body) {
+                self.timers.sent();
+            }
             transport.to_router_from_agent(tenant, envelope);
         }
         for envelope in self.side.outgoing_desk() {
@@ -373,45 +384,52 @@ impl AgentRun {
         }
     }
 
-    /// What the router said, for the callers waiting on their commands' decisions.
-    fn heard(&mut self, desk: &[(u64, DeskEvent)], acked: Option<u64>) {
-        for (_, event) in desk {
-            if let DeskEvent::Refused { command, reason } = event {
-                self.refused.insert(*command, reason.clone());
-                for waiter in self.waiting.remove(command).unwrap_or_default() {
-                    let _ = waiter.send(Decision::Refused { reason: reason.clone() });
-                }
-            }
-        }
-        while self.refused.len() > KEEP_DECIDED {
-            self.refused.pop_first();
-        }
-        if let Some(next) = acked {
-            self.acked_below = self.acked_below.max(next);
-            let later = self.waiting.split_off(&self.acked_below);
-            for (command, waiters) in std::mem::replace(&mut self.waiting, later) {
-                let decision = self.decision(command).unwrap_or(Decision::Applied);
-                for waiter in waiters {
-                    let _ = waiter.send(decision.clone());
-                }
+    /// Arms its one wake-up: the next resend, or (with none due, and no caller waiting for
+    /// a decision) the end of its idle time. An agent side has no deadlines.
+    fn arm(&mut self, myself: &ActorRef<AgentMsg>) {
+        let now = self.now();
+        let idle_at = self.last_active + self.mesh.inner().options.idle;
+        let idle_at = self.waiting.is_empty().then_some(idle_at);
+        self.timers.arm(myself, None, now, idle_at, || AgentMsg::Wake);
+    }
+
+    /// The callers waiting for commands the router has answered (durably, here).
+    fn answer(&mut self) {
+        let decided = self.side.decided();
+        let later = self.waiting.split_off(&(decided + 1));
+        for (command, waiters) in std::mem::replace(&mut self.waiting, later) {
+            for waiter in waiters {
+                let _ = waiter.send(self.decision(command));
             }
         }
     }
 
-    /// The decision on `command`, if known here.
-    fn decision(&self, command: u64) -> Option<Decision> {
-        if let Some(reason) = self.refused.get(&command) {
-            return Some(Decision::Refused { reason: reason.clone() });
+    /// The decision on `command`, if the router has answered it.
+    fn decision(&self, command: u64) -> Result<Decision> {
+        match self.side.decision(command) {
+            Some(None) => Ok(Decision::Applied),
+            Some(Some(reason)) => Ok(Decision::Refused { reason: reason.to_owned() }),
+            None if command == 0 || command > self.side.commands() => Err(Error::Field {
+                field: "command".into(),
+                message: format!(
+                    "{command} was not issued by agent {}: its commands are numbered 1 to {}",
+                    self.agent.0,
+                    self.side.commands()
+                ),
+            }),
+            None => Err(Error::FailedPrecondition(format!(
+                "command {command} of agent {} was decided too long ago to tell here; its desk stream keeps any refusal",
+                self.agent.0
+            ))),
         }
-        (command < self.acked_below).then_some(Decision::Applied)
     }
 
-    fn wait(&mut self, command: u64, waiter: oneshot::Sender<Decision>) {
-        match self.decision(command) {
-            Some(decision) => {
-                let _ = waiter.send(decision);
-            }
-            None => self.waiting.entry(command).or_default().push(waiter),
+    fn wait(&mut self, command: u64, waiter: oneshot::Sender<Result<Decision>>) {
+        let pending = command > self.side.decided() && command <= self.side.commands();
+        if pending {
+            self.waiting.entry(command).or_default().push(waiter);
+        } else {
+            let _ = waiter.send(self.decision(command));
         }
     }
 
@@ -507,13 +525,15 @@ impl AgentHandle {
     }
 
     /// Waits for the router's decision on `command` (a number a command above returned), as
-    /// the module's documentation says. `Unavailable` if the actor stopped meanwhile.
+    /// the module's documentation says. `Unavailable` if the actor stopped meanwhile;
+    /// INVALID_ARGUMENT for a number not issued, FAILED_PRECONDITION for one decided too
+    /// long ago to tell.
     pub async fn decision(&self, command: u64) -> Result<Decision> {
         let actor = self.mesh.agent_ref(self.agent).await?;
         let (tx, rx) = oneshot::channel();
         let gone = || Error::Unavailable("the agent actor stopped; retry".into());
         actor.cast(AgentMsg::Decision(command, tx)).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        rx.await.map_err(|_| gone())?
     }
 
     /// Reads the side's current state (activating the actor if needed).

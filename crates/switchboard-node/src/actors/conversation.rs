@@ -14,7 +14,7 @@
 //! messages, whispers, read-unreplied, bot hosting) go, after the write, straight to that
 //! agent's actor (`Transport::to_desk`), which writes them to its desk stream; its
 //! acknowledgements come back as [`ConversationMsg::Desk`] (no write). Unacknowledged notes
-//! are resent on the retransmission tick, and the actor passivates only once they are
+//! are resent on its resend wake-up (as its envelopes to the router are), and the actor passivates only once they are
 //! acknowledged too.
 //!
 //! Passivation: once nothing is open and the router (and every desk link) acknowledged
@@ -67,10 +67,8 @@ pub enum ConversationMsg {
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A read of the side's current state.
     Read(super::ReadSide<ConversationSide>),
-    /// A deadline may be due.
-    Tick,
-    /// Resend what is unacknowledged; passivate if idle.
-    Retransmit,
+    /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
+    Wake,
 }
 
 #[derive(Debug)]
@@ -160,7 +158,7 @@ impl Actor for ConversationActor {
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
-            timers: Timers::start(&myself, every, || ConversationMsg::Retransmit),
+            timers: Timers::new(every),
             stored: had_row,
             drained: false,
             failed: false,
@@ -215,12 +213,16 @@ impl Actor for ConversationActor {
                 }
                 run.send();
                 run.mesh.heard(Some(run.customer), effects);
+                if ack {
+                    run.acknowledged();
+                }
             }
             ConversationMsg::Desk(envelope, _ticket) => {
                 // Only acknowledgements come back on a desk link: they change what is resent
                 // (no write; after a restart the agent drops the resent notes as duplicates
                 // and acknowledges again), and may leave the actor finished (below).
                 run.side.receive_desk(envelope);
+                run.acknowledged();
             }
             ConversationMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
@@ -248,8 +250,14 @@ impl Actor for ConversationActor {
                 }
             }
             ConversationMsg::Read(read) => read(&run.side),
-            ConversationMsg::Tick => {
+            ConversationMsg::Wake => {
                 run.timers.fired();
+                run.mesh.woke();
+                if let Err(e) = run.mesh.holds(run.fence) {
+                    // Its shard moved (`Mesh::stop_unowned` stops it too, as the move is
+                    // seen): the new owner activates it from its row.
+                    return run.fail(&myself, e);
+                }
                 let now = run.now();
                 let cfg = run.mesh.inner().config.clone();
                 if run.side.next_deadline(cfg.cfg()).is_some_and(|at| at <= now) {
@@ -261,30 +269,27 @@ impl Actor for ConversationActor {
                     run.send();
                     run.mesh.heard(Some(run.customer), effects);
                 }
-            }
-            ConversationMsg::Retransmit => {
-                if let Err(e) = run.mesh.holds(run.fence) {
-                    // Its shard moved: the new owner activates it from its row.
-                    return run.fail(&myself, e);
+                if run.timers.resend_due() {
+                    let wire = run.side.retransmit();
+                    let desks = run.side.retransmit_desks();
+                    run.timers.resent(!wire.is_empty() || !desks.is_empty());
+                    let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                    for envelope in wire {
+                        transport.to_router(tenant, envelope);
+                    }
+                    for envelope in desks {
+                        transport.to_desk(tenant, envelope);
+                    }
                 }
-                let wire = run.side.retransmit();
-                let desks = run.side.retransmit_desks();
-                let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                let cfg = run.mesh.inner().config.clone();
-                let quiet = wire.is_empty() && desks.is_empty();
-                if quiet && idle && run.side.next_deadline(cfg.cfg()).is_none() {
-                    // Its row is durable; the next message activates it again. Draining: what
-                    // is in the mailbox is still handled, later sends go to the next one.
-                    run.drained = true;
-                    let _ = myself.drain();
-                    return Ok(());
-                }
-                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
-                for envelope in wire {
-                    transport.to_router(tenant, envelope);
-                }
-                for envelope in desks {
-                    transport.to_desk(tenant, envelope);
+                if run.idle() && run.side.next_deadline(cfg.cfg()).is_none() {
+                    if run.settled() {
+                        // Its row is durable; the next message activates it again. Draining:
+                        // what is in the mailbox is still handled, later sends go to the next.
+                        run.drained = true;
+                        let _ = myself.drain();
+                        return Ok(());
+                    }
+                    run.timers.sent();
                 }
             }
         }
@@ -465,15 +470,34 @@ impl ConversationRun {
         Ok(())
     }
 
-    /// Puts what is durable on the network: to the router, and the notes on desk links.
+    /// Puts what is durable on the network: to the router, and the notes on desk links; a
+    /// message among them is resent until acknowledged.
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        let mut unacked = false;
         for envelope in self.side.outgoing() {
+            unacked |= super::awaits_ack(&envelope.body);
             transport.to_router(tenant, envelope);
         }
         for envelope in self.side.outgoing_desks() {
+            unacked |= super::awaits_ack(&envelope.body);
             transport.to_desk(tenant, envelope);
         }
+        if unacked {
+            self.timers.sent();
+        }
+    }
+
+    /// An acknowledgement came: once nothing is unacknowledged, no resend is due.
+    fn acknowledged(&mut self) {
+        if self.timers.resending() && self.settled() {
+            self.timers.acknowledged();
+        }
+    }
+
+    /// Its idle time passed since the last message or operation.
+    fn idle(&self) -> bool {
+        self.last_active.elapsed() >= self.mesh.inner().options.idle
     }
 
     fn fail(
@@ -487,10 +511,12 @@ impl ConversationRun {
         Ok(())
     }
 
-    /// Arms one wake-up at the side's next deadline.
+    /// Arms its one wake-up: the side's next deadline, the next resend, or (with neither)
+    /// the end of its idle time.
     fn arm(&mut self, myself: &ActorRef<ConversationMsg>) {
         let (next, now) = (self.side.next_deadline(self.mesh.inner().config.cfg()), self.now());
-        self.timers.arm(myself, next, now, || ConversationMsg::Tick);
+        let idle_at = self.last_active + self.mesh.inner().options.idle;
+        self.timers.arm(myself, next, now, Some(idle_at), || ConversationMsg::Wake);
     }
 }
 

@@ -33,7 +33,9 @@
 //! **Passivation**: a conversation actor whose conversation ended and whose links are fully
 //! acknowledged stores the customer's record, deletes its row (one batch) and stops; any actor
 //! idle for [`MeshOptions::idle`] with nothing unacknowledged and no deadline stops and keeps
-//! its row. Retransmission runs on a tokio interval; the core's deadlines are tokio sleeps.
+//! its row. **Timers**: one one-shot wake-up per actor (`Timers`), at its side's next
+//! deadline, its next resend while something it sent is unacknowledged, or the end of its
+//! idle time; an actor at rest costs no wake-up until then.
 //!
 //! **Supervision**: each incarnation has a supervisor task watching it. An actor that stops
 //! for any other reason than a passivation or a stop the mesh asked for ([`Mesh::stop_all`],
@@ -226,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) ownership: Option<Arc<Ownership>>,
     /// Envelopes from other nodes accepted and not yet handled (`grpc::ActorMeshGrpc`'s bound).
     pub(crate) inbound: Arc<AtomicUsize>,
+    /// Timer wake-ups the actors handled (`Timers`).
+    wakes: AtomicU64,
     routers: Directory<(), router::RouterMsg>,
     conversations: Directory<CustomerId, conversation::ConversationMsg>,
     agents: Directory<AgentId, agent::AgentMsg>,
@@ -267,6 +271,7 @@ impl Mesh {
             hub: args.hub,
             ownership,
             inbound: Arc::default(),
+            wakes: AtomicU64::new(0),
             routers: Directory::default(),
             conversations: Directory::default(),
             agents: Directory::default(),
@@ -462,6 +467,17 @@ impl Mesh {
     pub fn activations(&self) -> (u64, u64) {
         let started = |d: &AtomicU64| d.load(Ordering::Acquire);
         (started(&self.0.routers.started), started(&self.0.conversations.started))
+    }
+
+    /// How many timer wake-ups (deadline, resend or idle; see `Timers`) this tenant's actors
+    /// on this node have handled so far. Actors at rest add none.
+    pub fn wakes(&self) -> u64 {
+        self.0.wakes.load(Ordering::Acquire)
+    }
+
+    /// An actor handles a timer wake-up.
+    pub(crate) fn woke(&self) {
+        self.0.wakes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// How many agent actors of this tenant are live on this node.
@@ -830,32 +846,29 @@ impl Drop for Task {
     }
 }
 
-/// An actor's timers: the retransmission tick, and one wake-up at its side's next deadline
-/// (the core's deadlines are what the actor schedules). Both die with the actor.
+/// An actor's one timer: a single one-shot wake-up, re-armed after every step, never an
+/// interval. It fires at the earliest of
+/// - the side's next deadline (the core's timers),
+/// - the next resend, while something the actor sent is unacknowledged (every
+///   [`MeshOptions::retransmit`] from the send that left it so, then from each resend),
+/// - the end of its idle time (`last_active + idle`), only while nothing else is due and the
+///   actor could passivate then.
+///
+/// So an actor at rest (settled, no deadline) wakes once per idle time, to passivate, and
+/// costs nothing between. A wake-up earlier than needed is harmless: the actor checks what
+/// is due and arms again. A later wish does not move an armed wake-up (no task per step):
+/// it fires, finds nothing due, and arms for the later time. It dies with the actor.
 pub(crate) struct Timers {
-    armed: Option<(Timestamp, Task)>,
-    _retransmit: Task,
+    armed: Option<(tokio::time::Instant, Task)>,
+    /// When to resend: `Some` while something sent may be unacknowledged.
+    resend_at: Option<tokio::time::Instant>,
+    every: Duration,
 }
 
 impl Timers {
-    /// Casts `tick` to the actor every `every`, until the actor is gone.
-    pub(crate) fn start<M: ractor::Message>(
-        actor: &ActorRef<M>,
-        every: Duration,
-        tick: fn() -> M,
-    ) -> Self {
-        let me = actor.clone();
-        let retransmit = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                if me.cast(tick()).is_err() {
-                    return;
-                }
-            }
-        });
-        Timers { armed: None, _retransmit: Task(retransmit) }
+    /// No wake-up armed yet; resends every `every` while something is unacknowledged.
+    pub(crate) fn new(every: Duration) -> Self {
+        Timers { armed: None, resend_at: None, every }
     }
 
     /// The wake-up fired.
@@ -863,29 +876,75 @@ impl Timers {
         self.armed = None;
     }
 
-    /// Casts `due` to the actor at `next` (measured from `now`), unless already armed for it.
+    /// Something that awaits an acknowledgement went on the network: resend it after
+    /// `every` (unless a resend is due sooner already).
+    pub(crate) fn sent(&mut self) {
+        if self.resend_at.is_none() {
+            self.resend_at = Some(tokio::time::Instant::now() + self.every);
+        }
+    }
+
+    /// Whether a resend is due now.
+    pub(crate) fn resend_due(&self) -> bool {
+        self.resend_at.is_some_and(|at| at <= tokio::time::Instant::now())
+    }
+
+    /// A resend is due (or was put off): `unacked` is whether anything is still owed an
+    /// acknowledgement; if so the next resend comes after `every`.
+    pub(crate) fn resent(&mut self, unacked: bool) {
+        self.resend_at = unacked.then(|| tokio::time::Instant::now() + self.every);
+    }
+
+    /// Everything sent is acknowledged: no resend is due, and a wake-up armed only for
+    /// it is cancelled (the next `arm` sets the one still wanted, if any).
+    pub(crate) fn acknowledged(&mut self) {
+        let resend_at = self.resend_at.take();
+        if resend_at.is_some() && self.armed.as_ref().map(|(at, _)| *at) == resend_at {
+            self.armed = None;
+        }
+    }
+
+    /// Whether something sent may still be unacknowledged (a resend is scheduled).
+    pub(crate) fn resending(&self) -> bool {
+        self.resend_at.is_some()
+    }
+
+    /// Arms the one wake-up (casting `wake` to the actor) at the earliest of the side's
+    /// `deadline` (measured from `now`, the actor's clock), the next resend, and `idle_at`
+    /// (the caller passes it only when the actor could passivate then). Keeps an armed
+    /// wake-up that comes no later.
     pub(crate) fn arm<M: ractor::Message>(
         &mut self,
         actor: &ActorRef<M>,
-        next: Option<Timestamp>,
+        deadline: Option<Timestamp>,
         now: Timestamp,
-        due: fn() -> M,
+        idle_at: Option<tokio::time::Instant>,
+        wake: fn() -> M,
     ) {
-        let Some(at) = next else {
+        let instant = tokio::time::Instant::now();
+        let deadline = deadline.map(|at| {
+            instant + Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()))
+        });
+        let idle_at = idle_at.filter(|_| deadline.is_none() && self.resend_at.is_none());
+        let Some(at) = [deadline, self.resend_at, idle_at].into_iter().flatten().min() else {
             self.armed = None;
             return;
         };
-        if self.armed.as_ref().is_some_and(|(armed, _)| *armed == at) {
+        if self.armed.as_ref().is_some_and(|(armed, _)| *armed <= at) {
             return;
         }
-        let wait = Duration::from_millis(at.as_millis().saturating_sub(now.as_millis()));
         let me = actor.clone();
         let timer = tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            let _ = me.cast(due());
+            tokio::time::sleep_until(at).await;
+            let _ = me.cast(wake());
         });
         self.armed = Some((at, Task(timer)));
     }
+}
+
+/// Whether an envelope's body awaits an acknowledgement (a message; not an acknowledgement).
+pub(crate) fn awaits_ack<M>(body: &switchboard_core::mesh::Body<M>) -> bool {
+    matches!(body, switchboard_core::mesh::Body::Message { .. })
 }
 
 /// A read of a side, run by its actor in turn.

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustc_hash::FxHashSet;
 use switchboard_core::engine::Target;
 use switchboard_core::mesh::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter};
 use switchboard_core::router::StatusCause;
@@ -56,10 +57,8 @@ pub enum RouterMsg {
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
     /// A read of the side's current state.
     Read(super::ReadSide<RouterSide>),
-    /// A deadline may be due.
-    Tick,
-    /// Resend what is unacknowledged; passivate if idle.
-    Retransmit,
+    /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
+    Wake,
     /// Make the steps applied since the last write durable, then let them be heard.
     Flush,
 }
@@ -84,6 +83,11 @@ pub struct RouterRun {
     last_now: Timestamp,
     last_active: tokio::time::Instant,
     timers: Timers,
+    /// The conversations' links a message went on since they last acknowledged everything
+    /// (maybe fewer now: an acknowledgement removes its link once the side says it settled).
+    owed: FxHashSet<ConversationId>,
+    /// The same for the agents' links.
+    owed_agents: FxHashSet<AgentId>,
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
@@ -153,7 +157,9 @@ impl Actor for RouterActor {
             epoch,
             last_now: now,
             last_active: tokio::time::Instant::now(),
-            timers: Timers::start(&myself, every, || RouterMsg::Retransmit),
+            timers: Timers::new(every),
+            owed: FxHashSet::default(),
+            owed_agents: FxHashSet::default(),
             drained: false,
             failed: false,
             batch: None,
@@ -198,14 +204,24 @@ impl Actor for RouterActor {
                 // An acknowledgement changes only what is resent: no write needed (after a
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
+                let from = envelope.conversation;
                 let effects = run.side.receive(now, envelope);
+                if ack && run.owed.contains(&from) && run.side.settled_with(from) {
+                    run.owed.remove(&from);
+                    run.settle();
+                }
                 return run.received(&myself, ack, effects).await;
             }
             RouterMsg::FromAgent(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
+                let from = envelope.agent;
                 let effects = run.side.receive_agent(now, envelope);
+                if ack && run.owed_agents.contains(&from) && run.side.settled_with_agent(from) {
+                    run.owed_agents.remove(&from);
+                    run.settle();
+                }
                 return run.received(&myself, ack, effects).await;
             }
             RouterMsg::Op(op, reply) => {
@@ -224,44 +240,43 @@ impl Actor for RouterActor {
                 Some(batch) => batch.reads.push(read),
                 None => read(&run.side),
             },
-            RouterMsg::Tick => {
+            RouterMsg::Flush => return run.flush(&myself).await,
+            RouterMsg::Wake => {
                 run.timers.fired();
+                run.mesh.woke();
+                if let Err(e) = run.mesh.holds(run.fence) {
+                    // Its shard moved (`Mesh::stop_unowned` stops it too, as the move is
+                    // seen): the new owner activates it from its row.
+                    return run.fail(&myself, e);
+                }
                 let now = run.now();
                 if run.side.next_deadline().is_some_and(|at| at <= now) {
                     let effects = run.side.advance(now);
-                    return run.step(&myself, effects, None).await;
+                    run.step(&myself, effects, None).await?;
+                    if run.failed {
+                        return Ok(());
+                    }
                 }
-            }
-            RouterMsg::Flush => return run.flush(&myself).await,
-            RouterMsg::Retransmit => {
-                if let Err(e) = run.mesh.holds(run.fence) {
-                    // Its shard moved: the new owner activates it from its row.
-                    return run.fail(&myself, e);
+                if run.timers.resend_due() {
+                    if run.batch.is_some() {
+                        // Undurable decisions are in the outbox: the flush sends them; resend
+                        // one period later.
+                        run.timers.resent(true);
+                    } else {
+                        run.resend();
+                    }
                 }
-                if run.batch.is_some() {
-                    // Undurable decisions are in the outbox: the flush sends them; resend
-                    // at the next tick.
-                    run.arm(&myself);
-                    return Ok(());
-                }
-                let wire = run.side.retransmit();
-                let desks = run.side.retransmit_agents();
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                let quiet = wire.is_empty() && desks.is_empty();
-                if quiet && idle && run.side.next_deadline().is_none() {
-                    // Everything is durable and nothing is owed: the next message activates
-                    // it again from its row. Draining: what is in the mailbox is still
-                    // handled, later sends go to the next incarnation.
-                    run.drained = true;
-                    let _ = myself.drain();
-                    return Ok(());
-                }
-                let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
-                for envelope in wire {
-                    transport.to_conversation(tenant, envelope);
-                }
-                for envelope in desks {
-                    transport.to_agent(tenant, envelope);
+                if idle && run.batch.is_none() && run.side.next_deadline().is_none() {
+                    if !run.unsettled() {
+                        // Everything is durable and nothing is owed: the next message
+                        // activates it again from its row. Draining: what is in the mailbox
+                        // is still handled, later sends go to the next incarnation.
+                        run.drained = true;
+                        let _ = myself.drain();
+                        return Ok(());
+                    }
+                    run.timers.sent();
                 }
             }
         }
@@ -398,14 +413,50 @@ impl RouterRun {
         Ok(())
     }
 
-    /// Puts what is durable on the network.
+    /// Puts what is durable on the network; the links a message went on owe an
+    /// acknowledgement, and it is resent until they acknowledge.
     fn send(&mut self) {
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
+            if super::awaits_ack(&envelope.body) {
+                self.owed.insert(envelope.conversation);
+            }
             transport.to_conversation(tenant, envelope);
         }
         for envelope in self.side.outgoing_agents() {
+            if super::awaits_ack(&envelope.body) {
+                self.owed_agents.insert(envelope.agent);
+            }
             transport.to_agent(tenant, envelope);
+        }
+        if !self.owed.is_empty() || !self.owed_agents.is_empty() {
+            self.timers.sent();
+        }
+    }
+
+    /// Resends everything unacknowledged (its resend wake-up, outside a batch).
+    fn resend(&mut self) {
+        let wire = self.side.retransmit();
+        let desks = self.side.retransmit_agents();
+        let side = &self.side;
+        self.owed.retain(|c| !side.settled_with(*c));
+        self.owed_agents.retain(|a| !side.settled_with_agent(*a));
+        self.timers.resent(!wire.is_empty() || !desks.is_empty());
+        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        for envelope in wire {
+            self.owed.insert(envelope.conversation);
+            transport.to_conversation(tenant, envelope);
+        }
+        for envelope in desks {
+            self.owed_agents.insert(envelope.agent);
+            transport.to_agent(tenant, envelope);
+        }
+    }
+
+    /// Every link that owed an acknowledgement has given it: no resend is due.
+    fn settle(&mut self) {
+        if self.owed.is_empty() && self.owed_agents.is_empty() {
+            self.timers.acknowledged();
         }
     }
 
@@ -423,10 +474,12 @@ impl RouterRun {
         Ok(())
     }
 
-    /// Arms one wake-up at the side's next deadline.
+    /// Arms its one wake-up: the side's next deadline, the next resend, or (with neither)
+    /// the end of its idle time.
     fn arm(&mut self, myself: &ActorRef<RouterMsg>) {
         let (next, now) = (self.side.next_deadline(), self.now());
-        self.timers.arm(myself, next, now, || RouterMsg::Tick);
+        let idle_at = self.last_active + self.mesh.inner().options.idle;
+        self.timers.arm(myself, next, now, Some(idle_at), || RouterMsg::Wake);
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Cuttable<T> {
     pub cut_to_conversation: AtomicBool,
     /// Cuts the router's envelopes to agent actors.
     pub cut_to_agent: AtomicBool,
+    /// Cuts the router's messages to agent actors but lets its acknowledgements pass (so an
+    /// acknowledgement overtakes the message the router sent before it).
+    pub cut_messages_to_agent: AtomicBool,
     /// Cuts conversations' notes on desk links.
     pub cut_to_desk: AtomicBool,
     /// Cuts agent actors' acknowledgements on desk links.
@@ -62,6 +65,7 @@ impl<T> Cuttable<T> {
             cut_to_router: AtomicBool::new(false),
             cut_to_conversation: AtomicBool::new(false),
             cut_to_agent: AtomicBool::new(false),
+            cut_messages_to_agent: AtomicBool::new(false),
             cut_to_desk: AtomicBool::new(false),
             cut_from_desk: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -94,7 +98,13 @@ impl<T: Transport> Transport for Cuttable<T> {
     }
 
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
-        if self.pass(&self.cut_to_agent) {
+        let message = matches!(envelope.body, switchboard_core::mesh::Body::Message { .. });
+        let cut = if message && self.cut_messages_to_agent.load(Ordering::SeqCst) {
+            &self.cut_messages_to_agent
+        } else {
+            &self.cut_to_agent
+        };
+        if self.pass(cut) {
             self.inner.to_agent(tenant, envelope);
         }
     }
