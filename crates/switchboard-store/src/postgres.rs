@@ -162,11 +162,23 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// Connects without TLS (the database is on loopback or a private network) and makes sure
-/// commits wait for the disk whatever the server's default.
+/// How long the server lets one of our sessions sit inside a transaction without sending
+/// anything before it ends the session. A node paused (SIGSTOP, a VM freeze, a long GC-like
+/// stall) in the middle of a commit holds its shards' fence rows locked; without this, the
+/// new owner's fence raise would wait for them as long as the paused node stays paused. Our
+/// own transactions send their statements back to back, so this is far above any gap they
+/// leave; a session ended by it fails its commit, and the writer reconnects.
+pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects without TLS (the database is on loopback or a private network), makes sure
+/// commits wait for the disk whatever the server's default, and bounds how long a stalled
+/// session can hold its locks ([`IDLE_IN_TRANSACTION`]).
 pub(crate) fn connect(url: &str) -> Result<Client, postgres::Error> {
     let mut client = Client::connect(url, NoTls)?;
-    client.batch_execute("SET synchronous_commit TO on")?;
+    client.batch_execute(&format!(
+        "SET synchronous_commit TO on; SET idle_in_transaction_session_timeout TO {}",
+        IDLE_IN_TRANSACTION.as_millis()
+    ))?;
     Ok(client)
 }
 

@@ -372,3 +372,9 @@ fn output(command: &mut Command) -> std::io::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// A session set up as the store sets up its own (the same settings), for tests that hold
+/// locks the way a stalled node's writer would.
+pub fn store_session(url: &str) -> Result<Client, postgres::Error> {
+    crate::postgres::connect(url)
+}

@@ -310,3 +310,35 @@ async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>) {
         assert_eq!(&at, learned, "writer {w} learned where its entries landed");
     }
 }
+
+/// A writer stalled in the middle of a commit (a node paused while its transaction holds its
+/// shard's fence row) does not hold the new owner up for as long as it stays stalled: the
+/// server ends a store session idle inside a transaction after
+/// `postgres::IDLE_IN_TRANSACTION`, so the new owner's fence raise goes through, and the
+/// stalled session's commit fails. (Without it this raise waits until the test's bound.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stalled_inside_a_commit_does_not_block_the_next_owners_fence() {
+    let url = common::blocking(|| PgServer::shared().database());
+    let store = common::blocking(|| open_pg(&url));
+    store.raise_fence(Fence { shard: 3, epoch: 1 }).await.unwrap();
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let stalled_url = url.clone();
+    // A synchronous client: on a thread of its own, never on the runtime.
+    let stalled = std::thread::spawn(move || {
+        let mut session = switchboard_store::testing::store_session(&stalled_url).unwrap();
+        let mut tx = session.transaction().unwrap();
+        tx.execute("UPDATE shard_fences SET epoch = epoch WHERE shard = 3", &[]).unwrap();
+        locked_tx.send(()).unwrap();
+        finish_rx.recv().unwrap();
+        tx.commit().is_err()
+    });
+    locked.recv().unwrap();
+
+    let raise = store.raise_fence(Fence { shard: 3, epoch: 2 });
+    let raised = tokio::time::timeout(Duration::from_secs(120), raise).await;
+    assert!(raised.is_ok(), "the raise waited for the stalled session's lock");
+    raised.unwrap().unwrap();
+    finish.send(()).unwrap();
+    assert!(stalled.join().unwrap(), "the server ended the stalled session: its commit fails");
+}
