@@ -82,6 +82,23 @@ pub enum Note {
     },
 }
 
+impl Note {
+    /// The conversation the note is about; `None` for the agent's own status.
+    pub fn conversation(&self) -> Option<ConversationId> {
+        match self {
+            Note::Offered { conversation, .. }
+            | Note::Assigned { conversation, .. }
+            | Note::Released { conversation, .. }
+            | Note::CustomerMessage { conversation, .. }
+            | Note::Whisper { conversation, .. }
+            | Note::ReadUnreplied { conversation }
+            | Note::BotHosting { conversation, .. }
+            | Note::UnrepliedAlert { conversation } => Some(*conversation),
+            Note::StatusChanged { .. } => None,
+        }
+    }
+}
+
 /// Integrator events (SPEC §9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]

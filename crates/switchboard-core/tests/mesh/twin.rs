@@ -504,17 +504,7 @@ impl Twin {
     /// each conversation (and of the agent itself) in the same order. Across conversations
     /// the order may differ (counted): a conversation's notes travel on its own link.
     fn compare_desk(&mut self, a: usize) -> Result<(), String> {
-        let key = |n: &Note| match n {
-            Note::Offered { conversation, .. }
-            | Note::Assigned { conversation, .. }
-            | Note::Released { conversation, .. }
-            | Note::CustomerMessage { conversation, .. }
-            | Note::Whisper { conversation, .. }
-            | Note::ReadUnreplied { conversation }
-            | Note::BotHosting { conversation, .. }
-            | Note::UnrepliedAlert { conversation } => Some(*conversation),
-            Note::StatusChanged { .. } => None,
-        };
+        let key = Note::conversation;
         let (from_e, from_m) = self.compared[a];
         let (e, m) = (&self.engine_desks[a], &self.mesh_desks[a]);
         let (ke, km) = &mut self.by_key[a];

@@ -53,7 +53,6 @@ use std::sync::Arc;
 
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchboard_core::engine::Note;
 use switchboard_core::mesh::{
     AgentEnvelope, AgentSide, Body, DeskEnvelope, DeskEvent, ToAgent, ToDesk,
 };
@@ -447,17 +446,8 @@ impl AgentRun {
 /// conversation's archive row).
 fn about(event: &DeskEvent) -> Option<ConversationId> {
     match event {
-        DeskEvent::Note(
-            Note::Offered { conversation, .. }
-            | Note::Assigned { conversation, .. }
-            | Note::Released { conversation, .. }
-            | Note::CustomerMessage { conversation, .. }
-            | Note::Whisper { conversation, .. }
-            | Note::ReadUnreplied { conversation }
-            | Note::BotHosting { conversation, .. }
-            | Note::UnrepliedAlert { conversation },
-        ) => Some(*conversation),
-        DeskEvent::Note(Note::StatusChanged { .. }) | DeskEvent::Refused { .. } => None,
+        DeskEvent::Note(note) => note.conversation(),
+        DeskEvent::Refused { .. } => None,
     }
 }
 
