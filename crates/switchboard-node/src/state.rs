@@ -133,6 +133,10 @@ pub struct TenantState {
     /// list, `apply::unaccepted`). Defaulted for older snapshots.
     #[serde(default)]
     pub unaccepted: crate::apply::unaccepted::Unaccepted,
+    /// Served by conversation, agent and router actors (`TENANT_ROUTING_ACTORS`), fixed at
+    /// creation; otherwise by this tenant actor. Defaulted (false) for older snapshots.
+    #[serde(default)]
+    pub actor_routing: bool,
 }
 
 /// Leading byte of a snapshot in the compact encoding (MessagePack, fields by position). An

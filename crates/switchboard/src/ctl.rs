@@ -95,6 +95,10 @@ pub enum TenantCmd {
         id: String,
         #[arg(long, default_value = "")]
         display_name: String,
+        /// Serve it by conversation, agent and router actors spread over the cluster
+        /// (fixed for the tenant's life)
+        #[arg(long)]
+        actor_routing: bool,
     },
 }
 
@@ -292,12 +296,18 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
             out.text("status", "SERVING")
         }
         Command::Simulate(args) => crate::simulate::run(args, ctl.output, &mut admin).await,
-        Command::Tenant(TenantCmd::Create { id, display_name }) => {
+        Command::Tenant(TenantCmd::Create { id, display_name, actor_routing }) => {
+            let routing = if actor_routing {
+                pb::TenantRouting::Actors
+            } else {
+                pb::TenantRouting::TenantActor
+            };
             let req = pb::CreateTenantRequest {
                 tenant_id: id,
                 display_name,
                 settings: None,
                 request_id: request_id(),
+                routing: routing.into(),
             };
             out.one("switchboard.v1.Tenant", &call(admin.create_tenant(req).await)?)
         }

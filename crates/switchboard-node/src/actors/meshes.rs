@@ -145,5 +145,6 @@ async fn load(
     let mut config = TenantConfig::of(&state.engine, &groups, &agents);
     config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
     config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
+    config.actor_routing = state.actor_routing;
     Ok((Arc::new(config), state.engine.router().clone()))
 }

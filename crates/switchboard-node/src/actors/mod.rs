@@ -110,6 +110,9 @@ pub struct TenantConfig {
     /// The groups' ids (the names their events carry); a group missing here is named by its
     /// number.
     pub group_names: FxHashMap<GroupId, String>,
+    /// The tenant was created with `TENANT_ROUTING_ACTORS`: its public calls are served by
+    /// these actors, not by its tenant actor (fixed at creation).
+    pub actor_routing: bool,
 }
 
 impl TenantConfig {
@@ -127,6 +130,7 @@ impl TenantConfig {
                 .collect(),
             agent_names: FxHashMap::default(),
             group_names: FxHashMap::default(),
+            actor_routing: false,
         }
     }
 

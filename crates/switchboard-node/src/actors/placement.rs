@@ -13,6 +13,15 @@
 //!   separator (0xfe), so agent 7 and customer 7 of a tenant are independent keys and one
 //!   tenant's agents spread over every shard too.
 //!
+//! - **Numbers that carry their shard.** A tenant served by actors names its customers and
+//!   conversations by numbers from the store's block allocator, laid out by
+//!   [`number_in_shard`]: bit 52 set (so they never meet the small numbers a tenant actor
+//!   hands out), the shard in bits 36–51, a sequence in bits 0–35 (68.7 billion per tenant);
+//!   all below 2^53, so JSON clients read them exactly. A customer's number carries the shard
+//!   of its *name* ([`customer_shard`]): a public call naming the customer and an envelope
+//!   naming its number reach the same owner without a lookup. A conversation number carries
+//!   its customer's shard, so a call naming only the conversation gets there too.
+//!
 //! Pure functions of the key and the shard count; the resolver reads the node's current view.
 
 use std::fmt;
@@ -45,10 +54,44 @@ impl ActorKey<'_> {
     pub fn shard(&self, shards: u32) -> u32 {
         match *self {
             ActorKey::Router { tenant } => shard_of(tenant, shards),
-            ActorKey::Conversation { tenant, customer } => spread(tenant, 0xff, customer.0, shards),
+            ActorKey::Conversation { tenant, customer } => match shard_in_number(customer.0) {
+                Some(shard) => shard % shards.max(1),
+                None => spread(tenant, 0xff, customer.0, shards),
+            },
             ActorKey::Agent { tenant, agent } => spread(tenant, 0xfe, agent.0, shards),
         }
     }
+}
+
+/// Bit 52: the number carries a shard ([`number_in_shard`]).
+pub const SHARDED: u64 = 1 << 52;
+/// Where the shard starts in a number that carries one.
+pub const SHARD_SHIFT: u32 = 36;
+/// The largest sequence a number that carries a shard can hold.
+pub const MAX_SEQUENCE: u64 = (1 << SHARD_SHIFT) - 1;
+
+/// The number of sequence `seq` in `shard` (a shard below 65,536, the most a cluster may
+/// have; a sequence at most [`MAX_SEQUENCE`]); `None` outside those bounds.
+pub fn number_in_shard(shard: u32, seq: u64) -> Option<u64> {
+    (shard < 1 << 16 && seq <= MAX_SEQUENCE)
+        .then(|| SHARDED | (u64::from(shard) << SHARD_SHIFT) | seq)
+}
+
+/// The shard a number carries, if it carries one (see [`number_in_shard`]).
+pub fn shard_in_number(n: u64) -> Option<u32> {
+    (n & !((SHARDED << 1) - 1) == 0 && n & SHARDED != 0)
+        .then(|| ((n >> SHARD_SHIFT) & 0xffff) as u32)
+}
+
+/// The shard of the customer named `name` (its id within the tenant, as in
+/// `tenants/{t}/customers/{name}`), out of `shards`: where its conversation actor lives, and
+/// the shard its number carries.
+pub fn customer_shard(tenant: &str, name: &str, shards: u32) -> u32 {
+    let mut bytes = Vec::with_capacity(tenant.len() + name.len() + 1);
+    bytes.extend_from_slice(tenant.as_bytes());
+    bytes.push(0xfd);
+    bytes.extend_from_slice(name.as_bytes());
+    (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
 }
 
 /// A key of a tenant and a number: FNV-1a over the tenant, a separator byte (one no UTF-8
@@ -167,6 +210,35 @@ mod tests {
         // With one shard, every key is in shard 0.
         assert_eq!(ActorKey::Router { tenant: "x" }.shard(1), 0);
         assert_eq!(a.shard(1), 0);
+    }
+
+    #[test]
+    fn numbers_carry_their_shard_and_customers_land_on_the_shard_of_their_name() {
+        assert_eq!(shard_in_number(7), None, "a tenant actor's numbers carry none");
+        for (shard, seq) in [(0, 0), (1023, 1), (65_535, MAX_SEQUENCE), (17, 123_456)] {
+            let n = number_in_shard(shard, seq).unwrap();
+            assert!(n < 1 << 53, "{n} is exact in a JSON number");
+            assert_eq!(shard_in_number(n), Some(shard));
+            assert_eq!(n & MAX_SEQUENCE, seq);
+        }
+        assert_eq!(number_in_shard(65_536, 0), None);
+        assert_eq!(number_in_shard(0, MAX_SEQUENCE + 1), None);
+        assert_eq!(shard_in_number(1 << 53 | SHARDED), None, "above 2^53: not ours");
+        // A customer's number carries the shard of its name: both reach one owner.
+        for i in 0..1000 {
+            let name = format!("customer-{i}");
+            let shard = customer_shard("acme", &name, SHARDS);
+            let customer = CustomerId(number_in_shard(shard, i).unwrap());
+            let key = ActorKey::Conversation { tenant: "acme", customer };
+            assert_eq!(key.shard(SHARDS), shard);
+        }
+        // Names spread over the shards as numbers do.
+        let mut counts = vec![0u32; SHARDS as usize];
+        for i in 0..u64::from(SHARDS) * 64 {
+            counts[customer_shard("acme", &format!("u{i}"), SHARDS) as usize] += 1;
+        }
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(*min >= 24 && *max <= 104, "min {min}, max {max}");
     }
 
     #[test]

@@ -69,8 +69,19 @@ pub(super) fn create_tenant(
     if let Some(i) = pb_settings.channels.iter().position(|c| !c.group.is_empty()) {
         return Err(Error::field(&format!("settings.channels[{i}].group"), no_groups_yet));
     }
+    let actor_routing = match pb::TenantRouting::try_from(r.routing) {
+        Ok(pb::TenantRouting::Unspecified | pb::TenantRouting::TenantActor) => false,
+        Ok(pb::TenantRouting::Actors) => true,
+        Err(_) => {
+            return Err(Error::field(
+                "routing",
+                format!("{} is not a TenantRouting: use TENANT_ACTOR or ACTORS", r.routing),
+            ));
+        }
+    };
     let engine = Engine::new(settings::tenant_settings(state, &pb_settings)?)?;
     state.id = r.tenant_id.clone();
+    state.actor_routing = actor_routing;
     state.display_name = r.display_name.clone();
     state.created_at = now;
     state.engine = engine;
@@ -737,6 +748,41 @@ pub(super) mod tests {
         assert_eq!(field(&e), "settings.default_group");
         let bad_id = pb::CreateTenantRequest { tenant_id: "Acme!".into(), ..Default::default() };
         assert_eq!(field(&refused(&mut state, Op::CreateTenant(bad_id))), "tenant_id");
+    }
+
+    #[test]
+    fn the_routing_mode_is_chosen_at_creation_and_shown() {
+        let mut state = TenantState::default();
+        let create = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            routing: pb::TenantRouting::Actors as i32,
+            ..Default::default()
+        };
+        let (r, _) = run(&mut state, 1_000, Op::CreateTenant(create)).unwrap();
+        let response::Result::Tenant(t) = r else { panic!("{r:?}") };
+        assert_eq!(t.routing, pb::TenantRouting::Actors as i32);
+        assert!(state.actor_routing);
+
+        let mut state = TenantState::default();
+        let (r, _) = run(
+            &mut state,
+            1_000,
+            Op::CreateTenant(pb::CreateTenantRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let response::Result::Tenant(t) = r else { panic!("{r:?}") };
+        assert_eq!(t.routing, pb::TenantRouting::TenantActor as i32, "unspecified: tenant actor");
+        assert!(!state.actor_routing);
+
+        let unknown =
+            pb::CreateTenantRequest { tenant_id: "acme".into(), routing: 9, ..Default::default() };
+        assert_eq!(
+            field(&refused(&mut TenantState::default(), Op::CreateTenant(unknown))),
+            "routing"
+        );
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub fn tenant(state: &TenantState) -> pb::Tenant {
         display_name: state.display_name.clone(),
         settings: Some(tenant_settings_to_pb(state, state.engine.settings())),
         created_at: Some(timestamp(state.created_at)),
+        routing: if state.actor_routing {
+            pb::TenantRouting::Actors
+        } else {
+            pb::TenantRouting::TenantActor
+        } as i32,
     }
 }
 
