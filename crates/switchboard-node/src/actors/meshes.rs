@@ -104,6 +104,15 @@ impl Meshes {
         create.await.map_err(|e| Error::Unavailable(format!("creating the mesh failed: {e}")))?
     }
 
+    /// Whether the tenant was created with `TENANT_ROUTING_ACTORS` (its public calls are
+    /// served by its actors). NOT_FOUND for a tenant the store does not know.
+    ///
+    /// For now this loads the tenant's mesh (its configuration): the light, cached read that
+    /// the forwarder needs for every call is the next step of the cut-over.
+    pub async fn actor_routing(&self, tenant: &str) -> Result<bool> {
+        Ok(self.mesh(tenant).await?.config().actor_routing)
+    }
+
     /// The tenant's mesh if it runs here already.
     pub fn running(&self, tenant: &str) -> Option<Mesh> {
         let meshes = self.meshes.lock().unwrap_or_else(PoisonError::into_inner);

@@ -286,6 +286,11 @@ impl Mesh {
         &self.0.tenant
     }
 
+    /// The tenant's configuration as this mesh loaded it.
+    pub fn config(&self) -> &Arc<TenantConfig> {
+        &self.0.config
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.0
     }
