@@ -106,7 +106,13 @@ pub async fn serve(
     crate::metrics::describe();
     let (reporter, health) = tonic_health::server::health_reporter();
     let (registry, ownership, membership, meshes) = match config.cluster.clone() {
-        None => (Registry::load(store, hub.clone(), options).await?, None, None, None),
+        None => {
+            // One node serves every shard: its meshes (tenants created with actor routing)
+            // run every actor here, under the single node's fence (shard 0, epoch 0).
+            let here = Ownership::fixed("local".into(), 1, [(0, 0)], Default::default(), None);
+            let meshes = Arc::new(Meshes::new(store.clone(), here, MeshOptions::default()));
+            (Registry::load(store, hub.clone(), options).await?, None, None, meshes)
+        }
         Some(cluster) => {
             let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
             let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards, tls);
@@ -131,7 +137,7 @@ pub async fn serve(
             let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
             let task = Membership::new(cluster, ownership.clone(), registry.clone(), ready_tx);
             let handle = tokio::spawn(task.run(leave_rx));
-            (registry, Some(ownership), Some((leave_tx, handle)), Some(meshes))
+            (registry, Some(ownership), Some((leave_tx, handle)), meshes)
         }
     };
 
@@ -152,6 +158,7 @@ pub async fn serve(
 
     let max = config.max_request_bytes;
     let r = registry.clone();
+    let clustered = ownership.is_some();
     let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
     info!(%addr, data_dir = %config.data_dir.display(), tls = config.tls.is_some(), "serving gRPC");
     let node_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
@@ -176,22 +183,29 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            ChannelServiceServer::new(Channel { registry: r.clone() })
+            ChannelServiceServer::new(Channel { registry: r.clone(), meshes: meshes.clone() })
                 .max_decoding_message_size(max),
         )
         .add_service(
-            AgentServiceServer::new(Agents { registry: r.clone() }).max_decoding_message_size(max),
+            AgentServiceServer::new(Agents { registry: r.clone(), meshes: meshes.clone() })
+                .max_decoding_message_size(max),
         )
         .add_service(
-            SupervisorServiceServer::new(Supervisor { registry: r.clone() })
-                .max_decoding_message_size(max),
+            SupervisorServiceServer::new(Supervisor {
+                registry: r.clone(),
+                meshes: meshes.clone(),
+            })
+            .max_decoding_message_size(max),
         )
         .add_service(
             AdminServiceServer::new(Admin { registry: r.clone() }).max_decoding_message_size(max),
         )
-        .add_service(EventServiceServer::new(Events { registry: r }).max_decoding_message_size(max))
+        .add_service(
+            EventServiceServer::new(Events { registry: r, meshes: meshes.clone() })
+                .max_decoding_message_size(max),
+        )
         // Node to node, cluster mode only (`auth::layer` requires a node certificate).
-        .add_optional_service(meshes.as_ref().map(|m| m.service().max_decoding_message_size(max)));
+        .add_optional_service(clustered.then(|| meshes.service().max_decoding_message_size(max)));
     let shutdown = async move {
         shutdown.await;
         // In a cluster, hand every shard over while still forwarding calls to the new
@@ -216,9 +230,7 @@ pub async fn serve(
     };
     served.map_err(|e| Error::Internal(e.to_string()))?;
     info!("draining: snapshotting tenants");
-    if let Some(meshes) = meshes {
-        meshes.stop_all().await;
-    }
+    meshes.stop_all().await;
     registry.shutdown().await;
     Ok(())
 }

@@ -33,7 +33,6 @@ use crate::error::{Error, Result};
 pub const MAX_INBOUND: usize = 10_000;
 
 /// Every tenant's mesh on this node.
-#[allow(missing_debug_implementations)] // a store, a transport and actor directories
 pub struct Meshes {
     local: Arc<InProcess>,
     ownership: Arc<Ownership>,
@@ -41,6 +40,17 @@ pub struct Meshes {
     transport: Arc<GrpcTransport>,
     options: MeshOptions,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
+}
+
+impl std::fmt::Debug for Meshes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A store, a transport and actor directories: the node and the count say enough.
+        let meshes = self.meshes.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Meshes")
+            .field("node", &self.ownership.node_id())
+            .field("meshes", &meshes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Meshes {

@@ -16,6 +16,8 @@ use crate::state::{TenantState, agent_stream};
 #[derive(Debug, Clone)]
 pub struct Agents {
     pub registry: Registry,
+    /// The actors of tenants created with actor routing (the cut-over of issue 12).
+    pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
 }
 
 /// (tenant, agent id) of an acting agent's name.

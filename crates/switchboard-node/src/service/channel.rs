@@ -15,6 +15,8 @@ use crate::state::OUTBOX;
 #[derive(Debug, Clone)]
 pub struct Channel {
     pub registry: Registry,
+    /// The actors of tenants created with actor routing (the cut-over of issue 12).
+    pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
 }
 
 fn conversation_tenant(name: &str) -> Result<String, Status> {

@@ -14,6 +14,8 @@ use crate::state::EVENTS;
 #[derive(Debug, Clone)]
 pub struct Events {
     pub registry: Registry,
+    /// The actors of tenants created with actor routing (the cut-over of issue 12).
+    pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
 }
 
 #[tonic::async_trait]

@@ -30,6 +30,8 @@ pub const MAX_QUEUE_WAITS: usize = 10_000;
 #[derive(Debug)]
 pub struct Supervisor {
     pub registry: Registry,
+    /// The actors of tenants created with actor routing (the cut-over of issue 12).
+    pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
 }
 
 /// Archived conversations read per store query.
