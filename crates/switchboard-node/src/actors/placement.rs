@@ -80,7 +80,7 @@ pub fn number_in_shard(shard: u32, seq: u64) -> Option<u64> {
 /// The shard a number carries, if it carries one (see [`number_in_shard`]).
 pub fn shard_in_number(n: u64) -> Option<u32> {
     (n & !((SHARDED << 1) - 1) == 0 && n & SHARDED != 0)
-        .then(|| ((n >> SHARD_SHIFT) & 0xffff) as u32)
+        .then_some(((n >> SHARD_SHIFT) & 0xffff) as u32)
 }
 
 /// The shard of the customer named `name` (its id within the tenant, as in
