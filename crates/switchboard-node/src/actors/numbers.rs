@@ -497,6 +497,22 @@ mod tests {
         assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
     }
 
+    /// `Meshes` are built as before and hold the node's `Numbers`, with its shard count.
+    #[tokio::test]
+    async fn meshes_hold_the_nodes_numbers() {
+        use crate::actors::MeshOptions;
+        use crate::actors::meshes::Meshes;
+        use crate::cluster::Ownership;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Counting::open(dir.path());
+        let ownership = Ownership::fixed("a".into(), SHARDS, [], Default::default(), None);
+        let meshes = Meshes::new(store.clone(), ownership, MeshOptions::default());
+        let carol = meshes.numbers().customer("acme", "carol").await.unwrap();
+        assert_eq!(shard_in_number(carol.0), Some(customer_shard("acme", "carol", SHARDS)));
+        assert!(Arc::ptr_eq(meshes.numbers(), meshes.numbers()));
+    }
+
     /// The cache never holds more than its bound, and keeps what is used.
     #[test]
     fn the_cache_is_bounded_and_keeps_what_is_used() {
