@@ -1162,6 +1162,48 @@ mod tests {
         assert_eq!(log_seqs(&other, "a"), vec![1, 2, 3, 4, 5]);
     }
 
+    /// Reservations and bindings share a commit with the tenant's batches but are never held
+    /// back by their refusals, nor hold them back.
+    #[test]
+    fn reservations_ride_a_commit_apart_from_the_tenants_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
+        let limits = Limits { max_jobs: 16, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let stats = Counters::default();
+        let sync = || std::sync::mpsc::sync_channel(1);
+        let (raise_ack, raised) = oneshot::channel();
+        let raise = Job::RaiseFence { fence: Fence { shard: 0, epoch: 5 }, ack: raise_ack };
+        let (fenced, fenced_done) = append("a", 1); // epoch 0 < 5: refused
+        let (r1_ack, r1) = sync();
+        let (too_many_ack, too_many) = sync();
+        let (bind_ack, bound) = sync();
+        let (r2_ack, r2) = sync();
+        let reserve = |count, ack| Job::Reserve {
+            tenant: "a".into(),
+            counter: "customer".into(),
+            count,
+            ack,
+        };
+        let group = vec![
+            raise,
+            fenced,
+            reserve(3, r1_ack),
+            reserve(u64::try_from(i64::MAX).unwrap(), too_many_ack),
+            Job::Bind { tenant: "a".into(), name: "carol".into(), number: 1, ack: bind_ack },
+            reserve(2, r2_ack),
+        ];
+        commit(&mut conn, group, limits, &stats);
+        raised.blocking_recv().unwrap().unwrap();
+        let fenced = fenced_done.blocking_recv().unwrap();
+        assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+        assert_eq!(r1.recv().unwrap().unwrap(), vec![1]);
+        let refused = too_many.recv().unwrap();
+        assert!(matches!(refused, Err(Error::Exhausted { .. })), "{refused:?}");
+        assert_eq!(bound.recv().unwrap().unwrap(), vec![1]);
+        assert_eq!(r2.recv().unwrap().unwrap(), vec![4], "the refused one took nothing");
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
+    }
+
     /// `EXPLAIN QUERY PLAN` of `sql`, one detail line per step.
     fn plan(conn: &Connection, sql: &str, params: &[rusqlite::types::Value]) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
