@@ -303,6 +303,8 @@ pub struct Faulty {
     /// Refuse the next batch that archives a conversation (a conversation actor's step that
     /// ended one), once.
     pub refuse_archive: AtomicBool,
+    /// Refuse every batch that archives a conversation while set.
+    pub refuse_archives: AtomicBool,
     pub refused: AtomicU64,
     /// Loads of conversation actors' rows so far.
     pub conversation_loads: AtomicU64,
@@ -319,6 +321,7 @@ impl Faulty {
         Faulty {
             inner,
             refuse_archive: AtomicBool::new(false),
+            refuse_archives: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             conversation_loads: AtomicU64::new(0),
             router_writes: AtomicU64::new(0),
@@ -356,7 +359,10 @@ impl Store for Faulty {
     }
     /// The faults apply to both ways of writing (actors write with `append_assigned`).
     fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
-        if !batch.archive.is_empty() && self.refuse_archive.swap(false, Ordering::SeqCst) {
+        if !batch.archive.is_empty()
+            && (self.refuse_archives.load(Ordering::SeqCst)
+                || self.refuse_archive.swap(false, Ordering::SeqCst))
+        {
             self.refused.fetch_add(1, Ordering::SeqCst);
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
             return Box::pin(std::future::ready(Err(e)));
@@ -444,6 +450,19 @@ impl Store for Faulty {
         limit: usize,
     ) -> StoreResult<Vec<ActorState>> {
         self.inner.list_actors(tenant, kind, after, limit)
+    }
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        self.inner.actor_keys(tenant, kind, after, until, limit)
+    }
+    fn actor_tenants(&self, after: &str, limit: usize) -> StoreResult<Vec<String>> {
+        self.inner.actor_tenants(after, limit)
     }
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> StoreResult<ArchiveWindow> {
         self.inner.scan_archived(tenant, scan)
