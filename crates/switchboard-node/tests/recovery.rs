@@ -26,9 +26,6 @@ use switchboard_node::actors::placement::{ActorKey, customer_shard, number_in_sh
 use switchboard_node::actors::recovery::Recovered;
 use switchboard_node::actors::{CONVERSATION, MeshOptions, ROUTER};
 use switchboard_node::cluster::{Owner, Ownership, View};
-use switchboard_node::hub::Hub;
-use switchboard_node::registry::{Options, Registry};
-use switchboard_proto::internal::v1::command::Op;
 use switchboard_proto::v1;
 use switchboard_store::{Fence, SqliteOptions, SqliteStore, Store};
 
@@ -49,7 +46,6 @@ fn timings() -> MeshOptions {
 /// agent "ann" (number 1) of capacity 1 in it, signed out; the idle auto-end after
 /// `idle_end` if given.
 async fn stored_tenant(store: &Arc<dyn Store>, idle_end: Option<Duration>) {
-    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
     let idle_end = idle_end.map(|after| v1::TimedReply {
         after: Some(prost_types::Duration::try_from(after).unwrap()),
         texts: vec!["closing this chat".into()],
@@ -64,24 +60,7 @@ async fn stored_tenant(store: &Arc<dyn Store>, idle_end: Option<Duration>) {
         routing: v1::TenantRouting::Actors as i32,
         ..Default::default()
     };
-    registry.create_tenant(create).await.unwrap();
-    let group = format!("tenants/{TENANT}/groups/sales");
-    let policy =
-        v1::RoutingPolicy { offer_mode: v1::OfferMode::AutoAccept as i32, ..Default::default() };
-    let put_group =
-        v1::PutGroupRequest { name: group.clone(), policy: Some(policy), ..Default::default() };
-    registry.command(TENANT, Op::PutGroup(put_group), "").await.unwrap();
-    let put_agent = v1::PutAgentRequest {
-        name: format!("tenants/{TENANT}/agents/ann"),
-        nickname: "Ann".into(),
-        capacity: 1,
-        groups: vec![group],
-        ..Default::default()
-    };
-    registry.command(TENANT, Op::PutAgent(put_agent), "").await.unwrap();
-    let routing = registry.tenant_resource(TENANT, None).await.unwrap().routing;
-    assert_eq!(routing, v1::TenantRouting::Actors as i32);
-    registry.shutdown().await;
+    support::store_tenant(store, create).await;
 }
 
 fn open_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {

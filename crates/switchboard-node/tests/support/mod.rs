@@ -129,6 +129,38 @@ impl<T: Transport> Transport for Cuttable<T> {
     }
 }
 
+/// The tenant `create` names, stored as the admin API stores it, with group "sales"
+/// (auto-accept; group number 1) and agent "ann" (number 1, capacity 1) in it, signed out:
+/// what a node's `Meshes` loads.
+pub async fn store_tenant(
+    store: &Arc<dyn Store>,
+    create: switchboard_proto::v1::CreateTenantRequest,
+) {
+    use switchboard_node::hub::Hub;
+    use switchboard_node::registry::{Options, Registry};
+    use switchboard_proto::internal::v1::command::Op;
+    use switchboard_proto::v1;
+
+    let tenant = create.tenant_id.clone();
+    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
+    registry.create_tenant(create).await.unwrap();
+    let group = format!("tenants/{tenant}/groups/sales");
+    let policy =
+        v1::RoutingPolicy { offer_mode: v1::OfferMode::AutoAccept as i32, ..Default::default() };
+    let put_group =
+        v1::PutGroupRequest { name: group.clone(), policy: Some(policy), ..Default::default() };
+    registry.command(&tenant, Op::PutGroup(put_group), "").await.unwrap();
+    let put_agent = v1::PutAgentRequest {
+        name: format!("tenants/{tenant}/agents/ann"),
+        nickname: "Ann".into(),
+        capacity: 1,
+        groups: vec![group],
+        ..Default::default()
+    };
+    registry.command(&tenant, Op::PutAgent(put_agent), "").await.unwrap();
+    registry.shutdown().await;
+}
+
 /// One group (auto-accept) and these agents (id, capacity) in it, signed out: the engine the
 /// router starts from, and the configuration every actor reads.
 pub fn tenant(agents: &[(AgentId, u32)]) -> (Engine, Arc<TenantConfig>) {
