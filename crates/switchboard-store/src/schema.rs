@@ -295,6 +295,33 @@ pub(crate) fn bound(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// [`Store::actor_tenants`](crate::Store::actor_tenants): the next tenant with an actor
+/// row after the previous one, one primary-key probe each (a skip scan written out, as
+/// neither backend plans one for `DISTINCT`), at most the limit. `{p}`: the backend's
+/// placeholder prefix.
+pub(crate) fn actor_tenants_sql(p: char) -> String {
+    format!(
+        "WITH RECURSIVE next(tenant, n) AS (
+             SELECT (SELECT MIN(tenant) FROM actors WHERE tenant > {p}1), CAST(1 AS BIGINT)
+             UNION ALL
+             SELECT (SELECT MIN(a.tenant) FROM actors a WHERE a.tenant > next.tenant), next.n + 1
+             FROM next WHERE next.tenant IS NOT NULL AND next.n < {p}2
+         )
+         SELECT tenant FROM next WHERE tenant IS NOT NULL"
+    )
+}
+
+/// [`Store::actor_keys`](crate::Store::actor_keys) without and with an upper bound.
+pub(crate) fn actor_keys_sql(p: char, until: bool) -> String {
+    let (upper, limit) =
+        if until { (format!(" AND actor_key <= {p}4"), 5) } else { (String::new(), 4) };
+    format!(
+        "SELECT actor_key FROM actors
+         WHERE tenant = {p}1 AND kind = {p}2 AND actor_key > {p}3{upper}
+         ORDER BY actor_key LIMIT {p}{limit}"
+    )
+}
+
 /// A count in a query (`LIMIT`, `OFFSET`).
 pub(crate) fn count(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

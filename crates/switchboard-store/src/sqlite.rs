@@ -362,6 +362,38 @@ impl Store for SqliteStore {
         })
     }
 
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&schema::actor_keys_sql('?', until.is_some()))?;
+            let key = |row: &rusqlite::Row<'_>| row.get(0);
+            let rows = match until {
+                Some(until) => {
+                    stmt.query_map(params![tenant, kind, after, until, count(limit)], key)?
+                }
+                None => stmt.query_map(params![tenant, kind, after, count(limit)], key)?,
+            };
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn actor_tenants(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&schema::actor_tenants_sql('?'))?;
+            let rows = stmt.query_map(params![after, count(limit)], |row| row.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
         let ((floor_sql, floor_params), matches) = schema::archive_scan('?', tenant, scan);
         self.readers.with(|conn| {

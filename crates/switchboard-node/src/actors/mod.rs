@@ -52,6 +52,7 @@ pub(crate) mod effects;
 pub mod grpc;
 pub mod meshes;
 pub mod placement;
+pub mod recovery;
 pub mod router;
 pub mod transport;
 
