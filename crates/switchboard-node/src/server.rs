@@ -13,7 +13,7 @@ use switchboard_proto::v1::{
 use switchboard_store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::actors::MeshOptions;
 use crate::actors::meshes::Meshes;
@@ -111,7 +111,16 @@ pub async fn serve(
             // run every actor here, under the single node's fence (shard 0, epoch 0).
             let here = Ownership::fixed("local".into(), 1, [(0, 0)], Default::default(), None);
             let meshes = Arc::new(Meshes::new(store.clone(), here, MeshOptions::default()));
-            (Registry::load(store, hub.clone(), options).await?, None, None, meshes)
+            let registry = Registry::load(store, hub.clone(), options).await?;
+            // Every actor with a row comes back now, without waiting for a message.
+            let recovering = meshes.clone();
+            tokio::spawn(async move {
+                match recovering.recover_all().await {
+                    Ok(done) => info!(?done, "recovered the actors"),
+                    Err(e) => warn!(error = %e, "recovering the actors failed"),
+                }
+            });
+            (registry, None, None, meshes)
         }
         Some(cluster) => {
             let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
@@ -135,7 +144,8 @@ pub async fn serve(
                 }
             });
             let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
-            let task = Membership::new(cluster, ownership.clone(), registry.clone(), ready_tx);
+            let task = Membership::new(cluster, ownership.clone(), registry.clone(), ready_tx)
+                .with_meshes(meshes.clone());
             let handle = tokio::spawn(task.run(leave_rx));
             (registry, Some(ownership), Some((leave_tx, handle)), meshes)
         }

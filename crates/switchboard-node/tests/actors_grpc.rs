@@ -469,32 +469,13 @@ async fn envelopes_beyond_the_receivers_bound_are_resource_exhausted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
     use switchboard_node::actors::meshes::Meshes;
-    use switchboard_node::hub::Hub;
-    use switchboard_node::registry::{Options, Registry};
-    use switchboard_proto::internal::v1::command::Op;
     use switchboard_proto::v1;
 
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
     let create = v1::CreateTenantRequest { tenant_id: TENANT.into(), ..Default::default() };
-    registry.create_tenant(create).await.unwrap();
-    let group = format!("tenants/{TENANT}/groups/sales");
-    let policy =
-        v1::RoutingPolicy { offer_mode: v1::OfferMode::AutoAccept as i32, ..Default::default() };
-    let put_group =
-        v1::PutGroupRequest { name: group.clone(), policy: Some(policy), ..Default::default() };
-    registry.command(TENANT, Op::PutGroup(put_group), "").await.unwrap();
-    let put_agent = v1::PutAgentRequest {
-        name: format!("tenants/{TENANT}/agents/ann"),
-        nickname: "Ann".into(),
-        capacity: 1,
-        groups: vec![group],
-        ..Default::default()
-    };
-    registry.command(TENANT, Op::PutAgent(put_agent), "").await.unwrap();
-    registry.shutdown().await;
+    support::store_tenant(&store, create).await;
 
     let (listeners, addrs) = nodes::ports(2).await;
     let mut nodes = Vec::new();

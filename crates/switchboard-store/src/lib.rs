@@ -110,6 +110,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod error;
 mod numbers;
 mod pg_writer;
@@ -463,6 +464,33 @@ pub trait Store: Send + Sync + 'static {
         after: &str,
         limit: usize,
     ) -> Result<Vec<ActorState>>;
+
+    /// Up to `limit` keys of stored actors of a kind with `after < key <= until` (`None`: no
+    /// upper bound), ascending, compared as strings: a primary-key range walk that reads no
+    /// bodies. What a node adopting a shard activates: the keys of one shard's actors form
+    /// such a range when they are numbers of one length (`actors::placement` in the node).
+    /// The default reads [`Store::list_actors`]; the backends read keys only.
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let rows = self.list_actors(tenant, kind, after, limit)?;
+        let within = |key: &String| until.is_none_or(|until| key.as_str() <= until);
+        Ok(rows.into_iter().map(|row| row.key).take_while(within).collect())
+    }
+
+    /// Up to `limit` tenants that have at least one stored actor, greater than `after`,
+    /// ascending: a skip scan of the primary key (one probe per tenant, however many actors
+    /// each has). The default returns every tenant the store knows after `after`, a superset
+    /// that callers must tolerate.
+    fn actor_tenants(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        let tenants = self.tenants()?.into_iter().filter(|t| t.as_str() > after);
+        Ok(tenants.take(limit).collect())
+    }
 
     /// A bounded walk over archived conversations (see [`ArchiveScan`] for its cost).
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow>;

@@ -554,6 +554,39 @@ impl Store for PostgresStore {
         })
     }
 
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let (tenant, kind, after, limit) =
+            (tenant.to_owned(), kind.to_owned(), after.to_owned(), count(limit));
+        let until = until.map(str::to_owned);
+        self.readers.with(move |client, s| {
+            let rows = match &until {
+                Some(until) => {
+                    client.query(&s.actor_keys_until, &[&tenant, &kind, &after, until, &limit])?
+                }
+                None => client.query(&s.actor_keys, &[&tenant, &kind, &after, &limit])?,
+            };
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn actor_tenants(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (after, limit) = (after.to_owned(), count(limit));
+        self.readers.with(move |client, s| {
+            let rows = client.query(&s.actor_tenants, &[&after, &limit])?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> Result<ArchiveWindow> {
         let ((floor_sql, floor_params), matches) = schema::archive_scan('$', tenant, scan);
         let scan = scan.clone();
@@ -663,6 +696,9 @@ struct ReadStatements {
     customer: Statement,
     actor: Statement,
     list_actors: Statement,
+    actor_keys: Statement,
+    actor_keys_until: Statement,
+    actor_tenants: Statement,
     reserve: Statement,
     bind: Statement,
     customer_number: Statement,
@@ -711,6 +747,9 @@ impl ReadStatements {
                 "SELECT kind, actor_key, epoch, body FROM actors
                  WHERE tenant = $1 AND kind = $2 AND actor_key > $3 ORDER BY actor_key LIMIT $4",
             )?,
+            actor_keys: client.prepare(&schema::actor_keys_sql('$', false))?,
+            actor_keys_until: client.prepare(&schema::actor_keys_sql('$', true))?,
+            actor_tenants: client.prepare(&schema::actor_tenants_sql('$'))?,
         })
     }
 }

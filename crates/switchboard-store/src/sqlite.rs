@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::checkpoint::{Checkpointer, Watch};
 use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
@@ -32,6 +33,9 @@ pub struct SqliteOptions {
     pub request_retention: Duration,
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
+    /// The WAL is checkpointed (off the writer's thread, see `checkpoint.rs`) once a commit
+    /// leaves at least this many pages in it (default 10,000: 40 MiB).
+    pub wal_checkpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -41,6 +45,7 @@ impl Default for SqliteOptions {
             max_bytes_per_commit: 8 << 20,
             request_retention: Duration::from_secs(24 * 60 * 60),
             read_connections: 4,
+            wal_checkpoint_pages: crate::schema::WAL_CHECKPOINT_PAGES,
         }
     }
 }
@@ -59,6 +64,14 @@ pub struct Stats {
     /// Commits redone one write at a time because a write in them was refused partway
     /// (see the crate docs, "Write path").
     pub redone_commits: u64,
+    /// WAL checkpoint passes run by the checkpointer thread (SQLite only; see
+    /// `checkpoint.rs`).
+    pub checkpoints: u64,
+    /// Checkpoints the writer finished after a pass of the checkpointer (copying what was
+    /// committed meanwhile), so that the WAL starts over.
+    pub finished_checkpoints: u64,
+    /// Checkpoints that failed (the frames stay in the WAL; tried again at the next nudge).
+    pub failed_checkpoints: u64,
 }
 
 /// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with
@@ -70,6 +83,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `None` only while closing.
     writer: writer::Handle,
+    /// Dropped after the writer: its thread stops once the writer's nudge handle is gone.
+    _checkpointer: Checkpointer,
     readers: Readers,
     stats: Arc<Counters>,
     request_retention: Duration,
@@ -87,23 +102,26 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let conn = schema::open_writer(&path)?;
+        let stats = Arc::new(Counters::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&stats))?;
+        let wal = Watch::install(&conn, options.wal_checkpoint_pages, checkpointer.nudge())?;
         let readers = Readers::open(&path, options.read_connections.max(1))?;
         let limits = Limits::new(
             options.max_batches_per_commit,
             options.max_bytes_per_commit,
             options.request_retention,
         );
-        let stats = Arc::new(Counters::default());
         let (jobs, queue) = mpsc::channel();
         let writer = {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(conn, queue, limits, &stats))?
+                .spawn(move || writer::run(conn, queue, limits, &stats, wal))?
         };
         Ok(SqliteStore {
             path,
             writer: writer::Handle::new(jobs, writer),
+            _checkpointer: checkpointer,
             readers,
             stats,
             request_retention: options.request_retention,
@@ -369,6 +387,38 @@ impl Store for SqliteStore {
                  WHERE tenant = ?1 AND kind = ?2 AND actor_key > ?3 ORDER BY actor_key LIMIT ?4",
             )?;
             let rows = stmt.query_map(params![tenant, kind, after, count(limit)], actor)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&schema::actor_keys_sql('?', until.is_some()))?;
+            let key = |row: &rusqlite::Row<'_>| row.get(0);
+            let rows = match until {
+                Some(until) => {
+                    stmt.query_map(params![tenant, kind, after, until, count(limit)], key)?
+                }
+                None => stmt.query_map(params![tenant, kind, after, count(limit)], key)?,
+            };
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn actor_tenants(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&schema::actor_tenants_sql('?'))?;
+            let rows = stmt.query_map(params![after, count(limit)], |row| row.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }

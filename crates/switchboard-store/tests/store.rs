@@ -978,6 +978,54 @@ async fn archive_scans_are_bounded_and_resume_without_gaps<B: Backend>() {
     assert_eq!(by(ContactField::Email, ""), vec![], "empty fields are not indexed");
 }
 
+/// Keys of one kind's actors in a range, read without their bodies, bounded above when
+/// asked and in pages (a short key sorts inside a range of 16-digit ones: callers filter);
+/// and the tenants that have actor rows, by a skip scan, in pages: none without a row.
+async fn actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let row = |kind: &str, key: &str, body: Option<&[u8]>| ActorState {
+        kind: kind.into(),
+        key: key.into(),
+        epoch: 1,
+        body: body.map(<[u8]>::to_vec),
+    };
+    let conversations = ["4503599627370497", "4503599627370498", "4503668346847232", "45036", "9"];
+    let mut actors: Vec<ActorState> =
+        conversations.iter().map(|k| row("conversation", k, Some(b"c"))).collect();
+    actors.push(row("router", "", Some(b"r")));
+    actors.push(row("agent", "3", Some(b"a")));
+    store.append(Batch { tenant: "acme".into(), actors, ..Batch::default() }).await.unwrap();
+    for tenant in ["b", "d"] {
+        let actors = vec![row("conversation", "1", Some(b"c"))];
+        store.append(Batch { tenant: tenant.into(), actors, ..Batch::default() }).await.unwrap();
+    }
+    store.append(command("c", 1)).await.unwrap();
+
+    let keys = |after: &str, until: Option<&str>, limit| {
+        store.actor_keys("acme", "conversation", after, until, limit).unwrap()
+    };
+    let (below, top) = ("4503599627370495", Some("4503668346847231"));
+    assert_eq!(keys(below, top, 10), ["4503599627370497", "4503599627370498", "45036"]);
+    assert_eq!(keys(below, top, 2), ["4503599627370497", "4503599627370498"]);
+    assert_eq!(keys("4503599627370498", top, 2), ["45036"]);
+    assert_eq!(keys("45036", top, 2), Vec::<String>::new());
+    assert_eq!(keys("45036", None, 10), ["4503668346847232", "9"]);
+    assert_eq!(keys("", None, 10).len(), 5, "every conversation key");
+    assert_eq!(store.actor_keys("acme", "agent", "", None, 10).unwrap(), ["3"], "kinds apart");
+    assert_eq!(store.actor_keys("b", "conversation", "", None, 10).unwrap(), ["1"]);
+
+    assert_eq!(store.actor_tenants("", 10).unwrap(), ["acme", "b", "d"], "not c: no actor");
+    assert_eq!(store.actor_tenants("", 2).unwrap(), ["acme", "b"]);
+    assert_eq!(store.actor_tenants("b", 2).unwrap(), ["d"]);
+    assert_eq!(store.actor_tenants("d", 2).unwrap(), Vec::<String>::new());
+    assert_eq!(store.actor_tenants("", 0).unwrap(), Vec::<String>::new());
+    // A tenant whose last actor row goes is no longer listed.
+    let gone = vec![row("conversation", "1", None)];
+    store.append(Batch { tenant: "b".into(), actors: gone, ..Batch::default() }).await.unwrap();
+    assert_eq!(store.actor_tenants("", 10).unwrap(), ["acme", "d"]);
+}
+
 // Every test above, once per backend.
 both!(
     append_then_read_everything_back,
@@ -1004,4 +1052,5 @@ both!(
     fences_are_checked_in_queue_order_within_a_commit,
     a_log_record_answers_its_request_until_the_window_passes,
     actor_state_upserts_deletes_and_survives_reopening,
+    actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant,
 );

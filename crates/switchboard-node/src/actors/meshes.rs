@@ -11,7 +11,9 @@
 //! tenant has its own once-cell, so a slow load delays only that tenant's first envelopes
 //! (their senders resend them).
 //!
-//! A single node runs no mesh: `server.rs` builds `Meshes` only in cluster mode.
+//! A single node runs its meshes too, under an ownership of one shard served here
+//! (`server.rs`). The actors of the shards a node serves come back from their rows without
+//! waiting for a message ([`super::recovery`]: on adoption, and on a single node at start).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -67,6 +69,14 @@ impl Meshes {
     /// The node's numbering of actor tenants' customers and conversations.
     pub fn numbers(&self) -> &Arc<Numbers> {
         &self.numbers
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
     }
 
     /// The node's transport (to read what it dropped).

@@ -53,6 +53,7 @@ pub mod grpc;
 pub mod meshes;
 pub mod numbers;
 pub mod placement;
+pub mod recovery;
 pub mod router;
 pub mod transport;
 

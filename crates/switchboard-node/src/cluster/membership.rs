@@ -41,6 +41,7 @@ use tracing::{info, warn};
 
 use super::lease::{LeaseState, Renewer};
 use super::{ClusterConfig, Owner, Ownership, View, desired_owner};
+use crate::actors::meshes::Meshes;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::registry::Registry;
@@ -101,6 +102,8 @@ pub struct Membership {
     config: ClusterConfig,
     ownership: Arc<Ownership>,
     registry: Registry,
+    /// The actor meshes, whose actors in a shard come back once it is adopted.
+    meshes: Option<Arc<Meshes>>,
     prefix: String,
     session: Option<Session>,
     /// The lease this node joined under (its member key and claims are under it).
@@ -167,6 +170,7 @@ impl Membership {
             config,
             ownership,
             registry,
+            meshes: None,
             prefix,
             session: None,
             lease: None,
@@ -180,6 +184,13 @@ impl Membership {
             view: View::default(),
             ready,
         }
+    }
+
+    /// Recovers the mesh actors of each shard this node adopts (`Meshes::spawn_recovery`,
+    /// started by the adoption job once the shard is served).
+    pub fn with_meshes(mut self, meshes: Arc<Meshes>) -> Membership {
+        self.meshes = Some(meshes);
+        self
     }
 
     fn member_key(&self, node: &str) -> String {
@@ -510,6 +521,7 @@ impl Membership {
         }
         let registry = self.registry.clone();
         let ownership = self.ownership.clone();
+        let meshes = self.meshes.clone();
         let job = shards.iter().map(|&(shard, _)| shard).collect();
         let handle = self.jobs.spawn(async move {
             if let Err(e) = adopt(&registry, &shards).await {
@@ -523,6 +535,11 @@ impl Membership {
                     registry.release(shard, false).await;
                 }
                 out.push((shard, epoch, served));
+            }
+            // Their mesh actors come back now, without waiting for a message.
+            let served: Vec<u32> = out.iter().filter(|o| o.2).map(|o| o.0).collect();
+            if let Some(meshes) = meshes.filter(|_| !served.is_empty()) {
+                meshes.spawn_recovery(served);
             }
             Done::Adopted(out)
         });

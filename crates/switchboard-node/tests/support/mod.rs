@@ -129,6 +129,38 @@ impl<T: Transport> Transport for Cuttable<T> {
     }
 }
 
+/// The tenant `create` names, stored as the admin API stores it, with group "sales"
+/// (auto-accept; group number 1) and agent "ann" (number 1, capacity 1) in it, signed out:
+/// what a node's `Meshes` loads.
+pub async fn store_tenant(
+    store: &Arc<dyn Store>,
+    create: switchboard_proto::v1::CreateTenantRequest,
+) {
+    use switchboard_node::hub::Hub;
+    use switchboard_node::registry::{Options, Registry};
+    use switchboard_proto::internal::v1::command::Op;
+    use switchboard_proto::v1;
+
+    let tenant = create.tenant_id.clone();
+    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
+    registry.create_tenant(create).await.unwrap();
+    let group = format!("tenants/{tenant}/groups/sales");
+    let policy =
+        v1::RoutingPolicy { offer_mode: v1::OfferMode::AutoAccept as i32, ..Default::default() };
+    let put_group =
+        v1::PutGroupRequest { name: group.clone(), policy: Some(policy), ..Default::default() };
+    registry.command(&tenant, Op::PutGroup(put_group), "").await.unwrap();
+    let put_agent = v1::PutAgentRequest {
+        name: format!("tenants/{tenant}/agents/ann"),
+        nickname: "Ann".into(),
+        capacity: 1,
+        groups: vec![group],
+        ..Default::default()
+    };
+    registry.command(&tenant, Op::PutAgent(put_agent), "").await.unwrap();
+    registry.shutdown().await;
+}
+
 /// One group (auto-accept) and these agents (id, capacity) in it, signed out: the engine the
 /// router starts from, and the configuration every actor reads.
 pub fn tenant(agents: &[(AgentId, u32)]) -> (Engine, Arc<TenantConfig>) {
@@ -303,6 +335,8 @@ pub struct Faulty {
     /// Refuse the next batch that archives a conversation (a conversation actor's step that
     /// ended one), once.
     pub refuse_archive: AtomicBool,
+    /// Refuse every batch that archives a conversation while set.
+    pub refuse_archives: AtomicBool,
     pub refused: AtomicU64,
     /// Loads of conversation actors' rows so far.
     pub conversation_loads: AtomicU64,
@@ -319,6 +353,7 @@ impl Faulty {
         Faulty {
             inner,
             refuse_archive: AtomicBool::new(false),
+            refuse_archives: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             conversation_loads: AtomicU64::new(0),
             router_writes: AtomicU64::new(0),
@@ -356,7 +391,10 @@ impl Store for Faulty {
     }
     /// The faults apply to both ways of writing (actors write with `append_assigned`).
     fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
-        if !batch.archive.is_empty() && self.refuse_archive.swap(false, Ordering::SeqCst) {
+        if !batch.archive.is_empty()
+            && (self.refuse_archives.load(Ordering::SeqCst)
+                || self.refuse_archive.swap(false, Ordering::SeqCst))
+        {
             self.refused.fetch_add(1, Ordering::SeqCst);
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
             return Box::pin(std::future::ready(Err(e)));
@@ -456,6 +494,19 @@ impl Store for Faulty {
         limit: usize,
     ) -> StoreResult<Vec<ActorState>> {
         self.inner.list_actors(tenant, kind, after, limit)
+    }
+    fn actor_keys(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: &str,
+        until: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        self.inner.actor_keys(tenant, kind, after, until, limit)
+    }
+    fn actor_tenants(&self, after: &str, limit: usize) -> StoreResult<Vec<String>> {
+        self.inner.actor_tenants(after, limit)
     }
     fn scan_archived(&self, tenant: &str, scan: &ArchiveScan) -> StoreResult<ArchiveWindow> {
         self.inner.scan_archived(tenant, scan)
