@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -275,6 +275,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 7 {
         tx.execute_batch(MIGRATE_V7)?;
         version = 7;
+    }
+    if version < 8 {
+        tx.execute_batch(crate::numbers::MIGRATE_V8)?;
+        version = 8;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;
