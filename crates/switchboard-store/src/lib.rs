@@ -101,6 +101,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod error;
 mod pg_writer;
 mod postgres;
