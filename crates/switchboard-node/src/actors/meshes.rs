@@ -22,6 +22,7 @@ use switchboard_store::Store;
 use tokio::sync::OnceCell;
 
 use super::grpc::{ActorMeshGrpc, GrpcTransport};
+use super::numbers::Numbers;
 use super::transport::InProcess;
 use super::{Mesh, MeshArgs, MeshOptions, TenantConfig};
 use crate::cluster::Ownership;
@@ -40,6 +41,8 @@ pub struct Meshes {
     transport: Arc<GrpcTransport>,
     options: MeshOptions,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
+    /// Customer and conversation numbers of actor tenants, with the node's shard count.
+    numbers: Arc<Numbers>,
 }
 
 impl std::fmt::Debug for Meshes {
@@ -57,7 +60,13 @@ impl Meshes {
     pub fn new(store: Arc<dyn Store>, ownership: Arc<Ownership>, options: MeshOptions) -> Self {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
-        Meshes { local, ownership, store, transport, options, meshes: Mutex::default() }
+        let numbers = Arc::new(Numbers::new(store.clone(), ownership.shards()));
+        Meshes { local, ownership, store, transport, options, meshes: Mutex::default(), numbers }
+    }
+
+    /// The node's numbering of actor tenants' customers and conversations.
+    pub fn numbers(&self) -> &Arc<Numbers> {
+        &self.numbers
     }
 
     /// The node's transport (to read what it dropped).

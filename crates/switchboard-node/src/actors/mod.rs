@@ -51,6 +51,7 @@ pub mod conversation;
 pub(crate) mod effects;
 pub mod grpc;
 pub mod meshes;
+pub mod numbers;
 pub mod placement;
 pub mod router;
 pub mod transport;
