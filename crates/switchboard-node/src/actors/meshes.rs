@@ -11,7 +11,7 @@
 //! tenant has its own once-cell, so a slow load delays only that tenant's first envelopes
 //! (their senders resend them).
 //!
-//! A single node runs no mesh: `server.rs` builds `Meshes` only in cluster mode.
+//! A single node runs them too, every shard local (`server.rs`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -40,6 +40,8 @@ pub struct Meshes {
     store: Arc<dyn Store>,
     transport: Arc<GrpcTransport>,
     options: MeshOptions,
+    /// The node's live fan-out, handed to every mesh (agent actors publish there).
+    hub: Option<crate::hub::Hub>,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
     /// Customer and conversation numbers of actor tenants, with the node's shard count.
     numbers: Arc<Numbers>,
@@ -61,12 +63,21 @@ impl Meshes {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
         let numbers = Arc::new(Numbers::new(store.clone(), ownership.shards()));
-        Meshes { local, ownership, store, transport, options, meshes: Mutex::default(), numbers }
+        let meshes = Mutex::default();
+        Meshes { local, ownership, store, transport, options, hub: None, meshes, numbers }
     }
 
     /// The node's numbering of actor tenants' customers and conversations.
     pub fn numbers(&self) -> &Arc<Numbers> {
         &self.numbers
+    }
+
+    /// The node's hub: agent actors publish their durable desk entries there, so a desk's
+    /// `StreamEvents` on this node gets them at once.
+    #[must_use]
+    pub fn with_hub(mut self, hub: crate::hub::Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// The node's transport (to read what it dropped).
@@ -95,8 +106,8 @@ impl Meshes {
             return Ok(mesh.clone());
         }
         let (store, ownership) = (self.store.clone(), self.ownership.clone());
-        let (local, transport, options) =
-            (self.local.clone(), self.transport.clone(), self.options);
+        let (local, transport, options, hub) =
+            (self.local.clone(), self.transport.clone(), self.options, self.hub.clone());
         let tenant = tenant.to_owned();
         let create = tokio::spawn(async move {
             let mesh = cell
@@ -111,7 +122,7 @@ impl Meshes {
                         transport,
                         options,
                         heard: None,
-                        hub: None,
+                        hub,
                     };
                     let mesh = Mesh::clustered(args, ownership);
                     local.attach(&mesh);
