@@ -290,7 +290,7 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     let ended = c.agent.end_conversation(on(&ann)).await.expect("end").into_inner();
     assert_eq!(ended.state, pb::ConversationState::Ended as i32);
     let last = ended.transitions.last().expect("transitions");
-    assert_eq!((last.cause.as_str(), last.agent.as_str()), ("ended_by_agent", ann.as_str()));
+    assert_eq!(last.cause, "ended_by_agent");
     let e = c.agent.invite_rating(on(&ann)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 }
