@@ -12,8 +12,8 @@
 //! go as [`Batch::appends`] and the store numbers them at commit, gap-free across every
 //! writer and node. The rows read as the tenant actor writes them (one translation,
 //! [`crate::apply::rows`], named through [`MeshNames`]); what the mesh cannot say yet: a
-//! customer is named by its number (the conversation actor's key; customer ids are the
-//! cut-over's), and a queue reply carries no estimated wait (the router knows the queue, the
+//! customer is named by its id only once a public call told its conversation actor
+//! ([`CustomerNamed`]; before, and in the router's events, by its number), and a queue reply carries no estimated wait (the router knows the queue, the
 //! conversation side does not). Desk notes (`Notify`) are the agent actor's (its `agent/{id}`
 //! stream); `ReplySuppressed` and `Purge` write nothing here (metrics, and retention by the
 //! archive's `purge_at`). Every effect still goes to `MeshArgs::heard` after the write.
