@@ -90,6 +90,21 @@ pub struct Call {
     pub customer: Option<String>,
 }
 
+/// How a public call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Called {
+    /// Its encoded response (applied now, or stored by an earlier copy of the request).
+    Answered(Vec<u8>),
+    /// It would open a conversation and carries no number for it
+    /// ([`NO_NUMBER`]): nothing was applied; call again with a fresh number.
+    NumberWanted,
+}
+
+/// The conversation number a customer message or an open-service call carries when the
+/// caller has not taken one: the actor takes the call only if a conversation is open (so a
+/// number is spent only on an opening).
+pub const NO_NUMBER: ConversationId = ConversationId(0);
+
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
@@ -100,7 +115,7 @@ pub enum ConversationMsg {
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A public call; answered with its encoded response once durable (or found stored).
-    Call(Call, RpcReplyPort<Result<Vec<u8>>>),
+    Call(Call, RpcReplyPort<Result<Called>>),
     /// A read of the side's current state.
     Read(super::ReadSide<ConversationSide>),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
@@ -302,12 +317,25 @@ impl Actor for ConversationActor {
                             return Ok(());
                         }
                         Ok(Some(body)) => {
-                            let _ = reply.send(Ok(body));
+                            let _ = reply.send(Ok(Called::Answered(body)));
                             run.arm(&myself);
                             return Ok(());
                         }
                         Ok(None) => {}
                     }
+                }
+                let opening = match &call.op {
+                    ConversationOp::CustomerMessage(msg) => msg.new_conversation == NO_NUMBER,
+                    ConversationOp::OpenService { new_conversation, .. } => {
+                        *new_conversation == NO_NUMBER
+                    }
+                    _ => false,
+                };
+                if opening && run.side.conversation().is_none() {
+                    // Kept live (no passivation here): the caller comes back with a number.
+                    let _ = reply.send(Ok(Called::NumberWanted));
+                    run.arm(&myself);
+                    return Ok(());
                 }
                 if run.name.is_none() {
                     run.name.clone_from(&call.customer);
@@ -348,7 +376,7 @@ impl Actor for ConversationActor {
                         }
                         run.send();
                         run.mesh.heard(Some(run.customer), outcome.effects);
-                        let _ = reply.send(Ok(body));
+                        let _ = reply.send(Ok(Called::Answered(body)));
                     }
                 }
             }
@@ -720,7 +748,7 @@ impl ConversationHandle {
 
     /// A public call: its encoded response once durable, or the stored one if its request id
     /// was answered before (see [`Call`]).
-    pub async fn call_public(&self, call: Call) -> Result<Vec<u8>> {
+    pub async fn call_public(&self, call: Call) -> Result<Called> {
         let op = |reply| ConversationMsg::Call(call.clone(), reply);
         super::call(|| self.mesh.conversation_ref(self.customer), op).await
     }

@@ -6,7 +6,8 @@
 //!
 //! - A call naming a customer (PostMessage, OpenService) finds the customer's number
 //!   (`Numbers::customer`, bound on first use) and so its conversation actor; a conversation
-//!   number is taken (`Numbers::conversation`) only when the customer has nothing open.
+//!   number is taken (`Numbers::conversation`) only when the actor, called without one,
+//!   answers that the customer has nothing open.
 //! - A call naming a conversation finds its customer by the durable owner the opening step
 //!   wrote (`Store::conversation_customer`, one primary-key probe), else the archive (an
 //!   ended conversation: GetConversation only).
@@ -24,7 +25,7 @@ use switchboard_core::{
 use switchboard_proto::v1 as pb;
 use tonic::Status;
 
-use crate::actors::conversation::{Answer, Answered, Call, ConversationOp};
+use crate::actors::conversation::{Answer, Answered, Call, Called, ConversationOp, NO_NUMBER};
 use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
 use crate::actors::{Mesh, TenantConfig};
@@ -95,12 +96,11 @@ impl OnActors<'_> {
         // Not yet: the nickname upsert (the actors keep no customer profile of their own yet;
         // ARCHITECTURE.md, the cut-over). The nickname is checked and not stored.
         let customer = self.meshes.numbers().customer(tenant, &id).await?;
-        let new_conversation = self.fresh(customer).await?;
         let msg = CustomerMessage {
             customer,
             channel,
             text: r.text.clone(),
-            new_conversation,
+            new_conversation: NO_NUMBER,
             group,
             priority: (priority > 0).then_some(priority),
         };
@@ -117,12 +117,13 @@ impl OnActors<'_> {
         let id = names::child_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
         let customer = self.meshes.numbers().customer(tenant, &id).await?;
-        let new_conversation = self.fresh(customer).await?;
-        let op = ConversationOp::OpenService { channel, new_conversation };
+        let op = ConversationOp::OpenService { channel, new_conversation: NO_NUMBER };
         self.post(customer, &id, op, &r.request_id).await
     }
 
-    /// A call that may open a conversation, answered with `PostMessageResponse`.
+    /// A call that may open a conversation, answered with `PostMessageResponse`. It goes
+    /// without a conversation number first; only if the customer has nothing open does the
+    /// actor ask for one, and a fresh number is taken then (never one per message).
     async fn post(
         &self,
         customer: CustomerId,
@@ -136,7 +137,32 @@ impl OnActors<'_> {
             let conversation = Some(render(a.conversation, a.standing, a.outcome.conversation));
             pb::PostMessageResponse { conversation, opened: a.outcome.opened }.encode_to_vec()
         });
-        let body = self.call_on(&who, op, request_id, answer).await?;
+        let body = match self.call_on(&who, op.clone(), request_id, answer.clone()).await? {
+            Called::Answered(body) => body,
+            Called::NumberWanted => {
+                let fresh = self.meshes.numbers().conversation(self.tenant(), customer).await?;
+                let numbered = match op {
+                    ConversationOp::CustomerMessage(msg) => {
+                        ConversationOp::CustomerMessage(CustomerMessage {
+                            new_conversation: fresh,
+                            ..msg
+                        })
+                    }
+                    ConversationOp::OpenService { channel, .. } => {
+                        ConversationOp::OpenService { channel, new_conversation: fresh }
+                    }
+                    other => other,
+                };
+                match self.call_on(&who, numbered, request_id, answer).await? {
+                    Called::Answered(body) => body,
+                    Called::NumberWanted => {
+                        return Err(Error::Internal(
+                            "a numbered opening asked for a number".into(),
+                        ));
+                    }
+                }
+            }
+        };
         pb::PostMessageResponse::decode(body.as_slice()).map_err(undecodable)
     }
 
@@ -173,7 +199,7 @@ impl OnActors<'_> {
         let render = self.renderer(who.resource.clone());
         let answer: Answer =
             Arc::new(move |a: Answered<'_>| render(a.conversation, a.standing, id).encode_to_vec());
-        let body = self.call_on(&who, op, request_id, answer).await?;
+        let body = self.answered(self.call_on(&who, op, request_id, answer).await?)?;
         pb::Conversation::decode(body.as_slice()).map_err(undecodable)
     }
 
@@ -184,7 +210,7 @@ impl OnActors<'_> {
         op: ConversationOp,
         request_id: &str,
         answer: Answer,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Called> {
         let (request_id, customer) = (request_id.to_owned(), who.id.clone());
         let call = Call { op, request_id, answer, customer };
         let called = self.mesh.conversation(who.number).call_public(call).await;
@@ -209,7 +235,7 @@ impl OnActors<'_> {
             let message = a.last_row.map(crate::service::transcript_message);
             pb::SendMessageResponse { message }.encode_to_vec()
         });
-        let body = self.call_on(&who, op, &r.request_id, answer).await?;
+        let body = self.answered(self.call_on(&who, op, &r.request_id, answer).await?)?;
         pb::SendMessageResponse::decode(body.as_slice()).map_err(undecodable)
     }
 
@@ -306,13 +332,13 @@ impl OnActors<'_> {
         ))
     }
 
-    /// The number a new conversation of `customer` takes: a fresh one only when it has
-    /// nothing open (never a number per message); the open one's otherwise (unused).
-    async fn fresh(&self, customer: CustomerId) -> Result<ConversationId> {
-        let handle = self.mesh.conversation(customer);
-        match handle.read(|side| side.conversation().map(|c| c.id)).await? {
-            Some(id) => Ok(id),
-            None => self.meshes.numbers().conversation(self.tenant(), customer).await,
+    /// The response of a call that opens nothing.
+    fn answered(&self, called: Called) -> Result<Vec<u8>> {
+        match called {
+            Called::Answered(body) => Ok(body),
+            Called::NumberWanted => {
+                Err(Error::Internal("a call on a conversation asked for a number".into()))
+            }
         }
     }
 
