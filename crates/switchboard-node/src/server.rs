@@ -110,7 +110,8 @@ pub async fn serve(
             // One node serves every shard: its meshes (tenants created with actor routing)
             // run every actor here, under the single node's fence (shard 0, epoch 0).
             let here = Ownership::fixed("local".into(), 1, [(0, 0)], Default::default(), None);
-            let meshes = Arc::new(Meshes::new(store.clone(), here, MeshOptions::default()));
+            let meshes = Meshes::new(store.clone(), here, MeshOptions::default());
+            let meshes = Arc::new(meshes.with_hub(hub.clone()));
             let registry = Registry::load(store, hub.clone(), options).await?;
             // Every actor with a row comes back now, without waiting for a message.
             let recovering = meshes.clone();
@@ -126,8 +127,8 @@ pub async fn serve(
             let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
             let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards, tls);
             // The actor meshes: one per tenant, created by its first envelope or call here.
-            let meshes =
-                Arc::new(Meshes::new(store.clone(), ownership.clone(), MeshOptions::default()));
+            let meshes = Meshes::new(store.clone(), ownership.clone(), MeshOptions::default());
+            let meshes = Arc::new(meshes.with_hub(hub.clone()));
             let registry = Registry::clustered(store, hub.clone(), options, ownership.clone());
             // Not ready until joined and serving its shards (the readiness probe).
             reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;

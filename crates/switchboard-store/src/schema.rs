@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -165,6 +165,27 @@ CREATE TABLE stream_heads (
 );
 ";
 
+/// Version 9 (8 is the number allocator's): per-actor idempotency, the responses actors gave
+/// by request id (kept for `request_retention`, deleted by retention by age, hence the
+/// index), and which customer each conversation an actor opened belongs to (deleted with
+/// its archive row).
+const MIGRATE_V9: &str = "
+CREATE TABLE responses (
+    tenant     TEXT    NOT NULL,
+    request_id TEXT    NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    body       BLOB    NOT NULL,
+    PRIMARY KEY (tenant, request_id)
+);
+CREATE INDEX responses_by_age ON responses (tenant, at_ms);
+CREATE TABLE conversation_owners (
+    tenant       TEXT    NOT NULL,
+    conversation INTEGER NOT NULL,
+    customer     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation)
+);
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -279,6 +300,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 8 {
         tx.execute_batch(crate::numbers::MIGRATE_V8)?;
         version = 8;
+    }
+    if version < 9 {
+        tx.execute_batch(MIGRATE_V9)?;
+        version = 9;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;

@@ -318,6 +318,30 @@ impl Store for SqliteStore {
         })
     }
 
+    fn actor_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT body FROM responses WHERE tenant = ?1 AND request_id = ?2")?
+                .query_row([tenant, request_id], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn conversation_customer(&self, tenant: &str, conversation: u64) -> Result<Option<u64>> {
+        // Stored ids are at most `i64::MAX` (see `ordered`).
+        let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };
+        self.readers.with(|conn| {
+            let found: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT customer FROM conversation_owners
+                     WHERE tenant = ?1 AND conversation = ?2",
+                )?
+                .query_row(params![tenant, conversation], |row| row.get(0))
+                .optional()?;
+            Ok(found.map(unsigned))
+        })
+    }
+
     fn archived(&self, tenant: &str, conversation: u64) -> Result<Option<Archived>> {
         // Archived ids are at most `i64::MAX` (see `ordered`).
         let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };

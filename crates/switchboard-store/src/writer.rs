@@ -81,7 +81,16 @@ impl Job {
                 let customers: usize = batch.customers.iter().map(|c| c.body.len() + 64).sum();
                 let actors: usize =
                     batch.actors.iter().map(|a| a.body.as_ref().map_or(0, Vec::len) + 64).sum();
-                log + streams + appends + messages + archive + customers + actors
+                let responses: usize =
+                    batch.responses.iter().map(|r| r.body.len() + r.request_id.len() + 64).sum();
+                log + streams
+                    + appends
+                    + messages
+                    + archive
+                    + customers
+                    + actors
+                    + responses
+                    + 32 * batch.owners.len()
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
             Job::TrimStream { .. }
@@ -705,6 +714,14 @@ fn write_retain(
             SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
     )?
     .execute(params![tenant, now])?;
+    conn.prepare_cached(
+        "DELETE FROM conversation_owners WHERE tenant = ?1 AND conversation IN (
+            SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
+    )?
+    .execute(params![tenant, now])?;
+    // Actors' responses, once past the idempotency window.
+    conn.prepare_cached("DELETE FROM responses WHERE tenant = ?1 AND at_ms < ?2")?
+        .execute(params![tenant, now.saturating_sub(retention_ms)])?;
     conn.prepare_cached("DELETE FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2")?
         .execute(params![tenant, now])?;
 
@@ -954,6 +971,29 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
                 )?
                 .execute(params![tenant, actor.kind, actor.key])?,
         };
+    }
+    for response in &batch.responses {
+        conn.prepare_cached(
+            "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, request_id) DO NOTHING",
+        )?
+        .execute(params![
+            tenant,
+            response.request_id,
+            ordered("response at_ms", response.at_ms)?,
+            response.body
+        ])?;
+    }
+    for owner in &batch.owners {
+        conn.prepare_cached(
+            "INSERT INTO conversation_owners (tenant, conversation, customer) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, conversation) DO NOTHING",
+        )?
+        .execute(params![
+            tenant,
+            ordered("owned conversation", owner.conversation)?,
+            ordered("owning customer", owner.customer)?
+        ])?;
     }
     Ok(())
 }

@@ -160,7 +160,7 @@ async fn an_old_database_gains_counters_and_customer_numbers<B: Backend>() {
     let store = B::open(&place);
     assert_eq!(store.reserve("acme", "customer", 2).unwrap(), 1);
     assert_eq!(store.bind_customer("acme", "carol", 1).unwrap(), 1);
-    assert_eq!(switchboard_store::SCHEMA_VERSION, 8);
+    const { assert!(switchboard_store::SCHEMA_VERSION >= 8, "counters and bindings came with 8") };
 }
 
 both!(

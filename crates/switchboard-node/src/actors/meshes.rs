@@ -42,6 +42,8 @@ pub struct Meshes {
     store: Arc<dyn Store>,
     transport: Arc<GrpcTransport>,
     options: MeshOptions,
+    /// The node's live fan-out, handed to every mesh (agent actors publish there).
+    hub: Option<crate::hub::Hub>,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
     /// Customer and conversation numbers of actor tenants, with the node's shard count.
     numbers: Arc<Numbers>,
@@ -63,7 +65,8 @@ impl Meshes {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
         let numbers = Arc::new(Numbers::new(store.clone(), ownership.shards()));
-        Meshes { local, ownership, store, transport, options, meshes: Mutex::default(), numbers }
+        let meshes = Mutex::default();
+        Meshes { local, ownership, store, transport, options, hub: None, meshes, numbers }
     }
 
     /// The node's numbering of actor tenants' customers and conversations.
@@ -77,6 +80,14 @@ impl Meshes {
 
     pub(crate) fn ownership(&self) -> &Arc<Ownership> {
         &self.ownership
+    }
+
+    /// The node's hub: agent actors publish their durable desk entries there, so a desk's
+    /// `StreamEvents` on this node gets them at once.
+    #[must_use]
+    pub fn with_hub(mut self, hub: crate::hub::Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// The node's transport (to read what it dropped).
@@ -105,8 +116,8 @@ impl Meshes {
             return Ok(mesh.clone());
         }
         let (store, ownership) = (self.store.clone(), self.ownership.clone());
-        let (local, transport, options) =
-            (self.local.clone(), self.transport.clone(), self.options);
+        let (local, transport, options, hub) =
+            (self.local.clone(), self.transport.clone(), self.options, self.hub.clone());
         let tenant = tenant.to_owned();
         let create = tokio::spawn(async move {
             let mesh = cell
@@ -121,7 +132,7 @@ impl Meshes {
                         transport,
                         options,
                         heard: None,
-                        hub: None,
+                        hub,
                     };
                     let mesh = Mesh::clustered(args, ownership);
                     local.attach(&mesh);

@@ -331,6 +331,12 @@ mod tests {
         fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
             self.inner.find_response(tenant, request_id)
         }
+        fn actor_response(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+            self.inner.actor_response(tenant, id)
+        }
+        fn conversation_customer(&self, tenant: &str, n: u64) -> StoreResult<Option<u64>> {
+            self.inner.conversation_customer(tenant, n)
+        }
         fn archived(&self, tenant: &str, conversation: u64) -> StoreResult<Option<Archived>> {
             self.inner.archived(tenant, conversation)
         }

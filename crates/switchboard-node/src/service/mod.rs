@@ -5,6 +5,7 @@ pub mod agent;
 pub mod channel;
 pub mod events;
 pub mod filter;
+pub(crate) mod on_actors;
 pub mod search;
 pub mod supervisor;
 
