@@ -1080,6 +1080,9 @@ mod tests {
         fn tenants(&self) -> switchboard_store::Result<Vec<String>> {
             self.inner().tenants()
         }
+        fn tenant_exists(&self, tenant: &str) -> switchboard_store::Result<bool> {
+            self.inner().tenant_exists(tenant)
+        }
         fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
             *self.loads.lock().unwrap().entry(tenant.to_owned()).or_default() += 1;
             self.pass(tenant);

@@ -53,6 +53,7 @@ pub mod grpc;
 pub mod meshes;
 pub mod placement;
 pub mod router;
+pub mod routing;
 pub mod transport;
 
 use std::hash::Hash;

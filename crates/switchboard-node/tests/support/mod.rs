@@ -384,6 +384,9 @@ impl Store for Faulty {
     fn tenants(&self) -> StoreResult<Vec<String>> {
         self.inner.tenants()
     }
+    fn tenant_exists(&self, tenant: &str) -> StoreResult<bool> {
+        self.inner.tenant_exists(tenant)
+    }
     fn load(&self, tenant: &str) -> StoreResult<Loaded> {
         self.inner.load(tenant)
     }
