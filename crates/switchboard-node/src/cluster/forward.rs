@@ -52,9 +52,9 @@ pub enum TenantField {
     Id,
 }
 
-/// Public methods (gRPC paths) and where their tenant is.
-pub fn method_table() -> HashMap<String, TenantField> {
-    use prost_types::field_descriptor_proto::Type;
+/// Calls `f` with each public method's service name, method name, gRPC path and request
+/// message, as the API's descriptors describe them.
+fn each_method(mut f: impl FnMut(&str, &str, String, &prost_types::DescriptorProto)) {
     let set = prost_types::FileDescriptorSet::decode(switchboard_proto::v1::FILE_DESCRIPTOR_SET)
         .unwrap_or_default();
     let messages: HashMap<String, &prost_types::DescriptorProto> = set
@@ -65,22 +65,29 @@ pub fn method_table() -> HashMap<String, TenantField> {
             f.message_type.iter().map(move |m| (format!(".{package}.{}", m.name()), m))
         })
         .collect();
-    let mut table = HashMap::new();
     for file in set.file.iter().filter(|f| f.package() == "switchboard.v1") {
         for service in &file.service {
             for method in &service.method {
                 let Some(input) = messages.get(method.input_type()) else { continue };
-                let Some(first) = input.field.iter().find(|f| f.number() == 1) else { continue };
-                if first.r#type() != Type::String {
-                    continue;
-                }
-                let how =
-                    if first.name() == "tenant_id" { TenantField::Id } else { TenantField::Name };
                 let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
-                table.insert(path, how);
+                f(service.name(), method.name(), path, input);
             }
         }
     }
+}
+
+/// Public methods (gRPC paths) and where their tenant is.
+pub fn method_table() -> HashMap<String, TenantField> {
+    use prost_types::field_descriptor_proto::Type;
+    let mut table = HashMap::new();
+    each_method(|_, _, path, input| {
+        let Some(first) = input.field.iter().find(|f| f.number() == 1) else { return };
+        if first.r#type() != Type::String {
+            return;
+        }
+        let how = if first.name() == "tenant_id" { TenantField::Id } else { TenantField::Name };
+        table.insert(path, how);
+    });
     table
 }
 
@@ -173,45 +180,26 @@ const CONVERSATION_CALLS: &[&str] = &[
 /// (`customer`, `conversation`), the AgentService's by the lists above, the field numbers
 /// read from the descriptors.
 pub fn actor_table() -> HashMap<String, ActorField> {
-    let set = prost_types::FileDescriptorSet::decode(switchboard_proto::v1::FILE_DESCRIPTOR_SET)
-        .unwrap_or_default();
-    let messages: HashMap<String, &prost_types::DescriptorProto> = set
-        .file
-        .iter()
-        .flat_map(|f| {
-            let package = f.package().to_owned();
-            f.message_type.iter().map(move |m| (format!(".{package}.{}", m.name()), m))
-        })
-        .collect();
     let mut table = HashMap::new();
-    for file in set.file.iter().filter(|f| f.package() == "switchboard.v1") {
-        for service in &file.service {
-            for method in &service.method {
-                let Some(input) = messages.get(method.input_type()) else { continue };
-                let named =
-                    |name: &str| input.field.iter().find(|f| f.name() == name).map(|f| f.number());
-                let field = match (service.name(), method.name()) {
-                    ("ChannelService", _) if named("customer") == Some(1) => ActorField::Customer,
-                    ("ChannelService", _) if named("conversation") == Some(1) => {
-                        ActorField::Conversation(1)
-                    }
-                    ("AgentService", m) if named("agent") == Some(1) => {
-                        match named("conversation") {
-                            _ if AGENT_CALLS.contains(&m) => ActorField::Agent,
-                            Some(n) if CONVERSATION_CALLS.contains(&m) => match u32::try_from(n) {
-                                Ok(n) => ActorField::Conversation(n),
-                                Err(_) => continue,
-                            },
-                            _ => continue,
-                        }
-                    }
-                    _ => continue,
-                };
-                let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
-                table.insert(path, field);
+    each_method(|service, method, path, input| {
+        let named = |name: &str| input.field.iter().find(|f| f.name() == name).map(|f| f.number());
+        let field = match (service, method) {
+            ("ChannelService", _) if named("customer") == Some(1) => ActorField::Customer,
+            ("ChannelService", _) if named("conversation") == Some(1) => {
+                ActorField::Conversation(1)
             }
-        }
-    }
+            ("AgentService", m) if named("agent") == Some(1) => match named("conversation") {
+                _ if AGENT_CALLS.contains(&m) => ActorField::Agent,
+                Some(n) if CONVERSATION_CALLS.contains(&m) => match u32::try_from(n) {
+                    Ok(n) => ActorField::Conversation(n),
+                    Err(_) => return,
+                },
+                _ => return,
+            },
+            _ => return,
+        };
+        table.insert(path, field);
+    });
     table
 }
 
