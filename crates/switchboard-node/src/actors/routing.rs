@@ -96,10 +96,11 @@ impl RoutingModes {
         }
         let mode = store.routing_row(tenant)?.unwrap_or(false);
         let mut cached = self.lock();
-        if cached.len() >= MAX_CACHED && !cached.contains_key(tenant) {
-            if let Some(victim) = cached.keys().next().cloned() {
-                cached.remove(&victim);
-            }
+        if cached.len() >= MAX_CACHED
+            && !cached.contains_key(tenant)
+            && let Some(victim) = cached.keys().next().cloned()
+        {
+            cached.remove(&victim);
         }
         cached.insert(tenant.to_owned(), mode);
         Ok(mode)

@@ -6,6 +6,13 @@
 //! routes the call, unchanged and with the caller's metadata, over a node-to-node gRPC channel.
 //! Responses, streams included, come back as they are.
 //!
+//! A tenant created on actors (`TENANT_ROUTING_ACTORS`) has the calls its conversation and
+//! agent actors serve routed to the owner of *their* shard instead ([`actor_table`],
+//! [`call_key`], [`CallKey::actor_shard`]): a customer's calls by the shard of its name, a
+//! conversation's by the shard its number carries, an agent's own calls by its agent actor's
+//! shard. The mode is a cached read ([`Meshes::actor_routing`]); every other call, and every
+//! call of a tenant-actor tenant, goes by tenant.
+//!
 //! A forwarded call carries `x-switchboard-hop`; the receiver never forwards it again, so a
 //! call crosses at most one hop. A node that does not own the tenant (any more) answers
 //! UNAVAILABLE with `x-switchboard-moved`; the sender then waits for its view to change and
@@ -841,6 +848,30 @@ mod tests {
         assert_eq!(tenant_of(&frame(&create), TenantField::Id).as_deref(), Some("new"));
         assert_eq!(tenant_of(b"\x00\x00\x00\x00\x02\x0a", TenantField::Name), None);
         assert_eq!(tenant_of(b"", TenantField::Name), None);
+    }
+
+    /// A call in flight is given up when the owner of the shard it went to changes (for a
+    /// tenant on actors, its actor's shard), not when another shard (its tenant's) moves.
+    #[tokio::test]
+    async fn the_in_flight_watch_follows_the_shard_the_call_went_to() {
+        use std::collections::BTreeMap;
+
+        use crate::cluster::{Owner, View};
+        let view = |actor_epoch, tenant_epoch| View {
+            members: BTreeMap::from([("b".to_owned(), "127.0.0.1:2".to_owned())]),
+            owners: HashMap::from([
+                (1, Owner { node: "b".into(), epoch: actor_epoch, lease: 0 }),
+                (2, Owner { node: "b".into(), epoch: tenant_epoch, lease: 0 }),
+            ]),
+        };
+        let ownership = Ownership::fixed("a".into(), 8, [], view(1, 1), None);
+        let mut moved = owner_changed(ownership.clone(), 1, ownership.owner_of_shard(1));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(moved.as_mut().poll(&mut cx).is_pending());
+        ownership.set_view(view(1, 2));
+        assert!(moved.as_mut().poll(&mut cx).is_pending(), "another shard moved");
+        ownership.set_view(view(3, 2));
+        assert!(moved.as_mut().poll(&mut cx).is_ready(), "its shard was claimed anew");
     }
 
     /// Served calls as a recording service saw them: (node, path, forwarded).
