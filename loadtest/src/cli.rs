@@ -138,6 +138,10 @@ pub struct RunArgs {
     /// Skip Switchboard: run the baseline only.
     #[arg(long)]
     pub baseline_only: bool,
+    /// Create the load's tenant with `TENANT_ROUTING_ACTORS`: conversation, agent and router
+    /// actors spread over the cluster serve it (issue 12), instead of one tenant actor.
+    #[arg(long)]
+    pub actor_routing: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -402,7 +406,10 @@ async fn switchboard(
     scenario: &center::Scenario,
     probe: Option<&CpuProbe>,
 ) -> anyhow::Result<Report> {
-    let backend = Switchboard::connect(&args.targets, args.connections).await?;
+    let mut backend = Switchboard::connect(&args.targets, args.connections).await?;
+    if args.actor_routing {
+        backend = backend.with_actor_routing();
+    }
     let report = center::run(backend, scenario, !args.quiet, probe).await?;
     println!("{}", report.text());
     Ok(report)

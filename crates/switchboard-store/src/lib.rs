@@ -100,6 +100,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod error;
 mod pg_writer;
 mod postgres;

@@ -177,7 +177,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         return Err(Error::NotWal(mode));
     }
     durable(&conn)?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    // No automatic checkpoint on the writer's connection: see `crate::checkpoint`.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
     Ok(conn)
@@ -200,12 +201,22 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// The writer copies the WAL back into the database once it holds this many pages (SQLite's
+/// The checkpointer's connection (see `crate::checkpoint`): it only runs checkpoints, which
+/// sync the database file as `synchronous=FULL` says.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    durable(&conn)?;
+    Ok(conn)
+}
+
+/// The checkpointer copies the WAL back into the database once it holds this many pages (SQLite's
 /// default is 1,000, 4 MiB). A page rewritten by many commits in between is copied once, so a
 /// longer interval means less checkpoint work per command (the hot right-hand leaves of the
 /// log, stream and transcript b-trees change on every commit); the WAL file grows to about
 /// this size (40 MiB) and is reused, and recovery after a crash reads at most that much.
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+pub(crate) const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Prepared statements kept per connection: the writer's retention and snapshot jobs use
 /// about twenty, and rusqlite's default of 16 made them push the per-command inserts out, to be

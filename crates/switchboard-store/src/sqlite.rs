@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::checkpoint::{Checkpointer, Watch};
 use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
@@ -32,6 +33,9 @@ pub struct SqliteOptions {
     pub request_retention: Duration,
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
+    /// The WAL is checkpointed (off the writer's thread, see `checkpoint.rs`) once a commit
+    /// leaves at least this many pages in it (default 10,000: 40 MiB).
+    pub wal_checkpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -41,6 +45,7 @@ impl Default for SqliteOptions {
             max_bytes_per_commit: 8 << 20,
             request_retention: Duration::from_secs(24 * 60 * 60),
             read_connections: 4,
+            wal_checkpoint_pages: crate::schema::WAL_CHECKPOINT_PAGES,
         }
     }
 }
@@ -59,6 +64,14 @@ pub struct Stats {
     /// Commits redone one write at a time because a write in them was refused partway
     /// (see the crate docs, "Write path").
     pub redone_commits: u64,
+    /// WAL checkpoint passes run by the checkpointer thread (SQLite only; see
+    /// `checkpoint.rs`).
+    pub checkpoints: u64,
+    /// Checkpoints the writer finished after a pass of the checkpointer (copying what was
+    /// committed meanwhile), so that the WAL starts over.
+    pub finished_checkpoints: u64,
+    /// Checkpoints that failed (the frames stay in the WAL; tried again at the next nudge).
+    pub failed_checkpoints: u64,
 }
 
 /// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with
@@ -70,6 +83,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `None` only while closing.
     writer: writer::Handle,
+    /// Dropped after the writer: its thread stops once the writer's nudge handle is gone.
+    _checkpointer: Checkpointer,
     readers: Readers,
     stats: Arc<Counters>,
     request_retention: Duration,
@@ -87,23 +102,26 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let conn = schema::open_writer(&path)?;
+        let stats = Arc::new(Counters::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&stats))?;
+        let wal = Watch::install(&conn, options.wal_checkpoint_pages, checkpointer.nudge())?;
         let readers = Readers::open(&path, options.read_connections.max(1))?;
         let limits = Limits::new(
             options.max_batches_per_commit,
             options.max_bytes_per_commit,
             options.request_retention,
         );
-        let stats = Arc::new(Counters::default());
         let (jobs, queue) = mpsc::channel();
         let writer = {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(conn, queue, limits, &stats))?
+                .spawn(move || writer::run(conn, queue, limits, &stats, wal))?
         };
         Ok(SqliteStore {
             path,
             writer: writer::Handle::new(jobs, writer),
+            _checkpointer: checkpointer,
             readers,
             stats,
             request_retention: options.request_retention,

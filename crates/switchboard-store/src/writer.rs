@@ -97,6 +97,9 @@ pub(crate) struct Counters {
     pub rejected_batches: AtomicU64,
     pub failed_commits: AtomicU64,
     pub redone_commits: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub finished_checkpoints: AtomicU64,
+    pub failed_checkpoints: AtomicU64,
 }
 
 impl Counters {
@@ -108,6 +111,9 @@ impl Counters {
             rejected_batches: get(&self.rejected_batches),
             failed_commits: get(&self.failed_commits),
             redone_commits: get(&self.redone_commits),
+            checkpoints: get(&self.checkpoints),
+            finished_checkpoints: get(&self.finished_checkpoints),
+            failed_checkpoints: get(&self.failed_checkpoints),
         }
     }
 
@@ -232,8 +238,17 @@ impl Drop for Handle {
 
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
-    drain(&jobs, limits, stats, |group| commit(&mut conn, group, limits, stats));
+pub(crate) fn run(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    limits: Limits,
+    stats: &Counters,
+    mut wal: crate::checkpoint::Watch,
+) {
+    drain(&jobs, limits, stats, |group| {
+        commit(&mut conn, group, limits, stats);
+        wal.committed(&conn, stats);
+    });
 }
 
 /// Hands `commit` everything queued (up to the limits) each time, until every sender is gone

@@ -24,6 +24,7 @@ pub struct Switchboard {
     groups: std::sync::Mutex<Vec<String>>,
     next_request: AtomicU64,
     label: String,
+    routing: pb::TenantRouting,
 }
 
 impl Switchboard {
@@ -55,7 +56,14 @@ impl Switchboard {
                 targets.len(),
                 if targets.len() == 1 { "" } else { "s" }
             ),
+            routing: pb::TenantRouting::TenantActor,
         })
+    }
+
+    /// The load's tenant is served by conversation, agent and router actors.
+    pub fn with_actor_routing(self) -> Switchboard {
+        let label = format!("{}, actor routing", self.label);
+        Switchboard { routing: pb::TenantRouting::Actors, label, ..self }
     }
 
     fn channel(&self, key: u64) -> Channel {
@@ -85,6 +93,7 @@ impl Backend for Switchboard {
                 display_name: "load test".into(),
                 settings: None,
                 request_id: self.rid(),
+                routing: self.routing.into(),
             })
             .await
             .context("create tenant")?;
