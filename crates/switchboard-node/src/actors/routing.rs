@@ -127,6 +127,9 @@ mod tests {
 
     use super::*;
 
+    /// A creation the store runs during a probe.
+    type Creation = Box<dyn FnOnce(&Counting)>;
+
     /// A store of tenants and rows that records every probe, in order.
     #[derive(Default)]
     struct Counting {
@@ -134,7 +137,7 @@ mod tests {
         probes: RefCell<Vec<String>>,
         failing: RefCell<bool>,
         /// Runs once, inside the first existence probe (a creation racing the read).
-        during_exists: RefCell<Option<Box<dyn FnOnce(&Counting)>>>,
+        during_exists: RefCell<Option<Creation>>,
     }
 
     impl Counting {

@@ -935,7 +935,7 @@ mod tests {
         use crate::registry::{Options, Registry};
 
         const SHARDS: u32 = 8;
-        let owner_of = |shard: u32| if shard % 2 == 0 { "a" } else { "b" };
+        let owner_of = |shard: u32| if shard.is_multiple_of(2) { "a" } else { "b" };
 
         // The tenants, created by a tenant actor on the shared store.
         let dir = tempfile::tempdir().unwrap();
