@@ -1110,6 +1110,9 @@ mod tests {
         ) -> switchboard_store::Result<Option<String>> {
             self.inner().customer_name(tenant, number)
         }
+        fn tenant_exists(&self, tenant: &str) -> switchboard_store::Result<bool> {
+            self.inner().tenant_exists(tenant)
+        }
         fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
             *self.loads.lock().unwrap().entry(tenant.to_owned()).or_default() += 1;
             self.pass(tenant);

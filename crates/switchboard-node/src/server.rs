@@ -189,7 +189,7 @@ pub async fn serve(
         .http2_max_pending_accept_reset_streams(Some(http2::MAX_PENDING_ACCEPT_RESET_STREAMS))
         .layer(crate::grpc_metrics::GrpcMetricsLayer::default())
         .layer(crate::auth::layer::AuthLayer::new(Arc::new(gate)))
-        .layer(ForwardLayer::new(ownership, hub.clone(), max))
+        .layer(ForwardLayer::new(ownership, hub.clone(), max).with_meshes(meshes.clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

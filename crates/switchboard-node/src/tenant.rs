@@ -623,7 +623,7 @@ fn batch(
         archive: out.archive.clone(),
         customers: out.customers.clone(),
         appends: Vec::new(),
-        actors: Vec::new(),
+        actors: out.actors.clone(),
         responses: Vec::new(),
         owners: Vec::new(),
     }

@@ -431,6 +431,10 @@ pub trait Store: Send + Sync + 'static {
     /// Tenants that have a log record or a snapshot, sorted.
     fn tenants(&self) -> Result<Vec<String>>;
 
+    /// Whether the tenant has a log record or a snapshot (it was created): a primary-key
+    /// probe of each table, without reading either.
+    fn tenant_exists(&self, tenant: &str) -> Result<bool>;
+
     /// The latest snapshot and the log records after it, read consistently.
     fn load(&self, tenant: &str) -> Result<Loaded>;
 

@@ -371,6 +371,12 @@ impl Store for PostgresStore {
         })
     }
 
+    fn tenant_exists(&self, tenant: &str) -> Result<bool> {
+        let tenant = tenant.to_owned();
+        self.readers
+            .with(move |client, s| Ok(client.query_one(&s.tenant_exists, &[&tenant])?.get(0)))
+    }
+
     fn load(&self, tenant: &str) -> Result<Loaded> {
         let tenant = tenant.to_owned();
         self.readers.with(move |client, s| {
@@ -724,6 +730,7 @@ fn archived(row: &postgres::Row) -> Archived {
 /// Every statement a reader runs, prepared once per connection.
 struct ReadStatements {
     tenants: Statement,
+    tenant_exists: Statement,
     snapshot: Statement,
     log: Statement,
     stream: Statement,
@@ -755,6 +762,10 @@ impl ReadStatements {
             customer_name: client.prepare(numbers::CUSTOMER_NAME)?,
             tenants: client
                 .prepare("SELECT tenant FROM log UNION SELECT tenant FROM snapshots ORDER BY 1")?,
+            tenant_exists: client.prepare(
+                "SELECT EXISTS (SELECT 1 FROM snapshots WHERE tenant = $1)
+                     OR EXISTS (SELECT 1 FROM log WHERE tenant = $1)",
+            )?,
             snapshot: client.prepare("SELECT seq, bytes FROM snapshots WHERE tenant = $1")?,
             log: client.prepare(
                 "SELECT seq, at_ms, request_id, command, response FROM log

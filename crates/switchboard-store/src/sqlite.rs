@@ -212,6 +212,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn tenant_exists(&self, tenant: &str) -> Result<bool> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM snapshots WHERE tenant = ?1)
+                         OR EXISTS (SELECT 1 FROM log WHERE tenant = ?1)",
+                )?
+                .query_row([tenant], |row| row.get(0))?)
+        })
+    }
+
     fn load(&self, tenant: &str) -> Result<Loaded> {
         self.readers.with(|conn| {
             // One read transaction: a snapshot committed between the two queries would

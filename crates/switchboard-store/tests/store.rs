@@ -1080,6 +1080,35 @@ async fn actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant<B:
     assert_eq!(store.actor_tenants("", 10).unwrap(), ["acme", "d"]);
 }
 
+/// A tenant exists from its first log record on, and still once a snapshot replaced every
+/// log record (or with only a snapshot); nothing of another kind makes one.
+async fn a_tenant_exists_by_its_log_or_its_snapshot<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    assert!(!store.tenant_exists("acme").unwrap());
+    let actor_only = Batch {
+        tenant: "ghost".into(),
+        actors: vec![ActorState {
+            kind: "router".into(),
+            key: String::new(),
+            epoch: 1,
+            body: Some(b"x".to_vec()),
+        }],
+        ..Batch::default()
+    };
+    store.append(actor_only).await.unwrap();
+    assert!(!store.tenant_exists("ghost").unwrap(), "an actor row alone is not a tenant");
+    store.append(command("acme", 1)).await.unwrap();
+    assert!(store.tenant_exists("acme").unwrap());
+    store.snapshot("acme", Fence::default(), 1, b"state at 1".to_vec()).await.unwrap();
+    assert_eq!(store.load("acme").unwrap().log, vec![]);
+    assert!(store.tenant_exists("acme").unwrap(), "a snapshot without log records");
+    store.snapshot("quiet", Fence::default(), 0, b"empty".to_vec()).await.unwrap();
+    assert!(store.tenant_exists("quiet").unwrap());
+    assert!(!store.tenant_exists("acm").unwrap(), "no prefix match");
+    assert!(!store.tenant_exists("").unwrap());
+}
+
 // Every test above, once per backend.
 both!(
     append_then_read_everything_back,
@@ -1108,4 +1137,5 @@ both!(
     actor_state_upserts_deletes_and_survives_reopening,
     actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant,
     actor_responses_and_conversation_owners_are_kept_then_retained,
+    a_tenant_exists_by_its_log_or_its_snapshot,
 );

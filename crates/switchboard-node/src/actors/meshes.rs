@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 
 use super::grpc::{ActorMeshGrpc, GrpcTransport};
 use super::numbers::Numbers;
+use super::routing::RoutingModes;
 use super::transport::InProcess;
 use super::{Mesh, MeshArgs, MeshOptions, TenantConfig};
 use crate::cluster::Ownership;
@@ -47,6 +48,8 @@ pub struct Meshes {
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
     /// Customer and conversation numbers of actor tenants, with the node's shard count.
     numbers: Arc<Numbers>,
+    /// Each tenant's routing mode, as read ([`Meshes::actor_routing`]).
+    modes: Arc<RoutingModes>,
 }
 
 impl std::fmt::Debug for Meshes {
@@ -65,8 +68,8 @@ impl Meshes {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
         let numbers = Arc::new(Numbers::new(store.clone(), ownership.shards()));
-        let meshes = Mutex::default();
-        Meshes { local, ownership, store, transport, options, hub: None, meshes, numbers }
+        let (meshes, modes) = (Mutex::default(), Arc::default());
+        Meshes { local, ownership, store, transport, options, hub: None, meshes, numbers, modes }
     }
 
     /// The node's numbering of actor tenants' customers and conversations.
@@ -147,10 +150,16 @@ impl Meshes {
     /// Whether the tenant was created with `TENANT_ROUTING_ACTORS` (its public calls are
     /// served by its actors). NOT_FOUND for a tenant the store does not know.
     ///
-    /// For now this loads the tenant's mesh (its configuration): the light, cached read that
-    /// the forwarder needs for every call is the next step of the cut-over.
+    /// Never loads the tenant: the mode is cached for good once read, and read from the row
+    /// CreateTenant writes (two primary-key probes, off the runtime; see [`super::routing`]).
     pub async fn actor_routing(&self, tenant: &str) -> Result<bool> {
-        Ok(self.mesh(tenant).await?.config().actor_routing)
+        if let Some(mode) = self.modes.cached(tenant) {
+            return Ok(mode);
+        }
+        let (store, modes, name) = (self.store.clone(), self.modes.clone(), tenant.to_owned());
+        tokio::task::spawn_blocking(move || modes.read(store.as_ref(), &name)).await.map_err(
+            |e| Error::Unavailable(format!("reading tenant {tenant}'s routing mode failed: {e}")),
+        )?
     }
 
     /// The tenant's mesh if it runs here already.

@@ -55,6 +55,7 @@ pub mod numbers;
 pub mod placement;
 pub mod recovery;
 pub mod router;
+pub mod routing;
 pub mod transport;
 
 use std::hash::Hash;

@@ -334,6 +334,9 @@ mod tests {
         fn actor_response(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
             self.inner.actor_response(tenant, id)
         }
+        fn tenant_exists(&self, tenant: &str) -> StoreResult<bool> {
+            self.inner.tenant_exists(tenant)
+        }
         fn conversation_customer(&self, tenant: &str, n: u64) -> StoreResult<Option<u64>> {
             self.inner.conversation_customer(tenant, n)
         }

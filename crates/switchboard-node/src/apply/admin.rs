@@ -53,7 +53,7 @@ pub(super) fn create_tenant(
     state: &mut TenantState,
     now: Timestamp,
     r: &pb::CreateTenantRequest,
-    _out: &mut Output,
+    out: &mut Output,
 ) -> Result<response::Result> {
     if !state.id.is_empty() {
         return Err(Error::AlreadyExists(format!("tenant {}", state.id)));
@@ -88,6 +88,8 @@ pub(super) fn create_tenant(
     // No group exists yet: nothing to place, only the table to keep.
     let offsets = crate::calendar::offsets(&state.engine.settings().time_zone, now);
     state.engine.set_calendar(now, offsets);
+    // Written with the creation, so every node reads the mode without loading the tenant.
+    out.actors.push(crate::actors::routing::row(actor_routing));
     Ok(response::Result::Tenant(resources::tenant(state)))
 }
 
@@ -758,13 +760,15 @@ pub(super) mod tests {
             routing: pb::TenantRouting::Actors as i32,
             ..Default::default()
         };
-        let (r, _) = run(&mut state, 1_000, Op::CreateTenant(create)).unwrap();
+        let (r, out) = run(&mut state, 1_000, Op::CreateTenant(create)).unwrap();
         let response::Result::Tenant(t) = r else { panic!("{r:?}") };
         assert_eq!(t.routing, pb::TenantRouting::Actors as i32);
         assert!(state.actor_routing);
+        // The row every node reads the mode from, in the creation's batch.
+        assert_eq!(out.actors, vec![crate::actors::routing::row(true)]);
 
         let mut state = TenantState::default();
-        let (r, _) = run(
+        let (r, out) = run(
             &mut state,
             1_000,
             Op::CreateTenant(pb::CreateTenantRequest {
@@ -776,6 +780,7 @@ pub(super) mod tests {
         let response::Result::Tenant(t) = r else { panic!("{r:?}") };
         assert_eq!(t.routing, pb::TenantRouting::TenantActor as i32, "unspecified: tenant actor");
         assert!(!state.actor_routing);
+        assert_eq!(out.actors, vec![crate::actors::routing::row(false)]);
 
         let unknown =
             pb::CreateTenantRequest { tenant_id: "acme".into(), routing: 9, ..Default::default() };

@@ -60,6 +60,9 @@ pub struct Output {
     pub archive: Vec<Archived>,
     /// Customers evicted by this command (body: encoded `archive::CustomerRecord`).
     pub customers: Vec<CustomerRecord>,
+    /// Actor rows written with the command: CreateTenant's routing row
+    /// (`actors::routing::row`).
+    pub actors: Vec<switchboard_store::ActorState>,
 }
 
 /// Applies a logged command. A command carrying an archived conversation or an evicted

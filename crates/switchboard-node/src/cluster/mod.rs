@@ -227,7 +227,12 @@ impl Ownership {
 
     /// Who holds the tenant's shard in this node's view (this node included), if anyone.
     pub fn owner_of(&self, tenant: &str) -> Option<Owner> {
-        read(&self.view).owners.get(&self.shard_of(tenant)).cloned()
+        self.owner_of_shard(self.shard_of(tenant))
+    }
+
+    /// Who holds `shard` in this node's view (this node included), if anyone.
+    pub fn owner_of_shard(&self, shard: u32) -> Option<Owner> {
+        read(&self.view).owners.get(&shard).cloned()
     }
 
     /// A receiver that sees every change of ownership or view from now on.

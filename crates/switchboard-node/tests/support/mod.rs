@@ -434,6 +434,9 @@ impl Store for Faulty {
     fn customer_name(&self, tenant: &str, number: u64) -> StoreResult<Option<String>> {
         self.inner.customer_name(tenant, number)
     }
+    fn tenant_exists(&self, tenant: &str) -> StoreResult<bool> {
+        self.inner.tenant_exists(tenant)
+    }
     fn load(&self, tenant: &str) -> StoreResult<Loaded> {
         self.inner.load(tenant)
     }
