@@ -80,6 +80,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    serve_observed(config, listener, shutdown, |_| ()).await
+}
+
+/// [`serve`], handing the node's meshes to `observe` before it serves (a test drives the
+/// actors behind the public API through them, e.g. a customer message on a mesh handle).
+pub async fn serve_observed(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    observe: impl FnOnce(&Arc<Meshes>),
+) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
     })?;
@@ -110,15 +121,16 @@ pub async fn serve(
             // One node serves every shard: its meshes (tenants created with actor routing)
             // run every actor here, under the single node's fence (shard 0, epoch 0).
             let here = Ownership::fixed("local".into(), 1, [(0, 0)], Default::default(), None);
-            let meshes = Arc::new(Meshes::new(store.clone(), here, MeshOptions::default()));
+            let meshes = Meshes::new(store.clone(), here, MeshOptions::default());
+            let meshes = Arc::new(meshes.with_hub(hub.clone()));
             (Registry::load(store, hub.clone(), options).await?, None, None, meshes)
         }
         Some(cluster) => {
             let tls = config.tls.as_ref().and_then(crate::auth::tls::TlsFiles::cluster);
             let ownership = Ownership::new(cluster.node_id.clone(), cluster.shards, tls);
             // The actor meshes: one per tenant, created by its first envelope or call here.
-            let meshes =
-                Arc::new(Meshes::new(store.clone(), ownership.clone(), MeshOptions::default()));
+            let meshes = Meshes::new(store.clone(), ownership.clone(), MeshOptions::default());
+            let meshes = Arc::new(meshes.with_hub(hub.clone()));
             let registry = Registry::clustered(store, hub.clone(), options, ownership.clone());
             // Not ready until joined and serving its shards (the readiness probe).
             reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
@@ -141,6 +153,7 @@ pub async fn serve(
         }
     };
 
+    observe(&meshes);
     reporter.set_serving::<ChannelServiceServer<Channel>>().await;
     reporter.set_serving::<AgentServiceServer<Agents>>().await;
     reporter.set_serving::<SupervisorServiceServer<Supervisor>>().await;

@@ -186,6 +186,9 @@ pub enum FromAgent {
     Accept { conversation: ConversationId },
     Decline { conversation: ConversationId },
     Pick { conversation: ConversationId },
+    /// Ends the agent's wrap-up of `conversation` (an ended one), or every one it may end
+    /// early (`None`).
+    EndWrapUp { conversation: Option<ConversationId> },
 }
 
 /// From the router side to an agent side.

@@ -75,6 +75,8 @@ pub enum AgentOp {
     Accept(ConversationId),
     Decline(ConversationId),
     Pick(ConversationId),
+    /// Ends the wrap-up of an ended conversation, or every one it may end early.
+    EndWrapUp(Option<ConversationId>),
 }
 
 /// The router's decision on one command (see the module's documentation).
@@ -270,6 +272,7 @@ impl Actor for AgentActor {
                     AgentOp::Accept(c) => side.accept(c),
                     AgentOp::Decline(c) => side.decline(c),
                     AgentOp::Pick(c) => side.pick(c),
+                    AgentOp::EndWrapUp(c) => side.end_wrap_up(c),
                 };
                 let desk = run.side.take_desk();
                 match run.commit(&desk).await {
@@ -512,6 +515,12 @@ impl AgentHandle {
     /// durably queued.
     pub async fn pick(&self, conversation: ConversationId) -> Result<u64> {
         self.call(AgentOp::Pick(conversation)).await
+    }
+
+    /// Ends the agent's wrap-up of an ended conversation, or every one it may end early
+    /// (`None`; the router decides); the command's number once durably queued.
+    pub async fn end_wrap_up(&self, conversation: Option<ConversationId>) -> Result<u64> {
+        self.call(AgentOp::EndWrapUp(conversation)).await
     }
 
     /// Waits for the router's decision on `command` (a number a command above returned), as

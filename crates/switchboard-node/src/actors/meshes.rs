@@ -11,7 +11,14 @@
 //! tenant has its own once-cell, so a slow load delays only that tenant's first envelopes
 //! (their senders resend them).
 //!
-//! A single node runs no mesh: `server.rs` builds `Meshes` only in cluster mode.
+//! A single node runs them too, every shard local (`server.rs`).
+//!
+//! **Agent actors** run in the meshes of tenants created with `TENANT_ROUTING_ACTORS` (their
+//! agents' own calls are served by them, `service::agent_actors`): such a mesh is built with
+//! [`MeshOptions::agent_actors`] on whatever the node's options say, so its router has agent
+//! links and its conversations desk links; every other tenant's mesh keeps the node's
+//! options. Agent actors publish their durable desk entries to the node's hub
+//! ([`Meshes::with_hub`]), where `AgentService.StreamEvents` follows them.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -39,6 +46,8 @@ pub struct Meshes {
     store: Arc<dyn Store>,
     transport: Arc<GrpcTransport>,
     options: MeshOptions,
+    /// The node's live fan-out, handed to every mesh (agent actors publish there).
+    hub: Option<crate::hub::Hub>,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
 }
 
@@ -57,7 +66,15 @@ impl Meshes {
     pub fn new(store: Arc<dyn Store>, ownership: Arc<Ownership>, options: MeshOptions) -> Self {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
-        Meshes { local, ownership, store, transport, options, meshes: Mutex::default() }
+        Meshes { local, ownership, store, transport, options, hub: None, meshes: Mutex::default() }
+    }
+
+    /// The node's hub: agent actors publish their durable desk entries there, so a desk's
+    /// `StreamEvents` on this node gets them at once.
+    #[must_use]
+    pub fn with_hub(mut self, hub: crate::hub::Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// The node's transport (to read what it dropped).
@@ -86,13 +103,15 @@ impl Meshes {
             return Ok(mesh.clone());
         }
         let (store, ownership) = (self.store.clone(), self.ownership.clone());
-        let (local, transport, options) =
-            (self.local.clone(), self.transport.clone(), self.options);
+        let (local, transport, mut options, hub) =
+            (self.local.clone(), self.transport.clone(), self.options, self.hub.clone());
         let tenant = tenant.to_owned();
         let create = tokio::spawn(async move {
             let mesh = cell
                 .get_or_try_init(|| async {
                     let (config, router) = load(store.clone(), tenant.clone()).await?;
+                    // An actor tenant's agents are served by their agent actors.
+                    options.agent_actors |= config.actor_routing;
                     let args = MeshArgs {
                         tenant,
                         store,
@@ -102,7 +121,7 @@ impl Meshes {
                         transport,
                         options,
                         heard: None,
-                        hub: None,
+                        hub,
                     };
                     let mesh = Mesh::clustered(args, ownership);
                     local.attach(&mesh);
@@ -165,5 +184,6 @@ async fn load(
     config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
     config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
     config.actor_routing = state.actor_routing;
+    config.supervisors = agents.iter().copied().filter(|a| state.is_supervisor(*a)).collect();
     Ok((Arc::new(config), state.engine.router().clone()))
 }
