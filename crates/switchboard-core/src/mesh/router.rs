@@ -334,9 +334,7 @@ impl RouterSide {
                 FromAgent::Accept { conversation } => self.accept(now, agent, conversation),
                 FromAgent::Decline { conversation } => self.decline(now, agent, conversation),
                 FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
-                FromAgent::EndWrapUp { conversation } => {
-                    self.end_wrap_up(now, agent, conversation)
-                }
+                FromAgent::EndWrapUp { conversation } => self.end_wrap_up(now, agent, conversation),
             };
             match decided {
                 Ok(fx) => {

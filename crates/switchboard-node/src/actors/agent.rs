@@ -71,7 +71,10 @@ use crate::error::{Error, Result};
 /// An agent command, as [`AgentHandle`] builds it.
 #[derive(Debug, Clone)]
 pub enum AgentOp {
-    SetStatus { status: AgentStatus, cause: StatusCause },
+    SetStatus {
+        status: AgentStatus,
+        cause: StatusCause,
+    },
     Accept(ConversationId),
     Decline(ConversationId),
     Pick(ConversationId),

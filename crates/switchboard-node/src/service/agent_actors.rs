@@ -188,7 +188,10 @@ impl Desk {
     /// Each conversation as its actor holds it (found through the router's `customer_of`),
     /// with its position and estimated wait from the router; only its name if neither
     /// knows it any more (ended and gone). Tags and notes are not kept by the actors yet.
-    async fn conversations(&self, ids: Vec<ConversationId>) -> Result<Vec<pb::Conversation>, Status> {
+    async fn conversations(
+        &self,
+        ids: Vec<ConversationId>,
+    ) -> Result<Vec<pb::Conversation>, Status> {
         let now = crate::clock::now();
         let wanted = ids.clone();
         let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> = self
@@ -198,7 +201,9 @@ impl Desk {
                 let router = side.router();
                 wanted
                     .iter()
-                    .map(|c| (side.customer_of(*c), router.position(*c), router.estimated_wait(now, *c)))
+                    .map(|c| {
+                        (side.customer_of(*c), router.position(*c), router.estimated_wait(now, *c))
+                    })
                     .collect()
             })
             .await?;
