@@ -226,6 +226,7 @@ impl Session {
                 display_name: "history benchmark".into(),
                 settings: None,
                 request_id: self.rid(),
+                routing: pb::TenantRouting::Unspecified.into(),
             })
             .await
             .context("create tenant")?;

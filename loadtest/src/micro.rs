@@ -72,6 +72,7 @@ async fn setup(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Resu
             display_name: "load test".into(),
             settings: None,
             request_id: rid("tenant", 0),
+            routing: pb::TenantRouting::Unspecified.into(),
         })
         .await?;
     admin

@@ -107,6 +107,7 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
         display_name: t.into(),
         settings: None,
         request_id: rid("create"),
+        routing: Default::default(),
     };
     call!(c, admin.create_tenant, create).expect("create tenant");
     let group = pb::PutGroupRequest {
@@ -816,6 +817,7 @@ async fn forwarding_between_secured_nodes_uses_mutual_tls() {
         display_name: "secured".into(),
         settings: None,
         request_id: rid("create"),
+        routing: Default::default(),
     };
     let created = retry(|| {
         let mut admin = admin.clone();

@@ -54,6 +54,7 @@ async fn cluster_metrics_read_by_the_dashboards_are_exported() {
         display_name: tenant.clone(),
         settings: None,
         request_id: "create-1".into(),
+        routing: Default::default(),
     };
     retry(|| {
         let mut c = c.clone();

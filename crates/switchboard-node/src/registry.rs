@@ -1121,6 +1121,20 @@ mod tests {
             }
             self.inner().find_response(tenant, request_id)
         }
+        fn actor_response(
+            &self,
+            tenant: &str,
+            request_id: &str,
+        ) -> switchboard_store::Result<Option<Vec<u8>>> {
+            self.inner().actor_response(tenant, request_id)
+        }
+        fn conversation_customer(
+            &self,
+            tenant: &str,
+            conversation: u64,
+        ) -> switchboard_store::Result<Option<u64>> {
+            self.inner().conversation_customer(tenant, conversation)
+        }
         fn scan_archived(
             &self,
             tenant: &str,

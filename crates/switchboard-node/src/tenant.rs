@@ -624,6 +624,8 @@ fn batch(
         customers: out.customers.clone(),
         appends: Vec::new(),
         actors: Vec::new(),
+        responses: Vec::new(),
+        owners: Vec::new(),
     }
 }
 

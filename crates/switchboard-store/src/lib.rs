@@ -79,7 +79,8 @@
 //! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
 //! transcripts; 2: the archive and `streams.conversation`; 3: one row per command; 4:
 //! customers' contact columns; 5: no index of stream entries by conversation; 6: actors'
-//! durable state; 7: heads of shared streams).
+//! durable state; 7: heads of shared streams; 9: actors' responses by request id and the
+//! customers of conversations actors opened).
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -100,6 +101,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod error;
 mod pg_writer;
 mod postgres;
@@ -148,6 +150,32 @@ pub struct Batch {
     /// an upsert by (tenant, kind, key), or a delete when `body` is `None`. Applied last, so
     /// an actor's state and the outbox it holds are durable in the same commit as the rest.
     pub actors: Vec<ActorState>,
+    /// Responses of calls an actor answered in this batch's step (issue 12, per-actor
+    /// idempotency): each an insert by (tenant, request id), an existing one kept.
+    pub responses: Vec<Response>,
+    /// Conversations opened in this batch's step by a conversation actor, with the customer
+    /// (number) that holds them: each an insert by (tenant, conversation), an existing one kept.
+    pub owners: Vec<ConversationOwner>,
+}
+
+/// The response an actor gave to a mutating call that carried a request id, written in the
+/// batch of the step that answered it (schema version 9). [`Store::actor_response`] finds it
+/// until `request_retention` after `at_ms`; [`Store::retain`] deletes it after that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    pub request_id: String,
+    pub at_ms: u64,
+    /// Opaque to the store (the node's encoding of the response).
+    pub body: Vec<u8>,
+}
+
+/// Which customer (by number) a conversation opened by a conversation actor belongs to, so a
+/// call naming the conversation finds the customer's actor (schema version 9). Deleted by
+/// [`Store::retain`] with the conversation's archive row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversationOwner {
+    pub conversation: u64,
+    pub customer: u64,
 }
 
 /// The durable state of one actor: whatever it needs to survive a crash (for the mesh sides,
@@ -427,6 +455,15 @@ pub trait Store: Send + Sync + 'static {
     /// retain). One indexed lookup.
     fn find_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>>;
 
+    /// The response an actor stored for `request_id` ([`Batch::responses`]), if it is still
+    /// kept (written within `request_retention` before the tenant's last retain, at least).
+    /// One primary-key probe.
+    fn actor_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// The customer (number) a conversation actor opened `conversation` for
+    /// ([`Batch::owners`]), if it is stored. One primary-key probe.
+    fn conversation_customer(&self, tenant: &str, conversation: u64) -> Result<Option<u64>>;
+
     /// One archived conversation, if it is stored (not yet purged by [`Store::retain`]).
     fn archived(&self, tenant: &str, conversation: u64) -> Result<Option<Archived>>;
 
@@ -482,8 +519,9 @@ pub trait Store: Send + Sync + 'static {
     /// `at_ms < streams_before_ms` (by age only: a caller that must not keep a conversation's
     /// stream entries longer than its transcript passes a bound no older than its shortest
     /// transcript retention), and the log records
-    /// up to the snapshot kept for idempotency that are older than the window before `now_ms`.
-    /// Resolves once durable.
+    /// up to the snapshot kept for idempotency that are older than the window before `now_ms`,
+    /// as are actors' stored responses ([`Batch::responses`]); the conversation owners of the
+    /// purged conversations go with them. Resolves once durable.
     ///
     /// Stream entries are cut by age per stream, from the oldest up to the first one at or
     /// after `streams_before_ms`: exact when `at_ms` never decreases along a stream (the node

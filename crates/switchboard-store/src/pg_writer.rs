@@ -41,6 +41,10 @@ struct Statements {
     upsert_customer: Statement,
     upsert_actor: Statement,
     delete_actor: Statement,
+    insert_response: Statement,
+    insert_owner: Statement,
+    retain_owners: Statement,
+    retain_responses: Statement,
     retain_messages: Statement,
     retain_archive: Statement,
     stream_names: Statement,
@@ -129,6 +133,20 @@ impl Statements {
             )?,
             delete_actor: client
                 .prepare("DELETE FROM actors WHERE tenant = $1 AND kind = $2 AND actor_key = $3")?,
+            insert_response: client.prepare(
+                "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant, request_id) DO NOTHING",
+            )?,
+            insert_owner: client.prepare(
+                "INSERT INTO conversation_owners (tenant, conversation, customer)
+                 VALUES ($1, $2, $3) ON CONFLICT (tenant, conversation) DO NOTHING",
+            )?,
+            retain_owners: client.prepare(
+                "DELETE FROM conversation_owners WHERE tenant = $1 AND conversation IN (
+                    SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
+            )?,
+            retain_responses: client
+                .prepare("DELETE FROM responses WHERE tenant = $1 AND at_ms < $2")?,
             retain_messages: client.prepare(
                 "DELETE FROM messages WHERE tenant = $1 AND conversation IN (
                     SELECT conversation FROM archive WHERE tenant = $1 AND purge_at_ms <= $2)",
@@ -398,6 +416,9 @@ fn write_retain(
 ) -> Result<()> {
     let now = bound(now_ms);
     tx.execute(&statements.retain_messages, &[tenant, &now])?;
+    tx.execute(&statements.retain_owners, &[tenant, &now])?;
+    // Actors' responses, once past the idempotency window.
+    tx.execute(&statements.retain_responses, &[tenant, &now.saturating_sub(retention_ms)])?;
     tx.execute(&statements.retain_archive, &[tenant, &now])?;
     let before = bound(streams_before_ms);
     let names: Vec<String> =
@@ -560,6 +581,18 @@ fn write_batch(
             }
             None => tx.execute(&statements.delete_actor, &[tenant, &actor.kind, &actor.key])?,
         };
+    }
+    for response in &batch.responses {
+        let at_ms = ordered("response at_ms", response.at_ms)?;
+        tx.execute(
+            &statements.insert_response,
+            &[tenant, &response.request_id, &at_ms, &response.body],
+        )?;
+    }
+    for owner in &batch.owners {
+        let conversation = ordered("owned conversation", owner.conversation)?;
+        let customer = ordered("owning customer", owner.customer)?;
+        tx.execute(&statements.insert_owner, &[tenant, &conversation, &customer])?;
     }
     Ok(())
 }

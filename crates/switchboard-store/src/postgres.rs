@@ -258,6 +258,24 @@ CREATE TABLE actors (
 );
 ";
 
+/// Version 9, as in SQLite: actors' responses by request id, and conversations' customers.
+const MIGRATE_V9: &str = "
+CREATE TABLE responses (
+    tenant     TEXT   NOT NULL,
+    request_id TEXT   NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    body       BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, request_id)
+);
+CREATE INDEX responses_by_age ON responses (tenant, at_ms);
+CREATE TABLE conversation_owners (
+    tenant       TEXT   NOT NULL,
+    conversation BIGINT NOT NULL,
+    customer     BIGINT NOT NULL,
+    PRIMARY KEY (tenant, conversation)
+);
+";
+
 /// Creates the tables if missing, or brings an older database up to [`SCHEMA_VERSION`] one
 /// step at a time, in one transaction under an advisory lock (so concurrent nodes migrate
 /// once).
@@ -300,6 +318,10 @@ fn migrate(client: &mut Client) -> Result<()> {
     if version < 7 {
         tx.batch_execute(schema::MIGRATE_V7)?;
         version = 7;
+    }
+    if version < 9 {
+        tx.batch_execute(MIGRATE_V9)?;
+        version = 9;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", &[])?;
@@ -438,6 +460,23 @@ impl Store for PostgresStore {
         let (tenant, request_id) = (tenant.to_owned(), request_id.to_owned());
         self.readers.with(move |client, s| {
             Ok(client.query_opt(&s.find_response, &[&tenant, &request_id])?.map(|row| row.get(0)))
+        })
+    }
+
+    fn actor_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>> {
+        let (tenant, request_id) = (tenant.to_owned(), request_id.to_owned());
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.actor_response, &[&tenant, &request_id])?.map(|row| row.get(0)))
+        })
+    }
+
+    fn conversation_customer(&self, tenant: &str, conversation: u64) -> Result<Option<u64>> {
+        // Stored ids are at most `i64::MAX` (see `ordered`).
+        let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            let row = client.query_opt(&s.conversation_customer, &[&tenant, &conversation])?;
+            Ok(row.map(|row| unsigned(row.get(0))))
         })
     }
 
@@ -605,6 +644,8 @@ struct ReadStatements {
     last_stream_seq: Statement,
     messages: Statement,
     find_response: Statement,
+    actor_response: Statement,
+    conversation_customer: Statement,
     archived: Statement,
     count_archived: Statement,
     customer: Statement,
@@ -635,6 +676,11 @@ impl ReadStatements {
             find_response: client.prepare(
                 "SELECT response FROM log WHERE tenant = $1 AND request_id = $2
                  ORDER BY seq DESC LIMIT 1",
+            )?,
+            actor_response: client
+                .prepare("SELECT body FROM responses WHERE tenant = $1 AND request_id = $2")?,
+            conversation_customer: client.prepare(
+                "SELECT customer FROM conversation_owners WHERE tenant = $1 AND conversation = $2",
             )?,
             archived: client.prepare(&format!(
                 "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE tenant = $1 AND conversation = $2"

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The schema this build writes. Bump it and add a step to `migrate` (here and in
 /// `postgres.rs`) when the layout changes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// How long a connection waits for a lock held by another connection before giving up. Only
 /// a checkpoint or a second process opening the same directory holds one for long.
@@ -165,6 +165,27 @@ CREATE TABLE stream_heads (
 );
 ";
 
+/// Version 9 (8 is the number allocator's): per-actor idempotency, the responses actors gave
+/// by request id (kept for `request_retention`, deleted by retention by age, hence the
+/// index), and which customer each conversation an actor opened belongs to (deleted with
+/// its archive row).
+const MIGRATE_V9: &str = "
+CREATE TABLE responses (
+    tenant     TEXT    NOT NULL,
+    request_id TEXT    NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    body       BLOB    NOT NULL,
+    PRIMARY KEY (tenant, request_id)
+);
+CREATE INDEX responses_by_age ON responses (tenant, at_ms);
+CREATE TABLE conversation_owners (
+    tenant       TEXT    NOT NULL,
+    conversation INTEGER NOT NULL,
+    customer     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation)
+);
+";
+
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
@@ -177,7 +198,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         return Err(Error::NotWal(mode));
     }
     durable(&conn)?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    // No automatic checkpoint on the writer's connection: see `crate::checkpoint`.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
     Ok(conn)
@@ -200,12 +222,22 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// The writer copies the WAL back into the database once it holds this many pages (SQLite's
+/// The checkpointer's connection (see `crate::checkpoint`): it only runs checkpoints, which
+/// sync the database file as `synchronous=FULL` says.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    durable(&conn)?;
+    Ok(conn)
+}
+
+/// The checkpointer copies the WAL back into the database once it holds this many pages (SQLite's
 /// default is 1,000, 4 MiB). A page rewritten by many commits in between is copied once, so a
 /// longer interval means less checkpoint work per command (the hot right-hand leaves of the
 /// log, stream and transcript b-trees change on every commit); the WAL file grows to about
 /// this size (40 MiB) and is reused, and recovery after a crash reads at most that much.
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+pub(crate) const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Prepared statements kept per connection: the writer's retention and snapshot jobs use
 /// about twenty, and rusqlite's default of 16 made them push the per-command inserts out, to be
@@ -264,6 +296,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 7 {
         tx.execute_batch(MIGRATE_V7)?;
         version = 7;
+    }
+    if version < 9 {
+        tx.execute_batch(MIGRATE_V9)?;
+        version = 9;
     }
     if version != found {
         tx.execute("DELETE FROM schema_version", [])?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::checkpoint::{Checkpointer, Watch};
 use crate::schema::{self, ARCHIVE_COLUMNS, CUSTOMER_COLUMNS, Param, bound, count, id, unsigned};
 use crate::writer::{self, Counters, Limits};
 use crate::{
@@ -32,6 +33,9 @@ pub struct SqliteOptions {
     pub request_retention: Duration,
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
+    /// The WAL is checkpointed (off the writer's thread, see `checkpoint.rs`) once a commit
+    /// leaves at least this many pages in it (default 10,000: 40 MiB).
+    pub wal_checkpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -41,6 +45,7 @@ impl Default for SqliteOptions {
             max_bytes_per_commit: 8 << 20,
             request_retention: Duration::from_secs(24 * 60 * 60),
             read_connections: 4,
+            wal_checkpoint_pages: crate::schema::WAL_CHECKPOINT_PAGES,
         }
     }
 }
@@ -59,6 +64,14 @@ pub struct Stats {
     /// Commits redone one write at a time because a write in them was refused partway
     /// (see the crate docs, "Write path").
     pub redone_commits: u64,
+    /// WAL checkpoint passes run by the checkpointer thread (SQLite only; see
+    /// `checkpoint.rs`).
+    pub checkpoints: u64,
+    /// Checkpoints the writer finished after a pass of the checkpointer (copying what was
+    /// committed meanwhile), so that the WAL starts over.
+    pub finished_checkpoints: u64,
+    /// Checkpoints that failed (the frames stay in the WAL; tried again at the next nudge).
+    pub failed_checkpoints: u64,
 }
 
 /// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with
@@ -70,6 +83,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `None` only while closing.
     writer: writer::Handle,
+    /// Dropped after the writer: its thread stops once the writer's nudge handle is gone.
+    _checkpointer: Checkpointer,
     readers: Readers,
     stats: Arc<Counters>,
     request_retention: Duration,
@@ -87,23 +102,26 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let conn = schema::open_writer(&path)?;
+        let stats = Arc::new(Counters::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&stats))?;
+        let wal = Watch::install(&conn, options.wal_checkpoint_pages, checkpointer.nudge())?;
         let readers = Readers::open(&path, options.read_connections.max(1))?;
         let limits = Limits::new(
             options.max_batches_per_commit,
             options.max_bytes_per_commit,
             options.request_retention,
         );
-        let stats = Arc::new(Counters::default());
         let (jobs, queue) = mpsc::channel();
         let writer = {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(conn, queue, limits, &stats))?
+                .spawn(move || writer::run(conn, queue, limits, &stats, wal))?
         };
         Ok(SqliteStore {
             path,
             writer: writer::Handle::new(jobs, writer),
+            _checkpointer: checkpointer,
             readers,
             stats,
             request_retention: options.request_retention,
@@ -268,6 +286,30 @@ impl Store for SqliteStore {
                 )?
                 .query_row([tenant, request_id], |row| row.get(0))
                 .optional()?)
+        })
+    }
+
+    fn actor_response(&self, tenant: &str, request_id: &str) -> Result<Option<Vec<u8>>> {
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT body FROM responses WHERE tenant = ?1 AND request_id = ?2")?
+                .query_row([tenant, request_id], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn conversation_customer(&self, tenant: &str, conversation: u64) -> Result<Option<u64>> {
+        // Stored ids are at most `i64::MAX` (see `ordered`).
+        let Ok(conversation) = i64::try_from(conversation) else { return Ok(None) };
+        self.readers.with(|conn| {
+            let found: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT customer FROM conversation_owners
+                     WHERE tenant = ?1 AND conversation = ?2",
+                )?
+                .query_row(params![tenant, conversation], |row| row.get(0))
+                .optional()?;
+            Ok(found.map(unsigned))
         })
     }
 

@@ -71,7 +71,16 @@ impl Job {
                 let customers: usize = batch.customers.iter().map(|c| c.body.len() + 64).sum();
                 let actors: usize =
                     batch.actors.iter().map(|a| a.body.as_ref().map_or(0, Vec::len) + 64).sum();
-                log + streams + appends + messages + archive + customers + actors
+                let responses: usize =
+                    batch.responses.iter().map(|r| r.body.len() + r.request_id.len() + 64).sum();
+                log + streams
+                    + appends
+                    + messages
+                    + archive
+                    + customers
+                    + actors
+                    + responses
+                    + 32 * batch.owners.len()
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
             Job::TrimStream { .. } | Job::RaiseFence { .. } | Job::Retain { .. } => 64,
@@ -97,6 +106,9 @@ pub(crate) struct Counters {
     pub rejected_batches: AtomicU64,
     pub failed_commits: AtomicU64,
     pub redone_commits: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub finished_checkpoints: AtomicU64,
+    pub failed_checkpoints: AtomicU64,
 }
 
 impl Counters {
@@ -108,6 +120,9 @@ impl Counters {
             rejected_batches: get(&self.rejected_batches),
             failed_commits: get(&self.failed_commits),
             redone_commits: get(&self.redone_commits),
+            checkpoints: get(&self.checkpoints),
+            finished_checkpoints: get(&self.finished_checkpoints),
+            failed_checkpoints: get(&self.failed_checkpoints),
         }
     }
 
@@ -232,8 +247,17 @@ impl Drop for Handle {
 
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
-    drain(&jobs, limits, stats, |group| commit(&mut conn, group, limits, stats));
+pub(crate) fn run(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    limits: Limits,
+    stats: &Counters,
+    mut wal: crate::checkpoint::Watch,
+) {
+    drain(&jobs, limits, stats, |group| {
+        commit(&mut conn, group, limits, stats);
+        wal.committed(&conn, stats);
+    });
 }
 
 /// Hands `commit` everything queued (up to the limits) each time, until every sender is gone
@@ -635,6 +659,14 @@ fn write_retain(
             SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
     )?
     .execute(params![tenant, now])?;
+    conn.prepare_cached(
+        "DELETE FROM conversation_owners WHERE tenant = ?1 AND conversation IN (
+            SELECT conversation FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2)",
+    )?
+    .execute(params![tenant, now])?;
+    // Actors' responses, once past the idempotency window.
+    conn.prepare_cached("DELETE FROM responses WHERE tenant = ?1 AND at_ms < ?2")?
+        .execute(params![tenant, now.saturating_sub(retention_ms)])?;
     conn.prepare_cached("DELETE FROM archive WHERE tenant = ?1 AND purge_at_ms <= ?2")?
         .execute(params![tenant, now])?;
 
@@ -884,6 +916,29 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
                 )?
                 .execute(params![tenant, actor.kind, actor.key])?,
         };
+    }
+    for response in &batch.responses {
+        conn.prepare_cached(
+            "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, request_id) DO NOTHING",
+        )?
+        .execute(params![
+            tenant,
+            response.request_id,
+            ordered("response at_ms", response.at_ms)?,
+            response.body
+        ])?;
+    }
+    for owner in &batch.owners {
+        conn.prepare_cached(
+            "INSERT INTO conversation_owners (tenant, conversation, customer) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, conversation) DO NOTHING",
+        )?
+        .execute(params![
+            tenant,
+            ordered("owned conversation", owner.conversation)?,
+            ordered("owning customer", owner.customer)?
+        ])?;
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{Backend, archived, command, entry, entry_about, message, record};
 use switchboard_store::{
-    ActorState, ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField, CustomerRecord,
-    Error, Fence, LogRecord, Store,
+    ActorState, ArchiveQuery, ArchiveScan, Archived, Batch, Contact, ContactField,
+    ConversationOwner, CustomerRecord, Error, Fence, LogRecord, Response, Store,
 };
 
 async fn append_then_read_everything_back<B: Backend>() {
@@ -701,6 +701,60 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
     assert_eq!(store.actor("acme", "router", "").unwrap(), Some(actor));
 }
 
+/// Per-actor idempotency (version 9): a response stored by request id with the batch it
+/// rides in (the first kept when an id comes again), refused with a refused batch, kept by
+/// retention within the window and deleted past it; a conversation's customer stored with
+/// its opening batch, kept until retention purges the conversation's archive row; both
+/// durable across reopening and apart per tenant.
+async fn actor_responses_and_conversation_owners_are_kept_then_retained<B: Backend>() {
+    let place = B::place();
+    let store = B::open_with(&place, Duration::from_secs(1));
+    let response = |id: &str, at_ms, body: &str| Response {
+        request_id: id.into(),
+        at_ms,
+        body: body.as_bytes().to_vec(),
+    };
+    let owner = |conversation, customer| ConversationOwner { conversation, customer };
+    let step =
+        |responses, owners| Batch { tenant: "acme".into(), responses, owners, ..Batch::default() };
+    store.append(step(vec![response("a", 10_000, "one")], vec![owner(7, 70)])).await.unwrap();
+    store.append(step(vec![response("a", 10_100, "two")], vec![owner(7, 71)])).await.unwrap();
+    store.append(step(vec![response("b", 10_500, "three")], vec![owner(8, 80)])).await.unwrap();
+    assert_eq!(store.actor_response("acme", "a").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.actor_response("other", "a").unwrap(), None);
+    assert_eq!(store.actor_response("acme", "c").unwrap(), None);
+    assert_eq!(store.conversation_customer("acme", 7).unwrap(), Some(70));
+    assert_eq!(store.conversation_customer("other", 7).unwrap(), None);
+    assert_eq!(store.conversation_customer("acme", u64::MAX).unwrap(), None);
+
+    // A refused batch (a duplicate transcript row) stores neither.
+    store.append(Batch { messages: vec![message(1, 1)], ..command("acme", 1) }).await.unwrap();
+    let refused = Batch {
+        messages: vec![message(1, 1)],
+        ..step(vec![response("d", 10_600, "lost")], vec![owner(9, 90)])
+    };
+    assert!(store.append(refused).await.is_err());
+    assert_eq!(store.actor_response("acme", "d").unwrap(), None);
+    assert_eq!(store.conversation_customer("acme", 9).unwrap(), None);
+
+    drop(store);
+    let store = B::open_with(&place, Duration::from_secs(1));
+    assert_eq!(store.actor_response("acme", "b").unwrap(), Some(b"three".to_vec()));
+
+    // Retention: responses older than the window before `now` go; owners stay until their
+    // conversation's archive row is purged.
+    store.retain("acme", Fence::default(), 11_200, 0).await.unwrap();
+    assert_eq!(store.actor_response("acme", "a").unwrap(), None, "1.2 s old");
+    assert_eq!(store.actor_response("acme", "b").unwrap(), Some(b"three".to_vec()));
+    let ended = Batch { archive: vec![archived(7, "70", 100, 500)], ..step(vec![], vec![]) };
+    store.append(ended).await.unwrap();
+    store.retain("acme", Fence::default(), 11_400, 0).await.unwrap();
+    assert_eq!(store.conversation_customer("acme", 7).unwrap(), None, "purged with its archive");
+    assert_eq!(store.conversation_customer("acme", 8).unwrap(), Some(80));
+    store.retain("acme", Fence::default(), 11_501, 0).await.unwrap();
+    assert_eq!(store.actor_response("acme", "b").unwrap(), None);
+}
+
 /// Actors' durable state: upserted by (tenant, kind, key) with the batch it rides in,
 /// deleted by a `None` body, refused with a refused batch, fenced like the rest, listed by
 /// key, and durable across reopening.
@@ -1004,4 +1058,5 @@ both!(
     fences_are_checked_in_queue_order_within_a_commit,
     a_log_record_answers_its_request_until_the_window_passes,
     actor_state_upserts_deletes_and_survives_reopening,
+    actor_responses_and_conversation_owners_are_kept_then_retained,
 );

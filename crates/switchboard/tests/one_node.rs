@@ -44,6 +44,7 @@ async fn setup(
             display_name: format!("{t} inc"),
             settings: None,
             request_id: rid("create"),
+            routing: Default::default(),
         })
         .await
         .expect("create tenant");

@@ -170,6 +170,7 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
                 display_name: t.into(),
                 settings: None,
                 request_id: rid("create"),
+                routing: Default::default(),
             },
             operator,
         ))

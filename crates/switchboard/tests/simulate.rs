@@ -36,6 +36,7 @@ async fn center(node: &Node) {
             display_name: "Acme".into(),
             settings: None,
             request_id: rid("tenant"),
+            routing: Default::default(),
         })
         .await
         .expect("create tenant");

@@ -85,6 +85,7 @@ impl Backend for Switchboard {
                 display_name: "load test".into(),
                 settings: None,
                 request_id: self.rid(),
+                routing: pb::TenantRouting::Unspecified.into(),
             })
             .await
             .context("create tenant")?;

@@ -414,6 +414,12 @@ impl Store for Faulty {
     fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
         self.inner.find_response(tenant, request_id)
     }
+    fn actor_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.actor_response(tenant, request_id)
+    }
+    fn conversation_customer(&self, tenant: &str, conversation: u64) -> StoreResult<Option<u64>> {
+        self.inner.conversation_customer(tenant, conversation)
+    }
     fn archived(&self, tenant: &str, conversation: u64) -> StoreResult<Option<Archived>> {
         self.inner.archived(tenant, conversation)
     }

@@ -21,6 +21,7 @@ pub async fn floor(
             display_name: capitalized(t),
             settings: None,
             request_id: rid("tenant"),
+            routing: Default::default(),
         })
         .await
         .expect("create tenant");

@@ -124,6 +124,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
             display_name: "Ops".into(),
             settings: None,
             request_id: rid("tenant"),
+            routing: Default::default(),
         })
         .await
         .expect("create tenant");
