@@ -293,12 +293,25 @@ async fn an_actor_tenants_agent_is_served_by_its_agent_actor_over_grpc_and_acros
     let declined = agent.decline(on(&c1)).await.expect("decline").into_inner();
     assert_eq!(declined.name, c1);
     desk_until(&mut live, |e| e.conversation == c1 && kind(e) == "released").await;
-    let accepted = agent.accept(on(&c2)).await.expect("accept").into_inner();
+    let accept_c2 = on(&c2);
+    let accepted = agent.accept(accept_c2.clone()).await.expect("accept").into_inner();
     assert_eq!((accepted.name.as_str(), accepted.agent.as_str()), (c2.as_str(), ANN));
     assert_eq!(accepted.state, pb::ConversationState::Assigned as i32);
     assert_eq!(accepted.group, format!("tenants/{T}/groups/sales"));
     desk_until(&mut live, |e| e.conversation == c2 && kind(e) == "assigned").await;
-    // Accepting it again is refused by the router: it is no longer an offer.
+    // A retry with the same request id queues nothing and answers alike (the agent actor
+    // remembers it); a new Accept is refused by the router: it is no longer an offer.
+    let commands = || async { mesh.agent(a).read(|side| side.commands()).await.unwrap() };
+    let before = commands().await;
+    let retried = agent.accept(accept_c2.clone()).await.expect("retried accept").into_inner();
+    assert_eq!(
+        (retried.name, retried.agent, retried.state),
+        (accepted.name.clone(), accepted.agent.clone(), accepted.state)
+    );
+    let online = set(pb::AgentStatus::Online);
+    agent.set_status(online.clone()).await.expect("online again");
+    agent.set_status(online).await.expect("the same request again");
+    assert_eq!(commands().await, before + 1, "one command per request id");
     let again = agent.accept(on(&c2)).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
     assert!(
@@ -389,6 +402,18 @@ async fn an_actor_tenants_agent_is_served_by_its_agent_actor_over_grpc_and_acros
     desk_until(&mut replay, offered(&c3)).await;
     let accepted = agent.accept(on(&c3)).await.expect("accept after the restart").into_inner();
     assert_eq!(accepted.agent, ANN);
+    // The first incarnation's request ids are in the store: a retry of c2's Accept queues
+    // nothing and answers with c2 as it is now (ended).
+    let before = mesh.agent(a).read(|side| side.commands()).await.unwrap();
+    let retried =
+        agent.accept(accept_c2.clone()).await.expect("retried after the restart").into_inner();
+    assert_eq!(retried.name, c2);
+    assert_eq!(mesh.agent(a).read(|side| side.commands()).await.unwrap(), before);
+    // A request id another call used is refused, not applied.
+    let reused = pb::AgentConversationRequest { request_id: accept_c2.request_id, ..on(&c3) };
+    let refused = agent.decline(reused).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(mesh.agent(a).read(|side| side.commands()).await.unwrap(), before);
     drop((replay, agent, mesh));
     node.stop().await;
 }

@@ -17,11 +17,13 @@
 //!
 //! The agent is named `tenants/{t}/agents/{a}` and resolved through the mesh's configuration
 //! (as loaded with the mesh: an agent created after that is NOT_FOUND here until
-//! configuration versions reach running meshes). `request_id` is checked but not
-//! deduplicated yet (per-actor idempotency is the "channel" step's): a retried SetStatus sets
-//! the same status again (a second command, applied, answered alike); a retried Accept,
-//! Decline or Pick is a second command the router refuses (the offer is gone):
-//! FAILED_PRECONDITION although the first one was applied.
+//! configuration versions reach running meshes).
+//!
+//! **Idempotency**: a command's `request_id` is stored with its number in the agent actor's
+//! batch that queues it (`Batch::responses`, the per-actor table); a retry finds it there
+//! before dispatching and waits for that command's decision again, queuing nothing, then
+//! answers with the agent or conversation as they are now. Two copies racing before either
+//! is durable are one command too (the actor remembers its newest request ids).
 
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use tonic::Status;
 
 use super::page_token;
 use crate::actors::Mesh;
-use crate::actors::agent::{AgentHandle, Decision};
+use crate::actors::agent::{AgentHandle, AgentOp, Decision, parse_answer};
 use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
 use crate::apply::Names as _;
@@ -93,32 +95,80 @@ impl Desk {
         MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() }
     }
 
-    /// Waits for the router's decision on a queued command: applied, or FAILED_PRECONDITION
-    /// with the router's reason.
-    async fn decided(&self, command: crate::error::Result<u64>) -> Result<(), Status> {
-        match self.handle().decision(command?).await? {
+    /// Queues `op` on the agent's link once per `request_id` and waits for the router's
+    /// decision: applied, or FAILED_PRECONDITION with the router's reason. A request id the
+    /// agent actor answered before (`Batch::responses`, kept for the request retention) gets
+    /// the decision on that command again, nothing queued; one another call used is
+    /// FAILED_PRECONDITION. A failed lookup fails the call (retryable).
+    async fn decided(&self, op: AgentOp, request_id: &str) -> Result<(), Status> {
+        crate::registry::check_request_id(request_id)?;
+        let command = match self.answered(request_id, op.kind()).await? {
+            Some(command) => command,
+            None => {
+                self.admissible(&op).await?;
+                let id = (!request_id.is_empty()).then(|| request_id.to_owned());
+                self.handle().command(op, id).await?
+            }
+        };
+        match self.handle().decision(command).await? {
             Decision::Applied => Ok(()),
             Decision::Refused { reason } => Err(Status::failed_precondition(reason)),
         }
     }
 
+    /// A new Accept, Decline or Pick names a conversation the router actor has (live):
+    /// NOT_FOUND otherwise, as on the tenant actor's path.
+    async fn admissible(&self, op: &AgentOp) -> Result<(), Status> {
+        let (AgentOp::Accept(c) | AgentOp::Decline(c) | AgentOp::Pick(c)) = *op else {
+            return Ok(());
+        };
+        let live = move |side: &switchboard_core::mesh::RouterSide| {
+            side.customer_of(c).is_some() && !side.has_left(c)
+        };
+        if !self.mesh.router().read(live).await? {
+            let name = self.names().conversation_name(c);
+            return Err(Error::NotFound(format!("conversation {name}")).into());
+        }
+        Ok(())
+    }
+
+    /// The command of this `kind` a request id queued for this agent before, if the store has
+    /// it; FAILED_PRECONDITION if another call used the request id.
+    async fn answered(&self, request_id: &str, kind: &str) -> Result<Option<u64>, Status> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let store = self.mesh.inner().store.clone();
+        let (tenant, id) = (self.mesh.tenant().to_owned(), request_id.to_owned());
+        let found = tokio::task::spawn_blocking(move || store.actor_response(&tenant, &id))
+            .await
+            .map_err(|e| Status::unavailable(format!("request lookup interrupted: {e}")))?
+            .map_err(Error::from)?;
+        let Some(body) = found else { return Ok(None) };
+        match parse_answer(&body) {
+            Some((agent, k, command)) if agent == self.agent && k == kind => Ok(Some(command)),
+            _ => Err(Status::failed_precondition(format!(
+                "request_id {request_id:?} was used by another call; give each call its own"
+            ))),
+        }
+    }
+
     pub(super) async fn set_status(&self, r: &pb::SetStatusRequest) -> Result<pb::Agent, Status> {
-        crate::registry::check_request_id(&r.request_id)?;
         let status = convert::status("status", r.status)?;
-        self.decided(self.handle().set_status(status, StatusCause::Agent).await).await?;
+        let op = AgentOp::SetStatus { status, cause: StatusCause::Agent };
+        self.decided(op, &r.request_id).await?;
         self.agent_view().await
     }
 
     /// Ends the wrap-up of the named ended conversation, or every one (empty name).
     pub(super) async fn end_wrap_up(&self, r: &pb::EndWrapUpRequest) -> Result<pb::Agent, Status> {
-        crate::registry::check_request_id(&r.request_id)?;
         // The conversation has ended: its name is checked, not its state.
         let c = if r.conversation.is_empty() {
             None
         } else {
             Some(self.conversation_ref("conversation", &r.conversation)?)
         };
-        self.decided(self.handle().end_wrap_up(c).await).await?;
+        self.decided(AgentOp::EndWrapUp(c), &r.request_id).await?;
         self.agent_view().await
     }
 
@@ -129,21 +179,13 @@ impl Desk {
         r: &pb::AgentConversationRequest,
         command: Command,
     ) -> Result<pb::Conversation, Status> {
-        crate::registry::check_request_id(&r.request_id)?;
         let c = self.conversation_ref("conversation", &r.conversation)?;
-        let live = move |side: &switchboard_core::mesh::RouterSide| {
-            side.customer_of(c).is_some() && !side.has_left(c)
+        let op = match command {
+            Command::Accept => AgentOp::Accept(c),
+            Command::Decline => AgentOp::Decline(c),
+            Command::Pick => AgentOp::Pick(c),
         };
-        if !self.mesh.router().read(live).await? {
-            return Err(Error::NotFound(format!("conversation {}", r.conversation)).into());
-        }
-        let handle = self.handle();
-        let queued = match command {
-            Command::Accept => handle.accept(c).await,
-            Command::Decline => handle.decline(c).await,
-            Command::Pick => handle.pick(c).await,
-        };
-        self.decided(queued).await?;
+        self.decided(op, &r.request_id).await?;
         let mut views = self.conversations(vec![c]).await?;
         Ok(views.pop().unwrap_or_default())
     }
