@@ -414,6 +414,13 @@ async fn an_actor_tenants_agent_is_served_by_its_agent_actor_over_grpc_and_acros
     let refused = agent.decline(reused).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(mesh.agent(a).read(|side| side.commands()).await.unwrap(), before);
+    // Pick: c1, which ann declined, still waits in her group; she takes it herself.
+    let picked = agent.pick(on(&c1)).await.expect("pick").into_inner();
+    assert_eq!((picked.name.as_str(), picked.agent.as_str()), (c1.as_str(), ANN));
+    desk_until(&mut replay, |e| e.conversation == c1 && kind(e) == "assigned").await;
+    let held: Vec<String> = assigned(&mut agent).await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(held.contains(&c1) && held.contains(&c3), "{held:?}");
     drop((replay, agent, mesh));
     node.stop().await;
 }
