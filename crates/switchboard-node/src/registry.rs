@@ -1080,6 +1080,36 @@ mod tests {
         fn tenants(&self) -> switchboard_store::Result<Vec<String>> {
             self.inner().tenants()
         }
+        fn reserve(
+            &self,
+            tenant: &str,
+            counter: &str,
+            count: u64,
+        ) -> switchboard_store::Result<u64> {
+            self.inner().reserve(tenant, counter, count)
+        }
+        fn bind_customer(
+            &self,
+            tenant: &str,
+            name: &str,
+            number: u64,
+        ) -> switchboard_store::Result<u64> {
+            self.inner().bind_customer(tenant, name, number)
+        }
+        fn customer_number(
+            &self,
+            tenant: &str,
+            name: &str,
+        ) -> switchboard_store::Result<Option<u64>> {
+            self.inner().customer_number(tenant, name)
+        }
+        fn customer_name(
+            &self,
+            tenant: &str,
+            number: u64,
+        ) -> switchboard_store::Result<Option<String>> {
+            self.inner().customer_name(tenant, number)
+        }
         fn load(&self, tenant: &str) -> switchboard_store::Result<Loaded> {
             *self.loads.lock().unwrap().entry(tenant.to_owned()).or_default() += 1;
             self.pass(tenant);

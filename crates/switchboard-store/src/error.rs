@@ -74,6 +74,19 @@ pub enum Error {
     #[error("could not switch the database to WAL mode (journal_mode is {0:?})")]
     NotWal(String),
 
+    /// A reservation of no numbers ([`crate::Store::reserve`] takes at least one).
+    #[error("tenant {tenant:?}: a reservation of {counter:?} numbers must take at least one")]
+    EmptyReservation { tenant: String, counter: String },
+
+    /// The counter would pass the largest number a signed 64-bit column holds.
+    #[error("tenant {tenant:?}: the {counter:?} counter is exhausted")]
+    Exhausted { tenant: String, counter: String },
+
+    /// [`crate::Store::bind_customer`] was given a number that another name holds (numbers
+    /// come from the allocator, so this is the caller's bug).
+    #[error("tenant {tenant:?}: number {number} is bound to another customer than {name:?}")]
+    NumberTaken { tenant: String, name: String, number: u64 },
+
     /// The writer has stopped (the store was closed, or its thread died).
     #[error("the store is closed")]
     Closed,

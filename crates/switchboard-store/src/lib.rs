@@ -79,8 +79,18 @@
 //! older database up to [`SCHEMA_VERSION`] when they open it (1: log, snapshots, streams,
 //! transcripts; 2: the archive and `streams.conversation`; 3: one row per command; 4:
 //! customers' contact columns; 5: no index of stream entries by conversation; 6: actors'
-//! durable state; 7: heads of shared streams; 9: actors' responses by request id and the
-//! customers of conversations actors opened).
+//! durable state; 7: heads of shared streams; 8: the block allocator's counters and the
+//! customers' numbers; 9: actors' responses by request id and the customers of
+//! conversations actors opened).
+//!
+//! # Numbers
+//!
+//! A tenant served by actors names customers and conversations by numbers that no single
+//! writer hands out: [`Store::reserve`] gives a node a block of a tenant-wide counter
+//! (durable before it returns, never given twice), and [`Store::bind_customer`] binds a
+//! customer's name to a number once, the earlier binding winning a race
+//! ([`Store::customer_number`], [`Store::customer_name`] read it both ways). Counters and
+//! bindings are kept while the tenant lives.
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -103,6 +113,7 @@
 
 mod checkpoint;
 mod error;
+mod numbers;
 mod pg_writer;
 mod postgres;
 mod schema;
@@ -528,4 +539,26 @@ pub trait Store: Send + Sync + 'static {
     /// stamps entries with the tenant's clock, which never moves backwards), and otherwise it
     /// keeps an older entry that follows a newer one rather than scan the whole stream.
     fn retain(&self, tenant: &str, fence: Fence, now_ms: u64, streams_before_ms: u64) -> Pending;
+
+    /// Reserves `count` fresh numbers of the tenant's `counter` ("customer", "conversation"):
+    /// returns the first of [first, first + count). Durable before it returns; never hands out
+    /// a number twice, across nodes, restarts and kill -9. Numbers start at 1.
+    ///
+    /// Blocks until durable (one commit; call it from `spawn_blocking`). `count` 0 is refused
+    /// ([`Error::EmptyReservation`]), and so is a counter that would pass `i64::MAX`
+    /// ([`Error::Exhausted`]). Unfenced: a counter belongs to the tenant, not to a shard.
+    fn reserve(&self, tenant: &str, counter: &str, count: u64) -> Result<u64>;
+
+    /// Binds the customer `name` to `number` unless it is bound already; returns the number it
+    /// is bound to (the earlier binding wins a race).
+    ///
+    /// Blocks until durable. A number bound to another name is refused
+    /// ([`Error::NumberTaken`]); a number above `i64::MAX` too ([`Error::OutOfRange`]).
+    fn bind_customer(&self, tenant: &str, name: &str, number: u64) -> Result<u64>;
+
+    /// The number bound to the customer `name`, if any. One primary-key probe.
+    fn customer_number(&self, tenant: &str, name: &str) -> Result<Option<u64>>;
+
+    /// The name bound to a customer `number`, if any. One unique-index probe.
+    fn customer_name(&self, tenant: &str, number: u64) -> Result<Option<String>>;
 }

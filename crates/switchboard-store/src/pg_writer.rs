@@ -382,6 +382,11 @@ fn write(
 ) -> Result<()> {
     match job {
         Job::Append { batch, .. } => write_batch(tx, statements, batch, positions),
+        // `PostgresStore` reserves and binds in statements of their own (see `numbers.rs`),
+        // never inside a group commit; nothing queues these here.
+        Job::Reserve { .. } | Job::Bind { .. } => Err(Error::Commit(Arc::new(
+            std::io::Error::other("reservations do not go through the PostgreSQL writer"),
+        ))),
         Job::Snapshot { tenant, seq, bytes, .. } => {
             write_snapshot(tx, statements, tenant, *seq, bytes, limits.request_retention_ms)
         }

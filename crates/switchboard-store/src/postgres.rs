@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
 use crate::schema::{
@@ -18,7 +19,7 @@ use crate::writer::{self, Counters, Limits};
 use crate::{
     ActorState, ArchiveQuery, ArchiveScan, ArchiveWindow, Archived, Contact, ContactField,
     CustomerRecord, Error, Fence, Loaded, LogRecord, Message, Pending, Result, Stats, Store,
-    StreamEntry, pg_writer,
+    StreamEntry, numbers, pg_writer,
 };
 
 /// Tables of version 1, as in SQLite. `IF NOT EXISTS` so that opening is idempotent.
@@ -319,6 +320,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         tx.batch_execute(schema::MIGRATE_V7)?;
         version = 7;
     }
+    if version < 8 {
+        tx.batch_execute(crate::numbers::MIGRATE_V8)?;
+        version = 8;
+    }
     if version < 9 {
         tx.batch_execute(MIGRATE_V9)?;
         version = 9;
@@ -511,6 +516,54 @@ impl Store for PostgresStore {
         })
     }
 
+    /// One autocommitted statement on a reader's connection (durable when it returns,
+    /// `synchronous_commit=on`): the counter row is locked for that statement only.
+    fn reserve(&self, tenant: &str, counter: &str, count: u64) -> Result<u64> {
+        let n = numbers::count(tenant, counter, count)?;
+        let (tenant, counter) = (tenant.to_owned(), counter.to_owned());
+        self.readers.with(move |client, s| {
+            let last: i64 = match client.query_one(&s.reserve, &[&tenant, &counter, &n]) {
+                Ok(row) => row.get(0),
+                Err(e) if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
+                    return Err(numbers::exhausted(&tenant, &counter));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok(numbers::first_of(unsigned(last), count))
+        })
+    }
+
+    /// Insert-if-absent, then a read of what is bound, each autocommitted: a concurrent
+    /// binding of the same name makes the insert wait for it and do nothing, and the read
+    /// then sees it.
+    fn bind_customer(&self, tenant: &str, name: &str, number: u64) -> Result<u64> {
+        let n = schema::ordered("customer number", number)?;
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.readers.with(move |client, s| {
+            client.execute(&s.bind, &[&tenant, &name, &n])?;
+            let bound: Option<i64> =
+                client.query_opt(&s.customer_number, &[&tenant, &name])?.map(|row| row.get(0));
+            bound.map(unsigned).ok_or_else(|| numbers::taken(&tenant, &name, number))
+        })
+    }
+
+    fn customer_number(&self, tenant: &str, name: &str) -> Result<Option<u64>> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.readers.with(move |client, s| {
+            let number: Option<i64> =
+                client.query_opt(&s.customer_number, &[&tenant, &name])?.map(|row| row.get(0));
+            Ok(number.map(unsigned))
+        })
+    }
+
+    fn customer_name(&self, tenant: &str, number: u64) -> Result<Option<String>> {
+        let Ok(number) = i64::try_from(number) else { return Ok(None) };
+        let tenant = tenant.to_owned();
+        self.readers.with(move |client, s| {
+            Ok(client.query_opt(&s.customer_name, &[&tenant, &number])?.map(|row| row.get(0)))
+        })
+    }
+
     fn customer(&self, tenant: &str, customer: &str) -> Result<Option<Vec<u8>>> {
         let (tenant, customer) = (tenant.to_owned(), customer.to_owned());
         self.readers.with(move |client, s| {
@@ -651,11 +704,19 @@ struct ReadStatements {
     customer: Statement,
     actor: Statement,
     list_actors: Statement,
+    reserve: Statement,
+    bind: Statement,
+    customer_number: Statement,
+    customer_name: Statement,
 }
 
 impl ReadStatements {
     fn prepare(client: &mut Client) -> Result<ReadStatements, postgres::Error> {
         Ok(ReadStatements {
+            reserve: client.prepare(numbers::PG_RESERVE)?,
+            bind: client.prepare(numbers::BIND)?,
+            customer_number: client.prepare(numbers::CUSTOMER_NUMBER)?,
+            customer_name: client.prepare(numbers::CUSTOMER_NAME)?,
             tenants: client
                 .prepare("SELECT tenant FROM log UNION SELECT tenant FROM snapshots ORDER BY 1")?,
             snapshot: client.prepare("SELECT seq, bytes FROM snapshots WHERE tenant = $1")?,

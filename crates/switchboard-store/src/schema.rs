@@ -297,6 +297,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(MIGRATE_V7)?;
         version = 7;
     }
+    if version < 8 {
+        tx.execute_batch(crate::numbers::MIGRATE_V8)?;
+        version = 8;
+    }
     if version < 9 {
         tx.execute_batch(MIGRATE_V9)?;
         version = 9;

@@ -173,6 +173,35 @@ impl Store for SqliteStore {
         self.writer.retain(tenant, fence, now_ms, streams_before_ms)
     }
 
+    fn reserve(&self, tenant: &str, counter: &str, count: u64) -> Result<u64> {
+        self.writer.reserve(tenant, counter, count)
+    }
+
+    fn bind_customer(&self, tenant: &str, name: &str, number: u64) -> Result<u64> {
+        self.writer.bind_customer(tenant, name, number)
+    }
+
+    fn customer_number(&self, tenant: &str, name: &str) -> Result<Option<u64>> {
+        self.readers.with(|conn| {
+            let number: Option<i64> = conn
+                .prepare_cached(crate::numbers::CUSTOMER_NUMBER)?
+                .query_row(params![tenant, name], |row| row.get(0))
+                .optional()?;
+            Ok(number.map(unsigned))
+        })
+    }
+
+    fn customer_name(&self, tenant: &str, number: u64) -> Result<Option<String>> {
+        // Bound numbers are at most `i64::MAX` (see `ordered`).
+        let Ok(number) = i64::try_from(number) else { return Ok(None) };
+        self.readers.with(|conn| {
+            Ok(conn
+                .prepare_cached(crate::numbers::CUSTOMER_NAME)?
+                .query_row(params![tenant, number], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
     fn tenants(&self) -> Result<Vec<String>> {
         self.readers.with(|conn| {
             let mut stmt = conn.prepare_cached(

@@ -26,7 +26,14 @@ use crate::{Batch, Error, Fence, Result, Stats};
 /// `appends` (empty for every other job).
 pub(crate) type Ack = oneshot::Sender<Result<Vec<u64>>>;
 
-/// One write, as queued by the store.
+/// Where the outcome of a job a caller waits for synchronously goes (a reservation or a
+/// binding: [`crate::Store::reserve`] is a blocking call, and a std channel blocks safely on
+/// any thread).
+pub(crate) type SyncAck = std::sync::mpsc::SyncSender<Result<Vec<u64>>>;
+
+/// One write, as queued by the store. `Reserve` ([`crate::Store::reserve`], answering
+/// `[first]`) and `Bind` ([`crate::Store::bind_customer`], answering `[bound number]`) are
+/// SQLite's only: see `numbers.rs`.
 #[derive(Debug)]
 pub(crate) enum Job {
     Append { batch: Batch, ack: Ack },
@@ -34,6 +41,8 @@ pub(crate) enum Job {
     TrimStream { tenant: String, stream: String, keep_last: usize, ack: Ack },
     RaiseFence { fence: Fence, ack: Ack },
     Retain { tenant: String, fence: Fence, now_ms: u64, streams_before_ms: u64, ack: Ack },
+    Reserve { tenant: String, counter: String, count: u64, ack: SyncAck },
+    Bind { tenant: String, name: String, number: u64, ack: SyncAck },
 }
 
 impl Job {
@@ -43,7 +52,8 @@ impl Job {
             Job::Snapshot { tenant, .. }
             | Job::TrimStream { tenant, .. }
             | Job::Retain { tenant, .. } => tenant,
-            Job::RaiseFence { .. } => "",
+            // Not part of the tenant's log: never held back by a refusal of its batches.
+            Job::RaiseFence { .. } | Job::Reserve { .. } | Job::Bind { .. } => "",
         }
     }
 
@@ -54,7 +64,7 @@ impl Job {
             Job::Snapshot { fence, .. }
             | Job::Retain { fence, .. }
             | Job::RaiseFence { fence, .. } => Some(*fence),
-            Job::TrimStream { .. } => None,
+            Job::TrimStream { .. } | Job::Reserve { .. } | Job::Bind { .. } => None,
         }
     }
 
@@ -83,18 +93,24 @@ impl Job {
                     + 32 * batch.owners.len()
             }
             Job::Snapshot { bytes, .. } => bytes.len(),
-            Job::TrimStream { .. } | Job::RaiseFence { .. } | Job::Retain { .. } => 64,
+            Job::TrimStream { .. }
+            | Job::RaiseFence { .. }
+            | Job::Retain { .. }
+            | Job::Reserve { .. }
+            | Job::Bind { .. } => 64,
         }
     }
 
     pub(crate) fn ack(self, result: Result<Vec<u64>>) {
-        let (Job::Append { ack, .. }
-        | Job::Snapshot { ack, .. }
-        | Job::TrimStream { ack, .. }
-        | Job::RaiseFence { ack, .. }
-        | Job::Retain { ack, .. }) = self;
         // The caller may have dropped its future; the write stands either way.
-        let _ = ack.send(result);
+        match self {
+            Job::Append { ack, .. }
+            | Job::Snapshot { ack, .. }
+            | Job::TrimStream { ack, .. }
+            | Job::RaiseFence { ack, .. }
+            | Job::Retain { ack, .. } => drop(ack.send(result)),
+            Job::Reserve { ack, .. } | Job::Bind { ack, .. } => drop(ack.send(result)),
+        }
     }
 }
 
@@ -214,6 +230,36 @@ impl Handle {
             streams_before_ms,
             ack,
         })
+    }
+
+    /// Reserves `count` numbers of the tenant's `counter` and waits until that is durable
+    /// (see [`crate::Store::reserve`]).
+    pub fn reserve(&self, tenant: &str, counter: &str, count: u64) -> Result<u64> {
+        let job = |ack| Job::Reserve {
+            tenant: tenant.to_owned(),
+            counter: counter.to_owned(),
+            count,
+            ack,
+        };
+        self.wait(job)?.first().copied().ok_or(Error::Closed)
+    }
+
+    /// Binds a customer's name to a number unless it is bound, and waits until that is
+    /// durable (see [`crate::Store::bind_customer`]).
+    pub fn bind_customer(&self, tenant: &str, name: &str, number: u64) -> Result<u64> {
+        let job = |ack| Job::Bind { tenant: tenant.to_owned(), name: name.to_owned(), number, ack };
+        self.wait(job)?.first().copied().ok_or(Error::Closed)
+    }
+
+    /// Queues a job now and blocks until it is durable or refused.
+    fn wait(&self, job: impl FnOnce(SyncAck) -> Job) -> Result<Vec<u64>> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job(ack)).is_ok());
+        if !sent {
+            return Err(Error::Closed);
+        }
+        // A dropped ack means the writer died without answering: not durable.
+        done.recv().unwrap_or(Err(Error::Closed))
     }
 
     /// Queues a job now, so that jobs are written in call order.
@@ -380,9 +426,9 @@ fn write_group(
         &mut fences,
         |job| {
             let positions = heads.assign(job);
-            write(&tx, job, &positions, limits)?;
+            let answer = write(&tx, job, &positions, limits)?;
             heads.take(job, &positions);
-            Ok(positions)
+            Ok(answer)
         },
         |error| match error {
             // IO, a full disk, corruption: nothing in this transaction can be trusted.
@@ -429,10 +475,10 @@ fn write_one_by_one(
             None => write(&sp, job, &positions, limits),
         };
         match written {
-            Ok(()) => {
+            Ok(answer) => {
                 sp.commit()?;
                 heads.take(job, &positions);
-                results.push(Ok(positions));
+                results.push(Ok(answer));
             }
             // IO, a full disk, corruption: nothing in this transaction can be trusted.
             Err(Error::Sqlite(error)) => return Err(error),
@@ -614,11 +660,21 @@ impl Heads {
 }
 
 /// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
-fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Result<()> {
+/// Answers what the job's caller gets: an append's positions, a reservation's first number,
+/// a binding's number, nothing for the rest.
+fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Result<Vec<u64>> {
     match job {
-        Job::Append { batch, .. } => write_batch(conn, batch, positions),
+        Job::Append { batch, .. } => {
+            return write_batch(conn, batch, positions).map(|()| positions.to_vec());
+        }
+        Job::Reserve { tenant, counter, count, .. } => {
+            return crate::numbers::sqlite_reserve(conn, tenant, counter, *count).map(|n| vec![n]);
+        }
+        Job::Bind { tenant, name, number, .. } => {
+            return crate::numbers::sqlite_bind(conn, tenant, name, *number).map(|n| vec![n]);
+        }
         Job::Snapshot { tenant, seq, bytes, .. } => {
-            write_snapshot(conn, tenant, *seq, bytes, limits.request_retention_ms)
+            write_snapshot(conn, tenant, *seq, bytes, limits.request_retention_ms)?;
         }
         Job::RaiseFence { fence, .. } => {
             conn.prepare_cached(
@@ -626,7 +682,6 @@ fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Res
                  ON CONFLICT (shard) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)",
             )?
             .execute(params![fence.shard, ordered("fence epoch", fence.epoch)?])?;
-            Ok(())
         }
         Job::TrimStream { tenant, stream, keep_last, .. } => {
             conn.prepare_cached(
@@ -635,12 +690,12 @@ fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Res
                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             )?
             .execute(params![tenant, stream, count(*keep_last)])?;
-            Ok(())
         }
         Job::Retain { tenant, now_ms, streams_before_ms, .. } => {
-            write_retain(conn, tenant, *now_ms, *streams_before_ms, limits.request_retention_ms)
+            write_retain(conn, tenant, *now_ms, *streams_before_ms, limits.request_retention_ms)?;
         }
     }
+    Ok(Vec::new())
 }
 
 /// Retention of one tenant (see `Store::retain`).

@@ -12,6 +12,10 @@
 //! command and queues a retention pass after every few, printing what it queued and what was
 //! acknowledged; after the kill every acknowledged archive row and every acknowledged delete
 //! is there, and whatever was in flight landed whole or not at all.
+//!
+//! And the same for the block allocator: a child reserves blocks from a few threads,
+//! printing each acknowledged block; after the kill and a reopen, the next block starts after
+//! every acknowledged one (no number is handed out twice).
 
 mod common;
 
@@ -30,6 +34,9 @@ const CHILD_PG_URL: &str = "SWITCHBOARD_STORE_CRASH_CHILD_PG_URL";
 /// Set in the archiving children, as the two above.
 const CHILD_ARCHIVE_DIR: &str = "SWITCHBOARD_STORE_CRASH_CHILD_ARCHIVE_DIR";
 const CHILD_ARCHIVE_PG_URL: &str = "SWITCHBOARD_STORE_CRASH_CHILD_ARCHIVE_PG_URL";
+/// Set in the reserving children, as the two above.
+const CHILD_RESERVE_DIR: &str = "SWITCHBOARD_STORE_CRASH_CHILD_RESERVE_DIR";
+const CHILD_RESERVE_PG_URL: &str = "SWITCHBOARD_STORE_CRASH_CHILD_RESERVE_PG_URL";
 /// Retention lags the newest command by this many conversations.
 const RETAIN_LAG: u64 = 20;
 /// The parent kills the child once it has seen this many acknowledgements.
@@ -99,6 +106,84 @@ fn archive_until_killed(store: &dyn Store) {
             stdout.flush().unwrap();
         }
     }
+}
+
+/// Reserves blocks of 1 to 5 numbers of `acme`'s customer counter from three threads at
+/// once (on SQLite they share commits) until killed, printing `block <first> <end> acked <n>`
+/// (end exclusive, `n` counting acknowledgements) once each is acknowledged.
+fn reserve_until_killed(store: &dyn Store) {
+    let printed = std::sync::Mutex::new(0u64);
+    std::thread::scope(|scope| {
+        for thread in 0..3u64 {
+            let printed = &printed;
+            scope.spawn(move || {
+                for i in 0..1_000_000u64 {
+                    let count = 1 + (i + thread) % 5;
+                    let first = store.reserve("acme", "customer", count).unwrap();
+                    let mut acked = printed.lock().unwrap();
+                    *acked += 1;
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "block {first} {} acked {}", first + count, *acked).unwrap();
+                    stdout.flush().unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn child_reserves_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_RESERVE_DIR) else { return };
+    reserve_until_killed(&open(Path::new(&dir)));
+}
+
+#[test]
+fn child_reserves_from_postgres_until_killed() {
+    let Ok(url) = std::env::var(CHILD_RESERVE_PG_URL) else { return };
+    reserve_until_killed(&open_pg(&url));
+}
+
+/// The acknowledged blocks are disjoint, and after the kill the next reservation starts past
+/// every one of them.
+fn check_reservations(store: &dyn Store, lines: &[String]) {
+    let mut blocks: Vec<(u64, u64)> = lines
+        .iter()
+        .filter_map(|line| {
+            let (_, rest) = line.rsplit_once("block ")?;
+            let mut words = rest.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(blocks.len() as u64 >= KILL_AFTER, "{} blocks", blocks.len());
+    blocks.sort_unstable();
+    for pair in blocks.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping blocks {pair:?}");
+    }
+    let end = blocks.iter().map(|&(_, end)| end).max().unwrap();
+    let next = store.reserve("acme", "customer", 1).unwrap();
+    assert!(next >= end, "{next} was handed out before the kill (acknowledged up to {end})");
+}
+
+#[test]
+fn acknowledged_reservations_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lines) = run_child_and_kill_reading(
+        "child_reserves_until_killed",
+        (CHILD_RESERVE_DIR, dir.path().as_os_str()),
+        |child| child.kill().unwrap(),
+    );
+    check_reservations(&open(dir.path()), &lines);
+}
+
+#[test]
+fn acknowledged_reservations_survive_sigkill_of_a_postgres_client() {
+    let url = PgServer::shared().database();
+    let (_, lines) = run_child_and_kill_reading(
+        "child_reserves_from_postgres_until_killed",
+        (CHILD_RESERVE_PG_URL, url.as_ref()),
+        |child| child.kill().unwrap(),
+    );
+    check_reservations(&open_pg(&url), &lines);
 }
 
 #[test]

@@ -29,15 +29,18 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::mesh::{
     Body, ConversationSide, DeskEnvelope, Envelope, FromDesk, ToConversation,
 };
+use switchboard_core::router::Standing;
 use switchboard_core::session::Customer;
 use switchboard_core::{
-    AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Effect, MessageTag, Outcome,
-    Timestamp,
+    AgentId, Channel, Conversation, ConversationId, CustomerId, CustomerMessage, Effect,
+    MessageTag, Outcome, Timestamp,
 };
-use switchboard_store::{ActorState, Archived, Batch, CustomerRecord, Fence};
+use switchboard_store::{
+    ActorState, Archived, Batch, ConversationOwner, CustomerRecord, Fence, Response,
+};
 use tracing::warn;
 
-use super::effects::{MeshNames, Rows, Transcript};
+use super::effects::{CustomerNamed, MeshNames, Rows, Transcript};
 use super::placement::ActorKey;
 use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
 use crate::archive;
@@ -56,6 +59,37 @@ pub enum ConversationOp {
     End { id: ConversationId, by: switchboard_core::Actor },
 }
 
+/// How a public call is answered once its step is applied: its response, encoded.
+pub type Answer = Arc<dyn Fn(Answered<'_>) -> Vec<u8> + Send + Sync>;
+
+/// What an [`Answer`] is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    /// The conversation the call named or opened (live, or ended in this step; `None` if
+    /// neither).
+    pub conversation: Option<&'a Conversation>,
+    /// Where it stands, as the router last told it.
+    pub standing: Option<Standing>,
+    pub outcome: &'a Outcome,
+    /// The last transcript row the step wrote (an agent's message: its own row).
+    pub last_row: Option<&'a switchboard_store::Message>,
+}
+
+/// A call of the public API on the customer's conversation (issue 12's cut-over): the
+/// operation, its request id (empty: none) and how to answer it. A request id already
+/// answered is answered again from the store and applies nothing; a new one's response is
+/// written in the same batch as the step ([`switchboard_store::Batch::responses`]).
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // carries a closure
+pub struct Call {
+    pub op: ConversationOp,
+    pub request_id: String,
+    pub answer: Answer,
+    /// The customer's id (its name), if the caller knows it: the actor keeps it in its row
+    /// and names the customer by it in what it writes.
+    pub customer: Option<String>,
+}
+
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
@@ -65,6 +99,8 @@ pub enum ConversationMsg {
     Desk(DeskEnvelope<FromDesk>, Option<super::Ticket>),
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
+    /// A public call; answered with its encoded response once durable (or found stored).
+    Call(Call, RpcReplyPort<Result<Vec<u8>>>),
     /// A read of the side's current state.
     Read(super::ReadSide<ConversationSide>),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
@@ -92,6 +128,8 @@ pub struct ConversationRun {
     side: ConversationSide,
     /// The transcript's numbering, kept in the row beside the side.
     transcript: Transcript,
+    /// The customer's id (its name), kept in the row once a public call told it.
+    name: Option<String>,
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
@@ -129,14 +167,15 @@ impl Actor for ConversationActor {
         let key = customer.0.to_string();
         let row = mesh.load(CONVERSATION, key.clone()).await?;
         let had_row = row.is_some();
-        let (at, mut side, stored, transcript) = match row {
+        let (at, mut side, stored, transcript, name) = match row {
             Some(ActorState { epoch, body: Some(body), .. }) => {
-                let (at, side, transcript) = decode_with::<ConversationSide>(&body)?;
-                (at, side, epoch, transcript.unwrap_or_default())
+                let (at, side, transcript, name) = decode_with::<ConversationSide>(&body)?;
+                (at, side, epoch, transcript.unwrap_or_default(), name)
             }
             _ => {
                 let record = stored_customer(&mesh, &key).await?;
-                (Timestamp(0), ConversationSide::new(customer, record), 0, Transcript::default())
+                let side = ConversationSide::new(customer, record);
+                (Timestamp(0), side, 0, Transcript::default(), None)
             }
         };
         // Agent actors run: the conversation's own notes go on desk links to the holding
@@ -155,6 +194,7 @@ impl Actor for ConversationActor {
             fence,
             side,
             transcript,
+            name,
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
@@ -239,13 +279,76 @@ impl Actor for ConversationActor {
                     Ok(outcome) => {
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
                         let rows = run.rows(now, said, &outcome.effects);
-                        if let Err(e) = run.commit(rows).await {
+                        let ended = run.side.take_ended();
+                        if let Err(e) = run.write(rows, ended, None, &outcome).await {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
                         run.send();
                         run.mesh.heard(Some(run.customer), outcome.effects.clone());
                         let _ = reply.send(Ok(outcome));
+                    }
+                }
+            }
+            ConversationMsg::Call(call, reply) => {
+                run.last_active = tokio::time::Instant::now();
+                // A request id answered before (by any incarnation): the same answer, nothing
+                // applied. A failed lookup fails the call (retryable), never applies it.
+                if !call.request_id.is_empty() {
+                    match run.answered(&call.request_id).await {
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            run.arm(&myself);
+                            return Ok(());
+                        }
+                        Ok(Some(body)) => {
+                            let _ = reply.send(Ok(body));
+                            run.arm(&myself);
+                            return Ok(());
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                if run.name.is_none() {
+                    run.name.clone_from(&call.customer);
+                }
+                let now = run.now();
+                let said = match &call.op {
+                    ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
+                    _ => None,
+                };
+                match run.apply(now, call.op) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    Ok(outcome) => {
+                        let ended = run.side.take_ended();
+                        let said = said.as_deref().map(|text| (outcome.conversation, text));
+                        let rows = run.rows(now, said, &outcome.effects);
+                        let id = outcome.conversation;
+                        let conversation = run
+                            .side
+                            .conversation()
+                            .filter(|c| c.id == id)
+                            .or_else(|| ended.iter().find(|c| c.id == id));
+                        let body = (call.answer)(Answered {
+                            conversation,
+                            standing: run.side.standing(),
+                            outcome: &outcome,
+                            last_row: rows.last_message(),
+                        });
+                        let response = (!call.request_id.is_empty()).then(|| Response {
+                            request_id: call.request_id.clone(),
+                            at_ms: now.as_millis(),
+                            body: body.clone(),
+                        });
+                        if let Err(e) = run.write(rows, ended, response, &outcome).await {
+                            let _ = reply.send(Err(e.clone()));
+                            return run.fail(&myself, e);
+                        }
+                        run.send();
+                        run.mesh.heard(Some(run.customer), outcome.effects);
+                        let _ = reply.send(Ok(body));
                     }
                 }
             }
@@ -383,19 +486,38 @@ impl ConversationRun {
         if let Some((conversation, text)) = said {
             rows.customer_message(&mut self.transcript, now, conversation, text);
         }
-        rows.conversation(&names, &mut self.transcript, now, self.customer, effects);
+        match &self.name {
+            Some(name) => {
+                let named = CustomerNamed { names, customer: self.customer, name };
+                rows.conversation(&named, &mut self.transcript, now, self.customer, effects);
+            }
+            None => rows.conversation(&names, &mut self.transcript, now, self.customer, effects),
+        }
         rows
     }
 
     /// Makes the side durable: its row, the conversations that ended in this step as archive
     /// rows, and the step's `rows`, in one batch; then those entries go to the node's hub.
     async fn commit(&mut self, rows: Rows) -> Result<()> {
+        let ended = self.side.take_ended();
+        let outcome = Outcome { conversation: ConversationId(0), opened: false, effects: vec![] };
+        self.write(rows, ended, None, &outcome).await
+    }
+
+    /// [`commit`](Self::commit) with the conversations that ended in the step taken out
+    /// already, a public call's `response`, and, when the step `opened` a conversation, its
+    /// owner (this customer), so a call naming the conversation finds this actor.
+    async fn write(
+        &mut self,
+        rows: Rows,
+        ended: Vec<Conversation>,
+        response: Option<Response>,
+        step: &Outcome,
+    ) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let cfg = inner.config.cfg();
-        let archive = self
-            .side
-            .take_ended()
+        let archive = ended
             .into_iter()
             .map(|c| {
                 let purge_at = c.purge_at(&cfg.thresholds(&c)).unwrap_or(c.opened_at);
@@ -418,13 +540,24 @@ impl ConversationRun {
             kind: CONVERSATION.into(),
             key: self.key.clone(),
             epoch: self.epoch,
-            body: Some(encode_with(self.last_now, &self.side, Some(self.transcript))?),
+            body: Some(encode_with(
+                self.last_now,
+                &self.side,
+                Some(self.transcript),
+                self.name.clone(),
+            )?),
         };
+        let owners = step.opened.then_some(ConversationOwner {
+            conversation: step.conversation.0,
+            customer: self.customer.0,
+        });
         let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
             archive,
             actors: vec![row],
+            responses: response.into_iter().collect(),
+            owners: owners.into_iter().collect(),
             ..Batch::default()
         };
         let published = rows.into_batch(&mut batch);
@@ -432,6 +565,15 @@ impl ConversationRun {
         self.stored = true;
         published.publish(&self.mesh, positions);
         Ok(())
+    }
+
+    /// The stored response to `request_id`, if a step answered it before (read off the
+    /// runtime; an error is `Unavailable`: the caller retries).
+    async fn answered(&self, request_id: &str) -> Result<Option<Vec<u8>>> {
+        let inner = self.mesh.inner();
+        let (store, tenant, id) =
+            (inner.store.clone(), inner.tenant.clone(), request_id.to_owned());
+        super::blocking(move || store.actor_response(&tenant, &id)).await
     }
 
     /// The work is over: the customer's record goes to the store and the row goes, in one
@@ -574,6 +716,13 @@ impl ConversationHandle {
         by: switchboard_core::Actor,
     ) -> Result<Vec<Effect>> {
         Ok(self.call(ConversationOp::End { id, by }).await?.effects)
+    }
+
+    /// A public call: its encoded response once durable, or the stored one if its request id
+    /// was answered before (see [`Call`]).
+    pub async fn call_public(&self, call: Call) -> Result<Vec<u8>> {
+        let op = |reply| ConversationMsg::Call(call.clone(), reply);
+        super::call(|| self.mesh.conversation_ref(self.customer), op).await
     }
 
     /// Reads the side's current state (activating the actor if needed).

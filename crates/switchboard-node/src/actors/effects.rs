@@ -12,8 +12,8 @@
 //! go as [`Batch::appends`] and the store numbers them at commit, gap-free across every
 //! writer and node. The rows read as the tenant actor writes them (one translation,
 //! [`crate::apply::rows`], named through [`MeshNames`]); what the mesh cannot say yet: a
-//! customer is named by its number (the conversation actor's key; customer ids are the
-//! cut-over's), and a queue reply carries no estimated wait (the router knows the queue, the
+//! customer is named by its id only once a public call told its conversation actor
+//! ([`CustomerNamed`]; before, and in the router's events, by its number), and a queue reply carries no estimated wait (the router knows the queue, the
 //! conversation side does not). Desk notes (`Notify`) are the agent actor's (its `agent/{id}`
 //! stream); `ReplySuppressed` and `Purge` write nothing here (metrics, and retention by the
 //! archive's `purge_at`). Every effect still goes to `MeshArgs::heard` after the write.
@@ -60,6 +60,37 @@ impl Names for MeshNames<'_> {
     }
 }
 
+/// A mesh's names, with one customer named by its id (a conversation actor that knows its
+/// customer's name: the cut-over's keys); every other customer by its number.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CustomerNamed<'a> {
+    pub names: MeshNames<'a>,
+    pub customer: CustomerId,
+    pub name: &'a str,
+}
+
+impl Names for CustomerNamed<'_> {
+    fn agent_name(&self, agent: AgentId) -> String {
+        self.names.agent_name(agent)
+    }
+
+    fn group_name(&self, group: GroupId) -> String {
+        self.names.group_name(group)
+    }
+
+    fn customer_name(&self, customer: CustomerId) -> String {
+        if customer == self.customer {
+            crate::names::child_name(self.names.tenant, "customers", self.name)
+        } else {
+            self.names.customer_name(customer)
+        }
+    }
+
+    fn conversation_name(&self, conversation: ConversationId) -> String {
+        self.names.conversation_name(conversation)
+    }
+}
+
 /// A conversation actor's transcript numbering, kept in its row beside its side (node-side:
 /// the core's side does not number transcript rows): the last number given in `conversation`.
 /// A new conversation of the customer starts again at 1.
@@ -91,6 +122,11 @@ pub(crate) struct Rows {
 impl Rows {
     pub fn is_empty(&self) -> bool {
         self.appends.is_empty() && self.messages.is_empty()
+    }
+
+    /// The last transcript row of the step, if any.
+    pub fn last_message(&self) -> Option<&Message> {
+        self.messages.last()
     }
 
     /// The customer's message, as the transcript's next row.

@@ -29,6 +29,7 @@ use switchboard_store::Store;
 use tokio::sync::OnceCell;
 
 use super::grpc::{ActorMeshGrpc, GrpcTransport};
+use super::numbers::Numbers;
 use super::transport::InProcess;
 use super::{Mesh, MeshArgs, MeshOptions, TenantConfig};
 use crate::cluster::Ownership;
@@ -49,6 +50,8 @@ pub struct Meshes {
     /// The node's live fan-out, handed to every mesh (agent actors publish there).
     hub: Option<crate::hub::Hub>,
     meshes: Mutex<FxHashMap<String, Arc<OnceCell<Mesh>>>>,
+    /// Customer and conversation numbers of actor tenants, with the node's shard count.
+    numbers: Arc<Numbers>,
 }
 
 impl std::fmt::Debug for Meshes {
@@ -66,7 +69,14 @@ impl Meshes {
     pub fn new(store: Arc<dyn Store>, ownership: Arc<Ownership>, options: MeshOptions) -> Self {
         let local = Arc::new(InProcess::default());
         let transport = Arc::new(GrpcTransport::new(local.clone(), ownership.clone()));
-        Meshes { local, ownership, store, transport, options, hub: None, meshes: Mutex::default() }
+        let numbers = Arc::new(Numbers::new(store.clone(), ownership.shards()));
+        let meshes = Mutex::default();
+        Meshes { local, ownership, store, transport, options, hub: None, meshes, numbers }
+    }
+
+    /// The node's numbering of actor tenants' customers and conversations.
+    pub fn numbers(&self) -> &Arc<Numbers> {
+        &self.numbers
     }
 
     /// The node's hub: agent actors publish their durable desk entries there, so a desk's

@@ -51,6 +51,7 @@ pub mod conversation;
 pub(crate) mod effects;
 pub mod grpc;
 pub mod meshes;
+pub mod numbers;
 pub mod placement;
 pub mod router;
 pub mod transport;
@@ -786,35 +787,40 @@ struct Body<S> {
     side: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     transcript: Option<effects::Transcript>,
+    /// A conversation actor's customer's id (its name), once a public call told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
 }
 
 pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
-    encode_with(at, side, None)
+    encode_with(at, side, None, None)
 }
 
 pub(crate) fn encode_with<S: Serialize>(
     at: Timestamp,
     side: &S,
     transcript: Option<effects::Transcript>,
+    customer: Option<String>,
 ) -> Result<Vec<u8>> {
     let mut bytes = vec![VERSION];
-    rmp_serde::encode::write_named(&mut bytes, &Body { at_ms: at.as_millis(), side, transcript })
+    let body = Body { at_ms: at.as_millis(), side, transcript, customer };
+    rmp_serde::encode::write_named(&mut bytes, &body)
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
 }
 
 pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)> {
-    decode_with(bytes).map(|(at, side, _)| (at, side))
+    decode_with(bytes).map(|(at, side, _, _)| (at, side))
 }
 
 pub(crate) fn decode_with<S: DeserializeOwned>(
     bytes: &[u8],
-) -> Result<(Timestamp, S, Option<effects::Transcript>)> {
+) -> Result<(Timestamp, S, Option<effects::Transcript>, Option<String>)> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => {
             let body: Body<S> = rmp_serde::from_slice(rest)
                 .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
-            Ok((Timestamp(body.at_ms), body.side, body.transcript))
+            Ok((Timestamp(body.at_ms), body.side, body.transcript, body.customer))
         }
         Some((v, _)) => Err(Error::Internal(format!("actor state of unknown version {v}"))),
         None => Err(Error::Internal("empty actor state".into())),

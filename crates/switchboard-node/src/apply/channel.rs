@@ -21,7 +21,7 @@ pub(super) fn conversation(state: &TenantState, field: &str, name: &str) -> Resu
     state.conversation(n)
 }
 
-pub(super) fn check_text(field: &str, text: &str) -> Result<()> {
+pub(crate) fn check_text(field: &str, text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Err(Error::field(field, "the message is empty"));
     }

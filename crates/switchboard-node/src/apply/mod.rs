@@ -8,7 +8,7 @@
 
 mod admin;
 mod agent;
-mod channel;
+pub(crate) mod channel;
 pub(crate) mod events;
 pub mod rows;
 mod supervisor;

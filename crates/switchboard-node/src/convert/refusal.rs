@@ -6,6 +6,7 @@
 use switchboard_core::Error as Core;
 use switchboard_core::{AgentId, ConversationId, CustomerId, GroupId};
 
+use crate::apply::Names;
 use crate::error::Error;
 use crate::state::TenantState;
 
@@ -28,10 +29,17 @@ pub fn new_customer(state: &TenantState, e: Core, u: CustomerId, id: &str) -> Er
 
 /// The message of a core error, naming resources as the API does.
 pub fn describe(state: &TenantState, e: &Core) -> String {
+    describe_named(state, &|m| rename_ids(state, m), e)
+}
+
+/// [`describe`] with any tenant's names (the actors' too); `rename` rewrites the core's
+/// free-text refusals.
+pub fn describe_named(names: &dyn Names, rename: &dyn Fn(&str) -> String, e: &Core) -> String {
+    let state = names;
     let c = |id| state.conversation_name(id);
     let a = |id| state.agent_name(id);
     match e {
-        Core::InvalidArgument(m) => rename_ids(state, m),
+        Core::InvalidArgument(m) => rename(m),
         Core::UnknownConversation(id) => format!("conversation {} does not exist", c(*id)),
         Core::UnknownAgent(id) => format!("agent {} does not exist", a(*id)),
         Core::UnknownGroup(id) => format!("skill group {} does not exist", state.group_name(*id)),

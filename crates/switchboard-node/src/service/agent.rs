@@ -5,7 +5,8 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status};
 
-use super::agent_actors::{Command, Desk, actor_mesh};
+use super::agent_actors::{Command, Desk};
+use super::on_actors::OnActors;
 use super::{ItemStream, numeric_page, page_token, serve_stream, transcript_message, variant};
 use crate::auth::Call;
 use crate::convert::{resources, views};
@@ -19,6 +20,19 @@ pub struct Agents {
     pub registry: Registry,
     /// The actors of tenants created with actor routing (the cut-over of issue 12).
     pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
+}
+
+/// The answer of a conversation-named call an actor tenant's actors do not serve yet.
+fn not_yet_on_actors(op: &Op) -> Status {
+    let call = match op {
+        Op::AgentBotHosting(_) => "SetBotHosting",
+        Op::InviteRating(_) => "InviteRating",
+        _ => "this call",
+    };
+    Status::failed_precondition(format!(
+        "{call} is not yet served by actors (a tenant created with TENANT_ROUTING_ACTORS): see \
+         ARCHITECTURE.md, the cut-over"
+    ))
 }
 
 /// (tenant, agent id) of an acting agent's name.
@@ -38,8 +52,8 @@ impl Agents {
     async fn path(&self, call: &Call, agent: &str) -> Result<Path, Status> {
         let (tenant, id) = agent_name(agent)?;
         call.allow(&tenant, Some(&id))?;
-        match actor_mesh(&self.meshes, &tenant).await? {
-            Some(mesh) => Ok(Path::Actors(Desk::resolve(mesh, &id)?)),
+        match super::on_actors::served(&self.meshes, &tenant).await? {
+            Some(mesh) => Ok(Path::Actors(Desk::resolve(&self.meshes, mesh, &id)?)),
             None => Ok(Path::Tenant(tenant)),
         }
     }
@@ -75,7 +89,40 @@ impl Agents {
         op: Op,
         request_id: &str,
     ) -> Result<Response<pb::Conversation>, Status> {
+        if let Some(on) = self.on_actors(call, agent, &op).await? {
+            let served = match &op {
+                Op::MarkRead(r) => on.agent_on_conversation(r, false).await?,
+                Op::EndConversation(r) => on.agent_on_conversation(r, true).await?,
+                _ => return Err(not_yet_on_actors(&op)),
+            };
+            return Ok(Response::new(served));
+        }
         variant!(self.run(call, agent, op, request_id).await?, Conversation).map(Response::new)
+    }
+
+    /// The tenant's actors, if it is served by actors and `op` is one of the
+    /// conversation-named calls served there (the others stay as they are here).
+    async fn on_actors(
+        &self,
+        call: &Call,
+        agent: &str,
+        op: &Op,
+    ) -> Result<Option<OnActors<'_>>, Status> {
+        let ours = matches!(
+            op,
+            Op::SendMessage(_)
+                | Op::MarkRead(_)
+                | Op::EndConversation(_)
+                | Op::AgentBotHosting(_)
+                | Op::InviteRating(_)
+        );
+        if !ours {
+            return Ok(None);
+        }
+        let (tenant, id) = agent_name(agent)?;
+        call.allow(&tenant, Some(&id))?;
+        let mesh = super::on_actors::served(&self.meshes, &tenant).await?;
+        Ok(mesh.map(|mesh| OnActors { meshes: &self.meshes, mesh }))
     }
 
     async fn list(
@@ -223,8 +270,11 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&call, &agent, Op::SendMessage(r), &request_id).await?, SendMessage)
-            .map(Response::new)
+        let op = Op::SendMessage(r);
+        if let (Some(on), Op::SendMessage(r)) = (self.on_actors(&call, &agent, &op).await?, &op) {
+            return Ok(Response::new(on.send_message(r).await?));
+        }
+        variant!(self.run(&call, &agent, op, &request_id).await?, SendMessage).map(Response::new)
     }
 
     async fn mark_read(

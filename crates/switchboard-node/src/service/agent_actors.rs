@@ -25,6 +25,7 @@
 //! answers with the agent or conversation as they are now. Two copies racing before either
 //! is durable are one command too (the actor remembers its newest request ids).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::router::StatusCause;
@@ -37,21 +38,11 @@ use crate::actors::Mesh;
 use crate::actors::agent::{AgentHandle, AgentOp, Decision, parse_answer};
 use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
+use crate::actors::numbers::Numbers;
 use crate::apply::Names as _;
 use crate::convert::{self, resources, views};
 use crate::error::Error;
 use crate::names;
-
-/// The tenant's mesh if the tenant was created with actor routing. `None`: its tenant actor
-/// serves it (a tenant the store does not know is the tenant actor's path to refuse, as it
-/// always did).
-pub(super) async fn actor_mesh(meshes: &Meshes, tenant: &str) -> Result<Option<Mesh>, Status> {
-    match meshes.actor_routing(tenant).await {
-        Ok(true) => Ok(Some(meshes.mesh(tenant).await?)),
-        Ok(false) | Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// An agent command on actors.
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +57,13 @@ pub(super) enum Command {
 pub(super) struct Desk {
     mesh: Mesh,
     agent: AgentId,
+    /// Customers' names (their ids) by number.
+    numbers: Arc<Numbers>,
 }
 
 impl Desk {
     /// The agent `id` of the mesh's tenant; NOT_FOUND if the configuration has no such agent.
-    pub(super) fn resolve(mesh: Mesh, id: &str) -> Result<Desk, Status> {
+    pub(super) fn resolve(meshes: &Meshes, mesh: Mesh, id: &str) -> Result<Desk, Status> {
         let config = mesh.config();
         let agent = config
             .agent_names
@@ -80,7 +73,7 @@ impl Desk {
             .ok_or_else(|| {
                 Error::NotFound(format!("agent: agent {id:?} of tenant {}", mesh.tenant()))
             })?;
-        Ok(Desk { mesh, agent })
+        Ok(Desk { mesh, agent, numbers: meshes.numbers().clone() })
     }
 
     pub(super) fn tenant(&self) -> &str {
@@ -263,7 +256,10 @@ impl Desk {
             };
             views.push(match held {
                 Some((u, conv)) => {
-                    let customer = names.customer_name(u);
+                    // By its id (the name bound to its number), as the channel calls show it.
+                    let id = self.numbers.customer_name(self.mesh.tenant(), u).await?;
+                    let shown = id.unwrap_or_else(|| u.0.to_string());
+                    let customer = names::child_name(self.mesh.tenant(), "customers", &shown);
                     views::render_named(&names, &conv, None, customer, position, wait)
                 }
                 None => pb::Conversation { name: names.conversation_name(c), ..Default::default() },

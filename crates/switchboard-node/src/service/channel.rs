@@ -5,7 +5,8 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::channel_service_server::ChannelService;
 use tonic::{Request, Response, Status};
 
-use super::{ItemStream, serve_stream, variant};
+use super::on_actors::{Named, OnActors, served};
+use super::{ItemStream, serve_shared_stream, serve_stream, variant};
 use crate::auth::Call;
 use crate::convert::views;
 use crate::names;
@@ -33,6 +34,20 @@ impl Channel {
     ) -> Result<pb::Conversation, Status> {
         let tenant = conversation_tenant(name)?;
         call.allow(&tenant, None)?;
+        if let Some(mesh) = served(&self.meshes, &tenant).await? {
+            let on = OnActors { meshes: &self.meshes, mesh };
+            let which = match op {
+                Op::RequestHuman(_) => Named::RequestHuman,
+                Op::CloseConversation(_) => Named::Close,
+                _ => {
+                    return Err(Status::failed_precondition(
+                        "RateConversation is not yet served by actors (a tenant created with \
+                         TENANT_ROUTING_ACTORS): see ARCHITECTURE.md, the cut-over",
+                    ));
+                }
+            };
+            return Ok(on.on_conversation("conversation", name, which, request_id).await?);
+        }
         variant!(self.registry.command(&tenant, op, request_id).await?, Conversation)
     }
 
@@ -46,6 +61,14 @@ impl Channel {
     ) -> Result<pb::PostMessageResponse, Status> {
         let (tenant, _) = names::child("customer", customer, "customers")?;
         call.allow(&tenant, None)?;
+        if let Some(mesh) = served(&self.meshes, &tenant).await? {
+            let on = OnActors { meshes: &self.meshes, mesh };
+            return Ok(match &op {
+                Op::PostMessage(r) => on.post_message(r).await?,
+                Op::OpenService(r) => on.open_service(r).await?,
+                _ => return Err(Status::internal("not a customer's call")),
+            });
+        }
         variant!(self.registry.command(&tenant, op, request_id).await?, PostMessage)
     }
 }
@@ -110,6 +133,10 @@ impl ChannelService for Channel {
         let (call, r) = Call::split(req);
         let (tenant, n) = names::conversation("conversation", &r.conversation)?;
         call.allow(&tenant, None)?;
+        if let Some(mesh) = served(&self.meshes, &tenant).await? {
+            let on = OnActors { meshes: &self.meshes, mesh };
+            return Ok(Response::new(on.get(&r.conversation).await?));
+        }
         let found = self
             .registry
             .with_conversation(&tenant, n, |state, c, extra, customer| {
@@ -133,6 +160,12 @@ impl ChannelService for Channel {
             Some(Item::Outbound(m)) => Some(m),
             _ => None,
         };
-        Ok(Response::new(serve_stream(&self.registry, tenant, OUTBOX.into(), r.after_cursor, pick)))
+        // An actor tenant's `outbox` has many writers (its conversation actors, on any node):
+        // a shared stream.
+        let serve = match served(&self.meshes, &tenant).await? {
+            Some(_) => serve_shared_stream,
+            None => serve_stream,
+        };
+        Ok(Response::new(serve(&self.registry, tenant, OUTBOX.into(), r.after_cursor, pick)))
     }
 }

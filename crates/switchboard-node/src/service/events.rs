@@ -35,7 +35,7 @@ impl EventService for Events {
         };
         // An actor tenant's `events` has many writers (its actors, on any node): a shared
         // stream, positions assigned by the store, re-read while idle.
-        if super::agent_actors::actor_mesh(&self.meshes, &tenant).await?.is_some() {
+        if super::on_actors::served(&self.meshes, &tenant).await?.is_some() {
             let stream =
                 serve_shared_stream(&self.registry, tenant, EVENTS.into(), r.after_cursor, pick);
             return Ok(Response::new(stream));

@@ -6,6 +6,7 @@ pub(crate) mod agent_actors;
 pub mod channel;
 pub mod events;
 pub mod filter;
+pub(crate) mod on_actors;
 pub mod search;
 pub mod supervisor;
 

@@ -384,6 +384,18 @@ impl Store for Faulty {
     fn tenants(&self) -> StoreResult<Vec<String>> {
         self.inner.tenants()
     }
+    fn reserve(&self, tenant: &str, counter: &str, count: u64) -> StoreResult<u64> {
+        self.inner.reserve(tenant, counter, count)
+    }
+    fn bind_customer(&self, tenant: &str, name: &str, number: u64) -> StoreResult<u64> {
+        self.inner.bind_customer(tenant, name, number)
+    }
+    fn customer_number(&self, tenant: &str, name: &str) -> StoreResult<Option<u64>> {
+        self.inner.customer_number(tenant, name)
+    }
+    fn customer_name(&self, tenant: &str, number: u64) -> StoreResult<Option<String>> {
+        self.inner.customer_name(tenant, number)
+    }
     fn load(&self, tenant: &str) -> StoreResult<Loaded> {
         self.inner.load(tenant)
     }

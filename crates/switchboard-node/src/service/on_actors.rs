@@ -1,0 +1,383 @@
+//! The channel API, and the conversation-named calls of the agent API, of a tenant created
+//! with `TENANT_ROUTING_ACTORS`: served by its conversation actors (issue 12's cut-over),
+//! with the same validation and the same response shapes as the tenant actor's
+//! (`apply::channel`, `convert::views`), so a client tells the two modes apart only by the
+//! numbers.
+//!
+//! - A call naming a customer (PostMessage, OpenService) finds the customer's number
+//!   (`Numbers::customer`, bound on first use) and so its conversation actor; a conversation
+//!   number is taken (`Numbers::conversation`) only when the customer has nothing open.
+//! - A call naming a conversation finds its customer by the durable owner the opening step
+//!   wrote (`Store::conversation_customer`, one primary-key probe), else the archive (an
+//!   ended conversation: GetConversation only).
+//! - Every mutating call carries its request id to the actor, which answers a repeated one
+//!   from the store and writes a new one's response in the step's own batch
+//!   (`actors::conversation::Call`).
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use switchboard_core::router::Standing;
+use switchboard_core::{
+    AgentId, Conversation, ConversationId, CustomerId, CustomerMessage, GroupId,
+};
+use switchboard_proto::v1 as pb;
+use tonic::Status;
+
+use crate::actors::conversation::{Answer, Answered, Call, ConversationOp};
+use crate::actors::effects::MeshNames;
+use crate::actors::meshes::Meshes;
+use crate::actors::{Mesh, TenantConfig};
+use crate::apply::Names;
+use crate::convert::{self, refusal, views};
+use crate::error::{Error, Result};
+use crate::names;
+
+/// The tenant's mesh if the tenant is served by actors; `None`: by its tenant actor (every
+/// tenant created without `routing`, and a tenant the store does not know, whose call the
+/// tenant actor's path refuses as before).
+pub(crate) async fn served(meshes: &Meshes, tenant: &str) -> Result<Option<Mesh>, Status> {
+    match meshes.actor_routing(tenant).await {
+        Ok(true) => Ok(Some(meshes.mesh(tenant).await?)),
+        Ok(false) | Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The calls on one actor tenant.
+pub(crate) struct OnActors<'a> {
+    pub meshes: &'a Meshes,
+    pub mesh: Mesh,
+}
+
+/// A customer as the actors know it (its number) and as clients do (its id, its resource
+/// name; a number never bound to a name shows as the number).
+struct Customer {
+    number: CustomerId,
+    id: Option<String>,
+    resource: String,
+}
+
+/// Which conversation-named call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    RequestHuman,
+    Close,
+}
+
+impl OnActors<'_> {
+    fn tenant(&self) -> &str {
+        self.mesh.tenant()
+    }
+
+    fn names(&self) -> MeshNames<'_> {
+        MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() }
+    }
+
+    /// PostMessage: as `apply::channel::post_message`.
+    pub async fn post_message(
+        &self,
+        r: &pb::PostMessageRequest,
+    ) -> Result<pb::PostMessageResponse> {
+        let tenant = self.tenant();
+        let id = names::child_in("customer", &r.customer, "customers", tenant)?;
+        let channel = convert::channel("channel", r.channel)?;
+        crate::apply::channel::check_text("text", &r.text)?;
+        let config = self.mesh.config();
+        let group =
+            if r.group.is_empty() { None } else { Some(group_ref(config, tenant, &r.group)?) };
+        let priority = u8::try_from(r.priority).map_err(|_| {
+            Error::field("priority", format!("{} is above the highest priority, 255", r.priority))
+        })?;
+        if r.nickname.len() > 256 {
+            return Err(Error::field("nickname", "longer than 256 bytes"));
+        }
+        // Not yet: the nickname upsert (the actors keep no customer profile of their own yet;
+        // ARCHITECTURE.md, the cut-over). The nickname is checked and not stored.
+        let customer = self.meshes.numbers().customer(tenant, &id).await?;
+        let new_conversation = self.fresh(customer).await?;
+        let msg = CustomerMessage {
+            customer,
+            channel,
+            text: r.text.clone(),
+            new_conversation,
+            group,
+            priority: (priority > 0).then_some(priority),
+        };
+        let op = ConversationOp::CustomerMessage(msg);
+        self.post(customer, &id, op, &r.request_id).await
+    }
+
+    /// OpenService: as `apply::channel::open_service`.
+    pub async fn open_service(
+        &self,
+        r: &pb::OpenServiceRequest,
+    ) -> Result<pb::PostMessageResponse> {
+        let tenant = self.tenant();
+        let id = names::child_in("customer", &r.customer, "customers", tenant)?;
+        let channel = convert::channel("channel", r.channel)?;
+        let customer = self.meshes.numbers().customer(tenant, &id).await?;
+        let new_conversation = self.fresh(customer).await?;
+        let op = ConversationOp::OpenService { channel, new_conversation };
+        self.post(customer, &id, op, &r.request_id).await
+    }
+
+    /// A call that may open a conversation, answered with `PostMessageResponse`.
+    async fn post(
+        &self,
+        customer: CustomerId,
+        id: &str,
+        op: ConversationOp,
+        request_id: &str,
+    ) -> Result<pb::PostMessageResponse> {
+        let who = self.named_customer(customer, Some(id.to_owned()));
+        let render = self.renderer(who.resource.clone());
+        let answer: Answer = Arc::new(move |a: Answered<'_>| {
+            let conversation = Some(render(a.conversation, a.standing, a.outcome.conversation));
+            pb::PostMessageResponse { conversation, opened: a.outcome.opened }.encode_to_vec()
+        });
+        let body = self.call_on(&who, op, request_id, answer).await?;
+        pb::PostMessageResponse::decode(body.as_slice()).map_err(undecodable)
+    }
+
+    /// RequestHuman, CloseConversation: as `apply::channel`'s, on the conversation's actor.
+    pub async fn on_conversation(
+        &self,
+        field: &str,
+        name: &str,
+        which: Named,
+        request_id: &str,
+    ) -> Result<pb::Conversation> {
+        let n = self.conversation_number(field, name)?;
+        let id = ConversationId(n);
+        let Some(customer) = self.owner(n).await? else {
+            return Err(self.unknown(id));
+        };
+        let op = match which {
+            Named::RequestHuman => ConversationOp::RequestHuman(id),
+            Named::Close => ConversationOp::ChannelClosed(id),
+        };
+        self.conversation_call(customer, id, op, request_id).await
+    }
+
+    /// An operation on a conversation whose customer is known, answered with the
+    /// conversation as it is after the step.
+    async fn conversation_call(
+        &self,
+        customer: CustomerId,
+        id: ConversationId,
+        op: ConversationOp,
+        request_id: &str,
+    ) -> Result<pb::Conversation> {
+        let who = self.who(customer).await?;
+        let render = self.renderer(who.resource.clone());
+        let answer: Answer =
+            Arc::new(move |a: Answered<'_>| render(a.conversation, a.standing, id).encode_to_vec());
+        let body = self.call_on(&who, op, request_id, answer).await?;
+        pb::Conversation::decode(body.as_slice()).map_err(undecodable)
+    }
+
+    /// A call on the customer's conversation actor: its encoded answer.
+    async fn call_on(
+        &self,
+        who: &Customer,
+        op: ConversationOp,
+        request_id: &str,
+        answer: Answer,
+    ) -> Result<Vec<u8>> {
+        let (request_id, customer) = (request_id.to_owned(), who.id.clone());
+        let call = Call { op, request_id, answer, customer };
+        let called = self.mesh.conversation(who.number).call_public(call).await;
+        called.map_err(|e| self.named(e, who.number, &who.resource))
+    }
+
+    /// SendMessage: as `apply::agent::send_message`; answered with the message's transcript
+    /// row.
+    pub async fn send_message(
+        &self,
+        r: &pb::SendMessageRequest,
+    ) -> Result<pb::SendMessageResponse> {
+        let agent = self.acting(&r.agent)?;
+        let n = self.conversation_number("conversation", &r.conversation)?;
+        crate::apply::channel::check_text("text", &r.text)?;
+        let tag = convert::tag("tag", r.tag)?;
+        let id = ConversationId(n);
+        let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
+        let who = self.who(customer).await?;
+        let op = ConversationOp::AgentMessage { id, agent, text: r.text.clone(), tag };
+        let answer: Answer = Arc::new(|a: Answered<'_>| {
+            let message = a.last_row.map(crate::service::transcript_message);
+            pb::SendMessageResponse { message }.encode_to_vec()
+        });
+        let body = self.call_on(&who, op, &r.request_id, answer).await?;
+        pb::SendMessageResponse::decode(body.as_slice()).map_err(undecodable)
+    }
+
+    /// MarkRead and EndConversation of the acting agent: as `apply::agent`'s (an agent ends
+    /// a conversation as its agent; a supervisor acting on another's conversation is not
+    /// served by actors yet: the mesh's configuration does not carry the supervisor flag).
+    pub async fn agent_on_conversation(
+        &self,
+        r: &pb::AgentConversationRequest,
+        end: bool,
+    ) -> Result<pb::Conversation> {
+        let agent = self.acting(&r.agent)?;
+        let n = self.conversation_number("conversation", &r.conversation)?;
+        let id = ConversationId(n);
+        let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
+        let op = if end {
+            ConversationOp::End { id, by: switchboard_core::Actor::Agent(agent) }
+        } else {
+            ConversationOp::MarkRead { id, agent }
+        };
+        self.conversation_call(customer, id, op, &r.request_id).await
+    }
+
+    /// The acting agent, as `TenantState::agent_ref` finds it, in the mesh's configuration.
+    fn acting(&self, name: &str) -> Result<AgentId> {
+        let tenant = self.tenant();
+        let id = names::child_in("agent", name, "agents", tenant)?;
+        let config = self.mesh.config();
+        let found =
+            config.agent_names.iter().find(|(a, n)| **n == id && config.agents.contains_key(a));
+        found
+            .map(|(a, _)| *a)
+            .ok_or_else(|| Error::NotFound(format!("agent: agent {id:?} of tenant {tenant}")))
+    }
+
+    /// GetConversation: a live conversation from its actor, an ended one from the archive.
+    pub async fn get(&self, name: &str) -> Result<pb::Conversation> {
+        let n = self.conversation_number("conversation", name)?;
+        let id = ConversationId(n);
+        if let Some(customer) = self.owner(n).await? {
+            let who = self.who(customer).await?;
+            let render = self.renderer(who.resource);
+            let handle = self.mesh.conversation(customer);
+            let live = handle.read(move |side| {
+                let c = side.conversation().filter(|c| c.id == id)?;
+                Some(render(Some(c), side.standing(), id))
+            });
+            if let Some(found) = live.await? {
+                return Ok(found);
+            }
+        }
+        let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
+        let row = crate::actors::blocking(move || store.archived(&tenant, n)).await?;
+        let Some(row) = row else { return Err(self.unknown(id)) };
+        let archived = crate::archive::decode(&row.body)?;
+        let customer = match row.customer.parse::<u64>() {
+            Ok(number) => self.who(CustomerId(number)).await?.resource,
+            Err(_) => names::child_name(self.tenant(), "customers", &row.customer),
+        };
+        let names = self.names();
+        Ok(views::render_named(
+            &names,
+            &archived.conversation,
+            Some(&archived.extra),
+            customer,
+            None,
+            None,
+        ))
+    }
+
+    /// The conversation number a call names, checked to be this tenant's.
+    pub fn conversation_number(&self, field: &str, name: &str) -> Result<u64> {
+        let (t, n) = names::conversation(field, name)?;
+        if t != self.tenant() {
+            return Err(Error::field(
+                field,
+                format!("{name:?} is not in tenant {}", self.tenant()),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The customer a conversation number belongs to, by the owner its opening step wrote.
+    pub async fn owner(&self, n: u64) -> Result<Option<CustomerId>> {
+        let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
+        let found = crate::actors::blocking(move || store.conversation_customer(&tenant, n));
+        Ok(found.await?.map(CustomerId))
+    }
+
+    pub fn unknown(&self, id: ConversationId) -> Error {
+        Error::NotFound(format!(
+            "conversation {} does not exist",
+            self.names().conversation_name(id)
+        ))
+    }
+
+    /// The number a new conversation of `customer` takes: a fresh one only when it has
+    /// nothing open (never a number per message); the open one's otherwise (unused).
+    async fn fresh(&self, customer: CustomerId) -> Result<ConversationId> {
+        let handle = self.mesh.conversation(customer);
+        match handle.read(|side| side.conversation().map(|c| c.id)).await? {
+            Some(id) => Ok(id),
+            None => self.meshes.numbers().conversation(self.tenant(), customer).await,
+        }
+    }
+
+    /// The customer of a number, by the name bound to it.
+    async fn who(&self, customer: CustomerId) -> Result<Customer> {
+        let id = self.meshes.numbers().customer_name(self.tenant(), customer).await?;
+        Ok(self.named_customer(customer, id))
+    }
+
+    /// The customer of a number with its id (its name), if known.
+    fn named_customer(&self, number: CustomerId, id: Option<String>) -> Customer {
+        let shown = id.clone().unwrap_or_else(|| number.0.to_string());
+        let resource = names::child_name(self.tenant(), "customers", &shown);
+        Customer { number, id, resource }
+    }
+
+    /// Renders a conversation as the API shows it, with the mesh's names (no estimated wait:
+    /// the conversation side does not know the queue).
+    fn renderer(
+        &self,
+        customer: String,
+    ) -> impl Fn(Option<&Conversation>, Option<Standing>, ConversationId) -> pb::Conversation
+    + Send
+    + Sync
+    + 'static {
+        let (tenant, config) = (self.tenant().to_owned(), self.mesh.config().clone());
+        move |c, standing, id| {
+            let names = MeshNames { tenant: &tenant, config: &config };
+            match c {
+                Some(c) => {
+                    let waiting = c.state == switchboard_core::State::Queued;
+                    let position = standing.and_then(|s| s.position).filter(|_| waiting);
+                    views::render_named(&names, c, None, customer.clone(), position, None)
+                }
+                None => {
+                    pb::Conversation { name: names.conversation_name(id), ..Default::default() }
+                }
+            }
+        }
+    }
+
+    /// A refusal of the core in resource names (the customer by its name, not its number).
+    fn named(&self, e: Error, customer: CustomerId, resource: &str) -> Error {
+        match e {
+            Error::Core(error) => {
+                let names = self.names();
+                let message = refusal::describe_named(&names, &|m| m.to_owned(), &error)
+                    .replace(&names.customer_name(customer), resource);
+                Error::Refused { error, message }
+            }
+            other => other,
+        }
+    }
+}
+
+/// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's
+/// configuration.
+fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId> {
+    let id = names::child_in("group", name, "groups", tenant)?;
+    let found = config.group_names.iter().find(|(g, n)| **n == id && config.groups.contains_key(g));
+    found
+        .map(|(g, _)| *g)
+        .ok_or_else(|| Error::NotFound(format!("group: skill group {id:?} of tenant {tenant}")))
+}
+
+fn undecodable(e: prost::DecodeError) -> Error {
+    Error::Internal(format!("a stored response does not decode: {e}"))
+}
