@@ -884,7 +884,7 @@ fn moved(ownership: &Ownership, tenant: &str) -> Status {
 /// Longest request id.
 const MAX_REQUEST_ID: usize = 128;
 
-fn check_request_id(id: &str) -> Result<(), Error> {
+pub(crate) fn check_request_id(id: &str) -> Result<(), Error> {
     if id.len() > MAX_REQUEST_ID {
         return Err(Error::field("request_id", format!("longer than {MAX_REQUEST_ID} bytes")));
     }

@@ -80,6 +80,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    serve_observed(config, listener, shutdown, |_| ()).await
+}
+
+/// [`serve`], handing the node's meshes to `observe` before it serves (a test drives the
+/// actors behind the public API through them, e.g. a customer message on a mesh handle).
+pub async fn serve_observed(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    observe: impl FnOnce(&Arc<Meshes>),
+) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
     })?;
@@ -152,6 +163,7 @@ pub async fn serve(
         }
     };
 
+    observe(&meshes);
     reporter.set_serving::<ChannelServiceServer<Channel>>().await;
     reporter.set_serving::<AgentServiceServer<Agents>>().await;
     reporter.set_serving::<SupervisorServiceServer<Supervisor>>().await;

@@ -186,6 +186,12 @@ impl AgentSide {
         self.link.out.push(FromAgent::Pick { conversation })
     }
 
+    /// Forwards the end of a wrap-up (of `conversation`, or every one: `None`); the router
+    /// decides.
+    pub fn end_wrap_up(&mut self, conversation: Option<ConversationId>) -> u64 {
+        self.link.out.push(FromAgent::EndWrapUp { conversation })
+    }
+
     // ----- the link ----------------------------------------------------------------------------
 
     /// An envelope from the router side: the messages it completes are applied in order, each

@@ -182,10 +182,24 @@ pub struct AgentEnvelope<M> {
 /// From an agent side to the router side: the agent's commands the router decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromAgent {
-    Status { status: AgentStatus, cause: StatusCause },
-    Accept { conversation: ConversationId },
-    Decline { conversation: ConversationId },
-    Pick { conversation: ConversationId },
+    Status {
+        status: AgentStatus,
+        cause: StatusCause,
+    },
+    Accept {
+        conversation: ConversationId,
+    },
+    Decline {
+        conversation: ConversationId,
+    },
+    Pick {
+        conversation: ConversationId,
+    },
+    /// Ends the agent's wrap-up of `conversation` (an ended one), or every one it may end
+    /// early (`None`).
+    EndWrapUp {
+        conversation: Option<ConversationId>,
+    },
 }
 
 /// From the router side to an agent side.

@@ -199,6 +199,17 @@ impl RouterSide {
         self.routed(Op::new(Cause::Picked), |r, out| r.pick(now, agent, id, out))
     }
 
+    /// The agent ends its wrap-up of an ended conversation, or every one it may end early
+    /// (`None`); refused when there is none, or when it is mandatory.
+    pub fn end_wrap_up(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        id: Option<ConversationId>,
+    ) -> Result<Vec<Effect>> {
+        self.routed(Op::new(Cause::Routed), |r, out| r.end_wrap_up(now, agent, id, out))
+    }
+
     /// The router's part of a transfer: the conversation moves, and hears so. An agent may
     /// move only what it holds (offered or assigned).
     pub fn transfer(
@@ -323,6 +334,7 @@ impl RouterSide {
                 FromAgent::Accept { conversation } => self.accept(now, agent, conversation),
                 FromAgent::Decline { conversation } => self.decline(now, agent, conversation),
                 FromAgent::Pick { conversation } => self.pick(now, agent, conversation),
+                FromAgent::EndWrapUp { conversation } => self.end_wrap_up(now, agent, conversation),
             };
             match decided {
                 Ok(fx) => {

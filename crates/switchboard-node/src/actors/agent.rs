@@ -48,18 +48,19 @@
 //! **Passivation**: idle for [`super::MeshOptions::idle`] with nothing unacknowledged, it
 //! drains and keeps its row (an agent's link is never forgotten).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustc_hash::FxHashMap;
 use switchboard_core::mesh::{
     AgentEnvelope, AgentSide, Body, DeskEnvelope, DeskEvent, ToAgent, ToDesk,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
 use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
-use switchboard_store::{ActorState, Batch, Fence, StreamEntry};
+use switchboard_store::{ActorState, Batch, Fence, Response, StreamEntry};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -71,10 +72,28 @@ use crate::error::{Error, Result};
 /// An agent command, as [`AgentHandle`] builds it.
 #[derive(Debug, Clone)]
 pub enum AgentOp {
-    SetStatus { status: AgentStatus, cause: StatusCause },
+    SetStatus {
+        status: AgentStatus,
+        cause: StatusCause,
+    },
     Accept(ConversationId),
     Decline(ConversationId),
     Pick(ConversationId),
+    /// Ends the wrap-up of an ended conversation, or every one it may end early.
+    EndWrapUp(Option<ConversationId>),
+}
+
+impl AgentOp {
+    /// The command's kind, as its answer is kept by request id ([`answer_body`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentOp::SetStatus { .. } => "status",
+            AgentOp::Accept(_) => "accept",
+            AgentOp::Decline(_) => "decline",
+            AgentOp::Pick(_) => "pick",
+            AgentOp::EndWrapUp(_) => "end_wrap_up",
+        }
+    }
 }
 
 /// The router's decision on one command (see the module's documentation).
@@ -93,8 +112,9 @@ pub enum AgentMsg {
     Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>),
     /// Notes on a desk link from a conversation actor (counted as above).
     Desk(DeskEnvelope<ToDesk>, Option<super::Ticket>),
-    /// A command; answered with its number once durably queued.
-    Op(AgentOp, RpcReplyPort<Result<u64>>),
+    /// A command, with the caller's request id if any; answered with its number once
+    /// durably queued (a request id this incarnation already queued: that command's number).
+    Op(AgentOp, Option<String>, RpcReplyPort<Result<u64>>),
     /// Wait for the router's decision on a command number.
     Decision(u64, oneshot::Sender<Result<Decision>>),
     /// A read of the side's current state.
@@ -130,6 +150,9 @@ pub struct AgentRun {
     timers: Timers,
     /// Callers waiting for a command's decision (volatile).
     waiting: BTreeMap<u64, Vec<oneshot::Sender<Result<Decision>>>>,
+    /// The newest [`KEEP_ANSWERS`] request ids this incarnation queued a command for, and
+    /// its number (volatile; the store keeps them all, `Batch::responses`).
+    answered: (FxHashMap<String, u64>, VecDeque<String>),
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
@@ -187,6 +210,7 @@ impl Actor for AgentActor {
             last_active: tokio::time::Instant::now(),
             timers: Timers::new(every),
             waiting: BTreeMap::new(),
+            answered: Default::default(),
             drained: false,
             failed: false,
             exit,
@@ -262,22 +286,42 @@ impl Actor for AgentActor {
                 }
                 run.send();
             }
-            AgentMsg::Op(op, reply) => {
+            AgentMsg::Op(op, request_id, reply) => {
                 run.last_active = tokio::time::Instant::now();
+                // A retry racing its original (both missed the store's lookup): one command.
+                if let Some(command) = request_id.as_ref().and_then(|r| run.answered.0.get(r)) {
+                    let _ = reply.send(Ok(*command));
+                    run.arm(&myself);
+                    return Ok(());
+                }
+                let kind = op.kind();
                 let side = &mut run.side;
                 let command = match op {
                     AgentOp::SetStatus { status, cause } => side.set_status(status, cause),
                     AgentOp::Accept(c) => side.accept(c),
                     AgentOp::Decline(c) => side.decline(c),
                     AgentOp::Pick(c) => side.pick(c),
+                    AgentOp::EndWrapUp(c) => side.end_wrap_up(c),
                 };
                 let desk = run.side.take_desk();
-                match run.commit(&desk).await {
+                let at_ms = run.now().as_millis();
+                let responses: Vec<Response> = request_id
+                    .iter()
+                    .map(|r| Response {
+                        request_id: r.clone(),
+                        at_ms,
+                        body: answer_body(run.agent, kind, command),
+                    })
+                    .collect();
+                match run.commit_with(&desk, responses).await {
                     Ok(entries) => run.publish(entries),
                     Err(e) => {
                         let _ = reply.send(Err(e.clone()));
                         return run.fail(&myself, e);
                     }
+                }
+                if let Some(r) = request_id {
+                    run.remember(r, command);
                 }
                 run.send();
                 let _ = reply.send(Ok(command));
@@ -328,6 +372,15 @@ impl AgentRun {
     /// Makes the side durable: its row and this step's desk events as entries of the agent's
     /// stream, in one batch. Returns the entries, for the hub.
     async fn commit(&mut self, desk: &[(u64, DeskEvent)]) -> Result<Vec<(u64, StreamItem)>> {
+        self.commit_with(desk, Vec::new()).await
+    }
+
+    /// [`AgentRun::commit`], with the answers to requests this step queued a command for.
+    async fn commit_with(
+        &mut self,
+        desk: &[(u64, DeskEvent)],
+        responses: Vec<Response>,
+    ) -> Result<Vec<(u64, StreamItem)>> {
         self.mesh.holds(self.fence)?;
         let now = self.now();
         let tenant = self.mesh.tenant().to_owned();
@@ -353,10 +406,29 @@ impl AgentRun {
             epoch: self.epoch,
             body: Some(encode(now, &self.side)?),
         };
-        let batch =
-            Batch { tenant, fence: self.fence, streams, actors: vec![row], ..Batch::default() };
+        let batch = Batch {
+            tenant,
+            fence: self.fence,
+            streams,
+            actors: vec![row],
+            responses,
+            ..Batch::default()
+        };
         self.mesh.inner().store.append(batch).await?;
         Ok(items)
+    }
+
+    /// Remembers that `request_id` queued `command` (the newest [`KEEP_ANSWERS`]).
+    fn remember(&mut self, request_id: String, command: u64) {
+        let (ids, order) = &mut self.answered;
+        if ids.insert(request_id.clone(), command).is_none() {
+            order.push_back(request_id);
+        }
+        while order.len() > KEEP_ANSWERS {
+            if let Some(old) = order.pop_front() {
+                ids.remove(&old);
+            }
+        }
     }
 
     /// Durable desk entries to the node's live subscribers, if the mesh has a hub.
@@ -442,6 +514,24 @@ impl AgentRun {
     }
 }
 
+/// How many request ids an agent actor remembers in memory (beside the store's).
+const KEEP_ANSWERS: usize = 1024;
+
+/// How an agent actor's answer to a request is kept by request id (`Batch::responses`): the
+/// agent, the command's kind ([`AgentOp::kind`]) and the number it got, so a retry waits
+/// for that command's decision instead of queuing a second one.
+pub fn answer_body(agent: AgentId, kind: &str, command: u64) -> Vec<u8> {
+    format!("agent/{}/{kind}/{command}", agent.0).into_bytes()
+}
+
+/// The agent, kind and command of an [`answer_body`]; `None` for any other call's response.
+pub fn parse_answer(body: &[u8]) -> Option<(AgentId, &str, u64)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (agent, rest) = text.strip_prefix("agent/")?.split_once('/')?;
+    let (kind, command) = rest.split_once('/')?;
+    Some((AgentId(agent.parse().ok()?), kind, command.parse().ok()?))
+}
+
 /// The conversation a desk event is about, if any (the store deletes the entry with that
 /// conversation's archive row).
 fn about(event: &DeskEvent) -> Option<ConversationId> {
@@ -514,6 +604,12 @@ impl AgentHandle {
         self.call(AgentOp::Pick(conversation)).await
     }
 
+    /// Ends the agent's wrap-up of an ended conversation, or every one it may end early
+    /// (`None`; the router decides); the command's number once durably queued.
+    pub async fn end_wrap_up(&self, conversation: Option<ConversationId>) -> Result<u64> {
+        self.call(AgentOp::EndWrapUp(conversation)).await
+    }
+
     /// Waits for the router's decision on `command` (a number a command above returned), as
     /// the module's documentation says. `Unavailable` if the actor stopped meanwhile;
     /// INVALID_ARGUMENT for a number not issued, FAILED_PRECONDITION for one decided too
@@ -535,8 +631,16 @@ impl AgentHandle {
         super::read(actor, AgentMsg::Read, read).await
     }
 
+    /// Any command, with the caller's request id: a request id this incarnation already
+    /// queued a command for answers that command's number (the service looks older ones up
+    /// in the store first).
+    pub async fn command(&self, op: AgentOp, request_id: Option<String>) -> Result<u64> {
+        let op = |reply| AgentMsg::Op(op.clone(), request_id.clone(), reply);
+        super::call(|| self.mesh.agent_ref(self.agent), op).await
+    }
+
     async fn call(&self, op: AgentOp) -> Result<u64> {
-        let op = |reply| AgentMsg::Op(op.clone(), reply);
+        let op = |reply| AgentMsg::Op(op.clone(), None, reply);
         super::call(|| self.mesh.agent_ref(self.agent), op).await
     }
 }

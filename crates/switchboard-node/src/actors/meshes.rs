@@ -14,6 +14,13 @@
 //! A single node runs its meshes too, under an ownership of one shard served here
 //! (`server.rs`). The actors of the shards a node serves come back from their rows without
 //! waiting for a message ([`super::recovery`]: on adoption, and on a single node at start).
+//!
+//! **Agent actors** run in the meshes of tenants created with `TENANT_ROUTING_ACTORS` (their
+//! agents' own calls are served by them, `service::agent_actors`): such a mesh is built with
+//! [`MeshOptions::agent_actors`] on whatever the node's options say, so its router has agent
+//! links and its conversations desk links; every other tenant's mesh keeps the node's
+//! options. Agent actors publish their durable desk entries to the node's hub
+//! ([`Meshes::with_hub`]), where `AgentService.StreamEvents` follows them.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -119,13 +126,15 @@ impl Meshes {
             return Ok(mesh.clone());
         }
         let (store, ownership) = (self.store.clone(), self.ownership.clone());
-        let (local, transport, options, hub) =
+        let (local, transport, mut options, hub) =
             (self.local.clone(), self.transport.clone(), self.options, self.hub.clone());
         let tenant = tenant.to_owned();
         let create = tokio::spawn(async move {
             let mesh = cell
                 .get_or_try_init(|| async {
                     let (config, router) = load(store.clone(), tenant.clone()).await?;
+                    // An actor tenant's agents are served by their agent actors.
+                    options.agent_actors |= config.actor_routing;
                     let args = MeshArgs {
                         tenant,
                         store,
@@ -204,5 +213,6 @@ async fn load(
     config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
     config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
     config.actor_routing = state.actor_routing;
+    config.supervisors = agents.iter().copied().filter(|a| state.is_supervisor(*a)).collect();
     Ok((Arc::new(config), state.engine.router().clone()))
 }

@@ -116,6 +116,8 @@ pub struct TenantConfig {
     /// The tenant was created with `TENANT_ROUTING_ACTORS`: its public calls are served by
     /// these actors, not by its tenant actor (fixed at creation).
     pub actor_routing: bool,
+    /// The agents that are supervisors (the node keeps the flag beside the engine).
+    pub supervisors: rustc_hash::FxHashSet<AgentId>,
 }
 
 impl TenantConfig {
@@ -134,6 +136,7 @@ impl TenantConfig {
             agent_names: FxHashMap::default(),
             group_names: FxHashMap::default(),
             actor_routing: false,
+            supervisors: Default::default(),
         }
     }
 

@@ -4,11 +4,13 @@
 //! Groups, agents and customers refer to each other by id (as the Put requests take them);
 //! group members are agent resource names, conversations are always resource names.
 
+use switchboard_core::config::AgentSettings;
 use switchboard_core::{AgentId, AgentStatus, CustomerId, GroupId, Timestamp};
 use switchboard_proto::v1 as pb;
 
 use super::settings::{reply_settings_to_pb, routing_policy_to_pb, tenant_settings_to_pb};
 use super::{status_to_pb, timestamp};
+use crate::apply::Names;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::state::TenantState;
@@ -75,28 +77,43 @@ pub fn group(state: &TenantState, g: GroupId) -> pb::Group {
 /// An agent with its live status and load. `first_login_today` is the stored first sign-in
 /// of the day it happened; reads that know today's date use [`agent_on`].
 pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
-    let settings = state.engine.agent_settings(a);
-    let live = state.engine.router().agent(a);
     let extra = state.agent_extra.get(&a);
+    let (settings, live) = (state.engine.agent_settings(a), state.engine.router().agent(a));
     pb::Agent {
-        name: state.agent_name(a),
+        supervisor: extra.is_some_and(|x| x.supervisor),
+        first_login_today: extra.and_then(|x| x.first_login).map(|(_, at)| timestamp(at)),
+        ..agent_named(state, a, settings, live)
+    }
+}
+
+/// [`agent`] from its parts: names from `names` (the tenant actor's state, or a mesh's
+/// configuration), the agent's settings and the router's live view of it. Neither
+/// `supervisor` nor `first_login_today` is set (the node keeps them beside the engine).
+pub fn agent_named(
+    names: &dyn Names,
+    a: AgentId,
+    settings: Option<&AgentSettings>,
+    live: Option<&switchboard_core::router::Agent>,
+) -> pb::Agent {
+    pb::Agent {
+        name: names.agent_name(a),
         nickname: settings.map(|s| s.nickname.clone()).unwrap_or_default(),
         capacity: settings.map_or(0, |s| s.capacity),
         groups: settings
-            .map(|s| s.groups.iter().map(|g| state.group_name(*g)).collect())
+            .map(|s| s.groups.iter().map(|g| names.group_name(*g)).collect())
             .unwrap_or_default(),
         replies: settings.map(|s| reply_settings_to_pb(&s.replies)),
-        supervisor: extra.is_some_and(|x| x.supervisor),
+        supervisor: false,
         status: status_to_pb(live.map_or(AgentStatus::Offline, |x| x.status)) as i32,
         load: live.map_or(0, |x| x.load()),
-        first_login_today: extra.and_then(|x| x.first_login).map(|(_, at)| timestamp(at)),
-        wrap_ups: live.map(|x| wrap_ups(state, x)).unwrap_or_default(),
+        first_login_today: None,
+        wrap_ups: live.map(|x| wrap_ups(names, x)).unwrap_or_default(),
         proficiencies: settings
             .map(|s| {
                 s.proficiency
                     .iter()
                     .map(|(g, level)| pb::Proficiency {
-                        group: state.group_name(*g),
+                        group: names.group_name(*g),
                         level: u32::from(*level),
                     })
                     .collect()
@@ -106,13 +123,13 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
 }
 
 /// An agent's wrap-ups, soonest end first.
-fn wrap_ups(state: &TenantState, a: &switchboard_core::router::Agent) -> Vec<pb::AgentWrapUp> {
+fn wrap_ups(names: &dyn Names, a: &switchboard_core::router::Agent) -> Vec<pb::AgentWrapUp> {
     let mut wraps: Vec<_> = a.wrapping.iter().collect();
     wraps.sort_by_key(|(c, w)| (w.until, **c));
     wraps
         .into_iter()
         .map(|(c, w)| pb::AgentWrapUp {
-            conversation: state.conversation_name(*c),
+            conversation: names.conversation_name(*c),
             end_time: Some(timestamp(w.until)),
             can_end_early: w.can_end_early,
         })

@@ -5,6 +5,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status};
 
+use super::agent_actors::{Command, Desk};
 use super::on_actors::OnActors;
 use super::{ItemStream, numeric_page, page_token, serve_stream, transcript_message, variant};
 use crate::auth::Call;
@@ -39,7 +40,42 @@ fn agent_name(name: &str) -> Result<(String, String), Status> {
     Ok(names::child("agent", name, "agents")?)
 }
 
+/// Who serves an agent's own call: its agent actor (a tenant created with actor routing) or
+/// its tenant actor (every other tenant; the tenant's name).
+enum Path {
+    Actors(Desk),
+    Tenant(String),
+}
+
 impl Agents {
+    /// Checks the caller may act as `agent`, then finds who serves its calls.
+    async fn path(&self, call: &Call, agent: &str) -> Result<Path, Status> {
+        let (tenant, id) = agent_name(agent)?;
+        call.allow(&tenant, Some(&id))?;
+        match super::on_actors::served(&self.meshes, &tenant).await? {
+            Some(mesh) => Ok(Path::Actors(Desk::resolve(&self.meshes, mesh, &id)?)),
+            None => Ok(Path::Tenant(tenant)),
+        }
+    }
+
+    /// Accept, Decline or Pick, on whichever path serves the agent.
+    async fn offer(
+        &self,
+        req: Request<pb::AgentConversationRequest>,
+        command: Command,
+        op: fn(pb::AgentConversationRequest) -> Op,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let (call, r) = Call::split(req);
+        match self.path(&call, &r.agent).await? {
+            Path::Actors(desk) => desk.on_conversation(&r, command).await.map(Response::new),
+            Path::Tenant(tenant) => {
+                let request_id = r.request_id.clone();
+                let result = self.registry.command(&tenant, op(r), &request_id).await?;
+                variant!(result, Conversation).map(Response::new)
+            }
+        }
+    }
+
     async fn run(&self, call: &Call, agent: &str, op: Op, request_id: &str) -> Result<R, Status> {
         let (tenant, id) = agent_name(agent)?;
         call.allow(&tenant, Some(&id))?;
@@ -95,10 +131,13 @@ impl Agents {
         kind: &'static str,
         which: fn(&TenantState, switchboard_core::AgentId) -> Vec<switchboard_core::ConversationId>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        let (tenant, id) = agent_name(&r.agent)?;
-        call.allow(&tenant, Some(&id))?;
+        let path = self.path(&call, &r.agent).await?;
         let (size, start) = numeric_page(r.page.as_ref(), kind)?;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let (tenant, id) = match path {
+            Path::Actors(desk) => return desk.list(kind, size, start).await.map(Response::new),
+            Path::Tenant(tenant) => (tenant, agent_name(&r.agent)?.1),
+        };
         let page = self
             .registry
             .read(&tenant, move |state| -> Result<_, Error> {
@@ -136,8 +175,12 @@ impl AgentService for Agents {
         req: Request<pb::SetStatusRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let (call, r) = Call::split(req);
-        let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&call, &agent, Op::SetStatus(r), &request_id).await?, Agent)
+        let tenant = match self.path(&call, &r.agent).await? {
+            Path::Actors(desk) => return desk.set_status(&r).await.map(Response::new),
+            Path::Tenant(tenant) => tenant,
+        };
+        let request_id = r.request_id.clone();
+        variant!(self.registry.command(&tenant, Op::SetStatus(r), &request_id).await?, Agent)
             .map(Response::new)
     }
 
@@ -148,13 +191,20 @@ impl AgentService for Agents {
         req: Request<pb::StreamAgentEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let (call, r) = Call::split(req);
-        let (tenant, id) = agent_name(&r.agent)?;
-        call.allow(&tenant, Some(&id))?;
+        let (_, id) = agent_name(&r.agent)?;
+        let path = self.path(&call, &r.agent).await?;
+        let tenant = match &path {
+            Path::Actors(desk) => desk.tenant().to_owned(),
+            Path::Tenant(tenant) => tenant.clone(),
+        };
         let slot = call.stream_slot(&tenant, &id)?;
-        let check = id.clone();
-        self.registry
-            .read(&tenant, move |state| state.agent("agent", &check).map(|_| ()))
-            .await??;
+        if let Path::Tenant(_) = path {
+            let check = id.clone();
+            self.registry
+                .read(&tenant, move |state| state.agent("agent", &check).map(|_| ()))
+                .await??;
+        }
+        // On actors the desk stream's one writer is the agent actor; same contract.
         let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
             Some(Item::AgentEvent(e)) => Some(e),
             _ => None,
@@ -172,27 +222,21 @@ impl AgentService for Agents {
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let (call, r) = Call::split(req);
-        let (agent, request_id) = request_fields!(r);
-        self.conversation(&call, &agent, Op::Accept(r), &request_id).await
+        self.offer(req, Command::Accept, Op::Accept).await
     }
 
     async fn decline(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let (call, r) = Call::split(req);
-        let (agent, request_id) = request_fields!(r);
-        self.conversation(&call, &agent, Op::Decline(r), &request_id).await
+        self.offer(req, Command::Decline, Op::Decline).await
     }
 
     async fn pick(
         &self,
         req: Request<pb::AgentConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
-        let (call, r) = Call::split(req);
-        let (agent, request_id) = request_fields!(r);
-        self.conversation(&call, &agent, Op::Pick(r), &request_id).await
+        self.offer(req, Command::Pick, Op::Pick).await
     }
 
     async fn list_unaccepted(
@@ -265,8 +309,12 @@ impl AgentService for Agents {
         req: Request<pb::EndWrapUpRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let (call, r) = Call::split(req);
-        let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&call, &agent, Op::EndWrapUp(r), &request_id).await?, Agent)
+        let tenant = match self.path(&call, &r.agent).await? {
+            Path::Actors(desk) => return desk.end_wrap_up(&r).await.map(Response::new),
+            Path::Tenant(tenant) => tenant,
+        };
+        let request_id = r.request_id.clone();
+        variant!(self.registry.command(&tenant, Op::EndWrapUp(r), &request_id).await?, Agent)
             .map(Response::new)
     }
 

@@ -5,7 +5,7 @@ use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::event_service_server::EventService;
 use tonic::{Request, Response, Status};
 
-use super::{ItemStream, serve_stream};
+use super::{ItemStream, serve_shared_stream, serve_stream};
 use crate::auth::Call;
 use crate::names;
 use crate::registry::Registry;
@@ -29,11 +29,18 @@ impl EventService for Events {
         let (call, r) = Call::split(req);
         let tenant = names::tenant("tenant", &r.tenant)?;
         call.allow(&tenant, None)?;
-        self.registry.read(&tenant, |_| ()).await?;
         let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
             Some(Item::Event(e)) => Some(e),
             _ => None,
         };
+        // An actor tenant's `events` has many writers (its actors, on any node): a shared
+        // stream, positions assigned by the store, re-read while idle.
+        if super::on_actors::served(&self.meshes, &tenant).await?.is_some() {
+            let stream =
+                serve_shared_stream(&self.registry, tenant, EVENTS.into(), r.after_cursor, pick);
+            return Ok(Response::new(stream));
+        }
+        self.registry.read(&tenant, |_| ()).await?;
         Ok(Response::new(serve_stream(&self.registry, tenant, EVENTS.into(), r.after_cursor, pick)))
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub(crate) mod agent_actors;
 pub mod channel;
 pub mod events;
 pub mod filter;

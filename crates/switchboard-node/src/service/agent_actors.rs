@@ -1,0 +1,280 @@
+//! The agent's own AgentService calls for a tenant created with `TENANT_ROUTING_ACTORS`
+//! (issue 12, the cut-over), served by the agent's actor ([`crate::actors::agent`]) instead
+//! of the tenant actor. Every other tenant is served as before (`service::agent`).
+//!
+//! - **Commands** (SetStatus, Accept, Decline, Pick, EndWrapUp): validated as the tenant
+//!   actor validates them, then queued on the agent's link (durable in the agent actor's
+//!   row) and answered once the router actor has decided them ([`AgentHandle::decision`]):
+//!   applied, the call returns the agent or the conversation as the actors hold them now; a
+//!   refusal is FAILED_PRECONDITION with the router's reason (the tenant actor's path gives
+//!   some refusals other codes and names in its messages; the router's reason names numbers).
+//! - **Reads**: ListAssigned from the agent actor (what the router last told it: offered and
+//!   assigned), ListUnaccepted from the router actor (the agent actor does not know the
+//!   queues); each conversation from its conversation actor (found by the router's
+//!   `customer_of`), its position and estimated wait from the router.
+//! - **The desk's StreamEvents** reads `agent/{id}`, which the agent actor alone writes and
+//!   numbers, with the tenant actor's cursor contract (`serve_stream`).
+//!
+//! The agent is named `tenants/{t}/agents/{a}` and resolved through the mesh's configuration
+//! (as loaded with the mesh: an agent created after that is NOT_FOUND here until
+//! configuration versions reach running meshes).
+//!
+//! **Idempotency**: a command's `request_id` is stored with its number in the agent actor's
+//! batch that queues it (`Batch::responses`, the per-actor table); a retry finds it there
+//! before dispatching and waits for that command's decision again, queuing nothing, then
+//! answers with the agent or conversation as they are now. Two copies racing before either
+//! is durable are one command too (the actor remembers its newest request ids).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::router::StatusCause;
+use switchboard_core::{AgentId, ConversationId, CustomerId};
+use switchboard_proto::v1 as pb;
+use tonic::Status;
+
+use super::page_token;
+use crate::actors::Mesh;
+use crate::actors::agent::{AgentHandle, AgentOp, Decision, parse_answer};
+use crate::actors::effects::MeshNames;
+use crate::actors::meshes::Meshes;
+use crate::actors::numbers::Numbers;
+use crate::apply::Names as _;
+use crate::convert::{self, resources, views};
+use crate::error::Error;
+use crate::names;
+
+/// An agent command on actors.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Command {
+    Accept,
+    Decline,
+    Pick,
+}
+
+/// One agent of an actor tenant, resolved.
+#[derive(Debug, Clone)]
+pub(super) struct Desk {
+    mesh: Mesh,
+    agent: AgentId,
+    /// Customers' names (their ids) by number.
+    numbers: Arc<Numbers>,
+}
+
+impl Desk {
+    /// The agent `id` of the mesh's tenant; NOT_FOUND if the configuration has no such agent.
+    pub(super) fn resolve(meshes: &Meshes, mesh: Mesh, id: &str) -> Result<Desk, Status> {
+        let config = mesh.config();
+        let agent = config
+            .agent_names
+            .iter()
+            .find(|(a, name)| name.as_str() == id && config.agents.contains_key(a))
+            .map(|(a, _)| *a)
+            .ok_or_else(|| {
+                Error::NotFound(format!("agent: agent {id:?} of tenant {}", mesh.tenant()))
+            })?;
+        Ok(Desk { mesh, agent, numbers: meshes.numbers().clone() })
+    }
+
+    pub(super) fn tenant(&self) -> &str {
+        self.mesh.tenant()
+    }
+
+    fn handle(&self) -> AgentHandle {
+        self.mesh.agent(self.agent)
+    }
+
+    fn names(&self) -> MeshNames<'_> {
+        MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() }
+    }
+
+    /// Queues `op` on the agent's link once per `request_id` and waits for the router's
+    /// decision: applied, or FAILED_PRECONDITION with the router's reason. A request id the
+    /// agent actor answered before (`Batch::responses`, kept for the request retention) gets
+    /// the decision on that command again, nothing queued; one another call used is
+    /// FAILED_PRECONDITION. A failed lookup fails the call (retryable).
+    async fn decided(&self, op: AgentOp, request_id: &str) -> Result<(), Status> {
+        crate::registry::check_request_id(request_id)?;
+        let command = match self.answered(request_id, op.kind()).await? {
+            Some(command) => command,
+            None => {
+                self.admissible(&op).await?;
+                let id = (!request_id.is_empty()).then(|| request_id.to_owned());
+                self.handle().command(op, id).await?
+            }
+        };
+        match self.handle().decision(command).await? {
+            Decision::Applied => Ok(()),
+            Decision::Refused { reason } => Err(Status::failed_precondition(reason)),
+        }
+    }
+
+    /// A new Accept, Decline or Pick names a conversation the router actor has (live):
+    /// NOT_FOUND otherwise, as on the tenant actor's path.
+    async fn admissible(&self, op: &AgentOp) -> Result<(), Status> {
+        let (AgentOp::Accept(c) | AgentOp::Decline(c) | AgentOp::Pick(c)) = *op else {
+            return Ok(());
+        };
+        let live = move |side: &switchboard_core::mesh::RouterSide| {
+            side.customer_of(c).is_some() && !side.has_left(c)
+        };
+        if !self.mesh.router().read(live).await? {
+            let name = self.names().conversation_name(c);
+            return Err(Error::NotFound(format!("conversation {name}")).into());
+        }
+        Ok(())
+    }
+
+    /// The command of this `kind` a request id queued for this agent before, if the store has
+    /// it; FAILED_PRECONDITION if another call used the request id.
+    async fn answered(&self, request_id: &str, kind: &str) -> Result<Option<u64>, Status> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let store = self.mesh.inner().store.clone();
+        let (tenant, id) = (self.mesh.tenant().to_owned(), request_id.to_owned());
+        let found = tokio::task::spawn_blocking(move || store.actor_response(&tenant, &id))
+            .await
+            .map_err(|e| Status::unavailable(format!("request lookup interrupted: {e}")))?
+            .map_err(Error::from)?;
+        let Some(body) = found else { return Ok(None) };
+        match parse_answer(&body) {
+            Some((agent, k, command)) if agent == self.agent && k == kind => Ok(Some(command)),
+            _ => Err(Status::failed_precondition(format!(
+                "request_id {request_id:?} was used by another call; give each call its own"
+            ))),
+        }
+    }
+
+    pub(super) async fn set_status(&self, r: &pb::SetStatusRequest) -> Result<pb::Agent, Status> {
+        let status = convert::status("status", r.status)?;
+        let op = AgentOp::SetStatus { status, cause: StatusCause::Agent };
+        self.decided(op, &r.request_id).await?;
+        self.agent_view().await
+    }
+
+    /// Ends the wrap-up of the named ended conversation, or every one (empty name).
+    pub(super) async fn end_wrap_up(&self, r: &pb::EndWrapUpRequest) -> Result<pb::Agent, Status> {
+        // The conversation has ended: its name is checked, not its state.
+        let c = if r.conversation.is_empty() {
+            None
+        } else {
+            Some(self.conversation_ref("conversation", &r.conversation)?)
+        };
+        self.decided(AgentOp::EndWrapUp(c), &r.request_id).await?;
+        self.agent_view().await
+    }
+
+    /// Accept, Decline or Pick of a live conversation (NOT_FOUND if the router has none of
+    /// that number); answers with the conversation as its actor holds it afterwards.
+    pub(super) async fn on_conversation(
+        &self,
+        r: &pb::AgentConversationRequest,
+        command: Command,
+    ) -> Result<pb::Conversation, Status> {
+        let c = self.conversation_ref("conversation", &r.conversation)?;
+        let op = match command {
+            Command::Accept => AgentOp::Accept(c),
+            Command::Decline => AgentOp::Decline(c),
+            Command::Pick => AgentOp::Pick(c),
+        };
+        self.decided(op, &r.request_id).await?;
+        let mut views = self.conversations(vec![c]).await?;
+        Ok(views.pop().unwrap_or_default())
+    }
+
+    /// One page of the agent's assigned (offered first, then assigned, as the tenant actor
+    /// lists them) or unaccepted conversations, from rank `start`.
+    pub(super) async fn list(
+        &self,
+        kind: &'static str,
+        size: usize,
+        start: usize,
+    ) -> Result<pb::ListConversationsResponse, Status> {
+        let a = self.agent;
+        let all: Vec<ConversationId> = if kind == "assigned" {
+            let read = |side: &switchboard_core::mesh::AgentSide| {
+                side.offered().iter().chain(side.assigned().iter()).copied().collect()
+            };
+            self.handle().read(read).await?
+        } else {
+            let now = crate::clock::now();
+            self.mesh.router().read(move |side| side.router().unaccepted(a, now)).await?
+        };
+        let end = (start + size).min(all.len());
+        let page = all.get(start..end).unwrap_or_default().to_vec();
+        let conversations = self.conversations(page).await?;
+        let next_page_token =
+            if end < all.len() { page_token(kind, &end.to_string()) } else { String::new() };
+        Ok(pb::ListConversationsResponse { conversations, next_page_token })
+    }
+
+    /// The agent as the actors hold it: settings from the mesh's configuration, status,
+    /// load and wrap-ups from the router actor. `first_login_today` is not kept by the
+    /// actors (unset).
+    async fn agent_view(&self) -> Result<pb::Agent, Status> {
+        let a = self.agent;
+        let live = self.mesh.router().read(move |side| side.router().agent(a).cloned()).await?;
+        let config = self.mesh.config();
+        let view = resources::agent_named(&self.names(), a, config.agents.get(&a), live.as_ref());
+        Ok(pb::Agent { supervisor: config.supervisors.contains(&a), ..view })
+    }
+
+    /// Each conversation as its actor holds it (found through the router's `customer_of`),
+    /// with its position and estimated wait from the router; only its name if neither
+    /// knows it any more (ended and gone). Tags and notes are not kept by the actors yet.
+    async fn conversations(
+        &self,
+        ids: Vec<ConversationId>,
+    ) -> Result<Vec<pb::Conversation>, Status> {
+        let now = crate::clock::now();
+        let wanted = ids.clone();
+        let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> = self
+            .mesh
+            .router()
+            .read(move |side| {
+                let router = side.router();
+                wanted
+                    .iter()
+                    .map(|c| {
+                        (side.customer_of(*c), router.position(*c), router.estimated_wait(now, *c))
+                    })
+                    .collect()
+            })
+            .await?;
+        let names = self.names();
+        let mut views = Vec::with_capacity(ids.len());
+        for (c, (customer, position, wait)) in ids.into_iter().zip(placed) {
+            let held = match customer {
+                Some(u) => {
+                    let read = move |side: &switchboard_core::mesh::ConversationSide| {
+                        side.conversation().filter(|x| x.id == c).cloned()
+                    };
+                    self.mesh.conversation(u).read(read).await?.map(|conv| (u, conv))
+                }
+                None => None,
+            };
+            views.push(match held {
+                Some((u, conv)) => {
+                    // By its id (the name bound to its number), as the channel calls show it.
+                    let id = self.numbers.customer_name(self.mesh.tenant(), u).await?;
+                    let shown = id.unwrap_or_else(|| u.0.to_string());
+                    let customer = names::child_name(self.mesh.tenant(), "customers", &shown);
+                    views::render_named(&names, &conv, None, customer, position, wait)
+                }
+                None => pb::Conversation { name: names.conversation_name(c), ..Default::default() },
+            });
+        }
+        Ok(views)
+    }
+
+    /// A conversation named in this tenant (INVALID_ARGUMENT otherwise), by number.
+    fn conversation_ref(&self, field: &str, name: &str) -> Result<ConversationId, Status> {
+        let (t, n) = names::conversation(field, name)?;
+        let tenant = self.mesh.tenant();
+        if t != tenant {
+            return Err(Error::field(field, format!("{name:?} is not in tenant {tenant}")).into());
+        }
+        Ok(ConversationId(n))
+    }
+}
