@@ -143,6 +143,10 @@ async fn setup_routed(
             proficiencies: Vec::new(),
         };
         call!(c, admin.put_agent, put).expect("put agent");
+    }
+    // Every agent exists before the first signs in: a tenant on actors loads its
+    // configuration with its mesh, and changes do not reach a running mesh yet.
+    for a in 0..agents {
         let online = pb::SetStatusRequest {
             agent: format!("tenants/{t}/agents/a{a}"),
             status: pb::AgentStatus::Online as i32,

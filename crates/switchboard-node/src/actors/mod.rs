@@ -443,6 +443,12 @@ impl Mesh {
     /// Whether an actor activated under `fence` may still write: this node still owns the
     /// shard at that epoch. (The store refuses an older epoch anyway once a new owner raised
     /// it; this refuses as soon as this node's view changes.)
+    /// Whether the actor of `key` lives on this node now (always, without a cluster).
+    pub fn is_here(&self, key: ActorKey<'_>) -> bool {
+        let Some(ownership) = &self.0.ownership else { return true };
+        matches!(placement::resolve(ownership, key), Route::Local(_))
+    }
+
     pub(crate) fn holds(&self, fence: Fence) -> Result<()> {
         let Some(ownership) = &self.0.ownership else { return Ok(()) };
         match ownership.route_shard(fence.shard) {

@@ -39,6 +39,7 @@ use crate::actors::agent::{AgentHandle, AgentOp, Decision, parse_answer};
 use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
 use crate::actors::numbers::Numbers;
+use crate::actors::placement::ActorKey;
 use crate::apply::Names as _;
 use crate::convert::{self, resources, views};
 use crate::error::Error;
@@ -115,6 +116,11 @@ impl Desk {
         let (AgentOp::Accept(c) | AgentOp::Decline(c) | AgentOp::Pick(c)) = *op else {
             return Ok(());
         };
+        if !self.router_here() {
+            // The router refuses a conversation it does not have: FAILED_PRECONDITION with
+            // its reason rather than NOT_FOUND (no read of another node's actor).
+            return Ok(());
+        }
         let live = move |side: &switchboard_core::mesh::RouterSide| {
             side.customer_of(c).is_some() && !side.has_left(c)
         };
@@ -197,9 +203,14 @@ impl Desk {
                 side.offered().iter().chain(side.assigned().iter()).copied().collect()
             };
             self.handle().read(read).await?
-        } else {
+        } else if self.router_here() {
             let now = crate::clock::now();
             self.mesh.router().read(move |side| side.router().unaccepted(a, now)).await?
+        } else {
+            return Err(Status::failed_precondition(
+                "ListUnaccepted of a tenant on actors is answered by its router's node only, not \
+                 yet from the agent's: call it where the router runs, or use the desk stream",
+            ));
         };
         let end = (start + size).min(all.len());
         let page = all.get(start..end).unwrap_or_default().to_vec();
@@ -214,10 +225,46 @@ impl Desk {
     /// actors (unset).
     async fn agent_view(&self) -> Result<pb::Agent, Status> {
         let a = self.agent;
-        let live = self.mesh.router().read(move |side| side.router().agent(a).cloned()).await?;
         let config = self.mesh.config();
+        if !self.router_here() {
+            // The router runs on another node: the agent actor's own view (its status as
+            // set, what the router told it it holds), no wrap-ups.
+            let read = |side: &switchboard_core::mesh::AgentSide| {
+                (side.status(), (side.offered().len() + side.assigned().len()) as u32)
+            };
+            let (status, load) = self.handle().read(read).await?;
+            let view = resources::agent_named(&self.names(), a, config.agents.get(&a), None);
+            return Ok(pb::Agent {
+                supervisor: config.supervisors.contains(&a),
+                status: convert::status_to_pb(status) as i32,
+                load,
+                ..view
+            });
+        }
+        let live = self.mesh.router().read(move |side| side.router().agent(a).cloned()).await?;
         let view = resources::agent_named(&self.names(), a, config.agents.get(&a), live.as_ref());
         Ok(pb::Agent { supervisor: config.supervisors.contains(&a), ..view })
+    }
+
+    /// Whether the tenant's router actor runs on this node (its reads are local only).
+    fn router_here(&self) -> bool {
+        self.mesh.is_here(ActorKey::Router { tenant: self.mesh.tenant() })
+    }
+
+    /// The customer of each conversation, from the durable owner rows (when the router
+    /// runs on another node).
+    async fn owners(&self, ids: &[ConversationId]) -> Result<Vec<Option<CustomerId>>, Status> {
+        let store = self.mesh.inner().store.clone();
+        let (tenant, ids) = (self.mesh.tenant().to_owned(), ids.to_vec());
+        let found = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|c| store.conversation_customer(&tenant, c.0).map(|u| u.map(CustomerId)))
+                .collect::<switchboard_store::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Status::unavailable(format!("conversation lookup interrupted: {e}")))?
+        .map_err(Error::from)?;
+        Ok(found)
     }
 
     /// Each conversation as its actor holds it (found through the router's `customer_of`),
@@ -229,23 +276,41 @@ impl Desk {
     ) -> Result<Vec<pb::Conversation>, Status> {
         let now = crate::clock::now();
         let wanted = ids.clone();
-        let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> = self
-            .mesh
-            .router()
-            .read(move |side| {
-                let router = side.router();
-                wanted
-                    .iter()
-                    .map(|c| {
-                        (side.customer_of(*c), router.position(*c), router.estimated_wait(now, *c))
+        let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> =
+            if !self.router_here() {
+                // No position or estimated wait from a router on another node.
+                self.owners(&ids).await?.into_iter().map(|u| (u, None, None)).collect()
+            } else {
+                self.mesh
+                    .router()
+                    .read(move |side| {
+                        let router = side.router();
+                        wanted
+                            .iter()
+                            .map(|c| {
+                                (
+                                    side.customer_of(*c),
+                                    router.position(*c),
+                                    router.estimated_wait(now, *c),
+                                )
+                            })
+                            .collect()
                     })
-                    .collect()
-            })
-            .await?;
+                    .await?
+            };
         let names = self.names();
         let mut views = Vec::with_capacity(ids.len());
         for (c, (customer, position, wait)) in ids.into_iter().zip(placed) {
             let held = match customer {
+                // Its actor lives on another node: only its name (no read across nodes).
+                Some(u)
+                    if !self.mesh.is_here(ActorKey::Conversation {
+                        tenant: self.mesh.tenant(),
+                        customer: u,
+                    }) =>
+                {
+                    None
+                }
                 Some(u) => {
                     let read = move |side: &switchboard_core::mesh::ConversationSide| {
                         side.conversation().filter(|x| x.id == c).cloned()
