@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::{Clients, Etcd, Node, PATIENCE, TEST_TTL_SECONDS, retry};
+use switchboard_node::actors::placement::{ActorKey, customer_shard};
 use switchboard_node::cluster::{desired_owner, shard_of};
 use switchboard_proto::v1 as pb;
 use switchboard_store::testing::PgServer;
@@ -266,6 +267,8 @@ async fn a_conversation_crosses_three_nodes_end_to_end() {
 #[derive(Default)]
 struct History {
     events: std::sync::Mutex<BTreeMap<(String, u64), pb::AgentEvent>>,
+    /// When each customer message text first reached a desk stream here (for figures).
+    arrived: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl History {
@@ -288,6 +291,10 @@ impl History {
                 let mut stream = stream.into_inner();
                 while let Ok(Some(e)) = stream.message().await {
                     cursor = e.cursor;
+                    if let Some(pb::agent_event::Event::CustomerMessage(m)) = &e.event {
+                        let now = tokio::time::Instant::now();
+                        history.arrived.lock().unwrap().entry(m.text.clone()).or_insert(now);
+                    }
                     history.events.lock().unwrap().insert((agent.clone(), e.cursor), e);
                 }
             }
@@ -1013,7 +1020,6 @@ fn owner_index(ids: &[&str], shard: u32) -> usize {
 /// customers `c0..c{customers}` have actors on every one of the three nodes. Placement is a
 /// pure function of the names, so the choice is the same on every run.
 fn spread_tenant(ids: &[&str], router: usize, agents: u64, customers: usize) -> String {
-    use switchboard_node::actors::placement::{ActorKey, customer_shard};
     (0..)
         .map(|i| format!("spread{i}"))
         .find(|t| {
@@ -1086,6 +1092,52 @@ async fn an_actor_tenant_is_served_by_every_node() {
             assert!(tokio::time::Instant::now() < deadline, "{name}: {text} never reached {agent}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    // A figure (not an assertion): customer message -> agent's desk stream, posted through
+    // n1, for conversations whose conversation, agent and router actors are on three
+    // different nodes.
+    let ids = cluster.ids();
+    let (_, by_conversation) = history.assignments();
+    let apart: Vec<(usize, String)> = (0..customers)
+        .filter(|&i| {
+            let customer = owner_index(&ids, customer_shard(&t, &format!("c{i}"), SHARDS));
+            let agent: u64 =
+                by_conversation[&names[i]][0].rsplit('a').next().unwrap().parse().unwrap();
+            let key = ActorKey::Agent { tenant: &t, agent: switchboard_core::AgentId(agent + 1) };
+            let agent = owner_index(&ids, key.shard(SHARDS));
+            let router = owner_index(&ids, shard_of(&t, SHARDS));
+            [customer, agent, router].iter().collect::<HashSet<_>>().len() == 3
+        })
+        .map(|i| (i, names[i].clone()))
+        .collect();
+    let mut took = Vec::new();
+    for round in 0..50 {
+        for (i, _) in &apart {
+            let text = format!("probe {i} {round}");
+            let sent = tokio::time::Instant::now();
+            post(&c, post_request(&t, &format!("c{i}"), &text)).await;
+            let deadline = sent + PATIENCE;
+            let arrived = loop {
+                if let Some(at) = history.arrived.lock().unwrap().get(&text) {
+                    break *at;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{text} never reached a desk");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            took.push(arrived.saturating_duration_since(sent));
+        }
+    }
+    took.sort();
+    if !took.is_empty() {
+        let at = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        eprintln!(
+            "FIGURE customer message -> agent desk, conversation/agent/router on 3 nodes: {} messages over {} conversations, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            took.len(),
+            apart.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
     }
     // Every node runs conversation and agent actors of the tenant.
     for n in &cluster.nodes {
