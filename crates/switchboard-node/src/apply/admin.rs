@@ -782,6 +782,23 @@ pub(super) mod tests {
         assert!(!state.actor_routing);
         assert_eq!(out.actors, vec![crate::actors::routing::row(false)]);
 
+        // Its conversations are the actors': a call they do not serve yet is refused here
+        // (not applied to an empty engine); its configuration is still the tenant actor's.
+        let mut actors = TenantState::default();
+        let create = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            routing: pb::TenantRouting::Actors as i32,
+            ..Default::default()
+        };
+        run(&mut actors, 1_000, Op::CreateTenant(create)).unwrap();
+        run(&mut actors, 2_000, group_op("support")).unwrap();
+        let transfer = Op::Transfer(pb::TransferRequest {
+            agent: format!("{T}/agents/ann"),
+            conversation: format!("{T}/conversations/1"),
+            ..Default::default()
+        });
+        assert!(matches!(refused(&mut actors, transfer), Error::FailedPrecondition(_)));
+
         let unknown =
             pb::CreateTenantRequest { tenant_id: "acme".into(), routing: 9, ..Default::default() };
         assert_eq!(

@@ -210,10 +210,44 @@ fn archive_ended(
     customers
 }
 
+/// What the tenant actor of a tenant served by actors still applies: its configuration
+/// (settings, groups, agents and their settings, customers' contact data, quick replies,
+/// webhooks) and its ticks. Everything about conversations and agents' work is the actors'.
+fn tenant_actor_serves(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::CreateTenant(_)
+            | Op::UpdateTenant(_)
+            | Op::PutGroup(_)
+            | Op::DeleteGroup(_)
+            | Op::PutAgent(_)
+            | Op::DeleteAgent(_)
+            | Op::PutCustomer(_)
+            | Op::PutSharedQuickReplies(_)
+            | Op::PutPersonalQuickReplies(_)
+            | Op::UpdateAgentReplies(_)
+            | Op::UpdateCustomerProfile(_)
+            | Op::PutWebhook(_)
+            | Op::DeleteWebhook(_)
+            | Op::WebhookProgress(_)
+            | Op::Advance(_)
+    )
+}
+
 fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)> {
     let now = Timestamp(cmd.at_ms);
     let mut out = Output::default();
     let op = cmd.op.as_ref().ok_or_else(|| Error::field("op", "empty command"))?;
+    if state.actor_routing && !tenant_actor_serves(op) {
+        // Its conversations live in its conversation, agent and router actors, not in this
+        // engine: a call the actors do not serve yet must not act on an empty engine.
+        return Err(Error::FailedPrecondition(format!(
+            "tenant {} is served by its actors (TENANT_ROUTING_ACTORS) and this call is not \
+             served on actors yet (see ARCHITECTURE.md, \"Serving the public API from the \
+             actors\")",
+            state.id
+        )));
+    }
     let result = match op {
         Op::CreateTenant(r) => admin::create_tenant(state, now, r, &mut out)?,
         Op::UpdateTenant(r) => admin::update_tenant(state, now, r, &mut out)?,
