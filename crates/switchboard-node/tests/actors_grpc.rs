@@ -786,6 +786,13 @@ async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_on
     let customer = nodes::customers_on_a(AGENT, 1)[0];
     let conversation = a.conversation(CustomerId(customer));
     conversation.customer_message(message(customer, 1, "hi")).await.unwrap();
+    // Queued before the agent signs in: had C decided the route after the sign-in, the
+    // opening message would be shown with the assignment (as on one node), and the desk
+    // below would hold it too.
+    until("the conversation on A hears it is queued", || async {
+        open(a, customer).await == Some((State::Queued, None))
+    })
+    .await;
     let desk = b.agent(AGENT);
     let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
     assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied, "decided on C");
