@@ -145,6 +145,15 @@ impl TenantConfig {
         self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.0.to_string())
     }
 
+    /// The agent whose id (the name in `tenants/{t}/agents/{id}`) is `id`, if the
+    /// configuration has it.
+    pub fn agent_by_id(&self, id: &str) -> Option<AgentId> {
+        self.agent_names
+            .iter()
+            .find(|(a, name)| name.as_str() == id && self.agents.contains_key(a))
+            .map(|(a, _)| *a)
+    }
+
     /// The group's id, for its resource name.
     pub fn group_name(&self, group: GroupId) -> String {
         self.group_names.get(&group).cloned().unwrap_or_else(|| group.0.to_string())

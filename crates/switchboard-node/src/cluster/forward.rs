@@ -373,9 +373,7 @@ impl ForwardLayer {
             // The agent's number, from the tenant's configuration as this node's mesh holds
             // it; an agent it does not know goes by tenant (its owner answers NOT_FOUND).
             CallKey::Agent { agent, .. } => match meshes.mesh(tenant).await {
-                Ok(mesh) => {
-                    mesh.config().agent_names.iter().find(|(_, n)| *n == agent).map(|(a, _)| *a)
-                }
+                Ok(mesh) => mesh.config().agent_by_id(agent),
                 Err(_) => None,
             },
             _ => None,

@@ -65,15 +65,9 @@ pub(super) struct Desk {
 impl Desk {
     /// The agent `id` of the mesh's tenant; NOT_FOUND if the configuration has no such agent.
     pub(super) fn resolve(meshes: &Meshes, mesh: Mesh, id: &str) -> Result<Desk, Status> {
-        let config = mesh.config();
-        let agent = config
-            .agent_names
-            .iter()
-            .find(|(a, name)| name.as_str() == id && config.agents.contains_key(a))
-            .map(|(a, _)| *a)
-            .ok_or_else(|| {
-                Error::NotFound(format!("agent: agent {id:?} of tenant {}", mesh.tenant()))
-            })?;
+        let agent = mesh.config().agent_by_id(id).ok_or_else(|| {
+            Error::NotFound(format!("agent: agent {id:?} of tenant {}", mesh.tenant()))
+        })?;
         Ok(Desk { mesh, agent, numbers: meshes.numbers().clone() })
     }
 

@@ -263,11 +263,9 @@ impl OnActors<'_> {
     fn acting(&self, name: &str) -> Result<AgentId> {
         let tenant = self.tenant();
         let id = names::child_in("agent", name, "agents", tenant)?;
-        let config = self.mesh.config();
-        let found =
-            config.agent_names.iter().find(|(a, n)| **n == id && config.agents.contains_key(a));
-        found
-            .map(|(a, _)| *a)
+        self.mesh
+            .config()
+            .agent_by_id(&id)
             .ok_or_else(|| Error::NotFound(format!("agent: agent {id:?} of tenant {tenant}")))
     }
 
