@@ -737,8 +737,16 @@ async fn a_moved_agent_shard_stops_its_actor_and_the_new_owner_carries_on_its_de
     })
     .await;
     assert_eq!(desk_summary(&c.store, AGENT), ["status online"]);
+    // A's desk streams of the agent end when its actor moves (`Mesh::moved_away`).
+    let key = ActorKey::Agent { tenant: TENANT, agent: AGENT };
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut gone = a.moved_away(key);
+    assert!(gone.as_mut().poll(&mut cx).is_pending(), "the agent's actor lives on A");
+    assert!(b.moved_away(key).as_mut().poll(&mut cx).is_ready(), "nor ever lived on B");
 
     move_to_b(&c, agent_shard).await;
+    assert!(gone.as_mut().poll(&mut cx).is_ready(), "the agent's actor moved off A");
+    assert!(b.moved_away(key).as_mut().poll(&mut cx).is_pending(), "it lives on B now");
     until("the agent actor stops on A", || async { a.live_agents() == 0 }).await;
     match a.agent(AGENT).set_status(AgentStatus::Away, StatusCause::Agent).await {
         Err(switchboard_node::error::Error::Unavailable(m)) => {

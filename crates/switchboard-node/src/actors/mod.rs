@@ -458,6 +458,33 @@ impl Mesh {
         matches!(placement::resolve(ownership, key), Route::Local(_))
     }
 
+    /// Resolves once the actor of `key` no longer lives on this node under the epoch it had
+    /// when this was called (at once if it did not live here; never without a cluster). A
+    /// stream that actor feeds through this node's hub ends then, so its client reconnects
+    /// and reaches the new owner instead of waiting on a hub nobody writes to.
+    pub fn moved_away(
+        &self,
+        key: ActorKey<'_>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let Some(ownership) = self.0.ownership.clone() else {
+            return Box::pin(std::future::pending());
+        };
+        let shard = key.shard(ownership.shards());
+        Box::pin(async move {
+            // Subscribed before the first look, so a change in between is not missed.
+            let mut changes = ownership.subscribe();
+            let start = ownership.route_shard(shard);
+            if !matches!(start, Route::Local(_)) {
+                return;
+            }
+            while ownership.route_shard(shard) == start {
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+    }
+
     pub(crate) fn holds(&self, fence: Fence) -> Result<()> {
         let Some(ownership) = &self.0.ownership else { return Ok(()) };
         match ownership.route_shard(fence.shard) {

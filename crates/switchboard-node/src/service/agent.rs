@@ -209,7 +209,17 @@ impl AgentService for Agents {
             Some(Item::AgentEvent(e)) => Some(e),
             _ => None,
         };
-        let stream = serve_stream(&self.registry, tenant, agent_stream(&id), r.after_cursor, pick);
+        let mut stream =
+            serve_stream(&self.registry, tenant, agent_stream(&id), r.after_cursor, pick);
+        if let Path::Actors(desk) = &path {
+            // Its writer is the agent actor, fed through this node's hub: when the actor moves
+            // to another node, the client must follow it there.
+            let why = format!(
+                "agent {} moved to another node; reconnect after your last cursor (any node forwards)",
+                r.agent
+            );
+            stream = super::until_moved(stream, desk.moved_away(), why);
+        }
         // The agent's stream place is given back when the client goes away.
         let stream = tokio_stream::StreamExt::map(stream, move |item| {
             let _held = &slot;

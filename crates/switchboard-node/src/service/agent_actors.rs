@@ -75,6 +75,13 @@ impl Desk {
         self.mesh.tenant()
     }
 
+    /// Resolves once the agent's actor no longer lives on this node (`Mesh::moved_away`).
+    pub(super) fn moved_away(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        self.mesh.moved_away(ActorKey::Agent { tenant: self.mesh.tenant(), agent: self.agent })
+    }
+
     fn handle(&self) -> AgentHandle {
         self.mesh.agent(self.agent)
     }

@@ -60,6 +60,37 @@ pub fn serve_shared_stream<T: Send + 'static>(
     serve(registry, tenant, stream, cursor, pick, Some(SHARED_POLL))
 }
 
+/// `inner`, ended with UNAVAILABLE (`why`) as soon as `moved` resolves: a stream served
+/// from this node's hub whose writer has moved to another node would otherwise wait forever.
+pub fn until_moved<T: Send + 'static>(
+    inner: ItemStream<T>,
+    moved: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    why: String,
+) -> ItemStream<T> {
+    struct Until<T> {
+        inner: ItemStream<T>,
+        moved: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+        why: String,
+    }
+    impl<T> Stream for Until<T> {
+        type Item = Result<T, Status>;
+        fn poll_next(
+            self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            let this = self.get_mut();
+            let Some(moved) = this.moved.as_mut() else { return std::task::Poll::Ready(None) };
+            if moved.as_mut().poll(cx).is_ready() {
+                this.moved = None;
+                let status = Status::unavailable(std::mem::take(&mut this.why));
+                return std::task::Poll::Ready(Some(Err(status)));
+            }
+            this.inner.as_mut().poll_next(cx)
+        }
+    }
+    Box::pin(Until { inner, moved: Some(moved), why })
+}
+
 /// Sets an item's cursor to its position in the stream. A writer-numbered item carries it
 /// already; a store-assigned one was encoded before its position existed.
 pub(crate) fn stamp(item: &mut StreamItem, seq: u64) {
