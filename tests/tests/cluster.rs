@@ -106,8 +106,22 @@ async fn setup(c: &mut Clients, t: &str, agents: usize, capacity: u32) {
     setup_routed(c, t, agents, capacity, pb::TenantRouting::TenantActor).await;
 }
 
-/// As [`setup`], for a tenant served as `routing` says.
+/// As [`setup`], for a tenant served as `routing` says. Every agent exists before the first
+/// signs in: a tenant on actors loads its configuration with its mesh, and changes do not
+/// reach a running mesh yet.
 async fn setup_routed(
+    c: &mut Clients,
+    t: &str,
+    agents: usize,
+    capacity: u32,
+    routing: pb::TenantRouting,
+) {
+    configure(c, t, agents, capacity, routing).await;
+    sign_in(c, t, agents).await;
+}
+
+/// The tenant, its group and its agents, none signed in yet.
+async fn configure(
     c: &mut Clients,
     t: &str,
     agents: usize,
@@ -145,8 +159,10 @@ async fn setup_routed(
         };
         call!(c, admin.put_agent, put).expect("put agent");
     }
-    // Every agent exists before the first signs in: a tenant on actors loads its
-    // configuration with its mesh, and changes do not reach a running mesh yet.
+}
+
+/// Agents `a0..a{agents}` of `t` go online.
+async fn sign_in(c: &Clients, t: &str, agents: usize) {
     for a in 0..agents {
         let online = pb::SetStatusRequest {
             agent: format!("tenants/{t}/agents/a{a}"),
@@ -556,20 +572,53 @@ async fn kill_9_under_load_loses_nothing_and_never_double_assigns() {
     );
 }
 
+/// The tenant a fault test runs on: for the tenant actor, one owned by node `owner`; on
+/// actors, one whose router is on node `owner` and whose customers `c0..c{customers}` (and
+/// agents, when there are three or more) have actors on all three nodes.
+fn fault_tenant(
+    cluster: &Cluster,
+    routing: pb::TenantRouting,
+    owner: usize,
+    agents: usize,
+    customers: usize,
+) -> String {
+    match routing {
+        pb::TenantRouting::Actors => spread_tenant(&cluster.ids(), owner, agents as u64, customers),
+        _ => cluster.tenant_owned_by(owner),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_node_is_fenced_off_and_rejoins() {
+    a_paused_node_is_fenced_off_and_rejoins_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// Issue 12 item 6: SIGSTOP of the router's node of a tenant on actors, under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_routers_node_of_an_actor_tenant_is_fenced_off_and_rejoins() {
+    a_paused_node_is_fenced_off_and_rejoins_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_paused_node_is_fenced_off_and_rejoins_on(routing: pb::TenantRouting) {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start(3).await;
     cluster.all_ready().await;
-    let t = cluster.tenant_owned_by(2);
+    let (agents, capacity, customers) = (2, 2, 6);
+    let t = fault_tenant(&cluster, routing, 2, agents, customers);
     let uris: Vec<String> = cluster.nodes[..2].iter().map(|n| n.grpc.clone()).collect();
     let c = cluster.nodes[0].clients().await;
-    setup(&mut c.clone(), &t, 2, 2).await;
-    // Timers that fall due while the owner is paused: on waking it tries to write them.
+    configure(&mut c.clone(), &t, agents, capacity, routing).await;
+    // Timers that fall due while the owner is paused: on waking it tries to write them. Set
+    // before the first sign-in, which loads an actor tenant's configuration into its mesh.
     set_timer(&c, &t, 1_000).await;
+    sign_in(&c, &t, agents).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(History::default());
+    for a in 0..agents {
+        history.follow(uris.clone(), format!("tenants/{t}/agents/a{a}"), stop.clone());
+    }
     let load = Arc::new(Load::default());
-    let driver = load.run(uris.clone(), t.clone(), 6, stop.clone());
+    let driver = load.run(uris.clone(), t.clone(), customers, stop.clone());
     load.until(20).await;
 
     cluster.nodes[2].stop_process();
@@ -598,25 +647,40 @@ async fn a_paused_node_is_fenced_off_and_rejoins() {
     stop.store(true, Ordering::Relaxed);
     driver.await.expect("the load ran to the end");
     load.check(&c).await;
+    check_assignments(&history, capacity as usize);
     cluster.all_ready().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn owned_shards_keep_serving_while_etcd_restarts() {
+    owned_shards_keep_serving_while_etcd_restarts_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// Issue 12 item 6: an etcd outage on a tenant on actors, whose customer's conversation
+/// actor, agent actor and router are wherever placement put them: calls across nodes keep
+/// being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_actor_tenant_keeps_being_served_while_etcd_restarts() {
+    owned_shards_keep_serving_while_etcd_restarts_on(pb::TenantRouting::Actors).await;
+}
+
+async fn owned_shards_keep_serving_while_etcd_restarts_on(routing: pb::TenantRouting) {
     let _serial = SERIAL.lock().await;
     // The default TTL: a short etcd outage must not stop anything.
     let mut cluster = Cluster::start_with_ttl(3, 10).await;
     cluster.all_ready().await;
-    let t = cluster.tenant_owned_by(1);
+    let t = fault_tenant(&cluster, routing, 1, 1, 3);
     let mut c = cluster.nodes[0].clients().await;
-    setup(&mut c, &t, 1, 5).await;
+    setup_routed(&mut c, &t, 1, 5, routing).await;
     cluster.etcd.kill();
-    // Straight calls, no retries: the owner keeps serving without etcd.
+    // Straight calls, no retries: the owners keep serving without etcd.
     for i in 0..5 {
-        c.channel
-            .post_message(post_request(&t, "alice", &format!("during the outage {i}")))
-            .await
-            .expect("served while etcd is down");
+        for customer in ["c0", "c1", "c2"] {
+            c.channel
+                .post_message(post_request(&t, customer, &format!("during the outage {i}")))
+                .await
+                .expect("served while etcd is down");
+        }
     }
     cluster.etcd.restart();
     // The cluster recovers by itself: a new member joins and gets its shards.
@@ -627,20 +691,32 @@ async fn owned_shards_keep_serving_while_etcd_restarts() {
     let owned: Vec<f64> =
         cluster.nodes.iter().map(|n| n.metric("switchboard_shards_owned")).collect();
     assert!(owned.iter().all(|&o| o > 0.0), "{owned:?}");
-    let posted = post(&c, post_request(&t, "alice", "after the outage")).await;
-    assert_eq!(posted.conversation.unwrap().customer_messages, 6);
+    for customer in ["c0", "c1", "c2"] {
+        let posted = post(&c, post_request(&t, customer, "after the outage")).await;
+        assert_eq!(posted.conversation.unwrap().customer_messages, 6, "{customer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_under_load_loses_nothing() {
+    a_rolling_restart_under_load_loses_nothing_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// Issue 12 item 6: every node of a tenant on actors restarted in turn (SIGTERM) under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_of_an_actor_tenant_loses_nothing() {
+    a_rolling_restart_under_load_loses_nothing_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_rolling_restart_under_load_loses_nothing_on(routing: pb::TenantRouting) {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;
     cluster.all_ready().await;
-    let t = cluster.tenant_owned_by(0);
+    let (agents, capacity, customers) = (3, 2, 5);
+    let t = fault_tenant(&cluster, routing, 0, agents, customers);
     let uris: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
     let c = cluster.nodes[1].clients().await;
-    let (agents, capacity) = (3, 2);
-    setup(&mut c.clone(), &t, agents, capacity as u32).await;
+    setup_routed(&mut c.clone(), &t, agents, capacity as u32, routing).await;
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(History::default());
     let load = Arc::new(Load::default());
@@ -649,7 +725,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     for a in 0..agents {
         history.follow(uris.clone(), format!("tenants/{t}/agents/a{a}"), stop.clone());
     }
-    let driver = load.run(uris.clone(), t.clone(), 5, stop.clone());
+    let driver = load.run(uris.clone(), t.clone(), customers, stop.clone());
     load.until(30).await;
     for i in 0..cluster.nodes.len() {
         assert!(cluster.nodes[i].terminate(), "SIGTERM hands over and exits cleanly");
@@ -1016,8 +1092,9 @@ fn owner_index(ids: &[&str], shard: u32) -> usize {
     ids.iter().position(|n| *n == id).unwrap()
 }
 
-/// A tenant name whose router lives on node `router` and whose first `agents` agents and
-/// customers `c0..c{customers}` have actors on every one of the three nodes. Placement is a
+/// A tenant name whose router lives on node `router`, whose customers `c0..c{customers}`
+/// have actors on every one of the three nodes, and whose first `agents` agents on as many
+/// nodes as they can (all three from three agents on). Placement is a
 /// pure function of the names, so the choice is the same on every run.
 fn spread_tenant(ids: &[&str], router: usize, agents: u64, customers: usize) -> String {
     (0..)
@@ -1034,7 +1111,7 @@ fn spread_tenant(ids: &[&str], router: usize, agents: u64, customers: usize) -> 
             let customer_nodes: HashSet<usize> = (0..customers)
                 .map(|i| owner_index(ids, customer_shard(t, &format!("c{i}"), SHARDS)))
                 .collect();
-            agent_nodes.len() == 3 && customer_nodes.len() == 3
+            agent_nodes.len() == agents.min(3) as usize && customer_nodes.len() == 3
         })
         .unwrap()
 }
