@@ -138,6 +138,18 @@ impl RouterSide {
         self.conversations.get(&id).is_some_and(|c| c.left)
     }
 
+    /// The conversations routed here that have not left (open, as far as this side heard),
+    /// with their customers, ascending by id; those above `after` only. The supervisor's
+    /// reads walk it: O(links, tombstones included), never the conversations' history.
+    pub fn open_after(
+        &self,
+        after: ConversationId,
+    ) -> impl DoubleEndedIterator<Item = (ConversationId, CustomerId)> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let links = self.conversations.range((Excluded(after), Unbounded));
+        links.filter(|(_, c)| !c.left).map(|(id, c)| (*id, c.customer))
+    }
+
     // ----- operations of agents and supervisors ------------------------------------------------
 
     pub fn set_status(

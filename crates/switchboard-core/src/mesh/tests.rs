@@ -130,6 +130,29 @@ fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
 }
 
 #[test]
+fn the_open_links_are_those_routed_and_not_left() {
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    let open = |r: &RouterSide, after| r.open_after(ConversationId(after)).collect::<Vec<_>>();
+    assert!(open(&router, 0).is_empty());
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert_eq!(open(&router, 0), [(C1, U1)]);
+    assert!(open(&router, C1.0).is_empty(), "only those above `after`");
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    side.end(t.cfg(), now + secs(5), C1, Actor::Agent(A1)).unwrap();
+    for e in side.outgoing() {
+        router.receive(now + secs(5), e);
+    }
+    assert!(router.has_left(C1));
+    assert!(open(&router, 0).is_empty(), "a tombstone is not open");
+}
+
+#[test]
 fn the_queue_reply_shows_the_position_last_told_and_asks_for_a_fresh_one() {
     let (mut t, mut router, mut side) = setup();
     t.settings.replies.queue = Some(crate::config::QueueReply {

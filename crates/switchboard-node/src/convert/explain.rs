@@ -10,11 +10,11 @@ use switchboard_proto::v1 as pb;
 
 use super::settings::strategy_to_pb;
 use super::{duration, status_to_pb, timestamp};
-use crate::state::TenantState;
+use crate::apply::Names;
 
 /// One agent's verdict on one waiting conversation. A reason the core adds is a new arm
 /// here and a new `WaitReason` value at the end of the enum.
-pub fn verdict(s: &TenantState, v: &Verdict) -> pb::Verdict {
+pub fn verdict(s: &dyn Names, v: &Verdict) -> pb::Verdict {
     use pb::WaitReason as R;
     let mut out = pb::Verdict::default();
     let refusal = match v {
@@ -84,7 +84,7 @@ fn figures(f: &Figures) -> pb::AgentFigures {
     }
 }
 
-fn decision(s: &TenantState, d: &Decision) -> pb::Decision {
+fn decision(s: &dyn Names, d: &Decision) -> pb::Decision {
     let (basis, strategy) = match d.basis {
         Basis::Strategy(x) => (pb::DecisionBasis::Strategy, strategy_to_pb(x)),
         Basis::FreedAgent => (pb::DecisionBasis::FreedAgent, pb::Strategy::Unspecified),
@@ -113,7 +113,7 @@ fn decision(s: &TenantState, d: &Decision) -> pb::Decision {
 }
 
 pub fn conversation(
-    s: &TenantState,
+    s: &dyn Names,
     id: ConversationId,
     x: &ConversationExplanation,
 ) -> pb::ConversationExplanation {
@@ -155,7 +155,7 @@ pub fn conversation(
     }
 }
 
-pub fn agent(s: &TenantState, id: AgentId, x: &AgentExplanation) -> pb::AgentExplanation {
+pub fn agent(s: &dyn Names, id: AgentId, x: &AgentExplanation) -> pb::AgentExplanation {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     pb::AgentExplanation {
         agent: s.agent_name(id),

@@ -9,6 +9,7 @@ pub mod filter;
 pub(crate) mod on_actors;
 pub mod search;
 pub mod supervisor;
+mod supervisor_reads_actors;
 
 use std::pin::Pin;
 

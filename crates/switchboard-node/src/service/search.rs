@@ -38,7 +38,7 @@ pub const ARCHIVE_WINDOW: usize = 1000;
 /// Stored customers one page reads at most (matches of an exact term, or rows of a scan).
 pub const CUSTOMER_WINDOW: usize = 2000;
 
-fn size(page_size: u32) -> usize {
+pub(super) fn size(page_size: u32) -> usize {
     match page_size as usize {
         0 => DEFAULT_SIZE,
         n => n.min(MAX_SIZE),
@@ -56,7 +56,7 @@ fn filter_key(filter: &str) -> String {
 }
 
 /// The position a token of `kind` holds for `filter` (`None`: the first page).
-fn position(kind: &str, token: &str, filter: &str) -> Result<Option<String>, Error> {
+pub(super) fn position(kind: &str, token: &str, filter: &str) -> Result<Option<String>, Error> {
     let position = parse_page_token(kind, token)?;
     if position.is_empty() {
         return Ok(None);
@@ -71,7 +71,7 @@ fn position(kind: &str, token: &str, filter: &str) -> Result<Option<String>, Err
     }
 }
 
-fn token(kind: &str, filter: &str, at: &str) -> String {
+pub(super) fn token(kind: &str, filter: &str, at: &str) -> String {
     super::page_token(kind, &format!("{}.{at}", filter_key(filter)))
 }
 
@@ -85,9 +85,9 @@ fn limited(s: &TenantState, viewer: Option<&str>) -> Result<Option<AgentId>, Err
 
 /// A conversation filter with the tenant's numbers, and the viewer's scope.
 #[derive(Debug, Clone, Default)]
-struct Resolved {
+pub(super) struct Resolved {
     /// A name in the filter is unknown to the tenant: nothing matches.
-    nothing: bool,
+    pub nothing: bool,
     state: Option<State>,
     agent: Option<AgentId>,
     group: Option<GroupId>,
@@ -107,7 +107,17 @@ impl Resolved {
         let viewer = limited(s, viewer)?;
         let agent = f.agent.as_deref().map(|a| s.agents.get(a).map(AgentId));
         let group = f.group.as_deref().map(|g| s.groups.get(g).map(GroupId));
-        Ok(Resolved {
+        Ok(Self::of(f, agent, group, viewer))
+    }
+
+    /// `f` with its agent and group looked up (`Some(None)`: named, and unknown).
+    pub(super) fn of(
+        f: &filter::Conversations,
+        agent: Option<Option<AgentId>>,
+        group: Option<Option<GroupId>>,
+        viewer: Option<AgentId>,
+    ) -> Self {
+        Resolved {
             nothing: agent == Some(None) || group == Some(None),
             state: f.state,
             agent: agent.flatten(),
@@ -116,10 +126,10 @@ impl Resolved {
             opened: f.opened,
             ended: f.ended,
             viewer,
-        })
+        }
     }
 
-    fn matches(&self, c: &Conversation, customer: &str) -> bool {
+    pub(super) fn matches(&self, c: &Conversation, customer: &str) -> bool {
         !self.nothing
             && self.state.is_none_or(|s| c.state == s)
             && self.agent.is_none_or(|a| c.agent == Some(a) || c.served_by.contains(&a))
@@ -195,59 +205,9 @@ pub async fn conversations(
             Ok((r, live, complete))
         })
         .await??;
-    // Every open match in [live_low, before) is in `live`.
-    let live_low = match (live_complete, live.last()) {
-        (false, Some((n, _))) => *n,
-        _ => 0,
-    };
-
-    // Ended ones, from the archive, off the actor.
-    let archive_useless = resolved.nothing || f.state.is_some_and(|s| s != State::Ended);
-    let (archived, archive_low) = if archive_useless {
-        (Vec::new(), 0)
-    } else {
-        let scan = ArchiveScan {
-            customer: f.customer.clone(),
-            before_conversation: before,
-            opened_from_ms: f.opened.from,
-            opened_before_ms: f.opened.before,
-            ended_from_ms: f.ended.from,
-            ended_before_ms: f.ended.before,
-            window: ARCHIVE_WINDOW,
-            limit: if resolved.checks_bodies() { ARCHIVE_WINDOW } else { size },
-        };
-        let (store, name, r) = (Arc::clone(registry.store()), tenant.to_owned(), resolved.clone());
-        tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let window = store.scan_archived(&name, &scan)?;
-            let mut found = Vec::new();
-            for row in window.rows {
-                let a = archive::decode(&row.body)?;
-                if r.matches(&a.conversation, &a.customer) {
-                    found.push((row.conversation, a));
-                }
-            }
-            Ok((found, window.resume_before.unwrap_or(0)))
-        })
-        .await
-        .map_err(|e| Status::unavailable(format!("archive read interrupted: {e}")))??
-    };
-
-    // The page: every match in [low, before), newest first, at most `size`.
-    let low = live_low.max(archive_low);
-    let mut page: Vec<(u64, Result<pb::Conversation, archive::Archived>)> = Vec::new();
-    page.extend(live.into_iter().filter(|(n, _)| *n >= low).map(|(n, v)| (n, Ok(v))));
-    for (n, a) in archived {
-        if n >= low && !page.iter().any(|(m, _)| *m == n) {
-            page.push((n, Err(a)));
-        }
-    }
-    page.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
-    let next = if page.len() > size {
-        page.truncate(size);
-        page.last().map_or(0, |(n, _)| *n)
-    } else {
-        low
-    };
+    let (archived, archive_low) =
+        archive_matches(Arc::clone(registry.store()), tenant, &f, &resolved, before, size).await?;
+    let (page, next) = merge(live, live_complete, archived, archive_low, size);
     let conversations = registry
         .read(tenant, move |s| {
             page.into_iter()
@@ -265,6 +225,82 @@ pub async fn conversations(
         token("conversations", filter_text, &next.to_string())
     };
     Ok(pb::ListConversationsResponse { conversations, next_page_token })
+}
+
+/// The ended matches of `f` in `[low, before)` from the archive (`r`: `f` resolved), and
+/// `low`: the archive's walk is complete down to it.
+pub(super) async fn archive_matches(
+    store: Arc<dyn switchboard_store::Store>,
+    tenant: &str,
+    f: &filter::Conversations,
+    r: &Resolved,
+    before: u64,
+    size: usize,
+) -> Result<(Vec<(u64, archive::Archived)>, u64), Status> {
+    if r.nothing || f.state.is_some_and(|s| s != State::Ended) {
+        return Ok((Vec::new(), 0));
+    }
+    let scan = ArchiveScan {
+        customer: f.customer.clone(),
+        before_conversation: before,
+        opened_from_ms: f.opened.from,
+        opened_before_ms: f.opened.before,
+        ended_from_ms: f.ended.from,
+        ended_before_ms: f.ended.before,
+        window: ARCHIVE_WINDOW,
+        limit: if r.checks_bodies() { ARCHIVE_WINDOW } else { size },
+    };
+    let (name, r) = (tenant.to_owned(), r.clone());
+    tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let window = store.scan_archived(&name, &scan)?;
+        let mut found = Vec::new();
+        for row in window.rows {
+            let a = archive::decode(&row.body)?;
+            if r.matches(&a.conversation, &a.customer) {
+                found.push((row.conversation, a));
+            }
+        }
+        Ok((found, window.resume_before.unwrap_or(0)))
+    })
+    .await
+    .map_err(|e| Status::unavailable(format!("archive read interrupted: {e}")))?
+    .map_err(Status::from)
+}
+
+/// A page of conversations by number: open (`Ok`, as the caller read it) or archived.
+pub(super) type Page<L> = Vec<(u64, Result<L, archive::Archived>)>;
+
+/// One page, newest first: every match in `[low, before)`, at most `size`, from the open
+/// matches (`live`: the newest `size` of them, every one if `live_complete`) and the
+/// archive's (complete down to `archive_low`); and where the next page starts (0: none).
+pub(super) fn merge<L>(
+    live: Vec<(u64, L)>,
+    live_complete: bool,
+    archived: Vec<(u64, archive::Archived)>,
+    archive_low: u64,
+    size: usize,
+) -> (Page<L>, u64) {
+    // Every open match in [live_low, before) is in `live`.
+    let live_low = match (live_complete, live.last()) {
+        (false, Some((n, _))) => *n,
+        _ => 0,
+    };
+    let low = live_low.max(archive_low);
+    let mut page: Page<L> = Vec::new();
+    page.extend(live.into_iter().filter(|(n, _)| *n >= low).map(|(n, v)| (n, Ok(v))));
+    for (n, a) in archived {
+        if n >= low && !page.iter().any(|(m, _)| *m == n) {
+            page.push((n, Err(a)));
+        }
+    }
+    page.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let next = if page.len() > size {
+        page.truncate(size);
+        page.last().map_or(0, |(n, _)| *n)
+    } else {
+        low
+    };
+    (page, next)
 }
 
 /// The `name = …` lookup: that conversation, live or archived, if it matches and is in scope.

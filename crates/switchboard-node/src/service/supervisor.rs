@@ -10,7 +10,10 @@ use switchboard_proto::v1::supervisor_service_server::SupervisorService;
 use switchboard_store::ArchiveQuery;
 use tonic::{Request, Response, Status};
 
+use super::on_actors;
+use super::supervisor_reads_actors as actors;
 use super::{numeric_page, page_token, variant};
+use crate::apply::Names;
 use crate::archive;
 use crate::auth::Call;
 use crate::convert::{self, resources};
@@ -73,13 +76,21 @@ impl Supervisor {
 
 /// The tenant of the acting supervisor (`tenants/{t}/agents/{a}`), once the caller may act
 /// as that supervisor.
+/// ExplainConversation of a conversation the router does not hold.
+pub(super) fn not_routed(conversation: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "conversation: {conversation} is not routed (it is with the bot or has ended); only \
+         queued, offered and assigned conversations have a routing explanation"
+    ))
+}
+
 fn tenant_of(call: &Call, supervisor: &str) -> Result<String, Status> {
     let (t, a) = names::child("supervisor", supervisor, "agents").map_err(Status::from)?;
     call.allow(&t, Some(&a))?;
     Ok(t)
 }
 
-fn live_conversation(s: &TenantState, c: &Conversation) -> pb::LiveConversation {
+pub(super) fn live_conversation(s: &dyn Names, c: &Conversation) -> pb::LiveConversation {
     pb::LiveConversation {
         conversation: s.conversation_name(c.id),
         state: convert::state_to_pb(c.state) as i32,
@@ -166,8 +177,20 @@ fn queue_stats(
 ) -> pb::QueueStats {
     let live = s.engine.conversations();
     let gone = archived.iter().filter(|c| s.engine.conversation(c.id).is_none());
-    let mut long: Vec<(Timestamp, &Conversation, Duration)> = live
-        .chain(gone)
+    long_waits(s, live.chain(gone), now, from, to, threshold)
+}
+
+/// [`queue_stats`] of these conversations (each once), named by `s`: the tenant actor's
+/// and the actors' (`supervisor_reads_actors`) one rule.
+pub(super) fn long_waits<'a>(
+    s: &dyn Names,
+    conversations: impl Iterator<Item = &'a Conversation>,
+    now: Timestamp,
+    from: Timestamp,
+    to: Timestamp,
+    threshold: Duration,
+) -> pb::QueueStats {
+    let mut long: Vec<(Timestamp, &Conversation, Duration)> = conversations
         .flat_map(|c| waits(c, now).into_iter().map(move |(at, waited)| (at, c, waited)))
         .filter(|(at, _, waited)| (from..to).contains(at) && *waited > threshold)
         .collect();
@@ -269,6 +292,11 @@ impl SupervisorService for Supervisor {
         let query =
             ArchiveQuery { after_conversation: after, limit: size + 1, ..Default::default() };
         let (archived, total) = self.archived(&t, query, true).await?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            return Ok(Response::new(
+                actors::live_board(&mesh, size, after, archived, total).await?,
+            ));
+        }
         let board =
             self.registry.read(&t, move |s| live_board(s, size, after, &archived, total)).await?;
         Ok(Response::new(board))
@@ -306,6 +334,10 @@ impl SupervisorService for Supervisor {
             ..Default::default()
         };
         let (archived, _) = self.archived(&t, query, false).await?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            let stats = actors::queue_stats(&mesh, now, from, to, threshold, archived);
+            return Ok(Response::new(stats.await?));
+        }
         let stats = self
             .registry
             .read(&t, move |s| queue_stats(s, now, from, to, threshold, &archived))
@@ -320,6 +352,16 @@ impl SupervisorService for Supervisor {
         let (call, r) = Call::split(request);
         let t = names::tenant("parent", &r.parent).map_err(Status::from)?;
         call.allow(&t, None)?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            let list = actors::list_conversations(
+                &self.meshes,
+                &mesh,
+                &r.filter,
+                r.page_size,
+                &r.page_token,
+            );
+            return Ok(Response::new(list.await?));
+        }
         let page = super::search::conversations(
             &self.registry,
             &t,
@@ -339,6 +381,9 @@ impl SupervisorService for Supervisor {
         let (call, r) = Call::split(request);
         let (t, n) = names::conversation("conversation", &r.conversation)?;
         call.allow(&t, None)?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            return Ok(Response::new(actors::explain_conversation(&mesh, n).await?));
+        }
         let explained = self
             .registry
             .read(&t, move |s| {
@@ -346,11 +391,7 @@ impl SupervisorService for Supervisor {
                 let now = crate::clock::now().max(s.last_at);
                 match s.engine.router().explain_conversation(now, c) {
                     Some(x) => Ok(convert::explain::conversation(s, c, &x)),
-                    None => Err(Error::FailedPrecondition(format!(
-                        "conversation: {} is not routed (it is with the bot or has ended); only \
-                         queued, offered and assigned conversations have a routing explanation",
-                        s.conversation_name(c)
-                    ))),
+                    None => Err(not_routed(&s.conversation_name(c))),
                 }
             })
             .await?
@@ -365,6 +406,9 @@ impl SupervisorService for Supervisor {
         let (call, r) = Call::split(request);
         let (t, id) = names::child("agent", &r.agent, "agents").map_err(Status::from)?;
         call.allow(&t, None)?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            return Ok(Response::new(actors::explain_agent(&mesh, &id).await?));
+        }
         let explained = self
             .registry
             .read(&t, move |s| {
@@ -387,6 +431,9 @@ impl SupervisorService for Supervisor {
         let (call, r) = Call::split(request);
         let t = names::tenant("tenant", &r.tenant).map_err(Status::from)?;
         call.allow(&t, None)?;
+        if let Some(mesh) = on_actors::served(&self.meshes, &t).await? {
+            return Ok(Response::new(actors::agent_board(&mesh).await?));
+        }
         let now = crate::clock::now();
         let agents = self
             .registry

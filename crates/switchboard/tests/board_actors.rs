@@ -1,0 +1,392 @@
+//! The supervisor's reads of a tenant created with `TENANT_ROUTING_ACTORS` (issue 12's
+//! cut-over), served from its router actor, over real gRPC against a real `switchboard
+//! serve` process: the same scenario is built on a tenant-actor tenant and on an actor
+//! tenant, and GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation and
+//! ExplainAgent must answer alike, field by field, once names (the tenant, conversation
+//! numbers) and clock readings are set aside. Waits are bounded; nothing asserts on time.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Clients, Node, rid};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+
+/// The tenant served by its tenant actor, and the one served by actors.
+const PLAIN: &str = "plain";
+const ACTORS: &str = "act";
+
+fn dur(ms: u64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    })
+}
+
+fn group(t: &str, g: &str) -> String {
+    format!("tenants/{t}/groups/{g}")
+}
+
+fn agent(t: &str, a: &str) -> String {
+    format!("tenants/{t}/agents/{a}")
+}
+
+/// Two groups: "support" (the default, auto-accept) and "sales" (offers that wait 10
+/// minutes for an accept); ann and bob in support, li in sales, capacity 1 each.
+async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: t.into(),
+            display_name: t.into(),
+            settings: None,
+            request_id: rid("create"),
+            routing: routing as i32,
+        })
+        .await
+        .expect("create tenant");
+    let offer = pb::RoutingPolicy {
+        offer_mode: pb::OfferMode::Offer as i32,
+        offer_timeout: dur(600_000),
+        ..Default::default()
+    };
+    for (g, policy) in [("support", None), ("sales", Some(offer))] {
+        c.admin
+            .put_group(pb::PutGroupRequest {
+                name: group(t, g),
+                display_name: g.into(),
+                policy,
+                request_id: rid("group"),
+                ..Default::default()
+            })
+            .await
+            .expect("put group");
+    }
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{t}"),
+            settings: Some(pb::TenantSettings {
+                default_group: group(t, "support"),
+                ..Default::default()
+            }),
+            display_name: t.into(),
+            request_id: rid("settings"),
+            update_mask: None,
+        })
+        .await
+        .expect("update tenant");
+    for (a, g) in [("ann", "support"), ("bob", "support"), ("li", "sales")] {
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: agent(t, a),
+                nickname: a.into(),
+                capacity: 1,
+                groups: vec![group(t, g)],
+                request_id: rid("agent"),
+                ..Default::default()
+            })
+            .await
+            .expect("put agent");
+    }
+    for (a, status) in [
+        ("ann", pb::AgentStatus::Online),
+        ("bob", pb::AgentStatus::Away),
+        ("li", pb::AgentStatus::Online),
+    ] {
+        c.agent
+            .set_status(pb::SetStatusRequest {
+                agent: agent(t, a),
+                status: status as i32,
+                request_id: rid("status"),
+            })
+            .await
+            .expect("set status");
+    }
+}
+
+async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
+    let r = pb::GetConversationRequest { conversation: name.into() };
+    c.channel.get_conversation(r).await.expect("get conversation").into_inner()
+}
+
+/// Waits (bounded) until the conversation is in `state`: on actors the router decides
+/// after PostMessage answered.
+async fn settled(c: &mut Clients, name: &str, state: pb::ConversationState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = get(c, name).await;
+        if read.state == state as i32 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} never became {state:?}: {read:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A customer's first message into `g`; answers the conversation's name once it is in
+/// `state`.
+async fn open(
+    c: &mut Clients,
+    t: &str,
+    customer: &str,
+    g: &str,
+    state: pb::ConversationState,
+) -> String {
+    let r = pb::PostMessageRequest {
+        customer: format!("tenants/{t}/customers/{customer}"),
+        channel: pb::Channel::Web as i32,
+        text: "hello".into(),
+        group: group(t, g),
+        request_id: rid("post"),
+        ..Default::default()
+    };
+    let posted = c.channel.post_message(r).await.expect("post").into_inner();
+    let name = posted.conversation.expect("conversation").name;
+    settled(c, &name, state).await;
+    name
+}
+
+/// The scenario: u1 assigned to ann (support), u2 queued in support (ann full, bob away),
+/// u3 offered to li (sales), u4 queued in sales behind li's pending offer. Its conversations'
+/// names in that order.
+async fn scenario(c: &mut Clients, t: &str) -> Vec<String> {
+    use pb::ConversationState as S;
+    vec![
+        open(c, t, "u1", "support", S::Assigned).await,
+        open(c, t, "u2", "support", S::Queued).await,
+        open(c, t, "u3", "sales", S::Offered).await,
+        open(c, t, "u4", "sales", S::Queued).await,
+    ]
+}
+
+/// A response's text with the tenant's names made alike (conversations by their place in
+/// the scenario) and clock readings (timestamps, durations) reduced to their presence; page
+/// tokens left out.
+fn norm(t: &str, conversations: &[String], response: &impl std::fmt::Debug) -> String {
+    // Page tokens carry numbers: their presence is asserted where it matters.
+    let mut s: String = format!("{response:#?}")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("next_page_token:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (i, name) in conversations.iter().enumerate() {
+        s = s.replace(&format!("\"{name}\""), &format!("\"C{i}\""));
+    }
+    s = s.replace(&format!("tenants/{t}/"), "tenants/T/");
+    for kind in ["Timestamp {", "Duration {"] {
+        let mut out = String::new();
+        let mut rest = s.as_str();
+        while let Some(at) = rest.find(kind) {
+            out.push_str(&rest[..at]);
+            out.push_str(kind.trim_end_matches(" {"));
+            let end = rest[at..].find('}').expect("a closing brace");
+            rest = &rest[at + end + 1..];
+        }
+        out.push_str(rest);
+        s = out;
+    }
+    s
+}
+
+async fn live_board(c: &mut Clients, t: &str, size: u32, token: &str) -> pb::LiveBoard {
+    let r = pb::GetLiveBoardRequest {
+        tenant: format!("tenants/{t}"),
+        page: Some(pb::PageRequest { page_size: size, page_token: token.into() }),
+    };
+    c.supervisor.get_live_board(r).await.expect("live board").into_inner()
+}
+
+async fn queue_stats(c: &mut Clients, t: &str) -> pb::QueueStats {
+    let r = pb::GetQueueStatsRequest {
+        tenant: format!("tenants/{t}"),
+        threshold: dur(0),
+        start_time: None,
+        end_time: None,
+    };
+    c.supervisor.get_queue_stats(r).await.expect("queue stats").into_inner()
+}
+
+async fn agent_board(c: &mut Clients, t: &str) -> pb::AgentBoard {
+    let r = pb::GetAgentBoardRequest { tenant: format!("tenants/{t}") };
+    c.supervisor.get_agent_board(r).await.expect("agent board").into_inner()
+}
+
+async fn list(
+    c: &mut Clients,
+    t: &str,
+    filter: &str,
+    size: u32,
+    token: &str,
+) -> pb::ListConversationsResponse {
+    let r = pb::ListConversationsRequest {
+        parent: format!("tenants/{t}"),
+        filter: filter.replace("tenants/T/", &format!("tenants/{t}/")),
+        page_size: size,
+        page_token: token.into(),
+    };
+    c.supervisor.list_conversations(r).await.expect(filter).into_inner()
+}
+
+async fn explain(
+    c: &mut Clients,
+    conversation: &str,
+) -> Result<pb::ConversationExplanation, tonic::Status> {
+    let r = pb::ExplainConversationRequest { conversation: conversation.into() };
+    c.supervisor.explain_conversation(r).await.map(tonic::Response::into_inner)
+}
+
+async fn explain_agent(c: &mut Clients, name: &str) -> Result<pb::AgentExplanation, tonic::Status> {
+    let r = pb::ExplainAgentRequest { agent: name.into() };
+    c.supervisor.explain_agent(r).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c, PLAIN, pb::TenantRouting::Unspecified).await;
+    setup(&mut c, ACTORS, pb::TenantRouting::Actors).await;
+    let plain = scenario(&mut c, PLAIN).await;
+    let act = scenario(&mut c, ACTORS).await;
+    assert!(act.iter().all(|n| n.starts_with("tenants/act/conversations/")), "{act:?}");
+
+    // The same answer, names and clocks aside.
+    macro_rules! same {
+        ($what:expr, $plain:expr, $act:expr) => {{
+            let (p, a) = ($plain, $act);
+            assert_eq!(norm(PLAIN, &plain, &p), norm(ACTORS, &act, &a), "{}", $what);
+            (p, a)
+        }};
+    }
+
+    // The live board: every conversation with its state, agent and counts, then paged.
+    let (board, _) = same!(
+        "live board",
+        live_board(&mut c, PLAIN, 100, "").await,
+        live_board(&mut c, ACTORS, 100, "").await
+    );
+    assert_eq!((board.in_progress, board.ended, board.total), (4, 0, 4), "{board:?}");
+    let states: Vec<i32> = board.conversations.iter().map(|x| x.state).collect();
+    use pb::ConversationState as S;
+    let expected = [S::Assigned, S::Queued, S::Offered, S::Queued].map(|s| s as i32);
+    assert_eq!(states, expected, "{board:?}");
+    let (first, first_act) = same!(
+        "live board, first page",
+        live_board(&mut c, PLAIN, 3, "").await,
+        live_board(&mut c, ACTORS, 3, "").await
+    );
+    assert_eq!(first.conversations.len(), 3);
+    assert!(!first_act.next_page_token.is_empty());
+    let (second, second_act) = same!(
+        "live board, second page",
+        live_board(&mut c, PLAIN, 3, &first.next_page_token).await,
+        live_board(&mut c, ACTORS, 3, &first_act.next_page_token).await
+    );
+    assert_eq!(second.conversations.len(), 1, "{second:?}");
+    assert!(second_act.next_page_token.is_empty());
+
+    // The agent board; `first_login_today` is not kept by the actors.
+    let (mut p, mut a) = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    let logged_in: Vec<bool> = p.agents.iter().map(|x| x.first_login_today.is_some()).collect();
+    assert_eq!(logged_in, [true, true, true], "ann, bob and li signed in today: {p:?}");
+    for x in p.agents.iter_mut().chain(a.agents.iter_mut()) {
+        x.first_login_today = None;
+    }
+    let (board, _) = same!("agent board", p, a);
+    let loads: Vec<(u32, i32)> = board.agents.iter().map(|x| (x.load, x.status)).collect();
+    let online = pb::AgentStatus::Online as i32;
+    assert_eq!(loads, [(1, online), (0, pb::AgentStatus::Away as i32), (1, online)]);
+
+    // Explain: a queued conversation (why li does not take it), an offered one, agents.
+    let (x, _) = same!(
+        "explain the queued u4",
+        explain(&mut c, &plain[3]).await.expect("explain"),
+        explain(&mut c, &act[3]).await.expect("explain")
+    );
+    let Some(pb::conversation_explanation::Explanation::Waiting(w)) = x.explanation else {
+        panic!("u4 waits: {x:?}");
+    };
+    let li = w.agents.iter().find(|v| v.agent == agent(PLAIN, "li")).expect("li's verdict");
+    assert_eq!(li.verdict.as_ref().unwrap().reason, pb::WaitReason::AtCapacity as i32);
+    same!(
+        "explain the queued u2",
+        explain(&mut c, &plain[1]).await.expect("explain"),
+        explain(&mut c, &act[1]).await.expect("explain")
+    );
+    same!(
+        "explain the offered u3",
+        explain(&mut c, &plain[2]).await.expect("explain"),
+        explain(&mut c, &act[2]).await.expect("explain")
+    );
+    for a in ["ann", "bob", "li"] {
+        same!(
+            format!("explain {a}"),
+            explain_agent(&mut c, &agent(PLAIN, a)).await.expect("explain agent"),
+            explain_agent(&mut c, &agent(ACTORS, a)).await.expect("explain agent")
+        );
+    }
+    for t in [PLAIN, ACTORS] {
+        let e = explain_agent(&mut c, &agent(t, "nobody")).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let e = explain(&mut c, &format!("tenants/{t}/conversations/999")).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{t}: {e:?}");
+    }
+
+    // u1 ends: ann takes u2. The board counts it ended (from the archive on actors); the
+    // queue statistics count u2's wait, which ended, and u4's, which goes on.
+    for (t, names) in [(PLAIN, &plain), (ACTORS, &act)] {
+        let close =
+            pb::ConversationRequest { conversation: names[0].clone(), request_id: rid("close") };
+        c.channel.close_conversation(close).await.expect("close");
+        settled(&mut c, &names[1], S::Assigned).await;
+        let _ = t;
+    }
+    let (board, _) = same!(
+        "live board after u1 ended",
+        live_board(&mut c, PLAIN, 100, "").await,
+        live_board(&mut c, ACTORS, 100, "").await
+    );
+    assert_eq!((board.in_progress, board.ended, board.total), (3, 1, 4), "{board:?}");
+    for names in [&plain, &act] {
+        let e = explain(&mut c, &names[0]).await.unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "an ended one is not routed: {e:?}");
+    }
+    let (stats, _) =
+        same!("queue stats", queue_stats(&mut c, PLAIN).await, queue_stats(&mut c, ACTORS).await);
+    let waited: Vec<&str> = stats.waits.iter().map(|w| w.conversation.as_str()).collect();
+    assert!(waited.contains(&plain[1].as_str()), "u2 waited: {stats:?}");
+    assert!(waited.contains(&plain[3].as_str()), "u4 waits: {stats:?}");
+
+    // ListConversations: newest first, the ended one from the archive, paged; filters.
+    let (p1, a1) = same!(
+        "list, first page",
+        list(&mut c, PLAIN, "", 3, "").await,
+        list(&mut c, ACTORS, "", 3, "").await
+    );
+    assert_eq!(p1.conversations.len(), 3);
+    assert!(!a1.next_page_token.is_empty());
+    let (p2, a2) = same!(
+        "list, second page",
+        list(&mut c, PLAIN, "", 3, &p1.next_page_token).await,
+        list(&mut c, ACTORS, "", 3, &a1.next_page_token).await
+    );
+    assert_eq!(p2.conversations.len(), 1, "{p2:?}");
+    assert_eq!(p2.conversations[0].name, plain[0], "the ended u1 last");
+    assert!(a2.next_page_token.is_empty());
+    for (filter, want) in [
+        (r#"state = "QUEUED""#, 1),
+        (r#"state = "ENDED""#, 1),
+        (r#"group = "tenants/T/groups/sales""#, 2),
+        (r#"agent = "tenants/T/agents/ann""#, 2),
+        (r#"customer = "tenants/T/customers/u1""#, 1),
+        (r#"customer = "tenants/T/customers/nobody""#, 0),
+    ] {
+        let (p, _) = same!(
+            filter,
+            list(&mut c, PLAIN, filter, 0, "").await,
+            list(&mut c, ACTORS, filter, 0, "").await
+        );
+        assert_eq!(p.conversations.len(), want, "{filter}: {p:?}");
+    }
+}
