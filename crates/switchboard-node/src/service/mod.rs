@@ -9,6 +9,7 @@ pub mod filter;
 pub(crate) mod on_actors;
 pub mod search;
 pub mod supervisor;
+pub(crate) mod supervisor_actors;
 
 use std::pin::Pin;
 
