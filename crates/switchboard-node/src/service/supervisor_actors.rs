@@ -35,7 +35,7 @@ use crate::actors::conversation::{Answer, Answered, ConversationOp};
 use crate::actors::placement::ActorKey;
 use crate::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
 use crate::apply::Names as _;
-use crate::apply::supervisor::MAX_BATCH;
+use crate::apply::supervisor::{batch_result, batch_size};
 use crate::convert::{self, refusal};
 use crate::error::{Error, Result};
 use crate::names;
@@ -221,12 +221,7 @@ fn batch_items(
     on: &OnActors<'_>,
     names: &[String],
 ) -> Result<Vec<std::result::Result<ConversationId, String>>> {
-    if names.is_empty() || names.len() > MAX_BATCH {
-        return Err(Error::field(
-            "conversations",
-            format!("name 1 to {MAX_BATCH} conversations, got {}", names.len()),
-        ));
-    }
+    batch_size(names)?;
     Ok(names
         .iter()
         .enumerate()
@@ -236,14 +231,6 @@ fn batch_items(
                 .map_err(|e| e.to_string())
         })
         .collect())
-}
-
-fn batch_result(conversation: &str, outcome: std::result::Result<(), String>) -> pb::BatchResult {
-    let (ok, error) = match outcome {
-        Ok(()) => (true, String::new()),
-        Err(e) => (false, e),
-    };
-    pb::BatchResult { conversation: conversation.to_owned(), ok, error }
 }
 
 /// SupervisorService.ReassignBatch: every well-formed item one transfer by the supervisor,
@@ -289,7 +276,7 @@ pub(super) async fn reassign_batch(
                     },
                     Err(e) => Err(e.clone()),
                 };
-                batch_result(name, outcome)
+                batch_result(name.clone(), outcome)
             })
             .collect();
         Some(pb::BatchResponse { results: out }.encode_to_vec())
@@ -318,7 +305,7 @@ pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<p
             Ok(id) => end_item(on, id, &r.request_id, i).await,
             Err(e) => Err(e),
         };
-        results.push(batch_result(name, outcome));
+        results.push(batch_result(name.clone(), outcome));
     }
     Ok(pb::BatchResponse { results })
 }
