@@ -329,7 +329,15 @@ async fn transfers_and_supervisor_commands_are_served_by_the_actors() {
         reset_entry_time: false,
         request_id: rid("reassign"),
     };
-    let batch = c.supervisor.reassign_batch(reassign.clone()).await.expect("reassign").into_inner();
+    // Two copies at once (as a client's retry racing its first try): one is applied, both
+    // answer the same (applied twice, the second copy's c2 would fail: cid holds it).
+    let mut twin = c.supervisor.clone();
+    let (batch, copy) = tokio::join!(
+        c.supervisor.reassign_batch(reassign.clone()),
+        twin.reassign_batch(reassign.clone())
+    );
+    let batch = batch.expect("reassign").into_inner();
+    assert_eq!(copy.expect("its copy").into_inner(), batch);
     let oks: Vec<bool> = batch.results.iter().map(|r| r.ok).collect();
     assert_eq!(oks, vec![true, false, false, false], "{batch:?}");
     assert_eq!(batch.results.iter().map(|r| r.conversation.clone()).collect::<Vec<_>>(), items);
