@@ -47,7 +47,9 @@ use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
 
-/// An operation on a customer's conversation, as [`ConversationHandle`] builds it.
+/// An operation on a customer's conversation, as [`ConversationHandle`] builds it
+/// (`Whisper`: a supervisor's guidance to the holder, a `whisper` transcript row, never sent;
+/// `EndInBatch`: one item of a supervisor's EndBatch, the batch-end reply).
 #[derive(Debug, Clone)]
 pub enum ConversationOp {
     CustomerMessage(CustomerMessage),
@@ -57,6 +59,8 @@ pub enum ConversationOp {
     AgentMessage { id: ConversationId, agent: AgentId, text: String, tag: Option<MessageTag> },
     MarkRead { id: ConversationId, agent: AgentId },
     End { id: ConversationId, by: switchboard_core::Actor },
+    Whisper { id: ConversationId, from: AgentId, text: String },
+    EndInBatch(ConversationId),
 }
 
 /// How a public call is answered once its step is applied: its response, encoded.
@@ -345,6 +349,10 @@ impl Actor for ConversationActor {
                     ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
                     _ => None,
                 };
+                let whispered = match &call.op {
+                    ConversationOp::Whisper { from, text, .. } => Some((*from, text.clone())),
+                    _ => None,
+                };
                 match run.apply(now, call.op) {
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -352,8 +360,11 @@ impl Actor for ConversationActor {
                     Ok(outcome) => {
                         let ended = run.side.take_ended();
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
-                        let rows = run.rows(now, said, &outcome.effects);
+                        let mut rows = run.rows(now, said, &outcome.effects);
                         let id = outcome.conversation;
+                        if let Some((from, text)) = whispered {
+                            run.whispered(&mut rows, now, id, from, &text);
+                        }
                         let conversation = run
                             .side
                             .conversation()
@@ -497,7 +508,27 @@ impl ConversationRun {
                 side.mark_read(cfg, now, id, agent).map(|e| done(id, e))
             }
             ConversationOp::End { id, by } => side.end(cfg, now, id, by).map(|e| done(id, e)),
+            ConversationOp::Whisper { id, from, text } => {
+                side.whisper(cfg, id, from, &text).map(|e| done(id, e))
+            }
+            ConversationOp::EndInBatch(id) => side.end_in_batch(cfg, now, id).map(|e| done(id, e)),
         }
+    }
+
+    /// A whisper's transcript row (sender `whisper`, the supervisor as its agent), as the
+    /// tenant actor writes it.
+    fn whispered(
+        &mut self,
+        rows: &mut Rows,
+        now: Timestamp,
+        id: ConversationId,
+        from: AgentId,
+        text: &str,
+    ) {
+        use crate::apply::Names as _;
+        let inner = self.mesh.inner();
+        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        rows.note_row(&mut self.transcript, now, id, "whisper", &names.agent_name(from), text);
     }
 
     /// What a step writes besides the row: the customer's message (`said`, in the

@@ -143,6 +143,22 @@ impl Rows {
         self.transcript(now, conversation, &message);
     }
 
+    /// A row only the agent side sees (a supervisor's whisper), as the transcript's next.
+    pub fn note_row(
+        &mut self,
+        transcript: &mut Transcript,
+        now: Timestamp,
+        conversation: ConversationId,
+        sender: &str,
+        agent: &str,
+        text: &str,
+    ) {
+        let seq = transcript.next(conversation);
+        let unspecified = pb::ReplyKind::Unspecified;
+        let message = rows::transcript_message(seq, now, sender, agent, unspecified, text, 0);
+        self.transcript(now, conversation, &message);
+    }
+
     /// A conversation actor's step: its replies and agent messages (outbox and transcript)
     /// and its events, in the order the side produced them.
     pub fn conversation(

@@ -25,7 +25,7 @@ use switchboard_core::engine::Target;
 use switchboard_core::mesh::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
-use switchboard_store::{ActorState, Batch, Fence};
+use switchboard_store::{ActorState, Batch, Fence, Response};
 use tracing::warn;
 
 use super::effects::{MeshNames, Rows};
@@ -45,6 +45,36 @@ pub enum RouterOp {
     Transfer { conversation: ConversationId, target: Target, by: switchboard_core::Actor },
 }
 
+/// A public call on the router (issue 12's cut-over: transfers and the supervisor's
+/// commands): its operations, applied in order in one step (each succeeds or fails on its
+/// own), and its request id (empty: none). A request id answered before is answered from
+/// the store (`Batch::responses`, the per-actor table) and applies nothing; a new one's
+/// response, made by `answer` from the results, is written in the step's own batch (none
+/// when `answer` keeps nothing: a refused command stores nothing, as the tenant actor's log
+/// keeps no refused command).
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // carries a closure
+pub struct RouterCall {
+    pub ops: Vec<RouterOp>,
+    pub request_id: String,
+    pub answer: RouterAnswer,
+}
+
+/// What a [`RouterCall`] keeps for its request id, from its operations' results.
+pub type RouterAnswer =
+    Arc<dyn Fn(&[switchboard_core::Result<()>]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// How a [`RouterCall`] ended.
+#[derive(Debug, Clone)]
+pub enum RouterCalled {
+    /// Its request id was answered before: that answer, nothing applied.
+    Stored(Vec<u8>),
+    /// Applied now (durable): each operation's result, and the answer kept.
+    Decided { results: Vec<switchboard_core::Result<()>>, kept: Option<Vec<u8>> },
+}
+
+type CallReply = RpcReplyPort<Result<RouterCalled>>;
+
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum RouterMsg {
     /// An envelope from a conversation actor (counted against the receiving node's bound
@@ -55,6 +85,8 @@ pub enum RouterMsg {
     FromAgent(AgentEnvelope<FromAgent>, Option<super::Ticket>),
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
+    /// A public call with its request id; answered once durable (or found stored).
+    Call(RouterCall, CallReply),
     /// A read of the side's current state.
     Read(super::ReadSide<RouterSide>),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
@@ -112,6 +144,9 @@ struct Unflushed {
     /// Their events as `events` entries, each at its step's time.
     rows: Rows,
     reads: Vec<super::ReadSide<RouterSide>>,
+    /// Public calls, with their answers, and the responses they keep by request id.
+    calls: Vec<(CallReply, RouterCalled)>,
+    responses: Vec<Response>,
 }
 
 impl Drop for RouterRun {
@@ -235,6 +270,10 @@ impl Actor for RouterActor {
                     (Ok(effects), _) => return run.step(&myself, effects, Some(reply)).await,
                 }
             }
+            RouterMsg::Call(call, reply) => {
+                run.last_active = tokio::time::Instant::now();
+                return run.call(&myself, call, reply).await;
+            }
             RouterMsg::Read(read) => match &mut run.batch {
                 // A read sees only durable decisions.
                 Some(batch) => batch.reads.push(read),
@@ -310,6 +349,84 @@ impl RouterRun {
         }
     }
 
+    /// A public call: answered from the store if its request id was (one probe, or the
+    /// undurable batch), else its operations are applied in one step whose batch keeps the
+    /// answer.
+    async fn call(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        call: RouterCall,
+        reply: CallReply,
+    ) -> Result<(), ActorProcessingErr> {
+        if !call.request_id.is_empty() {
+            let pending = self.batch.as_mut().and_then(|b| {
+                let found = b.responses.iter().find(|r| r.request_id == call.request_id);
+                found.map(|r| r.body.clone()).map(|body| (b, body))
+            });
+            if let Some((batch, body)) = pending {
+                // A copy of a call not yet durable: answered with it, at its flush.
+                batch.calls.push((reply, RouterCalled::Stored(body)));
+                return Ok(());
+            }
+            let (store, tenant) = (self.mesh.inner().store.clone(), self.mesh.tenant().to_owned());
+            let id = call.request_id.clone();
+            match super::blocking(move || store.actor_response(&tenant, &id)).await {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    self.arm(myself);
+                    return Ok(());
+                }
+                Ok(Some(body)) => {
+                    let _ = reply.send(Ok(RouterCalled::Stored(body)));
+                    self.arm(myself);
+                    return Ok(());
+                }
+                Ok(None) => {}
+            }
+        }
+        let now = self.now();
+        let mut effects = Vec::new();
+        let mut results = Vec::with_capacity(call.ops.len());
+        for op in call.ops {
+            results.push(self.apply(now, op).map(|mut fx| effects.append(&mut fx)));
+        }
+        let kept = (call.answer)(&results);
+        let response = kept.clone().filter(|_| !call.request_id.is_empty()).map(|body| Response {
+            request_id: call.request_id.clone(),
+            at_ms: now.as_millis(),
+            body,
+        });
+        let answer = RouterCalled::Decided { results, kept };
+        self.step_call(myself, effects, (reply, answer), response).await
+    }
+
+    /// [`step`](Self::step) for a public call: its answer and kept response join the batch.
+    async fn step_call(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        effects: Vec<Effect>,
+        call: (CallReply, RouterCalled),
+        response: Option<Response>,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut batch = match self.batch.take() {
+            Some(batch) => batch,
+            None if myself.send_message(RouterMsg::Flush).is_ok() => Unflushed::default(),
+            None => {
+                let mut batch = Unflushed::default();
+                batch.calls.push(call);
+                batch.responses.extend(response);
+                self.batch = Some(batch);
+                self.push(effects, None);
+                return self.flush(myself).await;
+            }
+        };
+        batch.calls.push(call);
+        batch.responses.extend(response);
+        self.batch = Some(batch);
+        self.push(effects, None);
+        Ok(())
+    }
+
     /// The rest of a step on an envelope (a conversation's or an agent's): it joins the
     /// batch unless it was only an acknowledgement, which sends what is owed at once when
     /// nothing undurable is queued (else the flush does).
@@ -371,8 +488,11 @@ impl RouterRun {
     /// answers, reads.
     async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        if let Err(e) = self.commit(batch.rows).await {
+        if let Err(e) = self.commit(batch.rows, batch.responses).await {
             for (reply, _) in batch.replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            for (reply, _) in batch.calls {
                 let _ = reply.send(Err(e.clone()));
             }
             return self.fail(myself, e);
@@ -381,6 +501,9 @@ impl RouterRun {
         self.mesh.heard(None, batch.effects);
         for (reply, answer) in batch.replies {
             let _ = reply.send(answer);
+        }
+        for (reply, answer) in batch.calls {
+            let _ = reply.send(Ok(answer));
         }
         for read in batch.reads {
             read(&self.side);
@@ -392,7 +515,7 @@ impl RouterRun {
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
     /// upsert in the store's group commit, with the batch's `events` entries
     /// (`actors::effects`); then those entries go to the node's hub.
-    async fn commit(&mut self, rows: Rows) -> Result<()> {
+    async fn commit(&mut self, rows: Rows, responses: Vec<Response>) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
         let row = ActorState {
@@ -405,6 +528,7 @@ impl RouterRun {
             tenant: inner.tenant.clone(),
             fence: self.fence,
             actors: vec![row],
+            responses,
             ..Batch::default()
         };
         let published = rows.into_batch(&mut batch);
@@ -540,6 +664,12 @@ impl RouterHandle {
         by: switchboard_core::Actor,
     ) -> Result<Vec<Effect>> {
         self.call(RouterOp::Transfer { conversation, target, by }).await
+    }
+
+    /// A public call ([`RouterCall`]): applied once per request id.
+    pub async fn call_public(&self, call: RouterCall) -> Result<RouterCalled> {
+        let msg = |reply| RouterMsg::Call(call.clone(), reply);
+        super::call(|| self.mesh.router_ref(), msg).await
     }
 
     /// Reads the side's current state.

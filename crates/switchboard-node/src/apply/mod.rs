@@ -11,7 +11,7 @@ mod agent;
 pub(crate) mod channel;
 pub(crate) mod events;
 pub mod rows;
-mod supervisor;
+pub(crate) mod supervisor;
 pub mod unaccepted;
 pub mod webhooks;
 

@@ -66,17 +66,35 @@ pub(super) fn set_status(
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
 
-/// The conversations of a batch, each parsed on its own: a bad name fails that item only.
-fn batch_items(
-    state: &TenantState,
-    names: &[String],
-) -> Result<Vec<(String, std::result::Result<ConversationId, String>)>> {
+/// A batch names 1 to [`MAX_BATCH`] conversations (on either path).
+pub(crate) fn batch_size(names: &[String]) -> Result<()> {
     if names.is_empty() || names.len() > MAX_BATCH {
         return Err(Error::field(
             "conversations",
             format!("name 1 to {MAX_BATCH} conversations, got {}", names.len()),
         ));
     }
+    Ok(())
+}
+
+/// One item's result as the API shows it (on either path).
+pub(crate) fn batch_result(
+    conversation: String,
+    outcome: std::result::Result<(), String>,
+) -> pb::BatchResult {
+    let (ok, error) = match outcome {
+        Ok(()) => (true, String::new()),
+        Err(e) => (false, e),
+    };
+    pb::BatchResult { conversation, ok, error }
+}
+
+/// The conversations of a batch, each parsed on its own: a bad name fails that item only.
+fn batch_items(
+    state: &TenantState,
+    names: &[String],
+) -> Result<Vec<(String, std::result::Result<ConversationId, String>)>> {
+    batch_size(names)?;
     Ok(names
         .iter()
         .enumerate()
@@ -106,11 +124,7 @@ fn batch_response(
                 },
                 Err(e) => Err(e),
             };
-            let (ok, error) = match outcome {
-                Ok(()) => (true, String::new()),
-                Err(e) => (false, e),
-            };
-            pb::BatchResult { conversation, ok, error }
+            batch_result(conversation, outcome)
         })
         .collect();
     response::Result::Batch(pb::BatchResponse { results })

@@ -181,6 +181,9 @@ const CONVERSATION_CALLS: &[&str] = &[
     "SetBotHosting",
     "UpdateConversation",
 ];
+/// The SupervisorService calls a conversation actor serves (by their `conversation` field;
+/// field 1 names the supervisor). The supervisor's other commands go to the router: by tenant.
+const SUPERVISOR_CONVERSATION_CALLS: &[&str] = &["EndConversation", "Whisper"];
 
 /// Public methods (gRPC paths) served by a conversation or agent actor for a tenant on
 /// actors, and where their request names it: the ChannelService's by the name of field 1
@@ -203,6 +206,14 @@ pub fn actor_table() -> HashMap<String, ActorField> {
                 },
                 _ => return,
             },
+            ("SupervisorService", m)
+                if named("supervisor") == Some(1) && SUPERVISOR_CONVERSATION_CALLS.contains(&m) =>
+            {
+                match named("conversation").map(u32::try_from) {
+                    Some(Ok(n)) => ActorField::Conversation(n),
+                    _ => return,
+                }
+            }
             _ => return,
         };
         table.insert(path, field);
@@ -724,8 +735,11 @@ mod tests {
                 "ChannelService/RequestHuman",
             ]
         );
-        let by_field_2: Vec<String> =
-            CONVERSATION_CALLS.iter().map(|m| format!("AgentService/{m}")).collect();
+        let by_field_2: Vec<String> = CONVERSATION_CALLS
+            .iter()
+            .map(|m| format!("AgentService/{m}"))
+            .chain(SUPERVISOR_CONVERSATION_CALLS.iter().map(|m| format!("SupervisorService/{m}")))
+            .collect();
         let mut by_field_2: Vec<&str> = by_field_2.iter().map(String::as_str).collect();
         by_field_2.sort_unstable();
         assert_eq!(of(ActorField::Conversation(2)), by_field_2);
@@ -733,12 +747,14 @@ mod tests {
         let mut agents: Vec<&str> = agents.iter().map(String::as_str).collect();
         agents.sort_unstable();
         assert_eq!(of(ActorField::Agent), agents);
-        assert_eq!(actors.len(), 2 + 4 + CONVERSATION_CALLS.len() + AGENT_CALLS.len());
+        let conversations = CONVERSATION_CALLS.len() + SUPERVISOR_CONVERSATION_CALLS.len();
+        assert_eq!(actors.len(), 2 + 4 + conversations + AGENT_CALLS.len());
         // The rest (admin, supervisor, the router's reads, transfers, searches): by tenant.
         for path in [
             "/switchboard.v1.AgentService/Transfer",
             "/switchboard.v1.AgentService/GetHistory",
-            "/switchboard.v1.SupervisorService/EndConversation",
+            "/switchboard.v1.SupervisorService/ReassignBatch",
+            "/switchboard.v1.SupervisorService/SetAgentStatus",
             "/switchboard.v1.ChannelService/StreamOutbound",
             "/switchboard.v1.EventService/StreamEvents",
             "/switchboard.v1.AdminService/PutCustomer",

@@ -93,6 +93,7 @@ impl Agents {
             let served = match &op {
                 Op::MarkRead(r) => on.agent_on_conversation(r, false).await?,
                 Op::EndConversation(r) => on.agent_on_conversation(r, true).await?,
+                Op::Transfer(r) => super::supervisor_actors::transfer(&on, r).await?,
                 _ => return Err(not_yet_on_actors(&op)),
             };
             return Ok(Response::new(served));
@@ -113,6 +114,7 @@ impl Agents {
             Op::SendMessage(_)
                 | Op::MarkRead(_)
                 | Op::EndConversation(_)
+                | Op::Transfer(_)
                 | Op::AgentBotHosting(_)
                 | Op::InviteRating(_)
         );

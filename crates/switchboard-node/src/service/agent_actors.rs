@@ -224,7 +224,7 @@ impl Desk {
     /// The agent as the actors hold it: settings from the mesh's configuration, status,
     /// load and wrap-ups from the router actor. `first_login_today` is not kept by the
     /// actors (unset).
-    async fn agent_view(&self) -> Result<pb::Agent, Status> {
+    pub(super) async fn agent_view(&self) -> Result<pb::Agent, Status> {
         let a = self.agent;
         let config = self.mesh.config();
         if !self.router_here() {

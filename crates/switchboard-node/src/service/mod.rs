@@ -10,6 +10,7 @@ pub(crate) mod on_actors;
 pub mod search;
 pub mod supervisor;
 mod supervisor_reads_actors;
+pub(crate) mod supervisor_actors;
 
 use std::pin::Pin;
 

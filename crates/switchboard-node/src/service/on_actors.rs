@@ -71,7 +71,7 @@ impl OnActors<'_> {
         self.mesh.tenant()
     }
 
-    fn names(&self) -> MeshNames<'_> {
+    pub(super) fn names(&self) -> MeshNames<'_> {
         MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() }
     }
 
@@ -188,7 +188,7 @@ impl OnActors<'_> {
 
     /// An operation on a conversation whose customer is known, answered with the
     /// conversation as it is after the step.
-    async fn conversation_call(
+    pub(super) async fn conversation_call(
         &self,
         customer: CustomerId,
         id: ConversationId,
@@ -260,9 +260,14 @@ impl OnActors<'_> {
     }
 
     /// The acting agent, as `TenantState::agent_ref` finds it, in the mesh's configuration.
-    fn acting(&self, name: &str) -> Result<AgentId> {
+    pub(super) fn acting(&self, name: &str) -> Result<AgentId> {
+        self.acting_as("agent", name)
+    }
+
+    /// The agent a reference field names, in the mesh's configuration.
+    pub(super) fn acting_as(&self, field: &str, name: &str) -> Result<AgentId> {
         let tenant = self.tenant();
-        let id = names::child_in("agent", name, "agents", tenant)?;
+        let id = names::child_in(field, name, "agents", tenant)?;
         self.mesh
             .config()
             .agent_by_id(&id)
@@ -330,6 +335,18 @@ impl OnActors<'_> {
         ))
     }
 
+    /// A call on a conversation whose customer is known, answered as `answer` renders it.
+    pub(super) async fn answered_call(
+        &self,
+        customer: CustomerId,
+        op: ConversationOp,
+        request_id: &str,
+        answer: Answer,
+    ) -> Result<Vec<u8>> {
+        let who = self.who(customer).await?;
+        self.answered(self.call_on(&who, op, request_id, answer).await?)
+    }
+
     /// The response of a call that opens nothing.
     fn answered(&self, called: Called) -> Result<Vec<u8>> {
         match called {
@@ -394,7 +411,7 @@ impl OnActors<'_> {
 
 /// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's
 /// configuration.
-fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId> {
+pub(super) fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId> {
     let id = names::child_in("group", name, "groups", tenant)?;
     let found = config.group_names.iter().find(|(g, n)| **n == id && config.groups.contains_key(g));
     found
@@ -402,6 +419,6 @@ fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId>
         .ok_or_else(|| Error::NotFound(format!("group: skill group {id:?} of tenant {tenant}")))
 }
 
-fn undecodable(e: prost::DecodeError) -> Error {
+pub(super) fn undecodable(e: prost::DecodeError) -> Error {
     Error::Internal(format!("a stored response does not decode: {e}"))
 }

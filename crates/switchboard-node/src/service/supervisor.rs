@@ -10,7 +10,8 @@ use switchboard_proto::v1::supervisor_service_server::SupervisorService;
 use switchboard_store::ArchiveQuery;
 use tonic::{Request, Response, Status};
 
-use super::on_actors;
+use super::on_actors::{self, OnActors};
+use super::supervisor_actors as on;
 use super::supervisor_reads_actors as actors;
 use super::{numeric_page, page_token, variant};
 use crate::apply::Names;
@@ -35,6 +36,14 @@ pub struct Supervisor {
     pub registry: Registry,
     /// The actors of tenants created with actor routing (the cut-over of issue 12).
     pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
+}
+
+impl Supervisor {
+    /// The tenant's actors, if it is served by actors (`supervisor_actors`).
+    async fn on_actors(&self, tenant: &str) -> Result<Option<OnActors<'_>>, Status> {
+        let mesh = super::on_actors::served(&self.meshes, tenant).await?;
+        Ok(mesh.map(|mesh| OnActors { meshes: &self.meshes, mesh }))
+    }
 }
 
 /// Archived conversations read per store query.
@@ -221,6 +230,9 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::WhisperResponse>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(actors) = self.on_actors(&t).await? {
+            return on::whisper(&actors, &r).await.map(Response::new);
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::Whisper(r), &request_id).await?;
         Ok(Response::new(variant!(result, Whisper)?))
@@ -232,6 +244,9 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::Agent>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(actors) = self.on_actors(&t).await? {
+            return on::set_agent_status(&actors, &r).await.map(Response::new);
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::SupervisorSetStatus(r), &request_id).await?;
         Ok(Response::new(variant!(result, Agent)?))
@@ -243,6 +258,9 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::BatchResponse>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(actors) = self.on_actors(&t).await? {
+            return on::reassign_batch(&actors, &r).await.map(Response::new);
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::ReassignBatch(r), &request_id).await?;
         Ok(Response::new(variant!(result, Batch)?))
@@ -254,6 +272,9 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::BatchResponse>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(actors) = self.on_actors(&t).await? {
+            return on::end_batch(&actors, &r).await.map(Response::new);
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::EndBatch(r), &request_id).await?;
         Ok(Response::new(variant!(result, Batch)?))
@@ -265,6 +286,9 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::Conversation>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(actors) = self.on_actors(&t).await? {
+            return on::end_conversation(&actors, &r).await.map(Response::new);
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::SupervisorEnd(r), &request_id).await?;
         Ok(Response::new(variant!(result, Conversation)?))

@@ -1,0 +1,337 @@
+//! Transfers and the supervisor's commands of a tenant created with `TENANT_ROUTING_ACTORS`
+//! (issue 12's cut-over), served by its router and conversation actors with the tenant
+//! actor's validation and response shapes (`apply::agent::transfer`, `apply::supervisor`).
+//! Every rule is the core's: the router side's (`RouterSide::transfer`, `set_status` with
+//! `StatusCause::Supervisor`) and the conversation side's (`end`, `end_in_batch`,
+//! `whisper`); this file only resolves names and renders answers.
+//!
+//! - **On the router actor** (the forwarder routes these by tenant, so they land on the
+//!   router's node): Transfer, SetAgentStatus of another agent, ReassignBatch (every item
+//!   one transfer, all in one router step, each succeeding or failing on its own). They go
+//!   as one [`RouterCall`] carrying the request id: the router looks it up in the per-actor
+//!   `responses` table and writes the new answer in the step's own batch, so a retry applies
+//!   nothing and answers the same (a batch its stored results; a transfer or a status change
+//!   the conversation or agent as they are now, as the agent actor's calls answer). A refused
+//!   transfer or status change stores nothing (the tenant actor's log keeps no refused
+//!   command either).
+//! - **On conversation actors**: EndConversation, Whisper (routed by the conversation,
+//!   `cluster::forward`), EndBatch (every item one conversation call, its request id the
+//!   batch's with `#i`, so each item is applied once; an item whose conversation's actor
+//!   runs on another node fails alone, saying so).
+//! - A supervisor setting its own status does so as an agent (its agent actor's path,
+//!   signing in included), and ending the conversation it serves ends it as its agent.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use switchboard_core::engine::Target;
+use switchboard_core::router::StatusCause;
+use switchboard_core::{Actor, AgentId, ConversationId};
+use switchboard_proto::v1 as pb;
+
+use super::agent_actors::Desk;
+use super::on_actors::{OnActors, group_ref, undecodable};
+use crate::actors::conversation::{Answer, Answered, ConversationOp};
+use crate::actors::placement::ActorKey;
+use crate::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
+use crate::apply::Names as _;
+use crate::apply::supervisor::{batch_result, batch_size};
+use crate::convert::{self, refusal};
+use crate::error::{Error, Result};
+use crate::names;
+
+type R<T> = std::result::Result<T, tonic::Status>;
+
+/// What the router keeps for a transfer or a status change: which call it was (the answer is
+/// the conversation or agent as it is when asked again).
+const TRANSFERRED: &[u8] = b"router:transfer";
+const STATUS_SET: &[u8] = b"router:status";
+
+/// How a supervisor acts on a conversation it does not serve.
+fn by(on: &OnActors<'_>, agent: AgentId) -> Actor {
+    if on.mesh.config().supervisors.contains(&agent) {
+        Actor::Supervisor(agent)
+    } else {
+        Actor::Agent(agent)
+    }
+}
+
+/// The acting supervisor: PERMISSION_DENIED without the flag, as `apply::supervisor`.
+fn supervisor(on: &OnActors<'_>, name: &str) -> Result<AgentId> {
+    let a = on.acting_as("supervisor", name)?;
+    if !on.mesh.config().supervisors.contains(&a) {
+        return Err(Error::PermissionDenied(format!(
+            "{name} is not a supervisor; an administrator grants the flag with PutAgent"
+        )));
+    }
+    Ok(a)
+}
+
+/// The target of a transfer, as `apply::agent::target` finds it, in the mesh's configuration.
+fn target(
+    on: &OnActors<'_>,
+    to_agent: Option<&str>,
+    to_group: Option<&str>,
+    reset: bool,
+) -> Result<Target> {
+    match (to_agent, to_group) {
+        (Some(name), None) => Ok(Target::Agent(on.acting_as("to_agent", name)?)),
+        (None, Some(name)) => Ok(Target::Group {
+            group: group_ref(on.mesh.config(), on.mesh.tenant(), name)?,
+            keep_entry_time: !reset,
+        }),
+        _ => Err(Error::field("to", "name exactly one of to_agent or to_group")),
+    }
+}
+
+/// The router runs here: the forwarder routes these calls by tenant, which is its shard.
+fn router_here(on: &OnActors<'_>) -> Result<()> {
+    if on.mesh.is_here(ActorKey::Router { tenant: on.mesh.tenant() }) {
+        return Ok(());
+    }
+    Err(Error::Unavailable(format!(
+        "the router of tenant {} runs on another node; retry (the call is forwarded there)",
+        on.mesh.tenant()
+    )))
+}
+
+/// A refusal of the core in the mesh's resource names.
+fn refused(on: &OnActors<'_>, error: switchboard_core::Error) -> Error {
+    let message = refusal::describe_named(&on.names(), &|m| m.to_owned(), &error);
+    Error::Refused { error, message }
+}
+
+/// One router command with a request id: applied once, refused with the core's code.
+async fn router_command(
+    on: &OnActors<'_>,
+    op: RouterOp,
+    request_id: &str,
+    kept: &'static [u8],
+) -> Result<()> {
+    crate::registry::check_request_id(request_id)?;
+    router_here(on)?;
+    let answer: RouterAnswer = Arc::new(move |results| {
+        results.iter().all(std::result::Result::is_ok).then(|| kept.to_vec())
+    });
+    let call = RouterCall { ops: vec![op], request_id: request_id.to_owned(), answer };
+    match on.mesh.router().call_public(call).await? {
+        RouterCalled::Stored(body) if body == kept => Ok(()),
+        RouterCalled::Stored(_) => Err(reused(request_id)),
+        RouterCalled::Decided { mut results, .. } => match results.pop() {
+            Some(Err(e)) => Err(refused(on, e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+fn reused(request_id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "request_id {request_id:?} was used by another call; give each call its own"
+    ))
+}
+
+/// AgentService.Transfer: as `apply::agent::transfer` (an agent moves only what it holds; a
+/// supervisor any routed conversation); answered with the conversation as it is after.
+pub(super) async fn transfer(on: &OnActors<'_>, r: &pb::TransferRequest) -> R<pb::Conversation> {
+    use pb::transfer_request::To;
+    let agent = on.acting(&r.agent)?;
+    let n = on.conversation_number("conversation", &r.conversation)?;
+    let (to_agent, to_group) = match &r.to {
+        Some(To::ToAgent(n)) => (Some(n.as_str()), None),
+        Some(To::ToGroup(n)) => (None, Some(n.as_str())),
+        None => (None, None),
+    };
+    let target = target(on, to_agent, to_group, r.reset_entry_time)?;
+    let id = ConversationId(n);
+    let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
+    let op = RouterOp::Transfer { conversation: id, target, by: by(on, agent) };
+    router_command(on, op, &r.request_id, TRANSFERRED).await?;
+    if !on.mesh.is_here(ActorKey::Conversation { tenant: on.mesh.tenant(), customer }) {
+        // Its actor runs on another node: only its name (no read across nodes yet).
+        let name = on.names().conversation_name(id);
+        return Ok(pb::Conversation { name, ..Default::default() });
+    }
+    Ok(on.get(&r.conversation).await?)
+}
+
+/// SupervisorService.SetAgentStatus: another agent's status on the router
+/// (`StatusCause::Supervisor`: never out of offline; its agent actor hears it on its link);
+/// its own as an agent. Answered with the agent as the actors hold it after.
+pub(super) async fn set_agent_status(
+    on: &OnActors<'_>,
+    r: &pb::SupervisorSetStatusRequest,
+) -> R<pb::Agent> {
+    let sup = supervisor(on, &r.supervisor)?;
+    let a = on.acting(&r.agent)?;
+    let status = convert::status("status", r.status)?;
+    let id = names::child_in("agent", &r.agent, "agents", on.mesh.tenant())?;
+    let desk = Desk::resolve(on.meshes, on.mesh.clone(), &id)?;
+    if a == sup {
+        let own = pb::SetStatusRequest {
+            agent: r.agent.clone(),
+            status: r.status,
+            request_id: r.request_id.clone(),
+        };
+        return desk.set_status(&own).await;
+    }
+    let op = RouterOp::SetStatus { agent: a, status, cause: StatusCause::Supervisor };
+    router_command(on, op, &r.request_id, STATUS_SET).await?;
+    desk.agent_view().await
+}
+
+/// SupervisorService.EndConversation: `ended_by_supervisor` with the manual-end reply; the
+/// conversation the supervisor serves it ends as its agent.
+pub(super) async fn end_conversation(
+    on: &OnActors<'_>,
+    r: &pb::SupervisorConversationRequest,
+) -> R<pb::Conversation> {
+    let sup = supervisor(on, &r.supervisor)?;
+    let n = on.conversation_number("conversation", &r.conversation)?;
+    let id = ConversationId(n);
+    let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
+    let read = move |side: &switchboard_core::mesh::ConversationSide| {
+        side.conversation().filter(|c| c.id == id).and_then(|c| c.agent)
+    };
+    let holder = on.mesh.conversation(customer).read(read).await?;
+    let by = if holder == Some(sup) { Actor::Agent(sup) } else { Actor::Supervisor(sup) };
+    let op = ConversationOp::End { id, by };
+    Ok(on.conversation_call(customer, id, op, &r.request_id).await?)
+}
+
+/// SupervisorService.Whisper: a note to the holding agent's desk and a `whisper` transcript
+/// row, never on the customer's outbox.
+pub(super) async fn whisper(on: &OnActors<'_>, r: &pb::WhisperRequest) -> R<pb::WhisperResponse> {
+    let sup = supervisor(on, &r.supervisor)?;
+    let n = on.conversation_number("conversation", &r.conversation)?;
+    crate::apply::channel::check_text("text", &r.text)?;
+    let id = ConversationId(n);
+    let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
+    let op = ConversationOp::Whisper { id, from: sup, text: r.text.clone() };
+    let answer: Answer = Arc::new(|a: Answered<'_>| {
+        let message = a.last_row.map(crate::service::transcript_message);
+        pb::WhisperResponse { message }.encode_to_vec()
+    });
+    let body = on.answered_call(customer, op, &r.request_id, answer).await?;
+    Ok(pb::WhisperResponse::decode(body.as_slice()).map_err(undecodable)?)
+}
+
+/// The items of a batch, each parsed on its own (a bad name fails that item only), as
+/// `apply::supervisor::batch_items`.
+fn batch_items(
+    on: &OnActors<'_>,
+    names: &[String],
+) -> Result<Vec<std::result::Result<ConversationId, String>>> {
+    batch_size(names)?;
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            on.conversation_number(&format!("conversations[{i}]"), name)
+                .map(ConversationId)
+                .map_err(|e| e.to_string())
+        })
+        .collect())
+}
+
+/// SupervisorService.ReassignBatch: every well-formed item one transfer by the supervisor,
+/// all in one router step; results per item, in order (kept for the request id whole).
+pub(super) async fn reassign_batch(
+    on: &OnActors<'_>,
+    r: &pb::ReassignBatchRequest,
+) -> R<pb::BatchResponse> {
+    use pb::reassign_batch_request::To;
+    let sup = supervisor(on, &r.supervisor)?;
+    let (to_agent, to_group) = match &r.to {
+        Some(To::ToAgent(n)) => (Some(n.as_str()), None),
+        Some(To::ToGroup(n)) => (None, Some(n.as_str())),
+        None => (None, None),
+    };
+    let target = target(on, to_agent, to_group, r.reset_entry_time)?;
+    let items = batch_items(on, &r.conversations)?;
+    crate::registry::check_request_id(&r.request_id)?;
+    router_here(on)?;
+    let ops: Vec<RouterOp> = items
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .map(|&conversation| RouterOp::Transfer {
+            conversation,
+            target,
+            by: Actor::Supervisor(sup),
+        })
+        .collect();
+    let (tenant, config) = (on.mesh.tenant().to_owned(), on.mesh.config().clone());
+    let (requested, parsed) = (r.conversations.clone(), items.clone());
+    let answer: RouterAnswer = Arc::new(move |results| {
+        let names = crate::actors::effects::MeshNames { tenant: &tenant, config: &config };
+        let mut results = results.iter();
+        let out = requested
+            .iter()
+            .zip(&parsed)
+            .map(|(name, item)| {
+                let outcome = match item {
+                    Ok(_) => match results.next() {
+                        Some(Ok(())) => Ok(()),
+                        Some(Err(e)) => Err(refusal::describe_named(&names, &|m| m.to_owned(), e)),
+                        None => Err("internal error: no result for this conversation".to_owned()),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
+                batch_result(name.clone(), outcome)
+            })
+            .collect();
+        Some(pb::BatchResponse { results: out }.encode_to_vec())
+    });
+    let call = RouterCall { ops, request_id: r.request_id.clone(), answer };
+    let body = match on.mesh.router().call_public(call).await? {
+        RouterCalled::Stored(body) => body,
+        RouterCalled::Decided { kept, .. } => kept.unwrap_or_default(),
+    };
+    match pb::BatchResponse::decode(body.as_slice()) {
+        Ok(batch) if batch.results.len() == r.conversations.len() => Ok(batch),
+        _ => Err(reused(&r.request_id).into()),
+    }
+}
+
+/// SupervisorService.EndBatch: every well-formed item ended in its own conversation call
+/// (`ended_in_batch`, the batch-end reply; request id `{request_id}#{i}`, so each is applied
+/// once); results per item, in order.
+pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<pb::BatchResponse> {
+    supervisor(on, &r.supervisor)?;
+    let items = batch_items(on, &r.conversations)?;
+    crate::registry::check_request_id(&r.request_id)?;
+    let mut results = Vec::with_capacity(items.len());
+    for (i, (name, item)) in r.conversations.iter().zip(items).enumerate() {
+        let outcome = match item {
+            Ok(id) => end_item(on, id, &r.request_id, i).await,
+            Err(e) => Err(e),
+        };
+        results.push(batch_result(name.clone(), outcome));
+    }
+    Ok(pb::BatchResponse { results })
+}
+
+/// One item of an EndBatch: its refusal as the item's error.
+async fn end_item(
+    on: &OnActors<'_>,
+    id: ConversationId,
+    request_id: &str,
+    i: usize,
+) -> std::result::Result<(), String> {
+    let Some(customer) = on.owner(id.0).await.map_err(|e| e.to_string())? else {
+        return Err(on.unknown(id).to_string());
+    };
+    let tenant = on.mesh.tenant();
+    if !on.mesh.is_here(ActorKey::Conversation { tenant, customer }) {
+        return Err(format!(
+            "conversation {} is served on another node; end it with EndConversation",
+            on.names().conversation_name(id)
+        ));
+    }
+    let item_id = if request_id.is_empty() { String::new() } else { format!("{request_id}#{i}") };
+    let answer: Answer = Arc::new(|_: Answered<'_>| b"ended".to_vec());
+    let op = ConversationOp::EndInBatch(id);
+    match on.answered_call(customer, op, &item_id, answer).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
