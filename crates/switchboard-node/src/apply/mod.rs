@@ -7,11 +7,11 @@
 //! logged, so a change they made would not survive a restart).
 
 mod admin;
-mod agent;
+pub(crate) mod agent;
 pub(crate) mod channel;
 pub(crate) mod events;
 pub mod rows;
-mod supervisor;
+pub(crate) mod supervisor;
 pub mod unaccepted;
 pub mod webhooks;
 

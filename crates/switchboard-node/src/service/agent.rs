@@ -25,8 +25,7 @@ pub struct Agents {
 /// The answer of a conversation-named call an actor tenant's actors do not serve yet.
 fn not_yet_on_actors(op: &Op) -> Status {
     let call = match op {
-        Op::AgentBotHosting(_) => "SetBotHosting",
-        Op::InviteRating(_) => "InviteRating",
+        Op::Transfer(_) => "Transfer",
         _ => "this call",
     };
     Status::failed_precondition(format!(
@@ -93,6 +92,9 @@ impl Agents {
             let served = match &op {
                 Op::MarkRead(r) => on.agent_on_conversation(r, false).await?,
                 Op::EndConversation(r) => on.agent_on_conversation(r, true).await?,
+                Op::AgentBotHosting(r) => on.agent_bot_hosting(r).await?,
+                Op::InviteRating(r) => on.invite_rating(r).await?,
+                Op::UpdateConversation(r) => on.update_conversation(r).await?,
                 _ => return Err(not_yet_on_actors(&op)),
             };
             return Ok(Response::new(served));
@@ -115,6 +117,7 @@ impl Agents {
                 | Op::EndConversation(_)
                 | Op::AgentBotHosting(_)
                 | Op::InviteRating(_)
+                | Op::UpdateConversation(_)
         );
         if !ours {
             return Ok(None);
