@@ -455,6 +455,28 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     assert_eq!(archived.rating.as_ref().map(|r| r.score), Some(3));
     assert_eq!((archived.tags.clone(), archived.note.as_str()), (texts(&["refund"]), "refunded"));
 
+    // Another customer's conversation stays open across the restart, tagged and hosted.
+    let fay = post(&mut c, message("fay", "hi", &rid("fay"))).await;
+    let fay = fay.conversation.expect("conversation").name;
+    next(&mut out).await;
+    let read = get(&mut c, &fay).await.expect("get");
+    assert_eq!((read.state, read.agent.as_str()), (pb::ConversationState::Assigned as i32, &*ann));
+    let tag_fay = pb::UpdateConversationRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        tags: texts(&["vip"]),
+        request_id: rid("fay-tags"),
+        ..Default::default()
+    };
+    c.agent.update_conversation(tag_fay).await.expect("tags");
+    let host_fay = pb::AgentBotHostingRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        on: true,
+        request_id: rid("fay-host"),
+    };
+    c.agent.set_bot_hosting(host_fay).await.expect("hosting");
+
     // A restart: everything above is in the store; retries answer as before.
     assert!(node.terminate(), "a clean shutdown");
     node = Node::start(dir.path());
@@ -466,4 +488,18 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     let again = c.agent.invite_rating(on(&ann, &invite)).await.expect("retry").into_inner();
     assert_eq!(again, invited);
     assert_eq!(get(&mut c, &name).await.expect("get").rating.map(|r| r.score), Some(3));
+    let open = get(&mut c, &fay).await.expect("the open one after a restart");
+    assert_eq!(open.state, pb::ConversationState::Assigned as i32);
+    assert!(open.bot_hosting, "hosting survived");
+    assert_eq!((open.tags.clone(), open.note.as_str()), (texts(&["vip"]), ""));
+    // Its tags reach the archive when it ends.
+    let end_fay = pb::AgentConversationRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        request_id: rid("fay-end"),
+    };
+    c.agent.end_conversation(end_fay).await.expect("end");
+    let archived = get(&mut c, &fay).await.expect("archived");
+    assert_eq!(archived.state, pb::ConversationState::Ended as i32);
+    assert_eq!(archived.tags, texts(&["vip"]));
 }

@@ -173,6 +173,9 @@ pub enum Called {
 /// number is spent only on an opening).
 pub const NO_NUMBER: ConversationId = ConversationId(0);
 
+/// A read of the side with the open conversation's tags and note.
+pub type ReadTagged = Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtra>) + Send>;
+
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
@@ -187,7 +190,7 @@ pub enum ConversationMsg {
     /// A read of the side's current state.
     Read(super::ReadSide<ConversationSide>),
     /// A read of the side with the open conversation's tags and note.
-    ReadTagged(Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtra>) + Send>),
+    ReadTagged(ReadTagged),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
     Wake,
 }
@@ -435,16 +438,7 @@ impl Actor for ConversationActor {
                             let _ = reply.send(Ok(Called::Answered(body)));
                         }
                     }
-                    if run.finished() {
-                        if let Err(e) = run.passivate().await {
-                            return run.fail(&myself, e);
-                        }
-                        run.drained = true;
-                        let _ = myself.drain();
-                        return Ok(());
-                    }
-                    run.arm(&myself);
-                    return Ok(());
+                    return run.settle(&myself).await;
                 }
                 if let Err(e) = run.check(&call.op) {
                     let _ = reply.send(Err(e));
@@ -547,17 +541,7 @@ impl Actor for ConversationActor {
                 }
             }
         }
-        if run.finished() {
-            // Its work is over (again, if something it drained opened a conversation).
-            if let Err(e) = run.passivate().await {
-                return run.fail(&myself, e);
-            }
-            run.drained = true;
-            let _ = myself.drain();
-            return Ok(());
-        }
-        run.arm(&myself);
-        Ok(())
+        run.settle(&myself).await
     }
 }
 
@@ -574,6 +558,24 @@ async fn stored_customer(mesh: &Mesh, key: &str) -> Result<Customer> {
 }
 
 impl ConversationRun {
+    /// After a message: passivates if its work is over, else arms its wake-up.
+    async fn settle(
+        &mut self,
+        myself: &ActorRef<ConversationMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.finished() {
+            // Its work is over (again, if something it drained opened a conversation).
+            if let Err(e) = self.passivate().await {
+                return self.fail(myself, e);
+            }
+            self.drained = true;
+            let _ = myself.drain();
+            return Ok(());
+        }
+        self.arm(myself);
+        Ok(())
+    }
+
     /// Time only moves forward within the actor, whatever the wall clock does.
     fn now(&mut self) -> Timestamp {
         self.last_now = self.last_now.max(clock::now());
@@ -975,10 +977,9 @@ impl ConversationHandle {
     ) -> Result<T> {
         let actor = self.mesh.conversation_ref(self.customer).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let read: Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtra>) + Send> =
-            Box::new(move |side, extra| {
-                let _ = tx.send(read(side, extra));
-            });
+        let read: ReadTagged = Box::new(move |side, extra| {
+            let _ = tx.send(read(side, extra));
+        });
         let gone = || Error::Unavailable("the actor stopped; retry".into());
         actor.cast(ConversationMsg::ReadTagged(read)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
