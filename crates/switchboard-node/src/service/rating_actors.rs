@@ -111,6 +111,24 @@ impl OnActors<'_> {
                 ));
             }
         };
+        let mut targets = targets;
+        targets.sort_by_key(|(id, _)| *id);
+        targets.dedup_by_key(|(id, _)| *id);
+        // Applied only if every conversation's actor runs here (no calls across nodes yet):
+        // never half a selection.
+        let tenant = self.mesh.tenant();
+        let elsewhere = targets.iter().find(|(_, customer)| {
+            customer.is_some_and(|customer| {
+                !self.mesh.is_here(ActorKey::Conversation { tenant, customer })
+            })
+        });
+        if let Some((id, _)) = elsewhere {
+            return Err(Error::FailedPrecondition(format!(
+                "conversation {} is served on another node and bot hosting does not reach \
+                 across nodes yet: switch it with AgentService.SetBotHosting",
+                self.conversation_name(*id)
+            )));
+        }
         let mut changed = 0u32;
         for (id, customer) in targets {
             let Some(customer) = customer else { continue };
@@ -175,6 +193,10 @@ impl OnActors<'_> {
             ids.into_iter().map(|c| (c, side.customer_of(c))).collect::<Vec<_>>()
         };
         self.mesh.router().read(read).await
+    }
+
+    fn conversation_name(&self, id: ConversationId) -> String {
+        crate::names::child_name(self.mesh.tenant(), "conversations", &id.0.to_string())
     }
 
     /// The acting agent, required to be a supervisor (`apply::supervisor`'s rule).
