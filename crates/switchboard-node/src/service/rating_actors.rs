@@ -82,7 +82,7 @@ impl OnActors<'_> {
     ) -> Result<pb::SetBotHostingResponse> {
         use pb::set_bot_hosting_request::Selection as S;
         let s = self.acting_supervisor(&r.supervisor)?;
-        let targets: Vec<(ConversationId, Option<CustomerId>)> = match &r.selection {
+        let mut targets: Vec<(ConversationId, Option<CustomerId>)> = match &r.selection {
             Some(S::Conversations(list)) => {
                 let max = crate::apply::supervisor::MAX_BATCH;
                 if list.conversations.is_empty() || list.conversations.len() > max {
@@ -111,11 +111,11 @@ impl OnActors<'_> {
                 ));
             }
         };
-        let mut targets = targets;
         targets.sort_by_key(|(id, _)| *id);
         targets.dedup_by_key(|(id, _)| *id);
-        // Applied only if every conversation's actor runs here (no calls across nodes yet):
-        // never half a selection.
+        // A retry (same request id) answers each conversation's stored answer again, so the
+        // sum is the same. Applied only if every conversation's actor runs here (no calls
+        // across nodes yet): never half a selection.
         let tenant = self.mesh.tenant();
         let elsewhere = targets.iter().find(|(_, customer)| {
             customer.is_some_and(|customer| {
