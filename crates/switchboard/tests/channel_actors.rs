@@ -174,7 +174,7 @@ async fn an_actor_tenants_channel_api_is_served_by_conversation_actors() {
     // The next number of the customer's shard: none was spent on the messages between.
     assert_eq!(number(&open), number(&name) + 1);
 
-    // RateConversation is not served by actors yet: said so, nothing faked.
+    // RateConversation of a conversation no agent served: refused, as the tenant actor does.
     let rate = pb::RateConversationRequest {
         conversation: name.clone(),
         score: 5,
@@ -293,4 +293,213 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     assert_eq!(last.cause, "ended_by_agent");
     let e = c.agent.invite_rating(on(&ann)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+}
+
+/// Ratings, the rating invitation, bot hosting and tags/note on an actor tenant, served by the
+/// conversation actors with the tenant actor's rules: tags and a note on the open
+/// conversation (read back by GetConversation; another agent outside its scope refused), bot
+/// hosting by the agent holding it and by a supervisor (by conversation, by agent, for all;
+/// another agent refused; a non-supervisor refused), the invitation on the outbox as the
+/// rating invitation, then after the end: out-of-range scores INVALID_ARGUMENT, a rating of
+/// the archived conversation (a retry answers the same bytes; a second rating replaces the
+/// first, as the tenant actor's `Conversation::rate` does), a note changed after the end, and
+/// all of it again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    create(&mut c).await;
+    let agent = |a: &str| format!("tenants/{T}/agents/{a}");
+    let (ann, bob, sue) = (agent("ann"), agent("bob"), agent("sue"));
+    for (name, supervisor) in [(&ann, false), (&bob, false), (&sue, true)] {
+        let groups =
+            if name == &ann { vec![format!("tenants/{T}/groups/support")] } else { vec![] };
+        c.admin
+            .put_agent(pb::PutAgentRequest {
+                name: name.clone(),
+                nickname: name.clone(),
+                capacity: 2,
+                groups,
+                supervisor,
+                request_id: rid("agent"),
+                ..Default::default()
+            })
+            .await
+            .expect("put agent");
+    }
+    settings(&mut c).await;
+    c.agent
+        .set_status(pb::SetStatusRequest {
+            agent: ann.clone(),
+            status: pb::AgentStatus::Online as i32,
+            request_id: rid("online"),
+        })
+        .await
+        .expect("sign in");
+    let mut out = outbound(&mut c).await;
+    let opened = post(&mut c, message("erin", "help", &rid("help"))).await;
+    let name = opened.conversation.expect("conversation").name;
+    let reply = next(&mut out).await;
+    assert_eq!(reply.conversation, name);
+    let read = get(&mut c, &name).await.expect("get");
+    assert_eq!(read.state, pb::ConversationState::Assigned as i32, "{read:?}");
+    assert_eq!(read.agent, ann);
+
+    // Tags and a note on the open conversation, by its agent; read back.
+    let update =
+        |agent: &str, tags: &[&str], note: &str, request_id: &str| pb::UpdateConversationRequest {
+            agent: agent.into(),
+            conversation: name.clone(),
+            tags: texts(tags),
+            note: note.into(),
+            request_id: request_id.into(),
+            update_mask: None,
+        };
+    let tagged =
+        c.agent.update_conversation(update(&ann, &["refund"], "called back", &rid("tags")));
+    let tagged = tagged.await.expect("tags").into_inner();
+    assert_eq!((tagged.tags.clone(), tagged.note.as_str()), (texts(&["refund"]), "called back"));
+    let read = get(&mut c, &name).await.expect("get");
+    assert_eq!((read.tags, read.note.as_str()), (texts(&["refund"]), "called back"));
+    let e = c.agent.update_conversation(update(&bob, &["x"], "", &rid("tags"))).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = c.agent.update_conversation(update(&ann, &[" "], "", &rid("tags"))).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+
+    // Bot hosting: by the agent holding it, not by another agent; by a supervisor.
+    let hosting = |agent: &str, on: bool| pb::AgentBotHostingRequest {
+        agent: agent.into(),
+        conversation: name.clone(),
+        on,
+        request_id: rid("hosting"),
+    };
+    let hosted = c.agent.set_bot_hosting(hosting(&ann, true)).await.expect("hosting on");
+    assert!(hosted.into_inner().bot_hosting);
+    let e = c.agent.set_bot_hosting(hosting(&bob, false)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(get(&mut c, &name).await.expect("get").bot_hosting);
+    // While hosted the customer's messages get the automatic replies as before (the flag
+    // only tells the desk; SPEC: "the bot may answer").
+    post(&mut c, message("erin", "still there?", &rid("hosted"))).await;
+    let reply = next(&mut out).await;
+    assert_eq!((reply.conversation.as_str(), reply.text.as_str()), (name.as_str(), "got it"));
+    use pb::set_bot_hosting_request::{ConversationList, Selection};
+    let supervise =
+        |who: &str, selection: Selection, on: bool, request_id: &str| pb::SetBotHostingRequest {
+            supervisor: who.into(),
+            selection: Some(selection),
+            on,
+            request_id: request_id.into(),
+        };
+    let list = Selection::Conversations(ConversationList { conversations: vec![name.clone()] });
+    let off = rid("off");
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, list.clone(), false, &off)).await;
+    assert_eq!(r.expect("supervisor off").into_inner().changed, 1);
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, list.clone(), false, &off)).await;
+    assert_eq!(r.expect("retry").into_inner().changed, 1, "a retry answers the same");
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, list.clone(), false, &rid("off"))).await;
+    assert_eq!(r.expect("again").into_inner().changed, 0, "already off");
+    assert!(!get(&mut c, &name).await.expect("get").bot_hosting);
+    let by_agent = Selection::Agent(ann.clone());
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, by_agent, true, &rid("on"))).await;
+    assert_eq!(r.expect("by agent").into_inner().changed, 1);
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, Selection::All(true), false, &rid("all")));
+    assert_eq!(r.await.expect("all").into_inner().changed, 1);
+    let e = c.supervisor.set_bot_hosting(supervise(&bob, list, true, &rid("no"))).await;
+    assert_eq!(e.unwrap_err().code(), Code::PermissionDenied);
+
+    // The rating invitation: the agent's message, marked as the invitation.
+    let on = |agent: &str, request_id: &str| pb::AgentConversationRequest {
+        agent: agent.into(),
+        conversation: name.clone(),
+        request_id: request_id.into(),
+    };
+    let invite = rid("invite");
+    let invited = c.agent.invite_rating(on(&ann, &invite)).await.expect("invite").into_inner();
+    assert_eq!(invited.agent_messages, 1);
+    let sent = next(&mut out).await;
+    assert_eq!(sent.reply_kind, pb::ReplyKind::RatingInvitation as i32, "{sent:?}");
+    assert_eq!(sent.conversation, name);
+    let again = c.agent.invite_rating(on(&ann, &invite)).await.expect("retry").into_inner();
+    assert_eq!(again, invited, "a retry sends nothing again");
+
+    // After the end: a rating of the archived conversation.
+    c.agent.end_conversation(on(&ann, &rid("end"))).await.expect("end");
+    let rate = |score: u32, request_id: &str| pb::RateConversationRequest {
+        conversation: name.clone(),
+        score,
+        comment: "great".into(),
+        request_id: request_id.into(),
+    };
+    for score in [0, 6, 300] {
+        let e = c.channel.rate_conversation(rate(score, &rid("bad"))).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "score {score}: {e:?}");
+    }
+    let first = rid("rate");
+    let rated = c.channel.rate_conversation(rate(5, &first)).await.expect("rate").into_inner();
+    assert_eq!(rated.state, pb::ConversationState::Ended as i32);
+    assert_eq!(rated.rating.as_ref().map(|r| (r.score, r.comment.as_str())), Some((5, "great")));
+    assert_eq!((rated.tags.clone(), rated.note.as_str()), (texts(&["refund"]), "called back"));
+    let repeated = c.channel.rate_conversation(rate(5, &first)).await.expect("retry");
+    assert_eq!(repeated.into_inner(), rated, "a retry answers the same");
+    let replaced = c.channel.rate_conversation(rate(3, &rid("rate"))).await.expect("rate again");
+    assert_eq!(replaced.into_inner().rating.map(|r| r.score), Some(3), "the last rating stands");
+    let noted = c.agent.update_conversation(update(&ann, &[], "refunded", &rid("note")));
+    let noted = noted.await.expect("a note after the end").into_inner();
+    assert_eq!((noted.tags.clone(), noted.note.as_str()), (texts(&["refund"]), "refunded"));
+    let e = c.agent.set_bot_hosting(hosting(&ann, true)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "bot hosting of an ended one: {e:?}");
+    let archived = get(&mut c, &name).await.expect("the archived conversation");
+    assert_eq!(archived.state, pb::ConversationState::Ended as i32);
+    assert_eq!(archived.rating.as_ref().map(|r| r.score), Some(3));
+    assert_eq!((archived.tags.clone(), archived.note.as_str()), (texts(&["refund"]), "refunded"));
+
+    // Another customer's conversation stays open across the restart, tagged and hosted.
+    let fay = post(&mut c, message("fay", "hi", &rid("fay"))).await;
+    let fay = fay.conversation.expect("conversation").name;
+    next(&mut out).await;
+    let read = get(&mut c, &fay).await.expect("get");
+    assert_eq!((read.state, read.agent.as_str()), (pb::ConversationState::Assigned as i32, &*ann));
+    let tag_fay = pb::UpdateConversationRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        tags: texts(&["vip"]),
+        request_id: rid("fay-tags"),
+        ..Default::default()
+    };
+    c.agent.update_conversation(tag_fay).await.expect("tags");
+    let host_fay = pb::AgentBotHostingRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        on: true,
+        request_id: rid("fay-host"),
+    };
+    c.agent.set_bot_hosting(host_fay).await.expect("hosting");
+
+    // A restart: everything above is in the store; retries answer as before.
+    assert!(node.terminate(), "a clean shutdown");
+    node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let read = get(&mut c, &name).await.expect("after a restart");
+    assert_eq!(read, archived);
+    let repeated = c.channel.rate_conversation(rate(5, &first)).await.expect("retry");
+    assert_eq!(repeated.into_inner(), rated, "answered from the store");
+    let again = c.agent.invite_rating(on(&ann, &invite)).await.expect("retry").into_inner();
+    assert_eq!(again, invited);
+    assert_eq!(get(&mut c, &name).await.expect("get").rating.map(|r| r.score), Some(3));
+    let open = get(&mut c, &fay).await.expect("the open one after a restart");
+    assert_eq!(open.state, pb::ConversationState::Assigned as i32);
+    assert!(open.bot_hosting, "hosting survived");
+    assert_eq!((open.tags.clone(), open.note.as_str()), (texts(&["vip"]), ""));
+    // Its tags reach the archive when it ends.
+    let end_fay = pb::AgentConversationRequest {
+        agent: ann.clone(),
+        conversation: fay.clone(),
+        request_id: rid("fay-end"),
+    };
+    c.agent.end_conversation(end_fay).await.expect("end");
+    let archived = get(&mut c, &fay).await.expect("archived");
+    assert_eq!(archived.state, pb::ConversationState::Ended as i32);
+    assert_eq!(archived.tags, texts(&["vip"]));
 }

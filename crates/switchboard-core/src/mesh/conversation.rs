@@ -313,6 +313,38 @@ impl ConversationSide {
         Ok((changed, out))
     }
 
+    /// Bot hosting on or off by `by`: the agent holding it (as this side last heard) or a
+    /// supervisor (the tenant actor's rule: another agent is `NotAssigned`); whether it
+    /// changed.
+    pub fn set_bot_hosting_by(
+        &mut self,
+        cfg: Config<'_>,
+        id: ConversationId,
+        on: bool,
+        by: Actor,
+    ) -> Result<(bool, Vec<Effect>)> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        if let Actor::Agent(a) = by
+            && open.conv.agent != Some(a)
+        {
+            return Err(Error::NotAssigned { conversation: id, agent: a });
+        }
+        self.set_bot_hosting(cfg, id, on)
+    }
+
+    /// The customer rates the open conversation ([`Conversation::rate`]'s rule, credit per
+    /// the tenant's setting). An ended one is rated with [`rate_ended`] on its archived copy.
+    pub fn rate(
+        &mut self,
+        cfg: Config<'_>,
+        id: ConversationId,
+        score: u8,
+        comment: &str,
+    ) -> Result<Vec<Effect>> {
+        let open = open_mut(&mut self.open, &self.closing, id)?;
+        rate_ended(cfg, &mut open.conv, score, comment)
+    }
+
     /// Ends the conversation: by its agent (as this side last heard), or a supervisor.
     pub fn end(
         &mut self,
@@ -552,6 +584,17 @@ impl ConversationSide {
             desk_notes(&mut self.desks, open.conv.id, open.holding, out);
         }
     }
+}
+
+/// The customer rates a conversation (open, or ended and brought back from the archive by
+/// the shell): [`Conversation::rate`] with the tenant's credit setting, as the engine does.
+pub fn rate_ended(
+    cfg: Config<'_>,
+    conv: &mut Conversation,
+    score: u8,
+    comment: &str,
+) -> Result<Vec<Effect>> {
+    Ok(vec![Effect::Event(conv.rate(cfg.settings.rating_credit, score, comment)?)])
 }
 
 /// Queues one step's notes of conversation `id` for the agent holding it on that holding's

@@ -514,3 +514,40 @@ fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not
     let shown: Vec<_> = desk.take_desk().into_iter().map(|(_, e)| e).collect();
     assert_eq!(shown, [customer_note("hello?")]);
 }
+
+/// Bot hosting by the agent holding the conversation or a supervisor (another agent is
+/// refused), and a rating with the engine's rule (`Conversation::rate`), open or ended.
+#[test]
+fn bot_hosting_and_ratings_follow_the_engines_rules_on_the_side() {
+    use crate::error::Error;
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    assert_eq!(side.conversation().unwrap().state, State::Assigned);
+    let other = AgentId(2);
+    let e = side.set_bot_hosting_by(t.cfg(), C1, true, Actor::Agent(other)).unwrap_err();
+    assert!(matches!(e, Error::NotAssigned { .. }), "{e:?}");
+    let (changed, fx) = side.set_bot_hosting_by(t.cfg(), C1, true, Actor::Agent(A1)).unwrap();
+    assert!(changed);
+    assert!(fx.iter().any(|e| matches!(e, Effect::Notify { note: Note::BotHosting { .. }, .. })));
+    let (changed, _) =
+        side.set_bot_hosting_by(t.cfg(), C1, true, Actor::Supervisor(other)).unwrap();
+    assert!(!changed, "already on");
+    assert!(side.conversation().unwrap().bot_hosting);
+
+    assert!(matches!(side.rate(t.cfg(), C1, 0, ""), Err(Error::InvalidArgument(_))));
+    side.rate(t.cfg(), C1, 4, "ok").unwrap();
+    assert_eq!(side.conversation().unwrap().rating.as_ref().map(|r| r.score), Some(4));
+    side.end(t.cfg(), now, C1, Actor::Agent(A1)).unwrap();
+    let mut ended = side.take_ended().pop().expect("ended");
+    assert!(side.rate(t.cfg(), C1, 5, "").is_err(), "the side no longer holds it");
+    super::conversation::rate_ended(t.cfg(), &mut ended, 5, "great").unwrap();
+    let rating = ended.rating.expect("rated");
+    assert_eq!((rating.score, rating.credited), (5, vec![A1]));
+}

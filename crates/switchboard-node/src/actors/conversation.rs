@@ -46,10 +46,44 @@ use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with}
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::state::ConversationExtra;
 
-/// An operation on a customer's conversation, as [`ConversationHandle`] builds it
-/// (`Whisper`: a supervisor's guidance to the holder, a `whisper` transcript row, never sent;
-/// `EndInBatch`: one item of a supervisor's EndBatch, the batch-end reply).
+/// A call naming a conversation reaches its customer's actor by the owner row its opening
+/// wrote: one this side no longer holds has ended (refused as the tenant actor refuses an act
+/// on an ended conversation, not as unknown).
+fn ended(e: switchboard_core::Error, id: ConversationId) -> switchboard_core::Error {
+    match e {
+        switchboard_core::Error::UnknownConversation(c) if c == id => {
+            switchboard_core::Error::InvalidTransition {
+                conversation: id,
+                state: switchboard_core::State::Ended,
+                action: "act on an ended conversation",
+            }
+        }
+        other => other,
+    }
+}
+
+/// An agent may touch a conversation it serves or served, a supervisor any
+/// (`scope::conversation`'s rule; `by` is the viewer as `scope::viewer` makes it).
+fn in_scope(c: &Conversation, by: switchboard_core::Actor) -> Result<()> {
+    if c.visible_until(by).is_some() {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(format!(
+        "the agent never served conversation {}; only its agents and supervisors can read or \
+         change it",
+        c.id
+    )))
+}
+
+/// An operation on a customer's conversation, as [`ConversationHandle`] builds it. `Rate`
+/// and `Update` (tags and note, by an agent in its data scope) act on the open conversation
+/// or on an ended one (its archive row, rewritten in the step's batch); the open one's tags
+/// and note are kept in the row beside the side. `BotHosting` is by the agent holding it or
+/// a supervisor; `InviteRating` is the rating invitation, sent as the agent's message.
+/// `Whisper`: a supervisor's guidance to the holder, a `whisper` transcript row, never sent;
+/// `EndInBatch`: one item of a supervisor's EndBatch, the batch-end reply.
 #[derive(Debug, Clone)]
 pub enum ConversationOp {
     CustomerMessage(CustomerMessage),
@@ -61,6 +95,38 @@ pub enum ConversationOp {
     End { id: ConversationId, by: switchboard_core::Actor },
     Whisper { id: ConversationId, from: AgentId, text: String },
     EndInBatch(ConversationId),
+    Rate { id: ConversationId, score: u8, comment: String },
+    BotHosting { id: ConversationId, on: bool, by: switchboard_core::Actor },
+    InviteRating { id: ConversationId, agent: AgentId },
+    Update { id: ConversationId, by: switchboard_core::Actor, patch: Patch },
+}
+
+/// What UpdateConversation changes (`None`: left as it is).
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    pub tags: Option<Vec<String>>,
+    pub note: Option<String>,
+}
+
+impl Patch {
+    fn apply(&self, extra: &mut ConversationExtra) {
+        if let Some(tags) = &self.tags {
+            extra.tags.clone_from(tags);
+        }
+        if let Some(note) = &self.note {
+            extra.note.clone_from(note);
+        }
+    }
+}
+
+impl ConversationOp {
+    /// The conversation of a call that may act on it after its end (a rating, tags, a note).
+    fn after_end(&self) -> Option<ConversationId> {
+        match self {
+            ConversationOp::Rate { id, .. } | ConversationOp::Update { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 /// How a public call is answered once its step is applied: its response, encoded.
@@ -77,6 +143,8 @@ pub struct Answered<'a> {
     pub outcome: &'a Outcome,
     /// The last transcript row the step wrote (an agent's message: its own row).
     pub last_row: Option<&'a switchboard_store::Message>,
+    /// The conversation's tags and note.
+    pub extra: Option<&'a ConversationExtra>,
 }
 
 /// A call of the public API on the customer's conversation (issue 12's cut-over): the
@@ -109,6 +177,9 @@ pub enum Called {
 /// number is spent only on an opening).
 pub const NO_NUMBER: ConversationId = ConversationId(0);
 
+/// A read of the side with the open conversation's tags and note.
+pub type ReadTagged = Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtra>) + Send>;
+
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
@@ -122,6 +193,8 @@ pub enum ConversationMsg {
     Call(Call, RpcReplyPort<Result<Called>>),
     /// A read of the side's current state.
     Read(super::ReadSide<ConversationSide>),
+    /// A read of the side with the open conversation's tags and note.
+    ReadTagged(ReadTagged),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
     Wake,
 }
@@ -149,6 +222,9 @@ pub struct ConversationRun {
     transcript: Transcript,
     /// The customer's id (its name), kept in the row once a public call told it.
     name: Option<String>,
+    /// The open conversation's tags and note (its number and them), kept in the row; they go
+    /// to its archive row when it ends.
+    extra: Option<(ConversationId, ConversationExtra)>,
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
@@ -186,15 +262,16 @@ impl Actor for ConversationActor {
         let key = customer.0.to_string();
         let row = mesh.load(CONVERSATION, key.clone()).await?;
         let had_row = row.is_some();
-        let (at, mut side, stored, transcript, name) = match row {
+        let (at, mut side, stored, transcript, name, extra) = match row {
             Some(ActorState { epoch, body: Some(body), .. }) => {
-                let (at, side, transcript, name) = decode_with::<ConversationSide>(&body)?;
-                (at, side, epoch, transcript.unwrap_or_default(), name)
+                let (at, side, transcript, name, extra) = decode_with::<ConversationSide>(&body)?;
+                let extra = extra.map(|(n, e)| (ConversationId(n), e));
+                (at, side, epoch, transcript.unwrap_or_default(), name, extra)
             }
             _ => {
                 let record = stored_customer(&mesh, &key).await?;
                 let side = ConversationSide::new(customer, record);
-                (Timestamp(0), side, 0, Transcript::default(), None)
+                (Timestamp(0), side, 0, Transcript::default(), None, None)
             }
         };
         // Agent actors run: the conversation's own notes go on desk links to the holding
@@ -214,6 +291,7 @@ impl Actor for ConversationActor {
             side,
             transcript,
             name,
+            extra,
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
@@ -299,7 +377,7 @@ impl Actor for ConversationActor {
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
                         let rows = run.rows(now, said, &outcome.effects);
                         let ended = run.side.take_ended();
-                        if let Err(e) = run.write(rows, ended, None, &outcome).await {
+                        if let Err(e) = run.write(rows, ended, None, &outcome, vec![]).await {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
@@ -345,6 +423,32 @@ impl Actor for ConversationActor {
                     run.name.clone_from(&call.customer);
                 }
                 let now = run.now();
+                if let Some(id) = call.op.after_end()
+                    && run.side.conversation().is_none_or(|c| c.id != id)
+                {
+                    // A rating or an update after the end: applied to the archived copy.
+                    match run.on_archived(now, id, &call).await {
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Ok(ready) => {
+                            let (rows, archived, response, body) = ready;
+                            let step = Outcome { conversation: id, opened: false, effects: vec![] };
+                            if let Err(e) = run.write(rows, vec![], response, &step, archived).await
+                            {
+                                let _ = reply.send(Err(e.clone()));
+                                return run.fail(&myself, e);
+                            }
+                            let _ = reply.send(Ok(Called::Answered(body)));
+                        }
+                    }
+                    return run.settle(&myself).await;
+                }
+                if let Err(e) = run.check(&call.op) {
+                    let _ = reply.send(Err(e));
+                    run.arm(&myself);
+                    return Ok(());
+                }
                 let said = match &call.op {
                     ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
                     _ => None,
@@ -353,6 +457,7 @@ impl Actor for ConversationActor {
                     ConversationOp::Whisper { from, text, .. } => Some((*from, text.clone())),
                     _ => None,
                 };
+                let invitation = matches!(call.op, ConversationOp::InviteRating { .. });
                 match run.apply(now, call.op) {
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -361,6 +466,9 @@ impl Actor for ConversationActor {
                         let ended = run.side.take_ended();
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
                         let mut rows = run.rows(now, said, &outcome.effects);
+                        if invitation {
+                            rows.rating_invitation();
+                        }
                         let id = outcome.conversation;
                         if let Some((from, text)) = whispered {
                             run.whispered(&mut rows, now, id, from, &text);
@@ -375,13 +483,15 @@ impl Actor for ConversationActor {
                             standing: run.side.standing(),
                             outcome: &outcome,
                             last_row: rows.last_message(),
+                            extra: run.extra.as_ref().filter(|(n, _)| *n == id).map(|(_, e)| e),
                         });
                         let response = (!call.request_id.is_empty()).then(|| Response {
                             request_id: call.request_id.clone(),
                             at_ms: now.as_millis(),
                             body: body.clone(),
                         });
-                        if let Err(e) = run.write(rows, ended, response, &outcome).await {
+                        let written = run.write(rows, ended, response, &outcome, vec![]).await;
+                        if let Err(e) = written {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
@@ -392,6 +502,13 @@ impl Actor for ConversationActor {
                 }
             }
             ConversationMsg::Read(read) => read(&run.side),
+            ConversationMsg::ReadTagged(read) => {
+                let open = run.side.conversation().map(|c| c.id);
+                read(
+                    &run.side,
+                    run.extra.as_ref().filter(|(n, _)| Some(*n) == open).map(|(_, e)| e),
+                );
+            }
             ConversationMsg::Wake => {
                 run.timers.fired();
                 run.mesh.woke();
@@ -435,17 +552,7 @@ impl Actor for ConversationActor {
                 }
             }
         }
-        if run.finished() {
-            // Its work is over (again, if something it drained opened a conversation).
-            if let Err(e) = run.passivate().await {
-                return run.fail(&myself, e);
-            }
-            run.drained = true;
-            let _ = myself.drain();
-            return Ok(());
-        }
-        run.arm(&myself);
-        Ok(())
+        run.settle(&myself).await
     }
 }
 
@@ -462,6 +569,24 @@ async fn stored_customer(mesh: &Mesh, key: &str) -> Result<Customer> {
 }
 
 impl ConversationRun {
+    /// After a message: passivates if its work is over, else arms its wake-up.
+    async fn settle(
+        &mut self,
+        myself: &ActorRef<ConversationMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.finished() {
+            // Its work is over (again, if something it drained opened a conversation).
+            if let Err(e) = self.passivate().await {
+                return self.fail(myself, e);
+            }
+            self.drained = true;
+            let _ = myself.drain();
+            return Ok(());
+        }
+        self.arm(myself);
+        Ok(())
+    }
+
     /// Time only moves forward within the actor, whatever the wall clock does.
     fn now(&mut self) -> Timestamp {
         self.last_now = self.last_now.max(clock::now());
@@ -512,7 +637,84 @@ impl ConversationRun {
                 side.whisper(cfg, id, from, &text).map(|e| done(id, e))
             }
             ConversationOp::EndInBatch(id) => side.end_in_batch(cfg, now, id).map(|e| done(id, e)),
+            ConversationOp::Rate { id, score, comment } => {
+                side.rate(cfg, id, score, &comment).map(|e| done(id, e))
+            }
+            ConversationOp::BotHosting { id, on, by } => side
+                .set_bot_hosting_by(cfg, id, on, by)
+                .map(|(_, e)| done(id, e))
+                .map_err(|e| ended(e, id)),
+            ConversationOp::InviteRating { id, agent } => {
+                let text = crate::apply::agent::RATING_INVITATION;
+                let sent = side.agent_message(cfg, now, id, agent, text, None);
+                sent.map(|e| done(id, e)).map_err(|e| ended(e, id))
+            }
+            ConversationOp::Update { id, by: _, patch } => {
+                // Checked in `check`: the open conversation, in the agent's data scope.
+                let extra = match &mut self.extra {
+                    Some((n, extra)) if *n == id => extra,
+                    slot => &mut slot.insert((id, ConversationExtra::default())).1,
+                };
+                patch.apply(extra);
+                Ok(done(id, Vec::new()))
+            }
         }
+    }
+
+    /// What the node checks before a step (the core's rules are the side's): an update of
+    /// the open conversation by an agent in its data scope (`scope::conversation`'s rule).
+    fn check(&self, op: &ConversationOp) -> Result<()> {
+        let ConversationOp::Update { id, by, .. } = op else { return Ok(()) };
+        let Some(c) = self.side.conversation().filter(|c| c.id == *id) else {
+            return Err(switchboard_core::Error::UnknownConversation(*id).into());
+        };
+        in_scope(c, *by)
+    }
+
+    /// A rating or an update of an ended conversation: its archive row read, the step applied
+    /// to it (the core's rule, `mesh::conversation::rate_ended`), and what to write: the
+    /// step's rows, the rewritten archive row, the response; and the encoded answer.
+    async fn on_archived(
+        &mut self,
+        now: Timestamp,
+        id: ConversationId,
+        call: &Call,
+    ) -> Result<(Rows, Vec<Archived>, Option<Response>, Vec<u8>)> {
+        let (store, tenant) = (self.mesh.inner().store.clone(), self.mesh.tenant().to_owned());
+        let row = super::blocking(move || store.archived(&tenant, id.0)).await?;
+        let Some(row) = row.filter(|r| r.customer == self.key) else {
+            return Err(switchboard_core::Error::UnknownConversation(id).into());
+        };
+        let mut archived = archive::decode(&row.body)?;
+        let config = self.mesh.inner().config.clone();
+        let effects = match &call.op {
+            ConversationOp::Rate { score, comment, .. } => {
+                let c = &mut archived.conversation;
+                switchboard_core::mesh::conversation::rate_ended(config.cfg(), c, *score, comment)?
+            }
+            ConversationOp::Update { by, patch, .. } => {
+                in_scope(&archived.conversation, *by)?;
+                patch.apply(&mut archived.extra);
+                Vec::new()
+            }
+            _ => return Err(Error::Internal("not a call on an ended conversation".into())),
+        };
+        let rows = self.rows(now, None, &effects);
+        let outcome = Outcome { conversation: id, opened: false, effects };
+        let body = (call.answer)(Answered {
+            conversation: Some(&archived.conversation),
+            standing: None,
+            outcome: &outcome,
+            last_row: None,
+            extra: Some(&archived.extra),
+        });
+        let response = (!call.request_id.is_empty()).then(|| Response {
+            request_id: call.request_id.clone(),
+            at_ms: now.as_millis(),
+            body: body.clone(),
+        });
+        let rewritten = Archived { body: archive::encode(&archived), ..row };
+        Ok((rows, vec![rewritten], response, body))
     }
 
     /// A whisper's transcript row (sender `whisper`, the supervisor as its agent), as the
@@ -560,7 +762,7 @@ impl ConversationRun {
     async fn commit(&mut self, rows: Rows) -> Result<()> {
         let ended = self.side.take_ended();
         let outcome = Outcome { conversation: ConversationId(0), opened: false, effects: vec![] };
-        self.write(rows, ended, None, &outcome).await
+        self.write(rows, ended, None, &outcome, vec![]).await
     }
 
     /// [`commit`](Self::commit) with the conversations that ended in the step taken out
@@ -572,6 +774,7 @@ impl ConversationRun {
         ended: Vec<Conversation>,
         response: Option<Response>,
         step: &Outcome,
+        rewritten: Vec<Archived>,
     ) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
@@ -579,6 +782,11 @@ impl ConversationRun {
         let archive = ended
             .into_iter()
             .map(|c| {
+                // Its tags and note go with it to its archive row.
+                let extra = match &self.extra {
+                    Some((n, extra)) if *n == c.id => extra.clone(),
+                    _ => Default::default(),
+                };
                 let purge_at = c.purge_at(&cfg.thresholds(&c)).unwrap_or(c.opened_at);
                 Archived {
                     conversation: c.id.0,
@@ -589,12 +797,20 @@ impl ConversationRun {
                     body: archive::encode(&archive::Archived {
                         conversation: c,
                         customer: self.key.clone(),
-                        extra: Default::default(),
+                        extra,
                         purge_at,
                     }),
                 }
             })
+            .chain(rewritten)
             .collect();
+        if self
+            .extra
+            .as_ref()
+            .is_some_and(|(n, _)| self.side.conversation().is_none_or(|c| c.id != *n))
+        {
+            self.extra = None;
+        }
         let row = ActorState {
             kind: CONVERSATION.into(),
             key: self.key.clone(),
@@ -604,6 +820,7 @@ impl ConversationRun {
                 &self.side,
                 Some(self.transcript),
                 self.name.clone(),
+                self.extra.as_ref().map(|(n, e)| (n.0, e.clone())),
             )?),
         };
         let owners = step.opened.then_some(ConversationOwner {
@@ -782,6 +999,21 @@ impl ConversationHandle {
     pub async fn call_public(&self, call: Call) -> Result<Called> {
         let op = |reply| ConversationMsg::Call(call.clone(), reply);
         super::call(|| self.mesh.conversation_ref(self.customer), op).await
+    }
+
+    /// Reads the side's current state with the open conversation's tags and note.
+    pub async fn read_tagged<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ConversationSide, Option<&ConversationExtra>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let actor = self.mesh.conversation_ref(self.customer).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let read: ReadTagged = Box::new(move |side, extra| {
+            let _ = tx.send(read(side, extra));
+        });
+        let gone = || Error::Unavailable("the actor stopped; retry".into());
+        actor.cast(ConversationMsg::ReadTagged(read)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Reads the side's current state (activating the actor if needed).

@@ -203,6 +203,24 @@ impl Rows {
         }
     }
 
+    /// The step's agent message is the rating invitation (InviteRating): its outbound entries
+    /// and its transcript row say so, as the tenant actor marks them (`apply::agent`).
+    pub fn rating_invitation(&mut self) {
+        let kind = pb::ReplyKind::RatingInvitation as i32;
+        let mut marked = false;
+        for (append, (_, item)) in self.appends.iter_mut().zip(&mut self.items) {
+            if let Some(Item::Outbound(m)) = &mut item.item {
+                m.reply_kind = kind;
+                append.payload = item.encode_to_vec();
+                marked = true;
+            }
+        }
+        if let Some(row) = self.messages.last_mut().filter(|_| marked) {
+            let rest = row.kind.split_once('|').map_or("", |(_, rest)| rest);
+            row.kind = format!("{kind}|{rest}");
+        }
+    }
+
     /// A router actor's step: its events only (it sends nothing to customers; its notes are
     /// the desks').
     pub fn router(&mut self, names: &dyn Names, now: Timestamp, effects: &[Effect]) {

@@ -834,10 +834,22 @@ struct Body<S> {
     /// A conversation actor's customer's id (its name), once a public call told it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     customer: Option<String>,
+    /// A conversation actor's open conversation's tags and note (its number and them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extra: Option<(u64, crate::state::ConversationExtra)>,
 }
 
+/// What a conversation actor's row keeps beside its side, as `decode_with` gives it back.
+pub(crate) type Beside<S> = (
+    Timestamp,
+    S,
+    Option<effects::Transcript>,
+    Option<String>,
+    Option<(u64, crate::state::ConversationExtra)>,
+);
+
 pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
-    encode_with(at, side, None, None)
+    encode_with(at, side, None, None, None)
 }
 
 pub(crate) fn encode_with<S: Serialize>(
@@ -845,26 +857,25 @@ pub(crate) fn encode_with<S: Serialize>(
     side: &S,
     transcript: Option<effects::Transcript>,
     customer: Option<String>,
+    extra: Option<(u64, crate::state::ConversationExtra)>,
 ) -> Result<Vec<u8>> {
     let mut bytes = vec![VERSION];
-    let body = Body { at_ms: at.as_millis(), side, transcript, customer };
+    let body = Body { at_ms: at.as_millis(), side, transcript, customer, extra };
     rmp_serde::encode::write_named(&mut bytes, &body)
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
 }
 
 pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)> {
-    decode_with(bytes).map(|(at, side, _, _)| (at, side))
+    decode_with(bytes).map(|(at, side, _, _, _)| (at, side))
 }
 
-pub(crate) fn decode_with<S: DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(Timestamp, S, Option<effects::Transcript>, Option<String>)> {
+pub(crate) fn decode_with<S: DeserializeOwned>(bytes: &[u8]) -> Result<Beside<S>> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => {
             let body: Body<S> = rmp_serde::from_slice(rest)
                 .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
-            Ok((Timestamp(body.at_ms), body.side, body.transcript, body.customer))
+            Ok((Timestamp(body.at_ms), body.side, body.transcript, body.customer, body.extra))
         }
         Some((v, _)) => Err(Error::Internal(format!("actor state of unknown version {v}"))),
         None => Err(Error::Internal("empty actor state".into())),

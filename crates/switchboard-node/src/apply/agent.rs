@@ -284,6 +284,15 @@ pub(super) fn update_conversation(
     if let Some(conv) = state.engine.conversation(c) {
         scope::conversation(state, a, conv)?;
     }
+    let mask = conversation_update(r)?;
+    let extra = state.conversation_extra.entry(c).or_default();
+    merge_fields!(mask, "", extra, r, [tags, note]);
+    Ok(conversation_response(state, c))
+}
+
+/// UpdateConversation's mask and fields, checked (both paths: this one and the conversation
+/// actors', `service::on_actors`).
+pub(crate) fn conversation_update(r: &pb::UpdateConversationRequest) -> Result<Mask> {
     let mask = Mask::parse(
         r.update_mask.as_ref(),
         &known_paths(&["tags", "note"], &[]),
@@ -293,9 +302,7 @@ pub(super) fn update_conversation(
     if r.note.len() > MAX_NOTE {
         return Err(Error::field("note", format!("longer than {MAX_NOTE} bytes")));
     }
-    let extra = state.conversation_extra.entry(c).or_default();
-    merge_fields!(mask, "", extra, r, [tags, note]);
-    Ok(conversation_response(state, c))
+    Ok(mask)
 }
 
 /// The customer a profile request names, in this tenant and in memory.

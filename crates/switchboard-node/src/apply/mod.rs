@@ -7,7 +7,7 @@
 //! logged, so a change they made would not survive a restart).
 
 mod admin;
-mod agent;
+pub(crate) mod agent;
 pub(crate) mod channel;
 pub(crate) mod events;
 pub mod rows;

@@ -25,8 +25,7 @@ pub struct Agents {
 /// The answer of a conversation-named call an actor tenant's actors do not serve yet.
 fn not_yet_on_actors(op: &Op) -> Status {
     let call = match op {
-        Op::AgentBotHosting(_) => "SetBotHosting",
-        Op::InviteRating(_) => "InviteRating",
+        Op::Transfer(_) => "Transfer",
         _ => "this call",
     };
     Status::failed_precondition(format!(
@@ -94,6 +93,9 @@ impl Agents {
                 Op::MarkRead(r) => on.agent_on_conversation(r, false).await?,
                 Op::EndConversation(r) => on.agent_on_conversation(r, true).await?,
                 Op::Transfer(r) => super::supervisor_actors::transfer(&on, r).await?,
+                Op::AgentBotHosting(r) => on.agent_bot_hosting(r).await?,
+                Op::InviteRating(r) => on.invite_rating(r).await?,
+                Op::UpdateConversation(r) => on.update_conversation(r).await?,
                 _ => return Err(not_yet_on_actors(&op)),
             };
             return Ok(Response::new(served));
@@ -117,6 +119,7 @@ impl Agents {
                 | Op::Transfer(_)
                 | Op::AgentBotHosting(_)
                 | Op::InviteRating(_)
+                | Op::UpdateConversation(_)
         );
         if !ours {
             return Ok(None);

@@ -313,20 +313,25 @@ impl Desk {
                     None
                 }
                 Some(u) => {
-                    let read = move |side: &switchboard_core::mesh::ConversationSide| {
-                        side.conversation().filter(|x| x.id == c).cloned()
+                    // With its tags and note.
+                    let read = move |side: &switchboard_core::mesh::ConversationSide,
+                                     extra: Option<&crate::state::ConversationExtra>| {
+                        let conv = side.conversation().filter(|x| x.id == c).cloned();
+                        conv.map(|conv| (conv, extra.cloned()))
                     };
-                    self.mesh.conversation(u).read(read).await?.map(|conv| (u, conv))
+                    let read = self.mesh.conversation(u).read_tagged(read).await?;
+                    read.map(|(conv, extra)| (u, conv, extra))
                 }
                 None => None,
             };
             views.push(match held {
-                Some((u, conv)) => {
+                Some((u, conv, extra)) => {
                     // By its id (the name bound to its number), as the channel calls show it.
                     let id = self.numbers.customer_name(self.mesh.tenant(), u).await?;
                     let shown = id.unwrap_or_else(|| u.0.to_string());
                     let customer = names::child_name(self.mesh.tenant(), "customers", &shown);
-                    views::render_named(&names, &conv, None, customer, position, wait)
+                    let extra = extra.as_ref();
+                    views::render_named(&names, &conv, extra, customer, position, wait)
                 }
                 None => pb::Conversation { name: names.conversation_name(c), ..Default::default() },
             });

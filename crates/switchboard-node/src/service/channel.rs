@@ -39,12 +39,8 @@ impl Channel {
             let which = match op {
                 Op::RequestHuman(_) => Named::RequestHuman,
                 Op::CloseConversation(_) => Named::Close,
-                _ => {
-                    return Err(Status::failed_precondition(
-                        "RateConversation is not yet served by actors (a tenant created with \
-                         TENANT_ROUTING_ACTORS): see ARCHITECTURE.md, the cut-over",
-                    ));
-                }
+                Op::RateConversation(r) => return Ok(on.rate(&r).await?),
+                _ => return Err(Status::internal("not a conversation call of the channel API")),
             };
             return Ok(on.on_conversation("conversation", name, which, request_id).await?);
         }

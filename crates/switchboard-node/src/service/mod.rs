@@ -7,6 +7,7 @@ pub mod channel;
 pub mod events;
 pub mod filter;
 pub(crate) mod on_actors;
+pub(crate) mod rating_actors;
 pub mod search;
 pub mod supervisor;
 mod supervisor_reads_actors;

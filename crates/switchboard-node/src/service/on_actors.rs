@@ -33,6 +33,7 @@ use crate::apply::Names;
 use crate::convert::{self, refusal, views};
 use crate::error::{Error, Result};
 use crate::names;
+use crate::state::ConversationExtra;
 
 /// The tenant's mesh if the tenant is served by actors; `None`: by its tenant actor (every
 /// tenant created without `routing`, and a tenant the store does not know, whose call the
@@ -53,7 +54,7 @@ pub(crate) struct OnActors<'a> {
 
 /// A customer as the actors know it (its number) and as clients do (its id, its resource
 /// name; a number never bound to a name shows as the number).
-struct Customer {
+pub(super) struct Customer {
     number: CustomerId,
     id: Option<String>,
     resource: String,
@@ -134,7 +135,8 @@ impl OnActors<'_> {
         let who = self.named_customer(customer, Some(id.to_owned()));
         let render = self.renderer(who.resource.clone());
         let answer: Answer = Arc::new(move |a: Answered<'_>| {
-            let conversation = Some(render(a.conversation, a.standing, a.outcome.conversation));
+            let conversation =
+                Some(render(a.conversation, a.standing, a.outcome.conversation, a.extra));
             pb::PostMessageResponse { conversation, opened: a.outcome.opened }.encode_to_vec()
         });
         let body = match self.call_on(&who, op.clone(), request_id, answer.clone()).await? {
@@ -197,14 +199,15 @@ impl OnActors<'_> {
     ) -> Result<pb::Conversation> {
         let who = self.who(customer).await?;
         let render = self.renderer(who.resource.clone());
-        let answer: Answer =
-            Arc::new(move |a: Answered<'_>| render(a.conversation, a.standing, id).encode_to_vec());
+        let answer: Answer = Arc::new(move |a: Answered<'_>| {
+            render(a.conversation, a.standing, id, a.extra).encode_to_vec()
+        });
         let body = self.answered(self.call_on(&who, op, request_id, answer).await?)?;
         pb::Conversation::decode(body.as_slice()).map_err(undecodable)
     }
 
     /// A call on the customer's conversation actor: its encoded answer.
-    async fn call_on(
+    pub(super) async fn call_on(
         &self,
         who: &Customer,
         op: ConversationOp,
@@ -282,9 +285,9 @@ impl OnActors<'_> {
             let who = self.who(customer).await?;
             let render = self.renderer(who.resource);
             let handle = self.mesh.conversation(customer);
-            let live = handle.read(move |side| {
+            let live = handle.read_tagged(move |side, extra| {
                 let c = side.conversation().filter(|c| c.id == id)?;
-                Some(render(Some(c), side.standing(), id))
+                Some(render(Some(c), side.standing(), id, extra))
             });
             if let Some(found) = live.await? {
                 return Ok(found);
@@ -348,7 +351,7 @@ impl OnActors<'_> {
     }
 
     /// The response of a call that opens nothing.
-    fn answered(&self, called: Called) -> Result<Vec<u8>> {
+    pub(super) fn answered(&self, called: Called) -> Result<Vec<u8>> {
         match called {
             Called::Answered(body) => Ok(body),
             Called::NumberWanted => {
@@ -358,7 +361,7 @@ impl OnActors<'_> {
     }
 
     /// The customer of a number, by the name bound to it.
-    async fn who(&self, customer: CustomerId) -> Result<Customer> {
+    pub(super) async fn who(&self, customer: CustomerId) -> Result<Customer> {
         let id = self.meshes.numbers().customer_name(self.tenant(), customer).await?;
         Ok(self.named_customer(customer, id))
     }
@@ -372,21 +375,27 @@ impl OnActors<'_> {
 
     /// Renders a conversation as the API shows it, with the mesh's names (no estimated wait:
     /// the conversation side does not know the queue).
-    fn renderer(
+    /// With its tags and note (`extra`) when the actor has them.
+    pub(super) fn renderer(
         &self,
         customer: String,
-    ) -> impl Fn(Option<&Conversation>, Option<Standing>, ConversationId) -> pb::Conversation
+    ) -> impl Fn(
+        Option<&Conversation>,
+        Option<Standing>,
+        ConversationId,
+        Option<&ConversationExtra>,
+    ) -> pb::Conversation
     + Send
     + Sync
     + 'static {
         let (tenant, config) = (self.tenant().to_owned(), self.mesh.config().clone());
-        move |c, standing, id| {
+        move |c, standing, id, extra| {
             let names = MeshNames { tenant: &tenant, config: &config };
             match c {
                 Some(c) => {
                     let waiting = c.state == switchboard_core::State::Queued;
                     let position = standing.and_then(|s| s.position).filter(|_| waiting);
-                    views::render_named(&names, c, None, customer.clone(), position, None)
+                    views::render_named(&names, c, extra, customer.clone(), position, None)
                 }
                 None => {
                     pb::Conversation { name: names.conversation_name(id), ..Default::default() }

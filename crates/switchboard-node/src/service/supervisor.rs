@@ -300,6 +300,10 @@ impl SupervisorService for Supervisor {
     ) -> Result<Response<pb::SetBotHostingResponse>, Status> {
         let (call, r) = Call::split(request);
         let t = tenant_of(&call, &r.supervisor)?;
+        if let Some(mesh) = super::on_actors::served(&self.meshes, &t).await? {
+            let on = super::on_actors::OnActors { meshes: &self.meshes, mesh };
+            return Ok(Response::new(on.set_bot_hosting(&r).await?));
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::SetBotHosting(r), &request_id).await?;
         Ok(Response::new(variant!(result, BotHosting)?))
