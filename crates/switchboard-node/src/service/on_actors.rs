@@ -84,9 +84,18 @@ impl OnActors<'_> {
         let id = names::child_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
         crate::apply::channel::check_text("text", &r.text)?;
-        let config = self.mesh.config();
-        let group =
-            if r.group.is_empty() { None } else { Some(group_ref(config, tenant, &r.group)?) };
+        let group = if r.group.is_empty() {
+            None
+        } else {
+            match group_ref(&self.mesh.config(), tenant, &r.group) {
+                // A group created after the mesh loaded: one check of the stored version.
+                Err(Error::NotFound(_)) => {
+                    self.mesh.refresh_stored().await?;
+                    Some(group_ref(&self.mesh.config(), tenant, &r.group)?)
+                }
+                found => Some(found?),
+            }
+        };
         let priority = u8::try_from(r.priority).map_err(|_| {
             Error::field("priority", format!("{} is above the highest priority, 255", r.priority))
         })?;
@@ -223,7 +232,7 @@ impl OnActors<'_> {
         &self,
         r: &pb::SendMessageRequest,
     ) -> Result<pb::SendMessageResponse> {
-        let agent = self.acting(&r.agent)?;
+        let agent = self.acting(&r.agent).await?;
         let n = self.conversation_number("conversation", &r.conversation)?;
         crate::apply::channel::check_text("text", &r.text)?;
         let tag = convert::tag("tag", r.tag)?;
@@ -247,7 +256,7 @@ impl OnActors<'_> {
         r: &pb::AgentConversationRequest,
         end: bool,
     ) -> Result<pb::Conversation> {
-        let agent = self.acting(&r.agent)?;
+        let agent = self.acting(&r.agent).await?;
         let n = self.conversation_number("conversation", &r.conversation)?;
         let id = ConversationId(n);
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
@@ -260,9 +269,15 @@ impl OnActors<'_> {
     }
 
     /// The acting agent, as `TenantState::agent_ref` finds it, in the mesh's configuration.
-    fn acting(&self, name: &str) -> Result<AgentId> {
+    /// An agent unknown to the mesh is looked for again once after checking the stored
+    /// configuration version (`actors::config`).
+    async fn acting(&self, name: &str) -> Result<AgentId> {
         let tenant = self.tenant();
         let id = names::child_in("agent", name, "agents", tenant)?;
+        if let Some(agent) = self.mesh.config().agent_by_id(&id) {
+            return Ok(agent);
+        }
+        self.mesh.refresh_stored().await?;
         self.mesh
             .config()
             .agent_by_id(&id)
@@ -364,7 +379,7 @@ impl OnActors<'_> {
     + 'static {
         let (tenant, config) = (self.tenant().to_owned(), self.mesh.config().clone());
         move |c, standing, id| {
-            let names = MeshNames { tenant: &tenant, config: &config };
+            let names = MeshNames { tenant: &tenant, config: config.clone() };
             match c {
                 Some(c) => {
                     let waiting = c.state == switchboard_core::State::Queued;
