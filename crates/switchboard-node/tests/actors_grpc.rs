@@ -468,7 +468,6 @@ async fn envelopes_beyond_the_receivers_bound_are_resource_exhausted() {
 /// store does not know is NOT_FOUND.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
-    use switchboard_node::actors::meshes::Meshes;
     use switchboard_proto::v1;
 
     let dir = tempfile::tempdir().unwrap();
@@ -477,23 +476,7 @@ async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
     let create = v1::CreateTenantRequest { tenant_id: TENANT.into(), ..Default::default() };
     support::store_tenant(&store, create).await;
 
-    let (listeners, addrs) = nodes::ports(2).await;
-    let mut nodes = Vec::new();
-    let mut servers = Vec::new();
-    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
-        let ownership = fixed_ownership(name, &addrs);
-        let meshes =
-            Arc::new(Meshes::new(store.clone(), ownership, options(Duration::from_secs(3600))));
-        let service = meshes.service();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        servers.push(Task(tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        })));
-        nodes.push(meshes);
-    }
+    let (nodes, servers, addrs) = two_nodes_meshes(&store).await;
     let (na, nb) = (&nodes[0], &nodes[1]);
 
     assert!(na.running(TENANT).is_none() && nb.running(TENANT).is_none());
@@ -884,29 +867,13 @@ async fn events_of_actors_on_two_nodes_share_one_stream_gap_free_each_once() {
     placed_by_shard(&c);
 }
 
-/// Configuration versions (`actors::config`): an actor tenant's agent created after both
-/// nodes' meshes loaded reaches node A's mesh (as the tenant actor's node's does after the
-/// write); node B's, which nobody told, takes it when A's next envelope, carrying A's newer
-/// version, reaches it, before the envelope is handled: B's router actor then has the agent
-/// with its capacity.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_envelope_with_a_newer_configuration_version_makes_the_receiving_mesh_reload() {
+/// Nodes "a" and "b" (the fixed ownership of `fixed_ownership`), each with its own
+/// `Meshes` over `store` behind its own server: the meshes, the servers (stopped when
+/// dropped) and their addresses.
+async fn two_nodes_meshes(
+    store: &Arc<dyn Store>,
+) -> (Vec<Arc<switchboard_node::actors::meshes::Meshes>>, Vec<Task>, Vec<std::net::SocketAddr>) {
     use switchboard_node::actors::meshes::Meshes;
-    use switchboard_node::hub::Hub;
-    use switchboard_node::registry::{Options, Registry};
-    use switchboard_proto::internal::v1::command::Op;
-    use switchboard_proto::v1;
-
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
-    let create = v1::CreateTenantRequest {
-        tenant_id: TENANT.into(),
-        routing: v1::TenantRouting::Actors as i32,
-        ..Default::default()
-    };
-    support::store_tenant(&store, create).await;
-
     let (listeners, addrs) = nodes::ports(2).await;
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
@@ -924,6 +891,32 @@ async fn an_envelope_with_a_newer_configuration_version_makes_the_receiving_mesh
         })));
         nodes.push(meshes);
     }
+    (nodes, servers, addrs)
+}
+
+/// Configuration versions (`actors::config`): an actor tenant's agent created after both
+/// nodes' meshes loaded reaches node A's mesh (as the tenant actor's node's does after the
+/// write); node B's, which nobody told, takes it when A's next envelope, carrying A's newer
+/// version, reaches it, before the envelope is handled: B's router actor then has the agent
+/// with its capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_with_a_newer_configuration_version_makes_the_receiving_mesh_reload() {
+    use switchboard_node::hub::Hub;
+    use switchboard_node::registry::{Options, Registry};
+    use switchboard_proto::internal::v1::command::Op;
+    use switchboard_proto::v1;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let create = v1::CreateTenantRequest {
+        tenant_id: TENANT.into(),
+        routing: v1::TenantRouting::Actors as i32,
+        ..Default::default()
+    };
+    support::store_tenant(&store, create).await;
+
+    let (nodes, servers, _) = two_nodes_meshes(&store).await;
     let (a, b) = (nodes[0].mesh(TENANT).await.unwrap(), nodes[1].mesh(TENANT).await.unwrap());
     let loaded = a.config_version();
     assert!(loaded > 0, "the tenant's PutGroup and PutAgent raised the version");
@@ -956,7 +949,8 @@ async fn an_envelope_with_a_newer_configuration_version_makes_the_receiving_mesh
     .await;
     assert_eq!(b.config().agent_by_id("bob"), Some(bob));
     until("B's router actor has bob with his capacity", || async {
-        let read = b.router().read(move |side| side.router().agent(bob).map(|r| r.capacity));
+        let router = b.router();
+        let read = router.read(move |side| side.router().agent(bob).map(|r| r.capacity));
         read.await.unwrap() == Some(3)
     })
     .await;
