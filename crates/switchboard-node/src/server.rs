@@ -221,7 +221,8 @@ pub async fn serve_observed(
             .max_decoding_message_size(max),
         )
         .add_service(
-            AdminServiceServer::new(Admin { registry: r.clone() }).max_decoding_message_size(max),
+            AdminServiceServer::new(Admin { registry: r.clone(), meshes: Some(meshes.clone()) })
+                .max_decoding_message_size(max),
         )
         .add_service(
             EventServiceServer::new(Events { registry: r, meshes: meshes.clone() })

@@ -413,10 +413,16 @@ impl Running {
                     moved.request_id = Some(request_id.clone());
                     self.recent.insert(request_id.clone(), (self.log_seq, response_bytes.clone()));
                 }
-                let batch = Batch {
+                let mut batch = Batch {
                     fence: self.fence,
                     ..batch(&self.state.id, self.log_seq, &cmd, request_id, response_bytes, &output)
                 };
+                // An actor tenant's running meshes reload a configuration this changed.
+                if self.state.actor_routing
+                    && cmd.op.as_ref().is_some_and(crate::actors::config::changes_mesh)
+                {
+                    batch.actors.push(crate::actors::config::row(self.log_seq));
+                }
                 let pending = self.store.append(batch);
                 for row in output.archive {
                     moved.conversations.push(row.conversation);

@@ -468,7 +468,6 @@ async fn envelopes_beyond_the_receivers_bound_are_resource_exhausted() {
 /// store does not know is NOT_FOUND.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
-    use switchboard_node::actors::meshes::Meshes;
     use switchboard_proto::v1;
 
     let dir = tempfile::tempdir().unwrap();
@@ -477,23 +476,7 @@ async fn a_nodes_meshes_are_created_on_demand_from_the_stored_tenant() {
     let create = v1::CreateTenantRequest { tenant_id: TENANT.into(), ..Default::default() };
     support::store_tenant(&store, create).await;
 
-    let (listeners, addrs) = nodes::ports(2).await;
-    let mut nodes = Vec::new();
-    let mut servers = Vec::new();
-    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
-        let ownership = fixed_ownership(name, &addrs);
-        let meshes =
-            Arc::new(Meshes::new(store.clone(), ownership, options(Duration::from_secs(3600))));
-        let service = meshes.service();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        servers.push(Task(tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        })));
-        nodes.push(meshes);
-    }
+    let (nodes, servers, addrs) = two_nodes_meshes(&store).await;
     let (na, nb) = (&nodes[0], &nodes[1]);
 
     assert!(na.running(TENANT).is_none() && nb.running(TENANT).is_none());
@@ -890,4 +873,94 @@ async fn events_of_actors_on_two_nodes_share_one_stream_gap_free_each_once() {
     assert_eq!(outbox, [format!("{name} agent tenants/acme/agents/1: hello")]);
     assert_eq!(support::transcript(&c.store, 1), ["customer: hi", "agent: hello"]);
     placed_by_shard(&c);
+}
+
+/// Nodes "a" and "b" (the fixed ownership of `fixed_ownership`), each with its own
+/// `Meshes` over `store` behind its own server: the meshes, the servers (stopped when
+/// dropped) and their addresses.
+async fn two_nodes_meshes(
+    store: &Arc<dyn Store>,
+) -> (Vec<Arc<switchboard_node::actors::meshes::Meshes>>, Vec<Task>, Vec<std::net::SocketAddr>) {
+    use switchboard_node::actors::meshes::Meshes;
+    let (listeners, addrs) = nodes::ports(2).await;
+    let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    for (name, listener) in ["a", "b"].into_iter().zip(listeners) {
+        let ownership = fixed_ownership(name, &addrs);
+        let meshes =
+            Arc::new(Meshes::new(store.clone(), ownership, options(Duration::from_secs(3600))));
+        let service = meshes.service();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        servers.push(Task(tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        })));
+        nodes.push(meshes);
+    }
+    (nodes, servers, addrs)
+}
+
+/// Configuration versions (`actors::config`): an actor tenant's agent created after both
+/// nodes' meshes loaded reaches node A's mesh (as the tenant actor's node's does after the
+/// write); node B's, which nobody told, takes it when A's next envelope, carrying A's newer
+/// version, reaches it, before the envelope is handled: B's router actor then has the agent
+/// with its capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_with_a_newer_configuration_version_makes_the_receiving_mesh_reload() {
+    use switchboard_node::hub::Hub;
+    use switchboard_node::registry::{Options, Registry};
+    use switchboard_proto::internal::v1::command::Op;
+    use switchboard_proto::v1;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let create = v1::CreateTenantRequest {
+        tenant_id: TENANT.into(),
+        routing: v1::TenantRouting::Actors as i32,
+        ..Default::default()
+    };
+    support::store_tenant(&store, create).await;
+
+    let (nodes, servers, _) = two_nodes_meshes(&store).await;
+    let (a, b) = (nodes[0].mesh(TENANT).await.unwrap(), nodes[1].mesh(TENANT).await.unwrap());
+    let loaded = a.config_version();
+    assert!(loaded > 0, "the tenant's PutGroup and PutAgent raised the version");
+    assert_eq!(b.config_version(), loaded);
+
+    // The admin API's PutAgent, through the tenant actor, after both meshes loaded.
+    let registry = Registry::load(store.clone(), Hub::default(), Options::default()).await.unwrap();
+    let put_bob = v1::PutAgentRequest {
+        name: format!("tenants/{TENANT}/agents/bob"),
+        nickname: "Bob".into(),
+        capacity: 3,
+        groups: vec![format!("tenants/{TENANT}/groups/sales")],
+        ..Default::default()
+    };
+    registry.command(TENANT, Op::PutAgent(put_bob), "").await.unwrap();
+    registry.shutdown().await;
+    assert_eq!(b.config().agent_by_id("bob"), None, "B was told nothing");
+    a.refresh_stored().await.unwrap();
+    let bob = a.config().agent_by_id("bob").expect("A reloaded");
+    assert!(a.config_version() > loaded);
+
+    // A's conversation routes to B's router: the envelope carries A's version.
+    let customer = customers_on_a(1)[0];
+    let mut first = message(customer, 1, "hi");
+    first.group = Some(support::GROUP);
+    assert!(a.conversation(CustomerId(customer)).customer_message(first).await.unwrap().opened);
+    until("B's mesh takes the newer configuration", || async {
+        b.config_version() == a.config_version()
+    })
+    .await;
+    assert_eq!(b.config().agent_by_id("bob"), Some(bob));
+    until("B's router actor has bob with his capacity", || async {
+        let router = b.router();
+        let read = router.read(move |side| side.router().agent(bob).map(|r| r.capacity));
+        read.await.unwrap() == Some(3)
+    })
+    .await;
+    drop(servers);
 }

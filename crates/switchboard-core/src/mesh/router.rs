@@ -181,6 +181,60 @@ impl RouterSide {
         Ok(out)
     }
 
+    /// Brings the router to the tenant's configuration `cfg` (a newer one than it was built
+    /// or last reconfigured from, or the same: then nothing changes): the tenant's policies;
+    /// each group's policy (new or changed); each agent's capacity and groups (new or
+    /// changed; the mesh models no proficiency); an agent the configuration no longer has is
+    /// removed as `Engine::remove_agent` does (signed out, its conversations requeued at the
+    /// front of their queues, forgotten); then a group it no longer has, once empty (one still
+    /// referenced stays, unroutable: no new conversation can name it). Idempotent, so a
+    /// shell may call it on every configuration it sees, after a restart too.
+    pub fn reconfigure(&mut self, now: Timestamp, cfg: crate::session::Config<'_>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.router.set_policies(cfg.settings.offline_grace, cfg.settings.not_responding);
+        let rescan = || Op { rescan: true, ..Op::new(Cause::Routed) };
+        let mut groups: Vec<_> = cfg.groups.iter().collect();
+        groups.sort_by_key(|(g, _)| **g);
+        for (g, settings) in groups {
+            if self.router.group_policy(*g) != Some(&settings.policy) {
+                let mut rout = Vec::new();
+                self.router.upsert_group(now, *g, settings.policy.clone(), &mut rout);
+                self.decide(rout, rescan(), &mut out);
+            }
+        }
+        let mut agents: Vec<_> = cfg.agents.iter().collect();
+        agents.sort_by_key(|(a, _)| **a);
+        for (a, settings) in agents {
+            let same = self
+                .router
+                .agent(*a)
+                .is_some_and(|r| r.capacity == settings.capacity && r.groups == settings.groups);
+            if !same {
+                // Refused only for settings the tenant actor validated already.
+                if let Ok(effects) =
+                    self.set_agent(now, *a, settings.capacity, settings.groups.clone())
+                {
+                    out.extend(effects);
+                }
+            }
+        }
+        let gone: Vec<AgentId> =
+            self.router.agents().map(|(a, _)| a).filter(|a| !cfg.agents.contains_key(a)).collect();
+        for a in gone {
+            if let Ok(effects) =
+                self.routed(Op::new(Cause::AgentOffline), |r, o| r.remove_agent(now, a, o))
+            {
+                out.extend(effects);
+            }
+        }
+        let gone: Vec<GroupId> =
+            self.router.group_ids().filter(|g| !cfg.groups.contains_key(g)).collect();
+        for g in gone {
+            let _ = self.router.remove_group(g);
+        }
+        out
+    }
+
     pub fn accept(
         &mut self,
         now: Timestamp,

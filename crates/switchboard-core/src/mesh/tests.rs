@@ -551,3 +551,41 @@ fn bot_hosting_and_ratings_follow_the_engines_rules_on_the_side() {
     let rating = ended.rating.expect("rated");
     assert_eq!((rating.score, rating.credited), (5, vec![A1]));
 }
+
+/// `RouterSide::reconfigure`: a new agent joins routing and takes the waiting conversation,
+/// a capacity change holds, a removed agent's conversation is requeued, and the same
+/// configuration again changes nothing.
+#[test]
+fn reconfigure_brings_the_router_to_a_newer_configuration() {
+    let (mut t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    // A1 goes away: the conversation waits in G1.
+    router.set_status(now, A1, AgentStatus::Away, StatusCause::Agent).unwrap();
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert!(router.router().position(C1).is_some(), "queued");
+
+    // A2 appears in the configuration, capacity 2: the router has it after reconfigure.
+    const A2: AgentId = AgentId(2);
+    let a2 = AgentSettings { capacity: 2, groups: vec![G1], ..Default::default() };
+    t.agents.insert(A2, a2);
+    router.reconfigure(now, t.cfg());
+    assert_eq!(router.router().agent(A2).map(|a| a.capacity), Some(2));
+    router.set_status(now, A2, AgentStatus::Online, StatusCause::Agent).unwrap();
+    assert_eq!(router.router().placement(C1).and_then(|p| p.agent()), Some(A2));
+
+    // Its capacity lowered to 1, then the same configuration again: nothing more changes.
+    t.agents.get_mut(&A2).unwrap().capacity = 1;
+    router.reconfigure(now, t.cfg());
+    assert_eq!(router.router().agent(A2).map(|a| a.capacity), Some(1));
+    assert!(router.reconfigure(now, t.cfg()).is_empty(), "idempotent");
+
+    // A2 removed: signed out and forgotten, its conversation back in the queue.
+    t.agents.remove(&A2);
+    router.reconfigure(now, t.cfg());
+    assert!(router.router().agent(A2).is_none());
+    assert_eq!(router.router().placement(C1).and_then(|p| p.agent()), None);
+    assert!(router.router().position(C1).is_some(), "requeued");
+}

@@ -890,6 +890,11 @@ impl Router {
         self.agents.iter().map(|(id, a)| (*id, a))
     }
 
+    /// Every skill group's id, in no particular order.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
     pub fn group_policy(&self, id: GroupId) -> Option<&GroupPolicy> {
         self.groups.get(&id).map(|g| &g.policy)
     }

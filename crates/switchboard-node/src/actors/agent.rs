@@ -196,7 +196,7 @@ impl Actor for AgentActor {
         let epoch = stored + 1;
         side.restart(epoch);
         let every = mesh.inner().options.retransmit;
-        let stream = crate::state::agent_stream(&mesh.inner().config.agent_name(agent));
+        let stream = crate::state::agent_stream(&mesh.config().agent_name(agent));
         let mut run = AgentRun {
             id: myself.get_id(),
             mesh,
@@ -384,10 +384,10 @@ impl AgentRun {
         self.mesh.holds(self.fence)?;
         let now = self.now();
         let tenant = self.mesh.tenant().to_owned();
-        let config = &self.mesh.inner().config;
+        let config = self.mesh.config();
         let items: Vec<(u64, StreamItem)> = desk
             .iter()
-            .map(|(seq, event)| (*seq, desk_item(&tenant, config, now, *seq, event)))
+            .map(|(seq, event)| (*seq, desk_item(&tenant, &config, now, *seq, event)))
             .collect();
         let streams = items
             .iter()

@@ -337,7 +337,7 @@ impl Actor for ConversationActor {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
-                let effects = run.side.receive(run.mesh.inner().config.cfg(), now, envelope);
+                let effects = run.side.receive(run.mesh.config().cfg(), now, envelope);
                 let rows = run.rows(now, None, &effects);
                 // An acknowledgement changes only what is resent (after a restart the router
                 // drops the resent copies as duplicates); one that leaves the actor with
@@ -518,7 +518,7 @@ impl Actor for ConversationActor {
                     return run.fail(&myself, e);
                 }
                 let now = run.now();
-                let cfg = run.mesh.inner().config.clone();
+                let cfg = run.mesh.config();
                 if run.side.next_deadline(cfg.cfg()).is_some_and(|at| at <= now) {
                     let effects = run.side.advance(cfg.cfg(), now);
                     let rows = run.rows(now, None, &effects);
@@ -606,11 +606,11 @@ impl ConversationRun {
 
     /// A deadline or a resend is due some time: something must run it.
     fn needs_live(&self) -> bool {
-        self.side.next_deadline(self.mesh.inner().config.cfg()).is_some() || !self.settled()
+        self.side.next_deadline(self.mesh.config().cfg()).is_some() || !self.settled()
     }
 
     fn apply(&mut self, now: Timestamp, op: ConversationOp) -> switchboard_core::Result<Outcome> {
-        let config = self.mesh.inner().config.clone();
+        let config = self.mesh.config();
         let cfg = config.cfg();
         let side = &mut self.side;
         let done =
@@ -686,7 +686,7 @@ impl ConversationRun {
             return Err(switchboard_core::Error::UnknownConversation(id).into());
         };
         let mut archived = archive::decode(&row.body)?;
-        let config = self.mesh.inner().config.clone();
+        let config = self.mesh.config();
         let effects = match &call.op {
             ConversationOp::Rate { score, comment, .. } => {
                 let c = &mut archived.conversation;
@@ -728,8 +728,7 @@ impl ConversationRun {
         text: &str,
     ) {
         use crate::apply::Names as _;
-        let inner = self.mesh.inner();
-        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        let names = MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() };
         rows.note_row(&mut self.transcript, now, id, "whisper", &names.agent_name(from), text);
     }
 
@@ -741,8 +740,8 @@ impl ConversationRun {
         said: Option<(ConversationId, &str)>,
         effects: &[Effect],
     ) -> Rows {
-        let inner = self.mesh.inner();
-        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        let (inner, config) = (self.mesh.inner(), self.mesh.config());
+        let names = MeshNames { tenant: &inner.tenant, config: config.clone() };
         let mut rows = Rows::default();
         if let Some((conversation, text)) = said {
             rows.customer_message(&mut self.transcript, now, conversation, text);
@@ -777,8 +776,8 @@ impl ConversationRun {
         rewritten: Vec<Archived>,
     ) -> Result<()> {
         self.mesh.holds(self.fence)?;
-        let inner = self.mesh.inner();
-        let cfg = inner.config.cfg();
+        let (inner, config) = (self.mesh.inner(), self.mesh.config());
+        let cfg = config.cfg();
         let archive = ended
             .into_iter()
             .map(|c| {
@@ -932,7 +931,7 @@ impl ConversationRun {
     /// Arms its one wake-up: the side's next deadline, the next resend, or (with neither)
     /// the end of its idle time.
     fn arm(&mut self, myself: &ActorRef<ConversationMsg>) {
-        let (next, now) = (self.side.next_deadline(self.mesh.inner().config.cfg()), self.now());
+        let (next, now) = (self.side.next_deadline(self.mesh.config().cfg()), self.now());
         let idle_at = self.last_active + self.mesh.inner().options.idle;
         self.timers.arm(myself, next, now, Some(idle_at), || ConversationMsg::Wake);
     }

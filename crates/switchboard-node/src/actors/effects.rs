@@ -33,11 +33,12 @@ use crate::apply::events::integrator_event;
 use crate::apply::rows;
 use crate::state::{EVENTS, OUTBOX, is_shared};
 
-/// Resource names as a mesh can give them, from its [`TenantConfig`].
-#[derive(Debug, Clone, Copy)]
+/// Resource names as a mesh can give them, from its [`TenantConfig`] (the one current when
+/// the names were taken: a step's or a call's).
+#[derive(Debug, Clone)]
 pub(crate) struct MeshNames<'a> {
     pub tenant: &'a str,
-    pub config: &'a TenantConfig,
+    pub config: std::sync::Arc<TenantConfig>,
 }
 
 impl Names for MeshNames<'_> {
@@ -62,7 +63,7 @@ impl Names for MeshNames<'_> {
 
 /// A mesh's names, with one customer named by its id (a conversation actor that knows its
 /// customer's name: the cut-over's keys); every other customer by its number.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct CustomerNamed<'a> {
     pub names: MeshNames<'a>,
     pub customer: CustomerId,

@@ -104,7 +104,9 @@ impl GrpcTransport {
 
     /// One delivery to the node at `addr`, on a task of its own.
     fn send(&self, addr: &str, request: Option<pb::DeliverRequest>) {
-        let Some(request) = request else { return self.drop_one("failed") };
+        let Some(mut request) = request else { return self.drop_one("failed") };
+        // The sender's configuration version: a receiver with an older one reloads first.
+        request.config_version = self.local.mesh(&request.tenant).map_or(0, |m| m.config_version());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return self.drop_one("failed");
         };
@@ -204,6 +206,7 @@ pub fn encode<M: Serialize>(
 ) -> Option<pb::DeliverRequest> {
     Some(pb::DeliverRequest {
         tenant: tenant.to_owned(),
+        config_version: 0,
         envelope: Some(pb::MeshEnvelope {
             direction: direction as i32,
             conversation: envelope.conversation.0,
@@ -224,6 +227,7 @@ pub fn encode_agent<M: Serialize>(
 ) -> Option<pb::DeliverRequest> {
     Some(pb::DeliverRequest {
         tenant: tenant.to_owned(),
+        config_version: 0,
         envelope: Some(pb::MeshEnvelope {
             direction: direction as i32,
             conversation: 0,
@@ -244,6 +248,7 @@ pub fn encode_desk<M: Serialize>(
 ) -> Option<pb::DeliverRequest> {
     Some(pb::DeliverRequest {
         tenant: tenant.to_owned(),
+        config_version: 0,
         envelope: Some(pb::MeshEnvelope {
             direction: direction as i32,
             conversation: envelope.conversation.0,
@@ -435,6 +440,11 @@ impl ActorMeshService for ActorMeshGrpc {
                 .into());
             }
         };
+        // A sender with a newer configuration: this mesh takes it before the envelope is
+        // handled (coalesced per tenant; a failed reload refuses the envelope, resent later).
+        if request.config_version > mesh.config_version() {
+            mesh.refresh(request.config_version).await?;
+        }
         let Some(ticket) = mesh.admit(self.bound) else {
             outcome("exhausted");
             return Err(Error::ResourceExhausted(format!(

@@ -5,7 +5,8 @@
 //! this node owns their keys' shards, write under those shards' fences, and stop when a
 //! shard moves away.
 //!
-//! A mesh's [`TenantConfig`] (read-only) and the router its router actor starts from when it
+//! A mesh's [`TenantConfig`] (swapped whole for a newer one, [`Mesh::refresh`] and
+//! `super::config`) and the router its router actor starts from when it
 //! has no row are read from the store as the tenant actor loads a tenant (snapshot and the
 //! log after it), off the runtime, without a node-wide lock held across the load: each
 //! tenant has its own once-cell, so a slow load delays only that tenant's first envelopes
@@ -132,7 +133,7 @@ impl Meshes {
         let create = tokio::spawn(async move {
             let mesh = cell
                 .get_or_try_init(|| async {
-                    let (config, router) = load(store.clone(), tenant.clone()).await?;
+                    let (config, router, version) = load(store.clone(), tenant.clone()).await?;
                     // An actor tenant's agents are served by their agent actors.
                     options.agent_actors |= config.actor_routing;
                     let args = MeshArgs {
@@ -147,6 +148,7 @@ impl Meshes {
                         hub,
                     };
                     let mesh = Mesh::clustered(args, ownership);
+                    mesh.loaded_at(version);
                     local.attach(&mesh);
                     Ok::<_, Error>(mesh)
                 })
@@ -189,21 +191,23 @@ impl Meshes {
     }
 }
 
-/// The tenant's configuration and router as its snapshot and log hold them, read on the
-/// blocking pool. The router is the tenant actor's: groups, agents, hours, and the tenant
+/// The tenant's configuration and router as its snapshot and log hold them, and the
+/// configuration version they hold at least (`super::config`), read on the blocking pool. The router is the tenant actor's: groups, agents, hours, and the tenant
 /// actor's own placements too. Which work a tenant's mesh starts with is for the cut-over of
 /// the public API onto the actors to decide; until then the two do not share conversations.
-async fn load(
+pub(crate) async fn load(
     store: Arc<dyn Store>,
     tenant: String,
-) -> Result<(Arc<TenantConfig>, switchboard_core::router::Router)> {
+) -> Result<(Arc<TenantConfig>, switchboard_core::router::Router, u64)> {
     let name = tenant.clone();
-    let (state, seq) =
-        tokio::task::spawn_blocking(move || crate::registry::replay(store.as_ref(), &name))
-            .await
-            .map_err(|e| {
-                Error::Unavailable(format!("loading tenant {tenant} interrupted: {e}"))
-            })??;
+    // The version first: the replay after it holds at least that configuration (maybe a
+    // newer one, which costs at most one needless reload later).
+    let (version, (state, seq)) = tokio::task::spawn_blocking(move || {
+        let version = super::config::stored(store.as_ref(), &name)?;
+        Ok::<_, Error>((version, crate::registry::replay(store.as_ref(), &name)?))
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("loading tenant {tenant} interrupted: {e}")))??;
     if seq == 0 && state.id.is_empty() {
         return Err(Error::NotFound(format!("tenant {tenant:?}")));
     }
@@ -214,5 +218,5 @@ async fn load(
     config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
     config.actor_routing = state.actor_routing;
     config.supervisors = agents.iter().copied().filter(|a| state.is_supervisor(*a)).collect();
-    Ok((Arc::new(config), state.engine.router().clone()))
+    Ok((Arc::new(config), state.engine.router().clone(), version))
 }

@@ -47,6 +47,7 @@
 //! cancelled (its caller gave up), so later callers never wait on an activation nobody runs.
 
 pub mod agent;
+pub mod config;
 pub mod conversation;
 pub(crate) mod effects;
 pub mod grpc;
@@ -100,8 +101,8 @@ const RESTART_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between restarts; an incarnation that ran this long resets the backoff.
 const RESTART_MAX: Duration = Duration::from_secs(10);
 
-/// The tenant's configuration as the sides read it (read-only; each actor holds the same
-/// `Arc`). Configuration changes are not carried to running actors yet.
+/// The tenant's configuration as the sides read it (read-only; the mesh holds one `Arc` and
+/// swaps it for a newer one, [`Mesh::refresh`]; each step reads the current one).
 #[derive(Debug, Clone, Default)]
 pub struct TenantConfig {
     pub settings: TenantSettings,
@@ -237,7 +238,13 @@ pub(crate) struct Inner {
     pub(crate) tenant: String,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) fence: Fence,
-    pub(crate) config: Arc<TenantConfig>,
+    /// Swapped whole by [`Mesh::refresh`]; read (cloned) once per step.
+    config: std::sync::RwLock<Arc<TenantConfig>>,
+    /// The configuration version `config` is at ([`config`]): the log position it was
+    /// loaded at.
+    version: AtomicU64,
+    /// One reload of this tenant's configuration at a time: callers behind it find it done.
+    reload: tokio::sync::Mutex<()>,
     pub(crate) router: Router,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) options: MeshOptions,
@@ -252,6 +259,13 @@ pub(crate) struct Inner {
     routers: Directory<(), router::RouterMsg>,
     conversations: Directory<CustomerId, conversation::ConversationMsg>,
     agents: Directory<AgentId, agent::AgentMsg>,
+}
+
+impl Inner {
+    /// The tenant's configuration as the mesh has it now (a step reads it once).
+    pub(crate) fn config(&self) -> Arc<TenantConfig> {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 impl Mesh {
@@ -282,7 +296,9 @@ impl Mesh {
             tenant: args.tenant,
             store: args.store,
             fence: args.fence,
-            config: args.config,
+            config: std::sync::RwLock::new(args.config),
+            version: AtomicU64::new(0),
+            reload: tokio::sync::Mutex::new(()),
             router: args.router,
             transport: args.transport,
             options: args.options,
@@ -301,9 +317,72 @@ impl Mesh {
         &self.0.tenant
     }
 
-    /// The tenant's configuration as this mesh loaded it.
-    pub fn config(&self) -> &Arc<TenantConfig> {
-        &self.0.config
+    /// The tenant's configuration as this mesh has it now.
+    pub fn config(&self) -> Arc<TenantConfig> {
+        self.0.config()
+    }
+
+    /// The configuration version of [`Mesh::config`] (0: as built, never reloaded).
+    pub fn config_version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
+    }
+
+    /// Sets the version of the configuration the mesh was built with (its load's position).
+    pub(crate) fn loaded_at(&self, version: u64) {
+        self.0.version.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// Reloads the tenant's configuration unless this mesh has version `at_least` already,
+    /// then lets the router actor (if it runs here) apply it before its next step. Reloads of
+    /// one tenant are coalesced (one at a time; a caller that waited finds the newer version
+    /// and returns); the load replays the tenant's snapshot and log on the blocking pool, and
+    /// no node-wide lock is held meanwhile. It runs on a task of its own, so a caller that
+    /// gives up (an envelope's deadline) does not waste it.
+    pub async fn refresh(&self, at_least: u64) -> Result<()> {
+        if self.config_version() >= at_least {
+            return Ok(());
+        }
+        let mesh = self.clone();
+        let reload = tokio::spawn(async move {
+            let _one = mesh.0.reload.lock().await;
+            if mesh.config_version() >= at_least {
+                return Ok(());
+            }
+            let (store, tenant) = (mesh.0.store.clone(), mesh.0.tenant.clone());
+            let (config, _, version) = meshes::load(store, tenant).await?;
+            mesh.swap(config, version);
+            Ok(())
+        });
+        reload
+            .await
+            .map_err(|e| Error::Unavailable(format!("reloading the configuration failed: {e}")))?
+    }
+
+    /// Reads the tenant's stored configuration version (one probe, off the runtime) and
+    /// reloads if it is newer than this mesh's ([`Mesh::refresh`]). At most one probe and one
+    /// reload per call.
+    pub async fn refresh_stored(&self) -> Result<()> {
+        let (store, tenant) = (self.0.store.clone(), self.0.tenant.clone());
+        let stored = tokio::task::spawn_blocking(move || config::stored(store.as_ref(), &tenant))
+            .await
+            .map_err(|e| Error::Unavailable(format!("store read interrupted: {e}")))??;
+        self.refresh(stored).await
+    }
+
+    /// Takes `config` at `version` if it is newer than what the mesh has, and nudges the
+    /// router actor running here so it applies it now (it would before its next step anyway).
+    /// Reloads are serialized (`reload`), so the configuration is in place before its
+    /// version says so.
+    fn swap(&self, config: Arc<TenantConfig>, version: u64) {
+        if self.config_version() >= version {
+            return;
+        }
+        *self.0.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        self.0.version.fetch_max(version, Ordering::AcqRel);
+        info!(tenant = %self.0.tenant, version, "the mesh took a newer configuration");
+        if let Some(router) = self.0.routers.any(&()) {
+            let _ = router.send_message(router::RouterMsg::Reconfigure);
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

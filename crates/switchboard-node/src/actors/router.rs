@@ -93,6 +93,8 @@ pub enum RouterMsg {
     Wake,
     /// Make the steps applied since the last write durable, then let them be heard.
     Flush,
+    /// The mesh took a newer configuration: apply it now (every message does first).
+    Reconfigure,
 }
 
 #[derive(Debug)]
@@ -126,6 +128,10 @@ pub struct RouterRun {
     failed: bool,
     /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
     batch: Option<Unflushed>,
+    /// The mesh's configuration the side was last brought to (`RouterSide::reconfigure`);
+    /// `None`: not yet in this incarnation. Before each message the actor compares it with
+    /// the mesh's (one pointer comparison) and applies a newer one as a step of its own.
+    applied: Option<Arc<super::TenantConfig>>,
     exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
@@ -198,9 +204,16 @@ impl Actor for RouterActor {
             drained: false,
             failed: false,
             batch: None,
+            // A mesh loaded from the store (version above 0) has the tenant's whole
+            // configuration, which may be newer than this row: the first message applies it.
+            // One built by hand (tests) is taken as the router's own.
+            applied: (mesh.config_version() == 0).then(|| mesh.config()),
             exit: args.exit,
             _counted: Counted::new(ROUTER),
         };
+        if run.applied.is_none() {
+            let _ = myself.send_message(RouterMsg::Reconfigure);
+        }
         // A restarted side resends everything unacknowledged at once: what it had sent
         // before is volatile.
         run.send();
@@ -232,7 +245,13 @@ impl Actor for RouterActor {
         msg: RouterMsg,
         run: &mut RouterRun,
     ) -> Result<(), ActorProcessingErr> {
+        // No step acts on a configuration older than the mesh's.
+        run.reconfigure(&myself).await?;
+        if run.failed {
+            return Ok(());
+        }
         match msg {
+            RouterMsg::Reconfigure => {}
             RouterMsg::Deliver(envelope, _ticket) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
@@ -427,6 +446,22 @@ impl RouterRun {
         Ok(())
     }
 
+    /// Brings the side to the mesh's configuration if it changed since the last time, as a
+    /// step of its own (written with the batch it joins).
+    async fn reconfigure(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let config = self.mesh.config();
+        if self.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &config)) {
+            return Ok(());
+        }
+        self.applied = Some(config.clone());
+        let now = self.now();
+        let effects = self.side.reconfigure(now, config.cfg());
+        self.step(myself, effects, None).await
+    }
+
     /// The rest of a step on an envelope (a conversation's or an agent's): it joins the
     /// batch unless it was only an acknowledgement, which sends what is owed at once when
     /// nothing undurable is queued (else the flush does).
@@ -471,8 +506,8 @@ impl RouterRun {
 
     fn push(&mut self, effects: Vec<Effect>, reply: Option<Reply>) {
         let batch = self.batch.as_mut().expect("a batch is open");
-        let inner = self.mesh.inner();
-        let names = MeshNames { tenant: &inner.tenant, config: &inner.config };
+        let (inner, config) = (self.mesh.inner(), self.mesh.config());
+        let names = MeshNames { tenant: &inner.tenant, config };
         // `last_now` is this step's time (`now()` just set it).
         batch.rows.router(&names, self.last_now, &effects);
         match reply {

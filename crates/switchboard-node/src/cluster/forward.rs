@@ -382,9 +382,17 @@ impl ForwardLayer {
         }
         let agent = match key {
             // The agent's number, from the tenant's configuration as this node's mesh holds
-            // it; an agent it does not know goes by tenant (its owner answers NOT_FOUND).
+            // it, checked once against the stored version if it does not know the agent (one
+            // created since it loaded, `actors::config`); still unknown, it goes by tenant
+            // (its owner answers NOT_FOUND).
             CallKey::Agent { agent, .. } => match meshes.mesh(tenant).await {
-                Ok(mesh) => mesh.config().agent_by_id(agent),
+                Ok(mesh) => match mesh.config().agent_by_id(agent) {
+                    Some(found) => Some(found),
+                    None => match mesh.refresh_stored().await {
+                        Ok(()) => mesh.config().agent_by_id(agent),
+                        Err(_) => None,
+                    },
+                },
                 Err(_) => None,
             },
             _ => None,

@@ -24,6 +24,26 @@ use crate::state::{Ids, TenantState};
 #[derive(Debug)]
 pub struct Admin {
     pub registry: Registry,
+    /// The node's actor meshes: a configuration change of an actor tenant reaches its mesh
+    /// here before the call is answered (`Admin::configured`).
+    pub meshes: Option<std::sync::Arc<crate::actors::meshes::Meshes>>,
+}
+
+impl Admin {
+    /// After a durable configuration command of `tenant`: its mesh on this node (the tenant
+    /// actor's node, where its router actor runs) takes the new configuration before the call
+    /// is answered, so the next call here sees it (`actors::config`). A failed reload is
+    /// logged, not the call's failure: the command is durable, and the next envelope or call
+    /// naming what changed reloads again.
+    async fn configured(&self, tenant: &str) {
+        let Some(mesh) = self.meshes.as_ref().and_then(|m| m.running(tenant)) else { return };
+        if !mesh.config().actor_routing {
+            return;
+        }
+        if let Err(e) = mesh.refresh_stored().await {
+            tracing::warn!(tenant, error = %e, "the mesh could not reload the tenant's configuration");
+        }
+    }
 }
 
 /// One page of the ids after `token` that `view` shows (ids whose resource is gone show
@@ -106,6 +126,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::UpdateTenant(r), &request_id).await?;
+        self.configured(&t).await;
         Ok(Response::new(variant!(result, Tenant)?))
     }
 
@@ -118,6 +139,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutGroup(r), &request_id).await?;
+        self.configured(&t).await;
         Ok(Response::new(variant!(result, Group)?))
     }
 
@@ -166,6 +188,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteGroup(r), &request_id).await?;
+        self.configured(&t).await;
         variant!(result, Empty)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
@@ -179,6 +202,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutAgent(r), &request_id).await?;
+        self.configured(&t).await;
         Ok(Response::new(variant!(result, Agent)?))
     }
 
@@ -229,6 +253,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::DeleteAgent(r), &request_id).await?;
+        self.configured(&t).await;
         variant!(result, Empty)?;
         Ok(Response::new(pb::DeleteAgentResponse {}))
     }

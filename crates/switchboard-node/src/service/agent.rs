@@ -52,7 +52,7 @@ impl Agents {
         let (tenant, id) = agent_name(agent)?;
         call.allow(&tenant, Some(&id))?;
         match super::on_actors::served(&self.meshes, &tenant).await? {
-            Some(mesh) => Ok(Path::Actors(Desk::resolve(&self.meshes, mesh, &id)?)),
+            Some(mesh) => Ok(Path::Actors(Desk::resolve(&self.meshes, mesh, &id).await?)),
             None => Ok(Path::Tenant(tenant)),
         }
     }

@@ -15,9 +15,10 @@
 //! - **The desk's StreamEvents** reads `agent/{id}`, which the agent actor alone writes and
 //!   numbers, with the tenant actor's cursor contract (`serve_stream`).
 //!
-//! The agent is named `tenants/{t}/agents/{a}` and resolved through the mesh's configuration
-//! (as loaded with the mesh: an agent created after that is NOT_FOUND here until
-//! configuration versions reach running meshes).
+//! The agent is named `tenants/{t}/agents/{a}` and resolved through the mesh's configuration;
+//! an agent it does not know is looked for again once after checking the stored
+//! configuration version (`actors::config`: one created after the mesh loaded), then
+//! NOT_FOUND.
 //!
 //! **Idempotency**: a command's `request_id` is stored with its number in the agent actor's
 //! batch that queues it (`Batch::responses`, the per-actor table); a retry finds it there
@@ -63,9 +64,16 @@ pub(super) struct Desk {
 }
 
 impl Desk {
-    /// The agent `id` of the mesh's tenant; NOT_FOUND if the configuration has no such agent.
-    pub(super) fn resolve(meshes: &Meshes, mesh: Mesh, id: &str) -> Result<Desk, Status> {
-        let agent = mesh.config().agent_by_id(id).ok_or_else(|| {
+    /// The agent `id` of the mesh's tenant; NOT_FOUND if the configuration has no such agent,
+    /// after one check that the mesh's configuration is the stored one (an agent created
+    /// after the mesh loaded, `actors::config`).
+    pub(super) async fn resolve(meshes: &Meshes, mesh: Mesh, id: &str) -> Result<Desk, Status> {
+        let mut agent = mesh.config().agent_by_id(id);
+        if agent.is_none() {
+            mesh.refresh_stored().await?;
+            agent = mesh.config().agent_by_id(id);
+        }
+        let agent = agent.ok_or_else(|| {
             Error::NotFound(format!("agent: agent {id:?} of tenant {}", mesh.tenant()))
         })?;
         Ok(Desk { mesh, agent, numbers: meshes.numbers().clone() })

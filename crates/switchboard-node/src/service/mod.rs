@@ -10,8 +10,8 @@ pub(crate) mod on_actors;
 pub(crate) mod rating_actors;
 pub mod search;
 pub mod supervisor;
-mod supervisor_reads_actors;
 pub(crate) mod supervisor_actors;
+mod supervisor_reads_actors;
 
 use std::pin::Pin;
 

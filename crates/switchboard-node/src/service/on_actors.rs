@@ -85,9 +85,18 @@ impl OnActors<'_> {
         let id = names::child_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
         crate::apply::channel::check_text("text", &r.text)?;
-        let config = self.mesh.config();
-        let group =
-            if r.group.is_empty() { None } else { Some(group_ref(config, tenant, &r.group)?) };
+        let group = if r.group.is_empty() {
+            None
+        } else {
+            match group_ref(&self.mesh.config(), tenant, &r.group) {
+                // A group created after the mesh loaded: one check of the stored version.
+                Err(Error::NotFound(_)) => {
+                    self.mesh.refresh_stored().await?;
+                    Some(group_ref(&self.mesh.config(), tenant, &r.group)?)
+                }
+                found => Some(found?),
+            }
+        };
         let priority = u8::try_from(r.priority).map_err(|_| {
             Error::field("priority", format!("{} is above the highest priority, 255", r.priority))
         })?;
@@ -226,7 +235,7 @@ impl OnActors<'_> {
         &self,
         r: &pb::SendMessageRequest,
     ) -> Result<pb::SendMessageResponse> {
-        let agent = self.acting(&r.agent)?;
+        let agent = self.acting(&r.agent).await?;
         let n = self.conversation_number("conversation", &r.conversation)?;
         crate::apply::channel::check_text("text", &r.text)?;
         let tag = convert::tag("tag", r.tag)?;
@@ -250,7 +259,7 @@ impl OnActors<'_> {
         r: &pb::AgentConversationRequest,
         end: bool,
     ) -> Result<pb::Conversation> {
-        let agent = self.acting(&r.agent)?;
+        let agent = self.acting(&r.agent).await?;
         let n = self.conversation_number("conversation", &r.conversation)?;
         let id = ConversationId(n);
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
@@ -263,14 +272,20 @@ impl OnActors<'_> {
     }
 
     /// The acting agent, as `TenantState::agent_ref` finds it, in the mesh's configuration.
-    pub(super) fn acting(&self, name: &str) -> Result<AgentId> {
-        self.acting_as("agent", name)
+    pub(super) async fn acting(&self, name: &str) -> Result<AgentId> {
+        self.acting_as("agent", name).await
     }
 
-    /// The agent a reference field names, in the mesh's configuration.
-    pub(super) fn acting_as(&self, field: &str, name: &str) -> Result<AgentId> {
+    /// The agent a reference field names, in the mesh's configuration. An agent unknown to
+    /// the mesh is looked for again once after checking the stored configuration version
+    /// (`actors::config`).
+    pub(super) async fn acting_as(&self, field: &str, name: &str) -> Result<AgentId> {
         let tenant = self.tenant();
         let id = names::child_in(field, name, "agents", tenant)?;
+        if let Some(agent) = self.mesh.config().agent_by_id(&id) {
+            return Ok(agent);
+        }
+        self.mesh.refresh_stored().await?;
         self.mesh
             .config()
             .agent_by_id(&id)
@@ -390,7 +405,7 @@ impl OnActors<'_> {
     + 'static {
         let (tenant, config) = (self.tenant().to_owned(), self.mesh.config().clone());
         move |c, standing, id, extra| {
-            let names = MeshNames { tenant: &tenant, config: &config };
+            let names = MeshNames { tenant: &tenant, config: config.clone() };
             match c {
                 Some(c) => {
                     let waiting = c.state == switchboard_core::State::Queued;

@@ -40,7 +40,7 @@ impl OnActors<'_> {
         &self,
         r: &pb::AgentBotHostingRequest,
     ) -> Result<pb::Conversation> {
-        let a = self.acting(&r.agent)?;
+        let a = self.acting(&r.agent).await?;
         let (id, customer) = self.named_conversation("conversation", &r.conversation).await?;
         let op = ConversationOp::BotHosting { id, on: r.on, by: self.viewer(a) };
         self.conversation_call(customer, id, op, &r.request_id).await
@@ -52,7 +52,7 @@ impl OnActors<'_> {
         &self,
         r: &pb::AgentConversationRequest,
     ) -> Result<pb::Conversation> {
-        let agent = self.acting(&r.agent)?;
+        let agent = self.acting(&r.agent).await?;
         let (id, customer) = self.named_conversation("conversation", &r.conversation).await?;
         let op = ConversationOp::InviteRating { id, agent };
         self.conversation_call(customer, id, op, &r.request_id).await
@@ -64,7 +64,7 @@ impl OnActors<'_> {
         &self,
         r: &pb::UpdateConversationRequest,
     ) -> Result<pb::Conversation> {
-        let a = self.acting(&r.agent)?;
+        let a = self.acting(&r.agent).await?;
         let (id, customer) = self.named_conversation("conversation", &r.conversation).await?;
         let mask = crate::apply::agent::conversation_update(r)?;
         let tags = mask.covers("tags").then(|| r.tags.clone());
@@ -81,7 +81,7 @@ impl OnActors<'_> {
         r: &pb::SetBotHostingRequest,
     ) -> Result<pb::SetBotHostingResponse> {
         use pb::set_bot_hosting_request::Selection as S;
-        let s = self.acting_supervisor(&r.supervisor)?;
+        let s = self.acting_supervisor(&r.supervisor).await?;
         let mut targets: Vec<(ConversationId, Option<CustomerId>)> = match &r.selection {
             Some(S::Conversations(list)) => {
                 let max = crate::apply::supervisor::MAX_BATCH;
@@ -100,7 +100,7 @@ impl OnActors<'_> {
                 found
             }
             Some(S::Agent(name)) => {
-                let a = self.acting(name)?;
+                let a = self.acting(name).await?;
                 self.assigned(Some(a)).await?
             }
             Some(S::All(true)) => self.assigned(None).await?,
@@ -200,8 +200,8 @@ impl OnActors<'_> {
     }
 
     /// The acting agent, required to be a supervisor (`apply::supervisor`'s rule).
-    fn acting_supervisor(&self, name: &str) -> Result<switchboard_core::AgentId> {
-        let a = self.acting(name)?;
+    pub(super) async fn acting_supervisor(&self, name: &str) -> Result<switchboard_core::AgentId> {
+        let a = self.acting_as("supervisor", name).await?;
         if !self.mesh.config().supervisors.contains(&a) {
             return Err(Error::PermissionDenied(format!(
                 "{name} is not a supervisor; an administrator grants the flag with PutAgent"
@@ -211,7 +211,7 @@ impl OnActors<'_> {
     }
 
     /// How `a` acts on a conversation: as a supervisor if it is one (`scope::viewer`).
-    fn viewer(&self, a: switchboard_core::AgentId) -> Actor {
+    pub(super) fn viewer(&self, a: switchboard_core::AgentId) -> Actor {
         if self.mesh.config().supervisors.contains(&a) {
             Actor::Supervisor(a)
         } else {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use switchboard_core::engine::Target;
 use switchboard_core::router::StatusCause;
-use switchboard_core::{Actor, AgentId, ConversationId};
+use switchboard_core::{Actor, ConversationId};
 use switchboard_proto::v1 as pb;
 
 use super::agent_actors::Desk;
@@ -47,37 +47,17 @@ type R<T> = std::result::Result<T, tonic::Status>;
 const TRANSFERRED: &[u8] = b"router:transfer";
 const STATUS_SET: &[u8] = b"router:status";
 
-/// How a supervisor acts on a conversation it does not serve.
-fn by(on: &OnActors<'_>, agent: AgentId) -> Actor {
-    if on.mesh.config().supervisors.contains(&agent) {
-        Actor::Supervisor(agent)
-    } else {
-        Actor::Agent(agent)
-    }
-}
-
-/// The acting supervisor: PERMISSION_DENIED without the flag, as `apply::supervisor`.
-fn supervisor(on: &OnActors<'_>, name: &str) -> Result<AgentId> {
-    let a = on.acting_as("supervisor", name)?;
-    if !on.mesh.config().supervisors.contains(&a) {
-        return Err(Error::PermissionDenied(format!(
-            "{name} is not a supervisor; an administrator grants the flag with PutAgent"
-        )));
-    }
-    Ok(a)
-}
-
 /// The target of a transfer, as `apply::agent::target` finds it, in the mesh's configuration.
-fn target(
+async fn target(
     on: &OnActors<'_>,
     to_agent: Option<&str>,
     to_group: Option<&str>,
     reset: bool,
 ) -> Result<Target> {
     match (to_agent, to_group) {
-        (Some(name), None) => Ok(Target::Agent(on.acting_as("to_agent", name)?)),
+        (Some(name), None) => Ok(Target::Agent(on.acting_as("to_agent", name).await?)),
         (None, Some(name)) => Ok(Target::Group {
-            group: group_ref(on.mesh.config(), on.mesh.tenant(), name)?,
+            group: group_ref(&on.mesh.config(), on.mesh.tenant(), name)?,
             keep_entry_time: !reset,
         }),
         _ => Err(Error::field("to", "name exactly one of to_agent or to_group")),
@@ -134,17 +114,17 @@ fn reused(request_id: &str) -> Error {
 /// supervisor any routed conversation); answered with the conversation as it is after.
 pub(super) async fn transfer(on: &OnActors<'_>, r: &pb::TransferRequest) -> R<pb::Conversation> {
     use pb::transfer_request::To;
-    let agent = on.acting(&r.agent)?;
+    let agent = on.acting(&r.agent).await?;
     let n = on.conversation_number("conversation", &r.conversation)?;
     let (to_agent, to_group) = match &r.to {
         Some(To::ToAgent(n)) => (Some(n.as_str()), None),
         Some(To::ToGroup(n)) => (None, Some(n.as_str())),
         None => (None, None),
     };
-    let target = target(on, to_agent, to_group, r.reset_entry_time)?;
+    let target = target(on, to_agent, to_group, r.reset_entry_time).await?;
     let id = ConversationId(n);
     let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
-    let op = RouterOp::Transfer { conversation: id, target, by: by(on, agent) };
+    let op = RouterOp::Transfer { conversation: id, target, by: on.viewer(agent) };
     router_command(on, op, &r.request_id, TRANSFERRED).await?;
     if !on.mesh.is_here(ActorKey::Conversation { tenant: on.mesh.tenant(), customer }) {
         // Its actor runs on another node: only its name (no read across nodes yet).
@@ -161,11 +141,11 @@ pub(super) async fn set_agent_status(
     on: &OnActors<'_>,
     r: &pb::SupervisorSetStatusRequest,
 ) -> R<pb::Agent> {
-    let sup = supervisor(on, &r.supervisor)?;
-    let a = on.acting(&r.agent)?;
+    let sup = on.acting_supervisor(&r.supervisor).await?;
+    let a = on.acting(&r.agent).await?;
     let status = convert::status("status", r.status)?;
     let id = names::child_in("agent", &r.agent, "agents", on.mesh.tenant())?;
-    let desk = Desk::resolve(on.meshes, on.mesh.clone(), &id)?;
+    let desk = Desk::resolve(on.meshes, on.mesh.clone(), &id).await?;
     if a == sup {
         let own = pb::SetStatusRequest {
             agent: r.agent.clone(),
@@ -185,7 +165,7 @@ pub(super) async fn end_conversation(
     on: &OnActors<'_>,
     r: &pb::SupervisorConversationRequest,
 ) -> R<pb::Conversation> {
-    let sup = supervisor(on, &r.supervisor)?;
+    let sup = on.acting_supervisor(&r.supervisor).await?;
     let n = on.conversation_number("conversation", &r.conversation)?;
     let id = ConversationId(n);
     let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
@@ -201,7 +181,7 @@ pub(super) async fn end_conversation(
 /// SupervisorService.Whisper: a note to the holding agent's desk and a `whisper` transcript
 /// row, never on the customer's outbox.
 pub(super) async fn whisper(on: &OnActors<'_>, r: &pb::WhisperRequest) -> R<pb::WhisperResponse> {
-    let sup = supervisor(on, &r.supervisor)?;
+    let sup = on.acting_supervisor(&r.supervisor).await?;
     let n = on.conversation_number("conversation", &r.conversation)?;
     crate::apply::channel::check_text("text", &r.text)?;
     let id = ConversationId(n);
@@ -240,13 +220,13 @@ pub(super) async fn reassign_batch(
     r: &pb::ReassignBatchRequest,
 ) -> R<pb::BatchResponse> {
     use pb::reassign_batch_request::To;
-    let sup = supervisor(on, &r.supervisor)?;
+    let sup = on.acting_supervisor(&r.supervisor).await?;
     let (to_agent, to_group) = match &r.to {
         Some(To::ToAgent(n)) => (Some(n.as_str()), None),
         Some(To::ToGroup(n)) => (None, Some(n.as_str())),
         None => (None, None),
     };
-    let target = target(on, to_agent, to_group, r.reset_entry_time)?;
+    let target = target(on, to_agent, to_group, r.reset_entry_time).await?;
     let items = batch_items(on, &r.conversations)?;
     crate::registry::check_request_id(&r.request_id)?;
     router_here(on)?;
@@ -262,7 +242,7 @@ pub(super) async fn reassign_batch(
     let (tenant, config) = (on.mesh.tenant().to_owned(), on.mesh.config().clone());
     let (requested, parsed) = (r.conversations.clone(), items.clone());
     let answer: RouterAnswer = Arc::new(move |results| {
-        let names = crate::actors::effects::MeshNames { tenant: &tenant, config: &config };
+        let names = crate::actors::effects::MeshNames { tenant: &tenant, config: config.clone() };
         let mut results = results.iter();
         let out = requested
             .iter()
@@ -296,7 +276,7 @@ pub(super) async fn reassign_batch(
 /// (`ended_in_batch`, the batch-end reply; request id `{request_id}#{i}`, so each is applied
 /// once); results per item, in order.
 pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<pb::BatchResponse> {
-    supervisor(on, &r.supervisor)?;
+    on.acting_supervisor(&r.supervisor).await?;
     let items = batch_items(on, &r.conversations)?;
     crate::registry::check_request_id(&r.request_id)?;
     let mut results = Vec::with_capacity(items.len());

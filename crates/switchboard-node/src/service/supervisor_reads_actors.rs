@@ -192,7 +192,7 @@ pub(super) async fn agent_board(mesh: &Mesh) -> Result<pb::AgentBoard, Status> {
     ids.sort_unstable();
     let tenant = mesh.tenant().to_owned();
     let agents = on_router(mesh, move |side| {
-        let names = MeshNames { tenant: &tenant, config: &config };
+        let names = MeshNames { tenant: &tenant, config: config.clone() };
         ids.into_iter()
             .map(|(_, a)| {
                 let live = side.router().agent(a);

@@ -1,0 +1,176 @@
+//! Configuration changes of a tenant created with `TENANT_ROUTING_ACTORS` reach its running
+//! mesh (issue 12, ARCHITECTURE.md "Configuration stays with the tenant actor"), over real
+//! gRPC against a real `switchboard serve` process: an agent and a group created after the
+//! mesh loaded are served, a capacity change reaches the router actor, a deleted agent is
+//! signed out and its conversations requeued. Every wait is for a condition, bounded; nothing
+//! asserts on time.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Clients, Node, rid};
+use switchboard_proto::v1 as pb;
+use tonic::Code;
+
+const T: &str = "acme";
+const BOB: &str = "tenants/acme/agents/bob";
+
+fn group(id: &str) -> String {
+    format!("tenants/{T}/groups/{id}")
+}
+
+/// An actor tenant whose default group is "support".
+async fn setup(c: &mut Clients) {
+    c.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: T.into(),
+            display_name: "Acme".into(),
+            settings: None,
+            request_id: rid("create"),
+            routing: pb::TenantRouting::Actors as i32,
+        })
+        .await
+        .expect("create tenant");
+    put_group(c, "support").await;
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: format!("tenants/{T}"),
+            settings: Some(pb::TenantSettings {
+                default_group: group("support"),
+                ..Default::default()
+            }),
+            display_name: "Acme".into(),
+            request_id: rid("settings"),
+            update_mask: None,
+        })
+        .await
+        .expect("update tenant");
+}
+
+async fn put_group(c: &mut Clients, id: &str) {
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: group(id),
+            display_name: id.into(),
+            request_id: rid("group"),
+            ..Default::default()
+        })
+        .await
+        .expect("put group");
+}
+
+async fn put_bob(c: &mut Clients, capacity: u32) {
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: BOB.into(),
+            nickname: "Bob".into(),
+            capacity,
+            groups: vec![group("support")],
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .expect("put agent");
+}
+
+fn online() -> pb::SetStatusRequest {
+    pb::SetStatusRequest {
+        agent: BOB.into(),
+        status: pb::AgentStatus::Online as i32,
+        request_id: rid("online"),
+    }
+}
+
+/// Customer `who` writes (in `group`, or the default one); returns the conversation's name.
+async fn post(c: &mut Clients, who: &str, group: &str) -> String {
+    let r = pb::PostMessageRequest {
+        customer: format!("tenants/{T}/customers/{who}"),
+        channel: pb::Channel::Web as i32,
+        text: "hello".into(),
+        group: group.into(),
+        request_id: rid("post"),
+        ..Default::default()
+    };
+    let opened = c.channel.post_message(r).await.expect("post message").into_inner();
+    opened.conversation.expect("its conversation").name
+}
+
+/// Reads the conversation until `done` says so (bounded: a minute), and returns it.
+async fn until(
+    c: &mut Clients,
+    name: &str,
+    what: &str,
+    done: impl Fn(&pb::Conversation) -> bool,
+) -> pb::Conversation {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = pb::GetConversationRequest { conversation: name.into() };
+        let read = c.channel.get_conversation(r).await.expect("get conversation").into_inner();
+        if done(&read) {
+            return read;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} never {what}: {read:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn queued(c: &pb::Conversation) -> bool {
+    c.state == pb::ConversationState::Queued as i32
+}
+
+/// Routed: queued, offered or assigned (the router's first decision reached it).
+fn routed(c: &pb::Conversation) -> bool {
+    use pb::ConversationState as S;
+    [S::Queued, S::Offered, S::Assigned].iter().any(|s| c.state == *s as i32)
+}
+
+fn with_bob(c: &pb::Conversation) -> bool {
+    use pb::ConversationState as S;
+    c.agent == BOB && (c.state == S::Offered as i32 || c.state == S::Assigned as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changes_reach_the_running_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c).await;
+
+    // The mesh loads with the first customer, who waits: nobody is there to take her.
+    let carol = post(&mut c, "carol", "").await;
+    until(&mut c, &carol, "queued", queued).await;
+
+    // An agent created after the mesh loaded: its SetStatus is served and it gets her.
+    put_bob(&mut c, 2).await;
+    c.agent.set_status(online()).await.expect("the new agent signs in");
+    until(&mut c, &carol, "went to bob", with_bob).await;
+
+    // A group created after the mesh loaded: PostMessage into it is served.
+    put_group(&mut c, "vip").await;
+    let dave = post(&mut c, "dave", &group("vip")).await;
+    let read = until(&mut c, &dave, "was routed", routed).await;
+    assert_eq!(read.group, group("vip"));
+
+    // Capacity lowered to what bob holds: the router offers him nothing more.
+    put_bob(&mut c, 1).await;
+    let erin = post(&mut c, "erin", "").await;
+    let read = until(&mut c, &erin, "was routed", routed).await;
+    assert!(queued(&read), "capacity 1 is full with carol: {read:?}");
+    // Raised again: erin goes to him.
+    put_bob(&mut c, 2).await;
+    until(&mut c, &erin, "went to bob", with_bob).await;
+
+    // Deleted: signed out, both conversations requeued, his calls NOT_FOUND.
+    c.admin
+        .delete_agent(pb::DeleteAgentRequest { name: BOB.into(), request_id: rid("delete") })
+        .await
+        .expect("delete agent");
+    for name in [&carol, &erin] {
+        let read = until(&mut c, name, "was requeued", queued).await;
+        assert_eq!(read.agent, "", "{read:?}");
+    }
+    let e = c.agent.set_status(online()).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    drop(node);
+}
