@@ -207,7 +207,11 @@ mod tests {
         let now = 150_000 * step;
         let false_positives =
             (0..10_000).filter(|i| seen.may_contain(&format!("other-{i}"), now)).count();
-        assert!(false_positives < 100, "{false_positives} of 10000");
+        // The hasher is seeded at random: over 40 seeds this gave 59–95 (mean 78; several
+        // arrays per generation, two generations). 150 is far outside what a seed reaches by
+        // chance (the old bound of 100 failed about one run in 250), and still says "mostly
+        // absent".
+        assert!(false_positives < 150, "{false_positives} of 10000");
     }
 
     #[test]
