@@ -64,6 +64,10 @@ pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).
 pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
+/// What reached a tenant's router actor, by `tenant` and `source`: `conversation` and `agent`
+/// (envelopes, resends included), `call` (an operation or a public call): set against the
+/// tenant's commands, the share of its work the router sees (issue 12).
+pub const ROUTER_INPUTS: &str = "switchboard_router_inputs_total";
 pub const MAILBOX_DEPTH: &str = "switchboard_mailbox_depth";
 pub const STREAM_DROPS: &str = "switchboard_stream_drops_total";
 pub const BUILD_INFO: &str = "switchboard_build_info";
@@ -210,6 +214,11 @@ pub fn describe() {
          or exhausted (the receiver's bound) on the sender; received, not_owner, not_running, \
          exhausted on the receiver. Every one not \
          delivered is resent by its link."
+    );
+    describe_counter!(
+        ROUTER_INPUTS,
+        "Messages that reached a router actor, by tenant and source: conversation and agent \
+         envelopes (resends included), call (an operation or a public call)."
     );
     describe_gauge!(MAILBOX_DEPTH, "Messages waiting in actor mailboxes, by kind.");
     describe_counter!(STREAM_DROPS, "Live stream subscribers dropped for falling behind.");

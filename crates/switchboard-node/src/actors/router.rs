@@ -245,6 +245,17 @@ impl Actor for RouterActor {
         msg: RouterMsg,
         run: &mut RouterRun,
     ) -> Result<(), ActorProcessingErr> {
+        let source = match &msg {
+            RouterMsg::Deliver(..) => Some("conversation"),
+            RouterMsg::FromAgent(..) => Some("agent"),
+            RouterMsg::Op(..) | RouterMsg::Call(..) => Some("call"),
+            _ => None,
+        };
+        if let Some(source) = source {
+            let tenant = run.mesh.tenant().to_owned();
+            metrics::counter!(crate::metrics::ROUTER_INPUTS, "tenant" => tenant, "source" => source)
+                .increment(1);
+        }
         // No step acts on a configuration older than the mesh's.
         run.reconfigure(&myself).await?;
         if run.failed {
