@@ -28,16 +28,7 @@ async fn setup(c: &mut Clients) {
 }
 
 async fn create(c: &mut Clients) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: T.into(),
-            display_name: "Acme".into(),
-            settings: None,
-            request_id: rid("create"),
-            routing: pb::TenantRouting::Actors as i32,
-        })
-        .await
-        .expect("create tenant");
+    support::create_actor_tenant(c, T).await;
     c.admin
         .put_group(pb::PutGroupRequest {
             name: format!("tenants/{T}/groups/support"),

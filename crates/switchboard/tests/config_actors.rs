@@ -22,16 +22,7 @@ fn group(id: &str) -> String {
 
 /// An actor tenant whose default group is "support".
 async fn setup(c: &mut Clients) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: T.into(),
-            display_name: "Acme".into(),
-            settings: None,
-            request_id: rid("create"),
-            routing: pb::TenantRouting::Actors as i32,
-        })
-        .await
-        .expect("create tenant");
+    support::create_actor_tenant(c, T).await;
     put_group(c, "support").await;
     c.admin
         .update_tenant(pb::UpdateTenantRequest {

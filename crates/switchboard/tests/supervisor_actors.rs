@@ -28,16 +28,7 @@ fn group(g: &str) -> String {
 /// (support, capacity 2, signed in late). Everything is configured before the tenant's mesh loads (the
 /// mesh's configuration is the one it loaded).
 async fn setup(c: &mut Clients) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: T.into(),
-            display_name: "Acme".into(),
-            settings: None,
-            request_id: rid("create"),
-            routing: pb::TenantRouting::Actors as i32,
-        })
-        .await
-        .expect("create tenant");
+    support::create_actor_tenant(c, T).await;
     for g in ["support", "billing"] {
         c.admin
             .put_group(pb::PutGroupRequest {

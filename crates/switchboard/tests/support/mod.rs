@@ -171,6 +171,20 @@ pub fn rid(tag: &str) -> String {
     format!("{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Creates tenant `id` (display name "Acme") served by its actors (`TENANT_ROUTING_ACTORS`).
+pub async fn create_actor_tenant(c: &mut Clients, id: &str) {
+    c.admin
+        .create_tenant(switchboard_proto::v1::CreateTenantRequest {
+            tenant_id: id.into(),
+            display_name: "Acme".into(),
+            settings: None,
+            request_id: rid("create"),
+            routing: switchboard_proto::v1::TenantRouting::Actors as i32,
+        })
+        .await
+        .expect("create tenant");
+}
+
 /// GET /metrics over plain HTTP.
 pub fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
