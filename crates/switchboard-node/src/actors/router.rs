@@ -110,6 +110,9 @@ pub struct RouterActor;
 #[allow(missing_debug_implementations)] // the side is large; see `Read`
 pub struct RouterRun {
     mesh: Mesh,
+    /// `switchboard_router_inputs_total` of this tenant: from conversations, agents, calls
+    /// (registered once, not per message).
+    inputs: [metrics::Counter; 3],
     /// The tenant's shard and epoch on this node when it activated: every write carries it.
     fence: Fence,
     side: RouterSide,
@@ -190,8 +193,14 @@ impl Actor for RouterActor {
         let now = clock::now().max(at);
         side.restart(epoch, now);
         let every = mesh.inner().options.retransmit;
+        let input = |source: &'static str| {
+            let tenant = mesh.tenant().to_owned();
+            metrics::counter!(crate::metrics::ROUTER_INPUTS, "tenant" => tenant, "source" => source)
+        };
+        let inputs = [input("conversation"), input("agent"), input("call")];
         let mut run = RouterRun {
             id: myself.get_id(),
+            inputs,
             mesh: mesh.clone(),
             fence,
             side,
@@ -246,15 +255,13 @@ impl Actor for RouterActor {
         run: &mut RouterRun,
     ) -> Result<(), ActorProcessingErr> {
         let source = match &msg {
-            RouterMsg::Deliver(..) => Some("conversation"),
-            RouterMsg::FromAgent(..) => Some("agent"),
-            RouterMsg::Op(..) | RouterMsg::Call(..) => Some("call"),
+            RouterMsg::Deliver(..) => Some(0),
+            RouterMsg::FromAgent(..) => Some(1),
+            RouterMsg::Op(..) | RouterMsg::Call(..) => Some(2),
             _ => None,
         };
         if let Some(source) = source {
-            let tenant = run.mesh.tenant().to_owned();
-            metrics::counter!(crate::metrics::ROUTER_INPUTS, "tenant" => tenant, "source" => source)
-                .increment(1);
+            run.inputs[source].increment(1);
         }
         // No step acts on a configuration older than the mesh's.
         run.reconfigure(&myself).await?;
