@@ -47,6 +47,12 @@ pub enum Error {
     #[error("tenant {tenant:?}: conversation {conversation} message {seq} is already stored")]
     DuplicateMessage { tenant: String, conversation: u64, seq: u64 },
 
+    /// PostgreSQL refused rows of several batches written in one statement (SQLSTATE class
+    /// 23: a duplicate key). The writer redoes the group a job at a time, which names the
+    /// batch with one of the errors above; this one never reaches a caller.
+    #[error("rows written together were refused (SQLSTATE {0}); redone one batch at a time")]
+    RowsRefused(String),
+
     /// A batch of the same tenant queued earlier in the same commit was refused; this one is
     /// refused too so that a tenant's log never has a hole in the middle.
     #[error("tenant {tenant:?}: an earlier batch in the same commit was refused")]

@@ -114,6 +114,7 @@
 mod checkpoint;
 mod error;
 mod numbers;
+mod pg_rows;
 mod pg_writer;
 mod postgres;
 mod schema;

@@ -17,6 +17,7 @@ use std::sync::mpsc::Receiver;
 use postgres::error::SqlState;
 use postgres::{Client, Statement, Transaction};
 
+use crate::pg_rows::{self, Rows};
 use crate::postgres::connect;
 use crate::schema::{bound, count, id, ordered, unsigned};
 use crate::writer::{self, Counters, Fences, Heads, Job, Limits};
@@ -54,11 +55,17 @@ struct Statements {
     lock_head: Statement,
     adopt_head: Statement,
     store_head: Statement,
+    /// The rows of a run of batches in one statement (`pg_rows`).
+    write_rows: Statement,
+    lock_fences: Statement,
 }
 
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
+        let (write_rows, lock_fences) = pg_rows::prepare(client)?;
         Ok(Statements {
+            write_rows,
+            lock_fences,
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -260,18 +267,26 @@ fn write_group(
     let mut tx = client.transaction()?;
     // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
     // committed before (and is read here) or waits for this commit.
-    let mut fences =
-        Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
+    let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
     // Then the heads of the shared streams, each locked once per commit (after the fences,
     // in ascending order: the same order in every writer).
     let mut heads =
         Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
+    // The rows of consecutive batches go in together (`pg_rows`); anything else is written
+    // in its turn, after the rows gathered before it.
+    let mut rows = Rows::new();
     let written = writer::write_straight(
         group,
         &mut fences,
         |job| {
             let positions = heads.assign(job);
-            write(&mut tx, statements, job, &positions, limits)?;
+            match job {
+                Job::Append { batch, .. } if Rows::takes(batch) => rows.add(batch, &positions)?,
+                _ => {
+                    rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows)?;
+                    write(&mut tx, statements, job, &positions, limits)?;
+                }
+            }
             heads.take(job, &positions);
             Ok(positions)
         },
@@ -280,6 +295,14 @@ fn write_group(
             _ => None,
         },
     )?;
+    let written = match written {
+        Some(results) => match rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows) {
+            Ok(()) => Some(results),
+            Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
+            Err(_) => None,
+        },
+        None => None,
+    };
     if let Some(results) = written {
         heads
             .store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
@@ -291,7 +314,7 @@ fn write_group(
     let mut tx = client.transaction()?;
     // The fast path's lock order, fences before heads: a head taken first and a fence only in
     // its job's turn could wait crosswise with another writer's fast path.
-    Fences::read(group, |shard| lock_fence(&mut tx, statements, shard).map(unsigned))?;
+    Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
     let mut heads =
         Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
     let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
@@ -455,6 +478,26 @@ fn duplicate(error: postgres::Error, refusal: impl FnOnce() -> Error) -> Error {
     } else {
         Error::Postgres(error)
     }
+}
+
+/// Locks the rows of `shards` (ascending) until the transaction ends and returns their epochs.
+fn read_fences(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    shards: &[u32],
+) -> Result<Vec<u64>, postgres::Error> {
+    Ok(pg_rows::lock_fences(tx, &statements.lock_fences, shards)?
+        .into_iter()
+        .map(unsigned)
+        .collect())
+}
+
+/// Rows written together that the database refused as rows (a duplicate key, a value it
+/// cannot take): whose they were is found by redoing the group a job at a time, so for the
+/// fast path they are a job's refusal, not the database's failure.
+fn refused_rows(error: postgres::Error) -> Error {
+    let code = error.code().map(|code| code.code().to_owned()).unwrap_or_default();
+    if code.starts_with("23") { Error::RowsRefused(code) } else { Error::Postgres(error) }
 }
 
 /// Locks a shard's row until the transaction ends and returns its epoch (0 if none was stored).

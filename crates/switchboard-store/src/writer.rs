@@ -419,7 +419,8 @@ fn write_group(
     // IMMEDIATE takes the write lock up front, so another connection holding it (a second
     // process on the same file) makes us wait here, not fail halfway through the group.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut fences = Fences::read(group, |shard| read_fence(&tx, shard))?;
+    let mut fences =
+        Fences::read(group, |shards| shards.iter().map(|&s| read_fence(&tx, s)).collect())?;
     let mut heads = Heads::read(group, |tenant, stream| read_head(&tx, tenant, stream))?;
     let written = write_straight(
         group,
@@ -511,16 +512,15 @@ pub(crate) struct Fences(HashMap<u32, u64>);
 impl Fences {
     /// Reads the epoch of each shard `group` touches, in ascending shard order (PostgreSQL
     /// locks the rows in that order, so two writers never wait on each other crosswise).
+    /// `epochs_of` gets the shards ascending and gives their epochs in that order.
     pub(crate) fn read<E>(
         group: &[Job],
-        mut epoch_of: impl FnMut(u32) -> Result<u64, E>,
+        epochs_of: impl FnOnce(&[u32]) -> Result<Vec<u64>, E>,
     ) -> Result<Fences, E> {
         let shards: BTreeSet<u32> = group.iter().filter_map(Job::fence).map(|f| f.shard).collect();
-        let mut epochs = HashMap::with_capacity(shards.len());
-        for shard in shards {
-            epochs.insert(shard, epoch_of(shard)?);
-        }
-        Ok(Fences(epochs))
+        let shards: Vec<u32> = shards.into_iter().collect();
+        let epochs = epochs_of(&shards)?;
+        Ok(Fences(shards.into_iter().zip(epochs).collect()))
     }
 
     /// Refuses a job whose epoch is older than its shard's; a `RaiseFence` raises it.
@@ -548,10 +548,10 @@ impl Fences {
 /// database's own) rather than belong to the job. `Ok(None)` when a job failed partway: the
 /// transaction holds part of it, so the caller rolls back and redoes the group one job at a
 /// time.
-pub(crate) fn write_straight<E>(
-    group: &[Job],
+pub(crate) fn write_straight<'g, E>(
+    group: &'g [Job],
     fences: &mut Fences,
-    mut write: impl FnMut(&Job) -> Result<Vec<u64>>,
+    mut write: impl FnMut(&'g Job) -> Result<Vec<u64>>,
     fatal: impl Fn(Error) -> Option<E>,
 ) -> Result<Option<Vec<Result<Vec<u64>>>>, E> {
     let mut refused: HashSet<&str> = HashSet::new();

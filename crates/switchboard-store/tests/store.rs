@@ -1109,6 +1109,84 @@ async fn a_tenant_exists_by_its_log_or_its_snapshot<B: Backend>() {
     assert!(!store.tenant_exists("").unwrap());
 }
 
+/// Batches that share one commit touch the same keys: each ends as writing the batches one
+/// after another would leave it (PostgreSQL writes such a run's rows in one statement, so this
+/// is where "the last upsert wins", "a delete then a write" and "a purge between messages"
+/// are settled), and nothing needed the one-batch-at-a-time redo.
+async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    store.append(command("acme", 1)).await.unwrap();
+    let actor = |key: &str, epoch, body: Option<&[u8]>| ActorState {
+        kind: "conversation".into(),
+        key: key.into(),
+        epoch,
+        body: body.map(<[u8]>::to_vec),
+    };
+    let customer = |body: &[u8]| switchboard_store::CustomerRecord {
+        customer: "u1".into(),
+        body: body.to_vec(),
+        contact: Contact { phone: String::from_utf8_lossy(body).into(), ..Contact::default() },
+    };
+    let response = |id: &str, body: &[u8]| Response {
+        request_id: id.into(),
+        at_ms: 1_000,
+        body: body.to_vec(),
+    };
+    let owner = |customer| ConversationOwner { conversation: 40, customer };
+    let step = |seq, messages| Batch { messages, ..command("acme", seq) };
+
+    let lock = B::hold_writes(&place);
+    let blocker = store.append(command("blocker", 1));
+    let first = store.append(Batch {
+        actors: vec![
+            actor("x", 1, Some(b"x1")),
+            actor("y", 1, Some(b"y1")),
+            actor("z", 1, Some(b"z1")),
+        ],
+        archive: vec![archived(5, "carol", 100, 9_000)],
+        customers: vec![customer(b"one")],
+        responses: vec![response("r", b"first")],
+        owners: vec![owner(1)],
+        ..step(2, vec![message(9, 1), message(9, 2)])
+    });
+    let second = store.append(Batch {
+        actors: vec![actor("x", 2, None), actor("y", 2, Some(b"y2")), actor("z", 2, None)],
+        archive: vec![archived(5, "carol-2", 101, 9_001)],
+        customers: vec![customer(b"two")],
+        responses: vec![response("r", b"second")],
+        owners: vec![owner(2)],
+        ..step(3, vec![])
+    });
+    let purge = store.append(Batch {
+        tenant: "acme".into(),
+        purge_conversations: vec![9],
+        ..Batch::default()
+    });
+    let third = store
+        .append(Batch { actors: vec![actor("x", 3, Some(b"x3"))], ..step(4, vec![message(9, 3)]) });
+    drop(lock);
+    for pending in [blocker, first, second, purge, third] {
+        pending.await.unwrap();
+    }
+
+    assert_eq!(store.actor("acme", "conversation", "x").unwrap(), Some(actor("x", 3, Some(b"x3"))));
+    assert_eq!(store.actor("acme", "conversation", "y").unwrap(), Some(actor("y", 2, Some(b"y2"))));
+    assert_eq!(store.actor("acme", "conversation", "z").unwrap(), None);
+    assert_eq!(store.archived("acme", 5).unwrap(), Some(archived(5, "carol-2", 101, 9_001)));
+    assert_eq!(store.customer("acme", "u1").unwrap(), Some(b"two".to_vec()));
+    // Responses and owners keep the first: a repeated request is answered as it was.
+    assert_eq!(store.actor_response("acme", "r").unwrap(), Some(b"first".to_vec()));
+    assert_eq!(store.conversation_customer("acme", 40).unwrap(), Some(1));
+    // The purge took the messages before it, not the one after.
+    assert_eq!(store.messages("acme", 9, 0, 100).unwrap(), vec![message(9, 3)]);
+    let seqs: Vec<u64> = store.load("acme").unwrap().log.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let events = store.read_stream("acme", "events", 0, 100).unwrap();
+    assert_eq!(events, [1, 2, 3, 4].map(|seq| entry("events", seq)));
+    assert_eq!(store.stats().redone_commits, 0, "{:?}", store.stats());
+}
+
 // Every test above, once per backend.
 both!(
     append_then_read_everything_back,
@@ -1138,4 +1216,5 @@ both!(
     actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant,
     actor_responses_and_conversation_owners_are_kept_then_retained,
     a_tenant_exists_by_its_log_or_its_snapshot,
+    batches_of_one_commit_settle_as_if_written_in_turn,
 );
