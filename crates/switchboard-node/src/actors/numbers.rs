@@ -51,6 +51,10 @@ pub struct Numbers {
     blocks: Mutex<FxHashMap<(String, &'static str), Arc<Block>>>,
     by_name: Mutex<Generations<(String, String), u64>>,
     by_number: Mutex<Generations<(String, u64), String>>,
+    /// Conversation number → its customer's number: written once when the conversation
+    /// opens and never changed, so a cached answer stays right (until retention deletes the
+    /// conversation, when a call naming it reaches its customer's actor, which knows it not).
+    owners: Mutex<Generations<(String, u64), u64>>,
 }
 
 impl std::fmt::Debug for Numbers {
@@ -68,6 +72,7 @@ impl Numbers {
             blocks: Mutex::default(),
             by_name: Mutex::new(Generations::new(CACHE_ENTRIES)),
             by_number: Mutex::new(Generations::new(CACHE_ENTRIES)),
+            owners: Mutex::new(Generations::new(CACHE_ENTRIES)),
         }
     }
 
@@ -130,6 +135,22 @@ impl Numbers {
             self.remember((tenant.to_owned(), name.clone()), customer.0);
         }
         Ok(name)
+    }
+
+    /// The customer holding a conversation number, by the owner row its opening step wrote
+    /// (None: no conversation of an actor's opened with that number). Every call naming a
+    /// conversation asks this, so found owners are cached.
+    pub async fn owner(&self, tenant: &str, conversation: u64) -> Result<Option<CustomerId>> {
+        let key = (tenant.to_owned(), conversation);
+        if let Some(customer) = lock(&self.owners).get(&key) {
+            return Ok(Some(CustomerId(customer)));
+        }
+        let (store, owned) = (self.store.clone(), tenant.to_owned());
+        let found = blocking(move || store.conversation_customer(&owned, conversation)).await?;
+        if let Some(customer) = found {
+            lock(&self.owners).insert(key, customer);
+        }
+        Ok(found.map(CustomerId))
     }
 
     /// The next number of the tenant's `counter`: from this node's block, or the first of a

@@ -9,7 +9,7 @@
 //!   number is taken (`Numbers::conversation`) only when the actor, called without one,
 //!   answers that the customer has nothing open.
 //! - A call naming a conversation finds its customer by the durable owner the opening step
-//!   wrote (`Store::conversation_customer`, one primary-key probe), else the archive (an
+//!   wrote (`Numbers::owner`: one primary-key probe, then cached), else the archive (an
 //!   ended conversation: GetConversation only).
 //! - Every mutating call carries its request id to the actor, which answers a repeated one
 //!   from the store and writes a new one's response in the step's own batch
@@ -339,11 +339,10 @@ impl OnActors<'_> {
         Ok(n)
     }
 
-    /// The customer a conversation number belongs to, by the owner its opening step wrote.
+    /// The customer a conversation number belongs to, by the owner its opening step wrote
+    /// (cached by the node's numbers).
     pub async fn owner(&self, n: u64) -> Result<Option<CustomerId>> {
-        let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
-        let found = crate::actors::blocking(move || store.conversation_customer(&tenant, n));
-        Ok(found.await?.map(CustomerId))
+        self.meshes.numbers().owner(self.tenant(), n).await
     }
 
     pub fn unknown(&self, id: ConversationId) -> Error {
