@@ -16,6 +16,9 @@ use tonic::transport::Channel;
 
 use super::{Backend, Event, Scenario};
 
+/// How long an agent's desktop waits before it reconnects its event stream.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[derive(Debug)]
 pub struct Switchboard {
     /// Per target, its connections.
@@ -142,16 +145,17 @@ impl Backend for Switchboard {
     }
 
     async fn login(&self, agent: u32) -> anyhow::Result<mpsc::UnboundedReceiver<Event>> {
-        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
+        let channel = self.channel(u64::from(agent));
+        let mut client = AgentServiceClient::new(channel.clone());
         let name = self.agent_name(agent);
-        let mut stream = client
+        let stream = client
             .stream_events(pb::StreamAgentEventsRequest { agent: name.clone(), after_cursor: 0 })
             .await
             .context("agent stream")?
             .into_inner();
         client
             .set_status(pb::SetStatusRequest {
-                agent: name,
+                agent: name.clone(),
                 status: pb::AgentStatus::Online as i32,
                 request_id: self.rid(),
             })
@@ -159,19 +163,47 @@ impl Backend for Switchboard {
             .context("agent online")?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            while let Ok(Some(e)) = stream.message().await {
-                let conv = e.conversation;
-                let event = match e.event {
-                    Some(pb::agent_event::Event::Offered(_)) => Event::Offered(conv),
-                    Some(pb::agent_event::Event::Assigned(_)) => Event::Assigned(conv),
-                    Some(pb::agent_event::Event::CustomerMessage(m)) => {
-                        Event::Message(conv, m.text)
+            // As a desktop does: when the stream ends (UNAVAILABLE when the agent's actor moves
+            // to another node, or its node goes away), reconnect after the last cursor read.
+            let (mut stream, mut cursor) = (Some(stream), 0);
+            loop {
+                let mut events = match stream.take() {
+                    Some(events) => events,
+                    None => {
+                        let request = pb::StreamAgentEventsRequest {
+                            agent: name.clone(),
+                            after_cursor: cursor,
+                        };
+                        match AgentServiceClient::new(channel.clone()).stream_events(request).await
+                        {
+                            Ok(events) => events.into_inner(),
+                            Err(_) if tx.is_closed() => return,
+                            Err(_) => {
+                                tokio::time::sleep(RECONNECT_PAUSE).await;
+                                continue;
+                            }
+                        }
                     }
-                    _ => continue,
                 };
-                if tx.send(event).is_err() {
-                    break;
+                while let Ok(Some(e)) = events.message().await {
+                    cursor = cursor.max(e.cursor);
+                    let conv = e.conversation;
+                    let event = match e.event {
+                        Some(pb::agent_event::Event::Offered(_)) => Event::Offered(conv),
+                        Some(pb::agent_event::Event::Assigned(_)) => Event::Assigned(conv),
+                        Some(pb::agent_event::Event::CustomerMessage(m)) => {
+                            Event::Message(conv, m.text)
+                        }
+                        _ => continue,
+                    };
+                    if tx.send(event).is_err() {
+                        return;
+                    }
                 }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_PAUSE).await;
             }
         });
         Ok(rx)
