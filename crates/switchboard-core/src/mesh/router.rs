@@ -66,6 +66,22 @@ pub struct RouterSide {
     /// ([`desk::change`]), the name of the holding's desk link.
     #[serde(default)]
     holdings: BTreeMap<AgentId, BTreeMap<ConversationId, u64>>,
+    /// Conversations that left and are owed nothing more, until `seen + linger`: only what
+    /// answers a late copy, so the side (and its durable row, rewritten on every step) grows
+    /// by a few bytes per conversation that left within `linger`, not by a whole link, and
+    /// [`RouterSide::outgoing`] walks only the conversations still routed.
+    #[serde(default)]
+    gone: BTreeMap<ConversationId, Gone>,
+}
+
+/// What the router side keeps of a conversation that left ([`RouterSide::gone`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Gone {
+    customer: CustomerId,
+    /// Its inbox's `applied_below` when it was put away: every message below was applied.
+    next: u64,
+    /// The last envelope from it.
+    seen: Timestamp,
 }
 
 /// What the router side keeps of one conversation.
@@ -97,6 +113,7 @@ impl RouterSide {
             agent_links: false,
             agents: BTreeMap::new(),
             holdings: BTreeMap::new(),
+            gone: BTreeMap::new(),
         }
     }
 
@@ -121,6 +138,9 @@ impl RouterSide {
         for c in self.conversations.values_mut().filter(|c| c.left) {
             c.seen = c.seen.max(now);
         }
+        for g in self.gone.values_mut() {
+            g.seen = g.seen.max(now);
+        }
     }
 
     /// The customer whose conversation side holds the conversation's link.
@@ -135,7 +155,7 @@ impl RouterSide {
 
     /// Whether the conversation left (its link is a tombstone).
     pub fn has_left(&self, id: ConversationId) -> bool {
-        self.conversations.get(&id).is_some_and(|c| c.left)
+        self.gone.contains_key(&id) || self.conversations.get(&id).is_some_and(|c| c.left)
     }
 
     /// The conversations routed here that have not left (open, as far as this side heard),
@@ -314,6 +334,7 @@ impl RouterSide {
         self.decide(rout, Op::new(Cause::Routed), &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
+        self.gone.retain(|_, g| g.seen + linger > now);
         out
     }
 
@@ -323,6 +344,14 @@ impl RouterSide {
     pub fn receive(&mut self, now: Timestamp, envelope: Envelope<ToRouter>) -> Vec<Effect> {
         let mut out = Vec::new();
         let id = envelope.conversation;
+        if let Some(gone) = self.gone.get_mut(&id) {
+            // Everything before the leave was applied; a late copy is a duplicate.
+            gone.seen = now;
+            if let Body::Message { seq, .. } = envelope.body {
+                self.stray.push((id, gone.customer, gone.next.max(seq + 1)));
+            }
+            return out;
+        }
         let conv = match self.conversations.get_mut(&id) {
             Some(c) => c,
             // An acknowledgement for a link already forgotten.
@@ -355,8 +384,19 @@ impl RouterSide {
     pub fn outgoing(&mut self) -> Vec<Envelope<ToConversation>> {
         let epoch = self.epoch;
         let mut wire = Vec::new();
+        let mut done = Vec::new();
         for (id, c) in &mut self.conversations {
             c.link.outgoing(*id, c.customer, epoch, &mut wire);
+            if c.left && c.link.out.is_empty() {
+                done.push(*id);
+            }
+        }
+        // Left, and its last acknowledgement is on the wire: a tombstone from now on.
+        for id in done {
+            if let Some(c) = self.conversations.remove(&id) {
+                let next = c.link.inbox.applied_below();
+                self.gone.insert(id, Gone { customer: c.customer, next, seen: c.seen });
+            }
         }
         for (conversation, customer, next) in self.stray.drain(..) {
             wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });

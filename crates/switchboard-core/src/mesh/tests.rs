@@ -129,6 +129,43 @@ fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
     assert!(!router.has_left(C1));
 }
 
+/// Once its last acknowledgement is out, a conversation that left is kept as a tombstone of
+/// three numbers (not its link): a late copy is still recognised and acknowledged, across a
+/// snapshot of the side too, and the tombstone goes after `linger`.
+#[test]
+fn a_conversation_put_away_after_leaving_still_answers_a_late_copy() {
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    let route = side.outgoing();
+    router.receive(now, route[0].clone());
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    side.end(t.cfg(), now + secs(5), C1, Actor::Agent(A1)).unwrap();
+    for e in side.outgoing() {
+        router.receive(now + secs(5), e);
+    }
+    // The acknowledgement of the leave goes out, and the link with it.
+    let acks = router.outgoing();
+    assert!(acks.iter().all(|e| matches!(e.body, Body::Ack { .. })), "{acks:?}");
+    let bytes = rmp_serde::to_vec_named(&router).unwrap();
+    let mut router: RouterSide = rmp_serde::from_slice(&bytes).unwrap();
+    assert!(router.has_left(C1));
+    assert!(router.customer_of(C1).is_none(), "no link kept");
+    assert!(router.outgoing().is_empty());
+    // The copy of the route still in the network: acknowledged past the leave, not applied.
+    router.receive(now + secs(6), route[0].clone());
+    assert!(router.router().placement(C1).is_none());
+    let answer = router.outgoing();
+    assert!(
+        matches!(answer[..], [Envelope { body: Body::Ack { next }, .. }] if next >= 3),
+        "{answer:?}"
+    );
+    router.advance(now + secs(6) + LINGER);
+    assert!(!router.has_left(C1));
+}
+
 #[test]
 fn the_open_links_are_those_routed_and_not_left() {
     let (t, mut router, mut side) = setup();
