@@ -179,9 +179,11 @@ async fn a_due_conversation_deadline_fires_on_the_node_its_shard_moves_to_withou
     // it anywhere (read from the row A's restarts load).
     // Nor does the router owe it anything: a resend of its `Placed` after the move would
     // activate the conversation on B before the recovery this test is about (seen 2 runs in
-    // 30 under a loaded machine).
-    until("the conversation's link is settled", || async {
-        let owed = conversation.read(|side| side.retransmit().len()).await;
+    // 30 under a loaded machine). Nor its desk link to the agent: a resent note there is
+    // acknowledged by the agent's actor (on B), and that acknowledgement would wake it on B.
+    until("the conversation's links are settled", || async {
+        let owed =
+            conversation.read(|side| side.retransmit().len() + side.retransmit_desks().len()).await;
         let owes = on_b.router().read(|side| side.retransmit().len()).await;
         owed.is_ok_and(|owed| owed == 0) && owes.is_ok_and(|owes| owes == 0)
     })
