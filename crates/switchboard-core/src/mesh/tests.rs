@@ -100,13 +100,16 @@ fn a_decision_is_resent_until_acknowledged_and_applied_once() {
     assert!(router.retransmit().is_empty());
 }
 
-#[test]
-fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
-    let (t, mut router, mut side) = setup();
-    let now = Timestamp(1_000);
+/// C1 opens at `now` (its route reaches the router and the answer comes back) and is ended
+/// by its agent 5 s later, the leave reaching the router; returns the route as first sent.
+fn routed_then_ended(
+    t: &Tenant,
+    router: &mut RouterSide,
+    side: &mut ConversationSide,
+    now: Timestamp,
+) -> Vec<Envelope<ToRouter>> {
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
     let route = side.outgoing();
-    assert!(matches!(route[0].body, Body::Message { seq: 1, message: ToRouter::Route { .. } }));
     router.receive(now, route[0].clone());
     for e in router.outgoing() {
         side.receive(t.cfg(), now, e);
@@ -115,6 +118,15 @@ fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
     for e in side.outgoing() {
         router.receive(now + secs(5), e);
     }
+    route
+}
+
+#[test]
+fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    let route = routed_then_ended(&t, &mut router, &mut side, now);
+    assert!(matches!(route[0].body, Body::Message { seq: 1, message: ToRouter::Route { .. } }));
     assert!(router.router().placement(C1).is_none());
     assert!(router.router().agent(A1).unwrap().assigned.is_empty());
     // A copy of the route that was still in the network arrives: recognised, acknowledged,
@@ -136,16 +148,7 @@ fn a_late_copy_of_a_route_does_not_place_an_ended_conversation_again() {
 fn a_conversation_put_away_after_leaving_still_answers_a_late_copy() {
     let (t, mut router, mut side) = setup();
     let now = Timestamp(1_000);
-    side.customer_message(t.cfg(), now, message("hi")).unwrap();
-    let route = side.outgoing();
-    router.receive(now, route[0].clone());
-    for e in router.outgoing() {
-        side.receive(t.cfg(), now, e);
-    }
-    side.end(t.cfg(), now + secs(5), C1, Actor::Agent(A1)).unwrap();
-    for e in side.outgoing() {
-        router.receive(now + secs(5), e);
-    }
+    let route = routed_then_ended(&t, &mut router, &mut side, now);
     // The acknowledgement of the leave goes out, and the link with it.
     let acks = router.outgoing();
     assert!(acks.iter().all(|e| matches!(e.body, Body::Ack { .. })), "{acks:?}");
