@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
     files.push(root.join("switchboard/internal/v1/log.proto"));
     files.push(root.join("switchboard/internal/v1/mesh.proto"));
+    files.push(root.join("switchboard/internal/v1/calls.proto"));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("switchboard_v1_descriptor.bin"))

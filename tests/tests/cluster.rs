@@ -1259,6 +1259,161 @@ async fn an_actor_tenant_is_served_by_every_node() {
     stop.store(true, Ordering::Relaxed);
 }
 
+/// Issue 12 item 3: the supervisor's calls that span conversations on every node land on the
+/// router's node, and read or act on each conversation's actor wherever it lives (the
+/// internal `ConversationCallService`): an agent's unaccepted list, the live board and the
+/// listing show every conversation with its counts, a Transfer answers the conversation as
+/// its actor holds it, and SetBotHosting and EndBatch reach every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_supervisor_reads_and_acts_on_conversations_on_every_node() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let (agents, capacity, customers) = (3, 5, 9);
+    let router = 2;
+    let t = spread_tenant(&cluster.ids(), router, agents as u64, customers);
+    let uris: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
+    let mut c = cluster.nodes[0].clients().await;
+    configure(&mut c, &t, agents, capacity, pb::TenantRouting::Actors).await;
+    let boss = format!("tenants/{t}/agents/boss");
+    let put = pb::PutAgentRequest {
+        name: boss.clone(),
+        nickname: "boss".into(),
+        capacity: 1,
+        groups: vec![format!("tenants/{t}/groups/support")],
+        replies: None,
+        supervisor: true,
+        request_id: rid("boss"),
+        update_mask: None,
+        proficiencies: Vec::new(),
+    };
+    call!(c, admin.put_agent, put).expect("put supervisor");
+    // Nobody online yet: the conversations wait.
+    let mut names = Vec::new();
+    for i in 0..customers {
+        let gateway = Clients::connect(&uris[i % 3]).await;
+        let posted = post(&gateway, post_request(&t, &format!("c{i}"), &format!("hi {i}"))).await;
+        names.push(posted.conversation.expect("conversation").name);
+    }
+    // ListUnaccepted of an agent whose actor is not on the router's node, asked through a
+    // node that is not the router's either: the router's queue, each conversation as its
+    // actor holds it.
+    let ids = cluster.ids();
+    let agent_node = |k: u64| {
+        let key = ActorKey::Agent { tenant: &t, agent: switchboard_core::AgentId(k + 1) };
+        owner_index(&ids, key.shard(SHARDS))
+    };
+    let k = (0..agents as u64).find(|&k| agent_node(k) != router).expect("an agent elsewhere");
+    let desk = Clients::connect(&uris[(router + 1) % 3]).await;
+    let unaccepted = pb::ListAgentConversationsRequest {
+        agent: format!("tenants/{t}/agents/a{k}"),
+        page: Some(pb::PageRequest { page_size: 100, page_token: String::new() }),
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let list = call!(desk, agent.list_unaccepted, unaccepted.clone()).expect("unaccepted");
+        if list.conversations.len() == customers {
+            for x in &list.conversations {
+                assert!(!x.customer.is_empty(), "as its actor holds it: {x:?}");
+                assert_eq!(x.state, pb::ConversationState::Queued as i32, "{x:?}");
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {customers} queued",
+            list.conversations.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sign_in(&c, &t, agents).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(History::default());
+    for a in 0..agents {
+        history.follow(uris.clone(), format!("tenants/{t}/agents/a{a}"), stop.clone());
+    }
+    until_assigned(&history, customers).await;
+    // The conversations whose actors are not on the router's node: what this test is about.
+    let away: Vec<&String> = (0..customers)
+        .filter(|i| owner_index(&ids, customer_shard(&t, &format!("c{i}"), SHARDS)) != router)
+        .map(|i| &names[i])
+        .collect();
+    assert!(away.len() >= 2, "spread_tenant spreads customers over the three nodes");
+
+    // The live board, asked through node 0 (forwarded to the router's): every conversation
+    // with the counts only its actor keeps.
+    let board = pb::GetLiveBoardRequest {
+        tenant: format!("tenants/{t}"),
+        page: Some(pb::PageRequest { page_size: 100, page_token: String::new() }),
+    };
+    let board = call!(c, supervisor.get_live_board, board).expect("live board");
+    assert_eq!(board.in_progress, customers as u64);
+    assert_eq!(board.conversations.len(), customers);
+    for row in &board.conversations {
+        assert_eq!(row.customer_messages, 1, "{}: its actor's counts", row.conversation);
+        assert_eq!(row.state, pb::ConversationState::Assigned as i32, "{}", row.conversation);
+    }
+    // The listing: every open conversation, with its customer.
+    let list = pb::ListConversationsRequest {
+        parent: format!("tenants/{t}"),
+        filter: String::new(),
+        page_size: 100,
+        page_token: String::new(),
+    };
+    let list = call!(c, supervisor.list_conversations, list).expect("list");
+    let mut listed: Vec<&str> = list.conversations.iter().map(|x| x.name.as_str()).collect();
+    listed.sort_unstable();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.sort_unstable();
+    assert_eq!(listed, all);
+    assert!(list.conversations.iter().all(|x| !x.customer.is_empty()));
+
+    // Bot hosting on for all of them, by name: each switched by its own actor.
+    let hosting = pb::SetBotHostingRequest {
+        supervisor: boss.clone(),
+        selection: Some(pb::set_bot_hosting_request::Selection::Conversations(
+            pb::set_bot_hosting_request::ConversationList { conversations: names.clone() },
+        )),
+        on: true,
+        request_id: rid("hosting"),
+    };
+    let hosted = call!(c, supervisor.set_bot_hosting, hosting.clone()).expect("bot hosting");
+    assert_eq!(hosted.changed, customers as u32);
+    // A retry through another node answers the same sum, from each actor's stored answer.
+    let again = Clients::connect(&uris[1]).await;
+    let hosted = call!(again, supervisor.set_bot_hosting, hosting).expect("bot hosting again");
+    assert_eq!(hosted.changed, customers as u32);
+
+    // A transfer of a conversation whose actor is on another node answers it in full.
+    let transfer = pb::TransferRequest {
+        agent: boss.clone(),
+        conversation: away[0].clone(),
+        to: Some(pb::transfer_request::To::ToGroup(format!("tenants/{t}/groups/support"))),
+        reset_entry_time: false,
+        request_id: rid("transfer"),
+    };
+    let moved = call!(c, agent.transfer, transfer).expect("transfer");
+    assert_eq!(moved.name, *away[0]);
+    assert!(!moved.customer.is_empty(), "the conversation as its actor holds it: {moved:?}");
+    assert!(!moved.group.is_empty(), "{moved:?}");
+
+    // EndBatch of all of them: every item ends, on whichever node its actor lives.
+    let end = pb::EndBatchRequest {
+        supervisor: boss.clone(),
+        conversations: names.clone(),
+        request_id: rid("end"),
+    };
+    let ended = call!(c, supervisor.end_batch, end).expect("end batch");
+    for r in &ended.results {
+        assert!(r.ok, "{}: {}", r.conversation, r.error);
+    }
+    for name in &names {
+        let got = get(&c, name).await;
+        assert_eq!(got.state, pb::ConversationState::Ended as i32, "{name}");
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
 /// Issue 12 item 6: `kill -9` of the router's node under load. Conversations keep exchanging
 /// messages, nothing acknowledged is lost, nothing is assigned twice, no agent exceeds its
 /// capacity, and new conversations are routed again once the router's shard has moved. Prints

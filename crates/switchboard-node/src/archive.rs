@@ -88,7 +88,7 @@ fn decode_any<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -110,7 +110,8 @@ mod tests {
         assert!(decode(&[]).is_err());
     }
 
-    fn minimal() -> Conversation {
+    /// One open conversation, as an engine opens it (also for other modules' tests).
+    pub(crate) fn minimal() -> Conversation {
         let mut e =
             switchboard_core::Engine::new(switchboard_core::config::TenantSettings::default())
                 .unwrap();

@@ -229,7 +229,12 @@ pub async fn serve_observed(
                 .max_decoding_message_size(max),
         )
         // Node to node, cluster mode only (`auth::layer` requires a node certificate).
-        .add_optional_service(clustered.then(|| meshes.service().max_decoding_message_size(max)));
+        .add_optional_service(clustered.then(|| meshes.service().max_decoding_message_size(max)))
+        .add_optional_service(clustered.then(|| {
+            crate::service::calls::ConversationCalls::new(meshes.clone())
+                .server()
+                .max_decoding_message_size(max)
+        }));
     let shutdown = async move {
         shutdown.await;
         // In a cluster, hand every shard over while still forwarding calls to the new

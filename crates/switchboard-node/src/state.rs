@@ -87,7 +87,7 @@ pub struct AgentExtra {
     pub quick_replies: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationExtra {
     pub tags: Vec<String>,
     pub note: String,

@@ -18,6 +18,7 @@ use std::time::Duration;
 use switchboard_proto::v1::{
     admin_service_client::AdminServiceClient, agent_service_client::AgentServiceClient,
     channel_service_client::ChannelServiceClient, event_service_client::EventServiceClient,
+    supervisor_service_client::SupervisorServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -390,6 +391,7 @@ pub struct Clients {
     pub channel: ChannelServiceClient<Channel>,
     pub agent: AgentServiceClient<Channel>,
     pub events: EventServiceClient<Channel>,
+    pub supervisor: SupervisorServiceClient<Channel>,
 }
 
 impl Clients {
@@ -402,7 +404,8 @@ impl Clients {
             admin: AdminServiceClient::new(channel.clone()),
             channel: ChannelServiceClient::new(channel.clone()),
             agent: AgentServiceClient::new(channel.clone()),
-            events: EventServiceClient::new(channel),
+            events: EventServiceClient::new(channel.clone()),
+            supervisor: SupervisorServiceClient::new(channel),
         }
     }
 }

@@ -162,16 +162,8 @@ pub enum ActorField {
 }
 
 /// The AgentService calls an agent actor serves (field 1 names the agent).
-const AGENT_CALLS: &[&str] = &[
-    "SetStatus",
-    "StreamEvents",
-    "Accept",
-    "Decline",
-    "Pick",
-    "EndWrapUp",
-    "ListAssigned",
-    "ListUnaccepted",
-];
+const AGENT_CALLS: &[&str] =
+    &["SetStatus", "StreamEvents", "Accept", "Decline", "Pick", "EndWrapUp", "ListAssigned"];
 /// The AgentService calls a conversation actor serves (by their `conversation` field).
 const CONVERSATION_CALLS: &[&str] = &[
     "SendMessage",
@@ -760,6 +752,8 @@ mod tests {
         // The rest (admin, supervisor, the router's reads, transfers, searches): by tenant.
         for path in [
             "/switchboard.v1.AgentService/Transfer",
+            // The queues it lists are the router's.
+            "/switchboard.v1.AgentService/ListUnaccepted",
             "/switchboard.v1.AgentService/GetHistory",
             "/switchboard.v1.SupervisorService/ReassignBatch",
             "/switchboard.v1.SupervisorService/SetAgentStatus",

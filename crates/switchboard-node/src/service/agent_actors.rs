@@ -10,8 +10,9 @@
 //!   some refusals other codes and names in its messages; the router's reason names numbers).
 //! - **Reads**: ListAssigned from the agent actor (what the router last told it: offered and
 //!   assigned), ListUnaccepted from the router actor (the agent actor does not know the
-//!   queues); each conversation from its conversation actor (found by the router's
-//!   `customer_of`), its position and estimated wait from the router.
+//!   queues; the forwarder routes it by tenant, to the router's node); each conversation
+//!   from its conversation actor on whichever node it lives (`calls::held_many`, found by
+//!   the router's `customer_of`), its position and estimated wait from the router.
 //! - **The desk's StreamEvents** reads `agent/{id}`, which the agent actor alone writes and
 //!   numbers, with the tenant actor's cursor contract (`serve_stream`).
 //!
@@ -216,9 +217,9 @@ impl Desk {
             let now = crate::clock::now();
             self.mesh.router().read(move |side| side.router().unaccepted(a, now)).await?
         } else {
-            return Err(Status::failed_precondition(
-                "ListUnaccepted of a tenant on actors is answered by its router's node only, not \
-                 yet from the agent's: call it where the router runs, or use the desk stream",
+            // Routed by tenant, so it lands where the router runs, unless that just moved.
+            return Err(Status::unavailable(
+                "the router of this tenant moved while ListUnaccepted was on its way; retry",
             ));
         };
         let end = (start + size).min(all.len());
@@ -278,7 +279,7 @@ impl Desk {
 
     /// Each conversation as its actor holds it (found through the router's `customer_of`),
     /// with its position and estimated wait from the router; only its name if neither
-    /// knows it any more (ended and gone). Tags and notes are not kept by the actors yet.
+    /// knows it any more (ended and gone).
     async fn conversations(
         &self,
         ids: Vec<ConversationId>,
@@ -307,39 +308,26 @@ impl Desk {
                     })
                     .await?
             };
+        // Each from its actor, on whichever node it lives (one read per node for the lot).
+        let wanted: Vec<(ConversationId, CustomerId)> =
+            ids.iter().zip(&placed).filter_map(|(c, (u, _, _))| u.map(|u| (*c, u))).collect();
+        let mut found = crate::service::calls::held_many(&self.mesh, &wanted).await?.into_iter();
         let names = self.names();
         let mut views = Vec::with_capacity(ids.len());
         for (c, (customer, position, wait)) in ids.into_iter().zip(placed) {
             let held = match customer {
-                // Its actor lives on another node: only its name (no read across nodes).
-                Some(u)
-                    if !self.mesh.is_here(ActorKey::Conversation {
-                        tenant: self.mesh.tenant(),
-                        customer: u,
-                    }) =>
-                {
-                    None
-                }
-                Some(u) => {
-                    // With its tags and note.
-                    let read = move |side: &switchboard_core::mesh::ConversationSide,
-                                     extra: Option<&crate::state::ConversationExtra>| {
-                        let conv = side.conversation().filter(|x| x.id == c).cloned();
-                        conv.map(|conv| (conv, extra.cloned()))
-                    };
-                    let read = self.mesh.conversation(u).read_tagged(read).await?;
-                    read.map(|(conv, extra)| (u, conv, extra))
-                }
+                Some(u) => found.next().flatten().map(|h| (u, h)),
                 None => None,
             };
             views.push(match held {
-                Some((u, conv, extra)) => {
+                Some((u, h)) => {
                     // By its id (the name bound to its number), as the channel calls show it.
                     let id = self.numbers.customer_name(self.mesh.tenant(), u).await?;
                     let shown = id.unwrap_or_else(|| u.0.to_string());
                     let customer = names::child_name(self.mesh.tenant(), "customers", &shown);
-                    let extra = extra.as_ref();
-                    views::render_named(&names, &conv, extra, customer, position, wait)
+                    let extra = h.extra.as_ref();
+                    let position = position.or(h.position);
+                    views::render_named(&names, &h.conversation, extra, customer, position, wait)
                 }
                 None => pb::Conversation { name: names.conversation_name(c), ..Default::default() },
             });

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agent;
 pub(crate) mod agent_actors;
+pub mod calls;
 pub mod channel;
 pub mod events;
 pub mod filter;

@@ -292,20 +292,23 @@ impl OnActors<'_> {
             .ok_or_else(|| Error::NotFound(format!("agent: agent {id:?} of tenant {tenant}")))
     }
 
-    /// GetConversation: a live conversation from its actor, an ended one from the archive.
+    /// GetConversation: a live conversation from its actor (wherever it lives), an ended one
+    /// from the archive.
     pub async fn get(&self, name: &str) -> Result<pb::Conversation> {
         let n = self.conversation_number("conversation", name)?;
         let id = ConversationId(n);
         if let Some(customer) = self.owner(n).await? {
-            let who = self.who(customer).await?;
-            let render = self.renderer(who.resource);
-            let handle = self.mesh.conversation(customer);
-            let live = handle.read_tagged(move |side, extra| {
-                let c = side.conversation().filter(|c| c.id == id)?;
-                Some(render(Some(c), side.standing(), id, extra))
-            });
-            if let Some(found) = live.await? {
-                return Ok(found);
+            // From its actor, on whichever node it lives.
+            if let Some(held) = super::calls::held(&self.mesh, id, customer).await? {
+                let who = self.who(customer).await?;
+                let render = self.renderer(who.resource);
+                let standing = Standing { position: held.position, ..Default::default() };
+                return Ok(render(
+                    Some(&held.conversation),
+                    Some(standing),
+                    id,
+                    held.extra.as_ref(),
+                ));
             }
         }
         let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());

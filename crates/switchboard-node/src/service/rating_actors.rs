@@ -11,17 +11,17 @@
 //!   a retry answered from the per-actor `responses` table.
 //! - The supervisor's SetBotHosting is one call per conversation on its actor, each under its
 //!   own request id (`{request_id}#{number}`, so each actor's stored answer is its own), and
-//!   answers the sum; by agent or for all, the conversations are the router actor's
+//!   answers the sum (each on whichever node its actor lives, `calls`); by agent or for
+//!   all, the conversations are the router actor's
 //!   (its read; the router must run on this node).
-
-use std::sync::Arc;
 
 use prost::Message as _;
 use switchboard_core::{Actor, ConversationId, CustomerId};
 use switchboard_proto::v1 as pb;
 
+use super::calls::{Selected, Selection};
 use super::on_actors::{OnActors, undecodable};
-use crate::actors::conversation::{Answer, Answered, ConversationOp, Patch};
+use crate::actors::conversation::{ConversationOp, Patch};
 use crate::actors::placement::ActorKey;
 use crate::error::{Error, Result};
 
@@ -114,53 +114,25 @@ impl OnActors<'_> {
         targets.sort_by_key(|(id, _)| *id);
         targets.dedup_by_key(|(id, _)| *id);
         // A retry (same request id) answers each conversation's stored answer again, so the
-        // sum is the same. Applied only if every conversation's actor runs here (no calls
-        // across nodes yet): never half a selection.
-        let tenant = self.mesh.tenant();
-        let elsewhere = targets.iter().find(|(_, customer)| {
-            customer.is_some_and(|customer| {
-                !self.mesh.is_here(ActorKey::Conversation { tenant, customer })
-            })
-        });
-        if let Some((id, _)) = elsewhere {
-            return Err(Error::FailedPrecondition(format!(
-                "conversation {} is served on another node and bot hosting does not reach \
-                 across nodes yet: switch it with AgentService.SetBotHosting",
-                self.conversation_name(*id)
-            )));
-        }
+        // sum is the same. Each conversation is switched by its own actor, on whichever node
+        // it lives (`calls`).
         let mut changed = 0u32;
         for (id, customer) in targets {
             let Some(customer) = customer else { continue };
-            let op = ConversationOp::BotHosting { id, on: r.on, by: Actor::Supervisor(s) };
             let request_id = if r.request_id.is_empty() {
                 String::new()
             } else {
                 format!("{}#{}", r.request_id, id.0)
             };
-            let answer: Answer = Arc::new(|a: Answered<'_>| {
-                let hosted = a.outcome.effects.iter().any(|e| {
-                    matches!(
-                        e,
-                        switchboard_core::Effect::Notify {
-                            note: switchboard_core::engine::Note::BotHosting { .. },
-                            ..
-                        }
-                    )
-                });
-                pb::SetBotHostingResponse { changed: u32::from(hosted) }.encode_to_vec()
-            });
-            let who = self.who(customer).await?;
-            match self.call_on(&who, op, &request_id, answer).await {
-                Ok(called) => {
-                    let body = self.answered(called)?;
+            let selection = Selection::BotHosting { on: r.on, supervisor: s };
+            match self.on_selection(customer, id, selection, &request_id).await? {
+                Selected::Answered(body) => {
                     let one =
                         pb::SetBotHostingResponse::decode(body.as_slice()).map_err(undecodable)?;
                     changed = changed.saturating_add(one.changed);
                 }
                 // Not open (ended meanwhile, or gone): it does not count, as on one node.
-                Err(Error::Refused { .. }) => {}
-                Err(e) => return Err(e),
+                Selected::Refused(_) => {}
             }
         }
         Ok(pb::SetBotHostingResponse { changed })
@@ -193,10 +165,6 @@ impl OnActors<'_> {
             ids.into_iter().map(|c| (c, side.customer_of(c))).collect::<Vec<_>>()
         };
         self.mesh.router().read(read).await
-    }
-
-    fn conversation_name(&self, id: ConversationId) -> String {
-        crate::names::child_name(self.mesh.tenant(), "conversations", &id.0.to_string())
     }
 
     /// The acting agent, required to be a supervisor (`apply::supervisor`'s rule).

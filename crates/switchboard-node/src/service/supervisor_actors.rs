@@ -30,11 +30,11 @@ use switchboard_core::{Actor, ConversationId};
 use switchboard_proto::v1 as pb;
 
 use super::agent_actors::Desk;
+use super::calls::{Selected, Selection};
 use super::on_actors::{OnActors, group_ref, undecodable};
 use crate::actors::conversation::{Answer, Answered, ConversationOp};
 use crate::actors::placement::ActorKey;
 use crate::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
-use crate::apply::Names as _;
 use crate::apply::supervisor::{batch_result, batch_size};
 use crate::convert::{self, refusal};
 use crate::error::{Error, Result};
@@ -123,14 +123,11 @@ pub(super) async fn transfer(on: &OnActors<'_>, r: &pb::TransferRequest) -> R<pb
     };
     let target = target(on, to_agent, to_group, r.reset_entry_time).await?;
     let id = ConversationId(n);
-    let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
+    // One that never opened is NOT_FOUND before the router is asked.
+    on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
     let op = RouterOp::Transfer { conversation: id, target, by: on.viewer(agent) };
     router_command(on, op, &r.request_id, TRANSFERRED).await?;
-    if !on.mesh.is_here(ActorKey::Conversation { tenant: on.mesh.tenant(), customer }) {
-        // Its actor runs on another node: only its name (no read across nodes yet).
-        let name = on.names().conversation_name(id);
-        return Ok(pb::Conversation { name, ..Default::default() });
-    }
+    // As its actor holds it, on whichever node (the router's answer reaches it on its link).
     Ok(on.get(&r.conversation).await?)
 }
 
@@ -290,7 +287,8 @@ pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<p
     Ok(pb::BatchResponse { results })
 }
 
-/// One item of an EndBatch: its refusal as the item's error.
+/// One item of an EndBatch, on whichever node its conversation's actor lives: its refusal
+/// as the item's error.
 async fn end_item(
     on: &OnActors<'_>,
     id: ConversationId,
@@ -300,18 +298,10 @@ async fn end_item(
     let Some(customer) = on.owner(id.0).await.map_err(|e| e.to_string())? else {
         return Err(on.unknown(id).to_string());
     };
-    let tenant = on.mesh.tenant();
-    if !on.mesh.is_here(ActorKey::Conversation { tenant, customer }) {
-        return Err(format!(
-            "conversation {} is served on another node; end it with EndConversation",
-            on.names().conversation_name(id)
-        ));
-    }
     let item_id = if request_id.is_empty() { String::new() } else { format!("{request_id}#{i}") };
-    let answer: Answer = Arc::new(|_: Answered<'_>| b"ended".to_vec());
-    let op = ConversationOp::EndInBatch(id);
-    match on.answered_call(customer, op, &item_id, answer).await {
-        Ok(_) => Ok(()),
+    match on.on_selection(customer, id, Selection::EndInBatch, &item_id).await {
+        Ok(Selected::Answered(_)) => Ok(()),
+        Ok(Selected::Refused(message)) => Err(message),
         Err(e) => Err(e.to_string()),
     }
 }

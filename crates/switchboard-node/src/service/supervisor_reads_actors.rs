@@ -11,9 +11,8 @@
 //!
 //! What the router does not keep comes from elsewhere:
 //! - a conversation's counts, first response and queue history (transitions): its
-//!   conversation actor, **on this node only** (reads across nodes are a later step); one
-//!   whose actor is elsewhere shows what the router holds (state and agent, no counts) on
-//!   the live board and adds no waits to the queue statistics;
+//!   conversation actor, here or on another node (`calls::held_many`, one read per node for
+//!   a page);
 //! - ended conversations: the archive, read by the service as on the tenant actor's path.
 //!
 //! Not counted on actors: an open conversation never routed (with the bot, or its route
@@ -89,20 +88,13 @@ async fn routed(mesh: &Mesh, after: u64, limit: usize) -> Result<(Vec<Routed>, u
     .await
 }
 
-/// The conversation as its actor holds it, if that actor runs on this node and still
-/// holds it open.
-async fn held(
-    mesh: &Mesh,
-    id: ConversationId,
-    customer: CustomerId,
-) -> Result<Option<Conversation>, Status> {
-    if !mesh.is_here(ActorKey::Conversation { tenant: mesh.tenant(), customer }) {
-        return Ok(None);
-    }
-    let read = move |side: &switchboard_core::mesh::ConversationSide| {
-        side.conversation().filter(|c| c.id == id).cloned()
-    };
-    Ok(mesh.conversation(customer).read(read).await?)
+/// Each open conversation as its actor holds it (`None`: it ended meanwhile), wherever that
+/// actor lives (`calls`: one read per node for the lot).
+async fn held(mesh: &Mesh, routed: &[Routed]) -> Result<Vec<Option<Conversation>>, Status> {
+    let wanted: Vec<(ConversationId, CustomerId)> =
+        routed.iter().map(|r| (r.id, r.customer)).collect();
+    let found = super::calls::held_many(mesh, &wanted).await?;
+    Ok(found.into_iter().map(|h| h.map(|h| h.conversation)).collect())
 }
 
 /// GetLiveBoard: open conversations from the router (their details from their actors),
@@ -133,13 +125,15 @@ pub(super) async fn live_board(
         _ => String::new(),
     };
     let names = names(mesh);
+    let routed: Vec<Routed> = rest.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let mut found = held(mesh, &routed).await?.into_iter();
     let mut conversations = Vec::with_capacity(rest.len());
     for r in rest {
         conversations.push(match r {
             Err(c) => live_conversation(&names, &c),
-            Ok(r) => match held(mesh, r.id, r.customer).await? {
+            Ok(r) => match found.next().flatten() {
                 Some(c) => live_conversation(&names, &c),
-                // Its actor is on another node (or it just ended): the router's view.
+                // It just ended (its archive row not yet read): the router's view.
                 None => pb::LiveConversation {
                     conversation: names.conversation_name(r.id),
                     state: r.state.map_or(0, |s| convert::state_to_pb(s) as i32),
@@ -172,9 +166,8 @@ pub(super) async fn queue_stats(
     let (open, _) = routed(mesh, 0, usize::MAX).await?;
     let ended_ids: FxHashSet<ConversationId> = archived.iter().map(|c| c.id).collect();
     let mut live = Vec::new();
-    for r in open.into_iter().filter(|r| !ended_ids.contains(&r.id)) {
-        live.extend(held(mesh, r.id, r.customer).await?);
-    }
+    let open: Vec<Routed> = open.into_iter().filter(|r| !ended_ids.contains(&r.id)).collect();
+    live.extend(held(mesh, &open).await?.into_iter().flatten());
     Ok(long_waits(&names(mesh), live.iter().chain(&archived), now, from, to, threshold))
 }
 
@@ -297,10 +290,10 @@ pub(super) async fn list_conversations(
         if !r.nothing && n < before {
             let owner = on_actors::OnActors { meshes, mesh: mesh.clone() }.owner(n).await?;
             if let Some(u) = owner
-                && let Some(c) = held(mesh, ConversationId(n), u).await?
-                && r.matches(&c, &u.0.to_string())
+                && let Some(h) = super::calls::held(mesh, ConversationId(n), u).await?
+                && r.matches(&h.conversation, &u.0.to_string())
             {
-                live.push((n, (c, u)));
+                live.push((n, (h.conversation, u)));
             }
         }
     } else if !r.nothing {
@@ -309,16 +302,22 @@ pub(super) async fn list_conversations(
             below.skip_while(|(id, _)| id.0 >= before).collect::<Vec<_>>()
         })
         .await?;
-        for (id, u) in open {
-            let Some(c) = held(mesh, id, u).await? else { continue };
-            if !r.matches(&c, &u.0.to_string()) {
-                continue;
+        // Read a page's worth at a time (one read per node for each), newest first, until
+        // the page is full.
+        'pages: for chunk in open.chunks(size + 1) {
+            let wanted: Vec<(ConversationId, CustomerId)> = chunk.to_vec();
+            let found = super::calls::held_many(mesh, &wanted).await?;
+            for (&(id, u), h) in chunk.iter().zip(found) {
+                let Some(h) = h else { continue };
+                if !r.matches(&h.conversation, &u.0.to_string()) {
+                    continue;
+                }
+                if live.len() == size {
+                    live_complete = false;
+                    break 'pages;
+                }
+                live.push((id.0, (h.conversation, u)));
             }
-            if live.len() == size {
-                live_complete = false;
-                break;
-            }
-            live.push((id.0, (c, u)));
         }
     }
     let store = mesh.inner().store.clone();
