@@ -268,6 +268,36 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     let read = get(&mut c, &name).await.expect("get");
     assert_eq!(read.agent_messages, 1, "the retry sent nothing");
 
+    // GetHistory (SPEC §7): the transcript for the agent that serves it; PERMISSION_DENIED
+    // for one that never did; after the end, from the archive.
+    let history = |agent: &str| pb::GetHistoryRequest {
+        agent: agent.into(),
+        conversation: name.clone(),
+        page: None,
+    };
+    let texts = |h: pb::GetHistoryResponse| -> Vec<String> {
+        h.messages.into_iter().map(|m| m.text).collect()
+    };
+    let read = c.agent.get_history(history(&ann)).await.expect("history").into_inner();
+    let read = texts(read);
+    assert!(read.contains(&"help".to_owned()) && read.contains(&"how can I help?".to_owned()));
+    let bob = format!("tenants/{T}/agents/bob");
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: bob.clone(),
+            nickname: "Bob".into(),
+            capacity: 1,
+            groups: vec![format!("tenants/{T}/groups/support")],
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .expect("put agent");
+    let e = c.agent.get_history(history(&bob)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = c.agent.get_history(history(&format!("tenants/{T}/agents/nobody"))).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
     // Another agent's message is refused as the tenant actor refuses it.
     let on = |agent: &str| pb::AgentConversationRequest {
         agent: agent.into(),
@@ -284,6 +314,8 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     assert_eq!(last.cause, "ended_by_agent");
     let e = c.agent.invite_rating(on(&ann)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let after = c.agent.get_history(history(&ann)).await.expect("history after").into_inner();
+    assert_eq!(texts(after), read, "the same transcript from the archive");
 }
 
 /// Ratings, the rating invitation, bot hosting and tags/note on an actor tenant, served by the

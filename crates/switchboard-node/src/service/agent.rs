@@ -363,14 +363,21 @@ impl AgentService for Agents {
             return Err(Error::field("conversation", "is in another tenant than the agent").into());
         }
         // What this agent may see (SPEC §7): everything, up to its handover, or nothing.
-        let cutoff = self
-            .registry
-            .with_conversation(&tenant, n, move |state, c, _, _| -> Result<_, Error> {
-                let a = state.agent("agent", &id)?;
-                crate::scope::conversation(state, a, c)?;
-                Ok(c.visible_until(crate::scope::viewer(state, a)).flatten())
-            })
-            .await??;
+        let cutoff = match super::on_actors::served(&self.meshes, &tenant).await? {
+            Some(mesh) => {
+                let on = OnActors { meshes: &self.meshes, mesh };
+                on.history_cutoff(&r.agent, n).await?
+            }
+            None => {
+                self.registry
+                    .with_conversation(&tenant, n, move |state, c, _, _| -> Result<_, Error> {
+                        let a = state.agent("agent", &id)?;
+                        crate::scope::conversation(state, a, c)?;
+                        Ok(c.visible_until(crate::scope::viewer(state, a)).flatten())
+                    })
+                    .await??
+            }
+        };
         let (size, after) = numeric_page(r.page.as_ref(), "history")?;
         let (store, name) = (self.registry.store().clone(), tenant.clone());
         let rows = tokio::task::spawn_blocking(move || store.messages(&name, n, after, size + 1))

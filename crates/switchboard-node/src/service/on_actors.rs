@@ -330,6 +330,44 @@ impl OnActors<'_> {
         ))
     }
 
+    /// GetHistory's check (SPEC §7): what the acting agent may read of conversation `n`:
+    /// everything (`None`), up to its handover (`Some(t)`), or nothing (PERMISSION_DENIED).
+    /// The conversation as its actor holds it (on whichever node), else from the archive.
+    pub async fn history_cutoff(
+        &self,
+        agent: &str,
+        n: u64,
+    ) -> Result<Option<switchboard_core::Timestamp>> {
+        let a = self.acting(agent).await?;
+        let id = ConversationId(n);
+        let mut found = None;
+        if let Some(customer) = self.owner(n).await? {
+            found = super::calls::held(&self.mesh, id, customer).await?.map(|h| h.conversation);
+        }
+        if found.is_none() {
+            let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
+            let row = crate::actors::blocking(move || store.archived(&tenant, n)).await?;
+            if let Some(row) = row {
+                found = Some(crate::archive::decode(&row.body)?.conversation);
+            }
+        }
+        let c = found.ok_or_else(|| self.unknown(id))?;
+        let viewer = if self.mesh.config().supervisors.contains(&a) {
+            switchboard_core::Actor::Supervisor(a)
+        } else {
+            switchboard_core::Actor::Agent(a)
+        };
+        c.visible_until(viewer).ok_or_else(|| {
+            let names = self.names();
+            Error::PermissionDenied(format!(
+                "agent {} never served conversation {}; only its agents and supervisors can \
+                 read or change it",
+                names.agent_name(a),
+                names.conversation_name(id)
+            ))
+        })
+    }
+
     /// The conversation number a call names, checked to be this tenant's.
     pub fn conversation_number(&self, field: &str, name: &str) -> Result<u64> {
         let (t, n) = names::conversation(field, name)?;
