@@ -33,7 +33,8 @@ fn agent(t: &str, a: &str) -> String {
 }
 
 /// Two groups: "support" (the default, auto-accept) and "sales" (offers that wait 10
-/// minutes for an accept); ann and bob in support, li in sales, capacity 1 each.
+/// minutes for an accept); ann and bob in support, li in sales, capacity 1 each; boss, a
+/// supervisor in support, never signs in.
 async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
     c.admin
         .create_tenant(pb::CreateTenantRequest {
@@ -75,13 +76,14 @@ async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
         })
         .await
         .expect("update tenant");
-    for (a, g) in [("ann", "support"), ("bob", "support"), ("li", "sales")] {
+    for (a, g) in [("ann", "support"), ("bob", "support"), ("li", "sales"), ("boss", "support")] {
         c.admin
             .put_agent(pb::PutAgentRequest {
                 name: agent(t, a),
                 nickname: a.into(),
                 capacity: 1,
                 groups: vec![group(t, g)],
+                supervisor: a == "boss",
                 request_id: rid("agent"),
                 ..Default::default()
             })
@@ -227,6 +229,11 @@ async fn list(
     c.supervisor.list_conversations(r).await.expect(filter).into_inner()
 }
 
+/// The first sign-ins the agent board shows, by agent name.
+fn first_logins(board: &pb::AgentBoard) -> Vec<(String, Option<prost_types::Timestamp>)> {
+    board.agents.iter().map(|x| (x.name.clone(), x.first_login_today)).collect()
+}
+
 async fn explain(
     c: &mut Clients,
     conversation: &str,
@@ -243,7 +250,7 @@ async fn explain_agent(c: &mut Clients, name: &str) -> Result<pb::AgentExplanati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path());
+    let mut node = Node::start(dir.path());
     let mut c = node.clients().await;
     setup(&mut c, PLAIN, pb::TenantRouting::Unspecified).await;
     setup(&mut c, ACTORS, pb::TenantRouting::Actors).await;
@@ -286,17 +293,34 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     assert_eq!(second.conversations.len(), 1, "{second:?}");
     assert!(second_act.next_page_token.is_empty());
 
-    // The agent board; `first_login_today` is not kept by the actors.
-    let (mut p, mut a) = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
-    let logged_in: Vec<bool> = p.agents.iter().map(|x| x.first_login_today.is_some()).collect();
-    assert_eq!(logged_in, [true, true, true], "ann, bob and li signed in today: {p:?}");
-    for x in p.agents.iter_mut().chain(a.agents.iter_mut()) {
-        x.first_login_today = None;
+    // The agent board, today's first sign-in included (its time aside: the two tenants'
+    // agents signed in at different moments).
+    let (board, board_act) =
+        same!("agent board", agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    for b in [&board, &board_act] {
+        let logged_in: Vec<bool> = b.agents.iter().map(|x| x.first_login_today.is_some()).collect();
+        assert_eq!(logged_in, [true, true, false, true], "all but boss signed in today: {b:?}");
     }
-    let (board, _) = same!("agent board", p, a);
     let loads: Vec<(u32, i32)> = board.agents.iter().map(|x| (x.load, x.status)).collect();
-    let online = pb::AgentStatus::Online as i32;
-    assert_eq!(loads, [(1, online), (0, pb::AgentStatus::Away as i32), (1, online)]);
+    let (online, offline) = (pb::AgentStatus::Online as i32, pb::AgentStatus::Offline as i32);
+    let away = pb::AgentStatus::Away as i32;
+    assert_eq!(loads, [(1, online), (0, away), (0, offline), (1, online)]);
+    // Signing in again the same day keeps the first sign-in, which SetStatus answers with.
+    for (t, b) in [(PLAIN, &board), (ACTORS, &board_act)] {
+        let mut answered = None;
+        for status in [pb::AgentStatus::Offline, pb::AgentStatus::Away] {
+            let r = pb::SetStatusRequest {
+                agent: agent(t, "bob"),
+                status: status as i32,
+                request_id: rid("status"),
+            };
+            answered = Some(c.agent.set_status(r).await.expect("bob out and in").into_inner());
+        }
+        let bob = answered.expect("answered").first_login_today;
+        assert!(bob.is_some() && bob == b.agents[1].first_login_today, "{t}: {bob:?} {b:?}");
+        let again = agent_board(&mut c, t).await;
+        assert_eq!(first_logins(&again), first_logins(b), "{t}: the first of the day stays");
+    }
 
     // Explain: a queued conversation (why li does not take it), an offered one, agents.
     let (x, _) = same!(
@@ -389,4 +413,15 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
         );
         assert_eq!(p.conversations.len(), want, "{filter}: {p:?}");
     }
+
+    // The first sign-ins are durable: after a crash of the node (the router actor's row on
+    // actors) the board shows the same ones.
+    let before = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    node.kill9();
+    node = Node::start(dir.path());
+    c = node.clients().await;
+    let after = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    assert_eq!(first_logins(&after.0), first_logins(&before.0), "{PLAIN} after a restart");
+    assert_eq!(first_logins(&after.1), first_logins(&before.1), "{ACTORS} after a restart");
+    assert_eq!(first_logins(&after.1).iter().filter(|(_, at)| at.is_some()).count(), 3);
 }

@@ -178,9 +178,9 @@ pub(super) async fn queue_stats(
     Ok(long_waits(&names(mesh), live.iter().chain(&archived), now, from, to, threshold))
 }
 
-/// GetAgentBoard: every agent of the configuration by id, its status, load and wrap-ups
-/// from the router (built in the router's turn: nothing but the views is copied).
-/// `first_login_today` is not kept by the actors (unset).
+/// GetAgentBoard: every agent of the configuration by id, its status, load, wrap-ups and
+/// today's first sign-in (in the tenant's time zone, as on the tenant actor's path) from the
+/// router (built in the router's turn: nothing but the views is copied).
 pub(super) async fn agent_board(mesh: &Mesh) -> Result<pb::AgentBoard, Status> {
     let config = mesh.config().clone();
     let mut ids: Vec<(String, AgentId)> = config
@@ -191,13 +191,19 @@ pub(super) async fn agent_board(mesh: &Mesh) -> Result<pb::AgentBoard, Status> {
         .collect();
     ids.sort_unstable();
     let tenant = mesh.tenant().to_owned();
+    let now = crate::clock::now();
     let agents = on_router(mesh, move |side| {
         let names = MeshNames { tenant: &tenant, config: config.clone() };
+        let zone = &config.settings.time_zone;
         ids.into_iter()
             .map(|(_, a)| {
                 let live = side.router().agent(a);
                 let view = resources::agent_named(&names, a, config.agents.get(&a), live);
-                pb::Agent { supervisor: config.supervisors.contains(&a), ..view }
+                pb::Agent {
+                    supervisor: config.supervisors.contains(&a),
+                    first_login_today: resources::first_login_today(zone, side.first_login(a), now),
+                    ..view
+                }
             })
             .collect()
     })
