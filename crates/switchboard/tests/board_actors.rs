@@ -229,6 +229,39 @@ async fn list(
     c.supervisor.list_conversations(r).await.expect(filter).into_inner()
 }
 
+/// Every page of `a`'s SearchConversations in tenant `t`, pages of `size`; the filter's
+/// `tenants/T/` and `C{i}` (the scenario's `i`th conversation) made the tenant's.
+async fn search(
+    c: &mut Clients,
+    t: &str,
+    names: &[String],
+    a: &str,
+    filter: &str,
+    size: u32,
+) -> Result<Vec<pb::ListConversationsResponse>, tonic::Status> {
+    let mut filter = filter.replace("tenants/T/", &format!("tenants/{t}/"));
+    for (i, name) in names.iter().enumerate() {
+        filter = filter.replace(&format!("C{i}"), name);
+    }
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..20 {
+        let r = pb::SearchConversationsRequest {
+            agent: agent(t, a),
+            filter: filter.clone(),
+            page_size: size,
+            page_token,
+        };
+        let page = c.agent.search_conversations(r).await?.into_inner();
+        page_token = page.next_page_token.clone();
+        pages.push(page);
+        if page_token.is_empty() {
+            return Ok(pages);
+        }
+    }
+    panic!("{a}, {filter}: no end after 20 pages");
+}
+
 /// The first sign-ins the agent board shows, by agent name.
 fn first_logins(board: &pb::AgentBoard) -> Vec<(String, Option<prost_types::Timestamp>)> {
     board.agents.iter().map(|x| (x.name.clone(), x.first_login_today)).collect()
@@ -412,6 +445,49 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
             list(&mut c, ACTORS, filter, 0, "").await
         );
         assert_eq!(p.conversations.len(), want, "{filter}: {p:?}");
+    }
+
+    // SearchConversations, an agent's: what it serves or served, open (from the actors) or
+    // ended (the archive), a page of one at a time, each page alike on both paths. ann
+    // served u1 (ended) and serves u2; li has u3 offered; bob has nothing; boss, a
+    // supervisor, finds everything.
+    let cases: [(&str, &str, u32, &[usize]); 10] = [
+        ("ann", "", 1, &[1, 0]),
+        ("ann", r#"state = "ENDED""#, 1, &[0]),
+        ("ann", r#"state = "ASSIGNED""#, 1, &[1]),
+        ("ann", "name = C0", 1, &[0]),
+        ("ann", "name = C2", 1, &[]),
+        ("ann", r#"group = "tenants/T/groups/sales""#, 1, &[]),
+        ("li", "", 1, &[2]),
+        ("li", r#"agent = "tenants/T/agents/ann""#, 1, &[]),
+        ("bob", "", 1, &[]),
+        ("boss", "", 2, &[3, 2, 1, 0]),
+    ];
+    for (who, filter, size, want) in cases {
+        let what = format!("{who} searches {filter:?}");
+        let p = search(&mut c, PLAIN, &plain, who, filter, size).await.expect(&what);
+        let a = search(&mut c, ACTORS, &act, who, filter, size).await.expect(&what);
+        assert_eq!(p.len(), a.len(), "{what}: as many pages: {p:?} {a:?}");
+        for (i, (p, a)) in p.iter().zip(&a).enumerate() {
+            same!(format!("{what}, page {i}"), p, a);
+        }
+        for (pages, names) in [(&p, &plain), (&a, &act)] {
+            let found: Vec<&str> =
+                pages.iter().flat_map(|x| &x.conversations).map(|x| x.name.as_str()).collect();
+            let expected: Vec<&str> = want.iter().map(|i| names[*i].as_str()).collect();
+            assert_eq!(found, expected, "{what}");
+            let pages_wanted = want.len().div_ceil(size as usize).max(1);
+            assert!(pages.len() >= pages_wanted, "{what}: paged by {size}: {pages:?}");
+        }
+    }
+    let anns = search(&mut c, ACTORS, &act, "ann", "", 1).await.expect("ann's search");
+    let states: Vec<i32> = anns.iter().flat_map(|x| &x.conversations).map(|x| x.state).collect();
+    assert_eq!(states, [S::Assigned as i32, S::Ended as i32], "one open, one ended: {anns:?}");
+    for t in [PLAIN, ACTORS] {
+        let e = search(&mut c, t, &[], "nobody", "", 1).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{t}: {e:?}");
+        let e = search(&mut c, t, &[], "ann", "state = SLEEPING", 1).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{t}: {e:?}");
     }
 
     // The first sign-ins are durable: after a crash of the node (the router actor's row on

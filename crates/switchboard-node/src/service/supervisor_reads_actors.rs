@@ -1,8 +1,10 @@
 //! The supervisor's reads of a tenant created with `TENANT_ROUTING_ACTORS` (issue 12's
 //! cut-over): GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation and
-//! ExplainAgent, and ListConversations of the whole tenant, served from the tenant's router actor, with the same response shapes and
-//! the same rules as the tenant actor's path (`supervisor.rs`: one `live_conversation`, one
-//! `long_waits`; the core's `Router::explain_*`; `resources::agent_named`).
+//! ExplainAgent, and ListConversations of the whole tenant (and, in an agent's scope, the
+//! agent's SearchConversations), served from the tenant's router actor, with the same
+//! response shapes and the same rules as the tenant actor's path (`supervisor.rs`: one
+//! `live_conversation`, one `long_waits`; the core's `Router::explain_*`;
+//! `resources::agent_named`; `search`'s matching and paging).
 //!
 //! These calls are routed by tenant, so they land on the node that runs the router actor.
 //! Each read of the router copies only what the response needs, in the actor's turn
@@ -257,14 +259,18 @@ pub(super) async fn explain_agent(mesh: &Mesh, id: &str) -> Result<pb::AgentExpl
     Ok(convert::explain::agent(&names, a, &x))
 }
 
-/// ListConversations of the whole tenant (the supervisor's): the open matches from the
-/// router's open conversations, newest first, read from their actors on this node until a
-/// page is full; the ended ones from the archive; one page of both as the tenant actor's
-/// path pages them (`search::merge`, the same tokens). The actors' archive rows and links
-/// name a customer by its number: a `customer` filter is looked up as one.
+/// ListConversations of the whole tenant (the supervisor's, `viewer` `None`) and an agent's
+/// SearchConversations (`viewer`: the agent, unless it has the supervisor flag): the open
+/// matches from the router's open conversations, newest first, read from their actors on
+/// this node until a page is full; the ended ones from the archive; one page of both as the
+/// tenant actor's path pages them (`search::merge`, the same tokens), with its matching rule
+/// (`search::Resolved`: an agent sees what it serves or served, `Conversation::
+/// visible_until`). The actors' archive rows and links name a customer by its number: a
+/// `customer` filter is looked up as one.
 pub(super) async fn list_conversations(
     meshes: &Meshes,
     mesh: &Mesh,
+    viewer: Option<AgentId>,
     filter_text: &str,
     page_size: u32,
     page_token: &str,
@@ -293,7 +299,7 @@ pub(super) async fn list_conversations(
     if let Some(Some(number)) = customer {
         f.customer = Some(number.to_string());
     }
-    let mut r = search::Resolved::of(&f, agent, group, None);
+    let mut r = search::Resolved::of(&f, agent, group, viewer);
     r.nothing |= customer == Some(None);
 
     let mut live: Vec<(u64, (Conversation, CustomerId))> = Vec::new();
