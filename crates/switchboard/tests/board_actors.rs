@@ -1,9 +1,10 @@
 //! The supervisor's reads of a tenant created with `TENANT_ROUTING_ACTORS` (issue 12's
 //! cut-over), served from its router actor, over real gRPC against a real `switchboard
 //! serve` process: the same scenario is built on a tenant-actor tenant and on an actor
-//! tenant, and GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation and
-//! ExplainAgent must answer alike, field by field, once names (the tenant, conversation
-//! numbers) and clock readings are set aside. Waits are bounded; nothing asserts on time.
+//! tenant, and GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation,
+//! ExplainAgent, ListConversations and the agents' SearchConversations must answer alike,
+//! field by field, once names (the tenant, conversation numbers) and clock readings are set
+//! aside. Waits are bounded; nothing asserts on time.
 
 mod support;
 
