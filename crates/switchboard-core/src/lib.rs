@@ -12,6 +12,7 @@
 //! - [`conversation`]: lifecycle, transitions, message bookkeeping, deadlines.
 //! - [`replies`]: automatic-reply precedence, rules, placeholders, budgets.
 //! - [`engine`]: one tenant's domain joining all of the above, synchronously.
+//! - [`login`]: an agent's first sign-in of the day.
 //! - [`mesh`]: the same two sides, router and conversation, talking through messages that may
 //!   be delayed, reordered, duplicated or lost (the protocol conversation actors use).
 
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod hours;
 pub mod ids;
+pub mod login;
 pub mod mesh;
 pub mod queue;
 pub mod replies;

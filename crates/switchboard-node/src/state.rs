@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use switchboard_core::login::FirstLogin;
 use switchboard_core::{AgentId, ConversationId, CustomerId, Engine, GroupId, Timestamp};
 
 use crate::error::{Error, Result};
@@ -82,8 +83,9 @@ pub struct Profile {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AgentExtra {
     pub supervisor: bool,
-    /// Day (days since the epoch, UTC) and time of the first sign-in that day.
-    pub first_login: Option<(u64, Timestamp)>,
+    /// The first sign-in of the day it happened (`switchboard_core::login`; the day in the
+    /// tenant's time zone). Stored as the pair (day, time) it always was.
+    pub first_login: Option<FirstLogin>,
     pub quick_replies: Vec<(String, String)>,
 }
 
@@ -290,7 +292,10 @@ pub fn is_shared(stream: &str) -> bool {
 mod tests {
     use serde::Serialize;
     use switchboard_core::config::CustomerSettings;
-    use switchboard_core::{AgentId, GroupId};
+    use switchboard_core::login::FirstLogin;
+    use switchboard_core::{AgentId, GroupId, Timestamp};
+
+    use super::AgentExtra;
 
     /// Snapshots and customer rows are positional MessagePack: a settings struct that gains a
     /// trailing field (here `customer_groups`) still reads what older nodes wrote.
@@ -314,5 +319,35 @@ mod tests {
         assert_eq!((now.nickname.as_deref(), now.priority), (Some("Wang"), 3));
         assert_eq!(now.group, Some(GroupId(2)));
         assert!(now.customer_groups.is_empty());
+    }
+
+    /// An agent's first sign-in was stored as a (day, time) pair before the core kept the
+    /// rule (`switchboard_core::login::FirstLogin`): snapshots written then still load, by
+    /// position (the current encoding) and by name (the older one).
+    #[test]
+    fn first_logins_stored_as_pairs_still_load() {
+        #[derive(Serialize)]
+        struct Before {
+            supervisor: bool,
+            first_login: Option<(u64, Timestamp)>,
+            quick_replies: Vec<(String, String)>,
+        }
+        let before = Before {
+            supervisor: true,
+            first_login: Some((20_000, Timestamp(7))),
+            quick_replies: vec![],
+        };
+        let want = Some(FirstLogin { day: 20_000, at: Timestamp(7) });
+        for bytes in
+            [rmp_serde::to_vec(&before).unwrap(), rmp_serde::to_vec_named(&before).unwrap()]
+        {
+            let now: AgentExtra = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(now.first_login, want);
+            assert!(now.supervisor);
+        }
+        // And what is written now reads back the same.
+        let now = AgentExtra { first_login: want, ..AgentExtra::default() };
+        let back: AgentExtra = rmp_serde::from_slice(&rmp_serde::to_vec(&now).unwrap()).unwrap();
+        assert_eq!(back.first_login, want);
     }
 }

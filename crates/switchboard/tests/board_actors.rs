@@ -1,9 +1,10 @@
 //! The supervisor's reads of a tenant created with `TENANT_ROUTING_ACTORS` (issue 12's
 //! cut-over), served from its router actor, over real gRPC against a real `switchboard
 //! serve` process: the same scenario is built on a tenant-actor tenant and on an actor
-//! tenant, and GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation and
-//! ExplainAgent must answer alike, field by field, once names (the tenant, conversation
-//! numbers) and clock readings are set aside. Waits are bounded; nothing asserts on time.
+//! tenant, and GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation,
+//! ExplainAgent, ListConversations and the agents' SearchConversations must answer alike,
+//! field by field, once names (the tenant, conversation numbers) and clock readings are set
+//! aside. Waits are bounded; nothing asserts on time.
 
 mod support;
 
@@ -33,7 +34,8 @@ fn agent(t: &str, a: &str) -> String {
 }
 
 /// Two groups: "support" (the default, auto-accept) and "sales" (offers that wait 10
-/// minutes for an accept); ann and bob in support, li in sales, capacity 1 each.
+/// minutes for an accept); ann and bob in support, li in sales, capacity 1 each; boss, a
+/// supervisor in support, never signs in.
 async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
     c.admin
         .create_tenant(pb::CreateTenantRequest {
@@ -75,13 +77,14 @@ async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
         })
         .await
         .expect("update tenant");
-    for (a, g) in [("ann", "support"), ("bob", "support"), ("li", "sales")] {
+    for (a, g) in [("ann", "support"), ("bob", "support"), ("li", "sales"), ("boss", "support")] {
         c.admin
             .put_agent(pb::PutAgentRequest {
                 name: agent(t, a),
                 nickname: a.into(),
                 capacity: 1,
                 groups: vec![group(t, g)],
+                supervisor: a == "boss",
                 request_id: rid("agent"),
                 ..Default::default()
             })
@@ -227,6 +230,44 @@ async fn list(
     c.supervisor.list_conversations(r).await.expect(filter).into_inner()
 }
 
+/// Every page of `a`'s SearchConversations in tenant `t`, pages of `size`; the filter's
+/// `tenants/T/` and `C{i}` (the scenario's `i`th conversation) made the tenant's.
+async fn search(
+    c: &mut Clients,
+    t: &str,
+    names: &[String],
+    a: &str,
+    filter: &str,
+    size: u32,
+) -> Result<Vec<pb::ListConversationsResponse>, tonic::Status> {
+    let mut filter = filter.replace("tenants/T/", &format!("tenants/{t}/"));
+    for (i, name) in names.iter().enumerate() {
+        filter = filter.replace(&format!("C{i}"), name);
+    }
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..20 {
+        let r = pb::SearchConversationsRequest {
+            agent: agent(t, a),
+            filter: filter.clone(),
+            page_size: size,
+            page_token,
+        };
+        let page = c.agent.search_conversations(r).await?.into_inner();
+        page_token = page.next_page_token.clone();
+        pages.push(page);
+        if page_token.is_empty() {
+            return Ok(pages);
+        }
+    }
+    panic!("{a}, {filter}: no end after 20 pages");
+}
+
+/// The first sign-ins the agent board shows, by agent name.
+fn first_logins(board: &pb::AgentBoard) -> Vec<(String, Option<prost_types::Timestamp>)> {
+    board.agents.iter().map(|x| (x.name.clone(), x.first_login_today)).collect()
+}
+
 async fn explain(
     c: &mut Clients,
     conversation: &str,
@@ -243,7 +284,7 @@ async fn explain_agent(c: &mut Clients, name: &str) -> Result<pb::AgentExplanati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path());
+    let mut node = Node::start(dir.path());
     let mut c = node.clients().await;
     setup(&mut c, PLAIN, pb::TenantRouting::Unspecified).await;
     setup(&mut c, ACTORS, pb::TenantRouting::Actors).await;
@@ -286,17 +327,34 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     assert_eq!(second.conversations.len(), 1, "{second:?}");
     assert!(second_act.next_page_token.is_empty());
 
-    // The agent board; `first_login_today` is not kept by the actors.
-    let (mut p, mut a) = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
-    let logged_in: Vec<bool> = p.agents.iter().map(|x| x.first_login_today.is_some()).collect();
-    assert_eq!(logged_in, [true, true, true], "ann, bob and li signed in today: {p:?}");
-    for x in p.agents.iter_mut().chain(a.agents.iter_mut()) {
-        x.first_login_today = None;
+    // The agent board, today's first sign-in included (its time aside: the two tenants'
+    // agents signed in at different moments).
+    let (board, board_act) =
+        same!("agent board", agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    for b in [&board, &board_act] {
+        let logged_in: Vec<bool> = b.agents.iter().map(|x| x.first_login_today.is_some()).collect();
+        assert_eq!(logged_in, [true, true, false, true], "all but boss signed in today: {b:?}");
     }
-    let (board, _) = same!("agent board", p, a);
     let loads: Vec<(u32, i32)> = board.agents.iter().map(|x| (x.load, x.status)).collect();
-    let online = pb::AgentStatus::Online as i32;
-    assert_eq!(loads, [(1, online), (0, pb::AgentStatus::Away as i32), (1, online)]);
+    let (online, offline) = (pb::AgentStatus::Online as i32, pb::AgentStatus::Offline as i32);
+    let away = pb::AgentStatus::Away as i32;
+    assert_eq!(loads, [(1, online), (0, away), (0, offline), (1, online)]);
+    // Signing in again the same day keeps the first sign-in, which SetStatus answers with.
+    for (t, b) in [(PLAIN, &board), (ACTORS, &board_act)] {
+        let mut answered = None;
+        for status in [pb::AgentStatus::Offline, pb::AgentStatus::Away] {
+            let r = pb::SetStatusRequest {
+                agent: agent(t, "bob"),
+                status: status as i32,
+                request_id: rid("status"),
+            };
+            answered = Some(c.agent.set_status(r).await.expect("bob out and in").into_inner());
+        }
+        let bob = answered.expect("answered").first_login_today;
+        assert!(bob.is_some() && bob == b.agents[1].first_login_today, "{t}: {bob:?} {b:?}");
+        let again = agent_board(&mut c, t).await;
+        assert_eq!(first_logins(&again), first_logins(b), "{t}: the first of the day stays");
+    }
 
     // Explain: a queued conversation (why li does not take it), an offered one, agents.
     let (x, _) = same!(
@@ -389,4 +447,58 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
         );
         assert_eq!(p.conversations.len(), want, "{filter}: {p:?}");
     }
+
+    // SearchConversations, an agent's: what it serves or served, open (from the actors) or
+    // ended (the archive), a page of one at a time, each page alike on both paths. ann
+    // served u1 (ended) and serves u2; li has u3 offered; bob has nothing; boss, a
+    // supervisor, finds everything.
+    let cases: [(&str, &str, u32, &[usize]); 10] = [
+        ("ann", "", 1, &[1, 0]),
+        ("ann", r#"state = "ENDED""#, 1, &[0]),
+        ("ann", r#"state = "ASSIGNED""#, 1, &[1]),
+        ("ann", "name = C0", 1, &[0]),
+        ("ann", "name = C2", 1, &[]),
+        ("ann", r#"group = "tenants/T/groups/sales""#, 1, &[]),
+        ("li", "", 1, &[2]),
+        ("li", r#"agent = "tenants/T/agents/ann""#, 1, &[]),
+        ("bob", "", 1, &[]),
+        ("boss", "", 2, &[3, 2, 1, 0]),
+    ];
+    for (who, filter, size, want) in cases {
+        let what = format!("{who} searches {filter:?}");
+        let p = search(&mut c, PLAIN, &plain, who, filter, size).await.expect(&what);
+        let a = search(&mut c, ACTORS, &act, who, filter, size).await.expect(&what);
+        assert_eq!(p.len(), a.len(), "{what}: as many pages: {p:?} {a:?}");
+        for (i, (p, a)) in p.iter().zip(&a).enumerate() {
+            same!(format!("{what}, page {i}"), p, a);
+        }
+        for (pages, names) in [(&p, &plain), (&a, &act)] {
+            let found: Vec<&str> =
+                pages.iter().flat_map(|x| &x.conversations).map(|x| x.name.as_str()).collect();
+            let expected: Vec<&str> = want.iter().map(|i| names[*i].as_str()).collect();
+            assert_eq!(found, expected, "{what}");
+            let pages_wanted = want.len().div_ceil(size as usize).max(1);
+            assert!(pages.len() >= pages_wanted, "{what}: paged by {size}: {pages:?}");
+        }
+    }
+    let anns = search(&mut c, ACTORS, &act, "ann", "", 1).await.expect("ann's search");
+    let states: Vec<i32> = anns.iter().flat_map(|x| &x.conversations).map(|x| x.state).collect();
+    assert_eq!(states, [S::Assigned as i32, S::Ended as i32], "one open, one ended: {anns:?}");
+    for t in [PLAIN, ACTORS] {
+        let e = search(&mut c, t, &[], "nobody", "", 1).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{t}: {e:?}");
+        let e = search(&mut c, t, &[], "ann", "state = SLEEPING", 1).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{t}: {e:?}");
+    }
+
+    // The first sign-ins are durable: after a crash of the node (the router actor's row on
+    // actors) the board shows the same ones.
+    let before = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    node.kill9();
+    node = Node::start(dir.path());
+    c = node.clients().await;
+    let after = (agent_board(&mut c, PLAIN).await, agent_board(&mut c, ACTORS).await);
+    assert_eq!(first_logins(&after.0), first_logins(&before.0), "{PLAIN} after a restart");
+    assert_eq!(first_logins(&after.1), first_logins(&before.1), "{ACTORS} after a restart");
+    assert_eq!(first_logins(&after.1).iter().filter(|(_, at)| at.is_some()).count(), 3);
 }

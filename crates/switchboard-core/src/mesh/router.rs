@@ -18,6 +18,7 @@ use crate::engine::facts::{self, Step};
 use crate::engine::{Actor, Effect, Note, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::login::{FirstLogin, Logins};
 use crate::router::{self, AgentStatus, Router, Standing, StatusCause};
 use crate::session::Placed;
 use crate::time::Timestamp;
@@ -72,6 +73,10 @@ pub struct RouterSide {
     /// [`RouterSide::outgoing`] walks only the conversations still routed.
     #[serde(default)]
     gone: BTreeMap<ConversationId, Gone>,
+    /// Each agent's first sign-in of the day, as this side's status changes make them
+    /// ([`crate::login`]; the shell feeds it each step's effects, [`RouterSide::note_logins`]).
+    #[serde(default)]
+    logins: Logins,
 }
 
 /// What the router side keeps of a conversation that left ([`RouterSide::gone`]).
@@ -114,6 +119,7 @@ impl RouterSide {
             agents: BTreeMap::new(),
             holdings: BTreeMap::new(),
             gone: BTreeMap::new(),
+            logins: Logins::default(),
         }
     }
 
@@ -168,6 +174,20 @@ impl RouterSide {
         use std::ops::Bound::{Excluded, Unbounded};
         let links = self.conversations.range((Excluded(after), Unbounded));
         links.filter(|(_, c)| !c.left).map(|(id, c)| (*id, c.customer))
+    }
+
+    /// The agent's first sign-in as kept (of the day it happened: [`FirstLogin::today`]
+    /// says whether that is today).
+    pub fn first_login(&self, agent: AgentId) -> Option<FirstLogin> {
+        self.logins.get(agent)
+    }
+
+    /// Notes the sign-ins among the effects of one step of this side (its status-change
+    /// events) at the step's time `now`, on the local day `day` gives (asked only if an
+    /// agent signed in). The shell calls it with every step's effects before making the step
+    /// durable, so the first sign-ins are in the same row.
+    pub fn note_logins(&mut self, now: Timestamp, effects: &[Effect], day: impl FnOnce() -> u64) {
+        self.logins.note(now, effects, day);
     }
 
     // ----- operations of agents and supervisors ------------------------------------------------
@@ -246,6 +266,7 @@ impl RouterSide {
             {
                 out.extend(effects);
             }
+            self.logins.remove(a);
         }
         let gone: Vec<GroupId> =
             self.router.group_ids().filter(|g| !cfg.groups.contains_key(g)).collect();

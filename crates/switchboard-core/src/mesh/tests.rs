@@ -629,3 +629,33 @@ fn reconfigure_brings_the_router_to_a_newer_configuration() {
     assert_eq!(router.router().placement(C1).and_then(|p| p.agent()), None);
     assert!(router.router().position(C1).is_some(), "requeued");
 }
+
+/// The router side keeps each agent's first sign-in of the day from its own status changes
+/// (`crate::login`), in its durable state; an agent removed from the configuration is
+/// forgotten with it.
+#[test]
+fn the_router_side_keeps_first_sign_ins_in_its_durable_state() {
+    use crate::login::FirstLogin;
+    let (t, mut router, _) = setup();
+    let day = 20_000;
+    // A1 signs out and in again: its sign-in is the router's status change.
+    let out = router.set_status(Timestamp(1_000), A1, AgentStatus::Offline, StatusCause::Agent);
+    router.note_logins(Timestamp(1_000), &out.unwrap(), || panic!("signing out is no sign-in"));
+    assert_eq!(router.first_login(A1), None);
+    let back = router.set_status(Timestamp(2_000), A1, AgentStatus::Away, StatusCause::Agent);
+    router.note_logins(Timestamp(2_000), &back.unwrap(), || day);
+    let first = Some(FirstLogin { day, at: Timestamp(2_000) });
+    assert_eq!(router.first_login(A1), first);
+
+    // Through the encoding of its row: still there.
+    let bytes = rmp_serde::to_vec_named(&router).unwrap();
+    let mut router: RouterSide = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(router.first_login(A1), first);
+
+    // Removed from the configuration: forgotten.
+    let mut none =
+        Tenant { settings: t.settings.clone(), groups: t.groups.clone(), agents: t.agents };
+    none.agents.clear();
+    router.reconfigure(Timestamp(3_000), none.cfg());
+    assert_eq!(router.first_login(A1), None);
+}

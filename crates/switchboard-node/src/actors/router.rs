@@ -525,8 +525,11 @@ impl RouterRun {
     fn push(&mut self, effects: Vec<Effect>, reply: Option<Reply>) {
         let batch = self.batch.as_mut().expect("a batch is open");
         let (inner, config) = (self.mesh.inner(), self.mesh.config());
+        // `last_now` is this step's time (`now()` just set it). Its sign-ins go into the side
+        // (each agent's first of the day, in the tenant's time zone), so into this batch's row.
+        let (now, zone) = (self.last_now, &config.settings.time_zone);
+        self.side.note_logins(now, &effects, || crate::calendar::day(zone, now));
         let names = MeshNames { tenant: &inner.tenant, config };
-        // `last_now` is this step's time (`now()` just set it).
         batch.rows.router(&names, self.last_now, &effects);
         match reply {
             Some(reply) => {

@@ -1,6 +1,7 @@
 //! Agent desktop commands. `agent` in each request is the acting agent.
 
 use switchboard_core::engine::{Actor, Effect, Selection, Sender, Target};
+use switchboard_core::login::FirstLogin;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, CustomerId, Timestamp};
 use switchboard_proto::internal::v1::response;
 use switchboard_proto::v1 as pb;
@@ -63,12 +64,12 @@ pub(super) fn note_login(
     from: AgentStatus,
     to: AgentStatus,
 ) {
-    if from == AgentStatus::Offline && to != AgentStatus::Offline {
-        let day = crate::calendar::day(&state.engine.settings().time_zone, now);
-        let extra = state.agent_extra.entry(a).or_default();
-        if extra.first_login.is_none_or(|(d, _)| d != day) {
-            extra.first_login = Some((day, now));
-        }
+    let zone = &state.engine.settings().time_zone;
+    let kept = state.agent_extra.get(&a).and_then(|x| x.first_login);
+    let day = || crate::calendar::day(zone, now);
+    let first = FirstLogin::after(kept, from, to, now, day);
+    if first != kept {
+        state.agent_extra.entry(a).or_default().first_login = first;
     }
 }
 

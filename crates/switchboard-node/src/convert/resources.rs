@@ -5,6 +5,7 @@
 //! group members are agent resource names, conversations are always resource names.
 
 use switchboard_core::config::AgentSettings;
+use switchboard_core::login::FirstLogin;
 use switchboard_core::{AgentId, AgentStatus, CustomerId, GroupId, Timestamp};
 use switchboard_proto::v1 as pb;
 
@@ -81,7 +82,7 @@ pub fn agent(state: &TenantState, a: AgentId) -> pb::Agent {
     let (settings, live) = (state.engine.agent_settings(a), state.engine.router().agent(a));
     pb::Agent {
         supervisor: extra.is_some_and(|x| x.supervisor),
-        first_login_today: extra.and_then(|x| x.first_login).map(|(_, at)| timestamp(at)),
+        first_login_today: extra.and_then(|x| x.first_login).map(|f| timestamp(f.at)),
         ..agent_named(state, a, settings, live)
     }
 }
@@ -139,13 +140,19 @@ fn wrap_ups(names: &dyn Names, a: &switchboard_core::router::Agent) -> Vec<pb::A
 /// [`agent`] as seen at `now`: a first sign-in from an earlier day (in the tenant's time
 /// zone) is not today's.
 pub fn agent_on(state: &TenantState, a: AgentId, now: Timestamp) -> pb::Agent {
-    let mut view = agent(state, a);
-    let today = crate::calendar::day(&state.engine.settings().time_zone, now);
-    let day = state.agent_extra.get(&a).and_then(|x| x.first_login).map(|(day, _)| day);
-    if day != Some(today) {
-        view.first_login_today = None;
-    }
-    view
+    let kept = state.agent_extra.get(&a).and_then(|x| x.first_login);
+    let zone = &state.engine.settings().time_zone;
+    pb::Agent { first_login_today: first_login_today(zone, kept, now), ..agent(state, a) }
+}
+
+/// `first_login_today` as seen at `now`: the kept first sign-in if it is of today in `zone`
+/// (the tenant's time zone), else none (`switchboard_core::login`'s rule, for both paths).
+pub fn first_login_today(
+    zone: &str,
+    kept: Option<FirstLogin>,
+    now: Timestamp,
+) -> Option<prost_types::Timestamp> {
+    FirstLogin::today(kept, crate::calendar::day(zone, now)).map(timestamp)
 }
 
 pub fn customer(state: &TenantState, u: CustomerId) -> pb::Customer {

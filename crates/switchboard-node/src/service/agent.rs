@@ -428,6 +428,24 @@ impl AgentService for Agents {
         let (call, r) = Call::split(req);
         let (tenant, agent) = agent_name(&r.agent)?;
         call.allow(&tenant, Some(&agent))?;
+        if let Some(mesh) = super::on_actors::served(&self.meshes, &tenant).await? {
+            // The router actor's open conversations and the archive, with the tenant actor's
+            // rules (routed by tenant, so on the router's node); the agent in the mesh's
+            // configuration, its scope by its supervisor flag there.
+            let on = OnActors { meshes: &self.meshes, mesh };
+            let a = on.acting(&r.agent).await?;
+            let viewer = (!on.mesh.config().supervisors.contains(&a)).then_some(a);
+            let (filter, size, token) = (&r.filter, r.page_size, &r.page_token);
+            let list = super::supervisor_reads_actors::list_conversations(
+                &self.meshes,
+                &on.mesh,
+                viewer,
+                filter,
+                size,
+                token,
+            );
+            return Ok(Response::new(list.await?));
+        }
         let page = super::search::conversations(
             &self.registry,
             &tenant,

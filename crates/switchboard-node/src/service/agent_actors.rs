@@ -231,8 +231,9 @@ impl Desk {
     }
 
     /// The agent as the actors hold it: settings from the mesh's configuration, status,
-    /// load and wrap-ups from the router actor. `first_login_today` is not kept by the
-    /// actors (unset).
+    /// load, wrap-ups and first sign-in from the router actor (the one kept, whichever day it
+    /// was, as the tenant actor's path answers its commands: `resources::agent`). With the
+    /// router on another node, the agent actor's own view: no wrap-ups, no first sign-in.
     pub(super) async fn agent_view(&self) -> Result<pb::Agent, Status> {
         let a = self.agent;
         let config = self.mesh.config();
@@ -251,9 +252,16 @@ impl Desk {
                 ..view
             });
         }
-        let live = self.mesh.router().read(move |side| side.router().agent(a).cloned()).await?;
+        let read = move |side: &switchboard_core::mesh::RouterSide| {
+            (side.router().agent(a).cloned(), side.first_login(a))
+        };
+        let (live, first) = self.mesh.router().read(read).await?;
         let view = resources::agent_named(&self.names(), a, config.agents.get(&a), live.as_ref());
-        Ok(pb::Agent { supervisor: config.supervisors.contains(&a), ..view })
+        Ok(pb::Agent {
+            supervisor: config.supervisors.contains(&a),
+            first_login_today: first.map(|f| convert::timestamp(f.at)),
+            ..view
+        })
     }
 
     /// Whether the tenant's router actor runs on this node (its reads are local only).

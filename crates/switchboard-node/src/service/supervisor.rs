@@ -384,6 +384,7 @@ impl SupervisorService for Supervisor {
             let list = actors::list_conversations(
                 &self.meshes,
                 &mesh,
+                None,
                 &r.filter,
                 r.page_size,
                 &r.page_token,

@@ -1,8 +1,10 @@
 //! The supervisor's reads of a tenant created with `TENANT_ROUTING_ACTORS` (issue 12's
 //! cut-over): GetLiveBoard, GetQueueStats, GetAgentBoard, ExplainConversation and
-//! ExplainAgent, and ListConversations of the whole tenant, served from the tenant's router actor, with the same response shapes and
-//! the same rules as the tenant actor's path (`supervisor.rs`: one `live_conversation`, one
-//! `long_waits`; the core's `Router::explain_*`; `resources::agent_named`).
+//! ExplainAgent, and ListConversations of the whole tenant (and, in an agent's scope, the
+//! agent's SearchConversations), served from the tenant's router actor, with the same
+//! response shapes and the same rules as the tenant actor's path (`supervisor.rs`: one
+//! `live_conversation`, one `long_waits`; the core's `Router::explain_*`;
+//! `resources::agent_named`; `search`'s matching and paging).
 //!
 //! These calls are routed by tenant, so they land on the node that runs the router actor.
 //! Each read of the router copies only what the response needs, in the actor's turn
@@ -171,9 +173,9 @@ pub(super) async fn queue_stats(
     Ok(long_waits(&names(mesh), live.iter().chain(&archived), now, from, to, threshold))
 }
 
-/// GetAgentBoard: every agent of the configuration by id, its status, load and wrap-ups
-/// from the router (built in the router's turn: nothing but the views is copied).
-/// `first_login_today` is not kept by the actors (unset).
+/// GetAgentBoard: every agent of the configuration by id, its status, load, wrap-ups and
+/// today's first sign-in (in the tenant's time zone, as on the tenant actor's path) from the
+/// router (built in the router's turn: nothing but the views is copied).
 pub(super) async fn agent_board(mesh: &Mesh) -> Result<pb::AgentBoard, Status> {
     let config = mesh.config().clone();
     let mut ids: Vec<(String, AgentId)> = config
@@ -184,13 +186,19 @@ pub(super) async fn agent_board(mesh: &Mesh) -> Result<pb::AgentBoard, Status> {
         .collect();
     ids.sort_unstable();
     let tenant = mesh.tenant().to_owned();
+    let now = crate::clock::now();
     let agents = on_router(mesh, move |side| {
         let names = MeshNames { tenant: &tenant, config: config.clone() };
+        let zone = &config.settings.time_zone;
         ids.into_iter()
             .map(|(_, a)| {
                 let live = side.router().agent(a);
                 let view = resources::agent_named(&names, a, config.agents.get(&a), live);
-                pb::Agent { supervisor: config.supervisors.contains(&a), ..view }
+                pb::Agent {
+                    supervisor: config.supervisors.contains(&a),
+                    first_login_today: resources::first_login_today(zone, side.first_login(a), now),
+                    ..view
+                }
             })
             .collect()
     })
@@ -244,14 +252,18 @@ pub(super) async fn explain_agent(mesh: &Mesh, id: &str) -> Result<pb::AgentExpl
     Ok(convert::explain::agent(&names, a, &x))
 }
 
-/// ListConversations of the whole tenant (the supervisor's): the open matches from the
-/// router's open conversations, newest first, read from their actors on this node until a
-/// page is full; the ended ones from the archive; one page of both as the tenant actor's
-/// path pages them (`search::merge`, the same tokens). The actors' archive rows and links
-/// name a customer by its number: a `customer` filter is looked up as one.
+/// ListConversations of the whole tenant (the supervisor's, `viewer` `None`) and an agent's
+/// SearchConversations (`viewer`: the agent, unless it has the supervisor flag): the open
+/// matches from the router's open conversations, newest first, read from their actors on
+/// this node until a page is full; the ended ones from the archive; one page of both as the
+/// tenant actor's path pages them (`search::merge`, the same tokens), with its matching rule
+/// (`search::Resolved`: an agent sees what it serves or served, `Conversation::
+/// visible_until`). The actors' archive rows and links name a customer by its number: a
+/// `customer` filter is looked up as one.
 pub(super) async fn list_conversations(
     meshes: &Meshes,
     mesh: &Mesh,
+    viewer: Option<AgentId>,
     filter_text: &str,
     page_size: u32,
     page_token: &str,
@@ -280,7 +292,7 @@ pub(super) async fn list_conversations(
     if let Some(Some(number)) = customer {
         f.customer = Some(number.to_string());
     }
-    let mut r = search::Resolved::of(&f, agent, group, None);
+    let mut r = search::Resolved::of(&f, agent, group, viewer);
     r.nothing |= customer == Some(None);
 
     let mut live: Vec<(u64, (Conversation, CustomerId))> = Vec::new();
