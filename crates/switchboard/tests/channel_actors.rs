@@ -385,6 +385,16 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     assert_eq!((tagged.tags.clone(), tagged.note.as_str()), (texts(&["refund"]), "called back"));
     let read = get(&mut c, &name).await.expect("get");
     assert_eq!((read.tags, read.note.as_str()), (texts(&["refund"]), "called back"));
+    // The supervisor's listing shows them on the open conversation too.
+    let list = pb::ListConversationsRequest {
+        parent: format!("tenants/{T}"),
+        filter: String::new(),
+        page_size: 10,
+        page_token: String::new(),
+    };
+    let list = c.supervisor.list_conversations(list).await.expect("list").into_inner();
+    let listed = list.conversations.iter().find(|x| x.name == name).expect("listed");
+    assert_eq!((listed.tags.clone(), listed.note.as_str()), (texts(&["refund"]), "called back"));
     let e = c.agent.update_conversation(update(&bob, &["x"], "", &rid("tags"))).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = c.agent.update_conversation(update(&ann, &[" "], "", &rid("tags"))).await.unwrap_err();

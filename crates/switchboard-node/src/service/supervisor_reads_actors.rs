@@ -35,6 +35,7 @@ use crate::actors::placement::ActorKey;
 use crate::apply::Names;
 use crate::convert::{self, resources, views};
 use crate::error::Error;
+use crate::state::ConversationExtra;
 
 fn names(mesh: &Mesh) -> MeshNames<'_> {
     MeshNames { tenant: mesh.tenant(), config: mesh.config() }
@@ -154,7 +155,7 @@ pub(super) async fn live_board(
     })
 }
 
-/// GetQueueStats: the waits of the open conversations (from their actors on this node) and
+/// GetQueueStats: the waits of the open conversations (from their actors, wherever they live) and
 /// of `archived` (the archive's conversations that may have waited in the window), by the
 /// tenant actor's rule.
 pub(super) async fn queue_stats(
@@ -252,10 +253,14 @@ pub(super) async fn explain_agent(mesh: &Mesh, id: &str) -> Result<pb::AgentExpl
     Ok(convert::explain::agent(&names, a, &x))
 }
 
+/// An open conversation a listing found, its customer, and its tags and note as its actor
+/// holds them.
+type Listed = (Conversation, CustomerId, Option<ConversationExtra>);
+
 /// ListConversations of the whole tenant (the supervisor's, `viewer` `None`) and an agent's
 /// SearchConversations (`viewer`: the agent, unless it has the supervisor flag): the open
-/// matches from the router's open conversations, newest first, read from their actors on
-/// this node until a page is full; the ended ones from the archive; one page of both as the
+/// matches from the router's open conversations, newest first, read from their actors
+/// (wherever they live, a page at a time) until a page is full; the ended ones from the archive; one page of both as the
 /// tenant actor's path pages them (`search::merge`, the same tokens), with its matching rule
 /// (`search::Resolved`: an agent sees what it serves or served, `Conversation::
 /// visible_until`). The actors' archive rows and links name a customer by its number: a
@@ -295,7 +300,7 @@ pub(super) async fn list_conversations(
     let mut r = search::Resolved::of(&f, agent, group, viewer);
     r.nothing |= customer == Some(None);
 
-    let mut live: Vec<(u64, (Conversation, CustomerId))> = Vec::new();
+    let mut live: Vec<(u64, Listed)> = Vec::new();
     let mut live_complete = true;
     if let Some(n) = f.conversation {
         // The `name = …` lookup: that one, open or ended, if it matches.
@@ -305,7 +310,7 @@ pub(super) async fn list_conversations(
                 && let Some(h) = super::calls::held(mesh, ConversationId(n), u).await?
                 && r.matches(&h.conversation, &u.0.to_string())
             {
-                live.push((n, (h.conversation, u)));
+                live.push((n, (h.conversation, u, h.extra)));
             }
         }
     } else if !r.nothing {
@@ -328,7 +333,7 @@ pub(super) async fn list_conversations(
                     live_complete = false;
                     break 'pages;
                 }
-                live.push((id.0, (h.conversation, u)));
+                live.push((id.0, (h.conversation, u, h.extra)));
             }
         }
     }
@@ -351,7 +356,7 @@ pub(super) async fn list_conversations(
 
     // Positions and estimated waits of the open ones on the page, from the router.
     let waiting: Vec<ConversationId> =
-        page.iter().filter_map(|(_, v)| v.as_ref().ok()).map(|(c, _)| c.id).collect();
+        page.iter().filter_map(|(_, v)| v.as_ref().ok()).map(|(c, _, _)| c.id).collect();
     let now = crate::clock::now();
     let placed: Vec<(Option<usize>, Option<std::time::Duration>)> = on_router(mesh, move |side| {
         let router = side.router();
@@ -363,11 +368,11 @@ pub(super) async fn list_conversations(
     let mut conversations = Vec::with_capacity(page.len());
     for (_, v) in page {
         conversations.push(match v {
-            Ok((c, u)) => {
+            Ok((c, u, extra)) => {
                 let (position, wait) = placed.next().unwrap_or_default();
                 let position = position.filter(|_| c.state == State::Queued);
                 let customer = customer_resource(meshes, &tenant, u).await?;
-                views::render_named(&names, &c, None, customer, position, wait)
+                views::render_named(&names, &c, extra.as_ref(), customer, position, wait)
             }
             Err(a) => {
                 let customer = match a.customer.parse::<u64>() {
