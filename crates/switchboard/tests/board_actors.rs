@@ -209,6 +209,12 @@ async fn queue_stats(c: &mut Clients, t: &str) -> pb::QueueStats {
     c.supervisor.get_queue_stats(r).await.expect("queue stats").into_inner()
 }
 
+async fn list_agents(c: &mut Clients, t: &str) -> pb::ListAgentsResponse {
+    let page = Some(pb::PageRequest { page_size: 100, page_token: String::new() });
+    let r = pb::ListAgentsRequest { tenant: format!("tenants/{t}"), page };
+    c.admin.list_agents(r).await.expect("list agents").into_inner()
+}
+
 async fn agent_board(c: &mut Clients, t: &str) -> pb::AgentBoard {
     let r = pb::GetAgentBoardRequest { tenant: format!("tenants/{t}") };
     c.supervisor.get_agent_board(r).await.expect("agent board").into_inner()
@@ -339,6 +345,15 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     let (online, offline) = (pb::AgentStatus::Online as i32, pb::AgentStatus::Offline as i32);
     let away = pb::AgentStatus::Away as i32;
     assert_eq!(loads, [(1, online), (0, away), (0, offline), (1, online)]);
+    // AdminService's ListAgents and GetAgent show the same live views (on actors: the
+    // router's, not the tenant actor's configuration-only ones).
+    let (_, agents_act) =
+        same!("list agents", list_agents(&mut c, PLAIN).await, list_agents(&mut c, ACTORS).await);
+    let live: Vec<(u32, i32)> = agents_act.agents.iter().map(|x| (x.load, x.status)).collect();
+    assert_eq!(live, loads);
+    let first = agents_act.agents[0].clone();
+    let got = c.admin.get_agent(pb::GetAgentRequest { name: first.name.clone() }).await;
+    assert_eq!(got.expect("get agent").into_inner(), first);
     // Signing in again the same day keeps the first sign-in, which SetStatus answers with.
     for (t, b) in [(PLAIN, &board), (ACTORS, &board_act)] {
         let mut answered = None;

@@ -66,6 +66,22 @@ fn page_of<T>(
     (items, String::new())
 }
 
+impl Admin {
+    /// The agents as a tenant on actors holds them: status, load, wrap-ups and first sign-in
+    /// are its router actor's (the tenant actor only keeps their configuration), each view
+    /// as the agent board shows it. Other tenants' views are returned as they are.
+    async fn live(&self, tenant: &str, agents: Vec<pb::Agent>) -> Result<Vec<pb::Agent>, Status> {
+        let Some(meshes) = &self.meshes else { return Ok(agents) };
+        let Some(mesh) = super::on_actors::served(meshes, tenant).await? else {
+            return Ok(agents);
+        };
+        let board = super::supervisor_reads_actors::agent_board(&mesh).await?;
+        let mut live: std::collections::HashMap<String, pb::Agent> =
+            board.agents.into_iter().map(|a| (a.name.clone(), a)).collect();
+        Ok(agents.into_iter().map(|a| live.remove(&a.name).unwrap_or(a)).collect())
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn create_tenant(
@@ -219,7 +235,7 @@ impl AdminService for Admin {
             .read(&t, move |s| s.agent("name", &id).map(|a| resources::agent_on(s, a, now)))
             .await?
             .map_err(Status::from)?;
-        Ok(Response::new(agent))
+        Ok(Response::new(self.live(&t, vec![agent]).await?.pop().unwrap_or_default()))
     }
 
     async fn list_agents(
@@ -240,6 +256,7 @@ impl AdminService for Admin {
                 })
             })
             .await?;
+        let agents = self.live(&t, agents).await?;
         let next_page_token = page_token("agents", &last);
         Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
     }
