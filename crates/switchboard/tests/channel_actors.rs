@@ -40,6 +40,23 @@ async fn create(c: &mut Clients) {
         .expect("put group");
 }
 
+/// An agent of capacity 1 in the support group; its resource name.
+async fn support_agent(c: &mut Clients, id: &str, nickname: &str) -> String {
+    let name = format!("tenants/{T}/agents/{id}");
+    c.admin
+        .put_agent(pb::PutAgentRequest {
+            name: name.clone(),
+            nickname: nickname.into(),
+            capacity: 1,
+            groups: vec![format!("tenants/{T}/groups/support")],
+            request_id: rid("agent"),
+            ..Default::default()
+        })
+        .await
+        .expect("put agent");
+    name
+}
+
 async fn settings(c: &mut Clients) {
     c.admin
         .update_tenant(pb::UpdateTenantRequest {
@@ -215,18 +232,7 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
     create(&mut c).await;
-    let ann = format!("tenants/{T}/agents/ann");
-    c.admin
-        .put_agent(pb::PutAgentRequest {
-            name: ann.clone(),
-            nickname: "Ann".into(),
-            capacity: 1,
-            groups: vec![format!("tenants/{T}/groups/support")],
-            request_id: rid("agent"),
-            ..Default::default()
-        })
-        .await
-        .expect("put agent");
+    let ann = support_agent(&mut c, "ann", "Ann").await;
     settings(&mut c).await;
     c.agent
         .set_status(pb::SetStatusRequest {
@@ -281,18 +287,7 @@ async fn an_agents_conversation_calls_reach_the_conversation_actor() {
     let read = c.agent.get_history(history(&ann)).await.expect("history").into_inner();
     let read = texts(read);
     assert!(read.contains(&"help".to_owned()) && read.contains(&"how can I help?".to_owned()));
-    let bob = format!("tenants/{T}/agents/bob");
-    c.admin
-        .put_agent(pb::PutAgentRequest {
-            name: bob.clone(),
-            nickname: "Bob".into(),
-            capacity: 1,
-            groups: vec![format!("tenants/{T}/groups/support")],
-            request_id: rid("agent"),
-            ..Default::default()
-        })
-        .await
-        .expect("put agent");
+    let bob = support_agent(&mut c, "bob", "Bob").await;
     let e = c.agent.get_history(history(&bob)).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = c.agent.get_history(history(&format!("tenants/{T}/agents/nobody"))).await.unwrap_err();
