@@ -1262,7 +1262,8 @@ async fn an_actor_tenant_is_served_by_every_node() {
 /// Issue 12 item 3: the supervisor's calls that span conversations on every node land on the
 /// router's node, and read or act on each conversation's actor wherever it lives (the
 /// internal `ConversationCallService`): an agent's unaccepted list, the live board and the
-/// listing show every conversation with its counts, a Transfer answers the conversation as
+/// listing show every conversation with its counts, a configuration change reaches the
+/// conversation actors of every node (`ActorMeshService.Reconfigure`), a Transfer answers the conversation as
 /// its actor holds it, and SetBotHosting and EndBatch reach every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_supervisor_reads_and_acts_on_conversations_on_every_node() {
@@ -1340,6 +1341,46 @@ async fn a_supervisor_reads_and_acts_on_conversations_on_every_node() {
         .collect();
     assert!(away.len() >= 2, "spread_tenant spreads customers over the three nodes");
 
+    // A configuration change (through node 0, applied on the router's node) reaches the
+    // meshes of the other nodes at once: the next message of a conversation whose actor is on
+    // another node gets the new message-received reply.
+    let update = pb::UpdateTenantRequest {
+        name: format!("tenants/{t}"),
+        settings: Some(pb::TenantSettings {
+            message_received: Some(pb::MessageReceivedReply {
+                texts: vec!["noted, v2".into()],
+                also_in_session: true,
+            }),
+            ..Default::default()
+        }),
+        display_name: t.clone(),
+        request_id: rid("settings"),
+        update_mask: None,
+    };
+    call!(c, admin.update_tenant, update).expect("update tenant");
+    let i = (0..customers).find(|i| names[*i] == *away[0]).expect("its customer");
+    post(&c, post_request(&t, &format!("c{i}"), "still there?")).await;
+    let mut outbound = Clients::connect(&uris[0])
+        .await
+        .channel
+        .stream_outbound(pb::StreamOutboundRequest {
+            tenant: format!("tenants/{t}"),
+            after_cursor: 0,
+        })
+        .await
+        .expect("outbound")
+        .into_inner();
+    loop {
+        let m = tokio::time::timeout(PATIENCE, outbound.message())
+            .await
+            .expect("the new reply within the bounded wait")
+            .expect("stream ok")
+            .expect("open");
+        if m.conversation == *away[0] && m.text == "noted, v2" {
+            break;
+        }
+    }
+
     // The live board, asked through node 0 (forwarded to the router's): every conversation
     // with the counts only its actor keeps.
     let board = pb::GetLiveBoardRequest {
@@ -1350,7 +1391,8 @@ async fn a_supervisor_reads_and_acts_on_conversations_on_every_node() {
     assert_eq!(board.in_progress, customers as u64);
     assert_eq!(board.conversations.len(), customers);
     for row in &board.conversations {
-        assert_eq!(row.customer_messages, 1, "{}: its actor's counts", row.conversation);
+        let wrote = if row.conversation == *away[0] { 2 } else { 1 };
+        assert_eq!(row.customer_messages, wrote, "{}: its actor's counts", row.conversation);
         assert_eq!(row.state, pb::ConversationState::Assigned as i32, "{}", row.conversation);
     }
     // The listing: every open conversation, with its customer.

@@ -478,6 +478,58 @@ impl ActorMeshService for ActorMeshGrpc {
         }
         Ok(tonic::Response::new(pb::DeliverResponse {}))
     }
+
+    async fn reconfigure(
+        &self,
+        request: tonic::Request<pb::ReconfigureRequest>,
+    ) -> Result<tonic::Response<pb::ReconfigureResponse>, tonic::Status> {
+        let r = request.into_inner();
+        // Only a running mesh: one started later loads the newest configuration anyway.
+        if let Some(mesh) = self.local.mesh(&r.tenant) {
+            mesh.refresh(r.config_version).await?;
+        }
+        Ok(tonic::Response::new(pb::ReconfigureResponse {}))
+    }
+}
+
+/// Tells every other live member that `tenant`'s configuration is at `version`, waiting at
+/// most [`DELIVER_DEADLINE`] for each (concurrently). A member that does not answer in time
+/// takes the change with the router's next envelope to its actors, which carries the
+/// version: what it misses is logged, not an error of the configuration command (durable
+/// already).
+pub async fn reconfigure_peers(ownership: &Ownership, tenant: &str, version: u64) {
+    let me = ownership.node_id().to_owned();
+    let mut calls = tokio::task::JoinSet::new();
+    for (node, addr) in ownership.view().members {
+        if node == me {
+            continue;
+        }
+        let Ok(channel) = ownership.peers().channel(&addr) else { continue };
+        let request = pb::ReconfigureRequest { tenant: tenant.to_owned(), config_version: version };
+        calls.spawn(async move {
+            let mut client = ActorMeshServiceClient::new(channel);
+            let mut request = tonic::Request::new(request);
+            request.set_timeout(DELIVER_DEADLINE);
+            let answered =
+                tokio::time::timeout(DELIVER_DEADLINE, client.reconfigure(request)).await;
+            (node, answered)
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let Ok((node, answered)) = done else { continue };
+        let failed = match answered {
+            Ok(Ok(_)) => continue,
+            Ok(Err(status)) => status.to_string(),
+            Err(_) => format!("no answer within {DELIVER_DEADLINE:?}"),
+        };
+        tracing::warn!(
+            tenant,
+            node,
+            version,
+            error = failed,
+            "a member did not take the new configuration now; it will with the next envelope"
+        );
+    }
 }
 
 #[cfg(test)]

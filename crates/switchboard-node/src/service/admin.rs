@@ -32,17 +32,43 @@ pub struct Admin {
 impl Admin {
     /// After a durable configuration command of `tenant`: its mesh on this node (the tenant
     /// actor's node, where its router actor runs) takes the new configuration before the call
-    /// is answered, so the next call here sees it (`actors::config`). A failed reload is
+    /// is answered, so the next call here sees it (`actors::config`), and so do its meshes on
+    /// the other live members (`Reconfigure`, waited for up to 2 s each). A failed reload is
     /// logged, not the call's failure: the command is durable, and the next envelope or call
     /// naming what changed reloads again.
     async fn configured(&self, tenant: &str) {
-        let Some(mesh) = self.meshes.as_ref().and_then(|m| m.running(tenant)) else { return };
-        if !mesh.config().actor_routing {
-            return;
-        }
-        if let Err(e) = mesh.refresh_stored().await {
-            tracing::warn!(tenant, error = %e, "the mesh could not reload the tenant's configuration");
-        }
+        let Some(meshes) = &self.meshes else { return };
+        let version = match meshes.running(tenant) {
+            Some(mesh) if !mesh.config().actor_routing => return,
+            Some(mesh) => match mesh.refresh_stored().await {
+                Ok(()) => mesh.config_version(),
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "the mesh could not reload the tenant's configuration");
+                    return;
+                }
+            },
+            // No mesh here: other members may still run one.
+            None => {
+                if !matches!(meshes.actor_routing(tenant).await, Ok(true)) {
+                    return;
+                }
+                let (store, name) = (meshes.store().clone(), tenant.to_owned());
+                let read = move || crate::actors::config::stored(store.as_ref(), &name);
+                match tokio::task::spawn_blocking(read).await {
+                    Ok(Ok(version)) => version,
+                    Ok(Err(e)) => {
+                        tracing::warn!(tenant, error = %e, "the configuration version could not be read");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "the configuration version could not be read");
+                        return;
+                    }
+                }
+            }
+        };
+        // The other members' meshes (their conversation and agent actors) take it now too.
+        crate::actors::grpc::reconfigure_peers(meshes.ownership(), tenant, version).await;
     }
 }
 
