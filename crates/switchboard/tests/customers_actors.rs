@@ -325,8 +325,11 @@ async fn script(c: &mut Clients, t: &str) -> Vec<String> {
     };
     log.push(seen(t, c.agent.update_customer_profile(boss).await.map(tonic::Response::into_inner)));
 
-    // GetCustomerProfile: ann (dave's agent; carol's group), li (neither), an unknown one.
-    for (by, u) in [("ann", "dave"), ("ann", "carol"), ("li", "dave"), ("ann", "nobody")] {
+    // GetCustomerProfile: ann (dave's agent; carol's group), li (neither), an unknown one;
+    // bob only by the group of dave's open conversation.
+    for (by, u) in
+        [("ann", "dave"), ("ann", "carol"), ("li", "dave"), ("ann", "nobody"), ("bob", "dave")]
+    {
         let r = pb::GetCustomerProfileRequest { agent: agent(t, by), customer: customer(t, u) };
         log.push(seen(t, c.agent.get_customer_profile(r).await.map(tonic::Response::into_inner)));
     }
@@ -400,6 +403,7 @@ async fn customer_calls_on_actors_answer_as_on_a_tenant_actor() {
     assert_eq!(log[12..16], ["PermissionDenied", "NotFound", "NotFound", "InvalidArgument"]);
     assert_eq!((log[19].as_str(), log[20].as_str()), ("PermissionDenied", "NotFound"));
     assert_eq!(log[17], log[10], "ann reads dave's profile as she left it");
+    assert_eq!(log[21], log[10], "bob, by the group of dave's open conversation");
     let last = log.last().unwrap();
     assert!(last.contains("open_conversation: \"\"") && last.contains("agents/ann"), "{last}");
 }
