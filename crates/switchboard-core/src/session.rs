@@ -99,6 +99,21 @@ impl<'a> Config<'a> {
         Ok(group)
     }
 
+    /// Refuses customer settings naming a group or an agent this configuration does not have
+    /// (what an administrator sets: [`Engine::upsert_customer`] and
+    /// [`ConversationSide::put_customer`](crate::mesh::ConversationSide::put_customer)).
+    ///
+    /// [`Engine::upsert_customer`]: crate::engine::Engine::upsert_customer
+    pub fn check_customer(&self, settings: &CustomerSettings) -> Result<()> {
+        if let Some(g) = settings.group.filter(|g| !self.groups.contains_key(g)) {
+            return Err(Error::UnknownGroup(g));
+        }
+        if let Some(a) = settings.dedicated_agent.filter(|a| !self.agents.contains_key(a)) {
+            return Err(Error::UnknownAgent(a));
+        }
+        Ok(())
+    }
+
     /// Opens the customer's conversation in `group` (in the bot stage when the tenant has one)
     /// with the priority the message, the customer and its customer groups give it.
     pub fn open(
@@ -702,6 +717,17 @@ fn waited_ms(c: &Conversation, now: Timestamp) -> Option<u64> {
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether the nickname a channel reports with a customer message changes the customer's
+/// (`customer`: `None` for one not known yet). It goes in before the message, so that the
+/// message's replies can greet by it, and only if the message is accepted: a refused message
+/// changes nothing ([`Engine::customer_message_named`],
+/// [`ConversationSide::customer_message_named`](crate::mesh::ConversationSide::customer_message_named)).
+///
+/// [`Engine::customer_message_named`]: crate::engine::Engine::customer_message_named
+pub fn renames(customer: Option<&Customer>, nickname: &str) -> bool {
+    !nickname.is_empty() && customer.and_then(|c| c.settings.nickname.as_deref()) != Some(nickname)
 }
 
 pub(crate) fn check_text(text: &str) -> Result<()> {

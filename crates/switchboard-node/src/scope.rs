@@ -2,7 +2,7 @@
 //! customers an agent may read and edit. Supervisors (the flag an administrator sets) see all.
 
 use switchboard_core::engine::{Actor, Customer};
-use switchboard_core::{AgentId, Conversation};
+use switchboard_core::{AgentId, Conversation, GroupId};
 
 use crate::error::{Error, Result};
 use crate::state::TenantState;
@@ -30,30 +30,44 @@ pub fn conversation(state: &TenantState, a: AgentId, c: &Conversation) -> Result
 /// open conversation) it is a member of. `c` is the customer's routing record (`None` for
 /// one never routed).
 pub fn customer(state: &TenantState, a: AgentId, name: &str, c: Option<&Customer>) -> Result<()> {
-    if in_scope(state, a, c) {
+    let groups = state.engine.agent_settings(a).map(|s| s.groups.as_slice()).unwrap_or_default();
+    let open = c.and_then(|c| c.open).and_then(|id| state.engine.conversation(id));
+    if customer_in_scope(state.is_supervisor(a), groups, a, c, open) {
         return Ok(());
     }
-    Err(Error::PermissionDenied(format!(
-        "customer {name} is outside the data scope of agent {}: it never served the customer \
-         and is in none of its groups",
-        state.agent_name(a)
-    )))
+    Err(out_of_customer_scope(name, &state.agent_name(a)))
 }
 
-fn in_scope(state: &TenantState, a: AgentId, c: Option<&Customer>) -> bool {
-    if state.is_supervisor(a) {
+/// [`customer`]'s rule, for any holder of what it reads (the tenant actor, a conversation
+/// actor): whether `a` (a supervisor or not, in `groups`) may read and edit the customer `c`
+/// whose open conversation is `open` (if it is known).
+pub fn customer_in_scope(
+    supervisor: bool,
+    groups: &[GroupId],
+    a: AgentId,
+    c: Option<&Customer>,
+    open: Option<&Conversation>,
+) -> bool {
+    if supervisor {
         return true;
     }
     let Some(c) = c else { return false };
     if c.last_agent == Some(a) || c.settings.dedicated_agent == Some(a) {
         return true;
     }
-    let groups = state.engine.agent_settings(a).map(|s| s.groups.as_slice()).unwrap_or_default();
-    let open = c.open.and_then(|id| state.engine.conversation(id));
-    if let Some(open) = open
+    if let Some(open) = open.filter(|o| c.open == Some(o.id))
         && (open.visible_until(Actor::Agent(a)).is_some() || groups.contains(&open.group))
     {
         return true;
     }
     c.settings.group.is_some_and(|g| groups.contains(&g))
+}
+
+/// The refusal of a customer (`name`, its resource name) outside the scope of `agent` (its
+/// resource name).
+pub fn out_of_customer_scope(name: &str, agent: &str) -> Error {
+    Error::PermissionDenied(format!(
+        "customer {name} is outside the data scope of agent {agent}: it never served the \
+         customer and is in none of its groups"
+    ))
 }

@@ -70,7 +70,7 @@ impl Ids {
 }
 
 /// Contact data of a customer (SPEC §6): edited by agents, shown in every view.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     pub remark_name: String,
     pub phone: String,

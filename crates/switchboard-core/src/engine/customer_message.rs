@@ -7,7 +7,7 @@ use crate::conversation::Cause;
 use crate::error::{Error, Result};
 use crate::ids::{ConversationId, CustomerId, GroupId};
 use crate::queue::Priority;
-use crate::session::{Config, check_text};
+use crate::session::{self, Config, check_text};
 use crate::time::Timestamp;
 
 /// A message posted by a channel gateway.
@@ -148,6 +148,25 @@ impl Engine {
         let c = cfg.open(now, customer, msg, group, out);
         self.conversations.insert(c.id, c);
         Ok((msg.new_conversation, true))
+    }
+
+    /// A customer message carrying the nickname its channel reports (empty: none): the
+    /// nickname goes in before the message, and only if the message is accepted
+    /// ([`session::renames`]).
+    pub fn customer_message_named(
+        &mut self,
+        now: Timestamp,
+        msg: CustomerMessage,
+        nickname: &str,
+    ) -> Result<Outcome> {
+        if session::renames(self.customers.get(&msg.customer), nickname) {
+            // Validated first: undoing the nickname afterwards would leave a new customer
+            // behind.
+            self.check_customer_message(&msg)?;
+            let customer = self.customers.entry(msg.customer).or_default();
+            customer.settings.nickname = Some(nickname.to_owned());
+        }
+        self.customer_message(now, msg)
     }
 
     /// Refuses what [`Engine::customer_message`] would refuse, changing nothing: for a caller

@@ -218,13 +218,10 @@ impl Engine {
         Ok(out)
     }
 
+    /// Sets what an administrator sets on a customer; refuses an unknown group or dedicated
+    /// agent ([`Config::check_customer`], the conversation side's rule too).
     pub fn upsert_customer(&mut self, id: CustomerId, settings: CustomerSettings) -> Result<()> {
-        if let Some(g) = settings.group.filter(|g| !self.groups.contains_key(g)) {
-            return Err(Error::UnknownGroup(g));
-        }
-        if let Some(a) = settings.dedicated_agent.filter(|a| !self.agents.contains_key(a)) {
-            return Err(Error::UnknownAgent(a));
-        }
+        self.config().check_customer(&settings)?;
         self.customers.entry(id).or_default().settings = settings;
         Ok(())
     }

@@ -13,14 +13,15 @@ use super::{
     Body, DeskEnvelope, Envelope, FromDesk, Holding, ToConversation, ToDesk, ToRouter, standing,
 };
 use crate::channel::{Channel, MessageTag};
+use crate::config::CustomerSettings;
 use crate::conversation::{Cause, Conversation, State};
 use crate::engine::customer_message::CustomerMessage;
 use crate::engine::{Actor, Effect, Outcome};
 use crate::error::{Error, Result};
-use crate::ids::{AgentId, ConversationId, CustomerId};
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::ReplyKind;
 use crate::router::Standing;
-use crate::session::{Ask, Config, Customer, Session, check_text};
+use crate::session::{self, Ask, Config, Customer, Session, check_text};
 use crate::time::Timestamp;
 
 type ConvLink = Link<ToRouter, ToConversation>;
@@ -196,6 +197,35 @@ impl ConversationSide {
         let conversation = open.conv.id;
         self.send_notes(&out);
         Ok(Outcome { conversation, opened, effects: out })
+    }
+
+    /// A customer message carrying the nickname its channel reports (empty: none): the
+    /// nickname goes in before the message, and only if the message is accepted
+    /// ([`session::renames`], as [`Engine::customer_message_named`](crate::Engine::customer_message_named)).
+    pub fn customer_message_named(
+        &mut self,
+        cfg: Config<'_>,
+        now: Timestamp,
+        msg: CustomerMessage,
+        nickname: &str,
+    ) -> Result<Outcome> {
+        if session::renames(Some(&self.customer), nickname) {
+            check_text(&msg.text)?;
+            self.opening(cfg, &msg)?;
+            self.customer.settings.nickname = Some(nickname.to_owned());
+        }
+        self.customer_message(cfg, now, msg)
+    }
+
+    /// What an administrator sets on the customer (PutCustomer): refused as
+    /// [`Engine::upsert_customer`](crate::Engine::upsert_customer) refuses it (an unknown group
+    /// or dedicated agent, [`Config::check_customer`]). Like there, it changes what the next
+    /// routing of the customer reads (group, priority, customer groups, dedicated agent), not
+    /// a conversation already open.
+    pub fn put_customer(&mut self, cfg: Config<'_>, settings: CustomerSettings) -> Result<()> {
+        cfg.check_customer(&settings)?;
+        self.customer.settings = settings;
+        Ok(())
     }
 
     /// The customer opened the service window: the open-service reply, opening a conversation
@@ -520,19 +550,7 @@ impl ConversationSide {
         msg: &CustomerMessage,
         out: &mut Vec<Effect>,
     ) -> Result<bool> {
-        if msg.customer != self.id {
-            return Err(Error::InvalidArgument(format!(
-                "customer {} sent to the side of customer {}",
-                msg.customer, self.id
-            )));
-        }
-        if self.open.is_some() {
-            return Ok(false);
-        }
-        if self.closing.contains_key(&msg.new_conversation) {
-            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
-        }
-        let group = cfg.opening_group(Some(&self.customer), msg)?;
+        let Some(group) = self.opening(cfg, msg)? else { return Ok(false) };
         let conv = cfg.open(now, &mut self.customer, msg, group, out);
         self.open = Some(Open {
             conv,
@@ -543,6 +561,24 @@ impl ConversationSide {
             holding: None,
         });
         Ok(true)
+    }
+
+    /// Where a message goes, changing nothing: the open conversation (`None`), or a new one in
+    /// this group.
+    fn opening(&self, cfg: Config<'_>, msg: &CustomerMessage) -> Result<Option<GroupId>> {
+        if msg.customer != self.id {
+            return Err(Error::InvalidArgument(format!(
+                "customer {} sent to the side of customer {}",
+                msg.customer, self.id
+            )));
+        }
+        if self.open.is_some() {
+            return Ok(None);
+        }
+        if self.closing.contains_key(&msg.new_conversation) {
+            return Err(Error::AlreadyExists(format!("conversation {}", msg.new_conversation)));
+        }
+        cfg.opening_group(Some(&self.customer), msg).map(Some)
     }
 
     /// Ends the open conversation through its session; the router lets go of it.

@@ -659,3 +659,94 @@ fn the_router_side_keeps_first_sign_ins_in_its_durable_state() {
     router.reconfigure(Timestamp(3_000), none.cfg());
     assert_eq!(router.first_login(A1), None);
 }
+
+/// What an administrator sets on a customer, on its conversation side: refused as the
+/// engine refuses it (an unknown group or dedicated agent; nothing changes), else the
+/// customer's next route carries its priority (the higher of its own and its customer
+/// groups') and its dedicated agent, and opens in its group.
+#[test]
+fn customer_settings_are_checked_as_the_engine_checks_them_and_reach_the_next_route() {
+    use crate::config::CustomerSettings;
+    use crate::error::Error;
+
+    let (mut t, _, mut side) = setup();
+    t.settings.customer_group_priorities.insert("vip".into(), 7);
+    let mut engine = crate::Engine::new(t.settings.clone()).unwrap();
+    engine.upsert_group(Timestamp(0), G1, GroupSettings::default()).unwrap();
+    engine.upsert_agent(Timestamp(0), A1, t.agents[&A1].clone()).unwrap();
+
+    let unknown_group = CustomerSettings { group: Some(GroupId(9)), ..Default::default() };
+    let unknown_agent =
+        CustomerSettings { dedicated_agent: Some(AgentId(9)), ..Default::default() };
+    for bad in [unknown_group, unknown_agent] {
+        let on_side = side.put_customer(t.cfg(), bad.clone()).unwrap_err();
+        let on_engine = engine.upsert_customer(U1, bad).unwrap_err();
+        assert_eq!(on_side, on_engine);
+        assert!(matches!(on_side, Error::UnknownGroup(_) | Error::UnknownAgent(_)), "{on_side}");
+        assert_eq!(side.customer(), &Customer::default(), "a refusal changes nothing");
+    }
+
+    let vip = CustomerSettings {
+        priority: 3,
+        group: Some(G1),
+        dedicated_agent: Some(A1),
+        customer_groups: vec!["vip".into()],
+        ..Default::default()
+    };
+    side.put_customer(t.cfg(), vip.clone()).unwrap();
+    assert_eq!(side.customer().settings, vip);
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, CustomerMessage { group: None, ..message("hi") }).unwrap();
+    let route = side.outgoing();
+    let Body::Message { message: ToRouter::Route { request, .. }, .. } = &route[0].body else {
+        panic!("{route:?}");
+    };
+    assert_eq!((request.group, request.priority, request.dedicated), (G1, 7, Some(A1)));
+}
+
+/// The nickname a channel reports with a message goes in before the message (its replies
+/// greet by it) and only if the message is accepted, as on one node.
+#[test]
+fn a_reported_nickname_is_kept_only_with_an_accepted_message() {
+    use crate::config::MessageReceivedReply;
+
+    let (mut t, mut router, mut side) = setup();
+    t.settings.message_received = Some(MessageReceivedReply {
+        texts: vec!["hi {{nick_name}}".into()],
+        also_in_session: true,
+    });
+    let now = Timestamp(1_000);
+    // Refused (an empty text): the nickname is not kept.
+    side.customer_message_named(t.cfg(), now, message(" "), "Ann").unwrap_err();
+    assert_eq!(side.customer().settings.nickname, None);
+    // Refused (no group anywhere): not kept either.
+    let groupless = Tenant {
+        settings: TenantSettings { default_group: None, ..t.settings.clone() },
+        groups: t.groups.clone(),
+        agents: t.agents.clone(),
+    };
+    side.customer_message_named(groupless.cfg(), now, message("hello"), "Ann").unwrap_err();
+    assert_eq!(side.customer().settings.nickname, None);
+
+    // Accepted: kept, and the message's own reply greets by it.
+    side.customer_message_named(t.cfg(), now, message("hello"), "Ann").unwrap();
+    assert_eq!(side.customer().settings.nickname.as_deref(), Some("Ann"));
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    let mut sent = Vec::new();
+    for e in router.outgoing() {
+        sent.extend(side.receive(t.cfg(), now, e));
+    }
+    let texts: Vec<&str> = sent
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(texts.contains(&"hi Ann"), "{texts:?}");
+    // No nickname reported: the known one stays.
+    side.customer_message_named(t.cfg(), now, message("again"), "").unwrap();
+    assert_eq!(side.customer().settings.nickname.as_deref(), Some("Ann"));
+}

@@ -35,18 +35,19 @@ use switchboard_core::{
     AgentId, Channel, Conversation, ConversationId, CustomerId, CustomerMessage, Effect,
     MessageTag, Outcome, Timestamp,
 };
+use switchboard_proto::v1 as pb;
 use switchboard_store::{
     ActorState, Archived, Batch, ConversationOwner, CustomerRecord, Fence, Response,
 };
 use tracing::warn;
 
-use super::effects::{CustomerNamed, MeshNames, Rows, Transcript};
+use super::effects::{Current, CustomerNamed, MeshNames, Rows, Transcript};
 use super::placement::ActorKey;
-use super::{CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
+use super::{Beside, CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::state::ConversationExtra;
+use crate::state::{ConversationExtra, Profile};
 
 /// A call naming a conversation reaches its customer's actor by the owner row its opening
 /// wrote: one this side no longer holds has ended (refused as the tenant actor refuses an act
@@ -84,9 +85,16 @@ fn in_scope(c: &Conversation, by: switchboard_core::Actor) -> Result<()> {
 /// a supervisor; `InviteRating` is the rating invitation, sent as the agent's message.
 /// `Whisper`: a supervisor's guidance to the holder, a `whisper` transcript row, never sent;
 /// `EndInBatch`: one item of a supervisor's EndBatch, the batch-end reply.
+///
+/// `CustomerMessage` carries the nickname its channel reports (empty: none), which goes in
+/// before the message and only if the message is accepted. `PutCustomer` and
+/// `UpdateProfile` change the customer, not a conversation: what an administrator sets
+/// (settings: the core's side checks them; language and customer groups in the profile) and
+/// an agent's edit of its contact data and tags (in the agent's data scope, the
+/// `scope::customer` rule); both write the customer's `customers` row in the step's batch.
 #[derive(Debug, Clone)]
 pub enum ConversationOp {
-    CustomerMessage(CustomerMessage),
+    CustomerMessage { msg: CustomerMessage, nickname: String },
     OpenService { channel: Channel, new_conversation: ConversationId },
     RequestHuman(ConversationId),
     ChannelClosed(ConversationId),
@@ -99,6 +107,8 @@ pub enum ConversationOp {
     BotHosting { id: ConversationId, on: bool, by: switchboard_core::Actor },
     InviteRating { id: ConversationId, agent: AgentId },
     Update { id: ConversationId, by: switchboard_core::Actor, patch: Patch },
+    PutCustomer(Box<pb::PutCustomerRequest>),
+    UpdateProfile { by: AgentId, request: Box<pb::UpdateCustomerProfileRequest> },
 }
 
 /// What UpdateConversation changes (`None`: left as it is).
@@ -145,6 +155,9 @@ pub struct Answered<'a> {
     pub last_row: Option<&'a switchboard_store::Message>,
     /// The conversation's tags and note.
     pub extra: Option<&'a ConversationExtra>,
+    /// The customer as it is after the step, and its profile.
+    pub customer: &'a Customer,
+    pub profile: &'a Profile,
 }
 
 /// A call of the public API on the customer's conversation (issue 12's cut-over): the
@@ -225,6 +238,15 @@ pub struct ConversationRun {
     /// The open conversation's tags and note (its number and them), kept in the row; they go
     /// to its archive row when it ends.
     extra: Option<(ConversationId, ConversationExtra)>,
+    /// The customer's profile, kept in the row and in its `customers` record.
+    profile: Profile,
+    /// The customer's record as the store's `customers` row last had it (written by this
+    /// incarnation, or read at its activation): a step that changes the customer (its
+    /// settings, last agent, open conversation) or its profile writes the row again in its own
+    /// batch, so reads of the table lag nothing.
+    recorded: Option<(Customer, Profile)>,
+    /// The customer is known: it had an actor row or a stored record, or a step was written.
+    known: bool,
     epoch: u64,
     last_now: Timestamp,
     last_active: tokio::time::Instant,
@@ -262,18 +284,31 @@ impl Actor for ConversationActor {
         let key = customer.0.to_string();
         let row = mesh.load(CONVERSATION, key.clone()).await?;
         let had_row = row.is_some();
-        let (at, mut side, stored, transcript, name, extra) = match row {
+        let mut recorded = None;
+        let (at, mut side, stored, beside) = match row {
             Some(ActorState { epoch, body: Some(body), .. }) => {
-                let (at, side, transcript, name, extra) = decode_with::<ConversationSide>(&body)?;
-                let extra = extra.map(|(n, e)| (ConversationId(n), e));
-                (at, side, epoch, transcript.unwrap_or_default(), name, extra)
+                let (at, side, beside) = decode_with::<ConversationSide>(&body)?;
+                (at, side, epoch, beside)
             }
             _ => {
-                let record = stored_customer(&mesh, &key).await?;
-                let side = ConversationSide::new(customer, record);
-                (Timestamp(0), side, 0, Transcript::default(), None, None)
+                let (name, record) = stored_customer(&mesh, customer).await?;
+                let (customer_record, profile) = match record {
+                    Some(r) => {
+                        recorded = Some((r.customer.clone(), r.profile.clone()));
+                        (r.customer, Some(r.profile))
+                    }
+                    None => Default::default(),
+                };
+                let side = ConversationSide::new(customer, customer_record);
+                let beside = Beside { customer: name, profile, ..Beside::default() };
+                (Timestamp(0), side, 0, beside)
             }
         };
+        let known = had_row || recorded.is_some();
+        let Beside { transcript, customer: name, extra, profile } = beside;
+        let transcript = transcript.unwrap_or_default();
+        let extra = extra.map(|(n, e)| (ConversationId(n), e));
+        let profile = profile.unwrap_or_default();
         // Agent actors run: the conversation's own notes go on desk links to the holding
         // agent's actor, which writes them to its desk stream (kept in the row).
         if mesh.inner().options.agent_actors {
@@ -292,6 +327,9 @@ impl Actor for ConversationActor {
             transcript,
             name,
             extra,
+            profile,
+            recorded,
+            known,
             epoch,
             last_now: clock::now().max(at),
             last_active: tokio::time::Instant::now(),
@@ -366,12 +404,12 @@ impl Actor for ConversationActor {
                 let now = run.now();
                 // The customer's own message is the transcript's too.
                 let said = match &op {
-                    ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
+                    ConversationOp::CustomerMessage { msg, .. } => Some(msg.text.clone()),
                     _ => None,
                 };
                 match run.apply(now, op) {
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        let _ = reply.send(Err(e));
                     }
                     Ok(outcome) => {
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
@@ -407,7 +445,9 @@ impl Actor for ConversationActor {
                     }
                 }
                 let opening = match &call.op {
-                    ConversationOp::CustomerMessage(msg) => msg.new_conversation == NO_NUMBER,
+                    ConversationOp::CustomerMessage { msg, .. } => {
+                        msg.new_conversation == NO_NUMBER
+                    }
                     ConversationOp::OpenService { new_conversation, .. } => {
                         *new_conversation == NO_NUMBER
                     }
@@ -450,7 +490,7 @@ impl Actor for ConversationActor {
                     return Ok(());
                 }
                 let said = match &call.op {
-                    ConversationOp::CustomerMessage(msg) => Some(msg.text.clone()),
+                    ConversationOp::CustomerMessage { msg, .. } => Some(msg.text.clone()),
                     _ => None,
                 };
                 let whispered = match &call.op {
@@ -460,7 +500,7 @@ impl Actor for ConversationActor {
                 let invitation = matches!(call.op, ConversationOp::InviteRating { .. });
                 match run.apply(now, call.op) {
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        let _ = reply.send(Err(e));
                     }
                     Ok(outcome) => {
                         let ended = run.side.take_ended();
@@ -484,6 +524,8 @@ impl Actor for ConversationActor {
                             outcome: &outcome,
                             last_row: rows.last_message(),
                             extra: run.extra.as_ref().filter(|(n, _)| *n == id).map(|(_, e)| e),
+                            customer: run.side.customer(),
+                            profile: &run.profile,
                         });
                         let response = (!call.request_id.is_empty()).then(|| Response {
                             request_id: call.request_id.clone(),
@@ -556,16 +598,23 @@ impl Actor for ConversationActor {
     }
 }
 
-/// The customer's stored record (its last agent and settings), if a previous actor or the
-/// tenant actor stored one.
-async fn stored_customer(mesh: &Mesh, key: &str) -> Result<Customer> {
-    let (store, tenant, key) =
-        (mesh.inner().store.clone(), mesh.tenant().to_owned(), key.to_owned());
-    let body = super::blocking(move || store.customer(&tenant, &key)).await?;
-    match body {
-        Some(body) => Ok(archive::decode_customer(&body)?.customer),
-        None => Ok(Customer::default()),
-    }
+/// The customer's name (bound to its number by the channel services), and its stored
+/// record (its settings, last agent and profile) if a previous actor stored one: keyed by the
+/// name, as the tenant actor keys its customers, so the reads of customers work alike; by its
+/// number for a customer no name was bound to.
+async fn stored_customer(
+    mesh: &Mesh,
+    customer: CustomerId,
+) -> Result<(Option<String>, Option<archive::CustomerRecord>)> {
+    let (store, tenant) = (mesh.inner().store.clone(), mesh.tenant().to_owned());
+    let (name, body) = super::blocking(move || {
+        let name = store.customer_name(&tenant, customer.0)?;
+        let key = name.clone().unwrap_or_else(|| customer.0.to_string());
+        Ok((name, store.customer(&tenant, &key)?))
+    })
+    .await?;
+    let record = body.map(|b| archive::decode_customer(&b)).transpose()?;
+    Ok((name, record))
 }
 
 impl ConversationRun {
@@ -609,14 +658,16 @@ impl ConversationRun {
         self.side.next_deadline(self.mesh.config().cfg()).is_some() || !self.settled()
     }
 
-    fn apply(&mut self, now: Timestamp, op: ConversationOp) -> switchboard_core::Result<Outcome> {
+    fn apply(&mut self, now: Timestamp, op: ConversationOp) -> Result<Outcome> {
         let config = self.mesh.config();
         let cfg = config.cfg();
         let side = &mut self.side;
         let done =
             |id: ConversationId, effects| Outcome { conversation: id, opened: false, effects };
-        match op {
-            ConversationOp::CustomerMessage(msg) => side.customer_message(cfg, now, msg),
+        let stepped = match op {
+            ConversationOp::CustomerMessage { msg, nickname } => {
+                side.customer_message_named(cfg, now, msg, &nickname)
+            }
             ConversationOp::OpenService { channel, new_conversation } => {
                 side.open_service(cfg, now, channel, new_conversation)
             }
@@ -658,17 +709,81 @@ impl ConversationRun {
                 patch.apply(extra);
                 Ok(done(id, Vec::new()))
             }
-        }
+            ConversationOp::PutCustomer(r) => {
+                // PutCustomer's rule (the tenant actor's): merged into the customer as it is,
+                // checked; the settings then by the core's side, which refuses an unknown group
+                // or agent as the engine does.
+                let tenant = self.mesh.tenant();
+                // An agent or group deleted since shows empty, so it is dropped here (as the
+                // tenant actor releases a deleted agent's customers).
+                let names = Current(MeshNames { tenant, config: config.clone() });
+                let id = self.name.clone().unwrap_or_else(|| self.key.clone());
+                let current = crate::convert::resources::customer_named(
+                    &names,
+                    tenant,
+                    &id,
+                    Some(side.customer()),
+                    Some(&self.profile),
+                );
+                let put = crate::apply::admin::customer_put(
+                    &r,
+                    Some(current),
+                    |field, name| config.group_ref(tenant, field, name),
+                    |field, name| config.agent_ref(tenant, field, name),
+                )?;
+                side.put_customer(cfg, put.settings.clone())?;
+                put.apply_profile(&mut self.profile);
+                Ok(self.customer_step())
+            }
+            ConversationOp::UpdateProfile { request, .. } => {
+                // Checked in `check`: a known customer, in the agent's data scope.
+                let mut profile = self.profile.clone();
+                crate::apply::agent::profile_update(&request, &mut profile)?;
+                self.profile = profile;
+                Ok(self.customer_step())
+            }
+        };
+        stepped.map_err(Into::into)
+    }
+
+    /// The outcome of a step on the customer (no conversation's).
+    fn customer_step(&self) -> Outcome {
+        let conversation = self.side.conversation().map_or(ConversationId(0), |c| c.id);
+        Outcome { conversation, opened: false, effects: Vec::new() }
     }
 
     /// What the node checks before a step (the core's rules are the side's): an update of
     /// the open conversation by an agent in its data scope (`scope::conversation`'s rule).
+    /// An agent's edit of the customer's profile: a customer it knows (as the tenant actor
+    /// refuses one it never saw), in the agent's data scope (`scope::customer`'s rule, with
+    /// the open conversation this actor holds).
     fn check(&self, op: &ConversationOp) -> Result<()> {
-        let ConversationOp::Update { id, by, .. } = op else { return Ok(()) };
-        let Some(c) = self.side.conversation().filter(|c| c.id == *id) else {
-            return Err(switchboard_core::Error::UnknownConversation(*id).into());
-        };
-        in_scope(c, *by)
+        match op {
+            ConversationOp::Update { id, by, .. } => {
+                let Some(c) = self.side.conversation().filter(|c| c.id == *id) else {
+                    return Err(switchboard_core::Error::UnknownConversation(*id).into());
+                };
+                in_scope(c, *by)
+            }
+            ConversationOp::UpdateProfile { by, request } => {
+                let id = self.name.clone().unwrap_or_else(|| self.key.clone());
+                if !self.known {
+                    return Err(Error::NotFound(format!("customer {id:?}")));
+                }
+                let config = self.mesh.config();
+                let groups = config.agents.get(by).map(|s| s.groups.as_slice()).unwrap_or_default();
+                let supervisor = config.supervisors.contains(by);
+                let customer = Some(self.side.customer());
+                let open = self.side.conversation();
+                if crate::scope::customer_in_scope(supervisor, groups, *by, customer, open) {
+                    return Ok(());
+                }
+                use crate::apply::Names as _;
+                let names = MeshNames { tenant: self.mesh.tenant(), config };
+                Err(crate::scope::out_of_customer_scope(&request.customer, &names.agent_name(*by)))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A rating or an update of an ended conversation: its archive row read, the step applied
@@ -707,6 +822,8 @@ impl ConversationRun {
             outcome: &outcome,
             last_row: None,
             extra: Some(&archived.extra),
+            customer: self.side.customer(),
+            profile: &self.profile,
         });
         let response = (!call.request_id.is_empty()).then(|| Response {
             request_id: call.request_id.clone(),
@@ -817,11 +934,19 @@ impl ConversationRun {
             body: Some(encode_with(
                 self.last_now,
                 &self.side,
-                Some(self.transcript),
-                self.name.clone(),
-                self.extra.as_ref().map(|(n, e)| (n.0, e.clone())),
+                Beside {
+                    transcript: Some(self.transcript),
+                    customer: self.name.clone(),
+                    extra: self.extra.as_ref().map(|(n, e)| (n.0, e.clone())),
+                    profile: Some(self.profile.clone()),
+                },
             )?),
         };
+        // The customer changed in this step (or was never written by this incarnation): its
+        // `customers` row too, so reads of customers lag nothing.
+        let now_recorded = (self.side.customer(), &self.profile);
+        let changed = self.recorded.as_ref().is_none_or(|(c, p)| (c, p) != now_recorded);
+        let customers: Vec<CustomerRecord> = changed.then(|| self.record()).into_iter().collect();
         let owners = step.opened.then_some(ConversationOwner {
             conversation: step.conversation.0,
             customer: self.customer.0,
@@ -833,11 +958,16 @@ impl ConversationRun {
             actors: vec![row],
             responses: response.into_iter().collect(),
             owners: owners.into_iter().collect(),
+            customers,
             ..Batch::default()
         };
         let published = rows.into_batch(&mut batch);
         let positions = inner.store.append_assigned(batch).await?;
         self.stored = true;
+        self.known = true;
+        if changed {
+            self.recorded = Some((self.side.customer().clone(), self.profile.clone()));
+        }
         published.publish(&self.mesh, positions);
         Ok(())
     }
@@ -860,20 +990,10 @@ impl ConversationRun {
         }
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
-        let record = archive::CustomerRecord {
-            id: self.key.clone(),
-            num: self.customer.0,
-            customer: self.side.customer().clone(),
-            profile: Default::default(),
-        };
         let batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
-            customers: vec![CustomerRecord {
-                customer: self.key.clone(),
-                body: archive::encode_customer(&record),
-                contact: Default::default(),
-            }],
+            customers: vec![self.record()],
             actors: vec![ActorState {
                 kind: CONVERSATION.into(),
                 key: self.key.clone(),
@@ -884,7 +1004,29 @@ impl ConversationRun {
         };
         inner.store.append(batch).await?;
         self.stored = false;
+        self.recorded = Some((self.side.customer().clone(), self.profile.clone()));
         Ok(())
+    }
+
+    /// The customer's `customers` row: the tenant actor's encoding (`archive::CustomerRecord`,
+    /// contact data in the indexed columns), keyed by its name (by its number if no name was
+    /// bound to it), so GetCustomer, ListCustomers and the searches read it as they read the
+    /// tenant actor's.
+    fn record(&self) -> CustomerRecord {
+        let id = self.name.clone().unwrap_or_else(|| self.key.clone());
+        let record = archive::CustomerRecord {
+            id: id.clone(),
+            num: self.customer.0,
+            customer: self.side.customer().clone(),
+            profile: self.profile.clone(),
+        };
+        let p = &self.profile;
+        let contact = switchboard_store::Contact {
+            remark_name: p.remark_name.clone(),
+            phone: p.phone.clone(),
+            email: p.email.clone(),
+        };
+        CustomerRecord { customer: id, body: archive::encode_customer(&record), contact }
     }
 
     /// Puts what is durable on the network: to the router, and the notes on desk links; a
@@ -951,7 +1093,7 @@ impl ConversationHandle {
 
     /// A customer message: opens a conversation (`msg.new_conversation`) when none is open.
     pub async fn customer_message(&self, msg: CustomerMessage) -> Result<Outcome> {
-        self.call(ConversationOp::CustomerMessage(msg)).await
+        self.call(ConversationOp::CustomerMessage { msg, nickname: String::new() }).await
     }
 
     pub async fn open_service(

@@ -61,6 +61,33 @@ impl Names for MeshNames<'_> {
     }
 }
 
+/// A mesh's names as a resource that refers to an agent or a group shows them (a customer's
+/// dedicated and last agent, its group): empty for one the configuration no longer has, as
+/// the tenant actor shows one deleted since (`TenantState::agent_name`), never a dangling
+/// name.
+#[derive(Debug, Clone)]
+pub(crate) struct Current<'a>(pub MeshNames<'a>);
+
+impl Names for Current<'_> {
+    fn agent_name(&self, agent: AgentId) -> String {
+        let known = self.0.config.agents.contains_key(&agent);
+        if known { self.0.agent_name(agent) } else { String::new() }
+    }
+
+    fn group_name(&self, group: GroupId) -> String {
+        let known = self.0.config.groups.contains_key(&group);
+        if known { self.0.group_name(group) } else { String::new() }
+    }
+
+    fn customer_name(&self, customer: CustomerId) -> String {
+        self.0.customer_name(customer)
+    }
+
+    fn conversation_name(&self, conversation: ConversationId) -> String {
+        self.0.conversation_name(conversation)
+    }
+}
+
 /// A mesh's names, with one customer named by its id (a conversation actor that knows its
 /// customer's name: the cut-over's keys); every other customer by its number.
 #[derive(Debug, Clone)]

@@ -155,6 +155,24 @@ impl TenantConfig {
             .map(|(a, _)| *a)
     }
 
+    /// A group named by a reference field (`tenants/{t}/groups/{g}`), as
+    /// `TenantState::group_ref` finds it, in this configuration.
+    pub fn group_ref(&self, tenant: &str, field: &str, name: &str) -> Result<GroupId> {
+        let id = crate::names::child_in(field, name, "groups", tenant)?;
+        let found = self.group_names.iter().find(|(g, n)| **n == id && self.groups.contains_key(g));
+        found.map(|(g, _)| *g).ok_or_else(|| {
+            Error::NotFound(format!("{field}: skill group {id:?} of tenant {tenant}"))
+        })
+    }
+
+    /// An agent named by a reference field (`tenants/{t}/agents/{a}`), as
+    /// `TenantState::agent_ref` finds it, in this configuration.
+    pub fn agent_ref(&self, tenant: &str, field: &str, name: &str) -> Result<AgentId> {
+        let id = crate::names::child_in(field, name, "agents", tenant)?;
+        self.agent_by_id(&id)
+            .ok_or_else(|| Error::NotFound(format!("{field}: agent {id:?} of tenant {tenant}")))
+    }
+
     /// The group's id, for its resource name.
     pub fn group_name(&self, group: GroupId) -> String {
         self.group_names.get(&group).cloned().unwrap_or_else(|| group.0.to_string())
@@ -902,59 +920,64 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// A side's durable state as an actor row's body: the side through its snapshot encoding,
-/// and the actor's clock (time never runs backwards across a restart); a conversation
-/// actor's transcript numbering beside it (absent in other rows and in rows written before it).
+/// and the actor's clock (time never runs backwards across a restart); what a conversation
+/// actor keeps beside it ([`Beside`], absent in other rows and in rows written before it).
 #[derive(Serialize, serde::Deserialize)]
 struct Body<S> {
     at_ms: u64,
     side: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     transcript: Option<effects::Transcript>,
-    /// A conversation actor's customer's id (its name), once a public call told it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     customer: Option<String>,
-    /// A conversation actor's open conversation's tags and note (its number and them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     extra: Option<(u64, crate::state::ConversationExtra)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<crate::state::Profile>,
 }
 
-/// What a conversation actor's row keeps beside its side, as `decode_with` gives it back.
-pub(crate) type Beside<S> = (
-    Timestamp,
-    S,
-    Option<effects::Transcript>,
-    Option<String>,
-    Option<(u64, crate::state::ConversationExtra)>,
-);
+/// What a conversation actor's row keeps beside its side (node-side, not the core's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Beside {
+    /// Its transcript numbering.
+    pub transcript: Option<effects::Transcript>,
+    /// Its customer's id (its name), once a public call or the store's binding told it.
+    pub customer: Option<String>,
+    /// Its open conversation's tags and note (its number and them).
+    pub extra: Option<(u64, crate::state::ConversationExtra)>,
+    /// Its customer's profile (contact data, tags, customer groups, language: what
+    /// UpdateCustomerProfile and PutCustomer set beside the core's settings).
+    pub profile: Option<crate::state::Profile>,
+}
 
 pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
-    encode_with(at, side, None, None, None)
+    encode_with(at, side, Beside::default())
 }
 
 pub(crate) fn encode_with<S: Serialize>(
     at: Timestamp,
     side: &S,
-    transcript: Option<effects::Transcript>,
-    customer: Option<String>,
-    extra: Option<(u64, crate::state::ConversationExtra)>,
+    beside: Beside,
 ) -> Result<Vec<u8>> {
     let mut bytes = vec![VERSION];
-    let body = Body { at_ms: at.as_millis(), side, transcript, customer, extra };
+    let Beside { transcript, customer, extra, profile } = beside;
+    let body = Body { at_ms: at.as_millis(), side, transcript, customer, extra, profile };
     rmp_serde::encode::write_named(&mut bytes, &body)
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
 }
 
 pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)> {
-    decode_with(bytes).map(|(at, side, _, _, _)| (at, side))
+    decode_with(bytes).map(|(at, side, _)| (at, side))
 }
 
-pub(crate) fn decode_with<S: DeserializeOwned>(bytes: &[u8]) -> Result<Beside<S>> {
+pub(crate) fn decode_with<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S, Beside)> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => {
             let body: Body<S> = rmp_serde::from_slice(rest)
                 .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
-            Ok((Timestamp(body.at_ms), body.side, body.transcript, body.customer, body.extra))
+            let Body { at_ms, side, transcript, customer, extra, profile } = body;
+            Ok((Timestamp(at_ms), side, Beside { transcript, customer, extra, profile }))
         }
         Some((v, _)) => Err(Error::Internal(format!("actor state of unknown version {v}"))),
         None => Err(Error::Internal("empty actor state".into())),

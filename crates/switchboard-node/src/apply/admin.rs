@@ -549,6 +549,47 @@ pub(super) fn put_customer(
     _out: &mut Output,
 ) -> Result<response::Result> {
     let id = child_id(state, "name", &r.name, "customers")?;
+    let u = CustomerId(state.customers.peek(&id));
+    let current = state.customers.get(&id).is_some().then(|| resources::customer(state, u));
+    let put = customer_put(
+        r,
+        current,
+        |field, name| state.group_ref(field, name),
+        |field, name| state.agent_ref(field, name),
+    )?;
+    state.engine.upsert_customer(u, put.settings.clone())?;
+    state.customers.intern(&id);
+    let profile = state.profiles.entry(u).or_default();
+    put.apply_profile(profile);
+    Ok(response::Result::Customer(resources::customer(state, u)))
+}
+
+/// What PutCustomer leaves on a customer: its settings, and the profile fields it sets.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomerPut {
+    pub settings: CustomerSettings,
+    pub language: String,
+}
+
+impl CustomerPut {
+    /// The profile fields PutCustomer sets (the rest is the agents').
+    pub fn apply_profile(self, profile: &mut crate::state::Profile) {
+        profile.customer_groups = self.settings.customer_groups;
+        profile.language = self.language;
+    }
+}
+
+/// PutCustomer's rule, on whichever actor holds the customer (the tenant actor, or the
+/// customer's conversation actor): `r` merged under its mask into the customer as it is
+/// (`current`, its view; `None` for a new one) and checked, every field before anything
+/// changes. `group_ref` and `agent_ref` resolve a reference field in the holder's
+/// configuration (NOT_FOUND for an unknown one).
+pub(crate) fn customer_put(
+    r: &pb::PutCustomerRequest,
+    current: Option<pb::Customer>,
+    group_ref: impl Fn(&str, &str) -> Result<GroupId>,
+    agent_ref: impl Fn(&str, &str) -> Result<AgentId>,
+) -> Result<CustomerPut> {
     let mask = Mask::parse(
         r.update_mask.as_ref(),
         &known_paths(
@@ -564,10 +605,8 @@ pub(super) fn put_customer(
             ("language", !r.language.is_empty()),
         ],
     )?;
-    let u = CustomerId(state.customers.peek(&id));
-    let mut m = if state.customers.get(&id).is_some() {
-        let view = resources::customer(state, u);
-        pb::PutCustomerRequest {
+    let mut m = match current {
+        Some(view) => pb::PutCustomerRequest {
             nickname: view.nickname,
             priority: view.priority,
             group: view.group,
@@ -575,9 +614,8 @@ pub(super) fn put_customer(
             customer_groups: view.customer_groups,
             language: view.language,
             ..Default::default()
-        }
-    } else {
-        pb::PutCustomerRequest::default()
+        },
+        None => pb::PutCustomerRequest::default(),
     };
     merge_fields!(
         mask,
@@ -589,11 +627,11 @@ pub(super) fn put_customer(
     check_len("nickname", &m.nickname, MAX_DISPLAY_NAME)?;
     let priority = u8::try_from(m.priority)
         .map_err(|_| Error::field("priority", format!("must be 0 to 255, got {}", m.priority)))?;
-    let group = if m.group.is_empty() { None } else { Some(state.group_ref("group", &m.group)?) };
+    let group = if m.group.is_empty() { None } else { Some(group_ref("group", &m.group)?) };
     let dedicated_agent = if m.dedicated_agent.is_empty() {
         None
     } else {
-        Some(state.agent_ref("dedicated_agent", &m.dedicated_agent)?)
+        Some(agent_ref("dedicated_agent", &m.dedicated_agent)?)
     };
     if m.customer_groups.len() > MAX_CUSTOMER_GROUPS {
         return Err(Error::field(
@@ -610,23 +648,17 @@ pub(super) fn put_customer(
         }
     }
     check_len("language", &m.language, MAX_LANGUAGE)?;
-
     let nickname = (!m.nickname.is_empty()).then(|| m.nickname.clone());
-    state.engine.upsert_customer(
-        u,
-        CustomerSettings {
+    Ok(CustomerPut {
+        settings: CustomerSettings {
             nickname,
             priority,
             group,
             dedicated_agent,
-            customer_groups: m.customer_groups.clone(),
+            customer_groups: m.customer_groups,
         },
-    )?;
-    state.customers.intern(&id);
-    let profile = state.profiles.entry(u).or_default();
-    profile.customer_groups = m.customer_groups;
-    profile.language = m.language;
-    Ok(response::Result::Customer(resources::customer(state, u)))
+        language: m.language,
+    })
 }
 
 pub(super) fn put_shared_quick_replies(

@@ -322,6 +322,19 @@ pub(super) fn update_customer_profile(
     let a = acting(state, "agent", &r.agent)?;
     let u = profile_customer(state, &r.customer)?;
     scope::customer(state, a, &r.customer, state.engine.customer(u))?;
+    let mut profile = state.profiles.get(&u).cloned().unwrap_or_default();
+    profile_update(r, &mut profile)?;
+    state.profiles.insert(u, profile);
+    Ok(response::Result::Customer(resources::customer(state, u)))
+}
+
+/// UpdateCustomerProfile's rule, on whichever actor holds the customer (the tenant actor, or
+/// the customer's conversation actor): the contact data and tags of `r` merged into
+/// `profile` under its mask, every field checked before anything changes.
+pub(crate) fn profile_update(
+    r: &pb::UpdateCustomerProfileRequest,
+    profile: &mut crate::state::Profile,
+) -> Result<()> {
     let mask = Mask::parse(
         r.update_mask.as_ref(),
         &known_paths(&["remark_name", "phone", "email", "tags"], &[]),
@@ -341,9 +354,8 @@ pub(super) fn update_customer_profile(
     if !r.email.is_empty() && !r.email.contains('@') {
         return Err(Error::field("email", format!("{:?} is not an e-mail address", r.email)));
     }
-    let profile = state.profiles.entry(u).or_default();
     merge_fields!(mask, "", profile, r, [remark_name, phone, email, tags]);
-    Ok(response::Result::Customer(resources::customer(state, u)))
+    Ok(())
 }
 
 /// The agent sets its own automatic replies (the agent level of SPEC §4), kind by kind.

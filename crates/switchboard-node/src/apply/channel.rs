@@ -79,11 +79,6 @@ pub(super) fn post_message(
     if r.nickname.len() > 256 {
         return Err(Error::field("nickname", "longer than 256 bytes"));
     }
-    // The nickname the channel knows goes in before the message, so its replies can greet.
-    let mut settings =
-        state.engine.customer(o.customer).map(|u| u.settings.clone()).unwrap_or_default();
-    let renamed =
-        !r.nickname.is_empty() && settings.nickname.as_deref() != Some(r.nickname.as_str());
     let msg = CustomerMessage {
         customer: o.customer,
         channel,
@@ -92,19 +87,11 @@ pub(super) fn post_message(
         group,
         priority: (priority > 0).then_some(priority),
     };
-    if renamed {
-        // Only once the message is sure to be accepted: undoing the upsert afterwards would
-        // leave a new customer behind in the engine.
-        state
-            .engine
-            .check_customer_message(&msg)
-            .map_err(|e| refusal::new_customer(state, e, o.customer, &o.id))?;
-        settings.nickname = Some(r.nickname.clone());
-        state.engine.upsert_customer(o.customer, settings)?;
-    }
+    // The nickname the channel knows goes in before the message, so its replies can greet,
+    // and only once the message is sure to be accepted (the core's rule).
     let outcome = state
         .engine
-        .customer_message(now, msg)
+        .customer_message_named(now, msg, &r.nickname)
         .map_err(|e| refusal::new_customer(state, e, o.customer, &o.id))?;
     opened(state, &o.id, outcome.opened);
     transcript(

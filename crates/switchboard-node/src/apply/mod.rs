@@ -6,7 +6,7 @@
 //! log. A handler that returns an error must leave the state untouched (refusals are not
 //! logged, so a change they made would not survive a restart).
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod channel;
 pub(crate) mod events;
@@ -211,8 +211,9 @@ fn archive_ended(
 }
 
 /// What the tenant actor of a tenant served by actors still applies: its configuration
-/// (settings, groups, agents and their settings, customers' contact data, quick replies,
-/// webhooks) and its ticks. Everything about conversations and agents' work is the actors'.
+/// (settings, groups, agents and their settings, quick replies, webhooks) and its ticks.
+/// Everything about conversations, customers (their settings and profiles are their
+/// conversation actors') and agents' work is the actors'.
 fn tenant_actor_serves(op: &Op) -> bool {
     matches!(
         op,
@@ -222,11 +223,9 @@ fn tenant_actor_serves(op: &Op) -> bool {
             | Op::DeleteGroup(_)
             | Op::PutAgent(_)
             | Op::DeleteAgent(_)
-            | Op::PutCustomer(_)
             | Op::PutSharedQuickReplies(_)
             | Op::PutPersonalQuickReplies(_)
             | Op::UpdateAgentReplies(_)
-            | Op::UpdateCustomerProfile(_)
             | Op::PutWebhook(_)
             | Op::DeleteWebhook(_)
             | Op::WebhookProgress(_)

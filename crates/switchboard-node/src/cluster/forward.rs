@@ -152,8 +152,9 @@ fn name_parts(name: &str) -> Option<(&str, &str)> {
 /// tenant's shard (admin, supervisor, the router's reads, archive searches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActorField {
-    /// The customer named in field 1 (`tenants/{t}/customers/{u}`): its conversation actor.
-    Customer,
+    /// The customer named in this field (`tenants/{t}/customers/{u}`; the tenant in field 1):
+    /// its conversation actor.
+    Customer(u32),
     /// The conversation named in this field (`tenants/{t}/conversations/{n}`; the tenant in
     /// field 1): the conversation actor, in the shard its number carries.
     Conversation(u32),
@@ -173,6 +174,10 @@ const CONVERSATION_CALLS: &[&str] = &[
     "SetBotHosting",
     "UpdateConversation",
 ];
+/// The AgentService calls a customer's conversation actor serves (by their `customer` field).
+const CUSTOMER_CALLS: &[&str] = &["UpdateCustomerProfile"];
+/// The AdminService calls a customer's conversation actor serves (field 1 names the customer).
+const ADMIN_CUSTOMER_CALLS: &[&str] = &["PutCustomer"];
 /// The SupervisorService calls a conversation actor serves (by their `conversation` field;
 /// field 1 names the supervisor). The supervisor's other commands go to the router: by tenant.
 const SUPERVISOR_CONVERSATION_CALLS: &[&str] = &["EndConversation", "Whisper"];
@@ -186,12 +191,21 @@ pub fn actor_table() -> HashMap<String, ActorField> {
     each_method(|service, method, path, input| {
         let named = |name: &str| input.field.iter().find(|f| f.name() == name).map(|f| f.number());
         let field = match (service, method) {
-            ("ChannelService", _) if named("customer") == Some(1) => ActorField::Customer,
+            ("ChannelService", _) if named("customer") == Some(1) => ActorField::Customer(1),
+            ("AdminService", m)
+                if ADMIN_CUSTOMER_CALLS.contains(&m) && named("name") == Some(1) =>
+            {
+                ActorField::Customer(1)
+            }
             ("ChannelService", _) if named("conversation") == Some(1) => {
                 ActorField::Conversation(1)
             }
             ("AgentService", m) if named("agent") == Some(1) => match named("conversation") {
                 _ if AGENT_CALLS.contains(&m) => ActorField::Agent,
+                _ if CUSTOMER_CALLS.contains(&m) => match named("customer").map(u32::try_from) {
+                    Some(Ok(n)) => ActorField::Customer(n),
+                    _ => return,
+                },
                 Some(n) if CONVERSATION_CALLS.contains(&m) => match u32::try_from(n) {
                     Ok(n) => ActorField::Conversation(n),
                     Err(_) => return,
@@ -266,7 +280,7 @@ pub fn call_key(frame: &[u8], how: TenantField, actor: Option<ActorField>) -> Op
             .then(|| id.to_owned())
     };
     let key = match actor {
-        Some(ActorField::Customer) => child(1, "customers")
+        Some(ActorField::Customer(n)) => child(u64::from(n), "customers")
             .map(|customer| CallKey::Customer { tenant: tenant.clone(), customer }),
         Some(ActorField::Conversation(n)) => child(u64::from(n), "conversations")
             .and_then(|id| id.parse().ok())
@@ -723,9 +737,14 @@ mod tests {
             v
         };
         assert_eq!(
-            of(ActorField::Customer),
-            ["ChannelService/OpenService", "ChannelService/PostMessage"]
+            of(ActorField::Customer(1)),
+            [
+                "AdminService/PutCustomer",
+                "ChannelService/OpenService",
+                "ChannelService/PostMessage"
+            ]
         );
+        assert_eq!(of(ActorField::Customer(2)), ["AgentService/UpdateCustomerProfile"]);
         assert_eq!(
             of(ActorField::Conversation(1)),
             [
@@ -748,7 +767,8 @@ mod tests {
         agents.sort_unstable();
         assert_eq!(of(ActorField::Agent), agents);
         let conversations = CONVERSATION_CALLS.len() + SUPERVISOR_CONVERSATION_CALLS.len();
-        assert_eq!(actors.len(), 2 + 4 + conversations + AGENT_CALLS.len());
+        let customers = ADMIN_CUSTOMER_CALLS.len() + CUSTOMER_CALLS.len();
+        assert_eq!(actors.len(), 2 + 4 + conversations + AGENT_CALLS.len() + customers);
         // The rest (admin, supervisor, the router's reads, transfers, searches): by tenant.
         for path in [
             "/switchboard.v1.AgentService/Transfer",
@@ -759,7 +779,11 @@ mod tests {
             "/switchboard.v1.SupervisorService/SetAgentStatus",
             "/switchboard.v1.ChannelService/StreamOutbound",
             "/switchboard.v1.EventService/StreamEvents",
-            "/switchboard.v1.AdminService/PutCustomer",
+            // Reads of the `customers` table the actors write: any node.
+            "/switchboard.v1.AdminService/GetCustomer",
+            "/switchboard.v1.AdminService/ListCustomers",
+            "/switchboard.v1.AgentService/GetCustomerProfile",
+            "/switchboard.v1.AgentService/SearchCustomers",
         ] {
             assert!(tenants.contains_key(path) && !actors.contains_key(path), "{path}");
         }
@@ -775,10 +799,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            key(frame(&post), Some(ActorField::Customer)),
+            key(frame(&post), Some(ActorField::Customer(1))),
             Some(CallKey::Customer { tenant: "acme".into(), customer: "bob".into() })
         );
         assert_eq!(key(frame(&post), None), Some(CallKey::Tenant("acme".into())));
+        // An agent's edit of a customer's profile: by the customer of field 2.
+        let profile = pb::UpdateCustomerProfileRequest {
+            agent: "tenants/acme/agents/ann".into(),
+            customer: "tenants/acme/customers/bob".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            key(frame(&profile), Some(ActorField::Customer(2))),
+            Some(CallKey::Customer { tenant: "acme".into(), customer: "bob".into() })
+        );
         let close = pb::ConversationRequest {
             conversation: "tenants/acme/conversations/4503668347895809".into(),
             request_id: "r".into(),
@@ -818,7 +852,7 @@ mod tests {
         }
         let nameless = pb::PostMessageRequest { customer: "tenants/acme".into(), ..post };
         assert_eq!(
-            key(frame(&nameless), Some(ActorField::Customer)),
+            key(frame(&nameless), Some(ActorField::Customer(1))),
             Some(CallKey::Tenant("acme".into()))
         );
         assert_eq!(call_key(b"", TenantField::Name, Some(ActorField::Agent)), None);

@@ -167,14 +167,27 @@ pub fn customer_view(
     c: Option<&switchboard_core::engine::Customer>,
     profile: Option<&crate::state::Profile>,
 ) -> pb::Customer {
+    customer_named(state, &state.id, id, c, profile)
+}
+
+/// A customer as the API shows it, with the names of whoever holds it (the tenant actor's
+/// state, a mesh's configuration): `tenant` and `id` name it, `c` is its routing record and
+/// `profile` its contact data.
+pub fn customer_named(
+    names: &dyn crate::apply::Names,
+    tenant: &str,
+    id: &str,
+    c: Option<&switchboard_core::engine::Customer>,
+    profile: Option<&crate::state::Profile>,
+) -> pb::Customer {
     let settings = c.map(|c| &c.settings);
     // An agent deleted since keeps no name; show nothing rather than a dangling one.
-    let agent_name = |a: Option<AgentId>| a.map(|a| state.agent_name(a)).unwrap_or_default();
+    let agent_name = |a: Option<AgentId>| a.map(|a| names.agent_name(a)).unwrap_or_default();
     pb::Customer {
-        name: crate::names::child_name(&state.id, "customers", id),
+        name: crate::names::child_name(tenant, "customers", id),
         nickname: settings.and_then(|s| s.nickname.clone()).unwrap_or_default(),
         priority: settings.map_or(0, |s| u32::from(s.priority)),
-        group: settings.and_then(|s| s.group).map(|g| state.group_name(g)).unwrap_or_default(),
+        group: settings.and_then(|s| s.group).map(|g| names.group_name(g)).unwrap_or_default(),
         dedicated_agent: agent_name(settings.and_then(|s| s.dedicated_agent)),
         last_agent: agent_name(c.and_then(|c| c.last_agent)),
         remark_name: profile.map(|p| p.remark_name.clone()).unwrap_or_default(),
@@ -185,7 +198,7 @@ pub fn customer_view(
         language: profile.map(|p| p.language.clone()).unwrap_or_default(),
         open_conversation: c
             .and_then(|c| c.open)
-            .map(|id| state.conversation_name(id))
+            .map(|id| names.conversation_name(id))
             .unwrap_or_default(),
     }
 }

@@ -308,6 +308,13 @@ impl AdminService for Admin {
         let (call, r) = Call::split(request);
         let (t, _) = names::child("name", &r.name, "customers").map_err(Status::from)?;
         call.allow(&t, None)?;
+        // A tenant on actors: the customer's conversation actor holds its settings.
+        if let Some(meshes) = &self.meshes
+            && let Some(mesh) = super::on_actors::served(meshes, &t).await?
+        {
+            let on = super::on_actors::OnActors { meshes, mesh };
+            return Ok(Response::new(on.put_customer(&r).await?));
+        }
         let request_id = r.request_id.clone();
         let result = self.registry.command(&t, Op::PutCustomer(r), &request_id).await?;
         Ok(Response::new(variant!(result, Customer)?))

@@ -414,6 +414,13 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Customer>, Status> {
         let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
+        let (tenant, id) = agent_name(&agent)?;
+        call.allow(&tenant, Some(&id))?;
+        // A tenant on actors: the customer's conversation actor holds its profile.
+        if let Some(mesh) = super::on_actors::served(&self.meshes, &tenant).await? {
+            let on = OnActors { meshes: &self.meshes, mesh };
+            return Ok(Response::new(on.update_customer_profile(&r).await?));
+        }
         variant!(
             self.run(&call, &agent, Op::UpdateCustomerProfile(r), &request_id).await?,
             Customer
@@ -487,6 +494,12 @@ impl AgentService for Agents {
         let (t, id) = names::child("customer", &r.customer, "customers")?;
         if t != tenant {
             return Err(Error::field("customer", "is in another tenant than the agent").into());
+        }
+        // A tenant on actors: the customer's stored record, which its actor writes in every
+        // step that changes it.
+        if let Some(mesh) = super::on_actors::served(&self.meshes, &tenant).await? {
+            let on = OnActors { meshes: &self.meshes, mesh };
+            return Ok(Response::new(on.customer_profile(&agent, &r).await?));
         }
         let name = r.customer.clone();
         let check = move |state: &TenantState, c: Option<&switchboard_core::engine::Customer>| {

@@ -68,7 +68,7 @@ pub(crate) enum Named {
 }
 
 impl OnActors<'_> {
-    fn tenant(&self) -> &str {
+    pub(super) fn tenant(&self) -> &str {
         self.mesh.tenant()
     }
 
@@ -103,8 +103,6 @@ impl OnActors<'_> {
         if r.nickname.len() > 256 {
             return Err(Error::field("nickname", "longer than 256 bytes"));
         }
-        // Not yet: the nickname upsert (the actors keep no customer profile of their own yet;
-        // ARCHITECTURE.md, the cut-over). The nickname is checked and not stored.
         let customer = self.meshes.numbers().customer(tenant, &id).await?;
         let msg = CustomerMessage {
             customer,
@@ -114,7 +112,8 @@ impl OnActors<'_> {
             group,
             priority: (priority > 0).then_some(priority),
         };
-        let op = ConversationOp::CustomerMessage(msg);
+        // The nickname goes in with the message, in its step, only if it is accepted.
+        let op = ConversationOp::CustomerMessage { msg, nickname: r.nickname.clone() };
         self.post(customer, &id, op, &r.request_id).await
     }
 
@@ -153,11 +152,9 @@ impl OnActors<'_> {
             Called::NumberWanted => {
                 let fresh = self.meshes.numbers().conversation(self.tenant(), customer).await?;
                 let numbered = match op {
-                    ConversationOp::CustomerMessage(msg) => {
-                        ConversationOp::CustomerMessage(CustomerMessage {
-                            new_conversation: fresh,
-                            ..msg
-                        })
+                    ConversationOp::CustomerMessage { msg, nickname } => {
+                        let msg = CustomerMessage { new_conversation: fresh, ..msg };
+                        ConversationOp::CustomerMessage { msg, nickname }
                     }
                     ConversationOp::OpenService { channel, .. } => {
                         ConversationOp::OpenService { channel, new_conversation: fresh }
@@ -422,7 +419,7 @@ impl OnActors<'_> {
     }
 
     /// The customer of a number with its id (its name), if known.
-    fn named_customer(&self, number: CustomerId, id: Option<String>) -> Customer {
+    pub(super) fn named_customer(&self, number: CustomerId, id: Option<String>) -> Customer {
         let shown = id.clone().unwrap_or_else(|| number.0.to_string());
         let resource = names::child_name(self.tenant(), "customers", &shown);
         Customer { number, id, resource }
@@ -476,11 +473,7 @@ impl OnActors<'_> {
 /// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's
 /// configuration.
 pub(super) fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId> {
-    let id = names::child_in("group", name, "groups", tenant)?;
-    let found = config.group_names.iter().find(|(g, n)| **n == id && config.groups.contains_key(g));
-    found
-        .map(|(g, _)| *g)
-        .ok_or_else(|| Error::NotFound(format!("group: skill group {id:?} of tenant {tenant}")))
+    config.group_ref(tenant, "group", name)
 }
 
 pub(super) fn undecodable(e: prost::DecodeError) -> Error {
