@@ -2,7 +2,7 @@
 //! customers an agent may read and edit. Supervisors (the flag an administrator sets) see all.
 
 use switchboard_core::engine::{Actor, Customer};
-use switchboard_core::{AgentId, Conversation, GroupId};
+use switchboard_core::{AgentId, Conversation, ConversationId, GroupId};
 
 use crate::error::{Error, Result};
 use crate::state::TenantState;
@@ -30,8 +30,20 @@ pub fn conversation(state: &TenantState, a: AgentId, c: &Conversation) -> Result
 /// open conversation) it is a member of. `c` is the customer's routing record (`None` for
 /// one never routed).
 pub fn customer(state: &TenantState, a: AgentId, name: &str, c: Option<&Customer>) -> Result<()> {
+    customer_seeing(state, a, name, c, |id| state.engine.conversation(id))
+}
+
+/// [`customer`], with the customer's open conversation found by `open` (on a tenant on
+/// actors its conversation actor holds it, not the tenant actor's engine).
+pub fn customer_seeing<'o>(
+    state: &TenantState,
+    a: AgentId,
+    name: &str,
+    c: Option<&Customer>,
+    open: impl FnOnce(ConversationId) -> Option<&'o Conversation>,
+) -> Result<()> {
     let groups = state.engine.agent_settings(a).map(|s| s.groups.as_slice()).unwrap_or_default();
-    let open = c.and_then(|c| c.open).and_then(|id| state.engine.conversation(id));
+    let open = c.and_then(|c| c.open).and_then(open);
     if customer_in_scope(state.is_supervisor(a), groups, a, c, open) {
         return Ok(());
     }

@@ -359,6 +359,16 @@ async fn script(c: &mut Clients, t: &str) -> Vec<String> {
         let names: Vec<String> = page.customers.into_iter().map(|u| plain(t, u).name).collect();
         log.push(format!("ann, {filter}: {names:?}"));
     }
+    // bob finds dave only by the group of dave's open conversation.
+    let r = pb::SearchCustomersRequest {
+        agent: agent(t, "bob"),
+        filter: String::new(),
+        page_size: 10,
+        page_token: String::new(),
+    };
+    let page = c.agent.search_customers(r).await.expect("search by bob").into_inner();
+    let names: Vec<String> = page.customers.into_iter().map(|u| plain(t, u).name).collect();
+    log.push(format!("bob: {names:?}"));
 
     // Dave's conversation ends: the record shows it closed, with its last agent.
     let end = pb::AgentConversationRequest {

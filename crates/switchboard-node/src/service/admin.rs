@@ -340,6 +340,7 @@ impl AdminService for Admin {
         call.allow(&t, None)?;
         let page = super::search::customers(
             &self.registry,
+            None,
             &t,
             None,
             &r.filter,

@@ -472,8 +472,10 @@ impl AgentService for Agents {
         let (call, r) = Call::split(req);
         let (tenant, agent) = agent_name(&r.agent)?;
         call.allow(&tenant, Some(&agent))?;
+        let mesh = super::on_actors::served(&self.meshes, &tenant).await?;
         let page = super::search::customers(
             &self.registry,
+            mesh.as_ref(),
             &tenant,
             Some(agent),
             &r.filter,

@@ -328,8 +328,24 @@ async fn by_id(
 
 /// One page of customers of `tenant` matching `filter`, within `viewer`'s scope (an agent
 /// id; `None` for the whole tenant), ascending by id.
+/// The open conversations of `stored` customers (by their records), as their conversation
+/// actors hold them, wherever they live.
+async fn open_conversations(
+    mesh: &crate::actors::Mesh,
+    stored: &[CustomerRecord],
+) -> Result<rustc_hash::FxHashMap<switchboard_core::ConversationId, Conversation>, Status> {
+    let wanted: Vec<_> = stored
+        .iter()
+        .filter_map(|r| archive::decode_customer(&r.body).ok())
+        .filter_map(|r| Some((r.customer.open?, switchboard_core::CustomerId(r.num))))
+        .collect();
+    let held = super::calls::held_many(mesh, &wanted).await?;
+    Ok(held.into_iter().flatten().map(|h| (h.conversation.id, h.conversation)).collect())
+}
+
 pub async fn customers(
     registry: &Registry,
+    mesh: Option<&crate::actors::Mesh>,
     tenant: &str,
     viewer: Option<String>,
     filter_text: &str,
@@ -363,12 +379,23 @@ pub async fn customers(
     let stored_high =
         (stored.len() >= CUSTOMER_WINDOW).then(|| stored.last().map(|r| r.customer.clone()));
     let stored_high = stored_high.flatten();
+    // A tenant on actors: the stored customers' open conversations as their actors hold
+    // them (the tenant actor's memory has none), for an agent's scope.
+    let open = match (mesh, &viewer) {
+        (Some(mesh), Some(_)) => Some(open_conversations(mesh, &stored).await?),
+        _ => None,
+    };
 
     let page = registry
         .read(tenant, move |s| -> Result<_, Error> {
             let viewer = limited(s, viewer.as_deref())?;
             let in_scope = |name: &str, c: Option<&switchboard_core::engine::Customer>| {
-                viewer.is_none_or(|a| crate::scope::customer(s, a, name, c).is_ok())
+                viewer.is_none_or(|a| match &open {
+                    None => crate::scope::customer(s, a, name, c).is_ok(),
+                    Some(open) => {
+                        crate::scope::customer_seeing(s, a, name, c, |id| open.get(&id)).is_ok()
+                    }
+                })
             };
             let below = |name: &str| stored_high.as_deref().is_none_or(|h| name <= h);
             let profile_matches = |p: Option<&crate::state::Profile>| match p {
