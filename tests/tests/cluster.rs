@@ -1116,6 +1116,33 @@ fn spread_tenant(ids: &[&str], router: usize, agents: u64, customers: usize) -> 
         .unwrap()
 }
 
+/// The first message on the tenant's outbound stream (read through `uri`, from its start)
+/// that `wanted` picks, within [`PATIENCE`] per message.
+async fn until_outbound(
+    uri: &str,
+    t: &str,
+    wanted: impl Fn(&pb::OutboundMessage) -> bool,
+) -> pb::OutboundMessage {
+    let request = pb::StreamOutboundRequest { tenant: format!("tenants/{t}"), after_cursor: 0 };
+    let mut outbound = Clients::connect(uri)
+        .await
+        .channel
+        .stream_outbound(request)
+        .await
+        .expect("outbound")
+        .into_inner();
+    loop {
+        let m = tokio::time::timeout(PATIENCE, outbound.message())
+            .await
+            .expect("bounded wait")
+            .expect("stream ok")
+            .expect("open");
+        if wanted(&m) {
+            return m;
+        }
+    }
+}
+
 async fn until_assigned(history: &History, conversations: usize) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while history.assignments().1.len() < conversations {
@@ -1235,27 +1262,8 @@ async fn an_actor_tenant_is_served_by_every_node() {
         ..Default::default()
     };
     call!(desk, agent.send_message, send).expect("reply");
-    let mut outbound = Clients::connect(&uris[2])
-        .await
-        .channel
-        .stream_outbound(pb::StreamOutboundRequest {
-            tenant: format!("tenants/{t}"),
-            after_cursor: 0,
-        })
-        .await
-        .expect("outbound")
-        .into_inner();
-    loop {
-        let m = tokio::time::timeout(PATIENCE, outbound.message())
-            .await
-            .expect("bounded wait")
-            .expect("stream ok")
-            .expect("open");
-        if m.text == "hi c0, agent here" {
-            assert_eq!(m.conversation, names[0]);
-            break;
-        }
-    }
+    let m = until_outbound(&uris[2], &t, |m| m.text == "hi c0, agent here").await;
+    assert_eq!(m.conversation, names[0]);
     stop.store(true, Ordering::Relaxed);
 }
 
@@ -1360,26 +1368,7 @@ async fn a_supervisor_reads_and_acts_on_conversations_on_every_node() {
     call!(c, admin.update_tenant, update).expect("update tenant");
     let i = (0..customers).find(|i| names[*i] == *away[0]).expect("its customer");
     post(&c, post_request(&t, &format!("c{i}"), "still there?")).await;
-    let mut outbound = Clients::connect(&uris[0])
-        .await
-        .channel
-        .stream_outbound(pb::StreamOutboundRequest {
-            tenant: format!("tenants/{t}"),
-            after_cursor: 0,
-        })
-        .await
-        .expect("outbound")
-        .into_inner();
-    loop {
-        let m = tokio::time::timeout(PATIENCE, outbound.message())
-            .await
-            .expect("the new reply within the bounded wait")
-            .expect("stream ok")
-            .expect("open");
-        if m.conversation == *away[0] && m.text == "noted, v2" {
-            break;
-        }
-    }
+    until_outbound(&uris[0], &t, |m| m.conversation == *away[0] && m.text == "noted, v2").await;
 
     // The live board, asked through node 0 (forwarded to the router's): every conversation
     // with the counts only its actor keeps.

@@ -37,16 +37,7 @@ fn agent(t: &str, a: &str) -> String {
 /// minutes for an accept); ann and bob in support, li in sales, capacity 1 each; boss, a
 /// supervisor in support, never signs in.
 async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: t.into(),
-            display_name: t.into(),
-            settings: None,
-            request_id: rid("create"),
-            routing: routing as i32,
-        })
-        .await
-        .expect("create tenant");
+    support::create_tenant(c, t, t, routing).await;
     let offer = pb::RoutingPolicy {
         offer_mode: pb::OfferMode::Offer as i32,
         offer_timeout: dur(600_000),

@@ -34,16 +34,7 @@ fn customer(t: &str, u: &str) -> String {
 }
 
 async fn create(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
-    c.admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: t.into(),
-            display_name: t.into(),
-            settings: None,
-            request_id: rid("create"),
-            routing: routing as i32,
-        })
-        .await
-        .expect("create tenant");
+    support::create_tenant(c, t, t, routing).await;
 }
 
 /// Groups "support" and "sales"; agents (capacity `capacity`) ann and bob in support, li in

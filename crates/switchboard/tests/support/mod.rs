@@ -173,13 +173,23 @@ pub fn rid(tag: &str) -> String {
 
 /// Creates tenant `id` (display name "Acme") served by its actors (`TENANT_ROUTING_ACTORS`).
 pub async fn create_actor_tenant(c: &mut Clients, id: &str) {
+    create_tenant(c, id, "Acme", switchboard_proto::v1::TenantRouting::Actors).await;
+}
+
+/// Creates tenant `id` served as `routing` says.
+pub async fn create_tenant(
+    c: &mut Clients,
+    id: &str,
+    display_name: &str,
+    routing: switchboard_proto::v1::TenantRouting,
+) {
     c.admin
         .create_tenant(switchboard_proto::v1::CreateTenantRequest {
             tenant_id: id.into(),
-            display_name: "Acme".into(),
+            display_name: display_name.into(),
             settings: None,
             request_id: rid("create"),
-            routing: switchboard_proto::v1::TenantRouting::Actors as i32,
+            routing: routing as i32,
         })
         .await
         .expect("create tenant");
