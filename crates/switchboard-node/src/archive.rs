@@ -67,6 +67,19 @@ pub fn encode_customer(record: &CustomerRecord) -> Vec<u8> {
     encode_any(record)
 }
 
+/// The store's `customers` row of a customer: its record encoded, keyed by its id, with the
+/// profile's contact data in the indexed columns (the customer searches).
+pub fn customer_row(record: &CustomerRecord) -> switchboard_store::CustomerRecord {
+    let p = &record.profile;
+    let contact = switchboard_store::Contact {
+        remark_name: p.remark_name.clone(),
+        phone: p.phone.clone(),
+        email: p.email.clone(),
+    };
+    let body = encode_customer(record);
+    switchboard_store::CustomerRecord { customer: record.id.clone(), body, contact }
+}
+
 pub fn decode_customer(bytes: &[u8]) -> Result<CustomerRecord> {
     decode_any(bytes, "customer record")
 }

@@ -766,7 +766,7 @@ impl ConversationRun {
                 in_scope(c, *by)
             }
             ConversationOp::UpdateProfile { by, request } => {
-                let id = self.name.clone().unwrap_or_else(|| self.key.clone());
+                let id = self.customer_id();
                 if !self.known {
                     return Err(Error::NotFound(format!("customer {id:?}")));
                 }
@@ -944,8 +944,7 @@ impl ConversationRun {
         };
         // The customer changed in this step (or was never written by this incarnation): its
         // `customers` row too, so reads of customers lag nothing.
-        let now_recorded = (self.side.customer(), &self.profile);
-        let changed = self.recorded.as_ref().is_none_or(|(c, p)| (c, p) != now_recorded);
+        let changed = self.unrecorded();
         let customers: Vec<CustomerRecord> = changed.then(|| self.record()).into_iter().collect();
         let owners = step.opened.then_some(ConversationOwner {
             conversation: step.conversation.0,
@@ -981,8 +980,8 @@ impl ConversationRun {
         super::blocking(move || store.actor_response(&tenant, &id)).await
     }
 
-    /// The work is over: the customer's record goes to the store and the row goes, in one
-    /// batch.
+    /// The work is over: the row goes, with the customer's record if it lags what the steps
+    /// wrote, in one batch.
     async fn passivate(&mut self) -> Result<()> {
         if !self.stored {
             // Activated by a late envelope or a read, and nothing changed: nothing to store.
@@ -990,10 +989,12 @@ impl ConversationRun {
         }
         self.mesh.holds(self.fence)?;
         let inner = self.mesh.inner();
+        // The steps wrote the customer's row as it changed: again only if it lags.
+        let changed = self.unrecorded();
         let batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
-            customers: vec![self.record()],
+            customers: changed.then(|| self.record()).into_iter().collect(),
             actors: vec![ActorState {
                 kind: CONVERSATION.into(),
                 key: self.key.clone(),
@@ -1004,7 +1005,9 @@ impl ConversationRun {
         };
         inner.store.append(batch).await?;
         self.stored = false;
-        self.recorded = Some((self.side.customer().clone(), self.profile.clone()));
+        if changed {
+            self.recorded = Some((self.side.customer().clone(), self.profile.clone()));
+        }
         Ok(())
     }
 
@@ -1013,20 +1016,23 @@ impl ConversationRun {
     /// bound to it), so GetCustomer, ListCustomers and the searches read it as they read the
     /// tenant actor's.
     fn record(&self) -> CustomerRecord {
-        let id = self.name.clone().unwrap_or_else(|| self.key.clone());
-        let record = archive::CustomerRecord {
-            id: id.clone(),
+        archive::customer_row(&archive::CustomerRecord {
+            id: self.customer_id(),
             num: self.customer.0,
             customer: self.side.customer().clone(),
             profile: self.profile.clone(),
-        };
-        let p = &self.profile;
-        let contact = switchboard_store::Contact {
-            remark_name: p.remark_name.clone(),
-            phone: p.phone.clone(),
-            email: p.email.clone(),
-        };
-        CustomerRecord { customer: id, body: archive::encode_customer(&record), contact }
+        })
+    }
+
+    /// The customer's id: the name bound to its number, else the number.
+    fn customer_id(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.key.clone())
+    }
+
+    /// Whether the customer or its profile differ from what its `customers` row holds.
+    fn unrecorded(&self) -> bool {
+        let now = (self.side.customer(), &self.profile);
+        self.recorded.as_ref().is_none_or(|(c, p)| (c, p) != now)
     }
 
     /// Puts what is durable on the network: to the router, and the notes on desk links; a

@@ -99,14 +99,7 @@ pub fn apply(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output
             let candidates = customer.into_iter().chain(named).chain(ended);
             for id in candidates {
                 if let Some(record) = evict(state, &id) {
-                    let body = archive::encode_customer(&record);
-                    let p = &record.profile;
-                    let contact = switchboard_store::Contact {
-                        remark_name: p.remark_name.clone(),
-                        phone: p.phone.clone(),
-                        email: p.email.clone(),
-                    };
-                    out.customers.push(CustomerRecord { customer: id, body, contact });
+                    out.customers.push(archive::customer_row(&record));
                 }
             }
             Ok((response, out))
