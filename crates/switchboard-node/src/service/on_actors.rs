@@ -308,9 +308,7 @@ impl OnActors<'_> {
                 ));
             }
         }
-        let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
-        let row = crate::actors::blocking(move || store.archived(&tenant, n)).await?;
-        let Some(row) = row else { return Err(self.unknown(id)) };
+        let Some(row) = self.archived(n).await? else { return Err(self.unknown(id)) };
         let archived = crate::archive::decode(&row.body)?;
         let customer = match row.customer.parse::<u64>() {
             Ok(number) => self.who(CustomerId(number)).await?.resource,
@@ -341,20 +339,13 @@ impl OnActors<'_> {
         if let Some(customer) = self.owner(n).await? {
             found = super::calls::held(&self.mesh, id, customer).await?.map(|h| h.conversation);
         }
-        if found.is_none() {
-            let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
-            let row = crate::actors::blocking(move || store.archived(&tenant, n)).await?;
-            if let Some(row) = row {
-                found = Some(crate::archive::decode(&row.body)?.conversation);
-            }
+        if found.is_none()
+            && let Some(row) = self.archived(n).await?
+        {
+            found = Some(crate::archive::decode(&row.body)?.conversation);
         }
         let c = found.ok_or_else(|| self.unknown(id))?;
-        let viewer = if self.mesh.config().supervisors.contains(&a) {
-            switchboard_core::Actor::Supervisor(a)
-        } else {
-            switchboard_core::Actor::Agent(a)
-        };
-        c.visible_until(viewer).ok_or_else(|| {
+        c.visible_until(self.viewer(a)).ok_or_else(|| {
             let names = self.names();
             Error::PermissionDenied(format!(
                 "agent {} never served conversation {}; only its agents and supervisors can \
@@ -363,6 +354,12 @@ impl OnActors<'_> {
                 names.conversation_name(id)
             ))
         })
+    }
+
+    /// The archive row of conversation `n`, if it ended and is retained.
+    pub(super) async fn archived(&self, n: u64) -> Result<Option<switchboard_store::Archived>> {
+        let (store, tenant) = (self.mesh.inner().store.clone(), self.tenant().to_owned());
+        crate::actors::blocking(move || store.archived(&tenant, n)).await
     }
 
     /// The conversation number a call names, checked to be this tenant's.

@@ -199,8 +199,7 @@ impl OnActors<'_> {
         if let Some(customer) = self.owner(n).await? {
             return Ok((id, customer));
         }
-        let (store, tenant) = (self.mesh.inner().store.clone(), self.mesh.tenant().to_owned());
-        let row = crate::actors::blocking(move || store.archived(&tenant, n)).await?;
+        let row = self.archived(n).await?;
         match row.and_then(|row| row.customer.parse::<u64>().ok()) {
             Some(customer) => Ok((id, CustomerId(customer))),
             None => Err(self.unknown(id)),

@@ -332,11 +332,10 @@ async fn by_id(
 /// actors hold them, wherever they live.
 async fn open_conversations(
     mesh: &crate::actors::Mesh,
-    stored: &[CustomerRecord],
+    stored: &[archive::CustomerRecord],
 ) -> Result<rustc_hash::FxHashMap<switchboard_core::ConversationId, Conversation>, Status> {
     let wanted: Vec<_> = stored
         .iter()
-        .filter_map(|r| archive::decode_customer(&r.body).ok())
         .filter_map(|r| Some((r.customer.open?, switchboard_core::CustomerId(r.num))))
         .collect();
     let held = super::calls::held_many(mesh, &wanted).await?;
@@ -379,6 +378,8 @@ pub async fn customers(
     let stored_high =
         (stored.len() >= CUSTOMER_WINDOW).then(|| stored.last().map(|r| r.customer.clone()));
     let stored_high = stored_high.flatten();
+    let stored: Vec<archive::CustomerRecord> =
+        stored.iter().filter_map(|r| archive::decode_customer(&r.body).ok()).collect();
     // A tenant on actors: the stored customers' open conversations as their actors hold
     // them (the tenant actor's memory has none), for an agent's scope.
     let open = match (mesh, &viewer) {
@@ -424,7 +425,7 @@ pub async fn customers(
             let evicting =
                 s.evicting.iter().filter(|(id, _)| **id > after).map(|(_, (_, body))| body);
             let records = evicting.filter_map(|b| archive::decode_customer(b).ok()).chain(
-                stored.iter().filter_map(|r| archive::decode_customer(&r.body).ok()).filter(|r| {
+                stored.into_iter().filter(|r| {
                     s.customers.get(&r.id).is_none() && !s.evicting.contains_key(&r.id)
                 }),
             );
