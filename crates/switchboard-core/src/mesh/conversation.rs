@@ -479,7 +479,9 @@ impl ConversationSide {
             open.link.outgoing(open.conv.id, customer, epoch, &mut wire);
         }
         for (id, link) in &mut self.closing {
-            link.outgoing(*id, customer, epoch, &mut wire);
+            if !notes_in_flight(&self.desks, *id) {
+                link.outgoing(*id, customer, epoch, &mut wire);
+            }
         }
         for (conversation, next) in self.stray.drain(..) {
             wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
@@ -534,7 +536,9 @@ impl ConversationSide {
             open.link.retransmit(open.conv.id, customer, epoch, &mut wire);
         }
         for (id, link) in &self.closing {
-            link.retransmit(*id, customer, epoch, &mut wire);
+            if !notes_in_flight(&self.desks, *id) {
+                link.retransmit(*id, customer, epoch, &mut wire);
+            }
         }
         wire
     }
@@ -631,6 +635,16 @@ pub fn rate_ended(
     comment: &str,
 ) -> Result<Vec<Effect>> {
     Ok(vec![Effect::Event(conv.rate(cfg.settings.rating_credit, score, comment)?)])
+}
+
+/// Whether notes of the ended conversation `id` still wait for the agent side's
+/// acknowledgement. Its link to the router (its `Leave`) waits for them: the router's
+/// `Released` reaches the desk on another link, and a note arriving after it would be dropped,
+/// so the agent would never see a message the customer wrote before the end (on one node the
+/// desk shows it before the release). The agent side acknowledges every note, held or
+/// dropped, so this waits at most one desk round trip, or until the agent's node is back.
+fn notes_in_flight(desks: &[DeskOut], id: ConversationId) -> bool {
+    desks.iter().any(|d| d.conversation == id && !d.link.out.is_empty())
 }
 
 /// Queues one step's notes of conversation `id` for the agent holding it on that holding's

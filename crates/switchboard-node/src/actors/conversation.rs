@@ -395,8 +395,11 @@ impl Actor for ConversationActor {
             ConversationMsg::Desk(envelope, _ticket) => {
                 // Only acknowledgements come back on a desk link: they change what is resent
                 // (no write; after a restart the agent drops the resent notes as duplicates
-                // and acknowledges again), and may leave the actor finished (below).
+                // and acknowledges again), may free an ended conversation's `Leave`, which
+                // waited for its notes to reach the desk, and may leave the actor finished
+                // (below).
                 run.side.receive_desk(envelope);
+                run.send();
                 run.acknowledged();
             }
             ConversationMsg::Op(op, reply) => {
