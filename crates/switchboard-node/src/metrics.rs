@@ -64,6 +64,9 @@ pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).
 pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
+/// `DeliverBatch` calls that reached their peer (`crate::actors::grpc`): set against
+/// `MESH_ENVELOPES{outcome="sent"}`, the envelopes per call.
+pub const MESH_BATCHES: &str = "switchboard_mesh_batches_total";
 /// What reached a tenant's router actor, by `tenant` and `source`: `conversation` and `agent`
 /// (envelopes, resends included), `call` (an operation or a public call): set against the
 /// tenant's commands, the share of its work the router sees (issue 12).
@@ -206,6 +209,11 @@ pub fn describe() {
         ACTOR_RESTARTS,
         "Actors started again from the store by their supervisor after stopping on their own \
          (a failed write, a panic), by kind (tenant, router, conversation, agent) and tenant."
+    );
+    describe_counter!(
+        MESH_BATCHES,
+        "DeliverBatch calls between nodes that reached their peer; sent envelopes over this \
+         is the envelopes per call"
     );
     describe_counter!(
         MESH_ENVELOPES,

@@ -16,11 +16,13 @@ use switchboard_core::config::OfferMode;
 use switchboard_core::mesh::{Body, Envelope, ToConversation, ToRouter};
 use switchboard_core::router::{Placement, StatusCause};
 use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
+use switchboard_node::actors::Transport;
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::conversation::ConversationHandle;
-use switchboard_node::actors::grpc::{DELIVER_DEADLINE, encode};
+use switchboard_node::actors::grpc::{DELIVER_DEADLINE, GrpcTransport, encode};
 use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
+use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{Mesh, MeshOptions};
 use switchboard_node::cluster::{Owner, Ownership};
 use switchboard_proto::internal::v1 as pb;
@@ -257,6 +259,115 @@ async fn a_node_refuses_envelopes_it_must_not_deliver() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
     assert_eq!((c.a.mesh.live(), c.b.mesh.live()), ((0, 0), (0, 0)), "nothing activated");
+}
+
+/// A batch is each of its envelopes delivered as `Deliver` would: the answer names the
+/// refused ones by position with `Deliver`'s status, and the others reach their actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_delivers_each_envelope_and_names_the_refused_ones() {
+    let c = cluster().await;
+    let mut client = pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!(
+        "http://{}",
+        c.a.addr
+    ))
+    .await
+    .unwrap();
+    let customer = CustomerId(customers_on_a(1)[0]);
+    let leave = Envelope {
+        conversation: ConversationId(1),
+        customer,
+        epoch: 1,
+        body: Body::Message { seq: 1, message: ToRouter::Leave },
+    };
+    let ack: Envelope<ToConversation> = Envelope {
+        conversation: leave.conversation,
+        customer,
+        epoch: 1,
+        body: Body::Ack { next: 1 },
+    };
+    let mut malformed = encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap();
+    malformed.envelope.as_mut().unwrap().direction = 0;
+    let deliveries = vec![
+        // The router's envelope at A, which does not own the tenant's shard.
+        encode(TENANT, pb::MeshDirection::ToRouter, &leave).unwrap(),
+        // A conversation's: A owns its shard.
+        encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap(),
+        malformed,
+    ];
+    let answer =
+        client.deliver_batch(pb::DeliverBatchRequest { deliveries }).await.unwrap().into_inner();
+    let refused: Vec<_> =
+        answer.refused.iter().map(|r| (r.index, tonic::Code::from(r.code))).collect();
+    assert_eq!(
+        refused,
+        [(0, tonic::Code::Unavailable), (2, tonic::Code::InvalidArgument)],
+        "{answer:?}"
+    );
+    assert!(answer.refused[0].message.contains("does not own shard"), "{answer:?}");
+    // The one handed over activated its conversation actor (and nothing on B).
+    until("the conversation actor on A took the acknowledgement", || async {
+        c.a.mesh.activations().1 == 1
+    })
+    .await;
+    assert_eq!(c.b.mesh.activations(), (0, 0));
+}
+
+/// A node of the previous version: `Deliver` only (counted).
+struct Legacy(tokio::sync::mpsc::UnboundedSender<pb::DeliverRequest>);
+
+#[tonic::async_trait]
+impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
+    async fn deliver(
+        &self,
+        request: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        let _ = self.0.send(request.into_inner());
+        Ok(tonic::Response::new(pb::DeliverResponse {}))
+    }
+
+    async fn deliver_batch(
+        &self,
+        _: tonic::Request<pb::DeliverBatchRequest>,
+    ) -> Result<tonic::Response<pb::DeliverBatchResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("DeliverBatch"))
+    }
+
+    async fn reconfigure(
+        &self,
+        _: tonic::Request<pb::ReconfigureRequest>,
+    ) -> Result<tonic::Response<pb::ReconfigureResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::ReconfigureResponse {}))
+    }
+}
+
+/// During a rolling upgrade a peer may not know `DeliverBatch`: the batch it refuses is
+/// dropped (the links resend it), and the envelopes after it reach it one `Deliver` each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_batches_gets_one_delivery_per_envelope() {
+    let (mut listeners, addrs) = nodes::ports(2).await;
+    let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
+    let server = tonic::transport::Server::builder()
+        .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(Legacy(tx)))
+        .serve_with_incoming(incoming);
+    let server = tokio::spawn(server);
+    let transport =
+        GrpcTransport::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs));
+    let customer = CustomerId(customers_on_a(1)[0]);
+    let mut seq = 0;
+    until("an envelope reached the older peer", || {
+        seq += 1;
+        let body = Body::Message { seq, message: ToRouter::Leave };
+        transport.to_router(
+            TENANT,
+            Envelope { conversation: ConversationId(1), customer, epoch: 1, body },
+        );
+        let got = delivered.try_recv().ok();
+        async move { got.is_some() }
+    })
+    .await;
+    assert!(transport.undelivered() >= 1, "the first batch was refused, and dropped");
+    server.abort();
 }
 
 /// Node B is down (its port bound, nothing answering): A's route times out at the transport's
