@@ -17,7 +17,8 @@ use switchboard_core::{
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{
-    AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TenantConfig,
+    AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TOMBSTONE,
+    TenantConfig,
 };
 use switchboard_node::archive;
 use switchboard_node::hub::Hub;
@@ -251,6 +252,42 @@ async fn a_new_node_on_the_same_store_carries_on_from_the_rows() {
     assert!(epoch(ROUTER, "") > router_epoch, "the router's new incarnation wrote its row");
     assert_eq!(placed(mesh, 31).await.1, 0);
     assert_eq!(archived_assignments(&h.store, 31), Some(1));
+}
+
+/// A conversation that left is a tombstone in the router's memory (so a late copy of its
+/// messages is recognised), stored as a row of its own with the router's next step, not in
+/// the router's row; a new node on the same store loads it with the router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routers_tombstones_are_rows_of_their_own_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness_in(dir, &[(AGENT, 1)], Duration::from_secs(3600));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await.unwrap();
+    until("conversation 1 is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    mesh.conversation(CustomerId(7)).end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor passivates", || async { mesh.live().1 == 0 }).await;
+    let left = |mesh: &Mesh| {
+        let router = mesh.router();
+        async move { router.read(|side| side.has_left(ConversationId(1))).await.unwrap() }
+    };
+    until("the router keeps its tombstone", || left(mesh)).await;
+    // The router's next step stores it.
+    mesh.router().set_status(AGENT, AgentStatus::Away, StatusCause::Agent).await.unwrap();
+    until("the tombstone is a row", || async {
+        h.store.actor(TENANT, TOMBSTONE, "1").unwrap().is_some()
+    })
+    .await;
+
+    // The node goes; another opens the same store: its router knows the conversation left.
+    h.mesh.stop_all().await;
+    let Harness { _dir: dir, store, transport, mesh, .. } = h;
+    drop((store, transport, mesh));
+    let h = harness_in(dir, &[(AGENT, 1)], Duration::from_secs(3600));
+    assert!(left(&h.mesh).await, "restored from its row");
 }
 
 /// SplitMix64, so a failing seed replays.

@@ -66,7 +66,9 @@
 //! after the last envelope seen on it, so that late copies are recognised as duplicates. This
 //! assumes no envelope is delivered later than `linger` after it was sent (internal calls
 //! carry a deadline shorter than it), and that a side with unacknowledged messages resends
-//! them at least once per `linger`.
+//! them at least once per `linger`. Once its last acknowledgement is out, only a
+//! [`Tombstone`] stays, outside the side's own encoding: the shell stores each as a row of
+//! its own, so the router's row stays bounded by its live work.
 
 pub mod agent;
 pub mod conversation;
@@ -79,7 +81,7 @@ use serde::{Deserialize, Serialize};
 pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
 pub use self::desk::{DeskEnvelope, FromDesk, Holding, ToDesk};
-pub use self::router::RouterSide;
+pub use self::router::{RouterSide, Tombstone};
 use crate::conversation::Cause;
 use crate::engine::{Note, Target};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};

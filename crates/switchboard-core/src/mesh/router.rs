@@ -68,20 +68,31 @@ pub struct RouterSide {
     #[serde(default)]
     holdings: BTreeMap<AgentId, BTreeMap<ConversationId, u64>>,
     /// Conversations that left and are owed nothing more, until `seen + linger`: only what
-    /// answers a late copy, so the side (and its durable row, rewritten on every step) grows
-    /// by a few bytes per conversation that left within `linger`, not by a whole link, and
-    /// [`RouterSide::outgoing`] walks only the conversations still routed.
-    #[serde(default)]
-    gone: BTreeMap<ConversationId, Gone>,
+    /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
+    /// routed. Not in the side's own encoding (the router's row, rewritten on every step):
+    /// with an hour's `linger` at 50 endings a second that would be 180,000 tombstones,
+    /// about 10 MB per step. The shell stores each as a row of its own when it appears and
+    /// deletes it when it expires ([`RouterSide::take_tombstones`]), and gives them back on
+    /// activation ([`RouterSide::restore_tombstones`]). Read from rows of the earlier
+    /// encoding, which held them, and then stored as rows of their own.
+    #[serde(default, skip_serializing)]
+    gone: BTreeMap<ConversationId, Tombstone>,
+    /// Tombstones that appeared, and expired, since the last [`RouterSide::take_tombstones`]
+    /// (volatile: the row before them still holds what they replace, see `take_tombstones`).
+    #[serde(skip)]
+    gone_new: Vec<ConversationId>,
+    #[serde(skip)]
+    gone_expired: Vec<ConversationId>,
     /// Each agent's first sign-in of the day, as this side's status changes make them
     /// ([`crate::login`]; the shell feeds it each step's effects, [`RouterSide::note_logins`]).
     #[serde(default)]
     logins: Logins,
 }
 
-/// What the router side keeps of a conversation that left ([`RouterSide::gone`]).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Gone {
+/// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
+/// by the shell as a row of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
     customer: CustomerId,
     /// Its inbox's `applied_below` when it was put away: every message below was applied.
     next: u64,
@@ -119,6 +130,8 @@ impl RouterSide {
             agents: BTreeMap::new(),
             holdings: BTreeMap::new(),
             gone: BTreeMap::new(),
+            gone_new: Vec::new(),
+            gone_expired: Vec::new(),
             logins: Logins::default(),
         }
     }
@@ -355,8 +368,43 @@ impl RouterSide {
         self.decide(rout, Op::new(Cause::Routed), &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
-        self.gone.retain(|_, g| g.seen + linger > now);
+        let expired = &mut self.gone_expired;
+        self.gone.retain(|id, g| {
+            let keep = g.seen + linger > now;
+            if !keep {
+                expired.push(*id);
+            }
+            keep
+        });
         out
+    }
+
+    /// The tombstones to store since the last call (each a row of its own, by conversation),
+    /// and those to delete (expired). The shell writes both in the batch of the step it
+    /// takes them in. A tombstone replaces a left conversation's link, which the row
+    /// written before it appeared still holds, so a crash before that batch loses nothing:
+    /// the restarted side puts the link away again.
+    pub fn take_tombstones(&mut self) -> (Vec<(ConversationId, Tombstone)>, Vec<ConversationId>) {
+        let fresh = std::mem::take(&mut self.gone_new);
+        let fresh = fresh.into_iter().filter_map(|id| self.gone.get(&id).map(|t| (id, *t)));
+        let fresh = fresh.collect();
+        let expired = std::mem::take(&mut self.gone_expired);
+        (fresh, expired.into_iter().filter(|id| !self.gone.contains_key(id)).collect())
+    }
+
+    /// On activation, before [`RouterSide::restart`]: the stored tombstones. Those the row
+    /// itself held (its earlier encoding) are stored as rows of their own with the next
+    /// [`RouterSide::take_tombstones`].
+    pub fn restore_tombstones(
+        &mut self,
+        stored: impl IntoIterator<Item = (ConversationId, Tombstone)>,
+    ) {
+        self.gone_new.extend(self.gone.keys().copied());
+        for (id, t) in stored {
+            if !self.conversations.contains_key(&id) {
+                self.gone.entry(id).or_insert(t);
+            }
+        }
     }
 
     // ----- the links ---------------------------------------------------------------------------
@@ -416,7 +464,8 @@ impl RouterSide {
         for id in done {
             if let Some(c) = self.conversations.remove(&id) {
                 let next = c.link.inbox.applied_below();
-                self.gone.insert(id, Gone { customer: c.customer, next, seen: c.seen });
+                self.gone.insert(id, Tombstone { customer: c.customer, next, seen: c.seen });
+                self.gone_new.push(id);
             }
         }
         for (conversation, customer, next) in self.stray.drain(..) {

@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::{
     AgentSide, Body, ConversationSide, DeskEvent, Envelope, Holding, RouterSide, ToAgent, ToRouter,
+    Tombstone,
 };
 use crate::channel::Channel;
 use crate::config::{
@@ -152,8 +153,17 @@ fn a_conversation_put_away_after_leaving_still_answers_a_late_copy() {
     // The acknowledgement of the leave goes out, and the link with it.
     let acks = router.outgoing();
     assert!(acks.iter().all(|e| matches!(e.body, Body::Ack { .. })), "{acks:?}");
+    // The tombstone is stored as a row of its own; the side's own row does not hold it.
+    let (fresh, expired) = router.take_tombstones();
+    assert_eq!(fresh.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [C1]);
+    assert!(expired.is_empty());
+    assert_eq!(router.take_tombstones(), (vec![], vec![]), "taken once");
     let bytes = rmp_serde::to_vec_named(&router).unwrap();
     let mut router: RouterSide = rmp_serde::from_slice(&bytes).unwrap();
+    assert!(!router.has_left(C1), "not in the row");
+    router.restore_tombstones(fresh);
+    assert_eq!(router.take_tombstones(), (vec![], vec![]), "nothing new to store");
+    router.restart(2, now + secs(6));
     assert!(router.has_left(C1));
     assert!(router.customer_of(C1).is_none(), "no link kept");
     assert!(router.outgoing().is_empty());
@@ -167,6 +177,54 @@ fn a_conversation_put_away_after_leaving_still_answers_a_late_copy() {
     );
     router.advance(now + secs(6) + LINGER);
     assert!(!router.has_left(C1));
+    assert_eq!(router.take_tombstones(), (vec![], vec![C1]), "its row is deleted");
+}
+
+/// The router's row does not grow with the conversations that left (their tombstones are
+/// rows of their own); a row of the earlier encoding, which held them, still loads them, and
+/// they are stored as rows with the next step.
+#[test]
+fn the_routers_row_does_not_grow_with_tombstones() {
+    let (t, mut router, _) = setup();
+    let now = Timestamp(1_000);
+    let empty = rmp_serde::to_vec_named(&router).unwrap().len();
+    for n in 1..=200u64 {
+        let mut side = ConversationSide::new(CustomerId(n), Default::default());
+        let mut m = message("hi");
+        m.customer = CustomerId(n);
+        m.new_conversation = ConversationId(n);
+        side.customer_message(t.cfg(), now, m).unwrap();
+        for e in side.outgoing() {
+            router.receive(now, e);
+        }
+        for e in router.outgoing() {
+            side.receive(t.cfg(), now, e);
+        }
+        side.end(t.cfg(), now + secs(1), ConversationId(n), Actor::Agent(A1)).unwrap();
+        for e in side.outgoing() {
+            router.receive(now + secs(1), e);
+        }
+        router.outgoing();
+    }
+    let (fresh, _) = router.take_tombstones();
+    assert_eq!(fresh.len(), 200);
+    assert!((1..=200).all(|n| router.has_left(ConversationId(n))));
+    let row = rmp_serde::to_vec_named(&router).unwrap().len();
+    assert!(row <= empty + 64, "{row} bytes for 200 tombstones, {empty} with none");
+
+    // The earlier encoding: the same side with its tombstones in the row.
+    #[derive(serde::Serialize)]
+    struct Earlier<'a> {
+        #[serde(flatten)]
+        side: &'a RouterSide,
+        gone: std::collections::BTreeMap<ConversationId, Tombstone>,
+    }
+    let gone = fresh.iter().copied().collect();
+    let bytes = rmp_serde::to_vec_named(&Earlier { side: &router, gone }).unwrap();
+    let mut loaded: RouterSide = rmp_serde::from_slice(&bytes).unwrap();
+    loaded.restore_tombstones(vec![]);
+    assert!((1..=200).all(|n| loaded.has_left(ConversationId(n))));
+    assert_eq!(loaded.take_tombstones().0.len(), 200, "stored as rows with the next step");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
     AgentEnvelope, AgentSide, Body, ConversationSide, DeskEnvelope, DeskEvent, Envelope, FromAgent,
-    FromDesk, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter,
+    FromDesk, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter, Tombstone,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
@@ -154,6 +154,8 @@ pub struct Sim {
     now: Timestamp,
     tenant: Rc<Tenant>,
     pub router: Node<RouterSide>,
+    /// The router's stored tombstones (rows of their own beside its state).
+    tombstones: BTreeMap<ConversationId, Tombstone>,
     pub sides: Vec<Node<ConversationSide>>,
     pub agents: Vec<Node<AgentSide>>,
     net: Vec<(Timestamp, Wire)>,
@@ -270,6 +272,7 @@ impl Sim {
             now: Timestamp(1_000),
             tenant: Rc::new(tenant),
             router: Node::new(router),
+            tombstones: BTreeMap::new(),
             sides,
             agents,
             net: Vec::new(),
@@ -508,6 +511,13 @@ impl Sim {
                 if !n.dirty {
                     return Ok(());
                 }
+                // Its tombstones are rows of their own, written with its state (as the
+                // node's router actor writes them).
+                let (fresh, expired) = n.live.take_tombstones();
+                self.tombstones.extend(fresh);
+                for id in expired {
+                    self.tombstones.remove(&id);
+                }
                 n.durable = n.live.clone();
                 n.dirty = false;
                 let mut wire: Vec<Wire> =
@@ -614,6 +624,7 @@ impl Sim {
                 self.net.retain(|(_, w)| !matches!(w, Wire::ToRouter(_) | Wire::FromAgent(_)));
                 let n = &mut self.router;
                 n.crash();
+                n.live.restore_tombstones(self.tombstones.clone());
                 n.live.restart(epoch, self.now);
                 n.durable = n.live.clone();
             }

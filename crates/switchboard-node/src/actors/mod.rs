@@ -91,6 +91,9 @@ pub const ROUTER: &str = "router";
 pub const CONVERSATION: &str = "conversation";
 /// The `kind` of an agent actor's row and of the `switchboard_actors` gauge.
 pub const AGENT: &str = "agent";
+/// The `kind` of the router actor's tombstones (`RouterSide::take_tombstones`), one row per
+/// conversation that left within the router's `linger`, keyed by its number.
+pub const TOMBSTONE: &str = "tombstone";
 
 /// Leading byte of an actor row's body: a new layout gets a new number.
 const VERSION: u8 = 1;

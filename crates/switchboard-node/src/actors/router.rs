@@ -7,7 +7,9 @@
 //!
 //! Each step: the side changes state and queues decisions; the actor writes the side as its
 //! row (one upsert, in the store's group commit) with the step's events (`events` entries,
-//! `actors::effects`) and awaits durability; then `outgoing()`
+//! `actors::effects`) and the tombstones that appeared or expired since the last step (rows
+//! of kind [`TOMBSTONE`], read back on activation: the row would otherwise grow with every
+//! conversation that left within `linger`), and awaits durability; then `outgoing()`
 //! goes to the transport and the caller is answered. Steps are batched: a message that
 //! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
 //! message that queued up while the previous write was in flight is applied before one
@@ -22,7 +24,9 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashSet;
 use switchboard_core::engine::Target;
-use switchboard_core::mesh::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter};
+use switchboard_core::mesh::{
+    AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter, Tombstone,
+};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
 use switchboard_store::{ActorState, Batch, Fence, Response};
@@ -30,7 +34,7 @@ use tracing::warn;
 
 use super::effects::{MeshNames, Rows};
 use super::placement::ActorKey;
-use super::{Counted, Exit, Mesh, ROUTER, Timers, decode, encode};
+use super::{Counted, Exit, Mesh, ROUTER, TOMBSTONE, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
 
@@ -164,6 +168,25 @@ impl Drop for RouterRun {
     }
 }
 
+/// The router's stored tombstones, page by page (a primary-key walk).
+async fn tombstones(mesh: &Mesh) -> Result<Vec<(ConversationId, Tombstone)>> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (store, tenant, from) = (mesh.inner().store.clone(), mesh.tenant().to_owned(), after);
+        let page =
+            super::blocking(move || store.list_actors(&tenant, TOMBSTONE, &from, 1024)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.key.clone();
+        for row in page {
+            let (Ok(n), Some(body)) = (row.key.parse::<u64>(), row.body) else { continue };
+            let (_, tombstone) = decode::<Tombstone>(&body)?;
+            all.push((ConversationId(n), tombstone));
+        }
+    }
+    Ok(all)
+}
+
 impl Actor for RouterActor {
     type Msg = RouterMsg;
     type State = RouterRun;
@@ -189,6 +212,7 @@ impl Actor for RouterActor {
         if inner.options.agent_actors {
             side = side.with_agent_links();
         }
+        side.restore_tombstones(tombstones(&mesh).await?);
         let epoch = stored + 1;
         let now = clock::now().max(at);
         side.restart(epoch, now);
@@ -580,10 +604,32 @@ impl RouterRun {
             epoch: self.epoch,
             body: Some(encode(self.last_now, &self.side)?),
         };
+        // Tombstones are rows of their own (the side's row would grow with every
+        // conversation that left within `linger`): new ones stored, expired ones deleted.
+        let (fresh, expired) = self.side.take_tombstones();
+        let mut actors = Vec::with_capacity(1 + fresh.len() + expired.len());
+        actors.push(row);
+        for (id, tombstone) in fresh {
+            let body = Some(encode(self.last_now, &tombstone)?);
+            actors.push(ActorState {
+                kind: TOMBSTONE.into(),
+                key: id.0.to_string(),
+                epoch: 0,
+                body,
+            });
+        }
+        for id in expired {
+            actors.push(ActorState {
+                kind: TOMBSTONE.into(),
+                key: id.0.to_string(),
+                epoch: 0,
+                body: None,
+            });
+        }
         let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
-            actors: vec![row],
+            actors,
             responses,
             ..Batch::default()
         };
