@@ -218,7 +218,7 @@ pub fn describe() {
     describe_counter!(
         MESH_ENVELOPES,
         "Actor mesh envelopes between nodes, by outcome: sent, unavailable (the receiver \
-         does not own the key, or cannot be reached), failed, timed_out, busy (too many in flight), unowned (no owner known) \
+         does not own the key, or cannot be reached), failed, timed_out, busy (the peer's queue is full), unowned (no owner known) \
          or exhausted (the receiver's bound) on the sender; received, not_owner, not_running, \
          exhausted on the receiver. Every one not \
          delivered is resent by its link."

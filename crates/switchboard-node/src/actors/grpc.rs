@@ -5,8 +5,8 @@
 //!
 //! - **Placement** decides: [`placement::resolve`] maps the envelope's actor key (router: the
 //!   tenant; conversation: tenant and customer; agent: tenant and agent) onto its shard's owner in the node's
-//!   [`Ownership`] view. Owned here: straight to `InProcess`. Elsewhere: one unary call over
-//!   the pooled node-to-node channel the forwarder uses ([`crate::cluster::forward::Peers`],
+//!   [`Ownership`] view. Owned here: straight to `InProcess`. Elsewhere: in a batch over the
+//!   pooled node-to-node channel the forwarder uses ([`crate::cluster::forward::Peers`],
 //!   mutual TLS when the cluster has a CA). Nobody (a handover in progress): dropped.
 //! - **Fire-and-forget, batched per peer**: an envelope for another node joins that node's
 //!   queue (at most [`MAX_QUEUED`]; beyond that it is dropped, so a slow peer costs bounded
