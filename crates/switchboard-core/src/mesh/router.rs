@@ -71,10 +71,10 @@ pub struct RouterSide {
     /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
     /// routed. Not in the side's own encoding (the router's row, rewritten on every step):
     /// with an hour's `linger` at 50 endings a second that would be 180,000 tombstones,
-    /// about 10 MB per step. The shell stores each as a row of its own when it appears and
-    /// deletes it when it expires ([`RouterSide::take_tombstones`]), and gives them back on
-    /// activation ([`RouterSide::restore_tombstones`]). Read from rows of the earlier
-    /// encoding, which held them, and then stored as rows of their own.
+    /// about 7 MB per step (some 40 bytes each). The shell stores each as a row of its own
+    /// when it appears and deletes it when it expires ([`RouterSide::take_tombstones`]), and
+    /// gives them back on activation ([`RouterSide::restore_tombstones`]). Read from rows
+    /// of the earlier encoding, which held them, and then stored as rows of their own.
     #[serde(default, skip_serializing)]
     gone: BTreeMap<ConversationId, Tombstone>,
     /// Tombstones that appeared, and expired, since the last [`RouterSide::take_tombstones`]
