@@ -243,25 +243,7 @@ async fn a_conversation_crosses_three_nodes_end_to_end() {
         ..Default::default()
     };
     desk.agent.send_message(send).await.expect("reply via n2");
-    let mut outbound = gateway
-        .channel
-        .stream_outbound(pb::StreamOutboundRequest {
-            tenant: format!("tenants/{t}"),
-            after_cursor: 0,
-        })
-        .await
-        .expect("outbound via n1")
-        .into_inner();
-    loop {
-        let m = tokio::time::timeout(PATIENCE, outbound.message())
-            .await
-            .expect("bounded wait")
-            .expect("stream ok")
-            .expect("open");
-        if m.text == "hi alice, agent here" {
-            break;
-        }
-    }
+    until_outbound(&cluster.nodes[0].grpc, &t, |m| m.text == "hi alice, agent here").await;
     // Listing tenants on any node covers the whole cluster.
     let listed = gateway
         .admin

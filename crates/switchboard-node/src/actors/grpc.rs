@@ -150,22 +150,21 @@ impl GrpcTransport {
             ownership: self.ownership.clone(),
             deadline: self.deadline,
             undelivered: self.undelivered.clone(),
-            legacy_until: Arc::default(),
+            legacy_until: Mutex::default(),
         };
         runtime.spawn(pump(rx, peer));
         queues.insert(addr.to_owned(), tx);
     }
 }
 
-/// Where a pump sends, and what it reports to.
-#[derive(Clone)]
+/// Where a pump sends, and what it reports to (shared by its calls).
 struct Peer {
     addr: String,
     ownership: Arc<Ownership>,
     deadline: Duration,
     undelivered: Arc<AtomicU64>,
     /// Until when the peer gets one `Deliver` per envelope (it answered UNIMPLEMENTED).
-    legacy_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+    legacy_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Peer {
@@ -189,6 +188,7 @@ impl Peer {
 /// queued meanwhile (at least one envelope, at most one batch) into one call. Ends once the
 /// queue stayed empty for [`PEER_IDLE`] (what raced in is still sent) or its transport is gone.
 async fn pump(mut rx: mpsc::Receiver<pb::DeliverRequest>, peer: Peer) {
+    let peer = Arc::new(peer);
     let calls = Arc::new(Semaphore::new(CALLS_PER_PEER));
     loop {
         let Ok(permit) = calls.clone().acquire_owned().await else { return };

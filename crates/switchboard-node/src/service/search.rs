@@ -326,8 +326,6 @@ async fn by_id(
     Ok(pb::ListConversationsResponse { conversations, next_page_token: String::new() })
 }
 
-/// One page of customers of `tenant` matching `filter`, within `viewer`'s scope (an agent
-/// id; `None` for the whole tenant), ascending by id.
 /// The open conversations of `stored` customers (by their records), as their conversation
 /// actors hold them, wherever they live.
 async fn open_conversations(
@@ -342,6 +340,8 @@ async fn open_conversations(
     Ok(held.into_iter().flatten().map(|h| (h.conversation.id, h.conversation)).collect())
 }
 
+/// One page of customers of `tenant` matching `filter`, within `viewer`'s scope (an agent
+/// id; `None` for the whole tenant), ascending by id.
 pub async fn customers(
     registry: &Registry,
     mesh: Option<&crate::actors::Mesh>,
