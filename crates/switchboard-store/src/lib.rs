@@ -163,7 +163,9 @@ pub struct Batch {
     /// an actor's state and the outbox it holds are durable in the same commit as the rest.
     pub actors: Vec<ActorState>,
     /// Responses of calls an actor answered in this batch's step (issue 12, per-actor
-    /// idempotency): each an insert by (tenant, request id), an existing one kept.
+    /// idempotency): each an upsert by (tenant, request id). Only the actor that applied the
+    /// call writes its request id again: a response it held for the router's answer, stored
+    /// once as its own step rendered it and again as answered.
     pub responses: Vec<Response>,
     /// Conversations opened in this batch's step by a conversation actor, with the customer
     /// (number) that holds them: each an insert by (tenant, conversation), an existing one kept.

@@ -6,7 +6,7 @@
 //!
 //! The CTEs of one statement all see the snapshot from before it and none sees another's
 //! rows, so what one batch's rows would do to another's is settled here first: upserts of
-//! the same key (archive, customers, actors) keep the last, as statements in order would; an
+//! the same key (archive, customers, actors, responses) keep the last, as statements in order would; an
 //! actor deleted and written again ends as its last operation says. Two inserts that would
 //! collide (a log or stream position, a message seq) still collide, and the caller redoes the
 //! group a job at a time to find whose it was. A batch that purges a transcript is written on
@@ -54,7 +54,8 @@ WITH
          AND actors.actor_key = gone.actor_key),
  r AS (INSERT INTO responses (tenant, request_id, at_ms, body)
        SELECT * FROM unnest($41::text[], $42::text[], $43::int8[], $44::bytea[])
-       ON CONFLICT (tenant, request_id) DO NOTHING),
+       ON CONFLICT (tenant, request_id) DO UPDATE SET
+          at_ms = excluded.at_ms, body = excluded.body),
  o AS (INSERT INTO conversation_owners (tenant, conversation, customer)
        SELECT * FROM unnest($45::text[], $46::int8[], $47::int8[])
        ON CONFLICT (tenant, conversation) DO NOTHING)
@@ -82,7 +83,8 @@ pub(crate) struct Rows<'a> {
     customers: BTreeMap<(&'a str, &'a str), CustomerRow<'a>>,
     /// By (tenant, kind, key): the last write, or `None` for a delete.
     actors: BTreeMap<ActorKey<'a>, Option<(i64, &'a [u8])>>,
-    responses: ResponseColumns<'a>,
+    /// By (tenant, request id): the last write wins.
+    responses: BTreeMap<(&'a str, &'a str), (i64, &'a [u8])>,
     owners: (Vec<&'a str>, Vec<i64>, Vec<i64>),
 }
 
@@ -177,11 +179,8 @@ impl<'a> Rows<'a> {
             self.actors.insert((tenant, &actor.kind, &actor.key), state);
         }
         for response in &batch.responses {
-            let (t, request, at, body) = &mut self.responses;
-            at.push(ordered("response at_ms", response.at_ms)?);
-            t.push(tenant);
-            request.push(&response.request_id);
-            body.push(&response.body);
+            let at = ordered("response at_ms", response.at_ms)?;
+            self.responses.insert((tenant, &response.request_id), (at, &response.body));
         }
         for owner in &batch.owners {
             let (t, conversation, customer) = &mut self.owners;
@@ -243,7 +242,14 @@ impl<'a> Rows<'a> {
                 }
             }
         }
-        let (r0, r1, r2, r3) = &rows.responses;
+        let mut responses: ResponseColumns<'_> = Default::default();
+        for ((tenant, request), (at, body)) in &rows.responses {
+            responses.0.push(tenant);
+            responses.1.push(request);
+            responses.2.push(*at);
+            responses.3.push(body);
+        }
+        let (r0, r1, r2, r3) = &responses;
         let (o0, o1, o2) = &rows.owners;
         tx.execute(
             statement,

@@ -142,7 +142,8 @@ impl Statements {
                 .prepare("DELETE FROM actors WHERE tenant = $1 AND kind = $2 AND actor_key = $3")?,
             insert_response: client.prepare(
                 "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant, request_id) DO NOTHING",
+                 ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
+                    body = excluded.body",
             )?,
             insert_owner: client.prepare(
                 "INSERT INTO conversation_owners (tenant, conversation, customer)

@@ -975,7 +975,8 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
     for response in &batch.responses {
         conn.prepare_cached(
             "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, request_id) DO NOTHING",
+             ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
+                body = excluded.body",
         )?
         .execute(params![
             tenant,

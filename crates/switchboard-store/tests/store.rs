@@ -702,7 +702,7 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
 }
 
 /// Per-actor idempotency (version 9): a response stored by request id with the batch it
-/// rides in (the first kept when an id comes again), refused with a refused batch, kept by
+/// rides in (replaced when the id is written again), refused with a refused batch, kept by
 /// retention within the window and deleted past it; a conversation's customer stored with
 /// its opening batch, kept until retention purges the conversation's archive row; both
 /// durable across reopening and apart per tenant.
@@ -720,7 +720,7 @@ async fn actor_responses_and_conversation_owners_are_kept_then_retained<B: Backe
     store.append(step(vec![response("a", 10_000, "one")], vec![owner(7, 70)])).await.unwrap();
     store.append(step(vec![response("a", 10_100, "two")], vec![owner(7, 71)])).await.unwrap();
     store.append(step(vec![response("b", 10_500, "three")], vec![owner(8, 80)])).await.unwrap();
-    assert_eq!(store.actor_response("acme", "a").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.actor_response("acme", "a").unwrap(), Some(b"two".to_vec()));
     assert_eq!(store.actor_response("other", "a").unwrap(), None);
     assert_eq!(store.actor_response("acme", "c").unwrap(), None);
     assert_eq!(store.conversation_customer("acme", 7).unwrap(), Some(70));
@@ -1175,8 +1175,9 @@ async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
     assert_eq!(store.actor("acme", "conversation", "z").unwrap(), None);
     assert_eq!(store.archived("acme", 5).unwrap(), Some(archived(5, "carol-2", 101, 9_001)));
     assert_eq!(store.customer("acme", "u1").unwrap(), Some(b"two".to_vec()));
-    // Responses and owners keep the first: a repeated request is answered as it was.
-    assert_eq!(store.actor_response("acme", "r").unwrap(), Some(b"first".to_vec()));
+    // A response written again replaces the first (only the actor that applied a request
+    // writes it again: a response it held for the router's answer); owners keep the first.
+    assert_eq!(store.actor_response("acme", "r").unwrap(), Some(b"second".to_vec()));
     assert_eq!(store.conversation_customer("acme", 40).unwrap(), Some(1));
     // The purge took the messages before it, not the one after.
     assert_eq!(store.messages("acme", 9, 0, 100).unwrap(), vec![message(9, 3)]);
