@@ -15,6 +15,7 @@ use switchboard_core::{
     Actor, AgentId, AgentStatus, ConversationId, CustomerId, Effect, Engine, State,
 };
 use switchboard_node::actors::agent::Decision;
+use switchboard_node::actors::conversation::{Answered, Call, Called, ConversationOp};
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{
     AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TOMBSTONE,
@@ -1135,6 +1136,69 @@ async fn a_conversation_actor_killed_after_its_write_repeats_and_loses_no_entry(
     assert_eq!(support::outbox_summary(&h.store), replies_heard());
     assert_eq!(support::events_summary(&h.store), EVENTS);
     assert_eq!(support::transcript(&h.store, 1).len(), 5);
+}
+
+/// A public call that asks the router (here an opening) is answered as on one node: with
+/// where routing put the conversation. Its response waits for the router's answer (held back
+/// here by a cut link); a retry of the same request meanwhile joins it; both get the routed
+/// answer, which is stored for later retries. An actor stopped while a response is held
+/// answers what its own step stored, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
+    let h = harness();
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let call = |customer: u64, request_id: &str| Call {
+        op: ConversationOp::CustomerMessage {
+            msg: message(customer, customer, "hi"),
+            nickname: String::new(),
+        },
+        request_id: request_id.into(),
+        answer: Arc::new(|a: Answered<'_>| {
+            let c = a.conversation.expect("the conversation");
+            format!("{:?} {:?}", c.state, c.agent).into_bytes()
+        }),
+        customer: None,
+    };
+    let public = |customer: u64, request_id: &str| {
+        let (mesh, call) = (mesh.clone(), call(customer, request_id));
+        tokio::spawn(async move { mesh.conversation(CustomerId(customer)).call_public(call).await })
+    };
+    let stored = |request_id: &'static str| {
+        let store = h.store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.actor_response(TENANT, request_id).unwrap().is_some() }
+        }
+    };
+    let routed = Called::Answered(format!("{:?} {:?}", State::Assigned, Some(AGENT)).into_bytes());
+
+    h.transport.cut_to_router.store(true, Ordering::SeqCst);
+    let first = public(7, "r1");
+    until("the opening step is durable", stored("r1")).await;
+    let before_routing = h.store.actor_response(TENANT, "r1").unwrap().unwrap();
+    assert_ne!(Called::Answered(before_routing.clone()), routed, "not routed yet");
+    let retry = public(7, "r1");
+    h.transport.cut_to_router.store(false, Ordering::SeqCst);
+    let first = tokio::time::timeout(DEADLINE, first).await.expect("answered").unwrap();
+    let retry = tokio::time::timeout(DEADLINE, retry).await.expect("answered").unwrap();
+    assert_eq!(first.unwrap(), routed);
+    assert_eq!(retry.unwrap(), routed);
+    let Called::Answered(body) = &routed else { unreachable!() };
+    assert_eq!(h.store.actor_response(TENANT, "r1").unwrap().as_ref(), Some(body), "stored again");
+    assert_eq!(public(7, "r1").await.unwrap().unwrap(), routed, "a later retry");
+    let said = support::transcript(&h.store, 7).iter().filter(|row| row.ends_with(": hi")).count();
+    assert_eq!(said, 1, "the message was applied once");
+
+    // The router's answer never comes: the actor stops with the response held.
+    h.transport.cut_to_router.store(true, Ordering::SeqCst);
+    let held = public(8, "r2");
+    until("the second opening step is durable", stored("r2")).await;
+    mesh.kill_conversation(CustomerId(8)).await;
+    let held = tokio::time::timeout(DEADLINE, held).await.expect("answered").unwrap();
+    let stored = h.store.actor_response(TENANT, "r2").unwrap().unwrap();
+    assert_eq!(held.unwrap(), Called::Answered(stored), "what its step stored");
+    h.transport.cut_to_router.store(false, Ordering::SeqCst);
 }
 
 // ----- timers ----------------------------------------------------------------------------------

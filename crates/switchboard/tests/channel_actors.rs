@@ -130,6 +130,9 @@ async fn an_actor_tenants_channel_api_is_served_by_conversation_actors() {
     assert_eq!(conversation.customer, format!("tenants/{T}/customers/carol"));
     assert_eq!(conversation.group, format!("tenants/{T}/groups/support"));
     assert_eq!(conversation.customer_messages, 1);
+    // Answered as on one node: where routing put it (no agent is online: queued, first).
+    assert_eq!(conversation.state, pb::ConversationState::Queued as i32, "{conversation:?}");
+    assert_eq!(conversation.position, 1);
 
     // Its automatic reply is on StreamOutbound (the shared `outbox`), at position 1 (sent once
     // the router placed it: the opening message's replies wait for that).

@@ -127,6 +127,14 @@ impl ConversationSide {
         self.open.as_ref().map(|o| o.standing)
     }
 
+    /// Whether the open conversation `id` waits for the router's answer to a route or a raise
+    /// it asked for (its `Placed`, a `Standing` answering a raise, or a refusal). On one node
+    /// the call that asked has that answer in its response; a shell holds the response until
+    /// this is false.
+    pub fn awaits_router(&self, id: ConversationId) -> bool {
+        self.open.as_ref().is_some_and(|o| o.conv.id == id && o.pending.is_some())
+    }
+
     /// How many of the router's messages about the open conversation were applied.
     pub fn applied(&self) -> u64 {
         self.open.as_ref().map_or(0, |o| o.link.inbox.applied_below() - 1)

@@ -80,6 +80,9 @@ fn a_decision_is_resent_until_acknowledged_and_applied_once() {
     let (t, mut router, mut side) = setup();
     let now = Timestamp(1_000);
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    // The opening waits for the router's answer (a shell holds its call's response).
+    assert!(side.awaits_router(C1));
+    assert!(!side.awaits_router(ConversationId(2)));
     for e in side.outgoing() {
         router.receive(now, e);
     }
@@ -93,6 +96,7 @@ fn a_decision_is_resent_until_acknowledged_and_applied_once() {
         sent.extend(side.receive(t.cfg(), now, e.clone()));
     }
     assert_eq!(side.conversation().unwrap().state, State::Assigned);
+    assert!(!side.awaits_router(C1), "answered");
     assert_eq!(replies(&sent), 1, "one auto-accept reply: {sent:?}");
     // The acknowledgement stops the retransmissions.
     for e in side.outgoing() {

@@ -17,6 +17,9 @@
 //! are resent on its resend wake-up (as its envelopes to the router are), and the actor passivates only once they are
 //! acknowledged too.
 //!
+//! **Held responses**: a public call that asks the router (an opening, a request for a human,
+//! a raise) is answered once the router's answer is applied, as on one node ([`Held`]).
+//!
 //! Passivation: once nothing is open and the router (and every desk link) acknowledged
 //! everything, the actor
 //! stores the customer's record (last agent, settings) and deletes its row in one batch,
@@ -190,6 +193,10 @@ pub enum Called {
 /// number is spent only on an opening).
 pub const NO_NUMBER: ConversationId = ConversationId(0);
 
+/// The outcome of a step no public call asked for (a router's message, a timer).
+const NO_STEP: Outcome =
+    Outcome { conversation: ConversationId(0), opened: false, effects: vec![] };
+
 /// A read of the side with the open conversation's tags and note.
 pub type ReadTagged = Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtra>) + Send>;
 
@@ -258,6 +265,8 @@ pub struct ConversationRun {
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
     failed: bool,
     exit: Arc<Exit>,
+    /// Responses of calls that asked the router, held for its answer ([`Held`]).
+    held: Vec<Held>,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -265,6 +274,47 @@ pub struct ConversationRun {
 impl Drop for ConversationRun {
     fn drop(&mut self) {
         self.mesh.forget_conversation(self.customer, self.id);
+        // Stopped (failed, moved, drained) before the router answered: what is stored.
+        for held in self.held.drain(..) {
+            held.answer_first();
+        }
+    }
+}
+
+/// How long a call's response waits for the router's answer at most (its caller waits 30 s,
+/// `actors::CALL_TIMEOUT`): the router's node failing over takes its lease's TTL and more.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The response of a call that asked the router (an opening, a request for a human, a message
+/// that raised the priority), held until the router's answer is applied
+/// ([`ConversationSide::awaits_router`]): on one node the call's response shows where routing
+/// put the conversation, and so it does here. Rendered then, it is stored again under the
+/// request id in the same batch as that answer, and the caller is answered once it is durable.
+/// If the answer does not come within [`HOLD`], or the actor stops first, the caller gets the
+/// response its own step stored (the conversation opened, not yet placed).
+struct Held {
+    id: ConversationId,
+    answer: Answer,
+    request_id: String,
+    /// The step's conversation and whether it opened it.
+    outcome: Outcome,
+    /// The response as the call's own step rendered and stored it.
+    first: Vec<u8>,
+    /// The caller, and retries of the same request that came while it was held.
+    replies: Vec<RpcReplyPort<Result<Called>>>,
+    until: tokio::time::Instant,
+}
+
+impl Held {
+    fn answer_with(self, body: &[u8]) {
+        for reply in self.replies {
+            let _ = reply.send(Ok(Called::Answered(body.to_vec())));
+        }
+    }
+
+    fn answer_first(mut self) {
+        let first = std::mem::take(&mut self.first);
+        self.answer_with(&first);
     }
 }
 
@@ -338,6 +388,7 @@ impl Actor for ConversationActor {
             drained: false,
             failed: false,
             exit,
+            held: Vec::new(),
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -380,14 +431,33 @@ impl Actor for ConversationActor {
                 // An acknowledgement changes only what is resent (after a restart the router
                 // drops the resent copies as duplicates); one that leaves the actor with
                 // nothing to do is followed by its passivation below. (One whose effects
-                // write something is written all the same.)
-                if (!ack || !rows.is_empty())
-                    && let Err(e) = run.commit(rows).await
-                {
-                    return run.fail(&myself, e);
+                // write something is written all the same.) The router's answer a held
+                // response waited for is written with that response.
+                let mut released = Vec::new();
+                if !ack || !rows.is_empty() || run.releasing() {
+                    let ended = run.side.take_ended();
+                    released = run.release(&ended);
+                    let responses = released
+                        .iter()
+                        .filter(|(held, body)| !held.request_id.is_empty() && *body != held.first)
+                        .map(|(held, body)| Response {
+                            request_id: held.request_id.clone(),
+                            at_ms: now.as_millis(),
+                            body: body.clone(),
+                        })
+                        .collect();
+                    if let Err(e) = run.write(rows, ended, responses, &NO_STEP, vec![]).await {
+                        for (held, _) in released {
+                            held.answer_first();
+                        }
+                        return run.fail(&myself, e);
+                    }
                 }
                 run.send();
                 run.mesh.heard(Some(run.customer), effects);
+                for (held, body) in released {
+                    held.answer_with(&body);
+                }
                 if ack {
                     run.acknowledged();
                 }
@@ -418,7 +488,7 @@ impl Actor for ConversationActor {
                         let said = said.as_deref().map(|text| (outcome.conversation, text));
                         let rows = run.rows(now, said, &outcome.effects);
                         let ended = run.side.take_ended();
-                        if let Err(e) = run.write(rows, ended, None, &outcome, vec![]).await {
+                        if let Err(e) = run.write(rows, ended, vec![], &outcome, vec![]).await {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
@@ -430,6 +500,16 @@ impl Actor for ConversationActor {
             }
             ConversationMsg::Call(call, reply) => {
                 run.last_active = tokio::time::Instant::now();
+                // A retry of a call whose response is held: answered with it.
+                if let Some(held) = run
+                    .held
+                    .iter_mut()
+                    .find(|h| !call.request_id.is_empty() && h.request_id == call.request_id)
+                {
+                    held.replies.push(reply);
+                    run.arm(&myself);
+                    return Ok(());
+                }
                 // A request id answered before (by any incarnation): the same answer, nothing
                 // applied. A failed lookup fails the call (retryable), never applies it.
                 if !call.request_id.is_empty() {
@@ -477,7 +557,9 @@ impl Actor for ConversationActor {
                         Ok(ready) => {
                             let (rows, archived, response, body) = ready;
                             let step = Outcome { conversation: id, opened: false, effects: vec![] };
-                            if let Err(e) = run.write(rows, vec![], response, &step, archived).await
+                            let responses = response.into_iter().collect();
+                            if let Err(e) =
+                                run.write(rows, vec![], responses, &step, archived).await
                             {
                                 let _ = reply.send(Err(e.clone()));
                                 return run.fail(&myself, e);
@@ -501,6 +583,13 @@ impl Actor for ConversationActor {
                     _ => None,
                 };
                 let invitation = matches!(call.op, ConversationOp::InviteRating { .. });
+                // Calls whose response on one node shows where routing put the conversation.
+                let asks_router = matches!(
+                    call.op,
+                    ConversationOp::CustomerMessage { .. }
+                        | ConversationOp::OpenService { .. }
+                        | ConversationOp::RequestHuman(_)
+                );
                 match run.apply(now, call.op) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -535,14 +624,28 @@ impl Actor for ConversationActor {
                             at_ms: now.as_millis(),
                             body: body.clone(),
                         });
-                        let written = run.write(rows, ended, response, &outcome, vec![]).await;
+                        let responses = response.into_iter().collect();
+                        let written = run.write(rows, ended, responses, &outcome, vec![]).await;
                         if let Err(e) = written {
                             let _ = reply.send(Err(e.clone()));
                             return run.fail(&myself, e);
                         }
                         run.send();
-                        run.mesh.heard(Some(run.customer), outcome.effects);
-                        let _ = reply.send(Ok(Called::Answered(body)));
+                        let Outcome { conversation, opened, effects } = outcome;
+                        run.mesh.heard(Some(run.customer), effects);
+                        if asks_router && run.side.awaits_router(conversation) {
+                            run.held.push(Held {
+                                id: conversation,
+                                answer: call.answer,
+                                request_id: call.request_id,
+                                outcome: Outcome { conversation, opened, effects: vec![] },
+                                first: body,
+                                replies: vec![reply],
+                                until: tokio::time::Instant::now() + HOLD,
+                            });
+                        } else {
+                            let _ = reply.send(Ok(Called::Answered(body)));
+                        }
                     }
                 }
             }
@@ -557,6 +660,10 @@ impl Actor for ConversationActor {
             ConversationMsg::Wake => {
                 run.timers.fired();
                 run.mesh.woke();
+                let due = tokio::time::Instant::now();
+                for held in run.held.extract_if(.., |h| h.until <= due) {
+                    held.answer_first();
+                }
                 if let Err(e) = run.mesh.holds(run.fence) {
                     // Its shard moved (`Mesh::stop_unowned` stops it too, as the move is
                     // seen): the new owner activates it from its row.
@@ -626,6 +733,12 @@ impl ConversationRun {
         &mut self,
         myself: &ActorRef<ConversationMsg>,
     ) -> Result<(), ActorProcessingErr> {
+        // A held response whose conversation no longer waits for the router, but that no
+        // answer of the router released (the conversation ended meanwhile): as stored.
+        let side = &self.side;
+        for held in self.held.extract_if(.., |h| !side.awaits_router(h.id)) {
+            held.answer_first();
+        }
         if self.finished() {
             // Its work is over (again, if something it drained opened a conversation).
             if let Err(e) = self.passivate().await {
@@ -880,18 +993,17 @@ impl ConversationRun {
     /// rows, and the step's `rows`, in one batch; then those entries go to the node's hub.
     async fn commit(&mut self, rows: Rows) -> Result<()> {
         let ended = self.side.take_ended();
-        let outcome = Outcome { conversation: ConversationId(0), opened: false, effects: vec![] };
-        self.write(rows, ended, None, &outcome, vec![]).await
+        self.write(rows, ended, vec![], &NO_STEP, vec![]).await
     }
 
     /// [`commit`](Self::commit) with the conversations that ended in the step taken out
-    /// already, a public call's `response`, and, when the step `opened` a conversation, its
+    /// already, public calls' `responses`, and, when the step `opened` a conversation, its
     /// owner (this customer), so a call naming the conversation finds this actor.
     async fn write(
         &mut self,
         rows: Rows,
         ended: Vec<Conversation>,
-        response: Option<Response>,
+        responses: Vec<Response>,
         step: &Outcome,
         rewritten: Vec<Archived>,
     ) -> Result<()> {
@@ -958,7 +1070,7 @@ impl ConversationRun {
             fence: self.fence,
             archive,
             actors: vec![row],
-            responses: response.into_iter().collect(),
+            responses,
             owners: owners.into_iter().collect(),
             customers,
             ..Batch::default()
@@ -1084,7 +1196,44 @@ impl ConversationRun {
     fn arm(&mut self, myself: &ActorRef<ConversationMsg>) {
         let (next, now) = (self.side.next_deadline(self.mesh.config().cfg()), self.now());
         let idle_at = self.last_active + self.mesh.inner().options.idle;
-        self.timers.arm(myself, next, now, Some(idle_at), || ConversationMsg::Wake);
+        // A held response is answered at its `until` at the latest.
+        let wake_at = self.held.iter().map(|h| h.until).fold(idle_at, std::cmp::min);
+        self.timers.arm(myself, next, now, Some(wake_at), || ConversationMsg::Wake);
+    }
+
+    /// Whether a held response's conversation no longer waits for the router.
+    fn releasing(&self) -> bool {
+        self.held.iter().any(|h| !self.side.awaits_router(h.id))
+    }
+
+    /// Takes the held responses whose router answer was applied in this step, each rendered
+    /// as the conversation stands now (`ended`: those that ended in the step).
+    fn release(&mut self, ended: &[Conversation]) -> Vec<(Held, Vec<u8>)> {
+        let side = &self.side;
+        let ready: Vec<Held> = self.held.extract_if(.., |h| !side.awaits_router(h.id)).collect();
+        ready
+            .into_iter()
+            .map(|held| {
+                let conversation = self
+                    .side
+                    .conversation()
+                    .filter(|c| c.id == held.id)
+                    .or_else(|| ended.iter().find(|c| c.id == held.id));
+                let body = match conversation {
+                    Some(conversation) => (held.answer)(Answered {
+                        conversation: Some(conversation),
+                        standing: self.side.standing(),
+                        outcome: &held.outcome,
+                        last_row: None,
+                        extra: self.extra.as_ref().filter(|(n, _)| *n == held.id).map(|(_, e)| e),
+                        customer: self.side.customer(),
+                        profile: &self.profile,
+                    }),
+                    None => held.first.clone(),
+                };
+                (held, body)
+            })
+            .collect()
     }
 }
 
