@@ -477,3 +477,71 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
     assert_eq!(e.code(), tonic::Code::NotFound);
     drop(node);
 }
+
+/// An actor tenant's events (appended to the shared `events` stream by its conversation and
+/// router actors, numbered by the store) reach its webhook in order, each body carrying the
+/// cursor its event id names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_tenants_events_reach_its_webhook_with_their_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let node = start(dir.path(), "1000");
+    let mut c = node.clients().await;
+    support::create_actor_tenant(&mut c, "acme").await;
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: "tenants/acme/groups/support".into(),
+            request_id: rid("group"),
+            ..Default::default()
+        })
+        .await
+        .expect("put group");
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: "tenants/acme".into(),
+            settings: Some(pb::TenantSettings {
+                default_group: "tenants/acme/groups/support".into(),
+                ..Default::default()
+            }),
+            request_id: rid("settings"),
+            ..Default::default()
+        })
+        .await
+        .expect("default group");
+    let created = c
+        .admin
+        .put_webhook(pb::PutWebhookRequest {
+            name: "tenants/acme/webhooks/crm".into(),
+            url: receiver.url(),
+            secret: SECRET.into(),
+            event_types: Vec::new(),
+            request_id: rid("hook"),
+        })
+        .await
+        .expect("put webhook")
+        .into_inner();
+    let start_cursor = created.delivered_cursor;
+
+    post(&mut c, "carol").await;
+    let dave = post(&mut c, "dave").await;
+    let mut stream = c
+        .events
+        .stream_events(pb::StreamEventsRequest {
+            tenant: "tenants/acme".into(),
+            after_cursor: start_cursor,
+        })
+        .await
+        .expect("stream events")
+        .into_inner();
+    let events =
+        support::until(&mut stream, |e| e.r#type == "queued" && e.conversation == dave).await;
+    let end = events.last().unwrap().cursor;
+    // `delivered` checks each body's cursor against its event id.
+    let got = wait_for("every event up to dave's queueing", || {
+        let got = delivered(&receiver);
+        async move { got.contains(&end).then_some(got) }
+    })
+    .await;
+    let expected: Vec<u64> = events.iter().map(|e| e.cursor).collect();
+    assert_eq!(&got[..expected.len()], &expected[..], "nothing lost, in order");
+}

@@ -184,7 +184,11 @@ async fn work(context: Arc<Context>, id: String, webhook: Webhook) {
         for entry in entries {
             let seq = entry.seq;
             let event = match StreamItem::decode(entry.payload.as_slice()) {
-                Ok(StreamItem { item: Some(Item::Event(e)) }) if webhook.wants(&e.r#type) => e,
+                // The cursor is the entry's position: an actor tenant's events are numbered
+                // by the store as they are appended, so their payload carries none.
+                Ok(StreamItem { item: Some(Item::Event(e)) }) if webhook.wants(&e.r#type) => {
+                    pb::Event { cursor: seq, ..e }
+                }
                 _ => {
                     cursor = seq;
                     continue;
