@@ -12,8 +12,8 @@ use metrics::{
     histogram,
 };
 use rustc_hash::FxHashMap;
-use switchboard_core::engine::Event;
-use switchboard_core::{AgentStatus, GroupId, State, Timestamp};
+use switchboard_core::engine::{Effect, Event, Note, Sender};
+use switchboard_core::{AgentStatus, Channel, GroupId, ReplyKind, State, Timestamp};
 
 use crate::apply::Output;
 use crate::state::TenantState;
@@ -300,8 +300,88 @@ pub fn applied(
     {
         return;
     }
-    let tenant = state.id.clone();
-    for (k, channel) in &out.suppressed {
+    if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
+        histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
+    }
+    let step = Step {
+        tenant: &state.id,
+        group: &|g| group_label(state, g),
+        kind,
+        events: out.events.iter().collect(),
+        replies: &out.replies,
+        suppressed: &out.suppressed,
+        released_offline: out.released_offline,
+    };
+    count(&step, Some(&mut handles.events));
+}
+
+/// What one step did that the business counters count: a tenant actor's command
+/// ([`applied`]), or what an actor of a mesh made durable ([`mesh_step`]).
+struct Step<'a> {
+    tenant: &'a str,
+    /// A group's label (its id).
+    group: &'a dyn Fn(GroupId) -> String,
+    /// The command, where known ("transfer", "reassign_batch": a transfer's reason).
+    kind: &'static str,
+    events: Vec<&'a Event>,
+    replies: &'a [ReplyKind],
+    suppressed: &'a [(ReplyKind, Option<Channel>)],
+    released_offline: u32,
+}
+
+/// The business counters of an actor tenant's step, from the effects its conversation or
+/// router actor made durable (`Mesh::heard`): the same series as the tenant actor's
+/// commands, from the same core effects. A transfer's reason is `other` (the effects do not
+/// say who asked), and a suppressed reply counts no channel budget (its channel is the
+/// conversation actor's).
+pub fn mesh_step(tenant: &str, group: &dyn Fn(GroupId) -> String, effects: &[Effect]) {
+    let (mut replies, mut suppressed, mut released_offline) = (Vec::new(), Vec::new(), 0);
+    let mut events = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Event(e) => events.push(e),
+            Effect::Send { from: Sender::Auto(k), .. } => replies.push(*k),
+            Effect::ReplySuppressed { kind, .. } => suppressed.push((*kind, None)),
+            Effect::Notify {
+                note: Note::Released { reason: switchboard_core::router::Release::AgentOffline, .. },
+                ..
+            } => released_offline += 1,
+            _ => {}
+        }
+    }
+    if events.is_empty() && replies.is_empty() && suppressed.is_empty() && released_offline == 0 {
+        return;
+    }
+    let step = Step {
+        tenant,
+        group,
+        kind: "other",
+        events,
+        replies: &replies,
+        suppressed: &suppressed,
+        released_offline,
+    };
+    count(&step, None);
+}
+
+/// The router actor's decision time, for the histogram the tenant actor feeds with a
+/// command's apply time: one step (`took`) that offered or assigned.
+pub fn mesh_decided(took: Duration, effects: &[Effect]) {
+    let decided =
+        |e: &Effect| matches!(e, Effect::Event(Event::Offered { .. } | Event::Assigned { .. }));
+    if effects.iter().any(decided) {
+        histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
+    }
+}
+
+/// Counts one step; `handles` caches the events counter by event type (the tenant actor's).
+fn count(
+    step: &Step<'_>,
+    mut handles: Option<&mut FxHashMap<std::mem::Discriminant<Event>, Counter>>,
+) {
+    let (tenant, kind) = (step.tenant.to_owned(), step.kind);
+    let group_label = step.group;
+    for (k, channel) in step.suppressed {
         counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
             .increment(1);
         if let Some(channel) = channel {
@@ -309,36 +389,34 @@ pub fn applied(
                 .increment(1);
         }
     }
-    if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
-        histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
-    }
-    for k in &out.replies {
+    for k in step.replies {
         counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
     }
-    if out.released_offline > 0 {
+    if step.released_offline > 0 {
         // Offers withdrawn and assignments requeued because the agent signed out.
         counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => "group", "reason" => "agent_offline")
-            .increment(u64::from(out.released_offline));
+            .increment(u64::from(step.released_offline));
     }
-    for e in &out.events {
-        handles
-            .events
-            .entry(std::mem::discriminant(e))
-            .or_insert_with(|| {
-                counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e))
-            })
-            .increment(1);
+    for &e in &step.events {
+        let new =
+            || counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e));
+        match handles.as_deref_mut() {
+            Some(handles) => {
+                handles.entry(std::mem::discriminant(e)).or_insert_with(new).increment(1)
+            }
+            None => new().increment(1),
+        }
         match e {
             Event::Opened { group, channel, .. } => {
                 let labels = [
                     ("tenant", tenant.clone()),
-                    ("group", group_label(state, *group)),
+                    ("group", group_label(*group)),
                     ("channel", channel.to_string()),
                 ];
                 counter!(CONVERSATIONS_OPENED, &labels).increment(1);
             }
             Event::Assigned { group, via, waited_ms, .. } => {
-                let g = group_label(state, *group);
+                let g = group_label(*group);
                 if *via == switchboard_core::router::Via::Accepted {
                     counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "accepted")
                         .increment(1);
@@ -349,7 +427,7 @@ pub fn applied(
                     .record(seconds(*waited_ms));
             }
             Event::Ended { group, cause, from, waited_ms, .. } => {
-                let g = group_label(state, *group);
+                let g = group_label(*group);
                 let cause_label = crate::convert::snake(cause);
                 counter!(CONVERSATIONS_ENDED, "tenant" => tenant.clone(), "group" => g.clone(), "cause" => cause_label)
                     .increment(1);
@@ -377,7 +455,7 @@ pub fn applied(
                 }
             }
             Event::FirstResponse { group, since_opened_ms, since_assigned_ms, .. } => {
-                let g = group_label(state, *group);
+                let g = group_label(*group);
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g.clone(), "from" => "opened")
                     .record(seconds(*since_opened_ms));
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
@@ -385,7 +463,7 @@ pub fn applied(
             }
             Event::Transferred { to, left_queue, .. } => {
                 if let Some((g, ms)) = left_queue {
-                    let g = group_label(state, *g);
+                    let g = group_label(*g);
                     histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
                         .record(seconds(*ms));
                 }

@@ -429,6 +429,62 @@ fn sample_names(scrape: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The metrics the dashboards and alerts read, by name (minus those only a cluster has).
+fn read_by_deploy() -> BTreeSet<String> {
+    let out = tempfile::tempdir().unwrap();
+    let used = run(check_py().arg("promql").arg(out.path()));
+    used.lines().filter(|n| !CLUSTER_ONLY.contains(n)).map(str::to_owned).collect()
+}
+
+/// Which of `used` a live node does not export; gauges are sampled on an interval, so this
+/// polls (bounded) until every series is there.
+async fn unexported(node: &Node, used: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut missing = BTreeSet::new();
+    for _ in 0..60 {
+        let names = sample_names(&support::scrape(&node.metrics));
+        missing = used
+            .iter()
+            .filter(|n| !names.contains(*n) && !CLUSTER_ONLY.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    missing
+}
+
+/// An actor tenant (conversation, agent and router actors) feeds the same series as a
+/// tenant actor: on a node whose only tenant is one, driven down every path, every metric
+/// the dashboards and alerts read is exported, and the business counters carry its tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_tenant_feeds_every_metric_the_dashboards_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let used = read_by_deploy();
+    let node = Node::start_with_env(dir.path(), &[("SWITCHBOARD_STORE__SNAPSHOT_EVERY", "5")]);
+    let channel = tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap();
+    let routing = switchboard_proto::v1::TenantRouting::Actors;
+    support::traffic::drive_every_path_on(channel.connect().await.unwrap(), "acts", routing).await;
+    let missing = unexported(&node, &used).await;
+    assert!(missing.is_empty(), "read by deploy/ but not exported for actors: {missing:?}");
+    let scrape = support::scrape(&node.metrics);
+    for counter in [
+        "switchboard_conversations_opened_total",
+        "switchboard_assignments_total",
+        "switchboard_conversations_ended_total",
+        "switchboard_offers_total",
+        "switchboard_events_total",
+        "switchboard_automatic_replies_total",
+        "switchboard_commands_refused_total",
+        "switchboard_first_response_seconds_count",
+        "switchboard_queue_wait_seconds_count",
+    ] {
+        let ours = |l: &&str| l.starts_with(counter) && l.contains(r#"tenant="acts""#);
+        assert!(scrape.lines().any(|l| ours(&l)), "{counter} for the actor tenant in\n{scrape}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -450,20 +506,7 @@ async fn every_metric_the_dashboards_and_alerts_read_is_on_a_live_node() {
     let channel = tonic::transport::Channel::from_shared(node.grpc.clone()).unwrap();
     support::traffic::drive_every_path(channel.connect().await.unwrap(), "ops").await;
 
-    // Gauges are sampled on an interval: poll (bounded) until every series is there.
-    let mut missing = BTreeSet::new();
-    for _ in 0..60 {
-        let names = sample_names(&support::scrape(&node.metrics));
-        missing = used
-            .iter()
-            .filter(|n| !names.contains(*n) && !CLUSTER_ONLY.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let missing = unexported(&node, &used).await;
     assert!(missing.is_empty(), "read by deploy/ but not exported by a live node: {missing:?}");
     // The chart's probes ask the gRPC health service for "" (startup, readiness) and for
     // the liveness service of values.yaml: both answer SERVING on a running node.

@@ -133,6 +133,28 @@ impl Patch {
 }
 
 impl ConversationOp {
+    /// The command's kind, as the tenant actor names its commands (`tenant::op_kind`), for
+    /// the refusals counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConversationOp::CustomerMessage { .. } => "post_message",
+            ConversationOp::OpenService { .. } => "open_service",
+            ConversationOp::RequestHuman(_) => "request_human",
+            ConversationOp::ChannelClosed(_) => "close_conversation",
+            ConversationOp::AgentMessage { .. } => "send_message",
+            ConversationOp::MarkRead { .. } => "mark_read",
+            ConversationOp::End { .. } => "end_conversation",
+            ConversationOp::Whisper { .. } => "whisper",
+            ConversationOp::EndInBatch(_) => "end_batch",
+            ConversationOp::Rate { .. } => "rate_conversation",
+            ConversationOp::BotHosting { .. } => "set_bot_hosting",
+            ConversationOp::InviteRating { .. } => "invite_rating",
+            ConversationOp::Update { .. } => "update_conversation",
+            ConversationOp::PutCustomer(_) => "put_customer",
+            ConversationOp::UpdateProfile { .. } => "update_customer_profile",
+        }
+    }
+
     /// The conversation of a call that may act on it after its end (a rating, tags, a note).
     fn after_end(&self) -> Option<ConversationId> {
         match self {
@@ -569,7 +591,9 @@ impl Actor for ConversationActor {
                     }
                     return run.settle(&myself).await;
                 }
+                let kind = call.op.kind();
                 if let Err(e) = run.check(&call.op) {
+                    crate::metrics::refused(run.mesh.tenant(), kind, &e);
                     let _ = reply.send(Err(e));
                     run.arm(&myself);
                     return Ok(());
@@ -592,6 +616,7 @@ impl Actor for ConversationActor {
                 );
                 match run.apply(now, call.op) {
                     Err(e) => {
+                        crate::metrics::refused(run.mesh.tenant(), kind, &e);
                         let _ = reply.send(Err(e));
                     }
                     Ok(outcome) => {

@@ -794,6 +794,9 @@ impl Mesh {
     /// (the router's on the agent links, the conversations' on desk links), so nothing that
     /// listens here may show them a second time.
     pub(crate) fn heard(&self, customer: Option<CustomerId>, mut effects: Vec<Effect>) {
+        // The business counters, as the tenant actor counts its commands' effects.
+        let config = self.config();
+        crate::metrics::mesh_step(&self.0.tenant, &|g| config.group_name(g), &effects);
         if self.0.options.agent_actors {
             effects.retain(|e| !matches!(e, Effect::Notify { .. }));
         }

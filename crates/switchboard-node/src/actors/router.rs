@@ -49,6 +49,21 @@ pub enum RouterOp {
     Transfer { conversation: ConversationId, target: Target, by: switchboard_core::Actor },
 }
 
+impl RouterOp {
+    /// The command's kind, as the tenant actor names its commands (`tenant::op_kind`), for
+    /// the refusals counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouterOp::SetStatus { .. } => "set_status",
+            RouterOp::SetAgent { .. } => "put_agent",
+            RouterOp::Accept { .. } => "accept",
+            RouterOp::Decline { .. } => "decline",
+            RouterOp::Pick { .. } => "pick",
+            RouterOp::Transfer { .. } => "transfer",
+        }
+    }
+}
+
 /// A public call on the router (issue 12's cut-over: transfers and the supervisor's
 /// commands): its operations, applied in order in one step (each succeeds or fails on its
 /// own), and its request id (empty: none). A request id answered before is answered from
@@ -301,7 +316,9 @@ impl Actor for RouterActor {
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let from = envelope.conversation;
+                let started = tokio::time::Instant::now();
                 let effects = run.side.receive(now, envelope);
+                crate::metrics::mesh_decided(started.elapsed(), &effects);
                 if ack && run.owed.contains(&from) && run.side.settled_with(from) {
                     run.owed.remove(&from);
                     run.settle();
@@ -313,7 +330,9 @@ impl Actor for RouterActor {
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let from = envelope.agent;
+                let started = tokio::time::Instant::now();
                 let effects = run.side.receive_agent(now, envelope);
+                crate::metrics::mesh_decided(started.elapsed(), &effects);
                 if ack && run.owed_agents.contains(&from) && run.side.settled_with_agent(from) {
                     run.owed_agents.remove(&from);
                     run.settle();
@@ -323,7 +342,12 @@ impl Actor for RouterActor {
             RouterMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
-                match (run.apply(now, op), &mut run.batch) {
+                let kind = op.kind();
+                let applied = run.apply(now, op);
+                if let Err(e) = &applied {
+                    crate::metrics::refused(run.mesh.tenant(), kind, &e.clone().into());
+                }
+                match (applied, &mut run.batch) {
                     (Err(e), Some(batch)) => batch.replies.push((reply, Err(e.into()))),
                     (Err(e), None) => {
                         let _ = reply.send(Err(e.into()));
@@ -449,7 +473,12 @@ impl RouterRun {
         let mut effects = Vec::new();
         let mut results = Vec::with_capacity(call.ops.len());
         for op in call.ops {
-            results.push(self.apply(now, op).map(|mut fx| effects.append(&mut fx)));
+            let kind = op.kind();
+            let result = self.apply(now, op).map(|mut fx| effects.append(&mut fx));
+            if let Err(e) = &result {
+                crate::metrics::refused(self.mesh.tenant(), kind, &e.clone().into());
+            }
+            results.push(result);
         }
         let kept = (call.answer)(&results);
         let response = kept.clone().filter(|_| !call.request_id.is_empty()).map(|body| Response {

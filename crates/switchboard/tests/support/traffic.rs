@@ -117,6 +117,11 @@ pub async fn set_status(c: &mut Clients, t: &str, a: &str, status: pb::AgentStat
 /// abandonments; automatic replies sent and withheld, and an agent message refused, for the
 /// channel budget.
 pub async fn drive_every_path(channel: Channel, t: &str) {
+    drive_every_path_on(channel, t, pb::TenantRouting::Unspecified).await;
+}
+
+/// [`drive_every_path`] on a tenant served as `routing` says.
+pub async fn drive_every_path_on(channel: Channel, t: &str, routing: pb::TenantRouting) {
     let mut c = Clients::new(channel);
     c.admin
         .create_tenant(pb::CreateTenantRequest {
@@ -124,7 +129,7 @@ pub async fn drive_every_path(channel: Channel, t: &str) {
             display_name: "Ops".into(),
             settings: None,
             request_id: rid("tenant"),
-            routing: Default::default(),
+            routing: routing as i32,
         })
         .await
         .expect("create tenant");
