@@ -80,6 +80,16 @@ fn denied<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) -> tonic:
 /// group's members and supervisors can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_edit_only_what_is_in_their_data_scope() {
+    agents_edit_only_what_is_in_their_data_scope_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors: the refusals name the same resources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_edit_only_what_is_in_their_data_scope_on_actors() {
+    agents_edit_only_what_is_in_their_data_scope_on(pb::TenantRouting::Actors).await;
+}
+
+async fn agents_edit_only_what_is_in_their_data_scope_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
@@ -89,7 +99,7 @@ async fn agents_edit_only_what_is_in_their_data_scope() {
         ("bob", &["billing"], 3, false),
         ("boss", &["billing"], 3, true),
     ];
-    floor(&mut c, None, agents, &["alice"]).await;
+    support::desk::floor_on(&mut c, T, None, agents, &["alice"], routing).await;
     let c1 = write(&mut c, "carol", "").await;
     assert_eq!(c1.agent, name("agents", "alice"));
     let mut seeded = profile("alice", "carol");
@@ -247,13 +257,23 @@ async fn updates_change_only_the_fields_they_name() {
 /// internal numbers; events carry typed fields with resource names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_events_speak_resource_names() {
+    refusals_and_events_speak_resource_names_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_events_speak_resource_names_on_actors() {
+    refusals_and_events_speak_resource_names_on(pb::TenantRouting::Actors).await;
+}
+
+async fn refusals_and_events_speak_resource_names_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
     // zed is the core's agent 1 and amy its agent 2: a message naming numbers would say a1/a2.
     let agents: &[(&str, &[&str], u32, bool)] =
         &[("zed", &["support"], 2, false), ("amy", &["billing"], 1, false)];
-    floor(&mut c, None, agents, &["zed", "amy"]).await;
+    support::desk::floor_on(&mut c, T, None, agents, &["zed", "amy"], routing).await;
     let c1 = write(&mut c, "carol", "support").await;
     let c2 = write(&mut c, "dan", "billing").await;
     assert_eq!(
@@ -305,6 +325,7 @@ async fn refusals_and_events_speak_resource_names() {
         .create_tenant(pb::CreateTenantRequest {
             tenant_id: "bare".into(),
             request_id: rid("bare"),
+            routing: routing as i32,
             ..Default::default()
         })
         .await

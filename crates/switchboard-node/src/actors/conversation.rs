@@ -70,14 +70,21 @@ fn ended(e: switchboard_core::Error, id: ConversationId) -> switchboard_core::Er
 
 /// An agent may touch a conversation it serves or served, a supervisor any
 /// (`scope::conversation`'s rule; `by` is the viewer as `scope::viewer` makes it).
-fn in_scope(c: &Conversation, by: switchboard_core::Actor) -> Result<()> {
+fn in_scope(names: &MeshNames<'_>, c: &Conversation, by: switchboard_core::Actor) -> Result<()> {
     if c.visible_until(by).is_some() {
         return Ok(());
     }
+    use crate::apply::Names as _;
+    let agent = match by {
+        switchboard_core::Actor::Agent(a) | switchboard_core::Actor::Supervisor(a) => {
+            names.agent_name(a)
+        }
+        _ => "the caller".to_owned(),
+    };
     Err(Error::PermissionDenied(format!(
-        "the agent never served conversation {}; only its agents and supervisors can read or \
-         change it",
-        c.id
+        "agent {agent} never served conversation {}; only its agents and supervisors can read \
+         or change it",
+        names.conversation_name(c.id)
     )))
 }
 
@@ -904,7 +911,8 @@ impl ConversationRun {
                 let Some(c) = self.side.conversation().filter(|c| c.id == *id) else {
                     return Err(switchboard_core::Error::UnknownConversation(*id).into());
                 };
-                in_scope(c, *by)
+                let names = MeshNames { tenant: self.mesh.tenant(), config: self.mesh.config() };
+                in_scope(&names, c, *by)
             }
             ConversationOp::UpdateProfile { by, request } => {
                 let id = self.customer_id();
@@ -949,7 +957,8 @@ impl ConversationRun {
                 switchboard_core::mesh::conversation::rate_ended(config.cfg(), c, *score, comment)?
             }
             ConversationOp::Update { by, patch, .. } => {
-                in_scope(&archived.conversation, *by)?;
+                let names = MeshNames { tenant: self.mesh.tenant(), config: config.clone() };
+                in_scope(&names, &archived.conversation, *by)?;
                 patch.apply(&mut archived.extra);
                 Vec::new()
             }

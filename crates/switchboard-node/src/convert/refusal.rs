@@ -6,6 +6,7 @@
 use switchboard_core::Error as Core;
 use switchboard_core::{AgentId, ConversationId, CustomerId, GroupId};
 
+use crate::actors::effects::MeshNames;
 use crate::apply::Names;
 use crate::error::Error;
 use crate::state::TenantState;
@@ -116,10 +117,42 @@ pub fn describe_named(names: &dyn Names, rename: &dyn Fn(&str) -> String, e: &Co
     }
 }
 
+/// [`describe`] for an actor tenant, in its mesh's names; `customer`: the customer the call
+/// named (its number and resource name), which the mesh's names know only by number.
+pub(crate) fn describe_mesh(
+    names: &MeshNames<'_>,
+    customer: Option<(CustomerId, &str)>,
+    e: &Core,
+) -> String {
+    let known = |kind: char, n: u64| match kind {
+        'u' => customer.filter(|(u, _)| u.0 == n).map(|(_, name)| name.to_owned()),
+        'a' => names.config.agents.contains_key(&AgentId(n)).then(|| names.agent_name(AgentId(n))),
+        // Conversation numbers are the tenant's, whichever actor holds them.
+        'c' => (n >= 1).then(|| names.conversation_name(ConversationId(n))),
+        _ => names.config.groups.contains_key(&GroupId(n)).then(|| names.group_name(GroupId(n))),
+    };
+    let message = describe_named(names, &|m| rename_with(m, &known), e);
+    match customer {
+        Some((u, name)) => message.replace(&names.customer_name(u), name),
+        None => message,
+    }
+}
+
 /// The core's free-text refusals write ids as it numbers them (`customer u3`, `agent a1`,
 /// `conversation c2`, `group g1`); each one that names a known resource becomes its resource
 /// name. (Structured variants in the core would make this unnecessary.)
 fn rename_ids(state: &TenantState, message: &str) -> String {
+    rename_with(message, &|prefix, n| match prefix {
+        'u' => (!state.customers.name(n).is_empty()).then(|| state.customer_name(CustomerId(n))),
+        'a' => (!state.agents.name(n).is_empty()).then(|| state.agent_name(AgentId(n))),
+        'c' => (n >= 1 && n <= state.next_conversation)
+            .then(|| state.conversation_name(ConversationId(n))),
+        _ => (!state.groups.name(n).is_empty()).then(|| state.group_name(GroupId(n))),
+    })
+}
+
+/// [`rename_ids`] with `known(prefix, number)` naming the resources it knows.
+fn rename_with(message: &str, known: &dyn Fn(char, u64) -> Option<String>) -> String {
     let mut out = message.to_owned();
     let kinds: [(&str, char); 4] =
         [("customer ", 'u'), ("agent ", 'a'), ("conversation ", 'c'), ("group ", 'g')];
@@ -141,14 +174,7 @@ fn rename_ids(state: &TenantState, message: &str) -> String {
                 .and_then(|tail| tail.chars().next())
                 .is_none_or(|ch| !ch.is_alphanumeric() && ch != '_' && ch != '-');
             let Ok(n) = digits.parse::<u64>() else { continue };
-            let name = match prefix {
-                'u' => (!state.customers.name(n).is_empty())
-                    .then(|| state.customer_name(CustomerId(n))),
-                'a' => (!state.agents.name(n).is_empty()).then(|| state.agent_name(AgentId(n))),
-                'c' => (n >= 1 && n <= state.next_conversation)
-                    .then(|| state.conversation_name(ConversationId(n))),
-                _ => (!state.groups.name(n).is_empty()).then(|| state.group_name(GroupId(n))),
-            };
+            let name = known(prefix, n);
             if let (true, Some(name)) = (boundary, name) {
                 renamed.push_str(&name);
                 rest = &after[1 + digits.len()..];

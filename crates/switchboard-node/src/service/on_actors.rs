@@ -457,9 +457,8 @@ impl OnActors<'_> {
     fn named(&self, e: Error, customer: CustomerId, resource: &str) -> Error {
         match e {
             Error::Core(error) => {
-                let names = self.names();
-                let message = refusal::describe_named(&names, &|m| m.to_owned(), &error)
-                    .replace(&names.customer_name(customer), resource);
+                let message =
+                    refusal::describe_mesh(&self.names(), Some((customer, resource)), &error);
                 Error::Refused { error, message }
             }
             other => other,

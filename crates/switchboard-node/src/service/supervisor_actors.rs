@@ -77,7 +77,7 @@ fn router_here(on: &OnActors<'_>) -> Result<()> {
 
 /// A refusal of the core in the mesh's resource names.
 fn refused(on: &OnActors<'_>, error: switchboard_core::Error) -> Error {
-    let message = refusal::describe_named(&on.names(), &|m| m.to_owned(), &error);
+    let message = refusal::describe_mesh(&on.names(), None, &error);
     Error::Refused { error, message }
 }
 
@@ -248,7 +248,7 @@ pub(super) async fn reassign_batch(
                 let outcome = match item {
                     Ok(_) => match results.next() {
                         Some(Ok(())) => Ok(()),
-                        Some(Err(e)) => Err(refusal::describe_named(&names, &|m| m.to_owned(), e)),
+                        Some(Err(e)) => Err(refusal::describe_mesh(&names, None, e)),
                         None => Err("internal error: no result for this conversation".to_owned()),
                     },
                     Err(e) => Err(e.clone()),

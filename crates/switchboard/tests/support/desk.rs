@@ -15,13 +15,25 @@ pub async fn floor(
     agents: &[(&str, &[&str], u32, bool)],
     online: &[&str],
 ) {
+    floor_on(c, t, replies, agents, online, pb::TenantRouting::Unspecified).await;
+}
+
+/// [`floor`] on a tenant served as `routing` says.
+pub async fn floor_on(
+    c: &mut Clients,
+    t: &str,
+    replies: Option<pb::ReplySettings>,
+    agents: &[(&str, &[&str], u32, bool)],
+    online: &[&str],
+    routing: pb::TenantRouting,
+) {
     c.admin
         .create_tenant(pb::CreateTenantRequest {
             tenant_id: t.into(),
             display_name: capitalized(t),
             settings: None,
             request_id: rid("tenant"),
-            routing: Default::default(),
+            routing: routing as i32,
         })
         .await
         .expect("create tenant");
