@@ -104,12 +104,23 @@ async fn end_wrap_up(
 /// is mandatory and bob cannot end it. Refusals say what to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrap_up_holds_the_slot_until_the_agent_ends_it_unless_mandatory() {
+    wrap_up_holds_the_slot_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors (the refusals come from the router
+/// actor through the agent's: renamed into resource names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_holds_the_slot_on_actors() {
+    wrap_up_holds_the_slot_on(pb::TenantRouting::Actors).await;
+}
+
+async fn wrap_up_holds_the_slot_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
     let agents: &[(&str, &[&str], u32, bool)] =
         &[("alice", &["support"], 1, false), ("bob", &["billing"], 1, false)];
-    support::desk::floor(&mut c, T, None, agents, &["alice", "bob"]).await;
+    support::desk::floor_on(&mut c, T, None, agents, &["alice", "bob"], routing).await;
     wrap_up(&mut c, "support", 3600, true).await;
     wrap_up(&mut c, "billing", 3600, false).await;
 

@@ -124,6 +124,21 @@ pub(crate) fn describe_mesh(
     customer: Option<(CustomerId, &str)>,
     e: &Core,
 ) -> String {
+    let message = describe_named(names, &|m| rename_mesh(names, customer, m), e);
+    match customer {
+        Some((u, name)) => message.replace(&names.customer_name(u), name),
+        None => message,
+    }
+}
+
+/// A refusal the core wrote as text (its `Display`, as the router side sends an agent's
+/// refused command back), in an actor tenant's resource names: [`rename_ids`] from the
+/// mesh's configuration.
+pub(crate) fn rename_mesh(
+    names: &MeshNames<'_>,
+    customer: Option<(CustomerId, &str)>,
+    message: &str,
+) -> String {
     let known = |kind: char, n: u64| match kind {
         'u' => customer.filter(|(u, _)| u.0 == n).map(|(_, name)| name.to_owned()),
         'a' => names.config.agents.contains_key(&AgentId(n)).then(|| names.agent_name(AgentId(n))),
@@ -131,11 +146,7 @@ pub(crate) fn describe_mesh(
         'c' => (n >= 1).then(|| names.conversation_name(ConversationId(n))),
         _ => names.config.groups.contains_key(&GroupId(n)).then(|| names.group_name(GroupId(n))),
     };
-    let message = describe_named(names, &|m| rename_with(m, &known), e);
-    match customer {
-        Some((u, name)) => message.replace(&names.customer_name(u), name),
-        None => message,
-    }
+    rename_with(message, &known)
 }
 
 /// The core's free-text refusals write ids as it numbers them (`customer u3`, `agent a1`,

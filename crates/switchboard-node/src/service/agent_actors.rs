@@ -6,8 +6,8 @@
 //!   actor validates them, then queued on the agent's link (durable in the agent actor's
 //!   row) and answered once the router actor has decided them ([`AgentHandle::decision`]):
 //!   applied, the call returns the agent or the conversation as the actors hold them now; a
-//!   refusal is FAILED_PRECONDITION with the router's reason (the tenant actor's path gives
-//!   some refusals other codes and names in its messages; the router's reason names numbers).
+//!   refusal is FAILED_PRECONDITION with the router's reason, in resource names
+//!   (`refusal::rename_mesh`; the tenant actor's path gives some refusals other codes).
 //! - **Reads**: ListAssigned from the agent actor (what the router last told it: offered and
 //!   assigned), ListUnaccepted from the router actor (the agent actor does not know the
 //!   queues; the forwarder routes it by tenant, to the router's node); each conversation
@@ -116,7 +116,10 @@ impl Desk {
         };
         match self.handle().decision(command).await? {
             Decision::Applied => Ok(()),
-            Decision::Refused { reason } => Err(Status::failed_precondition(reason)),
+            Decision::Refused { reason } => {
+                let reason = crate::convert::refusal::rename_mesh(&self.names(), None, &reason);
+                Err(Status::failed_precondition(reason))
+            }
         }
     }
 
