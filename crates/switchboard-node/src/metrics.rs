@@ -13,7 +13,9 @@ use metrics::{
 };
 use rustc_hash::FxHashMap;
 use switchboard_core::engine::{Effect, Event, Note, Sender};
-use switchboard_core::{AgentStatus, Channel, GroupId, ReplyKind, State, Timestamp};
+use switchboard_core::{
+    AgentStatus, Channel, ConversationId, GroupId, ReplyKind, State, Timestamp,
+};
 
 use crate::apply::Output;
 use crate::state::TenantState;
@@ -303,10 +305,16 @@ pub fn applied(
     if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
         histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
+    // Who moved a conversation: the agent (transfer) or a supervisor (batch reassignment).
+    let reason = match kind {
+        "transfer" => "agent_transfer",
+        "reassign_batch" => "supervisor",
+        _ => "other",
+    };
     let step = Step {
         tenant: &state.id,
         group: &|g| group_label(state, g),
-        kind,
+        moved_by: Some(&|_| reason),
         events: out.events.iter().collect(),
         replies: &out.replies,
         suppressed: &out.suppressed,
@@ -321,8 +329,9 @@ struct Step<'a> {
     tenant: &'a str,
     /// A group's label (its id).
     group: &'a dyn Fn(GroupId) -> String,
-    /// The command, where known ("transfer", "reassign_batch": a transfer's reason).
-    kind: &'static str,
+    /// A transfer's `reason` label, by conversation; `None`: the transfers are counted
+    /// where they are decided ([`mesh_moved`]).
+    moved_by: Option<&'a dyn Fn(ConversationId) -> &'static str>,
     events: Vec<&'a Event>,
     replies: &'a [ReplyKind],
     suppressed: &'a [(ReplyKind, Option<Channel>)],
@@ -331,9 +340,10 @@ struct Step<'a> {
 
 /// The business counters of an actor tenant's step, from the effects its conversation or
 /// router actor made durable (`Mesh::heard`): the same series as the tenant actor's
-/// commands, from the same core effects. A transfer's reason is `other` (the effects do not
-/// say who asked), and a suppressed reply counts no channel budget (its channel is the
-/// conversation actor's).
+/// commands, from the same core effects. Transfers are counted by the router actor, which
+/// knows who asked for them ([`mesh_moved`]; the conversation side reports the transfer),
+/// and a suppressed reply counts no channel budget (its channel is the conversation
+/// actor's).
 pub fn mesh_step(tenant: &str, group: &dyn Fn(GroupId) -> String, effects: &[Effect]) {
     let (mut replies, mut suppressed, mut released_offline) = (Vec::new(), Vec::new(), 0);
     let mut events = Vec::new();
@@ -355,13 +365,22 @@ pub fn mesh_step(tenant: &str, group: &dyn Fn(GroupId) -> String, effects: &[Eff
     let step = Step {
         tenant,
         group,
-        kind: "other",
+        moved_by: None,
         events,
         replies: &replies,
         suppressed: &suppressed,
         released_offline,
     };
     count(&step, None);
+}
+
+/// Transfers an actor tenant's router actor made durable: (target, reason) each, the labels
+/// the tenant actor gives its Transfer and ReassignBatch commands.
+pub fn mesh_moved(tenant: &str, moved: &[(&'static str, &'static str)]) {
+    for (target, reason) in moved {
+        counter!(REASSIGNMENTS, "tenant" => tenant.to_owned(), "target" => *target, "reason" => *reason)
+            .increment(1);
+    }
 }
 
 /// The router actor's decision time, for the histogram the tenant actor feeds with a
@@ -379,7 +398,7 @@ fn count(
     step: &Step<'_>,
     mut handles: Option<&mut FxHashMap<std::mem::Discriminant<Event>, Counter>>,
 ) {
-    let (tenant, kind) = (step.tenant.to_owned(), step.kind);
+    let tenant = step.tenant.to_owned();
     let group_label = step.group;
     for (k, channel) in step.suppressed {
         counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
@@ -461,7 +480,7 @@ fn count(
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
                     .record(seconds(*since_assigned_ms));
             }
-            Event::Transferred { to, left_queue, .. } => {
+            Event::Transferred { conversation, to, left_queue, .. } => {
                 if let Some((g, ms)) = left_queue {
                     let g = group_label(*g);
                     histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
@@ -471,14 +490,11 @@ fn count(
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
-                // Who moved it: the agent (transfer) or a supervisor (batch reassignment).
-                let reason = match kind {
-                    "transfer" => "agent_transfer",
-                    "reassign_batch" => "supervisor",
-                    _ => "other",
-                };
-                counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
-                    .increment(1);
+                if let Some(moved_by) = step.moved_by {
+                    let reason = moved_by(*conversation);
+                    counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
+                        .increment(1);
+                }
             }
             Event::Offered { .. } => {
                 counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "made").increment(1)

@@ -483,6 +483,13 @@ async fn an_actor_tenant_feeds_every_metric_the_dashboards_read() {
         let ours = |l: &&str| l.starts_with(counter) && l.contains(r#"tenant="acts""#);
         assert!(scrape.lines().any(|l| ours(&l)), "{counter} for the actor tenant in\n{scrape}");
     }
+    // Who moved a conversation, as the tenant actor labels it.
+    for reason in ["agent_transfer", "supervisor"] {
+        let moved = format!(
+            r#"switchboard_reassignments_total{{tenant="acts",target="group",reason="{reason}"}}"#
+        );
+        assert!(scrape.contains(&moved), "{moved} in\n{scrape}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,9 @@ pub struct RouterActor;
 #[allow(missing_debug_implementations)] // the side is large; see `Read`
 pub struct RouterRun {
     mesh: Mesh,
+    /// The transfers of the open batch: target and who asked (the reassignments counter's
+    /// labels, counted once the batch is durable).
+    moved: Vec<(&'static str, &'static str)>,
     /// `switchboard_router_inputs_total` of this tenant: from conversations, agents, calls
     /// (registered once, not per message).
     inputs: [metrics::Counter; 3],
@@ -238,6 +241,7 @@ impl Actor for RouterActor {
         };
         let inputs = [input("conversation"), input("agent"), input("call")];
         let mut run = RouterRun {
+            moved: Vec::new(),
             id: myself.get_id(),
             inputs,
             mesh: mesh.clone(),
@@ -429,7 +433,20 @@ impl RouterRun {
             RouterOp::Decline { agent, conversation } => side.decline(now, agent, conversation),
             RouterOp::Pick { agent, conversation } => side.pick(now, agent, conversation),
             RouterOp::Transfer { conversation, target, by } => {
-                side.transfer(now, conversation, target, by)
+                let moved = side.transfer(now, conversation, target, by)?;
+                // Who moved it where, for the reassignments counter (as the tenant actor
+                // labels its Transfer and ReassignBatch commands).
+                let reason = match by {
+                    switchboard_core::Actor::Agent(_) => "agent_transfer",
+                    switchboard_core::Actor::Supervisor(_) => "supervisor",
+                    _ => "other",
+                };
+                let to = match target {
+                    Target::Agent(_) => "agent",
+                    Target::Group { .. } => "group",
+                };
+                self.moved.push((to, reason));
+                Ok(moved)
             }
         }
     }
@@ -607,6 +624,7 @@ impl RouterRun {
             return self.fail(myself, e);
         }
         self.send();
+        crate::metrics::mesh_moved(self.mesh.tenant(), &std::mem::take(&mut self.moved));
         self.mesh.heard(None, batch.effects);
         for (reply, answer) in batch.replies {
             let _ = reply.send(answer);
