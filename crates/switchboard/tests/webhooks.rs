@@ -214,21 +214,64 @@ async fn post(c: &mut Clients, customer: &str) -> String {
     r.into_inner().conversation.expect("conversation").name
 }
 
-/// The last event cursor of the tenant so far (from the event stream itself).
-async fn last_event(c: &mut Clients, after: u64) -> u64 {
-    let mut stream = c
-        .events
+/// The tenant's event stream after `after`.
+async fn events_after(c: &mut Clients, after: u64) -> tonic::Streaming<pb::Event> {
+    c.events
         .stream_events(pb::StreamEventsRequest {
             tenant: "tenants/acme".into(),
             after_cursor: after,
         })
         .await
         .expect("stream events")
-        .into_inner();
+        .into_inner()
+}
+
+/// The last event cursor of the tenant so far (from the event stream itself).
+async fn last_event(c: &mut Clients, after: u64) -> u64 {
+    let mut stream = events_after(c, after).await;
     // Every event after `after` is in the store already; read until the stream has nothing
     // more to give right now, which the webhook's own cursor tells us below.
     let first = support::next(&mut stream).await;
     first.cursor
+}
+
+/// Group `support`, the tenant's default group.
+async fn support_by_default(c: &mut Clients) {
+    c.admin
+        .put_group(pb::PutGroupRequest {
+            name: "tenants/acme/groups/support".into(),
+            request_id: rid("group"),
+            ..Default::default()
+        })
+        .await
+        .expect("put group");
+    c.admin
+        .update_tenant(pb::UpdateTenantRequest {
+            name: "tenants/acme".into(),
+            settings: Some(pb::TenantSettings {
+                default_group: "tenants/acme/groups/support".into(),
+                ..Default::default()
+            }),
+            request_id: rid("settings"),
+            ..Default::default()
+        })
+        .await
+        .expect("default group");
+}
+
+/// Webhook `crm` to the receiver, for every event type.
+async fn crm(c: &mut Clients, receiver: &Receiver) -> pb::Webhook {
+    c.admin
+        .put_webhook(pb::PutWebhookRequest {
+            name: "tenants/acme/webhooks/crm".into(),
+            url: receiver.url(),
+            secret: SECRET.into(),
+            event_types: Vec::new(),
+            request_id: rid("hook"),
+        })
+        .await
+        .expect("put webhook")
+        .into_inner()
 }
 
 async fn webhook(c: &mut Clients) -> pb::Webhook {
@@ -254,26 +297,7 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
         })
         .await
         .expect("create tenant");
-    c.admin
-        .put_group(pb::PutGroupRequest {
-            name: "tenants/acme/groups/support".into(),
-            request_id: rid("group"),
-            ..Default::default()
-        })
-        .await
-        .expect("put group");
-    c.admin
-        .update_tenant(pb::UpdateTenantRequest {
-            name: "tenants/acme".into(),
-            settings: Some(pb::TenantSettings {
-                default_group: "tenants/acme/groups/support".into(),
-                ..Default::default()
-            }),
-            request_id: rid("settings"),
-            ..Default::default()
-        })
-        .await
-        .expect("default group");
+    support_by_default(&mut c).await;
 
     // Bad configurations are refused with the field to fix.
     let bad = |url: &str, secret: &str, types: &[&str]| pb::PutWebhookRequest {
@@ -293,18 +317,7 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains(field), "{field}: {}", e.message());
     }
-    let created = c
-        .admin
-        .put_webhook(pb::PutWebhookRequest {
-            name: "tenants/acme/webhooks/crm".into(),
-            url: receiver.url(),
-            secret: SECRET.into(),
-            event_types: Vec::new(),
-            request_id: rid("hook"),
-        })
-        .await
-        .expect("put webhook")
-        .into_inner();
+    let created = crm(&mut c, &receiver).await;
     assert!(created.secret.is_empty(), "the secret is never shown");
     let start_cursor = created.delivered_cursor;
 
@@ -343,15 +356,7 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
 
     // Everything arrives, in order, once the receiver is back.
     let end = {
-        let mut stream = c
-            .events
-            .stream_events(pb::StreamEventsRequest {
-                tenant: "tenants/acme".into(),
-                after_cursor: start_cursor,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = events_after(&mut c, start_cursor).await;
         // grace's conversation opened last; its "queued" event is the newest we caused.
         let events = support::until(&mut stream, |e| {
             e.r#type == "queued" && e.conversation.ends_with("/conversations/5")
@@ -488,51 +493,13 @@ async fn an_actor_tenants_events_reach_its_webhook_with_their_cursors() {
     let node = start(dir.path(), "1000");
     let mut c = node.clients().await;
     support::create_actor_tenant(&mut c, "acme").await;
-    c.admin
-        .put_group(pb::PutGroupRequest {
-            name: "tenants/acme/groups/support".into(),
-            request_id: rid("group"),
-            ..Default::default()
-        })
-        .await
-        .expect("put group");
-    c.admin
-        .update_tenant(pb::UpdateTenantRequest {
-            name: "tenants/acme".into(),
-            settings: Some(pb::TenantSettings {
-                default_group: "tenants/acme/groups/support".into(),
-                ..Default::default()
-            }),
-            request_id: rid("settings"),
-            ..Default::default()
-        })
-        .await
-        .expect("default group");
-    let created = c
-        .admin
-        .put_webhook(pb::PutWebhookRequest {
-            name: "tenants/acme/webhooks/crm".into(),
-            url: receiver.url(),
-            secret: SECRET.into(),
-            event_types: Vec::new(),
-            request_id: rid("hook"),
-        })
-        .await
-        .expect("put webhook")
-        .into_inner();
+    support_by_default(&mut c).await;
+    let created = crm(&mut c, &receiver).await;
     let start_cursor = created.delivered_cursor;
 
     post(&mut c, "carol").await;
     let dave = post(&mut c, "dave").await;
-    let mut stream = c
-        .events
-        .stream_events(pb::StreamEventsRequest {
-            tenant: "tenants/acme".into(),
-            after_cursor: start_cursor,
-        })
-        .await
-        .expect("stream events")
-        .into_inner();
+    let mut stream = events_after(&mut c, start_cursor).await;
     let events =
         support::until(&mut stream, |e| e.r#type == "queued" && e.conversation == dave).await;
     let end = events.last().unwrap().cursor;
