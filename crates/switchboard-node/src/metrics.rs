@@ -341,17 +341,22 @@ struct Step<'a> {
 /// The business counters of an actor tenant's step, from the effects its conversation or
 /// router actor made durable (`Mesh::heard`): the same series as the tenant actor's
 /// commands, from the same core effects. Transfers are counted by the router actor, which
-/// knows who asked for them ([`mesh_moved`]; the conversation side reports the transfer),
-/// and a suppressed reply counts no channel budget (its channel is the conversation
-/// actor's).
-pub fn mesh_step(tenant: &str, group: &dyn Fn(GroupId) -> String, effects: &[Effect]) {
+/// knows who asked for them ([`mesh_moved`]; the conversation side reports the transfer);
+/// a reply withheld for the channel budget counts against `channel` (the conversation
+/// actor's open conversation's).
+pub fn mesh_step(
+    tenant: &str,
+    group: &dyn Fn(GroupId) -> String,
+    channel: Option<Channel>,
+    effects: &[Effect],
+) {
     let (mut replies, mut suppressed, mut released_offline) = (Vec::new(), Vec::new(), 0);
     let mut events = Vec::new();
     for effect in effects {
         match effect {
             Effect::Event(e) => events.push(e),
             Effect::Send { from: Sender::Auto(k), .. } => replies.push(*k),
-            Effect::ReplySuppressed { kind, .. } => suppressed.push((*kind, None)),
+            Effect::ReplySuppressed { kind, .. } => suppressed.push((*kind, channel)),
             Effect::Notify {
                 note: Note::Released { reason: switchboard_core::router::Release::AgentOffline, .. },
                 ..

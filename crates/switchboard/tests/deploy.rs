@@ -483,6 +483,9 @@ async fn an_actor_tenant_feeds_every_metric_the_dashboards_read() {
         let ours = |l: &&str| l.starts_with(counter) && l.contains(r#"tenant="acts""#);
         assert!(scrape.lines().any(|l| ours(&l)), "{counter} for the actor tenant in\n{scrape}");
     }
+    // The replies the mini-program's budget withheld count against its channel.
+    let withheld = r#"switchboard_channel_budget_exhausted_total{tenant="acts",channel="mini_program",by="automatic"}"#;
+    assert!(scrape.contains(withheld), "{withheld} in\n{scrape}");
     // Who moved a conversation, as the tenant actor labels it.
     for reason in ["agent_transfer", "supervisor"] {
         let moved = format!(

@@ -483,7 +483,7 @@ impl Actor for ConversationActor {
                     }
                 }
                 run.send();
-                run.mesh.heard(Some(run.customer), effects);
+                run.heard(effects);
                 for (held, body) in released {
                     held.answer_with(&body);
                 }
@@ -522,7 +522,7 @@ impl Actor for ConversationActor {
                             return run.fail(&myself, e);
                         }
                         run.send();
-                        run.mesh.heard(Some(run.customer), outcome.effects.clone());
+                        run.heard(outcome.effects.clone());
                         let _ = reply.send(Ok(outcome));
                     }
                 }
@@ -664,7 +664,7 @@ impl Actor for ConversationActor {
                         }
                         run.send();
                         let Outcome { conversation, opened, effects } = outcome;
-                        run.mesh.heard(Some(run.customer), effects);
+                        run.heard(effects);
                         if asks_router && run.side.awaits_router(conversation) {
                             run.held.push(Held {
                                 id: conversation,
@@ -710,7 +710,7 @@ impl Actor for ConversationActor {
                         return run.fail(&myself, e);
                     }
                     run.send();
-                    run.mesh.heard(Some(run.customer), effects);
+                    run.heard(effects);
                 }
                 if run.timers.resend_due() {
                     let wire = run.side.retransmit();
@@ -1233,6 +1233,13 @@ impl ConversationRun {
         // A held response is answered at its `until` at the latest.
         let wake_at = self.held.iter().map(|h| h.until).fold(idle_at, std::cmp::min);
         self.timers.arm(myself, next, now, Some(wake_at), || ConversationMsg::Wake);
+    }
+
+    /// Lets a step's effects be heard (after its write), counted against the open
+    /// conversation's channel.
+    fn heard(&self, effects: Vec<Effect>) {
+        let channel = self.side.conversation().map(|c| c.channel);
+        self.mesh.heard_on(Some(self.customer), channel, effects);
     }
 
     /// Whether a held response's conversation no longer waits for the router.

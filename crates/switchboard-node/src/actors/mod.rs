@@ -793,10 +793,21 @@ impl Mesh {
     /// agents' notes (`Effect::Notify`): the agent actors' desk streams are their one writer
     /// (the router's on the agent links, the conversations' on desk links), so nothing that
     /// listens here may show them a second time.
-    pub(crate) fn heard(&self, customer: Option<CustomerId>, mut effects: Vec<Effect>) {
+    pub(crate) fn heard(&self, customer: Option<CustomerId>, effects: Vec<Effect>) {
+        self.heard_on(customer, None, effects);
+    }
+
+    /// [`heard`](Self::heard), from a conversation actor whose open conversation is on
+    /// `channel` (what a reply withheld for the channel's budget counts against).
+    pub(crate) fn heard_on(
+        &self,
+        customer: Option<CustomerId>,
+        channel: Option<switchboard_core::Channel>,
+        mut effects: Vec<Effect>,
+    ) {
         // The business counters, as the tenant actor counts its commands' effects.
         let config = self.config();
-        crate::metrics::mesh_step(&self.0.tenant, &|g| config.group_name(g), &effects);
+        crate::metrics::mesh_step(&self.0.tenant, &|g| config.group_name(g), channel, &effects);
         if self.0.options.agent_actors {
             effects.retain(|e| !matches!(e, Effect::Notify { .. }));
         }
