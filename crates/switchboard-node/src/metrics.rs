@@ -13,9 +13,7 @@ use metrics::{
 };
 use rustc_hash::FxHashMap;
 use switchboard_core::engine::{Effect, Event, Note, Sender};
-use switchboard_core::{
-    AgentStatus, Channel, ConversationId, GroupId, ReplyKind, State, Timestamp,
-};
+use switchboard_core::{AgentStatus, Channel, GroupId, ReplyKind, State, Timestamp};
 
 use crate::apply::Output;
 use crate::state::TenantState;
@@ -302,7 +300,7 @@ pub fn applied(
     {
         return;
     }
-    if out.events.iter().any(|e| matches!(e, Event::Offered { .. } | Event::Assigned { .. })) {
+    if out.events.iter().any(decides) {
         histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
     // Who moved a conversation: the agent (transfer) or a supervisor (batch reassignment).
@@ -314,7 +312,7 @@ pub fn applied(
     let step = Step {
         tenant: &state.id,
         group: &|g| group_label(state, g),
-        moved_by: Some(&|_| reason),
+        moved_by: Some(reason),
         events: out.events.iter().collect(),
         replies: &out.replies,
         suppressed: &out.suppressed,
@@ -329,9 +327,9 @@ struct Step<'a> {
     tenant: &'a str,
     /// A group's label (its id).
     group: &'a dyn Fn(GroupId) -> String,
-    /// A transfer's `reason` label, by conversation; `None`: the transfers are counted
-    /// where they are decided ([`mesh_moved`]).
-    moved_by: Option<&'a dyn Fn(ConversationId) -> &'static str>,
+    /// The `reason` label of the step's transfers; `None`: they are counted where they are
+    /// decided ([`mesh_moved`]).
+    moved_by: Option<&'static str>,
     events: Vec<&'a Event>,
     replies: &'a [ReplyKind],
     suppressed: &'a [(ReplyKind, Option<Channel>)],
@@ -391,11 +389,14 @@ pub fn mesh_moved(tenant: &str, moved: &[(&'static str, &'static str)]) {
 /// The router actor's decision time, for the histogram the tenant actor feeds with a
 /// command's apply time: one step (`took`) that offered or assigned.
 pub fn mesh_decided(took: Duration, effects: &[Effect]) {
-    let decided =
-        |e: &Effect| matches!(e, Effect::Event(Event::Offered { .. } | Event::Assigned { .. }));
-    if effects.iter().any(decided) {
+    if effects.iter().any(|e| matches!(e, Effect::Event(e) if decides(e))) {
         histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
+}
+
+/// An event that decided where a conversation goes (what the decision histogram times).
+fn decides(e: &Event) -> bool {
+    matches!(e, Event::Offered { .. } | Event::Assigned { .. })
 }
 
 /// Counts one step; `handles` caches the events counter by event type (the tenant actor's).
@@ -485,7 +486,7 @@ fn count(
                 histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
                     .record(seconds(*since_assigned_ms));
             }
-            Event::Transferred { conversation, to, left_queue, .. } => {
+            Event::Transferred { to, left_queue, .. } => {
                 if let Some((g, ms)) = left_queue {
                     let g = group_label(*g);
                     histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
@@ -495,8 +496,7 @@ fn count(
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
-                if let Some(moved_by) = step.moved_by {
-                    let reason = moved_by(*conversation);
+                if let Some(reason) = step.moved_by {
                     counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
                         .increment(1);
                 }

@@ -6,8 +6,8 @@
 //!
 //! The CTEs of one statement all see the snapshot from before it and none sees another's
 //! rows, so what one batch's rows would do to another's is settled here first: upserts of
-//! the same key (archive, customers, actors, responses) keep the last, as statements in order would; an
-//! actor deleted and written again ends as its last operation says. Two inserts that would
+//! the same key (archive, customers, actors, responses) keep the last, as statements in
+//! order would; an actor deleted and written again ends as its last operation says. Two inserts that would
 //! collide (a log or stream position, a message seq) still collide, and the caller redoes the
 //! group a job at a time to find whose it was. A batch that purges a transcript is written on
 //! its own (`Rows::takes` says no), after the rows gathered before it.

@@ -346,12 +346,7 @@ impl Actor for RouterActor {
             RouterMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 let now = run.now();
-                let kind = op.kind();
-                let applied = run.apply(now, op);
-                if let Err(e) = &applied {
-                    crate::metrics::refused(run.mesh.tenant(), kind, &e.clone().into());
-                }
-                match (applied, &mut run.batch) {
+                match (run.apply(now, op), &mut run.batch) {
                     (Err(e), Some(batch)) => batch.replies.push((reply, Err(e.into()))),
                     (Err(e), None) => {
                         let _ = reply.send(Err(e.into()));
@@ -420,9 +415,12 @@ impl RouterRun {
         self.last_now
     }
 
+    /// Applies one operation; a refusal is counted (`switchboard_commands_refused_total`, with
+    /// the tenant actor's command kinds).
     fn apply(&mut self, now: Timestamp, op: RouterOp) -> switchboard_core::Result<Vec<Effect>> {
+        let kind = op.kind();
         let side = &mut self.side;
-        match op {
+        let applied = match op {
             RouterOp::SetStatus { agent, status, cause } => {
                 side.set_status(now, agent, status, cause)
             }
@@ -433,7 +431,6 @@ impl RouterRun {
             RouterOp::Decline { agent, conversation } => side.decline(now, agent, conversation),
             RouterOp::Pick { agent, conversation } => side.pick(now, agent, conversation),
             RouterOp::Transfer { conversation, target, by } => {
-                let moved = side.transfer(now, conversation, target, by)?;
                 // Who moved it where, for the reassignments counter (as the tenant actor
                 // labels its Transfer and ReassignBatch commands).
                 let reason = match by {
@@ -445,10 +442,14 @@ impl RouterRun {
                     Target::Agent(_) => "agent",
                     Target::Group { .. } => "group",
                 };
-                self.moved.push((to, reason));
-                Ok(moved)
+                let moved = side.transfer(now, conversation, target, by);
+                moved.inspect(|_| self.moved.push((to, reason)))
             }
+        };
+        if let Err(e) = &applied {
+            crate::metrics::refused(self.mesh.tenant(), kind, &e.clone().into());
         }
+        applied
     }
 
     /// A public call: answered from the store if its request id was (one probe, or the
@@ -490,12 +491,7 @@ impl RouterRun {
         let mut effects = Vec::new();
         let mut results = Vec::with_capacity(call.ops.len());
         for op in call.ops {
-            let kind = op.kind();
-            let result = self.apply(now, op).map(|mut fx| effects.append(&mut fx));
-            if let Err(e) = &result {
-                crate::metrics::refused(self.mesh.tenant(), kind, &e.clone().into());
-            }
-            results.push(result);
+            results.push(self.apply(now, op).map(|mut fx| effects.append(&mut fx)));
         }
         let kept = (call.answer)(&results);
         let response = kept.clone().filter(|_| !call.request_id.is_empty()).map(|body| Response {
