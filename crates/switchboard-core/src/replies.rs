@@ -118,12 +118,17 @@ pub fn display_position(position: usize) -> String {
 /// An estimated wait as customers see it: whole minutes rounded up (at least one), `"3 min"`;
 /// from an hour on, hours and minutes, `"1 h"`, `"2 h 5 min"`.
 pub fn display_wait(wait: Duration) -> String {
-    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let minutes = wait_minutes(wait);
     match (minutes / 60, minutes % 60) {
         (0, m) => format!("{m} min"),
         (h, 0) => format!("{h} h"),
         (h, m) => format!("{h} h {m} min"),
     }
+}
+
+/// A wait in whole minutes as `{{wait_time}}` shows it: rounded up, at least one.
+pub fn wait_minutes(wait: Duration) -> u64 {
+    wait.as_secs().div_ceil(60).max(1)
 }
 
 /// Values for the four placeholders; `None` renders as empty.

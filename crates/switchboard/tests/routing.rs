@@ -481,6 +481,17 @@ async fn a_step_admits_lower_proficiency_after_its_wait() {
 /// behind, and it is unset again once assigned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn estimated_wait_is_carried_by_conversations_and_queue_notices() {
+    estimated_wait_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors: the router tells each conversation
+/// its estimated wait with its place (the queue notice), and GetConversation asks the router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_wait_is_carried_on_actors() {
+    estimated_wait_on(pb::TenantRouting::Actors).await;
+}
+
+async fn estimated_wait_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
@@ -495,7 +506,7 @@ async fn estimated_wait_is_carried_by_conversations_and_queue_notices() {
         ..Default::default()
     };
     let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 1, false)];
-    support::desk::floor(&mut c, T, Some(replies), agents, &["alice"]).await;
+    support::desk::floor_on(&mut c, T, Some(replies), agents, &["alice"], routing).await;
     let mut out = support::desk::outbound(&mut c, T).await;
     let queue_notice = |m: &pb::OutboundMessage| m.reply_kind == pb::ReplyKind::Queue as i32;
 

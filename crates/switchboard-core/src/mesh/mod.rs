@@ -221,22 +221,47 @@ pub enum ToAgent {
     Done { command: u64 },
 }
 
-/// `Standing` as (position, offline, offline agent): `Option<Option<_>>` does not survive
-/// self-describing encodings. The mesh tells no estimated wait (the router side reads
-/// `Router::standing`, without a time).
+/// `Standing` as (position, offline, offline agent, estimated wait in nanoseconds, exact):
+/// `Option<Option<_>>` does not survive self-describing encodings. The wait came later: a
+/// standing of three elements (written before it) reads as one without an estimate.
 pub(crate) mod standing {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serialize, Serializer};
 
     use crate::ids::AgentId;
     use crate::router::Standing;
 
     pub fn serialize<S: Serializer>(s: &Standing, ser: S) -> Result<S::Ok, S::Error> {
-        (s.position, s.offline.is_some(), s.offline.flatten()).serialize(ser)
+        let wait = s.wait.map(|w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
+        (s.position, s.offline.is_some(), s.offline.flatten(), wait).serialize(ser)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Standing, D::Error> {
-        let (position, offline, agent) = <(Option<usize>, bool, Option<AgentId>)>::deserialize(de)?;
-        Ok(Standing { position, offline: offline.then_some(agent), wait: None })
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = Standing;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a standing: (position, offline, agent[, wait in ns])")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Standing, A::Error> {
+                let missing = |i| A::Error::invalid_length(i, &self);
+                let position: Option<usize> = seq.next_element()?.ok_or_else(|| missing(0))?;
+                let offline: bool = seq.next_element()?.ok_or_else(|| missing(1))?;
+                let agent: Option<AgentId> = seq.next_element()?.ok_or_else(|| missing(2))?;
+                let wait: Option<u64> = seq.next_element()?.flatten();
+                Ok(Standing {
+                    position,
+                    offline: offline.then_some(agent),
+                    wait: wait.map(Duration::from_nanos),
+                })
+            }
+        }
+        de.deserialize_tuple(4, Elements)
     }
 }
 

@@ -29,6 +29,8 @@ type DeskLink = Link<ToAgent, FromAgent>;
 
 /// What a router operation was, for the messages it sends.
 struct Op {
+    /// When it runs: the estimated waits told are at this time.
+    now: Timestamp,
     /// The cause of transitions whose router effect carries none.
     cause: Cause,
     /// The conversation the operation first routed.
@@ -40,8 +42,8 @@ struct Op {
 }
 
 impl Op {
-    fn new(cause: Cause) -> Self {
-        Op { cause, routed: None, rescan: false, transfer: None }
+    fn new(now: Timestamp, cause: Cause) -> Self {
+        Op { now, cause, routed: None, rescan: false, transfer: None }
     }
 }
 
@@ -212,7 +214,7 @@ impl RouterSide {
         status: AgentStatus,
         cause: StatusCause,
     ) -> Result<Vec<Effect>> {
-        self.routed(Op::new(Cause::AgentOffline), |r, out| {
+        self.routed(Op::new(now, Cause::AgentOffline), |r, out| {
             r.set_status(now, agent, status, cause, out)
         })
     }
@@ -230,7 +232,7 @@ impl RouterSide {
         self.router.upsert_agent(now, agent, capacity, groups, Default::default(), &mut rout)?;
         let mut out = Vec::new();
         // New groups can flip a group's offline condition without a status change.
-        self.decide(rout, Op { rescan: true, ..Op::new(Cause::Routed) }, &mut out);
+        self.decide(rout, Op { rescan: true, ..Op::new(now, Cause::Routed) }, &mut out);
         Ok(out)
     }
 
@@ -245,7 +247,7 @@ impl RouterSide {
     pub fn reconfigure(&mut self, now: Timestamp, cfg: crate::session::Config<'_>) -> Vec<Effect> {
         let mut out = Vec::new();
         self.router.set_policies(cfg.settings.offline_grace, cfg.settings.not_responding);
-        let rescan = || Op { rescan: true, ..Op::new(Cause::Routed) };
+        let rescan = || Op { rescan: true, ..Op::new(now, Cause::Routed) };
         let mut groups: Vec<_> = cfg.groups.iter().collect();
         groups.sort_by_key(|(g, _)| **g);
         for (g, settings) in groups {
@@ -275,7 +277,7 @@ impl RouterSide {
             self.router.agents().map(|(a, _)| a).filter(|a| !cfg.agents.contains_key(a)).collect();
         for a in gone {
             if let Ok(effects) =
-                self.routed(Op::new(Cause::AgentOffline), |r, o| r.remove_agent(now, a, o))
+                self.routed(Op::new(now, Cause::AgentOffline), |r, o| r.remove_agent(now, a, o))
             {
                 out.extend(effects);
             }
@@ -296,7 +298,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Op::new(Cause::Accepted), |r, out| r.accept(now, agent, id, out))
+        self.routed(Op::new(now, Cause::Accepted), |r, out| r.accept(now, agent, id, out))
     }
 
     pub fn decline(
@@ -306,7 +308,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Op::new(Cause::Declined), |r, out| r.decline(now, agent, id, out))
+        self.routed(Op::new(now, Cause::Declined), |r, out| r.decline(now, agent, id, out))
     }
 
     pub fn pick(
@@ -316,7 +318,7 @@ impl RouterSide {
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
         self.live(id)?;
-        self.routed(Op::new(Cause::Picked), |r, out| r.pick(now, agent, id, out))
+        self.routed(Op::new(now, Cause::Picked), |r, out| r.pick(now, agent, id, out))
     }
 
     /// The agent ends its wrap-up of an ended conversation, or every one it may end early
@@ -327,7 +329,7 @@ impl RouterSide {
         agent: AgentId,
         id: Option<ConversationId>,
     ) -> Result<Vec<Effect>> {
-        self.routed(Op::new(Cause::Routed), |r, out| r.end_wrap_up(now, agent, id, out))
+        self.routed(Op::new(now, Cause::Routed), |r, out| r.end_wrap_up(now, agent, id, out))
     }
 
     /// The router's part of a transfer: the conversation moves, and hears so. An agent may
@@ -345,7 +347,7 @@ impl RouterSide {
         {
             return Err(Error::NotAssigned { conversation: id, agent });
         }
-        let op = Op { transfer: Some((id, target)), ..Op::new(Cause::Transferred) };
+        let op = Op { transfer: Some((id, target)), ..Op::new(now, Cause::Transferred) };
         self.routed(op, |r, out| match target {
             Target::Agent(a) => r.transfer_to_agent(now, id, a, out),
             Target::Group { group, keep_entry_time } => {
@@ -365,7 +367,7 @@ impl RouterSide {
         let mut rout = Vec::new();
         self.router.advance(now, &mut rout);
         let mut out = Vec::new();
-        self.decide(rout, Op::new(Cause::Routed), &mut out);
+        self.decide(rout, Op::new(now, Cause::Routed), &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
         let expired = &mut self.gone_expired;
@@ -587,7 +589,9 @@ impl RouterSide {
                 conv.dedicated = request.dedicated;
                 let mut rout = Vec::new();
                 match self.router.route(now, id, request, &mut rout) {
-                    Ok(()) => self.decide(rout, Op { routed: Some(id), ..Op::new(cause) }, out),
+                    Ok(()) => {
+                        self.decide(rout, Op { routed: Some(id), ..Op::new(now, cause) }, out)
+                    }
                     Err(e) => {
                         conv.link.out.push(ToConversation::Refused { reason: e.to_string() });
                     }
@@ -596,11 +600,11 @@ impl RouterSide {
             ToRouter::Raise { priority } => {
                 let mut rout = Vec::new();
                 self.router.raise_priority(now, id, priority, &mut rout);
-                self.decide(rout, Op::new(Cause::Routed), out);
+                self.decide(rout, Op::new(now, Cause::Routed), out);
                 // Every raise is answered (the customer message that raised it waits): where
                 // it stands now, after whatever was decided.
                 if let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) {
-                    let standing = self.router.standing(id, conv.dedicated);
+                    let standing = self.router.standing_at(now, id, conv.dedicated);
                     conv.told = standing;
                     conv.link.out.push(ToConversation::Standing { standing });
                 }
@@ -612,7 +616,7 @@ impl RouterSide {
                 conv.left = true;
                 // What it was not told yet no longer matters.
                 conv.link.out.clear();
-                self.decide(rout, Op::new(Cause::Routed), out);
+                self.decide(rout, Op::new(now, Cause::Routed), out);
             }
             ToRouter::Alert { agent, group } => {
                 let mut alert = Vec::new();
@@ -628,8 +632,8 @@ impl RouterSide {
             }
             ToRouter::Wrote => {
                 let conv = self.conversations.get_mut(&id).expect("the link exists");
-                let standing = self.router.standing(id, conv.dedicated);
-                if standing != conv.told {
+                let standing = self.router.standing_at(now, id, conv.dedicated);
+                if !standing.reads_as(&conv.told) {
                     conv.told = standing;
                     conv.link.out.push(ToConversation::Standing { standing });
                 }
@@ -686,7 +690,7 @@ impl RouterSide {
             let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
                 continue;
             };
-            let standing = self.router.standing(id, conv.dedicated);
+            let standing = self.router.standing_at(op.now, id, conv.dedicated);
             conv.told = standing;
             let transfer = op.transfer.filter(|(c, _)| *c == id).map(|(_, target)| target);
             let desk = self.router.placement(id).and_then(|p| p.agent()).and_then(|agent| {
@@ -698,7 +702,7 @@ impl RouterSide {
         if status_changed {
             // A scan of the live conversations: status changes are rare next to messages.
             for (id, conv) in self.conversations.iter_mut().filter(|(_, c)| !c.left) {
-                let standing = self.router.standing(*id, conv.dedicated);
+                let standing = self.router.standing_at(op.now, *id, conv.dedicated);
                 if standing.offline != conv.told.offline {
                     conv.told = standing;
                     conv.link.out.push(ToConversation::Standing { standing });

@@ -822,3 +822,23 @@ fn a_reported_nickname_is_kept_only_with_an_accepted_message() {
     side.customer_message_named(t.cfg(), now, message("again"), "").unwrap();
     assert_eq!(side.customer().settings.nickname.as_deref(), Some("Ann"));
 }
+
+/// A standing carries its estimated wait across the wire; one written before the wait was
+/// (three elements) still reads, without an estimate.
+#[test]
+fn a_standing_carries_its_wait_and_reads_without_one() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Told(#[serde(with = "super::standing")] crate::router::Standing);
+    let told = crate::router::Standing {
+        position: Some(3),
+        offline: Some(Some(A1)),
+        wait: Some(Duration::from_millis(90_500)),
+    };
+    let bytes = rmp_serde::to_vec_named(&Told(told)).unwrap();
+    assert_eq!(rmp_serde::from_slice::<Told>(&bytes).unwrap().0, told);
+    let earlier = rmp_serde::to_vec_named(&(Some(3usize), true, Some(A1))).unwrap();
+    let read = rmp_serde::from_slice::<Told>(&earlier).unwrap().0;
+    assert_eq!(read, crate::router::Standing { wait: None, ..told });
+    let none = rmp_serde::to_vec_named(&(None::<usize>, false, None::<AgentId>)).unwrap();
+    assert_eq!(rmp_serde::from_slice::<Told>(&none).unwrap().0, Default::default());
+}

@@ -73,6 +73,17 @@ pub struct Standing {
     pub wait: Option<std::time::Duration>,
 }
 
+impl Standing {
+    /// Whether a reply would read the same told either: the same position and offline
+    /// condition, and an estimated wait shown as the same number of minutes (it moves with
+    /// time alone, so telling every change would be a message per customer message).
+    pub fn reads_as(&self, other: &Standing) -> bool {
+        let minutes = |s: &Standing| s.wait.map(crate::replies::wait_minutes);
+        (self.position, self.offline, minutes(self))
+            == (other.position, other.offline, minutes(other))
+    }
+}
+
 /// The one place a routed conversation is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placement {

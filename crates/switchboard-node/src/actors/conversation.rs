@@ -44,7 +44,7 @@ use switchboard_store::{
 };
 use tracing::warn;
 
-use super::effects::{Current, CustomerNamed, MeshNames, Rows, Transcript};
+use super::effects::{Current, CustomerNamed, MeshNames, Rows, Step, Transcript};
 use super::placement::ActorKey;
 use super::{Beside, CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
 use crate::archive;
@@ -1013,12 +1013,15 @@ impl ConversationRun {
         if let Some((conversation, text)) = said {
             rows.customer_message(&mut self.transcript, now, conversation, text);
         }
+        // The estimated wait its queue replies were rendered with, as the router last told it.
+        let step =
+            Step { now, customer: self.customer, wait: self.side.standing().and_then(|s| s.wait) };
         match &self.name {
             Some(name) => {
                 let named = CustomerNamed { names, customer: self.customer, name };
-                rows.conversation(&named, &mut self.transcript, now, self.customer, effects);
+                rows.conversation(&named, &mut self.transcript, step, effects);
             }
-            None => rows.conversation(&names, &mut self.transcript, now, self.customer, effects),
+            None => rows.conversation(&names, &mut self.transcript, step, effects),
         }
         rows
     }

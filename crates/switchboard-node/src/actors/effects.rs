@@ -138,6 +138,15 @@ impl Transcript {
     }
 }
 
+/// Who and when a conversation actor's step is, for its rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Step {
+    pub now: Timestamp,
+    pub customer: CustomerId,
+    /// Its estimated wait as the router last told it (a queue reply's `estimated_wait`).
+    pub wait: Option<std::time::Duration>,
+}
+
 /// What one step writes besides the actor's row.
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
@@ -193,10 +202,10 @@ impl Rows {
         &mut self,
         names: &dyn Names,
         transcript: &mut Transcript,
-        now: Timestamp,
-        customer: CustomerId,
+        step: Step,
         effects: &[Effect],
     ) {
+        let Step { now, customer, wait } = step;
         for effect in effects {
             match effect {
                 Effect::Send { conversation, channel, text, from, tag } => {
@@ -209,7 +218,7 @@ impl Rows {
                         text,
                         *from,
                         *tag,
-                        || None,
+                        || wait,
                     );
                     let seq = transcript.next(*conversation);
                     let row = rows::transcript_message(

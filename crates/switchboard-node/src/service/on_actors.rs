@@ -28,6 +28,7 @@ use tonic::Status;
 use crate::actors::conversation::{Answer, Answered, Call, Called, ConversationOp, NO_NUMBER};
 use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
+use crate::actors::placement::ActorKey;
 use crate::actors::{Mesh, TenantConfig};
 use crate::apply::Names;
 use crate::convert::{self, refusal, views};
@@ -299,7 +300,7 @@ impl OnActors<'_> {
             if let Some(held) = super::calls::held(&self.mesh, id, customer).await? {
                 let who = self.who(customer).await?;
                 let render = self.renderer(who.resource);
-                let standing = Standing { position: held.position, ..Default::default() };
+                let standing = self.standing(id, held.position).await?;
                 return Ok(render(
                     Some(&held.conversation),
                     Some(standing),
@@ -422,9 +423,29 @@ impl OnActors<'_> {
         Customer { number, id, resource }
     }
 
-    /// Renders a conversation as the API shows it, with the mesh's names (no estimated wait:
-    /// the conversation side does not know the queue).
-    /// With its tags and note (`extra`) when the actor has them.
+    /// Where a live conversation stands for GetConversation: its position and estimated wait
+    /// now, from the router when it runs here (as on the tenant actor; a public call of the
+    /// tenant lands on the router's node unless its shard is moving), else its position as
+    /// its actor last heard it (`held`), without an estimate.
+    async fn standing(&self, id: ConversationId, held: Option<usize>) -> Result<Standing> {
+        if !self.mesh.is_here(ActorKey::Router { tenant: self.tenant() }) {
+            return Ok(Standing { position: held, ..Default::default() });
+        }
+        let now = crate::clock::now();
+        let read = move |side: &switchboard_core::mesh::RouterSide| {
+            let router = side.router();
+            Standing {
+                position: router.position(id),
+                wait: router.estimated_wait(now, id),
+                ..Default::default()
+            }
+        };
+        self.mesh.router().read(read).await
+    }
+
+    /// Renders a conversation as the API shows it, with the mesh's names: its position and
+    /// estimated wait (while it waits) as `standing` tells them, its tags and note (`extra`)
+    /// when the actor has them.
     pub(super) fn renderer(
         &self,
         customer: String,
@@ -443,8 +464,9 @@ impl OnActors<'_> {
             match c {
                 Some(c) => {
                     let waiting = c.state == switchboard_core::State::Queued;
-                    let position = standing.and_then(|s| s.position).filter(|_| waiting);
-                    views::render_named(&names, c, extra, customer.clone(), position, None)
+                    let standing = standing.filter(|_| waiting).unwrap_or_default();
+                    let (position, wait) = (standing.position, standing.wait);
+                    views::render_named(&names, c, extra, customer.clone(), position, wait)
                 }
                 None => {
                     pb::Conversation { name: names.conversation_name(id), ..Default::default() }
