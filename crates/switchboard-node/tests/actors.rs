@@ -690,7 +690,10 @@ async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assig
         desk.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
     })
     .await;
-    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    assert_eq!(
+        desk_summary(&h.store, AGENT),
+        ["status online", "assigned 1 auto", "unaccepted -1 assigned"]
+    );
     // Published live once durable, as stored.
     let stored = support::desk(&h.store, AGENT);
     for (seq, item) in stored {
@@ -860,14 +863,17 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     })
     .await;
     until("the router's decisions are acknowledged", || desks_settled(mesh)).await;
-    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    assert_eq!(
+        desk_summary(&h.store, AGENT),
+        ["status online", "assigned 1 auto", "unaccepted -1 assigned"]
+    );
     assert!(mesh.agent_activations() >= 2, "a second incarnation");
 
     // 2. A supervisor sets the agent away on the router: the agent actor writes the status
     // change to its desk, its acknowledgement is cut, and it is killed.
     h.transport.cut_to_router.store(true, Ordering::SeqCst);
     mesh.router().set_status(AGENT, AgentStatus::Away, StatusCause::Supervisor).await.unwrap();
-    until("the desk entry is durable", || async { desk_summary(&h.store, AGENT).len() == 3 }).await;
+    until("the desk entry is durable", || async { desk_summary(&h.store, AGENT).len() == 4 }).await;
     mesh.kill_agent(AGENT).await;
     assert!(!desks_settled(mesh).await, "the router has no acknowledgement");
     h.transport.cut_to_router.store(false, Ordering::SeqCst);
@@ -875,7 +881,7 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     until("the router's resend is acknowledged", || desks_settled(mesh)).await;
     assert_eq!(
         desk_summary(&h.store, AGENT),
-        ["status online", "assigned 1 auto", "status away"],
+        ["status online", "assigned 1 auto", "unaccepted -1 assigned", "status away"],
         "nothing lost, nothing twice"
     );
     assert_eq!(statuses(mesh, AGENT).await, (AgentStatus::Away, AgentStatus::Away));
@@ -884,14 +890,16 @@ async fn an_agent_actor_crash_after_its_durable_write_loses_nothing_and_doubles_
     assert_eq!((load, capacity), (1, 1));
     let side = mesh.agent(AGENT).read(|side| (side.applied(), side.desk_next())).await.unwrap();
     // The sign-in's status change and assignment were one router operation: one message,
-    // and its answer (`Done`) another; the supervisor's status change a third.
-    assert_eq!(side, (3, 4), "three router messages applied, three desk entries");
+    // the unaccepted list's change another, and its answer (`Done`) a third; the
+    // supervisor's status change a fourth.
+    assert_eq!(side, (4, 5), "four router messages applied, four desk entries");
 }
 
 // ----- desk links ------------------------------------------------------------------------------
 
 /// Customer 7's conversation 1 is assigned to the agent, who signed in through its actor:
-/// the desk stream holds `status online`, `assigned 1 auto`.
+/// the desk stream holds `status online`, `assigned 1 auto` and (the conversation had
+/// waited in the agent's group) `unaccepted -1 assigned`.
 async fn assign_conversation_1_through_the_agent_actor(h: &Harness) {
     let mesh = &h.mesh;
     queue_conversation_1_of_customer_7(mesh).await;
@@ -902,9 +910,12 @@ async fn assign_conversation_1_through_the_agent_actor(h: &Harness) {
         open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
     })
     .await;
-    until("the assignment is on the desk", || async { desk_summary(&h.store, AGENT).len() == 2 })
+    until("the assignment is on the desk", || async { desk_summary(&h.store, AGENT).len() == 3 })
         .await;
-    assert_eq!(desk_summary(&h.store, AGENT), ["status online", "assigned 1 auto"]);
+    assert_eq!(
+        desk_summary(&h.store, AGENT),
+        ["status online", "assigned 1 auto", "unaccepted -1 assigned"]
+    );
 }
 
 /// The conversation's desk links: nothing it sent the agent is unacknowledged.
@@ -936,12 +947,13 @@ async fn a_customer_message_reaches_the_agents_desk_stream_once_after_the_assign
     let expected = [
         "status online",
         "assigned 1 auto",
+        "unaccepted -1 assigned",
         "customer 1 where is my order",
         "customer 1 it was due monday",
     ];
     assert_eq!(desk_summary(&h.store, AGENT), expected);
     let stored = support::desk(&h.store, AGENT);
-    for (seq, item) in stored.into_iter().skip(2) {
+    for (seq, item) in stored.into_iter().skip(3) {
         let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
         assert_eq!(*published, (seq, item), "the hub carries the stored entry");
     }
@@ -978,15 +990,15 @@ async fn crashes_on_a_desk_link_lose_no_customer_message_and_double_no_desk_entr
     let dropped = h.transport.dropped.load(Ordering::SeqCst);
     assert!(dropped >= 1, "the note was cut");
     mesh.kill_conversation(CustomerId(7)).await;
-    assert_eq!(desk_summary(&h.store, AGENT).len(), 2, "the desk has not heard it");
+    assert_eq!(desk_summary(&h.store, AGENT).len(), 3, "the desk has not heard it");
     h.transport.cut_to_desk.store(false, Ordering::SeqCst);
-    until("the note reaches the desk", || async { desk_summary(&h.store, AGENT).len() == 3 }).await;
+    until("the note reaches the desk", || async { desk_summary(&h.store, AGENT).len() == 4 }).await;
     until("the note is acknowledged", || notes_settled(mesh, 7)).await;
 
     // 2. The agent writes the next note to its desk, its acknowledgement is cut, it is killed.
     h.transport.cut_from_desk.store(true, Ordering::SeqCst);
     customer_writes(mesh, "second").await;
-    until("the note is durable on the desk", || async { desk_summary(&h.store, AGENT).len() == 4 })
+    until("the note is durable on the desk", || async { desk_summary(&h.store, AGENT).len() == 5 })
         .await;
     let activations = mesh.agent_activations();
     mesh.kill_agent(AGENT).await;
@@ -1003,6 +1015,7 @@ async fn crashes_on_a_desk_link_lose_no_customer_message_and_double_no_desk_entr
         [
             "status online",
             "assigned 1 auto",
+            "unaccepted -1 assigned",
             "customer 1 first",
             "customer 1 second",
             "customer 1 third",
@@ -1011,7 +1024,7 @@ async fn crashes_on_a_desk_link_lose_no_customer_message_and_double_no_desk_entr
     );
     let desk = mesh.agent(AGENT);
     let side = desk.read(|side| (side.applied_desk(ConversationId(1)), side.desk_next())).await;
-    assert_eq!(side.unwrap(), (3, 6), "three notes applied once, five desk entries");
+    assert_eq!(side.unwrap(), (3, 7), "three notes applied once, six desk entries");
 }
 
 /// The tenant's replies for the durable-effects tests: a queue reply, a greeting when the

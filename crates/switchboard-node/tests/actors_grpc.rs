@@ -902,7 +902,7 @@ async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_on
         open(a, customer).await == Some((State::Assigned, Some(AGENT)))
     })
     .await;
-    until("the assignment is on B's desk", || async { desk_summary(&store, AGENT).len() == 2 })
+    until("the assignment is on B's desk", || async { desk_summary(&store, AGENT).len() == 3 })
         .await;
     let routed = c.router().read(|side| side.applied(ConversationId(1))).await.unwrap();
 
@@ -919,12 +919,13 @@ async fn a_customer_message_on_node_a_reaches_the_desk_of_the_agent_on_node_b_on
         [
             "status online",
             "assigned 1 auto",
+            "unaccepted -1 assigned",
             "customer 1 where is my order",
             "customer 1 it was due monday"
         ],
         "once each, in order, after the assignment"
     );
-    for (seq, item) in support::desk(&store, AGENT).into_iter().skip(2) {
+    for (seq, item) in support::desk(&store, AGENT).into_iter().skip(3) {
         let published = tokio::time::timeout(DEADLINE, live.recv()).await.unwrap().unwrap();
         assert_eq!(*published, (seq, item), "B's hub carries the stored entry");
     }

@@ -20,11 +20,12 @@ fn group(g: &str) -> String {
     format!("tenants/{T}/groups/{g}")
 }
 
-async fn setup(c: &mut Clients) {
+async fn setup(c: &mut Clients, routing: pb::TenantRouting) {
     c.admin
         .create_tenant(pb::CreateTenantRequest {
             tenant_id: T.into(),
             request_id: rid("create"),
+            routing: routing as i32,
             ..Default::default()
         })
         .await
@@ -129,10 +130,21 @@ async fn next_change(desk: &mut Streaming<pb::AgentEvent>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unaccepted_lists_are_live_on_every_eligible_desk() {
+    unaccepted_lists_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors: the router side tells each agent's
+/// side on its link, and the agent's stream shows it (`mesh::unaccepted`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unaccepted_lists_are_live_on_actors() {
+    unaccepted_lists_on(pb::TenantRouting::Actors).await;
+}
+
+async fn unaccepted_lists_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
-    setup(&mut c).await;
+    setup(&mut c, routing).await;
     let (mut alice, mut bob, mut dave) =
         (desk(&mut c, "alice").await, desk(&mut c, "bob").await, desk(&mut c, "dave").await);
     let pull = group("pull");

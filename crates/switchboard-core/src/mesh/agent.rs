@@ -32,6 +32,8 @@ pub enum DeskEvent {
     Note(Note),
     /// The router refused the agent's command `command` (its sequence number on the link).
     Refused { command: u64, reason: String },
+    /// The agent's unaccepted list changed ([`super::unaccepted`]).
+    Unaccepted(super::unaccepted::Change),
 }
 
 /// The agent side of one agent. Serializable: a snapshot of it is its durable state (status,
@@ -230,6 +232,11 @@ impl AgentSide {
                     self.record(DeskEvent::Refused { command, reason });
                 }
                 ToAgent::Done { command } => self.decided = self.decided.max(command),
+                ToAgent::Unaccepted { changes } => {
+                    for change in changes {
+                        self.record(DeskEvent::Unaccepted(change));
+                    }
+                }
             }
         }
         if any {

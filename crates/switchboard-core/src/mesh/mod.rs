@@ -75,6 +75,7 @@ pub mod conversation;
 pub mod desk;
 pub mod link;
 pub mod router;
+pub mod unaccepted;
 
 use serde::{Deserialize, Serialize};
 
@@ -219,6 +220,9 @@ pub enum ToAgent {
     /// this or `Refused`, so the agent side knows each decision without reading the link's
     /// acknowledgements (which a network may deliver before a refusal).
     Done { command: u64 },
+    /// How one router operation changed the agent's unaccepted list ([`unaccepted`]), in
+    /// conversation order. Only when the agent is signed in.
+    Unaccepted { changes: Vec<unaccepted::Change> },
 }
 
 /// `Standing` as (position, offline, offline agent, estimated wait in nanoseconds, exact):

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
+use super::unaccepted::Unaccepted;
 use super::{
     AgentEnvelope, Body, Envelope, FromAgent, Holding, ToAgent, ToConversation, ToRouter, desk,
     standing,
@@ -39,11 +40,14 @@ struct Op {
     rescan: bool,
     /// The conversation transferred, and where.
     transfer: Option<(ConversationId, Target)>,
+    /// A conversation the operation is about though no effect may name it (one that left
+    /// while it waited), for the unaccepted lists.
+    about: Option<ConversationId>,
 }
 
 impl Op {
     fn new(now: Timestamp, cause: Cause) -> Self {
-        Op { now, cause, routed: None, rescan: false, transfer: None }
+        Op { now, cause, routed: None, rescan: false, transfer: None, about: None }
     }
 }
 
@@ -89,6 +93,9 @@ pub struct RouterSide {
     /// ([`crate::login`]; the shell feeds it each step's effects, [`RouterSide::note_logins`]).
     #[serde(default)]
     logins: Logins,
+    /// Where each waiting conversation was last said to wait, for agents' unaccepted lists.
+    #[serde(default)]
+    unaccepted: Unaccepted,
 }
 
 /// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
@@ -135,6 +142,7 @@ impl RouterSide {
             gone_new: Vec::new(),
             gone_expired: Vec::new(),
             logins: Logins::default(),
+            unaccepted: Unaccepted::default(),
         }
     }
 
@@ -616,7 +624,7 @@ impl RouterSide {
                 conv.left = true;
                 // What it was not told yet no longer matters.
                 conv.link.out.clear();
-                self.decide(rout, Op::new(now, Cause::Routed), out);
+                self.decide(rout, Op { about: Some(id), ..Op::new(now, Cause::Routed) }, out);
             }
             ToRouter::Alert { agent, group } => {
                 let mut alert = Vec::new();
@@ -665,6 +673,8 @@ impl RouterSide {
         // conversations' sessions will note.
         let mut desks: BTreeMap<AgentId, Vec<Note>> = BTreeMap::new();
         let mut status_changed = op.rescan;
+        let touched: Vec<ConversationId> =
+            rout.iter().filter_map(router::Effect::conversation).chain(op.about).collect();
         for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
                 Step::Placed(c, fact) => {
@@ -686,6 +696,12 @@ impl RouterSide {
             }
         }
         self.tell_agents(desks);
+        let lists = self.unaccepted.track(&self.router, touched);
+        if self.agent_links {
+            for (agent, changes) in lists {
+                self.agents.entry(agent).or_default().out.push(ToAgent::Unaccepted { changes });
+            }
+        }
         for (id, facts) in decided {
             let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
                 continue;

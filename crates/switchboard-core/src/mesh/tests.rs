@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use super::unaccepted::{Change, Gone};
 use super::{
     AgentSide, Body, ConversationSide, DeskEvent, Envelope, Holding, RouterSide, ToAgent, ToRouter,
     Tombstone,
@@ -347,7 +348,18 @@ fn an_agent_changes_status_on_its_side_and_its_desk_hears_the_router_decide() {
     let events = exchange(now + secs(1), &mut router, &mut desk);
     let online = Note::StatusChanged { status: AgentStatus::Online, cause: StatusCause::Agent };
     let assigned = Note::Assigned { conversation: C1, via: Via::Auto };
-    assert_eq!(events, [DeskEvent::Note(online), DeskEvent::Note(assigned)]);
+    // Away is signed in: the waiting customer was on its unaccepted list until assigned.
+    let waits = Change::Added { conversation: C1, group: G1, pinned: false };
+    let taken = Change::Removed { conversation: C1, gone: Gone::Assigned };
+    assert_eq!(
+        events,
+        [
+            DeskEvent::Unaccepted(waits),
+            DeskEvent::Note(online),
+            DeskEvent::Note(assigned),
+            DeskEvent::Unaccepted(taken)
+        ]
+    );
     assert!(desk.assigned().contains(&C1));
     // The acknowledgements stop the retransmissions both ways.
     for e in desk.outgoing() {
@@ -593,7 +605,12 @@ fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not
         desk.receive(e);
     }
     let events = desk.take_desk();
-    assert!(matches!(&events[..], [(3, DeskEvent::Note(Note::Released { .. }))]), "{events:?}");
+    // Requeued in its group: back on the agent's unaccepted list.
+    let back = Change::Added { conversation: C1, group: G1, pinned: false };
+    assert!(
+        matches!(&events[..], [(3, DeskEvent::Note(Note::Released { .. })), (4, DeskEvent::Unaccepted(b))] if *b == back),
+        "{events:?}"
+    );
     assert_eq!((side.holding(), desk.holding(C1)), (None, None));
     assert!(side.retransmit_desks().is_empty(), "the holding's note is moot");
     // The late note arrives: that holding is over, so it is acknowledged, not shown.
@@ -615,7 +632,8 @@ fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not
     }
     let again = side.holding().expect("picked");
     assert_eq!(desk.holding(C1), Some(again.since));
-    assert_eq!(again.since, 3, "the router's third message to the desk");
+    // Its fourth message: the third put the conversation back on the unaccepted list.
+    assert_eq!(again.since, 4, "the router's fourth message to the desk");
     desk.take_desk();
     // The new holding's notes are shown.
     side.customer_message(t.cfg(), now + secs(32), message("hello?")).unwrap();

@@ -253,6 +253,26 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The conversation the effect is about; `None` for an agent's status.
+    pub fn conversation(&self) -> Option<ConversationId> {
+        match self {
+            Effect::Queued { conversation, .. }
+            | Effect::Offered { conversation, .. }
+            | Effect::Assigned { conversation, .. }
+            | Effect::Released { conversation, .. }
+            | Effect::WrappingUp { conversation, .. }
+            | Effect::WrapUpEnded { conversation, .. }
+            | Effect::Entered { conversation, .. }
+            | Effect::Overflowed { conversation, .. }
+            | Effect::Refused { conversation, .. }
+            | Effect::OutsideHours { conversation, .. }
+            | Effect::Closed { conversation, .. } => Some(*conversation),
+            Effect::StatusChanged { .. } => None,
+        }
+    }
+}
+
 /// New variants go last: snapshots name variants by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Timer {

@@ -154,7 +154,7 @@ pub fn quiet(sim: &Sim) -> Result<(), String> {
             .filter(|((x, _), _)| *x == agent)
             .filter_map(|(_, m)| match m {
                 ToAgent::Done { command } | ToAgent::Refused { command, .. } => Some(*command),
-                ToAgent::Decided { .. } => None,
+                ToAgent::Decided { .. } | ToAgent::Unaccepted { .. } => None,
             })
             .collect();
         let expected: Vec<u64> = (1..=asked.unwrap_or(0)).collect();
@@ -242,6 +242,9 @@ pub fn desk(
                 vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
             }
             Some(ToAgent::Done { .. }) => Vec::new(),
+            Some(ToAgent::Unaccepted { changes }) => {
+                changes.iter().copied().map(DeskEvent::Unaccepted).collect()
+            }
             None => {
                 vec![DeskEvent::Refused { command: 0, reason: format!("seq {seq} never sent") }]
             }

@@ -54,12 +54,14 @@ use std::sync::Arc;
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
+use switchboard_core::mesh::unaccepted::Change;
 use switchboard_core::mesh::{
     AgentEnvelope, AgentSide, Body, DeskEnvelope, DeskEvent, ToAgent, ToDesk,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
 use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
+use switchboard_proto::v1 as pb;
 use switchboard_store::{ActorState, Batch, Fence, Response, StreamEntry};
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -538,6 +540,9 @@ fn about(event: &DeskEvent) -> Option<ConversationId> {
     match event {
         DeskEvent::Note(note) => note.conversation(),
         DeskEvent::Refused { .. } => None,
+        DeskEvent::Unaccepted(
+            Change::Added { conversation, .. } | Change::Removed { conversation, .. },
+        ) => Some(*conversation),
     }
 }
 
@@ -565,6 +570,29 @@ pub fn desk_item(
             command: *command,
             reason: reason.clone(),
         }),
+        // As the tenant actor tells them (`apply::unaccepted`).
+        DeskEvent::Unaccepted(change) => {
+            use pb::agent_event::{Event, UnacceptedAdded, UnacceptedRemoved};
+            let (conversation, event) = match *change {
+                Change::Added { conversation, group, pinned } => {
+                    let group =
+                        crate::names::child_name(tenant, "groups", &config.group_name(group));
+                    (conversation, Event::UnacceptedAdded(UnacceptedAdded { group, pinned }))
+                }
+                Change::Removed { conversation, gone } => {
+                    let reason = gone.as_str().to_owned();
+                    (conversation, Event::UnacceptedRemoved(UnacceptedRemoved { reason }))
+                }
+            };
+            let conversation =
+                crate::names::child_name(tenant, "conversations", &conversation.0.to_string());
+            stream_item::Item::AgentEvent(pb::AgentEvent {
+                cursor: seq,
+                at: Some(crate::convert::timestamp(now)),
+                conversation,
+                event: Some(event),
+            })
+        }
     };
     StreamItem { item: Some(item) }
 }

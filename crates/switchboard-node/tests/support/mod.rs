@@ -285,6 +285,9 @@ pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
                     Some(Event::Assigned(a)) => format!("assigned {c} {}", a.via),
                     Some(Event::Released(r)) => format!("released {c} {}", r.reason),
                     Some(Event::CustomerMessage(m)) => format!("customer {c} {}", m.text),
+                    // The unaccepted list, as derived from the router's placements.
+                    Some(Event::UnacceptedAdded(_)) => format!("unaccepted +{c}"),
+                    Some(Event::UnacceptedRemoved(r)) => format!("unaccepted -{c} {}", r.reason),
                     other => format!("{other:?}"),
                 }
             }
