@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::metrics as m;
 use crate::seen::SeenIds;
-use crate::state::TenantState;
+use crate::state::{EVENTS, TenantState};
 use crate::webhooks::Deliverers;
 
 pub type Reply = RpcReplyPort<Result<response::Result, tonic::Status>>;
@@ -150,6 +150,7 @@ fn forget<K: std::hash::Hash + Eq>(kept: &mut FxHashMap<K, (u64, Vec<u8>)>, key:
 pub struct Loaded {
     archived: Vec<u8>,
     customer: Vec<u8>,
+    events_head: u64,
 }
 
 /// One durable step for the committer: wait for `pending`, then answer and publish.
@@ -358,7 +359,8 @@ impl Running {
         }
         let read_conversation = conversation.filter(|_| loaded.archived.is_empty());
         let read_customer = customer.filter(|_| loaded.customer.is_empty());
-        if read_conversation.is_none() && read_customer.is_none() {
+        let read_head = apply::webhooks::needs_events_head(&self.state, op);
+        if read_conversation.is_none() && read_customer.is_none() && !read_head {
             return Ok(loaded);
         }
         let (store, tenant) = (Arc::clone(&self.store), self.state.id.clone());
@@ -372,6 +374,9 @@ impl Running {
                 && let Some(body) = store.customer(&tenant, &u)?
             {
                 loaded.customer = body;
+            }
+            if read_head {
+                loaded.events_head = store.last_stream_seq(&tenant, EVENTS)?.unwrap_or(0);
             }
             Ok(loaded)
         };
@@ -389,6 +394,7 @@ impl Running {
             op: Some(op),
             archived: loaded.archived,
             customer: loaded.customer,
+            events_head: loaded.events_head,
         };
         let kind = op_kind(&cmd);
         let webhooks_changed = matches!(cmd.op, Some(Op::PutWebhook(_) | Op::DeleteWebhook(_)));

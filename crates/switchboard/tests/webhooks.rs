@@ -34,8 +34,10 @@ struct Hit {
 struct Behaviour {
     /// Answer 500 to this many more requests.
     fail_next: u32,
-    /// Answer 500 to every event about this conversation.
-    fail_conversation: Option<String>,
+    /// Answer 500 to every event about the conversation this customer opens next (its
+    /// `opened` event, the first of it, names the conversation: `failing`).
+    fail_customer: Option<String>,
+    failing: Option<String>,
     hits: Vec<Hit>,
 }
 
@@ -114,11 +116,14 @@ async fn handle(
     assert_eq!(header("content-type"), "application/json");
     let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let mut s = state.lock().unwrap();
-    let about = |c: &String| {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .is_ok_and(|j| j["conversation"].as_str() == Some(c.as_str()))
-    };
-    let status = if s.fail_conversation.as_ref().is_some_and(about) {
+    let json = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let conversation = json["conversation"].as_str().map(str::to_owned);
+    if s.fail_customer.is_some()
+        && json["opened"]["customer"].as_str() == s.fail_customer.as_deref()
+    {
+        s.failing = conversation.clone();
+    }
+    let status = if s.failing.is_some() && conversation == s.failing {
         500
     } else if s.fail_next > 0 {
         s.fail_next -= 1;
@@ -351,25 +356,23 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
     node.kill9();
     node = start(dir.path(), "1000");
     c = node.clients().await;
-    post(&mut c, "grace").await;
+    let grace = post(&mut c, "grace").await;
     receiver.up().await;
 
     // Everything arrives, in order, once the receiver is back.
     let end = {
         let mut stream = events_after(&mut c, start_cursor).await;
         // grace's conversation opened last; its "queued" event is the newest we caused.
-        let events = support::until(&mut stream, |e| {
-            e.r#type == "queued" && e.conversation.ends_with("/conversations/5")
-        })
-        .await;
-        events.last().unwrap().cursor
+        let events =
+            support::until(&mut stream, |e| e.r#type == "queued" && e.conversation == grace).await;
+        events.iter().map(|e| e.cursor).collect::<Vec<_>>()
     };
+    let (expected, end) = (end.clone(), *end.last().unwrap());
     let got = wait_for("every event up to the last one", || {
         let got = delivered(&receiver);
         async move { got.contains(&end).then_some(got) }
     })
     .await;
-    let expected: Vec<u64> = (start_cursor + 1..=end).collect();
     assert_eq!(&got[..expected.len()], &expected[..], "nothing lost, in order");
     wait_for("the cursor to be logged", || {
         let mut c = c.clone();
@@ -415,19 +418,19 @@ async fn webhooks_deliver_in_order_at_least_once_signed_and_dead_letter() {
     assert!(drained >= ok_so_far);
     // Every event about ivan's conversation fails; each becomes a dead letter after two
     // attempts, and judy's events are delivered after them.
-    let ivan = "tenants/acme/conversations/7".to_owned();
-    receiver.set(|b| b.fail_conversation = Some(ivan.clone()));
-    assert_eq!(post(&mut c, "ivan").await, ivan);
-    post(&mut c, "judy").await;
+    receiver.set(|b| b.fail_customer = Some("tenants/acme/customers/ivan".into()));
+    let ivan = post(&mut c, "ivan").await;
+    let judy_conversation = post(&mut c, "judy").await;
     let judy = wait_for("delivery of judy's events", || {
         let hits = receiver.hits();
+        let judy_conversation = judy_conversation.clone();
         async move {
             hits.iter()
                 .filter(|h| h.status == 200)
                 .map(|h| (verify(h), h))
                 .find(|(_, h)| {
                     serde_json::from_slice::<serde_json::Value>(&h.body).unwrap()["conversation"]
-                        == "tenants/acme/conversations/8"
+                        == judy_conversation.as_str()
                 })
                 .map(|(cursor, _)| cursor)
         }
@@ -511,4 +514,24 @@ async fn an_actor_tenants_events_reach_its_webhook_with_their_cursors() {
     .await;
     let expected: Vec<u64> = events.iter().map(|e| e.cursor).collect();
     assert_eq!(&got[..expected.len()], &expected[..], "nothing lost, in order");
+    // The delivered cursor is logged as far as it went (a restart resumes there).
+    wait_for("the cursor to be logged", || {
+        let mut c = c.clone();
+        async move { (webhook(&mut c).await.delivered_cursor >= end).then_some(()) }
+    })
+    .await;
+    // A webhook created now starts at the end of the stream: events from now on.
+    let late = c
+        .admin
+        .put_webhook(pb::PutWebhookRequest {
+            name: "tenants/acme/webhooks/late".into(),
+            url: receiver.url(),
+            secret: SECRET.into(),
+            event_types: Vec::new(),
+            request_id: rid("late"),
+        })
+        .await
+        .expect("put webhook")
+        .into_inner();
+    assert!(late.delivered_cursor >= end, "{late:?} starts after {end}");
 }

@@ -279,7 +279,7 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
         Op::SetBotHosting(r) => supervisor::set_bot_hosting(state, now, r, &mut out)?,
         Op::SupervisorEnd(r) => supervisor::end(state, now, r, &mut out)?,
 
-        Op::PutWebhook(r) => webhooks::put_webhook(state, now, r, &mut out)?,
+        Op::PutWebhook(r) => webhooks::put_webhook(state, cmd.events_head, r, &mut out)?,
         Op::DeleteWebhook(r) => webhooks::delete_webhook(state, now, r, &mut out)?,
         Op::WebhookProgress(r) => webhooks::progress(state, now, r, &mut out)?,
 

@@ -3,7 +3,7 @@
 
 use switchboard_core::Timestamp;
 use switchboard_proto::internal::v1::StreamItem;
-use switchboard_proto::internal::v1::{WebhookProgress, response, stream_item};
+use switchboard_proto::internal::v1::{WebhookProgress, command::Op, response, stream_item};
 use switchboard_proto::v1 as pb;
 
 use super::{Output, push};
@@ -34,9 +34,20 @@ pub fn view(state: &TenantState, id: &str, w: &Webhook) -> pb::Webhook {
     }
 }
 
+/// Whether applying `op` needs the head of the tenant's event stream from the store: a
+/// PutWebhook that creates a webhook of an actor tenant, whose events the tenant actor does
+/// not number (its actors append them to a shared stream).
+pub fn needs_events_head(state: &TenantState, op: &Op) -> bool {
+    let Op::PutWebhook(r) = op else { return false };
+    state.actor_routing
+        && webhook_id(state, "name", &r.name).is_ok_and(|id| !state.webhooks.contains_key(&id))
+}
+
+/// `events_head`: the event stream's last position as read from the store before (an actor
+/// tenant's, [`needs_events_head`]).
 pub(super) fn put_webhook(
     state: &mut TenantState,
-    _now: Timestamp,
+    events_head: u64,
     r: &pb::PutWebhookRequest,
     _out: &mut Output,
 ) -> Result<response::Result> {
@@ -77,7 +88,7 @@ pub(super) fn put_webhook(
     // A new webhook starts at the end of the event stream: events from now on.
     let (delivered, dead_letters) = existing
         .map(|w| (w.delivered, w.dead_letters))
-        .unwrap_or_else(|| (state.stream_seq.get(EVENTS).copied().unwrap_or(0), 0));
+        .unwrap_or_else(|| (events_end(state, events_head), 0));
     let mut event_types = r.event_types.clone();
     event_types.sort();
     event_types.dedup();
@@ -85,6 +96,16 @@ pub(super) fn put_webhook(
     let view = view(state, &id, &webhook);
     state.webhooks.insert(id, webhook);
     Ok(response::Result::Webhook(view))
+}
+
+/// The last position of the tenant's event stream: the tenant actor's own count, or for an
+/// actor tenant the store's (`events_head`).
+fn events_end(state: &TenantState, events_head: u64) -> u64 {
+    if state.actor_routing {
+        events_head
+    } else {
+        state.stream_seq.get(EVENTS).copied().unwrap_or(0)
+    }
 }
 
 pub(super) fn delete_webhook(
@@ -106,7 +127,9 @@ pub(super) fn progress(
     r: &WebhookProgress,
     out: &mut Output,
 ) -> Result<response::Result> {
-    let last = state.stream_seq.get(EVENTS).copied().unwrap_or(0);
+    // The tenant actor numbers its own events, so no progress can pass its stream's end; an
+    // actor tenant's are numbered by the store, and only the node's deliverer reports them.
+    let last = if state.actor_routing { u64::MAX } else { events_end(state, 0) };
     let Some(webhook) = state.webhooks.get_mut(&r.webhook) else {
         return Err(Error::NotFound(format!("webhook {:?} of tenant {}", r.webhook, state.id)));
     };
