@@ -76,7 +76,7 @@ pub fn why_transfer_would_end(closed: bool) -> &'static str {
 }
 
 /// The kind of an error, mapped once onto a transport status by the API layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Code {
     InvalidArgument,
     NotFound,
@@ -85,7 +85,48 @@ pub enum Code {
     AlreadyExists,
 }
 
+/// What a refusal is, apart from its text: its code and a short machine-readable reason
+/// (the API's `ErrorInfo.reason`). Crosses between actors with the text, which names things
+/// by internal numbers the receiver renames.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Kind {
+    pub code: Code,
+    pub reason: String,
+}
+
 impl Error {
+    /// Its code and reason, as one value.
+    pub fn kind(&self) -> Kind {
+        Kind { code: self.code(), reason: self.reason().to_owned() }
+    }
+
+    /// A short machine-readable reason (`AGENT_AT_CAPACITY`), one per variant.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::UnknownConversation(_) => "CONVERSATION_NOT_FOUND",
+            Error::UnknownAgent(_) => "AGENT_NOT_FOUND",
+            Error::UnknownGroup(_) => "GROUP_NOT_FOUND",
+            Error::NoOpenConversation(_) => "NO_OPEN_CONVERSATION",
+            Error::InvalidTransition { .. } => "INVALID_TRANSITION",
+            Error::NotOffered { .. } => "NOT_OFFERED",
+            Error::NotAssigned { .. } => "NOT_ASSIGNED",
+            Error::NotPickable { .. } => "NOT_PICKABLE",
+            Error::AgentFull { .. } => "AGENT_AT_CAPACITY",
+            Error::CapacityBelowLoad { .. } => "CAPACITY_BELOW_LOAD",
+            Error::AgentOffline(_) => "AGENT_OFFLINE",
+            Error::CannotForceOnline(_) => "CANNOT_FORCE_ONLINE",
+            Error::OutsideReplyWindow { .. } => "OUTSIDE_REPLY_WINDOW",
+            Error::TagRequired(_) => "MESSAGE_TAG_REQUIRED",
+            Error::BudgetExhausted { .. } => "REPLY_BUDGET_EXHAUSTED",
+            Error::GroupInUse(_) => "GROUP_IN_USE",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::NotWrappingUp { .. } => "NOT_WRAPPING_UP",
+            Error::WrapUpMandatory { .. } => "WRAP_UP_MANDATORY",
+            Error::TransferWouldEnd { .. } => "TRANSFER_WOULD_END",
+        }
+    }
+
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,

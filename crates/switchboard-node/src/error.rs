@@ -58,29 +58,7 @@ impl Error {
     /// A short machine-readable reason for `ErrorInfo`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Core(e) | Error::Refused { error: e, .. } => match e {
-                switchboard_core::Error::InvalidArgument(_) => "INVALID_ARGUMENT",
-                switchboard_core::Error::UnknownConversation(_) => "CONVERSATION_NOT_FOUND",
-                switchboard_core::Error::UnknownAgent(_) => "AGENT_NOT_FOUND",
-                switchboard_core::Error::UnknownGroup(_) => "GROUP_NOT_FOUND",
-                switchboard_core::Error::NoOpenConversation(_) => "NO_OPEN_CONVERSATION",
-                switchboard_core::Error::InvalidTransition { .. } => "INVALID_TRANSITION",
-                switchboard_core::Error::NotOffered { .. } => "NOT_OFFERED",
-                switchboard_core::Error::NotAssigned { .. } => "NOT_ASSIGNED",
-                switchboard_core::Error::NotPickable { .. } => "NOT_PICKABLE",
-                switchboard_core::Error::AgentFull { .. } => "AGENT_AT_CAPACITY",
-                switchboard_core::Error::CapacityBelowLoad { .. } => "CAPACITY_BELOW_LOAD",
-                switchboard_core::Error::AgentOffline(_) => "AGENT_OFFLINE",
-                switchboard_core::Error::CannotForceOnline(_) => "CANNOT_FORCE_ONLINE",
-                switchboard_core::Error::OutsideReplyWindow { .. } => "OUTSIDE_REPLY_WINDOW",
-                switchboard_core::Error::TagRequired(_) => "MESSAGE_TAG_REQUIRED",
-                switchboard_core::Error::BudgetExhausted { .. } => "REPLY_BUDGET_EXHAUSTED",
-                switchboard_core::Error::GroupInUse(_) => "GROUP_IN_USE",
-                switchboard_core::Error::AlreadyExists(_) => "ALREADY_EXISTS",
-                switchboard_core::Error::NotWrappingUp { .. } => "NOT_WRAPPING_UP",
-                switchboard_core::Error::WrapUpMandatory { .. } => "WRAP_UP_MANDATORY",
-                switchboard_core::Error::TransferWouldEnd { .. } => "TRANSFER_WOULD_END",
-            },
+            Error::Core(e) | Error::Refused { error: e, .. } => e.reason(),
             Error::Field { .. } => "INVALID_FIELD",
             Error::NotFound(_) => "NOT_FOUND",
             Error::AlreadyExists(_) => "ALREADY_EXISTS",
@@ -96,13 +74,7 @@ impl Error {
 
     pub fn code(&self) -> tonic::Code {
         match self {
-            Error::Core(e) | Error::Refused { error: e, .. } => match e.code() {
-                Code::InvalidArgument => tonic::Code::InvalidArgument,
-                Code::NotFound => tonic::Code::NotFound,
-                Code::FailedPrecondition => tonic::Code::FailedPrecondition,
-                Code::ResourceExhausted => tonic::Code::ResourceExhausted,
-                Code::AlreadyExists => tonic::Code::AlreadyExists,
-            },
+            Error::Core(e) | Error::Refused { error: e, .. } => tonic_code(e.code()),
             Error::Field { .. } => tonic::Code::InvalidArgument,
             Error::NotFound(_) => tonic::Code::NotFound,
             Error::AlreadyExists(_) => tonic::Code::AlreadyExists,
@@ -115,6 +87,26 @@ impl Error {
             Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::Internal(_) => tonic::Code::Internal,
         }
+    }
+}
+
+fn tonic_code(code: Code) -> tonic::Code {
+    match code {
+        Code::InvalidArgument => tonic::Code::InvalidArgument,
+        Code::NotFound => tonic::Code::NotFound,
+        Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+        Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+        Code::AlreadyExists => tonic::Code::AlreadyExists,
+    }
+}
+
+/// A core refusal that reached this node as text (from an actor on the mesh, already in
+/// resource names) with its `kind`: the status the core error itself would give. Without a
+/// kind (from a node before them), FAILED_PRECONDITION.
+pub fn refused(kind: Option<&switchboard_core::error::Kind>, message: String) -> tonic::Status {
+    match kind {
+        Some(k) => status(tonic_code(k.code), message, &k.reason, None, None),
+        None => status(tonic::Code::FailedPrecondition, message, "FAILED_PRECONDITION", None, None),
     }
 }
 

@@ -746,10 +746,12 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
 
     // Accepting what it already holds: the router refuses, on the link.
     let again = desk.accept(ConversationId(1)).await.unwrap();
-    let Decision::Refused { reason } = desk.decision(again).await.unwrap() else {
+    let Decision::Refused { reason, kind } = desk.decision(again).await.unwrap() else {
         panic!("accepting an assigned conversation again is refused")
     };
     assert!(!reason.is_empty());
+    let kind = kind.expect("the refusal's code and reason travel with it");
+    assert_eq!(kind.reason, "NOT_OFFERED", "{reason}");
     until("the refusal is on the desk", || async {
         desk_summary(&h.store, AGENT).contains(&format!("refused {again}"))
     })
@@ -827,10 +829,11 @@ async fn a_refusal_overtaken_by_its_acknowledgement_is_still_answered_refused() 
     .await;
     h.transport.cut_messages_to_agent.store(false, Ordering::SeqCst);
     let decision = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap().unwrap();
-    let Decision::Refused { reason } = decision else {
+    let Decision::Refused { reason, kind } = decision else {
         panic!("accepting a conversation never offered is refused, not {decision:?}")
     };
     assert!(!reason.is_empty());
+    assert!(kind.is_some(), "kept in the agent's row with the reason");
     assert!(desk_summary(&h.store, AGENT).contains(&format!("refused {accept}")));
     // Asked again, from the row.
     assert!(matches!(desk.decision(accept).await.unwrap(), Decision::Refused { .. }));

@@ -11,6 +11,7 @@ use support::auth::{authed, mint, start_authenticated};
 use support::{Clients, Node, rid, until};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 const T: &str = "desk";
 
@@ -293,6 +294,28 @@ async fn refusals_and_events_speak_resource_names_on(routing: pb::TenantRouting)
         .await
         .expect_err("amy is full");
     assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(
+        full.message().starts_with("agent tenants/desk/agents/amy is at capacity"),
+        "{}",
+        full.message()
+    );
+
+    // An agent's own command refused for capacity: amy (full with dan's) picks erin's, which
+    // waits for billing. The code and reason are the core's, on either path.
+    let c3 = write(&mut c, "erin", "billing").await;
+    assert_eq!(c3.state, pb::ConversationState::Queued as i32, "{c3:?}");
+    let full = c
+        .agent
+        .pick(pb::AgentConversationRequest {
+            agent: name("agents", "amy"),
+            conversation: c3.name.clone(),
+            request_id: rid("pick"),
+        })
+        .await
+        .expect_err("amy is full");
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    let info = full.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "AGENT_AT_CAPACITY");
     assert!(
         full.message().starts_with("agent tenants/desk/agents/amy is at capacity"),
         "{}",

@@ -59,6 +59,9 @@ pub struct AgentSide {
     /// The reasons of the newest [`KEEP_REFUSALS`] refused commands.
     #[serde(default)]
     refusals: BTreeMap<u64, String>,
+    /// The same refusals' codes and reasons ([`AgentSide::refusal_kind`]).
+    #[serde(default)]
+    refusal_kinds: BTreeMap<u64, crate::error::Kind>,
     /// Refusals of commands below this may be forgotten.
     #[serde(default)]
     refusals_from: u64,
@@ -94,6 +97,7 @@ impl AgentSide {
             last_status: 0,
             decided: 0,
             refusals: BTreeMap::new(),
+            refusal_kinds: BTreeMap::new(),
             refusals_from: 0,
             desk: Vec::new(),
             holdings: BTreeMap::new(),
@@ -150,6 +154,12 @@ impl AgentSide {
             return None;
         }
         Some(self.refusals.get(&command).map(String::as_str))
+    }
+
+    /// The code and reason of the router's refusal of `command`, while it is remembered (a
+    /// refusal a node before them sent has none).
+    pub fn refusal_kind(&self, command: u64) -> Option<&crate::error::Kind> {
+        self.refusal_kinds.get(&command)
     }
 
     /// Whether a refusal of `command` would still be remembered (the newest
@@ -217,15 +227,19 @@ impl AgentSide {
                         self.receive_desk(envelope);
                     }
                 }
-                ToAgent::Refused { command, reason, status } => {
+                ToAgent::Refused { command, reason, status, kind } => {
                     // A refused status change leaves the router's status standing.
                     if command == self.last_status {
                         self.status = status;
                     }
                     self.decided = self.decided.max(command);
                     self.refusals.insert(command, reason.clone());
+                    if let Some(kind) = kind {
+                        self.refusal_kinds.insert(command, kind);
+                    }
                     while self.refusals.len() > KEEP_REFUSALS {
                         if let Some((oldest, _)) = self.refusals.pop_first() {
+                            self.refusal_kinds.remove(&oldest);
                             self.refusals_from = oldest + 1;
                         }
                     }

@@ -214,7 +214,14 @@ pub enum ToAgent {
     Decided { notes: Vec<Note> },
     /// The agent's command `command` (its sequence number on the link) was refused; `status`
     /// is the agent's status at the router after it (a refused status change does not hold).
-    Refused { command: u64, reason: String, status: AgentStatus },
+    /// `kind`: the refusal's code and reason (absent in messages of nodes before it).
+    Refused {
+        command: u64,
+        reason: String,
+        status: AgentStatus,
+        #[serde(default)]
+        kind: Option<crate::error::Kind>,
+    },
     /// The agent's command `command` was applied; what it decided about the agent came
     /// before it on this link (in the same step). Every command gets exactly one answer,
     /// this or `Refused`, so the agent side knows each decision without reading the link's

@@ -531,9 +531,9 @@ impl RouterSide {
                 Err(e) => {
                     let status =
                         self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
-                    let reason = e.to_string();
+                    let (reason, kind) = (e.to_string(), Some(e.kind()));
                     let link = self.agents.entry(agent).or_default();
-                    link.out.push(ToAgent::Refused { command, reason, status });
+                    link.out.push(ToAgent::Refused { command, reason, status, kind });
                 }
             }
         }

@@ -103,8 +103,9 @@ impl AgentOp {
 pub enum Decision {
     /// The router applied the command.
     Applied,
-    /// The router refused it, for this reason.
-    Refused { reason: String },
+    /// The router refused it, for this reason; `kind`, its code and machine reason (none
+    /// from a router of a node before them).
+    Refused { reason: String, kind: Option<switchboard_core::error::Kind> },
 }
 
 #[allow(missing_debug_implementations)] // carries closures and reply ports
@@ -481,7 +482,10 @@ impl AgentRun {
     fn decision(&self, command: u64) -> Result<Decision> {
         match self.side.decision(command) {
             Some(None) => Ok(Decision::Applied),
-            Some(Some(reason)) => Ok(Decision::Refused { reason: reason.to_owned() }),
+            Some(Some(reason)) => Ok(Decision::Refused {
+                reason: reason.to_owned(),
+                kind: self.side.refusal_kind(command).cloned(),
+            }),
             None if command == 0 || command > self.side.commands() => Err(Error::Field {
                 field: "command".into(),
                 message: format!(

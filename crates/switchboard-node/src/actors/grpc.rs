@@ -760,6 +760,10 @@ mod tests {
                     command: 3,
                     reason: "no".into(),
                     status: AgentStatus::Away,
+                    kind: Some(switchboard_core::error::Kind {
+                        code: switchboard_core::error::Code::ResourceExhausted,
+                        reason: "AGENT_AT_CAPACITY".into(),
+                    }),
                 },
             },
         };

@@ -100,7 +100,8 @@ impl Desk {
     }
 
     /// Queues `op` on the agent's link once per `request_id` and waits for the router's
-    /// decision: applied, or FAILED_PRECONDITION with the router's reason. A request id the
+    /// decision: applied, or refused with the router's reason, code and `ErrorInfo` reason
+    /// as the tenant actor refuses it. A request id the
     /// agent actor answered before (`Batch::responses`, kept for the request retention) gets
     /// the decision on that command again, nothing queued; one another call used is
     /// FAILED_PRECONDITION. A failed lookup fails the call (retryable).
@@ -116,9 +117,9 @@ impl Desk {
         };
         match self.handle().decision(command).await? {
             Decision::Applied => Ok(()),
-            Decision::Refused { reason } => {
-                let reason = crate::convert::refusal::rename_mesh(&self.names(), None, &reason);
-                Err(Status::failed_precondition(reason))
+            Decision::Refused { reason, kind } => {
+                let message = crate::convert::refusal::rename_mesh(&self.names(), None, &reason);
+                Err(crate::error::refused(kind.as_ref(), message))
             }
         }
     }
