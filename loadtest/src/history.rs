@@ -365,7 +365,10 @@ impl Session {
     }
 }
 
-/// The tenant's latest snapshot, read from the node's SQLite file without writing to it.
+/// The tenant's latest snapshot, read from the node's SQLite file without writing to it. An
+/// actor tenant's live work is in its router's row (placements, agents, the decisions not
+/// yet acknowledged), written on every router step: counted with the tenant's snapshot (its
+/// configuration). Its conversation actors' rows are per customer, like the customers table.
 fn snapshot_bytes(data_dir: &Path) -> anyhow::Result<Option<u64>> {
     let db = data_dir.join("switchboard.db");
     let conn = rusqlite::Connection::open_with_flags(
@@ -377,7 +380,17 @@ fn snapshot_bytes(data_dir: &Path) -> anyhow::Result<Option<u64>> {
     let len: Option<i64> = conn
         .query_row("SELECT length(bytes) FROM snapshots WHERE tenant = ?1", [TENANT], |r| r.get(0))
         .optional()?;
-    Ok(len.map(|l| l as u64))
+    let router: Option<i64> = conn
+        .query_row(
+            "SELECT length(body) FROM actors WHERE tenant = ?1 AND kind = 'router'",
+            [TENANT],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match (len, router) {
+        (None, None) => None,
+        (len, router) => Some((len.unwrap_or(0) + router.unwrap_or(0)) as u64),
+    })
 }
 
 /// Waits until the node uses (almost) no CPU: two half-second windows in a row under 4% of a

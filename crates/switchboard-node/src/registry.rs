@@ -62,6 +62,10 @@ pub struct Options {
     pub restart_max: Duration,
 }
 
+/// How a tenant created without a routing is served: by conversation, agent and router
+/// actors (issue 12). `TENANT_ROUTING_TENANT_ACTOR` stays available, named explicitly.
+pub const DEFAULT_ROUTING: pb::TenantRouting = pb::TenantRouting::Actors;
+
 /// Calls per tenant in flight, by default.
 pub const TENANT_IN_FLIGHT: usize = 1024;
 /// How long a call waits for its tenant, by default.
@@ -445,11 +449,17 @@ impl Registry {
     }
 
     /// Creates a tenant: its first log record is the `CreateTenant` command. Runs to the end
-    /// on a task of its own, so a caller that goes away cannot leave it half done.
+    /// on a task of its own, so a caller that goes away cannot leave it half done. A request
+    /// that names no routing gets [`DEFAULT_ROUTING`], written into the logged command: a
+    /// command logged before the default changed (`TENANT_ROUTING_UNSPECIFIED`, which the
+    /// tenant actor reads as itself) replays as it was applied.
     pub async fn create_tenant(
         &self,
-        req: pb::CreateTenantRequest,
+        mut req: pb::CreateTenantRequest,
     ) -> Result<response::Result, Status> {
+        if req.routing == pb::TenantRouting::Unspecified as i32 {
+            req.routing = DEFAULT_ROUTING as i32;
+        }
         crate::names::check_id("tenant_id", &req.tenant_id)?;
         check_request_id(&req.request_id)?;
         let registry = self.clone();
@@ -943,7 +953,12 @@ mod tests {
     }
 
     async fn create(registry: &Registry) {
-        let req = pb::CreateTenantRequest { tenant_id: "acme".into(), ..Default::default() };
+        // The tenant actor's registry is under test: its conversations are the tenant actor's.
+        let req = pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            routing: pb::TenantRouting::TenantActor as i32,
+            ..Default::default()
+        };
         registry.create_tenant(req).await.unwrap();
     }
 
@@ -1336,7 +1351,11 @@ mod tests {
     }
 
     async fn create_named(registry: &Registry, tenant: &str) {
-        let req = pb::CreateTenantRequest { tenant_id: tenant.into(), ..Default::default() };
+        let req = pb::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            routing: pb::TenantRouting::TenantActor as i32,
+            ..Default::default()
+        };
         registry.create_tenant(req).await.unwrap();
     }
 

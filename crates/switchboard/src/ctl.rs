@@ -95,10 +95,14 @@ pub enum TenantCmd {
         id: String,
         #[arg(long, default_value = "")]
         display_name: String,
-        /// Serve it by conversation, agent and router actors spread over the cluster
-        /// (fixed for the tenant's life)
-        #[arg(long)]
+        /// Serve it by conversation, agent and router actors spread over the cluster (the
+        /// node's default; fixed for the tenant's life)
+        #[arg(long, conflicts_with = "tenant_actor")]
         actor_routing: bool,
+        /// Serve it by one tenant actor on one node (the cluster moves the whole tenant;
+        /// fixed for the tenant's life)
+        #[arg(long)]
+        tenant_actor: bool,
     },
 }
 
@@ -296,11 +300,11 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<()> {
             out.text("status", "SERVING")
         }
         Command::Simulate(args) => crate::simulate::run(args, ctl.output, &mut admin).await,
-        Command::Tenant(TenantCmd::Create { id, display_name, actor_routing }) => {
-            let routing = if actor_routing {
-                pb::TenantRouting::Actors
-            } else {
-                pb::TenantRouting::TenantActor
+        Command::Tenant(TenantCmd::Create { id, display_name, actor_routing, tenant_actor }) => {
+            let routing = match (actor_routing, tenant_actor) {
+                (true, _) => pb::TenantRouting::Actors,
+                (_, true) => pb::TenantRouting::TenantActor,
+                _ => pb::TenantRouting::Unspecified,
             };
             let req = pb::CreateTenantRequest {
                 tenant_id: id,

@@ -55,11 +55,13 @@ async fn ctl_prints_json_lines_and_tables() {
 
     let posted =
         json(&ctl(&node, &["message", "post", "acme", "bob", "Hi there", "--group", "sales"]));
-    assert_eq!(posted["conversation"]["name"], "tenants/acme/conversations/1");
+    let name = posted["conversation"]["name"].as_str().unwrap().to_owned();
+    let number = name.strip_prefix("tenants/acme/conversations/").expect("a conversation");
     assert_eq!(posted["conversation"]["state"], "CONVERSATION_STATE_ASSIGNED");
-    let conversation = json(&ctl(&node, &["conversation", "get", "acme", "1"]));
+    let conversation = json(&ctl(&node, &["conversation", "get", "acme", number]));
+    assert_eq!(conversation["name"], name.as_str());
     assert!(conversation["opened_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 times");
-    let explained = json(&ctl(&node, &["conversation", "explain", "acme", "1"]));
+    let explained = json(&ctl(&node, &["conversation", "explain", "acme", number]));
     assert_eq!(explained["held"]["agent"], "tenants/acme/agents/alice");
     assert_eq!(explained["held"]["decision"]["basis"], "DECISION_BASIS_STRATEGY");
     let explained = json(&ctl(&node, &["agent", "explain", "acme", "alice"]));

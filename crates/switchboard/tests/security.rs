@@ -73,14 +73,15 @@ enum Name {
     Webhook,
 }
 
-fn name(kind: Name, t: &str, me: &str, role: &str) -> String {
+/// `conversation`: the name of the fixture's conversation in `t`.
+fn name(kind: Name, t: &str, me: &str, role: &str, conversation: &str) -> String {
     let me = if me.is_empty() { "alice" } else { me };
     match kind {
         Name::Tenant => format!("tenants/{t}"),
         Name::NewTenant => format!("new-{role}-{t}"),
         Name::Nothing => String::new(),
         Name::Me => format!("tenants/{t}/agents/{me}"),
-        Name::Conversation => format!("tenants/{t}/conversations/1"),
+        Name::Conversation => conversation.to_owned(),
         Name::Group => format!("tenants/{t}/groups/support"),
         Name::Agent => format!("tenants/{t}/agents/alice"),
         Name::Customer => format!("tenants/{t}/customers/carol"),
@@ -160,8 +161,9 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AdminService/ListWebhookDeadLetters", Name::Webhook, "do"),
 ];
 
-/// Tenant `t`: group support, agent alice (serving conversation 1), supervisor boss.
-async fn fixture(channel: &Channel, operator: &str, t: &str) {
+/// Tenant `t`: group support, agent alice (serving carol's conversation, whose name it
+/// returns), supervisor boss.
+async fn fixture(channel: &Channel, operator: &str, t: &str) -> String {
     let mut admin = pb::admin_service_client::AdminServiceClient::new(channel.clone());
     admin
         .create_tenant(authed(
@@ -240,10 +242,9 @@ async fn fixture(channel: &Channel, operator: &str, t: &str) {
         .await
         .expect("post a message")
         .into_inner();
-    assert_eq!(
-        posted.conversation.expect("a conversation").name,
-        format!("tenants/{t}/conversations/1")
-    );
+    let conversation = posted.conversation.expect("a conversation");
+    assert_eq!(conversation.agent, format!("tenants/{t}/agents/alice"), "{conversation:?}");
+    conversation.name
 }
 
 /// (letter, role, agent) of the five kinds of caller.
@@ -261,7 +262,7 @@ async fn every_role_against_every_method_and_no_tenant_reaches_another() {
     let node = start_authenticated(dir.path(), "");
     let channel = connect(&node.grpc).await;
     let operator = mint("operator", "", "");
-    fixture(&channel, &operator, "acme").await;
+    let conversation = fixture(&channel, &operator, "acme").await;
     fixture(&channel, &operator, "globex").await;
 
     // The table covers every public method (and nothing else).
@@ -276,8 +277,13 @@ async fn every_role_against_every_method_and_no_tenant_reaches_another() {
         for (letter, role, me) in ROLES {
             // Same tenant: allowed or refused as designed.
             let token = mint(role, if *role == "operator" { "" } else { "acme" }, me);
-            let code =
-                raw_call(&channel, method, &name(*kind, "acme", me, role), Some(&token)).await;
+            let code = raw_call(
+                &channel,
+                method,
+                &name(*kind, "acme", me, role, &conversation),
+                Some(&token),
+            )
+            .await;
             let ok = if allowed.contains(*letter) {
                 !matches!(code, Code::PermissionDenied | Code::Unauthenticated)
             } else {
@@ -290,8 +296,13 @@ async fn every_role_against_every_method_and_no_tenant_reaches_another() {
             // operator is the one role above tenants.
             if *role != "operator" && !matches!(kind, Name::Nothing | Name::NewTenant) {
                 let token = mint(role, "globex", me);
-                let code =
-                    raw_call(&channel, method, &name(*kind, "acme", me, role), Some(&token)).await;
+                let code = raw_call(
+                    &channel,
+                    method,
+                    &name(*kind, "acme", me, role, &conversation),
+                    Some(&token),
+                )
+                .await;
                 if code != Code::PermissionDenied {
                     failures.push(format!("{role} of globex on acme: {method} gave {code:?}"));
                 }

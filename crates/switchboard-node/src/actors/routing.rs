@@ -284,7 +284,9 @@ mod tests {
             let here = Ownership::fixed("local".into(), 1, [(0, 0)], Default::default(), None);
             Meshes::new(store, here, MeshOptions::default())
         };
-        let expected = [("acts", true), ("plain", false), ("explicit", false), ("old", false)];
+        // A creation that names no routing gets the node's default (actors); one logged
+        // before that default, without a routing, stays the tenant actor's.
+        let expected = [("acts", true), ("plain", true), ("explicit", false), ("old", false)];
         {
             let store = open();
             let hub = crate::hub::Hub::default();
