@@ -248,9 +248,12 @@ async fn a_real_prometheus_evaluates_every_rule_panel_and_alert_on_a_live_node()
     let channel = channel.connect().await.expect("connect");
     let t = "ops";
     traffic::drive_every_path(channel.clone(), t).await;
+    // The same on a tenant served by its tenant actor (named explicitly: actors are the
+    // default), whose commands and snapshots feed the apply-time and snapshot-size panels.
+    traffic::drive_every_path_on(channel.clone(), "ops-one", pb::TenantRouting::TenantActor).await;
 
     // The night group: carol is its only member, offline.
-    let mut c = Clients::new(channel);
+    let mut c = Clients::new(channel.clone());
     traffic::put_group(&mut c, t, NIGHT, pb::OfferMode::AutoAccept).await;
     traffic::put_agent(&mut c, t, "carol", NIGHT, 10, false).await;
 
@@ -277,6 +280,8 @@ async fn a_real_prometheus_evaluates_every_rule_panel_and_alert_on_a_live_node()
     )
     .await;
     eprintln!("both alerts fired after {n} abandonments, one a second");
+    // Another tenant actor's traffic, once its histograms' series exist: their rates see it.
+    traffic::drive_every_path_on(channel, "ops-two", pb::TenantRouting::TenantActor).await;
 
     // Stopped: carol comes online and takes the waiting customers; from then on every
     // customer is assigned at once, answered and ended, until neither alert is active.

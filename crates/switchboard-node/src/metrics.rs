@@ -13,6 +13,7 @@ use metrics::{
 };
 use rustc_hash::FxHashMap;
 use switchboard_core::engine::{Effect, Event, Note, Sender};
+use switchboard_core::router::Placement;
 use switchboard_core::{AgentStatus, Channel, GroupId, ReplyKind, State, Timestamp};
 
 use crate::apply::Output;
@@ -388,8 +389,8 @@ pub fn mesh_moved(tenant: &str, moved: &[(&'static str, &'static str)]) {
 
 /// The router actor's decision time, for the histogram the tenant actor feeds with a
 /// command's apply time: one step (`took`) that offered or assigned.
-pub fn mesh_decided(took: Duration, effects: &[Effect]) {
-    if effects.iter().any(|e| matches!(e, Effect::Event(e) if decides(e))) {
+pub fn mesh_decided(took: Duration, decisions: u64) {
+    if decisions > 0 {
         histogram!(ASSIGNMENT_DECISION).record(took.as_secs_f64());
     }
 }
@@ -512,15 +513,60 @@ fn count(
     }
 }
 
-/// Samples the gauges of one tenant.
+/// Samples the gauges of one tenant served by its tenant actor. An actor tenant's are its
+/// router actor's ([`router_gauges`]): its tenant actor holds no queue.
 pub fn gauges(state: &TenantState, now: Timestamp) {
-    let tenant = state.id.clone();
-    let router = state.engine.router();
-    for (name, number) in state.groups.names_after("") {
-        let group = GroupId(number);
-        if state.engine.group_settings(group).is_none() {
-            continue;
+    if state.actor_routing {
+        return;
+    }
+    let groups = state.groups.names_after("").map(|(name, number)| (GroupId(number), name.clone()));
+    let groups = groups.filter(|(g, _)| state.engine.group_settings(*g).is_some());
+    let mut by_state = [0u64; 4];
+    for c in state.engine.conversations() {
+        match c.state {
+            State::Bot => by_state[0] += 1,
+            State::Queued => by_state[1] += 1,
+            State::Offered => by_state[2] += 1,
+            State::Assigned => by_state[3] += 1,
+            State::Ended => {}
         }
+    }
+    routing_gauges(&state.id, groups, state.engine.router(), now, Some(by_state));
+}
+
+/// The same gauges of an actor tenant, from its router actor's side: queues and agents as
+/// the router holds them; conversations by the router's placements (a conversation with
+/// its bot never reached the router: `bot` is not set).
+pub fn router_gauges(
+    tenant: &str,
+    groups: impl Iterator<Item = (GroupId, String)>,
+    router: &switchboard_core::router::Router,
+    now: Timestamp,
+) {
+    let mut by_state = [0u64; 4];
+    for (_, placement) in router.placements() {
+        match placement {
+            Placement::Queued { .. } => by_state[1] += 1,
+            Placement::Offered { .. } => by_state[2] += 1,
+            Placement::Assigned { .. } => by_state[3] += 1,
+        }
+    }
+    routing_gauges(tenant, groups, router, now, None);
+    for (s, n) in ["queued", "offered", "assigned"].iter().zip(&by_state[1..]) {
+        gauge!(CONVERSATIONS_ACTIVE, "tenant" => tenant.to_owned(), "state" => *s).set(*n as f64);
+    }
+}
+
+/// Queues, agents and (when given) conversations by state.
+fn routing_gauges(
+    tenant: &str,
+    groups: impl Iterator<Item = (GroupId, String)>,
+    router: &switchboard_core::router::Router,
+    now: Timestamp,
+    by_state: Option<[u64; 4]>,
+) {
+    let tenant = tenant.to_owned();
+    for (group, name) in groups {
         gauge!(QUEUE_WAITING, "tenant" => tenant.clone(), "group" => name.clone())
             .set(router.queue_len(group) as f64);
         // The oldest by entry time, which is not always the head (priorities come first).
@@ -548,18 +594,10 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
     }
     gauge!(AGENT_CAPACITY, "tenant" => tenant.clone()).set(capacity as f64);
     gauge!(AGENT_USED, "tenant" => tenant.clone()).set(used as f64);
-    let mut by_state = [0u64; 4];
-    for c in state.engine.conversations() {
-        match c.state {
-            State::Bot => by_state[0] += 1,
-            State::Queued => by_state[1] += 1,
-            State::Offered => by_state[2] += 1,
-            State::Assigned => by_state[3] += 1,
-            State::Ended => {}
+    if let Some(by_state) = by_state {
+        for (s, n) in ["bot", "queued", "offered", "assigned"].iter().zip(by_state) {
+            gauge!(CONVERSATIONS_ACTIVE, "tenant" => tenant.clone(), "state" => *s).set(n as f64);
         }
-    }
-    for (s, n) in ["bot", "queued", "offered", "assigned"].iter().zip(by_state) {
-        gauge!(CONVERSATIONS_ACTIVE, "tenant" => tenant.clone(), "state" => *s).set(n as f64);
     }
 }
 

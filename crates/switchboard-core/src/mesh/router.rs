@@ -96,6 +96,10 @@ pub struct RouterSide {
     /// Where each waiting conversation was last said to wait, for agents' unaccepted lists.
     #[serde(default)]
     unaccepted: Unaccepted,
+    /// Offers and assignments decided since [`RouterSide::take_decisions`] (volatile: what
+    /// the shell times as routing decisions).
+    #[serde(skip)]
+    decisions: u64,
 }
 
 /// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
@@ -143,6 +147,7 @@ impl RouterSide {
             gone_expired: Vec::new(),
             logins: Logins::default(),
             unaccepted: Unaccepted::default(),
+            decisions: 0,
         }
     }
 
@@ -540,6 +545,11 @@ impl RouterSide {
         out
     }
 
+    /// How many offers and assignments it decided since it was last asked.
+    pub fn take_decisions(&mut self) -> u64 {
+        std::mem::take(&mut self.decisions)
+    }
+
     /// How many of an agent side's commands were applied.
     pub fn applied_agent(&self, agent: AgentId) -> u64 {
         self.agents.get(&agent).map_or(0, |l| l.inbox.applied_below() - 1)
@@ -678,6 +688,9 @@ impl RouterSide {
         for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
                 Step::Placed(c, fact) => {
+                    if matches!(fact, Placed::Offered { .. } | Placed::Assigned { .. }) {
+                        self.decisions += 1;
+                    }
                     if let Placed::Assigned { agent, via, .. } = fact {
                         desks
                             .entry(agent)

@@ -861,6 +861,11 @@ impl Router {
         self.placements.get(&conv)
     }
 
+    /// Every routed conversation and where it is, in no particular order.
+    pub fn placements(&self) -> impl Iterator<Item = (ConversationId, &Placement)> + '_ {
+        self.placements.iter().map(|(c, p)| (*c, p))
+    }
+
     /// 1-based position of a waiting conversation in the queue it waits in.
     pub fn position(&self, conv: ConversationId) -> Option<usize> {
         match self.placements.get(&conv)? {

@@ -114,6 +114,9 @@ pub enum RouterMsg {
     Flush,
     /// The mesh took a newer configuration: apply it now (every message does first).
     Reconfigure,
+    /// Sample the tenant's queue, agent and conversation gauges (every
+    /// `metrics::GAUGE_INTERVAL` while it runs; not activity: it still passivates).
+    Gauges,
 }
 
 #[derive(Debug)]
@@ -157,6 +160,8 @@ pub struct RouterRun {
     /// `None`: not yet in this incarnation. Before each message the actor compares it with
     /// the mesh's (one pointer comparison) and applies a newer one as a step of its own.
     applied: Option<Arc<super::TenantConfig>>,
+    /// The task that asks for [`RouterMsg::Gauges`]; stopped with the actor.
+    sampler: tokio::task::JoinHandle<()>,
     exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
@@ -182,6 +187,7 @@ struct Unflushed {
 
 impl Drop for RouterRun {
     fn drop(&mut self) {
+        self.sampler.abort();
         self.mesh.forget_router(self.id);
     }
 }
@@ -260,6 +266,18 @@ impl Actor for RouterActor {
             // configuration, which may be newer than this row: the first message applies it.
             // One built by hand (tests) is taken as the router's own.
             applied: (mesh.config_version() == 0).then(|| mesh.config()),
+            sampler: {
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(crate::metrics::GAUGE_INTERVAL);
+                    loop {
+                        every.tick().await;
+                        if me.cast(RouterMsg::Gauges).is_err() {
+                            return;
+                        }
+                    }
+                })
+            },
             exit: args.exit,
             _counted: Counted::new(ROUTER),
         };
@@ -322,7 +340,7 @@ impl Actor for RouterActor {
                 let from = envelope.conversation;
                 let started = tokio::time::Instant::now();
                 let effects = run.side.receive(now, envelope);
-                crate::metrics::mesh_decided(started.elapsed(), &effects);
+                crate::metrics::mesh_decided(started.elapsed(), run.side.take_decisions());
                 if ack && run.owed.contains(&from) && run.side.settled_with(from) {
                     run.owed.remove(&from);
                     run.settle();
@@ -336,7 +354,7 @@ impl Actor for RouterActor {
                 let from = envelope.agent;
                 let started = tokio::time::Instant::now();
                 let effects = run.side.receive_agent(now, envelope);
-                crate::metrics::mesh_decided(started.elapsed(), &effects);
+                crate::metrics::mesh_decided(started.elapsed(), run.side.take_decisions());
                 if ack && run.owed_agents.contains(&from) && run.side.settled_with_agent(from) {
                     run.owed_agents.remove(&from);
                     run.settle();
@@ -364,6 +382,12 @@ impl Actor for RouterActor {
                 None => read(&run.side),
             },
             RouterMsg::Flush => return run.flush(&myself).await,
+            RouterMsg::Gauges => {
+                let config = run.mesh.config();
+                let groups = config.groups.keys().map(|g| (*g, config.group_name(*g)));
+                let now = run.now();
+                crate::metrics::router_gauges(run.mesh.tenant(), groups, run.side.router(), now);
+            }
             RouterMsg::Wake => {
                 run.timers.fired();
                 run.mesh.woke();
