@@ -556,7 +556,7 @@ fn about(event: &DeskEvent) -> Option<ConversationId> {
 /// [`AgentHandle::decision`]).
 pub fn desk_item(
     tenant: &str,
-    config: &super::TenantConfig,
+    config: &Arc<super::TenantConfig>,
     now: Timestamp,
     seq: u64,
     event: &DeskEvent,
@@ -574,28 +574,11 @@ pub fn desk_item(
             command: *command,
             reason: reason.clone(),
         }),
-        // As the tenant actor tells them (`apply::unaccepted`).
+        // As the tenant actor tells them.
         DeskEvent::Unaccepted(change) => {
-            use pb::agent_event::{Event, UnacceptedAdded, UnacceptedRemoved};
-            let (conversation, event) = match *change {
-                Change::Added { conversation, group, pinned } => {
-                    let group =
-                        crate::names::child_name(tenant, "groups", &config.group_name(group));
-                    (conversation, Event::UnacceptedAdded(UnacceptedAdded { group, pinned }))
-                }
-                Change::Removed { conversation, gone } => {
-                    let reason = gone.as_str().to_owned();
-                    (conversation, Event::UnacceptedRemoved(UnacceptedRemoved { reason }))
-                }
-            };
-            let conversation =
-                crate::names::child_name(tenant, "conversations", &conversation.0.to_string());
-            stream_item::Item::AgentEvent(pb::AgentEvent {
-                cursor: seq,
-                at: Some(crate::convert::timestamp(now)),
-                conversation,
-                event: Some(event),
-            })
+            let names = super::effects::MeshNames { tenant, config: Arc::clone(config) };
+            let event = crate::apply::unaccepted::agent_event(&names, now, change);
+            stream_item::Item::AgentEvent(pb::AgentEvent { cursor: seq, ..event })
         }
     };
     StreamItem { item: Some(item) }
