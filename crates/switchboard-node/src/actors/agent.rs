@@ -4,12 +4,18 @@
 //! [`AgentHandle`] and go to the router actor on the agent's link; the router's decisions
 //! about the agent come back as envelopes and become desk events.
 //!
-//! Each step: the side changes state; the actor writes the side as its row and this step's
+//! Each step: the side changes state; the actor writes the side as its row and the step's
 //! desk events as entries of the agent's stream (`state::agent_stream`, numbered by the
 //! side: seq = desk number, the encoding the tenant actor writes, so
 //! `AgentService.StreamEvents` serves them as they are) in one batch, and awaits
 //! durability; then publishes the entries to the node's [`Hub`](crate::hub::Hub) (if the
-//! mesh has one), hands `outgoing()` to the transport and answers the caller.
+//! mesh has one), hands `outgoing()` to the transport and answers the caller. Steps are
+//! batched as the router actor's are: a step schedules a `Flush` behind whatever is already
+//! in the mailbox, so every message that queued up meanwhile is applied before one write
+//! makes them all durable (the row holds every holding and desk link, so a write per
+//! message costs O(holdings) each, and an agent of a busy center hears several messages per
+//! conversation). Until that flush nothing of them is heard: no envelope, no
+//! acknowledgement, no answer, no read, no resend.
 //!
 //! **Desk links**: a conversation actor's notes for this agent (customer messages, whispers,
 //! read-unreplied, bot hosting; [`AgentMsg::Desk`]) are applied by the side
@@ -124,6 +130,8 @@ pub enum AgentMsg {
     Read(super::ReadSide<AgentSide>),
     /// Its one timer fired: a resend or the end of its idle time may be due.
     Wake,
+    /// Make the steps applied since the last write durable, then let them be heard.
+    Flush,
 }
 
 #[derive(Debug)]
@@ -160,9 +168,26 @@ pub struct AgentRun {
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
     failed: bool,
+    /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
+    batch: Option<Unflushed>,
     exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
+}
+
+/// Where a command's caller hears its number.
+type OpReply = RpcReplyPort<Result<u64>>;
+
+/// What waits for the next write: the steps' desk entries, the answers they keep by request
+/// id, the callers to answer and the reads to run.
+#[derive(Default)]
+struct Unflushed {
+    /// Desk events as stream items (for the hub) and as the store's entries, in order.
+    items: Vec<(u64, StreamItem)>,
+    entries: Vec<StreamEntry>,
+    responses: Vec<Response>,
+    replies: Vec<(OpReply, u64)>,
+    reads: Vec<super::ReadSide<AgentSide>>,
 }
 
 impl Drop for AgentRun {
@@ -216,6 +241,7 @@ impl Actor for AgentActor {
             answered: Default::default(),
             drained: false,
             failed: false,
+            batch: None,
             exit,
             _counted: Counted::new(AGENT),
         };
@@ -260,16 +286,14 @@ impl Actor for AgentActor {
                 // An acknowledgement changes only what is resent: no write (after a restart
                 // the router drops the resent copies as duplicates and acknowledges again).
                 if acked.is_none() {
-                    match run.commit(&desk).await {
-                        Ok(entries) => run.publish(entries),
-                        Err(e) => return run.fail(&myself, e),
-                    }
+                    return run.step(&myself, desk, Vec::new(), None).await;
                 }
-                run.send();
-                run.answer();
-                if acked.is_some() && run.side.settled() {
-                    // Nothing it sent is unacknowledged: no resend is due.
-                    run.timers.acknowledged();
+                if run.batch.is_none() {
+                    run.send();
+                    if run.side.settled() {
+                        // Nothing it sent is unacknowledged: no resend is due.
+                        run.timers.acknowledged();
+                    }
                 }
             }
             AgentMsg::Desk(envelope, _ticket) => {
@@ -282,18 +306,24 @@ impl Actor for AgentActor {
                 // duplicate, an early note (held back, volatile) or one of a holding that is
                 // over changes nothing durable and is only acknowledged (or not yet).
                 if !desk.is_empty() || run.side.applied_desk(c) != before {
-                    match run.commit(&desk).await {
-                        Ok(entries) => run.publish(entries),
-                        Err(e) => return run.fail(&myself, e),
-                    }
+                    return run.step(&myself, desk, Vec::new(), None).await;
                 }
-                run.send();
+                // Its acknowledgement goes now, or with the open batch's (after its write).
+                if run.batch.is_none() {
+                    run.send();
+                }
             }
             AgentMsg::Op(op, request_id, reply) => {
                 run.last_active = tokio::time::Instant::now();
-                // A retry racing its original (both missed the store's lookup): one command.
+                // A retry racing its original (both missed the store's lookup): one command,
+                // answered once it is durable.
                 if let Some(command) = request_id.as_ref().and_then(|r| run.answered.0.get(r)) {
-                    let _ = reply.send(Ok(*command));
+                    match &mut run.batch {
+                        Some(batch) => batch.replies.push((reply, *command)),
+                        None => {
+                            let _ = reply.send(Ok(*command));
+                        }
+                    }
                     run.arm(&myself);
                     return Ok(());
                 }
@@ -308,29 +338,21 @@ impl Actor for AgentActor {
                 };
                 let desk = run.side.take_desk();
                 let at_ms = run.now().as_millis();
-                let responses: Vec<Response> = request_id
-                    .iter()
-                    .map(|r| Response {
-                        request_id: r.clone(),
-                        at_ms,
-                        body: answer_body(run.agent, kind, command),
-                    })
-                    .collect();
-                match run.commit_with(&desk, responses).await {
-                    Ok(entries) => run.publish(entries),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.clone()));
-                        return run.fail(&myself, e);
-                    }
-                }
+                let mut responses = Vec::new();
                 if let Some(r) = request_id {
+                    let body = answer_body(run.agent, kind, command);
+                    responses.push(Response { request_id: r.clone(), at_ms, body });
                     run.remember(r, command);
                 }
-                run.send();
-                let _ = reply.send(Ok(command));
+                return run.step(&myself, desk, responses, Some((reply, command))).await;
             }
             AgentMsg::Decision(command, waiter) => run.wait(command, waiter),
-            AgentMsg::Read(read) => read(&run.side),
+            AgentMsg::Read(read) => match &mut run.batch {
+                // A read sees only durable state.
+                Some(batch) => batch.reads.push(read),
+                None => read(&run.side),
+            },
+            AgentMsg::Flush => return run.flush(&myself).await,
             AgentMsg::Wake => {
                 run.timers.fired();
                 run.mesh.woke();
@@ -340,15 +362,21 @@ impl Actor for AgentActor {
                     return run.fail(&myself, e);
                 }
                 if run.timers.resend_due() {
-                    let wire = run.side.retransmit();
-                    run.timers.resent(!wire.is_empty());
-                    let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
-                    for envelope in wire {
-                        transport.to_router_from_agent(tenant, envelope);
+                    if run.batch.is_some() {
+                        // Undurable commands are in the outbox: the flush sends them; resend
+                        // one period later.
+                        run.timers.resent(true);
+                    } else {
+                        let wire = run.side.retransmit();
+                        run.timers.resent(!wire.is_empty());
+                        let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
+                        for envelope in wire {
+                            transport.to_router_from_agent(tenant, envelope);
+                        }
                     }
                 }
                 let idle = run.last_active.elapsed() >= run.mesh.inner().options.idle;
-                if idle && run.waiting.is_empty() {
+                if idle && run.waiting.is_empty() && run.batch.is_none() {
                     if run.side.settled() {
                         // Its row is durable; the next message activates it again. Draining:
                         // what is in the mailbox is still handled, later sends go to the next.
@@ -372,37 +400,73 @@ impl AgentRun {
         self.last_now
     }
 
-    /// Makes the side durable: its row and this step's desk events as entries of the agent's
-    /// stream, in one batch. Returns the entries, for the hub.
-    async fn commit(&mut self, desk: &[(u64, DeskEvent)]) -> Result<Vec<(u64, StreamItem)>> {
-        self.commit_with(desk, Vec::new()).await
-    }
-
-    /// [`AgentRun::commit`], with the answers to requests this step queued a command for.
-    async fn commit_with(
+    /// One applied step: its desk events (and the caller, with its command's number) join
+    /// the batch the next `Flush` makes durable, scheduling that flush behind what is
+    /// already in the mailbox. A drained actor cannot send itself the flush, so it writes at
+    /// once.
+    async fn step(
         &mut self,
-        desk: &[(u64, DeskEvent)],
+        myself: &ActorRef<AgentMsg>,
+        desk: Vec<(u64, DeskEvent)>,
         responses: Vec<Response>,
-    ) -> Result<Vec<(u64, StreamItem)>> {
-        self.mesh.holds(self.fence)?;
+        reply: Option<(OpReply, u64)>,
+    ) -> Result<(), ActorProcessingErr> {
         let now = self.now();
         let tenant = self.mesh.tenant().to_owned();
         let config = self.mesh.config();
-        let items: Vec<(u64, StreamItem)> = desk
-            .iter()
-            .map(|(seq, event)| (*seq, desk_item(&tenant, &config, now, *seq, event)))
-            .collect();
-        let streams = items
-            .iter()
-            .zip(desk)
-            .map(|((seq, item), (_, event))| StreamEntry {
+        let scheduled = self.batch.is_some();
+        let batch = self.batch.get_or_insert_default();
+        for (seq, event) in &desk {
+            let item = desk_item(&tenant, &config, now, *seq, event);
+            batch.entries.push(StreamEntry {
                 stream: self.stream.clone(),
                 seq: *seq,
                 at_ms: now.as_millis(),
                 payload: item.encode_to_vec(),
                 conversation: about(event).map(|c| c.0),
-            })
-            .collect();
+            });
+            batch.items.push((*seq, item));
+        }
+        batch.responses.extend(responses);
+        batch.replies.extend(reply);
+        if scheduled || myself.send_message(AgentMsg::Flush).is_ok() {
+            return Ok(());
+        }
+        self.flush(myself).await
+    }
+
+    /// Writes the batch's steps (the side as its row, the desk entries, the kept answers) in
+    /// one batch, then lets them be heard: desk entries to the hub, envelopes and
+    /// acknowledgements, answers, decisions, reads.
+    async fn flush(&mut self, myself: &ActorRef<AgentMsg>) -> Result<(), ActorProcessingErr> {
+        let Some(batch) = self.batch.take() else { return Ok(()) };
+        if let Err(e) = self.write(batch.entries, batch.responses).await {
+            for (reply, _) in batch.replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return self.fail(myself, e);
+        }
+        self.publish(batch.items);
+        self.send();
+        if self.side.settled() {
+            // An acknowledgement taken while the batch was open may have settled the links.
+            self.timers.acknowledged();
+        }
+        self.answer();
+        for (reply, command) in batch.replies {
+            let _ = reply.send(Ok(command));
+        }
+        for read in batch.reads {
+            read(&self.side);
+        }
+        self.arm(myself);
+        Ok(())
+    }
+
+    /// Makes the side durable: its row, with the batch's desk entries and kept answers.
+    async fn write(&mut self, streams: Vec<StreamEntry>, responses: Vec<Response>) -> Result<()> {
+        self.mesh.holds(self.fence)?;
+        let now = self.now();
         let row = ActorState {
             kind: AGENT.into(),
             key: self.key.clone(),
@@ -410,7 +474,7 @@ impl AgentRun {
             body: Some(encode(now, &self.side)?),
         };
         let batch = Batch {
-            tenant,
+            tenant: self.mesh.tenant().to_owned(),
             fence: self.fence,
             streams,
             actors: vec![row],
@@ -418,7 +482,7 @@ impl AgentRun {
             ..Batch::default()
         };
         self.mesh.inner().store.append(batch).await?;
-        Ok(items)
+        Ok(())
     }
 
     /// Remembers that `request_id` queued `command` (the newest [`KEEP_ANSWERS`]).
@@ -502,7 +566,9 @@ impl AgentRun {
     }
 
     fn wait(&mut self, command: u64, waiter: oneshot::Sender<Result<Decision>>) {
-        let pending = command > self.side.decided() && command <= self.side.commands();
+        let issued = command > 0 && command <= self.side.commands();
+        // With a batch open the side may hold a decision not durable yet: the flush answers.
+        let pending = issued && (command > self.side.decided() || self.batch.is_some());
         if pending {
             self.waiting.entry(command).or_default().push(waiter);
         } else {
