@@ -73,16 +73,6 @@ pub struct RouterSide {
     /// ([`desk::change`]), the name of the holding's desk link.
     #[serde(default)]
     holdings: BTreeMap<AgentId, BTreeMap<ConversationId, u64>>,
-    /// Conversations that left and are owed nothing more, until `seen + linger`: only what
-    /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
-    /// routed. Not in the side's own encoding (the router's row, rewritten on every step):
-    /// with an hour's `linger` at 50 endings a second that would be 180,000 tombstones,
-    /// about 7 MB per step (some 40 bytes each). The shell stores each as a row of its own
-    /// when it appears and deletes it when it expires ([`RouterSide::take_tombstones`]), and
-    /// gives them back on activation ([`RouterSide::restore_tombstones`]). Read from rows
-    /// of the earlier encoding, which held them, and then stored as rows of their own.
-    #[serde(default, skip_serializing)]
-    gone: BTreeMap<ConversationId, Tombstone>,
     /// Tombstones that appeared, and expired, since the last [`RouterSide::take_tombstones`]
     /// (volatile: the row before them still holds what they replace, see `take_tombstones`).
     #[serde(skip)]
@@ -100,6 +90,19 @@ pub struct RouterSide {
     /// the shell times as routing decisions).
     #[serde(skip)]
     decisions: u64,
+    /// Conversations that left and are owed nothing more, until `seen + linger`: only what
+    /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
+    /// routed. Not in the side's own encoding (the router's row, rewritten on every step):
+    /// with an hour's `linger` at 50 endings a second that would be 180,000 tombstones,
+    /// about 7 MB per step (some 40 bytes each). The shell stores each as a row of its own
+    /// when it appears and deletes it when it expires ([`RouterSide::take_tombstones`]), and
+    /// gives them back on activation ([`RouterSide::restore_tombstones`]). Read from rows
+    /// of the earlier encoding, which held them, and then stored as rows of their own.
+    ///
+    /// It stays the last field: the shell writes its row with fields by position, and a
+    /// field not written can only be the last one (read back as its default).
+    #[serde(default, skip_serializing)]
+    gone: BTreeMap<ConversationId, Tombstone>,
 }
 
 /// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
