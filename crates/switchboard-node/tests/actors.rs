@@ -976,6 +976,52 @@ async fn a_customer_message_reaches_the_agents_desk_stream_once_after_the_assign
     assert_eq!(desk_summary(&h.store, AGENT), expected, "nothing more arrived");
 }
 
+/// The agent actor batches its steps as the router does: customer messages whose notes
+/// reach its mailbox while its write is held are applied behind it and made durable by one
+/// more write, none heard before its write; each lands on the desk once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_notes_queued_behind_the_agents_write_share_its_next_one() {
+    // Nothing is lost, so nothing needs resending (a resent note would be a step of its own).
+    let hour = Duration::from_secs(3600);
+    let options = MeshOptions { retransmit: hour, agent_actors: true, ..options(hour) };
+    let h = faulty_harness_with(None, 1, options);
+    let mesh = &h.mesh;
+    queue_conversation_1_of_customer_7(mesh).await;
+    let desk = mesh.agent(AGENT);
+    let command = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(command).await.unwrap(), Decision::Applied);
+    until("the assignment is on the desk", || async { desk_summary(&h.store, AGENT).len() == 3 })
+        .await;
+    until("every link is acknowledged", || async {
+        desk.read(|s| s.settled()).await.unwrap() && notes_settled(mesh, 7).await
+    })
+    .await;
+    let before = h.faulty.agent_writes.load(Ordering::SeqCst);
+
+    h.faulty.hold_agent_writes();
+    customer_writes(mesh, "first").await;
+    until("the agent is writing the first note", || async {
+        h.faulty.agent_writes.load(Ordering::SeqCst) == before + 1
+    })
+    .await;
+    // Each call returns once the conversation's step is durable and its note is in the
+    // agent's mailbox (the in-process transport casts it there).
+    for text in ["second", "third", "fourth", "fifth"] {
+        customer_writes(mesh, text).await;
+    }
+    assert_eq!(desk_summary(&h.store, AGENT).len(), 3, "nothing on the desk before its write");
+    assert!(!notes_settled(mesh, 7).await, "and nothing acknowledged");
+
+    h.faulty.release_agent_writes();
+    until("the notes are acknowledged", || notes_settled(mesh, 7)).await;
+    let notes: Vec<String> = desk_summary(&h.store, AGENT).into_iter().skip(3).collect();
+    let expected =
+        ["first", "second", "third", "fourth", "fifth"].map(|t| format!("customer 1 {t}"));
+    assert_eq!(notes, expected, "each note once, in order");
+    let writes = h.faulty.agent_writes.load(Ordering::SeqCst) - before;
+    assert_eq!(writes, 2, "the first note, then the four that queued behind it");
+}
+
 /// Crashes on a desk link lose nothing and write no desk entry twice: the conversation actor
 /// killed after writing a customer message's step and before its note was delivered (the
 /// next incarnation resends it from its row), then the agent actor killed after writing the

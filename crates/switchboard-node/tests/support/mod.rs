@@ -347,6 +347,9 @@ pub struct Faulty {
     pub router_writes: AtomicU64,
     /// While `false`, writes of the router's row wait (see [`Faulty::hold_router_writes`]).
     router_gate: tokio::sync::watch::Sender<bool>,
+    /// Writes of an agent actor's row, counted; they wait while its gate is `false`.
+    pub agent_writes: AtomicU64,
+    agent_gate: tokio::sync::watch::Sender<bool>,
     held: std::sync::Mutex<bool>,
     opened: std::sync::Condvar,
 }
@@ -361,6 +364,8 @@ impl Faulty {
             conversation_loads: AtomicU64::new(0),
             router_writes: AtomicU64::new(0),
             router_gate: tokio::sync::watch::channel(true).0,
+            agent_writes: AtomicU64::new(0),
+            agent_gate: tokio::sync::watch::channel(true).0,
             held: std::sync::Mutex::new(false),
             opened: std::sync::Condvar::new(),
         }
@@ -385,6 +390,15 @@ impl Faulty {
     pub fn release_router_writes(&self) {
         self.router_gate.send_replace(true);
     }
+
+    /// Agent actors' writes wait from now until [`Faulty::release_agent_writes`].
+    pub fn hold_agent_writes(&self) {
+        self.agent_gate.send_replace(false);
+    }
+
+    pub fn release_agent_writes(&self) {
+        self.agent_gate.send_replace(true);
+    }
 }
 
 impl Store for Faulty {
@@ -402,14 +416,20 @@ impl Store for Faulty {
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
             return Box::pin(std::future::ready(Err(e)));
         }
-        if batch.actors.iter().any(|a| a.kind == "router") {
-            self.router_writes.fetch_add(1, Ordering::SeqCst);
-            let mut gate = self.router_gate.subscribe();
-            let inner = self.inner.clone();
-            return Box::pin(async move {
-                let _ = gate.wait_for(|open| *open).await;
-                inner.append_assigned(batch).await
-            });
+        let gated = [
+            ("router", &self.router_writes, &self.router_gate),
+            ("agent", &self.agent_writes, &self.agent_gate),
+        ];
+        for (kind, writes, gate) in gated {
+            if batch.actors.iter().any(|a| a.kind == kind) {
+                writes.fetch_add(1, Ordering::SeqCst);
+                let mut gate = gate.subscribe();
+                let inner = self.inner.clone();
+                return Box::pin(async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    inner.append_assigned(batch).await
+                });
+            }
         }
         self.inner.append_assigned(batch)
     }
