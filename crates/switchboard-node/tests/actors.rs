@@ -1263,6 +1263,48 @@ async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
     h.transport.cut_to_router.store(false, Ordering::SeqCst);
 }
 
+/// A conversation actor activated for a customer nothing was ever stored for skips the store's
+/// lookup of a request id it has not seen (each call was a blocking read); a retry of an id
+/// it took asks the store and gets the stored answer, applying nothing; a later incarnation
+/// (the key is known now) asks the store for every id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_customers_actor_skips_the_lookup_of_request_ids_it_never_saw() {
+    let h = faulty_harness_with(None, 10, options(Duration::from_secs(3600)));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let call = |text: &str, request_id: &str| Call {
+        op: ConversationOp::CustomerMessage { msg: message(7, 1, text), nickname: String::new() },
+        request_id: request_id.into(),
+        answer: Arc::new(|a: Answered<'_>| {
+            format!("{:?}", a.conversation.map(|c| c.state)).into_bytes()
+        }),
+        customer: None,
+    };
+    let lookups = || h.faulty.response_lookups.load(Ordering::SeqCst);
+    let conversation = mesh.conversation(CustomerId(7));
+    let first = conversation.call_public(call("one", "r1")).await.unwrap();
+    conversation.call_public(call("two", "r2")).await.unwrap();
+    assert_eq!(lookups(), 0, "ids a new customer's actor never saw: no lookup");
+
+    let retry = conversation.call_public(call("one", "r1")).await.unwrap();
+    assert_eq!(lookups(), 1, "an id it took: asked");
+    let Called::Answered(stored) = first else { panic!("answered: {first:?}") };
+    assert_eq!(retry, Called::Answered(stored), "the stored answer");
+    let said = |text: &'static str| {
+        let rows = support::transcript(&h.store, 1);
+        rows.iter().filter(|row| row.ends_with(&format!(": {text}"))).count()
+    };
+    assert_eq!((said("one"), said("two")), (1, 1), "each message applied once");
+
+    // Known now: the next incarnation asks the store for every id, new ones too.
+    mesh.kill_conversation(CustomerId(7)).await;
+    let again = mesh.conversation(CustomerId(7));
+    again.call_public(call("three", "r3")).await.unwrap();
+    assert_eq!(lookups(), 2, "a known customer's actor asks");
+    again.call_public(call("two", "r2")).await.unwrap();
+    assert_eq!((lookups(), said("two")), (3, 1), "and a retry is answered, not applied");
+}
+
 // ----- timers ----------------------------------------------------------------------------------
 
 /// Actors at rest cost nothing: once everything they sent is acknowledged and no deadline is

@@ -171,6 +171,10 @@ impl ConversationOp {
     }
 }
 
+/// How many request ids a fresh conversation actor remembers to skip their store lookup
+/// ([`ConversationRun::first_sight`]).
+const FRESH_IDS: usize = 1024;
+
 /// How a public call is answered once its step is applied: its response, encoded.
 pub type Answer = Arc<dyn Fn(Answered<'_>) -> Vec<u8> + Send + Sync>;
 
@@ -296,6 +300,9 @@ pub struct ConversationRun {
     exit: Arc<Exit>,
     /// Responses of calls that asked the router, held for its answer ([`Held`]).
     held: Vec<Held>,
+    /// The request ids of the calls this incarnation took, while it can vouch that no other
+    /// response of its key is stored ([`ConversationRun::first_sight`]); `None`: it cannot.
+    fresh: Option<rustc_hash::FxHashSet<String>>,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -418,6 +425,9 @@ impl Actor for ConversationActor {
             failed: false,
             exit,
             held: Vec::new(),
+            // Nothing was ever stored for an unknown key: every step writes the actor's row,
+            // which goes only at passivation, with the customer's record.
+            fresh: (!known).then(Default::default),
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -540,8 +550,9 @@ impl Actor for ConversationActor {
                     return Ok(());
                 }
                 // A request id answered before (by any incarnation): the same answer, nothing
-                // applied. A failed lookup fails the call (retryable), never applies it.
-                if !call.request_id.is_empty() {
+                // applied. A failed lookup fails the call (retryable), never applies it. An id
+                // this incarnation can vouch was never answered skips the store.
+                if !call.request_id.is_empty() && !run.first_sight(&call.request_id) {
                     match run.answered(&call.request_id).await {
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -1121,6 +1132,20 @@ impl ConversationRun {
         }
         published.publish(&self.mesh, positions);
         Ok(())
+    }
+
+    /// Whether `request_id` certainly has no stored response, so its lookup can be skipped:
+    /// this incarnation activated on a key nothing was ever stored for (no row, no customer
+    /// record) and has not taken a call with this id before. Notes the id; past
+    /// [`FRESH_IDS`] ids it stops vouching (every later call asks the store). Responses are
+    /// stored per tenant, but a retry names the same customer, so it reaches this key.
+    fn first_sight(&mut self, request_id: &str) -> bool {
+        let Some(seen) = &mut self.fresh else { return false };
+        if seen.len() >= FRESH_IDS {
+            self.fresh = None;
+            return false;
+        }
+        seen.insert(request_id.to_owned())
     }
 
     /// The stored response to `request_id`, if a step answered it before (read off the

@@ -347,6 +347,8 @@ pub struct Faulty {
     pub router_writes: AtomicU64,
     /// While `false`, writes of the router's row wait (see [`Faulty::hold_router_writes`]).
     router_gate: tokio::sync::watch::Sender<bool>,
+    /// Lookups of an actor's stored response by request id.
+    pub response_lookups: AtomicU64,
     /// Writes of an agent actor's row, counted; they wait while its gate is `false`.
     pub agent_writes: AtomicU64,
     agent_gate: tokio::sync::watch::Sender<bool>,
@@ -365,6 +367,7 @@ impl Faulty {
             router_writes: AtomicU64::new(0),
             router_gate: tokio::sync::watch::channel(true).0,
             agent_writes: AtomicU64::new(0),
+            response_lookups: AtomicU64::new(0),
             agent_gate: tokio::sync::watch::channel(true).0,
             held: std::sync::Mutex::new(false),
             opened: std::sync::Condvar::new(),
@@ -491,6 +494,7 @@ impl Store for Faulty {
         self.inner.find_response(tenant, request_id)
     }
     fn actor_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.response_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.actor_response(tenant, request_id)
     }
     fn conversation_customer(&self, tenant: &str, conversation: u64) -> StoreResult<Option<u64>> {
