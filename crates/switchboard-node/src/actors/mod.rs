@@ -96,12 +96,12 @@ pub const AGENT: &str = "agent";
 pub const TOMBSTONE: &str = "tombstone";
 
 /// Leading byte of an actor row's body: a new layout gets a new number. Rows are written
-/// with fields by position ([`Positional`]: no field names, a conversation side's row about a
+/// with fields by position ([`Body`]: no field names, a conversation side's row about a
 /// seventh of its named size, the router's under half); rows of [`NAMED`] still load. A
 /// field added to a side's encoding goes last (a row written before it reads its default),
 /// and only the last field may be left unwritten (`RouterSide`'s tombstones).
 const VERSION: u8 = 2;
-/// The first layout: [`Body`], fields by name.
+/// The first layout: [`Body`] with fields by name.
 const NAMED: u8 = 1;
 
 /// The first wait before an actor that stopped abnormally is activated again; it doubles
@@ -944,20 +944,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// A side's durable state as an actor row's body: the side through its snapshot encoding,
 /// and the actor's clock (time never runs backwards across a restart); what a conversation
-/// actor keeps beside it ([`Beside`], absent in other rows and in rows written before it).
-/// Fields by position, every one written.
+/// actor keeps beside it ([`Beside`], absent in other rows). Written by position, every field
+/// written; read from either layout (MessagePack decodes a struct from an array or a map;
+/// [`NAMED`] rows left absent fields out, hence the defaults).
 #[derive(Serialize, serde::Deserialize)]
-struct Positional<S> {
-    at_ms: u64,
-    side: S,
-    transcript: Option<effects::Transcript>,
-    customer: Option<String>,
-    extra: Option<(u64, crate::state::ConversationExtra)>,
-    profile: Option<crate::state::Profile>,
-}
-
-/// The same, as [`NAMED`] rows hold it (fields by name, absent ones left out).
-#[derive(serde::Deserialize)]
 struct Body<S> {
     at_ms: u64,
     side: S,
@@ -996,7 +986,7 @@ pub(crate) fn encode_with<S: Serialize>(
 ) -> Result<Vec<u8>> {
     let mut bytes = vec![VERSION];
     let Beside { transcript, customer, extra, profile } = beside;
-    let body = Positional { at_ms: at.as_millis(), side, transcript, customer, extra, profile };
+    let body = Body { at_ms: at.as_millis(), side, transcript, customer, extra, profile };
     rmp_serde::encode::write(&mut bytes, &body)
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
@@ -1007,16 +997,10 @@ pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)
 }
 
 pub(crate) fn decode_with<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S, Beside)> {
-    let undecodable =
-        |e: rmp_serde::decode::Error| Error::Internal(format!("actor state does not decode: {e}"));
     match bytes.split_first() {
-        Some((&VERSION, rest)) => {
-            let body: Positional<S> = rmp_serde::from_slice(rest).map_err(undecodable)?;
-            let Positional { at_ms, side, transcript, customer, extra, profile } = body;
-            Ok((Timestamp(at_ms), side, Beside { transcript, customer, extra, profile }))
-        }
-        Some((&NAMED, rest)) => {
-            let body: Body<S> = rmp_serde::from_slice(rest).map_err(undecodable)?;
+        Some((&(VERSION | NAMED), rest)) => {
+            let body: Body<S> = rmp_serde::from_slice(rest)
+                .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
             let Body { at_ms, side, transcript, customer, extra, profile } = body;
             Ok((Timestamp(at_ms), side, Beside { transcript, customer, extra, profile }))
         }
