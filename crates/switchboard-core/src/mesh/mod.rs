@@ -75,6 +75,7 @@ pub mod conversation;
 pub mod desk;
 pub mod link;
 pub mod router;
+mod tombstones;
 pub mod unaccepted;
 
 use serde::{Deserialize, Serialize};

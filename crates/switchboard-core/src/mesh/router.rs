@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
+use super::tombstones::Tombstones;
 use super::unaccepted::Unaccepted;
 use super::{
     AgentEnvelope, Body, Envelope, FromAgent, Holding, ToAgent, ToConversation, ToRouter, desk,
@@ -76,7 +77,7 @@ pub struct RouterSide {
     /// Tombstones that appeared, and expired, since the last [`RouterSide::take_tombstones`]
     /// (volatile: the row before them still holds what they replace, see `take_tombstones`).
     #[serde(skip)]
-    gone_new: Vec<ConversationId>,
+    gone_new: Vec<(ConversationId, Tombstone)>,
     #[serde(skip)]
     gone_expired: Vec<ConversationId>,
     /// Each agent's first sign-in of the day, as this side's status changes make them
@@ -92,17 +93,20 @@ pub struct RouterSide {
     decisions: u64,
     /// Conversations that left and are owed nothing more, until `seen + linger`: only what
     /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
-    /// routed. Not in the side's own encoding (the router's row, rewritten on every step):
-    /// with an hour's `linger` at 50 endings a second that would be 180,000 tombstones,
-    /// about 7 MB per step (some 40 bytes each). The shell stores each as a row of its own
+    /// routed. Their ids only, 8 bytes each ([`Tombstones`]). Not in the side's own encoding
+    /// (the router's row, rewritten on every step): with an hour's `linger` at 50 endings a
+    /// second that would be 180,000 tombstones. The shell stores each as a row of its own
     /// when it appears and deletes it when it expires ([`RouterSide::take_tombstones`]), and
-    /// gives them back on activation ([`RouterSide::restore_tombstones`]). Read from rows
-    /// of the earlier encoding, which held them, and then stored as rows of their own.
+    /// gives them back on activation ([`RouterSide::restore_tombstones`]).
+    #[serde(skip)]
+    gone: Tombstones,
+    /// Tombstones read from a row of the earlier encoding, which held them, until
+    /// [`RouterSide::restore_tombstones`] keeps them and has them stored as rows of their own.
     ///
     /// It stays the last field: the shell writes its row with fields by position, and a
     /// field not written can only be the last one (read back as its default).
-    #[serde(default, skip_serializing)]
-    gone: BTreeMap<ConversationId, Tombstone>,
+    #[serde(default, skip_serializing, rename = "gone")]
+    earlier: BTreeMap<ConversationId, Tombstone>,
 }
 
 /// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
@@ -145,7 +149,8 @@ impl RouterSide {
             agent_links: false,
             agents: BTreeMap::new(),
             holdings: BTreeMap::new(),
-            gone: BTreeMap::new(),
+            gone: Tombstones::default(),
+            earlier: BTreeMap::new(),
             gone_new: Vec::new(),
             gone_expired: Vec::new(),
             logins: Logins::default(),
@@ -175,9 +180,7 @@ impl RouterSide {
         for c in self.conversations.values_mut().filter(|c| c.left) {
             c.seen = c.seen.max(now);
         }
-        for g in self.gone.values_mut() {
-            g.seen = g.seen.max(now);
-        }
+        self.gone.renew(now, self.linger);
     }
 
     /// The customer whose conversation side holds the conversation's link.
@@ -192,7 +195,10 @@ impl RouterSide {
 
     /// Whether the conversation left (its link is a tombstone).
     pub fn has_left(&self, id: ConversationId) -> bool {
-        self.gone.contains_key(&id) || self.conversations.get(&id).is_some_and(|c| c.left)
+        match self.conversations.get(&id) {
+            Some(c) => c.left,
+            None => self.gone.contains(id),
+        }
     }
 
     /// The conversations routed here that have not left (open, as far as this side heard),
@@ -387,13 +393,7 @@ impl RouterSide {
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
         let expired = &mut self.gone_expired;
-        self.gone.retain(|id, g| {
-            let keep = g.seen + linger > now;
-            if !keep {
-                expired.push(*id);
-            }
-            keep
-        });
+        self.gone.expire(now, linger, |id| expired.push(id));
         out
     }
 
@@ -403,11 +403,10 @@ impl RouterSide {
     /// written before it appeared still holds, so a crash before that batch loses nothing:
     /// the restarted side puts the link away again.
     pub fn take_tombstones(&mut self) -> (Vec<(ConversationId, Tombstone)>, Vec<ConversationId>) {
-        let fresh = std::mem::take(&mut self.gone_new);
-        let fresh = fresh.into_iter().filter_map(|id| self.gone.get(&id).map(|t| (id, *t)));
-        let fresh = fresh.collect();
+        let mut fresh = std::mem::take(&mut self.gone_new);
+        fresh.retain(|(id, _)| self.gone.contains(*id));
         let expired = std::mem::take(&mut self.gone_expired);
-        (fresh, expired.into_iter().filter(|id| !self.gone.contains_key(id)).collect())
+        (fresh, expired.into_iter().filter(|id| !self.gone.contains(*id)).collect())
     }
 
     /// On activation, before [`RouterSide::restart`]: the stored tombstones. Those the row
@@ -417,12 +416,14 @@ impl RouterSide {
         &mut self,
         stored: impl IntoIterator<Item = (ConversationId, Tombstone)>,
     ) {
-        self.gone_new.extend(self.gone.keys().copied());
-        for (id, t) in stored {
+        let earlier = std::mem::take(&mut self.earlier);
+        for (id, t) in stored.into_iter().chain(earlier.iter().map(|(id, t)| (*id, *t))) {
             if !self.conversations.contains_key(&id) {
-                self.gone.entry(id).or_insert(t);
+                self.gone.insert(id, t.seen, self.linger);
             }
         }
+        let earlier = earlier.into_iter().filter(|(id, _)| !self.conversations.contains_key(id));
+        self.gone_new.extend(earlier);
     }
 
     // ----- the links ---------------------------------------------------------------------------
@@ -431,16 +432,18 @@ impl RouterSide {
     pub fn receive(&mut self, now: Timestamp, envelope: Envelope<ToRouter>) -> Vec<Effect> {
         let mut out = Vec::new();
         let id = envelope.conversation;
-        if let Some(gone) = self.gone.get_mut(&id) {
-            // Everything before the leave was applied; a late copy is a duplicate.
-            gone.seen = now;
-            if let Body::Message { seq, .. } = envelope.body {
-                self.stray.push((id, gone.customer, gone.next.max(seq + 1)));
-            }
-            return out;
-        }
         let conv = match self.conversations.get_mut(&id) {
             Some(c) => c,
+            // Everything up to the leave, its last message, was applied: a late copy is a
+            // duplicate, acknowledged as far as itself (the side resending what is
+            // unacknowledged always resends its newest, so hears of the rest).
+            None if self.gone.contains(id) => {
+                self.gone.insert(id, now, self.linger);
+                if let Body::Message { seq, .. } = envelope.body {
+                    self.stray.push((id, envelope.customer, seq + 1));
+                }
+                return out;
+            }
             // An acknowledgement for a link already forgotten.
             None if matches!(envelope.body, Body::Ack { .. }) => return out,
             None => self.conversations.entry(id).or_insert(Conv {
@@ -482,8 +485,8 @@ impl RouterSide {
         for id in done {
             if let Some(c) = self.conversations.remove(&id) {
                 let next = c.link.inbox.applied_below();
-                self.gone.insert(id, Tombstone { customer: c.customer, next, seen: c.seen });
-                self.gone_new.push(id);
+                self.gone.insert(id, c.seen, self.linger);
+                self.gone_new.push((id, Tombstone { customer: c.customer, next, seen: c.seen }));
             }
         }
         for (conversation, customer, next) in self.stray.drain(..) {
