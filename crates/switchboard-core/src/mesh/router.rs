@@ -109,8 +109,9 @@ pub struct RouterSide {
     earlier: BTreeMap<ConversationId, Tombstone>,
 }
 
-/// What the router side keeps of a conversation that left ([`RouterSide::gone`]), stored
-/// by the shell as a row of its own.
+/// A conversation that left, as the shell stores it in a row of its own (memory keeps only
+/// its id, [`RouterSide::gone`]; on activation only `seen` is read back, the rest stays for
+/// rows already stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     customer: CustomerId,
@@ -417,12 +418,13 @@ impl RouterSide {
         stored: impl IntoIterator<Item = (ConversationId, Tombstone)>,
     ) {
         let earlier = std::mem::take(&mut self.earlier);
-        for (id, t) in stored.into_iter().chain(earlier.iter().map(|(id, t)| (*id, *t))) {
+        let earlier: Vec<_> =
+            earlier.into_iter().filter(|(id, _)| !self.conversations.contains_key(id)).collect();
+        for (id, t) in stored.into_iter().chain(earlier.iter().copied()) {
             if !self.conversations.contains_key(&id) {
                 self.gone.insert(id, t.seen, self.linger);
             }
         }
-        let earlier = earlier.into_iter().filter(|(id, _)| !self.conversations.contains_key(id));
         self.gone_new.extend(earlier);
     }
 

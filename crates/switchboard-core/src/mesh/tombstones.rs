@@ -9,7 +9,7 @@
 //! ids, an older one a sorted slice, and a bucket goes whole once its newest possible
 //! sighting is `linger` old. An id is kept up to one bucket longer than `linger` (never
 //! shorter), and expiry costs nothing per remaining id (before, a map of three numbers per
-//! id, ~48 bytes with the map's nodes, walked whole on every advance).
+//! id, ~60 bytes with the map's nodes, walked whole on every advance).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -85,11 +85,8 @@ impl Tombstones {
             // The newest bucket is done, so every older one is.
             self.seal();
         }
-        while let Some((start, _)) = self.sealed.front() {
-            if !done(*start) {
-                break;
-            }
-            let (_, ids) = self.sealed.pop_front().expect("a front bucket");
+        while self.sealed.front().is_some_and(|(start, _)| done(*start)) {
+            let Some((_, ids)) = self.sealed.pop_front() else { break };
             for id in ids.iter().copied().filter(|id| !self.contains(*id)) {
                 expired(id);
             }
