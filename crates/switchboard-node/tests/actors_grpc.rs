@@ -279,19 +279,20 @@ async fn a_batch_delivers_each_envelope_and_names_the_refused_ones() {
         epoch: 1,
         body: Body::Message { seq: 1, message: ToRouter::Leave },
     };
-    let ack: Envelope<ToConversation> = Envelope {
+    // A message, not an acknowledgement: an acknowledgement activates no actor.
+    let refused: Envelope<ToConversation> = Envelope {
         conversation: leave.conversation,
         customer,
         epoch: 1,
-        body: Body::Ack { next: 1 },
+        body: Body::Message { seq: 1, message: ToConversation::Refused { reason: "test".into() } },
     };
-    let mut malformed = encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap();
+    let mut malformed = encode(TENANT, pb::MeshDirection::ToConversation, &refused).unwrap();
     malformed.envelope.as_mut().unwrap().direction = 0;
     let deliveries = vec![
         // The router's envelope at A, which does not own the tenant's shard.
         encode(TENANT, pb::MeshDirection::ToRouter, &leave).unwrap(),
         // A conversation's: A owns its shard.
-        encode(TENANT, pb::MeshDirection::ToConversation, &ack).unwrap(),
+        encode(TENANT, pb::MeshDirection::ToConversation, &refused).unwrap(),
         malformed,
     ];
     let answer =
@@ -305,7 +306,7 @@ async fn a_batch_delivers_each_envelope_and_names_the_refused_ones() {
     );
     assert!(answer.refused[0].message.contains("does not own shard"), "{answer:?}");
     // The one handed over activated its conversation actor (and nothing on B).
-    until("the conversation actor on A took the acknowledgement", || async {
+    until("the conversation actor on A took the message", || async {
         c.a.mesh.activations().1 == 1
     })
     .await;

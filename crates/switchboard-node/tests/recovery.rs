@@ -175,12 +175,11 @@ async fn a_due_conversation_deadline_fires_on_the_node_its_shard_moves_to_withou
         faulty.refused.load(Ordering::SeqCst) >= 1
     })
     .await;
-    // Everything the conversation sent was acknowledged: nothing of it is in flight to wake
-    // it anywhere (read from the row A's restarts load).
-    // Nor does the router owe it anything: a resend of its `Placed` after the move would
-    // activate the conversation on B before the recovery this test is about (seen 2 runs in
-    // 30 under a loaded machine). Nor its desk link to the agent: a resent note there is
-    // acknowledged by the agent's actor (on B), and that acknowledgement would wake it on B.
+    // Nothing is owed to the conversation: a resend of the router's `Placed` after the move
+    // would activate it on B before the recovery this test is about (seen 2 runs in 30 under
+    // a loaded machine). What A's restarts resend from its row (acknowledgements do not
+    // write it) is acknowledged again, and an acknowledgement never activates an actor: that
+    // is what keeps B quiet until its recovery (before, 1 run in 8-10 failed here).
     until("the conversation's links are settled", || async {
         let owed =
             conversation.read(|side| side.retransmit().len() + side.retransmit_desks().len()).await;

@@ -749,6 +749,15 @@ impl Mesh {
         }
     }
 
+    /// Whether an actor of `which` is being activated here (spawned, not yet live).
+    pub(crate) fn activating(&self, which: Which) -> bool {
+        match which {
+            Which::Router => self.0.routers.activating(&()),
+            Which::Conversation(c) => self.0.conversations.activating(&c),
+            Which::Agent(a) => self.0.agents.activating(&a),
+        }
+    }
+
     /// Whether an actor of `which` is live, stopping or activating here.
     fn has(&self, which: Which) -> bool {
         match which {
@@ -833,7 +842,7 @@ impl Mesh {
 
 /// Which actor of a mesh a supervisor watches.
 #[derive(Debug, Clone, Copy)]
-enum Which {
+pub(crate) enum Which {
     Router,
     Conversation(CustomerId),
     Agent(AgentId),
@@ -1277,6 +1286,11 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
             Some(Slot::Starting(_)) => true,
             None => false,
         }
+    }
+
+    /// Whether the key's actor is being activated (spawned, not yet live).
+    fn activating(&self, key: &K) -> bool {
+        matches!(self.lock().get(key), Some(Slot::Starting(_)))
     }
 
     fn live(&self) -> usize {

@@ -12,14 +12,14 @@ use std::sync::{PoisonError, RwLock, Weak};
 use ractor::ActorRef;
 use rustc_hash::FxHashMap;
 use switchboard_core::mesh::{
-    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
-    ToRouter,
+    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
+    ToDesk, ToRouter,
 };
 
 use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
 use super::router::RouterMsg;
-use super::{Inner, Mesh, Ticket};
+use super::{Inner, Mesh, Ticket, Which, awaits_ack};
 use crate::error::Result;
 
 /// Carries envelopes to the actor that holds the other end of a link, activating it if
@@ -77,8 +77,14 @@ impl InProcess {
         ticket: Option<Ticket>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
+        let wake = wakes(&mesh, Which::Router, &envelope.body);
         let msg = RouterMsg::Deliver(envelope, ticket);
-        cast_or_activate(mesh.live_router(), msg, move || async move { mesh.router_ref().await });
+        cast_or_activate(
+            mesh.live_router(),
+            msg,
+            wake,
+            move || async move { mesh.router_ref().await },
+        );
     }
 
     /// To the tenant's router actor from an agent actor, with its ticket as above.
@@ -89,8 +95,14 @@ impl InProcess {
         ticket: Option<Ticket>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
+        let wake = wakes(&mesh, Which::Router, &envelope.body);
         let msg = RouterMsg::FromAgent(envelope, ticket);
-        cast_or_activate(mesh.live_router(), msg, move || async move { mesh.router_ref().await });
+        cast_or_activate(
+            mesh.live_router(),
+            msg,
+            wake,
+            move || async move { mesh.router_ref().await },
+        );
     }
 
     /// To the conversation actor of `envelope.customer`, with its ticket as above.
@@ -102,9 +114,15 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
+        let wake = wakes(&mesh, Which::Conversation(customer), &envelope.body);
         let msg = ConversationMsg::Deliver(envelope, ticket);
         let live = mesh.live_conversation(customer);
-        cast_or_activate(live, msg, move || async move { mesh.conversation_ref(customer).await });
+        cast_or_activate(
+            live,
+            msg,
+            wake,
+            move || async move { mesh.conversation_ref(customer).await },
+        );
     }
 
     /// To the agent actor of `envelope.agent`, with its ticket as above.
@@ -116,8 +134,9 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
+        let wake = wakes(&mesh, Which::Agent(agent), &envelope.body);
         let msg = AgentMsg::Deliver(envelope, ticket);
-        cast_or_activate(mesh.live_agent(agent), msg, move || async move {
+        cast_or_activate(mesh.live_agent(agent), msg, wake, move || async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -133,8 +152,9 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
+        let wake = wakes(&mesh, Which::Agent(agent), &envelope.body);
         let msg = AgentMsg::Desk(envelope, ticket);
-        cast_or_activate(mesh.live_agent(agent), msg, move || async move {
+        cast_or_activate(mesh.live_agent(agent), msg, wake, move || async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -149,16 +169,36 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
+        let wake = wakes(&mesh, Which::Conversation(customer), &envelope.body);
         let msg = ConversationMsg::Desk(envelope, ticket);
         let live = mesh.live_conversation(customer);
-        cast_or_activate(live, msg, move || async move { mesh.conversation_ref(customer).await });
+        cast_or_activate(
+            live,
+            msg,
+            wake,
+            move || async move { mesh.conversation_ref(customer).await },
+        );
     }
 }
 
+/// Whether an envelope with this body may activate the actor of `which`: a message always;
+/// an acknowledgement only to an actor being activated (what it acknowledges may be that
+/// incarnation's first sends). An actor with no incarnation either passivated with nothing
+/// unacknowledged or will be activated anyway (restarted by its supervisor, recovered by its
+/// shard's new owner, or by the next message), and every activation resends all that is
+/// unacknowledged at once, which the other side acknowledges again. So an acknowledgement
+/// to it is dropped: that saves an activation (a store read), and keeps a shard that moved
+/// from being woken, ahead of its new owner's recovery, by acknowledgements of copies its
+/// old owner resent before letting go.
+fn wakes<M>(mesh: &Mesh, which: Which, body: &Body<M>) -> bool {
+    awaits_ack(body) || mesh.activating(which)
+}
+
 /// Casts into the live actor's mailbox; if there is none, or it stopped meanwhile, the message
-/// goes to an activation on a task of its own (the next incarnation takes it). Lost if that
-/// fails too: the sender resends what stays unacknowledged.
-fn cast_or_activate<M, F, Fut>(live: Option<ActorRef<M>>, msg: M, activate: F)
+/// goes to an activation on a task of its own (the next incarnation takes it) if `wake`, and
+/// is dropped if not ([`wakes`]). Lost if the activation fails: the sender resends what
+/// stays unacknowledged.
+fn cast_or_activate<M, F, Fut>(live: Option<ActorRef<M>>, msg: M, wake: bool, activate: F)
 where
     M: ractor::Message,
     F: FnOnce() -> Fut + Send + 'static,
@@ -172,6 +212,9 @@ where
         },
         None => msg,
     };
+    if !wake {
+        return;
+    }
     tokio::spawn(async move {
         if let Ok(actor) = activate().await {
             let _ = actor.cast(msg);
