@@ -34,8 +34,9 @@ pub const BLOCK: u64 = 1024;
 /// Name ↔ number pairs the cache holds at most (each direction), over every tenant: enough
 /// for the customers a node serves at once (an entry in use stays), and a miss is one
 /// indexed read. It bounds memory that would otherwise follow every customer ever seen
-/// (three maps of some 130 bytes an entry: about 13 MB at this bound; 40 MB at 100,000,
-/// which `loadtest history` saw as growth per conversation up to that many customers).
+/// (40 MB at 100,000 entries when each key held its own copy of the tenant's name and each
+/// direction its own copy of the customer's, which `loadtest history` saw as growth per
+/// conversation up to that many customers; see [`Cache`] for what an entry holds now).
 pub const CACHE_ENTRIES: usize = 32_768;
 
 /// The store counter of customer numbers.
@@ -53,12 +54,51 @@ pub struct Numbers {
     shards: u32,
     /// Each (tenant, counter)'s current block. Keyed by tenant, not by customer.
     blocks: Mutex<FxHashMap<(String, &'static str), Arc<Block>>>,
-    by_name: Mutex<Generations<(String, String), u64>>,
-    by_number: Mutex<Generations<(String, u64), String>>,
+    cache: Mutex<Cache>,
+}
+
+/// The cached pairs of every tenant, under one lock held only to find or insert. A tenant is
+/// interned to a small number (tenants are few, and created by their admins), so an entry
+/// holds no copy of its tenant's name, and a customer's name is one allocation that both
+/// directions share (by our count of slots and allocations, some 130 bytes per customer and
+/// conversation over the three maps, where a copy of the tenant per key and of the name per
+/// direction took about 310).
+struct Cache {
+    tenants: FxHashMap<Box<str>, u32>,
+    by_name: Generations<(u32, Arc<str>), u64>,
+    by_number: Generations<(u32, u64), Arc<str>>,
     /// Conversation number → its customer's number: written once when the conversation
     /// opens and never changed, so a cached answer stays right (until retention deletes the
     /// conversation, when a call naming it reaches its customer's actor, which knows it not).
-    owners: Mutex<Generations<(String, u64), u64>>,
+    owners: Generations<(u32, u64), u64>,
+}
+
+impl Cache {
+    fn new(bound: usize) -> Self {
+        Cache {
+            tenants: FxHashMap::default(),
+            by_name: Generations::new(bound),
+            by_number: Generations::new(bound),
+            owners: Generations::new(bound),
+        }
+    }
+
+    /// The tenant's number in this cache (given on first sight, kept for the node's life).
+    fn tenant(&mut self, tenant: &str) -> u32 {
+        if let Some(&n) = self.tenants.get(tenant) {
+            return n;
+        }
+        let n = u32::try_from(self.tenants.len()).unwrap_or(u32::MAX);
+        self.tenants.insert(tenant.into(), n);
+        n
+    }
+
+    fn remember(&mut self, tenant: &str, name: &str, number: u64) {
+        let t = self.tenant(tenant);
+        let name: Arc<str> = name.into();
+        self.by_number.insert((t, number), name.clone());
+        self.by_name.insert((t, name), number);
+    }
 }
 
 impl std::fmt::Debug for Numbers {
@@ -74,20 +114,21 @@ impl Numbers {
             store,
             shards: shards.max(1),
             blocks: Mutex::default(),
-            by_name: Mutex::new(Generations::new(CACHE_ENTRIES)),
-            by_number: Mutex::new(Generations::new(CACHE_ENTRIES)),
-            owners: Mutex::new(Generations::new(CACHE_ENTRIES)),
+            cache: Mutex::new(Cache::new(CACHE_ENTRIES)),
         }
     }
 
     /// The customer's number, bound on first use (a number carrying customer_shard(name)).
     pub async fn customer(&self, tenant: &str, name: &str) -> Result<CustomerId> {
-        let key = (tenant.to_owned(), name.to_owned());
-        if let Some(number) = lock(&self.by_name).get(&key) {
-            return Ok(CustomerId(number));
+        {
+            let mut cache = lock(&self.cache);
+            let key = (cache.tenant(tenant), Arc::from(name));
+            if let Some(number) = cache.by_name.get(&key) {
+                return Ok(CustomerId(number));
+            }
         }
         let stored = {
-            let (store, tenant, name) = (self.store.clone(), key.0.clone(), key.1.clone());
+            let (store, tenant, name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
             blocking(move || store.customer_number(&tenant, &name)).await?
         };
         let number = match stored {
@@ -96,13 +137,14 @@ impl Numbers {
                 let seq = self.next(tenant, CUSTOMER_COUNTER).await?;
                 let shard = placement::customer_shard(tenant, name, self.shards);
                 let number = in_shard(tenant, CUSTOMER_COUNTER, shard, seq)?;
-                let (store, tenant, name) = (self.store.clone(), key.0.clone(), key.1.clone());
+                let (store, tenant, name) =
+                    (self.store.clone(), tenant.to_owned(), name.to_owned());
                 // Another caller (here or on another node) may have bound the name since:
                 // its number wins, and this one is never used.
                 blocking(move || store.bind_customer(&tenant, &name, number)).await?
             }
         };
-        self.remember(key, number);
+        lock(&self.cache).remember(tenant, name, number);
         Ok(CustomerId(number))
     }
 
@@ -129,14 +171,17 @@ impl Numbers {
         tenant: &str,
         customer: CustomerId,
     ) -> Result<Option<String>> {
-        let key = (tenant.to_owned(), customer.0);
-        if let Some(name) = lock(&self.by_number).get(&key) {
-            return Ok(Some(name));
+        {
+            let mut cache = lock(&self.cache);
+            let key = (cache.tenant(tenant), customer.0);
+            if let Some(name) = cache.by_number.get(&key) {
+                return Ok(Some(name.as_ref().to_owned()));
+            }
         }
         let (store, owned) = (self.store.clone(), tenant.to_owned());
         let name = blocking(move || store.customer_name(&owned, customer.0)).await?;
         if let Some(name) = &name {
-            self.remember((tenant.to_owned(), name.clone()), customer.0);
+            lock(&self.cache).remember(tenant, name, customer.0);
         }
         Ok(name)
     }
@@ -145,14 +190,19 @@ impl Numbers {
     /// (None: no conversation of an actor's opened with that number). Every call naming a
     /// conversation asks this, so found owners are cached.
     pub async fn owner(&self, tenant: &str, conversation: u64) -> Result<Option<CustomerId>> {
-        let key = (tenant.to_owned(), conversation);
-        if let Some(customer) = lock(&self.owners).get(&key) {
-            return Ok(Some(CustomerId(customer)));
+        {
+            let mut cache = lock(&self.cache);
+            let key = (cache.tenant(tenant), conversation);
+            if let Some(customer) = cache.owners.get(&key) {
+                return Ok(Some(CustomerId(customer)));
+            }
         }
         let (store, owned) = (self.store.clone(), tenant.to_owned());
         let found = blocking(move || store.conversation_customer(&owned, conversation)).await?;
         if let Some(customer) = found {
-            lock(&self.owners).insert(key, customer);
+            let mut cache = lock(&self.cache);
+            let key = (cache.tenant(tenant), conversation);
+            cache.owners.insert(key, customer);
         }
         Ok(found.map(CustomerId))
     }
@@ -173,11 +223,6 @@ impl Numbers {
         let n = block.start;
         block.start += 1;
         Ok(n)
-    }
-
-    fn remember(&self, (tenant, name): (String, String), number: u64) {
-        lock(&self.by_number).insert((tenant.clone(), number), name.clone());
-        lock(&self.by_name).insert((tenant, name), number);
     }
 }
 
