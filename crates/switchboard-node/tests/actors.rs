@@ -15,7 +15,7 @@ use switchboard_core::{
     Actor, AgentId, AgentStatus, ConversationId, CustomerId, Effect, Engine, State,
 };
 use switchboard_node::actors::agent::Decision;
-use switchboard_node::actors::conversation::{Answered, Call, Called, ConversationOp};
+use switchboard_node::actors::conversation::{Answered, Call, Called, ConversationOp, NO_NUMBER};
 use switchboard_node::actors::transport::InProcess;
 use switchboard_node::actors::{
     AGENT as AGENT_KIND, CONVERSATION, Heard, Mesh, MeshArgs, MeshOptions, ROUTER, TOMBSTONE,
@@ -1303,6 +1303,56 @@ async fn a_new_customers_actor_skips_the_lookup_of_request_ids_it_never_saw() {
     assert_eq!(lookups(), 2, "a known customer's actor asks");
     again.call_public(call("two", "r2")).await.unwrap();
     assert_eq!((lookups(), said("two")), (3, 1), "and a retry is answered, not applied");
+}
+
+/// A customer whose number a call here just bound (`Mesh::note_new_customer`, as
+/// `Numbers::customer_noting` tells it) activates without reading its row or record: nothing
+/// can be stored under a number bound a moment ago. Its name comes with the note. Only the
+/// first activation skips the store; a number whose binding lost reads it as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_numbered_here_activates_without_reading_the_store() {
+    let h = faulty_harness_with(None, 10, options(Duration::from_secs(3600)));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let call = |customer: u64, n: u64, request_id: &str| Call {
+        op: ConversationOp::CustomerMessage {
+            msg: message(customer, n, "hi"),
+            nickname: String::new(),
+        },
+        request_id: request_id.into(),
+        answer: Arc::new(|_: Answered<'_>| Vec::new()),
+        customer: None,
+    };
+    let loads = || h.faulty.conversation_loads.load(Ordering::SeqCst);
+    mesh.note_new_customer(CustomerId(7), "carol", true);
+    mesh.conversation(CustomerId(7)).call_public(call(7, 1, "r1")).await.unwrap();
+    assert_eq!(loads(), 0, "a customer numbered here: nothing read");
+
+    // Its step stored the customer under the name it was numbered with.
+    assert!(h.store.customer(TENANT, "carol").unwrap().is_some(), "its record, by name");
+    // The next incarnation reads its row.
+    mesh.kill_conversation(CustomerId(7)).await;
+    mesh.conversation(CustomerId(7)).call_public(call(7, 1, "r2")).await.unwrap();
+    assert_eq!(loads(), 1, "its next activation reads its row");
+
+    // A binding that lost: the note is withdrawn, and the actor reads the store.
+    mesh.note_new_customer(CustomerId(8), "dave", true);
+    mesh.note_new_customer(CustomerId(8), "dave", false);
+    mesh.conversation(CustomerId(8)).call_public(call(8, 2, "r3")).await.unwrap();
+    assert_eq!(loads(), 2, "not numbered here: read");
+
+    // A call that only asked for a conversation number stored nothing: the same request id
+    // coming back with a number is not looked up.
+    let lookups = || h.faulty.response_lookups.load(Ordering::SeqCst);
+    let before = lookups();
+    let mut unnumbered = call(9, 0, "r4");
+    if let ConversationOp::CustomerMessage { msg, .. } = &mut unnumbered.op {
+        msg.new_conversation = NO_NUMBER;
+    }
+    let conversation = mesh.conversation(CustomerId(9));
+    assert_eq!(conversation.call_public(unnumbered).await.unwrap(), Called::NumberWanted);
+    conversation.call_public(call(9, 3, "r4")).await.unwrap();
+    assert_eq!(lookups(), before, "nothing answered r4 before");
 }
 
 // ----- timers ----------------------------------------------------------------------------------

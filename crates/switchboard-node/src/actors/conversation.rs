@@ -368,7 +368,12 @@ impl Actor for ConversationActor {
         // It runs only where its key's shard is owned, under that shard's fence.
         let fence = mesh.fence_of(ActorKey::Conversation { tenant: mesh.tenant(), customer })?;
         let key = customer.0.to_string();
-        let row = mesh.load(CONVERSATION, key.clone()).await?;
+        // A customer a call here just numbered has nothing stored: no row, no record.
+        let new = mesh.take_new_customer(customer, fence);
+        let row = match new {
+            Some(_) => None,
+            None => mesh.load(CONVERSATION, key.clone()).await?,
+        };
         let had_row = row.is_some();
         let mut recorded = None;
         let (at, mut side, stored, beside) = match row {
@@ -377,7 +382,10 @@ impl Actor for ConversationActor {
                 (at, side, epoch, beside)
             }
             _ => {
-                let (name, record) = stored_customer(&mesh, customer).await?;
+                let (name, record) = match new {
+                    Some(name) => (Some(name.as_ref().to_owned()), None),
+                    None => stored_customer(&mesh, customer).await?,
+                };
                 let (customer_record, profile) = match record {
                     Some(r) => {
                         recorded = Some((r.customer.clone(), r.profile.clone()));
@@ -577,7 +585,9 @@ impl Actor for ConversationActor {
                     _ => false,
                 };
                 if opening && run.side.conversation().is_none() {
-                    // Kept live (no passivation here): the caller comes back with a number.
+                    // Kept live (no passivation here): the caller comes back with a number
+                    // and the same request id, which nothing answered yet.
+                    run.unsee(&call.request_id);
                     let _ = reply.send(Ok(Called::NumberWanted));
                     run.arm(&myself);
                     return Ok(());
@@ -1146,6 +1156,14 @@ impl ConversationRun {
             return false;
         }
         seen.insert(request_id.to_owned())
+    }
+
+    /// Forgets that this incarnation took a call with `request_id`: the call stored nothing,
+    /// so a later one with that id (the caller coming back with a number) skips the lookup.
+    fn unsee(&mut self, request_id: &str) {
+        if let Some(seen) = &mut self.fresh {
+            seen.remove(request_id);
+        }
     }
 
     /// The stored response to `request_id`, if a step answered it before (read off the

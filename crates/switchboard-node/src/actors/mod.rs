@@ -286,7 +286,15 @@ pub(crate) struct Inner {
     routers: Directory<(), router::RouterMsg>,
     conversations: Directory<CustomerId, conversation::ConversationMsg>,
     agents: Directory<AgentId, agent::AgentMsg>,
+    /// Customers whose number a call on this node bound (`Numbers::customer_noting`), with
+    /// the fence of their key's shard then and their name, until their actor's first
+    /// activation here: nothing was ever stored under that number, so it skips its reads.
+    new_customers: Mutex<FxHashMap<CustomerId, (Fence, Arc<str>)>>,
 }
+
+/// New customers [`Mesh::note_new_customer`] keeps at most; past it they are forgotten (their
+/// actors read the store as any other's).
+const NEW_CUSTOMERS: usize = 4096;
 
 impl Inner {
     /// The tenant's configuration as the mesh has it now (a step reads it once).
@@ -337,7 +345,35 @@ impl Mesh {
             routers: Directory::default(),
             conversations: Directory::default(),
             agents: Directory::default(),
+            new_customers: Mutex::default(),
         }))
+    }
+
+    /// What `Numbers::customer_noting` tells of a customer number a call binds: `new` before
+    /// the binding is written (kept with the fence of its key's shard, if this node owns it),
+    /// not `new` if the binding lost (dropped).
+    pub fn note_new_customer(&self, customer: CustomerId, name: &str, new: bool) {
+        let mut noted = self.0.new_customers.lock().unwrap_or_else(PoisonError::into_inner);
+        if !new {
+            noted.remove(&customer);
+            return;
+        }
+        let Ok(fence) = self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })
+        else {
+            return;
+        };
+        if noted.len() >= NEW_CUSTOMERS {
+            noted.clear();
+        }
+        noted.insert(customer, (fence, name.into()));
+    }
+
+    /// The name of `customer` if a call here bound its number and its shard has been this
+    /// node's at `fence` since (so no other node can have stored anything under it either);
+    /// taken: only the first activation may skip the store.
+    fn take_new_customer(&self, customer: CustomerId, fence: Fence) -> Option<Arc<str>> {
+        let mut noted = self.0.new_customers.lock().unwrap_or_else(PoisonError::into_inner);
+        noted.remove(&customer).filter(|(f, _)| *f == fence).map(|(_, name)| name)
     }
 
     pub fn tenant(&self) -> &str {

@@ -120,6 +120,20 @@ impl Numbers {
 
     /// The customer's number, bound on first use (a number carrying customer_shard(name)).
     pub async fn customer(&self, tenant: &str, name: &str) -> Result<CustomerId> {
+        self.customer_noting(tenant, name, |_, _| {}).await
+    }
+
+    /// [`customer`](Self::customer), telling `note` about a number this call binds: `(number,
+    /// true)` before the binding is written, so nothing can name the number before `note`
+    /// heard of it, and `(number, false)` if another binding of the name won (the number is
+    /// never used). A number noted `true` and not withdrawn was bound by this call: nothing
+    /// was ever stored under it (`Mesh::note_new_customer`).
+    pub async fn customer_noting(
+        &self,
+        tenant: &str,
+        name: &str,
+        note: impl Fn(CustomerId, bool),
+    ) -> Result<CustomerId> {
         {
             let mut cache = lock(&self.cache);
             let key = (cache.tenant(tenant), Arc::from(name));
@@ -137,11 +151,15 @@ impl Numbers {
                 let seq = self.next(tenant, CUSTOMER_COUNTER).await?;
                 let shard = placement::customer_shard(tenant, name, self.shards);
                 let number = in_shard(tenant, CUSTOMER_COUNTER, shard, seq)?;
-                let (store, tenant, name) =
-                    (self.store.clone(), tenant.to_owned(), name.to_owned());
+                note(CustomerId(number), true);
+                let (store, owned, name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
                 // Another caller (here or on another node) may have bound the name since:
                 // its number wins, and this one is never used.
-                blocking(move || store.bind_customer(&tenant, &name, number)).await?
+                let bound = blocking(move || store.bind_customer(&owned, &name, number)).await;
+                if bound.as_ref().is_ok_and(|&b| b != number) || bound.is_err() {
+                    note(CustomerId(number), false);
+                }
+                bound?
             }
         };
         lock(&self.cache).remember(tenant, name, number);
@@ -205,6 +223,14 @@ impl Numbers {
             cache.owners.insert(key, customer);
         }
         Ok(found.map(CustomerId))
+    }
+
+    /// Remembers that `conversation` is `customer`'s: its opening step is durable (the owner
+    /// row was in it), so calls naming it find the actor without a store read.
+    pub fn remember_owner(&self, tenant: &str, conversation: u64, customer: CustomerId) {
+        let mut cache = lock(&self.cache);
+        let key = (cache.tenant(tenant), conversation);
+        cache.owners.insert(key, customer.0);
     }
 
     /// The next number of the tenant's `counter`: from this node's block, or the first of a
@@ -558,6 +584,45 @@ mod tests {
         assert_eq!(a.customer_name("other", carol).await.unwrap(), None, "tenants apart");
         let (x, y) = (a.conversation("acme", carol).await, b.conversation("acme", carol).await);
         assert_ne!(x.unwrap(), y.unwrap());
+    }
+
+    /// A number the call binds is told to `note` before its binding is written; a name bound
+    /// before (cached or stored) notes nothing; a binding that loses to another node's is
+    /// withdrawn, and the other node's number is the answer. An opened conversation's owner,
+    /// once remembered, is answered without the store.
+    #[tokio::test]
+    async fn a_number_bound_by_the_call_is_noted_before_its_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Counting::open(dir.path());
+        let numbers = numbers(&store, SHARDS);
+        let notes = std::sync::Mutex::new(Vec::new());
+        let noting = |customer: CustomerId, new: bool| {
+            let bound = store.inner.customer_number("acme", "carol").unwrap();
+            notes.lock().unwrap().push((customer, new, bound));
+        };
+        let carol = numbers.customer_noting("acme", "carol", noting).await.unwrap();
+        assert_eq!(notes.lock().unwrap().as_slice(), [(carol, true, None)], "before its binding");
+        numbers.customer_noting("acme", "carol", noting).await.unwrap();
+        let other = Numbers::new(store.clone(), SHARDS);
+        assert_eq!(other.customer_noting("acme", "carol", noting).await.unwrap(), carol);
+        assert_eq!(notes.lock().unwrap().len(), 1, "bound before: nothing noted");
+
+        // Another node binds "dave" between this node's lookup and its binding.
+        let notes = std::sync::Mutex::new(Vec::new());
+        let racing = |customer: CustomerId, new: bool| {
+            if new {
+                store.inner.bind_customer("acme", "dave", 99).unwrap();
+            }
+            notes.lock().unwrap().push((customer, new));
+        };
+        let dave = numbers.customer_noting("acme", "dave", racing).await.unwrap();
+        assert_eq!(dave, CustomerId(99), "the earlier binding wins");
+        let noted = notes.lock().unwrap().clone();
+        assert_eq!(noted.len(), 2, "{noted:?}");
+        assert_eq!((noted[0].1, noted[1]), (true, (noted[0].0, false)), "noted, then withdrawn");
+
+        numbers.remember_owner("acme", 77, carol);
+        assert_eq!(numbers.owner("acme", 77).await.unwrap(), Some(carol), "no owner row needed");
     }
 
     /// Past the last sequence a number can carry: RESOURCE_EXHAUSTED, never a wrap. A

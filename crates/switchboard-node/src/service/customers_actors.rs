@@ -45,7 +45,7 @@ impl OnActors<'_> {
         {
             self.mesh.refresh_stored().await?;
         }
-        let customer = self.meshes.numbers().customer(tenant, &id).await?;
+        let customer = self.number(&id).await?;
         let op = ConversationOp::PutCustomer(Box::new(r.clone()));
         self.customer_call(customer, id, op, &r.request_id).await
     }
@@ -59,7 +59,7 @@ impl OnActors<'_> {
     ) -> Result<pb::Customer> {
         let by = self.acting(&r.agent).await?;
         let id = names::child_in("customer", &r.customer, "customers", self.tenant())?;
-        let customer = self.meshes.numbers().customer(self.tenant(), &id).await?;
+        let customer = self.number(&id).await?;
         let op = ConversationOp::UpdateProfile { by, request: Box::new(r.clone()) };
         self.customer_call(customer, id, op, &r.request_id).await
     }

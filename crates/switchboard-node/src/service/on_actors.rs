@@ -104,7 +104,7 @@ impl OnActors<'_> {
         if r.nickname.len() > 256 {
             return Err(Error::field("nickname", "longer than 256 bytes"));
         }
-        let customer = self.meshes.numbers().customer(tenant, &id).await?;
+        let customer = self.number(&id).await?;
         let msg = CustomerMessage {
             customer,
             channel,
@@ -126,9 +126,17 @@ impl OnActors<'_> {
         let tenant = self.tenant();
         let id = names::child_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
-        let customer = self.meshes.numbers().customer(tenant, &id).await?;
+        let customer = self.number(&id).await?;
         let op = ConversationOp::OpenService { channel, new_conversation: NO_NUMBER };
         self.post(customer, &id, op, &r.request_id).await
+    }
+
+    /// The number of the customer named `id`, bound on first use. One bound by this call is
+    /// noted new in the mesh, so the first activation of its actor here reads nothing.
+    pub(super) async fn number(&self, id: &str) -> Result<CustomerId> {
+        let mesh = &self.mesh;
+        let note = |customer, new| mesh.note_new_customer(customer, id, new);
+        self.meshes.numbers().customer_noting(self.tenant(), id, note).await
     }
 
     /// A call that may open a conversation, answered with `PostMessageResponse`. It goes
@@ -172,7 +180,15 @@ impl OnActors<'_> {
                 }
             }
         };
-        pb::PostMessageResponse::decode(body.as_slice()).map_err(undecodable)
+        let response = pb::PostMessageResponse::decode(body.as_slice()).map_err(undecodable)?;
+        if let Some(opened) = response.conversation.as_ref().filter(|_| response.opened)
+            && let Ok(n) = self.conversation_number("conversation", &opened.name)
+        {
+            // Its opening step is durable (the answer waits for it): the agent's calls on it
+            // find its actor without reading the owner row.
+            self.meshes.numbers().remember_owner(self.tenant(), n, customer);
+        }
+        Ok(response)
     }
 
     /// RequestHuman, CloseConversation: as `apply::channel`'s, on the conversation's actor.
