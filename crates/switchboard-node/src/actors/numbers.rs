@@ -7,7 +7,9 @@
 //! name ([`placement::customer_shard`], with the node's shard count), a conversation's its
 //! customer's. A customer's name is bound to its number in the store on first use
 //! ([`Store::bind_customer`]: the earlier binding wins, on any node), and both directions
-//! are cached in a bounded cache ([`CACHE_ENTRIES`]).
+//! are cached in a bounded cache ([`CACHE_ENTRIES`]). A name the cache misses takes a number
+//! first and then looks itself up and binds in one trip to the blocking pool; a name found
+//! bound leaves that number unused.
 //!
 //! Concurrency: each (tenant, counter) has its own async lock around its block; a caller
 //! that finds the block empty fetches the next one on the blocking pool while holding that
@@ -141,27 +143,35 @@ impl Numbers {
                 return Ok(CustomerId(number));
             }
         }
-        let stored = {
-            let (store, tenant, name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
-            blocking(move || store.customer_number(&tenant, &name)).await?
+        // A number is taken before the lookup, so that the lookup and the binding are one
+        // trip to the blocking pool; a name found bound leaves it unused (numbers may skip,
+        // none repeats).
+        let shard = placement::customer_shard(tenant, name, self.shards);
+        let candidate = match self.next(tenant, CUSTOMER_COUNTER).await {
+            Ok(seq) => in_shard(tenant, CUSTOMER_COUNTER, shard, seq),
+            Err(e) => Err(e),
         };
-        let number = match stored {
-            Some(number) => number,
-            None => {
-                let seq = self.next(tenant, CUSTOMER_COUNTER).await?;
-                let shard = placement::customer_shard(tenant, name, self.shards);
-                let number = in_shard(tenant, CUSTOMER_COUNTER, shard, seq)?;
-                note(CustomerId(number), true);
-                let (store, owned, name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
-                // Another caller (here or on another node) may have bound the name since:
-                // its number wins, and this one is never used.
-                let bound = blocking(move || store.bind_customer(&owned, &name, number)).await;
-                if bound.as_ref().is_ok_and(|&b| b != number) || bound.is_err() {
-                    note(CustomerId(number), false);
-                }
-                bound?
-            }
+        let (store, owned, bound_name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
+        let Ok(candidate) = candidate else {
+            // No number left to give (or none to be had now): a name bound before still
+            // has its own.
+            let found = blocking(move || store.customer_number(&owned, &bound_name)).await?;
+            let number = found.map_or(candidate, Ok)?;
+            lock(&self.cache).remember(tenant, name, number);
+            return Ok(CustomerId(number));
         };
+        note(CustomerId(candidate), true);
+        // Another caller (here or on another node) may have bound the name since the lookup:
+        // its number wins, and the candidate is never used.
+        let bound = blocking(move || match store.customer_number(&owned, &bound_name)? {
+            Some(number) => Ok(number),
+            None => store.bind_customer(&owned, &bound_name, candidate),
+        })
+        .await;
+        if !bound.as_ref().is_ok_and(|&number| number == candidate) {
+            note(CustomerId(candidate), false);
+        }
+        let number = bound?;
         lock(&self.cache).remember(tenant, name, number);
         Ok(CustomerId(number))
     }
@@ -578,7 +588,8 @@ mod tests {
         assert_eq!(b.customer("acme", "carol").await.unwrap(), carol);
         assert_eq!(b.customer_name("acme", carol).await.unwrap().as_deref(), Some("carol"));
         let dave = b.customer("acme", "dave").await.unwrap();
-        assert_eq!(dave.0 & MAX_SEQUENCE, BLOCK + 1, "b's own block");
+        // b took a number before finding carol bound: it skips, unused.
+        assert_eq!(dave.0 & MAX_SEQUENCE, BLOCK + 2, "b's own block");
         assert_eq!(a.customer_name("acme", dave).await.unwrap().as_deref(), Some("dave"));
         assert_eq!(a.customer_name("acme", CustomerId(carol.0 + 1)).await.unwrap(), None);
         assert_eq!(a.customer_name("other", carol).await.unwrap(), None, "tenants apart");
@@ -586,8 +597,8 @@ mod tests {
         assert_ne!(x.unwrap(), y.unwrap());
     }
 
-    /// A number the call binds is told to `note` before its binding is written; a name bound
-    /// before (cached or stored) notes nothing; a binding that loses to another node's is
+    /// A number the call binds is told to `note` before its binding is written; a cached name
+    /// notes nothing, one found bound in the store withdraws the number it took; a binding that loses to another node's is
     /// withdrawn, and the other node's number is the answer. An opened conversation's owner,
     /// once remembered, is answered without the store.
     #[tokio::test]
@@ -603,9 +614,14 @@ mod tests {
         let carol = numbers.customer_noting("acme", "carol", noting).await.unwrap();
         assert_eq!(notes.lock().unwrap().as_slice(), [(carol, true, None)], "before its binding");
         numbers.customer_noting("acme", "carol", noting).await.unwrap();
+        assert_eq!(notes.lock().unwrap().len(), 1, "cached: nothing noted");
         let other = Numbers::new(store.clone(), SHARDS);
         assert_eq!(other.customer_noting("acme", "carol", noting).await.unwrap(), carol);
-        assert_eq!(notes.lock().unwrap().len(), 1, "bound before: nothing noted");
+        let noted = notes.lock().unwrap().clone();
+        let [_, (taken, true, _), (withdrawn, false, _)] = noted.as_slice() else {
+            panic!("bound before: the number taken is withdrawn, {noted:?}");
+        };
+        assert_eq!(taken, withdrawn);
 
         // Another node binds "dave" between this node's lookup and its binding.
         let notes = std::sync::Mutex::new(Vec::new());
@@ -639,6 +655,13 @@ mod tests {
         assert!(error.to_string().contains("conversation"), "{error}");
         let error = numbers.conversation("acme", CustomerId(7)).await.unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
+        // Out of customer numbers: a name bound before still has its own (on a node that
+        // has not cached it), a new one is refused.
+        store.inner.reserve("acme", CUSTOMER_COUNTER, MAX_SEQUENCE).unwrap();
+        let other = Numbers::new(store.clone(), SHARDS);
+        assert_eq!(other.customer("acme", "carol").await.unwrap(), carol);
+        let error = other.customer("acme", "dave").await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error}");
     }
 
     /// `Meshes` are built as before and hold the node's `Numbers`, with its shard count.

@@ -12,8 +12,8 @@ use std::sync::{PoisonError, RwLock, Weak};
 use ractor::ActorRef;
 use rustc_hash::FxHashMap;
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
-    ToDesk, ToRouter,
+    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
+    ToRouter,
 };
 
 use super::agent::AgentMsg;
@@ -77,14 +77,12 @@ impl InProcess {
         ticket: Option<Ticket>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
-        let wake = wakes(&mesh, Which::Router, &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = RouterMsg::Deliver(envelope, ticket);
-        cast_or_activate(
-            mesh.live_router(),
-            msg,
-            wake,
-            move || async move { mesh.router_ref().await },
-        );
+        let live = mesh.live_router();
+        cast_or_activate(mesh, Which::Router, live, msg, message, |mesh| async move {
+            mesh.router_ref().await
+        });
     }
 
     /// To the tenant's router actor from an agent actor, with its ticket as above.
@@ -95,14 +93,12 @@ impl InProcess {
         ticket: Option<Ticket>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
-        let wake = wakes(&mesh, Which::Router, &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = RouterMsg::FromAgent(envelope, ticket);
-        cast_or_activate(
-            mesh.live_router(),
-            msg,
-            wake,
-            move || async move { mesh.router_ref().await },
-        );
+        let live = mesh.live_router();
+        cast_or_activate(mesh, Which::Router, live, msg, message, |mesh| async move {
+            mesh.router_ref().await
+        });
     }
 
     /// To the conversation actor of `envelope.customer`, with its ticket as above.
@@ -114,15 +110,13 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
-        let wake = wakes(&mesh, Which::Conversation(customer), &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = ConversationMsg::Deliver(envelope, ticket);
         let live = mesh.live_conversation(customer);
-        cast_or_activate(
-            live,
-            msg,
-            wake,
-            move || async move { mesh.conversation_ref(customer).await },
-        );
+        let which = Which::Conversation(customer);
+        cast_or_activate(mesh, which, live, msg, message, move |mesh| async move {
+            mesh.conversation_ref(customer).await
+        });
     }
 
     /// To the agent actor of `envelope.agent`, with its ticket as above.
@@ -134,9 +128,10 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
-        let wake = wakes(&mesh, Which::Agent(agent), &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = AgentMsg::Deliver(envelope, ticket);
-        cast_or_activate(mesh.live_agent(agent), msg, wake, move || async move {
+        let live = mesh.live_agent(agent);
+        cast_or_activate(mesh, Which::Agent(agent), live, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -152,9 +147,10 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
-        let wake = wakes(&mesh, Which::Agent(agent), &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = AgentMsg::Desk(envelope, ticket);
-        cast_or_activate(mesh.live_agent(agent), msg, wake, move || async move {
+        let live = mesh.live_agent(agent);
+        cast_or_activate(mesh, Which::Agent(agent), live, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -169,39 +165,40 @@ impl InProcess {
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
-        let wake = wakes(&mesh, Which::Conversation(customer), &envelope.body);
+        let message = awaits_ack(&envelope.body);
         let msg = ConversationMsg::Desk(envelope, ticket);
         let live = mesh.live_conversation(customer);
-        cast_or_activate(
-            live,
-            msg,
-            wake,
-            move || async move { mesh.conversation_ref(customer).await },
-        );
+        let which = Which::Conversation(customer);
+        cast_or_activate(mesh, which, live, msg, message, move |mesh| async move {
+            mesh.conversation_ref(customer).await
+        });
     }
 }
 
-/// Whether an envelope with this body may activate the actor of `which`: a message always;
-/// an acknowledgement only to an actor being activated (what it acknowledges may be that
-/// incarnation's first sends). An actor with no incarnation either passivated with nothing
-/// unacknowledged or will be activated anyway (restarted by its supervisor, recovered by its
-/// shard's new owner, or by the next message), and every activation resends all that is
-/// unacknowledged at once, which the other side acknowledges again. So an acknowledgement
-/// to it is dropped: that saves an activation (a store read), and keeps a shard that moved
-/// from being woken, ahead of its new owner's recovery, by acknowledgements of copies its
-/// old owner resent before letting go.
-fn wakes<M>(mesh: &Mesh, which: Which, body: &Body<M>) -> bool {
-    awaits_ack(body) || mesh.activating(which)
-}
-
 /// Casts into the live actor's mailbox; if there is none, or it stopped meanwhile, the message
-/// goes to an activation on a task of its own (the next incarnation takes it) if `wake`, and
-/// is dropped if not ([`wakes`]). Lost if the activation fails: the sender resends what
-/// stays unacknowledged.
-fn cast_or_activate<M, F, Fut>(live: Option<ActorRef<M>>, msg: M, wake: bool, activate: F)
-where
+/// goes to an activation on a task of its own (the next incarnation takes it) if it may wake
+/// the actor of `which`, and is dropped if not. Lost if the activation fails: the sender
+/// resends what stays unacknowledged.
+///
+/// A message (`message`: the body awaits an acknowledgement) always may; an acknowledgement
+/// only to an actor being activated (what it acknowledges may be that incarnation's first
+/// sends). An actor with no incarnation either passivated with nothing unacknowledged or will
+/// be activated anyway (restarted by its supervisor, recovered by its shard's new owner, or
+/// by the next message), and every activation resends all that is unacknowledged at once,
+/// which the other side acknowledges again. So an acknowledgement to it is dropped: that
+/// saves an activation (a store read), and keeps a shard that moved from being woken, ahead
+/// of its new owner's recovery, by acknowledgements of copies its old owner resent before
+/// letting go. The directory is asked only when no live actor took the message.
+fn cast_or_activate<M, F, Fut>(
+    mesh: Mesh,
+    which: Which,
+    live: Option<ActorRef<M>>,
+    msg: M,
+    message: bool,
+    activate: F,
+) where
     M: ractor::Message,
-    F: FnOnce() -> Fut + Send + 'static,
+    F: FnOnce(Mesh) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<ActorRef<M>>> + Send,
 {
     let msg = match live {
@@ -212,11 +209,11 @@ where
         },
         None => msg,
     };
-    if !wake {
+    if !message && !mesh.activating(which) {
         return;
     }
     tokio::spawn(async move {
-        if let Ok(actor) = activate().await {
+        if let Ok(actor) = activate(mesh).await {
             let _ = actor.cast(msg);
         }
     });
