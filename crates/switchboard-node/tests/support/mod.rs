@@ -216,7 +216,11 @@ where
     Fut: Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
+    // A check that never answers fails the wait too, naming it, instead of hanging the test.
+    while !tokio::time::timeout_at(deadline, check())
+        .await
+        .unwrap_or_else(|_| panic!("gave up waiting for (a check hung): {what}"))
+    {
         assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
