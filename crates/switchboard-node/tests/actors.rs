@@ -1256,6 +1256,9 @@ async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
     h.transport.cut_to_router.store(true, Ordering::SeqCst);
     let held = public(8, "r2");
     until("the second opening step is durable", stored("r2")).await;
+    // Its row is visible a moment before the actor's step goes on to hold the call: a read
+    // queued behind that step returns once the call is held.
+    mesh.conversation(CustomerId(8)).read(|_| ()).await.unwrap();
     mesh.kill_conversation(CustomerId(8)).await;
     let held = tokio::time::timeout(DEADLINE, held).await.expect("answered").unwrap();
     let stored = h.store.actor_response(TENANT, "r2").unwrap().unwrap();
