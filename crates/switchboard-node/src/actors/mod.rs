@@ -353,13 +353,11 @@ impl Mesh {
     /// the binding is written (kept with the fence of its key's shard, if this node owns it),
     /// not `new` if the binding lost (dropped).
     pub fn note_new_customer(&self, customer: CustomerId, name: &str, new: bool) {
+        // The ownership's lock is taken before this one, never under it.
+        let fence = self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer });
         let mut noted = self.0.new_customers.lock().unwrap_or_else(PoisonError::into_inner);
-        if !new {
+        let (true, Ok(fence)) = (new, fence) else {
             noted.remove(&customer);
-            return;
-        }
-        let Ok(fence) = self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })
-        else {
             return;
         };
         if noted.len() >= NEW_CUSTOMERS {

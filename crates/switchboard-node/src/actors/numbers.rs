@@ -147,10 +147,8 @@ impl Numbers {
         // trip to the blocking pool; a name found bound leaves it unused (numbers may skip,
         // none repeats).
         let shard = placement::customer_shard(tenant, name, self.shards);
-        let candidate = match self.next(tenant, CUSTOMER_COUNTER).await {
-            Ok(seq) => in_shard(tenant, CUSTOMER_COUNTER, shard, seq),
-            Err(e) => Err(e),
-        };
+        let candidate = (self.next(tenant, CUSTOMER_COUNTER).await)
+            .and_then(|seq| in_shard(tenant, CUSTOMER_COUNTER, shard, seq));
         let (store, owned, bound_name) = (self.store.clone(), tenant.to_owned(), name.to_owned());
         let Ok(candidate) = candidate else {
             // No number left to give (or none to be had now): a name bound before still
@@ -598,9 +596,9 @@ mod tests {
     }
 
     /// A number the call binds is told to `note` before its binding is written; a cached name
-    /// notes nothing, one found bound in the store withdraws the number it took; a binding that loses to another node's is
-    /// withdrawn, and the other node's number is the answer. An opened conversation's owner,
-    /// once remembered, is answered without the store.
+    /// notes nothing, one found bound in the store withdraws the number it took; a binding
+    /// that loses to another node's is withdrawn, and the other node's number is the answer.
+    /// An opened conversation's owner, once remembered, is answered without the store.
     #[tokio::test]
     async fn a_number_bound_by_the_call_is_noted_before_its_binding() {
         let dir = tempfile::tempdir().unwrap();
