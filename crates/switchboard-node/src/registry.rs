@@ -37,6 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::actors::{answer_or_stop, ask};
 use crate::apply;
 use crate::archive;
 use crate::cluster::Ownership;
@@ -428,7 +429,7 @@ impl Registry {
         // Commands waiting in (or being handled by) tenant mailboxes.
         let depth = metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "kind" => "tenant");
         depth.increment(1.0);
-        let call = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None);
+        let call = ask(&actor, |reply| TenantMsg::Command { op, request_id, reply }, None);
         let result = tokio::time::timeout_at(deadline, call).await;
         depth.decrement(1.0);
         let result = result
@@ -501,7 +502,7 @@ impl Registry {
             .map_err(|e| Status::internal(e.to_string()))?;
         let request_id = req.request_id.clone();
         let op = Op::CreateTenant(req);
-        let result = actor.call(|reply| TenantMsg::Command { op, request_id, reply }, None).await;
+        let result = ask(&actor, |reply| TenantMsg::Command { op, request_id, reply }, None).await;
         let result = match result {
             Ok(ractor::rpc::CallResult::Success(Ok(r))) => {
                 info!(tenant = %id, "tenant created");
@@ -568,9 +569,9 @@ impl Registry {
                 let _ = tx.send(f(state));
             })))
             .map_err(|_| Status::unavailable(format!("tenant {tenant} is restarting")))?;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(_)) => Err(Status::unavailable(format!("tenant {tenant} is restarting"))),
+        match tokio::time::timeout_at(deadline, answer_or_stop(actor.get_cell(), rx)).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(Status::unavailable(format!("tenant {tenant} is restarting"))),
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "tenant {tenant} did not answer within {} s; retry with backoff",
                 self.inner.options.call_timeout.as_secs_f64()
@@ -860,7 +861,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn snapshot_and_stop(name: &str, actor: ActorRef<TenantMsg>) {
-    match actor.call(TenantMsg::Snapshot, Some(std::time::Duration::from_secs(30))).await {
+    match ask(&actor, TenantMsg::Snapshot, Some(std::time::Duration::from_secs(30))).await {
         Ok(ractor::rpc::CallResult::Success(())) => {}
         other => warn!(tenant = %name, result = ?other.map(|_| ()), "no snapshot on stopping"),
     }

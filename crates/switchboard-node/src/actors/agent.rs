@@ -700,7 +700,7 @@ impl AgentHandle {
         let (tx, rx) = oneshot::channel();
         let gone = || Error::Unavailable("the agent actor stopped; retry".into());
         actor.cast(AgentMsg::Decision(command, tx)).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        super::answer_or_stop(actor.get_cell(), rx).await.ok_or_else(gone)?
     }
 
     /// Reads the side's current state (activating the actor if needed).

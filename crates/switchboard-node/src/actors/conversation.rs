@@ -28,6 +28,7 @@
 
 use std::sync::Arc;
 
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::mesh::{
     Body, ConversationSide, DeskEnvelope, Envelope, FromDesk, ToConversation,
@@ -1393,13 +1394,16 @@ impl ConversationHandle {
         read: impl FnOnce(&ConversationSide, Option<&ConversationExtra>) -> T + Send + 'static,
     ) -> Result<T> {
         let actor = self.mesh.conversation_ref(self.customer).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let read: ReadTagged = Box::new(move |side, extra| {
-            let _ = tx.send(read(side, extra));
-        });
-        let gone = || Error::Unavailable("the actor stopped; retry".into());
-        actor.cast(ConversationMsg::ReadTagged(read)).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        let read = move |reply: RpcReplyPort<T>| {
+            let read: ReadTagged = Box::new(move |side, extra| {
+                let _ = reply.send(read(side, extra));
+            });
+            ConversationMsg::ReadTagged(read)
+        };
+        match super::ask(&actor, read, None).await {
+            Ok(CallResult::Success(answer)) => Ok(answer),
+            _ => Err(Error::Unavailable("the actor stopped; retry".into())),
+        }
     }
 
     /// Reads the side's current state (activating the actor if needed).

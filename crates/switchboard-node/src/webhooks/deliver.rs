@@ -295,10 +295,8 @@ async fn commit(
     dead: Vec<pb::WebhookDeadLetter>,
 ) -> bool {
     let op = Op::WebhookProgress(WebhookProgress { webhook: id.to_owned(), delivered, dead });
-    let call = context
-        .actor
-        .call(|reply| TenantMsg::Command { op, request_id: String::new(), reply }, None)
-        .await;
+    let command = |reply| TenantMsg::Command { op, request_id: String::new(), reply };
+    let call = crate::actors::ask(&context.actor, command, None).await;
     match call {
         Ok(ractor::rpc::CallResult::Success(Ok(_))) => true,
         Ok(ractor::rpc::CallResult::Success(Err(status))) => {
