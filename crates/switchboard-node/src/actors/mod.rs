@@ -783,15 +783,6 @@ impl Mesh {
         }
     }
 
-    /// Whether an actor of `which` is being activated here (spawned, not yet live).
-    pub(crate) fn activating(&self, which: Which) -> bool {
-        match which {
-            Which::Router => self.0.routers.activating(&()),
-            Which::Conversation(c) => self.0.conversations.activating(&c),
-            Which::Agent(a) => self.0.agents.activating(&a),
-        }
-    }
-
     /// Whether an actor of `which` is live, stopping or activating here.
     fn has(&self, which: Which) -> bool {
         match which {
@@ -810,20 +801,21 @@ impl Mesh {
         }
     }
 
-    /// The live router actor, if any (for a transport's fast path).
-    pub(crate) fn live_router(&self) -> Option<ActorRef<router::RouterMsg>> {
-        self.0.routers.running(&())
+    /// The router actor taking messages, or whether one is being activated (for a
+    /// transport: [`Found`]).
+    pub(crate) fn find_router(&self) -> Found<router::RouterMsg> {
+        self.0.routers.find(&())
     }
 
-    pub(crate) fn live_conversation(
+    pub(crate) fn find_conversation(
         &self,
         customer: CustomerId,
-    ) -> Option<ActorRef<conversation::ConversationMsg>> {
-        self.0.conversations.running(&customer)
+    ) -> Found<conversation::ConversationMsg> {
+        self.0.conversations.find(&customer)
     }
 
-    pub(crate) fn live_agent(&self, agent: AgentId) -> Option<ActorRef<agent::AgentMsg>> {
-        self.0.agents.running(&agent)
+    pub(crate) fn find_agent(&self, agent: AgentId) -> Found<agent::AgentMsg> {
+        self.0.agents.find(&agent)
     }
 
     pub(crate) fn forget_agent(&self, agent: AgentId, id: ractor::ActorId) {
@@ -1297,6 +1289,16 @@ struct Directory<K, M: ractor::Message> {
     started: AtomicU64,
 }
 
+/// What the directory holds for a key, as a transport needs it.
+pub(crate) enum Found<M: ractor::Message> {
+    /// An actor taking messages.
+    Live(ActorRef<M>),
+    /// An activation in progress (spawned, not yet live).
+    Starting,
+    /// Neither: no actor, or one that is stopping.
+    None,
+}
+
 enum Slot<M: ractor::Message> {
     /// The actor, and how its supervisor learns that a stop was asked for.
     Live(ActorRef<M>, Arc<Exit>),
@@ -1334,10 +1336,13 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn running(&self, key: &K) -> Option<ActorRef<M>> {
+    /// The key's actor taking messages, or whether one is being activated: one look under
+    /// one lock, so an activation that completes meanwhile is seen as one or the other.
+    fn find(&self, key: &K) -> Found<M> {
         match self.lock().get(key) {
-            Some(Slot::Live(actor, _)) if accepting(actor) => Some(actor.clone()),
-            _ => None,
+            Some(Slot::Live(actor, _)) if accepting(actor) => Found::Live(actor.clone()),
+            Some(Slot::Starting(_)) => Found::Starting,
+            _ => Found::None,
         }
     }
 
@@ -1366,11 +1371,6 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
             Some(Slot::Starting(_)) => true,
             None => false,
         }
-    }
-
-    /// Whether the key's actor is being activated (spawned, not yet live).
-    fn activating(&self, key: &K) -> bool {
-        matches!(self.lock().get(key), Some(Slot::Starting(_)))
     }
 
     fn live(&self) -> usize {
@@ -1590,5 +1590,37 @@ mod tests {
         join.await.unwrap();
         let refused = ask(&actor, |port| port, None).await;
         assert!(refused.is_err(), "a stopped actor takes nothing");
+    }
+
+    /// One look tells an actor taking messages from one being activated and from none (the
+    /// transport decides on it whether an acknowledgement may wake an actor).
+    #[tokio::test]
+    async fn the_directory_tells_a_starting_actor_from_a_live_one() {
+        let directory = Arc::new(Directory::<u32, RpcReplyPort<u32>>::default());
+        assert!(matches!(directory.find(&1), Found::None));
+        let (go, started) = tokio::sync::oneshot::channel::<()>();
+        let starting = tokio::spawn({
+            let directory = directory.clone();
+            async move {
+                let spawn = || async move {
+                    let _ = started.await;
+                    let keeper = Keeper { kept: Arc::default(), answer: true };
+                    let (actor, _) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
+                    Ok((actor, Arc::new(Exit::default())))
+                };
+                directory.get(1, spawn).await.unwrap()
+            }
+        });
+        while !matches!(directory.find(&1), Found::Starting) {
+            tokio::task::yield_now().await;
+        }
+        go.send(()).unwrap();
+        let actor = starting.await.unwrap();
+        assert!(matches!(directory.find(&1), Found::Live(ref a) if a.get_id() == actor.get_id()));
+        // It answers and stops: stopped, it takes nothing, and nothing starts.
+        let asked = ask(&actor, |port| port, None).await;
+        assert!(matches!(asked, Ok(CallResult::Success(7))));
+        actor.get_cell().wait(None).await.unwrap();
+        assert!(matches!(directory.find(&1), Found::None));
     }
 }

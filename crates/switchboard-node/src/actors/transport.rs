@@ -19,7 +19,7 @@ use switchboard_core::mesh::{
 use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
 use super::router::RouterMsg;
-use super::{Inner, Mesh, Ticket, Which, awaits_ack};
+use super::{Found, Inner, Mesh, Ticket, awaits_ack};
 use crate::error::Result;
 
 /// Carries envelopes to the actor that holds the other end of a link, activating it if
@@ -79,8 +79,7 @@ impl InProcess {
         let Some(mesh) = self.mesh(tenant) else { return };
         let message = awaits_ack(&envelope.body);
         let msg = RouterMsg::Deliver(envelope, ticket);
-        let live = mesh.live_router();
-        cast_or_activate(mesh, Which::Router, live, msg, message, |mesh| async move {
+        cast_or_activate(mesh, Mesh::find_router, msg, message, |mesh| async move {
             mesh.router_ref().await
         });
     }
@@ -95,8 +94,7 @@ impl InProcess {
         let Some(mesh) = self.mesh(tenant) else { return };
         let message = awaits_ack(&envelope.body);
         let msg = RouterMsg::FromAgent(envelope, ticket);
-        let live = mesh.live_router();
-        cast_or_activate(mesh, Which::Router, live, msg, message, |mesh| async move {
+        cast_or_activate(mesh, Mesh::find_router, msg, message, |mesh| async move {
             mesh.router_ref().await
         });
     }
@@ -112,9 +110,8 @@ impl InProcess {
         let customer = envelope.customer;
         let message = awaits_ack(&envelope.body);
         let msg = ConversationMsg::Deliver(envelope, ticket);
-        let live = mesh.live_conversation(customer);
-        let which = Which::Conversation(customer);
-        cast_or_activate(mesh, which, live, msg, message, move |mesh| async move {
+        let find = move |mesh: &Mesh| mesh.find_conversation(customer);
+        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.conversation_ref(customer).await
         });
     }
@@ -130,8 +127,8 @@ impl InProcess {
         let agent = envelope.agent;
         let message = awaits_ack(&envelope.body);
         let msg = AgentMsg::Deliver(envelope, ticket);
-        let live = mesh.live_agent(agent);
-        cast_or_activate(mesh, Which::Agent(agent), live, msg, message, move |mesh| async move {
+        let find = move |mesh: &Mesh| mesh.find_agent(agent);
+        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -149,8 +146,8 @@ impl InProcess {
         let agent = envelope.agent;
         let message = awaits_ack(&envelope.body);
         let msg = AgentMsg::Desk(envelope, ticket);
-        let live = mesh.live_agent(agent);
-        cast_or_activate(mesh, Which::Agent(agent), live, msg, message, move |mesh| async move {
+        let find = move |mesh: &Mesh| mesh.find_agent(agent);
+        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
         });
     }
@@ -167,9 +164,8 @@ impl InProcess {
         let customer = envelope.customer;
         let message = awaits_ack(&envelope.body);
         let msg = ConversationMsg::Desk(envelope, ticket);
-        let live = mesh.live_conversation(customer);
-        let which = Which::Conversation(customer);
-        cast_or_activate(mesh, which, live, msg, message, move |mesh| async move {
+        let find = move |mesh: &Mesh| mesh.find_conversation(customer);
+        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.conversation_ref(customer).await
         });
     }
@@ -177,8 +173,8 @@ impl InProcess {
 
 /// Casts into the live actor's mailbox; if there is none, or it stopped meanwhile, the message
 /// goes to an activation on a task of its own (the next incarnation takes it) if it may wake
-/// the actor of `which`, and is dropped if not. Lost if the activation fails: the sender
-/// resends what stays unacknowledged.
+/// the actor, and is dropped if not. Lost if the activation fails: the sender resends what
+/// stays unacknowledged.
 ///
 /// A message (`message`: the body awaits an acknowledgement) always may; an acknowledgement
 /// only to an actor being activated (what it acknowledges may be that incarnation's first
@@ -188,12 +184,17 @@ impl InProcess {
 /// which the other side acknowledges again. So an acknowledgement to it is dropped: that
 /// saves an activation (a store read), and keeps a shard that moved from being woken, ahead
 /// of its new owner's recovery, by acknowledgements of copies its old owner resent before
-/// letting go. The directory is asked only when no live actor took the message.
+/// letting go.
+///
+/// `find` looks at the directory once per decision: asking "live?" then "activating?" could
+/// see neither while an activation completed between the two, and drop the acknowledgement
+/// of that incarnation's first sends, which nothing resends before its resend timer (a
+/// recovery test stalled so, about 1 run in 200). A live actor that refuses the cast is
+/// stopping; it is looked up again, since its successor may be starting by then.
 fn cast_or_activate<M, F, Fut>(
     mesh: Mesh,
-    which: Which,
-    live: Option<ActorRef<M>>,
-    msg: M,
+    find: impl Fn(&Mesh) -> Found<M>,
+    mut msg: M,
     message: bool,
     activate: F,
 ) where
@@ -201,15 +202,22 @@ fn cast_or_activate<M, F, Fut>(
     F: FnOnce(Mesh) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<ActorRef<M>>> + Send,
 {
-    let msg = match live {
-        Some(actor) => match actor.cast(msg) {
-            Ok(()) => return,
-            Err(ractor::MessagingErr::SendErr(msg)) => msg,
-            Err(_) => return,
-        },
-        None => msg,
-    };
-    if !message && !mesh.activating(which) {
+    let mut starting = false;
+    for _ in 0..2 {
+        match find(&mesh) {
+            Found::Live(actor) => match actor.cast(msg) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(refused)) => msg = refused,
+                Err(_) => return,
+            },
+            Found::Starting => {
+                starting = true;
+                break;
+            }
+            Found::None => break,
+        }
+    }
+    if !message && !starting {
         return;
     }
     tokio::spawn(async move {

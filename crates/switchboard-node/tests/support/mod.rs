@@ -219,7 +219,7 @@ where
     // A check that never answers fails the wait too, naming it, instead of hanging the test.
     while !tokio::time::timeout_at(deadline, check())
         .await
-        .unwrap_or_else(|_| panic!("gave up waiting for (a check hung): {what}"))
+        .unwrap_or_else(|_| panic!("gave up waiting for (its last check still running): {what}"))
     {
         assert!(tokio::time::Instant::now() < deadline, "gave up waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
