@@ -1356,6 +1356,25 @@ async fn a_customer_numbered_here_activates_without_reading_the_store() {
     assert_eq!(conversation.call_public(unnumbered).await.unwrap(), Called::NumberWanted);
     conversation.call_public(call(9, 3, "r4")).await.unwrap();
     assert_eq!(lookups(), before, "nothing answered r4 before");
+
+    // A known customer (stored before; its incarnation vouches for nothing): a new id is
+    // looked up once, not again when the call comes back with a number; a retry after the
+    // answer is looked up, and answered from the store.
+    conversation.end(ConversationId(3), Actor::System).await.unwrap();
+    mesh.kill_conversation(CustomerId(9)).await;
+    let before = lookups();
+    let mut unnumbered = call(9, 0, "r5");
+    if let ConversationOp::CustomerMessage { msg, .. } = &mut unnumbered.op {
+        msg.new_conversation = NO_NUMBER;
+    }
+    assert_eq!(conversation.call_public(unnumbered).await.unwrap(), Called::NumberWanted);
+    assert_eq!(lookups(), before + 1, "a known customer's new request id is looked up");
+    let opened = conversation.call_public(call(9, 4, "r5")).await.unwrap();
+    assert_eq!(lookups(), before + 1, "and not again with its number");
+    assert!(matches!(opened, Called::Answered(_)), "{opened:?}");
+    let retried = conversation.call_public(call(9, 4, "r5")).await.unwrap();
+    assert_eq!(lookups(), before + 2, "a retry after the answer is looked up");
+    assert_eq!(retried, opened, "and answered as the first time");
 }
 
 // ----- timers ----------------------------------------------------------------------------------

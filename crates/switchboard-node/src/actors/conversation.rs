@@ -304,6 +304,12 @@ pub struct ConversationRun {
     /// The request ids of the calls this incarnation took, while it can vouch that no other
     /// response of its key is stored ([`ConversationRun::first_sight`]); `None`: it cannot.
     fresh: Option<rustc_hash::FxHashSet<String>>,
+    /// The request id of the last call, if it was answered [`Called::NumberWanted`] with no
+    /// response stored, having been looked up (or vouched for) first: the caller comes back
+    /// with a number and that id, which nothing can have answered meanwhile (every call
+    /// takes this slot, and only this incarnation writes its key's responses), so a known
+    /// customer's opening post is looked up once, not twice.
+    wanted: Option<String>,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -437,6 +443,7 @@ impl Actor for ConversationActor {
             // Nothing was ever stored for an unknown key: every step writes the actor's row,
             // which goes only at passivation, with the customer's record.
             fresh: (!known).then(Default::default),
+            wanted: None,
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -561,7 +568,8 @@ impl Actor for ConversationActor {
                 // A request id answered before (by any incarnation): the same answer, nothing
                 // applied. A failed lookup fails the call (retryable), never applies it. An id
                 // this incarnation can vouch was never answered skips the store.
-                if !call.request_id.is_empty() && !run.first_sight(&call.request_id) {
+                let wanted = run.wanted.take().is_some_and(|id| id == call.request_id);
+                if !call.request_id.is_empty() && !wanted && !run.first_sight(&call.request_id) {
                     match run.answered(&call.request_id).await {
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -589,6 +597,7 @@ impl Actor for ConversationActor {
                     // Kept live (no passivation here): the caller comes back with a number
                     // and the same request id, which nothing answered yet.
                     run.unsee(&call.request_id);
+                    run.wanted = (!call.request_id.is_empty()).then(|| call.request_id.clone());
                     let _ = reply.send(Ok(Called::NumberWanted));
                     run.arm(&myself);
                     return Ok(());
