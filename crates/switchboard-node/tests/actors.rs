@@ -1354,14 +1354,24 @@ async fn a_customer_numbered_here_activates_without_reading_the_store() {
     }
     let conversation = mesh.conversation(CustomerId(9));
     assert_eq!(conversation.call_public(unnumbered).await.unwrap(), Called::NumberWanted);
-    conversation.call_public(call(9, 3, "r4")).await.unwrap();
+    let answered = conversation.call_public(call(9, 3, "r4")).await.unwrap();
     assert_eq!(lookups(), before, "nothing answered r4 before");
+    // Its retry is looked up and answered as the first time, not applied again.
+    assert_eq!(conversation.call_public(call(9, 3, "r4")).await.unwrap(), answered);
+    assert_eq!(lookups(), before + 1, "a retry of r4 is looked up");
 
     // A known customer (stored before; its incarnation vouches for nothing): a new id is
     // looked up once, not again when the call comes back with a number; a retry after the
     // answer is looked up, and answered from the store.
     conversation.end(ConversationId(3), Actor::System).await.unwrap();
     mesh.kill_conversation(CustomerId(9)).await;
+    // Restarted, it resends the leave; once that is acknowledged it passivates. Only then do
+    // the calls below reach one incarnation (a late acknowledgement would passivate the one
+    // that answered `NumberWanted`, and its successor would look the id up again).
+    until("customer 9's actor passivates", || async {
+        h.store.actor(TENANT, CONVERSATION, "9").unwrap().is_none()
+    })
+    .await;
     let before = lookups();
     let mut unnumbered = call(9, 0, "r5");
     if let ConversationOp::CustomerMessage { msg, .. } = &mut unnumbered.op {

@@ -568,8 +568,10 @@ impl Actor for ConversationActor {
                 // A request id answered before (by any incarnation): the same answer, nothing
                 // applied. A failed lookup fails the call (retryable), never applies it. An id
                 // this incarnation can vouch was never answered skips the store.
+                // `first_sight` notes every id it is asked about (a retry of this call must
+                // not pass for a first sight), so it is asked even when the slot vouches.
                 let wanted = run.wanted.take().is_some_and(|id| id == call.request_id);
-                if !call.request_id.is_empty() && !wanted && !run.first_sight(&call.request_id) {
+                if !call.request_id.is_empty() && !run.first_sight(&call.request_id) && !wanted {
                     match run.answered(&call.request_id).await {
                         Err(e) => {
                             let _ = reply.send(Err(e));
