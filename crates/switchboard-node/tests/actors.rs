@@ -255,6 +255,67 @@ async fn a_new_node_on_the_same_store_carries_on_from_the_rows() {
     assert_eq!(archived_assignments(&h.store, 31), Some(1));
 }
 
+/// The router writes a checkpoint of its side now and then and, in between, each write's
+/// inputs as a log row of its own (not its whole side): a new node on the same store
+/// replays the log on the checkpoint and routes on from the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_log_replays_on_its_checkpoint_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness_in(dir, &[(AGENT, 2)], Duration::from_secs(3600));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    for u in 1..=6u64 {
+        mesh.conversation(CustomerId(u)).customer_message(message(u, 10 + u, "hi")).await.unwrap();
+    }
+    until("two are assigned, four wait", || async {
+        let mut assigned = 0;
+        for u in 1..=6u64 {
+            assigned += usize::from(open(mesh, u).await == Some((State::Assigned, Some(AGENT))));
+        }
+        assigned == 2
+    })
+    .await;
+    mesh.conversation(CustomerId(1)).end(ConversationId(11), Actor::Agent(AGENT)).await.unwrap();
+    until("the next one is assigned", || async {
+        open(mesh, 3).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    let state = |mesh: &Mesh| {
+        let router = mesh.router();
+        async move {
+            let read = router.read(|side| {
+                let applied: Vec<u64> =
+                    (11..=16).map(|c| side.applied(ConversationId(c))).collect();
+                (serde_json::to_value(side.router()).unwrap(), applied)
+            });
+            read.await.unwrap()
+        }
+    };
+    until("the router's links are settled", || async {
+        mesh.router().read(|side| side.retransmit().is_empty()).await.unwrap()
+    })
+    .await;
+    let before = state(mesh).await;
+    let log = h.store.list_actors(TENANT, ROUTER, "", 100).unwrap();
+    assert!(!log.is_empty(), "log rows follow the checkpoint");
+    let checkpoint = h.store.actor(TENANT, ROUTER, "").unwrap().unwrap().body.unwrap();
+    assert!(log.iter().all(|row| row.body.as_ref().unwrap().len() < checkpoint.len()));
+
+    // The node goes; another opens the same store.
+    h.mesh.stop_all().await;
+    let Harness { _dir: dir, store, transport, mesh, .. } = h;
+    drop((store, transport, mesh));
+    let h = harness_in(dir, &[(AGENT, 2)], Duration::from_secs(3600));
+    assert_eq!(state(&h.mesh).await, before);
+    // It routes on: the agent's next free place goes to the next in line.
+    h.mesh.recover().await.unwrap();
+    h.mesh.conversation(CustomerId(2)).end(ConversationId(12), Actor::Agent(AGENT)).await.unwrap();
+    until("the next one is assigned on the new node", || async {
+        open(&h.mesh, 4).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+}
+
 /// A conversation that left is a tombstone in the router's memory (so a late copy of its
 /// messages is recognised), stored as a row of its own with the router's next step, not in
 /// the router's row; a new node on the same store loads it with the router.

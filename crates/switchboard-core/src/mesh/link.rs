@@ -135,6 +135,16 @@ impl<M> Inbox<M> {
     pub fn applied_below(&self) -> u64 {
         self.next
     }
+
+    /// The newest sender incarnation seen.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// What arrived ahead of the next expected message, by sequence number (volatile).
+    pub fn held(&self) -> impl Iterator<Item = (u64, &M)> {
+        self.held.iter().map(|(seq, m)| (*seq, m))
+    }
 }
 
 /// Both halves of one conversation's link, as one end holds them.
@@ -148,6 +158,16 @@ pub struct Link<Out, In> {
 impl<Out, In> Default for Link<Out, In> {
     fn default() -> Self {
         Link { out: Outbox::default(), inbox: Inbox::default() }
+    }
+}
+
+impl<Out, In> Link<Out, In> {
+    /// Drops what a restart loses (what arrived early, the acknowledgement owed, what this
+    /// incarnation sent): the link as a decoded copy of it is.
+    pub fn forget_volatile(&mut self) {
+        self.out.sent = 0;
+        self.inbox.held = BTreeMap::new();
+        self.inbox.ack_due = false;
     }
 }
 

@@ -73,6 +73,7 @@
 pub mod agent;
 pub mod conversation;
 pub mod desk;
+pub mod journal;
 pub mod link;
 pub mod router;
 mod tombstones;
@@ -83,6 +84,7 @@ use serde::{Deserialize, Serialize};
 pub use self::agent::{AgentSide, DeskEvent};
 pub use self::conversation::ConversationSide;
 pub use self::desk::{DeskEnvelope, FromDesk, Holding, ToDesk};
+pub use self::journal::{RouterInput, RouterOp};
 pub use self::router::{RouterSide, Tombstone};
 use crate::conversation::Cause;
 use crate::engine::{Note, Target};

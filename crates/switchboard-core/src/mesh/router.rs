@@ -387,15 +387,82 @@ impl RouterSide {
 
     /// Fires the router's deadlines due at `now`, and forgets tombstones past their time.
     pub fn advance(&mut self, now: Timestamp) -> Vec<Effect> {
+        self.advance_with(now, true)
+    }
+
+    /// [`advance`](Self::advance); a replay ([`super::journal`]) keeps every tombstone: its
+    /// tombstones are the stored ones, whose `seen` may be older than the original's.
+    pub(super) fn advance_with(&mut self, now: Timestamp, expire: bool) -> Vec<Effect> {
         let mut rout = Vec::new();
         self.router.advance(now, &mut rout);
         let mut out = Vec::new();
         self.decide(rout, Op::new(now, Cause::Routed), &mut out);
         let linger = self.linger;
         self.conversations.retain(|_, c| !(c.left && c.seen + linger <= now));
-        let expired = &mut self.gone_expired;
-        self.gone.expire(now, linger, |id| expired.push(id));
+        if expire {
+            let expired = &mut self.gone_expired;
+            self.gone.expire(now, linger, |id| expired.push(id));
+        }
         out
+    }
+
+    /// Drops what a restart loses (each link's early arrivals, acknowledgements owed and
+    /// what was sent; acknowledgements owed on links it no longer holds): the side as a
+    /// decoded copy of it is, so that [`RouterSide::outgoing`] sends everything unacknowledged
+    /// again.
+    pub fn forget_volatile(&mut self) {
+        for c in self.conversations.values_mut() {
+            c.link.forget_volatile();
+        }
+        for link in self.agents.values_mut() {
+            link.forget_volatile();
+        }
+        self.stray.clear();
+    }
+
+    /// Puts a message that was held back on a conversation's link back there (its link is in
+    /// the checkpoint it follows; nothing is applied, nothing else changes).
+    pub(super) fn hold(&mut self, envelope: Envelope<ToRouter>) {
+        if let Some(c) = self.conversations.get_mut(&envelope.conversation) {
+            let ready = c.link.receive(envelope.epoch, envelope.body);
+            debug_assert!(ready.is_empty(), "a held message is ahead of its link");
+        }
+    }
+
+    /// [`RouterSide::hold`] on an agent's link.
+    pub(super) fn hold_agent(&mut self, envelope: AgentEnvelope<FromAgent>) {
+        if let Some(link) = self.agents.get_mut(&envelope.agent) {
+            let ready = link.receive(envelope.epoch, envelope.body);
+            debug_assert!(ready.is_empty(), "a held message is ahead of its link");
+        }
+    }
+
+    /// What arrived early on its links and waits there (volatile), as the envelopes that
+    /// brought it: a checkpoint of the side (which drops it) is followed by these, so a
+    /// replay from it holds them back as the original did.
+    pub fn held_back(&self) -> (Vec<Envelope<ToRouter>>, Vec<AgentEnvelope<FromAgent>>) {
+        let mut conversations = Vec::new();
+        for (id, c) in &self.conversations {
+            let epoch = c.link.inbox.epoch();
+            for (seq, message) in c.link.inbox.held() {
+                let body = Body::Message { seq, message: message.clone() };
+                conversations.push(Envelope {
+                    conversation: *id,
+                    customer: c.customer,
+                    epoch,
+                    body,
+                });
+            }
+        }
+        let mut agents = Vec::new();
+        for (agent, link) in &self.agents {
+            let epoch = link.inbox.epoch();
+            for (seq, message) in link.inbox.held() {
+                let body = Body::Message { seq, message: message.clone() };
+                agents.push(AgentEnvelope { agent: *agent, epoch, body });
+            }
+        }
+        (conversations, agents)
     }
 
     /// The tombstones to store since the last call (each a row of its own, by conversation),

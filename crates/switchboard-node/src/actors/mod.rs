@@ -103,6 +103,9 @@ pub const TOMBSTONE: &str = "tombstone";
 const VERSION: u8 = 2;
 /// The first layout: [`Body`] with fields by name.
 const NAMED: u8 = 1;
+/// [`VERSION`]'s layout for a router checkpoint that log rows follow (`router.rs`): a node of
+/// an earlier version, which would read the checkpoint without its log, refuses it instead.
+const JOURNALED: u8 = 3;
 
 /// The first wait before an actor that stopped abnormally is activated again; it doubles
 /// with every restart up to [`RESTART_MAX`].
@@ -1014,6 +1017,18 @@ pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
     encode_with(at, side, Beside::default())
 }
 
+/// Whether a row is a router checkpoint ([`JOURNALED`]).
+pub(crate) fn journaled(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&JOURNALED)
+}
+
+/// [`encode`] for a router checkpoint ([`JOURNALED`]).
+pub(crate) fn encode_journaled<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
+    let mut bytes = encode(at, side)?;
+    bytes[0] = JOURNALED;
+    Ok(bytes)
+}
+
 pub(crate) fn encode_with<S: Serialize>(
     at: Timestamp,
     side: &S,
@@ -1033,7 +1048,7 @@ pub(crate) fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S)
 
 pub(crate) fn decode_with<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Timestamp, S, Beside)> {
     match bytes.split_first() {
-        Some((&(VERSION | NAMED), rest)) => {
+        Some((&(VERSION | NAMED | JOURNALED), rest)) => {
             let body: Body<S> = rmp_serde::from_slice(rest)
                 .map_err(|e| Error::Internal(format!("actor state does not decode: {e}")))?;
             let Body { at_ms, side, transcript, customer, extra, profile } = body;

@@ -5,16 +5,15 @@
 //! do agent actors' commands when the mesh runs them (`MeshOptions::agent_actors`: the side
 //! is then built `with_agent_links()` and its decisions about agents go back on their links).
 //!
-//! Each step: the side changes state and queues decisions; the actor writes the side as its
-//! row (one upsert, in the store's group commit) with the step's events (`events` entries,
-//! `actors::effects`) and the tombstones that appeared or expired since the last step (rows
-//! of kind [`TOMBSTONE`], read back on activation: the row would otherwise grow with every
-//! conversation that left within `linger`), and awaits durability; then `outgoing()`
-//! goes to the transport and the caller is answered. Steps are batched: a message that
-//! changes the side schedules a `Flush` behind whatever is already in the mailbox, so every
-//! message that queued up while the previous write was in flight is applied before one
-//! write makes them all durable (the row is the whole side, so one write per message would
-//! cost O(live work) each). Until that flush nothing of them is heard: no envelope, no
+//! Each step: the side changes state and queues decisions; the actor logs the step's inputs
+//! and writes them as one row (or, now and then, a checkpoint of the whole side instead:
+//! [`Journal`]) with the step's events (`events` entries, `actors::effects`) and the
+//! tombstones that appeared or expired since the last step (rows of kind [`TOMBSTONE`], read
+//! back on activation: the checkpoint would otherwise grow with every conversation that left
+//! within `linger`), and awaits durability; then `outgoing()` goes to the transport and the
+//! caller is answered. Steps are batched: a message that changes the side schedules a
+//! `Flush` behind whatever is already in the mailbox, so every message that queued up while
+//! the previous write was in flight is applied before one write makes them all durable. Until that flush nothing of them is heard: no envelope, no
 //! answer, no read, no resend. A failed write stops the actor (its memory is ahead of the
 //! store); its supervisor (or the next message, if sooner) activates it from its row again,
 //! and every caller of the batch gets the error.
@@ -24,8 +23,9 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashSet;
 use switchboard_core::engine::Target;
+use switchboard_core::mesh::journal::after_checkpoint;
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter, Tombstone,
+    AgentEnvelope, Body, Envelope, FromAgent, RouterInput, RouterSide, ToRouter, Tombstone,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Effect, GroupId, Timestamp};
@@ -34,35 +34,12 @@ use tracing::warn;
 
 use super::effects::{MeshNames, Rows};
 use super::placement::ActorKey;
-use super::{Counted, Exit, Mesh, ROUTER, TOMBSTONE, Timers, decode, encode};
+use super::{Counted, Exit, Mesh, ROUTER, TOMBSTONE, Timers, decode, encode, encode_journaled};
 use crate::clock;
 use crate::error::{Error, Result};
 
-/// A router operation, as [`RouterHandle`] builds it.
-#[derive(Debug, Clone)]
-pub enum RouterOp {
-    SetStatus { agent: AgentId, status: AgentStatus, cause: StatusCause },
-    SetAgent { agent: AgentId, capacity: u32, groups: Vec<GroupId> },
-    Accept { agent: AgentId, conversation: ConversationId },
-    Decline { agent: AgentId, conversation: ConversationId },
-    Pick { agent: AgentId, conversation: ConversationId },
-    Transfer { conversation: ConversationId, target: Target, by: switchboard_core::Actor },
-}
-
-impl RouterOp {
-    /// The command's kind, as the tenant actor names its commands (`tenant::op_kind`), for
-    /// the refusals counter.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RouterOp::SetStatus { .. } => "set_status",
-            RouterOp::SetAgent { .. } => "put_agent",
-            RouterOp::Accept { .. } => "accept",
-            RouterOp::Decline { .. } => "decline",
-            RouterOp::Pick { .. } => "pick",
-            RouterOp::Transfer { .. } => "transfer",
-        }
-    }
-}
+/// A router operation, as [`RouterHandle`] builds it (the core's, so it can be logged).
+pub use switchboard_core::mesh::RouterOp;
 
 /// A public call on the router (issue 12's cut-over: transfers and the supervisor's
 /// commands): its operations, applied in order in one step (each succeeds or fails on its
@@ -156,6 +133,8 @@ pub struct RouterRun {
     failed: bool,
     /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
     batch: Option<Unflushed>,
+    /// The inputs since the last write, and what the log since the checkpoint holds.
+    journal: Journal,
     /// The mesh's configuration the side was last brought to (`RouterSide::reconfigure`);
     /// `None`: not yet in this incarnation. Before each message the actor compares it with
     /// the mesh's (one pointer comparison) and applies a newer one as a step of its own.
@@ -185,6 +164,38 @@ struct Unflushed {
     responses: Vec<Response>,
 }
 
+/// The router's rows: a checkpoint of the side (key `""`) and, after it, one log row per
+/// write holding that write's inputs (key: its sequence number, 20 digits, so keys sort as
+/// numbers). A write logs its inputs unless the log since the checkpoint would outweigh the
+/// checkpoint (so the rows hold at most about twice the side), the configuration changed (a
+/// replay has only the newest), or it is an incarnation's first: then it writes a checkpoint
+/// and deletes the log rows before it, in the same batch. Activation replays the log on the
+/// checkpoint (`switchboard_core::mesh::journal`).
+#[derive(Default)]
+struct Journal {
+    /// Inputs applied since the last write, in order.
+    pending: Vec<RouterInput>,
+    /// Sequence numbers of the log rows since the checkpoint.
+    rows: Vec<u64>,
+    /// The next log row's sequence number.
+    next: u64,
+    /// Bytes of those log rows, and of the checkpoint.
+    logged: usize,
+    checkpoint: usize,
+    /// The next write is a checkpoint.
+    due: bool,
+}
+
+impl Journal {
+    fn log(&mut self, input: RouterInput) {
+        self.pending.push(input);
+    }
+
+    fn key(seq: u64) -> String {
+        format!("{seq:020}")
+    }
+}
+
 impl Drop for RouterRun {
     fn drop(&mut self) {
         self.sampler.abort();
@@ -211,6 +222,23 @@ async fn tombstones(mesh: &Mesh) -> Result<Vec<(ConversationId, Tombstone)>> {
     Ok(all)
 }
 
+/// The router's log rows after its checkpoint, in order: sequence number, epoch, body.
+async fn log_rows(mesh: &Mesh) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (store, tenant, from) = (mesh.inner().store.clone(), mesh.tenant().to_owned(), after);
+        let page = super::blocking(move || store.list_actors(&tenant, ROUTER, &from, 256)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.key.clone();
+        for row in page {
+            let (Ok(seq), Some(body)) = (row.key.parse::<u64>(), row.body) else { continue };
+            all.push((seq, row.epoch, body));
+        }
+    }
+    Ok(all)
+}
+
 impl Actor for RouterActor {
     type Msg = RouterMsg;
     type State = RouterRun;
@@ -225,21 +253,63 @@ impl Actor for RouterActor {
         // It runs only where the tenant's shard is owned, under that shard's fence.
         let fence = mesh.fence_of(ActorKey::Router { tenant: mesh.tenant() })?;
         let inner = mesh.inner();
-        let (at, mut side, stored) = match mesh.load(ROUTER, String::new()).await? {
-            Some(ActorState { epoch, body: Some(body), .. }) => {
-                let (at, side) = decode::<RouterSide>(&body)?;
-                (at, side, epoch)
-            }
-            _ => (Timestamp(0), RouterSide::new(inner.router.clone(), inner.options.linger), 0),
-        };
+        // The log first, then the checkpoint: a checkpoint that lands between the two reads
+        // (its writer stopped with it queued) deleted rows read here, which it covers.
+        let logged = log_rows(&mesh).await?;
+        let (at, covers, mut side, stored, checkpoint) =
+            match mesh.load(ROUTER, String::new()).await? {
+                Some(ActorState { epoch, body: Some(body), .. }) if super::journaled(&body) => {
+                    let (at, (covers, side)) = decode::<(u64, RouterSide)>(&body)?;
+                    (at, covers, side, epoch, body.len())
+                }
+                Some(ActorState { epoch, body: Some(body), .. }) => {
+                    let (at, side) = decode::<RouterSide>(&body)?;
+                    (at, 0, side, epoch, body.len())
+                }
+                _ => {
+                    let side = RouterSide::new(inner.router.clone(), inner.options.linger);
+                    (Timestamp(0), 0, side, 0, 0)
+                }
+            };
         // Agent actors run: decisions about agents go on their links too (kept in the row).
         if inner.options.agent_actors {
             side = side.with_agent_links();
         }
         side.restore_tombstones(tombstones(&mesh).await?);
-        let epoch = stored + 1;
+        let mut journal = Journal { checkpoint, due: true, next: covers, ..Journal::default() };
+        let (mut at, mut newest) = (at, stored);
+        let zone = mesh.config().settings.time_zone.clone();
+        let mut replayed = false;
+        for (seq, epoch, body) in logged {
+            // Deleted with the next checkpoint, like every row after this one.
+            journal.rows.push(seq);
+            journal.next = journal.next.max(seq + 1);
+            // Below `covers`: the checkpoint holds it. Older than the checkpoint's
+            // incarnation: it landed after the checkpoint (its writer stopped with it
+            // queued) and was never heard of, so the replay skips it too.
+            if seq < covers || epoch < stored {
+                continue;
+            }
+            let (_, inputs) = decode::<Vec<RouterInput>>(&body)?;
+            for input in inputs {
+                let day = |at| crate::calendar::day(&zone, at);
+                at = at.max(side.replay(input, day).unwrap_or(at));
+            }
+            newest = newest.max(epoch);
+            journal.logged += body.len();
+            replayed = true;
+        }
+        if replayed {
+            // What the replay put away or expired was stored (or deleted) with the original.
+            let _ = side.take_tombstones();
+            let _ = side.take_decisions();
+        }
+        // As a decoded side is: what the crash lost is lost to the replay too.
+        side.forget_volatile();
+        let epoch = newest + 1;
         let now = clock::now().max(at);
         side.restart(epoch, now);
+        journal.log(RouterInput::Restart { epoch, at: now });
         let every = mesh.inner().options.retransmit;
         let input = |source: &'static str| {
             let tenant = mesh.tenant().to_owned();
@@ -262,6 +332,7 @@ impl Actor for RouterActor {
             drained: false,
             failed: false,
             batch: None,
+            journal,
             // A mesh loaded from the store (version above 0) has the tenant's whole
             // configuration, which may be newer than this row: the first message applies it.
             // One built by hand (tests) is taken as the router's own.
@@ -338,6 +409,7 @@ impl Actor for RouterActor {
                 // restart the receiver drops the resent copies as duplicates).
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let from = envelope.conversation;
+                run.journal.log(RouterInput::Deliver { at: now, envelope: envelope.clone() });
                 let started = tokio::time::Instant::now();
                 let effects = run.side.receive(now, envelope);
                 crate::metrics::mesh_decided(started.elapsed(), run.side.take_decisions());
@@ -352,6 +424,7 @@ impl Actor for RouterActor {
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let from = envelope.agent;
+                run.journal.log(RouterInput::FromAgent { at: now, envelope: envelope.clone() });
                 let started = tokio::time::Instant::now();
                 let effects = run.side.receive_agent(now, envelope);
                 crate::metrics::mesh_decided(started.elapsed(), run.side.take_decisions());
@@ -398,6 +471,7 @@ impl Actor for RouterActor {
                 }
                 let now = run.now();
                 if run.side.next_deadline().is_some_and(|at| at <= now) {
+                    run.journal.log(RouterInput::Advance { at: now });
                     let effects = run.side.advance(now);
                     run.step(&myself, effects, None).await?;
                     if run.failed {
@@ -443,20 +517,10 @@ impl RouterRun {
     /// the tenant actor's command kinds).
     fn apply(&mut self, now: Timestamp, op: RouterOp) -> switchboard_core::Result<Vec<Effect>> {
         let kind = op.kind();
-        let side = &mut self.side;
-        let applied = match op {
-            RouterOp::SetStatus { agent, status, cause } => {
-                side.set_status(now, agent, status, cause)
-            }
-            RouterOp::SetAgent { agent, capacity, groups } => {
-                side.set_agent(now, agent, capacity, groups)
-            }
-            RouterOp::Accept { agent, conversation } => side.accept(now, agent, conversation),
-            RouterOp::Decline { agent, conversation } => side.decline(now, agent, conversation),
-            RouterOp::Pick { agent, conversation } => side.pick(now, agent, conversation),
-            RouterOp::Transfer { conversation, target, by } => {
-                // Who moved it where, for the reassignments counter (as the tenant actor
-                // labels its Transfer and ReassignBatch commands).
+        // Who moved it where, for the reassignments counter (as the tenant actor labels its
+        // Transfer and ReassignBatch commands), once it succeeds.
+        let moved = match &op {
+            RouterOp::Transfer { target, by, .. } => {
                 let reason = match by {
                     switchboard_core::Actor::Agent(_) => "agent_transfer",
                     switchboard_core::Actor::Supervisor(_) => "supervisor",
@@ -466,10 +530,15 @@ impl RouterRun {
                     Target::Agent(_) => "agent",
                     Target::Group { .. } => "group",
                 };
-                let moved = side.transfer(now, conversation, target, by);
-                moved.inspect(|_| self.moved.push((to, reason)))
+                Some((to, reason))
             }
+            _ => None,
         };
+        self.journal.log(RouterInput::Op { at: now, op: op.clone() });
+        let applied = self.side.apply_op(now, op);
+        if let (Ok(_), Some(moved)) = (&applied, moved) {
+            self.moved.push(moved);
+        }
         if let Err(e) = &applied {
             crate::metrics::refused(self.mesh.tenant(), kind, &e.clone().into());
         }
@@ -566,6 +635,8 @@ impl RouterRun {
         }
         self.applied = Some(config.clone());
         let now = self.now();
+        // A replay would have only the newest configuration: the next write is a checkpoint.
+        self.journal.due = true;
         let effects = self.side.reconfigure(now, config.cfg());
         self.step(myself, effects, None).await
     }
@@ -664,18 +735,12 @@ impl RouterRun {
     /// (`actors::effects`); then those entries go to the node's hub.
     async fn commit(&mut self, rows: Rows, responses: Vec<Response>) -> Result<()> {
         self.mesh.holds(self.fence)?;
+        let mut actors = self.journal_rows()?;
         let inner = self.mesh.inner();
-        let row = ActorState {
-            kind: ROUTER.into(),
-            key: String::new(),
-            epoch: self.epoch,
-            body: Some(encode(self.last_now, &self.side)?),
-        };
         // Tombstones are rows of their own (the side's row would grow with every
         // conversation that left within `linger`): new ones stored, expired ones deleted.
         let (fresh, expired) = self.side.take_tombstones();
-        let mut actors = Vec::with_capacity(1 + fresh.len() + expired.len());
-        actors.push(row);
+        actors.reserve(fresh.len() + expired.len());
         for (id, tombstone) in fresh {
             let body = Some(encode(self.last_now, &tombstone)?);
             actors.push(ActorState {
@@ -706,9 +771,57 @@ impl RouterRun {
         Ok(())
     }
 
+    /// The router's rows for this write: its inputs as a log row, or a checkpoint of the side
+    /// that replaces the log (see [`Journal`]). The journal is updated as if the write
+    /// succeeds (a failed one stops the actor).
+    fn journal_rows(&mut self) -> Result<Vec<ActorState>> {
+        let (at, epoch) = (self.last_now, self.epoch);
+        let j = &mut self.journal;
+        let row = |key: String, body: Option<Vec<u8>>| ActorState {
+            kind: ROUTER.into(),
+            key,
+            epoch,
+            body,
+        };
+        let inputs = std::mem::take(&mut j.pending);
+        if !j.due {
+            if inputs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let body = encode(at, &inputs)?;
+            if j.logged + body.len() < j.checkpoint {
+                let seq = j.next;
+                j.next += 1;
+                j.rows.push(seq);
+                j.logged += body.len();
+                return Ok(vec![row(Journal::key(seq), Some(body))]);
+            }
+        }
+        // The rows from `next` on follow it (the held-back ones first).
+        let body = encode_journaled(at, &(j.next, &self.side))?;
+        j.due = false;
+        j.checkpoint = body.len();
+        j.logged = 0;
+        let mut rows = vec![row(String::new(), Some(body))];
+        rows.extend(j.rows.drain(..).map(|seq| row(Journal::key(seq), None)));
+        // What waits held back on its links is not in the checkpoint: it follows it.
+        let held = after_checkpoint(&self.side);
+        if !held.is_empty() {
+            let body = encode(at, &held)?;
+            let seq = j.next;
+            j.next += 1;
+            j.rows.push(seq);
+            j.logged = body.len();
+            rows.push(row(Journal::key(seq), Some(body)));
+        }
+        Ok(rows)
+    }
+
     /// Puts what is durable on the network; the links a message went on owe an
     /// acknowledgement, and it is resent until they acknowledge.
     fn send(&mut self) {
+        // `outgoing()` changes the side (a settled link that left becomes a tombstone).
+        self.journal.log(RouterInput::Sent);
         let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
         for envelope in self.side.outgoing() {
             if super::awaits_ack(&envelope.body) {
