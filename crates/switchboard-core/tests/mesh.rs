@@ -65,6 +65,7 @@ fn the_protocol_keeps_every_invariant_under_faults() {
     if seeds.len() > 1 {
         // The run exercised what it claims to.
         assert!(total.crashes > 0 && total.duplicated > 0 && total.lost > 0 && total.assigned > 0);
+        assert!(total.replays > 0, "a router crash replayed its journal: {total:?}");
         assert!(total.desk_shown > 0 && total.desk_shown < total.desk_sent, "{total:?}");
         assert!(total.agent_done > 0 && total.agent_refused > 0, "both answers: {total:?}");
         assert_eq!(total.desk_kinds, 0b1111, "every kind of conversation note reached a desk");

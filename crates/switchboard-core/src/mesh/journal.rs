@@ -12,13 +12,20 @@
 //! - after a checkpoint, what was held back on its links then ([`RouterSide::held_back`]),
 //!   which the checkpoint's encoding drops.
 //!
-//! A new configuration is not an input: a shell writes a checkpoint after it. The replay
-//! keeps every tombstone it was given (the stored ones, whose `seen` may be older than the
-//! original's), so a late copy is recognised as the original recognised it.
+//! A new configuration is not an input: a shell writes a checkpoint after it.
+//!
+//! Tombstones are rows of their own ([`RouterSide::take_tombstones`]), each marked with the
+//! write that stored it ([`Tombstone::stored_with`]). [`rebuild`] gives the checkpoint only
+//! those it had: one the log's own steps put away must not be there before them, or the
+//! replay would take the conversation's first messages for late copies and drop them. The
+//! replay keeps every tombstone it was given (the stored ones, whose `seen` may be older than
+//! the original's), so a late copy is recognised as the original recognised it; a copy that
+//! arrived later than the whole `linger` (far longer than any envelope takes) after its
+//! tombstone expired is the one case it does not.
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter};
+use super::{AgentEnvelope, Body, Envelope, FromAgent, RouterSide, ToRouter, Tombstone};
 use crate::engine::{Actor, Effect, Target};
 use crate::error::Result;
 use crate::ids::{AgentId, ConversationId, GroupId};
@@ -152,4 +159,56 @@ pub fn after_checkpoint(side: &RouterSide) -> Vec<RouterInput> {
     let conversations = conversations.into_iter().map(|envelope| RouterInput::Held { envelope });
     let agents = agents.into_iter().map(|envelope| RouterInput::HeldAgent { envelope });
     conversations.chain(agents).collect()
+}
+
+impl Tombstone {
+    /// Marks it with the write that stores it: the log row `Some(seq)`, or a checkpoint's
+    /// write (`None`).
+    pub fn stored_with(mut self, row: Option<u64>) -> Self {
+        self.log = row.map_or(0, |seq| seq + 1);
+        self
+    }
+
+    /// Whether a checkpoint followed by the log rows from `covers` on had it: stored with a
+    /// checkpoint's write or a log row below `covers`.
+    pub fn precedes(&self, covers: u64) -> bool {
+        self.log <= covers
+    }
+}
+
+/// Rebuilds a side from its checkpoint (`side`, decoded, followed by the log rows from
+/// `covers` on), the stored tombstones and the inputs of those log rows, in order (`day` as
+/// for [`RouterSide::replay`]). The tombstones the checkpoint had come first; after the
+/// replay, the side keeps exactly the stored ones. The result is as a decoded side is: what a restart loses is
+/// lost ([`RouterSide::forget_volatile`]); the shell calls [`RouterSide::restart`] next.
+/// Returns the newest input's time.
+pub fn rebuild(
+    side: &mut RouterSide,
+    stored: Vec<(ConversationId, Tombstone)>,
+    covers: u64,
+    inputs: impl IntoIterator<Item = RouterInput>,
+    mut day: impl FnMut(Timestamp) -> u64,
+) -> Option<Timestamp> {
+    let before: Vec<_> = stored.iter().filter(|(_, t)| t.precedes(covers)).copied().collect();
+    side.restore_tombstones(before);
+    let (mut newest, mut replayed) = (None, false);
+    for input in inputs {
+        replayed = true;
+        if let Some(at) = side.replay(input, &mut day) {
+            newest = newest.max(Some(at));
+        }
+    }
+    if replayed {
+        // What the replay put away or expired was stored (or deleted) with the original;
+        // what it decided was counted then. (Only after a replay: a row of the earlier
+        // encoding, which has no log, has its tombstones stored by the next write.) The
+        // stored tombstones are the original's as of its last write: those the replay kept
+        // past their expiry are dropped, those the log's steps put away come back.
+        let _ = side.take_tombstones();
+        let _ = side.take_decisions();
+        side.forget_tombstones();
+    }
+    side.restore_tombstones(stored);
+    side.forget_volatile();
+    newest
 }

@@ -119,6 +119,11 @@ pub struct Tombstone {
     next: u64,
     /// The last envelope from it.
     seen: Timestamp,
+    /// Which write of a journaling shell stored it ([`Tombstone::stored_with`]): 1 + its log
+    /// row's sequence number, or 0 for a checkpoint's write (and rows from before the
+    /// journal). Last, so older rows read without it.
+    #[serde(default)]
+    pub(super) log: u64,
 }
 
 /// What the router side keeps of one conversation.
@@ -495,6 +500,14 @@ impl RouterSide {
         self.gone_new.extend(earlier);
     }
 
+    /// Forgets every tombstone in memory (a rebuild, [`super::journal::rebuild`], gives the
+    /// stored ones back next).
+    pub(super) fn forget_tombstones(&mut self) {
+        self.gone = Tombstones::default();
+        self.gone_new.clear();
+        self.gone_expired.clear();
+    }
+
     // ----- the links ---------------------------------------------------------------------------
 
     /// An envelope from a conversation side: the messages it completes are applied in order.
@@ -555,7 +568,8 @@ impl RouterSide {
             if let Some(c) = self.conversations.remove(&id) {
                 let next = c.link.inbox.applied_below();
                 self.gone.insert(id, c.seen, self.linger);
-                self.gone_new.push((id, Tombstone { customer: c.customer, next, seen: c.seen }));
+                self.gone_new
+                    .push((id, Tombstone { customer: c.customer, next, seen: c.seen, log: 0 }));
             }
         }
         for (conversation, customer, next) in self.stray.drain(..) {

@@ -1,7 +1,7 @@
 //! What customers, agents and supervisors do in the simulation: one random operation on the
 //! side it belongs to, refused or not; only what succeeds changes the side.
 
-use switchboard_core::mesh::ToAgent;
+use switchboard_core::mesh::{RouterInput, RouterOp, ToAgent};
 use switchboard_core::router::{Release, StatusCause, Via};
 use switchboard_core::{
     Actor, AgentId, AgentStatus, Channel, ConversationId, CustomerId, Effect, Note,
@@ -184,14 +184,18 @@ impl Sim {
                 (
                     Who::Router,
                     format!("transfer {c} to {target:?}"),
-                    err(self.router.live.transfer(now, c, target, supervisor)),
+                    err(self.router_input(RouterInput::Op {
+                        at: now,
+                        op: RouterOp::Transfer { conversation: c, target, by: supervisor },
+                    })),
                 )
             }
             22 => {
                 let agent = AgentId(self.rng.below(AGENTS));
                 let capacity = 1 + self.rng.below(3) as u32;
                 let groups = tenant.agents[&agent].groups.clone();
-                let r = self.router.live.set_agent(now, agent, capacity, groups);
+                let op = RouterOp::SetAgent { agent, capacity, groups };
+                let r = self.router_input(RouterInput::Op { at: now, op });
                 (Who::Router, format!("{agent} capacity {capacity}"), err(r))
             }
             _ => {

@@ -6,6 +6,9 @@
 //! commit makes the live state durable and then puts the side's outgoing envelopes on the
 //! network; a crash throws the live state away and rebuilds it from the durable one through
 //! a serde round trip (volatile fields are lost, as on a real restart), with a new epoch.
+//! The router also keeps a [`Journal`] as the node's router actor does (a checkpoint now and
+//! then, each commit's inputs after it): each of its crashes rebuilds it from that journal,
+//! which must give the durable side exactly.
 //! The network holds envelopes in flight: delivery picks any of them (reordering), may keep a
 //! copy (duplicates), may lose one, and drops those older than [`MAX_AGE`] (a call deadline).
 
@@ -21,7 +24,8 @@ use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
     AgentEnvelope, AgentSide, Body, ConversationSide, DeskEnvelope, DeskEvent, Envelope, FromAgent,
-    FromDesk, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter, Tombstone,
+    FromDesk, RouterInput, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter, Tombstone,
+    journal,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
@@ -148,6 +152,40 @@ enum Who {
     Agent(usize),
 }
 
+/// The router's rows as a journaling shell writes them (the node's router actor): a
+/// checkpoint of the side, the log rows after it (the first ones, from `covers` on), each a
+/// commit's inputs, and the inputs applied since the last commit.
+struct Journal {
+    checkpoint: Vec<u8>,
+    covers: u64,
+    rows: Vec<Vec<RouterInput>>,
+    pending: Vec<RouterInput>,
+    /// The next commit writes a checkpoint (a restarted router's first does).
+    due: bool,
+}
+
+impl Journal {
+    fn new(side: &RouterSide) -> Self {
+        let checkpoint = rmp_serde::to_vec(side).expect("a side encodes");
+        Journal { checkpoint, covers: 0, rows: Vec::new(), pending: Vec::new(), due: false }
+    }
+
+    /// The sequence number of the next log row.
+    fn next(&self) -> u64 {
+        self.covers + self.rows.len() as u64
+    }
+}
+
+/// The local day of a time, for sign-ins (the simulated tenant's zone is UTC).
+fn day(at: Timestamp) -> u64 {
+    at.as_millis() / 86_400_000
+}
+
+/// A side's durable state as an order-free value (its hash maps compare by content).
+fn durable(side: &RouterSide) -> serde_json::Value {
+    serde_json::to_value(side).expect("the side encodes")
+}
+
 pub struct Sim {
     pub seed: u64,
     rng: Rng,
@@ -156,6 +194,7 @@ pub struct Sim {
     pub router: Node<RouterSide>,
     /// The router's stored tombstones (rows of their own beside its state).
     tombstones: BTreeMap<ConversationId, Tombstone>,
+    journal: Journal,
     pub sides: Vec<Node<ConversationSide>>,
     pub agents: Vec<Node<AgentSide>>,
     net: Vec<(Timestamp, Wire)>,
@@ -193,6 +232,8 @@ pub struct Stats {
     pub duplicated: u64,
     pub lost: u64,
     pub crashes: u64,
+    /// Router crashes whose rebuild from the journal replayed log rows.
+    pub replays: u64,
     pub quiesced: u64,
     pub assigned: u64,
     /// Conversations the router was asked to route, and decisions it sent.
@@ -220,6 +261,7 @@ impl std::ops::AddAssign for Stats {
             (&mut self.duplicated, s.duplicated),
             (&mut self.lost, s.lost),
             (&mut self.crashes, s.crashes),
+            (&mut self.replays, s.replays),
             (&mut self.quiesced, s.quiesced),
             (&mut self.assigned, s.assigned),
             (&mut self.routed, s.routed),
@@ -271,6 +313,7 @@ impl Sim {
             rng,
             now: Timestamp(1_000),
             tenant: Rc::new(tenant),
+            journal: Journal::new(&router),
             router: Node::new(router),
             tombstones: BTreeMap::new(),
             sides,
@@ -454,8 +497,8 @@ impl Sim {
         match wire {
             Wire::ToRouter(e) => {
                 self.note(format!("router <- {} {:?} e{}", e.conversation, e.body, e.epoch));
-                let fx = self.router.live.receive(now, e);
-                self.router.did(fx);
+                let fx = self.router_input(RouterInput::Deliver { at: now, envelope: e });
+                self.router.did(fx.expect("an envelope is never refused"));
             }
             Wire::ToConversation(e) => {
                 self.note(format!(
@@ -476,8 +519,8 @@ impl Sim {
             }
             Wire::FromAgent(e) => {
                 self.note(format!("router <- {} {:?} e{}", e.agent, e.body, e.epoch));
-                let fx = self.router.live.receive_agent(now, e);
-                self.router.did(fx);
+                let fx = self.router_input(RouterInput::FromAgent { at: now, envelope: e });
+                self.router.did(fx.expect("an envelope is never refused"));
             }
             Wire::ToDesk(e) => {
                 self.note(format!(
@@ -513,8 +556,26 @@ impl Sim {
                 }
                 // Its tombstones are rows of their own, written with its state (as the
                 // node's router actor writes them).
+                // Its journal's rows: now and then a checkpoint (the log before it goes;
+                // what waits held back on its links follows it), else the inputs as a row.
+                let j = &mut self.journal;
+                let inputs = std::mem::take(&mut j.pending);
+                let row = if j.due || self.rng.percent(15) {
+                    j.due = false;
+                    j.checkpoint = rmp_serde::to_vec(&n.live).expect("a side encodes");
+                    j.covers = j.next();
+                    j.rows.clear();
+                    let held = journal::after_checkpoint(&n.live);
+                    if !held.is_empty() {
+                        j.rows.push(held);
+                    }
+                    None
+                } else {
+                    j.rows.push(inputs);
+                    Some(j.next() - 1)
+                };
                 let (fresh, expired) = n.live.take_tombstones();
-                self.tombstones.extend(fresh);
+                self.tombstones.extend(fresh.into_iter().map(|(id, t)| (id, t.stored_with(row))));
                 for id in expired {
                     self.tombstones.remove(&id);
                 }
@@ -523,6 +584,8 @@ impl Sim {
                 let mut wire: Vec<Wire> =
                     n.live.outgoing().into_iter().map(Wire::ToConversation).collect();
                 wire.extend(n.live.outgoing_agents().into_iter().map(Wire::ToAgent));
+                // `outgoing()` changes the side: a settled link that left is put away.
+                self.journal.pending.push(RouterInput::Sent);
                 (std::mem::take(&mut n.done), wire)
             }
             Who::Agent(a) => {
@@ -625,6 +688,29 @@ impl Sim {
                 let n = &mut self.router;
                 n.crash();
                 n.live.restore_tombstones(self.tombstones.clone());
+                // The journal gives the same side: its checkpoint, the stored tombstones and
+                // the log rows after it, replayed.
+                let j = &mut self.journal;
+                j.pending.clear();
+                let mut side: RouterSide =
+                    rmp_serde::from_slice(&j.checkpoint).expect("a checkpoint decodes");
+                let stored = self.tombstones.iter().map(|(id, t)| (*id, *t)).collect();
+                let inputs = j.rows.iter().flatten().cloned();
+                self.stats.replays += u64::from(!j.rows.is_empty());
+                journal::rebuild(&mut side, stored, j.covers, inputs, day);
+                if durable(&side) != durable(&n.live) {
+                    return Err(format!(
+                        "the journal's replay differs from the durable side:\n{}",
+                        differences(&durable(&side), &durable(&n.live))
+                    ));
+                }
+                for c in (0..self.next_conversation).map(ConversationId) {
+                    if side.has_left(c) != n.live.has_left(c) {
+                        return Err(format!("the journal's replay differs on whether {c} left"));
+                    }
+                }
+                j.due = true;
+                n.live = side;
                 n.live.restart(epoch, self.now);
                 n.durable = n.live.clone();
             }
@@ -695,8 +781,8 @@ impl Sim {
         self.now = self.now + by;
         let now = self.now;
         self.note(format!("advance {}s", by.as_secs()));
-        let fx = self.router.live.advance(now);
-        self.router.did(fx);
+        let fx = self.router_input(RouterInput::Advance { at: now });
+        self.router.did(fx.expect("an advance is never refused"));
         let tenant = self.tenant.clone();
         for side in &mut self.sides {
             let fx = side.live.advance(tenant.cfg(), now);
@@ -714,6 +800,26 @@ impl Sim {
         self.commit_all()?;
         self.retransmit()?;
         Ok(())
+    }
+
+    /// Applies one input of the router side as the node's router actor does (its sign-ins
+    /// noted in the side), and logs it for the journal, refused or not.
+    pub(super) fn router_input(
+        &mut self,
+        input: RouterInput,
+    ) -> switchboard_core::Result<Vec<Effect>> {
+        let side = &mut self.router.live;
+        let (at, fx) = match input.clone() {
+            RouterInput::Deliver { at, envelope } => (at, Ok(side.receive(at, envelope))),
+            RouterInput::FromAgent { at, envelope } => (at, Ok(side.receive_agent(at, envelope))),
+            RouterInput::Op { at, op } => (at, side.apply_op(at, op)),
+            RouterInput::Advance { at } => (at, Ok(side.advance(at))),
+            other => unreachable!("not an input the simulation applies: {other:?}"),
+        };
+        self.journal.pending.push(input);
+        let fx = fx?;
+        side.note_logins(at, &fx, || day(at));
+        Ok(fx)
     }
 
     /// Every side resends what is unacknowledged (as of its last commit); true if anything was.
@@ -807,4 +913,32 @@ pub fn random_setup(rng: &mut Rng) -> Setup {
         tenant_hours: None,
         zone: (0, None),
     }
+}
+
+/// Where two values differ, as paths (for a failure's message).
+fn differences(a: &serde_json::Value, b: &serde_json::Value) -> String {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        use serde_json::Value::{Array, Object};
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys: std::collections::BTreeSet<_> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let (u, v) = (x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null));
+                    walk(u, v, format!("{path}.{k}"), out);
+                }
+            }
+            (Array(x), Array(y)) if x.len() == y.len() => {
+                for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                    walk(u, v, format!("{path}[{i}]"), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: replayed {a}, durable {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, String::new(), &mut out);
+    out.truncate(20);
+    out.join("\n")
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashSet;
 use switchboard_core::engine::Target;
-use switchboard_core::mesh::journal::after_checkpoint;
+use switchboard_core::mesh::journal::{self, after_checkpoint};
 use switchboard_core::mesh::{
     AgentEnvelope, Body, Envelope, FromAgent, RouterInput, RouterSide, ToRouter, Tombstone,
 };
@@ -256,7 +256,7 @@ impl Actor for RouterActor {
         // The log first, then the checkpoint: a checkpoint that lands between the two reads
         // (its writer stopped with it queued) deleted rows read here, which it covers.
         let logged = log_rows(&mesh).await?;
-        let (at, covers, mut side, stored, checkpoint) =
+        let (at, covers, mut side, stored_epoch, checkpoint) =
             match mesh.load(ROUTER, String::new()).await? {
                 Some(ActorState { epoch, body: Some(body), .. }) if super::journaled(&body) => {
                     let (at, (covers, side)) = decode::<(u64, RouterSide)>(&body)?;
@@ -275,11 +275,10 @@ impl Actor for RouterActor {
         if inner.options.agent_actors {
             side = side.with_agent_links();
         }
-        side.restore_tombstones(tombstones(&mesh).await?);
+        let stored = tombstones(&mesh).await?;
         let mut journal = Journal { checkpoint, due: true, next: covers, ..Journal::default() };
-        let (mut at, mut newest) = (at, stored);
-        let zone = mesh.config().settings.time_zone.clone();
-        let mut replayed = false;
+        let mut newest = stored_epoch;
+        let mut inputs = Vec::new();
         for (seq, epoch, body) in logged {
             // Deleted with the next checkpoint, like every row after this one.
             journal.rows.push(seq);
@@ -287,25 +286,20 @@ impl Actor for RouterActor {
             // Below `covers`: the checkpoint holds it. Older than the checkpoint's
             // incarnation: it landed after the checkpoint (its writer stopped with it
             // queued) and was never heard of, so the replay skips it too.
-            if seq < covers || epoch < stored {
+            if seq < covers || epoch < stored_epoch {
                 continue;
             }
-            let (_, inputs) = decode::<Vec<RouterInput>>(&body)?;
-            for input in inputs {
-                let day = |at| crate::calendar::day(&zone, at);
-                at = at.max(side.replay(input, day).unwrap_or(at));
-            }
+            let (_, row) = decode::<Vec<RouterInput>>(&body)?;
+            inputs.extend(row);
             newest = newest.max(epoch);
             journal.logged += body.len();
-            replayed = true;
         }
-        if replayed {
-            // What the replay put away or expired was stored (or deleted) with the original.
-            let _ = side.take_tombstones();
-            let _ = side.take_decisions();
-        }
-        // As a decoded side is: what the crash lost is lost to the replay too.
-        side.forget_volatile();
+        let zone = mesh.config().settings.time_zone.clone();
+        let day = |at| crate::calendar::day(&zone, at);
+        // The checkpoint, the tombstones and the log rows after it, replayed: the side as the
+        // last write left it, less what a restart loses.
+        let replayed = journal::rebuild(&mut side, stored, covers, inputs, day);
+        let at = replayed.map_or(at, |r| r.max(at));
         let epoch = newest + 1;
         let now = clock::now().max(at);
         side.restart(epoch, now);
@@ -735,14 +729,16 @@ impl RouterRun {
     /// (`actors::effects`); then those entries go to the node's hub.
     async fn commit(&mut self, rows: Rows, responses: Vec<Response>) -> Result<()> {
         self.mesh.holds(self.fence)?;
-        let mut actors = self.journal_rows()?;
+        let (mut actors, row) = self.journal_rows()?;
         let inner = self.mesh.inner();
         // Tombstones are rows of their own (the side's row would grow with every
         // conversation that left within `linger`): new ones stored, expired ones deleted.
         let (fresh, expired) = self.side.take_tombstones();
         actors.reserve(fresh.len() + expired.len());
         for (id, tombstone) in fresh {
-            let body = Some(encode(self.last_now, &tombstone)?);
+            // Put away by this write's inputs (the `Sent` among them): a replay from the
+            // checkpoint before this row must not start with it (`journal::rebuild`).
+            let body = Some(encode(self.last_now, &tombstone.stored_with(row))?);
             actors.push(ActorState {
                 kind: TOMBSTONE.into(),
                 key: id.0.to_string(),
@@ -771,10 +767,10 @@ impl RouterRun {
         Ok(())
     }
 
-    /// The router's rows for this write: its inputs as a log row, or a checkpoint of the side
-    /// that replaces the log (see [`Journal`]). The journal is updated as if the write
-    /// succeeds (a failed one stops the actor).
-    fn journal_rows(&mut self) -> Result<Vec<ActorState>> {
+    /// The router's rows for this write: its inputs as a log row (and that row's sequence
+    /// number), or a checkpoint of the side that replaces the log (see [`Journal`]). The
+    /// journal is updated as if the write succeeds (a failed one stops the actor).
+    fn journal_rows(&mut self) -> Result<(Vec<ActorState>, Option<u64>)> {
         let (at, epoch) = (self.last_now, self.epoch);
         let j = &mut self.journal;
         let row = |key: String, body: Option<Vec<u8>>| ActorState {
@@ -786,7 +782,7 @@ impl RouterRun {
         let inputs = std::mem::take(&mut j.pending);
         if !j.due {
             if inputs.is_empty() {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), None));
             }
             let body = encode(at, &inputs)?;
             if j.logged + body.len() < j.checkpoint {
@@ -794,7 +790,7 @@ impl RouterRun {
                 j.next += 1;
                 j.rows.push(seq);
                 j.logged += body.len();
-                return Ok(vec![row(Journal::key(seq), Some(body))]);
+                return Ok((vec![row(Journal::key(seq), Some(body))], Some(seq)));
             }
         }
         // The rows from `next` on follow it (the held-back ones first).
@@ -814,7 +810,7 @@ impl RouterRun {
             j.logged = body.len();
             rows.push(row(Journal::key(seq), Some(body)));
         }
-        Ok(rows)
+        Ok((rows, None))
     }
 
     /// Puts what is durable on the network; the links a message went on owe an
