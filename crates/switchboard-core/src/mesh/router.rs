@@ -100,6 +100,11 @@ pub struct RouterSide {
     /// gives them back on activation ([`RouterSide::restore_tombstones`]).
     #[serde(skip)]
     gone: Tombstones,
+    /// The conversations whose link may have something to send, or may have settled after
+    /// leaving, since the last [`RouterSide::outgoing`] (volatile), so it looks at those only,
+    /// not at every link; `all`: every link (a decoded or restarted side has sent nothing).
+    #[serde(skip)]
+    touched: Touched,
     /// Tombstones read from a row of the earlier encoding, which held them, until
     /// [`RouterSide::restore_tombstones`] keeps them and has them stored as rows of their own.
     ///
@@ -107,6 +112,19 @@ pub struct RouterSide {
     /// field not written can only be the last one (read back as its default).
     #[serde(default, skip_serializing, rename = "gone")]
     earlier: BTreeMap<ConversationId, Tombstone>,
+}
+
+/// The links [`RouterSide::outgoing`] must look at.
+#[derive(Debug, Clone)]
+struct Touched {
+    all: bool,
+    ids: std::collections::BTreeSet<ConversationId>,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Touched { all: true, ids: Default::default() }
+    }
 }
 
 /// A conversation that left, as the shell stores it in a row of its own (memory keeps only
@@ -156,6 +174,7 @@ impl RouterSide {
             agents: BTreeMap::new(),
             holdings: BTreeMap::new(),
             gone: Tombstones::default(),
+            touched: Touched::default(),
             earlier: BTreeMap::new(),
             gone_new: Vec::new(),
             gone_expired: Vec::new(),
@@ -423,6 +442,7 @@ impl RouterSide {
             link.forget_volatile();
         }
         self.stray.clear();
+        self.touched = Touched::default();
     }
 
     /// Puts a message that was held back on a conversation's link back there (its link is in
@@ -538,6 +558,7 @@ impl RouterSide {
             }),
         };
         conv.seen = now;
+        self.touched.ids.insert(id);
         if conv.left {
             // Everything before the leave was applied; a late copy is a duplicate.
             if let Body::Message { seq, .. } = envelope.body {
@@ -557,10 +578,23 @@ impl RouterSide {
         let epoch = self.epoch;
         let mut wire = Vec::new();
         let mut done = Vec::new();
-        for (id, c) in &mut self.conversations {
-            c.link.outgoing(*id, c.customer, epoch, &mut wire);
+        let mut out = |id: ConversationId, c: &mut Conv| {
+            c.link.outgoing(id, c.customer, epoch, &mut wire);
             if c.left && c.link.out.is_empty() {
-                done.push(*id);
+                done.push(id);
+            }
+        };
+        let touched =
+            std::mem::replace(&mut self.touched, Touched { all: false, ids: Default::default() });
+        if touched.all {
+            for (id, c) in &mut self.conversations {
+                out(*id, c);
+            }
+        } else {
+            for id in touched.ids {
+                if let Some(c) = self.conversations.get_mut(&id) {
+                    out(id, c);
+                }
             }
         }
         // Left, and its last acknowledgement is on the wire: a tombstone from now on.
@@ -571,6 +605,15 @@ impl RouterSide {
                 self.gone_new
                     .push((id, Tombstone { customer: c.customer, next, seen: c.seen, log: 0 }));
             }
+        }
+        // Every link left out had nothing to send (what the set is for; tests run debug
+        // builds, so every simulation checks it).
+        #[cfg(debug_assertions)]
+        for (id, c) in &mut self.conversations {
+            let before = wire.len();
+            c.link.outgoing(*id, c.customer, epoch, &mut wire);
+            assert_eq!(wire.len(), before, "{id}'s link had something to send, untouched");
+            assert!(!(c.left && c.link.out.is_empty()), "{id} left, untouched");
         }
         for (conversation, customer, next) in self.stray.drain(..) {
             wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
@@ -816,6 +859,7 @@ impl RouterSide {
                 Some(Holding { agent, since })
             });
             conv.link.out.push(ToConversation::Placed { facts, standing, transfer, desk });
+            self.touched.ids.insert(id);
         }
         if status_changed {
             // A scan of the live conversations: status changes are rare next to messages.
@@ -824,6 +868,7 @@ impl RouterSide {
                 if standing.offline != conv.told.offline {
                     conv.told = standing;
                     conv.link.out.push(ToConversation::Standing { standing });
+                    self.touched.ids.insert(*id);
                 }
             }
         }
