@@ -138,9 +138,14 @@ pub struct RunArgs {
     /// Skip Switchboard: run the baseline only.
     #[arg(long)]
     pub baseline_only: bool,
-    /// Create the load's tenant with `TENANT_ROUTING_ACTORS`: conversation, agent and router
-    /// actors spread over the cluster serve it (issue 12), instead of one tenant actor.
-    #[arg(long)]
+    /// Create the load's tenant with `TENANT_ROUTING_TENANT_ACTOR`: one tenant actor serves
+    /// it (the earlier design), instead of the product's default, conversation, agent and
+    /// router actors spread over the cluster (issue 12).
+    #[arg(long, conflicts_with = "actor_routing")]
+    pub tenant_actor: bool,
+    /// Conversation, agent and router actors: the default now; kept so older command lines
+    /// still run.
+    #[arg(long, hide = true)]
     pub actor_routing: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
@@ -407,8 +412,8 @@ async fn switchboard(
     probe: Option<&CpuProbe>,
 ) -> anyhow::Result<Report> {
     let mut backend = Switchboard::connect(&args.targets, args.connections).await?;
-    if args.actor_routing {
-        backend = backend.with_actor_routing();
+    if args.tenant_actor {
+        backend = backend.with_tenant_actor();
     }
     let report = center::run(backend, scenario, !args.quiet, probe).await?;
     println!("{}", report.text());

@@ -59,14 +59,17 @@ impl Switchboard {
                 targets.len(),
                 if targets.len() == 1 { "" } else { "s" }
             ),
-            routing: pb::TenantRouting::TenantActor,
+            // The product's default (`registry::DEFAULT_ROUTING`), named so the label is
+            // true whatever that default becomes.
+            routing: pb::TenantRouting::Actors,
         })
     }
 
-    /// The load's tenant is served by conversation, agent and router actors.
-    pub fn with_actor_routing(self) -> Switchboard {
-        let label = format!("{}, actor routing", self.label);
-        Switchboard { routing: pb::TenantRouting::Actors, label, ..self }
+    /// The load's tenant is served by one tenant actor (the earlier design), instead of
+    /// conversation, agent and router actors.
+    pub fn with_tenant_actor(self) -> Switchboard {
+        let label = format!("{}, tenant actor", self.label);
+        Switchboard { routing: pb::TenantRouting::TenantActor, label, ..self }
     }
 
     fn channel(&self, key: u64) -> Channel {
