@@ -254,6 +254,8 @@ pub struct CpuProbe {
 pub struct CpuSample {
     pub seconds: f64,
     pub source: CpuSource,
+    /// `switchboard_store_commits_total` of the same scrape (from `/metrics` only).
+    pub store_commits: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,10 +280,13 @@ impl CpuProbe {
         let from_metrics = || {
             let body = scrape(self.metrics.as_deref()?).ok()?;
             let seconds = metric(&body, "process_cpu_seconds_total")?;
-            Some(CpuSample { seconds, source: CpuSource::Metrics })
+            let store_commits = metric(&body, "switchboard_store_commits_total");
+            Some(CpuSample { seconds, source: CpuSource::Metrics, store_commits })
         };
-        let from_proc =
-            || Some(CpuSample { seconds: cpu_seconds(self.pid?)?, source: CpuSource::Proc });
+        let from_proc = || {
+            let seconds = cpu_seconds(self.pid?)?;
+            Some(CpuSample { seconds, source: CpuSource::Proc, store_commits: None })
+        };
         match source {
             Some(CpuSource::Metrics) => from_metrics(),
             Some(CpuSource::Proc) => from_proc(),

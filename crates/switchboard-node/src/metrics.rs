@@ -43,6 +43,13 @@ pub const AGENT_CAPACITY: &str = "switchboard_agent_capacity_slots";
 pub const AGENT_USED: &str = "switchboard_agent_used_slots";
 pub const EVENTS: &str = "switchboard_events_total";
 pub const SNAPSHOT_BYTES: &str = "switchboard_snapshot_bytes";
+/// The node's store writer (`switchboard_store::Stats`, sampled every [`STORE_INTERVAL`]):
+/// transactions committed (each one sync), batches made durable in them (batches per commit
+/// is the group-commit factor; commits per command what a command costs the store), and
+/// commits that failed.
+pub const STORE_COMMITS: &str = "switchboard_store_commits_total";
+pub const STORE_BATCHES: &str = "switchboard_store_batches_total";
+pub const STORE_FAILED_COMMITS: &str = "switchboard_store_failed_commits_total";
 
 // Cluster and runtime. A single node reports itself as a one-member cluster that owns
 // every tenant, so dashboards and alerts read the same series in both modes.
@@ -122,6 +129,8 @@ pub const HISTOGRAMS: &[(&str, &[f64])] = &[
 
 /// How often each tenant samples its gauges.
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the store writer's counters are copied to the recorder (a few atomic loads).
+pub const STORE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn describe() {
     crate::grpc_metrics::describe();
@@ -187,6 +196,9 @@ pub fn describe() {
     describe_gauge!(AGENT_USED, "Conversations held (assigned + offered) by agents.");
     describe_counter!(EVENTS, "Integrator events emitted, by tenant and type.");
     describe_histogram!(SNAPSHOT_BYTES, metrics::Unit::Bytes, "Size of tenant snapshots.");
+    describe_counter!(STORE_COMMITS, "Transactions the node's store writer committed.");
+    describe_counter!(STORE_BATCHES, "Batches made durable by the node's store writer.");
+    describe_counter!(STORE_FAILED_COMMITS, "Commits of the node's store writer that failed.");
     describe_gauge!(CLUSTER_MEMBERS, "Live cluster members this node sees (1 on a single node).");
     describe_gauge!(SHARDS_OWNED, "Shards this node owns.");
     describe_gauge!(SHARDS_UNOWNED, "Shards this node sees with no owner.");
@@ -612,4 +624,21 @@ pub fn refused(tenant: &str, kind: &'static str, error: &crate::error::Error) {
 
 pub fn snapshot(_tenant: &str, bytes: usize) {
     histogram!(SNAPSHOT_BYTES).record(bytes as f64);
+}
+
+/// Copies the store writer's counters to the recorder every [`STORE_INTERVAL`], for as long
+/// as the store lives (the task holds it weakly).
+pub fn sample_store(store: &std::sync::Arc<dyn switchboard_store::Store>) {
+    let store = std::sync::Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(STORE_INTERVAL);
+        loop {
+            every.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            let stats = store.stats();
+            counter!(STORE_COMMITS).absolute(stats.commits);
+            counter!(STORE_BATCHES).absolute(stats.batches);
+            counter!(STORE_FAILED_COMMITS).absolute(stats.failed_commits);
+        }
+    });
 }

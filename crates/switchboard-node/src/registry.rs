@@ -1072,6 +1072,9 @@ mod tests {
         fn request_retention(&self) -> std::time::Duration {
             self.inner().request_retention()
         }
+        fn stats(&self) -> switchboard_store::Stats {
+            self.inner().stats()
+        }
         fn append(&self, batch: Batch) -> Pending {
             let refuse = self.refuse.lock().unwrap().take_if(|refuse| refuse(&batch));
             if refuse.is_some() {

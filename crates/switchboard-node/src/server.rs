@@ -115,6 +115,7 @@ pub async fn serve_observed(
         ..Options::default()
     };
     crate::metrics::describe();
+    crate::metrics::sample_store(&store);
     let (reporter, health) = tonic_health::server::health_reporter();
     let (registry, ownership, membership, meshes) = match config.cluster.clone() {
         None => {

@@ -466,6 +466,10 @@ pub trait Store: Send + Sync + 'static {
     /// at least (`request_retention` of the store's options).
     fn request_retention(&self) -> std::time::Duration;
 
+    /// What the store's writer has done since it opened (commits, batches, ...), for the
+    /// node's `/metrics`.
+    fn stats(&self) -> Stats;
+
     /// The response stored with the log record that carried `request_id` (the newest such
     /// record, if the id was reused), if it is still within the idempotency window:
     /// `request_retention` of the store's options, 24 h by default. A record past the window

@@ -376,6 +376,10 @@ impl Store for PostgresStore {
         self.request_retention
     }
 
+    fn stats(&self) -> Stats {
+        self.stats.stats()
+    }
+
     fn append(&self, batch: crate::Batch) -> Pending {
         self.writer.append(batch)
     }

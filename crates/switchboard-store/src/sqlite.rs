@@ -149,6 +149,10 @@ impl Store for SqliteStore {
         self.request_retention
     }
 
+    fn stats(&self) -> Stats {
+        self.stats.stats()
+    }
+
     fn append(&self, batch: Batch) -> Pending {
         self.writer.append(batch)
     }

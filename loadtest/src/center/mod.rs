@@ -244,6 +244,11 @@ pub async fn run<B: Backend>(
             .filter(|_| commands > 0)
             .map(|cpu| cpu * 1e6 / commands as f64),
         cpu_source: cpu_before.map(|b| b.source.label().to_owned()),
+        store_commits_per_command: cpu_before
+            .and_then(|b| b.store_commits)
+            .zip(cpu_after.and_then(|a| a.store_commits))
+            .filter(|_| commands > 0)
+            .map(|(b, a)| (a - b).max(0.0) / commands as f64),
         verdict: Verdict::default(),
     };
     report.verdict = report.judge(scenario.hold_p99);

@@ -163,6 +163,9 @@ pub struct Report {
     pub cpu_us_per_command: Option<f64>,
     /// Where the CPU time came from: `process_cpu_seconds_total` or `/proc/<pid>/stat`.
     pub cpu_source: Option<String>,
+    /// The node's store commits (`switchboard_store_commits_total`) over the same span, per
+    /// command, when exported.
+    pub store_commits_per_command: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -244,10 +247,16 @@ impl Report {
     /// Node CPU per command as one line.
     pub fn cpu_line(&self) -> String {
         match (self.node_cpu_seconds, self.cpu_us_per_command, &self.cpu_source) {
-            (Some(cpu), Some(per), Some(source)) => format!(
-                "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source})",
-                self.commands
-            ),
+            (Some(cpu), Some(per), Some(source)) => {
+                let commits = self
+                    .store_commits_per_command
+                    .map(|c| format!("; {c:.2} store commits per command"))
+                    .unwrap_or_default();
+                format!(
+                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits})",
+                    self.commands
+                )
+            }
             _ => format!("n/a ({} commands)", self.commands),
         }
     }
@@ -327,6 +336,7 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("errors", "count", &|r| r.errors as f64);
     row("held the rate", "1 = yes", &|r| f64::from(u8::from(r.verdict.held)));
     row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
+    row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
     for i in 0..4 {
         let name = reports.first().map_or("", |r| r.latencies()[i].0);
         let pick = move |r: &Report, q: usize| {

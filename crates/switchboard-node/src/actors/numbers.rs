@@ -432,6 +432,9 @@ mod tests {
         fn request_retention(&self) -> std::time::Duration {
             self.inner.request_retention()
         }
+        fn stats(&self) -> switchboard_store::Stats {
+            self.inner.stats()
+        }
         fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
             self.inner.find_response(tenant, request_id)
         }
