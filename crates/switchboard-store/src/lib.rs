@@ -40,7 +40,9 @@
 //! records after the snapshot. Within a group commit, each shard's fence is checked once and
 //! every batch goes straight into the transaction; only if a batch fails partway (a
 //! duplicate, say) is the commit redone with one savepoint per batch, so that batch alone is
-//! refused ([`Stats::redone_commits`]). `benches/append.rs` measures it.
+//! refused ([`Stats::redone_commits`]). `benches/append.rs` measures it. A writer whose last
+//! group had company waits a little (`writer::COMMIT_LINGER`) for more batches before it
+//! commits: under load, fewer and larger commits (each a sync and its pages); idle, none.
 //!
 //! # Streams with many writers
 //!

@@ -156,12 +156,18 @@ impl Counters {
     }
 }
 
+/// How long a busy writer waits for more jobs before it commits (see [`drain`]).
+pub(crate) const COMMIT_LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// How the writer bounds a commit and prunes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_jobs: usize,
     pub max_bytes: usize,
     pub request_retention_ms: i64,
+    /// How long a commit waits for more jobs after the first, when the last one had
+    /// company ([`drain`]); zero: never.
+    pub linger: std::time::Duration,
 }
 
 impl Limits {
@@ -174,6 +180,7 @@ impl Limits {
             max_jobs: max_batches.max(1),
             max_bytes,
             request_retention_ms: i64::try_from(request_retention.as_millis()).unwrap_or(i64::MAX),
+            linger: COMMIT_LINGER,
         }
     }
 }
@@ -319,6 +326,7 @@ pub(crate) fn run(
 /// Only refusals that wrote nothing count: not a duplicate (its number is durable already, and
 /// the writer goes on after it), nor a failed commit (its outcome may be unknown, see
 /// `pg_writer`).
+#[allow(clippy::disallowed_methods)] // a shell's thread: the linger's deadline is wall time
 pub(crate) fn drain(
     jobs: &Receiver<Job>,
     limits: Limits,
@@ -326,14 +334,29 @@ pub(crate) fn drain(
     mut commit: impl FnMut(Vec<Job>),
 ) {
     let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
+    // The last group had company: jobs come faster than commits, so waiting a little for
+    // more costs less latency than it saves in commits (each one a sync and its pages).
+    let mut busy = false;
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
         let mut group = vec![first];
+        let until = std::time::Instant::now() + limits.linger;
         while group.len() < limits.max_jobs && bytes < limits.max_bytes {
-            let Ok(job) = jobs.try_recv() else { break };
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(_) if busy && !limits.linger.is_zero() => {
+                    let wait = until.saturating_duration_since(std::time::Instant::now());
+                    match jobs.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
             bytes += job.size();
             group.push(job);
         }
+        busy = group.len() > 1;
         let mut admitted = Vec::with_capacity(group.len());
         let mut watched = Vec::new();
         for job in group {
@@ -1086,7 +1109,12 @@ mod tests {
     fn a_refused_batch_fails_alone_and_holds_back_its_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits { max_jobs: 16, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let limits = Limits {
+            max_jobs: 16,
+            max_bytes: 1 << 20,
+            request_retention_ms: 0,
+            linger: std::time::Duration::ZERO,
+        };
         let stats = Counters::default();
 
         let (first, done) = append("a", 1);
@@ -1123,7 +1151,12 @@ mod tests {
     fn a_refusal_holds_back_its_tenant_in_later_groups_too() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits { max_jobs: 1, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let limits = Limits {
+            max_jobs: 1,
+            max_bytes: 1 << 20,
+            request_retention_ms: 0,
+            linger: std::time::Duration::ZERO,
+        };
         let stats = Counters::default();
         let (old, new) = (Fence { shard: 7, epoch: 10 }, Fence { shard: 7, epoch: 12 });
         let fenced = |tenant: &str, seq, fence| {
@@ -1173,7 +1206,12 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::schema::open_writer(&path).unwrap();
         let mut other = crate::schema::open_writer(&path).unwrap();
-        let limits = Limits { max_jobs: 1, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let limits = Limits {
+            max_jobs: 1,
+            max_bytes: 1 << 20,
+            request_retention_ms: 0,
+            linger: std::time::Duration::ZERO,
+        };
         let mine = Fence { shard: 7, epoch: 10 };
         let theirs = Fence { shard: 7, epoch: 12 };
         let mine_again = Fence { shard: 7, epoch: 14 };
@@ -1224,7 +1262,12 @@ mod tests {
     fn reservations_ride_a_commit_apart_from_the_tenants_log() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits { max_jobs: 16, max_bytes: 1 << 20, request_retention_ms: 0 };
+        let limits = Limits {
+            max_jobs: 16,
+            max_bytes: 1 << 20,
+            request_retention_ms: 0,
+            linger: std::time::Duration::ZERO,
+        };
         let stats = Counters::default();
         let sync = || std::sync::mpsc::sync_channel(1);
         let (raise_ack, raised) = oneshot::channel();
