@@ -254,8 +254,10 @@ pub struct CpuProbe {
 pub struct CpuSample {
     pub seconds: f64,
     pub source: CpuSource,
-    /// `switchboard_store_commits_total` of the same scrape (from `/metrics` only).
+    /// `switchboard_store_commits_total` and `switchboard_store_wal_pages_total` of the same
+    /// scrape (from `/metrics` only; the pages on SQLite only).
     pub store_commits: Option<f64>,
+    pub wal_pages: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,11 +283,17 @@ impl CpuProbe {
             let body = scrape(self.metrics.as_deref()?).ok()?;
             let seconds = metric(&body, "process_cpu_seconds_total")?;
             let store_commits = metric(&body, "switchboard_store_commits_total");
-            Some(CpuSample { seconds, source: CpuSource::Metrics, store_commits })
+            let wal_pages = metric(&body, "switchboard_store_wal_pages_total");
+            Some(CpuSample { seconds, source: CpuSource::Metrics, store_commits, wal_pages })
         };
         let from_proc = || {
             let seconds = cpu_seconds(self.pid?)?;
-            Some(CpuSample { seconds, source: CpuSource::Proc, store_commits: None })
+            Some(CpuSample {
+                seconds,
+                source: CpuSource::Proc,
+                store_commits: None,
+                wal_pages: None,
+            })
         };
         match source {
             Some(CpuSource::Metrics) => from_metrics(),

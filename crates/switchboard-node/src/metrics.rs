@@ -50,6 +50,9 @@ pub const SNAPSHOT_BYTES: &str = "switchboard_snapshot_bytes";
 pub const STORE_COMMITS: &str = "switchboard_store_commits_total";
 pub const STORE_BATCHES: &str = "switchboard_store_batches_total";
 pub const STORE_FAILED_COMMITS: &str = "switchboard_store_failed_commits_total";
+/// Pages the node's SQLite writer wrote to its WAL (not set on PostgreSQL): set against
+/// `STORE_COMMITS`, the pages per commit.
+pub const STORE_WAL_PAGES: &str = "switchboard_store_wal_pages_total";
 
 // Cluster and runtime. A single node reports itself as a one-member cluster that owns
 // every tenant, so dashboards and alerts read the same series in both modes.
@@ -199,6 +202,7 @@ pub fn describe() {
     describe_counter!(STORE_COMMITS, "Transactions the node's store writer committed.");
     describe_counter!(STORE_BATCHES, "Batches made durable by the node's store writer.");
     describe_counter!(STORE_FAILED_COMMITS, "Commits of the node's store writer that failed.");
+    describe_counter!(STORE_WAL_PAGES, "Pages the node's SQLite writer wrote to its WAL.");
     describe_gauge!(CLUSTER_MEMBERS, "Live cluster members this node sees (1 on a single node).");
     describe_gauge!(SHARDS_OWNED, "Shards this node owns.");
     describe_gauge!(SHARDS_UNOWNED, "Shards this node sees with no owner.");
@@ -639,6 +643,7 @@ pub fn sample_store(store: &std::sync::Arc<dyn switchboard_store::Store>) {
             counter!(STORE_COMMITS).absolute(stats.commits);
             counter!(STORE_BATCHES).absolute(stats.batches);
             counter!(STORE_FAILED_COMMITS).absolute(stats.failed_commits);
+            counter!(STORE_WAL_PAGES).absolute(stats.wal_frames);
         }
     });
 }

@@ -48,6 +48,8 @@ pub(crate) struct Watch {
     nudge: SyncSender<()>,
     /// The checkpointer's count of passes when it was nudged, while its pass is awaited.
     nudged_at: Option<u64>,
+    /// Frames in the WAL after the last commit seen, to count each commit's own.
+    frames: c_int,
 }
 
 impl Watch {
@@ -61,14 +63,21 @@ impl Watch {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.wal_hook(Some(note_frames));
         let threshold = c_int::try_from(threshold).unwrap_or(c_int::MAX).max(1);
-        Ok(Watch { threshold, nudge, nudged_at: None })
+        Ok(Watch { threshold, nudge, nudged_at: None, frames: 0 })
     }
 
     /// After each commit, on the writer thread with its connection: past the threshold,
     /// nudges the checkpointer (never waiting for it), or once its pass is done, copies the
     /// rest. A failed checkpoint is harmless: the frames stay in the WAL, tried again later.
     pub(crate) fn committed(&mut self, conn: &Connection, stats: &Counters) {
-        if WAL_FRAMES.with(Cell::get) < self.threshold {
+        let frames = WAL_FRAMES.with(Cell::get);
+        // Fewer than before: the WAL started over (after a checkpoint), so all are this
+        // commit's. (A commit that writes more frames than the threshold just after a restart
+        // would be undercounted; commits are far smaller.)
+        let written = if frames >= self.frames { frames - self.frames } else { frames };
+        self.frames = frames;
+        stats.wal_frames.fetch_add(u64::try_from(written).unwrap_or(0), Ordering::Relaxed);
+        if frames < self.threshold {
             self.nudged_at = None;
             return;
         }

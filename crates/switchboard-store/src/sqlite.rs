@@ -72,6 +72,9 @@ pub struct Stats {
     pub finished_checkpoints: u64,
     /// Checkpoints that failed (the frames stay in the WAL; tried again at the next nudge).
     pub failed_checkpoints: u64,
+    /// Pages the writer's commits wrote to the WAL (SQLite only): `wal_frames / commits` is
+    /// what one commit costs in page writes.
+    pub wal_frames: u64,
 }
 
 /// The embedded [`Store`]: `switchboard.db` in the node's data directory, in WAL mode with

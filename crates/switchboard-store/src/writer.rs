@@ -125,6 +125,7 @@ pub(crate) struct Counters {
     pub checkpoints: AtomicU64,
     pub finished_checkpoints: AtomicU64,
     pub failed_checkpoints: AtomicU64,
+    pub wal_frames: AtomicU64,
 }
 
 impl Counters {
@@ -139,6 +140,7 @@ impl Counters {
             checkpoints: get(&self.checkpoints),
             finished_checkpoints: get(&self.finished_checkpoints),
             failed_checkpoints: get(&self.failed_checkpoints),
+            wal_frames: get(&self.wal_frames),
         }
     }
 

@@ -53,6 +53,9 @@ async fn the_writer_never_checkpoints() {
     assert_eq!(store.stats().checkpoints, 0);
     assert_eq!(wal_generation(dir.path()), generation, "the WAL started over: a checkpoint ran");
     assert!(wal_len(dir.path()) > 12_000 * 4096, "WAL of {} bytes", wal_len(dir.path()));
+    // The pages counted are the WAL's: one header, then one frame (header + page) each.
+    let frames = (wal_len(dir.path()) - 32) / (24 + 4096);
+    assert_eq!(store.stats().wal_frames, frames, "{:?}", store.stats());
     let log = store.load("acme").unwrap().log;
     assert_eq!(log.len(), 200);
 }
@@ -76,6 +79,8 @@ async fn the_checkpointer_keeps_the_wal_bounded() {
     }
     assert!(store.stats().checkpoints >= 1);
     assert_eq!(store.stats().failed_checkpoints, 0);
+    // Counted across the restart: every append wrote its pages.
+    assert!(store.stats().wal_frames >= 5 * seq, "{:?}", store.stats());
     assert_eq!(store.load("acme").unwrap().log.len() as u64, seq);
     drop(store);
     let store = open(dir.path(), 64);

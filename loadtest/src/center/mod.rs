@@ -249,6 +249,13 @@ pub async fn run<B: Backend>(
             .zip(cpu_after.and_then(|a| a.store_commits))
             .filter(|_| commands > 0)
             .map(|(b, a)| (a - b).max(0.0) / commands as f64),
+        wal_pages_per_commit: {
+            let delta = |f: fn(&CpuSample) -> Option<f64>| {
+                Some((f(cpu_after.as_ref()?)? - f(cpu_before.as_ref()?)?).max(0.0))
+            };
+            let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
+            delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)
+        },
         verdict: Verdict::default(),
     };
     report.verdict = report.judge(scenario.hold_p99);

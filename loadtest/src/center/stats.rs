@@ -166,6 +166,8 @@ pub struct Report {
     /// The node's store commits (`switchboard_store_commits_total`) over the same span, per
     /// command, when exported.
     pub store_commits_per_command: Option<f64>,
+    /// Pages the node's SQLite writer wrote to its WAL per commit, over the same span.
+    pub wal_pages_per_commit: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -252,8 +254,12 @@ impl Report {
                     .store_commits_per_command
                     .map(|c| format!("; {c:.2} store commits per command"))
                     .unwrap_or_default();
+                let pages = self
+                    .wal_pages_per_commit
+                    .map(|p| format!(", {p:.1} WAL pages per commit"))
+                    .unwrap_or_default();
                 format!(
-                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits})",
+                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages})",
                     self.commands
                 )
             }
@@ -337,6 +343,7 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("held the rate", "1 = yes", &|r| f64::from(u8::from(r.verdict.held)));
     row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
+    row("WAL pages per commit", "count", &|r| r.wal_pages_per_commit.unwrap_or(f64::NAN));
     for i in 0..4 {
         let name = reports.first().map_or("", |r| r.latencies()[i].0);
         let pick = move |r: &Report, q: usize| {
