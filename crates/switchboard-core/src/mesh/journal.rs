@@ -179,9 +179,9 @@ impl Tombstone {
 /// Rebuilds a side from its checkpoint (`side`, decoded, followed by the log rows from
 /// `covers` on), the stored tombstones and the inputs of those log rows, in order (`day` as
 /// for [`RouterSide::replay`]). The tombstones the checkpoint had come first; after the
-/// replay, the side keeps exactly the stored ones. The result is as a decoded side is: what a restart loses is
-/// lost ([`RouterSide::forget_volatile`]); the shell calls [`RouterSide::restart`] next.
-/// Returns the newest input's time.
+/// replay, the side keeps exactly the stored ones. The result is as a decoded side is: what
+/// a restart loses is lost ([`RouterSide::forget_volatile`]); the shell calls
+/// [`RouterSide::restart`] next. Returns the newest input's time.
 pub fn rebuild(
     side: &mut RouterSide,
     stored: Vec<(ConversationId, Tombstone)>,
@@ -189,8 +189,7 @@ pub fn rebuild(
     inputs: impl IntoIterator<Item = RouterInput>,
     mut day: impl FnMut(Timestamp) -> u64,
 ) -> Option<Timestamp> {
-    let before: Vec<_> = stored.iter().filter(|(_, t)| t.precedes(covers)).copied().collect();
-    side.restore_tombstones(before);
+    side.restore_tombstones(stored.iter().filter(|(_, t)| t.precedes(covers)).copied());
     let (mut newest, mut replayed) = (None, false);
     for input in inputs {
         replayed = true;

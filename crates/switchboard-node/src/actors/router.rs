@@ -13,8 +13,8 @@
 //! within `linger`), and awaits durability; then `outgoing()` goes to the transport and the
 //! caller is answered. Steps are batched: a message that changes the side schedules a
 //! `Flush` behind whatever is already in the mailbox, so every message that queued up while
-//! the previous write was in flight is applied before one write makes them all durable. Until that flush nothing of them is heard: no envelope, no
-//! answer, no read, no resend. A failed write stops the actor (its memory is ahead of the
+//! the previous write was in flight is applied before one write makes them all durable.
+//! Until that flush nothing of them is heard: no envelope, no answer, no read, no resend. A failed write stops the actor (its memory is ahead of the
 //! store); its supervisor (or the next message, if sooner) activates it from its row again,
 //! and every caller of the batch gets the error.
 
@@ -203,40 +203,36 @@ impl Drop for RouterRun {
     }
 }
 
-/// The router's stored tombstones, page by page (a primary-key walk).
-async fn tombstones(mesh: &Mesh) -> Result<Vec<(ConversationId, Tombstone)>> {
+/// The tenant's rows of `kind` whose key is a number, `page` at a time (a primary-key walk):
+/// number, epoch, body.
+async fn numbered_rows(
+    mesh: &Mesh,
+    kind: &'static str,
+    page: usize,
+) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let mut all = Vec::new();
     let mut after = String::new();
     loop {
         let (store, tenant, from) = (mesh.inner().store.clone(), mesh.tenant().to_owned(), after);
-        let page =
-            super::blocking(move || store.list_actors(&tenant, TOMBSTONE, &from, 1024)).await?;
-        let Some(last) = page.last() else { break };
+        let rows = super::blocking(move || store.list_actors(&tenant, kind, &from, page)).await?;
+        let Some(last) = rows.last() else { break };
         after = last.key.clone();
-        for row in page {
+        for row in rows {
             let (Ok(n), Some(body)) = (row.key.parse::<u64>(), row.body) else { continue };
-            let (_, tombstone) = decode::<Tombstone>(&body)?;
-            all.push((ConversationId(n), tombstone));
+            all.push((n, row.epoch, body));
         }
     }
     Ok(all)
 }
 
-/// The router's log rows after its checkpoint, in order: sequence number, epoch, body.
-async fn log_rows(mesh: &Mesh) -> Result<Vec<(u64, u64, Vec<u8>)>> {
-    let mut all = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (store, tenant, from) = (mesh.inner().store.clone(), mesh.tenant().to_owned(), after);
-        let page = super::blocking(move || store.list_actors(&tenant, ROUTER, &from, 256)).await?;
-        let Some(last) = page.last() else { break };
-        after = last.key.clone();
-        for row in page {
-            let (Ok(seq), Some(body)) = (row.key.parse::<u64>(), row.body) else { continue };
-            all.push((seq, row.epoch, body));
-        }
-    }
-    Ok(all)
+/// The router's stored tombstones.
+async fn tombstones(mesh: &Mesh) -> Result<Vec<(ConversationId, Tombstone)>> {
+    let rows = numbered_rows(mesh, TOMBSTONE, 1024).await?;
+    let decoded = rows.into_iter().map(|(n, _, body)| {
+        let (_, tombstone) = decode::<Tombstone>(&body)?;
+        Ok((ConversationId(n), tombstone))
+    });
+    decoded.collect()
 }
 
 impl Actor for RouterActor {
@@ -255,7 +251,7 @@ impl Actor for RouterActor {
         let inner = mesh.inner();
         // The log first, then the checkpoint: a checkpoint that lands between the two reads
         // (its writer stopped with it queued) deleted rows read here, which it covers.
-        let logged = log_rows(&mesh).await?;
+        let logged = numbered_rows(&mesh, ROUTER, 256).await?;
         let (at, covers, mut side, stored_epoch, checkpoint) =
             match mesh.load(ROUTER, String::new()).await? {
                 Some(ActorState { epoch, body: Some(body), .. }) if super::journaled(&body) => {
