@@ -13,24 +13,36 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
 
-/// One latency distribution, recorded from many tasks.
+/// One latency distribution, recorded from many tasks: the whole run's, and the one since the
+/// last progress line (a cumulative p99 hides when a stall happened and how long it was).
 #[derive(Debug)]
-pub struct Latency(Mutex<Histogram<u64>>);
+pub struct Latency(Mutex<[Histogram<u64>; 2]>);
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency(Mutex::new(histogram()))
+        Latency(Mutex::new([histogram(), histogram()]))
     }
 }
 
 impl Latency {
     pub fn record(&self, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, 600_000_000);
-        let _ = self.0.lock().expect("histogram lock").record(us);
+        let mut h = self.0.lock().expect("histogram lock");
+        for h in h.iter_mut() {
+            let _ = h.record(us);
+        }
     }
 
     pub fn summary(&self) -> Summary {
-        Summary::of(&self.0.lock().expect("histogram lock"))
+        Summary::of(&self.0.lock().expect("histogram lock")[0])
+    }
+
+    /// The distribution since the last call, which starts a new interval.
+    pub fn take_interval(&self) -> Summary {
+        let mut h = self.0.lock().expect("histogram lock");
+        let s = Summary::of(&h[1]);
+        h[1].reset();
+        s
     }
 }
 
@@ -110,8 +122,9 @@ impl Stats {
     /// The live progress line.
     pub fn progress(&self, elapsed: f64) -> String {
         let m = self.message_to_agent.summary();
+        let last = self.message_to_agent.take_interval();
         format!(
-            "[{elapsed:6.1} s] arrivals {} opened {} assigned {} abandoned {} ended {} | msgs {} delivered {} | errors {} | msg→agent p99 {:.1} ms",
+            "[{elapsed:6.1} s] arrivals {} opened {} assigned {} abandoned {} ended {} | msgs {} delivered {} | errors {} | msg→agent p99 {:.1} ms (since last line: p99 {:.1} max {:.1})",
             Self::get(&self.arrivals),
             Self::get(&self.opened),
             Self::get(&self.assigned),
@@ -120,7 +133,9 @@ impl Stats {
             Self::get(&self.messages_sent),
             Self::get(&self.messages_delivered),
             Self::get(&self.errors),
-            m.p99_ms
+            m.p99_ms,
+            last.p99_ms,
+            last.max_ms
         )
     }
 }
