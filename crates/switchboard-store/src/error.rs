@@ -80,6 +80,15 @@ pub enum Error {
     #[error("could not switch the database to WAL mode (journal_mode is {0:?})")]
     NotWal(String),
 
+    /// The writer's connection runs with less than `synchronous=FULL`, which its VFS shim
+    /// (`wal_vfs`) and every acknowledged write's durability rely on.
+    #[error("the writer's connection must run with synchronous=FULL (it is {0})")]
+    NotSynchronousFull(i64),
+
+    /// The writer's VFS shim could not be registered with SQLite (its result code).
+    #[error("could not register the writer's SQLite VFS (result code {0})")]
+    Vfs(i32),
+
     /// A reservation of no numbers ([`crate::Store::reserve`] takes at least one).
     #[error("tenant {tenant:?}: a reservation of {counter:?} numbers must take at least one")]
     EmptyReservation { tenant: String, counter: String },

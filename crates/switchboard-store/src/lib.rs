@@ -123,6 +123,7 @@ mod schema;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wal_vfs;
 mod writer;
 
 use std::future::Future;

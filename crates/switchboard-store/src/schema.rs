@@ -189,7 +189,10 @@ CREATE TABLE conversation_owners (
 /// Opens the connection the writer owns: creates the file if missing, switches to WAL, and
 /// brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
-    let mut conn = Connection::open(path)?;
+    // The writer's WAL frames go to the file in one write per commit (`crate::wal_vfs`).
+    crate::wal_vfs::register().map_err(Error::Vfs)?;
+    let mut conn =
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), crate::wal_vfs::NAME)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer nor see a half-written commit.
     let mode: String =
@@ -198,6 +201,11 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
         return Err(Error::NotWal(mode));
     }
     durable(&conn)?;
+    // The VFS shim is safe only if every commit syncs the WAL before publishing its frames.
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+    if synchronous < 2 {
+        return Err(Error::NotSynchronousFull(synchronous));
+    }
     // No automatic checkpoint on the writer's connection: see `crate::checkpoint`.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
