@@ -163,17 +163,6 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Flushes, then calls the real method (for methods that must see every write).
-macro_rules! flushed {
-    ($file:expr, $call:expr) => {{
-        let rc = flush($file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        $call
-    }};
-}
-
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite closes a file once; the pending buffer is freed here and nowhere else.
     unsafe {
@@ -233,86 +222,19 @@ unsafe extern "C" fn write(
     }
 }
 
-unsafe extern "C" fn read(
-    file: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    amount: c_int,
-    offset: i64,
-) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe {
-        flushed!(file, {
-            let inner = inner(file);
-            match methods(inner).xRead {
-                Some(read) => read(inner, buf, amount, offset),
-                None => ffi::SQLITE_IOERR_READ,
-            }
-        })
-    }
-}
-
-unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe {
-        flushed!(file, {
-            let inner = inner(file);
-            match methods(inner).xTruncate {
-                Some(truncate) => truncate(inner, size),
-                None => ffi::SQLITE_IOERR_TRUNCATE,
-            }
-        })
-    }
-}
-
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe {
-        flushed!(file, {
-            let inner = inner(file);
-            match methods(inner).xSync {
-                Some(sync) => sync(inner, flags),
-                None => ffi::SQLITE_IOERR_FSYNC,
-            }
-        })
-    }
-}
-
-unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe {
-        flushed!(file, {
-            let inner = inner(file);
-            match methods(inner).xFileSize {
-                Some(file_size) => file_size(inner, size),
-                None => ffi::SQLITE_IOERR_FSTAT,
-            }
-        })
-    }
-}
-
-unsafe extern "C" fn file_control(
-    file: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe {
-        flushed!(file, {
-            let inner = inner(file);
-            match methods(inner).xFileControl {
-                Some(file_control) => file_control(inner, op, arg),
-                None => ffi::SQLITE_NOTFOUND,
-            }
-        })
-    }
-}
-
-/// Methods that never touch the WAL's bytes, passed through.
+/// A method passed through to the real file; `flush` first for those that must see every
+/// write (a read, a sync, a size, a truncate, a file control).
 macro_rules! forward {
-    ($name:ident, $method:ident, $missing:expr $(, $arg:ident : $ty:ty)*) => {
+    ($flush:literal, $name:ident, $method:ident, $missing:expr $(, $arg:ident : $ty:ty)*) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
             // SAFETY: forwarded as SQLite called it.
             unsafe {
+                if $flush {
+                    let rc = flush(file);
+                    if rc != ffi::SQLITE_OK {
+                        return rc;
+                    }
+                }
                 let inner = inner(file);
                 match methods(inner).$method {
                     Some(method) => method(inner $(, $arg)*),
@@ -323,16 +245,21 @@ macro_rules! forward {
     };
 }
 
-forward!(lock, xLock, ffi::SQLITE_IOERR_LOCK, level: c_int);
-forward!(unlock, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level: c_int);
-forward!(check_reserved_lock, xCheckReservedLock, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, out: *mut c_int);
-forward!(sector_size, xSectorSize, 4096);
-forward!(device_characteristics, xDeviceCharacteristics, 0);
-forward!(shm_map, xShmMap, ffi::SQLITE_IOERR_SHMMAP, page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void);
-forward!(shm_lock, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset: c_int, n: c_int, flags: c_int);
-forward!(shm_unmap, xShmUnmap, ffi::SQLITE_OK, delete: c_int);
-forward!(fetch, xFetch, ffi::SQLITE_OK, offset: i64, amount: c_int, out: *mut *mut c_void);
-forward!(unfetch, xUnfetch, ffi::SQLITE_OK, offset: i64, page: *mut c_void);
+forward!(true, read, xRead, ffi::SQLITE_IOERR_READ, buf: *mut c_void, amount: c_int, offset: i64);
+forward!(true, truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size: i64);
+forward!(true, sync, xSync, ffi::SQLITE_IOERR_FSYNC, flags: c_int);
+forward!(true, file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, size: *mut i64);
+forward!(true, file_control, xFileControl, ffi::SQLITE_NOTFOUND, op: c_int, arg: *mut c_void);
+forward!(false, lock, xLock, ffi::SQLITE_IOERR_LOCK, level: c_int);
+forward!(false, unlock, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level: c_int);
+forward!(false, check_reserved_lock, xCheckReservedLock, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, out: *mut c_int);
+forward!(false, sector_size, xSectorSize, 4096);
+forward!(false, device_characteristics, xDeviceCharacteristics, 0);
+forward!(false, shm_map, xShmMap, ffi::SQLITE_IOERR_SHMMAP, page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void);
+forward!(false, shm_lock, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset: c_int, n: c_int, flags: c_int);
+forward!(false, shm_unmap, xShmUnmap, ffi::SQLITE_OK, delete: c_int);
+forward!(false, fetch, xFetch, ffi::SQLITE_OK, offset: i64, amount: c_int, out: *mut *mut c_void);
+forward!(false, unfetch, xUnfetch, ffi::SQLITE_OK, offset: i64, page: *mut c_void);
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     // SAFETY: forwarded as SQLite called it.
