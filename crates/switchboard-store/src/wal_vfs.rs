@@ -10,6 +10,10 @@
 //! the buffer reaching [`MAX_BUFFER`]. Every other file, and every other method, is passed
 //! through as is.
 //!
+//! The file receives the same writes in the same order as without the shim, only later and
+//! gathered: a write that does not continue the buffer flushes it first, and so does every
+//! method that could observe the file.
+//!
 //! **Why this is safe, and when it would not be.** Nothing outside this connection sees the
 //! WAL's new frames until the commit makes them part of the WAL index, and with
 //! `synchronous=FULL` (which the writer's connection always sets: `schema::durable`) SQLite
