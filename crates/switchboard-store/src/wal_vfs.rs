@@ -194,35 +194,32 @@ unsafe extern "C" fn write(
     // SAFETY: SQLite passes `amount` readable bytes at `buf`.
     unsafe {
         let wal = (*file.cast::<ShimFile>()).wal;
-        let Ok(len) = usize::try_from(amount) else { return ffi::SQLITE_IOERR_WRITE };
-        if !wal.is_null() {
-            let must_flush = {
-                let pending = &*wal;
-                let end = pending.offset + pending.data.len() as i64;
-                let continues = pending.data.is_empty() || offset == end;
-                !continues || len > MAX_WRITE || pending.data.len() + len > MAX_BUFFER
+        if wal.is_null() {
+            let inner = inner(file);
+            return match methods(inner).xWrite {
+                Some(write) => write(inner, buf, amount, offset),
+                None => ffi::SQLITE_IOERR_WRITE,
             };
-            if must_flush {
-                let rc = flush(file);
-                if rc != ffi::SQLITE_OK {
-                    return rc;
-                }
-            }
-            let pending = &mut *wal;
-            if len <= MAX_WRITE {
-                if pending.data.is_empty() {
-                    pending.offset = offset;
-                }
-                pending.data.extend_from_slice(std::slice::from_raw_parts(buf.cast::<u8>(), len));
-                return ffi::SQLITE_OK;
-            }
-            pending.writes += 1;
         }
-        let inner = inner(file);
-        match methods(inner).xWrite {
-            Some(write) => write(inner, buf, amount, offset),
-            None => ffi::SQLITE_IOERR_WRITE,
+        let Ok(len) = usize::try_from(amount) else { return ffi::SQLITE_IOERR_WRITE };
+        let must_flush = {
+            let pending = &*wal;
+            let continues =
+                pending.data.is_empty() || offset == pending.offset + pending.data.len() as i64;
+            !continues || pending.data.len() + len > MAX_BUFFER
+        };
+        if must_flush {
+            let rc = flush(file);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
         }
+        let pending = &mut *wal;
+        if pending.data.is_empty() {
+            pending.offset = offset;
+        }
+        pending.data.extend_from_slice(std::slice::from_raw_parts(buf.cast::<u8>(), len));
+        ffi::SQLITE_OK
     }
 }
 
