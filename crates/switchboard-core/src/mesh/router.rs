@@ -93,7 +93,7 @@ pub struct RouterSide {
     decisions: u64,
     /// Conversations that left and are owed nothing more, until `seen + linger`: only what
     /// answers a late copy, so [`RouterSide::outgoing`] walks only the conversations still
-    /// routed. Their ids only, 8 bytes each ([`Tombstones`]). Not in the side's own encoding
+    /// routed. Their ids only, about 2 bytes each ([`Tombstones`]). Not in the side's own encoding
     /// (the router's row, rewritten on every step): with an hour's `linger` at 50 endings a
     /// second that would be 180,000 tombstones. The shell stores each as a row of its own
     /// when it appears and deletes it when it expires ([`RouterSide::take_tombstones`]), and
