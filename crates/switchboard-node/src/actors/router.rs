@@ -210,6 +210,18 @@ async fn numbered_rows(
     kind: &'static str,
     page: usize,
 ) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    numbered_rows_as(mesh, kind, page, |n, epoch, body| Ok((n, epoch, body))).await
+}
+
+/// [`numbered_rows`], each row turned into a `T` as its page arrives, so that a long kind (the
+/// router's tombstones: as many as conversations end within `linger`) never holds every
+/// row's body at once, only the result.
+async fn numbered_rows_as<T>(
+    mesh: &Mesh,
+    kind: &'static str,
+    page: usize,
+    mut row_as: impl FnMut(u64, u64, Vec<u8>) -> Result<T>,
+) -> Result<Vec<T>> {
     let mut all = Vec::new();
     let mut after = String::new();
     loop {
@@ -219,7 +231,7 @@ async fn numbered_rows(
         after = last.key.clone();
         for row in rows {
             let (Ok(n), Some(body)) = (row.key.parse::<u64>(), row.body) else { continue };
-            all.push((n, row.epoch, body));
+            all.push(row_as(n, row.epoch, body)?);
         }
     }
     Ok(all)
@@ -227,12 +239,11 @@ async fn numbered_rows(
 
 /// The router's stored tombstones.
 async fn tombstones(mesh: &Mesh) -> Result<Vec<(ConversationId, Tombstone)>> {
-    let rows = numbered_rows(mesh, TOMBSTONE, 1024).await?;
-    let decoded = rows.into_iter().map(|(n, _, body)| {
+    numbered_rows_as(mesh, TOMBSTONE, 1024, |n, _, body| {
         let (_, tombstone) = decode::<Tombstone>(&body)?;
         Ok((ConversationId(n), tombstone))
-    });
-    decoded.collect()
+    })
+    .await
 }
 
 impl Actor for RouterActor {
