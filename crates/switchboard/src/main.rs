@@ -20,7 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// default (512, each idle for 10 s before it ends) grew the pool to ~70 threads under
 /// `loadtest history`, each with its own mimalloc heap holding its pages: capped (and kept
 /// 60 s), 21 threads and 6–7 MiB less RSS at every checkpoint (44.4 / 51.9 / 56.1 against
-/// 51.2 / 59.7 / 61.9 MiB at 10 k / 100 k / 150 k), node CPU the same within noise.
+/// 51.2 / 59.7 / 61.9 MiB at 10 k / 100 k / 150 k), and −10% node CPU per command there
+/// (the pool no longer creates threads for each burst of reads); the same within noise at
+/// 200 arrivals/s (ARCHITECTURE.md, "Kept: tokio's blocking pool capped").
 const MAX_BLOCKING_THREADS: usize = 16;
 const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);
 
