@@ -381,8 +381,8 @@ fn dockerfile_is_multi_stage_and_runs_as_non_root() {
         "protoc in the build stage"
     );
     assert!(
-        text.contains("cargo build --release --locked -p switchboard"),
-        "builds the switchboard binary"
+        text.contains("cargo build --profile production --locked -p switchboard"),
+        "builds the switchboard binary with the shipped profile"
     );
     assert!(
         last.iter().any(|(i, r)| i == "COPY" && r.starts_with("--from=build")),
