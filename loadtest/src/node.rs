@@ -186,6 +186,19 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / clock_ticks())
 }
 
+/// This machine's steal time over all its CPUs (the `cpu` line of `/proc/stat`, field 8),
+/// seconds.
+pub fn steal_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    steal_of(&stat)
+}
+
+fn steal_of(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some("cpu"))?;
+    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks as f64 / clock_ticks())
+}
+
 /// `sysconf(_SC_CLK_TCK)` without unsafe code: `getconf CLK_TCK`, else Linux's usual 100.
 fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
@@ -258,6 +271,9 @@ pub struct CpuSample {
     /// scrape (from `/metrics` only; the pages on SQLite only).
     pub store_commits: Option<f64>,
     pub wal_pages: Option<f64>,
+    /// CPU time this machine's hypervisor gave to others (`steal` of `/proc/stat`, all CPUs),
+    /// seconds: a run whose steal grew is a run on a slower machine.
+    pub host_steal: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +300,13 @@ impl CpuProbe {
             let seconds = metric(&body, "process_cpu_seconds_total")?;
             let store_commits = metric(&body, "switchboard_store_commits_total");
             let wal_pages = metric(&body, "switchboard_store_wal_pages_total");
-            Some(CpuSample { seconds, source: CpuSource::Metrics, store_commits, wal_pages })
+            Some(CpuSample {
+                seconds,
+                source: CpuSource::Metrics,
+                store_commits,
+                wal_pages,
+                host_steal: steal_seconds(),
+            })
         };
         let from_proc = || {
             let seconds = cpu_seconds(self.pid?)?;
@@ -293,6 +315,7 @@ impl CpuProbe {
                 source: CpuSource::Proc,
                 store_commits: None,
                 wal_pages: None,
+                host_steal: steal_seconds(),
             })
         };
         match source {
@@ -312,6 +335,15 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn reads_steal_from_the_all_cpus_line() {
+        let stat = "cpu  3812045 0 597863 6768333 80605 0 80803 102731 0 0\n\
+                    cpu0 1 0 1 1 1 0 1 7 0 0\n";
+        let ticks = clock_ticks();
+        assert_eq!(steal_of(stat), Some(102_731.0 / ticks));
+        assert_eq!(steal_of("cpu0 1 2 3\n"), None);
     }
 
     #[test]

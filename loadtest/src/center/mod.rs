@@ -256,6 +256,10 @@ pub async fn run<B: Backend>(
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
             delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)
         },
+        host_steal_seconds: cpu_before
+            .and_then(|b| b.host_steal)
+            .zip(cpu_after.and_then(|a| a.host_steal))
+            .map(|(b, a)| (a - b).max(0.0)),
         verdict: Verdict::default(),
     };
     report.verdict = report.judge(scenario.hold_p99);

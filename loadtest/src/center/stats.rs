@@ -183,6 +183,9 @@ pub struct Report {
     pub store_commits_per_command: Option<f64>,
     /// Pages the node's SQLite writer wrote to its WAL per commit, over the same span.
     pub wal_pages_per_commit: Option<f64>,
+    /// This machine's CPU steal over the same span, seconds (`/proc/stat`): runs compare
+    /// only when it is small beside the node's CPU.
+    pub host_steal_seconds: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -273,8 +276,12 @@ impl Report {
                     .wal_pages_per_commit
                     .map(|p| format!(", {p:.1} WAL pages per commit"))
                     .unwrap_or_default();
+                let steal = self
+                    .host_steal_seconds
+                    .map(|s| format!("; this machine's CPU steal {s:.2} s"))
+                    .unwrap_or_default();
                 format!(
-                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages})",
+                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages}){steal}",
                     self.commands
                 )
             }
