@@ -295,6 +295,7 @@ impl CpuProbe {
     /// Reads from `source` if given (so two readings compare), else from the first source
     /// available. Blocking.
     pub fn sample(&self, source: Option<CpuSource>) -> Option<CpuSample> {
+        let host_steal = steal_seconds();
         let from_metrics = || {
             let body = scrape(self.metrics.as_deref()?).ok()?;
             let seconds = metric(&body, "process_cpu_seconds_total")?;
@@ -305,7 +306,7 @@ impl CpuProbe {
                 source: CpuSource::Metrics,
                 store_commits,
                 wal_pages,
-                host_steal: steal_seconds(),
+                host_steal,
             })
         };
         let from_proc = || {
@@ -315,7 +316,7 @@ impl CpuProbe {
                 source: CpuSource::Proc,
                 store_commits: None,
                 wal_pages: None,
-                host_steal: steal_seconds(),
+                host_steal,
             })
         };
         match source {

@@ -213,7 +213,11 @@ pub async fn run<B: Backend>(
     let window = scenario.window.as_secs_f64().max(1e-3);
     let phase = opened_by.saturating_duration_since(start).as_secs_f64().max(window);
     let commands = Stats::get(&s.commands);
-    let node_cpu_seconds = cpu_before.zip(cpu_after).map(|(b, a)| (a.seconds - b.seconds).max(0.0));
+    // How much a reading of the node grew over the run (never negative: a restarted node).
+    let delta = |f: fn(&CpuSample) -> Option<f64>| {
+        Some((f(cpu_after.as_ref()?)? - f(cpu_before.as_ref()?)?).max(0.0))
+    };
+    let node_cpu_seconds = delta(|s| Some(s.seconds));
     let mut report = Report {
         system: shared.backend.name(),
         scenario: scenario.name.clone(),
@@ -244,22 +248,14 @@ pub async fn run<B: Backend>(
             .filter(|_| commands > 0)
             .map(|cpu| cpu * 1e6 / commands as f64),
         cpu_source: cpu_before.map(|b| b.source.label().to_owned()),
-        store_commits_per_command: cpu_before
-            .and_then(|b| b.store_commits)
-            .zip(cpu_after.and_then(|a| a.store_commits))
+        store_commits_per_command: delta(|s| s.store_commits)
             .filter(|_| commands > 0)
-            .map(|(b, a)| (a - b).max(0.0) / commands as f64),
+            .map(|c| c / commands as f64),
         wal_pages_per_commit: {
-            let delta = |f: fn(&CpuSample) -> Option<f64>| {
-                Some((f(cpu_after.as_ref()?)? - f(cpu_before.as_ref()?)?).max(0.0))
-            };
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
             delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)
         },
-        host_steal_seconds: cpu_before
-            .and_then(|b| b.host_steal)
-            .zip(cpu_after.and_then(|a| a.host_steal))
-            .map(|(b, a)| (a - b).max(0.0)),
+        host_steal_seconds: delta(|s| s.host_steal),
         verdict: Verdict::default(),
     };
     report.verdict = report.judge(scenario.hold_p99);
