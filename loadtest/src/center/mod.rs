@@ -242,6 +242,7 @@ pub async fn run<B: Backend>(
         arrival_to_assignment: s.arrival_to_assignment.summary(),
         first_response: s.first_response.summary(),
         post_ack: s.post_ack.summary(),
+        offer_to_accepted: s.accept.summary(),
         commands,
         node_cpu_seconds,
         cpu_us_per_command: node_cpu_seconds
@@ -365,7 +366,7 @@ async fn agent<B: Backend>(
                 tasks.spawn(reply(shared.clone(), agent, conv, None));
             }
             Event::Offered(conv) if shared.offer => {
-                tasks.spawn(accept(shared.clone(), agent, conv));
+                tasks.spawn(accept(shared.clone(), agent, conv, now));
             }
             Event::Assigned(conv) if !shared.offer => {
                 let shared = shared.clone();
@@ -387,7 +388,7 @@ async fn agent<B: Backend>(
 /// patience runs out meanwhile waits for the outcome. Without that, a customer could give up
 /// (and close the conversation, counted abandoned) while the system had already assigned it,
 /// and the accept that the system took was counted nowhere.
-async fn accept<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String) {
+async fn accept<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String, offered: Instant) {
     let conv = shared.conv(&name);
     let gate = conv.gate.lock().await;
     if conv.state.borrow().abandoned {
@@ -395,8 +396,10 @@ async fn accept<B: Backend>(shared: Arc<Shared<B>>, agent: u32, name: String) {
     }
     match shared.backend.accept(agent, &name).await {
         Ok(()) => {
+            let now = Instant::now();
+            shared.stats.accept.record(now.saturating_duration_since(offered));
             shared.stats.count(&shared.stats.commands);
-            assigned(shared.clone(), agent, name, Instant::now(), gate).await;
+            assigned(shared.clone(), agent, name, now, gate).await;
         }
         Err(e) => shared.stats.error("accept", &e),
     }

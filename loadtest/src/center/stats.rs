@@ -85,6 +85,9 @@ pub struct Stats {
     pub first_response: Latency,
     /// Any customer post (intended send time) → its durable acknowledgement.
     pub post_ack: Latency,
+    /// An offer on the agent's stream → its accept call answered (offer mode only): the part
+    /// of arrival → assignment after the offer.
+    pub accept: Latency,
     pub arrivals: AtomicU64,
     pub opened: AtomicU64,
     pub assigned: AtomicU64,
@@ -169,6 +172,7 @@ pub struct Report {
     pub arrival_to_assignment: Summary,
     pub first_response: Summary,
     pub post_ack: Summary,
+    pub offer_to_accepted: Summary,
     /// Successful mutating calls the load generator made (posts, accepts, replies, ends,
     /// abandons).
     pub commands: u64,
@@ -321,12 +325,13 @@ impl Report {
         out
     }
 
-    fn latencies(&self) -> [(&'static str, &Summary); 4] {
+    fn latencies(&self) -> [(&'static str, &Summary); 5] {
         [
             ("customer msg → agent stream", &self.message_to_agent),
             ("arrival → assignment", &self.arrival_to_assignment),
             ("arrival → first response", &self.first_response),
             ("customer post → durable ack", &self.post_ack),
+            ("offer → accepted", &self.offer_to_accepted),
         ]
     }
 }
@@ -366,7 +371,7 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
     row("WAL pages per commit", "count", &|r| r.wal_pages_per_commit.unwrap_or(f64::NAN));
-    for i in 0..4 {
+    for i in 0..5 {
         let name = reports.first().map_or("", |r| r.latencies()[i].0);
         let pick = move |r: &Report, q: usize| {
             let s = r.latencies()[i].1;
