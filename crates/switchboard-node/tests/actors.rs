@@ -659,8 +659,8 @@ async fn an_actor_whose_write_failed_comes_back_by_itself_and_its_deadline_fires
 
 /// The router batches its steps: routes that reach it while its write is in flight are all
 /// applied before one write makes them durable, and nothing of a step is heard before that
-/// write (no `Placed`, no read of its state): here six openings take two router writes after
-/// the sign-in's, and each conversation is assigned once.
+/// write (no `Placed`, no read of its state; a peek sees it): here six openings take two
+/// router writes after the sign-in's, and each conversation is assigned once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_queued_behind_the_routers_write_share_its_next_one_and_wait_for_it() {
     // Nothing is lost here, so nothing needs resending: with the usual 50 ms a slow machine
@@ -685,8 +685,23 @@ async fn routes_queued_behind_the_routers_write_share_its_next_one_and_wait_for_
     }
     // The held decision is not heard: the first conversation is not assigned.
     assert_ne!(open(mesh, 1).await.map(|(state, _)| state), Some(State::Assigned));
+    // A peek (the admissibility check of an agent's command), queued behind the five routes:
+    // once the held write lands, the router applies them and answers the peek before the
+    // write that makes them durable (its `Flush` is queued behind the peek).
+    let (router, faulty, id) = (mesh.router(), h.faulty.clone(), ConversationId(6));
+    let seen = move |s: &switchboard_core::mesh::RouterSide| {
+        let writes = faulty.router_writes.load(Ordering::SeqCst);
+        (s.router().placement(id).is_some(), writes)
+    };
+    let mut peek = Box::pin(router.peek(seen));
+    // Its first poll queues it (the router is live: nothing to wait for before the send).
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(peek.as_mut().poll(cx)));
+    assert!(first.await.is_pending(), "the router is still writing");
 
     h.faulty.release_router_writes();
+    let (placed_6, writes) = peek.await.unwrap();
+    assert!(placed_6, "the peek sees conversation 6 placed");
+    assert_eq!(writes, signed_in + 1, "before the write that makes it durable");
     for c in 1..=6 {
         until("every conversation hears its assignment", || async {
             open(mesh, c).await == Some((State::Assigned, Some(AGENT)))

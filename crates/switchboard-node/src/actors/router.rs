@@ -85,6 +85,8 @@ pub enum RouterMsg {
     Call(RouterCall, CallReply),
     /// A read of the side's current state.
     Read(super::ReadSide<RouterSide>),
+    /// A read of the side as it is now, steps not yet durable included ([`RouterHandle::peek`]).
+    Peek(super::ReadSide<RouterSide>),
     /// Its one timer fired: a deadline, a resend or the end of its idle time may be due.
     Wake,
     /// Make the steps applied since the last write durable, then let them be heard.
@@ -455,6 +457,7 @@ impl Actor for RouterActor {
                 Some(batch) => batch.reads.push(read),
                 None => read(&run.side),
             },
+            RouterMsg::Peek(read) => read(&run.side),
             RouterMsg::Flush => return run.flush(&myself).await,
             RouterMsg::Gauges => {
                 let config = run.mesh.config();
@@ -963,6 +966,18 @@ impl RouterHandle {
         read: impl FnOnce(&RouterSide) -> T + Send + 'static,
     ) -> Result<T> {
         super::read(self.mesh.router_ref().await?, RouterMsg::Read, read).await
+    }
+
+    /// Reads the side as it is now, including steps whose write is still to come (a
+    /// [`read`](Self::read) waits for that write: up to two of the router's commits under
+    /// load). Only for checks whose outcome is a refusal, which changes nothing, or a command
+    /// sent on for the router to decide: the tenant actor refuses from its applied state
+    /// the same way, before that state is durable.
+    pub async fn peek<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&RouterSide) -> T + Send + 'static,
+    ) -> Result<T> {
+        super::read(self.mesh.router_ref().await?, RouterMsg::Peek, read).await
     }
 
     async fn call(&self, op: RouterOp) -> Result<Vec<Effect>> {

@@ -138,7 +138,8 @@ impl Desk {
         let live = move |side: &switchboard_core::mesh::RouterSide| {
             side.customer_of(c).is_some() && !side.has_left(c)
         };
-        if !self.mesh.router().read(live).await? {
+        // As applied, not as durable: the check only refuses or sends the command on.
+        if !self.mesh.router().peek(live).await? {
             let name = self.names().conversation_name(c);
             return Err(Error::NotFound(format!("conversation {name}")).into());
         }
