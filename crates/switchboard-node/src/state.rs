@@ -232,7 +232,7 @@ impl TenantState {
     }
 
     pub fn conversation_name(&self, c: ConversationId) -> String {
-        crate::names::child_name(&self.id, "conversations", &c.0.to_string())
+        crate::names::numbered_name(&self.id, "conversations", c.0)
     }
 
     /// The next sequence number of a stream.

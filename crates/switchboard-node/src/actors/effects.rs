@@ -53,11 +53,11 @@ impl Names for MeshNames<'_> {
     /// By its number, the conversation actor's key, for now (customer ids reach the actors
     /// with the cut-over's keys).
     fn customer_name(&self, customer: CustomerId) -> String {
-        crate::names::child_name(self.tenant, "customers", &customer.0.to_string())
+        crate::names::numbered_name(self.tenant, "customers", customer.0)
     }
 
     fn conversation_name(&self, conversation: ConversationId) -> String {
-        crate::names::child_name(self.tenant, "conversations", &conversation.0.to_string())
+        crate::names::numbered_name(self.tenant, "conversations", conversation.0)
     }
 }
 

@@ -480,7 +480,7 @@ pub fn note_event(
         cursor: 0,
         at: Some(convert::timestamp(now)),
         conversation: conversation
-            .map(|c| crate::names::child_name(tenant, "conversations", &c.0.to_string()))
+            .map(|c| crate::names::numbered_name(tenant, "conversations", c.0))
             .unwrap_or_default(),
         event: Some(event),
     }
