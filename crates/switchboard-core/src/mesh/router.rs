@@ -132,10 +132,21 @@ impl<K> Default for Touched<K> {
     }
 }
 
-impl<K: Ord> Touched<K> {
-    /// The set so far, and none touched from now on.
-    fn take(&mut self) -> Self {
-        std::mem::replace(self, Touched { all: false, ids: Default::default() })
+impl<K: Ord + Copy> Touched<K> {
+    /// Calls `f` on each touched entry of `map` (every one if `all`), and leaves none touched.
+    fn drain<V>(&mut self, map: &mut BTreeMap<K, V>, mut f: impl FnMut(K, &mut V)) {
+        let touched = std::mem::replace(self, Touched { all: false, ids: Default::default() });
+        if touched.all {
+            for (k, v) in map.iter_mut() {
+                f(*k, v);
+            }
+        } else {
+            for k in touched.ids {
+                if let Some(v) = map.get_mut(&k) {
+                    f(k, v);
+                }
+            }
+        }
     }
 }
 
@@ -599,18 +610,7 @@ impl RouterSide {
                 done.push(id);
             }
         };
-        let touched = self.touched.take();
-        if touched.all {
-            for (id, c) in &mut self.conversations {
-                out(*id, c);
-            }
-        } else {
-            for id in touched.ids {
-                if let Some(c) = self.conversations.get_mut(&id) {
-                    out(id, c);
-                }
-            }
-        }
+        self.touched.drain(&mut self.conversations, &mut out);
         // Left, and its last acknowledgement is on the wire: a tombstone from now on.
         for id in done {
             if let Some(c) = self.conversations.remove(&id) {
@@ -709,18 +709,7 @@ impl RouterSide {
         let mut out = |agent: AgentId, link: &mut DeskLink| {
             wire.extend(link.bodies().into_iter().map(|body| AgentEnvelope { agent, epoch, body }));
         };
-        let touched = self.touched_agents.take();
-        if touched.all {
-            for (agent, link) in &mut self.agents {
-                out(*agent, link);
-            }
-        } else {
-            for agent in touched.ids {
-                if let Some(link) = self.agents.get_mut(&agent) {
-                    out(agent, link);
-                }
-            }
-        }
+        self.touched_agents.drain(&mut self.agents, &mut out);
         // Every link left out had nothing to send (as in `outgoing`).
         #[cfg(debug_assertions)]
         for (agent, link) in &mut self.agents {
