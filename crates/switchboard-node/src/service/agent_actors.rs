@@ -200,7 +200,9 @@ impl Desk {
             Command::Pick => AgentOp::Pick(c),
         };
         self.decided(op, &r.request_id).await?;
-        let mut views = self.conversations(vec![c]).await?;
+        // The decision is durable by now, so the router's side as applied holds it: a peek
+        // answers without waiting for the router's next write (about one commit under load).
+        let mut views = self.conversations(vec![c], Side::AsApplied).await?;
         Ok(views.pop().unwrap_or_default())
     }
 
@@ -229,7 +231,7 @@ impl Desk {
         };
         let end = (start + size).min(all.len());
         let page = all.get(start..end).unwrap_or_default().to_vec();
-        let conversations = self.conversations(page).await?;
+        let conversations = self.conversations(page, Side::Durable).await?;
         let next_page_token =
             if end < all.len() { page_token(kind, &end.to_string()) } else { String::new() };
         Ok(pb::ListConversationsResponse { conversations, next_page_token })
@@ -291,36 +293,35 @@ impl Desk {
     }
 
     /// Each conversation as its actor holds it (found through the router's `customer_of`),
-    /// with its position and estimated wait from the router; only its name if neither
-    /// knows it any more (ended and gone).
+    /// with its position and estimated wait from the router (its side as `side` says); only
+    /// its name if neither knows it any more (ended and gone).
     async fn conversations(
         &self,
         ids: Vec<ConversationId>,
+        side: Side,
     ) -> Result<Vec<pb::Conversation>, Status> {
         let now = crate::clock::now();
         let wanted = ids.clone();
-        let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> =
-            if !self.router_here() {
-                // No position or estimated wait from a router on another node.
-                self.owners(&ids).await?.into_iter().map(|u| (u, None, None)).collect()
-            } else {
-                self.mesh
-                    .router()
-                    .read(move |side| {
-                        let router = side.router();
-                        wanted
-                            .iter()
-                            .map(|c| {
-                                (
-                                    side.customer_of(*c),
-                                    router.position(*c),
-                                    router.estimated_wait(now, *c),
-                                )
-                            })
-                            .collect()
+        let placed: Vec<(Option<CustomerId>, Option<usize>, Option<Duration>)> = if !self
+            .router_here()
+        {
+            // No position or estimated wait from a router on another node.
+            self.owners(&ids).await?.into_iter().map(|u| (u, None, None)).collect()
+        } else {
+            let read = move |side: &switchboard_core::mesh::RouterSide| {
+                let router = side.router();
+                wanted
+                    .iter()
+                    .map(|c| {
+                        (side.customer_of(*c), router.position(*c), router.estimated_wait(now, *c))
                     })
-                    .await?
+                    .collect()
             };
+            match side {
+                Side::Durable => self.mesh.router().read(read).await?,
+                Side::AsApplied => self.mesh.router().peek(read).await?,
+            }
+        };
         // Each from its actor, on whichever node it lives (one read per node for the lot).
         let wanted: Vec<(ConversationId, CustomerId)> =
             ids.iter().zip(&placed).filter_map(|(c, (u, _, _))| u.map(|u| (*c, u))).collect();
@@ -357,4 +358,14 @@ impl Desk {
         }
         Ok(ConversationId(n))
     }
+}
+
+/// Which of the router's sides a conversation's view reads.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// Only durable decisions ([`crate::actors::router::RouterHandle::read`]).
+    Durable,
+    /// As applied ([`crate::actors::router::RouterHandle::peek`]): for the answer to a decision that
+    /// is durable already, which the side as applied holds.
+    AsApplied,
 }
