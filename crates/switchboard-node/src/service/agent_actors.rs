@@ -107,10 +107,14 @@ impl Desk {
     /// FAILED_PRECONDITION. A failed lookup fails the call (retryable).
     async fn decided(&self, op: AgentOp, request_id: &str) -> Result<(), Status> {
         crate::registry::check_request_id(request_id)?;
-        let command = match self.answered(request_id, op.kind()).await? {
+        // The lookup and the router's check are both reads, so they run together (the
+        // check's answer counts only for a request id not answered before).
+        let (answered, admissible) =
+            tokio::join!(self.answered(request_id, op.kind()), self.admissible(&op));
+        let command = match answered? {
             Some(command) => command,
             None => {
-                self.admissible(&op).await?;
+                admissible?;
                 let id = (!request_id.is_empty()).then(|| request_id.to_owned());
                 self.handle().command(op, id).await?
             }
