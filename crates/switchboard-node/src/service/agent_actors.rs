@@ -369,7 +369,7 @@ impl Desk {
 enum Side {
     /// Only durable decisions ([`crate::actors::router::RouterHandle::read`]).
     Durable,
-    /// As applied ([`crate::actors::router::RouterHandle::peek`]): for the answer to a decision that
-    /// is durable already, which the side as applied holds.
+    /// As applied ([`crate::actors::router::RouterHandle::peek`]): for the answer to a
+    /// decision that is durable already, which the side as applied holds.
     AsApplied,
 }
