@@ -342,27 +342,15 @@ async fn sweep(
         println!("\n=== sweep: {rate} arrivals/s ===");
         print_scenario(&scenario);
         if let Some((running, best)) = sb.as_mut().filter(|(running, _)| *running) {
-            let mut held = Vec::new();
-            while majority(&held, args.attempts).is_none() {
-                let r = switchboard(&at, &scenario, probe).await?;
-                held.push(r.verdict.held);
-                rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
-                reports.push(r);
-            }
-            *running = majority(&held, args.attempts) == Some(true);
+            let runs = || switchboard(&at, &scenario, probe);
+            *running = held_by_most(args.attempts, rate, &mut rows, &mut reports, runs).await?;
             if *running {
                 *best = Some(rate);
             }
         }
         if let Some((url, running, best)) = pg.as_mut().filter(|(_, running, _)| *running) {
-            let mut held = Vec::new();
-            while majority(&held, args.attempts).is_none() {
-                let r = baseline(&at, url, &scenario).await?;
-                held.push(r.verdict.held);
-                rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
-                reports.push(r);
-            }
-            *running = majority(&held, args.attempts) == Some(true);
+            let runs = || baseline(&at, url, &scenario);
+            *running = held_by_most(args.attempts, rate, &mut rows, &mut reports, runs).await?;
             if *running {
                 *best = Some(rate);
             }
@@ -401,6 +389,34 @@ async fn sweep(
         &serde_json::json!({ "reports": reports, "sweep": { "rates": rates, "highest_held": highest } }),
     )?;
     Ok(reports)
+}
+
+/// One row of a sweep's table: rate, system, verdict, node CPU per command.
+type SweepRow = (f64, String, String, Option<f64>);
+
+/// Runs one system at `rate` until most of `attempts` runs decide ([`majority`]), each run's
+/// row and report kept; whether it held the rate.
+async fn held_by_most<F, Fut>(
+    attempts: u32,
+    rate: f64,
+    rows: &mut Vec<SweepRow>,
+    reports: &mut Vec<Report>,
+    mut run: F,
+) -> anyhow::Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Report>>,
+{
+    let mut held = Vec::new();
+    loop {
+        if let Some(decided) = majority(&held, attempts) {
+            return Ok(decided);
+        }
+        let r = run().await?;
+        held.push(r.verdict.held);
+        rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
+        reports.push(r);
+    }
 }
 
 /// Whether most of `attempts` runs hold a rate, given the verdicts of the runs so far
