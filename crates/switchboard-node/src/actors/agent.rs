@@ -708,8 +708,7 @@ impl AgentHandle {
         &self,
         read: impl FnOnce(&AgentSide) -> T + Send + 'static,
     ) -> Result<T> {
-        let actor = self.mesh.agent_ref(self.agent).await?;
-        super::read(actor, AgentMsg::Read, read).await
+        super::read(|| self.mesh.agent_ref(self.agent), AgentMsg::Read, read).await
     }
 
     /// Any command, with the caller's request id: a request id this incarnation already

@@ -28,7 +28,6 @@
 
 use std::sync::Arc;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_core::mesh::{
     Body, ConversationSide, DeskEnvelope, Envelope, FromDesk, ToConversation,
@@ -1404,17 +1403,17 @@ impl ConversationHandle {
         &self,
         read: impl FnOnce(&ConversationSide, Option<&ConversationExtra>) -> T + Send + 'static,
     ) -> Result<T> {
-        let actor = self.mesh.conversation_ref(self.customer).await?;
-        let read = move |reply: RpcReplyPort<T>| {
+        let read = super::Taken::new(read);
+        let build = |reply: RpcReplyPort<T>| {
+            let read = read.clone();
             let read: ReadTagged = Box::new(move |side, extra| {
-                let _ = reply.send(read(side, extra));
+                if let Some(read) = read.take() {
+                    let _ = reply.send(read(side, extra));
+                }
             });
             ConversationMsg::ReadTagged(read)
         };
-        match super::ask(&actor, read, None).await {
-            Ok(CallResult::Success(answer)) => Ok(answer),
-            _ => Err(Error::Unavailable("the actor stopped; retry".into())),
-        }
+        super::read_retrying(|| self.mesh.conversation_ref(self.customer), build).await
     }
 
     /// Reads the side's current state (activating the actor if needed).
@@ -1422,8 +1421,7 @@ impl ConversationHandle {
         &self,
         read: impl FnOnce(&ConversationSide) -> T + Send + 'static,
     ) -> Result<T> {
-        let actor = self.mesh.conversation_ref(self.customer).await?;
-        super::read(actor, ConversationMsg::Read, read).await
+        super::read(|| self.mesh.conversation_ref(self.customer), ConversationMsg::Read, read).await
     }
 
     async fn call(&self, op: ConversationOp) -> Result<Outcome> {

@@ -1200,21 +1200,74 @@ pub(crate) fn awaits_ack<M>(body: &switchboard_core::mesh::Body<M>) -> bool {
 /// A read of a side, run by its actor in turn.
 pub type ReadSide<S> = Box<dyn FnOnce(&S) + Send>;
 
-/// A read of an actor's side, answered from its mailbox in turn.
-pub(crate) async fn read<M: ractor::Message, S, T: Send + 'static>(
-    actor: ActorRef<M>,
+/// A read of an actor's side, answered from its mailbox in turn (see [`read_retrying`]).
+pub(crate) async fn read<M, S, T, F, Fut>(
+    resolve: F,
     wrap: fn(ReadSide<S>) -> M,
     read: impl FnOnce(&S) -> T + Send + 'static,
-) -> Result<T> {
-    let read = move |reply: RpcReplyPort<T>| {
+) -> Result<T>
+where
+    M: ractor::Message,
+    S: 'static,
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+{
+    let read = Taken::new(read);
+    let build = |reply: RpcReplyPort<T>| {
+        let read = read.clone();
         wrap(Box::new(move |side| {
-            let _ = reply.send(read(side));
+            if let Some(read) = read.take() {
+                let _ = reply.send(read(side));
+            }
         }))
     };
-    match ask(&actor, read, None).await {
-        Ok(CallResult::Success(answer)) => Ok(answer),
-        _ => Err(Error::Unavailable("the actor stopped; retry".into())),
+    read_retrying(resolve, build).await
+}
+
+/// A closure the first of several messages takes: a read sent again after its actor stopped
+/// without running it runs once, wherever it lands.
+pub(crate) struct Taken<R>(Arc<Mutex<Option<R>>>);
+
+impl<R> Clone for Taken<R> {
+    fn clone(&self) -> Self {
+        Taken(self.0.clone())
     }
+}
+
+impl<R> Taken<R> {
+    pub(crate) fn new(read: R) -> Self {
+        Taken(Arc::new(Mutex::new(Some(read))))
+    }
+
+    pub(crate) fn take(&self) -> Option<R> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Sends the read `build` makes to the actor `resolve` finds (activating it) and waits for its
+/// answer. A read that actor never ran (it was passivating, or stopped: ractor drops what is
+/// left in its mailbox) goes to the next incarnation, as [`call`] does for operations the
+/// actor never took; a read changes nothing, so one that was taken and not answered is sent
+/// again too. Before, a read racing a conversation actor's passivation after its end failed
+/// with UNAVAILABLE (a CI run's `GetConversation` of a just-ended conversation).
+pub(crate) async fn read_retrying<M, T, F, Fut>(
+    resolve: F,
+    build: impl Fn(RpcReplyPort<T>) -> M,
+) -> Result<T>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<ActorRef<M>>>,
+{
+    for _ in 0..3 {
+        let actor = resolve().await?;
+        if let Ok(CallResult::Success(answer)) = ask(&actor, &build, None).await {
+            return Ok(answer);
+        }
+    }
+    Err(Error::Unavailable("the actor keeps stopping; retry".into()))
 }
 
 /// Casts the message `build` makes around a reply port to `actor`, and waits for the answer,
@@ -1605,6 +1658,23 @@ mod tests {
         join.await.unwrap();
         let refused = ask(&actor, |port| port, None).await;
         assert!(refused.is_err(), "a stopped actor takes nothing");
+    }
+
+    /// A read its actor stopped without answering (a conversation actor passivating after its
+    /// end) is answered by the next incarnation, not refused with UNAVAILABLE.
+    #[tokio::test]
+    async fn a_read_its_actor_dropped_goes_to_the_next_incarnation() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let incarnations = Mutex::new(vec![true, false]); // popped: the silent one first
+        let resolve = || async {
+            let answer = incarnations.lock().unwrap().pop().expect("at most two");
+            let keeper = Keeper { kept: kept.clone(), answer };
+            Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
+        };
+        let answer = read_retrying(resolve, |port| port).await.expect("answered");
+        assert_eq!(answer, 7);
+        assert_eq!(kept.lock().unwrap().len(), 1, "the first incarnation took it, unanswered");
+        assert!(incarnations.lock().unwrap().is_empty(), "asked twice");
     }
 
     /// One look tells an actor taking messages from one being activated and from none (the

@@ -965,7 +965,7 @@ impl RouterHandle {
         &self,
         read: impl FnOnce(&RouterSide) -> T + Send + 'static,
     ) -> Result<T> {
-        super::read(self.mesh.router_ref().await?, RouterMsg::Read, read).await
+        super::read(|| self.mesh.router_ref(), RouterMsg::Read, read).await
     }
 
     /// Reads the side as it is now, including steps whose write is still to come (a
@@ -977,7 +977,7 @@ impl RouterHandle {
         &self,
         read: impl FnOnce(&RouterSide) -> T + Send + 'static,
     ) -> Result<T> {
-        super::read(self.mesh.router_ref().await?, RouterMsg::Peek, read).await
+        super::read(|| self.mesh.router_ref(), RouterMsg::Peek, read).await
     }
 
     async fn call(&self, op: RouterOp) -> Result<Vec<Effect>> {
