@@ -176,7 +176,32 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// User plus system CPU time of `pid` (`utime + stime` of `/proc/<pid>/stat`), seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU time of `pid`'s threads whose name starts with `prefix` (their
+/// `/proc/<pid>/task/<tid>/stat`), seconds: the node names its store threads `store-…` (the
+/// writer, the checkpointer, PostgreSQL's connections), so a run can tell what its commits
+/// cost from what the rest of the node does. A thread that ended meanwhile is not counted.
+pub fn thread_cpu_seconds(pid: u32, prefix: &str) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut seconds = 0.0;
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        if thread_name(&stat).is_some_and(|name| name.starts_with(prefix)) {
+            seconds += stat_seconds(&stat).unwrap_or(0.0);
+        }
+    }
+    Some(seconds)
+}
+
+/// The command name of a `stat` line (between the first '(' and the last ')').
+fn thread_name(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
+/// `utime + stime` of a `stat` line, seconds.
+fn stat_seconds(stat: &str) -> Option<f64> {
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -271,6 +296,9 @@ pub struct CpuSample {
     /// scrape (from `/metrics` only; the pages on SQLite only).
     pub store_commits: Option<f64>,
     pub wal_pages: Option<f64>,
+    /// CPU time of the node's store threads (`store-…`, [`thread_cpu_seconds`]), seconds,
+    /// when its PID is known.
+    pub store_threads: Option<f64>,
     /// CPU time this machine's hypervisor gave to others (`steal` of `/proc/stat`, all CPUs),
     /// seconds: a run whose steal grew is a run on a slower machine.
     pub host_steal: Option<f64>,
@@ -296,6 +324,7 @@ impl CpuProbe {
     /// available. Blocking.
     pub fn sample(&self, source: Option<CpuSource>) -> Option<CpuSample> {
         let host_steal = steal_seconds();
+        let store_threads = self.pid.and_then(|pid| thread_cpu_seconds(pid, "store-"));
         let from_metrics = || {
             let body = scrape(self.metrics.as_deref()?).ok()?;
             let seconds = metric(&body, "process_cpu_seconds_total")?;
@@ -306,6 +335,7 @@ impl CpuProbe {
                 source: CpuSource::Metrics,
                 store_commits,
                 wal_pages,
+                store_threads,
                 host_steal,
             })
         };
@@ -316,6 +346,7 @@ impl CpuProbe {
                 source: CpuSource::Proc,
                 store_commits: None,
                 wal_pages: None,
+                store_threads,
                 host_steal,
             })
         };
@@ -336,6 +367,18 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+        // The test harness names its threads after the tests; no thread is called this.
+        assert_eq!(thread_cpu_seconds(me, "no-such-thread"), Some(0.0));
+    }
+
+    #[test]
+    fn reads_a_threads_name_and_time_from_its_stat_line() {
+        let stat = "4242 (store-writer) S 1 2 3 0 -1 4 5 6 7 8 250 50 0 0 20 0 1 0";
+        assert_eq!(thread_name(stat), Some("store-writer"));
+        assert_eq!(stat_seconds(stat), Some(300.0 / clock_ticks()));
+        let odd = "7 (a (b) c) R 1 2 3 0 -1 4 5 6 7 8 1 2 0 0 20 0 1 0";
+        assert_eq!(thread_name(odd), Some("a (b) c"));
+        assert_eq!(stat_seconds(odd), Some(3.0 / clock_ticks()));
     }
 
     #[test]

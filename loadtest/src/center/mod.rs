@@ -256,6 +256,9 @@ pub async fn run<B: Backend>(
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
             delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)
         },
+        store_threads_us_per_command: delta(|s| s.store_threads)
+            .filter(|_| commands > 0)
+            .map(|t| t * 1e6 / commands as f64),
         host_steal_seconds: delta(|s| s.host_steal),
         verdict: Verdict::default(),
     };

@@ -187,6 +187,10 @@ pub struct Report {
     pub store_commits_per_command: Option<f64>,
     /// Pages the node's SQLite writer wrote to its WAL per commit, over the same span.
     pub wal_pages_per_commit: Option<f64>,
+    /// The CPU time of the node's store threads (the writer's commits, the checkpointer),
+    /// over the same span, per command, microseconds: the part of `cpu_us_per_command` that
+    /// follows the number of commits (the rest is the transport, the actors, the scheduler).
+    pub store_threads_us_per_command: Option<f64>,
     /// This machine's CPU steal over the same span, seconds (`/proc/stat`): runs compare
     /// only when it is small beside the node's CPU.
     pub host_steal_seconds: Option<f64>,
@@ -280,12 +284,16 @@ impl Report {
                     .wal_pages_per_commit
                     .map(|p| format!(", {p:.1} WAL pages per commit"))
                     .unwrap_or_default();
+                let store = self
+                    .store_threads_us_per_command
+                    .map(|u| format!("; store threads {u:.0} µs per command"))
+                    .unwrap_or_default();
                 let steal = self
                     .host_steal_seconds
                     .map(|s| format!("; this machine's CPU steal {s:.2} s"))
                     .unwrap_or_default();
                 format!(
-                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages}){steal}",
+                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages}{store}){steal}",
                     self.commands
                 )
             }
@@ -371,6 +379,9 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
     row("WAL pages per commit", "count", &|r| r.wal_pages_per_commit.unwrap_or(f64::NAN));
+    row("store threads per command", "µs", &|r| {
+        r.store_threads_us_per_command.unwrap_or(f64::NAN)
+    });
     for i in 0..5 {
         let name = reports.first().map_or("", |r| r.latencies()[i].0);
         let pick = move |r: &Report, q: usize| {
