@@ -40,8 +40,8 @@
 //! `Assigned`, a `Released`, a status the router changed) are on the desk stream. A
 //! number not issued yet is INVALID_ARGUMENT; one whose refusal is too old to be
 //! remembered is FAILED_PRECONDITION (the desk stream has it). Waiters are volatile: a
-//! restarted actor answers them `Unavailable`; asked again, the new incarnation answers
-//! from its row.
+//! stopped actor drops them, and [`AgentHandle::decision`] asks the next incarnation, which
+//! answers from its row (`Unavailable` if three in a row stop).
 //!
 //! **Activation** on the first message (a handle call or a router envelope): from its row
 //! (`ActorState` kind [`AGENT`], key = the agent's number), incarnation = stored epoch + 1,
@@ -69,7 +69,6 @@ use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
 use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{ActorState, Batch, Fence, Response, StreamEntry};
-use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::placement::ActorKey;
@@ -125,7 +124,7 @@ pub enum AgentMsg {
     /// durably queued (a request id this incarnation already queued: that command's number).
     Op(AgentOp, Option<String>, RpcReplyPort<Result<u64>>),
     /// Wait for the router's decision on a command number.
-    Decision(u64, oneshot::Sender<Result<Decision>>),
+    Decision(u64, RpcReplyPort<Result<Decision>>),
     /// A read of the side's current state.
     Read(super::ReadSide<AgentSide>),
     /// Its one timer fired: a resend or the end of its idle time may be due.
@@ -160,7 +159,7 @@ pub struct AgentRun {
     last_active: tokio::time::Instant,
     timers: Timers,
     /// Callers waiting for a command's decision (volatile).
-    waiting: BTreeMap<u64, Vec<oneshot::Sender<Result<Decision>>>>,
+    waiting: BTreeMap<u64, Vec<RpcReplyPort<Result<Decision>>>>,
     /// The newest [`KEEP_ANSWERS`] request ids this incarnation queued a command for, and
     /// its number (volatile; the store keeps them all, `Batch::responses`).
     answered: (FxHashMap<String, u64>, VecDeque<String>),
@@ -565,7 +564,7 @@ impl AgentRun {
         }
     }
 
-    fn wait(&mut self, command: u64, waiter: oneshot::Sender<Result<Decision>>) {
+    fn wait(&mut self, command: u64, waiter: RpcReplyPort<Result<Decision>>) {
         let issued = command > 0 && command <= self.side.commands();
         // With a batch open the side may hold a decision not durable yet: the flush answers.
         let pending = issued && (command > self.side.decided() || self.batch.is_some());
@@ -692,15 +691,14 @@ impl AgentHandle {
     }
 
     /// Waits for the router's decision on `command` (a number a command above returned), as
-    /// the module's documentation says. `Unavailable` if the actor stopped meanwhile;
+    /// the module's documentation says. `Unavailable` if the actor keeps stopping;
     /// INVALID_ARGUMENT for a number not issued, FAILED_PRECONDITION for one decided too
     /// long ago to tell.
     pub async fn decision(&self, command: u64) -> Result<Decision> {
-        let actor = self.mesh.agent_ref(self.agent).await?;
-        let (tx, rx) = oneshot::channel();
-        let gone = || Error::Unavailable("the agent actor stopped; retry".into());
-        actor.cast(AgentMsg::Decision(command, tx)).map_err(|_| gone())?;
-        super::answer_or_stop(actor.get_cell(), rx).await.ok_or_else(gone)?
+        // Waiting changes nothing: one the actor dropped (it stopped) asks the next
+        // incarnation, which answers from its row.
+        let wait = |reply| AgentMsg::Decision(command, reply);
+        super::read_retrying(|| self.mesh.agent_ref(self.agent), wait).await?
     }
 
     /// Reads the side's current state (activating the actor if needed).
