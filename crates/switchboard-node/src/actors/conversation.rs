@@ -1406,11 +1406,8 @@ impl ConversationHandle {
         let read = super::Taken::new(read);
         let build = |reply: RpcReplyPort<T>| {
             let read = read.clone();
-            let read: ReadTagged = Box::new(move |side, extra| {
-                if let Some(read) = read.take() {
-                    let _ = reply.send(read(side, extra));
-                }
-            });
+            let read: ReadTagged =
+                Box::new(move |side, extra| read.answer(reply, |read| read(side, extra)));
             ConversationMsg::ReadTagged(read)
         };
         super::read_retrying(|| self.mesh.conversation_ref(self.customer), build).await

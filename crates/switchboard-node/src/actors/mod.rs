@@ -1216,11 +1216,7 @@ where
     let read = Taken::new(read);
     let build = |reply: RpcReplyPort<T>| {
         let read = read.clone();
-        wrap(Box::new(move |side| {
-            if let Some(read) = read.take() {
-                let _ = reply.send(read(side));
-            }
-        }))
+        wrap(Box::new(move |side| read.answer(reply, |read| read(side))))
     };
     read_retrying(resolve, build).await
 }
@@ -1240,8 +1236,12 @@ impl<R> Taken<R> {
         Taken(Arc::new(Mutex::new(Some(read))))
     }
 
-    pub(crate) fn take(&self) -> Option<R> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    /// Runs the read on `reply` if no earlier message took it.
+    pub(crate) fn answer<T>(&self, reply: RpcReplyPort<T>, run: impl FnOnce(R) -> T) {
+        let read = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(read) = read {
+            let _ = reply.send(run(read));
+        }
     }
 }
 
@@ -1249,8 +1249,7 @@ impl<R> Taken<R> {
 /// answer. A read that actor never ran (it was passivating, or stopped: ractor drops what is
 /// left in its mailbox) goes to the next incarnation, as [`call`] does for operations the
 /// actor never took; a read changes nothing, so one that was taken and not answered is sent
-/// again too. Before, a read racing a conversation actor's passivation after its end failed
-/// with UNAVAILABLE (a CI run's `GetConversation` of a just-ended conversation).
+/// again too (a conversation actor passivates right after its end, racing reads of it).
 pub(crate) async fn read_retrying<M, T, F, Fut>(
     resolve: F,
     build: impl Fn(RpcReplyPort<T>) -> M,
