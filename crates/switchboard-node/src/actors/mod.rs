@@ -1277,6 +1277,12 @@ where
 /// racing that emptying lands after it). Such a caller, holding the reference itself, waited
 /// for ever (a test's read of a conversation actor restarting on refused writes, about 1
 /// run in 100 on a loaded machine).
+///
+/// A refused cast returns only once the actor has stopped. Only a drain refuses casts, and
+/// ractor closes the mailbox a moment before it marks the actor draining: a directory asked
+/// meanwhile hands out the same actor as live, and a caller that resolved again at once
+/// could be refused three times over (a batch end of a conversation that just ended, once
+/// in CI).
 pub(crate) async fn ask<M, T>(
     actor: &ActorRef<M>,
     build: impl FnOnce(RpcReplyPort<T>) -> M,
@@ -1287,7 +1293,10 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    actor.cast(build(tx.into()))?;
+    if let Err(refused) = actor.cast(build(tx.into())) {
+        let _ = actor.get_cell().wait(None).await;
+        return Err(refused);
+    }
     let answer = answer_or_stop(actor.get_cell(), rx);
     let answer = match timeout {
         Some(timeout) => match tokio::time::timeout(timeout, answer).await {
@@ -1674,6 +1683,68 @@ mod tests {
         assert_eq!(answer, 7);
         assert_eq!(kept.lock().unwrap().len(), 1, "the first incarnation took it, unanswered");
         assert!(incarnations.lock().unwrap().is_empty(), "asked twice");
+    }
+
+    /// Waits in its handler until told to go on, then answers.
+    struct Blocker {
+        go: Arc<Notify>,
+    }
+
+    impl ractor::Actor for Blocker {
+        type Msg = RpcReplyPort<u32>;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<Self::Msg>,
+            _: (),
+        ) -> std::result::Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<Self::Msg>,
+            port: RpcReplyPort<u32>,
+            _: &mut (),
+        ) -> std::result::Result<(), ractor::ActorProcessingErr> {
+            self.go.notified().await;
+            let _ = port.send(1);
+            Ok(())
+        }
+    }
+
+    /// An actor that refuses a message is draining; the caller asks again only once it has
+    /// stopped, so a directory that still hands it out as live (ractor closes the mailbox
+    /// before it marks the status) does not use up the caller's tries.
+    #[tokio::test]
+    async fn a_refused_question_waits_for_the_draining_actor_to_stop() {
+        let go = Arc::new(Notify::new());
+        let (draining, _) =
+            ractor::Actor::spawn(None, Blocker { go: go.clone() }, ()).await.unwrap();
+        let (busy, _) = tokio::sync::oneshot::channel();
+        draining.cast(busy.into()).unwrap();
+        draining.drain().unwrap();
+        let resolved = Mutex::new(0);
+        let resolve = || async {
+            let n = {
+                let mut resolved = resolved.lock().unwrap();
+                *resolved += 1;
+                *resolved
+            };
+            if n == 1 {
+                go.notify_one();
+            }
+            if draining.get_status() != ActorStatus::Stopped {
+                return Ok(draining.clone());
+            }
+            let keeper = Keeper { kept: Arc::default(), answer: true };
+            Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
+        };
+        let answer = read_retrying(resolve, |port| port).await.expect("answered by the next one");
+        assert_eq!(answer, 7);
+        assert_eq!(*resolved.lock().unwrap(), 2, "asked the draining one once");
     }
 
     /// One look tells an actor taking messages from one being activated and from none (the
