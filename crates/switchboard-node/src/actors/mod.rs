@@ -1747,6 +1747,41 @@ mod tests {
         assert_eq!(*resolved.lock().unwrap(), 2, "asked the draining one once");
     }
 
+    /// A message for an actor whose drain just closed its mailbox, while the directory still
+    /// hands it out as live, reaches its successor rather than being lost until its sender
+    /// resends.
+    #[tokio::test]
+    async fn a_message_refused_by_a_draining_actor_reaches_its_successor() {
+        let go = Arc::new(Notify::new());
+        let (draining, _) =
+            ractor::Actor::spawn(None, Blocker { go: go.clone() }, ()).await.unwrap();
+        let (busy, _) = tokio::sync::oneshot::channel();
+        draining.cast(busy.into()).unwrap();
+        draining.drain().unwrap();
+        let live = draining.clone();
+        let find = move |_: &()| Found::Live(live.clone());
+        let activations = Arc::new(AtomicU64::new(0));
+        let activate = {
+            let (draining, activations) = (draining.clone(), activations.clone());
+            move |()| {
+                let (draining, go) = (draining.clone(), go.clone());
+                let n = activations.fetch_add(1, Ordering::AcqRel);
+                async move {
+                    if n == 0 {
+                        go.notify_one();
+                        return Ok(draining);
+                    }
+                    let keeper = Keeper { kept: Arc::default(), answer: true };
+                    Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
+                }
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        transport::cast_or_activate((), find, tx.into(), true, activate);
+        assert_eq!(rx.await.expect("delivered to the successor"), 7);
+        assert_eq!(activations.load(Ordering::Acquire), 2, "activated again once it stopped");
+    }
+
     /// One look tells an actor taking messages from one being activated and from none (the
     /// transport decides on it whether an acknowledgement may wake an actor).
     #[tokio::test]

@@ -191,15 +191,16 @@ impl InProcess {
 /// of that incarnation's first sends, which nothing resends before its resend timer (a
 /// recovery test stalled so, about 1 run in 200). A live actor that refuses the cast is
 /// stopping; it is looked up again, since its successor may be starting by then.
-fn cast_or_activate<M, F, Fut>(
-    mesh: Mesh,
-    find: impl Fn(&Mesh) -> Found<M>,
+pub(super) fn cast_or_activate<C, M, F, Fut>(
+    mesh: C,
+    find: impl Fn(&C) -> Found<M>,
     mut msg: M,
     message: bool,
     activate: F,
 ) where
+    C: Clone + Send + 'static,
     M: ractor::Message,
-    F: FnOnce(Mesh) -> Fut + Send + 'static,
+    F: Fn(C) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<ActorRef<M>>> + Send,
 {
     let mut starting = false;
@@ -221,8 +222,19 @@ fn cast_or_activate<M, F, Fut>(
         return;
     }
     tokio::spawn(async move {
-        if let Ok(actor) = activate(mesh).await {
-            let _ = actor.cast(msg);
+        // An activation can hand out an actor in the moment its drain closes the mailbox
+        // (ractor marks the status a moment later; see `actors::ask`): the message waits for
+        // that actor to stop and goes to its successor, instead of lying lost until the
+        // sender's resend timer.
+        for _ in 0..3 {
+            let Ok(actor) = activate(mesh.clone()).await else { return };
+            match actor.cast(msg) {
+                Err(ractor::MessagingErr::SendErr(refused)) => {
+                    msg = refused;
+                    let _ = actor.get_cell().wait(None).await;
+                }
+                _ => return,
+            }
         }
     });
 }
