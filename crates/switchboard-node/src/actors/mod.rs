@@ -1611,10 +1611,11 @@ mod tests {
     }
 
     /// Keeps the reply port of each question, as a message left in a stopped actor's mailbox
-    /// does (answering first if `answer`), and stops.
+    /// does (answering first if `answer`), and stops; with `go`, only once told to go on.
     struct Keeper {
         kept: Arc<Mutex<Vec<RpcReplyPort<u32>>>>,
         answer: bool,
+        go: Option<Arc<Notify>>,
     }
 
     impl ractor::Actor for Keeper {
@@ -1636,6 +1637,9 @@ mod tests {
             port: RpcReplyPort<u32>,
             _: &mut (),
         ) -> std::result::Result<(), ractor::ActorProcessingErr> {
+            if let Some(go) = &self.go {
+                go.notified().await;
+            }
             if self.answer {
                 let _ = port.send(7);
             } else {
@@ -1652,14 +1656,14 @@ mod tests {
     #[tokio::test]
     async fn asking_an_actor_that_stops_without_answering_ends_with_its_stop() {
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let keeper = Keeper { kept: kept.clone(), answer: false };
+        let keeper = Keeper { kept: kept.clone(), answer: false, go: None };
         let (actor, join) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
         let asked = ask(&actor, |port| port, None).await;
         assert!(matches!(asked, Ok(CallResult::SenderError)));
         assert_eq!(kept.lock().unwrap().len(), 1, "its reply port is still held");
         join.await.unwrap();
 
-        let keeper = Keeper { kept: kept.clone(), answer: true };
+        let keeper = Keeper { kept: kept.clone(), answer: true, go: None };
         let (actor, join) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
         let asked = ask(&actor, |port| port, Some(Duration::from_secs(3600))).await;
         assert!(matches!(asked, Ok(CallResult::Success(7))));
@@ -1676,7 +1680,7 @@ mod tests {
         let incarnations = Mutex::new(vec![true, false]); // popped: the silent one first
         let resolve = || async {
             let answer = incarnations.lock().unwrap().pop().expect("at most two");
-            let keeper = Keeper { kept: kept.clone(), answer };
+            let keeper = Keeper { kept: kept.clone(), answer, go: None };
             Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
         };
         let answer = read_retrying(resolve, |port| port).await.expect("answered");
@@ -1685,34 +1689,15 @@ mod tests {
         assert!(incarnations.lock().unwrap().is_empty(), "asked twice");
     }
 
-    /// Waits in its handler until told to go on, then answers.
-    struct Blocker {
-        go: Arc<Notify>,
-    }
-
-    impl ractor::Actor for Blocker {
-        type Msg = RpcReplyPort<u32>;
-        type State = ();
-        type Arguments = ();
-
-        async fn pre_start(
-            &self,
-            _: ActorRef<Self::Msg>,
-            _: (),
-        ) -> std::result::Result<(), ractor::ActorProcessingErr> {
-            Ok(())
-        }
-
-        async fn handle(
-            &self,
-            _: ActorRef<Self::Msg>,
-            port: RpcReplyPort<u32>,
-            _: &mut (),
-        ) -> std::result::Result<(), ractor::ActorProcessingErr> {
-            self.go.notified().await;
-            let _ = port.send(1);
-            Ok(())
-        }
+    /// An actor draining behind a question it handles only once `go` is notified: its
+    /// mailbox refuses everything meanwhile.
+    async fn draining(go: &Arc<Notify>) -> ActorRef<RpcReplyPort<u32>> {
+        let keeper = Keeper { kept: Arc::default(), answer: true, go: Some(go.clone()) };
+        let (draining, _) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
+        let (busy, _) = tokio::sync::oneshot::channel();
+        draining.cast(busy.into()).unwrap();
+        draining.drain().unwrap();
+        draining
     }
 
     /// An actor that refuses a message is draining; the caller asks again only once it has
@@ -1721,11 +1706,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_question_waits_for_the_draining_actor_to_stop() {
         let go = Arc::new(Notify::new());
-        let (draining, _) =
-            ractor::Actor::spawn(None, Blocker { go: go.clone() }, ()).await.unwrap();
-        let (busy, _) = tokio::sync::oneshot::channel();
-        draining.cast(busy.into()).unwrap();
-        draining.drain().unwrap();
+        let draining = draining(&go).await;
         let resolved = Mutex::new(0);
         let resolve = || async {
             let n = {
@@ -1739,7 +1720,7 @@ mod tests {
             if draining.get_status() != ActorStatus::Stopped {
                 return Ok(draining.clone());
             }
-            let keeper = Keeper { kept: Arc::default(), answer: true };
+            let keeper = Keeper { kept: Arc::default(), answer: true, go: None };
             Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
         };
         let answer = read_retrying(resolve, |port| port).await.expect("answered by the next one");
@@ -1753,11 +1734,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_refused_by_a_draining_actor_reaches_its_successor() {
         let go = Arc::new(Notify::new());
-        let (draining, _) =
-            ractor::Actor::spawn(None, Blocker { go: go.clone() }, ()).await.unwrap();
-        let (busy, _) = tokio::sync::oneshot::channel();
-        draining.cast(busy.into()).unwrap();
-        draining.drain().unwrap();
+        let draining = draining(&go).await;
         let live = draining.clone();
         let find = move |_: &()| Found::Live(live.clone());
         let activations = Arc::new(AtomicU64::new(0));
@@ -1771,7 +1748,7 @@ mod tests {
                         go.notify_one();
                         return Ok(draining);
                     }
-                    let keeper = Keeper { kept: Arc::default(), answer: true };
+                    let keeper = Keeper { kept: Arc::default(), answer: true, go: None };
                     Ok(ractor::Actor::spawn(None, keeper, ()).await.unwrap().0)
                 }
             }
@@ -1794,7 +1771,7 @@ mod tests {
             async move {
                 let spawn = || async move {
                     let _ = started.await;
-                    let keeper = Keeper { kept: Arc::default(), answer: true };
+                    let keeper = Keeper { kept: Arc::default(), answer: true, go: None };
                     let (actor, _) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
                     Ok((actor, Arc::new(Exit::default())))
                 };
