@@ -1075,6 +1075,9 @@ mod tests {
         fn stats(&self) -> switchboard_store::Stats {
             self.inner().stats()
         }
+        fn generation(&self, tenant: &str) -> u64 {
+            self.inner().generation(tenant)
+        }
         fn append(&self, batch: Batch) -> Pending {
             let refuse = self.refuse.lock().unwrap().take_if(|refuse| refuse(&batch));
             if refuse.is_some() {

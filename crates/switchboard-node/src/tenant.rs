@@ -638,6 +638,8 @@ fn batch(
         actors: out.actors.clone(),
         responses: Vec::new(),
         owners: Vec::new(),
+        // The tenant actor hears nothing early: unchecked.
+        generation: None,
     }
 }
 

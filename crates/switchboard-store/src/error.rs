@@ -58,6 +58,14 @@ pub enum Error {
     #[error("tenant {tenant:?}: an earlier batch in the same commit was refused")]
     EarlierBatchFailed { tenant: String },
 
+    /// The writer raised the tenant's generation past the batch's: a batch it may have heard
+    /// from failed, so what it holds may rest on a message that is not durable.
+    #[error(
+        "tenant {tenant:?}: written in generation {generation}, but a failed batch raised the \
+         tenant to {current}; start again from what is durable"
+    )]
+    StaleGeneration { tenant: String, generation: u64, current: u64 },
+
     /// Storing this snapshot would replace a newer one, whose log records are already gone.
     #[error("tenant {tenant:?}: snapshot at {seq} is older than the stored one at {stored}")]
     StaleSnapshot { tenant: String, seq: u64, stored: u64 },

@@ -173,6 +173,11 @@ pub struct Batch {
     /// Conversations opened in this batch's step by a conversation actor, with the customer
     /// (number) that holds them: each an insert by (tenant, conversation), an existing one kept.
     pub owners: Vec<ConversationOwner>,
+    /// The tenant's generation on this store's writer ([`Store::generation`]) that the
+    /// writing actor's incarnation started in, if it may have applied messages sent before
+    /// their batch was durable; refused ([`Error::StaleGeneration`]) once the writer has
+    /// raised the tenant's generation past it. `None`: not checked.
+    pub generation: Option<u64>,
 }
 
 /// The response an actor gave to a mutating call that carried a request id, written in the
@@ -472,6 +477,14 @@ pub trait Store: Send + Sync + 'static {
     /// What the store's writer has done since it opened (commits, batches, ...), for the
     /// node's `/metrics`.
     fn stats(&self) -> Stats;
+
+    /// The tenant's generation on this store's writer: raised whenever a batch that carried
+    /// a generation fails (refused, or its commit failed), before the writer looks at the
+    /// next job, and never lowered. An actor that may hear messages sent before they were
+    /// durable reads it when it starts and writes under it ([`Batch::generation`]): once a
+    /// batch it may have heard from fails, its own are refused, and it starts again from
+    /// what is durable. Held in memory: a new process starts every tenant at 0.
+    fn generation(&self, tenant: &str) -> u64;
 
     /// The response stored with the log record that carried `request_id` (the newest such
     /// record, if the id was reused), if it is still within the idempotency window:

@@ -380,6 +380,10 @@ impl Store for PostgresStore {
         self.stats.stats()
     }
 
+    fn generation(&self, tenant: &str) -> u64 {
+        self.stats.generation(tenant)
+    }
+
     fn append(&self, batch: crate::Batch) -> Pending {
         self.writer.append(batch)
     }

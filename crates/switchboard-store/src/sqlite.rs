@@ -156,6 +156,10 @@ impl Store for SqliteStore {
         self.stats.stats()
     }
 
+    fn generation(&self, tenant: &str) -> u64 {
+        self.stats.generation(tenant)
+    }
+
     fn append(&self, batch: Batch) -> Pending {
         self.writer.append(batch)
     }

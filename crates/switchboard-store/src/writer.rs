@@ -12,9 +12,9 @@
 //! group with one savepoint per job, which undoes the refused job alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -126,9 +126,23 @@ pub(crate) struct Counters {
     pub finished_checkpoints: AtomicU64,
     pub failed_checkpoints: AtomicU64,
     pub wal_frames: AtomicU64,
+    /// Each tenant's generation ([`crate::Store::generation`]): the writer raises it, the
+    /// store reads it. Shared here because this is what the writer already shares.
+    pub generations: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl Counters {
+    /// The tenant's generation (0 until a failure raised it).
+    pub(crate) fn generation(&self, tenant: &str) -> u64 {
+        let generations = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+        generations.get(tenant).copied().unwrap_or(0)
+    }
+
+    fn raise_generation(&self, tenant: &str) {
+        let mut generations = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+        *generations.entry(tenant.to_owned()).or_default() += 1;
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
@@ -370,6 +384,15 @@ pub(crate) fn drain(
                 admitted.push(job);
                 continue;
             };
+            if let Some(generation) = batch.generation {
+                let current = stats.generation(&batch.tenant);
+                if generation < current {
+                    stats.rejected_batches.fetch_add(1, Ordering::Relaxed);
+                    let tenant = batch.tenant;
+                    let _ = ack.send(Err(Error::StaleGeneration { tenant, generation, current }));
+                    continue;
+                }
+            }
             let seq = batch.log.first().map(|r| r.seq);
             if let (Some(seq), Some(&(at, fence))) = (seq, refused.get(&batch.tenant)) {
                 if seq > at && batch.fence == fence {
@@ -382,12 +405,20 @@ pub(crate) fn drain(
             }
             // Watch the outcome on the way to the caller.
             let (relay, outcome) = oneshot::channel();
-            watched.push((batch.tenant.clone(), seq, batch.fence, outcome, ack));
+            let generation = batch.generation.is_some();
+            watched.push((batch.tenant.clone(), seq, batch.fence, generation, outcome, ack));
             admitted.push(Job::Append { batch, ack: relay });
         }
         commit(admitted);
-        for (tenant, seq, fence, mut outcome, ack) in watched {
+        // Raised once per tenant per group, before the next group is looked at: every batch
+        // of the tenant queued from now on under an older generation is refused.
+        let mut raised: HashSet<String> = HashSet::new();
+        for (tenant, seq, fence, generation, mut outcome, ack) in watched {
             let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
+            if generation && result.is_err() && !raised.contains(&tenant) {
+                stats.raise_generation(&tenant);
+                raised.insert(tenant.clone());
+            }
             if let (Err(e), Some(seq)) = (&result, seq)
                 && refusal_holds_back(e)
                 && !matches!(e, Error::Commit(_) | Error::Closed)
@@ -1094,6 +1125,32 @@ mod tests {
     use super::*;
     use crate::{LogRecord, StreamEntry};
 
+    /// Limits that put each job in a group of its own.
+    const ONE_PER_GROUP: Limits = Limits {
+        max_jobs: 1,
+        max_bytes: 1 << 20,
+        request_retention_ms: 0,
+        linger: std::time::Duration::ZERO,
+    };
+
+    /// Queues `jobs`, drains them all through `commit` on `conn`, and gives their outcomes.
+    fn drain_all(
+        conn: &mut Connection,
+        jobs: Vec<(Job, oneshot::Receiver<Result<Vec<u64>>>)>,
+        limits: Limits,
+        stats: &Counters,
+    ) -> Vec<Result<Vec<u64>>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut outcomes = Vec::new();
+        for (job, done) in jobs {
+            tx.send(job).unwrap();
+            outcomes.push(done);
+        }
+        drop(tx);
+        drain(&rx, limits, stats, |group| commit(conn, group, limits, stats));
+        outcomes.into_iter().map(|d| d.blocking_recv().unwrap()).collect()
+    }
+
     fn append(tenant: &str, seq: u64) -> (Job, oneshot::Receiver<Result<Vec<u64>>>) {
         let (ack, done) = oneshot::channel();
         let batch = Batch {
@@ -1157,12 +1214,7 @@ mod tests {
     fn a_refusal_holds_back_its_tenant_in_later_groups_too() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits {
-            max_jobs: 1,
-            max_bytes: 1 << 20,
-            request_retention_ms: 0,
-            linger: std::time::Duration::ZERO,
-        };
+        let limits = ONE_PER_GROUP;
         let stats = Counters::default();
         let (old, new) = (Fence { shard: 7, epoch: 10 }, Fence { shard: 7, epoch: 12 });
         let fenced = |tenant: &str, seq, fence| {
@@ -1183,15 +1235,7 @@ mod tests {
             fenced("a", 3, new), // 7: a duplicate...
             fenced("a", 4, new), // 8: ...holds nothing back
         ];
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut outcomes = Vec::new();
-        for (job, done) in jobs {
-            tx.send(job).unwrap();
-            outcomes.push(done);
-        }
-        drop(tx);
-        drain(&rx, limits, &stats, |group| commit(&mut conn, group, limits, &stats));
-        let got: Vec<_> = outcomes.into_iter().map(|d| d.blocking_recv().unwrap()).collect();
+        let got = drain_all(&mut conn, jobs, limits, &stats);
         assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
         assert!(matches!(got[2], Err(Error::Fenced { .. })), "{:?}", got[2]);
         assert!(matches!(got[3], Err(Error::EarlierBatchFailed { .. })), "{:?}", got[3]);
@@ -1199,6 +1243,56 @@ mod tests {
         assert!(matches!(got[7], Err(Error::DuplicateLogRecord { seq: 3, .. })), "{:?}", got[7]);
         assert!(got[8].is_ok(), "{:?}", got[8]);
         assert_eq!(log_seqs(&conn, "a"), vec![1, 2, 3, 4]);
+    }
+
+    /// A failed batch that carried a generation raises its tenant's generation before the
+    /// next group: a later batch of the tenant under the old one is refused (it may rest on
+    /// a message of the failed one), without raising it again; one under the new generation,
+    /// one that carries none, and other tenants' batches are written.
+    #[test]
+    fn a_failed_batch_raises_its_tenants_generation_and_refuses_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
+        let limits = ONE_PER_GROUP;
+        let stats = Counters::default();
+        let (moved, kept) = (Fence { shard: 7, epoch: 10 }, Fence { shard: 8, epoch: 0 });
+        let actor = |tenant: &str, fence, generation| {
+            let (ack, done) = oneshot::channel();
+            let row = crate::ActorState {
+                kind: "conversation".into(),
+                key: "k".into(),
+                epoch: 0,
+                body: Some(vec![1]),
+            };
+            let batch = Batch {
+                tenant: tenant.into(),
+                fence,
+                actors: vec![row],
+                generation,
+                ..Batch::default()
+            };
+            (Job::Append { batch, ack }, done)
+        };
+        let (raise, raised) = oneshot::channel();
+        let jobs = vec![
+            (Job::RaiseFence { fence: Fence { shard: 7, epoch: 12 }, ack: raise }, raised),
+            actor("a", moved, Some(0)), // 1: fenced off: a's generation becomes 1
+            actor("a", kept, Some(0)),  // 2: stale
+            actor("a", kept, Some(1)),  // 3: written
+            actor("a", kept, None),     // 4: not checked
+            actor("b", kept, Some(0)),  // 5: another tenant
+        ];
+        let got = drain_all(&mut conn, jobs, limits, &stats);
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        assert!(matches!(got[1], Err(Error::Fenced { .. })), "{:?}", got[1]);
+        assert!(
+            matches!(got[2], Err(Error::StaleGeneration { generation: 0, current: 1, .. })),
+            "{:?}",
+            got[2]
+        );
+        assert!(got[3].is_ok() && got[4].is_ok() && got[5].is_ok(), "{got:?}");
+        assert_eq!(stats.generation("a"), 1, "a stale refusal raises nothing");
+        assert_eq!(stats.generation("b"), 0);
     }
 
     /// A node fenced off while appending remembers the refusal; when it owns the tenant again
@@ -1212,12 +1306,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::schema::open_writer(&path).unwrap();
         let mut other = crate::schema::open_writer(&path).unwrap();
-        let limits = Limits {
-            max_jobs: 1,
-            max_bytes: 1 << 20,
-            request_retention_ms: 0,
-            linger: std::time::Duration::ZERO,
-        };
+        let limits = ONE_PER_GROUP;
         let mine = Fence { shard: 7, epoch: 10 };
         let theirs = Fence { shard: 7, epoch: 12 };
         let mine_again = Fence { shard: 7, epoch: 14 };

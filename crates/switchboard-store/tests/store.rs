@@ -755,6 +755,33 @@ async fn actor_responses_and_conversation_owners_are_kept_then_retained<B: Backe
     assert_eq!(store.actor_response("acme", "b").unwrap(), None);
 }
 
+/// An actor batch that fails (here fenced off) raises its tenant's generation, on either
+/// store: the tenant's later batches under the old generation are refused, those under the
+/// new one written, and other tenants go on.
+async fn a_failed_actor_batch_raises_its_tenants_generation<B: Backend>() {
+    let place = B::place();
+    let store = B::open(&place);
+    let row =
+        ActorState { kind: "router".into(), key: String::new(), epoch: 1, body: Some(vec![1]) };
+    let batch = |tenant: &str, epoch, generation| Batch {
+        tenant: tenant.into(),
+        fence: Fence { shard: 3, epoch },
+        actors: vec![row.clone()],
+        generation,
+        ..Batch::default()
+    };
+    assert_eq!(store.generation("acme"), 0);
+    store.raise_fence(Fence { shard: 3, epoch: 9 }).await.unwrap();
+    let fenced = store.append(batch("acme", 8, Some(0))).await;
+    assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+    assert_eq!(store.generation("acme"), 1);
+    let stale = store.append(batch("acme", 9, Some(0))).await;
+    assert!(matches!(stale, Err(Error::StaleGeneration { current: 1, .. })), "{stale:?}");
+    store.append(batch("acme", 9, Some(1))).await.unwrap();
+    store.append(batch("other", 9, Some(0))).await.unwrap();
+    assert_eq!((store.generation("acme"), store.generation("other")), (1, 0));
+}
+
 /// Actors' durable state: upserted by (tenant, kind, key) with the batch it rides in,
 /// deleted by a `None` body, refused with a refused batch, fenced like the rest, listed by
 /// key, and durable across reopening.
@@ -1214,6 +1241,7 @@ both!(
     fences_are_checked_in_queue_order_within_a_commit,
     a_log_record_answers_its_request_until_the_window_passes,
     actor_state_upserts_deletes_and_survives_reopening,
+    a_failed_actor_batch_raises_its_tenants_generation,
     actor_keys_walk_a_range_and_actor_tenants_skip_from_tenant_to_tenant,
     actor_responses_and_conversation_owners_are_kept_then_retained,
     a_tenant_exists_by_its_log_or_its_snapshot,

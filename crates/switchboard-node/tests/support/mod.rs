@@ -497,6 +497,9 @@ impl Store for Faulty {
     fn stats(&self) -> switchboard_store::Stats {
         self.inner.stats()
     }
+    fn generation(&self, tenant: &str) -> u64 {
+        self.inner.generation(tenant)
+    }
     fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
         self.inner.find_response(tenant, request_id)
     }
