@@ -415,9 +415,8 @@ pub(crate) fn drain(
         let mut raised: HashSet<String> = HashSet::new();
         for (tenant, seq, fence, generation, mut outcome, ack) in watched {
             let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
-            if generation && result.is_err() && !raised.contains(&tenant) {
+            if generation && result.is_err() && raised.insert(tenant.clone()) {
                 stats.raise_generation(&tenant);
-                raised.insert(tenant.clone());
             }
             if let (Err(e), Some(seq)) = (&result, seq)
                 && refusal_holds_back(e)

@@ -1276,13 +1276,8 @@ where
 /// holds a reference to the actor (ractor empties the mailbox as the actor ends, and a send
 /// racing that emptying lands after it). Such a caller, holding the reference itself, waited
 /// for ever (a test's read of a conversation actor restarting on refused writes, about 1
-/// run in 100 on a loaded machine).
-///
-/// A refused cast returns only once the actor has stopped. Only a drain refuses casts, and
-/// ractor closes the mailbox a moment before it marks the actor draining: a directory asked
-/// meanwhile hands out the same actor as live, and a caller that resolved again at once
-/// could be refused three times over (a batch end of a conversation that just ended, once
-/// in CI).
+/// run in 100 on a loaded machine). A refused cast returns once the actor has stopped
+/// ([`cast_or_outlive`]).
 pub(crate) async fn ask<M, T>(
     actor: &ActorRef<M>,
     build: impl FnOnce(RpcReplyPort<T>) -> M,
@@ -1293,10 +1288,7 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if let Err(refused) = actor.cast(build(tx.into())) {
-        let _ = actor.get_cell().wait(None).await;
-        return Err(refused);
-    }
+    cast_or_outlive(actor, build(tx.into())).await?;
     let answer = answer_or_stop(actor.get_cell(), rx);
     let answer = match timeout {
         Some(timeout) => match tokio::time::timeout(timeout, answer).await {
@@ -1306,6 +1298,22 @@ where
         None => answer.await,
     };
     Ok(answer.map_or(CallResult::SenderError, CallResult::Success))
+}
+
+/// Casts `msg` to `actor`; a refused one comes back only once the actor has stopped. Only a
+/// drain refuses casts, and ractor closes the mailbox a moment before it marks the actor
+/// draining: a directory asked meanwhile hands out the same actor as live, so a caller that
+/// looked it up again at once could be refused three times over (a batch end of a
+/// conversation that just ended, once in CI). After the stop, a lookup finds its successor.
+pub(crate) async fn cast_or_outlive<M: ractor::Message>(
+    actor: &ActorRef<M>,
+    msg: M,
+) -> std::result::Result<(), ractor::MessagingErr<M>> {
+    let cast = actor.cast(msg);
+    if cast.is_err() {
+        let _ = actor.get_cell().wait(None).await;
+    }
+    cast
 }
 
 /// The answer on `rx` of the actor `cell`, or `None` once it stopped without one (see

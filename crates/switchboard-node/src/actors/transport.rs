@@ -222,17 +222,13 @@ pub(super) fn cast_or_activate<C, M, F, Fut>(
         return;
     }
     tokio::spawn(async move {
-        // An activation can hand out an actor in the moment its drain closes the mailbox
-        // (ractor marks the status a moment later; see `actors::ask`): the message waits for
-        // that actor to stop and goes to its successor, instead of lying lost until the
-        // sender's resend timer.
+        // An activation can hand out an actor in the moment its drain closes the mailbox:
+        // the message goes to its successor, instead of lying lost until the sender's
+        // resend timer.
         for _ in 0..3 {
             let Ok(actor) = activate(mesh.clone()).await else { return };
-            match actor.cast(msg) {
-                Err(ractor::MessagingErr::SendErr(refused)) => {
-                    msg = refused;
-                    let _ = actor.get_cell().wait(None).await;
-                }
+            match super::cast_or_outlive(&actor, msg).await {
+                Err(ractor::MessagingErr::SendErr(refused)) => msg = refused,
                 _ => return,
             }
         }
