@@ -484,7 +484,11 @@ pub trait Store: Send + Sync + 'static {
     /// durable reads it when it starts and writes under it ([`Batch::generation`]): once a
     /// batch it may have heard from fails, its own are refused, and it starts again from
     /// what is durable. Held in memory: a new process starts every tenant at 0.
-    fn generation(&self, tenant: &str) -> u64;
+    ///
+    /// `None`: this store cannot vouch that writes are committed in the order they were
+    /// queued, nor that every failure raises the generation (a wrapper that refuses or
+    /// delays batches on its own, in tests): nothing may be sent before it is durable.
+    fn generation(&self, tenant: &str) -> Option<u64>;
 
     /// The response stored with the log record that carried `request_id` (the newest such
     /// record, if the id was reused), if it is still within the idempotency window:

@@ -380,8 +380,8 @@ impl Store for PostgresStore {
         self.stats.stats()
     }
 
-    fn generation(&self, tenant: &str) -> u64 {
-        self.stats.generation(tenant)
+    fn generation(&self, tenant: &str) -> Option<u64> {
+        Some(self.stats.generation(tenant))
     }
 
     fn append(&self, batch: crate::Batch) -> Pending {

@@ -435,7 +435,7 @@ mod tests {
         fn stats(&self) -> switchboard_store::Stats {
             self.inner.stats()
         }
-        fn generation(&self, tenant: &str) -> u64 {
+        fn generation(&self, tenant: &str) -> Option<u64> {
             self.inner.generation(tenant)
         }
         fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
