@@ -70,6 +70,17 @@ fn harness_with(
 ) -> Harness {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    harness_on(dir, store, engine, config, options)
+}
+
+/// [`harness_with`] over `store` (kept in `dir`).
+fn harness_on(
+    dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    engine: Engine,
+    config: Arc<TenantConfig>,
+    options: MeshOptions,
+) -> Harness {
     let transport = Arc::new(Cuttable::<InProcess>::default());
     let hub = Hub::default();
     let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
@@ -373,18 +384,51 @@ impl Rng {
 /// never offline, so nothing is ever requeued).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
-    const CUSTOMERS: u64 = 8;
-    let agents = [(AgentId(1), 2), (AgentId(2), 1)];
     let seed = std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let h = harness_in(tempfile::tempdir().unwrap(), &AGENTS, Duration::from_secs(3600));
+    random_run(&h, seed, None).await;
+}
+
+/// The same with batches refused by the writer too (a conversation's or the router's, at
+/// random), after their messages went early to the actors they were for: what those
+/// actors made of them is refused in turn, and the same checks hold. Four seeds
+/// (`ACTORS_SEED` runs one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_refused_batches_with_early_sends_lose_nothing_and_assign_nothing_twice() {
+    let seeds = match std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => vec![3, 5, 8, 13],
+    };
+    for seed in seeds {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+        let faulty = Arc::new(Faulty::new(sqlite));
+        faulty.arm_doom().await;
+        let (engine, config) = support::tenant(&AGENTS);
+        let options = options(Duration::from_secs(3600));
+        let h = harness_on(dir, faulty.clone(), engine, config, options);
+        random_run(&h, seed, Some(&faulty)).await;
+        let refused = h.store.stats().rejected_batches;
+        eprintln!("seed {seed}: {refused} batches refused");
+    }
+}
+
+const AGENTS: [(AgentId, u32); 2] = [(AgentId(1), 2), (AgentId(2), 1)];
+
+/// One seeded run of random steps, then the checks (see the tests above); with `doom`, some
+/// steps doom the next batch of a conversation or of the router.
+async fn random_run(h: &Harness, seed: u64, doom: Option<&Faulty>) {
+    const CUSTOMERS: u64 = 8;
+    let agents = AGENTS;
     eprintln!("seed {seed} (ACTORS_SEED={seed} to replay)");
     let mut rng = Rng(seed);
-    let h = harness_in(tempfile::tempdir().unwrap(), &agents, Duration::from_secs(3600));
     let mesh = &h.mesh;
     let mut next = 100;
     // Conversations whose opening was acknowledged: none may be lost.
     let mut opened = Vec::new();
     for step in 0..300 {
-        match rng.below(20) {
+        match rng.below(if doom.is_some() { 23 } else { 20 }) {
             0..=6 => {
                 let u = rng.below(CUSTOMERS);
                 next += 1;
@@ -428,8 +472,14 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
                 let cut = rng.below(2) == 0;
                 h.transport.cut_to_conversation.store(cut, Ordering::SeqCst);
             }
-            _ => {
+            19 => {
                 let _ = mesh.recover().await;
+            }
+            n => {
+                let kind = if n == 22 { ROUTER } else { CONVERSATION };
+                if let Some(faulty) = doom {
+                    *faulty.doom.lock().unwrap() = Some(kind);
+                }
             }
         }
         if step % 10 == 0 {
@@ -464,12 +514,13 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
                     );
                     held.extend(a.assigned.iter().map(|c| (*c, id)));
                 }
-                held
+                (held, r.placements().map(|(c, _)| c).collect::<Vec<_>>())
             })
         })
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let (held, placed) = held;
     let mut open_ids = Vec::new();
     for u in 0..CUSTOMERS {
         let side = mesh.conversation(CustomerId(u));
@@ -493,6 +544,9 @@ async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
     let held_count = held.len();
     for (c, agent) in held {
         assert!(open_ids.contains(&c), "seed {seed}: {agent} holds {c}, which is not open");
+    }
+    for c in placed {
+        assert!(open_ids.contains(&c), "seed {seed}: the router places {c}, which is not open");
     }
     let query = ArchiveQuery { limit: 10_000, ..Default::default() };
     let archived = h.store.list_archived(TENANT, &query).unwrap();
@@ -594,6 +648,37 @@ async fn a_cancelled_activation_leaves_nothing_to_wait_for() {
     let next = mesh_call(&h.mesh, message(7, 1, "still there?")).await;
     assert!(!next.opened, "the same conversation, on the same live actor");
     assert_eq!(h.mesh.live().1, 1);
+}
+
+/// Sending before durability (`actors::Generation`): a conversation actor's batch is refused
+/// by the writer (as if its shard had moved) after its route went to the live router early.
+/// The router takes the route in turn, and its own batch, written under the generation the
+/// route carried, is refused after the raise: it starts again from its row, which holds
+/// nothing of the route, and the agent is not assigned. The caller's retry opens the
+/// conversation again, and it is routed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_sent_before_its_batch_was_refused_leaves_no_trace_in_the_router() {
+    let h = faulty_harness(None);
+    h.faulty.arm_doom().await;
+    let mesh = &h.mesh;
+    // Live before the route, so it takes the early envelope ahead of the read below.
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(h.store.generation(TENANT), Some(0));
+    *h.faulty.doom.lock().unwrap() = Some(CONVERSATION);
+    let refused = mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await;
+    assert!(refused.is_err(), "the doomed batch is refused: {refused:?}");
+    assert_eq!(h.store.generation(TENANT), Some(1), "its failure raised the generation");
+    let (placement, assigned, _) = placed(mesh, 1).await;
+    assert_eq!((placement, assigned), (None, 0), "the router kept nothing of the route");
+
+    until("the caller's retry opens the conversation", || async {
+        mesh.conversation(CustomerId(7)).customer_message(message(7, 1, "hi")).await.is_ok()
+    })
+    .await;
+    until("the retry is routed to the agent", || async {
+        matches!(placed(mesh, 1).await, (Some(Placement::Assigned { agent: AGENT, .. }), 1, _))
+    })
+    .await;
 }
 
 async fn mesh_call(

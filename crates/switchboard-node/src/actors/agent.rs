@@ -72,7 +72,8 @@ use switchboard_store::{ActorState, Batch, Fence, Response, StreamEntry};
 use tracing::warn;
 
 use super::placement::ActorKey;
-use super::{AGENT, Counted, Exit, Mesh, Timers, decode, encode};
+use super::transport::Wire;
+use super::{AGENT, Counted, Exit, Generation, Later, Mesh, Outbox, Timers, decode, encode};
 use crate::clock;
 use crate::error::{Error, Result};
 
@@ -116,10 +117,11 @@ pub enum Decision {
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum AgentMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when it
-    /// came from another node).
-    Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>),
-    /// Notes on a desk link from a conversation actor (counted as above).
-    Desk(DeskEnvelope<ToDesk>, Option<super::Ticket>),
+    /// came from another node), with the generation it was sent early under, if it was
+    /// ([`super::Generation`]).
+    Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>, Option<u64>),
+    /// Notes on a desk link from a conversation actor (counted and tagged as above).
+    Desk(DeskEnvelope<ToDesk>, Option<super::Ticket>, Option<u64>),
     /// A command, with the caller's request id if any; answered with its number once
     /// durably queued (a request id this incarnation already queued: that command's number).
     Op(AgentOp, Option<String>, RpcReplyPort<Result<u64>>),
@@ -169,6 +171,8 @@ pub struct AgentRun {
     failed: bool,
     /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
     batch: Option<Unflushed>,
+    /// What it heard early: its next batch's generation.
+    generation: Generation,
     exit: Arc<Exit>,
     _counted: Counted,
     id: ractor::ActorId,
@@ -241,6 +245,7 @@ impl Actor for AgentActor {
             drained: false,
             failed: false,
             batch: None,
+            generation: Generation::default(),
             exit,
             _counted: Counted::new(AGENT),
         };
@@ -274,8 +279,12 @@ impl Actor for AgentActor {
         run: &mut AgentRun,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            AgentMsg::Deliver(envelope, _ticket) => {
+            AgentMsg::Deliver(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
+                if !run.generation.hear(&run.mesh, early) {
+                    // Its sender's batch is refused: its restart resends what is durable.
+                    return Ok(());
+                }
                 let acked = match envelope.body {
                     Body::Ack { next } => Some(next),
                     Body::Message { .. } => None,
@@ -295,8 +304,11 @@ impl Actor for AgentActor {
                     }
                 }
             }
-            AgentMsg::Desk(envelope, _ticket) => {
+            AgentMsg::Desk(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
+                if !run.generation.hear(&run.mesh, early) {
+                    return Ok(());
+                }
                 let c = envelope.conversation;
                 let before = run.side.applied_desk(c);
                 run.side.receive_desk(envelope);
@@ -472,15 +484,21 @@ impl AgentRun {
             epoch: self.epoch,
             body: Some(encode(now, &self.side)?),
         };
+        let generation = self.generation.next(&self.mesh);
         let batch = Batch {
             tenant: self.mesh.tenant().to_owned(),
             fence: self.fence,
+            generation,
             streams,
             actors: vec![row],
             responses,
             ..Batch::default()
         };
-        self.mesh.inner().store.append(batch).await?;
+        let pending = self.mesh.inner().store.append(batch);
+        // Queued: its messages to actors here may go now (`Generation`).
+        let later = generation.map(|g| self.send_with(Some(g)));
+        pending.await?;
+        later.unwrap_or_default().send(&self.mesh);
         Ok(())
     }
 
@@ -509,16 +527,23 @@ impl AgentRun {
     /// Puts what is durable on the network: to the router, and the acknowledgements owed on
     /// desk links.
     fn send(&mut self) {
-        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        self.send_with(None).send(&self.mesh);
+    }
+
+    /// [`send`](Self::send), or, with the step's batch queued under `early` and not yet
+    /// durable, what may go now ([`Outbox`]); the rest is handed back.
+    fn send_with(&mut self, early: Option<u64>) -> Later {
+        let mut outbox = Outbox::new(&self.mesh, early);
         for envelope in self.side.outgoing() {
             if super::awaits_ack(&envelope.body) {
                 self.timers.sent();
             }
-            transport.to_router_from_agent(tenant, envelope);
+            outbox.put(Wire::FromAgent(envelope));
         }
         for envelope in self.side.outgoing_desk() {
-            transport.to_conversation_from_desk(tenant, envelope);
+            outbox.put(Wire::FromDesk(envelope));
         }
+        outbox.later()
     }
 
     /// Arms its one wake-up: the next resend, or (with none due, and no caller waiting for

@@ -46,7 +46,11 @@ use tracing::warn;
 
 use super::effects::{Current, CustomerNamed, MeshNames, Rows, Step, Transcript};
 use super::placement::ActorKey;
-use super::{Beside, CONVERSATION, Counted, Exit, Mesh, Timers, decode_with, encode_with};
+use super::transport::Wire;
+use super::{
+    Beside, CONVERSATION, Counted, Exit, Generation, Later, Mesh, Outbox, Timers, decode_with,
+    encode_with,
+};
 use crate::archive;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -236,10 +240,12 @@ pub type ReadTagged = Box<dyn FnOnce(&ConversationSide, Option<&ConversationExtr
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum ConversationMsg {
     /// An envelope from the router actor (counted against the receiving node's bound when
-    /// it came from another node).
-    Deliver(Envelope<ToConversation>, Option<super::Ticket>),
-    /// An acknowledgement on a desk link from an agent actor (counted as above).
-    Desk(DeskEnvelope<FromDesk>, Option<super::Ticket>),
+    /// it came from another node), with the generation it was sent early under, if it was
+    /// ([`super::Generation`]).
+    Deliver(Envelope<ToConversation>, Option<super::Ticket>, Option<u64>),
+    /// An acknowledgement on a desk link from an agent actor (counted and tagged as above;
+    /// acknowledgements never go early).
+    Desk(DeskEnvelope<FromDesk>, Option<super::Ticket>, Option<u64>),
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A public call; answered with its encoded response once durable (or found stored).
@@ -309,6 +315,8 @@ pub struct ConversationRun {
     /// takes this slot, and only this incarnation writes its key's responses), so a known
     /// customer's opening post is looked up once, not twice.
     wanted: Option<String>,
+    /// What it heard early: its next batch's generation.
+    generation: Generation,
     _counted: Counted,
     id: ractor::ActorId,
 }
@@ -443,6 +451,7 @@ impl Actor for ConversationActor {
             // which goes only at passivation, with the customer's record.
             fresh: (!known).then(Default::default),
             wanted: None,
+            generation: Generation::default(),
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -476,8 +485,12 @@ impl Actor for ConversationActor {
         run: &mut ConversationRun,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConversationMsg::Deliver(envelope, _ticket) => {
+            ConversationMsg::Deliver(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
+                if !run.generation.hear(&run.mesh, early) {
+                    // Its sender's batch is refused: its restart resends what is durable.
+                    return run.settle(&myself).await;
+                }
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let effects = run.side.receive(run.mesh.config().cfg(), now, envelope);
@@ -516,7 +529,7 @@ impl Actor for ConversationActor {
                     run.acknowledged();
                 }
             }
-            ConversationMsg::Desk(envelope, _ticket) => {
+            ConversationMsg::Desk(envelope, _ticket, _early) => {
                 // Only acknowledgements come back on a desk link: they change what is resent
                 // (no write; after a restart the agent drops the resent notes as duplicates
                 // and acknowledges again), may free an ended conversation's `Leave`, which
@@ -1134,9 +1147,11 @@ impl ConversationRun {
             conversation: step.conversation.0,
             customer: self.customer.0,
         });
+        let generation = self.generation.next(&self.mesh);
         let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
+            generation,
             archive,
             actors: vec![row],
             responses,
@@ -1145,7 +1160,11 @@ impl ConversationRun {
             ..Batch::default()
         };
         let published = rows.into_batch(&mut batch);
-        let positions = inner.store.append_assigned(batch).await?;
+        let pending = inner.store.append_assigned(batch);
+        // Queued: its messages to actors here may go now (`Generation`).
+        let held = generation.map(|g| self.send_with(Some(g)));
+        let positions = pending.await?;
+        held.unwrap_or_default().send(&self.mesh);
         self.stored = true;
         self.known = true;
         if changed {
@@ -1200,6 +1219,7 @@ impl ConversationRun {
         let batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
+            generation: self.generation.next(&self.mesh),
             customers: changed.then(|| self.record()).into_iter().collect(),
             actors: vec![ActorState {
                 kind: CONVERSATION.into(),
@@ -1244,19 +1264,26 @@ impl ConversationRun {
     /// Puts what is durable on the network: to the router, and the notes on desk links; a
     /// message among them is resent until acknowledged.
     fn send(&mut self) {
-        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        self.send_with(None).send(&self.mesh);
+    }
+
+    /// [`send`](Self::send), or, with the step's batch queued under `early` and not yet
+    /// durable, what may go now ([`Outbox`]); the rest is handed back.
+    fn send_with(&mut self, early: Option<u64>) -> Later {
+        let mut outbox = Outbox::new(&self.mesh, early);
         let mut unacked = false;
         for envelope in self.side.outgoing() {
             unacked |= super::awaits_ack(&envelope.body);
-            transport.to_router(tenant, envelope);
+            outbox.put(Wire::ToRouter(envelope));
         }
         for envelope in self.side.outgoing_desks() {
             unacked |= super::awaits_ack(&envelope.body);
-            transport.to_desk(tenant, envelope);
+            outbox.put(Wire::ToDesk(envelope));
         }
         if unacked {
             self.timers.sent();
         }
+        outbox.later()
     }
 
     /// An acknowledgement came: once nothing is unacknowledged, no resend is due.

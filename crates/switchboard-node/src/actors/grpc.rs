@@ -57,7 +57,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::Transport;
 use super::meshes::{MAX_INBOUND, Meshes};
 use super::placement::{self, ActorKey};
-use super::transport::InProcess;
+use super::transport::{InProcess, Wire};
 use crate::cluster::{Ownership, Route};
 use crate::error::Error;
 use crate::metrics as m;
@@ -346,6 +346,21 @@ impl Transport for GrpcTransport {
         let key = ActorKey::Conversation { tenant, customer: envelope.customer };
         let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::FromDesk, e);
         self.route(key, envelope, |local, e| local.to_conversation_from_desk(tenant, e), wire);
+    }
+
+    /// Early only to this node's actors: they share its writer.
+    fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {
+        let key = match &wire {
+            Wire::ToRouter(_) | Wire::FromAgent(_) => ActorKey::Router { tenant },
+            Wire::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
+            Wire::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
+            Wire::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Wire::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
+        };
+        match placement::resolve(&self.ownership, key) {
+            Route::Local(_) => self.local.early(tenant, generation, wire),
+            _ => Some(wire),
+        }
     }
 }
 
@@ -646,22 +661,22 @@ impl ActorMeshGrpc {
         outcome("received");
         match received {
             Received::ToRouter(envelope) => {
-                self.local.deliver_to_router(tenant, envelope, Some(ticket));
+                self.local.deliver_to_router(tenant, envelope, Some(ticket), None);
             }
             Received::ToConversation(envelope) => {
-                self.local.deliver_to_conversation(tenant, envelope, Some(ticket));
+                self.local.deliver_to_conversation(tenant, envelope, Some(ticket), None);
             }
             Received::ToAgent(envelope) => {
-                self.local.deliver_to_agent(tenant, envelope, Some(ticket));
+                self.local.deliver_to_agent(tenant, envelope, Some(ticket), None);
             }
             Received::FromAgent(envelope) => {
-                self.local.deliver_from_agent(tenant, envelope, Some(ticket));
+                self.local.deliver_from_agent(tenant, envelope, Some(ticket), None);
             }
             Received::ToDesk(envelope) => {
-                self.local.deliver_to_desk(tenant, envelope, Some(ticket));
+                self.local.deliver_to_desk(tenant, envelope, Some(ticket), None);
             }
             Received::FromDesk(envelope) => {
-                self.local.deliver_from_desk(tenant, envelope, Some(ticket));
+                self.local.deliver_from_desk(tenant, envelope, Some(ticket), None);
             }
         }
         Ok(())

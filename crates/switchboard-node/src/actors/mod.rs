@@ -1192,6 +1192,100 @@ impl Timers {
     }
 }
 
+/// What an actor heard early: sending before durability (ARCHITECTURE.md, "Order of the
+/// remaining steps", step 0). A step's messages to actors of this process go out once its
+/// batch is queued on the node's writer, before it is durable ([`Outbox`]); the receiver's
+/// next batch is queued after it, so it commits in the same group or a later one. If the
+/// sender's batch fails, the writer raises the tenant's generation before the next group
+/// (`switchboard_store::Store::generation`), and within the group it refuses the tenant's
+/// later batches; so the receiver's batch, written under the generation its sender's
+/// carried, is refused too, and it starts again from what is durable, which never held the
+/// message. Whatever it sent on early meanwhile goes the same way.
+///
+/// So a batch carries the oldest generation among the early messages heard since the last
+/// batch (the tenant's current one if none): an actor that heard nothing early is refused
+/// only if its own batch raced a raise, not because another actor's batch failed.
+#[derive(Debug, Default)]
+pub(crate) struct Generation {
+    heard: Option<u64>,
+}
+
+impl Generation {
+    /// Whether an envelope sent early under `tag` (`None`: sent once durable) may be
+    /// applied: not if the tenant's generation moved past it, since its sender's batch is
+    /// refused (or failed) then, and applying it would only doom this actor's next write.
+    /// One that may is remembered for the next batch.
+    pub(crate) fn hear(&mut self, mesh: &Mesh, tag: Option<u64>) -> bool {
+        let Some(tag) = tag else { return true };
+        let inner = mesh.inner();
+        if inner.store.generation(&inner.tenant).is_some_and(|now| tag < now) {
+            return false;
+        }
+        self.heard = Some(self.heard.map_or(tag, |heard| heard.min(tag)));
+        true
+    }
+
+    /// The generation the actor's next batch carries, and its early messages with it;
+    /// `None` if the store cannot vouch for its writer's order (nothing goes early then).
+    pub(crate) fn next(&mut self, mesh: &Mesh) -> Option<u64> {
+        let inner = mesh.inner();
+        let now = inner.store.generation(&inner.tenant)?;
+        // What was heard is never newer than the tenant's generation now.
+        Some(self.heard.take().map_or(now, |heard| heard.min(now)))
+    }
+}
+
+/// Where a step's envelopes go as its actor hands them out: at once (the step is durable),
+/// or, while its batch is in flight, messages to
+/// actors of this process at once ([`Transport::early`]) and the rest once the batch is
+/// durable ([`Outbox::later`]): acknowledgements (they let the other side forget what it
+/// sent), and envelopes to other nodes (whose writer is not this one).
+pub(crate) struct Outbox<'a> {
+    transport: &'a dyn Transport,
+    tenant: &'a str,
+    /// The generation the step's batch carries, while it is in flight.
+    early: Option<u64>,
+    held: Vec<transport::Wire>,
+}
+
+impl<'a> Outbox<'a> {
+    /// For a step's envelopes: its batch is queued under `early` and not yet durable, or
+    /// (`None`) it is durable and each goes at once.
+    pub(crate) fn new(mesh: &'a Mesh, early: Option<u64>) -> Self {
+        let inner = mesh.inner();
+        Outbox { transport: &*inner.transport, tenant: &inner.tenant, early, held: vec![] }
+    }
+
+    pub(crate) fn put(&mut self, wire: transport::Wire) {
+        match self.early {
+            None => wire.send(self.transport, self.tenant),
+            Some(generation) => {
+                let kept = self.transport.early(self.tenant, generation, wire);
+                self.held.extend(kept);
+            }
+        }
+    }
+
+    /// What waits for the batch to be durable ([`Later::send`] then).
+    pub(crate) fn later(self) -> Later {
+        Later(self.held)
+    }
+}
+
+/// Envelopes of a step that go once its batch is durable (dropped if it fails: the actor
+/// starts again from what is durable, and resends that).
+#[derive(Debug, Default)]
+pub(crate) struct Later(Vec<transport::Wire>);
+
+impl Later {
+    pub(crate) fn send(self, mesh: &Mesh) {
+        let inner = mesh.inner();
+        for wire in self.0 {
+            wire.send(&*inner.transport, &inner.tenant);
+        }
+    }
+}
+
 /// Whether an envelope's body awaits an acknowledgement (a message; not an acknowledgement).
 pub(crate) fn awaits_ack<M>(body: &switchboard_core::mesh::Body<M>) -> bool {
     matches!(body, switchboard_core::mesh::Body::Message { .. })

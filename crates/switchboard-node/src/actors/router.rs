@@ -34,7 +34,11 @@ use tracing::warn;
 
 use super::effects::{MeshNames, Rows};
 use super::placement::ActorKey;
-use super::{Counted, Exit, Mesh, ROUTER, TOMBSTONE, Timers, decode, encode, encode_journaled};
+use super::transport::Wire;
+use super::{
+    Counted, Exit, Generation, Later, Mesh, Outbox, ROUTER, TOMBSTONE, Timers, decode, encode,
+    encode_journaled,
+};
 use crate::clock;
 use crate::error::{Error, Result};
 
@@ -74,11 +78,12 @@ type CallReply = RpcReplyPort<Result<RouterCalled>>;
 #[allow(missing_debug_implementations)] // carries closures and reply ports
 pub enum RouterMsg {
     /// An envelope from a conversation actor (counted against the receiving node's bound
-    /// when it came from another node).
-    Deliver(Envelope<ToRouter>, Option<super::Ticket>),
+    /// when it came from another node), with the generation it was sent early under, if it
+    /// was ([`super::Generation`]).
+    Deliver(Envelope<ToRouter>, Option<super::Ticket>, Option<u64>),
     /// An envelope from an agent actor (with agent actors on, `MeshOptions::agent_actors`),
     /// counted as above.
-    FromAgent(AgentEnvelope<FromAgent>, Option<super::Ticket>),
+    FromAgent(AgentEnvelope<FromAgent>, Option<super::Ticket>, Option<u64>),
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
     /// A public call with its request id; answered once durable (or found stored).
@@ -135,6 +140,8 @@ pub struct RouterRun {
     failed: bool,
     /// Steps applied and not yet durable (a `Flush` is in the mailbox while this is `Some`).
     batch: Option<Unflushed>,
+    /// What it heard early: its next batch's generation.
+    generation: Generation,
     /// The inputs since the last write, and what the log since the checkpoint holds.
     journal: Journal,
     /// The mesh's configuration the side was last brought to (`RouterSide::reconfigure`);
@@ -335,6 +342,7 @@ impl Actor for RouterActor {
             drained: false,
             failed: false,
             batch: None,
+            generation: Generation::default(),
             journal,
             // A mesh loaded from the store (version above 0) has the tenant's whole
             // configuration, which may be newer than this row: the first message applies it.
@@ -405,8 +413,12 @@ impl Actor for RouterActor {
         }
         match msg {
             RouterMsg::Reconfigure => {}
-            RouterMsg::Deliver(envelope, _ticket) => {
+            RouterMsg::Deliver(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
+                if !run.generation.hear(&run.mesh, early) {
+                    // Its sender's batch is refused: its restart resends what is durable.
+                    return Ok(());
+                }
                 let now = run.now();
                 // An acknowledgement changes only what is resent: no write needed (after a
                 // restart the receiver drops the resent copies as duplicates).
@@ -422,8 +434,11 @@ impl Actor for RouterActor {
                 }
                 return run.received(&myself, ack, effects).await;
             }
-            RouterMsg::FromAgent(envelope, _ticket) => {
+            RouterMsg::FromAgent(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
+                if !run.generation.hear(&run.mesh, early) {
+                    return Ok(());
+                }
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
                 let from = envelope.agent;
@@ -764,16 +779,22 @@ impl RouterRun {
                 body: None,
             });
         }
+        let generation = self.generation.next(&self.mesh);
         let mut batch = Batch {
             tenant: inner.tenant.clone(),
             fence: self.fence,
+            generation,
             actors,
             responses,
             ..Batch::default()
         };
         let published = rows.into_batch(&mut batch);
-        let positions = inner.store.append_assigned(batch).await?;
+        let pending = inner.store.append_assigned(batch);
+        // Queued: its messages to actors here may go now (`Generation`).
+        let later = generation.map(|g| self.send_with(Some(g)));
+        let positions = pending.await?;
         published.publish(&self.mesh, positions);
+        later.unwrap_or_default().send(&self.mesh);
         Ok(())
     }
 
@@ -826,24 +847,31 @@ impl RouterRun {
     /// Puts what is durable on the network; the links a message went on owe an
     /// acknowledgement, and it is resent until they acknowledge.
     fn send(&mut self) {
+        self.send_with(None).send(&self.mesh);
+    }
+
+    /// [`send`](Self::send), or, with the step's batch queued under `early` and not yet
+    /// durable, what may go now ([`Outbox`]); the rest is handed back.
+    fn send_with(&mut self, early: Option<u64>) -> Later {
         // `outgoing()` changes the side (a settled link that left becomes a tombstone).
         self.journal.log(RouterInput::Sent);
-        let (transport, tenant) = (&self.mesh.inner().transport, self.mesh.tenant());
+        let mut outbox = Outbox::new(&self.mesh, early);
         for envelope in self.side.outgoing() {
             if super::awaits_ack(&envelope.body) {
                 self.owed.insert(envelope.conversation);
             }
-            transport.to_conversation(tenant, envelope);
+            outbox.put(Wire::ToConversation(envelope));
         }
         for envelope in self.side.outgoing_agents() {
             if super::awaits_ack(&envelope.body) {
                 self.owed_agents.insert(envelope.agent);
             }
-            transport.to_agent(tenant, envelope);
+            outbox.put(Wire::ToAgent(envelope));
         }
         if !self.owed.is_empty() || !self.owed_agents.is_empty() {
             self.timers.sent();
         }
+        outbox.later()
     }
 
     /// Resends everything unacknowledged (its resend wake-up, outside a batch).

@@ -39,6 +39,54 @@ pub trait Transport: Send + Sync + 'static {
     /// On a desk link, from an agent actor back to the conversation actor of
     /// `envelope.customer` (acknowledgements).
     fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>);
+
+    /// Delivers a message *before* its sender's batch is durable, tagged with the
+    /// generation that batch carries ([`switchboard_store::Batch::generation`]), if its
+    /// receiver runs in this process: its batches go through the same writer, queued after
+    /// the sender's, so they are durable only if the sender's is (see
+    /// [`super::Generation`]). Hands it back if not (another node's writer is not this
+    /// one, or it is no message): the sender sends it the usual way once durable. By
+    /// default nothing goes early.
+    fn early(&self, _tenant: &str, _generation: u64, wire: Wire) -> Option<Wire> {
+        Some(wire)
+    }
+}
+
+/// An envelope on any of the links, as a step's sender hands it to [`Transport::early`].
+#[derive(Debug)]
+pub enum Wire {
+    ToRouter(Envelope<ToRouter>),
+    ToConversation(Envelope<ToConversation>),
+    ToAgent(AgentEnvelope<ToAgent>),
+    FromAgent(AgentEnvelope<FromAgent>),
+    ToDesk(DeskEnvelope<ToDesk>),
+    FromDesk(DeskEnvelope<FromDesk>),
+}
+
+impl Wire {
+    /// Whether it carries a message (which awaits an acknowledgement), not one.
+    pub fn message(&self) -> bool {
+        match self {
+            Wire::ToRouter(e) => awaits_ack(&e.body),
+            Wire::ToConversation(e) => awaits_ack(&e.body),
+            Wire::ToAgent(e) => awaits_ack(&e.body),
+            Wire::FromAgent(e) => awaits_ack(&e.body),
+            Wire::ToDesk(e) => awaits_ack(&e.body),
+            Wire::FromDesk(e) => awaits_ack(&e.body),
+        }
+    }
+
+    /// Sends it through `transport` the usual way.
+    pub fn send(self, transport: &dyn Transport, tenant: &str) {
+        match self {
+            Wire::ToRouter(e) => transport.to_router(tenant, e),
+            Wire::ToConversation(e) => transport.to_conversation(tenant, e),
+            Wire::ToAgent(e) => transport.to_agent(tenant, e),
+            Wire::FromAgent(e) => transport.to_router_from_agent(tenant, e),
+            Wire::ToDesk(e) => transport.to_desk(tenant, e),
+            Wire::FromDesk(e) => transport.to_conversation_from_desk(tenant, e),
+        }
+    }
 }
 
 /// Delivery inside one node: straight into the live actor's mailbox, or through an
@@ -69,16 +117,17 @@ impl InProcess {
 
 impl InProcess {
     /// To the tenant's router actor, with the ticket that counts it if it came from another
-    /// node.
+    /// node, or the generation it was sent early under ([`Transport::early`]).
     pub(crate) fn deliver_to_router(
         &self,
         tenant: &str,
         envelope: Envelope<ToRouter>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let message = awaits_ack(&envelope.body);
-        let msg = RouterMsg::Deliver(envelope, ticket);
+        let msg = RouterMsg::Deliver(envelope, ticket, early);
         cast_or_activate(mesh, Mesh::find_router, msg, message, |mesh| async move {
             mesh.router_ref().await
         });
@@ -90,10 +139,11 @@ impl InProcess {
         tenant: &str,
         envelope: AgentEnvelope<FromAgent>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let message = awaits_ack(&envelope.body);
-        let msg = RouterMsg::FromAgent(envelope, ticket);
+        let msg = RouterMsg::FromAgent(envelope, ticket, early);
         cast_or_activate(mesh, Mesh::find_router, msg, message, |mesh| async move {
             mesh.router_ref().await
         });
@@ -105,11 +155,12 @@ impl InProcess {
         tenant: &str,
         envelope: Envelope<ToConversation>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
         let message = awaits_ack(&envelope.body);
-        let msg = ConversationMsg::Deliver(envelope, ticket);
+        let msg = ConversationMsg::Deliver(envelope, ticket, early);
         let find = move |mesh: &Mesh| mesh.find_conversation(customer);
         cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.conversation_ref(customer).await
@@ -122,11 +173,12 @@ impl InProcess {
         tenant: &str,
         envelope: AgentEnvelope<ToAgent>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
         let message = awaits_ack(&envelope.body);
-        let msg = AgentMsg::Deliver(envelope, ticket);
+        let msg = AgentMsg::Deliver(envelope, ticket, early);
         let find = move |mesh: &Mesh| mesh.find_agent(agent);
         cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
@@ -141,11 +193,12 @@ impl InProcess {
         tenant: &str,
         envelope: DeskEnvelope<ToDesk>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let agent = envelope.agent;
         let message = awaits_ack(&envelope.body);
-        let msg = AgentMsg::Desk(envelope, ticket);
+        let msg = AgentMsg::Desk(envelope, ticket, early);
         let find = move |mesh: &Mesh| mesh.find_agent(agent);
         cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.agent_ref(agent).await
@@ -159,11 +212,12 @@ impl InProcess {
         tenant: &str,
         envelope: DeskEnvelope<FromDesk>,
         ticket: Option<Ticket>,
+        early: Option<u64>,
     ) {
         let Some(mesh) = self.mesh(tenant) else { return };
         let customer = envelope.customer;
         let message = awaits_ack(&envelope.body);
-        let msg = ConversationMsg::Desk(envelope, ticket);
+        let msg = ConversationMsg::Desk(envelope, ticket, early);
         let find = move |mesh: &Mesh| mesh.find_conversation(customer);
         cast_or_activate(mesh, find, msg, message, move |mesh| async move {
             mesh.conversation_ref(customer).await
@@ -237,26 +291,42 @@ pub(super) fn cast_or_activate<C, M, F, Fut>(
 
 impl Transport for InProcess {
     fn to_router(&self, tenant: &str, envelope: Envelope<ToRouter>) {
-        self.deliver_to_router(tenant, envelope, None);
+        self.deliver_to_router(tenant, envelope, None, None);
     }
 
     fn to_conversation(&self, tenant: &str, envelope: Envelope<ToConversation>) {
-        self.deliver_to_conversation(tenant, envelope, None);
+        self.deliver_to_conversation(tenant, envelope, None, None);
     }
 
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>) {
-        self.deliver_to_agent(tenant, envelope, None);
+        self.deliver_to_agent(tenant, envelope, None, None);
     }
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
-        self.deliver_from_agent(tenant, envelope, None);
+        self.deliver_from_agent(tenant, envelope, None, None);
     }
 
     fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
-        self.deliver_to_desk(tenant, envelope, None);
+        self.deliver_to_desk(tenant, envelope, None, None);
     }
 
     fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
-        self.deliver_from_desk(tenant, envelope, None);
+        self.deliver_from_desk(tenant, envelope, None, None);
+    }
+
+    fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {
+        if !wire.message() {
+            return Some(wire);
+        }
+        let early = Some(generation);
+        match wire {
+            Wire::ToRouter(e) => self.deliver_to_router(tenant, e, None, early),
+            Wire::ToConversation(e) => self.deliver_to_conversation(tenant, e, None, early),
+            Wire::ToAgent(e) => self.deliver_to_agent(tenant, e, None, early),
+            Wire::FromAgent(e) => self.deliver_from_agent(tenant, e, None, early),
+            Wire::ToDesk(e) => self.deliver_to_desk(tenant, e, None, early),
+            Wire::FromDesk(e) => self.deliver_from_desk(tenant, e, None, early),
+        }
+        None
     }
 }

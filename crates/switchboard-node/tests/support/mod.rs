@@ -23,6 +23,7 @@ use switchboard_core::{
     AgentId, Channel, ConversationId, CustomerId, CustomerMessage, Engine, GroupId, State,
     Timestamp,
 };
+use switchboard_node::actors::transport::Wire;
 use switchboard_node::actors::{Mesh, MeshOptions, TenantConfig, Transport};
 use switchboard_node::archive;
 use switchboard_proto::internal::v1::StreamItem;
@@ -126,6 +127,29 @@ impl<T: Transport> Transport for Cuttable<T> {
         if self.pass(&self.cut_from_desk) {
             self.inner.to_conversation_from_desk(tenant, envelope);
         }
+    }
+
+    /// Early through `inner` unless its direction is cut: then it is handed back, and cut
+    /// once durable like any other.
+    fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {
+        let cut = match &wire {
+            Wire::ToRouter(_) | Wire::FromAgent(_) => &self.cut_to_router,
+            Wire::ToConversation(_) => &self.cut_to_conversation,
+            Wire::ToAgent(_) if self.cut_messages_to_agent.load(Ordering::SeqCst) => {
+                &self.cut_messages_to_agent
+            }
+            Wire::ToAgent(_) => &self.cut_to_agent,
+            Wire::ToDesk(_) => &self.cut_to_desk,
+            Wire::FromDesk(_) => &self.cut_from_desk,
+        };
+        if cut.load(Ordering::SeqCst) {
+            return Some(wire);
+        }
+        let kept = self.inner.early(tenant, generation, wire);
+        if kept.is_none() {
+            self.passed.fetch_add(1, Ordering::SeqCst);
+        }
+        kept
     }
 }
 
@@ -358,7 +382,19 @@ pub struct Faulty {
     agent_gate: tokio::sync::watch::Sender<bool>,
     held: std::sync::Mutex<bool>,
     opened: std::sync::Condvar,
+    /// Dooms the next batch of an actor of this kind (once): it goes to the writer under
+    /// [`DOOMED`], a fence the store refuses, so the writer refuses it as it would a batch of
+    /// a shard that moved, and raises the tenant's generation.
+    pub doom: std::sync::Mutex<Option<&'static str>>,
+    /// The store vouches for its writer's order (`Store::generation` is the inner store's,
+    /// so actors send early): set by [`Faulty::arm_doom`], for tests that refuse and hold
+    /// nothing on their own.
+    vouches: AtomicBool,
 }
+
+/// The fence a doomed batch carries ([`Faulty::doom`]); the test raises the
+/// store's fence of its shard first ([`Faulty::arm_doom`]).
+pub const DOOMED: Fence = Fence { shard: 4_000_000, epoch: 1 };
 
 impl Faulty {
     pub fn new(inner: Arc<dyn Store>) -> Self {
@@ -375,7 +411,17 @@ impl Faulty {
             agent_gate: tokio::sync::watch::channel(true).0,
             held: std::sync::Mutex::new(false),
             opened: std::sync::Condvar::new(),
+            doom: std::sync::Mutex::new(None),
+            vouches: AtomicBool::new(false),
         }
+    }
+
+    /// Lets [`Faulty::doom`] work: the store refuses [`DOOMED`] from now on,
+    /// and vouches for its writer's order.
+    pub async fn arm_doom(&self) {
+        let above = Fence { epoch: DOOMED.epoch + 1, ..DOOMED };
+        self.inner.raise_fence(above).await.unwrap();
+        self.vouches.store(true, Ordering::SeqCst);
     }
 
     /// Conversation actors' loads block until [`Faulty::release`].
@@ -414,7 +460,12 @@ impl Store for Faulty {
         Box::pin(async move { assigned.await.map(|_| ()) })
     }
     /// The faults apply to both ways of writing (actors write with `append_assigned`).
-    fn append_assigned(&self, batch: Batch) -> switchboard_store::Assigned {
+    fn append_assigned(&self, mut batch: Batch) -> switchboard_store::Assigned {
+        let mut doom = self.doom.lock().unwrap();
+        if doom.take_if(|kind| batch.actors.iter().any(|a| a.kind == *kind)).is_some() {
+            batch.fence = DOOMED;
+        }
+        drop(doom);
         if !batch.archive.is_empty()
             && (self.refuse_archives.load(Ordering::SeqCst)
                 || self.refuse_archive.swap(false, Ordering::SeqCst))
@@ -497,8 +548,11 @@ impl Store for Faulty {
     fn stats(&self) -> switchboard_store::Stats {
         self.inner.stats()
     }
-    fn generation(&self, tenant: &str) -> u64 {
-        self.inner.generation(tenant)
+    /// It refuses and holds batches on its own (not through the writer): nothing goes early,
+    /// unless it only dooms batches (through the writer).
+    fn generation(&self, tenant: &str) -> Option<u64> {
+        let vouches = self.vouches.load(Ordering::SeqCst);
+        if vouches { self.inner.generation(tenant) } else { None }
     }
     fn find_response(&self, tenant: &str, request_id: &str) -> StoreResult<Option<Vec<u8>>> {
         self.inner.find_response(tenant, request_id)
