@@ -1192,8 +1192,8 @@ impl Timers {
     }
 }
 
-/// What an actor heard early: sending before durability (ARCHITECTURE.md, "Order of the
-/// remaining steps", step 0). A step's messages to actors of this process go out once its
+/// What an actor heard early: sending before durability (ARCHITECTURE.md, "Sending before
+/// durability" under "The actors"). A step's messages to actors of this process go out once its
 /// batch is queued on the node's writer, before it is durable ([`Outbox`]); the receiver's
 /// next batch is queued after it, so it commits in the same group or a later one. If the
 /// sender's batch fails, the writer raises the tenant's generation before the next group
@@ -1236,10 +1236,10 @@ impl Generation {
 }
 
 /// Where a step's envelopes go as its actor hands them out: at once (the step is durable),
-/// or, while its batch is in flight, messages to
-/// actors of this process at once ([`Transport::early`]) and the rest once the batch is
-/// durable ([`Outbox::later`]): acknowledgements (they let the other side forget what it
-/// sent), and envelopes to other nodes (whose writer is not this one).
+/// or, while its batch is in flight, messages to actors of this process at once
+/// ([`Transport::early`]) and the rest once the batch is durable ([`Outbox::later`]):
+/// acknowledgements (they let the other side forget what it sent), and envelopes to other
+/// nodes (whose writer is not this one).
 pub(crate) struct Outbox<'a> {
     transport: &'a dyn Transport,
     tenant: &'a str,
