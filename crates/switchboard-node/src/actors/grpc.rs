@@ -350,14 +350,7 @@ impl Transport for GrpcTransport {
 
     /// Early only to this node's actors: they share its writer.
     fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {
-        let key = match &wire {
-            Wire::ToRouter(_) | Wire::FromAgent(_) => ActorKey::Router { tenant },
-            Wire::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
-            Wire::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
-            Wire::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
-            Wire::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
-        };
-        match placement::resolve(&self.ownership, key) {
+        match placement::resolve(&self.ownership, wire.key(tenant)) {
             Route::Local(_) => self.local.early(tenant, generation, wire),
             _ => Some(wire),
         }
@@ -439,19 +432,8 @@ fn wire_body<M: Serialize>(body: &Body<M>) -> Option<pb::mesh_envelope::Body> {
     })
 }
 
-/// An envelope as received, for one end or the other of a conversation's or an agent's link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Received {
-    ToRouter(Envelope<ToRouter>),
-    ToConversation(Envelope<ToConversation>),
-    ToAgent(AgentEnvelope<ToAgent>),
-    FromAgent(AgentEnvelope<FromAgent>),
-    ToDesk(DeskEnvelope<ToDesk>),
-    FromDesk(DeskEnvelope<FromDesk>),
-}
-
 /// Reads a received envelope; a malformed one is INVALID_ARGUMENT naming the field.
-pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
+pub fn decode(request: &pb::DeliverRequest) -> Result<Wire, Error> {
     let field = |field: &str, message: String| Error::Field { field: field.into(), message };
     if request.tenant.is_empty() {
         return Err(field("tenant", "the tenant id is required".into()));
@@ -462,12 +444,12 @@ pub fn decode(request: &pb::DeliverRequest) -> Result<Received, Error> {
     let direction =
         pb::MeshDirection::try_from(envelope.direction).unwrap_or(pb::MeshDirection::Unspecified);
     match direction {
-        pb::MeshDirection::ToRouter => Ok(Received::ToRouter(body(envelope)?)),
-        pb::MeshDirection::ToConversation => Ok(Received::ToConversation(body(envelope)?)),
-        pb::MeshDirection::ToAgent => Ok(Received::ToAgent(agent_body(envelope)?)),
-        pb::MeshDirection::FromAgent => Ok(Received::FromAgent(agent_body(envelope)?)),
-        pb::MeshDirection::ToDesk => Ok(Received::ToDesk(desk_body(envelope)?)),
-        pb::MeshDirection::FromDesk => Ok(Received::FromDesk(desk_body(envelope)?)),
+        pb::MeshDirection::ToRouter => Ok(Wire::ToRouter(body(envelope)?)),
+        pb::MeshDirection::ToConversation => Ok(Wire::ToConversation(body(envelope)?)),
+        pb::MeshDirection::ToAgent => Ok(Wire::ToAgent(agent_body(envelope)?)),
+        pb::MeshDirection::FromAgent => Ok(Wire::FromAgent(agent_body(envelope)?)),
+        pb::MeshDirection::ToDesk => Ok(Wire::ToDesk(desk_body(envelope)?)),
+        pb::MeshDirection::FromDesk => Ok(Wire::FromDesk(desk_body(envelope)?)),
         pb::MeshDirection::Unspecified => Err(field(
             "envelope.direction",
             format!(
@@ -612,13 +594,7 @@ impl ActorMeshGrpc {
     async fn deliver_one(&self, request: pb::DeliverRequest) -> Result<(), tonic::Status> {
         let received = decode(&request)?;
         let tenant = request.tenant.as_str();
-        let key = match &received {
-            Received::ToRouter(_) | Received::FromAgent(_) => ActorKey::Router { tenant },
-            Received::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
-            Received::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
-            Received::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
-            Received::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
-        };
+        let key = received.key(tenant);
         let shard = key.shard(self.ownership.shards());
         if !self.ownership.is_local(shard) {
             outcome("not_owner");
@@ -659,26 +635,7 @@ impl ActorMeshGrpc {
             .into());
         };
         outcome("received");
-        match received {
-            Received::ToRouter(envelope) => {
-                self.local.deliver_to_router(tenant, envelope, Some(ticket), None);
-            }
-            Received::ToConversation(envelope) => {
-                self.local.deliver_to_conversation(tenant, envelope, Some(ticket), None);
-            }
-            Received::ToAgent(envelope) => {
-                self.local.deliver_to_agent(tenant, envelope, Some(ticket), None);
-            }
-            Received::FromAgent(envelope) => {
-                self.local.deliver_from_agent(tenant, envelope, Some(ticket), None);
-            }
-            Received::ToDesk(envelope) => {
-                self.local.deliver_to_desk(tenant, envelope, Some(ticket), None);
-            }
-            Received::FromDesk(envelope) => {
-                self.local.deliver_from_desk(tenant, envelope, Some(ticket), None);
-            }
-        }
+        self.local.deliver(tenant, received, Some(ticket), None);
         Ok(())
     }
 }
@@ -737,7 +694,7 @@ mod tests {
         };
         let request = encode("acme", pb::MeshDirection::ToRouter, &to_router).unwrap();
         assert_eq!(request.tenant, "acme");
-        assert_eq!(decode(&request).unwrap(), Received::ToRouter(to_router));
+        assert_eq!(decode(&request).unwrap(), Wire::ToRouter(to_router));
         let ack: Envelope<ToConversation> = Envelope {
             conversation: ConversationId(11),
             customer: CustomerId(7),
@@ -745,7 +702,7 @@ mod tests {
             body: Body::Ack { next: 5 },
         };
         let request = encode("acme", pb::MeshDirection::ToConversation, &ack).unwrap();
-        assert_eq!(decode(&request).unwrap(), Received::ToConversation(ack));
+        assert_eq!(decode(&request).unwrap(), Wire::ToConversation(ack));
     }
 
     #[test]
@@ -765,7 +722,7 @@ mod tests {
         };
         let request = encode_agent("acme", pb::MeshDirection::FromAgent, &from_agent).unwrap();
         assert_eq!(request.envelope.as_ref().unwrap().agent, 5);
-        assert_eq!(decode(&request).unwrap(), Received::FromAgent(from_agent));
+        assert_eq!(decode(&request).unwrap(), Wire::FromAgent(from_agent));
         let to_agent = AgentEnvelope {
             agent: AgentId(5),
             epoch: 4,
@@ -783,11 +740,11 @@ mod tests {
             },
         };
         let request = encode_agent("acme", pb::MeshDirection::ToAgent, &to_agent).unwrap();
-        assert_eq!(decode(&request).unwrap(), Received::ToAgent(to_agent));
+        assert_eq!(decode(&request).unwrap(), Wire::ToAgent(to_agent));
         let ack: AgentEnvelope<ToAgent> =
             AgentEnvelope { agent: AgentId(5), epoch: 4, body: Body::Ack { next: 2 } };
         let request = encode_agent("acme", pb::MeshDirection::ToAgent, &ack).unwrap();
-        assert_eq!(decode(&request).unwrap(), Received::ToAgent(ack));
+        assert_eq!(decode(&request).unwrap(), Wire::ToAgent(ack));
     }
 
     #[test]
@@ -813,7 +770,7 @@ mod tests {
         let request = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
         let wire = request.envelope.as_ref().unwrap();
         assert_eq!((wire.agent, wire.since, wire.customer), (5, 3, 7));
-        assert_eq!(decode(&request).unwrap(), Received::ToDesk(to_desk.clone()));
+        assert_eq!(decode(&request).unwrap(), Wire::ToDesk(to_desk.clone()));
         let ack: DeskEnvelope<FromDesk> = DeskEnvelope {
             conversation: ConversationId(11),
             customer: CustomerId(7),
@@ -823,7 +780,7 @@ mod tests {
             body: Body::Ack { next: 2 },
         };
         let request = encode_desk("acme", pb::MeshDirection::FromDesk, &ack).unwrap();
-        assert_eq!(decode(&request).unwrap(), Received::FromDesk(ack));
+        assert_eq!(decode(&request).unwrap(), Wire::FromDesk(ack));
         // Nothing but acknowledgements travels back: a message is malformed.
         let mut message = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
         message.envelope.as_mut().unwrap().direction = pb::MeshDirection::FromDesk as i32;

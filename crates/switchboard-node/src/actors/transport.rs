@@ -18,6 +18,7 @@ use switchboard_core::mesh::{
 
 use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
+use super::placement::ActorKey;
 use super::router::RouterMsg;
 use super::{Found, Inner, Mesh, Ticket, awaits_ack};
 use crate::error::Result;
@@ -52,8 +53,9 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
-/// An envelope on any of the links, as a step's sender hands it to [`Transport::early`].
-#[derive(Debug)]
+/// An envelope on any of the links, as a step's sender hands it to [`Transport::early`] or
+/// another node's receives it (`grpc::decode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wire {
     ToRouter(Envelope<ToRouter>),
     ToConversation(Envelope<ToConversation>),
@@ -73,6 +75,17 @@ impl Wire {
             Wire::FromAgent(e) => awaits_ack(&e.body),
             Wire::ToDesk(e) => awaits_ack(&e.body),
             Wire::FromDesk(e) => awaits_ack(&e.body),
+        }
+    }
+
+    /// The key of the actor it is for.
+    pub fn key<'a>(&self, tenant: &'a str) -> ActorKey<'a> {
+        match self {
+            Wire::ToRouter(_) | Wire::FromAgent(_) => ActorKey::Router { tenant },
+            Wire::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
+            Wire::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
+            Wire::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Wire::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
         }
     }
 
@@ -187,6 +200,24 @@ impl InProcess {
 }
 
 impl InProcess {
+    /// Any envelope to its actor, with its ticket and early generation as above.
+    pub(crate) fn deliver(
+        &self,
+        tenant: &str,
+        wire: Wire,
+        ticket: Option<Ticket>,
+        early: Option<u64>,
+    ) {
+        match wire {
+            Wire::ToRouter(e) => self.deliver_to_router(tenant, e, ticket, early),
+            Wire::ToConversation(e) => self.deliver_to_conversation(tenant, e, ticket, early),
+            Wire::ToAgent(e) => self.deliver_to_agent(tenant, e, ticket, early),
+            Wire::FromAgent(e) => self.deliver_from_agent(tenant, e, ticket, early),
+            Wire::ToDesk(e) => self.deliver_to_desk(tenant, e, ticket, early),
+            Wire::FromDesk(e) => self.deliver_from_desk(tenant, e, ticket, early),
+        }
+    }
+
     /// On a desk link, to the agent actor of `envelope.agent`, with its ticket as above.
     pub(crate) fn deliver_to_desk(
         &self,
@@ -318,15 +349,7 @@ impl Transport for InProcess {
         if !wire.message() {
             return Some(wire);
         }
-        let early = Some(generation);
-        match wire {
-            Wire::ToRouter(e) => self.deliver_to_router(tenant, e, None, early),
-            Wire::ToConversation(e) => self.deliver_to_conversation(tenant, e, None, early),
-            Wire::ToAgent(e) => self.deliver_to_agent(tenant, e, None, early),
-            Wire::FromAgent(e) => self.deliver_from_agent(tenant, e, None, early),
-            Wire::ToDesk(e) => self.deliver_to_desk(tenant, e, None, early),
-            Wire::FromDesk(e) => self.deliver_from_desk(tenant, e, None, early),
-        }
+        self.deliver(tenant, wire, None, Some(generation));
         None
     }
 }
