@@ -1162,9 +1162,9 @@ impl ConversationRun {
         let published = rows.into_batch(&mut batch);
         let pending = inner.store.append_assigned(batch);
         // Queued: its messages to actors here may go now (`Generation`).
-        let held = generation.map(|g| self.send_with(Some(g)));
+        let later = generation.map(|g| self.send_with(Some(g)));
         let positions = pending.await?;
-        held.unwrap_or_default().send(&self.mesh);
+        later.unwrap_or_default().send(&self.mesh);
         self.stored = true;
         self.known = true;
         if changed {

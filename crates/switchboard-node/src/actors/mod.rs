@@ -1259,10 +1259,12 @@ impl<'a> Outbox<'a> {
     pub(crate) fn put(&mut self, wire: transport::Wire) {
         match self.early {
             None => wire.send(self.transport, self.tenant),
-            Some(generation) => {
+            // Only messages go early: an acknowledgement lets the other side forget.
+            Some(generation) if wire.message() => {
                 let kept = self.transport.early(self.tenant, generation, wire);
                 self.held.extend(kept);
             }
+            Some(_) => self.held.push(wire),
         }
     }
 

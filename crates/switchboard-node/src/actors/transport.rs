@@ -46,8 +46,8 @@ pub trait Transport: Send + Sync + 'static {
     /// receiver runs in this process: its batches go through the same writer, queued after
     /// the sender's, so they are durable only if the sender's is (see
     /// [`super::Generation`]). Hands it back if not (another node's writer is not this
-    /// one, or it is no message): the sender sends it the usual way once durable. By
-    /// default nothing goes early.
+    /// one): the sender sends it the usual way once durable. Only messages come here
+    /// (`actors::Outbox`), never acknowledgements. By default nothing goes early.
     fn early(&self, _tenant: &str, _generation: u64, wire: Wire) -> Option<Wire> {
         Some(wire)
     }
@@ -346,9 +346,6 @@ impl Transport for InProcess {
     }
 
     fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {
-        if !wire.message() {
-            return Some(wire);
-        }
         self.deliver(tenant, wire, None, Some(generation));
         None
     }
