@@ -858,7 +858,13 @@ async fn a_moved_agent_shard_stops_its_actor_and_the_new_owner_carries_on_its_de
         on_b.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
     })
     .await;
-    // The opening message follows the assignment on the desk link to B.
+    // The opening message follows the assignment on the desk link to B, once the
+    // conversation hears of it: the router tells the agent and the conversation on their own
+    // links, so B can hold the assignment while A has not yet sent the note (CI saw that).
+    until("the conversation on A hears it is assigned", || async {
+        open(a, customer).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
     until("the conversation's note is acknowledged", || async {
         let conversation = a.conversation(CustomerId(customer));
         conversation.read(|side| side.retransmit_desks().is_empty()).await.unwrap()
