@@ -21,6 +21,8 @@ pub enum Mode {
     Open,
     /// Messages to open conversations back to back (peak durable acks/s).
     Closed,
+    /// Health checks at `--rate` per second: the node's CPU per call before any of its work.
+    Floor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,7 +71,7 @@ pub struct RunArgs {
     pub targets: Vec<String>,
     #[arg(long, value_enum, default_value = "poisson")]
     pub mode: Mode,
-    /// Arrivals per second (poisson); messages per second (open).
+    /// Arrivals per second (poisson); messages per second (open); health checks (floor).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
     /// Arrivals (or messages) are scheduled over this many seconds of run time.
@@ -270,20 +272,24 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
 
 async fn run_on(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
     check_targets(args)?;
-    if matches!(args.mode, Mode::Open | Mode::Closed) {
+    let probe = (args.metrics.is_some() || args.node_pid.is_some())
+        .then(|| CpuProbe { metrics: args.metrics.clone(), pid: args.node_pid });
+    if matches!(args.mode, Mode::Open | Mode::Closed | Mode::Floor) {
         let mut channels = Vec::new();
         for i in 0..args.connections.max(1) * args.targets.len() {
             let t = &args.targets[i % args.targets.len()];
             channels.push(Channel::from_shared(t.clone())?.connect().await.context("connect")?);
         }
-        micro::run(&channels, args).await?;
+        if args.mode == Mode::Floor {
+            crate::floor::run(&channels, args.rate, args.seconds, probe.as_ref()).await?;
+        } else {
+            micro::run(&channels, args).await?;
+        }
         return Ok(Vec::new());
     }
     if !args.sweep.is_empty() && args.mode != Mode::Poisson {
         bail!("--sweep varies --rate: poisson mode only");
     }
-    let probe = (args.metrics.is_some() || args.node_pid.is_some())
-        .then(|| CpuProbe { metrics: args.metrics.clone(), pid: args.node_pid });
     let with_baseline = args.baseline.is_some() || args.baseline_only;
     // One PostgreSQL server for every run of a sweep.
     let pg = if with_baseline { Some(pg_url(args).await?) } else { None };

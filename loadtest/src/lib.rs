@@ -1,6 +1,7 @@
 //! Measuring Switchboard. `loadtest run` drives live nodes over the public gRPC API: a
 //! contact-center scenario (customers arriving open-loop, simulated agents; [`center`]) with
-//! an optional PostgreSQL baseline routed the common way, or plain message rates ([`micro`]).
+//! an optional PostgreSQL baseline routed the common way, or plain message rates ([`micro`]), or
+//! bare health checks, the node's cost per call before any of its work ([`floor`]).
 //! `loadtest history` starts a node of its own and measures how one tenant's cost grows with
 //! its history of ended conversations ([`history`]). `loadtest sim` drives the routing engine
 //! itself in virtual time ([`sim`]).
@@ -12,6 +13,7 @@
 
 pub mod center;
 pub mod cli;
+pub mod floor;
 pub mod history;
 pub mod micro;
 pub mod node;

@@ -1,6 +1,6 @@
 //! Smoke runs of `loadtest run` against a real `switchboard serve` process: each live scenario
 //! (Poisson with the PostgreSQL baseline, the bank trace over two targets, the message-rate
-//! modes, a rate sweep) runs briefly and must complete and report; and `loadtest history`,
+//! modes, the floor, a rate sweep) runs briefly and must complete and report; and `loadtest history`,
 //! which starts nodes of its own, runs a few hundred conversations. Nothing here asserts on
 //! time or speed; the `sim` scenarios have their own smoke tests in the loadtest crate.
 
@@ -132,6 +132,10 @@ async fn live_scenarios_complete_and_report() {
             args(&node.grpc, &["--mode", mode, "--rate", "20", "--seconds", "1", "--agents", "2"]);
         cli::run(&micro).await.expect(mode);
     }
+    // The floor: health checks through the node's layers, its CPU read from its PID.
+    let pid = node.pid().to_string();
+    let floor = ["--mode", "floor", "--rate", "50", "--seconds", "1", "--node-pid", &pid];
+    assert!(cli::run(&args(&node.grpc, &floor)).await.expect("floor").is_empty());
 }
 
 #[test]
