@@ -296,6 +296,8 @@ pub struct CpuSample {
     /// scrape (from `/metrics` only; the pages on SQLite only).
     pub store_commits: Option<f64>,
     pub wal_pages: Option<f64>,
+    /// `switchboard_store_batches_total`: the actor steps written (several go in a commit).
+    pub store_batches: Option<f64>,
     /// CPU time of the node's store threads (`store-…`, [`thread_cpu_seconds`]), seconds,
     /// when its PID is known.
     pub store_threads: Option<f64>,
@@ -330,11 +332,13 @@ impl CpuProbe {
             let seconds = metric(&body, "process_cpu_seconds_total")?;
             let store_commits = metric(&body, "switchboard_store_commits_total");
             let wal_pages = metric(&body, "switchboard_store_wal_pages_total");
+            let store_batches = metric(&body, "switchboard_store_batches_total");
             Some(CpuSample {
                 seconds,
                 source: CpuSource::Metrics,
                 store_commits,
                 wal_pages,
+                store_batches,
                 store_threads,
                 host_steal,
             })
@@ -346,6 +350,7 @@ impl CpuProbe {
                 source: CpuSource::Proc,
                 store_commits: None,
                 wal_pages: None,
+                store_batches: None,
                 store_threads,
                 host_steal,
             })

@@ -252,6 +252,9 @@ pub async fn run<B: Backend>(
         store_commits_per_command: delta(|s| s.store_commits)
             .filter(|_| commands > 0)
             .map(|c| c / commands as f64),
+        store_batches_per_command: delta(|s| s.store_batches)
+            .filter(|_| commands > 0)
+            .map(|b| b / commands as f64),
         wal_pages_per_commit: {
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
             delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)

@@ -185,6 +185,9 @@ pub struct Report {
     /// The node's store commits (`switchboard_store_commits_total`) over the same span, per
     /// command, when exported.
     pub store_commits_per_command: Option<f64>,
+    /// The node's store batches (`switchboard_store_batches_total`: one per actor step that
+    /// writes) over the same span, per command: how many writing steps a command takes.
+    pub store_batches_per_command: Option<f64>,
     /// Pages the node's SQLite writer wrote to its WAL per commit, over the same span.
     pub wal_pages_per_commit: Option<f64>,
     /// The CPU time of the node's store threads (the writer's commits, the checkpointer),
@@ -280,6 +283,10 @@ impl Report {
                     .store_commits_per_command
                     .map(|c| format!("; {c:.2} store commits per command"))
                     .unwrap_or_default();
+                let batches = self
+                    .store_batches_per_command
+                    .map(|b| format!(", {b:.2} batches"))
+                    .unwrap_or_default();
                 let pages = self
                     .wal_pages_per_commit
                     .map(|p| format!(", {p:.1} WAL pages per commit"))
@@ -293,7 +300,7 @@ impl Report {
                     .map(|s| format!("; this machine's CPU steal {s:.2} s"))
                     .unwrap_or_default();
                 format!(
-                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{pages}{store}){steal}",
+                    "{per:.0} µs per command ({cpu:.2} s over {} commands, from {source}{commits}{batches}{pages}{store}){steal}",
                     self.commands
                 )
             }
@@ -378,6 +385,7 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("held the rate", "1 = yes", &|r| f64::from(u8::from(r.verdict.held)));
     row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
+    row("store batches per command", "count", &|r| r.store_batches_per_command.unwrap_or(f64::NAN));
     row("WAL pages per commit", "count", &|r| r.wal_pages_per_commit.unwrap_or(f64::NAN));
     row("store threads per command", "µs", &|r| {
         r.store_threads_us_per_command.unwrap_or(f64::NAN)
