@@ -266,6 +266,12 @@ pub fn metric(body: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The series of `name` with exactly the labels `labels` (as the exporter prints them, e.g.
+/// `kind="agent"`).
+pub fn labelled(body: &str, name: &str, labels: &str) -> Option<f64> {
+    metric(body, &format!("{name}{{{labels}}}"))
+}
+
 /// Total size of the files under `dir` (recursively), bytes.
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -287,6 +293,9 @@ pub struct CpuProbe {
     pub pid: Option<u32>,
 }
 
+/// The mesh's actor kinds, in the order of [`CpuSample::actor_writes`].
+pub const ACTOR_KINDS: [&str; 3] = ["router", "conversation", "agent"];
+
 /// One reading of a node's CPU time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuSample {
@@ -298,6 +307,9 @@ pub struct CpuSample {
     pub wal_pages: Option<f64>,
     /// `switchboard_store_batches_total`: the actor steps written (several go in a commit).
     pub store_batches: Option<f64>,
+    /// `switchboard_actor_writes_total` by kind: router, conversation, agent (0 for a kind
+    /// without a series yet; `None` without `/metrics`).
+    pub actor_writes: [Option<f64>; 3],
     /// CPU time of the node's store threads (`store-…`, [`thread_cpu_seconds`]), seconds,
     /// when its PID is known.
     pub store_threads: Option<f64>,
@@ -333,12 +345,18 @@ impl CpuProbe {
             let store_commits = metric(&body, "switchboard_store_commits_total");
             let wal_pages = metric(&body, "switchboard_store_wal_pages_total");
             let store_batches = metric(&body, "switchboard_store_batches_total");
+            // A kind that has not written yet has no series: none so far.
+            let actor_writes = ACTOR_KINDS.map(|kind| {
+                let labels = format!("kind=\"{kind}\"");
+                labelled(&body, "switchboard_actor_writes_total", &labels).or(Some(0.0))
+            });
             Some(CpuSample {
                 seconds,
                 source: CpuSource::Metrics,
                 store_commits,
                 wal_pages,
                 store_batches,
+                actor_writes,
                 store_threads,
                 host_steal,
             })
@@ -351,6 +369,7 @@ impl CpuProbe {
                 store_commits: None,
                 wal_pages: None,
                 store_batches: None,
+                actor_writes: [None; 3],
                 store_threads,
                 host_steal,
             })
@@ -402,5 +421,8 @@ mod tests {
         assert_eq!(metric(body, "process_cpu_seconds_total"), Some(12.5));
         assert_eq!(metric(body, "foo"), Some(2.0));
         assert_eq!(metric(body, "process_resident_memory_bytes"), None);
+        let body = "w_total{kind=\"agent\"} 7\nw_total{kind=\"router\"} 2\n";
+        assert_eq!(labelled(body, "w_total", "kind=\"router\""), Some(2.0));
+        assert_eq!(labelled(body, "w_total", "kind=\"conversation\""), None);
     }
 }

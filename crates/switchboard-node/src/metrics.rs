@@ -71,6 +71,9 @@ pub const ACTORS: &str = "switchboard_actors";
 /// panic), by `kind` and `tenant`; a steady rate is a restart loop (store down, a repeating
 /// panic).
 pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
+/// Mesh actors' steps handed to the store, by `kind` (`router`, `conversation`, `agent`;
+/// `crate::actors`): against the commands, the writing hops a command takes, by actor.
+pub const ACTOR_WRITES: &str = "switchboard_actor_writes_total";
 /// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).
@@ -226,6 +229,11 @@ pub fn describe() {
         ACTOR_RESTARTS,
         "Actors started again from the store by their supervisor after stopping on their own \
          (a failed write, a panic), by kind (tenant, router, conversation, agent) and tenant."
+    );
+    describe_counter!(
+        ACTOR_WRITES,
+        "Mesh actors' steps handed to the store (each a batch of the store writer), by kind \
+         (router, conversation, agent)."
     );
     describe_counter!(
         MESH_BATCHES,

@@ -255,6 +255,20 @@ pub async fn run<B: Backend>(
         store_batches_per_command: delta(|s| s.store_batches)
             .filter(|_| commands > 0)
             .map(|b| b / commands as f64),
+        actor_writes_per_command: {
+            let [router, conversation, agent] = [
+                delta(|s| s.actor_writes[0]),
+                delta(|s| s.actor_writes[1]),
+                delta(|s| s.actor_writes[2]),
+            ];
+            let per = |w: f64| w / commands.max(1) as f64;
+            // None where no mesh actor wrote (a tenant actor's load).
+            (commands > 0)
+                .then_some(())
+                .and(router.zip(conversation).zip(agent))
+                .filter(|((r, c), a)| r + c + a > 0.0)
+                .map(|((r, c), a)| [per(r), per(c), per(a)])
+        },
         wal_pages_per_commit: {
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
             delta(|s| s.wal_pages).zip(commits).map(|(p, c)| p / c)

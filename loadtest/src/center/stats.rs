@@ -188,6 +188,9 @@ pub struct Report {
     /// The node's store batches (`switchboard_store_batches_total`: one per actor step that
     /// writes) over the same span, per command: how many writing steps a command takes.
     pub store_batches_per_command: Option<f64>,
+    /// Of those, each actor kind's writes (`switchboard_actor_writes_total`) per command:
+    /// router, conversation, agent (the mesh only; a tenant actor's are not counted).
+    pub actor_writes_per_command: Option<[f64; 3]>,
     /// Pages the node's SQLite writer wrote to its WAL per commit, over the same span.
     pub wal_pages_per_commit: Option<f64>,
     /// The CPU time of the node's store threads (the writer's commits, the checkpointer),
@@ -283,9 +286,18 @@ impl Report {
                     .store_commits_per_command
                     .map(|c| format!("; {c:.2} store commits per command"))
                     .unwrap_or_default();
+                let kinds = self
+                    .actor_writes_per_command
+                    .map(|w| {
+                        let [router, conversation, agent] = w;
+                        format!(
+                            " (conversation {conversation:.2}, agent {agent:.2}, router {router:.2})"
+                        )
+                    })
+                    .unwrap_or_default();
                 let batches = self
                     .store_batches_per_command
-                    .map(|b| format!(", {b:.2} batches"))
+                    .map(|b| format!(", {b:.2} batches{kinds}"))
                     .unwrap_or_default();
                 let pages = self
                     .wal_pages_per_commit

@@ -1161,6 +1161,7 @@ impl ConversationRun {
         };
         let published = rows.into_batch(&mut batch);
         let pending = inner.store.append_assigned(batch);
+        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => CONVERSATION).increment(1);
         // Queued: its messages to actors here may go now (`Generation`).
         let later = generation.map(|g| self.send_with(Some(g)));
         let positions = pending.await?;
@@ -1229,6 +1230,7 @@ impl ConversationRun {
             }],
             ..Batch::default()
         };
+        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => CONVERSATION).increment(1);
         inner.store.append(batch).await?;
         self.stored = false;
         if changed {
