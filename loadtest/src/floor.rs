@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::node::{CpuProbe, CpuSample};
+use crate::node::CpuProbe;
 
 /// Checks at `rate` per second for `seconds`, latencies from the intended send time.
 pub async fn run(
@@ -33,10 +32,13 @@ pub async fn run(
     for c in &clients {
         c.clone().check(HealthCheckRequest::default()).await?;
     }
-    let before = sample(probe, None).await;
+    let before = match probe {
+        Some(probe) => probe.read(None).await,
+        None => None,
+    };
     let start = Instant::now() + Duration::from_millis(100);
     let intended = move |n: u64| start + interval * u32::try_from(n).unwrap_or(u32::MAX);
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let latency = Arc::new(Mutex::new(crate::micro::histogram()));
     let errors = Arc::new(AtomicU64::new(0));
     let mut calls = Vec::with_capacity(total as usize);
     for n in 0..total {
@@ -59,7 +61,10 @@ pub async fn run(
         c.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let after = sample(probe, before.as_ref().map(|b| b.source)).await;
+    let after = match (probe, &before) {
+        (Some(probe), Some(b)) => probe.read(Some(b.source)).await,
+        _ => None,
+    };
     let latency = latency.lock().await;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
@@ -88,12 +93,4 @@ pub async fn run(
         _ => println!("  node CPU: unknown (give --start-node, --metrics or --node-pid)"),
     }
     Ok(())
-}
-
-async fn sample(
-    probe: Option<&CpuProbe>,
-    source: Option<crate::node::CpuSource>,
-) -> Option<CpuSample> {
-    let probe = probe?.clone();
-    tokio::task::spawn_blocking(move || probe.sample(source)).await.ok().flatten()
 }

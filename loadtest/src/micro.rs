@@ -153,7 +153,8 @@ fn post(tenant: &str, customer: u32, n: u64) -> pb::PostMessageRequest {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+/// A latency histogram in microseconds, 1 µs to 60 s.
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 

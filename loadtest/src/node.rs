@@ -334,6 +334,12 @@ impl CpuSource {
 }
 
 impl CpuProbe {
+    /// [`sample`](Self::sample) off the runtime's threads (a scrape is blocking IO).
+    pub async fn read(&self, source: Option<CpuSource>) -> Option<CpuSample> {
+        let probe = self.clone();
+        tokio::task::spawn_blocking(move || probe.sample(source)).await.ok().flatten()
+    }
+
     /// Reads from `source` if given (so two readings compare), else from the first source
     /// available. Blocking.
     pub fn sample(&self, source: Option<CpuSource>) -> Option<CpuSample> {

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 pub use self::scenario::{Arrival, Scenario};
 use self::stats::{Report, Stats, Verdict};
-use crate::node::{CpuProbe, CpuSample, CpuSource};
+use crate::node::{CpuProbe, CpuSample};
 
 /// How long after the drain bound a customer message sent before it may still reach the
 /// agent's stream and count as delivered (the slowest seen is well under a second).
@@ -133,7 +133,7 @@ pub async fn run<B: Backend>(
         streams.push(backend.login(a).await?);
     }
     let cpu_before = match cpu {
-        Some(probe) => sample(probe, None).await,
+        Some(probe) => probe.read(None).await,
         None => None,
     };
     // Arrival times count from here; a little slack so the first ones are not already late.
@@ -206,7 +206,7 @@ pub async fn run<B: Backend>(
         eprintln!("{}{line}", if tty { "\r" } else { "" });
     }
     let cpu_after = match (cpu, cpu_before) {
-        (Some(probe), Some(before)) => sample(probe, Some(before.source)).await,
+        (Some(probe), Some(before)) => probe.read(Some(before.source)).await,
         _ => None,
     };
     let s = &shared.stats;
@@ -255,19 +255,16 @@ pub async fn run<B: Backend>(
         store_batches_per_command: delta(|s| s.store_batches)
             .filter(|_| commands > 0)
             .map(|b| b / commands as f64),
-        actor_writes_per_command: {
-            let [router, conversation, agent] = [
-                delta(|s| s.actor_writes[0]),
-                delta(|s| s.actor_writes[1]),
-                delta(|s| s.actor_writes[2]),
-            ];
-            let per = |w: f64| w / commands.max(1) as f64;
-            // None where no mesh actor wrote (a tenant actor's load).
-            (commands > 0)
-                .then_some(())
-                .and(router.zip(conversation).zip(agent))
-                .filter(|((r, c), a)| r + c + a > 0.0)
-                .map(|((r, c), a)| [per(r), per(c), per(a)])
+        // None where no mesh actor wrote (a tenant actor's load).
+        actor_writes_per_command: match [
+            delta(|s| s.actor_writes[0]),
+            delta(|s| s.actor_writes[1]),
+            delta(|s| s.actor_writes[2]),
+        ] {
+            [Some(r), Some(c), Some(a)] if commands > 0 && r + c + a > 0.0 => {
+                Some([r, c, a].map(|w| w / commands as f64))
+            }
+            _ => None,
         },
         wal_pages_per_commit: {
             let commits = delta(|s| s.store_commits).filter(|c| *c > 0.0);
@@ -281,12 +278,6 @@ pub async fn run<B: Backend>(
     };
     report.verdict = report.judge(scenario.hold_p99);
     Ok(report)
-}
-
-/// Reads the node's CPU time off the runtime's threads (a scrape is blocking IO).
-async fn sample(probe: &CpuProbe, source: Option<CpuSource>) -> Option<CpuSample> {
-    let probe = probe.clone();
-    tokio::task::spawn_blocking(move || probe.sample(source)).await.ok().flatten()
 }
 
 /// One customer: returns when its opening post was acknowledged.
