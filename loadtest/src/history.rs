@@ -67,6 +67,12 @@ pub struct HistoryArgs {
     /// it; `--restart-at-checkpoints false` measures growth in one process.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub restart_at_checkpoints: bool,
+    /// Restart the node this many conversations before each checkpoint past the first, so
+    /// every checkpoint is measured in a process that drove the same number since it started
+    /// (its warm-up held equal; only the history behind it grows). CPU and throughput then
+    /// cover those conversations. Default: off, each process runs from the checkpoint before.
+    #[arg(long)]
+    pub warm: Option<u64>,
     /// The node's `store.snapshot_every` (commands between snapshots); default: the node's
     /// (10000).
     #[arg(long)]
@@ -154,6 +160,7 @@ pub struct HistoryReport {
     pub capacity: u32,
     pub snapshot_every: Option<u64>,
     pub restart_at_checkpoints: bool,
+    pub warm: Option<u64>,
     pub checkpoints: Vec<Checkpoint>,
     pub verdict: Verdict,
 }
@@ -558,7 +565,7 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
         next_request: Arc::new(AtomicU64::new(0)),
     };
     println!(
-        "history: node {} (pid {}) on {}; {} conversations through one tenant, {} in flight, {}; checkpoints {}",
+        "history: node {} (pid {}) on {}; {} conversations through one tenant, {} in flight, {}; checkpoints {}{}",
         bin.display(),
         session.node.pid,
         data_dir.display(),
@@ -568,7 +575,11 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
             Some(k) => format!("{k} customers reused round-robin"),
             None => "a new customer each".into(),
         },
-        cps.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        cps.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        match args.warm {
+            Some(w) => format!(", each measured in a process started {w} conversations before it"),
+            None => String::new(),
+        }
     );
     session.setup(args.capacity).await?;
     session.open_streams();
@@ -601,28 +612,45 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
     let mut results: Vec<Checkpoint> = Vec::new();
     let mut prev = (0u64, 0u64); // (conversations, commands) at the previous checkpoint
     let mut outcome = Ok(());
-    for &cp in &cps {
-        let cpu_base = node::cpu_seconds(session.node.pid).unwrap_or(0.0);
-        let t = Instant::now();
-        // Each conversation is started once: `next` counts conversations started, including
-        // unassigned and failed ones, so a checkpoint is reached even if some fail.
-        drive(
-            &session.channels,
-            &counters,
-            &session.next_request,
-            &next,
-            cp,
-            args.concurrency,
-            locks.as_ref(),
-        )
-        .await;
-        let drive_seconds = t.elapsed().as_secs_f64();
-        if counters.stop.load(Ordering::Relaxed) {
+    // Each conversation is started once: `next` counts conversations started, including
+    // unassigned and failed ones, so a checkpoint is reached even if some fail.
+    let next_request = session.next_request.clone();
+    let drive_to = |channels: Vec<Channel>, to: u64| {
+        let (counters, next_request, next, locks) = (&counters, &next_request, &next, &locks);
+        async move {
+            let locks = locks.as_ref();
+            drive(&channels, counters, next_request, next, to, args.concurrency, locks).await;
+        }
+    };
+    let stopped = || {
+        counters.stop.load(Ordering::Relaxed).then(|| {
             let first = counters.first_error.lock().expect("error lock").clone();
-            outcome = Err(anyhow::anyhow!(
+            anyhow::anyhow!(
                 "stopped after {MAX_ERRORS} failed calls; first: {}",
                 first.unwrap_or_default()
-            ));
+            )
+        })
+    };
+    for (i, &cp) in cps.iter().enumerate() {
+        // `--warm`: the fresh process this checkpoint is measured in starts `warm` before it.
+        if let Some(from) = args.warm.filter(|&w| i > 0 && w < cp).map(|w| cp - w) {
+            drive_to(session.channels.clone(), from).await;
+            if let Some(e) = stopped() {
+                outcome = Err(e);
+                break;
+            }
+            if let Err(e) = session.restart().await {
+                outcome = Err(e.context("restart before a checkpoint (--warm)"));
+                break;
+            }
+            prev = (next.load(Ordering::Relaxed).min(from), Counters::get(&counters.commands));
+        }
+        let cpu_base = node::cpu_seconds(session.node.pid).unwrap_or(0.0);
+        let t = Instant::now();
+        drive_to(session.channels.clone(), cp).await;
+        let drive_seconds = t.elapsed().as_secs_f64();
+        if let Some(e) = stopped() {
+            outcome = Err(e);
             break;
         }
         let pid = session.node.pid;
@@ -693,6 +721,7 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
         capacity: args.capacity,
         snapshot_every: args.snapshot_every,
         restart_at_checkpoints: args.restart_at_checkpoints,
+        warm: args.warm,
         verdict: verdict(&results),
         checkpoints: results,
     };

@@ -150,7 +150,8 @@ fn remote_targets_are_refused_without_the_flag() {
 }
 
 /// `loadtest history` with tiny numbers: it starts its own node (this build's binary),
-/// restarts it at each checkpoint, and must complete and report every field.
+/// restarts it at each checkpoint and (`--warm`) 100 conversations before the second, and
+/// must complete and report every field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_completes_and_reports() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,6 +171,8 @@ async fn history_completes_and_reports() {
         "2",
         "--snapshot-every",
         "200",
+        "--warm",
+        "100",
         "--quiet",
         "--json",
         json.to_str().unwrap(),
@@ -202,6 +205,7 @@ async fn history_completes_and_reports() {
         "conversations_per_s",
         "restart_seconds",
         "rss_after_bytes",
+        "warm",
         "verdict",
     ] {
         assert!(written.contains(field), "{field} missing from {written}");
