@@ -33,6 +33,9 @@ const GROUP: &str = "main";
 /// The goals the verdict checks.
 const RSS_GROWTH_GOAL: f64 = 0.25;
 const RESTART_GOAL_S: f64 = 2.0;
+/// Customers of the conversation each restart makes to see the tenant route again, past any
+/// the drive numbers.
+const PROBE_CUSTOMER: u64 = 1 << 60;
 /// A node may take this long to start or to load its tenants: a bound, not a goal.
 const START_PATIENCE: Duration = Duration::from_secs(600);
 /// The run stops after this many failed calls.
@@ -137,6 +140,10 @@ pub struct Restart {
     /// Spawn until the node printed its addresses.
     pub listening_seconds: f64,
     pub rss_after_bytes: Option<u64>,
+    /// Spawn until a new customer's first message was answered assigned, with the agents
+    /// online again: the tenant routes again (its router activated, what it had stored read
+    /// back). `None`: that conversation was not assigned.
+    pub routing_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -205,6 +212,8 @@ struct Session {
     streams: Vec<JoinHandle<()>>,
     cursors: Vec<Arc<AtomicU64>>,
     next_request: Arc<AtomicU64>,
+    /// Restarts so far: each one's probe conversation has a customer of its own.
+    restarts: u64,
 }
 
 impl Session {
@@ -361,7 +370,16 @@ impl Session {
         // Desktops reconnect: streams resume from their cursors, agents say they are online.
         self.online().await?;
         self.open_streams();
+        // A new customer, outside the range the drive numbers, and counted apart from it.
+        self.restarts += 1;
+        let probe = Counters::default();
+        conversation(&self.channels[0], &probe, &self.next_request, PROBE_CUSTOMER + self.restarts)
+            .await
+            .context("the first conversation after the restart")?;
+        let routing_seconds = (Counters::get(&probe.unassigned) == 0)
+            .then(|| self.node.spawned_at.elapsed().as_secs_f64());
         Ok(Restart {
+            routing_seconds,
             shutdown_seconds,
             clean_exit: status.success(),
             snapshot_bytes,
@@ -563,6 +581,7 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
         streams: Vec::new(),
         cursors: (0..args.agents).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         next_request: Arc::new(AtomicU64::new(0)),
+        restarts: 0,
     };
     println!(
         "history: node {} (pid {}) on {}; {} conversations through one tenant, {} in flight, {}; checkpoints {}{}",
@@ -777,15 +796,18 @@ fn verdict(cps: &[Checkpoint]) -> Verdict {
         }
         _ => None,
     };
-    let slowest = cps
-        .iter()
-        .filter_map(|c| c.restart.as_ref().map(|r| r.restart_seconds))
+    // A restart is over when the tenant routes again, not merely answers a read.
+    let restarts = cps.iter().filter_map(|c| c.restart.as_ref());
+    let slowest = restarts
+        .clone()
+        .map(|r| r.restart_seconds.max(r.routing_seconds.unwrap_or(0.0)))
         .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    let unrouted = restarts.clone().any(|r| r.routing_seconds.is_none());
     Verdict {
         rss_growth,
         rss_held: rss_growth.map(|g| g <= RSS_GROWTH_GOAL),
         slowest_restart_seconds: slowest,
-        restart_held: slowest.map(|s| s < RESTART_GOAL_S),
+        restart_held: slowest.map(|s| s < RESTART_GOAL_S && !unrouted),
     }
 }
 
@@ -819,9 +841,10 @@ impl Checkpoint {
         );
         if let Some(r) = &self.restart {
             out.push_str(&format!(
-                " | restart {:.3} s (listening {:.3} s; shutdown {:.3} s{}, snapshot {}), rss after {}",
+                " | restart {:.3} s (listening {:.3} s; routing {}; shutdown {:.3} s{}, snapshot {}), rss after {}",
                 r.restart_seconds,
                 r.listening_seconds,
+                opt(r.routing_seconds, |s| format!("{s:.3} s")),
                 r.shutdown_seconds,
                 if r.clean_exit { "" } else { ", NOT clean" },
                 opt(r.snapshot_bytes, mib),
@@ -836,13 +859,13 @@ impl HistoryReport {
     /// The table of every checkpoint and the verdict against the goals.
     pub fn summary(&self) -> String {
         let mut out = String::from(
-            "summary (one tenant; sizes in MiB, CPU in µs of node time)\n  conversations      rss  Δrss B/conv    store  snapshot  cpu/conv  cpu/cmd   conv/s  restart s  rss after restart\n",
+            "summary (one tenant; sizes in MiB, CPU in µs of node time)\n  conversations      rss  Δrss B/conv    store  snapshot  cpu/conv  cpu/cmd   conv/s  restart s  routing s  rss after restart\n",
         );
         let m = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
         for c in &self.checkpoints {
             let r = c.restart.as_ref();
             out.push_str(&format!(
-                "  {:>13} {:>8} {:>12} {:>8} {:>9} {:>9.0} {:>8.0} {:>8.0} {:>10} {:>18}\n",
+                "  {:>13} {:>8} {:>12} {:>8} {:>9} {:>9.0} {:>8.0} {:>8.0} {:>10} {:>10} {:>18}\n",
                 c.conversations,
                 m(c.rss_bytes),
                 opt(c.rss_delta_per_conversation_bytes, |d| format!("{d:+.0}")),
@@ -852,6 +875,7 @@ impl HistoryReport {
                 c.cpu_us_per_command,
                 c.conversations_per_s,
                 opt(r.map(|r| r.restart_seconds), |s| format!("{s:.3}")),
+                opt(r.and_then(|r| r.routing_seconds), |s| format!("{s:.3}")),
                 opt(r.and_then(|r| r.rss_after_bytes), m),
             ));
         }
@@ -871,10 +895,16 @@ impl HistoryReport {
             ),
             _ => "  memory: n/a (needs two checkpoints)\n".into(),
         });
+        let unrouted = self
+            .checkpoints
+            .iter()
+            .filter_map(|c| c.restart.as_ref())
+            .any(|r| r.routing_seconds.is_none());
         out.push_str(&match v.slowest_restart_seconds {
             Some(s) => format!(
-                "  restart: slowest {s:.3} s: {} (goal: under {RESTART_GOAL_S:.0} s)\n",
-                if s < RESTART_GOAL_S { "MET" } else { "NOT MET" }
+                "  restart: slowest {s:.3} s until routing again: {}{} (goal: under {RESTART_GOAL_S:.0} s)\n",
+                if v.restart_held == Some(true) { "MET" } else { "NOT MET" },
+                if unrouted { ", a restart's first conversation was not assigned" } else { "" }
             ),
             None => "  restart: n/a (no restart)\n".into(),
         });

@@ -189,6 +189,7 @@ async fn history_completes_and_reports() {
         assert_eq!(c.errors, 0, "{}", c.line());
         let restart = c.restart.as_ref().expect("restarted at the checkpoint");
         assert!(restart.clean_exit && restart.rss_after_bytes.is_some(), "{}", c.line());
+        assert!(restart.routing_seconds.is_some(), "routes again: {}", c.line());
     }
     assert_eq!(report.checkpoints[1].conversations, 300, "{}", report.summary());
     assert!(report.checkpoints[1].rss_delta_per_conversation_bytes.is_some());
@@ -205,6 +206,7 @@ async fn history_completes_and_reports() {
         "conversations_per_s",
         "restart_seconds",
         "rss_after_bytes",
+        "routing_seconds",
         "warm",
         "verdict",
     ] {
