@@ -797,18 +797,22 @@ fn verdict(cps: &[Checkpoint]) -> Verdict {
         _ => None,
     };
     // A restart is over when the tenant routes again, not merely answers a read.
-    let restarts = cps.iter().filter_map(|c| c.restart.as_ref());
-    let slowest = restarts
-        .clone()
+    let slowest = cps
+        .iter()
+        .filter_map(|c| c.restart.as_ref())
         .map(|r| r.restart_seconds.max(r.routing_seconds.unwrap_or(0.0)))
         .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
-    let unrouted = restarts.clone().any(|r| r.routing_seconds.is_none());
     Verdict {
         rss_growth,
         rss_held: rss_growth.map(|g| g <= RSS_GROWTH_GOAL),
         slowest_restart_seconds: slowest,
-        restart_held: slowest.map(|s| s < RESTART_GOAL_S && !unrouted),
+        restart_held: slowest.map(|s| s < RESTART_GOAL_S && !unrouted(cps)),
     }
+}
+
+/// Whether some restart's first conversation was not assigned (the tenant did not route).
+fn unrouted(cps: &[Checkpoint]) -> bool {
+    cps.iter().filter_map(|c| c.restart.as_ref()).any(|r| r.routing_seconds.is_none())
 }
 
 fn mib(b: u64) -> String {
@@ -895,16 +899,15 @@ impl HistoryReport {
             ),
             _ => "  memory: n/a (needs two checkpoints)\n".into(),
         });
-        let unrouted = self
-            .checkpoints
-            .iter()
-            .filter_map(|c| c.restart.as_ref())
-            .any(|r| r.routing_seconds.is_none());
         out.push_str(&match v.slowest_restart_seconds {
             Some(s) => format!(
                 "  restart: slowest {s:.3} s until routing again: {}{} (goal: under {RESTART_GOAL_S:.0} s)\n",
                 if v.restart_held == Some(true) { "MET" } else { "NOT MET" },
-                if unrouted { ", a restart's first conversation was not assigned" } else { "" }
+                if unrouted(&self.checkpoints) {
+                    ", a restart's first conversation was not assigned"
+                } else {
+                    ""
+                }
             ),
             None => "  restart: n/a (no restart)\n".into(),
         });
