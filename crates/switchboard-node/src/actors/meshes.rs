@@ -213,9 +213,10 @@ pub(crate) async fn load(
     }
     let groups: Vec<GroupId> = state.groups.names_after("").map(|(_, n)| GroupId(n)).collect();
     let agents: Vec<AgentId> = state.agents.names_after("").map(|(_, n)| AgentId(n)).collect();
-    let mut config = TenantConfig::of(&state.engine, &groups, &agents);
-    config.agent_names = agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect();
-    config.group_names = groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect();
+    let mut config = TenantConfig::of(&state.engine, &groups, &agents).named(
+        agents.iter().map(|a| (*a, state.agents.name(a.0).to_owned())).collect(),
+        groups.iter().map(|g| (*g, state.groups.name(g.0).to_owned())).collect(),
+    );
     config.actor_routing = state.actor_routing;
     config.supervisors = agents.iter().copied().filter(|a| state.is_supervisor(*a)).collect();
     Ok((Arc::new(config), state.engine.router().clone(), version))

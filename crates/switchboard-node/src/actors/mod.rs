@@ -131,6 +131,10 @@ pub struct TenantConfig {
     pub actor_routing: bool,
     /// The agents that are supervisors (the node keeps the flag beside the engine).
     pub supervisors: rustc_hash::FxHashSet<AgentId>,
+    /// `agent_names` and `group_names` the other way round ([`TenantConfig::named`]): every
+    /// agent call finds its agent by id, and a scan of the names cost O(agents) per call.
+    agent_ids: FxHashMap<String, AgentId>,
+    group_ids: FxHashMap<String, GroupId>,
 }
 
 impl TenantConfig {
@@ -150,7 +154,25 @@ impl TenantConfig {
             group_names: FxHashMap::default(),
             actor_routing: false,
             supervisors: Default::default(),
+            agent_ids: FxHashMap::default(),
+            group_ids: FxHashMap::default(),
         }
+    }
+
+    /// Names the agents and groups by their ids, and indexes by id those the configuration
+    /// has (a name of one it lacks finds nothing, as before).
+    pub fn named(
+        mut self,
+        agents: FxHashMap<AgentId, String>,
+        groups: FxHashMap<GroupId, String>,
+    ) -> Self {
+        let live_agents = agents.iter().filter(|(a, _)| self.agents.contains_key(a));
+        self.agent_ids = live_agents.map(|(a, name)| (name.clone(), *a)).collect();
+        let live_groups = groups.iter().filter(|(g, _)| self.groups.contains_key(g));
+        self.group_ids = live_groups.map(|(g, name)| (name.clone(), *g)).collect();
+        self.agent_names = agents;
+        self.group_names = groups;
+        self
     }
 
     /// The agent's id, for its stream's name.
@@ -161,18 +183,20 @@ impl TenantConfig {
     /// The agent whose id (the name in `tenants/{t}/agents/{id}`) is `id`, if the
     /// configuration has it.
     pub fn agent_by_id(&self, id: &str) -> Option<AgentId> {
-        self.agent_names
-            .iter()
-            .find(|(a, name)| name.as_str() == id && self.agents.contains_key(a))
-            .map(|(a, _)| *a)
+        self.agent_ids.get(id).copied().filter(|a| self.agents.contains_key(a))
+    }
+
+    /// The group whose id (the name in `tenants/{t}/groups/{g}`) is `id`, if the
+    /// configuration has it.
+    pub fn group_by_id(&self, id: &str) -> Option<GroupId> {
+        self.group_ids.get(id).copied().filter(|g| self.groups.contains_key(g))
     }
 
     /// A group named by a reference field (`tenants/{t}/groups/{g}`), as
     /// `TenantState::group_ref` finds it, in this configuration.
     pub fn group_ref(&self, tenant: &str, field: &str, name: &str) -> Result<GroupId> {
         let id = crate::names::child_in(field, name, "groups", tenant)?;
-        let found = self.group_names.iter().find(|(g, n)| **n == id && self.groups.contains_key(g));
-        found.map(|(g, _)| *g).ok_or_else(|| {
+        self.group_by_id(&id).ok_or_else(|| {
             Error::NotFound(format!("{field}: skill group {id:?} of tenant {tenant}"))
         })
     }
@@ -1650,6 +1674,31 @@ mod tests {
         let mut side = RouterSide::new(router, Duration::from_secs(600)).with_agent_links();
         side.set_status(t0, AgentId(1), AgentStatus::Online, StatusCause::Agent).unwrap();
         side
+    }
+
+    /// Agents and groups are found by id through the index `named` builds, and only those
+    /// the configuration has: a name left over from a deleted one finds nothing.
+    #[test]
+    fn the_configuration_finds_agents_and_groups_by_id() {
+        let mut config = TenantConfig::default();
+        config.agents.insert(AgentId(1), Default::default());
+        config.groups.insert(GroupId(7), Default::default());
+        let config = config.named(
+            [(AgentId(1), "alice".to_owned()), (AgentId(2), "gone".to_owned())]
+                .into_iter()
+                .collect(),
+            [(GroupId(7), "sales".to_owned()), (GroupId(8), "old".to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(config.agent_by_id("alice"), Some(AgentId(1)));
+        assert_eq!(config.agent_by_id("gone"), None);
+        assert_eq!(config.agent_by_id("bob"), None);
+        assert_eq!(config.group_by_id("sales"), Some(GroupId(7)));
+        assert_eq!(config.group_by_id("old"), None);
+        assert_eq!(config.group_ref("t", "group", "tenants/t/groups/sales").unwrap(), GroupId(7));
+        assert!(config.group_ref("t", "group", "tenants/t/groups/old").is_err());
+        assert_eq!(config.agent_name(AgentId(2)), "gone");
     }
 
     fn round_trip<S: Serialize + DeserializeOwned>(side: &S, beside: Beside) -> (Vec<u8>, Vec<u8>) {

@@ -282,11 +282,7 @@ pub(super) async fn list_conversations(
     };
     let config = mesh.config().clone();
     let agent = f.agent.as_deref().map(|a| config.agent_by_id(a));
-    let group = f.group.as_deref().map(|g| {
-        let named =
-            config.group_names.iter().find(|(id, n)| *n == g && config.groups.contains_key(id));
-        named.map(|(id, _)| *id)
-    });
+    let group = f.group.as_deref().map(|g| config.group_by_id(g));
     let customer = match f.customer.clone() {
         None => None,
         Some(id) => {
