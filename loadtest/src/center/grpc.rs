@@ -19,10 +19,22 @@ use super::{Backend, Event, Scenario};
 /// How long an agent's desktop waits before it reconnects its event stream.
 const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Agents' event streams on one connection, at most. A node lets a connection hold 512
+/// streams at once (`auth::limits::http2::MAX_CONCURRENT_STREAMS`) and an event stream holds
+/// its slot for the whole run, so past that every later call on the connection would wait
+/// for ever (a run with 2,000 agents on 2 connections hung at sign-in). Half of it, so that
+/// the unary calls on the same connection keep room.
+const STREAMS_PER_CONNECTION: usize = 256;
+
 #[derive(Debug)]
 pub struct Switchboard {
     /// Per target, its connections.
     targets: Vec<Vec<Channel>>,
+    /// The targets' addresses, for connections added by `setup`.
+    addresses: Vec<String>,
+    /// Per target, the connections agents' event streams use: `targets`' with more added by
+    /// `setup` when the agents' streams would not fit in them ([`STREAMS_PER_CONNECTION`]).
+    streams: std::sync::OnceLock<Vec<Vec<Channel>>>,
     tenant: String,
     groups: std::sync::Mutex<Vec<String>>,
     next_request: AtomicU64,
@@ -37,11 +49,7 @@ impl Switchboard {
         for t in targets {
             let mut channels = Vec::new();
             for _ in 0..connections.max(1) {
-                let c = Channel::from_shared(t.clone())?
-                    .connect()
-                    .await
-                    .with_context(|| format!("connect to {t}"))?;
-                channels.push(c);
+                channels.push(connect(t).await?);
             }
             all.push(channels);
         }
@@ -51,6 +59,8 @@ impl Switchboard {
             format!("load-{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
         Ok(Switchboard {
             targets: all,
+            addresses: targets.to_vec(),
+            streams: std::sync::OnceLock::new(),
             tenant,
             groups: std::sync::Mutex::new(Vec::new()),
             next_request: AtomicU64::new(0),
@@ -73,8 +83,29 @@ impl Switchboard {
     }
 
     fn channel(&self, key: u64) -> Channel {
-        let t = &self.targets[(key % self.targets.len() as u64) as usize];
-        t[((key / self.targets.len() as u64) % t.len() as u64) as usize].clone()
+        pick(&self.targets, key)
+    }
+
+    /// The connection agent `agent`'s event stream uses: the one its calls use, unless
+    /// `setup` added connections for the streams.
+    fn stream_channel(&self, agent: u32) -> Channel {
+        pick(self.streams.get().unwrap_or(&self.targets), u64::from(agent))
+    }
+
+    /// Adds connections to each target until its agents' event streams fit
+    /// ([`STREAMS_PER_CONNECTION`]); with few agents, the streams share the calls' connections
+    /// as before.
+    async fn connect_streams(&self, agents: u32) -> anyhow::Result<()> {
+        let per_target = (agents as usize).div_ceil(self.targets.len());
+        let needed = per_target.div_ceil(STREAMS_PER_CONNECTION);
+        let mut pool = self.targets.clone();
+        for (channels, address) in pool.iter_mut().zip(&self.addresses) {
+            while channels.len() < needed {
+                channels.push(connect(address).await?);
+            }
+        }
+        let _ = self.streams.set(pool);
+        Ok(())
     }
 
     fn rid(&self) -> String {
@@ -144,11 +175,11 @@ impl Backend for Switchboard {
                 .await
                 .context("put agent")?;
         }
-        Ok(())
+        self.connect_streams(scenario.agents).await
     }
 
     async fn login(&self, agent: u32) -> anyhow::Result<mpsc::UnboundedReceiver<Event>> {
-        let channel = self.channel(u64::from(agent));
+        let channel = self.stream_channel(agent);
         let mut client = AgentServiceClient::new(channel.clone());
         let name = self.agent_name(agent);
         let stream = client
@@ -156,7 +187,7 @@ impl Backend for Switchboard {
             .await
             .context("agent stream")?
             .into_inner();
-        client
+        AgentServiceClient::new(self.channel(u64::from(agent)))
             .set_status(pb::SetStatusRequest {
                 agent: name.clone(),
                 status: pb::AgentStatus::Online as i32,
@@ -285,4 +316,16 @@ impl Backend for Switchboard {
             .await?;
         Ok(())
     }
+}
+
+/// One connection to `address`.
+async fn connect(address: &str) -> anyhow::Result<Channel> {
+    let channel = Channel::from_shared(address.to_owned())?;
+    channel.connect().await.with_context(|| format!("connect to {address}"))
+}
+
+/// Key `key`'s connection: its target `key mod N`, then one of that target's connections.
+fn pick(targets: &[Vec<Channel>], key: u64) -> Channel {
+    let t = &targets[(key % targets.len() as u64) as usize];
+    t[((key / targets.len() as u64) % t.len() as u64) as usize].clone()
 }
