@@ -559,6 +559,18 @@ pub async fn run(args: &HistoryArgs) -> anyhow::Result<HistoryReport> {
     if args.agents == 0 || args.capacity == 0 {
         bail!("--agents and --capacity must be positive");
     }
+    // Each agent's event stream holds a stream slot of its connection for the whole run:
+    // past the node's 512 per connection every later call on it would wait for ever.
+    let per_connection = crate::center::grpc::STREAMS_PER_CONNECTION;
+    let connections = args.connections.max(1);
+    if args.agents as usize > per_connection * connections {
+        bail!(
+            "--agents {} would put more than {per_connection} event streams on each of \
+             --connections {connections}: pass --connections {} or more",
+            args.agents,
+            (args.agents as usize).div_ceil(per_connection)
+        );
+    }
     if args.customers == Some(0) {
         bail!("--customers must be positive");
     }

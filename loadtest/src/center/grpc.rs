@@ -24,7 +24,7 @@ const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50
 /// its slot for the whole run, so past that every later call on the connection would wait
 /// for ever (a run with 2,000 agents on 2 connections hung at sign-in). Half of it, so that
 /// the unary calls on the same connection keep room.
-const STREAMS_PER_CONNECTION: usize = 256;
+pub(crate) const STREAMS_PER_CONNECTION: usize = 256;
 
 #[derive(Debug)]
 pub struct Switchboard {
