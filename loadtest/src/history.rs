@@ -295,16 +295,22 @@ impl Session {
         self.online().await
     }
 
+    /// Every agent says it is online, all at once as desktops reconnecting do (one by one,
+    /// a restart's `routing` time counted each call: 0.55 s with 300 agents).
     async fn online(&self) -> anyhow::Result<()> {
+        let mut calls = tokio::task::JoinSet::new();
         for (a, name) in self.agents.iter().enumerate() {
-            AgentServiceClient::new(self.channels[a % self.channels.len()].clone())
-                .set_status(pb::SetStatusRequest {
-                    agent: name.clone(),
-                    status: pb::AgentStatus::Online as i32,
-                    request_id: self.rid(),
-                })
-                .await
-                .context("agent online")?;
+            let mut client =
+                AgentServiceClient::new(self.channels[a % self.channels.len()].clone());
+            let request = pb::SetStatusRequest {
+                agent: name.clone(),
+                status: pb::AgentStatus::Online as i32,
+                request_id: self.rid(),
+            };
+            calls.spawn(async move { client.set_status(request).await });
+        }
+        while let Some(done) = calls.join_next().await {
+            done?.context("agent online")?;
         }
         Ok(())
     }
