@@ -199,6 +199,13 @@ pub struct RunArgs {
     /// The `switchboard` binary for `--start-node`; default: beside this binary.
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// With `--start-node`: compare this `switchboard` binary (B) with `--node-bin` (A) in
+    /// `--pairs` alternating pairs of the same run, and summarise both (poisson, trace).
+    #[arg(long, requires = "start_node")]
+    pub compare_bin: Option<PathBuf>,
+    /// With `--compare-bin`: how many pairs of runs (A B, then B A, …).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub pairs: u32,
 }
 
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
@@ -253,6 +260,9 @@ async fn start_node(args: &RunArgs) -> anyhow::Result<OwnNode> {
 /// `loadtest run`: returns the reports of the contact-center modes (Switchboard first, then
 /// the baseline; per rate with `--sweep`), empty for the message-rate modes.
 pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
+    if args.compare_bin.is_some() {
+        return crate::compare::run(args).await;
+    }
     let mut args = args.clone();
     let own = if args.start_node {
         let own = start_node(&args).await?;

@@ -225,7 +225,7 @@ fn steal_of(stat: &str) -> Option<f64> {
 }
 
 /// `sysconf(_SC_CLK_TCK)` without unsafe code: `getconf CLK_TCK`, else Linux's usual 100.
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")

@@ -1,0 +1,185 @@
+//! `loadtest run --start-node --compare-bin B --pairs N`: the same contact-center scenario on
+//! two node builds, in alternating order (A B, B A, A B, …, so a drift of the machine over the
+//! runs weighs on both alike), each run on a fresh node and data directory. Prints every run
+//! and, per build, the mean of node CPU per command and of the store threads' share, the
+//! median p99s, how many runs held the rate, and the whole machine's busy CPU per command
+//! (the load generator included: a change that only moves work onto it shows there).
+//!
+//! Why: this machine's figures move by about ±8% from run to run, more than most single
+//! changes save, so one run per build says nothing. Alternating pairs, summarised the same
+//! way every time, are what a claim of a few percent needs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use crate::center::stats::Report;
+use crate::cli::{Mode, RunArgs};
+
+/// One run of one build.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// 0: `--node-bin` (A), 1: `--compare-bin` (B).
+    pub build: usize,
+    pub report: Report,
+    /// The whole machine's busy CPU over the run (setup included), seconds.
+    pub machine_busy_s: Option<f64>,
+}
+
+/// Runs `--pairs` pairs and prints the comparison.
+pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
+    let Some(b) = args.compare_bin.clone() else { bail!("--compare-bin not given") };
+    if !args.start_node {
+        bail!("--compare-bin starts each build's node itself: pass --start-node");
+    }
+    if !matches!(args.mode, Mode::Poisson | Mode::Trace) {
+        bail!("--compare-bin compares the contact-center modes (poisson, trace)");
+    }
+    if !args.sweep.is_empty() || args.baseline.is_some() || args.baseline_only {
+        bail!("--compare-bin runs one rate, without the baseline: drop --sweep and --baseline");
+    }
+    let a = args.node_bin.clone().unwrap_or_else(crate::node::default_bin);
+    let builds = [a, b];
+    let mut runs = Vec::new();
+    for pair in 0..args.pairs.max(1) {
+        for build in order(pair) {
+            println!("\n=== pair {} of {}: {} ===", pair + 1, args.pairs, label(&builds, build));
+            let mut one = args.clone();
+            one.node_bin = Some(builds[build].clone());
+            one.compare_bin = None;
+            let before = busy_seconds();
+            let mut reports = Box::pin(crate::cli::run(&one)).await?;
+            let after = busy_seconds();
+            let report = reports.pop().context("the run made no report")?;
+            let machine_busy_s = before.zip(after).map(|(b, a)| a - b);
+            runs.push(Run { build, report, machine_busy_s });
+        }
+    }
+    println!("\n{}", summary(&builds, &runs));
+    Ok(runs.into_iter().map(|r| r.report).collect())
+}
+
+/// A then B on even pairs, B then A on odd ones.
+fn order(pair: u32) -> [usize; 2] {
+    if pair.is_multiple_of(2) { [0, 1] } else { [1, 0] }
+}
+
+fn label(builds: &[PathBuf; 2], build: usize) -> String {
+    format!("{} {}", ["A", "B"][build], builds[build].display())
+}
+
+/// This machine's busy CPU time so far (`/proc/stat`'s `cpu` line: user, nice, system, irq,
+/// softirq), seconds.
+fn busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_of(&stat, crate::node::clock_ticks())
+}
+
+fn busy_of(stat: &str, ticks: f64) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
+    let jiffies = [0, 1, 2, 5, 6].iter().map(|&i| f.get(i).copied()).sum::<Option<u64>>()?;
+    Some(jiffies as f64 / ticks)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() { "n/a".into() } else { format!("{:.1} ({min:.0}–{max:.0})", mean(v)) }
+}
+
+/// Every run, then per build: means with their range, median p99s, runs held; and B ÷ A.
+pub fn summary(builds: &[PathBuf; 2], runs: &[Run]) -> String {
+    let mut out = String::from("comparison (alternating pairs; CPU in µs per command)\n");
+    out.push_str(&format!(
+        "  {:>3} {:>5} {:>8} {:>13} {:>12} {:>13} {:>22} verdict\n",
+        "run",
+        "build",
+        "node",
+        "store threads",
+        "machine",
+        "p99 msg→agent",
+        "p99 arrival→assignment"
+    ));
+    let machine = |r: &Run| r.machine_busy_s.map(|s| s * 1e6 / r.report.commands.max(1) as f64);
+    for (i, r) in runs.iter().enumerate() {
+        let f = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.0}"));
+        out.push_str(&format!(
+            "  {:>3} {:>5} {:>8} {:>13} {:>12} {:>13.1} {:>22.1} {}\n",
+            i + 1,
+            ["A", "B"][r.build],
+            f(r.report.cpu_us_per_command),
+            f(r.report.store_threads_us_per_command),
+            f(machine(r)),
+            r.report.message_to_agent.p99_ms,
+            r.report.arrival_to_assignment.p99_ms,
+            if r.report.verdict.held { "held" } else { "not held" },
+        ));
+    }
+    let mut means = [f64::NAN; 2];
+    for (build, mean_node) in means.iter_mut().enumerate() {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.build == build).collect();
+        let pick = |f: &dyn Fn(&Run) -> Option<f64>| of.iter().filter_map(|r| f(r)).collect();
+        let node: Vec<f64> = pick(&|r| r.report.cpu_us_per_command);
+        let store: Vec<f64> = pick(&|r| r.report.store_threads_us_per_command);
+        let busy: Vec<f64> = pick(&machine);
+        let msg: Vec<f64> = pick(&|r| Some(r.report.message_to_agent.p99_ms));
+        let assign: Vec<f64> = pick(&|r| Some(r.report.arrival_to_assignment.p99_ms));
+        *mean_node = mean(&node);
+        out.push_str(&format!(
+            "  {}: node {}, store threads {}, machine {}; median p99 msg→agent {:.1} ms, \
+             arrival→assignment {:.1} ms; held {} of {}\n",
+            label(builds, build),
+            spread(&node),
+            spread(&store),
+            spread(&busy),
+            median(&msg),
+            median(&assign),
+            of.iter().filter(|r| r.report.verdict.held).count(),
+            of.len(),
+        ));
+    }
+    out.push_str(&format!("  B ÷ A, mean node CPU per command: {:.3}\n", means[1] / means[0]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_alternate_their_order() {
+        let runs: Vec<usize> = (0..3).flat_map(order).collect();
+        assert_eq!(runs, vec![0, 1, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn busy_time_adds_user_nice_system_irq_and_softirq() {
+        let stat = "cpu  100 2 30 5000 7 11 13 17 0 0\ncpu0 50 1 15 2500 3 5 6 8 0 0\n";
+        // 100 + 2 + 30 + 11 + 13 = 156 ticks; idle, iowait and steal are not busy.
+        assert_eq!(busy_of(stat, 100.0), Some(1.56));
+    }
+
+    #[test]
+    fn medians_and_means_of_a_few_runs() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(mean(&[1.0, 2.0, 3.0]), 2.0);
+        assert!(median(&[]).is_nan());
+        assert_eq!(spread(&[200.0, 210.0, 220.0]), "210.0 (200–220)");
+    }
+}
