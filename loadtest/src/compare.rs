@@ -47,9 +47,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
             let mut one = args.clone();
             one.node_bin = Some(builds[build].clone());
             one.compare_bin = None;
-            let before = busy_seconds();
+            let before = crate::node::busy_seconds();
             let mut reports = Box::pin(crate::cli::run(&one)).await?;
-            let after = busy_seconds();
+            let after = crate::node::busy_seconds();
             let report = reports.pop().context("the run made no report")?;
             let machine_busy_s = before.zip(after).map(|(b, a)| a - b);
             runs.push(Run { build, report, machine_busy_s });
@@ -66,20 +66,6 @@ fn order(pair: u32) -> [usize; 2] {
 
 fn label(builds: &[PathBuf; 2], build: usize) -> String {
     format!("{} {}", ["A", "B"][build], builds[build].display())
-}
-
-/// This machine's busy CPU time so far (`/proc/stat`'s `cpu` line: user, nice, system, irq,
-/// softirq), seconds.
-fn busy_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    busy_of(&stat, crate::node::clock_ticks())
-}
-
-fn busy_of(stat: &str, ticks: f64) -> Option<f64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<u64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
-    let jiffies = [0, 1, 2, 5, 6].iter().map(|&i| f.get(i).copied()).sum::<Option<u64>>()?;
-    Some(jiffies as f64 / ticks)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -165,13 +151,6 @@ mod tests {
     fn pairs_alternate_their_order() {
         let runs: Vec<usize> = (0..3).flat_map(order).collect();
         assert_eq!(runs, vec![0, 1, 1, 0, 0, 1]);
-    }
-
-    #[test]
-    fn busy_time_adds_user_nice_system_irq_and_softirq() {
-        let stat = "cpu  100 2 30 5000 7 11 13 17 0 0\ncpu0 50 1 15 2500 3 5 6 8 0 0\n";
-        // 100 + 2 + 30 + 11 + 13 = 156 ticks; idle, iowait and steal are not busy.
-        assert_eq!(busy_of(stat, 100.0), Some(1.56));
     }
 
     #[test]

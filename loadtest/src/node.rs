@@ -219,13 +219,30 @@ pub fn steal_seconds() -> Option<f64> {
 }
 
 fn steal_of(stat: &str) -> Option<f64> {
+    cpu_line_seconds(stat, &[7])
+}
+
+/// This machine's busy CPU time so far over all its CPUs (user, nice, system, irq and
+/// softirq of `/proc/stat`'s `cpu` line; not idle, iowait or steal), seconds.
+pub fn busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_of(&stat)
+}
+
+fn busy_of(stat: &str) -> Option<f64> {
+    cpu_line_seconds(stat, &[0, 1, 2, 5, 6])
+}
+
+/// The sum of the `cpu` line's fields at `fields` (0: user, after the name), seconds.
+fn cpu_line_seconds(stat: &str, fields: &[usize]) -> Option<f64> {
     let line = stat.lines().find(|l| l.split_whitespace().next() == Some("cpu"))?;
-    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    let values: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let ticks = fields.iter().map(|&i| values.get(i)?.parse::<u64>().ok()).sum::<Option<u64>>()?;
     Some(ticks as f64 / clock_ticks())
 }
 
 /// `sysconf(_SC_CLK_TCK)` without unsafe code: `getconf CLK_TCK`, else Linux's usual 100.
-pub(crate) fn clock_ticks() -> f64 {
+fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")
@@ -399,6 +416,13 @@ mod tests {
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
         // The test harness names its threads after the tests; no thread is called this.
         assert_eq!(thread_cpu_seconds(me, "no-such-thread"), Some(0.0));
+    }
+
+    #[test]
+    fn busy_time_adds_user_nice_system_irq_and_softirq() {
+        let stat = "cpu  100 2 30 5000 7 11 13 17 0 0\ncpu0 50 1 15 2500 3 5 6 8 0 0\n";
+        // 100 + 2 + 30 + 11 + 13 = 156 ticks; idle, iowait and steal are not busy.
+        assert_eq!(busy_of(stat), Some(156.0 / clock_ticks()));
     }
 
     #[test]
