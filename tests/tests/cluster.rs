@@ -1179,6 +1179,67 @@ async fn an_actor_tenant_is_served_by_every_node() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // One PostMessages stream through n1 carries a message for every customer, whose actors
+    // are on all three nodes: each is passed to its customer's node and answered there, on
+    // its open conversation.
+    let streamed: Vec<pb::PostMessageRequest> = (0..customers)
+        .map(|i| pb::PostMessageRequest {
+            request_id: format!("streamed-{i}"),
+            ..post_request(&t, &format!("c{i}"), &format!("streamed {i}"))
+        })
+        .collect();
+    let mut gateway = Clients::connect(&uris[0]).await;
+    let requests = tokio_stream::iter(streamed);
+    let mut answers = gateway.channel.post_messages(requests).await.expect("stream").into_inner();
+    let mut answered = HashSet::new();
+    while let Some(answer) = tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("bounded wait")
+        .expect("the stream ends cleanly")
+    {
+        let i: usize = answer.request_id.strip_prefix("streamed-").unwrap().parse().unwrap();
+        match answer.result.expect("a result") {
+            pb::post_messages_result::Result::Response(r) => {
+                assert!(!r.opened, "c{i} had a conversation open");
+                assert_eq!(r.conversation.expect("conversation").name, names[i], "c{i}");
+            }
+            pb::post_messages_result::Result::Error(e) => panic!("c{i} refused: {e:?}"),
+        }
+        assert!(answered.insert(i), "c{i} answered twice");
+    }
+    assert_eq!(answered.len(), customers, "every message answered before the stream ended");
+    // One DeskCommands stream through n1 carries each conversation's agent's reply: each is
+    // passed to the node serving that conversation and answered with the sent message.
+    let (_, by_conversation) = history.assignments();
+    let replies: Vec<pb::DeskCommand> = (0..customers)
+        .map(|i| pb::DeskCommand {
+            command: Some(pb::desk_command::Command::SendMessage(pb::SendMessageRequest {
+                agent: by_conversation[&names[i]][0].clone(),
+                conversation: names[i].clone(),
+                text: format!("desk {i}"),
+                request_id: format!("desk-{i}"),
+                ..Default::default()
+            })),
+        })
+        .collect();
+    let mut answers =
+        gateway.agent.desk_commands(tokio_stream::iter(replies)).await.expect("desk").into_inner();
+    let mut answered = HashSet::new();
+    while let Some(answer) = tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("bounded wait")
+        .expect("the stream ends cleanly")
+    {
+        let i: usize = answer.request_id.strip_prefix("desk-").unwrap().parse().unwrap();
+        match answer.result.expect("a result") {
+            pb::desk_command_result::Result::Sent(sent) => {
+                assert_eq!(sent.message.expect("message").text, format!("desk {i}"));
+            }
+            other => panic!("desk-{i}: {other:?}"),
+        }
+        assert!(answered.insert(i), "desk-{i} answered twice");
+    }
+    assert_eq!(answered.len(), customers, "every command answered before the stream ended");
     // A figure (not an assertion): customer message -> agent's desk stream, posted through
     // n1, for conversations whose conversation, agent and router actors are on three
     // different nodes.

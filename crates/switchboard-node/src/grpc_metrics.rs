@@ -139,7 +139,10 @@ fn labels(path: &str) -> (String, String) {
 }
 
 fn grpc_type(method: &str) -> &'static str {
-    if method.starts_with("Stream") || method == "ServerReflectionInfo" || method == "Watch" {
+    if method == "PostMessages" || method == "DeskCommands" {
+        "bidi_stream"
+    } else if method.starts_with("Stream") || method == "ServerReflectionInfo" || method == "Watch"
+    {
         "server_stream"
     } else {
         "unary"
@@ -148,10 +151,10 @@ fn grpc_type(method: &str) -> &'static str {
 
 /// Whether the call at this gRPC path (`/pkg.Service/Method`) answers with a stream.
 pub fn is_server_stream(path: &str) -> bool {
-    grpc_type(path.rsplit('/').next().unwrap_or_default()) == "server_stream"
+    grpc_type(path.rsplit('/').next().unwrap_or_default()) != "unary"
 }
 
-fn code_name(code: tonic::Code) -> String {
+pub(crate) fn code_name(code: tonic::Code) -> String {
     match code {
         tonic::Code::Ok => "OK".into(),
         other => format!("{other:?}"),
@@ -210,6 +213,8 @@ mod tests {
         assert_eq!(labels("nonsense"), ("unknown".into(), "unknown".into()));
         assert_eq!(grpc_type("StreamEvents"), "server_stream");
         assert_eq!(grpc_type("PostMessage"), "unary");
+        assert_eq!(grpc_type("PostMessages"), "bidi_stream");
+        assert_eq!(grpc_type("DeskCommands"), "bidi_stream");
         assert_eq!(code_name(tonic::Code::Ok), "OK");
         assert_eq!(code_name(tonic::Code::InvalidArgument), "InvalidArgument");
     }

@@ -61,6 +61,7 @@ pub const SHARDS_OWNED: &str = "switchboard_shards_owned";
 pub const SHARDS_UNOWNED: &str = "switchboard_shards_unowned";
 pub const SHARD_HANDOFFS: &str = "switchboard_shard_handoffs_total";
 pub const FORWARDED: &str = "switchboard_forwarded_total";
+pub const STREAM_MESSAGES: &str = "switchboard_stream_messages_total";
 pub const ETCD_REQUEST_SECONDS: &str = "switchboard_etcd_request_seconds";
 pub const LEASE_RENEWAL_FAILURES: &str = "switchboard_lease_renewal_failures_total";
 pub const FENCED_WRITES: &str = "switchboard_fenced_writes_total";
@@ -211,6 +212,10 @@ pub fn describe() {
     describe_gauge!(SHARDS_UNOWNED, "Shards this node sees with no owner.");
     describe_counter!(SHARD_HANDOFFS, "Shard ownership changes on this node, by kind.");
     describe_counter!(FORWARDED, "Calls forwarded to the owning node, by outcome.");
+    describe_counter!(
+        STREAM_MESSAGES,
+        "Messages answered on command streams (PostMessages, DeskCommands), by method and gRPC code."
+    );
     describe_histogram!(
         ETCD_REQUEST_SECONDS,
         metrics::Unit::Seconds,
@@ -276,6 +281,9 @@ pub fn describe() {
         counter!(SHARD_HANDOFFS, "kind" => kind).absolute(0);
     }
     counter!(LEASE_RENEWAL_FAILURES).absolute(0);
+    for method in ["PostMessages", "DeskCommands"] {
+        counter!(STREAM_MESSAGES, "method" => method, "code" => "OK").absolute(0);
+    }
     for outcome in ["forwarded", "retried", "gave_up"] {
         counter!(FORWARDED, "outcome" => outcome).absolute(0);
     }

@@ -191,6 +191,7 @@ pub async fn serve_observed(
         node_certs,
         crate::auth::Limits::new(config.limits),
     );
+    let forward = ForwardLayer::new(ownership, hub.clone(), max).with_meshes(meshes.clone());
     use crate::auth::limits::http2;
     let router = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_per_connection)
@@ -202,17 +203,25 @@ pub async fn serve_observed(
         .http2_max_pending_accept_reset_streams(Some(http2::MAX_PENDING_ACCEPT_RESET_STREAMS))
         .layer(crate::grpc_metrics::GrpcMetricsLayer::default())
         .layer(crate::auth::layer::AuthLayer::new(Arc::new(gate)))
-        .layer(ForwardLayer::new(ownership, hub.clone(), max).with_meshes(meshes.clone()))
+        .layer(forward.clone())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            ChannelServiceServer::new(Channel { registry: r.clone(), meshes: meshes.clone() })
-                .max_decoding_message_size(max),
+            ChannelServiceServer::new(Channel {
+                registry: r.clone(),
+                meshes: meshes.clone(),
+                forward: clustered.then(|| forward.clone()),
+            })
+            .max_decoding_message_size(max),
         )
         .add_service(
-            AgentServiceServer::new(Agents { registry: r.clone(), meshes: meshes.clone() })
-                .max_decoding_message_size(max),
+            AgentServiceServer::new(Agents {
+                registry: r.clone(),
+                meshes: meshes.clone(),
+                forward: clustered.then(|| forward.clone()),
+            })
+            .max_decoding_message_size(max),
         )
         .add_service(
             SupervisorServiceServer::new(Supervisor {

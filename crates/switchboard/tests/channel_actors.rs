@@ -2,8 +2,9 @@
 //! conversation actors (issue 12's cut-over), over real gRPC against a real `switchboard
 //! serve` process: conversations opened and named by numbers that carry their shard,
 //! automatic replies on the shared `outbox`, retries by request id answered once, reads of
-//! live and ended conversations, unknown numbers, and a restart in between. Waits are
-//! bounded; nothing asserts on time.
+//! live and ended conversations, unknown numbers, and a restart in between; and the command
+//! streams (`PostMessages`, `DeskCommands`) on such a tenant. Waits are bounded; nothing
+//! asserts on time.
 
 mod support;
 
@@ -533,4 +534,179 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     let archived = get(&mut c, &fay).await.expect("archived");
     assert_eq!(archived.state, pb::ConversationState::Ended as i32);
     assert_eq!(archived.tags, texts(&["vip"]));
+}
+
+/// PostMessages: many customers' messages on one stream, each answered by its request id as
+/// PostMessage answers it. One customer's messages are applied in the order sent (its first
+/// opens the conversation, each later one is the next message of it), even when all are sent
+/// before any answer is read; a refused message is answered with its status and the stream
+/// goes on; a repeated request id is answered as the first time; a message without a request
+/// id ends the stream with INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_messages_answers_each_message_by_request_id_in_each_customers_order() {
+    use pb::post_messages_result::Result as Answer;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut answers = c.channel.post_messages(stream).await.expect("post messages").into_inner();
+
+    let (customers, per_customer) = (["u1", "u2", "u3"], 5);
+    for k in 0..per_customer {
+        for who in customers {
+            tx.send(message(who, &format!("m{k}"), &format!("{who}-{k}"))).await.unwrap();
+        }
+    }
+    tx.send(message("u4", "  ", "blank")).await.unwrap();
+    let mut by_id = std::collections::HashMap::new();
+    for _ in 0..customers.len() * per_customer + 1 {
+        let answer = next(&mut answers).await;
+        let result = answer.result.expect("every answer has a result");
+        assert!(by_id.insert(answer.request_id.clone(), result).is_none(), "answered twice");
+    }
+    match &by_id["blank"] {
+        Answer::Error(e) => assert_eq!(e.code, Code::InvalidArgument as i32, "{e:?}"),
+        other => panic!("a blank text was accepted: {other:?}"),
+    }
+    for who in customers {
+        let answered = |k: usize| match &by_id[&format!("{who}-{k}")] {
+            Answer::Response(r) => r.clone(),
+            Answer::Error(e) => panic!("{who}-{k} refused: {e:?}"),
+        };
+        let first = answered(0);
+        assert!(first.opened, "{who}'s first message opens its conversation");
+        let name = first.conversation.expect("conversation").name;
+        for k in 0..per_customer {
+            let r = answered(k);
+            let conversation = r.conversation.expect("conversation");
+            assert_eq!(conversation.name, name, "{who}-{k}");
+            // Applied in the order sent: message k is the conversation's (k+1)th.
+            assert_eq!(conversation.customer_messages, k as u32 + 1, "{who}-{k}");
+            assert_eq!(r.opened, k == 0);
+        }
+    }
+
+    // A repeated request id: the first answer again, nothing applied twice.
+    tx.send(message("u1", "m0", "u1-0")).await.unwrap();
+    let again = next(&mut answers).await;
+    assert_eq!(again.request_id, "u1-0");
+    assert_eq!(again.result.as_ref(), Some(&by_id["u1-0"]));
+
+    // No request id: the answer could not be matched; the stream ends.
+    tx.send(message("u1", "lost", "")).await.unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(60), answers.message()).await;
+    let e = end.expect("the stream ends").expect_err("with an error");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("request_id"), "{e:?}");
+}
+
+/// DeskCommands: an agent's commands on several conversations on one stream, each answered by
+/// its request id as its call answers. Commands on one conversation are applied in the order
+/// sent (every reply before the end, their transcript positions in order), even when all are
+/// sent before any answer is read; a refused command is answered with its status and the
+/// stream goes on; a repeated request id is answered as the first time; a message with no
+/// command ends the stream with INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_commands_answer_each_command_by_request_id_in_each_conversations_order() {
+    use pb::desk_command::Command;
+    use pb::desk_command_result::Result as Answer;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let t = "desks";
+    let ann = format!("tenants/{t}/agents/ann");
+    support::desk::floor_on(
+        &mut c,
+        t,
+        None,
+        &[("ann", &["support"], 5, false)],
+        &["ann"],
+        pb::TenantRouting::Actors,
+    )
+    .await;
+    let mut conversations = Vec::new();
+    for who in ["v1", "v2"] {
+        let opened = support::desk::write(&mut c, t, who, "").await;
+        assert_eq!(opened.agent, ann, "{opened:?}");
+        conversations.push(opened.name);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut answers = c.agent.desk_commands(stream).await.expect("desk commands").into_inner();
+    let send = |conversation: &str, k: usize| pb::DeskCommand {
+        command: Some(Command::SendMessage(pb::SendMessageRequest {
+            agent: ann.clone(),
+            conversation: conversation.to_owned(),
+            text: format!("reply {k}"),
+            request_id: format!("{conversation}-{k}"),
+            ..Default::default()
+        })),
+    };
+    let on = |conversation: &str, request_id: &str| pb::AgentConversationRequest {
+        agent: ann.clone(),
+        conversation: conversation.to_owned(),
+        request_id: request_id.to_owned(),
+    };
+    let replies = 4;
+    for k in 0..replies {
+        for conversation in &conversations {
+            tx.send(send(conversation, k)).await.unwrap();
+        }
+    }
+    // The first conversation ends after its replies; the second is marked read. Accepting a
+    // conversation that is already assigned is refused.
+    let first = conversations[0].clone();
+    let end = Command::EndConversation(on(&first, "end"));
+    tx.send(pb::DeskCommand { command: Some(end) }).await.unwrap();
+    let read = Command::MarkRead(on(&conversations[1], "read"));
+    tx.send(pb::DeskCommand { command: Some(read) }).await.unwrap();
+    let accept = Command::Accept(on(&conversations[1], "accept"));
+    tx.send(pb::DeskCommand { command: Some(accept) }).await.unwrap();
+    let mut by_id = std::collections::HashMap::new();
+    for _ in 0..replies * conversations.len() + 3 {
+        let answer = next(&mut answers).await;
+        let result = answer.result.expect("every answer has a result");
+        assert!(by_id.insert(answer.request_id.clone(), result).is_none(), "answered twice");
+    }
+    for conversation in &conversations {
+        let mut last = 0;
+        for k in 0..replies {
+            match &by_id[&format!("{conversation}-{k}")] {
+                Answer::Sent(sent) => {
+                    let message = sent.message.as_ref().expect("the sent message");
+                    assert_eq!(message.text, format!("reply {k}"));
+                    assert!(message.seq > last, "{conversation}: reply {k} out of order");
+                    last = message.seq;
+                }
+                other => panic!("{conversation}-{k}: {other:?}"),
+            }
+        }
+    }
+    match &by_id["end"] {
+        Answer::Conversation(ended) => {
+            assert_eq!(ended.state, pb::ConversationState::Ended as i32, "{ended:?}");
+            assert_eq!(ended.agent_messages, replies as u32, "every reply before the end");
+        }
+        other => panic!("end: {other:?}"),
+    }
+    assert!(matches!(&by_id["read"], Answer::Conversation(_)), "{:?}", by_id["read"]);
+    match &by_id["accept"] {
+        Answer::Error(e) => assert_eq!(e.code, Code::FailedPrecondition as i32, "{e:?}"),
+        other => panic!("an assigned conversation was accepted: {other:?}"),
+    }
+
+    // A repeated request id: the first answer again.
+    let again = format!("{}-0", conversations[1]);
+    tx.send(send(&conversations[1], 0)).await.unwrap();
+    let answer = next(&mut answers).await;
+    assert_eq!(answer.request_id, again);
+    assert_eq!(answer.result.as_ref(), Some(&by_id[&again]));
+
+    // No command: nothing to answer; the stream ends.
+    tx.send(pb::DeskCommand { command: None }).await.unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(60), answers.message()).await;
+    let e = end.expect("the stream ends").expect_err("with an error");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }

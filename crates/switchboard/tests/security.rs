@@ -31,12 +31,98 @@ struct Named {
 #[derive(Clone, PartialEq, prost::Message)]
 struct Anything {}
 
+/// A PostMessages message: field 1 as [`Named`], and the request id (field 8) it requires.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NamedMessage {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "8")]
+    request_id: String,
+}
+
+/// A PostMessages answer: only its refusal's code read (`MessageError.code`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct StreamAnswer {
+    #[prost(message, optional, tag = "3")]
+    error: Option<Refusal>,
+}
+
+/// A DeskCommands message: an Accept (field 1) of `AgentConversationRequest` shape, field 1
+/// (the acting agent) named, with its request id (field 3).
+#[derive(Clone, PartialEq, prost::Message)]
+struct NamedCommand {
+    #[prost(message, optional, tag = "1")]
+    accept: Option<NamedAgentCall>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct NamedAgentCall {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "3")]
+    request_id: String,
+}
+
+/// A DeskCommands answer: only its refusal's code read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CommandAnswer {
+    #[prost(message, optional, tag = "4")]
+    error: Option<Refusal>,
+}
+
+/// One message on a command stream (PostMessages, DeskCommands): its answer's code.
+async fn stream_call<M, A>(
+    grpc: &mut tonic::client::Grpc<Channel>,
+    path: PathAndQuery,
+    message: M,
+    token: Option<&str>,
+    refused: impl Fn(A) -> Option<i32>,
+) -> Code
+where
+    M: prost::Message + Send + Sync + 'static,
+    A: prost::Message + Default + Send + Sync + 'static,
+{
+    let messages = tokio_stream::iter([message]);
+    let req = match token {
+        Some(t) => authed(messages, t),
+        None => tonic::Request::new(messages),
+    };
+    let codec = tonic_prost::ProstCodec::<M, A>::default();
+    let answered = match grpc.streaming(req, path, codec).await {
+        Ok(answers) => answers.into_inner().message().await,
+        Err(status) => Err(status),
+    };
+    match answered {
+        Ok(Some(answer)) => refused(answer).map_or(Code::Ok, Code::from_i32),
+        Ok(None) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Refusal {
+    #[prost(int32, tag = "1")]
+    code: i32,
+}
+
 /// Calls `/switchboard.v1.{method}` with field 1 set to `name`; the status code (OK on
-/// success, or for a stream that opened).
+/// success, or for a stream that opened). On PostMessages, one message is sent and the code
+/// is its answer's.
 async fn raw_call(channel: &Channel, method: &str, name: &str, token: Option<&str>) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("channel ready");
     let path = PathAndQuery::try_from(format!("/switchboard.v1.{method}")).expect("path");
+    if method == "ChannelService/PostMessages" {
+        let message = NamedMessage { name: name.to_owned(), request_id: rid("raw") };
+        let refused = |a: StreamAnswer| a.error.map(|e| e.code);
+        return stream_call(&mut grpc, path, message, token, refused).await;
+    }
+    if method == "AgentService/DeskCommands" {
+        let accept = NamedAgentCall { name: name.to_owned(), request_id: rid("raw") };
+        let message = NamedCommand { accept: Some(accept) };
+        let refused = |a: CommandAnswer| a.error.map(|e| e.code);
+        return stream_call(&mut grpc, path, message, token, refused).await;
+    }
     let message = Named { name: name.to_owned() };
     let req = match token {
         Some(t) => authed(message, t),
@@ -96,6 +182,7 @@ fn name(kind: Name, t: &str, me: &str, role: &str, conversation: &str) -> String
 /// node's policy table, so a change to either shows up.
 const METHODS: &[(&str, Name, &str)] = &[
     ("ChannelService/PostMessage", Name::Customer, "i"),
+    ("ChannelService/PostMessages", Name::Customer, "i"),
     ("ChannelService/OpenService", Name::Customer, "i"),
     ("ChannelService/RequestHuman", Name::Conversation, "i"),
     ("ChannelService/RateConversation", Name::Conversation, "i"),
@@ -110,6 +197,7 @@ const METHODS: &[(&str, Name, &str)] = &[
     ("AgentService/ListUnaccepted", Name::Me, "as"),
     ("AgentService/ListAssigned", Name::Me, "as"),
     ("AgentService/SendMessage", Name::Me, "as"),
+    ("AgentService/DeskCommands", Name::Me, "as"),
     ("AgentService/MarkRead", Name::Me, "as"),
     ("AgentService/Transfer", Name::Me, "as"),
     ("AgentService/SetBotHosting", Name::Me, "as"),

@@ -196,6 +196,12 @@ impl Call {
         Call { caller, method, gate: Some(gate) }
     }
 
+    /// The same caller making a call of `method` (a command stream's message is checked,
+    /// budgeted and audited as the call it stands for).
+    pub fn as_method(&self, method: &str) -> Call {
+        Call { caller: self.caller.clone(), method: method.to_owned(), gate: self.gate.clone() }
+    }
+
     /// Splits a request into its call (taken from the extensions the layer filled) and its
     /// message. A request that did not pass the layer is refused by `allow` (fail closed).
     pub fn split<T>(req: Request<T>) -> (Call, T) {

@@ -83,6 +83,7 @@ const ANY: bool = false;
 /// Every public method and its rule.
 pub const POLICY: &[(&str, Rule)] = &[
     ("/switchboard.v1.ChannelService/PostMessage", r(GATEWAY, ANY, WRITE)),
+    ("/switchboard.v1.ChannelService/PostMessages", r(GATEWAY, ANY, WRITE)),
     ("/switchboard.v1.ChannelService/OpenService", r(GATEWAY, ANY, WRITE)),
     ("/switchboard.v1.ChannelService/RequestHuman", r(GATEWAY, ANY, WRITE)),
     ("/switchboard.v1.ChannelService/CloseConversation", r(GATEWAY, ANY, WRITE)),
@@ -97,6 +98,7 @@ pub const POLICY: &[(&str, Rule)] = &[
     ("/switchboard.v1.AgentService/ListUnaccepted", r(DESKTOP, SELF, READ)),
     ("/switchboard.v1.AgentService/ListAssigned", r(DESKTOP, SELF, READ)),
     ("/switchboard.v1.AgentService/SendMessage", r(DESKTOP, SELF, WRITE)),
+    ("/switchboard.v1.AgentService/DeskCommands", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/MarkRead", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/Transfer", r(DESKTOP, SELF, WRITE)),
     ("/switchboard.v1.AgentService/EndConversation", r(DESKTOP, SELF, WRITE)),

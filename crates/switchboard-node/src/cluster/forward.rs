@@ -60,7 +60,7 @@ pub enum TenantField {
 }
 
 /// Calls `f` with each public method's service name, method name, gRPC path and request
-/// message, as the API's descriptors describe them.
+/// message, as the API's descriptors describe them; client-streaming methods are left out.
 fn each_method(mut f: impl FnMut(&str, &str, String, &prost_types::DescriptorProto)) {
     let set = prost_types::FileDescriptorSet::decode(switchboard_proto::v1::FILE_DESCRIPTOR_SET)
         .unwrap_or_default();
@@ -74,7 +74,9 @@ fn each_method(mut f: impl FnMut(&str, &str, String, &prost_types::DescriptorPro
         .collect();
     for file in set.file.iter().filter(|f| f.package() == "switchboard.v1") {
         for service in &file.service {
-            for method in &service.method {
+            // A client stream (PostMessages) names a tenant per message, not once: it is
+            // served where it lands, and its handler passes each message on.
+            for method in service.method.iter().filter(|m| !m.client_streaming()) {
                 let Some(input) = messages.get(method.input_type()) else { continue };
                 let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
                 f(service.name(), method.name(), path, input);
@@ -698,6 +700,9 @@ mod tests {
         );
         assert!(table.contains_key("/switchboard.v1.AgentService/StreamEvents"));
         assert!(!table.contains_key("/switchboard.v1.AdminService/ListTenants"));
+        // Served where it lands; its handler routes each message.
+        assert!(!table.contains_key("/switchboard.v1.ChannelService/PostMessages"));
+        assert!(!table.contains_key("/switchboard.v1.AgentService/DeskCommands"));
     }
 
     /// Every public method is routed: by its tenant, or for a tenant on actors by the key of
@@ -718,7 +723,12 @@ mod tests {
         }
         assert!(all.len() >= 46, "{}", all.len());
         for path in &all {
-            if path == "/switchboard.v1.AdminService/ListTenants" {
+            let per_message = [
+                "/switchboard.v1.ChannelService/PostMessages",
+                "/switchboard.v1.AgentService/DeskCommands",
+            ]
+            .contains(&path.as_str());
+            if path == "/switchboard.v1.AdminService/ListTenants" || per_message {
                 assert!(!tenants.contains_key(path) && !actors.contains_key(path));
                 continue;
             }

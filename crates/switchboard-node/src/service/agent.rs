@@ -20,6 +20,9 @@ pub struct Agents {
     pub registry: Registry,
     /// The actors of tenants created with actor routing (the cut-over of issue 12).
     pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
+    /// In a cluster: how a DeskCommands stream's command reaches the node that serves it
+    /// (`command_stream`). `None` on a single node.
+    pub forward: Option<crate::cluster::forward::ForwardLayer>,
 }
 
 /// The answer of a conversation-named call an actor tenant's actors do not serve yet.
@@ -277,6 +280,16 @@ impl AgentService for Agents {
                 .unwrap_or_default()
         })
         .await
+    }
+
+    type DeskCommandsStream = ItemStream<pb::DeskCommandResult>;
+
+    async fn desk_commands(
+        &self,
+        req: Request<tonic::Streaming<pb::DeskCommand>>,
+    ) -> Result<Response<Self::DeskCommandsStream>, Status> {
+        let desk = |call, metadata| super::command_stream::Desk::new(self.clone(), call, metadata);
+        Ok(super::command_stream::serve(req, desk, self.registry.hub()))
     }
 
     async fn send_message(

@@ -18,6 +18,9 @@ pub struct Channel {
     pub registry: Registry,
     /// The actors of tenants created with actor routing (the cut-over of issue 12).
     pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
+    /// In a cluster: how a PostMessages stream's message reaches the node that serves its
+    /// customer (`post_stream`). `None` on a single node, which serves every customer.
+    pub forward: Option<crate::cluster::forward::ForwardLayer>,
 }
 
 fn conversation_tenant(name: &str) -> Result<String, Status> {
@@ -48,7 +51,7 @@ impl Channel {
     }
 
     /// A call on behalf of a customer, named `tenants/{t}/customers/{u}`.
-    async fn post(
+    pub(super) async fn post(
         &self,
         call: &Call,
         customer: &str,
@@ -140,6 +143,17 @@ impl ChannelService for Channel {
             })
             .await?;
         Ok(Response::new(found))
+    }
+
+    type PostMessagesStream = ItemStream<pb::PostMessagesResult>;
+
+    async fn post_messages(
+        &self,
+        req: Request<tonic::Streaming<pb::PostMessageRequest>>,
+    ) -> Result<Response<Self::PostMessagesStream>, Status> {
+        let posts =
+            |call, metadata| super::command_stream::Posts::new(self.clone(), call, metadata);
+        Ok(super::command_stream::serve(req, posts, self.registry.hub()))
     }
 
     type StreamOutboundStream = ItemStream<pb::OutboundMessage>;

@@ -5,6 +5,7 @@ pub mod agent;
 pub(crate) mod agent_actors;
 pub mod calls;
 pub mod channel;
+mod command_stream;
 pub(crate) mod customers_actors;
 pub mod events;
 pub mod filter;

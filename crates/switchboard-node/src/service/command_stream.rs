@@ -1,0 +1,497 @@
+//! Command streams: a client's calls on one long-lived stream (issue 11: the transport is a
+//! third of a command's node CPU, and most of it is per call). `ChannelService.PostMessages`
+//! carries a gateway's customer messages ([`Posts`]), `AgentService.DeskCommands` a desk's
+//! conversation commands ([`Desk`]).
+//!
+//! Each message is applied by the handler of the call it stands for, given the stream's
+//! caller as that call's ([`Call::as_method`]): the same checks, the same rate budget,
+//! policy and audit, the same answer, applied once per request id. What the stream saves is
+//! the per-call work in front of the handler: HEADERS both ways, an HTTP/2 stream's set-up
+//! and tear-down, a request task and the tower layers.
+//!
+//! - **Order.** Messages with the same key (a customer; a conversation) run one at a time,
+//!   in the order sent: a later one waits in `waiting` until the one before is answered, so
+//!   a customer's second message never overtakes the opening of the conversation it belongs
+//!   to. Messages with different keys run concurrently.
+//! - **Flow control.** At most [`MAX_UNANSWERED`] messages are read and not yet answered;
+//!   past that the stream is not read, and HTTP/2 flow control holds the client back.
+//! - **Cluster.** With a forward layer (cluster mode), each message goes through it as its
+//!   call, made in this process: served here if this node serves its key, else passed to the
+//!   node that does with the stream's metadata (its token), retried as a forwarded call is.
+//!   A single node calls the handler directly.
+//! - **Ends.** A message without a request id ends the stream with INVALID_ARGUMENT (its
+//!   answer could not be matched to it); a refused message is answered with its status and
+//!   the stream goes on. When the node shuts down it stops reading, answers what it has read,
+//!   and ends the stream (OK): the client reconnects, to another node in a cluster.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+
+use metrics::{Counter, counter};
+use switchboard_proto::v1 as pb;
+use switchboard_proto::v1::agent_service_client::AgentServiceClient;
+use switchboard_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use switchboard_proto::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::v1::channel_service_server::{ChannelService, ChannelServiceServer};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tonic::metadata::MetadataMap;
+use tonic::{Status, Streaming};
+use tower_layer::Layer as _;
+
+use super::ItemStream;
+use super::agent::Agents;
+use super::channel::Channel;
+use crate::auth::Call;
+use crate::hub::Hub;
+use crate::metrics as m;
+
+/// Messages read from one stream and not yet answered, at most.
+pub const MAX_UNANSWERED: usize = 256;
+
+/// What a command stream carries and how each message is applied.
+pub(super) trait Commands: Clone + Send + Sync + 'static {
+    type In: Send + 'static;
+    type Out: Send + 'static;
+    /// The message's order key and request id; `Err`: it cannot be taken (the stream ends).
+    fn read(&self, msg: &Self::In) -> Result<(String, String), Status>;
+    /// Applies one message, whose request id `read` gave: its answer.
+    fn apply(self, request_id: String, msg: Self::In) -> impl Future<Output = Self::Out> + Send;
+    /// The answer to a message whose handler failed (panicked).
+    fn failed(request_id: String) -> Self::Out;
+}
+
+/// The answers to the messages of a command stream's request, applied by the commands
+/// `commands` makes of the stream's caller and metadata.
+pub(super) fn serve<C: Commands>(
+    req: tonic::Request<Streaming<C::In>>,
+    commands: impl FnOnce(Call, MetadataMap) -> C,
+    hub: &Hub,
+) -> tonic::Response<ItemStream<C::Out>> {
+    let metadata = req.metadata().clone();
+    let (call, inbound) = Call::split(req);
+    let (tx, rx) = mpsc::channel(MAX_UNANSWERED);
+    tokio::spawn(run(commands(call, metadata), inbound, hub.closed(), tx));
+    tonic::Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+/// Reads `inbound` and answers each message on `tx` (see the module's comment).
+async fn run<C: Commands>(
+    commands: C,
+    mut inbound: impl tokio_stream::Stream<Item = Result<C::In, Status>> + Unpin,
+    closed: impl Future<Output = ()>,
+    tx: mpsc::Sender<Result<C::Out, Status>>,
+) {
+    use tokio_stream::StreamExt as _;
+    tokio::pin!(closed);
+    // Per key with a message running, the ones sent after it (request id, message), in order.
+    let mut waiting: HashMap<String, VecDeque<(String, C::In)>> = HashMap::new();
+    let mut running: JoinSet<(String, C::Out)> = JoinSet::new();
+    // Each running message's (key, request id): one whose handler panicked is still
+    // answered, and its key's next message still runs.
+    let mut keys: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    let (mut unanswered, mut reading) = (0usize, true);
+    let start =
+        |running: &mut JoinSet<_>, keys: &mut HashMap<_, _>, key: String, id: String, msg| {
+            let (commands, answer_key, request_id) = (commands.clone(), key.clone(), id.clone());
+            let task =
+                running.spawn(async move { (answer_key, commands.apply(request_id, msg).await) });
+            keys.insert(task.id(), (key, id));
+        };
+    loop {
+        tokio::select! {
+            read = inbound.next(), if reading && unanswered < MAX_UNANSWERED => {
+                let msg = match read {
+                    Some(Ok(msg)) => msg,
+                    // The client has sent everything: answer what was read, then end.
+                    None => {
+                        reading = false;
+                        continue;
+                    }
+                    // The client went away or sent something undecodable: nobody reads the
+                    // answers; what runs finishes (below).
+                    Some(Err(status)) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let (key, request_id) = match commands.read(&msg) {
+                    Ok(read) => read,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                unanswered += 1;
+                match waiting.get_mut(&key) {
+                    Some(queue) => queue.push_back((request_id, msg)),
+                    None => {
+                        waiting.insert(key.clone(), VecDeque::new());
+                        start(&mut running, &mut keys, key, request_id, msg);
+                    }
+                }
+            }
+            Some(done) = running.join_next_with_id() => {
+                let (key, answer) = match done {
+                    Ok((id, (key, answer))) => {
+                        keys.remove(&id);
+                        (key, answer)
+                    }
+                    // A handler panicked: its message is answered INTERNAL, the stream goes on.
+                    Err(e) => match keys.remove(&e.id()) {
+                        Some((key, request_id)) => (key, C::failed(request_id)),
+                        None => continue,
+                    },
+                };
+                unanswered -= 1;
+                if tx.send(Ok(answer)).await.is_err() {
+                    break; // nobody reads the answers any more
+                }
+                match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+                    Some((request_id, next)) => {
+                        start(&mut running, &mut keys, key, request_id, next);
+                    }
+                    None => {
+                        waiting.remove(&key);
+                    }
+                }
+            }
+            () = &mut closed, if reading => reading = false,
+            else => break,
+        }
+    }
+    // Messages handed to their handlers finish even though nobody will read their answers
+    // (dropping the set would cancel them mid-call); a resend by request id finds them.
+    running.detach_all();
+}
+
+/// A refused message's answer.
+fn refusal(status: &Status) -> pb::MessageError {
+    pb::MessageError { code: status.code() as i32, message: status.message().to_owned() }
+}
+
+/// The INTERNAL refusal of a message whose handler failed.
+fn internal() -> pb::MessageError {
+    refusal(&Status::internal("the command's handler failed; resend it with its request id"))
+}
+
+/// What each message of a stream is applied with: the stream's caller and metadata, and in a
+/// cluster the forward layer.
+#[derive(Clone)]
+struct Via {
+    call: Call,
+    metadata: MetadataMap,
+    forward: Option<crate::cluster::forward::ForwardLayer>,
+    /// Answered messages with code OK (the other codes are looked up when they happen).
+    ok: Counter,
+    method: &'static str,
+}
+
+impl Via {
+    fn new(
+        call: Call,
+        metadata: MetadataMap,
+        forward: Option<crate::cluster::forward::ForwardLayer>,
+        method: &'static str,
+    ) -> Via {
+        let ok = counter!(m::STREAM_MESSAGES, "method" => method, "code" => "OK");
+        Via { call, metadata, forward, ok, method }
+    }
+
+    /// `msg` as a request of `method` (its gRPC path) by the stream's caller; with the
+    /// stream's metadata when it may leave this node.
+    fn request<T>(&self, msg: T, method: &str) -> tonic::Request<T> {
+        let mut extensions = tonic::Extensions::new();
+        extensions.insert(self.call.as_method(method));
+        let metadata = match self.forward {
+            Some(_) => self.metadata.clone(),
+            None => MetadataMap::new(),
+        };
+        tonic::Request::from_parts(metadata, extensions, msg)
+    }
+
+    /// Counts an answer.
+    fn count<T>(&self, answered: &Result<tonic::Response<T>, Status>) {
+        match answered {
+            Ok(_) => self.ok.increment(1),
+            Err(status) => {
+                let code = crate::grpc_metrics::code_name(status.code());
+                counter!(m::STREAM_MESSAGES, "method" => self.method, "code" => code).increment(1);
+            }
+        }
+    }
+}
+
+fn required(request_id: &str, stream: &str) -> Result<(), Status> {
+    match request_id.is_empty() {
+        false => Ok(()),
+        true => Err(Status::invalid_argument(format!(
+            "request_id: required on {stream}, where it matches each answer to its message"
+        ))),
+    }
+}
+
+/// `ChannelService.PostMessages`: customer messages, in order per customer.
+#[derive(Clone)]
+pub(super) struct Posts {
+    channel: Channel,
+    via: Via,
+}
+
+impl Posts {
+    pub fn new(channel: Channel, call: Call, metadata: MetadataMap) -> Posts {
+        let via = Via::new(call, metadata, channel.forward.clone(), "PostMessages");
+        Posts { channel, via }
+    }
+}
+
+impl Commands for Posts {
+    type In = pb::PostMessageRequest;
+    type Out = pb::PostMessagesResult;
+
+    fn read(&self, msg: &pb::PostMessageRequest) -> Result<(String, String), Status> {
+        required(&msg.request_id, "PostMessages")?;
+        Ok((msg.customer.clone(), msg.request_id.clone()))
+    }
+
+    async fn apply(
+        self,
+        request_id: String,
+        msg: pb::PostMessageRequest,
+    ) -> pb::PostMessagesResult {
+        let request = self.via.request(msg, "/switchboard.v1.ChannelService/PostMessage");
+        let answered = match &self.via.forward {
+            None => self.channel.post_message(request).await,
+            Some(forward) => {
+                let inner = ChannelServiceServer::new(Channel { forward: None, ..self.channel });
+                ChannelServiceClient::new(forward.layer(inner)).post_message(request).await
+            }
+        };
+        self.via.count(&answered);
+        let result = match answered {
+            Ok(response) => pb::post_messages_result::Result::Response(response.into_inner()),
+            Err(status) => pb::post_messages_result::Result::Error(refusal(&status)),
+        };
+        pb::PostMessagesResult { request_id, result: Some(result) }
+    }
+
+    fn failed(request_id: String) -> pb::PostMessagesResult {
+        let result = Some(pb::post_messages_result::Result::Error(internal()));
+        pb::PostMessagesResult { request_id, result }
+    }
+}
+
+/// `AgentService.DeskCommands`: a desk's conversation commands, in order per conversation.
+#[derive(Clone)]
+pub(super) struct Desk {
+    agents: Agents,
+    via: Via,
+}
+
+impl Desk {
+    pub fn new(agents: Agents, call: Call, metadata: MetadataMap) -> Desk {
+        let via = Via::new(call, metadata, agents.forward.clone(), "DeskCommands");
+        Desk { agents, via }
+    }
+}
+
+/// A desk command's answer: the conversation, or the sent message.
+enum DeskAnswer {
+    Conversation(pb::Conversation),
+    Sent(pb::SendMessageResponse),
+}
+
+impl Commands for Desk {
+    type In = pb::DeskCommand;
+    type Out = pb::DeskCommandResult;
+
+    fn read(&self, msg: &pb::DeskCommand) -> Result<(String, String), Status> {
+        use pb::desk_command::Command as C;
+        let (conversation, request_id) = match &msg.command {
+            None => {
+                return Err(Status::invalid_argument(
+                    "command: none set on a DeskCommands message; set one of accept, decline, \
+                     pick, send_message, mark_read, end_conversation",
+                ));
+            }
+            Some(C::SendMessage(r)) => (&r.conversation, &r.request_id),
+            Some(
+                C::Accept(r) | C::Decline(r) | C::Pick(r) | C::MarkRead(r) | C::EndConversation(r),
+            ) => (&r.conversation, &r.request_id),
+        };
+        required(request_id, "DeskCommands")?;
+        Ok((conversation.clone(), request_id.clone()))
+    }
+
+    async fn apply(self, request_id: String, msg: pb::DeskCommand) -> pb::DeskCommandResult {
+        let Some(command) = msg.command else {
+            return Self::failed(request_id); // refused by `read`: never run
+        };
+        let answered = match self.via.forward.clone() {
+            None => self.here(command).await,
+            Some(forward) => {
+                let inner =
+                    AgentServiceServer::new(Agents { forward: None, ..self.agents.clone() });
+                let client = AgentServiceClient::new(forward.layer(inner));
+                self.through(client, command).await
+            }
+        };
+        let result = match answered {
+            Ok(DeskAnswer::Conversation(c)) => pb::desk_command_result::Result::Conversation(c),
+            Ok(DeskAnswer::Sent(s)) => pb::desk_command_result::Result::Sent(s),
+            Err(status) => pb::desk_command_result::Result::Error(refusal(&status)),
+        };
+        pb::DeskCommandResult { request_id, result: Some(result) }
+    }
+
+    fn failed(request_id: String) -> pb::DeskCommandResult {
+        let result = Some(pb::desk_command_result::Result::Error(internal()));
+        pb::DeskCommandResult { request_id, result }
+    }
+}
+
+/// A desk command applied by `$target`'s method of the same name (the handler itself, or a
+/// client through the forward layer), counted; returns from the enclosing function.
+macro_rules! dispatch {
+    ($target:expr, $command:expr, $via:expr) => {{
+        use pb::desk_command::Command as C;
+        let v = $via;
+        let conversation = match $command {
+            C::SendMessage(r) => {
+                let sent = $target
+                    .send_message(v.request(r, "/switchboard.v1.AgentService/SendMessage"))
+                    .await;
+                v.count(&sent);
+                return sent.map(|s| DeskAnswer::Sent(s.into_inner()));
+            }
+            C::Accept(r) => {
+                $target.accept(v.request(r, "/switchboard.v1.AgentService/Accept")).await
+            }
+            C::Decline(r) => {
+                $target.decline(v.request(r, "/switchboard.v1.AgentService/Decline")).await
+            }
+            C::Pick(r) => $target.pick(v.request(r, "/switchboard.v1.AgentService/Pick")).await,
+            C::MarkRead(r) => {
+                $target.mark_read(v.request(r, "/switchboard.v1.AgentService/MarkRead")).await
+            }
+            C::EndConversation(r) => {
+                $target
+                    .end_conversation(v.request(r, "/switchboard.v1.AgentService/EndConversation"))
+                    .await
+            }
+        };
+        v.count(&conversation);
+        conversation.map(|c| DeskAnswer::Conversation(c.into_inner()))
+    }};
+}
+
+impl Desk {
+    /// On this node: the call's handler.
+    async fn here(&self, command: pb::desk_command::Command) -> Result<DeskAnswer, Status> {
+        dispatch!(self.agents, command, &self.via)
+    }
+
+    /// In a cluster: the call, through the forward layer.
+    async fn through<S>(
+        &self,
+        mut client: AgentServiceClient<S>,
+        command: pb::desk_command::Command,
+    ) -> Result<DeskAnswer, Status>
+    where
+        S: tonic::client::GrpcService<tonic::body::Body>,
+        S::Error: Into<tonic::codegen::StdError>,
+        S::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+        <S::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    {
+        dispatch!(client, command, &self.via)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Messages `(key, request id)`; applying one yields once (so other keys' messages can
+    /// run in between), records it, and panics on request id "boom".
+    #[derive(Clone, Default)]
+    struct Recorder {
+        applied: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    impl Commands for Recorder {
+        type In = (String, String);
+        type Out = (String, &'static str);
+
+        fn read(&self, msg: &(String, String)) -> Result<(String, String), Status> {
+            required(&msg.1, "the test stream")?;
+            Ok(msg.clone())
+        }
+
+        async fn apply(self, request_id: String, msg: (String, String)) -> (String, &'static str) {
+            tokio::task::yield_now().await;
+            assert_ne!(request_id, "boom", "a handler that fails");
+            self.applied.lock().unwrap().push(msg);
+            (request_id, "ok")
+        }
+
+        fn failed(request_id: String) -> (String, &'static str) {
+            (request_id, "failed")
+        }
+    }
+
+    /// Runs `messages` through the runner; every answer, and what was applied in order.
+    async fn answers(
+        messages: &[(&str, &str)],
+    ) -> (Vec<Result<(String, &'static str), Status>>, Vec<(String, String)>) {
+        let recorder = Recorder::default();
+        let inbound: Vec<Result<(String, String), Status>> =
+            messages.iter().map(|(k, r)| Ok(((*k).to_owned(), (*r).to_owned()))).collect();
+        let (tx, mut rx) = mpsc::channel(MAX_UNANSWERED);
+        let never = std::future::pending::<()>();
+        run(recorder.clone(), tokio_stream::iter(inbound), never, tx).await;
+        let mut out = Vec::new();
+        while let Some(answer) = rx.recv().await {
+            out.push(answer);
+        }
+        let applied = recorder.applied.lock().unwrap().clone();
+        (out, applied)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_keys_messages_apply_in_the_order_sent_and_every_one_is_answered() {
+        let messages: Vec<(String, String)> =
+            (0..40).map(|i| (format!("k{}", i % 4), format!("r{i}"))).collect();
+        let refs: Vec<(&str, &str)> =
+            messages.iter().map(|(k, r)| (k.as_str(), r.as_str())).collect();
+        let (out, applied) = answers(&refs).await;
+        assert_eq!(out.len(), 40);
+        assert!(out.iter().all(|a| matches!(a, Ok((_, "ok")))));
+        for key in ["k0", "k1", "k2", "k3"] {
+            let sent: Vec<&String> = messages.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
+            let done: Vec<&String> = applied.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
+            assert_eq!(done, sent, "{key}'s messages in the order sent");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_handler_answers_its_message_and_its_keys_next_one_runs() {
+        let (out, applied) = answers(&[("k", "a"), ("k", "boom"), ("k", "c")]).await;
+        let answered: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            answered,
+            [("a".to_owned(), "ok"), ("boom".to_owned(), "failed"), ("c".to_owned(), "ok")]
+        );
+        assert_eq!(applied.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_without_a_request_id_ends_the_stream() {
+        let (out, _) = answers(&[("k", "a"), ("j", ""), ("k", "c")]).await;
+        let last = out.last().expect("an answer");
+        let status = last.as_ref().expect_err("the stream ends with an error");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(out.len() <= 2, "nothing after the message without a request id is read");
+    }
+}
