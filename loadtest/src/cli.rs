@@ -145,6 +145,14 @@ pub struct RunArgs {
     /// router actors spread over the cluster (issue 12).
     #[arg(long, conflicts_with = "actor_routing")]
     pub tenant_actor: bool,
+    /// Customers' messages go on PostMessages streams (one per connection), as a high-rate
+    /// gateway sends them, instead of one PostMessage call each.
+    #[arg(long)]
+    pub gateway_stream: bool,
+    /// Agents' commands (accept, reply, end) go on DeskCommands streams (one per
+    /// connection), instead of one call each.
+    #[arg(long)]
+    pub desk_stream: bool,
     /// Conversation, agent and router actors: the default now; kept so older command lines
     /// still run.
     #[arg(long, hide = true)]
@@ -482,6 +490,12 @@ async fn switchboard(
     let mut backend = Switchboard::connect(&args.targets, args.connections).await?;
     if args.tenant_actor {
         backend = backend.with_tenant_actor();
+    }
+    if args.gateway_stream {
+        backend = backend.with_gateway_streams().await?;
+    }
+    if args.desk_stream {
+        backend = backend.with_desk_streams().await?;
     }
     let report = center::run(backend, scenario, !args.quiet, probe).await?;
     println!("{}", report.text());

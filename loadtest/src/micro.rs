@@ -33,6 +33,7 @@ pub async fn run(channels: &[Channel], args: &RunArgs) -> anyhow::Result<()> {
         agents: args.agents.unwrap_or(20),
         customers: args.customers,
         mode: args.mode,
+        gateway_stream: args.gateway_stream,
     };
     let delivered = setup(channels, &tenant, &args).await?;
     println!(
@@ -53,6 +54,39 @@ struct Micro {
     agents: u32,
     customers: u32,
     mode: Mode,
+    /// Messages on PostMessages streams (one per connection), not one call each.
+    gateway_stream: bool,
+}
+
+/// How customer messages are sent: a PostMessage call each, or on a PostMessages stream.
+#[derive(Clone)]
+enum Poster {
+    Unary(ChannelServiceClient<Channel>),
+    Stream(Arc<crate::center::streams::GatewayStream>),
+}
+
+impl Poster {
+    /// One poster per connection.
+    async fn all(channels: &[Channel], args: &Micro) -> anyhow::Result<Vec<Poster>> {
+        let mut posters = Vec::new();
+        for c in channels {
+            posters.push(if args.gateway_stream {
+                let stream = crate::center::streams::GatewayStream::open(c.clone()).await?;
+                Poster::Stream(Arc::new(stream))
+            } else {
+                Poster::Unary(ChannelServiceClient::new(c.clone()))
+            });
+        }
+        Ok(posters)
+    }
+
+    async fn post(&mut self, request: pb::PostMessageRequest) -> anyhow::Result<()> {
+        match self {
+            Poster::Unary(client) => client.post_message(request).await.map(drop)?,
+            Poster::Stream(stream) => stream.post(request).await.map(drop)?,
+        }
+        Ok(())
+    }
 }
 
 fn rid(tag: &str, n: u64) -> String {
@@ -179,8 +213,9 @@ async fn closed(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Res
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
+    let posters = Poster::all(channels, args).await?;
     for p in 0..args.concurrency {
-        let mut client = ChannelServiceClient::new(channels[p % channels.len()].clone());
+        let mut client = posters[p % posters.len()].clone();
         let (next, acks, errors, tenant) =
             (next.clone(), acks.clone(), errors.clone(), tenant.to_owned());
         let customers = args.customers;
@@ -188,8 +223,7 @@ async fn closed(channels: &[Channel], tenant: &str, args: &Micro) -> anyhow::Res
             while Instant::now() < end {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
-                match client.post_message(post(&tenant, (n % u64::from(customers)) as u32, n)).await
-                {
+                match client.post(post(&tenant, (n % u64::from(customers)) as u32, n)).await {
                     Ok(_) => {
                         let _ = acks.lock().await.record(sent.elapsed().as_micros() as u64);
                     }
@@ -230,7 +264,7 @@ async fn open(
     let intended = move |n: u64| start + interval * u32::try_from(n).unwrap_or(u32::MAX);
     let acks = Arc::new(Mutex::new(histogram()));
     let errors = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = channels.iter().map(|c| ChannelServiceClient::new(c.clone())).collect();
+    let clients = Poster::all(channels, args).await?;
     let mut sends = Vec::with_capacity(total as usize);
     for n in 0..total {
         tokio::time::sleep_until(intended(n)).await;
@@ -239,7 +273,7 @@ async fn open(
         let customers = args.customers;
         let due = intended(n);
         sends.push(tokio::spawn(async move {
-            match client.post_message(post(&tenant, (n % u64::from(customers)) as u32, n)).await {
+            match client.post(post(&tenant, (n % u64::from(customers)) as u32, n)).await {
                 Ok(_) => {
                     let _ = acks.lock().await.record(due.elapsed().as_micros().max(1) as u64);
                 }

@@ -71,7 +71,8 @@ async fn live_scenarios_complete_and_report() {
     assert!(written.contains("\"reports\"") && written.contains("message_to_agent"));
     assert!(written.contains("\"verdict\"") && written.contains("cpu_us_per_command"));
 
-    // The bank's trace, auto-accept, over the same node under two targets.
+    // The bank's trace, auto-accept, over the same node under two targets, its customers'
+    // messages and agents' commands on command streams.
     let trace = args(
         &format!("{0},{0}", node.grpc),
         &[
@@ -89,11 +90,14 @@ async fn live_scenarios_complete_and_report() {
             "auto",
             "--drain-seconds",
             "20",
+            "--gateway-stream",
+            "--desk-stream",
         ],
     );
     let reports = cli::run(&trace).await.expect("trace run");
     assert_eq!(reports.len(), 1);
     assert!(reports[0].arrivals > 0, "{}", reports[0].text());
+    assert!(reports[0].first_error.is_none(), "{}", reports[0].text());
 
     // A sweep over two small rates, Switchboard only: one report per rate it held (it stops
     // after the first it does not), and the highest held in the JSON.
@@ -126,11 +130,11 @@ async fn live_scenarios_complete_and_report() {
     let written = std::fs::read_to_string(&sweep_json).unwrap();
     assert!(written.contains("highest_held"), "{written}");
 
-    // The message-rate modes.
-    for mode in ["open", "closed"] {
-        let micro =
-            args(&node.grpc, &["--mode", mode, "--rate", "20", "--seconds", "1", "--agents", "2"]);
-        cli::run(&micro).await.expect(mode);
+    // The message-rate modes, with a call per message and on PostMessages streams.
+    for (mode, stream) in [("open", ""), ("closed", ""), ("open", "--gateway-stream")] {
+        let mut flags = vec!["--mode", mode, "--rate", "20", "--seconds", "1", "--agents", "2"];
+        flags.extend([stream].into_iter().filter(|f| !f.is_empty()));
+        cli::run(&args(&node.grpc, &flags)).await.expect(mode);
     }
     // The floor: health checks through the node's layers, its CPU read from its PID.
     let pid = node.pid().to_string();

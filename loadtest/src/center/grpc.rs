@@ -40,6 +40,12 @@ pub struct Switchboard {
     next_request: AtomicU64,
     label: String,
     routing: pb::TenantRouting,
+    /// Per target, a PostMessages stream per connection (`--gateway-stream`); `None`: one
+    /// PostMessage call per customer message.
+    gateways: Option<Vec<Vec<super::streams::GatewayStream>>>,
+    /// Per target, a DeskCommands stream per connection (`--desk-stream`); `None`: one call
+    /// per agent command.
+    desks: Option<Vec<Vec<super::streams::DeskStream>>>,
 }
 
 impl Switchboard {
@@ -72,7 +78,25 @@ impl Switchboard {
             // The product's default (`registry::DEFAULT_ROUTING`), named so the label is
             // true whatever that default becomes.
             routing: pb::TenantRouting::Actors,
+            gateways: None,
+            desks: None,
         })
+    }
+
+    /// Customers' messages go on PostMessages streams, one per connection, instead of one
+    /// PostMessage call each.
+    pub async fn with_gateway_streams(self) -> anyhow::Result<Switchboard> {
+        let gateways = per_connection(&self.targets, super::streams::GatewayStream::open).await?;
+        let label = format!("{}, gateway streams", self.label);
+        Ok(Switchboard { gateways: Some(gateways), label, ..self })
+    }
+
+    /// Agents' commands (accept, reply, end) go on DeskCommands streams, one per connection,
+    /// instead of one call each.
+    pub async fn with_desk_streams(self) -> anyhow::Result<Switchboard> {
+        let desks = per_connection(&self.targets, super::streams::DeskStream::open).await?;
+        let label = format!("{}, desk streams", self.label);
+        Ok(Switchboard { desks: Some(desks), label, ..self })
     }
 
     /// The load's tenant is served by one tenant actor (the earlier design), instead of
@@ -252,19 +276,22 @@ impl Backend for Switchboard {
     ) -> anyhow::Result<String> {
         let group =
             self.groups.lock().expect("groups lock").get(group).cloned().unwrap_or_default();
-        let mut client = ChannelServiceClient::new(self.channel(customer));
-        let r = client
-            .post_message(pb::PostMessageRequest {
-                customer: format!("tenants/{}/customers/c{customer}", self.tenant),
-                channel: pb::Channel::Web as i32,
-                text,
-                group,
-                priority,
-                nickname: String::new(),
-                request_id: self.rid(),
-            })
-            .await?
-            .into_inner();
+        let request = pb::PostMessageRequest {
+            customer: format!("tenants/{}/customers/c{customer}", self.tenant),
+            channel: pb::Channel::Web as i32,
+            text,
+            group,
+            priority,
+            nickname: String::new(),
+            request_id: self.rid(),
+        };
+        let r = match &self.gateways {
+            Some(gateways) => pick_in(gateways, customer).post(request).await?,
+            None => {
+                let mut client = ChannelServiceClient::new(self.channel(customer));
+                client.post_message(request).await?.into_inner()
+            }
+        };
         r.conversation.map(|c| c.name).context("no conversation in the answer")
     }
 
@@ -280,42 +307,83 @@ impl Backend for Switchboard {
     }
 
     async fn accept(&self, agent: u32, conversation: &str) -> anyhow::Result<()> {
-        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
-        client
-            .accept(pb::AgentConversationRequest {
-                agent: self.agent_name(agent),
-                conversation: conversation.into(),
-                request_id: self.rid(),
-            })
-            .await?;
-        Ok(())
+        let r = self.on_conversation(agent, conversation);
+        match self.desk(agent) {
+            Some(desk) => desk.send(r.request_id.clone(), command(Command::Accept(r))).await,
+            None => self.agent_client(agent).accept(r).await.map(drop).map_err(Into::into),
+        }
     }
 
     async fn reply(&self, agent: u32, conversation: &str, text: String) -> anyhow::Result<()> {
-        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
-        client
-            .send_message(pb::SendMessageRequest {
-                agent: self.agent_name(agent),
-                conversation: conversation.into(),
-                text,
-                tag: 0,
-                request_id: self.rid(),
-            })
-            .await?;
-        Ok(())
+        let r = pb::SendMessageRequest {
+            agent: self.agent_name(agent),
+            conversation: conversation.into(),
+            text,
+            tag: 0,
+            request_id: self.rid(),
+        };
+        match self.desk(agent) {
+            Some(desk) => desk.send(r.request_id.clone(), command(Command::SendMessage(r))).await,
+            None => self.agent_client(agent).send_message(r).await.map(drop).map_err(Into::into),
+        }
     }
 
     async fn end(&self, agent: u32, conversation: &str) -> anyhow::Result<()> {
-        let mut client = AgentServiceClient::new(self.channel(u64::from(agent)));
-        client
-            .end_conversation(pb::AgentConversationRequest {
-                agent: self.agent_name(agent),
-                conversation: conversation.into(),
-                request_id: self.rid(),
-            })
-            .await?;
-        Ok(())
+        let r = self.on_conversation(agent, conversation);
+        match self.desk(agent) {
+            Some(desk) => {
+                desk.send(r.request_id.clone(), command(Command::EndConversation(r))).await
+            }
+            None => {
+                self.agent_client(agent).end_conversation(r).await.map(drop).map_err(Into::into)
+            }
+        }
     }
+}
+
+use pb::desk_command::Command;
+
+fn command(command: Command) -> pb::DeskCommand {
+    pb::DeskCommand { command: Some(command) }
+}
+
+impl Switchboard {
+    /// Agent `agent`'s desk stream (`--desk-stream`), if commands go on streams.
+    fn desk(&self, agent: u32) -> Option<&super::streams::DeskStream> {
+        self.desks.as_ref().map(|d| pick_in(d, u64::from(agent)))
+    }
+
+    fn agent_client(&self, agent: u32) -> AgentServiceClient<Channel> {
+        AgentServiceClient::new(self.channel(u64::from(agent)))
+    }
+
+    /// A command of agent `agent` on `conversation`, with a fresh request id.
+    fn on_conversation(&self, agent: u32, conversation: &str) -> pb::AgentConversationRequest {
+        pb::AgentConversationRequest {
+            agent: self.agent_name(agent),
+            conversation: conversation.into(),
+            request_id: self.rid(),
+        }
+    }
+}
+
+/// `open(channel)` for each connection of each target.
+async fn per_connection<T, F>(
+    targets: &[Vec<Channel>],
+    open: impl Fn(Channel) -> F,
+) -> anyhow::Result<Vec<Vec<T>>>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut all = Vec::new();
+    for channels in targets {
+        let mut opened = Vec::new();
+        for channel in channels {
+            opened.push(open(channel.clone()).await?);
+        }
+        all.push(opened);
+    }
+    Ok(all)
 }
 
 /// One connection to `address`.
@@ -326,6 +394,11 @@ async fn connect(address: &str) -> anyhow::Result<Channel> {
 
 /// Key `key`'s connection: its target `key mod N`, then one of that target's connections.
 fn pick(targets: &[Vec<Channel>], key: u64) -> Channel {
+    pick_in(targets, key).clone()
+}
+
+/// Key `key`'s item of a per-target, per-connection table (as [`pick`]).
+fn pick_in<T>(targets: &[Vec<T>], key: u64) -> &T {
     let t = &targets[(key % targets.len() as u64) as usize];
-    t[((key / targets.len() as u64) % t.len() as u64) as usize].clone()
+    &t[((key / targets.len() as u64) % t.len() as u64) as usize]
 }

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod postgres;
 pub mod scenario;
 pub mod stats;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::future::Future;
