@@ -422,8 +422,8 @@ pub fn scrape(addr: &str) -> String {
 }
 
 /// Calls `f` until it succeeds or fails with something other than UNAVAILABLE (a handover,
-/// a failover or a restart in progress), within [`PATIENCE`]. Retries reuse the request id
-/// the closure carries, so they are idempotent.
+/// a failover or a restart in progress) or a connection that closed under the call, within
+/// [`PATIENCE`]. Retries reuse the request id the closure carries, so they are idempotent.
 pub async fn retry<T, F, Fut>(mut f: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
@@ -432,13 +432,23 @@ where
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match f().await {
-            Err(s)
-                if (s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown)
-                    && tokio::time::Instant::now() < deadline =>
-            {
+            Err(s) if transient(&s) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other,
         }
+    }
+}
+
+/// A failure a client resends on (with the same request id): the cluster was moving the
+/// call's shard, or the connection closed before the answer came. The last is the client
+/// library's CANCELLED ("connection closed"): a node draining on SIGTERM closes its
+/// connections once the calls it took are answered, and a call the client wrote onto the
+/// connection as it closed was never taken.
+pub fn transient(s: &tonic::Status) -> bool {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => true,
+        tonic::Code::Cancelled => s.message().contains("connection closed"),
+        _ => false,
     }
 }
