@@ -19,7 +19,7 @@ pub struct Channel {
     /// The actors of tenants created with actor routing (the cut-over of issue 12).
     pub meshes: std::sync::Arc<crate::actors::meshes::Meshes>,
     /// In a cluster: how a PostMessages stream's message reaches the node that serves its
-    /// customer (`post_stream`). `None` on a single node, which serves every customer.
+    /// customer (`command_stream`). `None` on a single node, which serves every customer.
     pub forward: Option<crate::cluster::forward::ForwardLayer>,
 }
 
@@ -51,7 +51,7 @@ impl Channel {
     }
 
     /// A call on behalf of a customer, named `tenants/{t}/customers/{u}`.
-    pub(super) async fn post(
+    async fn post(
         &self,
         call: &Call,
         customer: &str,

@@ -43,6 +43,7 @@ use super::ItemStream;
 use super::agent::Agents;
 use super::channel::Channel;
 use crate::auth::Call;
+use crate::cluster::forward::Forward;
 use crate::hub::Hub;
 use crate::metrics as m;
 
@@ -175,27 +176,21 @@ fn internal() -> pb::MessageError {
     refusal(&Status::internal("the command's handler failed; resend it with its request id"))
 }
 
-/// What each message of a stream is applied with: the stream's caller and metadata, and in a
-/// cluster the forward layer.
+/// What each message of a stream is applied with: the stream's caller, and in a cluster its
+/// metadata (a message passed to another node carries the stream's token).
 #[derive(Clone)]
 struct Via {
     call: Call,
-    metadata: MetadataMap,
-    forward: Option<crate::cluster::forward::ForwardLayer>,
+    metadata: Option<MetadataMap>,
     /// Answered messages with code OK (the other codes are looked up when they happen).
     ok: Counter,
     method: &'static str,
 }
 
 impl Via {
-    fn new(
-        call: Call,
-        metadata: MetadataMap,
-        forward: Option<crate::cluster::forward::ForwardLayer>,
-        method: &'static str,
-    ) -> Via {
+    fn new(call: Call, metadata: Option<MetadataMap>, method: &'static str) -> Via {
         let ok = counter!(m::STREAM_MESSAGES, "method" => method, "code" => "OK");
-        Via { call, metadata, forward, ok, method }
+        Via { call, metadata, ok, method }
     }
 
     /// `msg` as a request of `method` (its gRPC path) by the stream's caller; with the
@@ -203,10 +198,7 @@ impl Via {
     fn request<T>(&self, msg: T, method: &str) -> tonic::Request<T> {
         let mut extensions = tonic::Extensions::new();
         extensions.insert(self.call.as_method(method));
-        let metadata = match self.forward {
-            Some(_) => self.metadata.clone(),
-            None => MetadataMap::new(),
-        };
+        let metadata = self.metadata.clone().unwrap_or_default();
         tonic::Request::from_parts(metadata, extensions, msg)
     }
 
@@ -235,13 +227,20 @@ fn required(request_id: &str, stream: &str) -> Result<(), Status> {
 #[derive(Clone)]
 pub(super) struct Posts {
     channel: Channel,
+    /// In a cluster, the handlers behind the forward layer, called in process (built once
+    /// per stream): a message is served here if this node serves its key, else passed on.
+    forwarded: Option<ChannelServiceClient<Forward<ChannelServiceServer<Channel>>>>,
     via: Via,
 }
 
 impl Posts {
     pub fn new(channel: Channel, call: Call, metadata: MetadataMap) -> Posts {
-        let via = Via::new(call, metadata, channel.forward.clone(), "PostMessages");
-        Posts { channel, via }
+        let forwarded = channel.forward.as_ref().map(|forward| {
+            let inner = ChannelServiceServer::new(Channel { forward: None, ..channel.clone() });
+            ChannelServiceClient::new(forward.layer(inner))
+        });
+        let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "PostMessages");
+        Posts { channel, forwarded, via }
     }
 }
 
@@ -260,12 +259,9 @@ impl Commands for Posts {
         msg: pb::PostMessageRequest,
     ) -> pb::PostMessagesResult {
         let request = self.via.request(msg, "/switchboard.v1.ChannelService/PostMessage");
-        let answered = match &self.via.forward {
+        let answered = match self.forwarded {
             None => self.channel.post_message(request).await,
-            Some(forward) => {
-                let inner = ChannelServiceServer::new(Channel { forward: None, ..self.channel });
-                ChannelServiceClient::new(forward.layer(inner)).post_message(request).await
-            }
+            Some(mut client) => client.post_message(request).await,
         };
         self.via.count(&answered);
         let result = match answered {
@@ -285,13 +281,19 @@ impl Commands for Posts {
 #[derive(Clone)]
 pub(super) struct Desk {
     agents: Agents,
+    /// In a cluster, as [`Posts::forwarded`].
+    forwarded: Option<AgentServiceClient<Forward<AgentServiceServer<Agents>>>>,
     via: Via,
 }
 
 impl Desk {
     pub fn new(agents: Agents, call: Call, metadata: MetadataMap) -> Desk {
-        let via = Via::new(call, metadata, agents.forward.clone(), "DeskCommands");
-        Desk { agents, via }
+        let forwarded = agents.forward.as_ref().map(|forward| {
+            let inner = AgentServiceServer::new(Agents { forward: None, ..agents.clone() });
+            AgentServiceClient::new(forward.layer(inner))
+        });
+        let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "DeskCommands");
+        Desk { agents, forwarded, via }
     }
 }
 
@@ -327,14 +329,9 @@ impl Commands for Desk {
         let Some(command) = msg.command else {
             return Self::failed(request_id); // refused by `read`: never run
         };
-        let answered = match self.via.forward.clone() {
+        let answered = match self.forwarded.clone() {
             None => self.here(command).await,
-            Some(forward) => {
-                let inner =
-                    AgentServiceServer::new(Agents { forward: None, ..self.agents.clone() });
-                let client = AgentServiceClient::new(forward.layer(inner));
-                self.through(client, command).await
-            }
+            Some(client) => self.through(client, command).await,
         };
         let result = match answered {
             Ok(DeskAnswer::Conversation(c)) => pb::desk_command_result::Result::Conversation(c),
@@ -392,17 +389,11 @@ impl Desk {
     }
 
     /// In a cluster: the call, through the forward layer.
-    async fn through<S>(
+    async fn through(
         &self,
-        mut client: AgentServiceClient<S>,
+        mut client: AgentServiceClient<Forward<AgentServiceServer<Agents>>>,
         command: pb::desk_command::Command,
-    ) -> Result<DeskAnswer, Status>
-    where
-        S: tonic::client::GrpcService<tonic::body::Body>,
-        S::Error: Into<tonic::codegen::StdError>,
-        S::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-        <S::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    {
+    ) -> Result<DeskAnswer, Status> {
         dispatch!(client, command, &self.via)
     }
 }
