@@ -12,6 +12,7 @@ use switchboard_proto::v1::{
     channel_service_client::ChannelServiceClient,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
 /// An answer on a command stream.
@@ -75,30 +76,35 @@ pub type DeskStream = CommandStream<pb::DeskCommand, pb::DeskCommandResult>;
 impl GatewayStream {
     /// Opens a PostMessages stream on `channel`.
     pub async fn open(channel: Channel) -> anyhow::Result<GatewayStream> {
-        let (requests, rx) = mpsc::unbounded_channel();
-        let outgoing = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let answers = ChannelServiceClient::new(channel)
-            .post_messages(outgoing)
-            .await
-            .context("open PostMessages")?;
-        Ok(CommandStream::reading(requests, answers.into_inner()))
+        let mut client = ChannelServiceClient::new(channel);
+        CommandStream::opened(|requests| client.post_messages(requests), "open PostMessages").await
     }
 }
 
 impl DeskStream {
     /// Opens a DeskCommands stream on `channel`.
     pub async fn open(channel: Channel) -> anyhow::Result<DeskStream> {
-        let (requests, rx) = mpsc::unbounded_channel();
-        let outgoing = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let answers = AgentServiceClient::new(channel)
-            .desk_commands(outgoing)
-            .await
-            .context("open DeskCommands")?;
-        Ok(CommandStream::reading(requests, answers.into_inner()))
+        let mut client = AgentServiceClient::new(channel);
+        CommandStream::opened(|requests| client.desk_commands(requests), "open DeskCommands").await
     }
 }
 
 impl<R, A: Answer> CommandStream<R, A> {
+    /// The stream `open` opens with the requests it is given; `what` names it in errors.
+    async fn opened<F>(
+        open: impl FnOnce(UnboundedReceiverStream<R>) -> F,
+        what: &'static str,
+    ) -> anyhow::Result<CommandStream<R, A>>
+    where
+        F: std::future::Future<
+                Output = Result<tonic::Response<tonic::Streaming<A>>, tonic::Status>,
+            >,
+    {
+        let (requests, rx) = mpsc::unbounded_channel();
+        let answers = open(UnboundedReceiverStream::new(rx)).await.context(what)?;
+        Ok(CommandStream::reading(requests, answers.into_inner()))
+    }
+
     /// The stream whose answers a task of its own reads from `answers`.
     fn reading(
         requests: mpsc::UnboundedSender<R>,
