@@ -2,7 +2,9 @@
 //! file descriptor set that server reflection serves.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when it runs, not when it was compiled: a build script reused from a checkout
+    // that has since moved would look for the protos where they were.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let mut files: Vec<_> =
         ["common", "admin", "channel", "agent", "supervisor", "events", "webhooks", "explain"]
             .iter()
