@@ -88,7 +88,7 @@ fn over_a_perfect_network_the_sides_decide_as_the_engine() {
         }
     }
     eprintln!(
-        "{} replies compared, {} showed a stale queue position; {} steps brought an agent's desk notes in another order across conversations ({} among the desk links' notes)",
+        "{} replies compared, {} showed a stale queue position; {} steps brought an agent's desk notes in another order across conversations ({} among the sides' own notes)",
         total.replies, total.stale, total.reordered, total.reordered_links
     );
 }

@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
-    ToDesk, ToRouter,
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::{Actor, AgentId, AgentStatus, CustomerId, State};
@@ -67,14 +66,6 @@ impl Transport for Counting {
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         self.inner.to_router_from_agent(tenant, envelope);
-    }
-
-    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
-        self.inner.to_desk(tenant, envelope);
-    }
-
-    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
-        self.inner.to_conversation_from_desk(tenant, envelope);
     }
 }
 

@@ -267,8 +267,11 @@ impl crate::apply::Names for TenantState {
 
 /// Stream of one agent's desktop events.
 pub fn agent_stream(agent_id: &str) -> String {
-    format!("agent/{agent_id}")
+    format!("{AGENT_STREAMS}{agent_id}")
 }
+
+/// What every agent's desk stream's name begins with.
+const AGENT_STREAMS: &str = "agent/";
 
 /// Stream of messages for channel gateways to deliver.
 pub const OUTBOX: &str = "outbox";
@@ -277,15 +280,18 @@ pub const EVENTS: &str = "events";
 
 /// The streams with many writers (store-assigned positions, `Batch::appends`; see "Streams
 /// with many writers" in `switchboard_store`), for a tenant served by actors: its
-/// conversation and router actors on every node append to them. The one name list: the
-/// store does not check a writer-numbered entry against it. A tenant served by its tenant
-/// actor numbers these same streams itself (`TenantState::next_stream_seq`), so a tenant must
-/// never be served by both (the cut-over's opt-in is per tenant, fixed at creation).
+/// conversation and router actors on every node append to them. The one name list (with
+/// every agent's desk stream, [`agent_stream`], written by the router and conversation
+/// actors): the store does not check a writer-numbered entry against it. A tenant served by
+/// its tenant actor numbers these same streams itself (`TenantState::next_stream_seq`), so a
+/// tenant must never be served by both (the cut-over's opt-in is per tenant, fixed at
+/// creation). An agent's desk stream written by its agent actor before (writer-numbered)
+/// turned shared with its first store-assigned entry, its cursors still valid.
 pub const SHARED_STREAMS: &[&str] = &[OUTBOX, EVENTS];
 
 /// Whether actors write `stream` with store-assigned positions.
 pub fn is_shared(stream: &str) -> bool {
-    SHARED_STREAMS.contains(&stream)
+    SHARED_STREAMS.contains(&stream) || stream.starts_with(AGENT_STREAMS)
 }
 
 #[cfg(test)]

@@ -181,8 +181,7 @@ async fn a_due_conversation_deadline_fires_on_the_node_its_shard_moves_to_withou
     // write it) is acknowledged again, and an acknowledgement never activates an actor: that
     // is what keeps B quiet until its recovery (before, 1 run in 8-10 failed here).
     until("the conversation's links are settled", || async {
-        let owed =
-            conversation.read(|side| side.retransmit().len() + side.retransmit_desks().len()).await;
+        let owed = conversation.read(|side| side.retransmit().len()).await;
         let owes = on_b.router().read(|side| side.retransmit().len()).await;
         owed.is_ok_and(|owed| owed == 0) && owes.is_ok_and(|owes| owes == 0)
     })

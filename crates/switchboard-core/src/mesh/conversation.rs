@@ -9,14 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::desk::{self, DeskOut};
 use super::link::Link;
-use super::{
-    Body, DeskEnvelope, Envelope, FromDesk, Holding, ToConversation, ToDesk, ToRouter, standing,
-};
+use super::{Body, Envelope, Holding, ToConversation, ToRouter, standing};
 use crate::channel::{Channel, MessageTag};
 use crate::config::CustomerSettings;
 use crate::conversation::{Cause, Conversation, State};
 use crate::engine::customer_message::CustomerMessage;
-use crate::engine::{Actor, Effect, Outcome};
+use crate::engine::{Actor, Effect, Note, Outcome};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::ReplyKind;
@@ -40,13 +38,16 @@ pub struct ConversationSide {
     /// Acknowledgements owed on links this side no longer holds (volatile).
     #[serde(skip)]
     stray: Vec<(ConversationId, u64)>,
-    /// The conversation's own notes also go to the holding agent's desk link ([`desk`]).
+    /// The conversation's own notes also go on the holding agent's desk ([`desk`]).
     #[serde(default)]
     desk_links: bool,
-    /// Desk links: the current holding's, and those of earlier holdings (or of an ended
-    /// conversation) until their notes are acknowledged.
+    /// Unused: desk links of a row written before ([`desk`]); dropped when read.
     #[serde(default)]
     desks: Vec<DeskOut>,
+    /// Notes for the holding agent's desk since the last [`Self::take_desk`] (volatile: the
+    /// shell writes them in the batch of the step that made them).
+    #[serde(skip)]
+    desk: Vec<(AgentId, Note)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,17 +94,16 @@ impl ConversationSide {
             stray: Vec::new(),
             desk_links: false,
             desks: Vec::new(),
+            desk: Vec::new(),
         }
     }
 
-    /// With agent sides ([`super::AgentSide`]) and a router side `with_agent_links`: the
-    /// conversation's own notes for the agent holding it (customer messages, whispers,
-    /// read-but-unreplied, bot hosting) are also sent on that holding's desk link
-    /// ([`desk`]). They are still returned as `Notify` effects (as the router side's are):
-    /// once agent actors run, the desk stream replaces those, and the shell must not write
-    /// both. A side with desk links is settled only when [`Self::retransmit_desks`] is empty
-    /// too.
-    pub fn with_desk_links(mut self) -> Self {
+    /// With a router side `with_agent_links`: the conversation's own notes for the agent
+    /// holding it (customer messages, whispers, read-but-unreplied, bot hosting) are also
+    /// handed over for that agent's desk stream ([`Self::take_desk`], [`desk`]). They are
+    /// still returned as `Notify` effects (as the router side's are): the shell writes the
+    /// desk's entries, not those.
+    pub fn with_desk(mut self) -> Self {
         self.desk_links = true;
         self
     }
@@ -143,6 +143,7 @@ impl ConversationSide {
     /// Starts a new incarnation (after a restart or a move), before anything is sent.
     pub fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;
+        self.desks.clear();
     }
 
     /// Hands out the conversations that ended since the last call.
@@ -446,15 +447,10 @@ impl ConversationSide {
             let mut ended = false;
             for message in open.link.receive(envelope.epoch, envelope.body) {
                 if !ended {
-                    let before = open.holding;
                     let mut fx = Vec::new();
                     ended = apply(cfg, &mut self.customer, open, now, message, &mut fx);
-                    if open.holding != before {
-                        // That holding is over: what it was not sent yet no longer matters.
-                        self.desks.retain(|d| !(d.conversation == id && Some(d.holding) == before));
-                    }
                     if self.desk_links {
-                        desk_notes(&mut self.desks, id, open.holding, &fx);
+                        desk_notes(&mut self.desk, open.holding, &fx);
                     }
                     out.append(&mut fx);
                 }
@@ -487,9 +483,7 @@ impl ConversationSide {
             open.link.outgoing(open.conv.id, customer, epoch, &mut wire);
         }
         for (id, link) in &mut self.closing {
-            if !notes_in_flight(&self.desks, *id) {
-                link.outgoing(*id, customer, epoch, &mut wire);
-            }
+            link.outgoing(*id, customer, epoch, &mut wire);
         }
         for (conversation, next) in self.stray.drain(..) {
             wire.push(Envelope { conversation, customer, epoch, body: Body::Ack { next } });
@@ -497,43 +491,11 @@ impl ConversationSide {
         wire
     }
 
-    /// An envelope on a desk link from an agent side: an acknowledgement of notes.
-    pub fn receive_desk(&mut self, envelope: DeskEnvelope<FromDesk>) {
-        let (c, agent, since) = (envelope.conversation, envelope.agent, envelope.since);
-        let current = self.open.as_ref().filter(|o| o.conv.id == c).and_then(|o| o.holding);
-        let Some(i) = self
-            .desks
-            .iter()
-            .position(|d| d.conversation == c && d.holding == Holding { agent, since })
-        else {
-            return;
-        };
-        self.desks[i].link.receive(envelope.epoch, envelope.body);
-        if self.desks[i].link.out.is_empty() && current != Some(self.desks[i].holding) {
-            self.desks.swap_remove(i);
-        }
-    }
-
-    /// The notes to put on desk links once the state is durable.
-    pub fn outgoing_desks(&mut self) -> Vec<DeskEnvelope<ToDesk>> {
-        let (customer, epoch) = (self.id, self.epoch);
-        let mut wire = Vec::new();
-        for d in &mut self.desks {
-            let bodies = d.link.bodies();
-            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
-        }
-        wire
-    }
-
-    /// The desk links' unacknowledged notes, again.
-    pub fn retransmit_desks(&self) -> Vec<DeskEnvelope<ToDesk>> {
-        let (customer, epoch) = (self.id, self.epoch);
-        let mut wire = Vec::new();
-        for d in &self.desks {
-            let bodies = d.link.unacked_bodies();
-            wire.extend(DeskEnvelope::each(d.conversation, customer, d.holding, epoch, bodies));
-        }
-        wire
+    /// The notes for the holding agent's desk since it was last asked, in order, each with
+    /// that agent: the shell appends them to the agent's desk stream in the batch of the
+    /// steps that made them (with the side's row), before anything of those steps is heard.
+    pub fn take_desk(&mut self) -> Vec<(AgentId, Note)> {
+        std::mem::take(&mut self.desk)
     }
 
     /// Everything unacknowledged, again.
@@ -544,9 +506,7 @@ impl ConversationSide {
             open.link.retransmit(open.conv.id, customer, epoch, &mut wire);
         }
         for (id, link) in &self.closing {
-            if !notes_in_flight(&self.desks, *id) {
-                link.retransmit(*id, customer, epoch, &mut wire);
-            }
+            link.retransmit(*id, customer, epoch, &mut wire);
         }
         wire
     }
@@ -620,16 +580,13 @@ impl ConversationSide {
         if !open.link.out.is_empty() {
             self.closing.insert(open.conv.id, open.link);
         }
-        // Its desk links stay until the agent side acknowledged their notes: nothing else
-        // tells this side the holding is over.
-        self.desks.retain(|d| !d.link.out.is_empty());
         self.ended.push(open.conv);
     }
 
-    /// Sends the open conversation's notes in `out` on its holding's desk link.
+    /// Hands the open conversation's notes in `out` to its holder's desk.
     fn send_notes(&mut self, out: &[Effect]) {
         if let Some(open) = self.open.as_ref().filter(|_| self.desk_links) {
-            desk_notes(&mut self.desks, open.conv.id, open.holding, out);
+            desk_notes(&mut self.desk, open.holding, out);
         }
     }
 }
@@ -645,48 +602,19 @@ pub fn rate_ended(
     Ok(vec![Effect::Event(conv.rate(cfg.settings.rating_credit, score, comment)?)])
 }
 
-/// Whether notes of the ended conversation `id` still wait for the agent side's
-/// acknowledgement. Its link to the router (its `Leave`) waits for them: the router's
-/// `Released` reaches the desk on another link, and a note arriving after it would be dropped,
-/// so the agent would never see a message the customer wrote before the end (on one node the
-/// desk shows it before the release). The agent side acknowledges every note, held or
-/// dropped, so this waits at most one desk round trip, or until the agent's node is back.
-fn notes_in_flight(desks: &[DeskOut], id: ConversationId) -> bool {
-    desks.iter().any(|d| d.conversation == id && !d.link.out.is_empty())
-}
-
-/// Queues one step's notes of conversation `id` for the agent holding it on that holding's
-/// desk link (opened with the first). Notes for another agent stay effects only: without a
-/// router side with agent links no holding is known.
-fn desk_notes(
-    desks: &mut Vec<DeskOut>,
-    id: ConversationId,
-    holding: Option<Holding>,
-    out: &[Effect],
-) {
+/// Queues one step's notes for the agent holding the conversation, on its desk. Notes for
+/// another agent stay effects only: without a router side with agent links no holding is
+/// known.
+fn desk_notes(desk: &mut Vec<(AgentId, Note)>, holding: Option<Holding>, out: &[Effect]) {
     let Some(holding) = holding else { return };
-    let notes: Vec<_> = out
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Notify { agent, note }
-                if *agent == holding.agent && desk::is_conversation_note(note) =>
-            {
-                Some(note.clone())
-            }
-            _ => None,
-        })
-        .collect();
-    if notes.is_empty() {
-        return;
-    }
-    let i = match desks.iter().position(|d| d.conversation == id && d.holding == holding) {
-        Some(i) => i,
-        None => {
-            desks.push(DeskOut { conversation: id, holding, link: Link::default() });
-            desks.len() - 1
+    for e in out {
+        if let Effect::Notify { agent, note } = e
+            && *agent == holding.agent
+            && desk::is_conversation_note(note)
+        {
+            desk.push((*agent, note.clone()));
         }
-    };
-    desks[i].link.out.push(ToDesk { notes });
+    }
 }
 
 impl Open {

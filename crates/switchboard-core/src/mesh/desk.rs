@@ -1,80 +1,58 @@
-//! The desk link: a conversation's own notes (customer messages, whispers, read-but-unreplied,
-//! bot hosting) straight from its conversation side to the desk of the agent holding it,
-//! without the router (issue 12: most chat traffic never needs the router).
+//! The desk: an agent's desk stream, written by the side that decides what it shows (no
+//! agent side in between, so an entry costs its maker's write and nothing more).
 //!
-//! **A link per holding.** An agent holds a conversation from the router message that offered
-//! or assigned it (while the agent did not hold it) until the one that released it. That
-//! router message's sequence number on the agent's link (`since`) names the holding on both
-//! ends: the router side keeps the same count of what each agent holds ([`change`]), tells
-//! the conversation side the holding with each decision ([`super::ToConversation::Placed`]'s
-//! `desk`), and the agent side learns it from the message itself. One link per (conversation,
-//! agent, `since`), with the usual [`Link`](super::link::Link) rules: sequence numbers from 1,
-//! cumulative acknowledgements, hold-back, epochs. A new holding is a new link, so sequence
-//! numbers never repeat on one.
+//! - The router side's decisions about an agent (offered, assigned, released, a status it
+//!   changed, an unreplied alert, changes of the agent's unaccepted list, refusals of the
+//!   agent's commands) are its entries ([`super::RouterSide::take_desk`]), written in the
+//!   router's batch.
+//! - A conversation side's own notes for the agent holding it (customer messages, whispers,
+//!   read-but-unreplied, bot hosting) are its entries ([`super::ConversationSide::take_desk`]),
+//!   written in the batch of the step that made them.
 //!
-//! **What the agent side does with a note** of conversation `c` for holding `since`:
-//! - it holds `c` at `since`: applied in order, each note a desk event;
-//! - `since` is after every router message it applied: the holding is not known here yet (the
-//!   router's `Offered`/`Assigned` is in flight on the other link): held back, volatile and
-//!   unacknowledged, and applied once that message is;
-//! - otherwise that holding is over (released, or never this agent's): acknowledged and
-//!   dropped. On one node the note would have shown before the release; here it shows only
-//!   if it arrives first.
+//! The stream has many writers, so its positions are the store's, in commit order (a shared
+//! stream). What the desk relies on:
+//! - **No note of a holding before the entry that began it.** A conversation side writes notes
+//!   only for the holding the router told it of ([`super::ToConversation::Placed`]'s `desk`),
+//!   and it hears that message only after the router's batch is queued ahead of its own on
+//!   the same writer (one node) or durable (across nodes): its note commits after.
+//! - **A conversation's notes before its `Released` at its end**: its `Leave` goes to the
+//!   router after the batch with its last notes (the same rule), so the router's release
+//!   commits after them.
+//! - **Each entry once**: each is in the batch of the state change that made it; a lost batch
+//!   loses both, and the step is made again from its resent input.
+//! - **May be one message stale**: a note written while the end of its holding (a transfer, a
+//!   requeue) is on its way to the conversation side goes to the agent it last heard of, after
+//!   that agent's `Released`. A desk shows notes only of what it holds.
 //!
-//! So per holding the desk shows a prefix of the notes the conversation sent for it, in order,
-//! none twice, and all of them while the holding lasts.
+//! Desk links (a link per holding from the conversation side to the agent side) carried the
+//! conversation notes before; [`DeskOut`] and [`DeskIn`] remain only so that rows written then
+//! still read (their notes were shown or are dropped).
 
 use serde::{Deserialize, Serialize};
 
-use super::Body;
 use super::link::Link;
 use crate::engine::Note;
 use crate::ids::{AgentId, ConversationId, CustomerId};
 
-/// One message on a desk link, or an acknowledgement of it.
+/// One entry of an agent's desk stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeskEnvelope<M> {
-    /// The conversation whose notes these are.
-    pub conversation: ConversationId,
-    /// Whose conversation side holds the conversation (where acknowledgements go).
-    pub customer: CustomerId,
-    /// The agent side the notes are for.
-    pub agent: AgentId,
-    /// The holding: the router's message to `agent` that gave it the conversation.
-    pub since: u64,
-    /// The sender's incarnation.
-    pub epoch: u64,
-    pub body: Body<M>,
+pub enum DeskEvent {
+    /// A decision of the router about this agent, or a conversation's note for it, as the
+    /// desk shows it.
+    Note(Note),
+    /// The router refused the agent's command `command` (its sequence number on the link).
+    Refused { command: u64, reason: String },
+    /// The agent's unaccepted list changed ([`super::unaccepted`]).
+    Unaccepted(super::unaccepted::Change),
 }
 
-impl<M> DeskEnvelope<M> {
-    /// Each body, on the desk link of `conversation` and `holding`.
-    pub(crate) fn each(
-        conversation: ConversationId,
-        customer: CustomerId,
-        holding: Holding,
-        epoch: u64,
-        bodies: Vec<Body<M>>,
-    ) -> impl Iterator<Item = Self> {
-        let Holding { agent, since } = holding;
-        bodies.into_iter().map(move |body| DeskEnvelope {
-            conversation,
-            customer,
-            agent,
-            since,
-            epoch,
-            body,
-        })
-    }
-}
-
-/// From a conversation side to the holding agent's desk: the notes of one step, in order.
+/// What a desk link carried (rows written before desk entries were written by their makers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToDesk {
     pub notes: Vec<Note>,
 }
 
-/// From an agent side back on a desk link: nothing but acknowledgements.
+/// The reverse of [`ToDesk`]: nothing but acknowledgements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromDesk {}
 
@@ -86,8 +64,8 @@ pub struct Holding {
     pub since: u64,
 }
 
-/// Whether a note is one a conversation side sends on a desk link (the others are the
-/// router's, on the agent's link).
+/// Whether a note is one a conversation side writes on its holder's desk (the others are the
+/// router's).
 pub fn is_conversation_note(note: &Note) -> bool {
     matches!(
         note,
@@ -111,7 +89,7 @@ pub(crate) fn change(note: &Note) -> Option<(ConversationId, bool)> {
     }
 }
 
-/// The conversation side's end of one desk link.
+/// The conversation side's end of one desk link (read from an older row, never written).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeskOut {
     pub conversation: ConversationId,
@@ -119,7 +97,7 @@ pub(crate) struct DeskOut {
     pub link: Link<ToDesk, FromDesk>,
 }
 
-/// The agent side's end of one desk link (of a conversation it holds).
+/// The agent side's end of one desk link (read from an older row, never written).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeskIn {
     pub customer: CustomerId,

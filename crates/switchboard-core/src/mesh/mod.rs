@@ -8,14 +8,17 @@
 //! - [`RouterSide`]: the tenant's [`Router`](crate::router::Router) (queues, agents, capacity,
 //!   offers, affinity). It sends each router decision as [`ToConversation::Placed`] with where
 //!   the conversation stands after it.
-//! - [`AgentSide`]: one agent's desk: its status as set, its numbered desk stream, what it
-//!   holds as the router told it. Its commands go to the router side as [`FromAgent`] on the
-//!   agent's link ([`AgentEnvelope`]); the router decides them (it is the single writer of
-//!   capacity) and sends its decisions about the agent back as [`ToAgent`].
+//! - [`AgentSide`]: one agent's desk: its status as set, what it holds as the router told it,
+//!   the router's answers to its commands. Its commands go to the router side as
+//!   [`FromAgent`] on the agent's link ([`AgentEnvelope`]); the router decides them (it is
+//!   the single writer of capacity) and sends its decisions about the agent back as
+//!   [`ToAgent`].
 //!
-//! **Links.** Each agent has one link to the router side, with the same rules as below, and
-//! a conversation's own notes for the agent holding it travel on a desk link per holding,
-//! straight from the conversation side ([`desk`]; opt-in, `with_desk_links`).
+//! **The desk stream** of an agent is written by the sides that make its entries: the router
+//! side its decisions, a conversation side its own notes for the agent holding it, each in
+//! its own batch ([`desk`]; opt-in, `with_agent_links` and `with_desk`).
+//!
+//! **Links.** Each agent has one link to the router side, with the same rules as below.
 //! Each conversation has one link between its side and the router side; every message on it
 //! travels in an [`Envelope`]: the conversation (the link), the customer (the conversation
 //! side's key), the sender's `epoch` (its incarnation: raised on every restart or move) and a
@@ -57,7 +60,8 @@
 //!   do those of a message that raised a queued conversation's priority (the router answers
 //!   every raise; a full queue may refuse it, and the refusal is then all the customer hears);
 //! - a conversation's own notes for its agent's desk ([`desk`]) go to the holder it last
-//!   heard of; one still in flight when that holding ends is dropped, not shown late;
+//!   heard of; one written while the end of that holding is on its way shows after the
+//!   holder's `Released`;
 //! - the router's copy of an agent's status (it routes on it) is one [`FromAgent::Status`]
 //!   behind the agent side; the agent side's view of what it holds, and of status changes the
 //!   router made, one [`ToAgent`] behind. Capacity and load are only the router's.
@@ -81,9 +85,9 @@ pub mod unaccepted;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::agent::{AgentSide, DeskEvent};
+pub use self::agent::AgentSide;
 pub use self::conversation::ConversationSide;
-pub use self::desk::{DeskEnvelope, FromDesk, Holding, ToDesk};
+pub use self::desk::{DeskEvent, Holding};
 pub use self::journal::{RouterInput, RouterOp};
 pub use self::router::{RouterSide, Tombstone};
 use crate::conversation::Cause;
@@ -161,7 +165,7 @@ pub enum ToConversation {
         /// A transfer caused them: the conversation reports it (its wait is its own to know).
         transfer: Option<Target>,
         /// Who holds it after them, and since which of the router's messages to that agent
-        /// (with agent links only): the desk link its notes go on ([`desk`]).
+        /// (with agent links only): the desk its notes are written on ([`desk`]).
         #[serde(default)]
         desk: Option<Holding>,
     },

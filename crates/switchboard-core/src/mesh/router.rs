@@ -12,8 +12,8 @@ use super::link::Link;
 use super::tombstones::Tombstones;
 use super::unaccepted::Unaccepted;
 use super::{
-    AgentEnvelope, Body, Envelope, FromAgent, Holding, ToAgent, ToConversation, ToRouter, desk,
-    standing,
+    AgentEnvelope, Body, DeskEvent, Envelope, FromAgent, Holding, ToAgent, ToConversation,
+    ToRouter, desk, standing,
 };
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
@@ -71,7 +71,7 @@ pub struct RouterSide {
     #[serde(default)]
     agents: BTreeMap<AgentId, DeskLink>,
     /// What each agent holds as its side counts it: since which message on its link
-    /// ([`desk::change`]), the name of the holding's desk link.
+    /// ([`desk::change`]), the name of the holding (`Placed.desk`).
     #[serde(default)]
     holdings: BTreeMap<AgentId, BTreeMap<ConversationId, u64>>,
     /// Tombstones that appeared, and expired, since the last [`RouterSide::take_tombstones`]
@@ -80,6 +80,11 @@ pub struct RouterSide {
     gone_new: Vec<(ConversationId, Tombstone)>,
     #[serde(skip)]
     gone_expired: Vec<ConversationId>,
+    /// What this side's decisions put on agents' desk streams since the last
+    /// [`RouterSide::take_desk`] (volatile: the shell writes them in the same batch as the
+    /// side's row, so they are durable exactly when the decisions are).
+    #[serde(skip)]
+    desk: Vec<(AgentId, DeskEvent)>,
     /// Each agent's first sign-in of the day, as this side's status changes make them
     /// ([`crate::login`]; the shell feeds it each step's effects, [`RouterSide::note_logins`]).
     #[serde(default)]
@@ -202,6 +207,7 @@ impl RouterSide {
             earlier: BTreeMap::new(),
             gone_new: Vec::new(),
             gone_expired: Vec::new(),
+            desk: Vec::new(),
             logins: Logins::default(),
             unaccepted: Unaccepted::default(),
             decisions: 0,
@@ -466,6 +472,7 @@ impl RouterSide {
             link.forget_volatile();
         }
         self.stray.clear();
+        self.desk.clear();
         self.touched = Touched::default();
         self.touched_agents = Touched::default();
     }
@@ -684,12 +691,20 @@ impl RouterSide {
                     let status =
                         self.router.agent(agent).map_or(AgentStatus::Offline, |a| a.status);
                     let (reason, kind) = (e.to_string(), Some(e.kind()));
+                    self.desk.push((agent, DeskEvent::Refused { command, reason: reason.clone() }));
                     let link = self.agents.entry(agent).or_default();
                     link.out.push(ToAgent::Refused { command, reason, status, kind });
                 }
             }
         }
         out
+    }
+
+    /// The entries its decisions put on agents' desk streams since it was last asked, in
+    /// order ([`super::desk`]): the shell appends each to its agent's desk stream in the same
+    /// batch as the side's row, before anything of that step is heard.
+    pub fn take_desk(&mut self) -> Vec<(AgentId, DeskEvent)> {
+        std::mem::take(&mut self.desk)
     }
 
     /// How many offers and assignments it decided since it was last asked.
@@ -864,6 +879,7 @@ impl RouterSide {
         let lists = self.unaccepted.track(&self.router, touched);
         if self.agent_links {
             for (agent, changes) in lists {
+                self.desk.extend(changes.iter().map(|c| (agent, DeskEvent::Unaccepted(*c))));
                 self.agents.entry(agent).or_default().out.push(ToAgent::Unaccepted { changes });
                 self.touched_agents.ids.insert(agent);
             }
@@ -904,6 +920,7 @@ impl RouterSide {
         for (agent, notes) in desks {
             let holds = self.holdings.entry(agent).or_default();
             let changes: Vec<_> = notes.iter().filter_map(desk::change).collect();
+            self.desk.extend(notes.iter().map(|n| (agent, DeskEvent::Note(n.clone()))));
             let since = self.agents.entry(agent).or_default().out.push(ToAgent::Decided { notes });
             self.touched_agents.ids.insert(agent);
             for (conversation, held) in changes {

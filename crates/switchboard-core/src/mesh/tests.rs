@@ -104,6 +104,8 @@ fn a_decision_is_resent_until_acknowledged_and_applied_once() {
         router.receive(now, e);
     }
     assert!(router.retransmit().is_empty());
+    // Without agent links and desks, nothing is written on a desk.
+    assert!(router.take_desk().is_empty() && side.take_desk().is_empty());
 }
 
 /// C1 opens at `now` (its route reaches the router and the answer comes back) and is ended
@@ -308,21 +310,59 @@ fn the_queue_reply_shows_the_position_last_told_and_asks_for_a_fresh_one() {
     );
 }
 
-/// Delivers everything the agent side sends, then everything the router side sends it back
-/// (twice: a duplicate of each), and returns the desk events of that exchange.
+/// The router side's desk entries since its last write, as the shell writes them with its
+/// row (every one A1's here).
+fn router_desk(router: &mut RouterSide) -> Vec<DeskEvent> {
+    let entries = router.take_desk();
+    assert!(entries.iter().all(|(a, _)| *a == A1), "{entries:?}");
+    entries.into_iter().map(|(_, e)| e).collect()
+}
+
+/// The conversation side's notes since its last write, as the desk entries the shell writes
+/// with its row (every one for A1 here).
+fn side_desk(side: &mut ConversationSide) -> Vec<DeskEvent> {
+    let notes = side.take_desk();
+    assert!(notes.iter().all(|(a, _)| *a == A1), "{notes:?}");
+    notes.into_iter().map(|(_, n)| DeskEvent::Note(n)).collect()
+}
+
+/// The desk events a message of the router side to an agent stands for.
+fn told(message: &ToAgent) -> Vec<DeskEvent> {
+    match message {
+        ToAgent::Decided { notes } => notes.iter().cloned().map(DeskEvent::Note).collect(),
+        ToAgent::Refused { command, reason, .. } => {
+            vec![DeskEvent::Refused { command: *command, reason: reason.clone() }]
+        }
+        ToAgent::Unaccepted { changes } => {
+            changes.iter().copied().map(DeskEvent::Unaccepted).collect()
+        }
+        ToAgent::Done { .. } => Vec::new(),
+    }
+}
+
+/// Delivers everything the agent side sends; the router side writes (its desk entries with
+/// its row) and then sends, and everything it sends reaches the agent side twice (a
+/// duplicate of each). Returns the desk entries the router wrote: exactly, in order, those
+/// of the messages it sent the agent.
 fn exchange(now: Timestamp, router: &mut RouterSide, desk: &mut AgentSide) -> Vec<DeskEvent> {
     for e in desk.outgoing() {
         router.receive_agent(now, e);
     }
+    let written = router_desk(router);
     let back = router.outgoing_agents();
+    let sent: Vec<DeskEvent> = back
+        .iter()
+        .flat_map(|e| match &e.body {
+            Body::Message { message, .. } => told(message),
+            Body::Ack { .. } => Vec::new(),
+        })
+        .collect();
+    assert_eq!(written, sent, "the router's entries are its messages' to the agent");
     for e in back.iter().chain(back.iter()) {
         desk.receive(e.clone());
     }
-    let events = desk.take_desk();
-    let numbers: Vec<u64> = events.iter().map(|(n, _)| *n).collect();
-    let first = desk.desk_next() - events.len() as u64;
-    assert_eq!(numbers, (first..desk.desk_next()).collect::<Vec<_>>(), "numbered without gaps");
-    events.into_iter().map(|(_, e)| e).collect()
+    assert!(router.take_desk().is_empty(), "written once");
+    written
 }
 
 #[test]
@@ -364,6 +404,9 @@ fn an_agent_changes_status_on_its_side_and_its_desk_hears_the_router_decide() {
         ]
     );
     assert!(desk.assigned().contains(&C1));
+    // Named by the router's message that assigned it (its fourth: a note and a `Done` for
+    // the first command, the unaccepted list, then this one).
+    assert_eq!(desk.holding(C1), Some(4));
     // The acknowledgements stop the retransmissions both ways.
     for e in desk.outgoing() {
         router.receive_agent(now + secs(1), e);
@@ -379,31 +422,43 @@ fn a_refused_command_reaches_the_desk_and_a_refused_status_does_not_hold() {
     let now = Timestamp(1_000);
     desk.set_status(AgentStatus::Offline, StatusCause::Agent);
     exchange(now, &mut router, &mut desk);
-    // A supervisor may not force a signed-out agent online: the router refuses, and the
-    // desk goes back to the router's status.
+    // A supervisor may not force a signed-out agent online: the router refuses (and writes
+    // the refusal on the desk), and the agent side goes back to the router's status.
     let command = desk.set_status(AgentStatus::Online, StatusCause::Supervisor);
     let events = exchange(now, &mut router, &mut desk);
-    assert!(
-        matches!(&events[..], [DeskEvent::Refused { command: c, .. }] if *c == command),
-        "{events:?}"
-    );
+    let [DeskEvent::Refused { command: c, reason }] = &events[..] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(*c, command);
     assert_eq!(desk.status(), AgentStatus::Offline);
+    assert_eq!(desk.decision(command), Some(Some(reason.as_str())), "the side knows why");
     // So is an acceptance of something never offered.
-    desk.accept(C1);
+    let accept = desk.accept(C1);
     let refused = router.outgoing_agents();
     assert!(refused.is_empty(), "nothing arrived yet");
+    assert!(router.take_desk().is_empty(), "nor was anything written");
     for e in desk.outgoing() {
         router.receive_agent(now, e);
     }
+    let written = router_desk(&mut router);
+    assert!(
+        matches!(&written[..], [DeskEvent::Refused { command: c, .. }] if *c == accept),
+        "{written:?}"
+    );
     let back = router.outgoing_agents();
     assert!(back.iter().any(|e| matches!(
         &e.body,
         Body::Message { message: ToAgent::Refused { status: AgentStatus::Offline, .. }, .. }
     )));
+    for e in back {
+        desk.receive(e);
+    }
+    assert!(matches!(desk.decision(accept), Some(Some(_))), "refused");
+    assert_eq!(desk.status(), AgentStatus::Offline);
 }
 
 #[test]
-fn a_restarted_agent_side_resends_its_command_and_numbers_its_desk_on() {
+fn a_restarted_agent_side_resends_its_command_and_the_router_writes_its_decision_once() {
     let (_, router, _) = setup();
     let mut router = router.with_agent_links();
     let mut desk = AgentSide::new(A1, AgentStatus::Online);
@@ -420,44 +475,95 @@ fn a_restarted_agent_side_resends_its_command_and_numbers_its_desk_on() {
     let events = exchange(now, &mut router, &mut desk);
     let busy = Note::StatusChanged { status: AgentStatus::Busy, cause: StatusCause::Agent };
     assert_eq!(events, [DeskEvent::Note(busy)]);
-    assert_eq!(desk.desk_next(), 3, "numbered on from the stored stream");
-    // A late copy of the first incarnation's command changes nothing.
+    assert_eq!((desk.status(), desk.decided()), (AgentStatus::Busy, 2));
+    // A late copy of the first incarnation's command changes nothing, and writes nothing.
     for e in lost {
         router.receive_agent(now, e);
     }
+    assert!(router.take_desk().is_empty(), "decided once, written once");
     assert_eq!(router.router().agent(A1).unwrap().status, AgentStatus::Busy);
     assert_eq!(router.applied_agent(A1), 2);
 }
 
-/// A router with agent links, a conversation side with desk links, and the agent's desk.
-fn with_desks() -> (Tenant, RouterSide, ConversationSide, AgentSide) {
-    let (t, router, side) = setup();
-    (t, router.with_agent_links(), side.with_desk_links(), AgentSide::new(A1, AgentStatus::Online))
+/// The router's desk entries go with its row: taken at its write and not in its encoding,
+/// lost with a write that is lost (its step is made again from the resent input, and they
+/// with it), and not made again by a rebuild from its journal (the rows it replays were
+/// written with them).
+#[test]
+fn the_routers_desk_entries_are_written_once_with_its_row() {
+    use super::journal::{self, RouterInput};
+    let (t, router, mut side) = setup();
+    let mut router = router.with_agent_links();
+    let checkpoint = rmp_serde::to_vec(&router).unwrap();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert_eq!(router.take_decisions(), 1);
+    // Its write is lost: restarted from its last row, it has neither the decision nor its
+    // entry.
+    let mut router: RouterSide = rmp_serde::from_slice(&checkpoint).unwrap();
+    router.restart(2, now);
+    let mut log = vec![RouterInput::Restart { epoch: 2, at: now }];
+    assert!(router.take_desk().is_empty());
+    assert!(router.router().placement(C1).is_none());
+    // The route comes again: decided again, its entry made again, once.
+    for e in side.retransmit() {
+        router.receive(now, e.clone());
+        log.push(RouterInput::Deliver { at: now, envelope: e });
+    }
+    let assigned = DeskEvent::Note(Note::Assigned { conversation: C1, via: Via::Auto });
+    assert_eq!(router_desk(&mut router), [assigned]);
+    // Written with its row: a copy decoded from that row has nothing to write.
+    let row = rmp_serde::to_vec_named(&router).unwrap();
+    let mut decoded: RouterSide = rmp_serde::from_slice(&row).unwrap();
+    assert!(decoded.take_desk().is_empty());
+    // Nor has the side its journal rebuilds (the checkpoint and the inputs after it).
+    let mut replayed: RouterSide = rmp_serde::from_slice(&checkpoint).unwrap();
+    journal::rebuild(&mut replayed, Vec::new(), 0, log, |_| 0);
+    assert_eq!(durable(&replayed), durable(&router));
+    assert!(replayed.take_desk().is_empty());
+    // Entries not taken yet are what a restart loses.
+    router.set_status(now, A1, AgentStatus::Away, StatusCause::Agent).unwrap();
+    router.forget_volatile();
+    assert!(router.take_desk().is_empty());
 }
 
-/// "hi" opens C1, the router assigns it to A1, and the desk shows the assignment and the
-/// message (both numbered, the acknowledgements not yet delivered).
+/// A router with agent links, a conversation side that writes its own notes on its
+/// holder's desk, and the agent's side.
+fn with_desks() -> (Tenant, RouterSide, ConversationSide, AgentSide) {
+    let (t, router, side) = setup();
+    (t, router.with_agent_links(), side.with_desk(), AgentSide::new(A1, AgentStatus::Online))
+}
+
+/// "hi" opens C1 and the router gives it to A1, each side writing before it sends; returns
+/// the desk stream: the router's offer or assignment, then the side's note of the message.
+/// The router's messages reach the agent side (its acknowledgements are not delivered).
 fn opened_on_the_desk(
     t: &Tenant,
     now: Timestamp,
     router: &mut RouterSide,
     side: &mut ConversationSide,
     desk: &mut AgentSide,
-) {
+) -> Vec<DeskEvent> {
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    let mut stream = side_desk(side);
+    assert!(stream.is_empty(), "no holding yet: the message's note waits for the route");
     for e in side.outgoing() {
         router.receive(now, e);
     }
+    stream.extend(router_desk(router));
     for e in router.outgoing() {
         side.receive(t.cfg(), now, e);
     }
     for e in router.outgoing_agents() {
         desk.receive(e);
     }
-    for e in side.outgoing_desks() {
-        desk.receive_desk(e);
-    }
-    assert_eq!(desk.take_desk().len(), 2);
+    stream.extend(side_desk(side));
+    assert_eq!(stream.len(), 2, "{stream:?}");
+    assert_eq!(stream[1], customer_note("hi"));
+    stream
 }
 
 fn customer_note(text: &str) -> DeskEvent {
@@ -469,114 +575,133 @@ fn customer_note(text: &str) -> DeskEvent {
 }
 
 #[test]
-fn a_customer_message_reaches_the_desk_after_the_assignment_it_follows_without_the_router() {
+fn a_customer_message_is_written_on_the_desk_by_its_side_after_the_placement_naming_the_holding() {
     let (t, mut router, mut side, mut desk) = with_desks();
     let now = Timestamp(1_000);
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    assert!(side.take_desk().is_empty(), "its note waits for the route, with its replies");
     for e in side.outgoing() {
         router.receive(now, e);
     }
-    // The router assigns it; the conversation hears first, and its opening message leaves
-    // for the desk before the router's word about the assignment reaches the desk.
-    let to_desk = router.outgoing_agents();
-    for e in router.outgoing() {
-        side.receive(t.cfg(), now, e);
+    // The router's write: the assignment goes on the desk with the decision.
+    let assigned = DeskEvent::Note(Note::Assigned { conversation: C1, via: Via::Auto });
+    let mut stream = router_desk(&mut router);
+    assert_eq!(stream, std::slice::from_ref(&assigned));
+    // The conversation side hears of the holding only from the router's message, which
+    // leaves after that write.
+    assert_eq!(side.holding(), None);
+    let placed = router.outgoing();
+    let mut heard = Vec::new();
+    for e in &placed {
+        heard.extend(side.receive(t.cfg(), now, e.clone()));
     }
     assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
-    let notes = side.outgoing_desks();
-    assert_eq!(notes.len(), 1);
-    desk.receive_desk(notes[0].clone());
-    assert!(desk.take_desk().is_empty(), "held back: the desk does not hold it yet");
-    assert!(desk.outgoing_desk().is_empty(), "and not acknowledged");
-    for e in to_desk {
-        desk.receive(e);
+    // Its note of the opening message, for that holding, in its own write: after the
+    // assignment. (Still an effect too.)
+    let hi = Note::CustomerMessage { conversation: C1, text: "hi".into(), bot_hosting: false };
+    assert!(heard.contains(&Effect::Notify { agent: A1, note: hi }), "{heard:?}");
+    stream.extend(side_desk(&mut side));
+    assert_eq!(stream, [assigned, customer_note("hi")]);
+    // A copy of the router's message makes nothing again.
+    for e in placed {
+        side.receive(t.cfg(), now, e);
     }
-    let assigned = DeskEvent::Note(Note::Assigned { conversation: C1, via: Via::Auto });
-    assert_eq!(desk.take_desk(), [(1, assigned), (2, customer_note("hi"))]);
-    // The next message goes straight to the desk, once however often it arrives.
-    side.customer_message(t.cfg(), now + secs(1), message("more")).unwrap();
-    assert!(side.outgoing().iter().all(|e| matches!(e.body, Body::Ack { .. })), "no router");
-    let notes = side.outgoing_desks();
-    for e in notes.iter().chain(notes.iter()).chain(notes.iter()) {
-        desk.receive_desk(e.clone());
-    }
-    assert_eq!(desk.take_desk(), [(3, customer_note("more"))]);
-    for e in desk.outgoing_desk() {
-        side.receive_desk(e);
-    }
-    assert!(side.retransmit_desks().is_empty(), "acknowledged");
-}
-
-#[test]
-fn an_ended_conversation_leaves_the_router_only_once_its_notes_reached_the_desk() {
-    let (t, mut router, mut side, mut desk) = with_desks();
-    let now = Timestamp(1_000);
-    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
-    for e in desk.outgoing_desk() {
-        side.receive_desk(e);
-    }
-    // The customer writes (lost on the way), then the agent ends the conversation.
-    side.customer_message(t.cfg(), now + secs(1), message("late")).unwrap();
-    let lost = side.outgoing_desks();
-    assert_eq!(lost.len(), 1);
-    side.end(t.cfg(), now + secs(2), C1, Actor::Agent(A1)).unwrap();
-    // Its leave waits: the router's release would reach the desk before the note, and the
-    // desk would drop a message the customer wrote before the end.
-    assert!(side.outgoing().is_empty(), "the leave waits for the note");
-    assert!(side.retransmit().is_empty(), "and is not resent either");
-    assert!(router.outgoing_agents().is_empty());
-    let again = side.retransmit_desks();
-    assert_eq!(again, lost);
-    for e in again {
-        desk.receive_desk(e);
-    }
-    assert_eq!(desk.take_desk(), [(3, customer_note("late"))], "the desk shows it");
-    for e in desk.outgoing_desk() {
-        side.receive_desk(e);
-    }
-    assert!(side.retransmit_desks().is_empty());
-    // Now the router hears the leave, and the desk the release, after the message.
-    for e in side.outgoing() {
-        router.receive(now + secs(2), e);
-    }
+    assert!(side.take_desk().is_empty(), "made once");
+    // The agent side names the holding alike.
     for e in router.outgoing_agents() {
         desk.receive(e);
     }
-    let released = desk.take_desk();
-    assert!(matches!(&released[..], [(4, DeskEvent::Note(Note::Released { .. }))]), "{released:?}");
-    assert_eq!(desk.holding(C1), None);
-    // A copy of the note arriving after the release is acknowledged and dropped.
-    for e in &lost {
-        desk.receive_desk(e.clone());
-    }
-    assert!(desk.take_desk().is_empty());
-    assert_eq!(desk.outgoing_desk().len(), 1, "acknowledged");
+    assert_eq!(desk.holding(C1), Some(1));
+    // The next message goes on the desk without the router, once.
+    side.customer_message(t.cfg(), now + secs(1), message("more")).unwrap();
+    assert!(side.outgoing().iter().all(|e| matches!(e.body, Body::Ack { .. })), "no router");
+    assert_eq!(side_desk(&mut side), [customer_note("more")]);
+    assert!(side.take_desk().is_empty(), "handed over once");
+    assert!(router.take_desk().is_empty(), "nothing of the router's");
 }
 
 #[test]
-fn a_restarted_desk_applies_resent_notes_once_and_numbers_on() {
+fn an_ended_conversations_leave_goes_at_once_and_its_release_is_written_after_its_notes() {
+    use crate::router::Release;
     let (t, mut router, mut side, mut desk) = with_desks();
     let now = Timestamp(1_000);
-    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
-    // Durable here; the acknowledgement is lost, and the desk restarts.
-    desk.outgoing_desk();
-    let bytes = rmp_serde::to_vec_named(&desk).unwrap();
-    let mut desk: AgentSide = rmp_serde::from_slice(&bytes).unwrap();
-    desk.restart(2);
-    side.customer_message(t.cfg(), now + secs(1), message("again")).unwrap();
-    side.outgoing_desks();
-    for e in side.retransmit_desks() {
-        desk.receive_desk(e);
+    let mut stream = opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    // The customer writes: the side's write holds the note.
+    side.customer_message(t.cfg(), now + secs(1), message("late")).unwrap();
+    stream.extend(side_desk(&mut side));
+    side.outgoing();
+    // The agent ends the conversation: its leave goes with the next write, waiting for
+    // nothing (no desk acknowledges anything).
+    side.end(t.cfg(), now + secs(2), C1, Actor::Agent(A1)).unwrap();
+    stream.extend(side_desk(&mut side));
+    let leave = side.outgoing();
+    assert!(
+        leave.iter().any(|e| matches!(e.body, Body::Message { message: ToRouter::Leave, .. })),
+        "{leave:?}"
+    );
+    // The router's release, written when it hears the leave, comes after every note.
+    for e in leave {
+        router.receive(now + secs(2), e);
     }
-    assert_eq!(desk.take_desk(), [(3, customer_note("again"))], "the first note once");
-    for e in desk.outgoing_desk() {
-        side.receive_desk(e);
+    stream.extend(router_desk(&mut router));
+    let released = Note::Released { conversation: C1, reason: Release::Ended };
+    assert_eq!(
+        stream[1..],
+        [customer_note("hi"), customer_note("late"), DeskEvent::Note(released)]
+    );
+    for e in router.outgoing_agents() {
+        desk.receive(e);
     }
-    assert!(side.retransmit_desks().is_empty());
+    assert_eq!(desk.holding(C1), None);
+    assert!(side.take_desk().is_empty(), "nothing more of it");
 }
 
 #[test]
-fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not_shown() {
+fn a_restarted_side_writes_a_note_again_only_if_its_step_was_lost() {
+    let (t, mut router, mut side, _) = with_desks();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    assert!(side.take_desk().is_empty());
+    let row = rmp_serde::to_vec_named(&side).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    router.take_desk();
+    let placed = router.outgoing();
+    // The side applies the router's message and makes the note, but its write is lost:
+    // restarted from its row, it has neither.
+    for e in &placed {
+        side.receive(t.cfg(), now, e.clone());
+    }
+    assert_eq!(side.take_desk().len(), 1);
+    let mut side: ConversationSide = rmp_serde::from_slice(&row).unwrap();
+    side.restart(2);
+    assert!(side.take_desk().is_empty());
+    assert_eq!(side.holding(), None, "the step is lost");
+    // Unacknowledged, the router's message comes again: the step is made again, its note
+    // with it.
+    for e in router.retransmit() {
+        side.receive(t.cfg(), now, e);
+    }
+    assert_eq!(side_desk(&mut side), [customer_note("hi")]);
+    // Written this time; its acknowledgement is lost, and the side restarts from that row.
+    let row = rmp_serde::to_vec_named(&side).unwrap();
+    side.outgoing();
+    let mut side: ConversationSide = rmp_serde::from_slice(&row).unwrap();
+    side.restart(3);
+    assert!(side.take_desk().is_empty(), "not in its row");
+    // The router's message comes again: a duplicate now, it makes nothing.
+    for e in router.retransmit() {
+        side.receive(t.cfg(), now, e);
+    }
+    assert!(side.take_desk().is_empty(), "written once");
+    assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
+    side.customer_message(t.cfg(), now + secs(1), message("again")).unwrap();
+    assert_eq!(side_desk(&mut side), [customer_note("again")]);
+}
+
+#[test]
+fn an_offered_agent_sees_the_customer_and_a_note_written_as_the_offer_ends_follows_its_release() {
     let (t, _, side) = setup();
     let t0 = Timestamp(0);
     let mut r = Router::new(secs(60), Default::default());
@@ -586,47 +711,51 @@ fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not
     r.upsert_agent(t0, A1, 1, vec![G1], Default::default(), &mut out).unwrap();
     r.set_status(t0, A1, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
     let mut router = RouterSide::new(r, LINGER).with_agent_links();
-    let mut side = side.with_desk_links();
+    let mut side = side.with_desk();
     let mut desk = AgentSide::new(A1, AgentStatus::Online);
     let now = Timestamp(1_000);
     // Only offered, the agent's desk shows the customer's message, as on one node.
-    opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    let mut stream = opened_on_the_desk(&t, now, &mut router, &mut side, &mut desk);
+    assert!(matches!(stream[0], DeskEvent::Note(Note::Offered { conversation: C1, .. })));
     assert!(desk.offered().contains(&C1));
     assert_eq!(side.holding(), Some(Holding { agent: A1, since: 1 }));
-    for e in desk.outgoing_desk() {
-        side.receive_desk(e);
-    }
-    // A message as the offer times out: its note is still on the way when the router
-    // releases the agent.
-    side.customer_message(t.cfg(), now + secs(29), message("still there?")).unwrap();
-    let late = side.outgoing_desks();
+    // The offer times out: the router releases the agent, and writes so; its word to the
+    // conversation is still on the way when the customer writes again.
     router.advance(now + secs(31));
-    for e in router.outgoing() {
+    let released = router_desk(&mut router);
+    // Requeued in its group: back on the agent's unaccepted list.
+    let back = Change::Added { conversation: C1, group: G1, pinned: false };
+    assert!(
+        matches!(&released[..], [DeskEvent::Note(Note::Released { conversation: C1, .. }), DeskEvent::Unaccepted(b)] if *b == back),
+        "{released:?}"
+    );
+    stream.extend(released);
+    let in_flight = router.outgoing();
+    side.customer_message(t.cfg(), now + secs(31), message("still there?")).unwrap();
+    // The side still holds the offer as it last heard: its note goes to that agent, after
+    // the release (one message stale; a desk shows notes only of what it holds).
+    stream.extend(side_desk(&mut side));
+    assert!(matches!(stream[2], DeskEvent::Note(Note::Released { .. })), "{stream:?}");
+    assert_eq!(stream[4..], [customer_note("still there?")]);
+    for e in in_flight {
         side.receive(t.cfg(), now + secs(31), e);
     }
     for e in router.outgoing_agents() {
         desk.receive(e);
     }
-    let events = desk.take_desk();
-    // Requeued in its group: back on the agent's unaccepted list.
-    let back = Change::Added { conversation: C1, group: G1, pinned: false };
-    assert!(
-        matches!(&events[..], [(3, DeskEvent::Note(Note::Released { .. })), (4, DeskEvent::Unaccepted(b))] if *b == back),
-        "{events:?}"
-    );
     assert_eq!((side.holding(), desk.holding(C1)), (None, None));
-    assert!(side.retransmit_desks().is_empty(), "the holding's note is moot");
-    // The late note arrives: that holding is over, so it is acknowledged, not shown.
-    for e in late {
-        desk.receive_desk(e);
-    }
-    assert!(desk.take_desk().is_empty());
-    assert!(!desk.outgoing_desk().is_empty(), "acknowledged");
-    // The agent picks it from the queue: a new holding, a new link.
+    // Waiting in the queue, its messages go on no desk.
+    side.customer_message(t.cfg(), now + secs(31), message("anyone?")).unwrap();
+    assert!(side.take_desk().is_empty());
+    // The agent picks it from the queue: a new holding, named by the router's message
+    // that began it.
     desk.pick(C1);
     for e in desk.outgoing() {
         router.receive_agent(now + secs(32), e);
     }
+    let picked = router_desk(&mut router);
+    let assigned = DeskEvent::Note(Note::Assigned { conversation: C1, via: Via::Picked });
+    assert_eq!(picked.first(), Some(&assigned), "{picked:?}");
     for e in router.outgoing() {
         side.receive(t.cfg(), now + secs(32), e);
     }
@@ -637,15 +766,9 @@ fn an_offered_agent_sees_the_customer_and_a_late_note_of_an_ended_holding_is_not
     assert_eq!(desk.holding(C1), Some(again.since));
     // Its fourth message: the third put the conversation back on the unaccepted list.
     assert_eq!(again.since, 4, "the router's fourth message to the desk");
-    desk.take_desk();
-    // The new holding's notes are shown.
+    // The new holding's notes go on the desk.
     side.customer_message(t.cfg(), now + secs(32), message("hello?")).unwrap();
-    for e in side.outgoing_desks() {
-        assert_eq!((e.agent, e.since), (A1, again.since));
-        desk.receive_desk(e);
-    }
-    let shown: Vec<_> = desk.take_desk().into_iter().map(|(_, e)| e).collect();
-    assert_eq!(shown, [customer_note("hello?")]);
+    assert_eq!(side_desk(&mut side), [customer_note("hello?")]);
 }
 
 /// Bot hosting by the agent holding the conversation or a supervisor (another agent is

@@ -205,7 +205,7 @@ impl Sim {
                 };
                 let agent = AgentId(self.rng.below(AGENTS));
                 if self.rng.percent(30) {
-                    // A supervisor's whisper to whoever holds it (a desk-link note too).
+                    // A supervisor's whisper to whoever holds it (a note its side writes on the desk too).
                     let r = self.sides[u].live.whisper(cfg, c, AgentId(99), "try the refund");
                     (Who::Side(u), "whisper".into(), err(r))
                 } else {

@@ -3,9 +3,12 @@
 //!
 //! Each side is a [`Node`]: its live state (what the actor holds now), its durable state (the
 //! last commit) and what it did since then (effects, which leave only at the commit). A
-//! commit makes the live state durable and then puts the side's outgoing envelopes on the
-//! network; a crash throws the live state away and rebuilds it from the durable one through
-//! a serde round trip (volatile fields are lost, as on a real restart), with a new epoch.
+//! commit makes the live state durable, with the entries the side made for agents' desk
+//! streams (the router side's decisions, a conversation side's own notes for its holder:
+//! each stream is a shared one, in the order of those writes), and then puts the side's
+//! outgoing envelopes on the network; a crash throws the live state away and rebuilds it
+//! from the durable one through a serde round trip (volatile fields are lost, as on a real
+//! restart), with a new epoch.
 //! The router also keeps a [`Journal`] as the node's router actor does (a checkpoint now and
 //! then, each commit's inputs after it): each of its crashes rebuilds it from that journal,
 //! which must give the durable side exactly.
@@ -23,9 +26,8 @@ use serde::de::DeserializeOwned;
 use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::engine::customer_message::CustomerMessage;
 use switchboard_core::mesh::{
-    AgentEnvelope, AgentSide, Body, ConversationSide, DeskEnvelope, DeskEvent, Envelope, FromAgent,
-    FromDesk, RouterInput, RouterSide, ToAgent, ToConversation, ToDesk, ToRouter, Tombstone,
-    journal,
+    AgentEnvelope, AgentSide, Body, ConversationSide, Envelope, FromAgent, RouterInput, RouterSide,
+    ToAgent, ToConversation, ToRouter, Tombstone, journal,
 };
 use switchboard_core::router::StatusCause;
 use switchboard_core::session::Config;
@@ -140,8 +142,6 @@ enum Wire {
     ToConversation(Envelope<ToConversation>),
     ToAgent(AgentEnvelope<ToAgent>),
     FromAgent(AgentEnvelope<FromAgent>),
-    ToDesk(DeskEnvelope<ToDesk>),
-    FromDesk(DeskEnvelope<FromDesk>),
 }
 
 /// Which side.
@@ -208,18 +208,11 @@ pub struct Sim {
     /// The same for the agents' links.
     pub to_agent: BTreeMap<(AgentId, u64), ToAgent>,
     pub from_agent: BTreeMap<(AgentId, u64), FromAgent>,
-    /// Each agent's desk stream as its side committed it.
-    pub desks: Vec<Vec<DeskEvent>>,
-    /// Every message put on a desk link, by (conversation, agent, holding) and sequence
-    /// number.
-    pub to_desk: BTreeMap<(checks::DeskLink, u64), ToDesk>,
-    /// Per desk link, the notes its agent's desk committed; per agent, what it holds since
-    /// which router message, as counted from its committed stream.
-    pub shown: BTreeMap<checks::DeskLink, Vec<switchboard_core::Note>>,
-    pub held: Vec<BTreeMap<ConversationId, u64>>,
-    /// Per (conversation, agent), the conversation's own notes for that agent, as its side
-    /// committed them (`Notify` effects).
-    pub produced: BTreeMap<(ConversationId, AgentId), Vec<switchboard_core::Note>>,
+    /// Each agent's desk stream, as the router side's and the conversation sides' writes
+    /// appended to it, and what the checks of those writes keep.
+    pub desks: checks::Desks,
+    /// Per agent side, what it holds as the router's messages it applied durably say.
+    pub heard: Vec<checks::Heard>,
     /// The last actions, printed on failure.
     trace: Vec<String>,
     pub stats: Stats,
@@ -239,13 +232,17 @@ pub struct Stats {
     /// Conversations the router was asked to route, and decisions it sent.
     pub routed: u64,
     pub decisions: u64,
-    /// Desk events committed, and agent commands the router refused and applied.
+    /// Entries written on desk streams (the router's and the conversation sides'), and agent
+    /// commands the router refused and applied.
     pub desk_events: u64,
     pub agent_refused: u64,
     pub agent_done: u64,
-    /// Conversation notes sent on desk links, and shown on desks.
+    /// Conversation notes the conversation sides wrote on desks; of those, the ones written
+    /// while the desk held their conversation (shown), and the others (stale: written while
+    /// the release of their holding was on its way to the side).
     pub desk_sent: u64,
     pub desk_shown: u64,
+    pub desk_stale: u64,
     /// Which kinds of conversation note were shown on a desk (a bit each: customer message,
     /// whisper, read-but-unreplied, bot hosting).
     pub desk_kinds: u32,
@@ -271,6 +268,7 @@ impl std::ops::AddAssign for Stats {
             (&mut self.agent_done, s.agent_done),
             (&mut self.desk_sent, s.desk_sent),
             (&mut self.desk_shown, s.desk_shown),
+            (&mut self.desk_stale, s.desk_stale),
         ];
         for (total, n) in fields {
             *total += n;
@@ -305,7 +303,7 @@ impl Sim {
         let sides = (0..CUSTOMERS)
             .map(|u| {
                 let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
-                Node::new(ConversationSide::new(CustomerId(u), customer).with_desk_links())
+                Node::new(ConversationSide::new(CustomerId(u), customer).with_desk())
             })
             .collect();
         Sim {
@@ -326,11 +324,11 @@ impl Sim {
             to_conversation: BTreeMap::new(),
             to_agent: BTreeMap::new(),
             from_agent: BTreeMap::new(),
-            desks: vec![Vec::new(); AGENTS as usize],
-            to_desk: BTreeMap::new(),
-            shown: BTreeMap::new(),
-            held: vec![BTreeMap::new(); AGENTS as usize],
-            produced: BTreeMap::new(),
+            desks: checks::Desks {
+                agents: vec![checks::Desk::default(); AGENTS as usize],
+                ..Default::default()
+            },
+            heard: vec![checks::Heard::default(); AGENTS as usize],
             trace: Vec::new(),
             stats: Stats::default(),
         }
@@ -353,23 +351,17 @@ impl Sim {
             .values()
             .filter(|m| matches!(m, ToConversation::Placed { .. }))
             .count() as u64;
-        self.stats.desk_events = self.desks.iter().map(|d| d.len() as u64).sum();
+        let desks = &self.desks.agents;
+        self.stats.desk_events = desks.iter().map(|d| d.entries.len() as u64).sum();
         self.stats.agent_refused =
             self.to_agent.values().filter(|m| matches!(m, ToAgent::Refused { .. })).count() as u64;
         self.stats.agent_done =
             self.to_agent.values().filter(|m| matches!(m, ToAgent::Done { .. })).count() as u64;
         self.stats.kinds |= ops::agent_kinds(self.to_agent.values());
-        self.stats.desk_sent = self.to_desk.values().map(|m| m.notes.len() as u64).sum();
-        self.stats.desk_shown = self.shown.values().map(|n| n.len() as u64).sum();
-        for note in self.shown.values().flatten() {
-            self.stats.desk_kinds |= match note {
-                switchboard_core::Note::CustomerMessage { .. } => 1,
-                switchboard_core::Note::Whisper { .. } => 2,
-                switchboard_core::Note::ReadUnreplied { .. } => 4,
-                switchboard_core::Note::BotHosting { .. } => 8,
-                _ => 0,
-            };
-        }
+        self.stats.desk_sent = desks.iter().map(|d| d.notes).sum();
+        self.stats.desk_shown = desks.iter().map(|d| d.shown).sum();
+        self.stats.desk_stale = self.stats.desk_sent - self.stats.desk_shown;
+        self.stats.desk_kinds = desks.iter().fold(0, |k, d| k | d.kinds);
         Ok(())
     }
 
@@ -451,18 +443,6 @@ impl Sim {
             Wire::FromAgent(e) => {
                 once(&mut self.from_agent, e.agent, &e.body, "from its agent side")?
             }
-            Wire::ToDesk(e) => {
-                if let Body::Message { seq, message } = &e.body {
-                    let link = (e.conversation, e.agent, e.since);
-                    let old = self.to_desk.entry((link, *seq)).or_insert_with(|| message.clone());
-                    if old != message {
-                        return Err(format!(
-                            "desk link {link:?} seq {seq} carried {old:?}, now {message:?}"
-                        ));
-                    }
-                }
-            }
-            Wire::FromDesk(_) => {}
         }
         self.net.push((self.now, wire));
         Ok(())
@@ -522,32 +502,18 @@ impl Sim {
                 let fx = self.router_input(RouterInput::FromAgent { at: now, envelope: e });
                 self.router.did(fx.expect("an envelope is never refused"));
             }
-            Wire::ToDesk(e) => {
-                self.note(format!(
-                    "{} <- desk {} since {} {:?} e{}",
-                    e.agent, e.conversation, e.since, e.body, e.epoch
-                ));
-                let side = &mut self.agents[e.agent.0 as usize];
-                side.live.receive_desk(e);
-                side.did(Vec::new());
-            }
-            Wire::FromDesk(e) => {
-                self.note(format!(
-                    "u{} <- desk {} {} since {} {:?}",
-                    e.customer.0, e.conversation, e.agent, e.since, e.body
-                ));
-                let side = &mut self.sides[e.customer.0 as usize];
-                side.live.receive_desk(e);
-                side.did(Vec::new());
-            }
         }
     }
 
     // ----- durability --------------------------------------------------------------------------
 
-    /// Makes a side's live state durable, then lets out what it did: effects (checked) and
-    /// envelopes.
+    /// Makes a side's live state durable, with its entries for desk streams (checked), then
+    /// lets out what it did: effects (checked) and envelopes.
     fn commit(&mut self, who: Who) -> Result<(), String> {
+        // What the write puts on desk streams: the router's entries, or a conversation
+        // side's notes (with its open conversation and holding after the write).
+        let mut router_desk = None;
+        let mut side_desk = None;
         let (done, wire) = match who {
             Who::Router => {
                 let n = &mut self.router;
@@ -579,6 +545,8 @@ impl Sim {
                 for id in expired {
                     self.tombstones.remove(&id);
                 }
+                // Its desk entries go in the same write as the decisions that made them.
+                router_desk = Some(n.live.take_desk());
                 n.durable = n.live.clone();
                 n.dirty = false;
                 let mut wire: Vec<Wire> =
@@ -593,35 +561,10 @@ impl Sim {
                 if !n.dirty {
                     return Ok(());
                 }
-                // The desk events go in the same write as the state that numbered them, and
-                // are the router's messages this write applies, in order.
-                let agent = AgentId(a as u64);
-                let before = n.durable.applied();
-                let desk = n.live.take_desk();
                 n.durable = n.live.clone();
                 n.dirty = false;
-                let heard = checks::desk(&self.to_agent, agent, before + 1..=n.durable.applied());
-                checks::committed_desk(
-                    agent,
-                    &desk,
-                    &heard,
-                    &self.to_desk,
-                    &mut self.held[a],
-                    &mut self.shown,
-                )?;
-                let stream = &mut self.desks[a];
-                for (seq, event) in desk {
-                    if seq != stream.len() as u64 + 1 {
-                        return Err(format!(
-                            "{agent}'s desk stream has {} events; the next came numbered {seq}",
-                            stream.len()
-                        ));
-                    }
-                    stream.push(event);
-                }
-                let mut wire: Vec<Wire> =
-                    n.live.outgoing().into_iter().map(Wire::FromAgent).collect();
-                wire.extend(n.live.outgoing_desk().into_iter().map(Wire::FromDesk));
+                checks::agent_committed(&mut self.heard[a], &self.to_agent, &n.durable)?;
+                let wire = n.live.outgoing().into_iter().map(Wire::FromAgent).collect();
                 (Vec::new(), wire)
             }
             Who::Side(u) => {
@@ -629,25 +572,32 @@ impl Sim {
                 if !n.dirty {
                     return Ok(());
                 }
+                // Its notes for its holder's desk go in the same write as the steps that
+                // made them.
+                let written = n.live.take_desk();
                 n.durable = n.live.clone();
                 n.dirty = false;
-                let mut wire: Vec<Wire> =
-                    n.live.outgoing().into_iter().map(Wire::ToRouter).collect();
-                wire.extend(n.live.outgoing_desks().into_iter().map(Wire::ToDesk));
-                for d in &n.done {
-                    if let Done::Effect(Effect::Notify { agent, note }) = d
-                        && let Some(c) = checks::conversation_note(note)
-                    {
-                        self.produced.entry((c, *agent)).or_default().push(note.clone());
-                    }
-                }
+                let open = n.durable.conversation().map(|c| (c.id, n.durable.holding()));
+                side_desk = Some((u, written, open));
+                let wire = n.live.outgoing().into_iter().map(Wire::ToRouter).collect();
                 (std::mem::take(&mut n.done), wire)
             }
         };
+        // The conversation notes among the effects (only a conversation side makes them).
+        let mut notified = Vec::new();
         for d in done {
             match d {
-                Done::Wrote(c) => self.budget.customer_wrote(c),
+                Done::Wrote(c) => {
+                    self.budget.customer_wrote(c);
+                    *self.desks.wrote.entry(c).or_default() += 1;
+                }
                 Done::Effect(e) => {
+                    if let Effect::Notify { agent, note } = &e
+                        && let Some(c) = checks::conversation_note(note)
+                    {
+                        notified.push((*agent, note.clone()));
+                        self.desks.produced.entry((c, *agent)).or_default().push(note.clone());
+                    }
                     if matches!(
                         e,
                         Effect::Notify { note: switchboard_core::Note::Assigned { .. }, .. }
@@ -658,8 +608,24 @@ impl Sim {
                 }
             }
         }
+        if let Some((u, written, open)) = side_desk {
+            if !written.is_empty() {
+                self.note(format!("u{u} writes on desks {written:?}"));
+            }
+            checks::side_wrote(&mut self.desks, CustomerId(u as u64), written, &notified, open)?;
+        }
         for w in wire {
             self.send(w)?;
+        }
+        if let Some(written) = router_desk {
+            if !written.is_empty() {
+                self.note(format!("router writes on desks {written:?}"));
+            }
+            // Appended at the write; checked against the messages that left after it.
+            checks::router_wrote(&mut self.desks, &self.to_agent, written)?;
+            let durable = &self.router.durable;
+            let left = (1..=self.next_conversation).map(ConversationId);
+            self.desks.left.extend(left.filter(|c| durable.has_left(*c)));
         }
         Ok(())
     }
@@ -717,7 +683,6 @@ impl Sim {
             Who::Side(u) => {
                 self.net.retain(|(_, w)| match w {
                     Wire::ToConversation(e) => e.customer.0 as usize != u,
-                    Wire::FromDesk(e) => e.customer.0 as usize != u,
                     _ => true,
                 });
                 let n = &mut self.sides[u];
@@ -728,7 +693,6 @@ impl Sim {
             Who::Agent(a) => {
                 self.net.retain(|(_, w)| match w {
                     Wire::ToAgent(e) => e.agent.0 as usize != a,
-                    Wire::ToDesk(e) => e.agent.0 as usize != a,
                     _ => true,
                 });
                 let n = &mut self.agents[a];
@@ -830,7 +794,6 @@ impl Sim {
         wire.extend(router.retransmit_agents().into_iter().map(Wire::ToAgent));
         for side in &self.sides {
             wire.extend(side.durable.retransmit().into_iter().map(Wire::ToRouter));
-            wire.extend(side.durable.retransmit_desks().into_iter().map(Wire::ToDesk));
         }
         for agent in &self.agents {
             wire.extend(agent.durable.retransmit().into_iter().map(Wire::FromAgent));

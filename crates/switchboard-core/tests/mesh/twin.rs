@@ -6,7 +6,9 @@
 //! order, except for the digits of a text: a queue position shown in a reply may be one
 //! message stale on the sides (ARCHITECTURE.md, "Cross-actor protocol"). Agent commands go
 //! through the agent sides, and each agent side must end every step with the engine's status
-//! and holdings of its agent.
+//! and holdings of its agent. Each agent's desk stream is what the router side and the
+//! conversation sides write on it (their `take_desk`, at each write: here, before each one
+//! sends), in write order, and must show the engine's notes for the agent.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -46,15 +48,16 @@ struct Twin {
     /// Replies compared, and those whose digits differed (a stale queue position).
     replies: u64,
     stale: u64,
-    /// Per agent, the engine's `Notify` notes, and the agent side's desk stream (its notes;
-    /// refusals are the commands' refusals), with how much of each the last step compared.
+    /// Per agent, the engine's `Notify` notes, and the notes of its desk stream as the router
+    /// side and the conversation sides wrote it (refusals are the commands' refusals), with
+    /// how much of each the last step compared.
     engine_desks: Vec<Vec<Note>>,
     mesh_desks: Vec<Vec<Note>>,
     compared: Vec<(usize, usize)>,
     /// The same per conversation (`None`: the agent's own status), engine and desk.
     by_key: Vec<(NotesByKey, NotesByKey)>,
     /// Steps whose new desk notes came in another order across conversations, and those
-    /// among them where the desk links' notes alone did.
+    /// among them where the conversation sides' own notes alone did.
     reordered: u64,
     reordered_links: u64,
     next_conversation: u64,
@@ -81,7 +84,7 @@ pub fn run(seed: u64, steps: usize) -> Result<Compared, String> {
     let sides = (0..CUSTOMERS)
         .map(|u| {
             let customer = engine.customer(CustomerId(u)).cloned().unwrap_or_default();
-            ConversationSide::new(CustomerId(u), customer).with_desk_links()
+            ConversationSide::new(CustomerId(u), customer).with_desk()
         })
         .collect();
     let mut twin = Twin {
@@ -132,8 +135,8 @@ pub struct Compared {
     pub replies: u64,
     pub stale: u64,
     /// Steps whose new desk notes for one agent came in another order across conversations
-    /// (each conversation's own order being the engine's), and those where the notes of the
-    /// desk links alone did.
+    /// (each conversation's own order being the engine's), and those where the conversation
+    /// sides' own notes alone did.
     pub reordered: u64,
     pub reordered_links: u64,
 }
@@ -419,6 +422,7 @@ impl Twin {
         for e in self.agents[a].outgoing() {
             out.extend(self.router.receive_agent(self.now, e));
         }
+        self.router_writes();
         let mut refused = None;
         for e in self.router.outgoing_agents() {
             if let Body::Message { message: ToAgent::Refused { command, reason, .. }, .. } = &e.body
@@ -449,49 +453,53 @@ impl Twin {
             .min()
     }
 
-    /// Delivers every envelope at once, in order, until nothing is owed.
+    /// The router side's write: its desk entries go on its agents' streams (their notes are
+    /// what is compared; refusals are the commands' refusals, changes of an unaccepted list
+    /// are not notes).
+    fn router_writes(&mut self) {
+        for (agent, event) in self.router.take_desk() {
+            if let DeskEvent::Note(note) = event {
+                self.mesh_desks[agent.0 as usize].push(note);
+            }
+        }
+    }
+
+    /// Customer `u`'s side's write: its notes go on its holder's stream.
+    fn side_writes(&mut self, u: usize) {
+        for (agent, note) in self.sides[u].take_desk() {
+            self.mesh_desks[agent.0 as usize].push(note);
+        }
+    }
+
+    /// Delivers every envelope at once, in order, until nothing is owed; each side writes
+    /// (its desk entries) before it sends.
     fn flush(&mut self) -> Vec<Effect> {
         let tenant = self.tenant.clone();
         let cfg = tenant.cfg();
         let mut out = Vec::new();
         loop {
             let mut any = false;
+            self.router_writes();
             for e in self.router.outgoing() {
                 any = true;
                 let u = e.customer.0 as usize;
                 out.extend(self.sides[u].receive(cfg, self.now, e));
-            }
-            // Desk notes before the router's word to the desks: a conversation's note of a
-            // holding it just heard of reaches the desk first, and waits for that word.
-            for u in 0..self.sides.len() {
-                for e in self.sides[u].outgoing_desks() {
-                    any = true;
-                    self.agents[e.agent.0 as usize].receive_desk(e);
-                }
             }
             for e in self.router.outgoing_agents() {
                 any = true;
                 self.agents[e.agent.0 as usize].receive(e);
             }
             for u in 0..self.sides.len() {
+                self.side_writes(u);
                 for e in self.sides[u].outgoing() {
                     any = true;
                     out.extend(self.router.receive(self.now, e));
                 }
             }
-            for (a, desk) in self.agents.iter_mut().enumerate() {
-                for (_, event) in desk.take_desk() {
-                    if let DeskEvent::Note(note) = event {
-                        self.mesh_desks[a].push(note);
-                    }
-                }
+            for desk in &mut self.agents {
                 for e in desk.outgoing() {
                     any = true;
                     out.extend(self.router.receive_agent(self.now, e));
-                }
-                for e in desk.outgoing_desk() {
-                    any = true;
-                    self.sides[e.customer.0 as usize].receive_desk(e);
                 }
             }
             if !any {
@@ -502,7 +510,7 @@ impl Twin {
 
     /// An agent's desk stream against the engine's notes for that agent: the same notes of
     /// each conversation (and of the agent itself) in the same order. Across conversations
-    /// the order may differ (counted): a conversation's notes travel on its own link.
+    /// the order may differ (counted): a conversation's own notes are its side's writes.
     fn compare_desk(&mut self, a: usize) -> Result<(), String> {
         let key = Note::conversation;
         let (from_e, from_m) = self.compared[a];

@@ -1,30 +1,21 @@
 //! The agent actor: one per tenant and agent, a thin shell around the core's [`AgentSide`]
-//! (the agent's status as set, its numbered desk stream, what it holds as the router told
-//! it). The agent's commands (status, accept, decline, pick) come through its
+//! (the agent's status as set, what it holds as the router told it, the router's answers to
+//! its commands). The agent's commands (status, accept, decline, pick) come through its
 //! [`AgentHandle`] and go to the router actor on the agent's link; the router's decisions
-//! about the agent come back as envelopes and become desk events.
+//! about the agent come back as envelopes.
 //!
-//! Each step: the side changes state; the actor writes the side as its row and the step's
-//! desk events as entries of the agent's stream (`state::agent_stream`, numbered by the
-//! side: seq = desk number, the encoding the tenant actor writes, so
-//! `AgentService.StreamEvents` serves them as they are) in one batch, and awaits
-//! durability; then publishes the entries to the node's [`Hub`](crate::hub::Hub) (if the
-//! mesh has one), hands `outgoing()` to the transport and answers the caller. Steps are
-//! batched as the router actor's are: a step schedules a `Flush` behind whatever is already
-//! in the mailbox, so every message that queued up meanwhile is applied before one write
-//! makes them all durable (the row holds every holding and desk link, so a write per
-//! message costs O(holdings) each, and an agent of a busy center hears several messages per
-//! conversation). Until that flush nothing of them is heard: no envelope, no
-//! acknowledgement, no answer, no read, no resend.
+//! **It does not write the desk stream.** The agent's desk stream (`state::agent_stream`, a
+//! shared stream) is written by the actors that make its entries, each in its own batch: the
+//! router actor its decisions about the agent, a conversation actor its notes for the agent
+//! holding it (`actors::effects`, `switchboard_core::mesh::desk`). So a customer's message
+//! reaches the desk with its conversation's one commit, and an assignment with the router's.
 //!
-//! **Desk links**: a conversation actor's notes for this agent (customer messages, whispers,
-//! read-unreplied, bot hosting; [`AgentMsg::Desk`]) are applied by the side
-//! (`receive_desk`: in order, once, held back until the router's `Offered`/`Assigned` they
-//! follow, dropped if the holding is over) and written in the same kind of step, as entries
-//! of the same stream with the same numbering and encoding; their acknowledgements
-//! (`outgoing_desk`) go out after the write. A step that applies nothing (a duplicate, a
-//! note held back or dropped) writes nothing and only acknowledges. So the desk stream has
-//! one writer for every note, this actor; the mesh hands no agent note to `heard`.
+//! Each step: the side changes state; the actor writes the side as its row (with the answers
+//! it keeps by request id) and awaits durability; then hands `outgoing()` to the transport
+//! and answers the caller. Steps are batched as the router actor's are: a step schedules a
+//! `Flush` behind whatever is already in the mailbox, so every message that queued up
+//! meanwhile is applied before one write makes them all durable. Until that flush nothing of
+//! them is heard: no envelope, no acknowledgement, no answer, no read, no resend.
 //!
 //! **What a command's caller learns.** A command is answered with its number on the link
 //! once it is durably queued to the router (the side's row holds it; it is resent until the
@@ -37,7 +28,8 @@
 //! [`Decision::Applied`] or [`Decision::Refused`] with the router's reason, whatever order
 //! the network delivered the router's acknowledgement and answer in (the acknowledgement
 //! says only that the router took the command). By then the decision's notes (an
-//! `Assigned`, a `Released`, a status the router changed) are on the desk stream. A
+//! `Assigned`, a `Released`, a status the router changed) are on the desk stream: the
+//! router wrote them in the batch that decided, before its answer was heard. A
 //! number not issued yet is INVALID_ARGUMENT; one whose refusal is too old to be
 //! remembered is FAILED_PRECONDITION (the desk stream has it). Waiters are volatile: a
 //! stopped actor drops them, and [`AgentHandle::decision`] asks the next incarnation, which
@@ -57,18 +49,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
-use switchboard_core::mesh::unaccepted::Change;
-use switchboard_core::mesh::{
-    AgentEnvelope, AgentSide, Body, DeskEnvelope, DeskEvent, ToAgent, ToDesk,
-};
+use switchboard_core::mesh::{AgentEnvelope, AgentSide, Body, ToAgent};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
-use switchboard_proto::internal::v1::{DeskRefusal, StreamItem, stream_item};
-use switchboard_proto::v1 as pb;
-use switchboard_store::{ActorState, Batch, Fence, Response, StreamEntry};
+use switchboard_store::{ActorState, Batch, Fence, Response};
 use tracing::warn;
 
 use super::placement::ActorKey;
@@ -120,8 +106,6 @@ pub enum AgentMsg {
     /// came from another node), with the generation it was sent early under, if it was
     /// ([`super::Generation`]).
     Deliver(AgentEnvelope<ToAgent>, Option<super::Ticket>, Option<u64>),
-    /// Notes on a desk link from a conversation actor (counted and tagged as above).
-    Desk(DeskEnvelope<ToDesk>, Option<super::Ticket>, Option<u64>),
     /// A command, with the caller's request id if any; answered with its number once
     /// durably queued (a request id this incarnation already queued: that command's number).
     Op(AgentOp, Option<String>, RpcReplyPort<Result<u64>>),
@@ -151,8 +135,6 @@ pub struct AgentRun {
     mesh: Mesh,
     agent: AgentId,
     key: String,
-    /// The agent's desk stream (`agent/{id}`).
-    stream: String,
     /// Its key's shard and epoch on this node when it activated: every write carries it.
     fence: Fence,
     side: AgentSide,
@@ -181,13 +163,10 @@ pub struct AgentRun {
 /// Where a command's caller hears its number.
 type OpReply = RpcReplyPort<Result<u64>>;
 
-/// What waits for the next write: the steps' desk entries, the answers they keep by request
-/// id, the callers to answer and the reads to run.
+/// What waits for the next write: the answers the steps keep by request id, the callers to
+/// answer and the reads to run.
 #[derive(Default)]
 struct Unflushed {
-    /// Desk events as stream items (for the hub) and as the store's entries, in order.
-    items: Vec<(u64, StreamItem)>,
-    entries: Vec<StreamEntry>,
     responses: Vec<Response>,
     replies: Vec<(OpReply, u64)>,
     reads: Vec<super::ReadSide<AgentSide>>,
@@ -227,13 +206,11 @@ impl Actor for AgentActor {
         let epoch = stored + 1;
         side.restart(epoch);
         let every = mesh.inner().options.retransmit;
-        let stream = crate::state::agent_stream(&mesh.config().agent_name(agent));
         let mut run = AgentRun {
             id: myself.get_id(),
             mesh,
             agent,
             key,
-            stream,
             fence,
             side,
             epoch,
@@ -290,11 +267,10 @@ impl Actor for AgentActor {
                     Body::Message { .. } => None,
                 };
                 run.side.receive(envelope);
-                let desk = run.side.take_desk();
                 // An acknowledgement changes only what is resent: no write (after a restart
                 // the router drops the resent copies as duplicates and acknowledges again).
                 if acked.is_none() {
-                    return run.step(&myself, desk, Vec::new(), None).await;
+                    return run.step(&myself, Vec::new(), None).await;
                 }
                 if run.batch.is_none() {
                     run.send();
@@ -302,26 +278,6 @@ impl Actor for AgentActor {
                         // Nothing it sent is unacknowledged: no resend is due.
                         run.timers.acknowledged();
                     }
-                }
-            }
-            AgentMsg::Desk(envelope, _ticket, early) => {
-                run.last_active = tokio::time::Instant::now();
-                if !run.generation.hear(&run.mesh, early) {
-                    return Ok(());
-                }
-                let c = envelope.conversation;
-                let before = run.side.applied_desk(c);
-                run.side.receive_desk(envelope);
-                let desk = run.side.take_desk();
-                // Written only if it applied notes (the desk link's inbox is in the row): a
-                // duplicate, an early note (held back, volatile) or one of a holding that is
-                // over changes nothing durable and is only acknowledged (or not yet).
-                if !desk.is_empty() || run.side.applied_desk(c) != before {
-                    return run.step(&myself, desk, Vec::new(), None).await;
-                }
-                // Its acknowledgement goes now, or with the open batch's (after its write).
-                if run.batch.is_none() {
-                    run.send();
                 }
             }
             AgentMsg::Op(op, request_id, reply) => {
@@ -347,7 +303,6 @@ impl Actor for AgentActor {
                     AgentOp::Pick(c) => side.pick(c),
                     AgentOp::EndWrapUp(c) => side.end_wrap_up(c),
                 };
-                let desk = run.side.take_desk();
                 let at_ms = run.now().as_millis();
                 let mut responses = Vec::new();
                 if let Some(r) = request_id {
@@ -355,7 +310,7 @@ impl Actor for AgentActor {
                     responses.push(Response { request_id: r.clone(), at_ms, body });
                     run.remember(r, command);
                 }
-                return run.step(&myself, desk, responses, Some((reply, command))).await;
+                return run.step(&myself, responses, Some((reply, command))).await;
             }
             AgentMsg::Decision(command, waiter) => run.wait(command, waiter),
             AgentMsg::Read(read) => match &mut run.batch {
@@ -411,33 +366,17 @@ impl AgentRun {
         self.last_now
     }
 
-    /// One applied step: its desk events (and the caller, with its command's number) join
-    /// the batch the next `Flush` makes durable, scheduling that flush behind what is
-    /// already in the mailbox. A drained actor cannot send itself the flush, so it writes at
-    /// once.
+    /// One applied step: it (and the caller, with its command's number) joins the batch the
+    /// next `Flush` makes durable, scheduling that flush behind what is already in the
+    /// mailbox. A drained actor cannot send itself the flush, so it writes at once.
     async fn step(
         &mut self,
         myself: &ActorRef<AgentMsg>,
-        desk: Vec<(u64, DeskEvent)>,
         responses: Vec<Response>,
         reply: Option<(OpReply, u64)>,
     ) -> Result<(), ActorProcessingErr> {
-        let now = self.now();
-        let tenant = self.mesh.tenant().to_owned();
-        let config = self.mesh.config();
         let scheduled = self.batch.is_some();
         let batch = self.batch.get_or_insert_default();
-        for (seq, event) in &desk {
-            let item = desk_item(&tenant, &config, now, *seq, event);
-            batch.entries.push(StreamEntry {
-                stream: self.stream.clone(),
-                seq: *seq,
-                at_ms: now.as_millis(),
-                payload: item.encode_to_vec(),
-                conversation: about(event).map(|c| c.0),
-            });
-            batch.items.push((*seq, item));
-        }
         batch.responses.extend(responses);
         batch.replies.extend(reply);
         if scheduled || myself.send_message(AgentMsg::Flush).is_ok() {
@@ -446,18 +385,16 @@ impl AgentRun {
         self.flush(myself).await
     }
 
-    /// Writes the batch's steps (the side as its row, the desk entries, the kept answers) in
-    /// one batch, then lets them be heard: desk entries to the hub, envelopes and
-    /// acknowledgements, answers, decisions, reads.
+    /// Writes the batch's steps (the side as its row, the kept answers) in one batch, then
+    /// lets them be heard: envelopes and acknowledgements, answers, decisions, reads.
     async fn flush(&mut self, myself: &ActorRef<AgentMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        if let Err(e) = self.write(batch.entries, batch.responses).await {
+        if let Err(e) = self.write(batch.responses).await {
             for (reply, _) in batch.replies {
                 let _ = reply.send(Err(e.clone()));
             }
             return self.fail(myself, e);
         }
-        self.publish(batch.items);
         self.send();
         if self.side.settled() {
             // An acknowledgement taken while the batch was open may have settled the links.
@@ -474,8 +411,8 @@ impl AgentRun {
         Ok(())
     }
 
-    /// Makes the side durable: its row, with the batch's desk entries and kept answers.
-    async fn write(&mut self, streams: Vec<StreamEntry>, responses: Vec<Response>) -> Result<()> {
+    /// Makes the side durable: its row, with the batch's kept answers.
+    async fn write(&mut self, responses: Vec<Response>) -> Result<()> {
         self.mesh.holds(self.fence)?;
         let now = self.now();
         let row = ActorState {
@@ -489,7 +426,6 @@ impl AgentRun {
             tenant: self.mesh.tenant().to_owned(),
             fence: self.fence,
             generation,
-            streams,
             actors: vec![row],
             responses,
             ..Batch::default()
@@ -516,17 +452,7 @@ impl AgentRun {
         }
     }
 
-    /// Durable desk entries to the node's live subscribers, if the mesh has a hub.
-    fn publish(&self, items: Vec<(u64, StreamItem)>) {
-        if let Some(hub) = &self.mesh.inner().hub {
-            for (seq, item) in items {
-                hub.publish(self.mesh.tenant(), &self.stream, seq, item);
-            }
-        }
-    }
-
-    /// Puts what is durable on the network: to the router, and the acknowledgements owed on
-    /// desk links.
+    /// Puts what is durable on the network: to the router.
     fn send(&mut self) {
         self.send_with(None).send(&self.mesh);
     }
@@ -540,9 +466,6 @@ impl AgentRun {
                 self.timers.sent();
             }
             outbox.put(Wire::FromAgent(envelope));
-        }
-        for envelope in self.side.outgoing_desk() {
-            outbox.put(Wire::FromDesk(envelope));
         }
         outbox.later()
     }
@@ -627,52 +550,6 @@ pub fn parse_answer(body: &[u8]) -> Option<(AgentId, &str, u64)> {
     let (agent, rest) = text.strip_prefix("agent/")?.split_once('/')?;
     let (kind, command) = rest.split_once('/')?;
     Some((AgentId(agent.parse().ok()?), kind, command.parse().ok()?))
-}
-
-/// The conversation a desk event is about, if any (the store deletes the entry with that
-/// conversation's archive row).
-fn about(event: &DeskEvent) -> Option<ConversationId> {
-    match event {
-        DeskEvent::Note(note) => note.conversation(),
-        DeskEvent::Refused { .. } => None,
-        DeskEvent::Unaccepted(
-            Change::Added { conversation, .. } | Change::Removed { conversation, .. },
-        ) => Some(*conversation),
-    }
-}
-
-/// A desk event as the agent's stream stores it: a note as the tenant actor encodes it
-/// (`apply::note_event`, cursor = its desk number), a refusal as a [`DeskRefusal`]
-/// (`AgentService.StreamEvents` skips those: the command's caller learns it from
-/// [`AgentHandle::decision`]).
-pub fn desk_item(
-    tenant: &str,
-    config: &Arc<super::TenantConfig>,
-    now: Timestamp,
-    seq: u64,
-    event: &DeskEvent,
-) -> StreamItem {
-    let item = match event {
-        DeskEvent::Note(note) => {
-            // A whisper (from a desk link) names its supervisor as the tenant actor does.
-            let name =
-                |a: AgentId| crate::names::child_name(tenant, "agents", &config.agent_name(a));
-            let mut event = crate::apply::note_event(tenant, now, note.clone(), name);
-            event.cursor = seq;
-            stream_item::Item::AgentEvent(event)
-        }
-        DeskEvent::Refused { command, reason } => stream_item::Item::DeskRefusal(DeskRefusal {
-            command: *command,
-            reason: reason.clone(),
-        }),
-        // As the tenant actor tells them.
-        DeskEvent::Unaccepted(change) => {
-            let names = super::effects::MeshNames { tenant, config: Arc::clone(config) };
-            let event = crate::apply::unaccepted::agent_event(&names, now, change);
-            stream_item::Item::AgentEvent(pb::AgentEvent { cursor: seq, ..event })
-        }
-    };
-    StreamItem { item: Some(item) }
 }
 
 /// The typed way to an agent's actor: activates it if needed.

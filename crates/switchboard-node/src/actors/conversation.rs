@@ -9,19 +9,17 @@
 //! `actors::effects`), in one batch, and awaits durability; then `outgoing()` goes to the
 //! transport and the caller is answered.
 //!
-//! **Desk links** (with agent actors, `MeshOptions::agent_actors`): the side is built
-//! `with_desk_links()`, so a step's notes for the agent holding the conversation (customer
-//! messages, whispers, read-unreplied, bot hosting) go, after the write, straight to that
-//! agent's actor (`Transport::to_desk`), which writes them to its desk stream; its
-//! acknowledgements come back as [`ConversationMsg::Desk`] (no write). Unacknowledged notes
-//! are resent on its resend wake-up (as its envelopes to the router are), and the actor passivates only once they are
-//! acknowledged too.
+//! **Desk notes** (with agent actors, `MeshOptions::agent_actors`): the side is built
+//! `with_desk()`, so a step's notes for the agent holding the conversation (customer
+//! messages, whispers, read-unreplied, bot hosting) are entries of that agent's desk stream
+//! in the step's own write (`effects::Rows::desk`): a customer's message reaches the desk
+//! with one commit, no agent actor in between (`switchboard_core::mesh::desk`: why the desk's
+//! order holds).
 //!
 //! **Held responses**: a public call that asks the router (an opening, a request for a human,
 //! a raise) is answered once the router's answer is applied, as on one node ([`Held`]).
 //!
-//! Passivation: once nothing is open and the router (and every desk link) acknowledged
-//! everything, the actor
+//! Passivation: once nothing is open and the router acknowledged everything, the actor
 //! stores the customer's record (last agent, settings) and deletes its row in one batch,
 //! then drains (what is already in its mailbox is still handled; later sends are refused and
 //! the handle sends them to the next incarnation).
@@ -29,9 +27,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchboard_core::mesh::{
-    Body, ConversationSide, DeskEnvelope, Envelope, FromDesk, ToConversation,
-};
+use switchboard_core::mesh::{Body, ConversationSide, DeskEvent, Envelope, ToConversation};
 use switchboard_core::router::Standing;
 use switchboard_core::session::Customer;
 use switchboard_core::{
@@ -243,9 +239,6 @@ pub enum ConversationMsg {
     /// it came from another node), with the generation it was sent early under, if it was
     /// ([`super::Generation`]).
     Deliver(Envelope<ToConversation>, Option<super::Ticket>, Option<u64>),
-    /// An acknowledgement on a desk link from an agent actor (counted and tagged as above;
-    /// acknowledgements never go early).
-    Desk(DeskEnvelope<FromDesk>, Option<super::Ticket>, Option<u64>),
     /// An operation; answered once durable.
     Op(ConversationOp, RpcReplyPort<Result<Outcome>>),
     /// A public call; answered with its encoded response once durable (or found stored).
@@ -417,10 +410,10 @@ impl Actor for ConversationActor {
         let transcript = transcript.unwrap_or_default();
         let extra = extra.map(|(n, e)| (ConversationId(n), e));
         let profile = profile.unwrap_or_default();
-        // Agent actors run: the conversation's own notes go on desk links to the holding
-        // agent's actor, which writes them to its desk stream (kept in the row).
+        // Agent actors run: the conversation's own notes go on the holding agent's desk
+        // stream, written here.
         if mesh.inner().options.agent_actors {
-            side = side.with_desk_links();
+            side = side.with_desk();
         }
         let epoch = stored + 1;
         side.restart(epoch);
@@ -528,16 +521,6 @@ impl Actor for ConversationActor {
                 if ack {
                     run.acknowledged();
                 }
-            }
-            ConversationMsg::Desk(envelope, _ticket, _early) => {
-                // Only acknowledgements come back on a desk link: they change what is resent
-                // (no write; after a restart the agent drops the resent notes as duplicates
-                // and acknowledges again), may free an ended conversation's `Leave`, which
-                // waited for its notes to reach the desk, and may leave the actor finished
-                // (below).
-                run.side.receive_desk(envelope);
-                run.send();
-                run.acknowledged();
             }
             ConversationMsg::Op(op, reply) => {
                 run.last_active = tokio::time::Instant::now();
@@ -759,14 +742,10 @@ impl Actor for ConversationActor {
                 }
                 if run.timers.resend_due() {
                     let wire = run.side.retransmit();
-                    let desks = run.side.retransmit_desks();
-                    run.timers.resent(!wire.is_empty() || !desks.is_empty());
+                    run.timers.resent(!wire.is_empty());
                     let (transport, tenant) = (&run.mesh.inner().transport, run.mesh.tenant());
                     for envelope in wire {
                         transport.to_router(tenant, envelope);
-                    }
-                    for envelope in desks {
-                        transport.to_desk(tenant, envelope);
                     }
                 }
                 if run.idle() && run.side.next_deadline(cfg.cfg()).is_none() {
@@ -835,15 +814,14 @@ impl ConversationRun {
         self.last_now
     }
 
-    /// Nothing open and nothing unacknowledged (on its router link or its desk links): the
-    /// actor's work is over.
+    /// Nothing open and nothing unacknowledged on its router link: the actor's work is over.
     fn finished(&self) -> bool {
         self.side.conversation().is_none() && self.settled()
     }
 
     /// Nothing it sent is unacknowledged.
     fn settled(&self) -> bool {
-        self.side.retransmit().is_empty() && self.side.retransmit_desks().is_empty()
+        self.side.retransmit().is_empty()
     }
 
     /// A deadline or a resend is due some time: something must run it.
@@ -1083,7 +1061,7 @@ impl ConversationRun {
     /// owner (this customer), so a call naming the conversation finds this actor.
     async fn write(
         &mut self,
-        rows: Rows,
+        mut rows: Rows,
         ended: Vec<Conversation>,
         responses: Vec<Response>,
         step: &Outcome,
@@ -1159,6 +1137,13 @@ impl ConversationRun {
             customers,
             ..Batch::default()
         };
+        // Its notes for the holder's desk, in the write of the steps that made them.
+        let desk = self.side.take_desk();
+        if !desk.is_empty() {
+            let names = MeshNames { tenant: &inner.tenant, config: config.clone() };
+            let desk = desk.into_iter().map(|(agent, note)| (agent, DeskEvent::Note(note)));
+            rows.desk(&names, self.last_now, desk);
+        }
         let published = rows.into_batch(&mut batch);
         let pending = inner.store.append_assigned(batch);
         metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => CONVERSATION).increment(1);
@@ -1263,8 +1248,8 @@ impl ConversationRun {
         self.recorded.as_ref().is_none_or(|(c, p)| (c, p) != now)
     }
 
-    /// Puts what is durable on the network: to the router, and the notes on desk links; a
-    /// message among them is resent until acknowledged.
+    /// Puts what is durable on the network, to the router; a message among them is resent
+    /// until acknowledged.
     fn send(&mut self) {
         self.send_with(None).send(&self.mesh);
     }
@@ -1277,10 +1262,6 @@ impl ConversationRun {
         for envelope in self.side.outgoing() {
             unacked |= super::awaits_ack(&envelope.body);
             outbox.put(Wire::ToRouter(envelope));
-        }
-        for envelope in self.side.outgoing_desks() {
-            unacked |= super::awaits_ack(&envelope.body);
-            outbox.put(Wire::ToDesk(envelope));
         }
         if unacked {
             self.timers.sent();

@@ -14,16 +14,25 @@
 //! [`crate::apply::rows`], named through [`MeshNames`]); what the mesh cannot say yet: a
 //! customer is named by its id only once a public call told its conversation actor
 //! ([`CustomerNamed`]; before, and in the router's events, by its number), and a queue reply carries no estimated wait (the router knows the queue, the
-//! conversation side does not). Desk notes (`Notify`) are the agent actor's (its `agent/{id}`
-//! stream); `ReplySuppressed` and `Purge` write nothing here (metrics, and retention by the
-//! archive's `purge_at`). Every effect still goes to `MeshArgs::heard` after the write.
+//! conversation side does not). `ReplySuppressed` and `Purge` write nothing here (metrics,
+//! and retention by the archive's `purge_at`). Every effect still goes to `MeshArgs::heard`
+//! after the write.
+//!
+//! Desk entries (with agent actors): the router's decisions about agents
+//! (`RouterSide::take_desk`) and a conversation's notes for its holder
+//! (`ConversationSide::take_desk`) go on the agent's desk stream (`agent/{id}`, shared too:
+//! [`crate::state::is_shared`]) in the batch of the step that made them ([`Rows::desk`]), so
+//! each is one append in its maker's write (`switchboard_core::mesh::desk` says why the desk's
+//! order holds). `Notify` effects write nothing here: the desk entries are their durable form.
 
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use switchboard_core::engine::Effect;
+use switchboard_core::mesh::DeskEvent;
+use switchboard_core::mesh::unaccepted::Change;
 use switchboard_core::{AgentId, ConversationId, CustomerId, GroupId, Timestamp};
-use switchboard_proto::internal::v1::StreamItem;
 use switchboard_proto::internal::v1::stream_item::Item;
+use switchboard_proto::internal::v1::{DeskRefusal, StreamItem};
 use switchboard_proto::v1 as pb;
 use switchboard_store::{Append, Batch, Message};
 
@@ -31,7 +40,7 @@ use super::{Mesh, TenantConfig};
 use crate::apply::Names;
 use crate::apply::events::integrator_event;
 use crate::apply::rows;
-use crate::state::{EVENTS, OUTBOX, is_shared};
+use crate::state::{EVENTS, OUTBOX, agent_stream, is_shared};
 
 /// Resource names as a mesh can give them, from its [`TenantConfig`] (the one current when
 /// the names were taken: a step's or a call's).
@@ -151,8 +160,9 @@ pub(crate) struct Step {
 #[derive(Debug, Default)]
 pub(crate) struct Rows {
     appends: Vec<Append>,
-    /// The appended items, in the same order, for the hub once their positions are known.
-    items: Vec<(&'static str, StreamItem)>,
+    /// The appended items, in the same order, for the hub once their positions are known
+    /// (with the agent, for a desk entry).
+    items: Vec<(String, StreamItem, Option<AgentId>)>,
     messages: Vec<Message>,
 }
 
@@ -232,7 +242,7 @@ impl Rows {
                     );
                     self.transcript(now, *conversation, &row);
                     let item = StreamItem { item: Some(Item::Outbound(message)) };
-                    self.append(OUTBOX, now, Some(conversation.0), item);
+                    self.append(OUTBOX.to_owned(), now, Some(conversation.0), item);
                 }
                 Effect::Event(_) => self.event(names, now, effect),
                 Effect::Notify { .. } | Effect::ReplySuppressed { .. } | Effect::Purge { .. } => {}
@@ -245,7 +255,7 @@ impl Rows {
     pub fn rating_invitation(&mut self) {
         let kind = pb::ReplyKind::RatingInvitation as i32;
         let mut marked = false;
-        for (append, (_, item)) in self.appends.iter_mut().zip(&mut self.items) {
+        for (append, (_, item, _)) in self.appends.iter_mut().zip(&mut self.items) {
             if let Some(Item::Outbound(m)) = &mut item.item {
                 m.reply_kind = kind;
                 append.payload = item.encode_to_vec();
@@ -266,30 +276,48 @@ impl Rows {
         }
     }
 
+    /// Entries of agents' desk streams, each on its agent's, in order.
+    pub fn desk(
+        &mut self,
+        names: &MeshNames<'_>,
+        now: Timestamp,
+        entries: impl IntoIterator<Item = (AgentId, DeskEvent)>,
+    ) {
+        for (agent, event) in entries {
+            let stream = agent_stream(&names.config.agent_name(agent));
+            let item = desk_item(names, now, &event);
+            self.append(stream, now, about(&event).map(|c| c.0), item);
+            if let Some(last) = self.items.last_mut() {
+                last.2 = Some(agent);
+            }
+        }
+    }
+
     fn event(&mut self, names: &dyn Names, now: Timestamp, effect: &Effect) {
         if let Effect::Event(event) = effect {
             let event = integrator_event(names, now, event);
             let conversation =
                 crate::names::conversation("conversation", &event.conversation).ok().map(|c| c.1);
-            self.append(EVENTS, now, conversation, StreamItem { item: Some(Item::Event(event)) });
+            let item = StreamItem { item: Some(Item::Event(event)) };
+            self.append(EVENTS.to_owned(), now, conversation, item);
         }
     }
 
     fn append(
         &mut self,
-        stream: &'static str,
+        stream: String,
         now: Timestamp,
         conversation: Option<u64>,
         item: StreamItem,
     ) {
-        debug_assert!(is_shared(stream), "{stream} is not a shared stream");
+        debug_assert!(is_shared(&stream), "{stream} is not a shared stream");
         self.appends.push(Append {
-            stream: stream.to_owned(),
+            stream: stream.clone(),
             at_ms: now.as_millis(),
             payload: item.encode_to_vec(),
             conversation,
         });
-        self.items.push((stream, item));
+        self.items.push((stream, item, None));
     }
 
     fn transcript(&mut self, now: Timestamp, conversation: ConversationId, message: &pb::Message) {
@@ -314,16 +342,57 @@ impl Rows {
 
 /// Durable entries, waiting for their positions to go to the node's live readers.
 #[derive(Debug, Default)]
-pub(crate) struct Published(Vec<(&'static str, StreamItem)>);
+pub(crate) struct Published(Vec<(String, StreamItem, Option<AgentId>)>);
 
 impl Published {
     /// To the mesh's hub (if any), each stamped with its position (`positions`: the
-    /// store's answer for the batch's appends, in their order; the batch carried only these).
+    /// store's answer for the batch's appends, in their order; the batch carried only these);
+    /// a desk entry also to the node of its agent's actor, where its desk is read, if that
+    /// is another ([`super::transport::Transport::desk_entry`]).
     pub fn publish(self, mesh: &Mesh, positions: Vec<u64>) {
-        let Some(hub) = &mesh.inner().hub else { return };
-        for ((stream, mut item), seq) in self.0.into_iter().zip(positions) {
+        let inner = mesh.inner();
+        for ((stream, mut item, agent), seq) in self.0.into_iter().zip(positions) {
             crate::service::stamp(&mut item, seq);
-            hub.publish(mesh.tenant(), stream, seq, item);
+            if let Some(agent) = agent {
+                inner.transport.desk_entry(mesh.tenant(), agent, seq, &item);
+            }
+            if let Some(hub) = &inner.hub {
+                hub.publish(mesh.tenant(), &stream, seq, item);
+            }
         }
     }
+}
+
+/// The conversation a desk event is about, if any (the store deletes the entry with that
+/// conversation's archive row).
+fn about(event: &DeskEvent) -> Option<ConversationId> {
+    match event {
+        DeskEvent::Note(note) => note.conversation(),
+        DeskEvent::Refused { .. } => None,
+        DeskEvent::Unaccepted(
+            Change::Added { conversation, .. } | Change::Removed { conversation, .. },
+        ) => Some(*conversation),
+    }
+}
+
+/// A desk event as the agent's stream stores it: a note as the tenant actor encodes it
+/// (`apply::note_event`), a change of the unaccepted list as the tenant actor tells it, a
+/// refusal as a [`DeskRefusal`] (`AgentService.StreamEvents` skips those: the command's caller
+/// learns it from `AgentHandle::decision`). Its cursor is its position, stamped once the
+/// store gave it one (`service::stamp`).
+pub(crate) fn desk_item(names: &MeshNames<'_>, now: Timestamp, event: &DeskEvent) -> StreamItem {
+    let item = match event {
+        DeskEvent::Note(note) => {
+            // A whisper names its supervisor as the tenant actor does.
+            let name = |a: AgentId| names.agent_name(a);
+            Item::AgentEvent(crate::apply::note_event(names.tenant, now, note.clone(), name))
+        }
+        DeskEvent::Refused { command, reason } => {
+            Item::DeskRefusal(DeskRefusal { command: *command, reason: reason.clone() })
+        }
+        DeskEvent::Unaccepted(change) => {
+            Item::AgentEvent(crate::apply::unaccepted::agent_event(names, now, change))
+        }
+    };
+    StreamItem { item: Some(item) }
 }

@@ -34,6 +34,11 @@
 //!   is the encoding the actors' rows already keep unacknowledged messages in, so it changes
 //!   under the same compatibility rules; a full prost mapping of the core's route requests
 //!   and placement facts would be a second copy of those types to keep in step.
+//! - **Desk entries** (`MESH_DIRECTION_DESK_ENTRY`, [`Transport::desk_entry`]): a durable
+//!   entry of an agent's desk stream written here goes, after its write, to the node of the
+//!   agent's actor (where the desk is read), in the same per-peer batches, as a hint for that
+//!   node's hub: no actor handles it, nothing acknowledges it, a lost one only makes the
+//!   reader find the entry in the store later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,17 +52,17 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::mesh::{
-    AgentEnvelope, Body, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation,
-    ToDesk, ToRouter,
+    AgentEnvelope, Body, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
 };
 use switchboard_core::{AgentId, ConversationId, CustomerId};
 use switchboard_proto::internal::v1 as pb;
+use switchboard_proto::internal::v1::StreamItem;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::Transport;
 use super::meshes::{MAX_INBOUND, Meshes};
 use super::placement::{self, ActorKey};
-use super::transport::{InProcess, Wire};
+use super::transport::{DeskEntry, InProcess, Wire};
 use crate::cluster::{Ownership, Route};
 use crate::error::Error;
 use crate::metrics as m;
@@ -336,16 +341,13 @@ impl Transport for GrpcTransport {
         self.route(key, envelope, |local, e| local.to_router_from_agent(tenant, e), wire);
     }
 
-    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
-        let key = ActorKey::Agent { tenant, agent: envelope.agent };
-        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::ToDesk, e);
-        self.route(key, envelope, |local, e| local.to_desk(tenant, e), wire);
-    }
-
-    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
-        let key = ActorKey::Conversation { tenant, customer: envelope.customer };
-        let wire = |e: &_| encode_desk(tenant, pb::MeshDirection::FromDesk, e);
-        self.route(key, envelope, |local, e| local.to_conversation_from_desk(tenant, e), wire);
+    fn desk_entry(&self, tenant: &str, agent: AgentId, seq: u64, item: &StreamItem) {
+        // Here, this node's hub has it already.
+        if let Route::Remote { addr, .. } =
+            placement::resolve(&self.ownership, ActorKey::Agent { tenant, agent })
+        {
+            self.send(&addr, Some(encode_desk_entry(tenant, agent, seq, item)));
+        }
     }
 
     /// Early only to this node's actors: they share its writer.
@@ -400,25 +402,50 @@ pub fn encode_agent<M: Serialize>(
     })
 }
 
-/// The wire form of an envelope on a desk link, as [`encode`].
-pub fn encode_desk<M: Serialize>(
+/// The wire form of a desk entry for the live readers on another node
+/// ([`Transport::desk_entry`]): the stream item itself (protobuf, payload version 0) at its
+/// position.
+pub fn encode_desk_entry(
     tenant: &str,
-    direction: pb::MeshDirection,
-    envelope: &DeskEnvelope<M>,
-) -> Option<pb::DeliverRequest> {
-    Some(pb::DeliverRequest {
+    agent: AgentId,
+    seq: u64,
+    item: &StreamItem,
+) -> pb::DeliverRequest {
+    pb::DeliverRequest {
         tenant: tenant.to_owned(),
         config_version: 0,
         envelope: Some(pb::MeshEnvelope {
-            direction: direction as i32,
-            conversation: envelope.conversation.0,
-            customer: envelope.customer.0,
-            epoch: envelope.epoch,
-            body: Some(wire_body(&envelope.body)?),
-            agent: envelope.agent.0,
-            since: envelope.since,
+            direction: pb::MeshDirection::DeskEntry as i32,
+            conversation: 0,
+            customer: 0,
+            epoch: 0,
+            body: Some(pb::mesh_envelope::Body::Message(pb::MeshMessage {
+                seq,
+                payload_version: 0,
+                payload: item.encode_to_vec(),
+            })),
+            agent: agent.0,
+            since: 0,
         }),
-    })
+    }
+}
+
+/// A desk entry as [`encode_desk_entry`] sent it.
+fn desk_entry(envelope: &pb::MeshEnvelope) -> Result<DeskEntry, Error> {
+    let field = |field: &str, message: String| Error::Field { field: field.into(), message };
+    let Some(pb::mesh_envelope::Body::Message(m)) = &envelope.body else {
+        return Err(field("envelope.body", "a desk entry is a message".into()));
+    };
+    if m.payload_version != 0 {
+        return Err(field(
+            "envelope.message.payload_version",
+            format!("a desk entry's payload version is 0, not {}", m.payload_version),
+        ));
+    }
+    let item = StreamItem::decode(m.payload.as_slice()).map_err(|e| {
+        field("envelope.message.payload", format!("the stream item does not decode: {e}"))
+    })?;
+    Ok(DeskEntry { agent: AgentId(envelope.agent), seq: m.seq, item })
 }
 
 fn wire_body<M: Serialize>(body: &Body<M>) -> Option<pb::mesh_envelope::Body> {
@@ -448,13 +475,17 @@ pub fn decode(request: &pb::DeliverRequest) -> Result<Wire, Error> {
         pb::MeshDirection::ToConversation => Ok(Wire::ToConversation(body(envelope)?)),
         pb::MeshDirection::ToAgent => Ok(Wire::ToAgent(agent_body(envelope)?)),
         pb::MeshDirection::FromAgent => Ok(Wire::FromAgent(agent_body(envelope)?)),
-        pb::MeshDirection::ToDesk => Ok(Wire::ToDesk(desk_body(envelope)?)),
-        pb::MeshDirection::FromDesk => Ok(Wire::FromDesk(desk_body(envelope)?)),
+        pb::MeshDirection::DeskEntry => Ok(Wire::DeskEntry(desk_entry(envelope)?)),
+        // A node from before desk entries were written by their makers: nothing to do.
+        pb::MeshDirection::ToDesk | pb::MeshDirection::FromDesk => Err(field(
+            "envelope.direction",
+            "TO_DESK and FROM_DESK are no longer used: desk links are gone (upgrade the sender)"
+                .into(),
+        )),
         pb::MeshDirection::Unspecified => Err(field(
             "envelope.direction",
             format!(
-                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT, FROM_AGENT, \
-                 TO_DESK or FROM_DESK",
+                "{} is not a direction: TO_ROUTER, TO_CONVERSATION, TO_AGENT or FROM_AGENT",
                 envelope.direction
             ),
         )),
@@ -473,17 +504,6 @@ fn body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Envelope<M>,
 fn agent_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<AgentEnvelope<M>, Error> {
     Ok(AgentEnvelope {
         agent: AgentId(envelope.agent),
-        epoch: envelope.epoch,
-        body: read_body(envelope)?,
-    })
-}
-
-fn desk_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<DeskEnvelope<M>, Error> {
-    Ok(DeskEnvelope {
-        conversation: ConversationId(envelope.conversation),
-        customer: CustomerId(envelope.customer),
-        agent: AgentId(envelope.agent),
-        since: envelope.since,
         epoch: envelope.epoch,
         body: read_body(envelope)?,
     })
@@ -748,45 +768,17 @@ mod tests {
     }
 
     #[test]
-    fn a_desk_links_envelope_survives_the_wire_both_ways() {
-        use switchboard_core::engine::Note;
-        let to_desk = DeskEnvelope {
-            conversation: ConversationId(11),
-            customer: CustomerId(7),
-            agent: AgentId(5),
-            since: 3,
-            epoch: 2,
-            body: Body::Message {
-                seq: 1,
-                message: ToDesk {
-                    notes: vec![Note::CustomerMessage {
-                        conversation: ConversationId(11),
-                        text: "hello".into(),
-                        bot_hosting: false,
-                    }],
-                },
-            },
-        };
-        let request = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
-        let wire = request.envelope.as_ref().unwrap();
-        assert_eq!((wire.agent, wire.since, wire.customer), (5, 3, 7));
-        assert_eq!(decode(&request).unwrap(), Wire::ToDesk(to_desk.clone()));
-        let ack: DeskEnvelope<FromDesk> = DeskEnvelope {
-            conversation: ConversationId(11),
-            customer: CustomerId(7),
-            agent: AgentId(5),
-            since: 3,
-            epoch: 4,
-            body: Body::Ack { next: 2 },
-        };
-        let request = encode_desk("acme", pb::MeshDirection::FromDesk, &ack).unwrap();
-        assert_eq!(decode(&request).unwrap(), Wire::FromDesk(ack));
-        // Nothing but acknowledgements travels back: a message is malformed.
-        let mut message = encode_desk("acme", pb::MeshDirection::ToDesk, &to_desk).unwrap();
-        message.envelope.as_mut().unwrap().direction = pb::MeshDirection::FromDesk as i32;
-        let refused = decode(&message);
+    fn a_desk_links_envelope_of_an_older_node_is_refused() {
+        let mut request = encode_agent(
+            "acme",
+            pb::MeshDirection::ToAgent,
+            &AgentEnvelope::<ToAgent> { agent: AgentId(5), epoch: 4, body: Body::Ack { next: 2 } },
+        )
+        .unwrap();
+        request.envelope.as_mut().unwrap().direction = pb::MeshDirection::ToDesk as i32;
+        let refused = decode(&request);
         assert!(
-            matches!(&refused, Err(Error::Field { field, .. }) if field.ends_with("payload")),
+            matches!(&refused, Err(Error::Field { field, .. }) if field == "envelope.direction"),
             "{refused:?}"
         );
     }

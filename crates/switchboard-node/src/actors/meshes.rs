@@ -19,9 +19,10 @@
 //! **Agent actors** run in the meshes of tenants created with `TENANT_ROUTING_ACTORS` (their
 //! agents' own calls are served by them, `service::agent_actors`): such a mesh is built with
 //! [`MeshOptions::agent_actors`] on whatever the node's options say, so its router has agent
-//! links and its conversations desk links; every other tenant's mesh keeps the node's
-//! options. Agent actors publish their durable desk entries to the node's hub
-//! ([`Meshes::with_hub`]), where `AgentService.StreamEvents` follows them.
+//! links and its router and conversations write the agents' desk streams; every other
+//! tenant's mesh keeps the node's options. Durable desk entries go to the hub of the node
+//! where the agent's actor runs ([`Meshes::with_hub`]; sent there when written elsewhere),
+//! where `AgentService.StreamEvents` follows them.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -93,7 +94,7 @@ impl Meshes {
         &self.ownership
     }
 
-    /// The node's hub: agent actors publish their durable desk entries there, so a desk's
+    /// The node's hub: actors publish their durable desk entries there, so a desk's
     /// `StreamEvents` on this node gets them at once.
     #[must_use]
     pub fn with_hub(mut self, hub: crate::hub::Hub) -> Self {

@@ -10,9 +10,10 @@
 //!   conversation (or links the router has not acknowledged yet), around a
 //!   [`ConversationSide`](switchboard_core::mesh::ConversationSide).
 //! - [`agent::AgentActor`]: one per tenant and agent, around an
-//!   [`AgentSide`](switchboard_core::mesh::AgentSide) (status as set, the numbered desk
-//!   stream written with its row, holdings), when the mesh runs agent actors
-//!   ([`MeshOptions::agent_actors`]: the router side then has agent links).
+//!   [`AgentSide`](switchboard_core::mesh::AgentSide) (status as set, holdings, the router's
+//!   answers), when the mesh runs agent actors ([`MeshOptions::agent_actors`]: the router
+//!   side then has agent links, and the router and conversation actors write the agents'
+//!   desk streams, `effects::Rows::desk`).
 //! - [`transport`]: how envelopes travel between them, behind the small [`Transport`] trait;
 //!   [`transport::InProcess`] delivers inside the node, [`grpc::GrpcTransport`] between nodes
 //!   (to the owner of the actor key's shard, [`placement`]).
@@ -273,7 +274,8 @@ pub struct MeshArgs {
     pub options: MeshOptions,
     /// Where effects go once durable, if anywhere.
     pub heard: Option<mpsc::UnboundedSender<Heard>>,
-    /// The node's live fan-out: agent actors publish their durable desk entries there.
+    /// The node's live fan-out: actors publish their durable stream entries there (desk
+    /// entries written on other nodes too, `publish_desk_entry`).
     pub hub: Option<crate::hub::Hub>,
 }
 
@@ -699,6 +701,19 @@ impl Mesh {
         self.0.wakes.load(Ordering::Acquire)
     }
 
+    /// A durable entry of an agent's desk stream, written on another node, to this node's
+    /// live readers of that stream ([`transport::Transport::desk_entry`]). An agent this
+    /// mesh's configuration does not know has no readers here.
+    pub(crate) fn publish_desk_entry(&self, entry: transport::DeskEntry) {
+        let Some(hub) = &self.inner().hub else { return };
+        let config = self.config();
+        if !config.agents.contains_key(&entry.agent) {
+            return;
+        }
+        let stream = crate::state::agent_stream(&config.agent_name(entry.agent));
+        hub.publish(self.tenant(), &stream, entry.seq, entry.item);
+    }
+
     /// An actor handles a timer wake-up.
     pub(crate) fn woke(&self) {
         self.0.wakes.fetch_add(1, Ordering::AcqRel);
@@ -858,9 +873,8 @@ impl Mesh {
     }
 
     /// Hands effects to whoever listens, once durable. With agent actors on, without the
-    /// agents' notes (`Effect::Notify`): the agent actors' desk streams are their one writer
-    /// (the router's on the agent links, the conversations' on desk links), so nothing that
-    /// listens here may show them a second time.
+    /// agents' notes (`Effect::Notify`): the router and conversation actors wrote them on the
+    /// agents' desk streams, so nothing that listens here may show them a second time.
     pub(crate) fn heard(&self, customer: Option<CustomerId>, effects: Vec<Effect>) {
         self.heard_on(customer, None, effects);
     }

@@ -752,8 +752,14 @@ impl RouterRun {
     /// Makes the side durable: its row (placements and the decisions in its outbox), one
     /// upsert in the store's group commit, with the batch's `events` entries
     /// (`actors::effects`); then those entries go to the node's hub.
-    async fn commit(&mut self, rows: Rows, responses: Vec<Response>) -> Result<()> {
+    async fn commit(&mut self, mut rows: Rows, responses: Vec<Response>) -> Result<()> {
         self.mesh.holds(self.fence)?;
+        // What its decisions put on agents' desks, in the same write as the decisions.
+        let desk = self.side.take_desk();
+        if !desk.is_empty() {
+            let names = MeshNames { tenant: &self.mesh.inner().tenant, config: self.mesh.config() };
+            rows.desk(&names, self.last_now, desk);
+        }
         let (mut actors, row) = self.journal_rows()?;
         let inner = self.mesh.inner();
         // Tombstones are rows of their own (the side's row would grow with every

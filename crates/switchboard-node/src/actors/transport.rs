@@ -1,5 +1,5 @@
-//! How envelopes travel between conversation, agent and router actors (and on desk links
-//! between conversation and agent actors). The protocol asks little of
+//! How envelopes travel between conversation, agent and router actors. The protocol asks
+//! little of
 //! a transport: at-most-once-per-send delivery, in any order, possibly duplicated or lost
 //! (the links' sequence numbers, hold-back and retransmission do the rest), and no envelope
 //! later than the router's `linger` after it was sent. So the trait is fire-and-forget.
@@ -11,10 +11,11 @@ use std::sync::{PoisonError, RwLock, Weak};
 
 use ractor::ActorRef;
 use rustc_hash::FxHashMap;
+use switchboard_core::AgentId;
 use switchboard_core::mesh::{
-    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
-    ToRouter,
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
 };
+use switchboard_proto::internal::v1::StreamItem;
 
 use super::agent::AgentMsg;
 use super::conversation::ConversationMsg;
@@ -35,11 +36,6 @@ pub trait Transport: Send + Sync + 'static {
     fn to_agent(&self, tenant: &str, envelope: AgentEnvelope<ToAgent>);
     /// On an agent's link, from the agent actor to the tenant's router actor.
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>);
-    /// On a desk link, from a conversation actor to the agent actor of `envelope.agent`.
-    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>);
-    /// On a desk link, from an agent actor back to the conversation actor of
-    /// `envelope.customer` (acknowledgements).
-    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>);
 
     /// Delivers a message *before* its sender's batch is durable, tagged with the
     /// generation that batch carries ([`switchboard_store::Batch::generation`]), if its
@@ -51,18 +47,33 @@ pub trait Transport: Send + Sync + 'static {
     fn early(&self, _tenant: &str, _generation: u64, wire: Wire) -> Option<Wire> {
         Some(wire)
     }
+
+    /// A durable entry of `entry.agent`'s desk stream, written here, for the live readers on
+    /// the node of the agent's actor (`AgentService.StreamEvents` is served there) when that
+    /// is another node: a hint, never resent (those readers re-read the store anyway). This
+    /// node's own readers heard it from its hub already; by default nothing more happens.
+    fn desk_entry(&self, _tenant: &str, _agent: AgentId, _seq: u64, _item: &StreamItem) {}
+}
+
+/// A durable entry of an agent's desk stream at its position, for that stream's live readers
+/// on another node ([`Transport::desk_entry`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeskEntry {
+    pub agent: AgentId,
+    pub seq: u64,
+    pub item: StreamItem,
 }
 
 /// An envelope on any of the links, as a step's sender hands it to [`Transport::early`] or
 /// another node's receives it (`grpc::decode`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Wire {
     ToRouter(Envelope<ToRouter>),
     ToConversation(Envelope<ToConversation>),
     ToAgent(AgentEnvelope<ToAgent>),
     FromAgent(AgentEnvelope<FromAgent>),
-    ToDesk(DeskEnvelope<ToDesk>),
-    FromDesk(DeskEnvelope<FromDesk>),
+    /// Not on a link: a desk entry for the live readers where its agent's actor runs.
+    DeskEntry(DeskEntry),
 }
 
 impl Wire {
@@ -73,8 +84,7 @@ impl Wire {
             Wire::ToConversation(e) => awaits_ack(&e.body),
             Wire::ToAgent(e) => awaits_ack(&e.body),
             Wire::FromAgent(e) => awaits_ack(&e.body),
-            Wire::ToDesk(e) => awaits_ack(&e.body),
-            Wire::FromDesk(e) => awaits_ack(&e.body),
+            Wire::DeskEntry(_) => false,
         }
     }
 
@@ -83,9 +93,8 @@ impl Wire {
         match self {
             Wire::ToRouter(_) | Wire::FromAgent(_) => ActorKey::Router { tenant },
             Wire::ToConversation(e) => ActorKey::Conversation { tenant, customer: e.customer },
-            Wire::FromDesk(e) => ActorKey::Conversation { tenant, customer: e.customer },
             Wire::ToAgent(e) => ActorKey::Agent { tenant, agent: e.agent },
-            Wire::ToDesk(e) => ActorKey::Agent { tenant, agent: e.agent },
+            Wire::DeskEntry(e) => ActorKey::Agent { tenant, agent: e.agent },
         }
     }
 
@@ -96,8 +105,7 @@ impl Wire {
             Wire::ToConversation(e) => transport.to_conversation(tenant, e),
             Wire::ToAgent(e) => transport.to_agent(tenant, e),
             Wire::FromAgent(e) => transport.to_router_from_agent(tenant, e),
-            Wire::ToDesk(e) => transport.to_desk(tenant, e),
-            Wire::FromDesk(e) => transport.to_conversation_from_desk(tenant, e),
+            Wire::DeskEntry(e) => transport.desk_entry(tenant, e.agent, e.seq, &e.item),
         }
     }
 }
@@ -213,46 +221,13 @@ impl InProcess {
             Wire::ToConversation(e) => self.deliver_to_conversation(tenant, e, ticket, early),
             Wire::ToAgent(e) => self.deliver_to_agent(tenant, e, ticket, early),
             Wire::FromAgent(e) => self.deliver_from_agent(tenant, e, ticket, early),
-            Wire::ToDesk(e) => self.deliver_to_desk(tenant, e, ticket, early),
-            Wire::FromDesk(e) => self.deliver_from_desk(tenant, e, ticket, early),
+            // Received from the node that wrote it: to this node's live readers.
+            Wire::DeskEntry(e) => {
+                if let Some(mesh) = self.mesh(tenant) {
+                    mesh.publish_desk_entry(e);
+                }
+            }
         }
-    }
-
-    /// On a desk link, to the agent actor of `envelope.agent`, with its ticket as above.
-    pub(crate) fn deliver_to_desk(
-        &self,
-        tenant: &str,
-        envelope: DeskEnvelope<ToDesk>,
-        ticket: Option<Ticket>,
-        early: Option<u64>,
-    ) {
-        let Some(mesh) = self.mesh(tenant) else { return };
-        let agent = envelope.agent;
-        let message = awaits_ack(&envelope.body);
-        let msg = AgentMsg::Desk(envelope, ticket, early);
-        let find = move |mesh: &Mesh| mesh.find_agent(agent);
-        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
-            mesh.agent_ref(agent).await
-        });
-    }
-
-    /// On a desk link, back to the conversation actor of `envelope.customer`, with its
-    /// ticket as above.
-    pub(crate) fn deliver_from_desk(
-        &self,
-        tenant: &str,
-        envelope: DeskEnvelope<FromDesk>,
-        ticket: Option<Ticket>,
-        early: Option<u64>,
-    ) {
-        let Some(mesh) = self.mesh(tenant) else { return };
-        let customer = envelope.customer;
-        let message = awaits_ack(&envelope.body);
-        let msg = ConversationMsg::Desk(envelope, ticket, early);
-        let find = move |mesh: &Mesh| mesh.find_conversation(customer);
-        cast_or_activate(mesh, find, msg, message, move |mesh| async move {
-            mesh.conversation_ref(customer).await
-        });
     }
 }
 
@@ -335,14 +310,6 @@ impl Transport for InProcess {
 
     fn to_router_from_agent(&self, tenant: &str, envelope: AgentEnvelope<FromAgent>) {
         self.deliver_from_agent(tenant, envelope, None, None);
-    }
-
-    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
-        self.deliver_to_desk(tenant, envelope, None, None);
-    }
-
-    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
-        self.deliver_from_desk(tenant, envelope, None, None);
     }
 
     fn early(&self, tenant: &str, generation: u64, wire: Wire) -> Option<Wire> {

@@ -7,7 +7,10 @@ use tonic::{Request, Response, Status};
 
 use super::agent_actors::{Command, Desk};
 use super::on_actors::OnActors;
-use super::{ItemStream, numeric_page, page_token, serve_stream, transcript_message, variant};
+use super::{
+    ItemStream, numeric_page, page_token, serve_hinted_stream, serve_stream, transcript_message,
+    variant,
+};
 use crate::auth::Call;
 use crate::convert::{resources, views};
 use crate::error::Error;
@@ -212,16 +215,23 @@ impl AgentService for Agents {
                 .read(&tenant, move |state| state.agent("agent", &check).map(|_| ()))
                 .await??;
         }
-        // On actors the desk stream's one writer is the agent actor; same contract.
         let pick = |item: switchboard_proto::internal::v1::StreamItem| match item.item {
             Some(Item::AgentEvent(e)) => Some(e),
             _ => None,
         };
-        let mut stream =
-            serve_stream(&self.registry, tenant, agent_stream(&id), r.after_cursor, pick);
+        let (stream, cursor) = (agent_stream(&id), r.after_cursor);
+        let mut stream = match &path {
+            // The tenant actor is the desk stream's one writer.
+            Path::Tenant(_) => serve_stream(&self.registry, tenant, stream, cursor, pick),
+            // On actors the router and conversation actors write it, on every node: a
+            // shared stream, same cursor contract, whose entries written elsewhere are sent
+            // here (re-read from the store only when one is lost).
+            Path::Actors(_) => serve_hinted_stream(&self.registry, tenant, stream, cursor, pick),
+        };
         if let Path::Actors(desk) = &path {
-            // Its writer is the agent actor, fed through this node's hub: when the actor moves
-            // to another node, the client must follow it there.
+            // Its writers' entries reach this node's hub where the agent's actor runs
+            // (`actors::Mesh::published`): when the actor moves to another node, the client
+            // must follow it there.
             let why = format!(
                 "agent {} moved to another node; reconnect after your last cursor (any node forwards)",
                 r.agent

@@ -13,8 +13,9 @@
 //!   queues; the forwarder routes it by tenant, to the router's node); each conversation
 //!   from its conversation actor on whichever node it lives (`calls::held_many`, found by
 //!   the router's `customer_of`), its position and estimated wait from the router.
-//! - **The desk's StreamEvents** reads `agent/{id}`, which the agent actor alone writes and
-//!   numbers, with the tenant actor's cursor contract (`serve_stream`).
+//! - **The desk's StreamEvents** reads `agent/{id}`, a shared stream the router and
+//!   conversation actors write (`actors::effects`), with the tenant actor's cursor contract
+//!   (`serve_shared_stream`), on the node of the agent's actor.
 //!
 //! The agent is named `tenants/{t}/agents/{a}` and resolved through the mesh's configuration;
 //! an agent it does not know is looked for again once after checking the stored

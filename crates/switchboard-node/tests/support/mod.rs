@@ -15,8 +15,7 @@ use switchboard_core::config::{
     AgentSettings, GroupPolicy, GroupSettings, OfferMode, TenantSettings,
 };
 use switchboard_core::mesh::{
-    AgentEnvelope, DeskEnvelope, Envelope, FromAgent, FromDesk, ToAgent, ToConversation, ToDesk,
-    ToRouter,
+    AgentEnvelope, Envelope, FromAgent, ToAgent, ToConversation, ToRouter,
 };
 use switchboard_core::router::Placement;
 use switchboard_core::{
@@ -51,10 +50,6 @@ pub struct Cuttable<T> {
     /// Cuts the router's messages to agent actors but lets its acknowledgements pass (so an
     /// acknowledgement overtakes the message the router sent before it).
     pub cut_messages_to_agent: AtomicBool,
-    /// Cuts conversations' notes on desk links.
-    pub cut_to_desk: AtomicBool,
-    /// Cuts agent actors' acknowledgements on desk links.
-    pub cut_from_desk: AtomicBool,
     pub dropped: AtomicU64,
     pub passed: AtomicU64,
 }
@@ -67,8 +62,6 @@ impl<T> Cuttable<T> {
             cut_to_conversation: AtomicBool::new(false),
             cut_to_agent: AtomicBool::new(false),
             cut_messages_to_agent: AtomicBool::new(false),
-            cut_to_desk: AtomicBool::new(false),
-            cut_from_desk: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             passed: AtomicU64::new(0),
         }
@@ -117,15 +110,10 @@ impl<T: Transport> Transport for Cuttable<T> {
         }
     }
 
-    fn to_desk(&self, tenant: &str, envelope: DeskEnvelope<ToDesk>) {
-        if self.pass(&self.cut_to_desk) {
-            self.inner.to_desk(tenant, envelope);
-        }
-    }
-
-    fn to_conversation_from_desk(&self, tenant: &str, envelope: DeskEnvelope<FromDesk>) {
-        if self.pass(&self.cut_from_desk) {
-            self.inner.to_conversation_from_desk(tenant, envelope);
+    /// Cut with the router's envelopes to agent actors (`cut_to_agent`).
+    fn desk_entry(&self, tenant: &str, agent: AgentId, seq: u64, item: &StreamItem) {
+        if self.pass(&self.cut_to_agent) {
+            self.inner.desk_entry(tenant, agent, seq, item);
         }
     }
 
@@ -138,9 +126,7 @@ impl<T: Transport> Transport for Cuttable<T> {
             Wire::ToAgent(_) if self.cut_messages_to_agent.load(Ordering::SeqCst) => {
                 &self.cut_messages_to_agent
             }
-            Wire::ToAgent(_) => &self.cut_to_agent,
-            Wire::ToDesk(_) => &self.cut_to_desk,
-            Wire::FromDesk(_) => &self.cut_from_desk,
+            Wire::ToAgent(_) | Wire::DeskEntry(_) => &self.cut_to_agent,
         };
         if cut.load(Ordering::SeqCst) {
             return Some(wire);
@@ -271,21 +257,30 @@ pub async fn placed(mesh: &Mesh, id: u64) -> (Option<Placement>, usize, u32) {
         .unwrap()
 }
 
-/// An agent's desk stream as the store holds it: (seq, item), in order.
+/// An agent's desk stream as the store holds it: (seq, item), in order, each agent event's
+/// cursor set to its position as a reader is served it (a shared stream's entry is encoded
+/// before the store gives it its position).
 pub fn desk(store: &Arc<dyn Store>, agent: AgentId) -> Vec<(u64, StreamItem)> {
     use prost::Message as _;
+    use switchboard_proto::internal::v1::stream_item::Item;
     let stream = switchboard_node::state::agent_stream(&agent.0.to_string());
     let entries = store.read_stream(TENANT, &stream, 0, 10_000).unwrap();
     entries
         .into_iter()
-        .map(|e| (e.seq, StreamItem::decode(e.payload.as_slice()).unwrap()))
+        .map(|e| {
+            let mut item = StreamItem::decode(e.payload.as_slice()).unwrap();
+            if let Some(Item::AgentEvent(event)) = &mut item.item {
+                event.cursor = e.seq;
+            }
+            (e.seq, item)
+        })
         .collect()
 }
 
 /// The desk entries in a short form: `"status online"`, `"offered 3"`, `"assigned 3 accepted"`,
 /// `"released 3 declined"`, `"refused 4"`, `"customer 3 hello"` (a customer message); and
-/// checks they are numbered 1, 2, 3… with the cursor an agent event carries equal to its
-/// number.
+/// checks they are numbered 1, 2, 3… (a shared stream's positions: an event's cursor is
+/// stamped with its position when it is served).
 pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
     use switchboard_proto::internal::v1::stream_item::Item;
     use switchboard_proto::v1::agent_event::Event;
@@ -296,9 +291,8 @@ pub fn desk_summary(store: &Arc<dyn Store>, agent: AgentId) -> Vec<String> {
     let conversation = |name: &str| name.rsplit('/').next().unwrap_or_default().to_owned();
     entries
         .into_iter()
-        .map(|(seq, item)| match item.item {
+        .map(|(_, item)| match item.item {
             Some(Item::AgentEvent(e)) => {
-                assert_eq!(e.cursor, seq, "an event's cursor is its desk number");
                 let c = conversation(&e.conversation);
                 match e.event {
                     Some(Event::StatusChanged(s)) => {
