@@ -19,6 +19,11 @@ use switchboard_core::{AgentStatus, Channel, GroupId, ReplyKind, State, Timestam
 use crate::apply::Output;
 use crate::state::TenantState;
 
+/// Requests refused by a tenant's rate limit (`auth::limits`), by tenant.
+pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+/// Calls refused because their tenant had `limits.tenant_in_flight` calls in flight on the
+/// node (`auth::limits`), by tenant.
+pub const TENANT_BUSY: &str = "switchboard_tenant_busy_total";
 pub const COMMANDS: &str = "switchboard_commands_total";
 pub const COMMANDS_REFUSED: &str = "switchboard_commands_refused_total";
 pub const APPLY_SECONDS: &str = "switchboard_command_apply_seconds";
@@ -141,6 +146,11 @@ pub const STORE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn describe() {
     crate::grpc_metrics::describe();
+    describe_counter!(RATE_LIMITED, "Requests refused by their tenant's rate limit, by tenant.");
+    describe_counter!(
+        TENANT_BUSY,
+        "Calls refused because their tenant had limits.tenant_in_flight calls in flight on the node, by tenant."
+    );
     describe_counter!(COMMANDS, "Commands applied and logged, by tenant and kind.");
     describe_counter!(COMMANDS_REFUSED, "Commands refused, by tenant, kind and reason.");
     describe_histogram!(

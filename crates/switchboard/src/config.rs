@@ -543,6 +543,7 @@ impl Config {
                 tenant_requests_per_second: f64::from(self.limits.tenant_requests_per_second),
                 tenant_burst: f64::from(self.limits.tenant_burst),
                 streams_per_agent: self.limits.streams_per_agent,
+                tenant_in_flight: self.limits.tenant_in_flight,
             },
             webhooks: switchboard_node::webhooks::Options {
                 initial_backoff: std::time::Duration::from_millis(self.webhooks.initial_backoff_ms),

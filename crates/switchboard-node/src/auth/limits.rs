@@ -1,13 +1,16 @@
 //! Per-tenant request rate (a token bucket per tenant, answered with `RESOURCE_EXHAUSTED` and
-//! `google.rpc.RetryInfo`) and the cap on live streams per agent.
+//! `google.rpc.RetryInfo`), per-tenant calls in flight on the node, and the cap on live
+//! streams per agent.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::metrics::{RATE_LIMITED, TENANT_BUSY};
 
 /// The limits' settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,6 +21,10 @@ pub struct LimitsConfig {
     pub tenant_burst: f64,
     /// Live streams (`AgentService.StreamEvents`) one agent may hold open at once.
     pub streams_per_agent: usize,
+    /// Calls of one tenant a node handles at once (each from its check, `Call::allow`, until
+    /// its handler returns; a server-streaming call until its stream is handed back, a command
+    /// stream's message until it is answered), whatever serves the tenant.
+    pub tenant_in_flight: usize,
 }
 
 impl Default for LimitsConfig {
@@ -26,6 +33,7 @@ impl Default for LimitsConfig {
             tenant_requests_per_second: 10_000.0,
             tenant_burst: 20_000.0,
             streams_per_agent: 4,
+            tenant_in_flight: crate::registry::TENANT_IN_FLIGHT,
         }
     }
 }
@@ -41,7 +49,8 @@ struct Bucket {
 pub struct Limits {
     config: LimitsConfig,
     buckets: Mutex<HashMap<String, Bucket>>,
-    streams: Arc<Mutex<HashMap<(String, String), usize>>>,
+    streams: Counts<(String, String)>,
+    in_flight: Counts<String>,
 }
 
 impl Limits {
@@ -78,17 +87,29 @@ impl Limits {
     /// Holds one of `agent`'s stream places until the slot drops.
     pub fn stream_slot(&self, tenant: &str, agent: &str) -> Result<StreamSlot, Error> {
         let key = (tenant.to_owned(), agent.to_owned());
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let open = streams.entry(key.clone()).or_default();
-        if *open >= self.config.streams_per_agent {
-            return Err(Error::ResourceExhausted(format!(
+        Slot::take(&self.streams, key, self.config.streams_per_agent).map_err(|open| {
+            Error::ResourceExhausted(format!(
                 "agent {agent} of tenant {tenant} already has {open} live streams open (limits.streams_per_agent); close one first"
-            )));
-        }
-        *open += 1;
-        Ok(StreamSlot { streams: Arc::clone(&self.streams), key })
+            ))
+        })
+    }
+
+    /// Holds one of `tenant`'s places for calls in flight on this node until the slot drops.
+    pub fn in_flight(&self, tenant: &str) -> Result<InFlight, Error> {
+        Slot::take(&self.in_flight, tenant.to_owned(), self.config.tenant_in_flight).map_err(
+            |held| {
+                metrics::counter!(TENANT_BUSY, "tenant" => tenant.to_owned()).increment(1);
+                Error::ResourceExhausted(format!(
+                    "tenant {tenant} has {held} calls in flight on this node (limits.tenant_in_flight); \
+                     retry with backoff and the same request_id"
+                ))
+            },
+        )
     }
 }
+
+/// How many of something each key holds.
+type Counts<K> = Arc<Mutex<HashMap<K, usize>>>;
 
 /// HTTP/2 settings that bound what one connection can make the node hold: streams open at
 /// once, flow-control windows (bytes buffered per stream and per connection before the peer
@@ -107,23 +128,39 @@ pub mod http2 {
     pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = MAX_CONCURRENT_STREAMS as usize;
 }
 
-/// Requests refused by a tenant's rate limit.
-pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
-
-/// One open stream of an agent; gives its place back when dropped.
+/// One place of a key among `limit`; given back when dropped.
 #[derive(Debug)]
-pub struct StreamSlot {
-    streams: Arc<Mutex<HashMap<(String, String), usize>>>,
-    key: (String, String),
+pub struct Slot<K: Eq + Hash> {
+    counts: Counts<K>,
+    key: K,
 }
 
-impl Drop for StreamSlot {
+/// One open stream of an agent.
+pub type StreamSlot = Slot<(String, String)>;
+
+/// One call of a tenant in flight on the node.
+pub type InFlight = Slot<String>;
+
+impl<K: Eq + Hash + Clone> Slot<K> {
+    /// A place of `key` if it holds fewer than `limit`; else how many it holds.
+    fn take(counts: &Counts<K>, key: K, limit: usize) -> Result<Slot<K>, usize> {
+        let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(key.clone()).or_default();
+        if *n >= limit {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(Slot { counts: Arc::clone(counts), key })
+    }
+}
+
+impl<K: Eq + Hash> Drop for Slot<K> {
     fn drop(&mut self) {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = streams.get_mut(&self.key) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                streams.remove(&self.key);
+        let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.key);
             }
         }
     }
@@ -139,6 +176,7 @@ mod tests {
             tenant_requests_per_second: 10.0,
             tenant_burst: 2.0,
             streams_per_agent: 1,
+            ..LimitsConfig::default()
         });
         let t0 = Instant::now();
         limits.charge_at("acme", t0).unwrap();
@@ -161,5 +199,16 @@ mod tests {
         let _bob = limits.stream_slot("acme", "bob").unwrap();
         drop(first);
         limits.stream_slot("acme", "alice").unwrap();
+    }
+
+    #[test]
+    fn a_tenants_calls_in_flight_are_bounded_and_come_back_when_they_end() {
+        let limits = Limits::new(LimitsConfig { tenant_in_flight: 2, ..LimitsConfig::default() });
+        let (a, _b) = (limits.in_flight("acme").unwrap(), limits.in_flight("acme").unwrap());
+        let refused = limits.in_flight("acme").unwrap_err();
+        assert!(matches!(&refused, Error::ResourceExhausted(m) if m.contains("tenant_in_flight")));
+        let _other = limits.in_flight("globex").unwrap();
+        drop(a);
+        limits.in_flight("acme").unwrap();
     }
 }

@@ -189,17 +189,21 @@ pub struct Call {
     /// The gRPC path, `/switchboard.v1.Service/Method`.
     pub method: String,
     gate: Option<Arc<Gate>>,
+    /// Its tenant's place for calls in flight on this node, taken by [`Call::allow`] and held
+    /// as long as the call (its handler keeps it until it returns).
+    held: Arc<std::sync::OnceLock<limits::InFlight>>,
 }
 
 impl Call {
     pub fn new(caller: Caller, method: String, gate: Arc<Gate>) -> Call {
-        Call { caller, method, gate: Some(gate) }
+        Call { caller, method, gate: Some(gate), held: Arc::default() }
     }
 
     /// The same caller making a call of `method` (a command stream's message is checked,
-    /// budgeted and audited as the call it stands for).
+    /// budgeted and audited as the call it stands for), with a place of its own.
     pub fn as_method(&self, method: &str) -> Call {
-        Call { caller: self.caller.clone(), method: method.to_owned(), gate: self.gate.clone() }
+        let (caller, gate) = (self.caller.clone(), self.gate.clone());
+        Call { caller, method: method.to_owned(), gate, held: Arc::default() }
     }
 
     /// Splits a request into its call (taken from the extensions the layer filled) and its
@@ -210,12 +214,15 @@ impl Call {
             caller: Caller::Unauthenticated,
             method: String::new(),
             gate: None,
+            held: Arc::default(),
         });
         (call, message)
     }
 
     /// Checks the method's rule against the tenant (`""` for calls on no tenant) and the
-    /// acting agent the request names, charges the tenant's rate budget, and audits.
+    /// acting agent the request names, charges the tenant's rate budget, takes one of its
+    /// places for calls in flight on this node (held until this call is dropped, so for its
+    /// handler's life), and audits.
     pub fn allow(&self, tenant: &str, agent: Option<&str>) -> Result<(), Error> {
         let Some(gate) = &self.gate else {
             return Err(Error::Internal("the call did not pass the authentication layer".into()));
@@ -233,6 +240,10 @@ impl Call {
         }
         if !tenant.is_empty() {
             gate.limits.charge(tenant)?;
+            if self.held.get().is_none() {
+                // Already set (a second check of the same call): it holds one place already.
+                let _ = self.held.set(gate.limits.in_flight(tenant)?);
+            }
         }
         if rule.is_some_and(|r| r.mutates) && self.audited_role() {
             tracing::info!(target: "audit", method = %self.method, %subject, role, %tenant,
@@ -296,6 +307,30 @@ mod tests {
     fn a_call_that_skipped_the_layer_is_refused() {
         let (call, ()) = Call::split(Request::new(()));
         assert!(matches!(call.allow("acme", None), Err(Error::Internal(_))));
+    }
+
+    /// A tenant's place for a call in flight is taken by `allow` and held for as long as the
+    /// call is (its handler's life), whichever routing serves the tenant; a command stream's
+    /// message (`as_method`) takes a place of its own; a second check of one call takes none.
+    #[test]
+    fn a_call_holds_its_tenants_place_in_flight_until_it_is_dropped() {
+        let config = limits::LimitsConfig { tenant_in_flight: 2, ..Default::default() };
+        let gate = Arc::new(Gate::new(None, false, Limits::new(config)));
+        let method = "/switchboard.v1.ChannelService/PostMessage".to_owned();
+        let call = || Call::new(Caller::Unauthenticated, method.clone(), gate.clone());
+        let first = call();
+        first.allow("acme", None).unwrap();
+        first.allow("acme", None).unwrap();
+        let message = first.as_method("/switchboard.v1.ChannelService/PostMessage");
+        message.allow("acme", None).unwrap();
+        let third = call();
+        match third.allow("acme", None) {
+            Err(Error::ResourceExhausted(m)) => assert!(m.contains("tenant_in_flight"), "{m}"),
+            other => panic!("a third call in flight: {other:?}"),
+        }
+        call().allow("globex", None).unwrap();
+        drop(message);
+        call().allow("acme", None).unwrap();
     }
 
     #[test]
