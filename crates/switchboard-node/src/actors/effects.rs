@@ -242,7 +242,7 @@ impl Rows {
                     );
                     self.transcript(now, *conversation, &row);
                     let item = StreamItem { item: Some(Item::Outbound(message)) };
-                    self.append(OUTBOX.to_owned(), now, Some(conversation.0), item);
+                    self.append(OUTBOX.to_owned(), now, Some(conversation.0), item, None);
                 }
                 Effect::Event(_) => self.event(names, now, effect),
                 Effect::Notify { .. } | Effect::ReplySuppressed { .. } | Effect::Purge { .. } => {}
@@ -286,10 +286,7 @@ impl Rows {
         for (agent, event) in entries {
             let stream = agent_stream(&names.config.agent_name(agent));
             let item = desk_item(names, now, &event);
-            self.append(stream, now, about(&event).map(|c| c.0), item);
-            if let Some(last) = self.items.last_mut() {
-                last.2 = Some(agent);
-            }
+            self.append(stream, now, about(&event).map(|c| c.0), item, Some(agent));
         }
     }
 
@@ -299,16 +296,18 @@ impl Rows {
             let conversation =
                 crate::names::conversation("conversation", &event.conversation).ok().map(|c| c.1);
             let item = StreamItem { item: Some(Item::Event(event)) };
-            self.append(EVENTS.to_owned(), now, conversation, item);
+            self.append(EVENTS.to_owned(), now, conversation, item, None);
         }
     }
 
+    /// One entry of a shared stream (`agent`: whose desk it is on, if it is a desk entry).
     fn append(
         &mut self,
         stream: String,
         now: Timestamp,
         conversation: Option<u64>,
         item: StreamItem,
+        agent: Option<AgentId>,
     ) {
         debug_assert!(is_shared(&stream), "{stream} is not a shared stream");
         self.appends.push(Append {
@@ -317,7 +316,7 @@ impl Rows {
             payload: item.encode_to_vec(),
             conversation,
         });
-        self.items.push((stream, item, None));
+        self.items.push((stream, item, agent));
     }
 
     fn transcript(&mut self, now: Timestamp, conversation: ConversationId, message: &pb::Message) {

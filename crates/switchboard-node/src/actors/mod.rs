@@ -702,15 +702,11 @@ impl Mesh {
     }
 
     /// A durable entry of an agent's desk stream, written on another node, to this node's
-    /// live readers of that stream ([`transport::Transport::desk_entry`]). An agent this
-    /// mesh's configuration does not know has no readers here.
+    /// live readers of that stream ([`transport::Transport::desk_entry`]), named as its
+    /// writer names it (`Rows::desk`).
     pub(crate) fn publish_desk_entry(&self, entry: transport::DeskEntry) {
         let Some(hub) = &self.inner().hub else { return };
-        let config = self.config();
-        if !config.agents.contains_key(&entry.agent) {
-            return;
-        }
-        let stream = crate::state::agent_stream(&config.agent_name(entry.agent));
+        let stream = crate::state::agent_stream(&self.config().agent_name(entry.agent));
         hub.publish(self.tenant(), &stream, entry.seq, entry.item);
     }
 
