@@ -174,6 +174,25 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Its `event` tag as serde writes it ("opened", "assigned" …), without serializing it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Opened { .. } => "opened",
+            Event::Queued { .. } => "queued",
+            Event::Offered { .. } => "offered",
+            Event::Assigned { .. } => "assigned",
+            Event::Transferred { .. } => "transferred",
+            Event::Ended { .. } => "ended",
+            Event::FirstResponse { .. } => "first_response",
+            Event::Rated { .. } => "rated",
+            Event::UnrepliedAlert { .. } => "unreplied_alert",
+            Event::AgentStatusChanged { .. } => "agent_status_changed",
+            Event::OfferMissed { .. } => "offer_missed",
+        }
+    }
+}
+
 /// Where a transfer or reassignment sends a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -180,12 +180,16 @@ pub fn reply_kind(k: ReplyKind) -> pb::ReplyKind {
     }
 }
 
-/// The `event` tag of a core event ("opened", "assigned" …).
-pub fn snake_tag(e: &switchboard_core::Event) -> String {
-    serde_json::to_value(e)
-        .ok()
-        .and_then(|v| v.get("event").and_then(|t| t.as_str().map(str::to_owned)))
-        .unwrap_or_default()
+/// The `event` tag of a core event ("opened", "assigned" …): `Event::kind`, which debug
+/// builds (every test) check against the tag serde writes.
+pub fn snake_tag(e: &switchboard_core::Event) -> &'static str {
+    let kind = e.kind();
+    debug_assert_eq!(
+        serde_json::to_value(e).ok().and_then(|v| v.get("event")?.as_str().map(str::to_owned)),
+        Some(kind.to_owned()),
+        "Event::kind disagrees with serde's tag"
+    );
+    kind
 }
 
 #[cfg(test)]
