@@ -951,6 +951,70 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
     assert!(matches!(placement, Some(Placement::Assigned { agent: AGENT, .. })));
 }
 
+/// An Accept decided by the router as a public call (how the service sends one when the
+/// router runs on its node): copies racing under one request id apply it once, each answered
+/// with the kept word (the first decided, the rest from the open batch, from what this
+/// incarnation wrote, or from the store), and a later copy too; no refusal reaches the desk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_sent_to_the_router_as_a_call_is_applied_once_whatever_copies_race() {
+    use switchboard_node::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
+    let offer = OfferMode::Offer { timeout: Duration::from_secs(3600) };
+    let h = agent_harness(&[(AGENT, 2)], offer);
+    let mesh = &h.mesh;
+    let desk = mesh.agent(AGENT);
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
+    let msg = message(7, 1, "hi");
+    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    until("the router offers conversation 1", || async {
+        let offered = |side: &switchboard_core::mesh::RouterSide| {
+            side.router().agent(AGENT).is_some_and(|a| a.offered.contains(&ConversationId(1)))
+        };
+        mesh.router().read(offered).await.unwrap()
+    })
+    .await;
+
+    const KEPT: &[u8] = b"accepted";
+    let call = || {
+        let answer: RouterAnswer =
+            Arc::new(|results| results.iter().all(|r| r.is_ok()).then(|| KEPT.to_vec()));
+        let op = RouterOp::Accept { agent: AGENT, conversation: ConversationId(1) };
+        RouterCall { ops: vec![op], request_id: "accept-1".into(), answer }
+    };
+    let copies: Vec<_> = (0..4)
+        .map(|_| {
+            let (mesh, call) = (mesh.clone(), call());
+            tokio::spawn(async move { mesh.router().call_public(call).await })
+        })
+        .collect();
+    let mut decided = 0;
+    for copy in copies {
+        match copy.await.unwrap().unwrap() {
+            RouterCalled::Decided { results, kept } => {
+                assert!(results.iter().all(Result::is_ok), "{results:?}");
+                assert_eq!(kept.as_deref(), Some(KEPT));
+                decided += 1;
+            }
+            RouterCalled::Stored(body) => assert_eq!(body, KEPT),
+        }
+    }
+    assert_eq!(decided, 1, "one copy decides, the others find its answer");
+    let later = mesh.router().call_public(call()).await.unwrap();
+    assert!(matches!(&later, RouterCalled::Stored(body) if body == KEPT), "{later:?}");
+    until("the conversation hears it is assigned", || async {
+        open(mesh, 7).await == Some((State::Assigned, Some(AGENT)))
+    })
+    .await;
+    until("the agent's actor holds it, from the router's note", || async {
+        desk.read(|side| side.assigned().contains(&ConversationId(1))).await.unwrap()
+    })
+    .await;
+    let summary = desk_summary(&h.store, AGENT);
+    let accepted = summary.iter().filter(|e| *e == "assigned 1 accepted").count();
+    assert_eq!(accepted, 1, "{summary:?}");
+    assert!(!summary.iter().any(|e| e.starts_with("refused")), "{summary:?}");
+}
+
 /// The router's acknowledgement of a command it refuses overtakes the refusal (the network
 /// delivers its acknowledgements to the agent actor and drops its messages, which it
 /// resends): the decision is still `Refused`, never a premature `Applied`, because the

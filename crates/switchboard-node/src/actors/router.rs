@@ -18,10 +18,11 @@
 //! store); its supervisor (or the next message, if sooner) activates it from its row again,
 //! and every caller of the batch gets the error.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use switchboard_core::engine::Target;
 use switchboard_core::mesh::journal::{self, after_checkpoint};
 use switchboard_core::mesh::{
@@ -41,6 +42,11 @@ use super::{
 };
 use crate::clock;
 use crate::error::{Error, Result};
+
+/// How many public calls' answers an incarnation keeps in memory ([`RouterRun::recent`]): a
+/// copy of a call finds its original's answer there if it looked the store up before that
+/// write and reached the router within this many calls after it.
+const KEEP_RESPONSES: usize = 4096;
 
 /// A router operation, as [`RouterHandle`] builds it (the core's, so it can be logged).
 pub use switchboard_core::mesh::RouterOp;
@@ -86,8 +92,11 @@ pub enum RouterMsg {
     FromAgent(AgentEnvelope<FromAgent>, Option<super::Ticket>, Option<u64>),
     /// An operation; answered once its decisions are durable.
     Op(RouterOp, RpcReplyPort<Result<Vec<Effect>>>),
-    /// A public call with its request id; answered once durable (or found stored).
-    Call(RouterCall, CallReply),
+    /// A public call with its request id; answered once durable (or found stored). With the
+    /// instant its caller began looking the request id up in the store and found nothing
+    /// (`RouterHandle::call_public`): an incarnation activated before that instant need not
+    /// look again.
+    Call(RouterCall, Option<tokio::time::Instant>, CallReply),
     /// A read of the side's current state.
     Read(super::ReadSide<RouterSide>),
     /// A read of the side as it is now, steps not yet durable included ([`RouterHandle::peek`]).
@@ -142,6 +151,13 @@ pub struct RouterRun {
     batch: Option<Unflushed>,
     /// What it heard early: its next batch's generation.
     generation: Generation,
+    /// When this incarnation activated: a caller's store lookup begun since saw every
+    /// response an earlier incarnation wrote ([`RouterMsg::Call`]).
+    activated: tokio::time::Instant,
+    /// The responses of the newest [`KEEP_RESPONSES`] public calls this incarnation made
+    /// durable, by request id (volatile): a copy of a call that looked the store up before its
+    /// original's write finds its answer here.
+    recent: (FxHashMap<String, Vec<u8>>, VecDeque<String>),
     /// The inputs since the last write, and what the log since the checkpoint holds.
     journal: Journal,
     /// The mesh's configuration the side was last brought to (`RouterSide::reconfigure`);
@@ -343,6 +359,8 @@ impl Actor for RouterActor {
             failed: false,
             batch: None,
             generation: Generation::default(),
+            activated: tokio::time::Instant::now(),
+            recent: Default::default(),
             journal,
             // A mesh loaded from the store (version above 0) has the tenant's whole
             // configuration, which may be newer than this row: the first message applies it.
@@ -463,9 +481,9 @@ impl Actor for RouterActor {
                     (Ok(effects), _) => return run.step(&myself, effects, Some(reply)).await,
                 }
             }
-            RouterMsg::Call(call, reply) => {
+            RouterMsg::Call(call, checked, reply) => {
                 run.last_active = tokio::time::Instant::now();
-                return run.call(&myself, call, reply).await;
+                return run.call(&myself, call, checked, reply).await;
             }
             RouterMsg::Read(read) => match &mut run.batch {
                 // A read sees only durable decisions.
@@ -571,6 +589,7 @@ impl RouterRun {
         &mut self,
         myself: &ActorRef<RouterMsg>,
         call: RouterCall,
+        checked: Option<tokio::time::Instant>,
         reply: CallReply,
     ) -> Result<(), ActorProcessingErr> {
         if !call.request_id.is_empty() {
@@ -582,6 +601,18 @@ impl RouterRun {
                 // A copy of a call not yet durable: answered with it, at its flush.
                 batch.calls.push((reply, RouterCalled::Stored(body)));
                 return Ok(());
+            }
+            if let Some(body) = self.recent.0.get(&call.request_id) {
+                // A copy that looked the store up before its original was written.
+                let _ = reply.send(Ok(RouterCalled::Stored(body.clone())));
+                self.arm(myself);
+                return Ok(());
+            }
+            // The caller's lookup began after this incarnation activated: the store had
+            // every earlier incarnation's answers then, and this one's are in `recent`. So
+            // the router waits on no read in the common case.
+            if checked.is_some_and(|at| at >= self.activated) {
+                return self.decide_call(myself, call, reply).await;
             }
             let (store, tenant) = (self.mesh.inner().store.clone(), self.mesh.tenant().to_owned());
             let id = call.request_id.clone();
@@ -599,6 +630,16 @@ impl RouterRun {
                 Ok(None) => {}
             }
         }
+        self.decide_call(myself, call, reply).await
+    }
+
+    /// Applies a public call whose request id (if any) was answered nowhere before.
+    async fn decide_call(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        call: RouterCall,
+        reply: CallReply,
+    ) -> Result<(), ActorProcessingErr> {
         let now = self.now();
         let mut effects = Vec::new();
         let mut results = Vec::with_capacity(call.ops.len());
@@ -640,6 +681,21 @@ impl RouterRun {
         self.batch = Some(batch);
         self.push(effects, None);
         Ok(())
+    }
+
+    /// Keeps the answers just made durable, the newest [`KEEP_RESPONSES`] of them.
+    fn remember(&mut self, kept: Vec<(String, Vec<u8>)>) {
+        let (bodies, order) = &mut self.recent;
+        for (request_id, body) in kept {
+            if bodies.insert(request_id.clone(), body).is_none() {
+                order.push_back(request_id);
+            }
+        }
+        while order.len() > KEEP_RESPONSES {
+            if let Some(old) = order.pop_front() {
+                bodies.remove(&old);
+            }
+        }
     }
 
     /// Brings the side to the mesh's configuration if it changed since the last time, as a
@@ -724,6 +780,8 @@ impl RouterRun {
     /// answers, reads.
     async fn flush(&mut self, myself: &ActorRef<RouterMsg>) -> Result<(), ActorProcessingErr> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
+        let kept: Vec<(String, Vec<u8>)> =
+            batch.responses.iter().map(|r| (r.request_id.clone(), r.body.clone())).collect();
         if let Err(e) = self.commit(batch.rows, batch.responses).await {
             for (reply, _) in batch.replies {
                 let _ = reply.send(Err(e.clone()));
@@ -734,6 +792,7 @@ impl RouterRun {
             return self.fail(myself, e);
         }
         self.send();
+        self.remember(kept);
         crate::metrics::mesh_moved(self.mesh.tenant(), &std::mem::take(&mut self.moved));
         self.mesh.heard(None, batch.effects);
         for (reply, answer) in batch.replies {
@@ -990,8 +1049,22 @@ impl RouterHandle {
     }
 
     /// A public call ([`RouterCall`]): applied once per request id.
+    /// A public call: its request id is looked up in the store here, on the caller's task
+    /// (found: that answer, nothing sent), so the router does not wait on the read; the
+    /// router then checks only what it wrote since (see [`RouterMsg::Call`]).
     pub async fn call_public(&self, call: RouterCall) -> Result<RouterCalled> {
-        let msg = |reply| RouterMsg::Call(call.clone(), reply);
+        let mut checked = None;
+        if !call.request_id.is_empty() {
+            let began = tokio::time::Instant::now();
+            let inner = self.mesh.inner();
+            let (store, tenant) = (inner.store.clone(), inner.tenant.clone());
+            let id = call.request_id.clone();
+            if let Some(body) = super::blocking(move || store.actor_response(&tenant, &id)).await? {
+                return Ok(RouterCalled::Stored(body));
+            }
+            checked = Some(began);
+        }
+        let msg = |reply| RouterMsg::Call(call.clone(), checked, reply);
         super::call(|| self.mesh.router_ref(), msg).await
     }
 

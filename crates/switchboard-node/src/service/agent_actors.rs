@@ -8,8 +8,11 @@
 //!   applied, the call returns the agent or the conversation as the actors hold them now; a
 //!   refusal is FAILED_PRECONDITION with the router's reason, in resource names
 //!   (`refusal::rename_mesh`; the tenant actor's path gives some refusals other codes).
-//! - **Reads**: ListAssigned from the agent actor (what the router last told it: offered and
-//!   assigned), ListUnaccepted from the router actor (the agent actor does not know the
+//!   Accept, Decline and Pick served on the router's node skip the link: one call on the
+//!   router actor, decided and answered in one router write ([`Desk::by_router`]).
+//! - **Reads**: ListAssigned from the router actor when it runs here (its durable view,
+//!   which an accept it answered is part of), else from the agent actor (what the router
+//!   last told it: offered and assigned), ListUnaccepted from the router actor (the agent actor does not know the
 //!   queues; the forwarder routes it by tenant, to the router's node); each conversation
 //!   from its conversation actor on whichever node it lives (`calls::held_many`, found by
 //!   the router's `customer_of`), its position and estimated wait from the router.
@@ -43,10 +46,18 @@ use crate::actors::effects::MeshNames;
 use crate::actors::meshes::Meshes;
 use crate::actors::numbers::Numbers;
 use crate::actors::placement::ActorKey;
+use crate::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
 use crate::apply::Names as _;
-use crate::convert::{self, resources, views};
+use crate::convert::{self, refusal, resources, views};
 use crate::error::Error;
 use crate::names;
+
+/// What the router keeps for an Accept, Decline or Pick it decided as a public call
+/// ([`Desk::by_router`]): which agent, command and conversation (a retry of another call
+/// under the same request id is told so).
+fn by_router_body(agent: AgentId, kind: &str, c: ConversationId) -> Vec<u8> {
+    format!("router:agent/{}/{kind}/{}", agent.0, c.0).into_bytes()
+}
 
 /// An agent command on actors.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +131,60 @@ impl Desk {
                 self.handle().command(op, id).await?
             }
         };
-        match self.handle().decision(command).await? {
+        self.answer_decision(self.handle().decision(command).await?)
+    }
+
+    /// Accept, Decline or Pick with the router on this node: a public call on the router
+    /// actor, decided and answered in one router write (the agent's link would add the agent
+    /// actor's writes before and after it). The agent actor learns what it holds from the
+    /// router's notes on its link, as it does for offers. Ordering with the agent's link holds
+    /// for every command whose answer the caller has seen: both paths answer only once the
+    /// router has decided. The request id keeps [`BY_ROUTER`]'s word for the command (a
+    /// refusal keeps nothing, as on the router's other calls); one kept by the agent's link
+    /// (an earlier call when the router ran elsewhere) waits for that command's decision.
+    async fn by_router(&self, op: AgentOp, request_id: &str) -> Result<(), Status> {
+        crate::registry::check_request_id(request_id)?;
+        let (agent, kind) = (self.agent, op.kind());
+        let (router_op, c) = match op {
+            AgentOp::Accept(c) => (RouterOp::Accept { agent, conversation: c }, c),
+            AgentOp::Decline(c) => (RouterOp::Decline { agent, conversation: c }, c),
+            AgentOp::Pick(c) => (RouterOp::Pick { agent, conversation: c }, c),
+            AgentOp::SetStatus { .. } | AgentOp::EndWrapUp(_) => {
+                return self.decided(op, request_id).await;
+            }
+        };
+        let kept = by_router_body(agent, kind, c);
+        let keep = kept.clone();
+        let answer: RouterAnswer =
+            Arc::new(move |results| results.iter().all(|r| r.is_ok()).then(|| keep.clone()));
+        let call = RouterCall { ops: vec![router_op], request_id: request_id.to_owned(), answer };
+        match self.mesh.router().call_public(call).await? {
+            RouterCalled::Stored(body) if body == kept => Ok(()),
+            RouterCalled::Stored(body) => match parse_answer(&body) {
+                Some((a, k, command)) if a == agent && k == kind => {
+                    self.answer_decision(self.handle().decision(command).await?)
+                }
+                _ => Err(Status::failed_precondition(format!(
+                    "request_id {request_id:?} was used by another call; give each call its own"
+                ))),
+            },
+            RouterCalled::Decided { mut results, .. } => match results.pop() {
+                Some(Err(switchboard_core::Error::UnknownConversation(_))) => {
+                    let name = self.names().conversation_name(c);
+                    Err(Error::NotFound(format!("conversation {name}")).into())
+                }
+                Some(Err(error)) => {
+                    let message = refusal::describe_mesh(&self.names(), None, &error);
+                    Err(Error::Refused { error, message }.into())
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The caller's answer for the router's decision on a command of the agent's link.
+    fn answer_decision(&self, decision: Decision) -> Result<(), Status> {
+        match decision {
             Decision::Applied => Ok(()),
             Decision::Refused { reason, kind } => {
                 let message = crate::convert::refusal::rename_mesh(&self.names(), None, &reason);
@@ -204,7 +268,11 @@ impl Desk {
             Command::Decline => AgentOp::Decline(c),
             Command::Pick => AgentOp::Pick(c),
         };
-        self.decided(op, &r.request_id).await?;
+        if self.router_here() {
+            self.by_router(op, &r.request_id).await?;
+        } else {
+            self.decided(op, &r.request_id).await?;
+        }
         // The decision is durable by now, so the router's side as applied holds it: a peek
         // answers without waiting for the router's next write (about one commit under load).
         let mut views = self.conversations(vec![c], Side::AsApplied).await?;
@@ -220,7 +288,17 @@ impl Desk {
         start: usize,
     ) -> Result<pb::ListConversationsResponse, Status> {
         let a = self.agent;
-        let all: Vec<ConversationId> = if kind == "assigned" {
+        let all: Vec<ConversationId> = if kind == "assigned" && self.router_here() {
+            // The router's durable word, which an Accept or Pick answered by the router
+            // (`by_router`) is part of before its caller hears it; the agent actor hears it a
+            // message later.
+            let read = move |side: &switchboard_core::mesh::RouterSide| {
+                side.router().agent(a).map_or_else(Vec::new, |live| {
+                    live.offered.iter().chain(live.assigned.iter()).copied().collect()
+                })
+            };
+            self.mesh.router().read(read).await?
+        } else if kind == "assigned" {
             let read = |side: &switchboard_core::mesh::AgentSide| {
                 side.offered().iter().chain(side.assigned().iter()).copied().collect()
             };
