@@ -164,9 +164,11 @@ pub enum ActorField {
     Agent,
 }
 
-/// The AgentService calls an agent actor serves (field 1 names the agent).
-const AGENT_CALLS: &[&str] =
-    &["SetStatus", "StreamEvents", "Accept", "Decline", "Pick", "EndWrapUp", "ListAssigned"];
+/// The AgentService calls an agent actor serves (field 1 names the agent). Accept, Decline,
+/// Pick and ListAssigned go by tenant, to the router's node: the router decides the first
+/// three as calls of its own in one write, and answers the last from its durable view, which
+/// holds what those answered (`service::agent_actors::Desk::by_router`).
+const AGENT_CALLS: &[&str] = &["SetStatus", "StreamEvents", "EndWrapUp"];
 /// The AgentService calls a conversation actor serves (by their `conversation` field).
 const CONVERSATION_CALLS: &[&str] = &[
     "SendMessage",
