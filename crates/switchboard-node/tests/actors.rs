@@ -866,21 +866,33 @@ async fn an_agent_signs_in_through_its_actor_and_its_desk_stream_holds_the_assig
     assert_eq!(mesh.live_agents(), 1);
 }
 
+/// One agent of capacity 2, offered conversations (an offer that never times out here).
+fn online_with_offers() -> Harness {
+    agent_harness(&[(AGENT, 2)], OfferMode::Offer { timeout: Duration::from_secs(3600) })
+}
+
+/// Signs the agent in through its actor, then customer 7 writes (conversation 1, offered to
+/// the agent); returns the agent's handle.
+async fn signed_in_and_offered_conversation_1(
+    mesh: &Mesh,
+) -> switchboard_node::actors::agent::AgentHandle {
+    let desk = mesh.agent(AGENT);
+    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
+    let msg = message(7, 1, "hi");
+    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    desk
+}
+
 /// Offers answered through the agent actor: an accepted offer is assigned (via accepted), a
 /// declined one released (declined); an accept the router refuses (the conversation is not
 /// offered to the agent any more) is answered `Refused` with the router's reason, and the
 /// refusal is a desk entry with the command's number. The stream stays gap-free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_are_accepted_and_declined_through_the_agent_actor() {
-    let offer = OfferMode::Offer { timeout: Duration::from_secs(3600) };
-    let h = agent_harness(&[(AGENT, 2)], offer);
+    let h = online_with_offers();
     let mesh = &h.mesh;
-    let desk = mesh.agent(AGENT);
-    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
-    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
-
-    let msg = message(7, 1, "hi");
-    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    let desk = signed_in_and_offered_conversation_1(mesh).await;
     until("the agent's actor is offered conversation 1", || async {
         desk.read(|side| side.offered().contains(&ConversationId(1))).await.unwrap()
     })
@@ -958,14 +970,9 @@ async fn offers_are_accepted_and_declined_through_the_agent_actor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_sent_to_the_router_as_a_call_is_applied_once_whatever_copies_race() {
     use switchboard_node::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
-    let offer = OfferMode::Offer { timeout: Duration::from_secs(3600) };
-    let h = agent_harness(&[(AGENT, 2)], offer);
+    let h = online_with_offers();
     let mesh = &h.mesh;
-    let desk = mesh.agent(AGENT);
-    let online = desk.set_status(AgentStatus::Online, StatusCause::Agent).await.unwrap();
-    assert_eq!(desk.decision(online).await.unwrap(), Decision::Applied);
-    let msg = message(7, 1, "hi");
-    mesh.conversation(CustomerId(7)).customer_message(msg).await.unwrap();
+    let desk = signed_in_and_offered_conversation_1(mesh).await;
     until("the router offers conversation 1", || async {
         let offered = |side: &switchboard_core::mesh::RouterSide| {
             side.router().agent(AGENT).is_some_and(|a| a.offered.contains(&ConversationId(1)))
