@@ -63,7 +63,8 @@
 //! commit locks each head once however many batches append to it, in ascending (tenant,
 //! stream) order after the shard fences, so writers never wait on each other crosswise. A
 //! batch's positions are taken only once it is written, so a refused or fenced batch leaves
-//! no gap. Costs: one head read and one head write per shared stream per commit, and commits
+//! no gap. Costs: one head read (on SQLite, only for a stream the writer's last commits did
+//! not append to: `writer::HeadCache`) and one head write per shared stream per commit, and commits
 //! appending to the same shared stream from two databases' writers serialise on its row.
 //! Trimming and retention leave the head alone, so a position is never given twice.
 //!
