@@ -29,7 +29,9 @@
 //! batch that queues it (`Batch::responses`, the per-actor table); a retry finds it there
 //! before dispatching and waits for that command's decision again, queuing nothing, then
 //! answers with the agent or conversation as they are now. Two copies racing before either
-//! is durable are one command too (the actor remembers its newest request ids).
+//! is durable are one command too (the actor remembers its newest request ids). An Accept,
+//! Decline or Pick decided by the router keeps its word in the router's batch instead, and
+//! its copies are one command by the router's own rules (`RouterHandle::call_public`).
 
 use std::sync::Arc;
 use std::time::Duration;
