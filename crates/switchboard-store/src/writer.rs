@@ -1199,6 +1199,9 @@ mod tests {
         linger: std::time::Duration::ZERO,
     };
 
+    /// Limits that let a test's few jobs share a group, without lingering.
+    const SIXTEEN_PER_GROUP: Limits = Limits { max_jobs: 16, ..ONE_PER_GROUP };
+
     /// Queues `jobs`, drains them all through `commit` on `conn`, and gives their outcomes.
     fn drain_all(
         conn: &mut Connection,
@@ -1254,12 +1257,7 @@ mod tests {
             crate::schema::open_writer(&path).unwrap(),
         );
         let (mut my_cache, mut their_cache) = (HeadCache::default(), HeadCache::default());
-        let limits = Limits {
-            max_jobs: 16,
-            max_bytes: 1 << 20,
-            request_retention_ms: 0,
-            linger: std::time::Duration::ZERO,
-        };
+        let limits = SIXTEEN_PER_GROUP;
         let stats = Counters::default();
         let write = |conn: &mut Connection, cache: &mut HeadCache| {
             let (job, done) = shared("desk");
@@ -1285,12 +1283,7 @@ mod tests {
     fn a_refused_batch_fails_alone_and_holds_back_its_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits {
-            max_jobs: 16,
-            max_bytes: 1 << 20,
-            request_retention_ms: 0,
-            linger: std::time::Duration::ZERO,
-        };
+        let limits = SIXTEEN_PER_GROUP;
         let stats = Counters::default();
 
         let (first, done) = append("a", 1);
@@ -1473,12 +1466,7 @@ mod tests {
     fn reservations_ride_a_commit_apart_from_the_tenants_log() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::schema::open_writer(&dir.path().join("t.db")).unwrap();
-        let limits = Limits {
-            max_jobs: 16,
-            max_bytes: 1 << 20,
-            request_retention_ms: 0,
-            linger: std::time::Duration::ZERO,
-        };
+        let limits = SIXTEEN_PER_GROUP;
         let stats = Counters::default();
         let sync = || std::sync::mpsc::sync_channel(1);
         let (raise_ack, raised) = oneshot::channel();

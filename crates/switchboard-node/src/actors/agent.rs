@@ -46,11 +46,10 @@
 //! **Passivation**: idle for [`super::MeshOptions::idle`] with nothing unacknowledged, it
 //! drains and keeps its row (an agent's link is never forgotten).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustc_hash::FxHashMap;
 use switchboard_core::mesh::{AgentEnvelope, AgentSide, Body, ToAgent};
 use switchboard_core::router::StatusCause;
 use switchboard_core::{AgentId, AgentStatus, ConversationId, Timestamp};
@@ -146,7 +145,7 @@ pub struct AgentRun {
     waiting: BTreeMap<u64, Vec<RpcReplyPort<Result<Decision>>>>,
     /// The newest [`KEEP_ANSWERS`] request ids this incarnation queued a command for, and
     /// its number (volatile; the store keeps them all, `Batch::responses`).
-    answered: (FxHashMap<String, u64>, VecDeque<String>),
+    answered: super::Newest<u64>,
     /// It drained itself (passivation): work that came in meanwhile needs a successor.
     drained: bool,
     /// A write failed: it stops, and its supervisor activates it again after a backoff.
@@ -218,7 +217,7 @@ impl Actor for AgentActor {
             last_active: tokio::time::Instant::now(),
             timers: Timers::new(every),
             waiting: BTreeMap::new(),
-            answered: Default::default(),
+            answered: super::Newest::new(KEEP_ANSWERS),
             drained: false,
             failed: false,
             batch: None,
@@ -284,7 +283,7 @@ impl Actor for AgentActor {
                 run.last_active = tokio::time::Instant::now();
                 // A retry racing its original (both missed the store's lookup): one command,
                 // answered once it is durable.
-                if let Some(command) = request_id.as_ref().and_then(|r| run.answered.0.get(r)) {
+                if let Some(command) = request_id.as_ref().and_then(|r| run.answered.get(r)) {
                     match &mut run.batch {
                         Some(batch) => batch.replies.push((reply, *command)),
                         None => {
@@ -308,7 +307,7 @@ impl Actor for AgentActor {
                 if let Some(r) = request_id {
                     let body = answer_body(run.agent, kind, command);
                     responses.push(Response { request_id: r.clone(), at_ms, body });
-                    run.remember(r, command);
+                    run.answered.insert(r, command);
                 }
                 return run.step(&myself, responses, Some((reply, command))).await;
             }
@@ -437,19 +436,6 @@ impl AgentRun {
         pending.await?;
         later.unwrap_or_default().send(&self.mesh);
         Ok(())
-    }
-
-    /// Remembers that `request_id` queued `command` (the newest [`KEEP_ANSWERS`]).
-    fn remember(&mut self, request_id: String, command: u64) {
-        let (ids, order) = &mut self.answered;
-        if ids.insert(request_id.clone(), command).is_none() {
-            order.push_back(request_id);
-        }
-        while order.len() > KEEP_ANSWERS {
-            if let Some(old) = order.pop_front() {
-                ids.remove(&old);
-            }
-        }
     }
 
     /// Puts what is durable on the network: to the router.

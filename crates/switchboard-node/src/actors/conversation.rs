@@ -1185,10 +1185,7 @@ impl ConversationRun {
     /// The stored response to `request_id`, if a step answered it before (read off the
     /// runtime; an error is `Unavailable`: the caller retries).
     async fn answered(&self, request_id: &str) -> Result<Option<Vec<u8>>> {
-        let inner = self.mesh.inner();
-        let (store, tenant, id) =
-            (inner.store.clone(), inner.tenant.clone(), request_id.to_owned());
-        super::blocking(move || store.actor_response(&tenant, &id)).await
+        self.mesh.stored_response(request_id).await
     }
 
     /// The work is over: the row goes, with the customer's record if it lags what the steps

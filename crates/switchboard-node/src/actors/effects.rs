@@ -40,7 +40,7 @@ use super::{Mesh, TenantConfig};
 use crate::apply::Names;
 use crate::apply::events::integrator_event;
 use crate::apply::rows;
-use crate::state::{EVENTS, OUTBOX, agent_stream, is_shared};
+use crate::state::{EVENTS, OUTBOX, is_shared};
 
 /// Resource names as a mesh can give them, from its [`TenantConfig`] (the one current when
 /// the names were taken: a step's or a call's).
@@ -284,7 +284,7 @@ impl Rows {
         entries: impl IntoIterator<Item = (AgentId, DeskEvent)>,
     ) {
         for (agent, event) in entries {
-            let stream = agent_stream(&names.config.agent_name(agent));
+            let stream = names.config.desk_stream(agent);
             let item = desk_item(names, now, &event);
             self.append(stream, now, about(&event).map(|c| c.0), item, Some(agent));
         }

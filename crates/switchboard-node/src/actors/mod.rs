@@ -181,6 +181,12 @@ impl TenantConfig {
         self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.0.to_string())
     }
 
+    /// The agent's desk stream (`state::agent_stream` of its id): where the router and
+    /// conversation actors write its entries, and where another node's are published.
+    pub fn desk_stream(&self, agent: AgentId) -> String {
+        crate::state::agent_stream(&self.agent_name(agent))
+    }
+
     /// The agent whose id (the name in `tenants/{t}/agents/{id}`) is `id`, if the
     /// configuration has it.
     pub fn agent_by_id(&self, id: &str) -> Option<AgentId> {
@@ -706,8 +712,17 @@ impl Mesh {
     /// writer names it (`Rows::desk`).
     pub(crate) fn publish_desk_entry(&self, entry: transport::DeskEntry) {
         let Some(hub) = &self.inner().hub else { return };
-        let stream = crate::state::agent_stream(&self.config().agent_name(entry.agent));
+        let stream = self.config().desk_stream(entry.agent);
         hub.publish(self.tenant(), &stream, entry.seq, entry.item);
+    }
+
+    /// The response the store keeps for `request_id` of this tenant (`Batch::responses`), if
+    /// any: read off the runtime; a failed read is `Unavailable` (the caller retries).
+    pub(crate) async fn stored_response(&self, request_id: &str) -> Result<Option<Vec<u8>>> {
+        let inner = self.inner();
+        let (store, tenant, id) =
+            (inner.store.clone(), inner.tenant.clone(), request_id.to_owned());
+        blocking(move || store.actor_response(&tenant, &id)).await
     }
 
     /// An actor handles a timer wake-up.
@@ -1005,6 +1020,37 @@ async fn watch(
 }
 
 /// Runs a store read on the blocking pool.
+/// Values by request id, the newest `limit` of them (an actor's volatile memory of the
+/// answers it gave, beside the store's).
+#[derive(Debug)]
+pub(crate) struct Newest<V> {
+    limit: usize,
+    values: FxHashMap<String, V>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl<V> Newest<V> {
+    pub(crate) fn new(limit: usize) -> Self {
+        Newest { limit, values: FxHashMap::default(), order: Default::default() }
+    }
+
+    pub(crate) fn get(&self, request_id: &str) -> Option<&V> {
+        self.values.get(request_id)
+    }
+
+    /// Keeps `value` for `request_id`, forgetting the oldest past the limit.
+    pub(crate) fn insert(&mut self, request_id: String, value: V) {
+        if self.values.insert(request_id.clone(), value).is_none() {
+            self.order.push_back(request_id);
+        }
+        while self.order.len() > self.limit {
+            if let Some(old) = self.order.pop_front() {
+                self.values.remove(&old);
+            }
+        }
+    }
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> switchboard_store::Result<T> + Send + 'static,
 ) -> Result<T> {

@@ -18,11 +18,10 @@
 //! store); its supervisor (or the next message, if sooner) activates it from its row again,
 //! and every caller of the batch gets the error.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use switchboard_core::engine::Target;
 use switchboard_core::mesh::journal::{self, after_checkpoint};
 use switchboard_core::mesh::{
@@ -157,7 +156,7 @@ pub struct RouterRun {
     /// The responses of the newest [`KEEP_RESPONSES`] public calls this incarnation made
     /// durable, by request id (volatile): a copy of a call that looked the store up before its
     /// original's write finds its answer here.
-    recent: (FxHashMap<String, Vec<u8>>, VecDeque<String>),
+    recent: super::Newest<Vec<u8>>,
     /// The inputs since the last write, and what the log since the checkpoint holds.
     journal: Journal,
     /// The mesh's configuration the side was last brought to (`RouterSide::reconfigure`);
@@ -360,7 +359,7 @@ impl Actor for RouterActor {
             batch: None,
             generation: Generation::default(),
             activated: tokio::time::Instant::now(),
-            recent: Default::default(),
+            recent: super::Newest::new(KEEP_RESPONSES),
             journal,
             // A mesh loaded from the store (version above 0) has the tenant's whole
             // configuration, which may be newer than this row: the first message applies it.
@@ -602,7 +601,7 @@ impl RouterRun {
                 batch.calls.push((reply, RouterCalled::Stored(body)));
                 return Ok(());
             }
-            if let Some(body) = self.recent.0.get(&call.request_id) {
+            if let Some(body) = self.recent.get(&call.request_id) {
                 // A copy that looked the store up before its original was written.
                 let _ = reply.send(Ok(RouterCalled::Stored(body.clone())));
                 self.arm(myself);
@@ -614,9 +613,7 @@ impl RouterRun {
             if checked.is_some_and(|at| at >= self.activated) {
                 return self.decide_call(myself, call, reply).await;
             }
-            let (store, tenant) = (self.mesh.inner().store.clone(), self.mesh.tenant().to_owned());
-            let id = call.request_id.clone();
-            match super::blocking(move || store.actor_response(&tenant, &id)).await {
+            match self.mesh.stored_response(&call.request_id).await {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     self.arm(myself);
@@ -681,21 +678,6 @@ impl RouterRun {
         self.batch = Some(batch);
         self.push(effects, None);
         Ok(())
-    }
-
-    /// Keeps the answers just made durable, the newest [`KEEP_RESPONSES`] of them.
-    fn remember(&mut self, kept: Vec<(String, Vec<u8>)>) {
-        let (bodies, order) = &mut self.recent;
-        for (request_id, body) in kept {
-            if bodies.insert(request_id.clone(), body).is_none() {
-                order.push_back(request_id);
-            }
-        }
-        while order.len() > KEEP_RESPONSES {
-            if let Some(old) = order.pop_front() {
-                bodies.remove(&old);
-            }
-        }
     }
 
     /// Brings the side to the mesh's configuration if it changed since the last time, as a
@@ -792,7 +774,10 @@ impl RouterRun {
             return self.fail(myself, e);
         }
         self.send();
-        self.remember(kept);
+        // The answers just made durable, for copies that looked the store up before.
+        for (request_id, body) in kept {
+            self.recent.insert(request_id, body);
+        }
         crate::metrics::mesh_moved(self.mesh.tenant(), &std::mem::take(&mut self.moved));
         self.mesh.heard(None, batch.effects);
         for (reply, answer) in batch.replies {
@@ -1056,10 +1041,7 @@ impl RouterHandle {
         let mut checked = None;
         if !call.request_id.is_empty() {
             let began = tokio::time::Instant::now();
-            let inner = self.mesh.inner();
-            let (store, tenant) = (inner.store.clone(), inner.tenant.clone());
-            let id = call.request_id.clone();
-            if let Some(body) = super::blocking(move || store.actor_response(&tenant, &id)).await? {
+            if let Some(body) = self.mesh.stored_response(&call.request_id).await? {
                 return Ok(RouterCalled::Stored(body));
             }
             checked = Some(began);

@@ -491,7 +491,7 @@ mod tests {
         let item = |tag: &str| StreamItem {
             item: Some(Item::Event(pb::Event { r#type: tag.into(), ..Default::default() })),
         };
-        // Appends `tags.len()` entries in one batch, each stored as `stored:{position}`.
+        // Appends `n` entries in one batch, each stored as `stored`.
         let append = |n: u64| {
             let store = store.clone();
             async move {
