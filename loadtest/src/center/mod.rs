@@ -133,6 +133,9 @@ pub async fn run<B: Backend>(
     for a in 0..scenario.agents {
         streams.push(backend.login(a).await?);
     }
+    // Every run starts with the disk's backlog written, so a build before it does not stall
+    // its commits (and so runs compare).
+    let settled = tokio::task::spawn_blocking(crate::node::settle_disk).await.ok().flatten();
     let cpu_before = match cpu {
         Some(probe) => probe.read(None).await,
         None => None,
@@ -275,6 +278,7 @@ pub async fn run<B: Backend>(
             .filter(|_| commands > 0)
             .map(|t| t * 1e6 / commands as f64),
         host_steal_seconds: delta(|s| s.host_steal),
+        settled,
         verdict: Verdict::default(),
     };
     report.verdict = report.judge(scenario.hold_p99);

@@ -200,6 +200,9 @@ pub struct Report {
     /// This machine's CPU steal over the same span, seconds (`/proc/stat`): runs compare
     /// only when it is small beside the node's CPU.
     pub host_steal_seconds: Option<f64>,
+    /// The machine's dirty page cache written back before the run, and how long it took
+    /// (`node::settle_disk`); `None` if it could not be read or flushed.
+    pub settled: Option<crate::node::Settled>,
     pub verdict: Verdict,
 }
 
@@ -348,6 +351,13 @@ impl Report {
             out.push_str(&format!("  {}\n", line(name, s)));
         }
         out.push_str(&format!("  node CPU: {}\n", self.cpu_line()));
+        if let Some(settled) = &self.settled {
+            out.push_str(&format!(
+                "  disk: {:.0} MB of dirty page cache written back before the run ({:.1} s)\n",
+                settled.dirty_bytes as f64 / 1e6,
+                settled.flush_seconds
+            ));
+        }
         out.push_str(&format!("  verdict: {}\n", self.verdict_line()));
         out
     }
