@@ -26,6 +26,9 @@ pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
 pub const TENANT_BUSY: &str = "switchboard_tenant_busy_total";
 pub const COMMANDS: &str = "switchboard_commands_total";
 pub const COMMANDS_REFUSED: &str = "switchboard_commands_refused_total";
+/// Calls whose request id had a stored answer of an earlier call, so nothing was applied
+/// again (a retry answered as before, or a reused id refused), by tenant.
+pub const REPLAYS: &str = "switchboard_idempotent_replays_total";
 pub const APPLY_SECONDS: &str = "switchboard_command_apply_seconds";
 pub const CONVERSATIONS_OPENED: &str = "switchboard_conversations_opened_total";
 pub const CONVERSATIONS_ENDED: &str = "switchboard_conversations_ended_total";
@@ -153,6 +156,11 @@ pub fn describe() {
     );
     describe_counter!(COMMANDS, "Commands applied and logged, by tenant and kind.");
     describe_counter!(COMMANDS_REFUSED, "Commands refused, by tenant, kind and reason.");
+    describe_counter!(
+        REPLAYS,
+        "Calls whose request_id had a stored answer of an earlier call, so nothing was \
+         applied again (a retry answered as before, or a reused id refused), by tenant."
+    );
     describe_histogram!(
         APPLY_SECONDS,
         metrics::Unit::Seconds,
@@ -650,6 +658,11 @@ pub fn refused(tenant: &str, kind: &'static str, error: &crate::error::Error) {
         counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.to_owned(), "channel" => channel.as_str(), "by" => "agent")
             .increment(1);
     }
+}
+
+/// A call whose request id had a stored answer: nothing applied again ([`REPLAYS`]).
+pub fn replayed(tenant: &str) {
+    counter!(REPLAYS, "tenant" => tenant.to_owned()).increment(1);
 }
 
 pub fn snapshot(_tenant: &str, bytes: usize) {

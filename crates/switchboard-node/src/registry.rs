@@ -550,6 +550,7 @@ impl Registry {
             && let Ok(resp) = switchboard_proto::internal::v1::Response::decode(bytes.as_slice())
             && let Some(result) = resp.result
         {
+            crate::metrics::replayed(&req.tenant_id);
             return Ok(result);
         }
         Err(Error::AlreadyExists(format!("tenant {id:?}")).into())

@@ -513,6 +513,7 @@ impl Running {
         let stored = Response::decode(bytes.as_slice()).map_err(|e| {
             Error::Internal(format!("stored answer of request_id {request_id:?}: {e}"))
         })?;
+        crate::metrics::replayed(&self.state.id);
         Ok(stored.result)
     }
 

@@ -560,14 +560,34 @@ async fn state_and_pending_timers_survive_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_with_the_same_request_id_act_once() {
+    retries_with_the_same_request_id_act_once_on(pb::TenantRouting::TenantActor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_the_same_request_id_act_once_on_actors() {
+    retries_with_the_same_request_id_act_once_on(pb::TenantRouting::Actors).await;
+}
+
+/// The operators see each retry answered from its stored answer.
+fn replays(node: &Node) -> String {
+    let metrics = support::scrape(&node.metrics);
+    let series = r#"switchboard_idempotent_replays_total{tenant="acme"}"#;
+    let line = metrics.lines().find(|l| l.starts_with(series));
+    line.map(|l| l[series.len()..].trim().to_owned()).unwrap_or_default()
+}
+
+async fn retries_with_the_same_request_id_act_once_on(routing: pb::TenantRouting) {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path());
     let mut c = node.clients().await;
-    setup(&mut c, "acme", pb::TenantSettings::default(), &[("zhang", "Zhang", 1)]).await;
+    let settings = pb::TenantSettings::default();
+    setup_routed(&mut c, "acme", settings, &[("zhang", "Zhang", 1)], routing).await;
     let first = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
+    assert_eq!(replays(&node), "");
     let again = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
     assert_eq!(first.name, again.name);
     assert_eq!(get(&mut c, &first.name).await.customer_messages, 1);
+    assert_eq!(replays(&node), "1");
     // Also after a crash.
     node.kill9();
     let node = Node::start(dir.path());
@@ -575,6 +595,7 @@ async fn retries_with_the_same_request_id_act_once() {
     let after = post_with(&mut c, "acme", "u1", "", "hello", "retry-1").await.unwrap();
     assert_eq!(after.name, first.name);
     assert_eq!(get(&mut c, &first.name).await.customer_messages, 1);
+    assert_eq!(replays(&node), "1");
     // A new id acts again.
     post_with(&mut c, "acme", "u1", "", "hello", "retry-2").await.unwrap();
     assert_eq!(get(&mut c, &first.name).await.customer_messages, 2);

@@ -284,6 +284,7 @@ impl Actor for AgentActor {
                 // A retry racing its original (both missed the store's lookup): one command,
                 // answered once it is durable.
                 if let Some(command) = request_id.as_ref().and_then(|r| run.answered.get(r)) {
+                    crate::metrics::replayed(run.mesh.tenant());
                     match &mut run.batch {
                         Some(batch) => batch.replies.push((reply, *command)),
                         None => {

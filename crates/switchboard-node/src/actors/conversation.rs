@@ -556,6 +556,7 @@ impl Actor for ConversationActor {
                     .iter_mut()
                     .find(|h| !call.request_id.is_empty() && h.request_id == call.request_id)
                 {
+                    crate::metrics::replayed(run.mesh.tenant());
                     held.replies.push(reply);
                     run.arm(&myself);
                     return Ok(());
@@ -574,6 +575,7 @@ impl Actor for ConversationActor {
                             return Ok(());
                         }
                         Ok(Some(body)) => {
+                            crate::metrics::replayed(run.mesh.tenant());
                             let _ = reply.send(Ok(Called::Answered(body)));
                             run.arm(&myself);
                             return Ok(());

@@ -1042,12 +1042,18 @@ impl RouterHandle {
         if !call.request_id.is_empty() {
             let began = tokio::time::Instant::now();
             if let Some(body) = self.mesh.stored_response(&call.request_id).await? {
+                crate::metrics::replayed(self.mesh.tenant());
                 return Ok(RouterCalled::Stored(body));
             }
             checked = Some(began);
         }
         let msg = |reply| RouterMsg::Call(call.clone(), checked, reply);
-        super::call(|| self.mesh.router_ref(), msg).await
+        let called = super::call(|| self.mesh.router_ref(), msg).await?;
+        // The router found it: a copy racing its original, or an earlier incarnation's.
+        if matches!(called, RouterCalled::Stored(_)) {
+            crate::metrics::replayed(self.mesh.tenant());
+        }
+        Ok(called)
     }
 
     /// Reads the side's current state.

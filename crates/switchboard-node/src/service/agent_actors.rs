@@ -126,7 +126,10 @@ impl Desk {
         let (answered, admissible) =
             tokio::join!(self.answered(request_id, op.kind()), self.admissible(&op));
         let command = match answered? {
-            Some(command) => command,
+            Some(command) => {
+                crate::metrics::replayed(self.mesh.tenant());
+                command
+            }
             None => {
                 admissible?;
                 let id = (!request_id.is_empty()).then(|| request_id.to_owned());
