@@ -227,7 +227,7 @@ fn dirty_of(meminfo: &str) -> Option<u64> {
 }
 
 /// What [`settle_disk`] found and did.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Settled {
     /// Dirty page cache before the flush, bytes.
     pub dirty_bytes: u64,

@@ -356,7 +356,9 @@ const CACHED_HEADS: usize = 100_000;
 impl HeadCache {
     /// Drops everything unless the file is as this writer left it.
     fn check(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        // Prepared once: it runs on every commit.
+        let version: i64 =
+            conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
         if self.version != Some(version) {
             self.heads.clear();
             self.version = Some(version);

@@ -1019,7 +1019,6 @@ async fn watch(
     }
 }
 
-/// Runs a store read on the blocking pool.
 /// Values by request id, the newest `limit` of them (an actor's volatile memory of the
 /// answers it gave, beside the store's).
 #[derive(Debug)]
@@ -1051,6 +1050,7 @@ impl<V> Newest<V> {
     }
 }
 
+/// Runs a store read on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> switchboard_store::Result<T> + Send + 'static,
 ) -> Result<T> {

@@ -1033,10 +1033,10 @@ impl RouterHandle {
         self.call(RouterOp::Transfer { conversation, target, by }).await
     }
 
-    /// A public call ([`RouterCall`]): applied once per request id.
-    /// A public call: its request id is looked up in the store here, on the caller's task
-    /// (found: that answer, nothing sent), so the router does not wait on the read; the
-    /// router then checks only what it wrote since (see [`RouterMsg::Call`]).
+    /// A public call ([`RouterCall`]): applied once per request id. The id is looked up in
+    /// the store here, on the caller's task (found: that answer, nothing sent), so the router
+    /// does not wait on the read; the router then checks only what it wrote since (see
+    /// [`RouterMsg::Call`]).
     pub async fn call_public(&self, call: RouterCall) -> Result<RouterCalled> {
         let mut checked = None;
         if !call.request_id.is_empty() {

@@ -12,8 +12,8 @@
 //!   router actor, decided and answered in one router write ([`Desk::by_router`]).
 //! - **Reads**: ListAssigned from the router actor when it runs here (its durable view,
 //!   which an accept it answered is part of), else from the agent actor (what the router
-//!   last told it: offered and assigned), ListUnaccepted from the router actor (the agent actor does not know the
-//!   queues; the forwarder routes it by tenant, to the router's node); each conversation
+//!   last told it: offered and assigned), ListUnaccepted from the router actor (the agent
+//!   actor does not know the queues; the forwarder routes it by tenant, to the router's node); each conversation
 //!   from its conversation actor on whichever node it lives (`calls::held_many`, found by
 //!   the router's `customer_of`), its position and estimated wait from the router.
 //! - **The desk's StreamEvents** reads `agent/{id}`, a shared stream the router and
@@ -144,7 +144,7 @@ impl Desk {
     /// actor's writes before and after it). The agent actor learns what it holds from the
     /// router's notes on its link, as it does for offers. Ordering with the agent's link holds
     /// for every command whose answer the caller has seen: both paths answer only once the
-    /// router has decided. The request id keeps [`BY_ROUTER`]'s word for the command (a
+    /// router has decided. The request id keeps [`by_router_body`]'s word for the command (a
     /// refusal keeps nothing, as on the router's other calls); one kept by the agent's link
     /// (an earlier call when the router ran elsewhere) waits for that command's decision.
     async fn by_router(&self, op: AgentOp, request_id: &str) -> Result<(), Status> {
