@@ -11,10 +11,11 @@
 //!
 //! A checkpoint run beside the writer never quite finishes under steady load: it copies the
 //! frames that were there when it started, and SQLite starts the WAL over only when a write
-//! begins with every frame copied. So once the checkpointer's pass is done, the writer runs a
-//! passive checkpoint of its own after its next commit: it copies only what was committed
-//! during the background pass (and syncs the database file), and its next commit starts the
-//! WAL over, as SQLite's automatic checkpoint would have.
+//! begins with every frame copied. So the checkpointer runs passes until one finds little
+//! left to copy (each copies what was committed during the one before), and then the writer
+//! runs a passive checkpoint of its own after its next commit: it copies only what was
+//! committed during the last background pass (and syncs the database file), and its next
+//! commit starts the WAL over, as SQLite's automatic checkpoint would have.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -137,13 +138,47 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Runs a passive checkpoint per nudge until every sender (the writer's and ours) is gone. A
+/// What the checkpointer leaves the writer to copy at most, in frames, when commits allow: the
+/// writer's own pass copies what was committed since the checkpointer's last and syncs the
+/// database file, and every commit waits for it.
+const LEFT_FOR_THE_WRITER: i64 = 256;
+
+/// Passes per nudge at most: under a load that commits faster than a pass copies, they would
+/// never shrink to [`LEFT_FOR_THE_WRITER`].
+const MAX_PASSES: u32 = 8;
+
+/// Runs passive checkpoints per nudge until every sender (the writer's and ours) is gone. A
 /// failed checkpoint is harmless: the frames stay in the WAL and the next nudge tries again.
+///
+/// One nudge runs passes until one finds little to copy: each pass copies what the WAL held
+/// when it began, so the next copies only what was committed during it, and under steady load
+/// they shrink. The writer then finishes with the few frames committed during the last one.
+/// With one pass per nudge, the writer's pass copied everything committed during it (at 600
+/// arrivals/s about a thousand frames) and synced them: stalls of 4-27 ms, several a second,
+/// on every commit queued behind it.
 fn run(conn: &Connection, nudges: &Receiver<()>, stats: &Counters) {
     while nudges.recv().is_ok() {
-        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0));
+        let mut done = Ok(());
+        let mut before: Option<i64> = None;
+        for _ in 0..MAX_PASSES {
+            // (busy, frames in the WAL, frames copied back): what this pass saw and did.
+            let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1));
+            match pass {
+                Ok(frames) => {
+                    let copied = frames - before.unwrap_or(0);
+                    before = Some(frames);
+                    if copied <= LEFT_FOR_THE_WRITER {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    done = Err(e);
+                    break;
+                }
+            }
+        }
         let counter = match done {
-            Ok(_) => &stats.checkpoints,
+            Ok(()) => &stats.checkpoints,
             Err(_) => &stats.failed_checkpoints,
         };
         counter.fetch_add(1, Ordering::Relaxed);
