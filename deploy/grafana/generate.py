@@ -341,12 +341,18 @@ def cluster():
                      "Time to apply a command that offered or assigned conversations (matching included).",
                      targets(*quantiles("switchboard_assignment_decision_seconds", NODE, "",
                                         (0.5, 0.99, 0.999))), "s"), 8, 8)
+    l.add(timeseries("Idempotent replays",
+                     "Calls whose request_id already had an answer, so nothing was applied again "
+                     "(a client's retry, or a reused id refused), per second by tenant. A climb "
+                     "means clients retry: timeouts, or a gateway resending.",
+                     targets((f"sum by (tenant) (rate(switchboard_idempotent_replays_total{{{NODE}}}{RATE}))",
+                              "{{tenant}}")), "ops"), 8, 8)
     l.add(timeseries("Snapshot size", "Tenant snapshot sizes, p50 and p99.",
                      targets(*quantiles("switchboard_snapshot_bytes", NODE, "", (0.5, 0.99))),
-                     "bytes"), 12, 8)
+                     "bytes"), 8, 8)
     l.add(timeseries("Integrator events", "Events emitted per second, by type.",
                      targets((f"sum by (type) (rate(switchboard_events_total{{{NODE}}}{RATE}))",
-                              "{{type}}")), "ops", stack=True), 12, 8)
+                              "{{type}}")), "ops", stack=True), 24, 8)
     l.add(table("Versions", "Build of each node.",
                 f"max by (pod, version) (switchboard_build_info{{{NODE}}})"), 24, 6)
     return dashboard("switchboard-cluster", "Switchboard / Cluster & runtime",
