@@ -184,16 +184,17 @@ pub async fn drive_every_path_on(channel: Channel, t: &str, routing: pb::TenantR
     c.agent.accept(on("alice")).await.expect_err("nothing to accept");
     set_status(&mut c, "bob", pb::AgentStatus::Online).await;
     c.agent.accept(on("bob")).await.expect("bob accepts");
-    c.agent
-        .send_message(pb::SendMessageRequest {
-            agent: agent("bob"),
-            conversation: first.name.clone(),
-            text: "how can I help?".into(),
-            tag: 0,
-            request_id: rid("send"),
-        })
-        .await
-        .expect("bob answers");
+    let answer = pb::SendMessageRequest {
+        agent: agent("bob"),
+        conversation: first.name.clone(),
+        text: "how can I help?".into(),
+        tag: 0,
+        request_id: rid("send"),
+    };
+    c.agent.send_message(answer.clone()).await.expect("bob answers");
+    // His desk resends it (the answer lost on the way): answered as before, sent once, and
+    // counted as an idempotent replay.
+    c.agent.send_message(answer).await.expect("the resend is answered as before");
     // Four automatic replies and bob's answer used the mini-program's five slots.
     let err = c
         .agent
