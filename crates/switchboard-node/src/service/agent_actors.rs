@@ -13,9 +13,10 @@
 //! - **Reads**: ListAssigned from the router actor when it runs here (its durable view,
 //!   which an accept it answered is part of), else from the agent actor (what the router
 //!   last told it: offered and assigned), ListUnaccepted from the router actor (the agent
-//!   actor does not know the queues; the forwarder routes it by tenant, to the router's node); each conversation
-//!   from its conversation actor on whichever node it lives (`calls::held_many`, found by
-//!   the router's `customer_of`), its position and estimated wait from the router.
+//!   actor does not know the queues; the forwarder routes it by tenant, to the router's
+//!   node); each conversation from its conversation actor on whichever node it lives
+//!   (`calls::held_many`, found by the router's `customer_of`), its position and estimated
+//!   wait from the router.
 //! - **The desk's StreamEvents** reads `agent/{id}`, a shared stream the router and
 //!   conversation actors write (`actors::effects`), with the tenant actor's cursor contract
 //!   (`serve_shared_stream`), on the node of the agent's actor.
