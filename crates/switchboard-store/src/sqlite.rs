@@ -34,7 +34,7 @@ pub struct SqliteOptions {
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
     /// The WAL is checkpointed (off the writer's thread, see `checkpoint.rs`) once a commit
-    /// leaves at least this many pages in it (default 10,000: 40 MiB).
+    /// leaves at least this many pages in it (default 2,500: 10 MiB).
     pub wal_checkpoint_pages: u32,
 }
 
