@@ -34,7 +34,8 @@ pub struct SqliteOptions {
     /// Connections for reads, used concurrently.
     pub read_connections: usize,
     /// The WAL is checkpointed (off the writer's thread, see `checkpoint.rs`) once a commit
-    /// leaves at least this many pages in it (default 2,500: 10 MiB).
+    /// leaves at least this many pages in it (default 2,500: 10 MiB; the file grows past it
+    /// while the checkpoint runs beside the commits).
     pub wal_checkpoint_pages: u32,
 }
 
