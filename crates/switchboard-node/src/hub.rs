@@ -49,6 +49,12 @@ impl Hub {
             .subscribe()
     }
 
+    /// How many readers are subscribed to one stream now.
+    pub fn subscribers(&self, tenant: &str, stream: &str) -> usize {
+        let streams = self.streams.lock().expect("hub lock");
+        streams.get(&(tenant.to_owned(), stream.to_owned())).map_or(0, |tx| tx.receiver_count())
+    }
+
     /// Ends every live stream (clients resume from their cursor on another node).
     pub fn close(&self) {
         self.closing.send_replace(true);
