@@ -243,7 +243,15 @@ impl Backend for Switchboard {
                         }
                     }
                 };
-                while let Ok(Some(e)) = events.message().await {
+                loop {
+                    // Ends with the run (the agent's task drops `rx`), not at the stream's
+                    // next event: an idle desk's stream left open kept the node re-reading the
+                    // store for it (every `DESK_POLL`) through every later run of a sweep.
+                    let next = tokio::select! {
+                        next = events.message() => next,
+                        () = tx.closed() => return,
+                    };
+                    let Ok(Some(e)) = next else { break };
                     cursor = cursor.max(e.cursor);
                     let conv = e.conversation;
                     let event = match e.event {
