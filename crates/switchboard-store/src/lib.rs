@@ -56,24 +56,28 @@
 //!
 //! Positions of a shared stream are gap-free and in commit order, whatever the number of
 //! writers, nodes and stores over one database: a reader that has read up to a cursor never
-//! later finds a new entry at or below it. The store keeps each shared stream's last position
-//! in a head row (`stream_heads`), read once per commit (after the fences); on PostgreSQL it
-//! is locked (`SELECT … FOR UPDATE`) until the commit, so a second writer's commit waits for
-//! the first's to be visible before it numbers: commit order is position order. A group
-//! commit locks each head once however many batches append to it, in ascending (tenant,
-//! stream) order after the shard fences, so writers never wait on each other crosswise. A
-//! batch's positions are taken only once it is written, so a refused or fenced batch leaves
-//! no gap. Costs: one head read (on SQLite, only for a stream the writer's last commits did
-//! not append to: `writer::HeadCache`) and one head write per shared stream per commit, and commits
-//! appending to the same shared stream from two databases' writers serialise on its row.
-//! Trimming and retention leave the head alone, so a position is never given twice.
+//! later finds a new entry at or below it. On PostgreSQL the store keeps each shared
+//! stream's last position in a head row (`stream_heads`), read once per commit (after the
+//! fences) and locked (`SELECT … FOR UPDATE`) until the commit, so a second writer's commit
+//! waits for the first's to be visible before it numbers: commit order is position order. A
+//! group commit locks each head once however many batches append to it, in ascending
+//! (tenant, stream) order after the shard fences, so writers never wait on each other
+//! crosswise; it costs one head read and one head write per shared stream per commit, and
+//! commits appending to the same shared stream from two databases' writers serialise on its
+//! row. Trimming and retention leave the head alone, so a position is never given twice.
+//! On SQLite (one writer per file) the head is the stream's last entry, read only for a
+//! stream the writer's last commits did not append to (`writer::HeadCache`), and a head row
+//! is written only by a trim or retention pass that deletes a stream's last entry (it
+//! stores that entry's position first). A batch's positions are taken only once it is
+//! written, so a refused or fenced batch leaves no gap.
 //!
 //! Mixing: a stream's first store-assigned append starts numbering after its last
 //! writer-numbered entry (so a stream can turn shared and its readers' cursors stay valid);
 //! from then on it must take no writer-numbered entries. The store refuses a store-assigned
-//! append whose position is already taken by one ([`Error::MixedStream`]); a writer-numbered
-//! entry is not checked against the heads (that would cost a lookup on every command), so
-//! which streams are shared is the node's to fix, one name list in one place
+//! append whose position is already taken by one ([`Error::MixedStream`]; on SQLite, while
+//! the writer still holds the stream's head: one started since numbers on after it); a
+//! writer-numbered entry is not checked against the heads (that would cost a lookup on every
+//! command), so which streams are shared is the node's to fix, one name list in one place
 //! (`switchboard_node::state::SHARED_STREAMS`).
 //!
 //! [`SqliteStore`] is the embedded default (one file in the node's data directory).

@@ -154,8 +154,10 @@ CREATE TABLE actors (
 
 /// Version 7: shared streams (see "Streams with many writers" in the crate docs): the last
 /// position the store assigned in each, kept apart from the entries so that trimming or
-/// retention never lets a position be given twice. A row exists only for streams that took
-/// a store-assigned append. Plain SQL that PostgreSQL runs too.
+/// retention never lets a position be given twice. On PostgreSQL a row exists for every
+/// stream that took a store-assigned append; on SQLite only for streams whose last entry a
+/// trim or retention deleted (written before, each commit stored its streams' heads).
+/// Plain SQL that PostgreSQL runs too.
 pub(crate) const MIGRATE_V7: &str = "
 CREATE TABLE stream_heads (
     tenant TEXT   NOT NULL,

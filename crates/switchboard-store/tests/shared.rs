@@ -116,25 +116,38 @@ async fn a_refused_batch_takes_no_position<B: Backend>() {
 }
 
 /// Trimming or retention deletes entries, never a position: the next append goes on after the
-/// last one given, so a reader's cursor never meets a reused number.
+/// last one given, so a reader's cursor never meets a reused number. Also for a store opened
+/// afterwards, which reads the head from the database (a writer keeps the heads it wrote).
 async fn trimming_never_reuses_a_position<B: Backend>() {
     let place = B::place();
     let store = B::open(&place);
     for text in ["a", "b", "c"] {
         store.append_assigned(appends("acme", vec![append("outbox", text)])).await.unwrap();
     }
+    let next = |store: &dyn Store, text: &'static str| {
+        store.append_assigned(appends("acme", vec![append("outbox", text)]))
+    };
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(next(&*store, "d").await.unwrap(), vec![4], "after the last entry");
+    store.trim_stream("acme", "outbox", 1).await.unwrap();
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(next(&*store, "e").await.unwrap(), vec![5], "after a trim that kept the last");
     store.trim_stream("acme", "outbox", 0).await.unwrap();
     assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
-    assert_eq!(
-        store.append_assigned(appends("acme", vec![append("outbox", "d")])).await.unwrap(),
-        vec![4]
-    );
+    assert_eq!(next(&*store, "f").await.unwrap(), vec![6], "after a trim of everything");
+    store.trim_stream("acme", "outbox", 0).await.unwrap();
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(next(&*store, "g").await.unwrap(), vec![7], "the same, read from the database");
     store.retain("acme", Fence::default(), 0, u64::MAX).await.unwrap();
     assert_eq!(payloads(&*store, "acme", "outbox"), vec![]);
-    assert_eq!(
-        store.append_assigned(appends("acme", vec![append("outbox", "e")])).await.unwrap(),
-        vec![5]
-    );
+    assert_eq!(next(&*store, "h").await.unwrap(), vec![8], "after retention of everything");
+    store.retain("acme", Fence::default(), 0, u64::MAX).await.unwrap();
+    drop(store);
+    let store = B::open(&place);
+    assert_eq!(next(&*store, "i").await.unwrap(), vec![9], "the same, read from the database");
 }
 
 /// A single-writer stream turns shared at its first store-assigned append, numbering on after
