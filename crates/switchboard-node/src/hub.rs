@@ -50,7 +50,8 @@ impl Hub {
     }
 
     /// How many readers are subscribed to one stream now.
-    pub fn subscribers(&self, tenant: &str, stream: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self, tenant: &str, stream: &str) -> usize {
         let streams = self.streams.lock().expect("hub lock");
         streams.get(&(tenant.to_owned(), stream.to_owned())).map_or(0, |tx| tx.receiver_count())
     }
