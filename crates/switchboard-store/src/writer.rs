@@ -547,12 +547,13 @@ fn write_group(
         Fences::read(group, |shards| shards.iter().map(|&s| read_fence(&tx, s)).collect())?;
     cache.check(&tx)?;
     let mut heads = Heads::read(group, |tenant, stream| cache.head(&tx, tenant, stream))?;
+    let mut hot = Hot::new(&tx);
     let written = write_straight(
         group,
         &mut fences,
         |job| {
             let positions = heads.assign(job);
-            let answer = write(&tx, job, &positions, limits)?;
+            let answer = write(&mut hot, job, &positions, limits)?;
             heads.take(job, &positions);
             Ok(answer)
         },
@@ -562,6 +563,7 @@ fn write_group(
             _ => None,
         },
     )?;
+    drop(hot);
     if let Some(results) = written {
         tx.commit()?;
         cache.committed(&heads);
@@ -597,10 +599,9 @@ fn write_one_by_one(
         let sp = tx.savepoint()?;
         let positions = heads.assign(job);
         let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
-            Some(fence) => {
-                check_fence(&sp, fence).and_then(|()| write(&sp, job, &positions, limits))
-            }
-            None => write(&sp, job, &positions, limits),
+            Some(fence) => check_fence(&sp, fence)
+                .and_then(|()| write(&mut Hot::new(&sp), job, &positions, limits)),
+            None => write(&mut Hot::new(&sp), job, &positions, limits),
         };
         match written {
             Ok(answer) => {
@@ -789,10 +790,11 @@ impl Heads {
 /// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
 /// Answers what the job's caller gets: an append's positions, a reservation's first number,
 /// a binding's number, nothing for the rest.
-fn write(conn: &Connection, job: &Job, positions: &[u64], limits: Limits) -> Result<Vec<u64>> {
+fn write(hot: &mut Hot<'_>, job: &Job, positions: &[u64], limits: Limits) -> Result<Vec<u64>> {
+    let conn = hot.conn;
     match job {
         Job::Append { batch, .. } => {
-            return write_batch(conn, batch, positions).map(|()| positions.to_vec());
+            return write_batch(hot, batch, positions).map(|()| positions.to_vec());
         }
         Job::Reserve { tenant, counter, count, .. } => {
             return crate::numbers::sqlite_reserve(conn, tenant, counter, *count).map(|n| vec![n]);
@@ -969,99 +971,185 @@ fn check_fence(conn: &Connection, fence: Fence) -> Result<()> {
 
 /// One batch; its fence already checked, `positions` those of its appends. A command's log
 /// record is its only row for idempotency too: `find_response` looks it up by request id.
-fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()> {
+/// The statements [`write_batch`] runs for every row, each taken from the connection's cache
+/// once per group ([`Hot`]) rather than once per row.
+#[derive(Clone, Copy, Debug)]
+enum Stmt {
+    Log,
+    Stream,
+    Message,
+    Archive,
+    Customer,
+    PutActor,
+    DeleteActor,
+    Response,
+    Owner,
+}
+
+impl Stmt {
+    /// How many there are.
+    const COUNT: usize = 9;
+
+    fn sql(self) -> &'static str {
+        match self {
+            Stmt::Log => {
+                "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            }
+            Stmt::Stream => {
+                "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            }
+            Stmt::Message => {
+                "INSERT INTO messages (tenant, conversation, seq, at_ms, sender, text, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+            Stmt::Archive => {
+                "INSERT INTO archive
+                    (tenant, conversation, customer, opened_at_ms, ended_at_ms, purge_at_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant, conversation) DO UPDATE SET
+                    customer = excluded.customer, opened_at_ms = excluded.opened_at_ms,
+                    ended_at_ms = excluded.ended_at_ms, purge_at_ms = excluded.purge_at_ms,
+                    body = excluded.body"
+            }
+            Stmt::Customer => {
+                "INSERT INTO customers (tenant, customer, body, remark_name, phone, email)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body,
+                    remark_name = excluded.remark_name, phone = excluded.phone,
+                    email = excluded.email"
+            }
+            Stmt::PutActor => {
+                "INSERT INTO actors (tenant, kind, actor_key, epoch, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, kind, actor_key) DO UPDATE SET
+                    epoch = excluded.epoch, body = excluded.body"
+            }
+            Stmt::DeleteActor => {
+                "DELETE FROM actors WHERE tenant = ?1 AND kind = ?2 AND actor_key = ?3"
+            }
+            Stmt::Response => {
+                "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
+                    body = excluded.body"
+            }
+            Stmt::Owner => {
+                "INSERT INTO conversation_owners (tenant, conversation, customer)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, conversation) DO NOTHING"
+            }
+        }
+    }
+}
+
+/// The statements of one group's rows, each taken from rusqlite's statement cache the first
+/// time a row needs it and kept until the group is written. Taking a statement from that
+/// cache hashes its SQL twice and copies it (about as much work as binding the row), and a
+/// command writes about five rows.
+struct Hot<'c> {
+    conn: &'c Connection,
+    taken: [Option<rusqlite::CachedStatement<'c>>; Stmt::COUNT],
+}
+
+impl<'c> Hot<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Hot { conn, taken: [const { None }; Stmt::COUNT] }
+    }
+
+    fn get(&mut self, which: Stmt) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let slot = &mut self.taken[which as usize];
+        let statement = match slot.take() {
+            Some(statement) => statement,
+            None => self.conn.prepare_cached(which.sql())?,
+        };
+        Ok(slot.insert(statement))
+    }
+}
+
+fn write_batch(hot: &mut Hot<'_>, batch: &Batch, positions: &[u64]) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
         let seq = ordered("log seq", record.seq)?;
         let at_ms = ordered("log at_ms", record.at_ms)?;
-        conn.prepare_cached(
-            "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![tenant, seq, at_ms, record.request_id, record.command, record.response])
-        .map_err(|e| {
-            duplicate(e, || Error::DuplicateLogRecord { tenant: tenant.clone(), seq: record.seq })
-        })?;
+        hot.get(Stmt::Log)?
+            .execute(params![
+                tenant,
+                seq,
+                at_ms,
+                record.request_id,
+                record.command,
+                record.response
+            ])
+            .map_err(|e| {
+                duplicate(e, || Error::DuplicateLogRecord {
+                    tenant: tenant.clone(),
+                    seq: record.seq,
+                })
+            })?;
     }
     for entry in &batch.streams {
-        conn.prepare_cached(
-            "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            tenant,
-            entry.stream,
-            ordered("stream seq", entry.seq)?,
-            ordered("stream at_ms", entry.at_ms)?,
-            entry.payload,
-            entry.conversation.map(id)
-        ])
-        .map_err(|e| {
-            duplicate(e, || Error::DuplicateStreamEntry {
-                tenant: tenant.clone(),
-                stream: entry.stream.clone(),
-                seq: entry.seq,
-            })
-        })?;
+        hot.get(Stmt::Stream)?
+            .execute(params![
+                tenant,
+                entry.stream,
+                ordered("stream seq", entry.seq)?,
+                ordered("stream at_ms", entry.at_ms)?,
+                entry.payload,
+                entry.conversation.map(id)
+            ])
+            .map_err(|e| {
+                duplicate(e, || Error::DuplicateStreamEntry {
+                    tenant: tenant.clone(),
+                    stream: entry.stream.clone(),
+                    seq: entry.seq,
+                })
+            })?;
     }
     for (append, &position) in batch.appends.iter().zip(positions) {
-        conn.prepare_cached(
-            "INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            tenant,
-            append.stream,
-            ordered("stream seq", position)?,
-            ordered("stream at_ms", append.at_ms)?,
-            append.payload,
-            append.conversation.map(id)
-        ])
-        .map_err(|e| {
-            duplicate(e, || Error::MixedStream {
-                tenant: tenant.clone(),
-                stream: append.stream.clone(),
-                seq: position,
-            })
-        })?;
+        hot.get(Stmt::Stream)?
+            .execute(params![
+                tenant,
+                append.stream,
+                ordered("stream seq", position)?,
+                ordered("stream at_ms", append.at_ms)?,
+                append.payload,
+                append.conversation.map(id)
+            ])
+            .map_err(|e| {
+                duplicate(e, || Error::MixedStream {
+                    tenant: tenant.clone(),
+                    stream: append.stream.clone(),
+                    seq: position,
+                })
+            })?;
     }
     for message in &batch.messages {
-        conn.prepare_cached(
-            "INSERT INTO messages (tenant, conversation, seq, at_ms, sender, text, kind)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            tenant,
-            id(message.conversation),
-            ordered("message seq", message.seq)?,
-            ordered("message at_ms", message.at_ms)?,
-            message.sender,
-            message.text,
-            message.kind
-        ])
-        .map_err(|e| {
-            duplicate(e, || Error::DuplicateMessage {
-                tenant: tenant.clone(),
-                conversation: message.conversation,
-                seq: message.seq,
-            })
-        })?;
+        hot.get(Stmt::Message)?
+            .execute(params![
+                tenant,
+                id(message.conversation),
+                ordered("message seq", message.seq)?,
+                ordered("message at_ms", message.at_ms)?,
+                message.sender,
+                message.text,
+                message.kind
+            ])
+            .map_err(|e| {
+                duplicate(e, || Error::DuplicateMessage {
+                    tenant: tenant.clone(),
+                    conversation: message.conversation,
+                    seq: message.seq,
+                })
+            })?;
     }
     for &conversation in &batch.purge_conversations {
-        conn.prepare_cached("DELETE FROM messages WHERE tenant = ?1 AND conversation = ?2")?
+        hot.conn
+            .prepare_cached("DELETE FROM messages WHERE tenant = ?1 AND conversation = ?2")?
             .execute(params![tenant, id(conversation)])?;
     }
     for archived in &batch.archive {
-        conn.prepare_cached(
-            "INSERT INTO archive
-                (tenant, conversation, customer, opened_at_ms, ended_at_ms, purge_at_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (tenant, conversation) DO UPDATE SET
-                customer = excluded.customer, opened_at_ms = excluded.opened_at_ms,
-                ended_at_ms = excluded.ended_at_ms, purge_at_ms = excluded.purge_at_ms,
-                body = excluded.body",
-        )?
-        .execute(params![
+        hot.get(Stmt::Archive)?.execute(params![
             tenant,
             ordered("archived conversation", archived.conversation)?,
             archived.customer,
@@ -1072,14 +1160,7 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
         ])?;
     }
     for customer in &batch.customers {
-        conn.prepare_cached(
-            "INSERT INTO customers (tenant, customer, body, remark_name, phone, email)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant, customer) DO UPDATE SET body = excluded.body,
-                remark_name = excluded.remark_name, phone = excluded.phone,
-                email = excluded.email",
-        )?
-        .execute(params![
+        hot.get(Stmt::Customer)?.execute(params![
             tenant,
             customer.customer,
             customer.body,
@@ -1090,34 +1171,18 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
     }
     for actor in &batch.actors {
         match &actor.body {
-            Some(body) => conn
-                .prepare_cached(
-                    "INSERT INTO actors (tenant, kind, actor_key, epoch, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (tenant, kind, actor_key) DO UPDATE SET
-                        epoch = excluded.epoch, body = excluded.body",
-                )?
-                .execute(params![
-                    tenant,
-                    actor.kind,
-                    actor.key,
-                    ordered("actor epoch", actor.epoch)?,
-                    body
-                ])?,
-            None => conn
-                .prepare_cached(
-                    "DELETE FROM actors WHERE tenant = ?1 AND kind = ?2 AND actor_key = ?3",
-                )?
-                .execute(params![tenant, actor.kind, actor.key])?,
+            Some(body) => hot.get(Stmt::PutActor)?.execute(params![
+                tenant,
+                actor.kind,
+                actor.key,
+                ordered("actor epoch", actor.epoch)?,
+                body
+            ])?,
+            None => hot.get(Stmt::DeleteActor)?.execute(params![tenant, actor.kind, actor.key])?,
         };
     }
     for response in &batch.responses {
-        conn.prepare_cached(
-            "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
-                body = excluded.body",
-        )?
-        .execute(params![
+        hot.get(Stmt::Response)?.execute(params![
             tenant,
             response.request_id,
             ordered("response at_ms", response.at_ms)?,
@@ -1125,11 +1190,7 @@ fn write_batch(conn: &Connection, batch: &Batch, positions: &[u64]) -> Result<()
         ])?;
     }
     for owner in &batch.owners {
-        conn.prepare_cached(
-            "INSERT INTO conversation_owners (tenant, conversation, customer) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, conversation) DO NOTHING",
-        )?
-        .execute(params![
+        hot.get(Stmt::Owner)?.execute(params![
             tenant,
             ordered("owned conversation", owner.conversation)?,
             ordered("owning customer", owner.customer)?
