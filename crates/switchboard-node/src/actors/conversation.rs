@@ -44,8 +44,8 @@ use super::effects::{Current, CustomerNamed, MeshNames, Rows, Step, Transcript};
 use super::placement::ActorKey;
 use super::transport::Wire;
 use super::{
-    Beside, CONVERSATION, Counted, Exit, Generation, Later, Mesh, Outbox, Timers, decode_with,
-    encode_with,
+    Beside, BesideRef, CONVERSATION, Counted, Exit, Generation, Later, Mesh, Outbox, Timers,
+    decode_with, encode_with,
 };
 use crate::archive;
 use crate::clock;
@@ -1111,11 +1111,11 @@ impl ConversationRun {
             body: Some(encode_with(
                 self.last_now,
                 &self.side,
-                Beside {
+                BesideRef {
                     transcript: Some(self.transcript),
-                    customer: self.name.clone(),
-                    extra: self.extra.as_ref().map(|(n, e)| (n.0, e.clone())),
-                    profile: Some(self.profile.clone()),
+                    customer: self.name.as_deref(),
+                    extra: self.extra.as_ref().map(|(n, e)| (n.0, e)),
+                    profile: Some(&self.profile),
                 },
             )?),
         };

@@ -104,6 +104,9 @@ pub const TOMBSTONE: &str = "tombstone";
 const VERSION: u8 = 2;
 /// The first layout: [`Body`] with fields by name.
 const NAMED: u8 = 1;
+
+/// The buffer an actor's row is encoded into starts this large (see [`encode_with`]).
+const ROW_CAPACITY: usize = 512;
 /// [`VERSION`]'s layout for a router checkpoint that log rows follow (`router.rs`): a node of
 /// an earlier version, which would read the checkpoint without its log, refuses it instead.
 const JOURNALED: u8 = 3;
@@ -1079,6 +1082,18 @@ struct Body<S> {
     profile: Option<crate::state::Profile>,
 }
 
+/// [`Body`] as written: borrowed, so a step's row costs no copy of what it holds (MessagePack
+/// writes a reference as the value, so the bytes are [`Body`]'s).
+#[derive(Serialize)]
+struct BodyRef<'a, S> {
+    at_ms: u64,
+    side: &'a S,
+    transcript: Option<effects::Transcript>,
+    customer: Option<&'a str>,
+    extra: Option<(u64, &'a crate::state::ConversationExtra)>,
+    profile: Option<&'a crate::state::Profile>,
+}
+
 /// What a conversation actor's row keeps beside its side (node-side, not the core's).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Beside {
@@ -1093,8 +1108,30 @@ pub(crate) struct Beside {
     pub profile: Option<crate::state::Profile>,
 }
 
+#[cfg(test)]
+impl Beside {
+    /// Borrowed, to write ([`encode_with`]).
+    pub(crate) fn by_ref(&self) -> BesideRef<'_> {
+        BesideRef {
+            transcript: self.transcript,
+            customer: self.customer.as_deref(),
+            extra: self.extra.as_ref().map(|(n, e)| (*n, e)),
+            profile: self.profile.as_ref(),
+        }
+    }
+}
+
+/// [`Beside`] borrowed from the actor that writes its row.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BesideRef<'a> {
+    pub transcript: Option<effects::Transcript>,
+    pub customer: Option<&'a str>,
+    pub extra: Option<(u64, &'a crate::state::ConversationExtra)>,
+    pub profile: Option<&'a crate::state::Profile>,
+}
+
 pub(crate) fn encode<S: Serialize>(at: Timestamp, side: &S) -> Result<Vec<u8>> {
-    encode_with(at, side, Beside::default())
+    encode_with(at, side, BesideRef::default())
 }
 
 /// Whether a row is a router checkpoint ([`JOURNALED`]).
@@ -1112,11 +1149,14 @@ pub(crate) fn encode_journaled<S: Serialize>(at: Timestamp, side: &S) -> Result<
 pub(crate) fn encode_with<S: Serialize>(
     at: Timestamp,
     side: &S,
-    beside: Beside,
+    beside: BesideRef<'_>,
 ) -> Result<Vec<u8>> {
-    let mut bytes = vec![VERSION];
-    let Beside { transcript, customer, extra, profile } = beside;
-    let body = Body { at_ms: at.as_millis(), side, transcript, customer, extra, profile };
+    // Room for a typical row (a conversation's is about 300 bytes), so the writes that
+    // build it do not grow the buffer several times over.
+    let mut bytes = Vec::with_capacity(ROW_CAPACITY);
+    bytes.push(VERSION);
+    let BesideRef { transcript, customer, extra, profile } = beside;
+    let body = BodyRef { at_ms: at.as_millis(), side, transcript, customer, extra, profile };
     rmp_serde::encode::write(&mut bytes, &body)
         .map_err(|e| Error::Internal(format!("actor state does not encode: {e}")))?;
     Ok(bytes)
@@ -1759,11 +1799,11 @@ mod tests {
 
     fn round_trip<S: Serialize + DeserializeOwned>(side: &S, beside: Beside) -> (Vec<u8>, Vec<u8>) {
         let at = Timestamp(1_234);
-        let bytes = encode_with(at, side, beside).unwrap();
+        let bytes = encode_with(at, side, beside.by_ref()).unwrap();
         assert_eq!(bytes[0], VERSION);
         let (back_at, back, beside) = decode_with::<S>(&bytes).unwrap();
         assert_eq!(back_at, at);
-        (bytes, encode_with(at, &back, beside).unwrap())
+        (bytes, encode_with(at, &back, beside.by_ref()).unwrap())
     }
 
     /// Every side's row reads back as written, fields by position (the router's tombstones,
@@ -1808,7 +1848,7 @@ mod tests {
         rmp_serde::encode::write_named(&mut bytes, &named).unwrap();
         let (at, back, beside) = decode_with::<RouterSide>(&bytes).unwrap();
         assert_eq!((at, beside.customer.as_deref()), (Timestamp(77), Some("c-1")));
-        let positional = encode_with(at, &back, beside).unwrap();
+        let positional = encode_with(at, &back, beside.by_ref()).unwrap();
         assert!(
             positional.len() < bytes.len(),
             "{} by position, {} by name",
