@@ -352,11 +352,11 @@ fn store_head(
 }
 
 /// The slow path: one savepoint per job, so that a refused job is undone alone.
-fn write_one_by_one(
+fn write_one_by_one<'g>(
     tx: &mut Transaction<'_>,
     statements: &Statements,
-    heads: &mut Heads,
-    group: &[Job],
+    heads: &mut Heads<'g>,
+    group: &'g [Job],
     limits: Limits,
 ) -> Result<Vec<Result<Vec<u64>>>, postgres::Error> {
     let mut refused: HashSet<&str> = HashSet::new();

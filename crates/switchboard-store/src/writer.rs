@@ -345,7 +345,10 @@ pub(crate) fn run(
 struct HeadCache {
     /// `PRAGMA data_version` when the heads were read or written.
     version: Option<i64>,
-    heads: HashMap<(String, String), u64>,
+    /// Tenant → stream → head (nested, so a lookup copies no name).
+    heads: HashMap<String, HashMap<String, u64>>,
+    /// How many heads `heads` holds.
+    count: usize,
 }
 
 /// Heads kept at most; past it the cache starts over (more streams than this appended to
@@ -359,29 +362,50 @@ impl HeadCache {
         let version: i64 =
             conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
         if self.version != Some(version) {
-            self.heads.clear();
+            self.forget();
             self.version = Some(version);
         }
         Ok(())
     }
 
+    fn get(&self, tenant: &str, stream: &str) -> Option<u64> {
+        self.heads.get(tenant)?.get(stream).copied()
+    }
+
     fn head(&self, conn: &Connection, tenant: &str, stream: &str) -> rusqlite::Result<u64> {
-        match self.heads.get(&(tenant.to_owned(), stream.to_owned())) {
-            Some(&head) => Ok(head),
+        match self.get(tenant, stream) {
+            Some(head) => Ok(head),
             None => read_head(conn, tenant, stream),
         }
     }
 
     /// Keeps the heads of a committed group.
-    fn committed(&mut self, heads: &Heads) {
-        if self.heads.len() + heads.heads.len() > CACHED_HEADS {
-            self.heads.clear();
+    fn committed(&mut self, heads: &Heads<'_>) {
+        if self.count + heads.heads.len() > CACHED_HEADS {
+            self.forget();
         }
-        self.heads.extend(heads.heads.iter().map(|(k, &v)| (k.clone(), v)));
+        for (&(tenant, stream), &(head, _)) in &heads.heads {
+            let streams = match self.heads.get_mut(tenant) {
+                Some(streams) => streams,
+                None => self.heads.entry(tenant.to_owned()).or_default(),
+            };
+            match streams.get_mut(stream) {
+                Some(cached) => *cached = head,
+                None => {
+                    streams.insert(stream.to_owned(), head);
+                    self.count += 1;
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self) {
+        self.heads.clear();
+        self.count = 0;
     }
 
     fn clear(&mut self) {
-        self.heads.clear();
+        self.forget();
         self.version = None;
     }
 }
@@ -582,10 +606,10 @@ fn write_group(
 }
 
 /// The slow path: one savepoint per job, so that a refused job is undone alone.
-fn write_one_by_one(
+fn write_one_by_one<'g>(
     tx: &mut rusqlite::Transaction<'_>,
-    heads: &mut Heads,
-    group: &[Job],
+    heads: &mut Heads<'g>,
+    group: &'g [Job],
     limits: Limits,
 ) -> rusqlite::Result<Vec<Result<Vec<u64>>>> {
     let mut refused: HashSet<&str> = HashSet::new();
@@ -712,22 +736,23 @@ pub(crate) fn write_straight<'g, E>(
 /// the crate docs): (tenant, stream) → the last position assigned. Read (on PostgreSQL,
 /// locked) once per transaction in ascending (tenant, stream) order after the fences, kept
 /// in memory while jobs are written (a job's positions are taken only once it is written, so
-/// a refused job leaves no gap), and stored back before the commit.
+/// a refused job leaves no gap), and stored back before the commit. Keyed by the group's own
+/// names (borrowed: a command appends about once to a shared stream, and copying both names
+/// at each step cost a dozen allocations per command).
 #[derive(Debug, Default)]
-pub(crate) struct Heads {
-    heads: BTreeMap<(String, String), u64>,
-    /// Heads the transaction moved, to store back.
-    moved: BTreeSet<(String, String)>,
+pub(crate) struct Heads<'g> {
+    /// (tenant, stream) → (head, whether the transaction moved it, to store back).
+    heads: BTreeMap<(&'g str, &'g str), (u64, bool)>,
 }
 
-impl Heads {
+impl<'g> Heads<'g> {
     /// Reads the head of every shared stream `group` appends to, in ascending order (so two
     /// PostgreSQL writers never wait on each other crosswise). `head_of` gives the stream's
     /// stored head, or adopts its last writer-numbered entry (0 if none).
     pub(crate) fn read<E>(
-        group: &[Job],
+        group: &'g [Job],
         mut head_of: impl FnMut(&str, &str) -> Result<u64, E>,
-    ) -> Result<Heads, E> {
+    ) -> Result<Heads<'g>, E> {
         let streams: BTreeSet<(&str, &str)> = group
             .iter()
             .filter_map(|job| match job {
@@ -740,38 +765,44 @@ impl Heads {
             .collect();
         let mut heads = BTreeMap::new();
         for (tenant, stream) in streams {
-            heads.insert((tenant.to_owned(), stream.to_owned()), head_of(tenant, stream)?);
+            heads.insert((tenant, stream), (head_of(tenant, stream)?, false));
         }
-        Ok(Heads { heads, moved: BTreeSet::new() })
+        Ok(Heads { heads })
     }
 
     /// The positions a job's appends get if it is written now, in order (empty for
     /// anything but an append). Takes nothing: see [`Heads::take`].
     pub(crate) fn assign(&self, job: &Job) -> Vec<u64> {
         let Job::Append { batch, .. } = job else { return Vec::new() };
-        let mut next: HashMap<&str, u64> = HashMap::new();
+        // A batch appends to a few streams: the next position of each, by a look along.
+        let mut next: Vec<(&str, u64)> = Vec::with_capacity(batch.appends.len());
         batch
             .appends
             .iter()
             .map(|append| {
-                let head = next.entry(append.stream.as_str()).or_insert_with(|| {
-                    let key = (batch.tenant.clone(), append.stream.clone());
-                    self.heads.get(&key).copied().unwrap_or(0)
-                });
-                *head += 1;
-                *head
+                let stream = append.stream.as_str();
+                let at = match next.iter().position(|(s, _)| *s == stream) {
+                    Some(at) => at,
+                    None => {
+                        let key = (batch.tenant.as_str(), stream);
+                        next.push((stream, self.heads.get(&key).map_or(0, |&(head, _)| head)));
+                        next.len() - 1
+                    }
+                };
+                next[at].1 += 1;
+                next[at].1
             })
             .collect()
     }
 
     /// Takes the positions of a job that was written.
-    pub(crate) fn take(&mut self, job: &Job, positions: &[u64]) {
+    pub(crate) fn take(&mut self, job: &'g Job, positions: &[u64]) {
         let Job::Append { batch, .. } = job else { return };
         for (append, &position) in batch.appends.iter().zip(positions) {
-            let key = (batch.tenant.clone(), append.stream.clone());
-            let head = self.heads.entry(key.clone()).or_default();
+            let key = (batch.tenant.as_str(), append.stream.as_str());
+            let (head, moved) = self.heads.entry(key).or_default();
             *head = (*head).max(position);
-            self.moved.insert(key);
+            *moved = true;
         }
     }
 
@@ -780,8 +811,10 @@ impl Heads {
         &self,
         mut store: impl FnMut(&str, &str, u64) -> Result<(), E>,
     ) -> Result<(), E> {
-        for key in &self.moved {
-            store(&key.0, &key.1, self.heads[key])?;
+        for (&(tenant, stream), &(head, moved)) in &self.heads {
+            if moved {
+                store(tenant, stream, head)?;
+            }
         }
         Ok(())
     }
@@ -1340,7 +1373,7 @@ mod tests {
         };
         assert_eq!(write(&mut mine, &mut my_cache), [1]);
         assert_eq!(write(&mut mine, &mut my_cache), [2]);
-        assert_eq!(my_cache.heads.get(&("a".into(), "desk".into())), Some(&2));
+        assert_eq!(my_cache.get("a", "desk"), Some(2));
         assert_eq!(write(&mut theirs, &mut their_cache), [3]);
         assert_eq!(write(&mut mine, &mut my_cache), [4], "read again after the other's write");
         assert_eq!(write(&mut theirs, &mut their_cache), [5]);
@@ -1348,7 +1381,7 @@ mod tests {
         // the group is redone reading the heads), but it would cost that redo.
         assert_eq!(stats.redone_commits.load(Ordering::Relaxed), 0, "no cached head was stale");
         my_cache.clear();
-        assert!(my_cache.heads.is_empty() && my_cache.version.is_none());
+        assert!(my_cache.heads.is_empty() && my_cache.count == 0 && my_cache.version.is_none());
         assert_eq!(write(&mut mine, &mut my_cache), [6]);
     }
 
