@@ -104,12 +104,12 @@ pub const TOMBSTONE: &str = "tombstone";
 const VERSION: u8 = 2;
 /// The first layout: [`Body`] with fields by name.
 const NAMED: u8 = 1;
-
-/// The buffer an actor's row is encoded into starts this large (see [`encode_with`]).
-const ROW_CAPACITY: usize = 512;
 /// [`VERSION`]'s layout for a router checkpoint that log rows follow (`router.rs`): a node of
 /// an earlier version, which would read the checkpoint without its log, refuses it instead.
 const JOURNALED: u8 = 3;
+
+/// The buffer an actor's row is encoded into starts this large (see [`encode_with`]).
+const ROW_CAPACITY: usize = 512;
 
 /// The first wait before an actor that stopped abnormally is activated again; it doubles
 /// with every restart up to [`RESTART_MAX`].
@@ -1066,9 +1066,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// A side's durable state as an actor row's body: the side through its snapshot encoding,
 /// and the actor's clock (time never runs backwards across a restart); what a conversation
 /// actor keeps beside it ([`Beside`], absent in other rows). Written by position, every field
-/// written; read from either layout (MessagePack decodes a struct from an array or a map;
+/// written (as [`BodyRef`], which borrows); read from either layout (MessagePack decodes a struct from an array or a map;
 /// [`NAMED`] rows left absent fields out, hence the defaults).
-#[derive(Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Body<S> {
     at_ms: u64,
     side: S,
