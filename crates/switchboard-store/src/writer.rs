@@ -1002,8 +1002,6 @@ fn check_fence(conn: &Connection, fence: Fence) -> Result<()> {
     Ok(())
 }
 
-/// One batch; its fence already checked, `positions` those of its appends. A command's log
-/// record is its only row for idempotency too: `find_response` looks it up by request id.
 /// The statements [`write_batch`] runs for every row, each taken from the connection's cache
 /// once per group ([`Hot`]) rather than once per row.
 #[derive(Clone, Copy, Debug)]
@@ -1020,8 +1018,8 @@ enum Stmt {
 }
 
 impl Stmt {
-    /// How many there are.
-    const COUNT: usize = 9;
+    /// How many there are (`Owner` is the last).
+    const COUNT: usize = Stmt::Owner as usize + 1;
 
     fn sql(self) -> &'static str {
         match self {
@@ -1100,6 +1098,8 @@ impl<'c> Hot<'c> {
     }
 }
 
+/// One batch; its fence already checked, `positions` those of its appends. A command's log
+/// record is its only row for idempotency too: `find_response` looks it up by request id.
 fn write_batch(hot: &mut Hot<'_>, batch: &Batch, positions: &[u64]) -> Result<()> {
     let tenant = &batch.tenant;
     for record in &batch.log {
