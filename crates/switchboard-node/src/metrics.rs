@@ -83,6 +83,9 @@ pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 /// Mesh actors' steps handed to the store, by `kind` (`router`, `conversation`, `agent`;
 /// `crate::actors`): against the commands, the writing hops a command takes, by actor.
 pub const ACTOR_WRITES: &str = "switchboard_actor_writes_total";
+/// Of those, the steps that left the actor's row as it was, by `kind` (`conversation`: its
+/// transcript rows say all the step changed; `crate::actors::conversation`).
+pub const ACTOR_ROWS_KEPT: &str = "switchboard_actor_rows_kept_total";
 /// Mesh envelopes between nodes by `outcome` (`crate::actors::grpc`): sent, unavailable,
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).
@@ -257,6 +260,11 @@ pub fn describe() {
         ACTOR_WRITES,
         "Mesh actors' steps handed to the store (each a batch of the store writer), by kind \
          (router, conversation, agent)."
+    );
+    describe_counter!(
+        ACTOR_ROWS_KEPT,
+        "Mesh actors' steps that left the actor's row as it was (what the step changed is in \
+         its transcript rows), by kind (conversation)."
     );
     describe_counter!(
         MESH_BATCHES,

@@ -1634,3 +1634,45 @@ async fn settled_actors_are_not_woken_while_a_cut_envelope_is_resent() {
     })
     .await;
 }
+
+/// A customer's messages and an agent's reply in an assigned conversation write their
+/// transcript rows and leave the actor's row as it was (ARCHITECTURE.md, "A conversation's
+/// row not rewritten by its message steps"); the next incarnation, the actor killed as in a
+/// crash, folds those rows into its side: the same conversation (counts, times, the agent's
+/// reply timer), and the transcript numbered on from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_steps_leave_the_row_as_it_was_and_the_next_incarnation_folds_their_rows() {
+    let h = with_replies(tempfile::tempdir().unwrap());
+    let mesh = &h.mesh;
+    assigned_with_replies(mesh).await;
+    let c = mesh.conversation(CustomerId(7));
+    let row = || h.store.actor(TENANT, CONVERSATION, "7").unwrap().unwrap();
+    customer_writes(mesh, "one").await;
+    let kept = row();
+    c.agent_message(ConversationId(1), AGENT, "hello, how can I help?", None).await.unwrap();
+    customer_writes(mesh, "two").await;
+    assert_eq!(row(), kept, "the message steps left the row as it was");
+    let live = c.read(|side| side.conversation().cloned()).await.unwrap().unwrap();
+    assert_eq!((live.customer_messages, live.agent_messages), (3, 1));
+    assert!(live.agent_no_response_from.is_some(), "the agent owes an answer to \"two\"");
+
+    mesh.kill_conversation(CustomerId(7)).await;
+    let folded = c.read(|side| side.conversation().cloned()).await.unwrap().unwrap();
+    assert_eq!(folded, live, "the next incarnation folded the rows the steps wrote");
+    c.agent_message(ConversationId(1), AGENT, "done", None).await.unwrap();
+    c.end(ConversationId(1), Actor::Agent(AGENT)).await.unwrap();
+    until("the conversation actor passivates", || async { mesh.live().1 == 0 }).await;
+    assert_eq!(
+        support::transcript(&h.store, 1),
+        [
+            "customer: hi",
+            "automatic: please wait",
+            "automatic: an agent is here",
+            "customer: one",
+            "agent: hello, how can I help?",
+            "customer: two",
+            "agent: done",
+            "automatic: goodbye",
+        ]
+    );
+}

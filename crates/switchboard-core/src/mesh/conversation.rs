@@ -50,7 +50,7 @@ pub struct ConversationSide {
     desk: Vec<(AgentId, Note)>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Open {
     conv: Conversation,
     /// Where it stands, as the router last said.
@@ -68,7 +68,7 @@ struct Open {
 
 /// What opened or routed the conversation, whose replies come after its first placement
 /// (on one node they follow the routing in the same call).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Pending {
     Message {
         text: String,
@@ -80,6 +80,46 @@ enum Pending {
     Raised {
         text: String,
     },
+}
+
+/// Equal as durable state: what its row keeps (the volatile fields aside). A shell that
+/// skips its row for a step checks with it that [`ConversationSide::fold`] reproduces the step.
+impl PartialEq for ConversationSide {
+    fn eq(&self, other: &Self) -> bool {
+        let ConversationSide {
+            id,
+            customer,
+            open,
+            closing,
+            ended,
+            epoch,
+            stray: _,
+            desk_links,
+            desks,
+            desk: _,
+        } = self;
+        *id == other.id
+            && *customer == other.customer
+            && *open == other.open
+            && *closing == other.closing
+            && *ended == other.ended
+            && *epoch == other.epoch
+            && *desk_links == other.desk_links
+            && *desks == other.desks
+    }
+}
+
+/// One transcript row of the open conversation, as [`ConversationSide::fold`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// The customer wrote.
+    Customer(Timestamp),
+    /// The agent holding it wrote.
+    Agent(Timestamp),
+    /// An automatic reply went out.
+    Automatic(Timestamp),
+    /// Anything else (a supervisor's whisper): nothing the side keeps.
+    Other,
 }
 
 impl ConversationSide {
@@ -144,6 +184,37 @@ impl ConversationSide {
     pub fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;
         self.desks.clear();
+    }
+
+    /// What the open conversation's transcript rows say happened to it, applied as the plain
+    /// message steps that write them apply it: a customer's message (which, with no keyword
+    /// or offline reply, starts the agent-no-response timer of an assigned conversation), an
+    /// agent's reply (which also marks the conversation read), an automatic reply. It lets a
+    /// shell leave its row as it was for such a step (ARCHITECTURE.md, "A conversation's row
+    /// not rewritten by its message steps"): it skips the row only if this fold, applied to
+    /// the side as the row has it, gives the side the step left (`==`), and its next
+    /// activation folds the transcript rows written after its row. A step the fold does not
+    /// reproduce (a raise, a route, a keyword reply, a status from the router) fails that
+    /// check and writes its row, so the fold need not know every rule, only never guess.
+    pub fn fold(&mut self, lines: impl IntoIterator<Item = Line>) {
+        let Some(open) = self.open.as_mut() else { return };
+        let c = &mut open.conv;
+        for line in lines {
+            match line {
+                Line::Customer(at) => {
+                    c.record_customer_message(at);
+                    if c.state == State::Assigned {
+                        c.agent_no_response_from.get_or_insert(at);
+                    }
+                }
+                Line::Agent(at) => {
+                    c.record_agent_message(at);
+                    c.read_at = Some(at);
+                }
+                Line::Automatic(at) => c.record_auto_message(at),
+                Line::Other => {}
+            }
+        }
     }
 
     /// Hands out the conversations that ended since the last call.

@@ -90,7 +90,7 @@ pub(crate) fn change(note: &Note) -> Option<(ConversationId, bool)> {
 }
 
 /// The conversation side's end of one desk link (read from an older row, never written).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct DeskOut {
     pub conversation: ConversationId,
     pub holding: Holding,

@@ -28,6 +28,13 @@ pub struct Outbox<M> {
     sent: u64,
 }
 
+/// Equal as durable state: what a restart keeps (`sent` aside).
+impl<M: PartialEq> PartialEq for Outbox<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.next == other.next && self.unacked == other.unacked
+    }
+}
+
 impl<M> Default for Outbox<M> {
     fn default() -> Self {
         Outbox { next: 1, unacked: VecDeque::new(), sent: 0 }
@@ -89,6 +96,14 @@ pub struct Inbox<M> {
     ack_due: bool,
 }
 
+/// Equal as durable state: what a restart keeps (what arrived early and the acknowledgement
+/// owed aside).
+impl<M> PartialEq for Inbox<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.epoch == other.epoch && self.next == other.next
+    }
+}
+
 impl<M> Default for Inbox<M> {
     fn default() -> Self {
         Inbox { epoch: 0, next: 1, held: BTreeMap::new(), ack_due: false }
@@ -148,7 +163,7 @@ impl<M> Inbox<M> {
 }
 
 /// Both halves of one conversation's link, as one end holds them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "Out: Serialize", deserialize = "Out: Deserialize<'de>"))]
 pub struct Link<Out, In> {
     pub out: Outbox<Out>,

@@ -1145,3 +1145,61 @@ fn a_checkpoint_and_the_inputs_after_it_replay_to_the_same_side() {
     }
     assert!(router.router().check_invariants().is_ok());
 }
+
+/// The transcript rows a shell writes for a step (the customer's own message first, then the
+/// replies that went out), as `ConversationSide::fold` reads them.
+fn lines(now: Timestamp, said: bool, effects: &[Effect]) -> Vec<super::conversation::Line> {
+    use super::conversation::Line;
+    use crate::engine::Sender;
+    let replies = effects.iter().filter_map(|e| match e {
+        Effect::Send { from: Sender::Agent(_), .. } => Some(Line::Agent(now)),
+        Effect::Send { .. } => Some(Line::Automatic(now)),
+        _ => None,
+    });
+    said.then_some(Line::Customer(now)).into_iter().chain(replies).collect()
+}
+
+#[test]
+fn the_fold_of_a_steps_transcript_rows_reproduces_a_plain_message_step_and_nothing_else() {
+    use super::conversation::Line;
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert_eq!(side.conversation().unwrap().state, State::Assigned);
+    // The side as its row last had it; the plain message steps after it fold onto it.
+    let mut written = side.clone();
+    let t1 = Timestamp(2_000);
+    let fx = side.customer_message(t.cfg(), t1, message("one more thing")).unwrap().effects;
+    assert_ne!(written, side, "the step changed the side");
+    written.fold(lines(t1, true, &fx));
+    assert_eq!(written, side, "a customer's message");
+    // The agent's reply timer counts from the first unanswered message, "hi".
+    assert_eq!(side.conversation().unwrap().agent_no_response_from, Some(now));
+    let t2 = Timestamp(3_000);
+    let fx = side.agent_message(t.cfg(), t2, C1, A1, "sure", None).unwrap();
+    written.fold(lines(t2, false, &fx));
+    assert_eq!(written, side, "the agent's reply");
+    let fx = side.whisper(t.cfg(), C1, AgentId(2), "be nice").unwrap();
+    written.fold([Line::Other]);
+    assert!(lines(t2, false, &fx).is_empty());
+    assert_eq!(written, side, "a whisper changes nothing the row keeps");
+    // What the rows do not say, the fold does not guess: reading writes the row.
+    let t3 = Timestamp(4_000);
+    side.customer_message(t.cfg(), t3, message("hello?")).unwrap();
+    side.mark_read(t.cfg(), t3, C1, A1).unwrap();
+    written.fold([Line::Customer(t3)]);
+    assert_ne!(written, side, "read_at is not in the transcript");
+    // A new incarnation is another row (its epoch numbers what it sends).
+    let mut restarted = side.clone();
+    restarted.restart(7);
+    assert_ne!(restarted, side);
+}

@@ -9,6 +9,13 @@
 //! `actors::effects`), in one batch, and awaits durability; then `outgoing()` goes to the
 //! transport and the caller is answered.
 //!
+//! **Message steps leave the row as it was** when the step's transcript rows say all it
+//! changed: the side as this incarnation last wrote it, folded with those rows
+//! (`ConversationSide::fold`), equals the side the step left ([`Written`]); an activation
+//! folds the rows written after its row's transcript number. A customer's message or an
+//! agent's reply in an assigned conversation writes its transcript row, not the side's
+//! (ARCHITECTURE.md, "A conversation's row not rewritten by its message steps").
+//!
 //! **Desk notes** (with agent actors, `MeshOptions::agent_actors`): the side is built
 //! `with_desk()`, so a step's notes for the agent holding the conversation (customer
 //! messages, whispers, read-unreplied, bot hosting) are entries of that agent's desk stream
@@ -27,6 +34,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_core::mesh::conversation::Line;
 use switchboard_core::mesh::{Body, ConversationSide, DeskEvent, Envelope, ToConversation};
 use switchboard_core::router::Standing;
 use switchboard_core::session::Customer;
@@ -310,9 +318,58 @@ pub struct ConversationRun {
     wanted: Option<String>,
     /// What it heard early: its next batch's generation.
     generation: Generation,
+    /// Its row as this incarnation last wrote it, with the steps since that left it as it
+    /// was folded in; `None` until this incarnation writes its row.
+    written: Option<Box<Written>>,
     _counted: Counted,
     id: ractor::ActorId,
 }
+
+/// What a conversation actor's row holds, as its incarnation last wrote it and folded the
+/// transcript rows of the steps since ([`ConversationSide::fold`]). A step whose rows fold this
+/// into the actor's state leaves the row as it was; its next activation does the same fold
+/// on the rows written after the row's transcript number.
+struct Written {
+    side: ConversationSide,
+    transcript: Transcript,
+    name: Option<String>,
+    extra: Option<(ConversationId, ConversationExtra)>,
+    profile: Profile,
+}
+
+impl Written {
+    /// Folds in the step's transcript rows; whether that gives `run`'s state (then its row
+    /// may stay as it was).
+    fn folds(&mut self, messages: &[switchboard_store::Message], run: &ConversationRun) -> bool {
+        let open = run.side.conversation().map(|c| c.id.0);
+        if messages.iter().any(|m| Some(m.conversation) != open) {
+            return false;
+        }
+        self.side.fold(messages.iter().map(line));
+        if let Some(last) = messages.last() {
+            self.transcript = Transcript::after(last);
+        }
+        self.side == run.side
+            && self.transcript == run.transcript
+            && self.name == run.name
+            && self.extra == run.extra
+            && self.profile == run.profile
+    }
+}
+
+/// A transcript row as the side's fold reads it (by its sender, as `Rows` writes it).
+fn line(m: &switchboard_store::Message) -> Line {
+    let at = Timestamp(m.at_ms);
+    match m.sender.as_str() {
+        "customer" => Line::Customer(at),
+        "agent" => Line::Agent(at),
+        "automatic" => Line::Automatic(at),
+        _ => Line::Other,
+    }
+}
+
+/// How many transcript rows an activation reads at a time while it folds them.
+const FOLD_PAGE: usize = 256;
 
 impl Drop for ConversationRun {
     fn drop(&mut self) {
@@ -407,7 +464,26 @@ impl Actor for ConversationActor {
         };
         let known = had_row || recorded.is_some();
         let Beside { transcript, customer: name, extra, profile } = beside;
-        let transcript = transcript.unwrap_or_default();
+        let mut transcript = transcript.unwrap_or_default();
+        // The message steps that left the row as it was: their transcript rows.
+        let mut at = at;
+        if let Some(open) = side.conversation().map(|c| c.id.0) {
+            let mut after = if transcript.conversation == open { transcript.last } else { 0 };
+            loop {
+                let (store, tenant) = (mesh.inner().store.clone(), mesh.tenant().to_owned());
+                let page = super::blocking(move || store.messages(&tenant, open, after, FOLD_PAGE))
+                    .await?;
+                side.fold(page.iter().map(line));
+                if let Some(last) = page.last() {
+                    transcript = Transcript::after(last);
+                    at = at.max(Timestamp(last.at_ms));
+                    after = last.seq;
+                }
+                if page.len() < FOLD_PAGE {
+                    break;
+                }
+            }
+        }
         let extra = extra.map(|(n, e)| (ConversationId(n), e));
         let profile = profile.unwrap_or_default();
         // Agent actors run: the conversation's own notes go on the holding agent's desk
@@ -445,6 +521,7 @@ impl Actor for ConversationActor {
             fresh: (!known).then(Default::default),
             wanted: None,
             generation: Generation::default(),
+            written: None,
             _counted: Counted::new(CONVERSATION),
         };
         // A restarted side resends everything unacknowledged at once.
@@ -486,6 +563,8 @@ impl Actor for ConversationActor {
                 }
                 let now = run.now();
                 let ack = matches!(envelope.body, Body::Ack { .. });
+                // Kept for the folded copy of the row, should the step write nothing.
+                let acked = ack.then(|| envelope.clone());
                 let effects = run.side.receive(run.mesh.config().cfg(), now, envelope);
                 let rows = run.rows(now, None, &effects);
                 // An acknowledgement changes only what is resent (after a restart the router
@@ -512,6 +591,10 @@ impl Actor for ConversationActor {
                         }
                         return run.fail(&myself, e);
                     }
+                } else if let (Some(w), Some(envelope)) = (run.written.as_deref_mut(), acked) {
+                    // Unwritten, as before: the copy the next step's fold starts from hears it
+                    // too, so an acknowledgement alone does not make that step write its row.
+                    w.side.receive(run.mesh.config().cfg(), now, envelope);
                 }
                 run.send();
                 run.heard(effects);
@@ -1072,7 +1155,7 @@ impl ConversationRun {
         self.mesh.holds(self.fence)?;
         let (inner, config) = (self.mesh.inner(), self.mesh.config());
         let cfg = config.cfg();
-        let archive = ended
+        let archive: Vec<Archived> = ended
             .into_iter()
             .map(|c| {
                 // Its tags and note go with it to its archive row.
@@ -1104,20 +1187,41 @@ impl ConversationRun {
         {
             self.extra = None;
         }
-        let row = ActorState {
-            kind: CONVERSATION.into(),
-            key: self.key.clone(),
-            epoch: self.epoch,
-            body: Some(encode_with(
-                self.last_now,
-                &self.side,
-                BesideRef {
-                    transcript: Some(self.transcript),
-                    customer: self.name.as_deref(),
-                    extra: self.extra.as_ref().map(|(n, e)| (n.0, e)),
-                    profile: Some(&self.profile),
-                },
-            )?),
+        // The row stays as it was if the step's transcript rows say all it changed. (A step
+        // with none writes its row: the row's time, or its last transcript row's, is then
+        // never behind a step's, and the next incarnation's clock starts from it.)
+        let mut written = self.written.take();
+        let unchanged = archive.is_empty()
+            && !step.opened
+            && !rows.messages().is_empty()
+            && written.as_mut().is_some_and(|w| w.folds(rows.messages(), self));
+        let row = if unchanged {
+            self.written = written;
+            metrics::counter!(crate::metrics::ACTOR_ROWS_KEPT, "kind" => CONVERSATION).increment(1);
+            None
+        } else {
+            self.written = Some(Box::new(Written {
+                side: self.side.clone(),
+                transcript: self.transcript,
+                name: self.name.clone(),
+                extra: self.extra.clone(),
+                profile: self.profile.clone(),
+            }));
+            Some(ActorState {
+                kind: CONVERSATION.into(),
+                key: self.key.clone(),
+                epoch: self.epoch,
+                body: Some(encode_with(
+                    self.last_now,
+                    &self.side,
+                    BesideRef {
+                        transcript: Some(self.transcript),
+                        customer: self.name.as_deref(),
+                        extra: self.extra.as_ref().map(|(n, e)| (n.0, e)),
+                        profile: Some(&self.profile),
+                    },
+                )?),
+            })
         };
         // The customer changed in this step (or was never written by this incarnation): its
         // `customers` row too, so reads of customers lag nothing.
@@ -1133,7 +1237,7 @@ impl ConversationRun {
             fence: self.fence,
             generation,
             archive,
-            actors: vec![row],
+            actors: row.into_iter().collect(),
             responses,
             owners: owners.into_iter().collect(),
             customers,

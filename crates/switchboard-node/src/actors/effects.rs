@@ -138,6 +138,11 @@ pub(crate) struct Transcript {
 }
 
 impl Transcript {
+    /// The numbering after the transcript row `m` (the one [`Self::next`] numbered it with).
+    pub fn after(m: &Message) -> Self {
+        Transcript { conversation: m.conversation, last: m.seq }
+    }
+
     fn next(&mut self, conversation: ConversationId) -> u64 {
         if self.conversation != conversation.0 {
             *self = Transcript { conversation: conversation.0, last: 0 };
@@ -169,6 +174,11 @@ pub(crate) struct Rows {
 impl Rows {
     pub fn is_empty(&self) -> bool {
         self.appends.is_empty() && self.messages.is_empty()
+    }
+
+    /// The step's transcript rows, in order.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
     }
 
     /// The last transcript row of the step, if any.

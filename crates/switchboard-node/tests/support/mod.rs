@@ -376,7 +376,8 @@ pub struct Faulty {
     agent_gate: tokio::sync::watch::Sender<bool>,
     held: std::sync::Mutex<bool>,
     opened: std::sync::Condvar,
-    /// Dooms the next batch of an actor of this kind (once): it goes to the writer under
+    /// Dooms the next batch of an actor of this kind (once; a conversation actor's batch is
+    /// one with its row or transcript rows): it goes to the writer under
     /// [`DOOMED`], a fence the store refuses, so the writer refuses it as it would a batch of
     /// a shard that moved, and raises the tenant's generation.
     pub doom: std::sync::Mutex<Option<&'static str>>,
@@ -456,7 +457,13 @@ impl Store for Faulty {
     /// The faults apply to both ways of writing (actors write with `append_assigned`).
     fn append_assigned(&self, mut batch: Batch) -> switchboard_store::Assigned {
         let mut doom = self.doom.lock().unwrap();
-        if doom.take_if(|kind| batch.actors.iter().any(|a| a.kind == *kind)).is_some() {
+        // A conversation actor's message step may leave its row out: its transcript rows
+        // (only conversation actors write them) tell its batch.
+        let of = |kind: &str| {
+            batch.actors.iter().any(|a| a.kind == kind)
+                || (kind == "conversation" && !batch.messages.is_empty())
+        };
+        if doom.take_if(|kind| of(kind)).is_some() {
             batch.fence = DOOMED;
         }
         drop(doom);
