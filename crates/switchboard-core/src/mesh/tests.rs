@@ -773,11 +773,13 @@ fn an_offered_agent_sees_the_customer_and_a_note_written_as_the_offer_ends_follo
 
 /// Bot hosting by the agent holding the conversation or a supervisor (another agent is
 /// refused), and a rating with the engine's rule (`Conversation::rate`), open or ended.
-#[test]
-fn bot_hosting_and_ratings_follow_the_engines_rules_on_the_side() {
-    use crate::error::Error;
-    let (t, mut router, mut side) = setup();
-    let now = Timestamp(1_000);
+/// C1 opens at `now` with "hi" and is assigned to A1 (the route and its answer delivered).
+fn opened_and_assigned(
+    t: &Tenant,
+    router: &mut RouterSide,
+    side: &mut ConversationSide,
+    now: Timestamp,
+) {
     side.customer_message(t.cfg(), now, message("hi")).unwrap();
     for e in side.outgoing() {
         router.receive(now, e);
@@ -786,6 +788,14 @@ fn bot_hosting_and_ratings_follow_the_engines_rules_on_the_side() {
         side.receive(t.cfg(), now, e);
     }
     assert_eq!(side.conversation().unwrap().state, State::Assigned);
+}
+
+#[test]
+fn bot_hosting_and_ratings_follow_the_engines_rules_on_the_side() {
+    use crate::error::Error;
+    let (t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    opened_and_assigned(&t, &mut router, &mut side, now);
     let other = AgentId(2);
     let e = side.set_bot_hosting_by(t.cfg(), C1, true, Actor::Agent(other)).unwrap_err();
     assert!(matches!(e, Error::NotAssigned { .. }), "{e:?}");
@@ -1164,17 +1174,10 @@ fn the_fold_of_a_steps_transcript_rows_reproduces_a_plain_message_step_and_nothi
     use super::conversation::Line;
     let (t, mut router, mut side) = setup();
     let now = Timestamp(1_000);
-    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    opened_and_assigned(&t, &mut router, &mut side, now);
     for e in side.outgoing() {
         router.receive(now, e);
     }
-    for e in router.outgoing() {
-        side.receive(t.cfg(), now, e);
-    }
-    for e in side.outgoing() {
-        router.receive(now, e);
-    }
-    assert_eq!(side.conversation().unwrap().state, State::Assigned);
     // The side as its row last had it; the plain message steps after it fold onto it.
     let mut written = side.clone();
     let t1 = Timestamp(2_000);
