@@ -380,10 +380,15 @@ fn dockerfile_is_multi_stage_and_runs_as_non_root() {
         build.iter().any(|(i, r)| i == "RUN" && r.contains("protobuf-compiler")),
         "protoc in the build stage"
     );
+    // The shipped profile, steered by a profile of the contact-center load.
+    assert!(text.contains("scripts/build-pgo /out/switchboard"), "builds with scripts/build-pgo");
+    let pgo = std::fs::read_to_string(root().join("scripts/build-pgo")).unwrap();
     assert!(
-        text.contains("cargo build --profile production --locked -p switchboard"),
-        "builds the switchboard binary with the shipped profile"
+        pgo.contains("--profile production") && pgo.contains("--locked"),
+        "scripts/build-pgo builds the shipped profile from the lock file"
     );
+    // Not run here (three production builds); parsed.
+    run(Command::new("bash").arg("-n").arg(root().join("scripts/build-pgo")));
     assert!(
         last.iter().any(|(i, r)| i == "COPY" && r.starts_with("--from=build")),
         "the runtime stage takes the binary from the build stage"
