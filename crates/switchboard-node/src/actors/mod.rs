@@ -1066,8 +1066,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// A side's durable state as an actor row's body: the side through its snapshot encoding,
 /// and the actor's clock (time never runs backwards across a restart); what a conversation
 /// actor keeps beside it ([`Beside`], absent in other rows). Written by position, every field
-/// written (as [`BodyRef`], which borrows); read from either layout (MessagePack decodes a struct from an array or a map;
-/// [`NAMED`] rows left absent fields out, hence the defaults).
+/// written (as [`BodyRef`], which borrows); read from either layout (MessagePack decodes a
+/// struct from an array or a map; [`NAMED`] rows left absent fields out, hence the defaults).
 #[derive(serde::Deserialize)]
 struct Body<S> {
     at_ms: u64,
