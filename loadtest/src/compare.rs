@@ -3,11 +3,16 @@
 //! runs weighs on both alike), each run on a fresh node and data directory. Prints every run
 //! and, per build, the mean of node CPU per command and of the store threads' share, the
 //! median p99s, how many runs held the rate, and the whole machine's busy CPU per command
-//! (the load generator included: a change that only moves work onto it shows there).
+//! (the load generator included: a change that only moves work onto it shows there); then
+//! B ÷ A within each pair, and whether the pairs agree on its side of 1.
 //!
 //! Why: this machine's figures move by about ±8% from run to run, more than most single
 //! changes save, so one run per build says nothing. Alternating pairs, summarised the same
-//! way every time, are what a claim of a few percent needs.
+//! way every time, are what a claim of a few percent needs. Even so, three pairs that agree
+//! are weak evidence for a few percent: by chance alone all three fall on one side of 1 one
+//! time in four. On 2026-12-06 a build measured 0.926 against the base (every pair below 1),
+//! yet 1.002 against a third build that measured 1.006 against the same base: a claim of a
+//! few percent needs its pairs repeated, or a second comparison that agrees.
 
 use std::path::PathBuf;
 
@@ -140,7 +145,43 @@ pub fn summary(builds: &[PathBuf; 2], runs: &[Run]) -> String {
         ));
     }
     out.push_str(&format!("  B ÷ A, mean node CPU per command: {:.3}\n", means[1] / means[0]));
+    let cpu: Vec<(usize, Option<f64>)> =
+        runs.iter().map(|r| (r.build, r.report.cpu_us_per_command)).collect();
+    if let Some(line) = by_pair(&pair_ratios(&cpu)) {
+        out.push_str(&format!("  B ÷ A by pair: {line}\n"));
+    }
     out
+}
+
+/// Node CPU per command of B over A within each pair (runs `2k` and `2k + 1`, in either
+/// order), for pairs where both runs read it. Each pair ran close together in time, so its
+/// ratio is less moved by the machine's drift than the ratio of the means, and their spread
+/// shows how much a claim can rest on.
+fn pair_ratios(runs: &[(usize, Option<f64>)]) -> Vec<f64> {
+    runs.chunks(2)
+        .filter_map(|pair| {
+            let of = |build| pair.iter().find(|r| r.0 == build).and_then(|r| r.1);
+            of(0).zip(of(1)).filter(|(a, _)| *a > 0.0).map(|(a, b)| b / a)
+        })
+        .collect()
+}
+
+/// The pairs' ratios, and whether they agree on which build used less (`None`: no pair).
+fn by_pair(ratios: &[f64]) -> Option<String> {
+    let (low, high) =
+        ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
+    let verdict = if ratios.is_empty() {
+        return None;
+    } else if high < 1.0 {
+        "B used less in every pair"
+    } else if low > 1.0 {
+        "B used more in every pair"
+    } else {
+        // Pairs on both sides of 1 (or at it): these runs do not tell the builds apart.
+        "the pairs disagree: within this machine's noise"
+    };
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    Some(format!("{} ({verdict})", each.join(", ")))
 }
 
 #[cfg(test)]
@@ -160,5 +201,27 @@ mod tests {
         assert_eq!(mean(&[1.0, 2.0, 3.0]), 2.0);
         assert!(median(&[]).is_nan());
         assert_eq!(spread(&[200.0, 210.0, 220.0]), "210.0 (200–220)");
+    }
+
+    #[test]
+    fn each_pair_gives_b_over_a_and_the_pairs_say_whether_they_agree() {
+        // Runs in the order `order` makes them: A B, B A, A B; a run without a figure
+        // leaves its pair out.
+        let runs = [
+            (0, Some(200.0)),
+            (1, Some(180.0)),
+            (1, Some(190.0)),
+            (0, Some(200.0)),
+            (0, None),
+            (1, Some(150.0)),
+        ];
+        assert_eq!(pair_ratios(&runs), vec![0.9, 0.95]);
+        assert_eq!(by_pair(&[0.9, 0.95]).unwrap(), "0.900, 0.950 (B used less in every pair)");
+        assert_eq!(
+            by_pair(&[0.953, 1.051, 1.006]).unwrap(),
+            "0.953, 1.051, 1.006 (the pairs disagree: within this machine's noise)"
+        );
+        assert_eq!(by_pair(&[1.02]).unwrap(), "1.020 (B used more in every pair)");
+        assert_eq!(by_pair(&[]), None);
     }
 }
