@@ -431,7 +431,7 @@ impl AgentRun {
             ..Batch::default()
         };
         let pending = self.mesh.inner().store.append(batch);
-        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => AGENT).increment(1);
+        self.mesh.inner().counters.agent_writes.increment(1);
         // Queued: its messages to actors here may go now (`Generation`).
         let later = generation.map(|g| self.send_with(Some(g)));
         pending.await?;

@@ -1197,7 +1197,7 @@ impl ConversationRun {
             && written.as_mut().is_some_and(|w| w.folds(rows.messages(), self));
         let row = if unchanged {
             self.written = written;
-            metrics::counter!(crate::metrics::ACTOR_ROWS_KEPT, "kind" => CONVERSATION).increment(1);
+            self.mesh.inner().counters.conversation_rows_kept.increment(1);
             None
         } else {
             self.written = Some(Box::new(Written {
@@ -1252,7 +1252,7 @@ impl ConversationRun {
         }
         let published = rows.into_batch(&mut batch);
         let pending = inner.store.append_assigned(batch);
-        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => CONVERSATION).increment(1);
+        inner.counters.conversation_writes.increment(1);
         // Queued: its messages to actors here may go now (`Generation`).
         let later = generation.map(|g| self.send_with(Some(g)));
         let positions = pending.await?;
@@ -1318,7 +1318,7 @@ impl ConversationRun {
             }],
             ..Batch::default()
         };
-        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => CONVERSATION).increment(1);
+        inner.counters.conversation_writes.increment(1);
         inner.store.append(batch).await?;
         self.stored = false;
         if changed {

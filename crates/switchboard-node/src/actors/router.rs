@@ -840,7 +840,7 @@ impl RouterRun {
         };
         let published = rows.into_batch(&mut batch);
         let pending = inner.store.append_assigned(batch);
-        metrics::counter!(crate::metrics::ACTOR_WRITES, "kind" => ROUTER).increment(1);
+        inner.counters.router_writes.increment(1);
         // Queued: its messages to actors here may go now (`Generation`).
         let later = generation.map(|g| self.send_with(Some(g)));
         let positions = pending.await?;
