@@ -33,6 +33,8 @@ use std::ops::AddAssign;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use switchboard_core::{AgentId, CustomerId};
 use tracing::{info, warn};
 
@@ -43,6 +45,9 @@ use crate::error::{Error, Result};
 
 /// Keys (or tenants) read per store round trip.
 const PAGE: usize = 256;
+/// Activations a recovery runs at once: about the blocking pool's threads (16), whose reads
+/// share the store's read connections.
+const ACTIVATIONS: usize = 16;
 /// The wait before a recovery that left actors behind runs again; it doubles each time.
 const RETRY: Duration = Duration::from_secs(1);
 /// How many times a shard's recovery runs at most (the actors it leaves come back with
@@ -224,27 +229,39 @@ impl Mesh {
                     return;
                 }
             };
-            for key in &page {
-                let Ok(n) = key.parse::<u64>() else { continue };
-                let tenant = self.tenant();
-                let outcome = if kind == AGENT {
-                    let key = ActorKey::Agent { tenant, agent: AgentId(n) };
-                    if !wanted(key) {
-                        continue;
-                    }
-                    let outcome = self.tally(key, self.agent_ref(AgentId(n)).await.map(drop));
-                    done.agents += usize::from(outcome == Some(true));
-                    outcome
+            // A page's activations run together, at most `ACTIVATIONS` at a time: each
+            // waits on its reads (its row, and a conversation's transcript rows after it) on
+            // the blocking pool, and one at a time left the reads' threads idle.
+            let tenant = self.tenant();
+            let keys: Vec<ActorKey<'_>> = page
+                .iter()
+                .filter_map(|key| {
+                    let n = key.parse::<u64>().ok()?;
+                    let key = if kind == AGENT {
+                        ActorKey::Agent { tenant, agent: AgentId(n) }
+                    } else {
+                        ActorKey::Conversation { tenant, customer: CustomerId(n) }
+                    };
+                    wanted(key).then_some(key)
+                })
+                .collect();
+            let (mut keys, mut running) = (keys.into_iter(), FuturesUnordered::new());
+            let mut outcomes = Vec::with_capacity(page.len());
+            loop {
+                while running.len() < ACTIVATIONS {
+                    let Some(key) = keys.next() else { break };
+                    running.push(self.recover_one(key));
+                }
+                let Some(outcome) = running.next().await else { break };
+                outcomes.push(outcome);
+            }
+            for outcome in outcomes {
+                let back = usize::from(outcome == Some(true));
+                if kind == AGENT {
+                    done.agents += back;
                 } else {
-                    let key = ActorKey::Conversation { tenant, customer: CustomerId(n) };
-                    if !wanted(key) {
-                        continue;
-                    }
-                    let activated = self.conversation_ref(CustomerId(n)).await.map(drop);
-                    let outcome = self.tally(key, activated);
-                    done.conversations += usize::from(outcome == Some(true));
-                    outcome
-                };
+                    done.conversations += back;
+                }
                 done.failed += usize::from(outcome == Some(false));
             }
             match page.last() {
@@ -252,6 +269,19 @@ impl Mesh {
                 _ => return,
             }
         }
+    }
+
+    /// Activates one actor of a page; its outcome as [`tally`](Self::tally) reads it.
+    async fn recover_one(&self, key: ActorKey<'_>) -> Option<bool> {
+        let activated = match key {
+            ActorKey::Agent { agent, .. } => self.agent_ref(agent).await.map(drop),
+            ActorKey::Conversation { customer, .. } => {
+                self.conversation_ref(customer).await.map(drop)
+            }
+            // A walk pages conversation and agent keys only.
+            ActorKey::Router { .. } => return None,
+        };
+        self.tally(key, activated)
     }
 
     /// One activation's outcome: `Some(true)` it came back, `Some(false)` it failed while
