@@ -168,11 +168,12 @@ fn pair_ratios(runs: &[(usize, Option<f64>)]) -> Vec<f64> {
 
 /// The pairs' ratios, and whether they agree on which build used less (`None`: no pair).
 fn by_pair(ratios: &[f64]) -> Option<String> {
+    if ratios.is_empty() {
+        return None;
+    }
     let (low, high) =
         ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
-    let verdict = if ratios.is_empty() {
-        return None;
-    } else if high < 1.0 {
+    let verdict = if high < 1.0 {
         "B used less in every pair"
     } else if low > 1.0 {
         "B used more in every pair"

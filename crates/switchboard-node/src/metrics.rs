@@ -468,27 +468,28 @@ fn decides(e: &Event) -> bool {
 /// Counts one step; `handles` caches the events counter by event type (the tenant actor's,
 /// or a mesh's).
 fn count(step: &Step<'_>, mut handles: Option<&mut EventCounters>) {
-    let tenant = step.tenant.to_owned();
+    // Copied only where a label needs it: a step whose events hit `handles` copies nothing.
+    let tenant = step.tenant;
     let group_label = step.group;
     for (k, channel) in step.suppressed {
-        counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.clone(), "kind" => k.as_str())
+        counter!(AUTOMATIC_REPLIES_SUPPRESSED, "tenant" => tenant.to_owned(), "kind" => k.as_str())
             .increment(1);
         if let Some(channel) = channel {
-            counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.clone(), "channel" => channel.as_str(), "by" => "automatic")
+            counter!(CHANNEL_BUDGET_EXHAUSTED, "tenant" => tenant.to_owned(), "channel" => channel.as_str(), "by" => "automatic")
                 .increment(1);
         }
     }
     for k in step.replies {
-        counter!(AUTOMATIC_REPLIES, "tenant" => tenant.clone(), "kind" => k.as_str()).increment(1);
+        counter!(AUTOMATIC_REPLIES, "tenant" => tenant.to_owned(), "kind" => k.as_str())
+            .increment(1);
     }
     if step.released_offline > 0 {
         // Offers withdrawn and assignments requeued because the agent signed out.
-        counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => "group", "reason" => "agent_offline")
+        counter!(REASSIGNMENTS, "tenant" => tenant.to_owned(), "target" => "group", "reason" => "agent_offline")
             .increment(u64::from(step.released_offline));
     }
     for &e in &step.events {
-        let new =
-            || counter!(EVENTS, "tenant" => tenant.clone(), "type" => crate::convert::snake_tag(e));
+        let new = || counter!(EVENTS, "tenant" => tenant.to_owned(), "type" => crate::convert::snake_tag(e));
         match handles.as_deref_mut() {
             Some(handles) => {
                 handles.entry(std::mem::discriminant(e)).or_insert_with(new).increment(1)
@@ -498,7 +499,7 @@ fn count(step: &Step<'_>, mut handles: Option<&mut EventCounters>) {
         match e {
             Event::Opened { group, channel, .. } => {
                 let labels = [
-                    ("tenant", tenant.clone()),
+                    ("tenant", tenant.to_owned()),
                     ("group", group_label(*group)),
                     ("channel", channel.to_string()),
                 ];
@@ -507,18 +508,18 @@ fn count(step: &Step<'_>, mut handles: Option<&mut EventCounters>) {
             Event::Assigned { group, via, waited_ms, .. } => {
                 let g = group_label(*group);
                 if *via == switchboard_core::router::Via::Accepted {
-                    counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "accepted")
+                    counter!(OFFERS, "tenant" => tenant.to_owned(), "outcome" => "accepted")
                         .increment(1);
                 }
                 let via = crate::convert::snake(via);
-                counter!(ASSIGNMENTS, "tenant" => tenant.clone(), "group" => g.clone(), "via" => via).increment(1);
-                histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "assigned")
+                counter!(ASSIGNMENTS, "tenant" => tenant.to_owned(), "group" => g.clone(), "via" => via).increment(1);
+                histogram!(QUEUE_WAIT, "tenant" => tenant.to_owned(), "group" => g, "outcome" => "assigned")
                     .record(seconds(*waited_ms));
             }
             Event::Ended { group, cause, from, waited_ms, .. } => {
                 let g = group_label(*group);
                 let cause_label = crate::convert::snake(cause);
-                counter!(CONVERSATIONS_ENDED, "tenant" => tenant.clone(), "group" => g.clone(), "cause" => cause_label)
+                counter!(CONVERSATIONS_ENDED, "tenant" => tenant.to_owned(), "group" => g.clone(), "cause" => cause_label)
                     .increment(1);
                 if *from == State::Queued {
                     // The customer's channel closing a waiting conversation is an abandonment;
@@ -534,26 +535,26 @@ fn count(step: &Step<'_>, mut handles: Option<&mut EventCounters>) {
                         _ => "ended",
                     };
                     if abandoned {
-                        counter!(ABANDONED, "tenant" => tenant.clone(), "group" => g.clone())
+                        counter!(ABANDONED, "tenant" => tenant.to_owned(), "group" => g.clone())
                             .increment(1);
                     }
                     if let Some(ms) = waited_ms {
-                        histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => outcome)
+                        histogram!(QUEUE_WAIT, "tenant" => tenant.to_owned(), "group" => g, "outcome" => outcome)
                             .record(seconds(*ms));
                     }
                 }
             }
             Event::FirstResponse { group, since_opened_ms, since_assigned_ms, .. } => {
                 let g = group_label(*group);
-                histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g.clone(), "from" => "opened")
+                histogram!(FIRST_RESPONSE, "tenant" => tenant.to_owned(), "group" => g.clone(), "from" => "opened")
                     .record(seconds(*since_opened_ms));
-                histogram!(FIRST_RESPONSE, "tenant" => tenant.clone(), "group" => g, "from" => "assigned")
+                histogram!(FIRST_RESPONSE, "tenant" => tenant.to_owned(), "group" => g, "from" => "assigned")
                     .record(seconds(*since_assigned_ms));
             }
             Event::Transferred { to, left_queue, .. } => {
                 if let Some((g, ms)) = left_queue {
                     let g = group_label(*g);
-                    histogram!(QUEUE_WAIT, "tenant" => tenant.clone(), "group" => g, "outcome" => "transferred")
+                    histogram!(QUEUE_WAIT, "tenant" => tenant.to_owned(), "group" => g, "outcome" => "transferred")
                         .record(seconds(*ms));
                 }
                 let target = match to {
@@ -561,15 +562,15 @@ fn count(step: &Step<'_>, mut handles: Option<&mut EventCounters>) {
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
                 if let Some(reason) = step.moved_by {
-                    counter!(REASSIGNMENTS, "tenant" => tenant.clone(), "target" => target, "reason" => reason)
+                    counter!(REASSIGNMENTS, "tenant" => tenant.to_owned(), "target" => target, "reason" => reason)
                         .increment(1);
                 }
             }
             Event::Offered { .. } => {
-                counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => "made").increment(1)
+                counter!(OFFERS, "tenant" => tenant.to_owned(), "outcome" => "made").increment(1)
             }
             Event::OfferMissed { reason, .. } => {
-                counter!(OFFERS, "tenant" => tenant.clone(), "outcome" => crate::convert::snake(reason)).increment(1);
+                counter!(OFFERS, "tenant" => tenant.to_owned(), "outcome" => crate::convert::snake(reason)).increment(1);
             }
             _ => {}
         }

@@ -246,16 +246,12 @@ impl Mesh {
                 })
                 .collect();
             let (mut keys, mut running) = (keys.into_iter(), FuturesUnordered::new());
-            let mut outcomes = Vec::with_capacity(page.len());
             loop {
                 while running.len() < ACTIVATIONS {
                     let Some(key) = keys.next() else { break };
                     running.push(self.recover_one(key));
                 }
                 let Some(outcome) = running.next().await else { break };
-                outcomes.push(outcome);
-            }
-            for outcome in outcomes {
                 let back = usize::from(outcome == Some(true));
                 if kind == AGENT {
                     done.agents += back;
