@@ -212,7 +212,16 @@ both!(
 /// reader saw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_on_two_stores_number_one_stream_in_commit_order() {
-    two_writers([1, 2], None).await;
+    two_writers([1, 2], None, [&["outbox"], &["outbox"]]).await;
+}
+
+/// As above, each batch appending to two streams, the two writers naming them in opposite
+/// orders: a commit takes its heads in one order whatever its batches say (ascending, at its
+/// end), so neither writer waits on the other crosswise, and both streams are numbered in
+/// commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_appending_to_two_streams_in_opposite_orders_neither_deadlock() {
+    two_writers([1, 2], None, [&["outbox", "events"], &["events", "outbox"]]).await;
 }
 
 /// As above, on one shard, one writer's every 5th batch refused (a duplicate log record):
@@ -222,10 +231,10 @@ async fn two_writers_on_two_stores_number_one_stream_in_commit_order() {
 /// position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_on_one_writer_neither_deadlock_nor_leave_gaps() {
-    two_writers([1, 1], Some(5)).await;
+    two_writers([1, 1], Some(5), [&["outbox"], &["outbox"]]).await;
 }
 
-async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>) {
+async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>, streams: [&[&str]; 2]) {
     const PER_WRITER: usize = 400;
     const IN_FLIGHT: usize = 8;
     let url = common::blocking(|| PgServer::shared().database());
@@ -236,26 +245,32 @@ async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>) {
     let seed = Batch { tenant: "acme".into(), log: vec![record(1)], ..Batch::default() };
     writers[0].append(seed).await.unwrap();
     let refused = move |w: usize, i: usize| w == 0 && refuse_every.is_some_and(|k| i % k == k - 1);
+    let names = |w: usize| streams[w].iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     let tasks: Vec<_> = writers
         .iter()
         .enumerate()
         .map(|(w, store)| {
             let store = Arc::clone(store);
+            let names = names(w);
             tokio::spawn(async move {
                 let fence = Fence { shard: shards[w], epoch: 0 };
                 let mut pending = std::collections::VecDeque::new();
-                let mut assigned = Vec::new();
+                // Per stream (by name), the positions this writer learned, in order.
+                let mut assigned: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
                 let mut settle = |i: usize, outcome: Result<Vec<u64>, Error>| match outcome {
-                    Ok(positions) if !refused(w, i) => assigned.extend(positions),
+                    Ok(positions) if !refused(w, i) => {
+                        for (name, position) in names.iter().zip(positions) {
+                            assigned.entry(name.clone()).or_default().push(position);
+                        }
+                    }
                     Err(Error::DuplicateLogRecord { .. }) if refused(w, i) => {}
                     other => panic!("writer {w} batch {i}: {other:?}"),
                 };
                 for i in 0..PER_WRITER {
-                    let mut batch = Batch {
-                        fence,
-                        ..appends("acme", vec![append("outbox", &format!("{w}:{i}"))])
-                    };
+                    let text = format!("{w}:{i}");
+                    let batch_appends = names.iter().map(|name| append(name, &text)).collect();
+                    let mut batch = Batch { fence, ..appends("acme", batch_appends) };
                     if refused(w, i) {
                         batch.log = vec![record(1)];
                     }
@@ -274,53 +289,71 @@ async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>) {
         .collect();
 
     let kept = |w: usize| (0..PER_WRITER).filter(|&i| !refused(w, i)).collect::<Vec<_>>();
-    let total = (kept(0).len() + kept(1).len()) as u64;
-    // Set once every writer has finished (or failed): the reader then stops at the end.
+    // Every stream some writer appends to, and how many entries it gets.
+    let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+    for w in 0..2 {
+        for name in names(w) {
+            *totals.entry(name).or_default() += kept(w).len() as u64;
+        }
+    }
+    // Set once every writer has finished (or failed): the readers then stop at the end.
     let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let follow = {
-        let (reader, written) = (Arc::clone(&reader), Arc::clone(&written));
-        tokio::task::spawn_blocking(move || {
-            let mut seen: Vec<(u64, String)> = Vec::new();
-            let mut cursor = 0;
-            while cursor < total {
-                let done = written.load(std::sync::atomic::Ordering::SeqCst);
-                let page = reader.read_stream("acme", "outbox", cursor, 50).unwrap();
-                if page.is_empty() {
-                    if done {
-                        break; // what the writers wrote is all there is
+    let follows: Vec<_> = totals
+        .iter()
+        .map(|(stream, &total)| {
+            let (reader, written) = (Arc::clone(&reader), Arc::clone(&written));
+            let stream = stream.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut seen: Vec<(u64, String)> = Vec::new();
+                let mut cursor = 0;
+                while cursor < total {
+                    let done = written.load(std::sync::atomic::Ordering::SeqCst);
+                    let page = reader.read_stream("acme", &stream, cursor, 50).unwrap();
+                    if page.is_empty() {
+                        if done {
+                            break; // what the writers wrote is all there is
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
                     }
-                    std::thread::sleep(Duration::from_millis(2));
+                    for e in page {
+                        cursor = e.seq;
+                        seen.push((e.seq, String::from_utf8(e.payload).unwrap()));
+                    }
                 }
-                for e in page {
-                    cursor = e.seq;
-                    seen.push((e.seq, String::from_utf8(e.payload).unwrap()));
-                }
-            }
-            seen
+                (stream, total, seen)
+            })
         })
-    };
+        .collect();
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await);
     }
     written.store(true, std::sync::atomic::Ordering::SeqCst);
-    let learned: Vec<Vec<u64>> = outcomes.into_iter().map(Result::unwrap).collect();
-    let seen = follow.await.unwrap();
+    let learned: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
 
-    let positions: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
-    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "gap-free, each once, in order");
-    for (w, learned) in learned.iter().enumerate() {
-        let mine: Vec<(u64, usize)> = seen
-            .iter()
-            .filter_map(|(seq, text)| {
-                let (writer, i) = text.split_once(':').unwrap();
-                (writer == w.to_string()).then(|| (*seq, i.parse().unwrap()))
-            })
-            .collect();
-        let order: Vec<usize> = mine.iter().map(|&(_, i)| i).collect();
-        assert_eq!(order, kept(w), "writer {w} keeps its order, refused batches left out");
-        let at: Vec<u64> = mine.iter().map(|&(seq, _)| seq).collect();
-        assert_eq!(&at, learned, "writer {w} learned where its entries landed");
+    for follow in follows {
+        let (stream, total, seen) = follow.await.unwrap();
+        let positions: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "{stream}: gap-free, each once");
+        for (w, learned) in learned.iter().enumerate() {
+            if !names(w).contains(&stream) {
+                continue;
+            }
+            let mine: Vec<(u64, usize)> = seen
+                .iter()
+                .filter_map(|(seq, text)| {
+                    let (writer, i) = text.split_once(':').unwrap();
+                    (writer == w.to_string()).then(|| (*seq, i.parse().unwrap()))
+                })
+                .collect();
+            let order: Vec<usize> = mine.iter().map(|&(_, i)| i).collect();
+            assert_eq!(order, kept(w), "{stream}: writer {w} keeps its order, refused left out");
+            let at: Vec<u64> = mine.iter().map(|&(seq, _)| seq).collect();
+            assert_eq!(
+                &at, &learned[&stream],
+                "{stream}: writer {w} learned where its entries landed"
+            );
+        }
     }
 }
 
