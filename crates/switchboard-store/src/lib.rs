@@ -57,17 +57,14 @@
 //! Positions of a shared stream are gap-free and in commit order, whatever the number of
 //! writers, nodes and stores over one database: a reader that has read up to a cursor never
 //! later finds a new entry at or below it. On PostgreSQL the store keeps each shared
-//! stream's last position in a head row (`stream_heads`), locked until the commit, so a
-//! second writer's commit waits for the first's to be visible before it numbers: commit
-//! order is position order. A group commit locks each head once however many batches append
-//! to it, in ascending (tenant, stream) order after the shard fences, so writers never wait
-//! on each other crosswise. It does so last: one statement after the group's other rows
-//! moves every head by the group's count and inserts the appends after it (`pg_rows::
-//! WRITE_HEADS`), so commits appending to the same shared stream from several nodes'
-//! writers serialise on its row only from that statement to their COMMIT. (A group with a
-//! trim or retention pass, and a group redone one batch at a time after a refusal, lock
-//! their heads first, `SELECT … FOR UPDATE`, and write them back before the commit.)
-//! Trimming and retention leave the head alone, so a position is never given twice.
+//! stream's last position in a head row (`stream_heads`), read once per commit (after the
+//! fences) and locked (`SELECT … FOR UPDATE`) until the commit, so a second writer's commit
+//! waits for the first's to be visible before it numbers: commit order is position order. A
+//! group commit locks each head once however many batches append to it, in ascending
+//! (tenant, stream) order after the shard fences, so writers never wait on each other
+//! crosswise; it costs one head read and one head write per shared stream per commit, and
+//! commits appending to the same shared stream from two databases' writers serialise on its
+//! row. Trimming and retention leave the head alone, so a position is never given twice.
 //! On SQLite (one writer per file) the head is the stream's last entry, read only for a
 //! stream the writer's last commits did not append to (`writer::HeadCache`), and a head row
 //! is written only by a trim or retention pass that deletes a stream's last entry (it

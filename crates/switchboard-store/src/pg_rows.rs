@@ -69,98 +69,6 @@ SELECT shard, 0 FROM unnest($1::int8[]) AS wanted (shard) ORDER BY shard
 ON CONFLICT (shard) DO UPDATE SET epoch = shard_fences.epoch
 RETURNING shard, epoch";
 
-/// The shared streams' heads and the group's appends to them, in one statement at the end of
-/// a group commit (`pg_writer`'s fast path), so each head row is locked from here to the
-/// COMMIT only, not across the group's other rows. `$1`–`$3`: each stream the group appends
-/// to and how many entries it appends (`n`); `$4`–`$9`: the entries, each with its place `k`
-/// (1..=n) among the group's appends to its stream. Each head moves by `n` (a stream without a
-/// head row starts after its last writer-numbered entry, 0 if none, as `adopt_head` does)
-/// and answers its new head, so the entries land at `head - n + k`.
-///
-/// The heads are locked in ascending (tenant, stream) order by bytes (`COLLATE "C"`, Rust's
-/// order of `str`, which the slow path's one-by-one locks follow), as the upsert takes its
-/// input rows in order, so two writers never wait on each other's heads crosswise. An entry
-/// that meets a writer-numbered one (a mixed stream) fails the statement (23505), and the
-/// caller redoes the group the slow way, which says whose it was.
-pub(crate) const WRITE_HEADS: &str = r#"
-WITH
- w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS w (tenant, stream, n)),
- moved AS (
-   INSERT INTO stream_heads AS h (tenant, stream, head)
-   SELECT w.tenant, w.stream,
-          COALESCE((SELECT max(s.seq) FROM streams s
-                    WHERE s.tenant = w.tenant AND s.stream = w.stream), 0) + w.n
-   FROM w ORDER BY w.tenant COLLATE "C", w.stream COLLATE "C"
-   ON CONFLICT (tenant, stream) DO UPDATE SET head = h.head + (
-     SELECT w.n FROM w WHERE w.tenant = excluded.tenant AND w.stream = excluded.stream)
-   RETURNING h.tenant, h.stream, h.head),
- e AS (INSERT INTO streams (tenant, stream, seq, at_ms, payload, conversation)
-       SELECT x.tenant, x.stream, moved.head - w.n + x.k, x.at_ms, x.payload, x.conversation
-       FROM unnest($4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[], $9::int8[])
-            AS x (tenant, stream, k, at_ms, payload, conversation)
-       JOIN moved ON moved.tenant = x.tenant AND moved.stream = x.stream
-       JOIN w ON w.tenant = x.tenant AND w.stream = x.stream)
-SELECT tenant, stream, head FROM moved"#;
-
-/// Each shared stream's head before a group's appends, by (tenant, stream).
-pub(crate) type HeadsBefore<'c> = HashMap<(&'c str, &'c str), u64>;
-
-/// A group's appends to shared streams, gathered for [`WRITE_HEADS`]: each with its place
-/// among the group's appends to its stream (what [`crate::writer::Heads`] assigns from
-/// zero), borrowed from the batches.
-#[derive(Default)]
-pub(crate) struct Appends<'a> {
-    entries: StreamColumns<'a>,
-}
-
-impl<'a> Appends<'a> {
-    /// Gathers `batch`'s appends, `places` their places (1-based per stream, over the group).
-    pub(crate) fn add(&mut self, batch: &'a Batch, places: &[u64]) -> Result<()> {
-        for (append, &k) in batch.appends.iter().zip(places) {
-            let (t, stream, ks, at, payload, conversation) = &mut self.entries;
-            ks.push(ordered("stream place", k)?);
-            at.push(ordered("stream at_ms", append.at_ms)?);
-            t.push(&batch.tenant);
-            stream.push(&append.stream);
-            payload.push(&append.payload);
-            conversation.push(append.conversation.map(id));
-        }
-        Ok(())
-    }
-
-    /// Moves each stream's head by `counts` ((tenant, stream, entries appended), ascending)
-    /// and writes the entries after it; answers each stream's head before the group (the
-    /// group's k-th entry of a stream is at that plus k), keyed as `counts` names it, or
-    /// `None` if the server answered for other streams than those (never, as each is upserted).
-    pub(crate) fn write<'c>(
-        &self,
-        tx: &mut Transaction<'_>,
-        statement: &Statement,
-        counts: &[(&'c str, &'c str, u64)],
-    ) -> Result<Option<HeadsBefore<'c>>, postgres::Error> {
-        let mut wanted: (Text<'_>, Text<'_>, Vec<i64>) = Default::default();
-        for &(tenant, stream, count) in counts {
-            wanted.0.push(tenant);
-            wanted.1.push(stream);
-            wanted.2.push(i64::try_from(count).unwrap_or(i64::MAX));
-        }
-        let (e0, e1, e2, e3, e4, e5) = &self.entries;
-        let rows =
-            tx.query(statement, &[&wanted.0, &wanted.1, &wanted.2, e0, e1, e2, e3, e4, e5])?;
-        let mut before = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let (tenant, stream): (&str, &str) = (row.get(0), row.get(1));
-            let head = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
-            let Some(&(t, s, count)) = counts.iter().find(|&&(t, s, _)| t == tenant && s == stream)
-            else {
-                return Ok(None);
-            };
-            before.insert((t, s), head.saturating_sub(count));
-        }
-        Ok((before.len() == counts.len()).then_some(before))
-    }
-}
-
 /// One column per parameter, borrowed from the group's batches.
 #[derive(Default)]
 pub(crate) struct Rows<'a> {
@@ -414,10 +322,7 @@ pub(crate) fn lock_fences(
     Ok(wanted.iter().map(|shard| epochs.get(shard).copied().unwrap_or(0)).collect())
 }
 
-/// Prepares the three statements on a fresh connection: [`WRITE_ROWS`], [`LOCK_FENCES`],
-/// [`WRITE_HEADS`].
-pub(crate) fn prepare(
-    client: &mut Client,
-) -> Result<(Statement, Statement, Statement), postgres::Error> {
-    Ok((client.prepare(WRITE_ROWS)?, client.prepare(LOCK_FENCES)?, client.prepare(WRITE_HEADS)?))
+/// Prepares the two statements on a fresh connection.
+pub(crate) fn prepare(client: &mut Client) -> Result<(Statement, Statement), postgres::Error> {
+    Ok((client.prepare(WRITE_ROWS)?, client.prepare(LOCK_FENCES)?))
 }

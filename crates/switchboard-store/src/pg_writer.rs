@@ -4,11 +4,8 @@
 //! Everything queued goes into one transaction, then one COMMIT (which PostgreSQL makes
 //! durable before it returns, `synchronous_commit=on`), then every job is answered. The
 //! transaction first locks the row of each shard the group writes under (ascending) and
-//! refuses fenced jobs unwritten; the rows go straight in; last, one statement moves the head
-//! row of each shared stream the group appends to (ascending) and inserts those appends
-//! ([`pg_rows::WRITE_HEADS`]), so a head is locked only from there to the COMMIT. (A group
-//! with a trim or retention pass locks its heads right after the fences, as the slow path
-//! below does; see [`crate::writer::Heads`].) A job refused partway (a
+//! refuses fenced jobs unwritten, then the head row of each shared stream it appends to
+//! (ascending; see [`crate::writer::Heads`]); the rest go straight in. A job refused partway (a
 //! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
 //! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
 //! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
@@ -20,7 +17,7 @@ use std::sync::mpsc::Receiver;
 use postgres::error::SqlState;
 use postgres::{Client, Statement, Transaction};
 
-use crate::pg_rows::{self, Appends, HeadsBefore, Rows};
+use crate::pg_rows::{self, Rows};
 use crate::postgres::connect;
 use crate::schema::{bound, count, id, ordered, unsigned};
 use crate::writer::{self, Counters, Fences, Heads, Job, Limits};
@@ -61,23 +58,14 @@ struct Statements {
     /// The rows of a run of batches in one statement (`pg_rows`).
     write_rows: Statement,
     lock_fences: Statement,
-    /// The shared streams' heads and appends at the end of a fast-path group (`pg_rows`).
-    write_heads: Statement,
 }
 
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
-        // One plan per statement for this session, made once: every statement here is keyed
-        // lookups and `unnest`ed arrays, which no parameter value plans better, and the
-        // server otherwise re-plans a statement whose generic plan it estimates as dearer on
-        // each call (`pg_rows::WRITE_HEADS` took 225 µs of planning per commit, a fifth of
-        // the server's CPU in a three-node run). PostgreSQL 12 and later.
-        client.batch_execute("SET plan_cache_mode TO force_generic_plan")?;
-        let (write_rows, lock_fences, write_heads) = pg_rows::prepare(client)?;
+        let (write_rows, lock_fences) = pg_rows::prepare(client)?;
         Ok(Statements {
             write_rows,
             lock_fences,
-            write_heads,
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -281,38 +269,19 @@ fn write_group(
     // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
     // committed before (and is read here) or waits for this commit.
     let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
-    // The heads of the shared streams are taken last, with the appends, in one statement
-    // (`pg_rows::WRITE_HEADS`): a head row is locked from there to the COMMIT, so writers on
-    // other nodes appending to the same stream wait for this commit only, not for its other
-    // rows too. The jobs here get places counted from zero, turned into positions once the
-    // heads are known. Not when a trim or retention pass is in the group: it must see the
-    // appends queued before it, so their heads are read and locked first, as the slow path
-    // does.
-    let late = group.iter().all(|job| match job {
-        Job::Append { batch, .. } => Rows::takes(batch),
-        Job::TrimStream { .. } | Job::Retain { .. } => false,
-        _ => true,
-    });
-    let mut heads = if late {
-        Heads::read(group, |_, _| Ok(0))?
-    } else {
-        // After the fences, in ascending order: the same order in every writer.
-        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?
-    };
+    // Then the heads of the shared streams, each locked once per commit (after the fences,
+    // in ascending order: the same order in every writer).
+    let mut heads =
+        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
     // The rows of consecutive batches go in together (`pg_rows`); anything else is written
     // in its turn, after the rows gathered before it.
     let mut rows = Rows::new();
-    let mut appends = Appends::default();
     let written = writer::write_straight(
         group,
         &mut fences,
         |job| {
             let positions = heads.assign(job);
             match job {
-                Job::Append { batch, .. } if late => {
-                    rows.add(batch, &[])?;
-                    appends.add(batch, &positions)?;
-                }
                 Job::Append { batch, .. } if Rows::takes(batch) => rows.add(batch, &positions)?,
                 _ => {
                     rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows)?;
@@ -327,7 +296,7 @@ fn write_group(
             _ => None,
         },
     )?;
-    let mut written = match written {
+    let written = match written {
         Some(results) => match rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows) {
             Ok(()) => Some(results),
             Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
@@ -335,25 +304,9 @@ fn write_group(
         },
         None => None,
     };
-    if late && let Some(results) = &mut written {
-        // Counted from zero, each moved head is how many entries the group appends.
-        let counts = heads.moved();
-        if !counts.is_empty() {
-            match appends.write(&mut tx, &statements.write_heads, &counts).map_err(refused_rows) {
-                Ok(Some(before)) => place(group, results, &before),
-                Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
-                // A refused entry (one met a writer-numbered entry: a mixed stream), or heads
-                // that did not all come back: the slow path says whose it was.
-                Ok(None) | Err(_) => written = None,
-            }
-        }
-    }
     if let Some(results) = written {
-        if !late {
-            heads.store(|tenant, stream, head| {
-                store_head(&mut tx, statements, tenant, stream, head)
-            })?;
-        }
+        heads
+            .store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
         tx.commit()?;
         return Ok(results);
     }
@@ -369,19 +322,6 @@ fn write_group(
     heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
     tx.commit()?;
     Ok(results)
-}
-
-/// Turns the places a late group's appends were given (1..=n per stream) into positions:
-/// each stream's head before the group plus the place.
-fn place(group: &[Job], results: &mut [Result<Vec<u64>>], before: &HeadsBefore<'_>) {
-    for (job, result) in group.iter().zip(results) {
-        let (Job::Append { batch, .. }, Ok(positions)) = (job, result) else { continue };
-        for (append, position) in batch.appends.iter().zip(positions.iter_mut()) {
-            // Every stream the group appended to came back (`Appends::write` checked).
-            let key = (batch.tenant.as_str(), append.stream.as_str());
-            *position += before.get(&key).copied().unwrap_or(0);
-        }
-    }
 }
 
 /// Locks a shared stream's head row until the transaction ends and returns the head (adopting

@@ -806,12 +806,6 @@ impl<'g> Heads<'g> {
         }
     }
 
-    /// Every head the transaction moved, ascending by (tenant, stream).
-    pub(crate) fn moved(&self) -> Vec<(&'g str, &'g str, u64)> {
-        let moved = self.heads.iter().filter(|(_, (_, moved))| *moved);
-        moved.map(|(&(tenant, stream), &(head, _))| (tenant, stream, head)).collect()
-    }
-
     /// Stores every head the transaction moved.
     pub(crate) fn store<E>(
         &self,

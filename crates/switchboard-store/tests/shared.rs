@@ -216,9 +216,9 @@ async fn two_writers_on_two_stores_number_one_stream_in_commit_order() {
 }
 
 /// As above, each batch appending to two streams, the two writers naming them in opposite
-/// orders: a commit takes its heads in one order whatever its batches say (ascending, at its
-/// end), so neither writer waits on the other crosswise, and both streams are numbered in
-/// commit order.
+/// orders: a commit takes its heads in one order whatever its batches say (ascending, after
+/// the fences), so neither writer waits on the other crosswise, and both streams are numbered
+/// in commit order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_appending_to_two_streams_in_opposite_orders_neither_deadlock() {
     two_writers([1, 2], None, [&["outbox", "events"], &["events", "outbox"]]).await;
