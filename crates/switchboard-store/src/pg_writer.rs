@@ -55,16 +55,16 @@ struct Statements {
     lock_head: Statement,
     adopt_head: Statement,
     store_head: Statement,
-    /// The rows of a run of batches in one statement (`pg_rows`).
-    write_rows: Statement,
+    /// The rows of a run of batches in one statement, one per shape (`pg_rows`).
+    write_rows: pg_rows::Shapes,
     lock_fences: Statement,
 }
 
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
-        let (write_rows, lock_fences) = pg_rows::prepare(client)?;
+        let lock_fences = pg_rows::prepare(client)?;
         Ok(Statements {
-            write_rows,
+            write_rows: pg_rows::Shapes::default(),
             lock_fences,
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
