@@ -73,28 +73,20 @@ const PARTS: [&str; 9] = [
 /// tables, and each CTE costs the server its setup (the table and its indexes opened) even
 /// with no rows, as each array costs both sides its encoding.
 fn statement_for(shape: u16) -> String {
-    let mut sql = String::from("WITH\n ");
     let mut next = 1;
-    let mut first = true;
-    for (i, part) in PARTS.iter().enumerate() {
-        if shape & (1 << i) == 0 {
-            continue;
-        }
-        if !first {
-            sql.push_str(",\n ");
-        }
-        first = false;
+    let mut ctes = Vec::new();
+    let parts = PARTS.iter().enumerate().filter(|&(i, _)| shape & (1 << i) != 0);
+    for part in parts.map(|(_, part)| part) {
         let count = part.matches('#').count();
         let mut text = (*part).to_owned();
         // Descending, so that `#1` never eats the start of a longer number (there are at most 7).
         for k in (1..=count).rev() {
             text = text.replace(&format!("#{k}"), &format!("${}", next + k - 1));
         }
-        sql.push_str(&text);
+        ctes.push(text);
         next += count;
     }
-    sql.push_str("\nSELECT 1");
-    sql
+    format!("WITH\n {}\nSELECT 1", ctes.join(",\n "))
 }
 
 /// The prepared statement of each shape a connection has written so far (a handful).
@@ -304,34 +296,45 @@ impl<'a> Rows<'a> {
         let (r0, r1, r2, r3) = &responses;
         let (o0, o1, o2) = &rows.owners;
         // Each table's columns, in `PARTS`' order; only the tables with rows are written.
-        let tables: [&[&(dyn ToSql + Sync)]; 9] = [
-            &[l0, l1, l2, l3, l4, l5],
-            &[s0, s1, s2, s3, s4, s5],
-            &[m0, m1, m2, m3, m4, m5, m6],
-            &[&archive.0, &archive.1, &archive.2, &archive.3, &archive.4, &archive.5, &archive.6],
-            &[&customers.0, &customers.1, &customers.2, &customers.3, &customers.4, &customers.5],
-            &[&written.0, &written.1, &written.2, &written.3, &written.4],
-            &[&gone.0, &gone.1, &gone.2],
-            &[r0, r1, r2, r3],
-            &[o0, o1, o2],
+        // Each table: whether it has rows, and its columns, in `PARTS`' order.
+        let tables: [(bool, &[&(dyn ToSql + Sync)]); 9] = [
+            (!l0.is_empty(), &[l0, l1, l2, l3, l4, l5]),
+            (!s0.is_empty(), &[s0, s1, s2, s3, s4, s5]),
+            (!m0.is_empty(), &[m0, m1, m2, m3, m4, m5, m6]),
+            (
+                !archive.0.is_empty(),
+                &[
+                    &archive.0, &archive.1, &archive.2, &archive.3, &archive.4, &archive.5,
+                    &archive.6,
+                ],
+            ),
+            (
+                !customers.0.is_empty(),
+                &[
+                    &customers.0,
+                    &customers.1,
+                    &customers.2,
+                    &customers.3,
+                    &customers.4,
+                    &customers.5,
+                ],
+            ),
+            (!written.0.is_empty(), &[&written.0, &written.1, &written.2, &written.3, &written.4]),
+            (!gone.0.is_empty(), &[&gone.0, &gone.1, &gone.2]),
+            (!r0.is_empty(), &[r0, r1, r2, r3]),
+            (!o0.is_empty(), &[o0, o1, o2]),
         ];
-        let filled = [
-            !l0.is_empty(),
-            !s0.is_empty(),
-            !m0.is_empty(),
-            !archive.0.is_empty(),
-            !customers.0.is_empty(),
-            !written.0.is_empty(),
-            !gone.0.is_empty(),
-            !r0.is_empty(),
-            !o0.is_empty(),
-        ];
-        let shape = (0..9).filter(|&i| filled[i]).fold(0u16, |shape, i| shape | (1 << i));
+        // Only the tables with rows are written.
+        let (mut shape, mut params) = (0u16, Vec::new());
+        for (i, &(filled, columns)) in tables.iter().enumerate() {
+            if filled {
+                shape |= 1 << i;
+                params.extend_from_slice(columns);
+            }
+        }
         if shape == 0 {
             return Ok(());
         }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            (0..9).filter(|&i| filled[i]).flat_map(|i| tables[i].iter().copied()).collect();
         let statement = shapes.get(tx, shape)?;
         tx.execute(&statement, &params)?;
         Ok(())
