@@ -224,35 +224,29 @@ pub(crate) fn run(
 ) {
     let live = Statements::prepare(&mut client).ok().map(|statements| (client, statements));
     let mut conn = Conn { url, live };
-    writer::drain(&jobs, limits, stats, |group| commit(&mut conn, group, limits, stats));
+    writer::drain(&jobs, limits, stats, &mut |group: &[Job]| {
+        commit(&mut conn, group, limits, stats)
+    });
 }
 
-/// Writes one group and answers every job in it. Nothing is acknowledged before COMMIT
-/// returned, and if anything but a refusal fails, every job in the group gets the error.
-fn commit(conn: &mut Conn, group: Vec<Job>, limits: Limits, stats: &Counters) {
+/// Writes one group and gives every job's outcome, in order, for `writer::drain` to answer:
+/// nothing is acknowledged before COMMIT returned, and if anything but a refusal fails, every
+/// job in the group gets the error.
+fn commit(
+    conn: &mut Conn,
+    group: &[Job],
+    limits: Limits,
+    stats: &Counters,
+) -> Vec<Result<Vec<u64>>> {
     let written = conn
         .get()
-        .and_then(|(client, statements)| write_group(client, statements, &group, limits, stats));
-    match written {
-        Ok(results) => {
-            stats.committed(&group, &results);
-            for (job, result) in group.into_iter().zip(results) {
-                job.ack(result);
-            }
-        }
-        Err(error) => {
-            stats.failed_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // A failed COMMIT's outcome is unknown to us (the server may have committed
-            // before the connection broke); the callers reload, which sees what landed.
-            if conn.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
-                conn.live = None;
-            }
-            let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
-            for job in group {
-                job.ack(Err(Error::Commit(Arc::clone(&error))));
-            }
-        }
+        .and_then(|(client, statements)| write_group(client, statements, group, limits, stats));
+    // A failed COMMIT's outcome is unknown to us (the server may have committed before the
+    // connection broke); the callers reload, which sees what landed.
+    if written.is_err() && conn.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+        conn.live = None;
     }
+    writer::outcomes(group, written, stats)
 }
 
 /// One transaction for the group, as in SQLite (`writer::write_group`): every job straight

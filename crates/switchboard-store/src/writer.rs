@@ -11,7 +11,7 @@
 //! fails partway (a duplicate, say), the writer rolls the transaction back and redoes the
 //! group with one savepoint per job, which undoes the refused job alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
@@ -322,17 +322,46 @@ impl Drop for Handle {
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
 /// closing the store finishes what was queued.
 pub(crate) fn run(
-    mut conn: Connection,
+    conn: Connection,
     jobs: Receiver<Job>,
     limits: Limits,
     stats: &Counters,
-    mut wal: crate::checkpoint::Watch,
+    wal: crate::checkpoint::Watch,
 ) {
-    let mut cache = HeadCache::default();
-    drain(&jobs, limits, stats, |group| {
-        commit(&mut conn, &mut cache, group, limits, stats);
-        wal.committed(&conn, stats);
-    });
+    struct Sqlite<'s> {
+        conn: Connection,
+        cache: HeadCache,
+        wal: crate::checkpoint::Watch,
+        limits: Limits,
+        stats: &'s Counters,
+    }
+    impl Committer for Sqlite<'_> {
+        fn commit(&mut self, group: &[Job]) -> Vec<Result<Vec<u64>>> {
+            commit(&mut self.conn, &mut self.cache, group, self.limits, self.stats)
+        }
+
+        // After the answers: a checkpoint's finishing pass keeps no caller waiting.
+        fn answered(&mut self) {
+            self.wal.committed(&self.conn, self.stats);
+        }
+    }
+    let cache = HeadCache::default();
+    drain(&jobs, limits, stats, &mut Sqlite { conn, cache, wal, limits, stats });
+}
+
+/// What [`drain`] hands each group to: a writer's transaction.
+pub(crate) trait Committer {
+    /// Writes the group and gives each job's outcome, in order; [`drain`] answers them.
+    fn commit(&mut self, group: &[Job]) -> Vec<Result<Vec<u64>>>;
+
+    /// Called once the group's jobs are answered.
+    fn answered(&mut self) {}
+}
+
+impl<F: FnMut(&[Job]) -> Vec<Result<Vec<u64>>>> Committer for F {
+    fn commit(&mut self, group: &[Job]) -> Vec<Result<Vec<u64>>> {
+        self(group)
+    }
 }
 
 /// The shared streams' heads as this writer's last commits left them, so a group reads from
@@ -384,7 +413,7 @@ impl HeadCache {
         if self.count + heads.heads.len() > CACHED_HEADS {
             self.forget();
         }
-        for (&(tenant, stream), &(head, _)) in &heads.heads {
+        for (&(tenant, stream), &(head, _)) in heads.iter() {
             let streams = match self.heads.get_mut(tenant) {
                 Some(streams) => streams,
                 None => self.heads.entry(tenant.to_owned()).or_default(),
@@ -428,15 +457,17 @@ pub(crate) fn drain(
     jobs: &Receiver<Job>,
     limits: Limits,
     stats: &Counters,
-    mut commit: impl FnMut(Vec<Job>),
+    committer: &mut impl Committer,
 ) {
     let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
     // The last group had company: jobs come faster than commits, so waiting a little for
     // more costs less latency than it saves in commits (each one a sync and its pages).
     let mut busy = false;
+    // Kept from group to group: a commit allocates no vector of its own for its jobs.
+    let (mut group, mut admitted) = (Vec::new(), Vec::new());
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.size();
-        let mut group = vec![first];
+        group.push(first);
         let until = std::time::Instant::now() + limits.linger;
         let mut lingered = false;
         while group.len() < limits.max_jobs && bytes < limits.max_bytes {
@@ -455,9 +486,7 @@ pub(crate) fn drain(
             group.push(job);
         }
         busy = group.len() > 1;
-        let mut admitted = Vec::with_capacity(group.len());
-        let mut watched = Vec::new();
-        for job in group {
+        for job in group.drain(..) {
             let Job::Append { batch, ack } = job else {
                 admitted.push(job);
                 continue;
@@ -481,29 +510,31 @@ pub(crate) fn drain(
                 }
                 refused.remove(&batch.tenant);
             }
-            // Watch the outcome on the way to the caller.
-            let (relay, outcome) = oneshot::channel();
-            let generation = batch.generation.is_some();
-            watched.push((batch.tenant.clone(), seq, batch.fence, generation, outcome, ack));
-            admitted.push(Job::Append { batch, ack: relay });
+            admitted.push(Job::Append { batch, ack });
         }
-        commit(admitted);
+        let mut results = committer.commit(&admitted);
+        // A commit that answered short (neither does) left the rest unwritten, as far as it
+        // knows: they are not durable.
+        results.resize_with(admitted.len(), || Err(Error::Closed));
         // Raised once per tenant per group, before the next group is looked at: every batch
         // of the tenant queued from now on under an older generation is refused.
-        let mut raised: HashSet<String> = HashSet::new();
-        for (tenant, seq, fence, generation, mut outcome, ack) in watched {
-            let result = outcome.try_recv().unwrap_or(Err(Error::Closed));
-            if generation && result.is_err() && raised.insert(tenant.clone()) {
-                stats.raise_generation(&tenant);
+        let mut raised: HashSet<&str> = HashSet::new();
+        for (job, result) in admitted.iter().zip(&results) {
+            let (Job::Append { batch, .. }, Err(e)) = (job, result) else { continue };
+            if batch.generation.is_some() && raised.insert(&batch.tenant) {
+                stats.raise_generation(&batch.tenant);
             }
-            if let (Err(e), Some(seq)) = (&result, seq)
+            if let Some(seq) = batch.log.first().map(|r| r.seq)
                 && refusal_holds_back(e)
                 && !matches!(e, Error::Commit(_) | Error::Closed)
             {
-                refused.entry(tenant).or_insert((seq, fence));
+                refused.entry(batch.tenant.clone()).or_insert((seq, batch.fence));
             }
-            let _ = ack.send(result);
         }
+        for (job, result) in admitted.drain(..).zip(results) {
+            job.ack(result);
+        }
+        committer.answered();
     }
 }
 
@@ -520,32 +551,39 @@ fn refusal_holds_back(refusal: &Error) -> bool {
     !matches!(refusal, Error::DuplicateLogRecord { .. })
 }
 
-/// Writes one group and answers every job in it. Nothing is acknowledged before the commit
-/// returned, and if the commit fails, every job in it gets the error.
+/// Writes one group and gives every job's outcome, in order, for [`drain`] to answer: nothing
+/// is acknowledged before the commit returned, and if the commit fails, every job in it gets
+/// the error.
 fn commit(
     conn: &mut Connection,
     cache: &mut HeadCache,
-    group: Vec<Job>,
+    group: &[Job],
     limits: Limits,
     stats: &Counters,
-) {
-    let written = write_group(conn, cache, &group, limits, stats);
+) -> Vec<Result<Vec<u64>>> {
+    let written = write_group(conn, cache, group, limits, stats);
     if written.is_err() {
         cache.clear();
     }
+    outcomes(group, written, stats)
+}
+
+/// Each job's outcome from a group's write, counted: its own, or the error that sank the
+/// group's commit. Shared by both writers.
+pub(crate) fn outcomes<E: std::error::Error + Send + Sync + 'static>(
+    group: &[Job],
+    written: std::result::Result<Vec<Result<Vec<u64>>>, E>,
+    stats: &Counters,
+) -> Vec<Result<Vec<u64>>> {
     match written {
         Ok(results) => {
-            stats.committed(&group, &results);
-            for (job, result) in group.into_iter().zip(results) {
-                job.ack(result);
-            }
+            stats.committed(group, &results);
+            results
         }
         Err(error) => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             let error: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
-            for job in group {
-                job.ack(Err(Error::Commit(Arc::clone(&error))));
-            }
+            group.iter().map(|_| Err(Error::Commit(Arc::clone(&error)))).collect()
         }
     }
 }
@@ -576,9 +614,9 @@ fn write_group(
         group,
         &mut fences,
         |job| {
-            let positions = heads.assign(job);
-            let answer = write(&mut hot, job, &positions, limits)?;
-            heads.take(job, &positions);
+            let answer = write(&mut hot, job, heads.assign(job), limits)?;
+            // An append's answer is its positions.
+            heads.take(job, &answer);
             Ok(answer)
         },
         |error| match error {
@@ -624,13 +662,14 @@ fn write_one_by_one<'g>(
         let positions = heads.assign(job);
         let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
             Some(fence) => check_fence(&sp, fence)
-                .and_then(|()| write(&mut Hot::new(&sp), job, &positions, limits)),
-            None => write(&mut Hot::new(&sp), job, &positions, limits),
+                .and_then(|()| write(&mut Hot::new(&sp), job, positions, limits)),
+            None => write(&mut Hot::new(&sp), job, positions, limits),
         };
         match written {
             Ok(answer) => {
                 sp.commit()?;
-                heads.take(job, &positions);
+                // An append's answer is its positions.
+                heads.take(job, &answer);
                 results.push(Ok(answer));
             }
             // IO, a full disk, corruption: nothing in this transaction can be trusted.
@@ -659,7 +698,13 @@ fn write_one_by_one<'g>(
 /// kept up to date by the group's own `RaiseFence` jobs as they come, so a job is checked
 /// against exactly what a check in its own turn would have read.
 #[derive(Debug)]
-pub(crate) struct Fences(HashMap<u32, u64>);
+pub(crate) struct Fences {
+    /// The shards, ascending (a group touches a few: a search along sorted vectors, built
+    /// with two allocations, not a map's).
+    shards: Vec<u32>,
+    /// Each shard's epoch, in the order of `shards`.
+    epochs: Vec<u64>,
+}
 
 impl Fences {
     /// Reads the epoch of each shard `group` touches, in ascending shard order (PostgreSQL
@@ -669,16 +714,27 @@ impl Fences {
         group: &[Job],
         epochs_of: impl FnOnce(&[u32]) -> Result<Vec<u64>, E>,
     ) -> Result<Fences, E> {
-        let shards: BTreeSet<u32> = group.iter().filter_map(Job::fence).map(|f| f.shard).collect();
-        let shards: Vec<u32> = shards.into_iter().collect();
+        let mut shards: Vec<u32> = group.iter().filter_map(Job::fence).map(|f| f.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
         let epochs = epochs_of(&shards)?;
-        Ok(Fences(shards.into_iter().zip(epochs).collect()))
+        debug_assert_eq!(epochs.len(), shards.len(), "one epoch per shard");
+        Ok(Fences { shards, epochs })
     }
 
     /// Refuses a job whose epoch is older than its shard's; a `RaiseFence` raises it.
     pub(crate) fn admit(&mut self, job: &Job) -> Result<()> {
         let Some(fence) = job.fence() else { return Ok(()) };
-        let current = self.0.entry(fence.shard).or_default();
+        let at = match self.shards.binary_search(&fence.shard) {
+            Ok(at) => at,
+            // Every shard of the group was read; a shard not read has no epoch yet.
+            Err(at) => {
+                self.shards.insert(at, fence.shard);
+                self.epochs.insert(at, 0);
+                at
+            }
+        };
+        let current = &mut self.epochs[at];
         if matches!(job, Job::RaiseFence { .. }) {
             *current = (*current).max(fence.epoch);
             return Ok(());
@@ -741,8 +797,12 @@ pub(crate) fn write_straight<'g, E>(
 /// at each step cost a dozen allocations per command).
 #[derive(Debug, Default)]
 pub(crate) struct Heads<'g> {
-    /// (tenant, stream) → (head, whether the transaction moved it, to store back).
-    heads: BTreeMap<(&'g str, &'g str), (u64, bool)>,
+    /// The (tenant, stream) pairs, ascending (sorted vectors: two allocations a group, where
+    /// a map took one per stream).
+    streams: Vec<(&'g str, &'g str)>,
+    /// Each stream's (head, whether the transaction moved it, to store back), in the order
+    /// of `streams`.
+    heads: Vec<(u64, bool)>,
 }
 
 impl<'g> Heads<'g> {
@@ -753,7 +813,7 @@ impl<'g> Heads<'g> {
         group: &'g [Job],
         mut head_of: impl FnMut(&str, &str) -> Result<u64, E>,
     ) -> Result<Heads<'g>, E> {
-        let streams: BTreeSet<(&str, &str)> = group
+        let mut streams: Vec<(&str, &str)> = group
             .iter()
             .filter_map(|job| match job {
                 Job::Append { batch, .. } => Some(batch),
@@ -763,17 +823,37 @@ impl<'g> Heads<'g> {
                 batch.appends.iter().map(|a| (batch.tenant.as_str(), a.stream.as_str()))
             })
             .collect();
-        let mut heads = BTreeMap::new();
-        for (tenant, stream) in streams {
-            heads.insert((tenant, stream), (head_of(tenant, stream)?, false));
-        }
-        Ok(Heads { heads })
+        streams.sort_unstable();
+        streams.dedup();
+        let heads = streams
+            .iter()
+            .map(|&(tenant, stream)| Ok((head_of(tenant, stream)?, false)))
+            .collect::<Result<_, E>>()?;
+        Ok(Heads { streams, heads })
+    }
+
+    /// Where `(tenant, stream)` is or would go in `streams`.
+    fn find(&self, tenant: &str, stream: &str) -> Result<usize, usize> {
+        self.streams.binary_search(&(tenant, stream))
+    }
+
+    /// Every stream's name and (head, moved), ascending.
+    fn iter(&self) -> impl Iterator<Item = (&(&'g str, &'g str), &(u64, bool))> {
+        self.streams.iter().zip(&self.heads)
     }
 
     /// The positions a job's appends get if it is written now, in order (empty for
     /// anything but an append). Takes nothing: see [`Heads::take`].
     pub(crate) fn assign(&self, job: &Job) -> Vec<u64> {
         let Job::Append { batch, .. } = job else { return Vec::new() };
+        let head = |stream: &str| match self.find(&batch.tenant, stream) {
+            Ok(at) => self.heads[at].0,
+            Err(_) => 0,
+        };
+        if let [append] = batch.appends.as_slice() {
+            // Most batches append once: no table of next positions.
+            return vec![head(&append.stream) + 1];
+        }
         // A batch appends to a few streams: the next position of each, by a look along.
         let mut next: Vec<(&str, u64)> = Vec::with_capacity(batch.appends.len());
         batch
@@ -784,8 +864,7 @@ impl<'g> Heads<'g> {
                 let at = match next.iter().position(|(s, _)| *s == stream) {
                     Some(at) => at,
                     None => {
-                        let key = (batch.tenant.as_str(), stream);
-                        next.push((stream, self.heads.get(&key).map_or(0, |&(head, _)| head)));
+                        next.push((stream, head(stream)));
                         next.len() - 1
                     }
                 };
@@ -799,8 +878,17 @@ impl<'g> Heads<'g> {
     pub(crate) fn take(&mut self, job: &'g Job, positions: &[u64]) {
         let Job::Append { batch, .. } = job else { return };
         for (append, &position) in batch.appends.iter().zip(positions) {
-            let key = (batch.tenant.as_str(), append.stream.as_str());
-            let (head, moved) = self.heads.entry(key).or_default();
+            let (tenant, stream) = (batch.tenant.as_str(), append.stream.as_str());
+            let at = match self.find(tenant, stream) {
+                Ok(at) => at,
+                // Every stream of the group was read; one not read starts from nothing.
+                Err(at) => {
+                    self.streams.insert(at, (tenant, stream));
+                    self.heads.insert(at, (0, false));
+                    at
+                }
+            };
+            let (head, moved) = &mut self.heads[at];
             *head = (*head).max(position);
             *moved = true;
         }
@@ -811,7 +899,7 @@ impl<'g> Heads<'g> {
         &self,
         mut store: impl FnMut(&str, &str, u64) -> Result<(), E>,
     ) -> Result<(), E> {
-        for (&(tenant, stream), &(head, moved)) in &self.heads {
+        for (&(tenant, stream), &(head, moved)) in self.iter() {
             if moved {
                 store(tenant, stream, head)?;
             }
@@ -823,11 +911,11 @@ impl<'g> Heads<'g> {
 /// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
 /// Answers what the job's caller gets: an append's positions, a reservation's first number,
 /// a binding's number, nothing for the rest.
-fn write(hot: &mut Hot<'_>, job: &Job, positions: &[u64], limits: Limits) -> Result<Vec<u64>> {
+fn write(hot: &mut Hot<'_>, job: &Job, positions: Vec<u64>, limits: Limits) -> Result<Vec<u64>> {
     let conn = hot.conn;
     match job {
         Job::Append { batch, .. } => {
-            return write_batch(hot, batch, positions).map(|()| positions.to_vec());
+            return write_batch(hot, batch, &positions).map(|()| positions);
         }
         Job::Reserve { tenant, counter, count, .. } => {
             return crate::numbers::sqlite_reserve(conn, tenant, counter, *count).map(|n| vec![n]);
@@ -1298,6 +1386,20 @@ mod tests {
     use super::*;
     use crate::{LogRecord, StreamEntry};
 
+    /// Commits `group` and answers its jobs, as [`drain`] does.
+    fn commit_and_answer(
+        conn: &mut Connection,
+        cache: &mut HeadCache,
+        group: Vec<Job>,
+        limits: Limits,
+        stats: &Counters,
+    ) {
+        let results = commit(conn, cache, &group, limits, stats);
+        for (job, result) in group.into_iter().zip(results) {
+            job.ack(result);
+        }
+    }
+
     /// Limits that put each job in a group of its own.
     const ONE_PER_GROUP: Limits = Limits {
         max_jobs: 1,
@@ -1324,7 +1426,9 @@ mod tests {
         }
         drop(tx);
         let mut cache = HeadCache::default();
-        drain(&rx, limits, stats, |group| commit(conn, &mut cache, group, limits, stats));
+        drain(&rx, limits, stats, &mut |group: &[Job]| {
+            commit(conn, &mut cache, group, limits, stats)
+        });
         outcomes.into_iter().map(|d| d.blocking_recv().unwrap()).collect()
     }
 
@@ -1368,7 +1472,7 @@ mod tests {
         let stats = Counters::default();
         let write = |conn: &mut Connection, cache: &mut HeadCache| {
             let (job, done) = shared("desk");
-            commit(conn, cache, vec![job], limits, &stats);
+            commit_and_answer(conn, cache, vec![job], limits, &stats);
             done.blocking_recv().unwrap().unwrap()
         };
         assert_eq!(write(&mut mine, &mut my_cache), [1]);
@@ -1395,14 +1499,14 @@ mod tests {
 
         let (first, done) = append("a", 1);
         let cache = &mut HeadCache::default();
-        commit(&mut conn, cache, vec![first], limits, &stats);
+        commit_and_answer(&mut conn, cache, vec![first], limits, &stats);
         done.blocking_recv().unwrap().unwrap();
 
         let (dup, dup_done) = append("a", 1);
         let (far, far_done) = append("b", u64::MAX);
         let (after_dup, after_dup_done) = append("a", 2);
         let (after_far, after_far_done) = append("b", 1);
-        commit(&mut conn, cache, vec![dup, far, after_dup, after_far], limits, &stats);
+        commit_and_answer(&mut conn, cache, vec![dup, far, after_dup, after_far], limits, &stats);
 
         let dup = dup_done.blocking_recv().unwrap();
         assert!(matches!(dup, Err(Error::DuplicateLogRecord { seq: 1, .. })), "{dup:?}");
@@ -1537,7 +1641,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let writer = std::thread::spawn(move || {
             let stats = Counters::default();
-            drain(&rx, limits, &stats, |group| {
+            drain(&rx, limits, &stats, &mut |group: &[Job]| {
                 commit(&mut conn, &mut HeadCache::default(), group, limits, &stats)
             });
         });
@@ -1549,13 +1653,13 @@ mod tests {
         // The other node takes the shard over and writes on.
         let stats = Counters::default();
         let (job, done) = raise(theirs);
-        commit(&mut other, &mut HeadCache::default(), vec![job], limits, &stats);
+        commit_and_answer(&mut other, &mut HeadCache::default(), vec![job], limits, &stats);
         done.blocking_recv().unwrap().unwrap();
         let refused = run(fenced(2, mine));
         assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
         for seq in 2..=4 {
             let (job, done) = fenced(seq, theirs);
-            commit(&mut other, &mut HeadCache::default(), vec![job], limits, &stats);
+            commit_and_answer(&mut other, &mut HeadCache::default(), vec![job], limits, &stats);
             done.blocking_recv().unwrap().unwrap();
         }
         // This node owns it again: a higher fence, and it appends after what is durable.
@@ -1597,7 +1701,7 @@ mod tests {
             Job::Bind { tenant: "a".into(), name: "carol".into(), number: 1, ack: bind_ack },
             reserve(2, r2_ack),
         ];
-        commit(&mut conn, &mut HeadCache::default(), group, limits, &stats);
+        commit_and_answer(&mut conn, &mut HeadCache::default(), group, limits, &stats);
         raised.blocking_recv().unwrap().unwrap();
         let fenced = fenced_done.blocking_recv().unwrap();
         assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
