@@ -18,8 +18,9 @@ const BUFFER: usize = 1024;
 
 pub type Live = Arc<(u64, StreamItem)>;
 
-/// Live senders by (tenant, stream).
-type Senders = HashMap<(String, String), broadcast::Sender<Live>>;
+/// Live senders by tenant, then stream (nested, so a publish looks its stream up without
+/// copying either name).
+type Senders = HashMap<String, HashMap<String, broadcast::Sender<Live>>>;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -44,7 +45,9 @@ impl Hub {
     pub fn subscribe(&self, tenant: &str, stream: &str) -> broadcast::Receiver<Live> {
         let mut streams = self.streams.lock().expect("hub lock");
         streams
-            .entry((tenant.to_owned(), stream.to_owned()))
+            .entry(tenant.to_owned())
+            .or_default()
+            .entry(stream.to_owned())
             .or_insert_with(|| broadcast::channel(BUFFER).0)
             .subscribe()
     }
@@ -53,7 +56,8 @@ impl Hub {
     #[cfg(test)]
     pub(crate) fn subscribers(&self, tenant: &str, stream: &str) -> usize {
         let streams = self.streams.lock().expect("hub lock");
-        streams.get(&(tenant.to_owned(), stream.to_owned())).map_or(0, |tx| tx.receiver_count())
+        let tx = streams.get(tenant).and_then(|streams| streams.get(stream));
+        tx.map_or(0, broadcast::Sender::receiver_count)
     }
 
     /// Ends every live stream (clients resume from their cursor on another node).
@@ -64,7 +68,7 @@ impl Hub {
     /// Ends the live streams of one tenant (it moved to another node): their readers see
     /// the end and tell clients to reconnect from their cursor.
     pub fn close_tenant(&self, tenant: &str) {
-        self.streams.lock().expect("hub lock").retain(|(t, _), _| t != tenant);
+        self.streams.lock().expect("hub lock").remove(tenant);
     }
 
     /// Resolves once the node is shutting down.
@@ -77,14 +81,16 @@ impl Hub {
 
     /// Publishes to live subscribers, if any; forgets streams nobody listens to.
     pub fn publish(&self, tenant: &str, stream: &str, seq: u64, item: StreamItem) {
-        let mut streams = self.streams.lock().expect("hub lock");
-        let key = (tenant.to_owned(), stream.to_owned());
-        if let Some(tx) = streams.get(&key) {
-            if tx.receiver_count() == 0 {
-                streams.remove(&key);
-            } else {
-                let _ = tx.send(Arc::new((seq, item)));
-            }
+        let mut tenants = self.streams.lock().expect("hub lock");
+        let Some(streams) = tenants.get_mut(tenant) else { return };
+        let Some(tx) = streams.get(stream) else { return };
+        if tx.receiver_count() > 0 {
+            let _ = tx.send(Arc::new((seq, item)));
+            return;
+        }
+        streams.remove(stream);
+        if streams.is_empty() {
+            tenants.remove(tenant);
         }
     }
 }

@@ -41,6 +41,17 @@ pub fn tenant(field: &str, name: &str) -> Result<String, Error> {
 
 /// `tenants/{t}/{kind}/{id}` → (t, id).
 pub fn child(field: &str, name: &str, kind: &str) -> Result<(String, String), Error> {
+    let (t, id) = child_parts(field, name, kind)?;
+    Ok((t.to_owned(), id.to_owned()))
+}
+
+/// `tenants/{t}/{kind}/{id}` → (t, id), borrowed from `name` (the calls on the hot path only
+/// compare the tenant: no copy of it).
+pub fn child_parts<'n>(
+    field: &str,
+    name: &'n str,
+    kind: &str,
+) -> Result<(&'n str, &'n str), Error> {
     let mut parts = name.split('/');
     let parts = [parts.next(), parts.next(), parts.next(), parts.next(), parts.next()];
     match parts {
@@ -49,7 +60,7 @@ pub fn child(field: &str, name: &str, kind: &str) -> Result<(String, String), Er
             if kind != "conversations" {
                 check_id(field, id)?;
             }
-            Ok((t.to_owned(), id.to_owned()))
+            Ok((t, id))
         }
         _ => Err(Error::field(
             field,
@@ -65,7 +76,17 @@ pub fn child(field: &str, name: &str, kind: &str) -> Result<(String, String), Er
 /// A reference to a resource of tenant `tenant`: `tenants/{tenant}/{kind}/{id}` → id. Every
 /// field that names another resource takes its full name (AIP-122), never a bare id.
 pub fn child_in(field: &str, name: &str, kind: &str, tenant: &str) -> Result<String, Error> {
-    let (t, id) = child(field, name, kind)?;
+    child_id_in(field, name, kind, tenant).map(str::to_owned)
+}
+
+/// [`child_in`], borrowed from `name`.
+pub fn child_id_in<'n>(
+    field: &str,
+    name: &'n str,
+    kind: &str,
+    tenant: &str,
+) -> Result<&'n str, Error> {
+    let (t, id) = child_parts(field, name, kind)?;
     if t != tenant {
         return Err(Error::field(
             field,
@@ -77,7 +98,12 @@ pub fn child_in(field: &str, name: &str, kind: &str, tenant: &str) -> Result<Str
 
 /// `tenants/{t}/conversations/{n}` → (t, n).
 pub fn conversation(field: &str, name: &str) -> Result<(String, u64), Error> {
-    let (t, id) = child(field, name, "conversations")?;
+    conversation_parts(field, name).map(|(t, n)| (t.to_owned(), n))
+}
+
+/// [`conversation`], the tenant borrowed from `name`.
+pub fn conversation_parts<'n>(field: &str, name: &'n str) -> Result<(&'n str, u64), Error> {
+    let (t, id) = child_parts(field, name, "conversations")?;
     let n = id.parse::<u64>().map_err(|_| {
         Error::field(
             field,

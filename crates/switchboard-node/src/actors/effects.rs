@@ -304,7 +304,9 @@ impl Rows {
         if let Effect::Event(event) = effect {
             let event = integrator_event(names, now, event);
             let conversation =
-                crate::names::conversation("conversation", &event.conversation).ok().map(|c| c.1);
+                crate::names::conversation_parts("conversation", &event.conversation)
+                    .ok()
+                    .map(|c| c.1);
             let item = StreamItem { item: Some(Item::Event(event)) };
             self.append(EVENTS.to_owned(), now, conversation, item, None);
         }

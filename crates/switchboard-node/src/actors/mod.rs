@@ -180,8 +180,12 @@ impl TenantConfig {
     }
 
     /// The agent's id, for its stream's name.
-    pub fn agent_name(&self, agent: AgentId) -> String {
-        self.agent_names.get(&agent).cloned().unwrap_or_else(|| agent.0.to_string())
+    pub fn agent_name(&self, agent: AgentId) -> std::borrow::Cow<'_, str> {
+        // Borrowed: most callers build a longer name from it.
+        match self.agent_names.get(&agent) {
+            Some(name) => name.as_str().into(),
+            None => agent.0.to_string().into(),
+        }
     }
 
     /// The agent's desk stream (`state::agent_stream` of its id): where the router and
@@ -205,8 +209,8 @@ impl TenantConfig {
     /// A group named by a reference field (`tenants/{t}/groups/{g}`), as
     /// `TenantState::group_ref` finds it, in this configuration.
     pub fn group_ref(&self, tenant: &str, field: &str, name: &str) -> Result<GroupId> {
-        let id = crate::names::child_in(field, name, "groups", tenant)?;
-        self.group_by_id(&id).ok_or_else(|| {
+        let id = crate::names::child_id_in(field, name, "groups", tenant)?;
+        self.group_by_id(id).ok_or_else(|| {
             Error::NotFound(format!("{field}: skill group {id:?} of tenant {tenant}"))
         })
     }
@@ -214,14 +218,17 @@ impl TenantConfig {
     /// An agent named by a reference field (`tenants/{t}/agents/{a}`), as
     /// `TenantState::agent_ref` finds it, in this configuration.
     pub fn agent_ref(&self, tenant: &str, field: &str, name: &str) -> Result<AgentId> {
-        let id = crate::names::child_in(field, name, "agents", tenant)?;
-        self.agent_by_id(&id)
+        let id = crate::names::child_id_in(field, name, "agents", tenant)?;
+        self.agent_by_id(id)
             .ok_or_else(|| Error::NotFound(format!("{field}: agent {id:?} of tenant {tenant}")))
     }
 
     /// The group's id, for its resource name.
-    pub fn group_name(&self, group: GroupId) -> String {
-        self.group_names.get(&group).cloned().unwrap_or_else(|| group.0.to_string())
+    pub fn group_name(&self, group: GroupId) -> std::borrow::Cow<'_, str> {
+        match self.group_names.get(&group) {
+            Some(name) => name.as_str().into(),
+            None => group.0.to_string().into(),
+        }
     }
 
     pub fn cfg(&self) -> Config<'_> {
@@ -935,7 +942,7 @@ impl Mesh {
     ) {
         // The business counters, as the tenant actor counts its commands' effects.
         let config = self.config();
-        let group = |g| config.group_name(g);
+        let group = |g| config.group_name(g).into_owned();
         crate::metrics::mesh_step(&self.0.tenant, &group, channel, &effects, &self.0.events);
         if self.0.options.agent_actors {
             effects.retain(|e| !matches!(e, Effect::Notify { .. }));

@@ -493,7 +493,7 @@ impl Actor for RouterActor {
             RouterMsg::Flush => return run.flush(&myself).await,
             RouterMsg::Gauges => {
                 let config = run.mesh.config();
-                let groups = config.groups.keys().map(|g| (*g, config.group_name(*g)));
+                let groups = config.groups.keys().map(|g| (*g, config.group_name(*g).into_owned()));
                 let now = run.now();
                 crate::metrics::router_gauges(run.mesh.tenant(), groups, run.side.router(), now);
             }

@@ -130,9 +130,9 @@ impl Agents {
         if !ours {
             return Ok(None);
         }
-        let (tenant, id) = agent_name(agent)?;
-        call.allow(&tenant, Some(&id))?;
-        let mesh = super::on_actors::served(&self.meshes, &tenant).await?;
+        let (tenant, id) = names::child_parts("agent", agent, "agents")?;
+        call.allow(tenant, Some(id))?;
+        let mesh = super::on_actors::served(&self.meshes, tenant).await?;
         Ok(mesh.map(|mesh| OnActors { meshes: &self.meshes, mesh }))
     }
 

@@ -440,7 +440,7 @@ impl Desk {
 
     /// A conversation named in this tenant (INVALID_ARGUMENT otherwise), by number.
     fn conversation_ref(&self, field: &str, name: &str) -> Result<ConversationId, Status> {
-        let (t, n) = names::conversation(field, name)?;
+        let (t, n) = names::conversation_parts(field, name)?;
         let tenant = self.mesh.tenant();
         if t != tenant {
             return Err(Error::field(field, format!("{name:?} is not in tenant {tenant}")).into());

@@ -58,9 +58,9 @@ impl Channel {
         op: Op,
         request_id: &str,
     ) -> Result<pb::PostMessageResponse, Status> {
-        let (tenant, _) = names::child("customer", customer, "customers")?;
-        call.allow(&tenant, None)?;
-        if let Some(mesh) = served(&self.meshes, &tenant).await? {
+        let (tenant, _) = names::child_parts("customer", customer, "customers")?;
+        call.allow(tenant, None)?;
+        if let Some(mesh) = served(&self.meshes, tenant).await? {
             let on = OnActors { meshes: &self.meshes, mesh };
             return Ok(match &op {
                 Op::PostMessage(r) => on.post_message(r).await?,
@@ -68,7 +68,7 @@ impl Channel {
                 _ => return Err(Status::internal("not a customer's call")),
             });
         }
-        variant!(self.registry.command(&tenant, op, request_id).await?, PostMessage)
+        variant!(self.registry.command(tenant, op, request_id).await?, PostMessage)
     }
 }
 

@@ -83,7 +83,7 @@ impl OnActors<'_> {
         r: &pb::PostMessageRequest,
     ) -> Result<pb::PostMessageResponse> {
         let tenant = self.tenant();
-        let id = names::child_in("customer", &r.customer, "customers", tenant)?;
+        let id = names::child_id_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
         crate::apply::channel::check_text("text", &r.text)?;
         let group = if r.group.is_empty() {
@@ -104,7 +104,7 @@ impl OnActors<'_> {
         if r.nickname.len() > 256 {
             return Err(Error::field("nickname", "longer than 256 bytes"));
         }
-        let customer = self.number(&id).await?;
+        let customer = self.number(id).await?;
         let msg = CustomerMessage {
             customer,
             channel,
@@ -115,7 +115,7 @@ impl OnActors<'_> {
         };
         // The nickname goes in with the message, in its step, only if it is accepted.
         let op = ConversationOp::CustomerMessage { msg, nickname: r.nickname.clone() };
-        self.post(customer, &id, op, &r.request_id).await
+        self.post(customer, id, op, &r.request_id).await
     }
 
     /// OpenService: as `apply::channel::open_service`.
@@ -124,11 +124,11 @@ impl OnActors<'_> {
         r: &pb::OpenServiceRequest,
     ) -> Result<pb::PostMessageResponse> {
         let tenant = self.tenant();
-        let id = names::child_in("customer", &r.customer, "customers", tenant)?;
+        let id = names::child_id_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
-        let customer = self.number(&id).await?;
+        let customer = self.number(id).await?;
         let op = ConversationOp::OpenService { channel, new_conversation: NO_NUMBER };
-        self.post(customer, &id, op, &r.request_id).await
+        self.post(customer, id, op, &r.request_id).await
     }
 
     /// The number of the customer named `id`, bound on first use. One bound by this call is
@@ -295,14 +295,14 @@ impl OnActors<'_> {
     /// (`actors::config`).
     pub(super) async fn acting_as(&self, field: &str, name: &str) -> Result<AgentId> {
         let tenant = self.tenant();
-        let id = names::child_in(field, name, "agents", tenant)?;
-        if let Some(agent) = self.mesh.config().agent_by_id(&id) {
+        let id = names::child_id_in(field, name, "agents", tenant)?;
+        if let Some(agent) = self.mesh.config().agent_by_id(id) {
             return Ok(agent);
         }
         self.mesh.refresh_stored().await?;
         self.mesh
             .config()
-            .agent_by_id(&id)
+            .agent_by_id(id)
             .ok_or_else(|| Error::NotFound(format!("agent: agent {id:?} of tenant {tenant}")))
     }
 
@@ -381,7 +381,7 @@ impl OnActors<'_> {
 
     /// The conversation number a call names, checked to be this tenant's.
     pub fn conversation_number(&self, field: &str, name: &str) -> Result<u64> {
-        let (t, n) = names::conversation(field, name)?;
+        let (t, n) = names::conversation_parts(field, name)?;
         if t != self.tenant() {
             return Err(Error::field(
                 field,
