@@ -143,7 +143,7 @@ impl Placement {
 }
 
 /// How a conversation became assigned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     /// Pushed by the router in auto-accept mode.
@@ -157,7 +157,7 @@ pub enum Via {
 }
 
 /// Why a conversation left an agent (offer withdrawn or assignment released).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Release {
     Declined,
