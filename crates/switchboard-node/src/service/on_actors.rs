@@ -15,9 +15,8 @@
 //!   from the store and writes a new one's response in the step's own batch
 //!   (`actors::conversation::Call`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use prost::Message as _;
 use switchboard_core::router::Standing;
 use switchboard_core::{
     AgentId, Conversation, ConversationId, CustomerId, CustomerMessage, GroupId,
@@ -151,10 +150,10 @@ impl OnActors<'_> {
     ) -> Result<pb::PostMessageResponse> {
         let who = self.named_customer(customer, Some(id.to_owned()));
         let render = self.renderer(who.resource.clone());
-        let answer: Answer = Arc::new(move |a: Answered<'_>| {
+        let (answer, kept) = Kept::answer(move |a: Answered<'_>| {
             let conversation =
                 Some(render(a.conversation, a.standing, a.outcome.conversation, a.extra));
-            pb::PostMessageResponse { conversation, opened: a.outcome.opened }.encode_to_vec()
+            pb::PostMessageResponse { conversation, opened: a.outcome.opened }
         });
         let body = match self.call_on(&who, op.clone(), request_id, answer.clone()).await? {
             Called::Answered(body) => body,
@@ -180,7 +179,7 @@ impl OnActors<'_> {
                 }
             }
         };
-        let response = pb::PostMessageResponse::decode(body.as_slice()).map_err(undecodable)?;
+        let response = kept.take(&body)?;
         if let Some(opened) = response.conversation.as_ref().filter(|_| response.opened)
             && let Ok(n) = self.conversation_number("conversation", &opened.name)
         {
@@ -222,11 +221,10 @@ impl OnActors<'_> {
     ) -> Result<pb::Conversation> {
         let who = self.who(customer).await?;
         let render = self.renderer(who.resource.clone());
-        let answer: Answer = Arc::new(move |a: Answered<'_>| {
-            render(a.conversation, a.standing, id, a.extra).encode_to_vec()
-        });
+        let (answer, kept) =
+            Kept::answer(move |a: Answered<'_>| render(a.conversation, a.standing, id, a.extra));
         let body = self.answered(self.call_on(&who, op, request_id, answer).await?)?;
-        pb::Conversation::decode(body.as_slice()).map_err(undecodable)
+        kept.take(&body)
     }
 
     /// A call on the customer's conversation actor: its encoded answer.
@@ -257,12 +255,12 @@ impl OnActors<'_> {
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
         let who = self.who(customer).await?;
         let op = ConversationOp::AgentMessage { id, agent, text: r.text.clone(), tag };
-        let answer: Answer = Arc::new(|a: Answered<'_>| {
+        let (answer, kept) = Kept::answer(|a: Answered<'_>| {
             let message = a.last_row.map(crate::service::transcript_message);
-            pb::SendMessageResponse { message }.encode_to_vec()
+            pb::SendMessageResponse { message }
         });
         let body = self.answered(self.call_on(&who, op, &r.request_id, answer).await?)?;
-        pb::SendMessageResponse::decode(body.as_slice()).map_err(undecodable)
+        kept.take(&body)
     }
 
     /// MarkRead and EndConversation of the acting agent: as `apply::agent`'s (an agent ends
@@ -510,6 +508,76 @@ pub(super) fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Resu
     config.group_ref(tenant, "group", name)
 }
 
+/// An [`Answer`] whose message is kept beside its bytes as the actor built it, so a call that
+/// gets those very bytes back takes the message instead of decoding them (a post's answer
+/// holds the conversation's view: a dozen strings, each a copy when decoded). Bytes that
+/// differ (an answer stored for a repeated request id, or built again for a held call) are
+/// decoded.
+struct Kept<T>(Arc<Mutex<Option<Built<T>>>>);
+
+/// An answer's bytes and the message they encode.
+type Built<T> = (Vec<u8>, T);
+
+impl<T: prost::Message + Default + 'static> Kept<T> {
+    fn answer(build: impl Fn(Answered<'_>) -> T + Send + Sync + 'static) -> (Answer, Kept<T>) {
+        let slot = Arc::new(Mutex::new(None));
+        let kept = slot.clone();
+        let answer: Answer = Arc::new(move |a: Answered<'_>| {
+            let message = build(a);
+            let bytes = message.encode_to_vec();
+            *kept.lock().unwrap_or_else(PoisonError::into_inner) = Some((bytes.clone(), message));
+            bytes
+        });
+        (answer, Kept(slot))
+    }
+
+    /// The message `body` encodes.
+    fn take(&self, body: &[u8]) -> Result<T> {
+        match self.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some((bytes, message)) if bytes == body => Ok(message),
+            _ => T::decode(body).map_err(undecodable),
+        }
+    }
+}
+
 pub(super) fn undecodable(e: prost::DecodeError) -> Error {
     Error::Internal(format!("a stored response does not decode: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use switchboard_core::engine::Outcome;
+
+    use super::*;
+
+    /// The message a call takes is the one its bytes encode: the kept one when the bytes that
+    /// come back are those the answer built, decoded from them otherwise.
+    #[test]
+    fn a_kept_answer_is_taken_only_for_its_own_bytes() {
+        let (customer, profile) = (Default::default(), Default::default());
+        let outcome = Outcome { conversation: ConversationId(7), opened: true, effects: vec![] };
+        let answered = Answered {
+            conversation: None,
+            standing: None,
+            outcome: &outcome,
+            last_row: None,
+            extra: None,
+            customer: &customer,
+            profile: &profile,
+        };
+        let (answer, kept) = Kept::answer(|a: Answered<'_>| pb::PostMessageResponse {
+            conversation: None,
+            opened: a.outcome.opened,
+        });
+        let bytes = answer(answered);
+        assert_eq!(kept.take(&bytes).unwrap(), pb::PostMessageResponse::decode(&*bytes).unwrap());
+        // Taken once: a second call with the same bytes decodes them.
+        assert!(kept.take(&bytes).unwrap().opened);
+        // Other bytes (an answer stored for the request id) are decoded, not the kept message.
+        let stored = pb::PostMessageResponse { conversation: None, opened: false }.encode_to_vec();
+        let _ = answer(answered);
+        assert!(!kept.take(&stored).unwrap().opened);
+        assert!(kept.take(b"\xff").is_err(), "bytes that do not decode are an error");
+    }
 }
