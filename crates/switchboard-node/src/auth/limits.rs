@@ -50,7 +50,7 @@ pub struct Limits {
     config: LimitsConfig,
     buckets: Mutex<HashMap<String, Bucket>>,
     streams: Counts<(String, String)>,
-    in_flight: Counts<String>,
+    in_flight: Counts<Arc<str>>,
 }
 
 impl Limits {
@@ -70,7 +70,11 @@ impl Limits {
         }
         let burst = burst.max(1.0);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket { tokens: burst, at: now });
+        // Looked up by the borrowed name first: every call charges, a tenant's first once.
+        let bucket = match buckets.get_mut(tenant) {
+            Some(bucket) => bucket,
+            None => buckets.entry(tenant.to_owned()).or_insert(Bucket { tokens: burst, at: now }),
+        };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;
@@ -87,7 +91,8 @@ impl Limits {
     /// Holds one of `agent`'s stream places until the slot drops.
     pub fn stream_slot(&self, tenant: &str, agent: &str) -> Result<StreamSlot, Error> {
         let key = (tenant.to_owned(), agent.to_owned());
-        Slot::take(&self.streams, key, self.config.streams_per_agent).map_err(|open| {
+        let limit = self.config.streams_per_agent;
+        Slot::take(&self.streams, &key, || key.clone(), limit).map_err(|open| {
             Error::ResourceExhausted(format!(
                 "agent {agent} of tenant {tenant} already has {open} live streams open (limits.streams_per_agent); close one first"
             ))
@@ -96,7 +101,9 @@ impl Limits {
 
     /// Holds one of `tenant`'s places for calls in flight on this node until the slot drops.
     pub fn in_flight(&self, tenant: &str) -> Result<InFlight, Error> {
-        Slot::take(&self.in_flight, tenant.to_owned(), self.config.tenant_in_flight).map_err(
+        // Keyed by a shared name: a call while others of its tenant are in flight copies none.
+        let limit = self.config.tenant_in_flight;
+        Slot::take(&self.in_flight, tenant, || Arc::from(tenant), limit).map_err(
             |held| {
                 metrics::counter!(TENANT_BUSY, "tenant" => tenant.to_owned()).increment(1);
                 Error::ResourceExhausted(format!(
@@ -139,17 +146,28 @@ pub struct Slot<K: Eq + Hash> {
 pub type StreamSlot = Slot<(String, String)>;
 
 /// One call of a tenant in flight on the node.
-pub type InFlight = Slot<String>;
+pub type InFlight = Slot<Arc<str>>;
 
 impl<K: Eq + Hash + Clone> Slot<K> {
-    /// A place of `key` if it holds fewer than `limit`; else how many it holds.
-    fn take(counts: &Counts<K>, key: K, limit: usize) -> Result<Slot<K>, usize> {
+    /// A place of `key` if it holds fewer than `limit`; else how many it holds. `owned` makes
+    /// the key when `key` holds no place yet (a held key is cloned from the map).
+    fn take<Q: Eq + Hash + ?Sized>(
+        counts: &Counts<K>,
+        key: &Q,
+        owned: impl FnOnce() -> K,
+        limit: usize,
+    ) -> Result<Slot<K>, usize>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(key.clone()).or_default();
-        if *n >= limit {
-            return Err(*n);
-        }
-        *n += 1;
+        let key = match held.get_key_value(key) {
+            Some((_, &n)) if n >= limit => return Err(n),
+            Some((k, _)) => k.clone(),
+            None if limit == 0 => return Err(0),
+            None => owned(),
+        };
+        *held.entry(key.clone()).or_default() += 1;
         Ok(Slot { counts: Arc::clone(counts), key })
     }
 }
