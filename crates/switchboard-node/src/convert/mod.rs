@@ -5,6 +5,7 @@ pub mod mask;
 pub mod refusal;
 pub mod resources;
 pub mod settings;
+pub mod variant;
 pub mod views;
 
 use std::time::Duration;
@@ -73,9 +74,17 @@ pub fn from_duration(field: &str, d: &prost_types::Duration) -> Result<Duration>
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
 
-/// Serde's snake_case name of a unit enum value ("not_responding", "timed_out" …).
+/// Serde's snake_case name of a unit enum value ("not_responding", "timed_out" …); empty for
+/// anything that is not a string in JSON.
 pub fn snake<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    match variant::name(v) {
+        Some(name) => name.to_owned(),
+        // Not a unit variant (a value serialised as a string some other way).
+        None => serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
 }
 
 pub fn channel_to_pb(c: Channel) -> pb::Channel {
