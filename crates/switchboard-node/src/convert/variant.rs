@@ -32,8 +32,12 @@ struct Name;
 
 type Nothing = Impossible<&'static str, NotUnit>;
 
-/// Every method but the unit variant's (and the newtypes around one) refuses.
+/// Every method but the unit variant's (and the newtypes around one) refuses; the compound
+/// ones (`Nothing: …`) would answer a serializer for their parts.
 macro_rules! refuse {
+    (Nothing: $($method:ident($($ty:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<Nothing, NotUnit> { Err(NotUnit) })*
+    };
     ($($method:ident($($ty:ty),*)),* $(,)?) => {
         $(fn $method(self, $(_: $ty),*) -> Result<&'static str, NotUnit> { Err(NotUnit) })*
     };
@@ -101,45 +105,15 @@ impl ser::Serializer for Name {
         Err(NotUnit)
     }
 
-    fn serialize_seq(self, _: Option<usize>) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Nothing, NotUnit> {
-        Err(NotUnit)
-    }
+    refuse!(Nothing:
+        serialize_seq(Option<usize>),
+        serialize_tuple(usize),
+        serialize_tuple_struct(&'static str, usize),
+        serialize_tuple_variant(&'static str, u32, &'static str, usize),
+        serialize_map(Option<usize>),
+        serialize_struct(&'static str, usize),
+        serialize_struct_variant(&'static str, u32, &'static str, usize),
+    );
 }
 
 #[cfg(test)]
