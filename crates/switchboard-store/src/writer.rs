@@ -725,16 +725,8 @@ impl Fences {
     /// Refuses a job whose epoch is older than its shard's; a `RaiseFence` raises it.
     pub(crate) fn admit(&mut self, job: &Job) -> Result<()> {
         let Some(fence) = job.fence() else { return Ok(()) };
-        let at = match self.shards.binary_search(&fence.shard) {
-            Ok(at) => at,
-            // Every shard of the group was read; a shard not read has no epoch yet.
-            Err(at) => {
-                self.shards.insert(at, fence.shard);
-                self.epochs.insert(at, 0);
-                at
-            }
-        };
-        let current = &mut self.epochs[at];
+        // Every shard of the group was read; a shard not read has no epoch yet.
+        let current = slot(&mut self.shards, &mut self.epochs, fence.shard);
         if matches!(job, Job::RaiseFence { .. }) {
             *current = (*current).max(fence.epoch);
             return Ok(());
@@ -788,6 +780,20 @@ pub(crate) fn write_straight<'g, E>(
     Ok(Some(results))
 }
 
+/// The value of `key` in `values`, kept in the order of the ascending `keys`; inserted (a
+/// default) if missing. [`Fences`] and [`Heads`] keep a group's few keys so.
+fn slot<'v, K: Ord, V: Default>(keys: &mut Vec<K>, values: &'v mut Vec<V>, key: K) -> &'v mut V {
+    let at = match keys.binary_search(&key) {
+        Ok(at) => at,
+        Err(at) => {
+            keys.insert(at, key);
+            values.insert(at, V::default());
+            at
+        }
+    };
+    &mut values[at]
+}
+
 /// The heads of the shared streams a group appends to (see "Streams with many writers" in
 /// the crate docs): (tenant, stream) → the last position assigned. Read (on PostgreSQL,
 /// locked) once per transaction in ascending (tenant, stream) order after the fences, kept
@@ -832,11 +838,6 @@ impl<'g> Heads<'g> {
         Ok(Heads { streams, heads })
     }
 
-    /// Where `(tenant, stream)` is or would go in `streams`.
-    fn find(&self, tenant: &str, stream: &str) -> Result<usize, usize> {
-        self.streams.binary_search(&(tenant, stream))
-    }
-
     /// Every stream's name and (head, moved), ascending.
     fn iter(&self) -> impl Iterator<Item = (&(&'g str, &'g str), &(u64, bool))> {
         self.streams.iter().zip(&self.heads)
@@ -846,9 +847,9 @@ impl<'g> Heads<'g> {
     /// anything but an append). Takes nothing: see [`Heads::take`].
     pub(crate) fn assign(&self, job: &Job) -> Vec<u64> {
         let Job::Append { batch, .. } = job else { return Vec::new() };
-        let head = |stream: &str| match self.find(&batch.tenant, stream) {
-            Ok(at) => self.heads[at].0,
-            Err(_) => 0,
+        let head = |stream: &str| {
+            let at = self.streams.binary_search(&(batch.tenant.as_str(), stream));
+            at.map_or(0, |at| self.heads[at].0)
         };
         if let [append] = batch.appends.as_slice() {
             // Most batches append once: no table of next positions.
@@ -878,17 +879,9 @@ impl<'g> Heads<'g> {
     pub(crate) fn take(&mut self, job: &'g Job, positions: &[u64]) {
         let Job::Append { batch, .. } = job else { return };
         for (append, &position) in batch.appends.iter().zip(positions) {
-            let (tenant, stream) = (batch.tenant.as_str(), append.stream.as_str());
-            let at = match self.find(tenant, stream) {
-                Ok(at) => at,
-                // Every stream of the group was read; one not read starts from nothing.
-                Err(at) => {
-                    self.streams.insert(at, (tenant, stream));
-                    self.heads.insert(at, (0, false));
-                    at
-                }
-            };
-            let (head, moved) = &mut self.heads[at];
+            // Every stream of the group was read; one not read starts from nothing.
+            let key = (batch.tenant.as_str(), append.stream.as_str());
+            let (head, moved) = slot(&mut self.streams, &mut self.heads, key);
             *head = (*head).max(position);
             *moved = true;
         }
