@@ -295,7 +295,6 @@ impl<'a> Rows<'a> {
         }
         let (r0, r1, r2, r3) = &responses;
         let (o0, o1, o2) = &rows.owners;
-        // Each table's columns, in `PARTS`' order; only the tables with rows are written.
         // Each table: whether it has rows, and its columns, in `PARTS`' order.
         let tables: [(bool, &[&(dyn ToSql + Sync)]); 9] = [
             (!l0.is_empty(), &[l0, l1, l2, l3, l4, l5]),
@@ -324,7 +323,7 @@ impl<'a> Rows<'a> {
             (!r0.is_empty(), &[r0, r1, r2, r3]),
             (!o0.is_empty(), &[o0, o1, o2]),
         ];
-        // Only the tables with rows are written.
+        // Only the tables with rows are written: the shape names them.
         let (mut shape, mut params) = (0u16, Vec::new());
         for (i, &(filled, columns)) in tables.iter().enumerate() {
             if filled {
