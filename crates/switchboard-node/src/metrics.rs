@@ -474,90 +474,93 @@ fn decides(e: &Event) -> bool {
 
 /// Counts one step; `handles` keeps the series it feeds (the tenant actor's, or a mesh's).
 fn count(step: &Step<'_>, handles: &mut EventCounters) {
-    let mut count = |series: Series, n: u64| {
-        let new = || counter!(series.name(), series.labels(step.tenant, step.group));
-        handles.counters.entry(series).or_insert_with(new).increment(n);
-    };
     for &(k, channel) in step.suppressed {
-        count(Series::Suppressed(k), 1);
+        handles.count(step, Series::Suppressed(k), 1);
         if let Some(channel) = channel {
-            count(Series::BudgetExhausted(channel), 1);
+            handles.count(step, Series::BudgetExhausted(channel), 1);
         }
     }
     for &k in step.replies {
-        count(Series::Replied(k), 1);
+        handles.count(step, Series::Replied(k), 1);
     }
     if step.released_offline > 0 {
         // Offers withdrawn and assignments requeued because the agent signed out.
-        count(Series::Reassigned("group", "agent_offline"), u64::from(step.released_offline));
+        let moved = Series::Reassigned("group", "agent_offline");
+        handles.count(step, moved, u64::from(step.released_offline));
     }
     for &e in &step.events {
         let tenant = step.tenant;
         let new = || counter!(EVENTS, "tenant" => tenant.to_owned(), "type" => crate::convert::snake_tag(e));
         handles.by_type.entry(std::mem::discriminant(e)).or_insert_with(new).increment(1);
-        let mut count = |series: Series| {
-            let new = || counter!(series.name(), series.labels(step.tenant, step.group));
-            handles.counters.entry(series).or_insert_with(new).increment(1);
-        };
         match *e {
-            Event::Opened { group, channel, .. } => count(Series::Opened(group, channel)),
-            Event::Assigned { group, via, .. } => {
+            Event::Opened { group, channel, .. } => {
+                handles.count(step, Series::Opened(group, channel), 1);
+            }
+            Event::Assigned { group, via, waited_ms, .. } => {
                 if via == switchboard_core::router::Via::Accepted {
-                    count(Series::Offers("accepted"));
+                    handles.count(step, Series::Offers("accepted"), 1);
                 }
-                count(Series::Assigned(group, via));
+                handles.count(step, Series::Assigned(group, via), 1);
+                handles.record(step, Series::Waited(group, "assigned"), waited_ms);
             }
-            Event::Ended { group, cause, from, .. } => {
-                count(Series::Ended(group, cause));
-                if from == State::Queued && cause == switchboard_core::Cause::ChannelClosed {
-                    // The customer's channel closing a waiting conversation is an abandonment.
-                    count(Series::Abandoned(group));
+            Event::Ended { group, cause, from, waited_ms, .. } => {
+                handles.count(step, Series::Ended(group, cause), 1);
+                if from == State::Queued {
+                    // The customer's channel closing a waiting conversation is an abandonment;
+                    // a timer ending it is a time-out; anything else ended it by hand.
+                    use switchboard_core::Cause;
+                    let outcome = match cause {
+                        Cause::ChannelClosed => "abandoned",
+                        Cause::IdleTimeout
+                        | Cause::CustomerNoResponse
+                        | Cause::ReplyWindowClosed => "timed_out",
+                        Cause::QueueFull | Cause::Closed => "refused",
+                        _ => "ended",
+                    };
+                    if cause == Cause::ChannelClosed {
+                        handles.count(step, Series::Abandoned(group), 1);
+                    }
+                    if let Some(ms) = waited_ms {
+                        handles.record(step, Series::Waited(group, outcome), ms);
+                    }
                 }
             }
-            Event::Transferred { to, .. } => {
+            Event::FirstResponse { group, since_opened_ms, since_assigned_ms, .. } => {
+                handles.record(step, Series::FirstResponse(group, "opened"), since_opened_ms);
+                handles.record(step, Series::FirstResponse(group, "assigned"), since_assigned_ms);
+            }
+            Event::Transferred { to, left_queue, .. } => {
+                if let Some((group, ms)) = left_queue {
+                    handles.record(step, Series::Waited(group, "transferred"), ms);
+                }
                 let target = match to {
                     switchboard_core::engine::Target::Agent(_) => "agent",
                     switchboard_core::engine::Target::Group { .. } => "group",
                 };
                 if let Some(reason) = step.moved_by {
-                    count(Series::Reassigned(target, reason));
+                    handles.count(step, Series::Reassigned(target, reason), 1);
                 }
             }
-            Event::Offered { .. } => count(Series::Offers("made")),
-            Event::OfferMissed { reason, .. } => count(Series::OfferMissed(reason)),
-            _ => {}
-        }
-        let mut record = |series: Series, ms: u64| {
-            let new = || histogram!(series.name(), series.labels(step.tenant, step.group));
-            handles.histograms.entry(series).or_insert_with(new).record(seconds(ms));
-        };
-        match *e {
-            Event::Assigned { group, waited_ms, .. } => {
-                record(Series::Waited(group, "assigned"), waited_ms);
-            }
-            Event::Ended { group, cause, from: State::Queued, waited_ms: Some(ms), .. } => {
-                // A timer ending a waiting conversation is a time-out; anything but the
-                // channel closing (an abandonment) ended it by hand.
-                use switchboard_core::Cause;
-                let outcome = match cause {
-                    Cause::ChannelClosed => "abandoned",
-                    Cause::IdleTimeout | Cause::CustomerNoResponse | Cause::ReplyWindowClosed => {
-                        "timed_out"
-                    }
-                    Cause::QueueFull | Cause::Closed => "refused",
-                    _ => "ended",
-                };
-                record(Series::Waited(group, outcome), ms);
-            }
-            Event::FirstResponse { group, since_opened_ms, since_assigned_ms, .. } => {
-                record(Series::FirstResponse(group, "opened"), since_opened_ms);
-                record(Series::FirstResponse(group, "assigned"), since_assigned_ms);
-            }
-            Event::Transferred { left_queue: Some((group, ms)), .. } => {
-                record(Series::Waited(group, "transferred"), ms);
+            Event::Offered { .. } => handles.count(step, Series::Offers("made"), 1),
+            Event::OfferMissed { reason, .. } => {
+                handles.count(step, Series::OfferMissed(reason), 1);
             }
             _ => {}
         }
+    }
+}
+
+impl EventCounters {
+    /// Adds `n` to a counter series of `step`'s tenant, registered on first use.
+    fn count(&mut self, step: &Step<'_>, series: Series, n: u64) {
+        let new = || counter!(series.name(), series.labels(step.tenant, step.group));
+        self.counters.entry(series).or_insert_with(new).increment(n);
+    }
+
+    /// Records `ms` in a histogram series of `step`'s tenant, registered on first use.
+    fn record(&mut self, step: &Step<'_>, series: Series, ms: u64) {
+        let new = || histogram!(series.name(), series.labels(step.tenant, step.group));
+        self.histograms.entry(series).or_insert_with(new).record(seconds(ms));
     }
 }
 
