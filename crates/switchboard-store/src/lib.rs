@@ -58,13 +58,14 @@
 //! writers, nodes and stores over one database: a reader that has read up to a cursor never
 //! later finds a new entry at or below it. On PostgreSQL the store keeps each shared
 //! stream's last position in a head row (`stream_heads`), read once per commit (after the
-//! fences) and locked (`SELECT … FOR UPDATE`) until the commit, so a second writer's commit
-//! waits for the first's to be visible before it numbers: commit order is position order. A
-//! group commit locks each head once however many batches append to it, in ascending
-//! (tenant, stream) order after the shard fences, so writers never wait on each other
-//! crosswise; it costs one head read and one head write per shared stream per commit, and
-//! commits appending to the same shared stream from two databases' writers serialise on its
-//! row. Trimming and retention leave the head alone, so a position is never given twice.
+//! fences) and locked until the commit, so a second writer's commit waits for the first's
+//! to be visible before it numbers: commit order is position order. A group commit locks
+//! each head once however many batches append to it, in ascending (tenant, stream) order
+//! after the shard fences, so writers never wait on each other crosswise. It costs one
+//! statement per shared stream per commit (an `UPDATE` that moves the head past the group's
+//! appends as it locks it; a group redone a job at a time locks with `SELECT … FOR UPDATE`
+//! and writes the heads back before COMMIT), and commits appending to the same shared
+//! stream from two databases' writers serialise on its row. Trimming and retention leave the head alone, so a position is never given twice.
 //! On SQLite (one writer per file) the head is the stream's last entry, read only for a
 //! stream the writer's last commits did not append to (`writer::HeadCache`), and a head row
 //! is written only by a trim or retention pass that deletes a stream's last entry (it

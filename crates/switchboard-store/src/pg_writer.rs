@@ -54,6 +54,8 @@ struct Statements {
     clear_stream: Statement,
     lock_head: Statement,
     adopt_head: Statement,
+    move_head: Statement,
+    adopt_moved_head: Statement,
     store_head: Statement,
     /// The rows of a run of batches in one statement, one per shape (`pg_rows`).
     write_rows: pg_rows::Shapes,
@@ -185,6 +187,19 @@ impl Statements {
                  ON CONFLICT (tenant, stream) DO UPDATE SET head = stream_heads.head
                  RETURNING head",
             )?,
+            // The fast path's lock: the head moved at once past the group's appends to the
+            // stream ($3 of them), answering it as it was (`Heads::reserve`).
+            move_head: client.prepare(
+                "UPDATE stream_heads SET head = head + $3 WHERE tenant = $1 AND stream = $2
+                 RETURNING head - $3",
+            )?,
+            adopt_moved_head: client.prepare(
+                "INSERT INTO stream_heads (tenant, stream, head)
+                 SELECT $1, $2, COALESCE(MAX(seq), 0) + $3 FROM streams
+                 WHERE tenant = $1 AND stream = $2
+                 ON CONFLICT (tenant, stream) DO UPDATE SET head = stream_heads.head + $3
+                 RETURNING head - $3",
+            )?,
             store_head: client
                 .prepare("UPDATE stream_heads SET head = $3 WHERE tenant = $1 AND stream = $2")?,
         })
@@ -264,9 +279,11 @@ fn write_group(
     // committed before (and is read here) or waits for this commit.
     let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
     // Then the heads of the shared streams, each locked once per commit (after the fences,
-    // in ascending order: the same order in every writer).
-    let mut heads =
-        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
+    // in ascending order: the same order in every writer), and moved past the group's
+    // appends in the same statement, so none is written again before COMMIT.
+    let mut heads = Heads::reserve(group, &fences, |tenant, stream, count| {
+        reserve_head(&mut tx, statements, tenant, stream, count)
+    })?;
     // The rows of consecutive batches go in together (`pg_rows`); anything else is written
     // in its turn, after the rows gathered before it.
     let mut rows = Rows::new();
@@ -316,6 +333,27 @@ fn write_group(
     heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
     tx.commit()?;
     Ok(results)
+}
+
+/// As [`lock_head`], and moves the head past `count` appends (none: only locks it); returns
+/// the head as it was.
+fn reserve_head(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    tenant: &str,
+    stream: &str,
+    count: u64,
+) -> Result<u64, postgres::Error> {
+    if count == 0 {
+        return lock_head(tx, statements, tenant, stream);
+    }
+    let count = id(count);
+    let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&tenant, &stream, &count];
+    let row = match tx.query_opt(&statements.move_head, &params)? {
+        Some(row) => row,
+        None => tx.query_one(&statements.adopt_moved_head, &params)?,
+    };
+    Ok(unsigned(row.get(0)))
 }
 
 /// Locks a shared stream's head row until the transaction ends and returns the head (adopting

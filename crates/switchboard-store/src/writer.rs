@@ -413,7 +413,7 @@ impl HeadCache {
         if self.count + heads.heads.len() > CACHED_HEADS {
             self.forget();
         }
-        for (&(tenant, stream), &(head, _)) in heads.iter() {
+        for (&(tenant, stream), &Head { last: head, .. }) in heads.iter() {
             let streams = match self.heads.get_mut(tenant) {
                 Some(streams) => streams,
                 None => self.heads.entry(tenant.to_owned()).or_default(),
@@ -697,7 +697,7 @@ fn write_one_by_one<'g>(
 /// The epoch of every shard a group touches: read (on PostgreSQL, locked) once per group, then
 /// kept up to date by the group's own `RaiseFence` jobs as they come, so a job is checked
 /// against exactly what a check in its own turn would have read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fences {
     /// The shards, ascending (a group touches a few: a search along sorted vectors, built
     /// with two allocations, not a map's).
@@ -754,17 +754,11 @@ pub(crate) fn write_straight<'g, E>(
     mut write: impl FnMut(&'g Job) -> Result<Vec<u64>>,
     fatal: impl Fn(Error) -> Option<E>,
 ) -> Result<Option<Vec<Result<Vec<u64>>>>, E> {
-    let mut refused: HashSet<&str> = HashSet::new();
+    let mut admission = Admission::new(fences);
     let mut results = Vec::with_capacity(group.len());
     for job in group {
-        let tenant = job.tenant();
-        if refused.contains(tenant) {
-            results.push(Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() }));
-            continue;
-        }
-        if let Err(fenced) = fences.admit(job) {
-            refused.insert(tenant);
-            results.push(Err(fenced));
+        if let Err(refused) = admission.admit(job) {
+            results.push(Err(refused));
             continue;
         }
         match write(job) {
@@ -778,6 +772,31 @@ pub(crate) fn write_straight<'g, E>(
         }
     }
     Ok(Some(results))
+}
+
+/// Which jobs of a group the fast path ([`write_straight`]) writes, in turn: not a fenced
+/// one, nor any later job of its tenant. Kept apart so the PostgreSQL writer can know before
+/// writing anything how many appends each shared stream gets ([`Heads::reserve`]).
+struct Admission<'f, 'g> {
+    fences: &'f mut Fences,
+    refused: HashSet<&'g str>,
+}
+
+impl<'f, 'g> Admission<'f, 'g> {
+    fn new(fences: &'f mut Fences) -> Self {
+        Admission { fences, refused: HashSet::new() }
+    }
+
+    /// Admits `job` or gives its refusal (a `RaiseFence` admitted raises its shard's epoch).
+    fn admit(&mut self, job: &'g Job) -> Result<()> {
+        let tenant = job.tenant();
+        if self.refused.contains(tenant) {
+            return Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() });
+        }
+        self.fences.admit(job).inspect_err(|_| {
+            self.refused.insert(tenant);
+        })
+    }
 }
 
 /// The value of `key` in `values`, kept in the order of the ascending `keys`; inserted (a
@@ -798,7 +817,9 @@ fn slot<'v, K: Ord, V: Default>(keys: &mut Vec<K>, values: &'v mut Vec<V>, key: 
 /// the crate docs): (tenant, stream) → the last position assigned. Read (on PostgreSQL,
 /// locked) once per transaction in ascending (tenant, stream) order after the fences, kept
 /// in memory while jobs are written (a job's positions are taken only once it is written, so
-/// a refused job leaves no gap), and stored back before the commit. Keyed by the group's own
+/// a refused job leaves no gap), and stored back before the commit where it differs from what
+/// the database holds (on PostgreSQL's fast path, moved as it is locked: [`Heads::reserve`]).
+/// Keyed by the group's own
 /// names (borrowed: a command appends about once to a shared stream, and copying both names
 /// at each step cost a dozen allocations per command).
 #[derive(Debug, Default)]
@@ -806,9 +827,18 @@ pub(crate) struct Heads<'g> {
     /// The (tenant, stream) pairs, ascending (sorted vectors: two allocations a group, where
     /// a map took one per stream).
     streams: Vec<(&'g str, &'g str)>,
-    /// Each stream's (head, whether the transaction moved it, to store back), in the order
-    /// of `streams`.
-    heads: Vec<(u64, bool)>,
+    /// Each stream's head, in the order of `streams`.
+    heads: Vec<Head>,
+}
+
+/// A shared stream's head within one transaction.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Head {
+    /// The last position assigned.
+    last: u64,
+    /// What the transaction holds for it in the database so far: [`Heads::store`] writes
+    /// `last` back only where the two differ.
+    stored: u64,
 }
 
 impl<'g> Heads<'g> {
@@ -819,6 +849,58 @@ impl<'g> Heads<'g> {
         group: &'g [Job],
         mut head_of: impl FnMut(&str, &str) -> Result<u64, E>,
     ) -> Result<Heads<'g>, E> {
+        let streams = Self::streams_of(group);
+        let heads = streams
+            .iter()
+            .map(|&(tenant, stream)| head_of(tenant, stream).map(|h| Head { last: h, stored: h }))
+            .collect::<Result<_, E>>()?;
+        Ok(Heads { streams, heads })
+    }
+
+    /// As [`Heads::read`], for the fast path ([`write_straight`]) under `fences` as read for
+    /// the group: each stream's head is also moved, in the statement that reads it, past the
+    /// appends the fast path will write to it. `reserve(tenant, stream, count)` moves the
+    /// stored head by `count` and gives it as it was. If every admitted job is written (the
+    /// fast path's only way to commit), the heads end where they were moved to, and
+    /// [`Heads::store`] writes none: one statement per stream and commit, not two.
+    pub(crate) fn reserve<E>(
+        group: &'g [Job],
+        fences: &Fences,
+        mut reserve: impl FnMut(&str, &str, u64) -> Result<u64, E>,
+    ) -> Result<Heads<'g>, E> {
+        let streams = Self::streams_of(group);
+        let mut counts = vec![0_u64; streams.len()];
+        let mut fences = fences.clone();
+        let mut admission = Admission::new(&mut fences);
+        for job in group {
+            let Job::Append { batch, .. } = job else {
+                // A `RaiseFence` still raises its shard's epoch for the jobs after it.
+                let _ = admission.admit(job);
+                continue;
+            };
+            if admission.admit(job).is_err() {
+                continue;
+            }
+            for append in &batch.appends {
+                let key = (batch.tenant.as_str(), append.stream.as_str());
+                if let Ok(at) = streams.binary_search(&key) {
+                    counts[at] += 1;
+                }
+            }
+        }
+        let heads = streams
+            .iter()
+            .zip(&counts)
+            .map(|(&(tenant, stream), &count)| {
+                let last = reserve(tenant, stream, count)?;
+                Ok(Head { last, stored: last + count })
+            })
+            .collect::<Result<_, E>>()?;
+        Ok(Heads { streams, heads })
+    }
+
+    /// The (tenant, stream) pairs `group` appends to, ascending, each once.
+    fn streams_of(group: &'g [Job]) -> Vec<(&'g str, &'g str)> {
         let mut streams: Vec<(&str, &str)> = group
             .iter()
             .filter_map(|job| match job {
@@ -831,15 +913,11 @@ impl<'g> Heads<'g> {
             .collect();
         streams.sort_unstable();
         streams.dedup();
-        let heads = streams
-            .iter()
-            .map(|&(tenant, stream)| Ok((head_of(tenant, stream)?, false)))
-            .collect::<Result<_, E>>()?;
-        Ok(Heads { streams, heads })
+        streams
     }
 
-    /// Every stream's name and (head, moved), ascending.
-    fn iter(&self) -> impl Iterator<Item = (&(&'g str, &'g str), &(u64, bool))> {
+    /// Every stream's name and head, ascending.
+    fn iter(&self) -> impl Iterator<Item = (&(&'g str, &'g str), &Head)> {
         self.streams.iter().zip(&self.heads)
     }
 
@@ -849,7 +927,7 @@ impl<'g> Heads<'g> {
         let Job::Append { batch, .. } = job else { return Vec::new() };
         let head = |stream: &str| {
             let at = self.streams.binary_search(&(batch.tenant.as_str(), stream));
-            at.map_or(0, |at| self.heads[at].0)
+            at.map_or(0, |at| self.heads[at].last)
         };
         if let [append] = batch.appends.as_slice() {
             // Most batches append once: no table of next positions.
@@ -881,20 +959,19 @@ impl<'g> Heads<'g> {
         for (append, &position) in batch.appends.iter().zip(positions) {
             // Every stream of the group was read; one not read starts from nothing.
             let key = (batch.tenant.as_str(), append.stream.as_str());
-            let (head, moved) = slot(&mut self.streams, &mut self.heads, key);
-            *head = (*head).max(position);
-            *moved = true;
+            let head = slot(&mut self.streams, &mut self.heads, key);
+            head.last = head.last.max(position);
         }
     }
 
-    /// Stores every head the transaction moved.
+    /// Stores every head whose last position is not what the transaction holds for it.
     pub(crate) fn store<E>(
         &self,
         mut store: impl FnMut(&str, &str, u64) -> Result<(), E>,
     ) -> Result<(), E> {
-        for (&(tenant, stream), &(head, moved)) in self.iter() {
-            if moved {
-                store(tenant, stream, head)?;
+        for (&(tenant, stream), head) in self.iter() {
+            if head.last != head.stored {
+                store(tenant, stream, head.last)?;
             }
         }
         Ok(())
@@ -1480,6 +1557,91 @@ mod tests {
         my_cache.clear();
         assert!(my_cache.heads.is_empty() && my_cache.count == 0 && my_cache.version.is_none());
         assert_eq!(write(&mut mine, &mut my_cache), [6]);
+    }
+
+    /// PostgreSQL's fast path moves each shared stream's head as it locks it, by the appends
+    /// of the jobs the fast path will write (not a fenced job's, nor its tenant's after it;
+    /// a `RaiseFence` in the group counts from its turn on): once those are written the
+    /// heads need no second write. The plain read leaves every moved head to be stored.
+    #[test]
+    fn reserved_heads_count_only_what_the_fast_path_writes() {
+        let job = |tenant: &str, streams: &[&str], fence| {
+            let (ack, _) = oneshot::channel();
+            let appends = streams
+                .iter()
+                .map(|s| crate::Append { stream: (*s).into(), ..crate::Append::default() })
+                .collect();
+            let batch = Batch { tenant: tenant.into(), appends, fence, ..Batch::default() };
+            Job::Append { batch, ack }
+        };
+        let (old, new) = (Fence { shard: 7, epoch: 10 }, Fence { shard: 7, epoch: 12 });
+        let other = Fence { shard: 8, epoch: 0 };
+        let (ack, _) = oneshot::channel();
+        let group = vec![
+            job("a", &["desk"], old),
+            Job::RaiseFence { fence: new, ack },
+            job("a", &["desk", "events"], old), // fenced off by the raise before it
+            job("a", &["desk"], new),           // refused: after its tenant's fenced job
+            job("b", &["desk", "events", "desk"], other),
+            job("c", &["events"], new),
+        ];
+        let epochs = |shards: &[u32]| shards.iter().map(|&s| if s == 7 { 10 } else { 0 }).collect();
+        let fences = Fences::read(&group, |shards| Ok::<_, ()>(epochs(shards))).unwrap();
+        let mut reserved = Vec::new();
+        let mut heads = Heads::reserve(&group, &fences, |tenant, stream, count| {
+            reserved.push((tenant.to_owned(), stream.to_owned(), count));
+            Ok::<_, ()>(5)
+        })
+        .unwrap();
+        let want = [("a", "desk", 1), ("a", "events", 0), ("b", "desk", 2), ("b", "events", 1)];
+        let want: Vec<_> = want
+            .iter()
+            .chain(&[("c", "events", 1)])
+            .map(|&(t, s, n)| (t.to_owned(), s.to_owned(), n))
+            .collect();
+        assert_eq!(reserved, want, "ascending, counting only what is written");
+
+        type Stored = Vec<(String, String, u64)>;
+        fn fast_path<'g>(
+            group: &'g [Job],
+            fences: &Fences,
+            heads: &mut Heads<'g>,
+        ) -> (Vec<Result<Vec<u64>>>, Stored) {
+            let mut fences = fences.clone();
+            let written = write_straight(
+                group,
+                &mut fences,
+                |job| {
+                    let positions = heads.assign(job);
+                    heads.take(job, &positions);
+                    Ok(positions)
+                },
+                |_| None::<()>,
+            );
+            let results = written.unwrap().unwrap();
+            let mut stored = Vec::new();
+            heads
+                .store(|tenant, stream, head| {
+                    stored.push((tenant.to_owned(), stream.to_owned(), head));
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            (results, stored)
+        }
+        let (results, stored) = fast_path(&group, &fences, &mut heads);
+        assert_eq!(results[0].as_ref().unwrap(), &[6]);
+        assert!(matches!(results[2], Err(Error::Fenced { .. })), "{:?}", results[2]);
+        assert!(matches!(results[3], Err(Error::EarlierBatchFailed { .. })), "{:?}", results[3]);
+        assert_eq!(results[4].as_ref().unwrap(), &[6, 6, 7]);
+        assert_eq!(results[5].as_ref().unwrap(), &[6]);
+        assert_eq!(stored, [], "every head ended where it was moved to");
+
+        let mut heads = Heads::read(&group, |_, _| Ok::<_, ()>(5)).unwrap();
+        let (_, stored) = fast_path(&group, &fences, &mut heads);
+        let moved = [("a", "desk", 6), ("b", "desk", 7), ("b", "events", 6), ("c", "events", 6)];
+        let moved: Vec<_> =
+            moved.iter().map(|&(t, s, n)| (t.to_owned(), s.to_owned(), n)).collect();
+        assert_eq!(stored, moved, "read, not moved: every head the group moved is stored");
     }
 
     /// Driven directly so that the jobs are certainly in one commit.
