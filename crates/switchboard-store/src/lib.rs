@@ -65,7 +65,8 @@
 //! statement per shared stream per commit (an `UPDATE` that moves the head past the group's
 //! appends as it locks it; a group redone a job at a time locks with `SELECT … FOR UPDATE`
 //! and writes the heads back before COMMIT), and commits appending to the same shared
-//! stream from two databases' writers serialise on its row. Trimming and retention leave the head alone, so a position is never given twice.
+//! stream from two databases' writers serialise on its row. Trimming and retention leave
+//! the head alone, so a position is never given twice.
 //! On SQLite (one writer per file) the head is the stream's last entry, read only for a
 //! stream the writer's last commits did not append to (`writer::HeadCache`), and a head row
 //! is written only by a trim or retention pass that deletes a stream's last entry (it

@@ -3,11 +3,12 @@
 //!
 //! Everything queued goes into one transaction, then one COMMIT (which PostgreSQL makes
 //! durable before it returns, `synchronous_commit=on`), then every job is answered. The
-//! transaction first locks the row of each shard the group writes under (ascending) and
-//! refuses fenced jobs unwritten, then the head row of each shared stream it appends to
-//! (ascending; see [`crate::writer::Heads`]); the rest go straight in. A job refused partway (a
-//! duplicate, a stale snapshot) makes the writer roll back and redo the group with a
-//! SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
+//! transaction first locks the row of each shard the group writes under (ascending; shared
+//! unless the group raises a fence, see [`FenceLock`]) and refuses fenced jobs unwritten,
+//! then the head row of each shared stream it appends to (ascending, moving it past the
+//! group's appends; see [`crate::writer::Heads`]); the rest go straight in. A job refused
+//! partway (a duplicate, a stale snapshot) makes the writer roll back and redo the group with
+//! a SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
 //! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
 
 use std::collections::HashSet;
@@ -60,14 +61,16 @@ struct Statements {
     /// The rows of a run of batches in one statement, one per shape (`pg_rows`).
     write_rows: pg_rows::Shapes,
     lock_fences: Statement,
+    share_fences: Statement,
 }
 
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
-        let lock_fences = pg_rows::prepare(client)?;
+        let (lock_fences, share_fences) = pg_rows::prepare(client)?;
         Ok(Statements {
             write_rows: pg_rows::Shapes::default(),
             lock_fences,
+            share_fences,
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -277,7 +280,8 @@ fn write_group(
     let mut tx = client.transaction()?;
     // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
     // committed before (and is read here) or waits for this commit.
-    let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
+    let lock = FenceLock::for_group(group);
+    let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards, lock))?;
     // Then the heads of the shared streams, each locked once per commit (after the fences,
     // in ascending order: the same order in every writer), and moved past the group's
     // appends in the same statement, so none is written again before COMMIT.
@@ -326,7 +330,7 @@ fn write_group(
     let mut tx = client.transaction()?;
     // The fast path's lock order, fences before heads: a head taken first and a fence only in
     // its job's turn could wait crosswise with another writer's fast path.
-    Fences::read(group, |shards| read_fences(&mut tx, statements, shards))?;
+    Fences::read(group, |shards| read_fences(&mut tx, statements, shards, FenceLock::Exclusive))?;
     let mut heads =
         Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
     let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
@@ -513,12 +517,43 @@ fn duplicate(error: postgres::Error, refusal: impl FnOnce() -> Error) -> Error {
     }
 }
 
+/// How a group locks its shards' fence rows.
+#[derive(Clone, Copy)]
+enum FenceLock {
+    /// Shared, when the group raises no fence and every row exists (`pg_rows::SHARE_FENCES`).
+    Shared,
+    /// Exclusive, made if missing (`pg_rows::LOCK_FENCES`): a group that raises a fence takes
+    /// its rows so from the start, since upgrading a shared lock another writer also holds
+    /// could wait crosswise with it. So does the slow path, which locks each job's row again.
+    Exclusive,
+}
+
+impl FenceLock {
+    fn for_group(group: &[Job]) -> FenceLock {
+        if group.iter().any(|job| matches!(job, Job::RaiseFence { .. })) {
+            FenceLock::Exclusive
+        } else {
+            FenceLock::Shared
+        }
+    }
+}
+
 /// Locks the rows of `shards` (ascending) until the transaction ends and returns their epochs.
 fn read_fences(
     tx: &mut Transaction<'_>,
     statements: &Statements,
     shards: &[u32],
+    lock: FenceLock,
 ) -> Result<Vec<u64>, postgres::Error> {
+    if shards.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let FenceLock::Shared = lock
+        && let Some(epochs) = pg_rows::share_fences(tx, &statements.share_fences, shards)?
+    {
+        return Ok(epochs.into_iter().map(unsigned).collect());
+    }
+    // A shard's first write (no row yet): made and locked exclusively, with the rest.
     Ok(pg_rows::lock_fences(tx, &statements.lock_fences, shards)?
         .into_iter()
         .map(unsigned)

@@ -388,3 +388,97 @@ async fn a_session_stalled_inside_a_commit_does_not_block_the_next_owners_fence(
     finish.send(()).unwrap();
     assert!(stalled.join().unwrap(), "the server ended the stalled session: its commit fails");
 }
+
+/// A writer's group that raises no fence share-locks its shards' fence rows
+/// (`pg_rows::SHARE_FENCES`). A new owner's raise in flight (its row locked, not committed)
+/// makes the writer wait, and once the raise commits the writer checks against the raised
+/// epoch: the old owner's batch is refused, never written beside the new owner's. The other
+/// way round, a group that share-locked first holds the raise off until it commits, which
+/// `a_session_stalled_inside_a_commit_does_not_block_the_next_owners_fence` relies on too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raise_in_flight_is_waited_for_and_then_fences_the_old_owner_off() {
+    let url = common::blocking(|| PgServer::shared().database());
+    let store = Arc::new(common::blocking(|| open_pg(&url)));
+    let (old, new) = (Fence { shard: 9, epoch: 1 }, Fence { shard: 9, epoch: 5 });
+    store.raise_fence(old).await.unwrap();
+    store.append(Batch { fence: old, ..command("acme", 1) }).await.unwrap();
+
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (commit, commit_rx) = std::sync::mpsc::channel::<()>();
+    let raising_url = url.clone();
+    // The new owner's raise, held open: a synchronous client on a thread of its own.
+    let raiser = std::thread::spawn(move || {
+        let mut session = switchboard_store::testing::store_session(&raising_url).unwrap();
+        let mut tx = session.transaction().unwrap();
+        tx.execute("UPDATE shard_fences SET epoch = 5 WHERE shard = 9", &[]).unwrap();
+        locked_tx.send(()).unwrap();
+        commit_rx.recv().unwrap();
+        tx.commit().unwrap();
+    });
+    locked.recv().unwrap();
+    let written = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.append(Batch { fence: old, ..command("acme", 2) }).await }
+    });
+    // The writer's session waits on the raise's row lock (polled: no timing assumed).
+    let waiting = common::blocking(move || {
+        let mut watcher = switchboard_store::testing::store_session(&url).unwrap();
+        for _ in 0..6_000 {
+            let row = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap();
+            if row.get::<_, i64>(0) > 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    assert!(waiting, "the writer never waited for the raise's lock");
+    commit.send(()).unwrap();
+    raiser.join().unwrap();
+    let refused = written.await.unwrap();
+    assert!(
+        matches!(refused, Err(Error::Fenced { shard: 9, epoch: 1, current: 5 })),
+        "{refused:?}"
+    );
+    store.append(Batch { fence: new, ..command("acme", 2) }).await.unwrap();
+    let seqs: Vec<u64> = store.load("acme").unwrap().log.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 2]);
+}
+
+/// A group over more shards than one share-locking call takes (four) checks every shard's
+/// fence: queued together, seven batches under seven shards' current epochs are written, and
+/// one under a shard's superseded epoch is refused among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_over_many_shards_checks_every_fence() {
+    let url = common::blocking(|| PgServer::shared().database());
+    let store = common::blocking(|| open_pg(&url));
+    for shard in 20..28 {
+        store.raise_fence(Fence { shard, epoch: 3 }).await.unwrap();
+    }
+    store.raise_fence(Fence { shard: 25, epoch: 4 }).await.unwrap();
+    let tenant = |shard: u32| format!("t{shard}");
+    // Queued as they are made, so the writer finds them together.
+    let queued: Vec<_> = (20..28)
+        .map(|shard| {
+            store.append(Batch { fence: Fence { shard, epoch: 3 }, ..command(&tenant(shard), 1) })
+        })
+        .collect();
+    for (shard, pending) in (20..28).zip(queued) {
+        let result = pending.await;
+        if shard == 25 {
+            assert!(
+                matches!(result, Err(Error::Fenced { shard: 25, epoch: 3, current: 4 })),
+                "{result:?}"
+            );
+        } else {
+            result.unwrap();
+            assert_eq!(store.load(&tenant(shard)).unwrap().log.len(), 1, "shard {shard}");
+        }
+    }
+}
