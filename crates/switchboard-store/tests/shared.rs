@@ -357,6 +357,29 @@ async fn two_writers(shards: [u32; 2], refuse_every: Option<usize>, streams: [&[
     }
 }
 
+/// Runs `statement` in a transaction of a session of its own and holds the transaction open
+/// (its locks held) until told to commit; returns once the statement ran. The thread answers
+/// whether the commit failed. A synchronous client: on a thread of its own, never on the
+/// runtime.
+fn hold_open(
+    url: &str,
+    statement: &'static str,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (commit, commit_rx) = std::sync::mpsc::channel::<()>();
+    let url = url.to_owned();
+    let session = std::thread::spawn(move || {
+        let mut session = switchboard_store::testing::store_session(&url).unwrap();
+        let mut tx = session.transaction().unwrap();
+        tx.execute(statement, &[]).unwrap();
+        locked_tx.send(()).unwrap();
+        commit_rx.recv().unwrap();
+        tx.commit().is_err()
+    });
+    locked.recv().unwrap();
+    (commit, session)
+}
+
 /// A writer stalled in the middle of a commit (a node paused while its transaction holds its
 /// shard's fence row) does not hold the new owner up for as long as it stays stalled: the
 /// server ends a store session idle inside a transaction after
@@ -367,19 +390,8 @@ async fn a_session_stalled_inside_a_commit_does_not_block_the_next_owners_fence(
     let url = common::blocking(|| PgServer::shared().database());
     let store = common::blocking(|| open_pg(&url));
     store.raise_fence(Fence { shard: 3, epoch: 1 }).await.unwrap();
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
-    let stalled_url = url.clone();
-    // A synchronous client: on a thread of its own, never on the runtime.
-    let stalled = std::thread::spawn(move || {
-        let mut session = switchboard_store::testing::store_session(&stalled_url).unwrap();
-        let mut tx = session.transaction().unwrap();
-        tx.execute("UPDATE shard_fences SET epoch = epoch WHERE shard = 3", &[]).unwrap();
-        locked_tx.send(()).unwrap();
-        finish_rx.recv().unwrap();
-        tx.commit().is_err()
-    });
-    locked.recv().unwrap();
+    let (finish, stalled) =
+        hold_open(&url, "UPDATE shard_fences SET epoch = epoch WHERE shard = 3");
 
     let raise = store.raise_fence(Fence { shard: 3, epoch: 2 });
     let raised = tokio::time::timeout(Duration::from_secs(120), raise).await;
@@ -403,19 +415,8 @@ async fn a_raise_in_flight_is_waited_for_and_then_fences_the_old_owner_off() {
     store.raise_fence(old).await.unwrap();
     store.append(Batch { fence: old, ..command("acme", 1) }).await.unwrap();
 
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (commit, commit_rx) = std::sync::mpsc::channel::<()>();
-    let raising_url = url.clone();
-    // The new owner's raise, held open: a synchronous client on a thread of its own.
-    let raiser = std::thread::spawn(move || {
-        let mut session = switchboard_store::testing::store_session(&raising_url).unwrap();
-        let mut tx = session.transaction().unwrap();
-        tx.execute("UPDATE shard_fences SET epoch = 5 WHERE shard = 9", &[]).unwrap();
-        locked_tx.send(()).unwrap();
-        commit_rx.recv().unwrap();
-        tx.commit().unwrap();
-    });
-    locked.recv().unwrap();
+    // The new owner's raise, held open.
+    let (commit, raiser) = hold_open(&url, "UPDATE shard_fences SET epoch = 5 WHERE shard = 9");
     let written = tokio::spawn({
         let store = Arc::clone(&store);
         async move { store.append(Batch { fence: old, ..command("acme", 2) }).await }
@@ -440,7 +441,7 @@ async fn a_raise_in_flight_is_waited_for_and_then_fences_the_old_owner_off() {
     });
     assert!(waiting, "the writer never waited for the raise's lock");
     commit.send(()).unwrap();
-    raiser.join().unwrap();
+    assert!(!raiser.join().unwrap(), "the raise committed");
     let refused = written.await.unwrap();
     assert!(
         matches!(refused, Err(Error::Fenced { shard: 9, epoch: 1, current: 5 })),
