@@ -483,3 +483,27 @@ async fn a_group_over_many_shards_checks_every_fence() {
         }
     }
 }
+
+/// A commit appending to more shared streams than one head-moving statement takes (four),
+/// some of them new (no head row yet) and some repeated within the batch, numbers each
+/// stream on from its own head, and again once every head exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_over_many_shared_streams_numbers_each_on() {
+    let url = common::blocking(|| PgServer::shared().database());
+    let store = common::blocking(|| open_pg(&url));
+    let names = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let some = |names: &[&str]| names.iter().map(|s| append(s, s)).collect::<Vec<_>>();
+    // Three streams exist; the batch then makes three more and appends twice to one.
+    let first = store.append_assigned(appends("acme", some(&names[..3]))).await.unwrap();
+    assert_eq!(first, [1, 1, 1]);
+    let mut batch = some(&names);
+    batch.push(append("s2", "again"));
+    assert_eq!(
+        store.append_assigned(appends("acme", batch.clone())).await.unwrap(),
+        [2, 2, 2, 1, 1, 1, 3]
+    );
+    // Every head exists now: the same batch again goes through the heads together.
+    assert_eq!(store.append_assigned(appends("acme", batch)).await.unwrap(), [3, 4, 3, 2, 2, 2, 5]);
+    assert_eq!(store.last_stream_seq("acme", "s2").unwrap(), Some(5));
+    assert_eq!(store.last_stream_seq("acme", "s6").unwrap(), Some(2));
+}
