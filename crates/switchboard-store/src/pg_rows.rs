@@ -130,28 +130,6 @@ SELECT shard, epoch FROM shard_fences WHERE shard IN ($1, $2, $3, $4) ORDER BY s
 /// Shards per [`SHARE_FENCES`] call.
 const SHARED_PER_CALL: usize = 4;
 
-/// Locks up to four shared streams' head rows (ascending by bytes, as `writer::Heads` sorts
-/// them and every writer locks them) and moves each past its appends, returning (tenant,
-/// stream, the head as it was) for each row found: a stream without a head row yet is left
-/// out (its first append makes it in the slow path's order). Fixed arity, so the server
-/// keeps one generic plan (see [`SHARE_FENCES`]); a short call repeats its last stream, and
-/// `DISTINCT` takes it once. The rows are locked by `locked` before the `UPDATE` touches
-/// them, in its `ORDER BY` order.
-pub(crate) const MOVE_HEADS: &str = r#"
-WITH wanted (tenant, stream, n) AS (SELECT DISTINCT * FROM (VALUES
-    ($1::text, $2::text, $3::int8), ($4::text, $5::text, $6::int8),
-    ($7::text, $8::text, $9::int8), ($10::text, $11::text, $12::int8)) AS v),
- locked AS (SELECT h.tenant, h.stream FROM stream_heads h
-    JOIN wanted w ON h.tenant = w.tenant AND h.stream = w.stream
-    ORDER BY h.tenant COLLATE "C", h.stream COLLATE "C" FOR UPDATE OF h)
-UPDATE stream_heads h SET head = h.head + w.n
-FROM wanted w, locked l
-WHERE h.tenant = w.tenant AND h.stream = w.stream AND l.tenant = w.tenant AND l.stream = w.stream
-RETURNING h.tenant, h.stream, h.head - w.n"#;
-
-/// Streams per [`MOVE_HEADS`] call.
-pub(crate) const HEADS_PER_CALL: usize = 4;
-
 /// One column per parameter, borrowed from the group's batches.
 #[derive(Default)]
 pub(crate) struct Rows<'a> {

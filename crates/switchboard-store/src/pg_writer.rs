@@ -57,7 +57,6 @@ struct Statements {
     adopt_head: Statement,
     move_head: Statement,
     adopt_moved_head: Statement,
-    move_heads: Statement,
     store_head: Statement,
     /// The rows of a run of batches in one statement, one per shape (`pg_rows`).
     write_rows: pg_rows::Shapes,
@@ -204,7 +203,6 @@ impl Statements {
                  ON CONFLICT (tenant, stream) DO UPDATE SET head = stream_heads.head + $3
                  RETURNING head - $3",
             )?,
-            move_heads: client.prepare(pg_rows::MOVE_HEADS)?,
             store_head: client
                 .prepare("UPDATE stream_heads SET head = $3 WHERE tenant = $1 AND stream = $2")?,
         })
@@ -279,77 +277,17 @@ fn write_group(
     limits: Limits,
     stats: &Counters,
 ) -> Result<Vec<Result<Vec<u64>>>, postgres::Error> {
-    for heads in [HeadLocks::Together, HeadLocks::OneByOne] {
-        let mut tx = client.transaction()?;
-        match write_fast(&mut tx, statements, group, limits, heads)? {
-            Fast::Written(results) => {
-                tx.commit()?;
-                return Ok(results);
-            }
-            Fast::NewHead => tx.rollback()?,
-            Fast::Partway => {
-                tx.rollback()?;
-                break;
-            }
-        }
-    }
-    stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tx = client.transaction()?;
-    // The fast path's lock order, fences before heads: a head taken first and a fence only in
-    // its job's turn could wait crosswise with another writer's fast path.
-    Fences::read(group, |shards| read_fences(&mut tx, statements, shards, FenceLock::Exclusive))?;
-    let mut heads =
-        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
-    let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
-    heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
-    tx.commit()?;
-    Ok(results)
-}
-
-/// How the fast path locks the shared streams' heads.
-#[derive(Clone, Copy)]
-enum HeadLocks {
-    /// Up to four in one statement (`pg_rows::MOVE_HEADS`); a stream without a head row yet
-    /// makes the group start again `OneByOne`.
-    Together,
-    /// One statement each, making a missing head row in its turn (so still in lock order).
-    OneByOne,
-}
-
-/// What the fast path came to.
-enum Fast {
-    /// Every job's outcome; the transaction is ready to commit.
-    Written(Vec<Result<Vec<u64>>>),
-    /// A shared stream has no head row yet: roll back and lock the heads one by one.
-    NewHead,
-    /// A job failed partway: roll back and redo the group a job at a time.
-    Partway,
-}
-
-/// The fast path in `tx`: fences, then heads, then every job straight in.
-fn write_fast(
-    tx: &mut Transaction<'_>,
-    statements: &Statements,
-    group: &[Job],
-    limits: Limits,
-    head_locks: HeadLocks,
-) -> Result<Fast, postgres::Error> {
     // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
     // committed before (and is read here) or waits for this commit.
     let lock = FenceLock::for_group(group);
-    let mut fences = Fences::read(group, |shards| read_fences(tx, statements, shards, lock))?;
+    let mut fences = Fences::read(group, |shards| read_fences(&mut tx, statements, shards, lock))?;
     // Then the heads of the shared streams, each locked once per commit (after the fences,
     // in ascending order: the same order in every writer), and moved past the group's
     // appends in the same statement, so none is written again before COMMIT.
-    let heads = Heads::reserve(group, &fences, |wanted| match head_locks {
-        HeadLocks::Together => move_heads(tx, statements, wanted),
-        HeadLocks::OneByOne => wanted
-            .iter()
-            .map(|&(tenant, stream, count)| reserve_head(tx, statements, tenant, stream, count))
-            .collect::<Result<_, _>>()
-            .map(Some),
+    let mut heads = Heads::reserve(group, &fences, |tenant, stream, count| {
+        reserve_head(&mut tx, statements, tenant, stream, count)
     })?;
-    let Some(mut heads) = heads else { return Ok(Fast::NewHead) };
     // The rows of consecutive batches go in together (`pg_rows`); anything else is written
     // in its turn, after the rows gathered before it.
     let mut rows = Rows::new();
@@ -361,8 +299,8 @@ fn write_fast(
             match job {
                 Job::Append { batch, .. } if Rows::takes(batch) => rows.add(batch, &positions)?,
                 _ => {
-                    rows.flush(tx, &statements.write_rows).map_err(refused_rows)?;
-                    write(tx, statements, job, &positions, limits)?;
+                    rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows)?;
+                    write(&mut tx, statements, job, &positions, limits)?;
                 }
             }
             heads.take(job, &positions);
@@ -373,45 +311,32 @@ fn write_fast(
             _ => None,
         },
     )?;
-    let Some(results) = written else { return Ok(Fast::Partway) };
-    match rows.flush(tx, &statements.write_rows).map_err(refused_rows) {
-        Ok(()) => {}
-        Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
-        Err(_) => return Ok(Fast::Partway),
+    let written = match written {
+        Some(results) => match rows.flush(&mut tx, &statements.write_rows).map_err(refused_rows) {
+            Ok(()) => Some(results),
+            Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    if let Some(results) = written {
+        heads
+            .store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
+        tx.commit()?;
+        return Ok(results);
     }
-    heads.store(|tenant, stream, head| store_head(tx, statements, tenant, stream, head))?;
-    Ok(Fast::Written(results))
-}
-
-/// Locks and moves the heads `wanted` (ascending: tenant, stream, appends), up to four a
-/// statement, and returns each as it was; `None` if a stream has no head row yet.
-fn move_heads(
-    tx: &mut Transaction<'_>,
-    statements: &Statements,
-    wanted: &[(&str, &str, u64)],
-) -> Result<Option<Vec<u64>>, postgres::Error> {
-    let mut heads = Vec::with_capacity(wanted.len());
-    for chunk in wanted.chunks(pg_rows::HEADS_PER_CALL) {
-        let last = chunk[chunk.len() - 1];
-        let at = |i: usize| chunk.get(i).copied().unwrap_or(last);
-        let slots: [(&str, &str, i64); pg_rows::HEADS_PER_CALL] =
-            std::array::from_fn(at).map(|(tenant, stream, count)| (tenant, stream, id(count)));
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = slots
-            .iter()
-            .flat_map(|(tenant, stream, count)| {
-                [tenant as &(dyn postgres::types::ToSql + Sync), stream, count]
-            })
-            .collect();
-        let rows = tx.query(&statements.move_heads, &params)?;
-        for &(tenant, stream, _) in chunk {
-            let found = rows
-                .iter()
-                .find(|row| row.get::<_, &str>(0) == tenant && row.get::<_, &str>(1) == stream);
-            let Some(row) = found else { return Ok(None) };
-            heads.push(unsigned(row.get(2)));
-        }
-    }
-    Ok(Some(heads))
+    tx.rollback()?;
+    stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tx = client.transaction()?;
+    // The fast path's lock order, fences before heads: a head taken first and a fence only in
+    // its job's turn could wait crosswise with another writer's fast path.
+    Fences::read(group, |shards| read_fences(&mut tx, statements, shards, FenceLock::Exclusive))?;
+    let mut heads =
+        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
+    let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
+    heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
+    tx.commit()?;
+    Ok(results)
 }
 
 /// As [`lock_head`], and moves the head past `count` appends (none: only locks it); returns

@@ -858,19 +858,18 @@ impl<'g> Heads<'g> {
     }
 
     /// As [`Heads::read`], for the fast path ([`write_straight`]) under `fences` as read for
-    /// the group: each stream's head is also moved, in the statement that locks it, past the
-    /// appends the fast path will write to it. `reserve` gets every (tenant, stream, count of
-    /// appends), ascending, moves each stored head by its count and gives the heads as they
-    /// were, in that order, or `None` (then so does this) if it could not. If every admitted
-    /// job is written (the fast path's only way to commit), the heads end where they were
-    /// moved to, and [`Heads::store`] writes none: no head is written twice in a commit.
+    /// the group: each stream's head is also moved, in the statement that reads it, past the
+    /// appends the fast path will write to it. `reserve(tenant, stream, count)` moves the
+    /// stored head by `count` and gives it as it was. If every admitted job is written (the
+    /// fast path's only way to commit), the heads end where they were moved to, and
+    /// [`Heads::store`] writes none: one statement per stream and commit, not two.
     pub(crate) fn reserve<E>(
         group: &'g [Job],
         fences: &Fences,
-        reserve: impl FnOnce(&[(&'g str, &'g str, u64)]) -> Result<Option<Vec<u64>>, E>,
-    ) -> Result<Option<Heads<'g>>, E> {
+        mut reserve: impl FnMut(&str, &str, u64) -> Result<u64, E>,
+    ) -> Result<Heads<'g>, E> {
         let streams = Self::streams_of(group);
-        let mut wanted: Vec<(&str, &str, u64)> = streams.iter().map(|&(t, s)| (t, s, 0)).collect();
+        let mut counts = vec![0_u64; streams.len()];
         let mut fences = fences.clone();
         let mut admission = Admission::new(&mut fences);
         for job in group {
@@ -885,18 +884,19 @@ impl<'g> Heads<'g> {
             for append in &batch.appends {
                 let key = (batch.tenant.as_str(), append.stream.as_str());
                 if let Ok(at) = streams.binary_search(&key) {
-                    wanted[at].2 += 1;
+                    counts[at] += 1;
                 }
             }
         }
-        let Some(lasts) = reserve(&wanted)? else { return Ok(None) };
-        debug_assert_eq!(lasts.len(), wanted.len(), "one head per stream");
-        let heads = lasts
-            .into_iter()
-            .zip(&wanted)
-            .map(|(last, &(_, _, count))| Head { last, stored: last + count })
-            .collect();
-        Ok(Some(Heads { streams, heads }))
+        let heads = streams
+            .iter()
+            .zip(&counts)
+            .map(|(&(tenant, stream), &count)| {
+                let last = reserve(tenant, stream, count)?;
+                Ok(Head { last, stored: last + count })
+            })
+            .collect::<Result<_, E>>()?;
+        Ok(Heads { streams, heads })
     }
 
     /// The (tenant, stream) pairs `group` appends to, ascending, each once.
@@ -1588,11 +1588,10 @@ mod tests {
         let epochs = |shards: &[u32]| shards.iter().map(|&s| if s == 7 { 10 } else { 0 }).collect();
         let fences = Fences::read(&group, |shards| Ok::<_, ()>(epochs(shards))).unwrap();
         let mut reserved = Vec::new();
-        let mut heads = Heads::reserve(&group, &fences, |wanted| {
-            reserved.extend(wanted.iter().map(|&(t, s, n)| (t.to_owned(), s.to_owned(), n)));
-            Ok::<_, ()>(Some(vec![5; wanted.len()]))
+        let mut heads = Heads::reserve(&group, &fences, |tenant, stream, count| {
+            reserved.push((tenant.to_owned(), stream.to_owned(), count));
+            Ok::<_, ()>(5)
         })
-        .unwrap()
         .unwrap();
         let want = [("a", "desk", 1), ("a", "events", 0), ("b", "desk", 2), ("b", "events", 1)];
         let want: Vec<_> = want

@@ -484,9 +484,9 @@ async fn a_group_over_many_shards_checks_every_fence() {
     }
 }
 
-/// A commit appending to more shared streams than one head-moving statement takes (four),
-/// some of them new (no head row yet) and some repeated within the batch, numbers each
-/// stream on from its own head, and again once every head exists.
+/// A commit appending to many shared streams, some of them new (no head row yet) and some
+/// repeated within the batch, numbers each stream on from its own head, and again once every
+/// head exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_over_many_shared_streams_numbers_each_on() {
     let url = common::blocking(|| PgServer::shared().database());
@@ -502,7 +502,7 @@ async fn a_commit_over_many_shared_streams_numbers_each_on() {
         store.append_assigned(appends("acme", batch.clone())).await.unwrap(),
         [2, 2, 2, 1, 1, 1, 3]
     );
-    // Every head exists now: the same batch again goes through the heads together.
+    // Every head exists now: each is moved where it is locked.
     assert_eq!(store.append_assigned(appends("acme", batch)).await.unwrap(), [3, 4, 3, 2, 2, 2, 5]);
     assert_eq!(store.last_stream_seq("acme", "s2").unwrap(), Some(5));
     assert_eq!(store.last_stream_seq("acme", "s6").unwrap(), Some(2));
