@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use postgres::types::ToSql;
-use postgres::{Client, Statement, Transaction};
+use postgres::{Client, GenericClient, Statement};
 
 use crate::schema::{id, ordered};
 use crate::{Batch, Result};
@@ -94,7 +94,7 @@ fn statement_for(shape: u16) -> String {
 pub(crate) struct Shapes(RefCell<HashMap<u16, Statement>>);
 
 impl Shapes {
-    fn get(&self, tx: &mut Transaction<'_>, shape: u16) -> Result<Statement, postgres::Error> {
+    fn get(&self, tx: &mut impl GenericClient, shape: u16) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.0.borrow().get(&shape) {
             return Ok(statement.clone());
         }
@@ -128,7 +128,44 @@ pub(crate) const SHARE_FENCES: &str = "
 SELECT shard, epoch FROM shard_fences WHERE shard IN ($1, $2, $3, $4) ORDER BY shard FOR SHARE";
 
 /// Shards per [`SHARE_FENCES`] call.
-const SHARED_PER_CALL: usize = 4;
+pub(crate) const SHARED_PER_CALL: usize = 4;
+
+/// The name [`SHARE_FENCES`] is prepared under at the SQL level on the writer's connection
+/// ([`prepare`]), so that a simple-query message can run it right after `BEGIN`
+/// ([`begin_sharing`]).
+const SHARE_FENCES_PREPARED: &str = "switchboard_share_fences";
+
+/// `BEGIN` and [`SHARE_FENCES`] for at most [`SHARED_PER_CALL`] shards (at least one), as one
+/// simple-query message: one round trip where two were. The shards are numbers, inlined.
+pub(crate) fn begin_sharing(shards: &[u32]) -> String {
+    debug_assert!((1..=SHARED_PER_CALL).contains(&shards.len()), "{shards:?}");
+    let last = shards[shards.len() - 1];
+    let at = |i: usize| shards.get(i).copied().unwrap_or(last);
+    format!("BEGIN; EXECUTE {SHARE_FENCES_PREPARED}({}, {}, {}, {})", at(0), at(1), at(2), at(3))
+}
+
+/// The epochs [`begin_sharing`]'s message answered for `shards`, in order; `None` if a shard
+/// had no row (nothing was locked for it).
+pub(crate) fn shared_epochs(
+    messages: &[postgres::SimpleQueryMessage],
+    shards: &[u32],
+) -> Option<Vec<i64>> {
+    let rows: Vec<&postgres::SimpleQueryRow> = messages
+        .iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    if rows.len() != shards.len() {
+        return None;
+    }
+    let number = |row: &postgres::SimpleQueryRow, i: usize| row.get(i)?.parse::<i64>().ok();
+    rows.iter()
+        .zip(shards)
+        .map(|(row, &shard)| (number(row, 0)? == i64::from(shard)).then(|| number(row, 1))?)
+        .collect()
+}
 
 /// One column per parameter, borrowed from the group's batches.
 #[derive(Default)]
@@ -256,7 +293,7 @@ impl<'a> Rows<'a> {
     /// Writes what was gathered, in one statement, and starts over empty.
     pub(crate) fn flush(
         &mut self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         shapes: &Shapes,
     ) -> Result<(), postgres::Error> {
         if self.empty {
@@ -359,7 +396,7 @@ impl<'a> Rows<'a> {
 
 /// Locks the rows of `shards` (ascending) and returns their epochs in that order.
 pub(crate) fn lock_fences(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     statement: &Statement,
     shards: &[u32],
 ) -> Result<Vec<i64>, postgres::Error> {
@@ -375,7 +412,7 @@ pub(crate) fn lock_fences(
 /// Share-locks the rows of `shards` (ascending, [`SHARE_FENCES`]) and returns their epochs in
 /// that order; `None` if a shard has no row yet (nothing to lock: [`lock_fences`] makes it).
 pub(crate) fn share_fences(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     statement: &Statement,
     shards: &[u32],
 ) -> Result<Option<Vec<i64>>, postgres::Error> {
@@ -403,6 +440,9 @@ pub(crate) fn share_fences(
 /// Prepares the fences' statements (exclusive, shared) on a fresh connection (the rows' are prepared by shape, as
 /// they come: [`Shapes`]).
 pub(crate) fn prepare(client: &mut Client) -> Result<(Statement, Statement), postgres::Error> {
+    client.batch_execute(&format!(
+        "PREPARE {SHARE_FENCES_PREPARED} (int8, int8, int8, int8) AS {SHARE_FENCES}"
+    ))?;
     Ok((client.prepare(LOCK_FENCES)?, client.prepare(SHARE_FENCES)?))
 }
 
