@@ -401,7 +401,9 @@ fn begin_with_fences(
     match pg_rows::shared_epochs(&messages, shards) {
         Some(epochs) => Ok(epochs.into_iter().map(unsigned).collect()),
         // A shard's first write (no row yet): in the transaction already; made and locked
-        // exclusively, with the rest.
+        // exclusively, with the rest. The one place a shared lock is upgraded: two writers
+        // making the same shard's first row at once could wait crosswise, which the server's
+        // deadlock check ends by failing one group (its callers reload), once per shard.
         None => read_fences(tx, statements, shards, FenceLock::Exclusive),
     }
 }
