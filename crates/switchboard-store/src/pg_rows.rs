@@ -138,10 +138,32 @@ const SHARE_FENCES_PREPARED: &str = "switchboard_share_fences";
 /// `BEGIN` and [`SHARE_FENCES`] for at most [`SHARED_PER_CALL`] shards (at least one), as one
 /// simple-query message: one round trip where two were. The shards are numbers, inlined.
 pub(crate) fn begin_sharing(shards: &[u32]) -> String {
-    debug_assert!((1..=SHARED_PER_CALL).contains(&shards.len()), "{shards:?}");
-    let last = shards[shards.len() - 1];
-    let at = |i: usize| shards.get(i).copied().unwrap_or(last);
-    format!("BEGIN; EXECUTE {SHARE_FENCES_PREPARED}({}, {}, {}, {})", at(0), at(1), at(2), at(3))
+    let [a, b, c, d] = padded(shards);
+    format!("BEGIN; EXECUTE {SHARE_FENCES_PREPARED}({a}, {b}, {c}, {d})")
+}
+
+/// [`SHARE_FENCES`]' parameters for a chunk of one to four shards: a short chunk repeats its
+/// last shard.
+fn padded(chunk: &[u32]) -> [i64; SHARED_PER_CALL] {
+    debug_assert!((1..=SHARED_PER_CALL).contains(&chunk.len()), "{chunk:?}");
+    let last = chunk[chunk.len() - 1];
+    std::array::from_fn(|i| i64::from(chunk.get(i).copied().unwrap_or(last)))
+}
+
+/// The epochs of `found` ((shard, epoch) rows, as [`SHARE_FENCES`] answers them) for `chunk`,
+/// in order; `None` unless the rows match the chunk one for one (both ascending, each shard
+/// once: otherwise a shard had no row, and nothing was locked for it).
+fn matched<I>(found: I, chunk: &[u32]) -> Option<Vec<i64>>
+where
+    I: ExactSizeIterator<Item = Option<(i64, i64)>>,
+{
+    if found.len() != chunk.len() {
+        return None;
+    }
+    found
+        .zip(chunk)
+        .map(|(row, &shard)| row.filter(|&(at, _)| at == i64::from(shard)).map(|(_, e)| e))
+        .collect()
 }
 
 /// The epochs [`begin_sharing`]'s message answered for `shards`, in order; `None` if a shard
@@ -150,21 +172,15 @@ pub(crate) fn shared_epochs(
     messages: &[postgres::SimpleQueryMessage],
     shards: &[u32],
 ) -> Option<Vec<i64>> {
-    let rows: Vec<&postgres::SimpleQueryRow> = messages
+    let number = |row: &postgres::SimpleQueryRow, i: usize| row.get(i)?.parse::<i64>().ok();
+    let found: Vec<Option<(i64, i64)>> = messages
         .iter()
         .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            postgres::SimpleQueryMessage::Row(row) => Some(number(row, 0).zip(number(row, 1))),
             _ => None,
         })
         .collect();
-    if rows.len() != shards.len() {
-        return None;
-    }
-    let number = |row: &postgres::SimpleQueryRow, i: usize| row.get(i)?.parse::<i64>().ok();
-    rows.iter()
-        .zip(shards)
-        .map(|(row, &shard)| (number(row, 0)? == i64::from(shard)).then(|| number(row, 1))?)
-        .collect()
+    matched(found.into_iter(), shards)
 }
 
 /// One column per parameter, borrowed from the group's batches.
@@ -418,27 +434,17 @@ pub(crate) fn share_fences(
 ) -> Result<Option<Vec<i64>>, postgres::Error> {
     let mut epochs = Vec::with_capacity(shards.len());
     for chunk in shards.chunks(SHARED_PER_CALL) {
-        let last = chunk[chunk.len() - 1];
-        let at = |i: usize| i64::from(chunk.get(i).copied().unwrap_or(last));
-        let (a, b, c, d) = (at(0), at(1), at(2), at(3));
+        let [a, b, c, d] = padded(chunk);
         let rows = tx.query(statement, &[&a, &b, &c, &d])?;
-        // Both ascending and each shard once: the rows match the chunk one for one, or a
-        // row is missing.
-        if rows.len() != chunk.len() {
-            return Ok(None);
-        }
-        for (row, &shard) in rows.iter().zip(chunk) {
-            if row.get::<_, i64>(0) != i64::from(shard) {
-                return Ok(None);
-            }
-            epochs.push(row.get(1));
-        }
+        let found = rows.iter().map(|row| Some((row.get(0), row.get(1))));
+        let Some(chunk_epochs) = matched(found, chunk) else { return Ok(None) };
+        epochs.extend(chunk_epochs);
     }
     Ok(Some(epochs))
 }
 
-/// Prepares the fences' statements (exclusive, shared) on a fresh connection (the rows' are prepared by shape, as
-/// they come: [`Shapes`]).
+/// Prepares the fences' statements (exclusive, shared) on a fresh connection (the rows' are
+/// prepared by shape, as they come: [`Shapes`]).
 pub(crate) fn prepare(client: &mut Client) -> Result<(Statement, Statement), postgres::Error> {
     client.batch_execute(&format!(
         "PREPARE {SHARE_FENCES_PREPARED} (int8, int8, int8, int8) AS {SHARE_FENCES}"

@@ -819,9 +819,8 @@ fn slot<'v, K: Ord, V: Default>(keys: &mut Vec<K>, values: &'v mut Vec<V>, key: 
 /// in memory while jobs are written (a job's positions are taken only once it is written, so
 /// a refused job leaves no gap), and stored back before the commit where it differs from what
 /// the database holds (on PostgreSQL's fast path, moved as it is locked: [`Heads::reserve`]).
-/// Keyed by the group's own
-/// names (borrowed: a command appends about once to a shared stream, and copying both names
-/// at each step cost a dozen allocations per command).
+/// Keyed by the group's own names (borrowed: a command appends about once to a shared
+/// stream, and copying both names at each step cost a dozen allocations per command).
 #[derive(Debug, Default)]
 pub(crate) struct Heads<'g> {
     /// The (tenant, stream) pairs, ascending (sorted vectors: two allocations a group, where
@@ -873,12 +872,11 @@ impl<'g> Heads<'g> {
         let mut fences = fences.clone();
         let mut admission = Admission::new(&mut fences);
         for job in group {
-            let Job::Append { batch, .. } = job else {
-                // A `RaiseFence` still raises its shard's epoch for the jobs after it.
-                let _ = admission.admit(job);
-                continue;
-            };
-            if admission.admit(job).is_err() {
+            // Every job goes through admission: a `RaiseFence` raises its shard's epoch for
+            // the jobs after it.
+            let admitted = admission.admit(job).is_ok();
+            let Job::Append { batch, .. } = job else { continue };
+            if !admitted {
                 continue;
             }
             for append in &batch.appends {
