@@ -123,6 +123,7 @@
 mod checkpoint;
 mod error;
 mod numbers;
+mod pg_conn;
 mod pg_rows;
 mod pg_writer;
 mod postgres;

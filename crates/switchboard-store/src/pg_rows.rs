@@ -19,8 +19,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
+use postgres::Statement;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, Statement};
+
+use crate::pg_conn::{Params, PgConn};
 
 use crate::schema::{id, ordered};
 use crate::{Batch, Result};
@@ -94,7 +96,7 @@ fn statement_for(shape: u16) -> String {
 pub(crate) struct Shapes(RefCell<HashMap<u16, Statement>>);
 
 impl Shapes {
-    fn get(&self, tx: &mut impl GenericClient, shape: u16) -> Result<Statement, postgres::Error> {
+    fn get(&self, tx: &mut PgConn, shape: u16) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.0.borrow().get(&shape) {
             return Ok(statement.clone());
         }
@@ -309,11 +311,26 @@ impl<'a> Rows<'a> {
     /// Writes what was gathered, in one statement, and starts over empty.
     pub(crate) fn flush(
         &mut self,
-        tx: &mut impl GenericClient,
+        tx: &mut PgConn,
         shapes: &Shapes,
     ) -> Result<(), postgres::Error> {
+        self.flush_then(tx, shapes, |tx, rows| match rows {
+            Some((statement, params)) => tx.execute(statement, params).map(drop),
+            None => Ok(()),
+        })?
+    }
+
+    /// Starts over empty and gives `run` the statement that writes what was gathered, with
+    /// its parameters (`None` if nothing was), prepared if its shape is new: for the caller
+    /// to send it with what follows it (the commit, in one round trip).
+    pub(crate) fn flush_then<T>(
+        &mut self,
+        tx: &mut PgConn,
+        shapes: &Shapes,
+        run: impl FnOnce(&mut PgConn, Option<(&Statement, Params<'_>)>) -> T,
+    ) -> Result<T, postgres::Error> {
         if self.empty {
-            return Ok(());
+            return Ok(run(tx, None));
         }
         let rows = std::mem::replace(self, Rows::new());
         let (l0, l1, l2, l3, l4, l5) = &rows.log;
@@ -402,17 +419,16 @@ impl<'a> Rows<'a> {
             }
         }
         if shape == 0 {
-            return Ok(());
+            return Ok(run(tx, None));
         }
         let statement = shapes.get(tx, shape)?;
-        tx.execute(&statement, &params)?;
-        Ok(())
+        Ok(run(tx, Some((&statement, &params))))
     }
 }
 
 /// Locks the rows of `shards` (ascending) and returns their epochs in that order.
 pub(crate) fn lock_fences(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statement: &Statement,
     shards: &[u32],
 ) -> Result<Vec<i64>, postgres::Error> {
@@ -428,7 +444,7 @@ pub(crate) fn lock_fences(
 /// Share-locks the rows of `shards` (ascending, [`SHARE_FENCES`]) and returns their epochs in
 /// that order; `None` if a shard has no row yet (nothing to lock: [`lock_fences`] makes it).
 pub(crate) fn share_fences(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statement: &Statement,
     shards: &[u32],
 ) -> Result<Option<Vec<i64>>, postgres::Error> {
@@ -445,7 +461,7 @@ pub(crate) fn share_fences(
 
 /// Prepares the fences' statements (exclusive, shared) on a fresh connection (the rows' are
 /// prepared by shape, as they come: [`Shapes`]).
-pub(crate) fn prepare(client: &mut Client) -> Result<(Statement, Statement), postgres::Error> {
+pub(crate) fn prepare(client: &mut PgConn) -> Result<(Statement, Statement), postgres::Error> {
     client.batch_execute(&format!(
         "PREPARE {SHARE_FENCES_PREPARED} (int8, int8, int8, int8) AS {SHARE_FENCES}"
     ))?;

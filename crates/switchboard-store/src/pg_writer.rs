@@ -10,16 +10,24 @@
 //! partway (a duplicate, a stale snapshot) makes the writer roll back and redo the group with
 //! a SAVEPOINT per job, so it is undone alone; later jobs of the same tenant in the group are
 //! refused too, except after a duplicate or a snapshot (see [`crate::writer::holds_back`]).
+//!
+//! Nearly every commit takes two round trips on the connection ([`crate::pg_conn`] sends
+//! requests before reading answers): `BEGIN`, the fences and the heads ([`begin_pipelined`]),
+//! then the rows and `COMMIT`. Whatever that start assumed and did not find (a shard's or a
+//! stream's first write, a job fenced off while ownership moves) begins again one statement
+//! at a time ([`begin_stepwise`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use futures_util::future::{join, join_all};
+use postgres::Statement;
 use postgres::error::SqlState;
-use postgres::{Client, GenericClient, Statement, Transaction};
 
+use crate::pg_conn::PgConn;
 use crate::pg_rows::{self, Rows};
-use crate::postgres::connect;
+use crate::postgres::session;
 use crate::schema::{bound, count, id, ordered, unsigned};
 use crate::writer::{self, Counters, Fences, Heads, Job, Limits};
 use crate::{Batch, Error, Fence, Result};
@@ -65,7 +73,7 @@ struct Statements {
 }
 
 impl Statements {
-    fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
+    fn prepare(client: &mut PgConn) -> Result<Statements, postgres::Error> {
         let (lock_fences, share_fences) = pg_rows::prepare(client)?;
         Ok(Statements {
             write_rows: pg_rows::Shapes::default(),
@@ -209,20 +217,24 @@ impl Statements {
     }
 }
 
+/// The writer's session names itself, so an operator (or a test) can tell it from the
+/// readers' in `pg_stat_activity`.
+const WRITER_NAME: &str = "SET application_name TO 'switchboard-writer'";
+
 /// The writer's connection, re-established after the server went away (a restart, a
 /// failover of the database): the group that hit the failure fails, the next one reconnects.
 struct Conn {
     url: String,
-    live: Option<(Client, Statements)>,
+    live: Option<(PgConn, Statements)>,
 }
 
 impl Conn {
-    fn get(&mut self) -> Result<&mut (Client, Statements), postgres::Error> {
+    fn get(&mut self) -> Result<&mut (PgConn, Statements)> {
         if self.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
             self.live = None;
         }
         if self.live.is_none() {
-            let mut client = connect(&self.url)?;
+            let mut client = PgConn::connect(&self.url, &format!("{}; {WRITER_NAME}", session()))?;
             let statements = Statements::prepare(&mut client)?;
             self.live = Some((client, statements));
         }
@@ -231,17 +243,10 @@ impl Conn {
 }
 
 /// The writer thread's body: runs until every sender is gone and the queue is empty, so
-/// closing the store finishes what was queued. `client` is the connection `open` used to set
-/// up the schema.
-pub(crate) fn run(
-    url: String,
-    mut client: Client,
-    jobs: Receiver<Job>,
-    limits: Limits,
-    stats: &Counters,
-) {
-    let live = Statements::prepare(&mut client).ok().map(|statements| (client, statements));
-    let mut conn = Conn { url, live };
+/// closing the store finishes what was queued. Connects when the first group comes (`open`
+/// set the schema up on a connection of its own).
+pub(crate) fn run(url: String, jobs: Receiver<Job>, limits: Limits, stats: &Counters) {
+    let mut conn = Conn { url, live: None };
     writer::drain(&jobs, limits, stats, &mut |group: &[Job]| {
         commit(&mut conn, group, limits, stats)
     });
@@ -256,9 +261,9 @@ fn commit(
     limits: Limits,
     stats: &Counters,
 ) -> Vec<Result<Vec<u64>>> {
-    let written = conn
-        .get()
-        .and_then(|(client, statements)| write_group(client, statements, group, limits, stats));
+    let written = conn.get().and_then(|(client, statements)| {
+        write_group(client, statements, group, limits, stats).map_err(Error::from)
+    });
     // A failed COMMIT's outcome is unknown to us (the server may have committed before the
     // connection broke); the callers reload, which sees what landed.
     if written.is_err() && conn.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
@@ -271,45 +276,53 @@ fn commit(
 /// in, and only if one fails partway, a rollback and the group again with one savepoint per
 /// job. Returns each job's outcome, or the error that sank the whole group.
 fn write_group(
-    client: &mut Client,
+    client: &mut PgConn,
     statements: &Statements,
     group: &[Job],
     limits: Limits,
     stats: &Counters,
 ) -> Result<Vec<Result<Vec<u64>>>, postgres::Error> {
-    let mut begun = Begun { client: &mut *client, open: false };
-    match write_fast(&mut begun, statements, group, limits)? {
-        Some(results) => {
-            begun.end("COMMIT")?;
-            return Ok(results);
-        }
-        None => begun.end("ROLLBACK")?,
+    if let Some(results) = write_fast(client, statements, group, limits)? {
+        return Ok(results);
     }
     stats.redone_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut tx = client.transaction()?;
+    let mut begun = Begun::new(client);
+    begun.begin("BEGIN")?;
+    let tx = &mut *begun.client;
     // The fast path's lock order, fences before heads: a head taken first and a fence only in
     // its job's turn could wait crosswise with another writer's fast path.
-    Fences::read(group, |shards| read_fences(&mut tx, statements, shards, FenceLock::Exclusive))?;
-    let mut heads =
-        Heads::read(group, |tenant, stream| lock_head(&mut tx, statements, tenant, stream))?;
-    let results = write_one_by_one(&mut tx, statements, &mut heads, group, limits)?;
-    heads.store(|tenant, stream, head| store_head(&mut tx, statements, tenant, stream, head))?;
-    tx.commit()?;
+    Fences::read(group, |shards| read_fences(tx, statements, shards, FenceLock::Exclusive))?;
+    let mut heads = Heads::read(group, |tenant, stream| lock_head(tx, statements, tenant, stream))?;
+    let results = write_one_by_one(tx, statements, &mut heads, group, limits)?;
+    heads.store(|tenant, stream, head| store_head(tx, statements, tenant, stream, head))?;
+    begun.end("COMMIT")?;
     Ok(results)
 }
 
-/// The fast path's transaction, begun by hand so that `BEGIN` travels in one message with
-/// the fences' statement (a `postgres::Transaction` sends its own `BEGIN` and waits for it:
-/// a round trip, about 6% of a cluster node's CPU per command at one a commit). Like a
+/// A transaction on the writer's connection, begun and ended by hand (so that `BEGIN` and
+/// `COMMIT` can travel with other statements, [`PgConn::pipelined`]). Like a
 /// `postgres::Transaction` it rolls back when dropped unless ended, so no error path leaves
 /// the connection inside an open or aborted transaction for the next group.
 struct Begun<'c> {
-    client: &'c mut Client,
+    client: &'c mut PgConn,
     /// A `BEGIN` went out and no `COMMIT` or `ROLLBACK` after it.
     open: bool,
 }
 
-impl Begun<'_> {
+impl<'c> Begun<'c> {
+    fn new(client: &'c mut PgConn) -> Begun<'c> {
+        Begun { client, open: false }
+    }
+
+    /// Sends `message`, which begins the transaction (`BEGIN`, alone or with more).
+    fn begin(
+        &mut self,
+        message: &str,
+    ) -> Result<Vec<postgres::SimpleQueryMessage>, postgres::Error> {
+        self.open = true;
+        self.client.simple_query(message)
+    }
+
     /// Ends the transaction with `COMMIT` or `ROLLBACK`. A failed `COMMIT` ends it too.
     fn end(mut self, how: &str) -> Result<(), postgres::Error> {
         self.open = false;
@@ -327,26 +340,22 @@ impl Drop for Begun<'_> {
     }
 }
 
-/// The fast path: `BEGIN` and the fences, the heads, then every job straight in. `None` when
-/// a job failed partway (the caller rolls back and redoes the group a job at a time).
+/// The fast path: every job straight into one transaction, in two round trips where it can
+/// (the first `BEGIN`, the fences and the heads: [`begin_pipelined`]; the second the rows
+/// and `COMMIT`), else one statement at a time. `None` when a job failed partway and the
+/// transaction was rolled back (the caller redoes the group a job at a time).
 fn write_fast(
-    begun: &mut Begun<'_>,
+    client: &mut PgConn,
     statements: &Statements,
     group: &[Job],
     limits: Limits,
 ) -> Result<Option<Vec<Result<Vec<u64>>>>, postgres::Error> {
-    begun.open = true;
+    let mut begun = Begun::new(client);
+    let (mut fences, mut heads) = match begin_pipelined(&mut begun, statements, group)? {
+        Some(locked) => locked,
+        None => begin_stepwise(&mut begun, statements, group)?,
+    };
     let tx = &mut *begun.client;
-    // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
-    // committed before (and is read here) or waits for this commit.
-    let lock = FenceLock::for_group(group);
-    let mut fences = Fences::read(group, |shards| begin_with_fences(tx, statements, shards, lock))?;
-    // Then the heads of the shared streams, each locked once per commit (after the fences,
-    // in ascending order: the same order in every writer), and moved past the group's
-    // appends in the same statement, so none is written again before COMMIT.
-    let mut heads = Heads::reserve(group, &fences, |tenant, stream, count| {
-        reserve_head(tx, statements, tenant, stream, count)
-    })?;
     // The rows of consecutive batches go in together (`pg_rows`); anything else is written
     // in its turn, after the rows gathered before it.
     let mut rows = Rows::new();
@@ -370,14 +379,108 @@ fn write_fast(
             _ => None,
         },
     )?;
-    let Some(results) = written else { return Ok(None) };
-    match rows.flush(tx, &statements.write_rows).map_err(refused_rows) {
-        Ok(()) => {}
-        Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
-        Err(_) => return Ok(None),
-    }
+    let Some(results) = written else {
+        begun.end("ROLLBACK")?;
+        return Ok(None);
+    };
     heads.store(|tenant, stream, head| store_head(tx, statements, tenant, stream, head))?;
-    Ok(Some(results))
+    // The last rows and `COMMIT` in one round trip. If the rows fail, the transaction is
+    // aborted and the `COMMIT` only rolls it back: either way it has ended.
+    let open = &mut begun.open;
+    let (rows, committed) = rows.flush_then(begun.client, &statements.write_rows, |tx, rows| {
+        *open = false;
+        match rows {
+            Some((statement, params)) => tx.pipelined(|client| {
+                join(client.execute(statement, params), client.batch_execute("COMMIT"))
+            }),
+            None => (Ok(0), tx.batch_execute("COMMIT")),
+        }
+    })?;
+    match rows.map_err(refused_rows) {
+        Ok(_) => committed.map(|()| Some(results)),
+        Err(Error::Postgres(error)) if !is_data_exception(&error) => Err(error),
+        // Rolled back by the `COMMIT` (unless that failed: then nothing is known).
+        Err(_) => committed.map(|()| None),
+    }
+}
+
+/// Begins the fast path's transaction in one round trip: `BEGIN` and the fences'
+/// share lock in one simple-query message, each head moved past the appends of the group's
+/// jobs (all of them: none is fenced off but while ownership moves) in statements sent right
+/// behind it. `None`, with nothing left open, when the group is not for this (a fence raised,
+/// more than four shards), or when the answers were not what it assumed: a shard's or a
+/// stream's first write (no row to lock yet), or a job fenced off (the heads were moved for
+/// it); those begin again one statement at a time, as rarely as they come.
+fn begin_pipelined<'g>(
+    begun: &mut Begun<'_>,
+    statements: &Statements,
+    group: &'g [Job],
+) -> Result<Option<(Fences, Heads<'g>)>, postgres::Error> {
+    let shards = Fences::shards_of(group);
+    if !matches!(FenceLock::for_group(group), FenceLock::Shared)
+        || shards.len() > pg_rows::SHARED_PER_CALL
+    {
+        return Ok(None);
+    }
+    let message =
+        if shards.is_empty() { "BEGIN".to_owned() } else { pg_rows::begin_sharing(&shards) };
+    let wanted = Heads::reservations(group, None);
+    let counts: Vec<i64> = wanted.iter().map(|&(_, _, count)| id(count)).collect();
+    let params: Vec<[&(dyn postgres::types::ToSql + Sync); 3]> = wanted
+        .iter()
+        .zip(&counts)
+        .map(|((tenant, stream, _), count)| [tenant as _, stream as _, count as _])
+        .collect();
+    begun.open = true;
+    let (began, moved) = begun.client.pipelined(|client| {
+        let heads = wanted.iter().zip(&params).map(|(&(_, _, count), params)| {
+            if count == 0 {
+                client.query_opt(&statements.lock_head, &params[..2])
+            } else {
+                client.query_opt(&statements.move_head, &params[..])
+            }
+        });
+        join(client.simple_query(&message), join_all(heads))
+    });
+    let began = began?;
+    let moved = moved.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let epochs = match shards.is_empty() {
+        true => Some(Vec::new()),
+        false => pg_rows::shared_epochs(&began, &shards),
+    };
+    let lasts: Option<Vec<u64>> =
+        moved.iter().map(|row| row.as_ref().map(|row| unsigned(row.get(0)))).collect();
+    if let (Some(epochs), Some(lasts)) = (epochs, lasts) {
+        let fences = Fences::new(shards, epochs.into_iter().map(unsigned).collect());
+        if fences.admit_all(group) {
+            return Ok(Some((fences, Heads::reserved(&wanted, &lasts))));
+        }
+    }
+    begun.open = false;
+    begun.client.batch_execute("ROLLBACK")?;
+    Ok(None)
+}
+
+/// Begins the fast path's transaction one statement at a time: `BEGIN` with the fences
+/// ([`begin_with_fences`]), then the heads, each moved past the appends of the jobs the
+/// fences admit ([`Heads::reserve`]).
+fn begin_stepwise<'g>(
+    begun: &mut Begun<'_>,
+    statements: &Statements,
+    group: &'g [Job],
+) -> Result<(Fences, Heads<'g>), postgres::Error> {
+    // Locks each shard's row, in ascending order, until commit: a newer owner's raise either
+    // committed before (and is read here) or waits for this commit.
+    let lock = FenceLock::for_group(group);
+    let fences = Fences::read(group, |shards| begin_with_fences(begun, statements, shards, lock))?;
+    // Then the heads of the shared streams, each locked once per commit (after the fences,
+    // in ascending order: the same order in every writer), and moved past the group's
+    // appends in the same statement, so none is written again before COMMIT.
+    let tx = &mut *begun.client;
+    let heads = Heads::reserve(group, &fences, |tenant, stream, count| {
+        reserve_head(tx, statements, tenant, stream, count)
+    })?;
+    Ok((fences, heads))
 }
 
 /// Begins the transaction and locks the fence rows of `shards` (ascending) as
@@ -385,7 +488,7 @@ fn write_fast(
 /// `BEGIN` and the lock in one message: the SQL-level prepared statement
 /// `pg_rows::SHARE_FENCES_PREPARED`, the shards inlined (numbers, nothing to escape).
 fn begin_with_fences(
-    tx: &mut Client,
+    begun: &mut Begun<'_>,
     statements: &Statements,
     shards: &[u32],
     lock: FenceLock,
@@ -394,24 +497,24 @@ fn begin_with_fences(
         || shards.is_empty()
         || shards.len() > pg_rows::SHARED_PER_CALL
     {
-        tx.batch_execute("BEGIN")?;
-        return read_fences(tx, statements, shards, lock);
+        begun.begin("BEGIN")?;
+        return read_fences(begun.client, statements, shards, lock);
     }
-    let messages = tx.simple_query(&pg_rows::begin_sharing(shards))?;
+    let messages = begun.begin(&pg_rows::begin_sharing(shards))?;
     match pg_rows::shared_epochs(&messages, shards) {
         Some(epochs) => Ok(epochs.into_iter().map(unsigned).collect()),
         // A shard's first write (no row yet): in the transaction already; made and locked
         // exclusively, with the rest. The one place a shared lock is upgraded: two writers
         // making the same shard's first row at once could wait crosswise, which the server's
         // deadlock check ends by failing one group (its callers reload), once per shard.
-        None => read_fences(tx, statements, shards, FenceLock::Exclusive),
+        None => read_fences(begun.client, statements, shards, FenceLock::Exclusive),
     }
 }
 
 /// As [`lock_head`], and moves the head past `count` appends (none: only locks it); returns
 /// the head as it was.
 fn reserve_head(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &str,
     stream: &str,
@@ -432,7 +535,7 @@ fn reserve_head(
 /// Locks a shared stream's head row until the transaction ends and returns the head (adopting
 /// the stream's last writer-numbered entry on its first append).
 fn lock_head(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &str,
     stream: &str,
@@ -446,7 +549,7 @@ fn lock_head(
 
 /// Stores a shared stream's head (its row exists and is locked: see [`lock_head`]).
 fn store_head(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &str,
     stream: &str,
@@ -458,7 +561,7 @@ fn store_head(
 
 /// The slow path: one savepoint per job, so that a refused job is undone alone.
 fn write_one_by_one<'g>(
-    tx: &mut Transaction<'_>,
+    tx: &mut PgConn,
     statements: &Statements,
     heads: &mut Heads<'g>,
     group: &'g [Job],
@@ -472,16 +575,16 @@ fn write_one_by_one<'g>(
             results.push(Err(Error::EarlierBatchFailed { tenant: tenant.to_owned() }));
             continue;
         }
-        let mut sp = tx.savepoint("job")?;
+        tx.batch_execute("SAVEPOINT job")?;
         let positions = heads.assign(job);
         let written = match job.fence().filter(|_| !matches!(job, Job::RaiseFence { .. })) {
-            Some(fence) => check_fence(&mut sp, statements, fence)
-                .and_then(|()| write(&mut sp, statements, job, &positions, limits)),
-            None => write(&mut sp, statements, job, &positions, limits),
+            Some(fence) => check_fence(tx, statements, fence)
+                .and_then(|()| write(tx, statements, job, &positions, limits)),
+            None => write(tx, statements, job, &positions, limits),
         };
         match written {
             Ok(()) => {
-                sp.commit()?;
+                tx.batch_execute("RELEASE SAVEPOINT job")?;
                 heads.take(job, &positions);
                 results.push(Ok(positions));
             }
@@ -490,7 +593,7 @@ fn write_one_by_one<'g>(
             // have taken): that is this job's own fault, and it is refused alone.
             Err(Error::Postgres(error)) if !is_data_exception(&error) => return Err(error),
             Err(refusal) => {
-                sp.rollback()?;
+                tx.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
                 if crate::writer::holds_back(job, &refusal) {
                     refused.insert(tenant);
                 }
@@ -503,7 +606,7 @@ fn write_one_by_one<'g>(
 
 /// Writes one job, its fence already checked; `positions` are its appends' (see [`Heads`]).
 fn write(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     job: &Job,
     positions: &[u64],
@@ -541,7 +644,7 @@ fn write(
 
 /// Retention of one tenant, as in SQLite (`writer::write_retain`).
 fn write_retain(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &String,
     now_ms: u64,
@@ -609,7 +712,7 @@ impl FenceLock {
 
 /// Locks the rows of `shards` (ascending) until the transaction ends and returns their epochs.
 fn read_fences(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     shards: &[u32],
     lock: FenceLock,
@@ -639,7 +742,7 @@ fn refused_rows(error: postgres::Error) -> Error {
 
 /// Locks a shard's row until the transaction ends and returns its epoch (0 if none was stored).
 fn lock_fence(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     shard: u32,
 ) -> Result<i64, postgres::Error> {
@@ -648,7 +751,7 @@ fn lock_fence(
 
 /// Refuses a write whose epoch is older than its shard's, holding the shard's row lock until
 /// the write commits.
-fn check_fence(tx: &mut impl GenericClient, statements: &Statements, fence: Fence) -> Result<()> {
+fn check_fence(tx: &mut PgConn, statements: &Statements, fence: Fence) -> Result<()> {
     let current = unsigned(lock_fence(tx, statements, fence.shard)?);
     if current > fence.epoch {
         return Err(Error::Fenced { shard: fence.shard, epoch: fence.epoch, current });
@@ -659,7 +762,7 @@ fn check_fence(tx: &mut impl GenericClient, statements: &Statements, fence: Fenc
 /// One batch, its fence already checked, `positions` those of its appends; the log record is
 /// the command's only row for idempotency too.
 fn write_batch(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     batch: &Batch,
     positions: &[u64],
@@ -785,7 +888,7 @@ fn write_batch(
 /// As in SQLite (`writer::write_snapshot`): the log records it replaces go, but for those
 /// still needed to answer a repeated request.
 fn write_snapshot(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &String,
     seq: u64,
@@ -813,7 +916,7 @@ fn write_snapshot(
 
 /// As in SQLite (`writer::prune_log`): the records up to `snapshot` older than `before_ms`.
 fn prune_log(
-    tx: &mut impl GenericClient,
+    tx: &mut PgConn,
     statements: &Statements,
     tenant: &String,
     snapshot: i64,

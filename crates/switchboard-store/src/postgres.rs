@@ -176,11 +176,17 @@ pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_s
 /// session can hold its locks ([`IDLE_IN_TRANSACTION`]).
 pub(crate) fn connect(url: &str) -> Result<Client, postgres::Error> {
     let mut client = Client::connect(url, NoTls)?;
-    client.batch_execute(&format!(
+    client.batch_execute(&session())?;
+    Ok(client)
+}
+
+/// The settings of every session of ours, as [`connect`] sets them (the writer's connection
+/// is made apart: `pg_conn`).
+pub(crate) fn session() -> String {
+    format!(
         "SET synchronous_commit TO on; SET idle_in_transaction_session_timeout TO {}",
         IDLE_IN_TRANSACTION.as_millis()
-    ))?;
-    Ok(client)
+    )
 }
 
 impl PostgresStore {
@@ -207,8 +213,9 @@ impl PostgresStore {
                 });
                 match client {
                     Ok(client) => {
+                        drop(client);
                         let _ = opened_tx.send(Ok(()));
-                        pg_writer::run(url, client, queue, limits, &stats);
+                        pg_writer::run(url, queue, limits, &stats);
                     }
                     Err(error) => {
                         let _ = opened_tx.send(Err(error));

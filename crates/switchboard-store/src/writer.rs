@@ -714,12 +714,31 @@ impl Fences {
         group: &[Job],
         epochs_of: impl FnOnce(&[u32]) -> Result<Vec<u64>, E>,
     ) -> Result<Fences, E> {
+        let shards = Self::shards_of(group);
+        let epochs = epochs_of(&shards)?;
+        Ok(Fences::new(shards, epochs))
+    }
+
+    /// The shards `group` touches, ascending, each once.
+    pub(crate) fn shards_of(group: &[Job]) -> Vec<u32> {
         let mut shards: Vec<u32> = group.iter().filter_map(Job::fence).map(|f| f.shard).collect();
         shards.sort_unstable();
         shards.dedup();
-        let epochs = epochs_of(&shards)?;
+        shards
+    }
+
+    /// The fences read for `shards` (as [`Fences::shards_of`] gives them): `epochs` in order.
+    pub(crate) fn new(shards: Vec<u32>, epochs: Vec<u64>) -> Fences {
         debug_assert_eq!(epochs.len(), shards.len(), "one epoch per shard");
-        Ok(Fences { shards, epochs })
+        Fences { shards, epochs }
+    }
+
+    /// Whether the fast path ([`write_straight`]) would write every job of `group` under these
+    /// fences: none is fenced off.
+    pub(crate) fn admit_all(&self, group: &[Job]) -> bool {
+        let mut fences = self.clone();
+        let mut admission = Admission::new(&mut fences);
+        group.iter().all(|job| admission.admit(job).is_ok())
     }
 
     /// Refuses a job whose epoch is older than its shard's; a `RaiseFence` raises it.
@@ -867,13 +886,28 @@ impl<'g> Heads<'g> {
         fences: &Fences,
         mut reserve: impl FnMut(&str, &str, u64) -> Result<u64, E>,
     ) -> Result<Heads<'g>, E> {
+        let wanted = Self::reservations(group, Some(fences));
+        let lasts = wanted
+            .iter()
+            .map(|&(tenant, stream, count)| reserve(tenant, stream, count))
+            .collect::<Result<Vec<u64>, E>>()?;
+        Ok(Self::reserved(&wanted, &lasts))
+    }
+
+    /// What [`Heads::reserve`] moves: each stream `group` appends to (ascending) and the
+    /// appends the fast path writes to it under `fences` (`None`: as if no shard had an epoch
+    /// stored, so only a `RaiseFence` of the group fences a job off).
+    pub(crate) fn reservations(
+        group: &'g [Job],
+        fences: Option<&Fences>,
+    ) -> Vec<(&'g str, &'g str, u64)> {
         let streams = Self::streams_of(group);
         let mut counts = vec![0_u64; streams.len()];
-        let mut fences = fences.clone();
+        let mut fences = fences.cloned().unwrap_or_else(|| Fences::new(Vec::new(), Vec::new()));
         let mut admission = Admission::new(&mut fences);
         for job in group {
             // Every job goes through admission: a `RaiseFence` raises its shard's epoch for
-            // the jobs after it.
+            // the jobs after it. (A shard not read has epoch 0: nothing is fenced off.)
             let admitted = admission.admit(job).is_ok();
             let Job::Append { batch, .. } = job else { continue };
             if !admitted {
@@ -886,15 +920,23 @@ impl<'g> Heads<'g> {
                 }
             }
         }
-        let heads = streams
+        streams
+            .into_iter()
+            .zip(counts)
+            .map(|((tenant, stream), count)| (tenant, stream, count))
+            .collect()
+    }
+
+    /// The heads once `reservations` were moved, `lasts` each stream's head before.
+    pub(crate) fn reserved(reservations: &[(&'g str, &'g str, u64)], lasts: &[u64]) -> Heads<'g> {
+        debug_assert_eq!(reservations.len(), lasts.len(), "one head per stream");
+        let streams = reservations.iter().map(|&(tenant, stream, _)| (tenant, stream)).collect();
+        let heads = reservations
             .iter()
-            .zip(&counts)
-            .map(|(&(tenant, stream), &count)| {
-                let last = reserve(tenant, stream, count)?;
-                Ok(Head { last, stored: last + count })
-            })
-            .collect::<Result<_, E>>()?;
-        Ok(Heads { streams, heads })
+            .zip(lasts)
+            .map(|(&(_, _, count), &last)| Head { last, stored: last + count })
+            .collect();
+        Heads { streams, heads }
     }
 
     /// The (tenant, stream) pairs `group` appends to, ascending, each once.
@@ -1640,6 +1682,32 @@ mod tests {
         let moved: Vec<_> =
             moved.iter().map(|&(t, s, n)| (t.to_owned(), s.to_owned(), n)).collect();
         assert_eq!(stored, moved, "read, not moved: every head the group moved is stored");
+
+        // The pipelined start moves the heads before the fences are read, as if every job
+        // were admitted; it keeps them only if the fences, once read, admit every job.
+        let all: Vec<_> = Heads::reservations(&group, None)
+            .into_iter()
+            .map(|(t, s, n)| (t.to_owned(), s.to_owned(), n))
+            .collect();
+        // (As if nothing were stored: only the group's own raise fences a job off.)
+        let counts = [("a", "desk", 1), ("a", "events", 0), ("b", "desk", 2), ("b", "events", 1)];
+        let counts: Vec<_> = counts
+            .iter()
+            .chain(&[("c", "events", 1)])
+            .map(|&(t, s, n)| (t.to_owned(), s.to_owned(), n))
+            .collect();
+        assert_eq!(all, counts);
+        assert!(!fences.admit_all(&group), "the old owner's jobs are fenced off");
+        let admitted = [job("b", &["desk", "events", "desk"], other), job("c", &["events"], new)];
+        let fences = Fences::read(&admitted, |shards| Ok::<_, ()>(epochs(shards))).unwrap();
+        assert!(fences.admit_all(&admitted));
+        let wanted = Heads::reservations(&admitted, None);
+        assert_eq!(wanted, [("b", "desk", 2), ("b", "events", 1), ("c", "events", 1)]);
+        let mut heads = Heads::reserved(&wanted, &[5, 8, 0]);
+        let (results, stored) = fast_path(&admitted, &fences, &mut heads);
+        assert_eq!(results[0].as_ref().unwrap(), &[6, 9, 7]);
+        assert_eq!(results[1].as_ref().unwrap(), &[1]);
+        assert_eq!(stored, [], "every head ended where the pipelined start moved it");
     }
 
     /// Driven directly so that the jobs are certainly in one commit.

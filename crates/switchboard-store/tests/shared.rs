@@ -507,3 +507,46 @@ async fn a_commit_over_many_shared_streams_numbers_each_on() {
     assert_eq!(store.last_stream_seq("acme", "s2").unwrap(), Some(5));
     assert_eq!(store.last_stream_seq("acme", "s6").unwrap(), Some(2));
 }
+
+/// The writer's session ended under it (a database restart, an operator's
+/// `pg_terminate_backend`): the commit that meets the closed connection fails, the writer
+/// reconnects, and the stream numbers on from what was acknowledged, with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_session_ends_reconnects_and_numbers_on() {
+    let url = common::blocking(|| PgServer::shared().database());
+    let store = common::blocking(|| open_pg(&url));
+    let fence = Fence { shard: 9, epoch: 1 };
+    let fenced = |text: &str| Batch { fence, ..appends("acme", vec![append("s", text)]) };
+    store.raise_fence(fence).await.unwrap();
+    assert_eq!(store.append_assigned(fenced("a")).await.unwrap(), [1]);
+    let ended = common::blocking({
+        let url = url.clone();
+        move || {
+            let mut session = switchboard_store::testing::store_session(&url).unwrap();
+            let row = session
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = 'switchboard-writer'",
+                    &[],
+                )
+                .unwrap();
+            row.get::<_, i64>(0)
+        }
+    });
+    assert_eq!(ended, 1, "the writer's one session");
+    // The first commit after may meet the closed connection and fail; the next reconnects.
+    let mut acknowledged = vec!["a".to_owned()];
+    let mut failed = 0;
+    for text in ["b", "c", "d"] {
+        match store.append_assigned(fenced(text)).await {
+            Ok(positions) => {
+                acknowledged.push(text.to_owned());
+                assert_eq!(positions, [acknowledged.len() as u64], "{text}");
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(failed <= 1, "{failed} commits failed after one session ended");
+    let stored: Vec<String> = payloads(&store, "acme", "s").into_iter().map(|(_, p)| p).collect();
+    assert_eq!(stored, acknowledged);
+}
