@@ -137,11 +137,15 @@ pub(crate) const SHARED_PER_CALL: usize = 4;
 /// ([`begin_sharing`]).
 const SHARE_FENCES_PREPARED: &str = "switchboard_share_fences";
 
-/// `BEGIN` and [`SHARE_FENCES`] for at most [`SHARED_PER_CALL`] shards (at least one), as one
-/// simple-query message: one round trip where two were. The shards are numbers, inlined.
+/// `BEGIN` and [`SHARE_FENCES`] for `shards` (ascending; four to a call), as one simple-query
+/// message: one round trip where two were. The shards are numbers, inlined.
 pub(crate) fn begin_sharing(shards: &[u32]) -> String {
-    let [a, b, c, d] = padded(shards);
-    format!("BEGIN; EXECUTE {SHARE_FENCES_PREPARED}({a}, {b}, {c}, {d})")
+    let mut message = "BEGIN".to_owned();
+    for chunk in shards.chunks(SHARED_PER_CALL) {
+        let [a, b, c, d] = padded(chunk);
+        message += &format!("; EXECUTE {SHARE_FENCES_PREPARED}({a}, {b}, {c}, {d})");
+    }
+    message
 }
 
 /// [`SHARE_FENCES`]' parameters for a chunk of one to four shards: a short chunk repeats its
@@ -471,6 +475,22 @@ pub(crate) fn prepare(client: &mut PgConn) -> Result<(Statement, Statement), pos
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fences' share lock goes four shards to a call, a short chunk padded with its last
+    /// shard; no shard, `BEGIN` alone.
+    #[test]
+    fn begin_sharing_chunks_the_shards_by_four() {
+        assert_eq!(begin_sharing(&[]), "BEGIN");
+        assert_eq!(
+            begin_sharing(&[3, 5, 8, 9, 12]),
+            "BEGIN; EXECUTE switchboard_share_fences(3, 5, 8, 9); \
+             EXECUTE switchboard_share_fences(12, 12, 12, 12)"
+        );
+        let found = |rows: &[(i64, i64)]| matched(rows.iter().map(|&r| Some(r)), &[3, 5, 12]);
+        assert_eq!(found(&[(3, 1), (5, 0), (12, 7)]), Some(vec![1, 0, 7]));
+        assert_eq!(found(&[(3, 1), (12, 7)]), None, "shard 5 has no row");
+        assert_eq!(matched(std::iter::empty(), &[]), Some(vec![]));
+    }
 
     /// A shape's statement holds its tables' CTEs in order, their parameters numbered on from
     /// `$1` without a gap; the full shape has all 47.

@@ -407,8 +407,8 @@ fn write_fast(
 /// Begins the fast path's transaction in one round trip: `BEGIN` and the fences'
 /// share lock in one simple-query message, each head moved past the appends of the group's
 /// jobs (all of them: none is fenced off but while ownership moves) in statements sent right
-/// behind it. `None`, with nothing left open, when the group is not for this (a fence raised,
-/// more than four shards), or when the answers were not what it assumed: a shard's or a
+/// behind it. `None`, with nothing left open, when the group is not for this (it raises a
+/// fence), or when the answers were not what it assumed: a shard's or a
 /// stream's first write (no row to lock yet), or a job fenced off (the heads were moved for
 /// it); those begin again one statement at a time, as rarely as they come.
 fn begin_pipelined<'g>(
@@ -417,13 +417,10 @@ fn begin_pipelined<'g>(
     group: &'g [Job],
 ) -> Result<Option<(Fences, Heads<'g>)>, postgres::Error> {
     let shards = Fences::shards_of(group);
-    if !matches!(FenceLock::for_group(group), FenceLock::Shared)
-        || shards.len() > pg_rows::SHARED_PER_CALL
-    {
+    if !matches!(FenceLock::for_group(group), FenceLock::Shared) {
         return Ok(None);
     }
-    let message =
-        if shards.is_empty() { "BEGIN".to_owned() } else { pg_rows::begin_sharing(&shards) };
+    let message = pg_rows::begin_sharing(&shards);
     let wanted = Heads::reservations(group, None);
     let counts: Vec<i64> = wanted.iter().map(|&(_, _, count)| id(count)).collect();
     let params: Vec<[&(dyn postgres::types::ToSql + Sync); 3]> = wanted
@@ -444,10 +441,7 @@ fn begin_pipelined<'g>(
     });
     let began = began?;
     let moved = moved.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let epochs = match shards.is_empty() {
-        true => Some(Vec::new()),
-        false => pg_rows::shared_epochs(&began, &shards),
-    };
+    let epochs = pg_rows::shared_epochs(&began, &shards);
     let lasts: Option<Vec<u64>> =
         moved.iter().map(|row| row.as_ref().map(|row| unsigned(row.get(0)))).collect();
     if let (Some(epochs), Some(lasts)) = (epochs, lasts) {
@@ -484,8 +478,8 @@ fn begin_stepwise<'g>(
 }
 
 /// Begins the transaction and locks the fence rows of `shards` (ascending) as
-/// [`read_fences`] does. A group that share-locks at most four shards (nearly every one) sends
-/// `BEGIN` and the lock in one message: the SQL-level prepared statement
+/// [`read_fences`] does. A group that share-locks its shards sends `BEGIN` and the lock in
+/// one message: the SQL-level prepared statement
 /// `pg_rows::SHARE_FENCES_PREPARED`, the shards inlined (numbers, nothing to escape).
 fn begin_with_fences(
     begun: &mut Begun<'_>,
@@ -493,10 +487,7 @@ fn begin_with_fences(
     shards: &[u32],
     lock: FenceLock,
 ) -> Result<Vec<u64>, postgres::Error> {
-    if !matches!(lock, FenceLock::Shared)
-        || shards.is_empty()
-        || shards.len() > pg_rows::SHARED_PER_CALL
-    {
+    if !matches!(lock, FenceLock::Shared) {
         begun.begin("BEGIN")?;
         return read_fences(begun.client, statements, shards, lock);
     }
