@@ -217,9 +217,9 @@ impl Statements {
     }
 }
 
-/// The writer's session names itself, so an operator (or a test) can tell it from the
-/// readers' in `pg_stat_activity`.
-const WRITER_NAME: &str = "SET application_name TO 'switchboard-writer'";
+/// The writer's session's name in `pg_stat_activity`, so an operator (or a test) can tell it
+/// from the readers' (`switchboard-reader`).
+const WRITER_NAME: &str = "switchboard-writer";
 
 /// The writer's connection, re-established after the server went away (a restart, a
 /// failover of the database): the group that hit the failure fails, the next one reconnects.
@@ -234,7 +234,7 @@ impl Conn {
             self.live = None;
         }
         if self.live.is_none() {
-            let mut client = PgConn::connect(&self.url, &format!("{}; {WRITER_NAME}", session()))?;
+            let mut client = PgConn::connect(&self.url, &session(WRITER_NAME))?;
             let statements = Statements::prepare(&mut client)?;
             self.live = Some((client, statements));
         }

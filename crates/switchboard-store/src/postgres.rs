@@ -173,18 +173,20 @@ pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_s
 
 /// Connects without TLS (the database is on loopback or a private network), makes sure
 /// commits wait for the disk whatever the server's default, and bounds how long a stalled
-/// session can hold its locks ([`IDLE_IN_TRANSACTION`]).
-pub(crate) fn connect(url: &str) -> Result<Client, postgres::Error> {
+/// session can hold its locks ([`IDLE_IN_TRANSACTION`]). `name` is what the session is
+/// called in `pg_stat_activity` (`application_name`).
+pub(crate) fn connect(url: &str, name: &str) -> Result<Client, postgres::Error> {
     let mut client = Client::connect(url, NoTls)?;
-    client.batch_execute(&session())?;
+    client.batch_execute(&session(name))?;
     Ok(client)
 }
 
 /// The settings of every session of ours, as [`connect`] sets them (the writer's connection
-/// is made apart: `pg_conn`).
-pub(crate) fn session() -> String {
+/// is made apart: `pg_conn`). `name` is one of ours (no quote to escape).
+pub(crate) fn session(name: &str) -> String {
     format!(
-        "SET synchronous_commit TO on; SET idle_in_transaction_session_timeout TO {}",
+        "SET synchronous_commit TO on; SET idle_in_transaction_session_timeout TO {}; \
+         SET application_name TO '{name}'",
         IDLE_IN_TRANSACTION.as_millis()
     )
 }
@@ -207,10 +209,11 @@ impl PostgresStore {
             let stats = Arc::clone(&stats);
             let url = url.to_owned();
             std::thread::Builder::new().name("store-pg-writer".into()).spawn(move || {
-                let client = connect(&url).map_err(Error::from).and_then(|mut client| {
-                    migrate(&mut client)?;
-                    Ok(client)
-                });
+                let client =
+                    connect(&url, "switchboard").map_err(Error::from).and_then(|mut client| {
+                        migrate(&mut client)?;
+                        Ok(client)
+                    });
                 match client {
                     Ok(client) => {
                         drop(client);
@@ -878,7 +881,7 @@ impl ReadConn {
         let (client, statements) = match &mut self.live {
             Some(live) => live,
             empty @ None => {
-                let mut client = connect(&self.url)?;
+                let mut client = connect(&self.url, "switchboard-reader")?;
                 let statements = ReadStatements::prepare(&mut client)?;
                 empty.insert((client, statements))
             }

@@ -376,5 +376,5 @@ fn output(command: &mut Command) -> std::io::Result<String> {
 /// A session set up as the store sets up its own (the same settings), for tests that hold
 /// locks the way a stalled node's writer would.
 pub fn store_session(url: &str) -> Result<Client, postgres::Error> {
-    crate::postgres::connect(url)
+    crate::postgres::connect(url, "switchboard-test")
 }
