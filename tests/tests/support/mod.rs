@@ -442,13 +442,36 @@ where
 
 /// A failure a client resends on (with the same request id): the cluster was moving the
 /// call's shard, or the connection closed before the answer came. The last is the client
-/// library's CANCELLED ("connection closed"): a node draining on SIGTERM closes its
-/// connections once the calls it took are answered, and a call the client wrote onto the
-/// connection as it closed was never taken.
+/// library's CANCELLED, "connection closed" in its message or in its cause (tonic says
+/// "operation was canceled" over hyper's `Canceled` "connection closed"): a node draining on
+/// SIGTERM closes its connections once the calls it took are answered, and a call the client
+/// wrote onto the connection as it closed was never taken.
 pub fn transient(s: &tonic::Status) -> bool {
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown => true,
-        tonic::Code::Cancelled => s.message().contains("connection closed"),
+        tonic::Code::Cancelled => {
+            let mut cause: Option<&dyn std::error::Error> = Some(s);
+            while let Some(error) = cause {
+                if error.to_string().contains("connection closed") {
+                    return true;
+                }
+                cause = error.source();
+            }
+            false
+        }
         _ => false,
     }
+}
+
+/// The client's CANCELLED counts as a closed connection whether the words are in its
+/// message or in its cause (as tonic reports hyper's `Canceled`); any other stays an error.
+#[test]
+fn a_connection_closed_under_a_call_is_transient_wherever_it_says_so() {
+    let in_message = tonic::Status::cancelled("h2 protocol error: connection closed");
+    assert!(transient(&in_message));
+    let mut in_cause = tonic::Status::cancelled("operation was canceled");
+    in_cause.set_source(std::sync::Arc::new(std::io::Error::other("connection closed")));
+    assert!(transient(&in_cause));
+    assert!(!transient(&tonic::Status::cancelled("operation was canceled")));
+    assert!(!transient(&tonic::Status::failed_precondition("connection closed")));
 }
