@@ -445,31 +445,14 @@ pub(crate) fn lock_fences(
     Ok(wanted.iter().map(|shard| epochs.get(shard).copied().unwrap_or(0)).collect())
 }
 
-/// Share-locks the rows of `shards` (ascending, [`SHARE_FENCES`]) and returns their epochs in
-/// that order; `None` if a shard has no row yet (nothing to lock: [`lock_fences`] makes it).
-pub(crate) fn share_fences(
-    tx: &mut PgConn,
-    statement: &Statement,
-    shards: &[u32],
-) -> Result<Option<Vec<i64>>, postgres::Error> {
-    let mut epochs = Vec::with_capacity(shards.len());
-    for chunk in shards.chunks(SHARED_PER_CALL) {
-        let [a, b, c, d] = padded(chunk);
-        let rows = tx.query(statement, &[&a, &b, &c, &d])?;
-        let found = rows.iter().map(|row| Some((row.get(0), row.get(1))));
-        let Some(chunk_epochs) = matched(found, chunk) else { return Ok(None) };
-        epochs.extend(chunk_epochs);
-    }
-    Ok(Some(epochs))
-}
-
-/// Prepares the fences' statements (exclusive, shared) on a fresh connection (the rows' are
-/// prepared by shape, as they come: [`Shapes`]).
-pub(crate) fn prepare(client: &mut PgConn) -> Result<(Statement, Statement), postgres::Error> {
+/// Prepares the fences' statements on a fresh connection: the exclusive lock's, and the
+/// shared lock's at the SQL level for [`begin_sharing`] (the rows' are prepared by shape, as
+/// they come: [`Shapes`]).
+pub(crate) fn prepare(client: &mut PgConn) -> Result<Statement, postgres::Error> {
     client.batch_execute(&format!(
         "PREPARE {SHARE_FENCES_PREPARED} (int8, int8, int8, int8) AS {SHARE_FENCES}"
     ))?;
-    Ok((client.prepare(LOCK_FENCES)?, client.prepare(SHARE_FENCES)?))
+    client.prepare(LOCK_FENCES)
 }
 
 #[cfg(test)]

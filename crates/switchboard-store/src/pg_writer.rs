@@ -69,16 +69,14 @@ struct Statements {
     /// The rows of a run of batches in one statement, one per shape (`pg_rows`).
     write_rows: pg_rows::Shapes,
     lock_fences: Statement,
-    share_fences: Statement,
 }
 
 impl Statements {
     fn prepare(client: &mut PgConn) -> Result<Statements, postgres::Error> {
-        let (lock_fences, share_fences) = pg_rows::prepare(client)?;
+        let lock_fences = pg_rows::prepare(client)?;
         Ok(Statements {
             write_rows: pg_rows::Shapes::default(),
             lock_fences,
-            share_fences,
             insert_log: client.prepare(
                 "INSERT INTO log (tenant, seq, at_ms, request_id, command, response)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -291,7 +289,7 @@ fn write_group(
     let tx = &mut *begun.client;
     // The fast path's lock order, fences before heads: a head taken first and a fence only in
     // its job's turn could wait crosswise with another writer's fast path.
-    Fences::read(group, |shards| read_fences(tx, statements, shards, FenceLock::Exclusive))?;
+    Fences::read(group, |shards| read_fences(tx, statements, shards))?;
     let mut heads = Heads::read(group, |tenant, stream| lock_head(tx, statements, tenant, stream))?;
     let results = write_one_by_one(tx, statements, &mut heads, group, limits)?;
     heads.store(|tenant, stream, head| store_head(tx, statements, tenant, stream, head))?;
@@ -430,13 +428,9 @@ fn begin_pipelined<'g>(
         .collect();
     begun.open = true;
     let (began, moved) = begun.client.pipelined(|client| {
-        let heads = wanted.iter().zip(&params).map(|(&(_, _, count), params)| {
-            if count == 0 {
-                client.query_opt(&statements.lock_head, &params[..2])
-            } else {
-                client.query_opt(&statements.move_head, &params[..])
-            }
-        });
+        // Every stream listed gets at least one append (no job of a group without a raise
+        // is fenced off by it), so each head is moved, none only locked.
+        let heads = params.iter().map(|params| client.query_opt(&statements.move_head, params));
         join(client.simple_query(&message), join_all(heads))
     });
     let began = began?;
@@ -489,7 +483,7 @@ fn begin_with_fences(
 ) -> Result<Vec<u64>, postgres::Error> {
     if !matches!(lock, FenceLock::Shared) {
         begun.begin("BEGIN")?;
-        return read_fences(begun.client, statements, shards, lock);
+        return read_fences(begun.client, statements, shards);
     }
     let messages = begun.begin(&pg_rows::begin_sharing(shards))?;
     match pg_rows::shared_epochs(&messages, shards) {
@@ -498,7 +492,7 @@ fn begin_with_fences(
         // exclusively, with the rest. The one place a shared lock is upgraded: two writers
         // making the same shard's first row at once could wait crosswise, which the server's
         // deadlock check ends by failing one group (its callers reload), once per shard.
-        None => read_fences(begun.client, statements, shards, FenceLock::Exclusive),
+        None => read_fences(begun.client, statements, shards),
     }
 }
 
@@ -701,22 +695,14 @@ impl FenceLock {
     }
 }
 
-/// Locks the rows of `shards` (ascending) until the transaction ends and returns their epochs.
+/// Locks the rows of `shards` (ascending) exclusively until the transaction ends, making any
+/// that is missing, and returns their epochs. (Shared locks go with `BEGIN`:
+/// [`begin_with_fences`], [`begin_pipelined`].)
 fn read_fences(
     tx: &mut PgConn,
     statements: &Statements,
     shards: &[u32],
-    lock: FenceLock,
 ) -> Result<Vec<u64>, postgres::Error> {
-    if shards.is_empty() {
-        return Ok(Vec::new());
-    }
-    if let FenceLock::Shared = lock
-        && let Some(epochs) = pg_rows::share_fences(tx, &statements.share_fences, shards)?
-    {
-        return Ok(epochs.into_iter().map(unsigned).collect());
-    }
-    // A shard's first write (no row yet): made and locked exclusively, with the rest.
     Ok(pg_rows::lock_fences(tx, &statements.lock_fences, shards)?
         .into_iter()
         .map(unsigned)
