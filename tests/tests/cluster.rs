@@ -357,6 +357,69 @@ impl Load {
         })
     }
 
+    /// As [`Load::run`], each message on one PostMessages stream through `uri`, one at a
+    /// time. A message refused as UNAVAILABLE, or on a stream that ended, is sent again with
+    /// its request id (on a new stream if need be).
+    fn run_streamed(
+        self: &Arc<Self>,
+        uri: String,
+        t: String,
+        customers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        use pb::post_messages_result::Result as Answer;
+        let load = self.clone();
+        tokio::spawn(async move {
+            let mut stream = None;
+            let mut n = 0usize;
+            let deadline = || tokio::time::Instant::now() + PATIENCE;
+            while !stop.load(Ordering::Relaxed) {
+                let req = post_request(&t, &format!("c{}", n % customers), &format!("m{n}"));
+                let until = deadline();
+                let acked = loop {
+                    assert!(tokio::time::Instant::now() < until, "stream post {n} never acked");
+                    let (tx, answers) = match stream.as_mut() {
+                        Some(open) => open,
+                        None => {
+                            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                            let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+                            let mut c = Clients::connect(&uri).await;
+                            match c.channel.post_messages(requests).await {
+                                Ok(answers) => stream.insert((tx, answers.into_inner())),
+                                Err(_) => {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    let answer = match tx.send(req.clone()) {
+                        Ok(()) => answers.message().await,
+                        Err(_) => Ok(None),
+                    };
+                    match answer {
+                        Ok(Some(a)) => {
+                            assert_eq!(a.request_id, req.request_id, "answers come in order");
+                            match a.result.expect("a result") {
+                                Answer::Response(r) => break r,
+                                Answer::Error(e) if e.code == tonic::Code::Unavailable as i32 => {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Answer::Error(e) => panic!("stream post {n} refused: {e:?}"),
+                            }
+                        }
+                        // The stream ended: open another and send the message again.
+                        Ok(None) | Err(_) => stream = None,
+                    }
+                };
+                let name = acked.conversation.expect("conversation").name;
+                *load.acked.lock().unwrap().entry(name).or_default() += 1;
+                load.total.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        })
+    }
+
     fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
@@ -844,19 +907,30 @@ mod secured {
     }
 
     #[derive(serde::Serialize)]
-    struct Claims {
+    struct Claims<'a> {
         sub: &'static str,
         role: &'static str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        tenant: &'a str,
         exp: u64,
     }
 
-    pub fn operator_token() -> String {
+    fn token(claims: &Claims) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
-            &Claims { sub: "ops", role: "operator", exp: 4_000_000_000 },
+            claims,
             &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
         )
         .unwrap()
+    }
+
+    pub fn operator_token() -> String {
+        token(&Claims { sub: "ops", role: "operator", tenant: "", exp: 4_000_000_000 })
+    }
+
+    /// A channel gateway's token for `tenant`.
+    pub fn integrator_token(tenant: &str) -> String {
+        token(&Claims { sub: "gateway", role: "integrator", tenant, exp: 4_000_000_000 })
     }
 }
 
@@ -888,8 +962,8 @@ async fn forwarding_between_secured_nodes_uses_mutual_tls() {
         .map(|i| format!("t{i}"))
         .find(|t| desired_owner(shard_of(t, SHARDS), ["n1", "n2"]) == Some("n2"))
         .unwrap();
-    let channel = endpoint(&n1).connect().await.expect("tls to n1");
-    let mut admin = pb::admin_service_client::AdminServiceClient::new(channel);
+    let admin_channel = endpoint(&n1).connect().await.expect("tls to n1");
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(admin_channel.clone());
     let bearer: tonic::metadata::MetadataValue<_> =
         format!("Bearer {}", secured::operator_token()).parse().unwrap();
     let create = pb::CreateTenantRequest {
@@ -916,6 +990,41 @@ async fn forwarding_between_secured_nodes_uses_mutual_tls() {
     let anonymous = admin.get_tenant(pb::GetTenantRequest { name: format!("tenants/{t}") }).await;
     assert_eq!(anonymous.unwrap_err().code(), tonic::Code::Unauthenticated);
     assert!(n1.metric("switchboard_forwarded_total{outcome=\"forwarded\"}") >= 1.0);
+    // A gateway's PostMessages stream through n1: its message is relayed to n2 on a stream
+    // of n1's own, over mutual TLS and with the gateway's token, and answered there. (The
+    // customer's shard is n2's too, whichever way the tenant routes.)
+    let gateway: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", secured::integrator_token(&t)).parse().unwrap();
+    let customer = (0..)
+        .map(|i| format!("c{i}"))
+        .find(|c| desired_owner(customer_shard(&t, c, SHARDS), ["n1", "n2"]) == Some("n2"))
+        .unwrap();
+    let msg =
+        pb::PostMessageRequest { request_id: rid("relayed"), ..post_request(&t, &customer, "hi") };
+    let answer = retry(|| {
+        let channel = pb::channel_service_client::ChannelServiceClient::new(admin_channel.clone());
+        let mut req = tonic::Request::new(tokio_stream::iter([msg.clone()]));
+        req.metadata_mut().insert("authorization", gateway.clone());
+        async move {
+            let mut channel = channel;
+            let mut answers = channel.post_messages(req).await?.into_inner();
+            answers.message().await?.ok_or_else(|| tonic::Status::unavailable("no answer"))
+        }
+    })
+    .await
+    .expect("a PostMessages stream through n1");
+    assert_eq!(answer.request_id, msg.request_id);
+    match answer.result.expect("a result") {
+        pb::post_messages_result::Result::Error(e) => {
+            let code = tonic::Code::from_i32(e.code);
+            assert!(
+                !matches!(code, tonic::Code::Unauthenticated | tonic::Code::Unavailable),
+                "{e:?}"
+            );
+        }
+        pb::post_messages_result::Result::Response(_) => {}
+    }
+    assert!(n1.metric("switchboard_forwarded_total{outcome=\"relayed\"}") >= 1.0);
 }
 
 /// Every shard key in etcd naming `node` (shard → create revision and lease), and the lease
@@ -1536,4 +1645,50 @@ async fn kill_9_of_the_routers_node_under_load_loses_nothing() {
 
     load.check(&c).await;
     check_assignments(&history, capacity as usize);
+}
+
+/// Relays (`cluster::relay`): a PostMessages stream through n0 carries messages for
+/// customers whose actors are on all three nodes, so n0 relays most of them to the other two
+/// on streams of their own. `kill -9` of n2 while it streams: the messages relayed to n2 go
+/// the forwarding way to its shards' new owners, and every acknowledged message is in its
+/// conversation exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_a_relayed_command_stream_loses_nothing() {
+    a_relayed_command_stream_loses_nothing_when(|n| n.kill9()).await;
+}
+
+/// As above with n2 paused (SIGSTOP): its relay gets no answer, and a message waiting on it
+/// goes the forwarding way once n2's shards move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_node_under_a_relayed_command_stream_loses_nothing() {
+    a_relayed_command_stream_loses_nothing_when(|n| n.stop_process()).await;
+}
+
+async fn a_relayed_command_stream_loses_nothing_when(fault: impl FnOnce(&mut Node)) {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    cluster.all_ready().await;
+    let (agents, capacity, customers) = (3, 3, 9);
+    let t = spread_tenant(&cluster.ids(), 1, agents as u64, customers);
+    let c = cluster.nodes[0].clients().await;
+    setup_routed(&mut c.clone(), &t, agents, capacity, pb::TenantRouting::Actors).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load::default());
+    let gateway = cluster.nodes[0].grpc.clone();
+    let driver = load.run_streamed(gateway, t.clone(), customers, stop.clone());
+    load.until(60).await;
+    let relayed = r#"switchboard_forwarded_total{outcome="relayed"}"#;
+    assert!(cluster.nodes[0].metric(relayed) >= 1.0, "n0 relays the other nodes' messages");
+    assert_eq!(cluster.nodes[1].metric(relayed), 0.0, "a relayed message is not relayed again");
+
+    let before = load.total();
+    fault(&mut cluster.nodes[2]);
+    load.until(before + 60).await;
+    stop.store(true, Ordering::Relaxed);
+    driver.await.expect("the load ran to the end");
+    load.check(&c).await;
+    if cluster.nodes[2].running() {
+        cluster.nodes[2].continue_process();
+    }
 }

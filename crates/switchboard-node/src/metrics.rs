@@ -233,7 +233,10 @@ pub fn describe() {
     describe_gauge!(SHARDS_OWNED, "Shards this node owns.");
     describe_gauge!(SHARDS_UNOWNED, "Shards this node sees with no owner.");
     describe_counter!(SHARD_HANDOFFS, "Shard ownership changes on this node, by kind.");
-    describe_counter!(FORWARDED, "Calls forwarded to the owning node, by outcome.");
+    describe_counter!(
+        FORWARDED,
+        "Calls forwarded to the owning node, by outcome (relayed: a command stream's message answered on a relay)."
+    );
     describe_counter!(
         STREAM_MESSAGES,
         "Messages answered on command streams (PostMessages, DeskCommands), by method and gRPC code."
@@ -311,7 +314,7 @@ pub fn describe() {
     for method in ["PostMessages", "DeskCommands"] {
         counter!(STREAM_MESSAGES, "method" => method, "code" => "OK").absolute(0);
     }
-    for outcome in ["forwarded", "retried", "gave_up"] {
+    for outcome in ["forwarded", "relayed", "retried", "gave_up"] {
         counter!(FORWARDED, "outcome" => outcome).absolute(0);
     }
     gauge!(ACTORS, "kind" => "tenant").set(0.0);

@@ -50,7 +50,7 @@ const WAIT: Duration = Duration::from_millis(1000);
 /// How long a forwarded unary call may take before the owner counts as unreachable (a
 /// paused or partitioned node holds the connection open). Retrying is safe: the owner
 /// drops a duplicate by its request id, and a deposed owner's write is fenced.
-const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to find the tenant in a method's request: field 1, a resource name or a bare id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +408,47 @@ impl ForwardLayer {
             _ => None,
         };
         Ok(key.actor_shard(ownership.shards(), agent))
+    }
+}
+
+/// Where a call goes when another node serves it now: what [`ForwardLayer::remote`] found.
+#[derive(Debug)]
+pub struct Remote {
+    pub node: String,
+    pub addr: String,
+    shard: u32,
+    owner: Option<super::Owner>,
+    ownership: Arc<Ownership>,
+}
+
+impl Remote {
+    /// The channel to the node.
+    pub fn channel(&self) -> Result<Channel, tonic::Status> {
+        self.ownership.peers().channel(&self.addr)
+    }
+
+    /// Resolves once this node's view no longer shows that node holding the call's shard.
+    pub fn moved(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        owner_changed(self.ownership.clone(), self.shard, self.owner.clone())
+    }
+}
+
+impl ForwardLayer {
+    /// The node a call of `path` (a gRPC path) whose framed request is `frame` would be
+    /// forwarded to now, if it would: `None` on a single node, for a call this node serves,
+    /// one it cannot read, or one whose shard has no owner (the forwarding path answers those).
+    pub async fn remote(&self, path: &str, frame: &[u8]) -> Option<Remote> {
+        let ownership = self.ownership.clone()?;
+        let how = *self.table.get(path)?;
+        let key = call_key(frame, how, self.actors.get(path).copied())?;
+        let shard = self.shard(&ownership, &key).await.ok()?;
+        match ownership.route_shard(shard) {
+            Route::Remote { node, addr } => {
+                let owner = ownership.owner_of_shard(shard);
+                Some(Remote { node, addr, shard, owner, ownership })
+            }
+            Route::Local(_) | Route::Unowned { .. } => None,
+        }
     }
 }
 

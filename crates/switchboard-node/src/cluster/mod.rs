@@ -17,6 +17,7 @@
 pub mod forward;
 mod lease;
 pub mod membership;
+pub mod relay;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

@@ -15,10 +15,14 @@
 //!   to. Messages with different keys run concurrently.
 //! - **Flow control.** At most [`MAX_UNANSWERED`] messages are read and not yet answered;
 //!   past that the stream is not read, and HTTP/2 flow control holds the client back.
-//! - **Cluster.** With a forward layer (cluster mode), each message goes through it as its
-//!   call, made in this process: served here if this node serves its key, else passed to the
-//!   node that does with the stream's metadata (its token), retried as a forwarded call is.
-//!   A single node calls the handler directly.
+//! - **Cluster.** With a forward layer (cluster mode), a message whose key another node
+//!   serves goes to that node on a relay (`cluster::relay`): one stream of the same method
+//!   per command stream and node, with the stream's metadata (its token), where it is
+//!   applied as on its own node and answered. One the relay does not answer, and every other
+//!   message, goes through the forward layer as its call, made in this process: served here
+//!   if this node serves its key, else forwarded to the node that does and retried as a
+//!   forwarded call is. A relayed stream (it carries `x-switchboard-hop`) serves each message
+//!   here and relays nothing. A single node calls the handler directly.
 //! - **Ends.** A message without a request id ends the stream with INVALID_ARGUMENT (its
 //!   answer could not be matched to it); a refused message is answered with its status and
 //!   the stream goes on. When the node shuts down it stops reading, answers what it has read,
@@ -44,9 +48,11 @@ use super::ItemStream;
 use super::agent::Agents;
 use super::channel::Channel;
 use crate::auth::Call;
-use crate::cluster::forward::Forward;
+use crate::cluster::forward::{Forward, ForwardLayer, HOP};
+use crate::cluster::relay::{self, Relays};
 use crate::hub::Hub;
 use crate::metrics as m;
+use tonic::transport::Channel as PeerChannel;
 
 /// Messages read from one stream and not yet answered, at most.
 pub const MAX_UNANSWERED: usize = 256;
@@ -176,12 +182,15 @@ struct Via {
     /// Answered messages with code OK (the other codes are looked up when they happen).
     ok: Counter,
     method: &'static str,
+    /// False on a relayed stream: its messages were counted where their stream landed.
+    counted: bool,
 }
 
 impl Via {
     fn new(call: Call, metadata: Option<MetadataMap>, method: &'static str) -> Via {
         let ok = counter!(m::STREAM_MESSAGES, "method" => method, "code" => "OK");
-        Via { call, metadata, ok, method }
+        let counted = !metadata.as_ref().is_some_and(|m| m.contains_key(HOP));
+        Via { call, metadata, ok, method, counted }
     }
 
     /// `msg` as a request of `method` (its gRPC path) by the stream's caller; with the
@@ -195,12 +204,87 @@ impl Via {
 
     /// Counts an answer.
     fn count<T>(&self, answered: &Result<tonic::Response<T>, Status>) {
-        match answered {
-            Ok(_) => self.ok.increment(1),
-            Err(status) => {
-                let code = crate::grpc_metrics::code_name(status.code());
+        self.count_code(answered.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok));
+    }
+
+    /// Counts an answer by its code.
+    fn count_code(&self, code: tonic::Code) {
+        match (self.counted, code) {
+            (false, _) => {}
+            (true, tonic::Code::Ok) => self.ok.increment(1),
+            (true, code) => {
+                let code = crate::grpc_metrics::code_name(code);
                 counter!(m::STREAM_MESSAGES, "method" => self.method, "code" => code).increment(1);
             }
+        }
+    }
+
+    /// The relays of a stream in a cluster, unless it is itself a relay (a message crosses
+    /// at most one hop).
+    fn relays<R: Send + 'static, A: relay::Answer>(
+        &self,
+        open: impl Fn(PeerChannel, tonic::Request<RelayedMessages<R>>) -> relay::Opened<A>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Option<Relays<R, A>> {
+        let metadata = self.metadata.as_ref().filter(|_| self.counted)?;
+        Some(Relays::new(metadata.clone(), open))
+    }
+
+    /// Relays `msg` when another node serves it now: its answer there, counted. `call`
+    /// gives the call it stands for (gRPC path, request frame), only asked in a cluster.
+    async fn relayed<R: Clone + Send + 'static, A: relay::Answer>(
+        &self,
+        (relays, forward): (Option<&Relays<R, A>>, Option<&ForwardLayer>),
+        call: impl FnOnce() -> (&'static str, Vec<u8>),
+        request_id: &str,
+        msg: &R,
+    ) -> Option<A> {
+        let (relays, forward) = (relays?, forward?);
+        let (path, frame) = call();
+        let remote = forward.remote(path, &frame).await?;
+        let answer = relays.relay(&remote, request_id, msg.clone()).await?;
+        counter!(m::FORWARDED, "outcome" => "relayed").increment(1);
+        self.count_code(answer.code());
+        Some(answer)
+    }
+}
+
+type RelayedMessages<R> = tokio_stream::wrappers::UnboundedReceiverStream<R>;
+
+/// A message as a gRPC frame (what the forward layer reads its key from).
+fn framed(msg: &impl prost::Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut frame = Vec::with_capacity(5 + len);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    msg.encode_raw(&mut frame);
+    frame
+}
+
+impl relay::Answer for pb::PostMessagesResult {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn code(&self) -> tonic::Code {
+        match &self.result {
+            Some(pb::post_messages_result::Result::Error(e)) => tonic::Code::from_i32(e.code),
+            _ => tonic::Code::Ok,
+        }
+    }
+}
+
+impl relay::Answer for pb::DeskCommandResult {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn code(&self) -> tonic::Code {
+        match &self.result {
+            Some(pb::desk_command_result::Result::Error(e)) => tonic::Code::from_i32(e.code),
+            _ => tonic::Code::Ok,
         }
     }
 }
@@ -221,8 +305,12 @@ pub(super) struct Posts {
     /// In a cluster, the handlers behind the forward layer, called in process (built once
     /// per stream): a message is served here if this node serves its key, else passed on.
     forwarded: Option<ChannelServiceClient<Forward<ChannelServiceServer<Channel>>>>,
+    /// In a cluster, the stream's relays to the other nodes.
+    relays: Option<Relays<pb::PostMessageRequest, pb::PostMessagesResult>>,
     via: Via,
 }
+
+const POST_MESSAGE: &str = "/switchboard.v1.ChannelService/PostMessage";
 
 impl Posts {
     pub fn new(channel: Channel, call: Call, metadata: MetadataMap) -> Posts {
@@ -231,7 +319,10 @@ impl Posts {
             ChannelServiceClient::new(forward.layer(inner))
         });
         let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "PostMessages");
-        Posts { channel, forwarded, via }
+        let relays = via.relays(|peer, messages| {
+            Box::pin(async move { ChannelServiceClient::new(peer).post_messages(messages).await })
+        });
+        Posts { channel, forwarded, relays, via }
     }
 }
 
@@ -249,7 +340,12 @@ impl Commands for Posts {
         request_id: String,
         msg: pb::PostMessageRequest,
     ) -> pb::PostMessagesResult {
-        let request = self.via.request(msg, "/switchboard.v1.ChannelService/PostMessage");
+        let relays = (self.relays.as_ref(), self.channel.forward.as_ref());
+        let call = || (POST_MESSAGE, framed(&msg));
+        if let Some(answer) = self.via.relayed(relays, call, &request_id, &msg).await {
+            return answer;
+        }
+        let request = self.via.request(msg, POST_MESSAGE);
         let answered = match self.forwarded {
             None => self.channel.post_message(request).await,
             Some(mut client) => client.post_message(request).await,
@@ -274,6 +370,8 @@ pub(super) struct Desk {
     agents: Agents,
     /// In a cluster, as [`Posts::forwarded`].
     forwarded: Option<AgentServiceClient<Forward<AgentServiceServer<Agents>>>>,
+    /// In a cluster, the stream's relays to the other nodes.
+    relays: Option<Relays<pb::DeskCommand, pb::DeskCommandResult>>,
     via: Via,
 }
 
@@ -284,7 +382,23 @@ impl Desk {
             AgentServiceClient::new(forward.layer(inner))
         });
         let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "DeskCommands");
-        Desk { agents, forwarded, via }
+        let relays = via.relays(|peer, messages| {
+            Box::pin(async move { AgentServiceClient::new(peer).desk_commands(messages).await })
+        });
+        Desk { agents, forwarded, relays, via }
+    }
+}
+
+/// The call a desk command stands for: its gRPC path and its request as a frame.
+fn desk_call(command: &pb::desk_command::Command) -> (&'static str, Vec<u8>) {
+    use pb::desk_command::Command as C;
+    match command {
+        C::SendMessage(r) => ("/switchboard.v1.AgentService/SendMessage", framed(r)),
+        C::Accept(r) => ("/switchboard.v1.AgentService/Accept", framed(r)),
+        C::Decline(r) => ("/switchboard.v1.AgentService/Decline", framed(r)),
+        C::Pick(r) => ("/switchboard.v1.AgentService/Pick", framed(r)),
+        C::MarkRead(r) => ("/switchboard.v1.AgentService/MarkRead", framed(r)),
+        C::EndConversation(r) => ("/switchboard.v1.AgentService/EndConversation", framed(r)),
     }
 }
 
@@ -317,6 +431,13 @@ impl Commands for Desk {
     }
 
     async fn apply(self, request_id: String, msg: pb::DeskCommand) -> pb::DeskCommandResult {
+        if let Some(command) = &msg.command {
+            let relays = (self.relays.as_ref(), self.agents.forward.as_ref());
+            let call = || desk_call(command);
+            if let Some(answer) = self.via.relayed(relays, call, &request_id, &msg).await {
+                return answer;
+            }
+        }
         let Some(command) = msg.command else {
             return Self::failed(request_id); // refused by `read`: never run
         };
