@@ -411,7 +411,7 @@ impl ForwardLayer {
     }
 }
 
-/// Where a call goes when another node serves it now: what [`ForwardLayer::remote`] found.
+/// The node that serves a call now, as [`ForwardLayer::place`] found it.
 #[derive(Debug)]
 pub struct Remote {
     pub node: String,
@@ -433,21 +433,35 @@ impl Remote {
     }
 }
 
+/// Where a call goes now, as the forward layer would send it.
+#[derive(Debug)]
+pub enum Placed {
+    /// This node serves it.
+    Here,
+    /// Another node does.
+    There(Remote),
+    /// Neither can be told now (no owner, a key or mode that cannot be read, a single node):
+    /// the forward layer answers, or waits and retries.
+    Unknown,
+}
+
 impl ForwardLayer {
-    /// The node a call of `path` (a gRPC path) whose framed request is `frame` would be
-    /// forwarded to now, if it would: `None` on a single node, for a call this node serves,
-    /// one it cannot read, or one whose shard has no owner (the forwarding path answers those).
-    pub async fn remote(&self, path: &str, frame: &[u8]) -> Option<Remote> {
-        let ownership = self.ownership.clone()?;
-        let how = *self.table.get(path)?;
-        let key = call_key(frame, how, self.actors.get(path).copied())?;
-        let shard = self.shard(&ownership, &key).await.ok()?;
+    /// Where a call of `path` (a gRPC path) whose framed request is `frame` goes now.
+    pub async fn place(&self, path: &str, frame: &[u8]) -> Placed {
+        let (Some(ownership), Some(how)) = (self.ownership.clone(), self.table.get(path)) else {
+            return Placed::Unknown;
+        };
+        let Some(key) = call_key(frame, *how, self.actors.get(path).copied()) else {
+            return Placed::Unknown;
+        };
+        let Ok(shard) = self.shard(&ownership, &key).await else { return Placed::Unknown };
         match ownership.route_shard(shard) {
+            Route::Local(_) => Placed::Here,
             Route::Remote { node, addr } => {
                 let owner = ownership.owner_of_shard(shard);
-                Some(Remote { node, addr, shard, owner, ownership })
+                Placed::There(Remote { node, addr, shard, owner, ownership })
             }
-            Route::Local(_) | Route::Unowned { .. } => None,
+            Route::Unowned { .. } => Placed::Unknown,
         }
     }
 }

@@ -21,8 +21,8 @@
 //!   applied as on its own node and answered. One the relay does not answer, and every other
 //!   message, goes through the forward layer as its call, made in this process: served here
 //!   if this node serves its key, else forwarded to the node that does and retried as a
-//!   forwarded call is. A relayed stream (it carries `x-switchboard-hop`) serves each message
-//!   here and relays nothing. A single node calls the handler directly.
+//!   forwarded call is. A relayed stream (it carries `x-switchboard-hop`), and a single
+//!   node, call each message's handler directly.
 //! - **Ends.** A message without a request id ends the stream with INVALID_ARGUMENT (its
 //!   answer could not be matched to it); a refused message is answered with its status and
 //!   the stream goes on. When the node shuts down it stops reading, answers what it has read,
@@ -48,10 +48,11 @@ use super::ItemStream;
 use super::agent::Agents;
 use super::channel::Channel;
 use crate::auth::Call;
-use crate::cluster::forward::{Forward, ForwardLayer, HOP};
+use crate::cluster::forward::{Forward, ForwardLayer, HOP, Placed};
 use crate::cluster::relay::{self, Relays};
 use crate::hub::Hub;
 use crate::metrics as m;
+use crate::registry::MOVED;
 use tonic::transport::Channel as PeerChannel;
 
 /// Messages read from one stream and not yet answered, at most.
@@ -187,10 +188,11 @@ struct Via {
 }
 
 impl Via {
-    fn new(call: Call, metadata: Option<MetadataMap>, method: &'static str) -> Via {
+    /// `metadata`: the stream's, kept in a cluster (`forwarding`) for the messages it passes on.
+    fn new(call: Call, metadata: MetadataMap, forwarding: bool, method: &'static str) -> Via {
         let ok = counter!(m::STREAM_MESSAGES, "method" => method, "code" => "OK");
-        let counted = !metadata.as_ref().is_some_and(|m| m.contains_key(HOP));
-        Via { call, metadata, ok, method, counted }
+        let counted = !relayed(&metadata);
+        Via { call, metadata: forwarding.then_some(metadata), ok, method, counted }
     }
 
     /// `msg` as a request of `method` (its gRPC path) by the stream's caller; with the
@@ -219,8 +221,8 @@ impl Via {
         }
     }
 
-    /// The relays of a stream in a cluster, unless it is itself a relay (a message crosses
-    /// at most one hop).
+    /// The relays of a stream in a cluster; none for a relayed stream, which keeps no
+    /// metadata (a message crosses at most one hop).
     fn relays<R: Send + 'static, A: relay::Answer>(
         &self,
         open: impl Fn(PeerChannel, tonic::Request<RelayedMessages<R>>) -> relay::Opened<A>
@@ -228,27 +230,56 @@ impl Via {
         + Sync
         + 'static,
     ) -> Option<Relays<R, A>> {
-        let metadata = self.metadata.as_ref().filter(|_| self.counted)?;
-        Some(Relays::new(metadata.clone(), open))
+        Some(Relays::new(self.metadata.clone()?, open))
     }
 
-    /// Relays `msg` when another node serves it now: its answer there, counted. `call`
-    /// gives the call it stands for (gRPC path, request frame), only asked in a cluster.
-    async fn relayed<R: Clone + Send + 'static, A: relay::Answer>(
+    /// Which way `msg` goes: answered on a relay when another node serves it now (counted),
+    /// to its handler here when this node does, else through the forward layer. `call` gives
+    /// the call it stands for (gRPC path, request frame), only asked in a cluster.
+    async fn way<R: Clone + Send + 'static, A: relay::Answer>(
         &self,
         (relays, forward): (Option<&Relays<R, A>>, Option<&ForwardLayer>),
         call: impl FnOnce() -> (&'static str, Vec<u8>),
         request_id: &str,
         msg: &R,
-    ) -> Option<A> {
-        let (relays, forward) = (relays?, forward?);
+    ) -> Way<A> {
+        let (Some(relays), Some(forward)) = (relays, forward) else { return Way::Forward };
         let (path, frame) = call();
-        let remote = forward.remote(path, &frame).await?;
-        let answer = relays.relay(&remote, request_id, msg.clone()).await?;
-        counter!(m::FORWARDED, "outcome" => "relayed").increment(1);
-        self.count_code(answer.code());
-        Some(answer)
+        match forward.place(path, &frame).await {
+            Placed::Here => Way::Here,
+            Placed::There(remote) => match relays.relay(&remote, request_id, msg.clone()).await {
+                Some(answer) => {
+                    counter!(m::FORWARDED, "outcome" => "relayed").increment(1);
+                    self.count_code(answer.code());
+                    Way::Answered(answer)
+                }
+                None => Way::Forward,
+            },
+            Placed::Unknown => Way::Forward,
+        }
     }
+}
+
+/// How a command stream's message goes (see [`Via::way`]).
+enum Way<A> {
+    Answered(A),
+    /// This node serves its key: its handler, called directly (the forward layer would call
+    /// it too, after encoding and decoding the message again). If its key moved away in the
+    /// meantime (an answer marked moved), it goes through the forward layer, which retries.
+    Here,
+    Forward,
+}
+
+/// The handler refused a call because this node no longer serves its key.
+fn moved<T>(answered: &Result<T, Status>) -> bool {
+    answered.as_ref().is_err_and(|status| status.metadata().contains_key(MOVED))
+}
+
+/// A stream another node relays to this one: each of its messages is served here, by its
+/// handler (as on a single node; the forward layer would serve it here too, after encoding
+/// and decoding it again).
+fn relayed(metadata: &MetadataMap) -> bool {
+    metadata.contains_key(HOP)
 }
 
 type RelayedMessages<R> = tokio_stream::wrappers::UnboundedReceiverStream<R>;
@@ -314,11 +345,11 @@ const POST_MESSAGE: &str = "/switchboard.v1.ChannelService/PostMessage";
 
 impl Posts {
     pub fn new(channel: Channel, call: Call, metadata: MetadataMap) -> Posts {
-        let forwarded = channel.forward.as_ref().map(|forward| {
+        let forwarded = channel.forward.as_ref().filter(|_| !relayed(&metadata)).map(|forward| {
             let inner = ChannelServiceServer::new(Channel { forward: None, ..channel.clone() });
             ChannelServiceClient::new(forward.layer(inner))
         });
-        let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "PostMessages");
+        let via = Via::new(call, metadata, forwarded.is_some(), "PostMessages");
         let relays = via.relays(|peer, messages| {
             Box::pin(async move { ChannelServiceClient::new(peer).post_messages(messages).await })
         });
@@ -342,13 +373,20 @@ impl Commands for Posts {
     ) -> pb::PostMessagesResult {
         let relays = (self.relays.as_ref(), self.channel.forward.as_ref());
         let call = || (POST_MESSAGE, framed(&msg));
-        if let Some(answer) = self.via.relayed(relays, call, &request_id, &msg).await {
-            return answer;
-        }
-        let request = self.via.request(msg, POST_MESSAGE);
-        let answered = match self.forwarded {
-            None => self.channel.post_message(request).await,
-            Some(mut client) => client.post_message(request).await,
+        let way = self.via.way(relays, call, &request_id, &msg).await;
+        let answered = match (way, self.forwarded) {
+            (Way::Answered(answer), _) => return answer,
+            (Way::Here, Some(mut client)) => {
+                let here = self.via.request(msg.clone(), POST_MESSAGE);
+                match self.channel.post_message(here).await {
+                    moved_away if moved(&moved_away) => {
+                        client.post_message(self.via.request(msg, POST_MESSAGE)).await
+                    }
+                    answered => answered,
+                }
+            }
+            (_, None) => self.channel.post_message(self.via.request(msg, POST_MESSAGE)).await,
+            (_, Some(mut client)) => client.post_message(self.via.request(msg, POST_MESSAGE)).await,
         };
         self.via.count(&answered);
         let result = match answered {
@@ -377,11 +415,11 @@ pub(super) struct Desk {
 
 impl Desk {
     pub fn new(agents: Agents, call: Call, metadata: MetadataMap) -> Desk {
-        let forwarded = agents.forward.as_ref().map(|forward| {
+        let forwarded = agents.forward.as_ref().filter(|_| !relayed(&metadata)).map(|forward| {
             let inner = AgentServiceServer::new(Agents { forward: None, ..agents.clone() });
             AgentServiceClient::new(forward.layer(inner))
         });
-        let via = Via::new(call, forwarded.as_ref().map(|_| metadata), "DeskCommands");
+        let via = Via::new(call, metadata, forwarded.is_some(), "DeskCommands");
         let relays = via.relays(|peer, messages| {
             Box::pin(async move { AgentServiceClient::new(peer).desk_commands(messages).await })
         });
@@ -431,19 +469,21 @@ impl Commands for Desk {
     }
 
     async fn apply(self, request_id: String, msg: pb::DeskCommand) -> pb::DeskCommandResult {
-        if let Some(command) = &msg.command {
-            let relays = (self.relays.as_ref(), self.agents.forward.as_ref());
-            let call = || desk_call(command);
-            if let Some(answer) = self.via.relayed(relays, call, &request_id, &msg).await {
-                return answer;
-            }
-        }
-        let Some(command) = msg.command else {
+        let Some(command) = &msg.command else {
             return Self::failed(request_id); // refused by `read`: never run
         };
-        let answered = match self.forwarded.clone() {
-            None => self.here(command).await,
-            Some(client) => self.through(client, command).await,
+        let relays = (self.relays.as_ref(), self.agents.forward.as_ref());
+        let call = || desk_call(command);
+        let way = self.via.way(relays, call, &request_id, &msg).await;
+        let Some(command) = msg.command else { return Self::failed(request_id) };
+        let answered = match (way, self.forwarded.clone()) {
+            (Way::Answered(answer), _) => return answer,
+            (Way::Here, Some(client)) => match self.here(command.clone()).await {
+                moved_away if moved(&moved_away) => self.through(client, command).await,
+                answered => answered,
+            },
+            (_, None) => self.here(command).await,
+            (_, Some(client)) => self.through(client, command).await,
         };
         let result = match answered {
             Ok(DeskAnswer::Conversation(c)) => pb::desk_command_result::Result::Conversation(c),
