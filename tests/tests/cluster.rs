@@ -349,9 +349,7 @@ impl Load {
                 .await
                 .unwrap_or_else(|e| panic!("post {n} was never acknowledged: {e:?}"))
                 .into_inner();
-                let name = acked.conversation.expect("conversation").name;
-                *load.acked.lock().unwrap().entry(name).or_default() += 1;
-                load.total.fetch_add(1, Ordering::Relaxed);
+                load.record(acked);
                 n += 1;
             }
         })
@@ -412,12 +410,17 @@ impl Load {
                         Ok(None) | Err(_) => stream = None,
                     }
                 };
-                let name = acked.conversation.expect("conversation").name;
-                *load.acked.lock().unwrap().entry(name).or_default() += 1;
-                load.total.fetch_add(1, Ordering::Relaxed);
+                load.record(acked);
                 n += 1;
             }
         })
+    }
+
+    /// Counts an acknowledged post in its conversation.
+    fn record(&self, acked: pb::PostMessageResponse) {
+        let name = acked.conversation.expect("conversation").name;
+        *self.acked.lock().unwrap().entry(name).or_default() += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
     }
 
     fn total(&self) -> u64 {
