@@ -109,6 +109,17 @@ pub fn tenant_of(frame: &[u8], how: TenantField) -> Option<String> {
     }
 }
 
+/// `msg` as an uncompressed gRPC frame, what [`call_key`] reads (a command stream's message,
+/// placed as the call it stands for).
+pub fn framed(msg: &impl prost::Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut frame = Vec::with_capacity(5 + len);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    msg.encode_raw(&mut frame);
+    frame
+}
+
 /// The string in field `number` of a framed gRPC request (the first occurrence), if the
 /// frame can be read that far.
 fn string_field(frame: &[u8], number: u64) -> Option<&str> {
@@ -414,7 +425,6 @@ impl ForwardLayer {
 /// The node that serves a call now, as [`ForwardLayer::place`] found it.
 #[derive(Debug)]
 pub struct Remote {
-    pub node: String,
     pub addr: String,
     shard: u32,
     owner: Option<super::Owner>,
@@ -457,9 +467,9 @@ impl ForwardLayer {
         let Ok(shard) = self.shard(&ownership, &key).await else { return Placed::Unknown };
         match ownership.route_shard(shard) {
             Route::Local(_) => Placed::Here,
-            Route::Remote { node, addr } => {
+            Route::Remote { addr, .. } => {
                 let owner = ownership.owner_of_shard(shard);
-                Placed::There(Remote { node, addr, shard, owner, ownership })
+                Placed::There(Remote { addr, shard, owner, ownership })
             }
             Route::Unowned { .. } => Placed::Unknown,
         }
@@ -738,14 +748,6 @@ impl http_body::Body for Relayed {
 mod tests {
     use super::*;
 
-    fn frame(msg: &impl prost::Message) -> Vec<u8> {
-        let bytes = msg.encode_to_vec();
-        let mut out = vec![0];
-        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(&bytes);
-        out
-    }
-
     #[test]
     fn every_public_method_but_listing_tenants_names_its_tenant_first() {
         let table = method_table();
@@ -866,10 +868,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            key(frame(&post), Some(ActorField::Customer(1))),
+            key(framed(&post), Some(ActorField::Customer(1))),
             Some(CallKey::Customer { tenant: "acme".into(), customer: "bob".into() })
         );
-        assert_eq!(key(frame(&post), None), Some(CallKey::Tenant("acme".into())));
+        assert_eq!(key(framed(&post), None), Some(CallKey::Tenant("acme".into())));
         // An agent's edit of a customer's profile: by the customer of field 2.
         let profile = pb::UpdateCustomerProfileRequest {
             agent: "tenants/acme/agents/ann".into(),
@@ -877,7 +879,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            key(frame(&profile), Some(ActorField::Customer(2))),
+            key(framed(&profile), Some(ActorField::Customer(2))),
             Some(CallKey::Customer { tenant: "acme".into(), customer: "bob".into() })
         );
         let close = pb::ConversationRequest {
@@ -885,7 +887,7 @@ mod tests {
             request_id: "r".into(),
         };
         assert_eq!(
-            key(frame(&close), Some(ActorField::Conversation(1))),
+            key(framed(&close), Some(ActorField::Conversation(1))),
             Some(CallKey::Conversation { tenant: "acme".into(), number: 4_503_668_347_895_809 })
         );
         let send = pb::SendMessageRequest {
@@ -894,11 +896,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            key(frame(&send), Some(ActorField::Conversation(2))),
+            key(framed(&send), Some(ActorField::Conversation(2))),
             Some(CallKey::Conversation { tenant: "bank".into(), number: 12 })
         );
         assert_eq!(
-            key(frame(&send), Some(ActorField::Agent)),
+            key(framed(&send), Some(ActorField::Agent)),
             Some(CallKey::Agent { tenant: "bank".into(), agent: "alice".into() })
         );
         // What does not parse (another tenant, another collection, no number, nothing) is
@@ -912,14 +914,14 @@ mod tests {
         ] {
             let odd = pb::SendMessageRequest { conversation: conversation.into(), ..send.clone() };
             assert_eq!(
-                key(frame(&odd), Some(ActorField::Conversation(2))),
+                key(framed(&odd), Some(ActorField::Conversation(2))),
                 Some(CallKey::Tenant("bank".into())),
                 "{conversation:?}"
             );
         }
         let nameless = pb::PostMessageRequest { customer: "tenants/acme".into(), ..post };
         assert_eq!(
-            key(frame(&nameless), Some(ActorField::Customer(1))),
+            key(framed(&nameless), Some(ActorField::Customer(1))),
             Some(CallKey::Tenant("acme".into()))
         );
         assert_eq!(call_key(b"", TenantField::Name, Some(ActorField::Agent)), None);
@@ -954,15 +956,15 @@ mod tests {
             text: "tenants/evil".into(),
             ..Default::default()
         };
-        assert_eq!(tenant_of(&frame(&post), TenantField::Name).as_deref(), Some("acme"));
+        assert_eq!(tenant_of(&framed(&post), TenantField::Name).as_deref(), Some("acme"));
         let accept = pb::AgentConversationRequest {
             agent: "tenants/bank/agents/alice".into(),
             conversation: "tenants/bank/conversations/7".into(),
             request_id: "r".into(),
         };
-        assert_eq!(tenant_of(&frame(&accept), TenantField::Name).as_deref(), Some("bank"));
+        assert_eq!(tenant_of(&framed(&accept), TenantField::Name).as_deref(), Some("bank"));
         let create = pb::CreateTenantRequest { tenant_id: "new".into(), ..Default::default() };
-        assert_eq!(tenant_of(&frame(&create), TenantField::Id).as_deref(), Some("new"));
+        assert_eq!(tenant_of(&framed(&create), TenantField::Id).as_deref(), Some("new"));
         assert_eq!(tenant_of(b"\x00\x00\x00\x00\x02\x0a", TenantField::Name), None);
         assert_eq!(tenant_of(b"", TenantField::Name), None);
     }
@@ -1144,7 +1146,11 @@ mod tests {
             let customer = format!("c{i}");
             let msg = |tenant: &str| {
                 let customer = format!("tenants/{tenant}/customers/{customer}");
-                frame(&pb::PostMessageRequest { customer, text: "hi".into(), ..Default::default() })
+                framed(&pb::PostMessageRequest {
+                    customer,
+                    text: "hi".into(),
+                    ..Default::default()
+                })
             };
             let expected = owner_of(customer_shard("acts", &customer, SHARDS));
             let served = call(post, &|| msg("acts"), false).await;
@@ -1163,10 +1169,10 @@ mod tests {
             let n = number_in_shard(shard, 1).unwrap();
             let conversation = format!("tenants/acts/conversations/{n}");
             let get_msg =
-                || frame(&pb::GetConversationRequest { conversation: conversation.clone() });
+                || framed(&pb::GetConversationRequest { conversation: conversation.clone() });
             assert_eq!(call(get, &get_msg, false).await, owner_of(shard));
             let send_msg = || {
-                frame(&pb::SendMessageRequest {
+                framed(&pb::SendMessageRequest {
                     agent: "tenants/acts/agents/agent0".into(),
                     conversation: conversation.clone(),
                     text: "hello".into(),
@@ -1175,14 +1181,14 @@ mod tests {
             };
             assert_eq!(call(send, &send_msg, false).await, owner_of(shard));
             let plain = || {
-                frame(&pb::GetConversationRequest {
+                framed(&pb::GetConversationRequest {
                     conversation: format!("tenants/plain/conversations/{n}"),
                 })
             };
             assert_eq!(call(get, &plain, false).await, by_tenant("plain"));
         }
         let small = || {
-            frame(&pb::GetConversationRequest {
+            framed(&pb::GetConversationRequest {
                 conversation: "tenants/acts/conversations/7".into(),
             })
         };
@@ -1197,7 +1203,7 @@ mod tests {
             let (id, _) = config.agent_names.iter().find(|(_, n)| *n == agent).unwrap();
             let expected = owner_of(ActorKey::Agent { tenant: "acts", agent: *id }.shard(SHARDS));
             let msg = || {
-                frame(&pb::SetStatusRequest {
+                framed(&pb::SetStatusRequest {
                     agent: format!("tenants/acts/agents/{agent}"),
                     ..Default::default()
                 })
@@ -1207,7 +1213,7 @@ mod tests {
         }
         assert!(agent_not_the_tenants > 0);
         let unknown = || {
-            frame(&pb::SetStatusRequest {
+            framed(&pb::SetStatusRequest {
                 agent: "tenants/acts/agents/nobody".into(),
                 ..Default::default()
             })
@@ -1217,21 +1223,21 @@ mod tests {
         // Everything else by tenant; a forwarded call is served where it arrives; a tenant
         // that does not exist goes by its name (its owner answers NOT_FOUND).
         let get_tenant = "/switchboard.v1.AdminService/GetTenant";
-        let msg = || frame(&pb::GetTenantRequest { name: "tenants/acts".into() });
+        let msg = || framed(&pb::GetTenantRequest { name: "tenants/acts".into() });
         assert_eq!(call(get_tenant, &msg, false).await, by_tenant("acts"));
         let elsewhere = (0..64)
             .map(|i| format!("c{i}"))
             .find(|c| owner_of(customer_shard("acts", c, SHARDS)) == "b")
             .unwrap();
         let msg = || {
-            frame(&pb::PostMessageRequest {
+            framed(&pb::PostMessageRequest {
                 customer: format!("tenants/acts/customers/{elsewhere}"),
                 ..Default::default()
             })
         };
         assert_eq!(call(post, &msg, true).await, "a", "one hop at most");
         let ghost = || {
-            frame(&pb::PostMessageRequest {
+            framed(&pb::PostMessageRequest {
                 customer: "tenants/ghost/customers/c1".into(),
                 ..Default::default()
             })

@@ -28,7 +28,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
-use super::forward::{HOP, Remote, UNARY_TIMEOUT};
+use super::forward::{ForwardLayer, HOP, Placed, Remote, UNARY_TIMEOUT};
 
 /// An answer on a relay.
 pub trait Answer: Send + 'static {
@@ -42,12 +42,15 @@ pub trait Answer: Send + 'static {
 /// A relay's stream, being opened.
 pub type Opened<A> =
     Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<A>>, Status>> + Send>>;
+/// The messages a relay's stream sends.
+pub type Messages<R> = UnboundedReceiverStream<R>;
 /// Opens the stream of a relay's method on a node's channel.
-type Open<R, A> =
-    Arc<dyn Fn(Channel, tonic::Request<UnboundedReceiverStream<R>>) -> Opened<A> + Send + Sync>;
+type Open<R, A> = Arc<dyn Fn(Channel, tonic::Request<Messages<R>>) -> Opened<A> + Send + Sync>;
 
 /// A command stream's relays, one per node, opened on a message's first need for it.
 pub struct Relays<R, A> {
+    /// Where each message goes, as the forward layer would send it.
+    forward: ForwardLayer,
     open: Open<R, A>,
     /// The command stream's metadata, and the hop mark.
     metadata: MetadataMap,
@@ -57,6 +60,7 @@ pub struct Relays<R, A> {
 impl<R, A> Clone for Relays<R, A> {
     fn clone(&self) -> Self {
         Relays {
+            forward: self.forward.clone(),
             open: self.open.clone(),
             metadata: self.metadata.clone(),
             links: self.links.clone(),
@@ -88,16 +92,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<R: Send + 'static, A: Answer> Relays<R, A> {
-    /// Relays for a command stream whose metadata is `metadata`, opened by `open`.
-    pub fn new<F>(mut metadata: MetadataMap, open: F) -> Relays<R, A>
+    /// Relays for a command stream whose metadata is `metadata`, placing its messages with
+    /// `forward` and opened by `open`.
+    pub fn new<F>(forward: ForwardLayer, mut metadata: MetadataMap, open: F) -> Relays<R, A>
     where
-        F: Fn(Channel, tonic::Request<UnboundedReceiverStream<R>>) -> Opened<A>
-            + Send
-            + Sync
-            + 'static,
+        F: Fn(Channel, tonic::Request<Messages<R>>) -> Opened<A> + Send + Sync + 'static,
     {
         metadata.insert(HOP, MetadataValue::from_static("1"));
-        Relays { open: Arc::new(open), metadata, links: Arc::default() }
+        Relays { forward, open: Arc::new(open), metadata, links: Arc::default() }
+    }
+
+    /// Where a call of `path` whose framed request is `frame` goes now.
+    pub async fn place(&self, path: &str, frame: &[u8]) -> Placed {
+        self.forward.place(path, frame).await
     }
 
     /// Sends `msg` (whose request id is `request_id`) to the node `remote` names and waits

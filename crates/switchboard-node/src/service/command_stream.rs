@@ -48,7 +48,7 @@ use super::ItemStream;
 use super::agent::Agents;
 use super::channel::Channel;
 use crate::auth::Call;
-use crate::cluster::forward::{Forward, ForwardLayer, HOP, Placed};
+use crate::cluster::forward::{Forward, ForwardLayer, HOP, Placed, framed};
 use crate::cluster::relay::{self, Relays};
 use crate::hub::Hub;
 use crate::metrics as m;
@@ -221,16 +221,17 @@ impl Via {
         }
     }
 
-    /// The relays of a stream in a cluster; none for a relayed stream, which keeps no
-    /// metadata (a message crosses at most one hop).
+    /// The relays of a stream in a cluster (`forward`); none for a relayed stream, which
+    /// keeps no metadata (a message crosses at most one hop).
     fn relays<R: Send + 'static, A: relay::Answer>(
         &self,
-        open: impl Fn(PeerChannel, tonic::Request<RelayedMessages<R>>) -> relay::Opened<A>
+        forward: Option<&ForwardLayer>,
+        open: impl Fn(PeerChannel, tonic::Request<relay::Messages<R>>) -> relay::Opened<A>
         + Send
         + Sync
         + 'static,
     ) -> Option<Relays<R, A>> {
-        Some(Relays::new(self.metadata.clone()?, open))
+        Some(Relays::new(forward?.clone(), self.metadata.clone()?, open))
     }
 
     /// Which way `msg` goes: answered on a relay when another node serves it now (counted),
@@ -238,14 +239,14 @@ impl Via {
     /// the call it stands for (gRPC path, request frame), only asked in a cluster.
     async fn way<R: Clone + Send + 'static, A: relay::Answer>(
         &self,
-        (relays, forward): (Option<&Relays<R, A>>, Option<&ForwardLayer>),
+        relays: Option<&Relays<R, A>>,
         call: impl FnOnce() -> (&'static str, Vec<u8>),
         request_id: &str,
         msg: &R,
     ) -> Way<A> {
-        let (Some(relays), Some(forward)) = (relays, forward) else { return Way::Forward };
+        let Some(relays) = relays else { return Way::Forward };
         let (path, frame) = call();
-        match forward.place(path, &frame).await {
+        match relays.place(path, &frame).await {
             Placed::Here => Way::Here,
             Placed::There(remote) => match relays.relay(&remote, request_id, msg.clone()).await {
                 Some(answer) => {
@@ -280,18 +281,6 @@ fn moved<T>(answered: &Result<T, Status>) -> bool {
 /// and decoding it again).
 fn relayed(metadata: &MetadataMap) -> bool {
     metadata.contains_key(HOP)
-}
-
-type RelayedMessages<R> = tokio_stream::wrappers::UnboundedReceiverStream<R>;
-
-/// A message as a gRPC frame (what the forward layer reads its key from).
-fn framed(msg: &impl prost::Message) -> Vec<u8> {
-    let len = msg.encoded_len();
-    let mut frame = Vec::with_capacity(5 + len);
-    frame.push(0);
-    frame.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    msg.encode_raw(&mut frame);
-    frame
 }
 
 impl relay::Answer for pb::PostMessagesResult {
@@ -350,7 +339,7 @@ impl Posts {
             ChannelServiceClient::new(forward.layer(inner))
         });
         let via = Via::new(call, metadata, forwarded.is_some(), "PostMessages");
-        let relays = via.relays(|peer, messages| {
+        let relays = via.relays(channel.forward.as_ref(), |peer, messages| {
             Box::pin(async move { ChannelServiceClient::new(peer).post_messages(messages).await })
         });
         Posts { channel, forwarded, relays, via }
@@ -371,9 +360,8 @@ impl Commands for Posts {
         request_id: String,
         msg: pb::PostMessageRequest,
     ) -> pb::PostMessagesResult {
-        let relays = (self.relays.as_ref(), self.channel.forward.as_ref());
         let call = || (POST_MESSAGE, framed(&msg));
-        let way = self.via.way(relays, call, &request_id, &msg).await;
+        let way = self.via.way(self.relays.as_ref(), call, &request_id, &msg).await;
         let answered = match (way, self.forwarded) {
             (Way::Answered(answer), _) => return answer,
             (Way::Here, Some(mut client)) => {
@@ -420,7 +408,7 @@ impl Desk {
             AgentServiceClient::new(forward.layer(inner))
         });
         let via = Via::new(call, metadata, forwarded.is_some(), "DeskCommands");
-        let relays = via.relays(|peer, messages| {
+        let relays = via.relays(agents.forward.as_ref(), |peer, messages| {
             Box::pin(async move { AgentServiceClient::new(peer).desk_commands(messages).await })
         });
         Desk { agents, forwarded, relays, via }
@@ -472,9 +460,8 @@ impl Commands for Desk {
         let Some(command) = &msg.command else {
             return Self::failed(request_id); // refused by `read`: never run
         };
-        let relays = (self.relays.as_ref(), self.agents.forward.as_ref());
         let call = || desk_call(command);
-        let way = self.via.way(relays, call, &request_id, &msg).await;
+        let way = self.via.way(self.relays.as_ref(), call, &request_id, &msg).await;
         let Some(command) = msg.command else { return Self::failed(request_id) };
         let answered = match (way, self.forwarded.clone()) {
             (Way::Answered(answer), _) => return answer,
