@@ -139,7 +139,7 @@ fn labels(path: &str) -> (String, String) {
 }
 
 fn grpc_type(method: &str) -> &'static str {
-    if method == "PostMessages" || method == "DeskCommands" {
+    if method == "PostMessages" || method == "DeskCommands" || method == "DeliverStream" {
         "bidi_stream"
     } else if method.starts_with("Stream") || method == "ServerReflectionInfo" || method == "Watch"
     {
@@ -215,6 +215,7 @@ mod tests {
         assert_eq!(grpc_type("PostMessage"), "unary");
         assert_eq!(grpc_type("PostMessages"), "bidi_stream");
         assert_eq!(grpc_type("DeskCommands"), "bidi_stream");
+        assert_eq!(grpc_type("DeliverStream"), "bidi_stream");
         assert_eq!(code_name(tonic::Code::Ok), "OK");
         assert_eq!(code_name(tonic::Code::InvalidArgument), "InvalidArgument");
     }

@@ -91,8 +91,9 @@ pub const ACTOR_ROWS_KEPT: &str = "switchboard_actor_rows_kept_total";
 /// failed, timed_out, busy, unowned, exhausted (sender side); received, not_owner,
 /// not_running, exhausted (receiver side).
 pub const MESH_ENVELOPES: &str = "switchboard_mesh_envelopes_total";
-/// `DeliverBatch` calls that reached their peer (`crate::actors::grpc`): set against
-/// `MESH_ENVELOPES{outcome="sent"}`, the envelopes per call.
+/// Batches of mesh envelopes their peer answered (on a `DeliverStream`, or a `DeliverBatch`
+/// call; `crate::actors::grpc`): set against `MESH_ENVELOPES{outcome="sent"}`, the envelopes
+/// per batch.
 pub const MESH_BATCHES: &str = "switchboard_mesh_batches_total";
 /// What reached a tenant's router actor, by `tenant` and `source`: `conversation` and `agent`
 /// (envelopes, resends included), `call` (an operation or a public call): set against the
@@ -272,8 +273,8 @@ pub fn describe() {
     );
     describe_counter!(
         MESH_BATCHES,
-        "DeliverBatch calls between nodes that reached their peer; sent envelopes over this \
-         is the envelopes per call"
+        "Batches of actor mesh envelopes between nodes that their peer answered; sent \
+         envelopes over this is the envelopes per batch"
     );
     describe_counter!(
         MESH_ENVELOPES,

@@ -313,8 +313,12 @@ async fn a_batch_delivers_each_envelope_and_names_the_refused_ones() {
     assert_eq!(c.b.mesh.activations(), (0, 0));
 }
 
-/// A node of the previous version: `Deliver` only (counted).
-struct Legacy(tokio::sync::mpsc::UnboundedSender<pb::DeliverRequest>);
+/// A node of an older version: `Deliver` only, or also `DeliverBatch` (`batches`); what
+/// reached it is counted by the method that carried it.
+struct Legacy {
+    delivered: tokio::sync::mpsc::UnboundedSender<(&'static str, pb::DeliverRequest)>,
+    batches: bool,
+}
 
 #[tonic::async_trait]
 impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
@@ -322,15 +326,34 @@ impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
         &self,
         request: tonic::Request<pb::DeliverRequest>,
     ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
-        let _ = self.0.send(request.into_inner());
+        let _ = self.delivered.send(("Deliver", request.into_inner()));
         Ok(tonic::Response::new(pb::DeliverResponse {}))
     }
 
     async fn deliver_batch(
         &self,
-        _: tonic::Request<pb::DeliverBatchRequest>,
+        request: tonic::Request<pb::DeliverBatchRequest>,
     ) -> Result<tonic::Response<pb::DeliverBatchResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("DeliverBatch"))
+        if !self.batches {
+            return Err(tonic::Status::unimplemented("DeliverBatch"));
+        }
+        for delivery in request.into_inner().deliveries {
+            let _ = self.delivered.send(("DeliverBatch", delivery));
+        }
+        Ok(tonic::Response::new(pb::DeliverBatchResponse { refused: vec![] }))
+    }
+
+    type DeliverStreamStream = std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send,
+        >,
+    >;
+
+    async fn deliver_stream(
+        &self,
+        _: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
+    ) -> Result<tonic::Response<Self::DeliverStreamStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("DeliverStream"))
     }
 
     async fn reconfigure(
@@ -341,33 +364,136 @@ impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
     }
 }
 
-/// During a rolling upgrade a peer may not know `DeliverBatch`: the batch it refuses is
-/// dropped (the links resend it), and the envelopes after it reach it one `Deliver` each.
+/// During a rolling upgrade a peer may not know `DeliverStream`, or `DeliverBatch` either:
+/// what it refuses is dropped (the links resend it), and the envelopes after it reach it the
+/// older way, one `DeliverBatch` call per batch or one `Deliver` per envelope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_without_batches_gets_one_delivery_per_envelope() {
+async fn an_older_peer_gets_batch_calls_or_one_delivery_per_envelope() {
+    for (batches, way) in [(true, "DeliverBatch"), (false, "Deliver")] {
+        let (mut listeners, addrs) = nodes::ports(2).await;
+        let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
+        let older = Legacy { delivered: tx, batches };
+        let server = tonic::transport::Server::builder()
+            .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(older))
+            .serve_with_incoming(incoming);
+        let server = tokio::spawn(server);
+        let transport =
+            GrpcTransport::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs));
+        let customer = CustomerId(customers_on_a(1)[0]);
+        let mut seq = 0;
+        let mut got = None;
+        until("an envelope reached the older peer", || {
+            seq += 1;
+            let body = Body::Message { seq, message: ToRouter::Leave };
+            transport.to_router(
+                TENANT,
+                Envelope { conversation: ConversationId(1), customer, epoch: 1, body },
+            );
+            got = delivered.try_recv().ok().map(|(method, _)| method);
+            let reached = got.is_some();
+            async move { reached }
+        })
+        .await;
+        assert_eq!(got, Some(way));
+        assert!(transport.undelivered() >= 1, "the first batch was refused, and dropped");
+        server.abort();
+    }
+}
+
+/// A peer whose first `DeliverStream` takes a batch and never answers (a frozen node), and
+/// whose later ones answer every batch; what reached it, by the stream that carried it.
+struct Freezing {
+    delivered: tokio::sync::mpsc::UnboundedSender<usize>,
+    streams: std::sync::atomic::AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl pb::actor_mesh_service_server::ActorMeshService for Freezing {
+    async fn deliver(
+        &self,
+        _: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        Err(tonic::Status::internal("the sender uses the stream"))
+    }
+
+    async fn deliver_batch(
+        &self,
+        _: tonic::Request<pb::DeliverBatchRequest>,
+    ) -> Result<tonic::Response<pb::DeliverBatchResponse>, tonic::Status> {
+        Err(tonic::Status::internal("the sender uses the stream"))
+    }
+
+    type DeliverStreamStream = std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send,
+        >,
+    >;
+
+    async fn deliver_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
+    ) -> Result<tonic::Response<Self::DeliverStreamStream>, tonic::Status> {
+        let stream = self.streams.fetch_add(1, Ordering::SeqCst);
+        let delivered = self.delivered.clone();
+        let answers = futures_util::stream::unfold(request.into_inner(), move |mut batches| {
+            let delivered = delivered.clone();
+            async move {
+                let batch = batches.message().await.ok()??;
+                if stream == 0 {
+                    // Frozen: the batch is taken, never answered, and the stream stays.
+                    std::future::pending::<()>().await;
+                }
+                for _ in batch.deliveries {
+                    let _ = delivered.send(stream);
+                }
+                Some((Ok(pb::DeliverBatchResponse { refused: vec![] }), batches))
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(answers)))
+    }
+
+    async fn reconfigure(
+        &self,
+        _: tonic::Request<pb::ReconfigureRequest>,
+    ) -> Result<tonic::Response<pb::ReconfigureResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::ReconfigureResponse {}))
+    }
+}
+
+/// A peer that stops answering on an open stream: the batch it holds is dropped once its
+/// deadline passes (the links resend it), that stream ends, and the next batch goes on a new
+/// stream, which delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_peer_stops_answering_is_replaced_by_a_new_one() {
     let (mut listeners, addrs) = nodes::ports(2).await;
     let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
+    let peer = Freezing { delivered: tx, streams: Default::default() };
     let server = tonic::transport::Server::builder()
-        .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(Legacy(tx)))
+        .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(peer))
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);
     let transport =
-        GrpcTransport::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs));
+        GrpcTransport::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs))
+            .with_deadline(Duration::from_millis(200));
     let customer = CustomerId(customers_on_a(1)[0]);
     let mut seq = 0;
-    until("an envelope reached the older peer", || {
+    let mut on = None;
+    until("an envelope was delivered on a later stream", || {
         seq += 1;
         let body = Body::Message { seq, message: ToRouter::Leave };
         transport.to_router(
             TENANT,
             Envelope { conversation: ConversationId(1), customer, epoch: 1, body },
         );
-        let got = delivered.try_recv().ok();
-        async move { got.is_some() }
+        on = delivered.try_recv().ok();
+        let reached = on.is_some();
+        async move { reached }
     })
     .await;
-    assert!(transport.undelivered() >= 1, "the first batch was refused, and dropped");
+    assert!(on.is_some_and(|stream| stream >= 1), "{on:?}: the frozen stream answered nothing");
+    assert!(transport.undelivered() >= 1, "the batch the frozen stream held was dropped");
     server.abort();
 }
 
