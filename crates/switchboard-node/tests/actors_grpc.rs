@@ -19,7 +19,7 @@ use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::Transport;
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::conversation::ConversationHandle;
-use switchboard_node::actors::grpc::{DELIVER_DEADLINE, GrpcTransport, encode};
+use switchboard_node::actors::grpc::{Answers, DELIVER_DEADLINE, GrpcTransport, encode};
 use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
@@ -313,20 +313,33 @@ async fn a_batch_delivers_each_envelope_and_names_the_refused_ones() {
     assert_eq!(c.b.mesh.activations(), (0, 0));
 }
 
-/// A node of an older version: `Deliver` only, or also `DeliverBatch` (`batches`); what
-/// reached it is counted by the method that carried it.
-struct Legacy {
-    delivered: tokio::sync::mpsc::UnboundedSender<(&'static str, pb::DeliverRequest)>,
-    batches: bool,
+/// What a fake peer knows of `ActorMeshService`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Knows {
+    /// `Deliver` only (a node of an older version).
+    Deliver,
+    /// Also `DeliverBatch`.
+    Batches,
+    /// Streams too, but its first `DeliverStream` takes a batch and never answers (a frozen
+    /// node); the later ones answer every batch.
+    FreezingStreams,
+}
+
+/// A peer that knows what `knows` says; what reached it goes to `delivered`, with the method
+/// that carried it and, on a stream, the stream's number (from 0).
+struct Fake {
+    knows: Knows,
+    delivered: tokio::sync::mpsc::UnboundedSender<(&'static str, usize)>,
+    streams: std::sync::atomic::AtomicUsize,
 }
 
 #[tonic::async_trait]
-impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
+impl pb::actor_mesh_service_server::ActorMeshService for Fake {
     async fn deliver(
         &self,
-        request: tonic::Request<pb::DeliverRequest>,
+        _: tonic::Request<pb::DeliverRequest>,
     ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
-        let _ = self.delivered.send(("Deliver", request.into_inner()));
+        let _ = self.delivered.send(("Deliver", 0));
         Ok(tonic::Response::new(pb::DeliverResponse {}))
     }
 
@@ -334,106 +347,24 @@ impl pb::actor_mesh_service_server::ActorMeshService for Legacy {
         &self,
         request: tonic::Request<pb::DeliverBatchRequest>,
     ) -> Result<tonic::Response<pb::DeliverBatchResponse>, tonic::Status> {
-        if !self.batches {
+        if self.knows == Knows::Deliver {
             return Err(tonic::Status::unimplemented("DeliverBatch"));
         }
-        for delivery in request.into_inner().deliveries {
-            let _ = self.delivered.send(("DeliverBatch", delivery));
+        for _ in request.into_inner().deliveries {
+            let _ = self.delivered.send(("DeliverBatch", 0));
         }
         Ok(tonic::Response::new(pb::DeliverBatchResponse { refused: vec![] }))
     }
 
-    type DeliverStreamStream = std::pin::Pin<
-        Box<
-            dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send,
-        >,
-    >;
-
-    async fn deliver_stream(
-        &self,
-        _: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
-    ) -> Result<tonic::Response<Self::DeliverStreamStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("DeliverStream"))
-    }
-
-    async fn reconfigure(
-        &self,
-        _: tonic::Request<pb::ReconfigureRequest>,
-    ) -> Result<tonic::Response<pb::ReconfigureResponse>, tonic::Status> {
-        Ok(tonic::Response::new(pb::ReconfigureResponse {}))
-    }
-}
-
-/// During a rolling upgrade a peer may not know `DeliverStream`, or `DeliverBatch` either:
-/// what it refuses is dropped (the links resend it), and the envelopes after it reach it the
-/// older way, one `DeliverBatch` call per batch or one `Deliver` per envelope.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_peer_gets_batch_calls_or_one_delivery_per_envelope() {
-    for (batches, way) in [(true, "DeliverBatch"), (false, "Deliver")] {
-        let (mut listeners, addrs) = nodes::ports(2).await;
-        let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
-        let older = Legacy { delivered: tx, batches };
-        let server = tonic::transport::Server::builder()
-            .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(older))
-            .serve_with_incoming(incoming);
-        let server = tokio::spawn(server);
-        let transport =
-            GrpcTransport::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs));
-        let customer = CustomerId(customers_on_a(1)[0]);
-        let mut seq = 0;
-        let mut got = None;
-        until("an envelope reached the older peer", || {
-            seq += 1;
-            let body = Body::Message { seq, message: ToRouter::Leave };
-            transport.to_router(
-                TENANT,
-                Envelope { conversation: ConversationId(1), customer, epoch: 1, body },
-            );
-            got = delivered.try_recv().ok().map(|(method, _)| method);
-            let reached = got.is_some();
-            async move { reached }
-        })
-        .await;
-        assert_eq!(got, Some(way));
-        assert!(transport.undelivered() >= 1, "the first batch was refused, and dropped");
-        server.abort();
-    }
-}
-
-/// A peer whose first `DeliverStream` takes a batch and never answers (a frozen node), and
-/// whose later ones answer every batch; what reached it, by the stream that carried it.
-struct Freezing {
-    delivered: tokio::sync::mpsc::UnboundedSender<usize>,
-    streams: std::sync::atomic::AtomicUsize,
-}
-
-#[tonic::async_trait]
-impl pb::actor_mesh_service_server::ActorMeshService for Freezing {
-    async fn deliver(
-        &self,
-        _: tonic::Request<pb::DeliverRequest>,
-    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
-        Err(tonic::Status::internal("the sender uses the stream"))
-    }
-
-    async fn deliver_batch(
-        &self,
-        _: tonic::Request<pb::DeliverBatchRequest>,
-    ) -> Result<tonic::Response<pb::DeliverBatchResponse>, tonic::Status> {
-        Err(tonic::Status::internal("the sender uses the stream"))
-    }
-
-    type DeliverStreamStream = std::pin::Pin<
-        Box<
-            dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send,
-        >,
-    >;
+    type DeliverStreamStream = Answers;
 
     async fn deliver_stream(
         &self,
         request: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
-    ) -> Result<tonic::Response<Self::DeliverStreamStream>, tonic::Status> {
+    ) -> Result<tonic::Response<Answers>, tonic::Status> {
+        if self.knows != Knows::FreezingStreams {
+            return Err(tonic::Status::unimplemented("DeliverStream"));
+        }
         let stream = self.streams.fetch_add(1, Ordering::SeqCst);
         let delivered = self.delivered.clone();
         let answers = futures_util::stream::unfold(request.into_inner(), move |mut batches| {
@@ -445,7 +376,7 @@ impl pb::actor_mesh_service_server::ActorMeshService for Freezing {
                     std::future::pending::<()>().await;
                 }
                 for _ in batch.deliveries {
-                    let _ = delivered.send(stream);
+                    let _ = delivered.send(("DeliverStream", stream));
                 }
                 Some((Ok(pb::DeliverBatchResponse { refused: vec![] }), batches))
             }
@@ -461,17 +392,16 @@ impl pb::actor_mesh_service_server::ActorMeshService for Freezing {
     }
 }
 
-/// A peer that stops answering on an open stream: the batch it holds is dropped once its
-/// deadline passes (the links resend it), that stream ends, and the next batch goes on a new
-/// stream, which delivers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_whose_peer_stops_answering_is_replaced_by_a_new_one() {
+/// A's transport (delivery deadline 200 ms) sends router envelopes to a [`Fake`] peer that
+/// knows `knows`, one more each round, until one reaches it; returns how that one came and
+/// how many envelopes the transport dropped by then.
+async fn send_to_a_fake_peer_until_delivered(knows: Knows) -> ((&'static str, usize), u64) {
     let (mut listeners, addrs) = nodes::ports(2).await;
     let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
-    let peer = Freezing { delivered: tx, streams: Default::default() };
+    let fake = Fake { knows, delivered: tx, streams: Default::default() };
     let server = tonic::transport::Server::builder()
-        .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(peer))
+        .add_service(pb::actor_mesh_service_server::ActorMeshServiceServer::new(fake))
         .serve_with_incoming(incoming);
     let server = tokio::spawn(server);
     let transport =
@@ -479,22 +409,44 @@ async fn a_stream_whose_peer_stops_answering_is_replaced_by_a_new_one() {
             .with_deadline(Duration::from_millis(200));
     let customer = CustomerId(customers_on_a(1)[0]);
     let mut seq = 0;
-    let mut on = None;
-    until("an envelope was delivered on a later stream", || {
+    let mut got = None;
+    until("an envelope reached the peer", || {
         seq += 1;
         let body = Body::Message { seq, message: ToRouter::Leave };
         transport.to_router(
             TENANT,
             Envelope { conversation: ConversationId(1), customer, epoch: 1, body },
         );
-        on = delivered.try_recv().ok();
-        let reached = on.is_some();
+        got = delivered.try_recv().ok();
+        let reached = got.is_some();
         async move { reached }
     })
     .await;
-    assert!(on.is_some_and(|stream| stream >= 1), "{on:?}: the frozen stream answered nothing");
-    assert!(transport.undelivered() >= 1, "the batch the frozen stream held was dropped");
     server.abort();
+    (got.unwrap(), transport.undelivered())
+}
+
+/// During a rolling upgrade a peer may not know `DeliverStream`, or `DeliverBatch` either:
+/// what it refuses is dropped (the links resend it), and the envelopes after it reach it the
+/// older way, one `DeliverBatch` call per batch or one `Deliver` per envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_peer_gets_batch_calls_or_one_delivery_per_envelope() {
+    for (knows, way) in [(Knows::Batches, "DeliverBatch"), (Knows::Deliver, "Deliver")] {
+        let ((method, _), undelivered) = send_to_a_fake_peer_until_delivered(knows).await;
+        assert_eq!(method, way);
+        assert!(undelivered >= 1, "the first batch was refused, and dropped");
+    }
+}
+
+/// A peer that stops answering on an open stream: the batch it holds is dropped once its
+/// deadline passes (the links resend it), that stream ends, and the next batch goes on a new
+/// stream, which delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_peer_stops_answering_is_replaced_by_a_new_one() {
+    let (got, undelivered) = send_to_a_fake_peer_until_delivered(Knows::FreezingStreams).await;
+    assert_eq!(got.0, "DeliverStream");
+    assert!(got.1 >= 1, "{got:?}: the frozen stream answered nothing");
+    assert!(undelivered >= 1, "the batch the frozen stream held was dropped");
 }
 
 /// Node B is down (its port bound, nothing answering): A's route times out at the transport's

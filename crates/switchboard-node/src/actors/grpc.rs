@@ -681,6 +681,11 @@ fn read_body<M: DeserializeOwned>(envelope: &pb::MeshEnvelope) -> Result<Body<M>
     })
 }
 
+/// A `DeliverStream`'s answers, one per batch, in order.
+pub type Answers = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send>,
+>;
+
 /// `ActorMeshService` on the receiving node: checks that it owns the key's shard and hands
 /// the envelope to its local actors.
 #[derive(Clone)]
@@ -735,16 +740,12 @@ impl ActorMeshService for ActorMeshGrpc {
         Ok(tonic::Response::new(self.deliver_all(request.into_inner()).await))
     }
 
-    type DeliverStreamStream = std::pin::Pin<
-        Box<
-            dyn futures_util::Stream<Item = Result<pb::DeliverBatchResponse, tonic::Status>> + Send,
-        >,
-    >;
+    type DeliverStreamStream = Answers;
 
     async fn deliver_stream(
         &self,
         request: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
-    ) -> Result<tonic::Response<Self::DeliverStreamStream>, tonic::Status> {
+    ) -> Result<tonic::Response<Answers>, tonic::Status> {
         // One batch at a time, each answered before the next is read. The answers end with
         // the batches (the sender's stream finished or broke): the sender drops what it was
         // not answered.
