@@ -19,7 +19,9 @@ use switchboard_core::{Actor, AgentStatus, ConversationId, CustomerId, State};
 use switchboard_node::actors::Transport;
 use switchboard_node::actors::agent::Decision;
 use switchboard_node::actors::conversation::ConversationHandle;
-use switchboard_node::actors::grpc::{Answers, DELIVER_DEADLINE, GrpcTransport, encode};
+use switchboard_node::actors::grpc::{
+    ActorMeshGrpc, Answers, DELIVER_DEADLINE, GrpcTransport, encode,
+};
 use switchboard_node::actors::meshes::MAX_INBOUND;
 use switchboard_node::actors::placement::ActorKey;
 use switchboard_node::actors::transport::InProcess;
@@ -447,6 +449,41 @@ async fn a_stream_whose_peer_stops_answering_is_replaced_by_a_new_one() {
     assert_eq!(got.0, "DeliverStream");
     assert!(got.1 >= 1, "{got:?}: the frozen stream answered nothing");
     assert!(undelivered >= 1, "the batch the frozen stream held was dropped");
+}
+
+/// A peer's stream never ends by itself, so the node's shutdown (its hub closing) ends every
+/// `DeliverStream` it serves: the server can drain, and the sender opens its next stream
+/// elsewhere or later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_shutdown_ends_the_delivery_streams_it_serves() {
+    let (mut listeners, addrs) = nodes::ports(2).await;
+    let hub = switchboard_node::hub::Hub::default();
+    let service = ActorMeshGrpc::new(Arc::new(InProcess::default()), fixed_ownership("a", &addrs))
+        .closing_with(hub.clone());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.pop().unwrap());
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.server())
+            .serve_with_incoming(incoming),
+    );
+    let mut client = pb::actor_mesh_service_client::ActorMeshServiceClient::connect(format!(
+        "http://{}",
+        addrs[1]
+    ))
+    .await
+    .unwrap();
+    let (batches, rx) = tokio::sync::mpsc::unbounded_channel();
+    let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+    let mut answers = client.deliver_stream(requests).await.unwrap().into_inner();
+    // A batch answered: the stream is open and serving (an empty batch refuses nothing).
+    batches.send(pb::DeliverBatchRequest { deliveries: vec![] }).unwrap();
+    let answer = tokio::time::timeout(DEADLINE, answers.message()).await.unwrap().unwrap();
+    assert_eq!(answer, Some(pb::DeliverBatchResponse { refused: vec![] }));
+    hub.close();
+    let ended = tokio::time::timeout(DEADLINE, answers.message()).await;
+    assert!(matches!(ended, Ok(Ok(None))), "the stream ended cleanly: {ended:?}");
+    drop(batches);
+    server.abort();
 }
 
 /// Node B is down (its port bound, nothing answering): A's route times out at the transport's

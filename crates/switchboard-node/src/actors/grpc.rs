@@ -698,11 +698,20 @@ pub struct ActorMeshGrpc {
     meshes: Option<Arc<Meshes>>,
     /// Envelopes per tenant accepted and not yet handled.
     bound: usize,
+    /// The node's hub: its closing (the node shuts down) ends every `DeliverStream` here, so
+    /// the server drains (a peer's stream never ends by itself).
+    hub: Option<crate::hub::Hub>,
 }
 
 impl ActorMeshGrpc {
     pub fn new(local: Arc<InProcess>, ownership: Arc<Ownership>) -> Self {
-        ActorMeshGrpc { local, ownership, meshes: None, bound: MAX_INBOUND }
+        ActorMeshGrpc { local, ownership, meshes: None, bound: MAX_INBOUND, hub: None }
+    }
+
+    /// Ends every `DeliverStream` when `hub` closes (see [`crate::hub::Hub::close`]).
+    pub fn closing_with(mut self, hub: crate::hub::Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Creates the mesh of a tenant that has none here yet on its first envelope.
@@ -747,8 +756,9 @@ impl ActorMeshService for ActorMeshGrpc {
         request: tonic::Request<tonic::Streaming<pb::DeliverBatchRequest>>,
     ) -> Result<tonic::Response<Answers>, tonic::Status> {
         // One batch at a time, each answered before the next is read. The answers end with
-        // the batches (the sender's stream finished or broke): the sender drops what it was
-        // not answered.
+        // the batches (the sender's stream finished or broke), or when the node shuts down:
+        // the sender drops what it was not answered, and opens another stream for the next.
+        use futures_util::StreamExt as _;
         let answers = futures_util::stream::unfold(
             (self.clone(), request.into_inner()),
             |(this, mut batches)| async move {
@@ -757,7 +767,10 @@ impl ActorMeshService for ActorMeshGrpc {
                 Some((Ok(answer), (this, batches)))
             },
         );
-        Ok(tonic::Response::new(Box::pin(answers)))
+        Ok(tonic::Response::new(match &self.hub {
+            Some(hub) => Box::pin(answers.take_until(hub.closed())),
+            None => Box::pin(answers),
+        }))
     }
 
     async fn reconfigure(

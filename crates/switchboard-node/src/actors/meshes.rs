@@ -110,9 +110,12 @@ impl Meshes {
     /// `ActorMeshService` for the node's server: delivers into this node's meshes, creating
     /// a tenant's on its first envelope, at most [`MAX_INBOUND`] unhandled per tenant.
     pub fn service(self: &Arc<Self>) -> ActorMeshServiceServer<ActorMeshGrpc> {
-        ActorMeshGrpc::new(self.local.clone(), self.ownership.clone())
-            .on_demand(self.clone())
-            .server()
+        let service = ActorMeshGrpc::new(self.local.clone(), self.ownership.clone());
+        let service = match &self.hub {
+            Some(hub) => service.closing_with(hub.clone()),
+            None => service,
+        };
+        service.on_demand(self.clone()).server()
     }
 
     /// The tenant's mesh here, created (and its configuration loaded) if it is not yet.
