@@ -28,7 +28,7 @@ use std::fmt;
 
 use switchboard_core::{AgentId, CustomerId};
 
-use crate::cluster::{Ownership, Route, fnv1a, shard_of};
+use crate::cluster::{Ownership, Route, avalanche, fnv1a_parts, shard_of};
 
 /// What placement hashes: one actor's identity in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,21 +87,15 @@ pub fn shard_in_number(n: u64) -> Option<u32> {
 /// `tenants/{t}/customers/{name}`), out of `shards`: where its conversation actor lives, and
 /// the shard its number carries.
 pub fn customer_shard(tenant: &str, name: &str, shards: u32) -> u32 {
-    let mut bytes = Vec::with_capacity(tenant.len() + name.len() + 1);
-    bytes.extend_from_slice(tenant.as_bytes());
-    bytes.push(0xfd);
-    bytes.extend_from_slice(name.as_bytes());
-    (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
+    let key = fnv1a_parts(&[tenant.as_bytes(), &[0xfd], name.as_bytes()]);
+    (avalanche(key) % u64::from(shards.max(1))) as u32
 }
 
 /// A key of a tenant and a number: FNV-1a over the tenant, a separator byte (one no UTF-8
 /// string holds, different per kind) and the number, then the avalanche.
 fn spread(tenant: &str, separator: u8, n: u64, shards: u32) -> u32 {
-    let mut bytes = Vec::with_capacity(tenant.len() + 9);
-    bytes.extend_from_slice(tenant.as_bytes());
-    bytes.push(separator);
-    bytes.extend_from_slice(&n.to_be_bytes());
-    (avalanche(fnv1a(&bytes)) % u64::from(shards.max(1))) as u32
+    let key = fnv1a_parts(&[tenant.as_bytes(), &[separator], &n.to_be_bytes()]);
+    (avalanche(key) % u64::from(shards.max(1))) as u32
 }
 
 impl fmt::Display for ActorKey<'_> {
@@ -116,14 +110,6 @@ impl fmt::Display for ActorKey<'_> {
             }
         }
     }
-}
-
-/// splitmix64's finaliser: every input bit reaches every output bit.
-fn avalanche(h: u64) -> u64 {
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Where the actor of `key` lives as this node sees it: here (under the shard's fence), on

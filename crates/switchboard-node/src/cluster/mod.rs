@@ -50,12 +50,26 @@ pub fn shard_of(tenant: &str, shards: u32) -> u32 {
 }
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_parts(&[bytes])
+}
+
+/// FNV-1a over the concatenation of `parts`, without building it (a key's hash runs for
+/// every shard on every membership tick, and for every message placed).
+pub(crate) fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for b in parts.iter().flat_map(|part| part.iter()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// FNV alone mixes the last bytes poorly; a 64-bit avalanche (splitmix's finaliser) fixes it.
+pub(crate) fn avalanche(h: u64) -> u64 {
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Rendezvous (highest random weight) hashing: the member with the highest score for a shard
@@ -64,15 +78,8 @@ pub fn desired_owner<'a>(
     shard: u32,
     members: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    members.into_iter().max_by_key(|m| {
-        let mut bytes = shard.to_be_bytes().to_vec();
-        bytes.extend_from_slice(m.as_bytes());
-        // FNV alone mixes the last bytes poorly; finish with a 64-bit avalanche (splitmix).
-        let mut z = fnv1a(&bytes).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31), *m)
-    })
+    let shard = shard.to_be_bytes();
+    members.into_iter().max_by_key(|m| (avalanche(fnv1a_parts(&[&shard, m.as_bytes()])), *m))
 }
 
 /// Who holds a shard's key in etcd.
@@ -372,6 +379,24 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Placement must not change between versions (nodes of two versions share a cluster):
+    /// the hash over parts is the hash over their concatenation, and a shard's owner is the
+    /// one the allocating version chose.
+    #[test]
+    fn hashing_parts_places_as_hashing_their_concatenation() {
+        assert_eq!(fnv1a_parts(&[b"acme", &[0xfd], b"c-17"]), fnv1a(b"acme\xfdc-17"));
+        assert_eq!(fnv1a_parts(&[]), fnv1a(b""));
+        let members = ["n1", "n2", "node-three"];
+        for shard in 0..1024u32 {
+            let before = members.iter().copied().max_by_key(|m| {
+                let mut bytes = shard.to_be_bytes().to_vec();
+                bytes.extend_from_slice(m.as_bytes());
+                (avalanche(fnv1a(&bytes)), *m)
+            });
+            assert_eq!(desired_owner(shard, members), before, "shard {shard}");
+        }
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {
