@@ -245,26 +245,28 @@ async fn pump(mut rx: mpsc::Receiver<pb::DeliverRequest>, peer: Peer) {
                 Err(_) => break,
             }
         }
-        let channel = match peer.ownership.peers().channel(&peer.addr) {
-            Ok(channel) => channel,
-            Err(_) => {
-                peer.dropped(batch.len(), "failed");
-                continue;
-            }
-        };
+        // The peer's channel only to open a stream or make a call: an open stream has one.
+        let client =
+            || peer.ownership.peers().channel(&peer.addr).ok().map(ActorMeshServiceClient::new);
         if !peer.unary.on() {
-            let open = match stream.take() {
-                Some(open) if open.is_open() => open,
-                _ => Outgoing::open(ActorMeshServiceClient::new(channel), peer.clone()),
+            stream = match stream.take() {
+                Some(open) if open.is_open() => Some(open),
+                _ => client().map(|client| Outgoing::open(client, peer.clone())),
             };
-            open.send(batch, permit, &peer);
-            stream = Some(open);
+            match &stream {
+                Some(open) => open.send(batch, permit, &peer),
+                None => peer.dropped(batch.len(), "failed"),
+            }
             continue;
         }
+        let Some(client) = client() else {
+            peer.dropped(batch.len(), "failed");
+            continue;
+        };
         let peer = peer.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            deliver_batch(ActorMeshServiceClient::new(channel), batch, &peer).await;
+            deliver_batch(client, batch, &peer).await;
         });
     }
 }
