@@ -138,7 +138,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{Error, Result};
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{PG_COMMIT_LINGER, PostgresOptions, PostgresStore};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{DB_FILE, SqliteOptions, SqliteStore, Stats};
 

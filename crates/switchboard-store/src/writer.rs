@@ -180,15 +180,29 @@ impl Counters {
 /// for a commit, and node CPU per command fell 10–13% at 200 arrivals/s with p99s no worse.
 pub(crate) const COMMIT_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// When a commit waits [`Limits::linger`] for more jobs after its group's first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Linger {
+    /// Only when the last group had company: jobs come faster than commits. SQLite's: its
+    /// commit costs this node's own CPU, and a lone job waiting for company cost as much
+    /// latency as it saved (ARCHITECTURE.md, "The 37th session: the writer's linger").
+    WhenBusy,
+    /// After every group's first job. PostgreSQL's: its commit costs the server, which every
+    /// node shares, several hundred µs of CPU, so gathering more jobs into each one is worth
+    /// the wait.
+    Always,
+}
+
 /// How the writer bounds a commit and prunes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_jobs: usize,
     pub max_bytes: usize,
     pub request_retention_ms: i64,
-    /// How long a commit waits for more jobs after the first, when the last one had
-    /// company ([`drain`]); zero: never.
+    /// How long a commit waits for more jobs after the first ([`drain`]); zero: never.
     pub linger: std::time::Duration,
+    /// When it waits.
+    pub linger_when: Linger,
 }
 
 impl Limits {
@@ -202,6 +216,7 @@ impl Limits {
             max_bytes,
             request_retention_ms: i64::try_from(request_retention.as_millis()).unwrap_or(i64::MAX),
             linger: COMMIT_LINGER,
+            linger_when: Linger::WhenBusy,
         }
     }
 }
@@ -452,17 +467,30 @@ impl HeadCache {
 /// Only refusals that wrote nothing count: not a duplicate (its number is durable already, and
 /// the writer goes on after it), nor a failed commit (its outcome may be unknown, see
 /// `pg_writer`).
-#[allow(clippy::disallowed_methods)] // a shell's thread: the linger's deadline is wall time
 pub(crate) fn drain(
     jobs: &Receiver<Job>,
     limits: Limits,
     stats: &Counters,
     committer: &mut impl Committer,
 ) {
+    drain_sleeping(jobs, limits, stats, committer, std::thread::sleep);
+}
+
+/// [`drain`], lingering with `sleep` (a test's sleep queues what "arrives" meanwhile).
+#[allow(clippy::disallowed_methods)] // a shell's thread: the linger's deadline is wall time
+fn drain_sleeping(
+    jobs: &Receiver<Job>,
+    limits: Limits,
+    stats: &Counters,
+    committer: &mut impl Committer,
+    mut sleep: impl FnMut(std::time::Duration),
+) {
     let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
     // The last group had company: jobs come faster than commits, so waiting a little for
     // more costs less latency than it saves in commits (each one a sync and its pages).
-    let mut busy = false;
+    // Under `Linger::Always` every group counts as busy.
+    let always = limits.linger_when == Linger::Always;
+    let mut busy = always;
     // Kept from group to group: a commit allocates no vector of its own for its jobs.
     let (mut group, mut admitted) = (Vec::new(), Vec::new());
     while let Ok(first) = jobs.recv() {
@@ -476,7 +504,7 @@ pub(crate) fn drain(
                 Err(_) if busy && !lingered && !limits.linger.is_zero() => {
                     // One sleep for the whole linger, then take what came: a thread parked in
                     // `recv` is woken (a futex call on each side) by every job that arrives.
-                    std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+                    sleep(until.saturating_duration_since(std::time::Instant::now()));
                     lingered = true;
                     continue;
                 }
@@ -485,7 +513,7 @@ pub(crate) fn drain(
             bytes += job.size();
             group.push(job);
         }
-        busy = group.len() > 1;
+        busy = always || group.len() > 1;
         for job in group.drain(..) {
             let Job::Append { batch, ack } = job else {
                 admitted.push(job);
@@ -1516,6 +1544,7 @@ mod tests {
         max_bytes: 1 << 20,
         request_retention_ms: 0,
         linger: std::time::Duration::ZERO,
+        linger_when: Linger::WhenBusy,
     };
 
     /// Limits that let a test's few jobs share a group, without lingering.
@@ -1556,6 +1585,52 @@ mod tests {
     fn log_seqs(conn: &Connection, tenant: &str) -> Vec<i64> {
         let mut stmt = conn.prepare("SELECT seq FROM log WHERE tenant = ?1 ORDER BY seq").unwrap();
         stmt.query_map([tenant], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// The groups `drain_sleeping` commits from two lone jobs under `when`: the first queued
+    /// at the start, the second "arriving" while the writer lingers (the test's sleep queues
+    /// it) or, if it never lingers, once the first group is committed. Gives the groups' sizes
+    /// and the lingers slept.
+    fn groups_of_two_lone_jobs(when: Linger) -> (Vec<usize>, Vec<std::time::Duration>) {
+        let linger = std::time::Duration::from_millis(2);
+        let limits = Limits { linger, linger_when: when, ..SIXTEEN_PER_GROUP };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (first, _first_done) = append("a", 1);
+        let (second, _second_done) = append("a", 2);
+        tx.send(first).unwrap();
+        // Whichever comes first queues the second job and lets the queue close after it.
+        let pending = std::cell::RefCell::new(Some((tx, second)));
+        let arrive = || {
+            if let Some((tx, job)) = pending.borrow_mut().take() {
+                tx.send(job).unwrap();
+            }
+        };
+        let (mut groups, mut slept) = (Vec::new(), Vec::new());
+        let mut committer = |group: &[Job]| {
+            groups.push(group.len());
+            arrive();
+            group.iter().map(|_| Ok(vec![])).collect()
+        };
+        let sleep = |d: std::time::Duration| {
+            slept.push(d);
+            arrive();
+        };
+        drain_sleeping(&rx, limits, &Counters::default(), &mut committer, sleep);
+        (groups, slept)
+    }
+
+    /// PostgreSQL's rule (`Linger::Always`): a lone first job waits the linger, and what
+    /// comes meanwhile shares its commit. SQLite's (`Linger::WhenBusy`): a lone job after
+    /// a lone group commits at once, alone.
+    #[test]
+    fn an_always_lingering_writer_gathers_what_comes_after_a_lone_job() {
+        let (groups, slept) = groups_of_two_lone_jobs(Linger::Always);
+        assert_eq!(groups, [2], "the second job shares the first's commit");
+        assert_eq!(slept.len(), 1, "one sleep for the whole linger");
+        assert!(slept[0] <= std::time::Duration::from_millis(2));
+        let (groups, slept) = groups_of_two_lone_jobs(Linger::WhenBusy);
+        assert_eq!(groups, [1, 1], "each lone job commits alone");
+        assert!(slept.is_empty(), "no linger after a lone group");
     }
 
     /// A store-assigned append to `stream` (shared).
