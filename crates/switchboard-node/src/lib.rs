@@ -37,4 +37,4 @@ pub mod tenant;
 pub mod webhooks;
 
 pub use error::{Error, Result};
-pub use server::{NodeConfig, serve};
+pub use server::{COMMIT_LINGER, NodeConfig, serve};

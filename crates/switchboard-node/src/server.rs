@@ -27,6 +27,10 @@ use crate::service::{
     admin::Admin, agent::Agents, channel::Channel, events::Events, supervisor::Supervisor,
 };
 
+/// The PostgreSQL writer's default linger after a commit's first write
+/// ([`NodeConfig::commit_linger`]).
+pub const COMMIT_LINGER: std::time::Duration = switchboard_store::PG_COMMIT_LINGER;
+
 /// What a node needs to run.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -44,6 +48,9 @@ pub struct NodeConfig {
     pub call_timeout: std::time::Duration,
     /// PostgreSQL URL of a shared store; `None` keeps the embedded SQLite in `data_dir`.
     pub store_url: Option<String>,
+    /// With `store_url`: the writer's linger after a commit's first write
+    /// (`PostgresOptions::commit_linger`).
+    pub commit_linger: std::time::Duration,
     /// Join a cluster through etcd; `None` runs a single node serving every tenant.
     pub cluster: Option<ClusterConfig>,
     /// Token keys; `None` runs unauthenticated (the binary allows that only on loopback).
@@ -65,6 +72,7 @@ impl Default for NodeConfig {
             tenant_in_flight: crate::registry::TENANT_IN_FLIGHT,
             call_timeout: crate::registry::CALL_TIMEOUT,
             store_url: None,
+            commit_linger: COMMIT_LINGER,
             cluster: None,
             auth: None,
             tls: None,
@@ -97,11 +105,13 @@ pub async fn serve_observed(
     let store: Arc<dyn Store> = match &config.store_url {
         Some(url) => {
             let url = url.clone();
-            let store = tokio::task::spawn_blocking(move || {
-                PostgresStore::open(&url, PostgresOptions::default())
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+            let options = PostgresOptions {
+                commit_linger: config.commit_linger,
+                ..PostgresOptions::default()
+            };
+            let store = tokio::task::spawn_blocking(move || PostgresStore::open(&url, options))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
             Arc::new(store)
         }
         None => Arc::new(SqliteStore::open(&config.data_dir, SqliteOptions::default())?),

@@ -192,12 +192,27 @@ pub struct Store {
     /// unset keeps the embedded SQLite in `data_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// With `url`: how long the writer waits, in µs, for more writes after a commit's first,
+    /// so that each commit to the shared database carries more of them (0: never).
+    pub postgres_commit_linger_us: u64,
 }
+
+/// The longest `store.postgres_commit_linger_us` accepted: every write may wait this long.
+const MAX_COMMIT_LINGER_US: u64 = 100_000;
 
 impl Default for Store {
     fn default() -> Self {
-        Store { data_dir: PathBuf::from("./switchboard-data"), snapshot_every: 10_000, url: None }
+        Store {
+            data_dir: PathBuf::from("./switchboard-data"),
+            snapshot_every: 10_000,
+            url: None,
+            postgres_commit_linger_us: duration_us(switchboard_node::COMMIT_LINGER),
+        }
     }
+}
+
+fn duration_us(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Cluster mode: set `etcd` (and `store.url`) to join; empty runs a single node.
@@ -394,6 +409,12 @@ impl Config {
         if self.shutdown.drain_seconds == 0 {
             bail!("shutdown.drain_seconds must be at least 1");
         }
+        if self.store.postgres_commit_linger_us > MAX_COMMIT_LINGER_US {
+            bail!(
+                "store.postgres_commit_linger_us is {}; at most {MAX_COMMIT_LINGER_US} (every write may wait that long)",
+                self.store.postgres_commit_linger_us
+            );
+        }
         if self.store.data_dir.as_os_str().is_empty() {
             bail!("store.data_dir must not be empty");
         }
@@ -536,6 +557,7 @@ impl Config {
             tenant_in_flight: self.limits.tenant_in_flight,
             call_timeout: std::time::Duration::from_millis(self.limits.call_timeout_ms),
             store_url: self.store.url.clone(),
+            commit_linger: std::time::Duration::from_micros(self.store.postgres_commit_linger_us),
             cluster,
             auth,
             tls,

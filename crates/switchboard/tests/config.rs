@@ -315,3 +315,19 @@ fn cluster_mode_needs_a_shared_store_and_sane_settings() {
             .is_none()
     );
 }
+
+#[test]
+fn the_postgresql_commit_linger_is_two_ms_settable_and_bounded() {
+    let linger = |pairs: &[(&str, &str)]| {
+        let config = Config::load(&Flags::default(), env(pairs))?;
+        Ok::<_, anyhow::Error>(config.node(addr("127.0.0.1:1"))?.commit_linger)
+    };
+    assert_eq!(linger(&[]).unwrap(), std::time::Duration::from_millis(2));
+    let set = [("SWITCHBOARD_STORE__POSTGRES_COMMIT_LINGER_US", "500")];
+    assert_eq!(linger(&set).unwrap(), std::time::Duration::from_micros(500));
+    let off = [("SWITCHBOARD_STORE__POSTGRES_COMMIT_LINGER_US", "0")];
+    assert_eq!(linger(&off).unwrap(), std::time::Duration::ZERO);
+    let long = [("SWITCHBOARD_STORE__POSTGRES_COMMIT_LINGER_US", "200000")];
+    let err = linger(&long).unwrap_err().to_string();
+    assert!(err.contains("store.postgres_commit_linger_us") && err.contains("100000"), "{err}");
+}
