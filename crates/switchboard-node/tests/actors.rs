@@ -327,6 +327,55 @@ async fn the_routers_log_replays_on_its_checkpoint_to_the_same_state() {
     .await;
 }
 
+/// A write is a checkpoint once the router's checkpoint is half a `linger` old, so its log
+/// never holds envelopes of a conversation whose tombstone expired since (a replay has only
+/// the stored tombstones, and would take them for a new conversation's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_checkpoint_is_taken_again_once_it_is_half_a_linger_old() {
+    // Long enough that the steps before the sleep never take half of it on a slow machine
+    // (then the log row would be a checkpoint already, and never appear).
+    let linger = Duration::from_secs(10);
+    let start = |dir| {
+        let (engine, config) = support::tenant(&[(AGENT, 2)]);
+        let options = MeshOptions { linger, ..options(Duration::from_secs(3600)) };
+        harness_with(dir, engine, config, options)
+    };
+    let settled = |mesh: &Mesh| {
+        let router = mesh.router();
+        async move { router.read(|side| side.retransmit().is_empty()).await.unwrap() }
+    };
+    let rows = |h: &Harness| {
+        let log = h.store.list_actors(TENANT, ROUTER, "", 100).unwrap();
+        log.into_iter().map(|row| row.key).collect::<Vec<_>>()
+    };
+    let h = start(tempfile::tempdir().unwrap());
+    // Enough state that the checkpoint far outweighs a log row or two.
+    h.mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    for u in 1..=6u64 {
+        let customer = h.mesh.conversation(CustomerId(u));
+        customer.customer_message(message(u, 10 + u, "hi")).await.unwrap();
+    }
+    until("the router's links are settled", || settled(&h.mesh)).await;
+    // A new node on the store: its router's first write is a checkpoint, the next a log row.
+    h.mesh.stop_all().await;
+    let Harness { _dir: dir, store, transport, mesh, .. } = h;
+    drop((store, transport, mesh));
+    let h = start(dir);
+    h.mesh.recover().await.unwrap();
+    until("the new router's links are settled", || settled(&h.mesh)).await;
+    h.mesh.router().set_status(AGENT, AgentStatus::Away, StatusCause::Agent).await.unwrap();
+    until("a log row follows the checkpoint", || async { !rows(&h).is_empty() }).await;
+    let logged = rows(&h);
+    // Half a linger passes (a lower bound: the router's clock only moves on), then a write.
+    tokio::time::sleep(linger / 2 + Duration::from_millis(10)).await;
+    h.mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let now = rows(&h);
+    assert!(
+        logged.iter().all(|key| !now.contains(key)),
+        "the write was a checkpoint, which deletes the log before it: {logged:?} then {now:?}"
+    );
+}
+
 /// A conversation that left is a tombstone in the router's memory (so a late copy of its
 /// messages is recognised), stored as a row of its own with the router's next step, not in
 /// the router's row; a new node on the same store loads it with the router.

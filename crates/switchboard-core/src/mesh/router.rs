@@ -248,6 +248,17 @@ impl RouterSide {
         self.conversations.get(&id).map_or(0, |c| c.link.inbox.applied_below() - 1)
     }
 
+    /// Whether a journaling shell's next write must be a checkpoint because the one it has
+    /// was taken at `checkpoint_at`, half a `linger` or more before `now`
+    /// ([`super::journal`]). A write deletes the tombstones that expired; the log rows after
+    /// the checkpoint must not hold envelopes of those conversations, or a replay, which
+    /// has only the stored tombstones, would take them for a new conversation's and keep a
+    /// link the side forgot. A tombstone expires `linger` after its last envelope, so with
+    /// a checkpoint never older than half that, its envelopes all precede the checkpoint.
+    pub fn checkpoint_due(&self, checkpoint_at: Timestamp, now: Timestamp) -> bool {
+        checkpoint_at + self.linger / 2 <= now
+    }
+
     /// Whether the conversation left (its link is a tombstone).
     pub fn has_left(&self, id: ConversationId) -> bool {
         match self.conversations.get(&id) {

@@ -162,12 +162,15 @@ struct Journal {
     pending: Vec<RouterInput>,
     /// The next commit writes a checkpoint (a restarted router's first does).
     due: bool,
+    /// When the checkpoint was taken (`RouterSide::checkpoint_due`).
+    at: Timestamp,
 }
 
 impl Journal {
     fn new(side: &RouterSide) -> Self {
         let checkpoint = rmp_serde::to_vec(side).expect("a side encodes");
-        Journal { checkpoint, covers: 0, rows: Vec::new(), pending: Vec::new(), due: false }
+        let (covers, rows, pending, at) = (0, Vec::new(), Vec::new(), Timestamp(0));
+        Journal { checkpoint, covers, rows, pending, due: false, at }
     }
 
     /// The sequence number of the next log row.
@@ -526,8 +529,12 @@ impl Sim {
                 // what waits held back on its links follows it), else the inputs as a row.
                 let j = &mut self.journal;
                 let inputs = std::mem::take(&mut j.pending);
-                let row = if j.due || self.rng.percent(15) {
+                // As the node's router actor: when due, by chance (the node's rule is by
+                // size), and when the checkpoint is half a `linger` old.
+                let row = if j.due || self.rng.percent(15) || n.live.checkpoint_due(j.at, self.now)
+                {
                     j.due = false;
+                    j.at = self.now;
                     j.checkpoint = rmp_serde::to_vec(&n.live).expect("a side encodes");
                     j.covers = j.next();
                     j.rows.clear();

@@ -192,7 +192,9 @@ struct Unflushed {
 /// write holding that write's inputs (key: its sequence number, 20 digits, so keys sort as
 /// numbers). A write logs its inputs unless the log since the checkpoint would outweigh the
 /// checkpoint (so the rows hold at most about twice the side), the configuration changed (a
-/// replay has only the newest), or it is an incarnation's first: then it writes a checkpoint
+/// replay has only the newest), it is an incarnation's first, or the checkpoint is half a
+/// `linger` old (`RouterSide::checkpoint_due`: a replay must not meet the envelopes of a
+/// conversation whose tombstone expired since): then it writes a checkpoint
 /// and deletes the log rows before it, in the same batch. Activation replays the log on the
 /// checkpoint (`switchboard_core::mesh::journal`).
 #[derive(Default)]
@@ -206,6 +208,8 @@ struct Journal {
     /// Bytes of those log rows, and of the checkpoint.
     logged: usize,
     checkpoint: usize,
+    /// When the checkpoint was taken (the side's clock).
+    checkpoint_at: Timestamp,
     /// The next write is a checkpoint.
     due: bool,
 }
@@ -307,7 +311,13 @@ impl Actor for RouterActor {
             side = side.with_agent_links();
         }
         let stored = tombstones(&mesh).await?;
-        let mut journal = Journal { checkpoint, due: true, next: covers, ..Journal::default() };
+        let mut journal = Journal {
+            checkpoint,
+            checkpoint_at: at,
+            due: true,
+            next: covers,
+            ..Journal::default()
+        };
         let mut newest = stored_epoch;
         let mut inputs = Vec::new();
         for (seq, epoch, body) in logged {
@@ -862,7 +872,7 @@ impl RouterRun {
             body,
         };
         let inputs = std::mem::take(&mut j.pending);
-        if !j.due {
+        if !j.due && !self.side.checkpoint_due(j.checkpoint_at, at) {
             if inputs.is_empty() {
                 return Ok((Vec::new(), None));
             }
@@ -879,6 +889,7 @@ impl RouterRun {
         let body = encode_journaled(at, &(j.next, &self.side))?;
         j.due = false;
         j.checkpoint = body.len();
+        j.checkpoint_at = at;
         j.logged = 0;
         let mut rows = vec![row(String::new(), Some(body))];
         rows.extend(j.rows.drain(..).map(|seq| row(Journal::key(seq), None)));
