@@ -37,4 +37,6 @@ pub mod tenant;
 pub mod webhooks;
 
 pub use error::{Error, Result};
-pub use server::{COMMIT_LINGER, NodeConfig, serve};
+pub use server::{NodeConfig, serve};
+/// The PostgreSQL writer's default linger ([`NodeConfig::commit_linger`]).
+pub use switchboard_store::PG_COMMIT_LINGER;

@@ -27,10 +27,6 @@ use crate::service::{
     admin::Admin, agent::Agents, channel::Channel, events::Events, supervisor::Supervisor,
 };
 
-/// The PostgreSQL writer's default linger after a commit's first write
-/// ([`NodeConfig::commit_linger`]).
-pub const COMMIT_LINGER: std::time::Duration = switchboard_store::PG_COMMIT_LINGER;
-
 /// What a node needs to run.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -72,7 +68,7 @@ impl Default for NodeConfig {
             tenant_in_flight: crate::registry::TENANT_IN_FLIGHT,
             call_timeout: crate::registry::CALL_TIMEOUT,
             store_url: None,
-            commit_linger: COMMIT_LINGER,
+            commit_linger: switchboard_store::PG_COMMIT_LINGER,
             cluster: None,
             auth: None,
             tls: None,

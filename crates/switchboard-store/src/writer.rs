@@ -488,9 +488,8 @@ fn drain_sleeping(
     let mut refused: HashMap<String, (u64, Fence)> = HashMap::new();
     // The last group had company: jobs come faster than commits, so waiting a little for
     // more costs less latency than it saves in commits (each one a sync and its pages).
-    // Under `Linger::Always` every group counts as busy.
+    let mut busy = false;
     let always = limits.linger_when == Linger::Always;
-    let mut busy = always;
     // Kept from group to group: a commit allocates no vector of its own for its jobs.
     let (mut group, mut admitted) = (Vec::new(), Vec::new());
     while let Ok(first) = jobs.recv() {
@@ -501,7 +500,7 @@ fn drain_sleeping(
         while group.len() < limits.max_jobs && bytes < limits.max_bytes {
             let job = match jobs.try_recv() {
                 Ok(job) => job,
-                Err(_) if busy && !lingered && !limits.linger.is_zero() => {
+                Err(_) if (always || busy) && !lingered && !limits.linger.is_zero() => {
                     // One sleep for the whole linger, then take what came: a thread parked in
                     // `recv` is woken (a futex call on each side) by every job that arrives.
                     sleep(until.saturating_duration_since(std::time::Instant::now()));
@@ -513,7 +512,7 @@ fn drain_sleeping(
             bytes += job.size();
             group.push(job);
         }
-        busy = always || group.len() > 1;
+        busy = group.len() > 1;
         for job in group.drain(..) {
             let Job::Append { batch, ack } = job else {
                 admitted.push(job);

@@ -206,7 +206,7 @@ impl Default for Store {
             data_dir: PathBuf::from("./switchboard-data"),
             snapshot_every: 10_000,
             url: None,
-            postgres_commit_linger_us: duration_us(switchboard_node::COMMIT_LINGER),
+            postgres_commit_linger_us: duration_us(switchboard_node::PG_COMMIT_LINGER),
         }
     }
 }

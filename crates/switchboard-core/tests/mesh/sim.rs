@@ -169,8 +169,14 @@ struct Journal {
 impl Journal {
     fn new(side: &RouterSide) -> Self {
         let checkpoint = rmp_serde::to_vec(side).expect("a side encodes");
-        let (covers, rows, pending, at) = (0, Vec::new(), Vec::new(), Timestamp(0));
-        Journal { checkpoint, covers, rows, pending, due: false, at }
+        Journal {
+            checkpoint,
+            covers: 0,
+            rows: Vec::new(),
+            pending: Vec::new(),
+            due: false,
+            at: Timestamp(0),
+        }
     }
 
     /// The sequence number of the next log row.
