@@ -548,10 +548,13 @@ impl<'a> Session<'a> {
         Ok(Event::Transferred { conversation: c.id, from: c.agent, to: target, left_queue })
     }
 
-    /// Who ends it decides the cause: its agent, or a supervisor.
+    /// Who ends it decides the cause: its agent, or a supervisor. A supervisor ending the
+    /// conversation it serves ends it as its agent, whichever call it used.
     pub fn end_cause(&self, by: Actor) -> Result<Cause> {
         match by {
-            Actor::Agent(a) if self.conv.agent == Some(a) => Ok(Cause::EndedByAgent),
+            Actor::Agent(a) | Actor::Supervisor(a) if self.conv.agent == Some(a) => {
+                Ok(Cause::EndedByAgent)
+            }
             Actor::Agent(a) => Err(Error::NotAssigned { conversation: self.conv.id, agent: a }),
             Actor::Supervisor(_) | Actor::System => Ok(Cause::EndedBySupervisor),
         }
@@ -755,6 +758,7 @@ mod tests {
 
     const G1: GroupId = GroupId(1);
     const A1: AgentId = AgentId(1);
+    const A2: AgentId = AgentId(2);
 
     fn settings() -> TenantSettings {
         let mut s = TenantSettings::default();
@@ -834,6 +838,10 @@ mod tests {
         s.placed(now, Placed::Assigned { agent: A1, via: Via::Auto, cause: None }, &mut out);
         assert_eq!(s.customer.last_agent, Some(A1));
         assert_eq!(s.end_cause(Actor::Agent(A1)).unwrap(), Cause::EndedByAgent);
+        // A supervisor ends its own conversation as its agent, another's as a supervisor.
+        assert_eq!(s.end_cause(Actor::Supervisor(A1)).unwrap(), Cause::EndedByAgent);
+        assert_eq!(s.end_cause(Actor::Supervisor(A2)).unwrap(), Cause::EndedBySupervisor);
+        assert!(s.end_cause(Actor::Agent(A2)).is_err(), "an agent cannot end another's");
         let ask =
             s.finish(now + secs(5), Cause::EndedByAgent, Some(ReplyKind::ManualEnd), &mut out);
         assert_eq!(ask, Some(Ask::Leave));

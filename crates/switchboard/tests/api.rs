@@ -578,6 +578,94 @@ async fn a_supervisor_ends_one_conversation_as_manual_and_a_batch_as_batch() {
     assert_eq!(c2.transitions.last().unwrap().cause, "ended_in_batch");
 }
 
+/// SPEC §2: a supervisor ends any conversation, through the agent's call as through its own:
+/// another agent's as a supervisor (manual-end reply), the one it serves as its agent; an
+/// agent that does not serve a conversation cannot end it, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_ends_any_conversation_through_either_call() {
+    a_supervisor_ends_any_conversation_through_either_call_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_ends_any_conversation_through_either_call_on_actors() {
+    a_supervisor_ends_any_conversation_through_either_call_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_supervisor_ends_any_conversation_through_either_call_on(routing: pb::TenantRouting) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let replies = pb::ReplySettings { manual_end: texts("manual bye"), ..Default::default() };
+    let agents: &[(&str, &[&str], u32, bool)] = &[
+        ("alice", &["support"], 3, false),
+        ("bob", &["support"], 3, false),
+        ("boss", &["billing"], 3, true),
+    ];
+    support::desk::floor_on(&mut c, T, Some(replies), agents, &["alice", "boss"], routing).await;
+    let theirs = write(&mut c, "carol", "support").await;
+    let own = write(&mut c, "dan", "billing").await;
+    let own_too = write(&mut c, "erin", "billing").await;
+    assert_eq!(theirs.agent, name("agents", "alice"), "{theirs:?}");
+    assert_eq!(own.agent, name("agents", "boss"), "{own:?}");
+    assert_eq!(own_too.agent, name("agents", "boss"), "{own_too:?}");
+    let mut out = support::desk::outbound(&mut c, T).await;
+    let end = |agent: &str, conversation: &pb::Conversation| pb::AgentConversationRequest {
+        agent: name("agents", agent),
+        conversation: conversation.name.clone(),
+        request_id: rid("end"),
+    };
+
+    let refused =
+        c.agent.end_conversation(end("bob", &theirs)).await.expect_err("bob does not serve carol");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let still = c
+        .channel
+        .get_conversation(pb::GetConversationRequest { conversation: theirs.name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still.state, pb::ConversationState::Assigned as i32, "nothing changed: {still:?}");
+
+    let ended = c.agent.end_conversation(end("boss", &theirs)).await.unwrap().into_inner();
+    assert_eq!(ended.state, pb::ConversationState::Ended as i32);
+    assert_eq!(ended.transitions.last().unwrap().cause, "ended_by_supervisor");
+    let ended = c.agent.end_conversation(end("boss", &own)).await.unwrap().into_inner();
+    assert_eq!(ended.transitions.last().unwrap().cause, "ended_by_agent");
+    let ended = c
+        .supervisor
+        .end_conversation(pb::SupervisorConversationRequest {
+            supervisor: name("agents", "boss"),
+            conversation: own_too.name.clone(),
+            request_id: rid("end"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ended.transitions.last().unwrap().cause, "ended_by_agent");
+
+    // Every end above sent the manual-end reply, once.
+    let mut waiting = vec![theirs.name.clone(), own.name.clone(), own_too.name.clone()];
+    let seen = until(&mut out, |m| {
+        if m.reply_kind == pb::ReplyKind::ManualEnd as i32 {
+            waiting.retain(|c| *c != m.conversation);
+        }
+        waiting.is_empty()
+    })
+    .await;
+    for conversation in [&theirs, &own, &own_too] {
+        let ends: Vec<_> = seen
+            .iter()
+            .filter(|m| {
+                m.conversation == conversation.name
+                    && m.reply_kind == pb::ReplyKind::ManualEnd as i32
+            })
+            .map(|m| m.text.as_str())
+            .collect();
+        assert_eq!(ends, vec!["manual bye"], "{}", conversation.name);
+    }
+}
+
 /// Item 14, seed 001: each agent sets its own automatic and quick replies from its
 /// workspace with an agent token; it cannot set another agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,10 +210,8 @@ pub(super) fn end(
 ) -> Result<response::Result> {
     let a = acting(state, "agent", &r.agent)?;
     let c = conversation(state, "conversation", &r.conversation)?;
-    // A supervisor ending the conversation it serves ends it as its agent (ended_by_agent).
-    let holder = state.engine.conversation(c).and_then(|x| x.agent);
-    let by = if holder == Some(a) { Actor::Agent(a) } else { actor(state, a) };
-    let effects = state.engine.end(now, c, by)?;
+    // A supervisor may end any conversation (its own as its agent: the core's rule).
+    let effects = state.engine.end(now, c, actor(state, a))?;
     emit(state, now, effects, out);
     Ok(conversation_response(state, c))
 }

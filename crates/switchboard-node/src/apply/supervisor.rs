@@ -168,7 +168,8 @@ pub(super) fn end_batch(
 }
 
 /// A supervisor ends one conversation: cause `ended_by_supervisor` and the manual-end reply
-/// (the batch-end reply is only for `EndBatch`). Its own conversation it ends as its agent.
+/// (the batch-end reply is only for `EndBatch`). Its own conversation it ends as its agent
+/// (the core's rule).
 pub(super) fn end(
     state: &mut TenantState,
     now: Timestamp,
@@ -177,9 +178,7 @@ pub(super) fn end(
 ) -> Result<response::Result> {
     let sup = supervisor(state, &r.supervisor)?;
     let c = conversation(state, "conversation", &r.conversation)?;
-    let holder = state.engine.conversation(c).and_then(|x| x.agent);
-    let by = if holder == Some(sup) { Actor::Agent(sup) } else { Actor::Supervisor(sup) };
-    let effects = state.engine.end(now, c, by)?;
+    let effects = state.engine.end(now, c, Actor::Supervisor(sup))?;
     emit(state, now, effects, out);
     Ok(response::Result::Conversation(crate::convert::views::conversation(state, c)))
 }

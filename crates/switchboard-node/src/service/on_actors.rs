@@ -264,8 +264,7 @@ impl OnActors<'_> {
     }
 
     /// MarkRead and EndConversation of the acting agent: as `apply::agent`'s (an agent ends
-    /// a conversation as its agent; a supervisor acting on another's conversation is not
-    /// served by actors yet: the mesh's configuration does not carry the supervisor flag).
+    /// the conversation it serves; a supervisor any, its own as its agent: the core's rule).
     pub async fn agent_on_conversation(
         &self,
         r: &pb::AgentConversationRequest,
@@ -276,7 +275,7 @@ impl OnActors<'_> {
         let id = ConversationId(n);
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
         let op = if end {
-            ConversationOp::End { id, by: switchboard_core::Actor::Agent(agent) }
+            ConversationOp::End { id, by: self.viewer(agent) }
         } else {
             ConversationOp::MarkRead { id, agent }
         };

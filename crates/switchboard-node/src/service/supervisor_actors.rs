@@ -166,12 +166,9 @@ pub(super) async fn end_conversation(
     let n = on.conversation_number("conversation", &r.conversation)?;
     let id = ConversationId(n);
     let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
-    let read = move |side: &switchboard_core::mesh::ConversationSide| {
-        side.conversation().filter(|c| c.id == id).and_then(|c| c.agent)
-    };
-    let holder = on.mesh.conversation(customer).read(read).await?;
-    let by = if holder == Some(sup) { Actor::Agent(sup) } else { Actor::Supervisor(sup) };
-    let op = ConversationOp::End { id, by };
+    // Its own conversation a supervisor ends as its agent: the side decides, by the holder
+    // it knows (the core's rule), so no read goes first.
+    let op = ConversationOp::End { id, by: Actor::Supervisor(sup) };
     Ok(on.conversation_call(customer, id, op, &r.request_id).await?)
 }
 
