@@ -463,6 +463,58 @@ async fn random_refused_batches_with_early_sends_lose_nothing_and_assign_nothing
     }
 }
 
+/// An actor killed while its batch waits on the node's writer (as a panic or a failed step
+/// would leave it) is started again only once that batch has landed: loading its row before
+/// would lose what the batch recorded, while the messages it sent before durability were
+/// heard and kept. Here the router's assignment is queued, the router killed, and its next
+/// incarnation set the agent away (which keeps what the agent holds): both sides must still
+/// say assigned. Found by the random tests above over many seeds (a conversation assigned on
+/// one side and queued on the other); fails without `Slot::Unsettled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_killed_with_a_write_queued_starts_again_from_what_that_write_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let faulty = Arc::new(Faulty::new(sqlite));
+    faulty.arm_doom().await;
+    let agent = AgentId(1);
+    let (engine, config) = support::tenant(&[(agent, 1)]);
+    let options = options(Duration::from_secs(3600));
+    let h = harness_on(dir, faulty.clone(), engine, config, options);
+    let mesh = h.mesh.clone();
+    mesh.router().set_status(agent, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+
+    faulty.pause_writer();
+    let before = faulty.router_writes.load(Ordering::SeqCst);
+    let customer = mesh.conversation(CustomerId(1));
+    let opened = tokio::spawn(async move { customer.customer_message(message(1, 7, "hi")).await });
+    let queued = || async { faulty.router_writes.load(Ordering::SeqCst) > before };
+    until("the router's assignment is queued on the writer", queued).await;
+    mesh.kill_router().await;
+    let router = mesh.router();
+    let away = tokio::spawn(async move {
+        router.set_status(agent, AgentStatus::Away, StatusCause::Agent).await
+    });
+    faulty.resume_writer();
+    let outcome = opened.await.unwrap().unwrap();
+    away.await.unwrap().unwrap();
+
+    until("every link is quiet", || async {
+        let router = mesh.router().read(|s| s.retransmit().is_empty()).await.unwrap_or(false);
+        let side = mesh.conversation(CustomerId(1));
+        router && side.read(|s| s.retransmit().is_empty()).await.unwrap_or(false)
+    })
+    .await;
+    let side = mesh.conversation(CustomerId(1));
+    let held = side.read(|s| s.conversation().map(|c| (c.state, c.agent))).await.unwrap();
+    assert_eq!(held, Some((State::Assigned, Some(agent))), "the conversation's side");
+    let placed = placed_anywhere(&mesh, outcome.conversation).await;
+    assert!(
+        matches!(placed, Some(Placement::Assigned { agent: a, .. }) if a == agent),
+        "the router's side: {placed:?}"
+    );
+}
+
 const AGENTS: [(AgentId, u32); 2] = [(AgentId(1), 2), (AgentId(2), 1)];
 
 /// One seeded run of random steps, then the checks (see the tests above); with `doom`, some

@@ -74,7 +74,7 @@ use switchboard_core::config::{AgentSettings, GroupSettings, TenantSettings};
 use switchboard_core::router::Router;
 use switchboard_core::session::Config;
 use switchboard_core::{AgentId, CustomerId, Effect, Engine, GroupId, Timestamp};
-use switchboard_store::{ActorState, Fence, Store};
+use switchboard_store::{ActorState, Batch, Fence, Store};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
@@ -791,11 +791,14 @@ impl Mesh {
     /// wait (zero: activated by a message).
     async fn activate_router(&self, backoff: Duration) -> Result<ActorRef<router::RouterMsg>> {
         // Refused here with a clear message; the actor checks again as it starts.
-        self.fence_of(ActorKey::Router { tenant: self.tenant() })?;
+        let fence = self.fence_of(ActorKey::Router { tenant: self.tenant() })?;
         let mesh = self.clone();
         self.0
             .routers
-            .get((), || async move {
+            .get((), |unsettled| async move {
+                if unsettled {
+                    mesh.settle(fence).await;
+                }
                 let exit = Arc::new(Exit::default());
                 let weak = mesh.downgrade();
                 let args = RouterArgs { mesh, exit: exit.clone() };
@@ -822,11 +825,14 @@ impl Mesh {
         customer: CustomerId,
         backoff: Duration,
     ) -> Result<ActorRef<conversation::ConversationMsg>> {
-        self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })?;
+        let fence = self.fence_of(ActorKey::Conversation { tenant: self.tenant(), customer })?;
         let mesh = self.clone();
         self.0
             .conversations
-            .get(customer, || async move {
+            .get(customer, |unsettled| async move {
+                if unsettled {
+                    mesh.settle(fence).await;
+                }
                 let exit = Arc::new(Exit::default());
                 let weak = mesh.downgrade();
                 let args = ConversationArgs { mesh, customer, exit: exit.clone() };
@@ -852,11 +858,14 @@ impl Mesh {
         agent: AgentId,
         backoff: Duration,
     ) -> Result<ActorRef<agent::AgentMsg>> {
-        self.fence_of(ActorKey::Agent { tenant: self.tenant(), agent })?;
+        let fence = self.fence_of(ActorKey::Agent { tenant: self.tenant(), agent })?;
         let mesh = self.clone();
         self.0
             .agents
-            .get(agent, || async move {
+            .get(agent, |unsettled| async move {
+                if unsettled {
+                    mesh.settle(fence).await;
+                }
                 let exit = Arc::new(Exit::default());
                 let weak = mesh.downgrade();
                 let args = AgentArgs { mesh, agent, exit: exit.clone() };
@@ -952,6 +961,14 @@ impl Mesh {
         {
             let _ = heard.send(Heard { customer, effects });
         }
+    }
+
+    /// Returns once every write queued on the node's writer before this call is committed
+    /// or refused: an empty batch under `fence` (the writer answers its jobs in order, and
+    /// whatever the answer, the jobs before it are done). See [`Slot::Unsettled`].
+    async fn settle(&self, fence: Fence) {
+        let batch = Batch { tenant: self.0.tenant.clone(), fence, ..Batch::default() };
+        let _ = self.0.store.append(batch).await;
     }
 
     /// Reads an actor's row off the runtime's threads.
@@ -1643,21 +1660,36 @@ enum Slot<M: ractor::Message> {
     /// The actor, and how its supervisor learns that a stop was asked for.
     Live(ActorRef<M>, Arc<Exit>),
     Starting(Arc<Notify>),
+    /// No actor, and the last one ended abruptly (a panic, a failed write, a kill: its
+    /// [`Exit`] not settled), so a batch it queued may still be on the node's writer. The
+    /// next activation first waits for the writer to settle it ([`Mesh::settle`]):
+    /// otherwise it could load the row before that batch lands, and its first write would
+    /// put the older row back, losing what the batch recorded while the messages it sent
+    /// before durability were heard and kept (a conversation assigned on the router's side
+    /// and queued on its own: found by the random actor tests over many seeds). A stop the
+    /// mesh asked for or a passivation finished its step, its last write included.
+    Unsettled,
 }
 
 /// An activation in progress: whatever way it ends (started, failed, or its future dropped
-/// because the caller gave up), its `Starting` slot goes and the waiting callers wake.
+/// because the caller gave up), its `Starting` slot goes and the waiting callers wake. One
+/// that was to settle the writer first leaves the mark for the next, unless it started.
 struct StartGuard<'a, K: Hash + Eq + Clone, M: ractor::Message> {
     directory: &'a Directory<K, M>,
     key: K,
     notify: Arc<Notify>,
+    unsettled: bool,
 }
 
 impl<K: Hash + Eq + Clone, M: ractor::Message> Drop for StartGuard<'_, K, M> {
     fn drop(&mut self) {
         let mut slots = self.directory.lock();
         if matches!(slots.get(&self.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &self.notify)) {
-            slots.remove(&self.key);
+            if self.unsettled {
+                slots.insert(self.key.clone(), Slot::Unsettled);
+            } else {
+                slots.remove(&self.key);
+            }
         }
         drop(slots);
         self.notify.notify_waiters();
@@ -1691,7 +1723,7 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         let slots = self.lock();
         let live = slots.iter().filter_map(|(k, s)| match s {
             Slot::Live(actor, exit) => Some((k.clone(), actor.clone(), exit.clone())),
-            Slot::Starting(_) => None,
+            Slot::Starting(_) | Slot::Unsettled => None,
         });
         live.collect()
     }
@@ -1709,7 +1741,7 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         match self.lock().get(key) {
             Some(Slot::Live(actor, _)) => accepting(actor),
             Some(Slot::Starting(_)) => true,
-            None => false,
+            Some(Slot::Unsettled) | None => false,
         }
     }
 
@@ -1717,12 +1749,14 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         self.lock().values().filter(|s| matches!(s, Slot::Live(a, _) if accepting(a))).count()
     }
 
+    /// The key's live actor, or a new one from `spawn`, which is told whether it must first
+    /// settle what the last one left on the writer ([`Slot::Unsettled`]).
     async fn get<F, Fut>(&self, key: K, spawn: F) -> Result<ActorRef<M>>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(bool) -> Fut,
         Fut: std::future::Future<Output = Result<(ActorRef<M>, Arc<Exit>)>>,
     {
-        let notify = loop {
+        let (notify, unsettled) = loop {
             let wait = {
                 let mut slots = self.lock();
                 match slots.get(&key) {
@@ -1730,21 +1764,18 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
                     // Stopping: the next one starts once it has (its last write is done).
                     Some(Slot::Live(actor, _)) => Err(actor.get_cell()),
                     Some(Slot::Starting(notify)) => Ok(notify.clone()),
-                    None => {
+                    free => {
+                        let unsettled = matches!(free, Some(Slot::Unsettled));
                         let notify = Arc::new(Notify::new());
                         slots.insert(key.clone(), Slot::Starting(notify.clone()));
-                        break notify;
+                        break (notify, unsettled);
                     }
                 }
             };
             match wait {
                 Err(cell) => {
                     let _ = cell.wait(None).await;
-                    let mut slots = self.lock();
-                    if matches!(slots.get(&key), Some(Slot::Live(a, _)) if a.get_id() == cell.get_id())
-                    {
-                        slots.remove(&key);
-                    }
+                    self.forget(&key, cell.get_id());
                 }
                 Ok(notify) => {
                     // Created before the starter can notify (it needs the lock we dropped
@@ -1761,8 +1792,8 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
             }
         };
         // Dropped however this ends: a failed or cancelled activation clears its slot.
-        let guard = StartGuard { directory: self, key, notify };
-        let (actor, exit) = spawn().await?;
+        let guard = StartGuard { directory: self, key, notify, unsettled };
+        let (actor, exit) = spawn(unsettled).await?;
         self.started.fetch_add(1, Ordering::AcqRel);
         let mut slots = self.lock();
         if matches!(slots.get(&guard.key), Some(Slot::Starting(n)) if Arc::ptr_eq(n, &guard.notify))
@@ -1773,11 +1804,18 @@ impl<K: Hash + Eq + Clone, M: ractor::Message> Directory<K, M> {
         Ok(actor)
     }
 
-    /// An actor stopped: its slot goes, unless a newer actor holds it.
+    /// An actor stopped: its slot goes, unless a newer actor holds it; marked
+    /// [`Slot::Unsettled`] if it ended abruptly.
     fn forget(&self, key: &K, id: ractor::ActorId) {
         let mut slots = self.lock();
-        if matches!(slots.get(key), Some(Slot::Live(a, _)) if a.get_id() == id) {
+        let settled = match slots.get(key) {
+            Some(Slot::Live(a, exit)) if a.get_id() == id => exit.settled(),
+            _ => return,
+        };
+        if settled {
             slots.remove(key);
+        } else {
+            slots.insert(key.clone(), Slot::Unsettled);
         }
     }
 }

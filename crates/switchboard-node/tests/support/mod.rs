@@ -385,7 +385,16 @@ pub struct Faulty {
     /// so actors send early): set by [`Faulty::arm_doom`], for tests that refuse and hold
     /// nothing on their own.
     vouches: AtomicBool,
+    /// Once [`Faulty::pause_writer`] was called: every write goes through this queue, in
+    /// order, to the inner store, as a node's writer takes its jobs; it waits there while
+    /// `writer_gate` is `false`, and is written even if its caller is gone (a killed actor's
+    /// batch still lands, as on a node whose writer outlives the actor).
+    fifo: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Queued>>>,
+    writer_gate: tokio::sync::watch::Sender<bool>,
 }
+
+/// A write in [`Faulty`]'s queue, and where its outcome goes.
+type Queued = (Batch, tokio::sync::oneshot::Sender<StoreResult<Vec<u64>>>);
 
 /// The fence a doomed batch carries ([`Faulty::doom`]); the test raises the
 /// store's fence of its shard first ([`Faulty::arm_doom`]).
@@ -408,7 +417,35 @@ impl Faulty {
             opened: std::sync::Condvar::new(),
             doom: std::sync::Mutex::new(None),
             vouches: AtomicBool::new(false),
+            fifo: std::sync::Mutex::new(None),
+            writer_gate: tokio::sync::watch::channel(true).0,
         }
+    }
+
+    /// Every write from now on waits, in order, until [`Faulty::resume_writer`], as on a node
+    /// whose writer is busy: its caller has its `Pending`, the batch is queued.
+    pub fn pause_writer(&self) {
+        self.writer_gate.send_replace(false);
+        let mut fifo = self.fifo.lock().unwrap();
+        if fifo.is_none() {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+            let (inner, mut gate) = (self.inner.clone(), self.writer_gate.subscribe());
+            tokio::spawn(async move {
+                while let Some((batch, answer)) = rx.recv().await {
+                    let _ = gate.wait_for(|open| *open).await;
+                    // Handed to the inner writer in order; awaited aside, so the next goes on.
+                    let written = inner.append_assigned(batch);
+                    tokio::spawn(async move {
+                        let _ = answer.send(written.await);
+                    });
+                }
+            });
+            *fifo = Some(tx);
+        }
+    }
+
+    pub fn resume_writer(&self) {
+        self.writer_gate.send_replace(true);
     }
 
     /// Lets [`Faulty::doom`] work: the store refuses [`DOOMED`] from now on,
@@ -474,6 +511,18 @@ impl Store for Faulty {
             self.refused.fetch_add(1, Ordering::SeqCst);
             let e = switchboard_store::Error::from(std::io::Error::other("disk full"));
             return Box::pin(std::future::ready(Err(e)));
+        }
+        if let Some(fifo) = self.fifo.lock().unwrap().as_ref() {
+            if batch.actors.iter().any(|a| a.kind == "router") {
+                self.router_writes.fetch_add(1, Ordering::SeqCst);
+            }
+            let (answer, written) = tokio::sync::oneshot::channel();
+            let _ = fifo.send((batch, answer));
+            return Box::pin(async move {
+                written.await.unwrap_or_else(|_| {
+                    Err(switchboard_store::Error::from(std::io::Error::other("queue gone")))
+                })
+            });
         }
         let gated = [
             ("router", &self.router_writes, &self.router_gate),
