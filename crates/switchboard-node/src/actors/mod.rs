@@ -2086,6 +2086,39 @@ mod tests {
         assert_eq!(activations.load(Ordering::Acquire), 2, "activated again once it stopped");
     }
 
+    /// An actor that ended abruptly leaves its key to be settled by the next activation; one
+    /// that passivated does not (`Slot::Unsettled`).
+    #[tokio::test]
+    async fn the_directory_marks_a_key_whose_actor_ended_abruptly() {
+        let directory = Directory::<u32, RpcReplyPort<u32>>::default();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let start = |exit: Arc<Exit>| {
+            let told = told.clone();
+            move |unsettled: bool| async move {
+                told.lock().unwrap().push(unsettled);
+                let keeper = Keeper { kept: Arc::default(), answer: true, go: None };
+                let (actor, _) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
+                Ok((actor, exit))
+            }
+        };
+        // Killed: its exit not settled.
+        let exit = Arc::new(Exit::default());
+        let actor = directory.get(1, start(exit)).await.unwrap();
+        actor.kill_and_wait(None).await.unwrap();
+        directory.forget(&1, actor.get_id());
+        assert!(matches!(directory.find(&1), Found::None));
+        assert!(!directory.has(&1));
+        // Passivated: settled.
+        let exit = Arc::new(Exit::default());
+        let actor = directory.get(1, start(exit.clone())).await.unwrap();
+        exit.passivated();
+        actor.stop_and_wait(None, None).await.unwrap();
+        directory.forget(&1, actor.get_id());
+        let actor = directory.get(1, start(Arc::new(Exit::default()))).await.unwrap();
+        assert_eq!(*told.lock().unwrap(), vec![false, true, false]);
+        actor.stop_and_wait(None, None).await.unwrap();
+    }
+
     /// One look tells an actor taking messages from one being activated and from none (the
     /// transport decides on it whether an acknowledgement may wake an actor).
     #[tokio::test]
@@ -2096,7 +2129,7 @@ mod tests {
         let starting = tokio::spawn({
             let directory = directory.clone();
             async move {
-                let spawn = || async move {
+                let spawn = |_| async move {
                     let _ = started.await;
                     let keeper = Keeper { kept: Arc::default(), answer: true, go: None };
                     let (actor, _) = ractor::Actor::spawn(None, keeper, ()).await.unwrap();
