@@ -290,8 +290,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
 
 async fn run_on(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
     check_targets(args)?;
-    let probe = (args.metrics.is_some() || args.node_pid.is_some())
-        .then(|| CpuProbe { metrics: args.metrics.clone(), pid: args.node_pid });
+    let probe = (args.metrics.is_some() || args.node_pid.is_some()).then(|| CpuProbe {
+        metrics: args.metrics.clone(),
+        pid: args.node_pid,
+        tree: false,
+    });
     if matches!(args.mode, Mode::Open | Mode::Closed | Mode::Floor) {
         let mut channels = Vec::new();
         for i in 0..args.connections.max(1) * args.targets.len() {
@@ -311,7 +314,11 @@ async fn run_on(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
     let with_baseline = args.baseline.is_some() || args.baseline_only;
     // One PostgreSQL server for every run of a sweep.
     let pg = if with_baseline { Some(pg_url(args).await?) } else { None };
-    let pg_url = pg.as_ref().map(|(url, _)| url.as_str());
+    // The server's CPU is read when this process started it (its PID known).
+    let pg_url = pg.as_ref().map(|(url, server)| BaselineDb {
+        url: url.as_str(),
+        server: server.as_ref().and_then(switchboard_store::testing::PgServer::pid),
+    });
     let result = if args.sweep.is_empty() {
         single(args, probe.as_ref(), pg_url).await
     } else {
@@ -327,7 +334,7 @@ async fn run_on(args: &RunArgs) -> anyhow::Result<Vec<Report>> {
 async fn single(
     args: &RunArgs,
     probe: Option<&CpuProbe>,
-    pg_url: Option<&str>,
+    pg_url: Option<BaselineDb<'_>>,
 ) -> anyhow::Result<Vec<Report>> {
     let scenario = scenario(args)?;
     print_scenario(&scenario);
@@ -335,8 +342,8 @@ async fn single(
     if !args.baseline_only {
         reports.push(switchboard(args, &scenario, probe).await?);
     }
-    if let Some(url) = pg_url {
-        reports.push(baseline(args, url, &scenario).await?);
+    if let Some(pg) = pg_url {
+        reports.push(baseline(args, pg, &scenario).await?);
     }
     if reports.len() > 1 {
         println!("{}", center::stats::side_by_side(&reports));
@@ -349,14 +356,14 @@ async fn single(
 async fn sweep(
     args: &RunArgs,
     probe: Option<&CpuProbe>,
-    pg_url: Option<&str>,
+    pg_url: Option<BaselineDb<'_>>,
 ) -> anyhow::Result<Vec<Report>> {
     let mut rates = args.sweep.clone();
     rates.retain(|r| *r > 0.0);
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     let mut sb = (!args.baseline_only).then_some((true, None::<f64>));
-    let mut pg = pg_url.map(|url| (url, true, None::<f64>));
+    let mut pg = pg_url.map(|pg| (pg, true, None::<f64>));
     let mut reports = Vec::new();
     let mut rows = Vec::new();
     for &rate in &rates {
@@ -372,8 +379,8 @@ async fn sweep(
                 *best = Some(rate);
             }
         }
-        if let Some((url, running, best)) = pg.as_mut().filter(|(_, running, _)| *running) {
-            let runs = || baseline(&at, url, &scenario);
+        if let Some((pg, running, best)) = pg.as_mut().filter(|(_, running, _)| *running) {
+            let runs = || baseline(&at, *pg, &scenario);
             *running = held_by_most(args.attempts, rate, &mut rows, &mut reports, runs).await?;
             if *running {
                 *best = Some(rate);
@@ -390,9 +397,9 @@ async fn sweep(
             args.hold_p99_ms
         ),
     }
-    for (rate, system, verdict, cpu) in &rows {
+    for (rate, system, verdict, cpu, of) in &rows {
         let cpu = cpu.map_or_else(|| "n/a".into(), |c| format!("{c:.0} µs/cmd"));
-        println!("  {rate:>8} /s  {system:<26} {verdict}  [node CPU {cpu}]");
+        println!("  {rate:>8} /s  {system:<26} {verdict}  [{of} CPU {cpu}]");
     }
     let mut highest = serde_json::Map::new();
     let mut say = |system: &str, best: Option<f64>| {
@@ -415,8 +422,9 @@ async fn sweep(
     Ok(reports)
 }
 
-/// One row of a sweep's table: rate, system, verdict, node CPU per command.
-type SweepRow = (f64, String, String, Option<f64>);
+/// One row of a sweep's table: rate, system, verdict, CPU per command and whose
+/// ([`Report::cpu_of`]).
+type SweepRow = (f64, String, String, Option<f64>, &'static str);
 
 /// Runs one system at `rate` until most of `attempts` runs decide ([`majority`]), each run's
 /// row and report kept; whether it held the rate.
@@ -438,7 +446,7 @@ where
         }
         let r = run().await?;
         held.push(r.verdict.held);
-        rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command));
+        rows.push((rate, r.system.clone(), r.verdict_line(), r.cpu_us_per_command, r.cpu_of()));
         reports.push(r);
     }
 }
@@ -552,14 +560,24 @@ async fn pg_url(
     Ok((url, Some(server)))
 }
 
-/// The PostgreSQL baseline on `url` (its schema recreated).
+/// The baseline's database: its URL, and its server's PID when this process started it.
+#[derive(Debug, Clone, Copy)]
+struct BaselineDb<'a> {
+    url: &'a str,
+    server: Option<u32>,
+}
+
+/// The PostgreSQL baseline on `pg.url` (its schema recreated). With the server's PID, the
+/// report's CPU is the server's (the postmaster and its backends): the database's share of
+/// the baseline; its routing runs in this process, beside the load, and is not counted.
 async fn baseline(
     args: &RunArgs,
-    url: &str,
+    pg: BaselineDb<'_>,
     scenario: &center::Scenario,
 ) -> anyhow::Result<Report> {
-    let backend = Postgres::connect(url, args.pg_connections, args.pg_routers).await?;
-    let report = center::run(backend, scenario, !args.quiet, None).await?;
+    let backend = Postgres::connect(pg.url, args.pg_connections, args.pg_routers).await?;
+    let probe = pg.server.map(|pid| CpuProbe { metrics: None, pid: Some(pid), tree: true });
+    let report = center::run(backend, scenario, !args.quiet, probe.as_ref()).await?;
     println!("{}", report.text());
     Ok(report)
 }

@@ -195,6 +195,29 @@ pub fn thread_cpu_seconds(pid: u32, prefix: &str) -> Option<f64> {
     Some(seconds)
 }
 
+/// CPU time of `root` and its children, seconds: `root`'s own and its reaped children's
+/// (`utime stime cutime cstime`), and each live child's own. A child that exits between two
+/// readings moves its time into `root`'s `cutime`, so the sum only grows. PostgreSQL runs a
+/// process per connection, all children of the postmaster: this is the server's CPU.
+pub fn tree_cpu_seconds(root: u32) -> Option<f64> {
+    let mut seconds =
+        stat_fields_seconds(&std::fs::read_to_string(format!("/proc/{root}/stat")).ok()?, 4)?;
+    for entry in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        if parent(&stat) == Some(root) {
+            seconds += stat_seconds(&stat).unwrap_or(0.0);
+        }
+    }
+    Some(seconds)
+}
+
+/// The parent's PID of a `stat` line (field 4).
+fn parent(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The command name of a `stat` line (between the first '(' and the last ')').
 fn thread_name(stat: &str) -> Option<&str> {
     stat.get(stat.find('(')? + 1..stat.rfind(')')?)
@@ -202,13 +225,21 @@ fn thread_name(stat: &str) -> Option<&str> {
 
 /// `utime + stime` of a `stat` line, seconds.
 fn stat_seconds(stat: &str) -> Option<f64> {
+    stat_fields_seconds(stat, 2)
+}
+
+/// The sum of `n` clock-tick fields of a `stat` line from `utime` on (2: `utime stime`; 4:
+/// with `cutime cstime`, the reaped children's), seconds.
+fn stat_fields_seconds(stat: &str, n: usize) -> Option<f64> {
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks())
+    // `rest` starts at field 3 (state); utime, stime, cutime and cstime are fields 14–17.
+    let mut ticks = 0u64;
+    for i in 11..11 + n {
+        ticks += fields.get(i)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / clock_ticks())
 }
 
 /// Dirty and under-writeback page cache of this machine (`Dirty` + `Writeback` of
@@ -340,11 +371,14 @@ pub fn dir_size(dir: &Path) -> u64 {
 }
 
 /// Where a node's CPU time is read from: its `/metrics` (`process_cpu_seconds_total`), else
-/// `/proc/<pid>/stat` when the PID is known.
+/// `/proc/<pid>/stat` when the PID is known. With `tree`, the PID is a server's that forks
+/// a process per connection (PostgreSQL's postmaster): its time and its children's
+/// ([`tree_cpu_seconds`]).
 #[derive(Debug, Clone, Default)]
 pub struct CpuProbe {
     pub metrics: Option<String>,
     pub pid: Option<u32>,
+    pub tree: bool,
 }
 
 /// The mesh's actor kinds, in the order of [`CpuSample::actor_writes`].
@@ -376,6 +410,8 @@ pub struct CpuSample {
 pub enum CpuSource {
     Metrics,
     Proc,
+    /// A server's processes: the postmaster and its backends ([`tree_cpu_seconds`]).
+    ProcTree,
 }
 
 impl CpuSource {
@@ -383,6 +419,7 @@ impl CpuSource {
         match self {
             CpuSource::Metrics => "process_cpu_seconds_total",
             CpuSource::Proc => "/proc/<pid>/stat",
+            CpuSource::ProcTree => "/proc/<pid>/stat of the server and its backends",
         }
     }
 }
@@ -398,6 +435,18 @@ impl CpuProbe {
     /// available. Blocking.
     pub fn sample(&self, source: Option<CpuSource>) -> Option<CpuSample> {
         let host_steal = steal_seconds();
+        if self.tree {
+            return Some(CpuSample {
+                seconds: tree_cpu_seconds(self.pid?)?,
+                source: CpuSource::ProcTree,
+                store_commits: None,
+                wal_pages: None,
+                store_batches: None,
+                actor_writes: [None; 3],
+                store_threads: None,
+                host_steal,
+            });
+        }
         let store_threads = self.pid.and_then(|pid| thread_cpu_seconds(pid, "store-"));
         let from_metrics = || {
             let body = scrape(self.metrics.as_deref()?).ok()?;
@@ -437,6 +486,8 @@ impl CpuProbe {
         match source {
             Some(CpuSource::Metrics) => from_metrics(),
             Some(CpuSource::Proc) => from_proc(),
+            // Only a `tree` probe reads a tree (above).
+            Some(CpuSource::ProcTree) => None,
             None => from_metrics().or_else(from_proc),
         }
     }
@@ -470,6 +521,37 @@ mod tests {
         let odd = "7 (a (b) c) R 1 2 3 0 -1 4 5 6 7 8 1 2 0 0 20 0 1 0";
         assert_eq!(thread_name(odd), Some("a (b) c"));
         assert_eq!(stat_seconds(odd), Some(3.0 / clock_ticks()));
+    }
+
+    #[test]
+    fn reads_a_parent_and_the_reaped_childrens_time_from_a_stat_line() {
+        let stat = "4242 (postgres) S 17 2 3 0 -1 4 5 6 7 8 250 50 30 20 20 0 1 0";
+        assert_eq!(parent(stat), Some(17));
+        assert_eq!(stat_fields_seconds(stat, 4), Some(350.0 / clock_ticks()));
+    }
+
+    #[test]
+    fn a_tree_counts_a_live_child_and_a_reaped_one() {
+        let me = std::process::id();
+        let alone = tree_cpu_seconds(me).expect("this process");
+        // A child that burns some CPU and exits (reaped: its time moves into our cutime).
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("sh");
+        assert!(status.success());
+        let after = tree_cpu_seconds(me).expect("this process");
+        assert!(after > alone, "the reaped child's time counts: {alone} → {after}");
+        // A live child is found by its parent field.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .any(|stat| parent(&stat) == Some(me) && stat.contains("(sleep)"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found, "the live child names this process as its parent");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::node::CpuSource;
+
 /// Microseconds, 1 µs .. 10 min, 3 significant digits.
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
@@ -281,6 +283,14 @@ impl Report {
         }
     }
 
+    /// Whose CPU [`cpu_line`](Self::cpu_line) measures: a Switchboard node's (the whole
+    /// system, its store included) or the baseline's database server's (the postmaster and
+    /// its backends; the baseline's routing runs in the load generator and is not counted).
+    pub fn cpu_of(&self) -> &'static str {
+        let server = CpuSource::ProcTree.label();
+        if self.cpu_source.as_deref() == Some(server) { "database" } else { "node" }
+    }
+
     /// Node CPU per command as one line.
     pub fn cpu_line(&self) -> String {
         match (self.node_cpu_seconds, self.cpu_us_per_command, &self.cpu_source) {
@@ -350,7 +360,7 @@ impl Report {
         for (name, s) in self.latencies() {
             out.push_str(&format!("  {}\n", line(name, s)));
         }
-        out.push_str(&format!("  node CPU: {}\n", self.cpu_line()));
+        out.push_str(&format!("  {} CPU: {}\n", self.cpu_of(), self.cpu_line()));
         if let Some(settled) = &self.settled {
             out.push_str(&format!(
                 "  disk: {:.0} MB of dirty page cache written back before the run ({:.1} s)\n",
@@ -405,7 +415,7 @@ pub fn side_by_side(reports: &[Report]) -> String {
     row("abandoned", "count", &|r| r.abandoned as f64);
     row("errors", "count", &|r| r.errors as f64);
     row("held the rate", "1 = yes", &|r| f64::from(u8::from(r.verdict.held)));
-    row("node CPU per command", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
+    row("CPU per command (node / db)", "µs", &|r| r.cpu_us_per_command.unwrap_or(f64::NAN));
     row("store commits per command", "count", &|r| r.store_commits_per_command.unwrap_or(f64::NAN));
     row("store batches per command", "count", &|r| r.store_batches_per_command.unwrap_or(f64::NAN));
     row("WAL pages per commit", "count", &|r| r.wal_pages_per_commit.unwrap_or(f64::NAN));
