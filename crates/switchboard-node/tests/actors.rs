@@ -433,20 +433,27 @@ impl Rng {
 /// never offline, so nothing is ever requeued).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_crashes_and_cut_links_lose_nothing_and_assign_nothing_twice() {
-    let seed = std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
-    let h = harness_in(tempfile::tempdir().unwrap(), &AGENTS, Duration::from_secs(3600));
-    random_run(&h, seed, None).await;
+    // 12, and the seeds that found a restart loading its row before its predecessor's
+    // queued batch landed (`Slot::Unsettled`; they failed only under CPU contention).
+    let seeds = match std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => vec![12, 143, 161, 290, 312, 321],
+    };
+    for seed in seeds {
+        let h = harness_in(tempfile::tempdir().unwrap(), &AGENTS, Duration::from_secs(3600));
+        random_run(&h, seed, None).await;
+    }
 }
 
 /// The same with batches refused by the writer too (a conversation's or the router's, at
 /// random), after their messages went early to the actors they were for: what those
-/// actors made of them is refused in turn, and the same checks hold. Four seeds
+/// actors made of them is refused in turn, and the same checks hold. Six seeds
 /// (`ACTORS_SEED` runs one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_refused_batches_with_early_sends_lose_nothing_and_assign_nothing_twice() {
     let seeds = match std::env::var("ACTORS_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => vec![3, 5, 8, 13],
+        None => vec![3, 5, 8, 13, 100, 199],
     };
     for seed in seeds {
         let dir = tempfile::tempdir().unwrap();
