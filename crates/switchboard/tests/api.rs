@@ -8,6 +8,7 @@
 mod support;
 
 use support::auth::{authed, mint, start_authenticated};
+use support::desk::get;
 use support::{Clients, Node, rid, until};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
@@ -569,12 +570,7 @@ async fn a_supervisor_ends_one_conversation_as_manual_and_a_batch_as_batch() {
     };
     assert_eq!(ends(&c1.name), vec![(pb::ReplyKind::ManualEnd as i32, "manual bye".to_owned())]);
     assert_eq!(ends(&c2.name), vec![(pb::ReplyKind::BatchEnd as i32, "batch bye".to_owned())]);
-    let c2 = c
-        .channel
-        .get_conversation(pb::GetConversationRequest { conversation: c2.name.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let c2 = get(&mut c, &c2.name).await;
     assert_eq!(c2.transitions.last().unwrap().cause, "ended_in_batch");
 }
 
@@ -619,12 +615,7 @@ async fn a_supervisor_ends_any_conversation_through_either_call_on(routing: pb::
     let refused =
         c.agent.end_conversation(end("bob", &theirs)).await.expect_err("bob does not serve carol");
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    let still = c
-        .channel
-        .get_conversation(pb::GetConversationRequest { conversation: theirs.name.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let still = get(&mut c, &theirs.name).await;
     assert_eq!(still.state, pb::ConversationState::Assigned as i32, "nothing changed: {still:?}");
 
     let ended = c.agent.end_conversation(end("boss", &theirs)).await.unwrap().into_inner();

@@ -10,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::desk::get;
 use support::{Clients, Node, rid};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
@@ -96,11 +97,6 @@ async fn setup(c: &mut Clients, t: &str, routing: pb::TenantRouting) {
             .await
             .expect("set status");
     }
-}
-
-async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
-    let r = pb::GetConversationRequest { conversation: name.into() };
-    c.channel.get_conversation(r).await.expect("get conversation").into_inner()
 }
 
 /// Waits (bounded) until the conversation is in `state`: on actors the router decides

@@ -13,6 +13,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::desk::get;
 use support::{Clients, Node, next, rid};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
@@ -138,11 +139,6 @@ fn post(t: &str, u: &str, nickname: &str) -> pb::PostMessageRequest {
         request_id: rid("post"),
         ..Default::default()
     }
-}
-
-async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
-    let r = pb::GetConversationRequest { conversation: name.into() };
-    c.channel.get_conversation(r).await.expect("get conversation").into_inner()
 }
 
 /// Waits (bounded) until the router placed the conversation (on actors it decides after

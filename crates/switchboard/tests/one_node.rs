@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::desk::get;
 use support::{Clients, Node, next, rid, until};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
@@ -134,14 +135,6 @@ async fn post_with(
         })
         .await?;
     Ok(r.into_inner().conversation.expect("conversation"))
-}
-
-async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
-    c.channel
-        .get_conversation(pb::GetConversationRequest { conversation: name.into() })
-        .await
-        .expect("get")
-        .into_inner()
 }
 
 async fn outbound(c: &mut Clients, t: &str) -> tonic::Streaming<pb::OutboundMessage> {

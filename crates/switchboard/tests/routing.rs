@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::desk::get;
 use support::{Clients, Node, rid};
 use switchboard_proto::v1 as pb;
 use tonic::Code;
@@ -55,14 +56,6 @@ async fn wrap_up(c: &mut Clients, group: &str, seconds: i64, can_end_early: bool
     assert_eq!(p.wrap_up.map(|d| d.seconds), Some(seconds));
     assert_eq!(p.wrap_up_can_end_early, can_end_early);
     assert_eq!(p.offer_mode, pb::OfferMode::AutoAccept as i32, "the mask kept the rest");
-}
-
-async fn get(c: &mut Clients, conversation: &str) -> pb::Conversation {
-    c.channel
-        .get_conversation(pb::GetConversationRequest { conversation: conversation.into() })
-        .await
-        .expect("get conversation")
-        .into_inner()
 }
 
 async fn agent(c: &mut Clients, id: &str) -> pb::Agent {

@@ -8,6 +8,7 @@
 
 mod support;
 
+use support::desk::get;
 use support::{Clients, Node, next, rid, until};
 use switchboard_proto::v1 as pb;
 use switchboard_proto::v1::agent_event::Event;
@@ -99,11 +100,6 @@ async fn open(c: &mut Clients, customer: &str) -> String {
     };
     let opened = c.channel.post_message(r).await.expect("post").into_inner();
     opened.conversation.expect("its conversation").name
-}
-
-async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
-    let r = pb::GetConversationRequest { conversation: name.into() };
-    c.channel.get_conversation(r).await.expect("get conversation").into_inner()
 }
 
 /// Waits (bounded) until the conversation is in `state` with `agent` (empty: none).

@@ -92,6 +92,12 @@ pub async fn write(c: &mut Clients, t: &str, customer: &str, group: &str) -> pb:
     post(c, pb::PostMessageRequest { group, ..hello(t, customer) }).await
 }
 
+/// A conversation as `GetConversation` answers it.
+pub async fn get(c: &mut Clients, name: &str) -> pb::Conversation {
+    let r = pb::GetConversationRequest { conversation: name.into() };
+    c.channel.get_conversation(r).await.expect("get conversation").into_inner()
+}
+
 /// "hello" from `customer` of tenant `t` on the web channel, to adjust before posting.
 pub fn hello(t: &str, customer: &str) -> pb::PostMessageRequest {
     pb::PostMessageRequest {
