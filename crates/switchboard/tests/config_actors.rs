@@ -165,3 +165,95 @@ async fn configuration_changes_reach_the_running_mesh() {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     drop(node);
 }
+
+/// What only the router holds refuses a configuration change as the tenant actor does on its
+/// own routing: a capacity below what bob serves (FAILED_PRECONDITION; his capacity and
+/// groups stay as they were, and the router keeps assigning up to them), and the deletion of
+/// a group a conversation waits in (refused; it stays routable, and its live `waiting`
+/// figure counts her). Once nothing is in it, the group goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_refuses_a_capacity_below_load_and_deleting_a_group_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c).await;
+    put_group(&mut c, "vip").await;
+    put_bob(&mut c, 2).await;
+    c.agent.set_status(online()).await.expect("bob signs in");
+    let assigned = |c: &pb::Conversation| c.state == pb::ConversationState::Assigned as i32;
+    let carol = post(&mut c, "carol", "").await;
+    let dave = post(&mut c, "dave", "").await;
+    for name in [&carol, &dave] {
+        until(&mut c, name, "was assigned", assigned).await;
+    }
+
+    // Capacity 1 while he serves two, and in vip too: refused, nothing changes.
+    let lower = pb::PutAgentRequest {
+        name: BOB.into(),
+        capacity: 1,
+        groups: vec![group("support"), group("vip")],
+        request_id: rid("lower"),
+        ..Default::default()
+    };
+    let e = c.admin.put_agent(lower).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("serving 2 conversations"), "{e:?}");
+    let get = pb::GetAgentRequest { name: BOB.into() };
+    let bob = c.admin.get_agent(get.clone()).await.expect("get agent").into_inner();
+    assert_eq!((bob.capacity, bob.groups.clone()), (2, vec![group("support")]), "{bob:?}");
+
+    // A waiting conversation in vip: its deletion is refused, and she is counted there.
+    let erin = post(&mut c, "erin", &group("vip")).await;
+    until(&mut c, &erin, "queued", queued).await;
+    let delete = || pb::DeleteGroupRequest { name: group("vip"), request_id: rid("delete") };
+    let e = c.admin.delete_group(delete()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("vip"), "{e:?}");
+    let vip = pb::GetGroupRequest { name: group("vip") };
+    let read = c.admin.get_group(vip.clone()).await.expect("get group").into_inner();
+    assert_eq!(read.waiting, 1, "{read:?}");
+    let list = pb::ListGroupsRequest { tenant: format!("tenants/{T}"), page: None };
+    let groups = c.admin.list_groups(list).await.expect("list groups").into_inner().groups;
+    let waiting: Vec<_> = groups.iter().map(|g| (g.name.as_str(), g.waiting)).collect();
+    assert_eq!(waiting, [(group("support").as_str(), 0), (group("vip").as_str(), 1)]);
+
+    // Bob takes vip with his capacity: erin goes to him once carol is done (capacity 2).
+    let put = pb::PutAgentRequest {
+        name: BOB.into(),
+        groups: vec![group("support"), group("vip")],
+        request_id: rid("groups"),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["groups".into()] }),
+        ..Default::default()
+    };
+    c.admin.put_agent(put).await.expect("bob joins vip");
+    let end = pb::AgentConversationRequest {
+        agent: BOB.into(),
+        conversation: carol.clone(),
+        request_id: rid("end"),
+    };
+    c.agent.end_conversation(end).await.expect("bob ends carol's");
+    let read = until(&mut c, &erin, "went to bob", with_bob).await;
+    assert_eq!(read.group, group("vip"), "{read:?}");
+
+    // Still in use (erin's, and bob is in it) until he leaves it and ends hers.
+    let put = pb::PutAgentRequest {
+        name: BOB.into(),
+        groups: vec![group("support")],
+        request_id: rid("leave"),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["groups".into()] }),
+        ..Default::default()
+    };
+    c.admin.put_agent(put).await.expect("bob leaves vip");
+    let e = c.admin.delete_group(delete()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let end = pb::AgentConversationRequest {
+        agent: BOB.into(),
+        conversation: erin.clone(),
+        request_id: rid("end"),
+    };
+    c.agent.end_conversation(end).await.expect("bob ends erin's");
+    c.admin.delete_group(delete()).await.expect("nothing leads to vip now");
+    let e = c.admin.get_group(vip).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    drop(node);
+}

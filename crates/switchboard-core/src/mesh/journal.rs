@@ -41,6 +41,14 @@ pub enum RouterOp {
     Decline { agent: AgentId, conversation: ConversationId },
     Pick { agent: AgentId, conversation: ConversationId },
     Transfer { conversation: ConversationId, target: Target, by: Actor },
+    /// Before an administrator's change lowers an agent's capacity (the tenant actor keeps
+    /// the configuration, the router the load): refused if the agent serves more than
+    /// `capacity`, else the router takes it now, so nothing is assigned above it meanwhile.
+    LowerCapacity { agent: AgentId, capacity: u32 },
+    /// Before an administrator deletes a group: refused while anything routes through it
+    /// (members, conversations, overflow, another group's steps), else the router forgets it
+    /// now, so no conversation enters it meanwhile.
+    RetireGroup { group: GroupId },
 }
 
 impl RouterOp {
@@ -53,6 +61,8 @@ impl RouterOp {
             RouterOp::Decline { .. } => "decline",
             RouterOp::Pick { .. } => "pick",
             RouterOp::Transfer { .. } => "transfer",
+            RouterOp::LowerCapacity { .. } => "put_agent",
+            RouterOp::RetireGroup { .. } => "delete_group",
         }
     }
 }
@@ -95,6 +105,10 @@ impl RouterSide {
             RouterOp::Transfer { conversation, target, by } => {
                 self.transfer(now, conversation, target, by)
             }
+            RouterOp::LowerCapacity { agent, capacity } => {
+                self.lower_capacity(now, agent, capacity)
+            }
+            RouterOp::RetireGroup { group } => self.retire_group(group),
         }
     }
 

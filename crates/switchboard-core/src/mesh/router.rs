@@ -324,6 +324,36 @@ impl RouterSide {
         Ok(out)
     }
 
+    /// An administrator is about to lower `agent`'s capacity to `capacity` in the tenant's
+    /// configuration: refused (`CapacityBelowLoad`) while it serves more, else taken now
+    /// (offers above it go back to their place), keeping its groups. Nothing for an agent the
+    /// router does not have, or a capacity that is not lower: the configuration brings those.
+    /// Should the configuration not follow, [`reconfigure`](Self::reconfigure) with it
+    /// restores the capacity it names.
+    pub fn lower_capacity(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        capacity: u32,
+    ) -> Result<Vec<Effect>> {
+        let groups = match self.router.agent(agent) {
+            Some(r) if capacity < r.capacity => r.groups.clone(),
+            _ => return Ok(Vec::new()),
+        };
+        self.set_agent(now, agent, capacity, groups)
+    }
+
+    /// An administrator is about to delete `group`: refused while anything still routes
+    /// through it (as `Router::remove_group` says), else forgotten now, so a conversation
+    /// routed to it meanwhile is refused rather than left waiting in a deleted group. Should
+    /// the configuration keep it, [`reconfigure`](Self::reconfigure) brings it back.
+    pub fn retire_group(&mut self, group: GroupId) -> Result<Vec<Effect>> {
+        if self.router.group_policy(group).is_some() {
+            self.router.remove_group(group)?;
+        }
+        Ok(Vec::new())
+    }
+
     /// Brings the router to the tenant's configuration `cfg` (a newer one than it was built
     /// or last reconfigured from, or the same: then nothing changes): the tenant's policies;
     /// each group's policy (new or changed); each agent's capacity and groups (new or

@@ -856,6 +856,56 @@ fn reconfigure_brings_the_router_to_a_newer_configuration() {
     assert!(router.router().position(C1).is_some(), "requeued");
 }
 
+/// An administrator's change the router must agree to first: a capacity below what the
+/// agent serves is refused and changes nothing; one it can take holds at once, and a
+/// configuration that did not follow brings the old one back. A group a conversation is in
+/// cannot be retired; an empty one is forgotten, and comes back with a configuration that
+/// kept it.
+#[test]
+fn the_router_agrees_first_to_a_lower_capacity_and_a_deleted_group() {
+    use super::RouterOp;
+    use crate::error::Error;
+
+    let (mut t, mut router, mut side) = setup();
+    let now = Timestamp(1_000);
+    t.agents.get_mut(&A1).unwrap().capacity = 2;
+    router.reconfigure(now, t.cfg());
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    assert_eq!(router.router().placement(C1).and_then(|p| p.agent()), Some(A1));
+
+    // A1 serves one: 0 is no capacity, and the group is in use.
+    let op = RouterOp::LowerCapacity { agent: A1, capacity: 0 };
+    assert!(router.apply_op(now, op).is_err());
+    assert_eq!(router.router().agent(A1).map(|a| a.capacity), Some(2), "unchanged");
+    let e = router.apply_op(now, RouterOp::RetireGroup { group: G1 }).unwrap_err();
+    assert!(matches!(e, Error::GroupInUse(G1)), "{e:?}");
+    assert!(router.router().group_policy(G1).is_some(), "kept");
+
+    // 1 holds at once; a configuration still saying 2 brings 2 back.
+    router.apply_op(now, RouterOp::LowerCapacity { agent: A1, capacity: 1 }).unwrap();
+    assert_eq!(router.router().agent(A1).map(|a| a.capacity), Some(1));
+    router.reconfigure(now, t.cfg());
+    assert_eq!(router.router().agent(A1).map(|a| a.capacity), Some(2));
+    // Raising, or an agent the router does not have: the configuration's to bring.
+    assert!(router.lower_capacity(now, A1, 3).unwrap().is_empty());
+    assert!(router.lower_capacity(now, AgentId(9), 1).unwrap().is_empty());
+    assert_eq!(router.router().agent(A1).map(|a| a.capacity), Some(2));
+
+    // An empty group nobody is in: retired at once, and back with a configuration keeping it.
+    const G2: GroupId = GroupId(2);
+    t.groups.insert(G2, GroupSettings::default());
+    router.reconfigure(now, t.cfg());
+    assert!(router.router().group_policy(G2).is_some());
+    router.apply_op(now, RouterOp::RetireGroup { group: G2 }).unwrap();
+    assert!(router.router().group_policy(G2).is_none(), "retired");
+    router.apply_op(now, RouterOp::RetireGroup { group: G2 }).unwrap();
+    router.reconfigure(now, t.cfg());
+    assert!(router.router().group_policy(G2).is_some(), "the configuration kept it");
+}
+
 /// The router side keeps each agent's first sign-in of the day from its own status changes
 /// (`crate::login`), in its durable state; an agent removed from the configuration is
 /// forgotten with it.

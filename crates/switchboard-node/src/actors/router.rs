@@ -106,6 +106,10 @@ pub enum RouterMsg {
     Flush,
     /// The mesh took a newer configuration: apply it now (every message does first).
     Reconfigure,
+    /// Apply the mesh's configuration again, even the one applied already: an operation
+    /// taken ahead of a configuration command that did not follow ([`RouterHandle::agree`])
+    /// left the side apart from it.
+    Reconcile,
     /// Sample the tenant's queue, agent and conversation gauges (every
     /// `metrics::GAUGE_INTERVAL` while it runs; not activity: it still passivates).
     Gauges,
@@ -433,13 +437,16 @@ impl Actor for RouterActor {
         if let Some(source) = source {
             run.inputs[source].increment(1);
         }
+        if matches!(msg, RouterMsg::Reconcile) {
+            run.applied = None;
+        }
         // No step acts on a configuration older than the mesh's.
         run.reconfigure(&myself).await?;
         if run.failed {
             return Ok(());
         }
         match msg {
-            RouterMsg::Reconfigure => {}
+            RouterMsg::Reconfigure | RouterMsg::Reconcile => {}
             RouterMsg::Deliver(envelope, _ticket, early) => {
                 run.last_active = tokio::time::Instant::now();
                 if !run.generation.hear(&run.mesh, early) {
@@ -1013,6 +1020,24 @@ impl RouterHandle {
         groups: Vec<GroupId>,
     ) -> Result<Vec<Effect>> {
         self.call(RouterOp::SetAgent { agent, capacity, groups }).await
+    }
+
+    /// An administrator's change that the router must agree to before the tenant actor
+    /// commits it (`RouterOp::LowerCapacity`, `RouterOp::RetireGroup`): the router holds the
+    /// load the configuration cannot see. Agreed, the router has taken it; the caller runs
+    /// the configuration command and, if that fails, calls [`reconcile`](Self::reconcile).
+    pub async fn agree(&self, op: RouterOp) -> Result<()> {
+        self.call(op).await.map(drop)
+    }
+
+    /// Brings the router back to the stored configuration after [`agree`](Self::agree) was
+    /// not followed by it (a crash meanwhile does the same: every incarnation starts by
+    /// applying the configuration).
+    pub async fn reconcile(&self) -> Result<()> {
+        let router = self.mesh.router_ref().await?;
+        router.send_message(RouterMsg::Reconcile).map_err(|_| {
+            Error::Unavailable("the tenant's router stopped; it reconciles as it starts".into())
+        })
     }
 
     pub async fn accept(

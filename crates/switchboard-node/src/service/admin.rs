@@ -13,6 +13,7 @@ use switchboard_proto::internal::v1::StreamItem;
 use switchboard_proto::internal::v1::stream_item::Item;
 
 use super::{numeric_page, page, page_token, variant};
+use crate::actors::router::RouterOp;
 use crate::apply::webhooks;
 use crate::auth::Call;
 use crate::convert::resources;
@@ -108,6 +109,75 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// A configuration command of a tenant on actors that the router must agree to first
+    /// (`op`, from the mesh's configuration; `None`: nothing to agree), since the router
+    /// holds the load and the queues the tenant actor's configuration cannot see: refused
+    /// as the tenant actor refuses it on its own routing. Runs `command` once agreed, and
+    /// brings the router back to the stored configuration if the command fails.
+    async fn agreed<T>(
+        &self,
+        tenant: &str,
+        op: impl FnOnce(&crate::actors::TenantConfig) -> Option<RouterOp>,
+        command: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let Some(meshes) = &self.meshes else { return command.await };
+        let Some(mesh) = super::on_actors::served(meshes, tenant).await? else {
+            return command.await;
+        };
+        let Some(op) = op(&mesh.config()) else { return command.await };
+        if let Err(e) = mesh.router().agree(op).await {
+            return Err(match e {
+                Error::Core(error) => {
+                    let names = crate::actors::effects::MeshNames {
+                        tenant: mesh.tenant(),
+                        config: mesh.config(),
+                    };
+                    let message = crate::convert::refusal::describe_mesh(&names, None, &error);
+                    Error::Refused { error, message }
+                }
+                e => e,
+            }
+            .into());
+        }
+        let done = command.await;
+        if done.is_err()
+            && let Err(e) = mesh.router().reconcile().await
+        {
+            tracing::warn!(tenant, error = %e, "the router could not take the configuration again");
+        }
+        done
+    }
+
+    /// The groups' live figures as the router actor of a tenant on actors holds them (the
+    /// tenant actor only keeps their configuration). Other tenants' views are returned as
+    /// they are.
+    async fn live_groups(
+        &self,
+        tenant: &str,
+        mut groups: Vec<pb::Group>,
+    ) -> Result<Vec<pb::Group>, Status> {
+        let Some(meshes) = &self.meshes else { return Ok(groups) };
+        let Some(mesh) = super::on_actors::served(meshes, tenant).await? else {
+            return Ok(groups);
+        };
+        let config = mesh.config();
+        let ids: Vec<Option<GroupId>> = groups
+            .iter()
+            .map(|g| names::child_id_in("name", &g.name, "groups", tenant).ok())
+            .map(|id| id.and_then(|id| config.group_by_id(id)))
+            .collect();
+        let waiting = super::supervisor_reads_actors::on_router(&mesh, move |side| {
+            ids.iter().map(|g| g.map(|g| side.router().queue_len(g) as u64)).collect::<Vec<_>>()
+        })
+        .await?;
+        for (group, waiting) in groups.iter_mut().zip(waiting) {
+            group.waiting = waiting.unwrap_or_default();
+        }
+        Ok(groups)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn create_tenant(
@@ -197,7 +267,7 @@ impl AdminService for Admin {
             .read(&t, move |s| s.group("name", &id).map(|g| resources::group(s, g)))
             .await?
             .map_err(Status::from)?;
-        Ok(Response::new(group))
+        Ok(Response::new(self.live_groups(&t, vec![group]).await?.pop().unwrap_or_default()))
     }
 
     async fn list_groups(
@@ -217,6 +287,7 @@ impl AdminService for Admin {
                 })
             })
             .await?;
+        let groups = self.live_groups(&t, groups).await?;
         let next_page_token = page_token("groups", &last);
         Ok(Response::new(pb::ListGroupsResponse { groups, next_page_token }))
     }
@@ -226,10 +297,14 @@ impl AdminService for Admin {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let (call, r) = Call::split(request);
-        let (t, _) = names::child("name", &r.name, "groups").map_err(Status::from)?;
+        let (t, id) = names::child("name", &r.name, "groups").map_err(Status::from)?;
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
-        let result = self.registry.command(&t, Op::DeleteGroup(r), &request_id).await?;
+        let retire = |c: &crate::actors::TenantConfig| {
+            c.group_by_id(&id).map(|group| RouterOp::RetireGroup { group })
+        };
+        let command = self.registry.command(&t, Op::DeleteGroup(r), &request_id);
+        let result = self.agreed(&t, retire, command).await?;
         self.configured(&t).await;
         variant!(result, Empty)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
@@ -240,10 +315,19 @@ impl AdminService for Admin {
         request: Request<pb::PutAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let (call, r) = Call::split(request);
-        let (t, _) = names::child("name", &r.name, "agents").map_err(Status::from)?;
+        let (t, id) = names::child("name", &r.name, "agents").map_err(Status::from)?;
         call.allow(&t, None)?;
         let request_id = r.request_id.clone();
-        let result = self.registry.command(&t, Op::PutAgent(r), &request_id).await?;
+        // A capacity the request sets (under its mask, or without one when given).
+        let capacity = (r.capacity != 0
+            && r.update_mask.as_ref().is_none_or(|m| m.paths.iter().any(|p| p == "capacity")))
+        .then_some(r.capacity);
+        let lower = |c: &crate::actors::TenantConfig| {
+            let agent = c.agent_by_id(&id)?;
+            Some(RouterOp::LowerCapacity { agent, capacity: capacity? })
+        };
+        let command = self.registry.command(&t, Op::PutAgent(r), &request_id);
+        let result = self.agreed(&t, lower, command).await?;
         self.configured(&t).await;
         Ok(Response::new(variant!(result, Agent)?))
     }

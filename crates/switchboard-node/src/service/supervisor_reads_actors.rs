@@ -43,7 +43,7 @@ fn names(mesh: &Mesh) -> MeshNames<'_> {
 
 /// Reads the tenant's router actor, which must run on this node (calls routed by tenant
 /// land there; while its shard moves they do not: UNAVAILABLE, retry).
-async fn on_router<T: Send + 'static>(
+pub(super) async fn on_router<T: Send + 'static>(
     mesh: &Mesh,
     read: impl FnOnce(&switchboard_core::mesh::RouterSide) -> T + Send + 'static,
 ) -> Result<T, Status> {
