@@ -657,6 +657,82 @@ async fn a_supervisor_ends_any_conversation_through_either_call_on(routing: pb::
     }
 }
 
+/// Acting on an ended conversation is FAILED_PRECONDITION ("is ended"), the same on both
+/// routings, whichever actor answers: the conversation's (a message, a read marker, an end,
+/// a whisper, a close, a request for a human) or the router's (an accept, a pick, a
+/// transfer). A conversation that never existed is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_on_an_ended_conversation_is_a_failed_precondition() {
+    acting_on_an_ended_conversation_is_a_failed_precondition_on(pb::TenantRouting::TenantActor)
+        .await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_on_an_ended_conversation_is_a_failed_precondition_on_actors() {
+    acting_on_an_ended_conversation_is_a_failed_precondition_on(pb::TenantRouting::Actors).await;
+}
+
+async fn acting_on_an_ended_conversation_is_a_failed_precondition_on(routing: pb::TenantRouting) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 3, false), ("boss", &["support"], 3, true)];
+    support::desk::floor_on(&mut c, T, None, agents, &["alice", "boss"], routing).await;
+    let carol = write(&mut c, "carol", "support").await;
+    let on = |conversation: &str| pb::AgentConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: conversation.to_owned(),
+        request_id: rid("call"),
+    };
+    let holder = if carol.agent == name("agents", "alice") { "alice" } else { "boss" };
+    let end = pb::AgentConversationRequest { agent: name("agents", holder), ..on(&carol.name) };
+    c.agent.end_conversation(end).await.expect("its agent ends it");
+
+    let n = &carol.name;
+    let send = pb::SendMessageRequest {
+        agent: name("agents", holder),
+        conversation: n.clone(),
+        text: "still there?".into(),
+        request_id: rid("send"),
+        ..Default::default()
+    };
+    let whisper = pb::WhisperRequest {
+        supervisor: name("agents", "boss"),
+        conversation: n.clone(),
+        text: "psst".into(),
+        request_id: rid("whisper"),
+    };
+    let named = || pb::ConversationRequest { conversation: n.clone(), request_id: rid("named") };
+    let transfer = pb::TransferRequest {
+        agent: name("agents", holder),
+        conversation: n.clone(),
+        to: Some(pb::transfer_request::To::ToGroup(name("groups", "support"))),
+        request_id: rid("transfer"),
+        ..Default::default()
+    };
+    let refusals = [
+        ("SendMessage", c.agent.send_message(send).await.map(drop)),
+        ("MarkRead", c.agent.mark_read(on(n)).await.map(drop)),
+        ("EndConversation", c.agent.end_conversation(on(n)).await.map(drop)),
+        ("Whisper", c.supervisor.whisper(whisper).await.map(drop)),
+        ("CloseConversation", c.channel.close_conversation(named()).await.map(drop)),
+        ("RequestHuman", c.channel.request_human(named()).await.map(drop)),
+        ("Accept", c.agent.accept(on(n)).await.map(drop)),
+        ("Pick", c.agent.pick(on(n)).await.map(drop)),
+        ("Transfer", c.agent.transfer(transfer).await.map(drop)),
+    ];
+    for (call, refused) in refusals {
+        let e = refused.expect_err(call);
+        assert_eq!(e.code(), Code::FailedPrecondition, "{call}: {e:?}");
+        assert!(e.message().contains("ended"), "{call}: {e:?}");
+    }
+    let unknown = format!("{}9", n);
+    let e = c.agent.mark_read(on(&unknown)).await.expect_err("no such conversation");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+}
+
 /// Item 14, seed 001: each agent sets its own automatic and quick replies from its
 /// workspace with an agent token; it cannot set another agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

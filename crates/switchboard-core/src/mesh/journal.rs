@@ -35,20 +35,46 @@ use crate::time::Timestamp;
 /// An operation of an agent or a supervisor on the router side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouterOp {
-    SetStatus { agent: AgentId, status: AgentStatus, cause: StatusCause },
-    SetAgent { agent: AgentId, capacity: u32, groups: Vec<GroupId> },
-    Accept { agent: AgentId, conversation: ConversationId },
-    Decline { agent: AgentId, conversation: ConversationId },
-    Pick { agent: AgentId, conversation: ConversationId },
-    Transfer { conversation: ConversationId, target: Target, by: Actor },
+    SetStatus {
+        agent: AgentId,
+        status: AgentStatus,
+        cause: StatusCause,
+    },
+    SetAgent {
+        agent: AgentId,
+        capacity: u32,
+        groups: Vec<GroupId>,
+    },
+    Accept {
+        agent: AgentId,
+        conversation: ConversationId,
+    },
+    Decline {
+        agent: AgentId,
+        conversation: ConversationId,
+    },
+    Pick {
+        agent: AgentId,
+        conversation: ConversationId,
+    },
+    Transfer {
+        conversation: ConversationId,
+        target: Target,
+        by: Actor,
+    },
     /// Before an administrator's change lowers an agent's capacity (the tenant actor keeps
     /// the configuration, the router the load): refused if the agent serves more than
     /// `capacity`, else the router takes it now, so nothing is assigned above it meanwhile.
-    LowerCapacity { agent: AgentId, capacity: u32 },
+    LowerCapacity {
+        agent: AgentId,
+        capacity: u32,
+    },
     /// Before an administrator deletes a group: refused while anything routes through it
     /// (members, conversations, overflow, another group's steps), else the router forgets it
     /// now, so no conversation enters it meanwhile.
-    RetireGroup { group: GroupId },
+    RetireGroup {
+        group: GroupId,
+    },
 }
 
 impl RouterOp {

@@ -928,22 +928,27 @@ impl ConversationRun {
                 side.open_service(cfg, now, channel, new_conversation)
             }
             ConversationOp::RequestHuman(id) => {
-                side.request_human(cfg, now, id).map(|e| done(id, e))
+                side.request_human(cfg, now, id).map(|e| done(id, e)).map_err(|e| ended(e, id))
             }
             ConversationOp::ChannelClosed(id) => {
-                side.channel_closed(cfg, now, id).map(|e| done(id, e))
+                side.channel_closed(cfg, now, id).map(|e| done(id, e)).map_err(|e| ended(e, id))
             }
-            ConversationOp::AgentMessage { id, agent, text, tag } => {
-                side.agent_message(cfg, now, id, agent, &text, tag).map(|e| done(id, e))
-            }
+            ConversationOp::AgentMessage { id, agent, text, tag } => side
+                .agent_message(cfg, now, id, agent, &text, tag)
+                .map(|e| done(id, e))
+                .map_err(|e| ended(e, id)),
             ConversationOp::MarkRead { id, agent } => {
-                side.mark_read(cfg, now, id, agent).map(|e| done(id, e))
+                side.mark_read(cfg, now, id, agent).map(|e| done(id, e)).map_err(|e| ended(e, id))
             }
-            ConversationOp::End { id, by } => side.end(cfg, now, id, by).map(|e| done(id, e)),
+            ConversationOp::End { id, by } => {
+                side.end(cfg, now, id, by).map(|e| done(id, e)).map_err(|e| ended(e, id))
+            }
             ConversationOp::Whisper { id, from, text } => {
-                side.whisper(cfg, id, from, &text).map(|e| done(id, e))
+                side.whisper(cfg, id, from, &text).map(|e| done(id, e)).map_err(|e| ended(e, id))
             }
-            ConversationOp::EndInBatch(id) => side.end_in_batch(cfg, now, id).map(|e| done(id, e)),
+            ConversationOp::EndInBatch(id) => {
+                side.end_in_batch(cfg, now, id).map(|e| done(id, e)).map_err(|e| ended(e, id))
+            }
             ConversationOp::Rate { id, score, comment } => {
                 side.rate(cfg, id, score, &comment).map(|e| done(id, e))
             }

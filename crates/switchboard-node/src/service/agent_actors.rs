@@ -176,8 +176,7 @@ impl Desk {
             },
             RouterCalled::Decided { mut results, .. } => match results.pop() {
                 Some(Err(switchboard_core::Error::UnknownConversation(_))) => {
-                    let name = self.names().conversation_name(c);
-                    Err(Error::NotFound(format!("conversation {name}")).into())
+                    Err(super::on_actors::not_held(&self.mesh, &self.names(), c).await.into())
                 }
                 Some(Err(error)) => {
                     let message = refusal::describe_mesh(&self.names(), None, &error);
@@ -215,8 +214,7 @@ impl Desk {
         };
         // As applied, not as durable: the check only refuses or sends the command on.
         if !self.mesh.router().peek(live).await? {
-            let name = self.names().conversation_name(c);
-            return Err(Error::NotFound(format!("conversation {name}")).into());
+            return Err(super::on_actors::not_held(&self.mesh, &self.names(), c).await.into());
         }
         Ok(())
     }

@@ -501,6 +501,26 @@ impl OnActors<'_> {
     }
 }
 
+/// A conversation the router does not hold, named by a call: ended (its archive row:
+/// FAILED_PRECONDITION, as the tenant actor refuses an act on an ended conversation), else
+/// NOT_FOUND. Read only on that refusal's path.
+pub(super) async fn not_held(mesh: &Mesh, names: &MeshNames<'_>, c: ConversationId) -> Error {
+    let (store, tenant) = (mesh.inner().store.clone(), mesh.tenant().to_owned());
+    match crate::actors::blocking(move || store.archived(&tenant, c.0)).await {
+        Ok(Some(_)) => {
+            let error = switchboard_core::Error::InvalidTransition {
+                conversation: c,
+                state: switchboard_core::State::Ended,
+                action: "act on an ended conversation",
+            };
+            let message = refusal::describe_mesh(names, None, &error);
+            Error::Refused { error, message }
+        }
+        Ok(None) => Error::NotFound(format!("conversation {}", names.conversation_name(c))),
+        Err(e) => e,
+    }
+}
+
 /// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's
 /// configuration.
 pub(super) fn group_ref(config: &TenantConfig, tenant: &str, name: &str) -> Result<GroupId> {

@@ -126,7 +126,14 @@ pub(super) async fn transfer(on: &OnActors<'_>, r: &pb::TransferRequest) -> R<pb
     // One that never opened is NOT_FOUND before the router is asked.
     on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
     let op = RouterOp::Transfer { conversation: id, target, by: on.viewer(agent) };
-    router_command(on, op, &r.request_id, TRANSFERRED).await?;
+    match router_command(on, op, &r.request_id, TRANSFERRED).await {
+        Err(Error::Refused { error: switchboard_core::Error::UnknownConversation(c), .. })
+            if c == id =>
+        {
+            return Err(super::on_actors::not_held(&on.mesh, &on.names(), id).await.into());
+        }
+        done => done?,
+    }
     // As its actor holds it, on whichever node (the router's answer reaches it on its link).
     Ok(on.get(&r.conversation).await?)
 }
