@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.push(root.join("switchboard/internal/v1/calls.proto"));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Encoded in key order, so the same request always encodes to the same bytes (a
+        // retry is told from another call by them, `tenant::call_digest`).
+        .btree_map(".switchboard.v1.TenantSettings.customer_group_priorities")
         .file_descriptor_set_path(out.join("switchboard_v1_descriptor.bin"))
         .compile_protos(&files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());

@@ -1296,7 +1296,10 @@ mod tests {
         assert_eq!(groups, 1, "nothing was applied");
 
         flaky.failing.store(false, Ordering::SeqCst);
-        assert_eq!(registry.command("acme", group("b"), "r1").await.unwrap(), first);
+        assert_eq!(registry.command("acme", group("a"), "r1").await.unwrap(), first);
+        // The same id for another call: refused, not answered with r1's answer.
+        let e = registry.command("acme", group("b"), "r1").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert_eq!(log(store.as_ref()).len(), applied.log.len(), "r1 was not applied again");
         registry.shutdown().await;
     }
@@ -1316,7 +1319,7 @@ mod tests {
         assert_eq!(log(store.as_ref()).len(), 3, "created, then r1 and r2 applied");
 
         flaky.failing.store(false, Ordering::SeqCst);
-        assert_eq!(registry.command("acme", group("c"), "r1").await.unwrap(), first);
+        assert_eq!(registry.command("acme", group("a"), "r1").await.unwrap(), first);
         assert_eq!(log(store.as_ref()).len(), 3, "r1 was not applied again");
         registry.shutdown().await;
     }

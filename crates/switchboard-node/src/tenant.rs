@@ -406,8 +406,11 @@ impl Running {
                     let _ = reply.send(Err(e.into()));
                 }
             }
-            Ok((response, output)) => {
+            Ok((mut response, output)) => {
                 m::applied(&self.state, &mut self.handles, kind, started.elapsed(), &output);
+                if !request_id.is_empty() {
+                    response.call = call_digest(cmd.op.as_ref());
+                }
                 if webhooks_changed && let Some(deliverers) = &self.deliverers {
                     deliverers.update(&self.state.webhooks);
                 }
@@ -513,6 +516,10 @@ impl Running {
         let stored = Response::decode(bytes.as_slice()).map_err(|e| {
             Error::Internal(format!("stored answer of request_id {request_id:?}: {e}"))
         })?;
+        // Answers stored before calls were kept have none: answered as before.
+        if !stored.call.is_empty() && stored.call != call_digest(Some(op)) {
+            return Err(reused(request_id));
+        }
         crate::metrics::replayed(&self.state.id);
         Ok(stored.result)
     }
@@ -589,6 +596,26 @@ impl Running {
             self.armed = Some((at, timer));
         }
     }
+}
+
+/// What a call asked, as its answer keeps it (`Response.call`): the first 16 bytes of the
+/// SHA-256 of its op as encoded. prost encodes fields in number order and the API's one map
+/// in key order (`switchboard-proto`'s build), so a retry of the same request gives the same
+/// bytes, whatever order its client encoded them in.
+pub(crate) fn call_digest(op: Option<&Op>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(op) = op {
+        op.encode(&mut bytes);
+    }
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..16].to_vec()
+}
+
+/// A request id answered before for another call (another kind, or other fields): refused,
+/// never answered with the other call's answer nor applied.
+pub(crate) fn reused(request_id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "request_id {request_id:?} was used by another call; give each call its own"
+    ))
 }
 
 fn batch(

@@ -733,6 +733,69 @@ async fn acting_on_an_ended_conversation_is_a_failed_precondition_on(routing: pb
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 }
 
+/// A request id answered before names that call only: a retry of the same request gets the
+/// same answer, another call with it (another kind, or other fields) is FAILED_PRECONDITION
+/// and changes nothing, never INTERNAL nor the first call's answer. On both routings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_only_the_call_it_was_given_to() {
+    a_request_id_answers_only_the_call_it_was_given_to_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_only_the_call_it_was_given_to_on_actors() {
+    a_request_id_answers_only_the_call_it_was_given_to_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::TenantRouting) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 3, false)];
+    support::desk::floor_on(&mut c, T, None, agents, &["alice"], routing).await;
+    let carol = write(&mut c, "carol", "support").await;
+    assert_eq!(carol.agent, name("agents", "alice"), "{carol:?}");
+    let reused = |e: tonic::Status, what: &str| {
+        assert_eq!(e.code(), Code::FailedPrecondition, "{what}: {e:?}");
+        assert!(e.message().contains("used by another call"), "{what}: {e:?}");
+    };
+
+    // The same message again is the same answer; another text under its id is refused.
+    let send = |text: &str| pb::SendMessageRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        text: text.into(),
+        request_id: "send-1".into(),
+        ..Default::default()
+    };
+    let first = c.agent.send_message(send("hello")).await.unwrap().into_inner();
+    let again = c.agent.send_message(send("hello")).await.unwrap().into_inner();
+    assert_eq!(first, again, "a retry");
+    reused(c.agent.send_message(send("other")).await.unwrap_err(), "another text");
+
+    // Another kind of call under a used id: refused, and nothing ends.
+    let on = |request_id: &str| pb::AgentConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        request_id: request_id.into(),
+    };
+    c.agent.mark_read(on("read-1")).await.expect("marked read");
+    reused(c.agent.end_conversation(on("read-1")).await.unwrap_err(), "an end");
+    reused(c.agent.end_conversation(on("send-1")).await.unwrap_err(), "an end");
+    let update = pb::UpdateConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        note: "vip".into(),
+        request_id: "send-1".into(),
+        update_mask: mask(&["note"]),
+        ..Default::default()
+    };
+    reused(c.agent.update_conversation(update).await.unwrap_err(), "an update");
+    let now = get(&mut c, &carol.name).await;
+    assert_eq!(now.state, pb::ConversationState::Assigned as i32, "nothing ended: {now:?}");
+    assert_eq!(now.note, "", "nothing noted: {now:?}");
+}
+
 /// Item 14, seed 001: each agent sets its own automatic and quick replies from its
 /// workspace with an agent token; it cannot set another agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

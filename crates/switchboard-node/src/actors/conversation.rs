@@ -60,6 +60,48 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::state::{ConversationExtra, Profile};
 
+/// The first byte of a stored answer that keeps what its call asked ([`stored_body`]): wire
+/// type 6, which starts no protobuf message, so an answer stored before is told apart.
+const KEPT_CALL: u8 = 0xFE;
+
+/// What a call asked, as its stored answer keeps it: the first 16 bytes of the SHA-256 of
+/// the operation as the actor takes it, without the conversation number a first post is
+/// given (its retry asks again for one). A later call with the same request id that asked
+/// something else is refused, not answered with this one's answer.
+fn call_digest(op: &ConversationOp) -> [u8; 16] {
+    let asked = match op {
+        ConversationOp::CustomerMessage { msg, nickname } => {
+            let msg = CustomerMessage { new_conversation: NO_NUMBER, ..msg.clone() };
+            format!("{:?}", ConversationOp::CustomerMessage { msg, nickname: nickname.clone() })
+        }
+        ConversationOp::OpenService { channel, .. } => {
+            let op = ConversationOp::OpenService { channel: *channel, new_conversation: NO_NUMBER };
+            format!("{op:?}")
+        }
+        other => format!("{other:?}"),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, asked.as_bytes());
+    let mut out = [0; 16];
+    out.copy_from_slice(&digest.as_ref()[..16]);
+    out
+}
+
+/// A call's answer as stored: [`KEPT_CALL`], what it asked, the answer.
+fn stored_body(call: &[u8; 16], answer: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + call.len() + answer.len());
+    body.push(KEPT_CALL);
+    body.extend_from_slice(call);
+    body.extend_from_slice(answer);
+    body
+}
+
+/// A request id answered before for another call.
+fn reused(request_id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "request_id {request_id:?} was used by another call; give each call its own"
+    ))
+}
+
 /// A call naming a conversation reaches its customer's actor by the owner row its opening
 /// wrote: one this side no longer holds has ended (refused as the tenant actor refuses an act
 /// on an ended conversation, not as unknown).
@@ -396,6 +438,8 @@ struct Held {
     id: ConversationId,
     answer: Answer,
     request_id: String,
+    /// What the call asked ([`call_digest`]), kept with its response.
+    call: [u8; 16],
     /// The step's conversation and whether it opened it.
     outcome: Outcome,
     /// The response as the call's own step rendered and stored it.
@@ -582,7 +626,7 @@ impl Actor for ConversationActor {
                         .map(|(held, body)| Response {
                             request_id: held.request_id.clone(),
                             at_ms: now.as_millis(),
-                            body: body.clone(),
+                            body: stored_body(&held.call, body),
                         })
                         .collect();
                     if let Err(e) = run.write(rows, ended, responses, &NO_STEP, vec![]).await {
@@ -634,11 +678,17 @@ impl Actor for ConversationActor {
             ConversationMsg::Call(call, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 // A retry of a call whose response is held: answered with it.
+                let digest = call_digest(&call.op);
                 if let Some(held) = run
                     .held
                     .iter_mut()
                     .find(|h| !call.request_id.is_empty() && h.request_id == call.request_id)
                 {
+                    if held.call != digest {
+                        let _ = reply.send(Err(reused(&call.request_id)));
+                        run.arm(&myself);
+                        return Ok(());
+                    }
                     crate::metrics::replayed(run.mesh.tenant());
                     held.replies.push(reply);
                     run.arm(&myself);
@@ -651,7 +701,7 @@ impl Actor for ConversationActor {
                 // not pass for a first sight), so it is asked even when the slot vouches.
                 let wanted = run.wanted.take().is_some_and(|id| id == call.request_id);
                 if !call.request_id.is_empty() && !run.first_sight(&call.request_id) && !wanted {
-                    match run.answered(&call.request_id).await {
+                    match run.answered(&call.request_id, &digest).await {
                         Err(e) => {
                             let _ = reply.send(Err(e));
                             run.arm(&myself);
@@ -767,7 +817,7 @@ impl Actor for ConversationActor {
                         let response = (!call.request_id.is_empty()).then(|| Response {
                             request_id: call.request_id.clone(),
                             at_ms: now.as_millis(),
-                            body: body.clone(),
+                            body: stored_body(&digest, &body),
                         });
                         let responses = response.into_iter().collect();
                         let written = run.write(rows, ended, responses, &outcome, vec![]).await;
@@ -783,6 +833,7 @@ impl Actor for ConversationActor {
                                 id: conversation,
                                 answer: call.answer,
                                 request_id: call.request_id,
+                                call: digest,
                                 outcome: Outcome { conversation, opened, effects: vec![] },
                                 first: body,
                                 replies: vec![reply],
@@ -1091,7 +1142,7 @@ impl ConversationRun {
         let response = (!call.request_id.is_empty()).then(|| Response {
             request_id: call.request_id.clone(),
             at_ms: now.as_millis(),
-            body: body.clone(),
+            body: stored_body(&call_digest(&call.op), &body),
         });
         let rewritten = Archived { body: archive::encode(&archived), ..row };
         Ok((rows, vec![rewritten], response, body))
@@ -1294,9 +1345,21 @@ impl ConversationRun {
     }
 
     /// The stored response to `request_id`, if a step answered it before (read off the
-    /// runtime; an error is `Unavailable`: the caller retries).
-    async fn answered(&self, request_id: &str) -> Result<Option<Vec<u8>>> {
-        self.mesh.stored_response(request_id).await
+    /// runtime; an error is `Unavailable`: the caller retries); refused if the call that got
+    /// it asked something else than `call` ([`call_digest`]).
+    async fn answered(&self, request_id: &str, call: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+        let Some(body) = self.mesh.stored_response(request_id).await? else { return Ok(None) };
+        match body.split_first() {
+            Some((&KEPT_CALL, rest)) if rest.len() >= call.len() => {
+                let (asked, answer) = rest.split_at(call.len());
+                if asked != call {
+                    return Err(reused(request_id));
+                }
+                Ok(Some(answer.to_vec()))
+            }
+            // Stored before answers kept their call: answered as before.
+            _ => Ok(Some(body)),
+        }
     }
 
     /// The work is over: the row goes, with the customer's record if it lags what the steps

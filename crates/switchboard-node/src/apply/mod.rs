@@ -299,7 +299,7 @@ fn apply_op(state: &mut TenantState, cmd: &Command) -> Result<(Response, Output)
     unaccepted::track(state, now, &mut out);
     // Accepted: this is now the latest logged time (replay sets it the same way).
     state.last_at = state.last_at.max(now);
-    Ok((Response { result: Some(result) }, out))
+    Ok((Response { result: Some(result), call: Vec::new() }, out))
 }
 
 /// Translates core effects into stream items and transcript rows.

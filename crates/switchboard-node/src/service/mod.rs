@@ -313,8 +313,13 @@ pub fn transcript_message(row: &switchboard_store::Message) -> pb::Message {
 }
 
 /// Answer to a response variant the call does not expect: a bug in the apply layer.
-pub fn unexpected(other: response::Result) -> Status {
-    Status::internal(format!("unexpected command response {other:?}"))
+/// A command answered with another kind's answer: its request id was answered before for
+/// another call (one stored before answers kept their call, `tenant::call_digest`). Refused,
+/// without showing that call's answer.
+pub fn unexpected(_other: response::Result) -> Status {
+    Status::failed_precondition(
+        "the request_id was used by another call; give each call its own".to_owned(),
+    )
 }
 
 /// Unwraps the response variant a command answers with.
