@@ -434,7 +434,8 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     assert_eq!(r.expect("again").into_inner().changed, 0, "already off");
     assert!(!get(&mut c, &name).await.expect("get").bot_hosting);
     let by_agent = Selection::Agent(ann.clone());
-    let r = c.supervisor.set_bot_hosting(supervise(&sue, by_agent, true, &rid("on"))).await;
+    let on_ann = rid("on");
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, by_agent.clone(), true, &on_ann)).await;
     assert_eq!(r.expect("by agent").into_inner().changed, 1);
     let r = c.supervisor.set_bot_hosting(supervise(&sue, Selection::All(true), false, &rid("all")));
     assert_eq!(r.await.expect("all").into_inner().changed, 1);
@@ -493,6 +494,13 @@ async fn ratings_bot_hosting_and_tags_are_served_by_conversation_actors() {
     next(&mut out).await;
     let read = get(&mut c, &fay).await.expect("get");
     assert_eq!((read.state, read.agent.as_str()), (pb::ConversationState::Assigned as i32, &*ann));
+    // A retry of the supervisor's bot hosting by agent answers the first call's sum and
+    // switches nothing the first call did not select (fay's is new since).
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, by_agent.clone(), true, &on_ann)).await;
+    assert_eq!(r.expect("a retry").into_inner().changed, 1, "the first call's answer");
+    assert!(!get(&mut c, &fay).await.expect("get").bot_hosting, "fay's was not selected");
+    let r = c.supervisor.set_bot_hosting(supervise(&sue, by_agent, false, &on_ann)).await;
+    assert_eq!(r.unwrap_err().code(), Code::FailedPrecondition, "another call under its id");
     let tag_fay = pb::UpdateConversationRequest {
         agent: ann.clone(),
         conversation: fay.clone(),

@@ -13,7 +13,9 @@
 //!   own request id (`{request_id}#{number}`, so each actor's stored answer is its own), and
 //!   answers the sum (each on whichever node its actor lives, `calls`); by agent or for
 //!   all, the conversations are the router actor's
-//!   (its read; the router must run on this node).
+//!   (its read; the router must run on this node), and the whole answer is kept under the
+//!   request id too (in the router's write: a call of no operation), so a retry answers the
+//!   first call's sum and switches nothing assigned since.
 
 use prost::Message as _;
 use switchboard_core::{Actor, ConversationId, CustomerId};
@@ -23,7 +25,27 @@ use super::calls::{Selected, Selection};
 use super::on_actors::{OnActors, undecodable};
 use crate::actors::conversation::{ConversationOp, Patch};
 use crate::actors::placement::ActorKey;
+use crate::actors::router::{RouterCall, RouterCalled};
 use crate::error::{Error, Result};
+
+/// What a supervisor's SetBotHosting by agent or for all asked, as its whole answer is kept
+/// under its request id: a tag, then the first 16 bytes of the SHA-256 of the request.
+fn bot_hosting_call(r: &pb::SetBotHostingRequest) -> Vec<u8> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &r.encode_to_vec());
+    let mut asked = b"set_bot_hosting:".to_vec();
+    asked.extend_from_slice(&digest.as_ref()[..16]);
+    asked
+}
+
+/// The answer kept for `asked`, or a refusal: the request id was another call's.
+fn answer_of(asked: &[u8], body: &[u8], request_id: &str) -> Result<pb::SetBotHostingResponse> {
+    match body.strip_prefix(asked) {
+        Some(answer) => Ok(pb::SetBotHostingResponse::decode(answer).map_err(undecodable)?),
+        None => Err(Error::FailedPrecondition(format!(
+            "request_id {request_id:?} was used by another call; give each call its own"
+        ))),
+    }
+}
 
 impl OnActors<'_> {
     /// RateConversation: as `apply::channel::rate`, open or ended.
@@ -82,6 +104,16 @@ impl OnActors<'_> {
     ) -> Result<pb::SetBotHostingResponse> {
         use pb::set_bot_hosting_request::Selection as S;
         let s = self.acting_supervisor(&r.supervisor).await?;
+        // By agent or for all, the selection is the router's now: a retry answers the first
+        // call's sum and switches nothing it did not select (`whole`).
+        let whole =
+            !r.request_id.is_empty() && matches!(r.selection, Some(S::Agent(_) | S::All(true)));
+        let asked = whole.then(|| bot_hosting_call(r));
+        if let Some(asked) = &asked
+            && let Some(body) = self.mesh.stored_response(&r.request_id).await?
+        {
+            return answer_of(asked, &body, &r.request_id);
+        }
         let mut targets: Vec<(ConversationId, Option<CustomerId>)> = match &r.selection {
             Some(S::Conversations(list)) => {
                 let max = crate::apply::supervisor::MAX_BATCH;
@@ -135,7 +167,21 @@ impl OnActors<'_> {
                 Selected::Refused(_) => {}
             }
         }
-        Ok(pb::SetBotHostingResponse { changed })
+        let answer = pb::SetBotHostingResponse { changed };
+        let Some(asked) = asked else { return Ok(answer) };
+        // Kept by the router (a call of no operation), in its next write.
+        let mut kept = asked.clone();
+        kept.extend_from_slice(&answer.encode_to_vec());
+        let keep = kept.clone();
+        let call = RouterCall {
+            ops: Vec::new(),
+            request_id: r.request_id.clone(),
+            answer: std::sync::Arc::new(move |_| Some(keep.clone())),
+        };
+        match self.mesh.router().call_public(call).await? {
+            RouterCalled::Stored(body) => answer_of(&asked, &body, &r.request_id),
+            RouterCalled::Decided { .. } => Ok(answer),
+        }
     }
 
     /// The conversations the router actor has assigned (to `agent`, or to anyone), with their
