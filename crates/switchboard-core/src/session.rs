@@ -77,15 +77,18 @@ impl<'a> Config<'a> {
     }
 
     /// The skill group a customer's new conversation opens in: the one the message names,
-    /// else the customer's, the channel's, or the tenant's default.
+    /// else the customer's, the channel's, or the tenant's default. A customer's group
+    /// deleted since counts as none (a tenant on actors keeps customers' settings where the
+    /// deletion cannot see them; they read it as empty too).
     pub fn opening_group(
         &self,
         customer: Option<&Customer>,
         msg: &CustomerMessage,
     ) -> Result<GroupId> {
+        let own = customer.and_then(|u| u.settings.group).filter(|g| self.groups.contains_key(g));
         let group = msg
             .group
-            .or(customer.and_then(|u| u.settings.group))
+            .or(own)
             .or_else(|| channel_group(self.settings, msg.channel))
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(

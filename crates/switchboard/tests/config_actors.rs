@@ -252,8 +252,28 @@ async fn the_router_refuses_a_capacity_below_load_and_deleting_a_group_in_use() 
         request_id: rid("end"),
     };
     c.agent.end_conversation(end).await.expect("bob ends erin's");
+    // Frank is routed to vip by his settings, which the conversation actors keep (the tenant
+    // actor cannot see them to refuse the deletion): once vip is gone he routes as if he
+    // had no group, and reads so.
+    let frank = pb::PutCustomerRequest {
+        name: format!("tenants/{T}/customers/frank"),
+        group: group("vip"),
+        request_id: rid("frank"),
+        ..Default::default()
+    };
+    c.admin.put_customer(frank).await.expect("frank routed to vip");
     c.admin.delete_group(delete()).await.expect("nothing leads to vip now");
     let e = c.admin.get_group(vip).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    // A reference to the deleted group reads as empty, never as a dangling name.
+    let r = pb::GetConversationRequest { conversation: erin.clone() };
+    let read = c.channel.get_conversation(r).await.expect("erin's, ended").into_inner();
+    assert_eq!((read.group.as_str(), read.served_by.clone()), ("", vec![BOB.to_owned()]));
+    let get = pb::GetCustomerRequest { name: format!("tenants/{T}/customers/frank") };
+    let read = c.admin.get_customer(get).await.expect("frank").into_inner();
+    assert_eq!(read.group, "", "{read:?}");
+    let franks = post(&mut c, "frank", "").await;
+    let read = until(&mut c, &franks, "was routed", routed).await;
+    assert_eq!(read.group, group("support"), "the default group: {read:?}");
     drop(node);
 }

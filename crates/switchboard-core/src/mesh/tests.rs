@@ -980,6 +980,27 @@ fn customer_settings_are_checked_as_the_engine_checks_them_and_reach_the_next_ro
     assert_eq!((request.group, request.priority, request.dedicated), (G1, 7, Some(A1)));
 }
 
+/// A customer's group deleted since (a tenant on actors keeps customers' settings where
+/// the deletion cannot see them) counts as none: the conversation opens in the tenant's
+/// default group instead of being refused.
+#[test]
+fn a_customers_deleted_group_routes_as_none() {
+    use crate::config::CustomerSettings;
+
+    let (mut t, _, mut side) = setup();
+    const G2: GroupId = GroupId(2);
+    t.groups.insert(G2, GroupSettings::default());
+    side.put_customer(t.cfg(), CustomerSettings { group: Some(G2), ..Default::default() }).unwrap();
+    t.groups.remove(&G2);
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, CustomerMessage { group: None, ..message("hi") }).unwrap();
+    let route = side.outgoing();
+    let Body::Message { message: ToRouter::Route { request, .. }, .. } = &route[0].body else {
+        panic!("{route:?}");
+    };
+    assert_eq!(request.group, G1, "the tenant's default group");
+}
+
 /// The nickname a channel reports with a message goes in before the message (its replies
 /// greet by it) and only if the message is accepted, as on one node.
 #[test]

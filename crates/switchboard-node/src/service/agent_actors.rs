@@ -45,7 +45,7 @@ use tonic::Status;
 use super::page_token;
 use crate::actors::Mesh;
 use crate::actors::agent::{AgentHandle, AgentOp, Decision, parse_answer};
-use crate::actors::effects::MeshNames;
+use crate::actors::effects::{Current, MeshNames};
 use crate::actors::meshes::Meshes;
 use crate::actors::numbers::Numbers;
 use crate::actors::placement::ActorKey;
@@ -428,7 +428,14 @@ impl Desk {
                     let customer = names::child_name(self.mesh.tenant(), "customers", &shown);
                     let extra = h.extra.as_ref();
                     let position = position.or(h.position);
-                    views::render_named(&names, &h.conversation, extra, customer, position, wait)
+                    views::render_named(
+                        &Current(names.clone()),
+                        &h.conversation,
+                        extra,
+                        customer,
+                        position,
+                        wait,
+                    )
                 }
                 None => pb::Conversation { name: names.conversation_name(c), ..Default::default() },
             });

@@ -25,7 +25,7 @@ use switchboard_proto::v1 as pb;
 use tonic::Status;
 
 use crate::actors::conversation::{Answer, Answered, Call, Called, ConversationOp, NO_NUMBER};
-use crate::actors::effects::MeshNames;
+use crate::actors::effects::{Current, MeshNames};
 use crate::actors::meshes::Meshes;
 use crate::actors::placement::ActorKey;
 use crate::actors::{Mesh, TenantConfig};
@@ -330,7 +330,7 @@ impl OnActors<'_> {
         };
         let names = self.names();
         Ok(views::render_named(
-            &names,
+            &Current(names.clone()),
             &archived.conversation,
             Some(&archived.extra),
             customer,
@@ -479,7 +479,14 @@ impl OnActors<'_> {
                     let waiting = c.state == switchboard_core::State::Queued;
                     let standing = standing.filter(|_| waiting).unwrap_or_default();
                     let (position, wait) = (standing.position, standing.wait);
-                    views::render_named(&names, c, extra, customer.clone(), position, wait)
+                    views::render_named(
+                        &Current(names.clone()),
+                        c,
+                        extra,
+                        customer.clone(),
+                        position,
+                        wait,
+                    )
                 }
                 None => {
                     pb::Conversation { name: names.conversation_name(id), ..Default::default() }

@@ -29,7 +29,7 @@ use tonic::Status;
 use super::supervisor::{live_conversation, long_waits};
 use super::{filter, on_actors, page_token, search};
 use crate::actors::Mesh;
-use crate::actors::effects::MeshNames;
+use crate::actors::effects::{Current, MeshNames};
 use crate::actors::meshes::Meshes;
 use crate::actors::placement::ActorKey;
 use crate::apply::Names;
@@ -368,14 +368,28 @@ pub(super) async fn list_conversations(
                 let (position, wait) = placed.next().unwrap_or_default();
                 let position = position.filter(|_| c.state == State::Queued);
                 let customer = customer_resource(meshes, &tenant, u).await?;
-                views::render_named(&names, &c, extra.as_ref(), customer, position, wait)
+                views::render_named(
+                    &Current(names.clone()),
+                    &c,
+                    extra.as_ref(),
+                    customer,
+                    position,
+                    wait,
+                )
             }
             Err(a) => {
                 let customer = match a.customer.parse::<u64>() {
                     Ok(number) => customer_resource(meshes, &tenant, CustomerId(number)).await?,
                     Err(_) => crate::names::child_name(&tenant, "customers", &a.customer),
                 };
-                views::render_named(&names, &a.conversation, Some(&a.extra), customer, None, None)
+                views::render_named(
+                    &Current(names.clone()),
+                    &a.conversation,
+                    Some(&a.extra),
+                    customer,
+                    None,
+                    None,
+                )
             }
         });
     }
