@@ -31,7 +31,7 @@ use switchboard_proto::v1 as pb;
 
 use super::agent_actors::Desk;
 use super::calls::{Selected, Selection};
-use super::on_actors::{OnActors, group_ref, undecodable};
+use super::on_actors::{OnActors, undecodable};
 use crate::actors::conversation::{Answer, Answered, ConversationOp};
 use crate::actors::placement::ActorKey;
 use crate::actors::router::{RouterAnswer, RouterCall, RouterCalled, RouterOp};
@@ -56,10 +56,18 @@ async fn target(
 ) -> Result<Target> {
     match (to_agent, to_group) {
         (Some(name), None) => Ok(Target::Agent(on.acting_as("to_agent", name).await?)),
-        (None, Some(name)) => Ok(Target::Group {
-            group: group_ref(&on.mesh.config(), on.mesh.tenant(), name)?,
-            keep_entry_time: !reset,
-        }),
+        (None, Some(name)) => {
+            let tenant = on.mesh.tenant();
+            let group = match on.mesh.config().group_ref(tenant, "to_group", name) {
+                // A group created after the mesh loaded: one check of the stored version.
+                Err(Error::NotFound(_)) => {
+                    on.mesh.refresh_stored().await?;
+                    on.mesh.config().group_ref(tenant, "to_group", name)?
+                }
+                found => found?,
+            };
+            Ok(Target::Group { group, keep_entry_time: !reset })
+        }
         _ => Err(Error::field("to", "name exactly one of to_agent or to_group")),
     }
 }
