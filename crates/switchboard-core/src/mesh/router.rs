@@ -307,7 +307,9 @@ impl RouterSide {
         })
     }
 
-    /// Creates or updates an agent's capacity and groups.
+    /// Creates or updates an agent's capacity and groups (`RouterOp::SetAgent`: no
+    /// proficiency levels, every group at the lowest; the configuration's come with
+    /// [`reconfigure`](Self::reconfigure)).
     pub fn set_agent(
         &mut self,
         now: Timestamp,
@@ -315,9 +317,20 @@ impl RouterSide {
         capacity: u32,
         groups: Vec<GroupId>,
     ) -> Result<Vec<Effect>> {
+        self.set_agent_with(now, agent, capacity, groups, Default::default())
+    }
+
+    /// [`set_agent`](Self::set_agent) with the agent's proficiency levels in its groups.
+    fn set_agent_with(
+        &mut self,
+        now: Timestamp,
+        agent: AgentId,
+        capacity: u32,
+        groups: Vec<GroupId>,
+        proficiency: std::collections::BTreeMap<GroupId, u8>,
+    ) -> Result<Vec<Effect>> {
         let mut rout = Vec::new();
-        // The mesh models no proficiency: every agent is at the lowest level of its groups.
-        self.router.upsert_agent(now, agent, capacity, groups, Default::default(), &mut rout)?;
+        self.router.upsert_agent(now, agent, capacity, groups, proficiency, &mut rout)?;
         let mut out = Vec::new();
         // New groups can flip a group's offline condition without a status change.
         self.decide(rout, Op { rescan: true, ..Op::new(now, Cause::Routed) }, &mut out);
@@ -336,11 +349,11 @@ impl RouterSide {
         agent: AgentId,
         capacity: u32,
     ) -> Result<Vec<Effect>> {
-        let groups = match self.router.agent(agent) {
-            Some(r) if capacity < r.capacity => r.groups.clone(),
+        let (groups, proficiency) = match self.router.agent(agent) {
+            Some(r) if capacity < r.capacity => (r.groups.clone(), r.proficiency.clone()),
             _ => return Ok(Vec::new()),
         };
-        self.set_agent(now, agent, capacity, groups)
+        self.set_agent_with(now, agent, capacity, groups, proficiency)
     }
 
     /// An administrator is about to delete `group`: refused while anything still routes
@@ -356,8 +369,8 @@ impl RouterSide {
 
     /// Brings the router to the tenant's configuration `cfg` (a newer one than it was built
     /// or last reconfigured from, or the same: then nothing changes): the tenant's policies;
-    /// each group's policy (new or changed); each agent's capacity and groups (new or
-    /// changed; the mesh models no proficiency); an agent the configuration no longer has is
+    /// each group's policy (new or changed); each agent's capacity, groups and proficiency
+    /// levels (new or changed); an agent the configuration no longer has is
     /// removed as `Engine::remove_agent` does (signed out, its conversations requeued at the
     /// front of their queues, forgotten); then a group it no longer has, once empty (one still
     /// referenced stays, unroutable: no new conversation can name it). Idempotent, so a
@@ -378,15 +391,17 @@ impl RouterSide {
         let mut agents: Vec<_> = cfg.agents.iter().collect();
         agents.sort_by_key(|(a, _)| **a);
         for (a, settings) in agents {
-            let same = self
-                .router
-                .agent(*a)
-                .is_some_and(|r| r.capacity == settings.capacity && r.groups == settings.groups);
+            let same = self.router.agent(*a).is_some_and(|r| {
+                r.capacity == settings.capacity
+                    && r.groups == settings.groups
+                    && r.proficiency == settings.proficiency
+            });
             if !same {
-                // Refused only for settings the tenant actor validated already.
-                if let Ok(effects) =
-                    self.set_agent(now, *a, settings.capacity, settings.groups.clone())
-                {
+                // Refused only for settings the tenant actor validated already (a capacity
+                // below load the router agreed to first, `lower_capacity`).
+                let (capacity, groups) = (settings.capacity, settings.groups.clone());
+                let proficiency = settings.proficiency.clone();
+                if let Ok(effects) = self.set_agent_with(now, *a, capacity, groups, proficiency) {
                     out.extend(effects);
                 }
             }

@@ -842,10 +842,14 @@ fn reconfigure_brings_the_router_to_a_newer_configuration() {
     router.set_status(now, A2, AgentStatus::Online, StatusCause::Agent).unwrap();
     assert_eq!(router.router().placement(C1).and_then(|p| p.agent()), Some(A2));
 
-    // Its capacity lowered to 1, then the same configuration again: nothing more changes.
+    // Its capacity lowered to 1 and a proficiency level set, then the same configuration
+    // again: nothing more changes.
     t.agents.get_mut(&A2).unwrap().capacity = 1;
+    t.agents.get_mut(&A2).unwrap().proficiency.insert(G1, 4);
     router.reconfigure(now, t.cfg());
     assert_eq!(router.router().agent(A2).map(|a| a.capacity), Some(1));
+    let levels = router.router().agent(A2).map(|a| a.proficiency.clone());
+    assert_eq!(levels, Some([(G1, 4)].into_iter().collect()), "its level in G1");
     assert!(router.reconfigure(now, t.cfg()).is_empty(), "idempotent");
 
     // A2 removed: signed out and forgotten, its conversation back in the queue.
