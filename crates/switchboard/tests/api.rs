@@ -895,6 +895,13 @@ async fn agents_set_their_own_replies_without_the_admin_role() {
         .unwrap()
         .into_inner();
     assert_eq!(bob.replies.unwrap_or_default().manual_end, None);
+    // The tenant is on actors (the default), whose meshes take the agent level at once.
+    let alice = admin
+        .get_agent(authed(pb::GetAgentRequest { name: name("agents", "alice") }, &operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(alice.replies.unwrap_or_default().manual_end, texts("alice says bye"));
 }
 
 /// One naming rule (item 9): every field that refers to a resource takes and gives its full

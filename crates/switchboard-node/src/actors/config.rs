@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 pub const CONFIG: &str = "config";
 
 /// Whether a command changes what a mesh reads from its configuration (settings, groups,
-/// agents and their supervisor flag). Quick replies, customers' profiles and webhooks are
+/// agents, their own replies and their supervisor flag). Quick replies, customers' profiles and webhooks are
 /// not read by the actors.
 pub fn changes_mesh(op: &Op) -> bool {
     matches!(
@@ -39,6 +39,7 @@ pub fn changes_mesh(op: &Op) -> bool {
             | Op::DeleteGroup(_)
             | Op::PutAgent(_)
             | Op::DeleteAgent(_)
+            | Op::UpdateAgentReplies(_)
     )
 }
 

@@ -31,46 +31,52 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// After a durable configuration command of `tenant`: its mesh on this node (the tenant
-    /// actor's node, where its router actor runs) takes the new configuration before the call
-    /// is answered, so the next call here sees it (`actors::config`), and so do its meshes on
-    /// the other live members (`Reconfigure`, waited for up to 2 s each). A failed reload is
-    /// logged, not the call's failure: the command is durable, and the next envelope or call
-    /// naming what changed reloads again.
+    /// After a durable configuration command of `tenant`: [`configured`].
     async fn configured(&self, tenant: &str) {
-        let Some(meshes) = &self.meshes else { return };
-        let version = match meshes.running(tenant) {
-            Some(mesh) if !mesh.config().actor_routing => return,
-            Some(mesh) => match mesh.refresh_stored().await {
-                Ok(()) => mesh.config_version(),
+        if let Some(meshes) = &self.meshes {
+            configured(meshes, tenant).await;
+        }
+    }
+}
+
+/// After a durable configuration command of `tenant`: its mesh on this node (the tenant
+/// actor's node, where its router actor runs) takes the new configuration before the call
+/// is answered, so the next call here sees it (`actors::config`), and so do its meshes on
+/// the other live members (`Reconfigure`, waited for up to 2 s each). A failed reload is
+/// logged, not the call's failure: the command is durable, and the next envelope or call
+/// naming what changed reloads again.
+pub(super) async fn configured(meshes: &crate::actors::meshes::Meshes, tenant: &str) {
+    let version = match meshes.running(tenant) {
+        Some(mesh) if !mesh.config().actor_routing => return,
+        Some(mesh) => match mesh.refresh_stored().await {
+            Ok(()) => mesh.config_version(),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "the mesh could not reload the tenant's configuration");
+                return;
+            }
+        },
+        // No mesh here: other members may still run one.
+        None => {
+            if !matches!(meshes.actor_routing(tenant).await, Ok(true)) {
+                return;
+            }
+            let (store, name) = (meshes.store().clone(), tenant.to_owned());
+            let read = move || crate::actors::config::stored(store.as_ref(), &name);
+            match tokio::task::spawn_blocking(read).await {
+                Ok(Ok(version)) => version,
+                Ok(Err(e)) => {
+                    tracing::warn!(tenant, error = %e, "the configuration version could not be read");
+                    return;
+                }
                 Err(e) => {
-                    tracing::warn!(tenant, error = %e, "the mesh could not reload the tenant's configuration");
+                    tracing::warn!(tenant, error = %e, "the configuration version could not be read");
                     return;
-                }
-            },
-            // No mesh here: other members may still run one.
-            None => {
-                if !matches!(meshes.actor_routing(tenant).await, Ok(true)) {
-                    return;
-                }
-                let (store, name) = (meshes.store().clone(), tenant.to_owned());
-                let read = move || crate::actors::config::stored(store.as_ref(), &name);
-                match tokio::task::spawn_blocking(read).await {
-                    Ok(Ok(version)) => version,
-                    Ok(Err(e)) => {
-                        tracing::warn!(tenant, error = %e, "the configuration version could not be read");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(tenant, error = %e, "the configuration version could not be read");
-                        return;
-                    }
                 }
             }
-        };
-        // The other members' meshes (their conversation and agent actors) take it now too.
-        crate::actors::grpc::reconfigure_peers(meshes.ownership(), tenant, version).await;
-    }
+        }
+    };
+    // The other members' meshes (their conversation and agent actors) take it now too.
+    crate::actors::grpc::reconfigure_peers(meshes.ownership(), tenant, version).await;
 }
 
 /// One page of the ids after `token` that `view` shows (ids whose resource is gone show

@@ -540,8 +540,13 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Agent>, Status> {
         let (call, r) = Call::split(req);
         let (agent, request_id) = request_fields!(r);
-        variant!(self.run(&call, &agent, Op::UpdateAgentReplies(r), &request_id).await?, Agent)
-            .map(Response::new)
+        let result = self.run(&call, &agent, Op::UpdateAgentReplies(r), &request_id).await?;
+        // The agent level of the replies is configuration: a tenant on actors' meshes take
+        // it before the call is answered, as after PutAgent.
+        if let Ok((tenant, _)) = agent_name(&agent) {
+            super::admin::configured(&self.meshes, &tenant).await;
+        }
+        variant!(result, Agent).map(Response::new)
     }
 
     async fn list_quick_replies(
