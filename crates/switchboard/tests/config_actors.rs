@@ -277,3 +277,45 @@ async fn the_router_refuses_a_capacity_below_load_and_deleting_a_group_in_use() 
     assert_eq!(read.group, group("support"), "the default group: {read:?}");
     drop(node);
 }
+
+/// A threshold shortened while its timer is pending applies to it (a timer is state, not a
+/// sleeping task): carol's agent-no-response reply, an hour away when she writes, goes once
+/// support's threshold is cut to a second, as on the tenant actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_threshold_applies_to_a_timer_already_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    setup(&mut c).await;
+    put_bob(&mut c, 2).await;
+    c.agent.set_status(online()).await.expect("bob signs in");
+    let waits = |seconds: i64| pb::PutGroupRequest {
+        name: group("support"),
+        replies: Some(pb::ReplySettings {
+            agent_no_response: Some(pb::TimedReply {
+                after: Some(prost_types::Duration { seconds, nanos: 0 }),
+                texts: vec!["bob will be right with you".into()],
+            }),
+            ..Default::default()
+        }),
+        request_id: rid("replies"),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["replies.agent_no_response".into()],
+        }),
+        ..Default::default()
+    };
+    c.admin.put_group(waits(3600)).await.expect("an hour");
+    let mut out = support::desk::outbound(&mut c, T).await;
+    let carol = post(&mut c, "carol", "").await;
+    until(&mut c, &carol, "went to bob", with_bob).await;
+
+    c.admin.put_group(waits(1)).await.expect("a second");
+    let kind = pb::ReplyKind::AgentNoResponse as i32;
+    let seen = support::until(&mut out, |m| m.reply_kind == kind).await;
+    let reply = seen.last().expect("the reply");
+    assert_eq!(
+        (reply.conversation.as_str(), reply.text.as_str()),
+        (carol.as_str(), "bob will be right with you")
+    );
+    drop(node);
+}

@@ -521,6 +521,12 @@ impl Mesh {
         if let Some(router) = self.0.routers.any(&()) {
             let _ = router.send_message(router::RouterMsg::Reconfigure);
         }
+        // Conversation actors armed their one timer by the last configuration's thresholds:
+        // each wakes to arm it by this one (a shortened threshold fires when it now says;
+        // a wake-up with nothing due is harmless). Configuration changes are rare.
+        for (_, actor, _) in self.0.conversations.entries() {
+            let _ = actor.send_message(conversation::ConversationMsg::Wake);
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
