@@ -1550,7 +1550,12 @@ async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
     h.transport.cut_to_router.store(true, Ordering::SeqCst);
     let first = public(7, "r1");
     until("the opening step is durable", stored("r1")).await;
-    let before_routing = h.store.actor_response(TENANT, "r1").unwrap().unwrap();
+    // A stored answer keeps what its call asked first (a marker and a digest, 17 bytes).
+    let answer_of = |stored: Vec<u8>| {
+        assert_eq!(stored.first(), Some(&0xFE), "kept with its call");
+        stored[17..].to_vec()
+    };
+    let before_routing = answer_of(h.store.actor_response(TENANT, "r1").unwrap().unwrap());
     assert_ne!(Called::Answered(before_routing.clone()), routed, "not routed yet");
     let retry = public(7, "r1");
     h.transport.cut_to_router.store(false, Ordering::SeqCst);
@@ -1559,7 +1564,8 @@ async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
     assert_eq!(first.unwrap(), routed);
     assert_eq!(retry.unwrap(), routed);
     let Called::Answered(body) = &routed else { unreachable!() };
-    assert_eq!(h.store.actor_response(TENANT, "r1").unwrap().as_ref(), Some(body), "stored again");
+    let stored_again = h.store.actor_response(TENANT, "r1").unwrap().map(answer_of);
+    assert_eq!(stored_again.as_ref(), Some(body), "stored again");
     assert_eq!(public(7, "r1").await.unwrap().unwrap(), routed, "a later retry");
     let said = support::transcript(&h.store, 7).iter().filter(|row| row.ends_with(": hi")).count();
     assert_eq!(said, 1, "the message was applied once");
@@ -1573,7 +1579,7 @@ async fn a_call_that_asks_the_router_is_answered_with_where_routing_put_it() {
     mesh.conversation(CustomerId(8)).read(|_| ()).await.unwrap();
     mesh.kill_conversation(CustomerId(8)).await;
     let held = tokio::time::timeout(DEADLINE, held).await.expect("answered").unwrap();
-    let stored = h.store.actor_response(TENANT, "r2").unwrap().unwrap();
+    let stored = answer_of(h.store.actor_response(TENANT, "r2").unwrap().unwrap());
     assert_eq!(held.unwrap(), Called::Answered(stored), "what its step stored");
     h.transport.cut_to_router.store(false, Ordering::SeqCst);
 }
