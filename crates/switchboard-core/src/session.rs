@@ -690,6 +690,14 @@ impl<'a> Session<'a> {
             wait_time: self.standing.wait,
         };
         let (channel, reserve) = (self.conv.channel, self.cfg.settings.human_reserve);
+        // Past the reply window nothing untagged reaches the customer (SPEC §5: Messenger's
+        // replies then need a tag, which an automatic reply never has; elsewhere the agent is
+        // refused too): the reply is suppressed, as the agent's message would be refused.
+        let window_from = self.conv.last_customer_at.unwrap_or(self.conv.opened_at);
+        if now >= window_from + self.cfg.settings.reply_window(channel) {
+            out.push(Effect::ReplySuppressed { conversation: id, kind });
+            return;
+        }
         for t in texts.iter() {
             let c = &mut *self.conv;
             if replies::auto_allowance(channel.reply_budget(), reserve, c.consecutive_service)

@@ -21,7 +21,8 @@ pub enum Effect {
         from: Sender,
         tag: Option<MessageTag>,
     },
-    /// An automatic reply was due but would have eaten the budget kept for humans.
+    /// An automatic reply was due but would have eaten the budget kept for humans, or came
+    /// after the channel's reply window (no tag: the customer may not be sent it).
     ReplySuppressed { conversation: ConversationId, kind: ReplyKind },
     /// Push to one agent's desktop stream.
     Notify { agent: AgentId, note: Note },

@@ -553,6 +553,26 @@ fn reply_window_ends_the_conversation_and_refuses_late_messages() {
     .unwrap();
 }
 
+/// Past Messenger's 7 days an automatic reply, which carries no tag, is suppressed as the
+/// agent's untagged message is refused; within them it goes.
+#[test]
+fn no_automatic_reply_goes_past_the_reply_window() {
+    let mut settings = seed_001_settings();
+    settings.default_group = Some(G1);
+    let mut b = Bench::new(settings);
+    b.agent(A1, "Zhang", 2, AgentStatus::Online);
+    let (early, _) = b.say_on(at(secs(0)), U1, Channel::Messenger, "hi");
+    let fx = b.e.end(at(days(1)), early, Actor::Agent(A1)).unwrap();
+    assert_eq!(replies(&fx), vec![ReplyKind::ManualEnd], "within the window");
+    let (late, _) = b.say_on(at(days(2)), U2, Channel::Messenger, "hi");
+    let fx = b.e.end(at(days(10)), late, Actor::Agent(A1)).unwrap();
+    assert!(replies(&fx).is_empty(), "past it: {fx:?}");
+    let suppressed = fx.iter().any(|e| {
+        matches!(e, Effect::ReplySuppressed { conversation, kind: ReplyKind::ManualEnd } if *conversation == late)
+    });
+    assert!(suppressed, "{fx:?}");
+}
+
 #[test]
 fn an_unanswered_customer_past_the_window_cannot_be_answered() {
     let mut b = Bench::new(TenantSettings { retention_unaccepted: hours(1), ..default_group() });
