@@ -107,6 +107,9 @@ pub struct Running {
     log_seq: u64,
     since_snapshot: u64,
     last_snapshot: Timestamp,
+    /// When retention last swept the store (with a snapshot, or by time on the gauges'
+    /// tick: a quiet tenant takes no snapshot).
+    last_retained: Timestamp,
     snapshot_every: u64,
     fence: Fence,
     store: Arc<dyn Store>,
@@ -242,6 +245,7 @@ impl Actor for TenantActor {
             log_seq: args.log_seq,
             since_snapshot: 0,
             last_snapshot: clock::now().max(last_at),
+            last_retained: Timestamp(0),
             snapshot_every: args.snapshot_every.max(1),
             fence: args.fence,
             store: args.store,
@@ -326,6 +330,11 @@ impl Actor for TenantActor {
             TenantMsg::Gauges => {
                 let now = running.now();
                 m::gauges(&running.state, now);
+                // Retention by time too: a quiet tenant takes no snapshot, yet its
+                // transcripts must go when their retention ends (SPEC §5).
+                if now >= running.last_retained + running.retention_every() {
+                    running.retain(now);
+                }
             }
             TenantMsg::Snapshot(reply) => {
                 let pending = running.snapshot();
@@ -528,13 +537,23 @@ impl Running {
     /// their deadline, and stream entries older than the shortest transcript retention: an
     /// entry is written before its conversation ends, so none outlives the transcript it
     /// quotes (the store deletes stream entries by age alone, not by conversation).
-    fn retain(&self, now: Timestamp) {
+    fn retain(&mut self, now: Timestamp) {
+        self.last_retained = now;
         let settings = self.state.engine.settings();
         let shortest = settings.retention_accepted.min(settings.retention_unaccepted);
         let before =
             now.as_millis().saturating_sub(u64::try_from(shortest.as_millis()).unwrap_or(u64::MAX));
         let pending = self.store.retain(&self.state.id, self.fence, now.as_millis(), before);
         self.enqueue(Job::new(not_fatal(&self.state.id, "retention", pending)));
+    }
+
+    /// How often retention sweeps by time: an eighth of the shortest retention, so nothing
+    /// outlives its retention by much more than that, between every second (the gauges'
+    /// tick, every few seconds, is when it is looked at) and hourly (as snapshots go).
+    fn retention_every(&self) -> Duration {
+        let settings = self.state.engine.settings();
+        let shortest = settings.retention_accepted.min(settings.retention_unaccepted);
+        (shortest / 8).clamp(Duration::from_secs(1), SNAPSHOT_AGE)
     }
 
     /// Bounds every stream of the tenant; readers behind the kept window resume from the

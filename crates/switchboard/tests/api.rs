@@ -796,6 +796,64 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     assert_eq!(now.note, "", "nothing noted: {now:?}");
 }
 
+/// Retention runs by time, not only with the snapshots a busy tenant takes: on a tenant
+/// that gets no command after its conversation ended, the transcript goes once its retention
+/// (two seconds here) has passed (SPEC §5). On both routings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tenants_transcripts_go_when_their_retention_ends() {
+    a_quiet_tenants_transcripts_go_when_their_retention_ends_on(pb::TenantRouting::TenantActor)
+        .await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tenants_transcripts_go_when_their_retention_ends_on_actors() {
+    a_quiet_tenants_transcripts_go_when_their_retention_ends_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_quiet_tenants_transcripts_go_when_their_retention_ends_on(routing: pb::TenantRouting) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 3, false)];
+    support::desk::floor_on(&mut c, T, None, agents, &["alice"], routing).await;
+    let seconds = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    let short = pb::UpdateTenantRequest {
+        name: format!("tenants/{T}"),
+        settings: Some(pb::TenantSettings {
+            retention_unaccepted: seconds(1),
+            retention_accepted: seconds(2),
+            ..Default::default()
+        }),
+        request_id: rid("retention"),
+        update_mask: mask(&["settings.retention_unaccepted", "settings.retention_accepted"]),
+        ..Default::default()
+    };
+    c.admin.update_tenant(short).await.expect("short retention");
+    let carol = write(&mut c, "carol", "support").await;
+    let end = pb::AgentConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        request_id: rid("end"),
+    };
+    c.agent.end_conversation(end).await.expect("alice ends it");
+
+    // Nothing else happens on the tenant; only reads, until the transcript is gone.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let r = pb::GetConversationRequest { conversation: carol.name.clone() };
+        match c.channel.get_conversation(r).await {
+            Err(e) if e.code() == Code::NotFound => break,
+            read => {
+                let read = read.expect("readable until it goes").into_inner();
+                assert_eq!(read.state, pb::ConversationState::Ended as i32, "{read:?}");
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} was never deleted", carol.name);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Item 14, seed 001: each agent sets its own automatic and quick replies from its
 /// workspace with an agent token; it cannot set another agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
