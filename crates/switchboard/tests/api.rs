@@ -794,6 +794,16 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     let now = get(&mut c, &carol.name).await;
     assert_eq!(now.state, pb::ConversationState::Assigned as i32, "nothing ended: {now:?}");
     assert_eq!(now.note, "", "nothing noted: {now:?}");
+
+    // A request id longer than 128 bytes is refused on its field, whichever actor serves it.
+    let long = "r".repeat(200);
+    let e = c.agent.send_message(pb::SendMessageRequest { request_id: long.clone(), ..send("x") });
+    let e = e.await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("request_id"), "{e:?}");
+    let post = pb::PostMessageRequest { request_id: long, ..support::desk::hello(T, "carol") };
+    let e = c.channel.post_message(post).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }
 
 /// Retention runs by time, not only with the snapshots a busy tenant takes: on a tenant

@@ -114,6 +114,7 @@ impl OnActors<'_> {
         op: ConversationOp,
         request_id: &str,
     ) -> Result<pb::Customer> {
+        crate::registry::check_request_id(request_id)?;
         let who = self.named_customer(customer, Some(id.clone()));
         let (tenant, config) = (self.tenant().to_owned(), self.mesh.config().clone());
         let answer: Answer = std::sync::Arc::new(move |a: Answered<'_>| {

@@ -148,6 +148,7 @@ impl OnActors<'_> {
         op: ConversationOp,
         request_id: &str,
     ) -> Result<pb::PostMessageResponse> {
+        crate::registry::check_request_id(request_id)?;
         let who = self.named_customer(customer, Some(id.to_owned()));
         let render = self.renderer(who.resource.clone());
         let (answer, kept) = Kept::answer(move |a: Answered<'_>| {
@@ -219,6 +220,7 @@ impl OnActors<'_> {
         op: ConversationOp,
         request_id: &str,
     ) -> Result<pb::Conversation> {
+        crate::registry::check_request_id(request_id)?;
         let who = self.who(customer).await?;
         let render = self.renderer(who.resource.clone());
         let (answer, kept) =
@@ -254,6 +256,7 @@ impl OnActors<'_> {
         let id = ConversationId(n);
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
         let who = self.who(customer).await?;
+        crate::registry::check_request_id(&r.request_id)?;
         let op = ConversationOp::AgentMessage { id, agent, text: r.text.clone(), tag };
         let (answer, kept) = Kept::answer(|a: Answered<'_>| {
             let message = a.last_row.map(crate::service::transcript_message);

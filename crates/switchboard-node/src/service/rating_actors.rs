@@ -104,6 +104,7 @@ impl OnActors<'_> {
     ) -> Result<pb::SetBotHostingResponse> {
         use pb::set_bot_hosting_request::Selection as S;
         let s = self.acting_supervisor(&r.supervisor).await?;
+        crate::registry::check_request_id(&r.request_id)?;
         // By agent or for all, the selection is the router's now: a retry answers the first
         // call's sum and switches nothing it did not select (`whole`).
         let whole =

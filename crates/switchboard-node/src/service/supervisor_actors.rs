@@ -193,6 +193,7 @@ pub(super) async fn whisper(on: &OnActors<'_>, r: &pb::WhisperRequest) -> R<pb::
     let sup = on.acting_supervisor(&r.supervisor).await?;
     let n = on.conversation_number("conversation", &r.conversation)?;
     crate::apply::channel::check_text("text", &r.text)?;
+    crate::registry::check_request_id(&r.request_id)?;
     let id = ConversationId(n);
     let customer = on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
     let op = ConversationOp::Whisper { id, from: sup, text: r.text.clone() };
