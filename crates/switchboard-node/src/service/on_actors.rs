@@ -303,7 +303,7 @@ impl OnActors<'_> {
         self.mesh
             .config()
             .agent_by_id(id)
-            .ok_or_else(|| Error::NotFound(format!("agent: agent {id:?} of tenant {tenant}")))
+            .ok_or_else(|| Error::NotFound(format!("{field}: agent {id:?} of tenant {tenant}")))
     }
 
     /// GetConversation: a live conversation from its actor (wherever it lives), an ended one
