@@ -276,8 +276,12 @@ pub(super) async fn reassign_batch(
         RouterCalled::Stored(body) => body,
         RouterCalled::Decided { kept, .. } => kept.unwrap_or_default(),
     };
+    // A stored answer names the conversations of its call: another list under the same id
+    // is another call.
     match pb::BatchResponse::decode(body.as_slice()) {
-        Ok(batch) if batch.results.len() == r.conversations.len() => Ok(batch),
+        Ok(batch) if batch.results.iter().map(|x| &x.conversation).eq(&r.conversations) => {
+            Ok(batch)
+        }
         _ => Err(reused(&r.request_id).into()),
     }
 }
