@@ -47,6 +47,20 @@ impl Error {
         Error::Field { field: field.to_owned(), message: message.into() }
     }
 
+    /// A request id answered before for another call (another kind, or other fields):
+    /// refused, never answered with that call's answer nor applied. `request_id` empty: not
+    /// named (a stored answer of another kind, seen where the id is not at hand).
+    pub fn reused(request_id: &str) -> Self {
+        let which = if request_id.is_empty() {
+            "the request_id".into()
+        } else {
+            format!("request_id {request_id:?}")
+        };
+        Error::FailedPrecondition(format!(
+            "{which} was used by another call; give each call its own"
+        ))
+    }
+
     /// The core's refusal this error carries, if any.
     pub fn core(&self) -> Option<&switchboard_core::Error> {
         match self {

@@ -527,7 +527,7 @@ impl Running {
         })?;
         // Answers stored before calls were kept have none: answered as before.
         if !stored.call.is_empty() && stored.call != call_digest(Some(op)) {
-            return Err(reused(request_id));
+            return Err(Error::reused(request_id));
         }
         crate::metrics::replayed(&self.state.id);
         Ok(stored.result)
@@ -627,14 +627,6 @@ pub(crate) fn call_digest(op: Option<&Op>) -> Vec<u8> {
         op.encode(&mut bytes);
     }
     ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..16].to_vec()
-}
-
-/// A request id answered before for another call (another kind, or other fields): refused,
-/// never answered with the other call's answer nor applied.
-pub(crate) fn reused(request_id: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "request_id {request_id:?} was used by another call; give each call its own"
-    ))
 }
 
 fn batch(

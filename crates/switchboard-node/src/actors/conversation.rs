@@ -95,13 +95,6 @@ fn stored_body(call: &[u8; 16], answer: &[u8]) -> Vec<u8> {
     body
 }
 
-/// A request id answered before for another call.
-fn reused(request_id: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "request_id {request_id:?} was used by another call; give each call its own"
-    ))
-}
-
 /// A call naming a conversation reaches its customer's actor by the owner row its opening
 /// wrote: one this side no longer holds has ended (refused as the tenant actor refuses an act
 /// on an ended conversation, not as unknown).
@@ -685,7 +678,7 @@ impl Actor for ConversationActor {
                     .find(|h| !call.request_id.is_empty() && h.request_id == call.request_id)
                 {
                     if held.call != digest {
-                        let _ = reply.send(Err(reused(&call.request_id)));
+                        let _ = reply.send(Err(Error::reused(&call.request_id)));
                         run.arm(&myself);
                         return Ok(());
                     }
@@ -1353,7 +1346,7 @@ impl ConversationRun {
             Some((&KEPT_CALL, rest)) if rest.len() >= call.len() => {
                 let (asked, answer) = rest.split_at(call.len());
                 if asked != call {
-                    return Err(reused(request_id));
+                    return Err(Error::reused(request_id));
                 }
                 Ok(Some(answer.to_vec()))
             }

@@ -170,9 +170,7 @@ impl Desk {
                 Some((a, k, command)) if a == agent && k == kind => {
                     self.answer_decision(self.handle().decision(command).await?)
                 }
-                _ => Err(Status::failed_precondition(format!(
-                    "request_id {request_id:?} was used by another call; give each call its own"
-                ))),
+                _ => Err(Error::reused(request_id).into()),
             },
             RouterCalled::Decided { mut results, .. } => match results.pop() {
                 Some(Err(switchboard_core::Error::UnknownConversation(_))) => {
@@ -234,9 +232,7 @@ impl Desk {
         let Some(body) = found else { return Ok(None) };
         match parse_answer(&body) {
             Some((agent, k, command)) if agent == self.agent && k == kind => Ok(Some(command)),
-            _ => Err(Status::failed_precondition(format!(
-                "request_id {request_id:?} was used by another call; give each call its own"
-            ))),
+            _ => Err(Error::reused(request_id).into()),
         }
     }
 

@@ -317,9 +317,7 @@ pub fn transcript_message(row: &switchboard_store::Message) -> pb::Message {
 /// another call (one stored before answers kept their call, `tenant::call_digest`). Refused,
 /// without showing that call's answer.
 pub fn unexpected(_other: response::Result) -> Status {
-    Status::failed_precondition(
-        "the request_id was used by another call; give each call its own".to_owned(),
-    )
+    crate::error::Error::reused("").into()
 }
 
 /// Unwraps the response variant a command answers with.

@@ -572,9 +572,7 @@ impl<T: prost::Message + Default + 'static> Kept<T> {
 /// A stored answer that is not this call's kind: its request id was answered before for
 /// another call. Refused, never applied.
 pub(super) fn undecodable(_e: prost::DecodeError) -> Error {
-    Error::FailedPrecondition(
-        "the request_id was used by another call; give each call its own".into(),
-    )
+    Error::reused("")
 }
 
 #[cfg(test)]

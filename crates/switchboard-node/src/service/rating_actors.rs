@@ -41,9 +41,7 @@ fn bot_hosting_call(r: &pb::SetBotHostingRequest) -> Vec<u8> {
 fn answer_of(asked: &[u8], body: &[u8], request_id: &str) -> Result<pb::SetBotHostingResponse> {
     match body.strip_prefix(asked) {
         Some(answer) => Ok(pb::SetBotHostingResponse::decode(answer).map_err(undecodable)?),
-        None => Err(Error::FailedPrecondition(format!(
-            "request_id {request_id:?} was used by another call; give each call its own"
-        ))),
+        None => Err(Error::reused(request_id)),
     }
 }
 

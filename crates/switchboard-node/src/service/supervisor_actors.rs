@@ -104,18 +104,12 @@ async fn router_command(
     let call = RouterCall { ops: vec![op], request_id: request_id.to_owned(), answer };
     match on.mesh.router().call_public(call).await? {
         RouterCalled::Stored(body) if body == kept => Ok(()),
-        RouterCalled::Stored(_) => Err(reused(request_id)),
+        RouterCalled::Stored(_) => Err(Error::reused(request_id)),
         RouterCalled::Decided { mut results, .. } => match results.pop() {
             Some(Err(e)) => Err(refused(on, e)),
             _ => Ok(()),
         },
     }
-}
-
-fn reused(request_id: &str) -> Error {
-    Error::FailedPrecondition(format!(
-        "request_id {request_id:?} was used by another call; give each call its own"
-    ))
 }
 
 /// AgentService.Transfer: as `apply::agent::transfer` (an agent moves only what it holds; a
@@ -282,7 +276,7 @@ pub(super) async fn reassign_batch(
         Ok(batch) if batch.results.iter().map(|x| &x.conversation).eq(&r.conversations) => {
             Ok(batch)
         }
-        _ => Err(reused(&r.request_id).into()),
+        _ => Err(Error::reused(&r.request_id).into()),
     }
 }
 
