@@ -795,6 +795,20 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     assert_eq!(now.state, pb::ConversationState::Assigned as i32, "nothing ended: {now:?}");
     assert_eq!(now.note, "", "nothing noted: {now:?}");
 
+    // A transfer's retry is the same answer; its id on a transfer elsewhere is refused.
+    let transfer = |to: &str| pb::TransferRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        to: Some(pb::transfer_request::To::ToGroup(name("groups", to))),
+        request_id: "transfer-1".into(),
+        ..Default::default()
+    };
+    let moved = c.agent.transfer(transfer("support")).await.expect("to support").into_inner();
+    let again = c.agent.transfer(transfer("support")).await.expect("a retry").into_inner();
+    assert_eq!((moved.state, moved.group.clone()), (again.state, again.group.clone()));
+    reused(c.agent.transfer(transfer("billing")).await.unwrap_err(), "a transfer elsewhere");
+    assert_eq!(get(&mut c, &carol.name).await.group, name("groups", "support"), "not moved");
+
     // A request id longer than 128 bytes is refused on its field, whichever actor serves it.
     let long = "r".repeat(200);
     let e = c.agent.send_message(pb::SendMessageRequest { request_id: long.clone(), ..send("x") });
@@ -804,6 +818,61 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     let post = pb::PostMessageRequest { request_id: long, ..support::desk::hello(T, "carol") };
     let e = c.channel.post_message(post).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+}
+
+/// A conversation still with its bot exists but is not routed: an agent's accept, pick or
+/// transfer of it is FAILED_PRECONDITION, not NOT_FOUND, on both routings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_with_its_bot_is_not_yet_for_agents() {
+    a_conversation_with_its_bot_is_not_yet_for_agents_on(pb::TenantRouting::TenantActor).await;
+}
+
+/// The same on conversation, agent and router actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_with_its_bot_is_not_yet_for_agents_on_actors() {
+    a_conversation_with_its_bot_is_not_yet_for_agents_on(pb::TenantRouting::Actors).await;
+}
+
+async fn a_conversation_with_its_bot_is_not_yet_for_agents_on(routing: pb::TenantRouting) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 3, false)];
+    support::desk::floor_on(&mut c, T, None, agents, &["alice"], routing).await;
+    let bot = pb::UpdateTenantRequest {
+        name: format!("tenants/{T}"),
+        settings: Some(pb::TenantSettings { transfer_to_human: true, ..Default::default() }),
+        request_id: rid("bot"),
+        update_mask: mask(&["settings.transfer_to_human"]),
+        ..Default::default()
+    };
+    c.admin.update_tenant(bot).await.expect("a bot stage");
+    let carol = write(&mut c, "carol", "support").await;
+    assert_eq!(carol.state, pb::ConversationState::Bot as i32, "{carol:?}");
+    let on = || pb::AgentConversationRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        request_id: rid("call"),
+    };
+    let transfer = pb::TransferRequest {
+        agent: name("agents", "alice"),
+        conversation: carol.name.clone(),
+        to: Some(pb::transfer_request::To::ToGroup(name("groups", "billing"))),
+        request_id: rid("transfer"),
+        ..Default::default()
+    };
+    let refusals = [
+        ("Accept", c.agent.accept(on()).await.map(drop)),
+        ("Pick", c.agent.pick(on()).await.map(drop)),
+        ("Decline", c.agent.decline(on()).await.map(drop)),
+        ("Transfer", c.agent.transfer(transfer).await.map(drop)),
+    ];
+    for (call, refused) in refusals {
+        let e = refused.expect_err(call);
+        assert_eq!(e.code(), Code::FailedPrecondition, "{call}: {e:?}");
+    }
+    let still = get(&mut c, &carol.name).await;
+    assert_eq!(still.state, pb::ConversationState::Bot as i32, "nothing changed: {still:?}");
 }
 
 /// Retention runs by time, not only with the snapshots a busy tenant takes: on a tenant

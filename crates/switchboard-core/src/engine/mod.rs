@@ -405,6 +405,16 @@ impl Engine {
         self.conversations.get(&id).ok_or(Error::UnknownConversation(id))
     }
 
+    /// An open conversation past its bot stage (the router holds it), for an agent's accept,
+    /// decline or pick: one still with its bot is refused as not yet routable.
+    fn routed_conv(&self, id: ConversationId, action: &'static str) -> Result<&Conversation> {
+        let c = self.open_conv(id)?;
+        if c.state == State::Bot {
+            return Err(Error::InvalidTransition { conversation: id, state: State::Bot, action });
+        }
+        Ok(c)
+    }
+
     fn open_conv(&self, id: ConversationId) -> Result<&Conversation> {
         let c = self.conv(id)?;
         if c.is_open() {

@@ -49,7 +49,7 @@ impl Engine {
         agent: AgentId,
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
-        self.open_conv(id)?;
+        self.routed_conv(id, "accept")?;
         self.routed(now, Cause::Accepted, |r, out| r.accept(now, agent, id, out))
     }
 
@@ -59,7 +59,7 @@ impl Engine {
         agent: AgentId,
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
-        self.open_conv(id)?;
+        self.routed_conv(id, "decline")?;
         self.routed(now, Cause::Declined, |r, out| r.decline(now, agent, id, out))
     }
 
@@ -70,7 +70,7 @@ impl Engine {
         agent: AgentId,
         id: ConversationId,
     ) -> Result<Vec<Effect>> {
-        self.open_conv(id)?;
+        self.routed_conv(id, "pick")?;
         self.routed(now, Cause::Picked, |r, out| r.pick(now, agent, id, out))
     }
 

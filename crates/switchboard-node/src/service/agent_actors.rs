@@ -174,7 +174,7 @@ impl Desk {
             },
             RouterCalled::Decided { mut results, .. } => match results.pop() {
                 Some(Err(switchboard_core::Error::UnknownConversation(_))) => {
-                    Err(super::on_actors::not_held(&self.mesh, &self.names(), c).await.into())
+                    Err(super::on_actors::not_held(&self.mesh, &self.names(), c, kind).await.into())
                 }
                 Some(Err(error)) => {
                     let message = refusal::describe_mesh(&self.names(), None, &error);
@@ -212,7 +212,9 @@ impl Desk {
         };
         // As applied, not as durable: the check only refuses or sends the command on.
         if !self.mesh.router().peek(live).await? {
-            return Err(super::on_actors::not_held(&self.mesh, &self.names(), c).await.into());
+            return Err(super::on_actors::not_held(&self.mesh, &self.names(), c, op.kind())
+                .await
+                .into());
         }
         Ok(())
     }

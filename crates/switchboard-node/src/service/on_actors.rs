@@ -511,18 +511,32 @@ impl OnActors<'_> {
     }
 }
 
-/// A conversation the router does not hold, named by a call: ended (its archive row:
-/// FAILED_PRECONDITION, as the tenant actor refuses an act on an ended conversation), else
-/// NOT_FOUND. Read only on that refusal's path.
-pub(super) async fn not_held(mesh: &Mesh, names: &MeshNames<'_>, c: ConversationId) -> Error {
+/// A conversation the router does not hold, named by a call that would `action` it: ended
+/// (its archive row: FAILED_PRECONDITION, as the tenant actor refuses an act on an ended
+/// conversation), open (its opening's owner row: still with its bot, which the router never
+/// sees; FAILED_PRECONDITION too), else NOT_FOUND. Read only on that refusal's path.
+pub(super) async fn not_held(
+    mesh: &Mesh,
+    names: &MeshNames<'_>,
+    c: ConversationId,
+    action: &'static str,
+) -> Error {
     let (store, tenant) = (mesh.inner().store.clone(), mesh.tenant().to_owned());
-    match crate::actors::blocking(move || store.archived(&tenant, c.0)).await {
-        Ok(Some(_)) => {
-            let error = switchboard_core::Error::InvalidTransition {
-                conversation: c,
-                state: switchboard_core::State::Ended,
-                action: "act on an ended conversation",
+    let found = crate::actors::blocking(move || {
+        if store.archived(&tenant, c.0)?.is_some() {
+            return Ok(Some(switchboard_core::State::Ended));
+        }
+        Ok(store.conversation_customer(&tenant, c.0)?.map(|_| switchboard_core::State::Bot))
+    });
+    match found.await {
+        Ok(Some(state)) => {
+            let action = if state == switchboard_core::State::Ended {
+                "act on an ended conversation"
+            } else {
+                action
             };
+            let error =
+                switchboard_core::Error::InvalidTransition { conversation: c, state, action };
             let message = refusal::describe_mesh(names, None, &error);
             Error::Refused { error, message }
         }

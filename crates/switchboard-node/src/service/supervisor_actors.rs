@@ -89,21 +89,32 @@ fn refused(on: &OnActors<'_>, error: switchboard_core::Error) -> Error {
     Error::Refused { error, message }
 }
 
-/// One router command with a request id: applied once, refused with the core's code.
+/// What a router command keeps for its request id: its kind, then the first 16 bytes of
+/// the SHA-256 of its request, so another call under the id (another conversation, another
+/// status) is told from a retry.
+fn asked(kind: &[u8], request: &impl prost::Message) -> Vec<u8> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &request.encode_to_vec());
+    [kind, &digest.as_ref()[..16]].concat()
+}
+
+/// One router command with a request id: applied once, refused with the core's code. `kind`
+/// alone is what was kept before requests were (a retry of such a call is answered).
 async fn router_command(
     on: &OnActors<'_>,
     op: RouterOp,
     request_id: &str,
-    kept: &'static [u8],
+    (kind, request): (&'static [u8], &impl prost::Message),
 ) -> Result<()> {
     crate::registry::check_request_id(request_id)?;
     router_here(on)?;
+    let kept = asked(kind, request);
+    let keep = kept.clone();
     let answer: RouterAnswer = Arc::new(move |results| {
-        results.iter().all(std::result::Result::is_ok).then(|| kept.to_vec())
+        results.iter().all(std::result::Result::is_ok).then(|| keep.clone())
     });
     let call = RouterCall { ops: vec![op], request_id: request_id.to_owned(), answer };
     match on.mesh.router().call_public(call).await? {
-        RouterCalled::Stored(body) if body == kept => Ok(()),
+        RouterCalled::Stored(body) if body == kept || body == kind => Ok(()),
         RouterCalled::Stored(_) => Err(Error::reused(request_id)),
         RouterCalled::Decided { mut results, .. } => match results.pop() {
             Some(Err(e)) => Err(refused(on, e)),
@@ -128,11 +139,13 @@ pub(super) async fn transfer(on: &OnActors<'_>, r: &pb::TransferRequest) -> R<pb
     // One that never opened is NOT_FOUND before the router is asked.
     on.owner(n).await?.ok_or_else(|| on.unknown(id))?;
     let op = RouterOp::Transfer { conversation: id, target, by: on.viewer(agent) };
-    match router_command(on, op, &r.request_id, TRANSFERRED).await {
+    match router_command(on, op, &r.request_id, (TRANSFERRED, r)).await {
         Err(Error::Refused { error: switchboard_core::Error::UnknownConversation(c), .. })
             if c == id =>
         {
-            return Err(super::on_actors::not_held(&on.mesh, &on.names(), id).await.into());
+            return Err(super::on_actors::not_held(&on.mesh, &on.names(), id, "transfer")
+                .await
+                .into());
         }
         done => done?,
     }
@@ -161,7 +174,7 @@ pub(super) async fn set_agent_status(
         return desk.set_status(&own).await;
     }
     let op = RouterOp::SetStatus { agent: a, status, cause: StatusCause::Supervisor };
-    router_command(on, op, &r.request_id, STATUS_SET).await?;
+    router_command(on, op, &r.request_id, (STATUS_SET, r)).await?;
     desk.agent_view().await
 }
 
