@@ -896,6 +896,15 @@ fn moved(ownership: &Ownership, tenant: &str) -> Status {
 /// Longest request id.
 const MAX_REQUEST_ID: usize = 128;
 
+/// What a call asked, as a stored answer keeps it to tell a retry from another call under
+/// the same request id: the first 16 bytes of the SHA-256 of the call's bytes.
+pub(crate) fn call_digest(bytes: &[u8]) -> [u8; 16] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 16];
+    out.copy_from_slice(&digest.as_ref()[..16]);
+    out
+}
+
 pub(crate) fn check_request_id(id: &str) -> Result<(), Error> {
     if id.len() > MAX_REQUEST_ID {
         return Err(Error::field("request_id", format!("longer than {MAX_REQUEST_ID} bytes")));

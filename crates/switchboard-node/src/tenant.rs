@@ -539,8 +539,7 @@ impl Running {
     /// quotes (the store deletes stream entries by age alone, not by conversation).
     fn retain(&mut self, now: Timestamp) {
         self.last_retained = now;
-        let settings = self.state.engine.settings();
-        let shortest = settings.retention_accepted.min(settings.retention_unaccepted);
+        let shortest = self.shortest_retention();
         let before =
             now.as_millis().saturating_sub(u64::try_from(shortest.as_millis()).unwrap_or(u64::MAX));
         let pending = self.store.retain(&self.state.id, self.fence, now.as_millis(), before);
@@ -551,9 +550,13 @@ impl Running {
     /// outlives its retention by much more than that, between every second (the gauges'
     /// tick, every few seconds, is when it is looked at) and hourly (as snapshots go).
     fn retention_every(&self) -> Duration {
+        (self.shortest_retention() / 8).clamp(Duration::from_secs(1), SNAPSHOT_AGE)
+    }
+
+    /// The shorter of the tenant's two transcript retentions.
+    fn shortest_retention(&self) -> Duration {
         let settings = self.state.engine.settings();
-        let shortest = settings.retention_accepted.min(settings.retention_unaccepted);
-        (shortest / 8).clamp(Duration::from_secs(1), SNAPSHOT_AGE)
+        settings.retention_accepted.min(settings.retention_unaccepted)
     }
 
     /// Bounds every stream of the tenant; readers behind the kept window resume from the
@@ -617,16 +620,16 @@ impl Running {
     }
 }
 
-/// What a call asked, as its answer keeps it (`Response.call`): the first 16 bytes of the
-/// SHA-256 of its op as encoded. prost encodes fields in number order and the API's one map
-/// in key order (`switchboard-proto`'s build), so a retry of the same request gives the same
-/// bytes, whatever order its client encoded them in.
-pub(crate) fn call_digest(op: Option<&Op>) -> Vec<u8> {
+/// What a call asked, as its answer keeps it (`Response.call`): the digest of its op as
+/// encoded (`registry::call_digest`). prost encodes fields in number order and the API's one
+/// map in key order (`switchboard-proto`'s build), so a retry of the same request gives the
+/// same bytes, whatever order its client encoded them in.
+fn call_digest(op: Option<&Op>) -> Vec<u8> {
     let mut bytes = Vec::new();
     if let Some(op) = op {
         op.encode(&mut bytes);
     }
-    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..16].to_vec()
+    crate::registry::call_digest(&bytes).to_vec()
 }
 
 fn batch(

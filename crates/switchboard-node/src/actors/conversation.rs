@@ -80,10 +80,7 @@ fn call_digest(op: &ConversationOp) -> [u8; 16] {
         }
         other => format!("{other:?}"),
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, asked.as_bytes());
-    let mut out = [0; 16];
-    out.copy_from_slice(&digest.as_ref()[..16]);
-    out
+    crate::registry::call_digest(asked.as_bytes())
 }
 
 /// A call's answer as stored: [`KEPT_CALL`], what it asked, the answer.
@@ -671,7 +668,9 @@ impl Actor for ConversationActor {
             ConversationMsg::Call(call, reply) => {
                 run.last_active = tokio::time::Instant::now();
                 // A retry of a call whose response is held: answered with it.
-                let digest = call_digest(&call.op);
+                // Kept and compared only under a request id (a call without one stores nothing).
+                let digest =
+                    if call.request_id.is_empty() { [0; 16] } else { call_digest(&call.op) };
                 if let Some(held) = run
                     .held
                     .iter_mut()

@@ -85,6 +85,7 @@ impl OnActors<'_> {
         let id = names::child_id_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
         crate::apply::channel::check_text("text", &r.text)?;
+        crate::registry::check_request_id(&r.request_id)?;
         let group = if r.group.is_empty() {
             None
         } else {
@@ -125,6 +126,7 @@ impl OnActors<'_> {
         let tenant = self.tenant();
         let id = names::child_id_in("customer", &r.customer, "customers", tenant)?;
         let channel = convert::channel("channel", r.channel)?;
+        crate::registry::check_request_id(&r.request_id)?;
         let customer = self.number(id).await?;
         let op = ConversationOp::OpenService { channel, new_conversation: NO_NUMBER };
         self.post(customer, id, op, &r.request_id).await
@@ -148,7 +150,6 @@ impl OnActors<'_> {
         op: ConversationOp,
         request_id: &str,
     ) -> Result<pb::PostMessageResponse> {
-        crate::registry::check_request_id(request_id)?;
         let who = self.named_customer(customer, Some(id.to_owned()));
         let render = self.renderer(who.resource.clone());
         let (answer, kept) = Kept::answer(move |a: Answered<'_>| {
@@ -252,11 +253,11 @@ impl OnActors<'_> {
         let agent = self.acting(&r.agent).await?;
         let n = self.conversation_number("conversation", &r.conversation)?;
         crate::apply::channel::check_text("text", &r.text)?;
+        crate::registry::check_request_id(&r.request_id)?;
         let tag = convert::tag("tag", r.tag)?;
         let id = ConversationId(n);
         let customer = self.owner(n).await?.ok_or_else(|| self.unknown(id))?;
         let who = self.who(customer).await?;
-        crate::registry::check_request_id(&r.request_id)?;
         let op = ConversationOp::AgentMessage { id, agent, text: r.text.clone(), tag };
         let (answer, kept) = Kept::answer(|a: Answered<'_>| {
             let message = a.last_row.map(crate::service::transcript_message);
@@ -543,6 +544,13 @@ pub(super) async fn not_held(
         Ok(None) => Error::NotFound(format!("conversation {}", names.conversation_name(c))),
         Err(e) => e,
     }
+}
+
+/// What a call answered by the router keeps for its request id: its `kind`, then the digest
+/// of its request (`registry::call_digest`), so another call under the id (another
+/// conversation, another status, another selection) is told from a retry.
+pub(super) fn asked(kind: &[u8], request: &impl prost::Message) -> Vec<u8> {
+    [kind, &crate::registry::call_digest(&request.encode_to_vec())].concat()
 }
 
 /// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's

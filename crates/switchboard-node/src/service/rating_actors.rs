@@ -28,15 +28,6 @@ use crate::actors::placement::ActorKey;
 use crate::actors::router::{RouterCall, RouterCalled};
 use crate::error::{Error, Result};
 
-/// What a supervisor's SetBotHosting by agent or for all asked, as its whole answer is kept
-/// under its request id: a tag, then the first 16 bytes of the SHA-256 of the request.
-fn bot_hosting_call(r: &pb::SetBotHostingRequest) -> Vec<u8> {
-    let digest = ring::digest::digest(&ring::digest::SHA256, &r.encode_to_vec());
-    let mut asked = b"set_bot_hosting:".to_vec();
-    asked.extend_from_slice(&digest.as_ref()[..16]);
-    asked
-}
-
 /// The answer kept for `asked`, or a refusal: the request id was another call's.
 fn answer_of(asked: &[u8], body: &[u8], request_id: &str) -> Result<pb::SetBotHostingResponse> {
     match body.strip_prefix(asked) {
@@ -107,7 +98,7 @@ impl OnActors<'_> {
         // call's sum and switches nothing it did not select (`whole`).
         let whole =
             !r.request_id.is_empty() && matches!(r.selection, Some(S::Agent(_) | S::All(true)));
-        let asked = whole.then(|| bot_hosting_call(r));
+        let asked = whole.then(|| super::on_actors::asked(b"set_bot_hosting:", r));
         if let Some(asked) = &asked
             && let Some(body) = self.mesh.stored_response(&r.request_id).await?
         {

@@ -89,14 +89,6 @@ fn refused(on: &OnActors<'_>, error: switchboard_core::Error) -> Error {
     Error::Refused { error, message }
 }
 
-/// What a router command keeps for its request id: its kind, then the first 16 bytes of
-/// the SHA-256 of its request, so another call under the id (another conversation, another
-/// status) is told from a retry.
-fn asked(kind: &[u8], request: &impl prost::Message) -> Vec<u8> {
-    let digest = ring::digest::digest(&ring::digest::SHA256, &request.encode_to_vec());
-    [kind, &digest.as_ref()[..16]].concat()
-}
-
 /// One router command with a request id: applied once, refused with the core's code. `kind`
 /// alone is what was kept before requests were (a retry of such a call is answered).
 async fn router_command(
@@ -107,7 +99,7 @@ async fn router_command(
 ) -> Result<()> {
     crate::registry::check_request_id(request_id)?;
     router_here(on)?;
-    let kept = asked(kind, request);
+    let kept = super::on_actors::asked(kind, request);
     let keep = kept.clone();
     let answer: RouterAnswer = Arc::new(move |results| {
         results.iter().all(std::result::Result::is_ok).then(|| keep.clone())
