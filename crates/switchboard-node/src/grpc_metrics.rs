@@ -182,7 +182,11 @@ where
         let started = tokio::time::Instant::now();
         let call = self.inner.call(req);
         Box::pin(async move {
-            let result = call.await;
+            let mut result = call.await;
+            if let Ok(resp) = &mut result {
+                // Before the code is read, so that the code counted is the one sent.
+                crate::oversize::rewrite(resp.headers_mut());
+            }
             let code = match &result {
                 Ok(resp) => resp
                     .headers()

@@ -27,6 +27,7 @@ pub mod grpc_metrics;
 pub mod hub;
 pub mod metrics;
 pub mod names;
+pub mod oversize;
 pub mod registry;
 pub mod scope;
 pub mod seen;

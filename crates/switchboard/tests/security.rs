@@ -661,8 +661,9 @@ async fn oversized_messages_and_headers_are_refused_and_the_node_serves_on() {
 
     // Over grpc.max_request_bytes (64 KiB).
     let big = gateway.post_message(authed(post("x".repeat(100 * 1024)), &integrator)).await;
-    let code = big.expect_err("a 100 KiB message is refused").code();
-    assert!(matches!(code, Code::OutOfRange | Code::ResourceExhausted), "{code:?}");
+    let refused = big.expect_err("a 100 KiB message is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("grpc.max_request_bytes"), "{refused:?}");
 
     // A header list over 16 KiB never reaches a handler.
     let mut req = authed(post("hi".into()), &integrator);
@@ -674,4 +675,86 @@ async fn oversized_messages_and_headers_are_refused_and_the_node_serves_on() {
     // The node is unharmed.
     gateway.post_message(authed(post("hi".into()), &integrator)).await.expect("serves on");
     assert!(node.alive());
+}
+
+/// A gateway that writes each of thousands of small messages on one `PostMessages` stream in
+/// its own DATA frame, faster than the node answers them, is held back by flow control; its
+/// connection is not ended. h2 ends a connection ("too_many_data_frames", ENHANCE_YOUR_CALM)
+/// once the small frames it holds unread cost more framing than half the connection window,
+/// and the node stops reading a command stream that has 256 unanswered messages: the stream
+/// window must be small enough that a full one of small frames stays under that budget
+/// (`auth::limits::http2`). The answers are read as they come; nothing is timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_small_frames_waits_for_flow_control_and_keeps_its_connection() {
+    use bytes::{Buf, Bytes, BytesMut};
+    use prost::Message as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let agents: &[(&str, &[&str], u32, bool)] = &[];
+    support::desk::floor(&mut c, "flood", None, agents, &[]).await;
+
+    let addr = node.grpc.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request =
+        http::Request::post(format!("http://{addr}/switchboard.v1.ChannelService/PostMessages"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+    let (response, mut send) = client.send_request(request, false).expect("open the stream");
+
+    const N: usize = 4_000;
+    // The answers, read as they come (a gRPC message each, framed by length).
+    let answers = tokio::spawn(async move {
+        let mut body = response.await.expect("response headers").into_body();
+        let (mut buf, mut answered) = (BytesMut::new(), 0);
+        while answered < N {
+            let Some(data) = body.data().await else { break };
+            let data = data.expect("the connection stays up");
+            let _ = body.flow_control().release_capacity(data.len());
+            buf.extend_from_slice(&data);
+            while buf.len() >= 5 {
+                let len = u32::from_be_bytes(buf[1..5].try_into().unwrap()) as usize;
+                if buf.len() < 5 + len {
+                    break;
+                }
+                buf.advance(5 + len);
+                answered += 1;
+            }
+        }
+        (answered, body)
+    });
+    for i in 0..N {
+        let post = pb::PostMessageRequest {
+            customer: format!("tenants/flood/customers/u{i}"),
+            channel: pb::Channel::Web as i32,
+            text: "hi".into(),
+            group: "tenants/flood/groups/support".into(),
+            request_id: format!("r{i}"),
+            ..Default::default()
+        };
+        let encoded = post.encode_to_vec();
+        let mut frame = Vec::with_capacity(5 + encoded.len());
+        frame.push(0);
+        frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&encoded);
+        // One DATA frame each, sent once the window has room for it.
+        send.reserve_capacity(frame.len());
+        while send.capacity() < frame.len() {
+            let granted = std::future::poll_fn(|cx| send.poll_capacity(cx)).await;
+            granted.expect("capacity").expect("the stream stays open");
+        }
+        send.send_data(Bytes::from(frame), false).expect("send");
+    }
+    let (answered, mut body) = answers.await.unwrap();
+    assert_eq!(answered, N, "every message answered on the same connection");
+    send.send_data(Bytes::new(), true).expect("end the stream");
+    let trailers = body.trailers().await.expect("trailers").expect("some");
+    assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
+    assert!(!connection.is_finished(), "the connection is still up");
 }

@@ -565,6 +565,10 @@ where
     let limited = http_body_util::Limited::new(body, layer.max_request_bytes + 5);
     let body = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let over = format!("over {} bytes", layer.max_request_bytes);
+            return Ok(crate::oversize::refusal(&over).into_http());
+        }
         Err(e) => {
             let status = tonic::Status::resource_exhausted(format!(
                 "request body could not be read (limit {} bytes): {e}",
