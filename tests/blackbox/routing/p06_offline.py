@@ -1,0 +1,26 @@
+# Offline policy: keep for grace, then requeue at front of group; back online within grace keeps them.
+from rt import *
+def probe(n, r, o):
+    t = T(n, 't1', r, offline_grace=dur(2))
+    o('tenant grace', n.admin.GetTenant(admin_pb2.GetTenantRequest(name='tenants/t1')).settings.offline_grace.seconds)
+    t.group('g1', offer_mode=admin_pb2.OFFER_MODE_AUTO_ACCEPT)
+    t.agent('a1', ['g1'], cap=2, status=S.AGENT_STATUS_ONLINE)
+    c1 = t.post('u1'); c2 = t.post('u2'); o.lab(c1.name, 'c1'); o.lab(c2.name, 'c2')
+    c3 = t.post('u3'); o.lab(c3.name, 'c3')
+    for c in (c1, c2, c3): o('start', o.c(t.conv(c.name)))
+    # offline then back online within grace
+    t.status('a1', S.AGENT_STATUS_OFFLINE); time.sleep(1); t.status('a1', S.AGENT_STATUS_ONLINE); time.sleep(2.5)
+    for c in (c1, c2, c3): o('back within grace', o.c(t.conv(c.name)))
+    t.status('a1', S.AGENT_STATUS_OFFLINE)
+    time.sleep(0.5)
+    for c in (c1, c2, c3): o('grace running', o.c(t.conv(c.name)))
+    o('agent load during grace', t.getagent('a1').load)
+    wait_for(lambda: t.conv(c1.name).state == S.CONVERSATION_STATE_QUEUED, timeout=10)
+    time.sleep(0.3)
+    for c in (c1, c2, c3): o('after grace', o.c(t.conv(c.name)))
+    for c in (c1,): o('transitions', [(ST[x.to][19:], x.cause, x.agent.split('/')[-1]) for x in t.conv(c.name).transitions])
+    o('agent load after grace', t.getagent('a1').load)
+    t.agent('a2', ['g1'], cap=1, status=S.AGENT_STATUS_ONLINE)
+    time.sleep(0.3)
+    for c in (c1, c2, c3): o('a2 online', o.c(t.conv(c.name)))
+compare(probe)

@@ -1,0 +1,20 @@
+# Group live figures: waiting, members; Agent load/status via GetAgent/ListAgents/AgentBoard.
+from rt import *
+def probe(n, r, o):
+    t = T(n, 't1', r)
+    t.group('g1', offer_mode=admin_pb2.OFFER_MODE_AUTO_ACCEPT)
+    t.agent('a1', ['g1'], cap=1, status=S.AGENT_STATUS_ONLINE)
+    t.agent('a2', ['g1'], cap=1)
+    for i in range(4): t.post(f'u{i}')
+    time.sleep(0.3)
+    g = n.admin.GetGroup(admin_pb2.GetGroupRequest(name=t.g('g1')))
+    o('GetGroup waiting', g.waiting, 'members', list(g.members))
+    lg = n.admin.ListGroups(admin_pb2.ListGroupsRequest(tenant='tenants/t1'))
+    o('ListGroups', [(x.name, x.waiting, list(x.members)) for x in lg.groups])
+    la = n.admin.ListAgents(admin_pb2.ListAgentsRequest(tenant='tenants/t1'))
+    o('ListAgents', [(x.name, AS[x.status], x.load) for x in la.agents])
+    ab = n.sup.GetAgentBoard(supervisor_pb2.GetAgentBoardRequest(tenant='tenants/t1'))
+    o('AgentBoard', [(x.name, AS[x.status], x.load) for x in ab.agents])
+    lb = n.sup.GetLiveBoard(supervisor_pb2.GetLiveBoardRequest(tenant='tenants/t1'))
+    o('LiveBoard', lb.in_progress, lb.ended, lb.total, sorted(ST[x.state] for x in lb.conversations))
+compare(probe)

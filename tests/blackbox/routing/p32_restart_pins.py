@@ -1,0 +1,25 @@
+# kill -9 while a conversation waits for its last agent (timeout 4s) and while a dedicated pin is pending; also not-responding counter.
+from rt import *
+def probe(n, r, o):
+    t = T(n, 't1', r, not_responding_after=2, not_responding_status=S.AGENT_STATUS_BUSY)
+    t.group('g1', offer_mode=admin_pb2.OFFER_MODE_AUTO_ACCEPT, last_agent_preference=True, last_agent_timeout=dur(4))
+    t.group('g2', offer_mode=admin_pb2.OFFER_MODE_OFFER, offer_timeout=dur(2))
+    t.agent('a1', ['g1'], cap=1, status=S.AGENT_STATUS_ONLINE)
+    t.agent('a2', ['g1'], cap=1)
+    t.agent('a3', ['g2'], cap=1, status=S.AGENT_STATUS_ONLINE)
+    c = t.post('u1'); t.end('a1', c.name)
+    b = t.post('blk'); o.lab(b.name, 'blk')
+    t.status('a2', S.AGENT_STATUS_ONLINE)
+    c2 = t.post('u1'); o.lab(c2.name, 'ret'); o('ret waits for a1', o.c(c2))
+    x = t.post('x', group='g2'); o.lab(x.name, 'x')
+    t.decline('a3', x.name)  # miss 1
+    o('a3 after 1 miss', AS[t.getagent('a3').status])
+    n.restart(kill=True); time.sleep(0.3)
+    o('after restart', o.c(t.conv(c2.name)))
+    wait_for(lambda: t.conv(c2.name).state != S.CONVERSATION_STATE_QUEUED, timeout=8)
+    o('after last-agent timeout', o.c(t.conv(c2.name)))
+    y = t.post('y', group='g2'); o.lab(y.name, 'y'); o('y', o.c(y))
+    if t.conv(y.name).state == S.CONVERSATION_STATE_OFFERED: t.decline('a3', y.name)
+    time.sleep(0.3)
+    o('a3 after 2nd miss (restart in between)', AS[t.getagent('a3').status])
+compare(probe)
