@@ -751,7 +751,8 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path());
     let mut c = node.clients().await;
-    let agents: &[(&str, &[&str], u32, bool)] = &[("alice", &["support"], 3, false)];
+    let agents: &[(&str, &[&str], u32, bool)] =
+        &[("alice", &["support"], 3, false), ("boss", &["support"], 1, true)];
     support::desk::floor_on(&mut c, T, None, agents, &["alice"], routing).await;
     let carol = write(&mut c, "carol", "support").await;
     assert_eq!(carol.agent, name("agents", "alice"), "{carol:?}");
@@ -808,6 +809,23 @@ async fn a_request_id_answers_only_the_call_it_was_given_to_on(routing: pb::Tena
     assert_eq!((moved.state, moved.group.clone()), (again.state, again.group.clone()));
     reused(c.agent.transfer(transfer("billing")).await.unwrap_err(), "a transfer elsewhere");
     assert_eq!(get(&mut c, &carol.name).await.group, name("groups", "support"), "not moved");
+
+    // A batch's retry is the same answer; its id with another list is refused whole, and
+    // nothing on the other list ends.
+    let dave = write(&mut c, "dave", "support").await;
+    let batch = |list: &[&str]| pb::EndBatchRequest {
+        supervisor: name("agents", "boss"),
+        conversations: list.iter().map(|n| n.to_string()).collect(),
+        request_id: "batch-1".into(),
+    };
+    let ended = c.supervisor.end_batch(batch(&[&dave.name])).await.expect("ended").into_inner();
+    assert!(ended.results.iter().all(|x| x.ok), "{ended:?}");
+    let again = c.supervisor.end_batch(batch(&[&dave.name])).await.expect("a retry");
+    assert_eq!(again.into_inner(), ended, "a retry");
+    let other = c.supervisor.end_batch(batch(&[&dave.name, &carol.name])).await;
+    reused(other.unwrap_err(), "another batch");
+    let now = get(&mut c, &carol.name).await;
+    assert_ne!(now.state, pb::ConversationState::Ended as i32, "carol not ended: {now:?}");
 
     // A request id longer than 128 bytes is refused on its field, whichever actor serves it.
     let long = "r".repeat(200);

@@ -161,7 +161,9 @@ async fn an_actor_tenants_channel_api_is_served_by_conversation_actors() {
 
     // Unknown numbers: NOT_FOUND, whether read or acted on.
     let unknown = format!("tenants/{T}/conversations/{}", SHARDED | 999_999);
-    assert_eq!(get(&mut c, &unknown).await.unwrap_err().code(), Code::NotFound);
+    let e = get(&mut c, &unknown).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.message(), format!("conversation {unknown} not found"), "said once");
     let e = c.channel.request_human(close(&unknown, &rid("human"))).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     let e = c.channel.close_conversation(close(&unknown, &rid("close"))).await.unwrap_err();

@@ -465,6 +465,23 @@ async fn routing(c: &mut Clients, t: &str) -> Vec<String> {
     c.agent.end_conversation(end(&names["early"], "bob")).await.expect("bob ends early");
     assigned_to(c, &name, &agent(t, "bob")).await;
     where_(&get(c, &name).await);
+    // Fan's dedicated agent is bob too, who is full again: fan waits for him, though ann has
+    // room. An administrator makes ann fan's dedicated agent: fan's conversation follows at
+    // once, not when bob's wait times out.
+    let fan =
+        pb::PutCustomerRequest { dedicated_agent: agent(t, "bob"), ..put(t, "fan", &rid("f")) };
+    c.admin.put_customer(fan).await.expect("fan");
+    let opened = c.channel.post_message(post(t, "fan", "")).await.expect("fan posts");
+    let fan_conversation = opened.into_inner().conversation.expect("opened").name;
+    where_(&placed(c, &fan_conversation).await);
+    let to_ann = pb::PutCustomerRequest {
+        dedicated_agent: agent(t, "ann"),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["dedicated_agent".into()] }),
+        ..put(t, "fan", &rid("f"))
+    };
+    c.admin.put_customer(to_ann).await.expect("fan's dedicated agent is ann");
+    assigned_to(c, &fan_conversation, &agent(t, "ann")).await;
+    where_(&get(c, &fan_conversation).await);
     log
 }
 
@@ -486,6 +503,8 @@ async fn vip_and_dedicated_customers_are_routed_on_actors_as_on_a_tenant_actor()
             "tenants/T/customers/early: Queued ",
             "tenants/T/customers/loyal: Queued ",
             "tenants/T/customers/loyal: Assigned tenants/T/agents/bob",
+            "tenants/T/customers/fan: Queued ",
+            "tenants/T/customers/fan: Assigned tenants/T/agents/ann",
         ]
     );
 }

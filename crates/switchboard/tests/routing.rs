@@ -536,6 +536,15 @@ async fn estimated_wait_on(routing: pb::TenantRouting) {
     let c3 = get(&mut c, &c3.name).await;
     assert_eq!(c3.position, 1);
     assert!(c3.estimated_wait.is_some(), "{c3:?}");
+
+    // erin writes again: her queue notice says where she stands now, though on actors the
+    // router last told her conversation its place when she opened it (second).
+    let erins = |m: &pb::OutboundMessage| queue_notice(m) && m.conversation == c3.name;
+    let opening = support::until(&mut out, erins).await.pop().unwrap();
+    assert!(opening.text.starts_with("2 ahead"), "{opening:?}");
+    support::desk::write(&mut c, T, "erin", "").await;
+    let notice = support::until(&mut out, erins).await.pop().unwrap();
+    assert!(notice.text.starts_with("1 ahead"), "{notice:?}");
 }
 
 /// An overflow rule of `group`'s policy (and only that field).

@@ -1,7 +1,8 @@
 //! The live unaccepted list (issue 13 item 12, SPEC §6, seed 000) over real gRPC: agents of a
 //! pull group, and a full agent of an auto-accept group, hear on their streams when a
 //! conversation enters or leaves their unaccepted list (new, picked by someone else, ended,
-//! transferred in, moved away); an offline member hears nothing. Waits are bounded reads of
+//! transferred in, moved away, the agent joining or leaving a group); an offline member
+//! hears nothing. Waits are bounded reads of
 //! durable streams; nothing asserts on time.
 
 mod support;
@@ -221,6 +222,21 @@ async fn unaccepted_lists_on(routing: pb::TenantRouting) {
         assert_eq!(next_change(d).await, format!("removed {frank} moved"));
     }
     assert_eq!(next_change(&mut dave).await, format!("added {frank} {auto}"));
+
+    // alice (busy: signed in, nothing pushed to her) joins the auto group, where frank
+    // waits: her list gains him; leaving it again, she loses him.
+    status(&mut c, "alice", pb::AgentStatus::Busy).await;
+    let groups = |gs: &[&str]| pb::PutAgentRequest {
+        name: agent("alice"),
+        groups: gs.iter().map(|g| group(g)).collect(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["groups".into()] }),
+        request_id: rid("groups"),
+        ..Default::default()
+    };
+    c.admin.put_agent(groups(&["pull", "auto"])).await.expect("alice joins auto");
+    assert_eq!(next_change(&mut alice).await, format!("added {frank} {auto}"));
+    c.admin.put_agent(groups(&["pull"])).await.expect("alice leaves auto");
+    assert_eq!(next_change(&mut alice).await, format!("removed {frank} moved"));
 
     // The offline member heard none of it: its first event is its own sign-in.
     status(&mut c, "erin", pb::AgentStatus::Online).await;

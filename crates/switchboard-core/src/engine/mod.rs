@@ -219,11 +219,27 @@ impl Engine {
     }
 
     /// Sets what an administrator sets on a customer; refuses an unknown group or dedicated
-    /// agent ([`Config::check_customer`], the conversation side's rule too).
-    pub fn upsert_customer(&mut self, id: CustomerId, settings: CustomerSettings) -> Result<()> {
+    /// agent ([`Config::check_customer`], the conversation side's rule too). The settings are
+    /// read by the customer's next routing, except a new dedicated agent, which a waiting
+    /// conversation follows at once ([`Router::reaffine`]).
+    pub fn upsert_customer(
+        &mut self,
+        now: Timestamp,
+        id: CustomerId,
+        settings: CustomerSettings,
+    ) -> Result<Vec<Effect>> {
         self.config().check_customer(&settings)?;
-        self.customers.entry(id).or_default().settings = settings;
-        Ok(())
+        let customer = self.customers.entry(id).or_default();
+        let dedicated = settings.dedicated_agent;
+        let changed = customer.settings.dedicated_agent != dedicated;
+        customer.settings = settings;
+        let mut out = Vec::new();
+        if changed && let Some(conv) = customer.open {
+            let mut rout = Vec::new();
+            self.router.reaffine(now, conv, dedicated, &mut rout);
+            self.apply(now, rout, Cause::Routed, &mut out);
+        }
+        Ok(out)
     }
 
     // ----- queries -------------------------------------------------------------------------
@@ -572,4 +588,4 @@ pub(crate) fn channel_group(settings: &TenantSettings, channel: Channel) -> Opti
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

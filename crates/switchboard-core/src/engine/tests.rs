@@ -57,7 +57,7 @@ impl Bench {
 
     fn customer(&mut self, id: CustomerId, nickname: &str) {
         let s = CustomerSettings { nickname: Some(nickname.into()), ..Default::default() };
-        self.e.upsert_customer(id, s).unwrap();
+        self.e.upsert_customer(Timestamp(0), id, s).unwrap();
     }
 
     fn say(
@@ -129,7 +129,8 @@ fn replies(effects: &[Effect]) -> Vec<ReplyKind> {
         .collect()
 }
 
-fn sent_texts(effects: &[Effect]) -> Vec<String> {
+/// The texts sent among `effects`, in order (the mesh's tests read them too).
+pub(crate) fn sent_texts(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -408,15 +409,40 @@ fn offline_reply_for_a_queued_customer_whose_dedicated_agent_is_offline() {
     let mut b = Bench::new(settings);
     b.agent(A1, "Zhang", 1, AgentStatus::Online);
     b.agent(A2, "Li", 1, AgentStatus::Offline);
-    b.e.upsert_customer(U1, CustomerSettings { dedicated_agent: Some(A2), ..Default::default() })
-        .unwrap();
-    b.e.upsert_customer(U2, CustomerSettings::default()).unwrap();
+    b.e.upsert_customer(
+        at(secs(0)),
+        U1,
+        CustomerSettings { dedicated_agent: Some(A2), ..Default::default() },
+    )
+    .unwrap();
+    b.e.upsert_customer(at(secs(0)), U2, CustomerSettings::default()).unwrap();
     let (_, _) = b.say(at(secs(1)), U2, "occupy A1");
     let (c, fx) = b.say(at(secs(2)), U1, "hi");
     assert_eq!(b.state(c), State::Queued);
     assert_eq!(sent_texts(&fx), vec!["[Li] offline"]);
     let (_, fx) = b.say(at(secs(3)), U2, "more");
     assert!(sent_texts(&fx).is_empty(), "U2's agent is online");
+}
+
+/// A customer waiting for its dedicated agent, who is full, while another agent is free:
+/// when an administrator clears the customer's dedicated agent, the conversation is served
+/// by the group at once, not when the wait for the old one times out.
+#[test]
+fn clearing_a_waiting_customers_dedicated_agent_releases_it_to_the_group() {
+    let mut b = Bench::new(default_group());
+    b.agent(A1, "Zhang", 1, AgentStatus::Online);
+    b.agent(A2, "Li", 1, AgentStatus::Online);
+    let loyal = CustomerSettings { dedicated_agent: Some(A2), ..Default::default() };
+    b.e.upsert_customer(at(secs(0)), U1, loyal.clone()).unwrap();
+    b.e.upsert_customer(at(secs(0)), U2, loyal).unwrap();
+    let (first, _) = b.say(at(secs(1)), U2, "A2 takes me");
+    assert_eq!(b.e.conversation(first).unwrap().agent, Some(A2));
+    let (c, _) = b.say(at(secs(2)), U1, "hi");
+    assert_eq!(b.state(c), State::Queued, "waits for A2 though A1 is free");
+    let fx = b.e.upsert_customer(at(secs(3)), U1, CustomerSettings::default()).unwrap();
+    b.check();
+    assert_eq!((b.state(c), b.e.conversation(c).unwrap().agent), (State::Assigned, Some(A1)));
+    assert!(fx.iter().any(|e| matches!(e, Effect::Notify { agent: A1, .. })), "{fx:?}");
 }
 
 #[test]
@@ -1059,7 +1085,7 @@ fn vip_customer_groups_raise_the_priority_of_their_members() {
         customer_groups: vec!["gold".into(), "vip".into()],
         ..Default::default()
     };
-    b.e.upsert_customer(U2, vip).unwrap();
+    b.e.upsert_customer(at(secs(0)), U2, vip).unwrap();
     let (member, _) = b.say(at(secs(2)), U2, "second");
     assert_eq!(b.e.conversation(member).unwrap().priority, 7, "the highest of its groups");
     assert_eq!((b.e.position(member), b.e.position(plain)), (Some(1), Some(2)));

@@ -14,12 +14,12 @@ use crate::channel::{Channel, MessageTag};
 use crate::config::CustomerSettings;
 use crate::conversation::{Cause, Conversation, State};
 use crate::engine::customer_message::CustomerMessage;
-use crate::engine::{Actor, Effect, Note, Outcome};
+use crate::engine::{Actor, Effect, Event, Note, Outcome};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::replies::ReplyKind;
 use crate::router::Standing;
-use crate::session::{self, Ask, Config, Customer, Session, check_text};
+use crate::session::{self, Ask, Config, Customer, Placed, Session, check_text};
 use crate::time::Timestamp;
 
 type ConvLink = Link<ToRouter, ToConversation>;
@@ -78,6 +78,11 @@ enum Pending {
     /// A customer message that raised a queued conversation's priority (the router answers
     /// every raise).
     Raised {
+        text: String,
+    },
+    /// A customer message written while it waits in a queue ([`ToRouter::Where`]): its
+    /// replies (it was shown already).
+    Wrote {
         text: String,
     },
 }
@@ -170,9 +175,13 @@ impl ConversationSide {
     /// Whether the open conversation `id` waits for the router's answer to a route or a raise
     /// it asked for (its `Placed`, a `Standing` answering a raise, or a refusal). On one node
     /// the call that asked has that answer in its response; a shell holds the response until
-    /// this is false.
+    /// this is false. Not for a message's question of where it stands ([`ToRouter::Where`]):
+    /// only its replies wait, so the call does not depend on the router being up.
     pub fn awaits_router(&self, id: ConversationId) -> bool {
-        self.open.as_ref().is_some_and(|o| o.conv.id == id && o.pending.is_some())
+        self.open.as_ref().is_some_and(|o| {
+            o.conv.id == id
+                && o.pending.as_ref().is_some_and(|p| !matches!(p, Pending::Wrote { .. }))
+        })
     }
 
     /// How many of the router's messages about the open conversation were applied.
@@ -254,9 +263,22 @@ impl ConversationSide {
                 open.link.out.push(ask.into());
             }
         }
+        // Waiting in a queue, its replies read where it stands (the queue reply's position,
+        // the offline condition): they wait for the router to say it now, as on one node.
+        let ask = !raised
+            && !opened
+            && open.routed
+            && open.pending.is_none()
+            && open.conv.state == State::Queued;
         let mut s = session(cfg, &mut self.customer, open);
         if raised {
             open.pending = Some(Pending::Raised { text: msg.text });
+        } else if ask {
+            // Shown now as on one node (to nobody while it waits), and the call answered
+            // now; only the replies wait.
+            s.deliver_customer_message(now, msg.text.clone(), false, &mut out);
+            open.link.out.push(ToRouter::Where);
+            open.pending = Some(Pending::Wrote { text: msg.text });
         } else if opened && !cfg.settings.transfer_to_human {
             // Its replies depend on where routing puts it: they wait for the first decision.
             let ask = s.route_request(now, Cause::Opened);
@@ -267,10 +289,7 @@ impl ConversationSide {
             let keyword = s.message_replies(now, &msg.text, &mut out);
             let offline = s.waiting_replies(now, keyword, &mut out);
             s.deliver_customer_message(now, msg.text, keyword || offline, &mut out);
-            if open.routed
-                && open.pending.is_none()
-                && matches!(open.conv.state, State::Queued | State::Offered)
-            {
+            if open.routed && open.pending.is_none() && open.conv.state == State::Offered {
                 open.link.out.push(ToRouter::Wrote);
             }
         }
@@ -300,11 +319,17 @@ impl ConversationSide {
     /// What an administrator sets on the customer (PutCustomer): refused as
     /// [`Engine::upsert_customer`](crate::Engine::upsert_customer) refuses it (an unknown group
     /// or dedicated agent, [`Config::check_customer`]). Like there, it changes what the next
-    /// routing of the customer reads (group, priority, customer groups, dedicated agent), not
-    /// a conversation already open.
+    /// routing of the customer reads (group, priority, customer groups), not a conversation
+    /// already open, except a new dedicated agent, which the router is told of at once
+    /// ([`ToRouter::Reaffine`]).
     pub fn put_customer(&mut self, cfg: Config<'_>, settings: CustomerSettings) -> Result<()> {
         cfg.check_customer(&settings)?;
+        let dedicated = settings.dedicated_agent;
+        let changed = self.customer.settings.dedicated_agent != dedicated;
         self.customer.settings = settings;
+        if let Some(open) = self.open.as_mut().filter(|o| changed && o.routed) {
+            open.link.out.push(ToRouter::Reaffine { dedicated });
+        }
         Ok(())
     }
 
@@ -716,11 +741,18 @@ fn open_mut<'o>(
     }
 }
 
+/// The replies of a message written while the conversation waited in a queue, once the
+/// router said where it stands; whether a keyword or offline reply answered it.
+fn wrote_replies(s: &mut Session<'_>, now: Timestamp, text: &str, out: &mut Vec<Effect>) -> bool {
+    let keyword = s.message_replies(now, text, out);
+    let offline = s.waiting_replies(now, keyword, out);
+    keyword || offline
+}
+
 /// A customer message's replies, after the raise it caused was decided (the engine's order).
 fn raised_replies(s: &mut Session<'_>, now: Timestamp, text: String, out: &mut Vec<Effect>) {
-    let keyword = s.message_replies(now, &text, out);
-    let offline = s.waiting_replies(now, keyword, out);
-    s.deliver_customer_message(now, text, keyword || offline, out);
+    let answered = wrote_replies(s, now, &text, out);
+    s.deliver_customer_message(now, text, answered, out);
 }
 
 /// Applies one message from the router to the open conversation; true when that ended it.
@@ -740,15 +772,25 @@ fn apply(
             {
                 out.push(Effect::Event(event));
             }
+            let transferred = transfer.is_some();
             open.standing = standing;
             open.holding = desk;
             let pending = open.pending.take();
+            let id = open.conv.id;
             let mut s = session(cfg, customer, open);
             let mut routed = Vec::new();
             for fact in facts {
+                // The router leaves a transferred conversation's offer for it to report.
+                let offered = match fact {
+                    Placed::Offered { agent, .. } if transferred => Some(agent),
+                    _ => None,
+                };
                 if s.placed(now, fact, &mut routed).is_some() {
                     out.append(&mut routed);
                     return true;
+                }
+                if let Some(agent) = offered {
+                    routed.push(Effect::Event(Event::Offered { conversation: id, agent }));
                 }
             }
             // What the opening (or the request for a human) waited for, as on one node: the
@@ -773,16 +815,24 @@ fn apply(
                     out.append(&mut routed);
                     raised_replies(&mut s, now, text, out);
                 }
+                Some(Pending::Wrote { text }) => {
+                    out.append(&mut routed);
+                    wrote_replies(&mut s, now, &text, out);
+                }
                 None => out.append(&mut routed),
             }
         }
         ToConversation::Standing { standing } => {
             open.standing = standing;
-            // The answer to a raise that decided nothing about it.
-            if let Some(Pending::Raised { .. }) = open.pending
-                && let Some(Pending::Raised { text }) = open.pending.take()
-            {
-                raised_replies(&mut session(cfg, customer, open), now, text, out);
+            // The answer to a raise that decided nothing about it, or to a question.
+            match open.pending.take() {
+                Some(Pending::Raised { text }) => {
+                    raised_replies(&mut session(cfg, customer, open), now, text, out);
+                }
+                Some(Pending::Wrote { text }) => {
+                    wrote_replies(&mut session(cfg, customer, open), now, &text, out);
+                }
+                other => open.pending = other,
             }
         }
         // It stays in the bot stage; the customer may ask again.

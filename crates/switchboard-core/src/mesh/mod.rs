@@ -45,9 +45,11 @@
 //! after a restart (at least once).
 //!
 //! **What may be one message stale** (everything else is exact, as on one node):
-//! - the queue position in the queue reply and the `{{queue_num}}` placeholder: the position
-//!   the router last told the conversation (with each decision about it, and in answer to the
-//!   previous customer message while it waits, [`ToRouter::Wrote`]), not the position now;
+//! - the queue position in the `{{queue_num}}` placeholder of a reply a timer sends: the
+//!   position the router last told the conversation (with each decision about it, and in
+//!   answer to the customer's last message), not the position now. A customer message
+//!   written while it waits in a queue asks ([`ToRouter::Where`]) and its replies wait for the
+//!   answer, so they show the position then;
 //! - SPEC §4.5's offline condition for the offline reply: as of the router's last message
 //!   about the conversation; the router pushes a fresh standing whenever a status change or
 //!   an agent's new groups flip it, so it is stale only while that push is in flight;
@@ -137,9 +139,18 @@ pub enum ToRouter {
         group: GroupId,
     },
     Leave,
-    /// The customer wrote while the conversation waits: tell it where it stands, if that
-    /// changed since the router last did.
+    /// The customer wrote while the conversation is offered: tell it where it stands, if
+    /// that changed since the router last did.
     Wrote,
+    /// The customer's dedicated agent changed (PutCustomer): a waiting conversation follows
+    /// it ([`Router::reaffine`](crate::router::Router::reaffine)), and the offline condition
+    /// reads it from now on.
+    Reaffine {
+        dedicated: Option<AgentId>,
+    },
+    /// The customer wrote while the conversation waits in a queue: its replies wait for where
+    /// it stands now, which the router always answers.
+    Where,
 }
 
 impl From<Ask> for ToRouter {

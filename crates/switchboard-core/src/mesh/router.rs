@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::link::Link;
 use super::tombstones::Tombstones;
-use super::unaccepted::Unaccepted;
+use super::unaccepted::{self, Unaccepted};
 use super::{
     AgentEnvelope, Body, DeskEvent, Envelope, FromAgent, Holding, ToAgent, ToConversation,
     ToRouter, desk, standing,
 };
 use crate::conversation::Cause;
 use crate::engine::facts::{self, Step};
-use crate::engine::{Actor, Effect, Note, Target};
+use crate::engine::{Actor, Effect, Event, Note, Target};
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
 use crate::login::{FirstLogin, Logins};
@@ -330,7 +330,13 @@ impl RouterSide {
         proficiency: std::collections::BTreeMap<GroupId, u8>,
     ) -> Result<Vec<Effect>> {
         let mut rout = Vec::new();
+        let before = self.router.agent(agent).map(|a| a.groups.clone());
         self.router.upsert_agent(now, agent, capacity, groups, proficiency, &mut rout)?;
+        if let Some(before) = before {
+            // Its unaccepted list follows its groups, before what the change decided.
+            let changes = self.unaccepted.regrouped(&self.router, agent, &before);
+            self.tell_lists(BTreeMap::from([(agent, changes)]));
+        }
         let mut out = Vec::new();
         // New groups can flip a group's offline condition without a status change.
         self.decide(rout, Op { rescan: true, ..Op::new(now, Cause::Routed) }, &mut out);
@@ -844,12 +850,10 @@ impl RouterSide {
                 self.decide(rout, Op::new(now, Cause::Routed), out);
                 // Every raise is answered (the customer message that raised it waits): where
                 // it stands now, after whatever was decided.
-                if let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) {
-                    let standing = self.router.standing_at(now, id, conv.dedicated);
-                    conv.told = standing;
-                    conv.link.out.push(ToConversation::Standing { standing });
-                }
+                self.tell_standing(now, id);
             }
+            // The customer message written while it waits waits for this answer.
+            ToRouter::Where => self.tell_standing(now, id),
             ToRouter::Leave => {
                 let mut rout = Vec::new();
                 self.router.remove(now, id, &mut rout);
@@ -871,14 +875,33 @@ impl RouterSide {
                 self.tell_agents(desks);
                 out.extend(alert);
             }
+            ToRouter::Reaffine { dedicated } => {
+                self.conversations.get_mut(&id).expect("the link exists").dedicated = dedicated;
+                let mut rout = Vec::new();
+                self.router.reaffine(now, id, dedicated, &mut rout);
+                self.decide(rout, Op { about: Some(id), ..Op::new(now, Cause::Routed) }, out);
+                // The offline condition reads the dedicated agent, whether or not it moved.
+                self.apply(now, id, ToRouter::Wrote, out);
+            }
             ToRouter::Wrote => {
-                let conv = self.conversations.get_mut(&id).expect("the link exists");
+                let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
+                    return;
+                };
                 let standing = self.router.standing_at(now, id, conv.dedicated);
                 if !standing.reads_as(&conv.told) {
                     conv.told = standing;
                     conv.link.out.push(ToConversation::Standing { standing });
                 }
             }
+        }
+    }
+
+    /// Tells a conversation where it stands now, changed or not.
+    fn tell_standing(&mut self, now: Timestamp, id: ConversationId) {
+        if let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) {
+            let standing = self.router.standing_at(now, id, conv.dedicated);
+            conv.told = standing;
+            conv.link.out.push(ToConversation::Standing { standing });
         }
     }
 
@@ -908,6 +931,7 @@ impl RouterSide {
         let mut status_changed = op.rescan;
         let touched: Vec<ConversationId> =
             rout.iter().filter_map(router::Effect::conversation).chain(op.about).collect();
+        let moved = op.transfer.map(|(c, _)| c);
         for step in facts::steps(rout, op.cause, op.routed, known) {
             match step {
                 Step::Placed(c, fact) => {
@@ -926,6 +950,12 @@ impl RouterSide {
                     if let Effect::Notify { agent, note } = &e {
                         desks.entry(*agent).or_default().push(note.clone());
                     }
+                    // A transferred conversation reports its own offer, after its transfer
+                    // (which it reports as it stood before the move), as on one node.
+                    if matches!(&e, Effect::Event(Event::Offered { conversation, .. }) if Some(*conversation) == moved)
+                    {
+                        continue;
+                    }
                     out.push(e);
                 }
                 Step::Status(_) => status_changed = true,
@@ -933,13 +963,7 @@ impl RouterSide {
         }
         self.tell_agents(desks);
         let lists = self.unaccepted.track(&self.router, touched);
-        if self.agent_links {
-            for (agent, changes) in lists {
-                self.desk.extend(changes.iter().map(|c| (agent, DeskEvent::Unaccepted(*c))));
-                self.agents.entry(agent).or_default().out.push(ToAgent::Unaccepted { changes });
-                self.touched_agents.ids.insert(agent);
-            }
-        }
+        self.tell_lists(lists);
         for (id, facts) in decided {
             let Some(conv) = self.conversations.get_mut(&id).filter(|c| !c.left) else {
                 continue;
@@ -964,6 +988,19 @@ impl RouterSide {
                     self.touched.ids.insert(*id);
                 }
             }
+        }
+    }
+
+    /// Queues each agent's unaccepted-list changes on its link, as one message (with agent
+    /// links only).
+    fn tell_lists(&mut self, lists: BTreeMap<AgentId, Vec<unaccepted::Change>>) {
+        if !self.agent_links {
+            return;
+        }
+        for (agent, changes) in lists.into_iter().filter(|(_, c)| !c.is_empty()) {
+            self.desk.extend(changes.iter().map(|c| (agent, DeskEvent::Unaccepted(*c))));
+            self.agents.entry(agent).or_default().out.push(ToAgent::Unaccepted { changes });
+            self.touched_agents.ids.insert(agent);
         }
     }
 

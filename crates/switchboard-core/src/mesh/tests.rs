@@ -260,54 +260,69 @@ fn the_open_links_are_those_routed_and_not_left() {
     assert!(open(&router, 0).is_empty(), "a tombstone is not open");
 }
 
+/// A customer who writes while waiting hears the position the router says now, however
+/// long ago it last said one: the message's replies wait for the router's answer
+/// (`ToRouter::Where`), which comes even when nothing changed.
 #[test]
-fn the_queue_reply_shows_the_position_last_told_and_asks_for_a_fresh_one() {
+fn the_queue_reply_waits_for_the_position_now() {
     let (mut t, mut router, mut side) = setup();
     t.settings.replies.queue = Some(crate::config::QueueReply {
         rules: vec![crate::config::QueueRule { above: 0, texts: vec!["#{{queue_num}}".into()] }],
         min_interval: Duration::ZERO,
     });
     let now = Timestamp(1_000);
-    // The agent is busy with someone else: the conversation waits.
-    let mut other = ConversationSide::new(CustomerId(2), Customer::default());
-    let mut first = message("first");
-    first.customer = CustomerId(2);
-    first.new_conversation = ConversationId(2);
-    other.customer_message(t.cfg(), now, first).unwrap();
-    for e in other.outgoing() {
-        router.receive(now, e);
+    let texts = crate::engine::tests::sent_texts;
+    // Customer 2 takes the agent; customer 3 waits first, our customer second.
+    let mut others = Vec::new();
+    for n in [2, 3] {
+        let mut other = ConversationSide::new(CustomerId(n), Customer::default());
+        let mut first = message("first");
+        first.customer = CustomerId(n);
+        first.new_conversation = ConversationId(n);
+        other.customer_message(t.cfg(), now, first).unwrap();
+        for e in other.outgoing() {
+            router.receive(now, e);
+        }
+        others.push(other);
     }
-    let mut second = message("second");
-    second.new_conversation = C1;
-    side.customer_message(t.cfg(), now, second).unwrap();
+    side.customer_message(t.cfg(), now, message("second")).unwrap();
     for e in side.outgoing() {
         router.receive(now, e);
     }
-    for e in router.outgoing() {
-        if e.customer == U1 {
-            side.receive(t.cfg(), now, e);
+    let answer = |router: &mut RouterSide, side: &mut ConversationSide, at| {
+        let mut out = Vec::new();
+        for e in router.outgoing() {
+            if e.customer == U1 {
+                out.extend(side.receive(t.cfg(), at, e));
+            }
         }
-    }
-    assert_eq!(side.standing().unwrap().position, Some(1));
-    let out = side.customer_message(t.cfg(), now + secs(1), message("still there?")).unwrap();
-    let texts: Vec<_> = out
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Send { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(texts, ["#1"]);
-    // The message asked the router where it stands; unchanged, so the router says nothing.
-    let asked = side.outgoing();
-    assert!(asked.iter().any(|e| matches!(e.body, Body::Message { message: ToRouter::Wrote, .. })));
-    for e in asked {
+        out
+    };
+    answer(&mut router, &mut side, now);
+    assert_eq!(side.standing().unwrap().position, Some(2));
+    // Customer 3 gives up: our customer is first now, and nobody told it.
+    let mut third = others.pop().unwrap();
+    third.end(t.cfg(), now + secs(1), ConversationId(3), Actor::Supervisor(AgentId(9))).unwrap();
+    for e in third.outgoing() {
         router.receive(now + secs(1), e);
     }
-    assert!(
-        router.outgoing().iter().all(|e| e.customer != U1 || matches!(e.body, Body::Ack { .. }))
-    );
+    assert_eq!(side.standing().unwrap().position, Some(2), "not pushed");
+    let at = now + secs(60);
+    let out = side.customer_message(t.cfg(), at, message("still there?")).unwrap();
+    assert!(texts(&out.effects).is_empty(), "the replies wait: {:?}", out.effects);
+    assert!(!side.awaits_router(C1), "the call is answered at once; only its replies wait");
+    let asked = side.outgoing();
+    assert!(asked.iter().any(|e| matches!(e.body, Body::Message { message: ToRouter::Where, .. })));
+    for e in asked {
+        router.receive(at, e);
+    }
+    assert_eq!(texts(&answer(&mut router, &mut side, at)), ["#1"]);
+    // Asked again with nothing changed, the router still answers.
+    side.customer_message(t.cfg(), at + secs(1), message("hello?")).unwrap();
+    for e in side.outgoing() {
+        router.receive(at + secs(1), e);
+    }
+    assert_eq!(texts(&answer(&mut router, &mut side, at + secs(1))), ["#1"]);
 }
 
 /// The router side's desk entries since its last write, as the shell writes them with its
@@ -700,6 +715,54 @@ fn a_restarted_side_writes_a_note_again_only_if_its_step_was_lost() {
     assert_eq!(side_desk(&mut side), [customer_note("again")]);
 }
 
+/// A conversation transferred into a group that offers: its `transferred` event comes
+/// before its `offered`, as on one node. The conversation reports both (the transfer as it
+/// stood before the move); the router, which decides the offer, leaves that event to it.
+#[test]
+fn a_transferred_conversations_offer_is_reported_after_its_transfer() {
+    use crate::engine::{Event, Target};
+    const G2: GroupId = GroupId(2);
+    const A2: AgentId = AgentId(2);
+    let (mut t, _, mut side) = setup();
+    t.groups.insert(G2, GroupSettings::default());
+    let t0 = Timestamp(0);
+    let mut r = Router::new(secs(60), Default::default());
+    let mut out = Vec::new();
+    let offer = OfferMode::Offer { timeout: secs(30) };
+    r.upsert_group(t0, G1, Default::default(), &mut out);
+    r.upsert_group(t0, G2, GroupPolicy { offer, ..Default::default() }, &mut out);
+    for (a, g) in [(A1, G1), (A2, G2)] {
+        r.upsert_agent(t0, a, 1, vec![g], Default::default(), &mut out).unwrap();
+        r.set_status(t0, a, AgentStatus::Online, StatusCause::Agent, &mut out).unwrap();
+    }
+    let mut router = RouterSide::new(r, LINGER);
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    for e in side.outgoing() {
+        router.receive(now, e);
+    }
+    for e in router.outgoing() {
+        side.receive(t.cfg(), now, e);
+    }
+    assert_eq!(side.conversation().unwrap().agent, Some(A1));
+    let to = Target::Group { group: G2, keep_entry_time: false };
+    let at = now + secs(5);
+    let by_router = router.transfer(at, C1, to, Actor::Supervisor(AgentId(9))).unwrap();
+    let event = |e: &Effect| match e {
+        Effect::Event(Event::Transferred { .. }) => Some("transferred"),
+        Effect::Event(Event::Offered { .. }) => Some("offered"),
+        _ => None,
+    };
+    assert!(by_router.iter().all(|e| event(e).is_none()), "{by_router:?}");
+    let mut by_side = Vec::new();
+    for e in router.outgoing() {
+        by_side.extend(side.receive(t.cfg(), at, e));
+    }
+    let events: Vec<_> = by_side.iter().filter_map(event).collect();
+    assert_eq!(events, ["transferred", "offered"]);
+    assert_eq!(side.conversation().unwrap().state, State::Offered);
+}
+
 #[test]
 fn an_offered_agent_sees_the_customer_and_a_note_written_as_the_offer_ends_follows_its_release() {
     let (t, _, side) = setup();
@@ -960,7 +1023,7 @@ fn customer_settings_are_checked_as_the_engine_checks_them_and_reach_the_next_ro
         CustomerSettings { dedicated_agent: Some(AgentId(9)), ..Default::default() };
     for bad in [unknown_group, unknown_agent] {
         let on_side = side.put_customer(t.cfg(), bad.clone()).unwrap_err();
-        let on_engine = engine.upsert_customer(U1, bad).unwrap_err();
+        let on_engine = engine.upsert_customer(Timestamp(0), U1, bad).unwrap_err();
         assert_eq!(on_side, on_engine);
         assert!(matches!(on_side, Error::UnknownGroup(_) | Error::UnknownAgent(_)), "{on_side}");
         assert_eq!(side.customer(), &Customer::default(), "a refusal changes nothing");
@@ -982,6 +1045,50 @@ fn customer_settings_are_checked_as_the_engine_checks_them_and_reach_the_next_ro
         panic!("{route:?}");
     };
     assert_eq!((request.group, request.priority, request.dedicated), (G1, 7, Some(A1)));
+}
+
+/// A conversation waiting for its customer's dedicated agent (signed in, busy) while A1 is
+/// free: clearing the dedicated agent tells the router, which serves it from the group at
+/// once, as the engine does (`engine/tests.rs`).
+#[test]
+fn a_cleared_dedicated_agent_reaches_the_router_and_releases_the_wait() {
+    use crate::config::CustomerSettings;
+
+    const A2: AgentId = AgentId(2);
+    let (mut t, _, mut side) = setup();
+    let agent = AgentSettings { capacity: 1, groups: vec![G1], ..Default::default() };
+    t.agents.insert(A2, agent);
+    let t0 = Timestamp(0);
+    let mut r = Router::new(secs(60), Default::default());
+    let mut out = Vec::new();
+    r.upsert_group(t0, G1, Default::default(), &mut out);
+    for (a, status) in [(A1, AgentStatus::Online), (A2, AgentStatus::Busy)] {
+        r.upsert_agent(t0, a, 1, vec![G1], Default::default(), &mut out).unwrap();
+        r.set_status(t0, a, status, StatusCause::Agent, &mut out).unwrap();
+    }
+    let mut router = RouterSide::new(r, LINGER);
+    let exchange = |now, router: &mut RouterSide, side: &mut ConversationSide| {
+        for e in side.outgoing() {
+            router.receive(now, e);
+        }
+        for e in router.outgoing() {
+            side.receive(t.cfg(), now, e);
+        }
+    };
+    let loyal = CustomerSettings { dedicated_agent: Some(A2), ..Default::default() };
+    side.put_customer(t.cfg(), loyal).unwrap();
+    assert!(side.outgoing().is_empty(), "nothing open: nothing for the router");
+    let now = Timestamp(1_000);
+    side.customer_message(t.cfg(), now, message("hi")).unwrap();
+    exchange(now, &mut router, &mut side);
+    assert_eq!(side.conversation().unwrap().state, State::Queued, "waits for A2");
+    side.put_customer(t.cfg(), CustomerSettings::default()).unwrap();
+    exchange(now + secs(1), &mut router, &mut side);
+    let conversation = side.conversation().unwrap();
+    assert_eq!((conversation.state, conversation.agent), (State::Assigned, Some(A1)));
+    // The same settings again send nothing.
+    side.put_customer(t.cfg(), CustomerSettings::default()).unwrap();
+    assert!(side.outgoing().iter().all(|e| matches!(e.body, Body::Ack { .. })));
 }
 
 /// A customer's group deleted since (a tenant on actors keeps customers' settings where
@@ -1149,12 +1256,13 @@ fn a_checkpoint_and_the_inputs_after_it_replay_to_the_same_side() {
         let queued =
             |s: &ConversationSide| s.conversation().is_some_and(|c| c.state == State::Queued);
         for (u, side) in sides.iter_mut().filter(|(u, s)| u.0 % 7 == 3 && queued(s)) {
-            // It writes twice while it waits: the second message overtakes the first, which
-            // arrives a second later.
+            // It writes twice while it waits, the second time raising its priority: the
+            // raise overtakes the first message's question, which arrives a second later.
             let mut m = message("again");
             m.customer = *u;
             m.new_conversation = ConversationId(u.0);
             side.customer_message(t.cfg(), now, m.clone()).unwrap();
+            m.priority = Some(n as u8);
             side.customer_message(t.cfg(), now, m).unwrap();
             let mut out = side.outgoing();
             if out.len() == 2 {

@@ -8,7 +8,9 @@
 //! name (and every conversation waiting for one agent, whose pin can lapse without an effect)
 //! are compared with where the side last said they wait, and each agent that gains or loses
 //! one is told. Agents who are offline are not told (their desktop reads the list when it
-//! signs in); nor are agents whose group membership changes (they read it again too).
+//! signs in). A signed-in agent whose groups change is told what waits in the groups it
+//! joined and what it no longer sees in those it left ([`Unaccepted::regrouped`]), before
+//! the operation's own changes.
 //!
 //! [`ToAgent::Unaccepted`]: super::ToAgent::Unaccepted
 
@@ -141,6 +143,38 @@ impl Unaccepted {
     }
 }
 
+impl Unaccepted {
+    /// `agent`'s groups changed from `before` to those the router has now: its list gains
+    /// the conversations last said to wait in a group it joined and loses those of a group it
+    /// left, in conversation order. Called before the operation's [`track`](Self::track) (which
+    /// reads membership as it is now), with where conversations were last said to wait. Nothing
+    /// for an agent signed out.
+    pub fn regrouped(&self, router: &Router, agent: AgentId, before: &[GroupId]) -> Vec<Change> {
+        let Some(now) = router
+            .agent(agent)
+            .filter(|a| a.status != AgentStatus::Offline)
+            .map(|a| &a.groups)
+            .filter(|now| now.as_slice() != before)
+        else {
+            return Vec::new();
+        };
+        let joined = |g: &GroupId| now.contains(g) && !before.contains(g);
+        let left = |g: &GroupId| before.contains(g) && !now.contains(g);
+        self.waiting
+            .iter()
+            .filter_map(|(&conversation, w)| match w {
+                Waiting::Group(g) if joined(g) => {
+                    Some(Change::Added { conversation, group: *g, pinned: false })
+                }
+                Waiting::Group(g) if left(g) => {
+                    Some(Change::Removed { conversation, gone: Gone::Moved })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +233,40 @@ mod tests {
         let ended = Change::Removed { conversation: C, gone: Gone::Ended };
         assert_eq!(lists.track(&r, [C]), BTreeMap::from([(A1, vec![ended]), (A2, vec![ended])]));
         assert!(lists.waiting.is_empty());
+    }
+
+    /// A signed-in agent that leaves a group loses what waits there, and gains it when it
+    /// joins again; an offline one hears nothing; a wait pinned to the agent stays.
+    #[test]
+    fn an_agent_joining_or_leaving_a_group_gains_or_loses_what_waits_there() {
+        const G2: GroupId = GroupId(2);
+        let mut r = router();
+        let mut lists = Unaccepted::default();
+        let mut out = Vec::new();
+        let t0 = Timestamp(0);
+        let policy = GroupPolicy { offer: OfferMode::Pull, ..Default::default() };
+        r.upsert_group(t0, G2, policy, &mut out);
+        let req = |dedicated| RouteRequest {
+            group: G,
+            priority: 0,
+            entered_at: t0,
+            dedicated,
+            last_agent: None,
+        };
+        const PINNED: ConversationId = ConversationId(8);
+        r.route(t0, C, req(None), &mut out).unwrap();
+        r.route(t0, PINNED, req(Some(A1)), &mut out).unwrap();
+        lists.track(&r, [C, PINNED]);
+        let mut regroup = |r: &mut Router, a, groups: Vec<GroupId>| {
+            let before = r.agent(a).unwrap().groups.clone();
+            r.upsert_agent(t0, a, 2, groups, Default::default(), &mut out).unwrap();
+            lists.regrouped(r, a, &before)
+        };
+        let moved = Change::Removed { conversation: C, gone: Gone::Moved };
+        assert_eq!(regroup(&mut r, A1, vec![G2]), [moved]);
+        assert_eq!(regroup(&mut r, A1, vec![G2]), [], "no change, nothing to tell");
+        let back = Change::Added { conversation: C, group: G, pinned: false };
+        assert_eq!(regroup(&mut r, A1, vec![G2, G]), [back]);
+        assert_eq!(regroup(&mut r, A3, vec![G2]), [], "offline");
     }
 }

@@ -7,6 +7,7 @@
 //! (offer timeouts, affinity timeouts, offline grace) are state; [`Router::next_deadline`] says
 //! when to call [`Router::advance`].
 
+mod affinity;
 pub mod agent;
 mod aging;
 mod available;
@@ -587,14 +588,7 @@ impl Router {
             });
         match affinity {
             Some((agent, kind, _)) if self.agents[&agent].can_push() && self.serves(req.group) => {
-                let decision = explain::Decision {
-                    at: now,
-                    group: req.group,
-                    basis: explain::Basis::Affinity(kind),
-                    chosen: explain::Figures::of(&self.agents[&agent], req.group),
-                    runner_up: None,
-                    tie_break: None,
-                };
+                let decision = self.affinity_decision(now, req.group, agent, kind);
                 self.push(now, conv, agent, (req.group, key), Vec::new(), decision, out);
             }
             Some((agent, kind, timeout)) if !timeout.is_zero() => {

@@ -358,6 +358,67 @@ fn dedicated_agent_is_waited_for_while_online_but_full_then_the_group() {
 }
 
 #[test]
+fn a_waiting_conversation_follows_its_customers_new_dedicated_agent() {
+    let mut f = Fixture::new();
+    f.agent(A1, 1, &[G1], AgentStatus::Online);
+    f.agent(A2, 1, &[G1], AgentStatus::Online);
+    f.agent(A3, 1, &[G1], AgentStatus::Online);
+    let dedicated = |entered_at, agent| RouteRequest {
+        group: G1,
+        priority: 0,
+        entered_at,
+        dedicated: Some(agent),
+        last_agent: None,
+    };
+    // A2 and A3 are full; conversation 3 waits for A2 though A1 is free.
+    f.route_req(t(1), 1, dedicated(t(1), A2));
+    f.route_req(t(1), 2, dedicated(t(1), A3));
+    f.route_req(t(2), 3, dedicated(t(2), A2));
+    assert_eq!(f.holder(3), None);
+    // Its customer's dedicated agent becomes A3, full too: it waits for A3 now, until the
+    // affinity timeout counted from its entry.
+    f.r.reaffine(t(3), c(3), Some(A3), &mut f.out);
+    f.check();
+    assert_eq!(f.r.unaccepted(A3, t(3)), vec![c(3)]);
+    assert!(f.r.unaccepted(A2, t(3)).is_empty());
+    let timeout = GroupPolicy::default().dedicated_timeout;
+    let pin = match f.r.placement(c(3)) {
+        Some(Placement::Queued { pin: Some(p), .. }) => *p,
+        other => panic!("not pinned: {other:?}"),
+    };
+    assert_eq!((pin.agent, pin.until), (A3, t(2) + timeout));
+    // The same setting again changes nothing.
+    f.take_effects();
+    f.r.reaffine(t(4), c(3), Some(A3), &mut f.out);
+    assert!(f.take_effects().is_empty());
+    // Cleared: it falls back to its group, where A1 is free.
+    f.r.reaffine(t(5), c(3), None, &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(3), Some(A1));
+
+    // A new dedicated agent who can take it gets it at once.
+    f.route_req(t(6), 4, dedicated(t(6), A2));
+    f.end(t(7), 2);
+    assert_eq!(f.holder(4), None, "still waits for A2 while A3 is free");
+    f.r.reaffine(t(8), c(4), Some(A3), &mut f.out);
+    f.check();
+    assert_eq!(f.assigned_to(4), Some(A3));
+
+    // Past the affinity timeout, a new dedicated agent who is full is not waited for.
+    f.route(t(9), 5, G1, 0);
+    assert_eq!(f.holder(5), None, "everyone is full");
+    f.r.reaffine(t(9) + timeout, c(5), Some(A2), &mut f.out);
+    f.check();
+    assert!(matches!(f.r.placement(c(5)), Some(Placement::Queued { pin: None, .. })));
+    // An offline one is not either; nor are assigned conversations moved.
+    f.status(t(400), A1, AgentStatus::Offline);
+    f.r.reaffine(t(400), c(5), Some(A1), &mut f.out);
+    assert!(matches!(f.r.placement(c(5)), Some(Placement::Queued { pin: None, .. })));
+    f.r.reaffine(t(400), c(4), Some(A2), &mut f.out);
+    assert_eq!(f.assigned_to(4), Some(A3));
+}
+
+#[test]
 fn an_offline_dedicated_agent_is_never_routed_to() {
     let mut f = Fixture::new();
     f.agent(A1, 1, &[G1], AgentStatus::Online);

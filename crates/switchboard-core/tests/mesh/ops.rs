@@ -1,6 +1,7 @@
 //! What customers, agents and supervisors do in the simulation: one random operation on the
 //! side it belongs to, refused or not; only what succeeds changes the side.
 
+use switchboard_core::config::CustomerSettings;
 use switchboard_core::mesh::{RouterInput, RouterOp, ToAgent};
 use switchboard_core::router::{Release, StatusCause, Via};
 use switchboard_core::{
@@ -21,7 +22,7 @@ impl Sim {
         let u = self.rng.index(self.sides.len());
         let open = self.sides[u].live.conversation().map(|c| c.id);
         let supervisor = Actor::Supervisor(AgentId(99));
-        let draw = self.rng.below(24);
+        let draw = self.rng.below(25);
         // Which kind of operation, for the record of what succeeded.
         let kind = match draw {
             0..=5 => 0,
@@ -36,6 +37,7 @@ impl Sim {
             20 => 9,
             21 => 10,
             22 => 11,
+            23 => 13,
             _ => 12,
         };
         let (who, what, result): (Who, String, Outcome) = match draw {
@@ -197,6 +199,17 @@ impl Sim {
                 let op = RouterOp::SetAgent { agent, capacity, groups };
                 let r = self.router_input(RouterInput::Op { at: now, op });
                 (Who::Router, format!("{agent} capacity {capacity}"), err(r))
+            }
+            23 => {
+                // An administrator changes the customer's dedicated agent (PutCustomer).
+                let dedicated = (!self.rng.percent(30)).then(|| AgentId(self.rng.below(AGENTS)));
+                let side = &mut self.sides[u].live;
+                let settings = CustomerSettings {
+                    dedicated_agent: dedicated,
+                    ..side.customer().settings.clone()
+                };
+                let r = side.put_customer(cfg, settings).map(|()| Vec::new());
+                (Who::Side(u), format!("dedicated agent {dedicated:?}"), err(r))
             }
             _ => {
                 let u = self.rng.index(self.sides.len());

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use switchboard_core::config::CustomerSettings;
 use switchboard_core::mesh::desk::is_conversation_note;
 use switchboard_core::mesh::{AgentSide, Body, ConversationSide, DeskEvent, RouterSide, ToAgent};
 use switchboard_core::router::StatusCause;
@@ -198,7 +199,7 @@ impl Twin {
         let cfg = tenant.cfg();
         let supervisor = Actor::Supervisor(AgentId(99));
         // Each arm runs the same operation on the engine and on the sides.
-        let (what, engine, mesh): (String, Outcome, Outcome) = match self.rng.below(24) {
+        let (what, engine, mesh): (String, Outcome, Outcome) = match self.rng.below(25) {
             0..=5 => {
                 self.next_conversation += 1;
                 let id = ConversationId(self.next_conversation);
@@ -339,6 +340,18 @@ impl Twin {
                 let e = self.engine.upsert_agent(now, agent, settings);
                 let m = self.router.set_agent(now, agent, capacity, groups);
                 (format!("{agent} capacity {capacity}"), err(e), err(m))
+            }
+            23 => {
+                // An administrator changes the customer's dedicated agent (PutCustomer).
+                let dedicated = (!self.rng.percent(30)).then(|| AgentId(self.rng.below(AGENTS)));
+                let customer = CustomerId(u as u64);
+                let settings = CustomerSettings {
+                    dedicated_agent: dedicated,
+                    ..self.sides[u].customer().settings.clone()
+                };
+                let e = self.engine.upsert_customer(now, customer, settings.clone());
+                let m = self.sides[u].put_customer(cfg, settings).map(|()| Vec::new());
+                (format!("{customer} dedicated agent {dedicated:?}"), err(e), err(m))
             }
             _ => {
                 let secs = match self.rng.below(10) {

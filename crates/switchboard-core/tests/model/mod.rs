@@ -362,7 +362,7 @@ pub fn build(s: &Setup) -> Engine {
             dedicated_agent: dedicated.map(AgentId),
             customer_groups: if u % 3 == 0 { vec!["vip".into()] } else { Vec::new() },
         };
-        e.upsert_customer(CustomerId(u as u64), settings).unwrap();
+        e.upsert_customer(t0, CustomerId(u as u64), settings).unwrap();
     }
     e.set_calendar(t0, offsets(s.zone));
     e

@@ -380,9 +380,13 @@ pub(super) fn put_agent(
     let agent_settings =
         AgentSettings { nickname: m.nickname, capacity: m.capacity, groups, replies, proficiency };
     let a = AgentId(state.agents.peek(&id));
+    let before = state.engine.router().agent(a).map(|x| x.groups.clone());
     let effects = state.engine.upsert_agent(now, a, agent_settings)?;
     state.agents.intern(&id);
     state.agent_extra.entry(a).or_default().supervisor = m.supervisor;
+    if let Some(before) = before {
+        super::unaccepted::regrouped(state, now, a, &before, out);
+    }
     emit(state, now, effects, out);
     Ok(response::Result::Agent(resources::agent(state, a)))
 }
@@ -525,11 +529,11 @@ pub(super) fn delete_agent(
                 .then(|| (u, CustomerSettings { dedicated_agent: None, ..c.settings.clone() }))
         })
         .collect();
-    let effects = state.engine.remove_agent(now, a)?;
+    let mut effects = state.engine.remove_agent(now, a)?;
     for (u, s) in dedicated {
         // Cannot fail: the customer's group exists (groups in use are never deleted) and
         // it names no agent any more.
-        state.engine.upsert_customer(u, s)?;
+        effects.extend(state.engine.upsert_customer(now, u, s)?);
     }
     // The effects notify the agent's own stream, which is named after it: emit before
     // forgetting the name.
@@ -544,9 +548,9 @@ pub(super) fn delete_agent(
 /// when the request leaves it out). Contact data agents edit is untouched.
 pub(super) fn put_customer(
     state: &mut TenantState,
-    _now: Timestamp,
+    now: Timestamp,
     r: &pb::PutCustomerRequest,
-    _out: &mut Output,
+    out: &mut Output,
 ) -> Result<response::Result> {
     let id = child_id(state, "name", &r.name, "customers")?;
     let u = CustomerId(state.customers.peek(&id));
@@ -557,10 +561,11 @@ pub(super) fn put_customer(
         |field, name| state.group_ref(field, name),
         |field, name| state.agent_ref(field, name),
     )?;
-    state.engine.upsert_customer(u, put.settings.clone())?;
+    let effects = state.engine.upsert_customer(now, u, put.settings.clone())?;
     state.customers.intern(&id);
     let profile = state.profiles.entry(u).or_default();
     put.apply_profile(profile);
+    emit(state, now, effects, out);
     Ok(response::Result::Customer(resources::customer(state, u)))
 }
 

@@ -53,6 +53,21 @@ pub fn track(state: &mut TenantState, now: Timestamp, out: &mut Output) {
     }
 }
 
+/// Tells `agent`, whose groups were `before` this command, what its unaccepted list gained
+/// and lost with its new groups (`Unaccepted::regrouped`); before the command's own changes.
+pub fn regrouped(
+    state: &mut TenantState,
+    now: Timestamp,
+    agent: AgentId,
+    before: &[switchboard_core::GroupId],
+    out: &mut Output,
+) {
+    let changes = state.unaccepted.regrouped(state.engine.router(), agent, before);
+    for change in &changes {
+        tell(state, now, agent, change, out);
+    }
+}
+
 /// One change of an agent's unaccepted list as its stream shows it (`cursor` 0 until the
 /// stream numbers it), on either path.
 pub fn agent_event(names: &dyn Names, now: Timestamp, change: &Change) -> pb::AgentEvent {

@@ -28,6 +28,7 @@ use crate::actors::conversation::{Answer, Answered, Call, Called, ConversationOp
 use crate::actors::effects::{Current, MeshNames};
 use crate::actors::meshes::Meshes;
 use crate::actors::placement::ActorKey;
+use crate::actors::router::{RouterCall, RouterCalled};
 use crate::actors::{Mesh, TenantConfig};
 use crate::apply::Names;
 use crate::convert::{self, refusal, views};
@@ -399,10 +400,7 @@ impl OnActors<'_> {
     }
 
     pub fn unknown(&self, id: ConversationId) -> Error {
-        Error::NotFound(format!(
-            "conversation {} does not exist",
-            self.names().conversation_name(id)
-        ))
+        Error::NotFound(format!("conversation {}", self.names().conversation_name(id)))
     }
 
     /// A call on a conversation whose customer is known, answered as `answer` renders it.
@@ -551,6 +549,24 @@ pub(super) async fn not_held(
 /// conversation, another status, another selection) is told from a retry.
 pub(super) fn asked(kind: &[u8], request: &impl prost::Message) -> Vec<u8> {
     [kind, &crate::registry::call_digest(&request.encode_to_vec())].concat()
+}
+
+/// Keeps `body` under `request_id` in the router's next write (a router call of no
+/// operation), unless an answer is stored under it already: then that one.
+pub(super) async fn kept_by_router(
+    mesh: &Mesh,
+    request_id: &str,
+    body: Vec<u8>,
+) -> Result<Option<Vec<u8>>> {
+    let call = RouterCall {
+        ops: Vec::new(),
+        request_id: request_id.to_owned(),
+        answer: Arc::new(move |_| Some(body.clone())),
+    };
+    match mesh.router().call_public(call).await? {
+        RouterCalled::Stored(stored) => Ok(Some(stored)),
+        RouterCalled::Decided { .. } => Ok(None),
+    }
 }
 
 /// A group named by a reference field, as `TenantState::group_ref` finds it, in the mesh's

@@ -25,7 +25,6 @@ use super::calls::{Selected, Selection};
 use super::on_actors::{OnActors, undecodable};
 use crate::actors::conversation::{ConversationOp, Patch};
 use crate::actors::placement::ActorKey;
-use crate::actors::router::{RouterCall, RouterCalled};
 use crate::error::{Error, Result};
 
 /// The answer kept for `asked`, or a refusal: the request id was another call's.
@@ -162,15 +161,9 @@ impl OnActors<'_> {
         // Kept by the router (a call of no operation), in its next write.
         let mut kept = asked.clone();
         kept.extend_from_slice(&answer.encode_to_vec());
-        let keep = kept.clone();
-        let call = RouterCall {
-            ops: Vec::new(),
-            request_id: r.request_id.clone(),
-            answer: std::sync::Arc::new(move |_| Some(keep.clone())),
-        };
-        match self.mesh.router().call_public(call).await? {
-            RouterCalled::Stored(body) => answer_of(&asked, &body, &r.request_id),
-            RouterCalled::Decided { .. } => Ok(answer),
+        match super::on_actors::kept_by_router(&self.mesh, &r.request_id, kept).await? {
+            Some(body) => answer_of(&asked, &body, &r.request_id),
+            None => Ok(answer),
         }
     }
 

@@ -287,11 +287,16 @@ pub(super) async fn reassign_batch(
 
 /// SupervisorService.EndBatch: every well-formed item ended in its own conversation call
 /// (`ended_in_batch`, the batch-end reply; request id `{request_id}#{i}`, so each is applied
-/// once); results per item, in order.
+/// once); results per item, in order. The request id is claimed for this batch first, so
+/// that the same id with another list is refused whole, as on one node, before any item
+/// runs.
 pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<pb::BatchResponse> {
     on.acting_supervisor(&r.supervisor).await?;
     let items = batch_items(on, &r.conversations)?;
     crate::registry::check_request_id(&r.request_id)?;
+    if !r.request_id.is_empty() {
+        claim(on, &r.request_id, super::on_actors::asked(b"end_batch:", r)).await?;
+    }
     let mut results = Vec::with_capacity(items.len());
     for (i, (name, item)) in r.conversations.iter().zip(items).enumerate() {
         let outcome = match item {
@@ -301,6 +306,17 @@ pub(super) async fn end_batch(on: &OnActors<'_>, r: &pb::EndBatchRequest) -> R<p
         results.push(batch_result(name.clone(), outcome));
     }
     Ok(pb::BatchResponse { results })
+}
+
+/// Claims `request_id` for the call whose kind and digest are `asked`: the router keeps
+/// them (a call of no operation) in its next write. A retry of that call passes; another
+/// call under the id is refused.
+async fn claim(on: &OnActors<'_>, request_id: &str, asked: Vec<u8>) -> Result<()> {
+    router_here(on)?;
+    match super::on_actors::kept_by_router(&on.mesh, request_id, asked.clone()).await? {
+        Some(body) if body != asked => Err(Error::reused(request_id)),
+        _ => Ok(()),
+    }
 }
 
 /// One item of an EndBatch, on whichever node its conversation's actor lives: its refusal

@@ -231,7 +231,7 @@ pub(super) async fn explain_conversation(
     Err(if known.await? {
         super::supervisor::not_routed(&name)
     } else {
-        Error::NotFound(format!("conversation {name} does not exist"))
+        Error::NotFound(format!("conversation {name}"))
     }
     .into())
 }
