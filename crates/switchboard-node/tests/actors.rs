@@ -1626,6 +1626,46 @@ async fn a_new_customers_actor_skips_the_lookup_of_request_ids_it_never_saw() {
     assert_eq!((lookups(), said("two")), (3, 1), "and a retry is answered, not applied");
 }
 
+/// A request id another customer's call used reaches a new customer's actor, which skips the
+/// lookup and applies the call (as ARCHITECTURE says); the store keeps the first call's answer
+/// under the id, so the first call's retry from a later incarnation is answered with it, and
+/// the second call's retry is refused as a reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_reused_by_a_new_customer_keeps_the_first_calls_answer() {
+    let h = faulty_harness_with(None, 10, options(Duration::from_secs(3600)));
+    let mesh = &h.mesh;
+    mesh.router().set_status(AGENT, AgentStatus::Online, StatusCause::Agent).await.unwrap();
+    let call = |customer: u64, n: u64, text: &str| Call {
+        op: ConversationOp::CustomerMessage {
+            msg: message(customer, n, text),
+            nickname: String::new(),
+        },
+        request_id: "r1".into(),
+        answer: Arc::new(|a: Answered<'_>| {
+            format!("{:?}", a.conversation.map(|c| c.id)).into_bytes()
+        }),
+        customer: None,
+    };
+    let first = mesh.conversation(CustomerId(7)).call_public(call(7, 1, "one")).await.unwrap();
+    let Called::Answered(answer) = first.clone() else { panic!("answered: {first:?}") };
+    // Stored behind its call's marker and digest (17 bytes).
+    let stored = || h.store.actor_response(TENANT, "r1").unwrap().map(|b| b[17..].to_vec());
+    assert_eq!(stored(), Some(answer.clone()));
+
+    let other = mesh.conversation(CustomerId(8));
+    let reused = other.call_public(call(8, 2, "two")).await.unwrap();
+    assert_ne!(reused, first, "applied for the other customer");
+    assert_eq!(stored(), Some(answer), "the first call's answer is kept");
+    let again = other.call_public(call(8, 2, "two")).await.unwrap_err();
+    assert!(again.to_string().contains("another call"), "{again}");
+
+    mesh.kill_conversation(CustomerId(7)).await;
+    let retry = mesh.conversation(CustomerId(7)).call_public(call(7, 1, "one")).await.unwrap();
+    assert_eq!(retry, first, "the first call's retry: its answer");
+    let said = support::transcript(&h.store, 1);
+    assert_eq!(said.iter().filter(|row| row.ends_with(": one")).count(), 1, "applied once");
+}
+
 /// A customer whose number a call here just bound (`Mesh::note_new_customer`, as
 /// `Numbers::customer_noting` tells it) activates without reading its row or record: nothing
 /// can be stored under a number bound a moment ago. Its name comes with the note. Only the

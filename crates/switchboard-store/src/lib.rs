@@ -195,8 +195,29 @@ pub struct Batch {
 pub struct Response {
     pub request_id: String,
     pub at_ms: u64,
-    /// Opaque to the store (the node's encoding of the response).
+    /// Opaque to the store (the node's encoding of the response), except a *kept call*: a
+    /// body that starts with [`Response::KEPT_CALL`] and then [`Response::CALL_LEN`] bytes
+    /// naming the call it answers ([`Response::replaces`]).
     pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first byte of a body that names the call it answers.
+    pub const KEPT_CALL: u8 = 0xFE;
+    /// How many bytes after [`Response::KEPT_CALL`] name the call.
+    pub const CALL_LEN: usize = 16;
+
+    /// Whether a response with body `new` written under a request id replaces `stored`, the
+    /// one kept under it: not when `new` is a kept call and `stored` does not answer that
+    /// same call. A request id reused by another call whose actor could not look it up
+    /// first (a customer's first conversation actor) then keeps the first call's answer, so
+    /// the first call's retry is still answered with it; an actor writing its own answer
+    /// again (one it held for the router's answer) replaces it as before.
+    pub fn replaces(stored: &[u8], new: &[u8]) -> bool {
+        let call = ..1 + Self::CALL_LEN;
+        new.first() != Some(&Self::KEPT_CALL)
+            || stored.get(call).is_some_and(|asked| new.get(call) == Some(asked))
+    }
 }
 
 /// Which customer (by number) a conversation opened by a conversation actor belongs to, so a

@@ -25,7 +25,7 @@ use postgres::types::ToSql;
 use crate::pg_conn::{Params, PgConn};
 
 use crate::schema::{id, ordered};
-use crate::{Batch, Result};
+use crate::{Batch, Response, Result};
 
 /// The statement's nine CTEs, one per table (and one for the actors' deletions), each with
 /// its parameters numbered from `#1`; [`statement_for`] joins those a run of batches needs,
@@ -64,7 +64,11 @@ const PARTS: [&str; 9] = [
     "r AS (INSERT INTO responses (tenant, request_id, at_ms, body)
        SELECT * FROM unnest(#1::text[], #2::text[], #3::int8[], #4::bytea[])
        ON CONFLICT (tenant, request_id) DO UPDATE SET
-          at_ms = excluded.at_ms, body = excluded.body)",
+          at_ms = excluded.at_ms, body = excluded.body
+       WHERE substring(excluded.body from 1 for 1) <> '\\xfe'::bytea
+          OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
+              AND substring(responses.body from 1 for 17)
+                  = substring(excluded.body from 1 for 17)))",
     "o AS (INSERT INTO conversation_owners (tenant, conversation, customer)
        SELECT * FROM unnest(#1::text[], #2::int8[], #3::int8[])
        ON CONFLICT (tenant, conversation) DO NOTHING)",
@@ -300,7 +304,14 @@ impl<'a> Rows<'a> {
         }
         for response in &batch.responses {
             let at = ordered("response at_ms", response.at_ms)?;
-            self.responses.insert((tenant, &response.request_id), (at, &response.body));
+            // As the upsert would between batches written in turn (`Response::replaces`).
+            let key = (tenant, response.request_id.as_str());
+            match self.responses.get(&key) {
+                Some((_, kept)) if !Response::replaces(kept, &response.body) => {}
+                _ => {
+                    self.responses.insert(key, (at, &response.body));
+                }
+            }
         }
         for owner in &batch.owners {
             let (t, conversation, customer) = &mut self.owners;

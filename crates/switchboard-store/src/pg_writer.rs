@@ -154,7 +154,11 @@ impl Statements {
             insert_response: client.prepare(
                 "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
-                    body = excluded.body",
+                    body = excluded.body
+                 WHERE substring(excluded.body from 1 for 1) <> '\\xfe'::bytea
+                    OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
+                        AND substring(responses.body from 1 for 17)
+                            = substring(excluded.body from 1 for 17))",
             )?,
             insert_owner: client.prepare(
                 "INSERT INTO conversation_owners (tenant, conversation, customer)

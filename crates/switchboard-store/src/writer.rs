@@ -1288,7 +1288,10 @@ impl Stmt {
             Stmt::Response => {
                 "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
-                    body = excluded.body"
+                    body = excluded.body
+                 WHERE substr(excluded.body, 1, 1) <> x'FE'
+                    OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
+                        AND substr(responses.body, 1, 17) = substr(excluded.body, 1, 17))"
             }
             Stmt::Owner => {
                 "INSERT INTO conversation_owners (tenant, conversation, customer)

@@ -702,7 +702,8 @@ async fn a_version_1_database_is_migrated<B: Backend>() {
 }
 
 /// Per-actor idempotency (version 9): a response stored by request id with the batch it
-/// rides in (replaced when the id is written again), refused with a refused batch, kept by
+/// rides in (replaced when the id is written again, an answer that names its call only by an
+/// answer to the same call), refused with a refused batch, kept by
 /// retention within the window and deleted past it; a conversation's customer stored with
 /// its opening batch, kept until retention purges the conversation's archive row; both
 /// durable across reopening and apart per tenant.
@@ -726,6 +727,27 @@ async fn actor_responses_and_conversation_owners_are_kept_then_retained<B: Backe
     assert_eq!(store.conversation_customer("acme", 7).unwrap(), Some(70));
     assert_eq!(store.conversation_customer("other", 7).unwrap(), None);
     assert_eq!(store.conversation_customer("acme", u64::MAX).unwrap(), None);
+
+    // A kept call (0xFE, 16 bytes naming the call, the answer) is replaced only by an answer
+    // to the same call: another call's, written by an actor that could not look the id up,
+    // leaves it; a body that is no kept call replaces as before.
+    let kept = |call: u8, answer: &str| {
+        let mut body = vec![Response::KEPT_CALL];
+        body.extend([call; Response::CALL_LEN]);
+        body.extend_from_slice(answer.as_bytes());
+        Response { request_id: "k".into(), at_ms: 10_200, body }
+    };
+    let body = |r: Response| Some(r.body);
+    store.append(step(vec![kept(1, "first")], vec![])).await.unwrap();
+    store.append(step(vec![kept(2, "other call")], vec![])).await.unwrap();
+    assert_eq!(store.actor_response("acme", "k").unwrap(), body(kept(1, "first")));
+    store.append(step(vec![kept(1, "first, answered")], vec![])).await.unwrap();
+    assert_eq!(store.actor_response("acme", "k").unwrap(), body(kept(1, "first, answered")));
+    let plain = Response { request_id: "k".into(), at_ms: 10_200, body: b"plain".to_vec() };
+    store.append(step(vec![plain], vec![])).await.unwrap();
+    assert_eq!(store.actor_response("acme", "k").unwrap(), Some(b"plain".to_vec()));
+    store.append(step(vec![kept(2, "other call")], vec![])).await.unwrap();
+    assert_eq!(store.actor_response("acme", "k").unwrap(), Some(b"plain".to_vec()));
 
     // A refused batch (a duplicate transcript row) stores neither.
     store.append(Batch { messages: vec![message(1, 1)], ..command("acme", 1) }).await.unwrap();
@@ -1162,6 +1184,13 @@ async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
     };
     let owner = |customer| ConversationOwner { conversation: 40, customer };
     let step = |seq, messages| Batch { messages, ..command("acme", seq) };
+    // An answer that names its call (`Response::replaces`).
+    let kept = |call: u8, answer: &str| {
+        let mut body = vec![Response::KEPT_CALL];
+        body.extend([call; Response::CALL_LEN]);
+        body.extend_from_slice(answer.as_bytes());
+        Response { request_id: "k".into(), at_ms: 1_000, body }
+    };
 
     let lock = B::hold_writes(&place);
     let blocker = store.append(command("blocker", 1));
@@ -1173,7 +1202,7 @@ async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
         ],
         archive: vec![archived(5, "carol", 100, 9_000)],
         customers: vec![customer(b"one")],
-        responses: vec![response("r", b"first")],
+        responses: vec![response("r", b"first"), kept(1, "first")],
         owners: vec![owner(1)],
         ..step(2, vec![message(9, 1), message(9, 2)])
     });
@@ -1181,7 +1210,7 @@ async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
         actors: vec![actor("x", 2, None), actor("y", 2, Some(b"y2")), actor("z", 2, None)],
         archive: vec![archived(5, "carol-2", 101, 9_001)],
         customers: vec![customer(b"two")],
-        responses: vec![response("r", b"second")],
+        responses: vec![response("r", b"second"), kept(2, "another call")],
         owners: vec![owner(2)],
         ..step(3, vec![])
     });
@@ -1205,6 +1234,8 @@ async fn batches_of_one_commit_settle_as_if_written_in_turn<B: Backend>() {
     // A response written again replaces the first (only the actor that applied a request
     // writes it again: a response it held for the router's answer); owners keep the first.
     assert_eq!(store.actor_response("acme", "r").unwrap(), Some(b"second".to_vec()));
+    // Except an answer of another call under a kept call's id.
+    assert_eq!(store.actor_response("acme", "k").unwrap(), Some(kept(1, "first").body));
     assert_eq!(store.conversation_customer("acme", 40).unwrap(), Some(1));
     // The purge took the messages before it, not the one after.
     assert_eq!(store.messages("acme", 9, 0, 100).unwrap(), vec![message(9, 3)]);

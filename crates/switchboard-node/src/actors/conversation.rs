@@ -61,14 +61,16 @@ use crate::error::{Error, Result};
 use crate::state::{ConversationExtra, Profile};
 
 /// The first byte of a stored answer that keeps what its call asked ([`stored_body`]): wire
-/// type 6, which starts no protobuf message, so an answer stored before is told apart.
-const KEPT_CALL: u8 = 0xFE;
+/// type 6, which starts no protobuf message, so an answer stored before is told apart. The
+/// store keeps such an answer when another call writes its own under the same request id
+/// (`Response::replaces`).
+const KEPT_CALL: u8 = Response::KEPT_CALL;
 
 /// What a call asked, as its stored answer keeps it: the first 16 bytes of the SHA-256 of
 /// the operation as the actor takes it, without the conversation number a first post is
 /// given (its retry asks again for one). A later call with the same request id that asked
 /// something else is refused, not answered with this one's answer.
-fn call_digest(op: &ConversationOp) -> [u8; 16] {
+fn call_digest(op: &ConversationOp) -> [u8; Response::CALL_LEN] {
     let asked = match op {
         ConversationOp::CustomerMessage { msg, nickname } => {
             let msg = CustomerMessage { new_conversation: NO_NUMBER, ..msg.clone() };
@@ -84,7 +86,7 @@ fn call_digest(op: &ConversationOp) -> [u8; 16] {
 }
 
 /// A call's answer as stored: [`KEPT_CALL`], what it asked, the answer.
-fn stored_body(call: &[u8; 16], answer: &[u8]) -> Vec<u8> {
+fn stored_body(call: &[u8; Response::CALL_LEN], answer: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(1 + call.len() + answer.len());
     body.push(KEPT_CALL);
     body.extend_from_slice(call);
@@ -1318,7 +1320,11 @@ impl ConversationRun {
     /// this incarnation activated on a key nothing was ever stored for (no row, no customer
     /// record) and has not taken a call with this id before. Notes the id; past
     /// [`FRESH_IDS`] ids it stops vouching (every later call asks the store). Responses are
-    /// stored per tenant, but a retry names the same customer, so it reaches this key.
+    /// stored per tenant, but a retry names the same customer, so it reaches this key. A
+    /// call under an id another customer's call used is therefore applied here (knowing
+    /// would cost every call of a new customer a lookup); the store keeps the first call's
+    /// answer (`Response::replaces`), so that call's retry is still answered with it, and
+    /// this one's retry is refused as the reuse it is.
     fn first_sight(&mut self, request_id: &str) -> bool {
         let Some(seen) = &mut self.fresh else { return false };
         if seen.len() >= FRESH_IDS {
