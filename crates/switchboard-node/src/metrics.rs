@@ -671,15 +671,16 @@ pub fn gauges(state: &TenantState, now: Timestamp) {
 }
 
 /// The same gauges of an actor tenant, from its router actor's side: queues and agents as
-/// the router holds them; conversations by the router's placements (a conversation with
-/// its bot never reached the router: `bot` is not set).
+/// the router holds them; conversations by the router's placements, and those still with
+/// their bot by the links it keeps for them (`RouterSide::with_bot`).
 pub fn router_gauges(
     tenant: &str,
     groups: impl Iterator<Item = (GroupId, String)>,
-    router: &switchboard_core::router::Router,
+    side: &switchboard_core::mesh::RouterSide,
     now: Timestamp,
 ) {
-    let mut by_state = [0u64; 4];
+    let router = side.router();
+    let mut by_state = [side.with_bot() as u64, 0, 0, 0];
     for (_, placement) in router.placements() {
         match placement {
             Placement::Queued { .. } => by_state[1] += 1,
@@ -687,10 +688,7 @@ pub fn router_gauges(
             Placement::Assigned { .. } => by_state[3] += 1,
         }
     }
-    routing_gauges(tenant, groups, router, now, None);
-    for (s, n) in ["queued", "offered", "assigned"].iter().zip(&by_state[1..]) {
-        gauge!(CONVERSATIONS_ACTIVE, "tenant" => tenant.to_owned(), "state" => *s).set(*n as f64);
-    }
+    routing_gauges(tenant, groups, router, now, Some(by_state));
 }
 
 /// Queues, agents and (when given) conversations by state.

@@ -504,3 +504,86 @@ async fn the_supervisors_reads_of_an_actor_tenant_match_the_tenant_actors() {
     assert_eq!(first_logins(&after.1), first_logins(&before.1), "{ACTORS} after a restart");
     assert_eq!(first_logins(&after.1).iter().filter(|(_, at)| at.is_some()).count(), 3);
 }
+
+/// Reads the live board until `want` holds (bounded): on actors the router hears of a
+/// conversation a moment after the call that opened or ended it answered.
+async fn board_until(
+    c: &mut Clients,
+    t: &str,
+    want: impl Fn(&pb::LiveBoard) -> bool,
+) -> pb::LiveBoard {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let board = live_board(c, t, 10, "").await;
+        if want(&board) {
+            return board;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{t}: never so: {board:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A conversation still with its bot is work in progress on both paths: the live board
+/// counts and lists it (state BOT), ListConversations finds it (by `state = BOT` too), and
+/// so does a supervisor's search; asked for a human it is routed, and ended with its bot it
+/// counts as ended. (On actors the router knows it by the link its opening sent,
+/// `ToRouter::Bot`; before, these reads left it out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_with_their_bot_are_on_the_board_on_both_paths() {
+    use pb::ConversationState as S;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.clients().await;
+    let mut seen = Vec::new();
+    for (t, routing) in
+        [(PLAIN, pb::TenantRouting::TenantActor), (ACTORS, pb::TenantRouting::Actors)]
+    {
+        setup(&mut c, t, routing).await;
+        let bot = pb::UpdateTenantRequest {
+            name: format!("tenants/{t}"),
+            settings: Some(pb::TenantSettings { transfer_to_human: true, ..Default::default() }),
+            request_id: rid("bot"),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["settings.transfer_to_human".into()],
+            }),
+            ..Default::default()
+        };
+        c.admin.update_tenant(bot).await.expect("a bot stage");
+        let carol = open(&mut c, t, "carol", "support", S::Bot).await;
+        let dave = open(&mut c, t, "dave", "support", S::Bot).await;
+        let names = [carol.clone(), dave.clone()];
+
+        let board = board_until(&mut c, t, |b| b.in_progress == 2).await;
+        let rows: Vec<_> = board.conversations.iter().map(|r| (&r.conversation, r.state)).collect();
+        assert_eq!(rows, [(&carol, S::Bot as i32), (&dave, S::Bot as i32)], "{t}: {board:?}");
+        assert_eq!((board.ended, board.total), (0, 2), "{t}");
+        let listed = |r: &pb::ListConversationsResponse| -> Vec<String> {
+            let mut n: Vec<String> = r.conversations.iter().map(|c| c.name.clone()).collect();
+            n.sort();
+            n
+        };
+        let mut both = names.to_vec();
+        both.sort();
+        assert_eq!(listed(&list(&mut c, t, "", 10, "").await), both, "{t}: listed");
+        assert_eq!(listed(&list(&mut c, t, "state = BOT", 10, "").await), both, "{t}: BOT");
+        let found = search(&mut c, t, &names, "boss", "", 10).await.expect("search");
+        let mut found: Vec<String> = found.iter().flat_map(listed).collect();
+        found.sort();
+        assert_eq!(found, both, "{t}: a supervisor's search");
+
+        // Dave asks for a human (ann takes him); carol's channel closes while with her bot.
+        let ask = |conversation: &String| pb::ConversationRequest {
+            conversation: conversation.clone(),
+            request_id: rid("channel"),
+        };
+        c.channel.request_human(ask(&dave)).await.expect("a human");
+        settled(&mut c, &dave, S::Assigned).await;
+        c.channel.close_conversation(ask(&carol)).await.expect("closed");
+        let board = board_until(&mut c, t, |b| b.in_progress == 1 && b.ended == 1).await;
+        let rows: Vec<_> = board.conversations.iter().map(|r| (&r.conversation, r.state)).collect();
+        assert_eq!(rows, [(&carol, S::Ended as i32), (&dave, S::Assigned as i32)], "{t}");
+        assert!(list(&mut c, t, "state = BOT", 10, "").await.conversations.is_empty(), "{t}");
+        seen.push(norm(t, &names, &board));
+    }
+    assert_eq!(seen[0], seen[1], "both paths alike");
+}

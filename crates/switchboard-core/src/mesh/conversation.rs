@@ -64,6 +64,10 @@ struct Open {
     /// Who holds it, as the router last said (with agent links).
     #[serde(default)]
     holding: Option<Holding>,
+    /// Opened with its bot, the router was told ([`ToRouter::Bot`]): it knows the link, or
+    /// will, before any route. (Last: rows are encoded by position.)
+    #[serde(default)]
+    listed: bool,
 }
 
 /// What opened or routed the conversation, whose replies come after its first placement
@@ -620,12 +624,20 @@ impl ConversationSide {
     ) -> Result<bool> {
         let Some(group) = self.opening(cfg, msg)? else { return Ok(false) };
         let conv = cfg.open(now, &mut self.customer, msg, group, out);
+        let mut link = Link::default();
+        // With its bot, it is still the tenant's open work: the router lists it. (A new
+        // conversation's state reads `Bot` until its first transition either way.)
+        let listed = cfg.settings.transfer_to_human;
+        if listed {
+            link.out.push(ToRouter::Bot);
+        }
         self.open = Some(Open {
             conv,
             standing: Standing::default(),
             routed: false,
+            listed,
             pending: None,
-            link: Link::default(),
+            link,
             holding: None,
         });
         Ok(true)
@@ -670,7 +682,7 @@ impl ConversationSide {
     /// keeps the link until the router acknowledged everything.
     fn close(&mut self) {
         let Some(mut open) = self.open.take() else { return };
-        if open.routed {
+        if open.routed || open.listed {
             open.link.out.push(ToRouter::Leave);
         }
         if !open.link.out.is_empty() {

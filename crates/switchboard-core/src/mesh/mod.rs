@@ -151,6 +151,10 @@ pub enum ToRouter {
     /// The customer wrote while the conversation waits in a queue: its replies wait for where
     /// it stands now, which the router always answers.
     Where,
+    /// The conversation opened with its bot: the router knows it (the supervisor's reads
+    /// list and count it) and routes nothing until a `Route` (transfer to a human); a
+    /// `Leave` ends it there either way.
+    Bot,
 }
 
 impl From<Ask> for ToRouter {

@@ -186,6 +186,10 @@ struct Conv {
     left: bool,
     /// The last envelope on the link.
     seen: Timestamp,
+    /// With its bot ([`ToRouter::Bot`]), not routed yet: nothing is decided about it, and
+    /// where it stands is never told. (Last: rows are encoded by position.)
+    #[serde(default)]
+    bot: bool,
 }
 
 impl RouterSide {
@@ -267,8 +271,9 @@ impl RouterSide {
         }
     }
 
-    /// The conversations routed here that have not left (open, as far as this side heard),
-    /// with their customers, ascending by id; those above `after` only. The supervisor's
+    /// The conversations routed here, or opened with their bot ([`ToRouter::Bot`]), that have
+    /// not left (open, as far as this side heard), with their customers, ascending by id;
+    /// those above `after` only. The supervisor's
     /// reads walk it: O(links, tombstones included), never the conversations' history.
     pub fn open_after(
         &self,
@@ -277,6 +282,12 @@ impl RouterSide {
         use std::ops::Bound::{Excluded, Unbounded};
         let links = self.conversations.range((Excluded(after), Unbounded));
         links.filter(|(_, c)| !c.left).map(|(id, c)| (*id, c.customer))
+    }
+
+    /// How many conversations it holds open that are still with their bot
+    /// ([`ToRouter::Bot`]; O(links), for the 5 s gauges).
+    pub fn with_bot(&self) -> usize {
+        self.conversations.values().filter(|c| c.bot && !c.left).count()
     }
 
     /// The agent's first sign-in as kept (of the day it happened: [`FirstLogin::today`]
@@ -650,6 +661,7 @@ impl RouterSide {
                 told: Standing::default(),
                 left: false,
                 seen: now,
+                bot: false,
             }),
         };
         conv.seen = now;
@@ -814,10 +826,11 @@ impl RouterSide {
 
     // ----- internals ---------------------------------------------------------------------------
 
-    /// A conversation the router side may act on: routed and not left.
+    /// A conversation the router side may act on: routed and not left (one still with its
+    /// bot is unknown here, as before the router listed it).
     fn live(&self, id: ConversationId) -> Result<()> {
         match self.conversations.get(&id) {
-            Some(c) if !c.left => Ok(()),
+            Some(c) if !c.left && !c.bot => Ok(()),
             _ => Err(Error::UnknownConversation(id)),
         }
     }
@@ -834,6 +847,7 @@ impl RouterSide {
             ToRouter::Route { request, cause } => {
                 let conv = self.conversations.get_mut(&id).expect("the link exists");
                 conv.dedicated = request.dedicated;
+                conv.bot = false;
                 let mut rout = Vec::new();
                 match self.router.route(now, id, request, &mut rout) {
                     Ok(()) => {
@@ -854,6 +868,7 @@ impl RouterSide {
             }
             // The customer message written while it waits waits for this answer.
             ToRouter::Where => self.tell_standing(now, id),
+            ToRouter::Bot => self.conversations.get_mut(&id).expect("the link exists").bot = true,
             ToRouter::Leave => {
                 let mut rout = Vec::new();
                 self.router.remove(now, id, &mut rout);
@@ -980,7 +995,7 @@ impl RouterSide {
         }
         if status_changed {
             // A scan of the live conversations: status changes are rare next to messages.
-            for (id, conv) in self.conversations.iter_mut().filter(|(_, c)| !c.left) {
+            for (id, conv) in self.conversations.iter_mut().filter(|(_, c)| !c.left && !c.bot) {
                 let standing = self.router.standing_at(op.now, *id, conv.dedicated);
                 if standing.offline != conv.told.offline {
                     conv.told = standing;

@@ -237,6 +237,51 @@ fn the_routers_row_does_not_grow_with_tombstones() {
     assert_eq!(loaded.take_tombstones().0.len(), 200, "stored as rows with the next step");
 }
 
+/// A conversation opened with its bot is open work the router lists (the supervisor's reads
+/// walk `open_after`) and decides nothing about; asking for a human routes it on the same
+/// link; ending it with its bot (never routed) leaves, so it is listed no more.
+#[test]
+fn a_conversation_with_its_bot_is_listed_by_the_router_until_it_ends() {
+    let (mut t, mut router, mut side) = setup();
+    t.settings.transfer_to_human = true;
+    let now = Timestamp(1_000);
+    let open = |r: &RouterSide| r.open_after(ConversationId(0)).collect::<Vec<_>>();
+    let exchange = |router: &mut RouterSide, side: &mut ConversationSide, at| {
+        for e in side.outgoing() {
+            router.receive(at, e);
+        }
+        for e in router.outgoing() {
+            side.receive(t.cfg(), at, e);
+        }
+    };
+    side.customer_message(t.cfg(), now, message("hi bot")).unwrap();
+    exchange(&mut router, &mut side, now);
+    assert_eq!(open(&router), [(C1, U1)]);
+    assert_eq!(router.with_bot(), 1);
+    assert_eq!(router.router().placement(C1), None, "nothing routed");
+    assert_eq!(side.conversation().unwrap().state, State::Bot);
+
+    side.request_human(t.cfg(), now + secs(1), C1).unwrap();
+    exchange(&mut router, &mut side, now + secs(1));
+    assert_eq!(router.with_bot(), 0);
+    let placed = router.router().placement(C1);
+    assert!(matches!(placed, Some(crate::router::Placement::Assigned { .. })), "{placed:?}");
+    assert_eq!(side.conversation().unwrap().state, State::Assigned);
+    assert_eq!(open(&router), [(C1, U1)]);
+
+    // Another customer's conversation ends with its bot: it leaves.
+    let (u2, c2) = (CustomerId(2), ConversationId(2));
+    let mut other = ConversationSide::new(u2, Customer::default());
+    let msg = CustomerMessage { customer: u2, new_conversation: c2, ..message("hi bot") };
+    other.customer_message(t.cfg(), now, msg).unwrap();
+    exchange(&mut router, &mut other, now);
+    assert_eq!(open(&router), [(C1, U1), (c2, u2)]);
+    other.channel_closed(t.cfg(), now + secs(2), c2).unwrap();
+    exchange(&mut router, &mut other, now + secs(2));
+    assert!(router.has_left(c2));
+    assert_eq!((open(&router), router.with_bot()), (vec![(C1, U1)], 0));
+}
+
 #[test]
 fn the_open_links_are_those_routed_and_not_left() {
     let (t, mut router, mut side) = setup();

@@ -512,7 +512,7 @@ impl Actor for RouterActor {
                 let config = run.mesh.config();
                 let groups = config.groups.keys().map(|g| (*g, config.group_name(*g).into_owned()));
                 let now = run.now();
-                crate::metrics::router_gauges(run.mesh.tenant(), groups, run.side.router(), now);
+                crate::metrics::router_gauges(run.mesh.tenant(), groups, &run.side, now);
             }
             RouterMsg::Wake => {
                 run.timers.fired();

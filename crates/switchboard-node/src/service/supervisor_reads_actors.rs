@@ -17,8 +17,8 @@
 //!   a page);
 //! - ended conversations: the archive, read by the service as on the tenant actor's path.
 //!
-//! Not counted on actors: an open conversation never routed (with the bot, or its route
-//! refused) is unknown to the router, so the live board neither counts nor lists it.
+//! A conversation still with its bot is known to the router by its link (`ToRouter::Bot`):
+//! listed and counted with the open ones, its details from its actor.
 
 use rustc_hash::FxHashSet;
 use switchboard_core::router::Placement;
