@@ -120,6 +120,19 @@
 //! # }
 //! ```
 
+/// [`Response::replaces`] as the `WHERE` of PostgreSQL's upsert of `responses` (the
+/// conflicting row, `responses`, and the one proposed, `excluded`); one text for both of its
+/// statements (`pg_writer`, `pg_rows`). SQLite's is in `writer.rs` (`x'FE'`: a BLOB literal
+/// there, a bit string here). A stored prefix of 17 bytes equal to the new one's implies the
+/// new body is that long too.
+macro_rules! pg_response_replaces {
+    () => {
+        "substr(excluded.body, 1, 1) <> '\\xfe'::bytea
+           OR (length(responses.body) >= 17
+               AND substr(responses.body, 1, 17) = substr(excluded.body, 1, 17))"
+    };
+}
+
 mod checkpoint;
 mod error;
 mod numbers;
@@ -216,7 +229,7 @@ impl Response {
     pub fn replaces(stored: &[u8], new: &[u8]) -> bool {
         let call = ..1 + Self::CALL_LEN;
         new.first() != Some(&Self::KEPT_CALL)
-            || stored.get(call).is_some_and(|asked| new.get(call) == Some(asked))
+            || stored.get(call).is_some_and(|asked| new.starts_with(asked))
     }
 }
 

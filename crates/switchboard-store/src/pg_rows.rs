@@ -61,14 +61,15 @@ const PARTS: [&str; 9] = [
           AS gone (tenant, kind, actor_key)
        WHERE actors.tenant = gone.tenant AND actors.kind = gone.kind
          AND actors.actor_key = gone.actor_key)",
-    "r AS (INSERT INTO responses (tenant, request_id, at_ms, body)
+    concat!(
+        "r AS (INSERT INTO responses (tenant, request_id, at_ms, body)
        SELECT * FROM unnest(#1::text[], #2::text[], #3::int8[], #4::bytea[])
        ON CONFLICT (tenant, request_id) DO UPDATE SET
           at_ms = excluded.at_ms, body = excluded.body
-       WHERE substring(excluded.body from 1 for 1) <> '\\xfe'::bytea
-          OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
-              AND substring(responses.body from 1 for 17)
-                  = substring(excluded.body from 1 for 17)))",
+       WHERE ",
+        pg_response_replaces!(),
+        ")"
+    ),
     "o AS (INSERT INTO conversation_owners (tenant, conversation, customer)
        SELECT * FROM unnest(#1::text[], #2::int8[], #3::int8[])
        ON CONFLICT (tenant, conversation) DO NOTHING)",
@@ -306,11 +307,12 @@ impl<'a> Rows<'a> {
             let at = ordered("response at_ms", response.at_ms)?;
             // As the upsert would between batches written in turn (`Response::replaces`).
             let key = (tenant, response.request_id.as_str());
-            match self.responses.get(&key) {
-                Some((_, kept)) if !Response::replaces(kept, &response.body) => {}
-                _ => {
-                    self.responses.insert(key, (at, &response.body));
-                }
+            if self
+                .responses
+                .get(&key)
+                .is_none_or(|(_, kept)| Response::replaces(kept, &response.body))
+            {
+                self.responses.insert(key, (at, &response.body));
             }
         }
         for owner in &batch.owners {

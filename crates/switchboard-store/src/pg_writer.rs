@@ -151,15 +151,13 @@ impl Statements {
             )?,
             delete_actor: client
                 .prepare("DELETE FROM actors WHERE tenant = $1 AND kind = $2 AND actor_key = $3")?,
-            insert_response: client.prepare(
+            insert_response: client.prepare(concat!(
                 "INSERT INTO responses (tenant, request_id, at_ms, body) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
                     body = excluded.body
-                 WHERE substring(excluded.body from 1 for 1) <> '\\xfe'::bytea
-                    OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
-                        AND substring(responses.body from 1 for 17)
-                            = substring(excluded.body from 1 for 17))",
-            )?,
+                 WHERE ",
+                pg_response_replaces!()
+            ))?,
             insert_owner: client.prepare(
                 "INSERT INTO conversation_owners (tenant, conversation, customer)
                  VALUES ($1, $2, $3) ON CONFLICT (tenant, conversation) DO NOTHING",

@@ -1290,7 +1290,7 @@ impl Stmt {
                  ON CONFLICT (tenant, request_id) DO UPDATE SET at_ms = excluded.at_ms,
                     body = excluded.body
                  WHERE substr(excluded.body, 1, 1) <> x'FE'
-                    OR (length(responses.body) >= 17 AND length(excluded.body) >= 17
+                    OR (length(responses.body) >= 17
                         AND substr(responses.body, 1, 17) = substr(excluded.body, 1, 17))"
             }
             Stmt::Owner => {

@@ -273,8 +273,8 @@ impl RouterSide {
 
     /// The conversations routed here, or opened with their bot ([`ToRouter::Bot`]), that have
     /// not left (open, as far as this side heard), with their customers, ascending by id;
-    /// those above `after` only. The supervisor's
-    /// reads walk it: O(links, tombstones included), never the conversations' history.
+    /// those above `after` only. The supervisor's reads walk it: O(links, tombstones
+    /// included), never the conversations' history.
     pub fn open_after(
         &self,
         after: ConversationId,
